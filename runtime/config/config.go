@@ -1,0 +1,493 @@
+// Package config loads and validates site.yaml, the one file that describes an
+// installation: its members, the bus, heartbeat timing, the policy and the
+// device drivers. Every instance of a site reads the same file. Every error
+// names file:line:col, and Load reports all validation errors at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+
+	"understudy/drivers"
+)
+
+// Defaults for settings site.yaml leaves out.
+const (
+	DefaultHeartbeat      = 250 * time.Millisecond
+	DefaultLostAfter      = time.Second
+	DefaultStartupGrace   = 10 * time.Second
+	DefaultBrokerListen   = ":1883"
+	DefaultDiscover       = 3 * time.Second
+	DefaultKeepAlive      = 2 * time.Second
+	DefaultHandlerTimeout = time.Second
+	DefaultAPI            = "127.0.0.1:7901"
+
+	MinHeartbeat = 100 * time.Millisecond
+	MinLostAfter = 300 * time.Millisecond
+	MaxLostAfter = 30 * 24 * time.Hour
+)
+
+// Site is a parsed site.yaml.
+type Site struct {
+	Name        string            `yaml:"site"`
+	Timezone    string            `yaml:"timezone"`
+	Coordinator string            `yaml:"coordinator"`
+	MDNS        *bool             `yaml:"mdns"` // find peers and the broker by mDNS (default true)
+	Bus         Bus               `yaml:"bus"`
+	Heartbeat   Heartbeat         `yaml:"heartbeat"`
+	Policy      Policy            `yaml:"policy"`
+	Members     []Member          `yaml:"members"`
+	Drivers     map[string]Driver `yaml:"drivers"`
+
+	File     string         `yaml:"-"` // path of the file as given to Load
+	Dir      string         `yaml:"-"` // its directory; relative paths in the file start here
+	Location *time.Location `yaml:"-"` // Timezone, loaded
+	ast      *ast.File
+}
+
+// Bus says where the MQTT broker is.
+type Bus struct {
+	// URL of an existing broker (tcp://host:1883). Empty: find the site's
+	// broker by mDNS; if none answers, the member named by BrokerOn embeds one.
+	URL       string   `yaml:"url"`
+	Listen    string   `yaml:"listen"`    // address of the embedded broker
+	BrokerOn  string   `yaml:"broker_on"` // member that embeds the broker (default: the coordinator)
+	Discover  Duration `yaml:"discover"`  // how long to look for a broker by mDNS before embedding one
+	KeepAlive Duration `yaml:"keepalive"` // MQTT keep-alive: how soon an instance notices a dead broker (about 1.5×)
+}
+
+// Heartbeat is the site-wide liveness timing; members may override it.
+type Heartbeat struct {
+	Interval     Duration `yaml:"interval"`      // how often each instance publishes a heartbeat
+	LostAfter    Duration `yaml:"lost_after"`    // silence after which a member is lost
+	StartupGrace Duration `yaml:"startup_grace"` // how long a starting instance waits for members it has not heard yet
+}
+
+// Policy names the Lua policy and its settings.
+type Policy struct {
+	File           string         `yaml:"file"`            // relative to site.yaml; its folder is where require looks
+	HandlerTimeout Duration       `yaml:"handler_timeout"` // deadline of every call into Lua
+	Watch          *bool          `yaml:"watch"`           // reload when the files change (default true)
+	Settings       map[string]any `yaml:"settings"`        // given to Lua as us.settings
+}
+
+// Member is one machine of the site.
+type Member struct {
+	ID        string   `yaml:"id"`
+	Roles     []string `yaml:"roles"`
+	Usage     []string `yaml:"usage"`
+	Priority  int      `yaml:"priority"`
+	Standby   bool     `yaml:"standby"`
+	Heartbeat Duration `yaml:"heartbeat"`  // overrides heartbeat.interval
+	LostAfter Duration `yaml:"lost_after"` // overrides heartbeat.lost_after
+	API       string   `yaml:"api"`        // where this instance serves its status API
+	Duties    Duties   `yaml:"duties"`
+}
+
+// Duties are what a member does that another may have to take over.
+type Duties struct {
+	Switcher string `yaml:"switcher"` // the router driver its signals go through
+	Outputs  []int  `yaml:"outputs"`  // switcher outputs it normally feeds (1-based)
+	Inputs   []int  `yaml:"inputs"`   // switcher inputs its signals arrive on, in the same order
+}
+
+// Driver is one entry of the drivers section. Its settings are decoded by the
+// driver kind itself (Decode), so errors in them still name file:line.
+type Driver struct {
+	Name string
+	Kind string
+
+	file string
+	node *ast.MappingNode
+}
+
+// UnmarshalYAML keeps the entry's node for Decode and reads its kind.
+func (d *Driver) UnmarshalYAML(node ast.Node) error {
+	m, ok := node.(*ast.MappingNode)
+	if !ok {
+		return &yaml.SyntaxError{Message: "a driver is a mapping with a kind and its settings", Token: node.GetToken()}
+	}
+	d.node = m
+	for _, kv := range m.Values {
+		if kv.Key.String() == "kind" {
+			kind, ok := kv.Value.(*ast.StringNode)
+			if !ok {
+				return &yaml.SyntaxError{Message: "kind must be a name, like videohub", Token: kv.Value.GetToken()}
+			}
+			d.Kind = kind.Value
+		}
+	}
+	return nil
+}
+
+// Line returns the line of the driver's entry in site.yaml.
+func (d Driver) Line() int {
+	if d.node == nil {
+		return 0
+	}
+	return d.node.GetToken().Position.Line
+}
+
+// Decode strictly decodes the driver's settings (all keys but kind) into v.
+func (d Driver) Decode(v any) error {
+	if d.node == nil {
+		return nil
+	}
+	settings := *d.node
+	settings.Values = nil
+	for _, kv := range d.node.Values {
+		if kv.Key.String() != "kind" {
+			settings.Values = append(settings.Values, kv)
+		}
+	}
+	if len(settings.Values) == 0 {
+		return nil
+	}
+	if err := yaml.NodeToValue(&settings, v, yaml.Strict()); err != nil {
+		return positioned(d.file, err)
+	}
+	return nil
+}
+
+// Error is one problem in site.yaml.
+type Error struct {
+	File      string
+	Line, Col int
+	Msg       string
+}
+
+func (e *Error) Error() string {
+	if e.Line == 0 {
+		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+}
+
+// Errors is every problem found, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads, decodes and validates a site file.
+func Load(path string) (*Site, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read site file: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates site.yaml content; path is used in messages and
+// to resolve relative paths.
+func Parse(path string, data []byte) (*Site, error) {
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, Errors{positioned(path, err)}
+	}
+	s := &Site{File: path, Dir: filepath.Dir(path), ast: file}
+	if len(file.Docs) == 0 || file.Docs[0].Body == nil {
+		return nil, Errors{{File: path, Msg: "empty site file"}}
+	}
+	if err := yaml.NodeToValue(file.Docs[0].Body, s, yaml.Strict()); err != nil {
+		return nil, Errors{positioned(path, err)}
+	}
+	s.applyDefaults()
+	if errs := s.validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	return s, nil
+}
+
+func (s *Site) applyDefaults() {
+	if s.Timezone == "" {
+		s.Timezone = "Local"
+	}
+	if s.Bus.Listen == "" {
+		s.Bus.Listen = DefaultBrokerListen
+	}
+	if s.Bus.BrokerOn == "" {
+		s.Bus.BrokerOn = s.Coordinator
+	}
+	if s.Bus.Discover == 0 {
+		s.Bus.Discover = Duration(DefaultDiscover)
+	}
+	if s.Bus.KeepAlive == 0 {
+		s.Bus.KeepAlive = Duration(DefaultKeepAlive)
+	}
+	if s.Heartbeat.Interval == 0 {
+		s.Heartbeat.Interval = Duration(DefaultHeartbeat)
+	}
+	if s.Heartbeat.LostAfter == 0 {
+		s.Heartbeat.LostAfter = Duration(DefaultLostAfter)
+	}
+	if s.Heartbeat.StartupGrace == 0 {
+		s.Heartbeat.StartupGrace = Duration(DefaultStartupGrace)
+	}
+	if s.Policy.HandlerTimeout == 0 {
+		s.Policy.HandlerTimeout = Duration(DefaultHandlerTimeout)
+	}
+	for i := range s.Members {
+		m := &s.Members[i]
+		if m.Heartbeat == 0 {
+			m.Heartbeat = s.Heartbeat.Interval
+		}
+		if m.LostAfter == 0 {
+			m.LostAfter = s.Heartbeat.LostAfter
+		}
+		if m.API == "" {
+			m.API = DefaultAPI
+		}
+	}
+	for name, d := range s.Drivers {
+		d.Name = name
+		d.file = s.File
+		s.Drivers[name] = d
+	}
+}
+
+var (
+	siteNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	idRe       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+)
+
+func (s *Site) validate() Errors {
+	var errs Errors
+	add := func(path, format string, args ...any) {
+		e := &Error{File: s.File, Msg: fmt.Sprintf(format, args...)}
+		e.Line, e.Col = s.position(path)
+		errs = append(errs, e)
+	}
+	if !siteNameRe.MatchString(s.Name) {
+		add("$.site", "site: give the site a name of lower-case letters, digits, - and _ (it is part of every MQTT topic), not %q", s.Name)
+	}
+	loc, err := time.LoadLocation(s.Timezone)
+	if err != nil {
+		add("$.timezone", "timezone %q is not a known IANA zone (like Europe/Berlin): %v", s.Timezone, err)
+	}
+	s.Location = loc
+	if len(s.Members) == 0 {
+		add("$", "members: a site needs at least one member")
+	}
+	ids := map[string]bool{}
+	for i, m := range s.Members {
+		p := fmt.Sprintf("$.members[%d]", i)
+		if !idRe.MatchString(m.ID) {
+			add(p, "member id %q: use letters, digits, '.', '-' and '_' (at most 64)", m.ID)
+		} else if ids[m.ID] {
+			add(p+".id", "member id %q is used twice", m.ID)
+		}
+		ids[m.ID] = true
+		for j, r := range m.Roles {
+			if strings.TrimSpace(r) == "" {
+				add(fmt.Sprintf("%s.roles[%d]", p, j), "empty role")
+			}
+		}
+		if s.node(p+".heartbeat") != nil || s.node(p+".lost_after") != nil {
+			s.checkTiming(add, p+".heartbeat", p+".lost_after", m.Heartbeat.D(), m.LostAfter.D())
+		}
+		if m.Duties.Switcher != "" {
+			if _, ok := s.Drivers[m.Duties.Switcher]; !ok {
+				add(p+".duties.switcher", "duties.switcher %q is not a driver of this site (drivers: %s)", m.Duties.Switcher, strings.Join(s.DriverNames(), ", "))
+			}
+		}
+		for j, port := range m.Duties.Outputs {
+			if port < 1 {
+				add(fmt.Sprintf("%s.duties.outputs[%d]", p, j), "switcher ports count from 1, got %d", port)
+			}
+		}
+		for j, port := range m.Duties.Inputs {
+			if port < 1 {
+				add(fmt.Sprintf("%s.duties.inputs[%d]", p, j), "switcher ports count from 1, got %d", port)
+			}
+		}
+	}
+	switch {
+	case s.Coordinator == "":
+		add("$", "coordinator: name the member whose instance runs the policy")
+	case !ids[s.Coordinator]:
+		add("$.coordinator", "coordinator %q is not a member (members: %s)", s.Coordinator, strings.Join(s.MemberIDs(), ", "))
+	}
+	if s.node("$.bus.broker_on") != nil && !ids[s.Bus.BrokerOn] {
+		add("$.bus.broker_on", "bus.broker_on %q is not a member", s.Bus.BrokerOn)
+	}
+	if s.Bus.URL != "" {
+		u, err := url.Parse(s.Bus.URL)
+		switch {
+		case err != nil:
+			add("$.bus.url", "bus.url: %v", err)
+		case u.Host == "" || !map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true, "ws": true, "wss": true}[u.Scheme]:
+			add("$.bus.url", "bus.url %q: want tcp://host:port (or mqtt, ssl, tls, mqtts, ws, wss)", s.Bus.URL)
+		}
+	}
+	if s.Bus.KeepAlive.D() < time.Second || s.Bus.KeepAlive.D()%time.Second != 0 {
+		add("$.bus.keepalive", "bus.keepalive %v: MQTT counts keep-alive in whole seconds, at least 1s", s.Bus.KeepAlive)
+	}
+	s.checkTiming(add, "$.heartbeat.interval", "$.heartbeat.lost_after", s.Heartbeat.Interval.D(), s.Heartbeat.LostAfter.D())
+	if s.Policy.File != "" {
+		if _, err := os.Stat(s.PolicyPath()); err != nil {
+			add("$.policy.file", "policy.file %q: %v", s.Policy.File, errors.Unwrap(err))
+		}
+	}
+	if d := s.Policy.HandlerTimeout.D(); d < time.Millisecond || d > time.Minute {
+		add("$.policy.handler_timeout", "policy.handler_timeout %v: between 1ms and 1m", d)
+	}
+	for _, name := range s.DriverNames() {
+		d := s.Drivers[name]
+		p := "$.drivers." + name
+		if !idRe.MatchString(name) {
+			add(p, "driver name %q: use letters, digits, '.', '-' and '_'", name)
+		}
+		if d.Kind == "" {
+			add(p, "driver %s: say which kind it is (kind: videohub)", name)
+		}
+	}
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	return errs
+}
+
+func (s *Site) checkTiming(add func(path, format string, args ...any), intervalPath, lostPath string, interval, lostAfter time.Duration) {
+	if interval < MinHeartbeat {
+		add(intervalPath, "heartbeat %v is faster than the minimum %v", interval, MinHeartbeat)
+	}
+	if lostAfter < MinLostAfter || lostAfter > MaxLostAfter {
+		add(lostPath, "lost_after %v: between %v and %v", lostAfter, MinLostAfter, MaxLostAfter)
+	} else if lostAfter < 2*interval {
+		add(lostPath, "lost_after %v is shorter than two heartbeats (2 × %v): one late heartbeat would be a false loss", lostAfter, interval)
+	}
+}
+
+// Member returns the member with the given id.
+func (s *Site) Member(id string) (*Member, bool) {
+	for i := range s.Members {
+		if s.Members[i].ID == id {
+			return &s.Members[i], true
+		}
+	}
+	return nil, false
+}
+
+// MemberIDs returns the member ids in file order.
+func (s *Site) MemberIDs() []string {
+	ids := make([]string, len(s.Members))
+	for i, m := range s.Members {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+// DriverNames returns the driver names, sorted.
+func (s *Site) DriverNames() []string {
+	names := make([]string, 0, len(s.Drivers))
+	for name := range s.Drivers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// PolicyPath returns the policy file's path, or "" when the site has none.
+func (s *Site) PolicyPath() string {
+	if s.Policy.File == "" {
+		return ""
+	}
+	if filepath.IsAbs(s.Policy.File) {
+		return s.Policy.File
+	}
+	return filepath.Join(s.Dir, s.Policy.File)
+}
+
+// UseMDNS reports whether instances advertise and browse by mDNS.
+func (s *Site) UseMDNS() bool { return s.MDNS == nil || *s.MDNS }
+
+// WatchPolicy reports whether the policy is reloaded when its files change.
+func (s *Site) WatchPolicy() bool { return s.Policy.Watch == nil || *s.Policy.Watch }
+
+// BuildDrivers creates every configured driver through the registry, decoding
+// and validating their settings; no driver connects yet.
+func (s *Site) BuildDrivers(reg *drivers.Registry) (map[string]drivers.Driver, error) {
+	out := make(map[string]drivers.Driver, len(s.Drivers))
+	var errs Errors
+	for _, name := range s.DriverNames() {
+		d := s.Drivers[name]
+		drv, err := reg.New(d.Kind, drivers.Config{Name: name, Decode: d.Decode})
+		if err != nil {
+			var ce *Error
+			if errors.As(err, &ce) {
+				errs = append(errs, &Error{File: ce.File, Line: ce.Line, Col: ce.Col, Msg: fmt.Sprintf("driver %s: %s", name, ce.Msg)})
+				continue
+			}
+			e := &Error{File: s.File, Msg: err.Error()}
+			if !slices.Contains(reg.Kinds(), d.Kind) {
+				e.Line, e.Col = s.position("$.drivers." + name + ".kind")
+			} else {
+				e.Line, e.Col = s.position("$.drivers." + name)
+			}
+			errs = append(errs, e)
+			continue
+		}
+		out[name] = drv
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
+}
+
+// position returns the line and column of the node at path, or of its
+// nearest ancestor that exists (a missing key is reported where it belongs).
+func (s *Site) position(path string) (line, col int) {
+	for path != "" {
+		if n := s.node(path); n != nil {
+			if m, ok := n.(*ast.MappingNode); ok && len(m.Values) > 0 {
+				n = m.Values[0].Key
+			}
+			return n.GetToken().Position.Line, n.GetToken().Position.Column
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i <= 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0, 0
+}
+
+func (s *Site) node(path string) ast.Node {
+	p, err := yaml.PathString(path)
+	if err != nil {
+		return nil
+	}
+	n, err := p.FilterFile(s.ast)
+	if err != nil {
+		return nil
+	}
+	return n
+}
+
+// positioned turns a go-yaml error into an *Error with file:line:col.
+func positioned(file string, err error) *Error {
+	var ye yaml.Error
+	if errors.As(err, &ye) && ye.GetToken() != nil {
+		tok := ye.GetToken()
+		return &Error{File: file, Line: tok.Position.Line, Col: tok.Position.Column, Msg: ye.GetMessage()}
+	}
+	return &Error{File: file, Msg: err.Error()}
+}

@@ -1,0 +1,198 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"understudy/drivers"
+)
+
+const validSite = `site: demo
+timezone: Europe/Berlin
+coordinator: backup
+heartbeat:
+  interval: 100ms
+  lost_after: 300ms
+policy:
+  file: policy.lua
+  settings:
+    failback_delay: 10s
+members:
+  - id: main
+    roles: [manager]
+    lost_after: 2h
+    heartbeat: 1s
+    duties: {switcher: router, outputs: [1, 2], inputs: [1, 2]}
+  - id: backup
+    roles: [manager]
+    standby: true
+    duties: {switcher: router, inputs: [3, 4]}
+drivers:
+  router:
+    kind: fake
+    address: 127.0.0.1:9990
+    timeout: 2s
+`
+
+func writeSite(t *testing.T, content string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "policy.lua"), []byte("-- empty\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "site.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoadValidSiteAppliesDefaultsAndOverrides(t *testing.T) {
+	s, err := Load(writeSite(t, validSite))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	main, ok := s.Member("main")
+	if !ok {
+		t.Fatal("member main missing")
+	}
+	if main.LostAfter.D() != 2*time.Hour || main.Heartbeat.D() != time.Second {
+		t.Errorf("main timing = %v/%v, want member overrides 1s/2h", main.Heartbeat, main.LostAfter)
+	}
+	backup, _ := s.Member("backup")
+	if backup.LostAfter.D() != 300*time.Millisecond || backup.Heartbeat.D() != 100*time.Millisecond {
+		t.Errorf("backup timing = %v/%v, want site values", backup.Heartbeat, backup.LostAfter)
+	}
+	if s.Bus.BrokerOn != "backup" || s.Bus.Listen != DefaultBrokerListen {
+		t.Errorf("bus defaults: %+v", s.Bus)
+	}
+	if s.Location.String() != "Europe/Berlin" {
+		t.Errorf("location %v", s.Location)
+	}
+	if got := s.Policy.Settings["failback_delay"]; got != "10s" {
+		t.Errorf("settings = %v", s.Policy.Settings)
+	}
+	if s.Drivers["router"].Kind != "fake" || s.Drivers["router"].Line() != 23 {
+		t.Errorf("driver = %+v line %d", s.Drivers["router"], s.Drivers["router"].Line())
+	}
+}
+
+func TestErrorsNameFileLineAndColumn(t *testing.T) {
+	for _, tc := range []struct {
+		name, from, to string
+		want           string
+	}{
+		{"unknown key", "    standby: true\n", "    stanby: true\n", "site.yaml:19:5: unknown field \"stanby\""},
+		{"bad duration", "lost_after: 2h", "lost_after: 2 hours", "site.yaml:14:17: bad duration \"2 hours\""},
+		{"duration without unit", "lost_after: 2h", "lost_after: 5", "site.yaml:14:17: 5 is not a duration"},
+		{"unknown coordinator", "coordinator: backup", "coordinator: bakup", "site.yaml:3:14: coordinator \"bakup\" is not a member (members: main, backup)"},
+		{"lost_after below minimum", "  lost_after: 300ms", "  lost_after: 150ms", "site.yaml:6:15: lost_after 150ms: between 300ms and 720h0m0s"},
+		{"lost_after shorter than two heartbeats", "    heartbeat: 1s", "    heartbeat: 2h", "site.yaml:14:17: lost_after 2h0m0s is shorter than two heartbeats"},
+		{"duplicate member", "  - id: main\n    roles", "  - id: backup\n    roles", "site.yaml:17:9: member id \"backup\" is used twice"},
+		{"unknown switcher", "duties: {switcher: router, inputs", "duties: {switcher: rooter, inputs", "site.yaml:20:24: duties.switcher \"rooter\" is not a driver of this site (drivers: router)"},
+		{"switcher ports from 1", "inputs: [3, 4]", "inputs: [0, 4]", "site.yaml:20:41: switcher ports count from 1, got 0"},
+		{"missing policy file", "file: policy.lua", "file: nope.lua", "site.yaml:8:9: policy.file \"nope.lua\": no such file or directory"},
+		{"bad timezone", "Europe/Berlin", "Europe/Atlantis", "site.yaml:2:11: timezone \"Europe/Atlantis\" is not a known IANA zone"},
+		{"bad site name", "site: demo", "site: Demo Site", "site.yaml:1:7: site: give the site a name"},
+		{"syntax error", "roles: [manager]\n    lost_after", "roles: [manager\n    lost_after", "site.yaml:"},
+		{"driver without kind", "    kind: fake\n", "", "driver router: say which kind it is"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(validSite, tc.from) {
+				t.Fatalf("fixture lacks %q", tc.from)
+			}
+			path := writeSite(t, strings.Replace(validSite, tc.from, tc.to, 1))
+			_, err := Load(path)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error %T %v is not Errors", err, err)
+			}
+			msg := strings.ReplaceAll(err.Error(), path, "site.yaml")
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error\n  %s\nwant it to contain\n  %s", msg, tc.want)
+			}
+			if n := len(errs); n != 1 {
+				t.Errorf("%d errors reported for one mistake:\n%s", n, msg)
+			}
+		})
+	}
+}
+
+type fakeSettings struct {
+	Address string   `yaml:"address"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+type fakeDriver struct {
+	drivers.Driver
+	settings fakeSettings
+}
+
+func fakeKind() drivers.Kind {
+	return drivers.Kind{Name: "fake", New: func(cfg drivers.Config) (drivers.Driver, error) {
+		d := &fakeDriver{}
+		if err := cfg.Decode(&d.settings); err != nil {
+			return nil, err
+		}
+		if d.settings.Address == "" {
+			return nil, errors.New("address is required")
+		}
+		return d, nil
+	}}
+}
+
+func TestBuildDriversDecodesSettingsWithPositions(t *testing.T) {
+	reg := drivers.NewRegistry(fakeKind())
+	s, err := Load(writeSite(t, validSite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := s.BuildDrivers(reg)
+	if err != nil {
+		t.Fatalf("BuildDrivers: %v", err)
+	}
+	fd := built["router"].(*fakeDriver)
+	if fd.settings.Address != "127.0.0.1:9990" || fd.settings.Timeout.D() != 2*time.Second {
+		t.Errorf("settings = %+v", fd.settings)
+	}
+	for _, tc := range []struct{ from, to, want string }{
+		{"    timeout: 2s\n", "    timeout: 2s\n    adress: x\n", "site.yaml:26:5: driver router: unknown field \"adress\""},
+		{"timeout: 2s", "timeout: soon", "site.yaml:25:14: driver router: bad duration \"soon\""},
+		{"    address: 127.0.0.1:9990\n", "", "site.yaml:23:5: driver router (fake): address is required"},
+		{"kind: fake", "kind: fak", "site.yaml:23:11: unknown driver kind \"fak\" (known: [fake])"},
+	} {
+		path := writeSite(t, strings.Replace(validSite, tc.from, tc.to, 1))
+		s, err := Load(path)
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		_, err = s.BuildDrivers(reg)
+		if err == nil {
+			t.Errorf("%q: BuildDrivers succeeded", tc.to)
+			continue
+		}
+		if msg := strings.ReplaceAll(err.Error(), path, "site.yaml"); !strings.Contains(msg, tc.want) {
+			t.Errorf("error\n  %s\nwant it to contain\n  %s", msg, tc.want)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"300ms": 300 * time.Millisecond, "2h": 2 * time.Hour, "3d": 72 * time.Hour, "1d12h": 36 * time.Hour} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "5", "d", "1.5d", "-1d", "soon"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) succeeded", in)
+		}
+	}
+}
