@@ -1,0 +1,233 @@
+package bus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Options configure a Client.
+type Options struct {
+	URL       string // tcp://host:port
+	Topics    Topics
+	Member    string        // this instance's member id
+	Interval  time.Duration // heartbeat interval
+	KeepAlive time.Duration // MQTT keep-alive (whole seconds); the broker is declared dead after about 1.5×
+	Version   string
+	Logger    *slog.Logger
+	// OnConnected and OnDisconnected report the bus connection going up and
+	// down. They are called from paho's goroutines and must not block.
+	OnConnected    func()
+	OnDisconnected func(error)
+}
+
+// Handler receives a message. It is called from paho's goroutine, in order,
+// and must not block: decode, enqueue, return.
+type Handler func(topic string, payload []byte)
+
+// Client is an instance's connection to the bus. It reconnects by itself.
+//
+// Each connection has a number (Conn) within the process's boot id; the Last
+// Will and every heartbeat carry both, so a Will the broker publishes late for
+// an already replaced connection can be told apart from a real loss.
+type Client struct {
+	opts Options
+	log  *slog.Logger
+	boot string
+	mqtt mqtt.Client
+
+	attempt atomic.Uint64 // connection number of the latest connect attempt
+	conn    atomic.Uint64 // connection number of the current connection
+	seq     atomic.Uint64
+
+	mu   sync.Mutex
+	subs []subscription
+}
+
+type subscription struct {
+	filter  string
+	qos     byte
+	handler Handler
+}
+
+// NewBoot returns a random boot id.
+func NewBoot() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// New prepares a client; Connect starts it.
+func New(opts Options) *Client {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.KeepAlive < time.Second {
+		opts.KeepAlive = 2 * time.Second
+	}
+	c := &Client{opts: opts, log: opts.Logger, boot: NewBoot()}
+	c.attempt.Store(1)
+
+	mo := mqtt.NewClientOptions().
+		AddBroker(opts.URL).
+		SetClientID("understudy-"+opts.Topics.Site+"-"+opts.Member).
+		SetCleanSession(true).
+		SetOrderMatters(true).
+		SetKeepAlive(opts.KeepAlive).
+		SetPingTimeout(max(opts.KeepAlive/2, time.Second)).
+		SetConnectTimeout(3*time.Second).
+		SetWriteTimeout(3*time.Second).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(500*time.Millisecond).
+		SetMaxReconnectInterval(2*time.Second).
+		SetBinaryWill(opts.Topics.Presence(opts.Member), c.presence("gone", 1), 1, true).
+		SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
+			// A new connection gets a new number, and a Will that names it.
+			n := c.attempt.Add(1)
+			o.SetBinaryWill(opts.Topics.Presence(opts.Member), c.presence("gone", n), 1, true)
+		}).
+		SetOnConnectHandler(func(mqtt.Client) { c.onConnect() }).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			c.log.Warn("bus connection lost; reconnecting", "broker", opts.URL, "error", err)
+			if opts.OnDisconnected != nil {
+				opts.OnDisconnected(err)
+			}
+		})
+	c.mqtt = mqtt.NewClient(mo)
+	return c
+}
+
+// Boot returns this process's boot id.
+func (c *Client) Boot() string { return c.boot }
+
+// Conn returns the number of the current bus connection.
+func (c *Client) Conn() uint64 { return c.conn.Load() }
+
+// Connect starts connecting in the background and returns at once; the client
+// keeps retrying until Close. Use WaitConnected to wait for the first
+// connection.
+func (c *Client) Connect() {
+	c.mqtt.Connect()
+}
+
+// WaitConnected waits until the client is connected or ctx ends.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !c.mqtt.IsConnectionOpen() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connect to %s: %w", c.opts.URL, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// Connected reports whether the connection is up now.
+func (c *Client) Connected() bool { return c.mqtt.IsConnectionOpen() }
+
+func (c *Client) onConnect() {
+	n := c.attempt.Load()
+	c.conn.Store(n)
+	c.log.Info("bus connected", "broker", c.opts.URL, "conn", n)
+	c.publish(c.opts.Topics.Presence(c.opts.Member), 1, true, c.presence("online", n))
+	c.mu.Lock()
+	subs := append([]subscription(nil), c.subs...)
+	c.mu.Unlock()
+	for _, s := range subs {
+		c.subscribe(s)
+	}
+	if c.opts.OnConnected != nil {
+		c.opts.OnConnected()
+	}
+}
+
+func (c *Client) presence(state string, conn uint64) []byte {
+	b, _ := json.Marshal(Presence{Member: c.opts.Member, State: state, Boot: c.boot, Conn: conn})
+	return b
+}
+
+// Subscribe adds a subscription that is renewed on every reconnect.
+func (c *Client) Subscribe(filter string, qos byte, h Handler) {
+	s := subscription{filter: filter, qos: qos, handler: h}
+	c.mu.Lock()
+	c.subs = append(c.subs, s)
+	c.mu.Unlock()
+	if c.mqtt.IsConnectionOpen() {
+		c.subscribe(s)
+	}
+}
+
+func (c *Client) subscribe(s subscription) {
+	tok := c.mqtt.Subscribe(s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) {
+		s.handler(m.Topic(), m.Payload())
+	})
+	go func() {
+		if tok.WaitTimeout(5*time.Second) && tok.Error() != nil {
+			c.log.Error("subscribe failed", "filter", s.filter, "error", tok.Error())
+		}
+	}()
+}
+
+// Publish sends a message without waiting for it to be delivered.
+func (c *Client) Publish(topic string, qos byte, retained bool, payload []byte) error {
+	if !c.mqtt.IsConnectionOpen() {
+		return errors.New("bus not connected")
+	}
+	c.publish(topic, qos, retained, payload)
+	return nil
+}
+
+func (c *Client) publish(topic string, qos byte, retained bool, payload []byte) mqtt.Token {
+	return c.mqtt.Publish(topic, qos, retained, payload)
+}
+
+// Beat publishes one heartbeat (skipped while disconnected).
+func (c *Client) Beat() {
+	if !c.mqtt.IsConnectionOpen() {
+		return
+	}
+	b, _ := json.Marshal(Heartbeat{
+		Member: c.opts.Member, Boot: c.boot, Conn: c.conn.Load(), Seq: c.seq.Add(1),
+		IntervalMS: c.opts.Interval.Milliseconds(), Version: c.opts.Version,
+	})
+	c.publish(c.opts.Topics.Heartbeat(c.opts.Member), 0, false, b)
+}
+
+// RunHeartbeats publishes a heartbeat every interval until ctx ends.
+func (c *Client) RunHeartbeats(ctx context.Context) {
+	tick := time.NewTicker(c.opts.Interval)
+	defer tick.Stop()
+	c.Beat()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			c.Beat()
+		}
+	}
+}
+
+// Close ends the connection. With graceful set it first publishes "closed" on
+// the presence topic, so the site sees a shutdown rather than a loss.
+func (c *Client) Close(graceful bool) {
+	if graceful && c.mqtt.IsConnectionOpen() {
+		tok := c.publish(c.opts.Topics.Presence(c.opts.Member), 1, true, c.presence("closed", c.conn.Load()))
+		if !tok.WaitTimeout(time.Second) {
+			c.log.Warn("closing: the broker did not confirm the closed message in time")
+		}
+	}
+	c.mqtt.Disconnect(250)
+}

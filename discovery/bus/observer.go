@@ -1,0 +1,58 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Observer is a bus client that only listens (and may publish): no heartbeat,
+// no Last Will. The demo, tests and show-control tools use it.
+type Observer struct {
+	mqtt mqtt.Client
+}
+
+// Observe connects to url, subscribes to filters and calls h for each message
+// (from paho's goroutine, in order; h must not block). It waits for the first
+// connection until ctx ends, and renews the subscriptions on reconnect.
+func Observe(ctx context.Context, url, clientID string, filters []string, h Handler) (*Observer, error) {
+	subscribed := make(chan struct{})
+	var once sync.Once
+	// OnConnect runs on a goroutine of its own, so it may wait for the acks.
+	subscribe := func(c mqtt.Client) {
+		for _, f := range filters {
+			c.Subscribe(f, 1, func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) }).WaitTimeout(5 * time.Second)
+		}
+		once.Do(func() { close(subscribed) })
+	}
+	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID(clientID).
+		SetCleanSession(true).SetOrderMatters(true).
+		SetKeepAlive(2 * time.Second).SetPingTimeout(time.Second).
+		SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(2 * time.Second).
+		SetOnConnectHandler(subscribe)
+	c := mqtt.NewClient(opts)
+	c.Connect()
+	select {
+	case <-ctx.Done():
+		c.Disconnect(0)
+		return nil, fmt.Errorf("connect to %s: %w", url, ctx.Err())
+	case <-subscribed:
+		return &Observer{mqtt: c}, nil
+	}
+}
+
+// Publish sends a message and waits up to a second for the broker to take it.
+func (o *Observer) Publish(topic string, retained bool, payload []byte) error {
+	tok := o.mqtt.Publish(topic, 1, retained, payload)
+	if !tok.WaitTimeout(time.Second) {
+		return fmt.Errorf("publish %s: no answer from the broker", topic)
+	}
+	return tok.Error()
+}
+
+// Close disconnects.
+func (o *Observer) Close() { o.mqtt.Disconnect(100) }

@@ -1,0 +1,138 @@
+package bus
+
+import (
+	"bytes"
+	"errors"
+
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestDecodeHeartbeat(t *testing.T) {
+	good := `{"member":"main","boot":"a1b2c3","conn":2,"seq":17,"interval_ms":100,"version":"0.1.0","future_field":true}`
+	h, err := DecodeHeartbeat("main", []byte(good))
+	if err != nil {
+		t.Fatalf("good heartbeat rejected: %v", err)
+	}
+	if h.Member != "main" || h.Boot != "a1b2c3" || h.Conn != 2 || h.Seq != 17 || h.Interval().Milliseconds() != 100 {
+		t.Errorf("decoded %+v", h)
+	}
+	for _, tc := range []struct {
+		name, topicMember, payload string
+		want                       error
+	}{
+		{"not JSON", "main", `hello`, ErrMalformed},
+		{"truncated", "main", `{"member":"main",`, ErrMalformed},
+		{"two documents", "main", good + good, ErrMalformed},
+		{"seq is a string", "main", `{"member":"main","boot":"a","conn":1,"seq":"17","interval_ms":100}`, ErrMalformed},
+		{"negative conn", "main", `{"member":"main","boot":"a","conn":-1,"seq":1,"interval_ms":100}`, ErrMalformed},
+		{"member is a number", "main", `{"member":7,"boot":"a","conn":1,"seq":1,"interval_ms":100}`, ErrMalformed},
+		{"null", "main", `null`, ErrInvalid},
+		{"empty object", "main", `{}`, ErrInvalid},
+		{"other member's topic", "backup", good, ErrWrongMember},
+		{"wildcard member", "+", `{"member":"+","boot":"a","conn":1,"seq":1,"interval_ms":100}`, ErrInvalid},
+		{"no boot", "main", `{"member":"main","conn":1,"seq":1,"interval_ms":100}`, ErrInvalid},
+		{"no conn", "main", `{"member":"main","boot":"a","seq":1,"interval_ms":100}`, ErrInvalid},
+		{"zero interval", "main", `{"member":"main","boot":"a","conn":1,"seq":1,"interval_ms":0}`, ErrInvalid},
+		{"interval of a year", "main", `{"member":"main","boot":"a","conn":1,"seq":1,"interval_ms":31536000000}`, ErrInvalid},
+		{"1 MB payload", "main", `{"member":"main","boot":"a","conn":1,"seq":1,"interval_ms":100,"pad":"` + strings.Repeat("x", 1<<20) + `"}`, ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeHeartbeat(tc.topicMember, []byte(tc.payload))
+			if !errors.Is(err, tc.want) {
+				t.Errorf("error %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodePresence(t *testing.T) {
+	p, err := DecodePresence("main", []byte(`{"member":"main","state":"gone","boot":"b1","conn":3}`))
+	if err != nil || p.State != "gone" || p.Conn != 3 {
+		t.Fatalf("decoded %+v, %v", p, err)
+	}
+	for _, bad := range []string{`{"member":"main","state":"sleeping","boot":"b1","conn":3}`, `{"member":"main","state":"gone"}`, `[]`} {
+		if _, err := DecodePresence("main", []byte(bad)); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
+func TestDropsCountEveryDropButLogOncePerSource(t *testing.T) {
+	var log bytes.Buffer
+	d := NewDrops(slog.New(slog.NewTextHandler(&log, nil)))
+	for range 100 {
+		_, err := DecodeHeartbeat("main", []byte("garbage"))
+		d.Drop("main", "understudy/s/member/main/heartbeat", 7, err)
+	}
+	_, err := DecodeHeartbeat("x", bytes.Repeat([]byte("a"), MaxPayload+1))
+	d.Drop("x", "understudy/s/member/x/heartbeat", MaxPayload+1, err)
+	if got := d.Counts(); got["malformed_JSON"] != 100 || got["payload_too_large"] != 1 || d.Total() != 101 {
+		t.Errorf("counts %v total %d", got, d.Total())
+	}
+	if n := strings.Count(log.String(), "dropped bad bus payload"); n != 2 {
+		t.Errorf("logged %d lines, want 2 (one per source):\n%s", n, log.String())
+	}
+}
+
+func TestTopics(t *testing.T) {
+	tp := Topics{Site: "demo"}
+	if got := tp.Heartbeat("main"); got != "understudy/demo/member/main/heartbeat" {
+		t.Errorf("heartbeat topic %q", got)
+	}
+	for topic, want := range map[string][3]string{
+		"understudy/demo/member/main/heartbeat": {"main", "heartbeat", "true"},
+		"understudy/demo/member/main/presence":  {"main", "presence", "true"},
+		"understudy/other/member/main/presence": {"", "", "false"},
+		"understudy/demo/member//presence":      {"", "", "false"},
+		"understudy/demo/member/main/a/b":       {"", "", "false"},
+		"understudy/demo/events":                {"", "", "false"},
+	} {
+		id, leaf, ok := tp.MemberOf(topic)
+		if id != want[0] || leaf != want[1] || (ok && want[2] != "true") || (!ok && want[2] != "false") {
+			t.Errorf("MemberOf(%q) = %q %q %v", topic, id, leaf, ok)
+		}
+	}
+}
+
+// FuzzDecodeHeartbeat: whatever arrives, decoding never panics, and what it
+// accepts is a heartbeat that names the topic's member and passes the checks.
+func FuzzDecodeHeartbeat(f *testing.F) {
+	f.Add("main", []byte(`{"member":"main","boot":"a1b2c3","conn":2,"seq":17,"interval_ms":100}`))
+	f.Add("main", []byte(`{"member":"main","boot":"a","conn":1,"seq":1,"interval_ms":100,"x":[1,2,{"y":null}]}`))
+	f.Add("main", []byte(`{"member":"main","boot":"a","conn":18446744073709551615,"seq":1,"interval_ms":1}`))
+	f.Add("main", []byte(`{"member":"main","member":"other","boot":"a","conn":1,"seq":1,"interval_ms":1}`))
+	f.Add("m", []byte(`{"member":"m\u0000","boot":"a","conn":1,"seq":1,"interval_ms":1}`))
+	f.Add("main", []byte(`{"member":"main","boot":"a","conn":1e3,"seq":1,"interval_ms":1}`))
+	f.Add("main", []byte(`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[`))
+	f.Add("main", []byte("\xff\xfe{"))
+	f.Fuzz(func(t *testing.T, member string, payload []byte) {
+		h, err := DecodeHeartbeat(member, payload)
+		if err != nil {
+			if Reason(err) == "other" {
+				t.Fatalf("unclassified error %v", err)
+			}
+			return
+		}
+		if h.Member != member || !tokenRe.MatchString(h.Boot) || h.Conn == 0 || h.IntervalMS < 1 || len(payload) > MaxPayload {
+			t.Fatalf("accepted invalid heartbeat %+v from %q", h, payload)
+		}
+	})
+}
+
+// FuzzDecodePresence: same properties for presence payloads.
+func FuzzDecodePresence(f *testing.F) {
+	f.Add("main", []byte(`{"member":"main","state":"gone","boot":"b1","conn":3}`))
+	f.Add("main", []byte(`{"member":"main","state":"closed","boot":"b1","conn":0}`))
+	f.Add("main", []byte(`{"state":"online"}`))
+	f.Fuzz(func(t *testing.T, member string, payload []byte) {
+		p, err := DecodePresence(member, payload)
+		if err != nil {
+			return
+		}
+		if p.Member != member || (p.State != "online" && p.State != "closed" && p.State != "gone") {
+			t.Fatalf("accepted invalid presence %+v", p)
+		}
+	})
+}

@@ -1,0 +1,55 @@
+// Package bus is understudy's MQTT bus: topic names, the heartbeat and
+// presence payloads (with a strict decoder), counting of dropped payloads, and
+// a client over paho that publishes heartbeats, sets a Last Will per
+// connection, and announces a graceful close.
+//
+// Topic tree (site = site.yaml's site name):
+//
+//	understudy/<site>/member/<id>/heartbeat  every interval, QoS 0
+//	understudy/<site>/member/<id>/presence   retained: online | closed | gone (the Last Will)
+//	understudy/<site>/member/<id>/state      retained, from the coordinator: the member as it sees it
+//	understudy/<site>/events                 from the coordinator: every member event and policy action
+package bus
+
+import "strings"
+
+// Topics builds the topic names of one site.
+type Topics struct{ Site string }
+
+func (t Topics) member(id, leaf string) string {
+	return "understudy/" + t.Site + "/member/" + id + "/" + leaf
+}
+
+// Heartbeat is the topic a member's heartbeats go to.
+func (t Topics) Heartbeat(id string) string { return t.member(id, "heartbeat") }
+
+// Presence is a member's retained presence topic (and its Last Will topic).
+func (t Topics) Presence(id string) string { return t.member(id, "presence") }
+
+// State is the retained topic on which the coordinator publishes a member's state.
+func (t Topics) State(id string) string { return t.member(id, "state") }
+
+// Events is the coordinator's event stream.
+func (t Topics) Events() string { return "understudy/" + t.Site + "/events" }
+
+// AllHeartbeats and AllPresence are the subscriptions for every member.
+func (t Topics) AllHeartbeats() string { return t.member("+", "heartbeat") }
+
+// AllPresence subscribes to every member's presence.
+func (t Topics) AllPresence() string { return t.member("+", "presence") }
+
+// AllStates subscribes to every member's state as the coordinator publishes it.
+func (t Topics) AllStates() string { return t.member("+", "state") }
+
+// MemberOf returns the member id and leaf of a member topic of this site.
+func (t Topics) MemberOf(topic string) (id, leaf string, ok bool) {
+	rest, found := strings.CutPrefix(topic, "understudy/"+t.Site+"/member/")
+	if !found {
+		return "", "", false
+	}
+	id, leaf, found = strings.Cut(rest, "/")
+	if !found || id == "" || strings.Contains(leaf, "/") {
+		return "", "", false
+	}
+	return id, leaf, true
+}

@@ -1,0 +1,321 @@
+// Package members keeps the table of a site's members and runs their liveness
+// state machine on the runtime's Clock:
+//
+//	unknown ──heartbeat──▶ alive ──silence > suspect_after──▶ suspect ──silence > lost_after──▶ lost
+//	   │                    ▲  ▲                                │
+//	   └─startup grace──▶ lost │ └──────────heartbeat───────────┘
+//	                           └── heartbeat after lost/closed: restored
+//	alive ──Last Will (connection dropped)──▶ lost     alive ──graceful close──▶ closed
+//
+// A Table is not safe for concurrent use: one goroutine (the runtime's event
+// loop) owns it. Timer callbacks come back to that goroutine through the post
+// function given to New, so bus callbacks and timers never touch it directly.
+package members
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"understudy/runtime/clock"
+)
+
+// State is a member's liveness state.
+type State string
+
+// Member states.
+const (
+	Unknown State = "unknown" // not heard since this instance started
+	Alive   State = "alive"
+	Suspect State = "suspect" // heartbeats overdue, not yet lost
+	Lost    State = "lost"
+	Closed  State = "closed" // shut down gracefully
+)
+
+// Event kinds, as the policy sees them.
+const (
+	EventSeen     = "member_seen"     // first heard since start
+	EventSuspect  = "member_suspect"  // heartbeats overdue
+	EventLost     = "member_lost"     // silent longer than lost_after, or its connection dropped
+	EventClosed   = "member_closed"   // graceful shutdown
+	EventRestored = "member_restored" // heard again after lost or closed
+)
+
+// Member is a snapshot of one member's liveness.
+type Member struct {
+	ID        string
+	State     State
+	Since     time.Time // when State was entered
+	LastHeard time.Time // last heartbeat (zero: never)
+	Boot      string    // the instance's boot id from its last heartbeat
+	Conn      uint64    // its bus connection number within that boot
+	Interval  time.Duration
+	LostAfter time.Duration
+	Reason    string // why it is in State, in words
+}
+
+// Event is a state change.
+type Event struct {
+	Kind     string
+	Member   Member // after the change
+	Previous State
+	At       time.Time
+	// Silence is how long the member had not been heard when the change was
+	// decided (for detection latency); zero for connection drops and closes.
+	Silence time.Duration
+}
+
+// Heartbeat is what the table needs from a heartbeat message.
+type Heartbeat struct {
+	ID       string
+	Boot     string
+	Conn     uint64
+	Interval time.Duration // the sender's own interval (0: use the configured one)
+}
+
+// Presence values carried by presence messages.
+const (
+	PresenceOnline = "online"
+	PresenceClosed = "closed"
+	PresenceGone   = "gone" // the broker published the member's Last Will
+)
+
+// Presence is a presence message: online on connect, closed on graceful
+// shutdown, gone when the broker publishes the Last Will.
+type Presence struct {
+	ID    string
+	State string
+	Boot  string
+	Conn  uint64
+}
+
+// Options tune a Table.
+type Options struct {
+	// StartupGrace is how long a member never heard since start (or since
+	// this instance reconnected to the bus) may stay unknown before it is
+	// declared lost; at least the member's lost_after.
+	StartupGrace time.Duration
+	// Offline starts the table as if this instance were not connected to the
+	// bus yet: no timing runs until SetConnected(true).
+	Offline bool
+}
+
+// Table is the member table.
+type Table struct {
+	clock   clock.Clock
+	post    func(func())
+	emit    func(Event)
+	opts    Options
+	members map[string]*entry
+	paused  bool
+	started time.Time
+}
+
+type entry struct {
+	Member
+	configuredInterval time.Duration
+	quietSince         time.Time // silence is counted from here: last heartbeat, or this instance's reconnect to the bus
+	timer              clock.Timer
+	gen                uint64 // invalidates timers armed before the last change
+}
+
+// New returns an empty table. post must run f on the goroutine that owns the
+// table (later, never inline from a foreign goroutine); emit receives state
+// changes on that goroutine.
+func New(c clock.Clock, post func(func()), emit func(Event), opts Options) *Table {
+	return &Table{clock: c, post: post, emit: emit, opts: opts, members: map[string]*entry{}, paused: opts.Offline}
+}
+
+// Add declares a member with its configured heartbeat interval and lost_after.
+func (t *Table) Add(id string, interval, lostAfter time.Duration) {
+	t.members[id] = &entry{Member: Member{ID: id, State: Unknown, Interval: interval, LostAfter: lostAfter, Reason: "not heard yet"}, configuredInterval: interval}
+}
+
+// Start begins timing: members not heard within the startup grace (or their
+// lost_after if longer) of start, or of the first bus connection when the
+// table starts offline, become lost.
+func (t *Table) Start() {
+	t.started = t.clock.Now()
+	for _, e := range t.members {
+		e.Since = t.started
+		if e.State == Unknown && !t.paused {
+			t.arm(e, t.grace(e))
+		}
+	}
+}
+
+func (t *Table) grace(e *entry) time.Duration { return max(t.opts.StartupGrace, e.LostAfter) }
+
+// Known reports whether id is a member of the table.
+func (t *Table) Known(id string) bool { _, ok := t.members[id]; return ok }
+
+// Get returns a snapshot of one member.
+func (t *Table) Get(id string) (Member, bool) {
+	e, ok := t.members[id]
+	if !ok {
+		return Member{}, false
+	}
+	return e.Member, true
+}
+
+// All returns snapshots of all members, sorted by id.
+func (t *Table) All() []Member {
+	out := make([]Member, 0, len(t.members))
+	for _, e := range t.members {
+		out = append(out, e.Member)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Heartbeat records a heartbeat. It returns an error for unknown members.
+func (t *Table) Heartbeat(hb Heartbeat) error {
+	e, ok := t.members[hb.ID]
+	if !ok {
+		return fmt.Errorf("heartbeat from unknown member %q", hb.ID)
+	}
+	now := t.clock.Now()
+	e.LastHeard, e.quietSince = now, now
+	e.Boot, e.Conn = hb.Boot, hb.Conn
+	if hb.Interval > 0 {
+		e.Interval = hb.Interval
+	} else {
+		e.Interval = e.configuredInterval
+	}
+	switch e.State {
+	case Unknown:
+		t.change(e, Alive, EventSeen, "heartbeat", 0)
+	case Lost, Closed:
+		t.change(e, Alive, EventRestored, "heartbeat after "+string(e.State), 0)
+	case Suspect:
+		e.State, e.Since, e.Reason = Alive, now, "heartbeat"
+	}
+	if !t.paused {
+		t.arm(e, e.suspectAfter())
+	}
+	return nil
+}
+
+// Presence records a presence message. A Last Will ("gone") counts only if it
+// belongs to the member's current connection: the broker may publish the Will
+// of a connection the member has already replaced (a session takeover after a
+// reconnect), and that must not mark a live member lost.
+func (t *Table) Presence(p Presence) error {
+	e, ok := t.members[p.ID]
+	if !ok {
+		return fmt.Errorf("presence from unknown member %q", p.ID)
+	}
+	current := e.LastHeard.IsZero() || (p.Boot == e.Boot && p.Conn == e.Conn)
+	switch p.State {
+	case PresenceOnline:
+		return nil
+	case PresenceGone:
+		if !current {
+			return fmt.Errorf("stale Last Will of member %q (boot %s conn %d; current boot %s conn %d)", p.ID, p.Boot, p.Conn, e.Boot, e.Conn)
+		}
+		if e.State == Alive || e.State == Suspect {
+			t.change(e, Lost, EventLost, "connection dropped (Last Will)", 0)
+			t.disarm(e)
+		}
+	case PresenceClosed:
+		if !current {
+			return fmt.Errorf("stale close of member %q", p.ID)
+		}
+		if e.State != Closed {
+			t.change(e, Closed, EventClosed, "shut down", 0)
+			t.disarm(e)
+		}
+	default:
+		return fmt.Errorf("unknown presence state %q from %q", p.State, p.ID)
+	}
+	return nil
+}
+
+// SetConnected tells the table whether this instance is connected to the bus.
+// While it is not, nobody can be heard, so nobody is declared suspect or lost;
+// on reconnect every member gets a fresh lost_after to be heard again.
+func (t *Table) SetConnected(connected bool) {
+	if connected == !t.paused {
+		return
+	}
+	t.paused = !connected
+	now := t.clock.Now()
+	if connected {
+		t.started = now
+	}
+	for _, e := range t.members {
+		if t.paused {
+			t.disarm(e)
+			continue
+		}
+		if !e.LastHeard.IsZero() {
+			e.quietSince = now
+		}
+		switch e.State {
+		case Alive:
+			t.arm(e, e.suspectAfter())
+		case Suspect:
+			t.arm(e, e.LostAfter)
+		case Unknown:
+			t.arm(e, t.grace(e))
+		}
+	}
+}
+
+// suspectAfter is the silence after which a member is suspect: one heartbeat
+// plus half an interval of slack, and always before it would be lost.
+func (e *entry) suspectAfter() time.Duration {
+	return min(e.Interval+e.Interval/2, e.LostAfter/2)
+}
+
+func (t *Table) change(e *entry, to State, kind, reason string, silence time.Duration) {
+	prev := e.State
+	e.State, e.Since, e.Reason = to, t.clock.Now(), reason
+	t.emit(Event{Kind: kind, Member: e.Member, Previous: prev, At: e.Since, Silence: silence})
+}
+
+func (t *Table) disarm(e *entry) {
+	e.gen++
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+}
+
+// arm (re)sets the member's one timer to check it after d.
+func (t *Table) arm(e *entry, d time.Duration) {
+	t.disarm(e)
+	gen := e.gen
+	e.timer = t.clock.AfterFunc(d, func() {
+		t.post(func() { t.check(e, gen) })
+	})
+}
+
+// check runs when a member's timer fires, on the owning goroutine.
+func (t *Table) check(e *entry, gen uint64) {
+	if gen != e.gen || t.paused {
+		return
+	}
+	e.timer = nil
+	now := t.clock.Now()
+	if e.LastHeard.IsZero() {
+		if e.State == Unknown {
+			t.change(e, Lost, EventLost, fmt.Sprintf("not heard within %v of joining the bus", now.Sub(t.started).Round(time.Millisecond)), now.Sub(t.started))
+		}
+		return
+	}
+	silence := now.Sub(e.quietSince)
+	switch {
+	case silence >= e.LostAfter:
+		if e.State == Alive || e.State == Suspect {
+			t.change(e, Lost, EventLost, fmt.Sprintf("no heartbeat for %v", silence.Round(time.Millisecond)), silence)
+		}
+	case silence >= e.suspectAfter():
+		if e.State == Alive {
+			t.change(e, Suspect, EventSuspect, fmt.Sprintf("no heartbeat for %v", silence.Round(time.Millisecond)), silence)
+		}
+		t.arm(e, e.LostAfter-silence)
+	default:
+		t.arm(e, e.suspectAfter()-silence)
+	}
+}

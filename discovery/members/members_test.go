@@ -1,0 +1,244 @@
+package members
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"understudy/runtime/clock"
+)
+
+var epoch = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+type harness struct {
+	t      *testing.T
+	vc     *clock.Virtual
+	table  *Table
+	events []Event
+}
+
+// newHarness builds a table on a virtual clock. post runs work inline: the
+// test goroutine owns the table and is also the one advancing the clock.
+func newHarness(t *testing.T, grace time.Duration) *harness {
+	h := &harness{t: t, vc: clock.NewVirtual(epoch)}
+	h.table = New(h.vc, func(f func()) { f() }, func(ev Event) { h.events = append(h.events, ev) }, Options{StartupGrace: grace})
+	return h
+}
+
+func (h *harness) beat(id string, every time.Duration, n int) {
+	for range n {
+		if err := h.table.Heartbeat(Heartbeat{ID: id, Boot: "b1", Conn: 1, Interval: every}); err != nil {
+			h.t.Fatal(err)
+		}
+		h.vc.Advance(every)
+	}
+}
+
+func (h *harness) kinds() string {
+	var ks []string
+	for _, ev := range h.events {
+		ks = append(ks, ev.Member.ID+":"+strings.TrimPrefix(ev.Kind, "member_"))
+	}
+	return strings.Join(ks, " ")
+}
+
+func (h *harness) state(id string) State {
+	m, _ := h.table.Get(id)
+	return m.State
+}
+
+func TestSilentMemberGoesSuspectThenLostAtLostAfter(t *testing.T) {
+	h := newHarness(t, 10*time.Second)
+	h.table.Add("main", 100*time.Millisecond, 300*time.Millisecond)
+	h.table.Start()
+	h.beat("main", 100*time.Millisecond, 5) // last heartbeat at +400ms, clock at +500ms
+	last := epoch.Add(400 * time.Millisecond)
+	if got := h.kinds(); got != "main:seen" {
+		t.Fatalf("events %q", got)
+	}
+	h.vc.AdvanceTo(last.Add(149 * time.Millisecond))
+	if h.state("main") != Alive {
+		t.Fatalf("suspect before 1.5 intervals of silence: %v", h.state("main"))
+	}
+	h.vc.AdvanceTo(last.Add(150 * time.Millisecond))
+	if h.state("main") != Suspect {
+		t.Fatalf("state %v after 150ms silence, want suspect", h.state("main"))
+	}
+	h.vc.AdvanceTo(last.Add(299 * time.Millisecond))
+	if h.state("main") != Suspect {
+		t.Fatalf("state %v before lost_after, want suspect", h.state("main"))
+	}
+	h.vc.AdvanceTo(last.Add(300 * time.Millisecond))
+	if got := h.kinds(); got != "main:seen main:suspect main:lost" {
+		t.Fatalf("events %q", got)
+	}
+	lost := h.events[2]
+	if !lost.At.Equal(last.Add(300*time.Millisecond)) || lost.Silence != 300*time.Millisecond || lost.Previous != Suspect {
+		t.Errorf("lost event %+v", lost)
+	}
+	if !strings.Contains(lost.Member.Reason, "no heartbeat for 300ms") {
+		t.Errorf("reason %q", lost.Member.Reason)
+	}
+	h.beat("main", 100*time.Millisecond, 1)
+	if got := h.kinds(); !strings.HasSuffix(got, "main:restored") {
+		t.Fatalf("events %q, want restored last", got)
+	}
+}
+
+func TestLongLostAfterHoldsForHours(t *testing.T) {
+	h := newHarness(t, 10*time.Second)
+	h.table.Add("rec1", time.Second, 2*time.Hour)
+	h.table.Start()
+	h.beat("rec1", time.Second, 1)
+	h.vc.Advance(2*time.Hour - 2*time.Second)
+	if h.state("rec1") != Suspect {
+		t.Fatalf("after 1h59m58s: %v, want suspect", h.state("rec1"))
+	}
+	h.vc.Advance(time.Second)
+	if h.state("rec1") != Lost {
+		t.Fatalf("after 2h silence: %v, want lost", h.state("rec1"))
+	}
+}
+
+func TestHeartbeatJitterWithinLostAfterNeverLoses(t *testing.T) {
+	h := newHarness(t, 10*time.Second)
+	h.table.Add("main", 100*time.Millisecond, 300*time.Millisecond)
+	h.table.Start()
+	for i := range 1000 {
+		gap := 100*time.Millisecond + time.Duration(i%5)*40*time.Millisecond // up to 260ms
+		h.table.Heartbeat(Heartbeat{ID: "main", Boot: "b", Conn: 1, Interval: 100 * time.Millisecond})
+		h.vc.Advance(gap)
+	}
+	for _, ev := range h.events {
+		if ev.Kind == EventLost {
+			t.Fatalf("false loss: %+v", ev)
+		}
+	}
+}
+
+func TestLastWillLosesAtOnceButOnlyForTheCurrentConnection(t *testing.T) {
+	h := newHarness(t, 10*time.Second)
+	h.table.Add("main", time.Second, 5*time.Second)
+	h.table.Start()
+	h.table.Heartbeat(Heartbeat{ID: "main", Boot: "b1", Conn: 1})
+	h.table.Heartbeat(Heartbeat{ID: "main", Boot: "b1", Conn: 2}) // reconnected
+	// The broker publishes the replaced connection's Will after the takeover.
+	if err := h.table.Presence(Presence{ID: "main", State: PresenceGone, Boot: "b1", Conn: 1}); err == nil {
+		t.Error("stale Will accepted")
+	}
+	if h.state("main") != Alive {
+		t.Fatalf("stale Will changed state to %v", h.state("main"))
+	}
+	if err := h.table.Presence(Presence{ID: "main", State: PresenceGone, Boot: "b1", Conn: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if h.state("main") != Lost || h.events[len(h.events)-1].Kind != EventLost {
+		t.Fatalf("Will of current connection: state %v events %q", h.state("main"), h.kinds())
+	}
+	if !strings.Contains(h.events[len(h.events)-1].Member.Reason, "Last Will") {
+		t.Errorf("reason %q", h.events[len(h.events)-1].Member.Reason)
+	}
+	// No second loss when the silence timer would have fired.
+	h.vc.Advance(time.Minute)
+	if got := h.kinds(); got != "main:seen main:lost" {
+		t.Fatalf("events %q", got)
+	}
+	// A new boot comes back.
+	h.table.Heartbeat(Heartbeat{ID: "main", Boot: "b2", Conn: 1})
+	if got := h.kinds(); got != "main:seen main:lost main:restored" {
+		t.Fatalf("events %q", got)
+	}
+}
+
+func TestGracefulCloseIsClosedNotLost(t *testing.T) {
+	h := newHarness(t, 10*time.Second)
+	h.table.Add("main", time.Second, 3*time.Second)
+	h.table.Start()
+	h.table.Heartbeat(Heartbeat{ID: "main", Boot: "b1", Conn: 1})
+	h.table.Presence(Presence{ID: "main", State: PresenceClosed, Boot: "b1", Conn: 1})
+	h.vc.Advance(time.Hour)
+	if got := h.kinds(); got != "main:seen main:closed" {
+		t.Fatalf("events %q", got)
+	}
+	h.table.Heartbeat(Heartbeat{ID: "main", Boot: "b2", Conn: 1})
+	if got := h.kinds(); got != "main:seen main:closed main:restored" {
+		t.Fatalf("events %q", got)
+	}
+}
+
+func TestNeverHeardMemberIsLostAfterStartupGrace(t *testing.T) {
+	h := newHarness(t, 10*time.Second)
+	h.table.Add("main", time.Second, 3*time.Second)
+	h.table.Add("rec", time.Second, time.Hour) // lost_after longer than the grace wins
+	h.table.Start()
+	h.vc.Advance(10*time.Second - time.Millisecond)
+	if len(h.events) != 0 {
+		t.Fatalf("events before grace: %q", h.kinds())
+	}
+	h.vc.Advance(time.Millisecond)
+	if got := h.kinds(); got != "main:lost" {
+		t.Fatalf("events %q", got)
+	}
+	h.vc.Advance(time.Hour)
+	if got := h.kinds(); got != "main:lost rec:lost" {
+		t.Fatalf("events %q", got)
+	}
+}
+
+func TestNothingIsLostWhileThisInstanceIsOffTheBus(t *testing.T) {
+	h := newHarness(t, time.Second)
+	h.table.Add("main", 100*time.Millisecond, 300*time.Millisecond)
+	h.table.Start()
+	h.table.Heartbeat(Heartbeat{ID: "main", Boot: "b", Conn: 1})
+	h.table.SetConnected(false)
+	h.vc.Advance(time.Hour)
+	if got := h.kinds(); got != "main:seen" {
+		t.Fatalf("events while disconnected: %q", got)
+	}
+	h.table.SetConnected(true)
+	h.vc.Advance(299 * time.Millisecond)
+	if h.state("main") == Lost {
+		t.Fatal("lost before a fresh lost_after after reconnecting")
+	}
+	h.vc.Advance(time.Millisecond)
+	if h.state("main") != Lost {
+		t.Fatalf("state %v a full lost_after after reconnecting, want lost", h.state("main"))
+	}
+}
+
+func TestUnknownMembersAreRejected(t *testing.T) {
+	h := newHarness(t, time.Second)
+	h.table.Start()
+	if err := h.table.Heartbeat(Heartbeat{ID: "ghost"}); err == nil {
+		t.Error("heartbeat from unknown member accepted")
+	}
+	if err := h.table.Presence(Presence{ID: "ghost", State: PresenceGone}); err == nil {
+		t.Error("presence from unknown member accepted")
+	}
+	if len(h.table.All()) != 0 {
+		t.Error("unknown member added")
+	}
+}
+
+func TestStartupGraceCountsFromTheFirstBusConnection(t *testing.T) {
+	h := &harness{t: t, vc: clock.NewVirtual(epoch)}
+	h.table = New(h.vc, func(f func()) { f() }, func(ev Event) { h.events = append(h.events, ev) }, Options{StartupGrace: 10 * time.Second, Offline: true})
+	h.table.Add("main", time.Second, 3*time.Second)
+	h.table.Start()
+	h.vc.Advance(time.Minute) // the broker takes a minute to come up
+	if len(h.events) != 0 {
+		t.Fatalf("events before the bus connected: %q", h.kinds())
+	}
+	h.table.SetConnected(true)
+	h.vc.Advance(10*time.Second - time.Millisecond)
+	if len(h.events) != 0 {
+		t.Fatalf("lost within the grace after connecting: %q", h.kinds())
+	}
+	h.vc.Advance(time.Millisecond)
+	if got := h.kinds(); got != "main:lost" {
+		t.Fatalf("events %q", got)
+	}
+	if r := h.events[0].Member.Reason; r != "not heard within 10s of joining the bus" {
+		t.Errorf("reason %q", r)
+	}
+}
