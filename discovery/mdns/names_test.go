@@ -1,0 +1,174 @@
+package mdns
+
+import (
+	"maps"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+
+	hmdns "github.com/hashicorp/mdns"
+	"github.com/miekg/dns"
+)
+
+func TestEscapeLabelMatchesMiekgPresentation(t *testing.T) {
+	for _, instance := range []string{
+		"plain",
+		"with space",
+		"dots.in.name",
+		`back\slash`,
+		`all . ' @ ; ( ) " \ specials`,
+		"ünïcödé",
+		"tab\there",
+	} {
+		escaped := escapeLabel(instance)
+		name := escaped + "._understudy._tcp.local."
+		// What a querier asks for after a round trip through the wire format
+		// must equal what the advertisement compares against.
+		buf := make([]byte, 512)
+		off, err := dns.PackDomainName(name, buf, 0, nil, false)
+		if err != nil {
+			t.Fatalf("%q: pack %q: %v", instance, name, err)
+		}
+		unpacked, _, err := dns.UnpackDomainName(buf[:off], 0)
+		if err != nil {
+			t.Fatalf("%q: unpack: %v", instance, err)
+		}
+		if unpacked != name {
+			t.Errorf("%q: escaped %q, after the wire %q", instance, name, unpacked)
+		}
+		if labels := dns.CountLabel(name); labels != 4 {
+			t.Errorf("%q: %q has %d labels, want 4", instance, name, labels)
+		}
+		back, err := unescapeLabel(escaped)
+		if err != nil || back != instance {
+			t.Errorf("unescape(%q) = %q, %v; want %q", escaped, back, err, instance)
+		}
+	}
+}
+
+func TestUnescapeLabelRejectsMalformed(t *testing.T) {
+	for _, s := range []string{`two.labels`, `trailing\`, `\999`} {
+		if got, err := unescapeLabel(s); err == nil {
+			t.Errorf("unescapeLabel(%q) = %q, want an error", s, got)
+		}
+	}
+}
+
+func TestNormalizeService(t *testing.T) {
+	good := map[string]string{
+		"_understudy._tcp":         "_understudy._tcp",
+		"_mqtt._tcp.":              "_mqtt._tcp",
+		"_mqtt._tcp.local.":        "_mqtt._tcp",
+		"_Understudy._TCP.LOCAL":   "_Understudy._tcp",
+		"_osc._udp":                "_osc._udp",
+		"_fifteen-chars12._tcp":    "_fifteen-chars12._tcp",
+		"_a._tcp":                  "_a._tcp",
+		"_understudy._tcp.local":   "_understudy._tcp",
+		"_understudy._tcp.local..": "",
+	}
+	for in, want := range good {
+		got, err := normalizeService(in)
+		if want == "" {
+			if err == nil {
+				t.Errorf("normalizeService(%q) = %q, want an error", in, got)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Errorf("normalizeService(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "understudy._tcp", "_understudy", "_understudy._sctp", "_x._tcp.example.", "_sixteen-chars123._tcp", "_bad_char._tcp", "_._tcp"} {
+		if got, err := normalizeService(in); err == nil {
+			t.Errorf("normalizeService(%q) = %q, want an error", in, got)
+		}
+	}
+}
+
+func TestTXTEncodeDecode(t *testing.T) {
+	m := map[string]string{"site": "north", "member": "m 1", "version": "1.2.3", "flag": ""}
+	txt, err := encodeTXT(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"flag=", "member=m 1", "site=north", "version=1.2.3"}; !slices.Equal(txt, want) {
+		t.Fatalf("encodeTXT = %q, want %q", txt, want)
+	}
+	if got := decodeTXT(txt); !maps.Equal(got, m) {
+		t.Fatalf("decodeTXT(encodeTXT(m)) = %v, want %v", got, m)
+	}
+	if txt, err := encodeTXT(nil); err != nil || !slices.Equal(txt, []string{""}) {
+		t.Fatalf("encodeTXT(nil) = %q, %v; want one empty string", txt, err)
+	}
+	// Keys ignore case, a bare key is a boolean attribute, the first of a
+	// repeated key counts, empty strings are nothing.
+	got := decodeTXT([]string{"", "Site=north", "site=south", "bare", "=novalue", "eq=a=b"})
+	if want := map[string]string{"site": "north", "bare": "", "eq": "a=b"}; !maps.Equal(got, want) {
+		t.Fatalf("decodeTXT = %v, want %v", got, want)
+	}
+	for _, bad := range []map[string]string{
+		{"": "x"},
+		{"a=b": "x"},
+		{"ctl\x01": "x"},
+		{"Site": "a", "site": "b"},
+		{"long": strings.Repeat("x", 251)},
+	} {
+		if txt, err := encodeTXT(bad); err == nil {
+			t.Errorf("encodeTXT(%q) = %q, want an error", bad, txt)
+		}
+	}
+}
+
+func TestValidateHostAndInstance(t *testing.T) {
+	for _, h := range []string{"vm.", "a-host.local.", "x_y.example.com."} {
+		if err := validateHost(h); err != nil {
+			t.Errorf("validateHost(%q) = %v", h, err)
+		}
+	}
+	for _, h := range []string{"", "vm", "a..b.", ".", "sp ace.", strings.Repeat("a", 64) + "."} {
+		if err := validateHost(h); err == nil {
+			t.Errorf("validateHost(%q) accepted", h)
+		}
+	}
+	for _, s := range []string{"", strings.Repeat("x", 64), "ctl\x7f", "bad\xffutf8"} {
+		if err := validateInstance(s); err == nil {
+			t.Errorf("validateInstance(%q) accepted", s)
+		}
+	}
+	if err := validateInstance("member one.a"); err != nil {
+		t.Errorf("validateInstance: %v", err)
+	}
+}
+
+func TestToEntry(t *testing.T) {
+	ip := net.IPv4(198, 18, 0, 1)
+	se := &hmdns.ServiceEntry{
+		Name:       `member\ one\.a._understudy._tcp.local.`,
+		Host:       "vm.",
+		AddrV4:     ip,
+		Port:       7000,
+		InfoFields: []string{"site=north"},
+	}
+	e, ok := toEntry("_understudy._tcp", se)
+	if !ok || e.Instance != "member one.a" || e.Host != "vm." || !e.Addr.Equal(ip) || e.Port != 7000 || e.TXT["site"] != "north" {
+		t.Fatalf("toEntry = %+v, %v", e, ok)
+	}
+	if len(e.Addr) != net.IPv4len {
+		t.Errorf("Addr has %d bytes, want the 4-byte form", len(e.Addr))
+	}
+	for _, bad := range []hmdns.ServiceEntry{
+		{Name: "x._mqtt._tcp.local.", AddrV4: ip, Port: 1883},                     // another service
+		{Name: "a.b._understudy._tcp.local.", AddrV4: ip, Port: 7000},             // not one label
+		{Name: "x._understudy._tcp.local.", AddrV6: net.IPv6loopback, Port: 7000}, // no IPv4
+		{Name: "_understudy._tcp.local.", AddrV4: ip, Port: 7000},                 // no instance
+	} {
+		if e, ok := toEntry("_understudy._tcp", &bad); ok {
+			t.Errorf("toEntry(%+v) = %+v, want it skipped", bad, e)
+		}
+	}
+	// Names compare without regard to case.
+	if _, ok := toEntry("_understudy._tcp", &hmdns.ServiceEntry{Name: "x._Understudy._TCP.local.", AddrV4: ip, Port: 1}); !ok {
+		t.Error("toEntry rejected a name differing only in case")
+	}
+}
