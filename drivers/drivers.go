@@ -1,0 +1,146 @@
+// Package drivers is the registry of device driver kinds and the small
+// interfaces through which the runtime carries policy decisions to hardware.
+//
+// A driver kind lives in its own package under drivers/ (code, tests, README.md
+// with a sample config) and exports a Kind value; drivers/builtin lists them.
+// Lifecycle: Kind.New decodes and validates the configuration without touching
+// the network (config errors are found at load, with file:line); Start begins the
+// connection, which the driver keeps up by itself (connection errors are retried
+// at run time and reported as events); Close ends it.
+package drivers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Event is something a driver reports: its connection going up or down, or a
+// change the device made by itself (a route set from a panel). Fields hold
+// plain values only (string, bool, int, float64) so they map straight to Lua.
+type Event struct {
+	Name   string
+	Fields map[string]any
+}
+
+// Driver event names shared by all kinds.
+const (
+	EventConnected    = "driver_connected"    // Fields: address
+	EventDisconnected = "driver_disconnected" // Fields: address, error
+	EventRouteChanged = "route_changed"       // Fields: output, input (1-based)
+)
+
+// Errors a driver wraps (with %w) so the runtime knows whether to retry.
+var (
+	// ErrNotConnected: the device is not reachable now; the runtime retries
+	// the command until the action's deadline.
+	ErrNotConnected = errors.New("not connected")
+	// ErrRefused: the device understood the command and refused it (a NAK, a
+	// lock held by someone else); retrying will not help.
+	ErrRefused = errors.New("refused by the device")
+)
+
+// Refusal returns an error with message msg that is an ErrRefused (for
+// errors.Is) without saying so in its text: a driver's own sentinel for "the
+// device said no" (a NAK, a lock, an error code).
+func Refusal(msg string) error { return refusal{msg} }
+
+type refusal struct{ msg string }
+
+func (r refusal) Error() string { return r.msg }
+func (r refusal) Unwrap() error { return ErrRefused }
+
+// Emitter receives a driver's events. It is called from the driver's own
+// goroutines and must not block (the runtime only enqueues).
+type Emitter func(Event)
+
+// Driver is a configured device connection.
+type Driver interface {
+	// Start begins connecting in the background and returns at once. The driver
+	// reconnects with backoff until Close is called or ctx ends.
+	Start(ctx context.Context, emit Emitter)
+	// Close ends the connection and waits for the driver's goroutines.
+	Close() error
+	// Status reports the connection as the driver sees it now.
+	Status() Status
+}
+
+// Status is a driver's connection state.
+type Status struct {
+	Connected bool
+	Address   string
+	Since     time.Time // when Connected last changed
+	LastError string    // the last connection or protocol error, in the device's words where it gave any
+}
+
+// Router is a video matrix switcher. Ports are numbered from 1, as on the
+// device's panel, whatever the wire protocol uses. Every switcher kind offers
+// exactly this surface, so a policy changes switcher model by config alone.
+type Router interface {
+	Driver
+	// Route sets output to show input and returns once the device confirmed
+	// the new route, or with an error in the device's words.
+	Route(ctx context.Context, output, input int) error
+	// Routing returns the routing last read from the device: element i is the
+	// input shown on output i+1, 0 when unknown. Nil before the first read.
+	Routing() []int
+	// Size returns the port counts read from the device (0, 0 before).
+	Size() (inputs, outputs int)
+	// InputLabels and OutputLabels return the device's labels, index i for port i+1.
+	InputLabels() []string
+	OutputLabels() []string
+}
+
+// Config is what a Kind's New receives: the driver's name in site.yaml and a
+// function that strictly decodes its settings into a struct, reporting errors
+// as "file:line:col: message".
+type Config struct {
+	Name   string
+	Decode func(v any) error
+}
+
+// Kind is a driver type that can be named in site.yaml (`kind: videohub`).
+type Kind struct {
+	Name    string
+	Summary string
+	New     func(cfg Config) (Driver, error)
+}
+
+// Registry maps kind names to kinds.
+type Registry struct {
+	kinds map[string]Kind
+}
+
+// NewRegistry returns a registry holding the given kinds.
+func NewRegistry(kinds ...Kind) *Registry {
+	r := &Registry{kinds: make(map[string]Kind, len(kinds))}
+	for _, k := range kinds {
+		r.kinds[k.Name] = k
+	}
+	return r
+}
+
+// Kinds returns the registered kind names, sorted.
+func (r *Registry) Kinds() []string {
+	names := make([]string, 0, len(r.kinds))
+	for name := range r.kinds {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// New builds a driver of the named kind from its configuration.
+func (r *Registry) New(kind string, cfg Config) (Driver, error) {
+	k, ok := r.kinds[kind]
+	if !ok {
+		return nil, fmt.Errorf("unknown driver kind %q (known: %v)", kind, r.Kinds())
+	}
+	d, err := k.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("driver %s (%s): %w", cfg.Name, kind, err)
+	}
+	return d, nil
+}
