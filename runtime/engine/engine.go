@@ -1,0 +1,443 @@
+// Package engine is an instance's event loop. One goroutine owns the member
+// table, the Lua policy and the bookkeeping of actions; bus callbacks, driver
+// events, timers and API requests only post work to it. On the coordinator
+// the loop runs the policy and carries its decisions to the drivers; on every
+// instance it keeps the member table.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"time"
+
+	"understudy/discovery/bus"
+	"understudy/discovery/members"
+	"understudy/drivers"
+	"understudy/runtime/clock"
+	"understudy/runtime/config"
+	"understudy/runtime/policy"
+)
+
+// Publisher sends messages on the bus.
+type Publisher interface {
+	Publish(topic string, qos byte, retained bool, payload []byte) error
+}
+
+// Options configure an Engine.
+type Options struct {
+	Site   *config.Site
+	Self   string // this instance's member id
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// Publisher, when set, receives the coordinator's member states (retained)
+	// and its record stream; nil publishes nothing.
+	Publisher Publisher
+	Drops     *bus.Drops // counts payloads from unknown members; may be nil
+	// Coordinator makes this instance run the policy and the drivers.
+	Coordinator bool
+	Drivers     map[string]drivers.Driver
+	// Online starts the member table as connected to the bus; a daemon
+	// starts offline and reports the bus with BusConnected.
+	Online bool
+	// ActionTimeout bounds how long an action keeps retrying while its
+	// device is unreachable (default 30s).
+	ActionTimeout time.Duration
+	// Observe, when set, sees every record on the loop goroutine (tests, the
+	// simulator, a journal).
+	Observe func(Record)
+}
+
+// Record is one entry of the coordinator's stream: a member event, a driver
+// event, an action and its result, or a policy problem.
+type Record struct {
+	At     time.Time      `json:"at"`
+	Type   string         `json:"type"`
+	Member string         `json:"member,omitempty"`
+	Fields map[string]any `json:"fields,omitempty"`
+}
+
+// Engine is the loop.
+type Engine struct {
+	opts    Options
+	site    *config.Site
+	log     *slog.Logger
+	clock   clock.Clock
+	topics  bus.Topics
+	queue   *queue
+	table   *members.Table
+	policy  *policy.Policy
+	actions *actions
+	ctx     context.Context
+	started bool
+
+	policyLoaded time.Time
+	policyError  string
+	reloads      uint64
+}
+
+// New builds an engine; Start (or Run) brings it up.
+func New(opts Options) (*Engine, error) {
+	if opts.Site == nil {
+		return nil, errors.New("engine: no site")
+	}
+	if _, ok := opts.Site.Member(opts.Self); !ok {
+		return nil, fmt.Errorf("engine: %q is not a member of site %s (members: %v)", opts.Self, opts.Site.Name, opts.Site.MemberIDs())
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ActionTimeout <= 0 {
+		opts.ActionTimeout = 30 * time.Second
+	}
+	e := &Engine{
+		opts:   opts,
+		site:   opts.Site,
+		log:    opts.Logger,
+		clock:  opts.Clock,
+		topics: bus.Topics{Site: opts.Site.Name},
+		queue:  newQueue(),
+	}
+	e.table = members.New(e.clock, e.Post, e.onMemberEvent, members.Options{
+		StartupGrace: opts.Site.Heartbeat.StartupGrace.D(),
+		Offline:      !opts.Online,
+	})
+	for _, m := range opts.Site.Members {
+		e.table.Add(m.ID, m.Heartbeat.D(), m.LostAfter.D())
+	}
+	e.actions = newActions(e)
+	return e, nil
+}
+
+// Post queues f to run on the loop. Safe from any goroutine; never blocks.
+func (e *Engine) Post(f func()) { e.queue.push(f) }
+
+// Do runs f on the loop and waits for it, or for ctx.
+func (e *Engine) Do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	e.Post(func() { f(); close(done) })
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Start brings the engine up on the calling goroutine, which from then on owns
+// it (Run calls Start). It starts the member table, and on the coordinator
+// the drivers and the policy; a policy that does not load is an error.
+func (e *Engine) Start(ctx context.Context) error {
+	if e.started {
+		return errors.New("engine already started")
+	}
+	e.started = true
+	e.ctx = ctx
+	e.table.Start()
+	if !e.opts.Coordinator {
+		return nil
+	}
+	for _, name := range sortedNames(e.opts.Drivers) {
+		d := e.opts.Drivers[name]
+		d.Start(ctx, func(ev drivers.Event) { e.Post(func() { e.onDriverEvent(name, ev) }) })
+	}
+	e.actions.start(ctx)
+	if e.site.PolicyPath() == "" {
+		e.log.Warn("site has no policy: events are recorded, nothing decides")
+		return nil
+	}
+	p, err := e.loadPolicy()
+	if err != nil {
+		return err
+	}
+	e.installPolicy(p, false)
+	return nil
+}
+
+// Run starts the engine and runs the loop until ctx ends, then stops the
+// policy and the drivers.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	defer e.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.queue.ready:
+			for _, f := range e.queue.take() {
+				e.runSafely(f)
+			}
+		}
+	}
+}
+
+// Wake is signalled when work is queued; a goroutine that drives the engine
+// with RunPending waits on it.
+func (e *Engine) Wake() <-chan struct{} { return e.queue.ready }
+
+// RunPending runs the work queued so far (and work it queues) on the calling
+// goroutine, which must own the engine. The simulator and tests use it with a
+// virtual clock instead of Run.
+func (e *Engine) RunPending() int {
+	n := 0
+	for e.queue.len() > 0 {
+		for _, f := range e.queue.take() {
+			e.runSafely(f)
+			n++
+		}
+	}
+	return n
+}
+
+// Stop closes the policy and the drivers. Call it on the owning goroutine.
+func (e *Engine) Stop() {
+	if e.policy != nil {
+		e.policy.Close()
+		e.policy = nil
+	}
+	e.actions.stop()
+	for _, name := range sortedNames(e.opts.Drivers) {
+		if err := e.opts.Drivers[name].Close(); err != nil {
+			e.log.Warn("closing driver", "driver", name, "error", err)
+		}
+	}
+}
+
+func (e *Engine) runSafely(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("internal error in the event loop (recovered; please report it)", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	f()
+}
+
+// Heartbeat feeds a decoded heartbeat to the member table. Any goroutine.
+func (e *Engine) Heartbeat(hb bus.Heartbeat) {
+	e.Post(func() {
+		err := e.table.Heartbeat(members.Heartbeat{ID: hb.Member, Boot: hb.Boot, Conn: hb.Conn, Interval: hb.Interval()})
+		if err != nil && e.opts.Drops != nil {
+			e.opts.Drops.Drop(hb.Member, e.topics.Heartbeat(hb.Member), 0, fmt.Errorf("%w: %v", bus.ErrUnknownMember, err))
+		}
+	})
+}
+
+// Presence feeds a decoded presence message to the member table. Any goroutine.
+func (e *Engine) Presence(p bus.Presence) {
+	e.Post(func() {
+		err := e.table.Presence(members.Presence{ID: p.Member, State: p.State, Boot: p.Boot, Conn: p.Conn})
+		switch {
+		case err == nil:
+		case !e.table.Known(p.Member):
+			if e.opts.Drops != nil {
+				e.opts.Drops.Drop(p.Member, e.topics.Presence(p.Member), 0, fmt.Errorf("%w: %v", bus.ErrUnknownMember, err))
+			}
+		default:
+			e.log.Debug("presence ignored", "reason", err)
+		}
+	})
+}
+
+// BusConnected reports this instance's bus connection. Any goroutine. On
+// (re)connect the coordinator publishes every member's state again, so that
+// the retained topics are right whatever happened while it was away.
+func (e *Engine) BusConnected(up bool) {
+	e.Post(func() {
+		e.table.SetConnected(up)
+		if up && e.opts.Coordinator && e.opts.Publisher != nil {
+			for _, m := range e.table.All() {
+				e.publishState(m)
+			}
+		}
+	})
+}
+
+// Reload loads the policy files again; if they fail to load, the running
+// policy stays and the error is reported with file:line. Any goroutine.
+func (e *Engine) Reload() {
+	e.Post(func() {
+		if !e.opts.Coordinator || e.site.PolicyPath() == "" {
+			return
+		}
+		p, err := e.loadPolicy()
+		if err != nil {
+			e.policyError = err.Error()
+			e.log.Error("policy reload failed; the previous policy keeps running", "error", err)
+			e.record(Record{Type: "policy_error", Fields: map[string]any{"error": err.Error(), "kept": "previous policy"}})
+			return
+		}
+		e.installPolicy(p, true)
+	})
+}
+
+func (e *Engine) loadPolicy() (*policy.Policy, error) {
+	return policy.Load(policyEnv{e}, policy.Options{
+		File:     e.site.PolicyPath(),
+		Timeout:  e.site.Policy.HandlerTimeout.D(),
+		Settings: e.site.Policy.Settings,
+		Site:     e.site.Name,
+		Self:     e.opts.Self,
+		Logger:   e.log.With("component", "policy"),
+	})
+}
+
+func (e *Engine) installPolicy(p *policy.Policy, reload bool) {
+	if e.policy != nil {
+		e.policy.Close()
+		e.reloads++
+	}
+	e.policy = p
+	e.policyLoaded = e.clock.Now()
+	e.policyError = ""
+	var handlers []string
+	for _, h := range p.Handlers() {
+		handlers = append(handlers, h.Event)
+	}
+	verb := "policy loaded"
+	if reload {
+		verb = "policy reloaded"
+	}
+	e.log.Info(verb, "file", e.site.PolicyPath(), "handlers", handlers)
+	e.record(Record{Type: "policy_loaded", Fields: map[string]any{"file": e.site.PolicyPath(), "reload": reload}})
+	e.dispatch(policy.Event{Name: "coordinator", At: e.clock.Now(), Fields: map[string]any{"reload": reload}})
+}
+
+// dispatch hands an event to the policy and reports handler failures.
+func (e *Engine) dispatch(ev policy.Event) {
+	if e.policy == nil {
+		return
+	}
+	for _, err := range e.policy.Dispatch(ev) {
+		e.log.Error("policy handler failed", "event", ev.Name, "error", err)
+		e.record(Record{Type: "policy_error", Fields: map[string]any{"event": ev.Name, "error": err.Error()}})
+	}
+	if err := e.policy.Broken(); err != nil {
+		e.log.Error("policy state is no longer trusted; loading it afresh", "error", err)
+		e.policy.Close()
+		e.policy = nil
+		if p, lerr := e.loadPolicy(); lerr == nil {
+			e.installPolicy(p, true)
+		} else {
+			e.log.Error("policy reload after a fault failed: no policy is running", "error", lerr)
+		}
+	}
+}
+
+func (e *Engine) onMemberEvent(ev members.Event) {
+	level := slog.LevelInfo
+	if ev.Kind == members.EventLost {
+		level = slog.LevelWarn
+	}
+	e.log.Log(context.Background(), level, "member "+string(ev.Member.State), "member", ev.Member.ID, "event", ev.Kind, "reason", ev.Member.Reason)
+	fields := map[string]any{"state": string(ev.Member.State), "previous": string(ev.Previous), "reason": ev.Member.Reason}
+	if ev.Silence > 0 {
+		fields["silence_ms"] = ev.Silence.Milliseconds()
+	}
+	e.record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: fields})
+	if e.opts.Coordinator && e.opts.Publisher != nil {
+		e.publishState(ev.Member)
+	}
+	m := e.policyMember(ev.Member.ID)
+	e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Member: &m, Fields: map[string]any{"reason": ev.Member.Reason, "previous": string(ev.Previous)}})
+}
+
+func (e *Engine) publishState(m members.Member) {
+	cm, _ := e.site.Member(m.ID)
+	payload, _ := json.Marshal(map[string]any{
+		"member": m.ID, "state": m.State, "since": m.Since, "reason": m.Reason,
+		"roles": cm.Roles, "usage": cm.Usage, "standby": cm.Standby,
+	})
+	if err := e.opts.Publisher.Publish(e.topics.State(m.ID), 1, true, payload); err != nil {
+		e.log.Debug("state not published", "member", m.ID, "error", err)
+	}
+}
+
+func (e *Engine) onDriverEvent(name string, ev drivers.Event) {
+	fields := map[string]any{"driver": name}
+	for k, v := range ev.Fields {
+		fields[k] = v
+	}
+	switch ev.Name {
+	case drivers.EventDisconnected:
+		e.log.Warn("driver disconnected", "driver", name, "error", ev.Fields["error"])
+	case drivers.EventConnected:
+		e.log.Info("driver connected", "driver", name, "address", ev.Fields["address"])
+	}
+	e.record(Record{Type: ev.Name, Fields: fields})
+	e.dispatch(policy.Event{Name: ev.Name, At: e.clock.Now(), Fields: fields})
+}
+
+// record stamps a record, shows it to the observer and publishes it.
+func (e *Engine) record(r Record) {
+	if r.At.IsZero() {
+		r.At = e.clock.Now()
+	}
+	if e.opts.Observe != nil {
+		e.opts.Observe(r)
+	}
+	if e.opts.Coordinator && e.opts.Publisher != nil {
+		payload, err := json.Marshal(r)
+		if err == nil {
+			if err := e.opts.Publisher.Publish(e.topics.Events(), 1, false, payload); err != nil {
+				e.log.Debug("record not published", "type", r.Type, "error", err)
+			}
+		}
+	}
+}
+
+func (e *Engine) policyMember(id string) policy.Member {
+	cm, _ := e.site.Member(id)
+	lm, _ := e.table.Get(id)
+	duties := map[string]any{"outputs": cm.Duties.Outputs, "inputs": cm.Duties.Inputs}
+	if cm.Duties.Outputs == nil {
+		duties["outputs"] = []int{}
+	}
+	if cm.Duties.Inputs == nil {
+		duties["inputs"] = []int{}
+	}
+	if cm.Duties.Switcher != "" {
+		duties["switcher"] = cm.Duties.Switcher
+	}
+	return policy.Member{
+		ID: id, State: string(lm.State), Since: lm.Since, Reason: lm.Reason,
+		Roles: cm.Roles, Usage: cm.Usage, Priority: cm.Priority, Standby: cm.Standby,
+		Self: id == e.opts.Self, Duties: duties,
+	}
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// CheckPolicy loads the site's policy the way the coordinator would, on a
+// virtual clock and with the drivers built but not connected, and returns its
+// handlers. Errors name file:line.
+func CheckPolicy(site *config.Site, drvs map[string]drivers.Driver) ([]policy.HandlerCount, error) {
+	if site.PolicyPath() == "" {
+		return nil, nil
+	}
+	e, err := New(Options{Site: site, Self: site.Coordinator, Clock: clock.NewVirtual(time.Now()), Coordinator: true, Drivers: drvs, Online: true})
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.loadPolicy()
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	return p.Handlers(), nil
+}

@@ -1,0 +1,53 @@
+package engine
+
+import (
+	"errors"
+	"time"
+
+	"understudy/drivers"
+	"understudy/runtime/clock"
+	"understudy/runtime/policy"
+)
+
+// policyEnv is the engine as the policy sees it.
+type policyEnv struct{ e *Engine }
+
+var _ policy.Env = policyEnv{}
+
+func (v policyEnv) Clock() clock.Clock       { return v.e.clock }
+func (v policyEnv) Post(f func())            { v.e.Post(f) }
+func (v policyEnv) Location() *time.Location { return v.e.site.Location }
+
+func (v policyEnv) Member(id string) (policy.Member, bool) {
+	if !v.e.table.Known(id) {
+		return policy.Member{}, false
+	}
+	return v.e.policyMember(id), true
+}
+
+func (v policyEnv) Members() []policy.Member {
+	all := v.e.table.All()
+	out := make([]policy.Member, len(all))
+	for i, m := range all {
+		out[i] = v.e.policyMember(m.ID)
+	}
+	return out
+}
+
+func (v policyEnv) Driver(name string) (drivers.Driver, bool) {
+	d, ok := v.e.opts.Drivers[name]
+	return d, ok
+}
+
+func (v policyEnv) DriverNames() []string { return sortedNames(v.e.opts.Drivers) }
+
+func (v policyEnv) Route(driver string, output, input int, cause string) (string, error) {
+	return v.e.actions.route(driver, output, input, cause)
+}
+
+func (v policyEnv) Publish(topic string, payload []byte, retained bool) error {
+	if v.e.opts.Publisher == nil {
+		return errors.New("no bus")
+	}
+	return v.e.opts.Publisher.Publish(topic, 1, retained, payload)
+}

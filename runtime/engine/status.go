@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"context"
+	"time"
+)
+
+// Status is a snapshot of the engine for the status API and the CLI.
+type Status struct {
+	Site        string         `json:"site"`
+	Self        string         `json:"self"`
+	Coordinator bool           `json:"coordinator"`
+	Members     []MemberStatus `json:"members"`
+	Drivers     []DriverStatus `json:"drivers,omitempty"`
+	Policy      *PolicyStatus  `json:"policy,omitempty"`
+}
+
+// MemberStatus is one row of the member table.
+type MemberStatus struct {
+	ID        string    `json:"id"`
+	State     string    `json:"state"`
+	Since     time.Time `json:"since"`
+	Reason    string    `json:"reason"`
+	LastHeard time.Time `json:"last_heard,omitzero"`
+	Roles     []string  `json:"roles,omitempty"`
+	Standby   bool      `json:"standby,omitempty"`
+}
+
+// DriverStatus is a driver's connection.
+type DriverStatus struct {
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	Connected bool      `json:"connected"`
+	Address   string    `json:"address,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// PolicyStatus describes the running policy.
+type PolicyStatus struct {
+	File      string    `json:"file"`
+	Loaded    time.Time `json:"loaded,omitzero"`
+	Reloads   uint64    `json:"reloads"`
+	Handlers  []string  `json:"handlers"`
+	Calls     uint64    `json:"calls"`
+	Errors    uint64    `json:"errors"`
+	Timeouts  uint64    `json:"timeouts"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// Status returns a snapshot, taken on the loop.
+func (e *Engine) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := e.Do(ctx, func() { st = e.status() })
+	return st, err
+}
+
+func (e *Engine) status() Status {
+	st := Status{Site: e.site.Name, Self: e.opts.Self, Coordinator: e.opts.Coordinator}
+	for _, m := range e.table.All() {
+		cm, _ := e.site.Member(m.ID)
+		st.Members = append(st.Members, MemberStatus{ID: m.ID, State: string(m.State), Since: m.Since, Reason: m.Reason, LastHeard: m.LastHeard, Roles: cm.Roles, Standby: cm.Standby})
+	}
+	for _, name := range sortedNames(e.opts.Drivers) {
+		ds := e.opts.Drivers[name].Status()
+		st.Drivers = append(st.Drivers, DriverStatus{Name: name, Kind: e.site.Drivers[name].Kind, Connected: ds.Connected, Address: ds.Address, Since: ds.Since, Error: ds.LastError})
+	}
+	if e.opts.Coordinator && e.site.PolicyPath() != "" {
+		ps := &PolicyStatus{File: e.site.PolicyPath(), Loaded: e.policyLoaded, Reloads: e.reloads, LastError: e.policyError}
+		if e.policy != nil {
+			for _, h := range e.policy.Handlers() {
+				ps.Handlers = append(ps.Handlers, h.Event)
+			}
+			s := e.policy.Stats()
+			ps.Calls, ps.Errors, ps.Timeouts = s.Calls, s.Errors, s.Timeouts
+		}
+		st.Policy = ps
+	}
+	return st
+}

@@ -1,0 +1,312 @@
+// Package policy hosts an installer's Lua policy: a sandboxed gopher-lua state
+// that registers handlers for site events (us.on), sets timers on the
+// runtime's Clock (us.after, us.every, us.cron) and acts through drivers
+// (us.driver). See api.go for the `understudy` module.
+//
+// A Policy is owned by one goroutine (the runtime's event loop): Load,
+// Dispatch and Close are called only there, and timer callbacks return there
+// through Env.Post. Every call into Lua runs with a deadline and under
+// recover(); a handler that errors or runs too long is reported and counted,
+// and the other handlers and the daemon go on.
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"understudy/drivers"
+	"understudy/runtime/clock"
+)
+
+// Member is a site member as the policy sees it: liveness from the member
+// table, the rest from site.yaml.
+type Member struct {
+	ID       string
+	State    string
+	Since    time.Time
+	Reason   string
+	Roles    []string
+	Usage    []string
+	Priority int
+	Standby  bool
+	Self     bool
+	Duties   map[string]any
+}
+
+// Event is what a handler receives as its argument.
+type Event struct {
+	Name   string
+	At     time.Time
+	Member *Member
+	Fields map[string]any
+}
+
+// Env connects a policy to the runtime. Its methods are called only on the
+// goroutine that owns the policy.
+type Env interface {
+	Clock() clock.Clock
+	// Post runs f later on the goroutine that owns the policy.
+	Post(f func())
+	Location() *time.Location
+	Member(id string) (Member, bool)
+	Members() []Member
+	Driver(name string) (drivers.Driver, bool)
+	DriverNames() []string
+	// Route asks the runtime to route output from input on a router driver and
+	// returns the action's id; the result comes back as an action_done or
+	// action_failed event. cause says which event and policy line asked.
+	Route(driver string, output, input int, cause string) (string, error)
+	Publish(topic string, payload []byte, retained bool) error
+}
+
+// Options configure a policy.
+type Options struct {
+	File     string        // the policy's main file; require looks in its folder
+	Timeout  time.Duration // deadline of every call into Lua (default 1s)
+	Settings map[string]any
+	Site     string
+	Self     string
+	Logger   *slog.Logger
+}
+
+// Stats counts what happened in the policy.
+type Stats struct {
+	Calls    uint64 // handler and timer calls
+	Errors   uint64 // calls that raised an error
+	Timeouts uint64 // calls stopped at the deadline
+}
+
+// Policy is a loaded policy.
+type Policy struct {
+	opts       Options
+	env        Env
+	log        *slog.Logger
+	L          *lua.LState
+	dir        string
+	module     *lua.LTable
+	timerMeta  *lua.LTable
+	memberMeta *lua.LTable
+	handlers   map[string][]handler
+	order      []string // event names in order of first registration
+	timers     map[int]*timer
+	nextID     int
+	loaded     map[string]lua.LValue
+	loading    map[string]bool
+	current    string // the event being handled, for action causes
+	stats      Stats
+	closed     bool
+	broken     error // set when Go code called from Lua panicked; the state is not trusted after that
+}
+
+type handler struct {
+	fn    *lua.LFunction
+	where string // file:line where the handler function is defined
+}
+
+// HandlerError is a failed call into the policy.
+type HandlerError struct {
+	Event   string // event name, or "timer" / "load"
+	Where   string // file:line of the handler that failed
+	Timeout time.Duration
+	Err     error
+}
+
+func (e *HandlerError) Error() string {
+	if e.Timeout > 0 {
+		return fmt.Sprintf("handler for %s (%s) ran longer than %v and was stopped", e.Event, e.Where, e.Timeout)
+	}
+	return fmt.Sprintf("handler for %s (%s): %v", e.Event, e.Where, e.Err)
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+// Load compiles and runs the policy's main file in a fresh sandbox. The file's
+// top level registers handlers and timers. Errors name file:line.
+func Load(env Env, opts Options) (*Policy, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Policy{
+		opts:     opts,
+		env:      env,
+		log:      opts.Logger,
+		dir:      filepath.Dir(opts.File),
+		handlers: map[string][]handler{},
+		timers:   map[int]*timer{},
+		loaded:   map[string]lua.LValue{},
+		loading:  map[string]bool{},
+	}
+	p.L = newSandbox(p)
+	p.module = p.loader(p.L)
+
+	src, err := os.ReadFile(opts.File)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	fn, err := p.L.Load(strings.NewReader(string(src)), opts.File)
+	if err != nil {
+		p.Close()
+		return nil, errors.New(luaErrorText(err))
+	}
+	p.current = "load"
+	err = p.call(fn, "load", opts.File)
+	p.current = ""
+	if err != nil {
+		p.Close()
+		var he *HandlerError
+		if errors.As(err, &he) && he.Timeout > 0 {
+			return nil, fmt.Errorf("%s: loading the policy ran longer than %v and was stopped", opts.File, he.Timeout)
+		}
+		return nil, errors.Unwrap(err)
+	}
+	return p, nil
+}
+
+// Handlers returns the number of handlers per event name, in registration order.
+func (p *Policy) Handlers() []HandlerCount {
+	out := make([]HandlerCount, 0, len(p.order))
+	for _, name := range p.order {
+		out = append(out, HandlerCount{Event: name, Count: len(p.handlers[name])})
+	}
+	return out
+}
+
+// HandlerCount is how many handlers an event has.
+type HandlerCount struct {
+	Event string
+	Count int
+}
+
+// Stats returns the counters.
+func (p *Policy) Stats() Stats { return p.stats }
+
+// Broken reports whether Go code called from the policy panicked, after which
+// the runtime should load the policy afresh.
+func (p *Policy) Broken() error { return p.broken }
+
+// Dispatch runs the handlers registered for ev.Name, then those for "*", each
+// in its own protected call. It returns the errors of those that failed.
+func (p *Policy) Dispatch(ev Event) []error {
+	if p.closed {
+		return nil
+	}
+	hs := append(append([]handler(nil), p.handlers[ev.Name]...), p.handlers["*"]...)
+	if len(hs) == 0 {
+		return nil
+	}
+	arg := p.eventTable(ev)
+	var errs []error
+	prev := p.current
+	p.current = ev.Name
+	defer func() { p.current = prev }()
+	for _, h := range hs {
+		if p.closed {
+			break
+		}
+		if err := p.call(h.fn, ev.Name, h.where, arg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// Close cancels the policy's timers and closes its Lua state.
+func (p *Policy) Close() {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	for id, t := range p.timers {
+		t.stop()
+		delete(p.timers, id)
+	}
+	p.L.Close()
+}
+
+// call runs fn with the deadline, recovering from panics in Go code it calls.
+func (p *Policy) call(fn *lua.LFunction, event, where string, args ...lua.LValue) (err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
+	defer cancel()
+	p.L.SetContext(ctx)
+	defer func() {
+		p.L.RemoveContext()
+		p.L.SetTop(0)
+		if r := recover(); r != nil {
+			p.broken = fmt.Errorf("panic in Go code called from the policy: %v", r)
+			err = &HandlerError{Event: event, Where: where, Err: p.broken}
+		}
+		if err != nil && event != "load" {
+			p.stats.Errors++
+		}
+	}()
+	if event != "load" {
+		p.stats.Calls++
+	}
+	callErr := p.L.CallByParam(lua.P{Fn: fn, NRet: 0, Protect: true}, args...)
+	if callErr == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		if event != "load" {
+			p.stats.Timeouts++
+		}
+		return &HandlerError{Event: event, Where: where, Timeout: p.opts.Timeout, Err: ctx.Err()}
+	}
+	return &HandlerError{Event: event, Where: where, Err: errors.New(luaErrorText(callErr))}
+}
+
+var syntaxRe = regexp.MustCompile(`^(.*) line:(\d+)\(column:(\d+)\) near '(.*)':\s+(.*?)\s*$`)
+
+// luaErrorText turns a gopher-lua error into "file:line: message" without the
+// stack trace.
+func luaErrorText(err error) string {
+	var ae *lua.ApiError
+	msg := err.Error()
+	if errors.As(err, &ae) {
+		if ae.Object != nil {
+			msg = ae.Object.String()
+			if t, ok := ae.Object.(*lua.LTable); ok {
+				msg = "error object " + tableString(t)
+			}
+		}
+		if ae.Type == lua.ApiErrorSyntax {
+			first, _, _ := strings.Cut(msg, "\n")
+			if m := syntaxRe.FindStringSubmatch(first); m != nil {
+				return fmt.Sprintf("%s:%s:%s: %s near '%s'", m[1], m[2], m[3], m[5], m[4])
+			}
+		}
+	}
+	msg, _, _ = strings.Cut(msg, "\nstack traceback:")
+	return strings.TrimSpace(msg)
+}
+
+func tableString(t *lua.LTable) string {
+	var parts []string
+	t.ForEach(func(k, v lua.LValue) {
+		if len(parts) < 8 {
+			parts = append(parts, k.String()+"="+v.String())
+		}
+	})
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// where returns "file:line" of a Lua function's definition.
+func where(fn *lua.LFunction) string {
+	if fn.Proto == nil {
+		return "Go function"
+	}
+	return fmt.Sprintf("%s:%d", fn.Proto.SourceName, fn.Proto.LineDefined)
+}

@@ -1,0 +1,177 @@
+// Package sim runs a site's engine on a virtual clock with simulated member
+// instances: they heartbeat at their configured interval, crash (connection
+// drops, Last Will), go silent (cable pulled), shut down gracefully and come
+// back. Policy tests and the simulator use it; hours of site time take
+// microseconds, while drivers stay real (device simulators over TCP).
+package sim
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"understudy/discovery/bus"
+	"understudy/drivers"
+	"understudy/runtime/clock"
+	"understudy/runtime/config"
+	"understudy/runtime/engine"
+)
+
+// Harness is a site under simulation. Its methods must be called from one
+// goroutine, which owns the engine.
+type Harness struct {
+	Clock  *clock.Virtual
+	Engine *engine.Engine
+	Site   *config.Site
+
+	records []engine.Record
+	members map[string]*member
+	boots   int
+}
+
+type member struct {
+	id       string
+	interval time.Duration
+	boot     string
+	timer    clock.Timer
+}
+
+// Options configure a harness.
+type Options struct {
+	Start   time.Time // virtual start time (default 2026-01-01 00:00 UTC)
+	Drivers map[string]drivers.Driver
+	Logger  *slog.Logger
+}
+
+// New builds a harness for site; the coordinator runs the policy.
+func New(site *config.Site, opts Options) (*Harness, error) {
+	if opts.Start.IsZero() {
+		opts.Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	h := &Harness{Clock: clock.NewVirtual(opts.Start), Site: site, members: map[string]*member{}}
+	e, err := engine.New(engine.Options{
+		Site: site, Self: site.Coordinator, Clock: h.Clock, Logger: opts.Logger,
+		Coordinator: true, Drivers: opts.Drivers, Online: true,
+		Observe: func(r engine.Record) { h.records = append(h.records, r) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.Engine = e
+	for _, m := range site.Members {
+		h.members[m.ID] = &member{id: m.ID, interval: m.Heartbeat.D()}
+	}
+	return h, nil
+}
+
+// Start starts the engine (drivers connect, the policy loads).
+func (h *Harness) Start(ctx context.Context) error {
+	if err := h.Engine.Start(ctx); err != nil {
+		return err
+	}
+	h.Engine.RunPending()
+	return nil
+}
+
+// Stop stops the engine and its drivers.
+func (h *Harness) Stop() { h.Engine.Stop() }
+
+func (h *Harness) member(id string) *member {
+	m, ok := h.members[id]
+	if !ok {
+		panic(fmt.Sprintf("sim: no member %q", id))
+	}
+	return m
+}
+
+// Up starts the member's instance (a new process: a new boot id): it
+// heartbeats now and every interval.
+func (h *Harness) Up(id string) {
+	m := h.member(id)
+	h.stopBeating(m)
+	h.boots++
+	m.boot = fmt.Sprintf("boot%d", h.boots)
+	var beat func()
+	beat = func() {
+		h.Engine.Heartbeat(bus.Heartbeat{Member: id, Boot: m.boot, Conn: 1, Seq: 1, IntervalMS: m.interval.Milliseconds()})
+		m.timer = h.Clock.AfterFunc(m.interval, beat)
+	}
+	beat()
+	h.Engine.RunPending()
+}
+
+// Crash kills the member's process: heartbeats stop and the broker publishes
+// its Last Will at once.
+func (h *Harness) Crash(id string) {
+	m := h.member(id)
+	h.stopBeating(m)
+	h.Engine.Presence(bus.Presence{Member: id, State: "gone", Boot: m.boot, Conn: 1})
+	h.Engine.RunPending()
+}
+
+// Silence cuts the member off without closing anything (cable pulled, power
+// lost): its heartbeats stop and nobody is told.
+func (h *Harness) Silence(id string) {
+	h.stopBeating(h.member(id))
+}
+
+// Shutdown stops the member gracefully: it says "closed".
+func (h *Harness) Shutdown(id string) {
+	m := h.member(id)
+	h.stopBeating(m)
+	h.Engine.Presence(bus.Presence{Member: id, State: "closed", Boot: m.boot, Conn: 1})
+	h.Engine.RunPending()
+}
+
+func (h *Harness) stopBeating(m *member) {
+	if m.timer != nil {
+		m.timer.Stop()
+		m.timer = nil
+	}
+}
+
+// Advance moves virtual time forward by d, running the engine's work after
+// every timer, as the loop would have.
+func (h *Harness) Advance(d time.Duration) {
+	end := h.Clock.Now().Add(d)
+	h.Engine.RunPending()
+	for h.Clock.FireNext(end) {
+		h.Engine.RunPending()
+	}
+	h.Clock.AdvanceTo(end)
+	h.Engine.RunPending()
+}
+
+// Records returns every record so far.
+func (h *Harness) Records() []engine.Record { return h.records }
+
+// Since returns the records from index i on (use len(Records()) as a mark).
+func (h *Harness) Since(i int) []engine.Record { return h.records[i:] }
+
+// WaitRecord runs the engine's work as it arrives (driver events and action
+// results come in real time) until a record from index from on matches, or
+// ctx ends. Virtual time does not move meanwhile.
+func (h *Harness) WaitRecord(ctx context.Context, from int, match func(engine.Record) bool) (engine.Record, error) {
+	for {
+		h.Engine.RunPending()
+		for _, r := range h.records[from:] {
+			if match(r) {
+				return r, nil
+			}
+		}
+		from = len(h.records)
+		select {
+		case <-ctx.Done():
+			return engine.Record{}, fmt.Errorf("waiting for a record: %w", ctx.Err())
+		case <-h.Engine.Wake():
+		}
+	}
+}
+
+// Type matches records of a type (and, if given, a member).
+func Type(typ string, member ...string) func(engine.Record) bool {
+	return func(r engine.Record) bool {
+		return r.Type == typ && (len(member) == 0 || r.Member == member[0])
+	}
+}
