@@ -1,0 +1,486 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"understudy/discovery/broker"
+	"understudy/discovery/bus"
+	"understudy/fixtures/videohubsim"
+	"understudy/runtime/engine"
+	"understudy/scripts"
+)
+
+// The demo site: a main media server feeding two projectors through a
+// Videohub, and a backup whose signals are on two other inputs.
+var (
+	demoInputs  = []string{"Main A", "Main B", "Backup A", "Backup B", "Camera 1", "Camera 2", "Playout", "Test pattern"}
+	demoOutputs = []string{"Projector L", "Projector R", "Stage monitor", "Recorder", "Multiview", "Output 6", "Output 7", "Output 8"}
+)
+
+const demoSite = `# Written by "understudy demo". Run an instance of this site with:
+#   understudy run -c site.yaml --member main
+site: demo
+coordinator: backup
+mdns: false            # everything is on this machine: the bus address is given
+bus:
+  url: %s
+heartbeat:
+  interval: 100ms
+  lost_after: 300ms
+  startup_grace: 5s
+policy:
+  file: policy.lua
+  settings:
+    failback_delay: %s
+members:
+  - id: main
+    roles: [manager]
+    api: 127.0.0.1:0
+    duties: {switcher: router, outputs: [1, 2], inputs: [1, 2]}
+  - id: backup
+    roles: [manager]
+    standby: true
+    api: 127.0.0.1:0
+    duties: {switcher: router, inputs: [3, 4]}
+drivers:
+  router:
+    kind: videohub
+    address: %s
+`
+
+type demo struct {
+	stdout   io.Writer
+	exe      string
+	dir      string
+	failback time.Duration
+	sim      *videohubsim.Sim
+
+	mu       sync.Mutex
+	procs    map[string]*demoProc
+	faultAt  time.Time // when the last fault was injected, for detection latency
+	seen     map[string]bool
+	ready    chan struct{}
+	readyOne sync.Once
+	pending  []narrationLine
+}
+
+type demoProc struct {
+	id     string
+	cmd    *exec.Cmd
+	paused bool
+	done   chan struct{}
+	err    error
+}
+
+func cmdDemo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	failback := fs.Duration("failback-delay", 5*time.Second, "how long the backup waits after the main is restored before failing back")
+	dir := fs.String("dir", "", "where to write the demo site (default: a temporary folder, removed at the end)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	d := &demo{stdout: stdout, failback: *failback, procs: map[string]*demoProc{}, seen: map[string]bool{}, ready: make(chan struct{})}
+	if err := d.run(ctx, *dir, stdin); err != nil {
+		fmt.Fprintln(stderr, "understudy demo:", err)
+		return 1
+	}
+	return 0
+}
+
+func (d *demo) run(ctx context.Context, dir string, stdin io.Reader) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this program: %w", err)
+	}
+	d.exe = exe
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "understudy-demo-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	d.dir = dir
+	printCtx, stopPrinting := context.WithCancel(context.Background())
+	printed := make(chan struct{})
+	go d.printLines(printCtx, printed)
+	defer func() { stopPrinting(); <-printed }()
+
+	b, err := broker.Start(broker.Options{Listen: "127.0.0.1:0"})
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	defer b.Close()
+	d.sim = videohubsim.New(videohubsim.Options{Inputs: 8, Outputs: 8, InputLabels: demoInputs, OutputLabels: demoOutputs})
+	simAddr, err := d.sim.Listen("127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("videohub simulator: %w", err)
+	}
+	defer d.sim.Close()
+	routes, unsubscribe := d.sim.Subscribe(64)
+	defer unsubscribe()
+	go func() {
+		for r := range routes {
+			d.sayAt(r.Time, "videohub", "output %d %s now shows input %d %s", r.Output, demoOutputs[r.Output-1], r.Input, demoInputs[r.Input-1])
+		}
+	}()
+
+	url := "tcp://" + b.Addr()
+	policySrc, err := scripts.FS.ReadFile("manager-backup/policy.lua")
+	if err != nil {
+		return err
+	}
+	site := fmt.Sprintf(demoSite, url, d.failback, simAddr)
+	if err := os.WriteFile(filepath.Join(dir, "policy.lua"), policySrc, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(site), 0o644); err != nil {
+		return err
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	obs, err := bus.Observe(octx, url, "understudy-demo", []string{bus.Topics{Site: "demo"}.Events()}, func(_ string, payload []byte) {
+		var r engine.Record
+		if json.Unmarshal(payload, &r) == nil {
+			d.narrate(r)
+		}
+	})
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer obs.Close()
+
+	for _, id := range []string{"backup", "main"} {
+		if err := d.start(id); err != nil {
+			return err
+		}
+	}
+	defer d.stopAll()
+	d.banner(url, simAddr.String())
+
+	if err := d.waitReady(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	d.say("demo", "ready: main is on air (outputs 1-2 show inputs 1-2); press k, p, r, s or q, then Enter")
+
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			lines <- strings.TrimSpace(sc.Text())
+		}
+		close(lines)
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			d.say("demo", "stopping")
+			return nil
+		case line, ok := <-lines:
+			if !ok {
+				lines = nil // stdin closed: keep running until Ctrl-C
+				continue
+			}
+			if quit := d.command(line); quit {
+				d.say("demo", "stopping")
+				return nil
+			}
+		}
+	}
+}
+
+func (d *demo) banner(url, simAddr string) {
+	main, backup := d.proc("main"), d.proc("backup")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.stdout, `
+understudy demo — a simulated site on this machine
+
+  broker    %-24s embedded, in this process
+  videohub  %-24s simulator, 8×8 (outputs 1-2: projectors)
+  main      pid %-20d feeds outputs 1-2 from inputs 1-2
+  backup    pid %-20d coordinator: runs the manager-backup policy; standby on inputs 3-4
+  files     %s  (site.yaml, policy.lua, main.log, backup.log)
+
+Fail the main and watch the backup take over:
+  k  Enter   kill -9 the main: a crash — its connection drops, the broker sends its Last Will
+  p  Enter   pause the main (SIGSTOP): like a pulled cable — heartbeats stop, nothing closes
+  r  Enter   bring the main back (restart it, or continue it); failback follows after %v
+  s  Enter   show the switcher's routing
+  q  Enter   quit (or Ctrl-C)
+or, from another terminal:  kill -9 %d
+
+`, url, simAddr, main.cmd.Process.Pid, backup.cmd.Process.Pid, d.dir, d.failback, main.cmd.Process.Pid)
+}
+
+func (d *demo) proc(id string) *demoProc {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.procs[id]
+}
+
+// start runs `understudy run` for a member, logging to <dir>/<id>.log.
+func (d *demo) start(id string) error {
+	logFile, err := os.OpenFile(filepath.Join(d.dir, id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(d.exe, "run", "-c", filepath.Join(d.dir, "site.yaml"), "--member", id)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	p := &demoProc{id: id, cmd: cmd, done: make(chan struct{})}
+	d.mu.Lock()
+	d.procs[id] = p
+	d.mu.Unlock()
+	go func() {
+		p.err = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+		d.say(id, "process %d exited (%v)", cmd.Process.Pid, exitText(p.err))
+	}()
+	return nil
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "clean exit"
+	}
+	return err.Error()
+}
+
+func (d *demo) command(line string) (quit bool) {
+	main := d.proc("main")
+	running := func() bool {
+		select {
+		case <-main.done:
+			return false
+		default:
+			return true
+		}
+	}()
+	switch line {
+	case "":
+	case "k":
+		if !running {
+			d.say("demo", "the main is not running; r starts it")
+			return
+		}
+		d.fault()
+		d.say("demo", "kill -9 %d (main)", main.cmd.Process.Pid)
+		_ = main.cmd.Process.Signal(syscall.SIGKILL)
+	case "p":
+		if !running || main.paused {
+			d.say("demo", "the main is not running, or already paused")
+			return
+		}
+		d.fault()
+		main.paused = true
+		d.say("demo", "kill -STOP %d (main): it stays connected but says nothing", main.cmd.Process.Pid)
+		_ = main.cmd.Process.Signal(syscall.SIGSTOP)
+	case "r":
+		switch {
+		case running && main.paused:
+			main.paused = false
+			d.say("demo", "kill -CONT %d (main)", main.cmd.Process.Pid)
+			_ = main.cmd.Process.Signal(syscall.SIGCONT)
+		case running:
+			d.say("demo", "the main is running")
+		default:
+			if err := d.start("main"); err != nil {
+				d.say("demo", "restart failed: %v", err)
+				return
+			}
+			d.say("demo", "main restarted as pid %d", d.proc("main").cmd.Process.Pid)
+		}
+	case "s":
+		routing := d.sim.Routing()
+		for out := 1; out <= 4; out++ {
+			in := routing[out-1]
+			d.say("videohub", "output %d %-13s ← input %d %s", out, demoOutputs[out-1], in, demoInputs[in-1])
+		}
+	case "q", "quit", "exit":
+		return true
+	default:
+		d.say("demo", "unknown key %q: k kill, p pause, r restore, s show routing, q quit", line)
+	}
+	return false
+}
+
+func (d *demo) fault() {
+	d.mu.Lock()
+	d.faultAt = time.Now()
+	d.mu.Unlock()
+}
+
+// narrate prints a coordinator record as a line a person can follow.
+func (d *demo) narrate(r engine.Record) {
+	f := r.Fields
+	str := func(k string) string { s, _ := f[k].(string); return s }
+	num := func(k string) int { n, _ := f[k].(float64); return int(n) }
+	say := func(who, format string, args ...any) { d.sayAt(r.At, who, format, args...) }
+	switch r.Type {
+	case "member_seen":
+		say(r.Member, "joined the site")
+		d.mu.Lock()
+		d.seen[r.Member] = true
+		d.mu.Unlock()
+		d.checkReady()
+	case "member_suspect":
+		say(r.Member, "suspect: %s", str("reason"))
+	case "member_lost":
+		d.mu.Lock()
+		since := time.Since(d.faultAt)
+		d.mu.Unlock()
+		detail := ""
+		if since < time.Minute {
+			detail = fmt.Sprintf(" — detected %v after the fault", since.Round(time.Millisecond))
+		}
+		say(r.Member, "LOST: %s%s", str("reason"), detail)
+	case "member_closed":
+		say(r.Member, "closed: %s", str("reason"))
+	case "member_restored":
+		say(r.Member, "restored — the policy fails back in %v", d.failback)
+	case "driver_connected":
+		say("backup", "connected to the videohub at %s", str("address"))
+	case "driver_disconnected":
+		say("backup", "lost the videohub: %s", str("error"))
+	case "action_started":
+		cause, _, _ := strings.Cut(str("cause"), " at ")
+		say("policy", "route output %d ← input %d (on %s)", num("output"), num("input"), cause)
+	case "action_failed":
+		say("policy", "route output %d ← input %d FAILED: %s", num("output"), num("input"), str("error"))
+	case "policy_error":
+		say("policy", "ERROR: %s", str("error"))
+	case "policy_loaded":
+		if f["reload"] == true {
+			say("policy", "reloaded")
+		}
+	}
+}
+
+func (d *demo) checkReady() {
+	d.mu.Lock()
+	ok := d.seen["main"] && d.seen["backup"]
+	d.mu.Unlock()
+	if ok {
+		d.readyOne.Do(func() { close(d.ready) })
+	}
+}
+
+// waitReady waits until both members joined and the backup is connected to
+// the switcher (the simulator counts its clients).
+func (d *demo) waitReady(ctx context.Context) error {
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	members := d.ready
+	for {
+		select {
+		case <-members:
+			members = nil
+		case <-tick.C:
+			if members == nil && d.sim.ClientCount() > 0 {
+				return nil
+			}
+		case <-deadline:
+			return fmt.Errorf("the site did not come up in 30s; see %s/*.log", d.dir)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// narrationDelay is how long lines wait so that lines from different sources
+// (the bus, the simulator, the demo itself) print in the order they happened.
+const narrationDelay = 60 * time.Millisecond
+
+type narrationLine struct {
+	at   time.Time
+	text string
+}
+
+func (d *demo) say(who, format string, args ...any) { d.sayAt(time.Now(), who, format, args...) }
+
+func (d *demo) sayAt(at time.Time, who, format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pending = append(d.pending, narrationLine{at: at, text: fmt.Sprintf("%s  %-9s %s", at.Format("15:04:05.000"), who, fmt.Sprintf(format, args...))})
+}
+
+// printLines prints pending lines in time order once they are narrationDelay
+// old, until ctx ends; then it prints the rest.
+func (d *demo) printLines(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	flush := func(all bool) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		sort.SliceStable(d.pending, func(i, j int) bool { return d.pending[i].at.Before(d.pending[j].at) })
+		cut := time.Now().Add(-narrationDelay)
+		n := 0
+		for n < len(d.pending) && (all || d.pending[n].at.Before(cut)) {
+			fmt.Fprintln(d.stdout, d.pending[n].text)
+			n++
+		}
+		d.pending = d.pending[n:]
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			flush(true)
+			return
+		case <-tick.C:
+			flush(false)
+		}
+	}
+}
+
+// stopAll ends the members gracefully (SIGTERM), then forcefully.
+func (d *demo) stopAll() {
+	d.mu.Lock()
+	procs := make([]*demoProc, 0, len(d.procs))
+	for _, p := range d.procs {
+		procs = append(procs, p)
+	}
+	d.mu.Unlock()
+	for _, p := range procs {
+		if p.paused {
+			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	}
+}

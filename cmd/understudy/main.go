@@ -1,0 +1,177 @@
+// Command understudy is the one binary of an understudy site: every machine
+// runs `understudy run`; installers use `check` and `demo`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	_ "time/tzdata" // site time zones work on machines without tzdata
+
+	"understudy/drivers/builtin"
+	"understudy/runtime/config"
+	"understudy/runtime/instance"
+)
+
+const usage = `understudy — failover automation for AV, media-server and recording sites
+
+Usage:
+  understudy run   -c site.yaml [--member ID]   run this machine's instance
+  understudy check -c site.yaml                 check site.yaml and the policy (exit 1 on errors)
+  understudy demo                               a whole simulated site on this machine
+  understudy version                            print the version
+
+Run "understudy COMMAND -h" for the options of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(args[1:], os.Stdin, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "understudy", version())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "understudy: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+// version is the module version stamped by the Go toolchain, or the VCS
+// revision of a development build.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return "devel-" + rev
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sitePath := fs.String("c", "site.yaml", "the site file")
+	member := fs.String("member", "", "this machine's member id (default: $UNDERSTUDY_MEMBER, else the host name)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "understudy run:", err)
+		return 2
+	}
+	site, err := config.Load(*sitePath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	self, err := whoAmI(site, *member)
+	if err != nil {
+		fmt.Fprintln(stderr, "understudy run:", err)
+		return 1
+	}
+	logger = logger.With("instance", self)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	reload := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	err = instance.Run(ctx, instance.Options{Site: site, Self: self, Registry: builtin.Registry(), Logger: logger, Version: version(), Reload: reload})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// whoAmI picks this machine's member id: the flag, $UNDERSTUDY_MEMBER, or the
+// host name (without domain) when it is a member id.
+func whoAmI(site *config.Site, flagValue string) (string, error) {
+	candidates := []struct{ value, from string }{{flagValue, "--member"}, {os.Getenv("UNDERSTUDY_MEMBER"), "UNDERSTUDY_MEMBER"}}
+	for _, c := range candidates {
+		if c.value == "" {
+			continue
+		}
+		if _, ok := site.Member(c.value); !ok {
+			return "", fmt.Errorf("%s %q is not a member of %s (members: %s)", c.from, c.value, site.File, strings.Join(site.MemberIDs(), ", "))
+		}
+		return c.value, nil
+	}
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	if _, ok := site.Member(host); ok {
+		return host, nil
+	}
+	return "", fmt.Errorf("which member is this machine? Pass --member ID or set UNDERSTUDY_MEMBER (members: %s; host name %q is none of them)", strings.Join(site.MemberIDs(), ", "), host)
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, errors.New("log format: want text or json")
+	}
+}

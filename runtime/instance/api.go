@@ -1,0 +1,81 @@
+package instance
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"understudy/runtime/engine"
+)
+
+// Status is what GET /status returns.
+type Status struct {
+	engine.Status
+	Bus   BusStatus  `json:"bus"`
+	Peers []PeerInfo `json:"peers"`
+}
+
+// BusStatus describes this instance's bus connection.
+type BusStatus struct {
+	URL       string            `json:"url"`
+	Connected bool              `json:"connected"`
+	Embedded  string            `json:"embedded_broker,omitempty"`
+	Dropped   map[string]uint64 `json:"dropped_payloads"`
+}
+
+// PeerInfo is a peer found by mDNS.
+type PeerInfo struct {
+	Member  string `json:"member"`
+	Address string `json:"address"`
+	Roles   string `json:"roles,omitempty"`
+}
+
+func (inst *Instance) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		st, err := inst.status(ctx)
+		if err != nil {
+			http.Error(w, "the event loop did not answer: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if err := inst.engine.Do(ctx, func() {}); err != nil {
+			http.Error(w, "event loop stuck", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+func (inst *Instance) status(ctx context.Context) (Status, error) {
+	es, err := inst.engine.Status(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	st := Status{Status: es, Bus: BusStatus{URL: inst.busURL, Dropped: inst.drops.Counts()}, Peers: []PeerInfo{}}
+	if inst.bus != nil {
+		st.Bus.Connected = inst.bus.Connected()
+	}
+	if inst.broker != nil {
+		st.Bus.Embedded = inst.broker.Addr()
+	}
+	inst.mu.Lock()
+	for id, e := range inst.peers {
+		st.Peers = append(st.Peers, PeerInfo{Member: id, Address: e.HostPort(), Roles: e.TXT["roles"]})
+	}
+	inst.mu.Unlock()
+	sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].Member < st.Peers[j].Member })
+	return st, nil
+}

@@ -1,0 +1,365 @@
+// Package instance runs one understudy instance, as `understudy run` does: it
+// finds the site's broker (configured, found by mDNS, or embedded), joins the
+// bus, advertises itself by mDNS, publishes heartbeats, keeps the member
+// table, serves its status API, and on the coordinator runs the policy and the
+// drivers. SIGTERM-style shutdown (ctx cancelled) announces a graceful close.
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"understudy/discovery/broker"
+	"understudy/discovery/bus"
+	"understudy/discovery/mdns"
+	"understudy/drivers"
+	"understudy/runtime/config"
+	"understudy/runtime/engine"
+	"understudy/runtime/policy"
+)
+
+// Service types advertised by mDNS.
+const (
+	ServiceInstance = "_understudy._tcp"
+	ServiceBroker   = "_mqtt._tcp"
+)
+
+// Options configure an instance.
+type Options struct {
+	Site     *config.Site
+	Self     string
+	Registry *drivers.Registry
+	Logger   *slog.Logger
+	Version  string
+	// Reload receives a value when the policy should be reloaded (SIGHUP).
+	Reload <-chan struct{}
+	// PolicyPoll is how often the policy files are checked for changes
+	// (default 1s); a negative value turns the watch off.
+	PolicyPoll time.Duration
+}
+
+// Instance is a running instance.
+type Instance struct {
+	opts   Options
+	site   *config.Site
+	member *config.Member
+	log    *slog.Logger
+	engine *engine.Engine
+	bus    *bus.Client
+	drops  *bus.Drops
+	broker *broker.Broker
+	api    net.Listener
+	busURL string
+
+	mu    sync.Mutex
+	peers map[string]mdns.Entry
+}
+
+// Run runs the instance until ctx ends. It returns an error if the instance
+// cannot start (bad drivers, a policy that does not load, a port in use).
+func Run(ctx context.Context, opts Options) error {
+	inst, err := start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return inst.run(ctx)
+}
+
+func start(ctx context.Context, opts Options) (*Instance, error) {
+	site := opts.Site
+	member, ok := site.Member(opts.Self)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a member of site %s (members: %s)", opts.Self, site.Name, strings.Join(site.MemberIDs(), ", "))
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.PolicyPoll == 0 {
+		opts.PolicyPoll = time.Second
+	}
+	inst := &Instance{opts: opts, site: site, member: member, log: opts.Logger, peers: map[string]mdns.Entry{}}
+	inst.drops = bus.NewDrops(inst.log)
+	coordinator := site.Coordinator == opts.Self
+
+	var drvs map[string]drivers.Driver
+	if coordinator {
+		var err error
+		if drvs, err = site.BuildDrivers(opts.Registry); err != nil {
+			return nil, err
+		}
+	}
+	api, err := net.Listen("tcp", member.API)
+	if err != nil {
+		return nil, fmt.Errorf("status API on %s: %w", member.API, err)
+	}
+	inst.api = api
+	inst.engine, err = engine.New(engine.Options{
+		Site: site, Self: opts.Self, Logger: inst.log, Drops: inst.drops,
+		Coordinator: coordinator, Drivers: drvs, Publisher: publisher{inst},
+	})
+	if err != nil {
+		api.Close()
+		return nil, err
+	}
+	return inst, nil
+}
+
+// publisher lets the engine publish before the bus client exists.
+type publisher struct{ inst *Instance }
+
+func (p publisher) Publish(topic string, qos byte, retained bool, payload []byte) error {
+	if p.inst.bus == nil {
+		return errors.New("bus not started")
+	}
+	return p.inst.bus.Publish(topic, qos, retained, payload)
+}
+
+func (inst *Instance) run(ctx context.Context) error {
+	defer inst.api.Close()
+	site := inst.site
+	coordinator := site.Coordinator == inst.opts.Self
+	inst.log.Info("starting", "site", site.Name, "member", inst.opts.Self, "coordinator", coordinator, "version", inst.opts.Version)
+
+	// The engine's loop runs first, so that bus callbacks have somewhere to go.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	engineDone := make(chan error, 1)
+	engineCtx, stopEngine := context.WithCancel(context.Background())
+	defer stopEngine()
+	go func() { engineDone <- inst.engine.Run(engineCtx) }()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		inst.serveAPI(ctx)
+	}()
+
+	url, err := inst.findBroker(ctx)
+	if err != nil {
+		stopEngine()
+		if eerr := <-engineDone; eerr != nil {
+			return eerr
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	inst.busURL = url
+	if inst.broker != nil {
+		defer inst.broker.Close()
+	}
+	inst.connectBus(url)
+
+	if site.UseMDNS() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			inst.mdnsLoop(ctx)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		inst.bus.RunHeartbeats(ctx)
+	}()
+	if coordinator && site.PolicyPath() != "" && site.WatchPolicy() && inst.opts.PolicyPoll > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			policy.Watch(ctx, filepath.Dir(site.PolicyPath()), inst.opts.PolicyPoll, func() {
+				inst.log.Info("policy files changed; reloading")
+				inst.engine.Reload()
+			})
+		}()
+	}
+	if inst.opts.Reload != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-inst.opts.Reload:
+					inst.log.Info("reload requested")
+					inst.engine.Reload()
+				}
+			}
+		}()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-engineDone:
+		engineDone <- runErr
+	}
+	cancel()
+	// Graceful close: say so on the bus before leaving, so the site sees a
+	// shutdown rather than a loss.
+	inst.bus.Close(true)
+	stopEngine()
+	if err := <-engineDone; err != nil {
+		runErr = err
+	}
+	inst.log.Info("stopped", "member", inst.opts.Self)
+	return runErr
+}
+
+// findBroker returns the bus URL: the configured one; one found by mDNS; or,
+// on the member that hosts it, a newly embedded broker. Other members keep
+// looking until the broker appears.
+func (inst *Instance) findBroker(ctx context.Context) (string, error) {
+	site := inst.site
+	if site.Bus.URL != "" {
+		return site.Bus.URL, nil
+	}
+	match := func(e mdns.Entry) bool { return e.TXT["site"] == site.Name }
+	hosts := site.Bus.BrokerOn == inst.opts.Self
+	if site.UseMDNS() {
+		lookFor := site.Bus.Discover.D()
+		if !hosts {
+			lookFor = 0 // until found
+			inst.log.Info("looking for the site's broker by mDNS", "service", ServiceBroker, "embedded_on", site.Bus.BrokerOn)
+		}
+		fctx, cancel := ctx, context.CancelFunc(func() {})
+		if lookFor > 0 {
+			fctx, cancel = context.WithTimeout(ctx, lookFor)
+		}
+		entry, err := mdns.Find(fctx, ServiceBroker, time.Second, match, inst.log)
+		cancel()
+		if err == nil {
+			url := "tcp://" + entry.HostPort()
+			inst.log.Info("found the site's broker by mDNS", "broker", url, "host", entry.Host)
+			return url, nil
+		}
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+	}
+	if !hosts {
+		return "", fmt.Errorf("no bus: site.yaml names no broker (bus.url), mDNS is off, and the broker is embedded on %s", site.Bus.BrokerOn)
+	}
+	b, err := broker.Start(broker.Options{Listen: site.Bus.Listen, Logger: inst.log.With("component", "broker")})
+	if err != nil {
+		return "", fmt.Errorf("embedded broker: %w", err)
+	}
+	inst.broker = b
+	_, port, _ := net.SplitHostPort(b.Addr())
+	inst.log.Info("embedded broker started", "listen", b.Addr())
+	if site.UseMDNS() {
+		p, _ := strconv.Atoi(port)
+		adv, err := mdns.Advertise(mdns.Service{Instance: site.Name + "-broker", Service: ServiceBroker, Port: p, TXT: map[string]string{"site": site.Name, "member": inst.opts.Self}}, inst.log)
+		if err != nil {
+			inst.log.Warn("cannot advertise the broker by mDNS; other members need bus.url", "error", err)
+		} else {
+			go func() { <-ctx.Done(); adv.Close() }()
+		}
+	}
+	return "tcp://127.0.0.1:" + port, nil
+}
+
+func (inst *Instance) connectBus(url string) {
+	site := inst.site
+	topics := bus.Topics{Site: site.Name}
+	inst.bus = bus.New(bus.Options{
+		URL: url, Topics: topics, Member: inst.opts.Self,
+		Interval: inst.member.Heartbeat.D(), KeepAlive: site.Bus.KeepAlive.D(),
+		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
+		OnConnected:    func() { inst.engine.BusConnected(true) },
+		OnDisconnected: func(error) { inst.engine.BusConnected(false) },
+	})
+	inst.bus.Subscribe(topics.AllHeartbeats(), 0, func(topic string, payload []byte) {
+		id, _, _ := topics.MemberOf(topic)
+		hb, err := bus.DecodeHeartbeat(id, payload)
+		if err != nil {
+			inst.drops.Drop(sourceOf(id, topic), topic, len(payload), err)
+			return
+		}
+		inst.engine.Heartbeat(hb)
+	})
+	inst.bus.Subscribe(topics.AllPresence(), 1, func(topic string, payload []byte) {
+		id, _, _ := topics.MemberOf(topic)
+		if len(payload) == 0 {
+			return // a cleared retained message
+		}
+		p, err := bus.DecodePresence(id, payload)
+		if err != nil {
+			inst.drops.Drop(sourceOf(id, topic), topic, len(payload), err)
+			return
+		}
+		inst.engine.Presence(p)
+	})
+	inst.bus.Connect()
+}
+
+func sourceOf(id, topic string) string {
+	if id != "" {
+		return id
+	}
+	return topic
+}
+
+// mdnsLoop advertises this instance and browses for its peers.
+func (inst *Instance) mdnsLoop(ctx context.Context) {
+	_, portStr, _ := net.SplitHostPort(inst.api.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+	txt := map[string]string{"site": inst.site.Name, "member": inst.opts.Self, "version": inst.opts.Version, "roles": strings.Join(inst.member.Roles, ",")}
+	adv, err := mdns.Advertise(mdns.Service{Instance: inst.site.Name + "-" + inst.opts.Self, Service: ServiceInstance, Port: port, TXT: txt}, inst.log)
+	if err != nil {
+		inst.log.Warn("cannot advertise this instance by mDNS", "error", err)
+	} else {
+		defer adv.Close()
+	}
+	match := func(e mdns.Entry) bool { return e.TXT["site"] == inst.site.Name && e.TXT["member"] != inst.opts.Self }
+	round := time.Second
+	for {
+		entries, err := mdns.Browse(ctx, ServiceInstance, round, match, inst.log)
+		if err != nil && ctx.Err() == nil {
+			inst.log.Debug("mDNS browse failed", "error", err)
+		}
+		for _, e := range entries {
+			inst.mu.Lock()
+			_, known := inst.peers[e.TXT["member"]]
+			inst.peers[e.TXT["member"]] = e
+			inst.mu.Unlock()
+			if !known {
+				inst.log.Info("peer found by mDNS", "peer", e.TXT["member"], "address", e.HostPort(), "roles", e.TXT["roles"])
+			}
+		}
+		// Browse often at first, then settle to every 30s.
+		wait := min(round*2, 30*time.Second)
+		round = min(round*2, 3*time.Second)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (inst *Instance) serveAPI(ctx context.Context) {
+	srv := &http.Server{Handler: inst.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	inst.log.Info("status API listening", "address", "http://"+inst.api.Addr().String()+"/status")
+	if err := srv.Serve(inst.api); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		inst.log.Error("status API stopped", "error", err)
+	}
+}
