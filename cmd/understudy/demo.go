@@ -156,9 +156,9 @@ func (d *demo) run(ctx context.Context, dir string, stdin io.Reader) error {
 		return err
 	}
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	obs, err := bus.Observe(octx, url, "understudy-demo", []string{bus.Topics{Site: "demo"}.Events()}, func(_ string, payload []byte) {
+	obs, err := bus.Observe(octx, url, "understudy-demo", []string{bus.Topics{Site: "demo"}.Events()}, func(m bus.Message) {
 		var r engine.Record
-		if json.Unmarshal(payload, &r) == nil {
+		if json.Unmarshal(m.Payload, &r) == nil {
 			d.narrate(r)
 		}
 	})

@@ -30,9 +30,18 @@ type Options struct {
 	OnDisconnected func(error)
 }
 
+// Message is a message received from the bus.
+type Message struct {
+	Topic   string
+	Payload []byte
+	// Retained is set when the broker delivers a message it kept, because of
+	// a new subscription: it tells of the past, not of now.
+	Retained bool
+}
+
 // Handler receives a message. It is called from paho's goroutine, in order,
 // and must not block: decode, enqueue, return.
-type Handler func(topic string, payload []byte)
+type Handler func(Message)
 
 // Client is an instance's connection to the bus. It reconnects by itself.
 //
@@ -171,7 +180,7 @@ func (c *Client) Subscribe(filter string, qos byte, h Handler) {
 
 func (c *Client) subscribe(s subscription) {
 	tok := c.mqtt.Subscribe(s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) {
-		s.handler(m.Topic(), m.Payload())
+		s.handler(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()})
 	})
 	go func() {
 		if tok.WaitTimeout(5*time.Second) && tok.Error() != nil {

@@ -24,7 +24,9 @@ func Observe(ctx context.Context, url, clientID string, filters []string, h Hand
 	// OnConnect runs on a goroutine of its own, so it may wait for the acks.
 	subscribe := func(c mqtt.Client) {
 		for _, f := range filters {
-			c.Subscribe(f, 1, func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) }).WaitTimeout(5 * time.Second)
+			c.Subscribe(f, 1, func(_ mqtt.Client, m mqtt.Message) {
+				h(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()})
+			}).WaitTimeout(5 * time.Second)
 		}
 		once.Do(func() { close(subscribed) })
 	}

@@ -39,6 +39,10 @@ const (
 	EventLost     = "member_lost"     // silent longer than lost_after, or its connection dropped
 	EventClosed   = "member_closed"   // graceful shutdown
 	EventRestored = "member_restored" // heard again after lost or closed
+	// This instance stopped / started hearing its own heartbeats through the
+	// broker: the bus (or the way to it) is silent, so nobody is judged.
+	EventBusSilent = "bus_silent"
+	EventBusHeard  = "bus_heard"
 )
 
 // Member is a snapshot of one member's liveness.
@@ -87,6 +91,9 @@ type Presence struct {
 	State string
 	Boot  string
 	Conn  uint64
+	// Retained is set for a message the broker kept and delivered because this
+	// instance (re)subscribed: history, not news.
+	Retained bool
 }
 
 // Options tune a Table.
@@ -98,6 +105,13 @@ type Options struct {
 	// Offline starts the table as if this instance were not connected to the
 	// bus yet: no timing runs until SetConnected(true).
 	Offline bool
+	// Self is this instance's own member id. Its heartbeats travel through the
+	// broker like everyone's, so while it cannot hear itself the silence of
+	// others proves nothing: nobody is declared suspect or lost until it hears
+	// itself again (or the startup grace runs out), and then they get a fresh
+	// lost_after. This covers the seconds before the MQTT client notices a
+	// dead broker.
+	Self string
 }
 
 // Table is the member table.
@@ -108,13 +122,15 @@ type Table struct {
 	opts    Options
 	members map[string]*entry
 	paused  bool
-	started time.Time
+	started time.Time // when timing began: Start, or the last (re)connection to the bus
+	deaf    bool      // this instance cannot hear its own heartbeats (bus_silent sent)
 }
 
 type entry struct {
 	Member
 	configuredInterval time.Duration
 	quietSince         time.Time // silence is counted from here: last heartbeat, or this instance's reconnect to the bus
+	waitingForSelf     bool      // silent while this instance could not hear itself either; rechecked when it can
 	timer              clock.Timer
 	gen                uint64 // invalidates timers armed before the last change
 }
@@ -182,6 +198,9 @@ func (t *Table) Heartbeat(hb Heartbeat) error {
 	} else {
 		e.Interval = e.configuredInterval
 	}
+	if hb.ID == t.opts.Self {
+		t.selfHeard(e, now)
+	}
 	switch e.State {
 	case Unknown:
 		t.change(e, Alive, EventSeen, "heartbeat", 0)
@@ -205,13 +224,24 @@ func (t *Table) Presence(p Presence) error {
 	if !ok {
 		return fmt.Errorf("presence from unknown member %q", p.ID)
 	}
-	current := e.LastHeard.IsZero() || (p.Boot == e.Boot && p.Conn == e.Conn)
+	current := e.Boot == "" || (p.Boot == e.Boot && p.Conn == e.Conn)
 	switch p.State {
 	case PresenceOnline:
+		// The member's newest connection: a Will of any earlier one that the
+		// broker publishes late (a takeover, a FIN retransmitted after a
+		// network outage) is stale from now on.
+		if !p.Retained || e.Boot == "" {
+			e.Boot, e.Conn = p.Boot, p.Conn
+		}
 		return nil
 	case PresenceGone:
 		if !current {
 			return fmt.Errorf("stale Last Will of member %q (boot %s conn %d; current boot %s conn %d)", p.ID, p.Boot, p.Conn, e.Boot, e.Conn)
+		}
+		if p.Retained {
+			// Kept by the broker from before this instance (re)subscribed, e.g.
+			// from a broker outage: the heartbeats will tell whether it is back.
+			return fmt.Errorf("retained Last Will of member %q is history; its heartbeats decide", p.ID)
 		}
 		if e.State == Alive || e.State == Suspect {
 			t.change(e, Lost, EventLost, "connection dropped (Last Will)", 0)
@@ -244,20 +274,51 @@ func (t *Table) SetConnected(connected bool) {
 		t.started = now
 	}
 	for _, e := range t.members {
+		e.waitingForSelf = false
 		if t.paused {
 			t.disarm(e)
 			continue
 		}
+		// After a bus outage every instance reconnects at its own pace, so
+		// members not heard since get the startup grace, not lost_after.
 		if !e.LastHeard.IsZero() {
 			e.quietSince = now
 		}
-		switch e.State {
-		case Alive:
-			t.arm(e, e.suspectAfter())
-		case Suspect:
-			t.arm(e, e.LostAfter)
-		case Unknown:
+		if e.State == Alive || e.State == Suspect || e.State == Unknown {
 			t.arm(e, t.grace(e))
+		}
+	}
+}
+
+// cannotHearSelf reports whether this instance has stopped hearing its own
+// heartbeats (heard since it joined the bus, silent past its suspect time,
+// and not yet for longer than the startup grace), which makes e's silence
+// meaningless, and how long until that grace runs out. It never applies to
+// the instance itself.
+func (t *Table) cannotHearSelf(e *entry, now time.Time) (time.Duration, bool) {
+	self, ok := t.members[t.opts.Self]
+	if !ok || e == self || self.LastHeard.IsZero() || self.LastHeard.Before(t.started) {
+		return 0, false
+	}
+	silence := now.Sub(self.LastHeard)
+	if silence < self.suspectAfter() || silence >= t.grace(self) {
+		return 0, false
+	}
+	return t.grace(self) - silence, true
+}
+
+// selfHeard gives the members that fell silent while this instance could not
+// hear itself a fresh lost_after from now.
+func (t *Table) selfHeard(self *entry, now time.Time) {
+	if t.deaf {
+		t.deaf = false
+		t.emit(Event{Kind: EventBusHeard, Member: self.Member, Previous: self.State, At: now, Silence: now.Sub(self.LastHeard)})
+	}
+	for _, e := range t.members {
+		if e.waitingForSelf {
+			e.waitingForSelf = false
+			e.quietSince = now
+			t.arm(e, e.suspectAfter())
 		}
 	}
 }
@@ -304,7 +365,32 @@ func (t *Table) check(e *entry, gen uint64) {
 		}
 		return
 	}
+	if e.LastHeard.Before(t.started) {
+		// Not heard since this instance (re)joined the bus: the grace is over.
+		if e.State == Alive || e.State == Suspect {
+			t.change(e, Lost, EventLost, fmt.Sprintf("not heard within %v of rejoining the bus", now.Sub(t.started).Round(time.Millisecond)), now.Sub(e.LastHeard))
+		}
+		return
+	}
 	silence := now.Sub(e.quietSince)
+	if e.ID == t.opts.Self {
+		// This instance is alive by definition; not hearing itself means the
+		// bus is silent.
+		if silence >= e.suspectAfter() && !t.deaf {
+			t.deaf = true
+			t.emit(Event{Kind: EventBusSilent, Member: e.Member, Previous: e.State, At: now, Silence: silence})
+		} else if silence < e.suspectAfter() {
+			t.arm(e, e.suspectAfter()-silence)
+		}
+		return
+	}
+	if wait, ok := t.cannotHearSelf(e, now); ok && silence >= e.suspectAfter() {
+		// selfHeard rechecks it; if this instance stays deaf, the suppression
+		// ends with the grace and this timer decides.
+		e.waitingForSelf = true
+		t.arm(e, wait)
+		return
+	}
 	switch {
 	case silence >= e.LostAfter:
 		if e.State == Alive || e.State == Suspect {

@@ -186,23 +186,36 @@ func TestNeverHeardMemberIsLostAfterStartupGrace(t *testing.T) {
 }
 
 func TestNothingIsLostWhileThisInstanceIsOffTheBus(t *testing.T) {
-	h := newHarness(t, time.Second)
+	h := newHarness(t, 5*time.Second)
 	h.table.Add("main", 100*time.Millisecond, 300*time.Millisecond)
+	h.table.Add("rec", 100*time.Millisecond, 300*time.Millisecond)
 	h.table.Start()
 	h.table.Heartbeat(Heartbeat{ID: "main", Boot: "b", Conn: 1})
+	h.table.Heartbeat(Heartbeat{ID: "rec", Boot: "b", Conn: 1})
 	h.table.SetConnected(false)
 	h.vc.Advance(time.Hour)
-	if got := h.kinds(); got != "main:seen" {
+	if got := h.kinds(); got != "main:seen rec:seen" {
 		t.Fatalf("events while disconnected: %q", got)
 	}
+	// Back on the bus: the others reconnect at their own pace. main takes 2s
+	// and then heartbeats again; rec never comes back.
 	h.table.SetConnected(true)
-	h.vc.Advance(299 * time.Millisecond)
-	if h.state("main") == Lost {
-		t.Fatal("lost before a fresh lost_after after reconnecting")
+	h.vc.Advance(2 * time.Second)
+	h.beat("main", 100*time.Millisecond, 40) // to +6s
+	if h.state("main") != Alive {
+		t.Fatalf("main %v after reconnecting slowly, want alive", h.state("main"))
 	}
-	h.vc.Advance(time.Millisecond)
+	if h.state("rec") != Lost {
+		t.Fatalf("rec %v, want lost once the grace after reconnecting is over", h.state("rec"))
+	}
+	lost := h.events[len(h.events)-1]
+	if lost.Member.ID != "rec" || !lost.At.Equal(epoch.Add(time.Hour+5*time.Second)) || lost.Member.Reason != "not heard within 5s of rejoining the bus" {
+		t.Errorf("rec's loss: %+v", lost)
+	}
+	// And main is held to its own lost_after again.
+	h.vc.Advance(300 * time.Millisecond)
 	if h.state("main") != Lost {
-		t.Fatalf("state %v a full lost_after after reconnecting, want lost", h.state("main"))
+		t.Fatalf("main %v 300ms after its last heartbeat, want lost", h.state("main"))
 	}
 }
 
@@ -240,5 +253,133 @@ func TestStartupGraceCountsFromTheFirstBusConnection(t *testing.T) {
 	}
 	if r := h.events[0].Member.Reason; r != "not heard within 10s of joining the bus" {
 		t.Errorf("reason %q", r)
+	}
+}
+
+// A table for the coordinator "backup" with a main, both heartbeating.
+func coordinatorHarness(t *testing.T) *harness {
+	h := &harness{t: t, vc: clock.NewVirtual(epoch)}
+	h.table = New(h.vc, func(f func()) { f() }, func(ev Event) { h.events = append(h.events, ev) }, Options{StartupGrace: 5 * time.Second, Self: "backup"})
+	h.table.Add("main", 100*time.Millisecond, 300*time.Millisecond)
+	h.table.Add("backup", 100*time.Millisecond, 300*time.Millisecond)
+	h.table.Start()
+	return h
+}
+
+func (h *harness) beatBoth(n int) {
+	for range n {
+		h.table.Heartbeat(Heartbeat{ID: "main", Boot: "m", Conn: 1})
+		h.table.Heartbeat(Heartbeat{ID: "backup", Boot: "b", Conn: 1})
+		h.vc.Advance(100 * time.Millisecond)
+	}
+}
+
+func (h *harness) lostEvents(id string) int {
+	n := 0
+	for _, ev := range h.events {
+		if ev.Kind == EventLost && ev.Member.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSilenceProvesNothingWhileThisInstanceCannotHearItself(t *testing.T) {
+	h := coordinatorHarness(t)
+	h.beatBoth(3)
+	// The broker's host vanishes: nobody's heartbeat arrives, ours neither.
+	h.vc.Advance(2 * time.Second)
+	if n := h.lostEvents("main"); n != 0 {
+		t.Fatalf("main declared lost while the bus was silent: %q", h.kinds())
+	}
+	if h.state("main") != Alive || h.state("backup") != Alive {
+		t.Fatalf("main %v, backup (this instance) %v while the bus was silent, want both alive (no judgement)", h.state("main"), h.state("backup"))
+	}
+	if got := h.kinds(); got != "main:seen backup:seen backup:bus_silent" {
+		t.Fatalf("events %q", got)
+	}
+	// The bus recovers: we hear ourselves; main gets a fresh lost_after.
+	h.table.Heartbeat(Heartbeat{ID: "backup", Boot: "b", Conn: 1})
+	h.vc.Advance(100 * time.Millisecond)
+	h.table.Heartbeat(Heartbeat{ID: "backup", Boot: "b", Conn: 1})
+	h.vc.Advance(100 * time.Millisecond)
+	h.beatBoth(3) // main's first heartbeat 200ms after the bus recovered: within lost_after
+	if got := h.kinds(); got != "main:seen backup:seen backup:bus_silent backup:bus_heard main:suspect" {
+		t.Fatalf("main lost although it was heard within lost_after of the bus recovering, or wrong events: %q", got)
+	}
+}
+
+func TestMemberSilentAfterTheBusRecoversIsLostAFreshLostAfterLater(t *testing.T) {
+	h := coordinatorHarness(t)
+	h.beatBoth(3)
+	h.vc.Advance(time.Second) // bus silent
+	recovered := h.vc.Now()
+	for range 10 { // we hear ourselves again; main stays silent: it really is gone
+		h.table.Heartbeat(Heartbeat{ID: "backup", Boot: "b", Conn: 1})
+		h.vc.Advance(100 * time.Millisecond)
+	}
+	if n := h.lostEvents("main"); n != 1 {
+		t.Fatalf("main lost %d times: %q", n, h.kinds())
+	}
+	for _, ev := range h.events {
+		if ev.Kind == EventLost && ev.Member.ID == "main" && !ev.At.Equal(recovered.Add(300*time.Millisecond)) {
+			t.Errorf("main lost at +%v after recovery, want +300ms", ev.At.Sub(recovered))
+		}
+	}
+}
+
+func TestDeafnessSuppressesLossesOnlyUntilTheGrace(t *testing.T) {
+	h := coordinatorHarness(t)
+	h.beatBoth(3)
+	lastSelf := h.vc.Now().Add(-100 * time.Millisecond)
+	h.vc.Advance(time.Minute) // we never hear ourselves again, and nothing tells us the bus is down
+	if n := h.lostEvents("main"); n != 1 {
+		t.Fatalf("main lost %d times: %q", n, h.kinds())
+	}
+	for _, ev := range h.events {
+		if ev.Kind == EventLost && ev.Member.ID == "main" && !ev.At.Equal(lastSelf.Add(5*time.Second)) {
+			t.Errorf("main lost at %v after our last heartbeat, want the 5s grace", ev.At.Sub(lastSelf))
+		}
+	}
+}
+
+func TestRetainedLastWillIsHistory(t *testing.T) {
+	h := coordinatorHarness(t)
+	h.beatBoth(3)
+	// Delivered because we (re)subscribed: the member's connection dropped at
+	// some time in the past. Its heartbeats decide.
+	if err := h.table.Presence(Presence{ID: "main", State: PresenceGone, Boot: "m", Conn: 1, Retained: true}); err == nil {
+		t.Error("retained Will accepted")
+	}
+	if h.state("main") != Alive {
+		t.Fatalf("retained Will made main %v", h.state("main"))
+	}
+	if err := h.table.Presence(Presence{ID: "main", State: PresenceGone, Boot: "m", Conn: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if h.state("main") != Lost {
+		t.Fatalf("live Will left main %v", h.state("main"))
+	}
+}
+
+func TestWillOfAConnectionReplacedByANewerOnlineIsStale(t *testing.T) {
+	h := coordinatorHarness(t)
+	h.beatBoth(3) // main on boot m, conn 1
+	// main reconnects after an outage and says so before its first heartbeat
+	// on the new connection reaches us; then the old connection's Will.
+	h.table.Presence(Presence{ID: "main", State: PresenceOnline, Boot: "m", Conn: 2})
+	if err := h.table.Presence(Presence{ID: "main", State: PresenceGone, Boot: "m", Conn: 1}); err == nil {
+		t.Error("Will of the replaced connection accepted")
+	}
+	if h.state("main") != Alive {
+		t.Fatalf("main %v after a stale Will", h.state("main"))
+	}
+	// A retained online (history) does not move the current connection.
+	h.table.Presence(Presence{ID: "main", State: PresenceOnline, Boot: "m", Conn: 7, Retained: true})
+	if err := h.table.Presence(Presence{ID: "main", State: PresenceGone, Boot: "m", Conn: 2}); err != nil {
+		t.Fatalf("Will of the current connection refused: %v", err)
+	}
+	if h.state("main") != Lost {
+		t.Fatalf("main %v, want lost", h.state("main"))
 	}
 }

@@ -108,6 +108,7 @@ func New(opts Options) (*Engine, error) {
 	e.table = members.New(e.clock, e.Post, e.onMemberEvent, members.Options{
 		StartupGrace: opts.Site.Heartbeat.StartupGrace.D(),
 		Offline:      !opts.Online,
+		Self:         opts.Self,
 	})
 	for _, m := range opts.Site.Members {
 		e.table.Add(m.ID, m.Heartbeat.D(), m.LostAfter.D())
@@ -231,10 +232,12 @@ func (e *Engine) Heartbeat(hb bus.Heartbeat) {
 	})
 }
 
-// Presence feeds a decoded presence message to the member table. Any goroutine.
-func (e *Engine) Presence(p bus.Presence) {
+// Presence feeds a decoded presence message to the member table; retained
+// says the broker delivered it from storage. Any goroutine.
+func (e *Engine) Presence(p bus.Presence, retained bool) {
 	e.Post(func() {
-		err := e.table.Presence(members.Presence{ID: p.Member, State: p.State, Boot: p.Boot, Conn: p.Conn})
+		err := e.table.Presence(members.Presence{ID: p.Member, State: p.State, Boot: p.Boot, Conn: p.Conn, Retained: retained})
+		e.log.Debug("presence", "member", p.Member, "state", p.State, "boot", p.Boot, "conn", p.Conn, "retained", retained, "result", err)
 		switch {
 		case err == nil:
 		case !e.table.Known(p.Member):
@@ -333,6 +336,18 @@ func (e *Engine) dispatch(ev policy.Event) {
 }
 
 func (e *Engine) onMemberEvent(ev members.Event) {
+	switch ev.Kind {
+	case members.EventBusSilent:
+		e.log.Warn("this instance cannot hear its own heartbeats: the bus is silent, so nobody is judged lost meanwhile", "silence", ev.Silence)
+		e.record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
+		e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
+		return
+	case members.EventBusHeard:
+		e.log.Info("this instance hears itself on the bus again", "after", ev.Silence)
+		e.record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
+		e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
+		return
+	}
 	level := slog.LevelInfo
 	if ev.Kind == members.EventLost {
 		level = slog.LevelWarn

@@ -171,7 +171,7 @@ func TestUnknownMembersAreDroppedAndCounted(t *testing.T) {
 	for i := range 50 {
 		e.Heartbeat(bus.Heartbeat{Member: "ghost", Boot: "b", Conn: 1, Seq: uint64(i), IntervalMS: 100})
 	}
-	e.Presence(bus.Presence{Member: "ghost", State: "gone", Boot: "b", Conn: 1})
+	e.Presence(bus.Presence{Member: "ghost", State: "gone", Boot: "b", Conn: 1}, false)
 	e.RunPending()
 	if got := drops.Counts()["unknown_member"]; got != 51 {
 		t.Errorf("unknown_member drops = %d, want 51 (%v)", got, drops.Counts())

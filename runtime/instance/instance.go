@@ -281,26 +281,26 @@ func (inst *Instance) connectBus(url string) {
 		OnConnected:    func() { inst.engine.BusConnected(true) },
 		OnDisconnected: func(error) { inst.engine.BusConnected(false) },
 	})
-	inst.bus.Subscribe(topics.AllHeartbeats(), 0, func(topic string, payload []byte) {
-		id, _, _ := topics.MemberOf(topic)
-		hb, err := bus.DecodeHeartbeat(id, payload)
+	inst.bus.Subscribe(topics.AllHeartbeats(), 0, func(m bus.Message) {
+		id, _, _ := topics.MemberOf(m.Topic)
+		hb, err := bus.DecodeHeartbeat(id, m.Payload)
 		if err != nil {
-			inst.drops.Drop(sourceOf(id, topic), topic, len(payload), err)
+			inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
 			return
 		}
 		inst.engine.Heartbeat(hb)
 	})
-	inst.bus.Subscribe(topics.AllPresence(), 1, func(topic string, payload []byte) {
-		id, _, _ := topics.MemberOf(topic)
-		if len(payload) == 0 {
+	inst.bus.Subscribe(topics.AllPresence(), 1, func(m bus.Message) {
+		id, _, _ := topics.MemberOf(m.Topic)
+		if len(m.Payload) == 0 {
 			return // a cleared retained message
 		}
-		p, err := bus.DecodePresence(id, payload)
+		p, err := bus.DecodePresence(id, m.Payload)
 		if err != nil {
-			inst.drops.Drop(sourceOf(id, topic), topic, len(payload), err)
+			inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
 			return
 		}
-		inst.engine.Presence(p)
+		inst.engine.Presence(p, m.Retained)
 	})
 	inst.bus.Connect()
 }

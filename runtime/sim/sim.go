@@ -106,7 +106,7 @@ func (h *Harness) Up(id string) {
 func (h *Harness) Crash(id string) {
 	m := h.member(id)
 	h.stopBeating(m)
-	h.Engine.Presence(bus.Presence{Member: id, State: "gone", Boot: m.boot, Conn: 1})
+	h.Engine.Presence(bus.Presence{Member: id, State: "gone", Boot: m.boot, Conn: 1}, false)
 	h.Engine.RunPending()
 }
 
@@ -120,7 +120,7 @@ func (h *Harness) Silence(id string) {
 func (h *Harness) Shutdown(id string) {
 	m := h.member(id)
 	h.stopBeating(m)
-	h.Engine.Presence(bus.Presence{Member: id, State: "closed", Boot: m.boot, Conn: 1})
+	h.Engine.Presence(bus.Presence{Member: id, State: "closed", Boot: m.boot, Conn: 1}, false)
 	h.Engine.RunPending()
 }
 
