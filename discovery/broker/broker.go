@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -141,6 +142,30 @@ func (b *Broker) Close() error {
 type minLevel struct {
 	slog.Handler
 	min slog.Level
+}
+
+// Handle drops the two warnings mochi gives for what understudy does on
+// purpose: keep-alives below 5s (fast detection of a dead broker) and
+// connections that end without DISCONNECT (a crashed member: its Last Will is
+// the point). Both would otherwise fill the log of every site.
+func (h minLevel) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "client keepalive is below minimum") {
+		return nil
+	}
+	if r.Message == "" {
+		quiet := false
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "error" {
+				msg := a.Value.String()
+				quiet = msg == "EOF" || strings.Contains(msg, "connection reset") || strings.Contains(msg, "use of closed network connection")
+			}
+			return true
+		})
+		if quiet {
+			return nil
+		}
+	}
+	return h.Handler.Handle(ctx, r)
 }
 
 func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
