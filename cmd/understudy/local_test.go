@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"understudy/discovery/broker"
+	"understudy/discovery/bus"
+	"understudy/fixtures/testhost"
+)
+
+// localSite runs a broker in the test process and a Videohub simulator, both
+// on loopback, and writes a site that uses them.
+func localSite(t *testing.T, name string) (site, url string, sw *switcher) {
+	t.Helper()
+	b, err := broker.Start(broker.Options{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw = startSwitcher(t, l)
+	url = "tcp://" + b.Addr()
+	return writeSite(t, siteParams{Name: name, Bus: "url: " + url, Router: l.Addr().String()}), url, sw
+}
+
+// apiAddress reads where an instance serves its status API from its log.
+func apiAddress(t *testing.T, d *daemon) string {
+	t.Helper()
+	e := d.wait(20*time.Second, "msg", "status API listening")
+	return strings.TrimSuffix(e.str("address"), "/status")
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %s %s", url, resp.Status, body)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// Bad input on the bus is dropped and counted, logged once per source, and
+// the instance goes on working.
+func TestMalformedPayloadsAreDroppedAndCounted(t *testing.T) {
+	site, url, _ := localSite(t, "garbage")
+	backup := runIn(t, nil, site, "backup")
+	api := apiAddress(t, backup)
+	backup.wait(20*time.Second, "msg", "bus connected")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	obs, err := bus.Observe(ctx, url, "garbage-sender", nil, func(bus.Message) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	topics := bus.Topics{Site: "garbage"}
+	huge := `{"member":"main","boot":"b","conn":1,"seq":1,"interval_ms":100,"pad":"` + strings.Repeat("x", 1<<20) + `"}`
+	for _, m := range []struct{ topic, payload string }{
+		{topics.Heartbeat("main"), "not json at all"},
+		{topics.Heartbeat("main"), `{"member":"main","boot":"b","conn":"one","seq":1,"interval_ms":100}`},
+		{topics.Heartbeat("main"), huge},
+		{topics.Heartbeat("ghost"), `{"member":"ghost","boot":"b","conn":1,"seq":1,"interval_ms":100}`},
+		{topics.Heartbeat("main"), `{"member":"backup","boot":"b","conn":1,"seq":1,"interval_ms":100}`},
+		{topics.Presence("main"), `{"member":"main","state":"zombie","boot":"b","conn":1}`},
+	} {
+		if err := obs.Publish(m.topic, false, []byte(m.payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]uint64{"malformed_JSON": 2, "payload_too_large": 1, "unknown_member": 1, "member_does_not_match_topic": 1, "invalid_field": 1}
+	var st struct {
+		Bus struct {
+			Dropped map[string]uint64 `json:"dropped_payloads"`
+		}
+		Members []statusMember
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		getJSON(t, api+"/status", &st)
+		var total uint64
+		for _, n := range st.Bus.Dropped {
+			total += n
+		}
+		if total >= 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dropped %v, want %v", st.Bus.Dropped, want)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a status page
+	}
+	for reason, n := range want {
+		if st.Bus.Dropped[reason] != n {
+			t.Errorf("dropped %s = %d, want %d (all: %v)", reason, st.Bus.Dropped[reason], n, st.Bus.Dropped)
+		}
+	}
+	if n := strings.Count(backup.p.Output(), `"msg":"dropped bad bus payload`); n != 2 {
+		t.Errorf("logged %d drops, want 2 (once for main, once for ghost)", n)
+	}
+	// A good heartbeat still gets through.
+	if err := obs.Publish(topics.Heartbeat("main"), false, []byte(`{"member":"main","boot":"b","conn":1,"seq":2,"interval_ms":100}`)); err != nil {
+		t.Fatal(err)
+	}
+	backup.wait(10*time.Second, "msg", "member alive", "member", "main", "event", "member_seen")
+}
+
+// A policy edited into a syntax error keeps the old one running (failover
+// still works); fixed, it is reloaded; SIGHUP reloads too.
+func TestPolicyReloadInARunningDaemon(t *testing.T) {
+	site, _, sw := localSite(t, "reload")
+	policyPath := filepath.Join(filepath.Dir(site), "policy.lua")
+	good, err := os.ReadFile(policyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := runIn(t, nil, site, "backup")
+	main := runIn(t, nil, site, "main")
+	backup.wait(20*time.Second, "msg", "member alive", "member", "main")
+	backup.wait(20*time.Second, "msg", "driver connected")
+
+	backup.mark()
+	if err := os.WriteFile(policyPath, []byte("local us = require 'understudy'\n\nus.on('member_lost', function(ev)\n  us.log.info(\nend)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failed := backup.wait(20*time.Second, "msg", "policy reload failed")
+	if !strings.Contains(failed.str("error"), policyPath+":5:") {
+		t.Fatalf("reload error %q does not name %s:5", failed.str("error"), policyPath)
+	}
+
+	if err := main.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
+	main = runIn(t, nil, site, "main")
+	sw.expectRoutes(t, 20*time.Second, [2]int{1, 1}, [2]int{2, 2})
+
+	backup.mark()
+	fixed := append(good, "\nus.on('coordinator', function(ev) us.log.info('policy v2 coordinating') end)\n"...)
+	if err := os.WriteFile(policyPath, fixed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	backup.wait(20*time.Second, "msg", "policy reloaded")
+	backup.wait(5*time.Second, "msg", "policy v2 coordinating")
+
+	backup.mark()
+	if err := backup.p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	backup.wait(10*time.Second, "msg", "reload requested")
+	backup.wait(10*time.Second, "msg", "policy reloaded")
+	backup.wait(5*time.Second, "msg", "policy v2 coordinating")
+}
+
+// SIGTERM is a graceful shutdown: the site sees "closed", not "lost", and the
+// manager-backup policy does not fail over for it.
+func TestSIGTERMIsAGracefulClose(t *testing.T) {
+	site, _, sw := localSite(t, "term")
+	backup := runIn(t, nil, site, "backup")
+	api := apiAddress(t, backup)
+	main := runIn(t, nil, site, "main")
+	backup.wait(20*time.Second, "msg", "member alive", "member", "main")
+	backup.mark()
+	if err := main.p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := main.p.Wait(); err != nil {
+		t.Fatalf("main exited with %v after SIGTERM, want 0", err)
+	}
+	main.wait(time.Second, "msg", "stopped")
+	backup.wait(10*time.Second, "msg", "member closed", "member", "main", "reason", "shut down")
+	// The loop has handled the close completely once it answers.
+	resp, err := http.Get(api + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if backup.has("msg", "member lost") || backup.has("msg", "action") {
+		t.Fatal("a graceful shutdown was treated as a loss")
+	}
+	sw.expectNoRoutes(t)
+}
+
+// understudy check: exit 0 and a summary for a good site; exit 1 and
+// file:line for each kind of mistake.
+func TestCheck(t *testing.T) {
+	site := writeSite(t, siteParams{Name: "checked", Bus: "url: tcp://127.0.0.1:1883", Router: "127.0.0.1:9990"})
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-c", site}, &out, &errOut); code != 0 {
+		t.Fatalf("check of a good site: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "ok — site checked, 2 members (coordinator backup), drivers: router (videohub)") ||
+		!strings.Contains(out.String(), "handles member_lost, member_closed, member_restored, timer:failback") {
+		t.Errorf("check output:\n%s", out.String())
+	}
+
+	dir := filepath.Dir(site)
+	policyPath := filepath.Join(dir, "policy.lua")
+	siteYAML, _ := os.ReadFile(site)
+	for _, tc := range []struct {
+		name, file, content string
+		want                *regexp.Regexp
+	}{
+		{"syntax error in the policy", "policy.lua", "local us = require 'understudy'\nus.on('member_lost', function(ev)\n  if ev then\nend)\n",
+			regexp.MustCompile(regexp.QuoteMeta(policyPath) + `:4:\d+: syntax error near`)},
+		{"unknown API function", "policy.lua", "local us = require 'understudy'\n\nus.on_lost(function() end)\n",
+			regexp.MustCompile(regexp.QuoteMeta(policyPath) + `:3: attempt to call a non-function object`)},
+		{"unknown driver in the policy", "policy.lua", "local us = require 'understudy'\nlocal r = us.driver('matrix')\n",
+			regexp.MustCompile(regexp.QuoteMeta(policyPath) + `:2: no driver "matrix" in site.yaml \(drivers: router\)`)},
+		{"unknown key in site.yaml", "site.yaml", strings.Replace(string(siteYAML), "standby: true", "stanby: true", 1),
+			regexp.MustCompile(regexp.QuoteMeta(site) + `:\d+:5: unknown field "stanby"`)},
+		{"bad driver setting", "site.yaml", strings.Replace(string(siteYAML), "timeout: 2s", "timeout: 2 sec", 1),
+			regexp.MustCompile(regexp.QuoteMeta(site) + `:\d+:\d+: driver router: bad duration "2 sec"`)},
+		{"unknown driver kind", "site.yaml", strings.Replace(string(siteYAML), "kind: videohub", "kind: videohug", 1),
+			regexp.MustCompile(regexp.QuoteMeta(site) + `:\d+:\d+: unknown driver kind "videohug"`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.file)
+			orig, _ := os.ReadFile(path)
+			t.Cleanup(func() { os.WriteFile(path, orig, 0o644) })
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var out, errOut bytes.Buffer
+			if code := run([]string{"check", "-c", site}, &out, &errOut); code != 1 {
+				t.Fatalf("exit %d, want 1\n%s%s", code, out.String(), errOut.String())
+			}
+			if !tc.want.MatchString(errOut.String()) {
+				t.Errorf("check said\n%s\nwant a line matching %s", errOut.String(), tc.want)
+			}
+		})
+	}
+}
+
+// make run: the demo comes up, shows a failover and a failback as they
+// happen, and quits cleanly, leaving no process behind.
+func TestDemo(t *testing.T) {
+	cmd := exec.Command(binary, "demo", "--failback-delay", "1s")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testhost.StartProcess(t, cmd)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	step := func(key string, want ...string) {
+		t.Helper()
+		if key != "" {
+			if _, err := io.WriteString(stdin, key+"\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, w := range want {
+			if err := p.WaitOutput(ctx, w); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	step("", "ready: main is on air")
+	pids := regexp.MustCompile(`(?m)^  (main|backup) +pid (\d+)`).FindAllStringSubmatch(p.Output(), -1)
+	if len(pids) != 2 {
+		t.Fatalf("demo banner does not show both pids:\n%s", p.Output())
+	}
+	step("k", "main      LOST: connection dropped (Last Will)", "output 1 Projector L now shows input 3 Backup A", "output 2 Projector R now shows input 4 Backup B")
+	step("r", "main      restored", "output 1 Projector L now shows input 1 Main A", "output 2 Projector R now shows input 2 Main B")
+	step("p", "main      LOST: no heartbeat for", "now shows input 3 Backup A")
+	step("r", "kill -CONT")
+	step("q", "stopping")
+	if err := p.Wait(); err != nil {
+		t.Fatalf("demo exited with %v\n%s", err, p.Output())
+	}
+	for _, m := range pids {
+		pid, _ := strconv.Atoi(m[2])
+		if err := syscall.Kill(pid, 0); err != syscall.ESRCH {
+			t.Errorf("%s (pid %d) still exists after the demo quit", m[1], pid)
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"understudy/fixtures/avahi"
+	"understudy/fixtures/mosquitto"
+	"understudy/fixtures/testhost"
+)
+
+// A main on host A and its backup on host B (coordinator: it embeds the
+// broker and drives the Videohub on B). They find each other and the broker
+// by mDNS; the main is killed, restarted, unplugged and plugged back.
+func TestFailoverBetweenHostsOverTheEmbeddedBroker(t *testing.T) {
+	testhost.RequireRoot(t)
+	nw := testhost.NewNetwork(t, 2)
+	a, b := nw.Hosts[0], nw.Hosts[1]
+	l, err := b.Listen("tcp", net.JoinHostPort(b.Addr.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := startSwitcher(t, l)
+	site := writeSite(t, siteParams{Name: "stage", MDNS: true, Bus: "discover: 2s", Router: l.Addr().String()})
+	backup := runIn(t, b, site, "backup")
+	main := runIn(t, a, site, "main")
+
+	// Discovery by mDNS: the broker, and each other.
+	backup.wait(30*time.Second, "msg", "embedded broker started")
+	main.wait(30*time.Second, "msg", "found the site's broker by mDNS", "broker", "tcp://"+b.Addr.String()+":1883")
+	backup.wait(30*time.Second, "msg", "peer found by mDNS", "peer", "main", "address", a.Addr.String())
+	main.wait(30*time.Second, "msg", "peer found by mDNS", "peer", "backup", "address", b.Addr.String())
+	backup.wait(30*time.Second, "msg", "member alive", "member", "main", "event", "member_seen")
+	backup.wait(30*time.Second, "msg", "driver connected")
+
+	t.Run("kill -9 the main", func(t *testing.T) {
+		backup.mark()
+		if err := main.p.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
+		lost := backup.wait(5*time.Second, "msg", "member lost", "member", "main")
+		if !strings.Contains(lost.str("reason"), "Last Will") {
+			t.Errorf("lost because %q, want the Last Will", lost.str("reason"))
+		}
+	})
+	top := t // processes belong to the whole test, not to a step
+	t.Run("restart it: failback after the delay", func(t *testing.T) {
+		backup.mark()
+		main = runIn(top, a, site, "main")
+		backup.wait(30*time.Second, "event", "member_restored", "member", "main")
+		sw.expectRoutes(t, 15*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	})
+	t.Run("unplug the main: lost after lost_after", func(t *testing.T) {
+		backup.mark()
+		if err := a.Unplug(); err != nil {
+			t.Fatal(err)
+		}
+		sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
+		lost := backup.wait(5*time.Second, "msg", "member lost", "member", "main")
+		if !strings.HasPrefix(lost.str("reason"), "no heartbeat for ") {
+			t.Errorf("lost because %q, want silence", lost.str("reason"))
+		}
+	})
+	t.Run("plug it back: restored, then failback", func(t *testing.T) {
+		backup.mark()
+		if err := a.Plug(); err != nil {
+			t.Fatal(err)
+		}
+		backup.wait(30*time.Second, "event", "member_restored", "member", "main")
+		sw.expectRoutes(t, 15*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	})
+}
+
+// The same failover with Debian's mosquitto on a third host as the broker.
+// When the broker's host goes away, both instances notice within seconds and
+// nobody is declared lost; when it returns, nothing fails over.
+func TestFailoverWithMosquittoAsTheBroker(t *testing.T) {
+	testhost.RequireRoot(t)
+	nw := testhost.NewNetwork(t, 3)
+	a, b, c := nw.Hosts[0], nw.Hosts[1], nw.Hosts[2]
+	mq := mosquitto.StartOn(t, c)
+	l, err := b.Listen("tcp", net.JoinHostPort(b.Addr.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := startSwitcher(t, l)
+	site := writeSite(t, siteParams{Name: "studio", Bus: "url: " + mq.URL, Router: l.Addr().String(), BackupAPI: "127.0.0.1:7901"})
+	backup := runIn(t, b, site, "backup")
+	main := runIn(t, a, site, "main")
+	backup.wait(30*time.Second, "msg", "member alive", "member", "main")
+	backup.wait(30*time.Second, "msg", "driver connected")
+
+	backup.mark()
+	if err := main.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
+	backup.wait(5*time.Second, "msg", "member lost", "member", "main", "reason", "Last Will")
+	main = runIn(t, a, site, "main")
+	backup.wait(30*time.Second, "event", "member_restored", "member", "main")
+	sw.expectRoutes(t, 15*time.Second, [2]int{1, 1}, [2]int{2, 2})
+
+	// The broker's host goes away without a word.
+	backup.mark()
+	main.mark()
+	if err := c.Unplug(); err != nil {
+		t.Fatal(err)
+	}
+	main.wait(15*time.Second, "msg", "bus connection lost")
+	backup.wait(15*time.Second, "msg", "bus connection lost")
+	if err := c.Plug(); err != nil {
+		t.Fatal(err)
+	}
+	main.wait(30*time.Second, "msg", "bus connected")
+	reconnected := backup.wait(30*time.Second, "msg", "bus connected")
+	// Wait until the backup has heard the main for a while after the outage.
+	client := &http.Client{Transport: &http.Transport{DialContext: b.Dial}}
+	heardAfter := timeOf(t, reconnected).Add(time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := memberStatus(t, client, "http://127.0.0.1:7901/status", "main"); m.LastHeard.After(heardAfter) {
+			if m.State != "alive" {
+				t.Fatalf("main is %s after the broker outage: %s", m.State, m.Reason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the backup did not hear the main again after the broker came back")
+		}
+		time.Sleep(50 * time.Millisecond) // polling a status page, not synchronising
+	}
+	if backup.has("msg", "member lost") {
+		t.Fatal("a member was declared lost because the broker went away")
+	}
+	sw.expectNoRoutes(t)
+}
+
+type statusMember struct {
+	ID        string    `json:"id"`
+	State     string    `json:"state"`
+	Reason    string    `json:"reason"`
+	LastHeard time.Time `json:"last_heard"`
+}
+
+func memberStatus(t *testing.T, client *http.Client, url, id string) statusMember {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var st struct{ Members []statusMember }
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, m := range st.Members {
+		if m.ID == id {
+			return m
+		}
+	}
+	t.Fatalf("status has no member %s", id)
+	return statusMember{}
+}
+
+func timeOf(t *testing.T, e logEntry) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, e.str("time"))
+	if err != nil {
+		t.Fatalf("log time %q: %v", e.str("time"), err)
+	}
+	return ts
+}
+
+// Avahi sees an instance's advertisement, and an instance uses a broker that
+// Avahi announced (a mosquitto host with an Avahi service, as sites have).
+func TestAvahiInterop(t *testing.T) {
+	testhost.RequireRoot(t)
+	nw := testhost.NewNetwork(t, 2)
+	a, b := nw.Hosts[0], nw.Hosts[1]
+	av := avahi.Start(t, b)
+	mq := mosquitto.StartOn(t, b)
+	_, port, _ := net.SplitHostPort(mq.Addr)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	pub := b.Start(t, av.Command(ctx, "avahi-publish-service", "-s", "studio broker", "_mqtt._tcp", port, "site=studio"))
+	if err := pub.WaitOutput(ctx, "Established under name 'studio broker'"); err != nil {
+		t.Fatal(err)
+	}
+	site := writeSite(t, siteParams{Name: "studio", MDNS: true, Bus: "discover: 20s", Router: "198.18.0.99:9990"})
+	backup := runIn(t, a, site, "backup")
+	backup.wait(30*time.Second, "msg", "found the site's broker by mDNS", "broker", "tcp://"+b.Addr.String()+":"+port)
+	backup.wait(10*time.Second, "msg", "bus connected")
+	if backup.has("msg", "embedded broker started") {
+		t.Fatal("embedded a broker although Avahi announced one")
+	}
+
+	for attempt := 1; ; attempt++ {
+		out, err := av.Command(ctx, "avahi-browse", "-rtp", "_understudy._tcp").CombinedOutput()
+		if err != nil {
+			t.Fatalf("avahi-browse: %v\n%s", err, out)
+		}
+		if line, ok := avahi.Resolved(string(out), "studio-backup"); ok {
+			if !strings.Contains(line, a.Addr.String()) || !strings.Contains(line, `"member=backup"`) || !strings.Contains(line, `"site=studio"`) {
+				t.Fatalf("avahi-browse resolved %s", line)
+			}
+			break
+		}
+		if attempt == 10 || ctx.Err() != nil {
+			t.Fatalf("avahi-browse did not resolve the instance after %d attempts:\n%s", attempt, out)
+		}
+	}
+}
