@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -42,13 +43,17 @@ func (c *client) cut() {
 }
 
 type clientOpts struct {
-	will *message
-	dial func(ctx context.Context, addr string) (net.Conn, error)
+	keepAlive time.Duration // default 30s
+	will      *message
+	dial      func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 func connect(t *testing.T, addr, id string, o clientOpts) *client {
 	t.Helper()
 	c := &client{lost: make(chan error, 1)}
+	if o.keepAlive == 0 {
+		o.keepAlive = 30 * time.Second
+	}
 	dial := o.dial
 	if dial == nil {
 		dial = func(ctx context.Context, addr string) (net.Conn, error) {
@@ -64,7 +69,7 @@ func connect(t *testing.T, addr, id string, o clientOpts) *client {
 		SetConnectTimeout(deadline).
 		// A will delivered within the test's deadline cannot come from the
 		// keep-alive check (45 s).
-		SetKeepAlive(30 * time.Second).
+		SetKeepAlive(o.keepAlive).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
 			case c.lost <- err:
@@ -358,5 +363,28 @@ func TestLoggerGetsOnlyWarningsAndAbove(t *testing.T) {
 		if l < slog.LevelWarn {
 			t.Fatalf("logger got a record of level %v; want only Warn and above", l)
 		}
+	}
+}
+
+func TestDeliberateBehaviourIsNotLoggedAsAWarning(t *testing.T) {
+	h := &recordHandler{}
+	filter := slog.New(minLevel{Handler: h, min: slog.LevelWarn})
+	// Shapes of mochi's records.
+	filter.Warn("client keepalive is below minimum recommended value and may exhibit connection instability", "keepalive", 2, "recommended", 5)
+	filter.Warn("", "listener", "tcp", "error", io.EOF)
+	filter.Warn("", "listener", "tcp", "error", errors.New("read tcp 127.0.0.1:1883->127.0.0.1:5555: read: connection reset by peer"))
+	filter.Warn("", "listener", "tcp", "error", errors.New("malformed packet: first byte"))
+	filter.Warn("session taken over", "client", "x")
+	if got := h.levels(); len(got) != 2 {
+		t.Fatalf("%d records passed, want 2 (the malformed packet and the takeover)", len(got))
+	}
+
+	// End to end: a client with understudy's 2s keep-alive connects without a warning.
+	h2 := &recordHandler{}
+	b := start(t, Options{Logger: slog.New(h2)})
+	c := connect(t, b.Addr(), "fast", clientOpts{keepAlive: 2 * time.Second})
+	c.Disconnect(250)
+	if n := len(h2.levels()); n != 0 {
+		t.Fatalf("%d warnings for a client with a 2s keep-alive", n)
 	}
 }

@@ -250,6 +250,12 @@ func (e *Engine) Presence(p bus.Presence, retained bool) {
 	})
 }
 
+// Emit hands an event of the given name to the policy (on the loop). Any
+// goroutine.
+func (e *Engine) Emit(name string, fields map[string]any) {
+	e.Post(func() { e.dispatch(policy.Event{Name: name, At: e.clock.Now(), Fields: fields}) })
+}
+
 // BusConnected reports this instance's bus connection. Any goroutine. On
 // (re)connect the coordinator publishes every member's state again, so that
 // the retained topics are right whatever happened while it was away.

@@ -28,7 +28,7 @@ members:
     standby: true
 `
 
-func newHarness(t *testing.T, policy string) (*sim.Harness, string, *bytes.Buffer) {
+func newHarness(t testing.TB, policy string) (*sim.Harness, string, *bytes.Buffer) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.lua")

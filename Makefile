@@ -1,0 +1,27 @@
+# The whole setup on a fresh machine is `make run` (the demo) and `make test`.
+GO ?= go
+BIN := bin/understudy
+
+.PHONY: build run test bench lint deps
+
+build:
+	$(GO) build -o $(BIN) ./cmd/understudy
+
+# The demo site: a broker, a main and a backup instance, a Videohub simulator.
+run: build
+	./$(BIN) demo
+
+# Debian packages the tests use (mosquitto, avahi, dbus, iproute2).
+deps:
+	bash .ci/deps
+
+test: deps lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
