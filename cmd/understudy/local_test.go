@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -298,5 +299,42 @@ func TestDemo(t *testing.T) {
 		if err := syscall.Kill(pid, 0); err != syscall.ESRCH {
 			t.Errorf("%s (pid %d) still exists after the demo quit", m[1], pid)
 		}
+	}
+}
+
+// run refuses a policy that does not load, at once, with file:line.
+func TestRunRefusesABrokenPolicy(t *testing.T) {
+	site, _, _ := localSite(t, "broken")
+	policyPath := filepath.Join(filepath.Dir(site), "policy.lua")
+	if err := os.WriteFile(policyPath, []byte("local us = require 'understudy'\nus.on('member_lost', function(ev)\n  route(\nend)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "run", "-c", site, "--member", "backup").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("run with a broken policy: %v, want exit 1\n%s", err, out)
+	}
+	if !strings.Contains(string(out), policyPath+":4:") || strings.Contains(string(out), "bus connected") {
+		t.Fatalf("run said:\n%s\nwant %s:4: before joining the bus", out, policyPath)
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "understudy ") {
+		t.Errorf("version: exit %d, %q", code, out.String())
+	}
+	out.Reset()
+	if code := run(nil, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "understudy run") {
+		t.Errorf("no command: exit %d, %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"fly"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `unknown command "fly"`) {
+		t.Errorf("unknown command: exit %d, %q", code, errOut.String())
+	}
+	errOut.Reset()
+	site := writeSite(t, siteParams{Name: "who", Bus: "url: tcp://127.0.0.1:1", Router: "127.0.0.1:9990"})
+	if code := run([]string{"run", "-c", site, "--member", "nobody"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), `--member "nobody" is not a member`) {
+		t.Errorf("unknown member: exit %d, %q", code, errOut.String())
 	}
 }

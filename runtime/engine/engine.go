@@ -168,11 +168,18 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.Start(ctx); err != nil {
 		return err
 	}
+	e.Loop(ctx)
+	return nil
+}
+
+// Loop runs queued work until ctx ends, then stops the policy and the
+// drivers. Call it on the goroutine that called Start.
+func (e *Engine) Loop(ctx context.Context) {
 	defer e.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-e.queue.ready:
 			for _, f := range e.queue.take() {
 				e.runSafely(f)

@@ -129,13 +129,27 @@ func (inst *Instance) run(ctx context.Context) error {
 	coordinator := site.Coordinator == inst.opts.Self
 	inst.log.Info("starting", "site", site.Name, "member", inst.opts.Self, "coordinator", coordinator, "version", inst.opts.Version)
 
-	// The engine's loop runs first, so that bus callbacks have somewhere to go.
+	// The engine starts first (a policy that does not load stops us here,
+	// before we join the bus), and its loop runs on the same goroutine, so
+	// bus callbacks have somewhere to go.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	engineDone := make(chan error, 1)
 	engineCtx, stopEngine := context.WithCancel(context.Background())
 	defer stopEngine()
-	go func() { engineDone <- inst.engine.Run(engineCtx) }()
+	started := make(chan error, 1)
+	engineDone := make(chan struct{})
+	go func() {
+		defer close(engineDone)
+		if err := inst.engine.Start(engineCtx); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		inst.engine.Loop(engineCtx)
+	}()
+	if err := <-started; err != nil {
+		return err
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -148,9 +162,7 @@ func (inst *Instance) run(ctx context.Context) error {
 	url, err := inst.findBroker(ctx)
 	if err != nil {
 		stopEngine()
-		if eerr := <-engineDone; eerr != nil {
-			return eerr
-		}
+		<-engineDone
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -200,22 +212,14 @@ func (inst *Instance) run(ctx context.Context) error {
 		}()
 	}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-engineDone:
-		engineDone <- runErr
-	}
-	cancel()
+	<-ctx.Done()
 	// Graceful close: say so on the bus before leaving, so the site sees a
 	// shutdown rather than a loss.
 	inst.bus.Close(true)
 	stopEngine()
-	if err := <-engineDone; err != nil {
-		runErr = err
-	}
+	<-engineDone
 	inst.log.Info("stopped", "member", inst.opts.Self)
-	return runErr
+	return nil
 }
 
 // findBroker returns the bus URL: the configured one; one found by mDNS; or,
