@@ -13,7 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -123,14 +124,7 @@ func NewRegistry(kinds ...Kind) *Registry {
 }
 
 // Kinds returns the registered kind names, sorted.
-func (r *Registry) Kinds() []string {
-	names := make([]string, 0, len(r.kinds))
-	for name := range r.kinds {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
-}
+func (r *Registry) Kinds() []string { return slices.Sorted(maps.Keys(r.kinds)) }
 
 // New builds a driver of the named kind from its configuration.
 func (r *Registry) New(kind string, cfg Config) (Driver, error) {

@@ -47,12 +47,7 @@ type site struct {
 // a Videohub simulator on loopback, with main and backup up and on air.
 func newSite(t *testing.T, closedIsLost bool) *site {
 	t.Helper()
-	hub := videohubsim.New(videohubsim.Options{Inputs: 8, Outputs: 8})
-	addr, err := hub.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hub.Close() })
+	hub, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
 	policy, err := filepath.Abs("manager-backup/policy.lua")
 	if err != nil {
 		t.Fatal(err)

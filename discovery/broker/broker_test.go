@@ -6,135 +6,22 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
+	"understudy/fixtures/mqtttest"
 	"understudy/fixtures/testhost"
 )
 
 // deadline is the generous bound for every wait in these tests.
-const deadline = 10 * time.Second
+const deadline = mqtttest.Deadline
 
-type message struct {
-	topic    string
-	payload  string
-	retained bool
-}
-
-// client is a paho client whose raw connection the test can cut.
-type client struct {
-	paho.Client
-	mu   sync.Mutex
-	conn net.Conn
-	lost chan error // connection-lost notifications
-}
-
-// cut closes the client's TCP connection without an MQTT DISCONNECT, as the
-// kernel does when the client's process dies.
-func (c *client) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.conn.Close()
-}
-
-type clientOpts struct {
-	keepAlive time.Duration // default 30s
-	will      *message
-	dial      func(ctx context.Context, addr string) (net.Conn, error)
-}
-
-func connect(t *testing.T, addr, id string, o clientOpts) *client {
+// connect connects a test client to b.
+func connect(t *testing.T, b *Broker, id string, o mqtttest.Options) *mqtttest.Client {
 	t.Helper()
-	c := &client{lost: make(chan error, 1)}
-	if o.keepAlive == 0 {
-		o.keepAlive = 30 * time.Second
-	}
-	dial := o.dial
-	if dial == nil {
-		dial = func(ctx context.Context, addr string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", addr)
-		}
-	}
-	opts := paho.NewClientOptions().
-		AddBroker("tcp://" + addr).
-		SetClientID(id).
-		SetAutoReconnect(false).
-		SetConnectRetry(false).
-		SetConnectTimeout(deadline).
-		// A will delivered within the test's deadline cannot come from the
-		// keep-alive check (45 s).
-		SetKeepAlive(o.keepAlive).
-		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			select {
-			case c.lost <- err:
-			default:
-			}
-		}).
-		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), deadline)
-			defer cancel()
-			conn, err := dial(ctx, u.Host)
-			if err != nil {
-				return nil, err
-			}
-			c.mu.Lock()
-			c.conn = conn
-			c.mu.Unlock()
-			return conn, nil
-		})
-	if o.will != nil {
-		opts.SetWill(o.will.topic, o.will.payload, 1, false)
-	}
-	c.Client = paho.NewClient(opts)
-	tok := c.Connect()
-	if !tok.WaitTimeout(deadline) || tok.Error() != nil {
-		t.Fatalf("connect %s to %s: %v", id, addr, tok.Error())
-	}
-	t.Cleanup(func() { c.Disconnect(0) })
-	return c
-}
-
-func subscribe(t *testing.T, c *client, filter string) <-chan message {
-	t.Helper()
-	ch := make(chan message, 16)
-	tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
-		select {
-		case ch <- message{m.Topic(), string(m.Payload()), m.Retained()}:
-		default:
-		}
-	})
-	if !tok.WaitTimeout(deadline) || tok.Error() != nil {
-		t.Fatalf("subscribe %s: %v", filter, tok.Error())
-	}
-	return ch
-}
-
-func publish(t *testing.T, c *client, topic, payload string, retained bool) {
-	t.Helper()
-	tok := c.Publish(topic, 1, retained, payload)
-	if !tok.WaitTimeout(deadline) || tok.Error() != nil {
-		t.Fatalf("publish %s: %v", topic, tok.Error())
-	}
-}
-
-func receive(t *testing.T, ch <-chan message, want message) time.Time {
-	t.Helper()
-	select {
-	case got := <-ch:
-		if got != want {
-			t.Fatalf("received %+v, want %+v", got, want)
-		}
-		return time.Now()
-	case <-time.After(deadline):
-		t.Fatalf("did not receive %+v within %v", want, deadline)
-	}
-	return time.Time{}
+	return mqtttest.Connect(t, "tcp://"+b.Addr(), id, o)
 }
 
 func start(t *testing.T, opts Options) *Broker {
@@ -175,44 +62,44 @@ func TestPublishSubscribe(t *testing.T) {
 	if err != nil || host != "127.0.0.1" || port == "0" {
 		t.Fatalf("Addr() = %q (%v), want 127.0.0.1 with the picked port", b.Addr(), err)
 	}
-	sub := connect(t, b.Addr(), "sub", clientOpts{})
-	msgs := subscribe(t, sub, "us/test/#")
-	pub := connect(t, b.Addr(), "pub", clientOpts{})
-	publish(t, pub, "us/test/a", "hello", false)
-	receive(t, msgs, message{"us/test/a", "hello", false})
+	sub := connect(t, b, "sub", mqtttest.Options{})
+	msgs := mqtttest.Subscribe(t, sub, "us/test/#")
+	pub := connect(t, b, "pub", mqtttest.Options{})
+	mqtttest.Publish(t, pub, "us/test/a", "hello", false)
+	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "us/test/a", Payload: "hello", Retained: false})
 }
 
 func TestRetainedMessageReachesLateSubscriber(t *testing.T) {
 	b := start(t, Options{})
-	pub := connect(t, b.Addr(), "pub", clientOpts{})
-	publish(t, pub, "us/members/m1/other", "not retained", false)
-	publish(t, pub, "us/members/m1/status", "alive", true)
+	pub := connect(t, b, "pub", mqtttest.Options{})
+	mqtttest.Publish(t, pub, "us/members/m1/other", "not retained", false)
+	mqtttest.Publish(t, pub, "us/members/m1/status", "alive", true)
 	// mochi sends PUBACK before it forwards a message to subscribers, but
 	// handles one client's packets in order: once this third publish is
 	// acknowledged, the first two have been forwarded (to nobody).
-	publish(t, pub, "us/sync", "", false)
-	late := connect(t, b.Addr(), "late", clientOpts{})
-	msgs := subscribe(t, late, "us/members/m1/+")
-	receive(t, msgs, message{"us/members/m1/status", "alive", true})
+	mqtttest.Publish(t, pub, "us/sync", "", false)
+	late := connect(t, b, "late", mqtttest.Options{})
+	msgs := mqtttest.Subscribe(t, late, "us/members/m1/+")
+	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "us/members/m1/status", Payload: "alive", Retained: true})
 	// A live message after the retained one proves nothing else was queued.
-	publish(t, pub, "us/members/m1/status", "busy", false)
-	receive(t, msgs, message{"us/members/m1/status", "busy", false})
+	mqtttest.Publish(t, pub, "us/members/m1/status", "busy", false)
+	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "us/members/m1/status", Payload: "busy", Retained: false})
 }
 
 func TestLastWillOnAbruptDisconnect(t *testing.T) {
 	b := start(t, Options{})
-	watcher := connect(t, b.Addr(), "watcher", clientOpts{})
-	wills := subscribe(t, watcher, "us/will/+")
+	watcher := connect(t, b, "watcher", mqtttest.Options{})
+	wills := mqtttest.Subscribe(t, watcher, "us/will/+")
 
 	// A graceful DISCONNECT discards the will...
-	graceful := connect(t, b.Addr(), "graceful", clientOpts{will: &message{topic: "us/will/graceful", payload: "lost"}})
+	graceful := connect(t, b, "graceful", mqtttest.Options{Will: &mqtttest.Message{Topic: "us/will/graceful", Payload: "lost"}})
 	graceful.Disconnect(250)
 	waitClientGone(t, b, "graceful")
 	// ...a connection that just ends (the client's process died) publishes it.
-	crashing := connect(t, b.Addr(), "crashing", clientOpts{will: &message{topic: "us/will/crashing", payload: "lost"}})
+	crashing := connect(t, b, "crashing", mqtttest.Options{Will: &mqtttest.Message{Topic: "us/will/crashing", Payload: "lost"}})
 	cutAt := time.Now()
-	crashing.cut()
-	got := receive(t, wills, message{"us/will/crashing", "lost", false}) // graceful's would have come first
+	crashing.Cut()
+	got := mqtttest.Receive(t, wills, mqtttest.Message{Topic: "us/will/crashing", Payload: "lost", Retained: false}) // graceful's would have come first
 	t.Logf("will delivered %v after the connection was cut", got.Sub(cutAt))
 }
 
@@ -225,21 +112,21 @@ func TestLastWillOnAbruptDisconnect(t *testing.T) {
 // its own when the same member announces itself again.
 func TestTakeoverPublishesOldConnectionsWill(t *testing.T) {
 	b := start(t, Options{})
-	watcher := connect(t, b.Addr(), "watcher", clientOpts{})
-	status := subscribe(t, watcher, "us/members/m1/status")
+	watcher := connect(t, b, "watcher", mqtttest.Options{})
+	status := mqtttest.Subscribe(t, watcher, "us/members/m1/status")
 
-	first := connect(t, b.Addr(), "m1", clientOpts{will: &message{topic: "us/members/m1/status", payload: "lost (first connection)"}})
-	second := connect(t, b.Addr(), "m1", clientOpts{will: &message{topic: "us/members/m1/status", payload: "lost (second connection)"}})
+	first := connect(t, b, "m1", mqtttest.Options{Will: &mqtttest.Message{Topic: "us/members/m1/status", Payload: "lost (first connection)"}})
+	second := connect(t, b, "m1", mqtttest.Options{Will: &mqtttest.Message{Topic: "us/members/m1/status", Payload: "lost (second connection)"}})
 
-	receive(t, status, message{"us/members/m1/status", "lost (first connection)", false})
+	mqtttest.Receive(t, status, mqtttest.Message{Topic: "us/members/m1/status", Payload: "lost (first connection)", Retained: false})
 	select {
-	case <-first.lost:
+	case <-first.Lost:
 	case <-time.After(deadline):
 		t.Fatal("the first connection was not closed by the takeover")
 	}
 	// The new connection is the session now and works.
-	publish(t, second, "us/members/m1/status", "alive", false)
-	receive(t, status, message{"us/members/m1/status", "alive", false})
+	mqtttest.Publish(t, second, "us/members/m1/status", "alive", false)
+	mqtttest.Receive(t, status, mqtttest.Message{Topic: "us/members/m1/status", Payload: "alive", Retained: false})
 	if !second.IsConnectionOpen() {
 		t.Fatal("second connection closed")
 	}
@@ -256,15 +143,15 @@ func TestListenerInsideTestHost(t *testing.T) {
 	if host, _, _ := net.SplitHostPort(b.Addr()); host != a.Addr.String() {
 		t.Fatalf("Addr() = %s, want host A's address %s", b.Addr(), a.Addr)
 	}
-	fromB := clientOpts{dial: func(ctx context.Context, addr string) (net.Conn, error) { return bh.Dial(ctx, "tcp", addr) }}
-	sub := connect(t, b.Addr(), "sub", fromB)
-	msgs := subscribe(t, sub, "us/+/status")
-	fromB.will = &message{topic: "us/m2/status", payload: "lost"}
-	pub := connect(t, b.Addr(), "m2", fromB)
-	publish(t, pub, "us/m2/status", "alive", false)
-	receive(t, msgs, message{"us/m2/status", "alive", false})
-	pub.cut()
-	receive(t, msgs, message{"us/m2/status", "lost", false})
+	fromB := mqtttest.Options{Dial: func(ctx context.Context, addr string) (net.Conn, error) { return bh.Dial(ctx, "tcp", addr) }}
+	sub := connect(t, b, "sub", fromB)
+	msgs := mqtttest.Subscribe(t, sub, "us/+/status")
+	fromB.Will = &mqtttest.Message{Topic: "us/m2/status", Payload: "lost"}
+	pub := connect(t, b, "m2", fromB)
+	mqtttest.Publish(t, pub, "us/m2/status", "alive", false)
+	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "us/m2/status", Payload: "alive", Retained: false})
+	pub.Cut()
+	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "us/m2/status", Payload: "lost", Retained: false})
 }
 
 func TestCloseDisconnectsClientsAndStopsListening(t *testing.T) {
@@ -272,12 +159,12 @@ func TestCloseDisconnectsClientsAndStopsListening(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := connect(t, b.Addr(), "c", clientOpts{})
+	c := connect(t, b, "c", mqtttest.Options{})
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-c.lost:
+	case <-c.Lost:
 	case <-time.After(deadline):
 		t.Fatal("client not disconnected by Close")
 	}
@@ -340,7 +227,7 @@ func TestLoggerGetsOnlyWarningsAndAbove(t *testing.T) {
 	h := &recordHandler{}
 	b := start(t, Options{Logger: slog.New(h)})
 	// Info-level chatter (listener attached, client connected) is dropped.
-	c := connect(t, b.Addr(), "c", clientOpts{})
+	c := connect(t, b, "c", mqtttest.Options{})
 	c.Disconnect(250)
 	waitClientGone(t, b, "c")
 	// A connection that sends garbage instead of CONNECT is logged as a warning.
@@ -382,7 +269,7 @@ func TestDeliberateBehaviourIsNotLoggedAsAWarning(t *testing.T) {
 	// End to end: a client with understudy's 2s keep-alive connects without a warning.
 	h2 := &recordHandler{}
 	b := start(t, Options{Logger: slog.New(h2)})
-	c := connect(t, b.Addr(), "fast", clientOpts{keepAlive: 2 * time.Second})
+	c := connect(t, b, "fast", mqtttest.Options{KeepAlive: 2 * time.Second})
 	c.Disconnect(250)
 	if n := len(h2.levels()); n != 0 {
 		t.Fatalf("%d warnings for a client with a 2s keep-alive", n)

@@ -27,17 +27,6 @@ func config(name, doc string) drivers.Config {
 	}}
 }
 
-func startSim(t *testing.T, o videohubsim.Options) (*videohubsim.Sim, string) {
-	t.Helper()
-	s := videohubsim.New(o)
-	addr, err := s.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, addr.String()
-}
-
 // events collects what a driver emits.
 type events struct {
 	t  *testing.T
@@ -118,7 +107,7 @@ func ctxDeadline(t *testing.T) context.Context {
 }
 
 func TestPreludeRead(t *testing.T) {
-	s, addr := startSim(t, videohubsim.Options{
+	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{
 		Inputs: 12, Outputs: 8, Model: "Blackmagic Smart Videohub 12 x 12",
 		InputLabels: []string{"Camera 1", "Camera 2"}, OutputLabels: []string{"Program"},
 	})
@@ -145,7 +134,7 @@ func TestPreludeRead(t *testing.T) {
 }
 
 func TestRoute(t *testing.T) {
-	s, addr := startSim(t, videohubsim.Options{})
+	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, ev := startDriver(t, addr)
 	if err := v.Route(ctxDeadline(t), 3, 7); err != nil {
 		t.Fatal(err)
@@ -181,7 +170,7 @@ func TestRoute(t *testing.T) {
 }
 
 func TestRouteNAK(t *testing.T) {
-	s, addr := startSim(t, videohubsim.Options{})
+	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, _ := startDriver(t, addr)
 	s.NAKNext(1)
 	err := v.Route(ctxDeadline(t), 3, 7)
@@ -200,7 +189,7 @@ func TestRouteNAK(t *testing.T) {
 }
 
 func TestRouteLocked(t *testing.T) {
-	s, addr := startSim(t, videohubsim.Options{})
+	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, _ := startDriver(t, addr)
 	if err := s.LockOutput(3); err != nil {
 		t.Fatal(err)
@@ -225,7 +214,7 @@ func TestRouteLocked(t *testing.T) {
 }
 
 func TestDroppedMidCommand(t *testing.T) {
-	s, addr := startSim(t, videohubsim.Options{})
+	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, ev := startDriver(t, addr)
 	s.DropOnNextCommand()
 	err := v.Route(ctxDeadline(t), 3, 7)
@@ -262,7 +251,7 @@ func TestDroppedMidCommand(t *testing.T) {
 }
 
 func TestSilentDeviceTimesOut(t *testing.T) {
-	s, addr := startSim(t, videohubsim.Options{})
+	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, ev := startDriver(t, addr, "timeout: 500ms")
 	s.SetSilent(true)
 	err := v.Route(ctxDeadline(t), 3, 7)
@@ -287,7 +276,7 @@ func TestSilentDeviceTimesOut(t *testing.T) {
 }
 
 func TestIdlePing(t *testing.T) {
-	s, addr := startSim(t, videohubsim.Options{})
+	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	cmds, cancel := s.SubscribeCommands(100)
 	defer cancel()
 	_, ev := startDriver(t, addr, "timeout: 500ms", "ping: 20ms")
@@ -314,7 +303,7 @@ func TestIdlePing(t *testing.T) {
 }
 
 func TestUnsolicitedRoute(t *testing.T) {
-	s, addr := startSim(t, videohubsim.Options{})
+	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, ev := startDriver(t, addr)
 	if err := s.SetRoute(5, 2); err != nil {
 		t.Fatal(err)
@@ -362,7 +351,7 @@ func TestUnsolicitedRoute(t *testing.T) {
 }
 
 func TestOldFirmwareWithoutEndPrelude(t *testing.T) {
-	s, addr := startSim(t, videohubsim.Options{Inputs: 4, Outputs: 2, OmitEndPrelude: true, ProtocolVersion: "2.4"})
+	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 4, Outputs: 2, OmitEndPrelude: true, ProtocolVersion: "2.4"})
 	v, _ := startDriver(t, addr)
 	if in, out := v.Size(); in != 4 || out != 2 {
 		t.Errorf("Size() = %d, %d", in, out)
@@ -376,7 +365,7 @@ func TestOldFirmwareWithoutEndPrelude(t *testing.T) {
 }
 
 func TestRouteRejectedWithoutSending(t *testing.T) {
-	s, addr := startSim(t, videohubsim.Options{Inputs: 4, Outputs: 2})
+	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 4, Outputs: 2})
 	v, _ := startDriver(t, addr)
 	for _, p := range [][2]int{{0, 1}, {3, 1}, {1, 0}, {1, 5}, {-1, -1}} {
 		err := v.Route(ctxDeadline(t), p[0], p[1])

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -394,14 +395,7 @@ func (s *Site) MemberIDs() []string {
 }
 
 // DriverNames returns the driver names, sorted.
-func (s *Site) DriverNames() []string {
-	names := make([]string, 0, len(s.Drivers))
-	for name := range s.Drivers {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
-}
+func (s *Site) DriverNames() []string { return slices.Sorted(maps.Keys(s.Drivers)) }
 
 // PolicyPath returns the policy file's path, or "" when the site has none.
 func (s *Site) PolicyPath() string {

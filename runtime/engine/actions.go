@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -49,7 +51,7 @@ func newActions(e *Engine) *actions { return &actions{e: e, workers: map[string]
 
 func (as *actions) start(ctx context.Context) {
 	ctx, as.cancel = context.WithCancel(ctx)
-	for _, name := range sortedNames(as.e.opts.Drivers) {
+	for _, name := range slices.Sorted(maps.Keys(as.e.opts.Drivers)) {
 		ch := make(chan *action, actionQueue)
 		as.workers[name] = ch
 		as.wg.Add(1)

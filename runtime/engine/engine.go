@@ -11,8 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
-	"sort"
+	"slices"
 	"time"
 
 	"understudy/discovery/bus"
@@ -145,7 +146,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if !e.opts.Coordinator {
 		return nil
 	}
-	for _, name := range sortedNames(e.opts.Drivers) {
+	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
 		d := e.opts.Drivers[name]
 		d.Start(ctx, func(ev drivers.Event) { e.Post(func() { e.onDriverEvent(name, ev) }) })
 	}
@@ -213,7 +214,7 @@ func (e *Engine) Stop() {
 		e.policy = nil
 	}
 	e.actions.stop()
-	for _, name := range sortedNames(e.opts.Drivers) {
+	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
 		if err := e.opts.Drivers[name].Close(); err != nil {
 			e.log.Warn("closing driver", "driver", name, "error", err)
 		}
@@ -440,15 +441,6 @@ func (e *Engine) policyMember(id string) policy.Member {
 		Roles: cm.Roles, Usage: cm.Usage, Priority: cm.Priority, Standby: cm.Standby,
 		Self: id == e.opts.Self, Duties: duties,
 	}
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // CheckPolicy loads the site's policy the way the coordinator would, on a

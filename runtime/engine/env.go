@@ -2,6 +2,8 @@ package engine
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"understudy/drivers"
@@ -39,7 +41,7 @@ func (v policyEnv) Driver(name string) (drivers.Driver, bool) {
 	return d, ok
 }
 
-func (v policyEnv) DriverNames() []string { return sortedNames(v.e.opts.Drivers) }
+func (v policyEnv) DriverNames() []string { return slices.Sorted(maps.Keys(v.e.opts.Drivers)) }
 
 func (v policyEnv) Route(driver string, output, input int, cause string) (string, error) {
 	return v.e.actions.route(driver, output, input, cause)

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -61,7 +63,7 @@ func (e *Engine) status() Status {
 		cm, _ := e.site.Member(m.ID)
 		st.Members = append(st.Members, MemberStatus{ID: m.ID, State: string(m.State), Since: m.Since, Reason: m.Reason, LastHeard: m.LastHeard, Roles: cm.Roles, Standby: cm.Standby})
 	}
-	for _, name := range sortedNames(e.opts.Drivers) {
+	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
 		ds := e.opts.Drivers[name].Status()
 		st.Drivers = append(st.Drivers, DriverStatus{Name: name, Kind: e.site.Drivers[name].Kind, Connected: ds.Connected, Address: ds.Address, Since: ds.Since, Error: ds.LastError})
 	}

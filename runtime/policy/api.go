@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 
@@ -249,7 +250,7 @@ func logAt(level slog.Level) func(p *Policy, L *lua.LState) int {
 				L.ArgError(2, err.Error())
 			}
 			if m, ok := v.(map[string]any); ok {
-				for _, k := range sortedKeys(m) {
+				for _, k := range slices.Sorted(maps.Keys(m)) {
 					attrs = append(attrs, k, m[k])
 				}
 			}
@@ -310,7 +311,7 @@ func (p *Policy) newMemberMeta(L *lua.LState) *lua.LTable {
 func (p *Policy) eventTable(ev Event) *lua.LTable {
 	L := p.L
 	t := L.CreateTable(0, len(ev.Fields)+3)
-	for _, k := range sortedKeys(ev.Fields) {
+	for _, k := range slices.Sorted(maps.Keys(ev.Fields)) {
 		t.RawSetString(k, toLua(L, ev.Fields[k]))
 	}
 	t.RawSetString("name", lua.LString(ev.Name))

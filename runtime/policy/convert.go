@@ -3,7 +3,6 @@ package policy
 import (
 	"fmt"
 	"math"
-	"sort"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -140,14 +139,4 @@ func fromLuaDepth(v lua.LValue, depth int) (any, error) {
 	default:
 		return nil, fmt.Errorf("a %s cannot be sent", v.Type())
 	}
-}
-
-// sortedKeys returns a map's keys in order, for deterministic tables.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

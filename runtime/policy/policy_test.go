@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,13 +47,13 @@ func (e *testEnv) Member(id string) (Member, bool) {
 }
 func (e *testEnv) Members() []Member {
 	var out []Member
-	for _, id := range sortedKeys(e.members) {
+	for _, id := range slices.Sorted(maps.Keys(e.members)) {
 		out = append(out, e.members[id])
 	}
 	return out
 }
 func (e *testEnv) Driver(name string) (drivers.Driver, bool) { d, ok := e.drivers[name]; return d, ok }
-func (e *testEnv) DriverNames() []string                     { return sortedKeys(e.drivers) }
+func (e *testEnv) DriverNames() []string                     { return slices.Sorted(maps.Keys(e.drivers)) }
 func (e *testEnv) Route(driver string, out, in int, cause string) (string, error) {
 	e.routes = append(e.routes, driver+" "+strconv.Itoa(out)+"<-"+strconv.Itoa(in)+" ("+cause+")")
 	return "a" + strconv.Itoa(len(e.routes)), nil
