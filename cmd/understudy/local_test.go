@@ -157,7 +157,7 @@ func TestPolicyReloadInARunningDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
-	main = runIn(t, nil, site, "main")
+	runIn(t, nil, site, "main")
 	sw.expectRoutes(t, 20*time.Second, [2]int{1, 1}, [2]int{2, 2})
 
 	backup.mark()

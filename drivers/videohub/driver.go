@@ -30,15 +30,15 @@ type Settings struct {
 	Address string `yaml:"address"`
 	// Timeout bounds each command: connecting, reading the status dump, a
 	// route's ACK and its status update, a PING's ACK. Default 2s.
-	Timeout time.Duration `yaml:"timeout"`
+	Timeout config.Duration `yaml:"timeout"`
 	// Ping is how long the connection may stay idle before a PING checks it.
 	// Default 5s.
-	Ping time.Duration `yaml:"ping"`
+	Ping config.Duration `yaml:"ping"`
 	// BackoffMin and BackoffMax bound the delay between reconnection
 	// attempts, which doubles from BackoffMin up to BackoffMax, with jitter.
 	// Defaults 100ms and 5s.
-	BackoffMin time.Duration `yaml:"backoff_min"`
-	BackoffMax time.Duration `yaml:"backoff_max"`
+	BackoffMin config.Duration `yaml:"backoff_min"`
+	BackoffMax config.Duration `yaml:"backoff_max"`
 }
 
 // Default settings.
@@ -69,17 +69,11 @@ func New(cfg drivers.Config) (drivers.Driver, error) {
 	if cfg.Decode == nil {
 		return nil, errors.New("videohub: no settings decoder")
 	}
-	var y struct {
-		Address    string          `yaml:"address"`
-		Timeout    config.Duration `yaml:"timeout"`
-		Ping       config.Duration `yaml:"ping"`
-		BackoffMin config.Duration `yaml:"backoff_min"`
-		BackoffMax config.Duration `yaml:"backoff_max"`
-	}
-	if err := cfg.Decode(&y); err != nil {
+	var s Settings
+	if err := cfg.Decode(&s); err != nil {
 		return nil, err
 	}
-	return FromSettings(Settings{Address: y.Address, Timeout: y.Timeout.D(), Ping: y.Ping.D(), BackoffMin: y.BackoffMin.D(), BackoffMax: y.BackoffMax.D()})
+	return FromSettings(s)
 }
 
 // FromSettings validates s, fills in defaults and returns the driver, not yet
@@ -92,7 +86,7 @@ func FromSettings(s Settings) (*Videohub, error) {
 	s.Address = addr
 	for _, d := range []struct {
 		name string
-		v    *time.Duration
+		v    *config.Duration
 		def  time.Duration
 	}{
 		{"timeout", &s.Timeout, DefaultTimeout},
@@ -104,7 +98,7 @@ func FromSettings(s Settings) (*Videohub, error) {
 			return nil, fmt.Errorf("%s: %s is negative", d.name, *d.v)
 		}
 		if *d.v == 0 {
-			*d.v = d.def
+			*d.v = config.Duration(d.def)
 		}
 	}
 	if s.BackoffMax < s.BackoffMin {
@@ -357,12 +351,12 @@ func (v *Videohub) setDown(why string) {
 // doubles from BackoffMin up to BackoffMax, drawn at random from its upper
 // half but never below BackoffMin.
 func (v *Videohub) backoff(n int) time.Duration {
-	d := v.set.BackoffMin
-	for i := 0; i < n && d < v.set.BackoffMax; i++ {
+	d := v.set.BackoffMin.D()
+	for i := 0; i < n && d < v.set.BackoffMax.D(); i++ {
 		d *= 2
 	}
-	d = min(d, v.set.BackoffMax)
-	lo := max(d/2, v.set.BackoffMin)
+	d = min(d, v.set.BackoffMax.D())
+	lo := max(d/2, v.set.BackoffMin.D())
 	if d > lo {
 		d = lo + rand.N(d-lo+1)
 	}
@@ -398,7 +392,7 @@ type readResult struct {
 // connect runs one connection from dial to failure. It reports whether the
 // connection became ready, and why it ended.
 func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready bool, err error) {
-	timeout := v.set.Timeout
+	timeout := v.set.Timeout.D()
 	dialer := net.Dialer{Timeout: timeout}
 	nc, err := dialer.DialContext(ctx, "tcp", v.set.Address)
 	if err != nil {
@@ -499,7 +493,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 			earliest(cur.deadline)
 		}
 		if ready && len(pend) == 0 && cur == nil {
-			earliest(lastIO.Add(v.set.Ping))
+			earliest(lastIO.Add(v.set.Ping.D()))
 		}
 		timer.Reset(time.Until(next))
 		var cmds chan *request
@@ -617,7 +611,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 				} else {
 					finish(v.notApplied(cur.req, shown, fmt.Sprintf("no status update within %s", timeout)))
 				}
-			case ready && len(pend) == 0 && cur == nil && !now.Before(lastIO.Add(v.set.Ping)):
+			case ready && len(pend) == 0 && cur == nil && !now.Before(lastIO.Add(v.set.Ping.D())):
 				pend = append(pend, pending{pendPing, now.Add(timeout)})
 				if err := send(Ping{}); err != nil {
 					return ready, err

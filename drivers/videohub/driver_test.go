@@ -15,13 +15,14 @@ import (
 	"understudy/drivers"
 	"understudy/drivers/videohub"
 	"understudy/fixtures/videohubsim"
+	"understudy/runtime/config"
 )
 
 // deadline bounds every wait in these tests; nothing waits on a clock to
 // pass, only for an event or a reply.
 const deadline = 10 * time.Second
 
-func config(name, doc string) drivers.Config {
+func driverConfig(name, doc string) drivers.Config {
 	return drivers.Config{Name: name, Decode: func(v any) error {
 		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
 	}}
@@ -89,7 +90,7 @@ func newDriver(t *testing.T, addr string, extra ...string) (*videohub.Videohub, 
 			doc += def + "\n"
 		}
 	}
-	d, err := videohub.New(config("router", doc))
+	d, err := videohub.New(driverConfig("router", doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +390,7 @@ func TestNotConnected(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 
-	d, err := videohub.New(config("router", "address: "+addr))
+	d, err := videohub.New(driverConfig("router", "address: "+addr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -639,24 +640,24 @@ func TestMalformedDeviceReconnects(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	// The sample from README.md.
-	d, err := videohub.New(config("router", "address: 192.168.10.50      # port 9990 unless given\ntimeout: 2s\nping: 5s\n"))
+	d, err := videohub.New(driverConfig("router", "address: 192.168.10.50      # port 9990 unless given\ntimeout: 2s\nping: 5s\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := d.(*videohub.Videohub).Settings()
-	want := videohub.Settings{Address: "192.168.10.50:9990", Timeout: 2 * time.Second, Ping: 5 * time.Second,
-		BackoffMin: 100 * time.Millisecond, BackoffMax: 5 * time.Second}
+	want := videohub.Settings{Address: "192.168.10.50:9990", Timeout: config.Duration(2 * time.Second), Ping: config.Duration(5 * time.Second),
+		BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second)}
 	if got != want {
 		t.Errorf("settings %+v, want %+v", got, want)
 	}
 	if st := d.Status(); st.Connected || st.Address != "192.168.10.50:9990" {
 		t.Errorf("Status() before Start = %+v", st)
 	}
-	d, err = videohub.New(config("router", "address: hub.local:9991\ntimeout: 500ms\nbackoff_min: 1s\nbackoff_max: 1s\n"))
+	d, err = videohub.New(driverConfig("router", "address: hub.local:9991\ntimeout: 500ms\nbackoff_min: 1s\nbackoff_max: 1s\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := d.(*videohub.Videohub).Settings(); s.Address != "hub.local:9991" || s.Timeout != 500*time.Millisecond || s.BackoffMax != time.Second {
+	if s := d.(*videohub.Videohub).Settings(); s.Address != "hub.local:9991" || s.Timeout.D() != 500*time.Millisecond || s.BackoffMax.D() != time.Second {
 		t.Errorf("settings %+v", s)
 	}
 
@@ -669,14 +670,14 @@ func TestConfig(t *testing.T) {
 		{"address: hub\nbackoff_min: 2s\nbackoff_max: 1s\n", "backoff_max (1s) is less than backoff_min (2s)"},
 		{"address: 'hub:99999'\n", "port must be"},
 	} {
-		_, err := videohub.New(config("router", tc.doc))
+		_, err := videohub.New(driverConfig("router", tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q) error %v, want one containing %q", tc.doc, err, tc.want)
 		}
 	}
 	// Through the registry, the error names the driver.
 	reg := drivers.NewRegistry(videohub.Kind)
-	if _, err := reg.New("videohub", config("router", "adress: hub\n")); err == nil || !strings.Contains(err.Error(), "driver router (videohub)") {
+	if _, err := reg.New("videohub", driverConfig("router", "adress: hub\n")); err == nil || !strings.Contains(err.Error(), "driver router (videohub)") {
 		t.Errorf("registry error %v", err)
 	}
 	if _, err := videohub.New(drivers.Config{Name: "router"}); err == nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"understudy/runtime/config"
 )
 
 // prelude28 is a status dump as a 2.8 device sends it on connect, with a
@@ -321,7 +323,7 @@ func TestNormalizeAddress(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	v, err := FromSettings(Settings{Address: "hub", BackoffMin: 100 * time.Millisecond, BackoffMax: 5 * time.Second})
+	v, err := FromSettings(Settings{Address: "hub", BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,14 +64,15 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	st := Status{Status: es, Bus: BusStatus{URL: inst.busURL, Dropped: inst.drops.Counts()}, Peers: []PeerInfo{}}
-	if inst.bus != nil {
-		st.Bus.Connected = inst.bus.Connected()
+	st := Status{Status: es, Bus: BusStatus{Dropped: inst.drops.Counts()}, Peers: []PeerInfo{}}
+	if c := inst.bus.Load(); c != nil {
+		st.Bus.Connected = c.Connected()
 	}
+	inst.mu.Lock()
+	st.Bus.URL = inst.busURL
 	if inst.broker != nil {
 		st.Bus.Embedded = inst.broker.Addr()
 	}
-	inst.mu.Lock()
 	for id, e := range inst.peers {
 		st.Peers = append(st.Peers, PeerInfo{Member: id, Address: e.HostPort(), Roles: e.TXT["roles"]})
 	}

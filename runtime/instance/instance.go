@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"understudy/discovery/broker"
@@ -54,14 +55,14 @@ type Instance struct {
 	member *config.Member
 	log    *slog.Logger
 	engine *engine.Engine
-	bus    *bus.Client
+	bus    atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
 	drops  *bus.Drops
-	broker *broker.Broker
 	api    net.Listener
-	busURL string
 
-	mu    sync.Mutex
-	peers map[string]mdns.Entry
+	mu     sync.Mutex // guards what the status API reads
+	busURL string
+	broker *broker.Broker
+	peers  map[string]mdns.Entry
 }
 
 // Run runs the instance until ctx ends. It returns an error if the instance
@@ -117,10 +118,11 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 type publisher struct{ inst *Instance }
 
 func (p publisher) Publish(topic string, qos byte, retained bool, payload []byte) error {
-	if p.inst.bus == nil {
+	c := p.inst.bus.Load()
+	if c == nil {
 		return errors.New("bus not started")
 	}
-	return p.inst.bus.Publish(topic, qos, retained, payload)
+	return c.Publish(topic, qos, retained, payload)
 }
 
 func (inst *Instance) run(ctx context.Context) error {
@@ -168,11 +170,14 @@ func (inst *Instance) run(ctx context.Context) error {
 		}
 		return err
 	}
+	inst.mu.Lock()
 	inst.busURL = url
-	if inst.broker != nil {
-		defer inst.broker.Close()
+	embedded := inst.broker
+	inst.mu.Unlock()
+	if embedded != nil {
+		defer embedded.Close()
 	}
-	inst.connectBus(url)
+	client := inst.connectBus(url)
 
 	if site.UseMDNS() {
 		wg.Add(1)
@@ -184,7 +189,7 @@ func (inst *Instance) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		inst.bus.RunHeartbeats(ctx)
+		client.RunHeartbeats(ctx)
 	}()
 	if coordinator && site.PolicyPath() != "" && site.WatchPolicy() && inst.opts.PolicyPoll > 0 {
 		wg.Add(1)
@@ -215,7 +220,7 @@ func (inst *Instance) run(ctx context.Context) error {
 	<-ctx.Done()
 	// Graceful close: say so on the bus before leaving, so the site sees a
 	// shutdown rather than a loss.
-	inst.bus.Close(true)
+	client.Close(true)
 	stopEngine()
 	<-engineDone
 	inst.log.Info("stopped", "member", inst.opts.Self)
@@ -260,7 +265,9 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("embedded broker: %w", err)
 	}
+	inst.mu.Lock()
 	inst.broker = b
+	inst.mu.Unlock()
 	_, port, _ := net.SplitHostPort(b.Addr())
 	inst.log.Info("embedded broker started", "listen", b.Addr())
 	if site.UseMDNS() {
@@ -275,17 +282,18 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 	return "tcp://127.0.0.1:" + port, nil
 }
 
-func (inst *Instance) connectBus(url string) {
+// connectBus starts the bus client: subscriptions first, then the connection.
+func (inst *Instance) connectBus(url string) *bus.Client {
 	site := inst.site
 	topics := bus.Topics{Site: site.Name}
-	inst.bus = bus.New(bus.Options{
+	c := bus.New(bus.Options{
 		URL: url, Topics: topics, Member: inst.opts.Self,
 		Interval: inst.member.Heartbeat.D(), KeepAlive: site.Bus.KeepAlive.D(),
 		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
 		OnConnected:    func() { inst.engine.BusConnected(true) },
 		OnDisconnected: func(error) { inst.engine.BusConnected(false) },
 	})
-	inst.bus.Subscribe(topics.AllHeartbeats(), 0, func(m bus.Message) {
+	c.Subscribe(topics.AllHeartbeats(), 0, func(m bus.Message) {
 		id, _, _ := topics.MemberOf(m.Topic)
 		hb, err := bus.DecodeHeartbeat(id, m.Payload)
 		if err != nil {
@@ -294,7 +302,7 @@ func (inst *Instance) connectBus(url string) {
 		}
 		inst.engine.Heartbeat(hb)
 	})
-	inst.bus.Subscribe(topics.AllPresence(), 1, func(m bus.Message) {
+	c.Subscribe(topics.AllPresence(), 1, func(m bus.Message) {
 		id, _, _ := topics.MemberOf(m.Topic)
 		if len(m.Payload) == 0 {
 			return // a cleared retained message
@@ -306,7 +314,9 @@ func (inst *Instance) connectBus(url string) {
 		}
 		inst.engine.Presence(p, m.Retained)
 	})
-	inst.bus.Connect()
+	inst.bus.Store(c)
+	c.Connect()
+	return c
 }
 
 func sourceOf(id, topic string) string {
