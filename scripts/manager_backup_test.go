@@ -17,7 +17,7 @@ import (
 )
 
 const managerBackupSite = `site: test
-coordinator: backup
+coordinator: %s
 mdns: false
 bus: {url: "tcp://127.0.0.1:1"}
 heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 2s}
@@ -32,6 +32,8 @@ members:
     roles: [manager]
     standby: true
     duties: {switcher: router, inputs: [3, 4]}
+  - id: control
+    roles: [control]
 drivers:
   router: {kind: videohub, address: "%s", timeout: 2s}
 `
@@ -46,6 +48,11 @@ type site struct {
 // newSite runs the shipped manager-backup policy on a virtual clock against
 // a Videohub simulator on loopback, with main and backup up and on air.
 func newSite(t *testing.T, closedIsLost bool) *site {
+	return newSiteCoordinatedBy(t, closedIsLost, "backup")
+}
+
+// newSiteCoordinatedBy is newSite with the policy run by another member.
+func newSiteCoordinatedBy(t *testing.T, closedIsLost bool, coordinator string) *site {
 	t.Helper()
 	hub, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
 	policy, err := filepath.Abs("manager-backup/policy.lua")
@@ -53,7 +60,7 @@ func newSite(t *testing.T, closedIsLost bool) *site {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "site.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(managerBackupSite, policy, closedIsLost, addr)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(managerBackupSite, coordinator, policy, closedIsLost, addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
@@ -78,6 +85,7 @@ func newSite(t *testing.T, closedIsLost bool) *site {
 	s.wait(0, sim.Type("driver_connected"))
 	h.Up("backup")
 	h.Up("main")
+	h.Up("control")
 	h.Advance(100 * time.Millisecond)
 	s.expectRouting(1, 2)
 	return s
@@ -229,7 +237,8 @@ func TestManagerBackupClosedIsNotLostUnlessConfigured(t *testing.T) {
 }
 
 func TestManagerBackupNothingToDoWithoutALiveStandby(t *testing.T) {
-	s := newSite(t, false)
+	// The policy runs on a control machine, so the standby can be lost too.
+	s := newSiteCoordinatedBy(t, false, "control")
 	s.h.Crash("backup")
 	mark := len(s.h.Records())
 	s.h.Crash("main")

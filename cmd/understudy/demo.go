@@ -156,7 +156,12 @@ func (d *demo) run(ctx context.Context, dir string, stdin io.Reader) error {
 		return err
 	}
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	obs, err := bus.Observe(octx, url, "understudy-demo", []string{bus.Topics{Site: "demo"}.Events()}, func(m bus.Message) {
+	topics := bus.Topics{Site: "demo"}
+	obs, err := bus.Observe(octx, url, "understudy-demo", []string{topics.Events(), topics.AllStates()}, func(m bus.Message) {
+		if id, leaf, ok := topics.MemberOf(m.Topic); ok && leaf == "state" {
+			d.memberState(id, m.Payload) // retained, republished on every connect: the source of truth
+			return
+		}
 		var r engine.Record
 		if json.Unmarshal(m.Payload, &r) == nil {
 			d.narrate(r)
@@ -344,12 +349,6 @@ func (d *demo) narrate(r engine.Record) {
 	num := func(k string) int { n, _ := f[k].(float64); return int(n) }
 	say := func(who, format string, args ...any) { d.sayAt(r.At, who, format, args...) }
 	switch r.Type {
-	case "member_seen":
-		say(r.Member, "joined the site")
-		d.mu.Lock()
-		d.seen[r.Member] = true
-		d.mu.Unlock()
-		d.checkReady()
 	case "member_suspect":
 		say(r.Member, "suspect: %s", str("reason"))
 	case "member_lost":
@@ -380,6 +379,23 @@ func (d *demo) narrate(r engine.Record) {
 		if f["reload"] == true {
 			say("policy", "reloaded")
 		}
+	}
+}
+
+// memberState notes a member's state as the coordinator publishes it; the
+// first time a member is alive it has joined.
+func (d *demo) memberState(id string, payload []byte) {
+	var st struct{ State string }
+	if json.Unmarshal(payload, &st) != nil || st.State != "alive" {
+		return
+	}
+	d.mu.Lock()
+	first := !d.seen[id]
+	d.seen[id] = true
+	d.mu.Unlock()
+	if first {
+		d.say(id, "joined the site")
+		d.checkReady()
 	}
 }
 

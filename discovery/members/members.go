@@ -152,6 +152,11 @@ func (t *Table) Add(id string, interval, lostAfter time.Duration) {
 // table starts offline, become lost.
 func (t *Table) Start() {
 	t.started = t.clock.Now()
+	if self, ok := t.members[t.opts.Self]; ok {
+		// This instance is running: it needs no heartbeat to know that (its
+		// own heartbeats only tell whether the bus carries them).
+		t.change(self, Alive, EventSeen, "this instance", 0)
+	}
 	for _, e := range t.members {
 		e.Since = t.started
 		if e.State == Unknown && !t.paused {
@@ -235,6 +240,9 @@ func (t *Table) Presence(p Presence) error {
 		}
 		return nil
 	case PresenceGone:
+		if p.ID == t.opts.Self {
+			return fmt.Errorf("ignored the Last Will of this instance itself: it is running")
+		}
 		if !current {
 			return fmt.Errorf("stale Last Will of member %q (boot %s conn %d; current boot %s conn %d)", p.ID, p.Boot, p.Conn, e.Boot, e.Conn)
 		}
@@ -287,6 +295,22 @@ func (t *Table) SetConnected(connected bool) {
 		if e.State == Alive || e.State == Suspect || e.State == Unknown {
 			t.arm(e, t.grace(e))
 		}
+	}
+}
+
+// checkSelf runs when this instance's own timer fires. The instance is alive
+// by definition; not hearing its own heartbeats means the bus is silent.
+func (t *Table) checkSelf(e *entry, now time.Time) {
+	if e.LastHeard.IsZero() {
+		return // never heard: no canary yet
+	}
+	silence := now.Sub(e.quietSince)
+	switch {
+	case silence < e.suspectAfter():
+		t.arm(e, e.suspectAfter()-silence)
+	case !t.deaf:
+		t.deaf = true
+		t.emit(Event{Kind: EventBusSilent, Member: e.Member, Previous: e.State, At: now, Silence: silence})
 	}
 }
 
@@ -359,6 +383,10 @@ func (t *Table) check(e *entry, gen uint64) {
 	}
 	e.timer = nil
 	now := t.clock.Now()
+	if e.ID == t.opts.Self {
+		t.checkSelf(e, now)
+		return
+	}
 	if e.LastHeard.IsZero() {
 		if e.State == Unknown {
 			t.change(e, Lost, EventLost, fmt.Sprintf("not heard within %v of joining the bus", now.Sub(t.started).Round(time.Millisecond)), now.Sub(t.started))
@@ -373,17 +401,6 @@ func (t *Table) check(e *entry, gen uint64) {
 		return
 	}
 	silence := now.Sub(e.quietSince)
-	if e.ID == t.opts.Self {
-		// This instance is alive by definition; not hearing itself means the
-		// bus is silent.
-		if silence >= e.suspectAfter() && !t.deaf {
-			t.deaf = true
-			t.emit(Event{Kind: EventBusSilent, Member: e.Member, Previous: e.State, At: now, Silence: silence})
-		} else if silence < e.suspectAfter() {
-			t.arm(e, e.suspectAfter()-silence)
-		}
-		return
-	}
 	if wait, ok := t.cannotHearSelf(e, now); ok && silence >= e.suspectAfter() {
 		// selfHeard rechecks it; if this instance stays deaf, the suppression
 		// ends with the grace and this timer decides.

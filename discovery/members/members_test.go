@@ -295,7 +295,7 @@ func TestSilenceProvesNothingWhileThisInstanceCannotHearItself(t *testing.T) {
 	if h.state("main") != Alive || h.state("backup") != Alive {
 		t.Fatalf("main %v, backup (this instance) %v while the bus was silent, want both alive (no judgement)", h.state("main"), h.state("backup"))
 	}
-	if got := h.kinds(); got != "main:seen backup:seen backup:bus_silent" {
+	if got := h.kinds(); got != "backup:seen main:seen backup:bus_silent" {
 		t.Fatalf("events %q", got)
 	}
 	// The bus recovers: we hear ourselves; main gets a fresh lost_after.
@@ -304,7 +304,7 @@ func TestSilenceProvesNothingWhileThisInstanceCannotHearItself(t *testing.T) {
 	h.table.Heartbeat(Heartbeat{ID: "backup", Boot: "b", Conn: 1})
 	h.vc.Advance(100 * time.Millisecond)
 	h.beatBoth(3) // main's first heartbeat 200ms after the bus recovered: within lost_after
-	if got := h.kinds(); got != "main:seen backup:seen backup:bus_silent backup:bus_heard main:suspect" {
+	if got := h.kinds(); got != "backup:seen main:seen backup:bus_silent backup:bus_heard main:suspect" {
 		t.Fatalf("main lost although it was heard within lost_after of the bus recovering, or wrong events: %q", got)
 	}
 }
@@ -381,5 +381,25 @@ func TestWillOfAConnectionReplacedByANewerOnlineIsStale(t *testing.T) {
 	}
 	if h.state("main") != Lost {
 		t.Fatalf("main %v, want lost", h.state("main"))
+	}
+}
+
+func TestThisInstanceIsAliveFromTheStart(t *testing.T) {
+	h := coordinatorHarness(t)
+	if h.state("backup") != Alive {
+		t.Fatalf("this instance is %v before its first heartbeat came back, want alive", h.state("backup"))
+	}
+	if got := h.kinds(); got != "backup:seen" {
+		t.Fatalf("events %q", got)
+	}
+	// Its own Will (say, of a connection it already replaced) never loses it.
+	if err := h.table.Presence(Presence{ID: "backup", State: PresenceGone, Boot: "b", Conn: 1}); err == nil {
+		t.Error("own Last Will accepted")
+	}
+	// Never heard through the bus and an hour passes: still alive, and no
+	// judgement of the bus either (there was never a canary).
+	h.vc.Advance(time.Hour)
+	if h.state("backup") != Alive || strings.Contains(h.kinds(), "bus_silent") {
+		t.Fatalf("after an hour: %v, events %q", h.state("backup"), h.kinds())
 	}
 }
