@@ -92,9 +92,124 @@ func DecodePresence(topicMember string, payload []byte) (Presence, error) {
 	return p, nil
 }
 
-func decodeStrictly(payload []byte, v any) error {
-	if len(payload) > MaxPayload {
-		return fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, len(payload), MaxPayload)
+// MaxCommandPayload bounds commands, acks and health reports: a command may
+// carry a member's configuration bundle.
+const MaxCommandPayload = 1 << 20
+
+// Command is what the coordinator sends an instance that must act: run the
+// hook named Verb with Args. ID and Epoch let the receiver drop duplicates and
+// commands of an older coordinator.
+type Command struct {
+	ID    string         `json:"id"`
+	Epoch uint64         `json:"epoch"`
+	From  string         `json:"from"`
+	Verb  string         `json:"verb"`
+	Args  map[string]any `json:"args,omitempty"`
+}
+
+// Ack states.
+const (
+	AckRunning = "running" // received, being carried out
+	AckDone    = "done"
+	AckFailed  = "failed"
+	AckStale   = "stale" // from an older coordinator epoch: not carried out
+)
+
+// Ack is an instance's answer to a command.
+type Ack struct {
+	ID     string `json:"id"`
+	Epoch  uint64 `json:"epoch"`
+	Member string `json:"member"` // the instance that acted
+	State  string `json:"state"`
+	Error  string `json:"error,omitempty"`
+	Result any    `json:"result,omitempty"`
+}
+
+// Health is an instance's report of its material disks.
+type Health struct {
+	Member string       `json:"member"`
+	Broken bool         `json:"broken"` // every material disk failed
+	Disks  []DiskHealth `json:"disks"`
+}
+
+// DiskHealth is one disk of a Health report.
+type DiskHealth struct {
+	Path  string `json:"path"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+var verbRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+
+// DecodeCommand parses and checks a command sent to member topicMember.
+func DecodeCommand(payload []byte) (Command, error) {
+	var c Command
+	if err := decodeLimited(payload, &c, MaxCommandPayload); err != nil {
+		return Command{}, err
+	}
+	switch {
+	case !tokenRe.MatchString(c.ID):
+		return Command{}, fmt.Errorf("%w: id %q", ErrInvalid, c.ID)
+	case c.Epoch == 0:
+		return Command{}, fmt.Errorf("%w: epoch missing", ErrInvalid)
+	case !tokenRe.MatchString(c.From):
+		return Command{}, fmt.Errorf("%w: from %q", ErrInvalid, c.From)
+	case !tokenRe.MatchString(c.Verb):
+		return Command{}, fmt.Errorf("%w: verb %q", ErrInvalid, c.Verb)
+	}
+	return c, nil
+}
+
+// DecodeAck parses and checks an ack published on member topicMember's ack topic.
+func DecodeAck(topicMember string, payload []byte) (Ack, error) {
+	var a Ack
+	if err := decodeLimited(payload, &a, MaxCommandPayload); err != nil {
+		return Ack{}, err
+	}
+	switch {
+	case !tokenRe.MatchString(a.ID):
+		return Ack{}, fmt.Errorf("%w: id %q", ErrInvalid, a.ID)
+	case a.Member != topicMember:
+		return Ack{}, fmt.Errorf("%w: payload says %q, topic %q", ErrWrongMember, a.Member, topicMember)
+	case a.State != AckRunning && a.State != AckDone && a.State != AckFailed && a.State != AckStale:
+		return Ack{}, fmt.Errorf("%w: state %q", ErrInvalid, a.State)
+	}
+	return a, nil
+}
+
+// DecodeHealth parses and checks a health report of member topicMember.
+func DecodeHealth(topicMember string, payload []byte) (Health, error) {
+	var h Health
+	if err := decodeLimited(payload, &h, 64<<10); err != nil {
+		return Health{}, err
+	}
+	if h.Member != topicMember {
+		return Health{}, fmt.Errorf("%w: payload says %q, topic %q", ErrWrongMember, h.Member, topicMember)
+	}
+	return h, nil
+}
+
+// DecodeControl parses an operator command's payload: a JSON object (or
+// nothing) of at most 64 KiB. Verb comes from the topic.
+func DecodeControl(verb string, payload []byte) (map[string]any, error) {
+	if !verbRe.MatchString(verb) {
+		return nil, fmt.Errorf("%w: verb %q", ErrInvalid, verb)
+	}
+	fields := map[string]any{}
+	if len(bytes.TrimSpace(payload)) == 0 {
+		return fields, nil
+	}
+	if err := decodeLimited(payload, &fields, 64<<10); err != nil {
+		return nil, err
+	}
+	return fields, nil
+}
+
+func decodeStrictly(payload []byte, v any) error { return decodeLimited(payload, v, MaxPayload) }
+
+func decodeLimited(payload []byte, v any, limit int) error {
+	if len(payload) > limit {
+		return fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, len(payload), limit)
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	if err := dec.Decode(v); err != nil {

@@ -8,7 +8,12 @@
 //	understudy/<site>/member/<id>/heartbeat  every interval, QoS 0
 //	understudy/<site>/member/<id>/presence   retained: online | closed | gone (the Last Will)
 //	understudy/<site>/member/<id>/state      retained, from the coordinator: the member as it sees it
+//	understudy/<site>/member/<id>/command    from the coordinator: a command for that instance (QoS 1)
+//	understudy/<site>/member/<id>/ack        from the instance: its answer to a command (QoS 1)
+//	understudy/<site>/member/<id>/health     retained, from the instance: its material disks
 //	understudy/<site>/events                 from the coordinator: every member event and policy action
+//	understudy/<site>/takeover               retained, from the coordinator: mode, coverage, queue, proposals
+//	understudy/<site>/command/<verb>         operator commands (confirm, reject, mode, takeover, failback, …)
 package bus
 
 import "strings"
@@ -31,6 +36,35 @@ func (t Topics) State(id string) string { return t.member(id, "state") }
 
 // Events is the coordinator's event stream.
 func (t Topics) Events() string { return "understudy/" + t.Site + "/events" }
+
+// Command is the topic an instance receives its commands on.
+func (t Topics) Command(id string) string { return t.member(id, "command") }
+
+// Ack is the topic an instance answers commands on.
+func (t Topics) Ack(id string) string { return t.member(id, "ack") }
+
+// Health is an instance's retained disk health topic.
+func (t Topics) Health(id string) string { return t.member(id, "health") }
+
+// AllAcks subscribes to every instance's answers.
+func (t Topics) AllAcks() string { return t.member("+", "ack") }
+
+// AllHealth subscribes to every instance's disk health.
+func (t Topics) AllHealth() string { return t.member("+", "health") }
+
+// Takeover is the coordinator's retained takeover state.
+func (t Topics) Takeover() string { return "understudy/" + t.Site + "/takeover" }
+
+// Control is the topic of an operator command.
+func (t Topics) Control(verb string) string { return "understudy/" + t.Site + "/command/" + verb }
+
+// AllControl subscribes to every operator command.
+func (t Topics) AllControl() string { return t.Control("+") }
+
+// VerbOf returns the verb of an operator command topic.
+func (t Topics) VerbOf(topic string) (string, bool) {
+	return strings.CutPrefix(topic, "understudy/"+t.Site+"/command/")
+}
 
 // AllHeartbeats and AllPresence are the subscriptions for every member.
 func (t Topics) AllHeartbeats() string { return t.member("+", "heartbeat") }

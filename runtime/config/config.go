@@ -51,6 +51,11 @@ type Site struct {
 	Policy      Policy            `yaml:"policy"`
 	Members     []Member          `yaml:"members"`
 	Drivers     map[string]Driver `yaml:"drivers"`
+	Failover    Failover          `yaml:"failover"`
+	Pools       map[string]Pool   `yaml:"pools"`
+	// StateDir is where each instance keeps its state file (default: a
+	// folder .understudy beside site.yaml); run --state overrides it.
+	StateDir string `yaml:"state_dir"`
 
 	File     string         `yaml:"-"` // path of the file as given to Load
 	Dir      string         `yaml:"-"` // its directory; relative paths in the file start here
@@ -95,13 +100,34 @@ type Member struct {
 	LostAfter Duration `yaml:"lost_after"` // overrides heartbeat.lost_after
 	API       string   `yaml:"api"`        // where this instance serves its status API
 	Duties    Duties   `yaml:"duties"`
+
+	// Pool is, for a standby, the pool it belongs to; for any other member,
+	// the pool that protects it.
+	Pool         string   `yaml:"pool"`
+	Capacity     int      `yaml:"capacity"`     // a standby covers this many members at once (default 1)
+	DiskLayout   string   `yaml:"disk_layout"`  // matched when the pool says so
+	Capabilities []string `yaml:"capabilities"` // what this machine can do (a standby's offer)
+	Requires     []string `yaml:"requires"`     // what a standby needs to cover this member
+	// Disks are the member's material disks (folders); when every one has
+	// failed the member is broken.
+	Disks    []string          `yaml:"disks"`
+	Failover FailoverOptions   `yaml:"failover"`
+	Hooks    map[string][]Hook `yaml:"hooks"` // duty hooks this member's instance runs, by name
+
+	// Settings are the failover options with the site's and the defaults applied.
+	Settings FailoverSettings `yaml:"-"`
 }
 
 // Duties are what a member does that another may have to take over.
 type Duties struct {
-	Switcher string `yaml:"switcher"` // the router driver its signals go through
-	Outputs  []int  `yaml:"outputs"`  // switcher outputs it normally feeds (1-based)
-	Inputs   []int  `yaml:"inputs"`   // switcher inputs its signals arrive on, in the same order
+	Switcher string           `yaml:"switcher"` // the router driver its signals go through
+	Outputs  []int            `yaml:"outputs"`  // switcher outputs it normally feeds (1-based)
+	Inputs   []int            `yaml:"inputs"`   // switcher inputs its signals arrive on, in the same order
+	Usage    map[string]Ports `yaml:"usage"`    // outputs and inputs per usage name (1:1 mirrors)
+	Clients  []string         `yaml:"clients"`  // members (render clients, encoders) this member controls
+	Config   *ConfigBundle    `yaml:"config"`   // its configuration bundle
+	Streams  []Stream         `yaml:"streams"`  // cameras and streams with their multicast addresses
+	Material []string         `yaml:"material"` // folders of recorded material
 }
 
 // Driver is one entry of the drivers section. Its settings are decoded by the
@@ -245,6 +271,15 @@ func (s *Site) applyDefaults() {
 	if s.Policy.HandlerTimeout == 0 {
 		s.Policy.HandlerTimeout = Duration(DefaultHandlerTimeout)
 	}
+	if s.Failover.Mode == "" {
+		s.Failover.Mode = ModeAuto
+	}
+	if s.StateDir == "" {
+		s.StateDir = ".understudy"
+	}
+	if !filepath.IsAbs(s.StateDir) {
+		s.StateDir = filepath.Join(s.Dir, s.StateDir)
+	}
 	for i := range s.Members {
 		m := &s.Members[i]
 		if m.Heartbeat == 0 {
@@ -256,6 +291,10 @@ func (s *Site) applyDefaults() {
 		if m.API == "" {
 			m.API = DefaultAPI
 		}
+		if m.Standby && m.Capacity == 0 {
+			m.Capacity = 1
+		}
+		m.Settings = resolve(s.Failover.FailoverOptions, m.Failover)
 	}
 	for name, d := range s.Drivers {
 		d.Name = name
@@ -360,6 +399,7 @@ func (s *Site) validate() Errors {
 			add(p, "driver %s: say which kind it is (kind: videohub)", name)
 		}
 	}
+	s.validateTakeover(add, ids)
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 	return errs
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -10,44 +11,101 @@ import (
 	"sync"
 	"time"
 
+	"understudy/discovery/bus"
 	"understudy/drivers"
 	"understudy/runtime/policy"
+	"understudy/runtime/store"
+	"understudy/runtime/takeover"
 )
 
 // actionQueue is how many actions may wait for one driver.
 const actionQueue = 256
 
-// action is one command the policy asked a driver to carry out. Its result
-// comes back to the loop as an action_done or action_failed event.
+// Action states in the store.
+const (
+	statePending = "pending" // recorded, not yet answered
+	stateRunning = "running" // the instance said it is carrying it out
+	stateDone    = "done"
+	stateFailed  = "failed"
+)
+
+const bucketActions = "actions"
+
+// action is one command: a route on one of the coordinator's drivers, or a
+// hook run by a member's instance over the bus. It is written to the store
+// before it is sent and marked done or failed when its answer comes; its
+// result reaches the policy as an action_done or action_failed event.
 type action struct {
-	ID      string
-	Driver  string
-	Verb    string
-	Output  int
-	Input   int
-	Cause   string
-	Created time.Time
+	ID       string         `json:"id"`
+	Epoch    uint64         `json:"epoch"`
+	Driver   string         `json:"driver,omitempty"` // local: the driver that carries it out
+	Target   string         `json:"target,omitempty"` // remote: the member whose instance runs it
+	Verb     string         `json:"verb"`
+	Output   int            `json:"output,omitempty"`
+	Input    int            `json:"input,omitempty"`
+	Args     map[string]any `json:"args,omitempty"`
+	Cause    string         `json:"cause,omitempty"`
+	Created  time.Time      `json:"created"`
+	State    string         `json:"state"`
+	Error    string         `json:"error,omitempty"`
+	Result   any            `json:"result,omitempty"`
+	Finished time.Time      `json:"finished,omitzero"`
+
+	recovered bool // resumed after a restart: check the device before acting
 }
 
 func (a *action) fields() map[string]any {
-	return map[string]any{"id": a.ID, "driver": a.Driver, "verb": a.Verb, "output": a.Output, "input": a.Input, "cause": a.Cause}
+	f := map[string]any{"id": a.ID, "verb": a.Verb, "cause": a.Cause}
+	if a.Driver != "" {
+		f["driver"], f["output"], f["input"] = a.Driver, a.Output, a.Input
+	}
+	if a.Target != "" {
+		f["target"] = a.Target
+		if m, ok := a.Args["member"]; ok {
+			f["member"] = m
+		}
+	}
+	return f
 }
 
 func (a *action) String() string {
-	return fmt.Sprintf("%s %s output %d ← input %d", a.Driver, a.Verb, a.Output, a.Input)
+	if a.Driver != "" {
+		return fmt.Sprintf("%s %s output %d ← input %d", a.Driver, a.Verb, a.Output, a.Input)
+	}
+	if m, ok := a.Args["member"]; ok {
+		return fmt.Sprintf("%s on %s for %v", a.Verb, a.Target, m)
+	}
+	return fmt.Sprintf("%s on %s", a.Verb, a.Target)
+}
+
+// inflight is a remote action waiting for its answer.
+type inflight struct {
+	a       *action
+	sent    time.Time // first sent by this process
+	next    time.Time // send again then
+	backoff time.Duration
+	running bool // the instance answered "running"
 }
 
 // actions runs each driver's commands in order on a worker of its own, so a
-// slow switcher never holds up the loop or another device.
+// slow switcher never holds up the loop or another device, and sends remote
+// commands until they are answered.
 type actions struct {
-	e       *Engine
-	next    uint64
-	workers map[string]chan *action
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
+	e        *Engine
+	epoch    uint64
+	workers  map[string]chan *action
+	remote   map[string]*inflight
+	tick     interface{ Stop() bool }
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+	attempts map[string]int
 }
 
-func newActions(e *Engine) *actions { return &actions{e: e, workers: map[string]chan *action{}} }
+var _ takeover.Actions = (*actions)(nil)
+
+func newActions(e *Engine) *actions {
+	return &actions{e: e, workers: map[string]chan *action{}, remote: map[string]*inflight{}, attempts: map[string]int{}}
+}
 
 func (as *actions) start(ctx context.Context) {
 	ctx, as.cancel = context.WithCancel(ctx)
@@ -66,25 +124,123 @@ func (as *actions) stop() {
 	if as.cancel != nil {
 		as.cancel()
 	}
+	if as.tick != nil {
+		as.tick.Stop()
+	}
 	as.wg.Wait()
 }
 
-// route creates and queues a route action (on the loop).
+// resume sends again every action the store holds unanswered (on the loop,
+// at start), stamped with this coordinator's epoch.
+func (as *actions) resume() ([]*action, error) {
+	all, err := store.Load[*action](as.e.store, bucketActions)
+	if err != nil {
+		return nil, err
+	}
+	var finished []*action
+	for _, id := range slices.Sorted(maps.Keys(all)) {
+		a := all[id]
+		switch a.State {
+		case statePending, stateRunning:
+			a.Epoch = as.epoch
+			a.recovered = true
+			as.e.log.Info("resuming an unanswered action", "id", a.ID, "do", a.String(), "cause", a.Cause)
+			as.e.record(Record{Type: "action_resumed", Fields: a.fields()})
+			as.Deliver(a.ID)
+		default:
+			if as.e.clock.Now().Sub(a.Finished) > 24*time.Hour {
+				if err := as.e.store.Delete(bucketActions, a.ID); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			finished = append(finished, a)
+		}
+	}
+	return finished, nil
+}
+
+func (as *actions) newID(tx *store.Tx) (string, error) {
+	n, err := tx.Increment("meta", "action_seq")
+	if err != nil {
+		return "", err
+	}
+	return as.e.opts.Self + "-" + strconv.FormatUint(as.epoch, 10) + "." + strconv.FormatUint(n, 10), nil
+}
+
+// Record writes a remote action in tx (takeover.Actions).
+func (as *actions) Record(tx *store.Tx, t takeover.Action) (string, error) {
+	id, err := as.newID(tx)
+	if err != nil {
+		return "", err
+	}
+	a := &action{ID: id, Epoch: as.epoch, Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause, Created: as.e.clock.Now(), State: statePending}
+	return id, tx.Put(bucketActions, id, a)
+}
+
+// Deliver sends a recorded action (takeover.Actions).
+func (as *actions) Deliver(id string) {
+	var a action
+	found, err := as.e.store.Get(bucketActions, id, &a)
+	if err != nil || !found {
+		as.e.log.Error("action to deliver is not in the store", "id", id, "error", err)
+		return
+	}
+	a.Epoch = as.epoch
+	a.recovered = a.recovered || as.attempts[id] > 0
+	if a.Driver != "" {
+		as.queueLocal(&a)
+		return
+	}
+	now := as.e.clock.Now()
+	as.remote[id] = &inflight{a: &a, sent: now, next: now, backoff: time.Second}
+	if a.State == statePending {
+		as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
+		as.e.record(Record{Type: "action_started", Fields: a.fields()})
+	}
+	as.sendDue()
+}
+
+// route records a route action and queues it on its driver (on the loop).
 func (as *actions) route(driver string, out, in int, cause string) (string, error) {
-	ch, ok := as.workers[driver]
-	if !ok {
+	if _, ok := as.workers[driver]; !ok {
 		return "", fmt.Errorf("driver %q is not running on this instance", driver)
 	}
-	as.next++
-	a := &action{ID: as.e.opts.Self + "-" + strconv.FormatUint(as.next, 10), Driver: driver, Verb: "route", Output: out, Input: in, Cause: cause, Created: as.e.clock.Now()}
-	select {
-	case ch <- a:
-	default:
-		return "", fmt.Errorf("driver %q has %d actions waiting", driver, actionQueue)
+	var a *action
+	err := as.e.store.Update(func(tx *store.Tx) error {
+		id, err := as.newID(tx)
+		if err != nil {
+			return err
+		}
+		a = &action{ID: id, Epoch: as.epoch, Driver: driver, Verb: "route", Output: out, Input: in, Cause: cause, Created: as.e.clock.Now(), State: statePending}
+		return tx.Put(bucketActions, id, a)
+	})
+	if err != nil {
+		return "", fmt.Errorf("action not recorded, nothing sent: %w", err)
+	}
+	if err := as.queueLocal(a); err != nil {
+		return "", err
 	}
 	as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", cause)
 	as.e.record(Record{Type: "action_started", Fields: a.fields()})
 	return a.ID, nil
+}
+
+func (as *actions) queueLocal(a *action) error {
+	ch, ok := as.workers[a.Driver]
+	if !ok {
+		err := fmt.Errorf("driver %q is not running on this instance", a.Driver)
+		as.finish(a, 0, 0, nil, err)
+		return err
+	}
+	select {
+	case ch <- a:
+		return nil
+	default:
+		err := fmt.Errorf("driver %q has %d actions waiting", a.Driver, actionQueue)
+		as.finish(a, 0, 0, nil, err)
+		return err
+	}
 }
 
 // work carries out a driver's actions one after the other. A device that is
@@ -97,47 +253,184 @@ func (as *actions) work(ctx context.Context, d drivers.Driver, ch chan *action) 
 			return
 		case a := <-ch:
 			start := time.Now()
-			attempts, err := as.execute(ctx, d, a)
+			attempts, note, err := as.execute(ctx, d, a)
 			took := time.Since(start)
-			as.e.Post(func() { as.finished(a, attempts, took, err) })
+			if ctx.Err() != nil {
+				return // stopping: the action stays pending in the store
+			}
+			as.e.Post(func() { as.finish(a, attempts, took, note, err) })
 		}
 	}
 }
 
-func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (int, error) {
+func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (int, any, error) {
 	router, ok := d.(drivers.Router)
 	if !ok {
-		return 0, fmt.Errorf("driver %s is not a switcher", a.Driver)
+		return 0, nil, fmt.Errorf("driver %s is not a switcher", a.Driver)
 	}
 	deadline := time.Now().Add(as.e.opts.ActionTimeout)
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
+		if a.recovered && d.Status().Connected {
+			// Resumed after a restart: the command may have reached the
+			// device before we stopped. Do not send it twice.
+			if r := router.Routing(); a.Output-1 < len(r) && r[a.Output-1] == a.Input {
+				return attempt, "already routed (found on the device after a restart)", nil
+			}
+		}
+		if a.recovered && !d.Status().Connected {
+			err := drivers.ErrNotConnected
+			if wait := min(backoff, time.Until(deadline)); wait > 0 {
+				if !sleep(ctx, wait) {
+					return attempt, nil, ctx.Err()
+				}
+				backoff = min(backoff*2, 2*time.Second)
+				continue
+			}
+			return attempt, nil, fmt.Errorf("gave up after %v: %w", as.e.opts.ActionTimeout, err)
+		}
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		err := router.Route(actx, a.Output, a.Input)
 		cancel()
 		if err == nil || errors.Is(err, drivers.ErrRefused) || ctx.Err() != nil {
-			return attempt, err
+			return attempt, nil, err
 		}
 		wait := min(backoff, time.Until(deadline))
 		if wait <= 0 {
-			return attempt, fmt.Errorf("gave up after %d attempts in %v: %w", attempt, as.e.opts.ActionTimeout, err)
+			return attempt, nil, fmt.Errorf("gave up after %d attempts in %v: %w", attempt, as.e.opts.ActionTimeout, err)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return attempt, err
-		case <-t.C:
+		if !sleep(ctx, wait) {
+			return attempt, nil, err
 		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 
-// finished reports an action's result on the loop.
-func (as *actions) finished(a *action, attempts int, took time.Duration, err error) {
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// sendDue publishes every remote action whose time has come and sets the
+// next tick (on the loop).
+func (as *actions) sendDue() {
+	now := as.e.clock.Now()
+	var next time.Time
+	for _, id := range slices.Sorted(maps.Keys(as.remote)) {
+		f := as.remote[id]
+		target, _ := as.e.table.Get(f.a.Target)
+		switch {
+		case !f.running && now.Sub(f.sent) >= as.e.opts.ActionTimeout:
+			as.finish(f.a, as.attempts[id], now.Sub(f.sent), nil, fmt.Errorf("no answer from %s within %v", f.a.Target, as.e.opts.ActionTimeout))
+			continue
+		case f.running && target.State == "lost" && now.Sub(target.Since) >= as.e.opts.ActionTimeout:
+			as.finish(f.a, as.attempts[id], now.Sub(f.sent), nil, fmt.Errorf("%s was lost while carrying it out", f.a.Target))
+			continue
+		}
+		if !now.Before(f.next) {
+			as.publish(f.a)
+			as.attempts[id]++
+			if f.running {
+				f.next = now.Add(5 * time.Second) // ask again: it answers from its store
+			} else {
+				f.next = now.Add(f.backoff)
+				f.backoff = min(f.backoff*2, 8*time.Second)
+			}
+		}
+		if next.IsZero() || f.next.Before(next) {
+			next = f.next
+		}
+	}
+	if as.tick != nil {
+		as.tick.Stop()
+		as.tick = nil
+	}
+	if len(as.remote) > 0 {
+		wait := max(next.Sub(now), 10*time.Millisecond)
+		if deadline := as.nearestDeadline(now); deadline > 0 && deadline < wait {
+			wait = deadline
+		}
+		as.tick = as.e.clock.AfterFunc(wait, func() { as.e.Post(as.sendDue) })
+	}
+}
+
+func (as *actions) nearestDeadline(now time.Time) time.Duration {
+	var d time.Duration
+	for _, f := range as.remote {
+		if !f.running {
+			left := as.e.opts.ActionTimeout - now.Sub(f.sent)
+			if d == 0 || left < d {
+				d = max(left, time.Millisecond)
+			}
+		}
+	}
+	return d
+}
+
+func (as *actions) publish(a *action) {
+	if as.e.opts.Publisher == nil {
+		return
+	}
+	payload, err := json.Marshal(bus.Command{ID: a.ID, Epoch: a.Epoch, From: as.e.opts.Self, Verb: a.Verb, Args: a.Args})
+	if err != nil {
+		as.e.log.Error("command cannot be encoded", "id", a.ID, "error", err)
+		return
+	}
+	if err := as.e.opts.Publisher.Publish(as.e.topics.Command(a.Target), 1, false, payload); err != nil {
+		as.e.log.Debug("command not published yet", "id", a.ID, "error", err)
+	}
+}
+
+// ack takes an instance's answer (on the loop).
+func (as *actions) ack(k bus.Ack) {
+	f, ok := as.remote[k.ID]
+	if !ok || k.Member != f.a.Target {
+		return // an answer we no longer wait for, or from the wrong instance
+	}
+	took := as.e.clock.Now().Sub(f.sent)
+	switch k.State {
+	case bus.AckRunning:
+		if !f.running {
+			f.running = true
+			f.next = as.e.clock.Now().Add(5 * time.Second)
+			f.a.State = stateRunning
+			if err := as.e.store.Put(bucketActions, f.a.ID, f.a); err != nil {
+				as.e.log.Error("action state not written", "id", f.a.ID, "error", err)
+			}
+			as.e.record(Record{Type: "action_running", Fields: f.a.fields()})
+		}
+	case bus.AckDone:
+		as.finish(f.a, as.attempts[k.ID], took, k.Result, nil)
+	case bus.AckFailed:
+		as.finish(f.a, as.attempts[k.ID], took, k.Result, errors.New(k.Error))
+	case bus.AckStale:
+		as.finish(f.a, as.attempts[k.ID], took, nil, fmt.Errorf("%s refused it: it has seen a newer coordinator epoch than %d (is another coordinator running?)", k.Member, k.Epoch))
+	}
+}
+
+// finish records an action's result and reports it (on the loop).
+func (as *actions) finish(a *action, attempts int, took time.Duration, result any, err error) {
+	delete(as.remote, a.ID)
+	delete(as.attempts, a.ID)
+	a.State, a.Result, a.Finished = stateDone, result, as.e.clock.Now()
+	if err != nil {
+		a.State, a.Error = stateFailed, err.Error()
+	}
+	if werr := as.e.store.Put(bucketActions, a.ID, a); werr != nil {
+		as.e.log.Error("action result not written", "id", a.ID, "error", werr)
+	}
 	fields := a.fields()
 	fields["attempts"] = attempts
 	fields["took_ms"] = float64(took.Microseconds()) / 1000
+	if result != nil {
+		fields["result"] = result
+	}
 	name := "action_done"
 	if err != nil {
 		name = "action_failed"
@@ -147,5 +440,8 @@ func (as *actions) finished(a *action, attempts int, took time.Duration, err err
 		as.e.log.Info("action done", "id", a.ID, "do", a.String(), "took", took.Round(time.Microsecond))
 	}
 	as.e.record(Record{Type: name, Fields: fields})
-	as.e.dispatch(policy.Event{Name: name, At: as.e.clock.Now(), Fields: fields})
+	if as.e.takeover != nil {
+		as.e.takeover.Result(a.ID, a.Error)
+	}
+	as.e.dispatchLater(policy.Event{Name: name, At: as.e.clock.Now(), Fields: fields})
 }

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -22,6 +24,8 @@ import (
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
 	"understudy/runtime/policy"
+	"understudy/runtime/store"
+	"understudy/runtime/takeover"
 )
 
 // Publisher sends messages on the bus.
@@ -51,6 +55,10 @@ type Options struct {
 	// Observe, when set, sees every record on the loop goroutine (tests, the
 	// simulator, a journal).
 	Observe func(Record)
+	// Store keeps the coordinator's epoch, actions, takeover state and named
+	// timers across restarts, and an agent's received commands. Nil: a
+	// throw-away store in a temporary folder (tests, checks).
+	Store *store.Store
 }
 
 // Record is one entry of the coordinator's stream: a member event, a driver
@@ -75,6 +83,13 @@ type Engine struct {
 	actions *actions
 	ctx     context.Context
 	started bool
+
+	store     *store.Store
+	ownStore  string // temporary folder of a throw-away store
+	takeover  *takeover.Manager
+	timers    *namedTimers
+	broken    map[string]bool // members whose material disks have all failed
+	published string          // last takeover state published
 
 	policyLoaded time.Time
 	policyError  string
@@ -115,8 +130,25 @@ func New(opts Options) (*Engine, error) {
 		e.table.Add(m.ID, m.Heartbeat.D(), m.LostAfter.D())
 	}
 	e.actions = newActions(e)
+	e.timers = newNamedTimers(e)
+	e.broken = map[string]bool{}
+	e.store = opts.Store
+	if e.store == nil {
+		dir, err := os.MkdirTemp("", "understudy-state-")
+		if err != nil {
+			return nil, fmt.Errorf("engine: temporary state: %w", err)
+		}
+		if e.store, err = store.Open(filepath.Join(dir, "state.db"), store.Options{NoSync: true}); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		e.ownStore = dir
+	}
 	return e, nil
 }
+
+// Store returns the engine's state store.
+func (e *Engine) Store() *store.Store { return e.store }
 
 // Post queues f to run on the loop. Safe from any goroutine; never blocks.
 func (e *Engine) Post(f func()) { e.queue.push(f) }
@@ -150,7 +182,16 @@ func (e *Engine) Start(ctx context.Context) error {
 		d := e.opts.Drivers[name]
 		d.Start(ctx, func(ev drivers.Event) { e.Post(func() { e.onDriverEvent(name, ev) }) })
 	}
+	if err := e.startTakeover(); err != nil {
+		return err
+	}
 	e.actions.start(ctx)
+	if err := e.resumeActions(); err != nil {
+		return err
+	}
+	if err := e.timers.restore(); err != nil {
+		return err
+	}
 	if e.site.PolicyPath() == "" {
 		e.log.Warn("site has no policy: events are recorded, nothing decides")
 		return nil
@@ -214,10 +255,19 @@ func (e *Engine) Stop() {
 		e.policy = nil
 	}
 	e.actions.stop()
+	e.timers.stop()
+	if e.takeover != nil {
+		e.takeover.Stop()
+	}
 	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
 		if err := e.opts.Drivers[name].Close(); err != nil {
 			e.log.Warn("closing driver", "driver", name, "error", err)
 		}
+	}
+	if e.ownStore != "" {
+		e.store.Close()
+		os.RemoveAll(e.ownStore)
+		e.ownStore = ""
 	}
 }
 
@@ -328,6 +378,10 @@ func (e *Engine) installPolicy(p *policy.Policy, reload bool) {
 	e.dispatch(policy.Event{Name: "coordinator", At: e.clock.Now(), Fields: map[string]any{"reload": reload}})
 }
 
+// dispatchLater hands an event to the policy once the current work is done,
+// so an event raised while a handler runs does not re-enter the policy.
+func (e *Engine) dispatchLater(ev policy.Event) { e.Post(func() { e.dispatch(ev) }) }
+
 // dispatch hands an event to the policy and reports handler failures.
 func (e *Engine) dispatch(ev policy.Event) {
 	if e.policy == nil {
@@ -375,16 +429,34 @@ func (e *Engine) onMemberEvent(ev members.Event) {
 	if e.opts.Coordinator && e.opts.Publisher != nil {
 		e.publishState(ev.Member)
 	}
+	if e.takeover != nil {
+		e.takeover.MemberChanged(ev.Member.ID)
+		e.publishTakeover()
+	}
 	m := e.policyMember(ev.Member.ID)
 	e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Member: &m, Fields: map[string]any{"reason": ev.Member.Reason, "previous": string(ev.Previous)}})
 }
 
 func (e *Engine) publishState(m members.Member) {
 	cm, _ := e.site.Member(m.ID)
-	payload, _ := json.Marshal(map[string]any{
-		"member": m.ID, "state": m.State, "since": m.Since, "reason": m.Reason,
+	state := map[string]any{
+		"member": m.ID, "state": e.stateOf(m.ID), "since": m.Since, "reason": m.Reason,
 		"roles": cm.Roles, "usage": cm.Usage, "standby": cm.Standby,
-	})
+	}
+	if e.takeover != nil {
+		if c, ok := e.takeover.Covered(m.ID); ok {
+			state["covered_by"] = c.Standby
+			state["coverage_phase"] = c.Phase
+			if left, ok := e.takeover.GraceRemaining(m.ID); ok {
+				state["grace_remaining_s"] = left.Seconds()
+				state["grace_until"] = c.GraceUntil
+			}
+		}
+		if covers := e.takeover.Covering(m.ID); len(covers) > 0 {
+			state["covering"] = covers
+		}
+	}
+	payload, _ := json.Marshal(state)
 	if err := e.opts.Publisher.Publish(e.topics.State(m.ID), 1, true, payload); err != nil {
 		e.log.Debug("state not published", "member", m.ID, "error", err)
 	}
@@ -426,21 +498,32 @@ func (e *Engine) record(r Record) {
 func (e *Engine) policyMember(id string) policy.Member {
 	cm, _ := e.site.Member(id)
 	lm, _ := e.table.Get(id)
-	duties := map[string]any{"outputs": cm.Duties.Outputs, "inputs": cm.Duties.Inputs}
-	if cm.Duties.Outputs == nil {
-		duties["outputs"] = []int{}
-	}
-	if cm.Duties.Inputs == nil {
-		duties["inputs"] = []int{}
-	}
-	if cm.Duties.Switcher != "" {
-		duties["switcher"] = cm.Duties.Switcher
-	}
-	return policy.Member{
-		ID: id, State: string(lm.State), Since: lm.Since, Reason: lm.Reason,
+	m := policy.Member{
+		ID: id, State: e.stateOf(id), Since: lm.Since, Reason: lm.Reason,
 		Roles: cm.Roles, Usage: cm.Usage, Priority: cm.Priority, Standby: cm.Standby,
-		Self: id == e.opts.Self, Duties: duties,
+		Self: id == e.opts.Self, Duties: dutiesOf(cm),
+		Pool: cm.Pool, Capacity: cm.Capacity, DiskLayout: cm.DiskLayout,
+		Capabilities: cm.Capabilities, Requires: cm.Requires, Failover: settingsOf(cm.Settings),
 	}
+	if e.broken[id] {
+		m.Reason = "all material disks failed"
+	}
+	if e.takeover != nil {
+		if c, ok := e.takeover.Covered(id); ok {
+			m.CoveredBy = c.Standby
+		}
+	}
+	return m
+}
+
+// stateOf is a member's state as the policy sees it: the member table's,
+// except that an alive member whose material disks all failed is broken.
+func (e *Engine) stateOf(id string) string {
+	lm, _ := e.table.Get(id)
+	if e.broken[id] && (lm.State == members.Alive || lm.State == members.Suspect) {
+		return "broken"
+	}
+	return string(lm.State)
 }
 
 // CheckPolicy loads the site's policy the way the coordinator would, on a

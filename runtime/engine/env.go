@@ -53,3 +53,26 @@ func (v policyEnv) Publish(topic string, payload []byte, retained bool) error {
 	}
 	return v.e.opts.Publisher.Publish(topic, 1, retained, payload)
 }
+
+func (v policyEnv) SetTimer(name string, args map[string]any, due time.Time, where string) (string, error) {
+	return v.e.timers.set(name, args, due, where)
+}
+
+func (v policyEnv) CancelTimers(name string, match map[string]any) int {
+	return v.e.timers.cancel(name, match)
+}
+
+func (v policyEnv) CancelTimer(id string) bool { return v.e.timers.remove(id) }
+
+func (v policyEnv) Timers(name string) []policy.TimerInfo { return v.e.timers.list(name) }
+
+func (v policyEnv) Takeovers() policy.Takeovers {
+	if v.e.takeover == nil {
+		return nil
+	}
+	return v.e.takeover
+}
+
+func (v policyEnv) RunHook(target, name string, args map[string]any, cause string) (string, error) {
+	return v.e.runHook(target, name, args, cause)
+}

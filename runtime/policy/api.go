@@ -28,6 +28,10 @@ type Function struct {
 
 // API returns the functions of the `understudy` module.
 func API() []Function {
+	return append(coreAPI(), takeoverAPI()...)
+}
+
+func coreAPI() []Function {
 	return []Function{
 		{Name: "on", Params: "event: string, handler: fun(ev: Event)", Doc: "Calls handler for every event with this name (\"member_lost\", \"timer:failback\", …; \"*\" for all). Handlers run in the order registered.", fn: (*Policy).luaOn},
 		{Name: "after", Params: "delay: string|number, handler_or_name: fun()|string, args?: table", Returns: "Timer", Doc: "Runs handler once after delay (\"5m\", \"300ms\", or seconds). Given a name instead, fires the event \"timer:NAME\" with args as its fields.", fn: (*Policy).luaAfter},
@@ -95,6 +99,15 @@ func (p *Policy) luaAfter(L *lua.LState) int {
 	d := checkDuration(L, 1)
 	t := &timer{kind: "after", due: p.env.Clock().Now().Add(d)}
 	p.timerTarget(L, t, 2)
+	if t.name != "" {
+		// A named deadline is kept by the runtime: it survives restarts and reloads.
+		id, err := p.env.SetTimer(t.name, t.args, t.due, t.where)
+		if err != nil {
+			L.RaiseError("after %s: %v", t.name, err)
+		}
+		L.Push(p.storedTimerHandle(L, id))
+		return 1
+	}
 	L.Push(p.timerHandle(L, p.addTimer(L, t)))
 	return 1
 }
@@ -145,7 +158,7 @@ func (p *Policy) timerTarget(L *lua.LState, t *timer, n int) {
 func (p *Policy) luaCancel(L *lua.LState) int {
 	name := L.CheckString(1)
 	match := timerArgs(L, 2)
-	n := 0
+	n := p.env.CancelTimers(name, match)
 	for id, t := range p.timers {
 		if t.name == name && argsMatch(t.args, match) {
 			t.stop()
@@ -156,6 +169,9 @@ func (p *Policy) luaCancel(L *lua.LState) int {
 	L.Push(lua.LNumber(n))
 	return 1
 }
+
+// ArgsMatch reports whether a named timer's args contain every field of match.
+func ArgsMatch(args, match map[string]any) bool { return argsMatch(args, match) }
 
 func argsMatch(args, match map[string]any) bool {
 	for k, v := range match {
@@ -170,6 +186,13 @@ func (p *Policy) luaTimers(L *lua.LState) int {
 	name := L.OptString(1, "")
 	out := L.NewTable()
 	now := p.env.Clock().Now()
+	for _, t := range p.env.Timers(name) {
+		e := L.NewTable()
+		e.RawSetString("name", lua.LString(t.Name))
+		e.RawSetString("args", toLua(L, t.Args))
+		e.RawSetString("remaining", lua.LNumber(t.Due.Sub(now).Seconds()))
+		out.Append(e)
+	}
 	for _, id := range sortedTimerIDs(p.timers) {
 		t := p.timers[id]
 		if t.name == "" || (name != "" && t.name != name) {
@@ -277,6 +300,25 @@ func (p *Policy) memberTable(L *lua.LState, m Member) *lua.LTable {
 		duties = L.NewTable()
 	}
 	t.RawSetString("duties", duties)
+	t.RawSetString("pool", lua.LString(m.Pool))
+	t.RawSetString("capacity", lua.LNumber(m.Capacity))
+	t.RawSetString("disk_layout", lua.LString(m.DiskLayout))
+	t.RawSetString("capabilities", toLua(L, m.Capabilities))
+	t.RawSetString("requires", toLua(L, m.Requires))
+	if m.Capabilities == nil {
+		t.RawSetString("capabilities", L.NewTable())
+	}
+	if m.Requires == nil {
+		t.RawSetString("requires", L.NewTable())
+	}
+	failover := toLua(L, m.Failover)
+	if m.Failover == nil {
+		failover = L.NewTable()
+	}
+	t.RawSetString("failover", failover)
+	if m.CoveredBy != "" {
+		t.RawSetString("covered_by", lua.LString(m.CoveredBy))
+	}
 	L.SetMetatable(t, p.memberMeta)
 	return t
 }

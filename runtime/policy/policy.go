@@ -25,6 +25,7 @@ import (
 
 	"understudy/drivers"
 	"understudy/runtime/clock"
+	"understudy/runtime/takeover"
 )
 
 // Member is a site member as the policy sees it: liveness from the member
@@ -40,6 +41,14 @@ type Member struct {
 	Standby  bool
 	Self     bool
 	Duties   map[string]any
+
+	Pool         string
+	Capacity     int
+	DiskLayout   string
+	Capabilities []string
+	Requires     []string
+	Failover     map[string]any // the member's failover settings
+	CoveredBy    string         // the standby covering it, if any
 }
 
 // Event is what a handler receives as its argument.
@@ -66,6 +75,49 @@ type Env interface {
 	// action_failed event. cause says which event and policy line asked.
 	Route(driver string, output, input int, cause string) (string, error)
 	Publish(topic string, payload []byte, retained bool) error
+
+	// SetTimer records a named timer that fires the event "timer:NAME" with
+	// args at due, surviving restarts and reloads; it returns the timer's id.
+	SetTimer(name string, args map[string]any, due time.Time, where string) (string, error)
+	// CancelTimers cancels the named timers called name whose args contain match.
+	CancelTimers(name string, match map[string]any) int
+	// CancelTimer cancels one named timer by id.
+	CancelTimer(id string) bool
+	// Timers lists the named timers (all, or those called name), by deadline.
+	Timers(name string) []TimerInfo
+	// Takeovers is the coordinator's takeover bookkeeping.
+	Takeovers() Takeovers
+	// RunHook asks a member's instance to run one of its named hooks and
+	// returns the action's id.
+	RunHook(target, name string, args map[string]any, cause string) (string, error)
+}
+
+// TimerInfo is a pending named timer.
+type TimerInfo struct {
+	ID   string
+	Name string
+	Args map[string]any
+	Due  time.Time
+}
+
+// Takeovers is what the policy can ask of the takeover bookkeeping
+// (runtime/takeover.Manager).
+type Takeovers interface {
+	Takeover(takeover.Request) (takeover.Outcome, error)
+	Enqueue(takeover.Request) (takeover.Outcome, error)
+	Failback(member, reason string) (takeover.Outcome, error)
+	Pick(pool, member string, exclude ...string) (string, bool)
+	Fits(standby, member string) string
+	Covered(member string) (takeover.Coverage, bool)
+	Coverage() []takeover.Coverage
+	Covering(standby string) []string
+	Queue() []takeover.Queued
+	Proposals() []takeover.Proposal
+	Confirm(id, by string) error
+	Reject(id, by string) error
+	Mode() string
+	SetMode(mode, by string) error
+	GraceRemaining(member string) (time.Duration, bool)
 }
 
 // Options configure a policy.

@@ -32,6 +32,10 @@ type testEnv struct {
 	routes    []string
 	published []string
 	loc       *time.Location
+	// named timers, kept here as the engine keeps them
+	policy *Policy
+	named  map[string]*TimerInfo
+	nextT  int
 }
 
 func newEnv() *testEnv {
@@ -61,6 +65,55 @@ func (e *testEnv) Route(driver string, out, in int, cause string) (string, error
 func (e *testEnv) Publish(topic string, payload []byte, retained bool) error {
 	e.published = append(e.published, topic+" "+string(payload))
 	return nil
+}
+func (e *testEnv) SetTimer(name string, args map[string]any, due time.Time, where string) (string, error) {
+	if e.named == nil {
+		e.named = map[string]*TimerInfo{}
+	}
+	e.nextT++
+	id := "t" + strconv.Itoa(e.nextT)
+	e.named[id] = &TimerInfo{ID: id, Name: name, Args: args, Due: due}
+	e.clock.AfterFunc(due.Sub(e.clock.Now()), func() {
+		e.Post(func() {
+			t, ok := e.named[id]
+			if !ok || e.policy == nil {
+				return
+			}
+			delete(e.named, id)
+			fields := map[string]any{"name": t.Name}
+			maps.Copy(fields, t.Args)
+			e.policy.Dispatch(Event{Name: "timer:" + t.Name, At: e.clock.Now(), Fields: fields})
+		})
+	})
+	return id, nil
+}
+func (e *testEnv) CancelTimers(name string, match map[string]any) int {
+	n := 0
+	for id, t := range e.named {
+		if t.Name == name && ArgsMatch(t.Args, match) {
+			delete(e.named, id)
+			n++
+		}
+	}
+	return n
+}
+func (e *testEnv) CancelTimer(id string) bool {
+	_, ok := e.named[id]
+	delete(e.named, id)
+	return ok
+}
+func (e *testEnv) Timers(name string) []TimerInfo {
+	var out []TimerInfo
+	for _, id := range slices.Sorted(maps.Keys(e.named)) {
+		if name == "" || e.named[id].Name == name {
+			out = append(out, *e.named[id])
+		}
+	}
+	return out
+}
+func (e *testEnv) Takeovers() Takeovers { return nil }
+func (e *testEnv) RunHook(target, name string, args map[string]any, cause string) (string, error) {
+	return "", errors.New("no instances in this test")
 }
 
 // advance moves the virtual clock, running queued work after each timer, as
@@ -109,6 +162,7 @@ func load(t *testing.T, env *testEnv, src string, extra ...string) (*Policy, *by
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
+	env.policy = p
 	t.Cleanup(p.Close)
 	return p, &log
 }

@@ -149,18 +149,35 @@ func (p *Policy) timerHandle(L *lua.LState, id int) *lua.LTable {
 	return h
 }
 
+// storedTimerHandle is the handle of a named after-timer the runtime keeps.
+func (p *Policy) storedTimerHandle(L *lua.LState, id string) *lua.LTable {
+	h := L.CreateTable(0, 1)
+	h.RawSetString("id", lua.LString(id))
+	L.SetMetatable(h, p.timerMeta)
+	return h
+}
+
 func (p *Policy) newTimerMeta(L *lua.LState) *lua.LTable {
 	methods := L.NewTable()
-	idOf := func(L *lua.LState) int {
+	// A handle's id is a number for the policy's own timers and a string
+	// for named timers the runtime keeps.
+	idOf := func(L *lua.LState) (int, string) {
 		h := L.CheckTable(1)
-		id, ok := h.RawGetString("id").(lua.LNumber)
-		if !ok {
-			L.ArgError(1, "not a timer (call it as t:cancel())")
+		switch id := h.RawGetString("id").(type) {
+		case lua.LNumber:
+			return int(id), ""
+		case lua.LString:
+			return 0, string(id)
 		}
-		return int(id)
+		L.ArgError(1, "not a timer (call it as t:cancel())")
+		return 0, ""
 	}
 	methods.RawSetString("cancel", L.NewFunction(func(L *lua.LState) int {
-		id := idOf(L)
+		id, stored := idOf(L)
+		if stored != "" {
+			L.Push(lua.LBool(p.env.CancelTimer(stored)))
+			return 1
+		}
 		t, ok := p.timers[id]
 		if ok {
 			t.stop()
@@ -170,12 +187,22 @@ func (p *Policy) newTimerMeta(L *lua.LState) *lua.LTable {
 		return 1
 	}))
 	methods.RawSetString("remaining", L.NewFunction(func(L *lua.LState) int {
-		t, ok := p.timers[idOf(L)]
+		id, stored := idOf(L)
+		due, ok := time.Time{}, false
+		if stored != "" {
+			for _, t := range p.env.Timers("") {
+				if t.ID == stored {
+					due, ok = t.Due, true
+				}
+			}
+		} else if t, found := p.timers[id]; found {
+			due, ok = t.due, true
+		}
 		if !ok {
 			L.Push(lua.LNil)
 			return 1
 		}
-		L.Push(lua.LNumber(t.due.Sub(p.env.Clock().Now()).Seconds()))
+		L.Push(lua.LNumber(due.Sub(p.env.Clock().Now()).Seconds()))
 		return 1
 	}))
 	meta := L.NewTable()

@@ -1,0 +1,275 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"understudy/discovery/bus"
+	"understudy/discovery/members"
+	"understudy/runtime/config"
+	"understudy/runtime/policy"
+	"understudy/runtime/store"
+	"understudy/runtime/takeover"
+)
+
+// startTakeover opens the coordinator's epoch and its takeover bookkeeping.
+func (e *Engine) startTakeover() error {
+	epoch, err := e.store.Increment("meta", "epoch")
+	if err != nil {
+		return fmt.Errorf("coordinator epoch: %w", err)
+	}
+	e.actions.epoch = epoch
+	e.takeover, err = takeover.New(takeover.Options{
+		Store: e.store, Clock: e.clock, Post: e.Post, Site: siteView{e}, Actions: e.actions,
+		Emit: e.onTakeoverEvent, Logger: e.log.With("component", "takeover"),
+		Limit: e.site.Failover.Limit, Mode: e.site.Failover.Mode, ConfirmAfter: e.site.Failover.ConfirmAfter.D(),
+	})
+	if err != nil {
+		return fmt.Errorf("takeover state: %w", err)
+	}
+	e.log.Info("coordinating", "epoch", epoch, "mode", e.takeover.Mode(), "limit", e.site.Failover.Limit)
+	return nil
+}
+
+// resumeActions sends again what the store holds unanswered and hands the
+// takeover bookkeeping the results it may not have taken before a restart.
+func (e *Engine) resumeActions() error {
+	finished, err := e.actions.resume()
+	if err != nil {
+		return fmt.Errorf("actions: %w", err)
+	}
+	for _, a := range finished {
+		e.takeover.Result(a.ID, a.Error)
+	}
+	return nil
+}
+
+func (e *Engine) onTakeoverEvent(ev takeover.Event) {
+	e.log.Info(ev.Name, "member", ev.Member, "fields", ev.Fields)
+	e.record(Record{Type: ev.Name, Member: ev.Member, Fields: ev.Fields})
+	pe := policy.Event{Name: ev.Name, At: e.clock.Now(), Fields: ev.Fields}
+	if ev.Member != "" && e.table.Known(ev.Member) {
+		m := e.policyMember(ev.Member)
+		pe.Member = &m
+	}
+	e.dispatchLater(pe)
+	if e.opts.Publisher != nil && ev.Member != "" && e.table.Known(ev.Member) {
+		if m, ok := e.table.Get(ev.Member); ok {
+			e.publishState(m)
+		}
+		if c, ok := e.takeover.Covered(ev.Member); ok {
+			if m, ok := e.table.Get(c.Standby); ok {
+				e.publishState(m)
+			}
+		} else if s, ok := ev.Fields["standby"].(string); ok && e.table.Known(s) {
+			if m, ok := e.table.Get(s); ok {
+				e.publishState(m)
+			}
+		}
+	}
+	e.Post(e.publishTakeover)
+}
+
+// publishTakeover publishes the takeover state (retained) when it changed.
+func (e *Engine) publishTakeover() {
+	if e.takeover == nil || e.opts.Publisher == nil {
+		return
+	}
+	payload, err := json.Marshal(e.takeover.Snapshot())
+	if err != nil || string(payload) == e.published {
+		return
+	}
+	if err := e.opts.Publisher.Publish(e.topics.Takeover(), 1, true, payload); err == nil {
+		e.published = string(payload)
+	}
+}
+
+// Takeover returns the coordinator's takeover state (call it on the loop,
+// e.g. through Do).
+func (e *Engine) Takeover() *takeover.Manager { return e.takeover }
+
+// Ack feeds an instance's answer to a command. Any goroutine.
+func (e *Engine) Ack(a bus.Ack) { e.Post(func() { e.actions.ack(a) }) }
+
+// Health feeds an instance's disk health report. Any goroutine.
+func (e *Engine) Health(h bus.Health) {
+	e.Post(func() {
+		if !e.table.Known(h.Member) || e.broken[h.Member] == h.Broken {
+			return
+		}
+		e.broken[h.Member] = h.Broken
+		lm, _ := e.table.Get(h.Member)
+		kind := "member_broken"
+		reason := "all material disks failed"
+		if !h.Broken {
+			kind, reason = members.EventRestored, "material disks work again"
+		}
+		var failed []string
+		for _, d := range h.Disks {
+			if !d.OK {
+				failed = append(failed, d.Path+": "+d.Error)
+			}
+		}
+		fields := map[string]any{"state": e.stateOf(h.Member), "reason": reason, "disks_failed": failed}
+		e.log.Warn("member "+kind, "member", h.Member, "disks", failed)
+		e.record(Record{Type: kind, Member: h.Member, Fields: fields})
+		if e.opts.Coordinator && e.opts.Publisher != nil {
+			e.publishState(lm)
+		}
+		if e.takeover != nil {
+			e.takeover.MemberChanged(h.Member)
+		}
+		m := e.policyMember(h.Member)
+		m.Reason = reason
+		e.dispatch(policy.Event{Name: kind, At: e.clock.Now(), Member: &m, Fields: map[string]any{"reason": reason, "disks_failed": failed}})
+	})
+}
+
+// Command takes an operator command (from the bus, the CLI or the web). The
+// coordinator answers confirm, reject and mode itself; every command then
+// reaches the policy as the event command:VERB. Any goroutine.
+func (e *Engine) Command(verb string, fields map[string]any, from string) {
+	e.Post(func() {
+		if !e.opts.Coordinator {
+			return
+		}
+		fields["by"] = from
+		var err error
+		if e.takeover != nil {
+			switch verb {
+			case "confirm":
+				err = e.takeover.Confirm(fmt.Sprint(fields["proposal"]), from)
+			case "reject":
+				err = e.takeover.Reject(fmt.Sprint(fields["proposal"]), from)
+			case "mode":
+				err = e.takeover.SetMode(fmt.Sprint(fields["mode"]), from)
+			}
+		}
+		rec := Record{Type: "command", Fields: map[string]any{"verb": verb, "args": fields}}
+		if err != nil {
+			rec.Fields["error"] = err.Error()
+			e.log.Warn("command refused", "verb", verb, "error", err)
+		}
+		e.record(rec)
+		if err == nil {
+			e.dispatch(policy.Event{Name: "command:" + verb, At: e.clock.Now(), Fields: fields})
+		}
+		e.publishTakeover()
+	})
+}
+
+// runHook records and sends a named hook for a member's instance.
+func (e *Engine) runHook(target, name string, args map[string]any, cause string) (string, error) {
+	if !e.table.Known(target) {
+		return "", fmt.Errorf("no member %q", target)
+	}
+	var id string
+	err := e.store.Update(func(tx *store.Tx) error {
+		var err error
+		id, err = e.actions.Record(tx, takeover.Action{Target: target, Verb: name, Args: args, Cause: cause})
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("action not recorded, nothing sent: %w", err)
+	}
+	e.actions.Deliver(id)
+	return id, nil
+}
+
+// siteView is the site as the takeover bookkeeping sees it.
+type siteView struct{ e *Engine }
+
+var _ takeover.Site = siteView{}
+
+func (v siteView) Member(id string) (takeover.Member, bool) {
+	cm, ok := v.e.site.Member(id)
+	if !ok || !v.e.table.Known(id) {
+		return takeover.Member{}, false
+	}
+	return takeover.Member{
+		ID: id, State: v.e.stateOf(id), Priority: cm.Priority, Standby: cm.Standby, Pool: cm.Pool,
+		Capacity: cm.Capacity, Usage: cm.Usage, DiskLayout: cm.DiskLayout,
+		Capabilities: cm.Capabilities, Requires: cm.Requires, Settings: cm.Settings,
+	}, true
+}
+
+func (v siteView) Members() []takeover.Member {
+	var out []takeover.Member
+	for _, m := range v.e.table.All() {
+		if tm, ok := v.Member(m.ID); ok {
+			out = append(out, tm)
+		}
+	}
+	return out
+}
+
+func (v siteView) Match(pool string) []string { return v.e.site.Pools[pool].Match }
+
+// Bundle is the duty bundle of a member: what a standby needs to become it,
+// given to its hooks as template data.
+func (v siteView) Bundle(member string) map[string]any {
+	cm, ok := v.e.site.Member(member)
+	if !ok {
+		return map[string]any{}
+	}
+	b := dutiesOf(cm)
+	if !cm.Settings.TakeClients {
+		b["clients"] = []any{}
+	}
+	if !cm.Settings.TakeOutputs {
+		b["outputs"] = []any{}
+	}
+	return b
+}
+
+// dutiesOf is a member's duties as plain values (for Lua and for hooks).
+func dutiesOf(cm *config.Member) map[string]any {
+	ints := func(v []int) []any {
+		out := make([]any, len(v))
+		for i, n := range v {
+			out[i] = n
+		}
+		return out
+	}
+	strs := func(v []string) []any {
+		out := make([]any, len(v))
+		for i, s := range v {
+			out[i] = s
+		}
+		return out
+	}
+	d := map[string]any{
+		"outputs": ints(cm.Duties.Outputs), "inputs": ints(cm.Duties.Inputs),
+		"clients": strs(cm.Duties.Clients), "material": strs(cm.Duties.Material),
+	}
+	if cm.Duties.Switcher != "" {
+		d["switcher"] = cm.Duties.Switcher
+	}
+	usage := map[string]any{}
+	for name, p := range cm.Duties.Usage {
+		usage[name] = map[string]any{"outputs": ints(p.Outputs), "inputs": ints(p.Inputs)}
+	}
+	d["usage"] = usage
+	streams := make([]any, len(cm.Duties.Streams))
+	for i, s := range cm.Duties.Streams {
+		streams[i] = map[string]any{"name": s.Name, "address": s.Address}
+	}
+	d["streams"] = streams
+	if cm.Duties.Config != nil {
+		d["config_file"] = cm.Duties.Config.File
+	}
+	return d
+}
+
+func settingsOf(s config.FailoverSettings) map[string]any {
+	return map[string]any{
+		"enabled": s.Enabled, "delay": s.Delay.Seconds(), "closed_is_lost": s.ClosedIsLost,
+		"broken_is_lost": s.BrokenIsLost, "take_outputs": s.TakeOutputs, "take_clients": s.TakeClients,
+		"control": s.Control, "auto_failback": s.AutoFailback, "failback_delay": s.FailbackDelay.Seconds(),
+		"wait_ready": s.WaitReady, "copy_material": s.CopyMaterial, "grace": s.Grace.Seconds(),
+	}
+}
+
+// durationField is for status: seconds left, never negative.
+func durationField(d time.Duration) float64 { return max(d, 0).Seconds() }

@@ -1,0 +1,205 @@
+// Package store is an instance's state on disk: a bbolt file of JSON values in
+// named buckets, written in atomic transactions. The coordinator keeps its
+// epoch, actions, coverage, queue, proposals and named timers here before it
+// acts, so a restart neither repeats an acknowledged action nor forgets a
+// pending one; an agent keeps the commands it has received, to drop
+// duplicates and stale epochs.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Options tune how the store writes.
+type Options struct {
+	// NoSync skips fsync on commit: for simulations and benchmarks only, where
+	// nothing must survive a crash.
+	NoSync bool
+}
+
+// Store is an open state file. Its methods are safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+// Open opens (or creates) the state file at path, creating its directory.
+// A file held by another running instance is an error, not a wait.
+func Open(path string, opts Options) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: opts.NoSync})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("state file %s is in use by another process (is this member already running?)", path)
+		}
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+// Path returns the state file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Update runs fn in a read-write transaction: all its writes land together, or
+// none do if fn returns an error.
+func (s *Store) Update(fn func(*Tx) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(*Tx) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// Put stores v (as JSON) under bucket/key in a transaction of its own.
+func (s *Store) Put(bucket, key string, v any) error {
+	return s.Update(func(tx *Tx) error { return tx.Put(bucket, key, v) })
+}
+
+// Get reads bucket/key into v; found is false when there is no such key.
+func (s *Store) Get(bucket, key string, v any) (found bool, err error) {
+	err = s.View(func(tx *Tx) error {
+		found, err = tx.Get(bucket, key, v)
+		return err
+	})
+	return found, err
+}
+
+// Delete removes bucket/key.
+func (s *Store) Delete(bucket, key string) error {
+	return s.Update(func(tx *Tx) error { return tx.Delete(bucket, key) })
+}
+
+// Increment adds one to the counter bucket/key and returns the new value.
+func (s *Store) Increment(bucket, key string) (n uint64, err error) {
+	err = s.Update(func(tx *Tx) error {
+		n, err = tx.Increment(bucket, key)
+		return err
+	})
+	return n, err
+}
+
+// Tx is a transaction.
+type Tx struct{ tx *bolt.Tx }
+
+func (t *Tx) bucket(name string, create bool) (*bolt.Bucket, error) {
+	if b := t.tx.Bucket([]byte(name)); b != nil || !create {
+		return b, nil
+	}
+	b, err := t.tx.CreateBucket([]byte(name))
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// Put stores v as JSON under bucket/key.
+func (t *Tx) Put(bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("state %s/%s: %w", bucket, key, err)
+	}
+	b, err := t.bucket(bucket, true)
+	if err != nil {
+		return err
+	}
+	if err := b.Put([]byte(key), data); err != nil {
+		return fmt.Errorf("state %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// Get reads bucket/key into v.
+func (t *Tx) Get(bucket, key string, v any) (bool, error) {
+	b, _ := t.bucket(bucket, false)
+	if b == nil {
+		return false, nil
+	}
+	data := b.Get([]byte(key))
+	if data == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return true, fmt.Errorf("state %s/%s is unreadable: %w", bucket, key, err)
+	}
+	return true, nil
+}
+
+// Delete removes bucket/key; a missing key is not an error.
+func (t *Tx) Delete(bucket, key string) error {
+	b, _ := t.bucket(bucket, false)
+	if b == nil {
+		return nil
+	}
+	if err := b.Delete([]byte(key)); err != nil {
+		return fmt.Errorf("state %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// Each calls fn for every key of bucket in key order with its JSON value.
+// fn must not modify the bucket.
+func (t *Tx) Each(bucket string, fn func(key string, value []byte) error) error {
+	b, _ := t.bucket(bucket, false)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+}
+
+// Clear removes every key of bucket.
+func (t *Tx) Clear(bucket string) error {
+	if t.tx.Bucket([]byte(bucket)) == nil {
+		return nil
+	}
+	if err := t.tx.DeleteBucket([]byte(bucket)); err != nil {
+		return fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// Increment adds one to the counter bucket/key and returns the new value.
+func (t *Tx) Increment(bucket, key string) (uint64, error) {
+	b, err := t.bucket(bucket, true)
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	if v := b.Get([]byte(key)); len(v) == 8 {
+		n = binary.BigEndian.Uint64(v)
+	}
+	n++
+	if err := b.Put([]byte(key), binary.BigEndian.AppendUint64(nil, n)); err != nil {
+		return 0, fmt.Errorf("counter %s/%s: %w", bucket, key, err)
+	}
+	return n, nil
+}
+
+// Load reads every value of bucket into a map keyed by key.
+func Load[T any](s *Store, bucket string) (map[string]T, error) {
+	out := map[string]T{}
+	err := s.View(func(tx *Tx) error {
+		return tx.Each(bucket, func(key string, value []byte) error {
+			var v T
+			if err := json.Unmarshal(value, &v); err != nil {
+				return fmt.Errorf("state %s/%s is unreadable: %w", bucket, key, err)
+			}
+			out[key] = v
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,951 @@
+// Package takeover is the coordinator's bookkeeping of who covers whom: which
+// standby has taken over a lost member's duties (coverage), which members wait
+// for a standby because the site-wide failover limit is reached or no standby
+// is free (the queue, by priority then time), which takeovers wait for an
+// operator in manual mode (proposals, optionally confirmed by themselves after
+// a set time), grace periods of license-bound duties, and the failback
+// sequence that gives duties back without a gap: the returned member resumes
+// and reports ready, the material recorded meanwhile is copied back, and only
+// then does the standby let go.
+//
+// The policy decides when (us.takeover, us.failback); this package decides
+// whether that may happen now and carries it out through actions sent to the
+// instances that must act. Every change is written to the state store in the
+// same transaction as the action it needs, before the action is sent, so a
+// restarted coordinator picks up where it stopped.
+//
+// A Manager is owned by one goroutine (the engine's loop); timers come back
+// through Options.Post.
+package takeover
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"understudy/runtime/clock"
+	"understudy/runtime/config"
+	"understudy/runtime/store"
+)
+
+// Member is what the manager needs to know about a member.
+type Member struct {
+	ID           string
+	State        string // alive, suspect, lost, closed, broken, unknown
+	Priority     int
+	Standby      bool
+	Pool         string
+	Capacity     int
+	Usage        []string
+	DiskLayout   string
+	Capabilities []string
+	Requires     []string
+	Settings     config.FailoverSettings
+}
+
+// Available reports whether the member can act now.
+func (m Member) Available() bool { return m.State == "alive" }
+
+// Site is the manager's view of the site.
+type Site interface {
+	Member(id string) (Member, bool)
+	Members() []Member
+	// Match lists what a standby of the pool must share with the member it
+	// covers (config.MatchDiskLayout, config.MatchUsage).
+	Match(pool string) []string
+	// Bundle is the duty bundle a standby receives to take over member.
+	Bundle(member string) map[string]any
+}
+
+// Action is a command to the instance of a member: run the hook named Verb.
+type Action struct {
+	Target string         // the member whose instance acts
+	Verb   string         // takeover, release, resume, copy, or a hook name
+	Args   map[string]any // the hook's template data
+	Cause  string
+}
+
+// Actions records and delivers actions. Record writes the action in tx (the
+// transaction that also records why it is needed) and returns its id;
+// Deliver sends it after the transaction committed. The action's result comes
+// back through Manager.Result.
+type Actions interface {
+	Record(tx *store.Tx, a Action) (string, error)
+	Deliver(id string)
+}
+
+// Event is something the manager reports (to the record stream and the policy).
+type Event struct {
+	Name   string
+	Member string
+	Fields map[string]any
+}
+
+// Options configure a Manager.
+type Options struct {
+	Store   *store.Store
+	Clock   clock.Clock
+	Post    func(func())
+	Site    Site
+	Actions Actions
+	Emit    func(Event)
+	Logger  *slog.Logger
+	// Limit is how many failovers may run at once (0: no limit).
+	Limit int
+	// Mode is the initial mode when the store has none (config.ModeAuto or ModeManual).
+	Mode string
+	// ConfirmAfter, in manual mode, confirms a proposal by itself after this long (0: never).
+	ConfirmAfter time.Duration
+}
+
+// Phases of a coverage.
+const (
+	PhaseStarting  = "starting"  // the standby was told to take over
+	PhaseCovering  = "covering"  // the standby has the duties
+	PhaseResuming  = "resuming"  // failback: the member was told to take its duties again
+	PhaseCopying   = "copying"   // failback: material recorded meanwhile is copied back
+	PhaseReleasing = "releasing" // failback: the standby was told to let go
+)
+
+// Coverage is one standby covering one member.
+type Coverage struct {
+	Member       string    `json:"member"`
+	Standby      string    `json:"standby"`
+	Since        time.Time `json:"since"`
+	Phase        string    `json:"phase"`
+	Reason       string    `json:"reason,omitempty"`
+	Pending      string    `json:"pending,omitempty"` // the action the current phase waits for
+	GraceUntil   time.Time `json:"grace_until,omitzero"`
+	GraceExpired bool      `json:"grace_expired,omitempty"`
+	ReadyAt      time.Time `json:"ready_at,omitzero"` // failback: when the member reported ready
+}
+
+// Queued is a member waiting for a standby.
+type Queued struct {
+	Member   string    `json:"member"`
+	Standby  string    `json:"standby,omitempty"` // the standby asked for, if any
+	Pool     string    `json:"pool,omitempty"`
+	Priority int       `json:"priority"`
+	Since    time.Time `json:"since"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// Proposal is a takeover waiting for an operator (manual mode).
+type Proposal struct {
+	ID      string    `json:"id"`
+	Member  string    `json:"member"`
+	Standby string    `json:"standby,omitempty"`
+	Pool    string    `json:"pool,omitempty"`
+	Created time.Time `json:"created"`
+	ActAt   time.Time `json:"act_at,omitzero"` // confirmed by itself then (zero: wait for the operator)
+	Reason  string    `json:"reason,omitempty"`
+}
+
+// Outcome says what a request did.
+type Outcome struct {
+	Status   string // started, queued, proposed, covered, failing_back
+	Member   string
+	Standby  string
+	Proposal string
+}
+
+// Outcome statuses.
+const (
+	Started     = "started"
+	QueuedUp    = "queued"
+	Proposed    = "proposed"
+	Covered     = "covered"
+	FailingBack = "failing_back"
+)
+
+// Request is a takeover request.
+type Request struct {
+	Member    string
+	Standby   string // "": pick from Pool (or the member's pool)
+	Pool      string
+	Reason    string
+	Confirmed bool // an operator confirmed it: no proposal in manual mode
+}
+
+// Store buckets.
+const (
+	bucketCoverage  = "coverage"
+	bucketQueue     = "queue"
+	bucketProposals = "proposals"
+	bucketMeta      = "takeover"
+)
+
+// Manager is the bookkeeping.
+type Manager struct {
+	opts      Options
+	log       *slog.Logger
+	coverage  map[string]*Coverage
+	queue     map[string]*Queued
+	proposals map[string]*Proposal
+	mode      string
+	timers    map[string]clock.Timer // grace and confirm deadlines by key
+}
+
+// New builds a manager and restores its state from the store.
+func New(opts Options) (*Manager, error) {
+	if opts.Store == nil || opts.Clock == nil || opts.Post == nil || opts.Site == nil || opts.Actions == nil {
+		return nil, errors.New("takeover: Store, Clock, Post, Site and Actions are required")
+	}
+	if opts.Emit == nil {
+		opts.Emit = func(Event) {}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		opts: opts, log: opts.Logger, mode: opts.Mode,
+		coverage: map[string]*Coverage{}, queue: map[string]*Queued{}, proposals: map[string]*Proposal{},
+		timers: map[string]clock.Timer{},
+	}
+	if m.mode == "" {
+		m.mode = config.ModeAuto
+	}
+	if err := m.restore(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Manager) restore() error {
+	cov, err := store.Load[*Coverage](m.opts.Store, bucketCoverage)
+	if err != nil {
+		return err
+	}
+	q, err := store.Load[*Queued](m.opts.Store, bucketQueue)
+	if err != nil {
+		return err
+	}
+	props, err := store.Load[*Proposal](m.opts.Store, bucketProposals)
+	if err != nil {
+		return err
+	}
+	var mode string
+	if found, err := m.opts.Store.Get(bucketMeta, "mode", &mode); err != nil {
+		return err
+	} else if found && (mode == config.ModeAuto || mode == config.ModeManual) {
+		m.mode = mode
+	}
+	m.coverage, m.queue, m.proposals = cov, q, props
+	for _, c := range m.coverage {
+		m.armGrace(c)
+	}
+	for _, p := range m.proposals {
+		m.armProposal(p)
+	}
+	if len(cov)+len(q)+len(props) > 0 {
+		m.log.Info("takeover state restored", "coverage", len(cov), "queue", len(q), "proposals", len(props), "mode", m.mode)
+	}
+	return nil
+}
+
+// Stop cancels the manager's timers.
+func (m *Manager) Stop() {
+	for k, t := range m.timers {
+		t.Stop()
+		delete(m.timers, k)
+	}
+}
+
+// Mode returns auto or manual.
+func (m *Manager) Mode() string { return m.mode }
+
+// SetMode switches between auto and manual. Switching to auto confirms the
+// waiting proposals.
+func (m *Manager) SetMode(mode, by string) error {
+	if mode != config.ModeAuto && mode != config.ModeManual {
+		return fmt.Errorf("mode %q: auto or manual", mode)
+	}
+	if mode == m.mode {
+		return nil
+	}
+	if err := m.opts.Store.Put(bucketMeta, "mode", mode); err != nil {
+		return err
+	}
+	prev := m.mode
+	m.mode = mode
+	m.opts.Emit(Event{Name: "mode_changed", Fields: map[string]any{"mode": mode, "previous": prev, "by": by}})
+	if mode == config.ModeAuto {
+		for _, p := range m.sortedProposals() {
+			if err := m.Confirm(p.ID, "mode auto"); err != nil {
+				m.log.Warn("proposal not carried out", "proposal", p.ID, "error", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Covered returns the coverage of member, if a standby covers it.
+func (m *Manager) Covered(member string) (Coverage, bool) {
+	c, ok := m.coverage[member]
+	if !ok {
+		return Coverage{}, false
+	}
+	return *c, true
+}
+
+// Coverage lists every coverage, by member.
+func (m *Manager) Coverage() []Coverage {
+	out := make([]Coverage, 0, len(m.coverage))
+	for _, id := range slices.Sorted(maps.Keys(m.coverage)) {
+		out = append(out, *m.coverage[id])
+	}
+	return out
+}
+
+// Covering lists the members standby covers.
+func (m *Manager) Covering(standby string) []string {
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(m.coverage)) {
+		if m.coverage[id].Standby == standby {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Queue lists the waiting members in the order they will start.
+func (m *Manager) Queue() []Queued {
+	out := make([]Queued, 0, len(m.queue))
+	for _, q := range m.queue {
+		out = append(out, *q)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Priority != out[j].Priority {
+			return out[i].Priority > out[j].Priority
+		}
+		if !out[i].Since.Equal(out[j].Since) {
+			return out[i].Since.Before(out[j].Since)
+		}
+		return out[i].Member < out[j].Member
+	})
+	return out
+}
+
+// Proposals lists the proposals waiting for an operator, oldest first.
+func (m *Manager) Proposals() []Proposal {
+	var out []Proposal
+	for _, p := range m.sortedProposals() {
+		out = append(out, *p)
+	}
+	return out
+}
+
+func (m *Manager) sortedProposals() []*Proposal {
+	out := slices.Collect(maps.Values(m.proposals))
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Pick returns the best available standby of pool for member: alive, with
+// room, matching what the pool requires; highest priority first, then by id.
+// An empty pool means the member's own pool.
+func (m *Manager) Pick(pool, member string, exclude ...string) (string, bool) {
+	target, ok := m.opts.Site.Member(member)
+	if !ok {
+		return "", false
+	}
+	if pool == "" {
+		pool = target.Pool
+	}
+	var best *Member
+	for _, s := range m.opts.Site.Members() {
+		if s.ID == member || slices.Contains(exclude, s.ID) || !m.canCover(s, target, pool) {
+			continue
+		}
+		if best == nil || s.Priority > best.Priority {
+			best = &s
+		}
+	}
+	if best == nil {
+		return "", false
+	}
+	return best.ID, true
+}
+
+// Fits reports why standby cannot cover member now ("" when it can).
+func (m *Manager) Fits(standby, member string) string {
+	s, ok := m.opts.Site.Member(standby)
+	if !ok {
+		return "no such member"
+	}
+	t, ok := m.opts.Site.Member(member)
+	if !ok {
+		return "no such member " + member
+	}
+	return m.misfit(s, t, "")
+}
+
+func (m *Manager) canCover(s, target Member, pool string) bool {
+	return m.misfit(s, target, pool) == ""
+}
+
+// misfit says why s cannot cover target ("" when it can). pool, when set,
+// must be the standby's pool.
+func (m *Manager) misfit(s, target Member, pool string) string {
+	switch {
+	case !s.Standby:
+		return s.ID + " is not a standby"
+	case pool != "" && s.Pool != pool:
+		return fmt.Sprintf("%s is not in pool %s", s.ID, pool)
+	case !s.Available():
+		return fmt.Sprintf("%s is %s", s.ID, s.State)
+	case len(m.Covering(s.ID)) >= max(s.Capacity, 1):
+		return fmt.Sprintf("%s already covers %d (capacity %d)", s.ID, len(m.Covering(s.ID)), max(s.Capacity, 1))
+	}
+	if _, covered := m.coverage[s.ID]; covered {
+		return s.ID + " is itself covered"
+	}
+	for _, need := range target.Requires {
+		if !slices.Contains(s.Capabilities, need) {
+			return fmt.Sprintf("%s lacks capability %s", s.ID, need)
+		}
+	}
+	for _, key := range m.opts.Site.Match(s.Pool) {
+		switch key {
+		case config.MatchDiskLayout:
+			if s.DiskLayout != target.DiskLayout {
+				return fmt.Sprintf("%s has disk layout %q, %s has %q", s.ID, s.DiskLayout, target.ID, target.DiskLayout)
+			}
+		case config.MatchUsage:
+			if !slices.ContainsFunc(target.Usage, func(u string) bool { return slices.Contains(s.Usage, u) }) {
+				return fmt.Sprintf("%s shares no usage name with %s", s.ID, target.ID)
+			}
+		}
+	}
+	return ""
+}
+
+// Takeover asks for req.Standby (or one picked from the pool) to take over
+// req.Member. In manual mode an unconfirmed request becomes a proposal; at the
+// failover limit, or with no standby free, the member is queued.
+func (m *Manager) Takeover(req Request) (Outcome, error) {
+	target, ok := m.opts.Site.Member(req.Member)
+	if !ok {
+		return Outcome{}, fmt.Errorf("no member %q", req.Member)
+	}
+	if c, ok := m.coverage[req.Member]; ok {
+		return Outcome{Status: Covered, Member: req.Member, Standby: c.Standby}, nil
+	}
+	if req.Standby != "" {
+		s, ok := m.opts.Site.Member(req.Standby)
+		if !ok {
+			return Outcome{}, fmt.Errorf("no member %q", req.Standby)
+		}
+		if !s.Standby {
+			return Outcome{}, fmt.Errorf("%s is not a standby", req.Standby)
+		}
+		if req.Standby == req.Member {
+			return Outcome{}, fmt.Errorf("%s cannot cover itself", req.Member)
+		}
+	}
+	if m.mode == config.ModeManual && !req.Confirmed {
+		return m.propose(req)
+	}
+	if q, queued := m.queue[req.Member]; queued && !req.Confirmed {
+		return Outcome{Status: QueuedUp, Member: req.Member, Standby: q.Standby}, nil
+	}
+	standby := req.Standby
+	if standby != "" {
+		s, _ := m.opts.Site.Member(standby)
+		if why := m.misfit(s, target, ""); why != "" {
+			m.log.Info("standby not free; queued", "member", req.Member, "standby", standby, "why", why)
+			return m.enqueue(req, target)
+		}
+	} else if picked, ok := m.Pick(req.Pool, req.Member); ok {
+		standby = picked
+	}
+	if standby == "" || m.full() {
+		return m.enqueue(req, target)
+	}
+	return m.start(req.Member, standby, req.Reason)
+}
+
+func (m *Manager) full() bool { return m.opts.Limit > 0 && len(m.coverage) >= m.opts.Limit }
+
+// Enqueue puts member in the queue for a standby of pool.
+func (m *Manager) Enqueue(req Request) (Outcome, error) {
+	target, ok := m.opts.Site.Member(req.Member)
+	if !ok {
+		return Outcome{}, fmt.Errorf("no member %q", req.Member)
+	}
+	if c, ok := m.coverage[req.Member]; ok {
+		return Outcome{Status: Covered, Member: req.Member, Standby: c.Standby}, nil
+	}
+	return m.enqueue(req, target)
+}
+
+func (m *Manager) enqueue(req Request, target Member) (Outcome, error) {
+	if q, ok := m.queue[req.Member]; ok {
+		return Outcome{Status: QueuedUp, Member: req.Member, Standby: q.Standby}, nil
+	}
+	q := &Queued{Member: req.Member, Standby: req.Standby, Pool: req.Pool, Priority: target.Priority, Since: m.opts.Clock.Now(), Reason: req.Reason}
+	if err := m.opts.Store.Put(bucketQueue, q.Member, q); err != nil {
+		return Outcome{}, err
+	}
+	m.queue[q.Member] = q
+	why := "no standby is free"
+	if m.full() {
+		why = fmt.Sprintf("the failover limit (%d) is reached", m.opts.Limit)
+	}
+	m.opts.Emit(Event{Name: "takeover_queued", Member: q.Member, Fields: map[string]any{"position": m.position(q.Member), "why": why, "standby": q.Standby, "pool": q.Pool}})
+	return Outcome{Status: QueuedUp, Member: q.Member, Standby: q.Standby}, nil
+}
+
+func (m *Manager) position(member string) int {
+	for i, q := range m.Queue() {
+		if q.Member == member {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// Dequeue removes member from the queue (it came back before a standby was free).
+func (m *Manager) Dequeue(member, why string) bool {
+	if _, ok := m.queue[member]; !ok {
+		return false
+	}
+	if err := m.opts.Store.Delete(bucketQueue, member); err != nil {
+		m.log.Error("queue not updated", "member", member, "error", err)
+		return false
+	}
+	delete(m.queue, member)
+	m.opts.Emit(Event{Name: "takeover_dequeued", Member: member, Fields: map[string]any{"why": why}})
+	return true
+}
+
+func (m *Manager) propose(req Request) (Outcome, error) {
+	for _, p := range m.proposals {
+		if p.Member == req.Member {
+			return Outcome{Status: Proposed, Member: p.Member, Standby: p.Standby, Proposal: p.ID}, nil
+		}
+	}
+	var p *Proposal
+	err := m.opts.Store.Update(func(tx *store.Tx) error {
+		n, err := tx.Increment(bucketMeta, "proposal_seq")
+		if err != nil {
+			return err
+		}
+		p = &Proposal{ID: "p" + strconv.FormatUint(n, 10), Member: req.Member, Standby: req.Standby, Pool: req.Pool, Created: m.opts.Clock.Now(), Reason: req.Reason}
+		if m.opts.ConfirmAfter > 0 {
+			p.ActAt = p.Created.Add(m.opts.ConfirmAfter)
+		}
+		return tx.Put(bucketProposals, p.ID, p)
+	})
+	if err != nil {
+		return Outcome{}, err
+	}
+	m.proposals[p.ID] = p
+	m.armProposal(p)
+	fields := map[string]any{"proposal": p.ID, "standby": p.Standby, "reason": p.Reason}
+	if !p.ActAt.IsZero() {
+		fields["act_in_s"] = p.ActAt.Sub(p.Created).Seconds()
+	}
+	m.opts.Emit(Event{Name: "takeover_proposed", Member: p.Member, Fields: fields})
+	return Outcome{Status: Proposed, Member: p.Member, Standby: p.Standby, Proposal: p.ID}, nil
+}
+
+func (m *Manager) armProposal(p *Proposal) {
+	if p.ActAt.IsZero() {
+		return
+	}
+	id := p.ID
+	m.arm("proposal:"+id, p.ActAt, func() {
+		if _, ok := m.proposals[id]; ok {
+			if err := m.Confirm(id, "no answer within confirm_after"); err != nil {
+				m.log.Warn("proposal not carried out", "proposal", id, "error", err)
+			}
+		}
+	})
+}
+
+// arm runs f on the owning goroutine at due (at once if due has passed).
+func (m *Manager) arm(key string, due time.Time, f func()) {
+	if t, ok := m.timers[key]; ok {
+		t.Stop()
+	}
+	m.timers[key] = m.opts.Clock.AfterFunc(due.Sub(m.opts.Clock.Now()), func() {
+		m.opts.Post(func() {
+			delete(m.timers, key)
+			f()
+		})
+	})
+}
+
+func (m *Manager) disarm(key string) {
+	if t, ok := m.timers[key]; ok {
+		t.Stop()
+		delete(m.timers, key)
+	}
+}
+
+// Confirm carries out a proposal.
+func (m *Manager) Confirm(id, by string) error {
+	p, ok := m.proposals[id]
+	if !ok {
+		return fmt.Errorf("no proposal %q (proposals: %v)", id, slices.Sorted(maps.Keys(m.proposals)))
+	}
+	if err := m.opts.Store.Delete(bucketProposals, id); err != nil {
+		return err
+	}
+	delete(m.proposals, id)
+	m.disarm("proposal:" + id)
+	m.opts.Emit(Event{Name: "proposal_confirmed", Member: p.Member, Fields: map[string]any{"proposal": id, "by": by}})
+	_, err := m.Takeover(Request{Member: p.Member, Standby: p.Standby, Pool: p.Pool, Reason: p.Reason, Confirmed: true})
+	return err
+}
+
+// Reject drops a proposal.
+func (m *Manager) Reject(id, by string) error {
+	p, ok := m.proposals[id]
+	if !ok {
+		return fmt.Errorf("no proposal %q", id)
+	}
+	if err := m.opts.Store.Delete(bucketProposals, id); err != nil {
+		return err
+	}
+	delete(m.proposals, id)
+	m.disarm("proposal:" + id)
+	m.opts.Emit(Event{Name: "proposal_rejected", Member: p.Member, Fields: map[string]any{"proposal": id, "by": by}})
+	return nil
+}
+
+// Withdraw drops member's proposals and its place in the queue (it came back).
+func (m *Manager) Withdraw(member, why string) {
+	for _, p := range m.sortedProposals() {
+		if p.Member == member {
+			if err := m.opts.Store.Delete(bucketProposals, p.ID); err == nil {
+				delete(m.proposals, p.ID)
+				m.disarm("proposal:" + p.ID)
+				m.opts.Emit(Event{Name: "proposal_withdrawn", Member: member, Fields: map[string]any{"proposal": p.ID, "why": why}})
+			}
+		}
+	}
+	m.Dequeue(member, why)
+}
+
+// start records the coverage and the takeover action together, then sends it.
+func (m *Manager) start(member, standby, reason string) (Outcome, error) {
+	target, _ := m.opts.Site.Member(member)
+	c := &Coverage{Member: member, Standby: standby, Since: m.opts.Clock.Now(), Phase: PhaseStarting, Reason: reason}
+	if target.Settings.Grace > 0 {
+		c.GraceUntil = c.Since.Add(target.Settings.Grace)
+	}
+	args := m.opts.Site.Bundle(member)
+	args["member"] = member
+	args["standby"] = standby
+	args["reason"] = reason
+	id, err := m.commit(c, Action{Target: standby, Verb: config.HookTakeover, Args: args, Cause: "takeover of " + member})
+	if err != nil {
+		return Outcome{}, err
+	}
+	m.armGrace(c)
+	fields := map[string]any{"standby": standby, "reason": reason, "action": id}
+	if !c.GraceUntil.IsZero() {
+		fields["grace_until"] = c.GraceUntil
+	}
+	m.opts.Emit(Event{Name: "takeover_started", Member: member, Fields: fields})
+	m.opts.Actions.Deliver(id)
+	return Outcome{Status: Started, Member: member, Standby: standby}, nil
+}
+
+// commit writes c, drops member from the queue, and records a (the action c
+// now waits for) in one transaction. It returns the action's id.
+func (m *Manager) commit(c *Coverage, a Action) (string, error) {
+	var id string
+	err := m.opts.Store.Update(func(tx *store.Tx) error {
+		var err error
+		if id, err = m.opts.Actions.Record(tx, a); err != nil {
+			return err
+		}
+		c.Pending = id
+		if err := tx.Delete(bucketQueue, c.Member); err != nil {
+			return err
+		}
+		return tx.Put(bucketCoverage, c.Member, c)
+	})
+	if err != nil {
+		return "", fmt.Errorf("takeover state not written, nothing sent: %w", err)
+	}
+	m.coverage[c.Member] = c
+	delete(m.queue, c.Member)
+	return id, nil
+}
+
+func (m *Manager) save(c *Coverage) {
+	if err := m.opts.Store.Put(bucketCoverage, c.Member, c); err != nil {
+		m.log.Error("coverage not written", "member", c.Member, "error", err)
+	}
+}
+
+func (m *Manager) armGrace(c *Coverage) {
+	if c.GraceUntil.IsZero() || c.GraceExpired {
+		return
+	}
+	member := c.Member
+	m.arm("grace:"+member, c.GraceUntil, func() {
+		c, ok := m.coverage[member]
+		if !ok || c.GraceExpired {
+			return
+		}
+		c.GraceExpired = true
+		m.save(c)
+		m.opts.Emit(Event{Name: "grace_expired", Member: member, Fields: map[string]any{"standby": c.Standby, "since": c.Since}})
+	})
+}
+
+// GraceRemaining is how long member's grace period has left (ok false: none).
+func (m *Manager) GraceRemaining(member string) (time.Duration, bool) {
+	c, ok := m.coverage[member]
+	if !ok || c.GraceUntil.IsZero() {
+		return 0, false
+	}
+	return max(c.GraceUntil.Sub(m.opts.Clock.Now()), 0), true
+}
+
+// Failback starts giving member's duties back: the member resumes them (and,
+// if its settings say so, the standby keeps them until the member reports
+// ready), the material is copied back if asked, and then the standby lets go.
+func (m *Manager) Failback(member, reason string) (Outcome, error) {
+	c, ok := m.coverage[member]
+	if !ok {
+		return Outcome{}, fmt.Errorf("%s is not covered", member)
+	}
+	switch c.Phase {
+	case PhaseStarting:
+		return Outcome{}, fmt.Errorf("%s: the takeover by %s has not finished yet", member, c.Standby)
+	case PhaseResuming, PhaseCopying, PhaseReleasing:
+		return Outcome{Status: FailingBack, Member: member, Standby: c.Standby}, nil
+	}
+	target, _ := m.opts.Site.Member(member)
+	if !target.Available() {
+		return Outcome{}, fmt.Errorf("%s is %s: it cannot take its duties back", member, target.State)
+	}
+	m.opts.Emit(Event{Name: "failback_started", Member: member, Fields: map[string]any{"standby": c.Standby, "reason": reason}})
+	args := m.opts.Site.Bundle(member)
+	args["member"] = member
+	args["standby"] = c.Standby
+	if !target.Settings.WaitReady {
+		// Resume without waiting for it; the standby lets go at once.
+		if err := m.send(c, c.Phase, Action{Target: member, Verb: config.HookResume, Args: args, Cause: "failback of " + member}, false); err != nil {
+			return Outcome{}, err
+		}
+		return m.afterReady(c)
+	}
+	if err := m.send(c, PhaseResuming, Action{Target: member, Verb: config.HookResume, Args: args, Cause: "failback of " + member}, true); err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Status: FailingBack, Member: member, Standby: c.Standby}, nil
+}
+
+// send records the action (and, when wait, the phase waiting for it) and delivers it.
+func (m *Manager) send(c *Coverage, phase string, a Action, wait bool) error {
+	next := *c
+	if wait {
+		next.Phase = phase
+	}
+	var id string
+	err := m.opts.Store.Update(func(tx *store.Tx) error {
+		var err error
+		if id, err = m.opts.Actions.Record(tx, a); err != nil {
+			return err
+		}
+		if wait {
+			next.Pending = id
+		}
+		return tx.Put(bucketCoverage, next.Member, &next)
+	})
+	if err != nil {
+		return fmt.Errorf("failback state not written, nothing sent: %w", err)
+	}
+	*c = next
+	m.opts.Actions.Deliver(id)
+	return nil
+}
+
+// afterReady continues a failback once the member has its duties again.
+func (m *Manager) afterReady(c *Coverage) (Outcome, error) {
+	target, _ := m.opts.Site.Member(c.Member)
+	if c.ReadyAt.IsZero() {
+		c.ReadyAt = m.opts.Clock.Now()
+	}
+	if target.Settings.CopyMaterial {
+		args := m.opts.Site.Bundle(c.Member)
+		args["member"] = c.Member
+		args["from"] = c.Standby
+		args["since"] = c.Since.UTC().Format(time.RFC3339)
+		args["until"] = c.ReadyAt.UTC().Format(time.RFC3339)
+		if err := m.send(c, PhaseCopying, Action{Target: c.Member, Verb: config.HookCopy, Args: args, Cause: "material copy for " + c.Member}, true); err != nil {
+			return Outcome{}, err
+		}
+		m.opts.Emit(Event{Name: "copy_started", Member: c.Member, Fields: map[string]any{"from": c.Standby, "since": c.Since, "until": c.ReadyAt}})
+		return Outcome{Status: FailingBack, Member: c.Member, Standby: c.Standby}, nil
+	}
+	return m.release(c)
+}
+
+func (m *Manager) release(c *Coverage) (Outcome, error) {
+	args := m.opts.Site.Bundle(c.Member)
+	args["member"] = c.Member
+	args["standby"] = c.Standby
+	if err := m.send(c, PhaseReleasing, Action{Target: c.Standby, Verb: config.HookRelease, Args: args, Cause: "failback of " + c.Member}, true); err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Status: FailingBack, Member: c.Member, Standby: c.Standby}, nil
+}
+
+// Result takes the result of an action the manager sent (errText "" for done).
+// It reports whether the action was one of the manager's.
+func (m *Manager) Result(id string, errText string) bool {
+	var c *Coverage
+	for _, cv := range m.coverage {
+		if cv.Pending == id {
+			c = cv
+			break
+		}
+	}
+	if c == nil {
+		return false
+	}
+	c.Pending = ""
+	failed := errText != ""
+	switch c.Phase {
+	case PhaseStarting:
+		if failed {
+			m.end(c, "takeover_failed", map[string]any{"standby": c.Standby, "error": errText})
+			return true
+		}
+		c.Phase = PhaseCovering
+		m.save(c)
+		m.opts.Emit(Event{Name: "takeover_done", Member: c.Member, Fields: map[string]any{"standby": c.Standby}})
+	case PhaseResuming:
+		if failed {
+			m.backToCovering(c, "resume", errText)
+			return true
+		}
+		m.opts.Emit(Event{Name: "member_ready", Member: c.Member, Fields: map[string]any{"standby": c.Standby}})
+		if _, err := m.afterReady(c); err != nil {
+			m.backToCovering(c, "resume", err.Error())
+		}
+	case PhaseCopying:
+		if failed {
+			m.opts.Emit(Event{Name: "copy_failed", Member: c.Member, Fields: map[string]any{"from": c.Standby, "error": errText}})
+			m.backToCovering(c, "copy", errText)
+			return true
+		}
+		m.opts.Emit(Event{Name: "copy_done", Member: c.Member, Fields: map[string]any{"from": c.Standby}})
+		if _, err := m.release(c); err != nil {
+			m.backToCovering(c, "release", err.Error())
+		}
+	case PhaseReleasing:
+		if failed {
+			m.backToCovering(c, "release", errText)
+			return true
+		}
+		m.end(c, "failback_done", map[string]any{"standby": c.Standby, "covered_s": m.opts.Clock.Now().Sub(c.Since).Seconds()})
+	default:
+		m.save(c)
+	}
+	return true
+}
+
+// backToCovering ends a failback that could not finish: the standby keeps the
+// duties, so nothing is left uncovered.
+func (m *Manager) backToCovering(c *Coverage, step, errText string) {
+	c.Phase = PhaseCovering
+	c.Pending = ""
+	c.ReadyAt = time.Time{}
+	m.save(c)
+	m.opts.Emit(Event{Name: "failback_failed", Member: c.Member, Fields: map[string]any{"standby": c.Standby, "step": step, "error": errText}})
+}
+
+// end removes a coverage and lets the queue move.
+func (m *Manager) end(c *Coverage, event string, fields map[string]any) {
+	if err := m.opts.Store.Delete(bucketCoverage, c.Member); err != nil {
+		m.log.Error("coverage not removed", "member", c.Member, "error", err)
+		return
+	}
+	delete(m.coverage, c.Member)
+	m.disarm("grace:" + c.Member)
+	m.opts.Emit(Event{Name: event, Member: c.Member, Fields: fields})
+	m.Drain()
+}
+
+// MemberChanged is told when a member's state changes: a member that comes
+// back leaves the queue and its proposals; a member lost again during its
+// failback stays covered; a standby that comes back may let the queue move.
+func (m *Manager) MemberChanged(id string) {
+	mem, ok := m.opts.Site.Member(id)
+	if !ok {
+		return
+	}
+	if mem.Available() {
+		m.Withdraw(id, "the member is back")
+	}
+	if c, ok := m.coverage[id]; ok && !mem.Available() && (c.Phase == PhaseResuming || c.Phase == PhaseCopying) {
+		m.backToCovering(c, c.Phase, fmt.Sprintf("%s is %s again", id, mem.State))
+	}
+	m.Drain()
+}
+
+// Drain starts queued takeovers while the limit allows and standbys are free.
+func (m *Manager) Drain() {
+	for _, q := range m.Queue() {
+		if m.full() {
+			return
+		}
+		target, ok := m.opts.Site.Member(q.Member)
+		if !ok {
+			m.Dequeue(q.Member, "no longer a member")
+			continue
+		}
+		standby := ""
+		if q.Standby != "" {
+			if s, ok := m.opts.Site.Member(q.Standby); ok && m.misfit(s, target, "") == "" {
+				standby = q.Standby
+			}
+		}
+		if standby == "" {
+			standby, _ = m.Pick(q.Pool, q.Member)
+		}
+		if standby == "" {
+			continue
+		}
+		if _, err := m.start(q.Member, standby, q.Reason); err != nil {
+			m.log.Error("queued takeover not started", "member", q.Member, "error", err)
+		}
+	}
+}
+
+// Snapshot is the manager's state for status pages and the bus.
+type Snapshot struct {
+	Mode      string     `json:"mode"`
+	Limit     int        `json:"limit"`
+	Coverage  []Coverage `json:"coverage"`
+	Queue     []Queued   `json:"queue"`
+	Proposals []Proposal `json:"proposals"`
+}
+
+// Snapshot returns the state.
+func (m *Manager) Snapshot() Snapshot {
+	return Snapshot{Mode: m.mode, Limit: m.opts.Limit, Coverage: m.Coverage(), Queue: m.Queue(), Proposals: m.Proposals()}
+}
+
+// MarshalJSON lets a snapshot of the manager be logged.
+func (m *Manager) MarshalJSON() ([]byte, error) { return json.Marshal(m.Snapshot()) }
