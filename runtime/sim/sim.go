@@ -16,6 +16,7 @@ import (
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
+	"understudy/runtime/store"
 )
 
 // Harness is a site under simulation. Its methods must be called from one
@@ -24,6 +25,7 @@ type Harness struct {
 	Clock  *clock.Virtual
 	Engine *engine.Engine
 	Site   *config.Site
+	opts   Options
 
 	records []engine.Record
 	members map[string]*member
@@ -35,6 +37,18 @@ type member struct {
 	interval time.Duration
 	boot     string
 	timer    clock.Timer
+	up       bool // its instance runs and hears commands
+	agent    func(bus.Command) Reply
+	received map[string]bus.Ack // final answers by command id, as a real agent keeps them
+	ran      []bus.Command      // commands it carried out, in order
+}
+
+// Reply is how a simulated instance answers a command: after Delay of
+// virtual time, done, or failed with Fail. Silent: it never answers.
+type Reply struct {
+	Delay  time.Duration
+	Fail   string
+	Silent bool
 }
 
 // Options configure a harness.
@@ -42,6 +56,9 @@ type Options struct {
 	Start   time.Time // virtual start time (default 2026-01-01 00:00 UTC)
 	Drivers map[string]drivers.Driver
 	Logger  *slog.Logger
+	// Store keeps the coordinator's state; reuse it in a new harness to
+	// simulate a restart of the coordinator. Nil: a throw-away store.
+	Store *store.Store
 }
 
 // New builds a harness for site; the coordinator runs the policy.
@@ -49,20 +66,42 @@ func New(site *config.Site, opts Options) (*Harness, error) {
 	if opts.Start.IsZero() {
 		opts.Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
-	h := &Harness{Clock: clock.NewVirtual(opts.Start), Site: site, members: map[string]*member{}}
-	e, err := engine.New(engine.Options{
-		Site: site, Self: site.Coordinator, Clock: h.Clock, Logger: opts.Logger,
-		Coordinator: true, Drivers: opts.Drivers, Online: true,
-		Observe: func(r engine.Record) { h.records = append(h.records, r) },
-	})
+	h := &Harness{Clock: clock.NewVirtual(opts.Start), Site: site, members: map[string]*member{}, opts: opts}
+	e, err := h.newEngine()
 	if err != nil {
 		return nil, err
 	}
 	h.Engine = e
 	for _, m := range site.Members {
-		h.members[m.ID] = &member{id: m.ID, interval: m.Heartbeat.D()}
+		h.members[m.ID] = &member{id: m.ID, interval: m.Heartbeat.D(), received: map[string]bus.Ack{}}
 	}
 	return h, nil
+}
+
+func (h *Harness) newEngine() (*engine.Engine, error) {
+	return engine.New(engine.Options{
+		Site: h.Site, Self: h.Site.Coordinator, Clock: h.Clock, Logger: h.opts.Logger,
+		Coordinator: true, Drivers: h.opts.Drivers, Online: true, Store: h.opts.Store,
+		Publisher: agents{h},
+		Observe:   func(r engine.Record) { h.records = append(h.records, r) },
+	})
+}
+
+// Restart stops the coordinator and starts a new one on the same store at
+// the same virtual time, as a kill and restart of its process would; the
+// other members' instances (and what their agents have answered) go on. It
+// needs Options.Store, and drivers that can be started again (or none).
+func (h *Harness) Restart(ctx context.Context) error {
+	if h.opts.Store == nil {
+		return fmt.Errorf("sim: Restart needs Options.Store")
+	}
+	h.Engine.Stop()
+	e, err := h.newEngine()
+	if err != nil {
+		return err
+	}
+	h.Engine = e
+	return h.Start(ctx)
 }
 
 // Start starts the engine (drivers connect, the policy loads).
@@ -92,6 +131,7 @@ func (h *Harness) Up(id string) {
 	h.stopBeating(m)
 	h.boots++
 	m.boot = fmt.Sprintf("boot%d", h.boots)
+	m.up = true
 	var beat func()
 	beat = func() {
 		h.Engine.Heartbeat(bus.Heartbeat{Member: id, Boot: m.boot, Conn: 1, Seq: 1, IntervalMS: m.interval.Milliseconds()})
@@ -106,6 +146,7 @@ func (h *Harness) Up(id string) {
 func (h *Harness) Crash(id string) {
 	m := h.member(id)
 	h.stopBeating(m)
+	m.up = false
 	h.Engine.Presence(bus.Presence{Member: id, State: "gone", Boot: m.boot, Conn: 1}, false)
 	h.Engine.RunPending()
 }
@@ -113,13 +154,16 @@ func (h *Harness) Crash(id string) {
 // Silence cuts the member off without closing anything (cable pulled, power
 // lost): its heartbeats stop and nobody is told.
 func (h *Harness) Silence(id string) {
-	h.stopBeating(h.member(id))
+	m := h.member(id)
+	h.stopBeating(m)
+	m.up = false
 }
 
 // Shutdown stops the member gracefully: it says "closed".
 func (h *Harness) Shutdown(id string) {
 	m := h.member(id)
 	h.stopBeating(m)
+	m.up = false
 	h.Engine.Presence(bus.Presence{Member: id, State: "closed", Boot: m.boot, Conn: 1}, false)
 	h.Engine.RunPending()
 }
@@ -129,6 +173,76 @@ func (h *Harness) stopBeating(m *member) {
 		m.timer.Stop()
 		m.timer = nil
 	}
+}
+
+// Broken reports the member's material disks as all failed (true) or working
+// again (false), as its instance would.
+func (h *Harness) Broken(id string, broken bool) {
+	h.Engine.Health(bus.Health{Member: id, Broken: broken})
+	h.Engine.RunPending()
+}
+
+// Agent sets how the member's instance answers commands (default: done at
+// once).
+func (h *Harness) Agent(id string, reply func(bus.Command) Reply) { h.member(id).agent = reply }
+
+// Ran returns the commands the member's instance carried out, in order;
+// duplicates of a command it already answered are not carried out again.
+func (h *Harness) Ran(id string) []bus.Command { return h.member(id).ran }
+
+// Command sends an operator command, as the bus, the CLI or the web would.
+func (h *Harness) Command(verb string, fields map[string]any) {
+	if fields == nil {
+		fields = map[string]any{}
+	}
+	h.Engine.Command(verb, fields, "operator")
+	h.Engine.RunPending()
+}
+
+// agents plays the members' instances on the bus: commands the coordinator
+// publishes reach the simulated agent, which answers like a real one.
+type agents struct{ h *Harness }
+
+func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) error {
+	h := a.h
+	id, leaf, ok := (bus.Topics{Site: h.Site.Name}).MemberOf(topic)
+	if !ok || leaf != "command" {
+		return nil
+	}
+	m, ok := h.members[id]
+	if !ok || !m.up {
+		return nil // nobody listens
+	}
+	cmd, err := bus.DecodeCommand(payload)
+	if err != nil {
+		return err
+	}
+	if ack, done := m.received[cmd.ID]; done {
+		h.Engine.Ack(ack)
+		return nil
+	}
+	reply := Reply{}
+	if m.agent != nil {
+		reply = m.agent(cmd)
+	}
+	if reply.Silent {
+		return nil
+	}
+	m.received[cmd.ID] = bus.Ack{ID: cmd.ID, Epoch: cmd.Epoch, Member: id, State: bus.AckRunning}
+	h.Engine.Ack(m.received[cmd.ID])
+	m.ran = append(m.ran, cmd)
+	h.Clock.AfterFunc(reply.Delay, func() {
+		ack := bus.Ack{ID: cmd.ID, Epoch: cmd.Epoch, Member: id, State: bus.AckDone}
+		if reply.Fail != "" {
+			ack.State, ack.Error = bus.AckFailed, reply.Fail
+		}
+		if !m.up {
+			return // it went away before finishing
+		}
+		m.received[cmd.ID] = ack
+		h.Engine.Ack(ack)
+	})
+	return nil
 }
 
 // Advance moves virtual time forward by d, running the engine's work after

@@ -1,0 +1,674 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"understudy/discovery/bus"
+	"understudy/runtime/config"
+	"understudy/runtime/store"
+)
+
+const wait = 5 * time.Second
+
+// fixture is a site whose member "standby" has real hook programs in a
+// temporary folder, and a state file path.
+type fixture struct {
+	dir       string
+	site      *config.Site
+	statePath string
+}
+
+const siteYAML = `site: demo
+coordinator: main
+members:
+  - id: main
+    roles: [manager]
+  - id: standby
+    standby: true
+    hooks:
+      takeover:
+        - exec: [DIR/takeover.sh, "{{.member}}", "{{.self}}", "{{.verb}}", "{{.action}}", "{{.from}}", '{{join .outputs ","}}']
+      release:
+        - exec: [DIR/fail.sh]
+      hold:
+        - exec: [DIR/hold.sh]
+`
+
+var scripts = map[string]string{
+	// Records each run, then reports what it got (arguments and environment).
+	"takeover.sh": `#!/bin/sh
+echo "$*" >> DIR/takeover.runs
+echo "took over $1 as $2 (verb $3, action $4, from $5, outputs $6, env $UNDERSTUDY_SELF/$UNDERSTUDY_ACTION)"
+`,
+	"fail.sh": `#!/bin/sh
+echo run >> DIR/fail.runs
+echo "boom: recorder missing" >&2
+exit 3
+`,
+	// Waits until the test creates DIR/go.
+	"hold.sh": `#!/bin/sh
+echo run >> DIR/hold.runs
+while [ ! -e DIR/go ]; do sleep 0.02; done
+echo released
+`,
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	for name, text := range scripts {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(strings.ReplaceAll(text, "DIR", dir)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &fixture{dir: dir, site: parseSite(t, dir, strings.ReplaceAll(siteYAML, "DIR", dir)), statePath: filepath.Join(dir, "state", "standby.db")}
+}
+
+func parseSite(t *testing.T, dir, text string) *config.Site {
+	t.Helper()
+	site, err := config.Parse(filepath.Join(dir, "site.yaml"), []byte(text))
+	if err != nil {
+		t.Fatalf("site: %v", err)
+	}
+	return site
+}
+
+// runs counts the runs a hook program recorded.
+func (f *fixture) runs(t *testing.T, hook string) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(f.dir, hook+".runs"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(data), "\n")
+}
+
+// release lets hold.sh finish.
+func (f *fixture) release(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(f.dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) openStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(f.statePath, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// published is one ack the agent published.
+type published struct {
+	topic    string
+	qos      byte
+	retained bool
+	raw      []byte
+	ack      bus.Ack
+}
+
+// harness is an agent with its published acks.
+type harness struct {
+	t      *testing.T
+	a      *Agent
+	acks   chan published
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// newHarness makes an agent on st without running it; mod may change its
+// options (Publish is already set to capture acks).
+func (f *fixture) newHarness(t *testing.T, st *store.Store, mod func(*Options)) *harness {
+	t.Helper()
+	h := &harness{t: t, acks: make(chan published, 4096)}
+	opts := Options{
+		Site:  f.site,
+		Self:  "standby",
+		Store: st,
+		Publish: func(topic string, qos byte, retained bool, payload []byte) error {
+			p := published{topic: topic, qos: qos, retained: retained, raw: append([]byte(nil), payload...)}
+			if err := json.Unmarshal(payload, &p.ack); err != nil {
+				t.Errorf("ack is not JSON: %v: %s", err, payload)
+			}
+			h.acks <- p
+			return nil
+		},
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	a, err := New(opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	h.a = a
+	return h
+}
+
+// start runs the agent until stop (or the end of the test).
+func (h *harness) start() *harness {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan struct{})
+	go func() {
+		defer close(h.done)
+		h.a.Run(ctx)
+	}()
+	h.t.Cleanup(h.stop)
+	return h
+}
+
+// stop ends Run and waits for it to return.
+func (h *harness) stop() {
+	h.t.Helper()
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	select {
+	case <-h.done:
+	case <-time.After(wait):
+		h.t.Fatal("Run did not return after its context ended")
+	}
+}
+
+func (f *fixture) start(t *testing.T, st *store.Store) *harness {
+	t.Helper()
+	return f.newHarness(t, st, nil).start()
+}
+
+// send delivers a command as the bus would.
+func (h *harness) send(id string, epoch uint64, verb string, args map[string]any) {
+	h.t.Helper()
+	payload, err := json.Marshal(bus.Command{ID: id, Epoch: epoch, From: "main", Verb: verb, Args: args})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.a.Handle(payload)
+}
+
+// next returns the next published ack, checking how it was published.
+func (h *harness) next() published {
+	h.t.Helper()
+	select {
+	case p := <-h.acks:
+		if p.topic != "understudy/demo/member/standby/ack" || p.qos != 1 || p.retained {
+			h.t.Errorf("ack published on %s qos %d retained %v; want understudy/demo/member/standby/ack, qos 1, not retained", p.topic, p.qos, p.retained)
+		}
+		if p.ack.Member != "standby" {
+			h.t.Errorf("ack member %q, want standby", p.ack.Member)
+		}
+		return p
+	case <-time.After(wait):
+		h.t.Fatalf("no ack within %v", wait)
+		return published{}
+	}
+}
+
+// expect returns the next ack and checks its id and state.
+func (h *harness) expect(id, state string) published {
+	h.t.Helper()
+	p := h.next()
+	if p.ack.ID != id || p.ack.State != state {
+		h.t.Fatalf("ack %s %s (error %q), want %s %s", p.ack.ID, p.ack.State, p.ack.Error, id, state)
+	}
+	return p
+}
+
+// noMoreAcks checks that nothing else was published (call once the agent
+// has stopped or is idle).
+func (h *harness) noMoreAcks() {
+	h.t.Helper()
+	select {
+	case p := <-h.acks:
+		h.t.Fatalf("unexpected ack %s %s", p.ack.ID, p.ack.State)
+	default:
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// lockedBuffer is a log sink for several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var takeoverArgs = map[string]any{"member": "rec-2", "outputs": []int{3, 4}}
+
+func TestTakeoverRunsOnceAndDuplicatesGetTheSameAnswer(t *testing.T) {
+	f := newFixture(t)
+	st := f.openStore(t)
+	h := f.start(t, st)
+
+	h.send("a1", 1, "takeover", takeoverArgs)
+	if p := h.expect("a1", bus.AckRunning); p.ack.Epoch != 1 || p.ack.Result != nil {
+		t.Errorf("running ack %+v: want epoch 1 and no result", p.ack)
+	}
+	done := h.expect("a1", bus.AckDone)
+	if done.ack.Epoch != 1 || done.ack.Error != "" {
+		t.Errorf("done ack %+v", done.ack)
+	}
+	steps, ok := done.ack.Result.([]any)
+	if !ok || len(steps) != 1 {
+		t.Fatalf("result %#v: want a list of one step", done.ack.Result)
+	}
+	step, _ := steps[0].(map[string]any)
+	want := "took over rec-2 as standby (verb takeover, action a1, from main, outputs 3,4, env standby/a1)"
+	if step["kind"] != "exec" || step["status"] != float64(0) || strings.TrimSpace(fmt.Sprint(step["output"])) != want ||
+		!strings.HasSuffix(fmt.Sprint(step["what"]), " rec-2 standby takeover a1 main 3,4") || step["error"] != nil {
+		t.Errorf("step %#v", step)
+	}
+	if _, ok := step["took_ms"].(float64); !ok {
+		t.Errorf("took_ms %#v: want a number", step["took_ms"])
+	}
+	if n := f.runs(t, "takeover"); n != 1 {
+		t.Fatalf("hook ran %d times, want 1", n)
+	}
+	r, ok := h.a.Received("a1")
+	if !ok || r.State != bus.AckDone || r.Verb != "takeover" || r.From != "main" || r.Epoch != 1 || r.At.IsZero() || r.Finished.IsZero() {
+		t.Errorf("Received(a1) = %+v, %v", r, ok)
+	}
+	if !reflect.DeepEqual(r.Result, done.ack.Result) {
+		t.Errorf("recorded result %#v, acked %#v", r.Result, done.ack.Result)
+	}
+
+	// The same command again, even from a newer coordinator: not run, the
+	// same final answer.
+	h.send("a1", 2, "takeover", takeoverArgs)
+	again := h.expect("a1", bus.AckDone)
+	if !bytes.Equal(again.raw, done.raw) {
+		t.Errorf("duplicate answered\n%s\nwant\n%s", again.raw, done.raw)
+	}
+	if n := f.runs(t, "takeover"); n != 1 {
+		t.Fatalf("hook ran %d times after a duplicate, want 1", n)
+	}
+
+	// After a restart of the instance: still not run again.
+	h.stop()
+	h.noMoreAcks()
+	st.Close()
+	st = f.openStore(t)
+	h = f.start(t, st)
+	h.send("a1", 2, "takeover", takeoverArgs)
+	if again := h.expect("a1", bus.AckDone); !bytes.Equal(again.raw, done.raw) {
+		t.Errorf("duplicate after restart answered\n%s\nwant\n%s", again.raw, done.raw)
+	}
+	if n := f.runs(t, "takeover"); n != 1 {
+		t.Fatalf("hook ran %d times after a restart and a duplicate, want 1", n)
+	}
+	// The duplicate's newer epoch was remembered across the restart too.
+	h.send("a2", 1, "takeover", takeoverArgs)
+	h.expect("a2", bus.AckStale)
+}
+
+func TestOlderEpochIsStale(t *testing.T) {
+	f := newFixture(t)
+	st := f.openStore(t)
+	h := f.start(t, st)
+
+	h.send("x1", 5, "noop", nil)
+	h.expect("x1", bus.AckRunning)
+	h.expect("x1", bus.AckDone)
+
+	h.send("x2", 4, "takeover", takeoverArgs)
+	stale := h.expect("x2", bus.AckStale)
+	if stale.ack.Epoch != 4 || !strings.Contains(stale.ack.Error, "older than 5") {
+		t.Errorf("stale ack %+v: want the command's epoch 4 and a reason", stale.ack)
+	}
+	if _, ok := h.a.Received("x2"); ok {
+		t.Error("a stale command was recorded")
+	}
+
+	h.stop()
+	st.Close()
+	st = f.openStore(t)
+	h = f.start(t, st)
+	h.send("x3", 3, "takeover", takeoverArgs)
+	h.expect("x3", bus.AckStale)
+	h.send("x2", 4, "takeover", takeoverArgs) // redelivered: still stale
+	h.expect("x2", bus.AckStale)
+	if n := f.runs(t, "takeover"); n != 0 {
+		t.Fatalf("stale commands ran the hook %d times", n)
+	}
+
+	// The current epoch is still obeyed.
+	h.send("x4", 5, "takeover", takeoverArgs)
+	h.expect("x4", bus.AckRunning)
+	h.expect("x4", bus.AckDone)
+	if n := f.runs(t, "takeover"); n != 1 {
+		t.Fatalf("hook ran %d times, want 1", n)
+	}
+}
+
+func TestFailingHookAnswersFailed(t *testing.T) {
+	f := newFixture(t)
+	h := f.start(t, f.openStore(t))
+
+	h.send("r1", 1, "release", map[string]any{"member": "rec-2"})
+	h.expect("r1", bus.AckRunning)
+	failed := h.expect("r1", bus.AckFailed)
+	if !strings.Contains(failed.ack.Error, "exited with status 3") || !strings.Contains(failed.ack.Error, "boom: recorder missing") {
+		t.Errorf("error %q: want the exit status and the last output line", failed.ack.Error)
+	}
+	steps, _ := failed.ack.Result.([]any)
+	if len(steps) != 1 {
+		t.Fatalf("result %#v: want the step that ran", failed.ack.Result)
+	}
+	step, _ := steps[0].(map[string]any)
+	if step["status"] != float64(3) || !strings.Contains(fmt.Sprint(step["output"]), "boom") || step["error"] == nil {
+		t.Errorf("step %#v", step)
+	}
+	if r, _ := h.a.Received("r1"); r.State != bus.AckFailed || r.Error != failed.ack.Error {
+		t.Errorf("Received(r1) = %+v", r)
+	}
+
+	h.send("r1", 1, "release", map[string]any{"member": "rec-2"})
+	if again := h.expect("r1", bus.AckFailed); !bytes.Equal(again.raw, failed.raw) {
+		t.Errorf("duplicate answered\n%s\nwant\n%s", again.raw, failed.raw)
+	}
+	if n := f.runs(t, "fail"); n != 1 {
+		t.Fatalf("failing hook ran %d times, want 1", n)
+	}
+}
+
+func TestVerbWithoutHookIsDoneWithNote(t *testing.T) {
+	f := newFixture(t)
+	h := f.start(t, f.openStore(t))
+	h.send("n1", 1, "resume", nil)
+	h.expect("n1", bus.AckRunning)
+	done := h.expect("n1", bus.AckDone)
+	want := map[string]any{"note": "no resume hook on standby; nothing to run"}
+	if !reflect.DeepEqual(done.ack.Result, want) {
+		t.Errorf("result %#v, want %#v", done.ack.Result, want)
+	}
+}
+
+func TestDuplicateWhileRunningIsAnsweredRunning(t *testing.T) {
+	f := newFixture(t)
+	h := f.start(t, f.openStore(t))
+
+	h.send("h1", 1, "hold", nil)
+	h.expect("h1", bus.AckRunning)
+	h.send("h1", 1, "hold", nil)
+	h.expect("h1", bus.AckRunning)
+	if r, ok := h.a.Received("h1"); !ok || r.State != bus.AckRunning {
+		t.Errorf("Received(h1) = %+v, %v while the hook runs", r, ok)
+	}
+	f.release(t)
+	done := h.expect("h1", bus.AckDone)
+	steps, _ := done.ack.Result.([]any)
+	if len(steps) != 1 || !strings.Contains(fmt.Sprint(steps[0]), "released") {
+		t.Errorf("result %#v", done.ack.Result)
+	}
+	if n := f.runs(t, "hold"); n != 1 {
+		t.Fatalf("hook ran %d times, want 1", n)
+	}
+}
+
+func TestInterruptedCommandRunsAgain(t *testing.T) {
+	t.Run("stopped mid-hook", func(t *testing.T) {
+		f := newFixture(t)
+		st := f.openStore(t)
+		h := f.start(t, st)
+		h.send("i1", 1, "hold", nil)
+		h.expect("i1", bus.AckRunning)
+		deadline := time.Now().Add(wait)
+		for f.runs(t, "hold") == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("hook did not start")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		h.stop() // the instance stops mid-hook
+		h.noMoreAcks()
+		if r, ok := h.a.Received("i1"); !ok || r.State != bus.AckRunning {
+			t.Fatalf("Received(i1) = %+v, %v after a stop mid-hook; want running", r, ok)
+		}
+
+		// The next process: the coordinator redelivers, the hook runs again.
+		f.release(t)
+		h = f.start(t, st)
+		h.send("i1", 1, "hold", nil)
+		h.expect("i1", bus.AckRunning)
+		h.expect("i1", bus.AckDone)
+		if n := f.runs(t, "hold"); n != 2 {
+			t.Fatalf("hook ran %d times, want 2 (interrupted, then again)", n)
+		}
+		h.send("i1", 1, "hold", nil)
+		h.expect("i1", bus.AckDone)
+	})
+
+	t.Run("recorded as running", func(t *testing.T) {
+		f := newFixture(t)
+		st := f.openStore(t)
+		if err := st.Put(bucketReceived, "i2", Received{ID: "i2", Epoch: 1, Verb: "takeover", From: "main", State: bus.AckRunning, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		h := f.start(t, st)
+		h.send("i2", 1, "takeover", takeoverArgs)
+		h.expect("i2", bus.AckRunning)
+		h.expect("i2", bus.AckDone)
+		if n := f.runs(t, "takeover"); n != 1 {
+			t.Fatalf("hook ran %d times, want 1", n)
+		}
+	})
+}
+
+func TestMalformedPayloadIsDroppedWithoutAnswer(t *testing.T) {
+	f := newFixture(t)
+	var log lockedBuffer
+	h := f.newHarness(t, f.openStore(t), func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&log, nil)) }).start()
+
+	for _, payload := range []string{
+		`not json`,
+		`{"id": "m1"`,
+		`{"id": "m1", "from": "main", "verb": "takeover"}`,              // no epoch
+		`{"id": "m1", "epoch": 1, "from": "main", "verb": "take over"}`, // bad verb
+		`{"id": "m1", "epoch": 1, "from": "main", "verb": "takeover"} {}`,
+	} {
+		h.a.Handle([]byte(payload))
+	}
+	h.send("ok", 1, "noop", nil)
+	h.expect("ok", bus.AckRunning) // nothing was answered before it
+	h.expect("ok", bus.AckDone)
+	if _, ok := h.a.Received("m1"); ok {
+		t.Error("a malformed command was recorded")
+	}
+	if n := strings.Count(log.String(), "dropped malformed command"); n != 2 {
+		t.Errorf("logged %d drops, want one per reason (2):\n%s", n, log.String())
+	}
+}
+
+func TestHandleNeverBlocksWhenTheQueueIsFull(t *testing.T) {
+	f := newFixture(t)
+	var log lockedBuffer
+	h := f.newHarness(t, f.openStore(t), func(o *Options) {
+		o.Queue = 1
+		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	})
+
+	flooded := make(chan struct{})
+	go func() {
+		defer close(flooded)
+		for i := range 100 {
+			h.send(fmt.Sprintf("q%d", i), 1, "noop", nil)
+		}
+	}()
+	select {
+	case <-flooded:
+	case <-time.After(wait):
+		t.Fatal("Handle blocked with a full queue and Run not running")
+	}
+	if n := strings.Count(log.String(), "command queue full"); n != 1 {
+		t.Errorf("logged the full queue %d times, want once:\n%s", n, log.String())
+	}
+
+	h.start()
+	h.expect("q0", bus.AckRunning)
+	h.expect("q0", bus.AckDone)
+	for i := 1; i < 100; i++ {
+		if _, ok := h.a.Received(fmt.Sprintf("q%d", i)); ok {
+			t.Fatalf("q%d was kept although the queue was full", i)
+		}
+	}
+	h.noMoreAcks()
+	// The coordinator resends a dropped command; now there is room.
+	h.send("q7", 1, "noop", nil)
+	h.expect("q7", bus.AckRunning)
+	h.expect("q7", bus.AckDone)
+}
+
+func TestPublishErrorIsAnsweredOnTheNextAsk(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	failed := false
+	h := f.newHarness(t, f.openStore(t), func(o *Options) {
+		capture := o.Publish
+		o.Publish = func(topic string, qos byte, retained bool, payload []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !failed && bytes.Contains(payload, []byte(`"done"`)) {
+				failed = true
+				return errors.New("not connected")
+			}
+			return capture(topic, qos, retained, payload)
+		}
+	}).start()
+	h.send("p1", 1, "takeover", takeoverArgs)
+	h.expect("p1", bus.AckRunning)
+	// The final answer was lost; the coordinator asks again.
+	deadline := time.Now().Add(wait)
+	for {
+		if r, ok := h.a.Received("p1"); ok && r.State == bus.AckDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("command did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.send("p1", 1, "takeover", takeoverArgs)
+	h.expect("p1", bus.AckDone)
+	if n := f.runs(t, "takeover"); n != 1 {
+		t.Fatalf("hook ran %d times, want 1", n)
+	}
+}
+
+func TestNewChecksHooksAndMember(t *testing.T) {
+	dir := t.TempDir()
+	site := parseSite(t, dir, `site: demo
+coordinator: main
+members:
+  - id: main
+  - id: standby
+    hooks:
+      takeover:
+        - exec: [/bin/true]
+        - exec: [`+dir+`/missing.sh, "{{.member}}"]
+`)
+	st, err := store.Open(filepath.Join(dir, "state.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	publish := func(string, byte, bool, []byte) error { return nil }
+
+	_, err = New(Options{Site: site, Self: "standby", Store: st, Publish: publish})
+	if err == nil {
+		t.Fatal("New accepted a hook whose program does not exist")
+	}
+	for _, want := range []string{"member standby", "hook takeover step 2", dir + "/missing.sh", "does not exist"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("error %v does not wrap os.ErrNotExist", err)
+	}
+
+	_, err = New(Options{Site: site, Self: "ghost", Store: st, Publish: publish})
+	if err == nil || !strings.Contains(err.Error(), `"ghost" is not a member`) {
+		t.Errorf("New for an unknown member: %v", err)
+	}
+	if _, err := New(Options{Site: site, Self: "main", Store: st, Publish: publish}); err != nil {
+		t.Errorf("New for a member without hooks: %v", err)
+	}
+}
+
+func TestNewForgetsOldCommands(t *testing.T) {
+	f := newFixture(t)
+	st := f.openStore(t)
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	records := map[string]Received{
+		"old-done":    {State: bus.AckDone, At: now.Add(-8 * 24 * time.Hour), Finished: now.Add(-8 * 24 * time.Hour)},
+		"recent-done": {State: bus.AckDone, At: now.Add(-8 * 24 * time.Hour), Finished: now.Add(-6 * 24 * time.Hour)},
+		"old-running": {State: bus.AckRunning, At: now.Add(-8 * 24 * time.Hour)},
+		"running":     {State: bus.AckRunning, At: now.Add(-time.Hour)},
+	}
+	for id, r := range records {
+		r.ID, r.Epoch, r.Verb, r.From = id, 1, "takeover", "main"
+		if err := st.Put(bucketReceived, id, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := f.newHarness(t, st, func(o *Options) { o.Now = func() time.Time { return now } })
+	for id, want := range map[string]bool{"old-done": false, "recent-done": true, "old-running": false, "running": true} {
+		if _, ok := h.a.Received(id); ok != want {
+			t.Errorf("Received(%s) found %v, want %v", id, ok, want)
+		}
+	}
+}
+
+func TestTrimOutput(t *testing.T) {
+	long := strings.Repeat("é", 1000) + "the end"
+	got := trimOutput("exec", long)
+	if len(got) > maxOutput || !strings.HasSuffix(got, "the end") || !strings.HasPrefix(got, "…") || !utf8Valid(got) {
+		t.Errorf("exec output trimmed to %d bytes: %q…", len(got), got[:20])
+	}
+	long = "the start" + strings.Repeat("é", 1000)
+	got = trimOutput("http", long)
+	if len(got) > maxOutput || !strings.HasPrefix(got, "the start") || !strings.HasSuffix(got, "…") || !utf8Valid(got) {
+		t.Errorf("http output trimmed to %d bytes", len(got))
+	}
+	if got := trimOutput("exec", "short"); got != "short" {
+		t.Errorf("short output changed to %q", got)
+	}
+}
+
+func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
