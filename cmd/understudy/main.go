@@ -98,6 +98,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	member := fs.String("member", "", "this machine's member id (default: $UNDERSTUDY_MEMBER, else the host name)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	stateDir := fs.String("state", "", "folder of this instance's state file (default: $STATE_DIRECTORY, else site.yaml's state_dir)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -105,6 +106,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "understudy run:", err)
 		return 2
+	}
+	if *stateDir == "" {
+		*stateDir = os.Getenv("STATE_DIRECTORY") // set by systemd's StateDirectory=
 	}
 	site, err := config.Load(*sitePath)
 	if err != nil {
@@ -131,7 +135,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}
 	}()
-	err = instance.Run(ctx, instance.Options{Site: site, Self: self, Registry: builtin.Registry(), Logger: logger, Version: version(), Reload: reload})
+	err = instance.Run(ctx, instance.Options{Site: site, Self: self, Registry: builtin.Registry(), Logger: logger, Version: version(), Reload: reload, StateDir: *stateDir})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -5,16 +5,34 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"understudy/runtime/takeover"
 )
 
 // Status is a snapshot of the engine for the status API and the CLI.
 type Status struct {
-	Site        string         `json:"site"`
-	Self        string         `json:"self"`
-	Coordinator bool           `json:"coordinator"`
-	Members     []MemberStatus `json:"members"`
-	Drivers     []DriverStatus `json:"drivers,omitempty"`
-	Policy      *PolicyStatus  `json:"policy,omitempty"`
+	Site        string          `json:"site"`
+	Self        string          `json:"self"`
+	Coordinator bool            `json:"coordinator"`
+	Members     []MemberStatus  `json:"members"`
+	Drivers     []DriverStatus  `json:"drivers,omitempty"`
+	Policy      *PolicyStatus   `json:"policy,omitempty"`
+	Takeover    *TakeoverStatus `json:"takeover,omitempty"`
+}
+
+// TakeoverStatus is the coordinator's takeover state, with grace countdowns.
+type TakeoverStatus struct {
+	takeover.Snapshot
+	Grace []GraceStatus `json:"grace,omitempty"`
+}
+
+// GraceStatus is the countdown of one member's grace period.
+type GraceStatus struct {
+	Member    string    `json:"member"`
+	Standby   string    `json:"standby"`
+	Until     time.Time `json:"until"`
+	Remaining float64   `json:"remaining_s"`
+	Expired   bool      `json:"expired"`
 }
 
 // MemberStatus is one row of the member table.
@@ -77,6 +95,15 @@ func (e *Engine) status() Status {
 			ps.Calls, ps.Errors, ps.Timeouts = s.Calls, s.Errors, s.Timeouts
 		}
 		st.Policy = ps
+	}
+	if e.takeover != nil {
+		ts := &TakeoverStatus{Snapshot: e.takeover.Snapshot()}
+		for _, c := range ts.Coverage {
+			if left, ok := e.takeover.GraceRemaining(c.Member); ok {
+				ts.Grace = append(ts.Grace, GraceStatus{Member: c.Member, Standby: c.Standby, Until: c.GraceUntil, Remaining: durationField(left), Expired: c.GraceExpired})
+			}
+		}
+		st.Takeover = ts
 	}
 	return st
 }

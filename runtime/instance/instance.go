@@ -7,6 +7,7 @@ package instance
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,9 +24,12 @@ import (
 	"understudy/discovery/bus"
 	"understudy/discovery/mdns"
 	"understudy/drivers"
+	"understudy/runtime/agent"
 	"understudy/runtime/config"
+	"understudy/runtime/diskhealth"
 	"understudy/runtime/engine"
 	"understudy/runtime/policy"
+	"understudy/runtime/store"
 )
 
 // Service types advertised by mDNS.
@@ -46,6 +50,9 @@ type Options struct {
 	// PolicyPoll is how often the policy files are checked for changes
 	// (default 1s); a negative value turns the watch off.
 	PolicyPoll time.Duration
+	// StateDir overrides the site's state_dir: where this instance keeps its
+	// state file.
+	StateDir string
 }
 
 // Instance is a running instance.
@@ -58,6 +65,9 @@ type Instance struct {
 	bus    atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
 	drops  *bus.Drops
 	api    net.Listener
+	store  *store.Store
+	agent  *agent.Agent
+	health atomic.Pointer[[]byte] // last disk health report, published again on reconnect
 
 	mu     sync.Mutex // guards what the status API reads
 	busURL string
@@ -98,17 +108,33 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 			return nil, err
 		}
 	}
+	dir := site.StateDir
+	if opts.StateDir != "" {
+		dir = opts.StateDir
+	}
+	st, err := store.Open(filepath.Join(dir, site.Name+"-"+opts.Self+".db"), store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	inst.store = st
+	inst.agent, err = agent.New(agent.Options{Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log.With("component", "agent")})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	api, err := net.Listen("tcp", member.API)
 	if err != nil {
+		st.Close()
 		return nil, fmt.Errorf("status API on %s: %w", member.API, err)
 	}
 	inst.api = api
 	inst.engine, err = engine.New(engine.Options{
 		Site: site, Self: opts.Self, Logger: inst.log, Drops: inst.drops,
-		Coordinator: coordinator, Drivers: drvs, Publisher: publisher{inst},
+		Coordinator: coordinator, Drivers: drvs, Publisher: publisher{inst}, Store: st,
 	})
 	if err != nil {
 		api.Close()
+		st.Close()
 		return nil, err
 	}
 	return inst, nil
@@ -126,6 +152,7 @@ func (p publisher) Publish(topic string, qos byte, retained bool, payload []byte
 }
 
 func (inst *Instance) run(ctx context.Context) error {
+	defer inst.store.Close()
 	defer inst.api.Close()
 	site := inst.site
 	coordinator := site.Coordinator == inst.opts.Self
@@ -160,6 +187,18 @@ func (inst *Instance) run(ctx context.Context) error {
 		defer wg.Done()
 		inst.serveAPI(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		inst.agent.Run(ctx)
+	}()
+	if len(inst.member.Disks) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			diskhealth.Run(ctx, diskhealth.Options{Paths: inst.member.Disks, OnChange: inst.reportHealth})
+		}()
+	}
 
 	url, err := inst.findBroker(ctx)
 	if err != nil {
@@ -290,7 +329,10 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		URL: url, Topics: topics, Member: inst.opts.Self,
 		Interval: inst.member.Heartbeat.D(), KeepAlive: site.Bus.KeepAlive.D(),
 		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
-		OnConnected:    func() { inst.engine.BusConnected(true) },
+		OnConnected: func() {
+			inst.engine.BusConnected(true)
+			inst.publishHealth()
+		},
 		OnDisconnected: func(error) { inst.engine.BusConnected(false) },
 	})
 	c.Subscribe(topics.AllHeartbeats(), 0, func(m bus.Message) {
@@ -314,9 +356,75 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		}
 		inst.engine.Presence(p, m.Retained)
 	})
+	c.Subscribe(topics.Command(inst.opts.Self), 1, func(m bus.Message) { inst.agent.Handle(m.Payload) })
+	if site.Coordinator == inst.opts.Self {
+		c.Subscribe(topics.AllAcks(), 1, func(m bus.Message) {
+			id, _, _ := topics.MemberOf(m.Topic)
+			a, err := bus.DecodeAck(id, m.Payload)
+			if err != nil {
+				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
+				return
+			}
+			inst.engine.Ack(a)
+		})
+		c.Subscribe(topics.AllHealth(), 1, func(m bus.Message) {
+			id, _, _ := topics.MemberOf(m.Topic)
+			if len(m.Payload) == 0 {
+				return
+			}
+			h, err := bus.DecodeHealth(id, m.Payload)
+			if err != nil {
+				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
+				return
+			}
+			inst.engine.Health(h)
+		})
+		c.Subscribe(topics.AllControl(), 1, func(m bus.Message) {
+			verb, _ := topics.VerbOf(m.Topic)
+			if m.Retained {
+				return // a command is for now, not for whoever connects later
+			}
+			fields, err := bus.DecodeControl(verb, m.Payload)
+			if err != nil {
+				inst.drops.Drop(m.Topic, m.Topic, len(m.Payload), err)
+				return
+			}
+			inst.engine.Command(verb, fields, "mqtt")
+		})
+	}
 	inst.bus.Store(c)
 	c.Connect()
 	return c
+}
+
+// reportHealth publishes this instance's disk health (retained) when it changes.
+func (inst *Instance) reportHealth(r diskhealth.Report) {
+	h := bus.Health{Member: inst.opts.Self, Broken: r.AllFailed()}
+	for _, d := range r.Disks {
+		h.Disks = append(h.Disks, bus.DiskHealth{Path: d.Path, OK: d.OK, Error: d.Error})
+	}
+	payload, err := json.Marshal(h)
+	if err != nil {
+		return
+	}
+	if h.Broken {
+		inst.log.Error("every material disk has failed: this member is broken", "disks", h.Disks)
+	} else {
+		inst.log.Info("material disks", "disks", h.Disks)
+	}
+	inst.health.Store(&payload)
+	inst.publishHealth()
+}
+
+func (inst *Instance) publishHealth() {
+	p := inst.health.Load()
+	c := inst.bus.Load()
+	if p == nil || c == nil {
+		return
+	}
+	if err := c.Publish((bus.Topics{Site: inst.site.Name}).Health(inst.opts.Self), 1, true, *p); err != nil {
+		inst.log.Debug("health not published yet", "error", err)
+	}
 }
 
 func sourceOf(id, topic string) string {
