@@ -123,6 +123,7 @@ type Ack struct {
 	State  string `json:"state"`
 	Error  string `json:"error,omitempty"`
 	Result any    `json:"result,omitempty"`
+	Newest uint64 `json:"newest,omitempty"` // stale: the newest epoch the instance has seen
 }
 
 // Health is an instance's report of its material disks.
@@ -137,6 +138,43 @@ type DiskHealth struct {
 	Path  string `json:"path"`
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
+}
+
+// MaxConfigContent bounds a configuration bundle carried on the bus.
+const MaxConfigContent = 512 << 10
+
+// ConfigReport is an instance's retained report of its configuration bundle:
+// its version, the version it was derived from (Base; equal to Version when
+// the file has not changed since), its hash and content. The coordinator
+// keeps the newest per bundle and sends it to a member that reports an older one.
+type ConfigReport struct {
+	Member  string `json:"member"`
+	Bundle  string `json:"bundle"`
+	Version uint64 `json:"version"`
+	Base    uint64 `json:"base"`
+	Hash    string `json:"hash"`
+	Content string `json:"content"`
+}
+
+// DecodeConfigReport parses and checks a configuration report of member topicMember.
+func DecodeConfigReport(topicMember string, payload []byte) (ConfigReport, error) {
+	var r ConfigReport
+	if err := decodeLimited(payload, &r, MaxConfigContent*2); err != nil {
+		return ConfigReport{}, err
+	}
+	switch {
+	case r.Member != topicMember:
+		return ConfigReport{}, fmt.Errorf("%w: payload says %q, topic %q", ErrWrongMember, r.Member, topicMember)
+	case !tokenRe.MatchString(r.Bundle):
+		return ConfigReport{}, fmt.Errorf("%w: bundle %q", ErrInvalid, r.Bundle)
+	case r.Version == 0 || r.Base > r.Version:
+		return ConfigReport{}, fmt.Errorf("%w: version %d base %d", ErrInvalid, r.Version, r.Base)
+	case len(r.Hash) != 64:
+		return ConfigReport{}, fmt.Errorf("%w: hash %q", ErrInvalid, r.Hash)
+	case len(r.Content) > MaxConfigContent:
+		return ConfigReport{}, fmt.Errorf("%w: content of %d bytes (limit %d)", ErrTooLarge, len(r.Content), MaxConfigContent)
+	}
+	return r, nil
 }
 
 var verbRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)

@@ -11,6 +11,7 @@
 //	understudy/<site>/member/<id>/command    from the coordinator: a command for that instance (QoS 1)
 //	understudy/<site>/member/<id>/ack        from the instance: its answer to a command (QoS 1)
 //	understudy/<site>/member/<id>/health     retained, from the instance: its material disks
+//	understudy/<site>/member/<id>/config     retained, from the instance: its configuration bundle and version
 //	understudy/<site>/events                 from the coordinator: every member event and policy action
 //	understudy/<site>/takeover               retained, from the coordinator: mode, coverage, queue, proposals
 //	understudy/<site>/command/<verb>         operator commands (confirm, reject, mode, takeover, failback, …)
@@ -45,6 +46,12 @@ func (t Topics) Ack(id string) string { return t.member(id, "ack") }
 
 // Health is an instance's retained disk health topic.
 func (t Topics) Health(id string) string { return t.member(id, "health") }
+
+// Config is an instance's retained configuration report topic.
+func (t Topics) Config(id string) string { return t.member(id, "config") }
+
+// AllConfigs subscribes to every instance's configuration report.
+func (t Topics) AllConfigs() string { return t.member("+", "config") }
 
 // AllAcks subscribes to every instance's answers.
 func (t Topics) AllAcks() string { return t.member("+", "ack") }

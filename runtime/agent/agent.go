@@ -74,6 +74,10 @@ type Options struct {
 	// accepted commands may wait for their hook (default 256). When full, new
 	// commands are dropped and logged; the coordinator resends them.
 	Queue int
+	// Builtin, when set, gives steps the instance itself runs for a verb
+	// before the member's own hooks (e.g. writing a configuration bundle into
+	// place), and a function told how the command ended.
+	Builtin func(verb string, args map[string]any) (steps []hooks.Step, done func(error))
 }
 
 // Received is what the agent records about a command.
@@ -99,6 +103,7 @@ type Agent struct {
 	topic   string                  // where acks go
 	steps   map[string][]hooks.Step // this member's hooks, checked by New
 	queue   int
+	builtin func(verb string, args map[string]any) ([]hooks.Step, func(error))
 
 	in      chan bus.Command // Handle → Run
 	running atomic.Bool      // Run is active
@@ -165,6 +170,7 @@ func New(opts Options) (*Agent, error) {
 		topic:     bus.Topics{Site: opts.Site.Name}.Ack(opts.Self),
 		steps:     steps,
 		queue:     opts.Queue,
+		builtin:   opts.Builtin,
 		in:        make(chan bus.Command, opts.Queue),
 		mem:       map[string]Received{},
 		badLogged: map[string]bool{},
@@ -353,7 +359,7 @@ func (a *Agent) intake(c bus.Command, work chan<- job) {
 
 	if c.Epoch < a.epoch {
 		a.log.Warn("command from an older coordinator epoch refused", "id", c.ID, "verb", c.Verb, "from", c.From, "epoch", c.Epoch, "highest", a.epoch)
-		a.ack(bus.Ack{ID: c.ID, Epoch: c.Epoch, Member: a.self, State: bus.AckStale,
+		a.ack(bus.Ack{ID: c.ID, Epoch: c.Epoch, Member: a.self, State: bus.AckStale, Newest: a.epoch,
 			Error: fmt.Sprintf("epoch %d is older than %d, the newest %s has seen", c.Epoch, a.epoch, a.self)})
 		return
 	}
@@ -420,7 +426,17 @@ func (a *Agent) carryOut(ctx context.Context, j job) {
 	c, rec := j.cmd, j.rec
 	var result any
 	var herr error
-	if steps := a.steps[c.Verb]; len(steps) == 0 {
+	steps := a.steps[c.Verb]
+	var builtinDone func(error)
+	if a.builtin != nil {
+		var extra []hooks.Step
+		extra, builtinDone = a.builtin(c.Verb, c.Args)
+		steps = append(extra, steps...)
+	}
+	if builtinDone != nil {
+		defer func() { builtinDone(herr) }()
+	}
+	if len(steps) == 0 {
 		result = map[string]any{"note": fmt.Sprintf("no %s hook on %s; nothing to run", c.Verb, a.self)}
 	} else {
 		data := make(map[string]any, len(c.Args)+4)

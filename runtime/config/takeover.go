@@ -139,6 +139,20 @@ type Ports struct {
 // version the site keeps, so the newest one wins whatever the start order.
 type ConfigBundle struct {
 	File string `yaml:"file" json:"file"`
+	// Bundle names the configuration; members that share one (coordinated
+	// peers) share its version. Default: the member's id.
+	Bundle string `yaml:"bundle" json:"bundle"`
+}
+
+// ConfigBundleName is the name of the member's configuration bundle ("" if none).
+func (m *Member) ConfigBundleName() string {
+	switch {
+	case m.Duties.Config == nil:
+		return ""
+	case m.Duties.Config.Bundle != "":
+		return m.Duties.Config.Bundle
+	}
+	return m.ID
 }
 
 // Stream is a camera or output stream with its multicast address.
@@ -258,8 +272,13 @@ func (s *Site) validateTakeover(add func(path, format string, args ...any), ids 
 				add(fmt.Sprintf("%s.duties.clients[%d]", p, j), "duties.clients %q is not a member of the site", c)
 			}
 		}
-		if m.Duties.Config != nil && m.Duties.Config.File == "" {
-			add(p+".duties.config", "duties.config: give the file of the configuration bundle (file: /path/on/that/machine)")
+		if m.Duties.Config != nil {
+			switch {
+			case m.Duties.Config.File == "" || m.Duties.Config.File[0] != '/':
+				add(p+".duties.config", "duties.config: give the absolute path of the configuration bundle's file on that machine (file: /etc/app/config.xml)")
+			case m.Duties.Config.Bundle != "" && !idRe.MatchString(m.Duties.Config.Bundle):
+				add(p+".duties.config.bundle", "duties.config.bundle %q: use letters, digits, '.', '-' and '_'", m.Duties.Config.Bundle)
+			}
 		}
 		for j, st := range m.Duties.Streams {
 			sp := fmt.Sprintf("%s.duties.streams[%d]", p, j)

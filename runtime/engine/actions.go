@@ -99,6 +99,14 @@ type actions struct {
 	wg       sync.WaitGroup
 	cancel   context.CancelFunc
 	attempts map[string]int
+	// fresh: this coordinator's state file is new (first epoch). If an
+	// instance has seen a newer epoch, the state was lost (a replaced disk
+	// or machine), and this coordinator moves past it once.
+	fresh bool
+	// stateID is random per state file: action ids stay unique when a
+	// coordinator starts over with a new state file, so agents that still
+	// remember the old ids do not take new actions for duplicates.
+	stateID string
 }
 
 var _ takeover.Actions = (*actions)(nil)
@@ -165,7 +173,7 @@ func (as *actions) newID(tx *store.Tx) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return as.e.opts.Self + "-" + strconv.FormatUint(as.epoch, 10) + "." + strconv.FormatUint(n, 10), nil
+	return as.e.opts.Self + "-" + as.stateID + "." + strconv.FormatUint(as.epoch, 10) + "." + strconv.FormatUint(n, 10), nil
 }
 
 // Record writes a remote action in tx (takeover.Actions).
@@ -410,8 +418,32 @@ func (as *actions) ack(k bus.Ack) {
 	case bus.AckFailed:
 		as.finish(f.a, as.attempts[k.ID], took, k.Result, errors.New(k.Error))
 	case bus.AckStale:
+		if as.fresh && k.Newest >= as.epoch {
+			as.adoptEpoch(k.Newest + 1)
+			return
+		}
 		as.finish(f.a, as.attempts[k.ID], took, nil, fmt.Errorf("%s refused it: it has seen a newer coordinator epoch than %d (is another coordinator running?)", k.Member, k.Epoch))
 	}
+}
+
+// adoptEpoch moves this coordinator past an epoch an instance has seen: its
+// own state was lost. It happens once; a second coordinator running at the
+// same time would make every later command stale, and that is reported.
+func (as *actions) adoptEpoch(epoch uint64) {
+	as.fresh = false
+	err := as.e.store.Update(func(tx *store.Tx) error { return tx.SetCounter("meta", "epoch", epoch) })
+	if err != nil {
+		as.e.log.Error("coordinator epoch not moved", "error", err)
+		return
+	}
+	as.e.log.Warn("an instance has seen a newer coordinator epoch: this coordinator's state was lost (new disk or machine?); continuing with a newer epoch. If another coordinator is running, stop it.", "epoch", epoch)
+	as.e.record(Record{Type: "epoch_adopted", Fields: map[string]any{"epoch": epoch}})
+	as.epoch = epoch
+	for _, f := range as.remote {
+		f.a.Epoch = epoch
+		f.next = as.e.clock.Now()
+	}
+	as.sendDue()
 }
 
 // finish records an action's result and reports it (on the loop).

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -20,6 +22,16 @@ func (e *Engine) startTakeover() error {
 		return fmt.Errorf("coordinator epoch: %w", err)
 	}
 	e.actions.epoch = epoch
+	e.actions.fresh = epoch == 1
+	if err := e.store.Update(func(tx *store.Tx) error {
+		if found, err := tx.Get("meta", "state_id", &e.actions.stateID); found || err != nil {
+			return err
+		}
+		e.actions.stateID = randomID()
+		return tx.Put("meta", "state_id", e.actions.stateID)
+	}); err != nil {
+		return fmt.Errorf("coordinator state id: %w", err)
+	}
 	e.takeover, err = takeover.New(takeover.Options{
 		Store: e.store, Clock: e.clock, Post: e.Post, Site: siteView{e}, Actions: e.actions,
 		Emit: e.onTakeoverEvent, Logger: e.log.With("component", "takeover"),
@@ -220,6 +232,9 @@ func (v siteView) Bundle(member string) map[string]any {
 	if !cm.Settings.TakeOutputs {
 		b["outputs"] = []any{}
 	}
+	if c, ok := v.e.newestConfig(cm); ok {
+		b["config"], b["config_version"] = c.Content, c.Version
+	}
 	return b
 }
 
@@ -269,6 +284,12 @@ func settingsOf(s config.FailoverSettings) map[string]any {
 		"control": s.Control, "auto_failback": s.AutoFailback, "failback_delay": s.FailbackDelay.Seconds(),
 		"wait_ready": s.WaitReady, "copy_material": s.CopyMaterial, "grace": s.Grace.Seconds(),
 	}
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // durationField is for status: seconds left, never negative.

@@ -26,8 +26,10 @@ import (
 	"understudy/drivers"
 	"understudy/runtime/agent"
 	"understudy/runtime/config"
+	"understudy/runtime/configsync"
 	"understudy/runtime/diskhealth"
 	"understudy/runtime/engine"
+	"understudy/runtime/hooks"
 	"understudy/runtime/policy"
 	"understudy/runtime/store"
 )
@@ -67,6 +69,7 @@ type Instance struct {
 	api    net.Listener
 	store  *store.Store
 	agent  *agent.Agent
+	config *configsync.Sync       // nil when the member has no configuration bundle
 	health atomic.Pointer[[]byte] // last disk health report, published again on reconnect
 
 	mu     sync.Mutex // guards what the status API reads
@@ -117,7 +120,18 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, err
 	}
 	inst.store = st
-	inst.agent, err = agent.New(agent.Options{Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log.With("component", "agent")})
+	if b := member.ConfigBundleName(); b != "" {
+		topic := (bus.Topics{Site: site.Name}).Config(opts.Self)
+		inst.config = configsync.New(configsync.Options{
+			Self: opts.Self, Bundle: b, File: member.Duties.Config.File, Store: st, Logger: inst.log.With("component", "config"),
+			Publish: func(payload []byte) {
+				if err := (publisher{inst}).Publish(topic, 1, true, payload); err != nil {
+					inst.log.Debug("configuration report not published yet", "error", err)
+				}
+			},
+		})
+	}
+	inst.agent, err = agent.New(agent.Options{Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log.With("component", "agent"), Builtin: inst.builtinSteps})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -192,6 +206,13 @@ func (inst *Instance) run(ctx context.Context) error {
 		defer wg.Done()
 		inst.agent.Run(ctx)
 	}()
+	if inst.config != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			inst.config.Run(ctx)
+		}()
+	}
 	if len(inst.member.Disks) > 0 {
 		wg.Add(1)
 		go func() {
@@ -332,6 +353,9 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		OnConnected: func() {
 			inst.engine.BusConnected(true)
 			inst.publishHealth()
+			if inst.config != nil {
+				inst.config.Republish()
+			}
 		},
 		OnDisconnected: func(error) { inst.engine.BusConnected(false) },
 	})
@@ -367,6 +391,18 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 			}
 			inst.engine.Ack(a)
 		})
+		c.Subscribe(topics.AllConfigs(), 1, func(m bus.Message) {
+			id, _, _ := topics.MemberOf(m.Topic)
+			if len(m.Payload) == 0 {
+				return
+			}
+			r, err := bus.DecodeConfigReport(id, m.Payload)
+			if err != nil {
+				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
+				return
+			}
+			inst.engine.ConfigReport(r)
+		})
 		c.Subscribe(topics.AllHealth(), 1, func(m bus.Message) {
 			id, _, _ := topics.MemberOf(m.Topic)
 			if len(m.Payload) == 0 {
@@ -395,6 +431,24 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 	inst.bus.Store(c)
 	c.Connect()
 	return c
+}
+
+// builtinSteps are what the instance itself does for a command before the
+// member's own hooks: a "config" command writes the site's newest
+// configuration bundle into place (then the config hook may reload the
+// application).
+func (inst *Instance) builtinSteps(verb string, args map[string]any) ([]hooks.Step, func(error)) {
+	if verb != config.HookConfig || inst.config == nil {
+		return nil, nil
+	}
+	content, _ := args["config"].(string)
+	version, _ := args["version"].(float64)
+	if version < 1 {
+		return nil, nil
+	}
+	inst.config.Expect(uint64(version), content)
+	step := hooks.Step{Write: &hooks.Write{Path: inst.member.Duties.Config.File, Content: "{{.config}}"}}
+	return []hooks.Step{step}, func(err error) { inst.config.Done(content, err) }
 }
 
 // reportHealth publishes this instance's disk health (retained) when it changes.

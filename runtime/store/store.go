@@ -203,3 +203,15 @@ func Load[T any](s *Store, bucket string) (map[string]T, error) {
 	})
 	return out, err
 }
+
+// SetCounter sets the counter bucket/key to n.
+func (t *Tx) SetCounter(bucket, key string, n uint64) error {
+	b, err := t.bucket(bucket, true)
+	if err != nil {
+		return err
+	}
+	if err := b.Put([]byte(key), binary.BigEndian.AppendUint64(nil, n)); err != nil {
+		return fmt.Errorf("counter %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
