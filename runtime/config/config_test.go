@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,6 +194,86 @@ func TestParseDuration(t *testing.T) {
 	for _, in := range []string{"", "5", "d", "1.5d", "-1d", "soon"} {
 		if _, err := ParseDuration(in); err == nil {
 			t.Errorf("ParseDuration(%q) succeeded", in)
+		}
+	}
+}
+
+// The site.yaml shown in the README must load.
+func TestTheREADMESiteExampleLoads(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## site.yaml\n\n```yaml\n")
+	if !ok {
+		t.Fatal("README.md has no site.yaml example")
+	}
+	example, _, _ := strings.Cut(rest, "```")
+	s, err := Load(writeSite(t, example))
+	if err != nil {
+		t.Fatalf("the README's site.yaml does not load:\n%v", err)
+	}
+	if b, _ := s.Member("backup"); b.Pool != "managers" || len(b.Hooks["takeover"]) != 1 || !b.Settings.WaitReady {
+		t.Fatalf("backup = %+v", b)
+	}
+}
+
+const takeoverSite = `site: t
+coordinator: a
+failover:
+  mode: %s
+  grace: 60d
+  failback_delay: 1m
+pools:
+  vms: {match: [%s]}
+members:
+  - id: a
+    pool: vms
+    usage: [left]
+    failover: {failback_delay: 5m, copy_material: true}
+    duties:
+      usage: {%s: {outputs: [1], inputs: [1]}}
+      clients: [%s]
+      streams:
+        - {name: cam-1, address: "%s"}
+        - {name: cam-2, address: "239.1.1.2:5004"}
+    hooks:
+      takeover:
+        - exec: [%s]
+  - id: b
+    standby: true
+    pool: vms
+`
+
+func TestTakeoverSettingsResolveAndErrorsNameTheLine(t *testing.T) {
+	s, err := Parse("site.yaml", fmt.Appendf(nil, takeoverSite, "manual", "disk_layout", "left", "b", "239.1.1.1:5004", "/bin/true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Member("a")
+	want := FailoverSettings{Enabled: true, BrokenIsLost: true, TakeOutputs: true, TakeClients: true, AutoFailback: true, WaitReady: true,
+		FailbackDelay: 5 * time.Minute, CopyMaterial: true, Grace: 60 * 24 * time.Hour}
+	if a.Settings != want {
+		t.Errorf("a's settings = %+v\nwant %+v", a.Settings, want)
+	}
+	if b, _ := s.Member("b"); b.Capacity != 1 || b.Settings.FailbackDelay != time.Minute {
+		t.Errorf("b = capacity %d, failback %v", b.Capacity, b.Settings.FailbackDelay)
+	}
+	for _, tc := range []struct {
+		args []any
+		want string
+	}{
+		{[]any{"sometimes", "disk_layout", "left", "b", "239.1.1.1:5004", "/bin/true"}, `site.yaml:4:9: failover.mode "sometimes": auto or manual`},
+		{[]any{"auto", "colour", "left", "b", "239.1.1.1:5004", "/bin/true"}, `site.yaml:8:17: pools.vms.match "colour": disk_layout or usage`},
+		{[]any{"auto", "usage", "right", "b", "239.1.1.1:5004", "/bin/true"}, `duties.usage "right" is not one of this member's usage names`},
+		{[]any{"auto", "usage", "left", "ghost", "239.1.1.1:5004", "/bin/true"}, `site.yaml:16:17: duties.clients "ghost" is not a member`},
+		{[]any{"auto", "usage", "left", "b", "239.1.1.2:5004", "/bin/true"}, `stream cam-2 uses 239.1.1.2:5004, already used by a/cam-1`},
+		{[]any{"auto", "usage", "left", "b", "10.0.0.1:5004", "/bin/true"}, `stream cam-1 address 10.0.0.1:5004 is not a multicast group`},
+		{[]any{"auto", "usage", "left", "b", "239.1.1.1:5004", "true"}, `site.yaml:22:11: hook takeover step 1: exec: program "true" is not an absolute path`},
+	} {
+		_, err := Parse("site.yaml", fmt.Appendf(nil, takeoverSite, tc.args...))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("args %v:\n  error %v\n  want %q", tc.args, err, tc.want)
 		}
 	}
 }
