@@ -264,6 +264,11 @@ func (e *Engine) Stop() {
 			e.log.Warn("closing driver", "driver", name, "error", err)
 		}
 	}
+	e.closeOwnStore()
+}
+
+// closeOwnStore removes a throw-away store.
+func (e *Engine) closeOwnStore() {
 	if e.ownStore != "" {
 		e.store.Close()
 		os.RemoveAll(e.ownStore)
@@ -537,6 +542,7 @@ func CheckPolicy(site *config.Site, drvs map[string]drivers.Driver) ([]policy.Ha
 	if err != nil {
 		return nil, err
 	}
+	defer e.closeOwnStore()
 	p, err := e.loadPolicy()
 	if err != nil {
 		return nil, err

@@ -165,6 +165,7 @@ func TestUnknownMembersAreDroppedAndCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer e.Stop()
 	if err := e.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
