@@ -194,8 +194,9 @@ func (as *actions) Deliver(id string) {
 		as.e.log.Error("action to deliver is not in the store", "id", id, "error", err)
 		return
 	}
+	// Sent before: by an earlier coordinator (an older epoch) or by this one.
+	a.recovered = a.Epoch < as.epoch || as.attempts[id] > 0
 	a.Epoch = as.epoch
-	a.recovered = a.recovered || as.attempts[id] > 0
 	if a.Driver != "" {
 		as.queueLocal(&a)
 		return
@@ -279,11 +280,16 @@ func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (in
 	deadline := time.Now().Add(as.e.opts.ActionTimeout)
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		if a.recovered && d.Status().Connected {
-			// Resumed after a restart: the command may have reached the
-			// device before we stopped. Do not send it twice.
+		if d.Status().Connected {
+			// Routes are idempotent: one the device already shows is not sent
+			// again (resumed after a restart, it may have reached the device
+			// before we stopped; from a policy reconciling, it may be there).
 			if r := router.Routing(); a.Output-1 < len(r) && r[a.Output-1] == a.Input {
-				return attempt, "already routed (found on the device after a restart)", nil
+				note := "already routed on the device"
+				if a.recovered {
+					note = "already routed (found on the device after a restart)"
+				}
+				return attempt, note, nil
 			}
 		}
 		if a.recovered && !d.Status().Connected {

@@ -368,7 +368,7 @@ func (m *Manager) Pick(pool, member string, exclude ...string) (string, bool) {
 		if s.ID == member || slices.Contains(exclude, s.ID) || !m.canCover(s, target, pool) {
 			continue
 		}
-		if best == nil || s.Priority > best.Priority {
+		if best == nil || s.Priority > best.Priority || (s.Priority == best.Priority && s.ID < best.ID) {
 			best = &s
 		}
 	}
@@ -454,11 +454,11 @@ func (m *Manager) Takeover(req Request) (Outcome, error) {
 			return Outcome{}, fmt.Errorf("%s cannot cover itself", req.Member)
 		}
 	}
-	if m.mode == config.ModeManual && !req.Confirmed {
-		return m.propose(req)
-	}
 	if q, queued := m.queue[req.Member]; queued && !req.Confirmed {
 		return Outcome{Status: QueuedUp, Member: req.Member, Standby: q.Standby}, nil
+	}
+	if m.mode == config.ModeManual && !req.Confirmed {
+		return m.propose(req)
 	}
 	standby := req.Standby
 	if standby != "" {
@@ -580,12 +580,17 @@ func (m *Manager) arm(key string, due time.Time, f func()) {
 	if t, ok := m.timers[key]; ok {
 		t.Stop()
 	}
-	m.timers[key] = m.opts.Clock.AfterFunc(due.Sub(m.opts.Clock.Now()), func() {
+	var t clock.Timer
+	t = m.opts.Clock.AfterFunc(due.Sub(m.opts.Clock.Now()), func() {
 		m.opts.Post(func() {
+			if m.timers[key] != t {
+				return // disarmed or armed again before this ran: not ours any more
+			}
 			delete(m.timers, key)
 			f()
 		})
 	})
+	m.timers[key] = t
 }
 
 func (m *Manager) disarm(key string) {
@@ -813,6 +818,9 @@ func (m *Manager) release(c *Coverage) (Outcome, error) {
 // Result takes the result of an action the manager sent (errText "" for done).
 // It reports whether the action was one of the manager's.
 func (m *Manager) Result(id string, errText string) bool {
+	if id == "" {
+		return false
+	}
 	var c *Coverage
 	for _, cv := range m.coverage {
 		if cv.Pending == id {

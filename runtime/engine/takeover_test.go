@@ -1,0 +1,166 @@
+package engine_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"understudy/runtime/config"
+	"understudy/runtime/engine"
+	"understudy/runtime/sim"
+	"understudy/runtime/store"
+)
+
+const poolSite = `site: t
+coordinator: c
+heartbeat: {interval: 1s, lost_after: 3s, startup_grace: 5s}
+policy: {file: policy.lua}
+members:
+  - id: c
+  - id: a
+    pool: p
+    disks: [/srv/a]
+  - id: s
+    standby: true
+    pool: p
+    hooks:
+      flash: [{exec: [/bin/true]}]
+`
+
+// newPoolSite runs policy on a three-member site on the virtual clock.
+func newPoolSite(t *testing.T, policy string) (*sim.Harness, string) {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(policy), 0o644)
+	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(poolSite), 0o644)
+	site, err := config.Load(filepath.Join(dir, "site.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "state.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h, err := sim.New(site, sim.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Stop)
+	for _, id := range site.MemberIDs() {
+		h.Up(id)
+	}
+	h.Advance(time.Second)
+	return h, filepath.Join(dir, "policy.lua")
+}
+
+func records(h *sim.Harness, typ string) []engine.Record {
+	var out []engine.Record
+	for _, r := range h.Records() {
+		if r.Type == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestTakeoverAPIErrorsNameThePolicyLine(t *testing.T) {
+	h, _ := newPoolSite(t, `local us = require "understudy"
+us.on("x", function()
+  us.takeover("nobody")
+end)
+us.on("y", function()
+  us.failback("a")
+end)
+us.on("z", function()
+  us.takeover("a", "c")
+end)
+`)
+	for _, ev := range []string{"x", "y", "z"} {
+		h.Engine.Emit(ev, nil)
+	}
+	h.Engine.RunPending()
+	var errs []string
+	for _, r := range records(h, "policy_error") {
+		errs = append(errs, r.Fields["error"].(string))
+	}
+	want := []string{`policy.lua:3: takeover of nobody: no member "nobody"`, `policy.lua:6: failback of a: a is not covered`, `policy.lua:9: takeover of a: c is not a standby`}
+	if len(errs) != 3 {
+		t.Fatalf("errors = %q", errs)
+	}
+	for i, w := range want {
+		if !strings.Contains(errs[i], w) {
+			t.Errorf("error %d = %q, want it to contain %q", i, errs[i], w)
+		}
+	}
+}
+
+func TestBrokenMembersAndRunHooksReachThePolicy(t *testing.T) {
+	h, _ := newPoolSite(t, `local us = require "understudy"
+us.on("member_broken", function(ev)
+  seen = ev.member.state .. " " .. ev.member.reason
+  us.run("s", "flash", { member = ev.member.id })
+end)
+`)
+	h.Broken("a", true)
+	h.Advance(time.Second)
+	ran := h.Ran("s")
+	if len(ran) != 1 || ran[0].Verb != "flash" || ran[0].Args["member"] != "a" {
+		t.Fatalf("s ran %+v", ran)
+	}
+	if done := records(h, "action_done"); len(done) != 1 || done[0].Fields["verb"] != "flash" {
+		t.Fatalf("action_done = %+v", done)
+	}
+	if st := records(h, "member_broken"); len(st) != 1 || st[0].Fields["state"] != "broken" {
+		t.Fatalf("member_broken = %+v", st)
+	}
+}
+
+func TestNamedTimersSurviveAPolicyReload(t *testing.T) {
+	h, path := newPoolSite(t, `local us = require "understudy"
+us.on("go", function() us.after("1h", "later", { n = 1 }) end)
+us.on("timer:later", function(t) us.log.info("later fired") end)
+`)
+	h.Engine.Emit("go", nil)
+	h.Engine.RunPending()
+	os.WriteFile(path, []byte(`local us = require "understudy"
+us.on("timer:later", function(t) us.run("s", "flash", { n = t.n }) end)
+`), 0o644)
+	h.Engine.Reload()
+	h.Advance(59 * time.Minute)
+	if !slices.ContainsFunc(h.Records(), func(r engine.Record) bool { return r.Type == "policy_loaded" && r.Fields["reload"] == true }) {
+		t.Fatal("the policy was not reloaded")
+	}
+	if len(h.Ran("s")) != 0 {
+		t.Fatal("the timer fired early")
+	}
+	h.Advance(2 * time.Minute)
+	if errs := records(h, "policy_error"); len(errs) > 0 {
+		t.Fatalf("policy errors: %+v", errs)
+	}
+	if ran := h.Ran("s"); len(ran) != 1 || ran[0].Args["n"] != int64(1) && ran[0].Args["n"] != float64(1) {
+		t.Fatalf("after the reload the timer set by the old policy reached the new one: s ran %+v", ran)
+	}
+}
+
+func TestOperatorCommandsAreCheckedAndRecorded(t *testing.T) {
+	h, _ := newPoolSite(t, `local us = require "understudy"
+us.on("command:mode", function(c) seen_mode = c.mode end)
+`)
+	h.Command("confirm", map[string]any{"proposal": "p99"})
+	h.Command("mode", map[string]any{"mode": "manual"})
+	cmds := records(h, "command")
+	if len(cmds) != 2 || !strings.Contains(cmds[0].Fields["error"].(string), `no proposal "p99"`) || cmds[1].Fields["error"] != nil {
+		t.Fatalf("command records = %+v", cmds)
+	}
+	if h.Engine.Takeover().Mode() != config.ModeManual || len(records(h, "mode_changed")) != 1 {
+		t.Fatalf("mode = %s", h.Engine.Takeover().Mode())
+	}
+}
