@@ -394,9 +394,7 @@ func TestTakeoverSurvivesCoordinatorKill(t *testing.T) {
 	mgr.wait(10*time.Second, "msg", "member lost", "member", "main", "reason", "Last Will")
 	mgr.wait(10*time.Second, "msg", "takeover_started", "member", "main")
 	// The policy's takeover_started handler has recorded both routes (sent
-	// or not). A kill between the two records loses the second one for good:
-	// a separate problem (the handler is not run again after a restart), kept
-	// out of this test.
+	// or not); a kill inside the handler is TestAHandlerKilledHalfway….
 	mgr.wait(10*time.Second, "msg", "action", "do", "router route output 1 ← input 3")
 	mgr.wait(10*time.Second, "msg", "action", "do", "router route output 2 ← input 4")
 	backup.wait(20*time.Second, "msg", "command received", "verb", "takeover")
@@ -603,5 +601,50 @@ func TestTakeoverRouteAppliedButUnacknowledgedIsNotResent(t *testing.T) {
 	t.Logf("resumed after the restart: %q", resumed)
 	ts.waitRouting(5*time.Second, map[int]int{1: 3, 2: 4})
 	ts.expectRouteCommands("takeover with a route unacknowledged at the restart", ts.routeCommands(), [2]int{1, 3}, [2]int{2, 4})
+	ts.expectHooks(map[string]int{"takeover main": 1})
+}
+
+// kill -9 of the coordinator in the middle of a policy handler: the handler
+// asked for the first route, then was still busy when the process died. None
+// of its actions was recorded, its event stays in the inbox, and the restarted
+// coordinator runs the handler again: both routes arrive, each once.
+func TestAHandlerKilledHalfwayRunsAgainAfterTheRestart(t *testing.T) {
+	ts := newTakeoverSite(t, "handler-kill", false)
+	slowPolicy := strings.Replace(takeoverPolicy,
+		`us.on("takeover_started", function(ev) route(ev.member, us.member(ev.standby)) end)`,
+		`us.on("takeover_started", function(ev)
+  local standby = us.member(ev.standby)
+  r:route(ev.member.duties.outputs[1], standby.duties.inputs[1])
+  if not ev.redelivered then
+    us.log.info("first route asked; busy")
+    local t0 = us.now()
+    while us.now() - t0 < 0.8 do end
+  end
+  r:route(ev.member.duties.outputs[2], standby.duties.inputs[2])
+end)`, 1)
+	if slowPolicy == takeoverPolicy {
+		t.Fatal("the test policy was not changed")
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(ts.coordSite), "policy.lua"), []byte(slowPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mgr, main, _ := ts.startAll()
+	mgr.mark()
+	if err := main.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	mgr.wait(10*time.Second, "msg", "first route asked; busy")
+	if err := mgr.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if mgr.has("msg", "action", "do", "router route output 1 ← input 3") {
+		t.Fatal("the first route was recorded before its handler finished")
+	}
+	mgr2 := ts.run("manager")
+	mgr2.wait(20*time.Second, "msg", "handing the policy an event it had not finished with before the restart", "event", "takeover_started")
+	mgr2.wait(30*time.Second, "msg", "takeover_done", "member", "main")
+	ts.waitRouting(20*time.Second, map[int]int{1: 3, 2: 4})
+	waitResumedActionsDone(t, mgr2, 30*time.Second)
+	ts.expectRouteCommands("a handler killed halfway", ts.routeCommands(), [2]int{1, 3}, [2]int{2, 4})
 	ts.expectHooks(map[string]int{"takeover main": 1})
 }

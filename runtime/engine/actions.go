@@ -107,6 +107,10 @@ type actions struct {
 	// coordinator starts over with a new state file, so agents that still
 	// remember the old ids do not take new actions for duplicates.
 	stateID string
+	seq     uint64 // last action number, written with each action
+
+	batching bool
+	batch    []*action
 }
 
 var _ takeover.Actions = (*actions)(nil)
@@ -168,22 +172,92 @@ func (as *actions) resume() ([]*action, error) {
 	return finished, nil
 }
 
-func (as *actions) newID(tx *store.Tx) (string, error) {
-	n, err := tx.Increment("meta", "action_seq")
-	if err != nil {
-		return "", err
+// nextID allocates an action id; the counter is written with the action.
+func (as *actions) nextID() string {
+	as.seq++
+	return as.e.opts.Self + "-" + as.stateID + "." + strconv.FormatUint(as.epoch, 10) + "." + strconv.FormatUint(as.seq, 10)
+}
+
+// put writes a new action and the id counter in tx.
+func (as *actions) put(tx *store.Tx, a *action) error {
+	if err := tx.Put(bucketActions, a.ID, a); err != nil {
+		return err
 	}
-	return as.e.opts.Self + "-" + as.stateID + "." + strconv.FormatUint(as.epoch, 10) + "." + strconv.FormatUint(n, 10), nil
+	return tx.SetCounter("meta", "action_seq", as.seq)
 }
 
 // Record writes a remote action in tx (takeover.Actions).
 func (as *actions) Record(tx *store.Tx, t takeover.Action) (string, error) {
-	id, err := as.newID(tx)
-	if err != nil {
-		return "", err
+	a := &action{ID: as.nextID(), Epoch: as.epoch, Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause, Created: as.e.clock.Now(), State: statePending}
+	return a.ID, as.put(tx, a)
+}
+
+// beginBatch starts collecting the actions a policy handler asks for: they
+// are written together, with the handler's event leaving the inbox, when it
+// returns (commitBatch). A coordinator killed in the middle of a handler has
+// then sent none of them, and runs the handler again after its restart.
+func (as *actions) beginBatch() {
+	as.batching = true
+	as.batch = as.batch[:0]
+}
+
+// commitBatch writes the batch (and extra, e.g. the removal of the event from
+// the inbox) in one transaction, then sends the actions.
+func (as *actions) commitBatch(extra func(*store.Tx) error) {
+	as.batching = false
+	batch := append([]*action(nil), as.batch...)
+	as.batch = as.batch[:0]
+	if len(batch) == 0 && extra == nil {
+		return
 	}
-	a := &action{ID: id, Epoch: as.epoch, Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause, Created: as.e.clock.Now(), State: statePending}
-	return id, tx.Put(bucketActions, id, a)
+	err := as.e.store.Update(func(tx *store.Tx) error {
+		for _, a := range batch {
+			if err := as.put(tx, a); err != nil {
+				return err
+			}
+		}
+		if extra != nil {
+			return extra(tx)
+		}
+		return nil
+	})
+	if err != nil {
+		as.e.log.Error("the actions of a handler were not recorded; nothing sent", "actions", len(batch), "error", err)
+		for _, a := range batch {
+			as.finish(a, 0, 0, nil, fmt.Errorf("not recorded, nothing sent: %w", err))
+		}
+		return
+	}
+	for _, a := range batch {
+		as.send(a)
+	}
+}
+
+// send sends a recorded new action and reports it.
+func (as *actions) send(a *action) {
+	as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
+	as.e.record(Record{Type: "action_started", Fields: a.fields()})
+	if a.Driver != "" {
+		as.queueLocal(a)
+		return
+	}
+	now := as.e.clock.Now()
+	as.remote[a.ID] = &inflight{a: a, sent: now, next: now, backoff: time.Second}
+	as.sendDue()
+}
+
+// add records and sends a new action, or adds it to the handler's batch.
+func (as *actions) add(a *action) (string, error) {
+	a.ID, a.Epoch, a.Created, a.State = as.nextID(), as.epoch, as.e.clock.Now(), statePending
+	if as.batching {
+		as.batch = append(as.batch, a)
+		return a.ID, nil
+	}
+	if err := as.e.store.Update(func(tx *store.Tx) error { return as.put(tx, a) }); err != nil {
+		return "", fmt.Errorf("action not recorded, nothing sent: %w", err)
+	}
+	as.send(a)
+	return a.ID, nil
 }
 
 // Deliver sends a recorded action (takeover.Actions).
@@ -215,24 +289,7 @@ func (as *actions) route(driver string, out, in int, cause string) (string, erro
 	if _, ok := as.workers[driver]; !ok {
 		return "", fmt.Errorf("driver %q is not running on this instance", driver)
 	}
-	var a *action
-	err := as.e.store.Update(func(tx *store.Tx) error {
-		id, err := as.newID(tx)
-		if err != nil {
-			return err
-		}
-		a = &action{ID: id, Epoch: as.epoch, Driver: driver, Verb: "route", Output: out, Input: in, Cause: cause, Created: as.e.clock.Now(), State: statePending}
-		return tx.Put(bucketActions, id, a)
-	})
-	if err != nil {
-		return "", fmt.Errorf("action not recorded, nothing sent: %w", err)
-	}
-	if err := as.queueLocal(a); err != nil {
-		return "", err
-	}
-	as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", cause)
-	as.e.record(Record{Type: "action_started", Fields: a.fields()})
-	return a.ID, nil
+	return as.add(&action{Driver: driver, Verb: "route", Output: out, Input: in, Cause: cause})
 }
 
 func (as *actions) queueLocal(a *action) error {
@@ -481,5 +538,5 @@ func (as *actions) finish(a *action, attempts int, took time.Duration, result an
 	if as.e.takeover != nil {
 		as.e.takeover.Result(a.ID, a.Error)
 	}
-	as.e.dispatchLater(policy.Event{Name: name, At: as.e.clock.Now(), Fields: fields})
+	as.e.deliverOnce(policy.Event{Name: name, At: as.e.clock.Now(), Fields: fields}, nil)
 }

@@ -192,6 +192,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.timers.restore(); err != nil {
 		return err
 	}
+	defer e.redeliverInbox()
 	if e.site.PolicyPath() == "" {
 		e.log.Warn("site has no policy: events are recorded, nothing decides")
 		return nil
@@ -388,11 +389,23 @@ func (e *Engine) installPolicy(p *policy.Policy, reload bool) {
 func (e *Engine) dispatchLater(ev policy.Event) { e.Post(func() { e.dispatch(ev) }) }
 
 // dispatch hands an event to the policy and reports handler failures.
-func (e *Engine) dispatch(ev policy.Event) {
+func (e *Engine) dispatch(ev policy.Event) { e.dispatchWith(ev, nil) }
+
+// dispatchWith hands an event to the policy; the actions its handlers ask
+// for are recorded together with done (if any) when they return.
+func (e *Engine) dispatchWith(ev policy.Event, done func(*store.Tx) error) {
 	if e.policy == nil {
+		if done != nil {
+			if err := e.store.Update(done); err != nil {
+				e.log.Error("state not written", "event", ev.Name, "error", err)
+			}
+		}
 		return
 	}
-	for _, err := range e.policy.Dispatch(ev) {
+	e.actions.beginBatch()
+	errs := e.policy.Dispatch(ev)
+	e.actions.commitBatch(done)
+	for _, err := range errs {
 		e.log.Error("policy handler failed", "event", ev.Name, "error", err)
 		e.record(Record{Type: "policy_error", Fields: map[string]any{"event": ev.Name, "error": err.Error()}})
 	}

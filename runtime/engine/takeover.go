@@ -23,6 +23,10 @@ func (e *Engine) startTakeover() error {
 	}
 	e.actions.epoch = epoch
 	e.actions.fresh = epoch == 1
+	e.store.View(func(tx *store.Tx) error {
+		e.actions.seq = tx.Counter("meta", "action_seq")
+		return nil
+	})
 	if err := e.store.Update(func(tx *store.Tx) error {
 		if found, err := tx.Get("meta", "state_id", &e.actions.stateID); found || err != nil {
 			return err
@@ -65,7 +69,7 @@ func (e *Engine) onTakeoverEvent(ev takeover.Event) {
 		m := e.policyMember(ev.Member)
 		pe.Member = &m
 	}
-	e.dispatchLater(pe)
+	e.deliverOnce(pe, nil)
 	if e.opts.Publisher != nil && ev.Member != "" && e.table.Known(ev.Member) {
 		if m, ok := e.table.Get(ev.Member); ok {
 			e.publishState(m)
@@ -165,7 +169,7 @@ func (e *Engine) Command(verb string, fields map[string]any, from string) {
 		}
 		e.record(rec)
 		if err == nil {
-			e.dispatch(policy.Event{Name: "command:" + verb, At: e.clock.Now(), Fields: fields})
+			e.deliverOnce(policy.Event{Name: "command:" + verb, At: e.clock.Now(), Fields: fields}, nil)
 		}
 		e.publishTakeover()
 	})
@@ -176,17 +180,7 @@ func (e *Engine) runHook(target, name string, args map[string]any, cause string)
 	if !e.table.Known(target) {
 		return "", fmt.Errorf("no member %q", target)
 	}
-	var id string
-	err := e.store.Update(func(tx *store.Tx) error {
-		var err error
-		id, err = e.actions.Record(tx, takeover.Action{Target: target, Verb: name, Args: args, Cause: cause})
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("action not recorded, nothing sent: %w", err)
-	}
-	e.actions.Deliver(id)
-	return id, nil
+	return e.actions.add(&action{Target: target, Verb: name, Args: args, Cause: cause})
 }
 
 // siteView is the site as the takeover bookkeeping sees it.

@@ -102,9 +102,13 @@ func (ts *namedTimers) remove(id string) bool {
 
 func (ts *namedTimers) fire(id string) {
 	t, ok := ts.all[id]
-	if !ok || !ts.remove(id) {
+	if !ok {
 		return
 	}
+	if t.ct != nil {
+		t.ct.Stop()
+	}
+	delete(ts.all, id)
 	fields := map[string]any{"name": t.Name}
 	for k, v := range t.Args {
 		fields[k] = v
@@ -112,7 +116,11 @@ func (ts *namedTimers) fire(id string) {
 	if late := ts.e.clock.Now().Sub(t.Due); late > time.Second {
 		fields["late_s"] = late.Seconds() // the coordinator was down at the deadline
 	}
-	ts.e.dispatch(policy.Event{Name: "timer:" + t.Name, At: ts.e.clock.Now(), Fields: fields})
+	// The timer leaves the store in the same transaction as its event enters
+	// the inbox: a restart neither loses nor repeats it.
+	ts.e.deliverOnce(policy.Event{Name: "timer:" + t.Name, At: ts.e.clock.Now(), Fields: fields}, func(tx *store.Tx) error {
+		return tx.Delete(bucketTimers, id)
+	})
 }
 
 // cancel removes the named timers called name whose args contain match.

@@ -215,3 +215,15 @@ func (t *Tx) SetCounter(bucket, key string, n uint64) error {
 	}
 	return nil
 }
+
+// Counter reads the counter bucket/key (0 if unset).
+func (t *Tx) Counter(bucket, key string) uint64 {
+	b, _ := t.bucket(bucket, false)
+	if b == nil {
+		return 0
+	}
+	if v := b.Get([]byte(key)); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}

@@ -1,0 +1,86 @@
+package engine
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"understudy/runtime/policy"
+	"understudy/runtime/store"
+)
+
+const bucketInbox = "inbox"
+
+// inboxEvent is an event the policy must see exactly once although nothing
+// would raise it again after a restart: takeover events, named timers,
+// operator commands, action results. It is written to the store before it is
+// dispatched, and leaves the store in the same transaction as the actions its
+// handlers asked for. A coordinator killed in the middle of a handler runs it
+// again after the restart; one killed after it sends what it asked for.
+type inboxEvent struct {
+	Seq    uint64         `json:"seq"`
+	Name   string         `json:"name"`
+	At     time.Time      `json:"at"`
+	Member string         `json:"member,omitempty"`
+	Fields map[string]any `json:"fields,omitempty"`
+}
+
+func inboxKey(seq uint64) string { return fmt.Sprintf("%016x", seq) }
+
+// deliverOnce puts ev in the inbox (with extra in the same transaction) and
+// dispatches it once the current work is done.
+func (e *Engine) deliverOnce(ev policy.Event, extra func(*store.Tx) error) {
+	ie := inboxEvent{Name: ev.Name, At: ev.At, Fields: ev.Fields}
+	if ev.Member != nil {
+		ie.Member = ev.Member.ID
+	}
+	err := e.store.Update(func(tx *store.Tx) error {
+		seq, err := tx.Increment("meta", "inbox_seq")
+		if err != nil {
+			return err
+		}
+		ie.Seq = seq
+		if err := tx.Put(bucketInbox, inboxKey(seq), ie); err != nil {
+			return err
+		}
+		if extra != nil {
+			return extra(tx)
+		}
+		return nil
+	})
+	if err != nil {
+		e.log.Error("event not recorded; handing it to the policy anyway", "event", ev.Name, "error", err)
+		e.dispatchLater(ev)
+		return
+	}
+	e.Post(func() { e.dispatchInbox(ie) })
+}
+
+func (e *Engine) dispatchInbox(ie inboxEvent) {
+	ev := policy.Event{Name: ie.Name, At: ie.At, Fields: ie.Fields}
+	if ie.Member != "" && e.table.Known(ie.Member) {
+		m := e.policyMember(ie.Member)
+		ev.Member = &m
+	}
+	e.dispatchWith(ev, func(tx *store.Tx) error { return tx.Delete(bucketInbox, inboxKey(ie.Seq)) })
+}
+
+// redeliverInbox dispatches again the events a previous coordinator had not
+// finished handling, in their order, marked redelivered.
+func (e *Engine) redeliverInbox() {
+	all, err := store.Load[inboxEvent](e.store, bucketInbox)
+	if err != nil {
+		e.log.Error("inbox unreadable", "error", err)
+		return
+	}
+	for _, key := range slices.Sorted(maps.Keys(all)) {
+		ie := all[key]
+		if ie.Fields == nil {
+			ie.Fields = map[string]any{}
+		}
+		ie.Fields["redelivered"] = true
+		e.log.Info("handing the policy an event it had not finished with before the restart", "event", ie.Name, "member", ie.Member)
+		e.Post(func() { e.dispatchInbox(ie) })
+	}
+}
