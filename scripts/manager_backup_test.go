@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"understudy/discovery/bus"
 	"understudy/drivers/builtin"
 	"understudy/fixtures/videohubsim"
 	"understudy/runtime/config"
@@ -54,13 +56,32 @@ func newSite(t *testing.T, closedIsLost bool) *site {
 // newSiteCoordinatedBy is newSite with the policy run by another member.
 func newSiteCoordinatedBy(t *testing.T, closedIsLost bool, coordinator string) *site {
 	t.Helper()
+	s := startManagerSite(t, func(policy, addr string) string {
+		return fmt.Sprintf(managerBackupSite, coordinator, policy, closedIsLost, addr)
+	}, "backup", "main", "control")
+	s.expectRouting(1, 2)
+	return s
+}
+
+// startManagerSite runs the shipped manager-backup policy on a virtual clock
+// against a Videohub simulator (8×8) on loopback, on the site that siteYAML
+// returns for the policy's path and the switcher's address, with the members
+// up (in that order). Every test fails if the policy reported an error.
+func startManagerSite(t *testing.T, siteYAML func(policy, addr string) string, up ...string) *site {
+	t.Helper()
 	hub, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
+	return startManagerSiteOn(t, hub, addr, siteYAML, up...)
+}
+
+// startManagerSiteOn is startManagerSite on a switcher simulator already running.
+func startManagerSiteOn(t *testing.T, hub *videohubsim.Sim, addr string, siteYAML func(policy, addr string) string, up ...string) *site {
+	t.Helper()
 	policy, err := filepath.Abs("manager-backup/policy.lua")
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "site.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(managerBackupSite, coordinator, policy, closedIsLost, addr)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(siteYAML(policy, addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
@@ -82,12 +103,18 @@ func newSiteCoordinatedBy(t *testing.T, closedIsLost bool, coordinator string) *
 	}
 	t.Cleanup(h.Stop)
 	s := &site{t: t, ctx: ctx, h: h, hub: hub}
+	t.Cleanup(func() {
+		for _, r := range h.Records() {
+			if r.Type == "policy_error" {
+				t.Errorf("policy error: %v", r.Fields)
+			}
+		}
+	})
 	s.wait(0, sim.Type("driver_connected"))
-	h.Up("backup")
-	h.Up("main")
-	h.Up("control")
+	for _, id := range up {
+		h.Up(id)
+	}
 	h.Advance(100 * time.Millisecond)
-	s.expectRouting(1, 2)
 	return s
 }
 
@@ -100,7 +127,9 @@ func (s *site) wait(from int, match func(engine.Record) bool) engine.Record {
 	return r
 }
 
-// waitActions waits for n action results after mark and fails on any failure.
+// waitActions waits for n switcher route results after mark and fails on any
+// failed action. (Hooks the standby and the main run on takeover and failback
+// are actions too; they are not counted.)
 func (s *site) waitActions(mark, n int) {
 	s.t.Helper()
 	done := 0
@@ -108,17 +137,18 @@ func (s *site) waitActions(mark, n int) {
 		if r.Type == "action_failed" {
 			s.t.Fatalf("action failed: %v", r.Fields)
 		}
-		if r.Type == "action_done" {
+		if r.Type == "action_done" && r.Fields["verb"] == "route" {
 			done++
 		}
 		return done == n
 	})
 }
 
+// routes lists the switcher routes started after from, as "output<-input".
 func (s *site) routes(from int) []string {
 	var out []string
 	for _, r := range s.h.Since(from) {
-		if r.Type == "action_started" {
+		if r.Type == "action_started" && r.Fields["verb"] == "route" {
 			out = append(out, fmt.Sprintf("%v<-%v", r.Fields["output"], r.Fields["input"]))
 		}
 	}
@@ -252,4 +282,304 @@ func TestManagerBackupNothingToDoWithoutALiveStandby(t *testing.T) {
 			t.Fatalf("policy error: %v", r.Fields)
 		}
 	}
+}
+
+// mirrorSite is a 1:1 mirror: two mains and two backups paired by usage
+// name. backup-right has the higher priority, so only the pairing by usage
+// name keeps it from main-left. %s: the policy, the pool's match list, the
+// switcher's address.
+const mirrorSite = `site: mirror
+coordinator: control
+mdns: false
+bus: {url: "tcp://127.0.0.1:1"}
+heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 2s}
+policy: {file: %q}
+pools:
+  mirror: {match: [%s]}
+members:
+  - id: main-left
+    roles: [manager]
+    usage: [left]
+    pool: mirror
+    duties: {switcher: router, usage: {left: {outputs: [1, 2], inputs: [1, 2]}}}
+  - id: main-right
+    roles: [manager]
+    usage: [right]
+    pool: mirror
+    duties: {switcher: router, usage: {right: {outputs: [3, 4], inputs: [3, 4]}}}
+  - id: backup-right
+    roles: [manager]
+    standby: true
+    priority: 10
+    usage: [right]
+    pool: mirror
+    duties: {switcher: router, usage: {right: {inputs: [7, 8]}}}
+  - id: backup-left
+    roles: [manager]
+    standby: true
+    usage: [left]
+    pool: mirror
+    duties: {switcher: router, usage: {left: {inputs: [5, 6]}}}
+  - id: control
+    roles: [control]
+drivers:
+  router: {kind: videohub, address: "%s", timeout: 2s}
+`
+
+func (s *site) expectOutputs(want ...int) {
+	s.t.Helper()
+	r := s.hub.Routing()
+	if got := r[:len(want)]; !slices.Equal(got, want) {
+		s.t.Fatalf("switcher outputs 1..%d show inputs %v; want %v", len(want), got, want)
+	}
+}
+
+func TestManagerBackupUsageMirrorRoutesEachUsageFromItsPartner(t *testing.T) {
+	// With the pool matching usage names, and without (the policy pairs them itself).
+	for _, match := range []string{"usage", ""} {
+		t.Run("match="+match, func(t *testing.T) {
+			s := startManagerSite(t, func(policy, addr string) string {
+				return fmt.Sprintf(mirrorSite, policy, match, addr)
+			}, "backup-left", "backup-right", "main-left", "main-right", "control")
+			s.expectOutputs(1, 2, 3, 4)
+
+			mark := len(s.h.Records())
+			s.h.Crash("main-left")
+			s.h.Crash("main-right")
+			s.wait(mark, sim.Type("member_lost", "main-right"))
+			if got := strings.Join(s.routes(mark), " "); got != "1<-5 2<-6 3<-7 4<-8" {
+				t.Fatalf("takeover routes %q, want left's outputs from backup-left, right's from backup-right\n%s", got, s.describe(mark))
+			}
+			s.waitActions(mark, 4)
+			s.expectOutputs(5, 6, 7, 8)
+			cov := s.h.Engine.Takeover()
+			if c, _ := cov.Covered("main-left"); c.Standby != "backup-left" {
+				t.Fatalf("main-left covered by %q", c.Standby)
+			}
+			if c, _ := cov.Covered("main-right"); c.Standby != "backup-right" {
+				t.Fatalf("main-right covered by %q", c.Standby)
+			}
+
+			// Both return: after the failback delay each gets its own outputs back
+			// and the bookkeeping ends.
+			mark = len(s.h.Records())
+			s.h.Up("main-left")
+			s.h.Up("main-right")
+			s.h.Advance(31 * time.Second)
+			if got := strings.Join(s.routes(mark), " "); got != "1<-1 2<-2 3<-3 4<-4" {
+				t.Fatalf("failback routes %q\n%s", got, s.describe(mark))
+			}
+			s.waitActions(mark, 4)
+			s.expectOutputs(1, 2, 3, 4)
+			if c := cov.Coverage(); len(c) != 0 {
+				t.Fatalf("coverage after the failback: %+v", c)
+			}
+		})
+	}
+}
+
+func TestManagerBackupAMirrorWithoutItsPartnerWaitsForIt(t *testing.T) {
+	s := startManagerSite(t, func(policy, addr string) string {
+		return fmt.Sprintf(mirrorSite, policy, "usage", addr)
+	}, "backup-left", "backup-right", "main-left", "main-right", "control")
+	s.h.Crash("backup-left")
+	mark := len(s.h.Records())
+	s.h.Crash("main-left")
+	s.wait(mark, sim.Type("takeover_queued", "main-left"))
+	s.h.Advance(time.Minute)
+	if got := s.routes(mark); len(got) != 0 {
+		t.Fatalf("main-left's outputs went to another standby than its partner: %v", got)
+	}
+	// Its partner returns: it takes over then.
+	s.h.Up("backup-left")
+	s.wait(mark, sim.Type("takeover_started", "main-left"))
+	if got := strings.Join(s.routes(mark), " "); got != "1<-5 2<-6" {
+		t.Fatalf("routes %q", got)
+	}
+	s.waitActions(mark, 2)
+	s.expectOutputs(5, 6, 3, 4)
+}
+
+// controlSite is managerBackupSite run by the control machine, with a
+// failover: section and main's own failover: options (%s, flow style).
+const controlSite = `site: test
+coordinator: control
+mdns: false
+bus: {url: "tcp://127.0.0.1:1"}
+heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 2s}
+policy: {file: %q}
+failover: {%s}
+members:
+  - id: main
+    roles: [manager]
+    duties: {switcher: router, outputs: [1, 2], inputs: [1, 2]}
+    failover: {%s}
+  - id: backup
+    roles: [manager]
+    standby: true
+    duties: {switcher: router, inputs: [3, 4]}
+    hooks:
+      reroute: [{exec: [/usr/local/bin/reroute, "{{.member}}"]}]
+  - id: control
+    roles: [control]
+drivers:
+  router: {kind: videohub, address: "%s", timeout: 2s}
+`
+
+func newControlSite(t *testing.T, failover, mainFailover string) *site {
+	t.Helper()
+	s := startManagerSite(t, func(policy, addr string) string {
+		return fmt.Sprintf(controlSite, policy, failover, mainFailover, addr)
+	}, "backup", "main", "control")
+	s.expectRouting(1, 2)
+	return s
+}
+
+func TestManagerBackupManualModeRoutesOnlyWhenTheOperatorConfirms(t *testing.T) {
+	s := newControlSite(t, "mode: manual", "")
+	mark := len(s.h.Records())
+	s.h.Crash("main")
+	s.wait(mark, sim.Type("takeover_proposed", "main"))
+	s.h.Advance(time.Hour)
+	props := s.h.Engine.Takeover().Proposals()
+	if len(props) != 1 || props[0].Member != "main" || props[0].Standby != "backup" {
+		t.Fatalf("proposals = %+v", props)
+	}
+	if got := s.routes(mark); len(got) != 0 {
+		t.Fatalf("routed before the operator confirmed: %v", got)
+	}
+	s.expectRouting(1, 2)
+
+	mark = len(s.h.Records())
+	s.h.Command("confirm", map[string]any{"proposal": props[0].ID})
+	s.wait(mark, sim.Type("takeover_started", "main"))
+	if got := strings.Join(s.routes(mark), " "); got != "1<-3 2<-4" {
+		t.Fatalf("routes after confirm %q\n%s", got, s.describe(mark))
+	}
+	s.waitActions(mark, 2)
+	s.expectRouting(3, 4)
+}
+
+func TestManagerBackupRunsTheControlHookOnTheStandby(t *testing.T) {
+	s := newControlSite(t, "", "control: reroute")
+	mark := len(s.h.Records())
+	s.h.Crash("main")
+	s.waitActions(mark, 2)
+	s.h.Advance(time.Second)
+	var verbs []string
+	for _, c := range s.h.Ran("backup") {
+		verbs = append(verbs, fmt.Sprintf("%s %v", c.Verb, c.Args["member"]))
+	}
+	if !slices.Contains(verbs, "reroute main") || !slices.Contains(verbs, "takeover main") {
+		t.Fatalf("backup ran %v, want the takeover and the control hook reroute for main", verbs)
+	}
+	s.expectRouting(3, 4)
+}
+
+func TestManagerBackupTakeOutputsOffLeavesTheSwitcherAlone(t *testing.T) {
+	s := newControlSite(t, "", "take_outputs: false")
+	mark := len(s.h.Records())
+	s.h.Crash("main")
+	s.wait(mark, sim.Type("takeover_started", "main"))
+	s.h.Advance(time.Minute)
+	if got := s.routes(mark); len(got) != 0 {
+		t.Fatalf("routes although take_outputs is off: %v", got)
+	}
+	if c, ok := s.h.Engine.Takeover().Covered("main"); !ok || c.Standby != "backup" {
+		t.Fatalf("main not covered by backup: %+v", c)
+	}
+}
+
+func TestManagerBackupTakeOverAllAndOperatorFailback(t *testing.T) {
+	// auto_failback off: the main stays on the backup until the operator says.
+	s := newControlSite(t, "auto_failback: false", "")
+	mark := len(s.h.Records())
+	s.h.Command("takeover_all", map[string]any{"standby": "backup"})
+	s.wait(mark, sim.Type("takeover_started", "main"))
+	if got := strings.Join(s.routes(mark), " "); got != "1<-3 2<-4" {
+		t.Fatalf("routes %q", got)
+	}
+	s.waitActions(mark, 2)
+	s.expectRouting(3, 4)
+	s.h.Advance(time.Hour)
+
+	mark = len(s.h.Records())
+	s.h.Command("failback", map[string]any{"member": "main"})
+	s.h.Advance(time.Second)
+	s.wait(mark, sim.Type("failback_done", "main"))
+	if got := strings.Join(s.routes(mark), " "); got != "1<-1 2<-2" {
+		t.Fatalf("failback routes %q\n%s", got, s.describe(mark))
+	}
+	s.waitActions(mark, 2)
+	s.expectRouting(1, 2)
+}
+
+func TestManagerBackupTheSwitcherStillTellsAfterTheBookkeepingWasLost(t *testing.T) {
+	// The switcher shows main's outputs on the backup (a takeover decided by a
+	// coordinator whose state folder is gone); main is up. The new
+	// coordinator's bookkeeping covers nobody, so the switcher is the truth:
+	// main's outputs go back after the failback delay.
+	hub, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
+	if err := hub.SetRoute(1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.SetRoute(2, 4); err != nil {
+		t.Fatal(err)
+	}
+	s := startManagerSiteOn(t, hub, addr, func(policy, addr string) string {
+		return fmt.Sprintf(controlSite, policy, "failback_delay: 10s", "", addr)
+	}, "backup", "main", "control")
+	s.expectRouting(3, 4)
+	if c := s.h.Engine.Takeover().Coverage(); len(c) != 0 {
+		t.Fatalf("coverage = %+v", c)
+	}
+	mark := len(s.h.Records())
+	s.h.Advance(9 * time.Second)
+	if got := s.routes(mark); len(got) != 0 {
+		t.Fatalf("routed back before the failback delay: %v", got)
+	}
+	s.h.Advance(time.Second)
+	if got := strings.Join(s.routes(mark), " "); got != "1<-1 2<-2" {
+		t.Fatalf("routes %q\n%s", got, s.describe(mark))
+	}
+	s.waitActions(mark, 2)
+	s.expectRouting(1, 2)
+}
+
+func TestManagerBackupASuspectMainIsNotTakenOverAgainWhenItsFailbackEnds(t *testing.T) {
+	// The backup takes 200 ms to let go; meanwhile main's heartbeats are late
+	// (as when the bus hiccups): main is suspect, not lost, when the failback
+	// ends, and stays on air.
+	s := newControlSite(t, "", "")
+	s.h.Agent("backup", func(c bus.Command) sim.Reply {
+		if c.Verb == config.HookRelease {
+			return sim.Reply{Delay: 200 * time.Millisecond}
+		}
+		return sim.Reply{}
+	})
+	mark := len(s.h.Records())
+	s.h.Crash("main")
+	s.waitActions(mark, 2)
+	s.h.Up("main")
+	s.h.Advance(30 * time.Second) // the failback starts; main is ready at once
+	s.wait(mark, sim.Type("member_ready", "main"))
+	s.waitActions(mark, 4)
+	s.expectRouting(1, 2)
+
+	mark = len(s.h.Records())
+	s.h.Silence("main")
+	s.h.Advance(250 * time.Millisecond)
+	if !s.has(mark, "member_suspect", "main") || !s.has(mark, "failback_done", "main") || s.has(mark, "member_lost", "main") {
+		t.Fatalf("want main suspect (not lost) when the failback ends:\n%s", s.describe(mark))
+	}
+	s.h.Up("main")
+	s.h.Advance(time.Minute)
+	if got := s.routes(mark); len(got) != 0 || s.has(mark, "takeover_started", "main") {
+		t.Fatalf("a suspect main was taken over again: routes %v\n%s", got, s.describe(mark))
+	}
+	s.expectRouting(1, 2)
+}
+
+func (s *site) has(mark int, typ, member string) bool {
+	return slices.ContainsFunc(s.h.Since(mark), func(r engine.Record) bool { return r.Type == typ && r.Member == member })
 }

@@ -19,7 +19,7 @@ func takeoverAPI() []Function {
 		{Name: "failback", Params: "member: Member|string, opts?: {reason?: string}", Returns: "string",
 			Doc: "Gives a covered member its duties back: it resumes them (the standby keeps them until it reports ready when failover.wait_ready), the material is copied back when failover.copy_material, then the standby lets go. Returns \"failing_back\". Raises an error if the member is not covered or not alive.", fn: (*Policy).luaFailback},
 		{Name: "takeover_all", Params: "standby: Member|string", Returns: "{member: string, status: string}[]",
-			Doc: "Manual \"take over all\": standby takes over every member of its pool it can cover, whatever their state (beyond its capacity they queue for it). Not turned into proposals.", fn: (*Policy).luaTakeoverAll},
+			Doc: "Manual \"take over all\": standby takes over every member of its pool (without pools: every member sharing a role with it), whatever their state (beyond its capacity they queue for it). Not turned into proposals.", fn: (*Policy).luaTakeoverAll},
 		{Name: "covered", Params: "member: Member|string", Returns: "Coverage|nil",
 			Doc: "Who covers member: {member, standby, since, phase, grace_remaining}, or nil. phase is starting, covering, resuming, copying or releasing.", fn: (*Policy).luaCovered},
 		{Name: "coverage", Returns: "Coverage[]", Doc: "Every coverage, by member id.", fn: (*Policy).luaCoverage},
@@ -160,6 +160,10 @@ func (p *Policy) luaTakeoverAll(L *lua.LState) int {
 	out := L.NewTable()
 	for _, m := range p.env.Members() {
 		if m.Standby || m.ID == standby || m.Pool != s.Pool || m.Failover["enabled"] == false {
+			continue
+		}
+		// Without pools, a standby covers the members that share a role with it.
+		if s.Pool == "" && !slices.ContainsFunc(m.Roles, func(r string) bool { return slices.Contains(s.Roles, r) }) {
 			continue
 		}
 		if _, covered := t.Covered(m.ID); covered {
