@@ -98,6 +98,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	member := fs.String("member", "", "this machine's member id (default: $UNDERSTUDY_MEMBER, else the host name)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	describe := fs.String("describe", "", "a file describing this member (a members: entry of site.yaml); it replaces or adds its entry, and the other instances learn it over the bus")
 	stateDir := fs.String("state", "", "folder of this instance's state file (default: $STATE_DIRECTORY, else site.yaml's state_dir)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -114,6 +115,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	if *describe != "" {
+		m, err := config.LoadMember(*describe)
+		if err == nil {
+			_, err = site.Describe(m)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if *member == "" {
+			*member = m.ID
+		}
 	}
 	self, err := whoAmI(site, *member)
 	if err != nil {
@@ -135,7 +149,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}
 	}()
-	err = instance.Run(ctx, instance.Options{Site: site, Self: self, Registry: builtin.Registry(), Logger: logger, Version: version(), Reload: reload, StateDir: *stateDir})
+	err = instance.Run(ctx, instance.Options{Site: site, Self: self, Registry: builtin.Registry(), Logger: logger, Version: version(), Reload: reload, StateDir: *stateDir, Described: *describe != ""})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"understudy/runtime/config"
 )
 
 // MaxPayload is the largest heartbeat or presence payload accepted. Real ones
@@ -175,6 +177,19 @@ func DecodeConfigReport(topicMember string, payload []byte) (ConfigReport, error
 		return ConfigReport{}, fmt.Errorf("%w: content of %d bytes (limit %d)", ErrTooLarge, len(r.Content), MaxConfigContent)
 	}
 	return r, nil
+}
+
+// DecodeAbout parses a member's description of itself (at most 64 KiB; the
+// receiver validates it against the site).
+func DecodeAbout(topicMember string, payload []byte) (config.Member, error) {
+	var m config.Member
+	if err := decodeLimited(payload, &m, 64<<10); err != nil {
+		return config.Member{}, err
+	}
+	if m.ID != topicMember {
+		return config.Member{}, fmt.Errorf("%w: payload says %q, topic %q", ErrWrongMember, m.ID, topicMember)
+	}
+	return m, nil
 }
 
 var verbRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)

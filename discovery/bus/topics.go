@@ -12,6 +12,7 @@
 //	understudy/<site>/member/<id>/ack        from the instance: its answer to a command (QoS 1)
 //	understudy/<site>/member/<id>/health     retained, from the instance: its material disks
 //	understudy/<site>/member/<id>/config     retained, from the instance: its configuration bundle and version
+//	understudy/<site>/member/<id>/about      retained, from an instance that describes itself (run --describe)
 //	understudy/<site>/events                 from the coordinator: every member event and policy action
 //	understudy/<site>/takeover               retained, from the coordinator: mode, coverage, queue, proposals
 //	understudy/<site>/command/<verb>         operator commands (confirm, reject, mode, takeover, failback, …)
@@ -52,6 +53,12 @@ func (t Topics) Config(id string) string { return t.member(id, "config") }
 
 // AllConfigs subscribes to every instance's configuration report.
 func (t Topics) AllConfigs() string { return t.member("+", "config") }
+
+// About is the retained topic of a member's description of itself.
+func (t Topics) About(id string) string { return t.member(id, "about") }
+
+// AllAbout subscribes to every member's description.
+func (t Topics) AllAbout() string { return t.member("+", "about") }
 
 // AllAcks subscribes to every instance's answers.
 func (t Topics) AllAcks() string { return t.member("+", "ack") }

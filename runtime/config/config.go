@@ -281,26 +281,29 @@ func (s *Site) applyDefaults() {
 		s.StateDir = filepath.Join(s.Dir, s.StateDir)
 	}
 	for i := range s.Members {
-		m := &s.Members[i]
-		if m.Heartbeat == 0 {
-			m.Heartbeat = s.Heartbeat.Interval
-		}
-		if m.LostAfter == 0 {
-			m.LostAfter = s.Heartbeat.LostAfter
-		}
-		if m.API == "" {
-			m.API = DefaultAPI
-		}
-		if m.Standby && m.Capacity == 0 {
-			m.Capacity = 1
-		}
-		m.Settings = resolve(s.Failover.FailoverOptions, m.Failover)
+		s.memberDefaults(&s.Members[i])
 	}
 	for name, d := range s.Drivers {
 		d.Name = name
 		d.file = s.File
 		s.Drivers[name] = d
 	}
+}
+
+func (s *Site) memberDefaults(m *Member) {
+	if m.Heartbeat == 0 {
+		m.Heartbeat = s.Heartbeat.Interval
+	}
+	if m.LostAfter == 0 {
+		m.LostAfter = s.Heartbeat.LostAfter
+	}
+	if m.API == "" {
+		m.API = DefaultAPI
+	}
+	if m.Standby && m.Capacity == 0 {
+		m.Capacity = 1
+	}
+	m.Settings = resolve(s.Failover.FailoverOptions, m.Failover)
 }
 
 var (

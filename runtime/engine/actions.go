@@ -455,7 +455,9 @@ func (as *actions) publish(a *action) {
 	}
 	if err := as.e.opts.Publisher.Publish(as.e.topics.Command(a.Target), 1, false, payload); err != nil {
 		as.e.log.Debug("command not published yet", "id", a.ID, "error", err)
+		return
 	}
+	as.e.log.Debug("command sent", "id", a.ID, "to", a.Target, "verb", a.Verb, "attempt", as.attempts[a.ID]+1)
 }
 
 // ack takes an instance's answer (on the loop).

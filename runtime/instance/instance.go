@@ -55,6 +55,10 @@ type Options struct {
 	// StateDir overrides the site's state_dir: where this instance keeps its
 	// state file.
 	StateDir string
+	// Described says this instance described itself (run --describe; the
+	// caller has applied it to Site): it publishes the description so the
+	// other instances know it too.
+	Described bool
 }
 
 // Instance is a running instance.
@@ -143,7 +147,8 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 	}
 	inst.api = api
 	inst.engine, err = engine.New(engine.Options{
-		Site: site, Self: opts.Self, Logger: inst.log, Drops: inst.drops,
+		// The engine's copy of the site changes when members describe themselves.
+		Site: site.Clone(), Self: opts.Self, Logger: inst.log, Drops: inst.drops,
 		Coordinator: coordinator, Drivers: drvs, Publisher: publisher{inst}, Store: st,
 	})
 	if err != nil {
@@ -353,6 +358,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		OnConnected: func() {
 			inst.engine.BusConnected(true)
 			inst.publishHealth()
+			inst.publishAbout()
 			if inst.config != nil {
 				inst.config.Republish()
 			}
@@ -381,6 +387,18 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		inst.engine.Presence(p, m.Retained)
 	})
 	c.Subscribe(topics.Command(inst.opts.Self), 1, func(m bus.Message) { inst.agent.Handle(m.Payload) })
+	c.Subscribe(topics.AllAbout(), 1, func(m bus.Message) {
+		id, _, _ := topics.MemberOf(m.Topic)
+		if len(m.Payload) == 0 || id == inst.opts.Self {
+			return
+		}
+		about, err := bus.DecodeAbout(id, m.Payload)
+		if err != nil {
+			inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
+			return
+		}
+		inst.engine.About(about)
+	})
 	if site.Coordinator == inst.opts.Self {
 		c.Subscribe(topics.AllAcks(), 1, func(m bus.Message) {
 			id, _, _ := topics.MemberOf(m.Topic)
@@ -449,6 +467,21 @@ func (inst *Instance) builtinSteps(verb string, args map[string]any) ([]hooks.St
 	inst.config.Expect(uint64(version), content)
 	step := hooks.Step{Write: &hooks.Write{Path: inst.member.Duties.Config.File, Content: "{{.config}}"}}
 	return []hooks.Step{step}, func(err error) { inst.config.Done(content, err) }
+}
+
+// publishAbout publishes this instance's description of itself (retained).
+func (inst *Instance) publishAbout() {
+	if !inst.opts.Described {
+		return
+	}
+	payload, err := json.Marshal(inst.member)
+	if err != nil {
+		inst.log.Error("description not encoded", "error", err)
+		return
+	}
+	if err := (publisher{inst}).Publish((bus.Topics{Site: inst.site.Name}).About(inst.opts.Self), 1, true, payload); err != nil {
+		inst.log.Debug("description not published yet", "error", err)
+	}
 }
 
 // reportHealth publishes this instance's disk health (retained) when it changes.
