@@ -163,11 +163,3 @@ func compareIDs(a, b string) int {
 	}
 	return 0
 }
-
-func (ts *namedTimers) due(id string) (time.Time, bool) {
-	t, ok := ts.all[id]
-	if !ok {
-		return time.Time{}, false
-	}
-	return t.Due, true
-}
