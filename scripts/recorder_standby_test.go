@@ -1,10 +1,6 @@
 package scripts_test
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,9 +8,7 @@ import (
 
 	"understudy/discovery/bus"
 	"understudy/runtime/config"
-	"understudy/runtime/engine"
 	"understudy/runtime/sim"
-	"understudy/runtime/store"
 )
 
 // recorderSite is an N+standby recorder site; %s is the failover section.
@@ -54,106 +48,17 @@ members:
     pool: recorders
 `
 
-type recorders struct {
-	t     *testing.T
-	h     *sim.Harness
-	site  *config.Site
-	store *store.Store
-}
+type recorders struct{ *scenario }
 
 // newRecorders runs the shipped recorder-standby policy on the virtual clock
 // with every member up. failover is the site's failover: section (indented).
-func newRecorders(t *testing.T, failover string, st *store.Store) *recorders {
+func newRecorders(t *testing.T, failover string) *recorders {
 	t.Helper()
-	policy, err := filepath.Abs("recorder-standby/policy.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "site.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(recorderSite, policy, failover)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st == nil {
-		if st, err = store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-	}
-	r := &recorders{t: t, site: cfg, store: st}
-	r.start()
-	return r
-}
-
-func (r *recorders) start() {
-	r.t.Helper()
-	h, err := sim.New(r.site, sim.Options{Store: r.store})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if err := h.Start(context.Background()); err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(h.Stop)
-	r.h = h
-	for _, id := range r.site.MemberIDs() {
-		h.Up(id)
-	}
-	h.Advance(time.Second)
-}
-
-// restart kills and restarts the coordinator on the same store.
-func (r *recorders) restart() {
-	r.t.Helper()
-	if err := r.h.Restart(context.Background()); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// events lists "type member" for records of the given types from mark on.
-func (r *recorders) events(mark int, types ...string) []string {
-	var out []string
-	for _, rec := range r.h.Since(mark) {
-		if slices.Contains(types, rec.Type) {
-			out = append(out, rec.Type+" "+rec.Member)
-		}
-	}
-	return out
-}
-
-func (r *recorders) has(mark int, typ, member string) bool {
-	return slices.ContainsFunc(r.h.Since(mark), func(rec engine.Record) bool { return rec.Type == typ && rec.Member == member })
-}
-
-func (r *recorders) dump(mark int) string {
-	var b strings.Builder
-	for _, rec := range r.h.Since(mark) {
-		fmt.Fprintf(&b, "  %s %s %s %v\n", rec.At.Format("Jan 2 15:04:05.000"), rec.Type, rec.Member, rec.Fields)
-	}
-	return b.String()
-}
-
-func (r *recorders) covered(member string) (string, string) {
-	var standby, phase string
-	if c, ok := r.h.Engine.Takeover().Covered(member); ok {
-		standby, phase = c.Standby, c.Phase
-	}
-	return standby, phase
-}
-
-func verbs(cmds []bus.Command) []string {
-	var out []string
-	for _, c := range cmds {
-		out = append(out, fmt.Sprintf("%s %v", c.Verb, c.Args["member"]))
-	}
-	return out
+	return &recorders{startScenario(t, "recorder-standby/policy.lua", recorderSite, failover)}
 }
 
 func TestLimitOneQueuesTheOthersByPriorityAndStartsThemAsEarlierOnesEnd(t *testing.T) {
-	r := newRecorders(t, "  limit: 1\n  failback_delay: 1m", nil)
+	r := newRecorders(t, "  limit: 1\n  failback_delay: 1m")
 	mark := len(r.h.Records())
 	r.h.Crash("rec-1")
 	r.h.Crash("rec-3")
@@ -168,7 +73,7 @@ func TestLimitOneQueuesTheOthersByPriorityAndStartsThemAsEarlierOnesEnd(t *testi
 	if q := r.h.Engine.Takeover().Queue(); len(q) != 2 || q[0].Member != "rec-2" || q[1].Member != "rec-3" {
 		t.Fatalf("queue = %+v, want rec-2 then rec-3", q)
 	}
-	if s, phase := r.covered("rec-1"); s != "standby-1" || phase != "covering" {
+	if s, phase := r.coveredBy("rec-1"); s != "standby-1" || phase != "covering" {
 		t.Fatalf("rec-1 covered by %q (%s), want standby-1 covering", s, phase)
 	}
 
@@ -193,13 +98,13 @@ func TestLimitOneQueuesTheOthersByPriorityAndStartsThemAsEarlierOnesEnd(t *testi
 	if q := r.h.Engine.Takeover().Queue(); len(q) != 1 || q[0].Member != "rec-3" {
 		t.Fatalf("queue = %+v, want rec-3 alone", q)
 	}
-	if got := verbs(r.h.Ran("standby-1")); strings.Join(got, ",") != "takeover rec-1,release rec-1,takeover rec-2" {
+	if got := r.ran("standby-1"); strings.Join(got, ",") != "takeover rec-1,release rec-1,takeover rec-2" {
 		t.Fatalf("standby-1 ran %v", got)
 	}
 }
 
 func TestFailoverDelayActsOnlyAfterTheMemberWasAwayThatLong(t *testing.T) {
-	r := newRecorders(t, "  delay: 2h", nil)
+	r := newRecorders(t, "  delay: 2h")
 	mark := len(r.h.Records())
 	r.h.Silence("rec-1")
 	r.h.Advance(3 * time.Second) // lost
@@ -217,7 +122,7 @@ func TestFailoverDelayActsOnlyAfterTheMemberWasAwayThatLong(t *testing.T) {
 }
 
 func TestAMemberBackWithinTheDelayIsNeverTakenOver(t *testing.T) {
-	r := newRecorders(t, "  delay: 2h", nil)
+	r := newRecorders(t, "  delay: 2h")
 	mark := len(r.h.Records())
 	r.h.Silence("rec-1")
 	r.h.Advance(time.Hour)
@@ -229,7 +134,7 @@ func TestAMemberBackWithinTheDelayIsNeverTakenOver(t *testing.T) {
 }
 
 func TestADelayedFailoverSurvivesARestartOfTheCoordinator(t *testing.T) {
-	r := newRecorders(t, "  delay: 2h", nil)
+	r := newRecorders(t, "  delay: 2h")
 	r.h.Silence("rec-1")
 	r.h.Advance(time.Hour)
 	r.restart()
@@ -245,7 +150,7 @@ func TestADelayedFailoverSurvivesARestartOfTheCoordinator(t *testing.T) {
 }
 
 func TestFailbackWaitsForReadyAndCopyWithNoMomentWhereNobodyRecords(t *testing.T) {
-	r := newRecorders(t, "  failback_delay: 30s\n  copy_material: true", nil)
+	r := newRecorders(t, "  failback_delay: 30s\n  copy_material: true")
 	// The returned recorder takes 20 s to be ready; the copy takes 10 min.
 	r.h.Agent("rec-1", func(c bus.Command) sim.Reply {
 		switch c.Verb {
@@ -304,7 +209,7 @@ func TestFailbackWaitsForReadyAndCopyWithNoMomentWhereNobodyRecords(t *testing.T
 }
 
 func TestAFailedCopyKeepsTheStandbyRecording(t *testing.T) {
-	r := newRecorders(t, "  failback_delay: 30s\n  copy_material: true", nil)
+	r := newRecorders(t, "  failback_delay: 30s\n  copy_material: true")
 	r.h.Agent("rec-1", func(c bus.Command) sim.Reply {
 		if c.Verb == config.HookCopy {
 			return sim.Reply{Delay: time.Minute, Fail: "disk full on rec-1"}
@@ -319,16 +224,16 @@ func TestAFailedCopyKeepsTheStandbyRecording(t *testing.T) {
 	if !r.has(mark, "copy_failed", "rec-1") || !r.has(mark, "failback_failed", "rec-1") || r.has(mark, "failback_done", "rec-1") {
 		t.Fatalf("records:\n%s", r.dump(mark))
 	}
-	if s, phase := r.covered("rec-1"); s != "standby-1" || phase != "covering" {
+	if s, phase := r.coveredBy("rec-1"); s != "standby-1" || phase != "covering" {
 		t.Fatalf("after a failed copy rec-1 is covered by %q (%s), want standby-1 covering", s, phase)
 	}
-	if slices.Contains(verbs(r.h.Ran("standby-1")), "release rec-1") {
+	if slices.Contains(r.ran("standby-1"), "release rec-1") {
 		t.Fatal("the standby was released although the copy failed")
 	}
 }
 
 func TestAClosedMemberIsIgnoredUnlessClosedIsLost(t *testing.T) {
-	r := newRecorders(t, "  limit: 0", nil)
+	r := newRecorders(t, "  limit: 0")
 	mark := len(r.h.Records())
 	r.h.Shutdown("rec-1")
 	r.h.Advance(time.Hour)
@@ -336,7 +241,7 @@ func TestAClosedMemberIsIgnoredUnlessClosedIsLost(t *testing.T) {
 		t.Fatalf("a graceful log-off was treated as a failure:\n%s", r.dump(mark))
 	}
 
-	r = newRecorders(t, "  closed_is_lost: true", nil)
+	r = newRecorders(t, "  closed_is_lost: true")
 	mark = len(r.h.Records())
 	r.h.Shutdown("rec-1")
 	r.h.Advance(time.Second)
@@ -346,7 +251,7 @@ func TestAClosedMemberIsIgnoredUnlessClosedIsLost(t *testing.T) {
 }
 
 func TestBrokenDisksStartAFailoverAndWorkingDisksEndIt(t *testing.T) {
-	r := newRecorders(t, "  failback_delay: 10s", nil)
+	r := newRecorders(t, "  failback_delay: 10s")
 	mark := len(r.h.Records())
 	r.h.Broken("rec-3", true)
 	r.h.Advance(time.Second)
@@ -361,7 +266,7 @@ func TestBrokenDisksStartAFailoverAndWorkingDisksEndIt(t *testing.T) {
 }
 
 func TestGracePeriodCountsDownAndRaisesAnEventAtExpiry(t *testing.T) {
-	r := newRecorders(t, "  grace: 60d\n  auto_failback: false", nil)
+	r := newRecorders(t, "  grace: 60d\n  auto_failback: false")
 	r.h.Crash("rec-2")
 	r.h.Advance(time.Second)
 	left, ok := r.h.Engine.Takeover().GraceRemaining("rec-2")
@@ -389,7 +294,7 @@ func TestGracePeriodCountsDownAndRaisesAnEventAtExpiry(t *testing.T) {
 }
 
 func TestManualModeProposesAndTheOperatorConfirms(t *testing.T) {
-	r := newRecorders(t, "  mode: manual", nil)
+	r := newRecorders(t, "  mode: manual")
 	mark := len(r.h.Records())
 	r.h.Crash("rec-1")
 	r.h.Advance(time.Hour)
@@ -405,7 +310,7 @@ func TestManualModeProposesAndTheOperatorConfirms(t *testing.T) {
 }
 
 func TestManualModeActsByItselfAfterConfirmAfter(t *testing.T) {
-	r := newRecorders(t, "  mode: manual\n  confirm_after: 5m", nil)
+	r := newRecorders(t, "  mode: manual\n  confirm_after: 5m")
 	mark := len(r.h.Records())
 	r.h.Crash("rec-1")
 	r.h.Advance(4*time.Minute + 59*time.Second)
@@ -419,7 +324,7 @@ func TestManualModeActsByItselfAfterConfirmAfter(t *testing.T) {
 }
 
 func TestAProposalIsWithdrawnWhenTheMemberComesBack(t *testing.T) {
-	r := newRecorders(t, "  mode: manual", nil)
+	r := newRecorders(t, "  mode: manual")
 	mark := len(r.h.Records())
 	r.h.Crash("rec-1")
 	r.h.Advance(time.Minute)
@@ -431,18 +336,18 @@ func TestAProposalIsWithdrawnWhenTheMemberComesBack(t *testing.T) {
 }
 
 func TestARestartOfTheCoordinatorMidTakeoverNeitherRepeatsNorForgets(t *testing.T) {
-	r := newRecorders(t, "  failback_delay: 1m", nil)
+	r := newRecorders(t, "  failback_delay: 1m")
 	// The standby takes 30 s to take over; the coordinator restarts meanwhile.
 	r.h.Agent("standby-1", func(c bus.Command) sim.Reply { return sim.Reply{Delay: 30 * time.Second} })
 	r.h.Crash("rec-1")
 	r.h.Advance(10 * time.Second)
-	if _, phase := r.covered("rec-1"); phase != "starting" {
+	if _, phase := r.coveredBy("rec-1"); phase != "starting" {
 		t.Fatalf("phase = %q, want starting", phase)
 	}
 	mark := len(r.h.Records())
 	r.restart()
 	r.h.Advance(time.Minute)
-	if _, phase := r.covered("rec-1"); phase != "covering" {
+	if _, phase := r.coveredBy("rec-1"); phase != "covering" {
 		t.Fatalf("after the restart rec-1's takeover did not finish (phase %q):\n%s", phase, r.dump(mark))
 	}
 	// The restarted coordinator asked the standby again (no answer had come)
@@ -450,7 +355,7 @@ func TestARestartOfTheCoordinatorMidTakeoverNeitherRepeatsNorForgets(t *testing.
 	if !r.has(mark, "action_resumed", "") {
 		t.Fatalf("the unanswered takeover was not resumed:\n%s", r.dump(mark))
 	}
-	if got := verbs(r.h.Ran("standby-1")); strings.Join(got, ",") != "takeover rec-1" {
+	if got := r.ran("standby-1"); strings.Join(got, ",") != "takeover rec-1" {
 		t.Fatalf("standby-1 ran %v, want the takeover once", got)
 	}
 	if r.has(mark, "takeover_started", "rec-1") {

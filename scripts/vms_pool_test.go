@@ -3,8 +3,6 @@ package scripts_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +12,6 @@ import (
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/sim"
-	"understudy/runtime/store"
 )
 
 // vmsSiteYAML is a VMS site: three servers protected by the pool vms, two
@@ -82,112 +79,14 @@ members:
     disk_layout: 4x8TB
 `
 
-type vmsSite struct {
-	t     *testing.T
-	h     *sim.Harness
-	site  *config.Site
-	store *store.Store
-}
+type vmsSite struct{ *scenario }
 
 // newVMSSite runs the shipped vms-pool policy on the virtual clock with every
 // member up. failover is the site's failover: section (indented); srv2 is
 // srv-2's own failover options (flow style, without braces).
 func newVMSSite(t *testing.T, failover, srv2 string) *vmsSite {
 	t.Helper()
-	policy, err := filepath.Abs("vms-pool/policy.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "site.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(vmsSiteYAML, policy, failover, srv2)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	v := &vmsSite{t: t, site: cfg, store: st}
-	h, err := sim.New(cfg, sim.Options{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Stop)
-	v.h = h
-	for _, id := range cfg.MemberIDs() {
-		h.Up(id)
-	}
-	h.Advance(time.Second)
-	v.noPolicyErrors(0)
-	return v
-}
-
-func (v *vmsSite) mark() int { return len(v.h.Records()) }
-
-// events lists "type member" for records of the given types from mark on.
-func (v *vmsSite) events(mark int, types ...string) []string {
-	var out []string
-	for _, rec := range v.h.Since(mark) {
-		if slices.Contains(types, rec.Type) {
-			out = append(out, rec.Type+" "+rec.Member)
-		}
-	}
-	return out
-}
-
-func (v *vmsSite) has(mark int, typ, member string) bool {
-	return slices.ContainsFunc(v.h.Since(mark), func(rec engine.Record) bool { return rec.Type == typ && rec.Member == member })
-}
-
-func (v *vmsSite) dump(mark int) string {
-	var b strings.Builder
-	for _, rec := range v.h.Since(mark) {
-		fmt.Fprintf(&b, "  %s %s %s %v\n", rec.At.Format("Jan 2 15:04:05.000"), rec.Type, rec.Member, rec.Fields)
-	}
-	return b.String()
-}
-
-func (v *vmsSite) noPolicyErrors(mark int) {
-	v.t.Helper()
-	for _, rec := range v.h.Since(mark) {
-		if rec.Type == "policy_error" {
-			v.t.Fatalf("policy error: %v\n%s", rec.Fields, v.dump(mark))
-		}
-	}
-}
-
-// coveredBy returns who covers member and in which phase ("" if nobody).
-func (v *vmsSite) coveredBy(member string) (string, string) {
-	if c, ok := v.h.Engine.Takeover().Covered(member); ok {
-		return c.Standby, c.Phase
-	}
-	return "", ""
-}
-
-// ran lists "verb member" of the commands a member's instance carried out.
-func (v *vmsSite) ran(id string) []string {
-	var out []string
-	for _, c := range v.h.Ran(id) {
-		out = append(out, fmt.Sprintf("%s %v", c.Verb, c.Args["member"]))
-	}
-	return out
-}
-
-func (v *vmsSite) count(mark int, typ, member string) int {
-	n := 0
-	for _, rec := range v.h.Since(mark) {
-		if rec.Type == typ && rec.Member == member {
-			n++
-		}
-	}
-	return n
+	return &vmsSite{startScenario(t, "vms-pool/policy.lua", vmsSiteYAML, failover, srv2)}
 }
 
 func TestVMSALostServerIsTakenOverAfterTheDelayByAFailoverServerWithItsDiskLayout(t *testing.T) {
