@@ -138,6 +138,8 @@ func normalizeAddress(a string) (string, error) {
 type Videohub struct {
 	set Settings // validated, defaults filled in
 
+	intended drivers.Intended // routes understudy set, compared after a reconnect
+
 	mu      sync.Mutex
 	status  drivers.Status
 	st      state    // last state read from the device
@@ -527,6 +529,9 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 						ready = true
 						v.commit(pre, sess)
 						emit(drivers.Event{Name: drivers.EventConnected, Fields: map[string]any{"address": v.set.Address}})
+						for _, ev := range v.intended.Differences(v.Routing()) {
+							emit(ev)
+						}
 					}
 				case pendRoute:
 					if nak {
@@ -563,6 +568,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 						}
 					}
 					if shown == cur.req.input {
+						v.intended.Set(cur.req.output, cur.req.input)
 						finish(nil)
 					} else if shown > 0 {
 						finish(v.notApplied(cur.req, shown, "the device's status update shows input "+strconv.Itoa(shown)))
@@ -607,6 +613,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 				}
 				v.mu.Unlock()
 				if shown == cur.req.input {
+					v.intended.Set(cur.req.output, cur.req.input)
 					finish(nil)
 				} else {
 					finish(v.notApplied(cur.req, shown, fmt.Sprintf("no status update within %s", timeout)))

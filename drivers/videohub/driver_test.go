@@ -702,3 +702,28 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 		}
 	}
 }
+
+func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
+	sim, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
+	v, ev := startDriver(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if err := v.Route(ctx, 1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Route(ctx, 2, 4); err != nil {
+		t.Fatal(err)
+	}
+	// Someone changes output 1 at the panel; then the connection drops.
+	if err := sim.SetRoute(1, 5); err != nil {
+		t.Fatal(err)
+	}
+	sim.DropConnections()
+	ev.waitFor(drivers.EventDisconnected)
+	ev.waitFor(drivers.EventConnected)
+	diff := ev.next()
+	want := map[string]any{"output": 1, "expected": 3, "actual": 5}
+	if diff.Name != drivers.EventRoutingDiffers || !reflect.DeepEqual(diff.Fields, want) {
+		t.Fatalf("after the reconnect: %+v, want %s %v", diff, drivers.EventRoutingDiffers, want)
+	}
+}
