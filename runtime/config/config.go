@@ -113,6 +113,9 @@ type Member struct {
 	Disks    []string          `yaml:"disks"`
 	Failover FailoverOptions   `yaml:"failover"`
 	Hooks    map[string][]Hook `yaml:"hooks"` // duty hooks this member's instance runs, by name
+	// Probe, for a member that runs no understudy, checks it from the
+	// coordinator instead of heartbeats.
+	Probe *Probe `yaml:"probe"`
 
 	// Settings are the failover options with the site's and the defaults applied.
 	Settings FailoverSettings `yaml:"-"`
@@ -304,6 +307,14 @@ func (s *Site) memberDefaults(m *Member) {
 		m.Capacity = 1
 	}
 	m.Settings = resolve(s.Failover.FailoverOptions, m.Failover)
+	if m.Probe != nil {
+		if m.Probe.Interval == 0 {
+			m.Probe.Interval = Duration(DefaultProbeInterval)
+		}
+		if m.Probe.Timeout == 0 {
+			m.Probe.Timeout = Duration(min(m.Probe.Interval.D(), 2*time.Second))
+		}
+	}
 }
 
 var (

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"time"
 
 	"understudy/discovery/bus"
@@ -90,6 +91,8 @@ type Engine struct {
 	timers    *namedTimers
 	broken    map[string]bool // members whose material disks have all failed
 	published string          // last takeover state published
+	probeStop context.CancelFunc
+	probeWG   *sync.WaitGroup
 
 	policyLoaded time.Time
 	policyError  string
@@ -127,6 +130,9 @@ func New(opts Options) (*Engine, error) {
 		Self:         opts.Self,
 	})
 	for _, m := range opts.Site.Members {
+		if m.Probe != nil && !opts.Coordinator {
+			continue // only the coordinator probes it; others would only see silence
+		}
 		e.table.Add(m.ID, m.Heartbeat.D(), m.LostAfter.D())
 	}
 	e.actions = newActions(e)
@@ -186,6 +192,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	}
 	e.actions.start(ctx)
+	e.startProbes(ctx)
 	if err := e.resumeActions(); err != nil {
 		return err
 	}
@@ -255,6 +262,7 @@ func (e *Engine) Stop() {
 		e.policy.Close()
 		e.policy = nil
 	}
+	e.stopProbes()
 	e.actions.stop()
 	e.timers.stop()
 	if e.takeover != nil {

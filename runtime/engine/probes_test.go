@@ -1,0 +1,77 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"understudy/runtime/config"
+	"understudy/runtime/engine"
+)
+
+const probeSite = `site: p
+coordinator: c
+heartbeat: {interval: 100ms, lost_after: 400ms, startup_grace: 2s}
+members:
+  - id: c
+  - id: camera
+    probe: {http: "%s", interval: 100ms}
+`
+
+// A member that runs no understudy is seen, lost and restored through its
+// probe, like any instance through its heartbeats.
+func TestAProbedMemberIsSeenLostAndRestored(t *testing.T) {
+	var down atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	addr := srv.URL
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "site.yaml"), fmt.Appendf(nil, probeSite, addr), 0o644)
+	site, err := config.Load(filepath.Join(dir, "site.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := make(chan engine.Record, 64)
+	e, err := engine.New(engine.Options{Site: site, Self: "c", Coordinator: true, Online: true, Observe: func(r engine.Record) {
+		if r.Member == "camera" {
+			records <- r
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	expect := func(typ string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case r := <-records:
+				if r.Type == typ {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s for the camera within 10s", typ)
+			}
+		}
+	}
+	expect("member_seen")
+	down.Store(true) // the camera stops answering
+	expect("member_lost")
+	down.Store(false)
+	expect("member_restored")
+}
