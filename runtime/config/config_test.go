@@ -277,3 +277,33 @@ func TestTakeoverSettingsResolveAndErrorsNameTheLine(t *testing.T) {
 		}
 	}
 }
+
+func TestProbeSettingsAreChecked(t *testing.T) {
+	const site = `site: t
+coordinator: a
+members:
+  - id: a
+  - id: cam
+    lost_after: %s
+    probe: {%s}
+drivers:
+  router: {kind: videohub}
+`
+	s, err := Parse("site.yaml", fmt.Appendf(nil, site, "3s", `tcp: "10.0.0.5:554"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cam, _ := s.Member("cam"); cam.Probe.Interval.D() != time.Second || cam.Probe.Timeout.D() != time.Second {
+		t.Errorf("probe defaults = %+v", cam.Probe)
+	}
+	for _, tc := range []struct{ lost, probe, want string }{
+		{"3s", `tcp: "h:1", http: "http://h/"`, "site.yaml:7:13: probe: give exactly one of tcp, http or driver"},
+		{"3s", `driver: switcher`, `probe.driver "switcher" is not a driver`},
+		{"1s", `tcp: "h:1", interval: 800ms`, "lost_after 1s is shorter than two probes"},
+	} {
+		_, err := Parse("site.yaml", fmt.Appendf(nil, site, tc.lost, tc.probe))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("probe {%s}: %v, want %q", tc.probe, err, tc.want)
+		}
+	}
+}
