@@ -183,3 +183,19 @@ func (in *Intended) Differences(routing []int) []Event {
 	}
 	return out
 }
+
+// Controller is a driver that carries out control actions on a device or
+// service that is not a switcher: a projector's power command over a line
+// protocol, an HTTP request, an OSC message, a Wake-on-LAN packet, a program
+// on this machine. The policy calls driver:send(args) (a command name or a
+// table); the runtime checks the args at once (errors raise in Lua at the
+// call site) and carries the action out on the driver's worker.
+type Controller interface {
+	Driver
+	// Check validates args without acting (called on the policy's goroutine).
+	Check(args map[string]any) error
+	// Do carries out one action and returns its result as plain values
+	// (strings, numbers, bools, maps, slices), or an error in the device's
+	// words: wrap ErrNotConnected to be retried, ErrRefused (Refusal) not.
+	Do(ctx context.Context, args map[string]any) (any, error)
+}

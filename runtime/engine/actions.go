@@ -56,7 +56,10 @@ type action struct {
 
 func (a *action) fields() map[string]any {
 	f := map[string]any{"id": a.ID, "verb": a.Verb, "cause": a.Cause}
-	if a.Driver != "" {
+	switch {
+	case a.Driver != "" && a.Verb == "send":
+		f["driver"], f["args"] = a.Driver, a.Args
+	case a.Driver != "":
 		f["driver"], f["output"], f["input"] = a.Driver, a.Output, a.Input
 	}
 	if a.Target != "" {
@@ -69,6 +72,9 @@ func (a *action) fields() map[string]any {
 }
 
 func (a *action) String() string {
+	if a.Driver != "" && a.Verb == "send" {
+		return fmt.Sprintf("%s send %v", a.Driver, a.Args)
+	}
 	if a.Driver != "" {
 		return fmt.Sprintf("%s %s output %d ← input %d", a.Driver, a.Verb, a.Output, a.Input)
 	}
@@ -330,6 +336,13 @@ func (as *actions) work(ctx context.Context, d drivers.Driver, ch chan *action) 
 }
 
 func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (int, any, error) {
+	if a.Verb == "send" {
+		c, ok := d.(drivers.Controller)
+		if !ok {
+			return 0, nil, fmt.Errorf("driver %s takes no control actions", a.Driver)
+		}
+		return as.control(ctx, c, a)
+	}
 	router, ok := d.(drivers.Router)
 	if !ok {
 		return 0, nil, fmt.Errorf("driver %s is not a switcher", a.Driver)
@@ -375,6 +388,36 @@ func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (in
 		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
+}
+
+// control carries out a control action, retrying while the device is not
+// reachable (ErrNotConnected) until the action's deadline. A control action
+// is not known to be idempotent, so anything else ends it: a refusal, an
+// error, or a timeout after the command may have been sent.
+func (as *actions) control(ctx context.Context, c drivers.Controller, a *action) (int, any, error) {
+	deadline := time.Now().Add(as.e.opts.ActionTimeout)
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		result, err := c.Do(actx, a.Args)
+		cancel()
+		if err == nil || !errors.Is(err, drivers.ErrNotConnected) || ctx.Err() != nil {
+			return attempt, result, err
+		}
+		wait := min(backoff, time.Until(deadline))
+		if wait <= 0 || !sleep(ctx, wait) {
+			return attempt, nil, fmt.Errorf("gave up after %d attempts in %v: %w", attempt, as.e.opts.ActionTimeout, err)
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// control records a control action for a driver (on the loop).
+func (as *actions) controlAction(driver string, args map[string]any, cause string) (string, error) {
+	if _, ok := as.workers[driver]; !ok {
+		return "", fmt.Errorf("driver %q is not running on this instance", driver)
+	}
+	return as.add(&action{Driver: driver, Verb: "send", Args: args, Cause: cause})
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

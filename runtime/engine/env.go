@@ -76,3 +76,7 @@ func (v policyEnv) Takeovers() policy.Takeovers {
 func (v policyEnv) RunHook(target, name string, args map[string]any, cause string) (string, error) {
 	return v.e.runHook(target, name, args, cause)
 }
+
+func (v policyEnv) Send(driver string, args map[string]any, cause string) (string, error) {
+	return v.e.actions.controlAction(driver, args, cause)
+}

@@ -401,6 +401,36 @@ func (p *Policy) luaDriver(L *lua.LState) int {
 		L.Push(lua.LBool(d.Status().Connected))
 		return 1
 	})
+	if c, ok := d.(drivers.Controller); ok {
+		method("send", func(L *lua.LState) int {
+			var args map[string]any
+			switch v := L.Get(2).(type) {
+			case lua.LString:
+				args = map[string]any{"command": string(v)}
+			case *lua.LTable:
+				goValue, err := fromLua(v)
+				if err != nil {
+					L.ArgError(2, err.Error())
+				}
+				m, ok := goValue.(map[string]any)
+				if !ok {
+					L.ArgError(2, "want a command name or a table of named fields, like {command = \"power_on\"}")
+				}
+				args = m
+			default:
+				L.ArgError(2, "want a command name or a table of named fields")
+			}
+			if err := c.Check(args); err != nil {
+				L.ArgError(2, fmt.Sprintf("%s: %v", name, err))
+			}
+			id, err := p.env.Send(name, args, p.current+" at "+callerWhere(L))
+			if err != nil {
+				L.RaiseError("send on %s: %v", name, err)
+			}
+			L.Push(lua.LString(id))
+			return 1
+		})
+	}
 	if r, ok := d.(drivers.Router); ok {
 		method("route", func(L *lua.LState) int {
 			out, in := L.CheckInt(2), L.CheckInt(3)

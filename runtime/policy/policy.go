@@ -74,6 +74,9 @@ type Env interface {
 	// returns the action's id; the result comes back as an action_done or
 	// action_failed event. cause says which event and policy line asked.
 	Route(driver string, output, input int, cause string) (string, error)
+	// Send asks the runtime to carry out a control action on a controller
+	// driver and returns the action's id (result: action_done/action_failed).
+	Send(driver string, args map[string]any, cause string) (string, error)
 	Publish(topic string, payload []byte, retained bool) error
 
 	// SetTimer records a named timer that fires the event "timer:NAME" with

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"os"
@@ -33,6 +34,7 @@ type testEnv struct {
 	published []string
 	loc       *time.Location
 	// named timers, kept here as the engine keeps them
+	sent   []string
 	policy *Policy
 	named  map[string]*TimerInfo
 	nextT  int
@@ -112,6 +114,10 @@ func (e *testEnv) Timers(name string) []TimerInfo {
 	return out
 }
 func (e *testEnv) Takeovers() Takeovers { return nil }
+func (e *testEnv) Send(driver string, args map[string]any, cause string) (string, error) {
+	e.sent = append(e.sent, fmt.Sprintf("%s %v (%s)", driver, args, cause))
+	return "s" + strconv.Itoa(len(e.sent)), nil
+}
 func (e *testEnv) RunHook(target, name string, args map[string]any, cause string) (string, error) {
 	return "", errors.New("no instances in this test")
 }
