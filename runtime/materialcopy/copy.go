@@ -1,0 +1,736 @@
+package materialcopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DefaultSettle is Job.Settle when it is zero.
+const DefaultSettle = 30 * time.Second
+
+// Reasons and notes in a Report.
+const (
+	ReasonAlreadyThere = "already there"
+	ReasonStillWriting = "still being written"
+	ReasonConflict     = "different on the destination; left alone"
+
+	NoteCopied           = "copied"
+	NoteResumed          = "resumed"           // an earlier run's temporary file was continued
+	NotePartialCompleted = "partial completed" // a shorter file on the destination was completed
+)
+
+// Job says what Copy copies.
+type Job struct {
+	// Source is where the material is (the standby that recorded meanwhile).
+	Source Source
+	// Dest is the restored member's material folder on this machine. It must
+	// exist: a missing folder usually means a disk that is not mounted, and
+	// the copy must not fill the system disk instead.
+	Dest string
+	// Since and Until bound the modification times of the files to copy
+	// (the period the member was covered); zero leaves that side open.
+	Since, Until time.Time
+	// Settle: a source file modified less than Settle before Now, or whose
+	// size or mtime changes between the listing and the copy, is still being
+	// written and is skipped. Zero means DefaultSettle; negative turns the
+	// age check off (changes are still detected).
+	Settle time.Duration
+	// BandwidthLimit caps the transfer in bytes per second; 0 means none.
+	BandwidthLimit int64
+	// Progress, when set, is called at most every 250 ms while copying and
+	// once at the end (with Final set).
+	Progress func(Progress)
+	// Now is the clock for Settle; nil means time.Now. Rates, ETA and Took
+	// always use the real clock.
+	Now func() time.Time
+
+	// write writes to a destination file; nil means f.Write. Tests set it
+	// to inject write errors (a full disk).
+	write func(f *os.File, p []byte) (int, error)
+}
+
+// Progress is the state of a running Copy. Totals count the files to copy
+// and the bytes to transfer for them (what is already on the destination is
+// not counted), as decided after comparing both sides.
+type Progress struct {
+	FilesDone  int           `json:"files_done"`
+	FilesTotal int           `json:"files_total"`
+	BytesDone  int64         `json:"bytes_done"`
+	BytesTotal int64         `json:"bytes_total"`
+	Rate       float64       `json:"rate"` // bytes per second since the transfer started
+	ETA        time.Duration `json:"eta"`  // 0 when unknown or done
+	Current    string        `json:"current,omitempty"`
+	Final      bool          `json:"final,omitempty"`
+}
+
+// File is a file Copy put in place.
+type File struct {
+	Path string `json:"path"`
+	// Bytes were transferred from the source in this run.
+	Bytes int64 `json:"bytes"`
+	// ResumedBytes were already on the destination (an earlier run's
+	// temporary file, or the partial file completed) and not transferred.
+	ResumedBytes int64  `json:"resumed_bytes"`
+	Note         string `json:"note"` // NoteCopied, NoteResumed or NotePartialCompleted
+}
+
+// Skip is a file Copy did not copy, and why.
+type Skip struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// Report says what a Copy did. It is filled in as far as the copy got when
+// Copy returns an error.
+type Report struct {
+	Copied    []File `json:"copied"`
+	Skipped   []Skip `json:"skipped"`   // ReasonAlreadyThere, ReasonStillWriting…
+	Conflicts []Skip `json:"conflicts"` // different on the destination, left alone
+	Failed    []Skip `json:"failed"`
+	// Bytes is everything transferred from the source in this run,
+	// including the bytes of files left unfinished in temporary files.
+	Bytes int64 `json:"bytes"`
+	// ResumedBytes is the sum of the copied files' ResumedBytes.
+	ResumedBytes int64         `json:"resumed_bytes"`
+	Took         time.Duration `json:"took"`
+}
+
+// Summary is a one-line account of the report for logs.
+func (r Report) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "material copy: %d copied (%s transferred", len(r.Copied), human(r.Bytes))
+	if r.ResumedBytes > 0 {
+		fmt.Fprintf(&b, ", %s resumed", human(r.ResumedBytes))
+	}
+	fmt.Fprintf(&b, "), %d skipped", len(r.Skipped))
+	writing := 0
+	for _, s := range r.Skipped {
+		if strings.HasPrefix(s.Reason, ReasonStillWriting) {
+			writing++
+		}
+	}
+	if writing > 0 {
+		fmt.Fprintf(&b, " (%d still being written)", writing)
+	}
+	fmt.Fprintf(&b, ", %d conflicts, %d failed in %s", len(r.Conflicts), len(r.Failed), r.Took.Round(time.Millisecond))
+	return b.String()
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// stopError is an error that ends the whole Copy (a write error on the
+// destination, an interrupted transfer), as opposed to one that only fails
+// one file.
+type stopError struct{ err error }
+
+func (e *stopError) Error() string { return e.err.Error() }
+func (e *stopError) Unwrap() error { return e.err }
+
+func writeFailure(rel string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return &stopError{fmt.Errorf("materialcopy: %s: destination disk full: %w", rel, err)}
+	}
+	return &stopError{fmt.Errorf("materialcopy: %s: writing the destination: %w", rel, err)}
+}
+
+// perFile tells an error that concerns one file only (it vanished or
+// changed at the source, the server refused it) from one that must stop the
+// copy (destination write errors, a dropped connection, cancellation).
+func perFile(err error) bool {
+	var stop *stopError
+	if errors.As(err, &stop) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return he.StatusCode != 401 && he.StatusCode != 403 || errors.Is(err, ErrOutsideRoot)
+	}
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrChanged) ||
+		errors.Is(err, ErrOutsideRoot) || errors.Is(err, fs.ErrPermission)
+}
+
+// plan is what Copy will do for one file.
+type plan struct {
+	fi     FileInfo
+	rel    string // cleaned
+	target string
+	tmp    string
+	// offset: bytes of the temporary file kept (resumed).
+	offset int64
+	// complete: the target is a partial file being completed; targetSize
+	// and targetMod are what it was when compared, checked again before the
+	// rename.
+	complete   bool
+	targetSize int64
+	targetMod  time.Time
+	// seed: start the temporary file from a copy of the target's content.
+	seed bool
+}
+
+type copier struct {
+	job    Job
+	rep    *Report
+	prog   progress
+	lim    *limiter
+	buf    []byte
+	chunk  int
+	settle time.Duration
+}
+
+// Copy copies from job.Source to job.Dest what the destination lacks or has
+// incomplete, for the files modified within [job.Since, job.Until]; see the
+// package documentation for the rules. It never overwrites a file that
+// differs on the destination.
+//
+// Copy stops and returns an error on a write error on the destination (the
+// error says "destination disk full" for ENOSPC), when the context is
+// cancelled or the connection to the source drops; the temporary file of
+// the file being copied stays, and the next Copy resumes it. Files that
+// vanished or changed at the source only fail themselves (Report.Failed)
+// and the copy goes on.
+func Copy(ctx context.Context, job Job) (rep Report, err error) {
+	start := time.Now()
+	defer func() { rep.Took = time.Since(start) }()
+	if job.Source == nil {
+		return rep, errors.New("materialcopy: no source")
+	}
+	st, err := os.Stat(job.Dest)
+	if err != nil {
+		return rep, fmt.Errorf("materialcopy: destination %s: %w (is the disk mounted?)", job.Dest, err)
+	}
+	if !st.IsDir() {
+		return rep, fmt.Errorf("materialcopy: destination %s is not a folder", job.Dest)
+	}
+	c := &copier{job: job, rep: &rep, settle: job.Settle, lim: newLimiter(job.BandwidthLimit)}
+	if c.settle == 0 {
+		c.settle = DefaultSettle
+	}
+	if c.job.Now == nil {
+		c.job.Now = time.Now
+	}
+	if c.job.write == nil {
+		c.job.write = (*os.File).Write
+	}
+	c.buf = make([]byte, bufSize)
+	c.chunk = bufSize
+	if c.lim != nil {
+		c.chunk = int(min(int64(bufSize), max(1024, job.BandwidthLimit/10)))
+	}
+	c.prog.fn = job.Progress
+
+	files, err := job.Source.List(ctx, job.Since, job.Until)
+	if err != nil {
+		return rep, fmt.Errorf("materialcopy: listing the source: %w", err)
+	}
+
+	// Compare both sides first, so that the totals are known.
+	var plans []*plan
+	for _, fi := range files {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		if age := c.job.Now().Sub(fi.ModTime); c.settle > 0 && age < c.settle {
+			c.skip(fi.Path, fmt.Sprintf("%s (modified %s ago, settles after %s)", ReasonStillWriting, age.Round(time.Second), c.settle))
+			continue
+		}
+		p, err := c.classify(ctx, fi)
+		if err != nil {
+			if !perFile(err) {
+				return rep, err
+			}
+			rep.Failed = append(rep.Failed, Skip{fi.Path, err.Error()})
+			continue
+		}
+		if p != nil {
+			plans = append(plans, p)
+			c.prog.p.FilesTotal++
+			c.prog.p.BytesTotal += max(0, fi.Size-max(p.offset, p.targetSize))
+		}
+	}
+
+	c.prog.start = time.Now()
+	c.prog.tick(false)
+	for _, p := range plans {
+		c.prog.p.Current = p.rel
+		err := c.execute(ctx, p)
+		if err != nil {
+			rep.Failed = append(rep.Failed, Skip{p.fi.Path, err.Error()})
+			if !perFile(err) {
+				c.prog.p.Current = ""
+				c.prog.final()
+				return rep, err
+			}
+		}
+		c.prog.p.FilesDone++
+		c.prog.tick(false)
+	}
+	c.prog.p.Current = ""
+	c.prog.final()
+	return rep, nil
+}
+
+func (c *copier) skip(path, reason string) {
+	c.rep.Skipped = append(c.rep.Skipped, Skip{path, reason})
+}
+
+func (c *copier) conflict(path, detail string) {
+	c.rep.Conflicts = append(c.rep.Conflicts, Skip{path, ReasonConflict + " (" + detail + ")"})
+}
+
+// classify compares one source file with the destination. It returns nil
+// when there is nothing to copy (the outcome is already in the report).
+func (c *copier) classify(ctx context.Context, fi FileInfo) (*plan, error) {
+	rel, err := cleanRel(fi.Path)
+	if err != nil {
+		return nil, fmt.Errorf("source listed a refused path: %w", err)
+	}
+	target := filepath.Join(c.job.Dest, filepath.FromSlash(rel))
+	dir, base := filepath.Split(target)
+	if isTempName(base) {
+		return nil, fmt.Errorf("%s: %w: the name of a temporary file", rel, ErrOutsideRoot)
+	}
+	p := &plan{fi: fi, rel: rel, target: target, tmp: filepath.Join(dir, "."+base+TempSuffix)}
+
+	st, err := os.Lstat(target)
+	switch {
+	case errors.Is(err, syscall.ENOTDIR):
+		c.conflict(fi.Path, "a parent folder is a file on the destination")
+		return nil, nil
+	case errors.Is(err, fs.ErrNotExist):
+		off, err := c.usableTemp(ctx, p, 0)
+		if err != nil {
+			return nil, err
+		}
+		p.offset = max(off, 0)
+		return p, nil
+	case err != nil:
+		return nil, &stopError{fmt.Errorf("materialcopy: %s: reading the destination: %w", rel, err)}
+	case !st.Mode().IsRegular():
+		c.conflict(fi.Path, "not a regular file on the destination")
+		return nil, nil
+	}
+
+	ds := st.Size()
+	switch {
+	case ds > fi.Size:
+		c.conflict(fi.Path, fmt.Sprintf("%d bytes there, %d at the source", ds, fi.Size))
+		return nil, nil
+	case ds == fi.Size:
+		same, err := c.samePrefix(ctx, p, target, ds)
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			c.conflict(fi.Path, "same size, different content")
+			return nil, nil
+		}
+		c.skip(fi.Path, ReasonAlreadyThere)
+		os.Remove(p.tmp) // a leftover of ours, if any, is of no use now
+		return nil, nil
+	}
+	same, err := c.samePrefix(ctx, p, target, ds)
+	if err != nil {
+		return nil, err
+	}
+	if !same {
+		c.conflict(fi.Path, fmt.Sprintf("%d bytes there, %d at the source, and not its beginning", ds, fi.Size))
+		return nil, nil
+	}
+	p.complete, p.targetSize, p.targetMod = true, ds, st.ModTime()
+	off, err := c.usableTemp(ctx, p, ds)
+	if err != nil {
+		return nil, err
+	}
+	if off >= ds {
+		p.offset = off
+	} else {
+		p.seed = true
+	}
+	return p, nil
+}
+
+// samePrefix compares the first n bytes of the local file name with those
+// of the source's file.
+func (c *copier) samePrefix(ctx context.Context, p *plan, name string, n int64) (bool, error) {
+	if n == 0 {
+		return true, nil
+	}
+	mine, err := hashFile(ctx, name, n)
+	if err != nil {
+		if errors.Is(err, ErrChanged) || errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, &stopError{fmt.Errorf("materialcopy: %s: reading the destination: %w", p.rel, err)}
+	}
+	theirs, err := c.job.Source.Hash(ctx, p.rel, n)
+	if err != nil {
+		return false, err
+	}
+	return mine == theirs, nil
+}
+
+// usableTemp returns the size of an earlier run's temporary file for p when
+// it is at least atLeast bytes, no longer than the source's file and its
+// content is the source's beginning; otherwise -1.
+func (c *copier) usableTemp(ctx context.Context, p *plan, atLeast int64) (int64, error) {
+	st, err := os.Lstat(p.tmp)
+	if errors.Is(err, fs.ErrNotExist) {
+		return -1, nil
+	}
+	if err != nil {
+		return -1, &stopError{fmt.Errorf("materialcopy: %s: reading the destination: %w", p.rel, err)}
+	}
+	if !st.Mode().IsRegular() {
+		return -1, &stopError{fmt.Errorf("materialcopy: %s: %s is not a regular file; remove it", p.rel, p.tmp)}
+	}
+	n := st.Size()
+	if n < atLeast || n > p.fi.Size {
+		return -1, nil
+	}
+	same, err := c.samePrefix(ctx, p, p.tmp, n)
+	if err != nil || !same {
+		return -1, err
+	}
+	return n, nil
+}
+
+// stillAsListed checks the source file against its listing.
+func stillAsListed(now, listed FileInfo) bool {
+	return now.Size == listed.Size && now.ModTime.Equal(listed.ModTime)
+}
+
+// execute copies one planned file: into the temporary file, fsync, verify,
+// rename into place, fsync the folder.
+func (c *copier) execute(ctx context.Context, p *plan) error {
+	src := c.job.Source
+	now, err := src.Stat(ctx, p.rel)
+	if err != nil {
+		return err
+	}
+	if !stillAsListed(now, p.fi) {
+		c.skip(p.fi.Path, ReasonStillWriting+" (changed since the listing)")
+		return nil
+	}
+	dir := filepath.Dir(p.target)
+	if err := mkdirSynced(c.job.Dest, dir); err != nil {
+		return writeFailure(p.rel, err)
+	}
+	f, err := os.OpenFile(p.tmp, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return writeFailure(p.rel, err)
+	}
+	defer f.Close() // after the explicit Close below, a no-op
+
+	resumed, note := p.offset, NoteCopied
+	if p.offset > 0 {
+		note = NoteResumed
+	}
+	if p.seed {
+		if err := c.seed(ctx, f, p); err != nil {
+			return err
+		}
+		resumed = p.targetSize
+	} else if err := f.Truncate(p.offset); err != nil {
+		return writeFailure(p.rel, err)
+	}
+	if p.complete {
+		note = NotePartialCompleted
+	}
+	if _, err := f.Seek(resumed, io.SeekStart); err != nil {
+		return writeFailure(p.rel, err)
+	}
+	n, err := c.transfer(ctx, f, p, resumed)
+	if errors.Is(err, errShort) {
+		c.skip(p.fi.Path, ReasonStillWriting+" (shorter than listed)")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Chtimes(p.tmp, p.fi.ModTime, p.fi.ModTime); err != nil {
+		return writeFailure(p.rel, err)
+	}
+	if err := f.Sync(); err != nil {
+		return writeFailure(p.rel, err)
+	}
+	if err := f.Close(); err != nil {
+		return writeFailure(p.rel, err)
+	}
+
+	// Verify the whole file as it is on disk against the source.
+	want, err := src.Hash(ctx, p.rel, p.fi.Size)
+	if err != nil {
+		return err
+	}
+	got, err := hashFile(ctx, p.tmp, -1)
+	if err != nil {
+		return &stopError{fmt.Errorf("materialcopy: %s: reading back %s: %w", p.rel, p.tmp, err)}
+	}
+	if got != want {
+		os.Remove(p.tmp)
+		return fmt.Errorf("%s: %w: verification failed (xxh3 %s here, %s at the source); the temporary file was removed",
+			p.rel, ErrChanged, got, want)
+	}
+	if now, err = src.Stat(ctx, p.rel); err != nil {
+		return err
+	}
+	if !stillAsListed(now, p.fi) {
+		c.skip(p.fi.Path, ReasonStillWriting+" (changed during the copy)")
+		return nil
+	}
+
+	// Put it in place, never over something we did not compare.
+	if p.complete {
+		st, err := os.Lstat(p.target)
+		if err != nil || !st.Mode().IsRegular() || st.Size() != p.targetSize || !st.ModTime().Equal(p.targetMod) {
+			os.Remove(p.tmp)
+			c.conflict(p.fi.Path, "changed on the destination during the copy")
+			return nil
+		}
+		err = os.Rename(p.tmp, p.target)
+		if err != nil {
+			return writeFailure(p.rel, err)
+		}
+	} else if err := renameNoReplace(p.tmp, p.target); errors.Is(err, fs.ErrExist) {
+		os.Remove(p.tmp)
+		c.conflict(p.fi.Path, "appeared on the destination during the copy")
+		return nil
+	} else if err != nil {
+		return writeFailure(p.rel, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return writeFailure(p.rel, err)
+	}
+	c.rep.Copied = append(c.rep.Copied, File{Path: p.fi.Path, Bytes: n, ResumedBytes: resumed, Note: note})
+	c.rep.ResumedBytes += resumed
+	return nil
+}
+
+var errShort = errors.New("source shorter than listed")
+
+// transfer copies the source's file from offset to its listed size into f.
+func (c *copier) transfer(ctx context.Context, f *os.File, p *plan, offset int64) (int64, error) {
+	remaining := p.fi.Size - offset
+	if remaining <= 0 {
+		return 0, nil
+	}
+	rc, err := c.job.Source.Open(ctx, p.rel, offset)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	var n int64
+	interrupted := func(err error) error {
+		return &stopError{fmt.Errorf("materialcopy: %s: interrupted after %d of %d bytes (the next copy resumes): %w",
+			p.rel, offset+n, p.fi.Size, err)}
+	}
+	for n < remaining {
+		if err := ctx.Err(); err != nil {
+			return n, interrupted(err)
+		}
+		b := c.buf[:c.chunk]
+		if remaining-n < int64(len(b)) {
+			b = b[:remaining-n]
+		}
+		m, rerr := rc.Read(b)
+		if m > 0 {
+			if err := c.lim.wait(ctx, m); err != nil {
+				return n, interrupted(err)
+			}
+			if err := c.writeAll(f, b[:m]); err != nil {
+				return n, writeFailure(p.rel, err)
+			}
+			n += int64(m)
+			c.rep.Bytes += int64(m)
+			c.prog.p.BytesDone += int64(m)
+			c.prog.tick(false)
+		}
+		if rerr == io.EOF {
+			if n < remaining {
+				return n, errShort
+			}
+			break
+		}
+		if rerr != nil {
+			return n, interrupted(rerr)
+		}
+	}
+	return n, nil
+}
+
+// seed starts the temporary file with the content of the partial target.
+func (c *copier) seed(ctx context.Context, f *os.File, p *plan) error {
+	if err := f.Truncate(0); err != nil {
+		return writeFailure(p.rel, err)
+	}
+	t, err := os.Open(p.target)
+	if err != nil {
+		return &stopError{fmt.Errorf("materialcopy: %s: reading the destination: %w", p.rel, err)}
+	}
+	defer t.Close()
+	var n int64
+	for n < p.targetSize {
+		if err := ctx.Err(); err != nil {
+			return &stopError{err}
+		}
+		b := c.buf[:min(int64(len(c.buf)), p.targetSize-n)]
+		m, rerr := t.Read(b)
+		if m > 0 {
+			if err := c.writeAll(f, b[:m]); err != nil {
+				return writeFailure(p.rel, err)
+			}
+			n += int64(m)
+		}
+		if rerr == io.EOF && n < p.targetSize {
+			return fmt.Errorf("%s: %w: the destination's partial file shrank", p.rel, ErrChanged)
+		}
+		if rerr != nil && rerr != io.EOF {
+			return &stopError{fmt.Errorf("materialcopy: %s: reading the destination: %w", p.rel, rerr)}
+		}
+	}
+	return nil
+}
+
+func (c *copier) writeAll(f *os.File, b []byte) error {
+	for len(b) > 0 {
+		n, err := c.job.write(f, b)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// mkdirSynced creates dir and the folders leading to it from root (which
+// exists) as needed, 0755, and fsyncs the folder each new one is made in.
+func mkdirSynced(root, dir string) error {
+	rel, err := filepath.Rel(root, dir)
+	if err != nil || rel == "." {
+		return err
+	}
+	cur := root
+	for _, el := range strings.Split(rel, string(filepath.Separator)) {
+		next := filepath.Join(cur, el)
+		if err := os.Mkdir(next, 0o755); err == nil {
+			if err := syncDir(cur); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		cur = next
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	return nil
+}
+
+// renameCheck renames unless newpath exists, checked right before.
+func renameCheck(oldpath, newpath string) error {
+	if _, err := os.Lstat(newpath); err == nil {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: fs.ErrExist}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.Rename(oldpath, newpath)
+}
+
+// progress throttles the Progress callback.
+type progress struct {
+	fn          func(Progress)
+	p           Progress
+	start, last time.Time
+}
+
+const progressEvery = 250 * time.Millisecond
+
+func (pr *progress) tick(final bool) {
+	if pr.fn == nil {
+		return
+	}
+	now := time.Now()
+	if !final && !pr.last.IsZero() && now.Sub(pr.last) < progressEvery {
+		return
+	}
+	pr.last = now
+	pr.p.Final = final
+	pr.p.Rate, pr.p.ETA = 0, 0
+	if el := now.Sub(pr.start).Seconds(); el > 0 && pr.p.BytesDone > 0 {
+		pr.p.Rate = float64(pr.p.BytesDone) / el
+		if left := pr.p.BytesTotal - pr.p.BytesDone; left > 0 && !final {
+			pr.p.ETA = time.Duration(float64(left) / pr.p.Rate * float64(time.Second))
+		}
+	}
+	pr.fn(pr.p)
+}
+
+func (pr *progress) final() { pr.tick(true) }
+
+// limiter is a token bucket: bytes may be spent at rate per second, with a
+// burst of a tenth of a second; spending beyond that waits.
+type limiter struct {
+	rate  float64
+	avail float64
+	last  time.Time
+}
+
+func newLimiter(bytesPerSecond int64) *limiter {
+	if bytesPerSecond <= 0 {
+		return nil
+	}
+	return &limiter{rate: float64(bytesPerSecond), last: time.Now()}
+}
+
+func (l *limiter) wait(ctx context.Context, n int) error {
+	if l == nil {
+		return nil
+	}
+	now := time.Now()
+	l.avail = min(l.avail+now.Sub(l.last).Seconds()*l.rate, l.rate/10)
+	l.last = now
+	l.avail -= float64(n)
+	if l.avail >= 0 {
+		return nil
+	}
+	t := time.NewTimer(time.Duration(-l.avail / l.rate * float64(time.Second)))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
