@@ -4,12 +4,14 @@ package builtin
 
 import (
 	"understudy/drivers"
+	"understudy/drivers/kumo"
 	"understudy/drivers/videohub"
 )
 
 // Registry returns a registry of every shipped driver kind.
 func Registry() *drivers.Registry {
 	return drivers.NewRegistry(
+		kumo.Kind,
 		videohub.Kind,
 	)
 }
