@@ -4,6 +4,7 @@ package builtin
 
 import (
 	"understudy/drivers"
+	"understudy/drivers/kramer"
 	"understudy/drivers/kumo"
 	"understudy/drivers/videohub"
 )
@@ -11,6 +12,7 @@ import (
 // Registry returns a registry of every shipped driver kind.
 func Registry() *drivers.Registry {
 	return drivers.NewRegistry(
+		kramer.Kind,
 		kumo.Kind,
 		videohub.Kind,
 	)
