@@ -4,16 +4,26 @@ package builtin
 
 import (
 	"understudy/drivers"
+	"understudy/drivers/execprog"
+	"understudy/drivers/httpreq"
 	"understudy/drivers/kramer"
 	"understudy/drivers/kumo"
+	"understudy/drivers/mqttpub"
+	"understudy/drivers/osc"
 	"understudy/drivers/videohub"
+	"understudy/drivers/wol"
 )
 
 // Registry returns a registry of every shipped driver kind.
 func Registry() *drivers.Registry {
 	return drivers.NewRegistry(
+		execprog.Kind,
+		httpreq.Kind,
 		kramer.Kind,
 		kumo.Kind,
+		mqttpub.Kind,
+		osc.Kind,
 		videohub.Kind,
+		wol.Kind,
 	)
 }
