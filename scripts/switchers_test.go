@@ -1,0 +1,132 @@
+package scripts_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"understudy/drivers/builtin"
+	"understudy/fixtures/kramersim"
+	"understudy/fixtures/kumosim"
+	"understudy/fixtures/videohubsim"
+	"understudy/runtime/config"
+	"understudy/runtime/engine"
+	"understudy/runtime/sim"
+)
+
+// switcherSite is the manager-backup site with the switcher's kind and
+// address left open: the policy is the same for every model.
+const switcherSite = `site: test
+coordinator: backup
+mdns: false
+bus: {url: "tcp://127.0.0.1:1"}
+heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 2s}
+policy:
+  file: %s
+  settings: {failback_delay: 30s}
+members:
+  - id: main
+    roles: [manager]
+    duties: {switcher: router, outputs: [1, 2], inputs: [1, 2]}
+  - id: backup
+    roles: [manager]
+    standby: true
+    duties: {switcher: router, inputs: [3, 4]}
+drivers:
+  router: {kind: %s, address: "%s", timeout: 2s}
+`
+
+// routingSource is what every switcher simulator offers a test.
+type routingSource interface{ Routing() []int }
+
+// switcherKinds starts a simulator of each switcher kind on loopback.
+var switcherKinds = []struct {
+	kind  string
+	start func(t *testing.T) (routingSource, string)
+}{
+	{"videohub", func(t *testing.T) (routingSource, string) {
+		return videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
+	}},
+	{"kramer", func(t *testing.T) (routingSource, string) {
+		return kramersim.StartLoopback(t, kramersim.Options{Inputs: 8, Outputs: 8})
+	}},
+	{"kumo", func(t *testing.T) (routingSource, string) {
+		return kumosim.StartLoopback(t, kumosim.Options{Inputs: 16, Outputs: 16})
+	}},
+}
+
+// A policy switches switcher model by changing only site.yaml: the same
+// manager-backup policy fails over and back on every kind's simulator.
+func TestThePolicyDrivesEverySwitcherKindByConfigAlone(t *testing.T) {
+	policy, err := filepath.Abs("manager-backup/policy.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range switcherKinds {
+		t.Run(k.kind, func(t *testing.T) {
+			dev, addr := k.start(t)
+			path := filepath.Join(t.TempDir(), "site.yaml")
+			if err := os.WriteFile(path, fmt.Appendf(nil, switcherSite, policy, k.kind, addr), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			drvs, err := cfg.BuildDrivers(builtin.Registry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := sim.New(cfg, sim.Options{Drivers: drvs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := h.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer h.Stop()
+			wait := func(from int, what string, match func(engine.Record) bool) {
+				t.Helper()
+				if _, err := h.WaitRecord(ctx, from, match); err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+			}
+			wait(0, "driver connected", sim.Type("driver_connected"))
+			h.Up("backup")
+			h.Up("main")
+			h.Advance(100 * time.Millisecond)
+
+			routesDone := func(from int, n int) {
+				t.Helper()
+				done := 0
+				wait(from, fmt.Sprintf("%d routes done", n), func(r engine.Record) bool {
+					if r.Type == "action_failed" {
+						t.Fatalf("action failed: %v", r.Fields)
+					}
+					if r.Type == "action_done" && r.Fields["verb"] == "route" {
+						done++
+					}
+					return done == n
+				})
+			}
+			mark := len(h.Records())
+			h.Crash("main")
+			routesDone(mark, 2)
+			if r := dev.Routing(); r[0] != 3 || r[1] != 4 {
+				t.Fatalf("%s after the loss shows outputs 1,2 ← %d,%d; want 3,4", k.kind, r[0], r[1])
+			}
+			mark = len(h.Records())
+			h.Up("main")
+			h.Advance(31 * time.Second)
+			routesDone(mark, 2)
+			if r := dev.Routing(); r[0] != 1 || r[1] != 2 {
+				t.Fatalf("%s after the failback shows outputs 1,2 ← %d,%d; want 1,2", k.kind, r[0], r[1])
+			}
+		})
+	}
+}
