@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"understudy/drivers"
+	"understudy/drivers/command"
 	"understudy/runtime/config"
 	"understudy/runtime/hooks"
 )
@@ -88,8 +89,8 @@ func New(cfg drivers.Config) (drivers.Driver, error) {
 type program struct {
 	name    string
 	path    string
-	argv    []string // as hooks runs it: [env NAME=value…] path args…
-	checks  []*tmpl  // every template in argv, for Check
+	argv    []string            // as hooks runs it: [env NAME=value…] path args…
+	checks  []*command.Template // every template in argv, for Check
 	timeout time.Duration
 }
 
@@ -129,7 +130,7 @@ func FromSettings(s Settings) (*Runner, error) {
 				add("%s.env: %q is not a variable name (letters, digits and _, not starting with a digit)", field, k)
 				continue
 			}
-			t, err := parseTmpl(field+".env."+k, p.Env[k])
+			t, err := command.ParseTemplate(field+".env."+k, p.Env[k])
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -139,7 +140,7 @@ func FromSettings(s Settings) (*Runner, error) {
 		}
 		pr.argv = append(pr.argv, p.Path)
 		for i, a := range p.Args {
-			t, err := parseTmpl(fmt.Sprintf("%s.args[%d]", field, i), a)
+			t, err := command.ParseTemplate(fmt.Sprintf("%s.args[%d]", field, i), a)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -211,21 +212,21 @@ func (r *Runner) Status() drivers.Status {
 // prepare finds the program and checks it against args: every template
 // expands, and the program exists and is executable.
 func (r *Runner) prepare(args map[string]any) (*program, map[string]any, error) {
-	name, data, err := parseSend(args)
+	name, data, err := command.Parse(args)
 	if err != nil {
 		return nil, nil, err
 	}
 	p, ok := r.progs[name]
 	if !ok {
-		return nil, nil, unknownCommand("program", name, slices.Collect(maps.Keys(r.progs)))
+		return nil, nil, command.Unknown("program", name, slices.Collect(maps.Keys(r.progs)))
 	}
 	for _, t := range p.checks {
-		v, err := t.expand(data)
+		v, err := t.Expand(data)
 		if err != nil {
 			return nil, nil, err
 		}
 		if strings.IndexByte(v, 0) >= 0 {
-			return nil, nil, fmt.Errorf("%s: expands to text with a NUL byte, which cannot be passed to a program", t.field)
+			return nil, nil, fmt.Errorf("%s: expands to text with a NUL byte, which cannot be passed to a program", t.Field())
 		}
 	}
 	if err := (hooks.Step{Exec: []string{p.path}}).Check(); err != nil {

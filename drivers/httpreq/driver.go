@@ -28,6 +28,7 @@ import (
 	"unicode/utf8"
 
 	"understudy/drivers"
+	"understudy/drivers/command"
 	"understudy/runtime/config"
 )
 
@@ -112,9 +113,9 @@ func New(cfg drivers.Config) (drivers.Driver, error) {
 type request struct {
 	name    string
 	method  string
-	path    *tmpl
-	headers map[string]*tmpl // canonical name → value
-	body    *tmpl
+	path    *command.Template
+	headers map[string]*command.Template // canonical name → value
+	body    *command.Template
 	expect  []int
 	timeout time.Duration
 }
@@ -167,19 +168,19 @@ func FromSettings(s Settings) (*Client, error) {
 				add("%s.expect: %d is not an HTTP status code (100 to 599)", field, code)
 			}
 		}
-		if rq.path, err = parseTmpl(field+".path", r.Path); err != nil {
+		if rq.path, err = command.ParseTemplate(field+".path", r.Path); err != nil {
 			errs = append(errs, err)
-		} else if rq.path.literal() && base != nil {
+		} else if rq.path.Literal() && base != nil {
 			if _, err := joinURL(base, r.Path); err != nil {
 				add("%s.path: %v", field, err)
 			}
 		}
-		if rq.body, err = parseTmpl(field+".body", r.Body); err != nil {
+		if rq.body, err = command.ParseTemplate(field+".body", r.Body); err != nil {
 			errs = append(errs, err)
 		}
 		own, herrs := parseHeaders(field+".headers", r.Headers)
 		errs = append(errs, herrs...)
-		rq.headers = map[string]*tmpl{}
+		rq.headers = map[string]*command.Template{}
 		for k, v := range common {
 			rq.headers[k] = v
 		}
@@ -236,15 +237,15 @@ func checkBaseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-func parseHeaders(field string, h map[string]string) (map[string]*tmpl, []error) {
+func parseHeaders(field string, h map[string]string) (map[string]*command.Template, []error) {
 	var errs []error
-	out := map[string]*tmpl{}
+	out := map[string]*command.Template{}
 	for _, name := range sortedKeys(h) {
 		if !isToken(name) {
 			errs = append(errs, fmt.Errorf("%s: %q is not a valid header name", field, name))
 			continue
 		}
-		t, err := parseTmpl(field+"."+name, h[name])
+		t, err := command.ParseTemplate(field+"."+name, h[name])
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -268,10 +269,10 @@ func joinURL(base *url.URL, path string) (*url.URL, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("path %q does not make a valid URL: %v", shorten(path), errors.Unwrap(err))
+		return nil, fmt.Errorf("path %q does not make a valid URL: %v", command.Shorten(path), errors.Unwrap(err))
 	}
 	if u.Scheme != base.Scheme || u.Host != base.Host {
-		return nil, fmt.Errorf("path %q leaves base_url", shorten(path))
+		return nil, fmt.Errorf("path %q leaves base_url", command.Shorten(path))
 	}
 	return u, nil
 }
@@ -369,32 +370,32 @@ func (p *prepared) what() string { return "http " + p.r.method + " " + p.url.Red
 
 // prepare finds the command and expands its templates with the args.
 func (c *Client) prepare(args map[string]any) (*prepared, error) {
-	name, data, err := parseSend(args)
+	name, data, err := command.Parse(args)
 	if err != nil {
 		return nil, err
 	}
 	r, ok := c.reqs[name]
 	if !ok {
-		return nil, unknownCommand("request", name, slices.Collect(maps.Keys(c.reqs)))
+		return nil, command.Unknown("request", name, slices.Collect(maps.Keys(c.reqs)))
 	}
 	p := &prepared{r: r, headers: map[string]string{}}
-	path, err := r.path.expand(data)
+	path, err := r.path.Expand(data)
 	if err != nil {
 		return nil, err
 	}
 	if p.url, err = joinURL(c.base, path); err != nil {
 		return nil, fmt.Errorf("requests.%s.path: %w", name, err)
 	}
-	if p.body, err = r.body.expand(data); err != nil {
+	if p.body, err = r.body.Expand(data); err != nil {
 		return nil, err
 	}
 	for _, h := range sortedKeys(r.headers) {
-		v, err := r.headers[h].expand(data)
+		v, err := r.headers[h].Expand(data)
 		if err != nil {
 			return nil, err
 		}
 		if strings.ContainsAny(v, "\r\n\x00") {
-			return nil, fmt.Errorf("%s: the value has a line break or NUL byte", r.headers[h].field)
+			return nil, fmt.Errorf("%s: the value has a line break or NUL byte", r.headers[h].Field())
 		}
 		p.headers[h] = v
 	}

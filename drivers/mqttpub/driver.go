@@ -28,6 +28,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"understudy/drivers"
+	"understudy/drivers/command"
 	"understudy/runtime/config"
 )
 
@@ -137,8 +138,8 @@ func defaultClientID(name string) string {
 // message is a configured message, its templates parsed.
 type message struct {
 	name    string
-	topic   *tmpl
-	payload *tmpl
+	topic   *command.Template
+	payload *command.Template
 	qos     byte
 	retain  bool
 }
@@ -211,14 +212,14 @@ func FromSettings(s Settings) (*Publisher, error) {
 		}
 		if strings.TrimSpace(ms.Topic) == "" {
 			add("%s.topic: missing", field)
-		} else if m.topic, err = parseTmpl(field+".topic", ms.Topic); err != nil {
+		} else if m.topic, err = command.ParseTemplate(field+".topic", ms.Topic); err != nil {
 			errs = append(errs, err)
-		} else if m.topic.literal() {
+		} else if m.topic.Literal() {
 			if err := CheckTopic(ms.Topic); err != nil {
 				add("%s.topic: %v", field, err)
 			}
 		}
-		if m.payload, err = parseTmpl(field+".payload", ms.Payload); err != nil {
+		if m.payload, err = command.ParseTemplate(field+".payload", ms.Payload); err != nil {
 			errs = append(errs, err)
 		}
 		p.msgs[name] = m
@@ -503,26 +504,26 @@ type Publication struct {
 
 // Build returns what the args publish, without publishing it.
 func (p *Publisher) Build(args map[string]any) (Publication, error) {
-	name, data, err := parseSend(args)
+	name, data, err := command.Parse(args)
 	if err != nil {
 		return Publication{}, err
 	}
 	m, ok := p.msgs[name]
 	if !ok {
-		return Publication{}, unknownCommand("message", name, slices.Collect(maps.Keys(p.msgs)))
+		return Publication{}, command.Unknown("message", name, slices.Collect(maps.Keys(p.msgs)))
 	}
 	pub := Publication{QoS: m.qos, Retain: m.retain}
-	if pub.Topic, err = m.topic.expand(data); err != nil {
+	if pub.Topic, err = m.topic.Expand(data); err != nil {
 		return Publication{}, err
 	}
 	if err := CheckTopic(pub.Topic); err != nil {
-		return Publication{}, fmt.Errorf("%s: %w", m.topic.field, err)
+		return Publication{}, fmt.Errorf("%s: %w", m.topic.Field(), err)
 	}
-	if pub.Payload, err = m.payload.expand(data); err != nil {
+	if pub.Payload, err = m.payload.Expand(data); err != nil {
 		return Publication{}, err
 	}
 	if len(pub.Payload) > MaxPayload {
-		return Publication{}, fmt.Errorf("%s: %d bytes, more than %d", m.payload.field, len(pub.Payload), MaxPayload)
+		return Publication{}, fmt.Errorf("%s: %d bytes, more than %d", m.payload.Field(), len(pub.Payload), MaxPayload)
 	}
 	return pub, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 
 	"understudy/drivers"
+	"understudy/drivers/command"
 	"understudy/runtime/config"
 )
 
@@ -145,14 +146,14 @@ func New(cfg drivers.Config) (drivers.Driver, error) {
 // message is a configured message, its templates parsed.
 type message struct {
 	name    string
-	address *tmpl
+	address *command.Template
 	args    []arg
 }
 
 type arg struct {
 	typ   byte
-	val   *tmpl  // nil for T, F and N
-	field string // messages.NAME.args[i]
+	val   *command.Template // nil for T, F and N
+	field string            // messages.NAME.args[i]
 }
 
 // FromSettings validates s, fills in defaults and returns the driver, not yet
@@ -181,9 +182,9 @@ func FromSettings(s Settings) (*Sender, error) {
 		var err error
 		if strings.TrimSpace(ms.Address) == "" {
 			add("%s.address: missing (the OSC address, like /cue/go)", field)
-		} else if m.address, err = parseTmpl(field+".address", ms.Address); err != nil {
+		} else if m.address, err = command.ParseTemplate(field+".address", ms.Address); err != nil {
 			errs = append(errs, err)
-		} else if m.address.literal() {
+		} else if m.address.Literal() {
 			if err := CheckAddress(ms.Address); err != nil {
 				add("%s.address: %v", field, err)
 			}
@@ -194,9 +195,9 @@ func FromSettings(s Settings) (*Sender, error) {
 			switch a.Type {
 			case 'T', 'F', 'N':
 			case 'i', 'f', 's', 'b', 'B':
-				if ar.val, err = parseTmpl(af, a.Value); err != nil {
+				if ar.val, err = command.ParseTemplate(af, a.Value); err != nil {
 					errs = append(errs, err)
-				} else if ar.val.literal() {
+				} else if ar.val.Literal() {
 					if _, err := convert(ar.typ, a.Value); err != nil {
 						add("%s: %v", af, err)
 					}
@@ -327,25 +328,25 @@ func (o *Sender) Status() drivers.Status {
 
 // Build returns the message the args make, without sending it.
 func (o *Sender) Build(args map[string]any) (Message, error) {
-	name, data, err := parseSend(args)
+	name, data, err := command.Parse(args)
 	if err != nil {
 		return Message{}, err
 	}
 	m, ok := o.msgs[name]
 	if !ok {
-		return Message{}, unknownCommand("message", name, slices.Collect(maps.Keys(o.msgs)))
+		return Message{}, command.Unknown("message", name, slices.Collect(maps.Keys(o.msgs)))
 	}
 	var out Message
-	if out.Address, err = m.address.expand(data); err != nil {
+	if out.Address, err = m.address.Expand(data); err != nil {
 		return Message{}, err
 	}
 	if err := CheckAddress(out.Address); err != nil {
-		return Message{}, fmt.Errorf("%s: %w", m.address.field, err)
+		return Message{}, fmt.Errorf("%s: %w", m.address.Field(), err)
 	}
 	for _, a := range m.args {
 		text := ""
 		if a.val != nil {
-			if text, err = a.val.expand(data); err != nil {
+			if text, err = a.val.Expand(data); err != nil {
 				return Message{}, err
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"understudy/drivers"
+	"understudy/drivers/command"
 	"understudy/runtime/config"
 )
 
@@ -207,13 +208,13 @@ func (w *Waker) Status() drivers.Status {
 }
 
 func (w *Waker) host(args map[string]any) (string, net.HardwareAddr, error) {
-	name, data, err := parseSend(args)
+	name, data, err := command.Parse(args)
 	if err != nil {
 		return "", nil, err
 	}
 	mac, ok := w.macs[name]
 	if !ok {
-		return "", nil, unknownCommand("host", name, slices.Collect(maps.Keys(w.macs)))
+		return "", nil, command.Unknown("host", name, slices.Collect(maps.Keys(w.macs)))
 	}
 	if len(data) > 0 {
 		return "", nil, fmt.Errorf("waking %s takes no args", name)

@@ -1,9 +1,16 @@
-package httpreq
-
-// This file is the same in every controller package of drivers/ that takes
-// named commands with templates (httpreq, osc, mqttpub, wol, execprog), but
-// for its package clause and what a package does not use (wol has no
-// templates; execprog needs no literal()).
+// Package command is the part that the control-action drivers taking named
+// commands (httpreq, osc, mqttpub, wol, execprog) have in common: reading
+// the args of driver:send — a command name and, optionally, a table of
+// values — and expanding the text/templates of a command's settings with
+// those values.
+//
+// A driver parses its templates once, when its configuration is loaded
+// (ParseTemplate), and for each send calls Parse, looks the name up in its
+// own configuration (Unknown makes the error for a name it does not have)
+// and expands the command's templates with the values (Template.Expand).
+// Errors are written for whoever wrote the policy or the settings: they
+// name the setting, quote the template and list what args has.
+package command
 
 import (
 	"bytes"
@@ -19,12 +26,13 @@ import (
 	"text/template/parse"
 )
 
-// parseSend reads the args of driver:send: a command name and, optionally, a
-// table of values for the command's templates.
+// Parse reads the args of driver:send: a command name and, optionally, a
+// table of values for the command's templates. data is never nil; whole
+// numbers in it are int64 (see Template).
 //
 //	driver:send("power_on")                            -- {command = "power_on"}
 //	driver:send{command = "input", args = {n = 3}}
-func parseSend(args map[string]any) (command string, data map[string]any, err error) {
+func Parse(args map[string]any) (name string, data map[string]any, err error) {
 	for k := range args {
 		if k != "command" && k != "args" {
 			return "", nil, fmt.Errorf("unknown field %q: send takes a command name and args, like {command = \"input\", args = {n = 3}}", k)
@@ -34,8 +42,8 @@ func parseSend(args map[string]any) (command string, data map[string]any, err er
 	if !ok || c == nil {
 		return "", nil, errors.New("no command: send a command name, like send(\"power_on\") or send{command = \"input\", args = {n = 3}}")
 	}
-	command, ok = c.(string)
-	if !ok || command == "" {
+	name, ok = c.(string)
+	if !ok || name == "" {
 		return "", nil, fmt.Errorf("command must be a command name, not %v", describeValue(c))
 	}
 	data = map[string]any{}
@@ -50,7 +58,7 @@ func parseSend(args map[string]any) (command string, data map[string]any, err er
 	default:
 		return "", nil, fmt.Errorf("args must be a table of named values, like {n = 3}, not %v", describeValue(a))
 	}
-	return command, data, nil
+	return name, data, nil
 }
 
 // normalize returns v with every whole float64 made an int64, in nested
@@ -85,13 +93,15 @@ func normalize(v any) any {
 	return v
 }
 
-// unknownCommand is the error for a command name that is not configured.
-func unknownCommand(what, command string, known []string) error {
+// Unknown is the error for a command name that is not configured. what is
+// the driver's word for its commands ("request", "message", "host",
+// "program"); known lists the configured names, and is sorted in place.
+func Unknown(what, name string, known []string) error {
 	slices.Sort(known)
 	if len(known) == 0 {
-		return fmt.Errorf("unknown %s %q: none is configured", what, command)
+		return fmt.Errorf("unknown %s %q: none is configured", what, name)
 	}
-	return fmt.Errorf("unknown %s %q (configured: %s)", what, command, strings.Join(known, ", "))
+	return fmt.Errorf("unknown %s %q (configured: %s)", what, name, strings.Join(known, ", "))
 }
 
 func describeValue(v any) string {
@@ -106,24 +116,25 @@ func describeValue(v any) string {
 	return fmt.Sprintf("%v (%T)", v, v)
 }
 
-// tmpl is one text/template from the settings: the text of a field whose
-// {{.key}} actions take the values of the send's args.
-type tmpl struct {
+// Template is one text/template from the settings: the text of a field
+// whose {{.key}} actions take the values of the send's args.
+type Template struct {
 	field string             // the setting it came from, for errors: "requests.cue.path"
 	text  string             // as written
 	t     *template.Template // nil when text has no actions: it is used as written
 }
 
-// parseTmpl parses text from the named setting. A template refers to args
-// as {{.n}}; a key the args do not have is an error when it is expanded.
-// Besides text/template's own functions, json (a value as JSON) and join (a
-// list joined with a separator) are available.
-func parseTmpl(field, text string) (*tmpl, error) {
-	t, err := template.New(field).Option("missingkey=error").Funcs(templateFuncs).Parse(text)
+// ParseTemplate parses text from the setting named field. A template refers
+// to args as {{.n}}; a key the args do not have is an error when it is
+// expanded. Besides text/template's own functions, json (a value as
+// compact JSON, {{json .}}) and join (a list's elements joined with a
+// separator, {{join .names ","}}) are available.
+func ParseTemplate(field, text string) (*Template, error) {
+	t, err := template.New(field).Option("missingkey=error").Funcs(funcs).Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("%s: template %q does not parse: %w", field, shorten(text), err)
+		return nil, fmt.Errorf("%s: template %q does not parse: %w", field, Shorten(text), err)
 	}
-	out := &tmpl{field: field, text: text}
+	out := &Template{field: field, text: text}
 	if t.Tree != nil && t.Root != nil {
 		for _, n := range t.Root.Nodes {
 			if n.Type() != parse.NodeText {
@@ -135,11 +146,16 @@ func parseTmpl(field, text string) (*tmpl, error) {
 	return out, nil
 }
 
-// literal reports whether the template has no actions.
-func (t *tmpl) literal() bool { return t.t == nil }
+// Field is the setting the template came from, as given to ParseTemplate:
+// the prefix of a driver's own errors about what it expands to.
+func (t *Template) Field() string { return t.field }
 
-// expand executes the template with data.
-func (t *tmpl) expand(data map[string]any) (string, error) {
+// Literal reports whether the template has no actions: it expands to its
+// text as written, whatever the args.
+func (t *Template) Literal() bool { return t.t == nil }
+
+// Expand executes the template with data, the args from Parse.
+func (t *Template) Expand(data map[string]any) (string, error) {
 	if t.t == nil {
 		return t.text, nil
 	}
@@ -155,14 +171,16 @@ func (t *tmpl) expand(data map[string]any) (string, error) {
 			if len(keys) > 0 {
 				have = "args has " + strings.Join(keys, ", ")
 			}
-			return "", fmt.Errorf("%s: template %q needs args.%s (%s)", t.field, shorten(t.text), key, have)
+			return "", fmt.Errorf("%s: template %q needs args.%s (%s)", t.field, Shorten(t.text), key, have)
 		}
-		return "", fmt.Errorf("%s: template %q: %w", t.field, shorten(t.text), err)
+		return "", fmt.Errorf("%s: template %q: %w", t.field, Shorten(t.text), err)
 	}
 	return b.String(), nil
 }
 
-func shorten(s string) string {
+// Shorten makes s fit in an error message: its runs of white space made one
+// space, and cut at 80 characters.
+func Shorten(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if r := []rune(s); len(r) > 80 {
 		s = string(r[:80]) + "…"
@@ -190,7 +208,7 @@ func missingKey(err error) (string, bool) {
 	return k, err == nil
 }
 
-var templateFuncs = template.FuncMap{
+var funcs = template.FuncMap{
 	"json": jsonFunc,
 	"join": joinFunc,
 }
