@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"understudy/drivers/builtin"
+	"understudy/fixtures/extronsim"
 	"understudy/fixtures/kramersim"
 	"understudy/fixtures/kumosim"
 	"understudy/fixtures/videohubsim"
@@ -50,6 +51,9 @@ var switcherKinds = []struct {
 	{"videohub", func(t *testing.T) (routingSource, string) {
 		return videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
 	}},
+	{"extron", func(t *testing.T) (routingSource, string) {
+		return extronsim.StartLoopback(t, extronsim.Options{})
+	}},
 	{"kramer", func(t *testing.T) (routingSource, string) {
 		return kramersim.StartLoopback(t, kramersim.Options{Inputs: 8, Outputs: 8})
 	}},
@@ -58,7 +62,8 @@ var switcherKinds = []struct {
 	}},
 }
 
-// A policy switches switcher model by changing only site.yaml: the same
+// A policy switches switcher model by changing only site.yaml (Videohub to
+// Extron, Kramer or KUMO): the same
 // manager-backup policy fails over and back on every kind's simulator.
 func TestThePolicyDrivesEverySwitcherKindByConfigAlone(t *testing.T) {
 	policy, err := filepath.Abs("manager-backup/policy.lua")

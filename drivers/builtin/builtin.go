@@ -5,6 +5,7 @@ package builtin
 import (
 	"understudy/drivers"
 	"understudy/drivers/execprog"
+	"understudy/drivers/extron"
 	"understudy/drivers/httpreq"
 	"understudy/drivers/kramer"
 	"understudy/drivers/kumo"
@@ -18,6 +19,7 @@ import (
 func Registry() *drivers.Registry {
 	return drivers.NewRegistry(
 		execprog.Kind,
+		extron.Kind,
 		httpreq.Kind,
 		kramer.Kind,
 		kumo.Kind,
