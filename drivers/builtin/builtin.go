@@ -9,6 +9,7 @@ import (
 	"understudy/drivers/httpreq"
 	"understudy/drivers/kramer"
 	"understudy/drivers/kumo"
+	"understudy/drivers/line"
 	"understudy/drivers/mqttpub"
 	"understudy/drivers/osc"
 	"understudy/drivers/videohub"
@@ -23,6 +24,7 @@ func Registry() *drivers.Registry {
 		httpreq.Kind,
 		kramer.Kind,
 		kumo.Kind,
+		line.Kind,
 		mqttpub.Kind,
 		osc.Kind,
 		videohub.Kind,
