@@ -1,5 +1,5 @@
 // Package command is the part that the control-action drivers taking named
-// commands (httpreq, osc, mqttpub, wol, execprog) have in common: reading
+// commands (httpreq, osc, mqttpub, wol, execprog, line) have in common: reading
 // the args of driver:send — a command name and, optionally, a table of
 // values — and expanding the text/templates of a command's settings with
 // those values.
@@ -124,11 +124,13 @@ type Template struct {
 	t     *template.Template // nil when text has no actions: it is used as written
 }
 
-// ParseTemplate parses text from the setting named field. A template refers
-// to args as {{.n}}; a key the args do not have is an error when it is
-// expanded. Besides text/template's own functions, json (a value as
-// compact JSON, {{json .}}) and join (a list's elements joined with a
-// separator, {{join .names ","}}) are available.
+// ParseTemplate parses text from the setting named field, which is also the
+// template's name in text/template's own messages. A template refers to args
+// as {{.n}}; a key the args do not have is an error when it is expanded.
+// Besides text/template's own functions, json (a value as compact JSON,
+// {{json .}}) and join (a list's elements joined with a separator,
+// {{join .names ","}}) are available. The error wraps text/template's
+// (errors.Unwrap gives it), for a driver that words it its own way.
 func ParseTemplate(field, text string) (*Template, error) {
 	t, err := template.New(field).Option("missingkey=error").Funcs(funcs).Parse(text)
 	if err != nil {
@@ -136,11 +138,19 @@ func ParseTemplate(field, text string) (*Template, error) {
 	}
 	out := &Template{field: field, text: text}
 	if t.Tree != nil && t.Root != nil {
+		// Literal only when the text nodes are the whole text: a comment
+		// ({{/* … */}}) or a trim marker leaves only text nodes, but not
+		// the text as written.
+		var plain strings.Builder
 		for _, n := range t.Root.Nodes {
 			if n.Type() != parse.NodeText {
-				out.t = t
+				plain.Reset()
 				break
 			}
+			plain.Write(n.(*parse.TextNode).Text)
+		}
+		if plain.String() != text {
+			out.t = t
 		}
 	}
 	return out, nil
@@ -154,28 +164,88 @@ func (t *Template) Field() string { return t.field }
 // text as written, whatever the args.
 func (t *Template) Literal() bool { return t.t == nil }
 
-// Expand executes the template with data, the args from Parse.
+// Expand executes the template with data, the args from Parse. A key the
+// template uses and data lacks is a *MissingKeyError.
 func (t *Template) Expand(data map[string]any) (string, error) {
+	return t.expand(data, -1)
+}
+
+// ExpandLimit is Expand for a driver that bounds what it sends: once the
+// expansion passes limit bytes it stops, with a *TooLongError.
+func (t *Template) ExpandLimit(data map[string]any, limit int) (string, error) {
+	return t.expand(data, max(limit, 0))
+}
+
+// expand is Expand with no limit when limit < 0.
+func (t *Template) expand(data map[string]any, limit int) (string, error) {
 	if t.t == nil {
+		if limit >= 0 && len(t.text) > limit {
+			return "", &TooLongError{Field: t.field, Text: t.text, Limit: limit}
+		}
 		return t.text, nil
 	}
-	var b strings.Builder
-	if err := t.t.Execute(&b, data); err != nil {
+	b := &limitedBuilder{limit: limit}
+	if err := t.t.Execute(b, data); err != nil {
+		if errors.Is(err, errLimit) {
+			return "", &TooLongError{Field: t.field, Text: t.text, Limit: limit}
+		}
 		if key, ok := missingKey(err); ok {
 			keys := make([]string, 0, len(data))
 			for k := range data {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
-			have := "args has none"
-			if len(keys) > 0 {
-				have = "args has " + strings.Join(keys, ", ")
-			}
-			return "", fmt.Errorf("%s: template %q needs args.%s (%s)", t.field, Shorten(t.text), key, have)
+			return "", &MissingKeyError{Field: t.field, Text: t.text, Key: key, Have: keys}
 		}
 		return "", fmt.Errorf("%s: template %q: %w", t.field, Shorten(t.text), err)
 	}
-	return b.String(), nil
+	return b.b.String(), nil
+}
+
+// MissingKeyError is the error of Expand for a key the template uses
+// ({{.n}}) and the args do not have.
+type MissingKeyError struct {
+	Field string   // the template's setting, as given to ParseTemplate
+	Text  string   // the template as written
+	Key   string   // the key missing: "n" for args.n
+	Have  []string // the keys args has, sorted
+}
+
+func (e *MissingKeyError) Error() string {
+	have := "args has none"
+	if len(e.Have) > 0 {
+		have = "args has " + strings.Join(e.Have, ", ")
+	}
+	return fmt.Sprintf("%s: template %q needs args.%s (%s)", e.Field, Shorten(e.Text), e.Key, have)
+}
+
+// TooLongError is the error of ExpandLimit for a template that expands to
+// more than its limit.
+type TooLongError struct {
+	Field string // the template's setting, as given to ParseTemplate
+	Text  string // the template as written
+	Limit int    // in bytes
+}
+
+func (e *TooLongError) Error() string {
+	return fmt.Sprintf("%s: template %q expands to more than %d bytes", e.Field, Shorten(e.Text), e.Limit)
+}
+
+var errLimit = errors.New("limit reached")
+
+// limitedBuilder is an io.Writer into a strings.Builder that refuses to
+// grow past limit bytes; limit < 0 is no limit. It has Write alone, so that
+// every write is counted.
+type limitedBuilder struct {
+	b     strings.Builder
+	limit int
+}
+
+func (l *limitedBuilder) Write(p []byte) (int, error) {
+	if l.limit >= 0 && l.b.Len()+len(p) > l.limit {
+		return 0, errLimit
+	}
+	return l.b.Write(p)
 }
 
 // Shorten makes s fit in an error message: its runs of white space made one

@@ -9,7 +9,9 @@ package command_test
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -137,6 +139,12 @@ func TestMissingKey(t *testing.T) {
 			t.Errorf("expand(%q, %v) = %q, %v; want an error starting %q", tc.text, tc.data, got, err, tc.want)
 		}
 	}
+	// The error is a *MissingKeyError, for a driver that words it its own way.
+	_, err := expand(t, "IN {{.n}}", map[string]any{"b": 1, "a": 2})
+	var mk *command.MissingKeyError
+	if !errors.As(err, &mk) || mk.Field != "x.y" || mk.Text != "IN {{.n}}" || mk.Key != "n" || !reflect.DeepEqual(mk.Have, []string{"a", "b"}) {
+		t.Errorf("error %#v", err)
+	}
 	// A nil value is there: it prints as text/template prints nil.
 	if got, err := expand(t, "{{.a}}{{.b}}", map[string]any{"a": "x", "b": nil}); err != nil || got != "x<no value>" {
 		t.Errorf("expanded %q, %v", got, err)
@@ -178,6 +186,70 @@ func TestParseTemplate(t *testing.T) {
 		if want := `requests.a.path: template "` + text + `" does not parse: `; err == nil || !strings.HasPrefix(err.Error(), want) || tm != nil {
 			t.Errorf("ParseTemplate(%q) = %v, %v; want an error starting %q", text, tm, err, want)
 		}
+	}
+	// The error wraps text/template's, which names the template by field.
+	_, err := command.ParseTemplate("on", "IN {{.n")
+	if inner := errors.Unwrap(err); inner == nil || inner.Error() != "template: on:1: unclosed action" {
+		t.Errorf("unwrapped %v", inner)
+	}
+	// Comments and trim markers leave only text nodes, but not the text as
+	// written: such a template is not literal.
+	for text, want := range map[string]string{
+		"a{{/* c */}}b":       "ab",
+		"a {{- /* c */ -}} b": "ab",
+		"a {{- `` -}} b":      "ab",
+		"{{/* only */}}":      "",
+		"x{{/* c */}}{{.n}}":  "x3",
+	} {
+		tm, err := command.ParseTemplate("x.y", text)
+		if err != nil {
+			t.Errorf("ParseTemplate(%q): %v", text, err)
+			continue
+		}
+		if got, err := tm.Expand(map[string]any{"n": 3}); tm.Literal() || err != nil || got != want {
+			t.Errorf("%q: literal %v, expanded %q, %v; want %q", text, tm.Literal(), got, err, want)
+		}
+	}
+}
+
+func TestExpandLimit(t *testing.T) {
+	data := map[string]any{"s": "abcd", "l": []any{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}
+	for _, tc := range []struct {
+		text  string
+		limit int
+		want  string // "" = too long
+	}{
+		{"ab", 2, "ab"},
+		{"abc", 2, ""},
+		{"", 0, ""},
+		{"x{{.s}}", 5, "xabcd"},
+		{"x{{.s}}", 4, ""},
+		{"{{.s}}", 0, ""},
+		{"{{range .l}}..........{{end}}", 100, strings.Repeat(".", 100)},
+		{"{{range .l}}..........{{end}}", 99, ""},
+	} {
+		tm, err := command.ParseTemplate("x.y", tc.text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tm.ExpandLimit(data, tc.limit)
+		if tc.want != "" || tc.text == "" {
+			if err != nil || got != tc.want {
+				t.Errorf("ExpandLimit(%q, %d) = %q, %v; want %q", tc.text, tc.limit, got, err, tc.want)
+			}
+			continue
+		}
+		var tl *command.TooLongError
+		want := `x.y: template "` + tc.text + `" expands to more than ` + strconv.Itoa(tc.limit) + ` bytes`
+		if !errors.As(err, &tl) || tl.Field != "x.y" || tl.Text != tc.text || tl.Limit != tc.limit || err.Error() != want || got != "" {
+			t.Errorf("ExpandLimit(%q, %d) = %q, %v; want %q", tc.text, tc.limit, got, err, want)
+		}
+	}
+	// Other errors are Expand's.
+	tm, _ := command.ParseTemplate("x.y", "{{.n}}")
+	var mk *command.MissingKeyError
+	if _, err := tm.ExpandLimit(nil, 10); !errors.As(err, &mk) || mk.Key != "n" {
+		t.Errorf("error %v", err)
 	}
 }
 

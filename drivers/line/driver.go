@@ -2,12 +2,9 @@ package line
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"regexp"
 	"strings"
@@ -18,6 +15,7 @@ import (
 	"go.bug.st/serial"
 
 	"understudy/drivers"
+	"understudy/drivers/command"
 )
 
 // ErrClosed is wrapped by Do after Close.
@@ -34,7 +32,7 @@ type Line struct {
 	term     []byte   // Terminator, unescaped
 	greeting *regexp.Regexp
 	mode     *serial.Mode
-	commands map[string]*command
+	commands map[string]*compiled
 	names    []string // sorted command names
 
 	reqs     chan *request // unbuffered: taken by the owner goroutine
@@ -234,29 +232,22 @@ func (d *Line) prepareCommand(cmdV any, args map[string]any) (*request, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown command %q (known: %s)", name, d.known())
 	}
-	data := map[string]any{}
-	switch a := args["args"].(type) {
-	case nil:
-	case map[string]any:
-		data = normalize(a).(map[string]any)
-	case []any:
-		if len(a) > 0 { // an empty Lua table may come as an empty list
-			return nil, fmt.Errorf("command %s: args must be a table of named values, like {n = 3}, not a list", name)
-		}
-	default:
-		return nil, fmt.Errorf("command %s: args must be a table of named values, like {n = 3}, not %T", name, a)
+	// prepare has refused every field but command and args by now.
+	_, data, err := command.Parse(args)
+	if err != nil {
+		return nil, fmt.Errorf("command %s: %w", name, err)
 	}
 	if err := checkValues("args", data); err != nil {
 		return nil, fmt.Errorf("command %s: %w", name, err)
 	}
-	var b bytes.Buffer
-	if err := c.tmpl.Execute(&limitedWriter{w: &b, n: MaxLine}, data); err != nil {
+	text, err := c.send.ExpandLimit(data, MaxLine)
+	if err != nil {
 		return nil, fmt.Errorf("command %s: %s", name, templateError(err))
 	}
-	if b.Len() == 0 {
+	if text == "" {
 		return nil, fmt.Errorf("command %s: renders to nothing to send", name)
 	}
-	req := &request{what: name, data: b.Bytes(), expect: c.expect, refuse: c.refuse, timeout: c.timeout, reply: make(chan outcome, 1)}
+	req := &request{what: name, data: []byte(text), expect: c.expect, refuse: c.refuse, timeout: c.timeout, reply: make(chan outcome, 1)}
 	if req.timeout == 0 {
 		req.timeout = d.set.Timeout.D()
 	}
@@ -331,71 +322,22 @@ func checkValues(path string, v any) error {
 	return nil
 }
 
-// normalize returns v with every whole float64 made an int64, in nested
-// tables and lists too, so that a template prints 1000000 and not 1e+06 for
-// args that went through JSON (an action resumed after a restart).
-func normalize(v any) any {
-	switch x := v.(type) {
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
-			return int64(x)
-		}
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		if f, err := x.Float64(); err == nil {
-			return normalize(f)
-		}
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = normalize(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = normalize(e)
-		}
-		return out
-	}
-	return v
-}
-
-var missingKey = regexp.MustCompile(`map has no entry for key "([^"]*)"`)
-
-// templateError rewords the common template error, a missing argument.
+// templateError rewords the template's errors for the policy: a missing
+// argument, a command too long to send, text/template's own message.
 func templateError(err error) string {
-	if m := missingKey.FindStringSubmatch(err.Error()); m != nil {
-		return fmt.Sprintf("args.%s is missing (the command's send uses {{.%s}})", m[1], m[1])
+	var mk *command.MissingKeyError
+	if errors.As(err, &mk) {
+		return fmt.Sprintf("args.%s is missing (the command's send uses {{.%s}})", mk.Key, mk.Key)
 	}
-	var le errTooLong
-	if errors.As(err, &le) {
-		return le.Error()
+	var tl *command.TooLongError
+	if errors.As(err, &tl) {
+		return fmt.Sprintf("renders to more than %d bytes", tl.Limit)
 	}
 	var ee template.ExecError
 	if errors.As(err, &ee) && ee.Err != nil {
 		return ee.Err.Error()
 	}
 	return err.Error()
-}
-
-type errTooLong struct{}
-
-func (errTooLong) Error() string { return fmt.Sprintf("renders to more than %d bytes", MaxLine) }
-
-// limitedWriter fails once more than n bytes were written.
-type limitedWriter struct {
-	w *bytes.Buffer
-	n int
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	if l.w.Len()+len(p) > l.n {
-		return 0, errTooLong{}
-	}
-	return l.w.Write(p)
 }
 
 // errorf formats an error about req: "address what: …".

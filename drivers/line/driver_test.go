@@ -604,6 +604,39 @@ func TestRawSend(t *testing.T) {
 	}
 }
 
+// The send templates: a comment is not sent, json and join are there as in
+// the other control drivers, and what a command renders is bounded by
+// MaxLine.
+func TestSendTemplates(t *testing.T) {
+	sim, addr := linesim.StartTCP(t, linesim.Options{})
+	d, _ := newDriver(t, "address: "+addr+"\ncommands:\n"+
+		"  note: { send: 'A{{/* not sent */}}B\\r' }\n"+
+		"  list: { send: 'SET {{join .l \",\"}} {{json .m}}\\r' }\n"+
+		"  echo: { send: '{{.s}}{{.t}}' }\n")
+	mustDo(t, d, cmd("note"))
+	mustDo(t, d, map[string]any{"command": "list", "args": map[string]any{"l": []any{float64(1), "x"}, "m": map[string]any{"k": 2.5}}})
+	if err := sim.WaitCommands(ctxDeadline(t), 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := sim.Lines(); !reflect.DeepEqual(got, []string{"AB", `SET 1,x {"k":2.5}`}) {
+		t.Errorf("device received %q", got)
+	}
+	half := strings.Repeat("x", line.MaxLine/2)
+	for _, tc := range []struct {
+		s, t string
+		want string // "" = valid
+	}{
+		{half, half, ""},
+		{half, half + "y", fmt.Sprintf("command echo: renders to more than %d bytes", line.MaxLine)},
+		{"", "", "command echo: renders to nothing to send"},
+	} {
+		err := d.Check(map[string]any{"command": "echo", "args": map[string]any{"s": tc.s, "t": tc.t}})
+		if (tc.want == "" && err != nil) || (tc.want != "" && (err == nil || err.Error() != tc.want)) {
+			t.Errorf("Check(%d+%d bytes) = %v, want %q", len(tc.s), len(tc.t), err, tc.want)
+		}
+	}
+}
+
 func TestPerCommandTimeout(t *testing.T) {
 	sim, addr := linesim.StartTCP(t, linesim.Options{Replies: map[string]string{"SLOW": ""}})
 	d, _ := newDriver(t, "address: "+addr+"\ntimeout: 1h\ncommands:\n  slow: { send: 'SLOW\\r', expect: '^OK$', timeout: 50ms }\n")

@@ -9,12 +9,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"go.bug.st/serial"
 
 	"understudy/drivers"
+	"understudy/drivers/command"
 	"understudy/runtime/config"
 )
 
@@ -96,12 +96,12 @@ type Command struct {
 	Timeout config.Duration `yaml:"timeout"`
 }
 
-// command is a Command compiled.
-type command struct {
+// compiled is a Command compiled.
+type compiled struct {
 	name    string
-	tmpl    *template.Template
-	expect  *regexp.Regexp // nil: no reply awaited
-	refuse  *regexp.Regexp // nil: none
+	send    *command.Template // named for the command, after the escapes
+	expect  *regexp.Regexp    // nil: no reply awaited
+	refuse  *regexp.Regexp    // nil: none
 	timeout time.Duration
 }
 
@@ -198,7 +198,7 @@ func FromSettings(s Settings) (*Line, error) {
 	if len(s.Commands) == 0 && !s.Raw {
 		return nil, errors.New("commands: none defined (and raw sends are off)")
 	}
-	d.commands = make(map[string]*command, len(s.Commands))
+	d.commands = make(map[string]*compiled, len(s.Commands))
 	for _, name := range slices.Sorted(maps.Keys(s.Commands)) {
 		if strings.TrimSpace(name) == "" {
 			return nil, errors.New("commands: a command has an empty name")
@@ -218,7 +218,7 @@ func FromSettings(s Settings) (*Line, error) {
 // fieldError is an error about one field of a command: "send: …".
 func fieldError(field string, err error) error { return fmt.Errorf("%s: %w", field, err) }
 
-func compile(name string, c Command) (*command, error) {
+func compile(name string, c Command) (*compiled, error) {
 	if c.Send == "" {
 		return nil, errors.New("send: required (what to write to the device)")
 	}
@@ -226,9 +226,11 @@ func compile(name string, c Command) (*command, error) {
 	if err != nil {
 		return nil, fieldError("send", err)
 	}
-	out := &command{name: name, timeout: c.Timeout.D()}
-	if out.tmpl, err = template.New(name).Option("missingkey=error").Parse(text); err != nil {
-		return nil, fieldError("send", err)
+	out := &compiled{name: name, timeout: c.Timeout.D()}
+	if out.send, err = command.ParseTemplate(name, text); err != nil {
+		// text/template's own message ("template: on:1: …"): the
+		// field is named already.
+		return nil, fieldError("send", errors.Unwrap(err))
 	}
 	if c.Timeout < 0 {
 		return nil, fmt.Errorf("timeout: %s is negative", c.Timeout)
