@@ -81,7 +81,7 @@ type funcProbe struct {
 	f    func() error
 }
 
-func (p funcProbe) String() string                { return p.name }
+func (p funcProbe) String() string                  { return p.name }
 func (p funcProbe) Check(ctx context.Context) error { return p.f() }
 
 // Run checks p every interval (each check bounded by timeout) until ctx ends,
