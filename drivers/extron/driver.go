@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
-	"net/netip"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"understudy/drivers"
+	"understudy/drivers/switcher"
 	"understudy/runtime/config"
 )
 
@@ -145,27 +142,28 @@ func FromSettings(s Settings) (*Extron, error) {
 		d := *s.Poll
 		s.Poll = &d
 	}
-	for _, d := range []struct {
-		name string
-		v    *config.Duration
-		def  time.Duration
-	}{
-		{"timeout", &s.Timeout, DefaultTimeout},
-		{"poll", s.Poll, 0},
-		{"backoff_min", &s.BackoffMin, DefaultBackoffMin},
-		{"backoff_max", &s.BackoffMax, DefaultBackoffMax},
-	} {
-		if *d.v < 0 {
-			return nil, fmt.Errorf("%s: %s is negative", d.name, *d.v)
-		}
-		if *d.v == 0 {
-			*d.v = config.Duration(d.def)
-		}
+	if err := switcher.Durations(
+		switcher.Duration{Name: "timeout", V: &s.Timeout, Default: DefaultTimeout},
+		switcher.Duration{Name: "poll", V: s.Poll},
+		switcher.Duration{Name: "backoff_min", V: &s.BackoffMin, Default: DefaultBackoffMin},
+		switcher.Duration{Name: "backoff_max", V: &s.BackoffMax, Default: DefaultBackoffMax},
+	); err != nil {
+		return nil, err
 	}
 	if s.BackoffMax < s.BackoffMin {
 		return nil, fmt.Errorf("backoff_max (%s) is less than backoff_min (%s)", s.BackoffMax, s.BackoffMin)
 	}
-	return &Extron{set: s, plane: plane, keepAlive: keepAlive, status: drivers.Status{Address: addr}}, nil
+	x := &Extron{set: s, plane: plane, keepAlive: keepAlive}
+	x.c = switcher.NewCore(switcher.Config{
+		Name:          "extron",
+		Address:       addr,
+		BackoffMin:    s.BackoffMin.D(),
+		BackoffMax:    s.BackoffMax.D(),
+		What:          x.tieWhat,
+		ErrClosed:     ErrClosed,
+		ErrOutOfRange: ErrOutOfRange,
+	})
+	return x, nil
 }
 
 func tiePlane(tie string) (Plane, error) {
@@ -182,28 +180,7 @@ func tiePlane(tie string) (Plane, error) {
 
 // normalizeAddress turns "host" or "host:port" into "host:port".
 func normalizeAddress(a string) (string, error) {
-	a = strings.TrimSpace(a)
-	if a == "" {
-		return "", errors.New("address is required (host or host:port)")
-	}
-	host, port, err := net.SplitHostPort(a)
-	if err != nil {
-		// No port: a name, an IPv4 address or a bare or bracketed IPv6 one.
-		host, port = strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"), strconv.Itoa(DefaultPort)
-	}
-	if host == "" || strings.ContainsAny(host, " /[]\t") {
-		return "", fmt.Errorf("address %q: want host or host:port", a)
-	}
-	if strings.Contains(host, ":") {
-		if _, err := netip.ParseAddr(host); err != nil {
-			return "", fmt.Errorf("address %q: want host or host:port", a)
-		}
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("address %q: port must be a number from 1 to 65535", a)
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+	return switcher.NormalizeAddress(a, DefaultPort)
 }
 
 // Extron is a connection to one Extron matrix switcher. It implements
@@ -213,17 +190,8 @@ type Extron struct {
 	plane     Plane         // the plane ties are made on
 	keepAlive time.Duration // KeepAlive, or shorter in tests
 
-	intended drivers.Intended // routes understudy set, compared after a reconnect
-
-	mu      sync.Mutex
-	status  drivers.Status
-	st      state    // last state read from the device
-	banner  string   // the copyright line of the last connection
-	sess    *session // the ready connection, nil when there is none
-	started bool
-	closed  bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	c      *switcher.Core // state, route requests, reconnection
+	banner string         // the copyright line of the last connection; guarded by c's lock
 }
 
 // Settings returns the settings in use, defaults filled in.
@@ -234,109 +202,45 @@ func (x *Extron) Settings() Settings {
 	return s
 }
 
-// state is what the driver knows of the device.
-type state struct {
-	inputs, outputs int
-	routing         []int // input (from 1, 0 untied or unknown) on each output; nil before the first read
-	inLabels        []string
-	outLabels       []string
-}
-
-// session is one ready connection: Route hands it commands.
-type session struct {
-	cmds chan *request // unbuffered: taken only when no command is in flight
-	done chan struct{} // closed when the connection ends
-}
-
-type request struct {
-	ctx           context.Context
-	output, input int // 1-based
-	reply         chan error
-}
+// state is what the driver knows of the device: Routing holds the input
+// (from 1, 0 untied or unknown) on each output.
+type state = switcher.State
 
 // Start begins connecting in the background and returns at once.
 func (x *Extron) Start(ctx context.Context, emit drivers.Emitter) {
-	if emit == nil {
-		emit = func(drivers.Event) {}
-	}
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.started || x.closed {
-		return
-	}
-	x.started = true
-	x.status.Since = time.Now()
-	ctx, x.cancel = context.WithCancel(ctx)
-	x.wg.Add(1)
-	go func() {
-		defer x.wg.Done()
-		x.run(ctx, emit)
-	}()
+	x.c.Start(ctx, emit, x.connect)
 }
 
 // Close ends the connection and waits for the driver's goroutines. A Route
 // in flight returns an error wrapping ErrClosed.
-func (x *Extron) Close() error {
-	x.mu.Lock()
-	x.closed = true
-	cancel := x.cancel
-	x.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-	x.wg.Wait()
-	return nil
-}
+func (x *Extron) Close() error { return x.c.Close() }
 
 // Status reports the connection as the driver sees it now.
-func (x *Extron) Status() drivers.Status {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.status
-}
+func (x *Extron) Status() drivers.Status { return x.c.Status() }
 
 // Banner returns the copyright line the device sent on the last connection
 // (model, firmware, part number), "" if none.
 func (x *Extron) Banner() string {
-	x.mu.Lock()
-	defer x.mu.Unlock()
+	x.c.Lock()
+	defer x.c.Unlock()
 	return x.banner
 }
 
 // Size returns the port counts read from the device (0, 0 before): the
 // video matrix for tie all and video, the audio matrix for tie audio.
-func (x *Extron) Size() (inputs, outputs int) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.st.inputs, x.st.outputs
-}
+func (x *Extron) Size() (inputs, outputs int) { return x.c.Size() }
 
 // Routing returns the last known routing: element i is the input (from 1)
 // on output i+1, 0 when untied or unknown; nil before the first read.
-func (x *Extron) Routing() []int {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.st.routing == nil {
-		return nil
-	}
-	return append([]int(nil), x.st.routing...)
-}
+func (x *Extron) Routing() []int { return x.c.Routing() }
 
 // InputLabels returns the input names read on connect, index i for input
 // i+1; nil when the device does not answer the name commands.
-func (x *Extron) InputLabels() []string {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return append([]string(nil), x.st.inLabels...)
-}
+func (x *Extron) InputLabels() []string { return x.c.InputLabels() }
 
 // OutputLabels returns the output names read on connect, index i for output
 // i+1; nil when the device does not answer the name commands.
-func (x *Extron) OutputLabels() []string {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return append([]string(nil), x.st.outLabels...)
-}
+func (x *Extron) OutputLabels() []string { return x.c.OutputLabels() }
 
 func (x *Extron) tieWhat(output, input int) string {
 	return fmt.Sprintf("tie output %d ← input %d", output, input)
@@ -349,114 +253,7 @@ func (x *Extron) tieWhat(output, input int) string {
 // when no reply came within the timeout (the connection is then redialled),
 // or with ctx's error.
 func (x *Extron) Route(ctx context.Context, output, input int) error {
-	what := fmt.Sprintf("extron %s: %s", x.set.Address, x.tieWhat(output, input))
-	x.mu.Lock()
-	s, closed, lastErr := x.sess, x.closed, x.status.LastError
-	ins, outs := x.st.inputs, x.st.outputs
-	x.mu.Unlock()
-	switch {
-	case closed:
-		return fmt.Errorf("%s: %w", what, ErrClosed)
-	case s == nil && lastErr != "":
-		return fmt.Errorf("%s: %w (last error: %s)", what, ErrNotConnected, lastErr)
-	case s == nil:
-		return fmt.Errorf("%s: %w", what, ErrNotConnected)
-	}
-	if err := checkRange(output, input, ins, outs); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	req := &request{ctx: ctx, output: output, input: input, reply: make(chan error, 1)}
-	select {
-	case s.cmds <- req:
-	case <-s.done:
-		return fmt.Errorf("%s: %w (connection lost)", what, ErrNotConnected)
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", what, ctx.Err())
-	}
-	// The connection goroutine always replies, within the timeout, or at
-	// once when the connection or the driver ends.
-	select {
-	case err := <-req.reply:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", what, ctx.Err())
-	}
-}
-
-func checkRange(output, input, inputs, outputs int) error {
-	if output < 1 || output > outputs || input < 1 || input > inputs {
-		return fmt.Errorf("%w (the device has %d outputs and %d inputs)", ErrOutOfRange, outputs, inputs)
-	}
-	return nil
-}
-
-// run owns the connection: it dials, runs a session, and redials with
-// backoff until ctx ends.
-func (x *Extron) run(ctx context.Context, emit drivers.Emitter) {
-	const (
-		unreported = iota
-		reportedUp
-		reportedDown
-	)
-	reported := unreported
-	attempt := 0
-	for {
-		wasReady, err := x.connect(ctx, emit)
-		if wasReady {
-			reported = reportedUp
-			attempt = 0
-		}
-		if ctx.Err() != nil {
-			x.setDown(ErrClosed.Error())
-			return
-		}
-		x.setDown(err.Error())
-		if reported != reportedDown {
-			reported = reportedDown
-			emit(drivers.Event{Name: drivers.EventDisconnected, Fields: map[string]any{
-				"address": x.set.Address,
-				"error":   err.Error(),
-			}})
-		}
-		t := time.NewTimer(x.backoff(attempt))
-		attempt++
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// setDown records that there is no connection and why.
-func (x *Extron) setDown(why string) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.status.Connected {
-		x.status.Connected = false
-		x.status.Since = time.Now()
-	}
-	x.status.LastError = why
-}
-
-// backoff returns the delay before reconnection attempt n (from 0): it
-// doubles from BackoffMin up to BackoffMax, drawn at random from its upper
-// half but never below BackoffMin.
-func (x *Extron) backoff(n int) time.Duration {
-	d := x.set.BackoffMin.D()
-	for i := 0; i < n && d < x.set.BackoffMax.D(); i++ {
-		d *= 2
-	}
-	d = min(d, x.set.BackoffMax.D())
-	lo := max(d/2, x.set.BackoffMin.D())
-	if d > lo {
-		d = lo + rand.N(d-lo+1)
-	}
-	return d
+	return x.c.Route(ctx, output, input)
 }
 
 // opKind is what a command on the wire is for.
@@ -475,7 +272,7 @@ type op struct {
 	cmd    Command
 	port   int  // output for opRead and opTie, port for opName
 	output bool // opName: an output's name
-	req    *request
+	req    *switcher.Request
 }
 
 type readResult struct {
@@ -519,7 +316,7 @@ func (x *Extron) login(ctx context.Context, conn *Conn, nc net.Conn, reads <-cha
 				if pwSent && errors.Is(r.err, io.EOF) {
 					return fmt.Errorf("%w: the device closed the connection after the password was sent", ErrLogin)
 				}
-				return readError(r.err)
+				return switcher.ReadError(r.err)
 			}
 			switch m := r.reply.(type) {
 			case PasswordPrompt:
@@ -540,9 +337,9 @@ func (x *Extron) login(ctx context.Context, conn *Conn, nc net.Conn, reads <-cha
 			case ErrorCode:
 				return fmt.Errorf("the device answered %s on connect", m)
 			case Copyright:
-				x.mu.Lock()
+				x.c.Lock()
 				x.banner = r.line
-				x.mu.Unlock()
+				x.c.Unlock()
 			}
 			if !pwSent {
 				// More banner: wait until it goes quiet, within the timeout.
@@ -557,67 +354,36 @@ func (x *Extron) login(ctx context.Context, conn *Conn, nc net.Conn, reads <-cha
 	}
 }
 
-func readError(err error) error {
-	if errors.Is(err, io.EOF) {
-		return errors.New("connection closed by the device")
-	}
-	return fmt.Errorf("read: %w", err)
-}
-
 // connect runs one connection from dial to failure. It reports whether the
 // connection became ready, and why it ended.
 func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool, err error) {
 	timeout := x.set.Timeout.D()
 	poll := x.set.Poll.D()
-	dialer := net.Dialer{Timeout: timeout}
-	nc, err := dialer.DialContext(ctx, "tcp", x.set.Address)
+	nc, err := switcher.Dial(ctx, x.set.Address, timeout)
 	if err != nil {
 		return false, err
 	}
 	conn := NewConn(nc)
-	reads := make(chan readResult)
-	stop := make(chan struct{})
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		for {
-			reply, line, err := conn.ReadReply()
-			select {
-			case reads <- readResult{reply, line, err}:
-			case <-stop:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	reader := switcher.StartReader(func() (readResult, bool) {
+		reply, line, err := conn.ReadReply()
+		return readResult{reply, line, err}, err != nil
+	})
+	reads := reader.C
 
-	sess := &session{cmds: make(chan *request), done: make(chan struct{})}
+	sess := switcher.NewSession()
 	var cur *op
 	finish := func(err error) {
 		if cur != nil && cur.req != nil {
-			cur.req.reply <- err
+			cur.req.Reply(err)
 		}
 		cur = nil
 	}
 	defer func() {
-		x.mu.Lock()
-		if x.sess == sess {
-			x.sess = nil
-		}
-		x.mu.Unlock()
-		close(sess.done)
-		close(stop)
-		_ = conn.Close()
-		<-readerDone
+		x.c.Detach(sess)
+		reader.Stop(conn.Close)
 		if cur != nil && cur.req != nil {
-			w := x.tieWhat(cur.req.output, cur.req.input)
-			if ctx.Err() != nil {
-				finish(fmt.Errorf("extron %s: %s: %w", x.set.Address, w, ErrClosed))
-			} else {
-				finish(fmt.Errorf("extron %s: %s: connection lost: %w", x.set.Address, w, err))
-			}
+			x.c.Lost(ctx, cur.req, err)
+			cur = nil
 		}
 	}()
 
@@ -644,19 +410,20 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 	// setTie records the input on an output (from 1) and reports a change.
 	setTie := func(output, input int) {
 		if !ready {
-			if output >= 1 && output <= len(pre.routing) {
-				pre.routing[output-1] = input
+			if output >= 1 && output <= len(pre.Routing) {
+				pre.Routing[output-1] = input
 			}
 			return
 		}
-		x.mu.Lock()
-		changed := output >= 1 && output <= len(x.st.routing) && x.st.routing[output-1] != input
+		x.c.Lock()
+		routing := x.c.StateLocked().Routing
+		changed := output >= 1 && output <= len(routing) && routing[output-1] != input
 		if changed {
-			x.st.routing[output-1] = input
+			routing[output-1] = input
 		}
-		x.mu.Unlock()
+		x.c.Unlock()
 		if changed {
-			emit(drivers.Event{Name: drivers.EventRouteChanged, Fields: map[string]any{"output": output, "input": input}})
+			switcher.EmitRouteChanged(emit, output, input)
 		}
 	}
 	deviceErr := func(o *op, code ErrorCode) error {
@@ -677,7 +444,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 		if cur == nil {
 			if ready {
 				select {
-				case req := <-sess.cmds:
+				case req := <-sess.Cmds():
 					if err := x.startTie(req, send); err != nil {
 						return ready, err
 					}
@@ -694,12 +461,9 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 				}
 			case !ready:
 				ready = true
-				x.commit(pre, sess)
+				x.c.Commit(pre, sess)
 				nextPoll = time.Now().Add(poll)
-				emit(drivers.Event{Name: drivers.EventConnected, Fields: map[string]any{"address": x.set.Address}})
-				for _, ev := range x.intended.Differences(x.Routing()) {
-					emit(ev)
-				}
+				x.c.EmitConnected(emit)
 			case polling:
 				polling = false
 				nextPoll = time.Now().Add(poll)
@@ -714,9 +478,9 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 			}
 		}
 		timer.Reset(time.Until(next))
-		var cmds chan *request
+		var cmds chan *switcher.Request
 		if ready && cur == nil {
-			cmds = sess.cmds
+			cmds = sess.Cmds()
 		}
 
 		select {
@@ -734,8 +498,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 			case cur != nil && !now.Before(deadline):
 				sent := strconv.QuoteToASCII(string(cur.cmd.Bytes()))
 				if cur.req != nil {
-					finish(fmt.Errorf("extron %s: %s: %w within %s; reconnecting",
-						x.set.Address, x.tieWhat(cur.req.output, cur.req.input), ErrTimeout, timeout))
+					finish(x.c.Errorf(cur.req, "%w within %s; reconnecting", ErrTimeout, timeout))
 				}
 				return ready, fmt.Errorf("%w to %s within %s: the connection is dropped", ErrTimeout, sent, timeout)
 			case cur == nil && poll > 0 && !polling && !now.Before(nextPoll):
@@ -748,13 +511,13 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 
 		case r := <-reads:
 			if r.err != nil {
-				return ready, readError(r.err)
+				return ready, switcher.ReadError(r.err)
 			}
 			lastIO = time.Now()
 			// Messages a device sends unasked in verbose modes 1 and 3.
 			switch m := r.reply.(type) {
 			case TieReply:
-				if cur != nil && cur.kind == opTie && m.Output == cur.req.output && m.Input == cur.req.input {
+				if cur != nil && cur.kind == opTie && m.Output == cur.req.Output && m.Input == cur.req.Input {
 					break // the reply to our tie
 				}
 				if x.affects(m.Plane) {
@@ -783,14 +546,14 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 				switch m := r.reply.(type) {
 				case TieReply:
 					setTie(m.Output, m.Input)
-					x.intended.Set(m.Output, m.Input)
+					x.c.Intended.Set(m.Output, m.Input)
 					finish(nil)
 				case ErrorCode:
 					derr := &DeviceError{Code: m}
 					if m.Transient() {
-						finish(fmt.Errorf("extron %s: %s: %w", x.set.Address, x.tieWhat(req.output, req.input), derr))
+						finish(x.c.Errorf(req, "%w", derr))
 					} else {
-						finish(fmt.Errorf("extron %s refused %s: %w", x.set.Address, x.tieWhat(req.output, req.input), derr))
+						finish(fmt.Errorf("extron %s refused %s: %w", x.set.Address, x.c.What(req), derr))
 					}
 				}
 			case opInfo:
@@ -803,7 +566,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 					if ins > MaxPorts || outs > MaxPorts {
 						return ready, fmt.Errorf("the device reports %q: more than %d ports", r.line, MaxPorts)
 					}
-					pre = state{inputs: ins, outputs: outs, routing: make([]int, outs)}
+					pre = state{Inputs: ins, Outputs: outs, Routing: make([]int, outs)}
 					for i := 1; i <= ins; i++ {
 						queue = append(queue, op{kind: opName, cmd: ReadName{Port: i}, port: i})
 					}
@@ -820,7 +583,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 				case isErr:
 					// No names on this model: leave the labels nil.
 					namesOK = false
-					pre.inLabels, pre.outLabels = nil, nil
+					pre.InLabels, pre.OutLabels = nil, nil
 					kept := queue[:0]
 					for _, o := range queue {
 						if o.kind != opName {
@@ -829,9 +592,9 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 					}
 					queue = kept
 				case namesOK && cur.output:
-					pre.outLabels = append(pre.outLabels, r.line)
+					pre.OutLabels = append(pre.OutLabels, r.line)
 				case namesOK:
-					pre.inLabels = append(pre.inLabels, r.line)
+					pre.InLabels = append(pre.InLabels, r.line)
 				}
 				cur = nil
 			case opRead:
@@ -863,28 +626,9 @@ func (x *Extron) readOps(n int) []op {
 
 // startTie sends a Route's tie, or answers it at once when its context has
 // ended or a port is out of range.
-func (x *Extron) startTie(req *request, send func(op) error) error {
-	what := x.tieWhat(req.output, req.input)
-	if err := req.ctx.Err(); err != nil {
-		req.reply <- fmt.Errorf("extron %s: %s: %w", x.set.Address, what, err)
+func (x *Extron) startTie(req *switcher.Request, send func(op) error) error {
+	if !x.c.Accept(req) {
 		return nil
 	}
-	ins, outs := x.Size()
-	if err := checkRange(req.output, req.input, ins, outs); err != nil {
-		req.reply <- fmt.Errorf("extron %s: %s: %w", x.set.Address, what, err)
-		return nil
-	}
-	return send(op{kind: opTie, cmd: Tie{Input: req.input, Output: req.output, Plane: x.plane}, port: req.output, req: req})
-}
-
-// commit makes the state read on a new connection the driver's state and
-// the connection the one Route uses.
-func (x *Extron) commit(pre state, s *session) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.st = pre
-	x.sess = s
-	x.status.Connected = true
-	x.status.Since = time.Now()
-	x.status.LastError = ""
+	return send(op{kind: opTie, cmd: Tie{Input: req.Input, Output: req.Output, Plane: x.plane}, port: req.Output, req: req})
 }

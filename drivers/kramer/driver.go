@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
-	"net/netip"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"understudy/drivers"
+	"understudy/drivers/switcher"
 	"understudy/runtime/config"
 )
 
@@ -131,53 +127,35 @@ func FromSettings(s Settings) (*Matrix, error) {
 		p := *s.Poll // the caller's value is not shared
 		s.Poll = &p
 	}
-	for _, d := range []struct {
-		name string
-		v    *config.Duration
-		def  time.Duration
-	}{
-		{"timeout", &s.Timeout, DefaultTimeout},
-		{"poll", s.Poll, 0},
-		{"backoff_min", &s.BackoffMin, DefaultBackoffMin},
-		{"backoff_max", &s.BackoffMax, DefaultBackoffMax},
-	} {
-		if *d.v < 0 {
-			return nil, fmt.Errorf("%s: %s is negative", d.name, *d.v)
-		}
-		if *d.v == 0 && d.def > 0 {
-			*d.v = config.Duration(d.def)
-		}
+	if err := switcher.Durations(
+		switcher.Duration{Name: "timeout", V: &s.Timeout, Default: DefaultTimeout},
+		switcher.Duration{Name: "poll", V: s.Poll},
+		switcher.Duration{Name: "backoff_min", V: &s.BackoffMin, Default: DefaultBackoffMin},
+		switcher.Duration{Name: "backoff_max", V: &s.BackoffMax, Default: DefaultBackoffMax},
+	); err != nil {
+		return nil, err
 	}
 	if s.BackoffMax < s.BackoffMin {
 		return nil, fmt.Errorf("backoff_max (%s) is less than backoff_min (%s)", s.BackoffMax, s.BackoffMin)
 	}
-	return &Matrix{set: s, status: drivers.Status{Address: addr}}, nil
+	return &Matrix{set: s, c: switcher.NewCore(switcher.Config{
+		Name:          "kramer",
+		Address:       addr,
+		BackoffMin:    s.BackoffMin.D(),
+		BackoffMax:    s.BackoffMax.D(),
+		What:          routeWhat,
+		ErrClosed:     ErrClosed,
+		ErrOutOfRange: ErrOutOfRange,
+	})}, nil
+}
+
+func routeWhat(output, input int) string {
+	return fmt.Sprintf("route output %d ← input %d", output, input)
 }
 
 // normalizeAddress turns "host" or "host:port" into "host:port".
 func normalizeAddress(a string) (string, error) {
-	a = strings.TrimSpace(a)
-	if a == "" {
-		return "", errors.New("address is required (host or host:port)")
-	}
-	host, port, err := net.SplitHostPort(a)
-	if err != nil {
-		// No port: a name, an IPv4 address or a bare or bracketed IPv6 one.
-		host, port = strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"), strconv.Itoa(DefaultPort)
-	}
-	if host == "" || strings.ContainsAny(host, " /[]\t") {
-		return "", fmt.Errorf("address %q: want host or host:port", a)
-	}
-	if strings.Contains(host, ":") {
-		if _, err := netip.ParseAddr(host); err != nil {
-			return "", fmt.Errorf("address %q: want host or host:port", a)
-		}
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("address %q: port must be a number from 1 to 65535", a)
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+	return switcher.NormalizeAddress(a, DefaultPort)
 }
 
 // Matrix is a connection to one Kramer matrix switcher, routing one layer.
@@ -186,16 +164,7 @@ func normalizeAddress(a string) (string, error) {
 type Matrix struct {
 	set Settings // validated, defaults filled in
 
-	intended drivers.Intended // routes understudy set, compared after a reconnect
-
-	mu      sync.Mutex
-	status  drivers.Status
-	st      state    // last state read from the device
-	sess    *session // the ready connection, nil when there is none
-	started bool
-	closed  bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	c *switcher.Core // state, route requests, reconnection
 }
 
 // Settings returns the settings in use, defaults filled in.
@@ -206,102 +175,38 @@ func (m *Matrix) Settings() Settings {
 	return s
 }
 
-// state is what the driver knows of the device.
-type state struct {
-	inputs, outputs int
-	routing         []int // input shown on each output (index output-1), 0 unknown or none; nil before the first read
-	inLabels        []string
-	outLabels       []string
-}
-
-// session is one ready connection: Route hands it commands.
-type session struct {
-	cmds chan *request // unbuffered: taken only between commands
-	done chan struct{} // closed when the connection ends
-}
-
-type request struct {
-	ctx           context.Context
-	output, input int
-	reply         chan error // buffered (1)
-}
+// state is what the driver knows of the device: Routing holds the input
+// shown on each output (index output-1), 0 unknown or none.
+type state = switcher.State
 
 // Start begins connecting in the background and returns at once.
 func (m *Matrix) Start(ctx context.Context, emit drivers.Emitter) {
-	if emit == nil {
-		emit = func(drivers.Event) {}
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.started || m.closed {
-		return
-	}
-	m.started = true
-	m.status.Since = time.Now()
-	ctx, m.cancel = context.WithCancel(ctx)
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		m.run(ctx, emit)
-	}()
+	m.c.Start(ctx, emit, m.connect)
 }
 
 // Close ends the connection and waits for the driver's goroutines. A Route
 // in flight returns an error wrapping ErrClosed.
-func (m *Matrix) Close() error {
-	m.mu.Lock()
-	m.closed = true
-	cancel := m.cancel
-	m.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-	m.wg.Wait()
-	return nil
-}
+func (m *Matrix) Close() error { return m.c.Close() }
 
 // Status reports the connection as the driver sees it now.
-func (m *Matrix) Status() drivers.Status {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.status
-}
+func (m *Matrix) Status() drivers.Status { return m.c.Status() }
 
 // Size returns the port counts read from the device, or taken from the
 // settings when the device cannot report them (0, 0 before connecting).
-func (m *Matrix) Size() (inputs, outputs int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.st.inputs, m.st.outputs
-}
+func (m *Matrix) Size() (inputs, outputs int) { return m.c.Size() }
 
 // Routing returns the last known routing of the layer: element i is the
 // input shown on output i+1, 0 when unknown or disconnected; nil before the
 // first read.
-func (m *Matrix) Routing() []int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.st.routing == nil {
-		return nil
-	}
-	return append([]int(nil), m.st.routing...)
-}
+func (m *Matrix) Routing() []int { return m.c.Routing() }
 
 // InputLabels returns the input labels, index i for input i+1; nil unless
 // the labels setting is on and the device answered LABEL?.
-func (m *Matrix) InputLabels() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.st.inLabels...)
-}
+func (m *Matrix) InputLabels() []string { return m.c.InputLabels() }
 
 // OutputLabels returns the output labels, index i for output i+1; nil
 // unless the labels setting is on and the device answered LABEL?.
-func (m *Matrix) OutputLabels() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.st.outLabels...)
-}
+func (m *Matrix) OutputLabels() []string { return m.c.OutputLabels() }
 
 // Route sets output to show input (both from 1) on the configured layer and
 // returns once the device confirmed it. It fails at once when the driver is
@@ -309,115 +214,11 @@ func (m *Matrix) OutputLabels() []string {
 // error code (a *DeviceError), with ErrTimeout when no reply came within
 // the timeout (the connection is then redialled), or with ctx's error.
 func (m *Matrix) Route(ctx context.Context, output, input int) error {
-	what := fmt.Sprintf("kramer %s: route output %d ← input %d", m.set.Address, output, input)
-	m.mu.Lock()
-	s, closed, lastErr := m.sess, m.closed, m.status.LastError
-	ins, outs := m.st.inputs, m.st.outputs
-	m.mu.Unlock()
-	switch {
-	case closed:
-		return fmt.Errorf("%s: %w", what, ErrClosed)
-	case s == nil && lastErr != "":
-		return fmt.Errorf("%s: %w (last error: %s)", what, ErrNotConnected, lastErr)
-	case s == nil:
-		return fmt.Errorf("%s: %w", what, ErrNotConnected)
-	}
-	if err := checkRange(output, input, ins, outs); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	req := &request{ctx: ctx, output: output, input: input, reply: make(chan error, 1)}
-	select {
-	case s.cmds <- req:
-	case <-s.done:
-		return fmt.Errorf("%s: %w (connection lost)", what, ErrNotConnected)
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", what, ctx.Err())
-	}
-	// The connection goroutine always replies, within the timeout, or at
-	// once when the connection or the driver ends.
-	select {
-	case err := <-req.reply:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", what, ctx.Err())
-	}
+	return m.c.Route(ctx, output, input)
 }
 
-func checkRange(output, input, inputs, outputs int) error {
-	if output < 1 || output > outputs || input < 1 || input > inputs {
-		return fmt.Errorf("%w (the device has %d outputs and %d inputs)", ErrOutOfRange, outputs, inputs)
-	}
-	return nil
-}
-
-// run owns the connection: it dials, runs a session, and redials with
-// backoff until ctx ends.
-func (m *Matrix) run(ctx context.Context, emit drivers.Emitter) {
-	const (
-		unreported = iota
-		reportedUp
-		reportedDown
-	)
-	reported := unreported
-	attempt := 0
-	for {
-		wasReady, err := m.connect(ctx, emit)
-		if wasReady {
-			reported = reportedUp
-			attempt = 0
-		}
-		if ctx.Err() != nil {
-			m.setDown(ErrClosed.Error())
-			return
-		}
-		m.setDown(err.Error())
-		if reported != reportedDown {
-			reported = reportedDown
-			emit(drivers.Event{Name: drivers.EventDisconnected, Fields: map[string]any{
-				"address": m.set.Address,
-				"error":   err.Error(),
-			}})
-		}
-		t := time.NewTimer(m.backoff(attempt))
-		attempt++
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// setDown records that there is no connection and why.
-func (m *Matrix) setDown(why string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.status.Connected {
-		m.status.Connected = false
-		m.status.Since = time.Now()
-	}
-	m.status.LastError = why
-}
-
-// backoff returns the delay before reconnection attempt n (from 0): it
-// doubles from BackoffMin up to BackoffMax, drawn at random from its upper
-// half but never below BackoffMin.
-func (m *Matrix) backoff(n int) time.Duration {
-	d := m.set.BackoffMin.D()
-	for i := 0; i < n && d < m.set.BackoffMax.D(); i++ {
-		d *= 2
-	}
-	d = min(d, m.set.BackoffMax.D())
-	lo := max(d/2, m.set.BackoffMin.D())
-	if d > lo {
-		d = lo + rand.N(d-lo+1)
-	}
-	return d
-}
+// backoff returns the delay before reconnection attempt n (from 0).
+func (m *Matrix) backoff(n int) time.Duration { return m.c.Backoff(n) }
 
 // readResult is one line from the device, decoded.
 type readResult struct {
@@ -434,9 +235,9 @@ type link struct {
 	emit    drivers.Emitter
 	nc      net.Conn
 	conn    *Conn
-	reads   chan readResult
+	reads   <-chan readResult
 	timeout time.Duration
-	sess    *session
+	sess    *switcher.Session
 	ready   bool
 	pre     state // what was read before the connection was ready
 }
@@ -445,49 +246,34 @@ type link struct {
 // connection became ready, and why it ended.
 func (m *Matrix) connect(ctx context.Context, emit drivers.Emitter) (ready bool, err error) {
 	timeout := m.set.Timeout.D()
-	dialer := net.Dialer{Timeout: timeout}
-	nc, err := dialer.DialContext(ctx, "tcp", m.set.Address)
+	nc, err := switcher.Dial(ctx, m.set.Address, timeout)
 	if err != nil {
 		return false, err
 	}
 	l := &link{
 		m: m, ctx: ctx, emit: emit, nc: nc, conn: NewConn(nc),
-		reads: make(chan readResult), timeout: timeout,
-		sess: &session{cmds: make(chan *request), done: make(chan struct{})},
+		timeout: timeout, sess: switcher.NewSession(),
 	}
-	stop := make(chan struct{})
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		l.readLoop(stop)
-	}()
+	reader := switcher.StartReader(l.read)
+	l.reads = reader.C
 	defer func() {
-		m.mu.Lock()
-		if m.sess == l.sess {
-			m.sess = nil
-		}
-		m.mu.Unlock()
-		close(l.sess.done)
-		close(stop)
-		_ = l.conn.Close()
-		<-readerDone
+		m.c.Detach(l.sess)
+		reader.Stop(l.conn.Close)
 	}()
 	if err := l.prelude(); err != nil {
 		return false, err
 	}
 	l.ready = true
-	m.commit(l.pre, l.sess)
-	emit(drivers.Event{Name: drivers.EventConnected, Fields: map[string]any{"address": m.set.Address}})
-	for _, ev := range m.intended.Differences(m.Routing()) {
-		emit(ev)
-	}
+	m.c.Commit(l.pre, l.sess)
+	m.c.EmitConnected(emit)
 	return true, l.serve()
 }
 
-// readLoop reads and decodes the device's lines until the connection ends.
-// Lines that are not device messages (an echo, a banner, noise) and
-// messages addressed from other machines that do not decode are skipped.
-func (l *link) readLoop(stop <-chan struct{}) {
+// read reads and decodes the device's next line, and reports whether the
+// read failed. Lines that are not device messages (an echo, a banner,
+// noise) and messages addressed from other machines that do not decode are
+// skipped.
+func (l *link) read() (readResult, bool) {
 	for {
 		f, err := l.conn.ReadFrame()
 		var r Reply
@@ -502,28 +288,13 @@ func (l *link) readLoop(stop <-chan struct{}) {
 				continue
 			}
 		}
-		select {
-		case l.reads <- readResult{frame: f, reply: r, err: err}:
-		case <-stop:
-			return
-		}
-		if err != nil {
-			return
-		}
+		return readResult{frame: f, reply: r, err: err}, err != nil
 	}
 }
 
 // ours reports whether a device message comes from the configured
 // machine: it carries that number, or none (older firmware).
 func (l *link) ours(f Frame) bool { return !f.Addressed || f.Machine == l.m.set.Machine }
-
-// readError turns a failed read into the reason the connection ends.
-func readError(err error) error {
-	if errors.Is(err, io.EOF) {
-		return errors.New("connection closed by the device")
-	}
-	return fmt.Errorf("read: %w", err)
-}
 
 // address returns the machine number commands are addressed to: none for
 // machine 1, the factory setting, whose manuals show unaddressed commands.
@@ -553,7 +324,7 @@ func (l *link) exchange(cmd Command, answer func(Frame, Reply) bool) (Frame, Rep
 			return Frame{}, nil, l.ctx.Err()
 		case r := <-l.reads:
 			if r.err != nil {
-				return Frame{}, nil, readError(r.err)
+				return Frame{}, nil, switcher.ReadError(r.err)
 			}
 			if e, ok := r.reply.(Err); ok && l.ours(r.frame) && (e.Command == "" || strings.TrimSuffix(e.Command, "?") == name) {
 				return r.frame, e, nil
@@ -607,28 +378,28 @@ func (l *link) prelude() error {
 		if r.Inputs < 1 || r.Outputs < 1 {
 			return fmt.Errorf("INFO-IO?: the device reports %d inputs and %d outputs", r.Inputs, r.Outputs)
 		}
-		l.pre.inputs, l.pre.outputs = r.Inputs, r.Outputs
+		l.pre.Inputs, l.pre.Outputs = r.Inputs, r.Outputs
 	case Err:
 		if set.Inputs == 0 {
 			return fmt.Errorf("the device cannot report its size (INFO-IO? answered %s): set inputs and outputs in the settings",
 				deviceError(InfoIOQuery{}, r))
 		}
-		l.pre.inputs, l.pre.outputs = set.Inputs, set.Outputs
+		l.pre.Inputs, l.pre.Outputs = set.Inputs, set.Outputs
 	}
-	l.pre.routing = make([]int, l.pre.outputs)
+	l.pre.Routing = make([]int, l.pre.Outputs)
 
 	if set.Labels {
 		if err := l.readLabels(); err != nil {
 			return err
 		}
 	}
-	for out := 1; out <= l.pre.outputs; out++ {
+	for out := 1; out <= l.pre.Outputs; out++ {
 		in, err := l.readRoute(out)
 		if err != nil {
 			return err
 		}
-		if in <= l.pre.inputs {
-			l.pre.routing[out-1] = in
+		if in <= l.pre.Inputs {
+			l.pre.Routing[out-1] = in
 		}
 	}
 	return nil
@@ -637,8 +408,8 @@ func (l *link) prelude() error {
 // readLabels reads every input and output label. The first error code
 // means the device has no labels: they stay unknown (nil).
 func (l *link) readLabels() error {
-	in := make([]string, l.pre.inputs)
-	out := make([]string, l.pre.outputs)
+	in := make([]string, l.pre.Inputs)
+	out := make([]string, l.pre.Outputs)
 	for _, stage := range []struct {
 		n      int
 		labels []string
@@ -659,7 +430,7 @@ func (l *link) readLabels() error {
 			stage.labels[port-1] = lb.Text
 		}
 	}
-	l.pre.inLabels, l.pre.outLabels = in, out
+	l.pre.InLabels, l.pre.OutLabels = in, out
 	return nil
 }
 
@@ -704,7 +475,7 @@ func (l *link) serve() error {
 			if err := l.handleRead(r); err != nil {
 				return err
 			}
-		case req := <-l.sess.cmds:
+		case req := <-l.sess.Cmds():
 			if err := l.route(req); err != nil {
 				return err
 			}
@@ -720,7 +491,7 @@ func (l *link) serve() error {
 // handleRead handles a message that answers nothing.
 func (l *link) handleRead(r readResult) error {
 	if r.err != nil {
-		return readError(r.err)
+		return switcher.ReadError(r.err)
 	}
 	if l.ours(r.frame) {
 		l.unsolicited(r.reply)
@@ -773,7 +544,7 @@ func legacyKindRoutes(kind string, layer int) bool {
 
 func (l *link) outputs() int {
 	if !l.ready {
-		return l.pre.outputs
+		return l.pre.Outputs
 	}
 	_, outs := l.m.Size()
 	return outs
@@ -784,61 +555,52 @@ func (l *link) outputs() int {
 // Ports beyond the device's size are ignored.
 func (l *link) apply(output, input int) {
 	if !l.ready {
-		if output >= 1 && output <= len(l.pre.routing) && input <= l.pre.inputs {
-			l.pre.routing[output-1] = input
+		if output >= 1 && output <= len(l.pre.Routing) && input <= l.pre.Inputs {
+			l.pre.Routing[output-1] = input
 		}
 		return
 	}
-	m := l.m
-	m.mu.Lock()
+	c := l.m.c
+	c.Lock()
+	st := c.StateLocked()
 	changed := false
-	if output >= 1 && output <= len(m.st.routing) && input <= m.st.inputs && m.st.routing[output-1] != input {
-		m.st.routing[output-1] = input
+	if output >= 1 && output <= len(st.Routing) && input <= st.Inputs && st.Routing[output-1] != input {
+		st.Routing[output-1] = input
 		changed = true
 	}
-	m.mu.Unlock()
+	c.Unlock()
 	if changed {
-		l.emit(drivers.Event{Name: drivers.EventRouteChanged, Fields: map[string]any{"output": output, "input": input}})
+		switcher.EmitRouteChanged(l.emit, output, input)
 	}
 }
 
 // route carries out one Route request. It returns an error only when the
 // connection must end (no reply, a failed read or write).
-func (l *link) route(req *request) error {
+func (l *link) route(req *switcher.Request) error {
 	m := l.m
-	what := fmt.Sprintf("route output %d ← input %d", req.output, req.input)
-	if err := req.ctx.Err(); err != nil {
-		req.reply <- fmt.Errorf("kramer %s: %s: %w", m.set.Address, what, err)
+	if !m.c.Accept(req) {
 		return nil
 	}
-	ins, outs := m.Size()
-	if err := checkRange(req.output, req.input, ins, outs); err != nil {
-		req.reply <- fmt.Errorf("kramer %s: %s: %w", m.set.Address, what, err)
-		return nil
-	}
-	cmd := RouteSet{Layer: m.set.Layer, Output: req.output, Input: req.input}
+	cmd := RouteSet{Layer: m.set.Layer, Output: req.Output, Input: req.Input}
 	_, r, err := l.exchange(cmd, func(f Frame, r Reply) bool {
 		rs, ok := r.(RouteStatus)
 		return ok && l.ours(f) && rs.Layer == cmd.Layer && rs.Output == cmd.Output && rs.Input == cmd.Input
 	})
 	switch {
-	case err != nil && l.ctx.Err() != nil:
-		req.reply <- fmt.Errorf("kramer %s: %s: %w", m.set.Address, what, ErrClosed)
-		return err
-	case errors.Is(err, ErrTimeout):
-		req.reply <- fmt.Errorf("kramer %s: %s: %w; reconnecting", m.set.Address, what, err)
+	case err != nil && l.ctx.Err() == nil && errors.Is(err, ErrTimeout):
+		req.Reply(m.c.Errorf(req, "%w; reconnecting", err))
 		return err
 	case err != nil:
-		req.reply <- fmt.Errorf("kramer %s: %s: connection lost: %w", m.set.Address, what, err)
+		m.c.Lost(l.ctx, req, err)
 		return err
 	}
 	switch r := r.(type) {
 	case Err:
-		req.reply <- fmt.Errorf("kramer %s refused %s: %w", m.set.Address, what, deviceError(cmd, r))
+		req.Reply(fmt.Errorf("kramer %s refused %s: %w", m.set.Address, m.c.What(req), deviceError(cmd, r)))
 	default:
-		l.apply(req.output, req.input)
-		m.intended.Set(req.output, req.input)
-		req.reply <- nil
+		l.apply(req.Output, req.Input)
+		m.c.Intended.Set(req.Output, req.Input)
+		req.Reply(nil)
 	}
 	return nil
 }
@@ -850,7 +612,7 @@ func (l *link) poll() error {
 	_, outs := l.m.Size()
 	for out := 1; out <= outs; out++ {
 		select {
-		case req := <-l.sess.cmds:
+		case req := <-l.sess.Cmds():
 			if err := l.route(req); err != nil {
 				return err
 			}
@@ -867,16 +629,4 @@ func (l *link) poll() error {
 		l.apply(out, in)
 	}
 	return nil
-}
-
-// commit makes the state read on a new connection the driver's state and
-// the connection the one Route uses.
-func (m *Matrix) commit(pre state, s *session) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.st = pre
-	m.sess = s
-	m.status.Connected = true
-	m.status.Since = time.Now()
-	m.status.LastError = ""
 }
