@@ -11,102 +11,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"understudy/drivers"
+	"understudy/drivers/drivertest"
 	"understudy/drivers/extron"
 	"understudy/fixtures/extronsim"
 	"understudy/runtime/config"
 )
 
-// deadline bounds every wait in these tests; nothing waits on a clock to
-// pass, only for an event or a reply.
-const deadline = 10 * time.Second
-
-func driverConfig(name, doc string) drivers.Config {
-	return drivers.Config{Name: name, Decode: func(v any) error {
-		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
-	}}
-}
-
-// events collects what a driver emits.
-type events struct {
-	t  *testing.T
-	ch chan drivers.Event
-}
-
-func (e *events) emit(ev drivers.Event) {
-	select {
-	case e.ch <- ev:
-	default:
-		panic("test event buffer full")
-	}
-}
-
-// next returns the next event.
-func (e *events) next() drivers.Event {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		return ev
-	case <-time.After(deadline):
-		e.t.Fatal("no event within the deadline")
-		return drivers.Event{}
-	}
-}
-
-// waitFor returns the next event with the given name, and the others that
-// came before it.
-func (e *events) waitFor(name string) (drivers.Event, []drivers.Event) {
-	e.t.Helper()
-	var before []drivers.Event
-	for {
-		ev := e.next()
-		if ev.Name == name {
-			return ev, before
-		}
-		before = append(before, ev)
-	}
-}
-
 // startDriver starts a driver for addr with the given extra settings (YAML
 // lines) and waits until it is connected.
-func startDriver(t *testing.T, addr string, extra ...string) (*extron.Extron, *events) {
+func startDriver(t *testing.T, addr string, extra ...string) (*extron.Extron, *drivertest.Events) {
 	t.Helper()
 	x, ev := newDriver(t, addr, extra...)
-	if _, before := ev.waitFor(drivers.EventConnected); len(before) > 0 {
-		t.Fatalf("events before the connection was ready: %+v", before)
-	}
+	ev.Connected()
 	return x, ev
 }
 
 // newDriver starts a driver without waiting for the connection.
-func newDriver(t *testing.T, addr string, extra ...string) (*extron.Extron, *events) {
+func newDriver(t *testing.T, addr string, extra ...string) (*extron.Extron, *drivertest.Events) {
 	t.Helper()
-	doc := "address: " + addr + "\n" + strings.Join(extra, "\n") + "\n"
 	// Fast reconnection, a short settle after the banner (timeout/4), and
 	// no polling unless the test asks for it.
-	for _, def := range []string{"backoff_min: 10ms", "backoff_max: 50ms", "poll: 1h", "timeout: 1s"} {
-		key, _, _ := strings.Cut(def, ":")
-		if !strings.Contains("\n"+doc, "\n"+key+":") {
-			doc += def + "\n"
-		}
-	}
-	d, err := extron.New(driverConfig("router", doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := d.(*extron.Extron)
-	ev := &events{t: t, ch: make(chan drivers.Event, 1000)}
-	x.Start(context.Background(), ev.emit)
-	t.Cleanup(func() { x.Close() })
-	return x, ev
-}
-
-func ctxDeadline(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
+	return drivertest.Start[*extron.Extron](t, extron.New, drivertest.Doc(addr, extra, "backoff_min: 10ms", "backoff_max: 50ms", "poll: 1h", "timeout: 1s"))
 }
 
 // commandsLike returns the simulator's commands whose text matches pred.
@@ -167,7 +93,7 @@ func TestConnectReadsSizeNamesAndRouting(t *testing.T) {
 func TestRoute(t *testing.T) {
 	s, addr := extronsim.StartLoopback(t, extronsim.Options{})
 	x, ev := startDriver(t, addr)
-	if err := x.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := x.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatal(err)
 	}
 	if got := x.Routing()[2]; got != 7 {
@@ -187,18 +113,18 @@ func TestRoute(t *testing.T) {
 	if len(ties) != 1 || ties[0].Text != "7*3!" || ties[0].Reply != "Out03 In07 All" {
 		t.Errorf("tie commands %+v", ties)
 	}
-	got := ev.next()
+	got := ev.Next()
 	if got.Name != drivers.EventRouteChanged || got.Fields["output"] != 3 || got.Fields["input"] != 7 {
 		t.Errorf("event %+v, want route_changed output 3 input 7", got)
 	}
 	// Routing to what is already shown succeeds too, with no event.
-	if err := x.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := x.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Errorf("repeated route: %v", err)
 	}
-	if err := x.Route(ctxDeadline(t), 1, 8); err != nil {
+	if err := x.Route(drivertest.Context(t), 1, 8); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.next(); got.Fields["output"] != 1 || got.Fields["input"] != 8 {
+	if got := ev.Next(); got.Fields["output"] != 1 || got.Fields["input"] != 8 {
 		t.Errorf("event %+v, want route_changed output 1 input 8", got)
 	}
 }
@@ -207,7 +133,7 @@ func TestTiePlanes(t *testing.T) {
 	t.Run("video", func(t *testing.T) {
 		s, addr := extronsim.StartLoopback(t, extronsim.Options{})
 		x, _ := startDriver(t, addr, "tie: video")
-		if err := x.Route(ctxDeadline(t), 2, 5); err != nil {
+		if err := x.Route(drivertest.Context(t), 2, 5); err != nil {
 			t.Fatal(err)
 		}
 		if v, a := s.Routing()[1], s.AudioRouting()[1]; v != 5 || a != 2 {
@@ -229,7 +155,7 @@ func TestTiePlanes(t *testing.T) {
 		if got := x.Routing(); !reflect.DeepEqual(got, []int{1, 3}) {
 			t.Errorf("Routing() = %v, want the audio ties [1 3]", got)
 		}
-		if err := x.Route(ctxDeadline(t), 1, 4); err != nil {
+		if err := x.Route(drivertest.Context(t), 1, 4); err != nil {
 			t.Fatal(err)
 		}
 		if v, a := s.Routing()[0], s.AudioRouting()[0]; v != 1 || a != 4 {
@@ -238,7 +164,7 @@ func TestTiePlanes(t *testing.T) {
 		if reads := commandsLike(s, func(c string) bool { return strings.HasSuffix(c, "$") && !isTie(c) }); len(reads) != 2 {
 			t.Errorf("audio reads %+v", reads)
 		}
-		if err := x.Route(ctxDeadline(t), 3, 1); !errors.Is(err, extron.ErrOutOfRange) {
+		if err := x.Route(drivertest.Context(t), 3, 1); !errors.Is(err, extron.ErrOutOfRange) {
 			t.Errorf("route beyond the audio outputs: %v", err)
 		}
 	})
@@ -249,7 +175,7 @@ func TestRouteDeviceErrors(t *testing.T) {
 	x, _ := startDriver(t, addr)
 
 	s.FailNext(1, extron.ErrInvalidForConfig)
-	err := x.Route(ctxDeadline(t), 3, 7)
+	err := x.Route(drivertest.Context(t), 3, 7)
 	var derr *extron.DeviceError
 	if !errors.As(err, &derr) || derr.Code != extron.ErrInvalidForConfig || !errors.Is(err, drivers.ErrRefused) {
 		t.Fatalf("Route error %v, want a refusal with E14", err)
@@ -259,7 +185,7 @@ func TestRouteDeviceErrors(t *testing.T) {
 	}
 
 	s.FailNext(1, extron.ErrBusy)
-	err = x.Route(ctxDeadline(t), 3, 7)
+	err = x.Route(drivertest.Context(t), 3, 7)
 	if !errors.As(err, &derr) || derr.Code != extron.ErrBusy || errors.Is(err, drivers.ErrRefused) {
 		t.Fatalf("Route error %v, want E22 busy, not a refusal (the runtime retries)", err)
 	}
@@ -268,7 +194,7 @@ func TestRouteDeviceErrors(t *testing.T) {
 	}
 
 	s.FailNext(1, extron.ErrInvalidInput)
-	if err := x.Route(ctxDeadline(t), 3, 7); !strings.HasSuffix(err.Error(), "E01 invalid input number") || !errors.Is(err, drivers.ErrRefused) {
+	if err := x.Route(drivertest.Context(t), 3, 7); !strings.HasSuffix(err.Error(), "E01 invalid input number") || !errors.Is(err, drivers.ErrRefused) {
 		t.Errorf("Route error %v", err)
 	}
 	if got := x.Routing()[2]; got != 3 {
@@ -278,7 +204,7 @@ func TestRouteDeviceErrors(t *testing.T) {
 		t.Errorf("sim applied %d ties", n)
 	}
 	// The connection stays, and the next route goes through.
-	if err := x.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := x.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Errorf("route after errors: %v", err)
 	}
 	if !x.Status().Connected {
@@ -290,7 +216,7 @@ func TestRouteRejectedWithoutSending(t *testing.T) {
 	s, addr := extronsim.StartLoopback(t, extronsim.Options{Inputs: 4, Outputs: 2})
 	x, _ := startDriver(t, addr)
 	for _, p := range [][2]int{{0, 1}, {3, 1}, {1, 0}, {1, 5}, {-1, -1}} {
-		err := x.Route(ctxDeadline(t), p[0], p[1])
+		err := x.Route(drivertest.Context(t), p[0], p[1])
 		if !errors.Is(err, extron.ErrOutOfRange) || !errors.Is(err, drivers.ErrRefused) {
 			t.Errorf("Route(%d, %d) = %v, want ErrOutOfRange", p[0], p[1], err)
 		}
@@ -304,22 +230,22 @@ func TestDroppedMidCommand(t *testing.T) {
 	s, addr := extronsim.StartLoopback(t, extronsim.Options{})
 	x, ev := startDriver(t, addr)
 	s.DropOnNextCommand()
-	err := x.Route(ctxDeadline(t), 3, 7)
+	err := x.Route(drivertest.Context(t), 3, 7)
 	if err == nil {
 		t.Fatal("Route succeeded on a dropped connection")
 	}
 	if !strings.Contains(err.Error(), "connection lost") || errors.Is(err, drivers.ErrRefused) {
 		t.Errorf("error %q", err)
 	}
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if down.Fields["address"] != addr || down.Fields["error"] == "" {
 		t.Errorf("disconnected event %+v", down)
 	}
-	up, before := ev.waitFor(drivers.EventConnected)
+	up, before := ev.WaitFor(drivers.EventConnected)
 	if up.Fields["address"] != addr || len(before) != 0 {
 		t.Errorf("connected event %+v after %+v", up, before)
 	}
-	if err := x.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := x.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatalf("route after reconnecting: %v", err)
 	}
 	if got := s.Routing()[2]; got != 7 {
@@ -338,26 +264,26 @@ func TestSilentDeviceTimesOut(t *testing.T) {
 	s, addr := extronsim.StartLoopback(t, extronsim.Options{})
 	x, ev := startDriver(t, addr, "timeout: 500ms")
 	s.SetSilent(true)
-	err := x.Route(ctxDeadline(t), 3, 7)
+	err := x.Route(drivertest.Context(t), 3, 7)
 	if !errors.Is(err, extron.ErrTimeout) || errors.Is(err, drivers.ErrRefused) {
 		t.Fatalf("Route error %v, want ErrTimeout", err)
 	}
 	if !strings.Contains(err.Error(), "500ms") {
 		t.Errorf("error %q does not give the timeout", err)
 	}
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if e := down.Fields["error"].(string); !strings.Contains(e, `no reply to "7*3!" within 500ms`) {
 		t.Errorf("disconnected event %+v", down)
 	}
 	if x.Status().Connected {
 		t.Error("still connected after a timeout")
 	}
-	if err := x.Route(ctxDeadline(t), 3, 7); !errors.Is(err, extron.ErrNotConnected) {
+	if err := x.Route(drivertest.Context(t), 3, 7); !errors.Is(err, extron.ErrNotConnected) {
 		t.Errorf("Route while disconnected: %v, want ErrNotConnected", err)
 	}
 	s.SetSilent(false)
-	ev.waitFor(drivers.EventConnected)
-	if err := x.Route(ctxDeadline(t), 3, 7); err != nil {
+	ev.WaitFor(drivers.EventConnected)
+	if err := x.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatalf("route after the device came back: %v", err)
 	}
 }
@@ -367,7 +293,7 @@ func TestPassword(t *testing.T) {
 	t.Run("administrator", func(t *testing.T) {
 		s, addr := extronsim.StartLoopback(t, opts)
 		x, _ := startDriver(t, addr, "password: secret")
-		if err := x.Route(ctxDeadline(t), 2, 3); err != nil {
+		if err := x.Route(drivertest.Context(t), 2, 3); err != nil {
 			t.Fatal(err)
 		}
 		logins := commandsLike(s, func(c string) bool { return c == "(password)" })
@@ -378,7 +304,7 @@ func TestPassword(t *testing.T) {
 	t.Run("user", func(t *testing.T) {
 		s, addr := extronsim.StartLoopback(t, opts)
 		x, _ := startDriver(t, addr, "password: tie only")
-		if err := x.Route(ctxDeadline(t), 2, 3); err != nil {
+		if err := x.Route(drivertest.Context(t), 2, 3); err != nil {
 			t.Fatal(err)
 		}
 		if logins := commandsLike(s, func(c string) bool { return c == "(password)" }); len(logins) != 1 || logins[0].Reply != "Login User" {
@@ -388,11 +314,11 @@ func TestPassword(t *testing.T) {
 	t.Run("wrong", func(t *testing.T) {
 		s, addr := extronsim.StartLoopback(t, opts)
 		x, ev := newDriver(t, addr, "password: guess")
-		down, _ := ev.waitFor(drivers.EventDisconnected)
+		down, _ := ev.WaitFor(drivers.EventDisconnected)
 		if e := down.Fields["error"].(string); !strings.Contains(e, "login failed: the device refused the password") {
 			t.Errorf("disconnected event %+v", down)
 		}
-		if err := x.Route(ctxDeadline(t), 1, 1); !errors.Is(err, extron.ErrNotConnected) || !strings.Contains(err.Error(), "refused the password") {
+		if err := x.Route(drivertest.Context(t), 1, 1); !errors.Is(err, extron.ErrNotConnected) || !strings.Contains(err.Error(), "refused the password") {
 			t.Errorf("Route: %v", err)
 		}
 		// One attempt per connection: the driver does not burn the device's
@@ -409,7 +335,7 @@ func TestPassword(t *testing.T) {
 	t.Run("missing", func(t *testing.T) {
 		_, addr := extronsim.StartLoopback(t, opts)
 		_, ev := newDriver(t, addr)
-		down, _ := ev.waitFor(drivers.EventDisconnected)
+		down, _ := ev.WaitFor(drivers.EventDisconnected)
 		if e := down.Fields["error"].(string); e != "login failed: the device asks for a password and none is configured" {
 			t.Errorf("disconnected event %+v", down)
 		}
@@ -417,7 +343,7 @@ func TestPassword(t *testing.T) {
 	t.Run("not asked", func(t *testing.T) {
 		_, addr := extronsim.StartLoopback(t, extronsim.Options{})
 		x, _ := startDriver(t, addr, "password: secret")
-		if err := x.Route(ctxDeadline(t), 2, 3); err != nil {
+		if err := x.Route(drivertest.Context(t), 2, 3); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -431,7 +357,7 @@ func TestPollNoticesPanelChanges(t *testing.T) {
 	if err := s.SetRoute(5, 2); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := ev.waitFor(drivers.EventRouteChanged)
+	got, _ := ev.WaitFor(drivers.EventRouteChanged)
 	if got.Fields["output"] != 5 || got.Fields["input"] != 2 {
 		t.Fatalf("event %+v, want route_changed output 5 input 2", got)
 	}
@@ -441,12 +367,12 @@ func TestPollNoticesPanelChanges(t *testing.T) {
 	if err := s.SetTie(6, 0, extron.PlaneAll); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = ev.waitFor(drivers.EventRouteChanged)
+	got, _ = ev.WaitFor(drivers.EventRouteChanged)
 	if got.Fields["output"] != 6 || got.Fields["input"] != 0 {
 		t.Errorf("event %+v, want route_changed output 6 input 0 (untied)", got)
 	}
 	// Routes go through between the polls' reads.
-	if err := x.Route(ctxDeadline(t), 1, 4); err != nil {
+	if err := x.Route(drivertest.Context(t), 1, 4); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -466,18 +392,18 @@ func TestPollOffKeepAlive(t *testing.T) {
 			case strings.HasSuffix(c.Text, "%") && n > 0:
 				t.Fatalf("polled with poll: 0s: %+v", c)
 			}
-		case <-time.After(deadline):
+		case <-time.After(drivertest.Deadline):
 			t.Fatal("no keep-alive Q")
 		}
 	}
 	// An unanswered one drops the connection.
 	s.SetSilent(true)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if !strings.Contains(down.Fields["error"].(string), `no reply to "Q"`) {
 		t.Errorf("disconnected event %+v", down)
 	}
 	s.SetSilent(false)
-	ev.waitFor(drivers.EventConnected)
+	ev.WaitFor(drivers.EventConnected)
 }
 
 func TestNamesUnsupported(t *testing.T) {
@@ -506,12 +432,12 @@ func TestNotConnected(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 
-	d, err := extron.New(driverConfig("router", "address: "+addr))
+	d, err := extron.New(drivertest.Config("router", "address: "+addr))
 	if err != nil {
 		t.Fatal(err)
 	}
 	x := d.(*extron.Extron)
-	if err := x.Route(ctxDeadline(t), 1, 1); !errors.Is(err, extron.ErrNotConnected) {
+	if err := x.Route(drivertest.Context(t), 1, 1); !errors.Is(err, extron.ErrNotConnected) {
 		t.Errorf("Route before Start: %v", err)
 	}
 	if x.Routing() != nil || x.InputLabels() != nil || x.OutputLabels() != nil {
@@ -522,11 +448,11 @@ func TestNotConnected(t *testing.T) {
 	}
 
 	x, ev := newDriver(t, addr)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if !strings.Contains(down.Fields["error"].(string), "refused") {
 		t.Errorf("disconnected event %+v", down)
 	}
-	err = x.Route(ctxDeadline(t), 1, 1)
+	err = x.Route(drivertest.Context(t), 1, 1)
 	if !errors.Is(err, extron.ErrNotConnected) || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("Route while unreachable: %v", err)
 	}
@@ -534,7 +460,7 @@ func TestNotConnected(t *testing.T) {
 		t.Errorf("Status() = %+v", st)
 	}
 	x.Close()
-	if err := x.Route(ctxDeadline(t), 1, 1); !errors.Is(err, extron.ErrClosed) {
+	if err := x.Route(drivertest.Context(t), 1, 1); !errors.Is(err, extron.ErrClosed) {
 		t.Errorf("Route after Close: %v", err)
 	}
 }
@@ -542,41 +468,14 @@ func TestNotConnected(t *testing.T) {
 // fakeDevice is a listener the test answers by hand, for exact control of
 // what the driver sees and when.
 type fakeDevice struct {
-	t     *testing.T
-	addr  string
-	conns chan net.Conn
+	t    *testing.T
+	addr string
+	l    *drivertest.Listener
 }
 
 func newFakeDevice(t *testing.T) *fakeDevice {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeDevice{t: t, addr: l.Addr().String(), conns: make(chan net.Conn, 10)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case f.conns <- c:
-			default:
-				c.Close()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-		close(f.conns)
-		for c := range f.conns {
-			c.Close()
-		}
-	})
-	return f
+	l := drivertest.Listen(t)
+	return &fakeDevice{t: t, addr: l.Addr, l: l}
 }
 
 // fakeConn is the device's end of one connection.
@@ -590,18 +489,12 @@ type fakeConn struct {
 // bytes, Telnet negotiation allowed).
 func (f *fakeDevice) accept(banner string) *fakeConn {
 	f.t.Helper()
-	select {
-	case nc := <-f.conns:
-		f.t.Cleanup(func() { nc.Close() })
-		sc := bufio.NewScanner(extron.NewTelnetReader(nc, nil))
-		sc.Split(extron.SplitCommands)
-		c := &fakeConn{t: f.t, nc: nc, sc: sc}
-		c.raw(banner)
-		return c
-	case <-time.After(deadline):
-		f.t.Fatal("the driver did not connect")
-		return nil
-	}
+	nc := f.l.Accept()
+	sc := bufio.NewScanner(extron.NewTelnetReader(nc, nil))
+	sc.Split(extron.SplitCommands)
+	c := &fakeConn{t: f.t, nc: nc, sc: sc}
+	c.raw(banner)
+	return c
 }
 
 func (c *fakeConn) raw(s string) {
@@ -620,7 +513,7 @@ func (c *fakeConn) send(lines ...string) {
 // expect reads the next command and checks it.
 func (c *fakeConn) expect(want string) {
 	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(deadline))
+	c.nc.SetReadDeadline(time.Now().Add(drivertest.Deadline))
 	if !c.sc.Scan() {
 		c.t.Fatalf("no command (want %q): %v", want, c.sc.Err())
 	}
@@ -649,11 +542,11 @@ func (c *fakeConn) prelude() {
 }
 
 // connect accepts the driver's connection and answers its reads.
-func (f *fakeDevice) connect(ev *events) *fakeConn {
+func (f *fakeDevice) connect(ev *drivertest.Events) *fakeConn {
 	f.t.Helper()
 	c := f.accept(fakeBanner)
 	c.prelude()
-	ev.waitFor(drivers.EventConnected)
+	ev.WaitFor(drivers.EventConnected)
 	return c
 }
 
@@ -664,7 +557,7 @@ func TestTelnetNegotiationIsRefused(t *testing.T) {
 	// into the banner.
 	c := f.accept("\xff\xfd\x01\r\n(c) Copyright 2012, Extron\xff\xfb\x03 Electronics, DXP 44 HDMI\r\n\xff\xfa\x18\x01\xff\xf0")
 	answer := make([]byte, 6)
-	c.nc.SetReadDeadline(time.Now().Add(deadline))
+	c.nc.SetReadDeadline(time.Now().Add(drivertest.Deadline))
 	if _, err := ioReadFull(c.nc, answer); err != nil {
 		t.Fatal(err)
 	}
@@ -672,7 +565,7 @@ func TestTelnetNegotiationIsRefused(t *testing.T) {
 		t.Errorf("negotiation answer %q, want %q (WONT ECHO, DONT SGA)", answer, want)
 	}
 	c.prelude()
-	ev.waitFor(drivers.EventConnected)
+	ev.WaitFor(drivers.EventConnected)
 	if b := x.Banner(); b != "(c) Copyright 2012, Extron Electronics, DXP 44 HDMI" {
 		t.Errorf("Banner() = %q", b)
 	}
@@ -698,7 +591,7 @@ func TestUnsolicitedNotices(t *testing.T) {
 	// the audio plane does not change the video routing the driver follows.
 	c.send("Out02 In04 All", "Out03 In01 Aud", "Out04 In02 Vid")
 	for _, want := range [][2]int{{2, 4}, {4, 2}} {
-		got := ev.next()
+		got := ev.Next()
 		if got.Name != drivers.EventRouteChanged || got.Fields["output"] != want[0] || got.Fields["input"] != want[1] {
 			t.Fatalf("event %+v, want route_changed output %d input %d", got, want[0], want[1])
 		}
@@ -707,7 +600,7 @@ func TestUnsolicitedNotices(t *testing.T) {
 	// output back.
 	c.send("Qik")
 	c.answer("1%", "03", "2%", "04", "3%", "03", "4%", "02")
-	got := ev.next()
+	got := ev.Next()
 	if got.Fields["output"] != 1 || got.Fields["input"] != 3 {
 		t.Errorf("event %+v, want route_changed output 1 input 3", got)
 	}
@@ -717,7 +610,7 @@ func TestUnsolicitedNotices(t *testing.T) {
 	// A notice arriving while a route waits for its reply is not taken for
 	// the reply.
 	errc := make(chan error, 1)
-	go func() { errc <- x.Route(ctxDeadline(t), 1, 2) }()
+	go func() { errc <- x.Route(drivertest.Context(t), 1, 2) }()
 	c.expect("2*1!")
 	c.send("Out03 In04 All", "Out01 In02 All")
 	if err := <-errc; err != nil {
@@ -745,12 +638,12 @@ func TestCloseWithCommandInFlight(t *testing.T) {
 		if !errors.Is(err, extron.ErrClosed) {
 			t.Errorf("Route error %v, want ErrClosed", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Route did not return after Close")
 	}
 	select {
 	case <-closed:
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Close did not return")
 	}
 }
@@ -769,13 +662,13 @@ func TestRouteContextCancelled(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Route error %v, want context.Canceled", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Route did not return when its context ended")
 	}
 	// The device answers late; the connection stays in step.
 	c.send("Out02 In03 All")
 	errc2 := make(chan error, 1)
-	go func() { errc2 <- x.Route(ctxDeadline(t), 4, 1) }()
+	go func() { errc2 <- x.Route(drivertest.Context(t), 4, 1) }()
 	c.expect("1*4!")
 	c.send("Out04 In01 All")
 	if err := <-errc2; err != nil {
@@ -797,7 +690,7 @@ func TestBadDeviceReconnects(t *testing.T) {
 	c := f.accept(fakeBanner)
 	c.answer("I", "V4X4", "\x1b1NI\r", "In 1", "\x1b2NI\r", "In 2", "\x1b3NI\r", "In 3", "\x1b4NI\r", "In 4",
 		"\x1b1NO\r", "Out 1", "\x1b2NO\r", "Out 2", "\x1b3NO\r", "Out 3", "\x1b4NO\r", "Out 4", "1$", "E10")
-	down, before := ev.waitFor(drivers.EventDisconnected)
+	down, before := ev.WaitFor(drivers.EventDisconnected)
 	if want := "reading the tie of output 1 (1$): the device answered E10 invalid command"; len(before) != 0 || down.Fields["error"] != want {
 		t.Errorf("disconnected event %+v after %+v, want error %q", down, before, want)
 	}
@@ -814,7 +707,7 @@ func TestBadDeviceReconnects(t *testing.T) {
 func TestConfig(t *testing.T) {
 	// The sample from README.md.
 	sample := "address: 192.168.10.60      # port 23 unless given\npassword: extron\ntie: all\ntimeout: 2s\npoll: 10s\n"
-	d, err := extron.New(driverConfig("router", sample))
+	d, err := extron.New(drivertest.Config("router", sample))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -827,14 +720,14 @@ func TestConfig(t *testing.T) {
 		t.Errorf("Status() before Start = %+v", st)
 	}
 	// Defaults, and poll turned off.
-	d, err = extron.New(driverConfig("router", "address: '[fe80::1]:2023'\n"))
+	d, err = extron.New(drivertest.Config("router", "address: '[fe80::1]:2023'\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s := d.(*extron.Extron).Settings(); s.Address != "[fe80::1]:2023" || s.Tie != "all" || s.Poll.D() != extron.DefaultPoll || s.Timeout.D() != extron.DefaultTimeout {
 		t.Errorf("settings %+v", s)
 	}
-	d, err = extron.New(driverConfig("router", "address: sw.local\npoll: 0s\ntie: audio\n"))
+	d, err = extron.New(drivertest.Config("router", "address: sw.local\npoll: 0s\ntie: audio\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -854,14 +747,14 @@ func TestConfig(t *testing.T) {
 		{"address: sw\ntie: rgb\n", `tie: "rgb" is not all, video or audio`},
 		{"address: sw\npassword: \"a\\rb\"\n", "password: control characters"},
 	} {
-		_, err := extron.New(driverConfig("router", tc.doc))
+		_, err := extron.New(drivertest.Config("router", tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q) error %v, want one containing %q", tc.doc, err, tc.want)
 		}
 	}
 	// Through the registry, the error names the driver.
 	reg := drivers.NewRegistry(extron.Kind)
-	if _, err := reg.New("extron", driverConfig("router", "adress: sw\n")); err == nil || !strings.Contains(err.Error(), "driver router (extron)") {
+	if _, err := reg.New("extron", drivertest.Config("router", "adress: sw\n")); err == nil || !strings.Contains(err.Error(), "driver router (extron)") {
 		t.Errorf("registry error %v", err)
 	}
 	if _, err := extron.New(drivers.Config{Name: "router"}); err == nil {
@@ -903,7 +796,7 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
 	sim, addr := extronsim.StartLoopback(t, extronsim.Options{Inputs: 8, Outputs: 8})
 	x, ev := startDriver(t, addr)
-	ctx := ctxDeadline(t)
+	ctx := drivertest.Context(t)
 	if err := x.Route(ctx, 1, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -915,9 +808,9 @@ func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	sim.DropConnections()
-	ev.waitFor(drivers.EventDisconnected)
-	ev.waitFor(drivers.EventConnected)
-	diff := ev.next()
+	ev.WaitFor(drivers.EventDisconnected)
+	ev.WaitFor(drivers.EventConnected)
+	diff := ev.Next()
 	want := map[string]any{"output": 1, "expected": 3, "actual": 5}
 	if diff.Name != drivers.EventRoutingDiffers || !reflect.DeepEqual(diff.Fields, want) {
 		t.Fatalf("after the reconnect: %+v, want %s %v", diff, drivers.EventRoutingDiffers, want)

@@ -11,73 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"understudy/drivers"
+	"understudy/drivers/drivertest"
 	"understudy/drivers/kramer"
 	"understudy/fixtures/kramersim"
 	"understudy/runtime/config"
 )
-
-// deadline bounds every wait in these tests; nothing waits on a clock to
-// pass, only for an event or a reply.
-const deadline = 10 * time.Second
-
-func driverConfig(name, doc string) drivers.Config {
-	return drivers.Config{Name: name, Decode: func(v any) error {
-		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
-	}}
-}
-
-// events collects what a driver emits.
-type events struct {
-	t  *testing.T
-	ch chan drivers.Event
-}
-
-func (e *events) emit(ev drivers.Event) {
-	select {
-	case e.ch <- ev:
-	default:
-		panic("test event buffer full")
-	}
-}
-
-// next returns the next event.
-func (e *events) next() drivers.Event {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		return ev
-	case <-time.After(deadline):
-		e.t.Fatal("no event within the deadline")
-		return drivers.Event{}
-	}
-}
-
-// waitFor returns the next event with the given name, and the others that
-// came before it.
-func (e *events) waitFor(name string) (drivers.Event, []drivers.Event) {
-	e.t.Helper()
-	var before []drivers.Event
-	for {
-		ev := e.next()
-		if ev.Name == name {
-			return ev, before
-		}
-		before = append(before, ev)
-	}
-}
-
-// none checks that no event is waiting.
-func (e *events) none() {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		e.t.Errorf("unexpected event %+v", ev)
-	default:
-	}
-}
 
 func routeChanged(output, input int) drivers.Event {
 	return drivers.Event{Name: drivers.EventRouteChanged, Fields: map[string]any{"output": output, "input": input}}
@@ -85,41 +24,18 @@ func routeChanged(output, input int) drivers.Event {
 
 // startDriver starts a driver for addr with the given extra settings (YAML
 // lines) and waits until it is connected.
-func startDriver(t *testing.T, addr string, extra ...string) (*kramer.Matrix, *events) {
+func startDriver(t *testing.T, addr string, extra ...string) (*kramer.Matrix, *drivertest.Events) {
 	t.Helper()
 	m, ev := newDriver(t, addr, extra...)
-	if _, before := ev.waitFor(drivers.EventConnected); len(before) > 0 {
-		t.Fatalf("events before the connection was ready: %+v", before)
-	}
+	ev.Connected()
 	return m, ev
 }
 
 // newDriver starts a driver without waiting for the connection.
-func newDriver(t *testing.T, addr string, extra ...string) (*kramer.Matrix, *events) {
+func newDriver(t *testing.T, addr string, extra ...string) (*kramer.Matrix, *drivertest.Events) {
 	t.Helper()
-	doc := "address: " + addr + "\n" + strings.Join(extra, "\n") + "\n"
 	// Fast reconnection, and no polling unless the test asks for it.
-	for _, def := range []string{"backoff_min: 10ms", "backoff_max: 50ms", "poll: 0s"} {
-		key, _, _ := strings.Cut(def, ":")
-		if !strings.Contains(doc, "\n"+key+":") {
-			doc += def + "\n"
-		}
-	}
-	d, err := kramer.New(driverConfig("router", doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := d.(*kramer.Matrix)
-	ev := &events{t: t, ch: make(chan drivers.Event, 1000)}
-	m.Start(context.Background(), ev.emit)
-	t.Cleanup(func() { m.Close() })
-	return m, ev
-}
-
-func ctxDeadline(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
+	return drivertest.Start[*kramer.Matrix](t, kramer.New, drivertest.Doc(addr, extra, "backoff_min: 10ms", "backoff_max: 50ms", "poll: 0s"))
 }
 
 // sent returns the lines the simulator received that start with prefix.
@@ -197,7 +113,7 @@ func TestLabelsOffOrMissing(t *testing.T) {
 func TestRoute(t *testing.T) {
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{})
 	m, ev := startDriver(t, addr)
-	if err := m.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := m.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatal(err)
 	}
 	if got := m.Routing()[2]; got != 7 {
@@ -217,14 +133,14 @@ func TestRoute(t *testing.T) {
 	if len(sets) != 1 || sets[0].Line != "#ROUTE 1,3,7" || !reflect.DeepEqual(sets[0].Replies, []string{"~01@ROUTE 1,3,7 OK"}) {
 		t.Errorf("route commands %+v", sets)
 	}
-	if got := ev.next(); !reflect.DeepEqual(got, routeChanged(3, 7)) {
+	if got := ev.Next(); !reflect.DeepEqual(got, routeChanged(3, 7)) {
 		t.Errorf("event %+v, want route_changed output 3 input 7", got)
 	}
 	// Routing to what is already shown succeeds too, and changes nothing.
-	if err := m.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := m.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Errorf("repeated route: %v", err)
 	}
-	ev.none()
+	ev.None()
 }
 
 func TestRouteAudioLayer(t *testing.T) {
@@ -236,7 +152,7 @@ func TestRouteAudioLayer(t *testing.T) {
 	if got := m.Routing(); !reflect.DeepEqual(got, []int{4, 2, 3, 4}) {
 		t.Errorf("Routing() = %v, want the audio layer's", got)
 	}
-	if err := m.Route(ctxDeadline(t), 2, 1); err != nil {
+	if err := m.Route(drivertest.Context(t), 2, 1); err != nil {
 		t.Fatal(err)
 	}
 	if got := sent(s, "#ROUTE 2,"); len(got) != 1 || got[0].Line != "#ROUTE 2,2,1" {
@@ -248,7 +164,7 @@ func TestRouteAudioLayer(t *testing.T) {
 	if got, want := s.Routing(), []int{1, 2, 3, 4}; !reflect.DeepEqual(got, want) {
 		t.Errorf("video routing %v, want %v", got, want)
 	}
-	ev.waitFor(drivers.EventRouteChanged)
+	ev.WaitFor(drivers.EventRouteChanged)
 	// A video change from the panel is not this driver's business.
 	if err := s.SetLayerRoute(1, 3, 1); err != nil {
 		t.Fatal(err)
@@ -256,7 +172,7 @@ func TestRouteAudioLayer(t *testing.T) {
 	if err := s.SetLayerRoute(2, 3, 2); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.next(); !reflect.DeepEqual(got, routeChanged(3, 2)) {
+	if got := ev.Next(); !reflect.DeepEqual(got, routeChanged(3, 2)) {
 		t.Errorf("event %+v, want route_changed output 3 input 2 (audio)", got)
 	}
 }
@@ -265,7 +181,7 @@ func TestRouteDeviceError(t *testing.T) {
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{})
 	m, ev := startDriver(t, addr)
 	s.ErrNext(1, kramer.CodeOutOfRange)
-	err := m.Route(ctxDeadline(t), 3, 7)
+	err := m.Route(drivertest.Context(t), 3, 7)
 	var de *kramer.DeviceError
 	if !errors.As(err, &de) || de.Code != 3 || de.Command != "ROUTE 1,3,7" {
 		t.Fatalf("Route error %v, want a DeviceError ERR 003", err)
@@ -281,42 +197,42 @@ func TestRouteDeviceError(t *testing.T) {
 	}
 	// Busy is worth retrying: not a refusal.
 	s.ErrNext(1, kramer.CodeBusy)
-	err = m.Route(ctxDeadline(t), 3, 7)
+	err = m.Route(drivertest.Context(t), 3, 7)
 	if !errors.As(err, &de) || de.Code != kramer.CodeBusy || errors.Is(err, drivers.ErrRefused) {
 		t.Errorf("busy: %v", err)
 	}
 	if !strings.Contains(err.Error(), "ERR 006 (device busy)") {
 		t.Errorf("error %q", err)
 	}
-	if err := m.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := m.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Errorf("route after errors: %v", err)
 	}
 	if !m.Status().Connected {
 		t.Error("an error code dropped the connection")
 	}
-	ev.waitFor(drivers.EventRouteChanged)
+	ev.WaitFor(drivers.EventRouteChanged)
 }
 
 func TestDroppedMidCommand(t *testing.T) {
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{})
 	m, ev := startDriver(t, addr)
 	s.DropOnNextCommand()
-	err := m.Route(ctxDeadline(t), 3, 7)
+	err := m.Route(drivertest.Context(t), 3, 7)
 	if err == nil {
 		t.Fatal("Route succeeded on a dropped connection")
 	}
 	if !strings.Contains(err.Error(), "connection lost") || errors.Is(err, drivers.ErrRefused) {
 		t.Errorf("error %q", err)
 	}
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if down.Fields["address"] != addr || down.Fields["error"] == "" {
 		t.Errorf("disconnected event %+v", down)
 	}
-	up, before := ev.waitFor(drivers.EventConnected)
+	up, before := ev.WaitFor(drivers.EventConnected)
 	if up.Fields["address"] != addr || len(before) != 0 {
 		t.Errorf("connected event %+v after %+v", up, before)
 	}
-	if err := m.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := m.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatalf("route after reconnecting: %v", err)
 	}
 	sets := sent(s, "#ROUTE ")
@@ -332,23 +248,23 @@ func TestSilentDeviceTimesOut(t *testing.T) {
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{})
 	m, ev := startDriver(t, addr, "timeout: 300ms")
 	s.SetSilent(true)
-	err := m.Route(ctxDeadline(t), 3, 7)
+	err := m.Route(drivertest.Context(t), 3, 7)
 	if !errors.Is(err, kramer.ErrTimeout) || errors.Is(err, drivers.ErrRefused) {
 		t.Fatalf("Route error %v, want ErrTimeout", err)
 	}
 	if !strings.Contains(err.Error(), "300ms") || !strings.Contains(err.Error(), `"#ROUTE 1,3,7"`) {
 		t.Errorf("error %q does not give the command and the timeout", err)
 	}
-	ev.waitFor(drivers.EventDisconnected)
+	ev.WaitFor(drivers.EventDisconnected)
 	if m.Status().Connected {
 		t.Error("still connected after a timeout")
 	}
-	if err := m.Route(ctxDeadline(t), 3, 7); !errors.Is(err, kramer.ErrNotConnected) {
+	if err := m.Route(drivertest.Context(t), 3, 7); !errors.Is(err, kramer.ErrNotConnected) {
 		t.Errorf("Route while disconnected: %v, want ErrNotConnected", err)
 	}
 	s.SetSilent(false)
-	ev.waitFor(drivers.EventConnected)
-	if err := m.Route(ctxDeadline(t), 3, 7); err != nil {
+	ev.WaitFor(drivers.EventConnected)
+	if err := m.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatalf("route after the device came back: %v", err)
 	}
 }
@@ -359,7 +275,7 @@ func TestAnnouncedRoutes(t *testing.T) {
 	if err := s.SetRoute(5, 2); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.next(); !reflect.DeepEqual(got, routeChanged(5, 2)) {
+	if got := ev.Next(); !reflect.DeepEqual(got, routeChanged(5, 2)) {
 		t.Fatalf("event %+v, want route_changed output 5 input 2", got)
 	}
 	if r := m.Routing()[4]; r != 2 {
@@ -377,13 +293,13 @@ func TestAnnouncedRoutes(t *testing.T) {
 	if _, err := other.Write([]byte("#ROUTE 1,6,1\r#ROUTE 1,*,4\r")); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.next(); !reflect.DeepEqual(got, routeChanged(6, 1)) {
+	if got := ev.Next(); !reflect.DeepEqual(got, routeChanged(6, 1)) {
 		t.Errorf("event %+v, want route_changed output 6 input 1", got)
 	}
 	// All outputs at once: one event per output that changed (output 4
 	// showed input 4 already).
 	for _, out := range []int{1, 2, 3, 5, 6, 7, 8} {
-		if got := ev.next(); !reflect.DeepEqual(got, routeChanged(out, 4)) {
+		if got := ev.Next(); !reflect.DeepEqual(got, routeChanged(out, 4)) {
 			t.Errorf("event %+v, want route_changed output %d input 4", got, out)
 		}
 	}
@@ -391,7 +307,7 @@ func TestAnnouncedRoutes(t *testing.T) {
 	if err := s.SetLayerRoute(1, 2, 0); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.next(); !reflect.DeepEqual(got, routeChanged(2, 0)) {
+	if got := ev.Next(); !reflect.DeepEqual(got, routeChanged(2, 0)) {
 		t.Errorf("event %+v, want route_changed output 2 input 0", got)
 	}
 }
@@ -402,7 +318,7 @@ func TestPollCatchesUnannouncedChanges(t *testing.T) {
 	if err := s.SetRoute(2, 4); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.next(); !reflect.DeepEqual(got, routeChanged(2, 4)) {
+	if got := ev.Next(); !reflect.DeepEqual(got, routeChanged(2, 4)) {
 		t.Errorf("event %+v, want route_changed output 2 input 4", got)
 	}
 	if got := m.Routing(); !reflect.DeepEqual(got, []int{1, 4, 3, 4}) {
@@ -410,7 +326,7 @@ func TestPollCatchesUnannouncedChanges(t *testing.T) {
 	}
 	// Routes still go through between polls.
 	for i := 1; i <= 4; i++ {
-		if err := m.Route(ctxDeadline(t), i, 1); err != nil {
+		if err := m.Route(drivertest.Context(t), i, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -426,7 +342,7 @@ func TestPollOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A round trip after the change: had anything polled, it would show.
-	if err := m.Route(ctxDeadline(t), 1, 3); err != nil {
+	if err := m.Route(drivertest.Context(t), 1, 3); err != nil {
 		t.Fatal(err)
 	}
 	if got := m.Routing()[4]; got != 4 {
@@ -443,7 +359,7 @@ func TestSizeFromSettings(t *testing.T) {
 	if in, out := m.Size(); in != 4 || out != 2 {
 		t.Errorf("Size() = %d, %d, want the settings' 4, 2", in, out)
 	}
-	if err := m.Route(ctxDeadline(t), 2, 4); err != nil {
+	if err := m.Route(drivertest.Context(t), 2, 4); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.Routing(); !reflect.DeepEqual(got, []int{1, 4}) {
@@ -452,7 +368,7 @@ func TestSizeFromSettings(t *testing.T) {
 
 	// Without them, the driver cannot go on, and says what to do.
 	_, ev := newDriver(t, addr)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	msg := down.Fields["error"].(string)
 	if !strings.Contains(msg, "ERR 002 (command not available)") || !strings.Contains(msg, "set inputs and outputs") {
 		t.Errorf("disconnected event %+v", down)
@@ -463,7 +379,7 @@ func TestMachineNumber(t *testing.T) {
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{Machine: 5})
 	// Commands are addressed to a machine other than 1.
 	m, _ := startDriver(t, addr, "machine: 5")
-	if err := m.Route(ctxDeadline(t), 1, 2); err != nil {
+	if err := m.Route(drivertest.Context(t), 1, 2); err != nil {
 		t.Fatal(err)
 	}
 	if got := sent(s, "#05@ROUTE 1,1,2"); len(got) != 1 || got[0].Replies[0] != "~05@ROUTE 1,1,2 OK" {
@@ -471,7 +387,7 @@ func TestMachineNumber(t *testing.T) {
 	}
 	// The wrong machine number is found at the handshake.
 	_, ev := newDriver(t, addr)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if msg := down.Fields["error"].(string); !strings.Contains(msg, "answered as machine 5, not 1: set machine: 5") {
 		t.Errorf("disconnected event %+v", down)
 	}
@@ -481,7 +397,7 @@ func TestOlderFirmware(t *testing.T) {
 	// Route replies without OK, and a greeting that is no protocol line.
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{OmitOK: true, Banner: "Welcome to Kramer Electronics"})
 	m, _ := startDriver(t, addr)
-	if err := m.Route(ctxDeadline(t), 2, 5); err != nil {
+	if err := m.Route(drivertest.Context(t), 2, 5); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.Routing()[1]; got != 5 {
@@ -493,7 +409,7 @@ func TestRouteRejectedWithoutSending(t *testing.T) {
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{Inputs: 4, Outputs: 2})
 	m, _ := startDriver(t, addr)
 	for _, p := range [][2]int{{0, 1}, {3, 1}, {1, 0}, {1, 5}, {-1, -1}} {
-		err := m.Route(ctxDeadline(t), p[0], p[1])
+		err := m.Route(drivertest.Context(t), p[0], p[1])
 		if !errors.Is(err, kramer.ErrOutOfRange) || !errors.Is(err, drivers.ErrRefused) {
 			t.Errorf("Route(%d, %d) = %v, want ErrOutOfRange", p[0], p[1], err)
 		}
@@ -512,12 +428,12 @@ func TestNotConnected(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 
-	d, err := kramer.New(driverConfig("router", "address: "+addr))
+	d, err := kramer.New(drivertest.Config("router", "address: "+addr))
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := d.(*kramer.Matrix)
-	if err := m.Route(ctxDeadline(t), 1, 1); !errors.Is(err, kramer.ErrNotConnected) {
+	if err := m.Route(drivertest.Context(t), 1, 1); !errors.Is(err, kramer.ErrNotConnected) {
 		t.Errorf("Route before Start: %v", err)
 	}
 	if m.Routing() != nil || m.InputLabels() != nil {
@@ -528,11 +444,11 @@ func TestNotConnected(t *testing.T) {
 	}
 
 	m, ev := newDriver(t, addr)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if !strings.Contains(down.Fields["error"].(string), "refused") {
 		t.Errorf("disconnected event %+v", down)
 	}
-	err = m.Route(ctxDeadline(t), 1, 1)
+	err = m.Route(drivertest.Context(t), 1, 1)
 	if !errors.Is(err, kramer.ErrNotConnected) || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("Route while unreachable: %v", err)
 	}
@@ -540,7 +456,7 @@ func TestNotConnected(t *testing.T) {
 		t.Errorf("Status() = %+v", st)
 	}
 	m.Close()
-	if err := m.Route(ctxDeadline(t), 1, 1); !errors.Is(err, kramer.ErrClosed) {
+	if err := m.Route(drivertest.Context(t), 1, 1); !errors.Is(err, kramer.ErrClosed) {
 		t.Errorf("Route after Close: %v", err)
 	}
 }
@@ -548,41 +464,14 @@ func TestNotConnected(t *testing.T) {
 // fakeDevice is a listener the test answers by hand, for exact control of
 // what the driver sees and when.
 type fakeDevice struct {
-	t     *testing.T
-	addr  string
-	conns chan net.Conn
+	t    *testing.T
+	addr string
+	l    *drivertest.Listener
 }
 
 func newFakeDevice(t *testing.T) *fakeDevice {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeDevice{t: t, addr: l.Addr().String(), conns: make(chan net.Conn, 10)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case f.conns <- c:
-			default:
-				c.Close()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-		close(f.conns)
-		for c := range f.conns {
-			c.Close()
-		}
-	})
-	return f
+	l := drivertest.Listen(t)
+	return &fakeDevice{t: t, addr: l.Addr, l: l}
 }
 
 // fakeConn is the device's end of one connection.
@@ -595,14 +484,8 @@ type fakeConn struct {
 // accept takes the driver's next connection.
 func (f *fakeDevice) accept() *fakeConn {
 	f.t.Helper()
-	select {
-	case nc := <-f.conns:
-		f.t.Cleanup(func() { nc.Close() })
-		return &fakeConn{t: f.t, nc: nc, c: kramer.NewConn(nc)}
-	case <-time.After(deadline):
-		f.t.Fatal("the driver did not connect")
-		return nil
-	}
+	nc := f.l.Accept()
+	return &fakeConn{t: f.t, nc: nc, c: kramer.NewConn(nc)}
 }
 
 // send writes lines, each followed by CR LF.
@@ -616,7 +499,7 @@ func (c *fakeConn) send(lines ...string) {
 // expect reads the driver's next line and checks it.
 func (c *fakeConn) expect(line string) {
 	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(deadline))
+	c.nc.SetReadDeadline(time.Now().Add(drivertest.Deadline))
 	f, err := c.c.ReadFrame()
 	if err != nil {
 		c.t.Fatal(err)
@@ -628,7 +511,7 @@ func (c *fakeConn) expect(line string) {
 
 // connect accepts the driver's connection and answers its handshake and
 // queries as a 4x4 device routed i ← i.
-func (f *fakeDevice) connect(ev *events) *fakeConn {
+func (f *fakeDevice) connect(ev *drivertest.Events) *fakeConn {
 	f.t.Helper()
 	c := f.accept()
 	c.expect("#")
@@ -639,7 +522,7 @@ func (f *fakeDevice) connect(ev *events) *fakeConn {
 		c.expect(fmt.Sprintf("#ROUTE? 1,%d", i))
 		c.send(fmt.Sprintf("~01@ROUTE 1,%d,%d", i, i))
 	}
-	ev.waitFor(drivers.EventConnected)
+	ev.WaitFor(drivers.EventConnected)
 	return c
 }
 
@@ -660,12 +543,12 @@ func TestCloseWithCommandInFlight(t *testing.T) {
 		if !errors.Is(err, kramer.ErrClosed) {
 			t.Errorf("Route error %v, want ErrClosed", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Route did not return after Close")
 	}
 	select {
 	case <-closed:
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Close did not return")
 	}
 }
@@ -684,13 +567,13 @@ func TestRouteContextCancelled(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Route error %v, want context.Canceled", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Route did not return when its context ended")
 	}
 	// The device answers late; the connection stays in step.
 	c.send("~01@ROUTE 1,2,3 OK")
 	errc2 := make(chan error, 1)
-	go func() { errc2 <- m.Route(ctxDeadline(t), 4, 1) }()
+	go func() { errc2 <- m.Route(drivertest.Context(t), 4, 1) }()
 	c.expect("#ROUTE 1,4,1")
 	c.send("~01@ROUTE 1,4,1 OK")
 	if err := <-errc2; err != nil {
@@ -710,7 +593,7 @@ func TestMessagesWhileRouting(t *testing.T) {
 	m, ev := newDriver(t, f.addr)
 	c := f.connect(ev)
 	errc := make(chan error, 1)
-	go func() { errc <- m.Route(ctxDeadline(t), 2, 3) }()
+	go func() { errc <- m.Route(drivertest.Context(t), 2, 3) }()
 	c.expect("#ROUTE 1,2,3")
 	// Before the answer: a panel change on the same output, one from
 	// another machine on the bus, one without an address (older firmware),
@@ -732,7 +615,7 @@ func TestMessagesWhileRouting(t *testing.T) {
 	}
 	var got []drivers.Event
 	for range 4 {
-		got = append(got, ev.next())
+		got = append(got, ev.Next())
 	}
 	want := []drivers.Event{routeChanged(2, 4), routeChanged(3, 2), routeChanged(4, 1), routeChanged(2, 3)}
 	if !reflect.DeepEqual(got, want) {
@@ -741,7 +624,7 @@ func TestMessagesWhileRouting(t *testing.T) {
 	if got := m.Routing(); !reflect.DeepEqual(got, []int{1, 3, 2, 1}) {
 		t.Errorf("Routing() = %v", got)
 	}
-	ev.none()
+	ev.None()
 }
 
 func TestGeneralErrorAnswersTheCommand(t *testing.T) {
@@ -749,7 +632,7 @@ func TestGeneralErrorAnswersTheCommand(t *testing.T) {
 	m, ev := newDriver(t, f.addr)
 	c := f.connect(ev)
 	errc := make(chan error, 1)
-	go func() { errc <- m.Route(ctxDeadline(t), 2, 3) }()
+	go func() { errc <- m.Route(drivertest.Context(t), 2, 3) }()
 	c.expect("#ROUTE 1,2,3")
 	c.send("~01@ERR 004")
 	err := <-errc
@@ -764,7 +647,7 @@ func TestMalformedReplyReconnects(t *testing.T) {
 	m, ev := newDriver(t, f.addr)
 	c := f.connect(ev)
 	c.send("~01@ROUTE 1,x,2")
-	down, before := ev.waitFor(drivers.EventDisconnected)
+	down, before := ev.WaitFor(drivers.EventDisconnected)
 	if len(before) != 0 || !strings.Contains(down.Fields["error"].(string), `"ROUTE 1,x,2"`) {
 		t.Errorf("disconnected event %+v after %+v", down, before)
 	}
@@ -784,7 +667,7 @@ func TestPreludeRefusedReconnects(t *testing.T) {
 	c.send("~01@INFO-IO IN 4,OUT 4")
 	c.expect("#ROUTE? 1,1")
 	c.send("~01@ROUTE? ERR 002")
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if msg := down.Fields["error"].(string); msg != `#ROUTE? 1,1: the device answered ERR 002 (command not available)` {
 		t.Errorf("disconnected event %+v", down)
 	}
@@ -793,7 +676,7 @@ func TestPreludeRefusedReconnects(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	// The sample from README.md.
-	d, err := kramer.New(driverConfig("router", "address: 192.168.1.39      # port 5000 unless given\nlayer: 1                   # 1 video, 2 audio\ntimeout: 2s\npoll: 10s\n"))
+	d, err := kramer.New(drivertest.Config("router", "address: 192.168.1.39      # port 5000 unless given\nlayer: 1                   # 1 video, 2 audio\ntimeout: 2s\npoll: 10s\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -808,14 +691,14 @@ func TestConfig(t *testing.T) {
 		t.Errorf("Status() before Start = %+v", st)
 	}
 	// Defaults, and every setting given.
-	d, err = kramer.New(driverConfig("router", "address: matrix.local\n"))
+	d, err = kramer.New(drivertest.Config("router", "address: matrix.local\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s := d.(*kramer.Matrix).Settings(); s.Layer != 1 || s.Machine != 1 || s.Poll.D() != 10*time.Second || s.Timeout.D() != 2*time.Second || s.Labels {
 		t.Errorf("defaults %+v", s)
 	}
-	d, err = kramer.New(driverConfig("router", "address: matrix.local:5001\nlayer: 2\nmachine: 3\ninputs: 16\noutputs: 8\nlabels: true\ntimeout: 500ms\npoll: 0s\nbackoff_min: 1s\nbackoff_max: 1s\n"))
+	d, err = kramer.New(drivertest.Config("router", "address: matrix.local:5001\nlayer: 2\nmachine: 3\ninputs: 16\noutputs: 8\nlabels: true\ntimeout: 500ms\npoll: 0s\nbackoff_min: 1s\nbackoff_max: 1s\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -839,14 +722,14 @@ func TestConfig(t *testing.T) {
 		{"address: m\ninputs: 8\noutputs: 2000\n", "outputs 2000"},
 		{"address: m\nlayer: video\n", "layer"},
 	} {
-		_, err := kramer.New(driverConfig("router", tc.doc))
+		_, err := kramer.New(drivertest.Config("router", tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q) error %v, want one containing %q", tc.doc, err, tc.want)
 		}
 	}
 	// Through the registry, the error names the driver.
 	reg := drivers.NewRegistry(kramer.Kind)
-	if _, err := reg.New("kramer", driverConfig("router", "adress: m\n")); err == nil || !strings.Contains(err.Error(), "driver router (kramer)") {
+	if _, err := reg.New("kramer", drivertest.Config("router", "adress: m\n")); err == nil || !strings.Contains(err.Error(), "driver router (kramer)") {
 		t.Errorf("registry error %v", err)
 	}
 	if _, err := kramer.New(drivers.Config{Name: "router"}); err == nil {
@@ -884,7 +767,7 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
 	sim, addr := kramersim.StartLoopback(t, kramersim.Options{Inputs: 8, Outputs: 8})
 	m, ev := startDriver(t, addr, "timeout: 300ms")
-	ctx := ctxDeadline(t)
+	ctx := drivertest.Context(t)
 	if err := m.Route(ctx, 1, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -894,16 +777,16 @@ func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
 	// Someone changes output 1 while the connection is down.
 	sim.SetSilent(true)
 	sim.DropConnections()
-	ev.waitFor(drivers.EventDisconnected)
+	ev.WaitFor(drivers.EventDisconnected)
 	if err := sim.SetRoute(1, 5); err != nil {
 		t.Fatal(err)
 	}
 	sim.SetSilent(false)
-	ev.waitFor(drivers.EventConnected)
-	diff := ev.next()
+	ev.WaitFor(drivers.EventConnected)
+	diff := ev.Next()
 	want := map[string]any{"output": 1, "expected": 3, "actual": 5}
 	if diff.Name != drivers.EventRoutingDiffers || !reflect.DeepEqual(diff.Fields, want) {
 		t.Fatalf("after the reconnect: %+v, want %s %v", diff, drivers.EventRoutingDiffers, want)
 	}
-	ev.none()
+	ev.None()
 }

@@ -12,92 +12,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"understudy/drivers"
+	"understudy/drivers/drivertest"
 	"understudy/drivers/kumo"
 	"understudy/fixtures/kumosim"
 	"understudy/runtime/config"
 )
 
-// deadline bounds every wait in these tests; nothing waits on a clock to
-// pass, only for an event or a reply.
-const deadline = 10 * time.Second
-
-func driverConfig(name, doc string) drivers.Config {
-	return drivers.Config{Name: name, Decode: func(v any) error {
-		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
-	}}
-}
-
-// events collects what a driver emits.
-type events struct {
-	t  *testing.T
-	ch chan drivers.Event
-}
-
-func (e *events) emit(ev drivers.Event) {
-	select {
-	case e.ch <- ev:
-	default:
-		panic("test event buffer full")
-	}
-}
-
-// next returns the next event.
-func (e *events) next() drivers.Event {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		return ev
-	case <-time.After(deadline):
-		e.t.Fatal("no event within the deadline")
-		return drivers.Event{}
-	}
-}
-
-// none checks that no event is waiting.
-func (e *events) none() {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		e.t.Errorf("unexpected event %+v", ev)
-	default:
-	}
-}
-
-// waitFor returns the next event with the given name, and the others that
-// came before it.
-func (e *events) waitFor(name string) (drivers.Event, []drivers.Event) {
-	e.t.Helper()
-	var before []drivers.Event
-	for {
-		ev := e.next()
-		if ev.Name == name {
-			return ev, before
-		}
-		before = append(before, ev)
-	}
-}
-
 // startDriver starts a kumo driver for addr with the given extra settings
 // (YAML lines) and waits until it is connected.
-func startDriver(t *testing.T, addr string, extra ...string) (*kumo.Kumo, *events) {
+func startDriver(t *testing.T, addr string, extra ...string) (*kumo.Kumo, *drivertest.Events) {
 	t.Helper()
 	k, ev := newDriver(t, addr, extra...)
-	if _, before := ev.waitFor(drivers.EventConnected); len(before) > 0 {
-		t.Fatalf("events before the connection was ready: %+v", before)
-	}
+	ev.Connected()
 	return k, ev
 }
 
 // startDriverShortTimeout is startDriver for a test that sets a short
 // timeout: on a loaded machine a request may miss it while connecting, so
 // disconnections before the connection is up are allowed.
-func startDriverShortTimeout(t *testing.T, addr string, extra ...string) (*kumo.Kumo, *events) {
+func startDriverShortTimeout(t *testing.T, addr string, extra ...string) (*kumo.Kumo, *drivertest.Events) {
 	t.Helper()
 	k, ev := newDriver(t, addr, extra...)
-	if _, before := ev.waitFor(drivers.EventConnected); len(before) > 0 {
+	if _, before := ev.WaitFor(drivers.EventConnected); len(before) > 0 {
 		for _, e := range before {
 			if e.Name != drivers.EventDisconnected {
 				t.Fatalf("events before the connection was ready: %+v", before)
@@ -109,30 +46,9 @@ func startDriverShortTimeout(t *testing.T, addr string, extra ...string) (*kumo.
 
 // newDriver starts a driver without waiting for the connection. Unless the
 // test says otherwise, reconnection is fast and the routing is not polled.
-func newDriver(t *testing.T, addr string, extra ...string) (*kumo.Kumo, *events) {
+func newDriver(t *testing.T, addr string, extra ...string) (*kumo.Kumo, *drivertest.Events) {
 	t.Helper()
-	doc := "address: " + addr + "\n" + strings.Join(extra, "\n") + "\n"
-	for _, def := range []string{"backoff_min: 10ms", "backoff_max: 50ms", "poll: 1h"} {
-		key, _, _ := strings.Cut(def, ":")
-		if !strings.Contains(doc, "\n"+key+":") {
-			doc += def + "\n"
-		}
-	}
-	d, err := kumo.New(driverConfig("router", doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := d.(*kumo.Kumo)
-	ev := &events{t: t, ch: make(chan drivers.Event, 1000)}
-	k.Start(context.Background(), ev.emit)
-	t.Cleanup(func() { k.Close() })
-	return k, ev
-}
-
-func ctxDeadline(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
+	return drivertest.Start[*kumo.Kumo](t, kumo.New, drivertest.Doc(addr, extra, "backoff_min: 10ms", "backoff_max: 50ms", "poll: 1h"))
 }
 
 // sets returns the crosspoint sets the simulator received.
@@ -190,7 +106,7 @@ func TestConnectReadsTheDevice(t *testing.T) {
 func TestRoute(t *testing.T) {
 	s, addr := kumosim.StartLoopback(t, kumosim.Options{})
 	k, ev := startDriver(t, addr)
-	if err := k.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := k.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatal(err)
 	}
 	if got := k.Routing()[2]; got != 7 {
@@ -212,15 +128,15 @@ func TestRoute(t *testing.T) {
 	if last[1].Action != "get" || last[1].ParamID != "eParamID_XPT_Destination3_Status" || !strings.Contains(last[1].Body, `"value":"7"`) {
 		t.Errorf("read-back %+v", last[1])
 	}
-	got := ev.next()
+	got := ev.Next()
 	if got.Name != drivers.EventRouteChanged || got.Fields["output"] != 3 || got.Fields["input"] != 7 {
 		t.Errorf("event %+v, want route_changed output 3 input 7", got)
 	}
 	// Routing to what is already shown succeeds too, with no event.
-	if err := k.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := k.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Errorf("repeated route: %v", err)
 	}
-	ev.none()
+	ev.None()
 }
 
 func TestRouteRefusedLocked(t *testing.T) {
@@ -229,7 +145,7 @@ func TestRouteRefusedLocked(t *testing.T) {
 	if err := s.LockOutput(3); err != nil {
 		t.Fatal(err)
 	}
-	err := k.Route(ctxDeadline(t), 3, 7)
+	err := k.Route(drivertest.Context(t), 3, 7)
 	if !errors.Is(err, kumo.ErrRefusedByDevice) || !errors.Is(err, drivers.ErrRefused) {
 		t.Fatalf("Route error %v, want a refusal", err)
 	}
@@ -248,12 +164,12 @@ func TestRouteRefusedLocked(t *testing.T) {
 		t.Errorf("sim applied %d routes", n)
 	}
 	// Another output is not locked; a refusal leaves the connection up.
-	if err := k.Route(ctxDeadline(t), 4, 7); err != nil {
+	if err := k.Route(drivertest.Context(t), 4, 7); err != nil {
 		t.Errorf("route to an unlocked output: %v", err)
 	}
 	// A 403 for another reason says so without the lock.
 	s.RefuseNext(1)
-	err = k.Route(ctxDeadline(t), 5, 1)
+	err = k.Route(drivertest.Context(t), 5, 1)
 	if !errors.Is(err, drivers.ErrRefused) || strings.Contains(err.Error(), "locked") {
 		t.Errorf("Route error %v", err)
 	}
@@ -263,7 +179,7 @@ func TestRouteServerError(t *testing.T) {
 	s, addr := kumosim.StartLoopback(t, kumosim.Options{})
 	k, ev := startDriver(t, addr)
 	s.FailNext(1)
-	err := k.Route(ctxDeadline(t), 3, 7)
+	err := k.Route(drivertest.Context(t), 3, 7)
 	if err == nil || errors.Is(err, drivers.ErrRefused) || errors.Is(err, drivers.ErrNotConnected) {
 		t.Fatalf("Route error %v, want an HTTP error the runtime retries", err)
 	}
@@ -275,21 +191,21 @@ func TestRouteServerError(t *testing.T) {
 	if !k.Status().Connected {
 		t.Error("disconnected by an HTTP error")
 	}
-	if err := k.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := k.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.Routes(); len(got) != 1 {
 		t.Errorf("sim applied %+v", got)
 	}
-	ev.waitFor(drivers.EventRouteChanged)
-	ev.none()
+	ev.WaitFor(drivers.EventRouteChanged)
+	ev.None()
 }
 
 func TestRouteErrorInReply(t *testing.T) {
 	s, addr := kumosim.StartLoopback(t, kumosim.Options{})
 	k, _ := startDriver(t, addr)
 	s.ErrorNext(1, "Invalid value")
-	err := k.Route(ctxDeadline(t), 2, 5)
+	err := k.Route(drivertest.Context(t), 2, 5)
 	if !errors.Is(err, kumo.ErrRefusedByDevice) {
 		t.Fatalf("Route error %v, want a refusal", err)
 	}
@@ -305,7 +221,7 @@ func TestRouteNotApplied(t *testing.T) {
 	s, addr := kumosim.StartLoopback(t, kumosim.Options{})
 	k, _ := startDriverShortTimeout(t, addr, "timeout: 1s")
 	s.IgnoreNext(1)
-	err := k.Route(ctxDeadline(t), 2, 5)
+	err := k.Route(drivertest.Context(t), 2, 5)
 	if !errors.Is(err, kumo.ErrNotApplied) || !errors.Is(err, drivers.ErrRefused) {
 		t.Fatalf("Route error %v, want ErrNotApplied", err)
 	}
@@ -331,19 +247,19 @@ func TestDroppedMidRequest(t *testing.T) {
 	s, addr := kumosim.StartLoopback(t, kumosim.Options{})
 	k, ev := startDriver(t, addr)
 	s.DropNext(1)
-	err := k.Route(ctxDeadline(t), 3, 7)
+	err := k.Route(drivertest.Context(t), 3, 7)
 	if !errors.Is(err, kumo.ErrNotConnected) || !strings.Contains(err.Error(), "connection lost") {
 		t.Fatalf("Route error %v, want ErrNotConnected (connection lost)", err)
 	}
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if down.Fields["address"] != addr || !strings.Contains(down.Fields["error"].(string), "closed the connection") {
 		t.Errorf("disconnected event %+v", down)
 	}
-	up, before := ev.waitFor(drivers.EventConnected)
+	up, before := ev.WaitFor(drivers.EventConnected)
 	if up.Fields["address"] != addr || len(before) != 0 {
 		t.Errorf("connected event %+v after %+v", up, before)
 	}
-	if err := k.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := k.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatalf("route after reconnecting: %v", err)
 	}
 	// The dropped set was received but not answered or applied; the route
@@ -360,20 +276,20 @@ func TestDroppedMidRequest(t *testing.T) {
 func TestSlowDevice(t *testing.T) {
 	s, addr := kumosim.StartLoopback(t, kumosim.Options{})
 	k, ev := startDriverShortTimeout(t, addr, "timeout: 200ms")
-	s.SetDelay(deadline) // answered only when the client has gone
-	err := k.Route(ctxDeadline(t), 3, 7)
+	s.SetDelay(drivertest.Deadline) // answered only when the client has gone
+	err := k.Route(drivertest.Context(t), 3, 7)
 	if !errors.Is(err, kumo.ErrNotConnected) || !errors.Is(err, kumo.ErrTimeout) || !strings.Contains(err.Error(), "no reply within 200ms") {
 		t.Fatalf("Route error %v, want no reply within 200ms", err)
 	}
-	ev.waitFor(drivers.EventDisconnected)
+	ev.WaitFor(drivers.EventDisconnected)
 	if k.Status().Connected {
 		t.Error("still connected after a timeout")
 	}
-	if err := k.Route(ctxDeadline(t), 3, 7); !errors.Is(err, kumo.ErrNotConnected) || !strings.Contains(err.Error(), "last error") {
+	if err := k.Route(drivertest.Context(t), 3, 7); !errors.Is(err, kumo.ErrNotConnected) || !strings.Contains(err.Error(), "last error") {
 		t.Errorf("Route while disconnected: %v, want ErrNotConnected with the last error", err)
 	}
 	s.SetDelay(0)
-	ev.waitFor(drivers.EventConnected)
+	ev.WaitFor(drivers.EventConnected)
 	// The slow device did act on the set: the routing read on reconnecting
 	// shows it, so the retry is already done and sends nothing more.
 	if got := k.Routing()[2]; got != 7 {
@@ -392,7 +308,7 @@ func TestPanelChangeSeenByPolling(t *testing.T) {
 	if err := s.SetRoute(2, 4); err != nil {
 		t.Fatal(err)
 	}
-	got := ev.next()
+	got := ev.Next()
 	if got.Name != drivers.EventRouteChanged || got.Fields["output"] != 2 || got.Fields["input"] != 4 {
 		t.Fatalf("event %+v, want route_changed output 2 input 4", got)
 	}
@@ -407,7 +323,7 @@ func TestPanelChangeSeenByPolling(t *testing.T) {
 			if strings.HasSuffix(r.ParamID, "_Status") && r.ParamID != kumo.ParamDestinationAll {
 				seen[r.ParamID] = true
 			}
-		case <-time.After(deadline):
+		case <-time.After(drivertest.Deadline):
 			t.Fatalf("polls read only %v", seen)
 		}
 	}
@@ -418,7 +334,7 @@ func TestPanelChangeSeenByPolling(t *testing.T) {
 	if err := s.SetRoute(3, 1); err != nil {
 		t.Fatal(err)
 	}
-	got = ev.next()
+	got = ev.Next()
 	if got.Fields["output"] != 3 || got.Fields["input"] != 1 {
 		t.Errorf("event %+v, want route_changed output 3 input 1", got)
 	}
@@ -428,17 +344,17 @@ func TestPollFailureReconnects(t *testing.T) {
 	s, addr := kumosim.StartLoopback(t, kumosim.Options{})
 	_, ev := startDriver(t, addr, "poll: 20ms")
 	s.FailNext(1)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if e := down.Fields["error"].(string); !strings.Contains(e, "reading the routing") || !strings.Contains(e, "HTTP 500") {
 		t.Errorf("disconnected event %+v", down)
 	}
-	ev.waitFor(drivers.EventConnected)
+	ev.WaitFor(drivers.EventConnected)
 }
 
 func TestDeviceGoesAwayAndComesBack(t *testing.T) {
 	s, addr := kumosim.StartLoopback(t, kumosim.Options{Inputs: 8, Outputs: 8})
 	k, ev := startDriver(t, addr, "poll: 20ms")
-	ctx := ctxDeadline(t)
+	ctx := drivertest.Context(t)
 	if err := k.Route(ctx, 1, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +362,7 @@ func TestDeviceGoesAwayAndComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.GoAway()
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if !strings.Contains(down.Fields["error"].(string), "refused") {
 		t.Errorf("disconnected event %+v", down)
 	}
@@ -460,13 +376,13 @@ func TestDeviceGoesAwayAndComesBack(t *testing.T) {
 	if err := s.ComeBack(); err != nil {
 		t.Fatal(err)
 	}
-	_, before := ev.waitFor(drivers.EventConnected)
+	_, before := ev.WaitFor(drivers.EventConnected)
 	for _, e := range before {
 		if e.Name != drivers.EventDisconnected {
 			t.Errorf("before reconnecting: %+v", e)
 		}
 	}
-	diff := ev.next()
+	diff := ev.Next()
 	want := map[string]any{"output": 1, "expected": 3, "actual": 5}
 	if diff.Name != drivers.EventRoutingDiffers || !reflect.DeepEqual(diff.Fields, want) {
 		t.Fatalf("after the reconnect: %+v, want %s %v", diff, drivers.EventRoutingDiffers, want)
@@ -482,7 +398,7 @@ func TestOldFirmwareAndNoPortCounts(t *testing.T) {
 	if in, out := k.Size(); in != 16 || out != 4 {
 		t.Errorf("Size() = %d, %d from the product name", in, out)
 	}
-	if err := k.Route(ctxDeadline(t), 4, 16); err != nil {
+	if err := k.Route(drivertest.Context(t), 4, 16); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.Routing(); !reflect.DeepEqual(got, []int{1, 2, 3, 16}) {
@@ -495,13 +411,13 @@ func TestAuthentication(t *testing.T) {
 
 	// No password: every request is a 404, and the error says what to do.
 	_, ev := newDriver(t, addr)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if e := down.Fields["error"].(string); !strings.Contains(e, "HTTP 404 Not Found") || !strings.Contains(e, "set password") {
 		t.Errorf("disconnected event %+v", down)
 	}
 	// The wrong one.
 	_, ev = newDriver(t, addr, "password: hnok")
-	down, _ = ev.waitFor(drivers.EventDisconnected)
+	down, _ = ev.WaitFor(drivers.EventDisconnected)
 	if e := down.Fields["error"].(string); !strings.Contains(e, "HTTP 404") || !strings.Contains(e, "no session cookie (wrong password?)") || strings.Contains(e, "hnok") {
 		t.Errorf("disconnected event %+v", down)
 	}
@@ -510,7 +426,7 @@ func TestAuthentication(t *testing.T) {
 	startDriver(t, open, "password: honk")
 	// The right one.
 	k, _ := startDriver(t, addr, "password: honk")
-	if err := k.Route(ctxDeadline(t), 1, 2); err != nil {
+	if err := k.Route(drivertest.Context(t), 1, 2); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range s.Requests() {
@@ -529,9 +445,9 @@ func TestReloginAfterRestart(t *testing.T) {
 	}
 	// Requests with the old cookie are 404s: a poll fails, the driver
 	// reconnects and logs in again.
-	ev.waitFor(drivers.EventDisconnected)
-	ev.waitFor(drivers.EventConnected)
-	if err := k.Route(ctxDeadline(t), 1, 3); err != nil {
+	ev.WaitFor(drivers.EventDisconnected)
+	ev.WaitFor(drivers.EventConnected)
+	if err := k.Route(drivertest.Context(t), 1, 3); err != nil {
 		t.Fatal(err)
 	}
 	var logins int
@@ -549,7 +465,7 @@ func TestRouteRejectedWithoutSending(t *testing.T) {
 	s, addr := kumosim.StartLoopback(t, kumosim.Options{Inputs: 4, Outputs: 2})
 	k, _ := startDriver(t, addr)
 	for _, p := range [][2]int{{0, 1}, {3, 1}, {1, 0}, {1, 5}, {-1, -1}} {
-		err := k.Route(ctxDeadline(t), p[0], p[1])
+		err := k.Route(drivertest.Context(t), p[0], p[1])
 		if !errors.Is(err, kumo.ErrOutOfRange) {
 			t.Errorf("Route(%d, %d) = %v, want ErrOutOfRange", p[0], p[1], err)
 		}
@@ -568,12 +484,12 @@ func TestNotConnected(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 
-	d, err := kumo.New(driverConfig("router", "address: "+addr))
+	d, err := kumo.New(drivertest.Config("router", "address: "+addr))
 	if err != nil {
 		t.Fatal(err)
 	}
 	k := d.(*kumo.Kumo)
-	if err := k.Route(ctxDeadline(t), 1, 1); !errors.Is(err, kumo.ErrNotConnected) {
+	if err := k.Route(drivertest.Context(t), 1, 1); !errors.Is(err, kumo.ErrNotConnected) {
 		t.Errorf("Route before Start: %v", err)
 	}
 	if k.Routing() != nil || k.InputLabels() != nil {
@@ -584,11 +500,11 @@ func TestNotConnected(t *testing.T) {
 	}
 
 	k, ev := newDriver(t, addr)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if !strings.Contains(down.Fields["error"].(string), "refused") {
 		t.Errorf("disconnected event %+v", down)
 	}
-	err = k.Route(ctxDeadline(t), 1, 1)
+	err = k.Route(drivertest.Context(t), 1, 1)
 	if !errors.Is(err, kumo.ErrNotConnected) || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("Route while unreachable: %v", err)
 	}
@@ -596,7 +512,7 @@ func TestNotConnected(t *testing.T) {
 		t.Errorf("Status() = %+v", st)
 	}
 	k.Close()
-	if err := k.Route(ctxDeadline(t), 1, 1); !errors.Is(err, kumo.ErrClosed) {
+	if err := k.Route(drivertest.Context(t), 1, 1); !errors.Is(err, kumo.ErrClosed) {
 		t.Errorf("Route after Close: %v", err)
 	}
 }
@@ -624,12 +540,12 @@ func TestCloseWithRouteInFlight(t *testing.T) {
 		if !errors.Is(err, kumo.ErrClosed) {
 			t.Errorf("Route error %v, want ErrClosed", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Route did not return after Close")
 	}
 	select {
 	case <-closed:
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Close did not return")
 	}
 }
@@ -654,7 +570,7 @@ func TestRouteContextCancelled(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Route error %v, want context.Canceled", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Route did not return when its context ended")
 	}
 	// The caller gave up, the device did not fail: still connected.
@@ -662,7 +578,7 @@ func TestRouteContextCancelled(t *testing.T) {
 	if !k.Status().Connected {
 		t.Error("disconnected by a cancelled route")
 	}
-	if err := k.Route(ctxDeadline(t), 4, 1); err != nil {
+	if err := k.Route(drivertest.Context(t), 4, 1); err != nil {
 		t.Errorf("next route: %v", err)
 	}
 	// An already-ended context is not sent at all.
@@ -673,21 +589,9 @@ func TestRouteContextCancelled(t *testing.T) {
 	if len(sets(s)) != n {
 		t.Error("sent a route whose context had ended")
 	}
-	for _, e := range drain(ev) {
+	for _, e := range ev.Drain() {
 		if e.Name == drivers.EventDisconnected {
 			t.Errorf("event %+v", e)
-		}
-	}
-}
-
-func drain(ev *events) []drivers.Event {
-	var out []drivers.Event
-	for {
-		select {
-		case e := <-ev.ch:
-			out = append(out, e)
-		default:
-			return out
 		}
 	}
 }
@@ -731,17 +635,17 @@ func TestMalformedRepliesReconnect(t *testing.T) {
 		t.Errorf("InputLabels() = %q", l)
 	}
 	bad.Store(true)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if e := down.Fields["error"].(string); !strings.Contains(e, `routing list "[1,x]"`) {
 		t.Errorf("disconnected event %+v", down)
 	}
 	bad.Store(false)
-	ev.waitFor(drivers.EventConnected)
+	ev.WaitFor(drivers.EventConnected)
 }
 
 func TestConfig(t *testing.T) {
 	// The sample from README.md.
-	d, err := kumo.New(driverConfig("router", "address: 192.168.10.60      # port 80 unless given\ntimeout: 2s\npoll: 2s\n# password: secret        # only if the KUMO's user authentication is on\n"))
+	d, err := kumo.New(drivertest.Config("router", "address: 192.168.10.60      # port 80 unless given\ntimeout: 2s\npoll: 2s\n# password: secret        # only if the KUMO's user authentication is on\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -762,7 +666,7 @@ func TestConfig(t *testing.T) {
 		"address: '[fe80::1]:8080'\n":         "[fe80::1]:8080",
 		"address: kumo\npassword: password\n": "kumo:80",
 	} {
-		d, err := kumo.New(driverConfig("router", doc))
+		d, err := kumo.New(drivertest.Config("router", doc))
 		if err != nil {
 			t.Errorf("New(%q): %v", doc, err)
 			continue
@@ -784,14 +688,14 @@ func TestConfig(t *testing.T) {
 		{"address: https://kumo\n", "want host or host:port"},
 		{"address: http://kumo/config\n", "want host or host:port"},
 	} {
-		_, err := kumo.New(driverConfig("router", tc.doc))
+		_, err := kumo.New(drivertest.Config("router", tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q) error %v, want one containing %q", tc.doc, err, tc.want)
 		}
 	}
 	// Through the registry, the error names the driver.
 	reg := drivers.NewRegistry(kumo.Kind)
-	if _, err := reg.New("kumo", driverConfig("router", "adress: kumo\n")); err == nil || !strings.Contains(err.Error(), "driver router (kumo)") {
+	if _, err := reg.New("kumo", drivertest.Config("router", "adress: kumo\n")); err == nil || !strings.Contains(err.Error(), "driver router (kumo)") {
 		t.Errorf("registry error %v", err)
 	}
 	if _, err := kumo.New(drivers.Config{Name: "router"}); err == nil {

@@ -10,101 +10,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"understudy/drivers"
+	"understudy/drivers/drivertest"
 	"understudy/drivers/videohub"
 	"understudy/fixtures/videohubsim"
 	"understudy/runtime/config"
 )
 
-// deadline bounds every wait in these tests; nothing waits on a clock to
-// pass, only for an event or a reply.
-const deadline = 10 * time.Second
-
-func driverConfig(name, doc string) drivers.Config {
-	return drivers.Config{Name: name, Decode: func(v any) error {
-		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
-	}}
-}
-
-// events collects what a driver emits.
-type events struct {
-	t  *testing.T
-	ch chan drivers.Event
-}
-
-func (e *events) emit(ev drivers.Event) {
-	select {
-	case e.ch <- ev:
-	default:
-		panic("test event buffer full")
-	}
-}
-
-// next returns the next event.
-func (e *events) next() drivers.Event {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		return ev
-	case <-time.After(deadline):
-		e.t.Fatal("no event within the deadline")
-		return drivers.Event{}
-	}
-}
-
-// waitFor returns the next event with the given name, and the others
-// that came before it.
-func (e *events) waitFor(name string) (drivers.Event, []drivers.Event) {
-	e.t.Helper()
-	var before []drivers.Event
-	for {
-		ev := e.next()
-		if ev.Name == name {
-			return ev, before
-		}
-		before = append(before, ev)
-	}
-}
-
 // startDriver starts a videohub driver for addr with the given extra
 // settings (YAML lines) and waits until it is connected.
-func startDriver(t *testing.T, addr string, extra ...string) (*videohub.Videohub, *events) {
+func startDriver(t *testing.T, addr string, extra ...string) (*videohub.Videohub, *drivertest.Events) {
 	t.Helper()
 	v, ev := newDriver(t, addr, extra...)
-	if _, before := ev.waitFor(drivers.EventConnected); len(before) > 0 {
-		t.Fatalf("events before the connection was ready: %+v", before)
-	}
+	ev.Connected()
 	return v, ev
 }
 
 // newDriver starts a driver without waiting for the connection.
-func newDriver(t *testing.T, addr string, extra ...string) (*videohub.Videohub, *events) {
+func newDriver(t *testing.T, addr string, extra ...string) (*videohub.Videohub, *drivertest.Events) {
 	t.Helper()
-	doc := "address: " + addr + "\n" + strings.Join(extra, "\n") + "\n"
 	// Fast reconnection, and no idle ping unless the test asks for it.
-	for _, def := range []string{"backoff_min: 10ms", "backoff_max: 50ms", "ping: 1h"} {
-		key, _, _ := strings.Cut(def, ":")
-		if !strings.Contains(doc, "\n"+key+":") {
-			doc += def + "\n"
-		}
-	}
-	d, err := videohub.New(driverConfig("router", doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := d.(*videohub.Videohub)
-	ev := &events{t: t, ch: make(chan drivers.Event, 1000)}
-	v.Start(context.Background(), ev.emit)
-	t.Cleanup(func() { v.Close() })
-	return v, ev
-}
-
-func ctxDeadline(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
+	return drivertest.Start[*videohub.Videohub](t, videohub.New, drivertest.Doc(addr, extra, "backoff_min: 10ms", "backoff_max: 50ms", "ping: 1h"))
 }
 
 func TestPreludeRead(t *testing.T) {
@@ -137,7 +63,7 @@ func TestPreludeRead(t *testing.T) {
 func TestRoute(t *testing.T) {
 	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, ev := startDriver(t, addr)
-	if err := v.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := v.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatal(err)
 	}
 	if got := v.Routing()[2]; got != 7 {
@@ -160,12 +86,12 @@ func TestRoute(t *testing.T) {
 	if len(sets) != 1 || !reflect.DeepEqual(sets[0].Lines, []string{"2 6"}) || sets[0].Reply != "ACK" {
 		t.Errorf("routing commands %+v", sets)
 	}
-	got := ev.next()
+	got := ev.Next()
 	if got.Name != drivers.EventRouteChanged || got.Fields["output"] != 3 || got.Fields["input"] != 7 {
 		t.Errorf("event %+v, want route_changed output 3 input 7", got)
 	}
 	// Routing to what is already shown succeeds too.
-	if err := v.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := v.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Errorf("repeated route: %v", err)
 	}
 }
@@ -174,7 +100,7 @@ func TestRouteNAK(t *testing.T) {
 	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, _ := startDriver(t, addr)
 	s.NAKNext(1)
-	err := v.Route(ctxDeadline(t), 3, 7)
+	err := v.Route(drivertest.Context(t), 3, 7)
 	if !errors.Is(err, videohub.ErrNAK) {
 		t.Fatalf("Route error %v, want ErrNAK", err)
 	}
@@ -184,7 +110,7 @@ func TestRouteNAK(t *testing.T) {
 	if got := v.Routing()[2]; got != 3 {
 		t.Errorf("Routing()[2] = %d after NAK, want 3", got)
 	}
-	if err := v.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := v.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Errorf("route after a NAK: %v", err)
 	}
 }
@@ -195,7 +121,7 @@ func TestRouteLocked(t *testing.T) {
 	if err := s.LockOutput(3); err != nil {
 		t.Fatal(err)
 	}
-	err := v.Route(ctxDeadline(t), 3, 7)
+	err := v.Route(drivertest.Context(t), 3, 7)
 	if !errors.Is(err, videohub.ErrNotApplied) {
 		t.Fatalf("Route error %v, want ErrNotApplied", err)
 	}
@@ -209,7 +135,7 @@ func TestRouteLocked(t *testing.T) {
 		t.Errorf("sim applied %d routes", n)
 	}
 	// Other outputs are not locked.
-	if err := v.Route(ctxDeadline(t), 4, 7); err != nil {
+	if err := v.Route(drivertest.Context(t), 4, 7); err != nil {
 		t.Errorf("route to an unlocked output: %v", err)
 	}
 }
@@ -218,22 +144,22 @@ func TestDroppedMidCommand(t *testing.T) {
 	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, ev := startDriver(t, addr)
 	s.DropOnNextCommand()
-	err := v.Route(ctxDeadline(t), 3, 7)
+	err := v.Route(drivertest.Context(t), 3, 7)
 	if err == nil {
 		t.Fatal("Route succeeded on a dropped connection")
 	}
 	if !strings.Contains(err.Error(), "connection lost") {
 		t.Errorf("error %q", err)
 	}
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if down.Fields["address"] != addr || down.Fields["error"] == "" {
 		t.Errorf("disconnected event %+v", down)
 	}
-	up, before := ev.waitFor(drivers.EventConnected)
+	up, before := ev.WaitFor(drivers.EventConnected)
 	if up.Fields["address"] != addr || len(before) != 0 {
 		t.Errorf("connected event %+v after %+v", up, before)
 	}
-	if err := v.Route(ctxDeadline(t), 3, 7); err != nil {
+	if err := v.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatalf("route after reconnecting: %v", err)
 	}
 	if got := s.Routing()[2]; got != 7 {
@@ -255,23 +181,23 @@ func TestSilentDeviceTimesOut(t *testing.T) {
 	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, ev := startDriver(t, addr, "timeout: 500ms")
 	s.SetSilent(true)
-	err := v.Route(ctxDeadline(t), 3, 7)
+	err := v.Route(drivertest.Context(t), 3, 7)
 	if !errors.Is(err, videohub.ErrTimeout) {
 		t.Fatalf("Route error %v, want ErrTimeout", err)
 	}
 	if !strings.Contains(err.Error(), "500ms") {
 		t.Errorf("error %q does not give the timeout", err)
 	}
-	ev.waitFor(drivers.EventDisconnected)
+	ev.WaitFor(drivers.EventDisconnected)
 	if v.Status().Connected {
 		t.Error("still connected after a timeout")
 	}
-	if err := v.Route(ctxDeadline(t), 3, 7); !errors.Is(err, videohub.ErrNotConnected) {
+	if err := v.Route(drivertest.Context(t), 3, 7); !errors.Is(err, videohub.ErrNotConnected) {
 		t.Errorf("Route while disconnected: %v, want ErrNotConnected", err)
 	}
 	s.SetSilent(false)
-	ev.waitFor(drivers.EventConnected)
-	if err := v.Route(ctxDeadline(t), 3, 7); err != nil {
+	ev.WaitFor(drivers.EventConnected)
+	if err := v.Route(drivertest.Context(t), 3, 7); err != nil {
 		t.Fatalf("route after the device came back: %v", err)
 	}
 }
@@ -289,18 +215,18 @@ func TestIdlePing(t *testing.T) {
 			if c.Header == videohub.HeaderPing && c.Reply == "ACK" {
 				pings++
 			}
-		case <-time.After(deadline):
+		case <-time.After(drivertest.Deadline):
 			t.Fatal("no idle pings")
 		}
 	}
 	// ...and an unanswered one drops the connection.
 	s.SetSilent(true)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if !strings.Contains(down.Fields["error"].(string), "no reply") {
 		t.Errorf("disconnected event %+v", down)
 	}
 	s.SetSilent(false)
-	ev.waitFor(drivers.EventConnected)
+	ev.WaitFor(drivers.EventConnected)
 }
 
 func TestUnsolicitedRoute(t *testing.T) {
@@ -309,7 +235,7 @@ func TestUnsolicitedRoute(t *testing.T) {
 	if err := s.SetRoute(5, 2); err != nil {
 		t.Fatal(err)
 	}
-	got := ev.next()
+	got := ev.Next()
 	if got.Name != drivers.EventRouteChanged || got.Fields["output"] != 5 || got.Fields["input"] != 2 {
 		t.Fatalf("event %+v, want route_changed output 5 input 2", got)
 	}
@@ -323,7 +249,7 @@ func TestUnsolicitedRoute(t *testing.T) {
 	if err := s.SetRoute(6, 1); err != nil {
 		t.Fatal(err)
 	}
-	got = ev.next()
+	got = ev.Next()
 	if got.Fields["output"] != 6 || got.Fields["input"] != 1 {
 		t.Errorf("event %+v, want route_changed output 6 input 1", got)
 	}
@@ -339,14 +265,14 @@ func TestUnsolicitedRoute(t *testing.T) {
 	if _, err := other.Write([]byte("INPUT LABELS:\n0 Stage Left\n\nVIDEO OUTPUT ROUTING:\n0 15\n\n")); err != nil {
 		t.Fatal(err)
 	}
-	got = ev.next() // comes after the label update on the same stream
+	got = ev.Next() // comes after the label update on the same stream
 	if got.Fields["output"] != 1 || got.Fields["input"] != 16 {
 		t.Errorf("event %+v, want route_changed output 1 input 16", got)
 	}
 	if l := v.InputLabels()[0]; l != "Stage Left" {
 		t.Errorf("InputLabels()[0] = %q", l)
 	}
-	if err := v.Route(ctxDeadline(t), 3, 1); !strings.Contains(err.Error(), "locked by another client") {
+	if err := v.Route(drivertest.Context(t), 3, 1); !strings.Contains(err.Error(), "locked by another client") {
 		t.Errorf("route onto a panel-locked output: %v", err)
 	}
 }
@@ -357,7 +283,7 @@ func TestOldFirmwareWithoutEndPrelude(t *testing.T) {
 	if in, out := v.Size(); in != 4 || out != 2 {
 		t.Errorf("Size() = %d, %d", in, out)
 	}
-	if err := v.Route(ctxDeadline(t), 2, 4); err != nil {
+	if err := v.Route(drivertest.Context(t), 2, 4); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.Routing(); !reflect.DeepEqual(got, []int{1, 4}) {
@@ -369,7 +295,7 @@ func TestRouteRejectedWithoutSending(t *testing.T) {
 	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 4, Outputs: 2})
 	v, _ := startDriver(t, addr)
 	for _, p := range [][2]int{{0, 1}, {3, 1}, {1, 0}, {1, 5}, {-1, -1}} {
-		err := v.Route(ctxDeadline(t), p[0], p[1])
+		err := v.Route(drivertest.Context(t), p[0], p[1])
 		if !errors.Is(err, videohub.ErrOutOfRange) {
 			t.Errorf("Route(%d, %d) = %v, want ErrOutOfRange", p[0], p[1], err)
 		}
@@ -390,12 +316,12 @@ func TestNotConnected(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 
-	d, err := videohub.New(driverConfig("router", "address: "+addr))
+	d, err := videohub.New(drivertest.Config("router", "address: "+addr))
 	if err != nil {
 		t.Fatal(err)
 	}
 	v := d.(*videohub.Videohub)
-	if err := v.Route(ctxDeadline(t), 1, 1); !errors.Is(err, videohub.ErrNotConnected) {
+	if err := v.Route(drivertest.Context(t), 1, 1); !errors.Is(err, videohub.ErrNotConnected) {
 		t.Errorf("Route before Start: %v", err)
 	}
 	if v.Routing() != nil || v.InputLabels() != nil {
@@ -406,11 +332,11 @@ func TestNotConnected(t *testing.T) {
 	}
 
 	v, ev := newDriver(t, addr)
-	down, _ := ev.waitFor(drivers.EventDisconnected)
+	down, _ := ev.WaitFor(drivers.EventDisconnected)
 	if !strings.Contains(down.Fields["error"].(string), "refused") {
 		t.Errorf("disconnected event %+v", down)
 	}
-	err = v.Route(ctxDeadline(t), 1, 1)
+	err = v.Route(drivertest.Context(t), 1, 1)
 	if !errors.Is(err, videohub.ErrNotConnected) || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("Route while unreachable: %v", err)
 	}
@@ -418,7 +344,7 @@ func TestNotConnected(t *testing.T) {
 		t.Errorf("Status() = %+v", st)
 	}
 	v.Close()
-	if err := v.Route(ctxDeadline(t), 1, 1); !errors.Is(err, videohub.ErrClosed) {
+	if err := v.Route(drivertest.Context(t), 1, 1); !errors.Is(err, videohub.ErrClosed) {
 		t.Errorf("Route after Close: %v", err)
 	}
 }
@@ -426,41 +352,14 @@ func TestNotConnected(t *testing.T) {
 // fakeDevice is a listener the test answers by hand, for exact control of
 // what the driver sees and when.
 type fakeDevice struct {
-	t     *testing.T
-	addr  string
-	conns chan net.Conn
+	t    *testing.T
+	addr string
+	l    *drivertest.Listener
 }
 
 func newFakeDevice(t *testing.T) *fakeDevice {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeDevice{t: t, addr: l.Addr().String(), conns: make(chan net.Conn, 10)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case f.conns <- c:
-			default:
-				c.Close()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-		close(f.conns)
-		for c := range f.conns {
-			c.Close()
-		}
-	})
-	return f
+	l := drivertest.Listen(t)
+	return &fakeDevice{t: t, addr: l.Addr, l: l}
 }
 
 // fakeConn is the device's end of one connection.
@@ -474,19 +373,13 @@ type fakeConn struct {
 // 4x4 device, routes i ← i.
 func (f *fakeDevice) accept() *fakeConn {
 	f.t.Helper()
-	select {
-	case nc := <-f.conns:
-		f.t.Cleanup(func() { nc.Close() })
-		fc := &fakeConn{t: f.t, nc: nc, c: videohub.NewConn(nc)}
-		fc.send(videohub.Preamble{Version: "2.8"},
-			videohub.Device{Present: "true", ModelName: "Fake", VideoInputs: 4, VideoOutputs: 4},
-			videohub.OutputRouting{{Output: 0, Input: 0}, {Output: 1, Input: 1}, {Output: 2, Input: 2}, {Output: 3, Input: 3}},
-			videohub.EndPrelude{})
-		return fc
-	case <-time.After(deadline):
-		f.t.Fatal("the driver did not connect")
-		return nil
-	}
+	nc := f.l.Accept()
+	fc := &fakeConn{t: f.t, nc: nc, c: videohub.NewConn(nc)}
+	fc.send(videohub.Preamble{Version: "2.8"},
+		videohub.Device{Present: "true", ModelName: "Fake", VideoInputs: 4, VideoOutputs: 4},
+		videohub.OutputRouting{{Output: 0, Input: 0}, {Output: 1, Input: 1}, {Output: 2, Input: 2}, {Output: 3, Input: 3}},
+		videohub.EndPrelude{})
+	return fc
 }
 
 func (c *fakeConn) send(ms ...videohub.Message) {
@@ -498,7 +391,7 @@ func (c *fakeConn) send(ms ...videohub.Message) {
 
 func (c *fakeConn) expect(header string) videohub.Block {
 	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(deadline))
+	c.nc.SetReadDeadline(time.Now().Add(drivertest.Deadline))
 	b, err := c.c.ReadBlock()
 	if err != nil {
 		c.t.Fatal(err)
@@ -510,12 +403,12 @@ func (c *fakeConn) expect(header string) videohub.Block {
 }
 
 // connect accepts the driver's connection and answers its prelude PING.
-func (f *fakeDevice) connect(ev *events) *fakeConn {
+func (f *fakeDevice) connect(ev *drivertest.Events) *fakeConn {
 	f.t.Helper()
 	c := f.accept()
 	c.expect(videohub.HeaderPing)
 	c.send(videohub.Ack{})
-	ev.waitFor(drivers.EventConnected)
+	ev.WaitFor(drivers.EventConnected)
 	return c
 }
 
@@ -536,12 +429,12 @@ func TestCloseWithCommandInFlight(t *testing.T) {
 		if !errors.Is(err, videohub.ErrClosed) {
 			t.Errorf("Route error %v, want ErrClosed", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Route did not return after Close")
 	}
 	select {
 	case <-closed:
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Close did not return")
 	}
 }
@@ -560,13 +453,13 @@ func TestRouteContextCancelled(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Route error %v, want context.Canceled", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Route did not return when its context ended")
 	}
 	// The device answers late; the connection stays in step.
 	c.send(videohub.Ack{}, videohub.OutputRouting{{Output: 1, Input: 2}})
 	errc2 := make(chan error, 1)
-	go func() { errc2 <- v.Route(ctxDeadline(t), 4, 1) }()
+	go func() { errc2 <- v.Route(drivertest.Context(t), 4, 1) }()
 	b := c.expect(videohub.HeaderOutputRouting)
 	if !reflect.DeepEqual(b.Lines, []string{"3 0"}) {
 		t.Errorf("second command %q", b.String())
@@ -591,14 +484,14 @@ func TestAckWithoutUpdate(t *testing.T) {
 
 	// ACK and no update, output already showing the input: success.
 	errc := make(chan error, 1)
-	go func() { errc <- v.Route(ctxDeadline(t), 2, 2) }()
+	go func() { errc <- v.Route(drivertest.Context(t), 2, 2) }()
 	c.expect(videohub.HeaderOutputRouting)
 	c.send(videohub.Ack{})
 	if err := <-errc; err != nil {
 		t.Errorf("route already in place: %v", err)
 	}
 	// ACK and no update otherwise: not applied, and the connection stays.
-	go func() { errc <- v.Route(ctxDeadline(t), 2, 4) }()
+	go func() { errc <- v.Route(drivertest.Context(t), 2, 4) }()
 	c.expect(videohub.HeaderOutputRouting)
 	c.send(videohub.Ack{})
 	err := <-errc
@@ -606,7 +499,7 @@ func TestAckWithoutUpdate(t *testing.T) {
 		t.Errorf("Route error %v", err)
 	}
 	// An update that shows another input.
-	go func() { errc <- v.Route(ctxDeadline(t), 2, 4) }()
+	go func() { errc <- v.Route(drivertest.Context(t), 2, 4) }()
 	c.expect(videohub.HeaderOutputRouting)
 	c.send(videohub.Ack{}, videohub.OutputRouting{{Output: 1, Input: 0}})
 	err = <-errc
@@ -628,7 +521,7 @@ func TestMalformedDeviceReconnects(t *testing.T) {
 	if _, err := c.nc.Write([]byte("odd header\n0 0\n\nVIDEO OUTPUT ROUTING:\n0 x\n\n")); err != nil {
 		t.Fatal(err)
 	}
-	down, before := ev.waitFor(drivers.EventDisconnected)
+	down, before := ev.WaitFor(drivers.EventDisconnected)
 	if len(before) != 0 || !strings.Contains(down.Fields["error"].(string), `VIDEO OUTPUT ROUTING line 1 "0 x"`) {
 		t.Errorf("disconnected event %+v after %+v", down, before)
 	}
@@ -640,7 +533,7 @@ func TestMalformedDeviceReconnects(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	// The sample from README.md.
-	d, err := videohub.New(driverConfig("router", "address: 192.168.10.50      # port 9990 unless given\ntimeout: 2s\nping: 5s\n"))
+	d, err := videohub.New(drivertest.Config("router", "address: 192.168.10.50      # port 9990 unless given\ntimeout: 2s\nping: 5s\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -653,7 +546,7 @@ func TestConfig(t *testing.T) {
 	if st := d.Status(); st.Connected || st.Address != "192.168.10.50:9990" {
 		t.Errorf("Status() before Start = %+v", st)
 	}
-	d, err = videohub.New(driverConfig("router", "address: hub.local:9991\ntimeout: 500ms\nbackoff_min: 1s\nbackoff_max: 1s\n"))
+	d, err = videohub.New(drivertest.Config("router", "address: hub.local:9991\ntimeout: 500ms\nbackoff_min: 1s\nbackoff_max: 1s\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,14 +563,14 @@ func TestConfig(t *testing.T) {
 		{"address: hub\nbackoff_min: 2s\nbackoff_max: 1s\n", "backoff_max (1s) is less than backoff_min (2s)"},
 		{"address: 'hub:99999'\n", "port must be"},
 	} {
-		_, err := videohub.New(driverConfig("router", tc.doc))
+		_, err := videohub.New(drivertest.Config("router", tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q) error %v, want one containing %q", tc.doc, err, tc.want)
 		}
 	}
 	// Through the registry, the error names the driver.
 	reg := drivers.NewRegistry(videohub.Kind)
-	if _, err := reg.New("videohub", driverConfig("router", "adress: hub\n")); err == nil || !strings.Contains(err.Error(), "driver router (videohub)") {
+	if _, err := reg.New("videohub", drivertest.Config("router", "adress: hub\n")); err == nil || !strings.Contains(err.Error(), "driver router (videohub)") {
 		t.Errorf("registry error %v", err)
 	}
 	if _, err := videohub.New(drivers.Config{Name: "router"}); err == nil {
@@ -706,7 +599,7 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
 	sim, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
 	v, ev := startDriver(t, addr)
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	ctx, cancel := context.WithTimeout(context.Background(), drivertest.Deadline)
 	defer cancel()
 	if err := v.Route(ctx, 1, 3); err != nil {
 		t.Fatal(err)
@@ -719,9 +612,9 @@ func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	sim.DropConnections()
-	ev.waitFor(drivers.EventDisconnected)
-	ev.waitFor(drivers.EventConnected)
-	diff := ev.next()
+	ev.WaitFor(drivers.EventDisconnected)
+	ev.WaitFor(drivers.EventConnected)
+	diff := ev.Next()
 	want := map[string]any{"output": 1, "expected": 3, "actual": 5}
 	if diff.Name != drivers.EventRoutingDiffers || !reflect.DeepEqual(diff.Fields, want) {
 		t.Fatalf("after the reconnect: %+v, want %s %v", diff, drivers.EventRoutingDiffers, want)
