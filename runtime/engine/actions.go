@@ -160,8 +160,6 @@ func (as *actions) resume() ([]*action, error) {
 		a := all[id]
 		switch a.State {
 		case statePending, stateRunning:
-			a.Epoch = as.epoch
-			a.recovered = true
 			as.e.log.Info("resuming an unanswered action", "id", a.ID, "do", a.String(), "cause", a.Cause)
 			as.e.record(Record{Type: "action_resumed", Fields: a.fields()})
 			as.Deliver(a.ID)

@@ -100,7 +100,7 @@ func (e *Engine) status() Status {
 		ts := &TakeoverStatus{Snapshot: e.takeover.Snapshot()}
 		for _, c := range ts.Coverage {
 			if left, ok := e.takeover.GraceRemaining(c.Member); ok {
-				ts.Grace = append(ts.Grace, GraceStatus{Member: c.Member, Standby: c.Standby, Until: c.GraceUntil, Remaining: durationField(left), Expired: c.GraceExpired})
+				ts.Grace = append(ts.Grace, GraceStatus{Member: c.Member, Standby: c.Standby, Until: c.GraceUntil, Remaining: left.Seconds(), Expired: c.GraceExpired})
 			}
 		}
 		st.Takeover = ts

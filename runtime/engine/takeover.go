@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"time"
 
 	"understudy/discovery/bus"
 	"understudy/discovery/members"
@@ -330,6 +329,3 @@ func randomID() string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-// durationField is for status: seconds left, never negative.
-func durationField(d time.Duration) float64 { return max(d, 0).Seconds() }

@@ -110,7 +110,6 @@ type Takeovers interface {
 	Enqueue(takeover.Request) (takeover.Outcome, error)
 	Failback(member, reason string) (takeover.Outcome, error)
 	Pick(pool, member string, exclude ...string) (string, bool)
-	Fits(standby, member string) string
 	Covered(member string) (takeover.Coverage, bool)
 	Coverage() []takeover.Coverage
 	Covering(standby string) []string

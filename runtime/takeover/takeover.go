@@ -19,7 +19,6 @@
 package takeover
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -954,6 +953,3 @@ type Snapshot struct {
 func (m *Manager) Snapshot() Snapshot {
 	return Snapshot{Mode: m.mode, Limit: m.opts.Limit, Coverage: m.Coverage(), Queue: m.Queue(), Proposals: m.Proposals()}
 }
-
-// MarshalJSON lets a snapshot of the manager be logged.
-func (m *Manager) MarshalJSON() ([]byte, error) { return json.Marshal(m.Snapshot()) }

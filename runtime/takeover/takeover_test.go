@@ -1382,18 +1382,11 @@ func TestStateSurvivesRestart(t *testing.T) {
 	h.site.add(Member{ID: "rec4", State: "lost", Pool: "rec"})
 	prop := h.takeover(Request{Member: "rec4"}).Proposal
 	before := h.m.Snapshot()
-	beforeJSON, err := h.m.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	h.restart(0, nil)
 	after := h.m.Snapshot()
 	if asJSON(t, after) != asJSON(t, before) {
 		t.Fatalf("snapshot after restart:\n%s\nwant\n%s", asJSON(t, after), asJSON(t, before))
-	}
-	if afterJSON, _ := h.m.MarshalJSON(); string(afterJSON) != string(beforeJSON) {
-		t.Fatalf("MarshalJSON after restart = %s", afterJSON)
 	}
 	if after.Mode != config.ModeManual || after.Limit != 1 || len(after.Coverage) != 1 || len(after.Proposals) != 1 || after.Proposals[0].ID != prop {
 		t.Fatalf("snapshot = %+v", after)
