@@ -12,25 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"understudy/drivers"
+	"understudy/drivers/drivertest"
 	"understudy/drivers/execprog"
 	"understudy/runtime/config"
 )
 
-// deadline bounds every wait; it catches hangs and measures nothing.
-const deadline = 10 * time.Second
-
-func driverConfig(doc string) drivers.Config {
-	return drivers.Config{Name: "local", Decode: func(v any) error {
-		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
-	}}
-}
-
 func newRunner(t *testing.T, doc string) *execprog.Runner {
 	t.Helper()
-	d, err := execprog.New(driverConfig(doc))
+	d, err := execprog.New(drivertest.Config("local", doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,12 +38,6 @@ func script(t *testing.T, body string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func ctxDeadline(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func send(command string, args map[string]any) map[string]any {
@@ -125,7 +109,7 @@ func TestConfigErrors(t *testing.T) {
 		{"programs: {a: {path: /bin/x, timeout: 2h}}\n", "programs.a.timeout: 2h0m0s is not between 0 and 1h0m0s"},
 		{"programs: {a: {path: /bin/x, shell: true}}\n", "shell"},
 	} {
-		_, err := execprog.New(driverConfig(tc.doc))
+		_, err := execprog.New(drivertest.Config("local", tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q) error %v, want one containing %q", tc.doc, err, tc.want)
 		}
@@ -152,7 +136,7 @@ programs:
 	if err := r.Check(args); err != nil {
 		t.Fatal(err)
 	}
-	res, err := r.Do(ctxDeadline(t), args)
+	res, err := r.Do(drivertest.Context(t), args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +154,7 @@ func TestExitStatus(t *testing.T) {
 	prog := script(t, "echo working\necho 'no such show: {{x}}' >&2\nexit 3")
 	quiet := script(t, "exit 4")
 	r := newRunner(t, "programs: {p: {path: "+prog+"}, q: {path: "+quiet+"}}\n")
-	res, err := r.Do(ctxDeadline(t), send("p", nil))
+	res, err := r.Do(drivertest.Context(t), send("p", nil))
 	if err == nil || errors.Is(err, drivers.ErrNotConnected) {
 		t.Fatalf("error %v", err)
 	}
@@ -180,7 +164,7 @@ func TestExitStatus(t *testing.T) {
 	if exit, out := result(t, res); exit != 3 || out != "working\nno such show: {{x}}\n" {
 		t.Errorf("result %d %q", exit, out)
 	}
-	if _, err := r.Do(ctxDeadline(t), send("q", nil)); err == nil || err.Error() != "exec q: exited with status 4 (no output)" {
+	if _, err := r.Do(drivertest.Context(t), send("q", nil)); err == nil || err.Error() != "exec q: exited with status 4 (no output)" {
 		t.Errorf("error %v", err)
 	}
 }
@@ -188,7 +172,7 @@ func TestExitStatus(t *testing.T) {
 func TestOutputTail(t *testing.T) {
 	prog := script(t, `i=0; while [ $i -lt 2000 ]; do echo "line $i"; i=$((i+1)); done`)
 	r := newRunner(t, "programs: {p: {path: "+prog+"}}\n")
-	res, err := r.Do(ctxDeadline(t), send("p", nil))
+	res, err := r.Do(drivertest.Context(t), send("p", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,8 +199,8 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	prog := script(t, `sleep 30 & echo $! > "$1"; echo started; wait`)
 	r := newRunner(t, "programs: {p: {path: "+prog+", args: ["+pidFile+"], timeout: 300ms}}\n")
 	start := time.Now()
-	res, err := r.Do(ctxDeadline(t), send("p", nil))
-	if took := time.Since(start); took > deadline {
+	res, err := r.Do(drivertest.Context(t), send("p", nil))
+	if took := time.Since(start); took > drivertest.Deadline {
 		t.Fatalf("Do took %v", took)
 	}
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "exec p: did not finish within 300ms; killed") {
@@ -235,7 +219,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	}
 	// The kill is sent before Do returns; the child's exit may take a moment
 	// to show in /proc.
-	for end := time.Now().Add(deadline); !gone(pid); {
+	for end := time.Now().Add(drivertest.Deadline); !gone(pid); {
 		if time.Now().After(end) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			t.Fatalf("background child %d survived the timeout", pid)
@@ -305,7 +289,7 @@ programs:
 		if err := r.Check(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Check(%v) = %v, want %q", tc.args, err, tc.want)
 		}
-		if _, err := r.Do(ctxDeadline(t), tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := r.Do(drivertest.Context(t), tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Do(%v) = %v, want %q", tc.args, err, tc.want)
 		}
 	}
@@ -317,7 +301,7 @@ programs:
 func TestClosed(t *testing.T) {
 	r := newRunner(t, "programs: {p: {path: "+script(t, "true")+"}}\n")
 	r.Close()
-	if _, err := r.Do(ctxDeadline(t), send("p", nil)); !errors.Is(err, execprog.ErrClosed) {
+	if _, err := r.Do(drivertest.Context(t), send("p", nil)); !errors.Is(err, execprog.ErrClosed) {
 		t.Errorf("error %v", err)
 	}
 	if r.Status().Connected {

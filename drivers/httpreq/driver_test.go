@@ -14,72 +14,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"understudy/drivers"
+	"understudy/drivers/drivertest"
 	"understudy/drivers/httpreq"
 	"understudy/runtime/config"
 )
 
-// deadline bounds every wait; nothing waits for a clock to pass.
-const deadline = 10 * time.Second
-
-func driverConfig(doc string) drivers.Config {
-	return drivers.Config{Name: "dev", Decode: func(v any) error {
-		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
-	}}
-}
-
-func newClient(t *testing.T, doc string) (*httpreq.Client, *events) {
+func newClient(t *testing.T, doc string) (*httpreq.Client, *drivertest.Events) {
 	t.Helper()
-	d, err := httpreq.New(driverConfig(doc))
+	d, err := httpreq.New(drivertest.Config("dev", doc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := d.(*httpreq.Client)
-	ev := &events{t: t, ch: make(chan drivers.Event, 100)}
-	c.Start(context.Background(), ev.emit)
+	ev := drivertest.NewEvents(t)
+	c.Start(context.Background(), ev.Emit)
 	t.Cleanup(func() { c.Close() })
 	return c, ev
-}
-
-type events struct {
-	t  *testing.T
-	ch chan drivers.Event
-}
-
-func (e *events) emit(ev drivers.Event) {
-	select {
-	case e.ch <- ev:
-	default:
-		panic("test event buffer full")
-	}
-}
-
-func (e *events) next() drivers.Event {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		return ev
-	case <-time.After(deadline):
-		e.t.Fatal("no event within the deadline")
-		return drivers.Event{}
-	}
-}
-
-func (e *events) none() {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		e.t.Fatalf("unexpected event %+v", ev)
-	default:
-	}
-}
-
-func ctxDeadline(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func send(command string, args map[string]any) map[string]any {
@@ -158,7 +109,7 @@ func TestConfigErrors(t *testing.T) {
 		{"base_url: http://x\nrequests: {a: {path: '%zz'}}\n", "requests.a.path: path \"%zz\" does not make a valid URL"},
 		{"base_url: http://x\nrequest: {a: {}}\n", "request"},
 	} {
-		_, err := httpreq.New(driverConfig(tc.doc))
+		_, err := httpreq.New(drivertest.Config("dev", tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q) error %v, want one containing %q", tc.doc, err, tc.want)
 		}
@@ -208,7 +159,7 @@ requests:
 	if st := c.Status(); !st.Connected || st.Address != srv.URL+"/api/" {
 		t.Errorf("status after Start %+v", st)
 	}
-	res, err := c.Do(ctxDeadline(t), send("cue_go", map[string]any{"cue": float64(1000000), "token": "t1"}))
+	res, err := c.Do(drivertest.Context(t), send("cue_go", map[string]any{"cue": float64(1000000), "token": "t1"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +175,7 @@ requests:
 	if err := c.Check(send("opacity", args)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Do(ctxDeadline(t), send("opacity", args)); err != nil {
+	if _, err := c.Do(drivertest.Context(t), send("opacity", args)); err != nil {
 		t.Fatal(err)
 	}
 	r = <-got
@@ -232,14 +183,14 @@ requests:
 		r.header.Get("Content-Type") != "application/json" || r.body != `{"layer":2,"level":0.5,"token":"t2","who":"a b&c"}` {
 		t.Errorf("request %+v", r)
 	}
-	ev.none()
+	ev.None()
 }
 
 func TestBodyTruncated(t *testing.T) {
 	long := strings.Repeat("é", 3000) // 6000 bytes
 	srv, _ := recorder(t, 201, long)
 	c, _ := newClient(t, "base_url: "+srv.URL+"\nrequests: {a: {method: GET}}\n")
-	res, err := c.Do(ctxDeadline(t), send("a", nil))
+	res, err := c.Do(drivertest.Context(t), send("a", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +206,7 @@ func TestBodyTruncated(t *testing.T) {
 func TestRefusal(t *testing.T) {
 	srv, _ := recorder(t, 409, "\n  layer is locked\nby the desk\n")
 	c, _ := newClient(t, "base_url: "+srv.URL+"\nrequests:\n  a: {method: PUT, path: /x}\n  b: {expect: [409]}\n")
-	res, err := c.Do(ctxDeadline(t), send("a", nil))
+	res, err := c.Do(drivertest.Context(t), send("a", nil))
 	if !errors.Is(err, drivers.ErrRefused) || errors.Is(err, drivers.ErrNotConnected) {
 		t.Fatalf("error %v, want a refusal", err)
 	}
@@ -266,7 +217,7 @@ func TestRefusal(t *testing.T) {
 		t.Errorf("error %q, want %q", err, want)
 	}
 	// A listed status is success, whatever it is.
-	res, err = c.Do(ctxDeadline(t), send("b", nil))
+	res, err = c.Do(drivertest.Context(t), send("b", nil))
 	if err != nil || res.(map[string]any)["status"] != 409 {
 		t.Errorf("expected 409: %v, %v", res, err)
 	}
@@ -282,7 +233,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}))
 	defer srv.Close()
 	c, _ := newClient(t, "base_url: "+srv.URL+"\nrequests: {a: {path: /go}}\n")
-	_, err := c.Do(ctxDeadline(t), send("a", nil))
+	_, err := c.Do(drivertest.Context(t), send("a", nil))
 	if !errors.Is(err, drivers.ErrRefused) || !strings.Contains(err.Error(), "302 Found (expected 2xx)") {
 		t.Errorf("error %v", err)
 	}
@@ -292,7 +243,7 @@ func TestBasicAuthRedacted(t *testing.T) {
 	srv, got := recorder(t, 500, "boom")
 	u := strings.Replace(srv.URL, "http://", "http://admin:s3cret@", 1)
 	c, _ := newClient(t, "base_url: "+u+"\nrequests: {a: {}}\n")
-	_, err := c.Do(ctxDeadline(t), send("a", nil))
+	_, err := c.Do(drivertest.Context(t), send("a", nil))
 	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "admin:xxxxx@") {
 		t.Errorf("error %v", err)
 	}
@@ -313,12 +264,12 @@ func TestNotReachable(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	c, ev := newClient(t, "base_url: http://"+addr+"\nrequests: {a: {}}\n")
-	_, err = c.Do(ctxDeadline(t), send("a", nil))
+	_, err = c.Do(drivertest.Context(t), send("a", nil))
 	if !errors.Is(err, drivers.ErrNotConnected) || !strings.Contains(err.Error(), "http POST http://"+addr+": not reachable: ") ||
 		!strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("error %v, want not reachable (ErrNotConnected)", err)
 	}
-	e := ev.next()
+	e := ev.Next()
 	if e.Name != drivers.EventDisconnected || e.Fields["address"] != "http://"+addr || !strings.Contains(e.Fields["error"].(string), "connection refused") {
 		t.Errorf("event %+v", e)
 	}
@@ -326,10 +277,10 @@ func TestNotReachable(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 	// Still down: no second event.
-	if _, err := c.Do(ctxDeadline(t), send("a", nil)); !errors.Is(err, drivers.ErrNotConnected) {
+	if _, err := c.Do(drivertest.Context(t), send("a", nil)); !errors.Is(err, drivers.ErrNotConnected) {
 		t.Fatal(err)
 	}
-	ev.none()
+	ev.None()
 	// The device comes up on that port.
 	ln, err = net.Listen("tcp", addr)
 	if err != nil {
@@ -338,10 +289,10 @@ func TestNotReachable(t *testing.T) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
 	go srv.Serve(ln)
 	defer srv.Close()
-	if _, err := c.Do(ctxDeadline(t), send("a", nil)); err != nil {
+	if _, err := c.Do(drivertest.Context(t), send("a", nil)); err != nil {
 		t.Fatal(err)
 	}
-	if e := ev.next(); e.Name != drivers.EventConnected || e.Fields["address"] != "http://"+addr {
+	if e := ev.Next(); e.Name != drivers.EventConnected || e.Fields["address"] != "http://"+addr {
 		t.Errorf("event %+v", e)
 	}
 	if st := c.Status(); !st.Connected || st.LastError != "" {
@@ -390,18 +341,18 @@ func TestNoResponse(t *testing.T) {
 	addr, _ := silent(t, false)
 	c, ev := newClient(t, "base_url: http://"+addr+"\ntimeout: 200ms\nrequests:\n  go: {path: /go}\n  get: {method: GET, path: /state}\n")
 	// A POST that was sent may have been carried out: not repeated.
-	_, err := c.Do(ctxDeadline(t), send("go", nil))
+	_, err := c.Do(drivertest.Context(t), send("go", nil))
 	if err == nil || errors.Is(err, drivers.ErrNotConnected) || errors.Is(err, drivers.ErrRefused) {
 		t.Fatalf("error %v, want a plain failure", err)
 	}
 	if want := "http POST http://" + addr + "/go: no response within 200ms (the request was sent and may have been carried out, so it is not repeated)"; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
-	if e := ev.next(); e.Name != drivers.EventDisconnected {
+	if e := ev.Next(); e.Name != drivers.EventDisconnected {
 		t.Errorf("event %+v", e)
 	}
 	// A GET is safe to repeat: the runtime may try again.
-	_, err = c.Do(ctxDeadline(t), send("get", nil))
+	_, err = c.Do(drivertest.Context(t), send("get", nil))
 	if !errors.Is(err, drivers.ErrNotConnected) || !strings.Contains(err.Error(), "no response within 200ms") {
 		t.Errorf("error %v, want ErrNotConnected", err)
 	}
@@ -410,11 +361,11 @@ func TestNoResponse(t *testing.T) {
 func TestConnectionDropped(t *testing.T) {
 	addr, _ := silent(t, true)
 	c, _ := newClient(t, "base_url: http://"+addr+"\nrequests:\n  go: {path: /go}\n  del: {method: DELETE, path: /x}\n")
-	_, err := c.Do(ctxDeadline(t), send("go", nil))
+	_, err := c.Do(drivertest.Context(t), send("go", nil))
 	if err == nil || errors.Is(err, drivers.ErrNotConnected) || !strings.Contains(err.Error(), "no response: ") || !strings.Contains(err.Error(), "not repeated") {
 		t.Errorf("POST error %v", err)
 	}
-	_, err = c.Do(ctxDeadline(t), send("del", nil))
+	_, err = c.Do(drivertest.Context(t), send("del", nil))
 	if !errors.Is(err, drivers.ErrNotConnected) || !strings.Contains(err.Error(), "no response: ") {
 		t.Errorf("DELETE error %v", err)
 	}
@@ -459,7 +410,7 @@ func TestCheck(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Check(%v) = %v, want an error containing %q", tc.args, err, tc.want)
 		}
-		if _, err := c.Do(ctxDeadline(t), tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := c.Do(drivertest.Context(t), tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Do(%v) = %v, want an error containing %q", tc.args, err, tc.want)
 		}
 	}
@@ -478,7 +429,7 @@ func TestClosed(t *testing.T) {
 	srv, _ := recorder(t, 200, "")
 	c, _ := newClient(t, "base_url: "+srv.URL+"\nrequests: {a: {}}\n")
 	c.Close()
-	if _, err := c.Do(ctxDeadline(t), send("a", nil)); !errors.Is(err, httpreq.ErrClosed) {
+	if _, err := c.Do(drivertest.Context(t), send("a", nil)); !errors.Is(err, httpreq.ErrClosed) {
 		t.Errorf("error %v", err)
 	}
 	if c.Status().Connected {

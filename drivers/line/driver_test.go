@@ -11,67 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"understudy/drivers"
+	"understudy/drivers/drivertest"
 	"understudy/drivers/line"
 	"understudy/fixtures/linesim"
 )
-
-// deadline bounds every wait in these tests; nothing waits on a clock to
-// pass, only for an event, a reply or the driver's own timeout.
-const deadline = 10 * time.Second
-
-func driverConfig(name, doc string) drivers.Config {
-	return drivers.Config{Name: name, Decode: func(v any) error {
-		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
-	}}
-}
-
-// events collects what a driver emits.
-type events struct {
-	t  *testing.T
-	ch chan drivers.Event
-}
-
-func (e *events) emit(ev drivers.Event) {
-	select {
-	case e.ch <- ev:
-	default:
-		panic("test event buffer full")
-	}
-}
-
-func (e *events) next() drivers.Event {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		return ev
-	case <-time.After(deadline):
-		e.t.Fatal("no event within the deadline")
-		return drivers.Event{}
-	}
-}
-
-// none checks that no event is waiting.
-func (e *events) none() {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		e.t.Errorf("unexpected event %+v", ev)
-	default:
-	}
-}
-
-// expect checks that the next event has the given name and returns it.
-func (e *events) expect(name string) drivers.Event {
-	e.t.Helper()
-	ev := e.next()
-	if ev.Name != name {
-		e.t.Fatalf("event %+v, want %s", ev, name)
-	}
-	return ev
-}
 
 // The projector used by most tests: its commands, and the simulator's
 // replies.
@@ -110,13 +54,13 @@ func newDriver(t *testing.T, doc string) (*line.Line, *events) {
 			doc += "\n" + def + "\n"
 		}
 	}
-	d, err := line.New(driverConfig("projector", doc))
+	d, err := line.New(drivertest.Config("projector", doc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := d.(*line.Line)
-	ev := &events{t: t, ch: make(chan drivers.Event, 1000)}
-	l.Start(context.Background(), ev.emit)
+	ev := &events{drivertest.NewEvents(t), t}
+	l.Start(context.Background(), ev.Emit)
 	t.Cleanup(func() { l.Close() })
 	return l, ev
 }
@@ -126,15 +70,9 @@ func tcpDriver(t *testing.T, addr string, extra ...string) (*line.Line, *events)
 	return newDriver(t, "address: "+addr+"\n"+strings.Join(extra, "\n")+"\n"+projector)
 }
 
-func ctxDeadline(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func do(t *testing.T, d *line.Line, args map[string]any) (any, error) {
 	t.Helper()
-	return d.Do(ctxDeadline(t), args)
+	return d.Do(drivertest.Context(t), args)
 }
 
 func cmd(name string) map[string]any { return map[string]any{"command": name} }
@@ -207,7 +145,7 @@ func TestCommandsOverTCP(t *testing.T) {
 	if got := mustDo(t, d, cmd("mute")); len(got) != 0 {
 		t.Errorf("mute result %v, want {}", got)
 	}
-	if err := sim.WaitCommands(ctxDeadline(t), 6); err != nil {
+	if err := sim.WaitCommands(drivertest.Context(t), 6); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"PWR ON", "PWR?", "INPUT 3", "INPUT 3", "INPUT 1000000", "MUTE ON"}
@@ -279,7 +217,7 @@ func TestSilentDeviceTimesOutAndTheCommandIsNotRetried(t *testing.T) {
 	ev.expect(drivers.EventConnected)
 	// PING came on the first connection, which the device may read after
 	// the second: wait for all three commands.
-	if err := sim.WaitCommands(ctxDeadline(t), 3); err != nil {
+	if err := sim.WaitCommands(drivertest.Context(t), 3); err != nil {
 		t.Fatal(err)
 	}
 	if n, c := sim.Accepted(), sim.Count("PING"); n != 2 || c != 1 {
@@ -373,7 +311,7 @@ func TestBackoffWaitsOrFailsFast(t *testing.T) {
 		if !errors.Is(err, drivers.ErrNotConnected) || !errors.Is(err, context.Canceled) {
 			t.Errorf("error %v, want not connected and cancelled", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Do did not return after cancel")
 	}
 }
@@ -406,7 +344,7 @@ func TestStaleBytesAreDrainedBeforeEachCommand(t *testing.T) {
 	replies["MUTE ON"] = "OK" // the device answers a command the driver awaits no reply to
 	sim, addr := linesim.StartTCP(t, linesim.Options{Replies: replies})
 	d, _ := tcpDriver(t, addr)
-	ctx := ctxDeadline(t)
+	ctx := drivertest.Context(t)
 
 	mustDo(t, d, cmd("mute"))
 	if err := line.WaitBuffered(ctx, d, len("OK\r\n")); err != nil {
@@ -473,7 +411,7 @@ func TestContextCancelled(t *testing.T) {
 		_, err := d.Do(ctx, cmd("power_on"))
 		res <- err
 	}()
-	if err := sim.WaitCommands(ctxDeadline(t), 1); err != nil {
+	if err := sim.WaitCommands(drivertest.Context(t), 1); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
@@ -482,7 +420,7 @@ func TestContextCancelled(t *testing.T) {
 		if !errors.Is(err, context.Canceled) || errors.Is(err, drivers.ErrNotConnected) {
 			t.Errorf("error %v, want cancelled and not retryable", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Do did not return after cancel")
 	}
 	if c := sim.Count("PWR ON"); c != 1 {
@@ -502,7 +440,7 @@ func TestCloseWithCommandInFlight(t *testing.T) {
 		_, err := d.Do(context.Background(), cmd("power_on"))
 		res <- err
 	}()
-	if err := sim.WaitCommands(ctxDeadline(t), 1); err != nil {
+	if err := sim.WaitCommands(drivertest.Context(t), 1); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()
@@ -511,7 +449,7 @@ func TestCloseWithCommandInFlight(t *testing.T) {
 		if !errors.Is(err, line.ErrClosed) {
 			t.Errorf("error %v, want ErrClosed", err)
 		}
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("Do did not return after Close")
 	}
 	if _, err := do(t, d, cmd("power_on")); !errors.Is(err, line.ErrClosed) {
@@ -523,11 +461,11 @@ func TestCloseWithCommandInFlight(t *testing.T) {
 }
 
 func TestNotStarted(t *testing.T) {
-	d, err := line.New(driverConfig("projector", "address: 127.0.0.1:1\n"+projector))
+	d, err := line.New(drivertest.Config("projector", "address: 127.0.0.1:1\n"+projector))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.(*line.Line).Do(ctxDeadline(t), cmd("power_on")); !errors.Is(err, drivers.ErrNotConnected) {
+	if _, err := d.(*line.Line).Do(drivertest.Context(t), cmd("power_on")); !errors.Is(err, drivers.ErrNotConnected) {
 		t.Errorf("Do before Start: %v", err)
 	}
 	d.Close()
@@ -596,7 +534,7 @@ func TestRawSend(t *testing.T) {
 	if got := mustDo(t, d, map[string]any{"send": "MUTE ON\r"}); len(got) != 0 {
 		t.Errorf("result %v", got)
 	}
-	if err := sim.WaitCommands(ctxDeadline(t), 3); err != nil {
+	if err := sim.WaitCommands(drivertest.Context(t), 3); err != nil {
 		t.Fatal(err)
 	}
 	if got := sim.Lines(); !reflect.DeepEqual(got, []string{"PWR?", "INPUT 9", "MUTE ON"}) {
@@ -615,7 +553,7 @@ func TestSendTemplates(t *testing.T) {
 		"  echo: { send: '{{.s}}{{.t}}' }\n")
 	mustDo(t, d, cmd("note"))
 	mustDo(t, d, map[string]any{"command": "list", "args": map[string]any{"l": []any{float64(1), "x"}, "m": map[string]any{"k": 2.5}}})
-	if err := sim.WaitCommands(ctxDeadline(t), 2); err != nil {
+	if err := sim.WaitCommands(drivertest.Context(t), 2); err != nil {
 		t.Fatal(err)
 	}
 	if got := sim.Lines(); !reflect.DeepEqual(got, []string{"AB", `SET 1,x {"k":2.5}`}) {
@@ -642,7 +580,7 @@ func TestPerCommandTimeout(t *testing.T) {
 	d, _ := newDriver(t, "address: "+addr+"\ntimeout: 1h\ncommands:\n  slow: { send: 'SLOW\\r', expect: '^OK$', timeout: 50ms }\n")
 	_, err := do(t, d, cmd("slow"))
 	isFinal(t, err, "no reply within 50ms")
-	if err := sim.WaitCommands(ctxDeadline(t), 1); err != nil {
+	if err := sim.WaitCommands(drivertest.Context(t), 1); err != nil {
 		t.Fatal(err)
 	}
 	if c := sim.Count("SLOW"); c != 1 {
@@ -660,7 +598,7 @@ func TestOneCommandAtATime(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			name := []string{"power_on", "power", "power_off"}[i%3]
-			res, err := d.Do(ctxDeadline(t), cmd(name))
+			res, err := d.Do(drivertest.Context(t), cmd(name))
 			if err == nil {
 				want := map[string]string{"power_on": "OK", "power": "PWR=1", "power_off": "OK"}[name]
 				if got := res.(map[string]any)["reply"]; got != want {
@@ -700,7 +638,7 @@ func TestUDP(t *testing.T) {
 	if got := mustDo(t, d, cmd("mute")); len(got) != 0 {
 		t.Errorf("mute result %v", got)
 	}
-	if err := sim.WaitCommands(ctxDeadline(t), 3); err != nil {
+	if err := sim.WaitCommands(drivertest.Context(t), 3); err != nil {
 		t.Fatal(err)
 	}
 	// No reply: sent, not retried.
@@ -735,4 +673,28 @@ func TestUDPPortUnreachable(t *testing.T) {
 		t.Errorf("error %v, want not connected", err)
 	}
 	ev.expect(drivers.EventDisconnected)
+}
+
+// driverConfig is drivertest.Config, for config_test.go.
+func driverConfig(name, doc string) drivers.Config { return drivertest.Config(name, doc) }
+
+// events is a drivertest.Events with the methods serial_test.go uses.
+type events struct {
+	*drivertest.Events
+	t *testing.T
+}
+
+func (e *events) none() {
+	e.t.Helper()
+	e.None()
+}
+
+// expect checks that the next event has the given name and returns it.
+func (e *events) expect(name string) drivers.Event {
+	e.t.Helper()
+	ev := e.Next()
+	if ev.Name != name {
+		e.t.Fatalf("event %+v, want %s", ev, name)
+	}
+	return ev
 }

@@ -10,57 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"understudy/discovery/broker"
 	"understudy/drivers"
+	"understudy/drivers/drivertest"
 	"understudy/drivers/mqttpub"
 	"understudy/fixtures/mosquitto"
 	"understudy/fixtures/mqtttest"
 	"understudy/runtime/config"
 )
-
-// deadline bounds every wait; nothing waits for a clock to pass.
-const deadline = mqtttest.Deadline
-
-func driverConfig(doc string) drivers.Config {
-	return drivers.Config{Name: "showctl", Decode: func(v any) error {
-		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
-	}}
-}
-
-type events struct {
-	t  *testing.T
-	ch chan drivers.Event
-}
-
-func (e *events) emit(ev drivers.Event) {
-	select {
-	case e.ch <- ev:
-	default:
-		panic("test event buffer full")
-	}
-}
-
-func (e *events) next() drivers.Event {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		return ev
-	case <-time.After(deadline):
-		e.t.Fatal("no event within the deadline")
-		return drivers.Event{}
-	}
-}
-
-func (e *events) want(name string) drivers.Event {
-	e.t.Helper()
-	ev := e.next()
-	if ev.Name != name {
-		e.t.Fatalf("event %+v, want %s", ev, name)
-	}
-	return ev
-}
 
 const messages = `
 messages:
@@ -72,16 +29,16 @@ messages:
 
 // newPublisher starts a driver for the broker at addr with the test's
 // messages and extra settings (YAML lines).
-func newPublisher(t *testing.T, addr string, extra ...string) (*mqttpub.Publisher, *events) {
+func newPublisher(t *testing.T, addr string, extra ...string) (*mqttpub.Publisher, *drivertest.Events) {
 	t.Helper()
 	doc := "url: tcp://" + addr + "\nclient_id: pub-" + t.Name() + "\nbackoff_min: 10ms\nbackoff_max: 50ms\n" + strings.Join(extra, "\n") + "\n" + messages
-	d, err := mqttpub.New(driverConfig(doc))
+	d, err := mqttpub.New(drivertest.Config("showctl", doc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := d.(*mqttpub.Publisher)
-	ev := &events{t: t, ch: make(chan drivers.Event, 100)}
-	p.Start(context.Background(), ev.emit)
+	ev := drivertest.NewEvents(t)
+	p.Start(context.Background(), ev.Emit)
 	t.Cleanup(func() { p.Close() })
 	return p, ev
 }
@@ -94,12 +51,6 @@ func startBroker(t *testing.T, addr string) *broker.Broker {
 	}
 	t.Cleanup(func() { b.Close() })
 	return b
-}
-
-func ctxDeadline(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func send(command string, args map[string]any) map[string]any {
@@ -164,7 +115,7 @@ func TestReadmeSample(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	d, err := mqttpub.New(driverConfig("url: broker.local\nmessages: {a: {topic: a}}\n"))
+	d, err := mqttpub.New(drivertest.Config("showctl", "url: broker.local\nmessages: {a: {topic: a}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +131,7 @@ func TestDefaults(t *testing.T) {
 		"'[fe80::1]:1883'":      "tcp://[fe80::1]:1883",
 		"tcp://user:pw@b:1883/": "tcp://user:pw@b:1883/",
 	} {
-		d, err := mqttpub.New(driverConfig("url: " + in + "\nmessages: {a: {topic: a}}\n"))
+		d, err := mqttpub.New(drivertest.Config("showctl", "url: "+in+"\nmessages: {a: {topic: a}}\n"))
 		if err != nil {
 			t.Errorf("url %s: %v", in, err)
 			continue
@@ -189,7 +140,7 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("url %s became %s, want %s", in, got, want)
 		}
 	}
-	d, _ = mqttpub.New(driverConfig("url: tcp://user:pw@b\nmessages: {a: {topic: a}}\n"))
+	d, _ = mqttpub.New(drivertest.Config("showctl", "url: tcp://user:pw@b\nmessages: {a: {topic: a}}\n"))
 	if a := d.Status().Address; a != "tcp://user:xxxxx@b:1883" {
 		t.Errorf("address %q", a)
 	}
@@ -215,7 +166,7 @@ func TestConfigErrors(t *testing.T) {
 		{"url: b\nbackoff_min: 2s\nbackoff_max: 1s\nmessages: {a: {topic: a}}\n", "backoff_max (1s) is less than backoff_min (2s)"},
 		{"url: b\nmessages: {a: {topic: a, colour: red}}\n", "colour"},
 	} {
-		_, err := mqttpub.New(driverConfig(tc.doc))
+		_, err := mqttpub.New(drivertest.Config("showctl", tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q) error %v, want one containing %q", tc.doc, err, tc.want)
 		}
@@ -233,7 +184,7 @@ func TestPublish(t *testing.T) {
 	b := startBroker(t, "127.0.0.1:0")
 	msgs := subscribe(t, "tcp://"+b.Addr(), "venue/#")
 	p, ev := newPublisher(t, b.Addr())
-	if e := ev.want(drivers.EventConnected); e.Fields["address"] != "tcp://"+b.Addr() {
+	if e := want(t, ev, drivers.EventConnected); e.Fields["address"] != "tcp://"+b.Addr() {
 		t.Errorf("event %+v", e)
 	}
 	if st := p.Status(); !st.Connected || st.LastError != "" {
@@ -251,7 +202,7 @@ func TestPublish(t *testing.T) {
 		if err := p.Check(tc.args); err != nil {
 			t.Fatal(err)
 		}
-		res, err := p.Do(ctxDeadline(t), tc.args)
+		res, err := p.Do(drivertest.Context(t), tc.args)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +234,7 @@ func TestCheck(t *testing.T) {
 		if err := p.Check(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Check(%.80v) = %v, want %q", tc.args, err, tc.want)
 		}
-		if _, err := p.Do(ctxDeadline(t), tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := p.Do(drivertest.Context(t), tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Do(%.80v) = %v, want %q", tc.args, err, tc.want)
 		}
 	}
@@ -305,10 +256,10 @@ func TestBrokerComesAndGoes(t *testing.T) {
 	p, ev := newPublisher(t, addr)
 	// No broker yet: one event for the failed attempts, and sends are "not
 	// connected" with the reason.
-	if e := ev.want(drivers.EventDisconnected); !strings.Contains(e.Fields["error"].(string), "connection refused") {
+	if e := want(t, ev, drivers.EventDisconnected); !strings.Contains(e.Fields["error"].(string), "connection refused") {
 		t.Errorf("event %+v", e)
 	}
-	_, err := p.Do(ctxDeadline(t), send("exact", nil))
+	_, err := p.Do(drivertest.Context(t), send("exact", nil))
 	if !errors.Is(err, drivers.ErrNotConnected) || !strings.Contains(err.Error(), "mqtt tcp://"+addr+": publish venue/exact: not connected (") {
 		t.Errorf("error %v", err)
 	}
@@ -320,25 +271,25 @@ func TestBrokerComesAndGoes(t *testing.T) {
 	if err != nil {
 		t.Skipf("port %s taken meanwhile: %v", addr, err)
 	}
-	ev.want(drivers.EventConnected)
+	want(t, ev, drivers.EventConnected)
 	msgs := subscribe(t, "tcp://"+addr, "venue/#")
-	if _, err := p.Do(ctxDeadline(t), send("exact", nil)); err != nil {
+	if _, err := p.Do(drivertest.Context(t), send("exact", nil)); err != nil {
 		t.Fatal(err)
 	}
 	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "venue/exact", Payload: "once"})
 
 	// The broker stops: lost, and not connected until it is back.
 	b.Close()
-	if e := ev.want(drivers.EventDisconnected); !strings.HasPrefix(e.Fields["error"].(string), "connection lost: ") {
+	if e := want(t, ev, drivers.EventDisconnected); !strings.HasPrefix(e.Fields["error"].(string), "connection lost: ") {
 		t.Errorf("event %+v", e)
 	}
-	if _, err := p.Do(ctxDeadline(t), send("exact", nil)); !errors.Is(err, drivers.ErrNotConnected) {
+	if _, err := p.Do(drivertest.Context(t), send("exact", nil)); !errors.Is(err, drivers.ErrNotConnected) {
 		t.Errorf("error %v", err)
 	}
 	startBroker(t, addr)
-	ev.want(drivers.EventConnected)
+	want(t, ev, drivers.EventConnected)
 	msgs = subscribe(t, "tcp://"+addr, "venue/#")
-	if _, err := p.Do(ctxDeadline(t), send("scene", map[string]any{"room": "a", "scene": "b"})); err != nil {
+	if _, err := p.Do(drivertest.Context(t), send("scene", map[string]any{"room": "a", "scene": "b"})); err != nil {
 		t.Fatal(err)
 	}
 	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "venue/a/scene", Payload: `{"scene": "b"}`})
@@ -462,7 +413,7 @@ func (p *proxy) waitHolding(t *testing.T) {
 	t.Helper()
 	select {
 	case <-p.holding:
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("nothing held within the deadline")
 	}
 }
@@ -474,7 +425,7 @@ func TestConnectionCutMidPublish(t *testing.T) {
 	px := startProxy(t, b.Addr())
 	msgs := subscribe(t, "tcp://"+b.Addr(), "venue/#")
 	p, ev := newPublisher(t, px.addr())
-	ev.want(drivers.EventConnected)
+	want(t, ev, drivers.EventConnected)
 
 	for _, tc := range []struct {
 		command      string
@@ -487,7 +438,7 @@ func TestConnectionCutMidPublish(t *testing.T) {
 		px.hold()
 		done := make(chan error, 1)
 		go func() {
-			_, err := p.Do(ctxDeadline(t), send(tc.command, map[string]any{"room": "held", "scene": "x"}))
+			_, err := p.Do(drivertest.Context(t), send(tc.command, map[string]any{"room": "held", "scene": "x"}))
 			done <- err
 		}()
 		px.waitHolding(t) // the PUBLISH is on its way
@@ -495,20 +446,20 @@ func TestConnectionCutMidPublish(t *testing.T) {
 		var err error
 		select {
 		case err = <-done:
-		case <-time.After(deadline):
+		case <-time.After(drivertest.Deadline):
 			t.Fatal("Do did not return after the cut")
 		}
 		if errors.Is(err, drivers.ErrNotConnected) != tc.notConnected || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.command, err, tc.want)
 		}
-		if e := ev.want(drivers.EventDisconnected); !strings.HasPrefix(e.Fields["error"].(string), "connection lost: ") {
+		if e := want(t, ev, drivers.EventDisconnected); !strings.HasPrefix(e.Fields["error"].(string), "connection lost: ") {
 			t.Errorf("event %+v", e)
 		}
-		ev.want(drivers.EventConnected) // back through the proxy
+		want(t, ev, drivers.EventConnected) // back through the proxy
 	}
 	// After reconnecting, publishing works again and the held messages never
 	// reached the broker.
-	if _, err := p.Do(ctxDeadline(t), send("scene", map[string]any{"room": "hall", "scene": "after"})); err != nil {
+	if _, err := p.Do(drivertest.Context(t), send("scene", map[string]any{"room": "hall", "scene": "after"})); err != nil {
 		t.Fatal(err)
 	}
 	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "venue/hall/scene", Payload: `{"scene": "after"}`})
@@ -518,9 +469,9 @@ func TestNoAcknowledgement(t *testing.T) {
 	b := startBroker(t, "127.0.0.1:0")
 	px := startProxy(t, b.Addr())
 	p, ev := newPublisher(t, px.addr(), "timeout: 300ms", "keepalive: 1h")
-	ev.want(drivers.EventConnected)
+	want(t, ev, drivers.EventConnected)
 	px.hold()
-	_, err := p.Do(ctxDeadline(t), send("status", map[string]any{"state": "x"}))
+	_, err := p.Do(drivertest.Context(t), send("status", map[string]any{"state": "x"}))
 	if err == nil || errors.Is(err, drivers.ErrNotConnected) ||
 		!strings.HasSuffix(err.Error(), "publish venue/status: no acknowledgement from the broker within 300ms (not published again, it may have arrived)") {
 		t.Errorf("error %v", err)
@@ -536,9 +487,9 @@ func TestNoAcknowledgement(t *testing.T) {
 func TestClose(t *testing.T) {
 	b := startBroker(t, "127.0.0.1:0")
 	p, ev := newPublisher(t, b.Addr())
-	ev.want(drivers.EventConnected)
+	want(t, ev, drivers.EventConnected)
 	p.Close()
-	if _, err := p.Do(ctxDeadline(t), send("exact", nil)); !errors.Is(err, mqttpub.ErrClosed) {
+	if _, err := p.Do(drivertest.Context(t), send("exact", nil)); !errors.Is(err, mqttpub.ErrClosed) {
 		t.Errorf("error %v", err)
 	}
 	if st := p.Status(); st.Connected {
@@ -546,7 +497,7 @@ func TestClose(t *testing.T) {
 	}
 	// Closing while it cannot connect returns too.
 	p2, ev2 := newPublisher(t, freeAddr(t))
-	ev2.want(drivers.EventDisconnected)
+	want(t, ev2, drivers.EventDisconnected)
 	p2.Close()
 }
 
@@ -554,8 +505,8 @@ func TestMosquittoWithUsername(t *testing.T) {
 	m := mosquitto.Start(t)
 	msgs := subscribe(t, m.URL, "venue/#")
 	p, ev := newPublisher(t, m.Addr, "username: alice", "password: secret")
-	ev.want(drivers.EventConnected)
-	ctx := ctxDeadline(t)
+	want(t, ev, drivers.EventConnected)
+	ctx := drivertest.Context(t)
 	if err := m.Process.WaitOutput(ctx, "u'alice'"); err != nil {
 		t.Error(err)
 	}
@@ -567,4 +518,14 @@ func TestMosquittoWithUsername(t *testing.T) {
 	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "venue/status", Payload: "s"})
 	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "venue/exact", Payload: "once"})
 	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "venue/tally/1", Payload: "1"})
+}
+
+// want checks that the next event has the given name and returns it.
+func want(t *testing.T, e *drivertest.Events, name string) drivers.Event {
+	t.Helper()
+	ev := e.Next()
+	if ev.Name != name {
+		t.Fatalf("event %+v, want %s", ev, name)
+	}
+	return ev
 }

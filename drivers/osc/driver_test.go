@@ -10,63 +10,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"understudy/drivers"
+	"understudy/drivers/drivertest"
 	"understudy/drivers/osc"
 	"understudy/runtime/config"
 )
 
-// deadline bounds every wait; nothing waits for a clock to pass.
-const deadline = 10 * time.Second
-
-func driverConfig(doc string) drivers.Config {
-	return drivers.Config{Name: "qlab", Decode: func(v any) error {
-		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
-	}}
-}
-
-type events struct {
-	t  *testing.T
-	ch chan drivers.Event
-}
-
-func (e *events) emit(ev drivers.Event) {
-	select {
-	case e.ch <- ev:
-	default:
-		panic("test event buffer full")
-	}
-}
-
-func (e *events) next() drivers.Event {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		return ev
-	case <-time.After(deadline):
-		e.t.Fatal("no event within the deadline")
-		return drivers.Event{}
-	}
-}
-
-func newSender(t *testing.T, doc string) (*osc.Sender, *events) {
+func newSender(t *testing.T, doc string) (*osc.Sender, *drivertest.Events) {
 	t.Helper()
-	d, err := osc.New(driverConfig(doc))
+	d, err := osc.New(drivertest.Config("qlab", doc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := d.(*osc.Sender)
-	ev := &events{t: t, ch: make(chan drivers.Event, 100)}
-	s.Start(context.Background(), ev.emit)
+	ev := drivertest.NewEvents(t)
+	s.Start(context.Background(), ev.Emit)
 	t.Cleanup(func() { s.Close() })
 	return s, ev
-}
-
-func ctxDeadline(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func send(command string, args map[string]any) map[string]any {
@@ -122,7 +82,7 @@ func (r *receiver) next(t *testing.T) osc.Message {
 			t.Fatalf("received %q: %v", got.raw, got.err)
 		}
 		return got.msg
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("nothing received within the deadline")
 		return osc.Message{}
 	}
@@ -218,7 +178,7 @@ func TestConfigErrors(t *testing.T) {
 		{"address: h:1\ntimeout: -1s\nmessages: {a: {address: /a}}\n", "timeout: -1s is negative"},
 		{"address: h:1\nmessages: {a: {address: /a, colour: red}}\n", "colour"},
 	} {
-		_, err := osc.New(driverConfig(tc.doc))
+		_, err := osc.New(drivertest.Config("qlab", tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q) error %v, want one containing %q", tc.doc, err, tc.want)
 		}
@@ -242,7 +202,7 @@ messages:
   go: {address: /go}
   start: {address: '/cue/{{.cue}}/start', args: [{s: '{{.cue}}'}, {i: '{{.n}}'}, {f: '{{.level}}'}, {b: '{{.data}}'}, {bool: '{{.on}}'}]}
 `)
-	res, err := s.Do(ctxDeadline(t), map[string]any{"command": "go"})
+	res, err := s.Do(drivertest.Context(t), map[string]any{"command": "go"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +216,7 @@ messages:
 	if err := s.Check(send("start", args)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Do(ctxDeadline(t), send("start", args)); err != nil {
+	if _, err := s.Do(drivertest.Context(t), send("start", args)); err != nil {
 		t.Fatal(err)
 	}
 	want := osc.Message{Address: "/cue/12.5/start", Args: []any{"12.5", int32(7), float32(1), []byte{1, 2}, false}}
@@ -266,11 +226,7 @@ messages:
 	if st := s.Status(); !st.Connected || st.Address != r.addr || st.LastError != "" {
 		t.Errorf("status %+v", st)
 	}
-	select {
-	case e := <-ev.ch:
-		t.Errorf("unexpected event %+v", e)
-	default:
-	}
+	ev.None()
 }
 
 func TestCheck(t *testing.T) {
@@ -294,7 +250,7 @@ messages:
 		if err := s.Check(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Check(%.60v) = %v, want %q", tc.args, err, tc.want)
 		}
-		if _, err := s.Do(ctxDeadline(t), tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := s.Do(drivertest.Context(t), tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Do(%.60v) = %v, want %q", tc.args, err, tc.want)
 		}
 	}
@@ -313,7 +269,7 @@ func TestPortUnreachable(t *testing.T) {
 	s, ev := newSender(t, "address: "+addr+"\nmessages: {go: {address: /go}}\n")
 	var notConnected error
 	for i := 0; i < 100 && notConnected == nil; i++ {
-		if _, err := s.Do(ctxDeadline(t), send("go", nil)); err != nil {
+		if _, err := s.Do(drivertest.Context(t), send("go", nil)); err != nil {
 			notConnected = err
 		}
 	}
@@ -321,7 +277,7 @@ func TestPortUnreachable(t *testing.T) {
 		!strings.Contains(notConnected.Error(), "connection refused") {
 		t.Fatalf("error %v, want a refused send (ErrNotConnected)", notConnected)
 	}
-	if e := ev.next(); e.Name != drivers.EventDisconnected || e.Fields["address"] != addr {
+	if e := ev.Next(); e.Name != drivers.EventDisconnected || e.Fields["address"] != addr {
 		t.Errorf("event %+v", e)
 	}
 	if st := s.Status(); st.Connected || !strings.Contains(st.LastError, "connection refused") {
@@ -333,22 +289,22 @@ func TestPortUnreachable(t *testing.T) {
 		t.Skipf("port %s taken meanwhile: %v", addr, err)
 	}
 	defer pc.Close()
-	if _, err := s.Do(ctxDeadline(t), send("go", nil)); err != nil {
+	if _, err := s.Do(drivertest.Context(t), send("go", nil)); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 100)
-	pc.SetReadDeadline(time.Now().Add(deadline))
+	pc.SetReadDeadline(time.Now().Add(drivertest.Deadline))
 	if n, _, err := pc.ReadFrom(buf); err != nil || string(buf[:n]) != "/go\x00,\x00\x00\x00" {
 		t.Errorf("received %q, %v", buf[:n], err)
 	}
-	if e := ev.next(); e.Name != drivers.EventConnected {
+	if e := ev.Next(); e.Name != drivers.EventConnected {
 		t.Errorf("event %+v", e)
 	}
 }
 
 func TestUnresolvable(t *testing.T) {
 	s, _ := newSender(t, "address: no-such-host.invalid:53000\nmessages: {go: {address: /go}}\n")
-	_, err := s.Do(ctxDeadline(t), send("go", nil))
+	_, err := s.Do(drivertest.Context(t), send("go", nil))
 	if !errors.Is(err, drivers.ErrNotConnected) {
 		t.Errorf("error %v, want ErrNotConnected", err)
 	}
@@ -357,11 +313,11 @@ func TestUnresolvable(t *testing.T) {
 func TestClosed(t *testing.T) {
 	r := listen(t)
 	s, _ := newSender(t, "address: "+r.addr+"\nmessages: {go: {address: /go}}\n")
-	if _, err := s.Do(ctxDeadline(t), send("go", nil)); err != nil {
+	if _, err := s.Do(drivertest.Context(t), send("go", nil)); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := s.Do(ctxDeadline(t), send("go", nil)); !errors.Is(err, osc.ErrClosed) {
+	if _, err := s.Do(drivertest.Context(t), send("go", nil)); !errors.Is(err, osc.ErrClosed) {
 		t.Errorf("error %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -10,63 +10,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"understudy/drivers"
+	"understudy/drivers/drivertest"
 	"understudy/drivers/wol"
 	"understudy/runtime/config"
 )
 
-// deadline bounds every wait; nothing waits for a clock to pass.
-const deadline = 10 * time.Second
-
-func driverConfig(doc string) drivers.Config {
-	return drivers.Config{Name: "wake", Decode: func(v any) error {
-		return yaml.UnmarshalWithOptions([]byte(doc), v, yaml.Strict())
-	}}
-}
-
-type events struct {
-	t  *testing.T
-	ch chan drivers.Event
-}
-
-func (e *events) emit(ev drivers.Event) {
-	select {
-	case e.ch <- ev:
-	default:
-		panic("test event buffer full")
-	}
-}
-
-func (e *events) next() drivers.Event {
-	e.t.Helper()
-	select {
-	case ev := <-e.ch:
-		return ev
-	case <-time.After(deadline):
-		e.t.Fatal("no event within the deadline")
-		return drivers.Event{}
-	}
-}
-
-func newWaker(t *testing.T, doc string) (*wol.Waker, *events) {
+func newWaker(t *testing.T, doc string) (*wol.Waker, *drivertest.Events) {
 	t.Helper()
-	d, err := wol.New(driverConfig(doc))
+	d, err := wol.New(drivertest.Config("wake", doc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := d.(*wol.Waker)
-	ev := &events{t: t, ch: make(chan drivers.Event, 100)}
-	w.Start(context.Background(), ev.emit)
+	ev := drivertest.NewEvents(t)
+	w.Start(context.Background(), ev.Emit)
 	t.Cleanup(func() { w.Close() })
 	return w, ev
-}
-
-func ctxDeadline(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // listen returns a UDP listener on 127.0.0.1 that passes on each datagram.
@@ -98,7 +58,7 @@ func receive(t *testing.T, ch <-chan []byte) []byte {
 	select {
 	case p := <-ch:
 		return p
-	case <-time.After(deadline):
+	case <-time.After(drivertest.Deadline):
 		t.Fatal("no packet within the deadline")
 		return nil
 	}
@@ -146,14 +106,14 @@ func TestReadmeSample(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	d, err := wol.New(driverConfig("hosts: {a: '001122334455'}\n"))
+	d, err := wol.New(drivertest.Config("wake", "hosts: {a: '001122334455'}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s := d.(*wol.Waker).Settings(); s.Broadcast != "255.255.255.255:9" || s.Hosts["a"] != "00:11:22:33:44:55" {
 		t.Errorf("settings %+v", s)
 	}
-	d, err = wol.New(driverConfig("broadcast: 10.0.0.255\nhosts: {a: 00:11:22:33:44:55}\n"))
+	d, err = wol.New(drivertest.Config("wake", "broadcast: 10.0.0.255\nhosts: {a: 00:11:22:33:44:55}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +134,7 @@ func TestConfigErrors(t *testing.T) {
 		{"timeout: -1s\nhosts: {a: 00:11:22:33:44:55}\n", "timeout: -1s is negative"},
 		{"hosts: {a: 00:11:22:33:44:55}\nrepeat: 3\n", "repeat"},
 	} {
-		_, err := wol.New(driverConfig(tc.doc))
+		_, err := wol.New(drivertest.Config("wake", tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q) error %v, want one containing %q", tc.doc, err, tc.want)
 		}
@@ -205,7 +165,7 @@ func TestWake(t *testing.T) {
 	addr, got := listen(t)
 	w, ev := newWaker(t, "broadcast: "+addr+"\nhosts: {standby-1: 00-1B-21-3C-4D-5E, render-2: 001b213c4d5f}\n")
 	for _, tc := range []struct{ host, mac string }{{"standby-1", "00:1b:21:3c:4d:5e"}, {"render-2", "00:1b:21:3c:4d:5f"}} {
-		res, err := w.Do(ctxDeadline(t), map[string]any{"command": tc.host})
+		res, err := w.Do(drivertest.Context(t), map[string]any{"command": tc.host})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,11 +180,7 @@ func TestWake(t *testing.T) {
 	if st := w.Status(); !st.Connected || st.Address != addr {
 		t.Errorf("status %+v", st)
 	}
-	select {
-	case e := <-ev.ch:
-		t.Errorf("unexpected event %+v", e)
-	default:
-	}
+	ev.None()
 }
 
 func TestCheck(t *testing.T) {
@@ -241,7 +197,7 @@ func TestCheck(t *testing.T) {
 		if err := w.Check(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Check(%v) = %v, want %q", tc.args, err, tc.want)
 		}
-		if _, err := w.Do(ctxDeadline(t), tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := w.Do(drivertest.Context(t), tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Do(%v) = %v, want %q", tc.args, err, tc.want)
 		}
 	}
@@ -250,11 +206,11 @@ func TestCheck(t *testing.T) {
 func TestSendFails(t *testing.T) {
 	// A name that does not resolve: not sent, retried by the runtime.
 	w, ev := newWaker(t, "broadcast: no-such-host.invalid:9\nhosts: {a: 00:11:22:33:44:55}\n")
-	_, err := w.Do(ctxDeadline(t), map[string]any{"command": "a"})
+	_, err := w.Do(drivertest.Context(t), map[string]any{"command": "a"})
 	if !errors.Is(err, drivers.ErrNotConnected) || !strings.Contains(err.Error(), "wol a (00:11:22:33:44:55) via no-such-host.invalid:9: not sent: ") {
 		t.Fatalf("error %v", err)
 	}
-	if e := ev.next(); e.Name != drivers.EventDisconnected || e.Fields["address"] != "no-such-host.invalid:9" {
+	if e := ev.Next(); e.Name != drivers.EventDisconnected || e.Fields["address"] != "no-such-host.invalid:9" {
 		t.Errorf("event %+v", e)
 	}
 	if st := w.Status(); st.Connected || st.LastError == "" {
@@ -266,7 +222,7 @@ func TestClosed(t *testing.T) {
 	addr, _ := listen(t)
 	w, _ := newWaker(t, "broadcast: "+addr+"\nhosts: {a: 00:11:22:33:44:55}\n")
 	w.Close()
-	if _, err := w.Do(ctxDeadline(t), map[string]any{"command": "a"}); !errors.Is(err, wol.ErrClosed) {
+	if _, err := w.Do(drivertest.Context(t), map[string]any{"command": "a"}); !errors.Is(err, wol.ErrClosed) {
 		t.Errorf("error %v", err)
 	}
 }
