@@ -2,7 +2,6 @@ package extron_test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -215,15 +214,7 @@ func TestRouteDeviceErrors(t *testing.T) {
 func TestRouteRejectedWithoutSending(t *testing.T) {
 	s, addr := extronsim.StartLoopback(t, extronsim.Options{Inputs: 4, Outputs: 2})
 	x, _ := startDriver(t, addr)
-	for _, p := range [][2]int{{0, 1}, {3, 1}, {1, 0}, {1, 5}, {-1, -1}} {
-		err := x.Route(drivertest.Context(t), p[0], p[1])
-		if !errors.Is(err, extron.ErrOutOfRange) || !errors.Is(err, drivers.ErrRefused) {
-			t.Errorf("Route(%d, %d) = %v, want ErrOutOfRange", p[0], p[1], err)
-		}
-	}
-	if ties := commandsLike(s, isTie); len(ties) != 0 {
-		t.Errorf("sent %+v", ties)
-	}
+	drivertest.RouterRejectsOutOfRange(t, x, extron.ErrOutOfRange, func() []extronsim.Command { return commandsLike(s, isTie) })
 }
 
 func TestDroppedMidCommand(t *testing.T) {
@@ -424,45 +415,9 @@ func TestNamesUnsupported(t *testing.T) {
 }
 
 func TestNotConnected(t *testing.T) {
-	// Nothing listens here once the listener is closed.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-
-	d, err := extron.New(drivertest.Config("router", "address: "+addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := d.(*extron.Extron)
-	if err := x.Route(drivertest.Context(t), 1, 1); !errors.Is(err, extron.ErrNotConnected) {
-		t.Errorf("Route before Start: %v", err)
-	}
-	if x.Routing() != nil || x.InputLabels() != nil || x.OutputLabels() != nil {
-		t.Error("state before the first read")
-	}
-	if in, out := x.Size(); in != 0 || out != 0 {
-		t.Errorf("Size() = %d, %d before the first read", in, out)
-	}
-
-	x, ev := newDriver(t, addr)
-	down, _ := ev.WaitFor(drivers.EventDisconnected)
-	if !strings.Contains(down.Fields["error"].(string), "refused") {
-		t.Errorf("disconnected event %+v", down)
-	}
-	err = x.Route(drivertest.Context(t), 1, 1)
-	if !errors.Is(err, extron.ErrNotConnected) || !strings.Contains(err.Error(), "refused") {
-		t.Errorf("Route while unreachable: %v", err)
-	}
-	if st := x.Status(); st.Connected || st.LastError == "" {
-		t.Errorf("Status() = %+v", st)
-	}
-	x.Close()
-	if err := x.Route(drivertest.Context(t), 1, 1); !errors.Is(err, extron.ErrClosed) {
-		t.Errorf("Route after Close: %v", err)
-	}
+	drivertest.RouterNotConnected(t, extron.New, func(t *testing.T, addr string) (drivers.Router, *drivertest.Events) {
+		return newDriver(t, addr)
+	}, extron.ErrClosed)
 }
 
 // fakeDevice is a listener the test answers by hand, for exact control of
@@ -625,62 +580,25 @@ func TestCloseWithCommandInFlight(t *testing.T) {
 	f := newFakeDevice(t)
 	x, ev := newDriver(t, f.addr)
 	c := f.connect(ev)
-	errc := make(chan error, 1)
-	go func() { errc <- x.Route(context.Background(), 2, 3) }()
-	c.expect("3*2!") // in flight, and never answered
-	closed := make(chan struct{})
-	go func() {
-		x.Close()
-		close(closed)
-	}()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, extron.ErrClosed) {
-			t.Errorf("Route error %v, want ErrClosed", err)
-		}
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Route did not return after Close")
-	}
-	select {
-	case <-closed:
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Close did not return")
-	}
+	drivertest.RouterCloseWithRouteInFlight(t, x, c.ExpectRoute, extron.ErrClosed)
+}
+
+// ExpectRoute reads the command routing output to input.
+func (c *fakeConn) ExpectRoute(output, input int) {
+	c.t.Helper()
+	c.expect(fmt.Sprintf("%d*%d!", input, output))
+}
+
+// AnswerRoute confirms a route.
+func (c *fakeConn) AnswerRoute(output, input int) {
+	c.t.Helper()
+	c.send(fmt.Sprintf("Out%02d In%02d All", output, input))
 }
 
 func TestRouteContextCancelled(t *testing.T) {
 	f := newFakeDevice(t)
 	x, ev := newDriver(t, f.addr)
-	c := f.connect(ev)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- x.Route(ctx, 2, 3) }()
-	c.expect("3*2!")
-	cancel()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Route error %v, want context.Canceled", err)
-		}
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Route did not return when its context ended")
-	}
-	// The device answers late; the connection stays in step.
-	c.send("Out02 In03 All")
-	errc2 := make(chan error, 1)
-	go func() { errc2 <- x.Route(drivertest.Context(t), 4, 1) }()
-	c.expect("1*4!")
-	c.send("Out04 In01 All")
-	if err := <-errc2; err != nil {
-		t.Errorf("second route: %v", err)
-	}
-	if got := x.Routing(); !reflect.DeepEqual(got, []int{1, 3, 3, 1}) {
-		t.Errorf("Routing() = %v", got)
-	}
-	// An already-ended context is not sent at all.
-	if err := x.Route(ctx, 1, 2); !errors.Is(err, context.Canceled) {
-		t.Errorf("Route with an ended context: %v", err)
-	}
+	drivertest.RouterRouteCancelled(t, x, f.connect(ev))
 }
 
 func TestBadDeviceReconnects(t *testing.T) {
@@ -796,23 +714,5 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
 	sim, addr := extronsim.StartLoopback(t, extronsim.Options{Inputs: 8, Outputs: 8})
 	x, ev := startDriver(t, addr)
-	ctx := drivertest.Context(t)
-	if err := x.Route(ctx, 1, 3); err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Route(ctx, 2, 4); err != nil {
-		t.Fatal(err)
-	}
-	// Someone changes output 1 at the panel; then the connection drops.
-	if err := sim.SetRoute(1, 5); err != nil {
-		t.Fatal(err)
-	}
-	sim.DropConnections()
-	ev.WaitFor(drivers.EventDisconnected)
-	ev.WaitFor(drivers.EventConnected)
-	diff := ev.Next()
-	want := map[string]any{"output": 1, "expected": 3, "actual": 5}
-	if diff.Name != drivers.EventRoutingDiffers || !reflect.DeepEqual(diff.Fields, want) {
-		t.Fatalf("after the reconnect: %+v, want %s %v", diff, drivers.EventRoutingDiffers, want)
-	}
+	drivertest.RouterRoutingDiffersAfterReconnect(t, x, ev, drivertest.PanelChangeThenDrop(sim))
 }

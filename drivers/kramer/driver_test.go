@@ -1,7 +1,6 @@
 package kramer_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -408,57 +407,13 @@ func TestOlderFirmware(t *testing.T) {
 func TestRouteRejectedWithoutSending(t *testing.T) {
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{Inputs: 4, Outputs: 2})
 	m, _ := startDriver(t, addr)
-	for _, p := range [][2]int{{0, 1}, {3, 1}, {1, 0}, {1, 5}, {-1, -1}} {
-		err := m.Route(drivertest.Context(t), p[0], p[1])
-		if !errors.Is(err, kramer.ErrOutOfRange) || !errors.Is(err, drivers.ErrRefused) {
-			t.Errorf("Route(%d, %d) = %v, want ErrOutOfRange", p[0], p[1], err)
-		}
-	}
-	if got := sent(s, "#ROUTE "); len(got) != 0 {
-		t.Errorf("sent %+v", got)
-	}
+	drivertest.RouterRejectsOutOfRange(t, m, kramer.ErrOutOfRange, func() []kramersim.Command { return sent(s, "#ROUTE ") })
 }
 
 func TestNotConnected(t *testing.T) {
-	// Nothing listens here once the listener is closed.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-
-	d, err := kramer.New(drivertest.Config("router", "address: "+addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := d.(*kramer.Matrix)
-	if err := m.Route(drivertest.Context(t), 1, 1); !errors.Is(err, kramer.ErrNotConnected) {
-		t.Errorf("Route before Start: %v", err)
-	}
-	if m.Routing() != nil || m.InputLabels() != nil {
-		t.Error("state before the first read")
-	}
-	if in, out := m.Size(); in != 0 || out != 0 {
-		t.Errorf("Size() = %d, %d before the first read", in, out)
-	}
-
-	m, ev := newDriver(t, addr)
-	down, _ := ev.WaitFor(drivers.EventDisconnected)
-	if !strings.Contains(down.Fields["error"].(string), "refused") {
-		t.Errorf("disconnected event %+v", down)
-	}
-	err = m.Route(drivertest.Context(t), 1, 1)
-	if !errors.Is(err, kramer.ErrNotConnected) || !strings.Contains(err.Error(), "refused") {
-		t.Errorf("Route while unreachable: %v", err)
-	}
-	if st := m.Status(); st.Connected || st.LastError == "" {
-		t.Errorf("Status() = %+v", st)
-	}
-	m.Close()
-	if err := m.Route(drivertest.Context(t), 1, 1); !errors.Is(err, kramer.ErrClosed) {
-		t.Errorf("Route after Close: %v", err)
-	}
+	drivertest.RouterNotConnected(t, kramer.New, func(t *testing.T, addr string) (drivers.Router, *drivertest.Events) {
+		return newDriver(t, addr)
+	}, kramer.ErrClosed)
 }
 
 // fakeDevice is a listener the test answers by hand, for exact control of
@@ -530,62 +485,25 @@ func TestCloseWithCommandInFlight(t *testing.T) {
 	f := newFakeDevice(t)
 	m, ev := newDriver(t, f.addr)
 	c := f.connect(ev)
-	errc := make(chan error, 1)
-	go func() { errc <- m.Route(context.Background(), 2, 3) }()
-	c.expect("#ROUTE 1,2,3") // in flight, and never answered
-	closed := make(chan struct{})
-	go func() {
-		m.Close()
-		close(closed)
-	}()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, kramer.ErrClosed) {
-			t.Errorf("Route error %v, want ErrClosed", err)
-		}
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Route did not return after Close")
-	}
-	select {
-	case <-closed:
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Close did not return")
-	}
+	drivertest.RouterCloseWithRouteInFlight(t, m, c.ExpectRoute, kramer.ErrClosed)
+}
+
+// ExpectRoute reads the command routing output to input.
+func (c *fakeConn) ExpectRoute(output, input int) {
+	c.t.Helper()
+	c.expect(fmt.Sprintf("#ROUTE 1,%d,%d", output, input))
+}
+
+// AnswerRoute confirms a route.
+func (c *fakeConn) AnswerRoute(output, input int) {
+	c.t.Helper()
+	c.send(fmt.Sprintf("~01@ROUTE 1,%d,%d OK", output, input))
 }
 
 func TestRouteContextCancelled(t *testing.T) {
 	f := newFakeDevice(t)
 	m, ev := newDriver(t, f.addr)
-	c := f.connect(ev)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- m.Route(ctx, 2, 3) }()
-	c.expect("#ROUTE 1,2,3")
-	cancel()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Route error %v, want context.Canceled", err)
-		}
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Route did not return when its context ended")
-	}
-	// The device answers late; the connection stays in step.
-	c.send("~01@ROUTE 1,2,3 OK")
-	errc2 := make(chan error, 1)
-	go func() { errc2 <- m.Route(drivertest.Context(t), 4, 1) }()
-	c.expect("#ROUTE 1,4,1")
-	c.send("~01@ROUTE 1,4,1 OK")
-	if err := <-errc2; err != nil {
-		t.Errorf("second route: %v", err)
-	}
-	if got := m.Routing(); !reflect.DeepEqual(got, []int{1, 3, 3, 1}) {
-		t.Errorf("Routing() = %v", got)
-	}
-	// An already-ended context is not sent at all.
-	if err := m.Route(ctx, 1, 2); !errors.Is(err, context.Canceled) {
-		t.Errorf("Route with an ended context: %v", err)
-	}
+	drivertest.RouterRouteCancelled(t, m, f.connect(ev))
 }
 
 func TestMessagesWhileRouting(t *testing.T) {
@@ -767,26 +685,15 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
 	sim, addr := kramersim.StartLoopback(t, kramersim.Options{Inputs: 8, Outputs: 8})
 	m, ev := startDriver(t, addr, "timeout: 300ms")
-	ctx := drivertest.Context(t)
-	if err := m.Route(ctx, 1, 3); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Route(ctx, 2, 4); err != nil {
-		t.Fatal(err)
-	}
 	// Someone changes output 1 while the connection is down.
-	sim.SetSilent(true)
-	sim.DropConnections()
-	ev.WaitFor(drivers.EventDisconnected)
-	if err := sim.SetRoute(1, 5); err != nil {
-		t.Fatal(err)
-	}
-	sim.SetSilent(false)
-	ev.WaitFor(drivers.EventConnected)
-	diff := ev.Next()
-	want := map[string]any{"output": 1, "expected": 3, "actual": 5}
-	if diff.Name != drivers.EventRoutingDiffers || !reflect.DeepEqual(diff.Fields, want) {
-		t.Fatalf("after the reconnect: %+v, want %s %v", diff, drivers.EventRoutingDiffers, want)
-	}
+	drivertest.RouterRoutingDiffersAfterReconnect(t, m, ev, func(t *testing.T, ev *drivertest.Events) {
+		sim.SetSilent(true)
+		sim.DropConnections()
+		ev.WaitFor(drivers.EventDisconnected)
+		if err := sim.SetRoute(1, 5); err != nil {
+			t.Fatal(err)
+		}
+		sim.SetSilent(false)
+	})
 	ev.None()
 }

@@ -464,57 +464,13 @@ func TestReloginAfterRestart(t *testing.T) {
 func TestRouteRejectedWithoutSending(t *testing.T) {
 	s, addr := kumosim.StartLoopback(t, kumosim.Options{Inputs: 4, Outputs: 2})
 	k, _ := startDriver(t, addr)
-	for _, p := range [][2]int{{0, 1}, {3, 1}, {1, 0}, {1, 5}, {-1, -1}} {
-		err := k.Route(drivertest.Context(t), p[0], p[1])
-		if !errors.Is(err, kumo.ErrOutOfRange) {
-			t.Errorf("Route(%d, %d) = %v, want ErrOutOfRange", p[0], p[1], err)
-		}
-	}
-	if got := sets(s); len(got) != 0 {
-		t.Errorf("sent %+v", got)
-	}
+	drivertest.RouterRejectsOutOfRange(t, k, kumo.ErrOutOfRange, func() []kumosim.Request { return sets(s) })
 }
 
 func TestNotConnected(t *testing.T) {
-	// Nothing listens here once the listener is closed.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-
-	d, err := kumo.New(drivertest.Config("router", "address: "+addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := d.(*kumo.Kumo)
-	if err := k.Route(drivertest.Context(t), 1, 1); !errors.Is(err, kumo.ErrNotConnected) {
-		t.Errorf("Route before Start: %v", err)
-	}
-	if k.Routing() != nil || k.InputLabels() != nil {
-		t.Error("state before the first read")
-	}
-	if in, out := k.Size(); in != 0 || out != 0 {
-		t.Errorf("Size() = %d, %d before the first read", in, out)
-	}
-
-	k, ev := newDriver(t, addr)
-	down, _ := ev.WaitFor(drivers.EventDisconnected)
-	if !strings.Contains(down.Fields["error"].(string), "refused") {
-		t.Errorf("disconnected event %+v", down)
-	}
-	err = k.Route(drivertest.Context(t), 1, 1)
-	if !errors.Is(err, kumo.ErrNotConnected) || !strings.Contains(err.Error(), "refused") {
-		t.Errorf("Route while unreachable: %v", err)
-	}
-	if st := k.Status(); st.Connected || st.LastError == "" {
-		t.Errorf("Status() = %+v", st)
-	}
-	k.Close()
-	if err := k.Route(drivertest.Context(t), 1, 1); !errors.Is(err, kumo.ErrClosed) {
-		t.Errorf("Route after Close: %v", err)
-	}
+	drivertest.RouterNotConnected(t, kumo.New, func(t *testing.T, addr string) (drivers.Router, *drivertest.Events) {
+		return newDriver(t, addr)
+	}, kumo.ErrClosed)
 }
 
 func TestCloseWithRouteInFlight(t *testing.T) {
@@ -523,31 +479,13 @@ func TestCloseWithRouteInFlight(t *testing.T) {
 	reqs, stop := s.SubscribeRequests(100)
 	defer stop()
 	s.SetDelay(time.Hour)
-	errc := make(chan error, 1)
-	go func() { errc <- k.Route(context.Background(), 2, 3) }()
-	for r := range reqs {
-		if r.Action == kumo.ActionSet {
-			break // in flight, and answered only in an hour
+	drivertest.RouterCloseWithRouteInFlight(t, k, func(int, int) {
+		for r := range reqs {
+			if r.Action == kumo.ActionSet {
+				break // in flight, and answered only in an hour
+			}
 		}
-	}
-	closed := make(chan struct{})
-	go func() {
-		k.Close()
-		close(closed)
-	}()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, kumo.ErrClosed) {
-			t.Errorf("Route error %v, want ErrClosed", err)
-		}
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Route did not return after Close")
-	}
-	select {
-	case <-closed:
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Close did not return")
-	}
+	}, kumo.ErrClosed)
 }
 
 func TestRouteContextCancelled(t *testing.T) {

@@ -1,7 +1,6 @@
 package videohub_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -294,59 +293,20 @@ func TestOldFirmwareWithoutEndPrelude(t *testing.T) {
 func TestRouteRejectedWithoutSending(t *testing.T) {
 	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 4, Outputs: 2})
 	v, _ := startDriver(t, addr)
-	for _, p := range [][2]int{{0, 1}, {3, 1}, {1, 0}, {1, 5}, {-1, -1}} {
-		err := v.Route(drivertest.Context(t), p[0], p[1])
-		if !errors.Is(err, videohub.ErrOutOfRange) {
-			t.Errorf("Route(%d, %d) = %v, want ErrOutOfRange", p[0], p[1], err)
+	drivertest.RouterRejectsOutOfRange(t, v, videohub.ErrOutOfRange, func() (routes []videohubsim.Command) {
+		for _, c := range s.Commands() {
+			if c.Header == videohub.HeaderOutputRouting {
+				routes = append(routes, c)
+			}
 		}
-	}
-	for _, c := range s.Commands() {
-		if c.Header == videohub.HeaderOutputRouting {
-			t.Errorf("sent %+v", c)
-		}
-	}
+		return routes
+	})
 }
 
 func TestNotConnected(t *testing.T) {
-	// Nothing listens here once the listener is closed.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-
-	d, err := videohub.New(drivertest.Config("router", "address: "+addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := d.(*videohub.Videohub)
-	if err := v.Route(drivertest.Context(t), 1, 1); !errors.Is(err, videohub.ErrNotConnected) {
-		t.Errorf("Route before Start: %v", err)
-	}
-	if v.Routing() != nil || v.InputLabels() != nil {
-		t.Error("state before the first read")
-	}
-	if in, out := v.Size(); in != 0 || out != 0 {
-		t.Errorf("Size() = %d, %d before the first read", in, out)
-	}
-
-	v, ev := newDriver(t, addr)
-	down, _ := ev.WaitFor(drivers.EventDisconnected)
-	if !strings.Contains(down.Fields["error"].(string), "refused") {
-		t.Errorf("disconnected event %+v", down)
-	}
-	err = v.Route(drivertest.Context(t), 1, 1)
-	if !errors.Is(err, videohub.ErrNotConnected) || !strings.Contains(err.Error(), "refused") {
-		t.Errorf("Route while unreachable: %v", err)
-	}
-	if st := v.Status(); st.Connected || st.LastError == "" {
-		t.Errorf("Status() = %+v", st)
-	}
-	v.Close()
-	if err := v.Route(drivertest.Context(t), 1, 1); !errors.Is(err, videohub.ErrClosed) {
-		t.Errorf("Route after Close: %v", err)
-	}
+	drivertest.RouterNotConnected(t, videohub.New, func(t *testing.T, addr string) (drivers.Router, *drivertest.Events) {
+		return newDriver(t, addr)
+	}, videohub.ErrClosed)
 }
 
 // fakeDevice is a listener the test answers by hand, for exact control of
@@ -416,65 +376,28 @@ func TestCloseWithCommandInFlight(t *testing.T) {
 	f := newFakeDevice(t)
 	v, ev := newDriver(t, f.addr)
 	c := f.connect(ev)
-	errc := make(chan error, 1)
-	go func() { errc <- v.Route(context.Background(), 2, 3) }()
-	c.expect(videohub.HeaderOutputRouting) // in flight, and never answered
-	closed := make(chan struct{})
-	go func() {
-		v.Close()
-		close(closed)
-	}()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, videohub.ErrClosed) {
-			t.Errorf("Route error %v, want ErrClosed", err)
-		}
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Route did not return after Close")
+	drivertest.RouterCloseWithRouteInFlight(t, v, c.ExpectRoute, videohub.ErrClosed)
+}
+
+// ExpectRoute reads the command routing output to input.
+func (c *fakeConn) ExpectRoute(output, input int) {
+	c.t.Helper()
+	b := c.expect(videohub.HeaderOutputRouting)
+	if want := fmt.Sprintf("%d %d", output-1, input-1); !reflect.DeepEqual(b.Lines, []string{want}) {
+		c.t.Errorf("route command %q, want %q", b.String(), want)
 	}
-	select {
-	case <-closed:
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Close did not return")
-	}
+}
+
+// AnswerRoute acknowledges a route and reports it.
+func (c *fakeConn) AnswerRoute(output, input int) {
+	c.t.Helper()
+	c.send(videohub.Ack{}, videohub.OutputRouting{{Output: output - 1, Input: input - 1}})
 }
 
 func TestRouteContextCancelled(t *testing.T) {
 	f := newFakeDevice(t)
 	v, ev := newDriver(t, f.addr)
-	c := f.connect(ev)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- v.Route(ctx, 2, 3) }()
-	c.expect(videohub.HeaderOutputRouting)
-	cancel()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Route error %v, want context.Canceled", err)
-		}
-	case <-time.After(drivertest.Deadline):
-		t.Fatal("Route did not return when its context ended")
-	}
-	// The device answers late; the connection stays in step.
-	c.send(videohub.Ack{}, videohub.OutputRouting{{Output: 1, Input: 2}})
-	errc2 := make(chan error, 1)
-	go func() { errc2 <- v.Route(drivertest.Context(t), 4, 1) }()
-	b := c.expect(videohub.HeaderOutputRouting)
-	if !reflect.DeepEqual(b.Lines, []string{"3 0"}) {
-		t.Errorf("second command %q", b.String())
-	}
-	c.send(videohub.Ack{}, videohub.OutputRouting{{Output: 3, Input: 0}})
-	if err := <-errc2; err != nil {
-		t.Errorf("second route: %v", err)
-	}
-	if got := v.Routing(); !reflect.DeepEqual(got, []int{1, 3, 3, 1}) {
-		t.Errorf("Routing() = %v", got)
-	}
-	// An already-ended context is not sent at all.
-	if err := v.Route(ctx, 1, 2); !errors.Is(err, context.Canceled) {
-		t.Errorf("Route with an ended context: %v", err)
-	}
+	drivertest.RouterRouteCancelled(t, v, f.connect(ev))
 }
 
 func TestAckWithoutUpdate(t *testing.T) {
@@ -599,24 +522,5 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
 	sim, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
 	v, ev := startDriver(t, addr)
-	ctx, cancel := context.WithTimeout(context.Background(), drivertest.Deadline)
-	defer cancel()
-	if err := v.Route(ctx, 1, 3); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Route(ctx, 2, 4); err != nil {
-		t.Fatal(err)
-	}
-	// Someone changes output 1 at the panel; then the connection drops.
-	if err := sim.SetRoute(1, 5); err != nil {
-		t.Fatal(err)
-	}
-	sim.DropConnections()
-	ev.WaitFor(drivers.EventDisconnected)
-	ev.WaitFor(drivers.EventConnected)
-	diff := ev.Next()
-	want := map[string]any{"output": 1, "expected": 3, "actual": 5}
-	if diff.Name != drivers.EventRoutingDiffers || !reflect.DeepEqual(diff.Fields, want) {
-		t.Fatalf("after the reconnect: %+v, want %s %v", diff, drivers.EventRoutingDiffers, want)
-	}
+	drivertest.RouterRoutingDiffersAfterReconnect(t, v, ev, drivertest.PanelChangeThenDrop(sim))
 }
