@@ -78,7 +78,19 @@ type Options struct {
 	// before the member's own hooks (e.g. writing a configuration bundle into
 	// place), and a function told how the command ended.
 	Builtin func(verb string, args map[string]any) (steps []hooks.Step, done func(error))
+	// Tasks are verbs the instance carries out itself, each command in a
+	// goroutine of its own, so a long task (a material copy that takes
+	// hours) holds up no other command. The member's own hooks for the verb
+	// run after a task that succeeded.
+	Tasks map[string]Task
 }
+
+// A Task carries out one command. Its result is the command's result; when
+// the member's hooks for the verb ran too, their steps are added to it under
+// "steps". A task stopped by ctx (the instance shutting down) must return
+// ctx's error: its command then stays running and runs again when it is
+// redelivered, so a task must be able to pick up where it stopped.
+type Task func(ctx context.Context, c bus.Command) (map[string]any, error)
 
 // Received is what the agent records about a command.
 type Received struct {
@@ -104,6 +116,7 @@ type Agent struct {
 	steps   map[string][]hooks.Step // this member's hooks, checked by New
 	queue   int
 	builtin func(verb string, args map[string]any) ([]hooks.Step, func(error))
+	tasks   map[string]Task
 
 	in      chan bus.Command // Handle → Run
 	running atomic.Bool      // Run is active
@@ -171,6 +184,7 @@ func New(opts Options) (*Agent, error) {
 		steps:     steps,
 		queue:     opts.Queue,
 		builtin:   opts.Builtin,
+		tasks:     opts.Tasks,
 		in:        make(chan bus.Command, opts.Queue),
 		mem:       map[string]Received{},
 		badLogged: map[string]bool{},
@@ -308,18 +322,39 @@ func (a *Agent) Run(ctx context.Context) {
 		a.mu.Unlock()
 	}()
 	wg.Go(func() { a.work(ctx, work) })
+	tasks := 0 // tasks running; only this goroutine counts
+	taskDone := make(chan struct{}, a.queue)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-taskDone:
+			tasks--
 		case c := <-a.in:
-			a.intake(c, work)
+			_, isTask := a.tasks[c.Verb]
+			room := len(work) < cap(work)
+			if isTask {
+				room = tasks < a.queue
+			}
+			j, ok := a.intake(c, room)
+			switch {
+			case !ok:
+			case isTask:
+				tasks++
+				wg.Go(func() {
+					defer func() { taskDone <- struct{}{} }()
+					a.carryOut(ctx, j)
+				})
+			default:
+				work <- j
+			}
 		}
 	}
 }
 
-// intake answers one command and queues it for work if it is to run.
-func (a *Agent) intake(c bus.Command, work chan<- job) {
+// intake answers one command and returns it if it is to run (room says
+// whether there is room for it to wait or run).
+func (a *Agent) intake(c bus.Command, room bool) (job, bool) {
 	// What this process is running (or finished without a record) first: the
 	// worker writes the final record before it forgets the command here, so
 	// a command not found here is not between the two.
@@ -329,7 +364,7 @@ func (a *Agent) intake(c bus.Command, work chan<- job) {
 	if ok {
 		a.noteEpoch(c.Epoch)
 		a.ack(ackOf(a.self, r))
-		return
+		return job{}, false
 	}
 
 	found, err := a.store.Get(bucketReceived, c.ID, &r)
@@ -340,20 +375,20 @@ func (a *Agent) intake(c bus.Command, work chan<- job) {
 		a.log.Error("record of command unreadable; answering failed", "id", c.ID, "error", err)
 		a.ack(bus.Ack{ID: c.ID, Epoch: c.Epoch, Member: a.self, State: bus.AckFailed,
 			Error: "cannot tell whether this command ran: its record on " + a.self + " is unreadable: " + err.Error()})
-		return
+		return job{}, false
 	case err != nil:
 		a.log.Error("cannot read record of command; not answered (the coordinator asks again)", "id", c.ID, "error", err)
-		return
+		return job{}, false
 	case found && (r.State == bus.AckDone || r.State == bus.AckFailed):
 		a.noteEpoch(c.Epoch)
 		a.log.Debug("duplicate of a finished command; answering again", "id", c.ID, "state", r.State)
 		a.ack(ackOf(a.self, r))
-		return
+		return job{}, false
 	case found && r.State != bus.AckRunning:
 		a.log.Error("record of command has an unknown state; answering failed", "id", c.ID, "state", r.State)
 		a.ack(bus.Ack{ID: c.ID, Epoch: c.Epoch, Member: a.self, State: bus.AckFailed,
 			Error: fmt.Sprintf("cannot tell whether this command ran: its record on %s has state %q", a.self, r.State)})
-		return
+		return job{}, false
 	}
 	interrupted, previous := found, r
 
@@ -361,11 +396,11 @@ func (a *Agent) intake(c bus.Command, work chan<- job) {
 		a.log.Warn("command from an older coordinator epoch refused", "id", c.ID, "verb", c.Verb, "from", c.From, "epoch", c.Epoch, "highest", a.epoch)
 		a.ack(bus.Ack{ID: c.ID, Epoch: c.Epoch, Member: a.self, State: bus.AckStale, Newest: a.epoch,
 			Error: fmt.Sprintf("epoch %d is older than %d, the newest %s has seen", c.Epoch, a.epoch, a.self)})
-		return
+		return job{}, false
 	}
-	if len(work) == cap(work) {
-		a.log.Warn("too many commands waiting for their hooks; dropped (the coordinator resends it)", "id", c.ID, "verb", c.Verb, "waiting", len(work))
-		return
+	if !room {
+		a.log.Warn("too many commands waiting or running; dropped (the coordinator resends it)", "id", c.ID, "verb", c.Verb)
+		return job{}, false
 	}
 
 	rec := Received{ID: c.ID, Epoch: c.Epoch, Verb: c.Verb, From: c.From, State: bus.AckRunning, At: a.now()}
@@ -379,7 +414,7 @@ func (a *Agent) intake(c bus.Command, work chan<- job) {
 	})
 	if err != nil {
 		a.log.Error("cannot record command; not run (the coordinator asks again)", "id", c.ID, "verb", c.Verb, "error", err)
-		return
+		return job{}, false
 	}
 	a.epoch = max(a.epoch, c.Epoch)
 	if interrupted {
@@ -392,7 +427,7 @@ func (a *Agent) intake(c bus.Command, work chan<- job) {
 	a.mem[c.ID] = rec
 	a.mu.Unlock()
 	a.ack(ackOf(a.self, rec))
-	work <- job{cmd: c, rec: rec}
+	return job{cmd: c, rec: rec}, true
 }
 
 // noteEpoch records e if it is the highest epoch seen.
@@ -436,15 +471,34 @@ func (a *Agent) carryOut(ctx context.Context, j job) {
 	if builtinDone != nil {
 		defer func() { builtinDone(herr) }()
 	}
-	if len(steps) == 0 {
+	var taskResult map[string]any
+	if task, ok := a.tasks[c.Verb]; ok {
+		taskResult, herr = task(ctx, c)
+		if herr != nil && ctx.Err() != nil && errors.Is(herr, ctx.Err()) {
+			a.log.Warn("task stopped by shutdown; the command stays running and runs again when redelivered",
+				"id", c.ID, "verb", c.Verb, "error", herr)
+			return
+		}
+		if taskResult == nil {
+			taskResult = map[string]any{}
+		}
+		result = taskResult
+	}
+	switch {
+	case herr != nil:
+		// The task failed: the hooks that follow it do not run.
+	case len(steps) == 0 && taskResult == nil:
 		result = map[string]any{"note": fmt.Sprintf("no %s hook on %s; nothing to run", c.Verb, a.self)}
-	} else {
-		data := make(map[string]any, len(c.Args)+4)
+	case len(steps) > 0:
+		data := make(map[string]any, len(c.Args)+5)
 		maps.Copy(data, c.Args)
 		data["self"] = a.self
 		data["verb"] = c.Verb
 		data["action"] = c.ID
-		data["from"] = c.From
+		data["coordinator"] = c.From
+		if taskResult != nil {
+			data["result"] = taskResult
+		}
 		res, err := hooks.Run(ctx, steps, data)
 		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			a.log.Warn("hook stopped by shutdown; the command stays running and runs again when redelivered",
@@ -452,7 +506,11 @@ func (a *Agent) carryOut(ctx context.Context, j job) {
 			return
 		}
 		if len(res.Steps) > 0 {
-			result = report(res)
+			if taskResult != nil {
+				taskResult["steps"] = report(res)
+			} else {
+				result = report(res)
+			}
 		}
 		herr = err
 	}

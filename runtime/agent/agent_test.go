@@ -39,7 +39,7 @@ members:
     standby: true
     hooks:
       takeover:
-        - exec: [DIR/takeover.sh, "{{.member}}", "{{.self}}", "{{.verb}}", "{{.action}}", "{{.from}}", '{{join .outputs ","}}']
+        - exec: [DIR/takeover.sh, "{{.member}}", "{{.self}}", "{{.verb}}", "{{.action}}", "{{.coordinator}}", '{{join .outputs ","}}']
       release:
         - exec: [DIR/fail.sh]
       hold:
@@ -672,3 +672,104 @@ func TestTrimOutput(t *testing.T) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+func TestTaskRunsBesideHooksAndBeforeItsOwn(t *testing.T) {
+	f := newFixture(t)
+	st := f.openStore(t)
+	started := make(chan string, 4)
+	finish := make(chan error, 4)
+	h := f.newHarness(t, st, func(o *Options) {
+		o.Tasks = map[string]Task{
+			// The task for "takeover" runs before the member's takeover hook.
+			"takeover": func(ctx context.Context, c bus.Command) (map[string]any, error) {
+				started <- c.ID
+				select {
+				case err := <-finish:
+					return map[string]any{"copied": 3}, err
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			},
+		}
+	}).start()
+
+	// A task that takes its time holds up neither a hook nor another task.
+	h.send("t1", 1, "takeover", takeoverArgs)
+	h.expect("t1", bus.AckRunning)
+	if id := <-started; id != "t1" {
+		t.Fatalf("task started for %s", id)
+	}
+	h.send("h1", 1, "hold", nil)
+	h.expect("h1", bus.AckRunning)
+	f.release(t)
+	h.expect("h1", bus.AckDone)
+	h.send("t2", 1, "takeover", takeoverArgs)
+	h.expect("t2", bus.AckRunning)
+	if id := <-started; id != "t2" {
+		t.Fatalf("task started for %s", id)
+	}
+	if n := f.runs(t, "takeover"); n != 0 {
+		t.Fatalf("the takeover hook ran %d times before its task finished", n)
+	}
+
+	// A task that fails: its hook does not run.
+	finish <- errors.New("disk full")
+	failed := h.next()
+	if failed.ack.State != bus.AckFailed || failed.ack.Error != "disk full" {
+		t.Fatalf("ack %+v, want failed with the task's error", failed.ack)
+	}
+	// The other succeeds: the hook runs after it, given the task's result.
+	finish <- nil
+	done := h.next()
+	if done.ack.State != bus.AckDone {
+		t.Fatalf("ack %+v, want done", done.ack)
+	}
+	res, _ := done.ack.Result.(map[string]any)
+	steps, _ := res["steps"].([]any)
+	if res["copied"] != float64(3) || len(steps) != 1 {
+		t.Fatalf("result %#v: want the task's result with the hook's steps", done.ack.Result)
+	}
+	if n := f.runs(t, "takeover"); n != 1 {
+		t.Fatalf("the takeover hook ran %d times, want 1 (after the task that succeeded)", n)
+	}
+	// Duplicates are answered from the record, not run again.
+	h.send(failed.ack.ID, 1, "takeover", takeoverArgs)
+	h.expect(failed.ack.ID, bus.AckFailed)
+	select {
+	case id := <-started:
+		t.Fatalf("task ran again for duplicate %s", id)
+	default:
+	}
+}
+
+func TestTaskStoppedByShutdownRunsAgainWhenRedelivered(t *testing.T) {
+	f := newFixture(t)
+	st := f.openStore(t)
+	runs := 0
+	task := func(ctx context.Context, c bus.Command) (map[string]any, error) {
+		runs++
+		if runs == 1 {
+			<-ctx.Done() // stopped mid-copy
+			return nil, fmt.Errorf("copying: %w", ctx.Err())
+		}
+		return map[string]any{"run": runs}, nil
+	}
+	withTask := func(o *Options) { o.Tasks = map[string]Task{"copy": task} }
+
+	h := f.newHarness(t, st, withTask).start()
+	h.send("c1", 1, "copy", nil)
+	h.expect("c1", bus.AckRunning)
+	h.stop()
+	h.noMoreAcks()
+	if r, ok := h.a.Received("c1"); !ok || r.State != bus.AckRunning {
+		t.Fatalf("Received(c1) = %+v, %v after a stop mid-task; want running", r, ok)
+	}
+
+	h = f.newHarness(t, st, withTask).start()
+	h.send("c1", 1, "copy", nil)
+	h.expect("c1", bus.AckRunning)
+	done := h.expect("c1", bus.AckDone)
+	if res, _ := done.ack.Result.(map[string]any); res["run"] != float64(2) {
+		t.Fatalf("result %#v, want the second run's", done.ack.Result)
+	}
+}
