@@ -16,7 +16,10 @@
 //     then done or failed with the hook's result;
 //   - never blocks the bus callback: [Agent.Handle] decodes and queues,
 //     [Agent.Run] does the work, running hooks one at a time while it keeps
-//     answering duplicates.
+//     answering duplicates;
+//   - carries out a few verbs itself (Options.Tasks: the material copy),
+//     each command in a goroutine of its own, so a copy of hours holds up no
+//     takeover or configuration command.
 //
 // A command recorded as running that this process is not running was
 // interrupted mid-hook (the instance stopped or restarted). It never finished,
