@@ -53,6 +53,7 @@ type Site struct {
 	Drivers     map[string]Driver `yaml:"drivers"`
 	Failover    Failover          `yaml:"failover"`
 	Pools       map[string]Pool   `yaml:"pools"`
+	Copy        Copy              `yaml:"copy"` // how material is copied back to a restored member
 	// StateDir is where each instance keeps its state file (default: a
 	// folder .understudy beside site.yaml); run --state overrides it.
 	StateDir string `yaml:"state_dir"`
@@ -116,6 +117,10 @@ type Member struct {
 	// Probe, for a member that runs no understudy, checks it from the
 	// coordinator instead of heartbeats.
 	Probe *Probe `yaml:"probe"`
+	// MaterialServer is the address (host:port) where this instance serves
+	// its material folders, read-only, to the peer the coordinator
+	// authorises for a copy. Empty: it serves none.
+	MaterialServer string `yaml:"material_server"`
 
 	// Settings are the failover options with the site's and the defaults applied.
 	Settings FailoverSettings `yaml:"-"`
@@ -414,6 +419,7 @@ func (s *Site) validate() Errors {
 		}
 	}
 	s.validateTakeover(add, ids)
+	s.validateMaterial(add)
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 	return errs
 }

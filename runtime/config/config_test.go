@@ -307,3 +307,40 @@ drivers:
 		}
 	}
 }
+
+func TestMaterialSettingsAreChecked(t *testing.T) {
+	const site = `site: t
+coordinator: a
+copy: {%s}
+members:
+  - id: a
+  - id: sb
+    material_server: %s
+    duties: {material: [%s]}
+`
+	s, err := Parse("site.yaml", fmt.Appendf(nil, site, "limit_mbit: 400", "198.18.0.2:7902", "/srv/material"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CopySubfolder("rec-1") != "rec-1" || s.CopySettle() != DefaultCopySettle || s.CopyLimit() != 50_000_000 {
+		t.Errorf("copy defaults: subfolder %q, settle %v, limit %d B/s", s.CopySubfolder("rec-1"), s.CopySettle(), s.CopyLimit())
+	}
+	if s, err = Parse("site.yaml", fmt.Appendf(nil, site, `subfolder: "", settle: 5s`, "sb.local:7902", "/srv/material")); err != nil {
+		t.Fatal(err)
+	} else if s.CopySubfolder("rec-1") != "" || s.CopySettle() != 5*time.Second || s.CopyLimit() != 0 {
+		t.Errorf("copy settings: subfolder %q, settle %v, limit %d", s.CopySubfolder("rec-1"), s.CopySettle(), s.CopyLimit())
+	}
+	for _, tc := range []struct{ copy, server, material, want string }{
+		{"subfolder: ../x", "198.18.0.2:7902", "/srv/m", `site.yaml:3:19: copy.subfolder "../x": give a folder inside the material folders`},
+		{"limit_mbit: -1", "198.18.0.2:7902", "/srv/m", "site.yaml:3:20: copy.limit_mbit -1: 0 (no cap) or more"},
+		{"", "0.0.0.0:7902", "/srv/m", "site.yaml:7:22: material_server 0.0.0.0:7902: give the address peers reach"},
+		{"", "7902", "/srv/m", `material_server "7902": give the host:port`},
+		{"", "198.18.0.2:7902", "", "material_server: member sb has no duties.material folders to serve"},
+		{"", "198.18.0.2:7902", "srv/m", `site.yaml:8:25: duties.material: give the absolute path of a material folder, not "srv/m"`},
+	} {
+		_, err := Parse("site.yaml", fmt.Appendf(nil, site, tc.copy, tc.server, tc.material))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("copy {%s} server %s material [%s]:\n  error %v\n  want %q", tc.copy, tc.server, tc.material, err, tc.want)
+		}
+	}
+}
