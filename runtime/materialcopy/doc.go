@@ -24,4 +24,12 @@
 // mounted) or another instance's material server (Remote). An instance serves
 // its material folders read-only to an authorised peer with NewServer: bearer
 // token, paths confined to the named roots, HTTP Range for resuming.
+//
+// Grants serves them per copy instead: on one listener, each copy authorised
+// separately by the coordinator with a Grant of its own token and its own
+// roots (for example only the restored member's folder). A grant is forgotten
+// when its holder releases it (Release, once its copy is done) or after it
+// has been idle too long; a token with no live grant gets a 403 that
+// IsNotGranted recognises, which a copier retries for a while because the
+// grant may arrive after the copy command.
 package materialcopy
