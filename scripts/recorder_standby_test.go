@@ -41,10 +41,14 @@ members:
   - id: standby-1
     roles: [recorder]
     standby: true
+    material_server: 198.18.0.21:7902
+    duties: {material: [/srv/rec]}
     pool: recorders
   - id: standby-2
     roles: [recorder]
     standby: true
+    material_server: 198.18.0.22:7902
+    duties: {material: [/srv/rec]}
     pool: recorders
 `
 

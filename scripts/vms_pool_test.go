@@ -62,18 +62,24 @@ members:
   - id: fo-big
     roles: [recorder]
     standby: true
+    material_server: 198.18.0.10:7902
+    duties: {material: [/mnt/failover]}
     priority: 100
     pool: vms
     disk_layout: 8x16TB
   - id: fo-1
     roles: [recorder]
     standby: true
+    material_server: 198.18.0.11:7902
+    duties: {material: [/mnt/failover]}
     priority: 20
     pool: vms
     disk_layout: 4x8TB
   - id: fo-2
     roles: [recorder]
     standby: true
+    material_server: 198.18.0.12:7902
+    duties: {material: [/mnt/failover]}
     priority: 10
     pool: vms
     disk_layout: 4x8TB
@@ -357,7 +363,7 @@ func TestVMSARestartDuringTheFailbackCopyNeitherRepeatsTheCopyNorForgetsTheFailb
 	if got := strings.Join(v.ran("srv-1"), ","); got != "resume srv-1,copy srv-1" {
 		t.Fatalf("srv-1 ran %s, want the copy once", got)
 	}
-	if got := strings.Join(v.ran("fo-1"), ","); got != "takeover srv-1,release srv-1" {
+	if got := strings.Join(v.ran("fo-1"), ","); got != "takeover srv-1,material_grant srv-1,release srv-1" {
 		t.Fatalf("fo-1 ran %s", got)
 	}
 	if s, _ := v.coveredBy("srv-1"); s != "" {

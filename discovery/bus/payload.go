@@ -135,6 +135,40 @@ type Health struct {
 	Disks  []DiskHealth `json:"disks"`
 }
 
+// CopyProgress is the state of a material copy an instance runs for the
+// coordinator's action Action, published at most about once a second.
+type CopyProgress struct {
+	Action     string  `json:"action"`
+	Member     string  `json:"member"` // the instance copying (the restored member)
+	From       string  `json:"from"`   // where the material comes from
+	FilesDone  int     `json:"files_done"`
+	FilesTotal int     `json:"files_total"`
+	BytesDone  int64   `json:"bytes_done"`
+	BytesTotal int64   `json:"bytes_total"`
+	Rate       float64 `json:"rate"`  // bytes per second
+	ETA        float64 `json:"eta_s"` // seconds; 0 when unknown or done
+	Current    string  `json:"current,omitempty"`
+	Final      bool    `json:"final,omitempty"` // the copy has stopped (its result comes as the action's answer)
+}
+
+// DecodeCopyProgress parses and checks a copy progress report of member
+// topicMember.
+func DecodeCopyProgress(topicMember string, payload []byte) (CopyProgress, error) {
+	var p CopyProgress
+	if err := decodeLimited(payload, &p, 16<<10); err != nil {
+		return CopyProgress{}, err
+	}
+	switch {
+	case p.Member != topicMember:
+		return CopyProgress{}, fmt.Errorf("%w: payload says %q, topic %q", ErrWrongMember, p.Member, topicMember)
+	case !tokenRe.MatchString(p.Action):
+		return CopyProgress{}, fmt.Errorf("%w: action %q", ErrInvalid, p.Action)
+	case p.FilesDone < 0 || p.FilesTotal < 0 || p.BytesDone < 0 || p.BytesTotal < 0 || p.Rate < 0 || p.ETA < 0:
+		return CopyProgress{}, fmt.Errorf("%w: negative count", ErrInvalid)
+	}
+	return p, nil
+}
+
 // DiskHealth is one disk of a Health report.
 type DiskHealth struct {
 	Path  string `json:"path"`

@@ -59,6 +59,22 @@ func TestDecodePresence(t *testing.T) {
 	}
 }
 
+func TestDecodeCopyProgress(t *testing.T) {
+	p, err := DecodeCopyProgress("rec-1", []byte(`{"action":"main-ab.1.7","member":"rec-1","from":"sb","files_done":2,"files_total":5,"bytes_done":10,"bytes_total":50,"rate":5,"eta_s":8}`))
+	if err != nil || p.FilesTotal != 5 || p.ETA != 8 || p.From != "sb" {
+		t.Fatalf("decoded %+v, %v", p, err)
+	}
+	for _, bad := range []string{
+		`{"action":"main-ab.1.7","member":"rec-2"}`,                 // another member's topic
+		`{"action":"","member":"rec-1"}`,                            // no action
+		`{"action":"main-ab.1.7","member":"rec-1","bytes_done":-1}`, // negative
+	} {
+		if _, err := DecodeCopyProgress("rec-1", []byte(bad)); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
 func TestDropsCountEveryDropButLogOncePerSource(t *testing.T) {
 	var log bytes.Buffer
 	d := NewDrops(slog.New(slog.NewTextHandler(&log, nil)))

@@ -66,6 +66,12 @@ func (t Topics) AllAcks() string { return t.member("+", "ack") }
 // AllHealth subscribes to every instance's disk health.
 func (t Topics) AllHealth() string { return t.member("+", "health") }
 
+// Copy carries the progress of the material copies an instance runs.
+func (t Topics) Copy(id string) string { return t.member(id, "copy") }
+
+// AllCopies subscribes to every instance's copy progress.
+func (t Topics) AllCopies() string { return t.member("+", "copy") }
+
 // Takeover is the coordinator's retained takeover state.
 func (t Topics) Takeover() string { return "understudy/" + t.Site + "/takeover" }
 

@@ -208,6 +208,10 @@ const (
 	HookResume   = "resume"   // on a returned member: take its own duties again
 	HookCopy     = "copy"     // on a returned member: fetch the material recorded meanwhile
 	HookConfig   = "config"   // on any member: apply a newer configuration bundle
+	// VerbMaterialGrant, on a member with a material server: let the
+	// member named in the command read these folders, with this token, for
+	// one copy. The instance carries it out itself; it is not a hook.
+	VerbMaterialGrant = "material_grant"
 )
 
 // Step converts the hook to what the hook runner runs.

@@ -241,6 +241,7 @@ func (as *actions) commitBatch(extra func(*store.Tx) error) {
 func (as *actions) send(a *action) {
 	as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
 	as.e.record(Record{Type: "action_started", Fields: a.fields()})
+	as.e.copyStarted(a)
 	if a.Driver != "" {
 		as.queueLocal(a)
 		return
@@ -284,6 +285,9 @@ func (as *actions) Deliver(id string) {
 	if a.State == statePending {
 		as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
 		as.e.record(Record{Type: "action_started", Fields: a.fields()})
+		if !a.recovered {
+			as.e.copyStarted(&a)
+		}
 	}
 	as.sendDue()
 }
@@ -578,6 +582,7 @@ func (as *actions) finish(a *action, attempts int, took time.Duration, result an
 		as.e.log.Info("action done", "id", a.ID, "do", a.String(), "took", took.Round(time.Microsecond))
 	}
 	as.e.record(Record{Type: name, Fields: fields})
+	as.e.copyFinished(a, result, err)
 	if as.e.takeover != nil {
 		as.e.takeover.Result(a.ID, a.Error)
 	}

@@ -89,8 +89,9 @@ type Engine struct {
 	ownStore  string // temporary folder of a throw-away store
 	takeover  *takeover.Manager
 	timers    *namedTimers
-	broken    map[string]bool // members whose material disks have all failed
-	published string          // last takeover state published
+	broken    map[string]bool       // members whose material disks have all failed
+	copies    map[string]CopyStatus // material copies in progress, by action id
+	published string                // last takeover state published
 	probeStop context.CancelFunc
 	probeWG   *sync.WaitGroup
 
@@ -138,6 +139,7 @@ func New(opts Options) (*Engine, error) {
 	e.actions = newActions(e)
 	e.timers = newNamedTimers(e)
 	e.broken = map[string]bool{}
+	e.copies = map[string]CopyStatus{}
 	e.store = opts.Store
 	if e.store == nil {
 		dir, err := os.MkdirTemp("", "understudy-state-")

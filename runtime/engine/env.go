@@ -9,6 +9,7 @@ import (
 	"understudy/drivers"
 	"understudy/runtime/clock"
 	"understudy/runtime/policy"
+	"understudy/runtime/takeover"
 )
 
 // policyEnv is the engine as the policy sees it.
@@ -79,4 +80,11 @@ func (v policyEnv) RunHook(target, name string, args map[string]any, cause strin
 
 func (v policyEnv) Send(driver string, args map[string]any, cause string) (string, error) {
 	return v.e.actions.controlAction(driver, args, cause)
+}
+
+func (v policyEnv) CopyMissing(r takeover.CopyRequest) (string, error) {
+	if !v.e.opts.Coordinator {
+		return "", errors.New("copies are started by the coordinator only")
+	}
+	return v.e.copyMissing(r)
 }

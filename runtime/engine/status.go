@@ -18,6 +18,7 @@ type Status struct {
 	Drivers     []DriverStatus  `json:"drivers,omitempty"`
 	Policy      *PolicyStatus   `json:"policy,omitempty"`
 	Takeover    *TakeoverStatus `json:"takeover,omitempty"`
+	Copies      []CopyStatus    `json:"copies,omitempty"` // material copies in progress
 }
 
 // TakeoverStatus is the coordinator's takeover state, with grace countdowns.
@@ -75,6 +76,10 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	return st, err
 }
 
+// Snapshot returns the status at once: call it on the loop (e.g. through
+// Do), or between the steps of a simulation, which has no loop running.
+func (e *Engine) Snapshot() Status { return e.status() }
+
 func (e *Engine) status() Status {
 	st := Status{Site: e.site.Name, Self: e.opts.Self, Coordinator: e.opts.Coordinator}
 	for _, m := range e.table.All() {
@@ -105,5 +110,6 @@ func (e *Engine) status() Status {
 		}
 		st.Takeover = ts
 	}
+	st.Copies = e.copyStatus()
 	return st
 }

@@ -256,6 +256,10 @@ func (v siteView) Members() []takeover.Member {
 
 func (v siteView) Match(pool string) []string { return v.e.site.Pools[pool].Match }
 
+func (v siteView) CopyActions(r takeover.CopyRequest) ([]takeover.Action, error) {
+	return v.e.copyActions(r)
+}
+
 // Bundle is the duty bundle of a member: what a standby needs to become it,
 // given to its hooks as template data.
 func (v siteView) Bundle(member string) map[string]any {

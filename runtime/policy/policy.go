@@ -93,6 +93,8 @@ type Env interface {
 	// RunHook asks a member's instance to run one of its named hooks and
 	// returns the action's id.
 	RunHook(target, name string, args map[string]any, cause string) (string, error)
+	// CopyMissing starts a material copy and returns the copy action's id.
+	CopyMissing(takeover.CopyRequest) (string, error)
 }
 
 // TimerInfo is a pending named timer.

@@ -19,6 +19,7 @@ import (
 
 	"understudy/drivers"
 	"understudy/runtime/clock"
+	"understudy/runtime/takeover"
 )
 
 var epoch = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -119,6 +120,9 @@ func (e *testEnv) Send(driver string, args map[string]any, cause string) (string
 	return "s" + strconv.Itoa(len(e.sent)), nil
 }
 func (e *testEnv) RunHook(target, name string, args map[string]any, cause string) (string, error) {
+	return "", errors.New("no instances in this test")
+}
+func (e *testEnv) CopyMissing(takeover.CopyRequest) (string, error) {
 	return "", errors.New("no instances in this test")
 }
 

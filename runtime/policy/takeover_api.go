@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -31,6 +32,8 @@ func takeoverAPI() []Function {
 		{Name: "confirm", Params: "id: string", Doc: "Carries out a proposal (as the command:confirm event of an operator does).", fn: (*Policy).luaConfirm},
 		{Name: "reject", Params: "id: string", Doc: "Drops a proposal.", fn: (*Policy).luaReject},
 		{Name: "grace", Params: "member: Member|string", Returns: "number|nil", Doc: "Seconds left of the grace period of member's license-bound duties on its standby, or nil.", fn: (*Policy).luaGrace},
+		{Name: "copy_missing", Params: "opts: {member: Member|string, from?: Member|string, paths?: string[], since?: number, until?: number}", Returns: "string",
+			Doc: "Copies back to member the material it lacks or has incomplete, recorded between since and until (Unix seconds): from another member's material folders over its material_server, or from paths (folders mounted on member's machine). While member is covered, from and since default to its standby and the takeover; until defaults to now. Verified, resumable, never overwrites a differing file. Returns the copy's action id; copy_started, copy_progress, then copy_done (with the report) or copy_failed follow.", fn: (*Policy).luaCopyMissing},
 		{Name: "run", Params: "member: Member|string, hook: string, args?: table", Returns: "string",
 			Doc: "Asks member's instance to run its hook of this name (hooks: in site.yaml) with args as template data; returns the action id. The result comes back as action_done or action_failed.", fn: (*Policy).luaRun},
 	}
@@ -396,6 +399,51 @@ func (p *Policy) luaRun(L *lua.LState) int {
 	id, err := p.env.RunHook(member, hook, args, p.cause(L))
 	if err != nil {
 		L.RaiseError("run %s on %s: %v", hook, member, err)
+	}
+	L.Push(lua.LString(id))
+	return 1
+}
+
+func (p *Policy) luaCopyMissing(L *lua.LState) int {
+	p.takeovers(L) // the coordinator's only
+	opts := L.CheckTable(1)
+	req := takeover.CopyRequest{Cause: p.cause(L)}
+	L.Push(opts.RawGetString("member"))
+	req.Member = memberArg(L, L.GetTop())
+	L.Pop(1)
+	if v := opts.RawGetString("from"); v != lua.LNil {
+		L.Push(v)
+		req.From = memberArg(L, L.GetTop())
+		L.Pop(1)
+	}
+	switch v := opts.RawGetString("paths").(type) {
+	case *lua.LNilType:
+	case *lua.LTable:
+		v.ForEach(func(_, p lua.LValue) {
+			s, ok := p.(lua.LString)
+			if !ok || s == "" {
+				L.ArgError(1, "paths: want a list of folder paths")
+			}
+			req.Paths = append(req.Paths, string(s))
+		})
+	default:
+		L.ArgError(1, "paths: want a list of folder paths")
+	}
+	if req.From != "" && len(req.Paths) > 0 {
+		L.ArgError(1, "give from or paths, not both")
+	}
+	for key, t := range map[string]*time.Time{"since": &req.Since, "until": &req.Until} {
+		switch v := opts.RawGetString(key).(type) {
+		case *lua.LNilType:
+		case lua.LNumber:
+			*t = time.Unix(0, int64(float64(v)*1e9))
+		default:
+			L.ArgError(1, key+": want Unix seconds (a number), like ev.at or us.now()")
+		}
+	}
+	id, err := p.env.CopyMissing(req)
+	if err != nil {
+		L.RaiseError("copy_missing for %s: %v", req.Member, err)
 	}
 	L.Push(lua.LString(id))
 	return 1

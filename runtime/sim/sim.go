@@ -49,6 +49,7 @@ type Reply struct {
 	Delay  time.Duration
 	Fail   string
 	Silent bool
+	Result any // the command's result (a copy's report, a hook's steps)
 }
 
 // Options configure a harness.
@@ -232,7 +233,7 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 	h.Engine.Ack(m.received[cmd.ID])
 	m.ran = append(m.ran, cmd)
 	h.Clock.AfterFunc(reply.Delay, func() {
-		ack := bus.Ack{ID: cmd.ID, Epoch: cmd.Epoch, Member: id, State: bus.AckDone}
+		ack := bus.Ack{ID: cmd.ID, Epoch: cmd.Epoch, Member: id, State: bus.AckDone, Result: reply.Result}
 		if reply.Fail != "" {
 			ack.State, ack.Error = bus.AckFailed, reply.Fail
 		}

@@ -60,6 +60,22 @@ type Site interface {
 	Match(pool string) []string
 	// Bundle is the duty bundle a standby receives to take over member.
 	Bundle(member string) map[string]any
+	// CopyActions are the actions of a material copy: the last one copies,
+	// those before it prepare it (authorise the restored member to read the
+	// standby's material).
+	CopyActions(CopyRequest) ([]Action, error)
+}
+
+// CopyRequest asks for material recorded meanwhile to be copied back to
+// Member: the files modified between Since and Until in From's material
+// folders, or in Paths.
+type CopyRequest struct {
+	Member string
+	From   string   // the member whose material is copied (over its material server)
+	Paths  []string // instead: folders, as Member's machine sees them (mounted), to copy from
+	Since  time.Time
+	Until  time.Time
+	Cause  string
 }
 
 // Action is a command to the instance of a member: run the hook named Verb.
@@ -790,15 +806,16 @@ func (m *Manager) afterReady(c *Coverage) (Outcome, error) {
 		c.ReadyAt = m.opts.Clock.Now()
 	}
 	if target.Settings.CopyMaterial {
-		args := m.opts.Site.Bundle(c.Member)
-		args["member"] = c.Member
-		args["from"] = c.Standby
-		args["since"] = c.Since.UTC().Format(time.RFC3339)
-		args["until"] = c.ReadyAt.UTC().Format(time.RFC3339)
-		if err := m.send(c, PhaseCopying, Action{Target: c.Member, Verb: config.HookCopy, Args: args, Cause: "material copy for " + c.Member}, true); err != nil {
-			return Outcome{}, err
+		actions, err := m.opts.Site.CopyActions(CopyRequest{Member: c.Member, From: c.Standby, Since: c.Since, Until: c.ReadyAt, Cause: "material copy for " + c.Member})
+		if err != nil {
+			return Outcome{}, fmt.Errorf("material copy: %w", err)
 		}
-		m.opts.Emit(Event{Name: "copy_started", Member: c.Member, Fields: map[string]any{"from": c.Standby, "since": c.Since, "until": c.ReadyAt}})
+		for i, a := range actions {
+			last := i == len(actions)-1
+			if err := m.send(c, PhaseCopying, a, last); err != nil {
+				return Outcome{}, err
+			}
+		}
 		return Outcome{Status: FailingBack, Member: c.Member, Standby: c.Standby}, nil
 	}
 	return m.release(c)
@@ -848,15 +865,19 @@ func (m *Manager) Result(id string, errText string) bool {
 		}
 		m.opts.Emit(Event{Name: "member_ready", Member: c.Member, Fields: map[string]any{"standby": c.Standby}})
 		if _, err := m.afterReady(c); err != nil {
-			m.backToCovering(c, "resume", err.Error())
+			step := "release"
+			if target, _ := m.opts.Site.Member(c.Member); target.Settings.CopyMaterial {
+				step = "copy"
+			}
+			m.backToCovering(c, step, err.Error())
 		}
 	case PhaseCopying:
+		// copy_done and copy_failed, with the copy's report, come from
+		// whoever carries out copies (as for any copy, not only failbacks).
 		if failed {
-			m.opts.Emit(Event{Name: "copy_failed", Member: c.Member, Fields: map[string]any{"from": c.Standby, "error": errText}})
 			m.backToCovering(c, "copy", errText)
 			return true
 		}
-		m.opts.Emit(Event{Name: "copy_done", Member: c.Member, Fields: map[string]any{"from": c.Standby}})
 		if _, err := m.release(c); err != nil {
 			m.backToCovering(c, "release", err.Error())
 		}

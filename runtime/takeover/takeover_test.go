@@ -63,6 +63,17 @@ func (s *testSite) Bundle(member string) map[string]any {
 	return map[string]any{"duties": "duties of " + member, "outputs": []any{1, 2}}
 }
 
+// CopyActions authorises the member at the standby, then copies.
+func (s *testSite) CopyActions(r CopyRequest) ([]Action, error) {
+	return []Action{
+		{Target: r.From, Verb: "grant", Args: map[string]any{"member": r.Member}, Cause: r.Cause},
+		{Target: r.Member, Verb: config.HookCopy, Cause: r.Cause, Args: map[string]any{
+			"member": r.Member, "from": r.From,
+			"since": r.Since.UTC().Format(time.RFC3339), "until": r.Until.UTC().Format(time.RFC3339),
+		}},
+	}, nil
+}
+
 // testActions records actions in the store transaction (bucket test_actions)
 // and keeps the delivered ones.
 const actionsBucket = "test_actions"
@@ -1000,11 +1011,11 @@ func TestFailbackWaitReadyWithCopy(t *testing.T) {
 
 	h.advance(time.Minute)
 	h.result(resume.ID, "")
-	evs := h.expectEvents("member_ready:rec1", "copy_started:rec1")
-	if evs[0].Fields["standby"] != "sb1" || evs[1].Fields["from"] != "sb1" {
-		t.Fatalf("fields = %v, %v", evs[0].Fields, evs[1].Fields)
+	evs := h.expectEvents("member_ready:rec1")
+	if evs[0].Fields["standby"] != "sb1" {
+		t.Fatalf("fields = %v", evs[0].Fields)
 	}
-	cp := h.expectSent("copy>rec1")[0]
+	cp := h.expectSent("grant>sb1", "copy>rec1")[1]
 	want := map[string]any{
 		"member": "rec1", "from": "sb1",
 		"since": t0.Format(time.RFC3339), "until": t0.Add(11 * time.Minute).Format(time.RFC3339),
@@ -1024,9 +1035,6 @@ func TestFailbackWaitReadyWithCopy(t *testing.T) {
 
 	h.advance(time.Minute)
 	h.result(cp.ID, "")
-	if ev := h.expectEvents("copy_done:rec1")[0]; ev.Fields["from"] != "sb1" {
-		t.Fatalf("copy_done fields = %v", ev.Fields)
-	}
 	rel := h.expectSent("release>sb1")[0]
 	if rel.Args["member"] != "rec1" || rel.Args["standby"] != "sb1" {
 		t.Fatalf("release args = %v", rel.Args)
@@ -1088,11 +1096,11 @@ func TestFailbackWithoutWaitReady(t *testing.T) {
 		h := coveredHarness(t, config.FailoverSettings{CopyMaterial: true})
 		h.site.set("rec1", "alive")
 		h.m.Failback("rec1", "back")
-		sent := h.expectSent("resume>rec1", "copy>rec1")
+		sent := h.expectSent("resume>rec1", "grant>sb1", "copy>rec1")
 		if h.phase("rec1") != PhaseCopying {
 			t.Fatalf("phase = %s", h.phase("rec1"))
 		}
-		h.result(sent[1].ID, "")
+		h.result(sent[2].ID, "")
 		h.expectSent("release>sb1")
 	})
 }
@@ -1106,7 +1114,7 @@ func TestFailbackStepFails(t *testing.T) {
 			failed := h.expectSent("resume>rec1")[0]
 			if step != "resume" {
 				h.result(failed.ID, "")
-				failed = h.expectSent("copy>rec1")[0]
+				failed = h.expectSent("grant>sb1", "copy>rec1")[1]
 			}
 			if step == "release" {
 				h.result(failed.ID, "")
@@ -1114,11 +1122,7 @@ func TestFailbackStepFails(t *testing.T) {
 			}
 			h.takeEvents()
 			h.result(failed.ID, "disk full")
-			want := []string{"failback_failed:rec1"}
-			if step == "copy" {
-				want = []string{"copy_failed:rec1", "failback_failed:rec1"}
-			}
-			evs := h.expectEvents(want...)
+			evs := h.expectEvents("failback_failed:rec1")
 			ev := evs[len(evs)-1]
 			if ev.Fields["step"] != step || ev.Fields["error"] != "disk full" || ev.Fields["standby"] != "sb1" {
 				t.Fatalf("failback_failed fields = %v", ev.Fields)
@@ -1149,7 +1153,7 @@ func TestMemberLostDuringFailback(t *testing.T) {
 			pending := h.expectSent("resume>rec1")[0]
 			if phase == PhaseCopying {
 				h.result(pending.ID, "")
-				pending = h.expectSent("copy>rec1")[0]
+				pending = h.expectSent("grant>sb1", "copy>rec1")[1]
 			}
 			if h.phase("rec1") != phase {
 				t.Fatalf("phase = %s, want %s", h.phase("rec1"), phase)

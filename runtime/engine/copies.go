@@ -1,0 +1,240 @@
+package engine
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"understudy/discovery/bus"
+	"understudy/runtime/config"
+	"understudy/runtime/policy"
+	"understudy/runtime/takeover"
+)
+
+// A material copy is two actions: a grant to the member whose material is
+// copied (its instance lets the restored member read the folders it recorded
+// for it, with a token made for this copy), and the copy itself on the
+// restored member's instance, which fetches what it lacks from the other's
+// material server. With paths (folders mounted on the restored member's
+// machine) the copy is the only action. Either way the copy action's args
+// carry "roots": [{url or path, dest}], and the restored member's own copy
+// hook, if any, runs after the built-in copy.
+
+// CopyStatus is a copy in progress as /status shows it.
+type CopyStatus struct {
+	bus.CopyProgress
+	Since time.Time `json:"since"` // when the first report came
+}
+
+// copyActions are the actions of a material copy (takeover.Site).
+func (e *Engine) copyActions(req takeover.CopyRequest) ([]takeover.Action, error) {
+	dest, ok := e.site.Member(req.Member)
+	if !ok {
+		return nil, fmt.Errorf("no member %q", req.Member)
+	}
+	args := siteView{e}.Bundle(req.Member)
+	args["member"] = req.Member
+	args["since"], args["until"] = rfc3339(req.Since), rfc3339(req.Until)
+	args["settle_s"] = e.site.CopySettle().Seconds()
+	args["limit_bps"] = e.site.CopyLimit()
+	copyAction := takeover.Action{Target: req.Member, Verb: config.HookCopy, Args: args, Cause: req.Cause}
+	_, hasHook := dest.Hooks[config.HookCopy]
+	destFolder := func(i int) string {
+		if i < len(dest.Duties.Material) {
+			return dest.Duties.Material[i]
+		}
+		return dest.Duties.Material[0]
+	}
+
+	if len(req.Paths) > 0 {
+		if len(dest.Duties.Material) == 0 {
+			return nil, fmt.Errorf("%s has no duties.material folders to copy to", req.Member)
+		}
+		roots := make([]any, len(req.Paths))
+		for i, p := range req.Paths {
+			if !filepath.IsAbs(p) {
+				return nil, fmt.Errorf("copy from %q: give the absolute path of a folder on %s", p, req.Member)
+			}
+			roots[i] = map[string]any{"path": p, "dest": destFolder(i)}
+		}
+		args["from"], args["roots"] = strings.Join(req.Paths, ", "), roots
+		return []takeover.Action{copyAction}, nil
+	}
+
+	src, ok := e.site.Member(req.From)
+	switch {
+	case req.From == "":
+		return nil, errors.New("say where the material comes from: a member (from) or folders (paths)")
+	case !ok:
+		return nil, fmt.Errorf("no member %q to copy from", req.From)
+	}
+	args["from"] = req.From
+	if src.MaterialServer == "" || len(src.Duties.Material) == 0 {
+		if hasHook {
+			return []takeover.Action{copyAction}, nil // the member's copy hook fetches it
+		}
+		return nil, fmt.Errorf("%s has no material_server to copy from, and %s has no copy hook", req.From, req.Member)
+	}
+	if len(dest.Duties.Material) == 0 {
+		return nil, fmt.Errorf("%s has no duties.material folders to copy to", req.Member)
+	}
+	token := copyToken()
+	sub := e.site.CopySubfolder(req.Member)
+	granted := map[string]any{}
+	roots := make([]any, len(src.Duties.Material))
+	for i, folder := range src.Duties.Material {
+		name := strconv.Itoa(i + 1)
+		granted[name] = filepath.Join(folder, sub)
+		u := url.URL{Scheme: "http", Host: src.MaterialServer, Path: "/material", RawQuery: url.Values{"root": {name}}.Encode()}
+		roots[i] = map[string]any{"url": u.String(), "dest": destFolder(i)}
+	}
+	args["token"], args["roots"] = token, roots
+	grant := takeover.Action{Target: req.From, Verb: config.VerbMaterialGrant, Cause: req.Cause,
+		Args: map[string]any{"member": req.Member, "token": token, "roots": granted}}
+	return []takeover.Action{grant, copyAction}, nil
+}
+
+// copyMissing starts a copy asked for by the policy and returns the copy
+// action's id. While the member is covered (or failing back), the standby
+// and the start of the coverage are the defaults of From and Since.
+func (e *Engine) copyMissing(req takeover.CopyRequest) (string, error) {
+	if e.takeover != nil {
+		if c, ok := e.takeover.Covered(req.Member); ok {
+			if req.From == "" && len(req.Paths) == 0 {
+				req.From = c.Standby
+			}
+			if req.Since.IsZero() {
+				req.Since = c.Since
+			}
+		}
+	}
+	if req.Since.IsZero() {
+		return "", fmt.Errorf("%s is not covered: say since when its material is missing (since)", req.Member)
+	}
+	if req.Until.IsZero() {
+		req.Until = e.clock.Now()
+	}
+	if !req.Until.After(req.Since) {
+		return "", fmt.Errorf("until (%s) is not after since (%s)", rfc3339(req.Until), rfc3339(req.Since))
+	}
+	acts, err := e.copyActions(req)
+	if err != nil {
+		return "", err
+	}
+	var id string
+	for _, t := range acts {
+		if id, err = e.actions.add(&action{Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause}); err != nil {
+			return "", err
+		}
+	}
+	return id, nil
+}
+
+// copyToken is a new random token for one copy.
+func copyToken() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// isCopy says whether a is a material copy.
+func (a *action) isCopy() bool { return a.Target != "" && a.Verb == config.HookCopy }
+
+// copyFields are the fields of a copy's events.
+func (a *action) copyFields() map[string]any {
+	return map[string]any{"action": a.ID, "member": a.Args["member"], "from": a.Args["from"],
+		"since": a.Args["since"], "until": a.Args["until"]}
+}
+
+// copyEvent reports a copy event to the record stream and the policy.
+// Progress is not kept for redelivery: the next report supersedes it.
+func (e *Engine) copyEvent(name string, a *action, fields map[string]any) {
+	member, _ := a.Args["member"].(string)
+	e.record(Record{Type: name, Member: member, Fields: fields})
+	ev := policy.Event{Name: name, At: e.clock.Now(), Fields: fields}
+	if member != "" && e.table.Known(member) {
+		m := e.policyMember(member)
+		ev.Member = &m
+	}
+	if name == "copy_progress" {
+		e.dispatch(ev)
+		return
+	}
+	e.deliverOnce(ev, nil)
+}
+
+// copyStarted reports a copy sent for the first time.
+func (e *Engine) copyStarted(a *action) {
+	if a.isCopy() {
+		e.log.Info("material copy started", "member", a.Args["member"], "from", a.Args["from"], "since", a.Args["since"], "until", a.Args["until"], "action", a.ID)
+		e.copyEvent("copy_started", a, a.copyFields())
+	}
+}
+
+// copyFinished reports a copy's result: copy_done with the report, or
+// copy_failed with the error (and the report as far as it got).
+func (e *Engine) copyFinished(a *action, result any, err error) {
+	if !a.isCopy() {
+		return
+	}
+	delete(e.copies, a.ID)
+	fields := a.copyFields()
+	if r, ok := result.(map[string]any); ok {
+		for k, v := range r {
+			if _, taken := fields[k]; !taken {
+				fields[k] = v
+			}
+		}
+	}
+	if err != nil {
+		fields["error"] = err.Error()
+		e.copyEvent("copy_failed", a, fields)
+		return
+	}
+	e.copyEvent("copy_done", a, fields)
+}
+
+// CopyProgress feeds an instance's report on a copy it runs. Any goroutine.
+func (e *Engine) CopyProgress(p bus.CopyProgress) {
+	e.Post(func() {
+		f, ok := e.actions.remote[p.Action]
+		if !ok || !f.a.isCopy() || f.a.Target != p.Member {
+			return // not a copy we wait for (finished already, or another coordinator's)
+		}
+		cs, seen := e.copies[p.Action]
+		if !seen {
+			cs.Since = e.clock.Now()
+		}
+		cs.CopyProgress = p
+		e.copies[p.Action] = cs
+		fields := f.a.copyFields()
+		fields["files_done"], fields["files_total"] = p.FilesDone, p.FilesTotal
+		fields["bytes_done"], fields["bytes_total"] = p.BytesDone, p.BytesTotal
+		fields["rate"], fields["eta_s"] = p.Rate, p.ETA
+		e.copyEvent("copy_progress", f.a, fields)
+	})
+}
+
+// copyStatus lists the copies in progress.
+func (e *Engine) copyStatus() []CopyStatus {
+	var out []CopyStatus
+	for _, id := range slices.Sorted(maps.Keys(e.copies)) {
+		out = append(out, e.copies[id])
+	}
+	return out
+}

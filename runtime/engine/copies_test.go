@@ -1,0 +1,225 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"understudy/discovery/bus"
+	"understudy/runtime/config"
+	"understudy/runtime/sim"
+	"understudy/runtime/store"
+)
+
+const copySite = `site: t
+coordinator: c
+heartbeat: {interval: 1s, lost_after: 3s, startup_grace: 5s}
+policy: {file: policy.lua}
+copy: {limit_mbit: 80, settle: 10s}
+failover: {copy_material: true, failback_delay: 1m}
+members:
+  - id: c
+  - id: rec
+    pool: p
+    duties: {material: [/srv/rec/a, /srv/rec/b]}
+  - id: sb
+    standby: true
+    pool: p
+    material_server: 198.18.0.3:7902
+    duties: {material: [/srv/sb]}
+  - id: old
+    hooks:
+      copy: [{exec: [/bin/true]}]
+`
+
+func newCopySite(t *testing.T, policy string) *sim.Harness {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(policy), 0o644)
+	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(copySite), 0o644)
+	site, err := config.Load(filepath.Join(dir, "site.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "state.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h, err := sim.New(site, sim.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Stop)
+	for _, id := range site.MemberIDs() {
+		h.Up(id)
+	}
+	h.Advance(time.Second)
+	return h
+}
+
+// lastRan is the member's last command of verb.
+func lastRan(t *testing.T, h *sim.Harness, member, verb string) bus.Command {
+	t.Helper()
+	ran := h.Ran(member)
+	for i := len(ran) - 1; i >= 0; i-- {
+		if ran[i].Verb == verb {
+			return ran[i]
+		}
+	}
+	t.Fatalf("%s ran no %s command (ran %+v)", member, verb, ran)
+	return bus.Command{}
+}
+
+func TestCopyMissingGrantsTheSourceAndCopiesToTheMember(t *testing.T) {
+	h := newCopySite(t, `local us = require "understudy"
+us.on("go", function(ev)
+  id = us.copy_missing{member = "rec", from = "sb", since = ev.since}
+end)
+us.on("mounted", function(ev)
+  us.copy_missing{member = "rec", paths = {"/mnt/sb/rec"}, since = ev.since}
+end)
+us.on("bad", function(ev) us.copy_missing{member = "rec", from = "old", since = ev.since} end)
+us.on("copy_started", function(ev) started = ev.from end)
+us.on("copy_progress", function(ev) us.log.info("progress", {done = ev.bytes_done, total = ev.bytes_total}) end)
+us.on("copy_done", function(ev) us.run("c", "note", {copied = ev.copied, action = ev.action}) end)
+`)
+	h.Agent("rec", func(c bus.Command) sim.Reply {
+		if c.Verb == config.HookCopy {
+			return sim.Reply{Delay: time.Minute, Result: map[string]any{"copied": 7, "bytes": 1024, "summary": "7 copied"}}
+		}
+		return sim.Reply{}
+	})
+	since := h.Clock.Now().Add(-2 * time.Hour)
+	h.Engine.Emit("go", map[string]any{"since": float64(since.Unix())})
+	h.Advance(time.Second)
+
+	grant := lastRan(t, h, "sb", config.VerbMaterialGrant)
+	roots, _ := grant.Args["roots"].(map[string]any)
+	if grant.Args["member"] != "rec" || roots["1"] != "/srv/sb/rec" || len(roots) != 1 {
+		t.Fatalf("grant args = %v: want rec to read the standby's folder for it", grant.Args)
+	}
+	cp := lastRan(t, h, "rec", config.HookCopy)
+	token, _ := grant.Args["token"].(string)
+	if len(token) < 32 || cp.Args["token"] != token {
+		t.Fatalf("copy token %v, grant token %q: want the same, long token", cp.Args["token"], token)
+	}
+	croots, _ := cp.Args["roots"].([]any)
+	if len(croots) != 1 {
+		t.Fatalf("copy roots = %v", cp.Args["roots"])
+	}
+	r0 := croots[0].(map[string]any)
+	u, _ := url.Parse(r0["url"].(string))
+	if u.Host != "198.18.0.3:7902" || u.Path != "/material" || u.Query().Get("root") != "1" || r0["dest"] != "/srv/rec/a" {
+		t.Fatalf("copy root = %v", r0)
+	}
+	if cp.Args["since"] != since.UTC().Format(time.RFC3339) || cp.Args["from"] != "sb" || cp.Args["limit_bps"] != float64(10_000_000) || cp.Args["settle_s"] != float64(10) {
+		t.Fatalf("copy args = %v", cp.Args)
+	}
+	if s := records(h, "copy_started"); len(s) != 1 || s[0].Fields["from"] != "sb" || s[0].Member != "rec" {
+		t.Fatalf("copy_started = %+v", s)
+	}
+	for _, r := range h.Records() {
+		if strings.Contains(fmt.Sprint(r.Fields), token) {
+			t.Fatalf("the token leaked into record %s: %v", r.Type, r.Fields)
+		}
+	}
+
+	// Progress reaches the policy and the status; a report about an action
+	// nobody waits for is ignored.
+	h.Engine.CopyProgress(bus.CopyProgress{Action: cp.ID, Member: "rec", From: "sb", BytesDone: 512, BytesTotal: 1024, FilesTotal: 7})
+	h.Engine.CopyProgress(bus.CopyProgress{Action: "c-x.1.99", Member: "rec"})
+	h.Engine.CopyProgress(bus.CopyProgress{Action: cp.ID, Member: "sb"})
+	h.Engine.RunPending()
+	if p := records(h, "copy_progress"); len(p) != 1 || p[0].Fields["bytes_done"] != int64(512) {
+		t.Fatalf("copy_progress = %+v", p)
+	}
+	if st := h.Engine.Snapshot(); len(st.Copies) != 1 || st.Copies[0].Action != cp.ID || st.Copies[0].BytesDone != 512 {
+		t.Fatalf("status copies = %+v", st.Copies)
+	}
+
+	h.Advance(time.Minute)
+	done := records(h, "copy_done")
+	if len(done) != 1 || fmt.Sprint(done[0].Fields["copied"]) != "7" || done[0].Fields["summary"] != "7 copied" {
+		t.Fatalf("copy_done = %+v", done)
+	}
+	if note := lastRan(t, h, "c", "note"); note.Args["action"] != cp.ID {
+		t.Fatalf("the policy's copy_done handler got %v", note.Args)
+	}
+	if st := h.Engine.Snapshot(); len(st.Copies) != 0 {
+		t.Fatalf("status still lists copies: %+v", st.Copies)
+	}
+
+	// Folders mounted on the member's machine: no grant, paths as roots.
+	grants := len(h.Ran("sb"))
+	h.Engine.Emit("mounted", map[string]any{"since": float64(since.Unix())})
+	h.Advance(time.Second)
+	cp = lastRan(t, h, "rec", config.HookCopy)
+	r0 = cp.Args["roots"].([]any)[0].(map[string]any)
+	if r0["path"] != "/mnt/sb/rec" || r0["dest"] != "/srv/rec/a" || cp.Args["token"] != nil || len(h.Ran("sb")) != grants {
+		t.Fatalf("mounted copy args = %v", cp.Args)
+	}
+
+	// A source with no material server and a member with no copy hook: a
+	// clear error naming the policy line.
+	h.Engine.Emit("bad", map[string]any{"since": float64(since.Unix())})
+	h.Engine.RunPending()
+	errs := records(h, "policy_error")
+	if len(errs) != 1 || !strings.Contains(errs[0].Fields["error"].(string), "policy.lua:8: copy_missing for rec: old has no material_server to copy from, and rec has no copy hook") {
+		t.Fatalf("policy errors = %+v", errs)
+	}
+}
+
+func TestFailbackCopiesTheCoveredPeriodBeforeTheRelease(t *testing.T) {
+	h := newCopySite(t, `local us = require "understudy"
+us.on("member_lost", function(ev) if ev.member.id == "rec" then us.takeover(ev.member, "sb") end end)
+us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(ev.member) end end)
+`)
+	failures := 1
+	h.Agent("rec", func(c bus.Command) sim.Reply {
+		if c.Verb == config.HookCopy && failures > 0 {
+			failures--
+			return sim.Reply{Delay: time.Second, Fail: "copying 2024-05-01/cam1.mp4: no space left on device"}
+		}
+		return sim.Reply{}
+	})
+	t0 := h.Clock.Now()
+	h.Crash("rec")
+	h.Advance(5 * time.Second)
+	c, ok := h.Engine.Takeover().Covered("rec")
+	if !ok {
+		t.Fatal("rec is not covered")
+	}
+	h.Up("rec")
+	h.Advance(10 * time.Second)
+	if f := records(h, "copy_failed"); len(f) != 1 || !strings.Contains(f[0].Fields["error"].(string), "no space left") {
+		t.Fatalf("copy_failed = %+v", f)
+	}
+	if c, _ := h.Engine.Takeover().Covered("rec"); c.Phase != "covering" {
+		t.Fatalf("after a failed copy the standby must keep covering; phase %s", c.Phase)
+	}
+	// Trying again copies the same period and then releases the standby.
+	h.Engine.Emit("member_restored", map[string]any{})
+	if _, err := h.Engine.Takeover().Failback("rec", "again"); err != nil {
+		t.Fatal(err)
+	}
+	h.Advance(10 * time.Second)
+	cp := lastRan(t, h, "rec", config.HookCopy)
+	if cp.Args["since"] != c.Since.UTC().Format(time.RFC3339) || cp.Args["from"] != "sb" || cp.Args["token"] == nil {
+		t.Fatalf("copy args = %v (coverage since %v, crash at %v)", cp.Args, c.Since, t0)
+	}
+	if g := lastRan(t, h, "sb", config.VerbMaterialGrant); g.Args["token"] != cp.Args["token"] {
+		t.Fatalf("grant %v does not match the copy", g.Args)
+	}
+	if len(records(h, "copy_done")) != 1 || len(records(h, "failback_done")) != 1 {
+		t.Fatalf("copy_done %d, failback_done %d", len(records(h, "copy_done")), len(records(h, "failback_done")))
+	}
+}
