@@ -145,11 +145,13 @@ func copyToken() string {
 	return hex.EncodeToString(b)
 }
 
+// rfc3339 formats t to the nanosecond: a window cut to whole seconds
+// would leave out the files of its last second.
 func rfc3339(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(time.RFC3339)
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // isCopy says whether a is a material copy.

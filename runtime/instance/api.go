@@ -8,13 +8,21 @@ import (
 	"time"
 
 	"understudy/runtime/engine"
+	"understudy/runtime/materialcopy"
 )
 
 // Status is what GET /status returns.
 type Status struct {
 	engine.Status
-	Bus   BusStatus  `json:"bus"`
-	Peers []PeerInfo `json:"peers"`
+	Bus      BusStatus       `json:"bus"`
+	Peers    []PeerInfo      `json:"peers"`
+	Material *MaterialStatus `json:"material,omitempty"`
+}
+
+// MaterialStatus is this instance's material server and who may read it.
+type MaterialStatus struct {
+	Server string                   `json:"server"`
+	Grants []materialcopy.GrantInfo `json:"grants"`
 }
 
 // BusStatus describes this instance's bus connection.
@@ -77,6 +85,9 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 		st.Peers = append(st.Peers, PeerInfo{Member: id, Address: e.HostPort(), Roles: e.TXT["roles"]})
 	}
 	inst.mu.Unlock()
+	if inst.grants != nil {
+		st.Material = &MaterialStatus{Server: "http://" + inst.material.Addr().String() + "/material", Grants: inst.grants.List()}
+	}
 	sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].Member < st.Peers[j].Member })
 	return st, nil
 }

@@ -30,6 +30,7 @@ import (
 	"understudy/runtime/diskhealth"
 	"understudy/runtime/engine"
 	"understudy/runtime/hooks"
+	"understudy/runtime/materialcopy"
 	"understudy/runtime/policy"
 	"understudy/runtime/store"
 )
@@ -63,18 +64,21 @@ type Options struct {
 
 // Instance is a running instance.
 type Instance struct {
-	opts   Options
-	site   *config.Site
-	member *config.Member
-	log    *slog.Logger
-	engine *engine.Engine
-	bus    atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
-	drops  *bus.Drops
-	api    net.Listener
-	store  *store.Store
-	agent  *agent.Agent
-	config *configsync.Sync       // nil when the member has no configuration bundle
-	health atomic.Pointer[[]byte] // last disk health report, published again on reconnect
+	opts     Options
+	site     *config.Site
+	member   *config.Member
+	log      *slog.Logger
+	engine   *engine.Engine
+	bus      atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
+	drops    *bus.Drops
+	api      net.Listener
+	store    *store.Store
+	agent    *agent.Agent
+	config   *configsync.Sync       // nil when the member has no configuration bundle
+	health   atomic.Pointer[[]byte] // last disk health report, published again on reconnect
+	grants   *materialcopy.Grants   // nil when the member serves no material
+	material net.Listener           // the material server's listener, or nil
+	copying  chan struct{}          // holds a token while a material copy runs
 
 	mu     sync.Mutex // guards what the status API reads
 	busURL string
@@ -104,7 +108,7 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 	if opts.PolicyPoll == 0 {
 		opts.PolicyPoll = time.Second
 	}
-	inst := &Instance{opts: opts, site: site, member: member, log: opts.Logger, peers: map[string]mdns.Entry{}}
+	inst := &Instance{opts: opts, site: site, member: member, log: opts.Logger, peers: map[string]mdns.Entry{}, copying: make(chan struct{}, 1)}
 	inst.drops = bus.NewDrops(inst.log)
 	coordinator := site.Coordinator == opts.Self
 
@@ -135,13 +139,21 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 			},
 		})
 	}
-	inst.agent, err = agent.New(agent.Options{Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log.With("component", "agent"), Builtin: inst.builtinSteps})
+	inst.agent, err = agent.New(agent.Options{
+		Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log.With("component", "agent"),
+		Builtin: inst.builtinSteps, Tasks: inst.materialTasks(),
+	})
 	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if inst.material, err = inst.startMaterialServer(); err != nil {
 		st.Close()
 		return nil, err
 	}
 	api, err := net.Listen("tcp", member.API)
 	if err != nil {
+		inst.closeMaterial()
 		st.Close()
 		return nil, fmt.Errorf("status API on %s: %w", member.API, err)
 	}
@@ -153,10 +165,17 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 	})
 	if err != nil {
 		api.Close()
+		inst.closeMaterial()
 		st.Close()
 		return nil, err
 	}
 	return inst, nil
+}
+
+func (inst *Instance) closeMaterial() {
+	if inst.material != nil {
+		inst.material.Close()
+	}
 }
 
 // publisher lets the engine publish before the bus client exists.
@@ -211,6 +230,10 @@ func (inst *Instance) run(ctx context.Context) error {
 		defer wg.Done()
 		inst.agent.Run(ctx)
 	}()
+	if inst.material != nil {
+		defer inst.material.Close()
+		wg.Go(func() { inst.serveMaterial(ctx, inst.material) })
+	}
 	if inst.config != nil {
 		wg.Add(1)
 		go func() {
@@ -432,6 +455,15 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 				return
 			}
 			inst.engine.Health(h)
+		})
+		c.Subscribe(topics.AllCopies(), 0, func(m bus.Message) {
+			id, _, _ := topics.MemberOf(m.Topic)
+			p, err := bus.DecodeCopyProgress(id, m.Payload)
+			if err != nil {
+				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
+				return
+			}
+			inst.engine.CopyProgress(p)
 		})
 		c.Subscribe(topics.AllControl(), 1, func(m bus.Message) {
 			verb, _ := topics.VerbOf(m.Topic)

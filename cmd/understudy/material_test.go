@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"understudy/fixtures/mosquitto"
+)
+
+// A recorder (rec) is lost and a standby (sb) records its cameras meanwhile.
+// When rec returns, the failback copies back what sb recorded for it, from
+// sb's material server to rec's folder, before sb lets go. The copy is
+// interrupted (rec killed with -9 in the middle of a file) and must resume
+// after rec's restart without starting over; every file ends up verified,
+// nothing that differs on rec is overwritten, and no temporary file is left.
+// Three real `understudy run` processes on loopback, Debian's mosquitto as the
+// broker.
+
+const materialSite = `site: mat
+coordinator: manager
+mdns: false
+bus: {url: "%[1]s"}
+heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 3s}
+policy: {file: policy.lua}
+copy: {settle: 200ms, limit_mbit: 4}
+failover: {copy_material: true}
+members:
+  - id: manager
+    api: 127.0.0.1:0
+  - id: rec
+    api: 127.0.0.1:0
+    duties: {material: [%[2]q]}
+  - id: sb
+    standby: true
+    api: 127.0.0.1:0
+    material_server: %[3]s
+    duties: {material: [%[4]q]}
+`
+
+const materialPolicy = `local us = require "understudy"
+us.on("member_lost", function(ev)
+  if ev.member.id == "rec" and not us.covered(ev.member) then us.takeover(ev.member, "sb") end
+end)
+us.on("member_restored", function(ev)
+  local c = us.covered(ev.member)
+  if c and c.phase == "covering" then us.failback(ev.member) end
+end)
+us.on("copy_done", function(ev)
+  us.log.info("copy report", {action = ev.action, copied = ev.copied, bytes = ev.bytes,
+    resumed = ev.resumed_bytes, conflicts = #ev.conflicts, summary = ev.summary})
+end)
+`
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func writeBytes(t *testing.T, path string, data []byte, mtime time.Time) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !mtime.IsZero() {
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// partialFiles lists the copy's temporary files under dir with their sizes.
+func partialFiles(dir string) map[string]int64 {
+	out := map[string]int64{}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(d.Name(), ".understudy-partial") {
+			if info, err := d.Info(); err == nil {
+				out[path] = info.Size()
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+func TestFailbackCopiesTheMaterialBackAndResumesAfterAnInterruption(t *testing.T) {
+	mq := mosquitto.Start(t)
+	dir := t.TempDir()
+	recDir, sbDir := filepath.Join(dir, "rec-disk"), filepath.Join(dir, "sb-disk")
+	for _, d := range []string{recDir, sbDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	site := filepath.Join(dir, "site.yaml")
+	if err := os.WriteFile(site, fmt.Appendf(nil, materialSite, mq.URL, recDir, freePort(t), sbDir), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(materialPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	manager := runIn(t, nil, site, "manager")
+	sb := runIn(t, nil, site, "sb")
+	rec := runIn(t, nil, site, "rec")
+	sb.wait(20*time.Second, "msg", "material server listening")
+	manager.wait(20*time.Second, "msg", "bus connected")
+	manager.wait(20*time.Second, "msg", "member alive", "member", "rec")
+
+	// rec dies; sb takes over and records for it meanwhile.
+	if err := rec.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	manager.wait(20*time.Second, "msg", "takeover_done", "member", "rec")
+	recorded := map[string][]byte{}
+	for i := 1; i <= 4; i++ {
+		recorded[fmt.Sprintf("cam1/seg-%04d.ts", i)] = randomBytes(768 << 10)
+	}
+	recorded["cam1/same.ts"] = randomBytes(100 << 10)
+	recorded["cam2/partial.ts"] = randomBytes(512 << 10)
+	recorded["cam2/conflict.ts"] = randomBytes(100 << 10)
+	for rel, data := range recorded {
+		writeBytes(t, filepath.Join(sbDir, "rec", rel), data, time.Time{})
+	}
+	// What rec already has: the same file, the start of one, and a file that
+	// differs from the standby's and must be left alone.
+	mine := randomBytes(100 << 10)
+	writeBytes(t, filepath.Join(recDir, "cam1/same.ts"), recorded["cam1/same.ts"], time.Time{})
+	writeBytes(t, filepath.Join(recDir, "cam2/partial.ts"), recorded["cam2/partial.ts"][:200<<10], time.Time{})
+	writeBytes(t, filepath.Join(recDir, "cam2/conflict.ts"), mine, time.Now().Add(time.Hour))
+	time.Sleep(300 * time.Millisecond) // the recordings settle (copy.settle is 200ms)
+
+	// rec comes back; the failback copies at 4 Mbit/s. Kill it in the middle.
+	manager.mark()
+	rec = runIn(t, nil, site, "rec")
+	manager.wait(30*time.Second, "msg", "material copy started", "member", "rec")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var biggest int64
+		for _, n := range partialFiles(recDir) {
+			biggest = max(biggest, n)
+		}
+		if biggest >= 150<<10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no temporary file grew to 150 KiB in %s; rec's log:\n%s", recDir, rec.p.Output())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := rec.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	manager.wait(20*time.Second, "msg", "failback_failed", "member", "rec")
+	if len(partialFiles(recDir)) == 0 {
+		t.Fatal("the interrupted copy left no temporary file to resume")
+	}
+
+	// rec restarts: the copy resumes and the failback finishes.
+	manager.mark()
+	rec = runIn(t, nil, site, "rec")
+	manager.wait(60*time.Second, "msg", "failback_done", "member", "rec")
+	report := manager.wait(10*time.Second, "msg", "copy report")
+	t.Logf("copy report: %v", report["summary"])
+
+	for rel, data := range recorded {
+		got, err := os.ReadFile(filepath.Join(recDir, rel))
+		if err != nil {
+			t.Fatalf("%s was not copied back: %v", rel, err)
+		}
+		want := data
+		if rel == "cam2/conflict.ts" {
+			want = mine
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s on rec: %d bytes, not the expected content", rel, len(got))
+		}
+	}
+	if left := partialFiles(recDir); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	// Some copy went on from an earlier run's bytes rather than start over.
+	resumed := false
+	for _, line := range strings.Split(manager.p.Output(), "\n") {
+		if strings.Contains(line, `"copy report"`) && !strings.Contains(line, `"resumed":0`) {
+			resumed = true
+		}
+	}
+	if !resumed {
+		t.Errorf("no copy reported resumed bytes; coordinator log:\n%s", manager.p.Output())
+	}
+}
