@@ -183,6 +183,7 @@ func TestFailbackCopiesTheMaterialBackAndResumesAfterAnInterruption(t *testing.T
 	manager.wait(60*time.Second, "msg", "failback_done", "member", "rec")
 	report := manager.wait(10*time.Second, "msg", "copy report")
 	t.Logf("copy report: %v", report["summary"])
+	rec.wait(10*time.Second, "msg", "material copy: ", "from", "sb")
 
 	for rel, data := range recorded {
 		got, err := os.ReadFile(filepath.Join(recDir, rel))

@@ -27,11 +27,13 @@
 -- covered until an operator sends the command failback {member = id}. A
 -- failback has no moment where nobody records: the server resumes, reports
 -- ready, the material recorded meanwhile by the failover server is copied
--- back when failover.copy_material (the server's copy hook gets from = the
--- failover server, since and until, and fetches only what it is missing), and
--- only then does the failover server let go and become free for the queue. A
--- copy that fails keeps the failover server recording: nothing is lost; send
--- failback again when the cause is fixed.
+-- back when failover.copy_material (the server fetches from the failover
+-- server's material_server only the files of that period it lacks or has
+-- incomplete, verified, resuming an interrupted copy; its copy hook, if any,
+-- runs afterwards, e.g. to reindex), and only then does the failover server
+-- let go and become free for the queue. A copy that fails keeps the failover
+-- server recording: nothing is lost; send failback again when the cause is
+-- fixed, and the copy goes on where it stopped.
 --
 -- site.yaml:
 --   failover:                 # defaults; each server may override them under its own failover:
@@ -62,6 +64,8 @@
 --       standby: true
 --       pool: vms
 --       disk_layout: 12x8TB
+--       material_server: 10.0.0.31:7902   # the servers fetch what it recorded for them here
+--       duties: {material: [/mnt/fo]}      # it records for vms-1 in /mnt/fo/vms-1
 --       hooks: {takeover: [...], release: [...]}
 --
 -- Operator commands (MQTT, CLI, web): takeover {member, standby?},
@@ -171,7 +175,10 @@ us.on("takeover_failed", function(ev)
 end)
 
 us.on("copy_done", function(ev)
-  us.log.info("material copied back", { member = ev.member.id, from = ev.from })
+  us.log.info("material copied back", { member = ev.member.id, from = ev.from, summary = ev.summary })
+  if ev.conflicts and #ev.conflicts > 0 then
+    us.log.warn("files differ on the server and were left alone", { member = ev.member.id, count = #ev.conflicts })
+  end
 end)
 
 -- Away again while the failover server was letting go (the bookkeeping ends
