@@ -60,10 +60,6 @@ const (
 	MaxTimeout     = hooks.MaxTimeout
 	// MaxOutput is how much of a program's output (its end) the result keeps.
 	MaxOutput = 4 << 10
-
-	// envProgram sets the extra environment variables: hooks gives a
-	// program only PATH and the args (as UNDERSTUDY_*).
-	envProgram = "/usr/bin/env"
 )
 
 // ErrClosed is returned by Do after Close.
@@ -89,8 +85,9 @@ func New(cfg drivers.Config) (drivers.Driver, error) {
 type program struct {
 	name    string
 	path    string
-	argv    []string            // as hooks runs it: [env NAME=value…] path args…
-	checks  []*command.Template // every template in argv, for Check
+	argv    []string            // as hooks runs it: path args…
+	env     map[string]string   // extra environment (values are templates)
+	checks  []*command.Template // every template of argv and env, for Check
 	timeout time.Duration
 }
 
@@ -118,13 +115,7 @@ func FromSettings(s Settings) (*Runner, error) {
 		if p.Timeout == 0 {
 			p.Timeout = config.Duration(DefaultTimeout)
 		}
-		pr := &program{name: name, path: p.Path, timeout: p.Timeout.D()}
-		if len(p.Env) > 0 {
-			pr.argv = append(pr.argv, envProgram)
-			if strings.Contains(p.Path, "=") {
-				add("%s.path: %q: a program given env cannot have '=' in its path", field, p.Path)
-			}
-		}
+		pr := &program{name: name, path: p.Path, timeout: p.Timeout.D(), env: p.Env}
 		for _, k := range slices.Sorted(maps.Keys(p.Env)) {
 			if !envNameRe.MatchString(k) {
 				add("%s.env: %q is not a variable name (letters, digits and _, not starting with a digit)", field, k)
@@ -135,7 +126,6 @@ func FromSettings(s Settings) (*Runner, error) {
 				errs = append(errs, err)
 				continue
 			}
-			pr.argv = append(pr.argv, k+"="+p.Env[k])
 			pr.checks = append(pr.checks, t)
 		}
 		pr.argv = append(pr.argv, p.Path)
@@ -259,7 +249,7 @@ func (r *Runner) Do(ctx context.Context, args map[string]any) (any, error) {
 	if closed {
 		return nil, fmt.Errorf("exec %s: %w", p.name, ErrClosed)
 	}
-	res, err := hooks.Run(ctx, []hooks.Step{{Exec: p.argv, Timeout: p.timeout}}, data)
+	res, err := hooks.Run(ctx, []hooks.Step{{Exec: p.argv, Env: p.env, Timeout: p.timeout}}, data)
 	if len(res.Steps) == 0 {
 		// Not started: cancelled before, or (not expected after prepare)
 		// the step did not validate.

@@ -178,10 +178,11 @@ const DefaultProbeInterval = time.Second
 // Hook is one step of a duty hook: run a program (no shell), make an HTTP
 // call, or write the configuration bundle into place.
 type Hook struct {
-	Exec    []string   `yaml:"exec"`
-	HTTP    *HookHTTP  `yaml:"http"`
-	Write   *HookWrite `yaml:"write"`
-	Timeout Duration   `yaml:"timeout"`
+	Exec    []string          `yaml:"exec"`
+	Env     map[string]string `yaml:"env"` // extra environment of an exec step (values are templates)
+	HTTP    *HookHTTP         `yaml:"http"`
+	Write   *HookWrite        `yaml:"write"`
+	Timeout Duration          `yaml:"timeout"`
 }
 
 // HookHTTP is an HTTP call of a hook.
@@ -216,7 +217,7 @@ const (
 
 // Step converts the hook to what the hook runner runs.
 func (h Hook) Step() (hooks.Step, error) {
-	s := hooks.Step{Exec: h.Exec, Timeout: h.Timeout.D()}
+	s := hooks.Step{Exec: h.Exec, Env: h.Env, Timeout: h.Timeout.D()}
 	if h.HTTP != nil {
 		s.HTTP = &hooks.HTTP{Method: h.HTTP.Method, URL: h.HTTP.URL, Headers: h.HTTP.Headers, Body: h.HTTP.Body, Expect: h.HTTP.Expect}
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +37,9 @@ const (
 	execWaitDelay = 2 * time.Second
 )
 
+// envNameRe is what an environment variable's name may be.
+var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // runExec runs an exec step. stepCtx carries the step's timeout; ctx is the
 // caller's, to tell a cancellation from a timeout.
 func runExec(stepCtx, ctx context.Context, s Step, data map[string]any, sr *StepResult) error {
@@ -57,6 +61,16 @@ func runExec(stepCtx, ctx context.Context, s Step, data map[string]any, sr *Step
 	out := &tailBuffer{limit: maxExecOutput}
 	cmd := exec.CommandContext(stepCtx, argv[0], argv[1:]...)
 	cmd.Env = execEnv(data)
+	for _, k := range sortedKeys(s.Env) {
+		v, err := expand("env "+k, s.Env[k], data)
+		if err != nil {
+			return err
+		}
+		if strings.ContainsRune(v, 0) {
+			return fmt.Errorf("env %s: expands to text with a NUL byte, which cannot be passed to a program", k)
+		}
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	cmd.Dir = "/"
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = out

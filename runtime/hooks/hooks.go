@@ -54,7 +54,11 @@ const (
 type Step struct {
 	// Exec is the program (an absolute path, taken literally) followed by its
 	// arguments; each argument is a text/template. No shell is involved.
-	Exec    []string
+	Exec []string
+	// Env adds environment variables to an exec step's program (names of
+	// letters, digits and '_'; values are text/templates), after PATH and the
+	// UNDERSTUDY_* data.
+	Env     map[string]string
 	HTTP    *HTTP
 	Write   *Write
 	Timeout time.Duration // 0: default (exec 30s, http 10s, write 10s)
@@ -150,6 +154,16 @@ func (s Step) Validate() error {
 	}
 	if s.Exec != nil {
 		errs = append(errs, validateExec(s.Exec)...)
+	}
+	if len(s.Env) > 0 && s.Exec == nil {
+		add("env: only an exec step has an environment")
+	}
+	for _, k := range sortedKeys(s.Env) {
+		if !envNameRe.MatchString(k) {
+			add("env: %q is not a variable name (letters, digits and _, not starting with a digit)", k)
+		} else if _, err := parseTemplate("env "+k, s.Env[k]); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.HTTP != nil {
 		errs = append(errs, validateHTTP(s.HTTP)...)

@@ -289,6 +289,29 @@ func TestExecEnvironment(t *testing.T) {
 	}
 }
 
+func TestExecExtraEnvironment(t *testing.T) {
+	step := Step{Exec: []string{"/bin/sh", "-c", `echo "$SHOW_OPERATOR/$LANG"`}, Env: map[string]string{"SHOW_OPERATOR": "{{.member}} on duty", "LANG": "C.UTF-8"}}
+	sr, err := run1(t, step, testData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr.Output != "rec-2 on duty/C.UTF-8\n" {
+		t.Errorf("output %q", sr.Output)
+	}
+	for _, tc := range []struct {
+		step Step
+		want string
+	}{
+		{Step{Exec: []string{"/bin/true"}, Env: map[string]string{"2BAD": "x"}}, `env: "2BAD" is not a variable name`},
+		{Step{Exec: []string{"/bin/true"}, Env: map[string]string{"X": "{{.member"}}, "env X"},
+		{Step{HTTP: &HTTP{URL: "http://127.0.0.1/"}, Env: map[string]string{"X": "y"}}, "only an exec step has an environment"},
+	} {
+		if err := tc.step.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.step, err, tc.want)
+		}
+	}
+}
+
 func TestExecBigValueNotInEnvironment(t *testing.T) {
 	data := map[string]any{"member": "rec-2", "config": strings.Repeat("x", 200<<10)}
 	sr, err := run1(t, Step{Exec: []string{"/bin/sh", "-c", `echo "${#UNDERSTUDY_CONFIG} $UNDERSTUDY_MEMBER"`}}, data)
