@@ -73,16 +73,17 @@ func (p httpProbe) Check(ctx context.Context) error {
 	return nil
 }
 
-// Func succeeds when f returns nil (e.g. "the switcher's driver is connected").
-func Func(name string, f func() error) Probe { return funcProbe{name, f} }
+// Func succeeds when f returns nil (e.g. "the switcher's driver is
+// connected", or a device's own protocol answers).
+func Func(name string, f func(context.Context) error) Probe { return funcProbe{name, f} }
 
 type funcProbe struct {
 	name string
-	f    func() error
+	f    func(context.Context) error
 }
 
 func (p funcProbe) String() string                  { return p.name }
-func (p funcProbe) Check(ctx context.Context) error { return p.f() }
+func (p funcProbe) Check(ctx context.Context) error { return p.f(ctx) }
 
 // Run checks p every interval (each check bounded by timeout) until ctx ends,
 // calling alive after each success and failed after each failure. Checks

@@ -61,7 +61,7 @@ func TestHTTPProbeChecksTheStatus(t *testing.T) {
 func TestRunReportsEachCheckUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	results := make(chan error, 16)
-	p := Func("always", func() error { return nil })
+	p := Func("always", func(context.Context) error { return nil })
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -297,7 +297,7 @@ drivers:
 		t.Errorf("probe defaults = %+v", cam.Probe)
 	}
 	for _, tc := range []struct{ lost, probe, want string }{
-		{"3s", `tcp: "h:1", http: "http://h/"`, "site.yaml:7:13: probe: give exactly one of tcp, http or driver"},
+		{"3s", `tcp: "h:1", http: "http://h/"`, "site.yaml:7:13: probe: give exactly one of tcp, http, driver, videohub or extron"},
 		{"3s", `driver: switcher`, `probe.driver "switcher" is not a driver`},
 		{"1s", `tcp: "h:1", interval: 800ms`, "lost_after 1s is shorter than two probes"},
 	} {

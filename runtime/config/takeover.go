@@ -168,6 +168,8 @@ type Probe struct {
 	HTTP     string   `yaml:"http"`     // URL whose GET answers 2xx (or one of Expect)
 	Expect   []int    `yaml:"expect"`   // accepted HTTP statuses
 	Driver   string   `yaml:"driver"`   // a driver of the site: alive while it is connected
+	Videohub string   `yaml:"videohub"` // host[:9990] of a Blackmagic Videohub: alive while it answers PING
+	Extron   string   `yaml:"extron"`   // host[:23] of an Extron switcher: alive while it answers SIS
 	Interval Duration `yaml:"interval"` // default 1s
 	Timeout  Duration `yaml:"timeout"`  // default the interval, at most 2s
 }
@@ -333,14 +335,14 @@ func (s *Site) validateTakeover(add func(path, format string, args ...any), ids 
 		}
 		if pr := m.Probe; pr != nil {
 			n := 0
-			for _, set := range []bool{pr.TCP != "", pr.HTTP != "", pr.Driver != ""} {
+			for _, set := range []bool{pr.TCP != "", pr.HTTP != "", pr.Driver != "", pr.Videohub != "", pr.Extron != ""} {
 				if set {
 					n++
 				}
 			}
 			switch {
 			case n != 1:
-				add(p+".probe", "probe: give exactly one of tcp, http or driver")
+				add(p+".probe", "probe: give exactly one of tcp, http, driver, videohub or extron")
 			case pr.Driver != "" && s.Drivers[pr.Driver].Kind == "":
 				add(p+".probe.driver", "probe.driver %q is not a driver of this site", pr.Driver)
 			case pr.Interval.D() < MinHeartbeat:

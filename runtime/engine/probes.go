@@ -7,6 +7,8 @@ import (
 
 	"understudy/discovery/members"
 	"understudy/discovery/probes"
+	"understudy/drivers/extron"
+	"understudy/drivers/videohub"
 	"understudy/runtime/config"
 )
 
@@ -25,12 +27,16 @@ func (e *Engine) probeOf(m *config.Member) probes.Probe {
 		if !ok {
 			return nil
 		}
-		return probes.Func("driver "+p.Driver, func() error {
+		return probes.Func("driver "+p.Driver, func(context.Context) error {
 			if st := d.Status(); !st.Connected {
 				return fmt.Errorf("driver %s is not connected: %s", p.Driver, st.LastError)
 			}
 			return nil
 		})
+	case p.Videohub != "":
+		return probes.Func("videohub "+p.Videohub, func(ctx context.Context) error { return videohub.Alive(ctx, p.Videohub) })
+	case p.Extron != "":
+		return probes.Func("extron "+p.Extron, func(ctx context.Context) error { return extron.Alive(ctx, p.Extron) })
 	}
 	return nil
 }
