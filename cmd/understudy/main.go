@@ -26,6 +26,8 @@ const usage = `understudy — failover automation for AV, media-server and recor
 Usage:
   understudy run   -c site.yaml [--member ID]   run this machine's instance
   understudy check -c site.yaml                 check site.yaml and the policy (exit 1 on errors)
+  understudy simulate [-c site.yaml] FILE       run a scenario on the virtual clock (exit 1 if an expectation fails)
+  understudy test [DIR]                         run every scenario under DIR (scenarios/*.yaml beside the policies)
   understudy demo                               a whole simulated site on this machine
   understudy version                            print the version
 
@@ -46,6 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "simulate":
+		return cmdSimulate(args[1:], stdout, stderr)
+	case "test":
+		return cmdTest(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":

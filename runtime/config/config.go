@@ -536,6 +536,10 @@ func (s *Site) node(path string) ast.Node {
 	return n
 }
 
+// Positioned turns a go-yaml error into an *Error with file:line:col (for
+// other YAML files of a site, such as scenarios).
+func Positioned(file string, err error) *Error { return positioned(file, err) }
+
 // positioned turns a go-yaml error into an *Error with file:line:col.
 func positioned(file string, err error) *Error {
 	var ye yaml.Error

@@ -117,12 +117,15 @@ type actions struct {
 
 	batching bool
 	batch    []*action
+
+	// local holds the ids of the actions on driver workers not finished yet.
+	local map[string]bool
 }
 
 var _ takeover.Actions = (*actions)(nil)
 
 func newActions(e *Engine) *actions {
-	return &actions{e: e, workers: map[string]chan *action{}, remote: map[string]*inflight{}, attempts: map[string]int{}}
+	return &actions{e: e, workers: map[string]chan *action{}, remote: map[string]*inflight{}, attempts: map[string]int{}, local: map[string]bool{}}
 }
 
 func (as *actions) start(ctx context.Context) {
@@ -309,6 +312,7 @@ func (as *actions) queueLocal(a *action) error {
 	}
 	select {
 	case ch <- a:
+		as.local[a.ID] = true
 		return nil
 	default:
 		err := fmt.Errorf("driver %q has %d actions waiting", a.Driver, actionQueue)
@@ -559,6 +563,7 @@ func (as *actions) adoptEpoch(epoch uint64) {
 // finish records an action's result and reports it (on the loop).
 func (as *actions) finish(a *action, attempts int, took time.Duration, result any, err error) {
 	delete(as.remote, a.ID)
+	delete(as.local, a.ID)
 	delete(as.attempts, a.ID)
 	a.State, a.Result, a.Finished = stateDone, result, as.e.clock.Now()
 	if err != nil {

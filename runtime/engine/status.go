@@ -76,6 +76,10 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	return st, err
 }
 
+// DriverActions is how many actions are queued or running on the drivers
+// (call it on the loop). A simulation waits for them before it moves time.
+func (e *Engine) DriverActions() int { return len(e.actions.local) }
+
 // Snapshot returns the status at once: call it on the loop (e.g. through
 // Do), or between the steps of a simulation, which has no loop running.
 func (e *Engine) Snapshot() Status { return e.status() }

@@ -116,6 +116,8 @@ func (ts *namedTimers) fire(id string) {
 	if late := ts.e.clock.Now().Sub(t.Due); late > time.Second {
 		fields["late_s"] = late.Seconds() // the coordinator was down at the deadline
 	}
+	member, _ := t.Args["member"].(string)
+	ts.e.record(Record{Type: "timer:" + t.Name, Member: member, Fields: fields})
 	// The timer leaves the store in the same transaction as its event enters
 	// the inbox: a restart neither loses nor repeats it.
 	ts.e.deliverOnce(policy.Event{Name: "timer:" + t.Name, At: ts.e.clock.Now(), Fields: fields}, func(tx *store.Tx) error {

@@ -60,6 +60,11 @@ type Options struct {
 	// Store keeps the coordinator's state; reuse it in a new harness to
 	// simulate a restart of the coordinator. Nil: a throw-away store.
 	Store *store.Store
+	// Settle: before virtual time moves on, wait (in real time, up to
+	// SettleLimit) for the actions on the drivers to finish, so that a route
+	// sent at t is done at t however long the device takes.
+	Settle      bool
+	SettleLimit time.Duration // default 10s
 }
 
 // New builds a harness for site; the coordinator runs the policy.
@@ -250,12 +255,35 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 // every timer, as the loop would have.
 func (h *Harness) Advance(d time.Duration) {
 	end := h.Clock.Now().Add(d)
-	h.Engine.RunPending()
+	h.run()
 	for h.Clock.FireNext(end) {
-		h.Engine.RunPending()
+		h.run()
 	}
 	h.Clock.AdvanceTo(end)
+	h.run()
+}
+
+// run does the engine's pending work and, with Options.Settle, waits for
+// the drivers' actions to finish.
+func (h *Harness) run() {
 	h.Engine.RunPending()
+	if !h.opts.Settle || h.Engine.DriverActions() == 0 {
+		return
+	}
+	limit := h.opts.SettleLimit
+	if limit <= 0 {
+		limit = 10 * time.Second
+	}
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	for h.Engine.DriverActions() > 0 {
+		select {
+		case <-h.Engine.Wake():
+			h.Engine.RunPending()
+		case <-deadline.C:
+			return // a device that hangs: time goes on, its action finishes later
+		}
+	}
 }
 
 // Records returns every record so far.

@@ -1,0 +1,153 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+
+	"understudy/drivers"
+	"understudy/fixtures/extronsim"
+	"understudy/fixtures/kramersim"
+	"understudy/fixtures/kumosim"
+	"understudy/fixtures/videohubsim"
+	"understudy/runtime/config"
+)
+
+// device is a switcher simulator as a scenario drives it.
+type device struct {
+	kind       string
+	routing    func() []int
+	setRoute   func(output, input int) error
+	refuse     func() // the next command is refused
+	drop       func() // the connection drops on the next command
+	disconnect func() // every connection drops now
+	close      func() error
+}
+
+// startDevice starts the simulator of a switcher kind on loopback and
+// returns it with its address, or ok false for a kind that is not a switcher.
+func startDevice(kind string, size Device) (*device, string, bool, error) {
+	var (
+		d       *device
+		listen  func(string) (fmt.Stringer, error)
+		unknown = false
+	)
+	switch kind {
+	case "videohub":
+		s := videohubsim.New(videohubsim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
+		d = &device{routing: s.Routing, setRoute: s.SetRoute, refuse: func() { s.NAKNext(1) }, drop: s.DropOnNextCommand, disconnect: s.DropConnections, close: s.Close}
+		listen = func(a string) (fmt.Stringer, error) { return s.Listen(a) }
+	case "extron":
+		s := extronsim.New(extronsim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
+		d = &device{routing: s.Routing, setRoute: s.SetRoute, refuse: func() { s.FailNext(1, 1) }, drop: s.DropOnNextCommand, disconnect: s.DropConnections, close: s.Close}
+		listen = func(a string) (fmt.Stringer, error) { return s.Listen(a) }
+	case "kramer":
+		s := kramersim.New(kramersim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
+		d = &device{routing: s.Routing, setRoute: s.SetRoute, refuse: func() { s.ErrNext(1, 1) }, drop: s.DropOnNextCommand, disconnect: s.DropConnections, close: s.Close}
+		listen = func(a string) (fmt.Stringer, error) { return s.Listen(a) }
+	case "kumo":
+		s := kumosim.New(kumosim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
+		d = &device{routing: s.Routing, setRoute: s.SetRoute, refuse: func() { s.FailNext(1) }, drop: func() { s.DropNext(1) }, close: s.Close}
+		listen = func(a string) (fmt.Stringer, error) { return s.Listen(a) }
+	default:
+		unknown = true
+	}
+	if unknown {
+		return nil, "", false, nil
+	}
+	d.kind = kind
+	addr, err := listen("127.0.0.1:0")
+	if err != nil {
+		return nil, "", true, fmt.Errorf("%s simulator: %w", kind, err)
+	}
+	return d, addr.String(), true, nil
+}
+
+// buildDrivers builds the site's drivers for a simulation: switchers talk to
+// in-process simulators, control drivers only record.
+func buildDrivers(site *config.Site, reg *drivers.Registry, sizes map[string]Device) (map[string]drivers.Driver, map[string]*device, func(), error) {
+	drvs := map[string]drivers.Driver{}
+	devs := map[string]*device{}
+	cleanup := func() {
+		for _, d := range devs {
+			d.close()
+		}
+	}
+	for _, name := range site.DriverNames() {
+		cd := site.Drivers[name]
+		dev, addr, switcher, err := startDevice(cd.Kind, sizes[name])
+		if err != nil {
+			cleanup()
+			return nil, nil, nil, err
+		}
+		decode := cd.Decode
+		if switcher {
+			devs[name] = dev
+			decode = func(v any) error {
+				if err := cd.Decode(v); err != nil {
+					return err
+				}
+				return setField(v, "address", addr)
+			}
+		}
+		drv, err := reg.New(cd.Kind, drivers.Config{Name: name, Decode: decode})
+		if err != nil {
+			cleanup()
+			return nil, nil, nil, fmt.Errorf("%s: driver %s: %w", site.File, name, err)
+		}
+		if c, ok := drv.(drivers.Controller); ok && !switcher {
+			drv = &recorder{name: name, real: c}
+		}
+		drvs[name] = drv
+	}
+	return drvs, devs, cleanup, nil
+}
+
+// setField sets the string field tagged yaml:"name" of the struct v points
+// to (a driver's settings).
+func setField(v any, name, value string) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("settings are a %T, not a struct", v)
+	}
+	rv = rv.Elem()
+	for i := range rv.NumField() {
+		f := rv.Type().Field(i)
+		if f.Tag.Get("yaml") == name && f.Type.Kind() == reflect.String {
+			rv.Field(i).SetString(value)
+			return nil
+		}
+	}
+	return fmt.Errorf("settings have no %s", name)
+}
+
+// recorder stands in for a control driver in a simulation: arguments are
+// checked by the real driver, and nothing is sent (no packet, no program).
+type recorder struct {
+	name string
+	real drivers.Controller
+
+	mu   sync.Mutex
+	sent []map[string]any
+}
+
+var _ drivers.Controller = (*recorder)(nil)
+
+func (r *recorder) Start(context.Context, drivers.Emitter) {}
+func (r *recorder) Close() error                           { return nil }
+func (r *recorder) Status() drivers.Status {
+	return drivers.Status{Connected: true, Address: "simulated"}
+}
+func (r *recorder) Check(args map[string]any) error { return r.real.Check(args) }
+
+// Do records args and answers as if the device had done it.
+func (r *recorder) Do(_ context.Context, args map[string]any) (any, error) {
+	if err := r.real.Check(args); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.sent = append(r.sent, args)
+	r.mu.Unlock()
+	return map[string]any{"simulated": true}, nil
+}

@@ -1,0 +1,117 @@
+package scenario
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"understudy/runtime/engine"
+)
+
+// quiet are record types the decision log leaves out: bookkeeping that says
+// nothing a person needs to follow the decisions.
+var quiet = map[string]bool{
+	"action_running": true, "policy_loaded": true, "coordinator": true,
+	"member_suspect": true, "bus_heard": true, "copy_progress": true,
+}
+
+// interesting reports whether a record type tells what happened to members
+// (for "what happened instead").
+func interesting(typ string) bool {
+	return !quiet[typ] && !strings.HasPrefix(typ, "action_") && typ != "driver_connected" && typ != "route_changed"
+}
+
+// actionText is an action record in words: what it does and why.
+func actionText(r engine.Record) string {
+	f := r.Fields
+	var what string
+	switch {
+	case f["driver"] != nil && f["verb"] == "route":
+		what = fmt.Sprintf("route %v output %v ← input %v", f["driver"], f["output"], f["input"])
+	case f["driver"] != nil:
+		what = fmt.Sprintf("%v send %v", f["driver"], f["args"])
+	case f["member"] != nil:
+		what = fmt.Sprintf("%v on %v for %v", f["verb"], f["target"], f["member"])
+	default:
+		what = fmt.Sprintf("%v on %v", f["verb"], f["target"])
+	}
+	if c, ok := f["cause"]; ok && fmt.Sprint(c) != "" {
+		what += "   ← " + fmt.Sprint(c)
+	}
+	return what
+}
+
+// WriteLog writes the decision log: what happened to the members and
+// devices, each action with the event, timer and policy line that caused it,
+// and each action's result, at its virtual time.
+func (r *Result) WriteLog(w io.Writer) {
+	for _, rec := range r.Records {
+		if quiet[rec.Type] {
+			continue
+		}
+		t := at(rec.At.Sub(r.Start))
+		switch rec.Type {
+		case "action_started", "action_resumed":
+			fmt.Fprintf(w, "%10s   → %s\n", t, actionText(rec))
+		case "action_done":
+			fmt.Fprintf(w, "%10s     ✓ %s%s\n", t, shortAction(rec), result(rec))
+		case "action_failed":
+			fmt.Fprintf(w, "%10s     ✗ %s: %v\n", t, shortAction(rec), rec.Fields["error"])
+		case "route_changed", "routing_differs":
+			fmt.Fprintf(w, "%10s %s %v output %v ← input %v\n", t, rec.Type, rec.Fields["driver"], rec.Fields["output"], rec.Fields["input"])
+		case "policy_error":
+			fmt.Fprintf(w, "%10s   ! policy error: %v\n", t, rec.Fields["error"])
+		default:
+			who := rec.Member
+			if who == "" {
+				if d, ok := rec.Fields["driver"]; ok {
+					who = fmt.Sprint(d)
+				}
+			}
+			fmt.Fprintf(w, "%10s %s %s%s\n", t, rec.Type, who, fieldsOf(rec))
+		}
+	}
+}
+
+func shortAction(r engine.Record) string {
+	f := r.Fields
+	if f["driver"] != nil && f["verb"] == "route" {
+		return fmt.Sprintf("route %v output %v ← input %v", f["driver"], f["output"], f["input"])
+	}
+	if f["driver"] != nil {
+		return fmt.Sprintf("%v send", f["driver"])
+	}
+	return fmt.Sprintf("%v on %v", f["verb"], f["target"])
+}
+
+func result(r engine.Record) string {
+	if n, ok := r.Fields["result"].(string); ok && n != "" {
+		return " (" + n + ")"
+	}
+	return ""
+}
+
+// WriteChecks writes each expectation with its outcome, and a summary line.
+func (r *Result) WriteChecks(w io.Writer) {
+	failed := 0
+	for _, c := range r.Checks {
+		mark := "ok  "
+		if !c.OK {
+			mark, failed = "FAIL", failed+1
+		}
+		fmt.Fprintf(w, "%s %s:%d: %s", mark, r.Scenario.File, c.Line, c.Want)
+		if c.Detail != "" {
+			sep := ": "
+			if !c.OK {
+				sep = "\n       instead: "
+			}
+			fmt.Fprintf(w, "%s%s", sep, c.Detail)
+		}
+		fmt.Fprintln(w)
+	}
+	verdict := "passed"
+	if failed > 0 {
+		verdict = fmt.Sprintf("FAILED (%d of %d expectations)", failed, len(r.Checks))
+	}
+	fmt.Fprintf(w, "%s: %s — %s of site time in %s\n", r.Scenario.File, verdict, at(r.Length), r.Wall.Round(10_000))
+}
