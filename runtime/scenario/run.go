@@ -290,11 +290,18 @@ func apply(ctx context.Context, h *sim.Harness, devs map[string]*device, s Step)
 		if !ok {
 			return fmt.Errorf("driver %s is not a switcher: it has no simulator to misbehave", s.Device)
 		}
+		// What the device then tells its driver comes in real time: wait
+		// for it (bounded), so that it happens at this step's virtual time.
+		mark := len(h.Records())
 		switch {
 		case s.Panel != nil:
 			if err := d.setRoute(s.Panel.Output, s.Panel.Input); err != nil {
 				return fmt.Errorf("panel route on %s: %w", s.Device, err)
 			}
+			waitFor(ctx, h, mark, 2*time.Second, func(r engine.Record) bool {
+				return r.Type == drivers.EventRouteChanged && r.Fields["driver"] == s.Device &&
+					fmt.Sprint(r.Fields["output"]) == fmt.Sprint(s.Panel.Output)
+			})
 		case s.Fault == FaultRefuse:
 			d.refuse()
 		case s.Fault == FaultDrop:
@@ -304,8 +311,18 @@ func apply(ctx context.Context, h *sim.Harness, devs map[string]*device, s Step)
 				return fmt.Errorf("the %s simulator cannot drop connections (HTTP): use refuse", d.kind)
 			}
 			d.disconnect()
+			waitFor(ctx, h, mark, 2*time.Second, sim.Type(drivers.EventDisconnected))
+			waitFor(ctx, h, mark, 5*time.Second, sim.Type(drivers.EventConnected))
 		}
 	}
 	h.Advance(0)
 	return nil
+}
+
+// waitFor runs the engine's work until a record from mark on matches, for
+// at most limit of real time.
+func waitFor(ctx context.Context, h *sim.Harness, mark int, limit time.Duration, match func(engine.Record) bool) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	h.WaitRecord(ctx, mark, match)
 }
