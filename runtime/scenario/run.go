@@ -279,6 +279,8 @@ func apply(ctx context.Context, h *sim.Harness, devs map[string]*device, s Step)
 		if err := h.Restart(ctx); err != nil {
 			return fmt.Errorf("restarting the coordinator: %w", err)
 		}
+	case s.Broker != "":
+		h.Broker(s.Broker == "up")
 	case s.Command != "":
 		args := s.Args
 		if args == nil {

@@ -13,6 +13,7 @@
 //	  - {at: 2m, up: main}
 //	  - {at: 3m, command: failback, args: {member: main}}
 //	  - {at: 4m, device: router, fault: refuse}
+//	  - {at: 5m, broker: down}
 //	expect:
 //	  - {routed: {driver: router, output: 1, input: 3}, by: 11s}
 //	  - {event: takeover_started, member: main, fields: {standby: backup}, after: 10s, within: 8s}
@@ -80,6 +81,8 @@ type Step struct {
 	Repaired string          `yaml:"repaired"` // its disks work again
 	// Restart kills and restarts the coordinator (state kept).
 	Restart bool `yaml:"restart_coordinator"`
+	// Broker: down (nothing goes over the bus) or up again.
+	Broker string `yaml:"broker"`
 	// Command is an operator command (failback, takeover, mode, confirm…).
 	Command string         `yaml:"command"`
 	Args    map[string]any `yaml:"args"`
@@ -208,14 +211,16 @@ func (sc *Scenario) validate() config.Errors {
 	}
 	for _, s := range sc.Steps {
 		n := 0
-		for _, set := range []bool{s.Up != "", s.Crash != "", s.Silence != "", s.Shutdown != "", s.Broken != "", s.Repaired != "", s.Restart, s.Command != "", s.Device != ""} {
+		for _, set := range []bool{s.Up != "", s.Crash != "", s.Silence != "", s.Shutdown != "", s.Broken != "", s.Repaired != "", s.Restart, s.Broker != "", s.Command != "", s.Device != ""} {
 			if set {
 				n++
 			}
 		}
 		switch {
 		case n != 1:
-			add(s.Line, "a step does one thing: up, crash, silence, shutdown, broken, repaired, restart_coordinator, command or device")
+			add(s.Line, "a step does one thing: up, crash, silence, shutdown, broken, repaired, restart_coordinator, broker, command or device")
+		case s.Broker != "" && s.Broker != "down" && s.Broker != "up":
+			add(s.Line, "broker %q: down or up", s.Broker)
 		case s.At < 0:
 			add(s.Line, "at %v: a time from the start, 0 or later", s.At)
 		case s.Device != "" && (s.Fault == "") == (s.Panel == nil):

@@ -221,3 +221,25 @@ func BenchmarkADayOfSiteTime(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/day")
 }
+
+// The broker going down is not every member lost; members silent meanwhile
+// are judged when it is back.
+func TestBrokerDownLosesNobody(t *testing.T) {
+	res := run(t, writeSite(t, "videohub", rightPolicy, `name: broker down
+steps:
+  - {at: 10s, broker: down}
+  - {at: 1m, broker: up}
+  - {at: 2m, crash: main}
+expect:
+  - {no: member_lost, before: 2m}
+  - {nothing: true, before: 2m}
+  - {event: member_lost, member: main, after: 2m, within: 1s}
+`))
+	var out bytes.Buffer
+	res.WriteChecks(&out)
+	if res.Failed() {
+		var log bytes.Buffer
+		res.WriteLog(&log)
+		t.Fatalf("%s\n%s", out.String(), log.String())
+	}
+}

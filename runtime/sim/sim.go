@@ -27,9 +27,10 @@ type Harness struct {
 	Site   *config.Site
 	opts   Options
 
-	records []engine.Record
-	members map[string]*member
-	boots   int
+	records    []engine.Record
+	members    map[string]*member
+	boots      int
+	brokerDown bool // nothing goes over the bus
 }
 
 type member struct {
@@ -140,7 +141,9 @@ func (h *Harness) Up(id string) {
 	m.up = true
 	var beat func()
 	beat = func() {
-		h.Engine.Heartbeat(bus.Heartbeat{Member: id, Boot: m.boot, Conn: 1, Seq: 1, IntervalMS: m.interval.Milliseconds()})
+		if !h.brokerDown {
+			h.Engine.Heartbeat(bus.Heartbeat{Member: id, Boot: m.boot, Conn: 1, Seq: 1, IntervalMS: m.interval.Milliseconds()})
+		}
 		m.timer = h.Clock.AfterFunc(m.interval, beat)
 	}
 	beat()
@@ -154,6 +157,15 @@ func (h *Harness) Crash(id string) {
 	h.stopBeating(m)
 	m.up = false
 	h.Engine.Presence(bus.Presence{Member: id, State: "gone", Boot: m.boot, Conn: 1}, false)
+	h.Engine.RunPending()
+}
+
+// Broker takes the broker down (up false) or brings it back: meanwhile no
+// heartbeat or command goes over the bus, and the coordinator knows its own
+// connection is down (as its MQTT client would tell it).
+func (h *Harness) Broker(up bool) {
+	h.brokerDown = !up
+	h.Engine.BusConnected(up)
 	h.Engine.RunPending()
 }
 
@@ -214,6 +226,9 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 	id, leaf, ok := (bus.Topics{Site: h.Site.Name}).MemberOf(topic)
 	if !ok || leaf != "command" {
 		return nil
+	}
+	if h.brokerDown {
+		return fmt.Errorf("sim: the broker is down")
 	}
 	m, ok := h.members[id]
 	if !ok || !m.up {
