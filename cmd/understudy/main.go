@@ -19,6 +19,7 @@ import (
 	"understudy/drivers/builtin"
 	"understudy/runtime/config"
 	"understudy/runtime/instance"
+	"understudy/runtime/policy"
 )
 
 const usage = `understudy — failover automation for AV, media-server and recording sites
@@ -28,6 +29,7 @@ Usage:
   understudy check -c site.yaml                 check site.yaml and the policy (exit 1 on errors)
   understudy simulate [-c site.yaml] FILE       run a scenario on the virtual clock (exit 1 if an expectation fails)
   understudy test [DIR]                         run every scenario under DIR (scenarios/*.yaml beside the policies)
+  understudy defs                               print the Lua editor definitions (LuaLS) of the policy API
   understudy demo                               a whole simulated site on this machine
   understudy version                            print the version
 
@@ -52,6 +54,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdSimulate(args[1:], stdout, stderr)
 	case "test":
 		return cmdTest(args[1:], stdout, stderr)
+	case "defs":
+		fmt.Fprint(stdout, policy.Definitions())
+		return 0
 	case "demo":
 		return cmdDemo(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
