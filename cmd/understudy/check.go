@@ -4,15 +4,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"understudy/drivers/builtin"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
+	"understudy/runtime/policy"
 )
 
-// cmdCheck validates site.yaml, builds the drivers (without connecting) and
-// loads the policy. Problems are printed as file:line: message; exit 1.
+// cmdCheck validates site.yaml, builds the drivers (without connecting),
+// reviews the site as commissioning would (members no standby can cover,
+// pools too small for their worst case, timings at odds: config.Commission),
+// loads the policy and looks for calls to functions the module does not
+// have. Problems are printed as file:line: message; exit 1 on any but
+// warnings.
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -30,9 +36,28 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	failed := false
+	for _, e := range site.Commission() {
+		fmt.Fprintln(stderr, e)
+		failed = failed || !e.Warning
+	}
 	handlers, err := engine.CheckPolicy(site, drvs)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if site.PolicyPath() != "" {
+		problems, err := policy.Lint(filepath.Dir(site.PolicyPath()))
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		for _, p := range problems {
+			fmt.Fprintln(stderr, p)
+			failed = true
+		}
+	}
+	if failed {
 		return 1
 	}
 	var kinds []string

@@ -191,7 +191,7 @@ func (d Driver) Decode(v any) error {
 		return nil
 	}
 	if err := yaml.NodeToValue(&settings, v, yaml.Strict()); err != nil {
-		return positioned(d.file, err)
+		return positionedIn(d.file, err, v)
 	}
 	return nil
 }
@@ -201,13 +201,20 @@ type Error struct {
 	File      string
 	Line, Col int
 	Msg       string
+	// Warning: the site works, but probably not as meant (understudy check
+	// reports it without failing).
+	Warning bool
 }
 
 func (e *Error) Error() string {
-	if e.Line == 0 {
-		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	msg := e.Msg
+	if e.Warning {
+		msg = "warning: " + msg
 	}
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+	if e.Line == 0 {
+		return fmt.Sprintf("%s: %s", e.File, msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, msg)
 }
 
 // Errors is every problem found, in file order.
@@ -542,10 +549,17 @@ func Positioned(file string, err error) *Error { return positioned(file, err) }
 
 // positioned turns a go-yaml error into an *Error with file:line:col.
 func positioned(file string, err error) *Error {
+	return positionedIn(file, err, nil)
+}
+
+// positionedIn is positioned, with a did-you-mean for an unknown field
+// drawn from the yaml keys of vocabulary (a value of the decoded type; nil:
+// every key of site.yaml).
+func positionedIn(file string, err error, vocabulary any) *Error {
 	var ye yaml.Error
 	if errors.As(err, &ye) && ye.GetToken() != nil {
 		tok := ye.GetToken()
-		return &Error{File: file, Line: tok.Position.Line, Col: tok.Position.Column, Msg: ye.GetMessage()}
+		return &Error{File: file, Line: tok.Position.Line, Col: tok.Position.Column, Msg: didYouMean(ye.GetMessage(), vocabulary)}
 	}
 	return &Error{File: file, Msg: err.Error()}
 }

@@ -121,6 +121,10 @@ type Pool struct {
 	// disk_layout, usage. Capabilities are always matched: a standby must have
 	// every capability the member requires.
 	Match []string `yaml:"match"`
+	// Absorb is the worst case the pool is built for: how many of the
+	// members it protects may fail at the same time (checked against its
+	// standbys' capacities by understudy check; 0: not said).
+	Absorb int `yaml:"absorb"`
 }
 
 // Pool match keys.

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Each folder of testdata/check is a site made to contain one mistake;
+// its want file lists what check must say about it, with file:line:col
+// (relative to the folder). Adding a case needs no Go code.
+func TestCheckFindsEachMistake(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/check/*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no check fixtures: %v", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			want, err := os.ReadFile(filepath.Join(dir, "want"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out, errs bytes.Buffer
+			code := run([]string{"check", "-c", filepath.Join(dir, "site.yaml")}, &out, &errs)
+			got := strings.ReplaceAll(errs.String(), dir+string(filepath.Separator), "")
+			onlyWarnings := true
+			for _, line := range strings.Split(strings.TrimSpace(string(want)), "\n") {
+				if !strings.Contains(got, line+"\n") {
+					t.Errorf("check does not say\n  %s\nit says:\n%s", line, got)
+				}
+				onlyWarnings = onlyWarnings && strings.Contains(line, ": warning: ")
+			}
+			if wantCode := map[bool]int{true: 0, false: 1}[onlyWarnings]; code != wantCode {
+				t.Errorf("exit %d, want %d\n%s%s", code, wantCode, out.String(), got)
+			}
+		})
+	}
+	// The shipped examples are clean.
+	for _, site := range []string{"../../scripts/manager-backup/site.yaml", "../../scripts/recorder-standby/site.yaml", "../../scripts/vms-pool/site.yaml"} {
+		var out, errs bytes.Buffer
+		if code := run([]string{"check", "-c", site}, &out, &errs); code != 0 || errs.Len() > 0 {
+			t.Errorf("check %s: exit %d\n%s", site, code, errs.String())
+		}
+	}
+}

@@ -1,0 +1,149 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/yuin/gopher-lua/ast"
+	"github.com/yuin/gopher-lua/parse"
+
+	"understudy/runtime/suggest"
+)
+
+// Problem is something Lint found, at file:line.
+type Problem struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (p Problem) String() string { return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg) }
+
+// moduleFields are the values of the module that are not functions.
+var moduleFields = []string{"site", "self", "settings", "log"}
+
+// Lint reads the .lua files of a policy's folder and reports uses of the
+// understudy module that do not exist (us.takeovr, us.log.inf): names the
+// editor definitions would flag, found before the policy runs. It sees the
+// module through any local bound to require "understudy".
+func Lint(dir string) ([]Problem, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.lua"))
+	if err != nil {
+		return nil, err
+	}
+	sub, _ := filepath.Glob(filepath.Join(dir, "*", "*.lua"))
+	files = append(files, sub...)
+	known := map[string]bool{}
+	for _, f := range API() {
+		known[f.Name] = true
+	}
+	for _, f := range moduleFields {
+		known[f] = true
+	}
+	var out []Problem
+	for _, file := range files {
+		src, err := os.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		chunk, err := parse.Parse(src, file)
+		src.Close()
+		if err != nil {
+			continue // the loader reports syntax errors, with their line
+		}
+		names := map[string]bool{}
+		walk(reflect.ValueOf(chunk), func(n any) {
+			if s, ok := n.(*ast.LocalAssignStmt); ok {
+				for i, e := range s.Exprs {
+					if isRequireUnderstudy(e) && i < len(s.Names) {
+						names[s.Names[i]] = true
+					}
+				}
+			}
+		})
+		walk(reflect.ValueOf(chunk), func(n any) {
+			get, ok := n.(*ast.AttrGetExpr)
+			if !ok {
+				return
+			}
+			name, line := moduleName(get, names)
+			if name == "" || known[name] {
+				return
+			}
+			msg := fmt.Sprintf("us.%s is not part of the understudy module", name)
+			if near := suggest.Nearest(name, slices.Sorted(maps.Keys(known))); near != "" {
+				msg += fmt.Sprintf(" (did you mean us.%s?)", near)
+			}
+			out = append(out, Problem{File: file, Line: line, Msg: msg})
+		})
+	}
+	slices.SortFunc(out, func(a, b Problem) int {
+		if a.File != b.File {
+			return strings.Compare(a.File, b.File)
+		}
+		return a.Line - b.Line
+	})
+	return out, nil
+}
+
+func isRequireUnderstudy(e ast.Expr) bool {
+	call, ok := e.(*ast.FuncCallExpr)
+	if !ok || len(call.Args) != 1 {
+		return false
+	}
+	fn, ok := call.Func.(*ast.IdentExpr)
+	arg, isString := call.Args[0].(*ast.StringExpr)
+	return ok && fn.Value == "require" && isString && arg.Value == "understudy"
+}
+
+// moduleName is "name" for us.name and "log.info" for us.log.info, where us
+// is one of names; "" for anything else.
+func moduleName(get *ast.AttrGetExpr, names map[string]bool) (string, int) {
+	key, ok := get.Key.(*ast.StringExpr)
+	if !ok {
+		return "", 0
+	}
+	switch obj := get.Object.(type) {
+	case *ast.IdentExpr:
+		if names[obj.Value] {
+			return key.Value, get.Line()
+		}
+	case *ast.AttrGetExpr:
+		inner, ok := obj.Key.(*ast.StringExpr)
+		if id, isIdent := obj.Object.(*ast.IdentExpr); ok && isIdent && names[id.Value] && inner.Value == "log" {
+			return "log." + key.Value, get.Line()
+		}
+	}
+	return "", 0
+}
+
+// walk calls visit for every AST node reachable from v.
+func walk(v reflect.Value, visit func(any)) {
+	switch v.Kind() {
+	case reflect.Interface:
+		if !v.IsNil() {
+			walk(v.Elem(), visit)
+		}
+	case reflect.Pointer:
+		if v.IsNil() || v.Elem().Kind() != reflect.Struct {
+			return
+		}
+		visit(v.Interface())
+		walk(v.Elem(), visit)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				walk(v.Field(i), visit)
+			}
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			walk(v.Index(i), visit)
+		}
+	}
+}
