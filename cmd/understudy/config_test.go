@@ -39,15 +39,18 @@ type configPeers struct {
 	manager, p1, p2 *daemon
 }
 
-func (c *configPeers) stop(d *daemon) {
-	c.t.Helper()
+func (c *configPeers) stop(d *daemon) { c.t.Helper(); stopDaemon(c.t, d) }
+
+// stopDaemon stops a daemon gracefully (SIGTERM) and waits for it to exit.
+func stopDaemon(t *testing.T, d *daemon) {
+	t.Helper()
 	if err := d.p.Signal(syscall.SIGTERM); err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	select {
 	case <-d.p.Exited():
 	case <-time.After(20 * time.Second):
-		c.t.Fatalf("%s did not stop", d.id)
+		t.Fatalf("%s did not stop", d.id)
 	}
 }
 

@@ -29,6 +29,7 @@ Usage:
   understudy check -c site.yaml                 check site.yaml and the policy (exit 1 on errors)
   understudy simulate [-c site.yaml] FILE       run a scenario on the virtual clock (exit 1 if an expectation fails)
   understudy test [DIR]                         run every scenario under DIR (scenarios/*.yaml beside the policies)
+  understudy replay [-c site.yaml] JOURNAL [P]  run a recorded journal through the policy (or P) and show changed decisions
   understudy defs                               print the Lua editor definitions (LuaLS) of the policy API
   understudy demo                               a whole simulated site on this machine
   understudy version                            print the version
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdSimulate(args[1:], stdout, stderr)
 	case "test":
 		return cmdTest(args[1:], stdout, stderr)
+	case "replay":
+		return cmdReplay(args[1:], stdout, stderr)
 	case "defs":
 		fmt.Fprint(stdout, policy.Definitions())
 		return 0

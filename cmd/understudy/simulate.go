@@ -132,3 +132,43 @@ func runScenario(path, site string) (*scenario.Result, error) {
 	defer os.RemoveAll(dir)
 	return scenario.Run(context.Background(), sc, scenario.Options{Site: site, Registry: builtin.Registry(), StateDir: dir})
 }
+
+// cmdReplay runs a recorded journal through the site's policy, or a changed
+// one, and shows where the decisions differ; exit 1 when they do.
+func cmdReplay(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sitePath := fs.String("c", "site.yaml", "the site file")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: understudy replay [-c site.yaml] JOURNAL [policy.lua]")
+		fmt.Fprintln(stderr, "  JOURNAL: the coordinator's event journal, <state_dir>/<site>-<member>.journal")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		fs.Usage()
+		return 2
+	}
+	dir, err := os.MkdirTemp("", "understudy-replay-")
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	opts := scenario.ReplayOptions{Options: scenario.Options{Site: *sitePath, Registry: builtin.Registry(), StateDir: dir}}
+	if fs.NArg() == 2 {
+		opts.Policy = fs.Arg(1)
+	}
+	res, err := scenario.ReplayJournal(context.Background(), fs.Arg(0), opts)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	res.Write(stdout)
+	if res.Differs() {
+		return 1
+	}
+	return 0
+}

@@ -30,6 +30,7 @@ import (
 	"understudy/runtime/diskhealth"
 	"understudy/runtime/engine"
 	"understudy/runtime/hooks"
+	"understudy/runtime/journal"
 	"understudy/runtime/materialcopy"
 	"understudy/runtime/policy"
 	"understudy/runtime/store"
@@ -79,6 +80,7 @@ type Instance struct {
 	grants   *materialcopy.Grants   // nil when the member serves no material
 	material net.Listener           // the material server's listener, or nil
 	copying  chan struct{}          // holds a token while a material copy runs
+	journal  *journal.Writer        // the coordinator's event journal, else nil
 
 	mu     sync.Mutex // guards what the status API reads
 	busURL string
@@ -158,18 +160,44 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, fmt.Errorf("status API on %s: %w", member.API, err)
 	}
 	inst.api = api
+	var observe func(engine.Record)
+	if coordinator {
+		// The event journal: what happened and what the policy decided, for
+		// people and for understudy replay.
+		j, err := journal.Open(filepath.Join(dir, site.Name+"-"+opts.Self+".journal"), journal.Options{})
+		if err != nil {
+			api.Close()
+			inst.closeMaterial()
+			st.Close()
+			return nil, err
+		}
+		inst.journal = j
+		observe = func(r engine.Record) {
+			if err := j.Write(r); err != nil {
+				inst.log.Error("event journal not written (further failures are not logged until it works again)", "error", err)
+			}
+		}
+	}
 	inst.engine, err = engine.New(engine.Options{
 		// The engine's copy of the site changes when members describe themselves.
 		Site: site.Clone(), Self: opts.Self, Logger: inst.log, Drops: inst.drops,
 		Coordinator: coordinator, Drivers: drvs, Publisher: publisher{inst}, Store: st,
+		Observe: observe,
 	})
 	if err != nil {
 		api.Close()
 		inst.closeMaterial()
+		inst.closeJournal()
 		st.Close()
 		return nil, err
 	}
 	return inst, nil
+}
+
+func (inst *Instance) closeJournal() {
+	if inst.journal != nil {
+		inst.journal.Close()
+	}
 }
 
 func (inst *Instance) closeMaterial() {
@@ -191,6 +219,7 @@ func (p publisher) Publish(topic string, qos byte, retained bool, payload []byte
 
 func (inst *Instance) run(ctx context.Context) error {
 	defer inst.store.Close()
+	defer inst.closeJournal()
 	defer inst.api.Close()
 	site := inst.site
 	coordinator := site.Coordinator == inst.opts.Self

@@ -24,6 +24,8 @@ var defaultStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 type Options struct {
 	// Site overrides the scenario's site file (simulate -c).
 	Site string
+	// Policy, when set, replaces the site's policy file.
+	Policy string
 	// Registry builds the site's drivers.
 	Registry *drivers.Registry
 	// StateDir is where the simulated coordinator keeps its state (a
@@ -71,6 +73,9 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Policy != "" {
+		site.Policy.File = opts.Policy
+	}
 	if err := sc.checkNames(site); err != nil {
 		return nil, err
 	}
@@ -112,7 +117,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("the policy does not load: %v", h.Records()[0].Fields["error"])
 	}
 	for _, id := range site.MemberIDs() {
-		if m, _ := site.Member(id); m.Probe == nil {
+		if m, _ := site.Member(id); m.Probe == nil && (!sc.NoneUp || id == site.Coordinator) {
 			h.Up(id)
 		}
 	}

@@ -51,8 +51,11 @@ type Scenario struct {
 	Run     config.Duration                 `yaml:"run"`
 	Devices map[string]Device               `yaml:"devices"`
 	Agents  map[string]map[string]AgentPlan `yaml:"agents"`
-	Steps   []Step                          `yaml:"steps"`
-	Expect  []Expectation                   `yaml:"expect"`
+	// NoneUp: the members' instances start down, and steps bring them up
+	// (default: every member is up at the start).
+	NoneUp bool          `yaml:"none_up"`
+	Steps  []Step        `yaml:"steps"`
+	Expect []Expectation `yaml:"expect"`
 
 	File string `yaml:"-"`
 }
