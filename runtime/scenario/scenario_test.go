@@ -243,3 +243,27 @@ expect:
 		t.Fatalf("%s\n%s", out.String(), log.String())
 	}
 }
+
+// How instances answer and a coordinator restart are part of a timeline.
+func TestAgentsAndCoordinatorRestart(t *testing.T) {
+	const takeoverPolicy = `local us = require "understudy"
+us.on("member_lost", function(ev) if ev.member.id == "main" then us.takeover(ev.member, "backup") end end)
+`
+	res := run(t, writeSite(t, "videohub", takeoverPolicy, `name: the standby cannot take over; the coordinator restarts
+agents: {backup: {takeover: {delay: 3s, fail: "no licence"}}}
+steps:
+  - {at: 10s, crash: main}
+  - {at: 11s, restart_coordinator: true}
+expect:
+  - {event: takeover_started, member: main, after: 10s, within: 1s}
+  - {event: takeover_failed, member: main, fields: {error: no licence}, after: 13s, within: 1s}
+  - {event: action_resumed, fields: {verb: takeover}, after: 11s, within: 1s}
+`))
+	var out bytes.Buffer
+	res.WriteChecks(&out)
+	if res.Failed() {
+		var log bytes.Buffer
+		res.WriteLog(&log)
+		t.Fatalf("%s\n%s", out.String(), log.String())
+	}
+}
