@@ -267,3 +267,24 @@ expect:
 		t.Fatalf("%s\n%s", out.String(), log.String())
 	}
 }
+
+// A switcher that drops its connections is reconnected to, and the next
+// route goes through.
+func TestADisconnectedSwitcherIsReconnected(t *testing.T) {
+	res := run(t, writeSite(t, "videohub", rightPolicy, `name: the switcher drops its connections
+steps:
+  - {at: 5s, device: router, fault: disconnect}
+  - {at: 10s, crash: main}
+expect:
+  - {event: driver_disconnected, after: 5s, within: 1s}
+  - {event: driver_connected, after: 5s, within: 1s}
+  - {routed: {driver: router, output: 1, input: 3}, by: 11s}
+`))
+	var out bytes.Buffer
+	res.WriteChecks(&out)
+	if res.Failed() {
+		var log bytes.Buffer
+		res.WriteLog(&log)
+		t.Fatalf("%s\n%s", out.String(), log.String())
+	}
+}
