@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"understudy/discovery/broker"
 	"understudy/discovery/bus"
 	"understudy/discovery/mdns"
@@ -270,6 +272,10 @@ func (inst *Instance) run(ctx context.Context) error {
 			inst.config.Run(ctx)
 		}()
 	}
+	// Ready as far as systemd is concerned: the policy is loaded and the
+	// status API listens; finding the broker may take a while.
+	inst.notify(daemon.SdNotifyReady, "STATUS=running; connecting to the bus")
+	wg.Go(func() { inst.watchdog(ctx) })
 	if len(inst.member.Disks) > 0 {
 		wg.Add(1)
 		go func() {
@@ -328,13 +334,16 @@ func (inst *Instance) run(ctx context.Context) error {
 					return
 				case <-inst.opts.Reload:
 					inst.log.Info("reload requested")
+					inst.notify(daemon.SdNotifyReloading, strings.TrimSpace(daemon.SdNotifyMonotonicUsec()))
 					inst.engine.Reload()
+					inst.notify(daemon.SdNotifyReady)
 				}
 			}
 		}()
 	}
 
 	<-ctx.Done()
+	inst.notify(daemon.SdNotifyStopping, "STATUS=closing")
 	// Graceful close: say so on the bus before leaving, so the site sees a
 	// shutdown rather than a loss.
 	client.Close(true)
@@ -408,6 +417,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		Interval: inst.member.Heartbeat.D(), KeepAlive: site.Bus.KeepAlive.D(),
 		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
 		OnConnected: func() {
+			inst.notify("STATUS=running; bus connected to " + url)
 			inst.engine.BusConnected(true)
 			inst.publishHealth()
 			inst.publishAbout()
