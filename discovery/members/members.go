@@ -252,7 +252,12 @@ func (t *Table) Presence(p Presence) error {
 			return fmt.Errorf("retained Last Will of member %q is history; its heartbeats decide", p.ID)
 		}
 		if e.State == Alive || e.State == Suspect {
-			t.change(e, Lost, EventLost, "connection dropped (Last Will)", 0)
+			// How long it had been silent: the detection latency's upper bound.
+			var silence time.Duration
+			if !e.LastHeard.IsZero() {
+				silence = t.clock.Now().Sub(e.LastHeard)
+			}
+			t.change(e, Lost, EventLost, "connection dropped (Last Will)", silence)
 			t.disarm(e)
 		}
 	case PresenceClosed:

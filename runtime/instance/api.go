@@ -55,6 +55,7 @@ func (inst *Instance) handler() http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(st)
 	})
+	mux.Handle("GET /metrics", inst.metrics.handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()

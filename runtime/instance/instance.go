@@ -83,6 +83,7 @@ type Instance struct {
 	material net.Listener           // the material server's listener, or nil
 	copying  chan struct{}          // holds a token while a material copy runs
 	journal  *journal.Writer        // the coordinator's event journal, else nil
+	metrics  *metrics
 
 	mu     sync.Mutex // guards what the status API reads
 	busURL string
@@ -162,7 +163,8 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, fmt.Errorf("status API on %s: %w", member.API, err)
 	}
 	inst.api = api
-	var observe func(engine.Record)
+	inst.metrics = newMetrics(inst)
+	observe := inst.metrics.observe
 	if coordinator {
 		// The event journal: what happened and what the policy decided, for
 		// people and for understudy replay.
@@ -175,6 +177,7 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		}
 		inst.journal = j
 		observe = func(r engine.Record) {
+			inst.metrics.observe(r)
 			if err := j.Write(r); err != nil {
 				inst.log.Error("event journal not written (further failures are not logged until it works again)", "error", err)
 			}

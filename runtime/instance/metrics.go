@@ -1,0 +1,157 @@
+package instance
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"understudy/runtime/engine"
+)
+
+// memberStates are the states a member gauge is reported for.
+var memberStates = []string{"alive", "suspect", "lost", "closed", "broken", "unknown"}
+
+// metrics are the instance's Prometheus metrics (GET /metrics on the status
+// API). Counters and the detection histogram follow the record stream; the
+// rest is read from the instance's status at each scrape.
+type metrics struct {
+	inst      *Instance
+	reg       *prometheus.Registry
+	detection prometheus.Histogram
+	actions   *prometheus.CounterVec
+	copyBytes prometheus.Counter
+
+	memberState *prometheus.Desc
+	driverUp    *prometheus.Desc
+	busUp       *prometheus.Desc
+	dropped     *prometheus.Desc
+	policyCalls *prometheus.Desc
+	policyErrs  *prometheus.Desc
+	policyTOs   *prometheus.Desc
+	copies      *prometheus.Desc
+}
+
+func newMetrics(inst *Instance) *metrics {
+	m := &metrics{
+		inst: inst,
+		reg:  prometheus.NewRegistry(),
+		detection: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "understudy_detection_seconds",
+			Help:    "Time from a member's last heartbeat to its loss being noticed.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "understudy_actions_total",
+			Help: "Actions finished, by kind (route, send, or the command's verb) and result (done, failed).",
+		}, []string{"kind", "result"}),
+		copyBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "understudy_copy_bytes_total",
+			Help: "Bytes of material copied back by finished copies.",
+		}),
+		memberState: prometheus.NewDesc("understudy_member_state", "1 for the member's current state, 0 for the others.", []string{"member", "state"}, nil),
+		driverUp:    prometheus.NewDesc("understudy_driver_connected", "1 while the driver is connected to its device.", []string{"driver", "kind"}, nil),
+		busUp:       prometheus.NewDesc("understudy_bus_connected", "1 while the instance is connected to the broker.", nil, nil),
+		dropped:     prometheus.NewDesc("understudy_dropped_payloads_total", "Malformed bus payloads dropped, by reason.", []string{"reason"}, nil),
+		policyCalls: prometheus.NewDesc("understudy_policy_calls_total", "Calls into the Lua policy (handlers and timers).", nil, nil),
+		policyErrs:  prometheus.NewDesc("understudy_policy_errors_total", "Calls into the Lua policy that raised an error.", nil, nil),
+		policyTOs:   prometheus.NewDesc("understudy_policy_timeouts_total", "Calls into the Lua policy stopped at their deadline.", nil, nil),
+		copies:      prometheus.NewDesc("understudy_copies_in_progress", "Material copies running.", nil, nil),
+	}
+	m.reg.MustRegister(m.detection, m.actions, m.copyBytes, m,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// observe updates the counters from one record (on the engine's loop).
+func (m *metrics) observe(r engine.Record) {
+	switch r.Type {
+	case "member_lost":
+		if ms, ok := number(r.Fields["silence_ms"]); ok {
+			m.detection.Observe(ms / 1000)
+		}
+	case "action_done", "action_failed":
+		kind := fmt.Sprint(r.Fields["verb"])
+		if _, ok := r.Fields["driver"]; ok && kind != "route" {
+			kind = "send"
+		}
+		result := "done"
+		if r.Type == "action_failed" {
+			result = "failed"
+		}
+		m.actions.WithLabelValues(kind, result).Inc()
+	case "copy_done", "copy_failed":
+		if b, ok := number(r.Fields["bytes"]); ok {
+			m.copyBytes.Add(b)
+		}
+	}
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
+}
+
+// Describe implements prometheus.Collector for the scraped metrics.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.policyCalls, m.policyErrs, m.policyTOs, m.copies} {
+		ch <- d
+	}
+}
+
+// Collect reads the instance's status. An event loop that does not answer
+// within a second leaves those metrics out of the scrape.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := m.inst.status(ctx)
+	if err != nil {
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	for _, mem := range st.Members {
+		for _, s := range memberStates {
+			gauge(m.memberState, b2f(mem.State == s), mem.ID, s)
+		}
+	}
+	for _, d := range st.Drivers {
+		gauge(m.driverUp, b2f(d.Connected), d.Name, d.Kind)
+	}
+	gauge(m.busUp, b2f(st.Bus.Connected))
+	for reason, n := range st.Bus.Dropped {
+		counter(m.dropped, float64(n), reason)
+	}
+	if p := st.Policy; p != nil {
+		counter(m.policyCalls, float64(p.Calls))
+		counter(m.policyErrs, float64(p.Errors))
+		counter(m.policyTOs, float64(p.Timeouts))
+	}
+	gauge(m.copies, float64(len(st.Copies)))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
