@@ -27,6 +27,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -129,14 +130,38 @@ func (b *Broker) Addr() string { return b.ln.Addr().String() }
 
 // Close disconnects all clients, stops listening and waits until the client
 // connections have ended. Further calls do nothing and return the same result.
+//
+// mochi-mqtt v2.7.9 can deadlock in Server.Close when a client's session
+// ends while Close lists the clients (a read lock taken twice while a writer
+// waits: upstream issue #488). So the broker first stops accepting, ends
+// every client and waits (up to closeWait) for their goroutines, and only
+// then closes the server, when no session can end under it.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		b.ln.Close()
+		for _, cl := range b.server.Clients.GetAll() {
+			cl.Stop(errClosing)
+		}
+		done := make(chan struct{})
+		go func() {
+			b.server.Listeners.ClientsWg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(closeWait):
+		}
 		if err := b.server.Close(); err != nil {
 			b.closeErr = fmt.Errorf("broker: close: %w", err)
 		}
 	})
 	return b.closeErr
 }
+
+// closeWait bounds how long Close waits for the clients' goroutines.
+const closeWait = 3 * time.Second
+
+var errClosing = errors.New("broker closing")
 
 // minLevel passes on records of level min and above.
 type minLevel struct {
