@@ -289,6 +289,10 @@ end)
 
 us.on("takeover_failed", function(ev)
   us.log.error("the standby could not take over", { member = ev.member.id, standby = ev.standby, error = ev.error })
+  -- The standby does not have the duties. A member that is still alive (an
+  -- operator's takeover) shows on its outputs again; a lost one has nothing
+  -- better to show than the standby.
+  if ev.member.state == "alive" then route_outputs(ev.member, ev.member) end
 end)
 
 -- After a restart of the coordinator a covered main may already be back.
