@@ -1,11 +1,8 @@
 package engine_test
 
 import (
-	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +10,6 @@ import (
 	"understudy/discovery/bus"
 	"understudy/runtime/config"
 	"understudy/runtime/sim"
-	"understudy/runtime/store"
 )
 
 const copySite = `site: t
@@ -39,30 +35,7 @@ members:
 
 func newCopySite(t *testing.T, policy string) *sim.Harness {
 	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(policy), 0o644)
-	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(copySite), 0o644)
-	site, err := config.Load(filepath.Join(dir, "site.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	h, err := sim.New(site, sim.Options{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Stop)
-	for _, id := range site.MemberIDs() {
-		h.Up(id)
-	}
-	h.Advance(time.Second)
+	h, _ := startSite(t, copySite, policy)
 	return h
 }
 

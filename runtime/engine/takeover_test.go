@@ -34,9 +34,17 @@ members:
 // newPoolSite runs policy on a three-member site on the virtual clock.
 func newPoolSite(t *testing.T, policy string) (*sim.Harness, string) {
 	t.Helper()
+	return startSite(t, poolSite, policy)
+}
+
+// startSite writes siteYAML and policy.lua to a folder, starts the site on
+// the virtual clock with a state store and every member up, and returns it
+// with the policy's path.
+func startSite(t *testing.T, siteYAML, policy string) (*sim.Harness, string) {
+	t.Helper()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(policy), 0o644)
-	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(poolSite), 0o644)
+	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(siteYAML), 0o644)
 	site, err := config.Load(filepath.Join(dir, "site.yaml"))
 	if err != nil {
 		t.Fatal(err)

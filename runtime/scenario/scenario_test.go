@@ -76,6 +76,19 @@ func writeSite(t *testing.T, kind, policy, sc string) string {
 	return filepath.Join(dir, "scenarios/scenario.yaml")
 }
 
+// mustPass fails the test with the checks and the decision log when an
+// expectation failed.
+func mustPass(t *testing.T, res *scenario.Result) {
+	t.Helper()
+	if !res.Failed() {
+		return
+	}
+	var out, log bytes.Buffer
+	res.WriteChecks(&out)
+	res.WriteLog(&log)
+	t.Fatalf("%s\n%s", out.String(), log.String())
+}
+
 func run(t testing.TB, path string) *scenario.Result {
 	t.Helper()
 	sc, err := scenario.Load(path)
@@ -235,13 +248,7 @@ expect:
   - {nothing: true, before: 2m}
   - {event: member_lost, member: main, after: 2m, within: 1s}
 `))
-	var out bytes.Buffer
-	res.WriteChecks(&out)
-	if res.Failed() {
-		var log bytes.Buffer
-		res.WriteLog(&log)
-		t.Fatalf("%s\n%s", out.String(), log.String())
-	}
+	mustPass(t, res)
 }
 
 // How instances answer and a coordinator restart are part of a timeline.
@@ -259,13 +266,7 @@ expect:
   - {event: takeover_failed, member: main, fields: {error: no licence}, after: 13s, within: 1s}
   - {event: action_resumed, fields: {verb: takeover}, after: 11s, within: 1s}
 `))
-	var out bytes.Buffer
-	res.WriteChecks(&out)
-	if res.Failed() {
-		var log bytes.Buffer
-		res.WriteLog(&log)
-		t.Fatalf("%s\n%s", out.String(), log.String())
-	}
+	mustPass(t, res)
 }
 
 // A switcher that drops its connections is reconnected to, and the next
@@ -280,11 +281,5 @@ expect:
   - {event: driver_connected, after: 5s, within: 1s}
   - {routed: {driver: router, output: 1, input: 3}, by: 11s}
 `))
-	var out bytes.Buffer
-	res.WriteChecks(&out)
-	if res.Failed() {
-		var log bytes.Buffer
-		res.WriteLog(&log)
-		t.Fatalf("%s\n%s", out.String(), log.String())
-	}
+	mustPass(t, res)
 }
