@@ -170,11 +170,7 @@ expect:
   - {routed: {driver: router, output: 2, input: 4}, by: 11s}
   - {event: route_changed, fields: {output: 2, input: 9}, after: 20s, within: 1s}
 `))
-	var out bytes.Buffer
-	res.WriteChecks(&out)
-	if res.Failed() {
-		t.Fatalf("%s", out.String())
-	}
+	mustPass(t, res)
 	var log bytes.Buffer
 	res.WriteLog(&log)
 	if !strings.Contains(log.String(), "✗ route router output 1 ← input 3: ") {
