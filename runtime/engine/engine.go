@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +92,7 @@ type Engine struct {
 	timers    *namedTimers
 	broken    map[string]bool       // members whose material disks have all failed
 	copies    map[string]CopyStatus // material copies in progress, by action id
+	captures  []*capture            // CommandWait's collectors of records
 	published string                // last takeover state published
 	probeStop context.CancelFunc
 	probeWG   *sync.WaitGroup
@@ -513,6 +515,9 @@ func (e *Engine) record(r Record) {
 	if e.opts.Observe != nil {
 		e.opts.Observe(r)
 	}
+	for _, c := range e.captures {
+		c.records = append(c.records, r)
+	}
 	if e.opts.Coordinator && e.opts.Publisher != nil {
 		payload, err := json.Marshal(r)
 		if err == nil {
@@ -572,4 +577,33 @@ func CheckPolicy(site *config.Site, drvs map[string]drivers.Driver) ([]policy.Ha
 	}
 	defer p.Close()
 	return p.Handlers(), nil
+}
+
+// Action is an action record in words: what it does, without why.
+func (r Record) Action() string {
+	f := r.Fields
+	switch {
+	case f["driver"] != nil && f["verb"] == "route":
+		return fmt.Sprintf("route %v output %v ← input %v", f["driver"], f["output"], f["input"])
+	case f["driver"] != nil:
+		return fmt.Sprintf("%v send %v", f["driver"], f["args"])
+	case f["member"] != nil:
+		return fmt.Sprintf("%v on %v for %v", f["verb"], f["target"], f["member"])
+	}
+	return fmt.Sprintf("%v on %v", f["verb"], f["target"])
+}
+
+// Summary is the fields that tell a record's story briefly, in parentheses
+// ("" when it has none of them).
+func (r Record) Summary() string {
+	var parts []string
+	for _, k := range []string{"standby", "from", "reason", "cause", "error", "step"} {
+		if v, ok := r.Fields[k]; ok && fmt.Sprint(v) != "" {
+			parts = append(parts, fmt.Sprintf("%s: %v", k, v))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, "; ") + ")"
 }

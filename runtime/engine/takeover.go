@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 
 	"understudy/discovery/bus"
 	"understudy/discovery/members"
@@ -146,33 +148,60 @@ func (e *Engine) Health(h bus.Health) {
 // coordinator answers confirm, reject and mode itself; every command then
 // reaches the policy as the event command:VERB. Any goroutine.
 func (e *Engine) Command(verb string, fields map[string]any, from string) {
-	e.Post(func() {
-		if !e.opts.Coordinator {
-			return
+	e.Post(func() { e.command(verb, fields, from) })
+}
+
+// CommandWait carries out an operator command as Command does and returns
+// what followed from it: the command's record (with its error when it was
+// refused) and the records of the policy's handling of it — actions, takeover
+// events, policy errors. Any goroutine; not in a simulation (no loop runs).
+func (e *Engine) CommandWait(ctx context.Context, verb string, fields map[string]any, from string) ([]Record, error) {
+	c := &capture{}
+	defer e.Post(func() { e.captures = slices.DeleteFunc(e.captures, func(x *capture) bool { return x == c }) })
+	if err := e.Do(ctx, func() {
+		e.captures = append(e.captures, c)
+		e.command(verb, fields, from)
+	}); err != nil {
+		return nil, err
+	}
+	// The policy's handler was queued by the command: once this runs, it ran.
+	if err := e.Do(ctx, func() {}); err != nil {
+		return nil, err
+	}
+	var out []Record
+	e.Do(ctx, func() { out = c.records })
+	return out, nil
+}
+
+// capture collects the records made while it is in Engine.captures.
+type capture struct{ records []Record }
+
+func (e *Engine) command(verb string, fields map[string]any, from string) {
+	if !e.opts.Coordinator {
+		return
+	}
+	fields["by"] = from
+	var err error
+	if e.takeover != nil {
+		switch verb {
+		case "confirm":
+			err = e.takeover.Confirm(fmt.Sprint(fields["proposal"]), from)
+		case "reject":
+			err = e.takeover.Reject(fmt.Sprint(fields["proposal"]), from)
+		case "mode":
+			err = e.takeover.SetMode(fmt.Sprint(fields["mode"]), from)
 		}
-		fields["by"] = from
-		var err error
-		if e.takeover != nil {
-			switch verb {
-			case "confirm":
-				err = e.takeover.Confirm(fmt.Sprint(fields["proposal"]), from)
-			case "reject":
-				err = e.takeover.Reject(fmt.Sprint(fields["proposal"]), from)
-			case "mode":
-				err = e.takeover.SetMode(fmt.Sprint(fields["mode"]), from)
-			}
-		}
-		rec := Record{Type: "command", Fields: map[string]any{"verb": verb, "args": fields}}
-		if err != nil {
-			rec.Fields["error"] = err.Error()
-			e.log.Warn("command refused", "verb", verb, "error", err)
-		}
-		e.record(rec)
-		if err == nil {
-			e.deliverOnce(policy.Event{Name: "command:" + verb, At: e.clock.Now(), Fields: fields}, nil)
-		}
-		e.publishTakeover()
-	})
+	}
+	rec := Record{Type: "command", Fields: map[string]any{"verb": verb, "args": fields}}
+	if err != nil {
+		rec.Fields["error"] = err.Error()
+		e.log.Warn("command refused", "verb", verb, "error", err)
+	}
+	e.record(rec)
+	if err == nil {
+		e.deliverOnce(policy.Event{Name: "command:" + verb, At: e.clock.Now(), Fields: fields}, nil)
+	}
+	e.publishTakeover()
 }
 
 // About takes a member's description of itself (from its about topic): it

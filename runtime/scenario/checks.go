@@ -105,7 +105,7 @@ func checkEvents(x Expectation, records []engine.Record, start time.Time, length
 				continue
 			}
 			if in(r) {
-				c.OK, c.Detail = true, "at "+at(r.At.Sub(start))+fieldsOf(r)
+				c.OK, c.Detail = true, "at "+at(r.At.Sub(start))+r.Summary()
 				return c
 			}
 			outside = append(outside, at(r.At.Sub(start)))
@@ -118,7 +118,7 @@ func checkEvents(x Expectation, records []engine.Record, start time.Time, length
 	case x.No != "":
 		for _, r := range records {
 			if x.matches(x.No, r) && in(r) {
-				c.Detail = "it happened at " + at(r.At.Sub(start)) + fieldsOf(r)
+				c.Detail = "it happened at " + at(r.At.Sub(start)) + r.Summary()
 				return c
 			}
 		}
@@ -162,20 +162,6 @@ func seenInstead(x Expectation, records []engine.Record, start time.Time) string
 		what = "for " + x.Member
 	}
 	return "; " + what + ": " + strings.Join(seen, ", ")
-}
-
-// fieldsOf is the fields that tell an event's story briefly.
-func fieldsOf(r engine.Record) string {
-	var parts []string
-	for _, k := range []string{"standby", "from", "reason", "cause", "error", "step"} {
-		if v, ok := r.Fields[k]; ok && fmt.Sprint(v) != "" {
-			parts = append(parts, fmt.Sprintf("%s: %v", k, v))
-		}
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return " (" + strings.Join(parts, "; ") + ")"
 }
 
 // checkRouted checks the switcher simulator's routing at a routing check's

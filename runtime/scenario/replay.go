@@ -115,18 +115,7 @@ func decisions(records []engine.Record, start time.Time) []Decision {
 		if r.Type != "action_started" {
 			continue
 		}
-		text := actionText(engine.Record{Fields: withoutCause(r.Fields)})
-		out = append(out, Decision{At: r.At.Sub(start), What: text, Cause: fmt.Sprint(r.Fields["cause"])})
-	}
-	return out
-}
-
-func withoutCause(f map[string]any) map[string]any {
-	out := make(map[string]any, len(f))
-	for k, v := range f {
-		if k != "cause" && k != "id" {
-			out[k] = v
-		}
+		out = append(out, Decision{At: r.At.Sub(start), What: r.Action(), Cause: fmt.Sprint(r.Fields["cause"])})
 	}
 	return out
 }

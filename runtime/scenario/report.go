@@ -23,19 +23,8 @@ func interesting(typ string) bool {
 
 // actionText is an action record in words: what it does and why.
 func actionText(r engine.Record) string {
-	f := r.Fields
-	var what string
-	switch {
-	case f["driver"] != nil && f["verb"] == "route":
-		what = fmt.Sprintf("route %v output %v ← input %v", f["driver"], f["output"], f["input"])
-	case f["driver"] != nil:
-		what = fmt.Sprintf("%v send %v", f["driver"], f["args"])
-	case f["member"] != nil:
-		what = fmt.Sprintf("%v on %v for %v", f["verb"], f["target"], f["member"])
-	default:
-		what = fmt.Sprintf("%v on %v", f["verb"], f["target"])
-	}
-	if c, ok := f["cause"]; ok && fmt.Sprint(c) != "" {
+	what := r.Action()
+	if c, ok := r.Fields["cause"]; ok && fmt.Sprint(c) != "" {
 		what += "   ← " + fmt.Sprint(c)
 	}
 	return what
@@ -68,20 +57,19 @@ func (r *Result) WriteLog(w io.Writer) {
 					who = fmt.Sprint(d)
 				}
 			}
-			fmt.Fprintf(w, "%10s %s %s%s\n", t, rec.Type, who, fieldsOf(rec))
+			fmt.Fprintf(w, "%10s %s %s%s\n", t, rec.Type, who, rec.Summary())
 		}
 	}
 }
 
 func shortAction(r engine.Record) string {
-	f := r.Fields
-	if f["driver"] != nil && f["verb"] == "route" {
-		return fmt.Sprintf("route %v output %v ← input %v", f["driver"], f["output"], f["input"])
+	if r.Fields["driver"] != nil && r.Fields["verb"] != "route" {
+		return fmt.Sprintf("%v send", r.Fields["driver"])
 	}
-	if f["driver"] != nil {
-		return fmt.Sprintf("%v send", f["driver"])
+	if r.Fields["driver"] == nil {
+		return fmt.Sprintf("%v on %v", r.Fields["verb"], r.Fields["target"])
 	}
-	return fmt.Sprintf("%v on %v", f["verb"], f["target"])
+	return r.Action()
 }
 
 func result(r engine.Record) string {
