@@ -27,6 +27,11 @@ const usage = `understudy — failover automation for AV, media-server and recor
 Usage:
   understudy run   -c site.yaml [--member ID]   run this machine's instance
   understudy check -c site.yaml                 check site.yaml and the policy (exit 1 on errors)
+  understudy status                             the site as this machine's instance sees it
+  understudy takeover MEMBER | --all STANDBY    operator commands, carried out by the coordinator
+  understudy failback MEMBER                      (through this machine's instance; its token in
+  understudy mode auto|manual                      the state folder authorises them)
+  understudy confirm|reject PROPOSAL
   understudy simulate [-c site.yaml] FILE       run a scenario on the virtual clock (exit 1 if an expectation fails)
   understudy test [DIR]                         run every scenario under DIR (scenarios/*.yaml beside the policies)
   understudy replay [-c site.yaml] JOURNAL [P]  run a recorded journal through the policy (or P) and show changed decisions
@@ -51,6 +56,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
+	case "takeover", "failback", "mode", "confirm", "reject":
+		return cmdControl(args[0], args[1:], stdout, stderr)
 	case "simulate":
 		return cmdSimulate(args[1:], stdout, stderr)
 	case "test":

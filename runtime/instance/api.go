@@ -56,6 +56,7 @@ func (inst *Instance) handler() http.Handler {
 		enc.Encode(st)
 	})
 	mux.Handle("GET /metrics", inst.metrics.handler())
+	mux.HandleFunc("POST /command/{verb}", inst.handleCommand)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,23 +68,25 @@ type Options struct {
 
 // Instance is a running instance.
 type Instance struct {
-	opts     Options
-	site     *config.Site
-	member   *config.Member
-	log      *slog.Logger
-	engine   *engine.Engine
-	bus      atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
-	drops    *bus.Drops
-	api      net.Listener
-	store    *store.Store
-	agent    *agent.Agent
-	config   *configsync.Sync       // nil when the member has no configuration bundle
-	health   atomic.Pointer[[]byte] // last disk health report, published again on reconnect
-	grants   *materialcopy.Grants   // nil when the member serves no material
-	material net.Listener           // the material server's listener, or nil
-	copying  chan struct{}          // holds a token while a material copy runs
-	journal  *journal.Writer        // the coordinator's event journal, else nil
-	metrics  *metrics
+	opts      Options
+	site      *config.Site
+	member    *config.Member
+	log       *slog.Logger
+	engine    *engine.Engine
+	bus       atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
+	drops     *bus.Drops
+	api       net.Listener
+	store     *store.Store
+	agent     *agent.Agent
+	config    *configsync.Sync       // nil when the member has no configuration bundle
+	health    atomic.Pointer[[]byte] // last disk health report, published again on reconnect
+	grants    *materialcopy.Grants   // nil when the member serves no material
+	material  net.Listener           // the material server's listener, or nil
+	copying   chan struct{}          // holds a token while a material copy runs
+	journal   *journal.Writer        // the coordinator's event journal, else nil
+	metrics   *metrics
+	token     string // the API token commands need
+	tokenPath string
 
 	mu     sync.Mutex // guards what the status API reads
 	busURL string
@@ -133,6 +136,11 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, err
 	}
 	inst.store = st
+	inst.tokenPath = TokenPath(dir, site.Name, opts.Self)
+	if inst.token, err = loadToken(inst.tokenPath); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if b := member.ConfigBundleName(); b != "" {
 		topic := (bus.Topics{Site: site.Name}).Config(opts.Self)
 		inst.config = configsync.New(configsync.Options{
@@ -163,6 +171,9 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, fmt.Errorf("status API on %s: %w", member.API, err)
 	}
 	inst.api = api
+	if err := os.WriteFile(AddressPath(dir, site.Name, opts.Self), []byte("http://"+api.Addr().String()+"\n"), 0o644); err != nil {
+		inst.log.Warn("API address not written for the CLI", "error", err)
+	}
 	inst.metrics = newMetrics(inst)
 	observe := inst.metrics.observe
 	if coordinator {

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"understudy/runtime/config"
+	"understudy/runtime/instance"
+)
+
+// The operator's CLI: it talks to the instance running on this machine
+// through its local API (the address and the token it keeps in its state
+// folder), which carries commands out on the coordinator or passes them to it.
+
+// apiFlags are the flags every control command takes.
+type apiFlags struct {
+	site, member, state, api string
+}
+
+func (a *apiFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.site, "c", "site.yaml", "the site file")
+	fs.StringVar(&a.member, "member", "", "which member's instance to talk to (default: $UNDERSTUDY_MEMBER, else the host name)")
+	fs.StringVar(&a.state, "state", "", "its state folder (default: $STATE_DIRECTORY, else site.yaml's state_dir)")
+	fs.StringVar(&a.api, "api", "", "its API address, http://host:port (default: as it wrote it in its state folder)")
+}
+
+// client finds the instance's API address and token.
+func (a *apiFlags) client() (base, token string, err error) {
+	site, err := config.Load(a.site)
+	if err != nil {
+		return "", "", err
+	}
+	self, err := whoAmI(site, a.member)
+	if err != nil {
+		return "", "", err
+	}
+	dir := a.state
+	if dir == "" {
+		dir = os.Getenv("STATE_DIRECTORY")
+	}
+	if dir == "" {
+		dir = site.StateDir
+	}
+	base = a.api
+	if base == "" {
+		data, err := os.ReadFile(instance.AddressPath(dir, site.Name, self))
+		if err != nil {
+			return "", "", fmt.Errorf("is the instance of %s running on this machine? %w", self, err)
+		}
+		base = strings.TrimSpace(string(data))
+	}
+	token, err = instance.ReadToken(instance.TokenPath(dir, site.Name, self))
+	return strings.TrimSuffix(base, "/"), token, err
+}
+
+var apiClient = &http.Client{Timeout: 10 * time.Second}
+
+// cmdControl sends an operator command: takeover, failback, mode, confirm,
+// reject.
+func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs)
+	standby := fs.String("standby", "", "takeover: the standby to take over (default: the policy picks)")
+	all := fs.String("all", "", "takeover --all STANDBY: the standby takes over every member of its pool")
+	usage := map[string]string{
+		"takeover": "understudy takeover [flags] MEMBER | --all STANDBY",
+		"failback": "understudy failback [flags] MEMBER",
+		"mode":     "understudy mode [flags] auto|manual",
+		"confirm":  "understudy confirm [flags] PROPOSAL",
+		"reject":   "understudy reject [flags] PROPOSAL",
+	}
+	fs.Usage = func() { fmt.Fprintln(stderr, "usage:", usage[verb]); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fields := map[string]any{}
+	switch {
+	case verb == "takeover" && *all != "" && fs.NArg() == 0:
+		verb, fields["standby"] = "takeover_all", *all
+	case fs.NArg() != 1:
+		fs.Usage()
+		return 2
+	case verb == "takeover" || verb == "failback":
+		fields["member"] = fs.Arg(0)
+		if *standby != "" {
+			fields["standby"] = *standby
+		}
+	case verb == "mode":
+		if !slices.Contains([]string{config.ModeAuto, config.ModeManual}, fs.Arg(0)) {
+			fs.Usage()
+			return 2
+		}
+		fields["mode"] = fs.Arg(0)
+	default: // confirm, reject
+		fields["proposal"] = fs.Arg(0)
+	}
+	base, token, err := a.client()
+	if err != nil {
+		fmt.Fprintln(stderr, "understudy "+verb+":", err)
+		return 1
+	}
+	body, _ := json.Marshal(fields)
+	req, _ := http.NewRequest(http.MethodPost, base+"/command/"+verb, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "understudy "+verb+":", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	var reply instance.CommandReply
+	if resp.Header.Get("Content-Type") != "application/json" || json.NewDecoder(resp.Body).Decode(&reply) != nil {
+		msg, _ := io.ReadAll(resp.Body)
+		fmt.Fprintf(stderr, "understudy %s: %s %s\n", verb, resp.Status, strings.TrimSpace(string(msg)))
+		return 1
+	}
+	for _, r := range reply.Records {
+		switch {
+		case r.Type == "command":
+		case strings.HasPrefix(r.Type, "action_"):
+			fmt.Fprintf(stdout, "  → %s%s\n", r.Action(), r.Summary())
+		default:
+			fmt.Fprintf(stdout, "%s %s%s\n", r.Type, r.Member, r.Summary())
+		}
+	}
+	switch {
+	case reply.Forwarded != "":
+		fmt.Fprintf(stdout, "%s: passed to the coordinator %s\n", verb, reply.Forwarded)
+	case !reply.OK:
+		fmt.Fprintf(stderr, "understudy %s: refused: %s\n", verb, reply.Error)
+		return 1
+	case len(reply.Records) <= 1:
+		fmt.Fprintf(stdout, "%s: accepted; the policy did nothing with it\n", verb)
+	default:
+		fmt.Fprintf(stdout, "%s: done\n", verb)
+	}
+	return 0
+}
+
+// cmdStatus prints the site as the instance on this machine sees it.
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs)
+	asJSON := fs.Bool("json", false, "print the whole status as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	base, _, err := a.client()
+	if err != nil {
+		fmt.Fprintln(stderr, "understudy status:", err)
+		return 1
+	}
+	resp, err := apiClient.Get(base + "/status")
+	if err != nil {
+		fmt.Fprintln(stderr, "understudy status:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "understudy status: %s %s\n", resp.Status, strings.TrimSpace(string(data)))
+		return 1
+	}
+	if *asJSON {
+		stdout.Write(data)
+		return 0
+	}
+	var st instance.Status
+	if err := json.Unmarshal(data, &st); err != nil {
+		fmt.Fprintln(stderr, "understudy status:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "site %s, seen from %s (coordinator: %v), bus %s connected %v\n", st.Site, st.Self, st.Coordinator, st.Bus.URL, st.Bus.Connected)
+	for _, m := range st.Members {
+		extra := ""
+		if m.Standby {
+			extra = " standby"
+		}
+		fmt.Fprintf(stdout, "  %-16s %-8s since %s  %s%s\n", m.ID, m.State, m.Since.Format(time.DateTime), m.Reason, extra)
+	}
+	for _, d := range st.Drivers {
+		fmt.Fprintf(stdout, "  driver %s (%s) %s connected %v %s\n", d.Name, d.Kind, d.Address, d.Connected, d.Error)
+	}
+	if t := st.Takeover; t != nil {
+		fmt.Fprintf(stdout, "mode %s\n", t.Mode)
+		for _, c := range t.Coverage {
+			fmt.Fprintf(stdout, "  %s covered by %s since %s (%s)\n", c.Member, c.Standby, c.Since.Format(time.DateTime), c.Phase)
+		}
+		for _, q := range t.Queue {
+			fmt.Fprintf(stdout, "  queued: %s\n", q.Member)
+		}
+		for _, p := range t.Proposals {
+			fmt.Fprintf(stdout, "  proposal %s: %s by %s\n", p.ID, p.Member, p.Standby)
+		}
+	}
+	for _, c := range st.Copies {
+		fmt.Fprintf(stdout, "  copy to %s from %s: %d/%d files, %d/%d bytes\n", c.Member, c.From, c.FilesDone, c.FilesTotal, c.BytesDone, c.BytesTotal)
+	}
+	return 0
+}

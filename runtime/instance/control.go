@@ -1,0 +1,144 @@
+package instance
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"understudy/discovery/bus"
+	"understudy/runtime/engine"
+)
+
+// Operator commands through the local API: POST /command/VERB with a JSON
+// object of fields and the instance's token as a bearer token. The token is
+// a file beside the state file (mode 0600), made at the first start, so only
+// who may read the state folder may command (the CLI reads it there). The
+// coordinator carries the command out and answers with what followed; any
+// other instance passes it to the coordinator over the bus.
+
+// TokenPath is where the instance of member keeps its API token.
+func TokenPath(stateDir, site, member string) string {
+	return filepath.Join(stateDir, site+"-"+member+".token")
+}
+
+// AddressPath is where the instance of member writes the address its API
+// listens on (for the CLI: the configured port may be 0).
+func AddressPath(stateDir, site, member string) string {
+	return filepath.Join(stateDir, site+"-"+member+".api")
+}
+
+// ReadToken reads an API token file.
+func ReadToken(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("API token: %w", err)
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// loadToken reads the token file, or makes one.
+func loadToken(path string) (string, error) {
+	tok, err := ReadToken(path)
+	if err == nil && len(tok) >= 32 {
+		return tok, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	tok = hex.EncodeToString(b)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("API token: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("API token: %w", err)
+	}
+	return tok, nil
+}
+
+// CommandReply is the answer to POST /command/VERB.
+type CommandReply struct {
+	Verb      string          `json:"verb"`
+	OK        bool            `json:"ok"`
+	Error     string          `json:"error,omitempty"`
+	Forwarded string          `json:"forwarded_to,omitempty"` // the coordinator it was passed to
+	Records   []engine.Record `json:"records,omitempty"`      // what followed
+}
+
+func (inst *Instance) authorised(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	got, want := sha256.Sum256([]byte(strings.TrimSpace(tok))), sha256.Sum256([]byte(inst.token))
+	return ok && subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+func (inst *Instance) handleCommand(w http.ResponseWriter, r *http.Request) {
+	if !inst.authorised(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="understudy"`)
+		http.Error(w, "commands need the instance's API token (Authorization: Bearer …, from "+filepath.Base(inst.tokenPath)+" in its state folder)", http.StatusUnauthorized)
+		return
+	}
+	verb := r.PathValue("verb")
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	fields, err := bus.DecodeControl(verb, body)
+	if err != nil {
+		http.Error(w, "bad command: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	reply := CommandReply{Verb: verb}
+	if inst.site.Coordinator != inst.opts.Self {
+		// The coordinator decides: pass it on over the bus.
+		payload, _ := json.Marshal(fields)
+		if err := (publisher{inst}).Publish((bus.Topics{Site: inst.site.Name}).Control(verb), 1, false, payload); err != nil {
+			http.Error(w, "cannot pass the command to the coordinator: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		reply.OK, reply.Forwarded = true, inst.site.Coordinator
+		writeReply(w, reply)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	records, err := inst.engine.CommandWait(ctx, verb, fields, "api")
+	if err != nil {
+		http.Error(w, "the event loop did not answer: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	reply.OK, reply.Records = true, records
+	for _, rec := range records {
+		if rec.Type == "command" {
+			if e, ok := rec.Fields["error"].(string); ok {
+				reply.OK, reply.Error = false, e
+			}
+		}
+		if rec.Type == "policy_error" && reply.Error == "" {
+			reply.OK, reply.Error = false, fmt.Sprint(rec.Fields["error"])
+		}
+	}
+	writeReply(w, reply)
+}
+
+func writeReply(w http.ResponseWriter, reply CommandReply) {
+	w.Header().Set("Content-Type", "application/json")
+	if !reply.OK {
+		w.WriteHeader(http.StatusConflict)
+	}
+	json.NewEncoder(w).Encode(reply)
+}
