@@ -73,6 +73,7 @@ func loadToken(path string) (string, error) {
 // CommandReply is the answer to POST /command/VERB.
 type CommandReply struct {
 	Verb      string          `json:"verb"`
+	RequestID string          `json:"request_id,omitempty"` // echoed from an MQTT command
 	OK        bool            `json:"ok"`
 	Error     string          `json:"error,omitempty"`
 	Forwarded string          `json:"forwarded_to,omitempty"` // the coordinator it was passed to
@@ -116,10 +117,22 @@ func (inst *Instance) handleCommand(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	records, err := inst.engine.CommandWait(ctx, verb, fields, "api")
+	reply, err = inst.runCommand(ctx, verb, fields, "api")
 	if err != nil {
 		http.Error(w, "the event loop did not answer: "+err.Error(), http.StatusServiceUnavailable)
 		return
+	}
+	writeReply(w, reply)
+}
+
+// runCommand carries out an operator command on the coordinator and says
+// what followed: refused (the runtime's error, or the policy's while handling
+// it) or done, with the records it led to.
+func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[string]any, by string) (CommandReply, error) {
+	reply := CommandReply{Verb: verb}
+	records, err := inst.engine.CommandWait(ctx, verb, fields, by)
+	if err != nil {
+		return reply, err
 	}
 	reply.OK, reply.Records = true, records
 	for _, rec := range records {
@@ -132,7 +145,35 @@ func (inst *Instance) handleCommand(w http.ResponseWriter, r *http.Request) {
 			reply.OK, reply.Error = false, fmt.Sprint(rec.Fields["error"])
 		}
 	}
-	writeReply(w, reply)
+	return reply, nil
+}
+
+// commandFromBus carries out a command that came over MQTT and publishes the
+// reply on its reply topic: reply_to from the payload, else
+// understudy/<site>/command/<verb>/reply; request_id is echoed. It runs on a
+// goroutine of its own (bus callbacks must not block).
+func (inst *Instance) commandFromBus(verb string, fields map[string]any) {
+	replyTo, _ := fields["reply_to"].(string)
+	requestID, _ := fields["request_id"].(string)
+	delete(fields, "reply_to")
+	delete(fields, "request_id")
+	if replyTo == "" {
+		replyTo = (bus.Topics{Site: inst.site.Name}).Control(verb) + "/reply"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reply, err := inst.runCommand(ctx, verb, fields, "mqtt")
+	if err != nil {
+		reply.Error = "the event loop did not answer: " + err.Error()
+	}
+	reply.RequestID = requestID
+	payload, err := json.Marshal(reply)
+	if err != nil {
+		return
+	}
+	if err := (publisher{inst}).Publish(replyTo, 1, false, payload); err != nil {
+		inst.log.Warn("command reply not published", "verb", verb, "topic", replyTo, "error", err)
+	}
 }
 
 func writeReply(w http.ResponseWriter, reply CommandReply) {

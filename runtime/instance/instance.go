@@ -68,25 +68,26 @@ type Options struct {
 
 // Instance is a running instance.
 type Instance struct {
-	opts      Options
-	site      *config.Site
-	member    *config.Member
-	log       *slog.Logger
-	engine    *engine.Engine
-	bus       atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
-	drops     *bus.Drops
-	api       net.Listener
-	store     *store.Store
-	agent     *agent.Agent
-	config    *configsync.Sync       // nil when the member has no configuration bundle
-	health    atomic.Pointer[[]byte] // last disk health report, published again on reconnect
-	grants    *materialcopy.Grants   // nil when the member serves no material
-	material  net.Listener           // the material server's listener, or nil
-	copying   chan struct{}          // holds a token while a material copy runs
-	journal   *journal.Writer        // the coordinator's event journal, else nil
-	metrics   *metrics
-	token     string // the API token commands need
-	tokenPath string
+	opts        Options
+	site        *config.Site
+	member      *config.Member
+	log         *slog.Logger
+	engine      *engine.Engine
+	bus         atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
+	drops       *bus.Drops
+	api         net.Listener
+	store       *store.Store
+	agent       *agent.Agent
+	config      *configsync.Sync       // nil when the member has no configuration bundle
+	health      atomic.Pointer[[]byte] // last disk health report, published again on reconnect
+	grants      *materialcopy.Grants   // nil when the member serves no material
+	material    net.Listener           // the material server's listener, or nil
+	copying     chan struct{}          // holds a token while a material copy runs
+	journal     *journal.Writer        // the coordinator's event journal, else nil
+	metrics     *metrics
+	token       string        // the API token commands need
+	busCommands chan struct{} // bounds the bus commands carried out at once
+	tokenPath   string
 
 	mu     sync.Mutex // guards what the status API reads
 	busURL string
@@ -116,7 +117,7 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 	if opts.PolicyPoll == 0 {
 		opts.PolicyPoll = time.Second
 	}
-	inst := &Instance{opts: opts, site: site, member: member, log: opts.Logger, peers: map[string]mdns.Entry{}, copying: make(chan struct{}, 1)}
+	inst := &Instance{opts: opts, site: site, member: member, log: opts.Logger, peers: map[string]mdns.Entry{}, copying: make(chan struct{}, 1), busCommands: make(chan struct{}, 16)}
 	inst.drops = bus.NewDrops(inst.log)
 	coordinator := site.Coordinator == opts.Self
 
@@ -528,7 +529,15 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 				inst.drops.Drop(m.Topic, m.Topic, len(m.Payload), err)
 				return
 			}
-			inst.engine.Command(verb, fields, "mqtt")
+			select {
+			case inst.busCommands <- struct{}{}:
+				go func() {
+					defer func() { <-inst.busCommands }()
+					inst.commandFromBus(verb, fields)
+				}()
+			default:
+				inst.log.Warn("too many operator commands at once over the bus: dropped", "verb", verb)
+			}
 		})
 	}
 	inst.bus.Store(c)
