@@ -2,9 +2,10 @@
 // (github.com/mochi-mqtt/server/v2), so that a single machine needs no other
 // broker. Larger sites point the bus at an existing broker instead.
 //
-// The broker serves MQTT 3.1, 3.1.1 and 5 over plain TCP. For now every client
-// may connect and use every topic; authentication and ACL hooks are installed
-// in one place (installHooks).
+// The broker serves MQTT 3.1, 3.1.1 and 5 over plain TCP. Without users every
+// client may connect and use every topic; with users (Options.Users) a client
+// must log in as one and may publish and subscribe only where its lists
+// allow. The hooks are installed in one place (installHooks).
 //
 // Behaviour that liveness logic depends on (see the tests):
 //   - A client whose connection ends without a DISCONNECT packet (its process
@@ -48,6 +49,9 @@ type Options struct {
 	// Logger receives the broker's own log records of level Warn and above. Nil
 	// discards them.
 	Logger *slog.Logger
+	// Users are the accounts clients log in with; none: anyone may connect
+	// and use every topic.
+	Users []User
 }
 
 // Broker is a running embedded MQTT broker.
@@ -83,7 +87,7 @@ func Start(opts Options) (*Broker, error) {
 		// mochi logs connection details at Info; keep only problems.
 		Logger: slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn}).With("component", "mqtt-broker"),
 	})
-	if err := installHooks(server); err != nil {
+	if err := installHooks(server, opts.Users); err != nil {
 		ln.Close()
 		return nil, err
 	}
@@ -100,9 +104,20 @@ func Start(opts Options) (*Broker, error) {
 
 // installHooks installs the broker's authentication and ACL hooks. This is the
 // one place that decides who may connect and publish or subscribe where.
-func installHooks(server *mqtt.Server) error {
-	if err := server.AddHook(new(allowAll), nil); err != nil {
-		return fmt.Errorf("broker: add hook allow-all: %w", err)
+func installHooks(server *mqtt.Server, users []User) error {
+	var hook mqtt.Hook = new(allowAll)
+	if len(users) > 0 {
+		for _, u := range users {
+			for _, f := range append(append([]string(nil), u.Publish...), u.Subscribe...) {
+				if err := CheckFilter(f); err != nil {
+					return fmt.Errorf("broker: user %s: %w", u.Username, err)
+				}
+			}
+		}
+		hook = newAccessHook(users)
+	}
+	if err := server.AddHook(hook, nil); err != nil {
+		return fmt.Errorf("broker: add hook %s: %w", hook.ID(), err)
 	}
 	return nil
 }

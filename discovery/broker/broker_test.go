@@ -275,3 +275,69 @@ func TestDeliberateBehaviourIsNotLoggedAsAWarning(t *testing.T) {
 		t.Fatalf("%d warnings for a client with a 2s keep-alive", n)
 	}
 }
+
+func TestCovers(t *testing.T) {
+	for _, tc := range []struct {
+		allowed, requested string
+		want               bool
+	}{
+		{"understudy/hall/#", "understudy/hall/command/mode", true},
+		{"understudy/hall/#", "understudy/hall", true},
+		{"understudy/hall/#", "understudy/other/command/mode", false},
+		{"understudy/hall/command/+", "understudy/hall/command/mode", true},
+		{"understudy/hall/command/+", "understudy/hall/command/mode/reply", false},
+		{"understudy/hall/command/+", "understudy/hall/command/+", true},
+		{"understudy/hall/command/+", "understudy/hall/command/#", false},
+		{"understudy/+/member/+/state", "understudy/hall/member/+/state", true},
+		{"understudy/hall/member/main/state", "understudy/hall/member/+/state", false},
+	} {
+		if got := covers(tc.allowed, tc.requested); got != tc.want {
+			t.Errorf("covers(%q, %q) = %v, want %v", tc.allowed, tc.requested, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "a/#/b", "a/b+", "a#"} {
+		if CheckFilter(bad) == nil {
+			t.Errorf("CheckFilter(%q) accepted it", bad)
+		}
+	}
+}
+
+// With users, only they may connect, and each only where its lists allow.
+func TestUsersAndACLs(t *testing.T) {
+	b := start(t, Options{Users: []User{
+		{Username: "understudy", Password: "inst-secret", Publish: []string{"understudy/hall/#"}, Subscribe: []string{"understudy/hall/#"}},
+		{Username: "viewer", Password: "view-secret", Publish: []string{"understudy/hall/ping"}, Subscribe: []string{"understudy/hall/member/+/state"}},
+	}})
+	url := "tcp://" + b.Addr()
+	for _, o := range []mqtttest.Options{{}, {Username: "viewer", Password: "wrong"}, {Username: "nobody", Password: "view-secret"}} {
+		if _, err := mqtttest.TryConnect(t, url, "intruder", o); err == nil {
+			t.Errorf("connected as %q with password %q", o.Username, o.Password)
+		}
+	}
+	inst := connect(t, b, "inst", mqtttest.Options{Username: "understudy", Password: "inst-secret"})
+	msgs := mqtttest.Subscribe(t, inst, "understudy/hall/#")
+	viewer := connect(t, b, "viewer", mqtttest.Options{Username: "viewer", Password: "view-secret"})
+	mqtttest.Publish(t, viewer, "understudy/hall/ping", "1", false)
+	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "understudy/hall/ping", Payload: "1"})
+	// It may watch states.
+	states := mqtttest.Subscribe(t, viewer, "understudy/hall/member/+/state")
+	mqtttest.Publish(t, inst, "understudy/hall/member/main/state", "alive", false)
+	mqtttest.Receive(t, states, mqtttest.Message{Topic: "understudy/hall/member/main/state", Payload: "alive"})
+	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "understudy/hall/member/main/state", Payload: "alive"})
+	tok := viewer.Subscribe("understudy/hall/#", 1, nil)
+	if !tok.WaitTimeout(deadline) {
+		t.Fatal("no answer to the subscription")
+	}
+	if st, ok := tok.(interface{ Result() map[string]byte }); ok && st.Result()["understudy/hall/#"] < 0x80 {
+		t.Errorf("the viewer was granted understudy/hall/# (code %#x)", st.Result()["understudy/hall/#"])
+	}
+	// A command from it is refused: the broker drops it and the connection.
+	viewer.Publish("understudy/hall/command/mode", 1, false, `{"mode":"manual"}`)
+	select {
+	case <-viewer.Lost:
+	case <-time.After(deadline):
+		t.Fatal("the viewer's command did not end its connection")
+	}
+	mqtttest.Publish(t, inst, "understudy/hall/marker", "after", false)
+	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "understudy/hall/marker", Payload: "after"})
+}

@@ -1,0 +1,107 @@
+package broker
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// User is an account of the embedded broker. A client must connect with a
+// user's name and password; it may then publish to the topics matching one
+// of Publish and subscribe to filters within one of Subscribe (MQTT topic
+// filters with + and #).
+type User struct {
+	Username  string
+	Password  string
+	Publish   []string
+	Subscribe []string
+}
+
+// CheckFilter reports whether f is a valid MQTT topic filter.
+func CheckFilter(f string) error {
+	if f == "" {
+		return fmt.Errorf("empty topic filter")
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		switch {
+		case l == "#" && i != len(levels)-1:
+			return fmt.Errorf("topic filter %q: # must be the last level", f)
+		case l != "#" && l != "+" && strings.ContainsAny(l, "#+"):
+			return fmt.Errorf("topic filter %q: + and # stand alone in a level", f)
+		}
+	}
+	return nil
+}
+
+// covers reports whether the allowed filter covers every topic that
+// requested (a topic name, or a filter being subscribed to) matches.
+func covers(allowed, requested string) bool {
+	a, r := strings.Split(allowed, "/"), strings.Split(requested, "/")
+	for i, al := range a {
+		if al == "#" {
+			return true
+		}
+		if i >= len(r) {
+			return false
+		}
+		switch {
+		case r[i] == "#":
+			return false // the request reaches further than one level here
+		case al == "+":
+		case al != r[i]:
+			return false
+		}
+	}
+	return len(a) == len(r)
+}
+
+// accessHook authenticates clients against the users and checks each publish
+// and subscription against their lists.
+type accessHook struct {
+	mqtt.HookBase
+	users map[string]User
+}
+
+func newAccessHook(users []User) *accessHook {
+	h := &accessHook{users: map[string]User{}}
+	for _, u := range users {
+		h.users[u.Username] = u
+	}
+	return h
+}
+
+func (*accessHook) ID() string { return "users-and-acls" }
+
+func (*accessHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	u, ok := h.users[string(pk.Connect.Username)]
+	got, want := sha256.Sum256(pk.Connect.Password), sha256.Sum256([]byte(u.Password))
+	ok = subtle.ConstantTimeCompare(got[:], want[:]) == 1 && ok
+	if !ok {
+		h.Log.Warn("client refused: unknown user or wrong password", "client", cl.ID, "username", string(pk.Connect.Username), "remote", cl.Net.Remote)
+	}
+	return ok
+}
+
+func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	u := h.users[string(cl.Properties.Username)]
+	list := u.Subscribe
+	if write {
+		list = u.Publish
+	}
+	for _, f := range list {
+		if covers(f, topic) {
+			return true
+		}
+	}
+	h.Log.Warn("client refused a topic", "client", cl.ID, "username", u.Username, "topic", topic, "publish", write)
+	return false
+}
