@@ -21,13 +21,10 @@ import (
 // embedded broker: each command gets its reply on the reply topic, with the
 // request id, and a refused one says why.
 func TestShowControlCommandsOverMQTT(t *testing.T) {
-	pub, err := exec.LookPath("mosquitto_pub")
-	if err != nil {
-		t.Fatalf("mosquitto_pub is missing (Debian package mosquitto-clients; .ci/deps installs it): %v", err)
-	}
-	sub, err := exec.LookPath("mosquitto_sub")
-	if err != nil {
-		t.Fatal(err)
+	for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing (Debian package mosquitto-clients; .ci/deps installs it): %v", tool, err)
+		}
 	}
 	brokers := map[string]func(t *testing.T) string{
 		"mosquitto": func(t *testing.T) string { return mosquitto.Start(t).URL },
@@ -56,35 +53,9 @@ func TestShowControlCommandsOverMQTT(t *testing.T) {
 			runIn(t, nil, site, "main")
 			backup.wait(20*time.Second, "msg", "member alive", "member", "main")
 
-			// command publishes a command until its reply arrives.
 			command := func(verb, fields string) map[string]any {
 				t.Helper()
-				replyTopic := fmt.Sprintf("understudy/%s/command/%s/reply", siteName, verb)
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				listener := testhost.StartProcess(t, exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-t", replyTopic, "-C", "1"))
-				for i := 0; ; i++ {
-					id := fmt.Sprintf("%s-%d", verb, i)
-					payload := fmt.Sprintf(`{%s"request_id": %q}`, fields, id)
-					if out, err := exec.Command(pub, "-h", host, "-p", port, "-q", "1", "-t", "understudy/"+siteName+"/command/"+verb, "-m", payload).CombinedOutput(); err != nil {
-						t.Fatalf("mosquitto_pub: %v %s", err, out)
-					}
-					select {
-					case <-listener.Exited():
-						var reply map[string]any
-						line := strings.TrimSpace(listener.Output())
-						if err := json.Unmarshal([]byte(line), &reply); err != nil {
-							t.Fatalf("reply %q: %v", line, err)
-						}
-						if !strings.HasPrefix(fmt.Sprint(reply["request_id"]), verb+"-") {
-							t.Fatalf("reply without the request id: %s", line)
-						}
-						return reply
-					case <-time.After(200 * time.Millisecond):
-					case <-ctx.Done():
-						t.Fatalf("no reply on %s within 20s", replyTopic)
-					}
-				}
+				return mqttCommand(t, mqttPeer{host: host, port: port}, siteName, verb, fields)
 			}
 
 			if r := command("mode", `"mode": "manual", `); r["ok"] != true || r["verb"] != "mode" {
@@ -96,5 +67,93 @@ func TestShowControlCommandsOverMQTT(t *testing.T) {
 				t.Fatalf("confirm of an unknown proposal: %v", r)
 			}
 		})
+	}
+}
+
+// mqttPeer is an outside MQTT client: mosquitto_pub and mosquitto_sub with
+// a broker address and credentials.
+type mqttPeer struct {
+	host, port, user, password string
+}
+
+func (p mqttPeer) args(extra ...string) []string {
+	a := []string{"-h", p.host, "-p", p.port}
+	if p.user != "" {
+		a = append(a, "-u", p.user, "-P", p.password)
+	}
+	return append(a, extra...)
+}
+
+// mqttCommand publishes a command (fields: JSON members followed by a
+// comma, or "") until its reply arrives on the reply topic, and returns it.
+func mqttCommand(t *testing.T, p mqttPeer, siteName, verb, fields string) map[string]any {
+	t.Helper()
+	replyTopic := fmt.Sprintf("understudy/%s/command/%s/reply", siteName, verb)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	listener := testhost.StartProcess(t, exec.CommandContext(ctx, "mosquitto_sub", p.args("-t", replyTopic, "-C", "1")...))
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("%s-%d", verb, i)
+		payload := fmt.Sprintf(`{%s"request_id": %q}`, fields, id)
+		if out, err := exec.Command("mosquitto_pub", p.args("-q", "1", "-t", "understudy/"+siteName+"/command/"+verb, "-m", payload)...).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v %s", err, out)
+		}
+		select {
+		case <-listener.Exited():
+			var reply map[string]any
+			line := strings.TrimSpace(listener.Output())
+			if err := json.Unmarshal([]byte(line), &reply); err != nil {
+				t.Fatalf("reply %q: %v", line, err)
+			}
+			if !strings.HasPrefix(fmt.Sprint(reply["request_id"]), verb+"-") {
+				t.Fatalf("reply without the request id: %s", line)
+			}
+			return reply
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatalf("no reply on %s within 20s", replyTopic)
+		}
+	}
+}
+
+// With users in site.yaml, the embedded broker lets show control command,
+// and refuses a client without an account or without the right to command.
+func TestEmbeddedBrokerUsersDecideWhoMayCommand(t *testing.T) {
+	port := freePort(t)
+	host, portNum, _ := net.SplitHostPort(port)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSwitcher(t, l)
+	name := "acl"
+	bus := fmt.Sprintf(`listen: %q, username: understudy, password: inst-pass, users: [{username: understudy, password: inst-pass}, `+
+		`{username: showctl, password: show-pass, publish: ["understudy/%[2]s/command/+"], subscribe: ["understudy/%[2]s/#"]}, `+
+		`{username: viewer, password: view-pass, publish: ["understudy/%[2]s/ping"], subscribe: ["understudy/%[2]s/member/+/state"]}]`, port, name)
+	site := writeSite(t, siteParams{Name: name, Bus: bus, Router: l.Addr().String()})
+	backup := runIn(t, nil, site, "backup")
+	backup.wait(20*time.Second, "msg", "bus connected")
+
+	show := mqttPeer{host: host, port: portNum, user: "showctl", password: "show-pass"}
+	if r := mqttCommand(t, show, name, "mode", `"mode": "manual", `); r["ok"] != true {
+		t.Fatalf("showctl's mode manual: %v", r)
+	}
+	// No account: refused at the door.
+	out, err := exec.Command("mosquitto_pub", mqttPeer{host: host, port: portNum}.args("-t", "understudy/"+name+"/command/mode", "-m", `{"mode":"auto"}`)...).CombinedOutput()
+	if err == nil || !strings.Contains(strings.ToLower(string(out)), "not authori") {
+		t.Fatalf("anonymous mosquitto_pub: %v %s", err, out)
+	}
+	// An account without the right to command: its command goes nowhere.
+	viewer := mqttPeer{host: host, port: portNum, user: "viewer", password: "view-pass"}
+	exec.Command("mosquitto_pub", viewer.args("-q", "1", "-t", "understudy/"+name+"/command/mode", "-m", `{"mode":"auto"}`)...).Run()
+	backup.wait(10*time.Second, "msg", "client refused a topic", "username", "viewer")
+	// Show control sees the mode still manual.
+	r := mqttCommand(t, show, name, "confirm", `"proposal": "p99", `)
+	if r["ok"] != false {
+		t.Fatalf("confirm p99: %v", r)
+	}
+	state, err := exec.Command("mosquitto_sub", show.args("-t", "understudy/"+name+"/takeover", "-C", "1", "-W", "10")...).Output()
+	if err != nil || !strings.Contains(string(state), `"mode":"manual"`) {
+		t.Fatalf("takeover state after the viewer's attempt: %v %s", err, state)
 	}
 }

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,11 @@ type Options struct {
 	KeepAlive time.Duration // MQTT keep-alive (whole seconds); the broker is declared dead after about 1.5×
 	Version   string
 	Logger    *slog.Logger
+	// Username and Password log in to the broker (none: anonymous); TLS is
+	// used for ssl://, tls:// and mqtts:// URLs.
+	Username string
+	Password string
+	TLS      *tls.Config
 	// OnConnected and OnDisconnected report the bus connection going up and
 	// down. They are called from paho's goroutines and must not block.
 	OnConnected    func()
@@ -112,6 +118,12 @@ func New(opts Options) *Client {
 				opts.OnDisconnected(err)
 			}
 		})
+	if opts.Username != "" {
+		mo.SetUsername(opts.Username).SetPassword(opts.Password)
+	}
+	if opts.TLS != nil {
+		mo.SetTLSConfig(opts.TLS)
+	}
 	c.mqtt = mqtt.NewClient(mo)
 	return c
 }

@@ -73,6 +73,32 @@ type Bus struct {
 	BrokerOn  string   `yaml:"broker_on"` // member that embeds the broker (default: the coordinator)
 	Discover  Duration `yaml:"discover"`  // how long to look for a broker by mDNS before embedding one
 	KeepAlive Duration `yaml:"keepalive"` // MQTT keep-alive: how soon an instance notices a dead broker (about 1.5×)
+	// Username and Password are the account the instances log in with.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// TLS, for an ssl://, tls:// or mqtts:// URL: files of the CA that
+	// signed the broker's certificate and of this machine's own certificate.
+	TLS *BusTLS `yaml:"tls"`
+	// Users are the embedded broker's accounts: with any, a client must log
+	// in as one of them (the instances' own account among them).
+	Users []BusUser `yaml:"users"`
+}
+
+// BusTLS names the files of a TLS connection to the broker.
+type BusTLS struct {
+	CA   string `yaml:"ca"`   // PEM of the CA(s) to trust (default: the system's)
+	Cert string `yaml:"cert"` // PEM of this machine's client certificate (optional)
+	Key  string `yaml:"key"`  // and its key
+}
+
+// BusUser is an account of the embedded broker. Publish and Subscribe are
+// MQTT topic filters; a user with neither may use the site's whole tree
+// (understudy/<site>/#), as the instances do.
+type BusUser struct {
+	Username  string   `yaml:"username"`
+	Password  string   `yaml:"password"`
+	Publish   []string `yaml:"publish"`
+	Subscribe []string `yaml:"subscribe"`
 }
 
 // Heartbeat is the site-wide liveness timing; members may override it.
@@ -427,6 +453,7 @@ func (s *Site) validate() Errors {
 	}
 	s.validateTakeover(add, ids)
 	s.validateMaterial(add)
+	s.validateBusUsers(add)
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 	return errs
 }

@@ -344,3 +344,34 @@ members:
 		}
 	}
 }
+
+func TestBusUsersAreChecked(t *testing.T) {
+	const site = `site: t
+coordinator: a
+bus: {%s}
+members:
+  - id: a
+`
+	s, err := Parse("site.yaml", fmt.Appendf(nil, site, `username: inst, password: p, users: [{username: inst, password: p}, {username: show, password: q, publish: ["understudy/t/command/+"]}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := s.BrokerUsers()
+	if len(users) != 2 || users[0].Publish[0] != "understudy/t/#" || users[0].Subscribe[0] != "understudy/t/#" || users[1].Publish[0] != "understudy/t/command/+" || len(users[1].Subscribe) != 0 {
+		t.Errorf("broker users = %+v", users)
+	}
+	for _, tc := range []struct{ bus, want string }{
+		{`users: [{username: show, password: q}]`, "the instances need an account too"},
+		{`username: inst, password: p, users: [{username: show, password: q}]`, `bus.username "inst" is not one of bus.users`},
+		{`username: a, password: p, users: [{username: a, password: p}, {username: a, password: p}]`, `bus.users: "a" is there twice`},
+		{`username: a, password: p, users: [{username: a}]`, "bus.users: a needs a password"},
+		{`username: a, password: p, users: [{username: a, password: p, publish: ["x/#/y"]}]`, "# must be the last level"},
+		{`tls: {ca: certs/ca.pem}`, `bus.tls.ca: give the absolute path`},
+		{`tls: {cert: /etc/c.pem}`, "bus.tls: give both cert and key"},
+	} {
+		_, err := Parse("site.yaml", fmt.Appendf(nil, site, tc.bus))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("bus {%s}: %v, want %q", tc.bus, err, tc.want)
+		}
+	}
+}

@@ -7,6 +7,8 @@ package instance
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,6 +89,7 @@ type Instance struct {
 	metrics     *metrics
 	token       string        // the API token commands need
 	busCommands chan struct{} // bounds the bus commands carried out at once
+	busTLS      *tls.Config   // from bus.tls, read at start
 	tokenPath   string
 
 	mu     sync.Mutex // guards what the status API reads
@@ -137,6 +140,10 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, err
 	}
 	inst.store = st
+	if inst.busTLS, err = busTLS(site.Bus.TLS); err != nil {
+		st.Close()
+		return nil, err
+	}
 	inst.tokenPath = TokenPath(dir, site.Name, opts.Self)
 	if inst.token, err = loadToken(inst.tokenPath); err != nil {
 		st.Close()
@@ -402,7 +409,11 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 	if !hosts {
 		return "", fmt.Errorf("no bus: site.yaml names no broker (bus.url), mDNS is off, and the broker is embedded on %s", site.Bus.BrokerOn)
 	}
-	b, err := broker.Start(broker.Options{Listen: site.Bus.Listen, Logger: inst.log.With("component", "broker")})
+	var users []broker.User
+	for _, u := range site.BrokerUsers() {
+		users = append(users, broker.User{Username: u.Username, Password: u.Password, Publish: u.Publish, Subscribe: u.Subscribe})
+	}
+	b, err := broker.Start(broker.Options{Listen: site.Bus.Listen, Logger: inst.log.With("component", "broker"), Users: users})
 	if err != nil {
 		return "", fmt.Errorf("embedded broker: %w", err)
 	}
@@ -431,6 +442,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		URL: url, Topics: topics, Member: inst.opts.Self,
 		Interval: inst.member.Heartbeat.D(), KeepAlive: site.Bus.KeepAlive.D(),
 		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
+		Username: site.Bus.Username, Password: site.Bus.Password, TLS: inst.busTLS,
 		OnConnected: func() {
 			inst.notify("STATUS=running; bus connected to " + url)
 			inst.engine.BusConnected(true)
@@ -665,4 +677,30 @@ func (inst *Instance) serveAPI(ctx context.Context) {
 	if err := srv.Serve(inst.api); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		inst.log.Error("status API stopped", "error", err)
 	}
+}
+
+// busTLS reads bus.tls's files (nil without bus.tls).
+func busTLS(t *config.BusTLS) (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("bus.tls.ca: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("bus.tls.ca %s: no PEM certificate in it", t.CA)
+		}
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("bus.tls cert and key: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }

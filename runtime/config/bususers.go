@@ -1,0 +1,62 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+
+	"understudy/discovery/broker"
+)
+
+// BrokerUsers are the embedded broker's accounts with every list filled in:
+// a user with no lists may use the site's whole tree.
+func (s *Site) BrokerUsers() []BusUser {
+	out := make([]BusUser, len(s.Bus.Users))
+	for i, u := range s.Bus.Users {
+		if len(u.Publish) == 0 && len(u.Subscribe) == 0 {
+			tree := "understudy/" + s.Name + "/#"
+			u.Publish, u.Subscribe = []string{tree}, []string{tree}
+		}
+		out[i] = u
+	}
+	return out
+}
+
+func (s *Site) validateBusUsers(add func(path, format string, args ...any)) {
+	seen := map[string]bool{}
+	for i, u := range s.Bus.Users {
+		p := fmt.Sprintf("$.bus.users[%d]", i)
+		switch {
+		case u.Username == "":
+			add(p, "bus.users: a user needs a username")
+		case seen[u.Username]:
+			add(p+".username", "bus.users: %q is there twice", u.Username)
+		case u.Password == "":
+			add(p, "bus.users: %s needs a password", u.Username)
+		}
+		seen[u.Username] = true
+		for j, f := range slices.Concat(u.Publish, u.Subscribe) {
+			if err := broker.CheckFilter(f); err != nil {
+				add(p, "bus.users: %s: filter %d: %v", u.Username, j+1, err)
+			}
+		}
+	}
+	if len(s.Bus.Users) > 0 {
+		switch {
+		case s.Bus.Username == "":
+			add("$.bus", "bus.users are set: the instances need an account too (bus.username and bus.password, one of the users)")
+		case !seen[s.Bus.Username]:
+			add("$.bus.username", "bus.username %q is not one of bus.users: the instances could not log in", s.Bus.Username)
+		}
+	}
+	if t := s.Bus.TLS; t != nil {
+		for key, f := range map[string]string{"ca": t.CA, "cert": t.Cert, "key": t.Key} {
+			if f != "" && !filepath.IsAbs(f) {
+				add("$.bus.tls."+key, "bus.tls.%s: give the absolute path of the PEM file, not %q", key, f)
+			}
+		}
+		if (t.Cert == "") != (t.Key == "") {
+			add("$.bus.tls", "bus.tls: give both cert and key, or neither")
+		}
+	}
+}
