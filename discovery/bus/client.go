@@ -66,6 +66,9 @@ type Client struct {
 
 	mu   sync.Mutex
 	subs []subscription
+
+	closing   chan struct{} // closed by Close: stop trying to connect
+	closeOnce sync.Once
 }
 
 type subscription struct {
@@ -89,7 +92,7 @@ func New(opts Options) *Client {
 	if opts.KeepAlive < time.Second {
 		opts.KeepAlive = 2 * time.Second
 	}
-	c := &Client{opts: opts, log: opts.Logger, boot: NewBoot()}
+	c := &Client{opts: opts, log: opts.Logger, boot: NewBoot(), closing: make(chan struct{})}
 	c.attempt.Store(1)
 
 	mo := mqtt.NewClientOptions().
@@ -102,8 +105,7 @@ func New(opts Options) *Client {
 		SetConnectTimeout(3*time.Second).
 		SetWriteTimeout(3*time.Second).
 		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(500*time.Millisecond).
+		SetConnectRetry(false). // Connect retries itself, to say why it cannot connect
 		SetMaxReconnectInterval(2*time.Second).
 		SetBinaryWill(opts.Topics.Presence(opts.Member), c.presence("gone", 1), 1, true).
 		SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
@@ -138,7 +140,39 @@ func (c *Client) Conn() uint64 { return c.conn.Load() }
 // keeps retrying until Close. Use WaitConnected to wait for the first
 // connection.
 func (c *Client) Connect() {
-	c.mqtt.Connect()
+	go c.connectLoop()
+}
+
+// connectLoop makes the first connection, trying again every 0.5–2s until it
+// succeeds or Close, and logs why it cannot connect (once per reason: a
+// wrong address, a refused password, an untrusted certificate). After that,
+// paho reconnects by itself.
+func (c *Client) connectLoop() {
+	wait := 500 * time.Millisecond
+	last := ""
+	for {
+		tok := c.mqtt.Connect()
+		tok.Wait() // bounded by the connect timeout
+		err := tok.Error()
+		if err == nil {
+			return
+		}
+		select {
+		case <-c.closing:
+			return
+		default:
+		}
+		if msg := err.Error(); msg != last {
+			last = msg
+			c.log.Warn("cannot connect to the broker; trying again", "broker", c.opts.URL, "error", err)
+		}
+		select {
+		case <-c.closing:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
 }
 
 // WaitConnected waits until the client is connected or ctx ends.
@@ -244,6 +278,7 @@ func (c *Client) RunHeartbeats(ctx context.Context) {
 // Close ends the connection. With graceful set it first publishes "closed" on
 // the presence topic, so the site sees a shutdown rather than a loss.
 func (c *Client) Close(graceful bool) {
+	c.closeOnce.Do(func() { close(c.closing) })
 	if graceful && c.mqtt.IsConnectionOpen() {
 		tok := c.publish(c.opts.Topics.Presence(c.opts.Member), 1, true, c.presence("closed", c.conn.Load()))
 		if !tok.WaitTimeout(time.Second) {
