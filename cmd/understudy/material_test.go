@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,14 +60,10 @@ us.on("copy_done", function(ev)
 end)
 `
 
+// freePort is a loopback host:port that was free a moment ago.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
 }
 
 func writeBytes(t *testing.T, path string, data []byte, mtime time.Time) {
