@@ -31,7 +31,7 @@ mdns: false
 bus: {url: "%[1]s"}
 heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 3s}
 policy: {file: policy.lua}
-copy: {settle: 200ms, limit_mbit: 4}
+copy: {settle: 1ms, limit_mbit: 4}
 failover: {copy_material: true}
 members:
   - id: manager
@@ -146,7 +146,7 @@ func TestFailbackCopiesTheMaterialBackAndResumesAfterAnInterruption(t *testing.T
 	writeBytes(t, filepath.Join(recDir, "cam1/same.ts"), recorded["cam1/same.ts"], time.Time{})
 	writeBytes(t, filepath.Join(recDir, "cam2/partial.ts"), recorded["cam2/partial.ts"][:200<<10], time.Time{})
 	writeBytes(t, filepath.Join(recDir, "cam2/conflict.ts"), mine, time.Now().Add(time.Hour))
-	time.Sleep(300 * time.Millisecond) // the recordings settle (copy.settle is 200ms)
+	// copy.settle is 1ms: by the time rec is back and asks, the files have settled.
 
 	// rec comes back; the failback copies at 4 Mbit/s. Kill it in the middle.
 	manager.mark()

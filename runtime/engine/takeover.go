@@ -157,19 +157,20 @@ func (e *Engine) Command(verb string, fields map[string]any, from string) {
 // events, policy errors. Any goroutine; not in a simulation (no loop runs).
 func (e *Engine) CommandWait(ctx context.Context, verb string, fields map[string]any, from string) ([]Record, error) {
 	c := &capture{}
-	defer e.Post(func() { e.captures = slices.DeleteFunc(e.captures, func(x *capture) bool { return x == c }) })
+	stop := func() { e.captures = slices.DeleteFunc(e.captures, func(x *capture) bool { return x == c }) }
 	if err := e.Do(ctx, func() {
 		e.captures = append(e.captures, c)
 		e.command(verb, fields, from)
 	}); err != nil {
+		e.Post(stop)
 		return nil, err
 	}
 	// The policy's handler was queued by the command: once this runs, it ran.
-	if err := e.Do(ctx, func() {}); err != nil {
+	var out []Record
+	if err := e.Do(ctx, func() { out = c.records; stop() }); err != nil {
+		e.Post(stop)
 		return nil, err
 	}
-	var out []Record
-	e.Do(ctx, func() { out = c.records })
 	return out, nil
 }
 

@@ -13,9 +13,6 @@ import (
 	"understudy/runtime/engine"
 )
 
-// memberStates are the states a member gauge is reported for.
-var memberStates = []string{"alive", "suspect", "lost", "closed", "broken", "unknown"}
-
 // metrics are the instance's Prometheus metrics (GET /metrics on the status
 // API). Counters and the detection histogram follow the record stream; the
 // rest is read from the instance's status at each scrape.
@@ -126,7 +123,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	for _, mem := range st.Members {
-		for _, s := range memberStates {
+		for _, s := range []string{"alive", "suspect", "lost", "closed", "broken", "unknown"} {
 			gauge(m.memberState, b2f(mem.State == s), mem.ID, s)
 		}
 	}

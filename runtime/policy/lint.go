@@ -24,9 +24,6 @@ type Problem struct {
 
 func (p Problem) String() string { return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg) }
 
-// moduleFields are the values of the module that are not functions.
-var moduleFields = []string{"site", "self", "settings", "log"}
-
 // Lint reads the .lua files of a policy's folder and reports uses of the
 // understudy module that do not exist (us.takeovr, us.log.inf): names the
 // editor definitions would flag, found before the policy runs. It sees the
@@ -42,7 +39,7 @@ func Lint(dir string) ([]Problem, error) {
 	for _, f := range API() {
 		known[f.Name] = true
 	}
-	for _, f := range moduleFields {
+	for _, f := range []string{"site", "self", "settings", "log"} { // the module's values that are not functions
 		known[f] = true
 	}
 	var out []Problem

@@ -29,9 +29,8 @@ type device struct {
 // returns it with its address, or ok false for a kind that is not a switcher.
 func startDevice(kind string, size Device) (*device, string, bool, error) {
 	var (
-		d       *device
-		listen  func(string) (fmt.Stringer, error)
-		unknown = false
+		d      *device
+		listen func(string) (fmt.Stringer, error)
 	)
 	switch kind {
 	case "videohub":
@@ -51,10 +50,7 @@ func startDevice(kind string, size Device) (*device, string, bool, error) {
 		d = &device{routing: s.Routing, setRoute: s.SetRoute, refuse: func() { s.FailNext(1) }, drop: func() { s.DropNext(1) }, close: s.Close}
 		listen = func(a string) (fmt.Stringer, error) { return s.Listen(a) }
 	default:
-		unknown = true
-	}
-	if unknown {
-		return nil, "", false, nil
+		return nil, "", false, nil // not a switcher
 	}
 	d.kind = kind
 	addr, err := listen("127.0.0.1:0")

@@ -8,17 +8,20 @@ import (
 	"understudy/runtime/engine"
 )
 
-// quiet are record types the decision log leaves out: bookkeeping that says
-// nothing a person needs to follow the decisions.
-var quiet = map[string]bool{
-	"action_running": true, "policy_loaded": true, "coordinator": true,
-	"member_suspect": true, "bus_heard": true, "copy_progress": true,
+// quiet reports the record types the decision log leaves out: bookkeeping
+// that says nothing a person needs to follow the decisions.
+func quiet(typ string) bool {
+	switch typ {
+	case "action_running", "policy_loaded", "coordinator", "member_suspect", "bus_heard", "copy_progress":
+		return true
+	}
+	return false
 }
 
 // interesting reports whether a record type tells what happened to members
 // (for "what happened instead").
 func interesting(typ string) bool {
-	return !quiet[typ] && !strings.HasPrefix(typ, "action_") && typ != "driver_connected" && typ != "route_changed"
+	return !quiet(typ) && !strings.HasPrefix(typ, "action_") && typ != "driver_connected" && typ != "route_changed"
 }
 
 // actionText is an action record in words: what it does and why.
@@ -35,7 +38,7 @@ func actionText(r engine.Record) string {
 // and each action's result, at its virtual time.
 func (r *Result) WriteLog(w io.Writer) {
 	for _, rec := range r.Records {
-		if quiet[rec.Type] {
+		if quiet(rec.Type) {
 			continue
 		}
 		t := at(rec.At.Sub(r.Start))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,9 +17,6 @@ import (
 	"understudy/runtime/sim"
 	"understudy/runtime/store"
 )
-
-// DefaultStart is the virtual time a scenario starts at unless it says.
-var defaultStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Options configure Run.
 type Options struct {
@@ -79,7 +77,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 	if err := sc.checkNames(site); err != nil {
 		return nil, err
 	}
-	start := defaultStart
+	var start time.Time // zero: the simulation's own start
 	if sc.Start != "" {
 		start, _ = time.Parse(time.RFC3339, sc.Start)
 	}
@@ -88,7 +86,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer cleanup()
-	st, err := store.Open(opts.StateDir+"/"+site.Name+"-simulation.db", store.Options{NoSync: true})
+	st, err := store.Open(filepath.Join(opts.StateDir, site.Name+"-simulation.db"), store.Options{NoSync: true})
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +95,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	start = h.Clock.Now()
 	for member, verbs := range sc.Agents {
 		h.Agent(member, func(c bus.Command) sim.Reply {
 			p, ok := verbs[c.Verb]
