@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,9 +142,22 @@ func (in *daemon) wait(timeout time.Duration, kv ...string) logEntry {
 	in.t.Helper()
 	e, err := in.waitErr(timeout, kv...)
 	if err != nil {
+		in.dumpGoroutines()
 		in.t.Fatal(err)
 	}
 	return e
+}
+
+// dumpGoroutines makes a daemon that did not log what was awaited print its
+// goroutines (SIGQUIT), so the failed test's output shows where it was.
+func (in *daemon) dumpGoroutines() {
+	if in.p.Signal(syscall.SIGQUIT) != nil {
+		return // already gone
+	}
+	select {
+	case <-in.p.Exited():
+	case <-time.After(5 * time.Second):
+	}
 }
 
 func (in *daemon) waitErr(timeout time.Duration, kv ...string) (logEntry, error) {

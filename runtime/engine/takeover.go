@@ -152,7 +152,7 @@ func (e *Engine) Command(verb string, fields map[string]any, from string) {
 }
 
 // CommandWait carries out an operator command as Command does and returns
-// what followed from it: the command's record (with its error when it was
+// what followed from it (until the engine has nothing more queued for it): the command's record (with its error when it was
 // refused) and the records of the policy's handling of it — actions, takeover
 // events, policy errors. Any goroutine; not in a simulation (no loop runs).
 func (e *Engine) CommandWait(ctx context.Context, verb string, fields map[string]any, from string) ([]Record, error) {
@@ -165,12 +165,18 @@ func (e *Engine) CommandWait(ctx context.Context, verb string, fields map[string
 		e.Post(stop)
 		return nil, err
 	}
-	// The policy's handler was queued by the command: once this runs, it ran.
+	// The policy's handler was queued by the command, and what it set off
+	// (a takeover_started for the policy, say) is queued in turn: wait until
+	// a round of the queue brings no new record.
 	var out []Record
-	if err := e.Do(ctx, func() { out = c.records; stop() }); err != nil {
-		e.Post(stop)
-		return nil, err
+	for seen := -1; seen != len(out); {
+		seen = len(out)
+		if err := e.Do(ctx, func() { out = slices.Clone(c.records) }); err != nil {
+			e.Post(stop)
+			return nil, err
+		}
 	}
+	e.Post(stop)
 	return out, nil
 }
 
