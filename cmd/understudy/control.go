@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"understudy/runtime/config"
+	"understudy/runtime/engine"
 	"understudy/runtime/instance"
 )
 
@@ -72,12 +73,17 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 	a.register(fs)
 	standby := fs.String("standby", "", "takeover: the standby to take over (default: the policy picks)")
 	all := fs.String("all", "", "takeover --all STANDBY: the standby takes over every member of its pool")
+	realDrill := fs.Bool("real", false, "drill: a real drill (the fault is given for real; it reverts after --revert); default: a dry run, nothing sent")
+	fault := fs.String("fault", "lost", "drill: the fault, lost or broken")
+	revert := fs.String("revert", "5m", "drill: how long until a real drill reverts (the dry run shows the revert too)")
+	end := fs.Bool("end", false, "drill --end MEMBER: end the member's drill now")
 	usage := map[string]string{
 		"takeover": "understudy takeover [flags] MEMBER | --all STANDBY",
 		"failback": "understudy failback [flags] MEMBER",
 		"mode":     "understudy mode [flags] auto|manual",
 		"confirm":  "understudy confirm [flags] PROPOSAL",
 		"reject":   "understudy reject [flags] PROPOSAL",
+		"drill":    "understudy drill [flags] [--real] [--fault lost|broken] [--revert 5m] MEMBER | --end MEMBER",
 	}
 	fs.Usage = func() { fmt.Fprintln(stderr, "usage:", usage[verb]); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
@@ -95,6 +101,10 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		if *standby != "" {
 			fields["standby"] = *standby
 		}
+	case verb == "drill" && *end:
+		verb, fields["member"] = "drill_end", fs.Arg(0)
+	case verb == "drill":
+		fields["member"], fields["fault"], fields["dry_run"], fields["revert_after"] = fs.Arg(0), *fault, !*realDrill, *revert
 	case verb == "mode":
 		if !slices.Contains([]string{config.ModeAuto, config.ModeManual}, fs.Arg(0)) {
 			fs.Usage()
@@ -130,6 +140,8 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		case r.Type == "command":
 		case strings.HasPrefix(r.Type, "action_"):
 			fmt.Fprintf(stdout, "  → %s%s\n", r.Action(), r.Summary())
+		case r.Type == "drill_dry_run":
+			printDryRun(stdout, r)
 		default:
 			fmt.Fprintf(stdout, "%s %s%s\n", r.Type, r.Member, r.Summary())
 		}
@@ -146,6 +158,33 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: done\n", verb)
 	}
 	return 0
+}
+
+// printDryRun prints what a dry-run drill found.
+func printDryRun(w io.Writer, r engine.Record) {
+	if e, ok := r.Fields["error"]; ok {
+		fmt.Fprintf(w, "DRY-RUN DRILL of %s could not run: %v\n", r.Member, e)
+		return
+	}
+	fmt.Fprintf(w, "DRY-RUN DRILL: %s %v, reverted after %vs; nothing was sent. The policy would:\n", r.Member, r.Fields["fault"], r.Fields["revert_after_s"])
+	list := func(key, prefix string) {
+		items, _ := r.Fields[key].([]any)
+		for _, it := range items {
+			d, _ := it.(map[string]any)
+			cause := ""
+			if c, ok := d["cause"].(string); ok && c != "" {
+				cause = " (" + c + ")"
+			}
+			fmt.Fprintf(w, "  +%6.1fs %s%v%s\n", d["at_s"], prefix, d["what"], cause)
+		}
+	}
+	list("events", "")
+	list("decisions", "→ ")
+	if errs, _ := r.Fields["errors"].([]any); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintf(w, "  policy error: %v\n", e)
+		}
+	}
 }
 
 // cmdStatus prints the site as the instance on this machine sees it.
@@ -189,6 +228,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		if m.Standby {
 			extra = " standby"
 		}
+		if m.Drill != "" {
+			extra += " [FIRE DRILL: " + m.Drill + "]"
+		}
 		fmt.Fprintf(stdout, "  %-16s %-8s since %s  %s%s\n", m.ID, m.State, m.Since.Format(time.DateTime), m.Reason, extra)
 	}
 	for _, d := range st.Drivers {
@@ -205,6 +247,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		for _, p := range t.Proposals {
 			fmt.Fprintf(stdout, "  proposal %s: %s by %s\n", p.ID, p.Member, p.Standby)
 		}
+	}
+	for _, d := range st.Drills {
+		fmt.Fprintf(stdout, "FIRE DRILL: %s %s since %s, reverts at %s (in %.0fs), by %s\n", d.Member, d.Fault, d.Started.Format(time.DateTime), d.Until.Format(time.DateTime), d.Remaining, d.By)
 	}
 	for _, c := range st.Copies {
 		fmt.Fprintf(stdout, "  copy to %s from %s: %d/%d files, %d/%d bytes\n", c.Member, c.From, c.FilesDone, c.FilesTotal, c.BytesDone, c.BytesTotal)

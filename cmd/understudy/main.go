@@ -32,6 +32,8 @@ Usage:
   understudy failback MEMBER                      (through this machine's instance; its token in
   understudy mode auto|manual                      the state folder authorises them)
   understudy confirm|reject PROPOSAL
+  understudy drill [--real] MEMBER | --end MEMBER  fire drill: a dry run (what the policy would do, nothing
+                                                 sent), or --real with automatic revert (--revert 5m)
   understudy simulate [-c site.yaml] FILE       run a scenario on the virtual clock (exit 1 if an expectation fails)
   understudy test [DIR]                         run every scenario under DIR (scenarios/*.yaml beside the policies)
   understudy replay [-c site.yaml] JOURNAL [P]  run a recorded journal through the policy (or P) and show changed decisions
@@ -58,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
-	case "takeover", "failback", "mode", "confirm", "reject":
+	case "takeover", "failback", "mode", "confirm", "reject", "drill":
 		return cmdControl(args[0], args[1:], stdout, stderr)
 	case "simulate":
 		return cmdSimulate(args[1:], stdout, stderr)

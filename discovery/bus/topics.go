@@ -15,6 +15,8 @@
 //	understudy/<site>/member/<id>/about      retained, from an instance that describes itself (run --describe)
 //	understudy/<site>/events                 from the coordinator: every member event and policy action
 //	understudy/<site>/takeover               retained, from the coordinator: mode, coverage, queue, proposals
+//	understudy/<site>/copies                 retained, from the coordinator: material copies in progress
+//	understudy/<site>/drill                  retained, from the coordinator: fire drills running
 //	understudy/<site>/command/<verb>         operator commands (confirm, reject, mode, takeover, failback, …)
 package bus
 
@@ -74,6 +76,12 @@ func (t Topics) AllCopies() string { return t.member("+", "copy") }
 
 // Takeover is the coordinator's retained takeover state.
 func (t Topics) Takeover() string { return "understudy/" + t.Site + "/takeover" }
+
+// Copies is the coordinator's retained list of material copies in progress.
+func (t Topics) Copies() string { return "understudy/" + t.Site + "/copies" }
+
+// Drill is the coordinator's retained list of fire drills running.
+func (t Topics) Drill() string { return "understudy/" + t.Site + "/drill" }
 
 // Control is the topic of an operator command.
 func (t Topics) Control(verb string) string { return "understudy/" + t.Site + "/command/" + verb }

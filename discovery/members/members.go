@@ -13,6 +13,7 @@
 package members
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -56,6 +57,7 @@ type Member struct {
 	Interval  time.Duration
 	LostAfter time.Duration
 	Reason    string // why it is in State, in words
+	Held      bool   // held lost for a fire drill (Hold), whatever it sends
 }
 
 // Event is a state change.
@@ -206,6 +208,9 @@ func (t *Table) Heartbeat(hb Heartbeat) error {
 	if hb.ID == t.opts.Self {
 		t.selfHeard(e, now)
 	}
+	if e.Held {
+		return nil // heard, and lost until Release
+	}
 	switch e.State {
 	case Unknown:
 		t.change(e, Alive, EventSeen, "heartbeat", 0)
@@ -264,6 +269,9 @@ func (t *Table) Presence(p Presence) error {
 		if !current {
 			return fmt.Errorf("stale close of member %q", p.ID)
 		}
+		if e.Held {
+			return nil // lost for a drill; silent from now on, so Release leaves it lost
+		}
 		if e.State != Closed {
 			t.change(e, Closed, EventClosed, "shut down", 0)
 			t.disarm(e)
@@ -271,6 +279,47 @@ func (t *Table) Presence(p Presence) error {
 	default:
 		return fmt.Errorf("unknown presence state %q from %q", p.State, p.ID)
 	}
+	return nil
+}
+
+// Hold declares a member lost for a fire drill: it stays lost, whatever it
+// sends, until Release. Its heartbeats are still noted, so Release knows
+// whether it is really there.
+func (t *Table) Hold(id, reason string) error {
+	e, ok := t.members[id]
+	if !ok {
+		return fmt.Errorf("unknown member %q", id)
+	}
+	if id == t.opts.Self {
+		return errors.New("an instance cannot hold itself lost")
+	}
+	if e.Held {
+		return fmt.Errorf("%s is held lost already", id)
+	}
+	e.Held = true
+	t.disarm(e)
+	if e.State != Lost {
+		t.change(e, Lost, EventLost, reason, 0)
+	}
+	return nil
+}
+
+// Release ends a Hold. A member heard within its lost_after is restored at
+// once (with reason); one that has been silent stays lost until it is heard.
+func (t *Table) Release(id, reason string) error {
+	e, ok := t.members[id]
+	if !ok {
+		return fmt.Errorf("unknown member %q", id)
+	}
+	if !e.Held {
+		return fmt.Errorf("%s is not held", id)
+	}
+	e.Held = false
+	if t.paused || e.LastHeard.IsZero() || t.clock.Now().Sub(e.quietSince) >= e.LostAfter {
+		return nil
+	}
+	t.change(e, Alive, EventRestored, reason, 0)
+	t.arm(e, e.suspectAfter())
 	return nil
 }
 

@@ -403,3 +403,61 @@ func TestThisInstanceIsAliveFromTheStart(t *testing.T) {
 		t.Fatalf("after an hour: %v, events %q", h.state("backup"), h.kinds())
 	}
 }
+
+// A fire drill holds a beating member lost; on release it is restored at
+// once, and a member that went silent during the drill stays lost.
+func TestHoldKeepsAMemberLostUntilRelease(t *testing.T) {
+	h := newHarness(t, 10*time.Second)
+	h.table.Add("main", 100*time.Millisecond, 300*time.Millisecond)
+	h.table.Add("rec", 100*time.Millisecond, 300*time.Millisecond)
+	h.table.Start()
+	beatBoth := func(n int) {
+		for range n {
+			for _, id := range []string{"main", "rec"} {
+				if err := h.table.Heartbeat(Heartbeat{ID: id, Boot: "b1", Conn: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.vc.Advance(100 * time.Millisecond)
+		}
+	}
+	beatBoth(3)
+	if err := h.table.Hold("main", "fire drill"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.table.Hold("main", "fire drill"); err == nil {
+		t.Fatal("a second hold of the same member was accepted")
+	}
+	if err := h.table.Hold("rec", "fire drill"); err != nil {
+		t.Fatal(err)
+	}
+	beatBoth(20) // two seconds of heartbeats: still lost
+	if h.state("main") != Lost || h.state("rec") != Lost {
+		t.Fatalf("held members: main %s, rec %s", h.state("main"), h.state("rec"))
+	}
+	if m, _ := h.table.Get("main"); !m.Held || m.Reason != "fire drill" {
+		t.Fatalf("held member %+v", m)
+	}
+	// rec's process stops during the drill.
+	h.beat("main", 100*time.Millisecond, 5)
+	if err := h.table.Release("main", "drill ended"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.table.Release("rec", "drill ended"); err != nil {
+		t.Fatal(err)
+	}
+	if h.state("main") != Alive || h.state("rec") != Lost {
+		t.Fatalf("after release: main %s, rec %s", h.state("main"), h.state("rec"))
+	}
+	if got := h.kinds(); got != "main:seen rec:seen main:lost rec:lost main:restored" {
+		t.Fatalf("events %q", got)
+	}
+	// Released, main is judged by its heartbeats again.
+	h.vc.Advance(time.Second)
+	if h.state("main") != Lost {
+		t.Fatalf("main silent after release is %s", h.state("main"))
+	}
+	if err := h.table.Release("main", "again"); err == nil {
+		t.Fatal("release of a member not held was accepted")
+	}
+}

@@ -3,6 +3,7 @@ package engine
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -185,6 +186,7 @@ func (e *Engine) copyStarted(a *action) {
 	if a.isCopy() {
 		e.log.Info("material copy started", "member", a.Args["member"], "from", a.Args["from"], "since", a.Args["since"], "until", a.Args["until"], "action", a.ID)
 		e.copyEvent("copy_started", a, a.copyFields())
+		e.publishCopies()
 	}
 }
 
@@ -195,6 +197,7 @@ func (e *Engine) copyFinished(a *action, result any, err error) {
 		return
 	}
 	delete(e.copies, a.ID)
+	defer e.publishCopies()
 	fields := a.copyFields()
 	if r, ok := result.(map[string]any); ok {
 		for k, v := range r {
@@ -229,7 +232,20 @@ func (e *Engine) CopyProgress(p bus.CopyProgress) {
 		fields["bytes_done"], fields["bytes_total"] = p.BytesDone, p.BytesTotal
 		fields["rate"], fields["eta_s"] = p.Rate, p.ETA
 		e.copyEvent("copy_progress", f.a, fields)
+		e.publishCopies()
 	})
+}
+
+// publishCopies publishes the copies in progress on the retained copies
+// topic, for show control.
+func (e *Engine) publishCopies() {
+	if !e.opts.Coordinator || e.opts.Publisher == nil {
+		return
+	}
+	payload, _ := json.Marshal(map[string]any{"copies": nonNil(e.copyStatus())})
+	if err := e.opts.Publisher.Publish(e.topics.Copies(), 1, true, payload); err != nil {
+		e.log.Debug("copies not published", "error", err)
+	}
 }
 
 // copyStatus lists the copies in progress.

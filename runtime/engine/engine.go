@@ -92,6 +92,7 @@ type Engine struct {
 	timers    *namedTimers
 	broken    map[string]bool       // members whose material disks have all failed
 	copies    map[string]CopyStatus // material copies in progress, by action id
+	drills    map[string]*drill     // running fire drills, by member
 	captures  []*capture            // CommandWait's collectors of records
 	published string                // last takeover state published
 	probeStop context.CancelFunc
@@ -142,6 +143,7 @@ func New(opts Options) (*Engine, error) {
 	e.timers = newNamedTimers(e)
 	e.broken = map[string]bool{}
 	e.copies = map[string]CopyStatus{}
+	e.drills = map[string]*drill{}
 	e.store = opts.Store
 	if e.store == nil {
 		dir, err := os.MkdirTemp("", "understudy-state-")
@@ -193,6 +195,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		d.Start(ctx, func(ev drivers.Event) { e.Post(func() { e.onDriverEvent(name, ev) }) })
 	}
 	if err := e.startTakeover(); err != nil {
+		return err
+	}
+	if err := e.restoreDrills(); err != nil {
 		return err
 	}
 	e.actions.start(ctx)
@@ -326,6 +331,25 @@ func (e *Engine) Presence(p bus.Presence, retained bool) {
 	})
 }
 
+// Note adds a record made outside the loop (a dry-run drill's findings) to
+// the stream: the observer, the journal, the events topic. It returns the
+// record as stamped. Any goroutine.
+func (e *Engine) Note(ctx context.Context, r Record) (Record, error) {
+	err := e.Do(ctx, func() {
+		r.At = e.clock.Now()
+		e.record(r)
+	})
+	return r, err
+}
+
+// SiteCopy returns a copy of the site as the engine knows it (with the
+// members that described themselves). Any goroutine.
+func (e *Engine) SiteCopy(ctx context.Context) (*config.Site, error) {
+	var s *config.Site
+	err := e.Do(ctx, func() { s = e.site.Clone() })
+	return s, err
+}
+
 // Emit hands an event of the given name to the policy (on the loop). Any
 // goroutine.
 func (e *Engine) Emit(name string, fields map[string]any) {
@@ -342,6 +366,8 @@ func (e *Engine) BusConnected(up bool) {
 			for _, m := range e.table.All() {
 				e.publishState(m)
 			}
+			e.publishDrills()
+			e.publishCopies()
 		}
 	})
 }
@@ -455,7 +481,7 @@ func (e *Engine) onMemberEvent(ev members.Event) {
 	if ev.Silence > 0 {
 		fields["silence_ms"] = ev.Silence.Milliseconds()
 	}
-	e.record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: fields})
+	e.record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: e.drillFields(ev.Member.ID, fields)})
 	if e.opts.Coordinator && e.opts.Publisher != nil {
 		e.publishState(ev.Member)
 	}
@@ -464,7 +490,7 @@ func (e *Engine) onMemberEvent(ev members.Event) {
 		e.publishTakeover()
 	}
 	m := e.policyMember(ev.Member.ID)
-	e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Member: &m, Fields: map[string]any{"reason": ev.Member.Reason, "previous": string(ev.Previous)}})
+	e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Member: &m, Fields: e.drillFields(m.ID, map[string]any{"reason": ev.Member.Reason, "previous": string(ev.Previous)})})
 }
 
 func (e *Engine) publishState(m members.Member) {
@@ -485,6 +511,10 @@ func (e *Engine) publishState(m members.Member) {
 		if covers := e.takeover.Covering(m.ID); len(covers) > 0 {
 			state["covering"] = covers
 		}
+	}
+	if d, ok := e.drills[m.ID]; ok {
+		state["drill"] = d.Fault
+		state["drill_until"] = d.Until
 	}
 	payload, _ := json.Marshal(state)
 	if err := e.opts.Publisher.Publish(e.topics.State(m.ID), 1, true, payload); err != nil {

@@ -19,6 +19,7 @@ type Status struct {
 	Policy      *PolicyStatus   `json:"policy,omitempty"`
 	Takeover    *TakeoverStatus `json:"takeover,omitempty"`
 	Copies      []CopyStatus    `json:"copies,omitempty"` // material copies in progress
+	Drills      []DrillStatus   `json:"drills,omitempty"` // fire drills running
 }
 
 // TakeoverStatus is the coordinator's takeover state, with grace countdowns.
@@ -45,6 +46,8 @@ type MemberStatus struct {
 	LastHeard time.Time `json:"last_heard,omitzero"`
 	Roles     []string  `json:"roles,omitempty"`
 	Standby   bool      `json:"standby,omitempty"`
+	Pool      string    `json:"pool,omitempty"`
+	Drill     string    `json:"drill,omitempty"` // the fault of a fire drill it is in
 }
 
 // DriverStatus is a driver's connection.
@@ -88,7 +91,7 @@ func (e *Engine) status() Status {
 	st := Status{Site: e.site.Name, Self: e.opts.Self, Coordinator: e.opts.Coordinator}
 	for _, m := range e.table.All() {
 		cm, _ := e.site.Member(m.ID)
-		st.Members = append(st.Members, MemberStatus{ID: m.ID, State: string(m.State), Since: m.Since, Reason: m.Reason, LastHeard: m.LastHeard, Roles: cm.Roles, Standby: cm.Standby})
+		st.Members = append(st.Members, MemberStatus{ID: m.ID, State: e.stateOf(m.ID), Since: m.Since, Reason: m.Reason, LastHeard: m.LastHeard, Roles: cm.Roles, Standby: cm.Standby, Pool: cm.Pool, Drill: e.drillOf(m.ID)})
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
 		ds := e.opts.Drivers[name].Status()
@@ -115,5 +118,6 @@ func (e *Engine) status() Status {
 		st.Takeover = ts
 	}
 	st.Copies = e.copyStatus()
+	st.Drills = e.drillStatus()
 	return st
 }

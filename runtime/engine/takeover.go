@@ -113,15 +113,15 @@ func (e *Engine) Ack(a bus.Ack) { e.Post(func() { e.actions.ack(a) }) }
 // Health feeds an instance's disk health report. Any goroutine.
 func (e *Engine) Health(h bus.Health) {
 	e.Post(func() {
-		if !e.table.Known(h.Member) || e.broken[h.Member] == h.Broken {
+		if !e.table.Known(h.Member) {
 			return
 		}
-		e.broken[h.Member] = h.Broken
-		lm, _ := e.table.Get(h.Member)
-		kind := "member_broken"
-		reason := "all material disks failed"
-		if !h.Broken {
-			kind, reason = members.EventRestored, "material disks work again"
+		if d, ok := e.drills[h.Member]; ok && d.Fault == DrillBroken {
+			d.Broken = h.Broken // the drill's fault stands until it ends
+			return
+		}
+		if e.broken[h.Member] == h.Broken {
+			return
 		}
 		var failed []string
 		for _, d := range h.Disks {
@@ -129,19 +129,35 @@ func (e *Engine) Health(h bus.Health) {
 				failed = append(failed, d.Path+": "+d.Error)
 			}
 		}
-		fields := map[string]any{"state": e.stateOf(h.Member), "reason": reason, "disks_failed": failed}
-		e.log.Warn("member "+kind, "member", h.Member, "disks", failed)
-		e.record(Record{Type: kind, Member: h.Member, Fields: fields})
-		if e.opts.Coordinator && e.opts.Publisher != nil {
-			e.publishState(lm)
+		reason := "all material disks failed"
+		if !h.Broken {
+			reason = "material disks work again"
 		}
-		if e.takeover != nil {
-			e.takeover.MemberChanged(h.Member)
-		}
-		m := e.policyMember(h.Member)
-		m.Reason = reason
-		e.dispatch(policy.Event{Name: kind, At: e.clock.Now(), Member: &m, Fields: map[string]any{"reason": reason, "disks_failed": failed}})
+		e.setBroken(h.Member, h.Broken, failed, reason)
 	})
+}
+
+// setBroken marks a member broken (all material disks failed) or not, and
+// tells the record stream, the bus and the policy (on the loop).
+func (e *Engine) setBroken(member string, broken bool, failed []string, reason string) {
+	e.broken[member] = broken
+	lm, _ := e.table.Get(member)
+	kind := "member_broken"
+	if !broken {
+		kind = members.EventRestored
+	}
+	fields := map[string]any{"state": e.stateOf(member), "reason": reason, "disks_failed": failed}
+	e.log.Warn("member "+kind, "member", member, "disks", failed)
+	e.record(Record{Type: kind, Member: member, Fields: e.drillFields(member, fields)})
+	if e.opts.Coordinator && e.opts.Publisher != nil {
+		e.publishState(lm)
+	}
+	if e.takeover != nil {
+		e.takeover.MemberChanged(member)
+	}
+	m := e.policyMember(member)
+	m.Reason = reason
+	e.dispatch(policy.Event{Name: kind, At: e.clock.Now(), Member: &m, Fields: e.drillFields(member, map[string]any{"reason": reason, "disks_failed": failed})})
 }
 
 // Command takes an operator command (from the bus, the CLI or the web). The
@@ -191,6 +207,13 @@ func (e *Engine) command(verb string, fields map[string]any, from string) {
 	var err error
 	if e.takeover != nil {
 		switch verb {
+		case "drill":
+			var r DrillRequest
+			if r, err = ParseDrill(fields); err == nil {
+				err = e.startDrill(r, from)
+			}
+		case "drill_end":
+			err = e.endDrill(fmt.Sprint(fields["member"]), "ended by "+from, from)
 		case "confirm":
 			err = e.takeover.Confirm(fmt.Sprint(fields["proposal"]), from)
 		case "reject":

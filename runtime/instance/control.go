@@ -19,6 +19,7 @@ import (
 
 	"understudy/discovery/bus"
 	"understudy/runtime/engine"
+	"understudy/runtime/scenario"
 )
 
 // Operator commands through the local API: POST /command/VERB with a JSON
@@ -134,6 +135,15 @@ func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[st
 	if err != nil {
 		return reply, err
 	}
+	if verb == "drill" && commandOK(records) {
+		if req, perr := engine.ParseDrill(fields); perr == nil && req.DryRun {
+			rec, err := inst.dryRunDrill(ctx, req, by)
+			if err != nil {
+				return reply, err
+			}
+			records = append(records, rec)
+		}
+	}
 	reply.OK, reply.Records = true, records
 	for _, rec := range records {
 		if rec.Type == "command" {
@@ -174,6 +184,48 @@ func (inst *Instance) commandFromBus(verb string, fields map[string]any) {
 	if err := (publisher{inst}).Publish(replyTo, 1, false, payload); err != nil {
 		inst.log.Warn("command reply not published", "verb", verb, "topic", replyTo, "error", err)
 	}
+}
+
+// commandOK reports whether the command's record says it was accepted.
+func commandOK(records []engine.Record) bool {
+	for _, r := range records {
+		if r.Type == "command" {
+			return r.Fields["error"] == nil
+		}
+	}
+	return false
+}
+
+// dryRunDrill runs a dry-run fire drill on a simulation of the site as the
+// coordinator sees it now, and records what the policy would decide (as
+// drill_dry_run, on every surface); nothing is sent.
+func (inst *Instance) dryRunDrill(ctx context.Context, req engine.DrillRequest, by string) (engine.Record, error) {
+	site, err := inst.engine.SiteCopy(ctx)
+	if err != nil {
+		return engine.Record{}, err
+	}
+	now, err := inst.engine.Status(ctx)
+	if err != nil {
+		return engine.Record{}, err
+	}
+	rec := engine.Record{Type: "drill_dry_run", Member: req.Member, Fields: map[string]any{
+		"fault": req.Fault, "dry_run": true, "revert_after_s": req.Revert.Seconds(), "by": by}}
+	res, err := scenario.DryRun(ctx, site, now, req, scenario.Options{Registry: inst.opts.Registry})
+	if err != nil {
+		rec.Fields["error"] = err.Error()
+	} else {
+		list := func(ds []scenario.Decision) []map[string]any {
+			out := []map[string]any{}
+			for _, d := range ds {
+				out = append(out, map[string]any{"at_s": d.At.Seconds(), "what": d.What, "cause": d.Cause})
+			}
+			return out
+		}
+		rec.Fields["decisions"], rec.Fields["events"] = list(res.Decisions), list(res.Events)
+		rec.Fields["errors"], rec.Fields["wall_ms"] = res.Errors, res.Wall.Milliseconds()
+		inst.log.Info("fire drill dry run", "member", req.Member, "fault", req.Fault, "decisions", len(res.Decisions), "policy_errors", len(res.Errors), "wall", res.Wall)
+	}
+	return inst.engine.Note(ctx, rec)
 }
 
 func writeReply(w http.ResponseWriter, reply CommandReply) {

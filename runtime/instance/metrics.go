@@ -31,6 +31,7 @@ type metrics struct {
 	policyErrs  *prometheus.Desc
 	policyTOs   *prometheus.Desc
 	copies      *prometheus.Desc
+	drill       *prometheus.Desc
 }
 
 func newMetrics(inst *Instance) *metrics {
@@ -58,6 +59,7 @@ func newMetrics(inst *Instance) *metrics {
 		policyErrs:  prometheus.NewDesc("understudy_policy_errors_total", "Calls into the Lua policy that raised an error.", nil, nil),
 		policyTOs:   prometheus.NewDesc("understudy_policy_timeouts_total", "Calls into the Lua policy stopped at their deadline.", nil, nil),
 		copies:      prometheus.NewDesc("understudy_copies_in_progress", "Material copies running.", nil, nil),
+		drill:       prometheus.NewDesc("understudy_drill_active", "1 while the member is in a real fire drill (by fault).", []string{"member", "fault"}, nil),
 	}
 	m.reg.MustRegister(m.detection, m.actions, m.copyBytes, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -102,7 +104,7 @@ func number(v any) (float64, bool) {
 
 // Describe implements prometheus.Collector for the scraped metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.policyCalls, m.policyErrs, m.policyTOs, m.copies} {
+	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill} {
 		ch <- d
 	}
 }
@@ -140,6 +142,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.policyTOs, float64(p.Timeouts))
 	}
 	gauge(m.copies, float64(len(st.Copies)))
+	for _, d := range st.Drills {
+		gauge(m.drill, 1, d.Member, d.Fault)
+	}
 }
 
 func b2f(b bool) float64 {

@@ -138,11 +138,13 @@ func FromRecords(records []engine.Record, site *config.Site) *Scenario {
 		m, isMember := site.Member(r.Member)
 		switch {
 		case r.Type == "command":
+			// A fire drill is replayed by its command: what the drill itself
+			// did (the hold, the revert's failback) follows from it again.
 			args, _ := r.Fields["args"].(map[string]any)
-			if _, failed := r.Fields["error"]; !failed {
+			if _, failed := r.Fields["error"]; !failed && args["by"] != "drill" {
 				add(at, Step{Command: fmt.Sprint(r.Fields["verb"]), Args: args})
 			}
-		case !isMember || m.Probe != nil:
+		case !isMember || m.Probe != nil || r.Fields["drill"] != nil:
 		case r.Type == "member_seen" || r.Type == "member_restored" && r.Fields["reason"] != "material disks work again":
 			if !up[r.Member] {
 				add(at, Step{Up: r.Member})

@@ -31,6 +31,21 @@ type Options struct {
 	StateDir string
 	// Logger receives the policy's log lines and the engine's (nil: none).
 	Logger *slog.Logger
+	// SiteConfig, when set, is the site to run (a copy is run), instead of
+	// a site file.
+	SiteConfig *config.Site
+}
+
+// site is the site to run: SiteConfig, or the file of Site or the scenario.
+func (o Options) site(sc *Scenario) (*config.Site, error) {
+	if o.SiteConfig != nil {
+		return o.SiteConfig.Clone(), nil
+	}
+	path := o.Site
+	if path == "" {
+		path = sc.SitePath()
+	}
+	return config.Load(path)
 }
 
 // Result is what a scenario run found.
@@ -63,11 +78,7 @@ func (r *Result) Failed() bool {
 // policy does not compile, a step names a member the site lacks).
 func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 	wall := time.Now()
-	path := opts.Site
-	if path == "" {
-		path = sc.SitePath()
-	}
-	site, err := config.Load(path)
+	site, err := opts.site(sc)
 	if err != nil {
 		return nil, err
 	}
