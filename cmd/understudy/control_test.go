@@ -41,6 +41,12 @@ func TestCLIControlsTheRunningSite(t *testing.T) {
 		t.Fatalf("failback output:\n%s", out)
 	}
 	sw.expectRoutes(t, 10*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	if out := cli(0, "takeover", "--all", "backup"); !strings.Contains(out, "takeover_started main (standby: backup") {
+		t.Fatalf("takeover --all output:\n%s", out)
+	}
+	sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
+	cli(0, "failback", "main")
+	sw.expectRoutes(t, 10*time.Second, [2]int{1, 1}, [2]int{2, 2})
 
 	cli(0, "mode", "manual")
 	if out := cli(0, "status"); !strings.Contains(out, "mode manual") {

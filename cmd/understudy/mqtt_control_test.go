@@ -18,8 +18,10 @@ import (
 
 // Show control commands the site over MQTT, with mosquitto_pub and
 // mosquitto_sub as the outside client, against Debian's mosquitto and the
-// embedded broker: each command gets its reply on the reply topic, with the
-// request id, and a refused one says why.
+// embedded broker: takeover, failback, take over all, mode, a fire drill
+// (real, then dry run), confirm of the drill's proposal; each command gets
+// its reply on the reply topic with the request id and what followed, the
+// switcher shows each takeover and failback, and a refused one says why.
 func TestShowControlCommandsOverMQTT(t *testing.T) {
 	for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -46,28 +48,79 @@ func TestShowControlCommandsOverMQTT(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			startSwitcher(t, l)
+			sw := startSwitcher(t, l)
 			siteName := "show-" + name
-			site := writeSite(t, siteParams{Name: siteName, Bus: "url: " + busURL, Router: l.Addr().String()})
+			site := writeSite(t, siteParams{Name: siteName, Bus: "url: " + busURL, Router: l.Addr().String(), Failback: "1h"})
 			backup := runIn(t, nil, site, "backup")
 			runIn(t, nil, site, "main")
 			backup.wait(20*time.Second, "msg", "member alive", "member", "main")
+			backup.wait(20*time.Second, "msg", "driver connected")
 
 			command := func(verb, fields string) map[string]any {
 				t.Helper()
-				return mqttCommand(t, mqttPeer{host: host, port: port}, siteName, verb, fields)
+				r := mqttCommand(t, mqttPeer{host: host, port: port}, siteName, verb, fields)
+				if r["verb"] != verb {
+					t.Fatalf("%s: reply %v", verb, r)
+				}
+				return r
 			}
+			ok := func(verb, fields string, want ...string) map[string]any {
+				t.Helper()
+				r := command(verb, fields)
+				if r["ok"] != true {
+					t.Fatalf("%s: refused: %v", verb, r)
+				}
+				for _, typ := range want {
+					if recordOf(r, typ) == nil {
+						t.Fatalf("%s: the reply has no %s: %v", verb, typ, r)
+					}
+				}
+				return r
+			}
+			toBackup := func() { sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4}) }
+			toMain := func() { sw.expectRoutes(t, 10*time.Second, [2]int{1, 1}, [2]int{2, 2}) }
 
-			if r := command("mode", `"mode": "manual", `); r["ok"] != true || r["verb"] != "mode" {
-				t.Fatalf("mode manual: %v", r)
-			}
-			backup.wait(10*time.Second, "msg", "mode_changed")
-			r := command("confirm", `"proposal": "p99", `)
+			ok("takeover", `"member": "main", `, "takeover_started")
+			toBackup()
+			ok("failback", `"member": "main", `, "failback_started")
+			toMain()
+			ok("takeover_all", `"standby": "backup", `, "takeover_started")
+			toBackup()
+			ok("failback", `"member": "main", `, "failback_started")
+			toMain()
+
+			// Manual mode: a real fire drill on main becomes a proposal,
+			// confirmed over MQTT; ending the drill fails main back.
+			ok("mode", `"mode": "manual", `, "mode_changed")
+			r := ok("drill", `"member": "main", "dry_run": false, "revert_after": "1h", `, "drill_started", "takeover_proposed")
+			proposal := fmt.Sprint(recordOf(r, "takeover_proposed")["fields"].(map[string]any)["proposal"])
+			sw.expectNoRoutes(t)
+			ok("confirm", `"proposal": "`+proposal+`", `, "proposal_confirmed", "takeover_started")
+			toBackup()
+			r = command("confirm", `"proposal": "p99", `)
 			if r["ok"] != false || !strings.Contains(fmt.Sprint(r["error"]), `no proposal "p99"`) {
 				t.Fatalf("confirm of an unknown proposal: %v", r)
 			}
+			ok("drill_end", `"member": "main", `, "drill_ended")
+			toMain()
+			r = ok("drill", `"member": "main", `, "drill_dry_run")
+			if d := recordOf(r, "drill_dry_run")["fields"].(map[string]any); len(d["events"].([]any)) == 0 {
+				t.Fatalf("dry run found nothing: %v", d)
+			}
+			sw.expectNoRoutes(t)
 		})
 	}
+}
+
+// recordOf is the first record of type typ in a command's reply, or nil.
+func recordOf(reply map[string]any, typ string) map[string]any {
+	records, _ := reply["records"].([]any)
+	for _, r := range records {
+		if m, _ := r.(map[string]any); m["type"] == typ {
+			return m
+		}
+	}
+	return nil
 }
 
 // mqttPeer is an outside MQTT client: mosquitto_pub and mosquitto_sub with
