@@ -28,6 +28,7 @@ Usage:
   understudy run   -c site.yaml [--member ID]   run this machine's instance
   understudy check -c site.yaml                 check site.yaml and the policy (exit 1 on errors)
   understudy status                             the site as this machine's instance sees it
+  understudy dashboard                          the address of this machine's dashboard, with its token
   understudy takeover MEMBER | --all STANDBY    operator commands, carried out by the coordinator
   understudy failback MEMBER                      (through this machine's instance; its token in
   understudy mode auto|manual                      the state folder authorises them)
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "dashboard":
+		return cmdDashboard(args[1:], stdout, stderr)
 	case "takeover", "failback", "mode", "confirm", "reject", "drill":
 		return cmdControl(args[0], args[1:], stdout, stderr)
 	case "simulate":

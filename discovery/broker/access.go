@@ -38,6 +38,11 @@ func CheckFilter(f string) error {
 	return nil
 }
 
+// Covers reports whether the allowed filter covers every topic that
+// requested (a topic name, or a topic filter) matches: what a user whose
+// list holds allowed may publish or subscribe to.
+func Covers(allowed, requested string) bool { return covers(allowed, requested) }
+
 // covers reports whether the allowed filter covers every topic that
 // requested (a topic name, or a filter being subscribed to) matches.
 func covers(allowed, requested string) bool {

@@ -2,10 +2,13 @@
 // (github.com/mochi-mqtt/server/v2), so that a single machine needs no other
 // broker. Larger sites point the bus at an existing broker instead.
 //
-// The broker serves MQTT 3.1, 3.1.1 and 5 over plain TCP. Without users every
-// client may connect and use every topic; with users (Options.Users) a client
-// must log in as one and may publish and subscribe only where its lists
-// allow. The hooks are installed in one place (installHooks).
+// The broker serves MQTT 3.1, 3.1.1 and 5 over plain TCP, over TLS, or both
+// (Options.Listen, Options.ListenTLS). Without users every client may connect
+// and use every topic; with users (Options.Users) a client must log in as one
+// and may publish and subscribe only where its lists allow. The hooks are
+// installed in one place (installHooks). With a client CA in the TLS
+// configuration (ServerTLS) a TLS client must also present a certificate
+// signed by it.
 //
 // Behaviour that liveness logic depends on (see the tests):
 //   - A client whose connection ends without a DISCONNECT packet (its process
@@ -22,6 +25,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,10 +39,14 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// listenerID names the broker's one listener inside mochi.
-const listenerID = "tcp"
+// Listener IDs inside mochi: the plain one and the TLS one.
+const (
+	listenerID    = "tcp"
+	tlsListenerID = "tls"
+)
 
-// Options configure Start. Exactly one of Listen and Listener must be set.
+// Options configure Start. At most one of Listen and Listener may be set, and
+// at least one of them or ListenTLS.
 type Options struct {
 	// Listen is the TCP address to listen on, "host:port"; "127.0.0.1:0" picks a
 	// free port (read it back with Addr).
@@ -46,6 +54,14 @@ type Options struct {
 	// Listener is an alternative to Listen: an existing listener, for example one
 	// created inside a test host. The broker closes it on Close.
 	Listener net.Listener
+	// ListenTLS is the address of a listener that speaks MQTT over TLS,
+	// "host:port" (port 0 picks a free port: read it back with TLSAddr).
+	// Empty: no TLS listener. It needs TLS.
+	ListenTLS string
+	// TLS is the TLS listener's configuration (see ServerTLS): its
+	// certificate and, to require client certificates, ClientAuth and
+	// ClientCAs.
+	TLS *tls.Config
 	// Logger receives the broker's own log records of level Warn and above. Nil
 	// discards them.
 	Logger *slog.Logger
@@ -57,26 +73,34 @@ type Options struct {
 // Broker is a running embedded MQTT broker.
 type Broker struct {
 	server *mqtt.Server
-	ln     net.Listener
+	ln     net.Listener   // the plain listener, or nil
+	tlsLn  *listeners.TCP // the TLS listener, or nil
+	tls    *tls.Config    // its configuration
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Start starts a broker and returns once it is serving: the listener is bound
-// and connections are accepted.
+// Start starts a broker and returns once it is serving: the listeners are
+// bound and connections are accepted.
 func Start(opts Options) (*Broker, error) {
 	ln := opts.Listener
 	switch {
 	case ln != nil && opts.Listen != "":
 		return nil, errors.New("broker: set Options.Listen or Options.Listener, not both")
-	case ln == nil && opts.Listen == "":
-		return nil, errors.New("broker: no address to listen on (Options.Listen or Options.Listener)")
-	case ln == nil:
-		var err error
-		if ln, err = net.Listen("tcp", opts.Listen); err != nil {
-			return nil, fmt.Errorf("broker: listen on %s: %w", opts.Listen, err)
-		}
+	case ln == nil && opts.Listen == "" && opts.ListenTLS == "":
+		return nil, errors.New("broker: no address to listen on (Options.Listen, Options.Listener or Options.ListenTLS)")
+	case opts.ListenTLS != "" && opts.TLS == nil:
+		return nil, fmt.Errorf("broker: TLS listener on %s without a TLS configuration (Options.TLS)", opts.ListenTLS)
+	case opts.ListenTLS == "" && opts.TLS != nil:
+		return nil, errors.New("broker: a TLS configuration but no address for the TLS listener (Options.ListenTLS)")
+	case opts.TLS != nil && len(opts.TLS.Certificates) == 0 && opts.TLS.GetCertificate == nil:
+		return nil, errors.New("broker: the TLS configuration has no certificate")
+	}
+	var tlsConf *tls.Config
+	if opts.TLS != nil {
+		tlsConf = opts.TLS.Clone()
+		tlsConf.MinVersion = max(tlsConf.MinVersion, tls.VersionTLS12)
 	}
 
 	logger := opts.Logger
@@ -88,18 +112,43 @@ func Start(opts Options) (*Broker, error) {
 		Logger: slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn}).With("component", "mqtt-broker"),
 	})
 	if err := installHooks(server, opts.Users); err != nil {
-		ln.Close()
+		if ln != nil {
+			ln.Close()
+		}
 		return nil, err
 	}
-	if err := server.AddListener(listeners.NewNet(listenerID, ln)); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("broker: add listener %s: %w", ln.Addr(), err)
+	// From here on, server.Close closes the listeners added to it.
+	b := &Broker{server: server, tls: tlsConf}
+	fail := func(err error) (*Broker, error) {
+		server.Close()
+		return nil, err
+	}
+	if ln == nil && opts.Listen != "" {
+		var err error
+		if ln, err = net.Listen("tcp", opts.Listen); err != nil {
+			return fail(fmt.Errorf("broker: listen on %s: %w", opts.Listen, err))
+		}
+	}
+	if ln != nil {
+		if err := server.AddListener(listeners.NewNet(listenerID, ln)); err != nil {
+			ln.Close()
+			return fail(fmt.Errorf("broker: add listener %s: %w", ln.Addr(), err))
+		}
+		b.ln = ln
+	}
+	if opts.ListenTLS != "" {
+		// mochi's own TLS support: the listener is a tls.Listen, bound here
+		// (Init); each connection's handshake runs when mochi first reads it.
+		l := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: tlsListenerID, Address: opts.ListenTLS, TLSConfig: tlsConf})
+		if err := server.AddListener(l); err != nil {
+			return fail(fmt.Errorf("broker: listen (TLS) on %s: %w", opts.ListenTLS, err))
+		}
+		b.tlsLn = l
 	}
 	if err := server.Serve(); err != nil {
-		server.Close()
-		return nil, fmt.Errorf("broker: serve on %s: %w", ln.Addr(), err)
+		return fail(fmt.Errorf("broker: serve on %s: %w", b.Addr(), err))
 	}
-	return &Broker{server: server, ln: ln}, nil
+	return b, nil
 }
 
 // installHooks installs the broker's authentication and ACL hooks. This is the
@@ -140,8 +189,32 @@ func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { retu
 func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
 
 // Addr returns the address the broker listens on, host:port, read back from
-// the listener (so with port 0 it has the port picked).
-func (b *Broker) Addr() string { return b.ln.Addr().String() }
+// the listener (so with port 0 it has the port picked): the plain listener's,
+// or the TLS listener's when there is no plain one.
+func (b *Broker) Addr() string {
+	if b.ln == nil {
+		return b.TLSAddr()
+	}
+	return b.ln.Addr().String()
+}
+
+// TLSAddr returns the address of the TLS listener, read back from it, or ""
+// when the broker has none.
+func (b *Broker) TLSAddr() string {
+	if b.tlsLn == nil {
+		return ""
+	}
+	return b.tlsLn.Address()
+}
+
+// PlainAddr returns the address of the plain listener, or "" when the broker
+// listens only on TLS.
+func (b *Broker) PlainAddr() string {
+	if b.ln == nil {
+		return ""
+	}
+	return b.ln.Addr().String()
+}
 
 // Close disconnects all clients, stops listening and waits until the client
 // connections have ended. Further calls do nothing and return the same result.
@@ -153,7 +226,14 @@ func (b *Broker) Addr() string { return b.ln.Addr().String() }
 // then closes the server, when no session can end under it.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
-		b.ln.Close()
+		if b.ln != nil {
+			b.ln.Close()
+		}
+		if b.tlsLn != nil {
+			// Stops accepting; the clients are ended below, and server.Close
+			// (which closes the listener again) finds it already closed.
+			b.tlsLn.Close(func(string) {})
+		}
 		for _, cl := range b.server.Clients.GetAll() {
 			cl.Stop(errClosing)
 		}
@@ -193,16 +273,22 @@ func (h minLevel) Handle(ctx context.Context, r slog.Record) error {
 		return nil
 	}
 	if r.Message == "" {
-		quiet := false
+		quiet, handshake := false, false
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "error" {
 				msg := a.Value.String()
 				quiet = msg == "EOF" || strings.Contains(msg, "connection reset") || strings.Contains(msg, "use of closed network connection")
+				handshake = strings.Contains(msg, "tls: ")
 			}
 			return true
 		})
 		if quiet {
 			return nil
+		}
+		if handshake {
+			// A client of the TLS listener that does not trust the broker's
+			// certificate, has no client certificate, or does not speak TLS.
+			r.Message = "client refused: TLS handshake failed"
 		}
 	}
 	return h.Handler.Handle(ctx, r)

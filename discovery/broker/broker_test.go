@@ -26,7 +26,7 @@ func connect(t *testing.T, b *Broker, id string, o mqtttest.Options) *mqtttest.C
 
 func start(t *testing.T, opts Options) *Broker {
 	t.Helper()
-	if opts.Listen == "" && opts.Listener == nil {
+	if opts.Listen == "" && opts.Listener == nil && opts.ListenTLS == "" {
 		opts.Listen = "127.0.0.1:0"
 	}
 	b, err := Start(opts)

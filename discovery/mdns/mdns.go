@@ -3,7 +3,8 @@
 //
 // understudy uses two service types: "_understudy._tcp" for each instance
 // (TXT site=<site>, member=<id>, version=<version>) and "_mqtt._tcp" for an
-// embedded broker (TXT site=<site>).
+// embedded broker (TXT site=<site>, member=<id>, and tls=<port> when it has
+// a TLS listener).
 //
 // mDNS finds peers and brokers; it is not a liveness signal. What a user of
 // this package must know:

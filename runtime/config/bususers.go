@@ -9,13 +9,19 @@ import (
 )
 
 // BrokerUsers are the embedded broker's accounts with every list filled in:
-// a user with no lists may use the site's whole tree.
+// a user with no lists may use the site's whole tree (and, when it is the
+// instances' account and home_assistant.discovery is on, publish the
+// discovery configurations).
 func (s *Site) BrokerUsers() []BusUser {
 	out := make([]BusUser, len(s.Bus.Users))
 	for i, u := range s.Bus.Users {
 		if len(u.Publish) == 0 && len(u.Subscribe) == 0 {
 			tree := "understudy/" + s.Name + "/#"
 			u.Publish, u.Subscribe = []string{tree}, []string{tree}
+			if u.Username == s.Bus.Username && s.HomeAssistant.Discovery {
+				// The coordinator publishes Home Assistant's discovery configurations.
+				u.Publish = append(u.Publish, s.HomeAssistant.ConfigFilter())
+			}
 		}
 		out[i] = u
 	}

@@ -54,6 +54,9 @@ type Site struct {
 	Failover    Failover          `yaml:"failover"`
 	Pools       map[string]Pool   `yaml:"pools"`
 	Copy        Copy              `yaml:"copy"` // how material is copied back to a restored member
+	// HomeAssistant: the coordinator publishes Home Assistant MQTT
+	// discovery configurations of the members.
+	HomeAssistant HomeAssistant `yaml:"home_assistant"`
 	// StateDir is where each instance keeps its state file (default: a
 	// folder .understudy beside site.yaml); run --state overrides it.
 	StateDir string `yaml:"state_dir"`
@@ -69,10 +72,15 @@ type Bus struct {
 	// URL of an existing broker (tcp://host:1883). Empty: find the site's
 	// broker by mDNS; if none answers, the member named by BrokerOn embeds one.
 	URL       string   `yaml:"url"`
-	Listen    string   `yaml:"listen"`    // address of the embedded broker
+	Listen    string   `yaml:"listen"`    // address of the embedded broker ("none": only ListenTLS)
 	BrokerOn  string   `yaml:"broker_on"` // member that embeds the broker (default: the coordinator)
 	Discover  Duration `yaml:"discover"`  // how long to look for a broker by mDNS before embedding one
 	KeepAlive Duration `yaml:"keepalive"` // MQTT keep-alive: how soon an instance notices a dead broker (about 1.5×)
+
+	// ListenTLS is the address of the embedded broker's MQTT-over-TLS
+	// listener (empty: none); ServerTLS holds its certificate.
+	ListenTLS string     `yaml:"listen_tls"`
+	ServerTLS *ServerTLS `yaml:"server_tls"`
 	// Username and Password are the account the instances log in with.
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
@@ -454,6 +462,8 @@ func (s *Site) validate() Errors {
 	s.validateTakeover(add, ids)
 	s.validateMaterial(add)
 	s.validateBusUsers(add)
+	s.validateBrokerTLS(add)
+	s.validateHomeAssistant(add)
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 	return errs
 }

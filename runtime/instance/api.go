@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"understudy/runtime/dashboard"
 	"understudy/runtime/engine"
 	"understudy/runtime/materialcopy"
 )
@@ -56,6 +57,9 @@ func (inst *Instance) handler() http.Handler {
 		enc.Encode(st)
 	})
 	mux.Handle("GET /metrics", inst.metrics.handler())
+	page := dashboard.New(dashboardSource{inst})
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /dashboard/", page)
 	mux.HandleFunc("POST /command/{verb}", inst.handleCommand)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)

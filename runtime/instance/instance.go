@@ -6,6 +6,7 @@
 package instance
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -87,6 +88,7 @@ type Instance struct {
 	copying     chan struct{}          // holds a token while a material copy runs
 	journal     *journal.Writer        // the coordinator's event journal, else nil
 	metrics     *metrics
+	feed        *recordFeed   // recent records, for the dashboard
 	token       string        // the API token commands need
 	busCommands chan struct{} // bounds the bus commands carried out at once
 	busTLS      *tls.Config   // from bus.tls, read at start
@@ -183,7 +185,11 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		inst.log.Warn("API address not written for the CLI", "error", err)
 	}
 	inst.metrics = newMetrics(inst)
-	observe := inst.metrics.observe
+	inst.feed = newRecordFeed()
+	observe := func(r engine.Record) {
+		inst.metrics.observe(r)
+		inst.feed.add(r)
+	}
 	if coordinator {
 		// The event journal: what happened and what the policy decided, for
 		// people and for understudy replay.
@@ -197,6 +203,7 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		inst.journal = j
 		observe = func(r engine.Record) {
 			inst.metrics.observe(r)
+			inst.feed.add(r)
 			if err := j.Write(r); err != nil {
 				inst.log.Error("event journal not written (further failures are not logged until it works again)", "error", err)
 			}
@@ -398,7 +405,7 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 		entry, err := mdns.Find(fctx, ServiceBroker, time.Second, match, inst.log)
 		cancel()
 		if err == nil {
-			url := "tcp://" + entry.HostPort()
+			url := brokerURL(entry, inst.busTLS != nil)
 			inst.log.Info("found the site's broker by mDNS", "broker", url, "host", entry.Host)
 			return url, nil
 		}
@@ -413,25 +420,68 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 	for _, u := range site.BrokerUsers() {
 		users = append(users, broker.User{Username: u.Username, Password: u.Password, Publish: u.Publish, Subscribe: u.Subscribe})
 	}
-	b, err := broker.Start(broker.Options{Listen: site.Bus.Listen, Logger: inst.log.With("component", "broker"), Users: users})
+	opts := broker.Options{Listen: site.Bus.PlainListen(), ListenTLS: site.Bus.ListenTLS, Logger: inst.log.With("component", "broker"), Users: users}
+	if t := site.Bus.ServerTLS; t != nil && opts.ListenTLS != "" {
+		var err error
+		if opts.TLS, err = broker.ServerTLS(t.Cert, t.Key, t.ClientCA); err != nil {
+			return "", fmt.Errorf("embedded broker: bus.server_tls: %w", err)
+		}
+	}
+	b, err := broker.Start(opts)
 	if err != nil {
 		return "", fmt.Errorf("embedded broker: %w", err)
 	}
 	inst.mu.Lock()
 	inst.broker = b
 	inst.mu.Unlock()
-	_, port, _ := net.SplitHostPort(b.Addr())
-	inst.log.Info("embedded broker started", "listen", b.Addr())
+	inst.log.Info("embedded broker started", "listen", cmp.Or(b.PlainAddr(), config.ListenNone), "listen_tls", b.TLSAddr())
 	if site.UseMDNS() {
-		p, _ := strconv.Atoi(port)
-		adv, err := mdns.Advertise(mdns.Service{Instance: site.Name + "-broker", Service: ServiceBroker, Port: p, TXT: map[string]string{"site": site.Name, "member": inst.opts.Self}}, inst.log)
+		adv, err := mdns.Advertise(brokerAdvert(b, site.Name, inst.opts.Self), inst.log)
 		if err != nil {
 			inst.log.Warn("cannot advertise the broker by mDNS; other members need bus.url", "error", err)
 		} else {
 			go func() { <-ctx.Done(); adv.Close() }()
 		}
 	}
-	return "tcp://127.0.0.1:" + port, nil
+	url := b.LocalURL()
+	if strings.HasPrefix(url, "ssl://") {
+		// Only a TLS listener: this instance connects to it over loopback,
+		// trusting the broker's own certificate, with its client certificate
+		// from bus.tls (required with server_tls.client_ca).
+		var certs []tls.Certificate
+		if inst.busTLS != nil {
+			certs = inst.busTLS.Certificates
+		}
+		inst.busTLS = b.LocalTLS(certs)
+	}
+	return url, nil
+}
+
+// txtTLS is the TXT attribute of the broker's mDNS advertisement that gives
+// the port of its TLS listener.
+const txtTLS = "tls"
+
+// brokerAdvert is the mDNS advertisement of the embedded broker: the plain
+// listener's port (the TLS one's when it has no plain listener), and the TLS
+// port in TXT tls=PORT.
+func brokerAdvert(b *broker.Broker, site, self string) mdns.Service {
+	txt := map[string]string{"site": site, "member": self}
+	_, port, _ := net.SplitHostPort(b.Addr())
+	if a := b.TLSAddr(); a != "" {
+		_, txt[txtTLS], _ = net.SplitHostPort(a)
+	}
+	p, _ := strconv.Atoi(port)
+	return mdns.Service{Instance: site + "-broker", Service: ServiceBroker, Port: p, TXT: txt}
+}
+
+// brokerURL is the URL of a broker found by mDNS: ssl:// to its TLS port when
+// it advertises one (TXT tls=PORT) and this instance has bus.tls, or when it
+// has no other port; else tcp://.
+func brokerURL(e mdns.Entry, haveTLS bool) string {
+	if p, err := strconv.Atoi(e.TXT[txtTLS]); err == nil && p > 0 && p < 65536 && (haveTLS || p == e.Port) {
+		return "ssl://" + net.JoinHostPort(e.Addr.String(), strconv.Itoa(p))
+	}
+	return "tcp://" + e.HostPort()
 }
 
 // connectBus starts the bus client: subscriptions first, then the connection.
@@ -448,6 +498,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 			inst.engine.BusConnected(true)
 			inst.publishHealth()
 			inst.publishAbout()
+			inst.publishHomeAssistant(inst.site.MemberIDs()...)
 			if inst.config != nil {
 				inst.config.Republish()
 			}
@@ -487,6 +538,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 			return
 		}
 		inst.engine.About(about)
+		inst.homeAssistantDescribed(about)
 	})
 	if site.Coordinator == inst.opts.Self {
 		c.Subscribe(topics.AllAcks(), 1, func(m bus.Message) {
@@ -667,6 +719,7 @@ func (inst *Instance) mdnsLoop(ctx context.Context) {
 
 func (inst *Instance) serveAPI(ctx context.Context) {
 	srv := &http.Server{Handler: inst.handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv.RegisterOnShutdown(inst.feed.close) // dashboard streams end; requests finish
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
