@@ -2,88 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"understudy/fixtures/testhost"
+	"understudy/fixtures/testpki"
 )
-
-// pki is a CA made by a test, with the files of the certificates it issued.
-type pki struct {
-	t    *testing.T
-	dir  string
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	CA   string // the CA's certificate, PEM
-	n    int64
-}
-
-func newPKI(t *testing.T, name string) *pki {
-	t.Helper()
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755) // read by mosquitto_sub too
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	p := &pki{t: t, dir: dir, cert: cert, key: key, CA: filepath.Join(dir, name+".pem"), n: 1}
-	p.write(p.CA, "CERTIFICATE", der)
-	return p
-}
-
-func (p *pki) write(path, typ string, der []byte) {
-	p.t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-// issue writes a certificate for the IP addresses given (a server's) or none
-// (a client's) and its key.
-func (p *pki) issue(name string, usage x509.ExtKeyUsage, ips ...net.IP) (cert, key string) {
-	p.t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.n++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.n), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: ips,
-		ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &k.PublicKey, p.key)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	cert, key = filepath.Join(p.dir, name+".pem"), filepath.Join(p.dir, name+".key")
-	p.write(cert, "CERTIFICATE", der)
-	p.write(key, "EC PRIVATE KEY", keyDER)
-	return cert, key
-}
 
 // tlsSub runs mosquitto_sub against a TLS listener with extra arguments
 // (--cafile, --cert, …) for the first message on topic, and returns its
@@ -109,19 +38,19 @@ func TestEmbeddedBrokerListensOnTLS(t *testing.T) {
 	}
 	for _, clientCerts := range []bool{false, true} {
 		t.Run(map[bool]string{false: "server certificate", true: "client certificates required"}[clientCerts], func(t *testing.T) {
-			ca := newPKI(t, "site-ca")
-			srvCert, srvKey := ca.issue("broker", x509.ExtKeyUsageServerAuth, net.IPv4(127, 0, 0, 1))
+			ca := testpki.New(t, "site-ca")
+			srvCert, srvKey := ca.Issue("broker", x509.ExtKeyUsageServerAuth, "127.0.0.1")
 			addr := freePort(t)
 			name := "tls-embedded"
 			serverTLS := fmt.Sprintf("server_tls: {cert: %q, key: %q}", srvCert, srvKey)
-			clientTLS := fmt.Sprintf("tls: {ca: %q}", ca.CA)
+			clientTLS := fmt.Sprintf("tls: {ca: %q}", ca.File)
 			var subCert []string // mosquitto_sub's certificate
 			if clientCerts {
 				name = "tls-clients"
-				clients := newPKI(t, "client-ca")
-				serverTLS = fmt.Sprintf("server_tls: {cert: %q, key: %q, client_ca: %q}", srvCert, srvKey, clients.CA)
-				cert, key := clients.issue("members", x509.ExtKeyUsageClientAuth)
-				clientTLS = fmt.Sprintf("tls: {ca: %q, cert: %q, key: %q}", ca.CA, cert, key)
+				clients := testpki.New(t, "client-ca")
+				serverTLS = fmt.Sprintf("server_tls: {cert: %q, key: %q, client_ca: %q}", srvCert, srvKey, clients.File)
+				cert, key := clients.Issue("members", x509.ExtKeyUsageClientAuth)
+				clientTLS = fmt.Sprintf("tls: {ca: %q, cert: %q, key: %q}", ca.File, cert, key)
 				subCert = []string{"--cert", cert, "--key", key}
 			}
 			l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -144,7 +73,7 @@ func TestEmbeddedBrokerListensOnTLS(t *testing.T) {
 			backup.wait(20*time.Second, "msg", "member alive", "member", "main")
 
 			presence := "understudy/" + name + "/member/main/presence"
-			out, err := tlsSub(t, addr, presence, append([]string{"--cafile", ca.CA}, subCert...)...)
+			out, err := tlsSub(t, addr, presence, append([]string{"--cafile", ca.File}, subCert...)...)
 			if err != nil || !strings.Contains(out, `"state":"online"`) {
 				t.Fatalf("mosquitto_sub --cafile: %v %s", err, out)
 			}
@@ -153,7 +82,7 @@ func TestEmbeddedBrokerListensOnTLS(t *testing.T) {
 			// certificates required, without one.
 			refused := map[string][]string{"the system's CAs": append([]string{"--capath", "/etc/ssl/certs"}, subCert...)}
 			if clientCerts {
-				refused["no client certificate"] = []string{"--cafile", ca.CA}
+				refused["no client certificate"] = []string{"--cafile", ca.File}
 			}
 			for why, args := range refused {
 				backup.mark()
@@ -199,10 +128,10 @@ func TestPeersFindTheTLSBrokerByMDNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	startSwitcher(t, l)
-	ca := newPKI(t, "site-ca")
-	cert, key := ca.issue("broker", x509.ExtKeyUsageServerAuth, b.Addr)
+	ca := testpki.New(t, "site-ca")
+	cert, key := ca.Issue("broker", x509.ExtKeyUsageServerAuth, b.Addr.String())
 	site := writeSite(t, siteParams{Name: "stage-tls", MDNS: true, Router: l.Addr().String(),
-		Bus: fmt.Sprintf(`discover: 2s, listen_tls: ":8883", server_tls: {cert: %q, key: %q}, tls: {ca: %q}`, cert, key, ca.CA)})
+		Bus: fmt.Sprintf(`discover: 2s, listen_tls: ":8883", server_tls: {cert: %q, key: %q}, tls: {ca: %q}`, cert, key, ca.File)})
 	backup := runIn(t, b, site, "backup")
 	backup.wait(30*time.Second, "msg", "embedded broker started", "listen", ":1883", "listen_tls", ":8883")
 	backup.wait(30*time.Second, "msg", "bus connected", "broker", "tcp://127.0.0.1:1883")

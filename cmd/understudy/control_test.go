@@ -18,15 +18,7 @@ func TestCLIControlsTheRunningSite(t *testing.T) {
 	api := apiAddress(t, backup)
 	backup.wait(20*time.Second, "msg", "member alive", "member", "main")
 	backup.wait(20*time.Second, "msg", "driver connected")
-	cli := func(want int, args ...string) string {
-		t.Helper()
-		var out, errs bytes.Buffer
-		args = append(args[:1], append([]string{"-c", site, "--member", "backup"}, args[1:]...)...)
-		if code := run(args, &out, &errs); code != want {
-			t.Fatalf("understudy %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, want, out.String(), errs.String())
-		}
-		return out.String() + errs.String()
-	}
+	cli := cliOf(t, site, "backup")
 
 	out := cli(0, "takeover", "main")
 	if !strings.Contains(out, "takeover_started main (standby: backup; reason: operator)") || !strings.Contains(out, "→ route router output 1 ← input 3") {
@@ -82,4 +74,19 @@ func TestCLIControlsTheRunningSite(t *testing.T) {
 		t.Fatalf("mode auto through main: exit %d\n%s%s", code, outMain.String(), errs.String())
 	}
 	backup.wait(10*time.Second, "msg", "mode_changed")
+}
+
+// cliOf runs understudy control commands against member's instance of site:
+// the returned func runs one (its first argument the command), checks its
+// exit code and returns what it printed.
+func cliOf(t *testing.T, site, member string) func(want int, args ...string) string {
+	return func(want int, args ...string) string {
+		t.Helper()
+		var out, errs bytes.Buffer
+		args = append(args[:1], append([]string{"-c", site, "--member", member}, args[1:]...)...)
+		if code := run(args, &out, &errs); code != want {
+			t.Fatalf("understudy %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, want, out.String(), errs.String())
+		}
+		return out.String() + errs.String()
+	}
 }

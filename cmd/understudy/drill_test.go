@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -35,15 +34,7 @@ func TestFireDrillOnEverySurface(t *testing.T) {
 	api := apiAddress(t, backup)
 	backup.wait(20*time.Second, "msg", "member alive", "member", "main")
 	backup.wait(20*time.Second, "msg", "driver connected")
-	cli := func(want int, args ...string) string {
-		t.Helper()
-		var out, errs bytes.Buffer
-		args = append(args[:1], append([]string{"-c", site, "--member", "backup"}, args[1:]...)...)
-		if code := run(args, &out, &errs); code != want {
-			t.Fatalf("understudy %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, want, out.String(), errs.String())
-		}
-		return out.String() + errs.String()
-	}
+	cli := cliOf(t, site, "backup")
 	retained := func(topic string) string {
 		t.Helper()
 		out, err := exec.Command("mosquitto_sub", peer.args("-t", topic, "-C", "1", "-W", "10")...).Output()

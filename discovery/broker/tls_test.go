@@ -2,15 +2,9 @@ package broker
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,85 +13,13 @@ import (
 	"time"
 
 	"understudy/fixtures/mqtttest"
+	"understudy/fixtures/testpki"
 )
 
-// testCA is a certificate authority made by a test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string // its certificate, PEM
-	pool *x509.CertPool
-}
-
-func newCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	file := filepath.Join(t.TempDir(), name+".pem")
-	writePEM(t, file, "CERTIFICATE", der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, file: file, pool: pool}
-}
-
-// issue makes a certificate for the names (IP addresses or DNS names) with
-// the usage given, and writes it and its key to files.
-func (ca *testCA) issue(t *testing.T, name string, usage x509.ExtKeyUsage, names ...string) (certFile, keyFile string, cert tls.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-	cert, err = tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile, cert
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // serverTLS is a TLS configuration with a certificate of ca for names.
-func serverTLS(t *testing.T, ca *testCA, clientCA string, names ...string) *tls.Config {
+func serverTLS(t *testing.T, ca *testpki.CA, clientCA string, names ...string) *tls.Config {
 	t.Helper()
-	certFile, keyFile, _ := ca.issue(t, "broker", x509.ExtKeyUsageServerAuth, names...)
+	certFile, keyFile := ca.Issue("broker", x509.ExtKeyUsageServerAuth, names...)
 	c, err := ServerTLS(certFile, keyFile, clientCA)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +59,7 @@ func waitLog(t *testing.T, h *recordHandler, msg string) slog.Record {
 // TLS client's Last Will comes at once, and a client that does not trust the
 // certificate, or does not speak TLS, is refused.
 func TestTLSListenerBesideThePlainOne(t *testing.T) {
-	ca := newCA(t, "site-ca")
+	ca := testpki.New(t, "site-ca")
 	h := &recordHandler{}
 	b := start(t, Options{Listen: "127.0.0.1:0", ListenTLS: "127.0.0.1:0", TLS: serverTLS(t, ca, "", "127.0.0.1"), Logger: slog.New(h)})
 	host, port, err := net.SplitHostPort(b.TLSAddr())
@@ -147,7 +69,7 @@ func TestTLSListenerBesideThePlainOne(t *testing.T) {
 	if got, want := b.LocalURL(), "tcp://"+b.Addr(); got != want {
 		t.Errorf("LocalURL() = %q, want the plain listener %q", got, want)
 	}
-	trusting := mqtttest.Options{Dial: overTLS(&tls.Config{RootCAs: ca.pool})}
+	trusting := mqtttest.Options{Dial: overTLS(&tls.Config{RootCAs: ca.Pool})}
 	tlsURL := "tcp://" + b.TLSAddr() // the URL's scheme is unused: Dial speaks TLS
 
 	plain := connect(t, b, "plain", mqtttest.Options{})
@@ -187,7 +109,7 @@ func TestTLSListenerBesideThePlainOne(t *testing.T) {
 // which trust exactly the listener's certificate, even one that names
 // another host; LocalTLS refuses any other broker's certificate.
 func TestTLSOnlyBrokerAndTheLocalConnection(t *testing.T) {
-	ca := newCA(t, "site-ca")
+	ca := testpki.New(t, "site-ca")
 	b := start(t, Options{ListenTLS: "127.0.0.1:0", TLS: serverTLS(t, ca, "", "broker.example")})
 	if b.PlainAddr() != "" || b.Addr() != b.TLSAddr() {
 		t.Fatalf("PlainAddr() = %q, Addr() = %q, TLSAddr() = %q: want no plain listener", b.PlainAddr(), b.Addr(), b.TLSAddr())
@@ -202,7 +124,7 @@ func TestTLSOnlyBrokerAndTheLocalConnection(t *testing.T) {
 	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "us/self", Payload: "hello"})
 
 	// The CA's usual check fails on the name...
-	if _, err := mqtttest.TryConnect(t, "tcp://"+b.TLSAddr(), "by-ca", mqtttest.Options{Dial: overTLS(&tls.Config{RootCAs: ca.pool})}); err == nil {
+	if _, err := mqtttest.TryConnect(t, "tcp://"+b.TLSAddr(), "by-ca", mqtttest.Options{Dial: overTLS(&tls.Config{RootCAs: ca.Pool})}); err == nil {
 		t.Error("a client checking the name 127.0.0.1 accepted a certificate for broker.example")
 	}
 	// ...and another broker, even with a certificate of the same CA, is not this one.
@@ -218,20 +140,20 @@ func TestTLSOnlyBrokerAndTheLocalConnection(t *testing.T) {
 
 // With a client CA, a TLS client must present a certificate it signed.
 func TestTLSClientCertificatesRequired(t *testing.T) {
-	ca, clientCA, otherCA := newCA(t, "site-ca"), newCA(t, "client-ca"), newCA(t, "other-ca")
+	ca, clientCA, otherCA := testpki.New(t, "site-ca"), testpki.New(t, "client-ca"), testpki.New(t, "other-ca")
 	h := &recordHandler{}
-	b := start(t, Options{ListenTLS: "127.0.0.1:0", TLS: serverTLS(t, ca, clientCA.file, "127.0.0.1"), Logger: slog.New(h)})
+	b := start(t, Options{ListenTLS: "127.0.0.1:0", TLS: serverTLS(t, ca, clientCA.File, "127.0.0.1"), Logger: slog.New(h)})
 	url := "tcp://" + b.TLSAddr()
-	_, _, good := clientCA.issue(t, "member-main", x509.ExtKeyUsageClientAuth)
-	_, _, foreign := otherCA.issue(t, "stranger", x509.ExtKeyUsageClientAuth)
+	good := clientCA.KeyPair("member-main", x509.ExtKeyUsageClientAuth)
+	foreign := otherCA.KeyPair("stranger", x509.ExtKeyUsageClientAuth)
 
 	for name, certs := range map[string][]tls.Certificate{"no certificate": nil, "another CA's certificate": {foreign}} {
-		if _, err := mqtttest.TryConnect(t, url, "refused", mqtttest.Options{Dial: overTLS(&tls.Config{RootCAs: ca.pool, Certificates: certs})}); err == nil {
+		if _, err := mqtttest.TryConnect(t, url, "refused", mqtttest.Options{Dial: overTLS(&tls.Config{RootCAs: ca.Pool, Certificates: certs})}); err == nil {
 			t.Errorf("%s: connected", name)
 		}
 	}
 	waitLog(t, h, "client refused: TLS handshake failed")
-	c := mqtttest.Connect(t, url, "main", mqtttest.Options{Dial: overTLS(&tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{good}})})
+	c := mqtttest.Connect(t, url, "main", mqtttest.Options{Dial: overTLS(&tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{good}})})
 	msgs := mqtttest.Subscribe(t, c, "us/x")
 	mqtttest.Publish(t, c, "us/x", "1", false)
 	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "us/x", Payload: "1"})
@@ -241,12 +163,12 @@ func TestTLSClientCertificatesRequired(t *testing.T) {
 }
 
 func TestCloseStopsTheTLSListener(t *testing.T) {
-	ca := newCA(t, "site-ca")
+	ca := testpki.New(t, "site-ca")
 	b, err := Start(Options{Listen: "127.0.0.1:0", ListenTLS: "127.0.0.1:0", TLS: serverTLS(t, ca, "", "127.0.0.1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := mqtttest.Connect(t, "tcp://"+b.TLSAddr(), "c", mqtttest.Options{Dial: overTLS(&tls.Config{RootCAs: ca.pool})})
+	c := mqtttest.Connect(t, "tcp://"+b.TLSAddr(), "c", mqtttest.Options{Dial: overTLS(&tls.Config{RootCAs: ca.Pool})})
 	closed := make(chan error, 1)
 	go func() { closed <- b.Close() }()
 	select {
@@ -271,7 +193,7 @@ func TestCloseStopsTheTLSListener(t *testing.T) {
 }
 
 func TestStartRejectsBadTLSOptions(t *testing.T) {
-	ca := newCA(t, "site-ca")
+	ca := testpki.New(t, "site-ca")
 	good := serverTLS(t, ca, "", "127.0.0.1")
 	for name, o := range map[string]Options{
 		"TLS address without configuration": {ListenTLS: "127.0.0.1:0"},
@@ -301,7 +223,7 @@ func TestStartRejectsBadTLSOptions(t *testing.T) {
 	}
 	l.Close()
 
-	certFile, keyFile, _ := ca.issue(t, "broker", x509.ExtKeyUsageServerAuth, "127.0.0.1")
+	certFile, keyFile := ca.Issue("broker", x509.ExtKeyUsageServerAuth, "127.0.0.1")
 	notPEM := filepath.Join(t.TempDir(), "empty.pem")
 	os.WriteFile(notPEM, []byte("no certificate here\n"), 0o600)
 	for _, tc := range []struct{ cert, key, clientCA, want string }{
