@@ -79,8 +79,9 @@ type Options struct {
 	Queue int
 	// Builtin, when set, gives steps the instance itself runs for a verb
 	// before the member's own hooks (e.g. writing a configuration bundle into
-	// place), and a function told how the command ended.
-	Builtin func(verb string, args map[string]any) (steps []hooks.Step, done func(error))
+	// place), and a function told how the command ended; an error fails the
+	// command before anything runs.
+	Builtin func(verb string, args map[string]any) (steps []hooks.Step, done func(error), err error)
 	// Tasks are verbs the instance carries out itself, each command in a
 	// goroutine of its own, so a long task (a material copy that takes
 	// hours) holds up no other command. The member's own hooks for the verb
@@ -118,7 +119,7 @@ type Agent struct {
 	topic   string                  // where acks go
 	steps   map[string][]hooks.Step // this member's hooks, checked by New
 	queue   int
-	builtin func(verb string, args map[string]any) ([]hooks.Step, func(error))
+	builtin func(verb string, args map[string]any) ([]hooks.Step, func(error), error)
 	tasks   map[string]Task
 
 	in      chan bus.Command // Handle → Run
@@ -468,7 +469,7 @@ func (a *Agent) carryOut(ctx context.Context, j job) {
 	var builtinDone func(error)
 	if a.builtin != nil {
 		var extra []hooks.Step
-		extra, builtinDone = a.builtin(c.Verb, c.Args)
+		extra, builtinDone, herr = a.builtin(c.Verb, c.Args)
 		steps = append(extra, steps...)
 	}
 	if builtinDone != nil {

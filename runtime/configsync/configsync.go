@@ -90,6 +90,12 @@ func (s *Sync) Run(ctx context.Context) {
 
 // Check reads the file once and publishes a report when it changed.
 func (s *Sync) Check() error {
+	_, err := s.check()
+	return err
+}
+
+// check is Check, and says whether it published a report.
+func (s *Sync) check() (reported bool, err error) {
 	content, err := os.ReadFile(s.opts.File)
 	if errors.Is(err, fs.ErrNotExist) {
 		s.mu.Lock()
@@ -99,25 +105,25 @@ func (s *Sync) Check() error {
 		if first {
 			s.log.Warn("configuration bundle file does not exist (yet)", "file", s.opts.File)
 		}
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("read %s: %w", s.opts.File, err)
+		return false, fmt.Errorf("read %s: %w", s.opts.File, err)
 	}
 	if len(content) > bus.MaxConfigContent {
-		return fmt.Errorf("%s is %d bytes; bundles on the bus are limited to %d", s.opts.File, len(content), bus.MaxConfigContent)
+		return false, fmt.Errorf("%s is %d bytes; bundles on the bus are limited to %d", s.opts.File, len(content), bus.MaxConfigContent)
 	}
 	hash := Hash(content)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.missing = false
 	if hash == s.lastHash && s.last != nil {
-		return nil
+		return false, nil
 	}
 	var k known
 	found, err := s.opts.Store.Get(bucket, s.opts.Bundle, &k)
 	if err != nil {
-		return err
+		return false, err
 	}
 	report := bus.ConfigReport{Member: s.opts.Self, Bundle: s.opts.Bundle, Hash: hash, Content: string(content)}
 	switch v, expected := s.expect[hash]; {
@@ -137,15 +143,15 @@ func (s *Sync) Check() error {
 		report.Base = k.Version
 	}
 	if err := s.opts.Store.Put(bucket, s.opts.Bundle, k); err != nil {
-		return err
+		return false, err
 	}
 	payload, err := json.Marshal(report)
 	if err != nil {
-		return err
+		return false, err
 	}
 	s.last, s.lastHash = payload, hash
 	s.opts.Publish(payload)
-	return nil
+	return true, nil
 }
 
 // Republish sends the last report again (after a reconnect).
@@ -158,13 +164,24 @@ func (s *Sync) Republish() {
 	}
 }
 
-// Expect announces that the coordinator's version is about to be written
-// into the file: when the file shows content, it is that version, not a
-// local edit.
-func (s *Sync) Expect(version uint64, content string) {
+// Accept decides whether the coordinator's version may be written into the
+// file, and if so expects it there (when the file shows that content, it is
+// that version, not a local edit). The file is checked first: an edit made
+// here that the coordinator has not heard of yet is reported instead and the
+// version sent is refused, so it never overwrites the edit; the coordinator
+// then decides again, knowing both.
+func (s *Sync) Accept(version uint64, content string) error {
+	reported, err := s.check()
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if reported {
+		return fmt.Errorf("configuration %s was changed here since it was last reported: reported it now instead of writing version %d over it; the coordinator decides which is newest", s.opts.Bundle, version)
+	}
 	s.expect[Hash([]byte(content))] = version
+	return nil
 }
 
 // Done ends an Expect: on success the file is checked at once; on failure

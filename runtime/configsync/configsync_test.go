@@ -81,7 +81,9 @@ func TestTheCoordinatorsVersionIsAdoptedNotTakenForAnEdit(t *testing.T) {
 	f := newFixture(t, "")
 	f.write("old")
 	f.check()
-	f.s.Expect(7, "newest")
+	if err := f.s.Accept(7, "newest"); err != nil {
+		t.Fatal(err)
+	}
 	f.write("newest") // the agent's write step
 	f.s.Done("newest", nil)
 	r := f.reports[len(f.reports)-1]
@@ -111,10 +113,33 @@ func TestAFailedWriteLeavesNoExpectation(t *testing.T) {
 	f := newFixture(t, "")
 	f.write("old")
 	f.check()
-	f.s.Expect(7, "newest")
+	if err := f.s.Accept(7, "newest"); err != nil {
+		t.Fatal(err)
+	}
 	f.s.Done("newest", os.ErrPermission)
 	f.write("newest") // written later by someone else: a local edit
 	if r := f.check(); r.Version != 2 || r.Base != 1 {
 		t.Fatalf("%+v, want a local edit (version 2 based on 1)", r)
+	}
+}
+
+// The race found in CI: the coordinator sends a version it has while the
+// file was just edited here and the edit is not reported yet. The edit is
+// reported and the version sent is refused; it is not written over the edit.
+func TestAnEditNotYetReportedIsNeverOverwritten(t *testing.T) {
+	f := newFixture(t, "")
+	f.write("threads=4")
+	f.check()
+	f.write("threads=8") // edited; the next poll has not come yet
+	if err := f.s.Accept(1, "threads=4"); err == nil {
+		t.Fatal("the coordinator's version 1 was accepted over an edit not yet reported")
+	}
+	r := f.reports[len(f.reports)-1]
+	if r.Version != 2 || r.Base != 1 || r.Content != "threads=8" {
+		t.Fatalf("the edit was reported as %+v, want version 2 based on 1", r)
+	}
+	// Now that the coordinator knows, a version it sends again is accepted.
+	if err := f.s.Accept(3, "threads=16"); err != nil {
+		t.Fatalf("a version sent after the edit was reported: %v", err)
 	}
 }

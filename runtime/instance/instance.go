@@ -613,18 +613,20 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 // member's own hooks: a "config" command writes the site's newest
 // configuration bundle into place (then the config hook may reload the
 // application).
-func (inst *Instance) builtinSteps(verb string, args map[string]any) ([]hooks.Step, func(error)) {
+func (inst *Instance) builtinSteps(verb string, args map[string]any) ([]hooks.Step, func(error), error) {
 	if verb != config.HookConfig || inst.config == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	content, _ := args["config"].(string)
 	version, _ := args["version"].(float64)
 	if version < 1 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	inst.config.Expect(uint64(version), content)
+	if err := inst.config.Accept(uint64(version), content); err != nil {
+		return nil, nil, err
+	}
 	step := hooks.Step{Write: &hooks.Write{Path: inst.member.Duties.Config.File, Content: "{{.config}}"}}
-	return []hooks.Step{step}, func(err error) { inst.config.Done(content, err) }
+	return []hooks.Step{step}, func(err error) { inst.config.Done(content, err) }, nil
 }
 
 // publishAbout publishes this instance's description of itself (retained).
