@@ -18,8 +18,13 @@ deps:
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+# The performance figures (README "Performance"): installs mosquitto and rsync
+# when missing, measures each figure beside its reference, prints the table and
+# writes bench/results.json, bench/results.md and the README's table.
+# BENCHFLAGS=-quick checks that it works (fewer trials, nothing written).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	bash .ci/deps bench
+	$(GO) run ./bench $(BENCHFLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"understudy/bench/report"
+)
+
+// figure is one row of the table: what it is, the goal it is held to, and
+// the function that measures it (nil: not measured yet).
+type figure struct {
+	name, group, title string
+	how                string
+	unit               string
+	higher             bool
+	goal               report.Goal
+	measure            func(e *env, r *report.Result)
+}
+
+// result is the figure's row before it is measured.
+func (f figure) result() report.Result {
+	r := report.Result{Name: f.name, Group: f.group, Figure: f.title, How: f.how, Unit: f.unit, Higher: f.higher, Goal: f.goal}
+	if f.measure != nil {
+		r.Command = "go run ./bench -only " + f.name
+	}
+	return r
+}
+
+// figures is the table, in the order of issue 7.
+func figures() []figure {
+	return []figure{
+		{
+			name: "crash", group: "crash", title: "crash detection", unit: "ms",
+			how: "A real coordinator (`understudy run`, embedded broker) and a real member process on loopback, heartbeat 100 ms, " +
+				"lost_after 300 ms; `kill -9` of the member process → the `member_lost` record received on `understudy/<site>/events` by a " +
+				"subscriber in the bench process (receive time minus the time just before kill(2)). The member is restarted between trials " +
+				"and the site is back to normal (failed back, member alive) before the next kill. Reference: the same kill of a plain MQTT " +
+				"client (`mosquitto_sub` with a Last Will) on the same broker, will received by the same subscriber.",
+			goal:    report.Goal{Stat: "p99", Op: "<=", Limit: 50},
+			measure: measureCrash,
+		},
+		{
+			name: "silent-loss", group: "silent-loss", title: "silent loss detection", unit: "ms",
+			how:  "Planned (a later part): the member's veth taken down between network-namespace hosts (198.18.0.0/15), heartbeat 100 ms, lost_after 300 ms, ≥ 30 trials; and 10 minutes of normal traffic counting false losts.",
+			goal: report.Goal{Text: "p99 ≤ lost_after + 1 heartbeat (400 ms); 0 false losts in 10 min"},
+		},
+		{
+			name: "failover", group: "failover", title: "end-to-end failover", unit: "ms",
+			how: "The crash trials above (same processes, same kills): `kill -9` of main → both of main's outputs routed to the backup's " +
+				"inputs at the Videohub simulator (its route records, stamped as it applies them, in the bench process), by the shipped " +
+				"manager-backup policy over real TCP. Failback between trials (failback_delay 100 ms, wait_ready). Reference: crash " +
+				"detection of the same trials — the ratio is what routing costs on top.",
+			goal:    report.Goal{Stat: "p99", Op: "<=", Limit: 100},
+			measure: measureFailover,
+		},
+		{
+			name: "dispatch-rate", group: "dispatch", title: "Lua dispatch rate", unit: "events/s", higher: true,
+			how: "Events emitted into the engine and run through its queue into a Lua handler (`n = n + ev.value`) on the simulation " +
+				"harness, in batches of 10,000 on one goroutine (as BenchmarkLuaDispatch). Reference: the same events through a buffered Go " +
+				"channel into a Go func, on one goroutine (the cost floor).",
+			goal:    report.Goal{Stat: "p50", Op: ">=", Limit: 200000},
+			measure: measureDispatchRate,
+		},
+		{
+			name: "dispatch-latency", group: "dispatch", title: "Lua handler latency at 1,000 events/s", unit: "ms",
+			how: "A coordinator's engine on the real clock with its loop on its own goroutine (as in `understudy run`); events emitted at a " +
+				"paced 1,000/s for 10 s; latency from just before Emit to the handler's `us.log.info` reaching the logger. Reference: " +
+				"the same pacing through a buffered Go channel into a goroutine running a Go func.",
+			goal:    report.Goal{Stat: "p99", Op: "<=", Limit: 1},
+			measure: measureDispatchLatency,
+		},
+		{
+			name: "scale", group: "scale", title: "scale (members at 1 Hz, one core)", unit: "members", higher: true,
+			how:  "Planned (a later part): N simulated members heartbeating at 1 Hz and 10 Hz, embedded broker vs Debian mosquitto in the same run: CPU, RSS, lost messages, false losts; the largest N within one core.",
+			goal: report.Goal{Text: "2,000 members at 1 Hz under 25 % of one core and 150 MB RSS, 0 false losts"},
+		},
+		{
+			name: "copy", group: "copy", title: "material copy", unit: "s",
+			how:  "Planned (a later part): a generated archive (about 5,000 files, 2 GiB, 20 % missing, some partial) copied back with verification, against `rsync -a --ignore-existing` and `rsync -a` on the same data.",
+			goal: report.Goal{Text: "wall time ≤ 1.0 × rsync"},
+		},
+		{
+			name: "simulation", group: "simulation", title: "simulation of 24 h of site time", unit: "s",
+			how: "`understudy simulate`'s engine (runtime/scenario): the shipped manager-backup site and policy, heartbeats every 250 ms, " +
+				"main crashing and coming back every other hour for 24 h of virtual time, the Videohub simulator over TCP; wall time of " +
+				"loading and running the scenario. Reference: the site time simulated (the ratio is the speed-up over real time).",
+			goal:    report.Goal{Stat: "p99", Op: "<", Limit: 1},
+			measure: measureSimulation,
+		},
+		{
+			name: "startup", group: "footprint", title: "start to ready", unit: "ms",
+			how: "`understudy run` of the coordinator (embedded broker, the manager-backup policy, a Videohub driver), built once with " +
+				"`go build`; from just before fork/exec to READY=1 on a NOTIFY_SOCKET datagram socket the bench listens on (sd_notify: " +
+				"policy loaded, status API listening), 30 starts after one warm-up, each killed and reaped. Reference: Debian " +
+				"mosquitto from fork/exec to its port accepting a TCP connection (polled every 1 ms).",
+			goal:    report.Goal{Stat: "p99", Op: "<=", Limit: 200},
+			measure: measureStartup,
+		},
+		{
+			name: "idle-rss", group: "footprint", title: "idle RSS", unit: "MiB",
+			how: "VmRSS from /proc/PID/status of the coordinator (with the embedded broker) and of the member, 10 s after the member is " +
+				"alive at the coordinator; the figure is the larger. Reference: Debian mosquitto started at the same time, idle, read at " +
+				"the same moment.",
+			goal:    report.Goal{Stat: "max", Op: "<=", Limit: 30},
+			measure: measureIdleRSS,
+		},
+	}
+}
+
+// env is what the figures of one run share: the bounds, a temporary folder,
+// the understudy binary (built once) and the crash trials (run once for
+// both the crash and the failover figures).
+type env struct {
+	ctx   context.Context
+	quick bool
+	root  string // the module's folder
+	tmp   string // removed at the end of the run
+	log   io.Writer
+
+	binary    string
+	binaryErr error
+
+	trials    *trialResults
+	trialsErr error
+	trialsRan bool
+}
+
+// pick returns quick or full by the run's kind.
+func (e *env) pick(quick, full int) int {
+	if e.quick {
+		return quick
+	}
+	return full
+}
+
+// pickD is pick for durations.
+func (e *env) pickD(quick, full time.Duration) time.Duration {
+	if e.quick {
+		return quick
+	}
+	return full
+}
+
+func (e *env) logf(format string, args ...any) {
+	fmt.Fprintf(e.log, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+// dir returns a new folder under the run's temporary folder.
+func (e *env) dir(name string) (string, error) {
+	d, err := os.MkdirTemp(e.tmp, name+"-")
+	if err != nil {
+		return "", fmt.Errorf("temporary folder: %w", err)
+	}
+	return d, nil
+}
+
+// understudy builds the binary once per run (go build -o into the
+// temporary folder) and returns its path.
+func (e *env) understudy() (string, error) {
+	if e.binary != "" || e.binaryErr != nil {
+		return e.binary, e.binaryErr
+	}
+	path := filepath.Join(e.tmp, "understudy")
+	e.logf("building understudy (go build -o %s ./cmd/understudy)", path)
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/understudy")
+	cmd.Dir = e.root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		e.binaryErr = fmt.Errorf("go build ./cmd/understudy: %w\n%s", err, out)
+		return "", e.binaryErr
+	}
+	e.binary = path
+	return path, nil
+}
+
+// fail records err as the result's error.
+func fail(r *report.Result, err error) { r.Error = err.Error() }
