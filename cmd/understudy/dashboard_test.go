@@ -22,7 +22,9 @@ import (
 // failback from the page — a click and a confirmation in the page's own
 // dialog — gives the projectors back to the main. Then a real fire drill
 // started from the page shows in its banner and on main's row, and ending
-// it from the banner fails main back.
+// it from the banner fails main back. Then every other command is given
+// from the page: take over, take over all, both modes, and the confirmation
+// of a proposal (made by a drill in manual mode).
 func TestDashboardFailbackInTheBrowser(t *testing.T) {
 	browser := chromiumPath(t)
 	site, _, sw := localSite(t, "dash")
@@ -120,6 +122,43 @@ func TestDashboardFailbackInTheBrowser(t *testing.T) {
 	page.do("the drill is over and main has its duties",
 		chromedp.WaitNotVisible(chromedp.CSS(`#drill-banner`)),
 		chromedp.WaitVisible(chromedp.CSS(mainRow+`[data-state="alive"][data-covered-by=""]`)))
+
+	// The other commands, each clicked and confirmed in the page: take
+	// over, take over all, mode manual, a drill's proposal confirmed, mode
+	// auto.
+	confirmed := func(what, button string) {
+		t.Helper()
+		page.do(what,
+			chromedp.WaitEnabled(chromedp.CSS(button)),
+			chromedp.Click(chromedp.CSS(button)),
+			chromedp.WaitVisible(chromedp.CSS(`#confirm-dialog[open] #confirm-ok`)),
+			chromedp.Click(chromedp.CSS(`#confirm-ok`)),
+			chromedp.WaitNotPresent(chromedp.CSS(`#confirm-dialog[open]`)))
+	}
+	confirmed("take over main", `[data-action="takeover"][data-member="main"]`)
+	sw.expectRoutes(t, 20*time.Second, [2]int{1, 3}, [2]int{2, 4})
+	confirmed("fail back main", failback)
+	sw.expectRoutes(t, 20*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	confirmed("take over all on backup", `#takeover-all-form [data-action="takeover_all"]`)
+	sw.expectRoutes(t, 20*time.Second, [2]int{1, 3}, [2]int{2, 4})
+	confirmed("fail back main", failback)
+	sw.expectRoutes(t, 20*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	confirmed("mode manual", `#mode-box [data-action="mode"][data-mode="manual"]`)
+	page.do("the page shows mode manual", chromedp.WaitVisible(chromedp.CSS(`#mode-box[data-mode="manual"]`)))
+	page.do("a real drill in manual mode",
+		chromedp.Click(chromedp.CSS(`#drill-form [data-action="drill"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#confirm-dialog[open] #confirm-ok`)),
+		chromedp.Click(chromedp.CSS(`#confirm-ok`)))
+	confirmed("confirm the proposal", `#proposals [data-action="confirm"]`)
+	sw.expectRoutes(t, 20*time.Second, [2]int{1, 3}, [2]int{2, 4})
+	confirmed("end the drill", endDrill)
+	sw.expectRoutes(t, 20*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	confirmed("mode auto", `#mode-box [data-action="mode"][data-mode="auto"]`)
+	page.do("the page shows mode auto and every command's result",
+		chromedp.WaitVisible(chromedp.CSS(`#mode-box[data-mode="auto"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#results li[data-verb="confirm"][data-state="ok"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#results li[data-verb="takeover_all"][data-state="ok"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#results li[data-verb="takeover"][data-state="ok"]`)))
 	page.noScriptErrors()
 }
 
