@@ -12,6 +12,7 @@ import (
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
 	"understudy/runtime/store"
+	"understudy/runtime/takeover"
 )
 
 // A fire drill is a synthetic fault the coordinator gives a live member so
@@ -199,7 +200,7 @@ func (e *Engine) endDrill(member, why, by string) error {
 		if e.takeover == nil || e.stateOf(member) != string(members.Alive) {
 			return
 		}
-		if c, ok := e.takeover.Covered(member); ok && c.Phase != "resuming" && c.Phase != "copying" && c.Phase != "releasing" {
+		if c, ok := e.takeover.Covered(member); ok && c.Phase == takeover.PhaseCovering {
 			e.command("failback", map[string]any{"member": member}, "drill")
 		}
 	})
@@ -243,7 +244,8 @@ func (e *Engine) publishDrills() {
 	if !e.opts.Coordinator || e.opts.Publisher == nil {
 		return
 	}
-	payload, _ := json.Marshal(map[string]any{"active": e.drillStatus() != nil, "drills": nonNil(e.drillStatus())})
+	drills := nonNil(e.drillStatus())
+	payload, _ := json.Marshal(map[string]any{"active": len(drills) > 0, "drills": drills})
 	if err := e.opts.Publisher.Publish(e.topics.Drill(), 1, true, payload); err != nil {
 		e.log.Debug("drills not published", "error", err)
 	}
