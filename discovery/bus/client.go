@@ -224,13 +224,24 @@ func (c *Client) Subscribe(filter string, qos byte, h Handler) {
 	}
 }
 
+// subscribe subscribes in the background, checking the broker's answer
+// (see subscribeChecked); onConnect must not wait for it.
 func (c *Client) subscribe(s subscription) {
-	tok := c.mqtt.Subscribe(s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) {
-		s.handler(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()})
-	})
 	go func() {
-		if tok.WaitTimeout(5*time.Second) && tok.Error() != nil {
-			c.log.Error("subscribe failed", "filter", s.filter, "error", tok.Error())
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-c.closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := subscribeChecked(ctx, c.mqtt, s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) {
+			s.handler(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()})
+		})
+		if err != nil {
+			c.log.Error("subscribe failed", "filter", s.filter, "error", err)
 		}
 	}()
 }

@@ -3,6 +3,8 @@ package bus
 import (
 	"context"
 	"fmt"
+	"net"
+	neturl "net/url"
 	"sync"
 	"time"
 
@@ -19,14 +21,33 @@ type Observer struct {
 // (from paho's goroutine, in order; h must not block). It waits for the first
 // connection until ctx ends, and renews the subscriptions on reconnect.
 func Observe(ctx context.Context, url, clientID string, filters []string, h Handler) (*Observer, error) {
+	return ObserveVia(ctx, nil, url, clientID, filters, h)
+}
+
+// Dialer opens a TCP connection to addr (host:port), for example from inside
+// another network namespace.
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// ObserveVia is Observe with the broker's connections (tcp:// URLs) opened
+// by dial; nil dials as Observe does.
+func ObserveVia(ctx context.Context, dial Dialer, url, clientID string, filters []string, h Handler) (*Observer, error) {
 	subscribed := make(chan struct{})
+	failed := make(chan error, 1)
 	var once sync.Once
-	// OnConnect runs on a goroutine of its own, so it may wait for the acks.
+	// OnConnect runs on a goroutine of its own, so it may wait for the acks
+	// (on every reconnect too: not bounded by ctx, which may have ended).
 	subscribe := func(c mqtt.Client) {
 		for _, f := range filters {
-			c.Subscribe(f, 1, func(_ mqtt.Client, m mqtt.Message) {
+			err := subscribeChecked(context.Background(), c, f, 1, func(_ mqtt.Client, m mqtt.Message) {
 				h(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()})
-			}).WaitTimeout(5 * time.Second)
+			})
+			if err != nil {
+				select {
+				case failed <- err:
+				default:
+				}
+				return
+			}
 		}
 		once.Do(func() { close(subscribed) })
 	}
@@ -36,12 +57,22 @@ func Observe(ctx context.Context, url, clientID string, filters []string, h Hand
 		SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(2 * time.Second).
 		SetOnConnectHandler(subscribe)
+	if dial != nil {
+		opts.SetCustomOpenConnectionFn(func(uri *neturl.URL, o mqtt.ClientOptions) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
+			defer cancel()
+			return dial(ctx, "tcp", uri.Host)
+		})
+	}
 	c := mqtt.NewClient(opts)
 	c.Connect()
 	select {
 	case <-ctx.Done():
 		c.Disconnect(0)
 		return nil, fmt.Errorf("connect to %s: %w", url, ctx.Err())
+	case err := <-failed:
+		c.Disconnect(0)
+		return nil, fmt.Errorf("observe %s: %w", url, err)
 	case <-subscribed:
 		return &Observer{mqtt: c}, nil
 	}
