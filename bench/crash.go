@@ -186,16 +186,8 @@ func willTrial(parent context.Context, s *realSite, stdbuf, sub string, i int) (
 	if err := p.KillNow(); err != nil {
 		return 0, err
 	}
-	for {
-		select {
-		case w := <-s.wills:
-			if w.v == topic {
-				return w.at.Sub(t0), nil
-			}
-		case <-ctx.Done():
-			return 0, fmt.Errorf("no Last Will of %s: %w", id, ctx.Err())
-		}
-	}
+	at, err := s.waitWill(ctx, topic)
+	return at.Sub(t0), err
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

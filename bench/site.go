@@ -2,20 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"understudy/bench/proc"
 	"understudy/discovery/bus"
 	"understudy/fixtures/videohubsim"
-	"understudy/runtime/engine"
 	"understudy/scripts"
 )
 
@@ -47,12 +44,6 @@ drivers:
   router: {kind: videohub, address: "%s", timeout: 2s}
 `
 
-// stamped is something the bench received, with when.
-type stamped[T any] struct {
-	at time.Time
-	v  T
-}
-
 // realSite is a site of real processes on loopback: a Videohub simulator in
 // this process, the coordinator (`understudy run --member backup`, with the
 // embedded broker), the member main, and a subscriber to the site's events,
@@ -72,12 +63,7 @@ type realSite struct {
 
 	coord, member *proc.Process
 	obs           *bus.Observer
-	records       chan stamped[engine.Record]
-	wills         chan stamped[string]
-
-	mu      sync.Mutex
-	states  map[string]string
-	changed chan struct{} // closed and replaced when a state arrives
+	*siteWatch
 }
 
 // newRealSite writes the site's files and starts the switcher; nothing else
@@ -103,8 +89,7 @@ func newRealSite(e *env, name, failback string) (*realSite, error) {
 		return nil, err
 	}
 	s := &realSite{e: e, name: name, dir: dir, binary: bin, port: port, url: fmt.Sprintf("tcp://127.0.0.1:%d", port),
-		records: make(chan stamped[engine.Record], 4096), wills: make(chan stamped[string], 64),
-		states: map[string]string{}, changed: make(chan struct{})}
+		siteWatch: newSiteWatch()}
 	s.sw = videohubsim.New(videohubsim.Options{Inputs: 8, Outputs: 8})
 	addr, err := s.sw.Listen("127.0.0.1:0")
 	if err != nil {
@@ -161,8 +146,7 @@ func (s *realSite) start() error {
 	if err := s.coord.WaitOutput(ctx, "embedded broker started"); err != nil {
 		return fmt.Errorf("coordinator: %w", err)
 	}
-	topics := bus.Topics{Site: s.name}
-	s.obs, err = bus.Observe(ctx, s.url, "understudy-bench", []string{topics.Events(), topics.AllStates(), "understudy-bench/will/#"}, s.onMessage)
+	s.obs, err = bus.Observe(ctx, s.url, "understudy-bench", s.filters(s.name), s.onMessage)
 	if err != nil {
 		return fmt.Errorf("subscribe to the site: %w", err)
 	}
@@ -190,54 +174,6 @@ func (s *realSite) steady(ctx context.Context) error {
 	return s.waitRouting(ctx, map[int]int{1: 1, 2: 2})
 }
 
-// onMessage runs on the subscriber's goroutine: it must not block.
-func (s *realSite) onMessage(m bus.Message) {
-	now := time.Now()
-	switch {
-	case strings.HasPrefix(m.Topic, "understudy-bench/will/"):
-		select {
-		case s.wills <- stamped[string]{now, m.Topic}:
-		default:
-		}
-	case strings.HasSuffix(m.Topic, "/events"):
-		var r engine.Record
-		if json.Unmarshal(m.Payload, &r) != nil {
-			return
-		}
-		select {
-		case s.records <- stamped[engine.Record]{now, r}:
-		default: // a full buffer drops: the waits then time out and say so
-		}
-	case strings.HasSuffix(m.Topic, "/state"):
-		var st struct{ Member, State string }
-		if json.Unmarshal(m.Payload, &st) != nil || st.Member == "" {
-			return
-		}
-		s.mu.Lock()
-		s.states[st.Member] = st.State
-		close(s.changed)
-		s.changed = make(chan struct{})
-		s.mu.Unlock()
-	}
-}
-
-// waitState waits until the coordinator publishes member in state.
-func (s *realSite) waitState(ctx context.Context, member, state string) error {
-	for {
-		s.mu.Lock()
-		now, changed := s.states[member], s.changed
-		s.mu.Unlock()
-		if now == state {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return fmt.Errorf("%s not %s at the coordinator (it is %q): %w", member, state, now, ctx.Err())
-		}
-	}
-}
-
 // waitRouting waits until the switcher shows the routing given (output →
 // input, from 1).
 func (s *realSite) waitRouting(ctx context.Context, want map[int]int) error {
@@ -258,21 +194,6 @@ func (s *realSite) waitRouting(ctx context.Context, want map[int]int) error {
 		case <-t.C:
 		case <-ctx.Done():
 			return fmt.Errorf("switcher routing %v, want %v: %w", routing[:min(4, len(routing))], want, ctx.Err())
-		}
-	}
-}
-
-// waitRecord returns the first record of type typ about member that arrives
-// (records before it are passed over).
-func (s *realSite) waitRecord(ctx context.Context, typ, member string) (stamped[engine.Record], error) {
-	for {
-		select {
-		case r := <-s.records:
-			if r.v.Type == typ && r.v.Member == member {
-				return r, nil
-			}
-		case <-ctx.Done():
-			return stamped[engine.Record]{}, fmt.Errorf("no %s of %s on the events topic: %w", typ, member, ctx.Err())
 		}
 	}
 }
@@ -304,13 +225,12 @@ func (s *realSite) waitRoutes(ctx context.Context, want map[int]int) (first, las
 	return first, last, nil
 }
 
-// drain forgets the routes and records received so far.
+// drain forgets the routes, records and wills received so far.
 func (s *realSite) drain() {
+	s.siteWatch.drain()
 	for {
 		select {
 		case <-s.routes:
-		case <-s.records:
-		case <-s.wills:
 		default:
 			return
 		}

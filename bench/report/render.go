@@ -177,7 +177,17 @@ func (r *Result) missedSentence() string {
 	if r.Status == Failed {
 		return fmt.Sprintf("%s could not be measured: %s", r.Figure, firstLine(r.Error))
 	}
-	return fmt.Sprintf("%s: %s is %s, the goal is %s.", r.Figure, r.Goal.Stat, Format(r.Value(), r.Unit), r.GoalText())
+	var failed []string
+	for _, c := range r.Checks {
+		if !c.Met {
+			failed = append(failed, c.String())
+		}
+	}
+	v := Format(r.Value(), r.Unit)
+	if len(failed) > 0 {
+		return fmt.Sprintf("%s: %s is %s; %s; the goal is %s.", r.Figure, r.Goal.Stat, v, strings.Join(failed, "; "), r.GoalText())
+	}
+	return fmt.Sprintf("%s: %s is %s, the goal is %s.", r.Figure, r.Goal.Stat, v, r.GoalText())
 }
 
 // MarkdownTable is the table in Markdown.
@@ -275,6 +285,13 @@ func (run *Run) Markdown() string {
 		}
 		if r.Ratio != 0 {
 			fmt.Fprintf(&b, "- **ratio:** %s (%s)\n", FormatRatio(r.Ratio), r.RatioIs)
+		}
+		for _, c := range r.Checks {
+			state := "met"
+			if !c.Met {
+				state = "**not met**"
+			}
+			fmt.Fprintf(&b, "- **check:** %s — %s\n", c.String(), state)
 		}
 		if r.Error != "" {
 			fmt.Fprintf(&b, "- **error:** %s\n", strings.ReplaceAll(r.Error, "\n", " "))

@@ -77,6 +77,19 @@ type Goal struct {
 	Limit float64 `json:"limit"`
 }
 
+// Check is a further condition of a figure's goal that its statistic cannot
+// say, such as "0 false losts": a figure meets its goal only when every check
+// holds too.
+type Check struct {
+	What  string `json:"what"`  // e.g. "false losts in 10 member-minutes of normal traffic"
+	Found string `json:"found"` // what was measured, e.g. "0"
+	Want  string `json:"want"`  // e.g. "0"
+	Met   bool   `json:"met"`
+}
+
+// String is the check in words.
+func (c Check) String() string { return fmt.Sprintf("%s: %s (goal %s)", c.What, c.Found, c.Want) }
+
 // Reference is what a figure is compared with, measured in the same run
 // (or, for the simulation, the site time simulated).
 type Reference struct {
@@ -104,6 +117,7 @@ type Result struct {
 	RatioIs   string     `json:"ratio_is,omitempty"` // what the ratio means, e.g. "p99 / reference p99"
 
 	Goal   Goal     `json:"goal"`
+	Checks []Check  `json:"checks,omitempty"` // further conditions of the goal
 	Status Status   `json:"status"`
 	Met    bool     `json:"met"`
 	Notes  []string `json:"notes,omitempty"`
@@ -136,7 +150,7 @@ func stat(s *Stats, name string) float64 {
 	return math.NaN()
 }
 
-// Judge sets Status and Met from the statistics and the goal, and Ratio from
+// Judge sets Status and Met from the statistics, the goal and the checks, and Ratio from
 // the reference when RatioIs is empty (value / reference value). A result
 // with an Error is Failed; one without statistics is NotMeasured.
 func (r *Result) Judge() {
@@ -158,6 +172,9 @@ func (r *Result) Judge() {
 		r.Met = v >= r.Goal.Limit
 	case ">":
 		r.Met = v > r.Goal.Limit
+	}
+	for _, c := range r.Checks {
+		r.Met = r.Met && c.Met
 	}
 	r.Status = Missed
 	if r.Met {

@@ -60,6 +60,20 @@ func TestJudge(t *testing.T) {
 	if r.Status != Met {
 		t.Errorf("300,000 against ≥ 200,000: %s", r.Status)
 	}
+	r = Result{Figure: "silent loss", Unit: "ms", Stats: Summarize([]float64{350}), Goal: Goal{Stat: "p99", Op: "<=", Limit: 400},
+		Checks: []Check{{What: "false losts", Found: "2", Want: "0", Met: false}}}
+	r.Judge()
+	if r.Status != Missed {
+		t.Errorf("p99 met but a check not: %s", r.Status)
+	}
+	if got := r.missedSentence(); !strings.Contains(got, "false losts: 2 (goal 0)") {
+		t.Errorf("the sentence does not name the check: %q", got)
+	}
+	r.Checks[0].Met = true
+	r.Judge()
+	if r.Status != Met {
+		t.Errorf("p99 and the check met: %s", r.Status)
+	}
 	r = Result{Goal: Goal{Text: "later"}}
 	r.Judge()
 	if r.Status != NotMeasured {

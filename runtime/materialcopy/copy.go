@@ -374,18 +374,34 @@ func (c *copier) samePrefix(ctx context.Context, p *plan, name string, n int64) 
 	if n == 0 {
 		return true, nil
 	}
-	mine, err := hashFile(ctx, name, n)
+	theirs, mine, theirErr, err := c.hashBoth(ctx, p.rel, n, name, n)
 	if err != nil {
 		if errors.Is(err, ErrChanged) || errors.Is(err, fs.ErrNotExist) {
 			return false, nil
 		}
 		return false, &stopError{fmt.Errorf("materialcopy: %s: reading the destination: %w", p.rel, err)}
 	}
-	theirs, err := c.job.Source.Hash(ctx, p.rel, n)
-	if err != nil {
-		return false, err
+	if theirErr != nil {
+		return false, theirErr
 	}
 	return mine == theirs, nil
+}
+
+// hashBoth hashes the source's file rel (its first length bytes, or all of
+// it when length < 0) and the local file name (likewise with localLength)
+// at the same time: the source's side is read by its server or another
+// disk, so waiting for one and then the other would take their sum instead
+// of the longer of the two. Both are always finished when it returns; the
+// caller checks the errors in the order it needs.
+func (c *copier) hashBoth(ctx context.Context, rel string, length int64, name string, localLength int64) (theirs, mine string, theirErr, mineErr error) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		theirs, theirErr = c.job.Source.Hash(ctx, rel, length)
+	}()
+	mine, mineErr = hashFile(ctx, name, localLength)
+	<-done
+	return theirs, mine, theirErr, mineErr
 }
 
 // usableTemp returns the size of an earlier run's temporary file for p when
@@ -477,13 +493,12 @@ func (c *copier) execute(ctx context.Context, p *plan) error {
 	}
 
 	// Verify the whole file as it is on disk against the source.
-	want, err := src.Hash(ctx, p.rel, p.fi.Size)
+	want, got, err, gotErr := c.hashBoth(ctx, p.rel, p.fi.Size, p.tmp, -1)
 	if err != nil {
 		return err
 	}
-	got, err := hashFile(ctx, p.tmp, -1)
-	if err != nil {
-		return &stopError{fmt.Errorf("materialcopy: %s: reading back %s: %w", p.rel, p.tmp, err)}
+	if gotErr != nil {
+		return &stopError{fmt.Errorf("materialcopy: %s: reading back %s: %w", p.rel, p.tmp, gotErr)}
 	}
 	if got != want {
 		os.Remove(p.tmp)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zeebo/xxh3"
@@ -254,11 +255,18 @@ func hashFile(ctx context.Context, name string, length int64) (string, error) {
 
 const bufSize = 256 << 10
 
+// hashBufs holds hashReader's buffers: a copy hashes every file at least
+// once on each side, and a fresh 256 KiB buffer for each would be allocated
+// and cleared thousands of times.
+var hashBufs = sync.Pool{New: func() any { return new([bufSize]byte) }}
+
 // hashReader hashes the first length bytes of r (all if length < 0),
 // checking ctx between blocks.
 func hashReader(ctx context.Context, r io.Reader, length int64) (string, error) {
 	h := xxh3.New()
-	buf := make([]byte, bufSize)
+	pooled := hashBufs.Get().(*[bufSize]byte)
+	defer hashBufs.Put(pooled)
+	buf := pooled[:]
 	var n int64
 	for length < 0 || n < length {
 		if err := ctx.Err(); err != nil {
