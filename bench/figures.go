@@ -83,9 +83,24 @@ func figures() []figure {
 			measure: measureDispatchLatency,
 		},
 		{
-			name: "scale", group: "scale", title: "scale (members at 1 Hz, one core)", unit: "members", higher: true,
-			how:  "Planned (a later part): N simulated members heartbeating at 1 Hz and 10 Hz, embedded broker vs Debian mosquitto in the same run: CPU, RSS, lost messages, false losts; the largest N within one core.",
-			goal: report.Goal{Text: "2,000 members at 1 Hz under 25 % of one core and 150 MB RSS, 0 false losts"},
+			name: "scale", group: "scale", title: "CPU at 2,000 members, 1 Hz", unit: "% core",
+			how:     scaleHow,
+			goal:    report.Goal{Stat: "mean", Op: "<", Limit: 25},
+			measure: measureScaleCPU,
+		},
+		{
+			name: "scale-1hz", group: "scale", title: "largest N within one core, 1 Hz", unit: "members", higher: true,
+			how: scaleHow + " Members doubled from 2,000 until a step is not within one core (under 100 % of a core, every member " +
+				"alive, no false lost, the simulated members keeping their pace) or its time bound ends.",
+			goal:    report.Goal{Stat: "p50", Op: ">=", Limit: 2000},
+			measure: measureScaleLargest(1),
+		},
+		{
+			name: "scale-10hz", group: "scale", title: "largest N within one core, 10 Hz", unit: "members", higher: true,
+			how: scaleHow + " Members doubled from 500 (heartbeat 100 ms) as at 1 Hz. The goal is the message rate of the 1 Hz goal " +
+				"(2,000 heartbeats/s).",
+			goal:    report.Goal{Stat: "p50", Op: ">=", Limit: 200},
+			measure: measureScaleLargest(10),
 		},
 		{
 			name: "copy", group: "copy", title: "material copy", unit: "× rsync",
@@ -121,6 +136,15 @@ func figures() []figure {
 	}
 }
 
+// scaleHow is the method of the three scale figures.
+const scaleHow = "The coordinator (`understudy run`, no policy) and N simulated members in the bench process — each a real bus " +
+	"client (`discovery/bus`: Last Will, presence, heartbeats at its own phase) declared in site.yaml — on loopback, " +
+	"lost_after 3 heartbeats. Once the coordinator has every member alive: CPU (user + system from /proc/PID/stat, per " +
+	"second) and RSS of the coordinator over a window, member_lost records (false losts), then the heartbeats stopped " +
+	"and the published ones counted against those the coordinator took in (`heartbeats_received` in its status: lost " +
+	"messages). Two arrangements in the same run: the embedded broker (the figure) and Debian mosquitto as the broker " +
+	"(the reference: the coordinator's CPU plus mosquitto's)."
+
 // env is what the figures of one run share: the bounds, a temporary folder,
 // the understudy binary (built once) and the crash trials (run once for
 // both the crash and the failover figures).
@@ -130,6 +154,9 @@ type env struct {
 	root  string // the module's folder
 	tmp   string // removed at the end of the run
 	log   io.Writer
+	// profiles, when set, is where the scale figures' coordinators write
+	// their CPU profiles.
+	profiles string
 
 	binary    string
 	binaryErr error
@@ -137,6 +164,10 @@ type env struct {
 	trials    *trialResults
 	trialsErr error
 	trialsRan bool
+
+	scale    *scaleRun
+	scaleErr error
+	scaleRan bool
 }
 
 // pick returns quick or full by the run's kind.

@@ -51,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "bench/results.json", "results file; the Markdown beside it (.md) is written too")
 	readme := fs.String("readme", "README.md", "README whose table between "+report.BeginMarker+" and "+report.EndMarker+" is rewritten")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of this process to `file` (what the in-process figures spend: dispatch, simulation; go tool pprof reads it)")
+	profiles := fs.String("profiles", "", "write CPU profiles of the coordinators the scale figures start into `folder` (one per step, for go tool pprof)")
 	list := fs.Bool("list", false, "list the figures and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -94,7 +95,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("temporary folder: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	e := &env{ctx: ctx, quick: *quick, root: root, tmp: tmp, log: stderr}
+	e := &env{ctx: ctx, quick: *quick, root: root, tmp: tmp, log: stderr, profiles: *profiles}
+	if e.profiles != "" {
+		if err := os.MkdirAll(e.profiles, 0o755); err != nil {
+			return fmt.Errorf("profiles: %w", err)
+		}
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

@@ -174,3 +174,31 @@ func (o *output) snapshot() (string, <-chan struct{}) {
 	defer o.mu.Unlock()
 	return string(o.buf), o.changed
 }
+
+// userHZ is the unit of the times in /proc/PID/stat (USER_HZ, 100 on Linux).
+const userHZ = 100
+
+// CPUTime returns the CPU time (user and system) a process has used, from
+// /proc/PID/stat, in steps of 10 ms.
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time of %d: %w", pid, err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("read CPU time of %d: no command name in /proc/%d/stat", pid, pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// After the name: state (3), …, utime (14), stime (15).
+	if len(f) < 13 {
+		return 0, fmt.Errorf("read CPU time of %d: short /proc/%d/stat", pid, pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("read CPU time of %d: %w", pid, err)
+	}
+	return time.Duration(utime+stime) * time.Second / userHZ, nil
+}

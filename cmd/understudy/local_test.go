@@ -128,6 +128,17 @@ func TestMalformedPayloadsAreDroppedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	backup.wait(10*time.Second, "msg", "member alive", "member", "main", "event", "member_seen")
+	// Only that one counts as received: not the dropped ones, not the
+	// instance's own.
+	var received struct {
+		Bus struct {
+			Heartbeats uint64 `json:"heartbeats_received"`
+		}
+	}
+	getJSON(t, api+"/status", &received)
+	if received.Bus.Heartbeats != 1 {
+		t.Errorf("heartbeats_received = %d, want 1", received.Bus.Heartbeats)
+	}
 }
 
 // A policy edited into a syntax error keeps the old one running (failover

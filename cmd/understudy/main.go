@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	_ "time/tzdata" // site time zones work on machines without tzdata
@@ -128,8 +129,33 @@ func cmdRun(args []string, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	describe := fs.String("describe", "", "a file describing this member (a members: entry of site.yaml); it replaces or adds its entry, and the other instances learn it over the bus")
 	stateDir := fs.String("state", "", "folder of this instance's state file (default: $STATE_DIRECTORY, else site.yaml's state_dir)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` when it stops on SIGTERM or Ctrl-C (for go tool pprof)")
+	memProfile := fs.String("memprofile", "", "write a heap profile to `file` when it stops on SIGTERM or Ctrl-C (for go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "understudy run: cpu profile:", err)
+			return 2
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		defer func() {
+			f, err := os.Create(*memProfile)
+			if err == nil {
+				err = errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
+			}
+			if err != nil {
+				fmt.Fprintln(stderr, "understudy run: heap profile:", err)
+			}
+		}()
 	}
 	logger, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {

@@ -32,6 +32,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -107,7 +108,10 @@ func Start(opts Options) (*Broker, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = writesPending
 	server := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
 		// mochi logs connection details at Info; keep only problems.
 		Logger: slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn}).With("component", "mqtt-broker"),
 	})
@@ -216,6 +220,11 @@ func (b *Broker) PlainAddr() string {
 	return b.ln.Addr().String()
 }
 
+// Dropped is how many messages the broker dropped since it started because
+// a client's queue was full (a client that reads slower than messages come
+// for it; see writesPending).
+func (b *Broker) Dropped() int64 { return atomic.LoadInt64(&b.server.Info.MessagesDropped) }
+
 // Close disconnects all clients, stops listening and waits until the client
 // connections have ended. Further calls do nothing and return the same result.
 //
@@ -252,6 +261,12 @@ func (b *Broker) Close() error {
 	})
 	return b.closeErr
 }
+
+// writesPending is how many messages the broker queues for a client that
+// reads slower than they come (mochi allocates the queue for every client at
+// once: 8 bytes a message); more are dropped and counted. mochi's default,
+// 8,192, costs 64 KiB a connection.
+const writesPending = 1024
 
 // closeWait bounds how long Close waits for the clients' goroutines.
 const closeWait = 3 * time.Second

@@ -341,3 +341,52 @@ func TestUsersAndACLs(t *testing.T) {
 	mqtttest.Publish(t, inst, "understudy/hall/marker", "after", false)
 	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "understudy/hall/marker", Payload: "after"})
 }
+
+// A client that stops reading gets at most writesPending messages queued
+// (besides what its socket holds); the rest are dropped and counted, and the
+// broker goes on serving everyone else.
+func TestMessagesForAClientThatStopsReadingAreDroppedAndCounted(t *testing.T) {
+	b := start(t, Options{})
+	conn, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	// CONNECT (MQTT 3.1.1, clean session, keep-alive 60 s, client id "slow"),
+	// then SUBSCRIBE to "flood" at QoS 0: written by hand, as no client
+	// library stops reading on purpose.
+	connectPkt := []byte{0x10, 16, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, 4, 's', 'l', 'o', 'w'}
+	subscribePkt := []byte{0x82, 10, 0, 1, 0, 5, 'f', 'l', 'o', 'o', 'd', 0}
+	conn.SetDeadline(time.Now().Add(deadline))
+	if _, err := conn.Write(connectPkt); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK % x: %v", ack, err)
+	}
+	if _, err := conn.Write(subscribePkt); err != nil {
+		t.Fatal(err)
+	}
+	suback := make([]byte, 5)
+	if _, err := io.ReadFull(conn, suback); err != nil || suback[0] != 0x90 || suback[4] != 0 {
+		t.Fatalf("SUBACK % x: %v", suback, err)
+	}
+	// From here on the slow client reads nothing.
+
+	pub := connect(t, b, "publisher", mqtttest.Options{})
+	payload := strings.Repeat("x", 1000)
+	end := time.Now().Add(deadline)
+	for sent := 0; b.Dropped() == 0; sent++ {
+		if sent >= 200_000 || time.Now().After(end) {
+			t.Fatalf("no message dropped after %d published to a client that reads nothing", sent)
+		}
+		pub.Publish("flood", 0, false, payload)
+	}
+	// Everyone else is still served.
+	watcher := connect(t, b, "watcher", mqtttest.Options{})
+	ch := mqtttest.Subscribe(t, watcher, "still/here")
+	mqtttest.Publish(t, pub, "still/here", "yes", false)
+	mqtttest.Receive(t, ch, mqtttest.Message{Topic: "still/here", Payload: "yes"})
+}

@@ -259,6 +259,9 @@ func (c *Client) publish(topic string, qos byte, retained bool, payload []byte) 
 	return c.mqtt.Publish(topic, qos, retained, payload)
 }
 
+// Beats is how many heartbeats this client has published.
+func (c *Client) Beats() uint64 { return c.seq.Load() }
+
 // Beat publishes one heartbeat (skipped while disconnected).
 func (c *Client) Beat() {
 	if !c.mqtt.IsConnectionOpen() {

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"understudy/discovery/bus"
@@ -74,17 +75,19 @@ type Record struct {
 
 // Engine is the loop.
 type Engine struct {
-	opts    Options
-	site    *config.Site
-	log     *slog.Logger
-	clock   clock.Clock
-	topics  bus.Topics
-	queue   *queue
-	table   *members.Table
-	policy  *policy.Policy
-	actions *actions
-	ctx     context.Context
-	started bool
+	opts Options
+	// heartbeats counts the heartbeats of other known members taken in.
+	heartbeats atomic.Uint64
+	site       *config.Site
+	log        *slog.Logger
+	clock      clock.Clock
+	topics     bus.Topics
+	queue      *queue
+	table      *members.Table
+	policy     *policy.Policy
+	actions    *actions
+	ctx        context.Context
+	started    bool
 
 	store     *store.Store
 	ownStore  string // temporary folder of a throw-away store
@@ -307,11 +310,18 @@ func (e *Engine) runSafely(f func()) {
 func (e *Engine) Heartbeat(hb bus.Heartbeat) {
 	e.Post(func() {
 		err := e.table.Heartbeat(members.Heartbeat{ID: hb.Member, Boot: hb.Boot, Conn: hb.Conn, Interval: hb.Interval()})
+		if err == nil && hb.Member != e.opts.Self {
+			e.heartbeats.Add(1)
+		}
 		if err != nil && e.opts.Drops != nil {
 			e.opts.Drops.Drop(hb.Member, e.topics.Heartbeat(hb.Member), 0, fmt.Errorf("%w: %v", bus.ErrUnknownMember, err))
 		}
 	})
 }
+
+// HeartbeatsReceived is how many heartbeats of other members the loop has
+// taken in since the start (not those dropped). Any goroutine.
+func (e *Engine) HeartbeatsReceived() uint64 { return e.heartbeats.Load() }
 
 // Presence feeds a decoded presence message to the member table; retained
 // says the broker delivered it from storage. Any goroutine.

@@ -28,10 +28,16 @@ type MaterialStatus struct {
 
 // BusStatus describes this instance's bus connection.
 type BusStatus struct {
-	URL       string            `json:"url"`
-	Connected bool              `json:"connected"`
-	Embedded  string            `json:"embedded_broker,omitempty"`
-	Dropped   map[string]uint64 `json:"dropped_payloads"`
+	URL       string `json:"url"`
+	Connected bool   `json:"connected"`
+	Embedded  string `json:"embedded_broker,omitempty"`
+	// EmbeddedDropped counts the messages the embedded broker dropped for
+	// clients that read too slowly.
+	EmbeddedDropped int64             `json:"embedded_broker_dropped,omitempty"`
+	Dropped         map[string]uint64 `json:"dropped_payloads"`
+	// Heartbeats counts the heartbeats received from other members since
+	// the start (well-formed ones; the dropped are in Dropped).
+	Heartbeats uint64 `json:"heartbeats_received"`
 }
 
 // PeerInfo is a peer found by mDNS.
@@ -78,7 +84,7 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	st := Status{Status: es, Bus: BusStatus{Dropped: inst.drops.Counts()}, Peers: []PeerInfo{}}
+	st := Status{Status: es, Bus: BusStatus{Dropped: inst.drops.Counts(), Heartbeats: inst.engine.HeartbeatsReceived()}, Peers: []PeerInfo{}}
 	if c := inst.bus.Load(); c != nil {
 		st.Bus.Connected = c.Connected()
 	}
@@ -86,6 +92,7 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	st.Bus.URL = inst.busURL
 	if inst.broker != nil {
 		st.Bus.Embedded = inst.broker.Addr()
+		st.Bus.EmbeddedDropped = inst.broker.Dropped()
 	}
 	for id, e := range inst.peers {
 		st.Peers = append(st.Peers, PeerInfo{Member: id, Address: e.HostPort(), Roles: e.TXT["roles"]})

@@ -27,6 +27,8 @@ type metrics struct {
 	driverUp    *prometheus.Desc
 	busUp       *prometheus.Desc
 	dropped     *prometheus.Desc
+	heartbeats  *prometheus.Desc
+	brokerDrops *prometheus.Desc
 	policyCalls *prometheus.Desc
 	policyErrs  *prometheus.Desc
 	policyTOs   *prometheus.Desc
@@ -58,6 +60,8 @@ func newMetrics(inst *Instance) *metrics {
 		policyCalls: prometheus.NewDesc("understudy_policy_calls_total", "Calls into the Lua policy (handlers and timers).", nil, nil),
 		policyErrs:  prometheus.NewDesc("understudy_policy_errors_total", "Calls into the Lua policy that raised an error.", nil, nil),
 		policyTOs:   prometheus.NewDesc("understudy_policy_timeouts_total", "Calls into the Lua policy stopped at their deadline.", nil, nil),
+		heartbeats:  prometheus.NewDesc("understudy_heartbeats_received_total", "Heartbeats received from other members (well-formed; the dropped are counted in understudy_dropped_payloads_total).", nil, nil),
+		brokerDrops: prometheus.NewDesc("understudy_broker_dropped_total", "Messages the embedded broker dropped for clients that read too slowly.", nil, nil),
 		copies:      prometheus.NewDesc("understudy_copies_in_progress", "Material copies running.", nil, nil),
 		drill:       prometheus.NewDesc("understudy_drill_active", "1 while the member is in a real fire drill (by fault).", []string{"member", "fault"}, nil),
 	}
@@ -104,7 +108,7 @@ func number(v any) (float64, bool) {
 
 // Describe implements prometheus.Collector for the scraped metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill} {
+	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill} {
 		ch <- d
 	}
 }
@@ -135,6 +139,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.busUp, b2f(st.Bus.Connected))
 	for reason, n := range st.Bus.Dropped {
 		counter(m.dropped, float64(n), reason)
+	}
+	counter(m.heartbeats, float64(st.Bus.Heartbeats))
+	if st.Bus.Embedded != "" {
+		counter(m.brokerDrops, float64(st.Bus.EmbeddedDropped))
 	}
 	if p := st.Policy; p != nil {
 		counter(m.policyCalls, float64(p.Calls))

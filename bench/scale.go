@@ -1,0 +1,617 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"understudy/bench/proc"
+	"understudy/bench/report"
+	"understudy/discovery/bus"
+	"understudy/fixtures/testhost"
+	"understudy/runtime/engine"
+	"understudy/runtime/instance"
+)
+
+// scaleSiteTemplate is the scale site: the coordinator and N members that
+// the bench simulates (each a real bus client, publishing real heartbeats),
+// no policy.
+const scaleSiteTemplate = `site: scale
+coordinator: coord
+mdns: false
+bus: {%s}
+heartbeat: {interval: %s, lost_after: %s, startup_grace: 2m}
+members:
+  - {id: coord, roles: [manager], standby: true, api: "127.0.0.1:0"}
+%s`
+
+// scaleStep is one arrangement (broker, rate, members) and what it measured.
+type scaleStep struct {
+	broker string // "embedded" or "mosquitto"
+	hz     int
+	n      int
+
+	window     time.Duration
+	coordCPU   []float64 // % of one core, per second of the window
+	brokerCPU  []float64 // mosquitto's, likewise
+	coordRSS   float64   // MB (10⁶ bytes), the largest seen in the window
+	brokerRSS  float64
+	published  uint64  // heartbeats the simulated members published
+	received   uint64  // heartbeats the coordinator took in
+	rate       float64 // heartbeats published per second in the window, of n × hz
+	falseLosts int
+	connect    time.Duration // until every simulated member was connected
+	memory     string        // the coordinator's Go memory at the end of the window
+	// brokerDropped is what the embedded broker dropped for slow readers.
+	brokerDropped int64
+	err           error
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+// cpu is the understudy side's CPU: the coordinator, with mosquitto's when
+// it is the broker.
+func (s *scaleStep) cpu() float64 { return mean(s.coordCPU) + mean(s.brokerCPU) }
+
+// lost is the heartbeats published but never taken in.
+func (s *scaleStep) lost() int64 { return int64(s.published) - int64(s.received) }
+
+// within says whether the step ran well within one core: every member
+// alive, the generator keeping pace, no false lost, under 100 % of a core.
+func (s *scaleStep) within() bool {
+	return s.err == nil && s.falseLosts == 0 && s.rate >= 0.95 && s.cpu() < 100
+}
+
+func (s *scaleStep) String() string {
+	if s.err != nil {
+		return fmt.Sprintf("%s %d Hz × %d: %v", s.broker, s.hz, s.n, s.err)
+	}
+	cpu := fmt.Sprintf("coordinator %.1f %%", mean(s.coordCPU))
+	if s.broker == "mosquitto" {
+		cpu += fmt.Sprintf(" + mosquitto %.1f %%", mean(s.brokerCPU))
+	}
+	rss := fmt.Sprintf("RSS %.0f MB", s.coordRSS)
+	if s.broker == "mosquitto" {
+		rss += fmt.Sprintf(" + %.0f MB", s.brokerRSS)
+	}
+	return fmt.Sprintf("%s, %d Hz × %d members: %s of one core, %s (%s), %d of %d heartbeats lost (%d dropped by the embedded broker), %d false losts, generator at %.0f %% of its rate, all connected in %v",
+		s.broker, s.hz, s.n, cpu, rss, s.memory, s.lost(), s.published, s.brokerDropped, s.falseLosts, 100*s.rate, s.connect.Round(10*time.Millisecond))
+}
+
+// scaleRun is every step of the scale figures (run once for all three).
+type scaleRun struct {
+	steps []*scaleStep
+	notes []string
+}
+
+// find returns the step of broker, hz and n, if it ran.
+func (run *scaleRun) find(broker string, hz, n int) *scaleStep {
+	for _, s := range run.steps {
+		if s.broker == broker && s.hz == hz && s.n == n {
+			return s
+		}
+	}
+	return nil
+}
+
+// largest is the largest n of broker at hz that ran within one core, and
+// the step after it (the one that did not), if any.
+func (run *scaleRun) largest(broker string, hz int) (best, next *scaleStep) {
+	for _, s := range run.steps {
+		if s.broker != broker || s.hz != hz {
+			continue
+		}
+		if s.within() {
+			if best == nil || s.n > best.n {
+				best = s
+			}
+		} else if next == nil || s.n < next.n {
+			next = s
+		}
+	}
+	return best, next
+}
+
+// scalePlan is the steps of a run: for each rate, member counts doubling
+// from the first, until a step is not within one core or the series' time
+// runs out.
+type scalePlan struct {
+	series []scaleSeries
+	budget time.Duration // per broker and rate
+}
+
+// scaleSeries is the steps at one rate.
+type scaleSeries struct {
+	hz     int
+	counts []int
+	window time.Duration
+}
+
+func (e *env) scaleRun() (*scaleRun, error) {
+	if !e.scaleRan {
+		e.scaleRan = true
+		e.scale, e.scaleErr = runScale(e)
+	}
+	return e.scale, e.scaleErr
+}
+
+func runScale(e *env) (*scaleRun, error) {
+	bin, err := e.understudy()
+	if err != nil {
+		return nil, err
+	}
+	raiseFileLimit()
+	plan := scalePlan{budget: 40 * time.Second, series: []scaleSeries{
+		{hz: 1, counts: []int{2000, 4000, 8000, 16000}, window: 10 * time.Second},
+		{hz: 10, counts: []int{500, 1000, 2000, 4000, 8000}, window: 5 * time.Second},
+	}}
+	if e.quick {
+		plan.budget = 10 * time.Second
+		plan.series[0].counts, plan.series[0].window = []int{200}, 3*time.Second
+		plan.series[1].counts, plan.series[1].window = []int{100}, 2*time.Second
+	}
+	mq, mqErr := testhost.LookPath("mosquitto")
+	run := &scaleRun{}
+	if mqErr != nil {
+		run.notes = append(run.notes, "No mosquitto reference: mosquitto is not installed (make bench installs it).")
+	}
+	for _, broker := range []string{"embedded", "mosquitto"} {
+		if broker == "mosquitto" && mqErr != nil {
+			continue
+		}
+		for _, series := range plan.series {
+			start := time.Now()
+			for _, n := range series.counts {
+				if e.ctx.Err() != nil {
+					return run, nil
+				}
+				if time.Since(start) > plan.budget {
+					run.notes = append(run.notes, fmt.Sprintf("%s at %d Hz: no step past %d members within the series' time bound of %v.", broker, series.hz, n/2, plan.budget))
+					break
+				}
+				e.logf("scale: %s broker, %d members at %d Hz", broker, n, series.hz)
+				s := &scaleStep{broker: broker, hz: series.hz, n: n, window: series.window}
+				s.err = runScaleStep(e, bin, mq, s)
+				run.steps = append(run.steps, s)
+				if !s.within() {
+					break
+				}
+			}
+		}
+	}
+	return run, nil
+}
+
+// raiseFileLimit lets this process (N simulated members) and the processes
+// it starts (a broker with N connections) open as many files as allowed.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+// runScaleStep starts a coordinator (and mosquitto), connects s.n simulated
+// members heartbeating at s.hz, waits until the coordinator has them all
+// alive, measures for s.window, stops the heartbeats and counts.
+func runScaleStep(e *env, bin, mosquittoBin string, s *scaleStep) error {
+	dir, err := e.dir("scale")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Minute)
+	defer cancel()
+
+	var busLine, url string
+	var broker *mosquitto
+	if s.broker == "mosquitto" {
+		if broker, err = startMosquitto(e, mosquittoBin); err != nil {
+			return err
+		}
+		defer broker.p.Kill()
+		url = "tcp://" + broker.addr
+		busLine = fmt.Sprintf("url: %q", url)
+	} else {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		url = fmt.Sprintf("tcp://127.0.0.1:%d", port)
+		busLine = fmt.Sprintf("listen: \"127.0.0.1:%d\"", port)
+	}
+	interval := time.Second / time.Duration(s.hz)
+	ids := make([]string, s.n)
+	var members strings.Builder
+	for i := range ids {
+		ids[i] = fmt.Sprintf("m%05d", i+1)
+		fmt.Fprintf(&members, "  - {id: %s, roles: [manager]}\n", ids[i])
+	}
+	site := filepath.Join(dir, "site.yaml")
+	text := fmt.Sprintf(scaleSiteTemplate, busLine, interval, 3*interval, members.String())
+	if err := os.WriteFile(site, []byte(text), 0o644); err != nil {
+		return fmt.Errorf("write the site: %w", err)
+	}
+	state := filepath.Join(dir, "state")
+	args := []string{"run", "-c", site, "--member", "coord", "--state", state, "--log-format", "json"}
+	if e.profiles != "" {
+		name := filepath.Join(e.profiles, fmt.Sprintf("scale-%s-%dhz-%d", s.broker, s.hz, s.n))
+		args = append(args, "--cpuprofile", name+".cpu.pprof", "--memprofile", name+".heap.pprof")
+	}
+	coord, err := proc.Start(exec.Command(bin, args...))
+	if err != nil {
+		return err
+	}
+	defer coord.Kill()
+	if e.profiles != "" {
+		// A graceful stop writes the profile.
+		defer func() {
+			syscall.Kill(coord.Pid(), syscall.SIGTERM)
+			select {
+			case <-coord.Exited():
+			case <-time.After(10 * time.Second):
+			}
+		}()
+	}
+	if err := coord.WaitOutput(ctx, `"msg":"bus connected"`); err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	api, err := os.ReadFile(instance.AddressPath(state, "scale", "coord"))
+	if err != nil {
+		return fmt.Errorf("the coordinator's status API: %w", err)
+	}
+	status := strings.TrimSpace(string(api)) + "/status"
+
+	// False losts: a member_lost before the heartbeats are stopped.
+	var stopping atomic.Bool
+	var falseLosts atomic.Int64
+	w := newSiteWatch()
+	w.onRecord = func(r stamped[engine.Record]) {
+		if r.v.Type == "member_lost" && !stopping.Load() {
+			falseLosts.Add(1)
+		}
+	}
+	obs, err := bus.Observe(ctx, url, "understudy-bench", []string{bus.Topics{Site: "scale"}.Events()}, w.onMessage)
+	if err != nil {
+		return fmt.Errorf("subscribe to the site: %w", err)
+	}
+	defer obs.Close()
+
+	// The simulated members: real bus clients (Last Will, presence,
+	// heartbeats), connected all at once.
+	topics := bus.Topics{Site: "scale"}
+	clients := make([]*bus.Client, s.n)
+	t0 := time.Now()
+	for i, id := range ids {
+		clients[i] = bus.New(bus.Options{URL: url, Topics: topics, Member: id, Interval: interval, Version: "bench"})
+		clients[i].Connect()
+	}
+	defer func() {
+		var wg sync.WaitGroup
+		for _, c := range clients {
+			wg.Go(func() { c.Close(false) })
+		}
+		wg.Wait()
+	}()
+	for _, c := range clients {
+		if err := c.WaitConnected(ctx); err != nil {
+			return err
+		}
+	}
+	s.connect = time.Since(t0)
+	hbCtx, stopHeartbeats := context.WithCancel(ctx)
+	defer stopHeartbeats()
+	var beating sync.WaitGroup
+	for _, c := range clients {
+		beating.Go(func() {
+			// Each at its own phase, as members started at different times.
+			select {
+			case <-time.After(rand.N(interval)):
+				c.RunHeartbeats(hbCtx)
+			case <-hbCtx.Done():
+			}
+		})
+	}
+	if err := waitAllAlive(ctx, status, s.n); err != nil {
+		return fmt.Errorf("%w; the coordinator's log ends:\n%s", err, logTail(coord))
+	}
+
+	// The window: CPU and RSS every second.
+	pids := []int{coord.Pid()}
+	if broker != nil {
+		pids = append(pids, broker.p.Pid())
+	}
+	before, err := cpuTimes(pids)
+	if err != nil {
+		return err
+	}
+	beatsBefore := sumBeats(clients)
+	last := time.Now()
+	tick := time.NewTicker(time.Second)
+	for end := last.Add(s.window); last.Before(end); {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			tick.Stop()
+			return ctx.Err()
+		}
+		now, err := cpuTimes(pids)
+		if err != nil {
+			tick.Stop()
+			return err
+		}
+		wall := time.Since(last)
+		last = time.Now()
+		s.coordCPU = append(s.coordCPU, 100*float64(now[0]-before[0])/float64(wall))
+		if broker != nil {
+			s.brokerCPU = append(s.brokerCPU, 100*float64(now[1]-before[1])/float64(wall))
+		}
+		before = now
+		for i, pid := range pids {
+			rss, _, err := proc.RSS(pid)
+			if err != nil {
+				tick.Stop()
+				return err
+			}
+			mb := float64(rss) * 1024 / 1e6
+			if i == 0 {
+				s.coordRSS = max(s.coordRSS, mb)
+			} else {
+				s.brokerRSS = max(s.brokerRSS, mb)
+			}
+		}
+	}
+	tick.Stop()
+	s.memory = coordMemory(ctx, strings.TrimSuffix(status, "/status")+"/metrics")
+	s.rate = float64(sumBeats(clients)-beatsBefore) / s.window.Seconds() / float64(s.n*s.hz)
+
+	// Stop, then count what arrived.
+	stopping.Store(true)
+	stopHeartbeats()
+	beating.Wait()
+	s.published = sumBeats(clients)
+	s.falseLosts = int(falseLosts.Load())
+	s.received, err = settledReceived(ctx, status, s.published)
+	if err != nil {
+		return err
+	}
+	st, err := getStatus(ctx, status)
+	s.brokerDropped = st.Bus.EmbeddedDropped
+	return err
+}
+
+func cpuTimes(pids []int) ([]time.Duration, error) {
+	out := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		d, err := proc.CPUTime(pid)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+func sumBeats(clients []*bus.Client) uint64 {
+	var n uint64
+	for _, c := range clients {
+		n += c.Beats()
+	}
+	return n
+}
+
+// coordMemory summarises the coordinator's Go memory from its /metrics:
+// heap in use, goroutine stacks, goroutines.
+func coordMemory(ctx context.Context, url string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "no metrics: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "no metrics: " + err.Error()
+	}
+	v := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(value, 64); err == nil {
+			v[name] = f
+		}
+	}
+	return fmt.Sprintf("Go heap in use %.0f MB, stacks %.0f MB, %.0f goroutines",
+		v["go_memstats_heap_inuse_bytes"]/1e6, v["go_memstats_stack_inuse_bytes"]/1e6, v["go_goroutines"])
+}
+
+// scaleStatus is the part of the coordinator's status the scale figure reads.
+type scaleStatus struct {
+	Members []struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	} `json:"members"`
+	Bus struct {
+		Heartbeats      uint64 `json:"heartbeats_received"`
+		EmbeddedDropped int64  `json:"embedded_broker_dropped"`
+	} `json:"bus"`
+}
+
+func getStatus(ctx context.Context, url string) (scaleStatus, error) {
+	var st scaleStatus
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("the coordinator's status: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("the coordinator's status: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("the coordinator's status: %w", err)
+	}
+	return st, nil
+}
+
+// waitAllAlive polls the coordinator's status until n members other than
+// itself are alive.
+func waitAllAlive(ctx context.Context, url string, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	alive := 0
+	for {
+		st, err := getStatus(ctx, url)
+		if err == nil {
+			alive = 0
+			for _, m := range st.Members {
+				if m.ID != "coord" && m.State == "alive" {
+					alive++
+				}
+			}
+			if alive == n {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d simulated members alive at the coordinator: %w", alive, n, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// settledReceived polls the heartbeats the coordinator took in until they
+// reach published or stop growing for a second.
+func settledReceived(ctx context.Context, url string, published uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var last uint64
+	lastChange := time.Now()
+	for {
+		st, err := getStatus(ctx, url)
+		if err != nil {
+			return last, err
+		}
+		got := st.Bus.Heartbeats
+		if got >= published {
+			return got, nil
+		}
+		if got != last {
+			last, lastChange = got, time.Now()
+		} else if time.Since(lastChange) > time.Second {
+			return got, nil
+		}
+		select {
+		case <-ctx.Done():
+			return got, nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// The three scale figures read one run.
+
+func measureScaleCPU(e *env, r *report.Result) {
+	run, err := e.scaleRun()
+	if err != nil {
+		fail(r, err)
+		return
+	}
+	s := run.find("embedded", 1, 2000)
+	if s == nil && e.quick {
+		s = run.find("embedded", 1, 200)
+	}
+	if s == nil {
+		fail(r, errors.New("the step of 2,000 members at 1 Hz did not run"))
+		return
+	}
+	if s.err != nil {
+		fail(r, fmt.Errorf("%d members at 1 Hz: %w", s.n, s.err))
+		return
+	}
+	r.Stats = report.Summarize(s.coordCPU)
+	if ref := run.find("mosquitto", 1, s.n); ref != nil && ref.err == nil {
+		total := make([]float64, len(ref.coordCPU))
+		for i := range total {
+			total[i] = ref.coordCPU[i] + ref.brokerCPU[i]
+		}
+		ts := report.Summarize(total)
+		r.Reference = &report.Reference{What: "coordinator + Debian mosquitto", Unit: "% core", Stats: ts, Value: ts.Mean, Stat: "mean"}
+	}
+	r.Checks = []report.Check{
+		{What: "RSS of the coordinator", Found: fmt.Sprintf("%.0f MB", s.coordRSS), Want: "< 150 MB", Met: s.coordRSS < 150},
+		{What: "false losts", Found: fmt.Sprint(s.falseLosts), Want: "0", Met: s.falseLosts == 0},
+	}
+	r.Notes = append(r.Notes, fmt.Sprintf("%d members (the bench's simulated members: real bus clients with Last Will, presence and heartbeats), %v window; per-second samples of the coordinator's CPU (user + system, /proc/PID/stat).", s.n, s.window))
+	r.Notes = append(r.Notes, run.describe()...)
+}
+
+func measureScaleLargest(hz int) func(e *env, r *report.Result) {
+	return func(e *env, r *report.Result) {
+		run, err := e.scaleRun()
+		if err != nil {
+			fail(r, err)
+			return
+		}
+		best, next := run.largest("embedded", hz)
+		if best == nil {
+			if next != nil {
+				fail(r, fmt.Errorf("not even the first step was within one core: %s", next))
+			} else {
+				fail(r, errors.New("no step ran"))
+			}
+			return
+		}
+		r.Stats = report.Summarize([]float64{float64(best.n)})
+		if ref, _ := run.largest("mosquitto", hz); ref != nil {
+			r.Reference = &report.Reference{What: "with Debian mosquitto", Unit: "members", Value: float64(ref.n), Stat: "largest"}
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("The largest step within one core: %s.", best))
+		if next != nil {
+			r.Notes = append(r.Notes, fmt.Sprintf("The next step was not: %s.", next))
+		} else {
+			r.Notes = append(r.Notes, "No step was beyond one core: the largest is a lower bound, set by the steps planned and their time bound.")
+		}
+	}
+}
+
+// describe lists every step, for the notes.
+func (run *scaleRun) describe() []string {
+	out := append([]string(nil), run.notes...)
+	for _, s := range run.steps {
+		out = append(out, "Step: "+s.String()+".")
+	}
+	return out
+}
