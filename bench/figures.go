@@ -138,7 +138,9 @@ func figures() []figure {
 
 // scaleHow is the method of the three scale figures.
 const scaleHow = "The coordinator (`understudy run`, no policy) and N simulated members in the bench process — each a real bus " +
-	"client (`discovery/bus`: Last Will, presence, heartbeats at its own phase) declared in site.yaml — on loopback, " +
+	"client (`discovery/bus`: Last Will, presence, heartbeats at its own phase, the site's MQTT keep-alive of 2 s) declared " +
+	"in site.yaml, subscribed to nothing (a real instance also receives every heartbeat: see the README on sizing), so each " +
+	"pings the broker every keep-alive — on loopback, " +
 	"lost_after 3 heartbeats. Once the coordinator has every member alive: CPU (user + system from /proc/PID/stat, per " +
 	"second) and RSS of the coordinator over a window, member_lost records (false losts), then the heartbeats stopped " +
 	"and the published ones counted against those the coordinator took in (`heartbeats_received` in its status: lost " +
