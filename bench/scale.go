@@ -561,6 +561,9 @@ func measureScaleCPU(e *env, r *report.Result) {
 		fail(r, fmt.Errorf("%d members at 1 Hz: %w", s.n, s.err))
 		return
 	}
+	if s.n != 2000 {
+		r.Figure = fmt.Sprintf("CPU at %d members, 1 Hz (quick)", s.n)
+	}
 	r.Stats = report.Summarize(s.coordCPU)
 	if ref := run.find("mosquitto", 1, s.n); ref != nil && ref.err == nil {
 		total := make([]float64, len(ref.coordCPU))
