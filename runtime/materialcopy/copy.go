@@ -8,13 +8,21 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/zeebo/xxh3"
 )
 
 // DefaultSettle is Job.Settle when it is zero.
 const DefaultSettle = 30 * time.Second
+
+// DefaultParallel is Job.Parallel when it is zero or less.
+const DefaultParallel = 4
 
 // Reasons and notes in a Report.
 const (
@@ -44,9 +52,24 @@ type Job struct {
 	// age check off (changes are still detected).
 	Settle time.Duration
 	// BandwidthLimit caps the transfer in bytes per second; 0 means none.
+	// It is one limit for the whole copy, however many files are in flight.
 	BandwidthLimit int64
+	// Checksum compares a file that is already on the destination with the
+	// same size by content (xxh3 of both sides) even when its modification
+	// time is the source's too, like rsync --checksum. By default such a
+	// file is already there and is skipped without reading either side
+	// (rsync's quick check): Copy gives every file it places the source's
+	// mtime, so what an earlier copy put there matches. A file whose size
+	// matches but whose mtime does not is always compared by content.
+	Checksum bool
+	// Parallel is how many files are compared and copied at once: with
+	// several in flight, one file's fsync and the source's round trips
+	// overlap another's transfer. Zero or less means DefaultParallel; 1
+	// copies one file at a time.
+	Parallel int
 	// Progress, when set, is called at most every 250 ms while copying and
-	// once at the end (with Final set).
+	// once at the end (with Final set). Calls never overlap, even with
+	// several files in flight.
 	Progress func(Progress)
 	// Now is the clock for Settle; nil means time.Now. Rates, ETA and Took
 	// always use the real clock.
@@ -59,7 +82,8 @@ type Job struct {
 
 // Progress is the state of a running Copy. Totals count the files to copy
 // and the bytes to transfer for them (what is already on the destination is
-// not counted), as decided after comparing both sides.
+// not counted), as decided after comparing both sides. Current is the file
+// started last; others may be in flight too.
 type Progress struct {
 	FilesDone  int           `json:"files_done"`
 	FilesTotal int           `json:"files_total"`
@@ -184,16 +208,30 @@ type plan struct {
 	targetMod  time.Time
 	// seed: start the temporary file from a copy of the target's content.
 	seed bool
+	// srcLen and srcSum are the last hash of the source's beginning that
+	// the comparison asked for (srcSum empty: none), so that the same hash
+	// is not asked for again.
+	srcLen int64
+	srcSum string
 }
 
 type copier struct {
 	job    Job
-	rep    *Report
-	prog   progress
 	lim    *limiter
-	buf    []byte
 	chunk  int
 	settle time.Duration
+
+	// mu guards rep and prog, which the workers share, and serialises the
+	// Progress callback.
+	mu   sync.Mutex
+	rep  *Report
+	prog progress
+
+	// dirMu makes one worker at a time create folders: a worker that finds
+	// a folder already there must not go on before the one creating it has
+	// fsynced its parent, or a file could be reported copied in a folder
+	// whose entry is not yet on disk.
+	dirMu sync.Mutex
 }
 
 // Copy copies from job.Source to job.Dest what the destination lacks or has
@@ -203,13 +241,17 @@ type copier struct {
 //
 // Copy stops and returns an error on a write error on the destination (the
 // error says "destination disk full" for ENOSPC), when the context is
-// cancelled or the connection to the source drops; the temporary file of
-// the file being copied stays, and the next Copy resumes it. Files that
+// cancelled or the connection to the source drops; the temporary files of
+// the files being copied stay, and the next Copy resumes them. Files that
 // vanished or changed at the source only fail themselves (Report.Failed)
-// and the copy goes on.
+// and the copy goes on. Up to job.Parallel files are in flight at once; all
+// of them have stopped when Copy returns.
 func Copy(ctx context.Context, job Job) (rep Report, err error) {
 	start := time.Now()
-	defer func() { rep.Took = time.Since(start) }()
+	defer func() {
+		rep.sortByPath()
+		rep.Took = time.Since(start)
+	}()
 	if job.Source == nil {
 		return rep, errors.New("materialcopy: no source")
 	}
@@ -230,7 +272,9 @@ func Copy(ctx context.Context, job Job) (rep Report, err error) {
 	if c.job.write == nil {
 		c.job.write = (*os.File).Write
 	}
-	c.buf = make([]byte, bufSize)
+	if c.job.Parallel <= 0 {
+		c.job.Parallel = DefaultParallel
+	}
 	c.chunk = bufSize
 	if c.lim != nil {
 		c.chunk = int(min(int64(bufSize), max(1024, job.BandwidthLimit/10)))
@@ -242,8 +286,10 @@ func Copy(ctx context.Context, job Job) (rep Report, err error) {
 		return rep, fmt.Errorf("materialcopy: listing the source: %w", err)
 	}
 
-	// Compare both sides first, so that the totals are known.
-	var plans []*plan
+	// Compare both sides first, so that the totals are known. The clock is
+	// the caller's and may not be safe for concurrent use: ages are checked
+	// here, before the workers start.
+	var todo []FileInfo
 	for _, fi := range files {
 		if err := ctx.Err(); err != nil {
 			return rep, err
@@ -252,48 +298,154 @@ func Copy(ctx context.Context, job Job) (rep Report, err error) {
 			c.skip(fi.Path, fmt.Sprintf("%s (modified %s ago, settles after %s)", ReasonStillWriting, age.Round(time.Second), c.settle))
 			continue
 		}
-		p, err := c.classify(ctx, fi)
+		todo = append(todo, fi)
+	}
+	compared := make([]*plan, len(todo))
+	err = forEach(ctx, len(todo), c.job.Parallel, func(ctx context.Context, i int) error {
+		p, err := c.classify(ctx, todo[i])
 		if err != nil {
 			if !perFile(err) {
-				return rep, err
+				return err
 			}
-			rep.Failed = append(rep.Failed, Skip{fi.Path, err.Error()})
-			continue
+			c.fail(todo[i].Path, err)
 		}
+		compared[i] = p
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	var plans []*plan
+	for _, p := range compared {
 		if p != nil {
 			plans = append(plans, p)
 			c.prog.p.FilesTotal++
-			c.prog.p.BytesTotal += max(0, fi.Size-max(p.offset, p.targetSize))
+			c.prog.p.BytesTotal += max(0, p.fi.Size-max(p.offset, p.targetSize))
 		}
 	}
 
 	c.prog.start = time.Now()
 	c.prog.tick(false)
-	for _, p := range plans {
+	err = forEach(ctx, len(plans), c.job.Parallel, func(wctx context.Context, i int) error {
+		p := plans[i]
+		c.mu.Lock()
 		c.prog.p.Current = p.rel
-		err := c.execute(ctx, p)
+		c.mu.Unlock()
+		err := c.execute(wctx, p)
 		if err != nil {
-			rep.Failed = append(rep.Failed, Skip{p.fi.Path, err.Error()})
+			if ctx.Err() == nil && wctx.Err() != nil && errors.Is(err, context.Canceled) {
+				// Interrupted because another file stopped the copy (that
+				// one is reported): like the files not started yet, it
+				// is left for the next copy, which resumes its temporary
+				// file.
+				return err
+			}
+			c.fail(p.fi.Path, err)
 			if !perFile(err) {
-				c.prog.p.Current = ""
-				c.prog.final()
-				return rep, err
+				return err
 			}
 		}
+		c.mu.Lock()
 		c.prog.p.FilesDone++
 		c.prog.tick(false)
-	}
+		c.mu.Unlock()
+		return nil
+	})
+	// Every worker has returned: no more calls can follow the final one.
 	c.prog.p.Current = ""
 	c.prog.final()
-	return rep, nil
+	return rep, err
+}
+
+// forEach calls fn for 0 ≤ i < n on up to workers goroutines, each taking
+// the next index when it is done with one. The first error fn returns
+// cancels the context the others get and is returned; the errors that
+// follow are its consequence and are dropped. Without an error it returns
+// ctx's error if indexes were left undone because ctx ended. It returns only
+// once every goroutine it started has returned.
+func forEach(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
+	if n == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next, done atomic.Int64
+		stop       sync.Once
+		first      error
+		wg         sync.WaitGroup
+	)
+	for range min(max(workers, 1), n) {
+		wg.Go(func() {
+			for wctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				if err := fn(wctx, int(i)); err != nil {
+					stop.Do(func() {
+						first = err
+						cancel()
+					})
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	if done.Load() < int64(n) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// sortByPath puts the report's lists in path order, which is the source's
+// listing order: files are compared and copied several at once, so they
+// are added in the order they end.
+func (r *Report) sortByPath() {
+	bySkip := func(a, b Skip) int { return strings.Compare(a.Path, b.Path) }
+	slices.SortStableFunc(r.Copied, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortStableFunc(r.Skipped, bySkip)
+	slices.SortStableFunc(r.Conflicts, bySkip)
+	slices.SortStableFunc(r.Failed, bySkip)
 }
 
 func (c *copier) skip(path, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.rep.Skipped = append(c.rep.Skipped, Skip{path, reason})
 }
 
 func (c *copier) conflict(path, detail string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.rep.Conflicts = append(c.rep.Conflicts, Skip{path, ReasonConflict + " (" + detail + ")"})
+}
+
+func (c *copier) fail(path string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rep.Failed = append(c.rep.Failed, Skip{path, err.Error()})
+}
+
+func (c *copier) copied(f File) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rep.Copied = append(c.rep.Copied, f)
+	c.rep.ResumedBytes += f.ResumedBytes
+}
+
+// transferred counts n bytes received from the source.
+func (c *copier) transferred(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rep.Bytes += int64(n)
+	c.prog.p.BytesDone += int64(n)
+	c.prog.tick(false)
 }
 
 // classify compares one source file with the destination. It returns nil
@@ -335,13 +487,19 @@ func (c *copier) classify(ctx context.Context, fi FileInfo) (*plan, error) {
 		c.conflict(fi.Path, fmt.Sprintf("%d bytes there, %d at the source", ds, fi.Size))
 		return nil, nil
 	case ds == fi.Size:
-		same, err := c.samePrefix(ctx, p, target, ds)
-		if err != nil {
-			return nil, err
-		}
-		if !same {
-			c.conflict(fi.Path, "same size, different content")
-			return nil, nil
+		// The quick check: Copy gives what it places the source's mtime,
+		// so a file with the same size and mtime was put there by an
+		// earlier copy (or is the same recording); reading both sides to
+		// confirm it is what Checksum asks for.
+		if c.job.Checksum || !st.ModTime().Equal(fi.ModTime) {
+			same, err := c.samePrefix(ctx, p, target, ds)
+			if err != nil {
+				return nil, err
+			}
+			if !same {
+				c.conflict(fi.Path, "same size, different content")
+				return nil, nil
+			}
 		}
 		c.skip(fi.Path, ReasonAlreadyThere)
 		os.Remove(p.tmp) // a leftover of ours, if any, is of no use now
@@ -374,7 +532,16 @@ func (c *copier) samePrefix(ctx context.Context, p *plan, name string, n int64) 
 	if n == 0 {
 		return true, nil
 	}
-	theirs, mine, theirErr, err := c.hashBoth(ctx, p.rel, n, name, n)
+	var theirs, mine string
+	var theirErr, err error
+	if p.srcSum != "" && p.srcLen == n {
+		// Asked already (the partial target and the temporary file
+		// completing it have the same length).
+		theirs = p.srcSum
+		mine, err = hashFile(ctx, name, n)
+	} else {
+		theirs, mine, theirErr, err = c.hashBoth(ctx, p.rel, n, name, n)
+	}
 	if err != nil {
 		if errors.Is(err, ErrChanged) || errors.Is(err, fs.ErrNotExist) {
 			return false, nil
@@ -384,6 +551,7 @@ func (c *copier) samePrefix(ctx context.Context, p *plan, name string, n int64) 
 	if theirErr != nil {
 		return false, theirErr
 	}
+	p.srcLen, p.srcSum = n, theirs
 	return mine == theirs, nil
 }
 
@@ -434,8 +602,49 @@ func stillAsListed(now, listed FileInfo) bool {
 	return now.Size == listed.Size && now.ModTime.Equal(listed.ModTime)
 }
 
-// execute copies one planned file: into the temporary file, fsync, verify,
-// rename into place, fsync the folder.
+// sourceHash is the source's hash of a whole file, asked for while the file
+// is transferred: on a remote source the request waits for the server to
+// read the file, which would otherwise add to every file's time.
+type sourceHash struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	sum    string
+	err    error
+}
+
+func (c *copier) startSourceHash(ctx context.Context, p *plan) *sourceHash {
+	ctx, cancel := context.WithCancel(ctx)
+	h := &sourceHash{cancel: cancel, done: make(chan struct{})}
+	if p.srcSum != "" && p.srcLen == p.fi.Size {
+		// The comparison asked for it already (a complete temporary file).
+		// The source's size and mtime are checked again after the copy.
+		h.sum = p.srcSum
+		close(h.done)
+		return h
+	}
+	go func() {
+		defer close(h.done)
+		h.sum, h.err = c.job.Source.Hash(ctx, p.rel, p.fi.Size)
+	}()
+	return h
+}
+
+// wait returns the source's hash once it is there.
+func (h *sourceHash) wait() (string, error) {
+	<-h.done
+	return h.sum, h.err
+}
+
+// abandon cancels the request if it still runs and waits for it to end, so
+// that it does not outlive the file's copy.
+func (h *sourceHash) abandon() {
+	h.cancel()
+	<-h.done
+}
+
+// execute copies one planned file: into the temporary file, hashing what is
+// written, fsync, verify against the source's hash, rename into place,
+// fsync the folder.
 func (c *copier) execute(ctx context.Context, p *plan) error {
 	src := c.job.Source
 	now, err := src.Stat(ctx, p.rel)
@@ -446,8 +655,11 @@ func (c *copier) execute(ctx context.Context, p *plan) error {
 		c.skip(p.fi.Path, ReasonStillWriting+" (changed since the listing)")
 		return nil
 	}
+	want := c.startSourceHash(ctx, p)
+	defer want.abandon()
+
 	dir := filepath.Dir(p.target)
-	if err := mkdirSynced(c.job.Dest, dir); err != nil {
+	if err := c.mkdir(dir); err != nil {
 		return writeFailure(p.rel, err)
 	}
 	f, err := os.OpenFile(p.tmp, os.O_RDWR|os.O_CREATE, 0o644)
@@ -456,17 +668,33 @@ func (c *copier) execute(ctx context.Context, p *plan) error {
 	}
 	defer f.Close() // after the explicit Close below, a no-op
 
+	pooled := hashBufs.Get().(*[bufSize]byte)
+	defer hashBufs.Put(pooled)
+	buf := pooled[:]
+
+	// h hashes the temporary file's content as it is written, the kept
+	// beginning included: what is verified is what went to the disk, without
+	// reading it all back (right after writing it would come from the page
+	// cache anyway, and prove no more).
+	h := xxh3.New()
 	resumed, note := p.offset, NoteCopied
 	if p.offset > 0 {
 		note = NoteResumed
 	}
 	if p.seed {
-		if err := c.seed(ctx, f, p); err != nil {
+		if err := c.seed(ctx, f, p, h, buf); err != nil {
 			return err
 		}
 		resumed = p.targetSize
-	} else if err := f.Truncate(p.offset); err != nil {
-		return writeFailure(p.rel, err)
+	} else {
+		if err := f.Truncate(p.offset); err != nil {
+			return writeFailure(p.rel, err)
+		}
+		// Compared with the source's beginning before, but read again
+		// now: the hash must cover the file as it is.
+		if err := hashInto(ctx, h, f, p.offset, buf); err != nil {
+			return &stopError{fmt.Errorf("materialcopy: %s: reading %s: %w", p.rel, p.tmp, err)}
+		}
 	}
 	if p.complete {
 		note = NotePartialCompleted
@@ -474,7 +702,7 @@ func (c *copier) execute(ctx context.Context, p *plan) error {
 	if _, err := f.Seek(resumed, io.SeekStart); err != nil {
 		return writeFailure(p.rel, err)
 	}
-	n, err := c.transfer(ctx, f, p, resumed)
+	n, err := c.transfer(ctx, f, p, resumed, h, buf)
 	if errors.Is(err, errShort) {
 		c.skip(p.fi.Path, ReasonStillWriting+" (shorter than listed)")
 		return nil
@@ -492,18 +720,15 @@ func (c *copier) execute(ctx context.Context, p *plan) error {
 		return writeFailure(p.rel, err)
 	}
 
-	// Verify the whole file as it is on disk against the source.
-	want, got, err, gotErr := c.hashBoth(ctx, p.rel, p.fi.Size, p.tmp, -1)
+	// Verify the whole file as written against the source.
+	theirs, err := want.wait()
 	if err != nil {
 		return err
 	}
-	if gotErr != nil {
-		return &stopError{fmt.Errorf("materialcopy: %s: reading back %s: %w", p.rel, p.tmp, gotErr)}
-	}
-	if got != want {
+	if got := hexSum(h.Sum64()); got != theirs {
 		os.Remove(p.tmp)
-		return fmt.Errorf("%s: %w: verification failed (xxh3 %s here, %s at the source); the temporary file was removed",
-			p.rel, ErrChanged, got, want)
+		return fmt.Errorf("%s: %w: verification failed (xxh3 %s written, %s at the source); the temporary file was removed",
+			p.rel, ErrChanged, got, theirs)
 	}
 	if now, err = src.Stat(ctx, p.rel); err != nil {
 		return err
@@ -535,15 +760,15 @@ func (c *copier) execute(ctx context.Context, p *plan) error {
 	if err := syncDir(dir); err != nil {
 		return writeFailure(p.rel, err)
 	}
-	c.rep.Copied = append(c.rep.Copied, File{Path: p.fi.Path, Bytes: n, ResumedBytes: resumed, Note: note})
-	c.rep.ResumedBytes += resumed
+	c.copied(File{Path: p.fi.Path, Bytes: n, ResumedBytes: resumed, Note: note})
 	return nil
 }
 
 var errShort = errors.New("source shorter than listed")
 
-// transfer copies the source's file from offset to its listed size into f.
-func (c *copier) transfer(ctx context.Context, f *os.File, p *plan, offset int64) (int64, error) {
+// transfer copies the source's file from offset to its listed size into f,
+// and into h, using buf.
+func (c *copier) transfer(ctx context.Context, f *os.File, p *plan, offset int64, h *xxh3.Hasher, buf []byte) (int64, error) {
 	remaining := p.fi.Size - offset
 	if remaining <= 0 {
 		return 0, nil
@@ -562,11 +787,15 @@ func (c *copier) transfer(ctx context.Context, f *os.File, p *plan, offset int64
 		if err := ctx.Err(); err != nil {
 			return n, interrupted(err)
 		}
-		b := c.buf[:c.chunk]
-		if remaining-n < int64(len(b)) {
-			b = b[:remaining-n]
+		b := buf[:min(int64(c.chunk), remaining-n)]
+		// Fill the chunk: a network body comes in pieces of a few dozen
+		// KiB, and each write, hash update and progress count has a cost.
+		m, rerr := 0, error(nil)
+		for m < len(b) && rerr == nil {
+			var k int
+			k, rerr = rc.Read(b[m:])
+			m += k
 		}
-		m, rerr := rc.Read(b)
 		if m > 0 {
 			if err := c.lim.wait(ctx, m); err != nil {
 				return n, interrupted(err)
@@ -574,10 +803,10 @@ func (c *copier) transfer(ctx context.Context, f *os.File, p *plan, offset int64
 			if err := c.writeAll(f, b[:m]); err != nil {
 				return n, writeFailure(p.rel, err)
 			}
+			startWriteback(f, offset+n, int64(m))
+			h.Write(b[:m])
 			n += int64(m)
-			c.rep.Bytes += int64(m)
-			c.prog.p.BytesDone += int64(m)
-			c.prog.tick(false)
+			c.transferred(m)
 		}
 		if rerr == io.EOF {
 			if n < remaining {
@@ -592,8 +821,9 @@ func (c *copier) transfer(ctx context.Context, f *os.File, p *plan, offset int64
 	return n, nil
 }
 
-// seed starts the temporary file with the content of the partial target.
-func (c *copier) seed(ctx context.Context, f *os.File, p *plan) error {
+// seed starts the temporary file with the content of the partial target,
+// hashing it into h.
+func (c *copier) seed(ctx context.Context, f *os.File, p *plan, h *xxh3.Hasher, buf []byte) error {
 	if err := f.Truncate(0); err != nil {
 		return writeFailure(p.rel, err)
 	}
@@ -607,12 +837,13 @@ func (c *copier) seed(ctx context.Context, f *os.File, p *plan) error {
 		if err := ctx.Err(); err != nil {
 			return &stopError{err}
 		}
-		b := c.buf[:min(int64(len(c.buf)), p.targetSize-n)]
+		b := buf[:min(int64(len(buf)), p.targetSize-n)]
 		m, rerr := t.Read(b)
 		if m > 0 {
 			if err := c.writeAll(f, b[:m]); err != nil {
 				return writeFailure(p.rel, err)
 			}
+			h.Write(b[:m])
 			n += int64(m)
 		}
 		if rerr == io.EOF && n < p.targetSize {
@@ -637,6 +868,13 @@ func (c *copier) writeAll(f *os.File, b []byte) error {
 		b = b[n:]
 	}
 	return nil
+}
+
+// mkdir is mkdirSynced under dirMu.
+func (c *copier) mkdir(dir string) error {
+	c.dirMu.Lock()
+	defer c.dirMu.Unlock()
+	return mkdirSynced(c.job.Dest, dir)
 }
 
 // mkdirSynced creates dir and the folders leading to it from root (which
@@ -683,7 +921,7 @@ func renameCheck(oldpath, newpath string) error {
 	return os.Rename(oldpath, newpath)
 }
 
-// progress throttles the Progress callback.
+// progress throttles the Progress callback. The copier's mu guards it.
 type progress struct {
 	fn          func(Progress)
 	p           Progress
@@ -714,9 +952,12 @@ func (pr *progress) tick(final bool) {
 
 func (pr *progress) final() { pr.tick(true) }
 
-// limiter is a token bucket: bytes may be spent at rate per second, with a
-// burst of a tenth of a second; spending beyond that waits.
+// limiter is a token bucket shared by the workers: bytes may be spent at
+// rate per second, with a burst of a tenth of a second; spending beyond
+// that waits. A worker reserves its bytes under mu and waits outside it, so
+// the waits of several workers add up and the rate holds for all of them.
 type limiter struct {
+	mu    sync.Mutex
 	rate  float64
 	avail float64
 	last  time.Time
@@ -733,14 +974,17 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 	if l == nil {
 		return nil
 	}
+	l.mu.Lock()
 	now := time.Now()
 	l.avail = min(l.avail+now.Sub(l.last).Seconds()*l.rate, l.rate/10)
 	l.last = now
 	l.avail -= float64(n)
-	if l.avail >= 0 {
+	debt := -l.avail
+	l.mu.Unlock()
+	if debt <= 0 {
 		return nil
 	}
-	t := time.NewTimer(time.Duration(-l.avail / l.rate * float64(time.Second)))
+	t := time.NewTimer(time.Duration(debt / l.rate * float64(time.Second)))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -8,17 +8,24 @@
 // local destination folder:
 //
 //   - a file missing on the destination is copied;
-//   - a file already there with the same size and xxh3-64 hash is skipped;
+//   - a file already there with the same size and modification time is
+//     skipped without reading either side, like rsync's quick check (Copy
+//     gives every file it places the source's mtime, so what it copied
+//     before matches); with Job.Checksum it is compared by content as below;
+//   - a file already there with the same size but another mtime is compared
+//     by content: skipped when both sides have the same xxh3-64 hash;
 //   - a shorter file whose content is a prefix of the source's is completed
 //     (only the missing tail is transferred);
 //   - anything else that differs is a conflict and is left alone.
 //
 // Files are written to a temporary name in the target's directory
-// (.NAME.understudy-partial), fsynced, verified against the source's hash and
-// only then renamed into place, so a target is never half-written. An
-// interrupted copy (cancelled, connection dropped, destination disk full)
-// leaves the temporary file, and the next Copy resumes it from where it
-// stopped after checking that its content is still a prefix of the source.
+// (.NAME.understudy-partial), hashed as they are written, fsynced, verified
+// against the source's hash of the whole file and only then renamed into
+// place, so a target is never half-written. An interrupted copy (cancelled,
+// connection dropped, destination disk full) leaves the temporary file, and
+// the next Copy resumes it from where it stopped after checking that its
+// content is still a prefix of the source. Several files are compared and
+// copied at once (Job.Parallel), under one bandwidth limit.
 //
 // A Source is either a folder on this machine (Local, when both sides are
 // mounted) or another instance's material server (Remote). An instance serves

@@ -102,37 +102,39 @@ func cleanRel(rel string) (string, error) {
 	return c, nil
 }
 
-// resolve confines rel to the root: it resolves symlinks and checks that the
-// result is still inside the (resolved) root. It returns the resolved root
-// and the resolved path relative to it.
-func (l *local) resolve(rel string) (root, inside string, err error) {
-	c, err := cleanRel(rel)
-	if err != nil {
-		return "", "", err
-	}
-	root, err = l.realRoot()
-	if err != nil {
-		return "", "", err
-	}
+// resolve confines c (cleaned by cleanRel) to root (resolved by realRoot):
+// it resolves symlinks and checks that the result is still inside root. It
+// returns the resolved path relative to root.
+func resolve(root, c string) (inside string, err error) {
 	real, err := filepath.EvalSymlinks(filepath.Join(root, filepath.FromSlash(c)))
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return "", "", fmt.Errorf("%s: %w", c, err)
+		return "", fmt.Errorf("%s: %w", c, err)
 	}
 	if !strings.HasPrefix(real, root+string(filepath.Separator)) {
-		return "", "", fmt.Errorf("%s: %w: it resolves outside the root", c, ErrOutsideRoot)
+		return "", fmt.Errorf("%s: %w: it resolves outside the root", c, ErrOutsideRoot)
 	}
-	return root, real[len(root)+1:], nil
+	return real[len(root)+1:], nil
 }
 
-// open opens a regular file inside the root. After the EvalSymlinks check it
-// opens through os.Root, which refuses symlinks escaping the root, so a
-// symlink swapped in between cannot lead outside either.
+// open opens a regular file inside the root, always through os.Root, which
+// refuses symlinks escaping the root (also one swapped in meanwhile).
+//
+// A path os.Root opens as a regular file is inside the root, and that is
+// the common case, so it is tried first. Anything else takes the slower way
+// that explains the refusal: symlinks are resolved with EvalSymlinks and the
+// result checked against the root, then the resolved path is opened through
+// os.Root (which also lets in an absolute symlink to a file inside the
+// root, that os.Root alone refuses).
 func (l *local) open(rel string) (*os.File, fs.FileInfo, error) {
-	root, inside, err := l.resolve(rel)
+	c, err := cleanRel(rel)
+	if err != nil {
+		return nil, nil, err
+	}
+	root, err := l.realRoot()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -141,6 +143,17 @@ func (l *local) open(rel string) (*os.File, fs.FileInfo, error) {
 		return nil, nil, fmt.Errorf("source root: %w", err)
 	}
 	defer r.Close()
+	if f, err := r.Open(filepath.FromSlash(c)); err == nil {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			return f, st, nil
+		}
+		f.Close()
+	}
+
+	inside, err := resolve(root, c)
+	if err != nil {
+		return nil, nil, err
+	}
 	f, err := r.Open(inside)
 	if err != nil {
 		switch {
@@ -255,9 +268,9 @@ func hashFile(ctx context.Context, name string, length int64) (string, error) {
 
 const bufSize = 256 << 10
 
-// hashBufs holds hashReader's buffers: a copy hashes every file at least
-// once on each side, and a fresh 256 KiB buffer for each would be allocated
-// and cleared thousands of times.
+// hashBufs holds the buffers of hashReader and of the copy's workers: a
+// copy hashes or copies thousands of files, and a fresh 256 KiB buffer for
+// each would be allocated and cleared as many times.
 var hashBufs = sync.Pool{New: func() any { return new([bufSize]byte) }}
 
 // hashReader hashes the first length bytes of r (all if length < 0),
@@ -266,11 +279,20 @@ func hashReader(ctx context.Context, r io.Reader, length int64) (string, error) 
 	h := xxh3.New()
 	pooled := hashBufs.Get().(*[bufSize]byte)
 	defer hashBufs.Put(pooled)
-	buf := pooled[:]
+	if err := hashInto(ctx, h, r, length, pooled[:]); err != nil {
+		return "", err
+	}
+	return hexSum(h.Sum64()), nil
+}
+
+// hashInto writes the first length bytes of r (all if length < 0) into h,
+// reading through buf and checking ctx between blocks. An r shorter than
+// length gives an error matching ErrChanged.
+func hashInto(ctx context.Context, h *xxh3.Hasher, r io.Reader, length int64, buf []byte) error {
 	var n int64
 	for length < 0 || n < length {
 		if err := ctx.Err(); err != nil {
-			return "", err
+			return err
 		}
 		b := buf
 		if length >= 0 && length-n < int64(len(b)) {
@@ -283,13 +305,13 @@ func hashReader(ctx context.Context, r io.Reader, length int64) (string, error) 
 			break
 		}
 		if err != nil {
-			return "", err
+			return err
 		}
 	}
 	if length >= 0 && n < length {
-		return "", fmt.Errorf("%w: shorter than %d bytes (%d)", ErrChanged, length, n)
+		return fmt.Errorf("%w: shorter than %d bytes (%d)", ErrChanged, length, n)
 	}
-	return hexSum(h.Sum64()), nil
+	return nil
 }
 
 func hexSum(s uint64) string { return fmt.Sprintf("%016x", s) }
