@@ -34,8 +34,9 @@ const copyHow = "A generated recorder archive (20 cameras × one day of hourly f
 	"the same archive with 20 % of the files missing, 3 % partial (a prefix of the source's file) and the rest identical " +
 	"(same content, size and mtime). understudy's copy is the production path: `materialcopy.Copy` from a `Remote` source, " +
 	"reading a material server (`Grants` behind `/material/`, bearer token) served by this process on 127.0.0.1, into the " +
-	"destination folder — comparing both sides by xxh3, completing the partial files, each file written to a temporary name, " +
-	"fsynced, read back and verified, renamed into place. References on the same data from the same starting state: " +
+	"destination folder — files with the same size and mtime on both sides taken as there (rsync's quick check), the partial " +
+	"files completed, up to 4 files at once, each written to a temporary name, hashed (xxh3) as written and checked against " +
+	"the source's hash, fsynced, renamed into place. References on the same data from the same starting state: " +
 	"`rsync -a` from an rsync daemon on 127.0.0.1 (`rsync://`, the network counterpart of the material server, and the one the " +
 	"figure is the ratio to), `rsync -a --fsync` from it, and local `rsync -a` and `rsync -a --ignore-existing` folder to " +
 	"folder. Each repetition runs every tool once, in turn; before every run the destination is put back to its starting " +
@@ -239,12 +240,11 @@ func measureCopy(e *env, r *report.Result) {
 			"through a server over TCP on loopback and both complete the partial files (rsync by its delta transfer). Local "+
 			"rsync is a folder-to-folder copy with no network and no server, which a restored member does not have.",
 		fmt.Sprintf("`rsync -a --ignore-existing` is not a correct restore: after it the %d partial files were still partial (it checks nothing about files already there); it is shown as the cheapest thing one could do.", a.nPartial),
-		"The two do different work for the identical files: rsync's quick check skips a file whose size and mtime match "+
-			"without reading it, while materialcopy compares the xxh3 of both sides (it must never overwrite, and a same-size "+
-			"file that differs is a conflict), so it reads the identical files once on each side. And for what it writes: "+
-			"materialcopy fsyncs every file and its folder and reads the file back to verify it before the rename; `rsync -a` "+
-			"checks a whole-file checksum of the data as it writes but does not fsync, so part of its cost (the writeback) "+
-			"falls outside its wall time (the untimed `sync` before the next run flushes it).",
+		"Both skip the identical files by size and mtime without reading them. For what they write: materialcopy fsyncs "+
+			"every file and its folder before the rename, so its wall time includes getting the data to the disk; `rsync -a` "+
+			"checks a whole-file checksum of the data as it writes but does not fsync, so that part of its cost (the "+
+			"writeback) falls outside its wall time (the untimed `sync` before the next run flushes it). The per-file fsync "+
+			"is what separates the two: `rsync -a --fsync` (below) does the same.",
 	)
 	if fsyncDaemon != nil {
 		fsw := report.Summarize(fsyncDaemon.walls)
