@@ -118,7 +118,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if *only != "" {
 		results.Only = strings.Split(*only, ",")
 	}
-	for _, f := range selected {
+	results.Results = make([]report.Result, len(selected))
+	for _, i := range measureOrder(selected) {
+		f := selected[i]
 		r := f.result()
 		if f.measure != nil {
 			e.logf("measuring %s", f.title)
@@ -130,7 +132,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		r.Judge()
-		results.Results = append(results.Results, r)
+		results.Results[i] = r
 	}
 	results.Wall = time.Since(start).Seconds()
 
@@ -174,6 +176,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 		errs = append(errs, fmt.Errorf("interrupted: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
+}
+
+// measureOrder is the order to measure figs in: the table's, except that
+// the figures marked last come after all the others.
+func measureOrder(figs []figure) []int {
+	var order, later []int
+	for i, f := range figs {
+		if f.last {
+			later = append(later, i)
+		} else {
+			order = append(order, i)
+		}
+	}
+	return append(order, later...)
 }
 
 // rel is path relative to root when it lies inside it.

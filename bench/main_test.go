@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,5 +51,18 @@ func TestFiguresAreComplete(t *testing.T) {
 		if f.measure != nil && r.Command != "go run ./bench -only "+f.name {
 			t.Errorf("%s: command %q", f.name, r.Command)
 		}
+	}
+}
+
+// The figures marked last are measured after the others; the rest in the
+// table's order.
+func TestMeasureOrder(t *testing.T) {
+	figs := []figure{{name: "a"}, {name: "ns", last: true}, {name: "b"}, {name: "c"}}
+	if got, want := measureOrder(figs), []int{0, 2, 3, 1}; !slices.Equal(got, want) {
+		t.Errorf("order %v, want %v", got, want)
+	}
+	i := slices.IndexFunc(figures(), func(f figure) bool { return f.name == "silent-loss" })
+	if i < 0 || !figures()[i].last {
+		t.Error("the silent-loss figure (network namespaces) is not measured last")
 	}
 }
