@@ -148,7 +148,7 @@ func measureCopy(e *env, r *report.Result) {
 
 	var ours materialcopy.Report
 	oursTool := &copyTool{name: "understudy", run: func(ctx context.Context) error {
-		client := copyClient()
+		client := materialcopy.Client()
 		defer client.CloseIdleConnections()
 		rep, err := materialcopy.Copy(ctx, materialcopy.Job{
 			Source: materialcopy.Remote(url, token, client),
@@ -301,18 +301,6 @@ func gib(n int64) string {
 		return strconv.FormatFloat(float64(n)/(1<<30), 'f', 2, 64) + " GiB"
 	}
 	return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
-}
-
-// copyClient is the HTTP client a member copies with (as runtime/instance's
-// materialClient): no overall timeout, bounded dialing and answers.
-func copyClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
-		ResponseHeaderTimeout: 5 * time.Minute,
-		IdleConnTimeout:       time.Minute,
-		MaxIdleConnsPerHost:   4,
-	}}
 }
 
 // startMaterialServer serves src as root "rec" to a grant's token, as an

@@ -39,19 +39,6 @@ const (
 	maxListed = 50
 )
 
-// materialClient fetches from other instances' material servers: no overall
-// timeout (files are large; the copy's context ends it), but bounded dialing
-// and waiting for answers (a hash of a large file takes a while).
-func materialClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
-		ResponseHeaderTimeout: 5 * time.Minute,
-		IdleConnTimeout:       time.Minute,
-		MaxIdleConnsPerHost:   4,
-	}}
-}
-
 // startMaterialServer loads the stored grants and listens on the member's
 // material_server address. It returns nil when the member serves none.
 func (inst *Instance) startMaterialServer() (net.Listener, error) {
@@ -180,7 +167,7 @@ func (inst *Instance) copyTask(ctx context.Context, c bus.Command) (map[string]a
 	case <-ctx.Done():
 		return nil, fmt.Errorf("material copy waiting for the one before it: %w", ctx.Err())
 	}
-	client := materialClient()
+	client := materialcopy.Client()
 	defer client.CloseIdleConnections()
 	progress := &copyProgress{inst: inst, p: bus.CopyProgress{Action: c.ID, Member: inst.opts.Self, From: args.From}}
 	var total materialcopy.Report

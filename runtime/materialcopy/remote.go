@@ -6,12 +6,27 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 )
+
+// Client is the HTTP client to give Remote: no overall timeout (files are
+// large; the copy's context ends it), but bounded dialing and waiting for
+// answers (a hash of a large file takes a while), and a connection kept for
+// each file copied at once.
+func Client() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		ResponseHeaderTimeout: 5 * time.Minute,
+		IdleConnTimeout:       time.Minute,
+		MaxIdleConnsPerHost:   DefaultParallel,
+	}}
+}
 
 // Remote is a Source reading one root served by another instance's
 // NewServer.
