@@ -435,26 +435,15 @@ func generateArchive(ctx context.Context, dir string, nFiles int, total int64) (
 	}
 
 	// Two writers: the disk and the page cache take it faster than one.
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for w := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += 2 {
-				if err := ctx.Err(); err != nil {
-					errs[w] = err
-					return
-				}
-				if err := a.writeFile(&a.files[i]); err != nil {
-					errs[w] = err
-					return
-				}
+	err = inTwo(n, func() func(i int) error {
+		return func(i int) error {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+			return a.writeFile(&a.files[i])
+		}
+	})
+	if err != nil {
 		return nil, err
 	}
 	syscall.Sync()
@@ -671,25 +660,35 @@ func (a *copyArchive) verifyCopied(complete bool) error {
 }
 
 func (a *copyArchive) verify(which func(*copyFile) bool, mtimes bool) error {
+	return inTwo(len(a.files), func() func(i int) error {
+		buf := make([]byte, 1<<20)
+		h := xxh3.New()
+		return func(i int) error {
+			f := &a.files[i]
+			if !which(f) {
+				return nil
+			}
+			return a.verifyFile(f, h, buf, mtimes)
+		}
+	})
+}
+
+// inTwo runs the work for 0 ≤ i < n on two goroutines (every other i each),
+// each with its own state from newWorker; a worker stops at its first error,
+// and the errors are returned together.
+func inTwo(n int, newWorker func() func(i int) error) error {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for w := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 1<<20)
-			h := xxh3.New()
-			for i := w; i < len(a.files); i += 2 {
-				f := &a.files[i]
-				if !which(f) {
-					continue
-				}
-				if err := a.verifyFile(f, h, buf, mtimes); err != nil {
+		wg.Go(func() {
+			work := newWorker()
+			for i := w; i < n; i += 2 {
+				if err := work(i); err != nil {
 					errs[w] = err
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -67,8 +67,9 @@ type Client struct {
 	mu   sync.Mutex
 	subs []subscription
 
-	closing   chan struct{} // closed by Close: stop trying to connect
-	closeOnce sync.Once
+	// closed ends with Close: stop trying to connect and to subscribe.
+	closed context.Context
+	close  context.CancelFunc
 }
 
 type subscription struct {
@@ -92,7 +93,8 @@ func New(opts Options) *Client {
 	if opts.KeepAlive < time.Second {
 		opts.KeepAlive = 2 * time.Second
 	}
-	c := &Client{opts: opts, log: opts.Logger, boot: NewBoot(), closing: make(chan struct{})}
+	c := &Client{opts: opts, log: opts.Logger, boot: NewBoot()}
+	c.closed, c.close = context.WithCancel(context.Background())
 	c.attempt.Store(1)
 
 	mo := mqtt.NewClientOptions().
@@ -158,7 +160,7 @@ func (c *Client) connectLoop() {
 			return
 		}
 		select {
-		case <-c.closing:
+		case <-c.closed.Done():
 			return
 		default:
 		}
@@ -167,7 +169,7 @@ func (c *Client) connectLoop() {
 			c.log.Warn("cannot connect to the broker; trying again", "broker", c.opts.URL, "error", err)
 		}
 		select {
-		case <-c.closing:
+		case <-c.closed.Done():
 			return
 		case <-time.After(wait):
 		}
@@ -228,16 +230,7 @@ func (c *Client) Subscribe(filter string, qos byte, h Handler) {
 // (see subscribeChecked); onConnect must not wait for it.
 func (c *Client) subscribe(s subscription) {
 	go func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-c.closing:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		err := subscribeChecked(ctx, c.mqtt, s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) {
+		err := subscribeChecked(c.closed, c.mqtt, s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) {
 			s.handler(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()})
 		})
 		if err != nil {
@@ -292,7 +285,7 @@ func (c *Client) RunHeartbeats(ctx context.Context) {
 // Close ends the connection. With graceful set it first publishes "closed" on
 // the presence topic, so the site sees a shutdown rather than a loss.
 func (c *Client) Close(graceful bool) {
-	c.closeOnce.Do(func() { close(c.closing) })
+	c.close()
 	if graceful && c.mqtt.IsConnectionOpen() {
 		tok := c.publish(c.opts.Topics.Presence(c.opts.Member), 1, true, c.presence("closed", c.conn.Load()))
 		if !tok.WaitTimeout(time.Second) {
