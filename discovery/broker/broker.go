@@ -112,7 +112,6 @@ func Start(opts Options) (*Broker, error) {
 	caps.MaximumClientWritesPending = writesPending
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
-		InlineClient: true, // SubscribeInline
 		// mochi logs connection details at Info; keep only problems.
 		Logger: slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn}).With("component", "mqtt-broker"),
 	})
@@ -219,24 +218,6 @@ func (b *Broker) PlainAddr() string {
 		return ""
 	}
 	return b.ln.Addr().String()
-}
-
-// SubscribeInline delivers the messages published on filter to h inside this
-// process, as they pass through the broker: no connection, no client
-// library, no second copy through the loopback. The instance that embeds the
-// broker takes the site's heartbeats this way (at 2,000 members, the TCP
-// round trip to itself was a fifth of its CPU). h runs on the publishing
-// client's goroutine, in order for that client, and must not block; payload
-// must not be kept after h returns. Retained messages on filter are
-// delivered at once, as to any subscriber.
-func (b *Broker) SubscribeInline(filter string, h func(topic string, payload []byte)) error {
-	err := b.server.Subscribe(filter, 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-		h(pk.TopicName, pk.Payload)
-	})
-	if err != nil {
-		return fmt.Errorf("broker: subscribe inline to %s: %w", filter, err)
-	}
-	return nil
 }
 
 // Dropped is how many messages the broker dropped since it started because

@@ -390,39 +390,3 @@ func TestMessagesForAClientThatStopsReadingAreDroppedAndCounted(t *testing.T) {
 	mqtttest.Publish(t, pub, "still/here", "yes", false)
 	mqtttest.Receive(t, ch, mqtttest.Message{Topic: "still/here", Payload: "yes"})
 }
-
-// An inline subscription gets retained messages at once and then every
-// message published on its filter, in order, without a connection.
-func TestSubscribeInlineDeliversInProcess(t *testing.T) {
-	b := start(t, Options{})
-	pub := connect(t, b, "publisher", mqtttest.Options{})
-	mqtttest.Publish(t, pub, "site/m1/hb", "retained", true)
-	got := make(chan string, 16)
-	if err := b.SubscribeInline("site/+/hb", func(topic string, payload []byte) {
-		got <- topic + " " + string(payload)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{"one", "two", "three"} {
-		mqtttest.Publish(t, pub, "site/m2/hb", p, false)
-	}
-	mqtttest.Publish(t, pub, "site/m2/other", "not this", false)
-	for _, want := range []string{"site/m1/hb retained", "site/m2/hb one", "site/m2/hb two", "site/m2/hb three"} {
-		select {
-		case g := <-got:
-			if g != want {
-				t.Fatalf("got %q, want %q", g, want)
-			}
-		case <-time.After(deadline):
-			t.Fatalf("no %q", want)
-		}
-	}
-	select {
-	case g := <-got:
-		t.Fatalf("unexpected %q", g)
-	case <-time.After(50 * time.Millisecond): // nothing else may come: a bounded look
-	}
-	if err := b.SubscribeInline("bad/#/filter", func(string, []byte) {}); err == nil {
-		t.Error("a bad filter was accepted")
-	}
-}

@@ -505,31 +505,15 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		},
 		OnDisconnected: func(error) { inst.engine.BusConnected(false) },
 	})
-	onHeartbeat := func(topic string, payload []byte) {
-		id, _, _ := topics.MemberOf(topic)
-		hb, err := bus.DecodeHeartbeat(id, payload)
+	c.Subscribe(topics.AllHeartbeats(), 0, func(m bus.Message) {
+		id, _, _ := topics.MemberOf(m.Topic)
+		hb, err := bus.DecodeHeartbeat(id, m.Payload)
 		if err != nil {
-			inst.drops.Drop(sourceOf(id, topic), topic, len(payload), err)
+			inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
 			return
 		}
 		inst.engine.Heartbeat(hb)
-	}
-	// With the broker in this process the heartbeats are taken as they pass
-	// through it (this instance's own too, over its connection: still the
-	// canary of the bus); otherwise over the connection.
-	inst.mu.Lock()
-	embedded := inst.broker
-	inst.mu.Unlock()
-	inline := embedded != nil
-	if inline {
-		if err := embedded.SubscribeInline(topics.AllHeartbeats(), onHeartbeat); err != nil {
-			inst.log.Warn("heartbeats over the connection instead", "error", err)
-			inline = false
-		}
-	}
-	if !inline {
-		c.Subscribe(topics.AllHeartbeats(), 0, func(m bus.Message) { onHeartbeat(m.Topic, m.Payload) })
-	}
+	})
 	c.Subscribe(topics.AllPresence(), 1, func(m bus.Message) {
 		id, _, _ := topics.MemberOf(m.Topic)
 		if len(m.Payload) == 0 {
