@@ -138,35 +138,45 @@ func (p mqttPeer) args(extra ...string) []string {
 }
 
 // mqttCommand publishes a command (fields: JSON members followed by a
-// comma, or "") until its reply arrives on the reply topic, and returns it.
+// comma, or "") once its reply topic is subscribed, and returns the reply.
+// It is published once: a command sent again would find its work done (a
+// mode already set) and answer differently.
 func mqttCommand(t *testing.T, p mqttPeer, siteName, verb, fields string) map[string]any {
 	t.Helper()
 	replyTopic := fmt.Sprintf("understudy/%s/command/%s/reply", siteName, verb)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	listener := testhost.StartProcess(t, exec.CommandContext(ctx, "mosquitto_sub", p.args("-t", replyTopic, "-C", "1")...))
-	for i := 0; ; i++ {
-		id := fmt.Sprintf("%s-%d", verb, i)
-		payload := fmt.Sprintf(`{%s"request_id": %q}`, fields, id)
-		if out, err := exec.Command("mosquitto_pub", p.args("-q", "1", "-t", "understudy/"+siteName+"/command/"+verb, "-m", payload)...).CombinedOutput(); err != nil {
-			t.Fatalf("mosquitto_pub: %v %s", err, out)
-		}
-		select {
-		case <-listener.Exited():
-			var reply map[string]any
-			line := strings.TrimSpace(listener.Output())
-			if err := json.Unmarshal([]byte(line), &reply); err != nil {
-				t.Fatalf("reply %q: %v", line, err)
-			}
-			if !strings.HasPrefix(fmt.Sprint(reply["request_id"]), verb+"-") {
-				t.Fatalf("reply without the request id: %s", line)
-			}
-			return reply
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-			t.Fatalf("no reply on %s within 20s", replyTopic)
-		}
+	// -d says when the subscription is in place; stdbuf lets it say so at once.
+	listener := testhost.StartProcess(t, exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", "mosquitto_sub"}, p.args("-t", replyTopic, "-C", "1", "-d")...)...))
+	if err := listener.WaitOutput(ctx, "received SUBACK"); err != nil {
+		t.Fatal(err)
 	}
+	id := verb + "-0"
+	payload := fmt.Sprintf(`{%s"request_id": %q}`, fields, id)
+	if out, err := exec.Command("mosquitto_pub", p.args("-q", "1", "-t", "understudy/"+siteName+"/command/"+verb, "-m", payload)...).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v %s", err, out)
+	}
+	select {
+	case <-listener.Exited():
+	case <-ctx.Done():
+		t.Fatalf("no reply on %s within 20s", replyTopic)
+	}
+	// The reply is the JSON line among mosquitto_sub's debug lines.
+	for _, line := range strings.Split(listener.Output(), "\n") {
+		if line = strings.TrimSpace(line); !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var reply map[string]any
+		if err := json.Unmarshal([]byte(line), &reply); err != nil {
+			t.Fatalf("reply %q: %v", line, err)
+		}
+		if reply["request_id"] != id {
+			t.Fatalf("reply without the request id %s: %s", id, line)
+		}
+		return reply
+	}
+	t.Fatalf("no reply in mosquitto_sub's output:\n%s", listener.Output())
+	return nil
 }
 
 // With users in site.yaml, the embedded broker lets show control command,
