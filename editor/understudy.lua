@@ -135,6 +135,16 @@ function pool:members() end
 ---@return Member[]
 function pool:free() end
 
+---A raised alarm (us.alarms).
+---@class Alarm
+---@field key string kind and subject
+---@field kind string
+---@field severity "alarm"|"warning"
+---@field member string? the member it is about
+---@field message string
+---@field since number when it was raised (Unix seconds)
+---@field count integer how often it was raised while active
+
 ---@class Proposal
 ---@field id string
 ---@field member string
@@ -310,5 +320,22 @@ function us.copy_missing(opts) end
 ---@param args? table
 ---@return string
 function us.run(member, hook, args) end
+
+---Raises an alarm for people: shown in the log, the dashboard's alarm list, `understudy status`, /status, the retained topic understudy/<site>/alarms and the metric understudy_alarms_active until us.clear_alarm (kept across restarts). kind is lower_snake_case. Raising it again while raised only counts. Returns its key.
+---@param kind string
+---@param message string
+---@param opts? {member?: Member|string, severity?: "alarm"|"warning", fields?: table}
+---@return string
+function us.alarm(kind, message, opts) end
+
+---Ends an alarm the policy raised (of this kind, for this member); returns whether it was raised.
+---@param kind string
+---@param member? Member|string
+---@return boolean
+function us.clear_alarm(kind, member) end
+
+---Every raised alarm, the runtime's and the policy's, oldest first.
+---@return Alarm[]
+function us.alarms() end
 
 return us

@@ -223,6 +223,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "site %s, seen from %s (coordinator: %v), bus %s connected %v\n", st.Site, st.Self, st.Coordinator, st.Bus.URL, st.Bus.Connected)
+	for _, a := range st.Alarms {
+		fmt.Fprintf(stdout, "%s %s since %s: %s\n", strings.ToUpper(a.Severity), a.Kind, a.Since.Format(time.DateTime), a.Message)
+	}
 	for _, m := range st.Members {
 		extra := ""
 		if m.Standby {

@@ -83,6 +83,9 @@ func (t Topics) Copies() string { return "understudy/" + t.Site + "/copies" }
 // Drill is the coordinator's retained list of fire drills running.
 func (t Topics) Drill() string { return "understudy/" + t.Site + "/drill" }
 
+// Alarms is the coordinator's retained list of raised alarms.
+func (t Topics) Alarms() string { return "understudy/" + t.Site + "/alarms" }
+
 // Control is the topic of an operator command.
 func (t Topics) Control(verb string) string { return "understudy/" + t.Site + "/command/" + verb }
 

@@ -96,6 +96,7 @@ type Engine struct {
 	broken    map[string]bool       // members whose material disks have all failed
 	copies    map[string]CopyStatus // material copies in progress, by action id
 	drills    map[string]*drill     // running fire drills, by member
+	alarms    alarms                // raised alarms (coordinator)
 	captures  []*capture            // CommandWait's collectors of records
 	published string                // last takeover state published
 	probeStop context.CancelFunc
@@ -202,6 +203,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	if err := e.restoreDrills(); err != nil {
 		return err
+	}
+	if err := e.restoreAlarms(); err != nil {
+		return fmt.Errorf("alarms: %w", err)
 	}
 	e.actions.start(ctx)
 	e.startProbes(ctx)
@@ -378,6 +382,7 @@ func (e *Engine) BusConnected(up bool) {
 			}
 			e.publishDrills()
 			e.publishCopies()
+			e.publishAlarms()
 		}
 	})
 }

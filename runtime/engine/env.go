@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -87,4 +88,34 @@ func (v policyEnv) CopyMissing(r takeover.CopyRequest) (string, error) {
 		return "", errors.New("copies are started by the coordinator only")
 	}
 	return v.e.copyMissing(r)
+}
+
+func (v policyEnv) RaiseAlarm(kind, member, message, severity string, fields map[string]any) (string, error) {
+	if !v.e.opts.Coordinator {
+		return "", errors.New("alarms are raised by the coordinator only")
+	}
+	if member != "" && !v.e.table.Known(member) {
+		return "", fmt.Errorf("no member %q", member)
+	}
+	key := policyAlarmKey(kind, member)
+	v.e.raiseAlarm(Alarm{Key: key, Kind: kind, Severity: severity, Member: member, Message: message, Fields: fields})
+	return key, nil
+}
+
+func (v policyEnv) ClearAlarm(kind, member string) bool {
+	key := policyAlarmKey(kind, member)
+	if !v.e.alarmRaised(key) {
+		return false
+	}
+	v.e.clearAlarm(key, "cleared by the policy")
+	return true
+}
+
+func (v policyEnv) Alarms() []policy.AlarmInfo {
+	var out []policy.AlarmInfo
+	for _, a := range v.e.alarmList() {
+		out = append(out, policy.AlarmInfo{Key: a.Key, Kind: a.Kind, Severity: a.Severity, Member: a.Member, Message: a.Message,
+			Since: float64(a.Since.UnixMilli()) / 1000, Count: a.Count})
+	}
+	return out
 }

@@ -20,6 +20,7 @@ type Status struct {
 	Takeover    *TakeoverStatus `json:"takeover,omitempty"`
 	Copies      []CopyStatus    `json:"copies,omitempty"` // material copies in progress
 	Drills      []DrillStatus   `json:"drills,omitempty"` // fire drills running
+	Alarms      []Alarm         `json:"alarms,omitempty"` // raised alarms (coordinator)
 }
 
 // TakeoverStatus is the coordinator's takeover state, with grace countdowns.
@@ -119,5 +120,8 @@ func (e *Engine) status() Status {
 	}
 	st.Copies = e.copyStatus()
 	st.Drills = e.drillStatus()
+	if e.opts.Coordinator {
+		st.Alarms = e.alarmList()
+	}
 	return st
 }

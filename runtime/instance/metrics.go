@@ -34,6 +34,7 @@ type metrics struct {
 	policyTOs   *prometheus.Desc
 	copies      *prometheus.Desc
 	drill       *prometheus.Desc
+	alarms      *prometheus.Desc
 }
 
 func newMetrics(inst *Instance) *metrics {
@@ -64,6 +65,7 @@ func newMetrics(inst *Instance) *metrics {
 		brokerDrops: prometheus.NewDesc("understudy_broker_dropped_total", "Messages the embedded broker dropped for clients that read too slowly.", nil, nil),
 		copies:      prometheus.NewDesc("understudy_copies_in_progress", "Material copies running.", nil, nil),
 		drill:       prometheus.NewDesc("understudy_drill_active", "1 while the member is in a real fire drill (by fault).", []string{"member", "fault"}, nil),
+		alarms:      prometheus.NewDesc("understudy_alarms_active", "Alarms raised on the coordinator now, by kind and severity.", []string{"kind", "severity"}, nil),
 	}
 	m.reg.MustRegister(m.detection, m.actions, m.copyBytes, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -108,7 +110,7 @@ func number(v any) (float64, bool) {
 
 // Describe implements prometheus.Collector for the scraped metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill} {
+	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms} {
 		ch <- d
 	}
 }
@@ -152,6 +154,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.copies, float64(len(st.Copies)))
 	for _, d := range st.Drills {
 		gauge(m.drill, 1, d.Member, d.Fault)
+	}
+	if st.Coordinator {
+		active := map[[2]string]float64{}
+		for _, a := range st.Alarms {
+			active[[2]string{a.Kind, a.Severity}]++
+		}
+		for k, n := range active {
+			gauge(m.alarms, n, k[0], k[1])
+		}
 	}
 }
 

@@ -28,7 +28,7 @@ type Function struct {
 
 // API returns the functions of the `understudy` module.
 func API() []Function {
-	return append(coreAPI(), takeoverAPI()...)
+	return slices.Concat(coreAPI(), takeoverAPI(), alarmAPI())
 }
 
 func coreAPI() []Function {

@@ -112,6 +112,15 @@ func Classes() []Class {
 			{Name: "members", Returns: "Member[]"},
 			{Name: "free", Returns: "Member[]"},
 		}},
+		{Name: "Alarm", Doc: "A raised alarm (us.alarms).", Fields: []ClassField{
+			{"key", "string", "kind and subject"},
+			{"kind", "string", ""},
+			{"severity", `"alarm"|"warning"`, ""},
+			{"member", "string?", "the member it is about"},
+			{"message", "string", ""},
+			{"since", "number", "when it was raised (Unix seconds)"},
+			{"count", "integer", "how often it was raised while active"},
+		}},
 		{Name: "Proposal", Fields: []ClassField{
 			{"id", "string", ""},
 			{"member", "string", ""},

@@ -95,6 +95,11 @@ type Env interface {
 	RunHook(target, name string, args map[string]any, cause string) (string, error)
 	// CopyMissing starts a material copy and returns the copy action's id.
 	CopyMissing(takeover.CopyRequest) (string, error)
+	// RaiseAlarm raises the policy's alarm of kind (for member, if any) and
+	// returns its key; ClearAlarm ends it; Alarms lists every raised alarm.
+	RaiseAlarm(kind, member, message, severity string, fields map[string]any) (string, error)
+	ClearAlarm(kind, member string) bool
+	Alarms() []AlarmInfo
 }
 
 // TimerInfo is a pending named timer.

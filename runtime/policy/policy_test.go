@@ -125,6 +125,11 @@ func (e *testEnv) RunHook(target, name string, args map[string]any, cause string
 func (e *testEnv) CopyMissing(takeover.CopyRequest) (string, error) {
 	return "", errors.New("no instances in this test")
 }
+func (e *testEnv) RaiseAlarm(kind, member, message, severity string, fields map[string]any) (string, error) {
+	return "", errors.New("no alarms in this test")
+}
+func (e *testEnv) ClearAlarm(kind, member string) bool { return false }
+func (e *testEnv) Alarms() []AlarmInfo                 { return nil }
 
 // advance moves the virtual clock, running queued work after each timer, as
 // the simulator does.

@@ -184,6 +184,7 @@
   function render() {
     renderHeader();
     renderDrills();
+    renderAlarms();
     renderMembers();
     renderBroken();
     renderCoverage();
@@ -225,6 +226,21 @@
       countdown(d.until, 'a moment'), ' ',
       el('button', { type: 'button', class: 'needs-token', data: { action: 'drill_end', member: d.member } }, 'End drill')));
     text.replaceChildren(...parts.flatMap((p, i) => (i ? ['; ', p] : [p])));
+  }
+
+  // Raised alarms (the coordinator's): a red list at the top until each ends.
+  function renderAlarms() {
+    const list = (page.status && page.status.alarms) || [];
+    show($('#alarms-banner'), list.length > 0);
+    sync($('#alarms'), list, (a) => a.key,
+      (a) => el('li', { data: { alarm: a.kind, member: a.member || '' } },
+        el('span', { class: 'severity' }), ' ', el('span', { class: 'message' }), ' ', el('span', { class: 'detail' })),
+      (li, a) => {
+        setData(li, 'severity', a.severity);
+        setText($('.severity', li), (a.severity || 'alarm').toUpperCase() + ' ' + words(a.kind) + ':');
+        setText($('.message', li), a.message);
+        setText($('.detail', li), '(since ' + clockTime(a.since) + (a.count > 1 ? ', ' + a.count + ' times' : '') + ')');
+      });
   }
 
   function renderMembers() {
@@ -499,6 +515,7 @@
     route_changed: (m, f) => f.driver + ' output ' + f.output + ' now shows input ' + f.input,
     driver_connected: (m, f) => f.driver + ' connected' + (f.address ? ' (' + f.address + ')' : ''),
     driver_disconnected: (m, f) => f.driver + ' DISCONNECTED',
+    alarm_cleared: (m, f) => 'alarm ' + words(f.kind || '') + (m ? ' of ' + m : '') + ' cleared',
     bus_silent: () => 'the bus went silent',
     bus_heard: () => 'the bus is heard again',
   };
@@ -524,7 +541,7 @@
     const li = el('li', { data: { type: r.type, subject: r.member || f.member || '' } },
       el('time', { datetime: r.at }, clockTime(r.at, true)), ' ',
       el('span', { class: 'what' }, recordWords(r)));
-    if (/lost|broken|failed|error|disconnected/.test(r.type) || r.type === 'drill_started' || f.error) li.classList.add('alarm');
+    if (/lost|broken|failed|error|disconnected/.test(r.type) || r.type === 'drill_started' || f.error || f.severity) li.classList.add('alarm');
     li.append(...decisions(r));
     return li;
   }

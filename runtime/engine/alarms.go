@@ -1,0 +1,188 @@
+package engine
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"time"
+
+	"understudy/runtime/policy"
+	"understudy/runtime/store"
+)
+
+// An alarm is a condition on the coordinator that needs a person: a switcher
+// output another controller keeps changing back, a failback that keeps
+// stalling, a material copy that found nothing to copy. It is raised once,
+// stays until the condition ends, and is shown on every surface: the log,
+// the record stream (journal, events topic, dashboard timeline), the policy
+// (an event named after the alarm's kind), /status and `understudy status`,
+// the dashboard's alarm list, the retained topic understudy/<site>/alarms and
+// the metric understudy_alarms_active. Alarms are kept in the state store: a
+// restarted coordinator still shows them. The policy raises its own with
+// us.alarm; they have keys of their own ("policy:KIND[:MEMBER]").
+//
+// A raised alarm is the record and policy event "alarm" (fields kind, key,
+// severity, message and the alarm's own); its end is "alarm_cleared".
+
+// Alarm severities.
+const (
+	SeverityWarning = "warning" // something is not as it should be; failover still works
+	SeverityAlarm   = "alarm"   // understudy cannot do part of its job until someone acts
+)
+
+// Alarm kinds the runtime raises.
+const (
+	AlarmRoutingFight    = "routing_fight"     // another controller keeps changing a switcher output back
+	AlarmFailbackStalled = "failback_stalled"  // a failback keeps pausing while the member dips into suspect
+	AlarmCopyFoundNone   = "copy_found_nothing" // a material copy found no folder for the member on the source
+	AlarmCopyIncomplete  = "copy_incomplete"   // a failback's material copy cannot finish; the standby keeps recording
+)
+
+// Records (and policy events) of alarms.
+const (
+	RecordAlarm        = "alarm"
+	RecordAlarmCleared = "alarm_cleared"
+)
+
+const bucketAlarms = "alarms"
+
+// Alarm is one raised alarm.
+type Alarm struct {
+	Key      string         `json:"key"` // kind and subject: one alarm per key
+	Kind     string         `json:"kind"`
+	Severity string         `json:"severity"`
+	Member   string         `json:"member,omitempty"`
+	Message  string         `json:"message"`
+	Fields   map[string]any `json:"fields,omitempty"`
+	Since    time.Time      `json:"since"`
+	Count    int            `json:"count"` // how often it was raised while active
+}
+
+// alarms are the coordinator's raised alarms (owned by the loop).
+type alarms struct {
+	active map[string]*Alarm
+}
+
+// restoreAlarms loads the alarms a previous run left raised.
+func (e *Engine) restoreAlarms() error {
+	all, err := store.Load[*Alarm](e.store, bucketAlarms)
+	if err != nil {
+		return err
+	}
+	e.alarms.active = all
+	for _, a := range slices.Sorted(maps.Keys(all)) {
+		e.log.Warn("alarm still raised from before the restart", "kind", all[a].Kind, "member", all[a].Member, "message", all[a].Message)
+	}
+	return nil
+}
+
+// raiseAlarm raises (or raises again) the alarm a.Key. A new alarm is
+// logged, recorded, published and handed to the policy (event "alarm"); one
+// already raised only counts again and updates its text.
+func (e *Engine) raiseAlarm(a Alarm) {
+	if e.alarms.active == nil {
+		e.alarms.active = map[string]*Alarm{}
+	}
+	if a.Severity == "" {
+		a.Severity = SeverityAlarm
+	}
+	if cur, ok := e.alarms.active[a.Key]; ok {
+		cur.Count++
+		cur.Message, cur.Fields = a.Message, a.Fields
+		e.saveAlarm(cur)
+		e.publishAlarms()
+		return
+	}
+	a.Since, a.Count = e.clock.Now(), 1
+	e.alarms.active[a.Key] = &a
+	e.saveAlarm(&a)
+	e.log.Error("ALARM "+a.Kind+": "+a.Message, "member", a.Member, "key", a.Key)
+	fields := map[string]any{"kind": a.Kind, "key": a.Key, "severity": a.Severity, "message": a.Message}
+	for k, v := range a.Fields {
+		if _, taken := fields[k]; !taken {
+			fields[k] = v
+		}
+	}
+	e.record(Record{Type: RecordAlarm, Member: a.Member, Fields: fields})
+	e.publishAlarms()
+	ev := policy.Event{Name: RecordAlarm, At: e.clock.Now(), Fields: fields}
+	if a.Member != "" && e.table.Known(a.Member) {
+		m := e.policyMember(a.Member)
+		ev.Member = &m
+	}
+	e.deliverOnce(ev, nil)
+}
+
+// clearAlarm ends the alarm key, if raised, saying why.
+func (e *Engine) clearAlarm(key, why string) {
+	a, ok := e.alarms.active[key]
+	if !ok {
+		return
+	}
+	delete(e.alarms.active, key)
+	if err := e.store.Delete(bucketAlarms, key); err != nil {
+		e.log.Error("alarm not removed from the state file", "key", key, "error", err)
+	}
+	e.log.Info("alarm cleared: "+a.Kind, "member", a.Member, "key", key, "why", why)
+	fields := map[string]any{"key": key, "kind": a.Kind, "why": why, "raised_s": e.clock.Now().Sub(a.Since).Seconds()}
+	e.record(Record{Type: RecordAlarmCleared, Member: a.Member, Fields: fields})
+	e.publishAlarms()
+	ev := policy.Event{Name: RecordAlarmCleared, At: e.clock.Now(), Fields: fields}
+	if a.Member != "" && e.table.Known(a.Member) {
+		m := e.policyMember(a.Member)
+		ev.Member = &m
+	}
+	e.deliverOnce(ev, nil)
+}
+
+// alarmRaised reports whether the alarm key is raised.
+func (e *Engine) alarmRaised(key string) bool {
+	_, ok := e.alarms.active[key]
+	return ok
+}
+
+func (e *Engine) saveAlarm(a *Alarm) {
+	if err := e.store.Put(bucketAlarms, a.Key, a); err != nil {
+		e.log.Error("alarm not written to the state file", "key", a.Key, "error", err)
+	}
+}
+
+// alarmList returns the raised alarms, oldest first.
+func (e *Engine) alarmList() []Alarm {
+	out := make([]Alarm, 0, len(e.alarms.active))
+	for _, a := range e.alarms.active {
+		out = append(out, *a)
+	}
+	slices.SortFunc(out, func(a, b Alarm) int {
+		if c := a.Since.Compare(b.Since); c != 0 {
+			return c
+		}
+		if a.Key < b.Key {
+			return -1
+		}
+		if a.Key > b.Key {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// publishAlarms publishes the raised alarms on the retained alarms topic.
+func (e *Engine) publishAlarms() {
+	if !e.opts.Coordinator || e.opts.Publisher == nil {
+		return
+	}
+	payload, _ := json.Marshal(map[string]any{"alarms": e.alarmList()})
+	if err := e.opts.Publisher.Publish(e.topics.Alarms(), 1, true, payload); err != nil {
+		e.log.Debug("alarms not published", "error", err)
+	}
+}
+
+// policyAlarmKey is the key of an alarm the policy raised.
+func policyAlarmKey(kind, member string) string {
+	if member == "" {
+		return "policy:" + kind
+	}
+	return "policy:" + kind + ":" + member
+}
