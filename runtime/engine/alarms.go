@@ -32,10 +32,10 @@ const (
 
 // Alarm kinds the runtime raises.
 const (
-	AlarmRoutingFight    = "routing_fight"     // another controller keeps changing a switcher output back
-	AlarmFailbackStalled = "failback_stalled"  // a failback keeps pausing while the member dips into suspect
+	AlarmRoutingFight    = "routing_fight"      // another controller keeps changing a switcher output back
+	AlarmFailbackStalled = "failback_stalled"   // a failback keeps pausing while the member dips into suspect
 	AlarmCopyFoundNone   = "copy_found_nothing" // a material copy found no folder for the member on the source
-	AlarmCopyIncomplete  = "copy_incomplete"   // a failback's material copy cannot finish; the standby keeps recording
+	AlarmCopyIncomplete  = "copy_incomplete"    // a failback's material copy cannot finish; the standby keeps recording
 )
 
 // Records (and policy events) of alarms.
