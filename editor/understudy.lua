@@ -110,7 +110,7 @@ function timer:remaining() end
 ---@field member string
 ---@field standby string
 ---@field since number
----@field phase "starting"|"covering"|"resuming"|"copying"|"releasing"
+---@field phase "starting"|"covering"|"resuming"|"releasing"|"copying"
 ---@field grace_remaining number? seconds
 
 ---@class Queued
@@ -255,7 +255,7 @@ function us.takeover(member, standby, opts) end
 ---@return string
 function us.queue(member, opts) end
 
----Gives a covered member its duties back: it resumes them (the standby keeps them until it reports ready when failover.wait_ready), the material is copied back when failover.copy_material, then the standby lets go. Returns "failing_back". Raises an error if the member is not covered or not alive.
+---Gives a covered member its duties back: it resumes them (the standby keeps them until it reports ready when failover.wait_ready), the standby lets go, then the material it recorded is copied back when failover.copy_material; the coverage ends when that is done. A suspect member may be failed back: each step waits while it is suspect. Returns "failing_back". Raises an error if the member is not covered, or lost, closed or broken.
 ---@param member Member|string
 ---@param opts? {reason?: string}
 ---@return string
@@ -266,7 +266,7 @@ function us.failback(member, opts) end
 ---@return {member: string, status: string}[]
 function us.takeover_all(standby) end
 
----Who covers member: {member, standby, since, phase, grace_remaining}, or nil. phase is starting, covering, resuming, copying or releasing.
+---Who covers member: {member, standby, since, phase, grace_remaining}, or nil. phase is starting, covering, resuming, releasing or copying (in that order).
 ---@param member Member|string
 ---@return Coverage|nil
 function us.covered(member) end

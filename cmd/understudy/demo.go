@@ -351,6 +351,8 @@ func (d *demo) narrate(r engine.Record) {
 	switch r.Type {
 	case "member_suspect":
 		say(r.Member, "suspect: %s", str("reason"))
+	case "member_alive":
+		say(r.Member, "heard again (it was only suspect: nothing happens)")
 	case "member_lost":
 		d.mu.Lock()
 		since := time.Since(d.faultAt)

@@ -17,8 +17,9 @@ import (
 )
 
 // A recorder (rec) is lost and a standby (sb) records its cameras meanwhile.
-// When rec returns, the failback copies back what sb recorded for it, from
-// sb's material server to rec's folder, before sb lets go. The copy is
+// When rec returns, the failback has sb let go (its release hook stops the
+// recording it was still writing), then copies back what sb recorded for it,
+// from sb's material server to rec's folder, that file included. The copy is
 // interrupted (rec killed with -9 in the middle of a file) and must resume
 // after rec's restart without starting over; every file ends up verified,
 // nothing that differs on rec is overwritten, and no temporary file is left.
@@ -44,6 +45,7 @@ members:
     api: 127.0.0.1:0
     material_server: %[3]s
     duties: {material: [%[4]q]}
+    hooks: {release: [{exec: [/usr/bin/touch, %[5]q]}]}
 `
 
 const materialPolicy = `local us = require "understudy"
@@ -111,7 +113,8 @@ func TestFailbackCopiesTheMaterialBackAndResumesAfterAnInterruption(t *testing.T
 		}
 	}
 	site := filepath.Join(dir, "site.yaml")
-	if err := os.WriteFile(site, fmt.Appendf(nil, materialSite, mq.URL, recDir, freePort(t), sbDir), 0o644); err != nil {
+	released := filepath.Join(dir, "sb-released")
+	if err := os.WriteFile(site, fmt.Appendf(nil, materialSite, mq.URL, recDir, freePort(t), sbDir, released), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(materialPolicy), 0o644); err != nil {
@@ -147,6 +150,13 @@ func TestFailbackCopiesTheMaterialBackAndResumesAfterAnInterruption(t *testing.T
 	writeBytes(t, filepath.Join(recDir, "cam2/partial.ts"), recorded["cam2/partial.ts"][:200<<10], time.Time{})
 	writeBytes(t, filepath.Join(recDir, "cam2/conflict.ts"), mine, time.Now().Add(time.Hour))
 	// copy.settle is 1ms: by the time rec is back and asks, the files have settled.
+	// But sb is still recording one camera for rec, until it is told to let go.
+	live := filepath.Join(sbDir, "rec", "cam3", "live.ts")
+	writeBytes(t, live, randomBytes(64<<10), time.Time{})
+	stopWriting := make(chan struct{})
+	writing := make(chan error, 1)
+	go func() { writing <- appendUntil(live, released, stopWriting) }()
+	t.Cleanup(func() { close(stopWriting); <-writing })
 
 	// rec comes back; the failback copies at 4 Mbit/s. Kill it in the middle.
 	manager.mark()
@@ -182,6 +192,12 @@ func TestFailbackCopiesTheMaterialBackAndResumesAfterAnInterruption(t *testing.T
 	t.Logf("copy report: %v", report["summary"])
 	rec.wait(10*time.Second, "msg", "material copy: ", "from", "sb")
 
+	// The file sb was writing when rec came back is there, complete.
+	liveData, err := os.ReadFile(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded["cam3/live.ts"] = liveData
 	for rel, data := range recorded {
 		got, err := os.ReadFile(filepath.Join(recDir, rel))
 		if err != nil {
@@ -207,5 +223,34 @@ func TestFailbackCopiesTheMaterialBackAndResumesAfterAnInterruption(t *testing.T
 	}
 	if !resumed {
 		t.Errorf("no copy reported resumed bytes; coordinator log:\n%s", manager.p.Output())
+	}
+}
+
+// appendUntil appends to path every 20ms, as a recorder writes a segment,
+// until the file stop exists (the standby's release hook made it), or done
+// is closed, or a minute has passed.
+func appendUntil(path, stop string, done <-chan struct{}) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	limit := time.After(time.Minute)
+	for {
+		if _, err := os.Stat(stop); err == nil {
+			return nil
+		}
+		if _, err := f.Write(randomBytes(16 << 10)); err != nil {
+			return err
+		}
+		select {
+		case <-done:
+			return nil
+		case <-limit:
+			return nil
+		case <-tick.C:
+		}
 	}
 }

@@ -37,6 +37,7 @@ const (
 const (
 	EventSeen     = "member_seen"     // first heard since start
 	EventSuspect  = "member_suspect"  // heartbeats overdue
+	EventAlive    = "member_alive"    // heard again after suspect (no loss in between)
 	EventLost     = "member_lost"     // silent longer than lost_after, or its connection dropped
 	EventClosed   = "member_closed"   // graceful shutdown
 	EventRestored = "member_restored" // heard again after lost or closed
@@ -217,7 +218,7 @@ func (t *Table) Heartbeat(hb Heartbeat) error {
 	case Lost, Closed:
 		t.change(e, Alive, EventRestored, "heartbeat after "+string(e.State), 0)
 	case Suspect:
-		e.State, e.Since, e.Reason = Alive, now, "heartbeat"
+		t.change(e, Alive, EventAlive, "heartbeat after suspect", 0)
 	}
 	if !t.paused {
 		t.arm(e, e.suspectAfter())

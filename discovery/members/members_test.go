@@ -304,7 +304,7 @@ func TestSilenceProvesNothingWhileThisInstanceCannotHearItself(t *testing.T) {
 	h.table.Heartbeat(Heartbeat{ID: "backup", Boot: "b", Conn: 1})
 	h.vc.Advance(100 * time.Millisecond)
 	h.beatBoth(3) // main's first heartbeat 200ms after the bus recovered: within lost_after
-	if got := h.kinds(); got != "backup:seen main:seen backup:bus_silent backup:bus_heard main:suspect" {
+	if got := h.kinds(); got != "backup:seen main:seen backup:bus_silent backup:bus_heard main:suspect main:alive" {
 		t.Fatalf("main lost although it was heard within lost_after of the bus recovering, or wrong events: %q", got)
 	}
 }

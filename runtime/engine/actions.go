@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"understudy/discovery/bus"
+	"understudy/discovery/members"
 	"understudy/drivers"
 	"understudy/runtime/policy"
 	"understudy/runtime/store"
@@ -91,6 +92,15 @@ type inflight struct {
 	next    time.Time // send again then
 	backoff time.Duration
 	running bool // the instance answered "running"
+	// deadline: with no answer by then it fails. It moves while the target
+	// is suspect: a member with late heartbeats is running, and an action
+	// waits for it as long as it is suspect (and ActionTimeout after).
+	deadline time.Time
+}
+
+func (as *actions) newInflight(a *action) *inflight {
+	now := as.e.clock.Now()
+	return &inflight{a: a, sent: now, next: now, backoff: time.Second, deadline: now.Add(as.e.opts.ActionTimeout)}
 }
 
 // actions runs each driver's commands in order on a worker of its own, so a
@@ -249,8 +259,7 @@ func (as *actions) send(a *action) {
 		as.queueLocal(a)
 		return
 	}
-	now := as.e.clock.Now()
-	as.remote[a.ID] = &inflight{a: a, sent: now, next: now, backoff: time.Second}
+	as.remote[a.ID] = as.newInflight(a)
 	as.sendDue()
 }
 
@@ -283,8 +292,7 @@ func (as *actions) Deliver(id string) {
 		as.queueLocal(&a)
 		return
 	}
-	now := as.e.clock.Now()
-	as.remote[id] = &inflight{a: &a, sent: now, next: now, backoff: time.Second}
+	as.remote[id] = as.newInflight(&a)
 	if a.State == statePending {
 		as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
 		as.e.record(Record{Type: "action_started", Fields: a.fields()})
@@ -445,9 +453,12 @@ func (as *actions) sendDue() {
 	for _, id := range slices.Sorted(maps.Keys(as.remote)) {
 		f := as.remote[id]
 		target, _ := as.e.table.Get(f.a.Target)
+		if target.State == members.Suspect {
+			f.deadline = maxTime(f.deadline, now.Add(as.e.opts.ActionTimeout))
+		}
 		switch {
-		case !f.running && now.Sub(f.sent) >= as.e.opts.ActionTimeout:
-			as.finish(f.a, as.attempts[id], now.Sub(f.sent), nil, fmt.Errorf("no answer from %s within %v", f.a.Target, as.e.opts.ActionTimeout))
+		case !f.running && !now.Before(f.deadline):
+			as.finish(f.a, as.attempts[id], now.Sub(f.sent), nil, fmt.Errorf("no answer from %s within %v", f.a.Target, now.Sub(f.sent).Round(time.Millisecond)))
 			continue
 		case f.running && target.State == "lost" && now.Sub(target.Since) >= as.e.opts.ActionTimeout:
 			as.finish(f.a, as.attempts[id], now.Sub(f.sent), nil, fmt.Errorf("%s was lost while carrying it out", f.a.Target))
@@ -484,7 +495,7 @@ func (as *actions) nearestDeadline(now time.Time) time.Duration {
 	var d time.Duration
 	for _, f := range as.remote {
 		if !f.running {
-			left := as.e.opts.ActionTimeout - now.Sub(f.sent)
+			left := f.deadline.Sub(now)
 			if d == 0 || left < d {
 				d = max(left, time.Millisecond)
 			}
@@ -589,7 +600,14 @@ func (as *actions) finish(a *action, attempts int, took time.Duration, result an
 	as.e.record(Record{Type: name, Fields: fields})
 	as.e.copyFinished(a, result, err)
 	if as.e.takeover != nil {
-		as.e.takeover.Result(a.ID, a.Error)
+		as.e.takeover.Result(a.ID, a.Error, a.Result)
 	}
 	as.e.deliverOnce(policy.Event{Name: name, At: as.e.clock.Now(), Fields: fields}, nil)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -212,6 +212,15 @@ func (e *Engine) copyFinished(a *action, result any, err error) {
 		return
 	}
 	e.copyEvent("copy_done", a, fields)
+	member, _ := a.Args["member"].(string)
+	key := AlarmCopyFoundNone + ":" + member
+	if nothing, _ := fields["found_nothing"].(bool); nothing {
+		e.raiseAlarm(Alarm{Key: key, Kind: AlarmCopyFoundNone, Severity: SeverityWarning, Member: member,
+			Message: fmt.Sprintf("the copy to %s from %v found nothing to copy: %v has no folder for it there (check copy.subfolder and the material folders)", member, a.Args["from"], a.Args["from"]),
+			Fields:  map[string]any{"from": a.Args["from"], "missing_folders": fields["missing_folders"]}})
+	} else {
+		e.clearAlarm(key, "a copy found material")
+	}
 }
 
 // CopyProgress feeds an instance's report on a copy it runs. Any goroutine.

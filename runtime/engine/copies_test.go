@@ -9,6 +9,7 @@ import (
 
 	"understudy/discovery/bus"
 	"understudy/runtime/config"
+	"understudy/runtime/engine"
 	"understudy/runtime/sim"
 )
 
@@ -151,7 +152,7 @@ us.on("copy_done", function(ev) us.run("c", "note", {copied = ev.copied, action 
 	}
 }
 
-func TestFailbackCopiesTheCoveredPeriodBeforeTheRelease(t *testing.T) {
+func TestFailbackReleasesTheStandbyThenCopiesTheCoveredPeriod(t *testing.T) {
 	h := newCopySite(t, `local us = require "understudy"
 us.on("member_lost", function(ev) if ev.member.id == "rec" then us.takeover(ev.member, "sb") end end)
 us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(ev.member) end end)
@@ -173,20 +174,28 @@ us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(
 	}
 	h.Up("rec")
 	h.Advance(10 * time.Second)
+	// The standby let go before the copy: it writes nothing more for rec.
+	if r := lastRan(t, h, "sb", config.HookRelease); r.Args["member"] != "rec" {
+		t.Fatalf("release args = %v", r.Args)
+	}
 	if f := records(h, "copy_failed"); len(f) != 1 || !strings.Contains(f[0].Fields["error"].(string), "no space left") {
 		t.Fatalf("copy_failed = %+v", f)
 	}
-	if c, _ := h.Engine.Takeover().Covered("rec"); c.Phase != "covering" {
-		t.Fatalf("after a failed copy the standby must keep covering; phase %s", c.Phase)
+	// A copy that cannot finish keeps the coverage and says why.
+	if c, _ := h.Engine.Takeover().Covered("rec"); c.Phase != "copying" {
+		t.Fatalf("after a failed copy the coverage must stay open; phase %s", c.Phase)
 	}
-	// Trying again copies the same period and then releases the standby.
-	h.Engine.Emit("member_restored", map[string]any{})
+	alarms := h.Engine.Snapshot().Alarms
+	if len(alarms) != 1 || alarms[0].Kind != engine.AlarmCopyIncomplete || !strings.Contains(alarms[0].Message, "no space left") {
+		t.Fatalf("alarms = %+v", alarms)
+	}
+	// Trying again copies the same period and ends the coverage.
 	if _, err := h.Engine.Takeover().Failback("rec", "again"); err != nil {
 		t.Fatal(err)
 	}
 	h.Advance(10 * time.Second)
 	cp := lastRan(t, h, "rec", config.HookCopy)
-	if cp.Args["since"] != c.Since.UTC().Format(time.RFC3339) || cp.Args["from"] != "sb" || cp.Args["token"] == nil {
+	if cp.Args["since"] != c.Since.UTC().Format(time.RFC3339) || cp.Args["until"] != "" || cp.Args["from"] != "sb" || cp.Args["token"] == nil {
 		t.Fatalf("copy args = %v (coverage since %v, crash at %v)", cp.Args, c.Since, t0)
 	}
 	if g := lastRan(t, h, "sb", config.VerbMaterialGrant); g.Args["token"] != cp.Args["token"] {
@@ -194,5 +203,48 @@ us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(
 	}
 	if len(records(h, "copy_done")) != 1 || len(records(h, "failback_done")) != 1 {
 		t.Fatalf("copy_done %d, failback_done %d", len(records(h, "copy_done")), len(records(h, "failback_done")))
+	}
+	if alarms := h.Engine.Snapshot().Alarms; len(alarms) != 0 {
+		t.Fatalf("alarms after the failback = %+v", alarms)
+	}
+	if n := len(records(h, engine.RecordAlarmCleared)); n != 1 {
+		t.Fatalf("%d alarm_cleared records", n)
+	}
+}
+
+// A copy that finds no folder for the member on the source is a warning on
+// every surface, not a silent success.
+func TestACopyThatFindsNothingIsAWarning(t *testing.T) {
+	h := newCopySite(t, `local us = require "understudy"
+us.on("member_lost", function(ev) if ev.member.id == "rec" then us.takeover(ev.member, "sb") end end)
+us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(ev.member) end end)
+`)
+	nothing := true
+	h.Agent("rec", func(c bus.Command) sim.Reply {
+		if c.Verb == config.HookCopy && nothing {
+			return sim.Reply{Result: map[string]any{"copied": 0, "found_nothing": true, "missing_folders": []any{"http://sb/material?root=1"}}}
+		}
+		return sim.Reply{}
+	})
+	h.Crash("rec")
+	h.Advance(5 * time.Second)
+	h.Up("rec")
+	h.Advance(10 * time.Second)
+	if len(records(h, "failback_done")) != 1 {
+		t.Fatal("the failback did not finish")
+	}
+	alarms := h.Engine.Snapshot().Alarms
+	if len(alarms) != 1 || alarms[0].Kind != engine.AlarmCopyFoundNone || alarms[0].Severity != engine.SeverityWarning ||
+		alarms[0].Member != "rec" || !strings.Contains(alarms[0].Message, "copy.subfolder") {
+		t.Fatalf("alarms = %+v", alarms)
+	}
+	// The next copy that finds material ends it.
+	nothing = false
+	h.Crash("rec")
+	h.Advance(5 * time.Second)
+	h.Up("rec")
+	h.Advance(10 * time.Second)
+	if alarms := h.Engine.Snapshot().Alarms; len(alarms) != 0 {
+		t.Fatalf("alarms = %+v", alarms)
 	}
 }

@@ -42,6 +42,7 @@ func (e *Engine) startTakeover() error {
 		Store: e.store, Clock: e.clock, Post: e.Post, Site: siteView{e}, Actions: e.actions,
 		Emit: e.onTakeoverEvent, Logger: e.log.With("component", "takeover"),
 		Limit: e.site.Failover.Limit, Mode: e.site.Failover.Mode, ConfirmAfter: e.site.Failover.ConfirmAfter.D(),
+		CopySettle: e.site.CopySettle(),
 	})
 	if err != nil {
 		return fmt.Errorf("takeover state: %w", err)
@@ -58,12 +59,15 @@ func (e *Engine) resumeActions() error {
 		return fmt.Errorf("actions: %w", err)
 	}
 	for _, a := range finished {
-		e.takeover.Result(a.ID, a.Error)
+		e.takeover.Result(a.ID, a.Error, a.Result)
 	}
 	return nil
 }
 
 func (e *Engine) onTakeoverEvent(ev takeover.Event) {
+	if e.takeoverAlarm(ev) {
+		return
+	}
 	e.log.Info(ev.Name, "member", ev.Member, "fields", ev.Fields)
 	e.record(Record{Type: ev.Name, Member: ev.Member, Fields: ev.Fields})
 	pe := policy.Event{Name: ev.Name, At: e.clock.Now(), Fields: ev.Fields}
@@ -86,7 +90,39 @@ func (e *Engine) onTakeoverEvent(ev takeover.Event) {
 			}
 		}
 	}
+	e.clearTakeoverAlarms(ev)
 	e.Post(e.publishTakeover)
+}
+
+// takeoverAlarm turns the bookkeeping's alarm events into alarms. It reports
+// whether ev was one (and nothing else).
+func (e *Engine) takeoverAlarm(ev takeover.Event) bool {
+	standby, _ := ev.Fields["standby"].(string)
+	switch ev.Name {
+	case "failback_stalled":
+		e.raiseAlarm(Alarm{Key: AlarmFailbackStalled + ":" + ev.Member, Kind: AlarmFailbackStalled, Severity: SeverityWarning, Member: ev.Member,
+			Message: fmt.Sprintf("the failback of %s keeps pausing: it went suspect %v times (%.0fs in all); the failback waits for it to be alive", ev.Member, ev.Fields["pauses"], ev.Fields["suspect_s"]),
+			Fields:  ev.Fields})
+		return true
+	case "copy_incomplete":
+		e.raiseAlarm(Alarm{Key: AlarmCopyIncomplete + ":" + ev.Member, Kind: AlarmCopyIncomplete, Severity: SeverityAlarm, Member: ev.Member,
+			Message: fmt.Sprintf("the material %s recorded for %s is not all copied back (%v); the coverage stays open and the copy is tried again in %.0fs, or at once by a failback command", standby, ev.Member, ev.Fields["error"], ev.Fields["retry_in_s"]),
+			Fields:  ev.Fields})
+		return true
+	}
+	return false
+}
+
+// clearTakeoverAlarms ends the alarms of a failback that ended.
+func (e *Engine) clearTakeoverAlarms(ev takeover.Event) {
+	switch ev.Name {
+	case "failback_done", "failback_failed", "takeover_failed", "takeover_started":
+		e.clearAlarm(AlarmFailbackStalled+":"+ev.Member, ev.Name)
+		e.clearAlarm(AlarmCopyIncomplete+":"+ev.Member, ev.Name)
+	}
+	if ev.Name == "takeover_started" {
+		e.clearAlarm(AlarmCopyFoundNone+":"+ev.Member, "covered again")
+	}
 }
 
 // publishTakeover publishes the takeover state (retained) when it changed.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"understudy/discovery/bus"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/sim"
@@ -170,5 +171,41 @@ us.on("command:mode", function(c) seen_mode = c.mode end)
 	}
 	if h.Engine.Takeover().Mode() != config.ModeManual || len(records(h, "mode_changed")) != 1 {
 		t.Fatalf("mode = %s", h.Engine.Takeover().Mode())
+	}
+}
+
+// Suspect is informational: an action sent to a member whose heartbeats are
+// late waits for it as long as it is suspect, instead of failing after the
+// action timeout (30s) while the member is merely slow to be heard.
+func TestAnActionWaitsForASuspectMember(t *testing.T) {
+	h, _ := startSite(t, `site: t
+coordinator: c
+heartbeat: {interval: 1s, lost_after: 2m, startup_grace: 5s}
+policy: {file: policy.lua}
+members:
+  - id: c
+  - id: a
+    hooks:
+      flash: [{exec: [/bin/true]}]
+`, `local us = require "understudy"
+us.on("command:flash", function() us.run("a", "flash") end)
+`)
+	h.Blip("a", 50*time.Second)
+	h.Advance(3 * time.Second)
+	h.Command("flash", nil)
+	h.Advance(40 * time.Second)
+	if f := records(h, "action_failed"); len(f) != 0 {
+		t.Fatalf("the action failed while its member was only suspect: %+v", f)
+	}
+	h.Advance(20 * time.Second)
+	if d := records(h, "action_done"); len(d) != 1 || d[0].Fields["verb"] != "flash" {
+		t.Fatalf("action_done = %+v", d)
+	}
+	// A member that is alive and does not answer still fails it in time.
+	h.Agent("a", func(bus.Command) sim.Reply { return sim.Reply{Silent: true} })
+	h.Command("flash", nil)
+	h.Advance(31 * time.Second)
+	if f := records(h, "action_failed"); len(f) != 1 || !strings.Contains(f[0].Fields["error"].(string), "no answer from a") {
+		t.Fatalf("action_failed = %+v", f)
 	}
 }

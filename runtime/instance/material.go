@@ -171,6 +171,7 @@ func (inst *Instance) copyTask(ctx context.Context, c bus.Command) (map[string]a
 	defer client.CloseIdleConnections()
 	progress := &copyProgress{inst: inst, p: bus.CopyProgress{Action: c.ID, Member: inst.opts.Self, From: args.From}}
 	var total materialcopy.Report
+	var missing []any // source folders that do not exist
 	start := time.Now()
 	for i, r := range args.Roots {
 		if !inside(r.Dest, inst.member.Duties.Material) {
@@ -198,8 +199,10 @@ func (inst *Instance) copyTask(ctx context.Context, c bus.Command) (map[string]a
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("material copy from %s stopped: %w", src, ctx.Err())
 		case errors.Is(err, fs.ErrNotExist) && len(rep.Copied)+len(rep.Failed) == 0:
-			// The source never recorded anything there for this member.
-			inst.log.Info("nothing to copy: the source folder does not exist", "source", src, "error", err)
+			// The source has no folder there for this member: it recorded
+			// nothing there, or copy.subfolder or the path is wrong.
+			inst.log.Warn("nothing to copy from this folder: it does not exist on the source", "source", src, "error", err)
+			missing = append(missing, fmt.Sprint(src))
 		default:
 			progress.final()
 			return reportFields(total, time.Since(start)), fmt.Errorf("material copy from %s to %s: %w", src, r.Dest, err)
@@ -216,6 +219,10 @@ func (inst *Instance) copyTask(ctx context.Context, c bus.Command) (map[string]a
 		cancel()
 	}
 	result := reportFields(total, total.Took)
+	if len(missing) > 0 {
+		result["missing_folders"] = missing
+		result["found_nothing"] = len(missing) == len(args.Roots)
+	}
 	if n := len(total.Failed); n > 0 {
 		return result, fmt.Errorf("material copy: %d files failed, first %s: %s", n, total.Failed[0].Path, total.Failed[0].Reason)
 	}

@@ -94,7 +94,7 @@ func Classes() []Class {
 			{"member", "string", ""},
 			{"standby", "string", ""},
 			{"since", "number", ""},
-			{"phase", `"starting"|"covering"|"resuming"|"copying"|"releasing"`, ""},
+			{"phase", `"starting"|"covering"|"resuming"|"releasing"|"copying"`, ""},
 			{"grace_remaining", "number?", "seconds"},
 		}},
 		{Name: "Queued", Fields: []ClassField{

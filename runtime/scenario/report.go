@@ -12,7 +12,7 @@ import (
 // that says nothing a person needs to follow the decisions.
 func quiet(typ string) bool {
 	switch typ {
-	case "action_running", "policy_loaded", "coordinator", "member_suspect", "bus_heard", "copy_progress":
+	case "action_running", "policy_loaded", "coordinator", "bus_heard", "copy_progress":
 		return true
 	}
 	return false

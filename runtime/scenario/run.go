@@ -234,7 +234,7 @@ func (sc *Scenario) checkNames(site *config.Site) error {
 		}
 	}
 	for _, s := range sc.Steps {
-		for _, id := range []string{s.Up, s.Crash, s.Silence, s.Shutdown, s.Broken, s.Repaired} {
+		for _, id := range []string{s.Up, s.Crash, s.Silence, s.Blip, s.Shutdown, s.Broken, s.Repaired} {
 			member(s.Line, id)
 		}
 		driver(s.Line, s.Device)
@@ -284,6 +284,12 @@ func apply(ctx context.Context, h *sim.Harness, devs map[string]*device, s Step)
 		h.Crash(s.Crash)
 	case s.Silence != "":
 		h.Silence(s.Silence)
+	case s.Blip != "":
+		d := s.For.D()
+		if d == 0 {
+			d = 2 * time.Second
+		}
+		h.Blip(s.Blip, d)
 	case s.Shutdown != "":
 		h.Shutdown(s.Shutdown)
 	case s.Broken != "":

@@ -11,6 +11,7 @@
 //	steps:
 //	  - {at: 10s, crash: main}
 //	  - {at: 2m, up: main}
+//	  - {at: 2m29s, blip: main, for: 2s}   # its network flaps: suspect, not lost
 //	  - {at: 3m, command: failback, args: {member: main}}
 //	  - {at: 4m, device: router, fault: refuse}
 //	  - {at: 5m, broker: down}
@@ -75,10 +76,14 @@ type AgentPlan struct {
 
 // Step is one thing that happens at a time.
 type Step struct {
-	At       config.Duration `yaml:"at"`
-	Up       string          `yaml:"up"`       // the member's instance starts (again)
-	Crash    string          `yaml:"crash"`    // its process dies: the broker sees the connection drop
-	Silence  string          `yaml:"silence"`  // its cable is pulled: heartbeats stop
+	At      config.Duration `yaml:"at"`
+	Up      string          `yaml:"up"`      // the member's instance starts (again)
+	Crash   string          `yaml:"crash"`   // its process dies: the broker sees the connection drop
+	Silence string          `yaml:"silence"` // its cable is pulled: heartbeats stop
+	// Blip cuts its network for For (default 2s): it keeps running, but
+	// nothing goes in or out meanwhile; then it is heard again.
+	Blip     string          `yaml:"blip"`
+	For      config.Duration `yaml:"for"`
 	Shutdown string          `yaml:"shutdown"` // it closes gracefully
 	Broken   string          `yaml:"broken"`   // every material disk of it fails
 	Repaired string          `yaml:"repaired"` // its disks work again
@@ -214,14 +219,18 @@ func (sc *Scenario) validate() config.Errors {
 	}
 	for _, s := range sc.Steps {
 		n := 0
-		for _, set := range []bool{s.Up != "", s.Crash != "", s.Silence != "", s.Shutdown != "", s.Broken != "", s.Repaired != "", s.Restart, s.Broker != "", s.Command != "", s.Device != ""} {
+		for _, set := range []bool{s.Up != "", s.Crash != "", s.Silence != "", s.Blip != "", s.Shutdown != "", s.Broken != "", s.Repaired != "", s.Restart, s.Broker != "", s.Command != "", s.Device != ""} {
 			if set {
 				n++
 			}
 		}
 		switch {
 		case n != 1:
-			add(s.Line, "a step does one thing: up, crash, silence, shutdown, broken, repaired, restart_coordinator, broker, command or device")
+			add(s.Line, "a step does one thing: up, crash, silence, blip, shutdown, broken, repaired, restart_coordinator, broker, command or device")
+		case s.For != 0 && s.Blip == "":
+			add(s.Line, "for belongs to a blip")
+		case s.For < 0:
+			add(s.Line, "for %v: a duration, more than 0", s.For)
 		case s.Broker != "" && s.Broker != "down" && s.Broker != "up":
 			add(s.Line, "broker %q: down or up", s.Broker)
 		case s.At < 0:

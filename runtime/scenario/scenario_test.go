@@ -149,7 +149,7 @@ expect:
 	text := out.String()
 	for _, want := range []string{
 		"FAIL " + res.Scenario.File + ":5: member_lost of main by 5s\n       instead: it happened at 11s, not by 5s",
-		":6: member_closed of main\n       instead: it never happened; for main: member_seen at 0s, member_lost at 11s",
+		":6: member_closed of main\n       instead: it never happened; for main: member_seen at 0s, member_suspect at 10.375s, member_lost at 11s",
 		":7: no member_lost of main\n       instead: it happened at 11s",
 		":8: no action at all\n       instead: at 11s: route router output 1 ← input 3   ← member_lost at ",
 	} {

@@ -39,6 +39,7 @@ type member struct {
 	boot     string
 	timer    clock.Timer
 	up       bool // its instance runs and hears commands
+	cut      bool // its network is cut for a moment (Blip): nothing goes in or out
 	agent    func(bus.Command) Reply
 	received map[string]bus.Ack // final answers by command id, as a real agent keeps them
 	ran      []bus.Command      // commands it carried out, in order
@@ -139,9 +140,10 @@ func (h *Harness) Up(id string) {
 	h.boots++
 	m.boot = fmt.Sprintf("boot%d", h.boots)
 	m.up = true
+	m.cut = false
 	var beat func()
 	beat = func() {
-		if !h.brokerDown {
+		if !h.brokerDown && !m.cut {
 			h.Engine.Heartbeat(bus.Heartbeat{Member: id, Boot: m.boot, Conn: 1, Seq: 1, IntervalMS: m.interval.Milliseconds()})
 		}
 		m.timer = h.Clock.AfterFunc(m.interval, beat)
@@ -175,6 +177,16 @@ func (h *Harness) Silence(id string) {
 	m := h.member(id)
 	h.stopBeating(m)
 	m.up = false
+}
+
+// Blip cuts the member's network for d (a switch port that flaps, a
+// loaded machine whose heartbeats are late): its instance goes on running,
+// but meanwhile no heartbeat leaves it and no command reaches it; then it is
+// heard again, with the same boot.
+func (h *Harness) Blip(id string, d time.Duration) {
+	m := h.member(id)
+	m.cut = true
+	h.Clock.AfterFunc(d, func() { m.cut = false })
 }
 
 // Shutdown stops the member gracefully: it says "closed".
@@ -231,8 +243,8 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 		return fmt.Errorf("sim: the broker is down")
 	}
 	m, ok := h.members[id]
-	if !ok || !m.up {
-		return nil // nobody listens
+	if !ok || !m.up || m.cut {
+		return nil // nobody listens, or it does not arrive
 	}
 	cmd, err := bus.DecodeCommand(payload)
 	if err != nil {
@@ -261,7 +273,9 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 			return // it went away before finishing
 		}
 		m.received[cmd.ID] = ack
-		h.Engine.Ack(ack)
+		if !m.cut {
+			h.Engine.Ack(ack) // else the answer is lost; it answers again when asked again
+		}
 	})
 	return nil
 }

@@ -4,9 +4,12 @@
 // is free (the queue, by priority then time), which takeovers wait for an
 // operator in manual mode (proposals, optionally confirmed by themselves after
 // a set time), grace periods of license-bound duties, and the failback
-// sequence that gives duties back without a gap: the returned member resumes
-// and reports ready, the material recorded meanwhile is copied back, and only
-// then does the standby let go.
+// sequence that gives duties back without a gap and without leaving material
+// behind: the returned member resumes and reports ready, the standby lets go,
+// the material it recorded meanwhile is copied back (files it was still
+// writing included, once they settle), and only then does the coverage end.
+// A failback pauses while the member is suspect and fails only when it is
+// lost (failback.go).
 //
 // The policy decides when (us.takeover, us.failback); this package decides
 // whether that may happen now and carries it out through actions sent to the
@@ -117,15 +120,19 @@ type Options struct {
 	Mode string
 	// ConfirmAfter, in manual mode, confirms a proposal by itself after this long (0: never).
 	ConfirmAfter time.Duration
+	// CopySettle is how long a file must be unchanged to be copied back
+	// (site copy.settle): a failback's copy goes over the standby's folders
+	// again after it while files were still being written (default 30s).
+	CopySettle time.Duration
 }
 
-// Phases of a coverage.
+// Phases of a coverage, in their order.
 const (
 	PhaseStarting  = "starting"  // the standby was told to take over
 	PhaseCovering  = "covering"  // the standby has the duties
 	PhaseResuming  = "resuming"  // failback: the member was told to take its duties again
-	PhaseCopying   = "copying"   // failback: material recorded meanwhile is copied back
-	PhaseReleasing = "releasing" // failback: the standby was told to let go
+	PhaseReleasing = "releasing" // failback: the member has them; the standby was told to let go
+	PhaseCopying   = "copying"   // failback: the standby let go; what it recorded meanwhile is copied back
 )
 
 // Coverage is one standby covering one member.
@@ -139,6 +146,7 @@ type Coverage struct {
 	GraceUntil   time.Time `json:"grace_until,omitzero"`
 	GraceExpired bool      `json:"grace_expired,omitempty"`
 	ReadyAt      time.Time `json:"ready_at,omitzero"` // failback: when the member reported ready
+	failbackState
 }
 
 // Queued is a member waiting for a standby.
@@ -254,6 +262,7 @@ func (m *Manager) restore() error {
 	m.coverage, m.queue, m.proposals = cov, q, props
 	for _, c := range m.coverage {
 		m.armGrace(c)
+		m.armFailback(c)
 	}
 	for _, p := range m.proposals {
 		m.armProposal(p)
@@ -737,199 +746,6 @@ func (m *Manager) GraceRemaining(member string) (time.Duration, bool) {
 		return 0, false
 	}
 	return max(c.GraceUntil.Sub(m.opts.Clock.Now()), 0), true
-}
-
-// Failback starts giving member's duties back: the member resumes them (and,
-// if its settings say so, the standby keeps them until the member reports
-// ready), the material is copied back if asked, and then the standby lets go.
-func (m *Manager) Failback(member, reason string) (Outcome, error) {
-	c, ok := m.coverage[member]
-	if !ok {
-		return Outcome{}, fmt.Errorf("%s is not covered", member)
-	}
-	switch c.Phase {
-	case PhaseStarting:
-		return Outcome{}, fmt.Errorf("%s: the takeover by %s has not finished yet", member, c.Standby)
-	case PhaseResuming, PhaseCopying, PhaseReleasing:
-		return Outcome{Status: FailingBack, Member: member, Standby: c.Standby}, nil
-	}
-	target, _ := m.opts.Site.Member(member)
-	if !target.Available() {
-		return Outcome{}, fmt.Errorf("%s is %s: it cannot take its duties back", member, target.State)
-	}
-	m.opts.Emit(Event{Name: "failback_started", Member: member, Fields: map[string]any{"standby": c.Standby, "reason": reason}})
-	args := m.opts.Site.Bundle(member)
-	args["member"] = member
-	args["standby"] = c.Standby
-	if !target.Settings.WaitReady {
-		// Resume without waiting for it; the standby lets go at once.
-		if err := m.send(c, c.Phase, Action{Target: member, Verb: config.HookResume, Args: args, Cause: "failback of " + member}, false); err != nil {
-			return Outcome{}, err
-		}
-		return m.afterReady(c)
-	}
-	if err := m.send(c, PhaseResuming, Action{Target: member, Verb: config.HookResume, Args: args, Cause: "failback of " + member}, true); err != nil {
-		return Outcome{}, err
-	}
-	return Outcome{Status: FailingBack, Member: member, Standby: c.Standby}, nil
-}
-
-// send records the action (and, when wait, the phase waiting for it) and delivers it.
-func (m *Manager) send(c *Coverage, phase string, a Action, wait bool) error {
-	next := *c
-	if wait {
-		next.Phase = phase
-	}
-	var id string
-	err := m.opts.Store.Update(func(tx *store.Tx) error {
-		var err error
-		if id, err = m.opts.Actions.Record(tx, a); err != nil {
-			return err
-		}
-		if wait {
-			next.Pending = id
-		}
-		return tx.Put(bucketCoverage, next.Member, &next)
-	})
-	if err != nil {
-		return fmt.Errorf("failback state not written, nothing sent: %w", err)
-	}
-	*c = next
-	m.opts.Actions.Deliver(id)
-	return nil
-}
-
-// afterReady continues a failback once the member has its duties again.
-func (m *Manager) afterReady(c *Coverage) (Outcome, error) {
-	target, _ := m.opts.Site.Member(c.Member)
-	if c.ReadyAt.IsZero() {
-		c.ReadyAt = m.opts.Clock.Now()
-	}
-	if target.Settings.CopyMaterial {
-		actions, err := m.opts.Site.CopyActions(CopyRequest{Member: c.Member, From: c.Standby, Since: c.Since, Until: c.ReadyAt, Cause: "material copy for " + c.Member})
-		if err != nil {
-			return Outcome{}, fmt.Errorf("material copy: %w", err)
-		}
-		for i, a := range actions {
-			last := i == len(actions)-1
-			if err := m.send(c, PhaseCopying, a, last); err != nil {
-				return Outcome{}, err
-			}
-		}
-		return Outcome{Status: FailingBack, Member: c.Member, Standby: c.Standby}, nil
-	}
-	return m.release(c)
-}
-
-func (m *Manager) release(c *Coverage) (Outcome, error) {
-	args := m.opts.Site.Bundle(c.Member)
-	args["member"] = c.Member
-	args["standby"] = c.Standby
-	if err := m.send(c, PhaseReleasing, Action{Target: c.Standby, Verb: config.HookRelease, Args: args, Cause: "failback of " + c.Member}, true); err != nil {
-		return Outcome{}, err
-	}
-	return Outcome{Status: FailingBack, Member: c.Member, Standby: c.Standby}, nil
-}
-
-// Result takes the result of an action the manager sent (errText "" for done).
-// It reports whether the action was one of the manager's.
-func (m *Manager) Result(id string, errText string) bool {
-	if id == "" {
-		return false
-	}
-	var c *Coverage
-	for _, cv := range m.coverage {
-		if cv.Pending == id {
-			c = cv
-			break
-		}
-	}
-	if c == nil {
-		return false
-	}
-	c.Pending = ""
-	failed := errText != ""
-	switch c.Phase {
-	case PhaseStarting:
-		if failed {
-			m.end(c, "takeover_failed", map[string]any{"standby": c.Standby, "error": errText})
-			return true
-		}
-		c.Phase = PhaseCovering
-		m.save(c)
-		m.opts.Emit(Event{Name: "takeover_done", Member: c.Member, Fields: map[string]any{"standby": c.Standby}})
-	case PhaseResuming:
-		if failed {
-			m.backToCovering(c, "resume", errText)
-			return true
-		}
-		m.opts.Emit(Event{Name: "member_ready", Member: c.Member, Fields: map[string]any{"standby": c.Standby}})
-		if _, err := m.afterReady(c); err != nil {
-			step := "release"
-			if target, _ := m.opts.Site.Member(c.Member); target.Settings.CopyMaterial {
-				step = "copy"
-			}
-			m.backToCovering(c, step, err.Error())
-		}
-	case PhaseCopying:
-		// copy_done and copy_failed, with the copy's report, come from
-		// whoever carries out copies (as for any copy, not only failbacks).
-		if failed {
-			m.backToCovering(c, "copy", errText)
-			return true
-		}
-		if _, err := m.release(c); err != nil {
-			m.backToCovering(c, "release", err.Error())
-		}
-	case PhaseReleasing:
-		if failed {
-			m.backToCovering(c, "release", errText)
-			return true
-		}
-		m.end(c, "failback_done", map[string]any{"standby": c.Standby, "covered_s": m.opts.Clock.Now().Sub(c.Since).Seconds()})
-	default:
-		m.save(c)
-	}
-	return true
-}
-
-// backToCovering ends a failback that could not finish: the standby keeps the
-// duties, so nothing is left uncovered.
-func (m *Manager) backToCovering(c *Coverage, step, errText string) {
-	c.Phase = PhaseCovering
-	c.Pending = ""
-	c.ReadyAt = time.Time{}
-	m.save(c)
-	m.opts.Emit(Event{Name: "failback_failed", Member: c.Member, Fields: map[string]any{"standby": c.Standby, "step": step, "error": errText}})
-}
-
-// end removes a coverage and lets the queue move.
-func (m *Manager) end(c *Coverage, event string, fields map[string]any) {
-	if err := m.opts.Store.Delete(bucketCoverage, c.Member); err != nil {
-		m.log.Error("coverage not removed", "member", c.Member, "error", err)
-		return
-	}
-	delete(m.coverage, c.Member)
-	m.disarm("grace:" + c.Member)
-	m.opts.Emit(Event{Name: event, Member: c.Member, Fields: fields})
-	m.Drain()
-}
-
-// MemberChanged is told when a member's state changes: a member that comes
-// back leaves the queue and its proposals; a member lost again during its
-// failback stays covered; a standby that comes back may let the queue move.
-func (m *Manager) MemberChanged(id string) {
-	mem, ok := m.opts.Site.Member(id)
-	if !ok {
-		return
-	}
-	if mem.Available() {
-		m.Withdraw(id, "the member is back")
-	}
-	if c, ok := m.coverage[id]; ok && !mem.Available() && (c.Phase == PhaseResuming || c.Phase == PhaseCopying) {
-		m.backToCovering(c, c.Phase, fmt.Sprintf("%s is %s again", id, mem.State))
-	}
-	m.Drain()
 }
 
 // Drain starts queued takeovers while the limit allows and standbys are free.

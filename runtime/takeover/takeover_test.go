@@ -264,7 +264,7 @@ func (h *harness) takeover(req Request) Outcome {
 
 func (h *harness) result(id, errText string) {
 	h.t.Helper()
-	if !h.m.Result(id, errText) {
+	if !h.m.Result(id, errText, nil) {
 		h.t.Fatalf("Result(%s) was not the manager's", id)
 	}
 }
@@ -525,7 +525,7 @@ func TestTakeoverStartsAndCompletes(t *testing.T) {
 	h.expectSent()
 	h.expectEvents()
 
-	if h.m.Result("unknown", "") {
+	if h.m.Result("unknown", "", nil) {
 		t.Fatal("Result of an unknown action was taken")
 	}
 	h.result(s.ID, "")
@@ -540,7 +540,7 @@ func TestTakeoverStartsAndCompletes(t *testing.T) {
 	if sc, _ := h.stored("rec1"); sc.Phase != PhaseCovering || sc.Pending != "" {
 		t.Fatalf("stored coverage after done = %+v", sc)
 	}
-	if h.m.Result(s.ID, "") {
+	if h.m.Result(s.ID, "", nil) {
 		t.Fatal("a second result of the same action was taken")
 	}
 	if got := h.m.Covering("sb1"); !slices.Equal(got, []string{"rec1"}) {
@@ -956,229 +956,6 @@ func coveredHarness(t *testing.T, settings config.FailoverSettings) *harness {
 	h.result(s.ID, "")
 	h.takeEvents()
 	return h
-}
-
-func TestFailbackErrors(t *testing.T) {
-	h := newHarness(t, recSite(config.FailoverSettings{WaitReady: true}), nil)
-	if _, err := h.m.Failback("rec1", "back"); err == nil || !strings.Contains(err.Error(), "not covered") {
-		t.Fatalf("Failback of an uncovered member: %v", err)
-	}
-	h.takeover(Request{Member: "rec1"})
-	s := h.expectSent("takeover>sb1")[0]
-	h.site.set("rec1", "alive")
-	if _, err := h.m.Failback("rec1", "back"); err == nil || !strings.Contains(err.Error(), "not finished") {
-		t.Fatalf("Failback while starting: %v", err)
-	}
-	h.result(s.ID, "")
-	h.site.set("rec1", "suspect")
-	if _, err := h.m.Failback("rec1", "back"); err == nil || !strings.Contains(err.Error(), "suspect") {
-		t.Fatalf("Failback of a suspect member: %v", err)
-	}
-	h.expectSent()
-	if h.phase("rec1") != PhaseCovering {
-		t.Fatalf("phase = %s", h.phase("rec1"))
-	}
-}
-
-func TestFailbackWaitReadyWithCopy(t *testing.T) {
-	h := coveredHarness(t, config.FailoverSettings{WaitReady: true, CopyMaterial: true})
-	h.advance(10 * time.Minute)
-	h.site.set("rec1", "alive")
-	out, err := h.m.Failback("rec1", "back")
-	if err != nil || out != (Outcome{Status: FailingBack, Member: "rec1", Standby: "sb1"}) {
-		t.Fatalf("Failback = %+v, %v", out, err)
-	}
-	if ev := h.expectEvents("failback_started:rec1")[0]; ev.Fields["standby"] != "sb1" || ev.Fields["reason"] != "back" {
-		t.Fatalf("failback_started fields = %v", ev.Fields)
-	}
-	resume := h.expectSent("resume>rec1")[0]
-	if resume.Args["member"] != "rec1" || resume.Args["standby"] != "sb1" || resume.Args["duties"] != "duties of rec1" {
-		t.Fatalf("resume args = %v", resume.Args)
-	}
-	c, _ := h.m.Covered("rec1")
-	if c.Phase != PhaseResuming || c.Pending != resume.ID {
-		t.Fatalf("coverage = %+v", c)
-	}
-	if sc, _ := h.stored("rec1"); sc.Phase != PhaseResuming || sc.Pending != resume.ID {
-		t.Fatalf("stored coverage = %+v", sc)
-	}
-	// Asking again while failing back sends nothing.
-	if out, err := h.m.Failback("rec1", "back"); err != nil || out.Status != FailingBack {
-		t.Fatalf("second Failback = %+v, %v", out, err)
-	}
-	h.expectSent()
-	h.expectEvents()
-
-	h.advance(time.Minute)
-	h.result(resume.ID, "")
-	evs := h.expectEvents("member_ready:rec1")
-	if evs[0].Fields["standby"] != "sb1" {
-		t.Fatalf("fields = %v", evs[0].Fields)
-	}
-	cp := h.expectSent("grant>sb1", "copy>rec1")[1]
-	want := map[string]any{
-		"member": "rec1", "from": "sb1",
-		"since": t0.Format(time.RFC3339), "until": t0.Add(11 * time.Minute).Format(time.RFC3339),
-	}
-	for k, v := range want {
-		if cp.Args[k] != v {
-			t.Errorf("copy arg %s = %v, want %v", k, cp.Args[k], v)
-		}
-	}
-	c, _ = h.m.Covered("rec1")
-	if c.Phase != PhaseCopying || c.Pending != cp.ID || !c.ReadyAt.Equal(t0.Add(11*time.Minute)) {
-		t.Fatalf("coverage = %+v", c)
-	}
-	if sc, _ := h.stored("rec1"); sc.Phase != PhaseCopying || sc.Pending != cp.ID || !sc.ReadyAt.Equal(c.ReadyAt) {
-		t.Fatalf("stored coverage = %+v", sc)
-	}
-
-	h.advance(time.Minute)
-	h.result(cp.ID, "")
-	rel := h.expectSent("release>sb1")[0]
-	if rel.Args["member"] != "rec1" || rel.Args["standby"] != "sb1" {
-		t.Fatalf("release args = %v", rel.Args)
-	}
-	if c, _ := h.m.Covered("rec1"); c.Phase != PhaseReleasing || c.Pending != rel.ID {
-		t.Fatalf("coverage = %+v", c)
-	}
-
-	h.advance(time.Minute)
-	h.result(rel.ID, "")
-	ev := h.expectEvents("failback_done:rec1")[0]
-	if ev.Fields["standby"] != "sb1" || ev.Fields["covered_s"] != (13*time.Minute).Seconds() {
-		t.Fatalf("failback_done fields = %v", ev.Fields)
-	}
-	if _, ok := h.m.Covered("rec1"); ok {
-		t.Fatal("still covered after failback")
-	}
-	if _, ok := h.stored("rec1"); ok {
-		t.Fatal("coverage still stored after failback")
-	}
-	if got := h.m.Covering("sb1"); len(got) != 0 {
-		t.Fatalf("Covering(sb1) = %v", got)
-	}
-}
-
-func TestFailbackWaitReadyWithoutCopy(t *testing.T) {
-	h := coveredHarness(t, config.FailoverSettings{WaitReady: true})
-	h.site.set("rec1", "alive")
-	h.m.Failback("rec1", "back")
-	resume := h.expectSent("resume>rec1")[0]
-	h.result(resume.ID, "")
-	h.expectEvents("failback_started:rec1", "member_ready:rec1")
-	rel := h.expectSent("release>sb1")[0]
-	if h.phase("rec1") != PhaseReleasing {
-		t.Fatalf("phase = %s", h.phase("rec1"))
-	}
-	h.result(rel.ID, "")
-	h.expectEvents("failback_done:rec1")
-}
-
-func TestFailbackWithoutWaitReady(t *testing.T) {
-	h := coveredHarness(t, config.FailoverSettings{})
-	h.site.set("rec1", "alive")
-	if out, err := h.m.Failback("rec1", "back"); err != nil || out.Status != FailingBack {
-		t.Fatalf("Failback = %+v, %v", out, err)
-	}
-	sent := h.expectSent("resume>rec1", "release>sb1")
-	c, _ := h.m.Covered("rec1")
-	if c.Phase != PhaseReleasing || c.Pending != sent[1].ID {
-		t.Fatalf("coverage = %+v", c)
-	}
-	if h.m.Result(sent[0].ID, "") {
-		t.Fatal("the resume was waited for")
-	}
-	h.result(sent[1].ID, "")
-	h.expectEvents("failback_started:rec1", "failback_done:rec1")
-
-	t.Run("with copy", func(t *testing.T) {
-		h := coveredHarness(t, config.FailoverSettings{CopyMaterial: true})
-		h.site.set("rec1", "alive")
-		h.m.Failback("rec1", "back")
-		sent := h.expectSent("resume>rec1", "grant>sb1", "copy>rec1")
-		if h.phase("rec1") != PhaseCopying {
-			t.Fatalf("phase = %s", h.phase("rec1"))
-		}
-		h.result(sent[2].ID, "")
-		h.expectSent("release>sb1")
-	})
-}
-
-func TestFailbackStepFails(t *testing.T) {
-	for _, step := range []string{"resume", "copy", "release"} {
-		t.Run(step, func(t *testing.T) {
-			h := coveredHarness(t, config.FailoverSettings{WaitReady: true, CopyMaterial: true})
-			h.site.set("rec1", "alive")
-			h.m.Failback("rec1", "back")
-			failed := h.expectSent("resume>rec1")[0]
-			if step != "resume" {
-				h.result(failed.ID, "")
-				failed = h.expectSent("grant>sb1", "copy>rec1")[1]
-			}
-			if step == "release" {
-				h.result(failed.ID, "")
-				failed = h.expectSent("release>sb1")[0]
-			}
-			h.takeEvents()
-			h.result(failed.ID, "disk full")
-			evs := h.expectEvents("failback_failed:rec1")
-			ev := evs[len(evs)-1]
-			if ev.Fields["step"] != step || ev.Fields["error"] != "disk full" || ev.Fields["standby"] != "sb1" {
-				t.Fatalf("failback_failed fields = %v", ev.Fields)
-			}
-			c, ok := h.m.Covered("rec1")
-			if !ok || c.Phase != PhaseCovering || c.Pending != "" || !c.ReadyAt.IsZero() || c.Standby != "sb1" {
-				t.Fatalf("coverage = %+v, %v", c, ok)
-			}
-			if sc, _ := h.stored("rec1"); sc.Phase != PhaseCovering || sc.Pending != "" || !sc.ReadyAt.IsZero() {
-				t.Fatalf("stored coverage = %+v", sc)
-			}
-			h.expectSent()
-			// The failback can be tried again.
-			if out, err := h.m.Failback("rec1", "retry"); err != nil || out.Status != FailingBack {
-				t.Fatalf("Failback again = %+v, %v", out, err)
-			}
-			h.expectSent("resume>rec1")
-		})
-	}
-}
-
-func TestMemberLostDuringFailback(t *testing.T) {
-	for _, phase := range []string{PhaseResuming, PhaseCopying} {
-		t.Run(phase, func(t *testing.T) {
-			h := coveredHarness(t, config.FailoverSettings{WaitReady: true, CopyMaterial: true})
-			h.site.set("rec1", "alive")
-			h.m.Failback("rec1", "back")
-			pending := h.expectSent("resume>rec1")[0]
-			if phase == PhaseCopying {
-				h.result(pending.ID, "")
-				pending = h.expectSent("grant>sb1", "copy>rec1")[1]
-			}
-			if h.phase("rec1") != phase {
-				t.Fatalf("phase = %s, want %s", h.phase("rec1"), phase)
-			}
-			h.takeEvents()
-			h.site.set("rec1", "lost")
-			h.m.MemberChanged("rec1")
-			ev := h.expectEvents("failback_failed:rec1")[0]
-			if ev.Fields["step"] != phase || !strings.Contains(ev.Fields["error"].(string), "lost") {
-				t.Fatalf("failback_failed fields = %v", ev.Fields)
-			}
-			if c, _ := h.m.Covered("rec1"); c.Phase != PhaseCovering || c.Pending != "" {
-				t.Fatalf("coverage = %+v", c)
-			}
-			if sc, _ := h.stored("rec1"); sc.Phase != PhaseCovering {
-				t.Fatalf("stored coverage = %+v", sc)
-			}
-			// The late result of the abandoned step is no longer waited for.
-			if h.m.Result(pending.ID, "") {
-				t.Fatal("late result taken")
-			}
-			h.expectSent()
-			h.expectEvents()
-		})
-	}
 }
 
 func TestGrace(t *testing.T) {

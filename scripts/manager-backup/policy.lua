@@ -96,6 +96,11 @@ local function away(m)
   return m.state == "lost" or (m.state == "closed" and closed_is_lost(m))
 end
 
+-- Whether m is running: alive, or suspect (its heartbeats are late — a loaded
+-- machine, a network blip). Suspect is informational, never a failure: a
+-- failback of a suspect member waits for it, it does not fail.
+local function here(m) return m.state == "alive" or m.state == "suspect" end
+
 local function protected(m)
   return m ~= nil and m:has_role("manager") and not m.standby and m.failover.enabled
 end
@@ -224,7 +229,7 @@ end
 
 -- Failback: after the delay, when the main is back and automatic failback is on.
 local function schedule_failback(m)
-  if not protected(m) or m.state ~= "alive" or not auto_failback(m) then return end
+  if not protected(m) or not here(m) or not auto_failback(m) then return end
   local c = us.covered(m)
   if c ~= nil then
     if c.phase ~= "starting" and c.phase ~= "covering" then return end
@@ -267,7 +272,7 @@ end)
 
 us.on("timer:failback", function(t)
   local m = us.member(t.member)
-  if m == nil or m.state ~= "alive" then return end -- lost again meanwhile
+  if m == nil or not here(m) then return end -- lost again meanwhile
   fail_back(m, "automatic failback")
 end)
 
@@ -344,7 +349,7 @@ end)
 
 us.on("command:failback", function(c)
   local m = us.member(c.member or "")
-  if m == nil or m.state ~= "alive" then return us.log.error("failback: the member is not back", { member = c.member }) end
+  if m == nil or not here(m) then return us.log.error("failback: the member is not back", { member = c.member }) end
   us.cancel("failback", { member = m.id })
   fail_back(m, "operator")
 end)

@@ -17,6 +17,18 @@
 --   mode (auto|manual) and confirm_after.
 local us = require "understudy"
 
+-- Whether m is running: alive, or suspect (its heartbeats are late — a loaded
+-- machine, a network blip). Suspect is informational, never a failure: a
+-- failback of a suspect member waits for it, it does not fail.
+local function here(m) return m.state == "alive" or m.state == "suspect" end
+
+-- Whether m is away for good: lost, closed when that counts as lost, or
+-- broken when that does.
+local function away(m)
+  return m.state == "lost" or (m.state == "closed" and m.failover.closed_is_lost)
+    or (m.state == "broken" and m.failover.broken_is_lost)
+end
+
 local function protected(m)
   return m ~= nil and not m.standby and m.failover.enabled and m:has_role("recorder")
 end
@@ -64,7 +76,7 @@ end)
 
 us.on("timer:failover", function(t)
   local m = us.member(t.member)
-  if protected(m) and m.state ~= "alive" then take_over(m, t.why .. " for longer than the failover delay") end
+  if protected(m) and away(m) then take_over(m, t.why .. " for longer than the failover delay") end
 end)
 
 -- Back: no delayed failover any more; give the duties back after the delay.
@@ -83,18 +95,18 @@ end)
 
 -- After a restart of the coordinator a covered recorder may already be back.
 us.on("member_seen", function(ev)
-  if ev.member.state == "alive" and not pending("failback", ev.member.id) then schedule_failback(ev.member) end
+  if here(ev.member) and not pending("failback", ev.member.id) then schedule_failback(ev.member) end
 end)
 
 -- The takeover finished while the recorder was already back.
 us.on("takeover_done", function(ev)
-  if ev.member.state == "alive" then schedule_failback(ev.member) end
+  if here(ev.member) then schedule_failback(ev.member) end
 end)
 
 us.on("timer:failback", function(t)
   local m = us.member(t.member)
   local c = us.covered(t.member)
-  if m == nil or c == nil or m.state ~= "alive" or c.phase ~= "covering" then return end
+  if m == nil or c == nil or not here(m) or c.phase ~= "covering" then return end
   us.failback(m)
 end)
 

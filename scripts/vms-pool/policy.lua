@@ -73,6 +73,11 @@
 -- answered by the runtime.
 local us = require "understudy"
 
+-- Whether m is running: alive, or suspect (its heartbeats are late — a loaded
+-- machine, a network blip). Suspect is informational, never a failure: a
+-- failback of a suspect member waits for it, it does not fail.
+local function here(m) return m.state == "alive" or m.state == "suspect" end
+
 local function protected(m)
   return m ~= nil and not m.standby and m.pool ~= "" and m.failover.enabled
     and (m:has_role("recorder") or m:has_role("server"))
@@ -143,25 +148,25 @@ us.on("member_restored", function(ev)
   local m = ev.member
   us.cancel("failover", { member = m.id })
   if m.state == "broken" then return broken(m) end -- back, but its disks are still gone
-  if m.state == "alive" then schedule_failback(m) end
+  if here(m) then schedule_failback(m) end
 end)
 
 -- After a restart of the coordinator a covered server may already be back.
 us.on("member_seen", function(ev)
   local m = ev.member
   if m.state == "broken" then return broken(m) end
-  if m.state == "alive" and not pending("failback", m.id) then schedule_failback(m) end
+  if here(m) and not pending("failback", m.id) then schedule_failback(m) end
 end)
 
 -- The takeover finished while the server was already back.
 us.on("takeover_done", function(ev)
-  if ev.member.state == "alive" and not pending("failback", ev.member.id) then schedule_failback(ev.member) end
+  if here(ev.member) and not pending("failback", ev.member.id) then schedule_failback(ev.member) end
 end)
 
 us.on("timer:failback", function(t)
   local m = us.member(t.member)
   local c = us.covered(t.member)
-  if m == nil or c == nil or m.state ~= "alive" then return end
+  if m == nil or c == nil or not here(m) then return end
   if c.phase == "starting" then return end -- takeover_done schedules it again
   if c.phase == "covering" then us.failback(m, { reason = "automatic failback" }) end
 end)
@@ -209,7 +214,7 @@ us.on("command:failback", function(c)
   local m = us.member(c.member or "")
   local cov = m and us.covered(m)
   if cov == nil then return us.log.error("failback: the member is not covered", { member = c.member }) end
-  if m.state ~= "alive" then return us.log.error("failback: the member is not back", { member = m.id, state = m.state }) end
+  if not here(m) then return us.log.error("failback: the member is not back", { member = m.id, state = m.state }) end
   if cov.phase == "starting" then return us.log.error("failback: the takeover has not finished yet", { member = m.id }) end
   us.cancel("failback", { member = m.id })
   us.failback(m, { reason = "operator" })
