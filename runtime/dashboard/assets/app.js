@@ -289,9 +289,13 @@
     show(take, !m.standby && !c);
     const back = $('[data-action="failback"]', row);
     show(back, !!c);
-    const ready = c && c.phase === 'covering' && m.state === 'alive';
+    // Back (alive, or suspect: late heartbeats; the failback waits for it),
+    // or a copy back that waits to be tried again.
+    const here = m.state === 'alive' || m.state === 'suspect';
+    const ready = c && ((c.phase === 'covering' && here) || (c.phase === 'copying' && here));
     back.disabled = !ready;
-    back.title = ready ? '' : (m.state !== 'alive' ? m.id + ' is not back' : 'the coverage is ' + (c ? c.phase : 'not there'));
+    back.title = ready ? (c.phase === 'copying' ? 'try the copy back again now' : '') :
+      (!here ? m.id + ' is not back' : 'the coverage is ' + (c ? c.phase : 'not there'));
   }
 
   function renderBroken() {
@@ -503,6 +507,8 @@
     failback_started: (m) => 'failback of ' + m + ' started',
     failback_done: (m, f) => m + ' failed back' + (f.standby ? ': ' + f.standby + ' let go' : ''),
     failback_failed: (m) => 'failback of ' + m + ' did not finish',
+    failback_paused: (m, f) => 'failback of ' + m + ' waits: it is suspect (' + (f.step || '') + ' waits)',
+    member_alive: (m) => m + ' is heard again',
     grace_expired: (m, f) => 'grace period of ' + m + ' on ' + f.standby + ' expired',
     mode_changed: (m, f) => 'mode ' + f.mode + (f.by ? ' (by ' + f.by + ')' : ''),
     copy_done: (m, f) => 'material copied to ' + m + (f.from ? ' from ' + f.from : ''),
