@@ -252,7 +252,7 @@ local function fail_back(m, reason)
     end
     return
   end
-  if c.phase ~= "covering" then return end -- not taken over yet, or failing back already
+  if c.phase ~= "covering" and c.phase ~= "copying" then return end -- not taken over yet, or failing back (a copy back that waits is tried again)
   us.log.info("failing back", { member = m.id, standby = c.standby })
   us.failback(m, { reason = reason })
   if not m.failover.wait_ready then route_outputs(m, m) end
