@@ -29,6 +29,9 @@ func TestDashboardFailbackInTheBrowser(t *testing.T) {
 	browser := chromiumPath(t)
 	site, _, sw := localSite(t, "dash")
 	noAutoFailback(t, site)
+	// The backup takes a moment to let go, as a real one does: the page's
+	// commands must not race a failback that is still releasing.
+	slowRelease(t, site, "0.5")
 	backup := runIn(t, nil, site, "backup")
 	main := runIn(t, nil, site, "main")
 	api := apiAddress(t, backup)
@@ -135,14 +138,29 @@ func TestDashboardFailbackInTheBrowser(t *testing.T) {
 			chromedp.Click(chromedp.CSS(`#confirm-ok`)),
 			chromedp.WaitNotPresent(chromedp.CSS(`#confirm-dialog[open]`)))
 	}
+	// The projectors go back to main as soon as it is ready, before the
+	// backup has let go: a command given then finds main still covered.
+	// Each step waits until the failback is over, as an operator would see
+	// on the page.
+	uncovered := func(what string) {
+		t.Helper()
+		page.do(what,
+			chromedp.WaitVisible(chromedp.CSS(mainRow+`[data-state="alive"][data-covered-by=""]`)),
+			chromedp.WaitNotPresent(chromedp.CSS(`#coverage li[data-covered="main"]`)))
+	}
+	uncovered("main is no longer covered after the drill")
 	confirmed("take over main", `[data-action="takeover"][data-member="main"]`)
 	sw.expectRoutes(t, 20*time.Second, [2]int{1, 3}, [2]int{2, 4})
+	page.do("main is covered", chromedp.WaitVisible(chromedp.CSS(mainRow+`[data-phase="covering"]`)))
 	confirmed("fail back main", failback)
 	sw.expectRoutes(t, 20*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	uncovered("main is no longer covered after the failback")
 	confirmed("take over all on backup", `#takeover-all-form [data-action="takeover_all"]`)
 	sw.expectRoutes(t, 20*time.Second, [2]int{1, 3}, [2]int{2, 4})
+	page.do("main is covered again", chromedp.WaitVisible(chromedp.CSS(mainRow+`[data-phase="covering"]`)))
 	confirmed("fail back main", failback)
 	sw.expectRoutes(t, 20*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	uncovered("main is no longer covered after the second failback")
 	confirmed("mode manual", `#mode-box [data-action="mode"][data-mode="manual"]`)
 	page.do("the page shows mode manual", chromedp.WaitVisible(chromedp.CSS(`#mode-box[data-mode="manual"]`)))
 	page.do("a real drill in manual mode",
@@ -153,6 +171,7 @@ func TestDashboardFailbackInTheBrowser(t *testing.T) {
 	sw.expectRoutes(t, 20*time.Second, [2]int{1, 3}, [2]int{2, 4})
 	confirmed("end the drill", endDrill)
 	sw.expectRoutes(t, 20*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	uncovered("main is no longer covered after the second drill")
 	confirmed("mode auto", `#mode-box [data-action="mode"][data-mode="auto"]`)
 	page.do("the page shows mode auto and every command's result",
 		chromedp.WaitVisible(chromedp.CSS(`#mode-box[data-mode="auto"]`)),
@@ -186,6 +205,23 @@ func noAutoFailback(t *testing.T, site string) {
 		t.Fatal(err)
 	}
 	const from, to = "settings: {failback_delay: 1s}", "settings: {failback_delay: 1s, auto_failback: false}"
+	if !bytes.Contains(data, []byte(from)) {
+		t.Fatalf("site.yaml has no %q to change:\n%s", from, data)
+	}
+	if err := os.WriteFile(site, bytes.Replace(data, []byte(from), []byte(to), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// slowRelease gives the backup a release hook that takes seconds.
+func slowRelease(t *testing.T, site, seconds string) {
+	t.Helper()
+	data, err := os.ReadFile(site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const from = "    duties: {switcher: router, inputs: [3, 4]}\n"
+	to := from + `    hooks: {release: [{exec: [/bin/sleep, "` + seconds + `"]}]}` + "\n"
 	if !bytes.Contains(data, []byte(from)) {
 		t.Fatalf("site.yaml has no %q to change:\n%s", from, data)
 	}
