@@ -1,6 +1,9 @@
 # The whole setup on a fresh machine is `make run` (the demo) and `make test`.
 GO ?= go
 BIN := bin/understudy
+# A pipeline fails when any part does (make test pipes go test into testlines).
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 .PHONY: build run test bench lint deps
 
@@ -15,8 +18,11 @@ run: build
 deps:
 	bash .ci/deps
 
+# A line per test that takes a second or more, is skipped or fails (with its
+# output), and per package: tools/testlines reads go test -json.
 test: deps lint
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) build -o bin/testlines ./tools/testlines
+	$(GO) test -race -count=1 -timeout 20m -json ./... | bin/testlines
 
 # The performance figures (README "Performance"): installs mosquitto and rsync
 # when missing, measures each figure beside its reference, prints the table and
