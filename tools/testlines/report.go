@@ -138,4 +138,3 @@ func (r *report) result() error {
 	}
 	return nil
 }
-
