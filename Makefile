@@ -32,7 +32,16 @@ bench:
 	bash .ci/deps bench
 	$(GO) run ./bench $(BENCHFLAGS)
 
+# The platforms understudy builds for besides this one (README "Platforms"):
+# lint builds the binary and vets every package, tests included, for each.
+CROSS := windows/amd64 darwin/arm64 linux/arm64
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@for p in $(CROSS); do \
+		echo "GOOS=$${p%/*} GOARCH=$${p#*/} go build ./cmd/understudy && go vet ./..."; \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -o /dev/null ./cmd/understudy || exit 1; \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./... || exit 1; \
+	done

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures understudy's figures — crash detection, end-to-end
 // failover, Lua dispatch, simulation speed, footprint — each beside a
 // reference measured in the same run, prints the table, and writes the

@@ -1,7 +1,10 @@
+//go:build linux
+
 // Package proc starts the processes a benchmark measures, outside the
 // testing package: each in a process group of its own with its output kept
 // (the last few MiB), killed with its group and waited for by Kill. It is
-// the non-test counterpart of fixtures/testhost's Process.
+// the non-test counterpart of fixtures/testhost's Process. Like make bench,
+// it is Linux only (it reads /proc).
 package proc
 
 import (

@@ -234,7 +234,7 @@ Fail the main and watch the backup take over:
   r  Enter   bring the main back (restart it, or continue it); failback follows after %v
   s  Enter   show the switcher's routing
   q  Enter   quit (or Ctrl-C)
-or, from another terminal:  kill -9 %d
+or, from another terminal:  `+demoKillHint+`
 
 `, url, simAddr, main.cmd.Process.Pid, backup.cmd.Process.Pid, d.dir, d.failback, main.cmd.Process.Pid)
 }
@@ -253,7 +253,7 @@ func (d *demo) start(id string) error {
 	}
 	cmd := exec.Command(d.exe, "run", "-c", filepath.Join(d.dir, "site.yaml"), "--member", id)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = demoProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return fmt.Errorf("start %s: %w", id, err)
@@ -297,22 +297,25 @@ func (d *demo) command(line string) (quit bool) {
 		}
 		d.fault()
 		d.say("demo", "kill -9 %d (main)", main.cmd.Process.Pid)
-		_ = main.cmd.Process.Signal(syscall.SIGKILL)
+		_ = main.cmd.Process.Kill()
 	case "p":
 		if !running || main.paused {
 			d.say("demo", "the main is not running, or already paused")
 			return
 		}
+		if err := pauseProcess(main.cmd.Process); err != nil {
+			d.say("demo", "pause: %v", err)
+			return
+		}
 		d.fault()
 		main.paused = true
 		d.say("demo", "kill -STOP %d (main): it stays connected but says nothing", main.cmd.Process.Pid)
-		_ = main.cmd.Process.Signal(syscall.SIGSTOP)
 	case "r":
 		switch {
 		case running && main.paused:
 			main.paused = false
 			d.say("demo", "kill -CONT %d (main)", main.cmd.Process.Pid)
-			_ = main.cmd.Process.Signal(syscall.SIGCONT)
+			_ = resumeProcess(main.cmd.Process)
 		case running:
 			d.say("demo", "the main is running")
 		default:
@@ -479,7 +482,7 @@ func (d *demo) printLines(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
-// stopAll ends the members gracefully (SIGTERM), then forcefully.
+// stopAll ends the members gracefully (stopProcess), then forcefully.
 func (d *demo) stopAll() {
 	d.mu.Lock()
 	procs := make([]*demoProc, 0, len(d.procs))
@@ -489,15 +492,15 @@ func (d *demo) stopAll() {
 	d.mu.Unlock()
 	for _, p := range procs {
 		if p.paused {
-			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+			_ = resumeProcess(p.cmd.Process)
 		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = stopProcess(p.cmd.Process)
 	}
 	for _, p := range procs {
 		select {
 		case <-p.done:
 		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			_ = killProcessGroup(p.cmd.Process)
 			<-p.done
 		}
 	}

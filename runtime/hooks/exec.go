@@ -4,21 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"reflect"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
 )
 
 const (
-	// execPath is the whole PATH a hook program gets.
-	execPath = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
-
 	// envPrefix prefixes the data keys passed in the environment.
 	envPrefix = "UNDERSTUDY_"
 
@@ -57,6 +52,9 @@ func runExec(stepCtx, ctx context.Context, s Step, data map[string]any, sr *Step
 		argv[i+1] = v
 	}
 	sr.What = describeExec(argv)
+	if err := checkRunnable(argv[0]); err != nil {
+		return err
+	}
 
 	out := &tailBuffer{limit: maxExecOutput}
 	cmd := exec.CommandContext(stepCtx, argv[0], argv[1:]...)
@@ -75,16 +73,7 @@ func runExec(stepCtx, ctx context.Context, s Step, data map[string]any, sr *Step
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = out
 	cmd.Stderr = out
-	// The program leads a new process group; on timeout or cancellation the
-	// whole group is killed so that its children do not linger.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
-			return os.ErrProcessDone
-		}
-		return err
-	}
+	killTreeOnCancel(cmd)
 	cmd.WaitDelay = execWaitDelay
 
 	if err := cmd.Start(); err != nil {
@@ -107,7 +96,7 @@ func runExec(stepCtx, ctx context.Context, s Step, data map[string]any, sr *Step
 		return nil
 	}
 	if why, cause := interrupted(stepCtx, ctx, s.timeout()); cause != nil {
-		return fmt.Errorf("%s; killed: %w", why, cause)
+		return fmt.Errorf("%s; %s: %w", why, killedNote(), cause)
 	}
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
@@ -123,12 +112,12 @@ func runExec(stepCtx, ctx context.Context, s Step, data map[string]any, sr *Step
 	return fmt.Errorf("running %s: %w", argv[0], err)
 }
 
-// execEnv builds a hook program's environment: PATH, and each top-level
-// scalar data value (string, bool or number) as UNDERSTUDY_<KEY>, the key
-// upper-cased with anything but letters, digits and '_' made '_'. Values
-// with NUL bytes or over maxEnvValue bytes are left out.
+// execEnv builds a hook program's environment: PATH (execPathEnv), and each
+// top-level scalar data value (string, bool or number) as UNDERSTUDY_<KEY>,
+// the key upper-cased with anything but letters, digits and '_' made '_'.
+// Values with NUL bytes or over maxEnvValue bytes are left out.
 func execEnv(data map[string]any) []string {
-	env := []string{execPath}
+	env := []string{execPathEnv()}
 	seen := map[string]bool{}
 	for _, k := range sortedKeys(data) {
 		val, ok := scalarString(data[k])

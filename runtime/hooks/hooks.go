@@ -7,13 +7,15 @@
 //
 //   - exec: run an allow-listed program, given by absolute path, with
 //     arguments. There is never a shell: each argument reaches the program as
-//     one literal string, whatever it contains. The program runs in its own
-//     process group, which is killed as a whole on timeout or cancellation.
+//     one literal string, whatever it contains. On unix the program runs in
+//     its own process group, which is killed as a whole on timeout or
+//     cancellation; on Windows only the program itself is killed for now, and
+//     the step's error says so.
 //   - http: make one HTTP request and check the status code.
 //   - write: write a file (typically the duty's configuration bundle) into
 //     place atomically: a temporary file in the same directory, fsync, rename,
-//     fsync of the directory. A reader sees the old file or the new one, never
-//     a part of either.
+//     fsync of the directory (not on Windows, which cannot sync a directory).
+//     A reader sees the old file or the new one, never a part of either.
 //
 // Arguments, URLs, headers, bodies, paths and contents are text/template
 // templates expanded with the command's data (for example {"member": "rec-2",
@@ -35,7 +37,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -296,12 +297,13 @@ func checkWritePath(p string) error {
 	if !filepath.IsAbs(p) {
 		return fmt.Errorf("%q is not an absolute path", p)
 	}
-	for _, elem := range strings.Split(p, "/") {
+	slashed := filepath.ToSlash(p) // on Windows a backslash separates too
+	for _, elem := range strings.Split(slashed, "/") {
 		if elem == ".." {
 			return fmt.Errorf("%q contains a \"..\" element", p)
 		}
 	}
-	if strings.HasSuffix(p, "/") {
+	if strings.HasSuffix(slashed, "/") {
 		return fmt.Errorf("%q names a directory, not a file", p)
 	}
 	return nil
@@ -309,8 +311,9 @@ func checkWritePath(p string) error {
 
 // Check verifies what can only be checked on the machine that runs the step:
 // an exec program exists, is a regular file (symbolic links are followed) and
-// is executable. It reports Validate's error first if the step is invalid.
-// http and write steps have nothing more to check.
+// is executable (on Windows: a .exe or .com file; see windowsProgramError).
+// It reports Validate's error first if the step is invalid. http and write
+// steps have nothing more to check.
 func (s Step) Check() error {
 	if err := s.Validate(); err != nil {
 		return err
@@ -329,14 +332,8 @@ func (s Step) Check() error {
 		return fmt.Errorf("exec: program %s is a directory, not a program", prog)
 	case !fi.Mode().IsRegular():
 		return fmt.Errorf("exec: program %s is not a regular file (%v)", prog, fi.Mode().Type())
-	case fi.Mode().Perm()&0o111 == 0:
-		return fmt.Errorf("exec: program %s is not executable (mode %04o; chmod +x it)", prog, fi.Mode().Perm())
 	}
-	const xOK = 1 // access(2) X_OK
-	if err := syscall.Access(prog, xOK); err != nil {
-		return fmt.Errorf("exec: program %s is not executable by this user: %w", prog, err)
-	}
-	return nil
+	return checkExecutable(prog, fi)
 }
 
 // StepResult is what happened when one step ran.

@@ -13,7 +13,7 @@ const writeChunk = 256 << 10
 
 // runWrite runs a write step: the content goes to a temporary file (".<name>.*.tmp")
 // in the target's directory, which is synced, given its mode and renamed over
-// the target; then the directory is synced. The parent directory is never
+// the target; then the directory is synced (syncDir). The parent directory is never
 // created. On failure the temporary file is removed and the target is left as
 // it was.
 //
@@ -100,16 +100,4 @@ func runWrite(stepCtx, ctx context.Context, s Step, data map[string]any, sr *Ste
 		return fmt.Errorf("%s is in place but its directory could not be synced, so it may not survive a power cut: %w", path, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close()
-		return err
-	}
-	return d.Close()
 }

@@ -899,18 +899,6 @@ func mkdirSynced(root, dir string) error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	return nil
-}
-
 // renameCheck renames unless newpath exists, checked right before.
 func renameCheck(oldpath, newpath string) error {
 	if _, err := os.Lstat(newpath); err == nil {
