@@ -146,16 +146,18 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s %s%s\n", r.Type, r.Member, r.Summary())
 		}
 	}
+	by := ""
+	if reply.Forwarded != "" {
+		by = " by the coordinator " + reply.Forwarded
+	}
 	switch {
-	case reply.Forwarded != "":
-		fmt.Fprintf(stdout, "%s: passed to the coordinator %s\n", verb, reply.Forwarded)
 	case !reply.OK:
-		fmt.Fprintf(stderr, "understudy %s: refused: %s\n", verb, reply.Error)
+		fmt.Fprintf(stderr, "understudy %s: refused%s: %s\n", verb, by, reply.Error)
 		return 1
 	case len(reply.Records) <= 1:
-		fmt.Fprintf(stdout, "%s: accepted; the policy did nothing with it\n", verb)
+		fmt.Fprintf(stdout, "%s: accepted%s; the policy did nothing with it\n", verb, by)
 	default:
-		fmt.Fprintf(stdout, "%s: done\n", verb)
+		fmt.Fprintf(stdout, "%s: done%s\n", verb, by)
 	}
 	return 0
 }

@@ -88,10 +88,11 @@ type Instance struct {
 	copying     chan struct{}          // holds a token while a material copy runs
 	journal     *journal.Writer        // the coordinator's event journal, else nil
 	metrics     *metrics
-	feed        *recordFeed   // recent records, for the dashboard
-	token       string        // the API token commands need
-	busCommands chan struct{} // bounds the bus commands carried out at once
-	busTLS      *tls.Config   // from bus.tls, read at start
+	feed        *recordFeed    // recent records, for the dashboard
+	token       string         // the API token commands need
+	busCommands chan struct{}  // bounds the bus commands carried out at once
+	replies     pendingReplies // commands passed to the coordinator, waiting for its answer
+	busTLS      *tls.Config    // from bus.tls, read at start
 	tokenPath   string
 
 	mu     sync.Mutex // guards what the status API reads
@@ -583,26 +584,9 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 			}
 			inst.engine.CopyProgress(p)
 		})
-		c.Subscribe(topics.AllControl(), 1, func(m bus.Message) {
-			verb, _ := topics.VerbOf(m.Topic)
-			if m.Retained {
-				return // a command is for now, not for whoever connects later
-			}
-			fields, err := bus.DecodeControl(verb, m.Payload)
-			if err != nil {
-				inst.drops.Drop(m.Topic, m.Topic, len(m.Payload), err)
-				return
-			}
-			select {
-			case inst.busCommands <- struct{}{}:
-				go func() {
-					defer func() { <-inst.busCommands }()
-					inst.commandFromBus(verb, fields)
-				}()
-			default:
-				inst.log.Warn("too many operator commands at once over the bus: dropped", "verb", verb)
-			}
-		})
+		c.Subscribe(topics.AllControl(), 1, inst.controlFromBus)
+	} else {
+		c.Subscribe(inst.replyTopics(), 1, inst.replyFromBus)
 	}
 	inst.bus.Store(c)
 	c.Connect()
