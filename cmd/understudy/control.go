@@ -225,6 +225,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "site %s, seen from %s (coordinator: %v), bus %s connected %v\n", st.Site, st.Self, st.Coordinator, st.Bus.URL, st.Bus.Connected)
+	if st.Health != "" && st.Health != "ok" {
+		fmt.Fprintf(stdout, "NOT WORKING: %s\n", st.Health)
+	}
 	for _, m := range st.Members {
 		extra := ""
 		if m.Standby {
