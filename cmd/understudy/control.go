@@ -86,7 +86,7 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		"drill":    "understudy drill [flags] [--real] [--fault lost|broken] [--revert 5m] MEMBER | --end MEMBER",
 	}
 	fs.Usage = func() { fmt.Fprintln(stderr, "usage:", usage[verb]); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
 	fields := map[string]any{}
@@ -196,7 +196,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	var a apiFlags
 	a.register(fs)
 	asJSON := fs.Bool("json", false, "print the whole status as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
 	base, _, err := a.client()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -209,4 +210,53 @@ func decodeReply(t *testing.T, raw []byte) map[string]any {
 		t.Fatalf("reply %q: %v", raw, err)
 	}
 	return reply
+}
+
+// Every command takes its flags before or after its arguments, and -- ends
+// the flags.
+func TestCLIFlagsGoBeforeOrAfterTheArguments(t *testing.T) {
+	site, _, sw := localSite(t, "flags")
+	backup := runIn(t, nil, site, "backup")
+	runIn(t, nil, site, "main")
+	backup.wait(20*time.Second, "msg", "member alive", "member", "main")
+	backup.wait(20*time.Second, "msg", "driver connected")
+	cli := func(want int, args ...string) string {
+		t.Helper()
+		var out, errs bytes.Buffer
+		if code := run(args, &out, &errs); code != want {
+			t.Fatalf("understudy %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, want, out.String(), errs.String())
+		}
+		return out.String() + errs.String()
+	}
+	expect := func(out, want string) {
+		t.Helper()
+		if !strings.Contains(out, want) {
+			t.Fatalf("output does not say %q:\n%s", want, out)
+		}
+	}
+	expect(cli(0, "mode", "manual", "-c", site, "--member", "backup"), "mode_changed")
+	expect(cli(0, "mode", "-c", site, "--member", "backup", "auto"), "mode_changed")
+	expect(cli(0, "takeover", "main", "-c", site, "--standby", "backup", "--member", "backup"), "takeover_started main (standby: backup")
+	sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
+	waitCovering(t, cliOf(t, site, "backup"))
+	expect(cli(0, "failback", "-c", site, "main", "--member", "backup"), "failback_started main")
+	sw.expectRoutes(t, 10*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	expect(cli(0, "status", "--member", "backup", "-c", site), "site flags, seen from backup")
+	expect(cli(0, "dashboard", "--member", "backup", "-c", site), "/dashboard/#token=")
+	expect(cli(0, "drill", "--fault", "broken", "main", "-c", site, "--member", "backup"), "DRY-RUN DRILL: main broken")
+	expect(cli(1, "confirm", "p99", "-c", site, "--member", "backup"), `no proposal "p99"`)
+	// After --, "-c" is an argument: a member of that name, which there is not.
+	expect(cli(1, "takeover", "-c", site, "--member", "backup", "--", "-c"), `no member "-c"`)
+	// Commands that take only flags say so when given an argument.
+	expect(cli(2, "check", site), "unexpected argument")
+	expect(cli(2, "run", "-c", site, "main"), "unexpected argument")
+	expect(cli(0, "check", "-c", site), "ok — site flags")
+
+	scenario := "../../scripts/manager-backup/scenarios/main-crashes.yaml"
+	wall := regexp.MustCompile(`site time in .*`) // the wall time it took differs
+	before := wall.ReplaceAllString(cli(0, "simulate", "-q", scenario), "")
+	if after := wall.ReplaceAllString(cli(0, "simulate", scenario, "-q"), ""); after != before || strings.Contains(after, "member_lost") {
+		t.Fatalf("simulate with -q after the scenario:\n%s\nbefore it:\n%s", after, before)
+	}
+	expect(cli(0, "test", "../../scripts/manager-backup", "-v"), "member_lost main")
 }
