@@ -44,7 +44,7 @@ func (e *Engine) checkCommand(verb string, fields map[string]any) error {
 		if m.Standby {
 			return fmt.Errorf("takeover: %s is a standby: a standby covers others and is never covered itself", m.ID)
 		}
-		if fields["standby"] != nil {
+		if v := fields["standby"]; v != nil && v != "" { // none named: the policy picks
 			if _, err := e.standbyField(verb, fields); err != nil {
 				return err
 			}
