@@ -85,7 +85,7 @@ us.on("command:flash", function(c) us.run("s", "flash", { n = c.n }) end)
 }
 
 // A takeover and a failback that can be carried out reach the policy, which
-// carries them out.
+// carries them out; a second failback finds nothing to give back.
 func TestGoodTakeoverAndFailbackCommandsReachThePolicy(t *testing.T) {
 	h, _ := newPoolSite(t, `local us = require "understudy"
 us.on("command:takeover", function(c) us.takeover(c.member, c.standby, { reason = "operator", confirmed = true }) end)
@@ -103,7 +103,15 @@ us.on("command:failback", function(c) us.failback(c.member, { reason = "operator
 	if errs := records(h, "policy_error"); len(errs) > 0 {
 		t.Fatalf("policy errors: %+v", errs)
 	}
-	if len(records(h, "takeover_done")) != 1 || len(records(h, "failback_started")) != 1 {
+	if len(records(h, "takeover_done")) != 1 || len(records(h, "failback_done")) != 1 {
 		t.Fatalf("records: %+v", h.Records())
+	}
+	h.Command("failback", map[string]any{"member": "a"})
+	cmds := records(h, "command")
+	if got, _ := cmds[len(cmds)-1].Fields["error"].(string); !strings.Contains(got, "a is not covered by any standby") {
+		t.Fatalf("second failback: refusal %q", got)
+	}
+	if errs := records(h, "policy_error"); len(errs) > 0 {
+		t.Fatalf("the policy saw the second failback: %+v", errs)
 	}
 }
