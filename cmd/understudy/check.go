@@ -23,7 +23,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	sitePath := fs.String("c", "site.yaml", "the site file")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "understudy check: unexpected argument %q: name the site with -c site.yaml\n", fs.Arg(0))
 		return 2
 	}
 	site, err := config.Load(*sitePath)

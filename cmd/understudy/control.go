@@ -86,7 +86,7 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		"drill":    "understudy drill [flags] [--real] [--fault lost|broken] [--revert 5m] MEMBER | --end MEMBER",
 	}
 	fs.Usage = func() { fmt.Fprintln(stderr, "usage:", usage[verb]); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
 	fields := map[string]any{}
@@ -146,16 +146,18 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s %s%s\n", r.Type, r.Member, r.Summary())
 		}
 	}
+	by := ""
+	if reply.Forwarded != "" {
+		by = " by the coordinator " + reply.Forwarded
+	}
 	switch {
-	case reply.Forwarded != "":
-		fmt.Fprintf(stdout, "%s: passed to the coordinator %s\n", verb, reply.Forwarded)
 	case !reply.OK:
-		fmt.Fprintf(stderr, "understudy %s: refused: %s\n", verb, reply.Error)
+		fmt.Fprintf(stderr, "understudy %s: refused%s: %s\n", verb, by, reply.Error)
 		return 1
 	case len(reply.Records) <= 1:
-		fmt.Fprintf(stdout, "%s: accepted; the policy did nothing with it\n", verb)
+		fmt.Fprintf(stdout, "%s: accepted%s; the policy did nothing with it\n", verb, by)
 	default:
-		fmt.Fprintf(stdout, "%s: done\n", verb)
+		fmt.Fprintf(stdout, "%s: done%s\n", verb, by)
 	}
 	return 0
 }
@@ -194,7 +196,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	var a apiFlags
 	a.register(fs)
 	asJSON := fs.Bool("json", false, "print the whole status as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
 	base, _, err := a.client()
@@ -223,6 +225,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "site %s, seen from %s (coordinator: %v), bus %s connected %v\n", st.Site, st.Self, st.Coordinator, st.Bus.URL, st.Bus.Connected)
+	if st.Health != "" && st.Health != "ok" {
+		fmt.Fprintf(stdout, "NOT WORKING: %s\n", st.Health)
+	}
 	for _, a := range st.Alarms {
 		fmt.Fprintf(stdout, "%s %s since %s: %s\n", strings.ToUpper(a.Severity), a.Kind, a.Since.Format(time.DateTime), a.Message)
 	}

@@ -20,7 +20,7 @@ func cmdDashboard(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: understudy dashboard [flags]\n\nPrints the address of the operator's dashboard of this machine's instance,\nwith the token that unlocks its actions. Open it in a browser.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 {

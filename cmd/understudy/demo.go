@@ -91,7 +91,11 @@ func cmdDemo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	failback := fs.Duration("failback-delay", 5*time.Second, "how long the backup waits after the main is restored before failing back")
 	dir := fs.String("dir", "", "where to write the demo site (default: a temporary folder, removed at the end)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "understudy demo: unexpected argument %q: demo takes only flags (understudy demo -h)\n", fs.Arg(0))
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -349,7 +353,6 @@ func (d *demo) fault() {
 func (d *demo) narrate(r engine.Record) {
 	f := r.Fields
 	str := func(k string) string { s, _ := f[k].(string); return s }
-	num := func(k string) int { n, _ := f[k].(float64); return int(n) }
 	say := func(who, format string, args ...any) { d.sayAt(r.At, who, format, args...) }
 	switch r.Type {
 	case "member_suspect":
@@ -374,10 +377,11 @@ func (d *demo) narrate(r engine.Record) {
 	case "driver_disconnected":
 		say("backup", "lost the videohub: %s", str("error"))
 	case "action_started":
+		// A switcher route or a hook an instance runs: the record says which.
 		cause, _, _ := strings.Cut(str("cause"), " at ")
-		say("policy", "route output %d ← input %d (on %s)", num("output"), num("input"), cause)
+		say("policy", "%s (on %s)", r.Action(), cause)
 	case "action_failed":
-		say("policy", "route output %d ← input %d FAILED: %s", num("output"), num("input"), str("error"))
+		say("policy", "%s FAILED: %s", r.Action(), str("error"))
 	case "policy_error":
 		say("policy", "ERROR: %s", str("error"))
 	case "policy_loaded":

@@ -283,6 +283,23 @@ func TestRunRefusesABrokenPolicy(t *testing.T) {
 	}
 }
 
+// A member that could never find the bus (no bus.url, mDNS off, the broker
+// embedded on another member) is refused at once, saying why, instead of
+// waiting silently for ever.
+func TestRunRefusesAMemberThatCouldNeverFindTheBus(t *testing.T) {
+	site := writeSite(t, siteParams{Name: "nobus", Router: "127.0.0.1:9990"})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "run", "-c", site, "--member", "main").CombinedOutput()
+	var exit *exec.ExitError
+	if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("run of a member that cannot find the bus: %v (%v), want exit 1 at once\n%s", err, ctx.Err(), out)
+	}
+	if !strings.Contains(string(out), "no way to the bus: site.yaml has no bus.url and mdns is false, so only backup (bus.broker_on)") {
+		t.Fatalf("run said:\n%s", out)
+	}
+}
+
 func TestVersionAndUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "understudy ") {

@@ -43,7 +43,9 @@ Usage:
   understudy demo                               a whole simulated site on this machine
   understudy version                            print the version
 
-Run "understudy COMMAND -h" for the options of a command.
+Flags may come before or after a command's arguments (understudy mode manual
+-c site.yaml); -- ends them. Run "understudy COMMAND -h" for the options of a
+command.
 `
 
 func main() {
@@ -131,7 +133,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 	stateDir := fs.String("state", "", "folder of this instance's state file (default: $STATE_DIRECTORY, else site.yaml's state_dir)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` when it stops on SIGTERM or Ctrl-C (for go tool pprof)")
 	memProfile := fs.String("memprofile", "", "write a heap profile to `file` when it stops on SIGTERM or Ctrl-C (for go tool pprof)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "understudy run: unexpected argument %q: run takes only flags (understudy run -h)\n", fs.Arg(0))
 		return 2
 	}
 	if *cpuProfile != "" {

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +80,13 @@ func TestShowControlCommandsOverMQTT(t *testing.T) {
 				}
 				return r
 			}
-			toBackup := func() { sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4}) }
+			peer := mqttPeer{host: host, port: port}
+			// The backup has taken main's duties over (its takeover hook
+			// answered): only then may it fail back.
+			toBackup := func() {
+				sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
+				waitMessage(t, peer, "understudy/"+siteName+"/member/main/state", `"coverage_phase":"covering"`)
+			}
 			toMain := func() { sw.expectRoutes(t, 10*time.Second, [2]int{1, 1}, [2]int{2, 2}) }
 
 			ok("takeover", `"member": "main", `, "takeover_started")
@@ -112,6 +121,19 @@ func TestShowControlCommandsOverMQTT(t *testing.T) {
 	}
 }
 
+// waitMessage waits (20s) until a message on topic (a retained one, or one
+// published meanwhile) contains want.
+func waitMessage(t *testing.T, p mqttPeer, topic, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sub := testhost.StartProcess(t, exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", "mosquitto_sub"}, p.args("-t", topic)...)...))
+	defer sub.Kill()
+	if err := sub.WaitOutput(ctx, want); err != nil {
+		t.Fatalf("no %s on %s within 20s: %v\n%s", want, topic, err, sub.Output())
+	}
+}
+
 // recordOf is the first record of type typ in a command's reply, or nil.
 func recordOf(reply map[string]any, typ string) map[string]any {
 	records, _ := reply["records"].([]any)
@@ -143,7 +165,24 @@ func (p mqttPeer) args(extra ...string) []string {
 // mode already set) and answer differently.
 func mqttCommand(t *testing.T, p mqttPeer, siteName, verb, fields string) map[string]any {
 	t.Helper()
+	id := verb + "-0"
+	payload := fmt.Sprintf(`{%s"request_id": %q}`, fields, id)
 	replyTopic := fmt.Sprintf("understudy/%s/command/%s/reply", siteName, verb)
+	raw := mqttExchange(t, p, "understudy/"+siteName+"/command/"+verb, []byte(payload), replyTopic)
+	var reply map[string]any
+	if err := json.Unmarshal([]byte(raw), &reply); err != nil {
+		t.Fatalf("reply %q: %v", raw, err)
+	}
+	if reply["request_id"] != id {
+		t.Fatalf("reply without the request id %s: %s", id, raw)
+	}
+	return reply
+}
+
+// mqttExchange publishes payload on topic, once replyTopic is subscribed,
+// and returns the first message on replyTopic (20s at most).
+func mqttExchange(t *testing.T, p mqttPeer, topic string, payload []byte, replyTopic string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// -d says when the subscription is in place; stdbuf lets it say so at once.
@@ -151,9 +190,11 @@ func mqttCommand(t *testing.T, p mqttPeer, siteName, verb, fields string) map[st
 	if err := listener.WaitOutput(ctx, "received SUBACK"); err != nil {
 		t.Fatal(err)
 	}
-	id := verb + "-0"
-	payload := fmt.Sprintf(`{%s"request_id": %q}`, fields, id)
-	if out, err := exec.Command("mosquitto_pub", p.args("-q", "1", "-t", "understudy/"+siteName+"/command/"+verb, "-m", payload)...).CombinedOutput(); err != nil {
+	file := filepath.Join(t.TempDir(), "payload")
+	if err := os.WriteFile(file, payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mosquitto_pub", p.args("-q", "1", "-t", topic, "-f", file)...).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_pub: %v %s", err, out)
 	}
 	select {
@@ -163,20 +204,86 @@ func mqttCommand(t *testing.T, p mqttPeer, siteName, verb, fields string) map[st
 	}
 	// The reply is the JSON line among mosquitto_sub's debug lines.
 	for _, line := range strings.Split(listener.Output(), "\n") {
-		if line = strings.TrimSpace(line); !strings.HasPrefix(line, "{") {
-			continue
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "{") {
+			return line
 		}
-		var reply map[string]any
-		if err := json.Unmarshal([]byte(line), &reply); err != nil {
-			t.Fatalf("reply %q: %v", line, err)
-		}
-		if reply["request_id"] != id {
-			t.Fatalf("reply without the request id %s: %s", id, line)
-		}
-		return reply
 	}
 	t.Fatalf("no reply in mosquitto_sub's output:\n%s", listener.Output())
-	return nil
+	return ""
+}
+
+// Show control gets a truthful answer to every command over MQTT: one that
+// cannot be carried out is refused with the reason; a malformed one (bad
+// JSON, a field of the wrong type, too large, a reply_to it may not use) is
+// refused too, on the default reply topic when its own cannot be used, and
+// counted as a dropped payload; request_id comes back exactly as sent, and
+// a good reply_to under understudy/<site>/reply/ gets the answer.
+func TestShowControlGetsATruthfulReplyToEveryCommand(t *testing.T) {
+	for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing (Debian package mosquitto-clients; .ci/deps installs it): %v", tool, err)
+		}
+	}
+	site, busURL, sw := localSite(t, "truth")
+	backup := runIn(t, nil, site, "backup")
+	runIn(t, nil, site, "main")
+	api := apiAddress(t, backup)
+	backup.wait(20*time.Second, "msg", "member alive", "member", "main")
+	u, _ := url.Parse(busURL)
+	host, port, _ := net.SplitHostPort(u.Host)
+	peer := mqttPeer{host: host, port: port}
+	command := func(verb string) string { return "understudy/truth/command/" + verb }
+	reply := func(verb string) string { return command(verb) + "/reply" }
+
+	type testCase struct {
+		name, verb, payload, replyTopic, want, id string
+	}
+	var cases []testCase
+	for i, r := range refusals {
+		id := []string{`"r-` + strconv.Itoa(i) + `"`, `12345678901234567890`, `true`, `-0.5`}[i%4]
+		payload := `{"request_id": ` + id + `, ` + strings.TrimPrefix(r.fields, "{")
+		payload = strings.Replace(payload, ", }", "}", 1)
+		cases = append(cases, testCase{r.name, r.verb, payload, reply(r.verb), r.want, id})
+	}
+	cases = append(cases,
+		testCase{"not JSON", "takeover", `{"member": `, reply("takeover"), "bad command: malformed JSON", ""},
+		testCase{"member is a number", "takeover", `{"member": 5, "request_id": "m5"}`, reply("takeover"), "bad command: invalid field: member: want a string, not 5", `"m5"`},
+		testCase{"request_id is a list", "mode", `{"mode": "manual", "request_id": [1]}`, reply("mode"), "request_id: want a string, a number or a boolean", ""},
+		testCase{"too large", "flash", `{"pad": "` + strings.Repeat("x", 64<<10) + `"}`, reply("flash"), "bad command: payload too large", ""},
+		testCase{"reply_to a member's command topic", "takeover", `{"member": "ghost", "request_id": 1, "reply_to": "understudy/truth/member/main/command"}`, reply("takeover"),
+			`bad command: invalid field: reply_to "understudy/truth/member/main/command": replies go under understudy/truth/reply/`, "1"},
+		testCase{"reply_to with a wild card", "takeover", `{"member": "ghost", "request_id": 2, "reply_to": "understudy/truth/reply/#"}`, reply("takeover"), "a topic to publish on has no wild cards", "2"},
+		testCase{"reply_to empty", "takeover", `{"member": "ghost", "request_id": 3, "reply_to": ""}`, reply("takeover"), "reply_to is empty", "3"},
+		testCase{"reply_to a number", "takeover", `{"member": "ghost", "request_id": 4, "reply_to": 5}`, reply("takeover"), "reply_to: want a topic (a string)", "4"},
+		testCase{"a good reply_to", "takeover", `{"member": "ghost", "request_id": 5, "reply_to": "understudy/truth/reply/companion/5"}`, "understudy/truth/reply/companion/5", `no member "ghost"`, "5"},
+	)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			raw := mqttExchange(t, peer, command(c.verb), []byte(c.payload), c.replyTopic)
+			r := decodeReply(t, []byte(raw))
+			if r["ok"] != false || !strings.Contains(fmt.Sprint(r["error"]), c.want) || r["verb"] != c.verb {
+				t.Fatalf("reply %s\nwant ok false, verb %s, error with %q", raw, c.verb, c.want)
+			}
+			if c.id != "" && !strings.Contains(raw, `"request_id":`+c.id) {
+				t.Fatalf("request_id %s did not come back as sent: %s", c.id, raw)
+			}
+		})
+	}
+	sw.expectNoRoutes(t)
+
+	// The malformed ones were counted.
+	want := map[string]uint64{"malformed_JSON": 1, "invalid_field": 6, "payload_too_large": 1}
+	var st struct {
+		Bus struct {
+			Dropped map[string]uint64 `json:"dropped_payloads"`
+		}
+	}
+	getJSON(t, api+"/status", &st)
+	for reason, n := range want {
+		if st.Bus.Dropped[reason] != n {
+			t.Errorf("dropped %s = %d, want %d (all: %v)", reason, st.Bus.Dropped[reason], n, st.Bus.Dropped)
+		}
+	}
 }
 
 // With users in site.yaml, the embedded broker lets show control command,

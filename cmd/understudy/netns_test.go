@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +76,33 @@ func TestFailoverBetweenHostsOverTheEmbeddedBroker(t *testing.T) {
 		backup.wait(30*time.Second, "event", "member_restored", "member", "main")
 		sw.expectRoutes(t, 15*time.Second, [2]int{1, 1}, [2]int{2, 2})
 	})
+}
+
+// A member whose broker never appears on mDNS says what it waits for, from
+// the first second: in its log, on GET /healthz (503, in words) and in
+// systemd's status line. When the broker's member starts, it finds it and
+// /healthz says ok.
+func TestAMemberWaitingForItsBrokerSaysSo(t *testing.T) {
+	testhost.RequireRoot(t)
+	nw := testhost.NewNetwork(t, 2)
+	a, b := nw.Hosts[0], nw.Hosts[1]
+	site := writeSite(t, siteParams{Name: "quiet", MDNS: true, Bus: "discover: 2s", Router: "198.18.0.99:9990", MainAPI: "127.0.0.1:7901"})
+	sock, systemdStatus := notifySocket(t)
+	cmd := a.Command(context.Background(), binary, "run", "-c", site, "--member", "main", "--log-format", "json")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	main := &daemon{t: t, id: "main", p: a.Start(t, cmd)}
+	client := &http.Client{Transport: &http.Transport{DialContext: a.Dial}}
+	healthz := "http://127.0.0.1:7901/healthz"
+
+	waiting := "waiting for the site's broker: looking for _mqtt._tcp of site quiet by mDNS (embedded on member backup); not found for "
+	main.wait(10*time.Second, "level", "WARN", "msg", waiting)
+	waitHealthz(t, client, healthz, http.StatusServiceUnavailable, waiting)
+	systemdStatus(waiting)
+
+	runIn(t, b, site, "backup")
+	main.wait(30*time.Second, "msg", "found the site's broker by mDNS")
+	waitHealthz(t, client, healthz, http.StatusOK, "ok")
+	systemdStatus("running; bus connected to tcp://" + b.Addr.String())
 }
 
 // The same failover with Debian's mosquitto on a third host as the broker.

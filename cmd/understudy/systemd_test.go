@@ -1,15 +1,19 @@
 package main
 
 import (
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"understudy/discovery/broker"
 	"understudy/fixtures/testhost"
 )
 
@@ -89,4 +93,125 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 	}
 	expect("STOPPING=1")
 	<-p.Exited()
+}
+
+// notifySocket listens where a Type=notify daemon reports to systemd
+// (NOTIFY_SOCKET). The returned func waits (20s at most) until the daemon
+// has said STATUS= with want in it.
+func notifySocket(t *testing.T) (path string, status func(want string)) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	var mu sync.Mutex
+	var said []string
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			said = append(said, string(buf[:n]))
+			mu.Unlock()
+		}
+	}()
+	return path, func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			mu.Lock()
+			all := strings.Join(said, "\n")
+			mu.Unlock()
+			if strings.Contains(all, "STATUS="+want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("systemd was not told STATUS=%s; it was told:\n%s", want, all)
+			}
+			time.Sleep(20 * time.Millisecond) // polling what was received
+		}
+	}
+}
+
+// waitHealthz waits (20s at most) until GET url (a /healthz) answers status
+// with a body that contains want, and returns the body.
+func waitHealthz(t *testing.T, client *http.Client, url string, status int, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == status && strings.Contains(string(body), want) {
+			if ct := resp.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
+				t.Fatalf("/healthz Content-Type %q", ct)
+			}
+			return string(body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz: %d %q, want %d with %q", resp.StatusCode, body, status, want)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a status page
+	}
+}
+
+// An instance that cannot reach its broker says so from the first second:
+// in its log, on GET /healthz (503, in words) and in systemd's status line;
+// once connected /healthz says ok, and a connection lost for longer than a
+// few seconds is said the same way.
+func TestAnInstanceOffTheBusSaysWhy(t *testing.T) {
+	port := freePort(t) // nothing listens there yet
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSwitcher(t, l)
+	site := writeSite(t, siteParams{Name: "offbus", Bus: "url: tcp://" + port, Router: l.Addr().String()})
+	sock, systemdStatus := notifySocket(t)
+	cmd := exec.Command(binary, "run", "-c", site, "--member", "backup", "--log-format", "json")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	d := &daemon{t: t, id: "backup", p: testhost.StartProcess(t, cmd)}
+	api := apiAddress(t, d)
+	healthz := func(status int, want string) string {
+		t.Helper()
+		return waitHealthz(t, http.DefaultClient, api+"/healthz", status, want)
+	}
+
+	waiting := "waiting for the broker: connecting to tcp://" + port
+	body := healthz(http.StatusServiceUnavailable, waiting+" for ")
+	if !strings.Contains(body, "connection refused") {
+		t.Errorf("/healthz does not say why: %q", body)
+	}
+	d.wait(10*time.Second, "level", "WARN", "msg", waiting)
+	systemdStatus(waiting)
+
+	b, err := broker.Start(broker.Options{Listen: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	healthz(http.StatusOK, "ok")
+	systemdStatus("running; bus connected to tcp://" + port)
+
+	b.Close()
+	lost := "not connected to the broker since "
+	body = healthz(http.StatusServiceUnavailable, lost)
+	if !strings.Contains(body, "reconnecting to tcp://"+port) {
+		t.Errorf("/healthz: %q", body)
+	}
+	d.wait(20*time.Second, "level", "WARN", "msg", lost)
+	systemdStatus(lost)
+	var st struct{ Health string }
+	getJSON(t, api+"/status", &st)
+	if !strings.HasPrefix(st.Health, lost) {
+		t.Errorf("/status health = %q", st.Health)
+	}
 }

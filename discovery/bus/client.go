@@ -31,9 +31,12 @@ type Options struct {
 	Password string
 	TLS      *tls.Config
 	// OnConnected and OnDisconnected report the bus connection going up and
-	// down. They are called from paho's goroutines and must not block.
+	// down; OnConnectError why an attempt to make the first connection
+	// failed. They are called from paho's goroutines (or the client's) and
+	// must not block.
 	OnConnected    func()
 	OnDisconnected func(error)
+	OnConnectError func(error)
 }
 
 // Message is a message received from the bus.
@@ -163,6 +166,9 @@ func (c *Client) connectLoop() {
 		case <-c.closed.Done():
 			return
 		default:
+		}
+		if c.opts.OnConnectError != nil {
+			c.opts.OnConnectError(err)
 		}
 		if msg := err.Error(); msg != last {
 			last = msg

@@ -276,22 +276,6 @@ func DecodeHealth(topicMember string, payload []byte) (Health, error) {
 	return h, nil
 }
 
-// DecodeControl parses an operator command's payload: a JSON object (or
-// nothing) of at most 64 KiB. Verb comes from the topic.
-func DecodeControl(verb string, payload []byte) (map[string]any, error) {
-	if !verbRe.MatchString(verb) {
-		return nil, fmt.Errorf("%w: verb %q", ErrInvalid, verb)
-	}
-	fields := map[string]any{}
-	if len(bytes.TrimSpace(payload)) == 0 {
-		return fields, nil
-	}
-	if err := decodeLimited(payload, &fields, 64<<10); err != nil {
-		return nil, err
-	}
-	return fields, nil
-}
-
 func decodeStrictly(payload []byte, v any) error { return decodeLimited(payload, v, MaxPayload) }
 
 func decodeLimited(payload []byte, v any, limit int) error {

@@ -18,6 +18,8 @@
 //	understudy/<site>/copies                 retained, from the coordinator: material copies in progress
 //	understudy/<site>/drill                  retained, from the coordinator: fire drills running
 //	understudy/<site>/command/<verb>         operator commands (confirm, reject, mode, takeover, failback, …)
+//	understudy/<site>/command/<verb>/reply   the coordinator's answer to a command
+//	understudy/<site>/reply/…                answers to commands that named their reply_to
 package bus
 
 import "strings"

@@ -16,7 +16,8 @@ import (
 // that no standby can cover (no standby in their pool, none with their disk
 // layout, usage names or required capabilities), pools whose standbys
 // cannot absorb the worst case they are built for (pools.NAME.absorb) are
-// errors; timings that work against each other are warnings.
+// errors; timings that work against each other are warnings. How the
+// members reach the bus and each other is reviewed too (commissionReach).
 func (s *Site) Commission() Errors {
 	var errs Errors
 	add := func(warning bool, path, format string, args ...any) {
@@ -94,6 +95,7 @@ func (s *Site) Commission() Errors {
 			add(false, "$.pools."+name+".absorb", "pool %s is built to absorb %d failures at once, but its standbys cover %d (%s)", name, pool.Absorb, capacity, orNone(ids(standbys[name])))
 		}
 	}
+	s.commissionReach(add)
 	return errs
 }
 

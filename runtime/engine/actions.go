@@ -82,7 +82,7 @@ func (a *action) String() string {
 	if m, ok := a.Args["member"]; ok {
 		return fmt.Sprintf("%s on %s for %v", a.Verb, a.Target, m)
 	}
-	return fmt.Sprintf("%s on %s", a.Verb, a.Target)
+	return fmt.Sprintf("run %s on %s", a.Verb, a.Target)
 }
 
 // inflight is a remote action waiting for its answer.

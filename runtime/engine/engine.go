@@ -624,7 +624,11 @@ func CheckPolicy(site *config.Site, drvs map[string]drivers.Driver) ([]policy.Ha
 	return p.Handlers(), nil
 }
 
-// Action is an action record in words: what it does, without why.
+// Action is an action record in words: what it does, without why. A
+// driver's action names the driver (route router output 1 ← input 3); a
+// hook an instance runs names the hook and the member whose instance runs
+// it, and the member it is for (takeover on backup for main, run reroute on
+// backup).
 func (r Record) Action() string {
 	f := r.Fields
 	switch {
@@ -635,7 +639,7 @@ func (r Record) Action() string {
 	case f["member"] != nil:
 		return fmt.Sprintf("%v on %v for %v", f["verb"], f["target"], f["member"])
 	}
-	return fmt.Sprintf("%v on %v", f["verb"], f["target"])
+	return fmt.Sprintf("run %v on %v", f["verb"], f["target"])
 }
 
 // Summary is the fields that tell a record's story briefly, in parentheses

@@ -197,8 +197,9 @@ func (e *Engine) setBroken(member string, broken bool, failed []string, reason s
 }
 
 // Command takes an operator command (from the bus, the CLI or the web). The
-// coordinator answers confirm, reject and mode itself; every command then
-// reaches the policy as the event command:VERB. Any goroutine.
+// coordinator refuses what cannot be carried out (checkCommand), answers
+// confirm, reject and mode itself; every command not refused then reaches
+// the policy as the event command:VERB. Any goroutine.
 func (e *Engine) Command(verb string, fields map[string]any, from string) {
 	e.Post(func() { e.command(verb, fields, from) })
 }
@@ -240,8 +241,8 @@ func (e *Engine) command(verb string, fields map[string]any, from string) {
 		return
 	}
 	fields["by"] = from
-	var err error
-	if e.takeover != nil {
+	err := e.checkCommand(verb, fields)
+	if err == nil && e.takeover != nil {
 		switch verb {
 		case "drill":
 			var r DrillRequest

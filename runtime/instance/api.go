@@ -1,8 +1,10 @@
 package instance
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -15,6 +17,9 @@ import (
 // Status is what GET /status returns.
 type Status struct {
 	engine.Status
+	// Health is "ok", or what keeps the instance from doing its job, in
+	// words (as GET /healthz says it).
+	Health   string          `json:"health"`
 	Bus      BusStatus       `json:"bus"`
 	Peers    []PeerInfo      `json:"peers"`
 	Material *MaterialStatus `json:"material,omitempty"`
@@ -67,15 +72,7 @@ func (inst *Instance) handler() http.Handler {
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /dashboard/", page)
 	mux.HandleFunc("POST /command/{verb}", inst.handleCommand)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		if err := inst.engine.Do(ctx, func() {}); err != nil {
-			http.Error(w, "event loop stuck", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", inst.healthz)
 	return mux
 }
 
@@ -84,7 +81,7 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	st := Status{Status: es, Bus: BusStatus{Dropped: inst.drops.Counts(), Heartbeats: inst.engine.HeartbeatsReceived()}, Peers: []PeerInfo{}}
+	st := Status{Status: es, Health: cmp.Or(inst.healthProblem(), "ok"), Bus: BusStatus{Dropped: inst.drops.Counts(), Heartbeats: inst.engine.HeartbeatsReceived()}, Peers: []PeerInfo{}}
 	if c := inst.bus.Load(); c != nil {
 		st.Bus.Connected = c.Connected()
 	}
@@ -103,4 +100,31 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	}
 	sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].Member < st.Peers[j].Member })
 	return st, nil
+}
+
+// healthz answers GET /healthz: whether this instance can do its job now,
+// in one line of plain text.
+//
+//	200 ok                                        the event loop answers and the instance is on the bus
+//	503 event loop stuck: …                       the event loop did not answer within 1s
+//	503 starting: …                               the policy and the status API are still coming up
+//	503 waiting for the site's broker: …          looking for the broker by mDNS (what, and for how long)
+//	503 waiting for the broker: connecting to …   the broker is known; no connection yet (for how long, the last error)
+//	503 not connected to the broker since …       the connection was lost more than 5s ago (the error; it keeps reconnecting)
+func (inst *Instance) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := inst.engine.Do(ctx, func() {}); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "event loop stuck: it did not answer within 1s")
+		return
+	}
+	if msg := inst.healthProblem(); msg != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, msg)
+		return
+	}
+	fmt.Fprintln(w, "ok")
 }

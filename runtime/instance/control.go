@@ -71,10 +71,13 @@ func loadToken(path string) (string, error) {
 	return tok, nil
 }
 
-// CommandReply is the answer to POST /command/VERB.
+// CommandReply is the answer to an operator command: the body of the reply
+// to POST /command/VERB and the payload of the reply on the bus.
 type CommandReply struct {
-	Verb      string          `json:"verb"`
-	RequestID string          `json:"request_id,omitempty"` // echoed from an MQTT command
+	Verb string `json:"verb"`
+	// RequestID is the command's request_id exactly as it was sent (a
+	// string, number or boolean), when it had one.
+	RequestID json.RawMessage `json:"request_id,omitempty"`
 	OK        bool            `json:"ok"`
 	Error     string          `json:"error,omitempty"`
 	Forwarded string          `json:"forwarded_to,omitempty"` // the coordinator it was passed to
@@ -94,35 +97,39 @@ func (inst *Instance) handleCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	verb := r.PathValue("verb")
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	body, err := io.ReadAll(io.LimitReader(r.Body, bus.MaxControlPayload+1))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		writeReplyStatus(w, http.StatusBadRequest, CommandReply{Verb: verb, Error: "bad command: " + err.Error()})
 		return
 	}
-	fields, err := bus.DecodeControl(verb, body)
+	cmd, err := bus.DecodeControl(verb, body)
+	switch {
+	case len(body) > bus.MaxControlPayload:
+		err = fmt.Errorf("%w: over %d bytes (limit %d)", bus.ErrTooLarge, bus.MaxControlPayload, bus.MaxControlPayload)
+	case err == nil:
+		_, err = (bus.Topics{Site: inst.site.Name}).ReplyTopic(cmd)
+	}
 	if err != nil {
-		http.Error(w, "bad command: "+err.Error(), http.StatusBadRequest)
+		status := http.StatusBadRequest
+		if errors.Is(err, bus.ErrTooLarge) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeReplyStatus(w, status, CommandReply{Verb: verb, RequestID: cmd.RequestID, Error: "bad command: " + err.Error()})
 		return
 	}
-	reply := CommandReply{Verb: verb}
 	if inst.site.Coordinator != inst.opts.Self {
 		// The coordinator decides: pass it on over the bus.
-		payload, _ := json.Marshal(fields)
-		if err := (publisher{inst}).Publish((bus.Topics{Site: inst.site.Name}).Control(verb), 1, false, payload); err != nil {
-			http.Error(w, "cannot pass the command to the coordinator: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		reply.OK, reply.Forwarded = true, inst.site.Coordinator
-		writeReply(w, reply)
+		inst.forwardCommand(r.Context(), w, cmd)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	reply, err = inst.runCommand(ctx, verb, fields, "api")
+	reply, err := inst.runCommand(ctx, cmd.Verb, cmd.Fields, "api")
 	if err != nil {
-		http.Error(w, "the event loop did not answer: "+err.Error(), http.StatusServiceUnavailable)
+		writeReplyStatus(w, http.StatusServiceUnavailable, CommandReply{Verb: verb, RequestID: cmd.RequestID, Error: "the event loop did not answer: " + err.Error()})
 		return
 	}
+	reply.RequestID = cmd.RequestID
 	writeReply(w, reply)
 }
 
@@ -158,31 +165,63 @@ func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[st
 	return reply, nil
 }
 
-// commandFromBus carries out a command that came over MQTT and publishes the
-// reply on its reply topic: reply_to from the payload, else
-// understudy/<site>/command/<verb>/reply; request_id is echoed. It runs on a
-// goroutine of its own (bus callbacks must not block).
-func (inst *Instance) commandFromBus(verb string, fields map[string]any) {
-	replyTo, _ := fields["reply_to"].(string)
-	requestID, _ := fields["request_id"].(string)
-	delete(fields, "reply_to")
-	delete(fields, "request_id")
-	if replyTo == "" {
-		replyTo = (bus.Topics{Site: inst.site.Name}).Control(verb) + "/reply"
+// controlFromBus takes an operator command that came over MQTT: a command
+// that does not decode, or names a reply_to it may not, is counted as a
+// dropped payload and refused (on the default reply topic, or on its
+// reply_to when that is a good one); any other is carried out on a
+// goroutine of its own (bus callbacks must not block), at most
+// cap(busCommands) at once.
+func (inst *Instance) controlFromBus(m bus.Message) {
+	topics := bus.Topics{Site: inst.site.Name}
+	verb, _ := topics.VerbOf(m.Topic)
+	if m.Retained {
+		return // a command is for now, not for whoever connects later
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	reply, err := inst.runCommand(ctx, verb, fields, "mqtt")
-	if err != nil {
-		reply.Error = "the event loop did not answer: " + err.Error()
+	cmd, err := bus.DecodeControl(verb, m.Payload)
+	replyTo, rerr := topics.ReplyTopic(cmd)
+	if err == nil {
+		err = rerr
 	}
-	reply.RequestID = requestID
-	payload, err := json.Marshal(reply)
 	if err != nil {
+		inst.drops.Drop(m.Topic, m.Topic, len(m.Payload), err)
+		inst.publishReply(replyTo, CommandReply{Verb: verb, RequestID: cmd.RequestID, Error: "bad command: " + err.Error()})
 		return
 	}
-	if err := (publisher{inst}).Publish(replyTo, 1, false, payload); err != nil {
-		inst.log.Warn("command reply not published", "verb", verb, "topic", replyTo, "error", err)
+	select {
+	case inst.busCommands <- struct{}{}:
+		go func() {
+			defer func() { <-inst.busCommands }()
+			inst.commandFromBus(cmd, replyTo)
+		}()
+	default:
+		inst.log.Warn("too many operator commands at once over the bus: refused", "verb", verb)
+		inst.publishReply(replyTo, CommandReply{Verb: verb, RequestID: cmd.RequestID,
+			Error: fmt.Sprintf("busy: %d commands are being carried out already; send it again", cap(inst.busCommands))})
+	}
+}
+
+// commandFromBus carries out a command that came over MQTT and publishes the
+// reply on replyTo, with the command's request_id.
+func (inst *Instance) commandFromBus(cmd bus.Control, replyTo string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reply, err := inst.runCommand(ctx, cmd.Verb, cmd.Fields, "mqtt")
+	if err != nil {
+		reply.OK, reply.Error = false, "the event loop did not answer: "+err.Error()
+	}
+	reply.RequestID = cmd.RequestID
+	inst.publishReply(replyTo, reply)
+}
+
+// publishReply publishes the answer to a command that came over MQTT.
+func (inst *Instance) publishReply(topic string, reply CommandReply) {
+	payload, err := json.Marshal(reply)
+	if err != nil {
+		inst.log.Error("command reply not encoded", "verb", reply.Verb, "error", err)
+		return
+	}
+	if err := (publisher{inst}).Publish(topic, 1, false, payload); err != nil {
+		inst.log.Warn("command reply not published", "verb", reply.Verb, "topic", topic, "error", err)
 	}
 }
 
@@ -228,10 +267,18 @@ func (inst *Instance) dryRunDrill(ctx context.Context, req engine.DrillRequest, 
 	return inst.engine.Note(ctx, rec)
 }
 
+// writeReply answers POST /command/VERB: 200 when the command was carried
+// out, 409 when it was refused.
 func writeReply(w http.ResponseWriter, reply CommandReply) {
-	w.Header().Set("Content-Type", "application/json")
+	status := http.StatusOK
 	if !reply.OK {
-		w.WriteHeader(http.StatusConflict)
+		status = http.StatusConflict
 	}
+	writeReplyStatus(w, status, reply)
+}
+
+func writeReplyStatus(w http.ResponseWriter, status int, reply CommandReply) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(reply)
 }

@@ -88,10 +88,12 @@ type Instance struct {
 	copying     chan struct{}          // holds a token while a material copy runs
 	journal     *journal.Writer        // the coordinator's event journal, else nil
 	metrics     *metrics
-	feed        *recordFeed   // recent records, for the dashboard
-	token       string        // the API token commands need
-	busCommands chan struct{} // bounds the bus commands carried out at once
-	busTLS      *tls.Config   // from bus.tls, read at start
+	feed        *recordFeed    // recent records, for the dashboard
+	token       string         // the API token commands need
+	busCommands chan struct{}  // bounds the bus commands carried out at once
+	replies     pendingReplies // commands passed to the coordinator, waiting for its answer
+	busHealth   busHealth      // what keeps this instance off the bus, for /healthz and systemd
+	busTLS      *tls.Config    // from bus.tls, read at start
 	tokenPath   string
 
 	mu     sync.Mutex // guards what the status API reads
@@ -115,6 +117,10 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 	member, ok := site.Member(opts.Self)
 	if !ok {
 		return nil, fmt.Errorf("%q is not a member of site %s (members: %s)", opts.Self, site.Name, strings.Join(site.MemberIDs(), ", "))
+	}
+	if site.Bus.URL == "" && !site.UseMDNS() && site.Bus.BrokerOn != opts.Self {
+		// Nothing would ever tell this instance where the broker is.
+		return nil, fmt.Errorf("no way to the bus: site.yaml has no bus.url and mdns is false, so only %s (bus.broker_on), which embeds the broker, is on the bus; %s would wait for ever. Set bus.url to a broker every member reaches (then no member embeds one), or turn mdns on", site.Bus.BrokerOn, opts.Self)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -302,9 +308,11 @@ func (inst *Instance) run(ctx context.Context) error {
 		}()
 	}
 	// Ready as far as systemd is concerned: the policy is loaded and the
-	// status API listens; finding the broker may take a while.
+	// status API listens; finding the broker may take a while (watchBus
+	// says so).
 	inst.notify(daemon.SdNotifyReady, "STATUS=running; connecting to the bus")
 	wg.Go(func() { inst.watchdog(ctx) })
+	wg.Go(func() { inst.watchBus(ctx) })
 	if len(inst.member.Disks) > 0 {
 		wg.Add(1)
 		go func() {
@@ -315,13 +323,16 @@ func (inst *Instance) run(ctx context.Context) error {
 
 	url, err := inst.findBroker(ctx)
 	if err != nil {
+		stopping := ctx.Err() != nil
+		cancel() // the goroutines above end, so that the error is returned now
 		stopEngine()
 		<-engineDone
-		if ctx.Err() != nil {
+		if stopping {
 			return nil
 		}
 		return err
 	}
+	inst.busHealth.connecting(url, time.Now())
 	inst.mu.Lock()
 	inst.busURL = url
 	embedded := inst.broker
@@ -394,10 +405,13 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 	hosts := site.Bus.BrokerOn == inst.opts.Self
 	if site.UseMDNS() {
 		lookFor := site.Bus.Discover.D()
+		what := fmt.Sprintf("looking for %s of site %s by mDNS for %v before this instance embeds one", ServiceBroker, site.Name, lookFor)
 		if !hosts {
 			lookFor = 0 // until found
+			what = fmt.Sprintf("looking for %s of site %s by mDNS (embedded on member %s)", ServiceBroker, site.Name, site.Bus.BrokerOn)
 			inst.log.Info("looking for the site's broker by mDNS", "service", ServiceBroker, "embedded_on", site.Bus.BrokerOn)
 		}
+		inst.busHealth.finding(what, hosts, time.Now())
 		fctx, cancel := ctx, context.CancelFunc(func() {})
 		if lookFor > 0 {
 			fctx, cancel = context.WithTimeout(ctx, lookFor)
@@ -493,7 +507,9 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		Interval: inst.member.Heartbeat.D(), KeepAlive: site.Bus.KeepAlive.D(),
 		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
 		Username: site.Bus.Username, Password: site.Bus.Password, TLS: inst.busTLS,
+		OnConnectError: func(err error) { inst.busHealth.connectFailed(err) },
 		OnConnected: func() {
+			inst.busHealth.connected(time.Now())
 			inst.notify("STATUS=running; bus connected to " + url)
 			inst.engine.BusConnected(true)
 			inst.publishHealth()
@@ -503,7 +519,10 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 				inst.config.Republish()
 			}
 		},
-		OnDisconnected: func(error) { inst.engine.BusConnected(false) },
+		OnDisconnected: func(err error) {
+			inst.busHealth.disconnected(err, time.Now())
+			inst.engine.BusConnected(false)
+		},
 	})
 	c.Subscribe(topics.AllHeartbeats(), 0, func(m bus.Message) {
 		id, _, _ := topics.MemberOf(m.Topic)
@@ -583,26 +602,9 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 			}
 			inst.engine.CopyProgress(p)
 		})
-		c.Subscribe(topics.AllControl(), 1, func(m bus.Message) {
-			verb, _ := topics.VerbOf(m.Topic)
-			if m.Retained {
-				return // a command is for now, not for whoever connects later
-			}
-			fields, err := bus.DecodeControl(verb, m.Payload)
-			if err != nil {
-				inst.drops.Drop(m.Topic, m.Topic, len(m.Payload), err)
-				return
-			}
-			select {
-			case inst.busCommands <- struct{}{}:
-				go func() {
-					defer func() { <-inst.busCommands }()
-					inst.commandFromBus(verb, fields)
-				}()
-			default:
-				inst.log.Warn("too many operator commands at once over the bus: dropped", "verb", verb)
-			}
-		})
+		c.Subscribe(topics.AllControl(), 1, inst.controlFromBus)
+	} else {
+		c.Subscribe(inst.replyTopics(), 1, inst.replyFromBus)
 	}
 	inst.bus.Store(c)
 	c.Connect()

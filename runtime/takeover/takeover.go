@@ -168,6 +168,9 @@ type Proposal struct {
 	Created time.Time `json:"created"`
 	ActAt   time.Time `json:"act_at,omitzero"` // confirmed by itself then (zero: wait for the operator)
 	Reason  string    `json:"reason,omitempty"`
+	// Picked says Standby was not asked for but picked from the pool when
+	// the proposal was made; a confirm picks again if it is no longer free.
+	Picked bool `json:"picked,omitempty"`
 }
 
 // Outcome says what a request did.
@@ -260,6 +263,7 @@ func (m *Manager) restore() error {
 		m.mode = mode
 	}
 	m.coverage, m.queue, m.proposals = cov, q, props
+	m.dropStandbys()
 	for _, c := range m.coverage {
 		m.armGrace(c)
 		m.armFailback(c)
@@ -271,6 +275,32 @@ func (m *Manager) restore() error {
 		m.log.Info("takeover state restored", "coverage", len(cov), "queue", len(q), "proposals", len(props), "mode", m.mode)
 	}
 	return nil
+}
+
+// dropStandbys removes the queue entries and proposals of members that are
+// standbys (kept by an older version, which queued them for ever): a standby
+// is never covered.
+func (m *Manager) dropStandbys() {
+	for id := range m.queue {
+		if t, ok := m.opts.Site.Member(id); ok && t.Standby {
+			if err := m.opts.Store.Delete(bucketQueue, id); err != nil {
+				m.log.Error("queue not updated", "member", id, "error", err)
+				continue
+			}
+			delete(m.queue, id)
+			m.log.Warn("queued takeover of a standby dropped: a standby is never covered", "member", id)
+		}
+	}
+	for id, p := range m.proposals {
+		if t, ok := m.opts.Site.Member(p.Member); ok && t.Standby {
+			if err := m.opts.Store.Delete(bucketProposals, id); err != nil {
+				m.log.Error("proposals not updated", "proposal", id, "error", err)
+				continue
+			}
+			delete(m.proposals, id)
+			m.log.Warn("proposed takeover of a standby dropped: a standby is never covered", "member", p.Member, "proposal", id)
+		}
+	}
 }
 
 // Stop cancels the manager's timers.
@@ -466,6 +496,9 @@ func (m *Manager) Takeover(req Request) (Outcome, error) {
 	if c, ok := m.coverage[req.Member]; ok {
 		return Outcome{Status: Covered, Member: req.Member, Standby: c.Standby}, nil
 	}
+	if target.Standby {
+		return Outcome{}, standbyNeverCovered(req.Member)
+	}
 	if req.Standby != "" {
 		s, ok := m.opts.Site.Member(req.Standby)
 		if !ok {
@@ -502,6 +535,10 @@ func (m *Manager) Takeover(req Request) (Outcome, error) {
 
 func (m *Manager) full() bool { return m.opts.Limit > 0 && len(m.coverage) >= m.opts.Limit }
 
+func standbyNeverCovered(id string) error {
+	return fmt.Errorf("%s is a standby: a standby covers others and is never covered itself", id)
+}
+
 // Enqueue puts member in the queue for a standby of pool.
 func (m *Manager) Enqueue(req Request) (Outcome, error) {
 	target, ok := m.opts.Site.Member(req.Member)
@@ -510,6 +547,9 @@ func (m *Manager) Enqueue(req Request) (Outcome, error) {
 	}
 	if c, ok := m.coverage[req.Member]; ok {
 		return Outcome{Status: Covered, Member: req.Member, Standby: c.Standby}, nil
+	}
+	if target.Standby {
+		return Outcome{}, standbyNeverCovered(req.Member)
 	}
 	return m.enqueue(req, target)
 }
@@ -567,6 +607,10 @@ func (m *Manager) propose(req Request) (Outcome, error) {
 			return err
 		}
 		p = &Proposal{ID: "p" + strconv.FormatUint(n, 10), Member: req.Member, Standby: req.Standby, Pool: req.Pool, Created: m.opts.Clock.Now(), Reason: req.Reason}
+		if p.Standby == "" {
+			// Show who would take over if it were confirmed now.
+			p.Standby, p.Picked = m.Pick(req.Pool, req.Member)
+		}
 		if m.opts.ConfirmAfter > 0 {
 			p.ActAt = p.Created.Add(m.opts.ConfirmAfter)
 		}
@@ -578,6 +622,9 @@ func (m *Manager) propose(req Request) (Outcome, error) {
 	m.proposals[p.ID] = p
 	m.armProposal(p)
 	fields := map[string]any{"proposal": p.ID, "standby": p.Standby, "reason": p.Reason}
+	if p.Picked {
+		fields["picked"] = true
+	}
 	if !p.ActAt.IsZero() {
 		fields["act_in_s"] = p.ActAt.Sub(p.Created).Seconds()
 	}
@@ -636,7 +683,11 @@ func (m *Manager) Confirm(id, by string) error {
 	delete(m.proposals, id)
 	m.disarm("proposal:" + id)
 	m.opts.Emit(Event{Name: "proposal_confirmed", Member: p.Member, Fields: map[string]any{"proposal": id, "by": by}})
-	_, err := m.Takeover(Request{Member: p.Member, Standby: p.Standby, Pool: p.Pool, Reason: p.Reason, Confirmed: true})
+	req := Request{Member: p.Member, Standby: p.Standby, Pool: p.Pool, Reason: p.Reason, Confirmed: true}
+	if p.Picked && m.Fits(p.Standby, p.Member) != "" {
+		req.Standby = "" // the one picked then is no longer free: pick again
+	}
+	_, err := m.Takeover(req)
 	return err
 }
 

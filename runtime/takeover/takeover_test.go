@@ -467,8 +467,12 @@ func TestFits(t *testing.T) {
 			t.Errorf("Fits(%s, %s) = %q, want %q", c.standby, c.member, why, c.want)
 		}
 	}
-	// A standby that is itself covered covers nobody.
-	h.takeover(Request{Member: "sb3", Standby: "sb2"})
+	// A standby that is itself covered (a state an older version could
+	// keep) covers nobody.
+	if err := h.st.Put(bucketCoverage, "sb3", &Coverage{Member: "sb3", Standby: "sb2", Since: t0, Phase: PhaseCovering}); err != nil {
+		t.Fatal(err)
+	}
+	h.restart(0, nil)
 	site.set("sb3", "alive")
 	if why := h.m.Fits("sb3", "rec1"); !strings.Contains(why, "itself covered") {
 		t.Fatalf("Fits(sb3, rec1) = %q", why)
@@ -1191,4 +1195,120 @@ func TestStateSurvivesRestart(t *testing.T) {
 	h.result(rel.ID, "")
 	h.expectEvents("failback_done:rec1", "takeover_started:rec3")
 	h.expectSent("takeover>sb1")
+}
+
+// A standby is never covered: a takeover or a queue entry for one is
+// refused, whether a standby is named or not (with none named, the pick
+// found nobody and the standby waited in the queue for ever).
+func TestAStandbyIsNeverCovered(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		site *testSite
+	}{
+		{"another standby free", recSite(config.FailoverSettings{})},
+		{"the only standby", newSite(
+			Member{ID: "rec1", State: "alive", Pool: "rec"},
+			Member{ID: "sb1", State: "lost", Standby: true, Pool: "rec", Capacity: 1},
+		)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, c.site, nil)
+			for _, req := range []Request{{Member: "sb1"}, {Member: "sb1", Reason: "lost"}, {Member: "sb1", Confirmed: true}} {
+				if out, err := h.m.Takeover(req); err == nil || !strings.Contains(err.Error(), "sb1 is a standby") {
+					t.Errorf("Takeover(%+v) = %+v, %v; want refused: sb1 is a standby", req, out, err)
+				}
+			}
+			if out, err := h.m.Enqueue(Request{Member: "sb1"}); err == nil || !strings.Contains(err.Error(), "sb1 is a standby") {
+				t.Errorf("Enqueue(sb1) = %+v, %v; want refused", out, err)
+			}
+			if err := h.m.SetMode(config.ModeManual, "op"); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := h.m.Takeover(Request{Member: "sb1"}); err == nil {
+				t.Errorf("Takeover(sb1) in manual mode = %+v, want refused", out)
+			}
+			if q, p, cov := h.m.Queue(), h.m.Proposals(), h.m.Coverage(); len(q)+len(p)+len(cov) > 0 {
+				t.Fatalf("queue %+v, proposals %+v, coverage %+v: want nothing for a standby", q, p, cov)
+			}
+			h.expectSent()
+			if got := h.storedQueue(); len(got) > 0 {
+				t.Fatalf("stored queue = %v", got)
+			}
+		})
+	}
+}
+
+// A queue entry or proposal for a standby that an older version stored is
+// dropped when the state is restored, and the rest stays.
+func TestRestoreDropsStandbysFromTheQueueAndProposals(t *testing.T) {
+	h := newHarness(t, recSite(config.FailoverSettings{}), func(o *Options) { o.Limit = 1 })
+	h.takeover(Request{Member: "rec3", Reason: "lost"}) // takes the one place
+	h.takeover(Request{Member: "rec1", Reason: "lost"}) // queued
+	for _, q := range []*Queued{{Member: "sb2", Priority: 9, Since: t0}} {
+		if err := h.st.Put(bucketQueue, q.Member, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []*Proposal{{ID: "p7", Member: "sb1", Created: t0}, {ID: "p8", Member: "rec2", Standby: "sb2", Created: t0}} {
+		if err := h.st.Put(bucketProposals, p.ID, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.restart(0, nil)
+	if got := h.m.Queue(); len(got) != 1 || got[0].Member != "rec1" {
+		t.Fatalf("queue after restart = %+v, want rec1 only", got)
+	}
+	if got := h.storedQueue(); !slices.Equal(got, []string{"rec1"}) {
+		t.Fatalf("stored queue after restart = %v, want [rec1]", got)
+	}
+	if got := h.m.Proposals(); len(got) != 1 || got[0].ID != "p8" {
+		t.Fatalf("proposals after restart = %+v, want p8 only", got)
+	}
+	var p Proposal
+	if found, err := h.st.Get(bucketProposals, "p7", &p); found || err != nil {
+		t.Fatalf("proposal p7 of standby sb1 still stored (%v, %v)", found, err)
+	}
+}
+
+// A proposal that names no standby shows the one that would be picked now;
+// confirmed, it goes to that one, or to another if that one is no longer
+// free.
+func TestAProposalShowsTheStandbyItWouldPick(t *testing.T) {
+	h := newHarness(t, recSite(config.FailoverSettings{}), nil)
+	if err := h.m.SetMode(config.ModeManual, "op"); err != nil {
+		t.Fatal(err)
+	}
+	h.takeEvents()
+	out := h.takeover(Request{Member: "rec1", Reason: "lost"})
+	if out.Status != Proposed || out.Standby != "sb1" {
+		t.Fatalf("Takeover(rec1) = %+v, want proposed with sb1", out)
+	}
+	ev := h.expectEvents("takeover_proposed:rec1")[0]
+	if ev.Fields["standby"] != "sb1" {
+		t.Fatalf("takeover_proposed standby = %v, want sb1 (fields %v)", ev.Fields["standby"], ev.Fields)
+	}
+	if p := h.m.Proposals(); len(p) != 1 || p[0].Standby != "sb1" {
+		t.Fatalf("proposals = %+v, want sb1 shown", p)
+	}
+	if out := h.takeover(Request{Member: "rec2", Reason: "lost"}); out.Standby != "sb1" {
+		t.Fatalf("Takeover(rec2) = %+v, want proposed with sb1 (free now)", out)
+	}
+	p2 := h.m.Proposals()[1].ID
+	h.takeEvents()
+
+	// Confirmed while sb1 is free: sb1 takes over.
+	if err := h.m.Confirm(out.Proposal, "op"); err != nil {
+		t.Fatal(err)
+	}
+	h.expectEvents("proposal_confirmed:rec1", "takeover_started:rec1")
+	h.expectSent("takeover>sb1")
+	// rec2's proposal showed sb1 too, which is busy now: the confirm picks sb2.
+	if err := h.m.Confirm(p2, "op"); err != nil {
+		t.Fatal(err)
+	}
+	evs := h.expectEvents("proposal_confirmed:rec2", "takeover_started:rec2")
+	if evs[1].Fields["standby"] != "sb2" {
+		t.Fatalf("rec2 taken over by %v, want sb2", evs[1].Fields["standby"])
+	}
+	h.expectSent("takeover>sb2")
 }

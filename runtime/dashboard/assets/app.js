@@ -715,18 +715,18 @@
     return { ok: false, error: response.status + ' ' + response.statusText + (text ? ': ' + text : '') };
   }
 
-  // showResult tells what became of a command: refused (and why), passed
-  // on, or done with the records that followed.
+  // showResult tells what became of a command: refused (and why), or done
+  // with the records that followed; by the coordinator, when a member's
+  // instance passed it on.
   function showResult(li, reply) {
     const followed = (reply.records || []).filter((r) => r.type !== 'command');
     setData(li, 'state', reply.ok ? 'ok' : 'refused');
     const outcome = $('.outcome', li);
-    if (reply.forwarded_to) {
-      setText(outcome, 'passed to the coordinator ' + reply.forwarded_to);
-    } else if (!reply.ok) {
-      setText(outcome, 'refused: ' + (reply.error || 'no reason given'));
+    const by = reply.forwarded_to ? ' by the coordinator ' + reply.forwarded_to : '';
+    if (!reply.ok) {
+      setText(outcome, 'refused' + by + ': ' + (reply.error || 'no reason given'));
     } else {
-      setText(outcome, followed.length ? 'done; what followed:' : 'accepted; the policy did nothing with it');
+      setText(outcome, followed.length ? 'done' + by + '; what followed:' : 'accepted' + by + '; the policy did nothing with it');
     }
     if (followed.length) {
       li.append(el('ul', { class: 'followed' }, ...followed.map((r) => el('li', { data: { type: r.type } }, recordWords(r), ...decisions(r)))));

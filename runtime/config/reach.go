@@ -1,0 +1,132 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// commissionReach is the part of Commission that asks whether the members
+// can reach the bus and each other as site.yaml says: a member that can never
+// find the broker, embedded-broker settings bus.url makes pointless,
+// addresses on loopback that mDNS announces to peers, and two instances that
+// would listen on the same API address.
+func (s *Site) commissionReach(add func(warning bool, path, format string, args ...any)) {
+	// The members that run understudy (a probed member runs none), and
+	// those among them that do not embed the broker.
+	var instances, others []string
+	for _, m := range s.Members {
+		if m.Probe != nil {
+			continue
+		}
+		instances = append(instances, m.ID)
+		if m.ID != s.Bus.BrokerOn {
+			others = append(others, m.ID)
+		}
+	}
+	if s.Bus.URL == "" && !s.UseMDNS() && len(others) > 0 {
+		add(false, "$.mdns", "mdns is false and there is no bus.url: only %s (bus.broker_on) embeds a broker, and %s can never find it (without mDNS only bus.url tells an instance where the broker is): set bus.url to a broker every member reaches (then no member embeds one), or turn mdns on",
+			s.Bus.BrokerOn, strings.Join(others, ", "))
+	}
+	if s.Bus.URL != "" {
+		// The embedded broker starts only without bus.url.
+		for _, key := range []string{"broker_on", "listen", "listen_tls", "server_tls", "users", "discover"} {
+			if s.node("$.bus."+key) != nil {
+				add(true, "$.bus."+key, "bus.%s is ignored: with bus.url every member connects to %s and no member embeds a broker", key, s.Bus.URL)
+			}
+		}
+	}
+	if s.Bus.URL == "" && s.UseMDNS() && len(others) > 0 {
+		for _, l := range []struct{ key, addr string }{{"listen", s.Bus.PlainListen()}, {"listen_tls", s.Bus.ListenTLS}} {
+			if host, _, err := net.SplitHostPort(l.addr); err == nil && isLoopback(host) {
+				add(true, "$.bus."+l.key, "bus.%s %s is on loopback, but mDNS announces the broker to the other members (%s) at %s's network address, where it does not listen: listen on all addresses (\":%s\") or on one the others reach",
+					l.key, l.addr, strings.Join(others, ", "), s.Bus.BrokerOn, portOf(l.addr))
+			}
+		}
+	}
+	s.commissionAPIs(add, instances)
+}
+
+// commissionAPIs looks at the members' api: addresses.
+func (s *Site) commissionAPIs(add func(warning bool, path, format string, args ...any), instances []string) {
+	// With a broker on loopback every instance runs on this one machine.
+	oneMachine := false
+	if u, err := url.Parse(s.Bus.URL); err == nil && s.Bus.URL != "" && isLoopback(u.Hostname()) {
+		oneMachine = true
+	}
+	first := map[string]int{} // api address → index of the first member that has it
+	for i, m := range s.Members {
+		if m.Probe != nil {
+			continue
+		}
+		p := fmt.Sprintf("$.members[%d]", i)
+		written := s.node(p+".api") != nil
+		host, port, err := net.SplitHostPort(m.API)
+		if err != nil {
+			continue
+		}
+		if written && s.UseMDNS() && len(instances) > 1 && isLoopback(host) {
+			add(true, p+".api", "%s's api %s is on loopback, but mDNS announces this instance's API to its peers at the machine's network address, where it does not listen: give an address the peers reach (like \":%s\") if they should see its status and dashboard",
+				m.ID, m.API, port)
+		}
+		if port == "0" || !written && !oneMachine {
+			continue // a port of the system's choice, or a default on machines of their own
+		}
+		key := normalHost(host) + ":" + port
+		j, seen := first[key]
+		if !seen {
+			first[key] = i
+			continue
+		}
+		other := s.Members[j]
+		switch {
+		case oneMachine:
+			add(false, p+".api", "%s's api %s is %s's too, and bus.url %s says every member runs on this machine: the second instance cannot start (address in use); give each member its own port",
+				m.ID, m.API, other.ID, s.Bus.URL)
+		case host != "" && !isLoopback(host) && !isUnspecified(host):
+			add(false, p+".api", "%s's api %s is %s's too: both would run on the machine with that address, and the second instance cannot start (address in use); give each member its own port",
+				m.ID, m.API, other.ID)
+		case isLoopback(host):
+			add(true, p+".api", "%s's api %s is %s's too: if the two run on the same machine, the second instance cannot start (address in use); give each its own port",
+				m.ID, m.API, other.ID)
+		}
+	}
+}
+
+// isLoopback reports whether host (an IP address or a name) is this machine's loopback.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// isUnspecified reports whether host means every address of the machine.
+func isUnspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// normalHost writes the addresses that mean the same listener alike.
+func normalHost(host string) string {
+	switch {
+	case isUnspecified(host):
+		return ""
+	case strings.EqualFold(host, "localhost"):
+		return "127.0.0.1"
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String()
+	}
+	return strings.ToLower(host)
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
+}

@@ -1,0 +1,152 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"understudy/runtime/takeover"
+)
+
+// Operator commands the runtime knows. It carries out confirm, reject,
+// mode, drill and drill_end itself; takeover, failback and takeover_all are
+// the policy's to carry out (command:VERB), after the runtime has checked
+// their members. Any other verb needs a command:VERB handler in the policy.
+func runtimeVerbs() []string { return []string{"confirm", "drill", "drill_end", "mode", "reject"} }
+
+func policyVerbs() []string { return []string{"failback", "takeover", "takeover_all"} }
+
+// checkCommand refuses, before anything is carried out or reaches the
+// policy, a command that cannot be carried out as asked: a verb nobody
+// handles, a member the site does not have, a standby asked to be covered
+// or to cover, a failback of a member nobody covers. The error is the
+// reason given to the operator.
+func (e *Engine) checkCommand(verb string, fields map[string]any) error {
+	switch {
+	case slices.Contains(runtimeVerbs(), verb):
+		return nil // checked where they are carried out
+	case !e.policyHandles("command:" + verb):
+		if slices.Contains(policyVerbs(), verb) {
+			return fmt.Errorf("%s: the policy has no command:%s handler, so nothing would carry it out", verb, verb)
+		}
+		return fmt.Errorf("unknown command %q: the known commands are %s", verb, strings.Join(e.knownVerbs(), ", "))
+	}
+	switch verb {
+	case "takeover":
+		m, err := e.memberField(verb, fields, "member")
+		if err != nil {
+			return err
+		}
+		s, _ := fields["standby"].(string)
+		if s == m.ID {
+			return fmt.Errorf("takeover: %s cannot take over itself", m.ID)
+		}
+		if m.Standby {
+			return fmt.Errorf("takeover: %s is a standby: a standby covers others and is never covered itself", m.ID)
+		}
+		if v := fields["standby"]; v != nil && v != "" { // none named: the policy picks
+			if _, err := e.standbyField(verb, fields); err != nil {
+				return err
+			}
+		}
+	case "failback":
+		m, err := e.memberField(verb, fields, "member")
+		if err != nil {
+			return err
+		}
+		if m.Standby {
+			return fmt.Errorf("failback: %s is a standby: it is never covered, so it has nothing to get back", m.ID)
+		}
+		if e.takeover == nil {
+			return fmt.Errorf("failback: this instance does not coordinate")
+		}
+		c, ok := e.takeover.Covered(m.ID)
+		switch {
+		case !ok:
+			return fmt.Errorf("failback: %s is not covered by any standby: there is nothing to give back", m.ID)
+		case c.Phase == takeover.PhaseStarting:
+			return fmt.Errorf("failback: the takeover of %s by %s has not finished yet", m.ID, c.Standby)
+		case m.State != "alive" && m.State != "suspect" && (c.Phase == takeover.PhaseCovering || c.Phase == takeover.PhaseCopying):
+			return fmt.Errorf("failback: %s is %s: it can take its duties back once it is alive", m.ID, m.State)
+		}
+	case "takeover_all":
+		if _, err := e.standbyField(verb, fields); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// policyHandles reports whether the running policy has a handler for event.
+func (e *Engine) policyHandles(event string) bool {
+	if e.policy == nil {
+		return false
+	}
+	for _, h := range e.policy.Handlers() {
+		if h.Event == event && h.Count > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// knownVerbs are the commands the runtime takes now: its own and those the
+// running policy handles.
+func (e *Engine) knownVerbs() []string {
+	verbs := runtimeVerbs()
+	if e.policy != nil {
+		for _, h := range e.policy.Handlers() {
+			if v, ok := strings.CutPrefix(h.Event, "command:"); ok && h.Count > 0 && !slices.Contains(verbs, v) {
+				verbs = append(verbs, v)
+			}
+		}
+	}
+	slices.Sort(verbs)
+	return verbs
+}
+
+// memberField is the member a command's field names, as the takeover
+// bookkeeping sees it.
+func (e *Engine) memberField(verb string, fields map[string]any, key string) (takeover.Member, error) {
+	v, present := fields[key]
+	if !present || v == nil || v == "" {
+		return takeover.Member{}, fmt.Errorf("%s: which member? (%s)", verb, key)
+	}
+	id, ok := v.(string)
+	if !ok {
+		return takeover.Member{}, fmt.Errorf("%s: %s %v: want a member id", verb, key, v)
+	}
+	m, ok := (siteView{e}).Member(id)
+	if !ok {
+		return takeover.Member{}, fmt.Errorf("%s: no member %q (members: %s)", verb, id, strings.Join(e.site.MemberIDs(), ", "))
+	}
+	return m, nil
+}
+
+// standbyField is the standby a command's standby field names.
+func (e *Engine) standbyField(verb string, fields map[string]any) (takeover.Member, error) {
+	if v, present := fields["standby"]; !present || v == nil || v == "" {
+		return takeover.Member{}, fmt.Errorf("%s: which standby? (standby)", verb)
+	}
+	s, err := e.memberField(verb, fields, "standby")
+	if err != nil {
+		return s, err
+	}
+	if !s.Standby {
+		return s, fmt.Errorf("%s: %s is not a standby (standbys: %s)", verb, s.ID, e.standbyIDs())
+	}
+	return s, nil
+}
+
+func (e *Engine) standbyIDs() string {
+	var ids []string
+	for _, m := range e.site.Members {
+		if m.Standby {
+			ids = append(ids, m.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
+}

@@ -1,0 +1,117 @@
+package engine_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// The policy of these tests handles the operator's commands by failing
+// loudly: a command the runtime refuses must never reach it.
+const commandPolicy = `local us = require "understudy"
+us.on("command:takeover", function(c) error("the policy saw takeover of " .. tostring(c.member)) end)
+us.on("command:failback", function(c) error("the policy saw failback of " .. tostring(c.member)) end)
+us.on("command:takeover_all", function(c) error("the policy saw takeover_all of " .. tostring(c.standby)) end)
+us.on("command:flash", function(c) error("the policy saw flash") end)
+`
+
+// The runtime refuses, with the reason, an operator command that cannot be
+// carried out as asked, before the policy sees it.
+func TestOperatorCommandsThatCannotBeCarriedOutAreRefused(t *testing.T) {
+	for _, c := range []struct {
+		name, verb string
+		fields     map[string]any
+		want       string
+	}{
+		{"unknown verb", "dance", nil, `unknown command "dance": the known commands are confirm, drill, drill_end, failback, flash, mode, reject, takeover, takeover_all`},
+		{"takeover of nobody", "takeover", nil, "takeover: which member? (member)"},
+		{"takeover of a number", "takeover", map[string]any{"member": 5.0}, "takeover: member 5: want a member id"},
+		{"takeover of an unknown member", "takeover", map[string]any{"member": "ghost"}, `takeover: no member "ghost" (members: c, a, s, s2)`},
+		{"takeover of a standby", "takeover", map[string]any{"member": "s"}, "takeover: s is a standby: a standby covers others and is never covered itself"},
+		{"takeover of a standby by another", "takeover", map[string]any{"member": "s", "standby": "s2"}, "takeover: s is a standby"},
+		{"a standby taking over itself", "takeover", map[string]any{"member": "s", "standby": "s"}, "takeover: s cannot take over itself"},
+		{"takeover by an unknown standby", "takeover", map[string]any{"member": "a", "standby": "ghost"}, `takeover: no member "ghost"`},
+		{"takeover by a member that is no standby", "takeover", map[string]any{"member": "a", "standby": "c"}, "takeover: c is not a standby (standbys: s, s2)"},
+		{"failback of nobody", "failback", nil, "failback: which member? (member)"},
+		{"failback of an unknown member", "failback", map[string]any{"member": "ghost"}, `failback: no member "ghost"`},
+		{"failback of a member nobody covers", "failback", map[string]any{"member": "a"}, "failback: a is not covered by any standby: there is nothing to give back"},
+		{"failback of a standby", "failback", map[string]any{"member": "s"}, "failback: s is a standby"},
+		{"takeover_all without a standby", "takeover_all", nil, "takeover_all: which standby? (standby)"},
+		{"takeover_all by an unknown member", "takeover_all", map[string]any{"standby": "ghost"}, `takeover_all: no member "ghost"`},
+		{"takeover_all by a member that is no standby", "takeover_all", map[string]any{"standby": "a"}, "takeover_all: a is not a standby (standbys: s, s2)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h, _ := startSite(t, poolSite+`  - id: s2
+    standby: true
+    pool: p
+`, commandPolicy)
+			h.Command(c.verb, c.fields)
+			cmds := records(h, "command")
+			if len(cmds) != 1 {
+				t.Fatalf("command records = %+v", cmds)
+			}
+			if got, _ := cmds[0].Fields["error"].(string); !strings.Contains(got, c.want) {
+				t.Fatalf("refusal = %q, want %q", got, c.want)
+			}
+			if errs := records(h, "policy_error"); len(errs) > 0 {
+				t.Fatalf("the policy saw a refused command: %v", errs[0].Fields["error"])
+			}
+		})
+	}
+}
+
+// A verb the runtime leaves to the policy is refused when the policy has no
+// handler for it; what the policy handles reaches it.
+func TestCommandsReachThePolicyOnlyWhenItHandlesThem(t *testing.T) {
+	h, _ := newPoolSite(t, `local us = require "understudy"
+us.on("command:flash", function(c) us.run("s", "flash", { n = c.n }) end)
+`)
+	h.Command("takeover", map[string]any{"member": "a"})
+	h.Command("flash", map[string]any{"n": 1.0})
+	h.Advance(time.Second)
+	cmds := records(h, "command")
+	if len(cmds) != 2 {
+		t.Fatalf("command records = %+v", cmds)
+	}
+	if got, _ := cmds[0].Fields["error"].(string); !strings.Contains(got, "takeover: the policy has no command:takeover handler") {
+		t.Errorf("takeover without a handler: refusal %q", got)
+	}
+	if cmds[1].Fields["error"] != nil {
+		t.Errorf("flash refused: %v", cmds[1].Fields["error"])
+	}
+	if ran := h.Ran("s"); len(ran) != 1 || ran[0].Verb != "flash" {
+		t.Fatalf("s ran %+v, want the policy's flash", ran)
+	}
+}
+
+// A takeover and a failback that can be carried out reach the policy, which
+// carries them out; a second failback finds nothing to give back.
+func TestGoodTakeoverAndFailbackCommandsReachThePolicy(t *testing.T) {
+	h, _ := newPoolSite(t, `local us = require "understudy"
+us.on("command:takeover", function(c) us.takeover(c.member, c.standby, { reason = "operator", confirmed = true }) end)
+us.on("command:failback", function(c) us.failback(c.member, { reason = "operator" }) end)
+`)
+	h.Command("takeover", map[string]any{"member": "a", "standby": "s"})
+	h.Advance(time.Second)
+	h.Command("failback", map[string]any{"member": "a"})
+	h.Advance(time.Second)
+	for _, r := range records(h, "command") {
+		if r.Fields["error"] != nil {
+			t.Fatalf("refused: %+v", r)
+		}
+	}
+	if errs := records(h, "policy_error"); len(errs) > 0 {
+		t.Fatalf("policy errors: %+v", errs)
+	}
+	if len(records(h, "takeover_done")) != 1 || len(records(h, "failback_done")) != 1 {
+		t.Fatalf("records: %+v", h.Records())
+	}
+	h.Command("failback", map[string]any{"member": "a"})
+	cmds := records(h, "command")
+	if got, _ := cmds[len(cmds)-1].Fields["error"].(string); !strings.Contains(got, "a is not covered by any standby") {
+		t.Fatalf("second failback: refusal %q", got)
+	}
+	if errs := records(h, "policy_error"); len(errs) > 0 {
+		t.Fatalf("the policy saw the second failback: %+v", errs)
+	}
+}

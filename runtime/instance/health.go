@@ -1,0 +1,171 @@
+package instance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// An instance does its job only while it is on the bus. What keeps it off
+// — a broker it is still looking for, one it cannot connect to, a
+// connection lost a while ago — is said in words on GET /healthz (503),
+// in systemd's status line, and in the log from the first second and every
+// 30 seconds after.
+const (
+	// disconnectGrace is how long a lost bus connection may take to come
+	// back before the instance counts as not working: a broker restart or a
+	// reconnect takes a few seconds.
+	disconnectGrace = 5 * time.Second
+	// waitLogEvery is how often a wait is logged again.
+	waitLogEvery = 30 * time.Second
+)
+
+type busPhase int
+
+const (
+	phaseStarting     busPhase = iota // the engine starts; no broker is looked for yet
+	phaseFinding                      // looking for the site's broker by mDNS
+	phaseConnecting                   // the broker's URL is known; not connected yet
+	phaseConnected                    // on the bus
+	phaseDisconnected                 // was on the bus; the connection was lost
+)
+
+// busHealth is what the instance knows of its way to the bus. Safe for
+// concurrent use.
+type busHealth struct {
+	mu       sync.Mutex
+	phase    busPhase
+	what     string    // finding: what it looks for, in words
+	expected bool      // finding: a wait that is part of starting (the broker's host looks for another broker first)
+	url      string    // connecting, connected, disconnected: the broker
+	since    time.Time // when the phase began
+	lastErr  string    // why the last attempt to connect failed, or why the connection was lost
+}
+
+func (h *busHealth) set(phase busPhase, now time.Time, f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.phase != phase {
+		h.since, h.lastErr = now, ""
+	}
+	h.phase = phase
+	if f != nil {
+		f()
+	}
+}
+
+// finding: the instance looks for the broker (what says how, in words).
+func (h *busHealth) finding(what string, expected bool, now time.Time) {
+	h.set(phaseFinding, now, func() { h.what, h.expected = what, expected })
+}
+
+// connecting: the broker's URL is known; the first connection is on its way.
+func (h *busHealth) connecting(url string, now time.Time) {
+	h.set(phaseConnecting, now, func() { h.url = url })
+}
+
+func (h *busHealth) connected(now time.Time) { h.set(phaseConnected, now, nil) }
+
+func (h *busHealth) disconnected(err error, now time.Time) {
+	h.set(phaseDisconnected, now, func() {
+		if err != nil {
+			h.lastErr = err.Error()
+		}
+	})
+}
+
+// connectFailed notes why an attempt to connect failed.
+func (h *busHealth) connectFailed(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastErr = err.Error()
+}
+
+// problem says, in words, what keeps the instance from doing its job now
+// ("" when nothing does); key names the kind of problem (it changes when
+// the problem does, not as its duration grows), and expected says the wait
+// is part of starting.
+func (h *busHealth) problem(now time.Time) (msg, key string, expected bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	d := now.Sub(h.since)
+	switch h.phase {
+	case phaseStarting:
+		return "starting: the policy and the status API come up first", "starting", true
+	case phaseFinding:
+		msg = "waiting for the site's broker: " + h.what
+		if d >= time.Second {
+			msg += "; not found for " + roundDuration(d)
+		} else {
+			msg += "; not found yet"
+		}
+		return msg, "finding " + h.what, h.expected
+	case phaseConnecting:
+		msg = fmt.Sprintf("waiting for the broker: connecting to %s", h.url)
+		if d >= time.Second {
+			msg += " for " + roundDuration(d)
+		}
+		if h.lastErr != "" {
+			msg += ": " + h.lastErr
+		}
+		return msg, "connecting " + h.url, d < time.Second
+	case phaseDisconnected:
+		if d < disconnectGrace {
+			return "", "", false
+		}
+		msg = fmt.Sprintf("not connected to the broker since %s (%s)", h.since.UTC().Format(time.RFC3339), roundDuration(d))
+		if h.lastErr != "" {
+			msg += ": " + h.lastErr
+		}
+		return msg + "; reconnecting to " + h.url, "disconnected " + h.url, false
+	}
+	return "", "", false
+}
+
+func roundDuration(d time.Duration) string { return d.Round(time.Second).String() }
+
+// healthProblem is what keeps the instance from doing its job ("" when
+// nothing does), for /healthz and /status.
+func (inst *Instance) healthProblem() string {
+	msg, _, _ := inst.busHealth.problem(time.Now())
+	return msg
+}
+
+// watchBus says what the instance waits for: in the log when it has waited
+// a second, again every 30 seconds and when the reason changes; in
+// systemd's status line (STATUS=) as well. When the wait ends, the status
+// line says the bus is connected. It returns when ctx ends.
+func (inst *Instance) watchBus(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lastKey string
+	var lastLog time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		msg, key, expected := inst.busHealth.problem(now)
+		switch {
+		case msg == "" && lastKey != "":
+			lastKey = ""
+			inst.mu.Lock()
+			url := inst.busURL
+			inst.mu.Unlock()
+			inst.notify("STATUS=running; bus connected to " + url)
+		case msg == "":
+		case key != lastKey || now.Sub(lastLog) >= waitLogEvery:
+			level := slog.LevelWarn
+			if expected {
+				level = slog.LevelInfo
+			}
+			inst.log.Log(ctx, level, msg)
+			inst.notify("STATUS=" + msg)
+			lastKey, lastLog = key, now
+		}
+	}
+}
