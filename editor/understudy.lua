@@ -241,7 +241,7 @@ function us.log.warn(msg, fields) end
 ---@param fields? table
 function us.log.error(msg, fields) end
 
----Has standby (or the best free one of the member's pool) take over member's duties. Returns the outcome — "started", "queued" (failover limit reached or no standby free), "proposed" (manual mode: an operator confirms) or "covered" (already) — and the standby's id (the proposal's id when proposed).
+---Has standby (or the best free one of the member's pool) take over member's duties. Returns the outcome — "started", "queued" (failover limit reached or no standby free), "proposed" (manual mode: an operator confirms) or "covered" (already) — and the standby's id (the proposal's id when proposed). Raises an error for a member that is a standby: a standby is never covered.
 ---@param member Member|string
 ---@param standby? Member|string
 ---@param opts? {pool?: string, reason?: string, confirmed?: boolean}
@@ -249,7 +249,7 @@ function us.log.error(msg, fields) end
 ---@return string|nil
 function us.takeover(member, standby, opts) end
 
----Puts member in the queue for a standby (by priority, then time); it starts when the limit and a free standby allow.
+---Puts member in the queue for a standby (by priority, then time); it starts when the limit and a free standby allow. Raises an error for a standby.
 ---@param member Member|string
 ---@param opts? {standby?: string, pool?: string, reason?: string}
 ---@return string

@@ -14,9 +14,9 @@ import (
 func takeoverAPI() []Function {
 	return []Function{
 		{Name: "takeover", Params: "member: Member|string, standby?: Member|string, opts?: {pool?: string, reason?: string, confirmed?: boolean}", Returns: "string, string|nil",
-			Doc: "Has standby (or the best free one of the member's pool) take over member's duties. Returns the outcome — \"started\", \"queued\" (failover limit reached or no standby free), \"proposed\" (manual mode: an operator confirms) or \"covered\" (already) — and the standby's id (the proposal's id when proposed).", fn: (*Policy).luaTakeover},
+			Doc: "Has standby (or the best free one of the member's pool) take over member's duties. Returns the outcome — \"started\", \"queued\" (failover limit reached or no standby free), \"proposed\" (manual mode: an operator confirms) or \"covered\" (already) — and the standby's id (the proposal's id when proposed). Raises an error for a member that is a standby: a standby is never covered.", fn: (*Policy).luaTakeover},
 		{Name: "queue", Params: "member: Member|string, opts?: {standby?: string, pool?: string, reason?: string}", Returns: "string",
-			Doc: "Puts member in the queue for a standby (by priority, then time); it starts when the limit and a free standby allow.", fn: (*Policy).luaQueue},
+			Doc: "Puts member in the queue for a standby (by priority, then time); it starts when the limit and a free standby allow. Raises an error for a standby.", fn: (*Policy).luaQueue},
 		{Name: "failback", Params: "member: Member|string, opts?: {reason?: string}", Returns: "string",
 			Doc: "Gives a covered member its duties back: it resumes them (the standby keeps them until it reports ready when failover.wait_ready), the standby lets go, then the material it recorded is copied back when failover.copy_material; the coverage ends when that is done. A suspect member may be failed back: each step waits while it is suspect. Returns \"failing_back\". Raises an error if the member is not covered, or lost, closed or broken.", fn: (*Policy).luaFailback},
 		{Name: "takeover_all", Params: "standby: Member|string", Returns: "{member: string, status: string}[]",
