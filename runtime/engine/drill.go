@@ -197,7 +197,7 @@ func (e *Engine) endDrill(member, why, by string) error {
 	// Revert: the member's return went to the policy first (member_restored);
 	// then, if the takeover still stands, the drill fails it back.
 	e.Post(func() {
-		if e.takeover == nil || e.stateOf(member) != string(members.Alive) {
+		if st := e.stateOf(member); e.takeover == nil || (st != string(members.Alive) && st != string(members.Suspect)) {
 			return
 		}
 		if c, ok := e.takeover.Covered(member); ok && c.Phase == takeover.PhaseCovering {
