@@ -59,5 +59,6 @@
 // Advertisements of this package answer such queries at once; Avahi answers
 // after 20-120 ms. A timeout of a second is plenty on a LAN; Find returns at
 // the end of the first round that saw a match. A browser takes one address per
-// instance: the last A record of the answer.
+// instance, the last A record of the answer: answers to a querier put the
+// addresses of its subnet last.
 package mdns

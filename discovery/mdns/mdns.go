@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 )
 
@@ -84,6 +85,9 @@ func Advertise(svc Service, logger *slog.Logger) (*Advertisement, error) {
 	if z.bound != nil && !table.isOwn(z.bound) {
 		sc.Close()
 		return fail(fmt.Errorf("listener bound to %v, which no up, multicast-capable interface has", z.bound))
+	}
+	if !slices.ContainsFunc(table.ifaces, func(ifc iface) bool { return len(ifc.nets) > 0 }) {
+		logger.Info("mdns: no up, multicast-capable interface with an IPv4 address yet; announcing when one appears", "instance", svc.Instance)
 	}
 	conn, err := listenMDNS()
 	if err != nil {

@@ -122,6 +122,9 @@ func (z *zone) answer(pkt []byte, in packetInfo) plan {
 
 	var p plan
 	if uni != 0 {
+		// hashicorp/mdns browsers keep the last A record: the querier's
+		// subnet last.
+		addrs := lastOnLink(addrs, in.ifc, in.src.IP)
 		var m *dns.Msg
 		if legacy {
 			m = z.response(uni, uniExtra, addrs, legacyTTL, false)
@@ -177,6 +180,31 @@ func readRecords(pkt []byte, off, n int) []dns.RR {
 			out = append(out, rr)
 		}
 		off = next
+	}
+	return out
+}
+
+// lastOnLink returns addrs with those in a subnet of ifc that holds peer
+// moved to the end (keeping their order otherwise).
+func lastOnLink(addrs []net.IP, ifc *iface, peer net.IP) []net.IP {
+	shares := func(ip net.IP) bool {
+		for _, n := range ifc.nets {
+			if n.IP.Equal(ip) && n.Contains(peer) {
+				return true
+			}
+		}
+		return false
+	}
+	out := make([]net.IP, 0, len(addrs))
+	for _, ip := range addrs {
+		if !shares(ip) {
+			out = append(out, ip)
+		}
+	}
+	for _, ip := range addrs {
+		if shares(ip) {
+			out = append(out, ip)
+		}
 	}
 	return out
 }

@@ -376,3 +376,25 @@ func TestProbeIsAnswered(t *testing.T) {
 		t.Fatalf("query without authority section taken for a probe: %+v", p)
 	}
 }
+
+// A legacy querier (hashicorp/mdns keeps the last A record) gets the address
+// of its own subnet last, on an interface with several.
+func TestUnicastAnswerPutsTheQueriersSubnetLast(t *testing.T) {
+	z := testZone(t, nil)
+	in := peerQM()
+	in.ifc.nets = append(in.ifc.nets, net.IPNet{IP: net.IPv4(10, 1, 0, 1).To4(), Mask: net.CIDRMask(16, 32)})
+	for src, want := range map[string]string{"198.18.0.2": "[10.1.0.1 198.18.0.1]", "10.1.7.7": "[198.18.0.1 10.1.0.1]"} {
+		in.src = &net.UDPAddr{IP: net.ParseIP(src), Port: 40000}
+		p := z.answer(query(t, 1, q("vm.local.", dns.TypeA, false)), in)
+		if p.unicast == nil {
+			t.Fatalf("from %s: no answer", src)
+		}
+		var got []net.IP
+		for _, rr := range p.unicast.Answer {
+			got = append(got, rr.(*dns.A).A)
+		}
+		if ipsString(got) != want {
+			t.Errorf("from %s: %s, want %s", src, ipsString(got), want)
+		}
+	}
+}
