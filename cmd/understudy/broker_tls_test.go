@@ -140,4 +140,8 @@ func TestPeersFindTheTLSBrokerByMDNS(t *testing.T) {
 	main.wait(30*time.Second, "msg", "found the site's broker by mDNS", "broker", tlsURL)
 	main.wait(30*time.Second, "msg", "bus connected", "broker", tlsURL)
 	backup.wait(30*time.Second, "msg", "member alive", "member", "main", "event", "member_seen")
+	// Their status APIs listen on loopback (the default): not announced.
+	for _, d := range []*daemon{main, backup} {
+		d.wait(10*time.Second, "level", "WARN", "msg", "(loopback): not announced by mDNS; set the member's api: to a LAN address", "api", "127.0.0.1:")
+	}
 }

@@ -125,7 +125,12 @@ func runIn(t *testing.T, h *testhost.Host, site, id string) *daemon {
 	if h == nil {
 		p = testhost.StartProcess(t, exec.Command(binary, args...))
 	} else {
-		p = h.Start(t, h.Command(context.Background(), binary, args...))
+		// Each test host gets a host name of its own (the namespace's name), as
+		// machines have: mDNS publishes it as the SRV target <name>.local.,
+		// and hosts sharing one name would contest its address records.
+		// unshare execs: the daemon keeps the process's PID.
+		uts := append([]string{"--uts", "sh", "-c", `echo "$0" > /proc/sys/kernel/hostname && exec "$@"`, h.Name, binary}, args...)
+		p = h.Start(t, h.Command(context.Background(), "unshare", uts...))
 	}
 	return &daemon{t: t, id: id, p: p}
 }

@@ -27,7 +27,9 @@ func TestFailoverBetweenHostsOverTheEmbeddedBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	sw := startSwitcher(t, l)
-	site := writeSite(t, siteParams{Name: "stage", MDNS: true, Bus: "discover: 2s", Router: l.Addr().String()})
+	// The status APIs listen on every address of their host: peers find them
+	// by mDNS (an API on loopback is not announced).
+	site := writeSite(t, siteParams{Name: "stage", MDNS: true, Bus: "discover: 2s", Router: l.Addr().String(), MainAPI: "0.0.0.0:0", BackupAPI: "0.0.0.0:0"})
 	backup := runIn(t, b, site, "backup")
 	main := runIn(t, a, site, "main")
 
@@ -220,7 +222,7 @@ func TestAvahiInterop(t *testing.T) {
 	if err := pub.WaitOutput(ctx, "Established under name 'studio broker'"); err != nil {
 		t.Fatal(err)
 	}
-	site := writeSite(t, siteParams{Name: "studio", MDNS: true, Bus: "discover: 20s", Router: "198.18.0.99:9990"})
+	site := writeSite(t, siteParams{Name: "studio", MDNS: true, Bus: "discover: 20s", Router: "198.18.0.99:9990", BackupAPI: "0.0.0.0:0"})
 	backup := runIn(t, a, site, "backup")
 	backup.wait(30*time.Second, "msg", "found the site's broker by mDNS", "broker", "tcp://"+b.Addr.String()+":"+port)
 	backup.wait(10*time.Second, "msg", "bus connected")
@@ -234,7 +236,8 @@ func TestAvahiInterop(t *testing.T) {
 			t.Fatalf("avahi-browse: %v\n%s", err, out)
 		}
 		if line, ok := avahi.Resolved(string(out), "studio-backup"); ok {
-			if !strings.Contains(line, a.Addr.String()) || !strings.Contains(line, `"member=backup"`) || !strings.Contains(line, `"site=studio"`) {
+			// The SRV target is the host's name in .local.
+			if !strings.Contains(line, ";"+a.Name+".local;"+a.Addr.String()+";") || !strings.Contains(line, `"member=backup"`) || !strings.Contains(line, `"site=studio"`) {
 				t.Fatalf("avahi-browse resolved %s", line)
 			}
 			break

@@ -120,17 +120,51 @@ func TestTXTEncodeDecode(t *testing.T) {
 	}
 }
 
-func TestValidateHostAndInstance(t *testing.T) {
-	for _, h := range []string{"vm.", "a-host.local.", "x_y.example.com."} {
-		if err := validateHost(h); err != nil {
-			t.Errorf("validateHost(%q) = %v", h, err)
+func TestHostName(t *testing.T) {
+	for in, want := range map[string]string{
+		"vm":            "vm.local.",
+		"vm.local":      "vm.local.",
+		"vm.local.":     "vm.local.",
+		"A-Host.LOCAL":  "A-Host.local.",
+		"a-host.local.": "a-host.local.",
+	} {
+		if got, err := hostName(in); err != nil || got != want {
+			t.Errorf("hostName(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, h := range []string{"", "vm", "a..b.", ".", "sp ace.", strings.Repeat("a", 64) + "."} {
-		if err := validateHost(h); err == nil {
-			t.Errorf("validateHost(%q) accepted", h)
+	// Never a bare "host." nor a name of several labels.
+	for _, in := range []string{"vm.", "vm.example.com.", "a.b.local.", "x_y.local.", "sp ace", ".local.", strings.Repeat("a", 64)} {
+		if got, err := hostName(in); err == nil {
+			t.Errorf("hostName(%q) = %q, want an error", in, got)
 		}
 	}
+	// The machine's name: one label, ending in .local.
+	got, err := hostName("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(got, ".local.") || strings.Count(got, ".") != 2 {
+		t.Errorf("hostName(\"\") = %q, want <label>.local.", got)
+	}
+}
+
+func TestHostLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"vm":                    "vm",
+		"studio-01.example.com": "studio-01",
+		"Büro PC":               "B-ro-PC",
+		"-edge-":                "edge",
+		"___":                   "understudy",
+		"":                      "understudy",
+		strings.Repeat("x", 70): strings.Repeat("x", 63),
+	} {
+		if got := hostLabel(in); got != want {
+			t.Errorf("hostLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestValidateInstance(t *testing.T) {
 	for _, s := range []string{"", strings.Repeat("x", 64), "ctl\x7f", "bad\xffutf8"} {
 		if err := validateInstance(s); err == nil {
 			t.Errorf("validateInstance(%q) accepted", s)

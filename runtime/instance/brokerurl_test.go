@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"net"
 	"strconv"
@@ -43,55 +44,70 @@ func TestBrokerURLFromMDNS(t *testing.T) {
 }
 
 // The embedded broker's advertisement carries the TLS port in TXT tls=, and
-// with TLS only, advertises that port.
+// with TLS only, advertises that port. A listener bound to loopback is not
+// announced: peers could not reach it.
 func TestBrokerAdvert(t *testing.T) {
-	conf := selfSignedTLS(t)
-	both, err := broker.Start(broker.Options{Listen: "127.0.0.1:0", ListenTLS: "127.0.0.1:0", TLS: conf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer both.Close()
-	tlsOnly, err := broker.Start(broker.Options{ListenTLS: "127.0.0.1:0", TLS: conf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tlsOnly.Close()
-	plain, err := broker.Start(broker.Options{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
-	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	for name, tc := range map[string]struct {
-		b         *broker.Broker
-		port, tls string
+		plain, tls string
+		port       int
+		txtTLS     string
+		bound      string // "": nil
+		setting    string
 	}{
-		"plain and TLS": {b: both, port: port(both.PlainAddr()), tls: port(both.TLSAddr())},
-		"TLS only":      {b: tlsOnly, port: port(tlsOnly.TLSAddr()), tls: port(tlsOnly.TLSAddr())},
-		"plain only":    {b: plain, port: port(plain.Addr())},
+		"plain and TLS":         {plain: "[::]:1883", tls: "[::]:8883", port: 1883, txtTLS: "8883", bound: "::", setting: "bus.listen"},
+		"TLS only":              {tls: "0.0.0.0:8883", port: 8883, txtTLS: "8883", bound: "0.0.0.0", setting: "bus.listen_tls"},
+		"plain only":            {plain: "198.18.0.2:1883", port: 1883, bound: "198.18.0.2", setting: "bus.listen"},
+		"plain on loopback":     {plain: "127.0.0.1:1883", tls: "198.18.0.2:8883", port: 8883, txtTLS: "8883", bound: "198.18.0.2", setting: "bus.listen_tls"},
+		"TLS on loopback":       {plain: "198.18.0.2:1883", tls: "127.0.0.1:8883", port: 1883, bound: "198.18.0.2", setting: "bus.listen"},
+		"both on loopback":      {plain: "127.0.0.1:1883", tls: "127.0.0.1:8883", port: 1883, bound: "127.0.0.1", setting: "bus.listen"},
+		"TLS only, on loopback": {tls: "[::1]:8883", port: 8883, bound: "::1", setting: "bus.listen_tls"},
 	} {
-		svc := brokerAdvert(tc.b, "stage", "backup")
+		svc, setting := brokerAdvert(tc.plain, tc.tls, "stage", "backup")
 		if svc.Service != ServiceBroker || svc.Instance != "stage-broker" || svc.TXT["site"] != "stage" || svc.TXT["member"] != "backup" {
 			t.Errorf("%s: %+v", name, svc)
 		}
-		if got := strconv.Itoa(svc.Port); got != tc.port {
-			t.Errorf("%s: port %s, want %s", name, got, tc.port)
+		if svc.Port != tc.port || setting != tc.setting {
+			t.Errorf("%s: port %d of %s, want %d of %s", name, svc.Port, setting, tc.port, tc.setting)
 		}
-		if got, ok := svc.TXT["tls"]; got != tc.tls || ok != (tc.tls != "") {
-			t.Errorf("%s: TXT tls=%q (%v), want %q", name, got, ok, tc.tls)
+		if got, ok := svc.TXT["tls"]; got != tc.txtTLS || ok != (tc.txtTLS != "") {
+			t.Errorf("%s: TXT tls=%q (%v), want %q", name, got, ok, tc.txtTLS)
+		}
+		if want := net.ParseIP(tc.bound); !svc.Bound.Equal(want) {
+			t.Errorf("%s: bound to %v, want %v", name, svc.Bound, want)
 		}
 		// What a peer makes of it, with and without bus.tls.
 		e := mdns.Entry{Addr: net.IPv4(198, 18, 0, 2), Port: svc.Port, TXT: svc.TXT}
-		if tc.tls != "" {
-			if got, want := brokerURL(e, true), "ssl://198.18.0.2:"+tc.tls; got != want {
+		port := strconv.Itoa(tc.port)
+		if tc.txtTLS != "" {
+			if got, want := brokerURL(e, true), "ssl://198.18.0.2:"+tc.txtTLS; got != want {
 				t.Errorf("%s: peer with bus.tls: %s, want %s", name, got, want)
 			}
 		}
-		if tc.tls == "" || tc.port != tc.tls {
-			if got, want := brokerURL(e, false), "tcp://198.18.0.2:"+tc.port; got != want {
+		if tc.txtTLS == "" || port != tc.txtTLS {
+			if got, want := brokerURL(e, false), "tcp://198.18.0.2:"+port; got != want {
 				t.Errorf("%s: peer without bus.tls: %s, want %s", name, got, want)
 			}
 		}
+	}
+}
+
+// brokerAdvert reads the addresses a real broker reports: on loopback, it
+// announces nothing (mdns.Advertise refuses the loopback address).
+func TestBrokerAdvertOfALoopbackBroker(t *testing.T) {
+	b, err := broker.Start(broker.Options{Listen: "127.0.0.1:0", ListenTLS: "127.0.0.1:0", TLS: selfSignedTLS(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	svc, setting := brokerAdvert(b.PlainAddr(), b.TLSAddr(), "stage", "backup")
+	if _, p, _ := net.SplitHostPort(b.PlainAddr()); strconv.Itoa(svc.Port) != p || setting != "bus.listen" || !svc.Bound.IsLoopback() {
+		t.Fatalf("advert %+v of %s, want the plain port %s bound to loopback", svc, setting, p)
+	}
+	if adv, err := mdns.Advertise(svc, nil); !errors.Is(err, mdns.ErrLoopback) {
+		if adv != nil {
+			adv.Close()
+		}
+		t.Fatalf("Advertise = %v, want mdns.ErrLoopback", err)
 	}
 }
 

@@ -100,6 +100,8 @@ type Instance struct {
 	busURL string
 	broker *broker.Broker
 	peers  map[string]mdns.Entry
+
+	brokerAdv *mdns.Advertisement // the embedded broker's (set by findBroker, closed by run)
 }
 
 // Run runs the instance until ctx ends. It returns an error if the instance
@@ -340,6 +342,9 @@ func (inst *Instance) run(ctx context.Context) error {
 	if embedded != nil {
 		defer embedded.Close()
 	}
+	if inst.brokerAdv != nil {
+		defer inst.brokerAdv.Close() // its goodbye goes out before the broker closes
+	}
 	client := inst.connectBus(url)
 
 	if site.UseMDNS() {
@@ -450,12 +455,7 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 	inst.mu.Unlock()
 	inst.log.Info("embedded broker started", "listen", cmp.Or(b.PlainAddr(), config.ListenNone), "listen_tls", b.TLSAddr())
 	if site.UseMDNS() {
-		adv, err := mdns.Advertise(brokerAdvert(b, site.Name, inst.opts.Self), inst.log)
-		if err != nil {
-			inst.log.Warn("cannot advertise the broker by mDNS; other members need bus.url", "error", err)
-		} else {
-			go func() { <-ctx.Done(); adv.Close() }()
-		}
+		inst.brokerAdv = inst.advertiseBroker(b)
 	}
 	url := b.LocalURL()
 	if strings.HasPrefix(url, "ssl://") {
@@ -469,23 +469,6 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 		inst.busTLS = b.LocalTLS(certs)
 	}
 	return url, nil
-}
-
-// txtTLS is the TXT attribute of the broker's mDNS advertisement that gives
-// the port of its TLS listener.
-const txtTLS = "tls"
-
-// brokerAdvert is the mDNS advertisement of the embedded broker: the plain
-// listener's port (the TLS one's when it has no plain listener), and the TLS
-// port in TXT tls=PORT.
-func brokerAdvert(b *broker.Broker, site, self string) mdns.Service {
-	txt := map[string]string{"site": site, "member": self}
-	_, port, _ := net.SplitHostPort(b.Addr())
-	if a := b.TLSAddr(); a != "" {
-		_, txt[txtTLS], _ = net.SplitHostPort(a)
-	}
-	p, _ := strconv.Atoi(port)
-	return mdns.Service{Instance: site + "-broker", Service: ServiceBroker, Port: p, TXT: txt}
 }
 
 // brokerURL is the URL of a broker found by mDNS: ssl:// to its TLS port when
@@ -685,13 +668,7 @@ func sourceOf(id, topic string) string {
 
 // mdnsLoop advertises this instance and browses for its peers.
 func (inst *Instance) mdnsLoop(ctx context.Context) {
-	_, portStr, _ := net.SplitHostPort(inst.api.Addr().String())
-	port, _ := strconv.Atoi(portStr)
-	txt := map[string]string{"site": inst.site.Name, "member": inst.opts.Self, "version": inst.opts.Version, "roles": strings.Join(inst.member.Roles, ",")}
-	adv, err := mdns.Advertise(mdns.Service{Instance: inst.site.Name + "-" + inst.opts.Self, Service: ServiceInstance, Port: port, TXT: txt}, inst.log)
-	if err != nil {
-		inst.log.Warn("cannot advertise this instance by mDNS", "error", err)
-	} else {
+	if adv := inst.advertiseAPI(); adv != nil {
 		defer adv.Close()
 	}
 	match := func(e mdns.Entry) bool { return e.TXT["site"] == inst.site.Name && e.TXT["member"] != inst.opts.Self }
