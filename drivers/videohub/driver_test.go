@@ -98,7 +98,7 @@ func TestRoute(t *testing.T) {
 func TestRouteNAK(t *testing.T) {
 	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, _ := startDriver(t, addr)
-	s.NAKNext(1)
+	s.RefuseNext(1)
 	err := v.Route(drivertest.Context(t), 3, 7)
 	if !errors.Is(err, videohub.ErrNAK) {
 		t.Fatalf("Route error %v, want ErrNAK", err)
@@ -142,7 +142,7 @@ func TestRouteLocked(t *testing.T) {
 func TestDroppedMidCommand(t *testing.T) {
 	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, ev := startDriver(t, addr)
-	s.DropOnNextCommand()
+	s.DropNext(1)
 	err := v.Route(drivertest.Context(t), 3, 7)
 	if err == nil {
 		t.Fatal("Route succeeded on a dropped connection")

@@ -181,7 +181,7 @@ expect:
 func TestScenarioErrorsNameTheLine(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{"name: x\nsteps:\n  - {at: 1s, crash: main, up: main}\nexpect:\n  - {nothing: true}\n", "s.yaml:3:1: a step does one thing"},
-		{"name: x\nsteps:\n  - {at: 1s, device: router, fault: melt}\nexpect:\n  - {nothing: true}\n", `s.yaml:3:1: fault "melt": refuse, drop or disconnect`},
+		{"name: x\nsteps:\n  - {at: 1s, device: router, fault: melt}\nexpect:\n  - {nothing: true}\n", `s.yaml:3:1: fault "melt": refuse, drop, disconnect or restart`},
 		{"name: x\nexpect:\n  - {event: member_lost, no: member_lost}\n", "s.yaml:3:1: an expectation checks one thing"},
 		{"name: x\nexpect:\n  - {event: member_lost, by: 5s, within: 2s}\n", "s.yaml:3:1: give one of by, within and before"},
 		{"name: x\nexpect:\n  - {event: member_lost, colour: red}\n", `s.yaml:3:26: unknown field "colour"`},
