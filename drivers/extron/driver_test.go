@@ -711,8 +711,14 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 	}
 }
 
-func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
+func TestAReconnectReadsTheRoutingBackBeforeDriverConnected(t *testing.T) {
 	sim, addr := extronsim.StartLoopback(t, extronsim.Options{Inputs: 8, Outputs: 8})
 	x, ev := startDriver(t, addr)
-	drivertest.RouterRoutingDiffersAfterReconnect(t, x, ev, drivertest.PanelChangeThenDrop(sim))
+	drivertest.RouterReadsRoutingBackOnReconnect(t, x, ev, drivertest.PanelChangeThenDrop(sim))
+}
+
+func TestADeviceRestartIsReadBackOnReconnecting(t *testing.T) {
+	sim, addr := extronsim.StartLoopback(t, extronsim.Options{Inputs: 8, Outputs: 8})
+	x, ev := startDriver(t, addr)
+	drivertest.RouterSeesADeviceRestart(t, x, ev, sim)
 }

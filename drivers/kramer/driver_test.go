@@ -682,11 +682,17 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 	}
 }
 
-func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
+func TestADeviceRestartIsReadBackOnReconnecting(t *testing.T) {
+	sim, addr := kramersim.StartLoopback(t, kramersim.Options{Inputs: 8, Outputs: 8})
+	m, ev := startDriver(t, addr)
+	drivertest.RouterSeesADeviceRestart(t, m, ev, sim)
+}
+
+func TestAReconnectReadsTheRoutingBackBeforeDriverConnected(t *testing.T) {
 	sim, addr := kramersim.StartLoopback(t, kramersim.Options{Inputs: 8, Outputs: 8})
 	m, ev := startDriver(t, addr, "timeout: 300ms")
 	// Someone changes output 1 while the connection is down.
-	drivertest.RouterRoutingDiffersAfterReconnect(t, m, ev, func(t *testing.T, ev *drivertest.Events) {
+	drivertest.RouterReadsRoutingBackOnReconnect(t, m, ev, func(t *testing.T, ev *drivertest.Events) {
 		sim.SetSilent(true)
 		sim.DropConnections()
 		ev.WaitFor(drivers.EventDisconnected)

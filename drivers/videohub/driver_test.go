@@ -519,8 +519,14 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 	}
 }
 
-func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
+func TestAReconnectReadsTheRoutingBackBeforeDriverConnected(t *testing.T) {
 	sim, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
 	v, ev := startDriver(t, addr)
-	drivertest.RouterRoutingDiffersAfterReconnect(t, v, ev, drivertest.PanelChangeThenDrop(sim))
+	drivertest.RouterReadsRoutingBackOnReconnect(t, v, ev, drivertest.PanelChangeThenDrop(sim))
+}
+
+func TestADeviceRestartIsReadBackOnReconnecting(t *testing.T) {
+	sim, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
+	v, ev := startDriver(t, addr)
+	drivertest.RouterSeesADeviceRestart(t, v, ev, sim)
 }

@@ -87,6 +87,9 @@ func (e *Engine) onTakeoverEvent(ev takeover.Event) {
 		}
 	}
 	e.Post(e.publishTakeover)
+	if ev.Name == "mode_changed" && ev.Fields["mode"] == config.ModeAuto {
+		e.Post(e.assertAll) // start-up routes withheld in manual mode
+	}
 }
 
 // publishTakeover publishes the takeover state (retained) when it changed.
