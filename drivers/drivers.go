@@ -15,12 +15,15 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 )
 
 // Event is something a driver reports: its connection going up or down, or a
-// change the device made by itself (a route set from a panel). Fields hold
+// change the device announced (a route set from a panel, by another client,
+// or by this driver). A switcher reports driver_connected only once it has
+// read the device's routing back, so Routing() then shows what the device
+// shows; comparing that with the routing the coordinator decided is the
+// runtime's business, not the driver's. Fields hold
 // plain values only (string, bool, int, float64) so they map straight to Lua.
 type Event struct {
 	Name   string
@@ -138,50 +141,6 @@ func (r *Registry) New(kind string, cfg Config) (Driver, error) {
 		return nil, fmt.Errorf("driver %s (%s): %w", cfg.Name, kind, err)
 	}
 	return d, nil
-}
-
-// EventRoutingDiffers is reported by a switcher driver after it (re)connected
-// and read the routing back, for each output whose input is not the one
-// understudy last set on it. Fields: output, expected, actual (1-based).
-const EventRoutingDiffers = "routing_differs"
-
-// Intended remembers the routes understudy set on a switcher, so that after a
-// reconnect a driver can report where the device differs (someone changed it
-// at the panel, or the device restarted with another preset). Safe for
-// concurrent use.
-type Intended struct {
-	mu     sync.Mutex
-	routes map[int]int // output → input, 1-based
-}
-
-// Set records that output was routed from input.
-func (in *Intended) Set(output, input int) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.routes == nil {
-		in.routes = map[int]int{}
-	}
-	in.routes[output] = input
-}
-
-// Differences compares routing as read from the device (element i is the
-// input on output i+1, 0 unknown) with what was set, and returns an
-// EventRoutingDiffers event for each output that differs, in output order.
-func (in *Intended) Differences(routing []int) []Event {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	var out []Event
-	for _, output := range slices.Sorted(maps.Keys(in.routes)) {
-		want := in.routes[output]
-		actual := 0
-		if output-1 < len(routing) {
-			actual = routing[output-1]
-		}
-		if actual != want {
-			out = append(out, Event{Name: EventRoutingDiffers, Fields: map[string]any{"output": output, "expected": want, "actual": actual}})
-		}
-	}
-	return out
 }
 
 // Controller is a driver that carries out control actions on a device or

@@ -49,7 +49,7 @@ function member:has_usage(name) end
 ---@field material string[] folders of recorded material
 ---@field config_file string?
 
----A driver from us.driver(name): every driver has status and connected; switchers add route, routing, size and labels; control drivers add send.
+---A driver from us.driver(name): every driver has status and connected; switchers add route, keep, routing, size and labels; control drivers add send.
 ---@class Router
 ---@field name string
 local router = {}
@@ -60,11 +60,16 @@ function router:status() end
 ---@return boolean
 function router:connected() end
 
----Routes input to output (ports from 1); returns the action id.
+---Routes input to output (ports from 1); returns the action id. The route becomes the desired routing of that output, which the runtime puts back when the switcher shows another input (see routing_differs).
 ---@param output integer
 ---@param input integer
 ---@return string
 function router:route(output, input) end
+
+---Accepts the input the switcher shows on output as the desired route: the runtime does not put its own back. In a routing_differs handler it replaces the runtime's default (re-assert a duty output). Returns the input kept; raises an error when the switcher's route there is not known.
+---@param output integer
+---@return integer
+function router:keep(output) end
 
 ---The input on each output, as last read from the device.
 ---@return integer[]

@@ -514,11 +514,12 @@ func TestManagerBackupTakeOverAllAndOperatorFailback(t *testing.T) {
 	s.expectRouting(1, 2)
 }
 
-func TestManagerBackupTheSwitcherStillTellsAfterTheBookkeepingWasLost(t *testing.T) {
+func TestManagerBackupAFreshCoordinatorPutsAnAliveMainOnItsOwnInputs(t *testing.T) {
 	// The switcher shows main's outputs on the backup (a takeover decided by a
 	// coordinator whose state folder is gone); main is up. The new
-	// coordinator's bookkeeping covers nobody, so the switcher is the truth:
-	// main's outputs go back after the failback delay.
+	// coordinator's bookkeeping covers nobody and it has no desired routing:
+	// it asserts what the site says as soon as main is seen alive — main's
+	// own inputs — instead of trusting the switcher, and no failback follows.
 	hub, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
 	if err := hub.SetRoute(1, 3); err != nil {
 		t.Fatal(err)
@@ -529,21 +530,19 @@ func TestManagerBackupTheSwitcherStillTellsAfterTheBookkeepingWasLost(t *testing
 	s := startManagerSiteOn(t, hub, addr, func(policy, addr string) string {
 		return fmt.Sprintf(controlSite, policy, "failback_delay: 10s", "", addr)
 	}, "backup", "main", "control")
-	s.expectRouting(3, 4)
 	if c := s.h.Engine.Takeover().Coverage(); len(c) != 0 {
 		t.Fatalf("coverage = %+v", c)
 	}
-	mark := len(s.h.Records())
-	s.h.Advance(9 * time.Second)
-	if got := s.routes(mark); len(got) != 0 {
-		t.Fatalf("routed back before the failback delay: %v", got)
+	if got := strings.Join(s.routes(0), " "); got != "1<-1 2<-2" {
+		t.Fatalf("start-up routes %q\n%s", got, s.describe(0))
 	}
-	s.h.Advance(time.Second)
-	if got := strings.Join(s.routes(mark), " "); got != "1<-1 2<-2" {
-		t.Fatalf("routes %q\n%s", got, s.describe(mark))
-	}
-	s.waitActions(mark, 2)
+	s.waitActions(0, 2)
 	s.expectRouting(1, 2)
+	mark := len(s.h.Records())
+	s.h.Advance(time.Minute)
+	if got := s.routes(mark); len(got) != 0 || s.has(mark, "failback_started", "main") {
+		t.Fatalf("after the start-up: routes %v\n%s", got, s.describe(mark))
+	}
 }
 
 func TestManagerBackupASuspectMainIsNotTakenOverAgainWhenItsFailbackEnds(t *testing.T) {

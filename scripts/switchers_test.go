@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -40,8 +41,13 @@ drivers:
   router: {kind: %s, address: "%s", timeout: 2s}
 `
 
-// routingSource is what every switcher simulator offers a test.
-type routingSource interface{ Routing() []int }
+// routingSource is what every switcher simulator offers a test: its
+// routing, and a power cycle that brings back its default routing (output
+// n ← input n).
+type routingSource interface {
+	Routing() []int
+	Restart()
+}
 
 // switcherKinds starts a simulator of each switcher kind on loopback.
 var switcherKinds = []struct {
@@ -72,53 +78,7 @@ func TestThePolicyDrivesEverySwitcherKindByConfigAlone(t *testing.T) {
 	}
 	for _, k := range switcherKinds {
 		t.Run(k.kind, func(t *testing.T) {
-			dev, addr := k.start(t)
-			path := filepath.Join(t.TempDir(), "site.yaml")
-			if err := os.WriteFile(path, fmt.Appendf(nil, switcherSite, policy, k.kind, addr), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := config.Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			drvs, err := cfg.BuildDrivers(builtin.Registry())
-			if err != nil {
-				t.Fatal(err)
-			}
-			h, err := sim.New(cfg, sim.Options{Drivers: drvs})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := h.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			defer h.Stop()
-			wait := func(from int, what string, match func(engine.Record) bool) {
-				t.Helper()
-				if _, err := h.WaitRecord(ctx, from, match); err != nil {
-					t.Fatalf("%s: %v", what, err)
-				}
-			}
-			wait(0, "driver connected", sim.Type("driver_connected"))
-			h.Up("backup")
-			h.Up("main")
-			h.Advance(100 * time.Millisecond)
-
-			routesDone := func(from int, n int) {
-				t.Helper()
-				done := 0
-				wait(from, fmt.Sprintf("%d routes done", n), func(r engine.Record) bool {
-					if r.Type == "action_failed" {
-						t.Fatalf("action failed: %v", r.Fields)
-					}
-					if r.Type == "action_done" && r.Fields["verb"] == "route" {
-						done++
-					}
-					return done == n
-				})
-			}
+			dev, h, routesDone := startSwitcherSite(t, policy, k.kind, k.start)
 			mark := len(h.Records())
 			h.Crash("main")
 			routesDone(mark, 2)
@@ -131,6 +91,102 @@ func TestThePolicyDrivesEverySwitcherKindByConfigAlone(t *testing.T) {
 			routesDone(mark, 2)
 			if r := dev.Routing(); r[0] != 1 || r[1] != 2 {
 				t.Fatalf("%s after the failback shows outputs 1,2 ← %d,%d; want 1,2", k.kind, r[0], r[1])
+			}
+		})
+	}
+}
+
+// startSwitcherSite runs the manager-backup policy on switcherSite with a
+// simulator of the kind, on the virtual clock, with main and backup up and
+// on air. routesDone waits for n route actions done from a mark on.
+func startSwitcherSite(t *testing.T, policy, kind string, start func(t *testing.T) (routingSource, string)) (dev routingSource, h *sim.Harness, routesDone func(from, n int)) {
+	t.Helper()
+	dev, addr := start(t)
+	path := filepath.Join(t.TempDir(), "site.yaml")
+	if err := os.WriteFile(path, fmt.Appendf(nil, switcherSite, policy, kind, addr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drvs, err := cfg.BuildDrivers(builtin.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err = sim.New(cfg, sim.Options{Drivers: drvs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if err := h.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Stop)
+	wait := func(from int, what string, match func(engine.Record) bool) {
+		t.Helper()
+		if _, err := h.WaitRecord(ctx, from, match); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	wait(0, "driver connected", sim.Type("driver_connected"))
+	h.Up("backup")
+	h.Up("main")
+	h.Advance(100 * time.Millisecond)
+	routesDone = func(from int, n int) {
+		t.Helper()
+		done := 0
+		wait(from, fmt.Sprintf("%d routes done", n), func(r engine.Record) bool {
+			if r.Type == "action_failed" {
+				t.Fatalf("action failed: %v", r.Fields)
+			}
+			if r.Type == "action_done" && r.Fields["verb"] == "route" {
+				done++
+			}
+			return done == n
+		})
+	}
+	return dev, h, routesDone
+}
+
+// The router contract, end to end: a switcher that restarts while a standby
+// covers (power cycle, firmware reboot) comes back with its own default
+// routing; the coordinator puts the standby's inputs back, on every kind —
+// read back on reconnecting (Videohub, Extron, Kramer) or found by the next
+// poll (KUMO).
+func TestEverySwitcherKindGetsTheStandbyBackAfterItRestartsWhileCovering(t *testing.T) {
+	policy, err := filepath.Abs("manager-backup/policy.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range switcherKinds {
+		t.Run(k.kind, func(t *testing.T) {
+			dev, h, routesDone := startSwitcherSite(t, policy, k.kind, k.start)
+			mark := len(h.Records())
+			h.Crash("main")
+			routesDone(mark, 2)
+			if r := dev.Routing(); r[0] != 3 || r[1] != 4 {
+				t.Fatalf("%s covering shows outputs 1,2 ← %d,%d; want 3,4", k.kind, r[0], r[1])
+			}
+
+			mark = len(h.Records())
+			dev.Restart()
+			if r := dev.Routing(); r[0] != 1 || r[1] != 2 {
+				t.Fatalf("%s restarted shows outputs 1,2 ← %d,%d; want its default 1,2", k.kind, r[0], r[1])
+			}
+			routesDone(mark, 2)
+			if r := dev.Routing(); r[0] != 3 || r[1] != 4 {
+				t.Fatalf("%s after the restart shows outputs 1,2 ← %d,%d; want the standby's 3,4", k.kind, r[0], r[1])
+			}
+			var differs []string
+			for _, r := range h.Since(mark) {
+				if r.Type == engine.RecordRoutingDiffers {
+					differs = append(differs, fmt.Sprintf("%v:%v->%v %v", r.Fields["output"], r.Fields["actual"], r.Fields["expected"], r.Fields["default"]))
+				}
+			}
+			if want := []string{"1:1->3 reassert", "2:2->4 reassert"}; !slices.Equal(differs, want) {
+				t.Errorf("routing_differs %q, want %q", differs, want)
 			}
 		})
 	}

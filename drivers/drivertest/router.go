@@ -156,13 +156,18 @@ func RouterRouteCancelled(t *testing.T, r drivers.Router, peer RoutePeer) {
 	}
 }
 
-// RouterSim is what a switcher simulator offers a test.
+// RouterSim is what a switcher simulator offers a test: the front panel,
+// every connection dropped, and a power cycle (Restart: every connection
+// drops and the routing goes back to the device's power-on default, output
+// n ← input n for the first outputs).
 type RouterSim interface {
 	SetRoute(output, input int) error
 	DropConnections()
+	Restart()
+	Routing() []int
 }
 
-// PanelChangeThenDrop is a RouterRoutingDiffersAfterReconnect change: output
+// PanelChangeThenDrop is a RouterReadsRoutingBackOnReconnect change: output
 // 1 is set to input 5 at the panel, then the connection drops.
 func PanelChangeThenDrop(sim RouterSim) func(t *testing.T, ev *Events) {
 	return func(t *testing.T, ev *Events) {
@@ -175,11 +180,15 @@ func PanelChangeThenDrop(sim RouterSim) func(t *testing.T, ev *Events) {
 	}
 }
 
-// RouterRoutingDiffersAfterReconnect checks that a connected driver of an
-// 8x8 device reports routing_differs for the one output changed behind its
-// back: it routes 1 ← 3 and 2 ← 4, then change sets output 1 to input 5 and
-// drops the connection, returning once the driver saw it drop.
-func RouterRoutingDiffersAfterReconnect(t *testing.T, r drivers.Router, ev *Events, change func(t *testing.T, ev *Events)) {
+// RouterReadsRoutingBackOnReconnect checks that a connected driver of an
+// 8x8 device reads the routing back before it reports driver_connected
+// again, so that the runtime can compare it with the routing it decided: it
+// routes 1 ← 3 and 2 ← 4, then change sets output 1 to input 5 behind its
+// back and drops the connection, returning once the driver saw it drop.
+// When driver_connected comes, Routing() shows 5 and 4; the read-back is
+// not reported as route_changed, and the driver reports nothing else (the
+// comparison is the runtime's).
+func RouterReadsRoutingBackOnReconnect(t *testing.T, r drivers.Router, ev *Events, change func(t *testing.T, ev *Events)) {
 	t.Helper()
 	ctx := Context(t)
 	if err := r.Route(ctx, 1, 3); err != nil {
@@ -189,10 +198,72 @@ func RouterRoutingDiffersAfterReconnect(t *testing.T, r drivers.Router, ev *Even
 		t.Fatal(err)
 	}
 	change(t, ev)
-	ev.WaitFor(drivers.EventConnected)
-	diff := ev.Next()
-	want := map[string]any{"output": 1, "expected": 3, "actual": 5}
-	if diff.Name != drivers.EventRoutingDiffers || !reflect.DeepEqual(diff.Fields, want) {
-		t.Fatalf("after the reconnect: %+v, want %s %v", diff, drivers.EventRoutingDiffers, want)
+	_, before := ev.WaitFor(drivers.EventConnected)
+	if got := r.Routing(); len(got) < 2 || got[0] != 5 || got[1] != 4 {
+		t.Fatalf("Routing() = %v when driver_connected came, want outputs 1,2 ← 5,4 read back", got)
 	}
+	for _, e := range before {
+		if e.Name == drivers.EventRouteChanged {
+			t.Errorf("before driver_connected: %+v (the routing read back is not a change)", e)
+		}
+	}
+	for _, e := range ev.Drain() {
+		if e.Name != drivers.EventRouteChanged {
+			t.Errorf("after driver_connected: %+v", e)
+		}
+	}
+}
+
+// RouterSeesADeviceRestart checks what a driver tells when its device
+// restarts with its power-on default routing (sim.Restart) after the driver
+// routed outputs 1 ← 3 and 2 ← 4 on it: either the connection drops and
+// driver_connected comes back with the routing read back (a device with a
+// connection), or route_changed comes for each output the restart changed
+// (a device asked by polls, which cannot tell a restart from a panel). In
+// both cases Routing() then shows the device's routing, and the runtime
+// can put back what it decided.
+func RouterSeesADeviceRestart(t *testing.T, r drivers.Router, ev *Events, sim RouterRestarter) {
+	t.Helper()
+	ctx := Context(t)
+	if err := r.Route(ctx, 1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Route(ctx, 2, 4); err != nil {
+		t.Fatal(err)
+	}
+	ev.Drain() // the echoes of our own routes
+	sim.Restart()
+	want := sim.Routing()
+	if want[0] == 3 || want[1] == 4 {
+		t.Fatalf("the simulator's default routing %v leaves outputs 1,2 as routed: nothing to see", want[:2])
+	}
+	down, changed := false, map[int]bool{}
+	for {
+		e := ev.Next()
+		switch e.Name {
+		case drivers.EventDisconnected:
+			down = true
+		case drivers.EventConnected:
+			if !down {
+				t.Fatalf("driver_connected without driver_disconnected first")
+			}
+		case drivers.EventRouteChanged:
+			if down {
+				t.Fatalf("route_changed %v while reconnecting: the routing read back is not a change", e.Fields)
+			}
+			changed[e.Fields["output"].(int)] = true
+		}
+		if e.Name == drivers.EventConnected || (changed[1] && changed[2]) {
+			break
+		}
+	}
+	if got := r.Routing(); len(got) < 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("Routing() = %v after the restart, want outputs 1,2 ← %v", got, want[:2])
+	}
+}
+
+// RouterRestarter is a simulator that can restart (see RouterSim).
+type RouterRestarter interface {
+	Restart()
+	Routing() []int
 }

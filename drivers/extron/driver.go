@@ -546,7 +546,6 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 				switch m := r.reply.(type) {
 				case TieReply:
 					setTie(m.Output, m.Input)
-					x.c.Intended.Set(m.Output, m.Input)
 					finish(nil)
 				case ErrorCode:
 					derr := &DeviceError{Code: m}

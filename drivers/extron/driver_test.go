@@ -173,7 +173,7 @@ func TestRouteDeviceErrors(t *testing.T) {
 	s, addr := extronsim.StartLoopback(t, extronsim.Options{})
 	x, _ := startDriver(t, addr)
 
-	s.FailNext(1, extron.ErrInvalidForConfig)
+	s.RefuseNextWith(1, extron.ErrInvalidForConfig)
 	err := x.Route(drivertest.Context(t), 3, 7)
 	var derr *extron.DeviceError
 	if !errors.As(err, &derr) || derr.Code != extron.ErrInvalidForConfig || !errors.Is(err, drivers.ErrRefused) {
@@ -183,7 +183,7 @@ func TestRouteDeviceErrors(t *testing.T) {
 		t.Errorf("error %q, want %q", err, want)
 	}
 
-	s.FailNext(1, extron.ErrBusy)
+	s.RefuseNextWith(1, extron.ErrBusy)
 	err = x.Route(drivertest.Context(t), 3, 7)
 	if !errors.As(err, &derr) || derr.Code != extron.ErrBusy || errors.Is(err, drivers.ErrRefused) {
 		t.Fatalf("Route error %v, want E22 busy, not a refusal (the runtime retries)", err)
@@ -192,7 +192,7 @@ func TestRouteDeviceErrors(t *testing.T) {
 		t.Errorf("error %q, want %q", err, want)
 	}
 
-	s.FailNext(1, extron.ErrInvalidInput)
+	s.RefuseNextWith(1, extron.ErrInvalidInput)
 	if err := x.Route(drivertest.Context(t), 3, 7); !strings.HasSuffix(err.Error(), "E01 invalid input number") || !errors.Is(err, drivers.ErrRefused) {
 		t.Errorf("Route error %v", err)
 	}
@@ -220,7 +220,7 @@ func TestRouteRejectedWithoutSending(t *testing.T) {
 func TestDroppedMidCommand(t *testing.T) {
 	s, addr := extronsim.StartLoopback(t, extronsim.Options{})
 	x, ev := startDriver(t, addr)
-	s.DropOnNextCommand()
+	s.DropNext(1)
 	err := x.Route(drivertest.Context(t), 3, 7)
 	if err == nil {
 		t.Fatal("Route succeeded on a dropped connection")
@@ -711,8 +711,14 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 	}
 }
 
-func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
+func TestAReconnectReadsTheRoutingBackBeforeDriverConnected(t *testing.T) {
 	sim, addr := extronsim.StartLoopback(t, extronsim.Options{Inputs: 8, Outputs: 8})
 	x, ev := startDriver(t, addr)
-	drivertest.RouterRoutingDiffersAfterReconnect(t, x, ev, drivertest.PanelChangeThenDrop(sim))
+	drivertest.RouterReadsRoutingBackOnReconnect(t, x, ev, drivertest.PanelChangeThenDrop(sim))
+}
+
+func TestADeviceRestartIsReadBackOnReconnecting(t *testing.T) {
+	sim, addr := extronsim.StartLoopback(t, extronsim.Options{Inputs: 8, Outputs: 8})
+	x, ev := startDriver(t, addr)
+	drivertest.RouterSeesADeviceRestart(t, x, ev, sim)
 }

@@ -599,7 +599,6 @@ func (l *link) route(req *switcher.Request) error {
 		req.Reply(fmt.Errorf("kramer %s refused %s: %w", m.set.Address, m.c.What(req), deviceError(cmd, r)))
 	default:
 		l.apply(req.Output, req.Input)
-		m.c.Intended.Set(req.Output, req.Input)
 		req.Reply(nil)
 	}
 	return nil

@@ -179,7 +179,7 @@ func TestRouteAudioLayer(t *testing.T) {
 func TestRouteDeviceError(t *testing.T) {
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{})
 	m, ev := startDriver(t, addr)
-	s.ErrNext(1, kramer.CodeOutOfRange)
+	s.RefuseNextWith(1, kramer.CodeOutOfRange)
 	err := m.Route(drivertest.Context(t), 3, 7)
 	var de *kramer.DeviceError
 	if !errors.As(err, &de) || de.Code != 3 || de.Command != "ROUTE 1,3,7" {
@@ -195,7 +195,7 @@ func TestRouteDeviceError(t *testing.T) {
 		t.Errorf("Routing()[2] = %d after a refusal, want 3", got)
 	}
 	// Busy is worth retrying: not a refusal.
-	s.ErrNext(1, kramer.CodeBusy)
+	s.RefuseNextWith(1, kramer.CodeBusy)
 	err = m.Route(drivertest.Context(t), 3, 7)
 	if !errors.As(err, &de) || de.Code != kramer.CodeBusy || errors.Is(err, drivers.ErrRefused) {
 		t.Errorf("busy: %v", err)
@@ -215,7 +215,7 @@ func TestRouteDeviceError(t *testing.T) {
 func TestDroppedMidCommand(t *testing.T) {
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{})
 	m, ev := startDriver(t, addr)
-	s.DropOnNextCommand()
+	s.DropNext(1)
 	err := m.Route(drivertest.Context(t), 3, 7)
 	if err == nil {
 		t.Fatal("Route succeeded on a dropped connection")
@@ -682,11 +682,17 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 	}
 }
 
-func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
+func TestADeviceRestartIsReadBackOnReconnecting(t *testing.T) {
+	sim, addr := kramersim.StartLoopback(t, kramersim.Options{Inputs: 8, Outputs: 8})
+	m, ev := startDriver(t, addr)
+	drivertest.RouterSeesADeviceRestart(t, m, ev, sim)
+}
+
+func TestAReconnectReadsTheRoutingBackBeforeDriverConnected(t *testing.T) {
 	sim, addr := kramersim.StartLoopback(t, kramersim.Options{Inputs: 8, Outputs: 8})
 	m, ev := startDriver(t, addr, "timeout: 300ms")
 	// Someone changes output 1 while the connection is down.
-	drivertest.RouterRoutingDiffersAfterReconnect(t, m, ev, func(t *testing.T, ev *drivertest.Events) {
+	drivertest.RouterReadsRoutingBackOnReconnect(t, m, ev, func(t *testing.T, ev *drivertest.Events) {
 		sim.SetSilent(true)
 		sim.DropConnections()
 		ev.WaitFor(drivers.EventDisconnected)

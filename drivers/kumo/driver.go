@@ -150,8 +150,6 @@ type Kumo struct {
 	set    Settings // validated, defaults filled in
 	client *Client
 
-	intended drivers.Intended // routes understudy set, compared after a reconnect
-
 	mu      sync.Mutex
 	status  drivers.Status
 	st      state    // last state read from the device
@@ -330,10 +328,8 @@ func (k *Kumo) run(ctx context.Context, emit drivers.Emitter) {
 		if err == nil {
 			reported = reportedUp
 			attempt = 0
+			// connect has read the routing: Routing() shows the device's.
 			emit(drivers.Event{Name: drivers.EventConnected, Fields: map[string]any{"address": k.set.Address}})
-			for _, ev := range k.intended.Differences(k.Routing()) {
-				emit(ev)
-			}
 			err = k.serve(ctx, emit)
 		}
 		k.client.Logout()
@@ -686,7 +682,6 @@ func (k *Kumo) route(ctx context.Context, req *request, emit drivers.Emitter) (e
 		}
 		k.applyOne(req.output, shown, emit)
 		if shown == req.input {
-			k.intended.Set(req.output, req.input)
 			return nil, nil
 		}
 		left := time.Until(deadline)

@@ -70,9 +70,6 @@ type Config struct {
 type Core struct {
 	cfg Config
 
-	// Intended holds the routes understudy set, compared after a reconnect.
-	Intended drivers.Intended
-
 	mu      sync.Mutex
 	status  drivers.Status
 	st      State    // last state read from the device
@@ -273,13 +270,10 @@ func (c *Core) Detach(s *Session) {
 	close(s.done)
 }
 
-// EmitConnected reports the connection ready, then each route that differs
-// from what understudy set.
+// EmitConnected reports the connection ready. Call it after Commit: the
+// routing read on connecting is then the driver's.
 func (c *Core) EmitConnected(emit drivers.Emitter) {
 	emit(drivers.Event{Name: drivers.EventConnected, Fields: map[string]any{"address": c.cfg.Address}})
-	for _, ev := range c.Intended.Differences(c.Routing()) {
-		emit(ev)
-	}
 }
 
 // EmitRouteChanged reports that output (from 1) now shows input.

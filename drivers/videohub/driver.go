@@ -337,7 +337,6 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 						}
 					}
 					if shown == cur.req.Input {
-						v.c.Intended.Set(cur.req.Output, cur.req.Input)
 						finish(nil)
 					} else if shown > 0 {
 						finish(v.notApplied(cur.req, shown, "the device's status update shows input "+strconv.Itoa(shown)))
@@ -375,7 +374,6 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 				}
 				v.c.Unlock()
 				if shown == cur.req.Input {
-					v.c.Intended.Set(cur.req.Output, cur.req.Input)
 					finish(nil)
 				} else {
 					finish(v.notApplied(cur.req, shown, fmt.Sprintf("no status update within %s", timeout)))

@@ -98,7 +98,7 @@ func TestRoute(t *testing.T) {
 func TestRouteNAK(t *testing.T) {
 	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, _ := startDriver(t, addr)
-	s.NAKNext(1)
+	s.RefuseNext(1)
 	err := v.Route(drivertest.Context(t), 3, 7)
 	if !errors.Is(err, videohub.ErrNAK) {
 		t.Fatalf("Route error %v, want ErrNAK", err)
@@ -142,7 +142,7 @@ func TestRouteLocked(t *testing.T) {
 func TestDroppedMidCommand(t *testing.T) {
 	s, addr := videohubsim.StartLoopback(t, videohubsim.Options{})
 	v, ev := startDriver(t, addr)
-	s.DropOnNextCommand()
+	s.DropNext(1)
 	err := v.Route(drivertest.Context(t), 3, 7)
 	if err == nil {
 		t.Fatal("Route succeeded on a dropped connection")
@@ -519,8 +519,14 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 	}
 }
 
-func TestAfterAReconnectTheDriverReportsWhereTheDeviceDiffers(t *testing.T) {
+func TestAReconnectReadsTheRoutingBackBeforeDriverConnected(t *testing.T) {
 	sim, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
 	v, ev := startDriver(t, addr)
-	drivertest.RouterRoutingDiffersAfterReconnect(t, v, ev, drivertest.PanelChangeThenDrop(sim))
+	drivertest.RouterReadsRoutingBackOnReconnect(t, v, ev, drivertest.PanelChangeThenDrop(sim))
+}
+
+func TestADeviceRestartIsReadBackOnReconnecting(t *testing.T) {
+	sim, addr := videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
+	v, ev := startDriver(t, addr)
+	drivertest.RouterSeesADeviceRestart(t, v, ev, sim)
 }

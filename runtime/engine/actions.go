@@ -53,6 +53,7 @@ type action struct {
 	Finished time.Time      `json:"finished,omitzero"`
 
 	recovered bool // resumed after a restart: check the device before acting
+	keeper    bool // a re-assert of the desired routing, not a new decision
 }
 
 func (a *action) fields() map[string]any {
@@ -128,14 +129,14 @@ type actions struct {
 	batching bool
 	batch    []*action
 
-	// local holds the ids of the actions on driver workers not finished yet.
-	local map[string]bool
+	// local holds the actions on driver workers not finished yet, by id.
+	local map[string]*action
 }
 
 var _ takeover.Actions = (*actions)(nil)
 
 func newActions(e *Engine) *actions {
-	return &actions{e: e, workers: map[string]chan *action{}, remote: map[string]*inflight{}, attempts: map[string]int{}, local: map[string]bool{}}
+	return &actions{e: e, workers: map[string]chan *action{}, remote: map[string]*inflight{}, attempts: map[string]int{}, local: map[string]*action{}}
 }
 
 func (as *actions) start(ctx context.Context) {
@@ -195,10 +196,16 @@ func (as *actions) nextID() string {
 	return as.e.opts.Self + "-" + as.stateID + "." + strconv.FormatUint(as.epoch, 10) + "." + strconv.FormatUint(as.seq, 10)
 }
 
-// put writes a new action and the id counter in tx.
+// put writes a new action and the id counter in tx; a route also becomes
+// the desired routing of its output, in the same transaction.
 func (as *actions) put(tx *store.Tx, a *action) error {
 	if err := tx.Put(bucketActions, a.ID, a); err != nil {
 		return err
+	}
+	if a.Driver != "" && a.Verb == "route" {
+		if err := putDesired(tx, a); err != nil {
+			return err
+		}
 	}
 	return tx.SetCounter("meta", "action_seq", as.seq)
 }
@@ -256,6 +263,9 @@ func (as *actions) send(a *action) {
 	as.e.record(Record{Type: "action_started", Fields: a.fields()})
 	as.e.copyStarted(a)
 	if a.Driver != "" {
+		if a.Verb == "route" {
+			as.e.routeSent(a)
+		}
 		as.queueLocal(a)
 		return
 	}
@@ -320,7 +330,7 @@ func (as *actions) queueLocal(a *action) error {
 	}
 	select {
 	case ch <- a:
-		as.local[a.ID] = true
+		as.local[a.ID] = a
 		return nil
 	default:
 		err := fmt.Errorf("driver %q has %d actions waiting", a.Driver, actionQueue)
@@ -603,6 +613,9 @@ func (as *actions) finish(a *action, attempts int, took time.Duration, result an
 		as.e.takeover.Result(a.ID, a.Error, a.Result)
 	}
 	as.e.deliverOnce(policy.Event{Name: name, At: as.e.clock.Now(), Fields: fields}, nil)
+	if err == nil && a.Driver != "" && a.Verb == "route" {
+		as.e.routeDone(a)
+	}
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -97,6 +97,7 @@ type Engine struct {
 	copies    map[string]CopyStatus // material copies in progress, by action id
 	drills    map[string]*drill     // running fire drills, by member
 	alarms    alarms                // raised alarms (coordinator)
+	routing   routing               // the desired switcher routing (coordinator)
 	captures  []*capture            // CommandWait's collectors of records
 	published string                // last takeover state published
 	probeStop context.CancelFunc
@@ -201,6 +202,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.startTakeover(); err != nil {
 		return err
 	}
+	if err := e.restoreRouting(); err != nil {
+		return fmt.Errorf("desired routing: %w", err)
+	}
 	if err := e.restoreDrills(); err != nil {
 		return err
 	}
@@ -281,6 +285,7 @@ func (e *Engine) Stop() {
 	e.stopProbes()
 	e.actions.stop()
 	e.timers.stop()
+	e.stopRouting()
 	if e.takeover != nil {
 		e.takeover.Stop()
 	}
@@ -506,6 +511,9 @@ func (e *Engine) onMemberEvent(ev members.Event) {
 	}
 	m := e.policyMember(ev.Member.ID)
 	e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Member: &m, Fields: e.drillFields(m.ID, map[string]any{"reason": ev.Member.Reason, "previous": string(ev.Previous)})})
+	if e.opts.Coordinator && (ev.Kind == members.EventSeen || ev.Kind == members.EventRestored) && ev.Member.State == members.Alive {
+		e.assertMember(ev.Member.ID) // outputs with no desired route yet: its own inputs, or its standby's
+	}
 }
 
 func (e *Engine) publishState(m members.Member) {
@@ -550,6 +558,17 @@ func (e *Engine) onDriverEvent(name string, ev drivers.Event) {
 	}
 	e.record(Record{Type: ev.Name, Fields: fields})
 	e.dispatch(policy.Event{Name: ev.Name, At: e.clock.Now(), Fields: fields})
+	// Then the routing read back is compared with the desired routing.
+	switch ev.Name {
+	case drivers.EventConnected:
+		e.routingConnected(name)
+	case drivers.EventRouteChanged:
+		out, ok1 := ev.Fields["output"].(int)
+		in, ok2 := ev.Fields["input"].(int)
+		if ok1 && ok2 {
+			e.routingChanged(name, out, in)
+		}
+	}
 }
 
 // record stamps a record, shows it to the observer and publishes it.

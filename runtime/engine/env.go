@@ -49,6 +49,13 @@ func (v policyEnv) Route(driver string, output, input int, cause string) (string
 	return v.e.actions.route(driver, output, input, cause)
 }
 
+func (v policyEnv) KeepRoute(driver string, output int, cause string) (int, error) {
+	if !v.e.opts.Coordinator {
+		return 0, errors.New("the desired routing is kept by the coordinator only")
+	}
+	return v.e.keepRoute(driver, output, cause)
+}
+
 func (v policyEnv) Publish(topic string, payload []byte, retained bool) error {
 	if v.e.opts.Publisher == nil {
 		return errors.New("no bus")

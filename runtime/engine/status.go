@@ -59,6 +59,9 @@ type DriverStatus struct {
 	Address   string    `json:"address,omitempty"`
 	Since     time.Time `json:"since,omitzero"`
 	Error     string    `json:"error,omitempty"`
+	// Desired is a switcher's routing as the coordinator decided it: the
+	// input it wants on each output it has decided (by output, from 1).
+	Desired map[int]int `json:"desired,omitempty"`
 }
 
 // PolicyStatus describes the running policy.
@@ -96,7 +99,7 @@ func (e *Engine) status() Status {
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
 		ds := e.opts.Drivers[name].Status()
-		st.Drivers = append(st.Drivers, DriverStatus{Name: name, Kind: e.site.Drivers[name].Kind, Connected: ds.Connected, Address: ds.Address, Since: ds.Since, Error: ds.LastError})
+		st.Drivers = append(st.Drivers, DriverStatus{Name: name, Kind: e.site.Drivers[name].Kind, Connected: ds.Connected, Address: ds.Address, Since: ds.Since, Error: ds.LastError, Desired: e.desiredRouting(name)})
 	}
 	if e.opts.Coordinator && e.site.PolicyPath() != "" {
 		ps := &PolicyStatus{File: e.site.PolicyPath(), Loaded: e.policyLoaded, Reloads: e.reloads, LastError: e.policyError}

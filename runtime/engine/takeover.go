@@ -92,6 +92,9 @@ func (e *Engine) onTakeoverEvent(ev takeover.Event) {
 	}
 	e.clearTakeoverAlarms(ev)
 	e.Post(e.publishTakeover)
+	if ev.Name == "mode_changed" && ev.Fields["mode"] == config.ModeAuto {
+		e.Post(e.assertAll) // start-up routes withheld in manual mode
+	}
 }
 
 // takeoverAlarm turns the bookkeeping's alarm events into alarms. It reports

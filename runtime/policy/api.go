@@ -367,7 +367,7 @@ func (p *Policy) eventTable(ev Event) *lua.LTable {
 }
 
 // luaDriver returns a driver object. Every driver has status() and
-// connected(); routers add route, routing, size and labels.
+// connected(); routers add route, keep, routing, size and labels.
 func (p *Policy) luaDriver(L *lua.LState) int {
 	name := L.CheckString(1)
 	d, ok := p.env.Driver(name)
@@ -446,6 +446,18 @@ func (p *Policy) luaDriver(L *lua.LState) int {
 				L.RaiseError("route %s output %d ← input %d: %v", name, out, in, err)
 			}
 			L.Push(lua.LString(id))
+			return 1
+		})
+		method("keep", func(L *lua.LState) int {
+			out := L.CheckInt(2)
+			if _, outputs := r.Size(); out < 1 || (outputs > 0 && out > outputs) {
+				L.ArgError(2, fmt.Sprintf("output %d: %s has outputs 1..%d", out, name, outputs))
+			}
+			in, err := p.env.KeepRoute(name, out, p.current+" at "+callerWhere(L))
+			if err != nil {
+				L.RaiseError("keep %s output %d: %v", name, out, err)
+			}
+			L.Push(lua.LNumber(in))
 			return 1
 		})
 		method("routing", func(L *lua.LState) int {

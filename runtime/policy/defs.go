@@ -62,12 +62,13 @@ func Classes() []Class {
 			{"material", "string[]", "folders of recorded material"},
 			{"config_file", "string?", ""},
 		}},
-		{Name: "Router", Doc: "A driver from us.driver(name): every driver has status and connected; switchers add route, routing, size and labels; control drivers add send.", Fields: []ClassField{
+		{Name: "Router", Doc: "A driver from us.driver(name): every driver has status and connected; switchers add route, keep, routing, size and labels; control drivers add send.", Fields: []ClassField{
 			{"name", "string", ""},
 		}, Methods: []Function{
 			{Name: "status", Returns: "DriverStatus"},
 			{Name: "connected", Returns: "boolean"},
-			{Name: "route", Params: "output: integer, input: integer", Returns: "string", Doc: "Routes input to output (ports from 1); returns the action id."},
+			{Name: "route", Params: "output: integer, input: integer", Returns: "string", Doc: "Routes input to output (ports from 1); returns the action id. The route becomes the desired routing of that output, which the runtime puts back when the switcher shows another input (see routing_differs)."},
+			{Name: "keep", Params: "output: integer", Returns: "integer", Doc: "Accepts the input the switcher shows on output as the desired route: the runtime does not put its own back. In a routing_differs handler it replaces the runtime's default (re-assert a duty output). Returns the input kept; raises an error when the switcher's route there is not known."},
 			{Name: "routing", Returns: "integer[]", Doc: "The input on each output, as last read from the device."},
 			{Name: "size", Returns: "integer, integer", Doc: "Inputs and outputs."},
 			{Name: "labels", Returns: "{inputs: string[], outputs: string[]}"},

@@ -74,6 +74,10 @@ type Env interface {
 	// returns the action's id; the result comes back as an action_done or
 	// action_failed event. cause says which event and policy line asked.
 	Route(driver string, output, input int, cause string) (string, error)
+	// KeepRoute accepts the input the device shows on output of a router
+	// driver as the route the coordinator wants there, so that the runtime
+	// does not put its own back, and returns that input.
+	KeepRoute(driver string, output int, cause string) (int, error)
 	// Send asks the runtime to carry out a control action on a controller
 	// driver and returns the action's id (result: action_done/action_failed).
 	Send(driver string, args map[string]any, cause string) (string, error)

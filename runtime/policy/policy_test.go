@@ -65,6 +65,10 @@ func (e *testEnv) Route(driver string, out, in int, cause string) (string, error
 	e.routes = append(e.routes, driver+" "+strconv.Itoa(out)+"<-"+strconv.Itoa(in)+" ("+cause+")")
 	return "a" + strconv.Itoa(len(e.routes)), nil
 }
+func (e *testEnv) KeepRoute(driver string, out int, cause string) (int, error) {
+	e.routes = append(e.routes, driver+" keep "+strconv.Itoa(out)+" ("+cause+")")
+	return 1, nil
+}
 func (e *testEnv) Publish(topic string, payload []byte, retained bool) error {
 	e.published = append(e.published, topic+" "+string(payload))
 	return nil

@@ -3,6 +3,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"net"
 	"reflect"
 	"sync"
 
@@ -21,39 +22,50 @@ type device struct {
 	setRoute   func(output, input int) error
 	refuse     func() // the next command is refused
 	drop       func() // the connection drops on the next command
-	disconnect func() // every connection drops now
+	disconnect func() // every connection drops now; nil for a device without a connection (HTTP)
+	restart    func() // a power cycle: connections drop, the routing goes back to the default
 	close      func() error
+}
+
+// switcherSim is what every switcher simulator offers a scenario.
+type switcherSim interface {
+	Routing() []int
+	SetRoute(output, input int) error
+	RefuseNext(n int)
+	DropNext(n int)
+	Restart()
+	Close() error
+	Listen(addr string) (net.Addr, error)
 }
 
 // startDevice starts the simulator of a switcher kind on loopback and
 // returns it with its address, or ok false for a kind that is not a switcher.
 func startDevice(kind string, size Device) (*device, string, bool, error) {
 	var (
-		d      *device
-		listen func(string) (fmt.Stringer, error)
+		s          switcherSim
+		disconnect func()
 	)
 	switch kind {
 	case "videohub":
-		s := videohubsim.New(videohubsim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
-		d = &device{routing: s.Routing, setRoute: s.SetRoute, refuse: func() { s.NAKNext(1) }, drop: s.DropOnNextCommand, disconnect: s.DropConnections, close: s.Close}
-		listen = func(a string) (fmt.Stringer, error) { return s.Listen(a) }
+		v := videohubsim.New(videohubsim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
+		s, disconnect = v, v.DropConnections
 	case "extron":
-		s := extronsim.New(extronsim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
-		d = &device{routing: s.Routing, setRoute: s.SetRoute, refuse: func() { s.FailNext(1, 1) }, drop: s.DropOnNextCommand, disconnect: s.DropConnections, close: s.Close}
-		listen = func(a string) (fmt.Stringer, error) { return s.Listen(a) }
+		x := extronsim.New(extronsim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
+		s, disconnect = x, x.DropConnections
 	case "kramer":
-		s := kramersim.New(kramersim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
-		d = &device{routing: s.Routing, setRoute: s.SetRoute, refuse: func() { s.ErrNext(1, 1) }, drop: s.DropOnNextCommand, disconnect: s.DropConnections, close: s.Close}
-		listen = func(a string) (fmt.Stringer, error) { return s.Listen(a) }
+		k := kramersim.New(kramersim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
+		s, disconnect = k, k.DropConnections
 	case "kumo":
-		s := kumosim.New(kumosim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
-		d = &device{routing: s.Routing, setRoute: s.SetRoute, refuse: func() { s.FailNext(1) }, drop: func() { s.DropNext(1) }, close: s.Close}
-		listen = func(a string) (fmt.Stringer, error) { return s.Listen(a) }
+		s = kumosim.New(kumosim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
 	default:
 		return nil, "", false, nil // not a switcher
 	}
-	d.kind = kind
-	addr, err := listen("127.0.0.1:0")
+	d := &device{
+		kind: kind, routing: s.Routing, setRoute: s.SetRoute,
+		refuse: func() { s.RefuseNext(1) }, drop: func() { s.DropNext(1) },
+		disconnect: disconnect, restart: s.Restart, close: s.Close,
+	}
+	addr, err := s.Listen("127.0.0.1:0")
 	if err != nil {
 		return nil, "", true, fmt.Errorf("%s simulator: %w", kind, err)
 	}

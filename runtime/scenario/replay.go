@@ -108,11 +108,13 @@ func ReplayJournal(ctx context.Context, path string, opts ReplayOptions) (*Repla
 	return res, nil
 }
 
-// decisions lists the actions started in records.
+// decisions lists the actions started in records, but for the runtime's
+// own upkeep of the switcher routing (re-asserts, start-up routes): they
+// follow what the devices showed, which a replay does not play.
 func decisions(records []engine.Record, start time.Time) []Decision {
 	var out []Decision
 	for _, r := range records {
-		if r.Type != "action_started" {
+		if r.Type != "action_started" || engine.RoutingUpkeep(fmt.Sprint(r.Fields["cause"])) {
 			continue
 		}
 		out = append(out, Decision{At: r.At.Sub(start), What: r.Action(), Cause: fmt.Sprint(r.Fields["cause"])})

@@ -49,8 +49,15 @@ func (r *Result) WriteLog(w io.Writer) {
 			fmt.Fprintf(w, "%10s     ✓ %s%s\n", t, shortAction(rec), result(rec))
 		case "action_failed":
 			fmt.Fprintf(w, "%10s     ✗ %s: %v\n", t, shortAction(rec), rec.Fields["error"])
-		case "route_changed", "routing_differs":
+		case "route_changed":
 			fmt.Fprintf(w, "%10s %s %v output %v ← input %v\n", t, rec.Type, rec.Fields["driver"], rec.Fields["output"], rec.Fields["input"])
+		case engine.RecordRoutingDiffers:
+			duty := ""
+			if d, ok := rec.Fields["duty"]; ok {
+				duty = fmt.Sprintf(", %v's output", d)
+			}
+			fmt.Fprintf(w, "%10s %s %v output %v shows input %v, not %v (%v%s: %v)\n", t, rec.Type, rec.Fields["driver"],
+				rec.Fields["output"], rec.Fields["actual"], rec.Fields["expected"], rec.Fields["cause"], duty, rec.Fields["default"])
 		case "policy_error":
 			fmt.Fprintf(w, "%10s   ! policy error: %v\n", t, rec.Fields["error"])
 		default:

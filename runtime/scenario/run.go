@@ -336,6 +336,33 @@ func apply(ctx context.Context, h *sim.Harness, devs map[string]*device, s Step)
 			d.disconnect()
 			waitFor(ctx, h, mark, 2*time.Second, sim.Type(drivers.EventDisconnected))
 			waitFor(ctx, h, mark, 5*time.Second, sim.Type(drivers.EventConnected))
+		case s.Fault == FaultRestart:
+			before := d.routing()
+			d.restart()
+			if d.disconnect != nil {
+				// The connection drops; the driver reconnects and reads the
+				// default routing back.
+				waitFor(ctx, h, mark, 2*time.Second, sim.Type(drivers.EventDisconnected))
+				waitFor(ctx, h, mark, 5*time.Second, sim.Type(drivers.EventConnected))
+				break
+			}
+			// A device asked by polls (HTTP): its driver sees the outputs the
+			// restart changed on its next poll.
+			after := d.routing()
+			pending := map[string]bool{}
+			for i := range min(len(before), len(after)) {
+				if before[i] != after[i] {
+					pending[fmt.Sprint(i+1)] = true
+				}
+			}
+			if len(pending) > 0 {
+				waitFor(ctx, h, mark, 5*time.Second, func(r engine.Record) bool {
+					if r.Type == drivers.EventRouteChanged && r.Fields["driver"] == s.Device {
+						delete(pending, fmt.Sprint(r.Fields["output"]))
+					}
+					return len(pending) == 0
+				})
+			}
 		}
 	}
 	h.Advance(0)

@@ -14,6 +14,7 @@
 //	  - {at: 2m29s, blip: main, for: 2s}   # its network flaps: suspect, not lost
 //	  - {at: 3m, command: failback, args: {member: main}}
 //	  - {at: 4m, device: router, fault: refuse}
+//	  - {at: 4m30s, device: router, fault: restart}
 //	  - {at: 5m, broker: down}
 //	expect:
 //	  - {routed: {driver: router, output: 1, input: 3}, by: 11s}
@@ -96,7 +97,9 @@ type Step struct {
 	Args    map[string]any `yaml:"args"`
 	// Device and Fault: a switcher misbehaves. refuse: it refuses the next
 	// command (NAK, E-code, ERR); drop: it drops the connection on the next
-	// command; disconnect: it drops every connection now.
+	// command; disconnect: it drops every connection now; restart: it
+	// restarts (a power cycle) and comes back with its default routing
+	// (output n shows input n).
 	Device string `yaml:"device"`
 	Fault  string `yaml:"fault"`
 	// Panel: someone routes at the switcher's panel (with Device).
@@ -135,6 +138,7 @@ const (
 	FaultRefuse     = "refuse"
 	FaultDrop       = "drop"
 	FaultDisconnect = "disconnect"
+	FaultRestart    = "restart"
 )
 
 // end is the end of the expectation's window (0: the end of the run).
@@ -236,9 +240,9 @@ func (sc *Scenario) validate() config.Errors {
 		case s.At < 0:
 			add(s.Line, "at %v: a time from the start, 0 or later", s.At)
 		case s.Device != "" && (s.Fault == "") == (s.Panel == nil):
-			add(s.Line, "device %s: give a fault (refuse, drop or disconnect) or a panel route", s.Device)
-		case s.Fault != "" && !slices.Contains([]string{FaultRefuse, FaultDrop, FaultDisconnect}, s.Fault):
-			add(s.Line, "fault %q: refuse, drop or disconnect", s.Fault)
+			add(s.Line, "device %s: give a fault (refuse, drop, disconnect or restart) or a panel route", s.Device)
+		case s.Fault != "" && !slices.Contains([]string{FaultRefuse, FaultDrop, FaultDisconnect, FaultRestart}, s.Fault):
+			add(s.Line, "fault %q: refuse, drop, disconnect or restart", s.Fault)
 		case s.Args != nil && s.Command == "":
 			add(s.Line, "args belong to a command")
 		}

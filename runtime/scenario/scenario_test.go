@@ -159,6 +159,30 @@ expect:
 	}
 }
 
+func TestARestartedSwitcherIsPutBackOnEveryKind(t *testing.T) {
+	for _, kind := range []string{"videohub", "extron", "kramer", "kumo"} {
+		t.Run(kind, func(t *testing.T) {
+			res := run(t, writeSite(t, kind, rightPolicy, `name: the switcher restarts with its default routing
+steps:
+  - {at: 10s, crash: main}
+  - {at: 30s, device: router, fault: restart}
+expect:
+  - {routed: {driver: router, output: 1, input: 3}, by: 11s}
+  - {event: routing_differs, fields: {output: 1, expected: 3, actual: 1, duty: main, default: reassert}, after: 30s, within: 1s}
+  - {event: routing_differs, fields: {output: 2, expected: 4, actual: 2, duty: main, default: reassert}, after: 30s, within: 1s}
+  - {routed: {driver: router, output: 1, input: 3}, by: 31s}
+  - {routed: {driver: router, output: 2, input: 4}, by: 31s}
+`))
+			mustPass(t, res)
+			var log bytes.Buffer
+			res.WriteLog(&log)
+			if !strings.Contains(log.String(), "routing_differs router output 1 shows input 1, not 3 (") {
+				t.Errorf("the decision log does not show the difference:\n%s", log.String())
+			}
+		})
+	}
+}
+
 func TestDeviceFaultsReachThePolicyAsFailedActions(t *testing.T) {
 	res := run(t, writeSite(t, "videohub", rightPolicy, `name: the switcher refuses
 steps:
@@ -181,7 +205,7 @@ expect:
 func TestScenarioErrorsNameTheLine(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{"name: x\nsteps:\n  - {at: 1s, crash: main, up: main}\nexpect:\n  - {nothing: true}\n", "s.yaml:3:1: a step does one thing"},
-		{"name: x\nsteps:\n  - {at: 1s, device: router, fault: melt}\nexpect:\n  - {nothing: true}\n", `s.yaml:3:1: fault "melt": refuse, drop or disconnect`},
+		{"name: x\nsteps:\n  - {at: 1s, device: router, fault: melt}\nexpect:\n  - {nothing: true}\n", `s.yaml:3:1: fault "melt": refuse, drop, disconnect or restart`},
 		{"name: x\nexpect:\n  - {event: member_lost, no: member_lost}\n", "s.yaml:3:1: an expectation checks one thing"},
 		{"name: x\nexpect:\n  - {event: member_lost, by: 5s, within: 2s}\n", "s.yaml:3:1: give one of by, within and before"},
 		{"name: x\nexpect:\n  - {event: member_lost, colour: red}\n", `s.yaml:3:26: unknown field "colour"`},

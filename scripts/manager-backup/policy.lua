@@ -69,9 +69,13 @@
 --   closed_is_lost: true       a graceful shutdown is a failover (also when
 --                              the member's failover.closed_is_lost is false)
 --
--- Whether a member is covered is read from the bookkeeping, and — for sites
--- whose bookkeeping was lost (a new state folder) — from the switcher itself:
--- a restored main whose outputs show a standby's inputs is routed back too.
+-- Whether a member is covered is read from the bookkeeping. What the switcher
+-- shows is the runtime's to keep: every route here becomes the desired
+-- routing of its output, which the runtime puts back when the switcher
+-- restarts or someone changes a main's output at the panel (routing_differs;
+-- see the README). At start-up, outputs with no desired route yet (a new
+-- state folder) get what the site says: each alive main's own inputs, each
+-- covered main's standby's — whatever the switcher showed before.
 --
 -- Operator commands: takeover {member, standby?}, failback {member},
 -- takeover_all {standby} (the standby takes over every main of its pool);
@@ -170,20 +174,6 @@ local function pick_standby(m)
   return us.pool(m.pool):pick { member = m, usage = usage, exclude = exclude }
 end
 
--- The standby whose inputs member's outputs show on the switcher now, if any.
-local function on_switcher(member)
-  if member.duties.switcher == nil then return nil end
-  local routing = us.driver(member.duties.switcher):routing()
-  for _, s in ipairs(us.members()) do
-    if suits(s, member) then
-      for _, r in ipairs(routes_for(member, s)) do
-        if r.input ~= nil and routing[r.output] == r.input then return s end
-      end
-    end
-  end
-  return nil
-end
-
 -- Whether a named timer for member is pending.
 local function pending(name, member)
   for _, t in ipairs(us.timers(name)) do
@@ -231,27 +221,16 @@ end
 local function schedule_failback(m)
   if not protected(m) or not here(m) or not auto_failback(m) then return end
   local c = us.covered(m)
-  if c ~= nil then
-    if c.phase ~= "starting" and c.phase ~= "covering" then return end
-  elseif on_switcher(m) == nil then
-    return
-  end
+  if c == nil or (c.phase ~= "starting" and c.phase ~= "covering") then return end
   us.cancel("failback", { member = m.id })
   us.after(failback_delay(m), "failback", { member = m.id })
   us.log.info("failback scheduled", { member = m.id, after = failback_delay(m) })
 end
 
--- Gives m its duties back (the bookkeeping's failback, or the switcher only
--- when the bookkeeping does not know the coverage).
+-- Gives m its duties back (the bookkeeping's failback).
 local function fail_back(m, reason)
   local c = us.covered(m)
-  if c == nil then
-    if on_switcher(m) ~= nil then
-      us.log.info("failing back (coverage read from the switcher)", { member = m.id })
-      route_outputs(m, m)
-    end
-    return
-  end
+  if c == nil then return end
   if c.phase ~= "covering" and c.phase ~= "copying" then return end -- not taken over yet, or failing back (a copy back that waits is tried again)
   us.log.info("failing back", { member = m.id, standby = c.standby })
   us.failback(m, { reason = reason })
@@ -303,13 +282,6 @@ end)
 -- After a restart of the coordinator a covered main may already be back.
 us.on("member_seen", function(ev)
   if not pending("failback", ev.member.id) then schedule_failback(ev.member) end
-end)
-
--- The switcher (re)connected: what it shows may now say a main is covered.
-us.on("driver_connected", function(ev)
-  for _, m in ipairs(us.members()) do
-    if m.duties.switcher == ev.driver and not pending("failback", m.id) then schedule_failback(m) end
-  end
 end)
 
 -- The takeover finished while the main was already back.

@@ -1,0 +1,612 @@
+package engine
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"understudy/drivers"
+	"understudy/runtime/clock"
+	"understudy/runtime/config"
+	"understudy/runtime/policy"
+	"understudy/runtime/store"
+)
+
+// The switcher must show what the coordinator decided, always. The
+// coordinator keeps the desired routing: per switcher driver and output, the
+// input it last routed there. It is written to the state file in the same
+// transaction as the route action (before the route is sent), so it
+// survives restarts. Whenever the device's routing is read back — after
+// every (re)connection of the driver, and for every route_changed the device
+// announces — it is compared with the desired routing, and each output that
+// differs is recorded and handed to the policy as routing_differs:
+//
+//   - an output some member's duties name (duties.outputs or
+//     duties.usage.*.outputs on that switcher) is re-asserted: the desired
+//     route is sent again (cause "re-assert …"), at most once per
+//     ReassertInterval per output;
+//   - any other output is reported and the device's route becomes the
+//     desired one: an operator's panel change there is respected, not
+//     fought, and not reported again;
+//   - an output changed away from its desired route FightChanges times
+//     within FightWindow (panel changes, not reconnects) is given up: its
+//     route as the device shows it becomes the desired one and the alarm
+//     routing_fight is raised until the coordinator routes that output again;
+//   - in manual mode (failover.mode: manual) differences are only reported.
+//
+// The policy can decide otherwise in its routing_differs handler: a
+// router:route on that output (re-assert, or anything else) or router:keep
+// (accept the device's route) replaces what the runtime would have done.
+//
+// At start-up, and for outputs that have no desired route yet (a fresh
+// state file), the coordinator asserts the routing its site says rather than
+// trusting whatever the device shows: each alive member's duty outputs on
+// its own inputs, each covered member's on its standby's (a member with
+// failover.take_outputs false stays on its own), as members are first seen
+// alive and whenever the driver connects.
+
+// Records (and policy events) of the desired routing.
+const (
+	// RecordRoutingDiffers: a switcher output shows another input than the
+	// coordinator decided. Fields: driver, output, expected, actual, cause
+	// (CauseReconnect or CausePanel), duty (the member whose duty output it
+	// is; absent for none), default (what the runtime does unless the policy
+	// decides: Differ*).
+	RecordRoutingDiffers = "routing_differs"
+	// RecordRoutingAccepted: the device's route became the desired one.
+	// Fields: driver, output, input, previous, why.
+	RecordRoutingAccepted = "routing_accepted"
+	// RecordRouteWithheld: in manual mode, a start-up route the coordinator
+	// would have sent. Fields: driver, output, input, actual, duty, why.
+	RecordRouteWithheld = "route_withheld"
+)
+
+// Causes of a routing difference.
+const (
+	CauseReconnect = "reconnect" // read back after the driver (re)connected: a restart, a change while away
+	CausePanel     = "panel"     // announced by the device: its panel, another controller
+)
+
+// What the runtime does with a difference unless the policy decides.
+const (
+	DifferReassert = "reassert" // a duty output: the desired route is sent again
+	DifferAccept   = "accept"   // not a duty output: the device's route becomes the desired one
+	DifferReport   = "report"   // manual mode: reported only
+	DifferStop     = "stop"     // fought too often: given up, routing_fight raised
+)
+
+// Limits of re-asserting.
+const (
+	// ReassertInterval: an output is re-asserted at most once per interval.
+	ReassertInterval = time.Second
+	// FightChanges within FightWindow: an output the device changes away from
+	// its desired route this often (panel changes) is given up.
+	FightChanges = 3
+	FightWindow  = time.Minute
+)
+
+// Causes of the routes the runtime sends by itself: a re-assert, a start-up
+// route. RoutingUpkeep tells them from the policy's.
+const (
+	causeReassert = "re-assert"
+	causeStartup  = "start-up: "
+)
+
+// RoutingUpkeep reports whether an action's cause says the runtime sent it
+// to keep the desired routing (a re-assert, a start-up route), not the
+// policy.
+func RoutingUpkeep(cause string) bool {
+	return strings.HasPrefix(cause, causeReassert) || strings.HasPrefix(cause, causeStartup)
+}
+
+const bucketRouting = "routing"
+
+// desiredRoute is the input the coordinator wants on one output.
+type desiredRoute struct {
+	Driver string    `json:"driver"`
+	Output int       `json:"output"`
+	Input  int       `json:"input"`
+	Since  time.Time `json:"since"`
+	Cause  string    `json:"cause,omitempty"` // what set it
+}
+
+func routingKey(driver string, output int) string { return driver + "/" + strconv.Itoa(output) }
+
+type outKey struct {
+	driver string
+	output int
+}
+
+// outState is what the loop keeps of one output of a switcher.
+type outState struct {
+	desired desiredRoute
+	has     bool
+	gen     uint64      // counts changes of the desired route (routes, accepts)
+	changes []time.Time // panel changes away from the desired route within FightWindow
+
+	lastAssert  time.Time
+	retry       clock.Timer // a re-assert waiting for ReassertInterval
+	retryCause  string
+	reported    int // the actual input last reported as a panel difference, at reportedGen
+	reportedGen uint64
+	withheld    int // manual mode: the start-up route last recorded as withheld
+}
+
+// routing is the coordinator's desired routing (owned by the loop).
+type routing struct {
+	outs map[outKey]*outState
+}
+
+func (r *routing) out(driver string, output int) *outState {
+	if r.outs == nil {
+		r.outs = map[outKey]*outState{}
+	}
+	k := outKey{driver, output}
+	st, ok := r.outs[k]
+	if !ok {
+		st = &outState{}
+		r.outs[k] = st
+	}
+	return st
+}
+
+// restoreRouting loads the desired routing a previous run left.
+func (e *Engine) restoreRouting() error {
+	all, err := store.Load[desiredRoute](e.store, bucketRouting)
+	if err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		d := all[k]
+		if _, ok := e.opts.Drivers[d.Driver]; !ok || d.Output < 1 {
+			continue // a driver no longer in site.yaml
+		}
+		st := e.routing.out(d.Driver, d.Output)
+		st.desired, st.has = d, true
+	}
+	return nil
+}
+
+// putDesired writes the desired route a route action sets, in the action's
+// transaction.
+func putDesired(tx *store.Tx, a *action) error {
+	d := desiredRoute{Driver: a.Driver, Output: a.Output, Input: a.Input, Since: a.Created, Cause: a.Cause}
+	return tx.Put(bucketRouting, routingKey(a.Driver, a.Output), d)
+}
+
+// routeSent takes a route action that was recorded and is being sent: its
+// route is the desired one. A route the coordinator decides anew (the
+// policy's, a start-up assertion; not a re-assert) ends a routing_fight
+// alarm on that output.
+func (e *Engine) routeSent(a *action) {
+	st := e.routing.out(a.Driver, a.Output)
+	changed := !st.has || st.desired.Input != a.Input
+	st.desired = desiredRoute{Driver: a.Driver, Output: a.Output, Input: a.Input, Since: a.Created, Cause: a.Cause}
+	st.has = true
+	st.gen++
+	if a.keeper {
+		return
+	}
+	if changed {
+		st.changes = nil
+	}
+	st.withheld = 0
+	e.clearAlarm(fightKey(a.Driver, a.Output), fmt.Sprintf("the coordinator routed output %d again (input %d)", a.Output, a.Input))
+}
+
+func fightKey(driver string, output int) string {
+	return AlarmRoutingFight + ":" + driver + ":" + strconv.Itoa(output)
+}
+
+// setDesired makes input the desired route of an output without sending
+// anything (the device shows it already) and writes it.
+func (e *Engine) setDesired(driver string, output, input int, cause string) {
+	st := e.routing.out(driver, output)
+	st.desired = desiredRoute{Driver: driver, Output: output, Input: input, Since: e.clock.Now(), Cause: cause}
+	st.has = true
+	st.gen++
+	if err := e.store.Put(bucketRouting, routingKey(driver, output), st.desired); err != nil {
+		e.log.Error("desired route not written to the state file", "driver", driver, "output", output, "error", err)
+	}
+}
+
+// acceptRoute makes the input the device shows the desired route, and
+// records it.
+func (e *Engine) acceptRoute(driver string, output, input int, why string) {
+	st := e.routing.out(driver, output)
+	prev := st.desired.Input
+	e.setDesired(driver, output, input, "accepted: "+why)
+	e.log.Info("switcher route accepted as desired", "driver", driver, "output", output, "input", input, "previous", prev, "why", why)
+	e.record(Record{Type: RecordRoutingAccepted, Fields: map[string]any{"driver": driver, "output": output, "input": input, "previous": prev, "why": why}})
+}
+
+// keepRoute accepts the input the device shows on output as the desired
+// route (the policy's router:keep) and returns it.
+func (e *Engine) keepRoute(driver string, output int, cause string) (int, error) {
+	r, ok := e.router(driver)
+	if !ok {
+		return 0, fmt.Errorf("driver %q is not a switcher on this instance", driver)
+	}
+	actual := routeOn(r, output)
+	if actual <= 0 {
+		return 0, fmt.Errorf("the input on output %d of %s is not known (not connected yet?)", output, driver)
+	}
+	if st := e.routing.out(driver, output); st.has && st.desired.Input == actual {
+		st.gen++ // decided: nothing to put back
+		return actual, nil
+	}
+	e.acceptRoute(driver, output, actual, "kept by the policy ("+cause+")")
+	return actual, nil
+}
+
+func (e *Engine) router(driver string) (drivers.Router, bool) {
+	d, ok := e.opts.Drivers[driver]
+	if !ok {
+		return nil, false
+	}
+	r, ok := d.(drivers.Router)
+	return r, ok
+}
+
+// routeOn is the input the device shows on output, 0 when unknown.
+func routeOn(r drivers.Router, output int) int {
+	if routing := r.Routing(); output >= 1 && output <= len(routing) {
+		return routing[output-1]
+	}
+	return 0
+}
+
+// routeInFlight reports whether a route action on the output is queued or
+// running: what the device announces meanwhile may be its echo.
+func (e *Engine) routeInFlight(driver string, output int) bool {
+	for _, a := range e.actions.local {
+		if a.Driver == driver && a.Verb == "route" && a.Output == output {
+			return true
+		}
+	}
+	return false
+}
+
+// manualMode reports whether the coordinator only proposes (failover.mode
+// manual, or switched to it).
+func (e *Engine) manualMode() bool {
+	return e.takeover != nil && e.takeover.Mode() == config.ModeManual
+}
+
+// dutyOf is the member whose duties name output on the switcher driver, or
+// "".
+func (e *Engine) dutyOf(driver string, output int) string {
+	for _, m := range e.site.Members {
+		if m.Duties.Switcher != driver {
+			continue
+		}
+		if slices.Contains(m.Duties.Outputs, output) {
+			return m.ID
+		}
+		for _, name := range slices.Sorted(maps.Keys(m.Duties.Usage)) {
+			if slices.Contains(m.Duties.Usage[name].Outputs, output) {
+				return m.ID
+			}
+		}
+	}
+	return ""
+}
+
+// routingConnected compares the routing a switcher driver read back on
+// connecting with the desired routing, then asserts the site's routing on
+// the outputs that have none yet (on the loop, after the policy saw
+// driver_connected).
+func (e *Engine) routingConnected(driver string) {
+	r, ok := e.router(driver)
+	if !ok {
+		return
+	}
+	routing := r.Routing()
+	for _, k := range slices.SortedFunc(maps.Keys(e.routing.outs), compareOutKeys) {
+		if k.driver == driver && k.output <= len(routing) {
+			e.routingDiffers(driver, k.output, routing[k.output-1], CauseReconnect)
+		}
+	}
+	e.assertSite(driver, "")
+}
+
+// routingChanged takes a route the device announced (on the loop, after the
+// policy saw route_changed).
+func (e *Engine) routingChanged(driver string, output, input int) {
+	if _, ok := e.router(driver); ok {
+		e.routingDiffers(driver, output, input, CausePanel)
+	}
+}
+
+// routeDone looks at an output again once a route on it is done: a change
+// the device announced while the route was in flight was taken for its echo.
+func (e *Engine) routeDone(a *action) {
+	r, ok := e.router(a.Driver)
+	if !ok || a.Verb != "route" {
+		return
+	}
+	e.routingDiffers(a.Driver, a.Output, routeOn(r, a.Output), CausePanel)
+}
+
+func compareOutKeys(a, b outKey) int {
+	if a.driver != b.driver {
+		if a.driver < b.driver {
+			return -1
+		}
+		return 1
+	}
+	return a.output - b.output
+}
+
+// routingDiffers checks one output the device shows actual on against the
+// desired routing and, if they differ, reports it and sets off what follows.
+func (e *Engine) routingDiffers(driver string, output, actual int, cause string) {
+	if !e.opts.Coordinator || actual <= 0 {
+		return // an input the device does not report is left alone
+	}
+	st, ok := e.routing.outs[outKey{driver, output}]
+	if !ok || !st.has || st.desired.Input == actual || e.routeInFlight(driver, output) {
+		return
+	}
+	if e.alarmRaised(fightKey(driver, output)) {
+		// Given up: whatever the other controller sets is kept.
+		e.setDesired(driver, output, actual, "accepted: routing_fight raised")
+		return
+	}
+	if cause == CausePanel && st.reported == actual && st.reportedGen == st.gen {
+		return // reported already
+	}
+	now := e.clock.Now()
+	duty := e.dutyOf(driver, output)
+	def := DifferAccept
+	switch {
+	case duty == "":
+	case e.manualMode():
+		def = DifferReport
+	default:
+		def = DifferReassert
+		if cause == CausePanel {
+			st.changes = slices.DeleteFunc(st.changes, func(t time.Time) bool { return now.Sub(t) >= FightWindow })
+			st.changes = append(st.changes, now)
+			if len(st.changes) >= FightChanges {
+				def = DifferStop
+			}
+		}
+	}
+	expected := st.desired.Input
+	fields := map[string]any{"driver": driver, "output": output, "expected": expected, "actual": actual, "cause": cause, "default": def}
+	if duty != "" {
+		fields["duty"] = duty
+	}
+	e.log.Warn("the switcher does not show the route the coordinator decided", "driver", driver, "output", output,
+		"expected", expected, "actual", actual, "cause", cause, "duty", duty, "default", def)
+	e.record(Record{Type: RecordRoutingDiffers, Member: duty, Fields: fields})
+	if cause == CausePanel {
+		st.reported, st.reportedGen = actual, st.gen
+	}
+	if def == DifferStop {
+		e.acceptRoute(driver, output, actual, fmt.Sprintf("changed away %d times within %v: no longer fought", len(st.changes), FightWindow))
+		st.changes = nil
+		e.raiseAlarm(Alarm{
+			Key: fightKey(driver, output), Kind: AlarmRoutingFight, Severity: SeverityAlarm, Member: duty,
+			Message: fmt.Sprintf("%s output %d was changed away from input %d %d times within %v (another controller or the panel): understudy stopped putting it back and keeps input %d; route it again to end this",
+				driver, output, expected, FightChanges, FightWindow, actual),
+			Fields: map[string]any{"driver": driver, "output": output, "expected": expected, "actual": actual},
+		})
+	}
+	ev := policy.Event{Name: RecordRoutingDiffers, At: now, Fields: fields}
+	if duty != "" && e.table.Known(duty) {
+		m := e.policyMember(duty)
+		ev.Member = &m
+	}
+	gen := st.gen
+	// The policy sees it once the current work is done (never from inside a
+	// handler); then, unless its handlers routed or kept that output, the
+	// runtime does what def says.
+	e.Post(func() {
+		e.dispatch(ev)
+		e.settleDifference(driver, output, gen, def, cause)
+	})
+}
+
+// settleDifference does what the runtime does with a difference the policy
+// has seen and left alone.
+func (e *Engine) settleDifference(driver string, output int, gen uint64, def, cause string) {
+	st := e.routing.out(driver, output)
+	if st.gen != gen {
+		return // the policy routed or kept it
+	}
+	r, ok := e.router(driver)
+	if !ok {
+		return
+	}
+	actual := routeOn(r, output)
+	if actual <= 0 || actual == st.desired.Input || e.routeInFlight(driver, output) {
+		return
+	}
+	switch def {
+	case DifferAccept:
+		e.acceptRoute(driver, output, actual, "not a duty output: the change is respected")
+	case DifferReassert:
+		e.reassert(driver, output, fmt.Sprintf("%s after a %s: the switcher showed input %d", causeReassert, causeWords(cause), actual))
+	}
+}
+
+func causeWords(cause string) string {
+	if cause == CauseReconnect {
+		return "reconnect"
+	}
+	return "panel change"
+}
+
+// reassert sends an output's desired route again, at most once per
+// ReassertInterval; sooner, it waits.
+func (e *Engine) reassert(driver string, output int, cause string) {
+	st := e.routing.out(driver, output)
+	if !st.has || e.manualMode() {
+		return
+	}
+	now := e.clock.Now()
+	if !st.lastAssert.IsZero() {
+		if wait := st.lastAssert.Add(ReassertInterval).Sub(now); wait > 0 {
+			st.retryCause = cause
+			if st.retry == nil {
+				st.retry = e.clock.AfterFunc(wait, func() {
+					e.Post(func() {
+						st.retry = nil
+						e.reassertIfDiffers(driver, output, st.retryCause)
+					})
+				})
+			}
+			return
+		}
+	}
+	st.lastAssert = now
+	a := &action{Driver: driver, Verb: "route", Output: output, Input: st.desired.Input, Cause: cause, keeper: true}
+	if _, err := e.actions.add(a); err != nil {
+		e.log.Error("re-assert not sent", "driver", driver, "output", output, "error", err)
+	}
+}
+
+// reassertIfDiffers re-asserts an output whose re-assert had to wait, if it
+// still differs.
+func (e *Engine) reassertIfDiffers(driver string, output int, cause string) {
+	st := e.routing.out(driver, output)
+	r, ok := e.router(driver)
+	if !ok || !st.has || e.alarmRaised(fightKey(driver, output)) || e.routeInFlight(driver, output) {
+		return
+	}
+	if actual := routeOn(r, output); actual > 0 && actual != st.desired.Input {
+		e.reassert(driver, output, cause)
+	}
+}
+
+// siteRoute is one route the site's duties call for.
+type siteRoute struct {
+	output, input int
+	duty          string // the member whose output it is
+	why           string
+}
+
+// siteRoutes are the routes that put member's duty outputs on its own
+// inputs, or on its standby's while it is covered (unless take_outputs is
+// off); none for a member neither alive nor covered.
+func (e *Engine) siteRoutes(m *config.Member) []siteRoute {
+	source, why := m, causeStartup+m.ID+"'s own inputs"
+	covered := false
+	if e.takeover != nil {
+		if c, ok := e.takeover.Covered(m.ID); ok && m.Settings.TakeOutputs {
+			s, ok := e.site.Member(c.Standby)
+			if !ok || s.Duties.Switcher != m.Duties.Switcher {
+				return nil
+			}
+			source, why, covered = s, causeStartup+m.ID+" covered by "+s.ID, true
+		}
+	}
+	if !covered {
+		if st := e.stateOf(m.ID); st != "alive" && st != "suspect" {
+			return nil
+		}
+	}
+	var out []siteRoute
+	add := func(outputs, inputs []int) {
+		for i, o := range outputs {
+			if i < len(inputs) {
+				out = append(out, siteRoute{output: o, input: inputs[i], duty: m.ID, why: why})
+			}
+		}
+	}
+	if len(m.Duties.Usage) > 0 {
+		for _, name := range slices.Sorted(maps.Keys(m.Duties.Usage)) {
+			add(m.Duties.Usage[name].Outputs, source.Duties.Usage[name].Inputs)
+		}
+		return out
+	}
+	add(m.Duties.Outputs, source.Duties.Inputs)
+	return out
+}
+
+// assertSite asserts the site's routing on driver's outputs that have no
+// desired route yet: of every member, or of one. Outputs the device already
+// shows right are only written down; in manual mode the others are recorded
+// as withheld instead of sent.
+func (e *Engine) assertSite(driver, member string) {
+	r, ok := e.router(driver)
+	if !ok || !e.opts.Coordinator || !r.Status().Connected || r.Routing() == nil {
+		return // asserted when it connects
+	}
+	for i := range e.site.Members {
+		m := &e.site.Members[i]
+		if m.Duties.Switcher != driver || (member != "" && m.ID != member) {
+			continue
+		}
+		for _, sr := range e.siteRoutes(m) {
+			st := e.routing.out(driver, sr.output)
+			if st.has || e.routeInFlight(driver, sr.output) {
+				continue // what the coordinator decided before wins
+			}
+			actual := routeOn(r, sr.output)
+			switch {
+			case actual == sr.input:
+				e.setDesired(driver, sr.output, sr.input, sr.why+" (shown already)")
+			case e.manualMode():
+				if st.withheld == sr.input {
+					continue
+				}
+				st.withheld = sr.input
+				e.log.Info("manual mode: start-up route not sent", "driver", driver, "output", sr.output, "input", sr.input, "actual", actual, "duty", sr.duty)
+				e.record(Record{Type: RecordRouteWithheld, Member: sr.duty, Fields: map[string]any{
+					"driver": driver, "output": sr.output, "input": sr.input, "actual": actual, "duty": sr.duty,
+					"cause": sr.why, "why": "manual mode"}})
+			default:
+				if _, err := e.actions.add(&action{Driver: driver, Verb: "route", Output: sr.output, Input: sr.input, Cause: sr.why}); err != nil {
+					e.log.Error("start-up route not sent", "driver", driver, "output", sr.output, "error", err)
+				}
+			}
+		}
+	}
+}
+
+// assertMember asserts the site's routing for a member seen alive.
+func (e *Engine) assertMember(member string) {
+	m, ok := e.site.Member(member)
+	if !ok || m.Duties.Switcher == "" {
+		return
+	}
+	e.assertSite(m.Duties.Switcher, member)
+}
+
+// assertAll asserts the site's routing on every switcher (after a switch to
+// auto mode).
+func (e *Engine) assertAll() {
+	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
+		e.assertSite(name, "")
+	}
+}
+
+// stopRouting stops the re-asserts waiting for their interval.
+func (e *Engine) stopRouting() {
+	for _, st := range e.routing.outs {
+		if st.retry != nil {
+			st.retry.Stop()
+			st.retry = nil
+		}
+	}
+}
+
+// desiredRouting returns a driver's desired routing, by output (for status).
+func (e *Engine) desiredRouting(driver string) map[int]int {
+	var out map[int]int
+	for k, st := range e.routing.outs {
+		if k.driver == driver && st.has {
+			if out == nil {
+				out = map[int]int{}
+			}
+			out[k.output] = st.desired.Input
+		}
+	}
+	return out
+}
