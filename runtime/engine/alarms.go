@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"understudy/runtime/policy"
 	"understudy/runtime/store"
 )
 
@@ -105,12 +104,7 @@ func (e *Engine) raiseAlarm(a Alarm) {
 	}
 	e.record(Record{Type: RecordAlarm, Member: a.Member, Fields: fields})
 	e.publishAlarms()
-	ev := policy.Event{Name: RecordAlarm, At: e.clock.Now(), Fields: fields}
-	if a.Member != "" && e.table.Known(a.Member) {
-		m := e.policyMember(a.Member)
-		ev.Member = &m
-	}
-	e.deliverOnce(ev, nil)
+	e.deliverOnce(e.memberEvent(RecordAlarm, e.clock.Now(), a.Member, fields), nil)
 }
 
 // clearAlarm ends the alarm key, if raised, saying why.
@@ -127,12 +121,7 @@ func (e *Engine) clearAlarm(key, why string) {
 	fields := map[string]any{"key": key, "kind": a.Kind, "why": why, "raised_s": e.clock.Now().Sub(a.Since).Seconds()}
 	e.record(Record{Type: RecordAlarmCleared, Member: a.Member, Fields: fields})
 	e.publishAlarms()
-	ev := policy.Event{Name: RecordAlarmCleared, At: e.clock.Now(), Fields: fields}
-	if a.Member != "" && e.table.Known(a.Member) {
-		m := e.policyMember(a.Member)
-		ev.Member = &m
-	}
-	e.deliverOnce(ev, nil)
+	e.deliverOnce(e.memberEvent(RecordAlarmCleared, e.clock.Now(), a.Member, fields), nil)
 }
 
 // alarmRaised reports whether the alarm key is raised.

@@ -16,7 +16,6 @@ import (
 
 	"understudy/discovery/bus"
 	"understudy/runtime/config"
-	"understudy/runtime/policy"
 	"understudy/runtime/takeover"
 )
 
@@ -169,11 +168,7 @@ func (a *action) copyFields() map[string]any {
 func (e *Engine) copyEvent(name string, a *action, fields map[string]any) {
 	member, _ := a.Args["member"].(string)
 	e.record(Record{Type: name, Member: member, Fields: fields})
-	ev := policy.Event{Name: name, At: e.clock.Now(), Fields: fields}
-	if member != "" && e.table.Known(member) {
-		m := e.policyMember(member)
-		ev.Member = &m
-	}
+	ev := e.memberEvent(name, e.clock.Now(), member, fields)
 	if name == "copy_progress" {
 		e.dispatch(ev)
 		return

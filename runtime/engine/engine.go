@@ -613,6 +613,17 @@ func (e *Engine) policyMember(id string) policy.Member {
 	return m
 }
 
+// memberEvent is a policy event about member (none when it is "" or not a
+// member the table knows): the member as it is now goes with it.
+func (e *Engine) memberEvent(name string, at time.Time, member string, fields map[string]any) policy.Event {
+	ev := policy.Event{Name: name, At: at, Fields: fields}
+	if member != "" && e.table.Known(member) {
+		m := e.policyMember(member)
+		ev.Member = &m
+	}
+	return ev
+}
+
 // stateOf is a member's state as the policy sees it: the member table's,
 // except that an alive member whose material disks all failed is broken.
 func (e *Engine) stateOf(id string) string {

@@ -58,11 +58,7 @@ func (e *Engine) deliverOnce(ev policy.Event, extra func(*store.Tx) error) {
 }
 
 func (e *Engine) dispatchInbox(ie inboxEvent) {
-	ev := policy.Event{Name: ie.Name, At: ie.At, Fields: ie.Fields}
-	if ie.Member != "" && e.table.Known(ie.Member) {
-		m := e.policyMember(ie.Member)
-		ev.Member = &m
-	}
+	ev := e.memberEvent(ie.Name, ie.At, ie.Member, ie.Fields)
 	e.dispatchWith(ev, func(tx *store.Tx) error { return tx.Delete(bucketInbox, inboxKey(ie.Seq)) })
 }
 

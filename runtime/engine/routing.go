@@ -11,7 +11,6 @@ import (
 	"understudy/drivers"
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
-	"understudy/runtime/policy"
 	"understudy/runtime/store"
 )
 
@@ -397,11 +396,7 @@ func (e *Engine) routingDiffers(driver string, output, actual int, cause string)
 			Fields: map[string]any{"driver": driver, "output": output, "expected": expected, "actual": actual},
 		})
 	}
-	ev := policy.Event{Name: RecordRoutingDiffers, At: now, Fields: fields}
-	if duty != "" && e.table.Known(duty) {
-		m := e.policyMember(duty)
-		ev.Member = &m
-	}
+	ev := e.memberEvent(RecordRoutingDiffers, now, duty, fields)
 	gen := st.gen
 	// The policy sees it once the current work is done (never from inside a
 	// handler); then, unless its handlers routed or kept that output, the

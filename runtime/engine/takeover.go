@@ -70,11 +70,7 @@ func (e *Engine) onTakeoverEvent(ev takeover.Event) {
 	}
 	e.log.Info(ev.Name, "member", ev.Member, "fields", ev.Fields)
 	e.record(Record{Type: ev.Name, Member: ev.Member, Fields: ev.Fields})
-	pe := policy.Event{Name: ev.Name, At: e.clock.Now(), Fields: ev.Fields}
-	if ev.Member != "" && e.table.Known(ev.Member) {
-		m := e.policyMember(ev.Member)
-		pe.Member = &m
-	}
+	pe := e.memberEvent(ev.Name, e.clock.Now(), ev.Member, ev.Fields)
 	e.deliverOnce(pe, nil)
 	if e.opts.Publisher != nil && ev.Member != "" && e.table.Known(ev.Member) {
 		if m, ok := e.table.Get(ev.Member); ok {
