@@ -7,7 +7,6 @@ import (
 	"syscall"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 )
 
 // mdnsGroup returns the IPv4 mDNS multicast group and port.
@@ -34,15 +33,7 @@ type mconn struct {
 func listenMDNS() (*mconn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-				serr = fmt.Errorf("SO_REUSEADDR: %w", serr)
-				return
-			}
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
-				serr = fmt.Errorf("SO_REUSEPORT: %w", serr)
-			}
-		}); err != nil {
+		if err := rc.Control(func(fd uintptr) { serr = shareMDNSPort(fd) }); err != nil {
 			return err
 		}
 		return serr
