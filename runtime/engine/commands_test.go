@@ -1,9 +1,15 @@
 package engine_test
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"understudy/runtime/config"
+	"understudy/runtime/engine"
 )
 
 // The policy of these tests handles the operator's commands by failing
@@ -113,5 +119,72 @@ us.on("command:failback", function(c) us.failback(c.member, { reason = "operator
 	}
 	if errs := records(h, "policy_error"); len(errs) > 0 {
 		t.Fatalf("the policy saw the second failback: %+v", errs)
+	}
+}
+
+// Each command's reply holds what followed from it and nothing else: two
+// commands carried out back to back, while the loop is busy, do not see each
+// other's records, errors or results.
+func TestEachCommandGetsOnlyWhatFollowedFromIt(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(siteYAML), 0o644)
+	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(`local us = require "understudy"
+us.on("command:bad", function(c) error("bad command " .. c.n) end)
+us.on("command:good", function(c) us.log.info("good " .. c.n) end)
+`), 0o644)
+	site, err := config.Load(filepath.Join(dir, "site.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Options{Site: site, Self: "backup", Coordinator: true, Online: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if _, err := e.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 20 {
+		hold, release := make(chan struct{}), make(chan struct{})
+		e.Post(func() { close(hold); <-release }) // the loop is busy: both commands queue up
+		<-hold
+		type reply struct {
+			recs []engine.Record
+			err  error
+		}
+		good, bad := make(chan reply, 1), make(chan reply, 1)
+		go func() {
+			recs, err := e.CommandWait(ctx, "good", map[string]any{"n": round}, "test")
+			good <- reply{recs, err}
+		}()
+		go func() {
+			recs, err := e.CommandWait(ctx, "bad", map[string]any{"n": round}, "test")
+			bad <- reply{recs, err}
+		}()
+		close(release)
+		g, b := <-good, <-bad
+		if g.err != nil || b.err != nil {
+			t.Fatal(g.err, b.err)
+		}
+		for _, r := range g.recs {
+			if r.Type == "policy_error" || (r.Type == "command" && r.Fields["verb"] != "good") {
+				t.Fatalf("round %d: the good command's reply has %+v", round, r)
+			}
+		}
+		var errs int
+		for _, r := range b.recs {
+			if r.Type == "command" && r.Fields["verb"] != "bad" {
+				t.Fatalf("round %d: the bad command's reply has %+v", round, r)
+			}
+			if r.Type == "policy_error" {
+				errs++
+			}
+		}
+		if errs != 1 {
+			t.Fatalf("round %d: the bad command's reply has %d policy errors: %+v", round, errs, b.recs)
+		}
 	}
 }

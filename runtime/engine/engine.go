@@ -71,6 +71,8 @@ type Record struct {
 	Type   string         `json:"type"`
 	Member string         `json:"member,omitempty"`
 	Fields map[string]any `json:"fields,omitempty"`
+
+	cause uint64 // the operator command it follows from (Engine.cause), 0 for none
 }
 
 // Engine is the loop.
@@ -99,6 +101,12 @@ type Engine struct {
 	alarms    alarms                // raised alarms (coordinator)
 	routing   routing               // the desired switcher routing (coordinator)
 	captures  []*capture            // CommandWait's collectors of records
+	// cause is the operator command whose consequences the loop works on
+	// now (0: none): set while a command is carried out, and carried to the
+	// work it queues for itself (deliverOnce, dispatchLater), so that each
+	// command's reply holds what followed from it and nothing else.
+	cause  uint64
+	causes uint64 // the last cause given out
 	published string                // last takeover state published
 	probeStop context.CancelFunc
 	probeWG   *sync.WaitGroup
@@ -444,7 +452,23 @@ func (e *Engine) installPolicy(p *policy.Policy, reload bool) {
 
 // dispatchLater hands an event to the policy once the current work is done,
 // so an event raised while a handler runs does not re-enter the policy.
-func (e *Engine) dispatchLater(ev policy.Event) { e.Post(func() { e.dispatch(ev) }) }
+func (e *Engine) dispatchLater(ev policy.Event) { e.postCaused(func() { e.dispatch(ev) }) }
+
+// postCaused queues f for the loop as Post does, carrying the current cause
+// to it. Call it on the loop.
+func (e *Engine) postCaused(f func()) {
+	cause := e.cause
+	if cause == 0 {
+		e.Post(f)
+		return
+	}
+	e.Post(func() {
+		prev := e.cause
+		e.cause = cause
+		defer func() { e.cause = prev }()
+		f()
+	})
+}
 
 // dispatch hands an event to the policy and reports handler failures.
 func (e *Engine) dispatch(ev policy.Event) { e.dispatchWith(ev, nil) }
@@ -579,8 +603,13 @@ func (e *Engine) record(r Record) {
 	if e.opts.Observe != nil {
 		e.opts.Observe(r)
 	}
+	if r.cause == 0 {
+		r.cause = e.cause
+	}
 	for _, c := range e.captures {
-		c.records = append(c.records, r)
+		if r.cause != 0 && c.cause == r.cause {
+			c.records = append(c.records, r)
+		}
 	}
 	if e.opts.Coordinator && e.opts.Publisher != nil {
 		payload, err := json.Marshal(r)

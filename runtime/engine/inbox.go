@@ -54,7 +54,7 @@ func (e *Engine) deliverOnce(ev policy.Event, extra func(*store.Tx) error) {
 		e.dispatchLater(ev)
 		return
 	}
-	e.Post(func() { e.dispatchInbox(ie) })
+	e.postCaused(func() { e.dispatchInbox(ie) })
 }
 
 func (e *Engine) dispatchInbox(ie inboxEvent) {

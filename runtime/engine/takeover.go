@@ -204,14 +204,21 @@ func (e *Engine) Command(verb string, fields map[string]any, from string) {
 }
 
 // CommandWait carries out an operator command as Command does and returns
-// what followed from it (until the engine has nothing more queued for it): the command's record (with its error when it was
-// refused) and the records of the policy's handling of it — actions, takeover
-// events, policy errors. Any goroutine; not in a simulation (no loop runs).
+// what followed from it (until the engine has nothing more queued for it):
+// the command's record (with its error when it was refused) and the records
+// of the policy's handling of it — actions, takeover events, policy errors —
+// and of nothing else: not another command's, not what happens later (an
+// action's result, a member's event). Any goroutine; not in a simulation
+// (no loop runs).
 func (e *Engine) CommandWait(ctx context.Context, verb string, fields map[string]any, from string) ([]Record, error) {
 	c := &capture{}
 	stop := func() { e.captures = slices.DeleteFunc(e.captures, func(x *capture) bool { return x == c }) }
 	if err := e.Do(ctx, func() {
+		e.causes++
+		c.cause = e.causes
 		e.captures = append(e.captures, c)
+		e.cause = c.cause
+		defer func() { e.cause = 0 }()
 		e.command(verb, fields, from)
 	}); err != nil {
 		e.Post(stop)
@@ -232,8 +239,12 @@ func (e *Engine) CommandWait(ctx context.Context, verb string, fields map[string
 	return out, nil
 }
 
-// capture collects the records made while it is in Engine.captures.
-type capture struct{ records []Record }
+// capture collects the records that follow from one command (its cause)
+// while it is in Engine.captures.
+type capture struct {
+	cause   uint64
+	records []Record
+}
 
 func (e *Engine) command(verb string, fields map[string]any, from string) {
 	if !e.opts.Coordinator {
