@@ -38,11 +38,31 @@ func (s *Site) commissionReach(add func(warning bool, path, format string, args 
 		}
 	}
 	if s.Bus.URL == "" && s.UseMDNS() && len(others) > 0 {
+		// A listener on loopback is not announced by mDNS: the others reach
+		// the broker only through a listener that is not.
+		var loopback, reachable []string
 		for _, l := range []struct{ key, addr string }{{"listen", s.Bus.PlainListen()}, {"listen_tls", s.Bus.ListenTLS}} {
-			if host, _, err := net.SplitHostPort(l.addr); err == nil && isLoopback(host) {
-				add(true, "$.bus."+l.key, "bus.%s %s is on loopback, but mDNS announces the broker to the other members (%s) at %s's network address, where it does not listen: listen on all addresses (\":%s\") or on one the others reach",
-					l.key, l.addr, strings.Join(others, ", "), s.Bus.BrokerOn, portOf(l.addr))
+			host, _, err := net.SplitHostPort(l.addr)
+			switch {
+			case err != nil:
+			case isLoopback(host):
+				loopback = append(loopback, l.key)
+			default:
+				reachable = append(reachable, l.key)
 			}
+		}
+		for _, key := range loopback {
+			addr := s.Bus.PlainListen()
+			if key == "listen_tls" {
+				addr = s.Bus.ListenTLS
+			}
+			if len(reachable) == 0 {
+				add(false, "$.bus."+key, "bus.%s %s is on loopback and the embedded broker listens nowhere else: it is not announced by mDNS, and the other members (%s) can never reach it: listen on all addresses (\":%s\") or on one the others reach, or give every member a bus.url",
+					key, addr, strings.Join(others, ", "), portOf(addr))
+				continue
+			}
+			add(true, "$.bus."+key, "bus.%s %s is on loopback: it is not announced by mDNS, and the other members (%s) reach the broker only on bus.%s",
+				key, addr, strings.Join(others, ", "), strings.Join(reachable, ", "))
 		}
 	}
 	s.commissionAPIs(add, instances)
@@ -67,7 +87,7 @@ func (s *Site) commissionAPIs(add func(warning bool, path, format string, args .
 			continue
 		}
 		if written && s.UseMDNS() && len(instances) > 1 && isLoopback(host) {
-			add(true, p+".api", "%s's api %s is on loopback, but mDNS announces this instance's API to its peers at the machine's network address, where it does not listen: give an address the peers reach (like \":%s\") if they should see its status and dashboard",
+			add(true, p+".api", "%s's api %s is on loopback: it is not announced by mDNS, and its peers cannot see its status and dashboard; give an address they reach (like \":%s\") if they should",
 				m.ID, m.API, port)
 		}
 		if port == "0" || !written && !oneMachine {
