@@ -6,9 +6,10 @@
 -- configuration) and records in its place. The site-wide failover.limit
 -- bounds how many run at once; the rest queue by priority, then time, and
 -- start as earlier ones end. When the recorder returns, its duties go back
--- after failover.failback_delay: it resumes recording, reports ready, the
--- material recorded meanwhile is copied back (failover.copy_material), and
--- only then does the standby stop — no moment where nobody records.
+-- after failover.failback_delay: it resumes recording and reports ready, the
+-- standby stops — no moment where nobody records — and the material it
+-- recorded meanwhile is copied back, every file complete
+-- (failover.copy_material); only then does the coverage end.
 --
 -- Every option is a site.yaml setting under failover: (site-wide) or a
 -- member's own failover: (see the README, "Takeover"):

@@ -25,22 +25,23 @@
 -- When the server is back (or its disks work again), its duties go back after
 -- failover.failback_delay when failover.auto_failback; otherwise it stays
 -- covered until an operator sends the command failback {member = id}. A
--- failback has no moment where nobody records: the server resumes, reports
--- ready, the material recorded meanwhile by the failover server is copied
--- back when failover.copy_material (the server fetches from the failover
--- server's material_server only the files of that period it lacks or has
--- incomplete, verified, resuming an interrupted copy; its copy hook, if any,
--- runs afterwards, e.g. to reindex), and only then does the failover server
--- let go and become free for the queue. A copy that fails keeps the failover
--- server recording: nothing is lost; send failback again when the cause is
--- fixed, and the copy goes on where it stopped.
+-- failback has no moment where nobody records: the server resumes and
+-- reports ready, the failover server lets go, and the material it recorded
+-- meanwhile is copied back when failover.copy_material (the server fetches
+-- from the failover server's material_server only the files of that period
+-- it lacks or has incomplete, verified, resuming an interrupted copy; its
+-- copy hook, if any, runs afterwards, e.g. to reindex); only then does the
+-- coverage end and the failover server become free for the queue. A copy
+-- that fails keeps the coverage (the alarm copy_incomplete says why) and is
+-- tried again, or at once by the failback command: the copy goes on where it
+-- stopped.
 --
 -- site.yaml:
 --   failover:                 # defaults; each server may override them under its own failover:
 --     delay: 2h               # unreachable this long before the takeover (broken disks: at once)
 --     auto_failback: true     # false: an operator sends failback
 --     failback_delay: 5m      # watch a returned server this long before giving its duties back
---     copy_material: true     # copy the material recorded meanwhile back before the release
+--     copy_material: true     # after the release, copy back the material recorded meanwhile
 --     broken_is_lost: true    # all material disks failed: take over at once
 --     closed_is_lost: false   # a graceful shutdown is not a failure unless true
 --     limit: 0                # site-wide: failovers at once (0: no limit); mode: auto|manual; confirm_after
