@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,6 +86,8 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		"confirm":  "understudy confirm [flags] PROPOSAL",
 		"reject":   "understudy reject [flags] PROPOSAL",
 		"drill":    "understudy drill [flags] [--real] [--fault lost|broken] [--revert 5m] MEMBER | --end MEMBER",
+		"reassert": "understudy reassert [flags] [DRIVER [OUTPUT]]",
+		"command":  "understudy command [flags] VERB [KEY=VALUE ...]",
 	}
 	fs.Usage = func() { fmt.Fprintln(stderr, "usage:", usage[verb]); fs.PrintDefaults() }
 	if err := parseFlags(fs, args); err != nil {
@@ -91,6 +95,40 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 	}
 	fields := map[string]any{}
 	switch {
+	case verb == "reassert":
+		if fs.NArg() > 2 {
+			fs.Usage()
+			return 2
+		}
+		if fs.NArg() > 0 {
+			fields["driver"] = fs.Arg(0)
+		}
+		if fs.NArg() > 1 {
+			n, err := strconv.Atoi(fs.Arg(1))
+			if err != nil || n < 1 {
+				fmt.Fprintf(stderr, "understudy reassert: output %q: a switcher output, from 1\n", fs.Arg(1))
+				return 2
+			}
+			fields["output"] = n
+		}
+	case verb == "command":
+		if fs.NArg() < 1 {
+			fs.Usage()
+			return 2
+		}
+		verb = fs.Arg(0)
+		for _, kv := range fs.Args()[1:] {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				fmt.Fprintf(stderr, "understudy command: %q: give KEY=VALUE\n", kv)
+				return 2
+			}
+			var value any
+			if json.Unmarshal([]byte(v), &value) != nil {
+				value = v // not JSON: text
+			}
+			fields[k] = value
+		}
 	case verb == "takeover" && *all != "" && fs.NArg() == 0:
 		verb, fields["standby"] = "takeover_all", *all
 	case fs.NArg() != 1:
@@ -107,7 +145,7 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		fields["member"], fields["fault"], fields["dry_run"], fields["revert_after"] = fs.Arg(0), *fault, !*realDrill, *revert
 	case verb == "mode":
 		if !slices.Contains([]string{config.ModeAuto, config.ModeManual}, fs.Arg(0)) {
-			fs.Usage()
+			fmt.Fprintf(stderr, "understudy mode: %q: auto or manual\n", fs.Arg(0))
 			return 2
 		}
 		fields["mode"] = fs.Arg(0)
@@ -143,7 +181,7 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		case r.Type == "drill_dry_run":
 			printDryRun(stdout, r)
 		default:
-			fmt.Fprintf(stdout, "%s %s%s\n", r.Type, r.Member, r.Summary())
+			fmt.Fprintln(stdout, recordLine(r))
 		}
 	}
 	by := ""
@@ -160,6 +198,28 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: done%s\n", verb, by)
 	}
 	return 0
+}
+
+// recordLine is a record in one line: its type, member and story (its
+// fields when it has none of the usual ones).
+func recordLine(r engine.Record) string {
+	line := r.Type
+	if r.Member != "" {
+		line += " " + r.Member
+	}
+	if sum := r.Summary(); sum != "" {
+		return line + sum
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(r.Fields)) {
+		if v := fmt.Sprint(r.Fields[k]); v != "" && len(v) <= 80 {
+			parts = append(parts, k+": "+v)
+		}
+	}
+	if len(parts) > 0 {
+		line += " (" + strings.Join(parts, "; ") + ")"
+	}
+	return line
 }
 
 // printDryRun prints what a dry-run drill found.
@@ -229,7 +289,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "NOT WORKING: %s\n", st.Health)
 	}
 	for _, a := range st.Alarms {
-		fmt.Fprintf(stdout, "%s %s since %s: %s\n", strings.ToUpper(a.Severity), a.Kind, a.Since.Format(time.DateTime), a.Message)
+		about := ""
+		if a.Member != "" {
+			about = " of " + a.Member
+		}
+		fmt.Fprintf(stdout, "%s %s%s since %s: %s\n", strings.ToUpper(a.Severity), a.Kind, about, a.Since.Format(time.DateTime), a.Message)
 	}
 	for _, m := range st.Members {
 		extra := ""
@@ -261,6 +325,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range st.Copies {
 		fmt.Fprintf(stdout, "  copy to %s from %s: %d/%d files, %d/%d bytes\n", c.Member, c.From, c.FilesDone, c.FilesTotal, c.BytesDone, c.BytesTotal)
+	}
+	if st.Health != "" && st.Health != "ok" {
+		return 1 // it cannot do its job now (what /healthz says)
 	}
 	return 0
 }

@@ -121,7 +121,7 @@ func cliOf(t *testing.T, site, member string) func(want int, args ...string) str
 var refusals = []struct {
 	name, verb, fields, want string
 }{
-	{"unknown verb", "dance", `{}`, `unknown command "dance": the known commands are confirm, drill, drill_end, failback, mode, reject, takeover, takeover_all`},
+	{"unknown verb", "dance", `{}`, `unknown command "dance": the known commands are confirm, drill, drill_end, failback, mode, reassert, reject, takeover, takeover_all`},
 	{"takeover without a member", "takeover", `{}`, "takeover: which member? (member)"},
 	{"takeover of an unknown member", "takeover", `{"member": "ghost"}`, `takeover: no member "ghost" (members: main, backup)`},
 	{"takeover of a standby", "takeover", `{"member": "backup"}`, "takeover: backup is a standby: a standby covers others and is never covered itself"},

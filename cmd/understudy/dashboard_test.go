@@ -178,6 +178,29 @@ func TestDashboardFailbackInTheBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#results li[data-verb="confirm"][data-state="ok"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#results li[data-verb="takeover_all"][data-state="ok"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#results li[data-verb="takeover"][data-state="ok"]`)))
+
+	// Another controller keeps changing main's output 1: put back twice,
+	// then given up with an alarm on the page, and put back from it.
+	for i := 0; i < 2; i++ {
+		if err := sw.SetRoute(1, 6); err != nil {
+			t.Fatal(err)
+		}
+		sw.expectRoutes(t, 20*time.Second, [2]int{1, 6}, [2]int{1, 1})
+	}
+	if err := sw.SetRoute(1, 6); err != nil {
+		t.Fatal(err)
+	}
+	sw.expectRoutes(t, 20*time.Second, [2]int{1, 6})
+	fight := `#alarms li[data-alarm="routing_fight"][data-member="main"]`
+	page.do("the page shows the routing fight", chromedp.WaitVisible(chromedp.CSS(`#alarms-banner`)), chromedp.WaitVisible(chromedp.CSS(fight)))
+	if text := page.text(fight); !strings.Contains(text, "output 1") || !strings.Contains(text, "reassert") {
+		t.Errorf("the alarm reads %q", text)
+	}
+	t.Logf("screenshot: %s", page.screenshot(filepath.Join(artifacts(t), "dashboard-alarm.png")))
+	confirmed("put output 1 back", fight+` [data-action="reassert"]`)
+	sw.expectRoutes(t, 20*time.Second, [2]int{1, 1})
+	page.do("the alarm is gone", chromedp.WaitNotVisible(chromedp.CSS(`#alarms-banner`)),
+		chromedp.WaitVisible(chromedp.CSS(`#results li[data-verb="reassert"][data-state="ok"]`)))
 	page.noScriptErrors()
 }
 

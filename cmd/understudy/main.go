@@ -34,6 +34,8 @@ Usage:
   understudy failback MEMBER                      (through this machine's instance; its token in
   understudy mode auto|manual                      the state folder authorises them)
   understudy confirm|reject PROPOSAL
+  understudy reassert [DRIVER [OUTPUT]]          route a switcher's duty outputs again as the site says
+  understudy command VERB [KEY=VALUE ...]        any command, the policy's own too (VALUE: JSON, else text)
   understudy drill [--real] MEMBER | --end MEMBER  fire drill: a dry run (what the policy would do, nothing
                                                  sent), or --real with automatic revert (--revert 5m)
   understudy simulate [-c site.yaml] FILE       run a scenario on the virtual clock (exit 1 if an expectation fails)
@@ -66,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(args[1:], stdout, stderr)
 	case "dashboard":
 		return cmdDashboard(args[1:], stdout, stderr)
-	case "takeover", "failback", "mode", "confirm", "reject", "drill":
+	case "takeover", "failback", "mode", "confirm", "reject", "drill", "reassert", "command":
 		return cmdControl(args[0], args[1:], stdout, stderr)
 	case "simulate":
 		return cmdSimulate(args[1:], stdout, stderr)

@@ -74,21 +74,23 @@ func controlFields(verb string) map[string]fieldKind {
 // when they parsed), so that the sender can still be answered.
 func DecodeControl(verb string, payload []byte) (Control, error) {
 	c := Control{Verb: verb, Fields: map[string]any{}}
-	if !verbRe.MatchString(verb) {
-		return c, fmt.Errorf("%w: verb %q: a command is named with lower-case letters, digits and _", ErrInvalid, verb)
-	}
 	if len(payload) > MaxControlPayload {
 		return c, fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, len(payload), MaxControlPayload)
 	}
-	if len(bytes.TrimSpace(payload)) == 0 {
+	badVerb := !verbRe.MatchString(verb)
+	trimmed := bytes.TrimSpace(payload)
+	if len(trimmed) == 0 {
+		if badVerb {
+			return c, fmt.Errorf("%w: verb %q: a command is named with lower-case letters, digits and _", ErrInvalid, verb)
+		}
 		return c, nil
+	}
+	if trimmed[0] != '{' {
+		return c, fmt.Errorf("%w: a command is a JSON object ({\"member\": …}), not %s", ErrMalformed, jsonKind(trimmed[0]))
 	}
 	var raw map[string]json.RawMessage
 	if err := decodeLimited(payload, &raw, MaxControlPayload); err != nil {
 		return c, fmt.Errorf("%w (a command is a JSON object)", err)
-	}
-	if raw == nil {
-		return c, fmt.Errorf("%w: null (a command is a JSON object)", ErrMalformed)
 	}
 	var problems []string
 	if id, ok := raw["request_id"]; ok {
@@ -102,6 +104,10 @@ func DecodeControl(verb string, payload []byte) (Control, error) {
 		default:
 			problems = append(problems, "request_id: want a string, a number or a boolean")
 		}
+	}
+	if badVerb {
+		// The request id is read first, so that even this refusal echoes it.
+		return c, fmt.Errorf("%w: verb %q: a command is named with lower-case letters, digits and _", ErrInvalid, verb)
 	}
 	if rt, ok := raw["reply_to"]; ok {
 		delete(raw, "reply_to")
@@ -199,4 +205,21 @@ func (t Topics) ReplyTopic(c Control) (string, error) {
 		return def, fmt.Errorf("%w: reply_to %q: replies go under %s… (or to %s)", ErrInvalid, r, t.ReplyPrefix(), def)
 	}
 	return r, nil
+}
+
+// jsonKind names the JSON value that starts with b, for errors.
+func jsonKind(b byte) string {
+	switch {
+	case b == '[':
+		return "an array"
+	case b == '"':
+		return "a string"
+	case b == 'n':
+		return "null"
+	case b == 't' || b == 'f':
+		return "a boolean"
+	case b == '-' || b >= '0' && b <= '9':
+		return "a number"
+	}
+	return "valid JSON"
 }

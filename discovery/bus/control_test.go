@@ -32,6 +32,7 @@ func TestDecodeControl(t *testing.T) {
 		id                  string // request_id still read
 	}{
 		{"bad verb", "Take-Over", `{}`, ErrInvalid, ""},
+		{"bad verb, request_id still echoed", "Takeover", `{"request_id":"t3"}`, ErrInvalid, `"t3"`},
 		{"not JSON", "mode", `mode=auto`, ErrMalformed, ""},
 		{"not an object", "mode", `["auto"]`, ErrMalformed, ""},
 		{"null", "mode", `null`, ErrMalformed, ""},

@@ -37,6 +37,17 @@ const (
 	AlarmCopyIncomplete  = "copy_incomplete"    // a failback's material copy cannot finish; the standby keeps recording
 )
 
+// RuntimeAlarms are the kinds of alarm the runtime raises, with their
+// severity (metrics show each, at 0 while none is raised).
+func RuntimeAlarms() map[string]string {
+	return map[string]string{
+		AlarmRoutingFight:    SeverityAlarm,
+		AlarmFailbackStalled: SeverityWarning,
+		AlarmCopyFoundNone:   SeverityWarning,
+		AlarmCopyIncomplete:  SeverityAlarm,
+	}
+}
+
 // Records (and policy events) of alarms.
 const (
 	RecordAlarm        = "alarm"

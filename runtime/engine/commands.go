@@ -9,10 +9,12 @@ import (
 )
 
 // Operator commands the runtime knows. It carries out confirm, reject,
-// mode, drill and drill_end itself; takeover, failback and takeover_all are
+// mode, drill, drill_end and reassert itself; takeover, failback and takeover_all are
 // the policy's to carry out (command:VERB), after the runtime has checked
 // their members. Any other verb needs a command:VERB handler in the policy.
-func runtimeVerbs() []string { return []string{"confirm", "drill", "drill_end", "mode", "reject"} }
+func runtimeVerbs() []string {
+	return []string{"confirm", "drill", "drill_end", "mode", "reassert", "reject"}
+}
 
 func policyVerbs() []string { return []string{"failback", "takeover", "takeover_all"} }
 

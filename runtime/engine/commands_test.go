@@ -29,7 +29,7 @@ func TestOperatorCommandsThatCannotBeCarriedOutAreRefused(t *testing.T) {
 		fields     map[string]any
 		want       string
 	}{
-		{"unknown verb", "dance", nil, `unknown command "dance": the known commands are confirm, drill, drill_end, failback, flash, mode, reject, takeover, takeover_all`},
+		{"unknown verb", "dance", nil, `unknown command "dance": the known commands are confirm, drill, drill_end, failback, flash, mode, reassert, reject, takeover, takeover_all`},
 		{"takeover of nobody", "takeover", nil, "takeover: which member? (member)"},
 		{"takeover of a number", "takeover", map[string]any{"member": 5.0}, "takeover: member 5: want a member id"},
 		{"takeover of an unknown member", "takeover", map[string]any{"member": "ghost"}, `takeover: no member "ghost" (members: c, a, s, s2)`},

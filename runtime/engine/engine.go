@@ -91,23 +91,23 @@ type Engine struct {
 	ctx        context.Context
 	started    bool
 
-	store     *store.Store
-	ownStore  string // temporary folder of a throw-away store
-	takeover  *takeover.Manager
-	timers    *namedTimers
-	broken    map[string]bool       // members whose material disks have all failed
-	copies    map[string]CopyStatus // material copies in progress, by action id
-	drills    map[string]*drill     // running fire drills, by member
-	alarms    alarms                // raised alarms (coordinator)
-	routing   routing               // the desired switcher routing (coordinator)
-	captures  []*capture            // CommandWait's collectors of records
+	store    *store.Store
+	ownStore string // temporary folder of a throw-away store
+	takeover *takeover.Manager
+	timers   *namedTimers
+	broken   map[string]bool       // members whose material disks have all failed
+	copies   map[string]CopyStatus // material copies in progress, by action id
+	drills   map[string]*drill     // running fire drills, by member
+	alarms   alarms                // raised alarms (coordinator)
+	routing  routing               // the desired switcher routing (coordinator)
+	captures []*capture            // CommandWait's collectors of records
 	// cause is the operator command whose consequences the loop works on
 	// now (0: none): set while a command is carried out, and carried to the
 	// work it queues for itself (deliverOnce, dispatchLater), so that each
 	// command's reply holds what followed from it and nothing else.
-	cause  uint64
-	causes uint64 // the last cause given out
-	published string                // last takeover state published
+	cause     uint64
+	causes    uint64 // the last cause given out
+	published string // last takeover state published
 	probeStop context.CancelFunc
 	probeWG   *sync.WaitGroup
 
@@ -705,7 +705,7 @@ func (r Record) Action() string {
 // ("" when it has none of them).
 func (r Record) Summary() string {
 	var parts []string
-	for _, k := range []string{"standby", "from", "reason", "cause", "error", "step"} {
+	for _, k := range []string{"kind", "message", "standby", "from", "reason", "cause", "error", "step"} {
 		if v, ok := r.Fields[k]; ok && fmt.Sprint(v) != "" {
 			parts = append(parts, fmt.Sprintf("%s: %v", k, v))
 		}

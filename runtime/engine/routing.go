@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -391,8 +392,8 @@ func (e *Engine) routingDiffers(driver string, output, actual int, cause string)
 		st.changes = nil
 		e.raiseAlarm(Alarm{
 			Key: fightKey(driver, output), Kind: AlarmRoutingFight, Severity: SeverityAlarm, Member: duty,
-			Message: fmt.Sprintf("%s output %d was changed away from input %d %d times within %v (another controller or the panel): understudy stopped putting it back and keeps input %d; route it again to end this",
-				driver, output, expected, FightChanges, FightWindow, actual),
+			Message: fmt.Sprintf("%s output %d was changed away from input %d %d times within %v (another controller or the panel): understudy stopped putting it back and keeps input %d; when the other controller is dealt with, put it back with the command reassert (understudy reassert %s %d, or the dashboard)",
+				driver, output, expected, FightChanges, FightWindow, actual, driver, output),
 			Fields: map[string]any{"driver": driver, "output": output, "expected": expected, "actual": actual},
 		})
 	}
@@ -604,4 +605,90 @@ func (e *Engine) desiredRouting(driver string) map[int]int {
 		}
 	}
 	return out
+}
+
+// reassertCommand carries out the operator command reassert {driver,
+// output?}: the coordinator routes the output (or every duty output of the
+// driver) again as the site says — the duty's member on its own inputs, or on
+// its standby's while covered — or, for an output no duty names, as it last
+// decided. It is the operator's way out of a routing_fight: a route the
+// coordinator decides anew ends it.
+func (e *Engine) reassertCommand(fields map[string]any) error {
+	driver, _ := fields["driver"].(string)
+	if driver == "" {
+		var switchers []string
+		for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
+			if _, ok := e.router(name); ok {
+				switchers = append(switchers, name)
+			}
+		}
+		if len(switchers) != 1 {
+			return fmt.Errorf("reassert: which switcher? (driver: %s)", strings.Join(switchers, ", "))
+		}
+		driver = switchers[0]
+	}
+	r, ok := e.router(driver)
+	if !ok {
+		return fmt.Errorf("reassert: %q is not a switcher driver of this site", driver)
+	}
+	if !r.Status().Connected {
+		return fmt.Errorf("reassert: %s is not connected: %s", driver, r.Status().LastError)
+	}
+	var outputs []int
+	if v, ok := fields["output"]; ok && v != nil {
+		n, ok := wholeNumber(v)
+		if !ok || n < 1 {
+			return fmt.Errorf("reassert: output %v: a switcher output, from 1", v)
+		}
+		outputs = []int{n}
+	}
+	routes := map[int]siteRoute{}
+	for i := range e.site.Members {
+		m := &e.site.Members[i]
+		if m.Duties.Switcher != driver {
+			continue
+		}
+		for _, sr := range e.siteRoutes(m) {
+			routes[sr.output] = sr
+		}
+	}
+	if outputs == nil {
+		outputs = slices.Sorted(maps.Keys(routes))
+		if len(outputs) == 0 {
+			return fmt.Errorf("reassert: no duty output of %s has a route the site calls for now (no member on it is alive or covered)", driver)
+		}
+	}
+	for _, o := range outputs {
+		input, why := 0, ""
+		if sr, ok := routes[o]; ok {
+			input, why = sr.input, strings.TrimPrefix(sr.why, causeStartup)
+		} else if st := e.routing.out(driver, o); st.has {
+			input, why = st.desired.Input, "as last decided"
+		} else {
+			return fmt.Errorf("reassert: output %d of %s: no duty names it and the coordinator never routed it", o, driver)
+		}
+		cause := fmt.Sprintf("operator's reassert: %s", why)
+		if _, err := e.actions.add(&action{Driver: driver, Verb: "route", Output: o, Input: input, Cause: cause}); err != nil {
+			return fmt.Errorf("reassert: output %d: %w", o, err)
+		}
+	}
+	return nil
+}
+
+// wholeNumber reads a JSON or Lua number that is a whole number.
+func wholeNumber(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int64:
+		return int(n), true
+	case float64:
+		if n == float64(int(n)) {
+			return int(n), true
+		}
+	case json.Number:
+		i, err := n.Int64()
+		return int(i), err == nil
+	}
+	return 0, false
 }

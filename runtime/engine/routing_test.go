@@ -388,6 +388,39 @@ func TestAnOutputChangedAwayThreeTimesInAMinuteIsGivenUpWithAnAlarm(t *testing.T
 	s.expectOutputs(1, 2)
 }
 
+// The operator's way out of a fight: the reassert command routes the
+// output as the site says (main on its own inputs), which ends the alarm.
+func TestTheOperatorsReassertEndsAFight(t *testing.T) {
+	s := newSwitchSite(t, "auto", switchPolicy)
+	s.up("control", "backup", "main")
+	for i := 1; i < engine.FightChanges; i++ {
+		mark := s.panel(1, 6)
+		s.differs(mark, 1)
+		s.waitRoutes(mark, 1)
+		s.h.Advance(20 * time.Second)
+	}
+	s.differs(s.panel(1, 6), 1)
+	s.h.Advance(time.Second)
+	if st := s.h.Engine.Snapshot(); len(st.Alarms) != 1 || st.Alarms[0].Kind != engine.AlarmRoutingFight {
+		t.Fatalf("alarms %+v", st.Alarms)
+	}
+	for _, bad := range []map[string]any{{"driver": "nope"}, {"driver": "router", "output": 0}, {"driver": "router", "output": 7}} {
+		mark := s.mark()
+		s.h.Command("reassert", bad)
+		if c := s.wait(mark, "the command", sim.Type("command")); c.Fields["error"] == nil {
+			t.Errorf("reassert %v was not refused: %+v", bad, c)
+		}
+	}
+	mark := s.mark()
+	s.h.Command("reassert", map[string]any{"output": 1})
+	s.waitRoutes(mark, 1)
+	s.wait(mark, "cleared", sim.Type(engine.RecordAlarmCleared))
+	s.expectOutputs(1, 2)
+	if st := s.h.Engine.Snapshot(); len(st.Alarms) != 0 {
+		t.Fatalf("still raised: %+v", st.Alarms)
+	}
+}
+
 func TestInManualModeDifferencesAreOnlyReported(t *testing.T) {
 	t.Run("a panel change", func(t *testing.T) {
 		s := newSwitchSite(t, "manual", switchPolicy)

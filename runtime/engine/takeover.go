@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -266,7 +267,14 @@ func (e *Engine) command(verb string, fields map[string]any, from string) {
 		case "reject":
 			err = e.takeover.Reject(fmt.Sprint(fields["proposal"]), from)
 		case "mode":
-			err = e.takeover.SetMode(fmt.Sprint(fields["mode"]), from)
+			mode, _ := fields["mode"].(string)
+			if mode == "" {
+				err = errors.New("mode: which mode? (mode: auto or manual)")
+			} else {
+				err = e.takeover.SetMode(mode, from)
+			}
+		case "reassert":
+			err = e.reassertCommand(fields)
 		}
 	}
 	rec := Record{Type: "command", Fields: map[string]any{"verb": verb, "args": fields}}

@@ -171,7 +171,7 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		})
 	}
 	inst.agent, err = agent.New(agent.Options{
-		Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log.With("component", "agent"),
+		Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log,
 		Builtin: inst.builtinSteps, Tasks: inst.materialTasks(),
 	})
 	if err != nil {

@@ -157,6 +157,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	if st.Coordinator {
 		active := map[[2]string]float64{}
+		for kind, severity := range engine.RuntimeAlarms() {
+			active[[2]string{kind, severity}] = 0
+		}
 		for _, a := range st.Alarms {
 			active[[2]string{a.Kind, a.Severity}]++
 		}

@@ -473,7 +473,7 @@ func (m *Manager) checkStall(c *Coverage) {
 	m.save(c)
 	step := c.Paused
 	if step == "" {
-		step = c.Phase
+		step = map[string]string{PhaseResuming: stepResume, PhaseReleasing: stepRelease, PhaseCopying: stepCopy}[c.Phase]
 	}
 	m.log.Warn("failback stalled: the member keeps going suspect", "member", c.Member, "pauses", c.Pauses, "suspect", suspect)
 	m.opts.Emit(Event{Name: "failback_stalled", Member: c.Member, Fields: map[string]any{

@@ -389,7 +389,7 @@ func TestFailbackStalled(t *testing.T) {
 				stalled = append(stalled, ev)
 			}
 		}
-		if len(stalled) != 1 || stalled[0].Fields["pauses"] != StallPauses || stalled[0].Fields["step"] != PhaseResuming {
+		if len(stalled) != 1 || stalled[0].Fields["pauses"] != StallPauses || stalled[0].Fields["step"] != stepResume {
 			t.Fatalf("failback_stalled events = %+v", stalled)
 		}
 		if c, _ := h.m.Covered("rec1"); c.Phase != PhaseResuming || !c.Stalled {

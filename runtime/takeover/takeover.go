@@ -388,7 +388,7 @@ func (m *Manager) Queue() []Queued {
 
 // Proposals lists the proposals waiting for an operator, oldest first.
 func (m *Manager) Proposals() []Proposal {
-	var out []Proposal
+	out := []Proposal{}
 	for _, p := range m.sortedProposals() {
 		out = append(out, *p)
 	}

@@ -233,11 +233,18 @@
     const list = (page.status && page.status.alarms) || [];
     show($('#alarms-banner'), list.length > 0);
     sync($('#alarms'), list, (a) => a.key,
-      (a) => el('li', { data: { alarm: a.kind, member: a.member || '' } },
-        el('span', { class: 'severity' }), ' ', el('span', { class: 'message' }), ' ', el('span', { class: 'detail' })),
+      (a) => {
+        const li = el('li', { data: { alarm: a.kind, member: a.member || '' } },
+          el('span', { class: 'severity' }), ' ', el('span', { class: 'message' }), ' ', el('span', { class: 'detail' }));
+        const f = a.fields || {};
+        if (a.kind === 'routing_fight' && f.driver && f.output) {
+          li.append(' ', el('button', { type: 'button', class: 'needs-token', data: { action: 'reassert', driver: f.driver, output: String(f.output) } }, 'Put back'));
+        }
+        return li;
+      },
       (li, a) => {
         setData(li, 'severity', a.severity);
-        setText($('.severity', li), (a.severity || 'alarm').toUpperCase() + ' ' + words(a.kind) + ':');
+        setText($('.severity', li), (a.severity || 'alarm').toUpperCase() + ' ' + words(a.kind) + (a.member ? ' of ' + a.member : '') + ':');
         setText($('.message', li), a.message);
         setText($('.detail', li), '(since ' + clockTime(a.since) + (a.count > 1 ? ', ' + a.count + ' times' : '') + ')');
       });
@@ -524,6 +531,7 @@
     route_withheld: (m, f) => 'manual mode: ' + f.driver + ' output ' + f.output + ' not routed to input ' + f.input,
     driver_connected: (m, f) => f.driver + ' connected' + (f.address ? ' (' + f.address + ')' : ''),
     driver_disconnected: (m, f) => f.driver + ' DISCONNECTED',
+    alarm: (m, f) => (f.severity === 'warning' ? 'WARNING ' : 'ALARM ') + words(f.kind || '') + (m ? ' of ' + m : '') + ': ' + (f.message || ''),
     alarm_cleared: (m, f) => 'alarm ' + words(f.kind || '') + (m ? ' of ' + m : '') + ' cleared',
     bus_silent: () => 'the bus went silent',
     bus_heard: () => 'the bus is heard again',
@@ -653,6 +661,7 @@
     confirm: (d) => ({ fields: { proposal: d.proposal }, ask: 'Confirm proposal ' + d.proposal + '? The takeover happens now.', ok: 'Confirm' }),
     reject: (d) => ({ fields: { proposal: d.proposal }, ask: 'Reject proposal ' + d.proposal + '? The member stays uncovered.', ok: 'Reject' }),
     takeover_all: (d) => ({ fields: { standby: d.standby }, ask: d.standby + ' takes over every member it can cover, now.', ok: 'Take over all' }),
+    reassert: (d) => ({ fields: { driver: d.driver, output: Number(d.output) }, ask: 'Put ' + d.driver + ' output ' + d.output + ' back as the site says? Deal with the other controller first, or it changes it again.', ok: 'Put back ' + d.driver + ' output ' + d.output }),
     drill_end: (d) => ({ fields: { member: d.member }, ask: 'End the fire drill of ' + d.member + ' now? The fault ends; if ' + d.member + ' is there and covered, it is failed back.', ok: 'End the drill of ' + d.member }),
     drill: (d) => ({
       fields: { member: d.member, fault: d.fault, dry_run: d.dry_run, revert_after: d.revert_after },
