@@ -43,6 +43,7 @@ Usage:
   understudy replay [-c site.yaml] JOURNAL [P]  run a recorded journal through the policy (or P) and show changed decisions
   understudy defs                               print the Lua editor definitions (LuaLS) of the policy API
   understudy demo                               a whole simulated site on this machine
+  understudy switcher-sim KIND [--listen ADDR]  a switcher simulator (videohub, extron, kramer, kumo) to try a site against
   understudy version                            print the version
 
 Flags may come before or after a command's arguments (understudy mode manual
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(args[1:], stdout, stderr)
 	case "dashboard":
 		return cmdDashboard(args[1:], stdout, stderr)
+	case "switcher-sim":
+		return cmdSwitcherSim(args[1:], stdout, stderr)
 	case "takeover", "failback", "mode", "confirm", "reject", "drill", "reassert", "command":
 		return cmdControl(args[0], args[1:], stdout, stderr)
 	case "simulate":

@@ -41,6 +41,37 @@ type switcherSim interface {
 // startDevice starts the simulator of a switcher kind on loopback and
 // returns it with its address, or ok false for a kind that is not a switcher.
 func startDevice(kind string, size Device) (*device, string, bool, error) {
+	return startSwitcher(kind, "127.0.0.1:0", size)
+}
+
+// SwitcherKinds are the switcher kinds that have a simulator.
+func SwitcherKinds() []string { return []string{"extron", "kramer", "kumo", "videohub"} }
+
+// Switcher is a switcher simulator running on its own (understudy
+// switcher-sim): its routing (element i is the input on output i+1) and Close.
+type Switcher interface {
+	Routing() []int
+	Close() error
+}
+
+// StartSwitcher starts the simulator of a switcher kind listening on addr
+// and returns it with the address it listens on, or ok false for a kind
+// that is not a switcher.
+func StartSwitcher(kind, addr string, size Device) (Switcher, string, bool, error) {
+	d, bound, ok, err := startSwitcher(kind, addr, size)
+	if d == nil {
+		return nil, bound, ok, err
+	}
+	return simOnly{d}, bound, ok, err
+}
+
+type simOnly struct{ d *device }
+
+func (s simOnly) Routing() []int { return s.d.routing() }
+func (s simOnly) Close() error   { return s.d.close() }
+
+// startSwitcher starts the simulator of a switcher kind listening on addr.
+func startSwitcher(kind, addr string, size Device) (*device, string, bool, error) {
 	var (
 		s          switcherSim
 		disconnect func()
@@ -65,11 +96,11 @@ func startDevice(kind string, size Device) (*device, string, bool, error) {
 		refuse: func() { s.RefuseNext(1) }, drop: func() { s.DropNext(1) },
 		disconnect: disconnect, restart: s.Restart, close: s.Close,
 	}
-	addr, err := s.Listen("127.0.0.1:0")
+	bound, err := s.Listen(addr)
 	if err != nil {
 		return nil, "", true, fmt.Errorf("%s simulator: %w", kind, err)
 	}
-	return d, addr.String(), true, nil
+	return d, bound.String(), true, nil
 }
 
 // buildDrivers builds the site's drivers for a simulation: switchers talk to
