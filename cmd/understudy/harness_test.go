@@ -120,6 +120,7 @@ type daemon struct {
 // runIn starts `understudy run` for member id, in host h (nil: this host).
 func runIn(t *testing.T, h *testhost.Host, site, id string) *daemon {
 	t.Helper()
+	keepJournals(t, site)
 	args := []string{"run", "-c", site, "--member", id, "--log-format", "json", "--log-level", "debug"}
 	var p *testhost.Process
 	if h == nil {
@@ -270,4 +271,35 @@ func (s *switcher) expectNoRoutes(t *testing.T) {
 		t.Fatalf("unexpected route output %d ← input %d", r.Output, r.Input)
 	default:
 	}
+}
+
+// keepJournals copies, when UNDERSTUDY_KEEP_JOURNALS names a folder, the
+// journals a test's coordinator wrote, with the site and policy they were
+// written under, to FOLDER/TESTNAME once its daemons have stopped: real runs
+// to replay (testdata/replays). Once per site and test.
+func keepJournals(t *testing.T, site string) {
+	dest := os.Getenv("UNDERSTUDY_KEEP_JOURNALS")
+	if dest == "" {
+		return
+	}
+	dir := filepath.Dir(site)
+	marker, err := os.OpenFile(filepath.Join(dir, ".journals-kept"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return // kept already (another member of the same site), or no folder
+	}
+	marker.Close()
+	// Registered before the daemon's own cleanup, so it runs after it.
+	t.Cleanup(func() {
+		journals, _ := filepath.Glob(filepath.Join(dir, ".understudy", "*.journal"))
+		if len(journals) == 0 {
+			return
+		}
+		to := filepath.Join(dest, strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()))
+		os.MkdirAll(to, 0o755)
+		for _, f := range append(journals, site, filepath.Join(dir, "policy.lua")) {
+			if data, err := os.ReadFile(f); err == nil {
+				os.WriteFile(filepath.Join(to, filepath.Base(f)), data, 0o644)
+			}
+		}
+	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,4 +68,41 @@ end)
 		}
 	}
 	t.Logf("changed policy:\n%s", out.String())
+}
+
+// Runs recorded by the end-to-end tests (their coordinators' journals, with
+// the site and policy they ran under; UNDERSTUDY_KEEP_JOURNALS=DIR keeps new
+// ones) replay as they did when they were recorded: each replay's report is
+// its replay.txt, exit code included. A change to the engine that changes a
+// decision shows here. UNDERSTUDY_UPDATE_REPLAYS=1 writes the reports anew.
+func TestRecordedRunsReplayAsTheyDid(t *testing.T) {
+	cases, err := filepath.Glob(filepath.Join("testdata", "replays", "*"))
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no recorded runs in testdata/replays: %v", err)
+	}
+	for _, dir := range cases {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			journals, _ := filepath.Glob(filepath.Join(dir, "*.journal"))
+			if len(journals) != 1 {
+				t.Fatalf("want one journal in %s, have %v", dir, journals)
+			}
+			var out, errs bytes.Buffer
+			code := run([]string{"replay", "-c", filepath.Join(dir, "site.yaml"), journals[0]}, &out, &errs)
+			got := fmt.Sprintf("exit %d\n%s%s", code, out.String(), errs.String())
+			golden := filepath.Join(dir, "replay.txt")
+			if os.Getenv("UNDERSTUDY_UPDATE_REPLAYS") == "1" {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("the replay of %s changed:\n--- was\n%s--- now\n%s", journals[0], want, got)
+			}
+		})
+	}
 }
