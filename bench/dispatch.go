@@ -14,6 +14,7 @@ import (
 
 	"understudy/bench/report"
 	"understudy/runtime/config"
+	"understudy/runtime/coordinator"
 	"understudy/runtime/engine"
 	"understudy/runtime/sim"
 )
@@ -97,7 +98,7 @@ func measureDispatchRate(e *env, r *report.Result) {
 	fields := map[string]any{"value": 1}
 	lua := func() {
 		for range dispatchBatch {
-			h.Engine.Emit("tick", fields)
+			h.Coordinator.Emit("tick", fields)
 			h.Engine.RunPending()
 		}
 	}
@@ -195,7 +196,12 @@ func measureDispatchLatency(e *env, r *report.Result) {
 		return
 	}
 	stamps := &stampHandler{base: time.Now(), ran: make([]time.Duration, n), done: make(chan struct{})}
-	eng, err := engine.New(engine.Options{Site: site, Self: site.Coordinator, Coordinator: true, Online: true, Logger: slog.New(stamps)})
+	coord, err := coordinator.New(coordinator.Options{})
+	if err != nil {
+		fail(r, fmt.Errorf("coordinator: %w", err))
+		return
+	}
+	eng, err := engine.New(engine.Options{Site: site, Self: site.Coordinator, Coordinator: coord, Online: true, Logger: slog.New(stamps)})
 	if err != nil {
 		fail(r, fmt.Errorf("engine: %w", err))
 		return
@@ -218,7 +224,7 @@ func measureDispatchLatency(e *env, r *report.Result) {
 		return
 	}
 	fields := map[string]any{"value": 1}
-	enq, err := pace(e.ctx, stamps.base, n, period, func() { eng.Emit("tick", fields) })
+	enq, err := pace(e.ctx, stamps.base, n, period, func() { coord.Emit("tick", fields) })
 	if err != nil {
 		fail(r, err)
 		return

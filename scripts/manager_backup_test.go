@@ -352,7 +352,7 @@ func TestManagerBackupUsageMirrorRoutesEachUsageFromItsPartner(t *testing.T) {
 			}
 			s.waitActions(mark, 4)
 			s.expectOutputs(5, 6, 7, 8)
-			cov := s.h.Engine.Takeover()
+			cov := s.h.Coordinator.Takeover()
 			if c, _ := cov.Covered("main-left"); c.Standby != "backup-left" {
 				t.Fatalf("main-left covered by %q", c.Standby)
 			}
@@ -441,7 +441,7 @@ func TestManagerBackupManualModeRoutesOnlyWhenTheOperatorConfirms(t *testing.T) 
 	s.h.Crash("main")
 	s.wait(mark, sim.Type("takeover_proposed", "main"))
 	s.h.Advance(time.Hour)
-	props := s.h.Engine.Takeover().Proposals()
+	props := s.h.Coordinator.Takeover().Proposals()
 	if len(props) != 1 || props[0].Member != "main" || props[0].Standby != "backup" {
 		t.Fatalf("proposals = %+v", props)
 	}
@@ -485,7 +485,7 @@ func TestManagerBackupTakeOutputsOffLeavesTheSwitcherAlone(t *testing.T) {
 	if got := s.routes(mark); len(got) != 0 {
 		t.Fatalf("routes although take_outputs is off: %v", got)
 	}
-	if c, ok := s.h.Engine.Takeover().Covered("main"); !ok || c.Standby != "backup" {
+	if c, ok := s.h.Coordinator.Takeover().Covered("main"); !ok || c.Standby != "backup" {
 		t.Fatalf("main not covered by backup: %+v", c)
 	}
 }
@@ -530,7 +530,7 @@ func TestManagerBackupAFreshCoordinatorPutsAnAliveMainOnItsOwnInputs(t *testing.
 	s := startManagerSiteOn(t, hub, addr, func(policy, addr string) string {
 		return fmt.Sprintf(controlSite, policy, "failback_delay: 10s", "", addr)
 	}, "backup", "main", "control")
-	if c := s.h.Engine.Takeover().Coverage(); len(c) != 0 {
+	if c := s.h.Coordinator.Takeover().Coverage(); len(c) != 0 {
 		t.Fatalf("coverage = %+v", c)
 	}
 	if got := strings.Join(s.routes(0), " "); got != "1<-1 2<-2" {

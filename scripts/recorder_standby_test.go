@@ -73,7 +73,7 @@ func TestLimitOneQueuesTheOthersByPriorityAndStartsThemAsEarlierOnesEnd(t *testi
 	if got := r.events(mark, "takeover_started", "takeover_queued"); strings.Join(got, ",") != "takeover_started rec-1,takeover_queued rec-3,takeover_queued rec-2" {
 		t.Fatalf("events = %v\n%s", got, r.dump(mark))
 	}
-	if q := r.h.Engine.Takeover().Queue(); len(q) != 2 || q[0].Member != "rec-2" || q[1].Member != "rec-3" {
+	if q := r.h.Coordinator.Takeover().Queue(); len(q) != 2 || q[0].Member != "rec-2" || q[1].Member != "rec-3" {
 		t.Fatalf("queue = %+v, want rec-2 then rec-3", q)
 	}
 	if s, phase := r.coveredBy("rec-1"); s != "standby-1" || phase != "covering" {
@@ -82,8 +82,8 @@ func TestLimitOneQueuesTheOthersByPriorityAndStartsThemAsEarlierOnesEnd(t *testi
 
 	// Nothing moves while rec-1 is still away, however long.
 	r.h.Advance(time.Hour)
-	if len(r.h.Engine.Takeover().Coverage()) != 1 {
-		t.Fatalf("coverage = %+v", r.h.Engine.Takeover().Coverage())
+	if len(r.h.Coordinator.Takeover().Coverage()) != 1 {
+		t.Fatalf("coverage = %+v", r.h.Coordinator.Takeover().Coverage())
 	}
 
 	// rec-1 returns: failback after 1m; when the standby has let go, rec-2 starts.
@@ -98,7 +98,7 @@ func TestLimitOneQueuesTheOthersByPriorityAndStartsThemAsEarlierOnesEnd(t *testi
 	if got := r.events(mark, "failback_started", "member_ready", "failback_done", "takeover_started"); strings.Join(got, ",") != want {
 		t.Fatalf("events = %v, want %s\n%s", got, want, r.dump(mark))
 	}
-	if q := r.h.Engine.Takeover().Queue(); len(q) != 1 || q[0].Member != "rec-3" {
+	if q := r.h.Coordinator.Takeover().Queue(); len(q) != 1 || q[0].Member != "rec-3" {
 		t.Fatalf("queue = %+v, want rec-3 alone", q)
 	}
 	if got := r.ran("standby-1"); strings.Join(got, ",") != "takeover rec-1,release rec-1,takeover rec-2" {
@@ -286,7 +286,7 @@ func TestGracePeriodCountsDownAndRaisesAnEventAtExpiry(t *testing.T) {
 	r := newRecorders(t, "  grace: 60d\n  auto_failback: false")
 	r.h.Crash("rec-2")
 	r.h.Advance(time.Second)
-	left, ok := r.h.Engine.Takeover().GraceRemaining("rec-2")
+	left, ok := r.h.Coordinator.Takeover().GraceRemaining("rec-2")
 	if !ok || left < 59*24*time.Hour {
 		t.Fatalf("grace remaining = %v, %v", left, ok)
 	}
@@ -301,7 +301,7 @@ func TestGracePeriodCountsDownAndRaisesAnEventAtExpiry(t *testing.T) {
 	if r.has(mark, "grace_expired", "rec-2") {
 		t.Fatal("grace expired early")
 	}
-	if left, _ := r.h.Engine.Takeover().GraceRemaining("rec-2"); left > 24*time.Hour || left <= 0 {
+	if left, _ := r.h.Coordinator.Takeover().GraceRemaining("rec-2"); left > 24*time.Hour || left <= 0 {
 		t.Fatalf("after 59 days, %v left", left)
 	}
 	r.h.Advance(24 * time.Hour)
@@ -315,7 +315,7 @@ func TestManualModeProposesAndTheOperatorConfirms(t *testing.T) {
 	mark := len(r.h.Records())
 	r.h.Crash("rec-1")
 	r.h.Advance(time.Hour)
-	props := r.h.Engine.Takeover().Proposals()
+	props := r.h.Coordinator.Takeover().Proposals()
 	if len(props) != 1 || props[0].Member != "rec-1" || r.has(mark, "takeover_started", "rec-1") {
 		t.Fatalf("proposals = %+v\n%s", props, r.dump(mark))
 	}
@@ -347,7 +347,7 @@ func TestAProposalIsWithdrawnWhenTheMemberComesBack(t *testing.T) {
 	r.h.Advance(time.Minute)
 	r.h.Up("rec-1")
 	r.h.Advance(time.Second)
-	if len(r.h.Engine.Takeover().Proposals()) != 0 || !r.has(mark, "proposal_withdrawn", "rec-1") {
+	if len(r.h.Coordinator.Takeover().Proposals()) != 0 || !r.has(mark, "proposal_withdrawn", "rec-1") {
 		t.Fatalf("records:\n%s", r.dump(mark))
 	}
 }

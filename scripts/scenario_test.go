@@ -113,7 +113,7 @@ func (s *scenario) noPolicyErrors(mark int) {
 
 // coveredBy returns who covers member and in which phase ("" if nobody).
 func (s *scenario) coveredBy(member string) (string, string) {
-	if c, ok := s.h.Engine.Takeover().Covered(member); ok {
+	if c, ok := s.h.Coordinator.Takeover().Covered(member); ok {
 		return c.Standby, c.Phase
 	}
 	return "", ""

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"understudy/runtime/coordinator"
 
 	"understudy/drivers/builtin"
 	"understudy/fixtures/extronsim"
@@ -181,7 +182,7 @@ func TestEverySwitcherKindGetsTheStandbyBackAfterItRestartsWhileCovering(t *test
 			}
 			var differs []string
 			for _, r := range h.Since(mark) {
-				if r.Type == engine.RecordRoutingDiffers {
+				if r.Type == coordinator.RecordRoutingDiffers {
 					differs = append(differs, fmt.Sprintf("%v:%v->%v %v", r.Fields["output"], r.Fields["actual"], r.Fields["expected"], r.Fields["default"]))
 				}
 			}

@@ -230,13 +230,13 @@ func TestVMSTwoFailoverServersThreeLostOneQueuedUntilAFailoverServerFrees(t *tes
 	if s, _ := v.coveredBy("srv-1"); s != "fo-2" {
 		t.Fatalf("srv-1 covered by %q, want fo-2", s)
 	}
-	if q := v.h.Engine.Takeover().Queue(); len(q) != 1 || q[0].Member != "srv-2" {
+	if q := v.h.Coordinator.Takeover().Queue(); len(q) != 1 || q[0].Member != "srv-2" {
 		t.Fatalf("queue = %+v, want srv-2", q)
 	}
 	// However long it takes, fo-big (another disk layout) never steps in.
 	v.h.Advance(6 * time.Hour)
-	if len(v.h.Ran("fo-big")) != 0 || len(v.h.Engine.Takeover().Coverage()) != 2 {
-		t.Fatalf("fo-big ran %v; coverage %+v", v.ran("fo-big"), v.h.Engine.Takeover().Coverage())
+	if len(v.h.Ran("fo-big")) != 0 || len(v.h.Coordinator.Takeover().Coverage()) != 2 {
+		t.Fatalf("fo-big ran %v; coverage %+v", v.ran("fo-big"), v.h.Coordinator.Takeover().Coverage())
 	}
 
 	// srv-1 returns: after its failback fo-2 is free and takes srv-2.
@@ -250,8 +250,8 @@ func TestVMSTwoFailoverServersThreeLostOneQueuedUntilAFailoverServerFrees(t *tes
 	if s, phase := v.coveredBy("srv-2"); s != "fo-2" || phase != "covering" {
 		t.Fatalf("srv-2 covered by %q (%s), want fo-2 covering", s, phase)
 	}
-	if len(v.h.Engine.Takeover().Queue()) != 0 {
-		t.Fatalf("queue = %+v", v.h.Engine.Takeover().Queue())
+	if len(v.h.Coordinator.Takeover().Queue()) != 0 {
+		t.Fatalf("queue = %+v", v.h.Coordinator.Takeover().Queue())
 	}
 	if got := strings.Join(v.ran("fo-2"), ","); got != "takeover srv-1,release srv-1,takeover srv-2" {
 		t.Fatalf("fo-2 ran %s", got)

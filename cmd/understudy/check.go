@@ -6,10 +6,10 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"understudy/runtime/coordinator"
 
 	"understudy/drivers/builtin"
 	"understudy/runtime/config"
-	"understudy/runtime/engine"
 	"understudy/runtime/policy"
 )
 
@@ -45,7 +45,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, e)
 		failed = failed || !e.Warning
 	}
-	handlers, err := engine.CheckPolicy(site, drvs)
+	handlers, err := coordinator.CheckPolicy(site, drvs)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -1,40 +1,27 @@
-// Package engine is an instance's event loop. One goroutine owns the member
-// table, the Lua policy and the bookkeeping of actions; bus callbacks, driver
-// events, timers and API requests only post work to it. On the coordinator
-// the loop runs the policy and carries its decisions to the drivers; on every
-// instance it keeps the member table.
+// Package engine is the loop every instance runs. One goroutine owns the
+// member table, the record stream and, on the instance that coordinates,
+// the coordinator: bus callbacks, driver events, timers and API requests
+// only hand it inputs. What the site decides — the policy, the drivers'
+// actions, the takeover bookkeeping — sits behind the Coordinator
+// interface, which the loop runs only when this instance coordinates (today
+// by configuration; later by election), and calls only on its goroutine.
 package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"os"
-	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"understudy/discovery/bus"
 	"understudy/discovery/members"
-	"understudy/drivers"
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
-	"understudy/runtime/policy"
-	"understudy/runtime/store"
-	"understudy/runtime/takeover"
 )
-
-// Publisher sends messages on the bus.
-type Publisher interface {
-	Publish(topic string, qos byte, retained bool, payload []byte) error
-}
 
 // Options configure an Engine.
 type Options struct {
@@ -42,37 +29,59 @@ type Options struct {
 	Self   string // this instance's member id
 	Clock  clock.Clock
 	Logger *slog.Logger
-	// Publisher, when set, receives the coordinator's member states (retained)
-	// and its record stream; nil publishes nothing.
-	Publisher Publisher
-	Drops     *bus.Drops // counts payloads from unknown members; may be nil
-	// Coordinator makes this instance run the policy and the drivers.
-	Coordinator bool
-	Drivers     map[string]drivers.Driver
+	Drops  *bus.Drops // counts payloads from unknown members; may be nil
+	// Coordinator, when set, decides for the site on this instance: the loop
+	// starts it with itself and hands it what it must see. Nil: this
+	// instance only keeps the member table and its records.
+	Coordinator Coordinator
 	// Online starts the member table as connected to the bus; a daemon
 	// starts offline and reports the bus with BusConnected.
 	Online bool
-	// ActionTimeout bounds how long an action keeps retrying while its
-	// device is unreachable (default 30s).
-	ActionTimeout time.Duration
 	// Observe, when set, sees every record on the loop goroutine (tests, the
-	// simulator, a journal).
+	// simulator, a journal, the metrics).
 	Observe func(Record)
-	// Store keeps the coordinator's epoch, actions, takeover state and named
-	// timers across restarts, and an agent's received commands. Nil: a
-	// throw-away store in a temporary folder (tests, checks).
-	Store *store.Store
 }
 
-// Record is one entry of the coordinator's stream: a member event, a driver
-// event, an action and its result, or a policy problem.
+// Coordinator decides for the site: the policy host, the drivers and their
+// actions, the takeover bookkeeping, named timers, the inbox, drills, copies
+// and alarms. The loop calls it on its own goroutine only.
+type Coordinator interface {
+	// Attach hands it the loop it belongs to (New calls it): the member
+	// table, the site and the record stream. It may see member events from
+	// then on, before Start.
+	Attach(loop *Engine)
+	// Start brings it up on the loop: drivers connect, the state is
+	// restored, the policy loads (an error stops the instance).
+	Start(ctx context.Context) error
+	// Stop ends it: the policy, its timers, the drivers.
+	Stop()
+	// MemberEvent follows a change in the member table (after the loop
+	// recorded it).
+	MemberEvent(ev members.Event)
+	// BusConnected follows this instance's connection to the bus.
+	BusConnected(up bool)
+	// Described follows a member that described itself (About).
+	Described(id string)
+	// Record sees every record before the observer does; it may stamp it.
+	Record(r *Record)
+	// MemberState is the state the site sees for a member the table has in
+	// state (a coordinator knows more: broken disks).
+	MemberState(id string, state members.State) string
+	// Status adds the coordinator's part of the status.
+	Status(st *Status)
+}
+
+// Record is one entry of the site's stream: a member event, a driver event,
+// an action and its result, a policy problem.
 type Record struct {
 	At     time.Time      `json:"at"`
 	Type   string         `json:"type"`
 	Member string         `json:"member,omitempty"`
 	Fields map[string]any `json:"fields,omitempty"`
 
-	cause uint64 // the operator command it follows from (Engine.cause), 0 for none
+	// Cause is the operator command the record follows from (set by the
+	// coordinator), 0 for none: each command's reply holds its own.
+	Cause uint64 `json:"-"`
 }
 
 // Engine is the loop.
@@ -86,34 +95,9 @@ type Engine struct {
 	topics     bus.Topics
 	queue      *queue
 	table      *members.Table
-	policy     *policy.Policy
-	actions    *actions
+	coord      Coordinator // never nil: a member's instance has noCoordinator
 	ctx        context.Context
 	started    bool
-
-	store    *store.Store
-	ownStore string // temporary folder of a throw-away store
-	takeover *takeover.Manager
-	timers   *namedTimers
-	broken   map[string]bool       // members whose material disks have all failed
-	copies   map[string]CopyStatus // material copies in progress, by action id
-	drills   map[string]*drill     // running fire drills, by member
-	alarms   alarms                // raised alarms (coordinator)
-	routing  routing               // the desired switcher routing (coordinator)
-	captures []*capture            // CommandWait's collectors of records
-	// cause is the operator command whose consequences the loop works on
-	// now (0: none): set while a command is carried out, and carried to the
-	// work it queues for itself (deliverOnce, dispatchLater), so that each
-	// command's reply holds what followed from it and nothing else.
-	cause     uint64
-	causes    uint64 // the last cause given out
-	published string // last takeover state published
-	probeStop context.CancelFunc
-	probeWG   *sync.WaitGroup
-
-	policyLoaded time.Time
-	policyError  string
-	reloads      uint64
 }
 
 // New builds an engine; Start (or Run) brings it up.
@@ -130,9 +114,6 @@ func New(opts Options) (*Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.ActionTimeout <= 0 {
-		opts.ActionTimeout = 30 * time.Second
-	}
 	e := &Engine{
 		opts:   opts,
 		site:   opts.Site,
@@ -140,6 +121,10 @@ func New(opts Options) (*Engine, error) {
 		clock:  opts.Clock,
 		topics: bus.Topics{Site: opts.Site.Name},
 		queue:  newQueue(),
+		coord:  opts.Coordinator,
+	}
+	if e.coord == nil {
+		e.coord = noCoordinator{}
 	}
 	e.table = members.New(e.clock, e.Post, e.onMemberEvent, members.Options{
 		StartupGrace: opts.Site.Heartbeat.StartupGrace.D(),
@@ -147,33 +132,43 @@ func New(opts Options) (*Engine, error) {
 		Self:         opts.Self,
 	})
 	for _, m := range opts.Site.Members {
-		if m.Probe != nil && !opts.Coordinator {
-			continue // only the coordinator probes it; others would only see silence
+		if m.Probe != nil {
+			continue // the coordinator probes it (and adds it); others would only see silence
 		}
 		e.table.Add(m.ID, m.Heartbeat.D(), m.LostAfter.D())
 	}
-	e.actions = newActions(e)
-	e.timers = newNamedTimers(e)
-	e.broken = map[string]bool{}
-	e.copies = map[string]CopyStatus{}
-	e.drills = map[string]*drill{}
-	e.store = opts.Store
-	if e.store == nil {
-		dir, err := os.MkdirTemp("", "understudy-state-")
-		if err != nil {
-			return nil, fmt.Errorf("engine: temporary state: %w", err)
-		}
-		if e.store, err = store.Open(filepath.Join(dir, "state.db"), store.Options{NoSync: true}); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-		e.ownStore = dir
-	}
+	e.coord.Attach(e)
 	return e, nil
 }
 
-// Store returns the engine's state store.
-func (e *Engine) Store() *store.Store { return e.store }
+// What the coordinator (and tests) see of the loop. Call them on the loop
+// goroutine unless they say otherwise.
+
+// Site is the site as the loop knows it (with the members that described
+// themselves).
+func (e *Engine) Site() *config.Site { return e.site }
+
+// Self is this instance's member id. Any goroutine.
+func (e *Engine) Self() string { return e.opts.Self }
+
+// Clock is the loop's clock. Any goroutine.
+func (e *Engine) Clock() clock.Clock { return e.clock }
+
+// Logger is the instance's logger. Any goroutine.
+func (e *Engine) Logger() *slog.Logger { return e.log }
+
+// Table is the member table.
+func (e *Engine) Table() *members.Table { return e.table }
+
+// Drops counts bad payloads; it may be nil. Any goroutine.
+func (e *Engine) Drops() *bus.Drops { return e.opts.Drops }
+
+// Coordinating reports whether this instance decides for the site. Any
+// goroutine after New.
+func (e *Engine) Coordinating() bool {
+	_, none := e.coord.(noCoordinator)
+	return !none
+}
 
 // Post queues f to run on the loop. Safe from any goroutine; never blocks.
 func (e *Engine) Post(f func()) { e.queue.push(f) }
@@ -191,8 +186,8 @@ func (e *Engine) Do(ctx context.Context, f func()) error {
 }
 
 // Start brings the engine up on the calling goroutine, which from then on owns
-// it (Run calls Start). It starts the member table, and on the coordinator
-// the drivers and the policy; a policy that does not load is an error.
+// it (Run calls Start): the member table, then the coordinator if this
+// instance coordinates.
 func (e *Engine) Start(ctx context.Context) error {
 	if e.started {
 		return errors.New("engine already started")
@@ -200,48 +195,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.started = true
 	e.ctx = ctx
 	e.table.Start()
-	if !e.opts.Coordinator {
-		return nil
-	}
-	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
-		d := e.opts.Drivers[name]
-		d.Start(ctx, func(ev drivers.Event) { e.Post(func() { e.onDriverEvent(name, ev) }) })
-	}
-	if err := e.startTakeover(); err != nil {
-		return err
-	}
-	if err := e.restoreRouting(); err != nil {
-		return fmt.Errorf("desired routing: %w", err)
-	}
-	if err := e.restoreDrills(); err != nil {
-		return err
-	}
-	if err := e.restoreAlarms(); err != nil {
-		return fmt.Errorf("alarms: %w", err)
-	}
-	e.actions.start(ctx)
-	e.startProbes(ctx)
-	if err := e.resumeActions(); err != nil {
-		return err
-	}
-	if err := e.timers.restore(); err != nil {
-		return err
-	}
-	defer e.redeliverInbox()
-	if e.site.PolicyPath() == "" {
-		e.log.Warn("site has no policy: events are recorded, nothing decides")
-		return nil
-	}
-	p, err := e.loadPolicy()
-	if err != nil {
-		return err
-	}
-	e.installPolicy(p, false)
-	return nil
+	return e.coord.Start(ctx)
 }
 
 // Run starts the engine and runs the loop until ctx ends, then stops the
-// policy and the drivers.
+// coordinator.
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.Start(ctx); err != nil {
 		return err
@@ -250,8 +208,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
-// Loop runs queued work until ctx ends, then stops the policy and the
-// drivers. Call it on the goroutine that called Start.
+// Loop runs queued work until ctx ends, then stops the coordinator. Call it
+// on the goroutine that called Start.
 func (e *Engine) Loop(ctx context.Context) {
 	defer e.Stop()
 	for {
@@ -284,35 +242,8 @@ func (e *Engine) RunPending() int {
 	return n
 }
 
-// Stop closes the policy and the drivers. Call it on the owning goroutine.
-func (e *Engine) Stop() {
-	if e.policy != nil {
-		e.policy.Close()
-		e.policy = nil
-	}
-	e.stopProbes()
-	e.actions.stop()
-	e.timers.stop()
-	e.stopRouting()
-	if e.takeover != nil {
-		e.takeover.Stop()
-	}
-	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
-		if err := e.opts.Drivers[name].Close(); err != nil {
-			e.log.Warn("closing driver", "driver", name, "error", err)
-		}
-	}
-	e.closeOwnStore()
-}
-
-// closeOwnStore removes a throw-away store.
-func (e *Engine) closeOwnStore() {
-	if e.ownStore != "" {
-		e.store.Close()
-		os.RemoveAll(e.ownStore)
-		e.ownStore = ""
-	}
-}
+// Stop stops the coordinator. Call it on the owning goroutine.
+func (e *Engine) Stop() { e.coord.Stop() }
 
 func (e *Engine) runSafely(f func()) {
 	defer func() {
@@ -364,7 +295,7 @@ func (e *Engine) Presence(p bus.Presence, retained bool) {
 func (e *Engine) Note(ctx context.Context, r Record) (Record, error) {
 	err := e.Do(ctx, func() {
 		r.At = e.clock.Now()
-		e.record(r)
+		e.Record(r)
 	})
 	return r, err
 }
@@ -377,311 +308,66 @@ func (e *Engine) SiteCopy(ctx context.Context) (*config.Site, error) {
 	return s, err
 }
 
-// Emit hands an event of the given name to the policy (on the loop). Any
-// goroutine.
-func (e *Engine) Emit(name string, fields map[string]any) {
-	e.Post(func() { e.dispatch(policy.Event{Name: name, At: e.clock.Now(), Fields: fields}) })
-}
-
 // BusConnected reports this instance's bus connection. Any goroutine. On
-// (re)connect the coordinator publishes every member's state again, so that
-// the retained topics are right whatever happened while it was away.
+// (re)connect the coordinator publishes what it keeps retained again, so
+// that the retained topics are right whatever happened while it was away.
 func (e *Engine) BusConnected(up bool) {
 	e.Post(func() {
 		e.table.SetConnected(up)
-		if up && e.opts.Coordinator && e.opts.Publisher != nil {
-			for _, m := range e.table.All() {
-				e.publishState(m)
-			}
-			e.publishDrills()
-			e.publishCopies()
-			e.publishAlarms()
-		}
+		e.coord.BusConnected(up)
 	})
-}
-
-// Reload loads the policy files again; if they fail to load, the running
-// policy stays and the error is reported with file:line. Any goroutine.
-func (e *Engine) Reload() {
-	e.Post(func() {
-		if !e.opts.Coordinator || e.site.PolicyPath() == "" {
-			return
-		}
-		p, err := e.loadPolicy()
-		if err != nil {
-			e.policyError = err.Error()
-			e.log.Error("policy reload failed; the previous policy keeps running", "error", err)
-			e.record(Record{Type: "policy_error", Fields: map[string]any{"error": err.Error(), "kept": "previous policy"}})
-			return
-		}
-		e.installPolicy(p, true)
-	})
-}
-
-func (e *Engine) loadPolicy() (*policy.Policy, error) {
-	return policy.Load(policyEnv{e}, policy.Options{
-		File:     e.site.PolicyPath(),
-		Timeout:  e.site.Policy.HandlerTimeout.D(),
-		Settings: e.site.Policy.Settings,
-		Site:     e.site.Name,
-		Self:     e.opts.Self,
-		Logger:   e.log.With("component", "policy"),
-	})
-}
-
-func (e *Engine) installPolicy(p *policy.Policy, reload bool) {
-	if e.policy != nil {
-		e.policy.Close()
-		e.reloads++
-	}
-	e.policy = p
-	e.policyLoaded = e.clock.Now()
-	e.policyError = ""
-	var handlers []string
-	for _, h := range p.Handlers() {
-		handlers = append(handlers, h.Event)
-	}
-	verb := "policy loaded"
-	if reload {
-		verb = "policy reloaded"
-	}
-	e.log.Info(verb, "file", e.site.PolicyPath(), "handlers", handlers)
-	e.record(Record{Type: "policy_loaded", Fields: map[string]any{"file": e.site.PolicyPath(), "reload": reload}})
-	e.dispatch(policy.Event{Name: "coordinator", At: e.clock.Now(), Fields: map[string]any{"reload": reload}})
-}
-
-// dispatchLater hands an event to the policy once the current work is done,
-// so an event raised while a handler runs does not re-enter the policy.
-func (e *Engine) dispatchLater(ev policy.Event) { e.postCaused(func() { e.dispatch(ev) }) }
-
-// postCaused queues f for the loop as Post does, carrying the current cause
-// to it. Call it on the loop.
-func (e *Engine) postCaused(f func()) {
-	cause := e.cause
-	if cause == 0 {
-		e.Post(f)
-		return
-	}
-	e.Post(func() {
-		prev := e.cause
-		e.cause = cause
-		defer func() { e.cause = prev }()
-		f()
-	})
-}
-
-// dispatch hands an event to the policy and reports handler failures.
-func (e *Engine) dispatch(ev policy.Event) { e.dispatchWith(ev, nil) }
-
-// dispatchWith hands an event to the policy; the actions its handlers ask
-// for are recorded together with done (if any) when they return.
-func (e *Engine) dispatchWith(ev policy.Event, done func(*store.Tx) error) {
-	if e.policy == nil {
-		if done != nil {
-			if err := e.store.Update(done); err != nil {
-				e.log.Error("state not written", "event", ev.Name, "error", err)
-			}
-		}
-		return
-	}
-	e.actions.beginBatch()
-	errs := e.policy.Dispatch(ev)
-	e.actions.commitBatch(done)
-	for _, err := range errs {
-		e.log.Error("policy handler failed", "event", ev.Name, "error", err)
-		e.record(Record{Type: "policy_error", Fields: map[string]any{"event": ev.Name, "error": err.Error()}})
-	}
-	if err := e.policy.Broken(); err != nil {
-		e.log.Error("policy state is no longer trusted; loading it afresh", "error", err)
-		e.policy.Close()
-		e.policy = nil
-		if p, lerr := e.loadPolicy(); lerr == nil {
-			e.installPolicy(p, true)
-		} else {
-			e.log.Error("policy reload after a fault failed: no policy is running", "error", lerr)
-		}
-	}
 }
 
 func (e *Engine) onMemberEvent(ev members.Event) {
 	switch ev.Kind {
 	case members.EventBusSilent:
 		e.log.Warn("this instance cannot hear its own heartbeats: the bus is silent, so nobody is judged lost meanwhile", "silence", ev.Silence)
-		e.record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
-		e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
-		return
+		e.Record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
 	case members.EventBusHeard:
 		e.log.Info("this instance hears itself on the bus again", "after", ev.Silence)
-		e.record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
-		e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
-		return
+		e.Record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
+	default:
+		level := slog.LevelInfo
+		if ev.Kind == members.EventLost {
+			level = slog.LevelWarn
+		}
+		e.log.Log(context.Background(), level, "member "+string(ev.Member.State), "member", ev.Member.ID, "event", ev.Kind, "reason", ev.Member.Reason)
 	}
-	level := slog.LevelInfo
-	if ev.Kind == members.EventLost {
-		level = slog.LevelWarn
-	}
-	e.log.Log(context.Background(), level, "member "+string(ev.Member.State), "member", ev.Member.ID, "event", ev.Kind, "reason", ev.Member.Reason)
-	fields := map[string]any{"state": string(ev.Member.State), "previous": string(ev.Previous), "reason": ev.Member.Reason}
-	if ev.Silence > 0 {
-		fields["silence_ms"] = ev.Silence.Milliseconds()
-	}
-	e.record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: e.drillFields(ev.Member.ID, fields)})
-	if e.opts.Coordinator && e.opts.Publisher != nil {
-		e.publishState(ev.Member)
-	}
-	if e.takeover != nil {
-		e.takeover.MemberChanged(ev.Member.ID)
-		e.publishTakeover()
-	}
-	m := e.policyMember(ev.Member.ID)
-	e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Member: &m, Fields: e.drillFields(m.ID, map[string]any{"reason": ev.Member.Reason, "previous": string(ev.Previous)})})
-	if e.opts.Coordinator && (ev.Kind == members.EventSeen || ev.Kind == members.EventRestored) && ev.Member.State == members.Alive {
-		e.assertMember(ev.Member.ID) // outputs with no desired route yet: its own inputs, or its standby's
-	}
+	e.coord.MemberEvent(ev)
 }
 
-func (e *Engine) publishState(m members.Member) {
-	cm, _ := e.site.Member(m.ID)
-	state := map[string]any{
-		"member": m.ID, "state": e.stateOf(m.ID), "since": m.Since, "reason": m.Reason,
-		"roles": cm.Roles, "usage": cm.Usage, "standby": cm.Standby,
-	}
-	if e.takeover != nil {
-		if c, ok := e.takeover.Covered(m.ID); ok {
-			state["covered_by"] = c.Standby
-			state["coverage_phase"] = c.Phase
-			if left, ok := e.takeover.GraceRemaining(m.ID); ok {
-				state["grace_remaining_s"] = left.Seconds()
-				state["grace_until"] = c.GraceUntil
-			}
-		}
-		if covers := e.takeover.Covering(m.ID); len(covers) > 0 {
-			state["covering"] = covers
-		}
-	}
-	if d, ok := e.drills[m.ID]; ok {
-		state["drill"] = d.Fault
-		state["drill_until"] = d.Until
-	}
-	payload, _ := json.Marshal(state)
-	if err := e.opts.Publisher.Publish(e.topics.State(m.ID), 1, true, payload); err != nil {
-		e.log.Debug("state not published", "member", m.ID, "error", err)
-	}
-}
-
-func (e *Engine) onDriverEvent(name string, ev drivers.Event) {
-	fields := map[string]any{"driver": name}
-	for k, v := range ev.Fields {
-		fields[k] = v
-	}
-	switch ev.Name {
-	case drivers.EventDisconnected:
-		e.log.Warn("driver disconnected", "driver", name, "error", ev.Fields["error"])
-	case drivers.EventConnected:
-		e.log.Info("driver connected", "driver", name, "address", ev.Fields["address"])
-	}
-	e.record(Record{Type: ev.Name, Fields: fields})
-	e.dispatch(policy.Event{Name: ev.Name, At: e.clock.Now(), Fields: fields})
-	// Then the routing read back is compared with the desired routing.
-	switch ev.Name {
-	case drivers.EventConnected:
-		e.routingConnected(name)
-	case drivers.EventRouteChanged:
-		out, ok1 := ev.Fields["output"].(int)
-		in, ok2 := ev.Fields["input"].(int)
-		if ok1 && ok2 {
-			e.routingChanged(name, out, in)
-		}
-	}
-}
-
-// record stamps a record, shows it to the observer and publishes it.
-func (e *Engine) record(r Record) {
+// Record stamps a record, shows it to the coordinator (which publishes it)
+// and then to the observer.
+func (e *Engine) Record(r Record) {
 	if r.At.IsZero() {
 		r.At = e.clock.Now()
 	}
+	e.coord.Record(&r)
 	if e.opts.Observe != nil {
 		e.opts.Observe(r)
 	}
-	if r.cause == 0 {
-		r.cause = e.cause
-	}
-	for _, c := range e.captures {
-		if r.cause != 0 && c.cause == r.cause {
-			c.records = append(c.records, r)
-		}
-	}
-	if e.opts.Coordinator && e.opts.Publisher != nil {
-		payload, err := json.Marshal(r)
-		if err == nil {
-			if err := e.opts.Publisher.Publish(e.topics.Events(), 1, false, payload); err != nil {
-				e.log.Debug("record not published", "type", r.Type, "error", err)
-			}
-		}
-	}
 }
 
-func (e *Engine) policyMember(id string) policy.Member {
-	cm, _ := e.site.Member(id)
+// StateOf is a member's state as the site sees it: the member table's, or
+// the coordinator's where it knows more (broken disks).
+func (e *Engine) StateOf(id string) string {
 	lm, _ := e.table.Get(id)
-	m := policy.Member{
-		ID: id, State: e.stateOf(id), Since: lm.Since, Reason: lm.Reason,
-		Roles: cm.Roles, Usage: cm.Usage, Priority: cm.Priority, Standby: cm.Standby,
-		Self: id == e.opts.Self, Duties: dutiesOf(cm),
-		Pool: cm.Pool, Capacity: cm.Capacity, DiskLayout: cm.DiskLayout,
-		Capabilities: cm.Capabilities, Requires: cm.Requires, Failover: settingsOf(cm.Settings),
-	}
-	if e.broken[id] {
-		m.Reason = "all material disks failed"
-	}
-	if e.takeover != nil {
-		if c, ok := e.takeover.Covered(id); ok {
-			m.CoveredBy = c.Standby
-		}
-	}
-	return m
+	return e.coord.MemberState(id, lm.State)
 }
 
-// memberEvent is a policy event about member (none when it is "" or not a
-// member the table knows): the member as it is now goes with it.
-func (e *Engine) memberEvent(name string, at time.Time, member string, fields map[string]any) policy.Event {
-	ev := policy.Event{Name: name, At: at, Fields: fields}
-	if member != "" && e.table.Known(member) {
-		m := e.policyMember(member)
-		ev.Member = &m
-	}
-	return ev
-}
+// noCoordinator is the coordinator of an instance that does not coordinate:
+// it decides nothing.
+type noCoordinator struct{}
 
-// stateOf is a member's state as the policy sees it: the member table's,
-// except that an alive member whose material disks all failed is broken.
-func (e *Engine) stateOf(id string) string {
-	lm, _ := e.table.Get(id)
-	if e.broken[id] && (lm.State == members.Alive || lm.State == members.Suspect) {
-		return "broken"
-	}
-	return string(lm.State)
-}
-
-// CheckPolicy loads the site's policy the way the coordinator would, on a
-// virtual clock and with the drivers built but not connected, and returns its
-// handlers. Errors name file:line.
-func CheckPolicy(site *config.Site, drvs map[string]drivers.Driver) ([]policy.HandlerCount, error) {
-	if site.PolicyPath() == "" {
-		return nil, nil
-	}
-	e, err := New(Options{Site: site, Self: site.Coordinator, Clock: clock.NewVirtual(time.Now()), Coordinator: true, Drivers: drvs, Online: true})
-	if err != nil {
-		return nil, err
-	}
-	defer e.closeOwnStore()
-	p, err := e.loadPolicy()
-	if err != nil {
-		return nil, err
-	}
-	defer p.Close()
-	return p.Handlers(), nil
-}
+func (noCoordinator) Attach(*Engine)                                   {}
+func (noCoordinator) Start(context.Context) error                      { return nil }
+func (noCoordinator) Stop()                                            {}
+func (noCoordinator) MemberEvent(members.Event)                        {}
+func (noCoordinator) BusConnected(bool)                                {}
+func (noCoordinator) Described(string)                                 {}
+func (noCoordinator) Record(*Record)                                   {}
+func (noCoordinator) MemberState(_ string, state members.State) string { return string(state) }
+func (noCoordinator) Status(*Status)                                   {}
 
 // Action is an action record in words: what it does, without why. A
 // driver's action names the driver (route router output 1 ← input 3); a

@@ -2,9 +2,9 @@ package engine
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"time"
+
+	"understudy/discovery/bus"
 
 	"understudy/runtime/takeover"
 )
@@ -83,48 +83,45 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	return st, err
 }
 
-// DriverActions is how many actions are queued or running on the drivers
-// (call it on the loop). A simulation waits for them before it moves time.
-func (e *Engine) DriverActions() int { return len(e.actions.local) }
-
 // Snapshot returns the status at once: call it on the loop (e.g. through
 // Do), or between the steps of a simulation, which has no loop running.
 func (e *Engine) Snapshot() Status { return e.status() }
 
 func (e *Engine) status() Status {
-	st := Status{Site: e.site.Name, Self: e.opts.Self, Coordinator: e.opts.Coordinator}
+	st := Status{Site: e.site.Name, Self: e.opts.Self, Coordinator: e.Coordinating()}
 	for _, m := range e.table.All() {
 		cm, _ := e.site.Member(m.ID)
-		st.Members = append(st.Members, MemberStatus{ID: m.ID, State: e.stateOf(m.ID), Since: m.Since, Reason: m.Reason, LastHeard: m.LastHeard, Roles: cm.Roles, Standby: cm.Standby, Pool: cm.Pool, Drill: e.drillOf(m.ID)})
+		st.Members = append(st.Members, MemberStatus{ID: m.ID, State: e.StateOf(m.ID), Since: m.Since, Reason: m.Reason, LastHeard: m.LastHeard, Roles: cm.Roles, Standby: cm.Standby, Pool: cm.Pool})
 	}
-	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
-		ds := e.opts.Drivers[name].Status()
-		st.Drivers = append(st.Drivers, DriverStatus{Name: name, Kind: e.site.Drivers[name].Kind, Connected: ds.Connected, Address: ds.Address, Since: ds.Since, Error: ds.LastError, Desired: e.desiredRouting(name)})
-	}
-	if e.opts.Coordinator && e.site.PolicyPath() != "" {
-		ps := &PolicyStatus{File: e.site.PolicyPath(), Loaded: e.policyLoaded, Reloads: e.reloads, LastError: e.policyError}
-		if e.policy != nil {
-			for _, h := range e.policy.Handlers() {
-				ps.Handlers = append(ps.Handlers, h.Event)
-			}
-			s := e.policy.Stats()
-			ps.Calls, ps.Errors, ps.Timeouts = s.Calls, s.Errors, s.Timeouts
-		}
-		st.Policy = ps
-	}
-	if e.takeover != nil {
-		ts := &TakeoverStatus{Snapshot: e.takeover.Snapshot()}
-		for _, c := range ts.Coverage {
-			if left, ok := e.takeover.GraceRemaining(c.Member); ok {
-				ts.Grace = append(ts.Grace, GraceStatus{Member: c.Member, Standby: c.Standby, Until: c.GraceUntil, Remaining: left.Seconds(), Expired: c.GraceExpired})
-			}
-		}
-		st.Takeover = ts
-	}
-	st.Copies = e.copyStatus()
-	st.Drills = e.drillStatus()
-	if e.opts.Coordinator {
-		st.Alarms = e.alarmList()
-	}
+	e.coord.Status(&st)
 	return st
+}
+
+// CopyStatus is a copy in progress as /status shows it.
+type CopyStatus struct {
+	bus.CopyProgress
+	Since time.Time `json:"since"` // when the first report came
+}
+
+// DrillStatus is a running drill (and the retained drill topic's entries).
+type DrillStatus struct {
+	Member    string    `json:"member"`
+	Fault     string    `json:"fault"`
+	DryRun    bool      `json:"dry_run"`
+	Started   time.Time `json:"started"`
+	Until     time.Time `json:"until"`
+	Remaining float64   `json:"remaining_s"`
+	By        string    `json:"by"`
+}
+
+// Alarm is one raised alarm.
+type Alarm struct {
+	Key      string         `json:"key"` // kind and subject: one alarm per key
+	Kind     string         `json:"kind"`
+	Severity string         `json:"severity"`
+	Member   string         `json:"member,omitempty"`
+	Message  string         `json:"message"`
+	Fields   map[string]any `json:"fields,omitempty"`
+	Since    time.Time      `json:"since"`
+	Count    int            `json:"count"` // how often it was raised while active
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"understudy/runtime/coordinator"
 
 	"understudy/discovery/bus"
 	"understudy/runtime/engine"
@@ -117,7 +118,7 @@ func (inst *Instance) handleCommand(w http.ResponseWriter, r *http.Request) {
 		writeReplyStatus(w, status, CommandReply{Verb: verb, RequestID: cmd.RequestID, Error: "bad command: " + err.Error()})
 		return
 	}
-	if inst.site.Coordinator != inst.opts.Self {
+	if inst.coord == nil {
 		// The coordinator decides: pass it on over the bus.
 		inst.forwardCommand(r.Context(), w, cmd)
 		return
@@ -138,12 +139,12 @@ func (inst *Instance) handleCommand(w http.ResponseWriter, r *http.Request) {
 // it) or done, with the records it led to.
 func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[string]any, by string) (CommandReply, error) {
 	reply := CommandReply{Verb: verb}
-	records, err := inst.engine.CommandWait(ctx, verb, fields, by)
+	records, err := inst.coord.CommandWait(ctx, verb, fields, by)
 	if err != nil {
 		return reply, err
 	}
 	if verb == "drill" && commandOK(records) {
-		if req, perr := engine.ParseDrill(fields); perr == nil && req.DryRun {
+		if req, perr := coordinator.ParseDrill(fields); perr == nil && req.DryRun {
 			rec, err := inst.dryRunDrill(ctx, req, by)
 			if err != nil {
 				return reply, err
@@ -238,7 +239,7 @@ func commandOK(records []engine.Record) bool {
 // dryRunDrill runs a dry-run fire drill on a simulation of the site as the
 // coordinator sees it now, and records what the policy would decide (as
 // drill_dry_run, on every surface); nothing is sent.
-func (inst *Instance) dryRunDrill(ctx context.Context, req engine.DrillRequest, by string) (engine.Record, error) {
+func (inst *Instance) dryRunDrill(ctx context.Context, req coordinator.DrillRequest, by string) (engine.Record, error) {
 	site, err := inst.engine.SiteCopy(ctx)
 	if err != nil {
 		return engine.Record{}, err

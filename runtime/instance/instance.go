@@ -33,6 +33,7 @@ import (
 	"understudy/runtime/agent"
 	"understudy/runtime/config"
 	"understudy/runtime/configsync"
+	"understudy/runtime/coordinator"
 	"understudy/runtime/diskhealth"
 	"understudy/runtime/engine"
 	"understudy/runtime/hooks"
@@ -76,6 +77,7 @@ type Instance struct {
 	member      *config.Member
 	log         *slog.Logger
 	engine      *engine.Engine
+	coord       *coordinator.Coordinator   // nil unless this instance coordinates
 	bus         atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
 	drops       *bus.Drops
 	api         net.Listener
@@ -132,10 +134,10 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 	}
 	inst := &Instance{opts: opts, site: site, member: member, log: opts.Logger, peers: map[string]mdns.Entry{}, copying: make(chan struct{}, 1), busCommands: make(chan struct{}, 16)}
 	inst.drops = bus.NewDrops(inst.log)
-	coordinator := site.Coordinator == opts.Self
+	coordinating := site.Coordinator == opts.Self
 
 	var drvs map[string]drivers.Driver
-	if coordinator {
+	if coordinating {
 		var err error
 		if drvs, err = site.BuildDrivers(opts.Registry); err != nil {
 			return nil, err
@@ -198,7 +200,7 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		inst.metrics.observe(r)
 		inst.feed.add(r)
 	}
-	if coordinator {
+	if coordinating {
 		// The event journal: what happened and what the policy decided, for
 		// people and for understudy replay.
 		j, err := journal.Open(filepath.Join(dir, site.Name+"-"+opts.Self+".journal"), journal.Options{})
@@ -217,12 +219,19 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 			}
 		}
 	}
-	inst.engine, err = engine.New(engine.Options{
-		// The engine's copy of the site changes when members describe themselves.
-		Site: site.Clone(), Self: opts.Self, Logger: inst.log, Drops: inst.drops,
-		Coordinator: coordinator, Drivers: drvs, Publisher: publisher{inst}, Store: st,
-		Observe: observe,
-	})
+	var coord engine.Coordinator
+	if coordinating {
+		if inst.coord, err = coordinator.New(coordinator.Options{Drivers: drvs, Publisher: publisher{inst}, Store: st}); err == nil {
+			coord = inst.coord
+		}
+	}
+	if err == nil {
+		inst.engine, err = engine.New(engine.Options{
+			// The engine's copy of the site changes when members describe themselves.
+			Site: site.Clone(), Self: opts.Self, Logger: inst.log, Drops: inst.drops,
+			Coordinator: coord, Observe: observe,
+		})
+	}
 	if err != nil {
 		api.Close()
 		inst.closeMaterial()
@@ -261,8 +270,7 @@ func (inst *Instance) run(ctx context.Context) error {
 	defer inst.closeJournal()
 	defer inst.api.Close()
 	site := inst.site
-	coordinator := site.Coordinator == inst.opts.Self
-	inst.log.Info("starting", "site", site.Name, "member", inst.opts.Self, "coordinator", coordinator, "version", inst.opts.Version)
+	inst.log.Info("starting", "site", site.Name, "member", inst.opts.Self, "coordinator", inst.coord != nil, "version", inst.opts.Version)
 
 	// The engine starts first (a policy that does not load stops us here,
 	// before we join the bus), and its loop runs on the same goroutine, so
@@ -359,13 +367,13 @@ func (inst *Instance) run(ctx context.Context) error {
 		defer wg.Done()
 		client.RunHeartbeats(ctx)
 	}()
-	if coordinator && site.PolicyPath() != "" && site.WatchPolicy() && inst.opts.PolicyPoll > 0 {
+	if inst.coord != nil && site.PolicyPath() != "" && site.WatchPolicy() && inst.opts.PolicyPoll > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			policy.Watch(ctx, filepath.Dir(site.PolicyPath()), inst.opts.PolicyPoll, func() {
 				inst.log.Info("policy files changed; reloading")
-				inst.engine.Reload()
+				inst.coord.Reload()
 			})
 		}()
 	}
@@ -380,7 +388,9 @@ func (inst *Instance) run(ctx context.Context) error {
 				case <-inst.opts.Reload:
 					inst.log.Info("reload requested")
 					inst.notify(daemon.SdNotifyReloading, strings.TrimSpace(daemon.SdNotifyMonotonicUsec()))
-					inst.engine.Reload()
+					if inst.coord != nil {
+						inst.coord.Reload() // only the coordinator runs the policy
+					}
 					inst.notify(daemon.SdNotifyReady)
 				}
 			}
@@ -542,7 +552,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		inst.engine.About(about)
 		inst.homeAssistantDescribed(about)
 	})
-	if site.Coordinator == inst.opts.Self {
+	if inst.coord != nil {
 		c.Subscribe(topics.AllAcks(), 1, func(m bus.Message) {
 			id, _, _ := topics.MemberOf(m.Topic)
 			a, err := bus.DecodeAck(id, m.Payload)
@@ -550,7 +560,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
 				return
 			}
-			inst.engine.Ack(a)
+			inst.coord.Ack(a)
 		})
 		c.Subscribe(topics.AllConfigs(), 1, func(m bus.Message) {
 			id, _, _ := topics.MemberOf(m.Topic)
@@ -562,7 +572,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
 				return
 			}
-			inst.engine.ConfigReport(r)
+			inst.coord.ConfigReport(r)
 		})
 		c.Subscribe(topics.AllHealth(), 1, func(m bus.Message) {
 			id, _, _ := topics.MemberOf(m.Topic)
@@ -574,7 +584,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
 				return
 			}
-			inst.engine.Health(h)
+			inst.coord.Health(h)
 		})
 		c.Subscribe(topics.AllCopies(), 0, func(m bus.Message) {
 			id, _, _ := topics.MemberOf(m.Topic)
@@ -583,7 +593,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
 				return
 			}
-			inst.engine.CopyProgress(p)
+			inst.coord.CopyProgress(p)
 		})
 		c.Subscribe(topics.AllControl(), 1, inst.controlFromBus)
 	} else {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"understudy/runtime/coordinator"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -157,7 +158,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	if st.Coordinator {
 		active := map[[2]string]float64{}
-		for kind, severity := range engine.RuntimeAlarms() {
+		for kind, severity := range coordinator.RuntimeAlarms() {
 			active[[2]string{kind, severity}] = 0
 		}
 		for _, a := range st.Alarms {

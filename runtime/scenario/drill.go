@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"time"
+	"understudy/runtime/coordinator"
 
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
@@ -30,7 +31,7 @@ type DrillResult struct {
 // reverts as a real one would (the member back, an operator's failback).
 // The policy and the drivers' argument checks are the real ones; the
 // switchers are simulators and no member is told anything.
-func DryRun(ctx context.Context, site *config.Site, now engine.Status, req engine.DrillRequest, opts Options) (*DrillResult, error) {
+func DryRun(ctx context.Context, site *config.Site, now engine.Status, req coordinator.DrillRequest, opts Options) (*DrillResult, error) {
 	if _, ok := site.Member(req.Member); !ok {
 		return nil, fmt.Errorf("drill: no member %q", req.Member)
 	}
@@ -68,7 +69,7 @@ func DryRun(ctx context.Context, site *config.Site, now engine.Status, req engin
 	}
 	fault, revert := Step{At: at(settle)}, Step{At: at(settle + req.Revert)}
 	switch req.Fault {
-	case engine.DrillBroken:
+	case coordinator.DrillBroken:
 		fault.Broken, revert.Repaired = req.Member, req.Member
 	default:
 		fault.Crash, revert.Up = req.Member, req.Member

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"understudy/runtime/coordinator"
 
 	"understudy/drivers/builtin"
 	"understudy/runtime/config"
@@ -25,7 +26,7 @@ func TestDryRunDrillShowsTheDecisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := engine.Status{Members: []engine.MemberStatus{{ID: "main", State: "alive"}, {ID: "backup", State: "alive"}}}
-	req := engine.DrillRequest{Member: "main", Fault: engine.DrillLost, DryRun: true, Revert: 2 * time.Minute}
+	req := coordinator.DrillRequest{Member: "main", Fault: coordinator.DrillLost, DryRun: true, Revert: 2 * time.Minute}
 	res, err := scenario.DryRun(context.Background(), site, now, req, scenario.Options{Registry: builtin.Registry()})
 	if err != nil {
 		t.Fatal(err)

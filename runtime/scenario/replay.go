@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"understudy/runtime/coordinator"
 
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
@@ -114,7 +115,7 @@ func ReplayJournal(ctx context.Context, path string, opts ReplayOptions) (*Repla
 func decisions(records []engine.Record, start time.Time) []Decision {
 	var out []Decision
 	for _, r := range records {
-		if r.Type != "action_started" || engine.RoutingUpkeep(fmt.Sprint(r.Fields["cause"])) {
+		if r.Type != "action_started" || coordinator.RoutingUpkeep(fmt.Sprint(r.Fields["cause"])) {
 			continue
 		}
 		out = append(out, Decision{At: r.At.Sub(start), What: r.Action(), Cause: fmt.Sprint(r.Fields["cause"])})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"understudy/runtime/coordinator"
 
 	"understudy/runtime/engine"
 )
@@ -51,7 +52,7 @@ func (r *Result) WriteLog(w io.Writer) {
 			fmt.Fprintf(w, "%10s     ✗ %s: %v\n", t, shortAction(rec), rec.Fields["error"])
 		case "route_changed":
 			fmt.Fprintf(w, "%10s %s %v output %v ← input %v\n", t, rec.Type, rec.Fields["driver"], rec.Fields["output"], rec.Fields["input"])
-		case engine.RecordRoutingDiffers:
+		case coordinator.RecordRoutingDiffers:
 			duty := ""
 			if d, ok := rec.Fields["duty"]; ok {
 				duty = fmt.Sprintf(", %v's output", d)

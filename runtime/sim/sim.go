@@ -15,6 +15,7 @@ import (
 	"understudy/drivers"
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
+	"understudy/runtime/coordinator"
 	"understudy/runtime/engine"
 	"understudy/runtime/store"
 )
@@ -22,10 +23,11 @@ import (
 // Harness is a site under simulation. Its methods must be called from one
 // goroutine, which owns the engine.
 type Harness struct {
-	Clock  *clock.Virtual
-	Engine *engine.Engine
-	Site   *config.Site
-	opts   Options
+	Clock       *clock.Virtual
+	Engine      *engine.Engine           // the coordinator's loop
+	Coordinator *coordinator.Coordinator // what it runs
+	Site        *config.Site
+	opts        Options
 
 	records    []engine.Record
 	members    map[string]*member
@@ -75,24 +77,31 @@ func New(site *config.Site, opts Options) (*Harness, error) {
 		opts.Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	h := &Harness{Clock: clock.NewVirtual(opts.Start), Site: site, members: map[string]*member{}, opts: opts}
-	e, err := h.newEngine()
-	if err != nil {
+	if err := h.newEngine(); err != nil {
 		return nil, err
 	}
-	h.Engine = e
 	for _, m := range site.Members {
 		h.members[m.ID] = &member{id: m.ID, interval: m.Heartbeat.D(), received: map[string]bus.Ack{}}
 	}
 	return h, nil
 }
 
-func (h *Harness) newEngine() (*engine.Engine, error) {
-	return engine.New(engine.Options{
+// newEngine builds the coordinator's loop and its coordinator.
+func (h *Harness) newEngine() error {
+	c, err := coordinator.New(coordinator.Options{Drivers: h.opts.Drivers, Store: h.opts.Store, Publisher: agents{h}})
+	if err != nil {
+		return err
+	}
+	e, err := engine.New(engine.Options{
 		Site: h.Site, Self: h.Site.Coordinator, Clock: h.Clock, Logger: h.opts.Logger,
-		Coordinator: true, Drivers: h.opts.Drivers, Online: true, Store: h.opts.Store,
-		Publisher: agents{h},
-		Observe:   func(r engine.Record) { h.records = append(h.records, r) },
+		Coordinator: c, Online: true,
+		Observe: func(r engine.Record) { h.records = append(h.records, r) },
 	})
+	if err != nil {
+		return err
+	}
+	h.Engine, h.Coordinator = e, c
+	return nil
 }
 
 // Restart stops the coordinator and starts a new one on the same store at
@@ -104,11 +113,9 @@ func (h *Harness) Restart(ctx context.Context) error {
 		return fmt.Errorf("sim: Restart needs Options.Store")
 	}
 	h.Engine.Stop()
-	e, err := h.newEngine()
-	if err != nil {
+	if err := h.newEngine(); err != nil {
 		return err
 	}
-	h.Engine = e
 	return h.Start(ctx)
 }
 
@@ -208,7 +215,7 @@ func (h *Harness) stopBeating(m *member) {
 // Broken reports the member's material disks as all failed (true) or working
 // again (false), as its instance would.
 func (h *Harness) Broken(id string, broken bool) {
-	h.Engine.Health(bus.Health{Member: id, Broken: broken})
+	h.Coordinator.Health(bus.Health{Member: id, Broken: broken})
 	h.Engine.RunPending()
 }
 
@@ -225,7 +232,7 @@ func (h *Harness) Command(verb string, fields map[string]any) {
 	if fields == nil {
 		fields = map[string]any{}
 	}
-	h.Engine.Command(verb, fields, "operator")
+	h.Coordinator.Command(verb, fields, "operator")
 	h.Engine.RunPending()
 }
 
@@ -251,7 +258,7 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 		return err
 	}
 	if ack, done := m.received[cmd.ID]; done {
-		h.Engine.Ack(ack)
+		h.Coordinator.Ack(ack)
 		return nil
 	}
 	reply := Reply{}
@@ -262,7 +269,7 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 		return nil
 	}
 	m.received[cmd.ID] = bus.Ack{ID: cmd.ID, Epoch: cmd.Epoch, Member: id, State: bus.AckRunning}
-	h.Engine.Ack(m.received[cmd.ID])
+	h.Coordinator.Ack(m.received[cmd.ID])
 	m.ran = append(m.ran, cmd)
 	h.Clock.AfterFunc(reply.Delay, func() {
 		ack := bus.Ack{ID: cmd.ID, Epoch: cmd.Epoch, Member: id, State: bus.AckDone, Result: reply.Result}
@@ -274,7 +281,7 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 		}
 		m.received[cmd.ID] = ack
 		if !m.cut {
-			h.Engine.Ack(ack) // else the answer is lost; it answers again when asked again
+			h.Coordinator.Ack(ack) // else the answer is lost; it answers again when asked again
 		}
 	})
 	return nil
@@ -296,7 +303,7 @@ func (h *Harness) Advance(d time.Duration) {
 // the drivers' actions to finish.
 func (h *Harness) run() {
 	h.Engine.RunPending()
-	if !h.opts.Settle || h.Engine.DriverActions() == 0 {
+	if !h.opts.Settle || h.Coordinator.DriverActions() == 0 {
 		return
 	}
 	limit := h.opts.SettleLimit
@@ -305,7 +312,7 @@ func (h *Harness) run() {
 	}
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
-	for h.Engine.DriverActions() > 0 {
+	for h.Coordinator.DriverActions() > 0 {
 		select {
 		case <-h.Engine.Wake():
 			h.Engine.RunPending()

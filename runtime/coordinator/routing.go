@@ -1,4 +1,4 @@
-package engine
+package coordinator
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"understudy/runtime/engine"
 
 	"understudy/drivers"
 	"understudy/runtime/clock"
@@ -154,7 +155,7 @@ func (r *routing) out(driver string, output int) *outState {
 }
 
 // restoreRouting loads the desired routing a previous run left.
-func (e *Engine) restoreRouting() error {
+func (e *Coordinator) restoreRouting() error {
 	all, err := store.Load[desiredRoute](e.store, bucketRouting)
 	if err != nil {
 		return err
@@ -181,7 +182,7 @@ func putDesired(tx *store.Tx, a *action) error {
 // route is the desired one. A route the coordinator decides anew (the
 // policy's, a start-up assertion; not a re-assert) ends a routing_fight
 // alarm on that output.
-func (e *Engine) routeSent(a *action) {
+func (e *Coordinator) routeSent(a *action) {
 	st := e.routing.out(a.Driver, a.Output)
 	changed := !st.has || st.desired.Input != a.Input
 	st.desired = desiredRoute{Driver: a.Driver, Output: a.Output, Input: a.Input, Since: a.Created, Cause: a.Cause}
@@ -203,7 +204,7 @@ func fightKey(driver string, output int) string {
 
 // setDesired makes input the desired route of an output without sending
 // anything (the device shows it already) and writes it.
-func (e *Engine) setDesired(driver string, output, input int, cause string) {
+func (e *Coordinator) setDesired(driver string, output, input int, cause string) {
 	st := e.routing.out(driver, output)
 	st.desired = desiredRoute{Driver: driver, Output: output, Input: input, Since: e.clock.Now(), Cause: cause}
 	st.has = true
@@ -215,17 +216,17 @@ func (e *Engine) setDesired(driver string, output, input int, cause string) {
 
 // acceptRoute makes the input the device shows the desired route, and
 // records it.
-func (e *Engine) acceptRoute(driver string, output, input int, why string) {
+func (e *Coordinator) acceptRoute(driver string, output, input int, why string) {
 	st := e.routing.out(driver, output)
 	prev := st.desired.Input
 	e.setDesired(driver, output, input, "accepted: "+why)
 	e.log.Info("switcher route accepted as desired", "driver", driver, "output", output, "input", input, "previous", prev, "why", why)
-	e.record(Record{Type: RecordRoutingAccepted, Fields: map[string]any{"driver": driver, "output": output, "input": input, "previous": prev, "why": why}})
+	e.record(engine.Record{Type: RecordRoutingAccepted, Fields: map[string]any{"driver": driver, "output": output, "input": input, "previous": prev, "why": why}})
 }
 
 // keepRoute accepts the input the device shows on output as the desired
 // route (the policy's router:keep) and returns it.
-func (e *Engine) keepRoute(driver string, output int, cause string) (int, error) {
+func (e *Coordinator) keepRoute(driver string, output int, cause string) (int, error) {
 	r, ok := e.router(driver)
 	if !ok {
 		return 0, fmt.Errorf("driver %q is not a switcher on this instance", driver)
@@ -242,7 +243,7 @@ func (e *Engine) keepRoute(driver string, output int, cause string) (int, error)
 	return actual, nil
 }
 
-func (e *Engine) router(driver string) (drivers.Router, bool) {
+func (e *Coordinator) router(driver string) (drivers.Router, bool) {
 	d, ok := e.opts.Drivers[driver]
 	if !ok {
 		return nil, false
@@ -261,7 +262,7 @@ func routeOn(r drivers.Router, output int) int {
 
 // routeInFlight reports whether a route action on the output is queued or
 // running: what the device announces meanwhile may be its echo.
-func (e *Engine) routeInFlight(driver string, output int) bool {
+func (e *Coordinator) routeInFlight(driver string, output int) bool {
 	for _, a := range e.actions.local {
 		if a.Driver == driver && a.Verb == "route" && a.Output == output {
 			return true
@@ -272,13 +273,13 @@ func (e *Engine) routeInFlight(driver string, output int) bool {
 
 // manualMode reports whether the coordinator only proposes (failover.mode
 // manual, or switched to it).
-func (e *Engine) manualMode() bool {
+func (e *Coordinator) manualMode() bool {
 	return e.takeover != nil && e.takeover.Mode() == config.ModeManual
 }
 
 // dutyOf is the member whose duties name output on the switcher driver, or
 // "".
-func (e *Engine) dutyOf(driver string, output int) string {
+func (e *Coordinator) dutyOf(driver string, output int) string {
 	for _, m := range e.site.Members {
 		if m.Duties.Switcher != driver {
 			continue
@@ -299,7 +300,7 @@ func (e *Engine) dutyOf(driver string, output int) string {
 // connecting with the desired routing, then asserts the site's routing on
 // the outputs that have none yet (on the loop, after the policy saw
 // driver_connected).
-func (e *Engine) routingConnected(driver string) {
+func (e *Coordinator) routingConnected(driver string) {
 	r, ok := e.router(driver)
 	if !ok {
 		return
@@ -315,7 +316,7 @@ func (e *Engine) routingConnected(driver string) {
 
 // routingChanged takes a route the device announced (on the loop, after the
 // policy saw route_changed).
-func (e *Engine) routingChanged(driver string, output, input int) {
+func (e *Coordinator) routingChanged(driver string, output, input int) {
 	if _, ok := e.router(driver); ok {
 		e.routingDiffers(driver, output, input, CausePanel)
 	}
@@ -323,7 +324,7 @@ func (e *Engine) routingChanged(driver string, output, input int) {
 
 // routeDone looks at an output again once a route on it is done: a change
 // the device announced while the route was in flight was taken for its echo.
-func (e *Engine) routeDone(a *action) {
+func (e *Coordinator) routeDone(a *action) {
 	r, ok := e.router(a.Driver)
 	if !ok || a.Verb != "route" {
 		return
@@ -343,8 +344,8 @@ func compareOutKeys(a, b outKey) int {
 
 // routingDiffers checks one output the device shows actual on against the
 // desired routing and, if they differ, reports it and sets off what follows.
-func (e *Engine) routingDiffers(driver string, output, actual int, cause string) {
-	if !e.opts.Coordinator || actual <= 0 {
+func (e *Coordinator) routingDiffers(driver string, output, actual int, cause string) {
+	if actual <= 0 {
 		return // an input the device does not report is left alone
 	}
 	st, ok := e.routing.outs[outKey{driver, output}]
@@ -383,14 +384,14 @@ func (e *Engine) routingDiffers(driver string, output, actual int, cause string)
 	}
 	e.log.Warn("the switcher does not show the route the coordinator decided", "driver", driver, "output", output,
 		"expected", expected, "actual", actual, "cause", cause, "duty", duty, "default", def)
-	e.record(Record{Type: RecordRoutingDiffers, Member: duty, Fields: fields})
+	e.record(engine.Record{Type: RecordRoutingDiffers, Member: duty, Fields: fields})
 	if cause == CausePanel {
 		st.reported, st.reportedGen = actual, st.gen
 	}
 	if def == DifferStop {
 		e.acceptRoute(driver, output, actual, fmt.Sprintf("changed away %d times within %v: no longer fought", len(st.changes), FightWindow))
 		st.changes = nil
-		e.raiseAlarm(Alarm{
+		e.raiseAlarm(engine.Alarm{
 			Key: fightKey(driver, output), Kind: AlarmRoutingFight, Severity: SeverityAlarm, Member: duty,
 			Message: fmt.Sprintf("%s output %d was changed away from input %d %d times within %v (another controller or the panel): understudy stopped putting it back and keeps input %d; when the other controller is dealt with, put it back with the command reassert (understudy reassert %s %d, or the dashboard)",
 				driver, output, expected, FightChanges, FightWindow, actual, driver, output),
@@ -410,7 +411,7 @@ func (e *Engine) routingDiffers(driver string, output, actual int, cause string)
 
 // settleDifference does what the runtime does with a difference the policy
 // has seen and left alone.
-func (e *Engine) settleDifference(driver string, output int, gen uint64, def, cause string) {
+func (e *Coordinator) settleDifference(driver string, output int, gen uint64, def, cause string) {
 	st := e.routing.out(driver, output)
 	if st.gen != gen {
 		return // the policy routed or kept it
@@ -440,7 +441,7 @@ func causeWords(cause string) string {
 
 // reassert sends an output's desired route again, at most once per
 // ReassertInterval; sooner, it waits.
-func (e *Engine) reassert(driver string, output int, cause string) {
+func (e *Coordinator) reassert(driver string, output int, cause string) {
 	st := e.routing.out(driver, output)
 	if !st.has || e.manualMode() {
 		return
@@ -469,7 +470,7 @@ func (e *Engine) reassert(driver string, output int, cause string) {
 
 // reassertIfDiffers re-asserts an output whose re-assert had to wait, if it
 // still differs.
-func (e *Engine) reassertIfDiffers(driver string, output int, cause string) {
+func (e *Coordinator) reassertIfDiffers(driver string, output int, cause string) {
 	st := e.routing.out(driver, output)
 	r, ok := e.router(driver)
 	if !ok || !st.has || e.alarmRaised(fightKey(driver, output)) || e.routeInFlight(driver, output) {
@@ -490,7 +491,7 @@ type siteRoute struct {
 // siteRoutes are the routes that put member's duty outputs on its own
 // inputs, or on its standby's while it is covered (unless take_outputs is
 // off); none for a member neither alive nor covered.
-func (e *Engine) siteRoutes(m *config.Member) []siteRoute {
+func (e *Coordinator) siteRoutes(m *config.Member) []siteRoute {
 	source, why := m, causeStartup+m.ID+"'s own inputs"
 	covered := false
 	if e.takeover != nil {
@@ -529,9 +530,9 @@ func (e *Engine) siteRoutes(m *config.Member) []siteRoute {
 // desired route yet: of every member, or of one. Outputs the device already
 // shows right are only written down; in manual mode the others are recorded
 // as withheld instead of sent.
-func (e *Engine) assertSite(driver, member string) {
+func (e *Coordinator) assertSite(driver, member string) {
 	r, ok := e.router(driver)
-	if !ok || !e.opts.Coordinator || !r.Status().Connected || r.Routing() == nil {
+	if !ok || !r.Status().Connected || r.Routing() == nil {
 		return // asserted when it connects
 	}
 	for i := range e.site.Members {
@@ -554,7 +555,7 @@ func (e *Engine) assertSite(driver, member string) {
 				}
 				st.withheld = sr.input
 				e.log.Info("manual mode: start-up route not sent", "driver", driver, "output", sr.output, "input", sr.input, "actual", actual, "duty", sr.duty)
-				e.record(Record{Type: RecordRouteWithheld, Member: sr.duty, Fields: map[string]any{
+				e.record(engine.Record{Type: RecordRouteWithheld, Member: sr.duty, Fields: map[string]any{
 					"driver": driver, "output": sr.output, "input": sr.input, "actual": actual, "duty": sr.duty,
 					"cause": sr.why, "why": "manual mode"}})
 			default:
@@ -567,7 +568,7 @@ func (e *Engine) assertSite(driver, member string) {
 }
 
 // assertMember asserts the site's routing for a member seen alive.
-func (e *Engine) assertMember(member string) {
+func (e *Coordinator) assertMember(member string) {
 	m, ok := e.site.Member(member)
 	if !ok || m.Duties.Switcher == "" {
 		return
@@ -577,14 +578,14 @@ func (e *Engine) assertMember(member string) {
 
 // assertAll asserts the site's routing on every switcher (after a switch to
 // auto mode).
-func (e *Engine) assertAll() {
+func (e *Coordinator) assertAll() {
 	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
 		e.assertSite(name, "")
 	}
 }
 
 // stopRouting stops the re-asserts waiting for their interval.
-func (e *Engine) stopRouting() {
+func (e *Coordinator) stopRouting() {
 	for _, st := range e.routing.outs {
 		if st.retry != nil {
 			st.retry.Stop()
@@ -594,7 +595,7 @@ func (e *Engine) stopRouting() {
 }
 
 // desiredRouting returns a driver's desired routing, by output (for status).
-func (e *Engine) desiredRouting(driver string) map[int]int {
+func (e *Coordinator) desiredRouting(driver string) map[int]int {
 	var out map[int]int
 	for k, st := range e.routing.outs {
 		if k.driver == driver && st.has {
@@ -613,7 +614,7 @@ func (e *Engine) desiredRouting(driver string) map[int]int {
 // its standby's while covered — or, for an output no duty names, as it last
 // decided. It is the operator's way out of a routing_fight: a route the
 // coordinator decides anew ends it.
-func (e *Engine) reassertCommand(fields map[string]any) error {
+func (e *Coordinator) reassertCommand(fields map[string]any) error {
 	driver, _ := fields["driver"].(string)
 	if driver == "" {
 		var switchers []string

@@ -1,7 +1,8 @@
-package engine
+package coordinator
 
 import (
 	"fmt"
+	"understudy/runtime/engine"
 
 	"understudy/discovery/bus"
 	"understudy/runtime/config"
@@ -26,11 +27,8 @@ type siteConfig struct {
 // it. A report of an older version, or an edit derived from an older one, is
 // answered with the newest: the member writes it into place. So an instance
 // that starts first with an old configuration never overwrites a newer one.
-func (e *Engine) ConfigReport(r bus.ConfigReport) {
+func (e *Coordinator) ConfigReport(r bus.ConfigReport) {
 	e.Post(func() {
-		if !e.opts.Coordinator {
-			return
-		}
 		cm, ok := e.site.Member(r.Member)
 		if !ok || cm.ConfigBundleName() != r.Bundle {
 			if e.opts.Drops != nil {
@@ -55,7 +53,7 @@ func (e *Engine) ConfigReport(r bus.ConfigReport) {
 				return
 			}
 			e.log.Info("configuration accepted", "bundle", r.Bundle, "version", r.Version, "from", r.Member)
-			e.record(Record{Type: "config_accepted", Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "version": r.Version, "previous": cur.Version}})
+			e.record(engine.Record{Type: "config_accepted", Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "version": r.Version, "previous": cur.Version}})
 			for _, m := range e.site.Members {
 				if m.ID != r.Member && m.ConfigBundleName() == r.Bundle {
 					e.pushConfig(m.ID, next, "a newer version from "+r.Member)
@@ -69,14 +67,14 @@ func (e *Engine) ConfigReport(r bus.ConfigReport) {
 				why = fmt.Sprintf("its edit (version %d) is based on version %d, the site has %d since", r.Version, r.Base, cur.Version)
 			}
 			e.log.Warn("member has an older configuration; sending it the newest", "member", r.Member, "bundle", r.Bundle, "why", why)
-			e.record(Record{Type: "config_stale", Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "reported": r.Version, "base": r.Base, "newest": cur.Version, "why": why}})
+			e.record(engine.Record{Type: "config_stale", Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "reported": r.Version, "base": r.Base, "newest": cur.Version, "why": why}})
 			e.pushConfig(r.Member, cur, why)
 		}
 	})
 }
 
 // pushConfig sends member the bundle's newest version, unless one is on its way.
-func (e *Engine) pushConfig(member string, c siteConfig, why string) {
+func (e *Coordinator) pushConfig(member string, c siteConfig, why string) {
 	for _, f := range e.actions.remote {
 		if f.a.Target == member && f.a.Verb == config.HookConfig && fmt.Sprint(f.a.Args["version"]) == fmt.Sprint(c.Version) {
 			return
@@ -89,7 +87,7 @@ func (e *Engine) pushConfig(member string, c siteConfig, why string) {
 }
 
 // newestConfig is the site's newest version of member's bundle, if known.
-func (e *Engine) newestConfig(cm *config.Member) (siteConfig, bool) {
+func (e *Coordinator) newestConfig(cm *config.Member) (siteConfig, bool) {
 	name := cm.ConfigBundleName()
 	if name == "" {
 		return siteConfig{}, false

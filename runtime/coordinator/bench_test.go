@@ -1,4 +1,4 @@
-package engine_test
+package coordinator_test
 
 import (
 	"testing"
@@ -17,7 +17,7 @@ us.on("tick", function(ev) n = n + ev.value end)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		h.Engine.Emit("tick", fields)
+		h.Coordinator.Emit("tick", fields)
 		h.Engine.RunPending()
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")

@@ -1,4 +1,4 @@
-package engine_test
+package coordinator_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"understudy/runtime/config"
+	"understudy/runtime/coordinator"
 	"understudy/runtime/engine"
 )
 
@@ -136,7 +137,11 @@ us.on("command:good", function(c) us.log.info("good " .. c.n) end)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.New(engine.Options{Site: site, Self: "backup", Coordinator: true, Online: true})
+	c, err := coordinator.New(coordinator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Options{Site: site, Self: "backup", Coordinator: c, Online: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,11 +162,11 @@ us.on("command:good", function(c) us.log.info("good " .. c.n) end)
 		}
 		good, bad := make(chan reply, 1), make(chan reply, 1)
 		go func() {
-			recs, err := e.CommandWait(ctx, "good", map[string]any{"n": round}, "test")
+			recs, err := c.CommandWait(ctx, "good", map[string]any{"n": round}, "test")
 			good <- reply{recs, err}
 		}()
 		go func() {
-			recs, err := e.CommandWait(ctx, "bad", map[string]any{"n": round}, "test")
+			recs, err := c.CommandWait(ctx, "bad", map[string]any{"n": round}, "test")
 			bad <- reply{recs, err}
 		}()
 		close(release)

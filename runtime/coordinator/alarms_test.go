@@ -1,12 +1,11 @@
-package engine_test
+package coordinator_test
 
 import (
 	"context"
 	"strings"
 	"testing"
 	"time"
-
-	"understudy/runtime/engine"
+	"understudy/runtime/coordinator"
 )
 
 const alarmPolicy = `
@@ -28,13 +27,13 @@ func TestAPolicyAlarmIsShownUntilClearedAndSurvivesARestart(t *testing.T) {
 	h, _ := newPoolSite(t, alarmPolicy)
 	h.Crash("a")
 	h.Advance(time.Second)
-	raised := records(h, engine.RecordAlarm)
+	raised := records(h, coordinator.RecordAlarm)
 	if len(raised) != 1 || raised[0].Member != "a" || raised[0].Fields["kind"] != "recorder_down" ||
 		raised[0].Fields["message"] != "a records nothing" || raised[0].Fields["why"] != "lost" {
 		t.Fatalf("alarm records: %+v", raised)
 	}
 	st := h.Engine.Snapshot()
-	if len(st.Alarms) != 1 || st.Alarms[0].Key != "policy:recorder_down:a" || st.Alarms[0].Severity != engine.SeverityAlarm {
+	if len(st.Alarms) != 1 || st.Alarms[0].Key != "policy:recorder_down:a" || st.Alarms[0].Severity != coordinator.SeverityAlarm {
 		t.Fatalf("status alarms: %+v", st.Alarms)
 	}
 
@@ -46,13 +45,13 @@ func TestAPolicyAlarmIsShownUntilClearedAndSurvivesARestart(t *testing.T) {
 	if st := h.Engine.Snapshot(); len(st.Alarms) != 1 || st.Alarms[0].Member != "a" {
 		t.Fatalf("after a restart: %+v", st.Alarms)
 	}
-	if n := len(records(h, engine.RecordAlarm)); n != 1 {
+	if n := len(records(h, coordinator.RecordAlarm)); n != 1 {
 		t.Fatalf("the alarm was raised again by the restart: %d records", n)
 	}
 
 	h.Up("a")
 	h.Advance(time.Second)
-	cleared := records(h, engine.RecordAlarmCleared)
+	cleared := records(h, coordinator.RecordAlarmCleared)
 	if len(cleared) != 1 || cleared[0].Member != "a" || cleared[0].Fields["kind"] != "recorder_down" {
 		t.Fatalf("cleared records: %+v", cleared)
 	}

@@ -1,4 +1,4 @@
-package engine
+package coordinator
 
 import (
 	"fmt"
@@ -23,7 +23,7 @@ func policyVerbs() []string { return []string{"failback", "takeover", "takeover_
 // handles, a member the site does not have, a standby asked to be covered
 // or to cover, a failback of a member nobody covers. The error is the
 // reason given to the operator.
-func (e *Engine) checkCommand(verb string, fields map[string]any) error {
+func (e *Coordinator) checkCommand(verb string, fields map[string]any) error {
 	switch {
 	case slices.Contains(runtimeVerbs(), verb):
 		return nil // checked where they are carried out
@@ -80,7 +80,7 @@ func (e *Engine) checkCommand(verb string, fields map[string]any) error {
 }
 
 // policyHandles reports whether the running policy has a handler for event.
-func (e *Engine) policyHandles(event string) bool {
+func (e *Coordinator) policyHandles(event string) bool {
 	if e.policy == nil {
 		return false
 	}
@@ -94,7 +94,7 @@ func (e *Engine) policyHandles(event string) bool {
 
 // knownVerbs are the commands the runtime takes now: its own and those the
 // running policy handles.
-func (e *Engine) knownVerbs() []string {
+func (e *Coordinator) knownVerbs() []string {
 	verbs := runtimeVerbs()
 	if e.policy != nil {
 		for _, h := range e.policy.Handlers() {
@@ -109,7 +109,7 @@ func (e *Engine) knownVerbs() []string {
 
 // memberField is the member a command's field names, as the takeover
 // bookkeeping sees it.
-func (e *Engine) memberField(verb string, fields map[string]any, key string) (takeover.Member, error) {
+func (e *Coordinator) memberField(verb string, fields map[string]any, key string) (takeover.Member, error) {
 	v, present := fields[key]
 	if !present || v == nil || v == "" {
 		return takeover.Member{}, fmt.Errorf("%s: which member? (%s)", verb, key)
@@ -126,7 +126,7 @@ func (e *Engine) memberField(verb string, fields map[string]any, key string) (ta
 }
 
 // standbyField is the standby a command's standby field names.
-func (e *Engine) standbyField(verb string, fields map[string]any) (takeover.Member, error) {
+func (e *Coordinator) standbyField(verb string, fields map[string]any) (takeover.Member, error) {
 	if v, present := fields["standby"]; !present || v == nil || v == "" {
 		return takeover.Member{}, fmt.Errorf("%s: which standby? (standby)", verb)
 	}
@@ -140,7 +140,7 @@ func (e *Engine) standbyField(verb string, fields map[string]any) (takeover.Memb
 	return s, nil
 }
 
-func (e *Engine) standbyIDs() string {
+func (e *Coordinator) standbyIDs() string {
 	var ids []string
 	for _, m := range e.site.Members {
 		if m.Standby {

@@ -1,4 +1,4 @@
-package engine_test
+package coordinator_test
 
 import (
 	"fmt"
@@ -6,10 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"understudy/runtime/coordinator"
 
 	"understudy/discovery/bus"
 	"understudy/runtime/config"
-	"understudy/runtime/engine"
 	"understudy/runtime/sim"
 )
 
@@ -73,7 +73,7 @@ us.on("copy_done", function(ev) us.run("c", "note", {copied = ev.copied, action 
 		return sim.Reply{}
 	})
 	since := h.Clock.Now().Add(-2 * time.Hour)
-	h.Engine.Emit("go", map[string]any{"since": float64(since.Unix())})
+	h.Coordinator.Emit("go", map[string]any{"since": float64(since.Unix())})
 	h.Advance(time.Second)
 
 	grant := lastRan(t, h, "sb", config.VerbMaterialGrant)
@@ -109,9 +109,9 @@ us.on("copy_done", function(ev) us.run("c", "note", {copied = ev.copied, action 
 
 	// Progress reaches the policy and the status; a report about an action
 	// nobody waits for is ignored.
-	h.Engine.CopyProgress(bus.CopyProgress{Action: cp.ID, Member: "rec", From: "sb", BytesDone: 512, BytesTotal: 1024, FilesTotal: 7})
-	h.Engine.CopyProgress(bus.CopyProgress{Action: "c-x.1.99", Member: "rec"})
-	h.Engine.CopyProgress(bus.CopyProgress{Action: cp.ID, Member: "sb"})
+	h.Coordinator.CopyProgress(bus.CopyProgress{Action: cp.ID, Member: "rec", From: "sb", BytesDone: 512, BytesTotal: 1024, FilesTotal: 7})
+	h.Coordinator.CopyProgress(bus.CopyProgress{Action: "c-x.1.99", Member: "rec"})
+	h.Coordinator.CopyProgress(bus.CopyProgress{Action: cp.ID, Member: "sb"})
 	h.Engine.RunPending()
 	if p := records(h, "copy_progress"); len(p) != 1 || p[0].Fields["bytes_done"] != int64(512) {
 		t.Fatalf("copy_progress = %+v", p)
@@ -134,7 +134,7 @@ us.on("copy_done", function(ev) us.run("c", "note", {copied = ev.copied, action 
 
 	// Folders mounted on the member's machine: no grant, paths as roots.
 	grants := len(h.Ran("sb"))
-	h.Engine.Emit("mounted", map[string]any{"since": float64(since.Unix())})
+	h.Coordinator.Emit("mounted", map[string]any{"since": float64(since.Unix())})
 	h.Advance(time.Second)
 	cp = lastRan(t, h, "rec", config.HookCopy)
 	r0 = cp.Args["roots"].([]any)[0].(map[string]any)
@@ -144,7 +144,7 @@ us.on("copy_done", function(ev) us.run("c", "note", {copied = ev.copied, action 
 
 	// A source with no material server and a member with no copy hook: a
 	// clear error naming the policy line.
-	h.Engine.Emit("bad", map[string]any{"since": float64(since.Unix())})
+	h.Coordinator.Emit("bad", map[string]any{"since": float64(since.Unix())})
 	h.Engine.RunPending()
 	errs := records(h, "policy_error")
 	if len(errs) != 1 || !strings.Contains(errs[0].Fields["error"].(string), "policy.lua:8: copy_missing for rec: old has no material_server to copy from, and rec has no copy hook") {
@@ -168,7 +168,7 @@ us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(
 	t0 := h.Clock.Now()
 	h.Crash("rec")
 	h.Advance(5 * time.Second)
-	c, ok := h.Engine.Takeover().Covered("rec")
+	c, ok := h.Coordinator.Takeover().Covered("rec")
 	if !ok {
 		t.Fatal("rec is not covered")
 	}
@@ -182,15 +182,15 @@ us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(
 		t.Fatalf("copy_failed = %+v", f)
 	}
 	// A copy that cannot finish keeps the coverage and says why.
-	if c, _ := h.Engine.Takeover().Covered("rec"); c.Phase != "copying" {
+	if c, _ := h.Coordinator.Takeover().Covered("rec"); c.Phase != "copying" {
 		t.Fatalf("after a failed copy the coverage must stay open; phase %s", c.Phase)
 	}
 	alarms := h.Engine.Snapshot().Alarms
-	if len(alarms) != 1 || alarms[0].Kind != engine.AlarmCopyIncomplete || !strings.Contains(alarms[0].Message, "no space left") {
+	if len(alarms) != 1 || alarms[0].Kind != coordinator.AlarmCopyIncomplete || !strings.Contains(alarms[0].Message, "no space left") {
 		t.Fatalf("alarms = %+v", alarms)
 	}
 	// Trying again copies the same period and ends the coverage.
-	if _, err := h.Engine.Takeover().Failback("rec", "again"); err != nil {
+	if _, err := h.Coordinator.Takeover().Failback("rec", "again"); err != nil {
 		t.Fatal(err)
 	}
 	h.Advance(10 * time.Second)
@@ -207,7 +207,7 @@ us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(
 	if alarms := h.Engine.Snapshot().Alarms; len(alarms) != 0 {
 		t.Fatalf("alarms after the failback = %+v", alarms)
 	}
-	if n := len(records(h, engine.RecordAlarmCleared)); n != 1 {
+	if n := len(records(h, coordinator.RecordAlarmCleared)); n != 1 {
 		t.Fatalf("%d alarm_cleared records", n)
 	}
 }
@@ -234,7 +234,7 @@ us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(
 		t.Fatal("the failback did not finish")
 	}
 	alarms := h.Engine.Snapshot().Alarms
-	if len(alarms) != 1 || alarms[0].Kind != engine.AlarmCopyFoundNone || alarms[0].Severity != engine.SeverityWarning ||
+	if len(alarms) != 1 || alarms[0].Kind != coordinator.AlarmCopyFoundNone || alarms[0].Severity != coordinator.SeverityWarning ||
 		alarms[0].Member != "rec" || !strings.Contains(alarms[0].Message, "copy.subfolder") {
 		t.Fatalf("alarms = %+v", alarms)
 	}

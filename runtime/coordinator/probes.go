@@ -1,4 +1,4 @@
-package engine
+package coordinator
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 )
 
 // probeOf builds the probe of a member that runs no understudy (nil if it has none).
-func (e *Engine) probeOf(m *config.Member) probes.Probe {
+func (e *Coordinator) probeOf(m *config.Member) probes.Probe {
 	p := m.Probe
 	switch {
 	case p == nil:
@@ -44,7 +44,7 @@ func (e *Engine) probeOf(m *config.Member) probes.Probe {
 // startProbes checks, from the coordinator, every member that has a probe:
 // each success is a heartbeat in the member table, so such members are lost,
 // restored and taken over like any other.
-func (e *Engine) startProbes(ctx context.Context) {
+func (e *Coordinator) startProbes(ctx context.Context) {
 	ctx, e.probeStop = context.WithCancel(ctx)
 	e.probeWG = &sync.WaitGroup{}
 	for i := range e.site.Members {
@@ -76,7 +76,7 @@ func (e *Engine) startProbes(ctx context.Context) {
 	}
 }
 
-func (e *Engine) stopProbes() {
+func (e *Coordinator) stopProbes() {
 	if e.probeStop != nil {
 		e.probeStop()
 		e.probeWG.Wait()

@@ -1,4 +1,4 @@
-package engine_test
+package coordinator_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"understudy/runtime/coordinator"
 
 	"understudy/drivers/builtin"
 	"understudy/fixtures/videohubsim"
@@ -163,7 +164,7 @@ func (s *switchSite) waitRoutes(from, n int) {
 func (s *switchSite) differs(from, output int) engine.Record {
 	s.t.Helper()
 	return s.wait(from, fmt.Sprintf("routing_differs for output %d", output), func(r engine.Record) bool {
-		return r.Type == engine.RecordRoutingDiffers && r.Fields["output"] == output
+		return r.Type == coordinator.RecordRoutingDiffers && r.Fields["output"] == output
 	})
 }
 
@@ -250,8 +251,8 @@ func TestASwitcherRestartWhileCoveringPutsTheStandbysInputsBack(t *testing.T) {
 	s.wait(mark, "reconnected", sim.Type("driver_connected"))
 	for _, out := range []int{1, 2} {
 		checkDiffers(t, s.differs(mark, out), map[string]any{
-			"driver": "router", "expected": out + 2, "actual": out, "cause": engine.CauseReconnect,
-			"duty": "main", "default": engine.DifferReassert,
+			"driver": "router", "expected": out + 2, "actual": out, "cause": coordinator.CauseReconnect,
+			"duty": "main", "default": coordinator.DifferReassert,
 		})
 	}
 	s.waitRoutes(mark, 2)
@@ -259,7 +260,7 @@ func TestASwitcherRestartWhileCoveringPutsTheStandbysInputsBack(t *testing.T) {
 		t.Fatalf("routes after the restart: %q", got)
 	}
 	s.expectOutputs(3, 4)
-	if s.count(mark, engine.RecordAlarm) != 0 {
+	if s.count(mark, coordinator.RecordAlarm) != 0 {
 		t.Fatalf("a restart is not a fight:\n%s", s.describe(mark))
 	}
 }
@@ -269,7 +270,7 @@ func TestAPanelChangeOnADutyOutputIsReportedAndPutBack(t *testing.T) {
 	s.up("control", "backup", "main")
 	mark := s.panel(2, 7)
 	checkDiffers(t, s.differs(mark, 2), map[string]any{
-		"expected": 2, "actual": 7, "cause": engine.CausePanel, "duty": "main", "default": engine.DifferReassert,
+		"expected": 2, "actual": 7, "cause": coordinator.CausePanel, "duty": "main", "default": coordinator.DifferReassert,
 	})
 	s.waitRoutes(mark, 1)
 	if got := s.routes(mark); len(got) != 1 || !strings.HasPrefix(got[0], "2<-2 (re-assert after a panel change: the switcher showed input 7") {
@@ -277,7 +278,7 @@ func TestAPanelChangeOnADutyOutputIsReportedAndPutBack(t *testing.T) {
 	}
 	s.expectOutputs(1, 2)
 	// The policy saw it (after the record, never from inside a handler).
-	if n := s.count(mark, engine.RecordRoutingDiffers); n != 1 {
+	if n := s.count(mark, coordinator.RecordRoutingDiffers); n != 1 {
 		t.Fatalf("%d routing_differs records, want 1 (our own re-assert is not a difference)\n%s", n, s.describe(mark))
 	}
 }
@@ -291,9 +292,9 @@ func TestAPanelChangeOnAnotherOutputIsAcceptedNotFought(t *testing.T) {
 
 	mark = s.panel(5, 8)
 	checkDiffers(t, s.differs(mark, 5), map[string]any{
-		"expected": 7, "actual": 8, "cause": engine.CausePanel, "duty": nil, "default": engine.DifferAccept,
+		"expected": 7, "actual": 8, "cause": coordinator.CausePanel, "duty": nil, "default": coordinator.DifferAccept,
 	})
-	s.wait(mark, "accepted", sim.Type(engine.RecordRoutingAccepted))
+	s.wait(mark, "accepted", sim.Type(coordinator.RecordRoutingAccepted))
 	s.h.Advance(time.Minute)
 	if got := s.routes(mark); len(got) != 0 {
 		t.Fatalf("a panel change on an output no duty names was fought: %q", got)
@@ -309,7 +310,7 @@ func TestAPanelChangeOnAnotherOutputIsAcceptedNotFought(t *testing.T) {
 	s.hub.DropConnections()
 	s.wait(mark, "reconnected", sim.Type("driver_connected"))
 	s.h.Advance(time.Second)
-	if n := s.count(mark, engine.RecordRoutingDiffers); n != 0 {
+	if n := s.count(mark, coordinator.RecordRoutingDiffers); n != 0 {
 		t.Fatalf("reported again after a reconnect:\n%s", s.describe(mark))
 	}
 }
@@ -323,7 +324,7 @@ func TestReassertsAreRateLimitedPerOutput(t *testing.T) {
 	// last re-assert.
 	mark = s.panel(1, 6)
 	s.differs(mark, 1)
-	s.h.Advance(engine.ReassertInterval - time.Millisecond)
+	s.h.Advance(coordinator.ReassertInterval - time.Millisecond)
 	if got := s.routes(mark); len(got) != 0 {
 		t.Fatalf("re-asserted within the interval: %q", got)
 	}
@@ -335,18 +336,18 @@ func TestReassertsAreRateLimitedPerOutput(t *testing.T) {
 func TestAnOutputChangedAwayThreeTimesInAMinuteIsGivenUpWithAnAlarm(t *testing.T) {
 	s := newSwitchSite(t, "auto", switchPolicy)
 	s.up("control", "backup", "main")
-	for i := 1; i < engine.FightChanges; i++ {
+	for i := 1; i < coordinator.FightChanges; i++ {
 		mark := s.panel(1, 6)
-		checkDiffers(t, s.differs(mark, 1), map[string]any{"default": engine.DifferReassert})
+		checkDiffers(t, s.differs(mark, 1), map[string]any{"default": coordinator.DifferReassert})
 		s.waitRoutes(mark, 1)
 		s.h.Advance(20 * time.Second)
 	}
 	// The third change within the minute: no longer fought.
 	mark := s.panel(1, 6)
-	checkDiffers(t, s.differs(mark, 1), map[string]any{"expected": 1, "actual": 6, "default": engine.DifferStop})
-	alarm := s.wait(mark, "the alarm", sim.Type(engine.RecordAlarm))
-	if alarm.Fields["kind"] != engine.AlarmRoutingFight || alarm.Fields["key"] != "routing_fight:router:1" ||
-		alarm.Member != "main" || alarm.Fields["severity"] != engine.SeverityAlarm {
+	checkDiffers(t, s.differs(mark, 1), map[string]any{"expected": 1, "actual": 6, "default": coordinator.DifferStop})
+	alarm := s.wait(mark, "the alarm", sim.Type(coordinator.RecordAlarm))
+	if alarm.Fields["kind"] != coordinator.AlarmRoutingFight || alarm.Fields["key"] != "routing_fight:router:1" ||
+		alarm.Member != "main" || alarm.Fields["severity"] != coordinator.SeverityAlarm {
 		t.Fatalf("alarm %+v", alarm)
 	}
 	s.h.Advance(time.Minute)
@@ -359,13 +360,13 @@ func TestAnOutputChangedAwayThreeTimesInAMinuteIsGivenUpWithAnAlarm(t *testing.T
 	if d := s.desired(); d[1] != 6 {
 		t.Fatalf("desired routing %v, want output 1 ← 6 (as reported)", d)
 	}
-	if st := s.h.Engine.Snapshot(); len(st.Alarms) != 1 || st.Alarms[0].Kind != engine.AlarmRoutingFight {
+	if st := s.h.Engine.Snapshot(); len(st.Alarms) != 1 || st.Alarms[0].Kind != coordinator.AlarmRoutingFight {
 		t.Fatalf("status alarms %+v", st.Alarms)
 	}
 	// While the alarm stands, further changes are neither fought nor reported.
 	mark = s.panel(1, 5)
 	s.h.Advance(time.Minute)
-	if got := s.routes(mark); len(got) != 0 || s.count(mark, engine.RecordRoutingDiffers) != 0 {
+	if got := s.routes(mark); len(got) != 0 || s.count(mark, coordinator.RecordRoutingDiffers) != 0 {
 		t.Fatalf("after giving up: routes %q\n%s", got, s.describe(mark))
 	}
 
@@ -374,7 +375,7 @@ func TestAnOutputChangedAwayThreeTimesInAMinuteIsGivenUpWithAnAlarm(t *testing.T
 	mark = s.mark()
 	s.h.Command("route", map[string]any{"output": 1, "input": 1})
 	s.waitRoutes(mark, 1)
-	cleared := s.wait(mark, "cleared", sim.Type(engine.RecordAlarmCleared))
+	cleared := s.wait(mark, "cleared", sim.Type(coordinator.RecordAlarmCleared))
 	if cleared.Fields["key"] != "routing_fight:router:1" {
 		t.Fatalf("cleared %+v", cleared)
 	}
@@ -383,7 +384,7 @@ func TestAnOutputChangedAwayThreeTimesInAMinuteIsGivenUpWithAnAlarm(t *testing.T
 	}
 	s.h.Advance(time.Second)
 	mark = s.panel(1, 6)
-	checkDiffers(t, s.differs(mark, 1), map[string]any{"default": engine.DifferReassert})
+	checkDiffers(t, s.differs(mark, 1), map[string]any{"default": coordinator.DifferReassert})
 	s.waitRoutes(mark, 1)
 	s.expectOutputs(1, 2)
 }
@@ -393,7 +394,7 @@ func TestAnOutputChangedAwayThreeTimesInAMinuteIsGivenUpWithAnAlarm(t *testing.T
 func TestTheOperatorsReassertEndsAFight(t *testing.T) {
 	s := newSwitchSite(t, "auto", switchPolicy)
 	s.up("control", "backup", "main")
-	for i := 1; i < engine.FightChanges; i++ {
+	for i := 1; i < coordinator.FightChanges; i++ {
 		mark := s.panel(1, 6)
 		s.differs(mark, 1)
 		s.waitRoutes(mark, 1)
@@ -401,7 +402,7 @@ func TestTheOperatorsReassertEndsAFight(t *testing.T) {
 	}
 	s.differs(s.panel(1, 6), 1)
 	s.h.Advance(time.Second)
-	if st := s.h.Engine.Snapshot(); len(st.Alarms) != 1 || st.Alarms[0].Kind != engine.AlarmRoutingFight {
+	if st := s.h.Engine.Snapshot(); len(st.Alarms) != 1 || st.Alarms[0].Kind != coordinator.AlarmRoutingFight {
 		t.Fatalf("alarms %+v", st.Alarms)
 	}
 	for _, bad := range []map[string]any{{"driver": "nope"}, {"driver": "router", "output": 0}, {"driver": "router", "output": 7}} {
@@ -414,7 +415,7 @@ func TestTheOperatorsReassertEndsAFight(t *testing.T) {
 	mark := s.mark()
 	s.h.Command("reassert", map[string]any{"output": 1})
 	s.waitRoutes(mark, 1)
-	s.wait(mark, "cleared", sim.Type(engine.RecordAlarmCleared))
+	s.wait(mark, "cleared", sim.Type(coordinator.RecordAlarmCleared))
 	s.expectOutputs(1, 2)
 	if st := s.h.Engine.Snapshot(); len(st.Alarms) != 0 {
 		t.Fatalf("still raised: %+v", st.Alarms)
@@ -426,7 +427,7 @@ func TestInManualModeDifferencesAreOnlyReported(t *testing.T) {
 		s := newSwitchSite(t, "manual", switchPolicy)
 		s.up("control", "backup", "main")
 		mark := s.panel(1, 6)
-		checkDiffers(t, s.differs(mark, 1), map[string]any{"duty": "main", "default": engine.DifferReport})
+		checkDiffers(t, s.differs(mark, 1), map[string]any{"duty": "main", "default": coordinator.DifferReport})
 		s.h.Advance(time.Minute)
 		if got := s.routes(mark); len(got) != 0 {
 			t.Fatalf("routes in manual mode: %q", got)
@@ -446,7 +447,7 @@ func TestInManualModeDifferencesAreOnlyReported(t *testing.T) {
 		}
 		var withheld []string
 		for _, r := range s.h.Since(mark) {
-			if r.Type == engine.RecordRouteWithheld {
+			if r.Type == coordinator.RecordRouteWithheld {
 				withheld = append(withheld, fmt.Sprintf("%v<-%v %v", r.Fields["output"], r.Fields["input"], r.Fields["why"]))
 			}
 		}
@@ -474,7 +475,7 @@ func TestACoordinatorRestartKeepsTheDesiredRouting(t *testing.T) {
 	s.hub.Restart()
 	s.start()
 	mark = 0
-	checkDiffers(t, s.differs(mark, 1), map[string]any{"expected": 5, "actual": 1, "cause": engine.CauseReconnect})
+	checkDiffers(t, s.differs(mark, 1), map[string]any{"expected": 5, "actual": 1, "cause": coordinator.CauseReconnect})
 	s.waitRoutes(mark, 1)
 	s.up("control", "backup", "main") // seen alive: its own inputs would be 1, 2; what was decided wins
 	s.h.Advance(time.Second)
@@ -538,7 +539,7 @@ end)
 	s.h.Command("twice", nil)
 	s.waitRoutes(mark, 2)
 	s.h.Advance(time.Second)
-	if n := s.count(mark, engine.RecordRoutingDiffers); n != 0 {
+	if n := s.count(mark, coordinator.RecordRoutingDiffers); n != 0 {
 		t.Fatalf("our own routes were taken for differences:\n%s", s.describe(mark))
 	}
 	if n := s.count(mark, "route_changed"); n != 2 {
@@ -566,7 +567,7 @@ end)
 
 	mark = s.panel(2, 8)
 	s.differs(mark, 2)
-	accepted := s.wait(mark, "kept", sim.Type(engine.RecordRoutingAccepted))
+	accepted := s.wait(mark, "kept", sim.Type(coordinator.RecordRoutingAccepted))
 	if !strings.Contains(fmt.Sprint(accepted.Fields["why"]), "kept by the policy (routing_differs at ") {
 		t.Fatalf("accepted %v", accepted.Fields)
 	}
@@ -584,7 +585,7 @@ end)
 	if got := s.routes(mark); len(got) != 1 || !strings.HasPrefix(got[0], "5<-7 (routing_differs at ") {
 		t.Fatalf("routes %q", got)
 	}
-	if n := s.count(mark, engine.RecordRoutingAccepted); n != 0 {
+	if n := s.count(mark, coordinator.RecordRoutingAccepted); n != 0 {
 		t.Fatalf("the runtime's default ran too:\n%s", s.describe(mark))
 	}
 	if got := s.hub.Routing()[4]; got != 7 {

@@ -1,4 +1,4 @@
-package engine
+package coordinator
 
 import (
 	"crypto/rand"
@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"understudy/runtime/engine"
 
 	"understudy/discovery/bus"
 	"understudy/runtime/config"
@@ -28,14 +29,8 @@ import (
 // carry "roots": [{url or path, dest}], and the restored member's own copy
 // hook, if any, runs after the built-in copy.
 
-// CopyStatus is a copy in progress as /status shows it.
-type CopyStatus struct {
-	bus.CopyProgress
-	Since time.Time `json:"since"` // when the first report came
-}
-
 // copyActions are the actions of a material copy (takeover.Site).
-func (e *Engine) copyActions(req takeover.CopyRequest) ([]takeover.Action, error) {
+func (e *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, error) {
 	dest, ok := e.site.Member(req.Member)
 	if !ok {
 		return nil, fmt.Errorf("no member %q", req.Member)
@@ -105,7 +100,7 @@ func (e *Engine) copyActions(req takeover.CopyRequest) ([]takeover.Action, error
 // copyMissing starts a copy asked for by the policy and returns the copy
 // action's id. While the member is covered (or failing back), the standby
 // and the start of the coverage are the defaults of From and Since.
-func (e *Engine) copyMissing(req takeover.CopyRequest) (string, error) {
+func (e *Coordinator) copyMissing(req takeover.CopyRequest) (string, error) {
 	if e.takeover != nil {
 		if c, ok := e.takeover.Covered(req.Member); ok {
 			if req.From == "" && len(req.Paths) == 0 {
@@ -165,9 +160,9 @@ func (a *action) copyFields() map[string]any {
 
 // copyEvent reports a copy event to the record stream and the policy.
 // Progress is not kept for redelivery: the next report supersedes it.
-func (e *Engine) copyEvent(name string, a *action, fields map[string]any) {
+func (e *Coordinator) copyEvent(name string, a *action, fields map[string]any) {
 	member, _ := a.Args["member"].(string)
-	e.record(Record{Type: name, Member: member, Fields: fields})
+	e.record(engine.Record{Type: name, Member: member, Fields: fields})
 	ev := e.memberEvent(name, e.clock.Now(), member, fields)
 	if name == "copy_progress" {
 		e.dispatch(ev)
@@ -177,7 +172,7 @@ func (e *Engine) copyEvent(name string, a *action, fields map[string]any) {
 }
 
 // copyStarted reports a copy sent for the first time.
-func (e *Engine) copyStarted(a *action) {
+func (e *Coordinator) copyStarted(a *action) {
 	if a.isCopy() {
 		e.log.Info("material copy started", "member", a.Args["member"], "from", a.Args["from"], "since", a.Args["since"], "until", a.Args["until"], "action", a.ID)
 		e.copyEvent("copy_started", a, a.copyFields())
@@ -187,7 +182,7 @@ func (e *Engine) copyStarted(a *action) {
 
 // copyFinished reports a copy's result: copy_done with the report, or
 // copy_failed with the error (and the report as far as it got).
-func (e *Engine) copyFinished(a *action, result any, err error) {
+func (e *Coordinator) copyFinished(a *action, result any, err error) {
 	if !a.isCopy() {
 		return
 	}
@@ -210,7 +205,7 @@ func (e *Engine) copyFinished(a *action, result any, err error) {
 	member, _ := a.Args["member"].(string)
 	key := AlarmCopyFoundNone + ":" + member
 	if nothing, _ := fields["found_nothing"].(bool); nothing {
-		e.raiseAlarm(Alarm{Key: key, Kind: AlarmCopyFoundNone, Severity: SeverityWarning, Member: member,
+		e.raiseAlarm(engine.Alarm{Key: key, Kind: AlarmCopyFoundNone, Severity: SeverityWarning, Member: member,
 			Message: fmt.Sprintf("the copy to %s from %v found nothing to copy: %v has no folder for it there (check copy.subfolder and the material folders)", member, a.Args["from"], a.Args["from"]),
 			Fields:  map[string]any{"from": a.Args["from"], "missing_folders": fields["missing_folders"]}})
 	} else {
@@ -219,7 +214,7 @@ func (e *Engine) copyFinished(a *action, result any, err error) {
 }
 
 // CopyProgress feeds an instance's report on a copy it runs. Any goroutine.
-func (e *Engine) CopyProgress(p bus.CopyProgress) {
+func (e *Coordinator) CopyProgress(p bus.CopyProgress) {
 	e.Post(func() {
 		f, ok := e.actions.remote[p.Action]
 		if !ok || !f.a.isCopy() || f.a.Target != p.Member {
@@ -242,8 +237,8 @@ func (e *Engine) CopyProgress(p bus.CopyProgress) {
 
 // publishCopies publishes the copies in progress on the retained copies
 // topic, for show control.
-func (e *Engine) publishCopies() {
-	if !e.opts.Coordinator || e.opts.Publisher == nil {
+func (e *Coordinator) publishCopies() {
+	if e.opts.Publisher == nil {
 		return
 	}
 	payload, _ := json.Marshal(map[string]any{"copies": nonNil(e.copyStatus())})
@@ -253,8 +248,8 @@ func (e *Engine) publishCopies() {
 }
 
 // copyStatus lists the copies in progress.
-func (e *Engine) copyStatus() []CopyStatus {
-	var out []CopyStatus
+func (e *Coordinator) copyStatus() []engine.CopyStatus {
+	var out []engine.CopyStatus
 	for _, id := range slices.Sorted(maps.Keys(e.copies)) {
 		out = append(out, e.copies[id])
 	}

@@ -1,10 +1,10 @@
-package engine
+package coordinator
 
 import (
 	"encoding/json"
 	"maps"
 	"slices"
-	"time"
+	"understudy/runtime/engine"
 
 	"understudy/runtime/store"
 )
@@ -23,13 +23,13 @@ import (
 // A raised alarm is the record and policy event "alarm" (fields kind, key,
 // severity, message and the alarm's own); its end is "alarm_cleared".
 
-// Alarm severities.
+// engine.Alarm severities.
 const (
 	SeverityWarning = "warning" // something is not as it should be; failover still works
 	SeverityAlarm   = "alarm"   // understudy cannot do part of its job until someone acts
 )
 
-// Alarm kinds the runtime raises.
+// engine.Alarm kinds the runtime raises.
 const (
 	AlarmRoutingFight    = "routing_fight"      // another controller keeps changing a switcher output back
 	AlarmFailbackStalled = "failback_stalled"   // a failback keeps pausing while the member dips into suspect
@@ -56,26 +56,14 @@ const (
 
 const bucketAlarms = "alarms"
 
-// Alarm is one raised alarm.
-type Alarm struct {
-	Key      string         `json:"key"` // kind and subject: one alarm per key
-	Kind     string         `json:"kind"`
-	Severity string         `json:"severity"`
-	Member   string         `json:"member,omitempty"`
-	Message  string         `json:"message"`
-	Fields   map[string]any `json:"fields,omitempty"`
-	Since    time.Time      `json:"since"`
-	Count    int            `json:"count"` // how often it was raised while active
-}
-
 // alarms are the coordinator's raised alarms (owned by the loop).
 type alarms struct {
-	active map[string]*Alarm
+	active map[string]*engine.Alarm
 }
 
 // restoreAlarms loads the alarms a previous run left raised.
-func (e *Engine) restoreAlarms() error {
-	all, err := store.Load[*Alarm](e.store, bucketAlarms)
+func (e *Coordinator) restoreAlarms() error {
+	all, err := store.Load[*engine.Alarm](e.store, bucketAlarms)
 	if err != nil {
 		return err
 	}
@@ -89,9 +77,9 @@ func (e *Engine) restoreAlarms() error {
 // raiseAlarm raises (or raises again) the alarm a.Key. A new alarm is
 // logged, recorded, published and handed to the policy (event "alarm"); one
 // already raised only counts again and updates its text.
-func (e *Engine) raiseAlarm(a Alarm) {
+func (e *Coordinator) raiseAlarm(a engine.Alarm) {
 	if e.alarms.active == nil {
-		e.alarms.active = map[string]*Alarm{}
+		e.alarms.active = map[string]*engine.Alarm{}
 	}
 	if a.Severity == "" {
 		a.Severity = SeverityAlarm
@@ -113,13 +101,13 @@ func (e *Engine) raiseAlarm(a Alarm) {
 			fields[k] = v
 		}
 	}
-	e.record(Record{Type: RecordAlarm, Member: a.Member, Fields: fields})
+	e.record(engine.Record{Type: RecordAlarm, Member: a.Member, Fields: fields})
 	e.publishAlarms()
 	e.deliverOnce(e.memberEvent(RecordAlarm, e.clock.Now(), a.Member, fields), nil)
 }
 
 // clearAlarm ends the alarm key, if raised, saying why.
-func (e *Engine) clearAlarm(key, why string) {
+func (e *Coordinator) clearAlarm(key, why string) {
 	a, ok := e.alarms.active[key]
 	if !ok {
 		return
@@ -130,30 +118,30 @@ func (e *Engine) clearAlarm(key, why string) {
 	}
 	e.log.Info("alarm cleared: "+a.Kind, "member", a.Member, "key", key, "why", why)
 	fields := map[string]any{"key": key, "kind": a.Kind, "why": why, "raised_s": e.clock.Now().Sub(a.Since).Seconds()}
-	e.record(Record{Type: RecordAlarmCleared, Member: a.Member, Fields: fields})
+	e.record(engine.Record{Type: RecordAlarmCleared, Member: a.Member, Fields: fields})
 	e.publishAlarms()
 	e.deliverOnce(e.memberEvent(RecordAlarmCleared, e.clock.Now(), a.Member, fields), nil)
 }
 
 // alarmRaised reports whether the alarm key is raised.
-func (e *Engine) alarmRaised(key string) bool {
+func (e *Coordinator) alarmRaised(key string) bool {
 	_, ok := e.alarms.active[key]
 	return ok
 }
 
-func (e *Engine) saveAlarm(a *Alarm) {
+func (e *Coordinator) saveAlarm(a *engine.Alarm) {
 	if err := e.store.Put(bucketAlarms, a.Key, a); err != nil {
 		e.log.Error("alarm not written to the state file", "key", a.Key, "error", err)
 	}
 }
 
 // alarmList returns the raised alarms, oldest first.
-func (e *Engine) alarmList() []Alarm {
-	out := make([]Alarm, 0, len(e.alarms.active))
+func (e *Coordinator) alarmList() []engine.Alarm {
+	out := make([]engine.Alarm, 0, len(e.alarms.active))
 	for _, a := range e.alarms.active {
 		out = append(out, *a)
 	}
-	slices.SortFunc(out, func(a, b Alarm) int {
+	slices.SortFunc(out, func(a, b engine.Alarm) int {
 		if c := a.Since.Compare(b.Since); c != 0 {
 			return c
 		}
@@ -169,8 +157,8 @@ func (e *Engine) alarmList() []Alarm {
 }
 
 // publishAlarms publishes the raised alarms on the retained alarms topic.
-func (e *Engine) publishAlarms() {
-	if !e.opts.Coordinator || e.opts.Publisher == nil {
+func (e *Coordinator) publishAlarms() {
+	if e.opts.Publisher == nil {
 		return
 	}
 	payload, _ := json.Marshal(map[string]any{"alarms": e.alarmList()})

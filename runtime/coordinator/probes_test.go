@@ -1,4 +1,4 @@
-package engine_test
+package coordinator_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"understudy/fixtures/extronsim"
 	"understudy/fixtures/videohubsim"
 	"understudy/runtime/config"
+	"understudy/runtime/coordinator"
 	"understudy/runtime/engine"
 )
 
@@ -44,7 +45,11 @@ func TestAProbedMemberIsSeenLostAndRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	records := make(chan engine.Record, 64)
-	e, err := engine.New(engine.Options{Site: site, Self: "c", Coordinator: true, Online: true, Observe: func(r engine.Record) {
+	c, err := coordinator.New(coordinator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Options{Site: site, Self: "c", Coordinator: c, Online: true, Observe: func(r engine.Record) {
 		if r.Member == "camera" {
 			records <- r
 		}
@@ -99,7 +104,11 @@ members:
 		t.Fatal(err)
 	}
 	records := make(chan engine.Record, 256)
-	e, err := engine.New(engine.Options{Site: site, Self: "c", Coordinator: true, Online: true, Observe: func(r engine.Record) {
+	c, err := coordinator.New(coordinator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Options{Site: site, Self: "c", Coordinator: c, Online: true, Observe: func(r engine.Record) {
 		if r.Member == "hub" || r.Member == "matrix" {
 			records <- r
 		}

@@ -1,4 +1,4 @@
-package engine_test
+package coordinator_test
 
 import (
 	"bytes"
@@ -74,7 +74,7 @@ func TestReloadWithASyntaxErrorKeepsThePreviousPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	mark := len(h.Records())
-	h.Engine.Reload()
+	h.Coordinator.Reload()
 	h.Advance(0)
 	var perr *engine.Record
 	for _, r := range h.Since(mark) {
@@ -108,7 +108,7 @@ us.on("coordinator", function(ev) us.log.info("v2 coordinating, reload=" .. tost
 	if err := os.WriteFile(path, []byte(v2), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h.Engine.Reload()
+	h.Coordinator.Reload()
 	h.Advance(0)
 	log.Reset()
 	h.Up("main")

@@ -1,4 +1,4 @@
-package engine_test
+package coordinator_test
 
 import (
 	"context"

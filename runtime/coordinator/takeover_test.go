@@ -1,4 +1,4 @@
-package engine_test
+package coordinator_test
 
 import (
 	"context"
@@ -93,7 +93,7 @@ us.on("z", function()
 end)
 `)
 	for _, ev := range []string{"x", "y", "z"} {
-		h.Engine.Emit(ev, nil)
+		h.Coordinator.Emit(ev, nil)
 	}
 	h.Engine.RunPending()
 	var errs []string
@@ -137,12 +137,12 @@ func TestNamedTimersSurviveAPolicyReload(t *testing.T) {
 us.on("go", function() us.after("1h", "later", { n = 1 }) end)
 us.on("timer:later", function(t) us.log.info("later fired") end)
 `)
-	h.Engine.Emit("go", nil)
+	h.Coordinator.Emit("go", nil)
 	h.Engine.RunPending()
 	os.WriteFile(path, []byte(`local us = require "understudy"
 us.on("timer:later", function(t) us.run("s", "flash", { n = t.n }) end)
 `), 0o644)
-	h.Engine.Reload()
+	h.Coordinator.Reload()
 	h.Advance(59 * time.Minute)
 	if !slices.ContainsFunc(h.Records(), func(r engine.Record) bool { return r.Type == "policy_loaded" && r.Fields["reload"] == true }) {
 		t.Fatal("the policy was not reloaded")
@@ -169,8 +169,8 @@ us.on("command:mode", function(c) seen_mode = c.mode end)
 	if len(cmds) != 2 || !strings.Contains(cmds[0].Fields["error"].(string), `no proposal "p99"`) || cmds[1].Fields["error"] != nil {
 		t.Fatalf("command records = %+v", cmds)
 	}
-	if h.Engine.Takeover().Mode() != config.ModeManual || len(records(h, "mode_changed")) != 1 {
-		t.Fatalf("mode = %s", h.Engine.Takeover().Mode())
+	if h.Coordinator.Takeover().Mode() != config.ModeManual || len(records(h, "mode_changed")) != 1 {
+		t.Fatalf("mode = %s", h.Coordinator.Takeover().Mode())
 	}
 }
 

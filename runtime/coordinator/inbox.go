@@ -1,4 +1,4 @@
-package engine
+package coordinator
 
 import (
 	"fmt"
@@ -30,7 +30,7 @@ func inboxKey(seq uint64) string { return fmt.Sprintf("%016x", seq) }
 
 // deliverOnce puts ev in the inbox (with extra in the same transaction) and
 // dispatches it once the current work is done.
-func (e *Engine) deliverOnce(ev policy.Event, extra func(*store.Tx) error) {
+func (e *Coordinator) deliverOnce(ev policy.Event, extra func(*store.Tx) error) {
 	ie := inboxEvent{Name: ev.Name, At: ev.At, Fields: ev.Fields}
 	if ev.Member != nil {
 		ie.Member = ev.Member.ID
@@ -57,14 +57,14 @@ func (e *Engine) deliverOnce(ev policy.Event, extra func(*store.Tx) error) {
 	e.postCaused(func() { e.dispatchInbox(ie) })
 }
 
-func (e *Engine) dispatchInbox(ie inboxEvent) {
+func (e *Coordinator) dispatchInbox(ie inboxEvent) {
 	ev := e.memberEvent(ie.Name, ie.At, ie.Member, ie.Fields)
 	e.dispatchWith(ev, func(tx *store.Tx) error { return tx.Delete(bucketInbox, inboxKey(ie.Seq)) })
 }
 
 // redeliverInbox dispatches again the events a previous coordinator had not
 // finished handling, in their order, marked redelivered.
-func (e *Engine) redeliverInbox() {
+func (e *Coordinator) redeliverInbox() {
 	all, err := store.Load[inboxEvent](e.store, bucketInbox)
 	if err != nil {
 		e.log.Error("inbox unreadable", "error", err)

@@ -1,4 +1,4 @@
-package engine
+package coordinator
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"understudy/runtime/engine"
 
 	"understudy/runtime/clock"
 	"understudy/runtime/policy"
@@ -27,11 +28,13 @@ type namedTimer struct {
 }
 
 type namedTimers struct {
-	e   *Engine
+	e   *Coordinator
 	all map[string]*namedTimer
 }
 
-func newNamedTimers(e *Engine) *namedTimers { return &namedTimers{e: e, all: map[string]*namedTimer{}} }
+func newNamedTimers(e *Coordinator) *namedTimers {
+	return &namedTimers{e: e, all: map[string]*namedTimer{}}
+}
 
 // restore arms the timers the store holds; those whose deadline passed while
 // the coordinator was down fire at once.
@@ -117,7 +120,7 @@ func (ts *namedTimers) fire(id string) {
 		fields["late_s"] = late.Seconds() // the coordinator was down at the deadline
 	}
 	member, _ := t.Args["member"].(string)
-	ts.e.record(Record{Type: "timer:" + t.Name, Member: member, Fields: fields})
+	ts.e.record(engine.Record{Type: "timer:" + t.Name, Member: member, Fields: fields})
 	// The timer leaves the store in the same transaction as its event enters
 	// the inbox: a restart neither loses nor repeats it.
 	ts.e.deliverOnce(policy.Event{Name: "timer:" + t.Name, At: ts.e.clock.Now(), Fields: fields}, func(tx *store.Tx) error {

@@ -1,4 +1,4 @@
-package engine
+package coordinator
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
+	"understudy/runtime/engine"
 
 	"understudy/discovery/bus"
 	"understudy/discovery/members"
@@ -19,7 +19,7 @@ import (
 )
 
 // startTakeover opens the coordinator's epoch and its takeover bookkeeping.
-func (e *Engine) startTakeover() error {
+func (e *Coordinator) startTakeover() error {
 	epoch, err := e.store.Increment("meta", "epoch")
 	if err != nil {
 		return fmt.Errorf("coordinator epoch: %w", err)
@@ -54,7 +54,7 @@ func (e *Engine) startTakeover() error {
 
 // resumeActions sends again what the store holds unanswered and hands the
 // takeover bookkeeping the results it may not have taken before a restart.
-func (e *Engine) resumeActions() error {
+func (e *Coordinator) resumeActions() error {
 	finished, err := e.actions.resume()
 	if err != nil {
 		return fmt.Errorf("actions: %w", err)
@@ -65,12 +65,12 @@ func (e *Engine) resumeActions() error {
 	return nil
 }
 
-func (e *Engine) onTakeoverEvent(ev takeover.Event) {
+func (e *Coordinator) onTakeoverEvent(ev takeover.Event) {
 	if e.takeoverAlarm(ev) {
 		return
 	}
 	e.log.Info(ev.Name, "member", ev.Member, "fields", ev.Fields)
-	e.record(Record{Type: ev.Name, Member: ev.Member, Fields: ev.Fields})
+	e.record(engine.Record{Type: ev.Name, Member: ev.Member, Fields: ev.Fields})
 	pe := e.memberEvent(ev.Name, e.clock.Now(), ev.Member, ev.Fields)
 	e.deliverOnce(pe, nil)
 	if e.opts.Publisher != nil && ev.Member != "" && e.table.Known(ev.Member) {
@@ -96,16 +96,16 @@ func (e *Engine) onTakeoverEvent(ev takeover.Event) {
 
 // takeoverAlarm turns the bookkeeping's alarm events into alarms. It reports
 // whether ev was one (and nothing else).
-func (e *Engine) takeoverAlarm(ev takeover.Event) bool {
+func (e *Coordinator) takeoverAlarm(ev takeover.Event) bool {
 	standby, _ := ev.Fields["standby"].(string)
 	switch ev.Name {
 	case "failback_stalled":
-		e.raiseAlarm(Alarm{Key: AlarmFailbackStalled + ":" + ev.Member, Kind: AlarmFailbackStalled, Severity: SeverityWarning, Member: ev.Member,
+		e.raiseAlarm(engine.Alarm{Key: AlarmFailbackStalled + ":" + ev.Member, Kind: AlarmFailbackStalled, Severity: SeverityWarning, Member: ev.Member,
 			Message: fmt.Sprintf("the failback of %s keeps pausing: it went suspect %v times (%.0fs in all); the failback waits for it to be alive", ev.Member, ev.Fields["pauses"], ev.Fields["suspect_s"]),
 			Fields:  ev.Fields})
 		return true
 	case "copy_incomplete":
-		e.raiseAlarm(Alarm{Key: AlarmCopyIncomplete + ":" + ev.Member, Kind: AlarmCopyIncomplete, Severity: SeverityAlarm, Member: ev.Member,
+		e.raiseAlarm(engine.Alarm{Key: AlarmCopyIncomplete + ":" + ev.Member, Kind: AlarmCopyIncomplete, Severity: SeverityAlarm, Member: ev.Member,
 			Message: fmt.Sprintf("the material %s recorded for %s is not all copied back (%v); the coverage stays open and the copy is tried again in %.0fs, or at once by a failback command", standby, ev.Member, ev.Fields["error"], ev.Fields["retry_in_s"]),
 			Fields:  ev.Fields})
 		return true
@@ -114,7 +114,7 @@ func (e *Engine) takeoverAlarm(ev takeover.Event) bool {
 }
 
 // clearTakeoverAlarms ends the alarms of a failback that ended.
-func (e *Engine) clearTakeoverAlarms(ev takeover.Event) {
+func (e *Coordinator) clearTakeoverAlarms(ev takeover.Event) {
 	switch ev.Name {
 	case "failback_done", "failback_failed", "takeover_failed", "takeover_started":
 		e.clearAlarm(AlarmFailbackStalled+":"+ev.Member, ev.Name)
@@ -126,7 +126,7 @@ func (e *Engine) clearTakeoverAlarms(ev takeover.Event) {
 }
 
 // publishTakeover publishes the takeover state (retained) when it changed.
-func (e *Engine) publishTakeover() {
+func (e *Coordinator) publishTakeover() {
 	if e.takeover == nil || e.opts.Publisher == nil {
 		return
 	}
@@ -141,13 +141,13 @@ func (e *Engine) publishTakeover() {
 
 // Takeover returns the coordinator's takeover state (call it on the loop,
 // e.g. through Do).
-func (e *Engine) Takeover() *takeover.Manager { return e.takeover }
+func (e *Coordinator) Takeover() *takeover.Manager { return e.takeover }
 
 // Ack feeds an instance's answer to a command. Any goroutine.
-func (e *Engine) Ack(a bus.Ack) { e.Post(func() { e.actions.ack(a) }) }
+func (e *Coordinator) Ack(a bus.Ack) { e.Post(func() { e.actions.ack(a) }) }
 
 // Health feeds an instance's disk health report. Any goroutine.
-func (e *Engine) Health(h bus.Health) {
+func (e *Coordinator) Health(h bus.Health) {
 	e.Post(func() {
 		if !e.table.Known(h.Member) {
 			return
@@ -175,7 +175,7 @@ func (e *Engine) Health(h bus.Health) {
 
 // setBroken marks a member broken (all material disks failed) or not, and
 // tells the record stream, the bus and the policy (on the loop).
-func (e *Engine) setBroken(member string, broken bool, failed []string, reason string) {
+func (e *Coordinator) setBroken(member string, broken bool, failed []string, reason string) {
 	e.broken[member] = broken
 	lm, _ := e.table.Get(member)
 	kind := "member_broken"
@@ -184,8 +184,8 @@ func (e *Engine) setBroken(member string, broken bool, failed []string, reason s
 	}
 	fields := map[string]any{"state": e.stateOf(member), "reason": reason, "disks_failed": failed}
 	e.log.Warn("member "+kind, "member", member, "disks", failed)
-	e.record(Record{Type: kind, Member: member, Fields: e.drillFields(member, fields)})
-	if e.opts.Coordinator && e.opts.Publisher != nil {
+	e.record(engine.Record{Type: kind, Member: member, Fields: e.drillFields(member, fields)})
+	if e.opts.Publisher != nil {
 		e.publishState(lm)
 	}
 	if e.takeover != nil {
@@ -200,7 +200,7 @@ func (e *Engine) setBroken(member string, broken bool, failed []string, reason s
 // coordinator refuses what cannot be carried out (checkCommand), answers
 // confirm, reject and mode itself; every command not refused then reaches
 // the policy as the event command:VERB. Any goroutine.
-func (e *Engine) Command(verb string, fields map[string]any, from string) {
+func (e *Coordinator) Command(verb string, fields map[string]any, from string) {
 	e.Post(func() { e.command(verb, fields, from) })
 }
 
@@ -211,7 +211,7 @@ func (e *Engine) Command(verb string, fields map[string]any, from string) {
 // and of nothing else: not another command's, not what happens later (an
 // action's result, a member's event). Any goroutine; not in a simulation
 // (no loop runs).
-func (e *Engine) CommandWait(ctx context.Context, verb string, fields map[string]any, from string) ([]Record, error) {
+func (e *Coordinator) CommandWait(ctx context.Context, verb string, fields map[string]any, from string) ([]engine.Record, error) {
 	c := &capture{}
 	stop := func() { e.captures = slices.DeleteFunc(e.captures, func(x *capture) bool { return x == c }) }
 	if err := e.Do(ctx, func() {
@@ -228,7 +228,7 @@ func (e *Engine) CommandWait(ctx context.Context, verb string, fields map[string
 	// The policy's handler was queued by the command, and what it set off
 	// (a takeover_started for the policy, say) is queued in turn: wait until
 	// a round of the queue brings no new record.
-	var out []Record
+	var out []engine.Record
 	for seen := -1; seen != len(out); {
 		seen = len(out)
 		if err := e.Do(ctx, func() { out = slices.Clone(c.records) }); err != nil {
@@ -244,13 +244,10 @@ func (e *Engine) CommandWait(ctx context.Context, verb string, fields map[string
 // while it is in Engine.captures.
 type capture struct {
 	cause   uint64
-	records []Record
+	records []engine.Record
 }
 
-func (e *Engine) command(verb string, fields map[string]any, from string) {
-	if !e.opts.Coordinator {
-		return
-	}
+func (e *Coordinator) command(verb string, fields map[string]any, from string) {
 	fields["by"] = from
 	err := e.checkCommand(verb, fields)
 	if err == nil && e.takeover != nil {
@@ -277,7 +274,7 @@ func (e *Engine) command(verb string, fields map[string]any, from string) {
 			err = e.reassertCommand(fields)
 		}
 	}
-	rec := Record{Type: "command", Fields: map[string]any{"verb": verb, "args": fields}}
+	rec := engine.Record{Type: "command", Fields: map[string]any{"verb": verb, "args": fields}}
 	if err != nil {
 		rec.Fields["error"] = err.Error()
 		e.log.Warn("command refused", "verb", verb, "error", err)
@@ -289,52 +286,8 @@ func (e *Engine) command(verb string, fields map[string]any, from string) {
 	e.publishTakeover()
 }
 
-// About takes a member's description of itself (from its about topic): it
-// replaces the member's site.yaml entry, or adds a member the site file does
-// not list. Any goroutine.
-func (e *Engine) About(m config.Member) {
-	e.Post(func() {
-		if cur, ok := e.site.Member(m.ID); ok {
-			if c, ok := describedCopy(e.site, m); ok && reflect.DeepEqual(c, *cur) {
-				return // nothing new (a retained description seen again)
-			}
-		}
-		added, err := e.site.Describe(m)
-		if err != nil {
-			if e.opts.Drops != nil {
-				e.opts.Drops.Drop(m.ID, e.topics.About(m.ID), 0, fmt.Errorf("%w: %v", bus.ErrInvalid, err))
-			}
-			return
-		}
-		cm, _ := e.site.Member(m.ID)
-		if added {
-			e.table.Add(m.ID, cm.Heartbeat.D(), cm.LostAfter.D())
-		}
-		e.log.Info("member described itself", "member", m.ID, "new", added, "roles", cm.Roles, "standby", cm.Standby, "pool", cm.Pool)
-		e.record(Record{Type: "member_described", Member: m.ID, Fields: map[string]any{"new": added, "roles": cm.Roles, "standby": cm.Standby, "pool": cm.Pool}})
-		if e.opts.Coordinator && e.opts.Publisher != nil {
-			if lm, ok := e.table.Get(m.ID); ok {
-				e.publishState(lm)
-			}
-		}
-	})
-}
-
-// describedCopy is m as the site would hold it after Describe.
-func describedCopy(site *config.Site, m config.Member) (config.Member, bool) {
-	c := site.Clone()
-	if _, err := c.Describe(m); err != nil {
-		return config.Member{}, false
-	}
-	got, ok := c.Member(m.ID)
-	if !ok {
-		return config.Member{}, false
-	}
-	return *got, true
-}
-
 // runHook records and sends a named hook for a member's instance.
-func (e *Engine) runHook(target, name string, args map[string]any, cause string) (string, error) {
+func (e *Coordinator) runHook(target, name string, args map[string]any, cause string) (string, error) {
 	if !e.table.Known(target) {
 		return "", fmt.Errorf("no member %q", target)
 	}
@@ -342,7 +295,7 @@ func (e *Engine) runHook(target, name string, args map[string]any, cause string)
 }
 
 // siteView is the site as the takeover bookkeeping sees it.
-type siteView struct{ e *Engine }
+type siteView struct{ e *Coordinator }
 
 var _ takeover.Site = siteView{}
 

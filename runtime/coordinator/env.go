@@ -1,4 +1,4 @@
-package engine
+package coordinator
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"understudy/runtime/engine"
 
 	"understudy/drivers"
 	"understudy/runtime/clock"
@@ -14,7 +15,7 @@ import (
 )
 
 // policyEnv is the engine as the policy sees it.
-type policyEnv struct{ e *Engine }
+type policyEnv struct{ e *Coordinator }
 
 var _ policy.Env = policyEnv{}
 
@@ -50,9 +51,6 @@ func (v policyEnv) Route(driver string, output, input int, cause string) (string
 }
 
 func (v policyEnv) KeepRoute(driver string, output int, cause string) (int, error) {
-	if !v.e.opts.Coordinator {
-		return 0, errors.New("the desired routing is kept by the coordinator only")
-	}
 	return v.e.keepRoute(driver, output, cause)
 }
 
@@ -91,21 +89,15 @@ func (v policyEnv) Send(driver string, args map[string]any, cause string) (strin
 }
 
 func (v policyEnv) CopyMissing(r takeover.CopyRequest) (string, error) {
-	if !v.e.opts.Coordinator {
-		return "", errors.New("copies are started by the coordinator only")
-	}
 	return v.e.copyMissing(r)
 }
 
 func (v policyEnv) RaiseAlarm(kind, member, message, severity string, fields map[string]any) (string, error) {
-	if !v.e.opts.Coordinator {
-		return "", errors.New("alarms are raised by the coordinator only")
-	}
 	if member != "" && !v.e.table.Known(member) {
 		return "", fmt.Errorf("no member %q", member)
 	}
 	key := policyAlarmKey(kind, member)
-	v.e.raiseAlarm(Alarm{Key: key, Kind: kind, Severity: severity, Member: member, Message: message, Fields: fields})
+	v.e.raiseAlarm(engine.Alarm{Key: key, Kind: kind, Severity: severity, Member: member, Message: message, Fields: fields})
 	return key, nil
 }
 

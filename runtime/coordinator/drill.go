@@ -1,4 +1,4 @@
-package engine
+package coordinator
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"understudy/runtime/engine"
 
 	"understudy/discovery/members"
 	"understudy/runtime/clock"
@@ -35,17 +36,6 @@ const (
 	MaxDrillRevert     = 12 * time.Hour
 	bucketDrills       = "drills"
 )
-
-// DrillStatus is a running drill (and the retained drill topic's entries).
-type DrillStatus struct {
-	Member    string    `json:"member"`
-	Fault     string    `json:"fault"`
-	DryRun    bool      `json:"dry_run"`
-	Started   time.Time `json:"started"`
-	Until     time.Time `json:"until"`
-	Remaining float64   `json:"remaining_s"`
-	By        string    `json:"by"`
-}
 
 // drill is a running real drill, kept in the store so that a restarted
 // coordinator still holds the fault and reverts it on time.
@@ -111,7 +101,7 @@ func ParseDrill(fields map[string]any) (DrillRequest, error) {
 }
 
 // startDrill starts a real drill (on the loop).
-func (e *Engine) startDrill(r DrillRequest, by string) error {
+func (e *Coordinator) startDrill(r DrillRequest, by string) error {
 	if !e.table.Known(r.Member) {
 		return fmt.Errorf("drill: no member %q", r.Member)
 	}
@@ -134,7 +124,7 @@ func (e *Engine) startDrill(r DrillRequest, by string) error {
 	}
 	e.drills[d.Member] = d
 	e.log.Warn("fire drill started", "member", d.Member, "fault", d.Fault, "revert_at", d.Until, "by", by)
-	e.record(Record{Type: "drill_started", Member: d.Member, Fields: map[string]any{
+	e.record(engine.Record{Type: "drill_started", Member: d.Member, Fields: map[string]any{
 		"fault": d.Fault, "dry_run": false, "revert_at": d.Until, "revert_after_s": r.Revert.Seconds(), "by": by}})
 	e.armDrill(d)
 	e.publishDrills()
@@ -143,7 +133,7 @@ func (e *Engine) startDrill(r DrillRequest, by string) error {
 }
 
 // applyDrill gives the member the drill's fault.
-func (e *Engine) applyDrill(d *drill) {
+func (e *Coordinator) applyDrill(d *drill) {
 	switch d.Fault {
 	case DrillLost:
 		if err := e.table.Hold(d.Member, "fire drill"); err != nil {
@@ -154,7 +144,7 @@ func (e *Engine) applyDrill(d *drill) {
 	}
 }
 
-func (e *Engine) armDrill(d *drill) {
+func (e *Coordinator) armDrill(d *drill) {
 	d.timer = e.clock.AfterFunc(max(d.Until.Sub(e.clock.Now()), 0), func() {
 		e.Post(func() {
 			if e.drills[d.Member] == d {
@@ -166,7 +156,7 @@ func (e *Engine) armDrill(d *drill) {
 
 // endDrill ends a member's drill: the fault is lifted and, if the member is
 // there and covered, it is failed back as an operator's failback would.
-func (e *Engine) endDrill(member, why, by string) error {
+func (e *Coordinator) endDrill(member, why, by string) error {
 	d, ok := e.drills[member]
 	if !ok {
 		return fmt.Errorf("drill: %s is not in a drill", member)
@@ -192,7 +182,7 @@ func (e *Engine) endDrill(member, why, by string) error {
 	state := e.stateOf(member)
 	fields := map[string]any{"fault": d.Fault, "why": why, "by": by, "state": state, "lasted_s": e.clock.Now().Sub(d.Started).Seconds()}
 	e.log.Warn("fire drill ended", "member", member, "why", why, "state", state)
-	e.record(Record{Type: "drill_ended", Member: member, Fields: fields})
+	e.record(engine.Record{Type: "drill_ended", Member: member, Fields: fields})
 	e.publishDrills()
 	// Revert: the member's return went to the policy first (member_restored);
 	// then, if the takeover still stands, the drill fails it back.
@@ -209,7 +199,7 @@ func (e *Engine) endDrill(member, why, by string) error {
 
 // restoreDrills holds the drills the store kept when the coordinator
 // stopped; those whose time ran out meanwhile end at once.
-func (e *Engine) restoreDrills() error {
+func (e *Coordinator) restoreDrills() error {
 	all, err := store.Load[*drill](e.store, bucketDrills)
 	if err != nil {
 		return fmt.Errorf("drills: %w", err)
@@ -229,19 +219,19 @@ func (e *Engine) restoreDrills() error {
 }
 
 // drillStatus lists the running drills.
-func (e *Engine) drillStatus() []DrillStatus {
-	var out []DrillStatus
+func (e *Coordinator) drillStatus() []engine.DrillStatus {
+	var out []engine.DrillStatus
 	for _, id := range slices.Sorted(maps.Keys(e.drills)) {
 		d := e.drills[id]
-		out = append(out, DrillStatus{Member: d.Member, Fault: d.Fault, Started: d.Started, Until: d.Until,
+		out = append(out, engine.DrillStatus{Member: d.Member, Fault: d.Fault, Started: d.Started, Until: d.Until,
 			Remaining: max(d.Until.Sub(e.clock.Now()), 0).Seconds(), By: d.By})
 	}
 	return out
 }
 
 // publishDrills publishes the running drills on the retained drill topic.
-func (e *Engine) publishDrills() {
-	if !e.opts.Coordinator || e.opts.Publisher == nil {
+func (e *Coordinator) publishDrills() {
+	if e.opts.Publisher == nil {
 		return
 	}
 	drills := nonNil(e.drillStatus())
@@ -253,7 +243,7 @@ func (e *Engine) publishDrills() {
 
 // drillFields marks an event's fields when its member is in a drill, so
 // that a policy (and whoever reads the events) can tell: drill = the fault.
-func (e *Engine) drillFields(member string, fields map[string]any) map[string]any {
+func (e *Coordinator) drillFields(member string, fields map[string]any) map[string]any {
 	if d, ok := e.drills[member]; ok {
 		fields["drill"] = d.Fault
 	}
@@ -268,7 +258,7 @@ func nonNil[T any](s []T) []T {
 }
 
 // drillOf is the fault of the drill member is in, or "".
-func (e *Engine) drillOf(member string) string {
+func (e *Coordinator) drillOf(member string) string {
 	if d, ok := e.drills[member]; ok {
 		return d.Fault
 	}

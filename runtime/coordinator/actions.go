@@ -1,4 +1,4 @@
-package engine
+package coordinator
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"understudy/runtime/engine"
 
 	"understudy/discovery/bus"
 	"understudy/discovery/members"
@@ -108,7 +109,7 @@ func (as *actions) newInflight(a *action) *inflight {
 // slow switcher never holds up the loop or another device, and sends remote
 // commands until they are answered.
 type actions struct {
-	e        *Engine
+	e        *Coordinator
 	epoch    uint64
 	workers  map[string]chan *action
 	remote   map[string]*inflight
@@ -135,7 +136,7 @@ type actions struct {
 
 var _ takeover.Actions = (*actions)(nil)
 
-func newActions(e *Engine) *actions {
+func newActions(e *Coordinator) *actions {
 	return &actions{e: e, workers: map[string]chan *action{}, remote: map[string]*inflight{}, attempts: map[string]int{}, local: map[string]*action{}}
 }
 
@@ -175,7 +176,7 @@ func (as *actions) resume() ([]*action, error) {
 		switch a.State {
 		case statePending, stateRunning:
 			as.e.log.Info("resuming an unanswered action", "id", a.ID, "do", a.String(), "cause", a.Cause)
-			as.e.record(Record{Type: "action_resumed", Fields: a.fields()})
+			as.e.record(engine.Record{Type: "action_resumed", Fields: a.fields()})
 			as.Deliver(a.ID)
 		default:
 			if as.e.clock.Now().Sub(a.Finished) > 24*time.Hour {
@@ -210,7 +211,7 @@ func (as *actions) put(tx *store.Tx, a *action) error {
 	return tx.SetCounter("meta", "action_seq", as.seq)
 }
 
-// Record writes a remote action in tx (takeover.Actions).
+// engine.Record writes a remote action in tx (takeover.Actions).
 func (as *actions) Record(tx *store.Tx, t takeover.Action) (string, error) {
 	a := &action{ID: as.nextID(), Epoch: as.epoch, Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause, Created: as.e.clock.Now(), State: statePending}
 	return a.ID, as.put(tx, a)
@@ -260,7 +261,7 @@ func (as *actions) commitBatch(extra func(*store.Tx) error) {
 // send sends a recorded new action and reports it.
 func (as *actions) send(a *action) {
 	as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
-	as.e.record(Record{Type: "action_started", Fields: a.fields()})
+	as.e.record(engine.Record{Type: "action_started", Fields: a.fields()})
 	as.e.copyStarted(a)
 	if a.Driver != "" {
 		if a.Verb == "route" {
@@ -305,7 +306,7 @@ func (as *actions) Deliver(id string) {
 	as.remote[id] = as.newInflight(&a)
 	if a.State == statePending {
 		as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
-		as.e.record(Record{Type: "action_started", Fields: a.fields()})
+		as.e.record(engine.Record{Type: "action_started", Fields: a.fields()})
 		if !a.recovered {
 			as.e.copyStarted(&a)
 		}
@@ -546,7 +547,7 @@ func (as *actions) ack(k bus.Ack) {
 			if err := as.e.store.Put(bucketActions, f.a.ID, f.a); err != nil {
 				as.e.log.Error("action state not written", "id", f.a.ID, "error", err)
 			}
-			as.e.record(Record{Type: "action_running", Fields: f.a.fields()})
+			as.e.record(engine.Record{Type: "action_running", Fields: f.a.fields()})
 		}
 	case bus.AckDone:
 		as.finish(f.a, as.attempts[k.ID], took, k.Result, nil)
@@ -572,7 +573,7 @@ func (as *actions) adoptEpoch(epoch uint64) {
 		return
 	}
 	as.e.log.Warn("an instance has seen a newer coordinator epoch: this coordinator's state was lost (new disk or machine?); continuing with a newer epoch. If another coordinator is running, stop it.", "epoch", epoch)
-	as.e.record(Record{Type: "epoch_adopted", Fields: map[string]any{"epoch": epoch}})
+	as.e.record(engine.Record{Type: "epoch_adopted", Fields: map[string]any{"epoch": epoch}})
 	as.epoch = epoch
 	for _, f := range as.remote {
 		f.a.Epoch = epoch
@@ -607,7 +608,7 @@ func (as *actions) finish(a *action, attempts int, took time.Duration, result an
 	} else {
 		as.e.log.Info("action done", "id", a.ID, "do", a.String(), "took", took.Round(time.Microsecond))
 	}
-	as.e.record(Record{Type: name, Fields: fields})
+	as.e.record(engine.Record{Type: name, Fields: fields})
 	as.e.copyFinished(a, result, err)
 	if as.e.takeover != nil {
 		as.e.takeover.Result(a.ID, a.Error, a.Result)
