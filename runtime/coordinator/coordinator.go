@@ -12,7 +12,6 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -536,6 +535,3 @@ func CheckPolicy(site *config.Site, drvs map[string]drivers.Driver) ([]policy.Ha
 	defer p.Close()
 	return p.Handlers(), nil
 }
-
-// errNotCoordinating is returned by what only a running coordinator does.
-var errNotCoordinating = errors.New("this instance does not coordinate")
