@@ -101,15 +101,15 @@ type inflight struct {
 }
 
 func (as *actions) newInflight(a *action) *inflight {
-	now := as.e.clock.Now()
-	return &inflight{a: a, sent: now, next: now, backoff: time.Second, deadline: now.Add(as.e.opts.ActionTimeout)}
+	now := as.c.clock.Now()
+	return &inflight{a: a, sent: now, next: now, backoff: time.Second, deadline: now.Add(as.c.opts.ActionTimeout)}
 }
 
 // actions runs each driver's commands in order on a worker of its own, so a
 // slow switcher never holds up the loop or another device, and sends remote
 // commands until they are answered.
 type actions struct {
-	e        *Coordinator
+	c        *Coordinator
 	epoch    uint64
 	workers  map[string]chan *action
 	remote   map[string]*inflight
@@ -136,19 +136,19 @@ type actions struct {
 
 var _ takeover.Actions = (*actions)(nil)
 
-func newActions(e *Coordinator) *actions {
-	return &actions{e: e, workers: map[string]chan *action{}, remote: map[string]*inflight{}, attempts: map[string]int{}, local: map[string]*action{}}
+func newActions(c *Coordinator) *actions {
+	return &actions{c: c, workers: map[string]chan *action{}, remote: map[string]*inflight{}, attempts: map[string]int{}, local: map[string]*action{}}
 }
 
 func (as *actions) start(ctx context.Context) {
 	ctx, as.cancel = context.WithCancel(ctx)
-	for _, name := range slices.Sorted(maps.Keys(as.e.opts.Drivers)) {
+	for _, name := range slices.Sorted(maps.Keys(as.c.opts.Drivers)) {
 		ch := make(chan *action, actionQueue)
 		as.workers[name] = ch
 		as.wg.Add(1)
 		go func() {
 			defer as.wg.Done()
-			as.work(ctx, as.e.opts.Drivers[name], ch)
+			as.work(ctx, as.c.opts.Drivers[name], ch)
 		}()
 	}
 }
@@ -166,7 +166,7 @@ func (as *actions) stop() {
 // resume sends again every action the store holds unanswered (on the loop,
 // at start), stamped with this coordinator's epoch.
 func (as *actions) resume() ([]*action, error) {
-	all, err := store.Load[*action](as.e.store, bucketActions)
+	all, err := store.Load[*action](as.c.store, bucketActions)
 	if err != nil {
 		return nil, err
 	}
@@ -175,12 +175,12 @@ func (as *actions) resume() ([]*action, error) {
 		a := all[id]
 		switch a.State {
 		case statePending, stateRunning:
-			as.e.log.Info("resuming an unanswered action", "id", a.ID, "do", a.String(), "cause", a.Cause)
-			as.e.record(engine.Record{Type: "action_resumed", Fields: a.fields()})
+			as.c.log.Info("resuming an unanswered action", "id", a.ID, "do", a.String(), "cause", a.Cause)
+			as.c.record(engine.Record{Type: "action_resumed", Fields: a.fields()})
 			as.Deliver(a.ID)
 		default:
-			if as.e.clock.Now().Sub(a.Finished) > 24*time.Hour {
-				if err := as.e.store.Delete(bucketActions, a.ID); err != nil {
+			if as.c.clock.Now().Sub(a.Finished) > 24*time.Hour {
+				if err := as.c.store.Delete(bucketActions, a.ID); err != nil {
 					return nil, err
 				}
 				continue
@@ -194,7 +194,7 @@ func (as *actions) resume() ([]*action, error) {
 // nextID allocates an action id; the counter is written with the action.
 func (as *actions) nextID() string {
 	as.seq++
-	return as.e.opts.Self + "-" + as.stateID + "." + strconv.FormatUint(as.epoch, 10) + "." + strconv.FormatUint(as.seq, 10)
+	return as.c.opts.Self + "-" + as.stateID + "." + strconv.FormatUint(as.epoch, 10) + "." + strconv.FormatUint(as.seq, 10)
 }
 
 // put writes a new action and the id counter in tx; a route also becomes
@@ -213,7 +213,7 @@ func (as *actions) put(tx *store.Tx, a *action) error {
 
 // engine.Record writes a remote action in tx (takeover.Actions).
 func (as *actions) Record(tx *store.Tx, t takeover.Action) (string, error) {
-	a := &action{ID: as.nextID(), Epoch: as.epoch, Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause, Created: as.e.clock.Now(), State: statePending}
+	a := &action{ID: as.nextID(), Epoch: as.epoch, Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause, Created: as.c.clock.Now(), State: statePending}
 	return a.ID, as.put(tx, a)
 }
 
@@ -235,7 +235,7 @@ func (as *actions) commitBatch(extra func(*store.Tx) error) {
 	if len(batch) == 0 && extra == nil {
 		return
 	}
-	err := as.e.store.Update(func(tx *store.Tx) error {
+	err := as.c.store.Update(func(tx *store.Tx) error {
 		for _, a := range batch {
 			if err := as.put(tx, a); err != nil {
 				return err
@@ -247,7 +247,7 @@ func (as *actions) commitBatch(extra func(*store.Tx) error) {
 		return nil
 	})
 	if err != nil {
-		as.e.log.Error("the actions of a handler were not recorded; nothing sent", "actions", len(batch), "error", err)
+		as.c.log.Error("the actions of a handler were not recorded; nothing sent", "actions", len(batch), "error", err)
 		for _, a := range batch {
 			as.finish(a, 0, 0, nil, fmt.Errorf("not recorded, nothing sent: %w", err))
 		}
@@ -260,12 +260,12 @@ func (as *actions) commitBatch(extra func(*store.Tx) error) {
 
 // send sends a recorded new action and reports it.
 func (as *actions) send(a *action) {
-	as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
-	as.e.record(engine.Record{Type: "action_started", Fields: a.fields()})
-	as.e.copyStarted(a)
+	as.c.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
+	as.c.record(engine.Record{Type: "action_started", Fields: a.fields()})
+	as.c.copyStarted(a)
 	if a.Driver != "" {
 		if a.Verb == "route" {
-			as.e.routeSent(a)
+			as.c.routeSent(a)
 		}
 		as.queueLocal(a)
 		return
@@ -276,12 +276,12 @@ func (as *actions) send(a *action) {
 
 // add records and sends a new action, or adds it to the handler's batch.
 func (as *actions) add(a *action) (string, error) {
-	a.ID, a.Epoch, a.Created, a.State = as.nextID(), as.epoch, as.e.clock.Now(), statePending
+	a.ID, a.Epoch, a.Created, a.State = as.nextID(), as.epoch, as.c.clock.Now(), statePending
 	if as.batching {
 		as.batch = append(as.batch, a)
 		return a.ID, nil
 	}
-	if err := as.e.store.Update(func(tx *store.Tx) error { return as.put(tx, a) }); err != nil {
+	if err := as.c.store.Update(func(tx *store.Tx) error { return as.put(tx, a) }); err != nil {
 		return "", fmt.Errorf("action not recorded, nothing sent: %w", err)
 	}
 	as.send(a)
@@ -291,9 +291,9 @@ func (as *actions) add(a *action) (string, error) {
 // Deliver sends a recorded action (takeover.Actions).
 func (as *actions) Deliver(id string) {
 	var a action
-	found, err := as.e.store.Get(bucketActions, id, &a)
+	found, err := as.c.store.Get(bucketActions, id, &a)
 	if err != nil || !found {
-		as.e.log.Error("action to deliver is not in the store", "id", id, "error", err)
+		as.c.log.Error("action to deliver is not in the store", "id", id, "error", err)
 		return
 	}
 	// Sent before: by an earlier coordinator (an older epoch) or by this one.
@@ -305,10 +305,10 @@ func (as *actions) Deliver(id string) {
 	}
 	as.remote[id] = as.newInflight(&a)
 	if a.State == statePending {
-		as.e.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
-		as.e.record(engine.Record{Type: "action_started", Fields: a.fields()})
+		as.c.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
+		as.c.record(engine.Record{Type: "action_started", Fields: a.fields()})
 		if !a.recovered {
-			as.e.copyStarted(&a)
+			as.c.copyStarted(&a)
 		}
 	}
 	as.sendDue()
@@ -355,7 +355,7 @@ func (as *actions) work(ctx context.Context, d drivers.Driver, ch chan *action) 
 			if ctx.Err() != nil {
 				return // stopping: the action stays pending in the store
 			}
-			as.e.Post(func() { as.finish(a, attempts, took, note, err) })
+			as.c.Post(func() { as.finish(a, attempts, took, note, err) })
 		}
 	}
 }
@@ -372,7 +372,7 @@ func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (in
 	if !ok {
 		return 0, nil, fmt.Errorf("driver %s is not a switcher", a.Driver)
 	}
-	deadline := time.Now().Add(as.e.opts.ActionTimeout)
+	deadline := time.Now().Add(as.c.opts.ActionTimeout)
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		if d.Status().Connected {
@@ -396,7 +396,7 @@ func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (in
 				backoff = min(backoff*2, 2*time.Second)
 				continue
 			}
-			return attempt, nil, fmt.Errorf("gave up after %v: %w", as.e.opts.ActionTimeout, err)
+			return attempt, nil, fmt.Errorf("gave up after %v: %w", as.c.opts.ActionTimeout, err)
 		}
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		err := router.Route(actx, a.Output, a.Input)
@@ -406,7 +406,7 @@ func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (in
 		}
 		wait := min(backoff, time.Until(deadline))
 		if wait <= 0 {
-			return attempt, nil, fmt.Errorf("gave up after %d attempts in %v: %w", attempt, as.e.opts.ActionTimeout, err)
+			return attempt, nil, fmt.Errorf("gave up after %d attempts in %v: %w", attempt, as.c.opts.ActionTimeout, err)
 		}
 		if !sleep(ctx, wait) {
 			return attempt, nil, err
@@ -420,7 +420,7 @@ func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (in
 // is not known to be idempotent, so anything else ends it: a refusal, an
 // error, or a timeout after the command may have been sent.
 func (as *actions) control(ctx context.Context, c drivers.Controller, a *action) (int, any, error) {
-	deadline := time.Now().Add(as.e.opts.ActionTimeout)
+	deadline := time.Now().Add(as.c.opts.ActionTimeout)
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithDeadline(ctx, deadline)
@@ -431,7 +431,7 @@ func (as *actions) control(ctx context.Context, c drivers.Controller, a *action)
 		}
 		wait := min(backoff, time.Until(deadline))
 		if wait <= 0 || !sleep(ctx, wait) {
-			return attempt, nil, fmt.Errorf("gave up after %d attempts in %v: %w", attempt, as.e.opts.ActionTimeout, err)
+			return attempt, nil, fmt.Errorf("gave up after %d attempts in %v: %w", attempt, as.c.opts.ActionTimeout, err)
 		}
 		backoff = min(backoff*2, 2*time.Second)
 	}
@@ -459,19 +459,19 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // sendDue publishes every remote action whose time has come and sets the
 // next tick (on the loop).
 func (as *actions) sendDue() {
-	now := as.e.clock.Now()
+	now := as.c.clock.Now()
 	var next time.Time
 	for _, id := range slices.Sorted(maps.Keys(as.remote)) {
 		f := as.remote[id]
-		target, _ := as.e.table.Get(f.a.Target)
+		target, _ := as.c.table.Get(f.a.Target)
 		if target.State == members.Suspect {
-			f.deadline = maxTime(f.deadline, now.Add(as.e.opts.ActionTimeout))
+			f.deadline = maxTime(f.deadline, now.Add(as.c.opts.ActionTimeout))
 		}
 		switch {
 		case !f.running && !now.Before(f.deadline):
 			as.finish(f.a, as.attempts[id], now.Sub(f.sent), nil, fmt.Errorf("no answer from %s within %v", f.a.Target, now.Sub(f.sent).Round(time.Millisecond)))
 			continue
-		case f.running && target.State == "lost" && now.Sub(target.Since) >= as.e.opts.ActionTimeout:
+		case f.running && target.State == "lost" && now.Sub(target.Since) >= as.c.opts.ActionTimeout:
 			as.finish(f.a, as.attempts[id], now.Sub(f.sent), nil, fmt.Errorf("%s was lost while carrying it out", f.a.Target))
 			continue
 		}
@@ -498,7 +498,7 @@ func (as *actions) sendDue() {
 		if deadline := as.nearestDeadline(now); deadline > 0 && deadline < wait {
 			wait = deadline
 		}
-		as.tick = as.e.clock.AfterFunc(wait, func() { as.e.Post(as.sendDue) })
+		as.tick = as.c.clock.AfterFunc(wait, func() { as.c.Post(as.sendDue) })
 	}
 }
 
@@ -516,19 +516,19 @@ func (as *actions) nearestDeadline(now time.Time) time.Duration {
 }
 
 func (as *actions) publish(a *action) {
-	if as.e.opts.Publisher == nil {
+	if as.c.opts.Publisher == nil {
 		return
 	}
-	payload, err := json.Marshal(bus.Command{ID: a.ID, Epoch: a.Epoch, From: as.e.opts.Self, Verb: a.Verb, Args: a.Args})
+	payload, err := json.Marshal(bus.Command{ID: a.ID, Epoch: a.Epoch, From: as.c.opts.Self, Verb: a.Verb, Args: a.Args})
 	if err != nil {
-		as.e.log.Error("command cannot be encoded", "id", a.ID, "error", err)
+		as.c.log.Error("command cannot be encoded", "id", a.ID, "error", err)
 		return
 	}
-	if err := as.e.opts.Publisher.Publish(as.e.topics.Command(a.Target), 1, false, payload); err != nil {
-		as.e.log.Debug("command not published yet", "id", a.ID, "error", err)
+	if err := as.c.opts.Publisher.Publish(as.c.topics.Command(a.Target), 1, false, payload); err != nil {
+		as.c.log.Debug("command not published yet", "id", a.ID, "error", err)
 		return
 	}
-	as.e.log.Debug("command sent", "id", a.ID, "to", a.Target, "verb", a.Verb, "attempt", as.attempts[a.ID]+1)
+	as.c.log.Debug("command sent", "id", a.ID, "to", a.Target, "verb", a.Verb, "attempt", as.attempts[a.ID]+1)
 }
 
 // ack takes an instance's answer (on the loop).
@@ -537,17 +537,17 @@ func (as *actions) ack(k bus.Ack) {
 	if !ok || k.Member != f.a.Target {
 		return // an answer we no longer wait for, or from the wrong instance
 	}
-	took := as.e.clock.Now().Sub(f.sent)
+	took := as.c.clock.Now().Sub(f.sent)
 	switch k.State {
 	case bus.AckRunning:
 		if !f.running {
 			f.running = true
-			f.next = as.e.clock.Now().Add(5 * time.Second)
+			f.next = as.c.clock.Now().Add(5 * time.Second)
 			f.a.State = stateRunning
-			if err := as.e.store.Put(bucketActions, f.a.ID, f.a); err != nil {
-				as.e.log.Error("action state not written", "id", f.a.ID, "error", err)
+			if err := as.c.store.Put(bucketActions, f.a.ID, f.a); err != nil {
+				as.c.log.Error("action state not written", "id", f.a.ID, "error", err)
 			}
-			as.e.record(engine.Record{Type: "action_running", Fields: f.a.fields()})
+			as.c.record(engine.Record{Type: "action_running", Fields: f.a.fields()})
 		}
 	case bus.AckDone:
 		as.finish(f.a, as.attempts[k.ID], took, k.Result, nil)
@@ -567,17 +567,17 @@ func (as *actions) ack(k bus.Ack) {
 // same time would make every later command stale, and that is reported.
 func (as *actions) adoptEpoch(epoch uint64) {
 	as.fresh = false
-	err := as.e.store.Update(func(tx *store.Tx) error { return tx.SetCounter("meta", "epoch", epoch) })
+	err := as.c.store.Update(func(tx *store.Tx) error { return tx.SetCounter("meta", "epoch", epoch) })
 	if err != nil {
-		as.e.log.Error("coordinator epoch not moved", "error", err)
+		as.c.log.Error("coordinator epoch not moved", "error", err)
 		return
 	}
-	as.e.log.Warn("an instance has seen a newer coordinator epoch: this coordinator's state was lost (new disk or machine?); continuing with a newer epoch. If another coordinator is running, stop it.", "epoch", epoch)
-	as.e.record(engine.Record{Type: "epoch_adopted", Fields: map[string]any{"epoch": epoch}})
+	as.c.log.Warn("an instance has seen a newer coordinator epoch: this coordinator's state was lost (new disk or machine?); continuing with a newer epoch. If another coordinator is running, stop it.", "epoch", epoch)
+	as.c.record(engine.Record{Type: "epoch_adopted", Fields: map[string]any{"epoch": epoch}})
 	as.epoch = epoch
 	for _, f := range as.remote {
 		f.a.Epoch = epoch
-		f.next = as.e.clock.Now()
+		f.next = as.c.clock.Now()
 	}
 	as.sendDue()
 }
@@ -587,12 +587,12 @@ func (as *actions) finish(a *action, attempts int, took time.Duration, result an
 	delete(as.remote, a.ID)
 	delete(as.local, a.ID)
 	delete(as.attempts, a.ID)
-	a.State, a.Result, a.Finished = stateDone, result, as.e.clock.Now()
+	a.State, a.Result, a.Finished = stateDone, result, as.c.clock.Now()
 	if err != nil {
 		a.State, a.Error = stateFailed, err.Error()
 	}
-	if werr := as.e.store.Put(bucketActions, a.ID, a); werr != nil {
-		as.e.log.Error("action result not written", "id", a.ID, "error", werr)
+	if werr := as.c.store.Put(bucketActions, a.ID, a); werr != nil {
+		as.c.log.Error("action result not written", "id", a.ID, "error", werr)
 	}
 	fields := a.fields()
 	fields["attempts"] = attempts
@@ -604,18 +604,18 @@ func (as *actions) finish(a *action, attempts int, took time.Duration, result an
 	if err != nil {
 		name = "action_failed"
 		fields["error"] = err.Error()
-		as.e.log.Error("action failed", "id", a.ID, "do", a.String(), "error", err)
+		as.c.log.Error("action failed", "id", a.ID, "do", a.String(), "error", err)
 	} else {
-		as.e.log.Info("action done", "id", a.ID, "do", a.String(), "took", took.Round(time.Microsecond))
+		as.c.log.Info("action done", "id", a.ID, "do", a.String(), "took", took.Round(time.Microsecond))
 	}
-	as.e.record(engine.Record{Type: name, Fields: fields})
-	as.e.copyFinished(a, result, err)
-	if as.e.takeover != nil {
-		as.e.takeover.Result(a.ID, a.Error, a.Result)
+	as.c.record(engine.Record{Type: name, Fields: fields})
+	as.c.copyFinished(a, result, err)
+	if as.c.takeover != nil {
+		as.c.takeover.Result(a.ID, a.Error, a.Result)
 	}
-	as.e.deliverOnce(policy.Event{Name: name, At: as.e.clock.Now(), Fields: fields}, nil)
+	as.c.deliverOnce(policy.Event{Name: name, At: as.c.clock.Now(), Fields: fields}, nil)
 	if err == nil && a.Driver != "" && a.Verb == "route" {
-		as.e.routeDone(a)
+		as.c.routeDone(a)
 	}
 }
 

@@ -62,14 +62,14 @@ type alarms struct {
 }
 
 // restoreAlarms loads the alarms a previous run left raised.
-func (e *Coordinator) restoreAlarms() error {
-	all, err := store.Load[*engine.Alarm](e.store, bucketAlarms)
+func (c *Coordinator) restoreAlarms() error {
+	all, err := store.Load[*engine.Alarm](c.store, bucketAlarms)
 	if err != nil {
 		return err
 	}
-	e.alarms.active = all
+	c.alarms.active = all
 	for _, a := range slices.Sorted(maps.Keys(all)) {
-		e.log.Warn("alarm still raised from before the restart", "kind", all[a].Kind, "member", all[a].Member, "message", all[a].Message)
+		c.log.Warn("alarm still raised from before the restart", "kind", all[a].Kind, "member", all[a].Member, "message", all[a].Message)
 	}
 	return nil
 }
@@ -77,73 +77,73 @@ func (e *Coordinator) restoreAlarms() error {
 // raiseAlarm raises (or raises again) the alarm a.Key. A new alarm is
 // logged, recorded, published and handed to the policy (event "alarm"); one
 // already raised only counts again and updates its text.
-func (e *Coordinator) raiseAlarm(a engine.Alarm) {
-	if e.alarms.active == nil {
-		e.alarms.active = map[string]*engine.Alarm{}
+func (c *Coordinator) raiseAlarm(a engine.Alarm) {
+	if c.alarms.active == nil {
+		c.alarms.active = map[string]*engine.Alarm{}
 	}
 	if a.Severity == "" {
 		a.Severity = SeverityAlarm
 	}
-	if cur, ok := e.alarms.active[a.Key]; ok {
+	if cur, ok := c.alarms.active[a.Key]; ok {
 		cur.Count++
 		cur.Message, cur.Fields = a.Message, a.Fields
-		e.saveAlarm(cur)
-		e.publishAlarms()
+		c.saveAlarm(cur)
+		c.publishAlarms()
 		return
 	}
-	a.Since, a.Count = e.clock.Now(), 1
-	e.alarms.active[a.Key] = &a
-	e.saveAlarm(&a)
-	e.log.Error("ALARM "+a.Kind+": "+a.Message, "member", a.Member, "key", a.Key)
+	a.Since, a.Count = c.clock.Now(), 1
+	c.alarms.active[a.Key] = &a
+	c.saveAlarm(&a)
+	c.log.Error("ALARM "+a.Kind+": "+a.Message, "member", a.Member, "key", a.Key)
 	fields := map[string]any{"kind": a.Kind, "key": a.Key, "severity": a.Severity, "message": a.Message}
 	for k, v := range a.Fields {
 		if _, taken := fields[k]; !taken {
 			fields[k] = v
 		}
 	}
-	e.record(engine.Record{Type: RecordAlarm, Member: a.Member, Fields: fields})
-	e.publishAlarms()
-	e.deliverOnce(e.memberEvent(RecordAlarm, e.clock.Now(), a.Member, fields), nil)
+	c.record(engine.Record{Type: RecordAlarm, Member: a.Member, Fields: fields})
+	c.publishAlarms()
+	c.deliverOnce(c.memberEvent(RecordAlarm, c.clock.Now(), a.Member, fields), nil)
 }
 
 // clearAlarm ends the alarm key, if raised, saying why.
-func (e *Coordinator) clearAlarm(key, why string) {
-	a, ok := e.alarms.active[key]
+func (c *Coordinator) clearAlarm(key, why string) {
+	a, ok := c.alarms.active[key]
 	if !ok {
 		return
 	}
-	delete(e.alarms.active, key)
-	if err := e.store.Delete(bucketAlarms, key); err != nil {
-		e.log.Error("alarm not removed from the state file", "key", key, "error", err)
+	delete(c.alarms.active, key)
+	if err := c.store.Delete(bucketAlarms, key); err != nil {
+		c.log.Error("alarm not removed from the state file", "key", key, "error", err)
 	}
-	e.log.Info("alarm cleared: "+a.Kind, "member", a.Member, "key", key, "why", why)
-	fields := map[string]any{"key": key, "kind": a.Kind, "why": why, "raised_s": e.clock.Now().Sub(a.Since).Seconds()}
-	e.record(engine.Record{Type: RecordAlarmCleared, Member: a.Member, Fields: fields})
-	e.publishAlarms()
-	e.deliverOnce(e.memberEvent(RecordAlarmCleared, e.clock.Now(), a.Member, fields), nil)
+	c.log.Info("alarm cleared: "+a.Kind, "member", a.Member, "key", key, "why", why)
+	fields := map[string]any{"key": key, "kind": a.Kind, "why": why, "raised_s": c.clock.Now().Sub(a.Since).Seconds()}
+	c.record(engine.Record{Type: RecordAlarmCleared, Member: a.Member, Fields: fields})
+	c.publishAlarms()
+	c.deliverOnce(c.memberEvent(RecordAlarmCleared, c.clock.Now(), a.Member, fields), nil)
 }
 
 // alarmRaised reports whether the alarm key is raised.
-func (e *Coordinator) alarmRaised(key string) bool {
-	_, ok := e.alarms.active[key]
+func (c *Coordinator) alarmRaised(key string) bool {
+	_, ok := c.alarms.active[key]
 	return ok
 }
 
-func (e *Coordinator) saveAlarm(a *engine.Alarm) {
-	if err := e.store.Put(bucketAlarms, a.Key, a); err != nil {
-		e.log.Error("alarm not written to the state file", "key", a.Key, "error", err)
+func (c *Coordinator) saveAlarm(a *engine.Alarm) {
+	if err := c.store.Put(bucketAlarms, a.Key, a); err != nil {
+		c.log.Error("alarm not written to the state file", "key", a.Key, "error", err)
 	}
 }
 
 // alarmList returns the raised alarms, oldest first.
-func (e *Coordinator) alarmList() []engine.Alarm {
-	out := make([]engine.Alarm, 0, len(e.alarms.active))
-	for _, a := range e.alarms.active {
+func (c *Coordinator) alarmList() []engine.Alarm {
+	out := make([]engine.Alarm, 0, len(c.alarms.active))
+	for _, a := range c.alarms.active {
 		out = append(out, *a)
 	}
 	slices.SortFunc(out, func(a, b engine.Alarm) int {
-		if c := a.Since.Compare(b.Since); c != 0 {
-			return c
+		if cv := a.Since.Compare(b.Since); cv != 0 {
+			return cv
 		}
 		if a.Key < b.Key {
 			return -1
@@ -157,13 +157,13 @@ func (e *Coordinator) alarmList() []engine.Alarm {
 }
 
 // publishAlarms publishes the raised alarms on the retained alarms topic.
-func (e *Coordinator) publishAlarms() {
-	if e.opts.Publisher == nil {
+func (c *Coordinator) publishAlarms() {
+	if c.opts.Publisher == nil {
 		return
 	}
-	payload, _ := json.Marshal(map[string]any{"alarms": e.alarmList()})
-	if err := e.opts.Publisher.Publish(e.topics.Alarms(), 1, true, payload); err != nil {
-		e.log.Debug("alarms not published", "error", err)
+	payload, _ := json.Marshal(map[string]any{"alarms": c.alarmList()})
+	if err := c.opts.Publisher.Publish(c.topics.Alarms(), 1, true, payload); err != nil {
+		c.log.Debug("alarms not published", "error", err)
 	}
 }
 

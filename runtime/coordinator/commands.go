@@ -23,19 +23,19 @@ func policyVerbs() []string { return []string{"failback", "takeover", "takeover_
 // handles, a member the site does not have, a standby asked to be covered
 // or to cover, a failback of a member nobody covers. The error is the
 // reason given to the operator.
-func (e *Coordinator) checkCommand(verb string, fields map[string]any) error {
+func (c *Coordinator) checkCommand(verb string, fields map[string]any) error {
 	switch {
 	case slices.Contains(runtimeVerbs(), verb):
 		return nil // checked where they are carried out
-	case !e.policyHandles("command:" + verb):
+	case !c.policyHandles("command:" + verb):
 		if slices.Contains(policyVerbs(), verb) {
 			return fmt.Errorf("%s: the policy has no command:%s handler, so nothing would carry it out", verb, verb)
 		}
-		return fmt.Errorf("unknown command %q: the known commands are %s", verb, strings.Join(e.knownVerbs(), ", "))
+		return fmt.Errorf("unknown command %q: the known commands are %s", verb, strings.Join(c.knownVerbs(), ", "))
 	}
 	switch verb {
 	case "takeover":
-		m, err := e.memberField(verb, fields, "member")
+		m, err := c.memberField(verb, fields, "member")
 		if err != nil {
 			return err
 		}
@@ -47,32 +47,32 @@ func (e *Coordinator) checkCommand(verb string, fields map[string]any) error {
 			return fmt.Errorf("takeover: %s is a standby: a standby covers others and is never covered itself", m.ID)
 		}
 		if v := fields["standby"]; v != nil && v != "" { // none named: the policy picks
-			if _, err := e.standbyField(verb, fields); err != nil {
+			if _, err := c.standbyField(verb, fields); err != nil {
 				return err
 			}
 		}
 	case "failback":
-		m, err := e.memberField(verb, fields, "member")
+		m, err := c.memberField(verb, fields, "member")
 		if err != nil {
 			return err
 		}
 		if m.Standby {
 			return fmt.Errorf("failback: %s is a standby: it is never covered, so it has nothing to get back", m.ID)
 		}
-		if e.takeover == nil {
+		if c.takeover == nil {
 			return fmt.Errorf("failback: this instance does not coordinate")
 		}
-		c, ok := e.takeover.Covered(m.ID)
+		cv, ok := c.takeover.Covered(m.ID)
 		switch {
 		case !ok:
 			return fmt.Errorf("failback: %s is not covered by any standby: there is nothing to give back", m.ID)
-		case c.Phase == takeover.PhaseStarting:
-			return fmt.Errorf("failback: the takeover of %s by %s has not finished yet", m.ID, c.Standby)
-		case m.State != "alive" && m.State != "suspect" && (c.Phase == takeover.PhaseCovering || c.Phase == takeover.PhaseCopying):
+		case cv.Phase == takeover.PhaseStarting:
+			return fmt.Errorf("failback: the takeover of %s by %s has not finished yet", m.ID, cv.Standby)
+		case m.State != "alive" && m.State != "suspect" && (cv.Phase == takeover.PhaseCovering || cv.Phase == takeover.PhaseCopying):
 			return fmt.Errorf("failback: %s is %s: it can take its duties back once it is alive", m.ID, m.State)
 		}
 	case "takeover_all":
-		if _, err := e.standbyField(verb, fields); err != nil {
+		if _, err := c.standbyField(verb, fields); err != nil {
 			return err
 		}
 	}
@@ -80,11 +80,11 @@ func (e *Coordinator) checkCommand(verb string, fields map[string]any) error {
 }
 
 // policyHandles reports whether the running policy has a handler for event.
-func (e *Coordinator) policyHandles(event string) bool {
-	if e.policy == nil {
+func (c *Coordinator) policyHandles(event string) bool {
+	if c.policy == nil {
 		return false
 	}
-	for _, h := range e.policy.Handlers() {
+	for _, h := range c.policy.Handlers() {
 		if h.Event == event && h.Count > 0 {
 			return true
 		}
@@ -94,10 +94,10 @@ func (e *Coordinator) policyHandles(event string) bool {
 
 // knownVerbs are the commands the runtime takes now: its own and those the
 // running policy handles.
-func (e *Coordinator) knownVerbs() []string {
+func (c *Coordinator) knownVerbs() []string {
 	verbs := runtimeVerbs()
-	if e.policy != nil {
-		for _, h := range e.policy.Handlers() {
+	if c.policy != nil {
+		for _, h := range c.policy.Handlers() {
 			if v, ok := strings.CutPrefix(h.Event, "command:"); ok && h.Count > 0 && !slices.Contains(verbs, v) {
 				verbs = append(verbs, v)
 			}
@@ -109,7 +109,7 @@ func (e *Coordinator) knownVerbs() []string {
 
 // memberField is the member a command's field names, as the takeover
 // bookkeeping sees it.
-func (e *Coordinator) memberField(verb string, fields map[string]any, key string) (takeover.Member, error) {
+func (c *Coordinator) memberField(verb string, fields map[string]any, key string) (takeover.Member, error) {
 	v, present := fields[key]
 	if !present || v == nil || v == "" {
 		return takeover.Member{}, fmt.Errorf("%s: which member? (%s)", verb, key)
@@ -118,31 +118,31 @@ func (e *Coordinator) memberField(verb string, fields map[string]any, key string
 	if !ok {
 		return takeover.Member{}, fmt.Errorf("%s: %s %v: want a member id", verb, key, v)
 	}
-	m, ok := (siteView{e}).Member(id)
+	m, ok := (siteView{c}).Member(id)
 	if !ok {
-		return takeover.Member{}, fmt.Errorf("%s: no member %q (members: %s)", verb, id, strings.Join(e.site.MemberIDs(), ", "))
+		return takeover.Member{}, fmt.Errorf("%s: no member %q (members: %s)", verb, id, strings.Join(c.site.MemberIDs(), ", "))
 	}
 	return m, nil
 }
 
 // standbyField is the standby a command's standby field names.
-func (e *Coordinator) standbyField(verb string, fields map[string]any) (takeover.Member, error) {
+func (c *Coordinator) standbyField(verb string, fields map[string]any) (takeover.Member, error) {
 	if v, present := fields["standby"]; !present || v == nil || v == "" {
 		return takeover.Member{}, fmt.Errorf("%s: which standby? (standby)", verb)
 	}
-	s, err := e.memberField(verb, fields, "standby")
+	s, err := c.memberField(verb, fields, "standby")
 	if err != nil {
 		return s, err
 	}
 	if !s.Standby {
-		return s, fmt.Errorf("%s: %s is not a standby (standbys: %s)", verb, s.ID, e.standbyIDs())
+		return s, fmt.Errorf("%s: %s is not a standby (standbys: %s)", verb, s.ID, c.standbyIDs())
 	}
 	return s, nil
 }
 
-func (e *Coordinator) standbyIDs() string {
+func (c *Coordinator) standbyIDs() string {
 	var ids []string
-	for _, m := range e.site.Members {
+	for _, m := range c.site.Members {
 		if m.Standby {
 			ids = append(ids, m.ID)
 		}

@@ -27,36 +27,36 @@ type siteConfig struct {
 // it. A report of an older version, or an edit derived from an older one, is
 // answered with the newest: the member writes it into place. So an instance
 // that starts first with an old configuration never overwrites a newer one.
-func (e *Coordinator) ConfigReport(r bus.ConfigReport) {
-	e.Post(func() {
-		cm, ok := e.site.Member(r.Member)
+func (c *Coordinator) ConfigReport(r bus.ConfigReport) {
+	c.Post(func() {
+		cm, ok := c.site.Member(r.Member)
 		if !ok || cm.ConfigBundleName() != r.Bundle {
-			if e.opts.Drops != nil {
-				e.opts.Drops.Drop(r.Member, e.topics.Config(r.Member), len(r.Content), fmt.Errorf("%w: %s has no configuration bundle %q", bus.ErrInvalid, r.Member, r.Bundle))
+			if c.opts.Drops != nil {
+				c.opts.Drops.Drop(r.Member, c.topics.Config(r.Member), len(r.Content), fmt.Errorf("%w: %s has no configuration bundle %q", bus.ErrInvalid, r.Member, r.Bundle))
 			}
 			return
 		}
 		var cur siteConfig
-		found, err := e.store.Get(bucketConfigs, r.Bundle, &cur)
+		found, err := c.store.Get(bucketConfigs, r.Bundle, &cur)
 		if err != nil {
-			e.log.Error("configuration state unreadable", "bundle", r.Bundle, "error", err)
+			c.log.Error("configuration state unreadable", "bundle", r.Bundle, "error", err)
 			return
 		}
 		switch {
 		case !found || (r.Version > cur.Version && r.Base >= cur.Version) || (r.Hash == cur.Hash && r.Version > cur.Version):
 			next := siteConfig{Bundle: r.Bundle, Version: r.Version, Hash: r.Hash, Content: r.Content, From: r.Member}
-			if err := e.store.Put(bucketConfigs, r.Bundle, next); err != nil {
-				e.log.Error("configuration not recorded", "bundle", r.Bundle, "error", err)
+			if err := c.store.Put(bucketConfigs, r.Bundle, next); err != nil {
+				c.log.Error("configuration not recorded", "bundle", r.Bundle, "error", err)
 				return
 			}
 			if found && cur.Hash == r.Hash {
 				return
 			}
-			e.log.Info("configuration accepted", "bundle", r.Bundle, "version", r.Version, "from", r.Member)
-			e.record(engine.Record{Type: "config_accepted", Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "version": r.Version, "previous": cur.Version}})
-			for _, m := range e.site.Members {
+			c.log.Info("configuration accepted", "bundle", r.Bundle, "version", r.Version, "from", r.Member)
+			c.record(engine.Record{Type: "config_accepted", Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "version": r.Version, "previous": cur.Version}})
+			for _, m := range c.site.Members {
 				if m.ID != r.Member && m.ConfigBundleName() == r.Bundle {
-					e.pushConfig(m.ID, next, "a newer version from "+r.Member)
+					c.pushConfig(m.ID, next, "a newer version from "+r.Member)
 				}
 			}
 		case r.Hash == cur.Hash && r.Version == cur.Version:
@@ -66,33 +66,33 @@ func (e *Coordinator) ConfigReport(r bus.ConfigReport) {
 			if r.Version > cur.Version {
 				why = fmt.Sprintf("its edit (version %d) is based on version %d, the site has %d since", r.Version, r.Base, cur.Version)
 			}
-			e.log.Warn("member has an older configuration; sending it the newest", "member", r.Member, "bundle", r.Bundle, "why", why)
-			e.record(engine.Record{Type: "config_stale", Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "reported": r.Version, "base": r.Base, "newest": cur.Version, "why": why}})
-			e.pushConfig(r.Member, cur, why)
+			c.log.Warn("member has an older configuration; sending it the newest", "member", r.Member, "bundle", r.Bundle, "why", why)
+			c.record(engine.Record{Type: "config_stale", Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "reported": r.Version, "base": r.Base, "newest": cur.Version, "why": why}})
+			c.pushConfig(r.Member, cur, why)
 		}
 	})
 }
 
 // pushConfig sends member the bundle's newest version, unless one is on its way.
-func (e *Coordinator) pushConfig(member string, c siteConfig, why string) {
-	for _, f := range e.actions.remote {
-		if f.a.Target == member && f.a.Verb == config.HookConfig && fmt.Sprint(f.a.Args["version"]) == fmt.Sprint(c.Version) {
+func (c *Coordinator) pushConfig(member string, cv siteConfig, why string) {
+	for _, f := range c.actions.remote {
+		if f.a.Target == member && f.a.Verb == config.HookConfig && fmt.Sprint(f.a.Args["version"]) == fmt.Sprint(cv.Version) {
 			return
 		}
 	}
-	args := map[string]any{"member": member, "bundle": c.Bundle, "version": c.Version, "config": c.Content, "from": c.From}
-	if _, err := e.runHook(member, config.HookConfig, args, "configuration: "+why); err != nil {
-		e.log.Error("newest configuration not sent", "member", member, "error", err)
+	args := map[string]any{"member": member, "bundle": cv.Bundle, "version": cv.Version, "config": cv.Content, "from": cv.From}
+	if _, err := c.runHook(member, config.HookConfig, args, "configuration: "+why); err != nil {
+		c.log.Error("newest configuration not sent", "member", member, "error", err)
 	}
 }
 
 // newestConfig is the site's newest version of member's bundle, if known.
-func (e *Coordinator) newestConfig(cm *config.Member) (siteConfig, bool) {
+func (c *Coordinator) newestConfig(cm *config.Member) (siteConfig, bool) {
 	name := cm.ConfigBundleName()
 	if name == "" {
 		return siteConfig{}, false
 	}
-	var c siteConfig
-	found, err := e.store.Get(bucketConfigs, name, &c)
-	return c, found && err == nil
+	var cv siteConfig
+	found, err := c.store.Get(bucketConfigs, name, &cv)
+	return cv, found && err == nil
 }

@@ -126,174 +126,174 @@ func New(opts Options) (*Coordinator, error) {
 
 // Attach takes what it needs of the loop it belongs to (engine.Coordinator;
 // engine.New calls it). The members it probes join the table.
-func (e *Coordinator) Attach(loop *engine.Engine) {
-	e.loop = loop
-	e.site = loop.Site()
-	e.log = loop.Logger()
-	e.clock = loop.Clock()
-	e.topics = bus.Topics{Site: e.site.Name}
-	e.table = loop.Table()
-	e.opts.Self = loop.Self()
-	e.opts.Drops = loop.Drops()
-	for _, m := range e.site.Members {
+func (c *Coordinator) Attach(loop *engine.Engine) {
+	c.loop = loop
+	c.site = loop.Site()
+	c.log = loop.Logger()
+	c.clock = loop.Clock()
+	c.topics = bus.Topics{Site: c.site.Name}
+	c.table = loop.Table()
+	c.opts.Self = loop.Self()
+	c.opts.Drops = loop.Drops()
+	for _, m := range c.site.Members {
 		if m.Probe != nil {
-			e.table.Add(m.ID, m.Heartbeat.D(), m.LostAfter.D())
+			c.table.Add(m.ID, m.Heartbeat.D(), m.LostAfter.D())
 		}
 	}
 }
 
 // Store returns the coordinator's state store.
-func (e *Coordinator) Store() *store.Store { return e.store }
+func (c *Coordinator) Store() *store.Store { return c.store }
 
 // Post queues f to run on the loop. Safe from any goroutine.
-func (e *Coordinator) Post(f func()) { e.loop.Post(f) }
+func (c *Coordinator) Post(f func()) { c.loop.Post(f) }
 
 // Do runs f on the loop and waits for it, or for ctx.
-func (e *Coordinator) Do(ctx context.Context, f func()) error { return e.loop.Do(ctx, f) }
+func (c *Coordinator) Do(ctx context.Context, f func()) error { return c.loop.Do(ctx, f) }
 
 // record adds a record to the loop's stream (on the loop).
-func (e *Coordinator) record(r engine.Record) { e.loop.Record(r) }
+func (c *Coordinator) record(r engine.Record) { c.loop.Record(r) }
 
 // Start brings the coordinator up on the loop: the drivers connect, the
 // state is restored, the policy loads; a policy that does not load is an
 // error.
-func (e *Coordinator) Start(ctx context.Context) error {
-	e.ctx = ctx
-	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
-		d := e.opts.Drivers[name]
-		d.Start(ctx, func(ev drivers.Event) { e.Post(func() { e.onDriverEvent(name, ev) }) })
+func (c *Coordinator) Start(ctx context.Context) error {
+	c.ctx = ctx
+	for _, name := range slices.Sorted(maps.Keys(c.opts.Drivers)) {
+		d := c.opts.Drivers[name]
+		d.Start(ctx, func(ev drivers.Event) { c.Post(func() { c.onDriverEvent(name, ev) }) })
 	}
-	if err := e.startTakeover(); err != nil {
+	if err := c.startTakeover(); err != nil {
 		return err
 	}
-	if err := e.restoreRouting(); err != nil {
+	if err := c.restoreRouting(); err != nil {
 		return fmt.Errorf("desired routing: %w", err)
 	}
-	if err := e.restoreDrills(); err != nil {
+	if err := c.restoreDrills(); err != nil {
 		return err
 	}
-	if err := e.restoreAlarms(); err != nil {
+	if err := c.restoreAlarms(); err != nil {
 		return fmt.Errorf("alarms: %w", err)
 	}
-	e.actions.start(ctx)
-	e.startProbes(ctx)
-	if err := e.resumeActions(); err != nil {
+	c.actions.start(ctx)
+	c.startProbes(ctx)
+	if err := c.resumeActions(); err != nil {
 		return err
 	}
-	if err := e.timers.restore(); err != nil {
+	if err := c.timers.restore(); err != nil {
 		return err
 	}
-	defer e.redeliverInbox()
-	if e.site.PolicyPath() == "" {
-		e.log.Warn("site has no policy: events are recorded, nothing decides")
+	defer c.redeliverInbox()
+	if c.site.PolicyPath() == "" {
+		c.log.Warn("site has no policy: events are recorded, nothing decides")
 		return nil
 	}
-	p, err := e.loadPolicy()
+	p, err := c.loadPolicy()
 	if err != nil {
 		return err
 	}
-	e.installPolicy(p, false)
+	c.installPolicy(p, false)
 	return nil
 }
 
 // Stop closes the policy and the drivers. Call it on the loop.
-func (e *Coordinator) Stop() {
-	if e.policy != nil {
-		e.policy.Close()
-		e.policy = nil
+func (c *Coordinator) Stop() {
+	if c.policy != nil {
+		c.policy.Close()
+		c.policy = nil
 	}
-	e.stopProbes()
-	e.actions.stop()
-	e.timers.stop()
-	e.stopRouting()
-	if e.takeover != nil {
-		e.takeover.Stop()
+	c.stopProbes()
+	c.actions.stop()
+	c.timers.stop()
+	c.stopRouting()
+	if c.takeover != nil {
+		c.takeover.Stop()
 	}
-	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
-		if err := e.opts.Drivers[name].Close(); err != nil {
-			e.log.Warn("closing driver", "driver", name, "error", err)
+	for _, name := range slices.Sorted(maps.Keys(c.opts.Drivers)) {
+		if err := c.opts.Drivers[name].Close(); err != nil {
+			c.log.Warn("closing driver", "driver", name, "error", err)
 		}
 	}
-	e.closeOwnStore()
+	c.closeOwnStore()
 }
 
 // closeOwnStore removes a throw-away store.
-func (e *Coordinator) closeOwnStore() {
-	if e.ownStore != "" {
-		e.store.Close()
-		os.RemoveAll(e.ownStore)
-		e.ownStore = ""
+func (c *Coordinator) closeOwnStore() {
+	if c.ownStore != "" {
+		c.store.Close()
+		os.RemoveAll(c.ownStore)
+		c.ownStore = ""
 	}
 }
 
 // Emit hands an event of the given name to the policy (on the loop). Any
 // goroutine.
-func (e *Coordinator) Emit(name string, fields map[string]any) {
-	e.Post(func() { e.dispatch(policy.Event{Name: name, At: e.clock.Now(), Fields: fields}) })
+func (c *Coordinator) Emit(name string, fields map[string]any) {
+	c.Post(func() { c.dispatch(policy.Event{Name: name, At: c.clock.Now(), Fields: fields}) })
 }
 
 // BusConnected follows the bus connection (on the loop): on (re)connect it
 // publishes every member's state and its retained topics again, so that
 // they are right whatever happened while it was away.
-func (e *Coordinator) BusConnected(up bool) {
-	if !up || e.opts.Publisher == nil {
+func (c *Coordinator) BusConnected(up bool) {
+	if !up || c.opts.Publisher == nil {
 		return
 	}
-	for _, m := range e.table.All() {
-		e.publishState(m)
+	for _, m := range c.table.All() {
+		c.publishState(m)
 	}
-	e.publishDrills()
-	e.publishCopies()
-	e.publishAlarms()
+	c.publishDrills()
+	c.publishCopies()
+	c.publishAlarms()
 }
 
 // Described follows a member that described itself (on the loop).
-func (e *Coordinator) Described(id string) {
-	if e.opts.Publisher == nil {
+func (c *Coordinator) Described(id string) {
+	if c.opts.Publisher == nil {
 		return
 	}
-	if lm, ok := e.table.Get(id); ok {
-		e.publishState(lm)
+	if lm, ok := c.table.Get(id); ok {
+		c.publishState(lm)
 	}
 }
 
 // Reload loads the policy files again; if they fail to load, the running
 // policy stays and the error is reported with file:line. Any goroutine.
-func (e *Coordinator) Reload() {
-	e.Post(func() {
-		if e.site.PolicyPath() == "" {
+func (c *Coordinator) Reload() {
+	c.Post(func() {
+		if c.site.PolicyPath() == "" {
 			return
 		}
-		p, err := e.loadPolicy()
+		p, err := c.loadPolicy()
 		if err != nil {
-			e.policyError = err.Error()
-			e.log.Error("policy reload failed; the previous policy keeps running", "error", err)
-			e.record(engine.Record{Type: "policy_error", Fields: map[string]any{"error": err.Error(), "kept": "previous policy"}})
+			c.policyError = err.Error()
+			c.log.Error("policy reload failed; the previous policy keeps running", "error", err)
+			c.record(engine.Record{Type: "policy_error", Fields: map[string]any{"error": err.Error(), "kept": "previous policy"}})
 			return
 		}
-		e.installPolicy(p, true)
+		c.installPolicy(p, true)
 	})
 }
 
-func (e *Coordinator) loadPolicy() (*policy.Policy, error) {
-	return policy.Load(policyEnv{e}, policy.Options{
-		File:     e.site.PolicyPath(),
-		Timeout:  e.site.Policy.HandlerTimeout.D(),
-		Settings: e.site.Policy.Settings,
-		Site:     e.site.Name,
-		Self:     e.opts.Self,
-		Logger:   e.log.With("component", "policy"),
+func (c *Coordinator) loadPolicy() (*policy.Policy, error) {
+	return policy.Load(policyEnv{c}, policy.Options{
+		File:     c.site.PolicyPath(),
+		Timeout:  c.site.Policy.HandlerTimeout.D(),
+		Settings: c.site.Policy.Settings,
+		Site:     c.site.Name,
+		Self:     c.opts.Self,
+		Logger:   c.log.With("component", "policy"),
 	})
 }
 
-func (e *Coordinator) installPolicy(p *policy.Policy, reload bool) {
-	if e.policy != nil {
-		e.policy.Close()
-		e.reloads++
+func (c *Coordinator) installPolicy(p *policy.Policy, reload bool) {
+	if c.policy != nil {
+		c.policy.Close()
+		c.reloads++
 	}
-	e.policy = p
-	e.policyLoaded = e.clock.Now()
-	e.policyError = ""
+	c.policy = p
+	c.policyLoaded = c.clock.Now()
+	c.policyError = ""
 	var handlers []string
 	for _, h := range p.Handlers() {
 		handlers = append(handlers, h.Event)
@@ -302,60 +302,60 @@ func (e *Coordinator) installPolicy(p *policy.Policy, reload bool) {
 	if reload {
 		verb = "policy reloaded"
 	}
-	e.log.Info(verb, "file", e.site.PolicyPath(), "handlers", handlers)
-	e.record(engine.Record{Type: "policy_loaded", Fields: map[string]any{"file": e.site.PolicyPath(), "reload": reload}})
-	e.dispatch(policy.Event{Name: "coordinator", At: e.clock.Now(), Fields: map[string]any{"reload": reload}})
+	c.log.Info(verb, "file", c.site.PolicyPath(), "handlers", handlers)
+	c.record(engine.Record{Type: "policy_loaded", Fields: map[string]any{"file": c.site.PolicyPath(), "reload": reload}})
+	c.dispatch(policy.Event{Name: "coordinator", At: c.clock.Now(), Fields: map[string]any{"reload": reload}})
 }
 
 // dispatchLater hands an event to the policy once the current work is done,
 // so an event raised while a handler runs does not re-enter the policy.
-func (e *Coordinator) dispatchLater(ev policy.Event) { e.postCaused(func() { e.dispatch(ev) }) }
+func (c *Coordinator) dispatchLater(ev policy.Event) { c.postCaused(func() { c.dispatch(ev) }) }
 
 // postCaused queues f for the loop as Post does, carrying the current cause
 // to it. Call it on the loop.
-func (e *Coordinator) postCaused(f func()) {
-	cause := e.cause
+func (c *Coordinator) postCaused(f func()) {
+	cause := c.cause
 	if cause == 0 {
-		e.Post(f)
+		c.Post(f)
 		return
 	}
-	e.Post(func() {
-		prev := e.cause
-		e.cause = cause
-		defer func() { e.cause = prev }()
+	c.Post(func() {
+		prev := c.cause
+		c.cause = cause
+		defer func() { c.cause = prev }()
 		f()
 	})
 }
 
 // dispatch hands an event to the policy and reports handler failures.
-func (e *Coordinator) dispatch(ev policy.Event) { e.dispatchWith(ev, nil) }
+func (c *Coordinator) dispatch(ev policy.Event) { c.dispatchWith(ev, nil) }
 
 // dispatchWith hands an event to the policy; the actions its handlers ask
 // for are recorded together with done (if any) when they return.
-func (e *Coordinator) dispatchWith(ev policy.Event, done func(*store.Tx) error) {
-	if e.policy == nil {
+func (c *Coordinator) dispatchWith(ev policy.Event, done func(*store.Tx) error) {
+	if c.policy == nil {
 		if done != nil {
-			if err := e.store.Update(done); err != nil {
-				e.log.Error("state not written", "event", ev.Name, "error", err)
+			if err := c.store.Update(done); err != nil {
+				c.log.Error("state not written", "event", ev.Name, "error", err)
 			}
 		}
 		return
 	}
-	e.actions.beginBatch()
-	errs := e.policy.Dispatch(ev)
-	e.actions.commitBatch(done)
+	c.actions.beginBatch()
+	errs := c.policy.Dispatch(ev)
+	c.actions.commitBatch(done)
 	for _, err := range errs {
-		e.log.Error("policy handler failed", "event", ev.Name, "error", err)
-		e.record(engine.Record{Type: "policy_error", Fields: map[string]any{"event": ev.Name, "error": err.Error()}})
+		c.log.Error("policy handler failed", "event", ev.Name, "error", err)
+		c.record(engine.Record{Type: "policy_error", Fields: map[string]any{"event": ev.Name, "error": err.Error()}})
 	}
-	if err := e.policy.Broken(); err != nil {
-		e.log.Error("policy state is no longer trusted; loading it afresh", "error", err)
-		e.policy.Close()
-		e.policy = nil
-		if p, lerr := e.loadPolicy(); lerr == nil {
-			e.installPolicy(p, true)
+	if err := c.policy.Broken(); err != nil {
+		c.log.Error("policy state is no longer trusted; loading it afresh", "error", err)
+		c.policy.Close()
+		c.policy = nil
+		if p, lerr := c.loadPolicy(); lerr == nil {
+			c.installPolicy(p, true)
 		} else {
-			e.log.Error("policy reload after a fault failed: no policy is running", "error", lerr)
+			c.log.Error("policy reload after a fault failed: no policy is running", "error", lerr)
 		}
 	}
 }
@@ -363,82 +363,82 @@ func (e *Coordinator) dispatchWith(ev policy.Event, done func(*store.Tx) error) 
 // MemberEvent follows a change in the member table (on the loop): the
 // record, the retained state, the takeover bookkeeping, the policy, and
 // the site's routing for a member seen alive.
-func (e *Coordinator) MemberEvent(ev members.Event) {
+func (c *Coordinator) MemberEvent(ev members.Event) {
 	switch ev.Kind {
 	case members.EventBusSilent, members.EventBusHeard:
-		e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
+		c.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
 		return
 	}
 	fields := map[string]any{"state": string(ev.Member.State), "previous": string(ev.Previous), "reason": ev.Member.Reason}
 	if ev.Silence > 0 {
 		fields["silence_ms"] = ev.Silence.Milliseconds()
 	}
-	e.record(engine.Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: e.drillFields(ev.Member.ID, fields)})
-	if e.opts.Publisher != nil {
-		e.publishState(ev.Member)
+	c.record(engine.Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: c.drillFields(ev.Member.ID, fields)})
+	if c.opts.Publisher != nil {
+		c.publishState(ev.Member)
 	}
-	if e.takeover != nil {
-		e.takeover.MemberChanged(ev.Member.ID)
-		e.publishTakeover()
+	if c.takeover != nil {
+		c.takeover.MemberChanged(ev.Member.ID)
+		c.publishTakeover()
 	}
-	m := e.policyMember(ev.Member.ID)
-	e.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Member: &m, Fields: e.drillFields(m.ID, map[string]any{"reason": ev.Member.Reason, "previous": string(ev.Previous)})})
+	m := c.policyMember(ev.Member.ID)
+	c.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Member: &m, Fields: c.drillFields(m.ID, map[string]any{"reason": ev.Member.Reason, "previous": string(ev.Previous)})})
 	if (ev.Kind == members.EventSeen || ev.Kind == members.EventRestored) && ev.Member.State == members.Alive {
-		e.assertMember(ev.Member.ID) // outputs with no desired route yet: its own inputs, or its standby's
+		c.assertMember(ev.Member.ID) // outputs with no desired route yet: its own inputs, or its standby's
 	}
 }
 
-func (e *Coordinator) publishState(m members.Member) {
-	cm, _ := e.site.Member(m.ID)
+func (c *Coordinator) publishState(m members.Member) {
+	cm, _ := c.site.Member(m.ID)
 	state := map[string]any{
-		"member": m.ID, "state": e.stateOf(m.ID), "since": m.Since, "reason": m.Reason,
+		"member": m.ID, "state": c.stateOf(m.ID), "since": m.Since, "reason": m.Reason,
 		"roles": cm.Roles, "usage": cm.Usage, "standby": cm.Standby,
 	}
-	if e.takeover != nil {
-		if c, ok := e.takeover.Covered(m.ID); ok {
-			state["covered_by"] = c.Standby
-			state["coverage_phase"] = c.Phase
-			if left, ok := e.takeover.GraceRemaining(m.ID); ok {
+	if c.takeover != nil {
+		if cv, ok := c.takeover.Covered(m.ID); ok {
+			state["covered_by"] = cv.Standby
+			state["coverage_phase"] = cv.Phase
+			if left, ok := c.takeover.GraceRemaining(m.ID); ok {
 				state["grace_remaining_s"] = left.Seconds()
-				state["grace_until"] = c.GraceUntil
+				state["grace_until"] = cv.GraceUntil
 			}
 		}
-		if covers := e.takeover.Covering(m.ID); len(covers) > 0 {
+		if covers := c.takeover.Covering(m.ID); len(covers) > 0 {
 			state["covering"] = covers
 		}
 	}
-	if d, ok := e.drills[m.ID]; ok {
+	if d, ok := c.drills[m.ID]; ok {
 		state["drill"] = d.Fault
 		state["drill_until"] = d.Until
 	}
 	payload, _ := json.Marshal(state)
-	if err := e.opts.Publisher.Publish(e.topics.State(m.ID), 1, true, payload); err != nil {
-		e.log.Debug("state not published", "member", m.ID, "error", err)
+	if err := c.opts.Publisher.Publish(c.topics.State(m.ID), 1, true, payload); err != nil {
+		c.log.Debug("state not published", "member", m.ID, "error", err)
 	}
 }
 
-func (e *Coordinator) onDriverEvent(name string, ev drivers.Event) {
+func (c *Coordinator) onDriverEvent(name string, ev drivers.Event) {
 	fields := map[string]any{"driver": name}
 	for k, v := range ev.Fields {
 		fields[k] = v
 	}
 	switch ev.Name {
 	case drivers.EventDisconnected:
-		e.log.Warn("driver disconnected", "driver", name, "error", ev.Fields["error"])
+		c.log.Warn("driver disconnected", "driver", name, "error", ev.Fields["error"])
 	case drivers.EventConnected:
-		e.log.Info("driver connected", "driver", name, "address", ev.Fields["address"])
+		c.log.Info("driver connected", "driver", name, "address", ev.Fields["address"])
 	}
-	e.record(engine.Record{Type: ev.Name, Fields: fields})
-	e.dispatch(policy.Event{Name: ev.Name, At: e.clock.Now(), Fields: fields})
+	c.record(engine.Record{Type: ev.Name, Fields: fields})
+	c.dispatch(policy.Event{Name: ev.Name, At: c.clock.Now(), Fields: fields})
 	// Then the routing read back is compared with the desired routing.
 	switch ev.Name {
 	case drivers.EventConnected:
-		e.routingConnected(name)
+		c.routingConnected(name)
 	case drivers.EventRouteChanged:
 		out, ok1 := ev.Fields["output"].(int)
 		in, ok2 := ev.Fields["input"].(int)
 		if ok1 && ok2 {
-			e.routingChanged(name, out, in)
+			c.routingChanged(name, out, in)
 		}
 	}
 }
@@ -446,41 +446,41 @@ func (e *Coordinator) onDriverEvent(name string, ev drivers.Event) {
 // Record sees every record of the loop (engine.Coordinator): it stamps the
 // command it follows from, hands it to the commands waiting for theirs, and
 // publishes it on the events topic.
-func (e *Coordinator) Record(r *engine.Record) {
+func (c *Coordinator) Record(r *engine.Record) {
 	if r.Cause == 0 {
-		r.Cause = e.cause
+		r.Cause = c.cause
 	}
-	for _, c := range e.captures {
-		if r.Cause != 0 && c.cause == r.Cause {
-			c.records = append(c.records, *r)
+	for _, cv := range c.captures {
+		if r.Cause != 0 && cv.cause == r.Cause {
+			cv.records = append(cv.records, *r)
 		}
 	}
-	if e.opts.Publisher != nil {
+	if c.opts.Publisher != nil {
 		payload, err := json.Marshal(r)
 		if err == nil {
-			if err := e.opts.Publisher.Publish(e.topics.Events(), 1, false, payload); err != nil {
-				e.log.Debug("record not published", "type", r.Type, "error", err)
+			if err := c.opts.Publisher.Publish(c.topics.Events(), 1, false, payload); err != nil {
+				c.log.Debug("record not published", "type", r.Type, "error", err)
 			}
 		}
 	}
 }
 
-func (e *Coordinator) policyMember(id string) policy.Member {
-	cm, _ := e.site.Member(id)
-	lm, _ := e.table.Get(id)
+func (c *Coordinator) policyMember(id string) policy.Member {
+	cm, _ := c.site.Member(id)
+	lm, _ := c.table.Get(id)
 	m := policy.Member{
-		ID: id, State: e.stateOf(id), Since: lm.Since, Reason: lm.Reason,
+		ID: id, State: c.stateOf(id), Since: lm.Since, Reason: lm.Reason,
 		Roles: cm.Roles, Usage: cm.Usage, Priority: cm.Priority, Standby: cm.Standby,
-		Self: id == e.opts.Self, Duties: dutiesOf(cm),
+		Self: id == c.opts.Self, Duties: dutiesOf(cm),
 		Pool: cm.Pool, Capacity: cm.Capacity, DiskLayout: cm.DiskLayout,
 		Capabilities: cm.Capabilities, Requires: cm.Requires, Failover: settingsOf(cm.Settings),
 	}
-	if e.broken[id] {
+	if c.broken[id] {
 		m.Reason = "all material disks failed"
 	}
-	if e.takeover != nil {
-		if c, ok := e.takeover.Covered(id); ok {
-			m.CoveredBy = c.Standby
+	if c.takeover != nil {
+		if cv, ok := c.takeover.Covered(id); ok {
+			m.CoveredBy = cv.Standby
 		}
 	}
 	return m
@@ -488,10 +488,10 @@ func (e *Coordinator) policyMember(id string) policy.Member {
 
 // memberEvent is a policy event about member (none when it is "" or not a
 // member the table knows): the member as it is now goes with it.
-func (e *Coordinator) memberEvent(name string, at time.Time, member string, fields map[string]any) policy.Event {
+func (c *Coordinator) memberEvent(name string, at time.Time, member string, fields map[string]any) policy.Event {
 	ev := policy.Event{Name: name, At: at, Fields: fields}
-	if member != "" && e.table.Known(member) {
-		m := e.policyMember(member)
+	if member != "" && c.table.Known(member) {
+		m := c.policyMember(member)
 		ev.Member = &m
 	}
 	return ev
@@ -500,17 +500,17 @@ func (e *Coordinator) memberEvent(name string, at time.Time, member string, fiel
 // MemberState is a member's state as the site sees it (engine.Coordinator):
 // the member table's, except that an alive member whose material disks all
 // failed is broken.
-func (e *Coordinator) MemberState(id string, state members.State) string {
-	if e.broken[id] && (state == members.Alive || state == members.Suspect) {
+func (c *Coordinator) MemberState(id string, state members.State) string {
+	if c.broken[id] && (state == members.Alive || state == members.Suspect) {
 		return "broken"
 	}
 	return string(state)
 }
 
 // stateOf is a member's state as the policy sees it.
-func (e *Coordinator) stateOf(id string) string {
-	lm, _ := e.table.Get(id)
-	return e.MemberState(id, lm.State)
+func (c *Coordinator) stateOf(id string) string {
+	lm, _ := c.table.Get(id)
+	return c.MemberState(id, lm.State)
 }
 
 // CheckPolicy loads the site's policy the way the coordinator would, on a

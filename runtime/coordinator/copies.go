@@ -30,16 +30,16 @@ import (
 // hook, if any, runs after the built-in copy.
 
 // copyActions are the actions of a material copy (takeover.Site).
-func (e *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, error) {
-	dest, ok := e.site.Member(req.Member)
+func (c *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, error) {
+	dest, ok := c.site.Member(req.Member)
 	if !ok {
 		return nil, fmt.Errorf("no member %q", req.Member)
 	}
-	args := siteView{e}.Bundle(req.Member)
+	args := siteView{c}.Bundle(req.Member)
 	args["member"] = req.Member
 	args["since"], args["until"] = rfc3339(req.Since), rfc3339(req.Until)
-	args["settle_s"] = e.site.CopySettle().Seconds()
-	args["limit_bps"] = e.site.CopyLimit()
+	args["settle_s"] = c.site.CopySettle().Seconds()
+	args["limit_bps"] = c.site.CopyLimit()
 	copyAction := takeover.Action{Target: req.Member, Verb: config.HookCopy, Args: args, Cause: req.Cause}
 	_, hasHook := dest.Hooks[config.HookCopy]
 	destFolder := func(i int) string {
@@ -64,7 +64,7 @@ func (e *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, 
 		return []takeover.Action{copyAction}, nil
 	}
 
-	src, ok := e.site.Member(req.From)
+	src, ok := c.site.Member(req.From)
 	switch {
 	case req.From == "":
 		return nil, errors.New("say where the material comes from: a member (from) or folders (paths)")
@@ -82,7 +82,7 @@ func (e *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, 
 		return nil, fmt.Errorf("%s has no duties.material folders to copy to", req.Member)
 	}
 	token := copyToken()
-	sub := e.site.CopySubfolder(req.Member)
+	sub := c.site.CopySubfolder(req.Member)
 	granted := map[string]any{}
 	roots := make([]any, len(src.Duties.Material))
 	for i, folder := range src.Duties.Material {
@@ -100,14 +100,14 @@ func (e *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, 
 // copyMissing starts a copy asked for by the policy and returns the copy
 // action's id. While the member is covered (or failing back), the standby
 // and the start of the coverage are the defaults of From and Since.
-func (e *Coordinator) copyMissing(req takeover.CopyRequest) (string, error) {
-	if e.takeover != nil {
-		if c, ok := e.takeover.Covered(req.Member); ok {
+func (c *Coordinator) copyMissing(req takeover.CopyRequest) (string, error) {
+	if c.takeover != nil {
+		if cv, ok := c.takeover.Covered(req.Member); ok {
 			if req.From == "" && len(req.Paths) == 0 {
-				req.From = c.Standby
+				req.From = cv.Standby
 			}
 			if req.Since.IsZero() {
-				req.Since = c.Since
+				req.Since = cv.Since
 			}
 		}
 	}
@@ -115,18 +115,18 @@ func (e *Coordinator) copyMissing(req takeover.CopyRequest) (string, error) {
 		return "", fmt.Errorf("%s is not covered: say since when its material is missing (since)", req.Member)
 	}
 	if req.Until.IsZero() {
-		req.Until = e.clock.Now()
+		req.Until = c.clock.Now()
 	}
 	if !req.Until.After(req.Since) {
 		return "", fmt.Errorf("until (%s) is not after since (%s)", rfc3339(req.Until), rfc3339(req.Since))
 	}
-	acts, err := e.copyActions(req)
+	acts, err := c.copyActions(req)
 	if err != nil {
 		return "", err
 	}
 	var id string
 	for _, t := range acts {
-		if id, err = e.actions.add(&action{Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause}); err != nil {
+		if id, err = c.actions.add(&action{Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause}); err != nil {
 			return "", err
 		}
 	}
@@ -160,34 +160,34 @@ func (a *action) copyFields() map[string]any {
 
 // copyEvent reports a copy event to the record stream and the policy.
 // Progress is not kept for redelivery: the next report supersedes it.
-func (e *Coordinator) copyEvent(name string, a *action, fields map[string]any) {
+func (c *Coordinator) copyEvent(name string, a *action, fields map[string]any) {
 	member, _ := a.Args["member"].(string)
-	e.record(engine.Record{Type: name, Member: member, Fields: fields})
-	ev := e.memberEvent(name, e.clock.Now(), member, fields)
+	c.record(engine.Record{Type: name, Member: member, Fields: fields})
+	ev := c.memberEvent(name, c.clock.Now(), member, fields)
 	if name == "copy_progress" {
-		e.dispatch(ev)
+		c.dispatch(ev)
 		return
 	}
-	e.deliverOnce(ev, nil)
+	c.deliverOnce(ev, nil)
 }
 
 // copyStarted reports a copy sent for the first time.
-func (e *Coordinator) copyStarted(a *action) {
+func (c *Coordinator) copyStarted(a *action) {
 	if a.isCopy() {
-		e.log.Info("material copy started", "member", a.Args["member"], "from", a.Args["from"], "since", a.Args["since"], "until", a.Args["until"], "action", a.ID)
-		e.copyEvent("copy_started", a, a.copyFields())
-		e.publishCopies()
+		c.log.Info("material copy started", "member", a.Args["member"], "from", a.Args["from"], "since", a.Args["since"], "until", a.Args["until"], "action", a.ID)
+		c.copyEvent("copy_started", a, a.copyFields())
+		c.publishCopies()
 	}
 }
 
 // copyFinished reports a copy's result: copy_done with the report, or
 // copy_failed with the error (and the report as far as it got).
-func (e *Coordinator) copyFinished(a *action, result any, err error) {
+func (c *Coordinator) copyFinished(a *action, result any, err error) {
 	if !a.isCopy() {
 		return
 	}
-	delete(e.copies, a.ID)
-	defer e.publishCopies()
+	delete(c.copies, a.ID)
+	defer c.publishCopies()
 	fields := a.copyFields()
 	if r, ok := result.(map[string]any); ok {
 		for k, v := range r {
@@ -198,60 +198,60 @@ func (e *Coordinator) copyFinished(a *action, result any, err error) {
 	}
 	if err != nil {
 		fields["error"] = err.Error()
-		e.copyEvent("copy_failed", a, fields)
+		c.copyEvent("copy_failed", a, fields)
 		return
 	}
-	e.copyEvent("copy_done", a, fields)
+	c.copyEvent("copy_done", a, fields)
 	member, _ := a.Args["member"].(string)
 	key := AlarmCopyFoundNone + ":" + member
 	if nothing, _ := fields["found_nothing"].(bool); nothing {
-		e.raiseAlarm(engine.Alarm{Key: key, Kind: AlarmCopyFoundNone, Severity: SeverityWarning, Member: member,
+		c.raiseAlarm(engine.Alarm{Key: key, Kind: AlarmCopyFoundNone, Severity: SeverityWarning, Member: member,
 			Message: fmt.Sprintf("the copy to %s from %v found nothing to copy: %v has no folder for it there (check copy.subfolder and the material folders)", member, a.Args["from"], a.Args["from"]),
 			Fields:  map[string]any{"from": a.Args["from"], "missing_folders": fields["missing_folders"]}})
 	} else {
-		e.clearAlarm(key, "a copy found material")
+		c.clearAlarm(key, "a copy found material")
 	}
 }
 
 // CopyProgress feeds an instance's report on a copy it runs. Any goroutine.
-func (e *Coordinator) CopyProgress(p bus.CopyProgress) {
-	e.Post(func() {
-		f, ok := e.actions.remote[p.Action]
+func (c *Coordinator) CopyProgress(p bus.CopyProgress) {
+	c.Post(func() {
+		f, ok := c.actions.remote[p.Action]
 		if !ok || !f.a.isCopy() || f.a.Target != p.Member {
 			return // not a copy we wait for (finished already, or another coordinator's)
 		}
-		cs, seen := e.copies[p.Action]
+		cs, seen := c.copies[p.Action]
 		if !seen {
-			cs.Since = e.clock.Now()
+			cs.Since = c.clock.Now()
 		}
 		cs.CopyProgress = p
-		e.copies[p.Action] = cs
+		c.copies[p.Action] = cs
 		fields := f.a.copyFields()
 		fields["files_done"], fields["files_total"] = p.FilesDone, p.FilesTotal
 		fields["bytes_done"], fields["bytes_total"] = p.BytesDone, p.BytesTotal
 		fields["rate"], fields["eta_s"] = p.Rate, p.ETA
-		e.copyEvent("copy_progress", f.a, fields)
-		e.publishCopies()
+		c.copyEvent("copy_progress", f.a, fields)
+		c.publishCopies()
 	})
 }
 
 // publishCopies publishes the copies in progress on the retained copies
 // topic, for show control.
-func (e *Coordinator) publishCopies() {
-	if e.opts.Publisher == nil {
+func (c *Coordinator) publishCopies() {
+	if c.opts.Publisher == nil {
 		return
 	}
-	payload, _ := json.Marshal(map[string]any{"copies": nonNil(e.copyStatus())})
-	if err := e.opts.Publisher.Publish(e.topics.Copies(), 1, true, payload); err != nil {
-		e.log.Debug("copies not published", "error", err)
+	payload, _ := json.Marshal(map[string]any{"copies": nonNil(c.copyStatus())})
+	if err := c.opts.Publisher.Publish(c.topics.Copies(), 1, true, payload); err != nil {
+		c.log.Debug("copies not published", "error", err)
 	}
 }
 
 // copyStatus lists the copies in progress.
-func (e *Coordinator) copyStatus() []engine.CopyStatus {
+func (c *Coordinator) copyStatus() []engine.CopyStatus {
 	var out []engine.CopyStatus
-	for _, id := range slices.Sorted(maps.Keys(e.copies)) {
-		out = append(out, e.copies[id])
+	for _, id := range slices.Sorted(maps.Keys(c.copies)) {
+		out = append(out, c.copies[id])
 	}
 	return out
 }

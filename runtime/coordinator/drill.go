@@ -101,54 +101,54 @@ func ParseDrill(fields map[string]any) (DrillRequest, error) {
 }
 
 // startDrill starts a real drill (on the loop).
-func (e *Coordinator) startDrill(r DrillRequest, by string) error {
-	if !e.table.Known(r.Member) {
+func (c *Coordinator) startDrill(r DrillRequest, by string) error {
+	if !c.table.Known(r.Member) {
 		return fmt.Errorf("drill: no member %q", r.Member)
 	}
 	if r.DryRun {
 		return nil // the instance runs it on a simulation
 	}
-	if r.Member == e.opts.Self {
+	if r.Member == c.opts.Self {
 		return fmt.Errorf("drill: %s is the coordinator; drill another member", r.Member)
 	}
-	if _, on := e.drills[r.Member]; on {
+	if _, on := c.drills[r.Member]; on {
 		return fmt.Errorf("drill: %s is in a drill already", r.Member)
 	}
-	if state := e.stateOf(r.Member); state != string(members.Alive) {
+	if state := c.stateOf(r.Member); state != string(members.Alive) {
 		return fmt.Errorf("drill: %s is %s; a drill needs a member that is alive", r.Member, state)
 	}
-	now := e.clock.Now()
-	d := &drill{Member: r.Member, Fault: r.Fault, Started: now, Until: now.Add(r.Revert), By: by, Broken: e.broken[r.Member]}
-	if err := e.store.Put(bucketDrills, d.Member, d); err != nil {
+	now := c.clock.Now()
+	d := &drill{Member: r.Member, Fault: r.Fault, Started: now, Until: now.Add(r.Revert), By: by, Broken: c.broken[r.Member]}
+	if err := c.store.Put(bucketDrills, d.Member, d); err != nil {
 		return fmt.Errorf("drill: %w", err)
 	}
-	e.drills[d.Member] = d
-	e.log.Warn("fire drill started", "member", d.Member, "fault", d.Fault, "revert_at", d.Until, "by", by)
-	e.record(engine.Record{Type: "drill_started", Member: d.Member, Fields: map[string]any{
+	c.drills[d.Member] = d
+	c.log.Warn("fire drill started", "member", d.Member, "fault", d.Fault, "revert_at", d.Until, "by", by)
+	c.record(engine.Record{Type: "drill_started", Member: d.Member, Fields: map[string]any{
 		"fault": d.Fault, "dry_run": false, "revert_at": d.Until, "revert_after_s": r.Revert.Seconds(), "by": by}})
-	e.armDrill(d)
-	e.publishDrills()
-	e.applyDrill(d)
+	c.armDrill(d)
+	c.publishDrills()
+	c.applyDrill(d)
 	return nil
 }
 
 // applyDrill gives the member the drill's fault.
-func (e *Coordinator) applyDrill(d *drill) {
+func (c *Coordinator) applyDrill(d *drill) {
 	switch d.Fault {
 	case DrillLost:
-		if err := e.table.Hold(d.Member, "fire drill"); err != nil {
-			e.log.Warn("drill: member not held", "member", d.Member, "error", err)
+		if err := c.table.Hold(d.Member, "fire drill"); err != nil {
+			c.log.Warn("drill: member not held", "member", d.Member, "error", err)
 		}
 	case DrillBroken:
-		e.setBroken(d.Member, true, []string{"fire drill"}, "fire drill: all material disks failed")
+		c.setBroken(d.Member, true, []string{"fire drill"}, "fire drill: all material disks failed")
 	}
 }
 
-func (e *Coordinator) armDrill(d *drill) {
-	d.timer = e.clock.AfterFunc(max(d.Until.Sub(e.clock.Now()), 0), func() {
-		e.Post(func() {
-			if e.drills[d.Member] == d {
-				e.endDrill(d.Member, "revert_after ran out", "drill")
+func (c *Coordinator) armDrill(d *drill) {
+	d.timer = c.clock.AfterFunc(max(d.Until.Sub(c.clock.Now()), 0), func() {
+		c.Post(func() {
+			if c.drills[d.Member] == d {
+				c.endDrill(d.Member, "revert_after ran out", "drill")
 			}
 		})
 	})
@@ -156,8 +156,8 @@ func (e *Coordinator) armDrill(d *drill) {
 
 // endDrill ends a member's drill: the fault is lifted and, if the member is
 // there and covered, it is failed back as an operator's failback would.
-func (e *Coordinator) endDrill(member, why, by string) error {
-	d, ok := e.drills[member]
+func (c *Coordinator) endDrill(member, why, by string) error {
+	d, ok := c.drills[member]
 	if !ok {
 		return fmt.Errorf("drill: %s is not in a drill", member)
 	}
@@ -167,31 +167,31 @@ func (e *Coordinator) endDrill(member, why, by string) error {
 	// The member's return still carries the drill's mark; then it is over.
 	switch d.Fault {
 	case DrillLost:
-		if err := e.table.Release(member, "fire drill ended"); err != nil {
-			e.log.Warn("drill: member not released", "member", member, "error", err)
+		if err := c.table.Release(member, "fire drill ended"); err != nil {
+			c.log.Warn("drill: member not released", "member", member, "error", err)
 		}
 	case DrillBroken:
 		if !d.Broken {
-			e.setBroken(member, false, nil, "fire drill ended: material disks work again")
+			c.setBroken(member, false, nil, "fire drill ended: material disks work again")
 		}
 	}
-	delete(e.drills, member)
-	if err := e.store.Delete(bucketDrills, member); err != nil {
-		e.log.Error("drill: end not kept in the state file", "member", member, "error", err)
+	delete(c.drills, member)
+	if err := c.store.Delete(bucketDrills, member); err != nil {
+		c.log.Error("drill: end not kept in the state file", "member", member, "error", err)
 	}
-	state := e.stateOf(member)
-	fields := map[string]any{"fault": d.Fault, "why": why, "by": by, "state": state, "lasted_s": e.clock.Now().Sub(d.Started).Seconds()}
-	e.log.Warn("fire drill ended", "member", member, "why", why, "state", state)
-	e.record(engine.Record{Type: "drill_ended", Member: member, Fields: fields})
-	e.publishDrills()
+	state := c.stateOf(member)
+	fields := map[string]any{"fault": d.Fault, "why": why, "by": by, "state": state, "lasted_s": c.clock.Now().Sub(d.Started).Seconds()}
+	c.log.Warn("fire drill ended", "member", member, "why", why, "state", state)
+	c.record(engine.Record{Type: "drill_ended", Member: member, Fields: fields})
+	c.publishDrills()
 	// Revert: the member's return went to the policy first (member_restored);
 	// then, if the takeover still stands, the drill fails it back.
-	e.Post(func() {
-		if st := e.stateOf(member); e.takeover == nil || (st != string(members.Alive) && st != string(members.Suspect)) {
+	c.Post(func() {
+		if st := c.stateOf(member); c.takeover == nil || (st != string(members.Alive) && st != string(members.Suspect)) {
 			return
 		}
-		if c, ok := e.takeover.Covered(member); ok && c.Phase == takeover.PhaseCovering {
-			e.command("failback", map[string]any{"member": member}, "drill")
+		if cv, ok := c.takeover.Covered(member); ok && cv.Phase == takeover.PhaseCovering {
+			c.command("failback", map[string]any{"member": member}, "drill")
 		}
 	})
 	return nil
@@ -199,52 +199,52 @@ func (e *Coordinator) endDrill(member, why, by string) error {
 
 // restoreDrills holds the drills the store kept when the coordinator
 // stopped; those whose time ran out meanwhile end at once.
-func (e *Coordinator) restoreDrills() error {
-	all, err := store.Load[*drill](e.store, bucketDrills)
+func (c *Coordinator) restoreDrills() error {
+	all, err := store.Load[*drill](c.store, bucketDrills)
 	if err != nil {
 		return fmt.Errorf("drills: %w", err)
 	}
 	for _, id := range slices.Sorted(maps.Keys(all)) {
 		d := all[id]
-		if !e.table.Known(id) {
-			e.store.Delete(bucketDrills, id)
+		if !c.table.Known(id) {
+			c.store.Delete(bucketDrills, id)
 			continue
 		}
-		e.drills[id] = d
-		e.log.Warn("fire drill resumed after a restart", "member", id, "fault", d.Fault, "revert_at", d.Until)
-		e.applyDrill(d)
-		e.armDrill(d)
+		c.drills[id] = d
+		c.log.Warn("fire drill resumed after a restart", "member", id, "fault", d.Fault, "revert_at", d.Until)
+		c.applyDrill(d)
+		c.armDrill(d)
 	}
 	return nil
 }
 
 // drillStatus lists the running drills.
-func (e *Coordinator) drillStatus() []engine.DrillStatus {
+func (c *Coordinator) drillStatus() []engine.DrillStatus {
 	var out []engine.DrillStatus
-	for _, id := range slices.Sorted(maps.Keys(e.drills)) {
-		d := e.drills[id]
+	for _, id := range slices.Sorted(maps.Keys(c.drills)) {
+		d := c.drills[id]
 		out = append(out, engine.DrillStatus{Member: d.Member, Fault: d.Fault, Started: d.Started, Until: d.Until,
-			Remaining: max(d.Until.Sub(e.clock.Now()), 0).Seconds(), By: d.By})
+			Remaining: max(d.Until.Sub(c.clock.Now()), 0).Seconds(), By: d.By})
 	}
 	return out
 }
 
 // publishDrills publishes the running drills on the retained drill topic.
-func (e *Coordinator) publishDrills() {
-	if e.opts.Publisher == nil {
+func (c *Coordinator) publishDrills() {
+	if c.opts.Publisher == nil {
 		return
 	}
-	drills := nonNil(e.drillStatus())
+	drills := nonNil(c.drillStatus())
 	payload, _ := json.Marshal(map[string]any{"active": len(drills) > 0, "drills": drills})
-	if err := e.opts.Publisher.Publish(e.topics.Drill(), 1, true, payload); err != nil {
-		e.log.Debug("drills not published", "error", err)
+	if err := c.opts.Publisher.Publish(c.topics.Drill(), 1, true, payload); err != nil {
+		c.log.Debug("drills not published", "error", err)
 	}
 }
 
 // drillFields marks an event's fields when its member is in a drill, so
 // that a policy (and whoever reads the events) can tell: drill = the fault.
-func (e *Coordinator) drillFields(member string, fields map[string]any) map[string]any {
-	if d, ok := e.drills[member]; ok {
+func (c *Coordinator) drillFields(member string, fields map[string]any) map[string]any {
+	if d, ok := c.drills[member]; ok {
 		fields["drill"] = d.Fault
 	}
 	return fields
@@ -258,8 +258,8 @@ func nonNil[T any](s []T) []T {
 }
 
 // drillOf is the fault of the drill member is in, or "".
-func (e *Coordinator) drillOf(member string) string {
-	if d, ok := e.drills[member]; ok {
+func (c *Coordinator) drillOf(member string) string {
+	if d, ok := c.drills[member]; ok {
 		return d.Fault
 	}
 	return ""

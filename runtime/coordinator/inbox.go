@@ -30,12 +30,12 @@ func inboxKey(seq uint64) string { return fmt.Sprintf("%016x", seq) }
 
 // deliverOnce puts ev in the inbox (with extra in the same transaction) and
 // dispatches it once the current work is done.
-func (e *Coordinator) deliverOnce(ev policy.Event, extra func(*store.Tx) error) {
+func (c *Coordinator) deliverOnce(ev policy.Event, extra func(*store.Tx) error) {
 	ie := inboxEvent{Name: ev.Name, At: ev.At, Fields: ev.Fields}
 	if ev.Member != nil {
 		ie.Member = ev.Member.ID
 	}
-	err := e.store.Update(func(tx *store.Tx) error {
+	err := c.store.Update(func(tx *store.Tx) error {
 		seq, err := tx.Increment("meta", "inbox_seq")
 		if err != nil {
 			return err
@@ -50,24 +50,24 @@ func (e *Coordinator) deliverOnce(ev policy.Event, extra func(*store.Tx) error) 
 		return nil
 	})
 	if err != nil {
-		e.log.Error("event not recorded; handing it to the policy anyway", "event", ev.Name, "error", err)
-		e.dispatchLater(ev)
+		c.log.Error("event not recorded; handing it to the policy anyway", "event", ev.Name, "error", err)
+		c.dispatchLater(ev)
 		return
 	}
-	e.postCaused(func() { e.dispatchInbox(ie) })
+	c.postCaused(func() { c.dispatchInbox(ie) })
 }
 
-func (e *Coordinator) dispatchInbox(ie inboxEvent) {
-	ev := e.memberEvent(ie.Name, ie.At, ie.Member, ie.Fields)
-	e.dispatchWith(ev, func(tx *store.Tx) error { return tx.Delete(bucketInbox, inboxKey(ie.Seq)) })
+func (c *Coordinator) dispatchInbox(ie inboxEvent) {
+	ev := c.memberEvent(ie.Name, ie.At, ie.Member, ie.Fields)
+	c.dispatchWith(ev, func(tx *store.Tx) error { return tx.Delete(bucketInbox, inboxKey(ie.Seq)) })
 }
 
 // redeliverInbox dispatches again the events a previous coordinator had not
 // finished handling, in their order, marked redelivered.
-func (e *Coordinator) redeliverInbox() {
-	all, err := store.Load[inboxEvent](e.store, bucketInbox)
+func (c *Coordinator) redeliverInbox() {
+	all, err := store.Load[inboxEvent](c.store, bucketInbox)
 	if err != nil {
-		e.log.Error("inbox unreadable", "error", err)
+		c.log.Error("inbox unreadable", "error", err)
 		return
 	}
 	for _, key := range slices.Sorted(maps.Keys(all)) {
@@ -76,7 +76,7 @@ func (e *Coordinator) redeliverInbox() {
 			ie.Fields = map[string]any{}
 		}
 		ie.Fields["redelivered"] = true
-		e.log.Info("handing the policy an event it had not finished with before the restart", "event", ie.Name, "member", ie.Member)
-		e.Post(func() { e.dispatchInbox(ie) })
+		c.log.Info("handing the policy an event it had not finished with before the restart", "event", ie.Name, "member", ie.Member)
+		c.Post(func() { c.dispatchInbox(ie) })
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // probeOf builds the probe of a member that runs no understudy (nil if it has none).
-func (e *Coordinator) probeOf(m *config.Member) probes.Probe {
+func (c *Coordinator) probeOf(m *config.Member) probes.Probe {
 	p := m.Probe
 	switch {
 	case p == nil:
@@ -23,7 +23,7 @@ func (e *Coordinator) probeOf(m *config.Member) probes.Probe {
 	case p.HTTP != "":
 		return probes.HTTP(p.HTTP, p.Expect)
 	case p.Driver != "":
-		d, ok := e.opts.Drivers[p.Driver]
+		d, ok := c.opts.Drivers[p.Driver]
 		if !ok {
 			return nil
 		}
@@ -44,42 +44,42 @@ func (e *Coordinator) probeOf(m *config.Member) probes.Probe {
 // startProbes checks, from the coordinator, every member that has a probe:
 // each success is a heartbeat in the member table, so such members are lost,
 // restored and taken over like any other.
-func (e *Coordinator) startProbes(ctx context.Context) {
-	ctx, e.probeStop = context.WithCancel(ctx)
-	e.probeWG = &sync.WaitGroup{}
-	for i := range e.site.Members {
-		m := &e.site.Members[i]
-		p := e.probeOf(m)
+func (c *Coordinator) startProbes(ctx context.Context) {
+	ctx, c.probeStop = context.WithCancel(ctx)
+	c.probeWG = &sync.WaitGroup{}
+	for i := range c.site.Members {
+		m := &c.site.Members[i]
+		p := c.probeOf(m)
 		if p == nil {
 			continue
 		}
 		id, interval, timeout := m.ID, m.Probe.Interval.D(), m.Probe.Timeout.D()
-		e.log.Info("probing a member", "member", id, "probe", p.String(), "interval", interval)
-		e.probeWG.Add(1)
+		c.log.Info("probing a member", "member", id, "probe", p.String(), "interval", interval)
+		c.probeWG.Add(1)
 		go func() {
-			defer e.probeWG.Done()
+			defer c.probeWG.Done()
 			var last string
 			probes.Run(ctx, p, interval, timeout,
 				func() {
 					last = ""
-					e.Post(func() {
-						e.table.Heartbeat(members.Heartbeat{ID: id, Boot: "probe", Conn: 1, Interval: interval})
+					c.Post(func() {
+						c.table.Heartbeat(members.Heartbeat{ID: id, Boot: "probe", Conn: 1, Interval: interval})
 					})
 				},
 				func(err error) {
 					if err.Error() != last {
 						last = err.Error()
-						e.log.Debug("probe failed", "member", id, "error", err)
+						c.log.Debug("probe failed", "member", id, "error", err)
 					}
 				})
 		}()
 	}
 }
 
-func (e *Coordinator) stopProbes() {
-	if e.probeStop != nil {
-		e.probeStop()
-		e.probeWG.Wait()
-		e.probeStop = nil
+func (c *Coordinator) stopProbes() {
+	if c.probeStop != nil {
+		c.probeStop()
+		c.probeWG.Wait()
+		c.probeStop = nil
 	}
 }

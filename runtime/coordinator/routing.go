@@ -155,17 +155,17 @@ func (r *routing) out(driver string, output int) *outState {
 }
 
 // restoreRouting loads the desired routing a previous run left.
-func (e *Coordinator) restoreRouting() error {
-	all, err := store.Load[desiredRoute](e.store, bucketRouting)
+func (c *Coordinator) restoreRouting() error {
+	all, err := store.Load[desiredRoute](c.store, bucketRouting)
 	if err != nil {
 		return err
 	}
 	for _, k := range slices.Sorted(maps.Keys(all)) {
 		d := all[k]
-		if _, ok := e.opts.Drivers[d.Driver]; !ok || d.Output < 1 {
+		if _, ok := c.opts.Drivers[d.Driver]; !ok || d.Output < 1 {
 			continue // a driver no longer in site.yaml
 		}
-		st := e.routing.out(d.Driver, d.Output)
+		st := c.routing.out(d.Driver, d.Output)
 		st.desired, st.has = d, true
 	}
 	return nil
@@ -182,8 +182,8 @@ func putDesired(tx *store.Tx, a *action) error {
 // route is the desired one. A route the coordinator decides anew (the
 // policy's, a start-up assertion; not a re-assert) ends a routing_fight
 // alarm on that output.
-func (e *Coordinator) routeSent(a *action) {
-	st := e.routing.out(a.Driver, a.Output)
+func (c *Coordinator) routeSent(a *action) {
+	st := c.routing.out(a.Driver, a.Output)
 	changed := !st.has || st.desired.Input != a.Input
 	st.desired = desiredRoute{Driver: a.Driver, Output: a.Output, Input: a.Input, Since: a.Created, Cause: a.Cause}
 	st.has = true
@@ -195,7 +195,7 @@ func (e *Coordinator) routeSent(a *action) {
 		st.changes = nil
 	}
 	st.withheld = 0
-	e.clearAlarm(fightKey(a.Driver, a.Output), fmt.Sprintf("the coordinator routed output %d again (input %d)", a.Output, a.Input))
+	c.clearAlarm(fightKey(a.Driver, a.Output), fmt.Sprintf("the coordinator routed output %d again (input %d)", a.Output, a.Input))
 }
 
 func fightKey(driver string, output int) string {
@@ -204,30 +204,30 @@ func fightKey(driver string, output int) string {
 
 // setDesired makes input the desired route of an output without sending
 // anything (the device shows it already) and writes it.
-func (e *Coordinator) setDesired(driver string, output, input int, cause string) {
-	st := e.routing.out(driver, output)
-	st.desired = desiredRoute{Driver: driver, Output: output, Input: input, Since: e.clock.Now(), Cause: cause}
+func (c *Coordinator) setDesired(driver string, output, input int, cause string) {
+	st := c.routing.out(driver, output)
+	st.desired = desiredRoute{Driver: driver, Output: output, Input: input, Since: c.clock.Now(), Cause: cause}
 	st.has = true
 	st.gen++
-	if err := e.store.Put(bucketRouting, routingKey(driver, output), st.desired); err != nil {
-		e.log.Error("desired route not written to the state file", "driver", driver, "output", output, "error", err)
+	if err := c.store.Put(bucketRouting, routingKey(driver, output), st.desired); err != nil {
+		c.log.Error("desired route not written to the state file", "driver", driver, "output", output, "error", err)
 	}
 }
 
 // acceptRoute makes the input the device shows the desired route, and
 // records it.
-func (e *Coordinator) acceptRoute(driver string, output, input int, why string) {
-	st := e.routing.out(driver, output)
+func (c *Coordinator) acceptRoute(driver string, output, input int, why string) {
+	st := c.routing.out(driver, output)
 	prev := st.desired.Input
-	e.setDesired(driver, output, input, "accepted: "+why)
-	e.log.Info("switcher route accepted as desired", "driver", driver, "output", output, "input", input, "previous", prev, "why", why)
-	e.record(engine.Record{Type: RecordRoutingAccepted, Fields: map[string]any{"driver": driver, "output": output, "input": input, "previous": prev, "why": why}})
+	c.setDesired(driver, output, input, "accepted: "+why)
+	c.log.Info("switcher route accepted as desired", "driver", driver, "output", output, "input", input, "previous", prev, "why", why)
+	c.record(engine.Record{Type: RecordRoutingAccepted, Fields: map[string]any{"driver": driver, "output": output, "input": input, "previous": prev, "why": why}})
 }
 
 // keepRoute accepts the input the device shows on output as the desired
 // route (the policy's router:keep) and returns it.
-func (e *Coordinator) keepRoute(driver string, output int, cause string) (int, error) {
-	r, ok := e.router(driver)
+func (c *Coordinator) keepRoute(driver string, output int, cause string) (int, error) {
+	r, ok := c.router(driver)
 	if !ok {
 		return 0, fmt.Errorf("driver %q is not a switcher on this instance", driver)
 	}
@@ -235,16 +235,16 @@ func (e *Coordinator) keepRoute(driver string, output int, cause string) (int, e
 	if actual <= 0 {
 		return 0, fmt.Errorf("the input on output %d of %s is not known (not connected yet?)", output, driver)
 	}
-	if st := e.routing.out(driver, output); st.has && st.desired.Input == actual {
+	if st := c.routing.out(driver, output); st.has && st.desired.Input == actual {
 		st.gen++ // decided: nothing to put back
 		return actual, nil
 	}
-	e.acceptRoute(driver, output, actual, "kept by the policy ("+cause+")")
+	c.acceptRoute(driver, output, actual, "kept by the policy ("+cause+")")
 	return actual, nil
 }
 
-func (e *Coordinator) router(driver string) (drivers.Router, bool) {
-	d, ok := e.opts.Drivers[driver]
+func (c *Coordinator) router(driver string) (drivers.Router, bool) {
+	d, ok := c.opts.Drivers[driver]
 	if !ok {
 		return nil, false
 	}
@@ -262,8 +262,8 @@ func routeOn(r drivers.Router, output int) int {
 
 // routeInFlight reports whether a route action on the output is queued or
 // running: what the device announces meanwhile may be its echo.
-func (e *Coordinator) routeInFlight(driver string, output int) bool {
-	for _, a := range e.actions.local {
+func (c *Coordinator) routeInFlight(driver string, output int) bool {
+	for _, a := range c.actions.local {
 		if a.Driver == driver && a.Verb == "route" && a.Output == output {
 			return true
 		}
@@ -273,14 +273,14 @@ func (e *Coordinator) routeInFlight(driver string, output int) bool {
 
 // manualMode reports whether the coordinator only proposes (failover.mode
 // manual, or switched to it).
-func (e *Coordinator) manualMode() bool {
-	return e.takeover != nil && e.takeover.Mode() == config.ModeManual
+func (c *Coordinator) manualMode() bool {
+	return c.takeover != nil && c.takeover.Mode() == config.ModeManual
 }
 
 // dutyOf is the member whose duties name output on the switcher driver, or
 // "".
-func (e *Coordinator) dutyOf(driver string, output int) string {
-	for _, m := range e.site.Members {
+func (c *Coordinator) dutyOf(driver string, output int) string {
+	for _, m := range c.site.Members {
 		if m.Duties.Switcher != driver {
 			continue
 		}
@@ -300,36 +300,36 @@ func (e *Coordinator) dutyOf(driver string, output int) string {
 // connecting with the desired routing, then asserts the site's routing on
 // the outputs that have none yet (on the loop, after the policy saw
 // driver_connected).
-func (e *Coordinator) routingConnected(driver string) {
-	r, ok := e.router(driver)
+func (c *Coordinator) routingConnected(driver string) {
+	r, ok := c.router(driver)
 	if !ok {
 		return
 	}
 	routing := r.Routing()
-	for _, k := range slices.SortedFunc(maps.Keys(e.routing.outs), compareOutKeys) {
+	for _, k := range slices.SortedFunc(maps.Keys(c.routing.outs), compareOutKeys) {
 		if k.driver == driver && k.output <= len(routing) {
-			e.routingDiffers(driver, k.output, routing[k.output-1], CauseReconnect)
+			c.routingDiffers(driver, k.output, routing[k.output-1], CauseReconnect)
 		}
 	}
-	e.assertSite(driver, "")
+	c.assertSite(driver, "")
 }
 
 // routingChanged takes a route the device announced (on the loop, after the
 // policy saw route_changed).
-func (e *Coordinator) routingChanged(driver string, output, input int) {
-	if _, ok := e.router(driver); ok {
-		e.routingDiffers(driver, output, input, CausePanel)
+func (c *Coordinator) routingChanged(driver string, output, input int) {
+	if _, ok := c.router(driver); ok {
+		c.routingDiffers(driver, output, input, CausePanel)
 	}
 }
 
 // routeDone looks at an output again once a route on it is done: a change
 // the device announced while the route was in flight was taken for its echo.
-func (e *Coordinator) routeDone(a *action) {
-	r, ok := e.router(a.Driver)
+func (c *Coordinator) routeDone(a *action) {
+	r, ok := c.router(a.Driver)
 	if !ok || a.Verb != "route" {
 		return
 	}
-	e.routingDiffers(a.Driver, a.Output, routeOn(r, a.Output), CausePanel)
+	c.routingDiffers(a.Driver, a.Output, routeOn(r, a.Output), CausePanel)
 }
 
 func compareOutKeys(a, b outKey) int {
@@ -344,28 +344,28 @@ func compareOutKeys(a, b outKey) int {
 
 // routingDiffers checks one output the device shows actual on against the
 // desired routing and, if they differ, reports it and sets off what follows.
-func (e *Coordinator) routingDiffers(driver string, output, actual int, cause string) {
+func (c *Coordinator) routingDiffers(driver string, output, actual int, cause string) {
 	if actual <= 0 {
 		return // an input the device does not report is left alone
 	}
-	st, ok := e.routing.outs[outKey{driver, output}]
-	if !ok || !st.has || st.desired.Input == actual || e.routeInFlight(driver, output) {
+	st, ok := c.routing.outs[outKey{driver, output}]
+	if !ok || !st.has || st.desired.Input == actual || c.routeInFlight(driver, output) {
 		return
 	}
-	if e.alarmRaised(fightKey(driver, output)) {
+	if c.alarmRaised(fightKey(driver, output)) {
 		// Given up: whatever the other controller sets is kept.
-		e.setDesired(driver, output, actual, "accepted: routing_fight raised")
+		c.setDesired(driver, output, actual, "accepted: routing_fight raised")
 		return
 	}
 	if cause == CausePanel && st.reported == actual && st.reportedGen == st.gen {
 		return // reported already
 	}
-	now := e.clock.Now()
-	duty := e.dutyOf(driver, output)
+	now := c.clock.Now()
+	duty := c.dutyOf(driver, output)
 	def := DifferAccept
 	switch {
 	case duty == "":
-	case e.manualMode():
+	case c.manualMode():
 		def = DifferReport
 	default:
 		def = DifferReassert
@@ -382,53 +382,53 @@ func (e *Coordinator) routingDiffers(driver string, output, actual int, cause st
 	if duty != "" {
 		fields["duty"] = duty
 	}
-	e.log.Warn("the switcher does not show the route the coordinator decided", "driver", driver, "output", output,
+	c.log.Warn("the switcher does not show the route the coordinator decided", "driver", driver, "output", output,
 		"expected", expected, "actual", actual, "cause", cause, "duty", duty, "default", def)
-	e.record(engine.Record{Type: RecordRoutingDiffers, Member: duty, Fields: fields})
+	c.record(engine.Record{Type: RecordRoutingDiffers, Member: duty, Fields: fields})
 	if cause == CausePanel {
 		st.reported, st.reportedGen = actual, st.gen
 	}
 	if def == DifferStop {
-		e.acceptRoute(driver, output, actual, fmt.Sprintf("changed away %d times within %v: no longer fought", len(st.changes), FightWindow))
+		c.acceptRoute(driver, output, actual, fmt.Sprintf("changed away %d times within %v: no longer fought", len(st.changes), FightWindow))
 		st.changes = nil
-		e.raiseAlarm(engine.Alarm{
+		c.raiseAlarm(engine.Alarm{
 			Key: fightKey(driver, output), Kind: AlarmRoutingFight, Severity: SeverityAlarm, Member: duty,
 			Message: fmt.Sprintf("%s output %d was changed away from input %d %d times within %v (another controller or the panel): understudy stopped putting it back and keeps input %d; when the other controller is dealt with, put it back with the command reassert (understudy reassert %s %d, or the dashboard)",
 				driver, output, expected, FightChanges, FightWindow, actual, driver, output),
 			Fields: map[string]any{"driver": driver, "output": output, "expected": expected, "actual": actual},
 		})
 	}
-	ev := e.memberEvent(RecordRoutingDiffers, now, duty, fields)
+	ev := c.memberEvent(RecordRoutingDiffers, now, duty, fields)
 	gen := st.gen
 	// The policy sees it once the current work is done (never from inside a
 	// handler); then, unless its handlers routed or kept that output, the
 	// runtime does what def says.
-	e.Post(func() {
-		e.dispatch(ev)
-		e.settleDifference(driver, output, gen, def, cause)
+	c.Post(func() {
+		c.dispatch(ev)
+		c.settleDifference(driver, output, gen, def, cause)
 	})
 }
 
 // settleDifference does what the runtime does with a difference the policy
 // has seen and left alone.
-func (e *Coordinator) settleDifference(driver string, output int, gen uint64, def, cause string) {
-	st := e.routing.out(driver, output)
+func (c *Coordinator) settleDifference(driver string, output int, gen uint64, def, cause string) {
+	st := c.routing.out(driver, output)
 	if st.gen != gen {
 		return // the policy routed or kept it
 	}
-	r, ok := e.router(driver)
+	r, ok := c.router(driver)
 	if !ok {
 		return
 	}
 	actual := routeOn(r, output)
-	if actual <= 0 || actual == st.desired.Input || e.routeInFlight(driver, output) {
+	if actual <= 0 || actual == st.desired.Input || c.routeInFlight(driver, output) {
 		return
 	}
 	switch def {
 	case DifferAccept:
-		e.acceptRoute(driver, output, actual, "not a duty output: the change is respected")
+		c.acceptRoute(driver, output, actual, "not a duty output: the change is respected")
 	case DifferReassert:
-		e.reassert(driver, output, fmt.Sprintf("%s after a %s: the switcher showed input %d", causeReassert, causeWords(cause), actual))
+		c.reassert(driver, output, fmt.Sprintf("%s after a %s: the switcher showed input %d", causeReassert, causeWords(cause), actual))
 	}
 }
 
@@ -441,20 +441,20 @@ func causeWords(cause string) string {
 
 // reassert sends an output's desired route again, at most once per
 // ReassertInterval; sooner, it waits.
-func (e *Coordinator) reassert(driver string, output int, cause string) {
-	st := e.routing.out(driver, output)
-	if !st.has || e.manualMode() {
+func (c *Coordinator) reassert(driver string, output int, cause string) {
+	st := c.routing.out(driver, output)
+	if !st.has || c.manualMode() {
 		return
 	}
-	now := e.clock.Now()
+	now := c.clock.Now()
 	if !st.lastAssert.IsZero() {
 		if wait := st.lastAssert.Add(ReassertInterval).Sub(now); wait > 0 {
 			st.retryCause = cause
 			if st.retry == nil {
-				st.retry = e.clock.AfterFunc(wait, func() {
-					e.Post(func() {
+				st.retry = c.clock.AfterFunc(wait, func() {
+					c.Post(func() {
 						st.retry = nil
-						e.reassertIfDiffers(driver, output, st.retryCause)
+						c.reassertIfDiffers(driver, output, st.retryCause)
 					})
 				})
 			}
@@ -463,21 +463,21 @@ func (e *Coordinator) reassert(driver string, output int, cause string) {
 	}
 	st.lastAssert = now
 	a := &action{Driver: driver, Verb: "route", Output: output, Input: st.desired.Input, Cause: cause, keeper: true}
-	if _, err := e.actions.add(a); err != nil {
-		e.log.Error("re-assert not sent", "driver", driver, "output", output, "error", err)
+	if _, err := c.actions.add(a); err != nil {
+		c.log.Error("re-assert not sent", "driver", driver, "output", output, "error", err)
 	}
 }
 
 // reassertIfDiffers re-asserts an output whose re-assert had to wait, if it
 // still differs.
-func (e *Coordinator) reassertIfDiffers(driver string, output int, cause string) {
-	st := e.routing.out(driver, output)
-	r, ok := e.router(driver)
-	if !ok || !st.has || e.alarmRaised(fightKey(driver, output)) || e.routeInFlight(driver, output) {
+func (c *Coordinator) reassertIfDiffers(driver string, output int, cause string) {
+	st := c.routing.out(driver, output)
+	r, ok := c.router(driver)
+	if !ok || !st.has || c.alarmRaised(fightKey(driver, output)) || c.routeInFlight(driver, output) {
 		return
 	}
 	if actual := routeOn(r, output); actual > 0 && actual != st.desired.Input {
-		e.reassert(driver, output, cause)
+		c.reassert(driver, output, cause)
 	}
 }
 
@@ -491,12 +491,12 @@ type siteRoute struct {
 // siteRoutes are the routes that put member's duty outputs on its own
 // inputs, or on its standby's while it is covered (unless take_outputs is
 // off); none for a member neither alive nor covered.
-func (e *Coordinator) siteRoutes(m *config.Member) []siteRoute {
+func (c *Coordinator) siteRoutes(m *config.Member) []siteRoute {
 	source, why := m, causeStartup+m.ID+"'s own inputs"
 	covered := false
-	if e.takeover != nil {
-		if c, ok := e.takeover.Covered(m.ID); ok && m.Settings.TakeOutputs {
-			s, ok := e.site.Member(c.Standby)
+	if c.takeover != nil {
+		if cv, ok := c.takeover.Covered(m.ID); ok && m.Settings.TakeOutputs {
+			s, ok := c.site.Member(cv.Standby)
 			if !ok || s.Duties.Switcher != m.Duties.Switcher {
 				return nil
 			}
@@ -504,7 +504,7 @@ func (e *Coordinator) siteRoutes(m *config.Member) []siteRoute {
 		}
 	}
 	if !covered {
-		if st := e.stateOf(m.ID); st != "alive" && st != "suspect" {
+		if st := c.stateOf(m.ID); st != "alive" && st != "suspect" {
 			return nil
 		}
 	}
@@ -530,37 +530,37 @@ func (e *Coordinator) siteRoutes(m *config.Member) []siteRoute {
 // desired route yet: of every member, or of one. Outputs the device already
 // shows right are only written down; in manual mode the others are recorded
 // as withheld instead of sent.
-func (e *Coordinator) assertSite(driver, member string) {
-	r, ok := e.router(driver)
+func (c *Coordinator) assertSite(driver, member string) {
+	r, ok := c.router(driver)
 	if !ok || !r.Status().Connected || r.Routing() == nil {
 		return // asserted when it connects
 	}
-	for i := range e.site.Members {
-		m := &e.site.Members[i]
+	for i := range c.site.Members {
+		m := &c.site.Members[i]
 		if m.Duties.Switcher != driver || (member != "" && m.ID != member) {
 			continue
 		}
-		for _, sr := range e.siteRoutes(m) {
-			st := e.routing.out(driver, sr.output)
-			if st.has || e.routeInFlight(driver, sr.output) {
+		for _, sr := range c.siteRoutes(m) {
+			st := c.routing.out(driver, sr.output)
+			if st.has || c.routeInFlight(driver, sr.output) {
 				continue // what the coordinator decided before wins
 			}
 			actual := routeOn(r, sr.output)
 			switch {
 			case actual == sr.input:
-				e.setDesired(driver, sr.output, sr.input, sr.why+" (shown already)")
-			case e.manualMode():
+				c.setDesired(driver, sr.output, sr.input, sr.why+" (shown already)")
+			case c.manualMode():
 				if st.withheld == sr.input {
 					continue
 				}
 				st.withheld = sr.input
-				e.log.Info("manual mode: start-up route not sent", "driver", driver, "output", sr.output, "input", sr.input, "actual", actual, "duty", sr.duty)
-				e.record(engine.Record{Type: RecordRouteWithheld, Member: sr.duty, Fields: map[string]any{
+				c.log.Info("manual mode: start-up route not sent", "driver", driver, "output", sr.output, "input", sr.input, "actual", actual, "duty", sr.duty)
+				c.record(engine.Record{Type: RecordRouteWithheld, Member: sr.duty, Fields: map[string]any{
 					"driver": driver, "output": sr.output, "input": sr.input, "actual": actual, "duty": sr.duty,
 					"cause": sr.why, "why": "manual mode"}})
 			default:
-				if _, err := e.actions.add(&action{Driver: driver, Verb: "route", Output: sr.output, Input: sr.input, Cause: sr.why}); err != nil {
-					e.log.Error("start-up route not sent", "driver", driver, "output", sr.output, "error", err)
+				if _, err := c.actions.add(&action{Driver: driver, Verb: "route", Output: sr.output, Input: sr.input, Cause: sr.why}); err != nil {
+					c.log.Error("start-up route not sent", "driver", driver, "output", sr.output, "error", err)
 				}
 			}
 		}
@@ -568,25 +568,25 @@ func (e *Coordinator) assertSite(driver, member string) {
 }
 
 // assertMember asserts the site's routing for a member seen alive.
-func (e *Coordinator) assertMember(member string) {
-	m, ok := e.site.Member(member)
+func (c *Coordinator) assertMember(member string) {
+	m, ok := c.site.Member(member)
 	if !ok || m.Duties.Switcher == "" {
 		return
 	}
-	e.assertSite(m.Duties.Switcher, member)
+	c.assertSite(m.Duties.Switcher, member)
 }
 
 // assertAll asserts the site's routing on every switcher (after a switch to
 // auto mode).
-func (e *Coordinator) assertAll() {
-	for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
-		e.assertSite(name, "")
+func (c *Coordinator) assertAll() {
+	for _, name := range slices.Sorted(maps.Keys(c.opts.Drivers)) {
+		c.assertSite(name, "")
 	}
 }
 
 // stopRouting stops the re-asserts waiting for their interval.
-func (e *Coordinator) stopRouting() {
-	for _, st := range e.routing.outs {
+func (c *Coordinator) stopRouting() {
+	for _, st := range c.routing.outs {
 		if st.retry != nil {
 			st.retry.Stop()
 			st.retry = nil
@@ -595,9 +595,9 @@ func (e *Coordinator) stopRouting() {
 }
 
 // desiredRouting returns a driver's desired routing, by output (for status).
-func (e *Coordinator) desiredRouting(driver string) map[int]int {
+func (c *Coordinator) desiredRouting(driver string) map[int]int {
 	var out map[int]int
-	for k, st := range e.routing.outs {
+	for k, st := range c.routing.outs {
 		if k.driver == driver && st.has {
 			if out == nil {
 				out = map[int]int{}
@@ -614,12 +614,12 @@ func (e *Coordinator) desiredRouting(driver string) map[int]int {
 // its standby's while covered — or, for an output no duty names, as it last
 // decided. It is the operator's way out of a routing_fight: a route the
 // coordinator decides anew ends it.
-func (e *Coordinator) reassertCommand(fields map[string]any) error {
+func (c *Coordinator) reassertCommand(fields map[string]any) error {
 	driver, _ := fields["driver"].(string)
 	if driver == "" {
 		var switchers []string
-		for _, name := range slices.Sorted(maps.Keys(e.opts.Drivers)) {
-			if _, ok := e.router(name); ok {
+		for _, name := range slices.Sorted(maps.Keys(c.opts.Drivers)) {
+			if _, ok := c.router(name); ok {
 				switchers = append(switchers, name)
 			}
 		}
@@ -628,7 +628,7 @@ func (e *Coordinator) reassertCommand(fields map[string]any) error {
 		}
 		driver = switchers[0]
 	}
-	r, ok := e.router(driver)
+	r, ok := c.router(driver)
 	if !ok {
 		return fmt.Errorf("reassert: %q is not a switcher driver of this site", driver)
 	}
@@ -644,12 +644,12 @@ func (e *Coordinator) reassertCommand(fields map[string]any) error {
 		outputs = []int{n}
 	}
 	routes := map[int]siteRoute{}
-	for i := range e.site.Members {
-		m := &e.site.Members[i]
+	for i := range c.site.Members {
+		m := &c.site.Members[i]
 		if m.Duties.Switcher != driver {
 			continue
 		}
-		for _, sr := range e.siteRoutes(m) {
+		for _, sr := range c.siteRoutes(m) {
 			routes[sr.output] = sr
 		}
 	}
@@ -663,13 +663,13 @@ func (e *Coordinator) reassertCommand(fields map[string]any) error {
 		input, why := 0, ""
 		if sr, ok := routes[o]; ok {
 			input, why = sr.input, strings.TrimPrefix(sr.why, causeStartup)
-		} else if st := e.routing.out(driver, o); st.has {
+		} else if st := c.routing.out(driver, o); st.has {
 			input, why = st.desired.Input, "as last decided"
 		} else {
 			return fmt.Errorf("reassert: output %d of %s: no duty names it and the coordinator never routed it", o, driver)
 		}
 		cause := fmt.Sprintf("operator's reassert: %s", why)
-		if _, err := e.actions.add(&action{Driver: driver, Verb: "route", Output: o, Input: input, Cause: cause}); err != nil {
+		if _, err := c.actions.add(&action{Driver: driver, Verb: "route", Output: o, Input: input, Cause: cause}); err != nil {
 			return fmt.Errorf("reassert: output %d: %w", o, err)
 		}
 	}

@@ -19,93 +19,93 @@ import (
 )
 
 // startTakeover opens the coordinator's epoch and its takeover bookkeeping.
-func (e *Coordinator) startTakeover() error {
-	epoch, err := e.store.Increment("meta", "epoch")
+func (c *Coordinator) startTakeover() error {
+	epoch, err := c.store.Increment("meta", "epoch")
 	if err != nil {
 		return fmt.Errorf("coordinator epoch: %w", err)
 	}
-	e.actions.epoch = epoch
-	e.actions.fresh = epoch == 1
-	e.store.View(func(tx *store.Tx) error {
-		e.actions.seq = tx.Counter("meta", "action_seq")
+	c.actions.epoch = epoch
+	c.actions.fresh = epoch == 1
+	c.store.View(func(tx *store.Tx) error {
+		c.actions.seq = tx.Counter("meta", "action_seq")
 		return nil
 	})
-	if err := e.store.Update(func(tx *store.Tx) error {
-		if found, err := tx.Get("meta", "state_id", &e.actions.stateID); found || err != nil {
+	if err := c.store.Update(func(tx *store.Tx) error {
+		if found, err := tx.Get("meta", "state_id", &c.actions.stateID); found || err != nil {
 			return err
 		}
-		e.actions.stateID = randomID()
-		return tx.Put("meta", "state_id", e.actions.stateID)
+		c.actions.stateID = randomID()
+		return tx.Put("meta", "state_id", c.actions.stateID)
 	}); err != nil {
 		return fmt.Errorf("coordinator state id: %w", err)
 	}
-	e.takeover, err = takeover.New(takeover.Options{
-		Store: e.store, Clock: e.clock, Post: e.Post, Site: siteView{e}, Actions: e.actions,
-		Emit: e.onTakeoverEvent, Logger: e.log.With("component", "takeover"),
-		Limit: e.site.Failover.Limit, Mode: e.site.Failover.Mode, ConfirmAfter: e.site.Failover.ConfirmAfter.D(),
-		CopySettle: e.site.CopySettle(),
+	c.takeover, err = takeover.New(takeover.Options{
+		Store: c.store, Clock: c.clock, Post: c.Post, Site: siteView{c}, Actions: c.actions,
+		Emit: c.onTakeoverEvent, Logger: c.log.With("component", "takeover"),
+		Limit: c.site.Failover.Limit, Mode: c.site.Failover.Mode, ConfirmAfter: c.site.Failover.ConfirmAfter.D(),
+		CopySettle: c.site.CopySettle(),
 	})
 	if err != nil {
 		return fmt.Errorf("takeover state: %w", err)
 	}
-	e.log.Info("coordinating", "epoch", epoch, "mode", e.takeover.Mode(), "limit", e.site.Failover.Limit)
+	c.log.Info("coordinating", "epoch", epoch, "mode", c.takeover.Mode(), "limit", c.site.Failover.Limit)
 	return nil
 }
 
 // resumeActions sends again what the store holds unanswered and hands the
 // takeover bookkeeping the results it may not have taken before a restart.
-func (e *Coordinator) resumeActions() error {
-	finished, err := e.actions.resume()
+func (c *Coordinator) resumeActions() error {
+	finished, err := c.actions.resume()
 	if err != nil {
 		return fmt.Errorf("actions: %w", err)
 	}
 	for _, a := range finished {
-		e.takeover.Result(a.ID, a.Error, a.Result)
+		c.takeover.Result(a.ID, a.Error, a.Result)
 	}
 	return nil
 }
 
-func (e *Coordinator) onTakeoverEvent(ev takeover.Event) {
-	if e.takeoverAlarm(ev) {
+func (c *Coordinator) onTakeoverEvent(ev takeover.Event) {
+	if c.takeoverAlarm(ev) {
 		return
 	}
-	e.log.Info(ev.Name, "member", ev.Member, "fields", ev.Fields)
-	e.record(engine.Record{Type: ev.Name, Member: ev.Member, Fields: ev.Fields})
-	pe := e.memberEvent(ev.Name, e.clock.Now(), ev.Member, ev.Fields)
-	e.deliverOnce(pe, nil)
-	if e.opts.Publisher != nil && ev.Member != "" && e.table.Known(ev.Member) {
-		if m, ok := e.table.Get(ev.Member); ok {
-			e.publishState(m)
+	c.log.Info(ev.Name, "member", ev.Member, "fields", ev.Fields)
+	c.record(engine.Record{Type: ev.Name, Member: ev.Member, Fields: ev.Fields})
+	pe := c.memberEvent(ev.Name, c.clock.Now(), ev.Member, ev.Fields)
+	c.deliverOnce(pe, nil)
+	if c.opts.Publisher != nil && ev.Member != "" && c.table.Known(ev.Member) {
+		if m, ok := c.table.Get(ev.Member); ok {
+			c.publishState(m)
 		}
-		if c, ok := e.takeover.Covered(ev.Member); ok {
-			if m, ok := e.table.Get(c.Standby); ok {
-				e.publishState(m)
+		if cv, ok := c.takeover.Covered(ev.Member); ok {
+			if m, ok := c.table.Get(cv.Standby); ok {
+				c.publishState(m)
 			}
-		} else if s, ok := ev.Fields["standby"].(string); ok && e.table.Known(s) {
-			if m, ok := e.table.Get(s); ok {
-				e.publishState(m)
+		} else if s, ok := ev.Fields["standby"].(string); ok && c.table.Known(s) {
+			if m, ok := c.table.Get(s); ok {
+				c.publishState(m)
 			}
 		}
 	}
-	e.clearTakeoverAlarms(ev)
-	e.Post(e.publishTakeover)
+	c.clearTakeoverAlarms(ev)
+	c.Post(c.publishTakeover)
 	if ev.Name == "mode_changed" && ev.Fields["mode"] == config.ModeAuto {
-		e.Post(e.assertAll) // start-up routes withheld in manual mode
+		c.Post(c.assertAll) // start-up routes withheld in manual mode
 	}
 }
 
 // takeoverAlarm turns the bookkeeping's alarm events into alarms. It reports
 // whether ev was one (and nothing else).
-func (e *Coordinator) takeoverAlarm(ev takeover.Event) bool {
+func (c *Coordinator) takeoverAlarm(ev takeover.Event) bool {
 	standby, _ := ev.Fields["standby"].(string)
 	switch ev.Name {
 	case "failback_stalled":
-		e.raiseAlarm(engine.Alarm{Key: AlarmFailbackStalled + ":" + ev.Member, Kind: AlarmFailbackStalled, Severity: SeverityWarning, Member: ev.Member,
+		c.raiseAlarm(engine.Alarm{Key: AlarmFailbackStalled + ":" + ev.Member, Kind: AlarmFailbackStalled, Severity: SeverityWarning, Member: ev.Member,
 			Message: fmt.Sprintf("the failback of %s keeps pausing: it went suspect %v times (%.0fs in all); the failback waits for it to be alive", ev.Member, ev.Fields["pauses"], ev.Fields["suspect_s"]),
 			Fields:  ev.Fields})
 		return true
 	case "copy_incomplete":
-		e.raiseAlarm(engine.Alarm{Key: AlarmCopyIncomplete + ":" + ev.Member, Kind: AlarmCopyIncomplete, Severity: SeverityAlarm, Member: ev.Member,
+		c.raiseAlarm(engine.Alarm{Key: AlarmCopyIncomplete + ":" + ev.Member, Kind: AlarmCopyIncomplete, Severity: SeverityAlarm, Member: ev.Member,
 			Message: fmt.Sprintf("the material %s recorded for %s is not all copied back (%v); the coverage stays open and the copy is tried again in %.0fs, or at once by a failback command", standby, ev.Member, ev.Fields["error"], ev.Fields["retry_in_s"]),
 			Fields:  ev.Fields})
 		return true
@@ -114,49 +114,49 @@ func (e *Coordinator) takeoverAlarm(ev takeover.Event) bool {
 }
 
 // clearTakeoverAlarms ends the alarms of a failback that ended.
-func (e *Coordinator) clearTakeoverAlarms(ev takeover.Event) {
+func (c *Coordinator) clearTakeoverAlarms(ev takeover.Event) {
 	switch ev.Name {
 	case "failback_done", "failback_failed", "takeover_failed", "takeover_started":
-		e.clearAlarm(AlarmFailbackStalled+":"+ev.Member, ev.Name)
-		e.clearAlarm(AlarmCopyIncomplete+":"+ev.Member, ev.Name)
+		c.clearAlarm(AlarmFailbackStalled+":"+ev.Member, ev.Name)
+		c.clearAlarm(AlarmCopyIncomplete+":"+ev.Member, ev.Name)
 	}
 	if ev.Name == "takeover_started" {
-		e.clearAlarm(AlarmCopyFoundNone+":"+ev.Member, "covered again")
+		c.clearAlarm(AlarmCopyFoundNone+":"+ev.Member, "covered again")
 	}
 }
 
 // publishTakeover publishes the takeover state (retained) when it changed.
-func (e *Coordinator) publishTakeover() {
-	if e.takeover == nil || e.opts.Publisher == nil {
+func (c *Coordinator) publishTakeover() {
+	if c.takeover == nil || c.opts.Publisher == nil {
 		return
 	}
-	payload, err := json.Marshal(e.takeover.Snapshot())
-	if err != nil || string(payload) == e.published {
+	payload, err := json.Marshal(c.takeover.Snapshot())
+	if err != nil || string(payload) == c.published {
 		return
 	}
-	if err := e.opts.Publisher.Publish(e.topics.Takeover(), 1, true, payload); err == nil {
-		e.published = string(payload)
+	if err := c.opts.Publisher.Publish(c.topics.Takeover(), 1, true, payload); err == nil {
+		c.published = string(payload)
 	}
 }
 
 // Takeover returns the coordinator's takeover state (call it on the loop,
 // e.g. through Do).
-func (e *Coordinator) Takeover() *takeover.Manager { return e.takeover }
+func (c *Coordinator) Takeover() *takeover.Manager { return c.takeover }
 
 // Ack feeds an instance's answer to a command. Any goroutine.
-func (e *Coordinator) Ack(a bus.Ack) { e.Post(func() { e.actions.ack(a) }) }
+func (c *Coordinator) Ack(a bus.Ack) { c.Post(func() { c.actions.ack(a) }) }
 
 // Health feeds an instance's disk health report. Any goroutine.
-func (e *Coordinator) Health(h bus.Health) {
-	e.Post(func() {
-		if !e.table.Known(h.Member) {
+func (c *Coordinator) Health(h bus.Health) {
+	c.Post(func() {
+		if !c.table.Known(h.Member) {
 			return
 		}
-		if d, ok := e.drills[h.Member]; ok && d.Fault == DrillBroken {
+		if d, ok := c.drills[h.Member]; ok && d.Fault == DrillBroken {
 			d.Broken = h.Broken // the drill's fault stands until it ends
 			return
 		}
-		if e.broken[h.Member] == h.Broken {
+		if c.broken[h.Member] == h.Broken {
 			return
 		}
 		var failed []string
@@ -169,39 +169,39 @@ func (e *Coordinator) Health(h bus.Health) {
 		if !h.Broken {
 			reason = "material disks work again"
 		}
-		e.setBroken(h.Member, h.Broken, failed, reason)
+		c.setBroken(h.Member, h.Broken, failed, reason)
 	})
 }
 
 // setBroken marks a member broken (all material disks failed) or not, and
 // tells the record stream, the bus and the policy (on the loop).
-func (e *Coordinator) setBroken(member string, broken bool, failed []string, reason string) {
-	e.broken[member] = broken
-	lm, _ := e.table.Get(member)
+func (c *Coordinator) setBroken(member string, broken bool, failed []string, reason string) {
+	c.broken[member] = broken
+	lm, _ := c.table.Get(member)
 	kind := "member_broken"
 	if !broken {
 		kind = members.EventRestored
 	}
-	fields := map[string]any{"state": e.stateOf(member), "reason": reason, "disks_failed": failed}
-	e.log.Warn("member "+kind, "member", member, "disks", failed)
-	e.record(engine.Record{Type: kind, Member: member, Fields: e.drillFields(member, fields)})
-	if e.opts.Publisher != nil {
-		e.publishState(lm)
+	fields := map[string]any{"state": c.stateOf(member), "reason": reason, "disks_failed": failed}
+	c.log.Warn("member "+kind, "member", member, "disks", failed)
+	c.record(engine.Record{Type: kind, Member: member, Fields: c.drillFields(member, fields)})
+	if c.opts.Publisher != nil {
+		c.publishState(lm)
 	}
-	if e.takeover != nil {
-		e.takeover.MemberChanged(member)
+	if c.takeover != nil {
+		c.takeover.MemberChanged(member)
 	}
-	m := e.policyMember(member)
+	m := c.policyMember(member)
 	m.Reason = reason
-	e.dispatch(policy.Event{Name: kind, At: e.clock.Now(), Member: &m, Fields: e.drillFields(member, map[string]any{"reason": reason, "disks_failed": failed})})
+	c.dispatch(policy.Event{Name: kind, At: c.clock.Now(), Member: &m, Fields: c.drillFields(member, map[string]any{"reason": reason, "disks_failed": failed})})
 }
 
 // Command takes an operator command (from the bus, the CLI or the web). The
 // coordinator refuses what cannot be carried out (checkCommand), answers
 // confirm, reject and mode itself; every command not refused then reaches
 // the policy as the event command:VERB. Any goroutine.
-func (e *Coordinator) Command(verb string, fields map[string]any, from string) {
-	e.Post(func() { e.command(verb, fields, from) })
+func (c *Coordinator) Command(verb string, fields map[string]any, from string) {
+	c.Post(func() { c.command(verb, fields, from) })
 }
 
 // CommandWait carries out an operator command as Command does and returns
@@ -211,18 +211,18 @@ func (e *Coordinator) Command(verb string, fields map[string]any, from string) {
 // and of nothing else: not another command's, not what happens later (an
 // action's result, a member's event). Any goroutine; not in a simulation
 // (no loop runs).
-func (e *Coordinator) CommandWait(ctx context.Context, verb string, fields map[string]any, from string) ([]engine.Record, error) {
-	c := &capture{}
-	stop := func() { e.captures = slices.DeleteFunc(e.captures, func(x *capture) bool { return x == c }) }
-	if err := e.Do(ctx, func() {
-		e.causes++
-		c.cause = e.causes
-		e.captures = append(e.captures, c)
-		e.cause = c.cause
-		defer func() { e.cause = 0 }()
-		e.command(verb, fields, from)
+func (c *Coordinator) CommandWait(ctx context.Context, verb string, fields map[string]any, from string) ([]engine.Record, error) {
+	cv := &capture{}
+	stop := func() { c.captures = slices.DeleteFunc(c.captures, func(x *capture) bool { return x == cv }) }
+	if err := c.Do(ctx, func() {
+		c.causes++
+		cv.cause = c.causes
+		c.captures = append(c.captures, cv)
+		c.cause = cv.cause
+		defer func() { c.cause = 0 }()
+		c.command(verb, fields, from)
 	}); err != nil {
-		e.Post(stop)
+		c.Post(stop)
 		return nil, err
 	}
 	// The policy's handler was queued by the command, and what it set off
@@ -231,12 +231,12 @@ func (e *Coordinator) CommandWait(ctx context.Context, verb string, fields map[s
 	var out []engine.Record
 	for seen := -1; seen != len(out); {
 		seen = len(out)
-		if err := e.Do(ctx, func() { out = slices.Clone(c.records) }); err != nil {
-			e.Post(stop)
+		if err := c.Do(ctx, func() { out = slices.Clone(cv.records) }); err != nil {
+			c.Post(stop)
 			return nil, err
 		}
 	}
-	e.Post(stop)
+	c.Post(stop)
 	return out, nil
 }
 
@@ -247,65 +247,65 @@ type capture struct {
 	records []engine.Record
 }
 
-func (e *Coordinator) command(verb string, fields map[string]any, from string) {
+func (c *Coordinator) command(verb string, fields map[string]any, from string) {
 	fields["by"] = from
-	err := e.checkCommand(verb, fields)
-	if err == nil && e.takeover != nil {
+	err := c.checkCommand(verb, fields)
+	if err == nil && c.takeover != nil {
 		switch verb {
 		case "drill":
 			var r DrillRequest
 			if r, err = ParseDrill(fields); err == nil {
-				err = e.startDrill(r, from)
+				err = c.startDrill(r, from)
 			}
 		case "drill_end":
-			err = e.endDrill(fmt.Sprint(fields["member"]), "ended by "+from, from)
+			err = c.endDrill(fmt.Sprint(fields["member"]), "ended by "+from, from)
 		case "confirm":
-			err = e.takeover.Confirm(fmt.Sprint(fields["proposal"]), from)
+			err = c.takeover.Confirm(fmt.Sprint(fields["proposal"]), from)
 		case "reject":
-			err = e.takeover.Reject(fmt.Sprint(fields["proposal"]), from)
+			err = c.takeover.Reject(fmt.Sprint(fields["proposal"]), from)
 		case "mode":
 			mode, _ := fields["mode"].(string)
 			if mode == "" {
 				err = errors.New("mode: which mode? (mode: auto or manual)")
 			} else {
-				err = e.takeover.SetMode(mode, from)
+				err = c.takeover.SetMode(mode, from)
 			}
 		case "reassert":
-			err = e.reassertCommand(fields)
+			err = c.reassertCommand(fields)
 		}
 	}
 	rec := engine.Record{Type: "command", Fields: map[string]any{"verb": verb, "args": fields}}
 	if err != nil {
 		rec.Fields["error"] = err.Error()
-		e.log.Warn("command refused", "verb", verb, "error", err)
+		c.log.Warn("command refused", "verb", verb, "error", err)
 	}
-	e.record(rec)
+	c.record(rec)
 	if err == nil {
-		e.deliverOnce(policy.Event{Name: "command:" + verb, At: e.clock.Now(), Fields: fields}, nil)
+		c.deliverOnce(policy.Event{Name: "command:" + verb, At: c.clock.Now(), Fields: fields}, nil)
 	}
-	e.publishTakeover()
+	c.publishTakeover()
 }
 
 // runHook records and sends a named hook for a member's instance.
-func (e *Coordinator) runHook(target, name string, args map[string]any, cause string) (string, error) {
-	if !e.table.Known(target) {
+func (c *Coordinator) runHook(target, name string, args map[string]any, cause string) (string, error) {
+	if !c.table.Known(target) {
 		return "", fmt.Errorf("no member %q", target)
 	}
-	return e.actions.add(&action{Target: target, Verb: name, Args: args, Cause: cause})
+	return c.actions.add(&action{Target: target, Verb: name, Args: args, Cause: cause})
 }
 
 // siteView is the site as the takeover bookkeeping sees it.
-type siteView struct{ e *Coordinator }
+type siteView struct{ c *Coordinator }
 
 var _ takeover.Site = siteView{}
 
 func (v siteView) Member(id string) (takeover.Member, bool) {
-	cm, ok := v.e.site.Member(id)
-	if !ok || !v.e.table.Known(id) {
+	cm, ok := v.c.site.Member(id)
+	if !ok || !v.c.table.Known(id) {
 		return takeover.Member{}, false
 	}
 	return takeover.Member{
-		ID: id, State: v.e.stateOf(id), Priority: cm.Priority, Standby: cm.Standby, Pool: cm.Pool,
+		ID: id, State: v.c.stateOf(id), Priority: cm.Priority, Standby: cm.Standby, Pool: cm.Pool,
 		Capacity: cm.Capacity, Usage: cm.Usage, DiskLayout: cm.DiskLayout,
 		Capabilities: cm.Capabilities, Requires: cm.Requires, Settings: cm.Settings,
 	}, true
@@ -313,7 +313,7 @@ func (v siteView) Member(id string) (takeover.Member, bool) {
 
 func (v siteView) Members() []takeover.Member {
 	var out []takeover.Member
-	for _, m := range v.e.table.All() {
+	for _, m := range v.c.table.All() {
 		if tm, ok := v.Member(m.ID); ok {
 			out = append(out, tm)
 		}
@@ -321,16 +321,16 @@ func (v siteView) Members() []takeover.Member {
 	return out
 }
 
-func (v siteView) Match(pool string) []string { return v.e.site.Pools[pool].Match }
+func (v siteView) Match(pool string) []string { return v.c.site.Pools[pool].Match }
 
 func (v siteView) CopyActions(r takeover.CopyRequest) ([]takeover.Action, error) {
-	return v.e.copyActions(r)
+	return v.c.copyActions(r)
 }
 
 // Bundle is the duty bundle of a member: what a standby needs to become it,
 // given to its hooks as template data.
 func (v siteView) Bundle(member string) map[string]any {
-	cm, ok := v.e.site.Member(member)
+	cm, ok := v.c.site.Member(member)
 	if !ok {
 		return map[string]any{}
 	}
@@ -341,7 +341,7 @@ func (v siteView) Bundle(member string) map[string]any {
 	if !cm.Settings.TakeOutputs {
 		b["outputs"] = []any{}
 	}
-	if c, ok := v.e.newestConfig(cm); ok {
+	if c, ok := v.c.newestConfig(cm); ok {
 		b["config"], b["config_version"] = c.Content, c.Version
 	}
 	return b

@@ -28,18 +28,18 @@ type namedTimer struct {
 }
 
 type namedTimers struct {
-	e   *Coordinator
+	c   *Coordinator
 	all map[string]*namedTimer
 }
 
-func newNamedTimers(e *Coordinator) *namedTimers {
-	return &namedTimers{e: e, all: map[string]*namedTimer{}}
+func newNamedTimers(c *Coordinator) *namedTimers {
+	return &namedTimers{c: c, all: map[string]*namedTimer{}}
 }
 
 // restore arms the timers the store holds; those whose deadline passed while
 // the coordinator was down fire at once.
 func (ts *namedTimers) restore() error {
-	all, err := store.Load[*namedTimer](ts.e.store, bucketTimers)
+	all, err := store.Load[*namedTimer](ts.c.store, bucketTimers)
 	if err != nil {
 		return fmt.Errorf("named timers: %w", err)
 	}
@@ -47,7 +47,7 @@ func (ts *namedTimers) restore() error {
 		t := all[id]
 		ts.all[id] = t
 		ts.arm(t)
-		ts.e.log.Info("named timer restored", "timer", t.Name, "args", t.Args, "due", t.Due, "in", t.Due.Sub(ts.e.clock.Now()).Round(time.Millisecond))
+		ts.c.log.Info("named timer restored", "timer", t.Name, "args", t.Args, "due", t.Due, "in", t.Due.Sub(ts.c.clock.Now()).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -62,7 +62,7 @@ func (ts *namedTimers) stop() {
 
 func (ts *namedTimers) arm(t *namedTimer) {
 	id := t.ID
-	t.ct = ts.e.clock.AfterFunc(t.Due.Sub(ts.e.clock.Now()), func() { ts.e.Post(func() { ts.fire(id) }) })
+	t.ct = ts.c.clock.AfterFunc(t.Due.Sub(ts.c.clock.Now()), func() { ts.c.Post(func() { ts.fire(id) }) })
 }
 
 // set records and arms a named timer and returns its id.
@@ -71,7 +71,7 @@ func (ts *namedTimers) set(name string, args map[string]any, due time.Time, wher
 		return "", fmt.Errorf("too many named timers (%d): cancel the ones you no longer need", policy.MaxTimers)
 	}
 	var t *namedTimer
-	err := ts.e.store.Update(func(tx *store.Tx) error {
+	err := ts.c.store.Update(func(tx *store.Tx) error {
 		n, err := tx.Increment("meta", "timer_seq")
 		if err != nil {
 			return err
@@ -92,8 +92,8 @@ func (ts *namedTimers) remove(id string) bool {
 	if !ok {
 		return false
 	}
-	if err := ts.e.store.Delete(bucketTimers, id); err != nil {
-		ts.e.log.Error("timer not removed from the store", "timer", t.Name, "error", err)
+	if err := ts.c.store.Delete(bucketTimers, id); err != nil {
+		ts.c.log.Error("timer not removed from the store", "timer", t.Name, "error", err)
 		return false
 	}
 	if t.ct != nil {
@@ -116,14 +116,14 @@ func (ts *namedTimers) fire(id string) {
 	for k, v := range t.Args {
 		fields[k] = v
 	}
-	if late := ts.e.clock.Now().Sub(t.Due); late > time.Second {
+	if late := ts.c.clock.Now().Sub(t.Due); late > time.Second {
 		fields["late_s"] = late.Seconds() // the coordinator was down at the deadline
 	}
 	member, _ := t.Args["member"].(string)
-	ts.e.record(engine.Record{Type: "timer:" + t.Name, Member: member, Fields: fields})
+	ts.c.record(engine.Record{Type: "timer:" + t.Name, Member: member, Fields: fields})
 	// The timer leaves the store in the same transaction as its event enters
 	// the inbox: a restart neither loses nor repeats it.
-	ts.e.deliverOnce(policy.Event{Name: "timer:" + t.Name, At: ts.e.clock.Now(), Fields: fields}, func(tx *store.Tx) error {
+	ts.c.deliverOnce(policy.Event{Name: "timer:" + t.Name, At: ts.c.clock.Now(), Fields: fields}, func(tx *store.Tx) error {
 		return tx.Delete(bucketTimers, id)
 	})
 }
