@@ -28,7 +28,7 @@ type siteConfig struct {
 // answered with the newest: the member writes it into place. So an instance
 // that starts first with an old configuration never overwrites a newer one.
 func (c *Coordinator) ConfigReport(r bus.ConfigReport) {
-	c.Post(func() {
+	c.loop.PostBounded("config", func() {
 		cm, ok := c.site.Member(r.Member)
 		if !ok || cm.ConfigBundleName() != r.Bundle {
 			if c.opts.Drops != nil {

@@ -215,7 +215,7 @@ func (c *Coordinator) copyFinished(a *action, result any, err error) {
 
 // CopyProgress feeds an instance's report on a copy it runs. Any goroutine.
 func (c *Coordinator) CopyProgress(p bus.CopyProgress) {
-	c.Post(func() {
+	c.loop.PostBounded("copy_progress", func() {
 		f, ok := c.actions.remote[p.Action]
 		if !ok || !f.a.isCopy() || f.a.Target != p.Member {
 			return // not a copy we wait for (finished already, or another coordinator's)

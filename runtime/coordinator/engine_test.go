@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"understudy/discovery/bus"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/sim"
@@ -148,36 +147,5 @@ us.on("member_lost", function(ev) us.log.info("second handler ran for " .. ev.me
 	h.Up("main")
 	if got := published(h, mark); len(got) == 0 || got[0] != "member_restored:main" {
 		t.Fatalf("after the timeout: %v", got)
-	}
-}
-
-func TestUnknownMembersAreDroppedAndCounted(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte("-- none\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(siteYAML), 0o644)
-	site, err := config.Load(filepath.Join(dir, "site.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	drops := bus.NewDrops(slog.New(slog.NewTextHandler(&log, nil)))
-	e, err := engine.New(engine.Options{Site: site, Self: "backup", Online: true, Drops: drops})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Stop()
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 50 {
-		e.Heartbeat(bus.Heartbeat{Member: "ghost", Boot: "b", Conn: 1, Seq: uint64(i), IntervalMS: 100})
-	}
-	e.Presence(bus.Presence{Member: "ghost", State: "gone", Boot: "b", Conn: 1}, false)
-	e.RunPending()
-	if got := drops.Counts()["unknown_member"]; got != 51 {
-		t.Errorf("unknown_member drops = %d, want 51 (%v)", got, drops.Counts())
-	}
-	if n := strings.Count(log.String(), "dropped bad bus payload"); n != 1 {
-		t.Errorf("logged %d times, want once:\n%s", n, log.String())
 	}
 }

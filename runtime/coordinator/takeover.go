@@ -144,11 +144,11 @@ func (c *Coordinator) publishTakeover() {
 func (c *Coordinator) Takeover() *takeover.Manager { return c.takeover }
 
 // Ack feeds an instance's answer to a command. Any goroutine.
-func (c *Coordinator) Ack(a bus.Ack) { c.Post(func() { c.actions.ack(a) }) }
+func (c *Coordinator) Ack(a bus.Ack) { c.loop.PostBounded("ack", func() { c.actions.ack(a) }) }
 
 // Health feeds an instance's disk health report. Any goroutine.
 func (c *Coordinator) Health(h bus.Health) {
-	c.Post(func() {
+	c.loop.PostBounded("health", func() {
 		if !c.table.Known(h.Member) {
 			return
 		}

@@ -12,7 +12,7 @@ import (
 // replaces the member's site.yaml entry, or adds a member the site file does
 // not list. Any goroutine.
 func (e *Engine) About(m config.Member) {
-	e.Post(func() {
+	e.PostBounded("about", func() {
 		if cur, ok := e.site.Member(m.ID); ok {
 			if c, ok := describedCopy(e.site, m); ok && reflect.DeepEqual(c, *cur) {
 				return // nothing new (a retained description seen again)

@@ -170,8 +170,20 @@ func (e *Engine) Coordinating() bool {
 	return !none
 }
 
-// Post queues f to run on the loop. Safe from any goroutine; never blocks.
+// Post queues f to run on the loop: work that is never dropped (the loop's
+// own, what decides members' states). Safe from any goroutine; never blocks.
 func (e *Engine) Post(f func()) { e.queue.push(f) }
+
+// PostBounded queues f, an input of kind from another instance that may be
+// dropped when the loop falls behind (at most maxBounded wait; the sender
+// sends it again). It reports whether f was queued. Safe from any
+// goroutine; never blocks.
+func (e *Engine) PostBounded(kind string, f func()) bool { return e.queue.pushBounded(kind, f) }
+
+// InputsDropped returns the bounded inputs dropped so far because the loop
+// fell behind, by kind, and how many heartbeats were merged into a newer
+// one of the same member before the loop took them. Any goroutine.
+func (e *Engine) InputsDropped() (map[string]uint64, uint64) { return e.queue.counts() }
 
 // Do runs f on the loop and waits for it, or for ctx.
 func (e *Engine) Do(ctx context.Context, f func()) error {
@@ -217,8 +229,8 @@ func (e *Engine) Loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-e.queue.ready:
-			for _, f := range e.queue.take() {
-				e.runSafely(f)
+			for _, it := range e.queue.take() {
+				e.runSafely(it.f)
 			}
 		}
 	}
@@ -234,8 +246,8 @@ func (e *Engine) Wake() <-chan struct{} { return e.queue.ready }
 func (e *Engine) RunPending() int {
 	n := 0
 	for e.queue.len() > 0 {
-		for _, f := range e.queue.take() {
-			e.runSafely(f)
+		for _, it := range e.queue.take() {
+			e.runSafely(it.f)
 			n++
 		}
 	}
@@ -254,9 +266,10 @@ func (e *Engine) runSafely(f func()) {
 	f()
 }
 
-// Heartbeat feeds a decoded heartbeat to the member table. Any goroutine.
+// Heartbeat feeds a decoded heartbeat to the member table: while one of
+// the same member's waits, this one replaces it. Any goroutine.
 func (e *Engine) Heartbeat(hb bus.Heartbeat) {
-	e.Post(func() {
+	e.queue.pushBeat(hb.Member, func() {
 		err := e.table.Heartbeat(members.Heartbeat{ID: hb.Member, Boot: hb.Boot, Conn: hb.Conn, Interval: hb.Interval()})
 		if err == nil && hb.Member != e.opts.Self {
 			e.heartbeats.Add(1)

@@ -14,6 +14,7 @@ type Status struct {
 	Site        string          `json:"site"`
 	Self        string          `json:"self"`
 	Coordinator bool            `json:"coordinator"`
+	Inputs      InputStatus     `json:"inputs"`
 	Members     []MemberStatus  `json:"members"`
 	Drivers     []DriverStatus  `json:"drivers,omitempty"`
 	Policy      *PolicyStatus   `json:"policy,omitempty"`
@@ -36,6 +37,15 @@ type GraceStatus struct {
 	Until     time.Time `json:"until"`
 	Remaining float64   `json:"remaining_s"`
 	Expired   bool      `json:"expired"`
+}
+
+// InputStatus says how the loop keeps up with its inputs: the inputs from
+// other instances it dropped because it fell behind (by kind: ack, health,
+// config, copy_progress, about, heartbeat), and the heartbeats merged into a
+// newer one of the same member before it took them.
+type InputStatus struct {
+	Dropped          map[string]uint64 `json:"dropped"`
+	HeartbeatsMerged uint64            `json:"heartbeats_merged"`
 }
 
 // MemberStatus is one row of the member table.
@@ -89,6 +99,7 @@ func (e *Engine) Snapshot() Status { return e.status() }
 
 func (e *Engine) status() Status {
 	st := Status{Site: e.site.Name, Self: e.opts.Self, Coordinator: e.Coordinating()}
+	st.Inputs.Dropped, st.Inputs.HeartbeatsMerged = e.InputsDropped()
 	for _, m := range e.table.All() {
 		cm, _ := e.site.Member(m.ID)
 		st.Members = append(st.Members, MemberStatus{ID: m.ID, State: e.StateOf(m.ID), Since: m.Since, Reason: m.Reason, LastHeard: m.LastHeard, Roles: cm.Roles, Standby: cm.Standby, Pool: cm.Pool})

@@ -36,6 +36,8 @@ type metrics struct {
 	copies      *prometheus.Desc
 	drill       *prometheus.Desc
 	alarms      *prometheus.Desc
+	inDropped   *prometheus.Desc
+	beatsMerged *prometheus.Desc
 }
 
 func newMetrics(inst *Instance) *metrics {
@@ -66,6 +68,8 @@ func newMetrics(inst *Instance) *metrics {
 		brokerDrops: prometheus.NewDesc("understudy_broker_dropped_total", "Messages the embedded broker dropped for clients that read too slowly.", nil, nil),
 		copies:      prometheus.NewDesc("understudy_copies_in_progress", "Material copies running.", nil, nil),
 		drill:       prometheus.NewDesc("understudy_drill_active", "1 while the member is in a real fire drill (by fault).", []string{"member", "fault"}, nil),
+		inDropped:   prometheus.NewDesc("understudy_inputs_dropped_total", "Inputs from other instances the event loop dropped because it fell behind, by kind (the sender sends them again).", []string{"kind"}, nil),
+		beatsMerged: prometheus.NewDesc("understudy_heartbeats_merged_total", "Heartbeats replaced by a newer one of the same member before the event loop took them in.", nil, nil),
 		alarms:      prometheus.NewDesc("understudy_alarms_active", "Alarms raised on the coordinator now, by kind and severity.", []string{"kind", "severity"}, nil),
 	}
 	m.reg.MustRegister(m.detection, m.actions, m.copyBytes, m,
@@ -111,7 +115,7 @@ func number(v any) (float64, bool) {
 
 // Describe implements prometheus.Collector for the scraped metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms} {
+	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.inDropped, m.beatsMerged} {
 		ch <- d
 	}
 }
@@ -144,6 +148,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.dropped, float64(n), reason)
 	}
 	counter(m.heartbeats, float64(st.Bus.Heartbeats))
+	for kind, n := range st.Inputs.Dropped {
+		counter(m.inDropped, float64(n), kind)
+	}
+	counter(m.beatsMerged, float64(st.Inputs.HeartbeatsMerged))
 	if st.Bus.Embedded != "" {
 		counter(m.brokerDrops, float64(st.Bus.EmbeddedDropped))
 	}
