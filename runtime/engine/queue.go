@@ -27,11 +27,10 @@ const maxBounded = 4096
 const maxMembersQueued = 8192
 
 type item struct {
-	f      func()
-	beat   string // a heartbeat of this member; f reads the newest one
-	bound  bool   // a bounded input
-	kind   string // what it is, for the drop counts
-	member string
+	f     func()
+	beat  string // a heartbeat of this member; f reads the newest one
+	bound bool   // a bounded input
+	kind  string // what it is, for the drop counts
 }
 
 // queue is the loop's input queue. Its methods are safe from any goroutine.

@@ -37,6 +37,7 @@ import (
 	"understudy/runtime/diskhealth"
 	"understudy/runtime/engine"
 	"understudy/runtime/hooks"
+	"understudy/runtime/inbound"
 	"understudy/runtime/journal"
 	"understudy/runtime/materialcopy"
 	"understudy/runtime/policy"
@@ -517,88 +518,14 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 			inst.engine.BusConnected(false)
 		},
 	})
-	c.Subscribe(topics.AllHeartbeats(), 0, func(m bus.Message) {
-		id, _, _ := topics.MemberOf(m.Topic)
-		hb, err := bus.DecodeHeartbeat(id, m.Payload)
-		if err != nil {
-			inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
-			return
-		}
-		inst.engine.Heartbeat(hb)
-	})
-	c.Subscribe(topics.AllPresence(), 1, func(m bus.Message) {
-		id, _, _ := topics.MemberOf(m.Topic)
-		if len(m.Payload) == 0 {
-			return // a cleared retained message
-		}
-		p, err := bus.DecodePresence(id, m.Payload)
-		if err != nil {
-			inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
-			return
-		}
-		inst.engine.Presence(p, m.Retained)
-	})
-	c.Subscribe(topics.Command(inst.opts.Self), 1, func(m bus.Message) { inst.agent.Handle(m.Payload) })
-	c.Subscribe(topics.AllAbout(), 1, func(m bus.Message) {
-		id, _, _ := topics.MemberOf(m.Topic)
-		if len(m.Payload) == 0 || id == inst.opts.Self {
-			return
-		}
-		about, err := bus.DecodeAbout(id, m.Payload)
-		if err != nil {
-			inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
-			return
-		}
-		inst.engine.About(about)
-		inst.homeAssistantDescribed(about)
-	})
-	if inst.coord != nil {
-		c.Subscribe(topics.AllAcks(), 1, func(m bus.Message) {
-			id, _, _ := topics.MemberOf(m.Topic)
-			a, err := bus.DecodeAck(id, m.Payload)
-			if err != nil {
-				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
-				return
-			}
-			inst.coord.Ack(a)
-		})
-		c.Subscribe(topics.AllConfigs(), 1, func(m bus.Message) {
-			id, _, _ := topics.MemberOf(m.Topic)
-			if len(m.Payload) == 0 {
-				return
-			}
-			r, err := bus.DecodeConfigReport(id, m.Payload)
-			if err != nil {
-				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
-				return
-			}
-			inst.coord.ConfigReport(r)
-		})
-		c.Subscribe(topics.AllHealth(), 1, func(m bus.Message) {
-			id, _, _ := topics.MemberOf(m.Topic)
-			if len(m.Payload) == 0 {
-				return
-			}
-			h, err := bus.DecodeHealth(id, m.Payload)
-			if err != nil {
-				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
-				return
-			}
-			inst.coord.Health(h)
-		})
-		c.Subscribe(topics.AllCopies(), 0, func(m bus.Message) {
-			id, _, _ := topics.MemberOf(m.Topic)
-			p, err := bus.DecodeCopyProgress(id, m.Payload)
-			if err != nil {
-				inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
-				return
-			}
-			inst.coord.CopyProgress(p)
-		})
-		c.Subscribe(topics.AllControl(), 1, inst.controlFromBus)
-	} else {
-		c.Subscribe(inst.replyTopics(), 1, inst.replyFromBus)
+	in := inbound.Inputs{
+		Loop: inst.engine, Command: inst.agent.Handle, Control: inst.controlFromBus,
+		Reply: inst.replyFromBus, ReplyFilter: inst.replyTopics(), Described: inst.homeAssistantDescribed,
 	}
+	if inst.coord != nil {
+		in.Coordinator = inst.coord
+	}
+	inbound.Install(c, topics, inbound.Routes(topics, inst.opts.Self, in), inst.drops)
 	inst.bus.Store(c)
 	c.Connect()
 	return c
@@ -667,13 +594,6 @@ func (inst *Instance) publishHealth() {
 	if err := c.Publish((bus.Topics{Site: inst.site.Name}).Health(inst.opts.Self), 1, true, *p); err != nil {
 		inst.log.Debug("health not published yet", "error", err)
 	}
-}
-
-func sourceOf(id, topic string) string {
-	if id != "" {
-		return id
-	}
-	return topic
 }
 
 // mdnsLoop advertises this instance and browses for its peers.

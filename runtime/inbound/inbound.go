@@ -1,0 +1,159 @@
+// Package inbound is where every bus message enters an instance: a table of
+// routes, each a topic filter, a decoder and the input the message becomes
+// (the loop's, the coordinator's, the agent's, the operator commands').
+// A message that does not decode is dropped and counted there, once, the
+// same way for every kind; authentication of messages will sit there too.
+// The daemon installs the table on its MQTT client; tests install it on
+// Memory and hand it the same messages.
+package inbound
+
+import (
+	"understudy/discovery/bus"
+	"understudy/runtime/config"
+)
+
+// Loop takes what every instance keeps: the member table's inputs and the
+// members' descriptions of themselves (engine.Engine).
+type Loop interface {
+	Heartbeat(bus.Heartbeat)
+	Presence(p bus.Presence, retained bool)
+	About(config.Member)
+}
+
+// Coordinator takes what other instances report to the coordinator
+// (coordinator.Coordinator).
+type Coordinator interface {
+	Ack(bus.Ack)
+	ConfigReport(bus.ConfigReport)
+	Health(bus.Health)
+	CopyProgress(bus.CopyProgress)
+}
+
+// Inputs are where decoded messages go.
+type Inputs struct {
+	Loop Loop
+	// Coordinator is nil on an instance that does not coordinate: it then
+	// subscribes to none of the coordinator's topics.
+	Coordinator Coordinator
+	// Command takes a command for this member's instance (the agent).
+	Command func(payload []byte)
+	// Control takes an operator command (on the coordinator).
+	Control func(bus.Message)
+	// Reply takes the coordinator's reply to a command this instance passed
+	// on (on an instance that does not coordinate); ReplyFilter is the
+	// topic filter of those replies.
+	Reply       func(bus.Message)
+	ReplyFilter string
+	// Described, when set, also sees each member's description.
+	Described func(config.Member)
+}
+
+// Route is one row of the table: the messages on Filter (received at QoS)
+// are decoded by Decode, which returns the input to hand over (nil:
+// nothing, such as a cleared retained message) or why the message is
+// dropped.
+type Route struct {
+	Name   string
+	Filter string
+	QoS    byte
+	Decode func(member string, m bus.Message) (hand func(), err error)
+}
+
+// Routes is the table of an instance of site member self.
+func Routes(topics bus.Topics, self string, in Inputs) []Route {
+	rs := []Route{
+		{Name: "heartbeat", Filter: topics.AllHeartbeats(), QoS: 0, Decode: func(id string, m bus.Message) (func(), error) {
+			hb, err := bus.DecodeHeartbeat(id, m.Payload)
+			return func() { in.Loop.Heartbeat(hb) }, err
+		}},
+		{Name: "presence", Filter: topics.AllPresence(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+			if len(m.Payload) == 0 {
+				return nil, nil // a cleared retained message
+			}
+			p, err := bus.DecodePresence(id, m.Payload)
+			return func() { in.Loop.Presence(p, m.Retained) }, err
+		}},
+		{Name: "command", Filter: topics.Command(self), QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
+			return func() { in.Command(m.Payload) }, nil // the agent decodes, answers and counts
+		}},
+		{Name: "about", Filter: topics.AllAbout(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+			if len(m.Payload) == 0 || id == self {
+				return nil, nil // cleared, or this instance's own
+			}
+			about, err := bus.DecodeAbout(id, m.Payload)
+			return func() {
+				in.Loop.About(about)
+				if in.Described != nil {
+					in.Described(about)
+				}
+			}, err
+		}},
+	}
+	if c := in.Coordinator; c != nil {
+		rs = append(rs,
+			Route{Name: "ack", Filter: topics.AllAcks(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+				a, err := bus.DecodeAck(id, m.Payload)
+				return func() { c.Ack(a) }, err
+			}},
+			Route{Name: "config", Filter: topics.AllConfigs(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+				if len(m.Payload) == 0 {
+					return nil, nil
+				}
+				r, err := bus.DecodeConfigReport(id, m.Payload)
+				return func() { c.ConfigReport(r) }, err
+			}},
+			Route{Name: "health", Filter: topics.AllHealth(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+				if len(m.Payload) == 0 {
+					return nil, nil
+				}
+				h, err := bus.DecodeHealth(id, m.Payload)
+				return func() { c.Health(h) }, err
+			}},
+			Route{Name: "copy", Filter: topics.AllCopies(), QoS: 0, Decode: func(id string, m bus.Message) (func(), error) {
+				p, err := bus.DecodeCopyProgress(id, m.Payload)
+				return func() { c.CopyProgress(p) }, err
+			}},
+			Route{Name: "control", Filter: topics.AllControl(), QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
+				return func() { in.Control(m) }, nil // decoded, answered and counted where it is carried out
+			}},
+		)
+	} else if in.Reply != nil {
+		rs = append(rs, Route{Name: "reply", Filter: in.ReplyFilter, QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
+			return func() { in.Reply(m) }, nil
+		}})
+	}
+	return rs
+}
+
+// Subscriber is what the routes are installed on (bus.Client, Memory).
+type Subscriber interface {
+	Subscribe(filter string, qos byte, h bus.Handler)
+}
+
+// Install subscribes each route; what does not decode is dropped and counted
+// in drops (which may be nil).
+func Install(sub Subscriber, topics bus.Topics, routes []Route, drops *bus.Drops) {
+	for _, r := range routes {
+		sub.Subscribe(r.Filter, r.QoS, func(m bus.Message) { Deliver(topics, r, m, drops) })
+	}
+}
+
+// Deliver is the one place a message enters: it decodes m by r and hands the
+// input over, or drops and counts it.
+func Deliver(topics bus.Topics, r Route, m bus.Message, drops *bus.Drops) {
+	id, _, _ := topics.MemberOf(m.Topic)
+	hand, err := r.Decode(id, m)
+	if err != nil {
+		if drops != nil {
+			source := id
+			if source == "" {
+				source = m.Topic
+			}
+			drops.Drop(source, m.Topic, len(m.Payload), err)
+		}
+		return
+	}
+	if hand != nil {
+		hand()
+	}
+}
