@@ -98,6 +98,7 @@ type Instance struct {
 	busHealth   busHealth      // what keeps this instance off the bus, for /healthz and systemd
 	busTLS      *tls.Config    // from bus.tls, read at start
 	tokenPath   string
+	closers     closers // what start opened, closed when the instance stops
 
 	mu     sync.Mutex // guards what the status API reads
 	busURL string
@@ -117,7 +118,7 @@ func Run(ctx context.Context, opts Options) error {
 	return inst.run(ctx)
 }
 
-func start(ctx context.Context, opts Options) (*Instance, error) {
+func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	site := opts.Site
 	member, ok := site.Member(opts.Self)
 	if !ok {
@@ -134,12 +135,18 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		opts.PolicyPoll = time.Second
 	}
 	inst := &Instance{opts: opts, site: site, member: member, log: opts.Logger, peers: map[string]mdns.Entry{}, copying: make(chan struct{}, 1), busCommands: make(chan struct{}, 16)}
+	// What start opens is closed in reverse order: here when a later step
+	// fails, else when the instance stops (run).
+	defer func() {
+		if err != nil {
+			inst.closers.closeAll()
+		}
+	}()
 	inst.drops = bus.NewDrops(inst.log)
 	coordinating := site.Coordinator == opts.Self
 
 	var drvs map[string]drivers.Driver
 	if coordinating {
-		var err error
 		if drvs, err = site.BuildDrivers(opts.Registry); err != nil {
 			return nil, err
 		}
@@ -153,13 +160,12 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, err
 	}
 	inst.store = st
+	inst.closers.add(func() { st.Close() })
 	if inst.busTLS, err = busTLS(site.Bus.TLS); err != nil {
-		st.Close()
 		return nil, err
 	}
 	inst.tokenPath = TokenPath(dir, site.Name, opts.Self)
 	if inst.token, err = loadToken(inst.tokenPath); err != nil {
-		st.Close()
 		return nil, err
 	}
 	if b := member.ConfigBundleName(); b != "" {
@@ -178,20 +184,20 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		Builtin: inst.builtinSteps, Tasks: inst.materialTasks(),
 	})
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	if inst.material, err = inst.startMaterialServer(); err != nil {
-		st.Close()
 		return nil, err
+	}
+	if inst.material != nil {
+		inst.closers.add(func() { inst.material.Close() })
 	}
 	api, err := net.Listen("tcp", member.API)
 	if err != nil {
-		inst.closeMaterial()
-		st.Close()
 		return nil, fmt.Errorf("status API on %s: %w", member.API, err)
 	}
 	inst.api = api
+	inst.closers.add(func() { api.Close() })
 	if err := os.WriteFile(AddressPath(dir, site.Name, opts.Self), []byte("http://"+api.Addr().String()+"\n"), 0o644); err != nil {
 		inst.log.Warn("API address not written for the CLI", "error", err)
 	}
@@ -206,12 +212,10 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 		// people and for understudy replay.
 		j, err := journal.Open(filepath.Join(dir, site.Name+"-"+opts.Self+".journal"), journal.Options{})
 		if err != nil {
-			api.Close()
-			inst.closeMaterial()
-			st.Close()
 			return nil, err
 		}
 		inst.journal = j
+		inst.closers.add(func() { j.Close() })
 		observe = func(r engine.Record) {
 			inst.metrics.observe(r)
 			inst.feed.add(r)
@@ -222,37 +226,33 @@ func start(ctx context.Context, opts Options) (*Instance, error) {
 	}
 	var coord engine.Coordinator
 	if coordinating {
-		if inst.coord, err = coordinator.New(coordinator.Options{Drivers: drvs, Publisher: publisher{inst}, Store: st}); err == nil {
-			coord = inst.coord
+		if inst.coord, err = coordinator.New(coordinator.Options{Drivers: drvs, Publisher: publisher{inst}, Store: st}); err != nil {
+			return nil, err
 		}
+		coord = inst.coord
 	}
-	if err == nil {
-		inst.engine, err = engine.New(engine.Options{
-			// The engine's copy of the site changes when members describe themselves.
-			Site: site.Clone(), Self: opts.Self, Logger: inst.log, Drops: inst.drops,
-			Coordinator: coord, Observe: observe,
-		})
-	}
+	inst.engine, err = engine.New(engine.Options{
+		// The engine's copy of the site changes when members describe themselves.
+		Site: site.Clone(), Self: opts.Self, Logger: inst.log, Drops: inst.drops,
+		Coordinator: coord, Observe: observe,
+	})
 	if err != nil {
-		api.Close()
-		inst.closeMaterial()
-		inst.closeJournal()
-		st.Close()
 		return nil, err
 	}
 	return inst, nil
 }
 
-func (inst *Instance) closeJournal() {
-	if inst.journal != nil {
-		inst.journal.Close()
-	}
-}
+// closers is a cleanup stack: what start opened, closed in reverse order.
+type closers []func()
 
-func (inst *Instance) closeMaterial() {
-	if inst.material != nil {
-		inst.material.Close()
+func (c *closers) add(f func()) { *c = append(*c, f) }
+
+// closeAll closes everything added, the last first, once.
+func (c *closers) closeAll() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
 	}
+	*c = nil
 }
 
 // publisher lets the engine publish before the bus client exists.
@@ -267,9 +267,7 @@ func (p publisher) Publish(topic string, qos byte, retained bool, payload []byte
 }
 
 func (inst *Instance) run(ctx context.Context) error {
-	defer inst.store.Close()
-	defer inst.closeJournal()
-	defer inst.api.Close()
+	defer inst.closers.closeAll()
 	site := inst.site
 	inst.log.Info("starting", "site", site.Name, "member", inst.opts.Self, "coordinator", inst.coord != nil, "version", inst.opts.Version)
 
@@ -308,7 +306,6 @@ func (inst *Instance) run(ctx context.Context) error {
 		inst.agent.Run(ctx)
 	}()
 	if inst.material != nil {
-		defer inst.material.Close()
 		wg.Go(func() { inst.serveMaterial(ctx, inst.material) })
 	}
 	if inst.config != nil {
