@@ -11,7 +11,7 @@ import (
 
 	"understudy/drivers"
 	"understudy/drivers/switcher"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // Kind registers the driver as `kind: extron`.
@@ -34,17 +34,17 @@ type Settings struct {
 	Tie string `yaml:"tie"`
 	// Timeout bounds each command's reply, connecting, and the login.
 	// Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Poll is how often the routing is read back to notice ties made by
 	// others (the front panel, another controller). nil: the default, 10s;
 	// 0: never (the driver then only sends Q after KeepAlive idle). Write
 	// "0s" in YAML.
-	Poll *config.Duration `yaml:"poll"`
+	Poll *units.Duration `yaml:"poll"`
 	// BackoffMin and BackoffMax bound the delay between reconnection
 	// attempts, which doubles from BackoffMin up to BackoffMax, with jitter.
 	// Defaults 100ms and 5s.
-	BackoffMin config.Duration `yaml:"backoff_min"`
-	BackoffMax config.Duration `yaml:"backoff_max"`
+	BackoffMin units.Duration `yaml:"backoff_min"`
+	BackoffMax units.Duration `yaml:"backoff_max"`
 }
 
 // Default settings.
@@ -136,7 +136,7 @@ func FromSettings(s Settings) (*Extron, error) {
 		}
 	}
 	if s.Poll == nil {
-		d := config.Duration(DefaultPoll)
+		d := units.Duration(DefaultPoll)
 		s.Poll = &d
 	} else {
 		d := *s.Poll

@@ -14,7 +14,7 @@ import (
 	"understudy/drivers/drivertest"
 	"understudy/drivers/extron"
 	"understudy/fixtures/extronsim"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // startDriver starts a driver for addr with the given extra settings (YAML
@@ -679,7 +679,7 @@ func TestConfig(t *testing.T) {
 		t.Error("New without a decoder succeeded")
 	}
 	// FromSettings: a nil Poll is the default; the caller's value is copied.
-	p := config.Duration(time.Second)
+	p := units.Duration(time.Second)
 	x, err := extron.FromSettings(extron.Settings{Address: "sw", Poll: &p})
 	if err != nil {
 		t.Fatal(err)

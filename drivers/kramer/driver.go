@@ -10,7 +10,7 @@ import (
 
 	"understudy/drivers"
 	"understudy/drivers/switcher"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // Kind registers the driver as `kind: kramer`.
@@ -39,15 +39,15 @@ type Settings struct {
 	// few models have the command).
 	Labels bool `yaml:"labels"`
 	// Timeout bounds each command: connecting, and every reply. Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Poll is how often the routing is read back to catch changes the
 	// device did not announce; 0s turns polling off. Default 10s.
-	Poll *config.Duration `yaml:"poll"`
+	Poll *units.Duration `yaml:"poll"`
 	// BackoffMin and BackoffMax bound the delay between reconnection
 	// attempts, which doubles from BackoffMin up to BackoffMax, with jitter.
 	// Defaults 100ms and 5s.
-	BackoffMin config.Duration `yaml:"backoff_min"`
-	BackoffMax config.Duration `yaml:"backoff_max"`
+	BackoffMin units.Duration `yaml:"backoff_min"`
+	BackoffMax units.Duration `yaml:"backoff_max"`
 }
 
 // Default settings.
@@ -121,7 +121,7 @@ func FromSettings(s Settings) (*Matrix, error) {
 		return nil, errors.New("inputs and outputs: give both, or neither (the device reports its size)")
 	}
 	if s.Poll == nil {
-		p := config.Duration(DefaultPoll)
+		p := units.Duration(DefaultPoll)
 		s.Poll = &p
 	} else {
 		p := *s.Poll // the caller's value is not shared

@@ -14,7 +14,7 @@ import (
 	"understudy/drivers/drivertest"
 	"understudy/drivers/kramer"
 	"understudy/fixtures/kramersim"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 func routeChanged(output, input int) drivers.Event {
@@ -598,10 +598,10 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poll := config.Duration(10 * time.Second)
+	poll := units.Duration(10 * time.Second)
 	got := d.(*kramer.Matrix).Settings()
-	want := kramer.Settings{Address: "192.168.1.39:5000", Layer: 1, Machine: 1, Timeout: config.Duration(2 * time.Second), Poll: &poll,
-		BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second)}
+	want := kramer.Settings{Address: "192.168.1.39:5000", Layer: 1, Machine: 1, Timeout: units.Duration(2 * time.Second), Poll: &poll,
+		BackoffMin: units.Duration(100 * time.Millisecond), BackoffMax: units.Duration(5 * time.Second)}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings %+v, want %+v", got, want)
 	}
@@ -654,7 +654,7 @@ func TestConfig(t *testing.T) {
 		t.Error("New without a decoder succeeded")
 	}
 	// The caller's poll value is not shared with the driver.
-	p := config.Duration(time.Second)
+	p := units.Duration(time.Second)
 	m, err := kramer.FromSettings(kramer.Settings{Address: "m", Poll: &p})
 	if err != nil {
 		t.Fatal(err)

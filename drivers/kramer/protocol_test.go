@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"understudy/drivers"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 func TestParseFrame(t *testing.T) {
@@ -405,7 +405,7 @@ func TestNormalizeAddress(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	m, err := FromSettings(Settings{Address: "matrix", BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second)})
+	m, err := FromSettings(Settings{Address: "matrix", BackoffMin: units.Duration(100 * time.Millisecond), BackoffMax: units.Duration(5 * time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}

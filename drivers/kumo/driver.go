@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"understudy/drivers"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // Kind registers the driver as `kind: kumo`.
@@ -31,14 +31,14 @@ type Settings struct {
 	Address string `yaml:"address"`
 	// Timeout bounds each HTTP request, and the wait for a route to show
 	// in the device's read-back. Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Poll is how often the routing is read back while connected. Default 2s.
-	Poll config.Duration `yaml:"poll"`
+	Poll units.Duration `yaml:"poll"`
 	// BackoffMin and BackoffMax bound the delay between reconnection
 	// attempts, which doubles from BackoffMin up to BackoffMax, with jitter.
 	// Defaults 100ms and 5s.
-	BackoffMin config.Duration `yaml:"backoff_min"`
-	BackoffMax config.Duration `yaml:"backoff_max"`
+	BackoffMin units.Duration `yaml:"backoff_min"`
+	BackoffMax units.Duration `yaml:"backoff_max"`
 	// Password is the KUMO's web password, needed only when its user
 	// authentication is set to Login. The KUMO has no user names.
 	Password string `yaml:"password"`
@@ -88,7 +88,7 @@ func FromSettings(s Settings) (*Kumo, error) {
 	s.Address = addr
 	for _, d := range []struct {
 		name string
-		v    *config.Duration
+		v    *units.Duration
 		def  time.Duration
 	}{
 		{"timeout", &s.Timeout, DefaultTimeout},
@@ -100,7 +100,7 @@ func FromSettings(s Settings) (*Kumo, error) {
 			return nil, fmt.Errorf("%s: %s is negative", d.name, *d.v)
 		}
 		if *d.v == 0 {
-			*d.v = config.Duration(d.def)
+			*d.v = units.Duration(d.def)
 		}
 	}
 	if s.BackoffMax < s.BackoffMin {

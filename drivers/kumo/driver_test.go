@@ -16,7 +16,7 @@ import (
 	"understudy/drivers/drivertest"
 	"understudy/drivers/kumo"
 	"understudy/fixtures/kumosim"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // startDriver starts a kumo driver for addr with the given extra settings
@@ -591,8 +591,8 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := d.(*kumo.Kumo).Settings()
-	want := kumo.Settings{Address: "192.168.10.60:80", Timeout: config.Duration(2 * time.Second), Poll: config.Duration(2 * time.Second),
-		BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second)}
+	want := kumo.Settings{Address: "192.168.10.60:80", Timeout: units.Duration(2 * time.Second), Poll: units.Duration(2 * time.Second),
+		BackoffMin: units.Duration(100 * time.Millisecond), BackoffMax: units.Duration(5 * time.Second)}
 	if got != want {
 		t.Errorf("settings %+v, want %+v", got, want)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"understudy/drivers"
 	"understudy/drivers/switcher"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // Kind registers the driver as `kind: videohub`.
@@ -25,15 +25,15 @@ type Settings struct {
 	Address string `yaml:"address"`
 	// Timeout bounds each command: connecting, reading the status dump, a
 	// route's ACK and its status update, a PING's ACK. Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Ping is how long the connection may stay idle before a PING checks it.
 	// Default 5s.
-	Ping config.Duration `yaml:"ping"`
+	Ping units.Duration `yaml:"ping"`
 	// BackoffMin and BackoffMax bound the delay between reconnection
 	// attempts, which doubles from BackoffMin up to BackoffMax, with jitter.
 	// Defaults 100ms and 5s.
-	BackoffMin config.Duration `yaml:"backoff_min"`
-	BackoffMax config.Duration `yaml:"backoff_max"`
+	BackoffMin units.Duration `yaml:"backoff_min"`
+	BackoffMax units.Duration `yaml:"backoff_max"`
 }
 
 // Default settings.

@@ -13,7 +13,7 @@ import (
 	"understudy/drivers/drivertest"
 	"understudy/drivers/videohub"
 	"understudy/fixtures/videohubsim"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // startDriver starts a videohub driver for addr with the given extra
@@ -461,8 +461,8 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := d.(*videohub.Videohub).Settings()
-	want := videohub.Settings{Address: "192.168.10.50:9990", Timeout: config.Duration(2 * time.Second), Ping: config.Duration(5 * time.Second),
-		BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second)}
+	want := videohub.Settings{Address: "192.168.10.50:9990", Timeout: units.Duration(2 * time.Second), Ping: units.Duration(5 * time.Second),
+		BackoffMin: units.Duration(100 * time.Millisecond), BackoffMax: units.Duration(5 * time.Second)}
 	if got != want {
 		t.Errorf("settings %+v, want %+v", got, want)
 	}

@@ -11,7 +11,7 @@ import (
 	"testing/iotest"
 	"time"
 
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // prelude28 is a status dump as a 2.8 device sends it on connect, with a
@@ -323,7 +323,7 @@ func TestNormalizeAddress(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	v, err := FromSettings(Settings{Address: "hub", BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second)})
+	v, err := FromSettings(Settings{Address: "hub", BackoffMin: units.Duration(100 * time.Millisecond), BackoffMax: units.Duration(5 * time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}

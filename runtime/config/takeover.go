@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"understudy/runtime/hooks"
+	"understudy/drivers/hooks"
 )
 
 // Failover is the site's takeover settings: the site-wide limit, the mode and

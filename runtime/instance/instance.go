@@ -534,7 +534,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		if len(m.Payload) == 0 || id == inst.opts.Self {
 			return
 		}
-		about, err := bus.DecodeAbout(id, m.Payload)
+		about, err := bus.DecodeAbout[config.Member](id, m.Payload)
 		if err != nil {
 			inst.drops.Drop(sourceOf(id, m.Topic), m.Topic, len(m.Payload), err)
 			return

@@ -7,7 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"understudy/runtime/platform"
+	"understudy/platform"
 )
 
 // execPathEnv is the whole PATH a hook program gets: Windows' own folders.
