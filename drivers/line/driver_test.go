@@ -14,7 +14,7 @@ import (
 	"understudy/drivers"
 	"understudy/drivers/drivertest"
 	"understudy/drivers/line"
-	"understudy/fixtures/linesim"
+	"understudy/drivers/line/linesim"
 )
 
 // The projector used by most tests: its commands, and the simulator's

@@ -8,10 +8,10 @@ import (
 	"sync"
 
 	"understudy/drivers"
-	"understudy/fixtures/extronsim"
-	"understudy/fixtures/kramersim"
-	"understudy/fixtures/kumosim"
-	"understudy/fixtures/videohubsim"
+	"understudy/drivers/extron/extronsim"
+	"understudy/drivers/kramer/kramersim"
+	"understudy/drivers/kumo/kumosim"
+	"understudy/drivers/videohub/videohubsim"
 	"understudy/runtime/config"
 )
 
