@@ -12,15 +12,19 @@ import (
 	"understudy/drivers/extron/wire"
 
 	"understudy/drivers"
+	"understudy/drivers/extron/extronsim"
 	"understudy/drivers/switcher"
 	"understudy/units"
 )
 
-// Kind registers the driver as `kind: extron`.
+// Kind registers the driver as `kind: extron`, with its liveness check for
+// probes and its simulator.
 var Kind = drivers.Kind{
-	Name:    "extron",
-	Summary: "Extron matrix switcher: DXP, CrossPoint, XTP, … (SIS over Telnet, TCP 23)",
-	New:     New,
+	Name:     "extron",
+	Summary:  "Extron matrix switcher: DXP, CrossPoint, XTP, … (SIS over Telnet, TCP 23)",
+	New:      New,
+	Alive:    Alive,
+	Simulate: extronsim.Simulate,
 }
 
 // Settings is the driver's configuration block in site.yaml.

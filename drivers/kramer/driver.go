@@ -11,15 +11,19 @@ import (
 	"understudy/drivers/kramer/wire"
 
 	"understudy/drivers"
+	"understudy/drivers/kramer/kramersim"
 	"understudy/drivers/switcher"
 	"understudy/units"
 )
 
-// Kind registers the driver as `kind: kramer`.
+// Kind registers the driver as `kind: kramer`, with its liveness check for
+// probes and its simulator.
 var Kind = drivers.Kind{
-	Name:    "kramer",
-	Summary: "Kramer matrix switcher (Protocol 3000, TCP 5000)",
-	New:     New,
+	Name:     "kramer",
+	Summary:  "Kramer matrix switcher (Protocol 3000, TCP 5000)",
+	New:      New,
+	Alive:    Alive,
+	Simulate: kramersim.Simulate,
 }
 
 // Settings is the driver's configuration block in site.yaml.

@@ -16,14 +16,18 @@ import (
 	"understudy/drivers/kumo/wire"
 
 	"understudy/drivers"
+	"understudy/drivers/kumo/kumosim"
 	"understudy/units"
 )
 
-// Kind registers the driver as `kind: kumo`.
+// Kind registers the driver as `kind: kumo`, with its liveness check for
+// probes and its simulator.
 var Kind = drivers.Kind{
-	Name:    "kumo",
-	Summary: "AJA KUMO SDI router (KUMO web interface, HTTP port 80)",
-	New:     New,
+	Name:     "kumo",
+	Summary:  "AJA KUMO SDI router (KUMO web interface, HTTP port 80)",
+	New:      New,
+	Alive:    Alive,
+	Simulate: kumosim.Simulate,
 }
 
 // Settings is the driver's configuration block in site.yaml.

@@ -11,14 +11,18 @@ import (
 
 	"understudy/drivers"
 	"understudy/drivers/switcher"
+	"understudy/drivers/videohub/videohubsim"
 	"understudy/units"
 )
 
-// Kind registers the driver as `kind: videohub`.
+// Kind registers the driver as `kind: videohub`, with its liveness check for
+// probes and its simulator.
 var Kind = drivers.Kind{
-	Name:    "videohub",
-	Summary: "Blackmagic Videohub video router (Videohub Ethernet protocol, TCP 9990)",
-	New:     New,
+	Name:     "videohub",
+	Summary:  "Blackmagic Videohub video router (Videohub Ethernet protocol, TCP 9990)",
+	New:      New,
+	Alive:    Alive,
+	Simulate: videohubsim.Simulate,
 }
 
 // Settings is the driver's configuration block in site.yaml.

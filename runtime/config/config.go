@@ -496,7 +496,8 @@ func (s *Site) UseMDNS() bool { return s.MDNS == nil || *s.MDNS }
 func (s *Site) WatchPolicy() bool { return s.Policy.Watch == nil || *s.Policy.Watch }
 
 // BuildDrivers creates every configured driver through the registry, decoding
-// and validating their settings; no driver connects yet.
+// and validating their settings, and checks the members' probes against it
+// (CheckProbes); no driver connects yet.
 func (s *Site) BuildDrivers(reg *drivers.Registry) (map[string]drivers.Driver, error) {
 	out := make(map[string]drivers.Driver, len(s.Drivers))
 	var errs Errors
@@ -520,6 +521,7 @@ func (s *Site) BuildDrivers(reg *drivers.Registry) (map[string]drivers.Driver, e
 		}
 		out[name] = drv
 	}
+	errs = append(errs, s.CheckProbes(reg)...)
 	if len(errs) > 0 {
 		return nil, errs
 	}

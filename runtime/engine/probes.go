@@ -7,8 +7,7 @@ import (
 
 	"understudy/discovery/members"
 	"understudy/discovery/probes"
-	"understudy/drivers/extron"
-	"understudy/drivers/videohub"
+	"understudy/drivers/builtin"
 	"understudy/runtime/config"
 )
 
@@ -33,10 +32,12 @@ func (e *Engine) probeOf(m *config.Member) probes.Probe {
 			}
 			return nil
 		})
-	case p.Videohub != "":
-		return probes.Func("videohub "+p.Videohub, func(ctx context.Context) error { return videohub.Alive(ctx, p.Videohub) })
-	case p.Extron != "":
-		return probes.Func("extron "+p.Extron, func(ctx context.Context) error { return extron.Alive(ctx, p.Extron) })
+	case p.Kind != "":
+		k, ok := builtin.Registry().Kind(p.Kind)
+		if !ok || k.Alive == nil {
+			return nil
+		}
+		return probes.Func(p.Kind+" "+p.Address, func(ctx context.Context) error { return k.Alive(ctx, p.Address) })
 	}
 	return nil
 }

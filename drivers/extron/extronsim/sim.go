@@ -348,7 +348,7 @@ func (s *Sim) handleLocked(c *client, tok []byte) {
 	now := time.Now()
 	switch m := m.(type) {
 	case wire.Tie, wire.TieAll, wire.QuickTie:
-		if s.faults.TakeFail() {
+		if s.faults.TakeRefuse() {
 			reply(s.failCode)
 			return
 		}
@@ -623,7 +623,7 @@ func (s *Sim) RefuseNext(n int) { s.RefuseNextWith(n, wire.ErrInvalidForConfig) 
 func (s *Sim) RefuseNextWith(n int, code wire.ErrorCode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults.FailNext(n)
+	s.faults.RefuseNext(n)
 	s.failCode = code
 }
 

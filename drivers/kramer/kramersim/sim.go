@@ -306,7 +306,7 @@ func (s *Sim) commandLocked(c *client, body string) []wire.Reply {
 	case wire.Handshake:
 		return []wire.Reply{wire.OK{}}
 	case wire.RouteSet:
-		if s.faults.TakeFail() {
+		if s.faults.TakeRefuse() {
 			return []wire.Reply{wire.Err{Command: "ROUTE", Code: s.errCode}}
 		}
 		routing, ok := s.routing[k.Layer]
@@ -504,7 +504,7 @@ func (s *Sim) RefuseNext(n int) { s.RefuseNextWith(n, wire.CodeUnauthorized) }
 func (s *Sim) RefuseNextWith(n, code int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults.FailNext(n)
+	s.faults.RefuseNext(n)
 	s.errCode = min(max(code, 0), 999)
 }
 

@@ -101,7 +101,7 @@ func TestFaults(t *testing.T) {
 	sim, addr := linesim.StartTCP(t, linesim.Options{Replies: replies, Terminator: "\r", Unknown: "ERR 9"})
 	c := dial(t, addr)
 	sim.NoReplyNext(1)
-	sim.GarbageNext()
+	sim.GarbageNext(1)
 	c.send("PWR ON\rPWR ON\rPWR?\rX\r")
 	r := bufio.NewReader(c.nc)
 	for _, want := range []string{linesim.Garbage + "\r", "PWR=1\r", "ERR 9\r"} {
@@ -124,7 +124,7 @@ func TestFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	sim.SetSilent(false)
-	sim.DropOnNextCommand()
+	sim.DropNext(1)
 	c.send("PWR?\r")
 	if _, err := r.ReadString('\r'); !errors.Is(err, io.EOF) {
 		t.Errorf("after a drop: %v, want EOF", err)
@@ -135,6 +135,50 @@ func TestFaults(t *testing.T) {
 	}
 	if cmds[4].Fault != linesim.NoReply {
 		t.Errorf("silent command %+v", cmds[4])
+	}
+}
+
+// The shared vocabulary: RefuseNext answers the error reply whatever the
+// command, DropNext drops each of the next n, Restart drops the connection
+// and brings the replies and faults back to power-on.
+func TestRefuseNextDropNextAndRestart(t *testing.T) {
+	sim, addr := linesim.StartTCP(t, linesim.Options{Replies: replies})
+	c := dial(t, addr)
+	sim.RefuseNext(2)
+	c.send("PWR ON\nPWR?\nPWR?\n")
+	for _, want := range []string{"ERR 1\r\n", "ERR 1\r\n", "PWR=1\r\n"} {
+		if got := c.line(); got != want {
+			t.Errorf("reply %q, want %q", got, want)
+		}
+	}
+	if cmds := sim.Commands(); cmds[0].Fault != linesim.Refuse || cmds[0].Reply != "ERR 1" || cmds[2].Fault != linesim.None {
+		t.Errorf("commands %+v", cmds)
+	}
+
+	sim.DropNext(2)
+	for range 2 {
+		c := dial(t, addr)
+		c.send("PWR?\n")
+		if s, err := c.r.ReadString('\n'); !errors.Is(err, io.EOF) {
+			t.Errorf("after a drop: %q, %v; want EOF", s, err)
+		}
+	}
+
+	sim.SetReply("PWR?", "PWR=0")
+	sim.NoReplyNext(5)
+	c = dial(t, addr)
+	c.send("MUTE\n") // no reply by the table: the command is in the log once answered
+	if err := sim.WaitCommands(ctxDeadline(t), 6); err != nil {
+		t.Fatal(err)
+	}
+	sim.Restart()
+	if s, err := c.r.ReadString('\n'); !errors.Is(err, io.EOF) {
+		t.Errorf("after the restart: %q, %v; want EOF", s, err)
+	}
+	c = dial(t, addr)
+	c.send("PWR?\n")
+	if got := c.line(); got != "PWR=1\r\n" {
+		t.Errorf("after the restart PWR? answers %q, want the power-on reply and no fault", got)
 	}
 }
 

@@ -279,7 +279,7 @@ func (s *Sim) handle(c *client, b wire.Block) {
 			cmd.Reply = s.replyLocked(c, true, s.dumpLocked(c, b.Header))
 			return
 		}
-		if s.faults.TakeFail() {
+		if s.faults.TakeRefuse() {
 			cmd.Reply = s.replyLocked(c, false)
 			return
 		}
@@ -613,7 +613,7 @@ func (s *Sim) SubscribeCommands(buffer int) (<-chan Command, func()) {
 func (s *Sim) RefuseNext(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults.FailNext(n)
+	s.faults.RefuseNext(n)
 }
 
 // DropNext makes the simulator close the connection of the client that
