@@ -31,7 +31,10 @@ type Probe struct {
 	Interval Duration `yaml:"interval"` // default 1s
 	Timeout  Duration `yaml:"timeout"`  // default the interval, at most 2s
 
-	kinds []string // every key that is not a setting above, in file order
+	// more are the keys after the first that are not a setting above (a
+	// mistake validate reports): only site.yaml can have them, and Kind
+	// alone travels in a member's description.
+	more []string
 }
 
 // DefaultProbeInterval is how often a probe runs unless set.
@@ -81,9 +84,8 @@ func (p *Probe) UnmarshalYAML(node ast.Node) error {
 		}
 	}
 	*p = Probe(f)
-	p.kinds = kinds
 	if len(kinds) > 0 {
-		p.Kind, p.Address = kinds[0], address
+		p.Kind, p.Address, p.more = kinds[0], address, kinds[1:]
 	}
 	return nil
 }
@@ -91,7 +93,11 @@ func (p *Probe) UnmarshalYAML(node ast.Node) error {
 // validateProbe checks what can be checked of a member's probe without the
 // driver registry (the kind: CheckProbes).
 func (s *Site) validateProbe(add func(path, format string, args ...any), p string, m Member, pr *Probe) {
-	given := slices.Clone(pr.kinds)
+	var named []string // the keys that name a kind
+	if pr.Kind != "" {
+		named = append([]string{pr.Kind}, pr.more...)
+	}
+	given := slices.Clone(named)
 	for key, set := range map[string]bool{"tcp": pr.TCP != "", "http": pr.HTTP != "", "driver": pr.Driver != ""} {
 		if set {
 			given = append(given, key)
@@ -101,7 +107,7 @@ func (s *Site) validateProbe(add func(path, format string, args ...any), p strin
 	case len(given) != 1:
 		slices.Sort(given)
 		var hint []string
-		for _, k := range pr.kinds {
+		for _, k := range named {
 			if near := suggest.Nearest(k, probeKeys()); near != "" {
 				hint = append(hint, fmt.Sprintf("%s: did you mean %s?", k, near))
 			}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -60,5 +61,36 @@ drivers:
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("probe {%s}:\n  %v\nwant\n  %s", tc.probe, err, tc.want)
 		}
+	}
+}
+
+// A probe by kind name travels in a member's description (JSON on the bus)
+// and is still one probe when the site takes the description.
+func TestAProbeByKindSurvivesADescription(t *testing.T) {
+	s, err := Parse("site.yaml", []byte(`site: t
+coordinator: a
+members:
+  - id: a
+  - id: sw
+    lost_after: 3s
+    probe: {kramer: 192.0.2.7}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, _ := s.Member("sw")
+	data, err := json.Marshal(sw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m Member
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Clone().Describe(m); err != nil {
+		t.Fatalf("the description of %s: %v", data, err)
+	}
+	if m.Probe.Kind != "kramer" || m.Probe.Address != "192.0.2.7" {
+		t.Errorf("probe %+v after JSON", m.Probe)
 	}
 }
