@@ -70,6 +70,9 @@ func (p *Probe) UnmarshalYAML(node ast.Node) error {
 		}
 		v, ok := kv.Value.(*ast.StringNode)
 		if !ok {
+			if near := suggest.Nearest(key, keys); near != "" {
+				return yamlerr.At(kv.Key, "probe: unknown field %q (did you mean %q?)", key, near)
+			}
 			return yamlerr.At(kv.Value, "probe.%s: give the address of the device (host, or host:port), like 10.0.0.20", key)
 		}
 		if len(kinds) == 0 {

@@ -56,6 +56,7 @@ drivers:
 		{"kramer: 192.0.2.7, kumo: 192.0.2.8", "site.yaml:7:13: probe: give exactly one of tcp, http, driver, videohub or extron (or another driver kind with a liveness check); it gives kramer, kumo"},
 		{`tcp: "192.0.2.7:23", timout: 1s`, "it gives tcp, timout (timout: did you mean timeout?)"},
 		{"kramer: [192.0.2.7]", "site.yaml:7:21: probe.kramer: give the address of the device (host, or host:port), like 10.0.0.20"},
+		{"tcp: h:1, expcet: [200]", `site.yaml:7:23: probe: unknown field "expcet" (did you mean "expect"?)`},
 	} {
 		_, err := Parse("site.yaml", fmt.Appendf(nil, site, tc.probe))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
