@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"understudy/runtime/platform"
+	"understudy/platform"
 )
 
 func main() {

@@ -14,7 +14,7 @@ import (
 
 	"understudy/bench/proc"
 	"understudy/discovery/bus"
-	"understudy/fixtures/videohubsim"
+	"understudy/drivers/videohub/videohubsim"
 	"understudy/scripts"
 )
 

@@ -2,7 +2,9 @@
 // interfaces through which the runtime carries policy decisions to hardware.
 //
 // A driver kind lives in its own package under drivers/ (code, tests, README.md
-// with a sample config) and exports a Kind value; drivers/builtin lists them.
+// with a sample config) and exports a Kind value, which carries what else the
+// kind offers (a liveness check for probes, a simulator); drivers/builtin
+// lists them. Device simulators share one fault vocabulary (Faults).
 // Lifecycle: Kind.New decodes and validates the configuration without touching
 // the network (config errors are found at load, with file:line); Start begins the
 // connection, which the driver keeps up by itself (connection errors are retried
@@ -107,10 +109,26 @@ type Config struct {
 }
 
 // Kind is a driver type that can be named in site.yaml (`kind: videohub`).
+// A kind registers everything about itself here, so that adding one is a
+// folder of its own under drivers/ and one line in drivers/builtin: the
+// runtime, the scenarios, the tests and the CLI take what they need of it
+// from the registry.
 type Kind struct {
 	Name    string
 	Summary string
 	New     func(cfg Config) (Driver, error)
+	// Alive, when set, checks once that a device of this kind answers at
+	// address (host, or host:port when it is not on the kind's default
+	// port) and says why not in its error. It needs no driver of the site:
+	// a device that is a member of the site, such as a switcher watched
+	// for its own sake, is probed with it (probe: {<kind>: address}).
+	Alive func(ctx context.Context, address string) error
+	// Simulate, set for a video switcher kind (and only for one), starts a
+	// simulator of the device that speaks its real protocol, listening on
+	// addr (port 0: any free one) with size ports, and returns it with the
+	// address it listens on. Scenarios (understudy simulate), the tests and
+	// understudy switcher-sim use it.
+	Simulate func(addr string, size Size) (sim SwitcherSim, listening string, err error)
 }
 
 // Registry maps kind names to kinds.
@@ -129,6 +147,34 @@ func NewRegistry(kinds ...Kind) *Registry {
 
 // Kinds returns the registered kind names, sorted.
 func (r *Registry) Kinds() []string { return slices.Sorted(maps.Keys(r.kinds)) }
+
+// Kind returns the kind of that name.
+func (r *Registry) Kind(name string) (Kind, bool) {
+	k, ok := r.kinds[name]
+	return k, ok
+}
+
+// Switchers returns the names of the video switcher kinds (those with a
+// simulator), sorted.
+func (r *Registry) Switchers() []string {
+	return r.names(func(k Kind) bool { return k.Simulate != nil })
+}
+
+// Probes returns the names of the kinds that can check a device's
+// liveness (Alive), sorted.
+func (r *Registry) Probes() []string {
+	return r.names(func(k Kind) bool { return k.Alive != nil })
+}
+
+func (r *Registry) names(keep func(Kind) bool) []string {
+	var out []string
+	for _, name := range r.Kinds() {
+		if keep(r.kinds[name]) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
 
 // New builds a driver of the named kind from its configuration.
 func (r *Registry) New(kind string, cfg Config) (Driver, error) {

@@ -10,11 +10,8 @@ import (
 	"time"
 	"understudy/runtime/coordinator"
 
+	"understudy/drivers"
 	"understudy/drivers/builtin"
-	"understudy/fixtures/extronsim"
-	"understudy/fixtures/kramersim"
-	"understudy/fixtures/kumosim"
-	"understudy/fixtures/videohubsim"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/sim"
@@ -42,31 +39,20 @@ drivers:
   router: {kind: %s, address: "%s", timeout: 2s}
 `
 
-// routingSource is what every switcher simulator offers a test: its
-// routing, and a power cycle that brings back its default routing (output
-// n ← input n).
-type routingSource interface {
-	Routing() []int
-	Restart()
-}
-
-// switcherKinds starts a simulator of each switcher kind on loopback.
-var switcherKinds = []struct {
-	kind  string
-	start func(t *testing.T) (routingSource, string)
-}{
-	{"videohub", func(t *testing.T) (routingSource, string) {
-		return videohubsim.StartLoopback(t, videohubsim.Options{Inputs: 8, Outputs: 8})
-	}},
-	{"extron", func(t *testing.T) (routingSource, string) {
-		return extronsim.StartLoopback(t, extronsim.Options{})
-	}},
-	{"kramer", func(t *testing.T) (routingSource, string) {
-		return kramersim.StartLoopback(t, kramersim.Options{Inputs: 8, Outputs: 8})
-	}},
-	{"kumo", func(t *testing.T) (routingSource, string) {
-		return kumosim.StartLoopback(t, kumosim.Options{Inputs: 16, Outputs: 16})
-	}},
+// startSimulator starts the simulator a switcher kind registers, at its
+// default size, on loopback for a test.
+func startSimulator(t *testing.T, kind string) (drivers.SwitcherSim, string) {
+	t.Helper()
+	k, ok := builtin.Registry().Kind(kind)
+	if !ok || k.Simulate == nil {
+		t.Fatalf("%s is not a switcher kind", kind)
+	}
+	s, addr, err := k.Simulate("127.0.0.1:0", drivers.Size{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, addr
 }
 
 // A policy switches switcher model by changing only site.yaml (Videohub to
@@ -77,21 +63,21 @@ func TestThePolicyDrivesEverySwitcherKindByConfigAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range switcherKinds {
-		t.Run(k.kind, func(t *testing.T) {
-			dev, h, routesDone := startSwitcherSite(t, policy, k.kind, k.start)
+	for _, kind := range builtin.Registry().Switchers() {
+		t.Run(kind, func(t *testing.T) {
+			dev, h, routesDone := startSwitcherSite(t, policy, kind)
 			mark := len(h.Records())
 			h.Crash("main")
 			routesDone(mark, 2)
 			if r := dev.Routing(); r[0] != 3 || r[1] != 4 {
-				t.Fatalf("%s after the loss shows outputs 1,2 ← %d,%d; want 3,4", k.kind, r[0], r[1])
+				t.Fatalf("%s after the loss shows outputs 1,2 ← %d,%d; want 3,4", kind, r[0], r[1])
 			}
 			mark = len(h.Records())
 			h.Up("main")
 			h.Advance(31 * time.Second)
 			routesDone(mark, 2)
 			if r := dev.Routing(); r[0] != 1 || r[1] != 2 {
-				t.Fatalf("%s after the failback shows outputs 1,2 ← %d,%d; want 1,2", k.kind, r[0], r[1])
+				t.Fatalf("%s after the failback shows outputs 1,2 ← %d,%d; want 1,2", kind, r[0], r[1])
 			}
 		})
 	}
@@ -100,9 +86,9 @@ func TestThePolicyDrivesEverySwitcherKindByConfigAlone(t *testing.T) {
 // startSwitcherSite runs the manager-backup policy on switcherSite with a
 // simulator of the kind, on the virtual clock, with main and backup up and
 // on air. routesDone waits for n route actions done from a mark on.
-func startSwitcherSite(t *testing.T, policy, kind string, start func(t *testing.T) (routingSource, string)) (dev routingSource, h *sim.Harness, routesDone func(from, n int)) {
+func startSwitcherSite(t *testing.T, policy, kind string) (dev drivers.SwitcherSim, h *sim.Harness, routesDone func(from, n int)) {
 	t.Helper()
-	dev, addr := start(t)
+	dev, addr := startSimulator(t, kind)
 	path := filepath.Join(t.TempDir(), "site.yaml")
 	if err := os.WriteFile(path, fmt.Appendf(nil, switcherSite, policy, kind, addr), 0o644); err != nil {
 		t.Fatal(err)
@@ -161,24 +147,24 @@ func TestEverySwitcherKindGetsTheStandbyBackAfterItRestartsWhileCovering(t *test
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range switcherKinds {
-		t.Run(k.kind, func(t *testing.T) {
-			dev, h, routesDone := startSwitcherSite(t, policy, k.kind, k.start)
+	for _, kind := range builtin.Registry().Switchers() {
+		t.Run(kind, func(t *testing.T) {
+			dev, h, routesDone := startSwitcherSite(t, policy, kind)
 			mark := len(h.Records())
 			h.Crash("main")
 			routesDone(mark, 2)
 			if r := dev.Routing(); r[0] != 3 || r[1] != 4 {
-				t.Fatalf("%s covering shows outputs 1,2 ← %d,%d; want 3,4", k.kind, r[0], r[1])
+				t.Fatalf("%s covering shows outputs 1,2 ← %d,%d; want 3,4", kind, r[0], r[1])
 			}
 
 			mark = len(h.Records())
 			dev.Restart()
 			if r := dev.Routing(); r[0] != 1 || r[1] != 2 {
-				t.Fatalf("%s restarted shows outputs 1,2 ← %d,%d; want its default 1,2", k.kind, r[0], r[1])
+				t.Fatalf("%s restarted shows outputs 1,2 ← %d,%d; want its default 1,2", kind, r[0], r[1])
 			}
 			routesDone(mark, 2)
 			if r := dev.Routing(); r[0] != 3 || r[1] != 4 {
-				t.Fatalf("%s after the restart shows outputs 1,2 ← %d,%d; want the standby's 3,4", k.kind, r[0], r[1])
+				t.Fatalf("%s after the restart shows outputs 1,2 ← %d,%d; want the standby's 3,4", kind, r[0], r[1])
 			}
 			var differs []string
 			for _, r := range h.Since(mark) {

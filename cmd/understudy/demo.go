@@ -19,7 +19,7 @@ import (
 
 	"understudy/discovery/broker"
 	"understudy/discovery/bus"
-	"understudy/fixtures/videohubsim"
+	"understudy/drivers/videohub/videohubsim"
 	"understudy/runtime/engine"
 	"understudy/scripts"
 )

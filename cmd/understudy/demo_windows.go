@@ -6,7 +6,7 @@ import (
 	"os"
 	"syscall"
 
-	"understudy/runtime/platform"
+	"understudy/platform"
 )
 
 // demoKillHint is how to crash the main from another terminal (%d: its pid).

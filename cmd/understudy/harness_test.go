@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"understudy/drivers/videohub/videohubsim"
 	"understudy/fixtures/testhost"
-	"understudy/fixtures/videohubsim"
 )
 
 // raceEnabled is set when the tests run with -race; the binary under test is

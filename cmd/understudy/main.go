@@ -23,7 +23,8 @@ import (
 	"understudy/runtime/policy"
 )
 
-const usage = `understudy — failover automation for AV, media-server and recording sites
+// usageFormat is the usage text; %s is the switcher kinds.
+const usageFormat = `understudy — failover automation for AV, media-server and recording sites
 
 Usage:
   understudy run   -c site.yaml [--member ID]   run this machine's instance
@@ -43,7 +44,7 @@ Usage:
   understudy replay [-c site.yaml] JOURNAL [P]  run a recorded journal through the policy (or P) and show changed decisions
   understudy defs                               print the Lua editor definitions (LuaLS) of the policy API
   understudy demo                               a whole simulated site on this machine
-  understudy switcher-sim KIND [--listen ADDR]  a switcher simulator (videohub, extron, kramer, kumo) to try a site against
+  understudy switcher-sim KIND [--listen ADDR]  a switcher simulator (%s) to try a site against
   understudy version                            print the version
 
 Flags may come before or after a command's arguments (understudy mode manual
@@ -51,13 +52,18 @@ Flags may come before or after a command's arguments (understudy mode manual
 command.
 `
 
+// usage returns the usage text, with the switcher kinds of the registry.
+func usage() string {
+	return fmt.Sprintf(usageFormat, strings.Join(builtin.Registry().Switchers(), ", "))
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return 2
 	}
 	switch args[0] {
@@ -88,10 +94,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "understudy", version())
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "understudy: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "understudy: unknown command %q\n\n%s", args[0], usage())
 		return 2
 	}
 }

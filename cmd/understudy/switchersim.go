@@ -11,7 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"understudy/runtime/scenario"
+	"understudy/drivers"
+	"understudy/drivers/builtin"
 )
 
 // cmdSwitcherSim runs a switcher simulator on its own, speaking the device's
@@ -25,25 +26,26 @@ func cmdSwitcherSim(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:0", "where it listens (host:port; port 0: any free one)")
 	inputs := fs.Int("inputs", 16, "inputs of the matrix")
 	outputs := fs.Int("outputs", 16, "outputs of the matrix")
+	reg := builtin.Registry()
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: understudy switcher-sim [flags] %s\n", strings.Join(scenario.SwitcherKinds(), "|"))
+		fmt.Fprintf(stderr, "usage: understudy switcher-sim [flags] %s\n", strings.Join(reg.Switchers(), "|"))
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 1 || !slices.Contains(scenario.SwitcherKinds(), fs.Arg(0)) {
+	if fs.NArg() != 1 || !slices.Contains(reg.Switchers(), fs.Arg(0)) {
 		fs.Usage()
 		return 2
 	}
-	kind := fs.Arg(0)
-	sim, addr, _, err := scenario.StartSwitcher(kind, *listen, scenario.Device{Inputs: *inputs, Outputs: *outputs})
+	kind, _ := reg.Kind(fs.Arg(0))
+	sim, addr, err := kind.Simulate(*listen, drivers.Size{Inputs: *inputs, Outputs: *outputs})
 	if err != nil {
-		fmt.Fprintln(stderr, "understudy switcher-sim:", err)
+		fmt.Fprintf(stderr, "understudy switcher-sim: %s simulator: %v\n", kind.Name, err)
 		return 1
 	}
 	defer sim.Close()
-	fmt.Fprintf(stdout, "%s simulator on %s (%d×%d); in site.yaml: drivers: {router: {kind: %s, address: %q}}\n", kind, addr, *inputs, *outputs, kind, addr)
+	fmt.Fprintf(stdout, "%s simulator on %s (%d×%d); in site.yaml: drivers: {router: {kind: %s, address: %q}}\n", kind.Name, addr, *inputs, *outputs, kind.Name, addr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var shown []int

@@ -8,8 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-
-	"understudy/runtime/config"
 )
 
 // MaxPayload is the largest heartbeat or presence payload accepted. Real ones
@@ -213,15 +211,26 @@ func DecodeConfigReport(topicMember string, payload []byte) (ConfigReport, error
 	return r, nil
 }
 
-// DecodeAbout parses a member's description of itself (at most 64 KiB; the
-// receiver validates it against the site).
-func DecodeAbout(topicMember string, payload []byte) (config.Member, error) {
-	var m config.Member
-	if err := decodeLimited(payload, &m, 64<<10); err != nil {
-		return config.Member{}, err
+// MaxAbout bounds a member's description of itself.
+const MaxAbout = 64 << 10
+
+// DecodeAbout parses a member's description of itself (at most MaxAbout
+// bytes) into M, the caller's type for it (the runtime's member entry of
+// site.yaml: the bus carries the description without knowing its schema).
+// The description is a JSON object whose "id" (in any case, as
+// encoding/json matches names) must name the member of the topic it came
+// on. The receiver validates the rest against the site.
+func DecodeAbout[M any](topicMember string, payload []byte) (M, error) {
+	var m, zero M
+	if err := decodeLimited(payload, &m, MaxAbout); err != nil {
+		return zero, err
 	}
-	if m.ID != topicMember {
-		return config.Member{}, fmt.Errorf("%w: payload says %q, topic %q", ErrWrongMember, m.ID, topicMember)
+	var head struct{ ID string }
+	if err := decodeLimited(payload, &head, MaxAbout); err != nil {
+		return zero, err
+	}
+	if head.ID != topicMember {
+		return zero, fmt.Errorf("%w: payload says %q, topic %q", ErrWrongMember, head.ID, topicMember)
 	}
 	return m, nil
 }

@@ -59,6 +59,40 @@ func TestDecodePresence(t *testing.T) {
 	}
 }
 
+// description stands for the runtime's member entry, which the bus decodes
+// an about payload into without knowing it: encoding/json names, as the
+// runtime publishes them.
+type description struct {
+	ID    string
+	Roles []string
+}
+
+func TestDecodeAbout(t *testing.T) {
+	d, err := DecodeAbout[description]("rec-2", []byte(`{"ID":"rec-2","Roles":["recorder"],"Usage":null}`))
+	if err != nil || d.ID != "rec-2" || len(d.Roles) != 1 {
+		t.Fatalf("decoded %+v, %v", d, err)
+	}
+	for _, tc := range []struct {
+		name, payload string
+		want          error
+	}{
+		{"another member's topic", `{"ID":"rec-3"}`, ErrWrongMember},
+		{"no id", `{"Roles":["recorder"]}`, ErrWrongMember},
+		{"null", `null`, ErrWrongMember},
+		{"not JSON", `rec-2`, ErrMalformed},
+		{"roles is a string", `{"ID":"rec-2","Roles":"recorder"}`, ErrMalformed},
+		{"two documents", `{"ID":"rec-2"}{"ID":"rec-2"}`, ErrMalformed},
+		{"over 64 KiB", `{"ID":"rec-2","Pad":"` + strings.Repeat("x", MaxAbout) + `"}`, ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := DecodeAbout[description]("rec-2", []byte(tc.payload))
+			if !errors.Is(err, tc.want) || d.ID != "" {
+				t.Errorf("%+v, %v; want %v", d, err, tc.want)
+			}
+		})
+	}
+}
+
 func TestDecodeCopyProgress(t *testing.T) {
 	p, err := DecodeCopyProgress("rec-1", []byte(`{"action":"main-ab.1.7","member":"rec-1","from":"sb","files_done":2,"files_total":5,"bytes_done":10,"bytes_total":50,"rate":5,"eta_s":8}`))
 	if err != nil || p.FilesTotal != 5 || p.ETA != 8 || p.From != "sb" {

@@ -4,7 +4,7 @@
 //
 // Programs are named in the settings with an absolute path, arguments
 // (templates over the send's args), a timeout and environment variables.
-// There is never a shell. Running is runtime/hooks' exec step: its own
+// There is never a shell. Running is drivers/hooks' exec step: its own
 // process group, killed as a whole on timeout; combined output captured.
 // See README.md.
 package execprog
@@ -23,8 +23,8 @@ import (
 
 	"understudy/drivers"
 	"understudy/drivers/command"
-	"understudy/runtime/config"
-	"understudy/runtime/hooks"
+	"understudy/drivers/hooks"
+	"understudy/units"
 )
 
 // Kind registers the driver as `kind: exec`.
@@ -49,7 +49,7 @@ type Program struct {
 	Args []string `yaml:"args"`
 	// Timeout bounds the run; the program's process group is killed when it
 	// is up. Default 30s, at most 1h.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Env adds environment variables (values are templates).
 	Env map[string]string `yaml:"env"`
 }
@@ -113,7 +113,7 @@ func FromSettings(s Settings) (*Runner, error) {
 			add("%s.timeout: %s is not between 0 and %s", field, p.Timeout, MaxTimeout)
 		}
 		if p.Timeout == 0 {
-			p.Timeout = config.Duration(DefaultTimeout)
+			p.Timeout = units.Duration(DefaultTimeout)
 		}
 		pr := &program{name: name, path: p.Path, timeout: p.Timeout.D(), env: p.Env}
 		for _, k := range slices.Sorted(maps.Keys(p.Env)) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"understudy/drivers/extron/wire"
+
 	"understudy/drivers/switcher"
 )
 
@@ -26,7 +28,7 @@ var firmwareRe = regexp.MustCompile(`^\d+\.\d+`)
 // a second is asked for its firmware version (Q), never sent anything that
 // could count as a wrong password.
 func Alive(ctx context.Context, addr string) error {
-	addr, err := switcher.NormalizeAddress(addr, DefaultPort)
+	addr, err := switcher.NormalizeAddress(addr, wire.DefaultPort)
 	if err != nil {
 		return fmt.Errorf("extron: %w", err)
 	}
@@ -43,8 +45,8 @@ func Alive(ctx context.Context, addr string) error {
 	failed := make(chan error, 1)
 	go func() {
 		sc := bufio.NewScanner(nc)
-		sc.Buffer(make([]byte, 0, 512), MaxLine+2)
-		sc.Split(SplitReplies)
+		sc.Buffer(make([]byte, 0, 512), wire.MaxLine+2)
+		sc.Split(wire.SplitReplies)
 		for sc.Scan() {
 			select {
 			case lines <- sc.Text():
@@ -60,16 +62,16 @@ func Alive(ctx context.Context, addr string) error {
 	for {
 		select {
 		case line := <-lines:
-			switch r := ParseReply(line).(type) {
-			case Copyright, PasswordPrompt:
+			switch r := wire.ParseReply(line).(type) {
+			case wire.Copyright, wire.PasswordPrompt:
 				return nil
-			case Text:
+			case wire.Text:
 				if strings.Contains(string(r), "Extron") || (asked && firmwareRe.MatchString(string(r))) {
 					return nil
 				}
 			}
 		case <-askAt.C:
-			if _, err := nc.Write(append(Firmware{}.Bytes(), '\r', '\n')); err != nil {
+			if _, err := nc.Write(append(wire.Firmware{}.Bytes(), '\r', '\n')); err != nil {
 				return fmt.Errorf("extron %s: asking for the firmware version: %w", addr, err)
 			}
 			asked = true

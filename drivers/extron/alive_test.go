@@ -8,7 +8,7 @@ import (
 
 	"understudy/drivers/drivertest"
 	"understudy/drivers/extron"
-	"understudy/fixtures/extronsim"
+	"understudy/drivers/extron/extronsim"
 )
 
 func TestAliveAgainstTheSimulator(t *testing.T) {

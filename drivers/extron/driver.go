@@ -9,16 +9,22 @@ import (
 	"strconv"
 	"time"
 
+	"understudy/drivers/extron/wire"
+
 	"understudy/drivers"
+	"understudy/drivers/extron/extronsim"
 	"understudy/drivers/switcher"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
-// Kind registers the driver as `kind: extron`.
+// Kind registers the driver as `kind: extron`, with its liveness check for
+// probes and its simulator.
 var Kind = drivers.Kind{
-	Name:    "extron",
-	Summary: "Extron matrix switcher: DXP, CrossPoint, XTP, … (SIS over Telnet, TCP 23)",
-	New:     New,
+	Name:     "extron",
+	Summary:  "Extron matrix switcher: DXP, CrossPoint, XTP, … (SIS over Telnet, TCP 23)",
+	New:      New,
+	Alive:    Alive,
+	Simulate: extronsim.Simulate,
 }
 
 // Settings is the driver's configuration block in site.yaml.
@@ -34,17 +40,17 @@ type Settings struct {
 	Tie string `yaml:"tie"`
 	// Timeout bounds each command's reply, connecting, and the login.
 	// Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Poll is how often the routing is read back to notice ties made by
 	// others (the front panel, another controller). nil: the default, 10s;
 	// 0: never (the driver then only sends Q after KeepAlive idle). Write
 	// "0s" in YAML.
-	Poll *config.Duration `yaml:"poll"`
+	Poll *units.Duration `yaml:"poll"`
 	// BackoffMin and BackoffMax bound the delay between reconnection
 	// attempts, which doubles from BackoffMin up to BackoffMax, with jitter.
 	// Defaults 100ms and 5s.
-	BackoffMin config.Duration `yaml:"backoff_min"`
-	BackoffMax config.Duration `yaml:"backoff_max"`
+	BackoffMin units.Duration `yaml:"backoff_min"`
+	BackoffMax units.Duration `yaml:"backoff_max"`
 }
 
 // Default settings.
@@ -85,7 +91,7 @@ var (
 // refusal (errors.Is(err, drivers.ErrRefused)) unless the code is transient
 // (busy, timed out, too many connections), which the runtime retries.
 type DeviceError struct {
-	Code ErrorCode
+	Code wire.ErrorCode
 }
 
 func (e *DeviceError) Error() string { return e.Code.String() }
@@ -136,7 +142,7 @@ func FromSettings(s Settings) (*Extron, error) {
 		}
 	}
 	if s.Poll == nil {
-		d := config.Duration(DefaultPoll)
+		d := units.Duration(DefaultPoll)
 		s.Poll = &d
 	} else {
 		d := *s.Poll
@@ -166,28 +172,28 @@ func FromSettings(s Settings) (*Extron, error) {
 	return x, nil
 }
 
-func tiePlane(tie string) (Plane, error) {
+func tiePlane(tie string) (wire.Plane, error) {
 	switch tie {
 	case "", "all":
-		return PlaneAll, nil
+		return wire.PlaneAll, nil
 	case "video":
-		return PlaneVideo, nil
+		return wire.PlaneVideo, nil
 	case "audio":
-		return PlaneAudio, nil
+		return wire.PlaneAudio, nil
 	}
 	return 0, fmt.Errorf("tie: %q is not all, video or audio", tie)
 }
 
 // normalizeAddress turns "host" or "host:port" into "host:port".
 func normalizeAddress(a string) (string, error) {
-	return switcher.NormalizeAddress(a, DefaultPort)
+	return switcher.NormalizeAddress(a, wire.DefaultPort)
 }
 
 // Extron is a connection to one Extron matrix switcher. It implements
 // drivers.Router. Its methods are safe for use from any goroutine.
 type Extron struct {
 	set       Settings      // validated, defaults filled in
-	plane     Plane         // the plane ties are made on
+	plane     wire.Plane    // the plane ties are made on
 	keepAlive time.Duration // KeepAlive, or shorter in tests
 
 	c      *switcher.Core // state, route requests, reconnection
@@ -269,38 +275,38 @@ const (
 
 type op struct {
 	kind   opKind
-	cmd    Command
+	cmd    wire.Command
 	port   int  // output for opRead and opTie, port for opName
 	output bool // opName: an output's name
 	req    *switcher.Request
 }
 
 type readResult struct {
-	reply Reply
+	reply wire.Reply
 	line  string
 	err   error
 }
 
 // readPlane is the plane routing is read from.
-func (x *Extron) readPlane() Plane {
-	if x.plane == PlaneAudio {
-		return PlaneAudio
+func (x *Extron) readPlane() wire.Plane {
+	if x.plane == wire.PlaneAudio {
+		return wire.PlaneAudio
 	}
-	return PlaneVideo
+	return wire.PlaneVideo
 }
 
 // affects reports whether a tie on plane p changes the plane the driver reads.
-func (x *Extron) affects(p Plane) bool {
-	if x.readPlane() == PlaneAudio {
-		return p == PlaneAll || p == PlaneAudio
+func (x *Extron) affects(p wire.Plane) bool {
+	if x.readPlane() == wire.PlaneAudio {
+		return p == wire.PlaneAll || p == wire.PlaneAudio
 	}
-	return p != PlaneAudio
+	return p != wire.PlaneAudio
 }
 
 // login reads the banner and answers the password prompt. It returns once
 // the device is ready for commands: after "Login …", or when the banner
 // has been quiet for a moment without a prompt.
-func (x *Extron) login(ctx context.Context, conn *Conn, nc net.Conn, reads <-chan readResult) error {
+func (x *Extron) login(ctx context.Context, conn *wire.Conn, nc net.Conn, reads <-chan readResult) error {
 	timeout := x.set.Timeout.D()
 	settle := min(timeout/4, maxSettle)
 	hard := time.Now().Add(timeout)
@@ -319,7 +325,7 @@ func (x *Extron) login(ctx context.Context, conn *Conn, nc net.Conn, reads <-cha
 				return switcher.ReadError(r.err)
 			}
 			switch m := r.reply.(type) {
-			case PasswordPrompt:
+			case wire.PasswordPrompt:
 				if x.set.Password == "" {
 					return fmt.Errorf("%w: the device asks for a password and none is configured", ErrLogin)
 				}
@@ -332,11 +338,11 @@ func (x *Extron) login(ctx context.Context, conn *Conn, nc net.Conn, reads <-cha
 					return err
 				}
 				timer.Reset(timeout)
-			case LoginReply:
+			case wire.LoginReply:
 				return nil
-			case ErrorCode:
+			case wire.ErrorCode:
 				return fmt.Errorf("the device answered %s on connect", m)
-			case Copyright:
+			case wire.Copyright:
 				x.c.Lock()
 				x.banner = r.line
 				x.c.Unlock()
@@ -363,7 +369,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 	if err != nil {
 		return false, err
 	}
-	conn := NewConn(nc)
+	conn := wire.NewConn(nc)
 	reader := switcher.StartReader(func() (readResult, bool) {
 		reply, line, err := conn.ReadReply()
 		return readResult{reply, line, err}, err != nil
@@ -392,7 +398,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 	}
 
 	var (
-		queue    = []op{{kind: opInfo, cmd: Info{}}}
+		queue    = []op{{kind: opInfo, cmd: wire.Info{}}}
 		pre      state // read on connect, committed when complete
 		namesOK  = true
 		polling  bool
@@ -426,7 +432,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 			switcher.EmitRouteChanged(emit, output, input)
 		}
 	}
-	deviceErr := func(o *op, code ErrorCode) error {
+	deviceErr := func(o *op, code wire.ErrorCode) error {
 		what := "reading the size (I)"
 		switch o.kind {
 		case opRead:
@@ -506,7 +512,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 				_, outs := x.Size()
 				queue = append(queue, x.readOps(outs)...)
 			case cur == nil && !now.Before(lastIO.Add(x.keepAlive)):
-				queue = append(queue, op{kind: opKeepAlive, cmd: Firmware{}})
+				queue = append(queue, op{kind: opKeepAlive, cmd: wire.Firmware{}})
 			}
 
 		case r := <-reads:
@@ -516,7 +522,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 			lastIO = time.Now()
 			// Messages a device sends unasked in verbose modes 1 and 3.
 			switch m := r.reply.(type) {
-			case TieReply:
+			case wire.TieReply:
 				if cur != nil && cur.kind == opTie && m.Output == cur.req.Output && m.Input == cur.req.Input {
 					break // the reply to our tie
 				}
@@ -524,7 +530,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 					setTie(m.Output, m.Input)
 				}
 				continue
-			case TieAllReply, Qik:
+			case wire.TieAllReply, wire.Qik:
 				// Many outputs changed at once (a tie to all, a quick tie or a
 				// preset from the panel): read them all back soon.
 				if ready && !polling {
@@ -533,21 +539,21 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 					queue = append(queue, x.readOps(outs)...)
 				}
 				continue
-			case PasswordPrompt:
+			case wire.PasswordPrompt:
 				return ready, fmt.Errorf("%w: the device asked for the password again", ErrLogin)
 			}
 			if cur == nil {
 				continue // a line nobody asked for: ignore it
 			}
-			code, isErr := r.reply.(ErrorCode)
+			code, isErr := r.reply.(wire.ErrorCode)
 			switch cur.kind {
 			case opTie:
 				req := cur.req
 				switch m := r.reply.(type) {
-				case TieReply:
+				case wire.TieReply:
 					setTie(m.Output, m.Input)
 					finish(nil)
-				case ErrorCode:
+				case wire.ErrorCode:
 					derr := &DeviceError{Code: m}
 					if m.Transient() {
 						finish(x.c.Errorf(req, "%w", derr))
@@ -557,9 +563,9 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 				}
 			case opInfo:
 				switch m := r.reply.(type) {
-				case InfoReply:
+				case wire.InfoReply:
 					ins, outs := m.VideoInputs, m.VideoOutputs
-					if x.plane == PlaneAudio && m.Audio {
+					if x.plane == wire.PlaneAudio && m.Audio {
 						ins, outs = m.AudioInputs, m.AudioOutputs
 					}
 					if ins > MaxPorts || outs > MaxPorts {
@@ -567,14 +573,14 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 					}
 					pre = state{Inputs: ins, Outputs: outs, Routing: make([]int, outs)}
 					for i := 1; i <= ins; i++ {
-						queue = append(queue, op{kind: opName, cmd: ReadName{Port: i}, port: i})
+						queue = append(queue, op{kind: opName, cmd: wire.ReadName{Port: i}, port: i})
 					}
 					for o := 1; o <= outs; o++ {
-						queue = append(queue, op{kind: opName, cmd: ReadName{Output: true, Port: o}, port: o, output: true})
+						queue = append(queue, op{kind: opName, cmd: wire.ReadName{Output: true, Port: o}, port: o, output: true})
 					}
 					queue = append(queue, x.readOps(outs)...)
 					cur = nil
-				case ErrorCode:
+				case wire.ErrorCode:
 					return ready, deviceErr(cur, m)
 				}
 			case opName:
@@ -598,10 +604,10 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 				cur = nil
 			case opRead:
 				switch m := r.reply.(type) {
-				case Number:
+				case wire.Number:
 					setTie(cur.port, int(m))
 					cur = nil
-				case ErrorCode:
+				case wire.ErrorCode:
 					if !code.Transient() {
 						return ready, deviceErr(cur, m)
 					}
@@ -618,7 +624,7 @@ func (x *Extron) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 func (x *Extron) readOps(n int) []op {
 	ops := make([]op, 0, n)
 	for o := 1; o <= n; o++ {
-		ops = append(ops, op{kind: opRead, cmd: ReadTie{Output: o, Plane: x.readPlane()}, port: o})
+		ops = append(ops, op{kind: opRead, cmd: wire.ReadTie{Output: o, Plane: x.readPlane()}, port: o})
 	}
 	return ops
 }
@@ -629,5 +635,5 @@ func (x *Extron) startTie(req *switcher.Request, send func(op) error) error {
 	if !x.c.Accept(req) {
 		return nil
 	}
-	return send(op{kind: opTie, cmd: Tie{Input: req.Input, Output: req.Output, Plane: x.plane}, port: req.Output, req: req})
+	return send(op{kind: opTie, cmd: wire.Tie{Input: req.Input, Output: req.Output, Plane: x.plane}, port: req.Output, req: req})
 }

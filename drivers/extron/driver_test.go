@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"understudy/drivers/extron/wire"
+
 	"understudy/drivers"
 	"understudy/drivers/drivertest"
 	"understudy/drivers/extron"
-	"understudy/fixtures/extronsim"
-	"understudy/runtime/config"
+	"understudy/drivers/extron/extronsim"
+	"understudy/units"
 )
 
 // startDriver starts a driver for addr with the given extra settings (YAML
@@ -55,7 +57,7 @@ func TestConnectReadsSizeNamesAndRouting(t *testing.T) {
 	if err := s.SetRoute(8, 12); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetTie(7, 0, extron.PlaneVideo); err != nil {
+	if err := s.SetTie(7, 0, wire.PlaneVideo); err != nil {
 		t.Fatal(err)
 	}
 	x, _ := startDriver(t, addr)
@@ -105,7 +107,7 @@ func TestRoute(t *testing.T) {
 		t.Errorf("sim audio Routing()[2] = %d, want 7 (tie all)", got)
 	}
 	routes := s.Routes()
-	if len(routes) != 1 || routes[0].Output != 3 || routes[0].Input != 7 || routes[0].Plane != extron.PlaneAll {
+	if len(routes) != 1 || routes[0].Output != 3 || routes[0].Input != 7 || routes[0].Plane != wire.PlaneAll {
 		t.Errorf("sim applied %+v, want output 3 ← input 7 once", routes)
 	}
 	ties := commandsLike(s, isTie)
@@ -144,7 +146,7 @@ func TestTiePlanes(t *testing.T) {
 	})
 	t.Run("audio", func(t *testing.T) {
 		s, addr := extronsim.StartLoopback(t, extronsim.Options{Inputs: 8, Outputs: 8, AudioInputs: 4, AudioOutputs: 2})
-		if err := s.SetTie(2, 3, extron.PlaneAudio); err != nil {
+		if err := s.SetTie(2, 3, wire.PlaneAudio); err != nil {
 			t.Fatal(err)
 		}
 		x, _ := startDriver(t, addr, "tie: audio")
@@ -173,26 +175,26 @@ func TestRouteDeviceErrors(t *testing.T) {
 	s, addr := extronsim.StartLoopback(t, extronsim.Options{})
 	x, _ := startDriver(t, addr)
 
-	s.RefuseNextWith(1, extron.ErrInvalidForConfig)
+	s.RefuseNextWith(1, wire.ErrInvalidForConfig)
 	err := x.Route(drivertest.Context(t), 3, 7)
 	var derr *extron.DeviceError
-	if !errors.As(err, &derr) || derr.Code != extron.ErrInvalidForConfig || !errors.Is(err, drivers.ErrRefused) {
+	if !errors.As(err, &derr) || derr.Code != wire.ErrInvalidForConfig || !errors.Is(err, drivers.ErrRefused) {
 		t.Fatalf("Route error %v, want a refusal with E14", err)
 	}
 	if want := "extron " + addr + " refused tie output 3 ← input 7: E14 not valid for this configuration"; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
 
-	s.RefuseNextWith(1, extron.ErrBusy)
+	s.RefuseNextWith(1, wire.ErrBusy)
 	err = x.Route(drivertest.Context(t), 3, 7)
-	if !errors.As(err, &derr) || derr.Code != extron.ErrBusy || errors.Is(err, drivers.ErrRefused) {
+	if !errors.As(err, &derr) || derr.Code != wire.ErrBusy || errors.Is(err, drivers.ErrRefused) {
 		t.Fatalf("Route error %v, want E22 busy, not a refusal (the runtime retries)", err)
 	}
 	if want := "extron " + addr + ": tie output 3 ← input 7: E22 busy"; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
 
-	s.RefuseNextWith(1, extron.ErrInvalidInput)
+	s.RefuseNextWith(1, wire.ErrInvalidInput)
 	if err := x.Route(drivertest.Context(t), 3, 7); !strings.HasSuffix(err.Error(), "E01 invalid input number") || !errors.Is(err, drivers.ErrRefused) {
 		t.Errorf("Route error %v", err)
 	}
@@ -355,7 +357,7 @@ func TestPollNoticesPanelChanges(t *testing.T) {
 	if r := x.Routing()[4]; r != 2 {
 		t.Errorf("Routing()[4] = %d", r)
 	}
-	if err := s.SetTie(6, 0, extron.PlaneAll); err != nil {
+	if err := s.SetTie(6, 0, wire.PlaneAll); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = ev.WaitFor(drivers.EventRouteChanged)
@@ -445,8 +447,8 @@ type fakeConn struct {
 func (f *fakeDevice) accept(banner string) *fakeConn {
 	f.t.Helper()
 	nc := f.l.Accept()
-	sc := bufio.NewScanner(extron.NewTelnetReader(nc, nil))
-	sc.Split(extron.SplitCommands)
+	sc := bufio.NewScanner(wire.NewTelnetReader(nc, nil))
+	sc.Split(wire.SplitCommands)
 	c := &fakeConn{t: f.t, nc: nc, sc: sc}
 	c.raw(banner)
 	return c
@@ -615,7 +617,7 @@ func TestBadDeviceReconnects(t *testing.T) {
 	// A line longer than the protocol allows drops the connection too.
 	c = f.accept(fakeBanner)
 	c.expect("I")
-	c.send(strings.Repeat("V", extron.MaxLine+1))
+	c.send(strings.Repeat("V", wire.MaxLine+1))
 	f.accept(fakeBanner).expect("I") // the next connection
 	if st := x.Status(); st.Connected || !strings.Contains(st.LastError, "longer than") {
 		t.Errorf("Status() = %+v", st)
@@ -679,7 +681,7 @@ func TestConfig(t *testing.T) {
 		t.Error("New without a decoder succeeded")
 	}
 	// FromSettings: a nil Poll is the default; the caller's value is copied.
-	p := config.Duration(time.Second)
+	p := units.Duration(time.Second)
 	x, err := extron.FromSettings(extron.Settings{Address: "sw", Poll: &p})
 	if err != nil {
 		t.Fatal(err)
@@ -696,12 +698,12 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 		retry bool
 	}{
 		{extron.ErrNotConnected, true}, {extron.ErrTimeout, true},
-		{&extron.DeviceError{Code: extron.ErrBusy}, true},
-		{&extron.DeviceError{Code: extron.ErrTimedOut}, true},
-		{&extron.DeviceError{Code: extron.ErrInvalidInput}, false},
-		{&extron.DeviceError{Code: extron.ErrInvalidOutput}, false},
-		{&extron.DeviceError{Code: extron.ErrInvalidCommand}, false},
-		{&extron.DeviceError{Code: extron.ErrPrivilege}, false},
+		{&extron.DeviceError{Code: wire.ErrBusy}, true},
+		{&extron.DeviceError{Code: wire.ErrTimedOut}, true},
+		{&extron.DeviceError{Code: wire.ErrInvalidInput}, false},
+		{&extron.DeviceError{Code: wire.ErrInvalidOutput}, false},
+		{&extron.DeviceError{Code: wire.ErrInvalidCommand}, false},
+		{&extron.DeviceError{Code: wire.ErrPrivilege}, false},
 		{extron.ErrOutOfRange, false},
 	} {
 		wrapped := fmt.Errorf("extron 10.0.0.5:23 tie output 3 ← input 7: %w", tc.err)

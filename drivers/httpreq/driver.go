@@ -29,7 +29,7 @@ import (
 
 	"understudy/drivers"
 	"understudy/drivers/command"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // Kind registers the driver as `kind: http`.
@@ -50,7 +50,7 @@ type Settings struct {
 	Headers map[string]string `yaml:"headers"`
 	// Timeout bounds each request, from connecting to the end of the
 	// response's headers. Default 5s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// TLSSkipVerify accepts any certificate from an https device (many AV
 	// devices have self-signed ones). The connection is then encrypted but
 	// not authenticated.
@@ -74,7 +74,7 @@ type Request struct {
 	// Expect lists the status codes that mean success; default any 2xx.
 	Expect []int `yaml:"expect"`
 	// Timeout overrides the driver's timeout for this request.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 }
 
 // Defaults and limits.
@@ -135,7 +135,7 @@ func FromSettings(s Settings) (*Client, error) {
 		add("timeout: %s is not between 0 and %s", s.Timeout, MaxTimeout)
 	}
 	if s.Timeout == 0 {
-		s.Timeout = config.Duration(DefaultTimeout)
+		s.Timeout = units.Duration(DefaultTimeout)
 	}
 	common, herrs := parseHeaders("headers", s.Headers)
 	errs = append(errs, herrs...)

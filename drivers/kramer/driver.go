@@ -8,16 +8,22 @@ import (
 	"strings"
 	"time"
 
+	"understudy/drivers/kramer/wire"
+
 	"understudy/drivers"
+	"understudy/drivers/kramer/kramersim"
 	"understudy/drivers/switcher"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
-// Kind registers the driver as `kind: kramer`.
+// Kind registers the driver as `kind: kramer`, with its liveness check for
+// probes and its simulator.
 var Kind = drivers.Kind{
-	Name:    "kramer",
-	Summary: "Kramer matrix switcher (Protocol 3000, TCP 5000)",
-	New:     New,
+	Name:     "kramer",
+	Summary:  "Kramer matrix switcher (Protocol 3000, TCP 5000)",
+	New:      New,
+	Alive:    Alive,
+	Simulate: kramersim.Simulate,
 }
 
 // Settings is the driver's configuration block in site.yaml.
@@ -39,15 +45,15 @@ type Settings struct {
 	// few models have the command).
 	Labels bool `yaml:"labels"`
 	// Timeout bounds each command: connecting, and every reply. Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Poll is how often the routing is read back to catch changes the
 	// device did not announce; 0s turns polling off. Default 10s.
-	Poll *config.Duration `yaml:"poll"`
+	Poll *units.Duration `yaml:"poll"`
 	// BackoffMin and BackoffMax bound the delay between reconnection
 	// attempts, which doubles from BackoffMin up to BackoffMax, with jitter.
 	// Defaults 100ms and 5s.
-	BackoffMin config.Duration `yaml:"backoff_min"`
-	BackoffMax config.Duration `yaml:"backoff_max"`
+	BackoffMin units.Duration `yaml:"backoff_min"`
+	BackoffMax units.Duration `yaml:"backoff_max"`
 }
 
 // Default settings.
@@ -100,8 +106,8 @@ func FromSettings(s Settings) (*Matrix, error) {
 	switch {
 	case s.Layer == 0:
 		s.Layer = DefaultLayer
-	case s.Layer < 0 || s.Layer > MaxLayer:
-		return nil, fmt.Errorf("layer %d: want a number from 1 to %d (1 video, 2 audio, 3 data)", s.Layer, MaxLayer)
+	case s.Layer < 0 || s.Layer > wire.MaxLayer:
+		return nil, fmt.Errorf("layer %d: want a number from 1 to %d (1 video, 2 audio, 3 data)", s.Layer, wire.MaxLayer)
 	}
 	switch {
 	case s.Machine == 0:
@@ -113,15 +119,15 @@ func FromSettings(s Settings) (*Matrix, error) {
 		name string
 		n    int
 	}{{"inputs", s.Inputs}, {"outputs", s.Outputs}} {
-		if p.n < 0 || p.n > MaxPorts {
-			return nil, fmt.Errorf("%s %d: want a number from 1 to %d", p.name, p.n, MaxPorts)
+		if p.n < 0 || p.n > wire.MaxPorts {
+			return nil, fmt.Errorf("%s %d: want a number from 1 to %d", p.name, p.n, wire.MaxPorts)
 		}
 	}
 	if (s.Inputs == 0) != (s.Outputs == 0) {
 		return nil, errors.New("inputs and outputs: give both, or neither (the device reports its size)")
 	}
 	if s.Poll == nil {
-		p := config.Duration(DefaultPoll)
+		p := units.Duration(DefaultPoll)
 		s.Poll = &p
 	} else {
 		p := *s.Poll // the caller's value is not shared
@@ -155,7 +161,7 @@ func routeWhat(output, input int) string {
 
 // normalizeAddress turns "host" or "host:port" into "host:port".
 func normalizeAddress(a string) (string, error) {
-	return switcher.NormalizeAddress(a, DefaultPort)
+	return switcher.NormalizeAddress(a, wire.DefaultPort)
 }
 
 // Matrix is a connection to one Kramer matrix switcher, routing one layer.
@@ -222,8 +228,8 @@ func (m *Matrix) backoff(n int) time.Duration { return m.c.Backoff(n) }
 
 // readResult is one line from the device, decoded.
 type readResult struct {
-	frame Frame
-	reply Reply
+	frame wire.Frame
+	reply wire.Reply
 	err   error
 }
 
@@ -234,7 +240,7 @@ type link struct {
 	ctx     context.Context
 	emit    drivers.Emitter
 	nc      net.Conn
-	conn    *Conn
+	conn    *wire.Conn
 	reads   <-chan readResult
 	timeout time.Duration
 	sess    *switcher.Session
@@ -251,7 +257,7 @@ func (m *Matrix) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 		return false, err
 	}
 	l := &link{
-		m: m, ctx: ctx, emit: emit, nc: nc, conn: NewConn(nc),
+		m: m, ctx: ctx, emit: emit, nc: nc, conn: wire.NewConn(nc),
 		timeout: timeout, sess: switcher.NewSession(),
 	}
 	reader := switcher.StartReader(l.read)
@@ -276,14 +282,14 @@ func (m *Matrix) connect(ctx context.Context, emit drivers.Emitter) (ready bool,
 func (l *link) read() (readResult, bool) {
 	for {
 		f, err := l.conn.ReadFrame()
-		var r Reply
+		var r wire.Reply
 		switch {
-		case errors.Is(err, ErrMalformed):
+		case errors.Is(err, wire.ErrMalformed):
 			continue
 		case err == nil && !f.Reply:
 			continue
 		case err == nil:
-			r, err = DecodeReply(f)
+			r, err = wire.DecodeReply(f)
 			if err != nil && !l.ours(f) {
 				continue
 			}
@@ -294,7 +300,7 @@ func (l *link) read() (readResult, bool) {
 
 // ours reports whether a device message comes from the configured
 // machine: it carries that number, or none (older firmware).
-func (l *link) ours(f Frame) bool { return !f.Addressed || f.Machine == l.m.set.Machine }
+func (l *link) ours(f wire.Frame) bool { return !f.Addressed || f.Machine == l.m.set.Machine }
 
 // address returns the machine number commands are addressed to: none for
 // machine 1, the factory setting, whose manuals show unaddressed commands.
@@ -309,24 +315,24 @@ func (l *link) address() int {
 // other message from the device on the way. A general error ("ERR 002")
 // or an error naming the command is an answer too. It fails when no answer
 // comes within the timeout, the connection fails or ctx ends.
-func (l *link) exchange(cmd Command, answer func(Frame, Reply) bool) (Frame, Reply, error) {
+func (l *link) exchange(cmd wire.Command, answer func(wire.Frame, wire.Reply) bool) (wire.Frame, wire.Reply, error) {
 	name, _, _ := strings.Cut(cmd.CommandBody(), " ")
 	name = strings.TrimSuffix(name, "?")
 	_ = l.nc.SetWriteDeadline(time.Now().Add(l.timeout))
 	if err := l.conn.WriteCommand(l.address(), cmd); err != nil {
-		return Frame{}, nil, err
+		return wire.Frame{}, nil, err
 	}
 	t := time.NewTimer(l.timeout)
 	defer t.Stop()
 	for {
 		select {
 		case <-l.ctx.Done():
-			return Frame{}, nil, l.ctx.Err()
+			return wire.Frame{}, nil, l.ctx.Err()
 		case r := <-l.reads:
 			if r.err != nil {
-				return Frame{}, nil, switcher.ReadError(r.err)
+				return wire.Frame{}, nil, switcher.ReadError(r.err)
 			}
-			if e, ok := r.reply.(Err); ok && l.ours(r.frame) && (e.Command == "" || strings.TrimSuffix(e.Command, "?") == name) {
+			if e, ok := r.reply.(wire.Err); ok && l.ours(r.frame) && (e.Command == "" || strings.TrimSuffix(e.Command, "?") == name) {
 				return r.frame, e, nil
 			}
 			if answer(r.frame, r.reply) {
@@ -336,14 +342,14 @@ func (l *link) exchange(cmd Command, answer func(Frame, Reply) bool) (Frame, Rep
 				l.unsolicited(r.reply)
 			}
 		case <-t.C:
-			return Frame{}, nil, fmt.Errorf("%w to %q within %s", ErrTimeout, "#"+cmd.CommandBody(), l.timeout)
+			return wire.Frame{}, nil, fmt.Errorf("%w to %q within %s", ErrTimeout, "#"+cmd.CommandBody(), l.timeout)
 		}
 	}
 }
 
 // deviceError turns an Err reply to cmd into a *DeviceError.
-func deviceError(cmd Command, e Err) *DeviceError {
-	return &DeviceError{Command: cmd.CommandBody(), Code: e.Code}
+func deviceError(cmd wire.Command, e wire.Err) *wire.DeviceError {
+	return &wire.DeviceError{Command: cmd.CommandBody(), Code: e.Code}
 }
 
 // prelude checks the device answers as the configured machine and reads
@@ -352,37 +358,37 @@ func (l *link) prelude() error {
 	set := l.m.set
 	// The handshake's answer tells which machine answered: any machine's
 	// OK is taken, then checked.
-	from, r, err := l.exchange(Handshake{}, func(f Frame, r Reply) bool {
-		_, ok := r.(OK)
+	from, r, err := l.exchange(wire.Handshake{}, func(f wire.Frame, r wire.Reply) bool {
+		_, ok := r.(wire.OK)
 		return ok
 	})
 	if err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
-	if e, ok := r.(Err); ok {
-		return fmt.Errorf("handshake: the device answered %s", deviceError(Handshake{}, e))
+	if e, ok := r.(wire.Err); ok {
+		return fmt.Errorf("handshake: the device answered %s", deviceError(wire.Handshake{}, e))
 	}
 	if !l.ours(from) {
 		return fmt.Errorf("the device answered as machine %d, not %d: set machine: %d", from.Machine, set.Machine, from.Machine)
 	}
 
-	_, r, err = l.exchange(InfoIOQuery{}, func(f Frame, r Reply) bool {
-		_, ok := r.(IOCount)
+	_, r, err = l.exchange(wire.InfoIOQuery{}, func(f wire.Frame, r wire.Reply) bool {
+		_, ok := r.(wire.IOCount)
 		return ok && l.ours(f)
 	})
 	if err != nil {
 		return fmt.Errorf("INFO-IO?: %w", err)
 	}
 	switch r := r.(type) {
-	case IOCount:
+	case wire.IOCount:
 		if r.Inputs < 1 || r.Outputs < 1 {
 			return fmt.Errorf("INFO-IO?: the device reports %d inputs and %d outputs", r.Inputs, r.Outputs)
 		}
 		l.pre.Inputs, l.pre.Outputs = r.Inputs, r.Outputs
-	case Err:
+	case wire.Err:
 		if set.Inputs == 0 {
 			return fmt.Errorf("the device cannot report its size (INFO-IO? answered %s): set inputs and outputs in the settings",
-				deviceError(InfoIOQuery{}, r))
+				deviceError(wire.InfoIOQuery{}, r))
 		}
 		l.pre.Inputs, l.pre.Outputs = set.Inputs, set.Outputs
 	}
@@ -413,17 +419,17 @@ func (l *link) readLabels() error {
 	for _, stage := range []struct {
 		n      int
 		labels []string
-	}{{StageInput, in}, {StageOutput, out}} {
+	}{{wire.StageInput, in}, {wire.StageOutput, out}} {
 		for port := 1; port <= len(stage.labels); port++ {
-			q := LabelQuery{Stage: stage.n, Port: port}
-			_, r, err := l.exchange(q, func(f Frame, r Reply) bool {
-				lb, ok := r.(Label)
+			q := wire.LabelQuery{Stage: stage.n, Port: port}
+			_, r, err := l.exchange(q, func(f wire.Frame, r wire.Reply) bool {
+				lb, ok := r.(wire.Label)
 				return ok && l.ours(f) && lb.Stage == q.Stage && lb.Port == q.Port
 			})
 			if err != nil {
 				return fmt.Errorf("%s: %w", "#"+q.CommandBody(), err)
 			}
-			lb, ok := r.(Label)
+			lb, ok := r.(wire.Label)
 			if !ok {
 				return nil // an error code: no labels on this device
 			}
@@ -437,18 +443,18 @@ func (l *link) readLabels() error {
 // readRoute asks which input output shows on the layer. An error code is
 // returned as a *DeviceError.
 func (l *link) readRoute(out int) (int, error) {
-	q := RouteQuery{Layer: l.m.set.Layer, Output: out}
-	_, r, err := l.exchange(q, func(f Frame, r Reply) bool {
-		rs, ok := r.(RouteStatus)
+	q := wire.RouteQuery{Layer: l.m.set.Layer, Output: out}
+	_, r, err := l.exchange(q, func(f wire.Frame, r wire.Reply) bool {
+		rs, ok := r.(wire.RouteStatus)
 		return ok && l.ours(f) && rs.Layer == q.Layer && rs.Output == out
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", "#"+q.CommandBody(), err)
 	}
 	switch r := r.(type) {
-	case Err:
+	case wire.Err:
 		return 0, fmt.Errorf("%s: the device answered %w", "#"+q.CommandBody(), deviceError(q, r))
-	case RouteStatus:
+	case wire.RouteStatus:
 		return r.Input, nil
 	}
 	return 0, nil
@@ -502,15 +508,15 @@ func (l *link) handleRead(r readResult) error {
 // unsolicited applies a message that answers no command: a route change
 // the device announces (ROUTE on the layer, or a legacy VID/AUD/AV). Once
 // ready, each change is reported as route_changed.
-func (l *link) unsolicited(r Reply) {
-	var links []Link
+func (l *link) unsolicited(r wire.Reply) {
+	var links []wire.Link
 	switch r := r.(type) {
-	case RouteStatus:
+	case wire.RouteStatus:
 		if r.Layer != l.m.set.Layer {
 			return
 		}
-		links = []Link{{Input: r.Input, Output: r.Output}}
-	case Switched:
+		links = []wire.Link{{Input: r.Input, Output: r.Output}}
+	case wire.Switched:
 		if !legacyKindRoutes(r.Kind, l.m.set.Layer) {
 			return
 		}
@@ -519,7 +525,7 @@ func (l *link) unsolicited(r Reply) {
 		return
 	}
 	for _, lk := range links {
-		if lk.Output == All {
+		if lk.Output == wire.All {
 			n := l.outputs()
 			for out := 1; out <= n; out++ {
 				l.apply(out, lk.Input)
@@ -581,9 +587,9 @@ func (l *link) route(req *switcher.Request) error {
 	if !m.c.Accept(req) {
 		return nil
 	}
-	cmd := RouteSet{Layer: m.set.Layer, Output: req.Output, Input: req.Input}
-	_, r, err := l.exchange(cmd, func(f Frame, r Reply) bool {
-		rs, ok := r.(RouteStatus)
+	cmd := wire.RouteSet{Layer: m.set.Layer, Output: req.Output, Input: req.Input}
+	_, r, err := l.exchange(cmd, func(f wire.Frame, r wire.Reply) bool {
+		rs, ok := r.(wire.RouteStatus)
 		return ok && l.ours(f) && rs.Layer == cmd.Layer && rs.Output == cmd.Output && rs.Input == cmd.Input
 	})
 	switch {
@@ -595,7 +601,7 @@ func (l *link) route(req *switcher.Request) error {
 		return err
 	}
 	switch r := r.(type) {
-	case Err:
+	case wire.Err:
 		req.Reply(fmt.Errorf("kramer %s refused %s: %w", m.set.Address, m.c.What(req), deviceError(cmd, r)))
 	default:
 		l.apply(req.Output, req.Input)
@@ -618,7 +624,7 @@ func (l *link) poll() error {
 		default:
 		}
 		in, err := l.readRoute(out)
-		var de *DeviceError
+		var de *wire.DeviceError
 		switch {
 		case errors.As(err, &de):
 			continue

@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"understudy/drivers/kramer/wire"
+
 	"understudy/drivers"
 	"understudy/drivers/drivertest"
 	"understudy/drivers/kramer"
-	"understudy/fixtures/kramersim"
-	"understudy/runtime/config"
+	"understudy/drivers/kramer/kramersim"
+	"understudy/units"
 )
 
 func routeChanged(output, input int) drivers.Event {
@@ -179,9 +181,9 @@ func TestRouteAudioLayer(t *testing.T) {
 func TestRouteDeviceError(t *testing.T) {
 	s, addr := kramersim.StartLoopback(t, kramersim.Options{})
 	m, ev := startDriver(t, addr)
-	s.RefuseNextWith(1, kramer.CodeOutOfRange)
+	s.RefuseNextWith(1, wire.CodeOutOfRange)
 	err := m.Route(drivertest.Context(t), 3, 7)
-	var de *kramer.DeviceError
+	var de *wire.DeviceError
 	if !errors.As(err, &de) || de.Code != 3 || de.Command != "ROUTE 1,3,7" {
 		t.Fatalf("Route error %v, want a DeviceError ERR 003", err)
 	}
@@ -195,9 +197,9 @@ func TestRouteDeviceError(t *testing.T) {
 		t.Errorf("Routing()[2] = %d after a refusal, want 3", got)
 	}
 	// Busy is worth retrying: not a refusal.
-	s.RefuseNextWith(1, kramer.CodeBusy)
+	s.RefuseNextWith(1, wire.CodeBusy)
 	err = m.Route(drivertest.Context(t), 3, 7)
-	if !errors.As(err, &de) || de.Code != kramer.CodeBusy || errors.Is(err, drivers.ErrRefused) {
+	if !errors.As(err, &de) || de.Code != wire.CodeBusy || errors.Is(err, drivers.ErrRefused) {
 		t.Errorf("busy: %v", err)
 	}
 	if !strings.Contains(err.Error(), "ERR 006 (device busy)") {
@@ -433,14 +435,14 @@ func newFakeDevice(t *testing.T) *fakeDevice {
 type fakeConn struct {
 	t  *testing.T
 	nc net.Conn
-	c  *kramer.Conn
+	c  *wire.Conn
 }
 
 // accept takes the driver's next connection.
 func (f *fakeDevice) accept() *fakeConn {
 	f.t.Helper()
 	nc := f.l.Accept()
-	return &fakeConn{t: f.t, nc: nc, c: kramer.NewConn(nc)}
+	return &fakeConn{t: f.t, nc: nc, c: wire.NewConn(nc)}
 }
 
 // send writes lines, each followed by CR LF.
@@ -554,8 +556,8 @@ func TestGeneralErrorAnswersTheCommand(t *testing.T) {
 	c.expect("#ROUTE 1,2,3")
 	c.send("~01@ERR 004")
 	err := <-errc
-	var de *kramer.DeviceError
-	if !errors.As(err, &de) || de.Code != kramer.CodeUnauthorized || !strings.Contains(err.Error(), "unauthorized access") {
+	var de *wire.DeviceError
+	if !errors.As(err, &de) || de.Code != wire.CodeUnauthorized || !strings.Contains(err.Error(), "unauthorized access") {
 		t.Errorf("Route error %v, want ERR 004", err)
 	}
 }
@@ -598,10 +600,10 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poll := config.Duration(10 * time.Second)
+	poll := units.Duration(10 * time.Second)
 	got := d.(*kramer.Matrix).Settings()
-	want := kramer.Settings{Address: "192.168.1.39:5000", Layer: 1, Machine: 1, Timeout: config.Duration(2 * time.Second), Poll: &poll,
-		BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second)}
+	want := kramer.Settings{Address: "192.168.1.39:5000", Layer: 1, Machine: 1, Timeout: units.Duration(2 * time.Second), Poll: &poll,
+		BackoffMin: units.Duration(100 * time.Millisecond), BackoffMax: units.Duration(5 * time.Second)}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings %+v, want %+v", got, want)
 	}
@@ -654,7 +656,7 @@ func TestConfig(t *testing.T) {
 		t.Error("New without a decoder succeeded")
 	}
 	// The caller's poll value is not shared with the driver.
-	p := config.Duration(time.Second)
+	p := units.Duration(time.Second)
 	m, err := kramer.FromSettings(kramer.Settings{Address: "m", Poll: &p})
 	if err != nil {
 		t.Fatal(err)
@@ -671,8 +673,8 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 		retry bool
 	}{
 		{kramer.ErrNotConnected, true}, {kramer.ErrTimeout, true},
-		{&kramer.DeviceError{Code: kramer.CodeBusy}, true}, {&kramer.DeviceError{Code: kramer.CodeTimeout}, true},
-		{&kramer.DeviceError{Code: kramer.CodeOutOfRange}, false}, {&kramer.DeviceError{Code: kramer.CodeNotAvailable}, false},
+		{&wire.DeviceError{Code: wire.CodeBusy}, true}, {&wire.DeviceError{Code: wire.CodeTimeout}, true},
+		{&wire.DeviceError{Code: wire.CodeOutOfRange}, false}, {&wire.DeviceError{Code: wire.CodeNotAvailable}, false},
 		{kramer.ErrOutOfRange, false},
 	} {
 		wrapped := fmt.Errorf("kramer 10.0.0.5:5000 route output 3 ← input 7: %w", tc.err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"understudy/drivers/kumo/wire"
 )
 
 // Errors a Client's requests wrap.
@@ -76,8 +78,8 @@ func (c *Client) Logout() {
 // is ErrNoSession: a wrong password, or a device whose authentication is
 // off.
 func (c *Client) Login(ctx context.Context, password string) error {
-	body := url.Values{PasswordField: {password}}.Encode()
-	resp, b, err := c.do(ctx, "log in", http.MethodPost, LoginPath, strings.NewReader(body))
+	body := url.Values{wire.PasswordField: {password}}.Encode()
+	resp, b, err := c.do(ctx, "log in", http.MethodPost, wire.LoginPath, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -88,7 +90,7 @@ func (c *Client) Login(ctx context.Context, password string) error {
 		}
 	}
 	if len(parts) == 0 {
-		if t := PlainText(b, 200); t != "" {
+		if t := wire.PlainText(b, 200); t != "" {
 			return fmt.Errorf("log in: %w (wrong password?): %s", ErrNoSession, t)
 		}
 		return fmt.Errorf("log in: %w (wrong password?)", ErrNoSession)
@@ -100,25 +102,25 @@ func (c *Client) Login(ctx context.Context, password string) error {
 }
 
 // Get reads a parameter.
-func (c *Client) Get(ctx context.Context, paramID string) (Reply, error) {
-	return c.config(ctx, Request{Action: ActionGet, ParamID: paramID})
+func (c *Client) Get(ctx context.Context, paramID string) (wire.Reply, error) {
+	return c.config(ctx, wire.Request{Action: wire.ActionGet, ParamID: paramID})
 }
 
 // Set sets a parameter and returns the device's reply. A 200 OK whose body
 // cannot be read returns an error wrapping ErrMalformed.
-func (c *Client) Set(ctx context.Context, paramID, value string) (Reply, error) {
-	return c.config(ctx, Request{Action: ActionSet, ParamID: paramID, Value: value})
+func (c *Client) Set(ctx context.Context, paramID, value string) (wire.Reply, error) {
+	return c.config(ctx, wire.Request{Action: wire.ActionSet, ParamID: paramID, Value: value})
 }
 
-func (c *Client) config(ctx context.Context, r Request) (Reply, error) {
+func (c *Client) config(ctx context.Context, r wire.Request) (wire.Reply, error) {
 	op := r.Action + " " + r.ParamID
-	_, b, err := c.do(ctx, op, http.MethodGet, ConfigPath+"?"+r.Query(), nil)
+	_, b, err := c.do(ctx, op, http.MethodGet, wire.ConfigPath+"?"+r.Query(), nil)
 	if err != nil {
-		return Reply{}, err
+		return wire.Reply{}, err
 	}
-	reply, err := ParseReply(b)
+	reply, err := wire.ParseReply(b)
 	if err != nil {
-		return Reply{}, fmt.Errorf("%s: %w", op, err)
+		return wire.Reply{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return reply, nil
 }
@@ -126,13 +128,13 @@ func (c *Client) config(ctx context.Context, r Request) (Reply, error) {
 // RoutingList reads every destination's source in one request (see
 // ParseRoutingList).
 func (c *Client) RoutingList(ctx context.Context) ([]int, error) {
-	op := "get " + ParamDestinationAll
-	q := url.Values{"action": {ActionGet}, "configid": {"0"}, "paramid": {ParamDestinationAll}, "alt": {"text-plain"}}
-	_, b, err := c.do(ctx, op, http.MethodGet, OptionsPath+"?"+q.Encode(), nil)
+	op := "get " + wire.ParamDestinationAll
+	q := url.Values{"action": {wire.ActionGet}, "configid": {"0"}, "paramid": {wire.ParamDestinationAll}, "alt": {"text-plain"}}
+	_, b, err := c.do(ctx, op, http.MethodGet, wire.OptionsPath+"?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err
 	}
-	list, err := ParseRoutingList(b)
+	list, err := wire.ParseRoutingList(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
@@ -178,15 +180,15 @@ func (c *Client) do(ctx context.Context, op, method, target string, body io.Read
 		return nil, nil, fail(err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxBody+1))
 	if err != nil {
 		return nil, nil, fail(err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, nil, fmt.Errorf("%s: %w", op, &StatusError{Code: resp.StatusCode, Status: resp.Status, Text: PlainText(b, 200)})
+		return nil, nil, fmt.Errorf("%s: %w", op, &wire.StatusError{Code: resp.StatusCode, Status: resp.Status, Text: wire.PlainText(b, 200)})
 	}
-	if len(b) > MaxBody {
-		return nil, nil, fmt.Errorf("%s: reply larger than %d bytes: %w", op, MaxBody, ErrMalformed)
+	if len(b) > wire.MaxBody {
+		return nil, nil, fmt.Errorf("%s: reply larger than %d bytes: %w", op, wire.MaxBody, wire.ErrMalformed)
 	}
 	return resp, b, nil
 }

@@ -13,15 +13,21 @@ import (
 	"sync"
 	"time"
 
+	"understudy/drivers/kumo/wire"
+
 	"understudy/drivers"
-	"understudy/runtime/config"
+	"understudy/drivers/kumo/kumosim"
+	"understudy/units"
 )
 
-// Kind registers the driver as `kind: kumo`.
+// Kind registers the driver as `kind: kumo`, with its liveness check for
+// probes and its simulator.
 var Kind = drivers.Kind{
-	Name:    "kumo",
-	Summary: "AJA KUMO SDI router (KUMO web interface, HTTP port 80)",
-	New:     New,
+	Name:     "kumo",
+	Summary:  "AJA KUMO SDI router (KUMO web interface, HTTP port 80)",
+	New:      New,
+	Alive:    Alive,
+	Simulate: kumosim.Simulate,
 }
 
 // Settings is the driver's configuration block in site.yaml.
@@ -31,14 +37,14 @@ type Settings struct {
 	Address string `yaml:"address"`
 	// Timeout bounds each HTTP request, and the wait for a route to show
 	// in the device's read-back. Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Poll is how often the routing is read back while connected. Default 2s.
-	Poll config.Duration `yaml:"poll"`
+	Poll units.Duration `yaml:"poll"`
 	// BackoffMin and BackoffMax bound the delay between reconnection
 	// attempts, which doubles from BackoffMin up to BackoffMax, with jitter.
 	// Defaults 100ms and 5s.
-	BackoffMin config.Duration `yaml:"backoff_min"`
-	BackoffMax config.Duration `yaml:"backoff_max"`
+	BackoffMin units.Duration `yaml:"backoff_min"`
+	BackoffMax units.Duration `yaml:"backoff_max"`
 	// Password is the KUMO's web password, needed only when its user
 	// authentication is set to Login. The KUMO has no user names.
 	Password string `yaml:"password"`
@@ -88,7 +94,7 @@ func FromSettings(s Settings) (*Kumo, error) {
 	s.Address = addr
 	for _, d := range []struct {
 		name string
-		v    *config.Duration
+		v    *units.Duration
 		def  time.Duration
 	}{
 		{"timeout", &s.Timeout, DefaultTimeout},
@@ -100,7 +106,7 @@ func FromSettings(s Settings) (*Kumo, error) {
 			return nil, fmt.Errorf("%s: %s is negative", d.name, *d.v)
 		}
 		if *d.v == 0 {
-			*d.v = config.Duration(d.def)
+			*d.v = units.Duration(d.def)
 		}
 	}
 	if s.BackoffMax < s.BackoffMin {
@@ -127,7 +133,7 @@ func normalizeAddress(a string) (string, error) {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {
 		// No port: a name, an IPv4 address or a bare or bracketed IPv6 one.
-		host, port = strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"), strconv.Itoa(DefaultPort)
+		host, port = strings.TrimSuffix(strings.TrimPrefix(a, "["), "]"), strconv.Itoa(wire.DefaultPort)
 	}
 	if host == "" || strings.ContainsAny(host, " /[]\t?#@") {
 		return "", bad
@@ -402,7 +408,7 @@ func (k *Kumo) connect(ctx context.Context) error {
 	}
 	ins, outs, err := k.readSize(ctx)
 	if err != nil {
-		var se *StatusError
+		var se *wire.StatusError
 		switch {
 		case !errors.As(err, &se) || se.Code != 404:
 		case login != nil:
@@ -413,10 +419,10 @@ func (k *Kumo) connect(ctx context.Context) error {
 		return err
 	}
 	st := state{inputs: ins, outputs: outs}
-	if st.inLabels, err = k.readLabels(ctx, ins, SourceLine); err != nil {
+	if st.inLabels, err = k.readLabels(ctx, ins, wire.SourceLine); err != nil {
 		return err
 	}
-	if st.outLabels, err = k.readLabels(ctx, outs, DestinationLine); err != nil {
+	if st.outLabels, err = k.readLabels(ctx, outs, wire.DestinationLine); err != nil {
 		return err
 	}
 	// The whole routing in one read when the firmware has it; else one read
@@ -429,7 +435,7 @@ func (k *Kumo) connect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-	case err == nil || errors.Is(err, ErrNoRoutingList) || isAnswer(err):
+	case err == nil || errors.Is(err, wire.ErrNoRoutingList) || isAnswer(err):
 		if st.routing, err = k.readEach(ctx, ins, outs); err != nil {
 			return err
 		}
@@ -449,8 +455,8 @@ func (k *Kumo) connect(ctx context.Context) error {
 // isAnswer reports whether err is the device's answer (an HTTP error or a
 // reply that cannot be read) rather than no answer at all.
 func isAnswer(err error) bool {
-	var se *StatusError
-	return errors.As(err, &se) || errors.Is(err, ErrMalformed)
+	var se *wire.StatusError
+	return errors.As(err, &se) || errors.Is(err, wire.ErrMalformed)
 }
 
 var productSizeRe = regexp.MustCompile(`(\d{1,3})\s*[xX]\s*(\d{1,3})`)
@@ -464,31 +470,31 @@ func (k *Kumo) readSize(ctx context.Context) (ins, outs int, err error) {
 		if err != nil {
 			return 0, err
 		}
-		n, err := r.Port(MaxPorts)
+		n, err := r.Port(wire.MaxPorts)
 		if err == nil && n == 0 {
-			err = fmt.Errorf("kumo: %s is 0: %w", param, ErrMalformed)
+			err = fmt.Errorf("kumo: %s is 0: %w", param, wire.ErrMalformed)
 		}
 		return n, err
 	}
-	ins, err = count(ParamNumberOfSources)
+	ins, err = count(wire.ParamNumberOfSources)
 	if err == nil {
-		outs, err = count(ParamNumberOfDestinations)
+		outs, err = count(wire.ParamNumberOfDestinations)
 	}
 	if err == nil || !isAnswer(err) {
 		return ins, outs, err
 	}
-	r, perr := k.client.Get(ctx, ParamProductID)
+	r, perr := k.client.Get(ctx, wire.ParamProductID)
 	if perr != nil {
 		return 0, 0, err // the first error says more
 	}
 	m := productSizeRe.FindStringSubmatch(r.ValueName)
 	if m == nil {
-		return 0, 0, fmt.Errorf("%w; the product %q does not give its size either", err, clip(r.ValueName, 64))
+		return 0, 0, fmt.Errorf("%w; the product %q does not give its size either", err, wire.Clip(r.ValueName, 64))
 	}
 	ins, _ = strconv.Atoi(m[1])
 	outs, _ = strconv.Atoi(m[2])
-	if ins < 1 || ins > MaxPorts || outs < 1 || outs > MaxPorts {
-		return 0, 0, fmt.Errorf("%w; the product %q gives no usable size", err, clip(r.ValueName, 64))
+	if ins < 1 || ins > wire.MaxPorts || outs < 1 || outs > wire.MaxPorts {
+		return 0, 0, fmt.Errorf("%w; the product %q gives no usable size", err, wire.Clip(r.ValueName, 64))
 	}
 	return ins, outs, nil
 }
@@ -510,7 +516,7 @@ func (k *Kumo) readLabels(ctx context.Context, n int, id func(port, line int) st
 			}
 			lines[l-1] = r.Value
 		}
-		labels[p-1] = Label(lines[0], lines[1])
+		labels[p-1] = wire.Label(lines[0], lines[1])
 	}
 	return labels, nil
 }
@@ -519,7 +525,7 @@ func (k *Kumo) readLabels(ctx context.Context, n int, id func(port, line int) st
 func (k *Kumo) readEach(ctx context.Context, ins, outs int) ([]int, error) {
 	routing := make([]int, outs)
 	for o := 1; o <= outs; o++ {
-		r, err := k.client.Get(ctx, DestinationStatus(o))
+		r, err := k.client.Get(ctx, wire.DestinationStatus(o))
 		if err != nil {
 			return nil, err
 		}
@@ -534,7 +540,7 @@ func (k *Kumo) readEach(ctx context.Context, ins, outs int) ([]int, error) {
 func checkRouting(list []int, ins int) ([]int, error) {
 	for i, v := range list {
 		if v > ins {
-			return nil, fmt.Errorf("kumo: destination %d shows source %d, but the device has %d: %w", i+1, v, ins, ErrMalformed)
+			return nil, fmt.Errorf("kumo: destination %d shows source %d, but the device has %d: %w", i+1, v, ins, wire.ErrMalformed)
 		}
 	}
 	return list, nil
@@ -553,7 +559,7 @@ func (k *Kumo) readRouting(ctx context.Context) ([]int, error) {
 		return nil, err
 	}
 	if len(list) != outs {
-		return nil, fmt.Errorf("kumo: the routing now has %d destinations, not %d (switching mode changed?): %w", len(list), outs, ErrMalformed)
+		return nil, fmt.Errorf("kumo: the routing now has %d destinations, not %d (switching mode changed?): %w", len(list), outs, wire.ErrMalformed)
 	}
 	return checkRouting(list, ins)
 }
@@ -648,30 +654,30 @@ func (k *Kumo) route(ctx context.Context, req *request, emit drivers.Emitter) (e
 		return fmt.Errorf("%s: %w: connection lost: %w", what, ErrNotConnected, err), err
 	}
 
-	reply, err := k.client.Set(rctx, DestinationStatus(req.output), strconv.Itoa(req.input))
-	var se *StatusError
+	reply, err := k.client.Set(rctx, wire.DestinationStatus(req.output), strconv.Itoa(req.input))
+	var se *wire.StatusError
 	switch {
 	case errors.As(err, &se) && se.Code == 403:
 		locked := ""
-		if r, lerr := k.client.Get(rctx, DestinationLocked(req.output)); lerr == nil && strings.TrimSpace(r.Value) == "1" {
+		if r, lerr := k.client.Get(rctx, wire.DestinationLocked(req.output)); lerr == nil && strings.TrimSpace(r.Value) == "1" {
 			locked = fmt.Sprintf(" (output %d is locked)", req.output)
 		}
 		return fmt.Errorf("%s %w: %w%s", what, ErrRefusedByDevice, err, locked), nil
-	case errors.Is(err, ErrMalformed):
+	case errors.Is(err, wire.ErrMalformed):
 		// A 200 OK with an unreadable body: the read-back tells.
 	case err != nil:
 		return fail(err)
 	case reply.Failed():
-		return fmt.Errorf("%s %w: the device answered error %q", what, ErrRefusedByDevice, clip(reply.Error, 200)), nil
+		return fmt.Errorf("%s %w: the device answered error %q", what, ErrRefusedByDevice, wire.Clip(reply.Error, 200)), nil
 	}
 
 	// Read back until the device shows the new source, or the timeout.
 	deadline := time.Now().Add(k.set.Timeout.D())
 	wait := 20 * time.Millisecond
 	for {
-		r, err := k.client.Get(rctx, DestinationStatus(req.output))
+		r, err := k.client.Get(rctx, wire.DestinationStatus(req.output))
 		if err != nil {
-			if errors.Is(err, ErrMalformed) && rctx.Err() == nil {
+			if errors.Is(err, wire.ErrMalformed) && rctx.Err() == nil {
 				return fmt.Errorf("%s: reading it back: %w", what, err), err
 			}
 			return fail(err)

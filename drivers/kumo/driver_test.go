@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"understudy/drivers/kumo/wire"
+
 	"understudy/drivers"
 	"understudy/drivers/drivertest"
 	"understudy/drivers/kumo"
-	"understudy/fixtures/kumosim"
-	"understudy/runtime/config"
+	"understudy/drivers/kumo/kumosim"
+	"understudy/units"
 )
 
 // startDriver starts a kumo driver for addr with the given extra settings
@@ -55,7 +57,7 @@ func newDriver(t *testing.T, addr string, extra ...string) (*kumo.Kumo, *drivert
 func sets(s *kumosim.Sim) []kumosim.Request {
 	var out []kumosim.Request
 	for _, r := range s.Requests() {
-		if r.Action == kumo.ActionSet {
+		if r.Action == wire.ActionSet {
 			out = append(out, r)
 		}
 	}
@@ -91,10 +93,10 @@ func TestConnectReadsTheDevice(t *testing.T) {
 	// The routing came in one read, and the driver changed nothing.
 	var whole int
 	for _, r := range s.Requests() {
-		if r.ParamID == kumo.ParamDestinationAll {
+		if r.ParamID == wire.ParamDestinationAll {
 			whole++
 		}
-		if r.Action != kumo.ActionGet || r.Status != 200 {
+		if r.Action != wire.ActionGet || r.Status != 200 {
 			t.Errorf("request %+v", r)
 		}
 	}
@@ -153,7 +155,7 @@ func TestRouteRefusedLocked(t *testing.T) {
 	if err.Error() != want {
 		t.Errorf("error %q\nwant  %q", err, want)
 	}
-	var se *kumo.StatusError
+	var se *wire.StatusError
 	if !errors.As(err, &se) || se.Code != 403 {
 		t.Errorf("error does not carry the HTTP status: %#v", se)
 	}
@@ -320,7 +322,7 @@ func TestPanelChangeSeenByPolling(t *testing.T) {
 	for len(seen) < 4 {
 		select {
 		case r := <-reqs:
-			if strings.HasSuffix(r.ParamID, "_Status") && r.ParamID != kumo.ParamDestinationAll {
+			if strings.HasSuffix(r.ParamID, "_Status") && r.ParamID != wire.ParamDestinationAll {
 				seen[r.ParamID] = true
 			}
 		case <-time.After(drivertest.Deadline):
@@ -455,7 +457,7 @@ func TestReloginAfterRestart(t *testing.T) {
 	}
 	var logins int
 	for _, r := range s.Requests() {
-		if r.Path == kumo.LoginPath {
+		if r.Path == wire.LoginPath {
 			logins++
 		}
 	}
@@ -484,7 +486,7 @@ func TestCloseWithRouteInFlight(t *testing.T) {
 	s.SetDelay(time.Hour)
 	drivertest.RouterCloseWithRouteInFlight(t, k, func(int, int) {
 		for r := range reqs {
-			if r.Action == kumo.ActionSet {
+			if r.Action == wire.ActionSet {
 				break // in flight, and answered only in an hour
 			}
 		}
@@ -501,7 +503,7 @@ func TestRouteContextCancelled(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- k.Route(ctx, 2, 3) }()
 	for r := range reqs {
-		if r.Action == kumo.ActionSet {
+		if r.Action == wire.ActionSet {
 			break
 		}
 	}
@@ -555,11 +557,11 @@ func TestMalformedRepliesReconnect(t *testing.T) {
 	addr := fakeKumo(t, func(w http.ResponseWriter, r *http.Request) {
 		b := bad.Load()
 		switch p := r.URL.Query().Get("paramid"); {
-		case p == kumo.ParamNumberOfSources || p == kumo.ParamNumberOfDestinations:
+		case p == wire.ParamNumberOfSources || p == wire.ParamNumberOfDestinations:
 			fmt.Fprintf(w, `{"paramid":"2","name":%q,"value":2,"value_name":"2"}`, p)
-		case p == kumo.ParamDestinationAll && b:
+		case p == wire.ParamDestinationAll && b:
 			fmt.Fprint(w, "[1,x]")
-		case p == kumo.ParamDestinationAll:
+		case p == wire.ParamDestinationAll:
 			fmt.Fprint(w, " [2, 1]\n")
 		case strings.HasSuffix(p, "_Status"):
 			fmt.Fprint(w, `{"value":"1"}`)
@@ -591,8 +593,8 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := d.(*kumo.Kumo).Settings()
-	want := kumo.Settings{Address: "192.168.10.60:80", Timeout: config.Duration(2 * time.Second), Poll: config.Duration(2 * time.Second),
-		BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second)}
+	want := kumo.Settings{Address: "192.168.10.60:80", Timeout: units.Duration(2 * time.Second), Poll: units.Duration(2 * time.Second),
+		BackoffMin: units.Duration(100 * time.Millisecond), BackoffMax: units.Duration(5 * time.Second)}
 	if got != want {
 		t.Errorf("settings %+v, want %+v", got, want)
 	}
@@ -649,7 +651,7 @@ func TestRouteErrorsTellTheRuntimeWhetherToRetry(t *testing.T) {
 		err   error
 		retry bool
 	}{
-		{kumo.ErrNotConnected, true}, {kumo.ErrTimeout, true}, {&kumo.StatusError{Code: 500, Status: "500 Internal Server Error"}, true},
+		{kumo.ErrNotConnected, true}, {kumo.ErrTimeout, true}, {&wire.StatusError{Code: 500, Status: "500 Internal Server Error"}, true},
 		{kumo.ErrRefusedByDevice, false}, {kumo.ErrNotApplied, false}, {kumo.ErrOutOfRange, false},
 	} {
 		wrapped := fmt.Errorf("kumo 10.0.0.5:80: route output 3 ← input 7: %w", tc.err)

@@ -13,7 +13,7 @@ import (
 
 	"understudy/drivers"
 	"understudy/drivers/line"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // readmeDrivers decodes the drivers in README.md's sample configuration and
@@ -154,7 +154,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	s := d.(*line.Line).Settings()
 	want := line.Settings{Transport: "tcp", Address: "10.0.0.5:4352", Terminator: `\r\n`,
-		Timeout: config.Duration(2 * time.Second), BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second),
+		Timeout: units.Duration(2 * time.Second), BackoffMin: units.Duration(100 * time.Millisecond), BackoffMax: units.Duration(5 * time.Second),
 		Commands: map[string]line.Command{"on": {Send: "ON\r"}}}
 	if s.Transport != want.Transport || s.Address != want.Address || s.Terminator != want.Terminator || s.Timeout != want.Timeout ||
 		s.BackoffMin != want.BackoffMin || s.BackoffMax != want.BackoffMax || s.Commands["on"] != want.Commands["on"] || s.Baud != 0 {

@@ -15,5 +15,5 @@
 // goroutine owns the connection: it connects lazily at the first command,
 // discards stale bytes before each command, and after an error drops the
 // connection and connects again with backoff. See README.md for the
-// configuration and behaviour; fixtures/linesim is a device to test against.
+// configuration and behaviour; linesim is a device to test against.
 package line

@@ -14,7 +14,7 @@ import (
 	"understudy/drivers"
 	"understudy/drivers/drivertest"
 	"understudy/drivers/line"
-	"understudy/fixtures/linesim"
+	"understudy/drivers/line/linesim"
 )
 
 // The projector used by most tests: its commands, and the simulator's
@@ -184,7 +184,7 @@ func TestRefusalInTheDevicesWords(t *testing.T) {
 func TestUnexpectedReply(t *testing.T) {
 	sim, addr := linesim.StartTCP(t, linesim.Options{Replies: projectorReplies()})
 	d, _ := tcpDriver(t, addr)
-	sim.GarbageNext()
+	sim.GarbageNext(1)
 	_, err := do(t, d, cmd("power_on"))
 	isFinal(t, err, fmt.Sprintf(`%s power_on: unexpected reply %q (want ^OK$)`, addr, linesim.Garbage))
 	// An unknown command gets the device's generic error; a command with
@@ -231,7 +231,7 @@ func TestConnectionDroppedMidCommand(t *testing.T) {
 	mustDo(t, d, cmd("power"))
 	ev.expect(drivers.EventConnected)
 
-	sim.DropOnNextCommand()
+	sim.DropNext(1)
 	_, err := do(t, d, cmd("power_on"))
 	// The device may have acted on it: not retried.
 	isFinal(t, err, addr+" power_on: sent, then the connection was lost: connection closed by the device")

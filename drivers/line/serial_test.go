@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"understudy/drivers"
-	"understudy/fixtures/linesim"
+	"understudy/drivers/line/linesim"
 )
 
 // The serial tests open the slave side of a pseudo-terminal with

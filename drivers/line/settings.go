@@ -15,7 +15,7 @@ import (
 
 	"understudy/drivers"
 	"understudy/drivers/command"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // Kind registers the driver as `kind: line`.
@@ -60,12 +60,12 @@ type Settings struct {
 	// (within Timeout) before sending anything.
 	Greeting string `yaml:"greeting"`
 	// Timeout bounds connecting and each command's reply. Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// BackoffMin and BackoffMax bound the delay before connecting again
 	// after a failure, which doubles from BackoffMin up to BackoffMax, with
 	// jitter. Defaults 100ms and 5s.
-	BackoffMin config.Duration `yaml:"backoff_min"`
-	BackoffMax config.Duration `yaml:"backoff_max"`
+	BackoffMin units.Duration `yaml:"backoff_min"`
+	BackoffMax units.Duration `yaml:"backoff_max"`
 	// Raw allows a policy to send text of its own ({send = "…"}) besides
 	// the named commands. Default false.
 	Raw bool `yaml:"raw"`
@@ -93,7 +93,7 @@ type Command struct {
 	// text becomes the error. Needs Expect.
 	Error string `yaml:"error"`
 	// Timeout overrides the driver's timeout for this command's reply.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 }
 
 // compiled is a Command compiled.
@@ -153,7 +153,7 @@ func FromSettings(s Settings) (*Line, error) {
 
 	for _, f := range []struct {
 		name string
-		v    *config.Duration
+		v    *units.Duration
 		def  time.Duration
 	}{
 		{"timeout", &s.Timeout, DefaultTimeout},
@@ -164,7 +164,7 @@ func FromSettings(s Settings) (*Line, error) {
 			return nil, fmt.Errorf("%s: %s is negative", f.name, *f.v)
 		}
 		if *f.v == 0 {
-			*f.v = config.Duration(f.def)
+			*f.v = units.Duration(f.def)
 		}
 	}
 	if s.BackoffMax < s.BackoffMin {

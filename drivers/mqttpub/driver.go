@@ -29,7 +29,7 @@ import (
 
 	"understudy/drivers"
 	"understudy/drivers/command"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // Kind registers the driver as `kind: mqtt`.
@@ -60,16 +60,16 @@ type Settings struct {
 	Retain bool `yaml:"retain"`
 	// Timeout bounds connecting and each publish, until the broker's
 	// acknowledgement. Default 5s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// KeepAlive is the MQTT keep-alive: with nothing else to send, the
 	// driver pings the broker this often, and a broker that does not answer
 	// within Timeout is taken as lost. Default 10s.
-	KeepAlive config.Duration `yaml:"keepalive"`
+	KeepAlive units.Duration `yaml:"keepalive"`
 	// BackoffMin and BackoffMax bound the delay between connection
 	// attempts, which doubles from BackoffMin up to BackoffMax, with jitter.
 	// Defaults 100ms and 5s.
-	BackoffMin config.Duration `yaml:"backoff_min"`
-	BackoffMax config.Duration `yaml:"backoff_max"`
+	BackoffMin units.Duration `yaml:"backoff_min"`
+	BackoffMax units.Duration `yaml:"backoff_max"`
 	// Messages are the commands a policy can send, by name.
 	Messages map[string]MessageSettings `yaml:"messages"`
 }
@@ -172,7 +172,7 @@ func FromSettings(s Settings) (*Publisher, error) {
 	}
 	for _, d := range []struct {
 		name string
-		v    *config.Duration
+		v    *units.Duration
 		def  time.Duration
 	}{
 		{"timeout", &s.Timeout, DefaultTimeout},
@@ -184,7 +184,7 @@ func FromSettings(s Settings) (*Publisher, error) {
 			add("%s: %s is negative", d.name, *d.v)
 		}
 		if *d.v == 0 {
-			*d.v = config.Duration(d.def)
+			*d.v = units.Duration(d.def)
 		}
 	}
 	if s.KeepAlive > 0 && s.KeepAlive.D() < time.Second {

@@ -19,12 +19,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 
 	"understudy/drivers"
 	"understudy/drivers/command"
-	"understudy/runtime/config"
+	"understudy/units"
+	"understudy/yamlerr"
 )
 
 // Kind registers the driver as `kind: osc`.
@@ -40,7 +40,7 @@ type Settings struct {
 	Address string `yaml:"address"`
 	// Timeout bounds resolving the host name and sending one message.
 	// Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Messages are the commands a policy can send, by name.
 	Messages map[string]MessageSettings `yaml:"messages"`
 }
@@ -72,9 +72,7 @@ var argKeys = map[string]byte{"i": 'i', "f": 'f', "s": 's', "b": 'b', "bool": 'B
 // UnmarshalYAML reads an argument: a scalar T, F or N (true and false too),
 // or a one-key mapping {i: …}, {f: …}, {s: …}, {b: …}, {bool: …}.
 func (a *Arg) UnmarshalYAML(node ast.Node) error {
-	bad := func(n ast.Node, format string, args ...any) error {
-		return &yaml.SyntaxError{Message: fmt.Sprintf(format, args...), Token: n.GetToken()}
-	}
+	bad := yamlerr.At
 	const want = "an OSC argument is T, F, N or one of {i: 1}, {f: 0.5}, {s: text}, {b: bytes}, {bool: true}"
 	var pair *ast.MappingValueNode
 	switch n := node.(type) {
@@ -169,7 +167,7 @@ func FromSettings(s Settings) (*Sender, error) {
 		add("timeout: %s is negative", s.Timeout)
 	}
 	if s.Timeout == 0 {
-		s.Timeout = config.Duration(DefaultTimeout)
+		s.Timeout = units.Duration(DefaultTimeout)
 	}
 	if len(s.Messages) == 0 {
 		add("messages: none configured (name each message a policy may send, with its OSC address)")

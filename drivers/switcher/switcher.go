@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"understudy/drivers"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // State is what a driver knows of the device, ports 0-based as indexes.
@@ -376,7 +376,7 @@ func NormalizeAddress(a string, defaultPort int) (string, error) {
 // Duration is one duration setting: negative is an error, 0 takes Default.
 type Duration struct {
 	Name    string
-	V       *config.Duration
+	V       *units.Duration
 	Default time.Duration
 }
 
@@ -387,7 +387,7 @@ func Durations(ds ...Duration) error {
 			return fmt.Errorf("%s: %s is negative", d.Name, *d.V)
 		}
 		if *d.V == 0 {
-			*d.V = config.Duration(d.Default)
+			*d.V = units.Duration(d.Default)
 		}
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 
+	"understudy/drivers/videohub/wire"
+
 	"understudy/drivers/switcher"
 )
 
@@ -15,7 +17,7 @@ import (
 // connect, sends PING and waits for the ACK. A device that reports no
 // hardware present (Device present: false or needs_update) is not alive.
 func Alive(ctx context.Context, addr string) error {
-	addr, err := switcher.NormalizeAddress(addr, DefaultPort)
+	addr, err := switcher.NormalizeAddress(addr, wire.DefaultPort)
 	if err != nil {
 		return fmt.Errorf("videohub: %w", err)
 	}
@@ -27,7 +29,7 @@ func Alive(ctx context.Context, addr string) error {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	c := NewConn(nc)
+	c := wire.NewConn(nc)
 	pinged := false
 	for {
 		m, err := c.ReadMessage()
@@ -41,22 +43,22 @@ func Alive(ctx context.Context, addr string) error {
 			return fmt.Errorf("videohub %s: no answer to PING: %w", addr, err)
 		}
 		switch m := m.(type) {
-		case Preamble:
+		case wire.Preamble:
 			if !pinged {
-				if err := c.WriteMessage(Ping{}); err != nil {
+				if err := c.WriteMessage(wire.Ping{}); err != nil {
 					return fmt.Errorf("videohub %s: sending PING: %w", addr, err)
 				}
 				pinged = true
 			}
-		case Device:
+		case wire.Device:
 			if m.Present != "true" {
 				return fmt.Errorf("videohub %s: %w (Device present: %s)", addr, errNotPresent, m.Present)
 			}
-		case Ack:
+		case wire.Ack:
 			if pinged {
 				return nil
 			}
-		case Nak:
+		case wire.Nak:
 			if pinged {
 				return fmt.Errorf("videohub %s: PING answered NAK", addr)
 			}

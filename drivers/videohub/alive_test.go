@@ -8,7 +8,7 @@ import (
 
 	"understudy/drivers/drivertest"
 	"understudy/drivers/videohub"
-	"understudy/fixtures/videohubsim"
+	"understudy/drivers/videohub/videohubsim"
 )
 
 func TestAliveAgainstTheSimulator(t *testing.T) {

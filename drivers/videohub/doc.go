@@ -1,22 +1,11 @@
-// Package videohub speaks the Blackmagic Videohub Ethernet protocol and
-// drives a Videohub video router as a drivers.Router.
-//
-// The protocol runs over TCP port 9990 as text blocks: an upper-case header
-// line ending in ':', one item per line, and a blank line. Ports are numbered
-// from 0 on the wire. The package has three layers:
-//
-//   - framing: SplitBlocks (a bufio.SplitFunc yielding one block per token),
-//     ParseBlock and Block.Dump, with every size bounded (MaxBlockSize,
-//     MaxPorts);
-//   - messages: Decode turns a Block into a typed Message (Preamble, Device,
-//     InputLabels, OutputLabels, OutputLocks, OutputRouting, Configuration,
-//     EndPrelude, Ping, Ack, Nak, or Unknown for blocks to ignore), and
-//     Message.Block turns it back;
-//   - transport: Conn reads and writes messages over any io.ReadWriteCloser,
-//     so the same code plays the client (the driver) and the device (the
-//     simulator in fixtures/videohubsim).
+// Package videohub drives a Blackmagic Videohub video router as a
+// drivers.Router, over the Videohub Ethernet protocol of the wire package
+// (TCP 9990, text blocks, ports from 0 on the wire).
 //
 // The driver (Kind, New, Videohub) numbers ports from 1, as the device's
-// panel and the rest of understudy do. See README.md for its configuration,
+// panel and the rest of understudy do. Alive checks a Videohub that is a
+// member of the site rather than one of its drivers (probe: {videohub:
+// host}). The kind registers its simulator, videohubsim, which plays the
+// device with the same wire package. See README.md for its configuration,
 // events and behaviour.
 package videohub

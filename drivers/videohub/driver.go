@@ -7,16 +7,22 @@ import (
 	"strconv"
 	"time"
 
+	"understudy/drivers/videohub/wire"
+
 	"understudy/drivers"
 	"understudy/drivers/switcher"
-	"understudy/runtime/config"
+	"understudy/drivers/videohub/videohubsim"
+	"understudy/units"
 )
 
-// Kind registers the driver as `kind: videohub`.
+// Kind registers the driver as `kind: videohub`, with its liveness check for
+// probes and its simulator.
 var Kind = drivers.Kind{
-	Name:    "videohub",
-	Summary: "Blackmagic Videohub video router (Videohub Ethernet protocol, TCP 9990)",
-	New:     New,
+	Name:     "videohub",
+	Summary:  "Blackmagic Videohub video router (Videohub Ethernet protocol, TCP 9990)",
+	New:      New,
+	Alive:    Alive,
+	Simulate: videohubsim.Simulate,
 }
 
 // Settings is the driver's configuration block in site.yaml.
@@ -25,15 +31,15 @@ type Settings struct {
 	Address string `yaml:"address"`
 	// Timeout bounds each command: connecting, reading the status dump, a
 	// route's ACK and its status update, a PING's ACK. Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Ping is how long the connection may stay idle before a PING checks it.
 	// Default 5s.
-	Ping config.Duration `yaml:"ping"`
+	Ping units.Duration `yaml:"ping"`
 	// BackoffMin and BackoffMax bound the delay between reconnection
 	// attempts, which doubles from BackoffMin up to BackoffMax, with jitter.
 	// Defaults 100ms and 5s.
-	BackoffMin config.Duration `yaml:"backoff_min"`
-	BackoffMax config.Duration `yaml:"backoff_max"`
+	BackoffMin units.Duration `yaml:"backoff_min"`
+	BackoffMax units.Duration `yaml:"backoff_max"`
 }
 
 // Default settings.
@@ -107,7 +113,7 @@ func routeWhat(output, input int) string {
 
 // normalizeAddress turns "host" or "host:port" into "host:port".
 func normalizeAddress(a string) (string, error) {
-	return switcher.NormalizeAddress(a, DefaultPort)
+	return switcher.NormalizeAddress(a, wire.DefaultPort)
 }
 
 // Videohub is a connection to one Videohub. It implements drivers.Router.
@@ -115,8 +121,8 @@ func normalizeAddress(a string) (string, error) {
 type Videohub struct {
 	set Settings // validated, defaults filled in
 
-	c     *switcher.Core // state, route requests, reconnection
-	locks []LockState    // guarded by c's lock
+	c     *switcher.Core   // state, route requests, reconnection
+	locks []wire.LockState // guarded by c's lock
 }
 
 // Settings returns the settings in use, defaults filled in.
@@ -125,7 +131,7 @@ func (v *Videohub) Settings() Settings { return v.set }
 // state is what the driver knows of the device, ports 0-based as indexes.
 type state struct {
 	switcher.State
-	locks []LockState
+	locks []wire.LockState
 }
 
 // Start begins connecting in the background and returns at once.
@@ -189,7 +195,7 @@ type inflight struct {
 }
 
 type readResult struct {
-	msg Message
+	msg wire.Message
 	err error
 }
 
@@ -201,16 +207,16 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 	if err != nil {
 		return false, err
 	}
-	conn := NewConn(nc)
+	conn := wire.NewConn(nc)
 	reader := switcher.StartReader(func() (readResult, bool) {
 		for {
 			b, err := conn.ReadBlock()
-			if errors.Is(err, ErrMalformed) {
+			if errors.Is(err, wire.ErrMalformed) {
 				continue // a block whose header cannot be read: one we do not know
 			}
-			var m Message
+			var m wire.Message
 			if err == nil {
-				m, err = Decode(b)
+				m, err = wire.Decode(b)
 			}
 			return readResult{m, err}, err != nil
 		}
@@ -233,7 +239,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 	}()
 
 	lastIO := time.Now()
-	send := func(m Message) error {
+	send := func(m wire.Message) error {
 		now := time.Now()
 		_ = nc.SetWriteDeadline(now.Add(timeout))
 		lastIO = now
@@ -251,7 +257,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 		}
 		pingSent = true
 		pend = append(pend, pending{pendPreludePing, time.Now().Add(timeout)})
-		return send(Ping{})
+		return send(wire.Ping{})
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -291,13 +297,13 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 			}
 			lastIO = time.Now()
 			switch m := r.msg.(type) {
-			case Ack, Nak:
+			case wire.Ack, wire.Nak:
 				if len(pend) == 0 {
 					continue // a reply to nothing we sent; ignore it
 				}
 				p := pend[0]
 				pend = pend[1:]
-				_, nak := m.(Nak)
+				_, nak := m.(wire.Nak)
 				switch p.kind {
 				case pendPreludePing:
 					if !ready {
@@ -318,7 +324,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 				if !ready {
 					pre.apply(m)
 					switch r.msg.(type) {
-					case OutputRouting, EndPrelude:
+					case wire.OutputRouting, wire.EndPrelude:
 						if err := sendPreludePing(); err != nil {
 							return ready, err
 						}
@@ -329,7 +335,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 				for _, c := range changed {
 					switcher.EmitRouteChanged(emit, c.Output+1, c.Input+1)
 				}
-				if routes, ok := m.(OutputRouting); ok && cur != nil && cur.acked {
+				if routes, ok := m.(wire.OutputRouting); ok && cur != nil && cur.acked {
 					shown := -1
 					for _, rt := range routes {
 						if rt.Output == cur.req.Output-1 {
@@ -350,7 +356,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 			}
 			cur = &inflight{req: req}
 			pend = append(pend, pending{pendRoute, time.Now().Add(timeout)})
-			if err := send(OutputRouting{{Output: req.Output - 1, Input: req.Input - 1}}); err != nil {
+			if err := send(wire.OutputRouting{{Output: req.Output - 1, Input: req.Input - 1}}); err != nil {
 				return ready, err
 			}
 
@@ -380,7 +386,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 				}
 			case ready && len(pend) == 0 && cur == nil && !now.Before(lastIO.Add(v.set.Ping.D())):
 				pend = append(pend, pending{pendPing, now.Add(timeout)})
-				if err := send(Ping{}); err != nil {
+				if err := send(wire.Ping{}); err != nil {
 					return ready, err
 				}
 			}
@@ -391,7 +397,7 @@ func (v *Videohub) connect(ctx context.Context, emit drivers.Emitter) (ready boo
 // notApplied explains why the device kept another input on the output.
 func (v *Videohub) notApplied(r *switcher.Request, shown int, detail string) error {
 	v.c.Lock()
-	locked := r.Output-1 < len(v.locks) && v.locks[r.Output-1] == Locked
+	locked := r.Output-1 < len(v.locks) && v.locks[r.Output-1] == wire.Locked
 	v.c.Unlock()
 	why := detail
 	if locked {
@@ -417,7 +423,7 @@ func (v *Videohub) commit(pre state, s *switcher.Session) {
 
 // applyLocked applies a status update to the driver's state and returns the
 // routes that changed (0-based).
-func (v *Videohub) applyLocked(m Message) []Route {
+func (v *Videohub) applyLocked(m wire.Message) []wire.Route {
 	v.c.Lock()
 	defer v.c.Unlock()
 	st := state{State: *v.c.StateLocked(), locks: v.locks}
@@ -428,36 +434,36 @@ func (v *Videohub) applyLocked(m Message) []Route {
 
 // apply applies one status block to st and returns the routes that changed
 // (0-based). Entries for ports beyond the device's counts are ignored.
-func (st *state) apply(m Message) []Route {
-	var changed []Route
+func (st *state) apply(m wire.Message) []wire.Route {
+	var changed []wire.Route
 	switch m := m.(type) {
-	case Device:
+	case wire.Device:
 		st.Inputs, st.Outputs = m.VideoInputs, m.VideoOutputs
 		st.InLabels = resize(st.InLabels, st.Inputs, "")
 		st.OutLabels = resize(st.OutLabels, st.Outputs, "")
-		st.locks = resize(st.locks, st.Outputs, Unlocked)
+		st.locks = resize(st.locks, st.Outputs, wire.Unlocked)
 		if st.Routing != nil || st.Outputs > 0 {
 			st.Routing = resize(st.Routing, st.Outputs, 0)
 		}
-	case InputLabels:
+	case wire.InputLabels:
 		for _, l := range m {
 			if l.Port < len(st.InLabels) {
 				st.InLabels[l.Port] = l.Text
 			}
 		}
-	case OutputLabels:
+	case wire.OutputLabels:
 		for _, l := range m {
 			if l.Port < len(st.OutLabels) {
 				st.OutLabels[l.Port] = l.Text
 			}
 		}
-	case OutputLocks:
+	case wire.OutputLocks:
 		for _, l := range m {
 			if l.Port < len(st.locks) {
 				st.locks[l.Port] = l.State
 			}
 		}
-	case OutputRouting:
+	case wire.OutputRouting:
 		if st.Routing == nil {
 			st.Routing = make([]int, st.Outputs)
 		}

@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"understudy/drivers/videohub/wire"
+
 	"understudy/drivers"
 	"understudy/drivers/drivertest"
 	"understudy/drivers/videohub"
-	"understudy/fixtures/videohubsim"
-	"understudy/runtime/config"
+	"understudy/drivers/videohub/videohubsim"
+	"understudy/units"
 )
 
 // startDriver starts a videohub driver for addr with the given extra
@@ -78,7 +80,7 @@ func TestRoute(t *testing.T) {
 	// On the wire, ports are 0-based.
 	var sets []videohubsim.Command
 	for _, c := range s.Commands() {
-		if c.Header == videohub.HeaderOutputRouting {
+		if c.Header == wire.HeaderOutputRouting {
 			sets = append(sets, c)
 		}
 	}
@@ -166,7 +168,7 @@ func TestDroppedMidCommand(t *testing.T) {
 	}
 	var first videohubsim.Command
 	for _, c := range s.Commands() {
-		if c.Header == videohub.HeaderOutputRouting {
+		if c.Header == wire.HeaderOutputRouting {
 			first = c
 			break
 		}
@@ -211,7 +213,7 @@ func TestIdlePing(t *testing.T) {
 	for pings < 3 {
 		select {
 		case c := <-cmds:
-			if c.Header == videohub.HeaderPing && c.Reply == "ACK" {
+			if c.Header == wire.HeaderPing && c.Reply == "ACK" {
 				pings++
 			}
 		case <-time.After(drivertest.Deadline):
@@ -295,7 +297,7 @@ func TestRouteRejectedWithoutSending(t *testing.T) {
 	v, _ := startDriver(t, addr)
 	drivertest.RouterRejectsOutOfRange(t, v, videohub.ErrOutOfRange, func() (routes []videohubsim.Command) {
 		for _, c := range s.Commands() {
-			if c.Header == videohub.HeaderOutputRouting {
+			if c.Header == wire.HeaderOutputRouting {
 				routes = append(routes, c)
 			}
 		}
@@ -326,7 +328,7 @@ func newFakeDevice(t *testing.T) *fakeDevice {
 type fakeConn struct {
 	t  *testing.T
 	nc net.Conn
-	c  *videohub.Conn
+	c  *wire.Conn
 }
 
 // accept takes the driver's next connection and sends the status dump of a
@@ -334,22 +336,22 @@ type fakeConn struct {
 func (f *fakeDevice) accept() *fakeConn {
 	f.t.Helper()
 	nc := f.l.Accept()
-	fc := &fakeConn{t: f.t, nc: nc, c: videohub.NewConn(nc)}
-	fc.send(videohub.Preamble{Version: "2.8"},
-		videohub.Device{Present: "true", ModelName: "Fake", VideoInputs: 4, VideoOutputs: 4},
-		videohub.OutputRouting{{Output: 0, Input: 0}, {Output: 1, Input: 1}, {Output: 2, Input: 2}, {Output: 3, Input: 3}},
-		videohub.EndPrelude{})
+	fc := &fakeConn{t: f.t, nc: nc, c: wire.NewConn(nc)}
+	fc.send(wire.Preamble{Version: "2.8"},
+		wire.Device{Present: "true", ModelName: "Fake", VideoInputs: 4, VideoOutputs: 4},
+		wire.OutputRouting{{Output: 0, Input: 0}, {Output: 1, Input: 1}, {Output: 2, Input: 2}, {Output: 3, Input: 3}},
+		wire.EndPrelude{})
 	return fc
 }
 
-func (c *fakeConn) send(ms ...videohub.Message) {
+func (c *fakeConn) send(ms ...wire.Message) {
 	c.t.Helper()
 	if err := c.c.WriteMessage(ms...); err != nil {
 		c.t.Fatal(err)
 	}
 }
 
-func (c *fakeConn) expect(header string) videohub.Block {
+func (c *fakeConn) expect(header string) wire.Block {
 	c.t.Helper()
 	c.nc.SetReadDeadline(time.Now().Add(drivertest.Deadline))
 	b, err := c.c.ReadBlock()
@@ -366,8 +368,8 @@ func (c *fakeConn) expect(header string) videohub.Block {
 func (f *fakeDevice) connect(ev *drivertest.Events) *fakeConn {
 	f.t.Helper()
 	c := f.accept()
-	c.expect(videohub.HeaderPing)
-	c.send(videohub.Ack{})
+	c.expect(wire.HeaderPing)
+	c.send(wire.Ack{})
 	ev.WaitFor(drivers.EventConnected)
 	return c
 }
@@ -382,7 +384,7 @@ func TestCloseWithCommandInFlight(t *testing.T) {
 // ExpectRoute reads the command routing output to input.
 func (c *fakeConn) ExpectRoute(output, input int) {
 	c.t.Helper()
-	b := c.expect(videohub.HeaderOutputRouting)
+	b := c.expect(wire.HeaderOutputRouting)
 	if want := fmt.Sprintf("%d %d", output-1, input-1); !reflect.DeepEqual(b.Lines, []string{want}) {
 		c.t.Errorf("route command %q, want %q", b.String(), want)
 	}
@@ -391,7 +393,7 @@ func (c *fakeConn) ExpectRoute(output, input int) {
 // AnswerRoute acknowledges a route and reports it.
 func (c *fakeConn) AnswerRoute(output, input int) {
 	c.t.Helper()
-	c.send(videohub.Ack{}, videohub.OutputRouting{{Output: output - 1, Input: input - 1}})
+	c.send(wire.Ack{}, wire.OutputRouting{{Output: output - 1, Input: input - 1}})
 }
 
 func TestRouteContextCancelled(t *testing.T) {
@@ -408,23 +410,23 @@ func TestAckWithoutUpdate(t *testing.T) {
 	// ACK and no update, output already showing the input: success.
 	errc := make(chan error, 1)
 	go func() { errc <- v.Route(drivertest.Context(t), 2, 2) }()
-	c.expect(videohub.HeaderOutputRouting)
-	c.send(videohub.Ack{})
+	c.expect(wire.HeaderOutputRouting)
+	c.send(wire.Ack{})
 	if err := <-errc; err != nil {
 		t.Errorf("route already in place: %v", err)
 	}
 	// ACK and no update otherwise: not applied, and the connection stays.
 	go func() { errc <- v.Route(drivertest.Context(t), 2, 4) }()
-	c.expect(videohub.HeaderOutputRouting)
-	c.send(videohub.Ack{})
+	c.expect(wire.HeaderOutputRouting)
+	c.send(wire.Ack{})
 	err := <-errc
 	if !errors.Is(err, videohub.ErrNotApplied) || !strings.Contains(err.Error(), "no status update") {
 		t.Errorf("Route error %v", err)
 	}
 	// An update that shows another input.
 	go func() { errc <- v.Route(drivertest.Context(t), 2, 4) }()
-	c.expect(videohub.HeaderOutputRouting)
-	c.send(videohub.Ack{}, videohub.OutputRouting{{Output: 1, Input: 0}})
+	c.expect(wire.HeaderOutputRouting)
+	c.send(wire.Ack{}, wire.OutputRouting{{Output: 1, Input: 0}})
 	err = <-errc
 	if !errors.Is(err, videohub.ErrNotApplied) || !strings.Contains(err.Error(), "shows input 1") {
 		t.Errorf("Route error %v", err)
@@ -440,7 +442,7 @@ func TestMalformedDeviceReconnects(t *testing.T) {
 	c := f.connect(ev)
 	// Unknown blocks, and blocks whose header cannot be read, are ignored; a
 	// malformed routing block is not.
-	c.send(videohub.Unknown{Header: "TAKE MODE", Lines: []string{"0 true"}})
+	c.send(wire.Unknown{Header: "TAKE MODE", Lines: []string{"0 true"}})
 	if _, err := c.nc.Write([]byte("odd header\n0 0\n\nVIDEO OUTPUT ROUTING:\n0 x\n\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -461,8 +463,8 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := d.(*videohub.Videohub).Settings()
-	want := videohub.Settings{Address: "192.168.10.50:9990", Timeout: config.Duration(2 * time.Second), Ping: config.Duration(5 * time.Second),
-		BackoffMin: config.Duration(100 * time.Millisecond), BackoffMax: config.Duration(5 * time.Second)}
+	want := videohub.Settings{Address: "192.168.10.50:9990", Timeout: units.Duration(2 * time.Second), Ping: units.Duration(5 * time.Second),
+		BackoffMin: units.Duration(100 * time.Millisecond), BackoffMax: units.Duration(5 * time.Second)}
 	if got != want {
 		t.Errorf("settings %+v, want %+v", got, want)
 	}

@@ -19,7 +19,7 @@ import (
 
 	"understudy/drivers"
 	"understudy/drivers/command"
-	"understudy/runtime/config"
+	"understudy/units"
 )
 
 // Kind registers the driver as `kind: wol`.
@@ -37,7 +37,7 @@ type Settings struct {
 	// routers forward it.
 	Broadcast string `yaml:"broadcast"`
 	// Timeout bounds resolving the address and sending one packet. Default 2s.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout units.Duration `yaml:"timeout"`
 	// Hosts maps the names a policy sends to MAC addresses.
 	Hosts map[string]string `yaml:"hosts"`
 }
@@ -80,7 +80,7 @@ func FromSettings(s Settings) (*Waker, error) {
 		add("timeout: %s is negative", s.Timeout)
 	}
 	if s.Timeout == 0 {
-		s.Timeout = config.Duration(DefaultTimeout)
+		s.Timeout = units.Duration(DefaultTimeout)
 	}
 	if len(s.Hosts) == 0 {
 		add("hosts: none configured (name each machine a policy may wake, with its MAC address)")

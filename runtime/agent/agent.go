@@ -40,8 +40,8 @@ import (
 	"unicode/utf8"
 
 	"understudy/discovery/bus"
+	"understudy/drivers/hooks"
 	"understudy/runtime/config"
-	"understudy/runtime/hooks"
 	"understudy/runtime/store"
 )
 

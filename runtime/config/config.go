@@ -22,6 +22,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 
 	"understudy/drivers"
+	"understudy/yamlerr"
 )
 
 // Defaults for settings site.yaml leaves out.
@@ -186,14 +187,14 @@ type Driver struct {
 func (d *Driver) UnmarshalYAML(node ast.Node) error {
 	m, ok := node.(*ast.MappingNode)
 	if !ok {
-		return &yaml.SyntaxError{Message: "a driver is a mapping with a kind and its settings", Token: node.GetToken()}
+		return yamlerr.At(node, "a driver is a mapping with a kind and its settings")
 	}
 	d.node = m
 	for _, kv := range m.Values {
 		if kv.Key.String() == "kind" {
 			kind, ok := kv.Value.(*ast.StringNode)
 			if !ok {
-				return &yaml.SyntaxError{Message: "kind must be a name, like videohub", Token: kv.Value.GetToken()}
+				return yamlerr.At(kv.Value, "kind must be a name, like videohub")
 			}
 			d.Kind = kind.Value
 		}
@@ -230,37 +231,13 @@ func (d Driver) Decode(v any) error {
 	return nil
 }
 
-// Error is one problem in site.yaml.
-type Error struct {
-	File      string
-	Line, Col int
-	Msg       string
-	// Warning: the site works, but probably not as meant (understudy check
-	// reports it without failing).
-	Warning bool
-}
-
-func (e *Error) Error() string {
-	msg := e.Msg
-	if e.Warning {
-		msg = "warning: " + msg
-	}
-	if e.Line == 0 {
-		return fmt.Sprintf("%s: %s", e.File, msg)
-	}
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, msg)
-}
-
-// Errors is every problem found, in file order.
-type Errors []*Error
-
-func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
+// Error is one problem in site.yaml (or another YAML file of the site),
+// at its file:line:col; Errors is every problem found, in file order. They
+// are yamlerr's, so drivers and other leaves recognise them too.
+type (
+	Error  = yamlerr.Error
+	Errors = yamlerr.Errors
+)
 
 // Load reads, decodes and validates a site file.
 func Load(path string) (*Site, error) {
@@ -519,7 +496,8 @@ func (s *Site) UseMDNS() bool { return s.MDNS == nil || *s.MDNS }
 func (s *Site) WatchPolicy() bool { return s.Policy.Watch == nil || *s.Policy.Watch }
 
 // BuildDrivers creates every configured driver through the registry, decoding
-// and validating their settings; no driver connects yet.
+// and validating their settings, and checks the members' probes against it
+// (CheckProbes); no driver connects yet.
 func (s *Site) BuildDrivers(reg *drivers.Registry) (map[string]drivers.Driver, error) {
 	out := make(map[string]drivers.Driver, len(s.Drivers))
 	var errs Errors
@@ -543,6 +521,7 @@ func (s *Site) BuildDrivers(reg *drivers.Registry) (map[string]drivers.Driver, e
 		}
 		out[name] = drv
 	}
+	errs = append(errs, s.CheckProbes(reg)...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -582,7 +561,7 @@ func (s *Site) node(path string) ast.Node {
 
 // Positioned turns a go-yaml error into an *Error with file:line:col (for
 // other YAML files of a site, such as scenarios).
-func Positioned(file string, err error) *Error { return positioned(file, err) }
+func Positioned(file string, err error) *Error { return yamlerr.Positioned(file, err) }
 
 // positioned turns a go-yaml error into an *Error with file:line:col.
 func positioned(file string, err error) *Error {
@@ -593,10 +572,9 @@ func positioned(file string, err error) *Error {
 // drawn from the yaml keys of vocabulary (a value of the decoded type; nil:
 // every key of site.yaml).
 func positionedIn(file string, err error, vocabulary any) *Error {
-	var ye yaml.Error
-	if errors.As(err, &ye) && ye.GetToken() != nil {
-		tok := ye.GetToken()
-		return &Error{File: file, Line: tok.Position.Line, Col: tok.Position.Column, Msg: didYouMean(ye.GetMessage(), vocabulary)}
+	e := yamlerr.Positioned(file, err)
+	if ye := yaml.Error(nil); errors.As(err, &ye) && ye.GetToken() != nil {
+		e.Msg = didYouMean(e.Msg, vocabulary)
 	}
-	return &Error{File: file, Msg: err.Error()}
+	return e
 }

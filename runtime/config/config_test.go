@@ -185,19 +185,6 @@ func TestBuildDriversDecodesSettingsWithPositions(t *testing.T) {
 	}
 }
 
-func TestParseDuration(t *testing.T) {
-	for in, want := range map[string]time.Duration{"300ms": 300 * time.Millisecond, "2h": 2 * time.Hour, "3d": 72 * time.Hour, "1d12h": 36 * time.Hour} {
-		if got, err := ParseDuration(in); err != nil || got != want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "5", "d", "1.5d", "-1d", "soon"} {
-		if _, err := ParseDuration(in); err == nil {
-			t.Errorf("ParseDuration(%q) succeeded", in)
-		}
-	}
-}
-
 // The site.yaml shown in the README must load.
 func TestTheREADMESiteExampleLoads(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"understudy/runtime/hooks"
+	"understudy/drivers/hooks"
 )
 
 // Failover is the site's takeover settings: the site-wide limit, the mode and
@@ -164,22 +164,6 @@ type Stream struct {
 	Name    string `yaml:"name" json:"name"`
 	Address string `yaml:"address" json:"address"` // multicast group:port, like 239.1.1.1:5004
 }
-
-// Probe checks a member that runs no understudy: each success counts as a
-// heartbeat. Exactly one of TCP, HTTP and Driver.
-type Probe struct {
-	TCP      string   `yaml:"tcp"`      // host:port that accepts connections
-	HTTP     string   `yaml:"http"`     // URL whose GET answers 2xx (or one of Expect)
-	Expect   []int    `yaml:"expect"`   // accepted HTTP statuses
-	Driver   string   `yaml:"driver"`   // a driver of the site: alive while it is connected
-	Videohub string   `yaml:"videohub"` // host[:9990] of a Blackmagic Videohub: alive while it answers PING
-	Extron   string   `yaml:"extron"`   // host[:23] of an Extron switcher: alive while it answers SIS
-	Interval Duration `yaml:"interval"` // default 1s
-	Timeout  Duration `yaml:"timeout"`  // default the interval, at most 2s
-}
-
-// DefaultProbeInterval is how often a probe runs unless set.
-const DefaultProbeInterval = time.Second
 
 // Hook is one step of a duty hook: run a program (no shell), make an HTTP
 // call, or write the configuration bundle into place.
@@ -338,22 +322,7 @@ func (s *Site) validateTakeover(add func(path, format string, args ...any), ids 
 			}
 		}
 		if pr := m.Probe; pr != nil {
-			n := 0
-			for _, set := range []bool{pr.TCP != "", pr.HTTP != "", pr.Driver != "", pr.Videohub != "", pr.Extron != ""} {
-				if set {
-					n++
-				}
-			}
-			switch {
-			case n != 1:
-				add(p+".probe", "probe: give exactly one of tcp, http, driver, videohub or extron")
-			case pr.Driver != "" && s.Drivers[pr.Driver].Kind == "":
-				add(p+".probe.driver", "probe.driver %q is not a driver of this site", pr.Driver)
-			case pr.Interval.D() < MinHeartbeat:
-				add(p+".probe.interval", "probe.interval %v is shorter than %v", pr.Interval, MinHeartbeat)
-			case m.LostAfter.D() < 2*pr.Interval.D():
-				add(p+".probe.interval", "lost_after %v is shorter than two probes (2 × %v): one slow answer would be a false loss", m.LostAfter, pr.Interval)
-			}
+			s.validateProbe(add, p, m, pr)
 		}
 		if c := m.Failover.Control; c != nil && *c != "" {
 			if !idRe.MatchString(*c) {

@@ -44,6 +44,9 @@ type Options struct {
 	// alarms topics; nil publishes nothing.
 	Publisher Publisher
 	Drivers   map[string]drivers.Driver
+	// Registry is where a probe by driver kind (probe: {videohub: host})
+	// finds the kind's liveness check; nil: such probes are not started.
+	Registry *drivers.Registry
 	// ActionTimeout bounds how long an action keeps retrying while its
 	// device is unreachable (default 30s).
 	ActionTimeout time.Duration

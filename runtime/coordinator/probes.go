@@ -7,8 +7,6 @@ import (
 
 	"understudy/discovery/members"
 	"understudy/discovery/probes"
-	"understudy/drivers/extron"
-	"understudy/drivers/videohub"
 	"understudy/runtime/config"
 )
 
@@ -33,10 +31,16 @@ func (c *Coordinator) probeOf(m *config.Member) probes.Probe {
 			}
 			return nil
 		})
-	case p.Videohub != "":
-		return probes.Func("videohub "+p.Videohub, func(ctx context.Context) error { return videohub.Alive(ctx, p.Videohub) })
-	case p.Extron != "":
-		return probes.Func("extron "+p.Extron, func(ctx context.Context) error { return extron.Alive(ctx, p.Extron) })
+	case p.Kind != "":
+		if c.opts.Registry == nil {
+			c.log.Warn("probe not started: no driver registry to check a "+p.Kind+" with", "member", m.ID)
+			return nil
+		}
+		k, ok := c.opts.Registry.Kind(p.Kind)
+		if !ok || k.Alive == nil {
+			return nil
+		}
+		return probes.Func(p.Kind+" "+p.Address, func(ctx context.Context) error { return k.Alive(ctx, p.Address) })
 	}
 	return nil
 }

@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"understudy/fixtures/extronsim"
-	"understudy/fixtures/videohubsim"
+	"understudy/drivers/builtin"
+	"understudy/drivers/extron/extronsim"
+	"understudy/drivers/videohub/videohubsim"
 	"understudy/runtime/config"
 	"understudy/runtime/coordinator"
 	"understudy/runtime/engine"
@@ -104,7 +105,7 @@ members:
 		t.Fatal(err)
 	}
 	records := make(chan engine.Record, 256)
-	c, err := coordinator.New(coordinator.Options{})
+	c, err := coordinator.New(coordinator.Options{Registry: builtin.Registry()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"understudy/runtime/coordinator"
 
 	"understudy/drivers/builtin"
-	"understudy/fixtures/videohubsim"
+	"understudy/drivers/videohub/videohubsim"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/sim"

@@ -80,7 +80,7 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 			if len(m.Payload) == 0 || id == self {
 				return nil, nil // cleared, or this instance's own
 			}
-			about, err := bus.DecodeAbout(id, m.Payload)
+			about, err := bus.DecodeAbout[config.Member](id, m.Payload)
 			return func() {
 				in.Loop.About(about)
 				if in.Described != nil {

@@ -30,13 +30,13 @@ import (
 	"understudy/discovery/bus"
 	"understudy/discovery/mdns"
 	"understudy/drivers"
+	"understudy/drivers/hooks"
 	"understudy/runtime/agent"
 	"understudy/runtime/config"
 	"understudy/runtime/configsync"
 	"understudy/runtime/coordinator"
 	"understudy/runtime/diskhealth"
 	"understudy/runtime/engine"
-	"understudy/runtime/hooks"
 	"understudy/runtime/inbound"
 	"understudy/runtime/journal"
 	"understudy/runtime/materialcopy"
@@ -226,7 +226,7 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	}
 	var coord engine.Coordinator
 	if coordinating {
-		if inst.coord, err = coordinator.New(coordinator.Options{Drivers: drvs, Publisher: publisher{inst}, Store: st}); err != nil {
+		if inst.coord, err = coordinator.New(coordinator.Options{Drivers: drvs, Registry: opts.Registry, Publisher: publisher{inst}, Store: st}); err != nil {
 			return nil, err
 		}
 		coord = inst.coord

@@ -3,15 +3,10 @@ package scenario
 import (
 	"context"
 	"fmt"
-	"net"
 	"reflect"
 	"sync"
 
 	"understudy/drivers"
-	"understudy/fixtures/extronsim"
-	"understudy/fixtures/kramersim"
-	"understudy/fixtures/kumosim"
-	"understudy/fixtures/videohubsim"
 	"understudy/runtime/config"
 )
 
@@ -27,85 +22,37 @@ type device struct {
 	close      func() error
 }
 
-// switcherSim is what every switcher simulator offers a scenario.
-type switcherSim interface {
-	Routing() []int
-	SetRoute(output, input int) error
-	RefuseNext(n int)
-	DropNext(n int)
-	Restart()
-	Close() error
-	Listen(addr string) (net.Addr, error)
-}
-
-// startDevice starts the simulator of a switcher kind on loopback and
-// returns it with its address, or ok false for a kind that is not a switcher.
-func startDevice(kind string, size Device) (*device, string, bool, error) {
-	return startSwitcher(kind, "127.0.0.1:0", size)
-}
-
-// SwitcherKinds are the switcher kinds that have a simulator.
-func SwitcherKinds() []string { return []string{"extron", "kramer", "kumo", "videohub"} }
-
-// Switcher is a switcher simulator running on its own (understudy
-// switcher-sim): its routing (element i is the input on output i+1) and Close.
-type Switcher interface {
-	Routing() []int
-	Close() error
-}
-
-// StartSwitcher starts the simulator of a switcher kind listening on addr
-// and returns it with the address it listens on, or ok false for a kind
-// that is not a switcher.
-func StartSwitcher(kind, addr string, size Device) (Switcher, string, bool, error) {
-	d, bound, ok, err := startSwitcher(kind, addr, size)
-	if d == nil {
-		return nil, bound, ok, err
+// startDevice starts the simulator the switcher kind registers, on
+// loopback, and returns it with its address, or ok false for a kind that
+// is not a switcher (it has no simulator).
+func startDevice(reg *drivers.Registry, kind string, size Device) (*device, string, bool, error) {
+	k, ok := reg.Kind(kind)
+	if !ok || k.Simulate == nil {
+		return nil, "", false, nil
 	}
-	return simOnly{d}, bound, ok, err
-}
-
-type simOnly struct{ d *device }
-
-func (s simOnly) Routing() []int { return s.d.routing() }
-func (s simOnly) Close() error   { return s.d.close() }
-
-// startSwitcher starts the simulator of a switcher kind listening on addr.
-func startSwitcher(kind, addr string, size Device) (*device, string, bool, error) {
-	var (
-		s          switcherSim
-		disconnect func()
-	)
-	switch kind {
-	case "videohub":
-		v := videohubsim.New(videohubsim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
-		s, disconnect = v, v.DropConnections
-	case "extron":
-		x := extronsim.New(extronsim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
-		s, disconnect = x, x.DropConnections
-	case "kramer":
-		k := kramersim.New(kramersim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
-		s, disconnect = k, k.DropConnections
-	case "kumo":
-		s = kumosim.New(kumosim.Options{Inputs: size.Inputs, Outputs: size.Outputs})
-	default:
-		return nil, "", false, nil // not a switcher
+	s, addr, err := k.Simulate("127.0.0.1:0", drivers.Size{Inputs: size.Inputs, Outputs: size.Outputs})
+	if err != nil {
+		return nil, "", true, fmt.Errorf("%s simulator: %w", kind, err)
 	}
 	d := &device{
 		kind: kind, routing: s.Routing, setRoute: s.SetRoute,
 		refuse: func() { s.RefuseNext(1) }, drop: func() { s.DropNext(1) },
-		disconnect: disconnect, restart: s.Restart, close: s.Close,
+		restart: s.Restart, close: s.Close,
 	}
-	bound, err := s.Listen(addr)
-	if err != nil {
-		return nil, "", true, fmt.Errorf("%s simulator: %w", kind, err)
+	if c, ok := s.(drivers.ConnDropper); ok {
+		d.disconnect = c.DropConnections
 	}
-	return d, bound.String(), true, nil
+	return d, addr, true, nil
 }
 
 // buildDrivers builds the site's drivers for a simulation: switchers talk to
-// in-process simulators, control drivers only record.
+// the in-process simulators their kinds register, control drivers only
+// record. The members' probes are checked against the registry as the
+// coordinator checks them.
 func buildDrivers(site *config.Site, reg *drivers.Registry, sizes map[string]Device) (map[string]drivers.Driver, map[string]*device, func(), error) {
+	if errs := site.CheckProbes(reg); len(errs) > 0 {
+		return nil, nil, nil, errs
+	}
 	drvs := map[string]drivers.Driver{}
 	devs := map[string]*device{}
 	cleanup := func() {
@@ -115,7 +62,7 @@ func buildDrivers(site *config.Site, reg *drivers.Registry, sizes map[string]Dev
 	}
 	for _, name := range site.DriverNames() {
 		cd := site.Drivers[name]
-		dev, addr, switcher, err := startDevice(cd.Kind, sizes[name])
+		dev, addr, switcher, err := startDevice(reg, cd.Kind, sizes[name])
 		if err != nil {
 			cleanup()
 			return nil, nil, nil, err

@@ -102,7 +102,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer st.Close()
-	h, err := sim.New(site, sim.Options{Start: start, Drivers: drvs, Store: st, Logger: opts.Logger, Settle: true})
+	h, err := sim.New(site, sim.Options{Start: start, Drivers: drvs, Registry: opts.Registry, Store: st, Logger: opts.Logger, Settle: true})
 	if err != nil {
 		return nil, err
 	}

@@ -60,7 +60,9 @@ type Reply struct {
 type Options struct {
 	Start   time.Time // virtual start time (default 2026-01-01 00:00 UTC)
 	Drivers map[string]drivers.Driver
-	Logger  *slog.Logger
+	// Registry lets probes by driver kind check their device (nil: they do not run).
+	Registry *drivers.Registry
+	Logger   *slog.Logger
 	// Store keeps the coordinator's state; reuse it in a new harness to
 	// simulate a restart of the coordinator. Nil: a throw-away store.
 	Store *store.Store
@@ -88,7 +90,7 @@ func New(site *config.Site, opts Options) (*Harness, error) {
 
 // newEngine builds the coordinator's loop and its coordinator.
 func (h *Harness) newEngine() error {
-	c, err := coordinator.New(coordinator.Options{Drivers: h.opts.Drivers, Store: h.opts.Store, Publisher: agents{h}})
+	c, err := coordinator.New(coordinator.Options{Drivers: h.opts.Drivers, Registry: h.opts.Registry, Store: h.opts.Store, Publisher: agents{h}})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,18 @@
+package kumosim
+
+import "understudy/drivers"
+
+// The simulator speaks the shared fault vocabulary.
+var _ drivers.SwitcherSim = (*Sim)(nil)
+
+// Simulate starts a simulator of size ports listening on addr and returns
+// it with the address it listens on: the simulator kumo.Kind registers.
+func Simulate(addr string, size drivers.Size) (drivers.SwitcherSim, string, error) {
+	s := New(Options{Inputs: size.Inputs, Outputs: size.Outputs})
+	a, err := s.Listen(addr)
+	if err != nil {
+		s.Close()
+		return nil, "", err
+	}
+	return s, a.String(), nil
+}
