@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/fixtures/mosquitto"
 )
@@ -68,17 +69,10 @@ func write(t *testing.T, path, content string) {
 // waitFile waits until path holds want.
 func waitFile(t *testing.T, path, want string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually.True(t, 20*time.Second, fmt.Sprintf("%s holds %q", path, want), func() (bool, string) {
 		got, _ := os.ReadFile(path)
-		if string(got) == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s holds %q, want %q", path, got, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return string(got) == want, fmt.Sprintf("%q", got)
+	})
 }
 
 func TestAnOlderConfigurationStartedFirstNeverOverwritesANewerOne(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/runtime/instance"
 )
@@ -87,17 +88,10 @@ func TestCLIControlsTheRunningSite(t *testing.T) {
 // takeover finished (a failback is refused before).
 func waitCovering(t *testing.T, cli func(want int, args ...string) string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually.True(t, 20*time.Second, "main covered by backup", func() (bool, string) {
 		out := cli(0, "status")
-		if strings.Contains(out, "main covered by backup") && strings.Contains(out, "(covering)") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("main is not covered by backup within 20s:\n%s", out)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a status page
-	}
+		return strings.Contains(out, "main covered by backup") && strings.Contains(out, "(covering)"), out
+	})
 }
 
 // cliOf runs understudy control commands against member's instance of site:

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/fixtures/mosquitto"
 	"understudy/fixtures/testhost"
@@ -74,17 +76,13 @@ func retainedUnder(t *testing.T, p mqttPeer, filter, marker string) map[string]s
 // waitRetained waits until the retained message on topic contains want.
 func waitRetained(t *testing.T, p mqttPeer, topic, want string) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var got string
+	eventually.True(t, 20*time.Second, topic+" holds "+want, func() (bool, string) {
 		out, err := exec.Command("mosquitto_sub", p.args("-t", topic, "-C", "1", "-W", "10")...).Output()
-		if err == nil && strings.Contains(string(out), want) {
-			return string(out)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s holds %q (%v), want %s", topic, out, err, want)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a retained topic that the coordinator updates
-	}
+		got = string(out)
+		return err == nil && strings.Contains(got, want), fmt.Sprintf("%q (%v)", out, err)
+	})
+	return got
 }
 
 // A site with home_assistant.discovery: the coordinator publishes, retained,

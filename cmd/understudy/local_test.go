@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/discovery/broker"
 	"understudy/discovery/bus"
@@ -98,21 +100,14 @@ func TestMalformedPayloadsAreDroppedAndCounted(t *testing.T) {
 		}
 		Members []statusMember
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually.True(t, 20*time.Second, fmt.Sprintf("dropped %v", want), func() (bool, string) {
 		getJSON(t, api+"/status", &st)
 		var total uint64
 		for _, n := range st.Bus.Dropped {
 			total += n
 		}
-		if total >= 6 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dropped %v, want %v", st.Bus.Dropped, want)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a status page
-	}
+		return total >= 6, fmt.Sprint(st.Bus.Dropped)
+	})
 	for reason, n := range want {
 		if st.Bus.Dropped[reason] != n {
 			t.Errorf("dropped %s = %d, want %d (all: %v)", reason, st.Bus.Dropped[reason], n, st.Bus.Dropped)

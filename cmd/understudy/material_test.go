@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/fixtures/mosquitto"
 )
@@ -162,20 +163,13 @@ func TestFailbackCopiesTheMaterialBackAndResumesAfterAnInterruption(t *testing.T
 	manager.mark()
 	rec = runIn(t, nil, site, "rec")
 	manager.wait(30*time.Second, "msg", "material copy started", "member", "rec")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually.True(t, 30*time.Second, "a temporary file of 150 KiB in "+recDir, func() (bool, string) {
 		var biggest int64
 		for _, n := range partialFiles(recDir) {
 			biggest = max(biggest, n)
 		}
-		if biggest >= 150<<10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no temporary file grew to 150 KiB in %s; rec's log:\n%s", recDir, rec.p.Output())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return biggest >= 150<<10, fmt.Sprintf("the biggest has %d bytes; rec's log:\n%s", biggest, rec.p.Output())
+	})
 	if err := rec.p.Kill(); err != nil {
 		t.Fatal(err)
 	}

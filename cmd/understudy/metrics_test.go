@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -89,19 +91,13 @@ func TestMetricsMoveWithTheSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually.True(t, 10*time.Second, "the metrics of main lost and covered", func() (bool, string) {
 		m = scrape(t, api)
 		lost, _ := value(m, "understudy_member_state", map[string]string{"member": "main", "state": "lost"})
 		alive, _ := value(m, "understudy_member_state", map[string]string{"member": "main", "state": "alive"})
 		detections, _ := value(m, "understudy_detection_seconds", nil)
 		routes, _ := value(m, "understudy_actions_total", map[string]string{"kind": "route", "result": "done"})
-		if lost == 1 && alive == 0 && detections >= 1 && routes >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after main was killed: lost %v, alive %v, detections %v, routes done %v", lost, alive, detections, routes)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return lost == 1 && alive == 0 && detections >= 1 && routes >= 2,
+			fmt.Sprintf("lost %v, alive %v, detections %v, routes done %v", lost, alive, detections, routes)
+	})
 }

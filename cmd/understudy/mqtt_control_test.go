@@ -54,6 +54,7 @@ func TestShowControlCommandsOverMQTT(t *testing.T) {
 			sw := startSwitcher(t, l)
 			siteName := "show-" + name
 			site := writeSite(t, siteParams{Name: siteName, Bus: "url: " + busURL, Router: l.Addr().String(), Failback: "1h"})
+			slowRelease(t, site, "0.5") // a backup takes a moment to let go, as a real one does
 			backup := runIn(t, nil, site, "backup")
 			runIn(t, nil, site, "main")
 			backup.wait(20*time.Second, "msg", "member alive", "member", "main")
@@ -87,7 +88,13 @@ func TestShowControlCommandsOverMQTT(t *testing.T) {
 				sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
 				waitMessage(t, peer, "understudy/"+siteName+"/member/main/state", `"coverage_phase":"covering"`)
 			}
-			toMain := func() { sw.expectRoutes(t, 10*time.Second, [2]int{1, 1}, [2]int{2, 2}) }
+			// The projectors go back to main as soon as it is ready, before
+			// the backup has let go: the next command waits until nobody
+			// covers main any more, as a show-control system would read it.
+			toMain := func() {
+				sw.expectRoutes(t, 10*time.Second, [2]int{1, 1}, [2]int{2, 2})
+				waitMessage(t, peer, "understudy/"+siteName+"/takeover", `"coverage":[]`)
+			}
 
 			ok("takeover", `"member": "main", `, "takeover_started")
 			toBackup()

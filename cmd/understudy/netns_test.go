@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/fixtures/avahi"
 	"understudy/fixtures/mosquitto"
@@ -152,18 +154,13 @@ func TestFailoverWithMosquittoAsTheBroker(t *testing.T) {
 	// Wait until the backup has heard the main for a while after the outage.
 	client := &http.Client{Transport: &http.Transport{DialContext: b.Dial}}
 	heardAfter := timeOf(t, reconnected).Add(time.Second)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := memberStatus(t, client, "http://127.0.0.1:7901/status", "main"); m.LastHeard.After(heardAfter) {
-			if m.State != "alive" {
-				t.Fatalf("main is %s after the broker outage: %s", m.State, m.Reason)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the backup did not hear the main again after the broker came back")
-		}
-		time.Sleep(50 * time.Millisecond) // polling a status page, not synchronising
+	var m statusMember
+	eventually.True(t, 30*time.Second, "the backup hears the main again after the broker came back", func() (bool, string) {
+		m = memberStatus(t, client, "http://127.0.0.1:7901/status", "main")
+		return m.LastHeard.After(heardAfter), fmt.Sprintf("last heard %v", m.LastHeard)
+	})
+	if m.State != "alive" {
+		t.Fatalf("main is %s after the broker outage: %s", m.State, m.Reason)
 	}
 	if backup.has("msg", "member lost") {
 		t.Fatal("a member was declared lost because the broker went away")

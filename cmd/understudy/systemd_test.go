@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/discovery/broker"
 	"understudy/fixtures/testhost"
@@ -122,19 +124,12 @@ func notifySocket(t *testing.T) (path string, status func(want string)) {
 	}()
 	return path, func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		eventually.True(t, 20*time.Second, "systemd told STATUS="+want, func() (bool, string) {
 			mu.Lock()
 			all := strings.Join(said, "\n")
 			mu.Unlock()
-			if strings.Contains(all, "STATUS="+want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("systemd was not told STATUS=%s; it was told:\n%s", want, all)
-			}
-			time.Sleep(20 * time.Millisecond) // polling what was received
-		}
+			return strings.Contains(all, "STATUS="+want), all
+		})
 	}
 }
 
@@ -142,25 +137,24 @@ func notifySocket(t *testing.T) (path string, status func(want string)) {
 // with a body that contains want, and returns the body.
 func waitHealthz(t *testing.T, client *http.Client, url string, status int, want string) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var body string
+	eventually.True(t, 20*time.Second, fmt.Sprintf("/healthz %d with %q", status, want), func() (bool, string) {
 		resp, err := client.Get(url)
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(resp.Body)
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode == status && strings.Contains(string(body), want) {
+		body = string(b)
+		if resp.StatusCode == status && strings.Contains(body, want) {
 			if ct := resp.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
 				t.Fatalf("/healthz Content-Type %q", ct)
 			}
-			return string(body)
+			return true, body
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthz: %d %q, want %d with %q", resp.StatusCode, body, status, want)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a status page
-	}
+		return false, fmt.Sprintf("%d %q", resp.StatusCode, body)
+	})
+	return body
 }
 
 // An instance that cannot reach its broker says so from the first second:

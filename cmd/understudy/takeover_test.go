@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 )
 
 // The coordinator is killed (kill -9) in the middle of a takeover and in the
@@ -133,10 +135,11 @@ func newTakeoverSite(t *testing.T, name string, viaProxy bool) *takeoverSite {
 	// instances killed at the end of a test: let a slow one that began finish
 	// before the temporary folder is removed.
 	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for len(ts.lines(ts.started)) > len(ts.lines(ts.hookLog))-countLine(ts.lines(ts.hookLog), "release main") && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		eventually.Poll(ctx, func() (bool, string) {
+			return len(ts.lines(ts.started)) <= len(ts.lines(ts.hookLog))-countLine(ts.lines(ts.hookLog), "release main"), ""
+		})
 	})
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -207,23 +210,15 @@ func (ts *takeoverSite) startAll() (mgr, main, backup *daemon) {
 // waitRouting waits until the switcher shows each output ← input given.
 func (ts *takeoverSite) waitRouting(timeout time.Duration, want map[int]int) {
 	ts.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	eventually.True(ts.t, timeout, fmt.Sprintf("the switcher shows output←input %v", want), func() (bool, string) {
 		routing := ts.sw.Routing()
-		ok := true
 		for out, in := range want {
 			if routing[out-1] != in {
-				ok = false
+				return false, fmt.Sprintf("%v on outputs 1..4; routes it was sent:%s", routing[:4], ts.commandLog())
 			}
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			ts.t.Fatalf("the switcher shows %v on outputs 1..4 after %v, want output←input %v; routes it was sent:%s", routing[:4], timeout, want, ts.commandLog())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the simulator's state
-	}
+		return true, ""
+	})
 }
 
 // routeCommands is the switcher's command log reduced to the routes it was
@@ -304,13 +299,9 @@ func countLine(lines []string, s string) int {
 // waitHookStarted waits until a slow hook script has begun (and is sleeping).
 func (ts *takeoverSite) waitHookStarted(timeout time.Duration, line string) {
 	ts.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for countLine(ts.lines(ts.started), line) == 0 {
-		if time.Now().After(deadline) {
-			ts.t.Fatalf("hook %q did not start within %v (started: %q)", line, timeout, ts.lines(ts.started))
-		}
-		time.Sleep(5 * time.Millisecond) // polling the file the script writes first
-	}
+	eventually.True(ts.t, timeout, fmt.Sprintf("hook %q started", line), func() (bool, string) {
+		return countLine(ts.lines(ts.started), line) > 0, fmt.Sprintf("started: %q", ts.lines(ts.started))
+	})
 }
 
 // expectHooks fails unless each hook line appears exactly n times.
@@ -343,19 +334,12 @@ func waitResumedActionsDone(t *testing.T, d *daemon, timeout time.Duration) []st
 		}
 	}
 	for _, id := range ids {
-		deadline := time.Now().Add(timeout)
-		for {
-			if d.has("msg", "action done", "id", id) {
-				break
-			}
+		eventually.True(t, timeout, "resumed action "+id+" done", func() (bool, string) {
 			if d.has("msg", "action failed", "id", id) {
 				t.Fatalf("resumed action %s failed after the restart", id)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("resumed action %s not done within %v", id, timeout)
-			}
-			time.Sleep(10 * time.Millisecond) // polling the log
-		}
+			return d.has("msg", "action done", "id", id), "not in the log"
+		})
 	}
 	return what
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/fixtures/mqtttest"
 	"understudy/fixtures/testhost"
@@ -44,16 +45,10 @@ func start(t *testing.T, opts Options) *Broker {
 // waitClientGone waits until the broker has forgotten the client id.
 func waitClientGone(t *testing.T, b *Broker, id string) {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for {
-		if _, ok := b.server.Clients.Get(id); !ok {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("broker still knows client %s after %v", id, deadline)
-		}
-		time.Sleep(2 * time.Millisecond) // polling a condition, bounded by end
-	}
+	eventually.True(t, deadline, "the broker forgets client "+id, func() (bool, string) {
+		_, ok := b.server.Clients.Get(id)
+		return !ok, "it still knows it"
+	})
 }
 
 func TestPublishSubscribe(t *testing.T) {
@@ -239,13 +234,9 @@ func TestLoggerGetsOnlyWarningsAndAbove(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	end := time.Now().Add(deadline)
-	for len(h.levels()) == 0 {
-		if time.Now().After(end) {
-			t.Fatal("no warning logged for a connection that sent garbage")
-		}
-		time.Sleep(2 * time.Millisecond) // polling a condition, bounded by end
-	}
+	eventually.True(t, deadline, "a warning logged for a connection that sent garbage", func() (bool, string) {
+		return len(h.levels()) > 0, "none"
+	})
 	for _, l := range h.levels() {
 		if l < slog.LevelWarn {
 			t.Fatalf("logger got a record of level %v; want only Warn and above", l)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/fixtures/mqtttest"
 	"understudy/fixtures/testpki"
@@ -38,21 +40,19 @@ func overTLS(c *tls.Config) func(ctx context.Context, addr string) (net.Conn, er
 // waitLog waits until h has a record whose message is msg.
 func waitLog(t *testing.T, h *recordHandler, msg string) slog.Record {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for {
+	var found slog.Record
+	eventually.True(t, deadline, fmt.Sprintf("a log record %q", msg), func() (bool, string) {
 		h.mu.Lock()
+		defer h.mu.Unlock()
 		for _, r := range h.records {
 			if r.Message == msg {
-				h.mu.Unlock()
-				return r
+				found = r
+				return true, ""
 			}
 		}
-		h.mu.Unlock()
-		if time.Now().After(end) {
-			t.Fatalf("no log record %q within %v", msg, deadline)
-		}
-		time.Sleep(2 * time.Millisecond) // polling a condition, bounded by end
-	}
+		return false, fmt.Sprintf("%d other records", len(h.records))
+	})
+	return found
 }
 
 // Plain and TLS listeners serve one broker: messages cross between them, a

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/drivers"
 	"understudy/drivers/drivertest"
@@ -220,12 +221,11 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	}
 	// The kill is sent before Do returns; the child's exit may take a moment
 	// to show in /proc.
-	for end := time.Now().Add(drivertest.Deadline); !gone(pid); {
-		if time.Now().After(end) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("background child %d survived the timeout", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), drivertest.Deadline)
+	defer cancel()
+	if _, err := eventually.Poll(ctx, func() (bool, string) { return gone(pid), "" }); err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("background child %d survived the timeout", pid)
 	}
 }
 

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 )
 
 // The process group is ended as a whole on unix; gone reads /proc, so this
@@ -48,11 +50,10 @@ func TestExecTimeoutKillsProcessGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(generous); !gone(pid); {
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("background child %d survived the timeout", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), generous)
+	defer cancel()
+	if _, err := eventually.Poll(ctx, func() (bool, string) { return gone(pid), "" }); err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("background child %d survived the timeout", pid)
 	}
 }

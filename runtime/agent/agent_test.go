@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"understudy/fixtures/eventually"
 
 	"understudy/discovery/bus"
 	"understudy/runtime/config"
@@ -448,13 +449,7 @@ func TestInterruptedCommandRunsAgain(t *testing.T) {
 		h := f.start(t, st)
 		h.send("i1", 1, "hold", nil)
 		h.expect("i1", bus.AckRunning)
-		deadline := time.Now().Add(wait)
-		for f.runs(t, "hold") == 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("hook did not start")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		eventually.True(t, wait, "the hook starts", func() (bool, string) { return f.runs(t, "hold") > 0, "it has not" })
 		h.stop() // the instance stops mid-hook
 		h.noMoreAcks()
 		if r, ok := h.a.Received("i1"); !ok || r.State != bus.AckRunning {
@@ -573,16 +568,10 @@ func TestPublishErrorIsAnsweredOnTheNextAsk(t *testing.T) {
 	h.send("p1", 1, "takeover", takeoverArgs)
 	h.expect("p1", bus.AckRunning)
 	// The final answer was lost; the coordinator asks again.
-	deadline := time.Now().Add(wait)
-	for {
-		if r, ok := h.a.Received("p1"); ok && r.State == bus.AckDone {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("command did not finish")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually.True(t, wait, "the command finishes", func() (bool, string) {
+		r, ok := h.a.Received("p1")
+		return ok && r.State == bus.AckDone, fmt.Sprintf("%+v", r)
+	})
 	h.send("p1", 1, "takeover", takeoverArgs)
 	h.expect("p1", bus.AckDone)
 	if n := f.runs(t, "takeover"); n != 1 {
