@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 	"understudy/fixtures/eventually"
-
 	"understudy/runtime/instance"
 )
 
@@ -22,6 +21,7 @@ import (
 // token is refused.
 func TestCLIControlsTheRunningSite(t *testing.T) {
 	site, _, sw := localSite(t, "cli")
+	slowRelease(t, site, "0.5") // a backup takes a moment to let go, as a real one does
 	backup := runIn(t, nil, site, "backup")
 	runIn(t, nil, site, "main")
 	api := apiAddress(t, backup)
@@ -40,6 +40,7 @@ func TestCLIControlsTheRunningSite(t *testing.T) {
 		t.Fatalf("failback output:\n%s", out)
 	}
 	sw.expectRoutes(t, 10*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	waitUncovered(t, cli) // the routes go back before the backup has let go
 	if out := cli(0, "takeover", "--all", "backup"); !strings.Contains(out, "takeover_started main (standby: backup") {
 		t.Fatalf("takeover --all output:\n%s", out)
 	}
@@ -84,8 +85,18 @@ func TestCLIControlsTheRunningSite(t *testing.T) {
 	backup.wait(10*time.Second, "msg", "mode_changed")
 }
 
-// waitCovering waits (20s) until status shows main covered by backup, its
-// takeover finished (a failback is refused before).
+// waitUncovered waits (20s) until status shows nobody covering main: its
+// failback is over.
+func waitUncovered(t *testing.T, cli func(want int, args ...string) string) {
+	t.Helper()
+	eventually.True(t, 20*time.Second, "nobody covers main", func() (bool, string) {
+		out := cli(0, "status")
+		return !strings.Contains(out, "main covered by"), out
+	})
+}
+
+// waitCovering waits until main is covered by backup and the takeover
+// finished (a failback is refused before).
 func waitCovering(t *testing.T, cli func(want int, args ...string) string) {
 	t.Helper()
 	eventually.True(t, 20*time.Second, "main covered by backup", func() (bool, string) {
