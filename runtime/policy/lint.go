@@ -12,7 +12,7 @@ import (
 	"github.com/yuin/gopher-lua/ast"
 	"github.com/yuin/gopher-lua/parse"
 
-	"understudy/runtime/suggest"
+	"understudy/suggest"
 )
 
 // Problem is something Lint found, at file:line.
