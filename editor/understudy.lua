@@ -39,7 +39,7 @@
 ---| "copy_progress" # about once a second while it copies
 ---| "copy_done" # the copy's final report
 ---| "copy_failed" # the copy failed
----| "alarm" # an alarm was raised (see Alarms)
+---| "alarm" # an alarm was raised (the runtime's kinds: **Alarms** in the README)
 ---| "alarm_cleared" # it ended
 ---| "coordinator" # the policy starts deciding (after each load or reload)
 ---| "*" # every event

@@ -6,7 +6,8 @@
 // one list of events: the code's constants are these, the editor
 // definitions' EventName, check's lint of us.on and the scenario checks read
 // Known, and the README's and docs/takeover.md's events tables are
-// generated from it (go test ./events -update).
+// generated from it. After changing it, go test ./events ./runtime/policy
+// -update rewrites the tables and editor/understudy.lua.
 //
 // It is a leaf: it imports nothing of understudy but the suggest leaf, so
 // drivers/ and discovery/ take their event names from it too.
@@ -289,7 +290,7 @@ func List() []Event {
 			When: "the copy failed"},
 		// alarms
 		{Name: Alarm, Group: GroupAlarms, Policy: true, Record: true, Fields: []Field{fd("kind", ""), fd("key", ""), fd("severity", "`alarm` or `warning`"), fd("message", ""), fd("member", ""), fd("…", "the alarm's own fields")},
-			When: "an alarm was raised (see Alarms)"},
+			When: "an alarm was raised (the runtime's kinds: **Alarms** in the README)"},
 		{Name: AlarmCleared, Group: GroupAlarms, Policy: true, Record: true, Fields: f("kind", "key", "why", "raised_s", "member"),
 			When: "it ended"},
 		// commands and timers
