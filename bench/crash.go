@@ -13,6 +13,7 @@ import (
 
 	"understudy/bench/proc"
 	"understudy/bench/report"
+	"understudy/events"
 	"understudy/fixtures/testhost"
 )
 
@@ -103,7 +104,7 @@ func crashTrial(parent context.Context, s *realSite) (trial, error) {
 	if err := s.member.KillNow(); err != nil {
 		return t, err
 	}
-	lost, err := s.waitRecord(ctx, "member_lost", "main")
+	lost, err := s.waitRecord(ctx, events.MemberLost, "main")
 	if err != nil {
 		return t, err
 	}
@@ -123,7 +124,7 @@ func crashTrial(parent context.Context, s *realSite) (trial, error) {
 	if _, _, err := s.waitRoutes(bctx, map[int]int{1: 1, 2: 2}); err != nil {
 		return t, fmt.Errorf("failback: %w", err)
 	}
-	if _, err := s.waitRecord(bctx, "failback_done", "main"); err != nil {
+	if _, err := s.waitRecord(bctx, events.FailbackDone, "main"); err != nil {
 		return t, err
 	}
 	return t, s.steady(bctx)

@@ -23,6 +23,7 @@ import (
 	"understudy/bench/proc"
 	"understudy/bench/report"
 	"understudy/discovery/bus"
+	"understudy/events"
 	"understudy/fixtures/testhost"
 	"understudy/runtime/engine"
 	"understudy/runtime/instance"
@@ -292,7 +293,7 @@ func runScaleStep(e *env, bin, mosquittoBin string, s *scaleStep) error {
 	var falseLosts atomic.Int64
 	w := newSiteWatch()
 	w.onRecord = func(r stamped[engine.Record]) {
-		if r.v.Type == "member_lost" && !stopping.Load() {
+		if r.v.Type == events.MemberLost && !stopping.Load() {
 			falseLosts.Add(1)
 		}
 	}

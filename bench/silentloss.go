@@ -16,6 +16,7 @@ import (
 	"understudy/bench/proc"
 	"understudy/bench/report"
 	"understudy/discovery/bus"
+	"understudy/events"
 	"understudy/fixtures/testhost"
 	"understudy/runtime/engine"
 )
@@ -240,7 +241,7 @@ func (s *silentSite) unplugTrial(parent context.Context, h *testhost.Host, membe
 			err = errors.Join(err, perr)
 			return
 		}
-		if _, rerr := s.waitRecord(ctx, "member_restored", member); rerr != nil {
+		if _, rerr := s.waitRecord(ctx, events.MemberRestored, member); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 		if serr := s.waitState(ctx, member, "alive"); serr != nil {
@@ -248,7 +249,7 @@ func (s *silentSite) unplugTrial(parent context.Context, h *testhost.Host, membe
 		}
 		s.setUnplugged(member, false)
 	}()
-	rec, err := s.waitRecord(ctx, "member_lost", member)
+	rec, err := s.waitRecord(ctx, events.MemberLost, member)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -272,7 +273,7 @@ func (s *silentSite) setUnplugged(member string, v bool) {
 // checkLost counts a member_lost of a member whose cable is in (on the
 // subscriber's goroutine).
 func (s *silentSite) checkLost(r stamped[engine.Record]) {
-	if r.v.Type != "member_lost" {
+	if r.v.Type != events.MemberLost {
 		return
 	}
 	s.mu.Lock()

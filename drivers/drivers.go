@@ -18,6 +18,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"understudy/events"
 )
 
 // Event is something a driver reports: its connection going up or down, or a
@@ -32,11 +34,11 @@ type Event struct {
 	Fields map[string]any
 }
 
-// Driver event names shared by all kinds.
+// Driver event names shared by all kinds: the names of the events registry.
 const (
-	EventConnected    = "driver_connected"    // Fields: address
-	EventDisconnected = "driver_disconnected" // Fields: address, error
-	EventRouteChanged = "route_changed"       // Fields: output, input (1-based)
+	EventConnected    = events.DriverConnected    // Fields: address
+	EventDisconnected = events.DriverDisconnected // Fields: address, error
+	EventRouteChanged = events.RouteChanged       // Fields: output, input (1-based)
 )
 
 // Errors a driver wraps (with %w) so the runtime knows whether to retry.

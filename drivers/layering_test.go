@@ -21,8 +21,9 @@ const (
 // Drivers and the bus sit below the runtime: nothing under drivers/ or in
 // discovery/bus imports a package of runtime/, directly or through another
 // package of understudy, on any platform (every non-test file counts,
-// whatever its build constraints). units, yamlerr and platform, which they
-// share with the runtime, import nothing of understudy at all.
+// whatever its build constraints). units, yamlerr, platform and suggest,
+// which they share with the runtime, import nothing of understudy at all;
+// events imports only those.
 func TestDriversAndTheBusImportNothingOfTheRuntime(t *testing.T) {
 	var starts []string
 	err := filepath.WalkDir(filepath.Join(root, "drivers"), func(path string, d os.DirEntry, err error) error {
@@ -80,9 +81,17 @@ func TestDriversAndTheBusImportNothingOfTheRuntime(t *testing.T) {
 			t.Errorf("%s imports the runtime: %s", chain[0], strings.Join(chain, " → "))
 		}
 	}
-	for _, leaf := range []string{module + "/units", module + "/yamlerr", module + "/platform"} {
+	leaves := []string{module + "/units", module + "/yamlerr", module + "/platform", module + "/suggest"}
+	for _, leaf := range leaves {
 		if deps := imports[leaf]; len(deps) > 0 {
 			t.Errorf("%s is a leaf but imports %v", leaf, deps)
+		}
+	}
+	// The events registry, which drivers and discovery name their events
+	// from, builds on leaves only.
+	for _, dep := range imports[module+"/events"] {
+		if !slices.Contains(leaves, dep) {
+			t.Errorf("%s imports %s, which is not a leaf", module+"/events", dep)
 		}
 	}
 }

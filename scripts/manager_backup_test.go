@@ -102,6 +102,7 @@ func startManagerSiteOn(t *testing.T, hub *videohubsim.Sim, addr string, siteYAM
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Stop)
+	recordsAreRegistered(t, h)
 	s := &site{t: t, ctx: ctx, h: h, hub: hub}
 	t.Cleanup(func() {
 		for _, r := range h.Records() {

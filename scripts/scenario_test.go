@@ -54,6 +54,7 @@ func startScenario(t *testing.T, policy, siteYAML string, args ...any) *scenario
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Stop)
+	recordsAreRegistered(t, h)
 	s := &scenario{t: t, h: h, site: cfg, store: st}
 	for _, id := range cfg.MemberIDs() {
 		h.Up(id)

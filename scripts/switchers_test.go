@@ -8,10 +8,10 @@ import (
 	"slices"
 	"testing"
 	"time"
-	"understudy/runtime/coordinator"
 
 	"understudy/drivers"
 	"understudy/drivers/builtin"
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/sim"
@@ -111,6 +111,7 @@ func startSwitcherSite(t *testing.T, policy, kind string) (dev drivers.SwitcherS
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Stop)
+	recordsAreRegistered(t, h)
 	wait := func(from int, what string, match func(engine.Record) bool) {
 		t.Helper()
 		if _, err := h.WaitRecord(ctx, from, match); err != nil {
@@ -168,7 +169,7 @@ func TestEverySwitcherKindGetsTheStandbyBackAfterItRestartsWhileCovering(t *test
 			}
 			var differs []string
 			for _, r := range h.Since(mark) {
-				if r.Type == coordinator.RecordRoutingDiffers {
+				if r.Type == events.RoutingDiffers {
 					differs = append(differs, fmt.Sprintf("%v:%v->%v %v", r.Fields["output"], r.Fields["actual"], r.Fields["expected"], r.Fields["default"]))
 				}
 			}

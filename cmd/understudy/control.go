@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/instance"
@@ -175,10 +176,10 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 	}
 	for _, r := range reply.Records {
 		switch {
-		case r.Type == "command":
+		case r.Type == events.Command:
 		case strings.HasPrefix(r.Type, "action_"):
 			fmt.Fprintf(stdout, "  → %s%s\n", r.Action(), r.Summary())
-		case r.Type == "drill_dry_run":
+		case r.Type == events.DrillDryRun:
 			printDryRun(stdout, r)
 		default:
 			fmt.Fprintln(stdout, recordLine(r))

@@ -20,6 +20,7 @@ import (
 	"understudy/discovery/broker"
 	"understudy/discovery/bus"
 	"understudy/drivers/videohub/videohubsim"
+	"understudy/events"
 	"understudy/runtime/engine"
 	"understudy/scripts"
 )
@@ -355,11 +356,11 @@ func (d *demo) narrate(r engine.Record) {
 	str := func(k string) string { s, _ := f[k].(string); return s }
 	say := func(who, format string, args ...any) { d.sayAt(r.At, who, format, args...) }
 	switch r.Type {
-	case "member_suspect":
+	case events.MemberSuspect:
 		say(r.Member, "suspect: %s", str("reason"))
-	case "member_alive":
+	case events.MemberAlive:
 		say(r.Member, "heard again (it was only suspect: nothing happens)")
-	case "member_lost":
+	case events.MemberLost:
 		d.mu.Lock()
 		since := time.Since(d.faultAt)
 		d.mu.Unlock()
@@ -368,23 +369,23 @@ func (d *demo) narrate(r engine.Record) {
 			detail = fmt.Sprintf(" — detected %v after the fault", since.Round(time.Millisecond))
 		}
 		say(r.Member, "LOST: %s%s", str("reason"), detail)
-	case "member_closed":
+	case events.MemberClosed:
 		say(r.Member, "closed: %s", str("reason"))
-	case "member_restored":
+	case events.MemberRestored:
 		say(r.Member, "restored — the policy fails back in %v", d.failback)
-	case "driver_connected":
+	case events.DriverConnected:
 		say("backup", "connected to the videohub at %s", str("address"))
-	case "driver_disconnected":
+	case events.DriverDisconnected:
 		say("backup", "lost the videohub: %s", str("error"))
-	case "action_started":
+	case events.ActionStarted:
 		// A switcher route or a hook an instance runs: the record says which.
 		cause, _, _ := strings.Cut(str("cause"), " at ")
 		say("policy", "%s (on %s)", r.Action(), cause)
-	case "action_failed":
+	case events.ActionFailed:
 		say("policy", "%s FAILED: %s", r.Action(), str("error"))
-	case "policy_error":
+	case events.PolicyError:
 		say("policy", "ERROR: %s", str("error"))
-	case "policy_loaded":
+	case events.PolicyLoaded:
 		if f["reload"] == true {
 			say("policy", "reloaded")
 		}

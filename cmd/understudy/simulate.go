@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"understudy/drivers/builtin"
+	"understudy/events"
 	"understudy/runtime/scenario"
 )
 
@@ -96,15 +97,15 @@ func cmdTest(args []string, stdout, stderr io.Writer) int {
 		}
 		for _, r := range res.Records {
 			produced[p][r.Type] = true
-			if r.Type == "command" {
-				produced[p]["command:"+fmt.Sprint(r.Fields["verb"])] = true
+			if r.Type == events.Command {
+				produced[p][events.CommandEvent(fmt.Sprint(r.Fields["verb"]))] = true
 			}
 		}
 	}
 	for _, p := range slices.Sorted(maps.Keys(handled)) {
 		var missing []string
 		for _, ev := range handled[p] {
-			if !produced[p][ev] && ev != "*" && !strings.HasPrefix(ev, "cron:") {
+			if !produced[p][ev] && ev != events.CatchAll && !strings.HasPrefix(ev, events.CronPrefix) {
 				missing = append(missing, ev)
 			}
 		}

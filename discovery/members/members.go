@@ -18,6 +18,7 @@ import (
 	"sort"
 	"time"
 
+	"understudy/events"
 	"understudy/runtime/clock"
 )
 
@@ -33,18 +34,18 @@ const (
 	Closed  State = "closed" // shut down gracefully
 )
 
-// Event kinds, as the policy sees them.
+// Event kinds, as the policy sees them: the names of the events registry.
 const (
-	EventSeen     = "member_seen"     // first heard since start
-	EventSuspect  = "member_suspect"  // heartbeats overdue
-	EventAlive    = "member_alive"    // heard again after suspect (no loss in between)
-	EventLost     = "member_lost"     // silent longer than lost_after, or its connection dropped
-	EventClosed   = "member_closed"   // graceful shutdown
-	EventRestored = "member_restored" // heard again after lost or closed
+	EventSeen     = events.MemberSeen     // first heard since start
+	EventSuspect  = events.MemberSuspect  // heartbeats overdue
+	EventAlive    = events.MemberAlive    // heard again after suspect (no loss in between)
+	EventLost     = events.MemberLost     // silent longer than lost_after, or its connection dropped
+	EventClosed   = events.MemberClosed   // graceful shutdown
+	EventRestored = events.MemberRestored // heard again after lost or closed
 	// This instance stopped / started hearing its own heartbeats through the
 	// broker: the bus (or the way to it) is silent, so nobody is judged.
-	EventBusSilent = "bus_silent"
-	EventBusHeard  = "bus_heard"
+	EventBusSilent = events.BusSilent
+	EventBusHeard  = events.BusHeard
 )
 
 // Member is a snapshot of one member's liveness.

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"understudy/runtime/suggest"
+	"understudy/suggest"
 )
 
 // Commission is understudy check's commissioning review of a valid site:

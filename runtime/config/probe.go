@@ -11,7 +11,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 
 	"understudy/drivers"
-	"understudy/runtime/suggest"
+	"understudy/suggest"
 	"understudy/yamlerr"
 )
 

@@ -15,6 +15,7 @@ import (
 	"understudy/discovery/bus"
 	"understudy/discovery/members"
 	"understudy/drivers"
+	"understudy/events"
 	"understudy/runtime/policy"
 	"understudy/runtime/store"
 	"understudy/runtime/takeover"
@@ -176,7 +177,7 @@ func (as *actions) resume() ([]*action, error) {
 		switch a.State {
 		case statePending, stateRunning:
 			as.c.log.Info("resuming an unanswered action", "id", a.ID, "do", a.String(), "cause", a.Cause)
-			as.c.record(engine.Record{Type: "action_resumed", Fields: a.fields()})
+			as.c.record(engine.Record{Type: events.ActionResumed, Fields: a.fields()})
 			as.Deliver(a.ID)
 		default:
 			if as.c.clock.Now().Sub(a.Finished) > 24*time.Hour {
@@ -261,7 +262,7 @@ func (as *actions) commitBatch(extra func(*store.Tx) error) {
 // send sends a recorded new action and reports it.
 func (as *actions) send(a *action) {
 	as.c.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
-	as.c.record(engine.Record{Type: "action_started", Fields: a.fields()})
+	as.c.record(engine.Record{Type: events.ActionStarted, Fields: a.fields()})
 	as.c.copyStarted(a)
 	if a.Driver != "" {
 		if a.Verb == "route" {
@@ -306,7 +307,7 @@ func (as *actions) Deliver(id string) {
 	as.remote[id] = as.newInflight(&a)
 	if a.State == statePending {
 		as.c.log.Info("action", "id", a.ID, "do", a.String(), "cause", a.Cause)
-		as.c.record(engine.Record{Type: "action_started", Fields: a.fields()})
+		as.c.record(engine.Record{Type: events.ActionStarted, Fields: a.fields()})
 		if !a.recovered {
 			as.c.copyStarted(&a)
 		}
@@ -547,7 +548,7 @@ func (as *actions) ack(k bus.Ack) {
 			if err := as.c.store.Put(bucketActions, f.a.ID, f.a); err != nil {
 				as.c.log.Error("action state not written", "id", f.a.ID, "error", err)
 			}
-			as.c.record(engine.Record{Type: "action_running", Fields: f.a.fields()})
+			as.c.record(engine.Record{Type: events.ActionRunning, Fields: f.a.fields()})
 		}
 	case bus.AckDone:
 		as.finish(f.a, as.attempts[k.ID], took, k.Result, nil)
@@ -573,7 +574,7 @@ func (as *actions) adoptEpoch(epoch uint64) {
 		return
 	}
 	as.c.log.Warn("an instance has seen a newer coordinator epoch: this coordinator's state was lost (new disk or machine?); continuing with a newer epoch. If another coordinator is running, stop it.", "epoch", epoch)
-	as.c.record(engine.Record{Type: "epoch_adopted", Fields: map[string]any{"epoch": epoch}})
+	as.c.record(engine.Record{Type: events.EpochAdopted, Fields: map[string]any{"epoch": epoch}})
 	as.epoch = epoch
 	for _, f := range as.remote {
 		f.a.Epoch = epoch
@@ -600,9 +601,9 @@ func (as *actions) finish(a *action, attempts int, took time.Duration, result an
 	if result != nil {
 		fields["result"] = result
 	}
-	name := "action_done"
+	name := events.ActionDone
 	if err != nil {
-		name = "action_failed"
+		name = events.ActionFailed
 		fields["error"] = err.Error()
 		as.c.log.Error("action failed", "id", a.ID, "do", a.String(), "error", err)
 	} else {

@@ -6,7 +6,9 @@ import (
 	"slices"
 	"understudy/runtime/engine"
 
+	"understudy/events"
 	"understudy/runtime/store"
+	"understudy/runtime/takeover"
 )
 
 // An alarm is a condition on the coordinator that needs a person: a switcher
@@ -20,8 +22,9 @@ import (
 // restarted coordinator still shows them. The policy raises its own with
 // us.alarm; they have keys of their own ("policy:KIND[:MEMBER]").
 //
-// A raised alarm is the record and policy event "alarm" (fields kind, key,
-// severity, message and the alarm's own); its end is "alarm_cleared".
+// A raised alarm is the record and policy event events.Alarm (fields kind,
+// key, severity, message and the alarm's own); its end is
+// events.AlarmCleared.
 
 // engine.Alarm severities.
 const (
@@ -31,10 +34,10 @@ const (
 
 // engine.Alarm kinds the runtime raises.
 const (
-	AlarmRoutingFight    = "routing_fight"      // another controller keeps changing a switcher output back
-	AlarmFailbackStalled = "failback_stalled"   // a failback keeps pausing while the member dips into suspect
-	AlarmCopyFoundNone   = "copy_found_nothing" // a material copy found no folder for the member on the source
-	AlarmCopyIncomplete  = "copy_incomplete"    // a failback's material copy cannot finish; the standby keeps recording
+	AlarmRoutingFight    = "routing_fight"               // another controller keeps changing a switcher output back
+	AlarmFailbackStalled = takeover.AlarmFailbackStalled // a failback keeps pausing while the member dips into suspect
+	AlarmCopyFoundNone   = "copy_found_nothing"          // a material copy found no folder for the member on the source
+	AlarmCopyIncomplete  = takeover.AlarmCopyIncomplete  // a failback's material copy cannot finish; the standby keeps recording
 )
 
 // RuntimeAlarms are the kinds of alarm the runtime raises, with their
@@ -47,12 +50,6 @@ func RuntimeAlarms() map[string]string {
 		AlarmCopyIncomplete:  SeverityAlarm,
 	}
 }
-
-// Records (and policy events) of alarms.
-const (
-	RecordAlarm        = "alarm"
-	RecordAlarmCleared = "alarm_cleared"
-)
 
 const bucketAlarms = "alarms"
 
@@ -75,7 +72,7 @@ func (c *Coordinator) restoreAlarms() error {
 }
 
 // raiseAlarm raises (or raises again) the alarm a.Key. A new alarm is
-// logged, recorded, published and handed to the policy (event "alarm"); one
+// logged, recorded, published and handed to the policy (event alarm); one
 // already raised only counts again and updates its text.
 func (c *Coordinator) raiseAlarm(a engine.Alarm) {
 	if c.alarms.active == nil {
@@ -101,9 +98,9 @@ func (c *Coordinator) raiseAlarm(a engine.Alarm) {
 			fields[k] = v
 		}
 	}
-	c.record(engine.Record{Type: RecordAlarm, Member: a.Member, Fields: fields})
+	c.record(engine.Record{Type: events.Alarm, Member: a.Member, Fields: fields})
 	c.publishAlarms()
-	c.deliverOnce(c.memberEvent(RecordAlarm, c.clock.Now(), a.Member, fields), nil)
+	c.deliverOnce(c.memberEvent(events.Alarm, c.clock.Now(), a.Member, fields), nil)
 }
 
 // clearAlarm ends the alarm key, if raised, saying why.
@@ -118,9 +115,9 @@ func (c *Coordinator) clearAlarm(key, why string) {
 	}
 	c.log.Info("alarm cleared: "+a.Kind, "member", a.Member, "key", key, "why", why)
 	fields := map[string]any{"key": key, "kind": a.Kind, "why": why, "raised_s": c.clock.Now().Sub(a.Since).Seconds()}
-	c.record(engine.Record{Type: RecordAlarmCleared, Member: a.Member, Fields: fields})
+	c.record(engine.Record{Type: events.AlarmCleared, Member: a.Member, Fields: fields})
 	c.publishAlarms()
-	c.deliverOnce(c.memberEvent(RecordAlarmCleared, c.clock.Now(), a.Member, fields), nil)
+	c.deliverOnce(c.memberEvent(events.AlarmCleared, c.clock.Now(), a.Member, fields), nil)
 }
 
 // alarmRaised reports whether the alarm key is raised.

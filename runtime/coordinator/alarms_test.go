@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"understudy/events"
 	"understudy/runtime/coordinator"
 )
 
@@ -27,7 +28,7 @@ func TestAPolicyAlarmIsShownUntilClearedAndSurvivesARestart(t *testing.T) {
 	h, _ := newPoolSite(t, alarmPolicy)
 	h.Crash("a")
 	h.Advance(time.Second)
-	raised := records(h, coordinator.RecordAlarm)
+	raised := records(h, events.Alarm)
 	if len(raised) != 1 || raised[0].Member != "a" || raised[0].Fields["kind"] != "recorder_down" ||
 		raised[0].Fields["message"] != "a records nothing" || raised[0].Fields["why"] != "lost" {
 		t.Fatalf("alarm records: %+v", raised)
@@ -45,13 +46,13 @@ func TestAPolicyAlarmIsShownUntilClearedAndSurvivesARestart(t *testing.T) {
 	if st := h.Engine.Snapshot(); len(st.Alarms) != 1 || st.Alarms[0].Member != "a" {
 		t.Fatalf("after a restart: %+v", st.Alarms)
 	}
-	if n := len(records(h, coordinator.RecordAlarm)); n != 1 {
+	if n := len(records(h, events.Alarm)); n != 1 {
 		t.Fatalf("the alarm was raised again by the restart: %d records", n)
 	}
 
 	h.Up("a")
 	h.Advance(time.Second)
-	cleared := records(h, coordinator.RecordAlarmCleared)
+	cleared := records(h, events.AlarmCleared)
 	if len(cleared) != 1 || cleared[0].Member != "a" || cleared[0].Fields["kind"] != "recorder_down" {
 		t.Fatalf("cleared records: %+v", cleared)
 	}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"understudy/events"
 	"understudy/runtime/takeover"
 )
 
@@ -27,7 +28,7 @@ func (c *Coordinator) checkCommand(verb string, fields map[string]any) error {
 	switch {
 	case slices.Contains(runtimeVerbs(), verb):
 		return nil // checked where they are carried out
-	case !c.policyHandles("command:" + verb):
+	case !c.policyHandles(events.CommandEvent(verb)):
 		if slices.Contains(policyVerbs(), verb) {
 			return fmt.Errorf("%s: the policy has no command:%s handler, so nothing would carry it out", verb, verb)
 		}
@@ -98,7 +99,7 @@ func (c *Coordinator) knownVerbs() []string {
 	verbs := runtimeVerbs()
 	if c.policy != nil {
 		for _, h := range c.policy.Handlers() {
-			if v, ok := strings.CutPrefix(h.Event, "command:"); ok && h.Count > 0 && !slices.Contains(verbs, v) {
+			if v, ok := strings.CutPrefix(h.Event, events.CommandPrefix); ok && h.Count > 0 && !slices.Contains(verbs, v) {
 				verbs = append(verbs, v)
 			}
 		}

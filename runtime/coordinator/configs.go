@@ -5,6 +5,7 @@ import (
 	"understudy/runtime/engine"
 
 	"understudy/discovery/bus"
+	"understudy/events"
 	"understudy/runtime/config"
 )
 
@@ -53,7 +54,7 @@ func (c *Coordinator) ConfigReport(r bus.ConfigReport) {
 				return
 			}
 			c.log.Info("configuration accepted", "bundle", r.Bundle, "version", r.Version, "from", r.Member)
-			c.record(engine.Record{Type: "config_accepted", Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "version": r.Version, "previous": cur.Version}})
+			c.record(engine.Record{Type: events.ConfigAccepted, Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "version": r.Version, "previous": cur.Version}})
 			for _, m := range c.site.Members {
 				if m.ID != r.Member && m.ConfigBundleName() == r.Bundle {
 					c.pushConfig(m.ID, next, "a newer version from "+r.Member)
@@ -67,7 +68,7 @@ func (c *Coordinator) ConfigReport(r bus.ConfigReport) {
 				why = fmt.Sprintf("its edit (version %d) is based on version %d, the site has %d since", r.Version, r.Base, cur.Version)
 			}
 			c.log.Warn("member has an older configuration; sending it the newest", "member", r.Member, "bundle", r.Bundle, "why", why)
-			c.record(engine.Record{Type: "config_stale", Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "reported": r.Version, "base": r.Base, "newest": cur.Version, "why": why}})
+			c.record(engine.Record{Type: events.ConfigStale, Member: r.Member, Fields: map[string]any{"bundle": r.Bundle, "reported": r.Version, "base": r.Base, "newest": cur.Version, "why": why}})
 			c.pushConfig(r.Member, cur, why)
 		}
 	})

@@ -24,6 +24,7 @@ import (
 	"understudy/discovery/bus"
 	"understudy/discovery/members"
 	"understudy/drivers"
+	"understudy/events"
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
@@ -271,7 +272,7 @@ func (c *Coordinator) Reload() {
 		if err != nil {
 			c.policyError = err.Error()
 			c.log.Error("policy reload failed; the previous policy keeps running", "error", err)
-			c.record(engine.Record{Type: "policy_error", Fields: map[string]any{"error": err.Error(), "kept": "previous policy"}})
+			c.record(engine.Record{Type: events.PolicyError, Fields: map[string]any{"error": err.Error(), "kept": "previous policy"}})
 			return
 		}
 		c.installPolicy(p, true)
@@ -306,8 +307,8 @@ func (c *Coordinator) installPolicy(p *policy.Policy, reload bool) {
 		verb = "policy reloaded"
 	}
 	c.log.Info(verb, "file", c.site.PolicyPath(), "handlers", handlers)
-	c.record(engine.Record{Type: "policy_loaded", Fields: map[string]any{"file": c.site.PolicyPath(), "reload": reload}})
-	c.dispatch(policy.Event{Name: "coordinator", At: c.clock.Now(), Fields: map[string]any{"reload": reload}})
+	c.record(engine.Record{Type: events.PolicyLoaded, Fields: map[string]any{"file": c.site.PolicyPath(), "reload": reload}})
+	c.dispatch(policy.Event{Name: events.Coordinator, At: c.clock.Now(), Fields: map[string]any{"reload": reload}})
 }
 
 // dispatchLater hands an event to the policy once the current work is done,
@@ -349,7 +350,7 @@ func (c *Coordinator) dispatchWith(ev policy.Event, done func(*store.Tx) error) 
 	c.actions.commitBatch(done)
 	for _, err := range errs {
 		c.log.Error("policy handler failed", "event", ev.Name, "error", err)
-		c.record(engine.Record{Type: "policy_error", Fields: map[string]any{"event": ev.Name, "error": err.Error()}})
+		c.record(engine.Record{Type: events.PolicyError, Fields: map[string]any{"event": ev.Name, "error": err.Error()}})
 	}
 	if err := c.policy.Broken(); err != nil {
 		c.log.Error("policy state is no longer trusted; loading it afresh", "error", err)

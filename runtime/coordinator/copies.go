@@ -16,6 +16,7 @@ import (
 	"understudy/runtime/engine"
 
 	"understudy/discovery/bus"
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/takeover"
 )
@@ -164,7 +165,7 @@ func (c *Coordinator) copyEvent(name string, a *action, fields map[string]any) {
 	member, _ := a.Args["member"].(string)
 	c.record(engine.Record{Type: name, Member: member, Fields: fields})
 	ev := c.memberEvent(name, c.clock.Now(), member, fields)
-	if name == "copy_progress" {
+	if name == events.CopyProgress {
 		c.dispatch(ev)
 		return
 	}
@@ -175,7 +176,7 @@ func (c *Coordinator) copyEvent(name string, a *action, fields map[string]any) {
 func (c *Coordinator) copyStarted(a *action) {
 	if a.isCopy() {
 		c.log.Info("material copy started", "member", a.Args["member"], "from", a.Args["from"], "since", a.Args["since"], "until", a.Args["until"], "action", a.ID)
-		c.copyEvent("copy_started", a, a.copyFields())
+		c.copyEvent(events.CopyStarted, a, a.copyFields())
 		c.publishCopies()
 	}
 }
@@ -198,10 +199,10 @@ func (c *Coordinator) copyFinished(a *action, result any, err error) {
 	}
 	if err != nil {
 		fields["error"] = err.Error()
-		c.copyEvent("copy_failed", a, fields)
+		c.copyEvent(events.CopyFailed, a, fields)
 		return
 	}
-	c.copyEvent("copy_done", a, fields)
+	c.copyEvent(events.CopyDone, a, fields)
 	member, _ := a.Args["member"].(string)
 	key := AlarmCopyFoundNone + ":" + member
 	if nothing, _ := fields["found_nothing"].(bool); nothing {
@@ -215,7 +216,7 @@ func (c *Coordinator) copyFinished(a *action, result any, err error) {
 
 // CopyProgress feeds an instance's report on a copy it runs. Any goroutine.
 func (c *Coordinator) CopyProgress(p bus.CopyProgress) {
-	c.loop.PostBounded("copy_progress", func() {
+	c.loop.PostBounded(events.CopyProgress, func() {
 		f, ok := c.actions.remote[p.Action]
 		if !ok || !f.a.isCopy() || f.a.Target != p.Member {
 			return // not a copy we wait for (finished already, or another coordinator's)
@@ -230,7 +231,7 @@ func (c *Coordinator) CopyProgress(p bus.CopyProgress) {
 		fields["files_done"], fields["files_total"] = p.FilesDone, p.FilesTotal
 		fields["bytes_done"], fields["bytes_total"] = p.BytesDone, p.BytesTotal
 		fields["rate"], fields["eta_s"] = p.Rate, p.ETA
-		c.copyEvent("copy_progress", f.a, fields)
+		c.copyEvent(events.CopyProgress, f.a, fields)
 		c.publishCopies()
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"understudy/runtime/coordinator"
 
 	"understudy/discovery/bus"
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/sim"
 )
@@ -207,7 +208,7 @@ us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(
 	if alarms := h.Engine.Snapshot().Alarms; len(alarms) != 0 {
 		t.Fatalf("alarms after the failback = %+v", alarms)
 	}
-	if n := len(records(h, coordinator.RecordAlarmCleared)); n != 1 {
+	if n := len(records(h, events.AlarmCleared)); n != 1 {
 		t.Fatalf("%d alarm_cleared records", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"understudy/runtime/engine"
 
 	"understudy/discovery/members"
+	"understudy/events"
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
 	"understudy/runtime/store"
@@ -124,7 +125,7 @@ func (c *Coordinator) startDrill(r DrillRequest, by string) error {
 	}
 	c.drills[d.Member] = d
 	c.log.Warn("fire drill started", "member", d.Member, "fault", d.Fault, "revert_at", d.Until, "by", by)
-	c.record(engine.Record{Type: "drill_started", Member: d.Member, Fields: map[string]any{
+	c.record(engine.Record{Type: events.DrillStarted, Member: d.Member, Fields: map[string]any{
 		"fault": d.Fault, "dry_run": false, "revert_at": d.Until, "revert_after_s": r.Revert.Seconds(), "by": by}})
 	c.armDrill(d)
 	c.publishDrills()
@@ -182,7 +183,7 @@ func (c *Coordinator) endDrill(member, why, by string) error {
 	state := c.stateOf(member)
 	fields := map[string]any{"fault": d.Fault, "why": why, "by": by, "state": state, "lasted_s": c.clock.Now().Sub(d.Started).Seconds()}
 	c.log.Warn("fire drill ended", "member", member, "why", why, "state", state)
-	c.record(engine.Record{Type: "drill_ended", Member: member, Fields: fields})
+	c.record(engine.Record{Type: events.DrillEnded, Member: member, Fields: fields})
 	c.publishDrills()
 	// Revert: the member's return went to the policy first (member_restored);
 	// then, if the takeover still stands, the drill fails it back.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/sim"
@@ -50,7 +51,21 @@ func newHarness(t testing.TB, policy string) (*sim.Harness, string, *bytes.Buffe
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Stop)
+	recordsAreRegistered(t, h)
 	return h, path, &log
+}
+
+// recordsAreRegistered fails the test, when it ends, for every record of
+// h the events registry does not list as a record: each site of these
+// tests checks that the coordinator records no name the registry lacks.
+func recordsAreRegistered(t testing.TB, h *sim.Harness) {
+	t.Cleanup(func() {
+		for _, r := range h.Records() {
+			if e, ok := events.Lookup(r.Type); !ok || !e.Record {
+				t.Errorf("recorded %s (%v), which the events registry does not list as a record", r.Type, r.Fields)
+			}
+		}
+	})
 }
 
 func published(h *sim.Harness, from int) []string {

@@ -11,6 +11,7 @@ import (
 	"understudy/runtime/engine"
 
 	"understudy/drivers"
+	"understudy/events"
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
 	"understudy/runtime/store"
@@ -49,21 +50,9 @@ import (
 // failover.take_outputs false stays on its own), as members are first seen
 // alive and whenever the driver connects.
 
-// Records (and policy events) of the desired routing.
-const (
-	// RecordRoutingDiffers: a switcher output shows another input than the
-	// coordinator decided. Fields: driver, output, expected, actual, cause
-	// (CauseReconnect or CausePanel), duty (the member whose duty output it
-	// is; absent for none), default (what the runtime does unless the policy
-	// decides: Differ*).
-	RecordRoutingDiffers = "routing_differs"
-	// RecordRoutingAccepted: the device's route became the desired one.
-	// Fields: driver, output, input, previous, why.
-	RecordRoutingAccepted = "routing_accepted"
-	// RecordRouteWithheld: in manual mode, a start-up route the coordinator
-	// would have sent. Fields: driver, output, input, actual, duty, why.
-	RecordRouteWithheld = "route_withheld"
-)
+// The records (and policy events) of the desired routing are
+// events.RoutingDiffers (its cause is a Cause*, its default a Differ*),
+// events.RoutingAccepted and events.RouteWithheld.
 
 // Causes of a routing difference.
 const (
@@ -221,7 +210,7 @@ func (c *Coordinator) acceptRoute(driver string, output, input int, why string) 
 	prev := st.desired.Input
 	c.setDesired(driver, output, input, "accepted: "+why)
 	c.log.Info("switcher route accepted as desired", "driver", driver, "output", output, "input", input, "previous", prev, "why", why)
-	c.record(engine.Record{Type: RecordRoutingAccepted, Fields: map[string]any{"driver": driver, "output": output, "input": input, "previous": prev, "why": why}})
+	c.record(engine.Record{Type: events.RoutingAccepted, Fields: map[string]any{"driver": driver, "output": output, "input": input, "previous": prev, "why": why}})
 }
 
 // keepRoute accepts the input the device shows on output as the desired
@@ -384,7 +373,7 @@ func (c *Coordinator) routingDiffers(driver string, output, actual int, cause st
 	}
 	c.log.Warn("the switcher does not show the route the coordinator decided", "driver", driver, "output", output,
 		"expected", expected, "actual", actual, "cause", cause, "duty", duty, "default", def)
-	c.record(engine.Record{Type: RecordRoutingDiffers, Member: duty, Fields: fields})
+	c.record(engine.Record{Type: events.RoutingDiffers, Member: duty, Fields: fields})
 	if cause == CausePanel {
 		st.reported, st.reportedGen = actual, st.gen
 	}
@@ -398,7 +387,7 @@ func (c *Coordinator) routingDiffers(driver string, output, actual int, cause st
 			Fields: map[string]any{"driver": driver, "output": output, "expected": expected, "actual": actual},
 		})
 	}
-	ev := c.memberEvent(RecordRoutingDiffers, now, duty, fields)
+	ev := c.memberEvent(events.RoutingDiffers, now, duty, fields)
 	gen := st.gen
 	// The policy sees it once the current work is done (never from inside a
 	// handler); then, unless its handlers routed or kept that output, the
@@ -555,7 +544,7 @@ func (c *Coordinator) assertSite(driver, member string) {
 				}
 				st.withheld = sr.input
 				c.log.Info("manual mode: start-up route not sent", "driver", driver, "output", sr.output, "input", sr.input, "actual", actual, "duty", sr.duty)
-				c.record(engine.Record{Type: RecordRouteWithheld, Member: sr.duty, Fields: map[string]any{
+				c.record(engine.Record{Type: events.RouteWithheld, Member: sr.duty, Fields: map[string]any{
 					"driver": driver, "output": sr.output, "input": sr.input, "actual": actual, "duty": sr.duty,
 					"cause": sr.why, "why": "manual mode"}})
 			default:

@@ -13,6 +13,7 @@ import (
 
 	"understudy/drivers/builtin"
 	"understudy/drivers/videohub/videohubsim"
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/sim"
@@ -119,6 +120,7 @@ func (s *switchSite) start() {
 		s.t.Fatal(err)
 	}
 	s.t.Cleanup(h.Stop)
+	recordsAreRegistered(s.t, h)
 	s.t.Cleanup(func() {
 		for _, r := range h.Records() {
 			if r.Type == "policy_error" || r.Type == "action_failed" {
@@ -164,7 +166,7 @@ func (s *switchSite) waitRoutes(from, n int) {
 func (s *switchSite) differs(from, output int) engine.Record {
 	s.t.Helper()
 	return s.wait(from, fmt.Sprintf("routing_differs for output %d", output), func(r engine.Record) bool {
-		return r.Type == coordinator.RecordRoutingDiffers && r.Fields["output"] == output
+		return r.Type == events.RoutingDiffers && r.Fields["output"] == output
 	})
 }
 
@@ -260,7 +262,7 @@ func TestASwitcherRestartWhileCoveringPutsTheStandbysInputsBack(t *testing.T) {
 		t.Fatalf("routes after the restart: %q", got)
 	}
 	s.expectOutputs(3, 4)
-	if s.count(mark, coordinator.RecordAlarm) != 0 {
+	if s.count(mark, events.Alarm) != 0 {
 		t.Fatalf("a restart is not a fight:\n%s", s.describe(mark))
 	}
 }
@@ -278,7 +280,7 @@ func TestAPanelChangeOnADutyOutputIsReportedAndPutBack(t *testing.T) {
 	}
 	s.expectOutputs(1, 2)
 	// The policy saw it (after the record, never from inside a handler).
-	if n := s.count(mark, coordinator.RecordRoutingDiffers); n != 1 {
+	if n := s.count(mark, events.RoutingDiffers); n != 1 {
 		t.Fatalf("%d routing_differs records, want 1 (our own re-assert is not a difference)\n%s", n, s.describe(mark))
 	}
 }
@@ -294,7 +296,7 @@ func TestAPanelChangeOnAnotherOutputIsAcceptedNotFought(t *testing.T) {
 	checkDiffers(t, s.differs(mark, 5), map[string]any{
 		"expected": 7, "actual": 8, "cause": coordinator.CausePanel, "duty": nil, "default": coordinator.DifferAccept,
 	})
-	s.wait(mark, "accepted", sim.Type(coordinator.RecordRoutingAccepted))
+	s.wait(mark, "accepted", sim.Type(events.RoutingAccepted))
 	s.h.Advance(time.Minute)
 	if got := s.routes(mark); len(got) != 0 {
 		t.Fatalf("a panel change on an output no duty names was fought: %q", got)
@@ -310,7 +312,7 @@ func TestAPanelChangeOnAnotherOutputIsAcceptedNotFought(t *testing.T) {
 	s.hub.DropConnections()
 	s.wait(mark, "reconnected", sim.Type("driver_connected"))
 	s.h.Advance(time.Second)
-	if n := s.count(mark, coordinator.RecordRoutingDiffers); n != 0 {
+	if n := s.count(mark, events.RoutingDiffers); n != 0 {
 		t.Fatalf("reported again after a reconnect:\n%s", s.describe(mark))
 	}
 }
@@ -345,7 +347,7 @@ func TestAnOutputChangedAwayThreeTimesInAMinuteIsGivenUpWithAnAlarm(t *testing.T
 	// The third change within the minute: no longer fought.
 	mark := s.panel(1, 6)
 	checkDiffers(t, s.differs(mark, 1), map[string]any{"expected": 1, "actual": 6, "default": coordinator.DifferStop})
-	alarm := s.wait(mark, "the alarm", sim.Type(coordinator.RecordAlarm))
+	alarm := s.wait(mark, "the alarm", sim.Type(events.Alarm))
 	if alarm.Fields["kind"] != coordinator.AlarmRoutingFight || alarm.Fields["key"] != "routing_fight:router:1" ||
 		alarm.Member != "main" || alarm.Fields["severity"] != coordinator.SeverityAlarm {
 		t.Fatalf("alarm %+v", alarm)
@@ -366,7 +368,7 @@ func TestAnOutputChangedAwayThreeTimesInAMinuteIsGivenUpWithAnAlarm(t *testing.T
 	// While the alarm stands, further changes are neither fought nor reported.
 	mark = s.panel(1, 5)
 	s.h.Advance(time.Minute)
-	if got := s.routes(mark); len(got) != 0 || s.count(mark, coordinator.RecordRoutingDiffers) != 0 {
+	if got := s.routes(mark); len(got) != 0 || s.count(mark, events.RoutingDiffers) != 0 {
 		t.Fatalf("after giving up: routes %q\n%s", got, s.describe(mark))
 	}
 
@@ -375,7 +377,7 @@ func TestAnOutputChangedAwayThreeTimesInAMinuteIsGivenUpWithAnAlarm(t *testing.T
 	mark = s.mark()
 	s.h.Command("route", map[string]any{"output": 1, "input": 1})
 	s.waitRoutes(mark, 1)
-	cleared := s.wait(mark, "cleared", sim.Type(coordinator.RecordAlarmCleared))
+	cleared := s.wait(mark, "cleared", sim.Type(events.AlarmCleared))
 	if cleared.Fields["key"] != "routing_fight:router:1" {
 		t.Fatalf("cleared %+v", cleared)
 	}
@@ -415,7 +417,7 @@ func TestTheOperatorsReassertEndsAFight(t *testing.T) {
 	mark := s.mark()
 	s.h.Command("reassert", map[string]any{"output": 1})
 	s.waitRoutes(mark, 1)
-	s.wait(mark, "cleared", sim.Type(coordinator.RecordAlarmCleared))
+	s.wait(mark, "cleared", sim.Type(events.AlarmCleared))
 	s.expectOutputs(1, 2)
 	if st := s.h.Engine.Snapshot(); len(st.Alarms) != 0 {
 		t.Fatalf("still raised: %+v", st.Alarms)
@@ -447,7 +449,7 @@ func TestInManualModeDifferencesAreOnlyReported(t *testing.T) {
 		}
 		var withheld []string
 		for _, r := range s.h.Since(mark) {
-			if r.Type == coordinator.RecordRouteWithheld {
+			if r.Type == events.RouteWithheld {
 				withheld = append(withheld, fmt.Sprintf("%v<-%v %v", r.Fields["output"], r.Fields["input"], r.Fields["why"]))
 			}
 		}
@@ -539,7 +541,7 @@ end)
 	s.h.Command("twice", nil)
 	s.waitRoutes(mark, 2)
 	s.h.Advance(time.Second)
-	if n := s.count(mark, coordinator.RecordRoutingDiffers); n != 0 {
+	if n := s.count(mark, events.RoutingDiffers); n != 0 {
 		t.Fatalf("our own routes were taken for differences:\n%s", s.describe(mark))
 	}
 	if n := s.count(mark, "route_changed"); n != 2 {
@@ -567,7 +569,7 @@ end)
 
 	mark = s.panel(2, 8)
 	s.differs(mark, 2)
-	accepted := s.wait(mark, "kept", sim.Type(coordinator.RecordRoutingAccepted))
+	accepted := s.wait(mark, "kept", sim.Type(events.RoutingAccepted))
 	if !strings.Contains(fmt.Sprint(accepted.Fields["why"]), "kept by the policy (routing_differs at ") {
 		t.Fatalf("accepted %v", accepted.Fields)
 	}
@@ -585,7 +587,7 @@ end)
 	if got := s.routes(mark); len(got) != 1 || !strings.HasPrefix(got[0], "5<-7 (routing_differs at ") {
 		t.Fatalf("routes %q", got)
 	}
-	if n := s.count(mark, coordinator.RecordRoutingAccepted); n != 0 {
+	if n := s.count(mark, events.RoutingAccepted); n != 0 {
 		t.Fatalf("the runtime's default ran too:\n%s", s.describe(mark))
 	}
 	if got := s.hub.Routing()[4]; got != 7 {

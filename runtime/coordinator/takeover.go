@@ -12,6 +12,7 @@ import (
 
 	"understudy/discovery/bus"
 	"understudy/discovery/members"
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/policy"
 	"understudy/runtime/store"
@@ -89,7 +90,7 @@ func (c *Coordinator) onTakeoverEvent(ev takeover.Event) {
 	}
 	c.clearTakeoverAlarms(ev)
 	c.Post(c.publishTakeover)
-	if ev.Name == "mode_changed" && ev.Fields["mode"] == config.ModeAuto {
+	if ev.Name == events.ModeChanged && ev.Fields["mode"] == config.ModeAuto {
 		c.Post(c.assertAll) // start-up routes withheld in manual mode
 	}
 }
@@ -99,12 +100,12 @@ func (c *Coordinator) onTakeoverEvent(ev takeover.Event) {
 func (c *Coordinator) takeoverAlarm(ev takeover.Event) bool {
 	standby, _ := ev.Fields["standby"].(string)
 	switch ev.Name {
-	case "failback_stalled":
+	case takeover.AlarmFailbackStalled:
 		c.raiseAlarm(engine.Alarm{Key: AlarmFailbackStalled + ":" + ev.Member, Kind: AlarmFailbackStalled, Severity: SeverityWarning, Member: ev.Member,
 			Message: fmt.Sprintf("the failback of %s keeps pausing: it went suspect %v times (%.0fs in all); the failback waits for it to be alive", ev.Member, ev.Fields["pauses"], ev.Fields["suspect_s"]),
 			Fields:  ev.Fields})
 		return true
-	case "copy_incomplete":
+	case takeover.AlarmCopyIncomplete:
 		c.raiseAlarm(engine.Alarm{Key: AlarmCopyIncomplete + ":" + ev.Member, Kind: AlarmCopyIncomplete, Severity: SeverityAlarm, Member: ev.Member,
 			Message: fmt.Sprintf("the material %s recorded for %s is not all copied back (%v); the coverage stays open and the copy is tried again in %.0fs, or at once by a failback command", standby, ev.Member, ev.Fields["error"], ev.Fields["retry_in_s"]),
 			Fields:  ev.Fields})
@@ -116,11 +117,11 @@ func (c *Coordinator) takeoverAlarm(ev takeover.Event) bool {
 // clearTakeoverAlarms ends the alarms of a failback that ended.
 func (c *Coordinator) clearTakeoverAlarms(ev takeover.Event) {
 	switch ev.Name {
-	case "failback_done", "failback_failed", "takeover_failed", "takeover_started":
+	case events.FailbackDone, events.FailbackFailed, events.TakeoverFailed, events.TakeoverStarted:
 		c.clearAlarm(AlarmFailbackStalled+":"+ev.Member, ev.Name)
 		c.clearAlarm(AlarmCopyIncomplete+":"+ev.Member, ev.Name)
 	}
-	if ev.Name == "takeover_started" {
+	if ev.Name == events.TakeoverStarted {
 		c.clearAlarm(AlarmCopyFoundNone+":"+ev.Member, "covered again")
 	}
 }
@@ -178,7 +179,7 @@ func (c *Coordinator) Health(h bus.Health) {
 func (c *Coordinator) setBroken(member string, broken bool, failed []string, reason string) {
 	c.broken[member] = broken
 	lm, _ := c.table.Get(member)
-	kind := "member_broken"
+	kind := events.MemberBroken
 	if !broken {
 		kind = members.EventRestored
 	}
@@ -274,14 +275,14 @@ func (c *Coordinator) command(verb string, fields map[string]any, from string) {
 			err = c.reassertCommand(fields)
 		}
 	}
-	rec := engine.Record{Type: "command", Fields: map[string]any{"verb": verb, "args": fields}}
+	rec := engine.Record{Type: events.Command, Fields: map[string]any{"verb": verb, "args": fields}}
 	if err != nil {
 		rec.Fields["error"] = err.Error()
 		c.log.Warn("command refused", "verb", verb, "error", err)
 	}
 	c.record(rec)
 	if err == nil {
-		c.deliverOnce(policy.Event{Name: "command:" + verb, At: c.clock.Now(), Fields: fields}, nil)
+		c.deliverOnce(policy.Event{Name: events.CommandEvent(verb), At: c.clock.Now(), Fields: fields}, nil)
 	}
 	c.publishTakeover()
 }

@@ -63,6 +63,7 @@ func startSite(t *testing.T, siteYAML, policy string) (*sim.Harness, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Stop)
+	recordsAreRegistered(t, h)
 	for _, id := range site.MemberIDs() {
 		h.Up(id)
 	}

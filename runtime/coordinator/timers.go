@@ -8,6 +8,7 @@ import (
 	"time"
 	"understudy/runtime/engine"
 
+	"understudy/events"
 	"understudy/runtime/clock"
 	"understudy/runtime/policy"
 	"understudy/runtime/store"
@@ -120,10 +121,10 @@ func (ts *namedTimers) fire(id string) {
 		fields["late_s"] = late.Seconds() // the coordinator was down at the deadline
 	}
 	member, _ := t.Args["member"].(string)
-	ts.c.record(engine.Record{Type: "timer:" + t.Name, Member: member, Fields: fields})
+	ts.c.record(engine.Record{Type: events.TimerEvent(t.Name), Member: member, Fields: fields})
 	// The timer leaves the store in the same transaction as its event enters
 	// the inbox: a restart neither loses nor repeats it.
-	ts.c.deliverOnce(policy.Event{Name: "timer:" + t.Name, At: ts.c.clock.Now(), Fields: fields}, func(tx *store.Tx) error {
+	ts.c.deliverOnce(policy.Event{Name: events.TimerEvent(t.Name), At: ts.c.clock.Now(), Fields: fields}, func(tx *store.Tx) error {
 		return tx.Delete(bucketTimers, id)
 	})
 }

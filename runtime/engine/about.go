@@ -5,6 +5,7 @@ import (
 	"reflect"
 
 	"understudy/discovery/bus"
+	"understudy/events"
 	"understudy/runtime/config"
 )
 
@@ -30,7 +31,7 @@ func (e *Engine) About(m config.Member) {
 			e.table.Add(m.ID, cm.Heartbeat.D(), cm.LostAfter.D())
 		}
 		e.log.Info("member described itself", "member", m.ID, "new", added, "roles", cm.Roles, "standby", cm.Standby, "pool", cm.Pool)
-		e.Record(Record{Type: "member_described", Member: m.ID, Fields: map[string]any{"new": added, "roles": cm.Roles, "standby": cm.Standby, "pool": cm.Pool}})
+		e.Record(Record{Type: events.MemberDescribed, Member: m.ID, Fields: map[string]any{"new": added, "roles": cm.Roles, "standby": cm.Standby, "pool": cm.Pool}})
 		e.coord.Described(m.ID)
 	})
 }

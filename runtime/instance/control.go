@@ -19,6 +19,7 @@ import (
 	"understudy/runtime/coordinator"
 
 	"understudy/discovery/bus"
+	"understudy/events"
 	"understudy/runtime/engine"
 	"understudy/runtime/scenario"
 )
@@ -154,12 +155,12 @@ func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[st
 	}
 	reply.OK, reply.Records = true, records
 	for _, rec := range records {
-		if rec.Type == "command" {
+		if rec.Type == events.Command {
 			if e, ok := rec.Fields["error"].(string); ok {
 				reply.OK, reply.Error = false, e
 			}
 		}
-		if rec.Type == "policy_error" && reply.Error == "" {
+		if rec.Type == events.PolicyError && reply.Error == "" {
 			reply.OK, reply.Error = false, fmt.Sprint(rec.Fields["error"])
 		}
 	}
@@ -229,7 +230,7 @@ func (inst *Instance) publishReply(topic string, reply CommandReply) {
 // commandOK reports whether the command's record says it was accepted.
 func commandOK(records []engine.Record) bool {
 	for _, r := range records {
-		if r.Type == "command" {
+		if r.Type == events.Command {
 			return r.Fields["error"] == nil
 		}
 	}
@@ -248,7 +249,7 @@ func (inst *Instance) dryRunDrill(ctx context.Context, req coordinator.DrillRequ
 	if err != nil {
 		return engine.Record{}, err
 	}
-	rec := engine.Record{Type: "drill_dry_run", Member: req.Member, Fields: map[string]any{
+	rec := engine.Record{Type: events.DrillDryRun, Member: req.Member, Fields: map[string]any{
 		"fault": req.Fault, "dry_run": true, "revert_after_s": req.Revert.Seconds(), "by": by}}
 	res, err := scenario.DryRun(ctx, site, now, req, scenario.Options{Registry: inst.opts.Registry})
 	if err != nil {

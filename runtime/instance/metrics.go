@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"understudy/events"
 	"understudy/runtime/engine"
 )
 
@@ -80,21 +81,21 @@ func newMetrics(inst *Instance) *metrics {
 // observe updates the counters from one record (on the engine's loop).
 func (m *metrics) observe(r engine.Record) {
 	switch r.Type {
-	case "member_lost":
+	case events.MemberLost:
 		if ms, ok := number(r.Fields["silence_ms"]); ok {
 			m.detection.Observe(ms / 1000)
 		}
-	case "action_done", "action_failed":
+	case events.ActionDone, events.ActionFailed:
 		kind := fmt.Sprint(r.Fields["verb"])
 		if _, ok := r.Fields["driver"]; ok && kind != "route" {
 			kind = "send"
 		}
 		result := "done"
-		if r.Type == "action_failed" {
+		if r.Type == events.ActionFailed {
 			result = "failed"
 		}
 		m.actions.WithLabelValues(kind, result).Inc()
-	case "copy_done", "copy_failed":
+	case events.CopyDone, events.CopyFailed:
 		if b, ok := number(r.Fields["bytes"]); ok {
 			m.copyBytes.Add(b)
 		}

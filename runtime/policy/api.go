@@ -33,7 +33,7 @@ func API() []Function {
 
 func coreAPI() []Function {
 	return []Function{
-		{Name: "on", Params: "event: string, handler: fun(ev: Event)", Doc: "Calls handler for every event with this name (\"member_lost\", \"timer:failback\", …; \"*\" for all). Handlers run in the order registered.", fn: (*Policy).luaOn},
+		{Name: "on", Params: "event: EventName|string, handler: fun(ev: Event)", Doc: "Calls handler for every event with this name (\"member_lost\", \"timer:failback\", …; \"*\" for all). Handlers run in the order registered.", fn: (*Policy).luaOn},
 		{Name: "after", Params: "delay: string|number, handler_or_name: fun()|string, args?: table", Returns: "Timer", Doc: "Runs handler once after delay (\"5m\", \"300ms\", or seconds). Given a name instead, fires the event \"timer:NAME\" with args as its fields.", fn: (*Policy).luaAfter},
 		{Name: "every", Params: "interval: string|number, handler: fun()", Returns: "Timer", Doc: "Runs handler every interval (at least 10ms), first after one interval.", fn: (*Policy).luaEvery},
 		{Name: "cron", Params: "expr: string, handler_or_name: fun()|string, args?: table", Returns: "Timer", Doc: "Runs handler at the times of a cron expression (\"30 2 * * *\", \"@hourly\") in the site's time zone. Given a name, fires \"cron:NAME\".", fn: (*Policy).luaCron},

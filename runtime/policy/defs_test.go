@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"understudy/drivers"
+	"understudy/events"
 	"understudy/runtime/takeover"
 )
 
@@ -139,5 +141,35 @@ func TestDefinitionsCoverTheAPI(t *testing.T) {
 	}
 	if got := splitTop("a: fun(x: T, y: U), b?: {k?: string, v: integer}"); len(got) != 2 {
 		t.Errorf("splitTop = %q", got)
+	}
+}
+
+// EventName offers exactly the exact names of the events handlers receive,
+// from the events registry, and "*": not a record only (action_started),
+// not a pattern (timer:NAME, which us.on's string takes).
+func TestEventNameListsTheEventsHandlersReceive(t *testing.T) {
+	var got []string
+	for _, line := range strings.Split(Definitions(), "\n") {
+		if v, ok := strings.CutPrefix(line, "---| "); ok {
+			quoted, _, _ := strings.Cut(v, " # ")
+			name, err := strconv.Unquote(quoted)
+			if err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			got = append(got, name)
+		}
+	}
+	var want []string
+	for _, e := range events.List() {
+		if e.Policy && e.Prefix() == "" {
+			want = append(want, e.Name)
+		}
+	}
+	want = append(want, events.CatchAll)
+	if !slices.Equal(got, want) {
+		t.Errorf("EventName lists %v, want %v", got, want)
+	}
+	if !slices.Contains(got, events.MemberLost) || slices.Contains(got, events.ActionStarted) || slices.Contains(got, events.TimerEvent("NAME")) {
+		t.Errorf("EventName lists %v: member_lost must be there, action_started and timer:NAME not", got)
 	}
 }

@@ -12,7 +12,8 @@ import (
 	"github.com/yuin/gopher-lua/ast"
 	"github.com/yuin/gopher-lua/parse"
 
-	"understudy/runtime/suggest"
+	"understudy/events"
+	"understudy/suggest"
 )
 
 // Problem is something Lint found, at file:line.
@@ -26,8 +27,10 @@ func (p Problem) String() string { return fmt.Sprintf("%s:%d: %s", p.File, p.Lin
 
 // Lint reads the .lua files of a policy's folder and reports uses of the
 // understudy module that do not exist (us.takeovr, us.log.inf): names the
-// editor definitions would flag, found before the policy runs. It sees the
-// module through any local bound to require "understudy".
+// editor definitions would flag, found before the policy runs; and handlers
+// for events that do not exist (us.on("member_lsot", …)) or that handlers
+// never receive (a record such as action_started). It sees the module
+// through any local bound to require "understudy".
 func Lint(dir string) ([]Problem, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.lua"))
 	if err != nil {
@@ -64,6 +67,13 @@ func Lint(dir string) ([]Problem, error) {
 			}
 		})
 		walk(reflect.ValueOf(chunk), func(n any) {
+			if call, ok := n.(*ast.FuncCallExpr); ok {
+				if p, found := lintOn(call, names); found {
+					p.File = file
+					out = append(out, p)
+				}
+				return
+			}
 			get, ok := n.(*ast.AttrGetExpr)
 			if !ok {
 				return
@@ -86,6 +96,36 @@ func Lint(dir string) ([]Problem, error) {
 		return a.Line - b.Line
 	})
 	return out, nil
+}
+
+// lintOn checks the event name of a call us.on("name", …) given as a
+// string: it must be an event handlers receive (events.Known, and not a
+// record only). found reports a problem (its File left to the caller).
+func lintOn(call *ast.FuncCallExpr, names map[string]bool) (p Problem, found bool) {
+	get, ok := call.Func.(*ast.AttrGetExpr)
+	if !ok || len(call.Args) == 0 {
+		return Problem{}, false
+	}
+	if name, _ := moduleName(get, names); name != "on" {
+		return Problem{}, false
+	}
+	arg, ok := call.Args[0].(*ast.StringExpr)
+	if !ok {
+		return Problem{}, false
+	}
+	event := arg.Value
+	e, known := events.Lookup(event)
+	switch {
+	case event == events.CatchAll || (known && e.Policy):
+		return Problem{}, false
+	case known:
+		return Problem{Line: arg.Line(), Msg: fmt.Sprintf("us.on(%q): %s is a record, not an event handlers receive: this handler never runs", event, event)}, true
+	}
+	msg := fmt.Sprintf("us.on(%q): no event is called %s", event, event)
+	if near := events.Nearest(event, events.Handled); near != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", near)
+	}
+	return Problem{Line: arg.Line(), Msg: msg}, true
 }
 
 func isRequireUnderstudy(e ast.Expr) bool {

@@ -24,6 +24,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"understudy/drivers"
+	"understudy/events"
 	"understudy/runtime/clock"
 	"understudy/runtime/takeover"
 )
@@ -268,7 +269,7 @@ func (p *Policy) Dispatch(ev Event) []error {
 	if p.closed {
 		return nil
 	}
-	hs := append(append([]handler(nil), p.handlers[ev.Name]...), p.handlers["*"]...)
+	hs := append(append([]handler(nil), p.handlers[ev.Name]...), p.handlers[events.CatchAll]...)
 	if len(hs) == 0 {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
+	"understudy/events"
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
 	"understudy/runtime/schedule"
@@ -82,9 +83,9 @@ func (p *Policy) fire(id int) {
 		}
 	}
 	if t.name != "" {
-		prefix := "timer:"
+		prefix := events.TimerPrefix
 		if t.kind == "cron" {
-			prefix = "cron:"
+			prefix = events.CronPrefix
 		}
 		fields := map[string]any{"name": t.name}
 		for k, v := range t.args {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"understudy/events"
 	"understudy/runtime/engine"
 )
 
@@ -125,7 +126,7 @@ func checkEvents(x Expectation, records []engine.Record, start time.Time, length
 		c.OK = true
 	case x.Nothing:
 		for _, r := range records {
-			if r.Type == "action_started" && in(r) {
+			if r.Type == events.ActionStarted && in(r) {
 				c.Detail = fmt.Sprintf("at %s: %s", at(r.At.Sub(start)), actionText(r))
 				return c
 			}
@@ -186,9 +187,9 @@ func checkRouted(x Expectation, devs map[string]*device, records []engine.Record
 			continue
 		}
 		switch r.Type {
-		case "action_done":
+		case events.ActionDone:
 			routes = append(routes, fmt.Sprintf("input %v at %s (%v)", r.Fields["input"], at(r.At.Sub(start)), r.Fields["cause"]))
-		case "action_failed":
+		case events.ActionFailed:
 			routes = append(routes, fmt.Sprintf("input %v failed at %s: %v", r.Fields["input"], at(r.At.Sub(start)), r.Fields["error"]))
 		}
 	}

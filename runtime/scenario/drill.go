@@ -7,6 +7,7 @@ import (
 	"time"
 	"understudy/runtime/coordinator"
 
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 )
@@ -93,10 +94,10 @@ func DryRun(ctx context.Context, site *config.Site, now engine.Status, req coord
 	out.Decisions = decisions(after, start)
 	for _, r := range after {
 		switch r.Type {
-		case "policy_error":
+		case events.PolicyError:
 			out.Errors = append(out.Errors, fmt.Sprint(r.Fields["error"]))
-		case "member_lost", "member_broken", "member_restored", "takeover_started", "takeover_done", "takeover_failed", "takeover_queued", "takeover_proposed",
-			"failback_started", "failback_done", "failback_failed", "grace_expired":
+		case events.MemberLost, events.MemberBroken, events.MemberRestored, events.TakeoverStarted, events.TakeoverDone, events.TakeoverFailed, events.TakeoverQueued, events.TakeoverProposed,
+			events.FailbackStarted, events.FailbackDone, events.FailbackFailed, events.GraceExpired:
 			out.Events = append(out.Events, Decision{At: r.At.Sub(start), What: r.Type + " " + r.Member + r.Summary()})
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 	"understudy/runtime/coordinator"
 
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/journal"
@@ -115,7 +116,7 @@ func ReplayJournal(ctx context.Context, path string, opts ReplayOptions) (*Repla
 func decisions(records []engine.Record, start time.Time) []Decision {
 	var out []Decision
 	for _, r := range records {
-		if r.Type != "action_started" || coordinator.RoutingUpkeep(fmt.Sprint(r.Fields["cause"])) {
+		if r.Type != events.ActionStarted || coordinator.RoutingUpkeep(fmt.Sprint(r.Fields["cause"])) {
 			continue
 		}
 		out = append(out, Decision{At: r.At.Sub(start), What: r.Action(), Cause: fmt.Sprint(r.Fields["cause"])})
@@ -140,7 +141,7 @@ func FromRecords(records []engine.Record, site *config.Site) *Scenario {
 		at := r.At.Sub(start)
 		m, isMember := site.Member(r.Member)
 		switch {
-		case r.Type == "command":
+		case r.Type == events.Command:
 			// A fire drill is replayed by its command: what the drill itself
 			// did (the hold, the revert's failback) follows from it again.
 			args, _ := r.Fields["args"].(map[string]any)
@@ -148,19 +149,19 @@ func FromRecords(records []engine.Record, site *config.Site) *Scenario {
 				add(at, Step{Command: fmt.Sprint(r.Fields["verb"]), Args: args})
 			}
 		case !isMember || m.Probe != nil || r.Fields["drill"] != nil:
-		case r.Type == "member_seen" || r.Type == "member_restored" && r.Fields["reason"] != "material disks work again":
+		case r.Type == events.MemberSeen || r.Type == events.MemberRestored && r.Fields["reason"] != "material disks work again":
 			if !up[r.Member] {
 				add(at, Step{Up: r.Member})
 				up[r.Member] = true
 			}
-		case r.Type == "member_restored":
+		case r.Type == events.MemberRestored:
 			add(at, Step{Repaired: r.Member})
-		case r.Type == "member_broken":
+		case r.Type == events.MemberBroken:
 			add(at, Step{Broken: r.Member})
-		case r.Type == "member_closed":
+		case r.Type == events.MemberClosed:
 			add(at, Step{Shutdown: r.Member})
 			up[r.Member] = false
-		case r.Type == "member_lost":
+		case r.Type == events.MemberLost:
 			reason := fmt.Sprint(r.Fields["reason"])
 			switch {
 			case strings.Contains(reason, "not heard within"):

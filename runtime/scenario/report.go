@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"understudy/runtime/coordinator"
 
+	"understudy/events"
 	"understudy/runtime/engine"
 )
 
@@ -13,7 +13,7 @@ import (
 // that says nothing a person needs to follow the decisions.
 func quiet(typ string) bool {
 	switch typ {
-	case "action_running", "policy_loaded", "coordinator", "bus_heard", "copy_progress":
+	case events.ActionRunning, events.PolicyLoaded, events.Coordinator, events.BusHeard, events.CopyProgress:
 		return true
 	}
 	return false
@@ -22,7 +22,7 @@ func quiet(typ string) bool {
 // interesting reports whether a record type tells what happened to members
 // (for "what happened instead").
 func interesting(typ string) bool {
-	return !quiet(typ) && !strings.HasPrefix(typ, "action_") && typ != "driver_connected" && typ != "route_changed"
+	return !quiet(typ) && !strings.HasPrefix(typ, "action_") && typ != events.DriverConnected && typ != events.RouteChanged
 }
 
 // actionText is an action record in words: what it does and why.
@@ -44,22 +44,22 @@ func (r *Result) WriteLog(w io.Writer) {
 		}
 		t := at(rec.At.Sub(r.Start))
 		switch rec.Type {
-		case "action_started", "action_resumed":
+		case events.ActionStarted, events.ActionResumed:
 			fmt.Fprintf(w, "%10s   → %s\n", t, actionText(rec))
-		case "action_done":
+		case events.ActionDone:
 			fmt.Fprintf(w, "%10s     ✓ %s%s\n", t, shortAction(rec), result(rec))
-		case "action_failed":
+		case events.ActionFailed:
 			fmt.Fprintf(w, "%10s     ✗ %s: %v\n", t, shortAction(rec), rec.Fields["error"])
-		case "route_changed":
+		case events.RouteChanged:
 			fmt.Fprintf(w, "%10s %s %v output %v ← input %v\n", t, rec.Type, rec.Fields["driver"], rec.Fields["output"], rec.Fields["input"])
-		case coordinator.RecordRoutingDiffers:
+		case events.RoutingDiffers:
 			duty := ""
 			if d, ok := rec.Fields["duty"]; ok {
 				duty = fmt.Sprintf(", %v's output", d)
 			}
 			fmt.Fprintf(w, "%10s %s %v output %v shows input %v, not %v (%v%s: %v)\n", t, rec.Type, rec.Fields["driver"],
 				rec.Fields["output"], rec.Fields["actual"], rec.Fields["expected"], rec.Fields["cause"], duty, rec.Fields["default"])
-		case "policy_error":
+		case events.PolicyError:
 			fmt.Fprintf(w, "%10s   ! policy error: %v\n", t, rec.Fields["error"])
 		default:
 			who := rec.Member

@@ -12,6 +12,7 @@ import (
 
 	"understudy/discovery/bus"
 	"understudy/drivers"
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/engine"
 	"understudy/runtime/sim"
@@ -123,7 +124,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 	if err := waitConnected(ctx, h, len(devs)); err != nil {
 		return nil, err
 	}
-	if len(h.Records()) > 0 && h.Records()[0].Type == "policy_error" {
+	if len(h.Records()) > 0 && h.Records()[0].Type == events.PolicyError {
 		return nil, fmt.Errorf("the policy does not load: %v", h.Records()[0].Fields["error"])
 	}
 	for _, id := range site.MemberIDs() {

@@ -42,6 +42,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 
+	"understudy/events"
 	"understudy/runtime/config"
 )
 
@@ -270,6 +271,16 @@ func (sc *Scenario) validate() config.Errors {
 		if windows > 1 {
 			add(x.Line, "give one of by, within and before")
 		}
+		if x.Event != "" {
+			if msg := checkEventName(x.Event, "expectation can never be met"); msg != "" {
+				add(x.Line, "event: %s", msg)
+			}
+		}
+		if x.No != "" {
+			if msg := checkEventName(x.No, "expectation can never fail"); msg != "" {
+				add(x.Line, "no: %s", msg)
+			}
+		}
 		if x.Routed != nil && (x.Routed.Driver == "" || x.Routed.Output < 1 || x.Routed.Input < 1) {
 			add(x.Line, "routed: give driver, output and input (ports from 1)")
 		}
@@ -278,6 +289,29 @@ func (sc *Scenario) validate() config.Errors {
 		}
 	}
 	return errs
+}
+
+// checkEventName says what is wrong with an expectation of the event
+// name, "" when nothing is: expectations look at the record stream, so the
+// name must be a record of the events registry. otherwise says what such
+// an expectation of a name never recorded does ("expectation can never be
+// met").
+func checkEventName(name, otherwise string) string {
+	e, known := events.Lookup(name)
+	switch {
+	case known && e.Record:
+		return ""
+	case known && strings.HasPrefix(name, events.CommandPrefix):
+		return fmt.Sprintf("%s reaches the policy but is not recorded, so this %s: an operator command is the record %s (fields: {verb: %s})",
+			name, otherwise, events.Command, strings.TrimPrefix(name, events.CommandPrefix))
+	case known:
+		return fmt.Sprintf("%s reaches the policy but is not recorded, so this %s", name, otherwise)
+	}
+	msg := fmt.Sprintf("no event is called %s, so this %s", name, otherwise)
+	if near := events.Nearest(name, events.Recorded); near != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", near)
+	}
+	return msg
 }
 
 // SitePath is the site file the scenario runs on: its site (relative to

@@ -210,10 +210,24 @@ func TestScenarioErrorsNameTheLine(t *testing.T) {
 		{"name: x\nexpect:\n  - {event: member_lost, by: 5s, within: 2s}\n", "s.yaml:3:1: give one of by, within and before"},
 		{"name: x\nexpect:\n  - {event: member_lost, colour: red}\n", `s.yaml:3:26: unknown field "colour"`},
 		{"name: x\nsteps: []\n", "s.yaml: expect: a scenario needs at least one expectation"},
+		// An event the registry lacks, or one that is never recorded: a
+		// check that could never fail (no) or never be met (event).
+		{"name: x\nexpect:\n  - {nothing: true}\n  - {no: takeover_startd}\n", "s.yaml:4:1: no: no event is called takeover_startd, so this expectation can never fail (did you mean takeover_started?)"},
+		{"name: x\nexpect:\n  - {event: member_lsot, member: main}\n", "s.yaml:3:1: event: no event is called member_lsot, so this expectation can never be met (did you mean member_lost?)"},
+		{"name: x\nexpect:\n  - {event: timr:failback}\n", "s.yaml:3:1: event: no event is called timr:failback, so this expectation can never be met (did you mean timer:failback?)"},
+		{"name: x\nexpect:\n  - {event: coordinator}\n", "s.yaml:3:1: event: coordinator reaches the policy but is not recorded, so this expectation can never be met"},
+		{"name: x\nexpect:\n  - {no: command:failback}\n", "s.yaml:3:1: no: command:failback reaches the policy but is not recorded, so this expectation can never fail: an operator command is the record command (fields: {verb: failback})"},
 	} {
 		_, err := scenario.Parse("s.yaml", []byte(tc.text))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%q) = %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	// Every name the registry has as a record may be expected, patterns
+	// too.
+	for _, name := range []string{"member_lost", "action_started", "timer:failback", "command", "alarm"} {
+		if _, err := scenario.Parse("s.yaml", []byte("name: x\nexpect:\n  - {event: "+name+"}\n  - {no: "+name+"}\n")); err != nil {
+			t.Errorf("expecting %s: %v", name, err)
 		}
 	}
 	// Names the site does not have are found when it runs.

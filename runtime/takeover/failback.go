@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"understudy/events"
 	"understudy/runtime/config"
 	"understudy/runtime/store"
 )
@@ -103,7 +104,7 @@ func (m *Manager) Failback(member, reason string) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("%s: the takeover by %s has not finished yet", member, c.Standby)
 	case PhaseCopying:
 		if c.Pending == "" && c.Paused == "" {
-			m.opts.Emit(Event{Name: "failback_started", Member: member, Fields: map[string]any{"standby": c.Standby, "reason": reason, "step": stepCopy}})
+			m.opts.Emit(Event{Name: events.FailbackStarted, Member: member, Fields: map[string]any{"standby": c.Standby, "reason": reason, "step": stepCopy}})
 			c.CopyFailures = 0
 			return out, m.step(c, stepCopy)
 		}
@@ -115,7 +116,7 @@ func (m *Manager) Failback(member, reason string) (Outcome, error) {
 	if target.State != "alive" && target.State != "suspect" {
 		return Outcome{}, fmt.Errorf("%s is %s: it cannot take its duties back", member, target.State)
 	}
-	m.opts.Emit(Event{Name: "failback_started", Member: member, Fields: map[string]any{"standby": c.Standby, "reason": reason}})
+	m.opts.Emit(Event{Name: events.FailbackStarted, Member: member, Fields: map[string]any{"standby": c.Standby, "reason": reason}})
 	c.failbackState = failbackState{}
 	c.ReadyAt = time.Time{}
 	c.Phase = PhaseResuming
@@ -132,7 +133,7 @@ func (m *Manager) step(c *Coverage, step string) error {
 		c.Paused = step
 		m.save(c)
 		m.log.Info("failback paused: the member is suspect", "member", c.Member, "step", step)
-		m.opts.Emit(Event{Name: "failback_paused", Member: c.Member, Fields: map[string]any{"standby": c.Standby, "step": step, "pauses": c.Pauses}})
+		m.opts.Emit(Event{Name: events.FailbackPaused, Member: c.Member, Fields: map[string]any{"standby": c.Standby, "step": step, "pauses": c.Pauses}})
 		return nil
 	}
 	c.Paused = ""
@@ -244,12 +245,12 @@ func (m *Manager) Result(id, errText string, result any) bool {
 	switch c.Phase {
 	case PhaseStarting:
 		if failed {
-			m.end(c, "takeover_failed", map[string]any{"standby": c.Standby, "error": errText})
+			m.end(c, events.TakeoverFailed, map[string]any{"standby": c.Standby, "error": errText})
 			return true
 		}
 		c.Phase = PhaseCovering
 		m.save(c)
-		m.opts.Emit(Event{Name: "takeover_done", Member: c.Member, Fields: map[string]any{"standby": c.Standby}})
+		m.opts.Emit(Event{Name: events.TakeoverDone, Member: c.Member, Fields: map[string]any{"standby": c.Standby}})
 	case PhaseResuming:
 		if failed {
 			m.backToCovering(c, stepResume, errText)
@@ -257,7 +258,7 @@ func (m *Manager) Result(id, errText string, result any) bool {
 		}
 		c.ReadyAt = m.opts.Clock.Now()
 		m.save(c)
-		m.opts.Emit(Event{Name: "member_ready", Member: c.Member, Fields: map[string]any{"standby": c.Standby}})
+		m.opts.Emit(Event{Name: events.MemberReady, Member: c.Member, Fields: map[string]any{"standby": c.Standby}})
 		m.step(c, stepRelease)
 	case PhaseReleasing:
 		if failed {
@@ -301,7 +302,7 @@ func (m *Manager) copyResult(c *Coverage, errText string, result any) {
 			wait *= 2
 		}
 		m.copyLater(c, min(wait, copyRetryMax))
-		m.opts.Emit(Event{Name: "copy_incomplete", Member: c.Member, Fields: map[string]any{
+		m.opts.Emit(Event{Name: AlarmCopyIncomplete, Member: c.Member, Fields: map[string]any{
 			"standby": c.Standby, "error": errText, "failures": c.CopyFailures, "retry_in_s": min(wait, copyRetryMax).Seconds(),
 		}})
 	case writing > 0 && c.CopyPasses < maxCopyPasses:
@@ -312,7 +313,7 @@ func (m *Manager) copyResult(c *Coverage, errText string, result any) {
 		c.CopyError = fmt.Sprintf("%d files were still being written after %d passes", writing, c.CopyPasses)
 		c.CopyFailures++
 		m.copyLater(c, copyRetryMin)
-		m.opts.Emit(Event{Name: "copy_incomplete", Member: c.Member, Fields: map[string]any{
+		m.opts.Emit(Event{Name: AlarmCopyIncomplete, Member: c.Member, Fields: map[string]any{
 			"standby": c.Standby, "error": c.CopyError, "failures": c.CopyFailures, "retry_in_s": copyRetryMin.Seconds(),
 		}})
 	default:
@@ -363,7 +364,7 @@ func (m *Manager) finish(c *Coverage) {
 	if c.CopyPasses > 0 {
 		fields["copy_passes"] = c.CopyPasses
 	}
-	m.end(c, "failback_done", fields)
+	m.end(c, events.FailbackDone, fields)
 }
 
 // failed ends a failback step that could not be sent.
@@ -373,7 +374,7 @@ func (m *Manager) failed(c *Coverage, step, errText string) {
 		c.CopyFailures++
 		c.CopyError = errText
 		m.copyLater(c, copyRetryMax)
-		m.opts.Emit(Event{Name: "copy_incomplete", Member: c.Member, Fields: map[string]any{"standby": c.Standby, "error": errText, "failures": c.CopyFailures, "retry_in_s": copyRetryMax.Seconds()}})
+		m.opts.Emit(Event{Name: AlarmCopyIncomplete, Member: c.Member, Fields: map[string]any{"standby": c.Standby, "error": errText, "failures": c.CopyFailures, "retry_in_s": copyRetryMax.Seconds()}})
 	default:
 		m.backToCovering(c, step, errText)
 	}
@@ -388,7 +389,7 @@ func (m *Manager) backToCovering(c *Coverage, step, errText string) {
 	c.ReadyAt = time.Time{}
 	c.failbackState = failbackState{}
 	m.save(c)
-	m.opts.Emit(Event{Name: "failback_failed", Member: c.Member, Fields: map[string]any{"standby": c.Standby, "step": step, "error": errText}})
+	m.opts.Emit(Event{Name: events.FailbackFailed, Member: c.Member, Fields: map[string]any{"standby": c.Standby, "step": step, "error": errText}})
 }
 
 // retake has the standby take the duties over again: the member was lost
@@ -396,7 +397,7 @@ func (m *Manager) backToCovering(c *Coverage, step, errText string) {
 // failback copies back everything since then.
 func (m *Manager) retake(c *Coverage, step, why string) {
 	m.disarmFailback(c)
-	m.opts.Emit(Event{Name: "failback_failed", Member: c.Member, Fields: map[string]any{"standby": c.Standby, "step": step, "error": why + "; " + c.Standby + " takes over again"}})
+	m.opts.Emit(Event{Name: events.FailbackFailed, Member: c.Member, Fields: map[string]any{"standby": c.Standby, "step": step, "error": why + "; " + c.Standby + " takes over again"}})
 	c.Phase = PhaseStarting
 	c.ReadyAt = time.Time{}
 	c.failbackState = failbackState{}
@@ -407,7 +408,7 @@ func (m *Manager) retake(c *Coverage, step, why string) {
 		m.log.Error("NOBODY COVERS "+c.Member+": the takeover again was not recorded", "member", c.Member, "standby", c.Standby, "error", err)
 		return
 	}
-	m.opts.Emit(Event{Name: "takeover_started", Member: c.Member, Fields: map[string]any{"standby": c.Standby, "reason": why, "action": id, "again": true}})
+	m.opts.Emit(Event{Name: events.TakeoverStarted, Member: c.Member, Fields: map[string]any{"standby": c.Standby, "reason": why, "action": id, "again": true}})
 	m.opts.Actions.Deliver(id)
 }
 
@@ -476,7 +477,7 @@ func (m *Manager) checkStall(c *Coverage) {
 		step = map[string]string{PhaseResuming: stepResume, PhaseReleasing: stepRelease, PhaseCopying: stepCopy}[c.Phase]
 	}
 	m.log.Warn("failback stalled: the member keeps going suspect", "member", c.Member, "pauses", c.Pauses, "suspect", suspect)
-	m.opts.Emit(Event{Name: "failback_stalled", Member: c.Member, Fields: map[string]any{
+	m.opts.Emit(Event{Name: AlarmFailbackStalled, Member: c.Member, Fields: map[string]any{
 		"standby": c.Standby, "pauses": c.Pauses, "suspect_s": suspect.Seconds(), "step": step,
 	}})
 }

@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"time"
 
+	"understudy/events"
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
 	"understudy/runtime/store"
@@ -98,12 +99,22 @@ type Actions interface {
 	Deliver(id string)
 }
 
-// Event is something the manager reports (to the record stream and the policy).
+// Event is something the manager reports (to the record stream and the
+// policy). Its Name is one of the events registry (understudy/events), or
+// one of the alarms below.
 type Event struct {
 	Name   string
 	Member string
 	Fields map[string]any
 }
+
+// Alarms the manager reports through Emit as an Event of this name. They are
+// not events (neither recorded nor handed to the policy as such): the
+// coordinator raises the alarm of this kind, which is the event alarm.
+const (
+	AlarmFailbackStalled = "failback_stalled" // a failback keeps pausing while the member dips into suspect
+	AlarmCopyIncomplete  = "copy_incomplete"  // a failback's material copy cannot finish; the standby keeps recording
+)
 
 // Options configure a Manager.
 type Options struct {
@@ -328,7 +339,7 @@ func (m *Manager) SetMode(mode, by string) error {
 	}
 	prev := m.mode
 	m.mode = mode
-	m.opts.Emit(Event{Name: "mode_changed", Fields: map[string]any{"mode": mode, "previous": prev, "by": by}})
+	m.opts.Emit(Event{Name: events.ModeChanged, Fields: map[string]any{"mode": mode, "previous": prev, "by": by}})
 	if mode == config.ModeAuto {
 		for _, p := range m.sortedProposals() {
 			if err := m.Confirm(p.ID, "mode auto"); err != nil {
@@ -567,7 +578,7 @@ func (m *Manager) enqueue(req Request, target Member) (Outcome, error) {
 	if m.full() {
 		why = fmt.Sprintf("the failover limit (%d) is reached", m.opts.Limit)
 	}
-	m.opts.Emit(Event{Name: "takeover_queued", Member: q.Member, Fields: map[string]any{"position": m.position(q.Member), "why": why, "standby": q.Standby, "pool": q.Pool}})
+	m.opts.Emit(Event{Name: events.TakeoverQueued, Member: q.Member, Fields: map[string]any{"position": m.position(q.Member), "why": why, "standby": q.Standby, "pool": q.Pool}})
 	return Outcome{Status: QueuedUp, Member: q.Member, Standby: q.Standby}, nil
 }
 
@@ -590,7 +601,7 @@ func (m *Manager) Dequeue(member, why string) bool {
 		return false
 	}
 	delete(m.queue, member)
-	m.opts.Emit(Event{Name: "takeover_dequeued", Member: member, Fields: map[string]any{"why": why}})
+	m.opts.Emit(Event{Name: events.TakeoverDequeued, Member: member, Fields: map[string]any{"why": why}})
 	return true
 }
 
@@ -628,7 +639,7 @@ func (m *Manager) propose(req Request) (Outcome, error) {
 	if !p.ActAt.IsZero() {
 		fields["act_in_s"] = p.ActAt.Sub(p.Created).Seconds()
 	}
-	m.opts.Emit(Event{Name: "takeover_proposed", Member: p.Member, Fields: fields})
+	m.opts.Emit(Event{Name: events.TakeoverProposed, Member: p.Member, Fields: fields})
 	return Outcome{Status: Proposed, Member: p.Member, Standby: p.Standby, Proposal: p.ID}, nil
 }
 
@@ -682,7 +693,7 @@ func (m *Manager) Confirm(id, by string) error {
 	}
 	delete(m.proposals, id)
 	m.disarm("proposal:" + id)
-	m.opts.Emit(Event{Name: "proposal_confirmed", Member: p.Member, Fields: map[string]any{"proposal": id, "by": by}})
+	m.opts.Emit(Event{Name: events.ProposalConfirmed, Member: p.Member, Fields: map[string]any{"proposal": id, "by": by}})
 	req := Request{Member: p.Member, Standby: p.Standby, Pool: p.Pool, Reason: p.Reason, Confirmed: true}
 	if p.Picked && m.Fits(p.Standby, p.Member) != "" {
 		req.Standby = "" // the one picked then is no longer free: pick again
@@ -702,7 +713,7 @@ func (m *Manager) Reject(id, by string) error {
 	}
 	delete(m.proposals, id)
 	m.disarm("proposal:" + id)
-	m.opts.Emit(Event{Name: "proposal_rejected", Member: p.Member, Fields: map[string]any{"proposal": id, "by": by}})
+	m.opts.Emit(Event{Name: events.ProposalRejected, Member: p.Member, Fields: map[string]any{"proposal": id, "by": by}})
 	return nil
 }
 
@@ -713,7 +724,7 @@ func (m *Manager) Withdraw(member, why string) {
 			if err := m.opts.Store.Delete(bucketProposals, p.ID); err == nil {
 				delete(m.proposals, p.ID)
 				m.disarm("proposal:" + p.ID)
-				m.opts.Emit(Event{Name: "proposal_withdrawn", Member: member, Fields: map[string]any{"proposal": p.ID, "why": why}})
+				m.opts.Emit(Event{Name: events.ProposalWithdrawn, Member: member, Fields: map[string]any{"proposal": p.ID, "why": why}})
 			}
 		}
 	}
@@ -740,7 +751,7 @@ func (m *Manager) start(member, standby, reason string) (Outcome, error) {
 	if !c.GraceUntil.IsZero() {
 		fields["grace_until"] = c.GraceUntil
 	}
-	m.opts.Emit(Event{Name: "takeover_started", Member: member, Fields: fields})
+	m.opts.Emit(Event{Name: events.TakeoverStarted, Member: member, Fields: fields})
 	m.opts.Actions.Deliver(id)
 	return Outcome{Status: Started, Member: member, Standby: standby}, nil
 }
@@ -786,7 +797,7 @@ func (m *Manager) armGrace(c *Coverage) {
 		}
 		c.GraceExpired = true
 		m.save(c)
-		m.opts.Emit(Event{Name: "grace_expired", Member: member, Fields: map[string]any{"standby": c.Standby, "since": c.Since}})
+		m.opts.Emit(Event{Name: events.GraceExpired, Member: member, Fields: map[string]any{"standby": c.Standby, "since": c.Since}})
 	})
 }
 

@@ -1,5 +1,8 @@
 // Package suggest finds the name someone probably meant: the did-you-mean of
-// check's messages about site.yaml keys and policy calls.
+// check's messages about site.yaml keys, policy calls and event names.
+//
+// It is a leaf: it imports nothing of understudy, so the events registry
+// (and a driver) may use it as well as the runtime.
 package suggest
 
 // Nearest returns the candidate closest to word, at most 2 edits away
