@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -380,4 +381,68 @@ func TestMessagesForAClientThatStopsReadingAreDroppedAndCounted(t *testing.T) {
 	ch := mqtttest.Subscribe(t, watcher, "still/here")
 	mqtttest.Publish(t, pub, "still/here", "yes", false)
 	mqtttest.Receive(t, ch, mqtttest.Message{Topic: "still/here", Payload: "yes"})
+}
+
+// An inline subscription gets retained messages at once and then every
+// message published on its filter, in order, without a connection.
+func TestSubscribeInlineDeliversInProcess(t *testing.T) {
+	b := start(t, Options{})
+	pub := connect(t, b, "publisher", mqtttest.Options{})
+	mqtttest.Publish(t, pub, "site/m1/hb", "retained", true)
+	got := make(chan string, 16)
+	if err := b.SubscribeInline("site/+/hb", func(topic string, payload []byte, retained bool) {
+		got <- fmt.Sprint(topic, " ", string(payload), " ", retained)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"one", "two", "three"} {
+		mqtttest.Publish(t, pub, "site/m2/hb", p, false)
+	}
+	mqtttest.Publish(t, pub, "site/m2/other", "not this", false)
+	for _, want := range []string{"site/m1/hb retained true", "site/m2/hb one false", "site/m2/hb two false", "site/m2/hb three false"} {
+		select {
+		case g := <-got:
+			if g != want {
+				t.Fatalf("got %q, want %q", g, want)
+			}
+		case <-time.After(deadline):
+			t.Fatalf("no %q", want)
+		}
+	}
+	select {
+	case g := <-got:
+		t.Fatalf("unexpected %q", g)
+	case <-time.After(50 * time.Millisecond): // nothing else may come: a bounded look
+	}
+	if err := b.SubscribeInline("bad/#/filter", func(string, []byte, bool) {}); err == nil {
+		t.Error("a bad filter was accepted")
+	}
+}
+
+// A network client that takes the inline client's name can neither break
+// the broker nor take the inline subscriptions away: it is refused.
+func TestAClientNamedLikeTheInlineClientIsRefused(t *testing.T) {
+	b := start(t, Options{})
+	got := make(chan string, 16)
+	if err := b.SubscribeInline("site/+/hb", func(_ string, payload []byte, _ bool) {
+		got <- string(payload)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := mqtttest.TryConnect(t, b.LocalURL(), "inline", mqtttest.Options{}); err == nil {
+		mqtttest.Publish(t, c, "site/x/hb", "from the impostor", false)
+		t.Error("a client named inline was let in")
+	}
+	pub := connect(t, b, "publisher", mqtttest.Options{})
+	mqtttest.Publish(t, pub, "site/m2/hb", "still inline", false)
+	for {
+		select {
+		case g := <-got:
+			if g == "still inline" {
+				return
+			}
+		case <-time.After(deadline):
+			t.Fatal("the inline subscription stopped after a client took its name")
+		}
+	}
 }

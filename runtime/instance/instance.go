@@ -522,7 +522,15 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 	if inst.coord != nil {
 		in.Coordinator = inst.coord
 	}
-	inbound.Install(c, topics, inbound.Routes(topics, inst.opts.Self, in), inst.drops)
+	var sub inbound.Subscriber = c
+	inst.mu.Lock()
+	if inst.broker != nil {
+		// The broker is in this process: the site's heartbeats are taken as
+		// they pass through it (see inbound.Split).
+		sub = inbound.Split{Conn: c, Inline: inst.broker.SubscribeInline, Heartbeats: topics.AllHeartbeats(), Own: topics.Heartbeat(inst.opts.Self), Log: inst.log}
+	}
+	inst.mu.Unlock()
+	inbound.Install(sub, topics, inbound.Routes(topics, inst.opts.Self, in), inst.drops)
 	inst.bus.Store(c)
 	c.Connect()
 	return c
