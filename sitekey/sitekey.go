@@ -264,3 +264,11 @@ func (r *Ring) Derive(purpose string) []string {
 	}
 	return out
 }
+
+// Keys returns a copy of the ring's keys, the signing key first.
+func (r *Ring) Keys() []Key {
+	if r == nil {
+		return nil
+	}
+	return append([]Key(nil), r.keys...)
+}

@@ -11,6 +11,7 @@ import (
 	"understudy/drivers/builtin"
 	"understudy/runtime/config"
 	"understudy/runtime/policy"
+	"understudy/sitekey"
 )
 
 // cmdCheck validates site.yaml, builds the drivers (without connecting),
@@ -44,6 +45,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, e := range site.Commission() {
 		fmt.Fprintln(stderr, e)
 		failed = failed || !e.Warning
+	}
+	if mode := site.AuthMode(); mode == config.AuthOff {
+		fmt.Fprintf(stderr, "%s: warning: auth is off: anyone on the bus can speak for a member (make a site key with `understudy keys new -c %s`)\n", site.File, site.File)
+	} else if _, err := sitekey.Load(site.KeyPath()); err != nil {
+		fmt.Fprintf(stderr, "%s: auth: %s: %v\n", site.File, mode, err)
+		failed = true
 	}
 	handlers, err := coordinator.CheckPolicy(site, drvs)
 	if err != nil {

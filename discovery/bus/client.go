@@ -14,6 +14,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"understudy/sitekey"
 )
 
 // Options configure a Client.
@@ -37,6 +39,12 @@ type Options struct {
 	OnConnected    func()
 	OnDisconnected func(error)
 	OnConnectError func(error)
+	// Ring, when it has a key, seals every message this client publishes
+	// (Seal), the Last Will included; BootCount is this instance's boot
+	// counter (persisted, one more at every start), the first number of its
+	// stamps.
+	Ring      *sitekey.Ring
+	BootCount uint64
 }
 
 // Message is a message received from the bus.
@@ -65,7 +73,8 @@ type Client struct {
 
 	attempt atomic.Uint64 // connection number of the latest connect attempt
 	conn    atomic.Uint64 // connection number of the current connection
-	seq     atomic.Uint64
+	seq     atomic.Uint64 // heartbeats
+	sealSeq atomic.Uint64 // every sealed message of the boot
 
 	mu   sync.Mutex
 	subs []subscription
@@ -218,6 +227,10 @@ func (c *Client) onConnect() {
 
 func (c *Client) presence(state string, conn uint64) []byte {
 	b, _ := json.Marshal(Presence{Member: c.opts.Member, State: state, Boot: c.boot, Conn: conn})
+	if state == "gone" {
+		// The Will: sealed now, for the moment the broker publishes it.
+		return c.sealAs(c.opts.Topics.Presence(c.opts.Member), b, conn, WillSeq)
+	}
 	return b
 }
 
@@ -255,7 +268,25 @@ func (c *Client) Publish(topic string, qos byte, retained bool, payload []byte) 
 }
 
 func (c *Client) publish(topic string, qos byte, retained bool, payload []byte) mqtt.Token {
+	if len(payload) > 0 {
+		payload = c.sealAs(topic, payload, c.conn.Load(), c.sealSeq.Add(1))
+	}
 	return c.mqtt.Publish(topic, qos, retained, payload)
+}
+
+// sealAs seals payload for topic with this client's stamp (conn, seq), when
+// it has a site key; a payload that is not a JSON object (an operator's
+// reply in another form) goes as it is.
+func (c *Client) sealAs(topic string, payload []byte, conn, seq uint64) []byte {
+	if c.opts.Ring.Empty() {
+		return payload
+	}
+	sealed, err := Seal(c.opts.Ring, topic, payload, Stamp{From: c.opts.Member, Boot: c.opts.BootCount, Conn: conn, Seq: seq})
+	if err != nil {
+		c.log.Debug("published without a code", "topic", topic, "error", err)
+		return payload
+	}
+	return sealed
 }
 
 // Beats is how many heartbeats this client has published.

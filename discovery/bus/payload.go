@@ -303,7 +303,7 @@ func decodeLimited(payload []byte, v any, limit int) error {
 
 // Reason names the class of a decoding error for counting.
 func Reason(err error) string {
-	for _, e := range []error{ErrTooLarge, ErrMalformed, ErrWrongMember, ErrInvalid, ErrUnknownMember} {
+	for _, e := range []error{ErrTooLarge, ErrMalformed, ErrWrongMember, ErrInvalid, ErrUnknownMember, ErrUnauthenticated, ErrBadMAC, ErrReplayed, ErrWrongSender} {
 		if errors.Is(err, e) {
 			return strings.ReplaceAll(e.Error(), " ", "_")
 		}

@@ -48,6 +48,7 @@ type Site struct {
 	Coordinator string            `yaml:"coordinator"`
 	MDNS        *bool             `yaml:"mdns"` // find peers and the broker by mDNS (default true)
 	Bus         Bus               `yaml:"bus"`
+	Auth        Auth              `yaml:"auth"` // how instances authenticate their messages (the site key)
 	Heartbeat   Heartbeat         `yaml:"heartbeat"`
 	Policy      Policy            `yaml:"policy"`
 	Members     []Member          `yaml:"members"`
@@ -360,6 +361,7 @@ func (s *Site) validate() Errors {
 		add("$.timezone", "timezone %q is not a known IANA zone (like Europe/Berlin): %v", s.Timezone, err)
 	}
 	s.Location = loc
+	s.validateAuth(add)
 	if len(s.Members) == 0 {
 		add("$", "members: a site needs at least one member")
 	}

@@ -56,27 +56,30 @@ type Route struct {
 	Name   string
 	Filter string
 	QoS    byte
+	// From says who may send these messages: with authentication on, the
+	// messages of every route but Anyone's must carry a site key's code.
+	From   Sender
 	Decode func(member string, m bus.Message) (hand func(), err error)
 }
 
 // Routes is the table of an instance of site member self.
 func Routes(topics bus.Topics, self string, in Inputs) []Route {
 	rs := []Route{
-		{Name: "heartbeat", Filter: topics.AllHeartbeats(), QoS: 0, Decode: func(id string, m bus.Message) (func(), error) {
+		{Name: "heartbeat", From: TopicMember, Filter: topics.AllHeartbeats(), QoS: 0, Decode: func(id string, m bus.Message) (func(), error) {
 			hb, err := bus.DecodeHeartbeat(id, m.Payload)
 			return func() { in.Loop.Heartbeat(hb) }, err
 		}},
-		{Name: "presence", Filter: topics.AllPresence(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+		{Name: "presence", From: TopicMember, Filter: topics.AllPresence(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
 			if len(m.Payload) == 0 {
 				return nil, nil // a cleared retained message
 			}
 			p, err := bus.DecodePresence(id, m.Payload)
 			return func() { in.Loop.Presence(p, m.Retained) }, err
 		}},
-		{Name: "command", Filter: topics.Command(self), QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
+		{Name: "command", From: ACoordinator, Filter: topics.Command(self), QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
 			return func() { in.Command(m.Payload) }, nil // the agent decodes, answers and counts
 		}},
-		{Name: "about", Filter: topics.AllAbout(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+		{Name: "about", From: TopicMember, Filter: topics.AllAbout(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
 			if len(m.Payload) == 0 || id == self {
 				return nil, nil // cleared, or this instance's own
 			}
@@ -91,34 +94,34 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 	}
 	if c := in.Coordinator; c != nil {
 		rs = append(rs,
-			Route{Name: "ack", Filter: topics.AllAcks(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+			Route{Name: "ack", From: TopicMember, Filter: topics.AllAcks(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
 				a, err := bus.DecodeAck(id, m.Payload)
 				return func() { c.Ack(a) }, err
 			}},
-			Route{Name: "config", Filter: topics.AllConfigs(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+			Route{Name: "config", From: TopicMember, Filter: topics.AllConfigs(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
 				if len(m.Payload) == 0 {
 					return nil, nil
 				}
 				r, err := bus.DecodeConfigReport(id, m.Payload)
 				return func() { c.ConfigReport(r) }, err
 			}},
-			Route{Name: "health", Filter: topics.AllHealth(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+			Route{Name: "health", From: TopicMember, Filter: topics.AllHealth(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
 				if len(m.Payload) == 0 {
 					return nil, nil
 				}
 				h, err := bus.DecodeHealth(id, m.Payload)
 				return func() { c.Health(h) }, err
 			}},
-			Route{Name: "copy", Filter: topics.AllCopies(), QoS: 0, Decode: func(id string, m bus.Message) (func(), error) {
+			Route{Name: "copy", From: TopicMember, Filter: topics.AllCopies(), QoS: 0, Decode: func(id string, m bus.Message) (func(), error) {
 				p, err := bus.DecodeCopyProgress(id, m.Payload)
 				return func() { c.CopyProgress(p) }, err
 			}},
-			Route{Name: "control", Filter: topics.AllControl(), QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
+			Route{Name: "control", From: Anyone, Filter: topics.AllControl(), QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
 				return func() { in.Control(m) }, nil // decoded, answered and counted where it is carried out
 			}},
 		)
 	} else if in.Reply != nil {
-		rs = append(rs, Route{Name: "reply", Filter: in.ReplyFilter, QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
+		rs = append(rs, Route{Name: "reply", From: ACoordinator, Filter: in.ReplyFilter, QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
 			return func() { in.Reply(m) }, nil
 		}})
 	}
@@ -130,19 +133,27 @@ type Subscriber interface {
 	Subscribe(filter string, qos byte, h bus.Handler)
 }
 
-// Install subscribes each route; what does not decode is dropped and counted
-// in drops (which may be nil).
-func Install(sub Subscriber, topics bus.Topics, routes []Route, drops *bus.Drops) {
+// Install subscribes each route; what does not authenticate (with auth
+// set) or decode is dropped and counted in drops (which may be nil).
+func Install(sub Subscriber, topics bus.Topics, routes []Route, drops *bus.Drops, auth *Auth) {
 	for _, r := range routes {
-		sub.Subscribe(r.Filter, r.QoS, func(m bus.Message) { Deliver(topics, r, m, drops) })
+		sub.Subscribe(r.Filter, r.QoS, func(m bus.Message) { Deliver(topics, r, m, drops, auth) })
 	}
 }
 
-// Deliver is the one place a message enters: it decodes m by r and hands the
-// input over, or drops and counts it.
-func Deliver(topics bus.Topics, r Route, m bus.Message, drops *bus.Drops) {
+// Deliver is the one place a message enters: it checks m's code (with auth
+// set, unless anyone may send it), decodes it by r and hands the input
+// over, or drops and counts it.
+func Deliver(topics bus.Topics, r Route, m bus.Message, drops *bus.Drops, auth *Auth) {
 	id, _, _ := topics.MemberOf(m.Topic)
-	hand, err := r.Decode(id, m)
+	var err error
+	if auth != nil && r.From != Anyone {
+		m.Payload, err = auth.check(m, r.From, id)
+	}
+	var hand func()
+	if err == nil {
+		hand, err = r.Decode(id, m)
+	}
 	if err != nil {
 		if drops != nil {
 			source := id

@@ -39,9 +39,12 @@ type instance struct {
 	topics  bus.Topics
 	records []engine.Record
 	got     []string // what reached the agent, the operator commands, the replies
+	auth    *inbound.Auth
 }
 
-func newInstance(t *testing.T, self string) *instance {
+// newInstance makes an instance of member self; with auth, the table checks
+// the codes of the messages between instances.
+func newInstance(t *testing.T, self string, auth ...*inbound.Auth) *instance {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(site), 0o644); err != nil {
@@ -75,7 +78,10 @@ func newInstance(t *testing.T, self string) *instance {
 	}
 	t.Cleanup(in.loop.Stop)
 	inputs.Loop = in.loop
-	inbound.Install(in.mem, in.topics, inbound.Routes(in.topics, self, inputs), in.drops)
+	if len(auth) > 0 {
+		in.auth = auth[0]
+	}
+	inbound.Install(in.mem, in.topics, inbound.Routes(in.topics, self, inputs), in.drops, in.auth)
 	return in
 }
 

@@ -42,6 +42,7 @@ import (
 	"understudy/runtime/materialcopy"
 	"understudy/runtime/policy"
 	"understudy/runtime/store"
+	"understudy/sitekey"
 )
 
 // Service types advertised by mDNS.
@@ -81,6 +82,9 @@ type Instance struct {
 	coord       *coordinator.Coordinator   // nil unless this instance coordinates
 	bus         atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
 	drops       *bus.Drops
+	ring        *sitekey.Ring // the site key (nil: auth off)
+	bootCount   uint64        // this start's boot counter, for the stamps of its messages
+	auth        *inbound.Auth // checks the codes of messages between instances (nil: auth off)
 	api         net.Listener
 	store       *store.Store
 	agent       *agent.Agent
@@ -162,6 +166,9 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	inst.store = st
 	inst.closers.add(func() { st.Close() })
 	if inst.busTLS, err = busTLS(site.Bus.TLS); err != nil {
+		return nil, err
+	}
+	if err := inst.loadSiteKey(); err != nil {
 		return nil, err
 	}
 	inst.tokenPath = TokenPath(dir, site.Name, opts.Self)
@@ -498,6 +505,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		Interval: inst.member.Heartbeat.D(), KeepAlive: site.Bus.KeepAlive.D(),
 		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
 		Username: site.Bus.Username, Password: site.Bus.Password, TLS: inst.busTLS,
+		Ring: inst.ring, BootCount: inst.bootCount,
 		OnConnectError: func(err error) { inst.busHealth.connectFailed(err) },
 		OnConnected: func() {
 			inst.busHealth.connected(time.Now())
@@ -530,7 +538,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		sub = inbound.Split{Conn: c, Inline: inst.broker.SubscribeInline, Heartbeats: topics.AllHeartbeats(), Own: topics.Heartbeat(inst.opts.Self), Log: inst.log}
 	}
 	inst.mu.Unlock()
-	inbound.Install(sub, topics, inbound.Routes(topics, inst.opts.Self, in), inst.drops)
+	inbound.Install(sub, topics, inbound.Routes(topics, inst.opts.Self, in), inst.drops, inst.auth)
 	inst.bus.Store(c)
 	c.Connect()
 	return c

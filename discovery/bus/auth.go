@@ -1,0 +1,207 @@
+package bus
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"understudy/sitekey"
+)
+
+// An instance's messages to the others (heartbeats, presence and its Last
+// Will, commands, acks, health, grants, config pushes, replies) carry an
+// "auth" member as the last member of their JSON object:
+//
+//	{…,"auth":{"key":"k1","from":"main","n":[7,2,1234],"mac":"<22 chars>"}}
+//
+// key names the site key that signed, from the instance that sent it, and n
+// orders its messages without clocks: its boot counter (persisted, one more
+// at every start), its bus connection number and a sequence number that only
+// grows within the boot. mac is the site key's code (sitekey.Ring.Sign) over
+// the topic and every byte of the payload before the code itself. Receivers
+// that predate authentication ignore the member; Open gives the payload back
+// without it, byte for byte as it was sealed.
+
+// WillSeq is the sequence number of a Last Will. Its payload is fixed when
+// the connection is made, so it cannot carry the sequence of the moment the
+// broker publishes it; it sorts after every other message of its connection,
+// and a second copy is a replay.
+const WillSeq = 1 << 53
+
+// Stamp is what orders an authenticated message: who sent it and where it
+// falls among that sender's messages.
+type Stamp struct {
+	From string
+	Boot uint64 // the sender's boot counter
+	Conn uint64 // its bus connection within the boot
+	Seq  uint64 // its sequence within the boot
+}
+
+// after reports whether s comes after o (boot, then connection, then
+// sequence).
+func (s Stamp) after(o Stamp) bool {
+	if s.Boot != o.Boot {
+		return s.Boot > o.Boot
+	}
+	if s.Conn != o.Conn {
+		return s.Conn > o.Conn
+	}
+	return s.Seq > o.Seq
+}
+
+func (s Stamp) String() string {
+	return fmt.Sprintf("%s boot %d conn %d seq %d", s.From, s.Boot, s.Conn, s.Seq)
+}
+
+// Reasons an authenticated payload is refused, counted by Reason.
+var (
+	ErrUnauthenticated = errors.New("unauthenticated")
+	ErrBadMAC          = errors.New("bad MAC")
+	ErrReplayed        = errors.New("stale or replayed")
+	// ErrWrongSender: signed by an instance that may not send it there.
+	ErrWrongSender = errors.New("wrong sender")
+)
+
+const (
+	authOpen  = `"auth":{`
+	macOpen   = `"mac":"`
+	macClose  = `"}}`
+	macLength = 22 // base64 (raw, URL) of sitekey.MACSize bytes
+)
+
+// Seal adds the auth member to payload, a JSON object, and signs it with
+// the ring's first key for topic.
+func Seal(ring *sitekey.Ring, topic string, payload []byte, s Stamp) ([]byte, error) {
+	p := bytes.TrimRight(payload, " \t\r\n")
+	if len(p) < 2 || p[0] != '{' || p[len(p)-1] != '}' {
+		return nil, fmt.Errorf("seal %s: the payload is not a JSON object", topic)
+	}
+	if !tokenRe.MatchString(s.From) {
+		return nil, fmt.Errorf("seal %s: sender %q", topic, s.From)
+	}
+	if ring.Empty() {
+		return nil, fmt.Errorf("seal %s: no site key", topic)
+	}
+	out := make([]byte, 0, len(p)+96)
+	out = append(out, p[:len(p)-1]...)
+	if len(bytes.TrimSpace(p[1:len(p)-1])) > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, authOpen...)
+	out = append(out, `"key":"`...)
+	out = append(out, ring.Signer()...)
+	out = append(out, `","from":"`...)
+	out = append(out, s.From...)
+	out = append(out, `","n":[`...)
+	out = strconv.AppendUint(out, s.Boot, 10)
+	out = append(out, ',')
+	out = strconv.AppendUint(out, s.Conn, 10)
+	out = append(out, ',')
+	out = strconv.AppendUint(out, s.Seq, 10)
+	out = append(out, "],"+macOpen...)
+	_, code := ring.Sign(topic, out)
+	out = base64.RawURLEncoding.AppendEncode(out, code)
+	return append(out, macClose...), nil
+}
+
+// authBlock is the auth member as it is decoded.
+type authBlock struct {
+	Key  string    `json:"key"`
+	From string    `json:"from"`
+	N    [3]uint64 `json:"n"`
+	MAC  string    `json:"mac"`
+}
+
+// split finds the auth member at the end of payload: the payload without it
+// and the member's object.
+func split(payload []byte) (plain, block []byte, ok bool) {
+	if len(payload) > MaxAuthenticated || !bytes.HasSuffix(payload, []byte(macClose)) {
+		return nil, nil, false
+	}
+	i := bytes.LastIndex(payload, []byte(authOpen))
+	if i < 1 {
+		return nil, nil, false
+	}
+	block = payload[i+len(authOpen)-1 : len(payload)-1]
+	head := bytes.TrimRight(payload[:i], " \t\r\n")
+	switch {
+	case head[len(head)-1] == ',':
+		plain = append(append(make([]byte, 0, len(head)), head[:len(head)-1]...), '}')
+	case head[len(head)-1] == '{':
+		plain = []byte("{}")
+	default:
+		return nil, nil, false
+	}
+	return plain, block, true
+}
+
+// MaxAuthenticated is the largest sealed payload Open looks at: the largest
+// of the payloads instances send each other, with its auth member.
+const MaxAuthenticated = 256 << 10
+
+// Open checks the auth member of payload against topic with ring: it
+// returns the payload without the member, byte for byte as it was sealed,
+// and its stamp. A payload without one is ErrUnauthenticated; a wrong code,
+// an unknown key or a malformed member is ErrBadMAC.
+func Open(ring *sitekey.Ring, topic string, payload []byte) ([]byte, Stamp, error) {
+	plain, block, ok := split(payload)
+	if !ok {
+		return nil, Stamp{}, ErrUnauthenticated
+	}
+	var a authBlock
+	if err := json.Unmarshal(block, &a); err != nil {
+		return nil, Stamp{}, fmt.Errorf("%w: auth member: %v", ErrBadMAC, err)
+	}
+	code, err := base64.RawURLEncoding.DecodeString(a.MAC)
+	if err != nil || len(code) != sitekey.MACSize || len(a.MAC) != macLength {
+		return nil, Stamp{}, fmt.Errorf("%w: mac is not %d bytes of base64", ErrBadMAC, sitekey.MACSize)
+	}
+	signed := payload[:len(payload)-len(macClose)-macLength]
+	if !bytes.HasSuffix(signed, []byte(macOpen)) {
+		return nil, Stamp{}, fmt.Errorf("%w: mac is not the auth member's last field", ErrBadMAC)
+	}
+	if err := ring.Verify(a.Key, topic, signed, code); err != nil {
+		return nil, Stamp{}, fmt.Errorf("%w: %v", ErrBadMAC, err)
+	}
+	if !tokenRe.MatchString(a.From) {
+		return nil, Stamp{}, fmt.Errorf("%w: from %q", ErrBadMAC, a.From)
+	}
+	return plain, Stamp{From: a.From, Boot: a.N[0], Conn: a.N[1], Seq: a.N[2]}, nil
+}
+
+// Freshness remembers, per sender and topic, the newest stamp taken, so
+// that a message is taken at most once and never after a newer one from the
+// same sender on the same topic (MQTT keeps one client's messages on one
+// topic in order). Retained messages are the broker's record of the last
+// state, not news: they are taken whenever their code is good, and move the
+// mark only forward. Safe for concurrent use.
+type Freshness struct {
+	mu     sync.Mutex
+	newest map[freshKey]Stamp
+}
+
+type freshKey struct{ from, topic string }
+
+// NewFreshness returns an empty Freshness.
+func NewFreshness() *Freshness { return &Freshness{newest: map[freshKey]Stamp{}} }
+
+// Take reports whether a message with stamp s on topic is new, and marks it
+// taken; a message that is not is ErrReplayed.
+func (f *Freshness) Take(topic string, s Stamp, retained bool) error {
+	k := freshKey{s.From, topic}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	last, seen := f.newest[k]
+	if seen && !s.after(last) {
+		if retained {
+			return nil
+		}
+		return fmt.Errorf("%w: %s, newest taken %s", ErrReplayed, s, last)
+	}
+	f.newest[k] = s
+	return nil
+}

@@ -1,0 +1,132 @@
+package bus
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"understudy/sitekey"
+)
+
+func testRing(t *testing.T, id string) *sitekey.Ring {
+	t.Helper()
+	k, err := sitekey.NewKey(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := sitekey.NewRing(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestSealedPayloadsOpenToTheOriginalBytes(t *testing.T) {
+	r := testRing(t, "k1")
+	topic := "understudy/hall/member/main/heartbeat"
+	for _, p := range []string{
+		`{"member":"main","boot":"b","conn":1,"seq":1,"interval_ms":100}`,
+		`{}`,
+		`{"text":"a \"quoted\" \"auth\":{ inside","n":[1,2]}`,
+		`{"nested":{"auth":{"key":"k9"}}}`,
+	} {
+		s := Stamp{From: "main", Boot: 7, Conn: 2, Seq: 99}
+		sealed, err := Seal(r, topic, []byte(p), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, got, err := Open(r, topic, sealed)
+		if err != nil {
+			t.Fatalf("%s: %v (sealed %s)", p, err, sealed)
+		}
+		if string(plain) != p || got != s {
+			t.Errorf("opened %s %v, want %s %v", plain, got, p, s)
+		}
+	}
+	if _, err := Seal(r, topic, []byte(`[1,2]`), Stamp{From: "main"}); err == nil {
+		t.Error("sealed a JSON array")
+	}
+	if _, err := Seal(nil, topic, []byte(`{}`), Stamp{From: "main"}); err == nil {
+		t.Error("sealed without a key")
+	}
+}
+
+// Receivers that predate authentication decode a sealed payload as before:
+// the auth member is one more field they ignore.
+func TestASealedHeartbeatDecodesWithTheOldDecoder(t *testing.T) {
+	r := testRing(t, "k1")
+	topic := Topics{Site: "hall"}.Heartbeat("main")
+	sealed, err := Seal(r, topic, []byte(`{"member":"main","boot":"b1","conn":1,"seq":5,"interval_ms":100}`), Stamp{From: "main", Boot: 1, Conn: 1, Seq: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, err := DecodeHeartbeat("main", sealed)
+	if err != nil || hb.Seq != 5 {
+		t.Errorf("old decoder: %+v %v", hb, err)
+	}
+}
+
+func TestOpenRefusesForgeriesAndChanges(t *testing.T) {
+	r := testRing(t, "k1")
+	topic := Topics{Site: "hall"}.Presence("main")
+	sealed, err := Seal(r, topic, []byte(`{"member":"main","state":"online","boot":"b1","conn":1}`), Stamp{From: "main", Boot: 3, Conn: 1, Seq: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := Seal(testRing(t, "k1"), topic, []byte(`{"member":"main","state":"gone","boot":"b1","conn":1}`), Stamp{From: "main", Boot: 3, Conn: 1, Seq: 2})
+	cases := map[string]struct {
+		topic   string
+		payload []byte
+		want    error
+	}{
+		"plain JSON":         {topic, []byte(`{"member":"main","state":"gone","boot":"b1","conn":1}`), ErrUnauthenticated},
+		"another site's key": {topic, forged, ErrBadMAC},
+		"state changed":      {topic, bytes.Replace(sealed, []byte(`online`), []byte(`gone!!`), 1), ErrBadMAC},
+		"stamp changed":      {topic, bytes.Replace(sealed, []byte(`"n":[3,`), []byte(`"n":[9,`), 1), ErrBadMAC},
+		"sender changed":     {topic, bytes.Replace(sealed, []byte(`"from":"main"`), []byte(`"from":"mai2"`), 1), ErrBadMAC},
+		"other topic":        {Topics{Site: "hall"}.Presence("backup"), sealed, ErrBadMAC},
+		"key unknown":        {topic, bytes.Replace(sealed, []byte(`"key":"k1"`), []byte(`"key":"k2"`), 1), ErrBadMAC},
+		"mac cut":            {topic, append(append([]byte{}, sealed[:len(sealed)-6]...), `"}}`...), ErrBadMAC},
+		"mac not last":       {topic, bytes.Replace(sealed, []byte(`,"mac":"`), []byte(`,"x":1,"mac":"`), 1), ErrBadMAC},
+		"too large":          {topic, append(bytes.Repeat([]byte(" "), MaxAuthenticated), sealed...), ErrUnauthenticated},
+	}
+	for name, c := range cases {
+		if _, _, err := Open(r, c.topic, c.payload); !errors.Is(err, c.want) {
+			t.Errorf("%s: got %v, want %v", name, err, c.want)
+		}
+	}
+}
+
+func TestFreshnessTakesEachMessageOnceAndInOrder(t *testing.T) {
+	f := NewFreshness()
+	hb := "understudy/hall/member/main/heartbeat"
+	steps := []struct {
+		topic    string
+		s        Stamp
+		retained bool
+		want     error
+	}{
+		{hb, Stamp{"main", 3, 1, 10}, false, nil},
+		{hb, Stamp{"main", 3, 1, 10}, false, ErrReplayed},      // the same again
+		{hb, Stamp{"main", 3, 1, 9}, false, ErrReplayed},       // older
+		{hb, Stamp{"main", 3, 1, 11}, false, nil},              // next
+		{hb, Stamp{"main", 3, 2, 1}, false, nil},               // a new connection
+		{hb, Stamp{"main", 3, 1, 12}, false, ErrReplayed},      // the old connection's
+		{hb, Stamp{"main", 2, 9, 99}, false, ErrReplayed},      // an earlier boot's
+		{hb, Stamp{"main", 4, 1, 1}, false, nil},               // restarted
+		{hb, Stamp{"backup", 1, 1, 1}, false, nil},             // another sender
+		{hb + "x", Stamp{"main", 1, 1, 1}, false, nil},         // another topic
+		{hb, Stamp{"main", 4, 1, WillSeq}, false, nil},         // its Last Will
+		{hb, Stamp{"main", 4, 1, WillSeq}, false, ErrReplayed}, // the Will once only
+		{hb, Stamp{"main", 4, 1, 2}, true, nil},                // retained: state, taken
+	}
+	for i, st := range steps {
+		if err := f.Take(st.topic, st.s, st.retained); !errors.Is(err, st.want) {
+			t.Errorf("step %d %v: got %v, want %v", i, st.s, err, st.want)
+		}
+	}
+	if err := f.Take(hb, Stamp{"main", 4, 1, WillSeq}, false); err == nil || !strings.Contains(err.Error(), "newest taken main boot 4 conn 1") {
+		t.Errorf("a retained older message moved the mark back: %v", err)
+	}
+}

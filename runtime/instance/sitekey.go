@@ -1,0 +1,45 @@
+package instance
+
+import (
+	"fmt"
+	"time"
+
+	"understudy/runtime/config"
+	"understudy/runtime/inbound"
+	"understudy/runtime/store"
+	"understudy/sitekey"
+)
+
+// loadSiteKey reads the site key when authentication is on and counts this
+// start: the boot counter orders this instance's messages for the others,
+// without clocks, across restarts.
+func (inst *Instance) loadSiteKey() error {
+	mode := inst.site.AuthMode()
+	if mode == config.AuthOff {
+		inst.log.Warn("messages between instances are not authenticated (auth: off): anyone on the bus can speak for a member; make a site key with `understudy keys new`")
+		return nil
+	}
+	ring, err := sitekey.Load(inst.site.KeyPath())
+	if err != nil {
+		return fmt.Errorf("auth: %s: %w", mode, err)
+	}
+	// The counter only grows, even if the state file is lost and made anew:
+	// it is at least the clock's seconds (an instance whose counter went
+	// back would be taken for a replay until the others restart).
+	err = inst.store.Update(func(tx *store.Tx) error {
+		var n uint64
+		if _, err := tx.Get("meta", "boot_count", &n); err != nil {
+			return err
+		}
+		inst.bootCount = max(n+1, uint64(time.Now().Unix()))
+		return tx.Put("meta", "boot_count", inst.bootCount)
+	})
+	if err != nil {
+		return fmt.Errorf("auth: count this start: %w", err)
+	}
+	inst.ring = ring
+	coordinator := inst.site.Coordinator
+	inst.auth = inbound.NewAuth(ring, mode == config.AuthRequired, func(id string) bool { return id == coordinator }, inst.log.With("component", "auth"))
+	inst.log.Info("messages between instances are authenticated", "mode", mode, "key", ring.Signer(), "keys", ring.IDs(), "boot", inst.bootCount)
+	return nil
+}
