@@ -68,6 +68,7 @@ func TestWithASiteKeyForgedMessagesAreRefusedAndFailoverStillWorks(t *testing.T)
 	for _, where := range []string{api, backupAPI} {
 		var st struct {
 			Bus struct {
+				Auth    string
 				Dropped map[string]uint64 `json:"dropped_payloads"`
 			}
 		}
@@ -75,6 +76,9 @@ func TestWithASiteKeyForgedMessagesAreRefusedAndFailoverStillWorks(t *testing.T)
 			getJSON(t, where+"/status", &st)
 			return st.Bus.Dropped["unauthenticated"] >= 1, fmt.Sprint(st.Bus.Dropped)
 		})
+		if st.Bus.Auth != "required" {
+			t.Errorf("%s/status says auth %q", where, st.Bus.Auth)
+		}
 	}
 	if mgr.has("msg", "member lost", "member", "main") {
 		t.Fatal("a forged Last Will made main lost")

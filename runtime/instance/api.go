@@ -43,6 +43,10 @@ type BusStatus struct {
 	// Heartbeats counts the heartbeats received from other members since
 	// the start (well-formed ones; the dropped are in Dropped).
 	Heartbeats uint64 `json:"heartbeats_received"`
+	// Auth is off, permissive or required (auth.mode, or its default);
+	// Unsigned counts the messages without a code taken in permissive mode.
+	Auth     string `json:"auth"`
+	Unsigned uint64 `json:"unsigned_taken,omitempty"`
 }
 
 // PeerInfo is a peer found by mDNS.
@@ -81,7 +85,10 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	st := Status{Status: es, Health: cmp.Or(inst.healthProblem(), "ok"), Bus: BusStatus{Dropped: inst.drops.Counts(), Heartbeats: inst.engine.HeartbeatsReceived()}, Peers: []PeerInfo{}}
+	st := Status{Status: es, Health: cmp.Or(inst.healthProblem(), "ok"), Bus: BusStatus{Dropped: inst.drops.Counts(), Heartbeats: inst.engine.HeartbeatsReceived(), Auth: inst.site.AuthMode()}, Peers: []PeerInfo{}}
+	if inst.auth != nil {
+		st.Bus.Unsigned = inst.auth.Unsigned()
+	}
 	if c := inst.bus.Load(); c != nil {
 		st.Bus.Connected = c.Connected()
 	}
