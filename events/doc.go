@@ -10,7 +10,8 @@ import (
 // group when none is given): per group a title and a table, one row per
 // event, saying whether handlers receive it and whether it is recorded.
 // The README's and docs/takeover.md's tables are this (go test ./events
-// -update writes them).
+// -update writes them; go test ./runtime/policy -update writes the editor
+// definitions' EventName).
 func Markdown(groups ...Group) string {
 	if len(groups) == 0 {
 		groups = Groups()

@@ -55,8 +55,8 @@ type Coordinator interface {
 	Start(ctx context.Context) error
 	// Stop ends it: the policy, its timers, the drivers.
 	Stop()
-	// MemberEvent follows a change in the member table (after the loop
-	// recorded it).
+	// MemberEvent follows a change in the member table; the coordinator
+	// records it (the loop records only its own bus_silent and bus_heard).
 	MemberEvent(ev members.Event)
 	// BusConnected follows this instance's connection to the bus.
 	BusConnected(up bool)
