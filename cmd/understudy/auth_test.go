@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"regexp"
@@ -11,10 +10,12 @@ import (
 
 	"understudy/discovery/bus"
 	"understudy/fixtures/eventually"
+	"understudy/fixtures/mqtttest"
 )
 
-// With a site key beside site.yaml, the instances sign what they send each
-// other and refuse what is not signed: an anonymous client on the bus can
+// With a site key beside site.yaml, the embedded broker is closed (each
+// instance logs in with an account derived from the key) and the instances
+// sign what they send each other: a client with an operator account can
 // neither declare a live main lost (finding 7 of issue 16) nor command a
 // member, and a real kill still fails over.
 func TestWithASiteKeyForgedMessagesAreRefusedAndFailoverStillWorks(t *testing.T) {
@@ -22,6 +23,16 @@ func TestWithASiteKeyForgedMessagesAreRefusedAndFailoverStillWorks(t *testing.T)
 	var out, errs bytes.Buffer
 	if code := run([]string{"keys", "new", "-c", ts.coordSite}, &out, &errs); code != 0 {
 		t.Fatalf("keys new: %s", errs.String())
+	}
+	for _, site := range []string{ts.coordSite, ts.peerSite} {
+		b, err := os.ReadFile(site)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.Replace(b, []byte("broker_on: manager"), []byte("broker_on: manager, users: [{username: showctl, password: show-pw}]"), 1)
+		if err := os.WriteFile(site, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mgr, main, backup := ts.startAll()
 	mgr.wait(5*time.Second, "msg", "messages between instances are authenticated", "mode", "required")
@@ -34,37 +45,32 @@ func TestWithASiteKeyForgedMessagesAreRefusedAndFailoverStillWorks(t *testing.T)
 	}
 	url := "tcp://" + regexp.MustCompile(`127\.0\.0\.1:\d+`).FindString(string(peers))
 	topics := bus.Topics{Site: "auth"}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	// The forger reads main's heartbeat (boot and conn are public) ...
-	beats := make(chan bus.Heartbeat, 1)
-	obs, err := bus.Observe(ctx, url, "forger", []string{topics.Heartbeat("main")}, func(m bus.Message) {
-		if hb, err := bus.DecodeHeartbeat("main", m.Payload); err == nil {
-			select {
-			case beats <- hb:
-			default:
-			}
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
+	// The broker is closed: no account, no connection.
+	if _, err := mqtttest.TryConnect(t, url, "anonymous", mqtttest.Options{}); err == nil {
+		t.Fatal("the embedded broker of a site with a key let an anonymous client in")
 	}
-	defer obs.Close()
+	if _, err := mqtttest.TryConnect(t, url, "guesser", mqtttest.Options{Username: "understudy-main", Password: "guess"}); err == nil {
+		t.Fatal("a member's account with a guessed password was let in")
+	}
+	// An operator account (show control) may publish anywhere in the tree,
+	// but cannot make a site key's code. It reads main's heartbeat (boot and
+	// conn are public) ...
+	forger := mqtttest.Connect(t, url, "forger", mqtttest.Options{Username: "showctl", Password: "show-pw"})
+	beats := mqtttest.Subscribe(t, forger, topics.Heartbeat("main"))
 	var hb bus.Heartbeat
 	select {
-	case hb = <-beats:
-	case <-ctx.Done():
+	case m := <-beats:
+		if hb, err = bus.DecodeHeartbeat("main", []byte(m.Payload)); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
 		t.Fatal("no heartbeat of main")
 	}
 	// ... and forges its Last Will and a takeover command to the backup.
 	gone := fmt.Sprintf(`{"member":"main","state":"gone","boot":%q,"conn":%d}`, hb.Boot, hb.Conn)
-	if err := obs.Publish(topics.Presence("main"), false, []byte(gone)); err != nil {
-		t.Fatal(err)
-	}
+	mqtttest.Publish(t, forger, topics.Presence("main"), gone, false)
 	forged := `{"id":"forged-1","epoch":99,"from":"manager","verb":"takeover","args":{"member":"main"}}`
-	if err := obs.Publish(topics.Command("backup"), false, []byte(forged)); err != nil {
-		t.Fatal(err)
-	}
+	mqtttest.Publish(t, forger, topics.Command("backup"), forged, false)
 	for _, where := range []string{api, backupAPI} {
 		var st struct {
 			Bus struct {
@@ -94,4 +100,9 @@ func TestWithASiteKeyForgedMessagesAreRefusedAndFailoverStillWorks(t *testing.T)
 	mgr.wait(10*time.Second, "msg", "member lost", "member", "main", "reason", "Last Will")
 	mgr.wait(30*time.Second, "msg", "takeover_done", "member", "main")
 	ts.waitRouting(20*time.Second, map[int]int{1: 3, 2: 4})
+	// The instances' own accounts allowed all they did: the broker refused
+	// none of their topics.
+	if mgr.has("msg", "client refused a topic") {
+		t.Error("the broker refused an instance a topic (see the log)")
+	}
 }

@@ -15,10 +15,13 @@ import (
 // of Publish and subscribe to filters within one of Subscribe (MQTT topic
 // filters with + and #).
 type User struct {
-	Username  string
-	Password  string
-	Publish   []string
-	Subscribe []string
+	Username string
+	Password string
+	// Alternates are other passwords accepted for the same account (while
+	// a site key is being changed).
+	Alternates []string
+	Publish    []string
+	Subscribe  []string
 }
 
 // CheckFilter reports whether f is a valid MQTT topic filter.
@@ -88,8 +91,13 @@ func (*accessHook) Provides(b byte) bool {
 
 func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	u, ok := h.users[string(pk.Connect.Username)]
-	got, want := sha256.Sum256(pk.Connect.Password), sha256.Sum256([]byte(u.Password))
-	ok = subtle.ConstantTimeCompare(got[:], want[:]) == 1 && ok
+	got := sha256.Sum256(pk.Connect.Password)
+	match := 0
+	for _, p := range append([]string{u.Password}, u.Alternates...) {
+		want := sha256.Sum256([]byte(p))
+		match |= subtle.ConstantTimeCompare(got[:], want[:])
+	}
+	ok = match == 1 && ok
 	if !ok {
 		h.Log.Warn("client refused: unknown user or wrong password", "client", cl.ID, "username", string(pk.Connect.Username), "remote", cl.Net.Remote)
 	}

@@ -47,7 +47,15 @@ func (s *Site) validateBusUsers(add func(path, format string, args ...any)) {
 			}
 		}
 	}
-	if len(s.Bus.Users) > 0 {
+	switch s.Bus.Anonymous {
+	case "", AnonymousNone, AnonymousRead:
+	default:
+		add("$.bus.anonymous", "bus.anonymous %q: want none or read", s.Bus.Anonymous)
+	}
+	if s.Bus.Anonymous != "" && s.AuthMode() == AuthOff {
+		add("$.bus.anonymous", "bus.anonymous needs a site key (auth): without one the embedded broker lets everyone in unless bus.users are set")
+	}
+	if len(s.Bus.Users) > 0 && s.AuthMode() == AuthOff {
 		switch {
 		case s.Bus.Username == "":
 			add("$.bus", "bus.users are set: the instances need an account too (bus.username and bus.password, one of the users)")

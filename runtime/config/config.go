@@ -92,6 +92,9 @@ type Bus struct {
 	// Users are the embedded broker's accounts: with any, a client must log
 	// in as one of them (the instances' own account among them).
 	Users []BusUser `yaml:"users"`
+	// Anonymous, with a site key: none (the default: a client must log in)
+	// or read (may subscribe to the site's tree without an account).
+	Anonymous string `yaml:"anonymous"`
 }
 
 // BusTLS names the files of a TLS connection to the broker.
@@ -109,6 +112,9 @@ type BusUser struct {
 	Password  string   `yaml:"password"`
 	Publish   []string `yaml:"publish"`
 	Subscribe []string `yaml:"subscribe"`
+	// Alternates are passwords also accepted (an instance's, derived from
+	// the other keys of the ring during a key change).
+	Alternates []string `yaml:"-"`
 }
 
 // Heartbeat is the site-wide liveness timing; members may override it.

@@ -451,8 +451,14 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("no bus: site.yaml names no broker (bus.url), mDNS is off, and the broker is embedded on %s", site.Bus.BrokerOn)
 	}
 	var users []broker.User
-	for _, u := range site.BrokerUsers() {
-		users = append(users, broker.User{Username: u.Username, Password: u.Password, Publish: u.Publish, Subscribe: u.Subscribe})
+	accounts := site.BrokerUsers()
+	if inst.ring != nil {
+		// A site with a key: the broker is closed; each instance logs in
+		// with its own account, derived from the key.
+		accounts = append(site.InstanceAccounts(inst.ring), accounts...)
+	}
+	for _, u := range accounts {
+		users = append(users, broker.User{Username: u.Username, Password: u.Password, Alternates: u.Alternates, Publish: u.Publish, Subscribe: u.Subscribe})
 	}
 	opts := broker.Options{Listen: site.Bus.PlainListen(), ListenTLS: site.Bus.ListenTLS, Logger: inst.log.With("component", "broker"), Users: users}
 	if t := site.Bus.ServerTLS; t != nil && opts.ListenTLS != "" {
@@ -500,11 +506,16 @@ func brokerURL(e mdns.Entry, haveTLS bool) string {
 func (inst *Instance) connectBus(url string) *bus.Client {
 	site := inst.site
 	topics := bus.Topics{Site: site.Name}
+	username, password := site.Bus.Username, site.Bus.Password
+	if inst.ring != nil && username == "" {
+		username = config.InstanceUsername(inst.opts.Self)
+		password, _ = site.InstancePassword(inst.ring, inst.opts.Self)
+	}
 	c := bus.New(bus.Options{
 		URL: url, Topics: topics, Member: inst.opts.Self,
 		Interval: inst.member.Heartbeat.D(), KeepAlive: site.Bus.KeepAlive.D(),
 		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
-		Username: site.Bus.Username, Password: site.Bus.Password, TLS: inst.busTLS,
+		Username: username, Password: password, TLS: inst.busTLS,
 		Ring: inst.ring, BootCount: inst.bootCount,
 		OnConnectError: func(err error) { inst.busHealth.connectFailed(err) },
 		OnConnected: func() {

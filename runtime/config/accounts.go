@@ -1,0 +1,62 @@
+package config
+
+import (
+	"understudy/sitekey"
+)
+
+// Anonymous access to the embedded broker when the site has a key.
+const (
+	AnonymousNone = "none" // refused (the default with a site key)
+	AnonymousRead = "read" // may subscribe to the site's tree, publish nothing
+)
+
+// InstanceUsername is the broker account of member id's instance when the
+// site has a key.
+func InstanceUsername(id string) string { return "understudy-" + id }
+
+// InstancePassword is the broker password of member id's instance, derived
+// from the site key: the signing key's first, then what the other keys of
+// the ring derive (accepted during a key change). Every machine with the key
+// computes the same, so there is no password to copy.
+func (s *Site) InstancePassword(ring *sitekey.Ring, id string) (password string, alternates []string) {
+	all := ring.Derive("broker password " + s.Name + " " + id)
+	if len(all) == 0 {
+		return "", nil
+	}
+	return all[0], all[1:]
+}
+
+// InstanceAccounts are the embedded broker's accounts of the site's own
+// instances when it has a key, with what each may do: the coordinator
+// publishes anywhere in the site's tree (and Home Assistant's discovery
+// configurations when that is on); any other member only on its own topics
+// (heartbeat, presence, ack, health, config, about, copy progress) and the
+// operator command topics it passes on. Everyone reads the site's tree.
+func (s *Site) InstanceAccounts(ring *sitekey.Ring) []BusUser {
+	tree := "understudy/" + s.Name + "/#"
+	var out []BusUser
+	for _, m := range s.Members {
+		if m.Probe != nil {
+			continue // checked by a probe: runs no instance
+		}
+		u := BusUser{Username: InstanceUsername(m.ID), Subscribe: []string{tree}}
+		u.Password, u.Alternates = s.InstancePassword(ring, m.ID)
+		if m.ID == s.Coordinator {
+			u.Publish = []string{tree}
+			if s.HomeAssistant.Discovery {
+				u.Publish = append(u.Publish, s.HomeAssistant.ConfigFilter())
+			}
+		} else {
+			own := "understudy/" + s.Name + "/member/" + m.ID + "/"
+			for _, leaf := range []string{"heartbeat", "presence", "ack", "health", "config", "about", "copy"} {
+				u.Publish = append(u.Publish, own+leaf)
+			}
+			u.Publish = append(u.Publish, "understudy/"+s.Name+"/command/+")
+		}
+		out = append(out, u)
+	}
+	if s.Bus.Anonymous == AnonymousRead {
+		out = append(out, BusUser{Subscribe: []string{tree}})
+	}
+	return out
+}
