@@ -129,6 +129,8 @@ func split(payload []byte) (plain, block []byte, ok bool) {
 	block = payload[i+len(authOpen)-1 : len(payload)-1]
 	head := bytes.TrimRight(payload[:i], " \t\r\n")
 	switch {
+	case len(head) == 0:
+		return nil, nil, false
 	case head[len(head)-1] == ',':
 		plain = append(append(make([]byte, 0, len(head)), head[:len(head)-1]...), '}')
 	case head[len(head)-1] == '{':

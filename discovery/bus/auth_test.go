@@ -130,3 +130,27 @@ func TestFreshnessTakesEachMessageOnceAndInOrder(t *testing.T) {
 		t.Errorf("a retained older message moved the mark back: %v", err)
 	}
 }
+
+// Open never panics and never accepts what the key did not seal, whatever
+// the bytes; what it accepts opens to a payload that seals back the same.
+func FuzzOpen(f *testing.F) {
+	k, _ := sitekey.NewKey("k1")
+	ring, _ := sitekey.NewRing(k)
+	topic := "understudy/hall/member/main/heartbeat"
+	good, _ := Seal(ring, topic, []byte(`{"member":"main","seq":1}`), Stamp{From: "main", Boot: 1, Conn: 1, Seq: 1})
+	f.Add(good)
+	f.Add([]byte(`{"auth":{"key":"k1","from":"main","n":[1,1,1],"mac":"AAAAAAAAAAAAAAAAAAAAAA"}}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`"auth":{"}}`))
+	f.Add([]byte(` "auth":{"key":"k1","mac":"AAAAAAAAAAAAAAAAAAAAAA"}}`)) // nothing before the member: once a panic
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		plain, st, err := Open(ring, topic, payload)
+		if err != nil {
+			return
+		}
+		again, err := Seal(ring, topic, plain, st)
+		if err != nil || string(again) != string(payload) {
+			t.Fatalf("opened %q from %q, which seals back to %q (%v)", plain, payload, again, err)
+		}
+	})
+}
