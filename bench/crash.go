@@ -174,7 +174,7 @@ func willTrial(parent context.Context, s *realSite, stdbuf, sub string, i int) (
 	defer cancel()
 	id := "bench-will-" + strconv.Itoa(i)
 	topic := "understudy-bench/will/" + strconv.Itoa(i)
-	p, err := proc.Start(exec.Command(stdbuf, "-oL", sub, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-i", id, "-t", "understudy-bench/idle", "-d",
+	p, err := proc.Start(exec.Command(stdbuf, "-oL", sub, "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-u", benchUser, "-P", benchPassword, "-i", id, "-t", "understudy-bench/idle", "-d",
 		"--will-topic", topic, "--will-payload", "gone", "--will-qos", "1"))
 	if err != nil {
 		return 0, err

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"understudy/runtime/config"
+	"understudy/sitekey"
 
 	"understudy/bench/proc"
 	"understudy/bench/report"
@@ -46,6 +48,9 @@ type scaleStep struct {
 	broker string // "embedded" or "mosquitto"
 	hz     int
 	n      int
+	// noAuth runs the step without a site key (the authentication cost's
+	// reference); every other step signs and checks every message.
+	noAuth bool
 
 	window     time.Duration
 	coordCPU   []float64 // % of one core, per second of the window
@@ -112,7 +117,18 @@ type scaleRun struct {
 // find returns the step of broker, hz and n, if it ran.
 func (run *scaleRun) find(broker string, hz, n int) *scaleStep {
 	for _, s := range run.steps {
-		if s.broker == broker && s.hz == hz && s.n == n {
+		if s.broker == broker && s.hz == hz && s.n == n && !s.noAuth {
+			return s
+		}
+	}
+	return nil
+}
+
+// withoutAuth returns the step of n members at 1 Hz on the embedded broker
+// without a site key, if it ran.
+func (run *scaleRun) withoutAuth(n int) *scaleStep {
+	for _, s := range run.steps {
+		if s.noAuth && s.n == n {
 			return s
 		}
 	}
@@ -180,6 +196,12 @@ func runScale(e *env) (*scaleRun, error) {
 	if mqErr != nil {
 		run.notes = append(run.notes, "No mosquitto reference: mosquitto is not installed (make bench installs it).")
 	}
+	// The authentication cost's reference first: the first 1 Hz step
+	// without a site key.
+	ref := &scaleStep{broker: "embedded", hz: 1, n: plan.series[0].counts[0], window: plan.series[0].window, noAuth: true}
+	e.logf("scale: embedded broker, %d members at 1 Hz, without a site key", ref.n)
+	ref.err = runScaleStep(e, bin, mq, ref)
+	run.steps = append(run.steps, ref)
 	for _, broker := range []string{"embedded", "mosquitto"} {
 		if broker == "mosquitto" && mqErr != nil {
 			continue
@@ -253,6 +275,17 @@ func runScaleStep(e *env, bin, mosquittoBin string, s *scaleStep) error {
 		ids[i] = fmt.Sprintf("m%05d", i+1)
 		fmt.Fprintf(&members, "  - {id: %s, roles: [manager]}\n", ids[i])
 	}
+	var ring *sitekey.Ring
+	if !s.noAuth {
+		if ring, err = writeSiteKey(dir); err != nil {
+			return err
+		}
+		if s.broker != "mosquitto" {
+			busLine += ", anonymous: read" // the bench's observer
+		}
+	} else {
+		_ = os.Remove(filepath.Join(dir, config.DefaultKeyFile))
+	}
 	site := filepath.Join(dir, "site.yaml")
 	text := fmt.Sprintf(scaleSiteTemplate, busLine, interval, 3*interval, members.String())
 	if err := os.WriteFile(site, []byte(text), 0o644); err != nil {
@@ -307,9 +340,16 @@ func runScaleStep(e *env, bin, mosquittoBin string, s *scaleStep) error {
 	// heartbeats), connected all at once.
 	topics := bus.Topics{Site: "scale"}
 	clients := make([]*bus.Client, s.n)
+	parsed := &config.Site{Name: "scale"} // for the members' broker passwords
 	t0 := time.Now()
 	for i, id := range ids {
-		clients[i] = bus.New(bus.Options{URL: url, Topics: topics, Member: id, Interval: interval, Version: "bench"})
+		o := bus.Options{URL: url, Topics: topics, Member: id, Interval: interval, Version: "bench"}
+		if ring != nil {
+			o.Ring, o.BootCount = ring, 1
+			o.Username = config.InstanceUsername(id)
+			o.Password, _ = parsed.InstancePassword(ring, id)
+		}
+		clients[i] = bus.New(o)
 		clients[i].Connect()
 	}
 	defer func() {
@@ -579,6 +619,11 @@ func measureScaleCPU(e *env, r *report.Result) {
 	r.Checks = []report.Check{
 		{What: "RSS of the coordinator", Found: fmt.Sprintf("%.0f MB", s.coordRSS), Want: "< 150 MB", Met: s.coordRSS < 150},
 		{What: "false losts", Found: fmt.Sprint(s.falseLosts), Want: "0", Met: s.falseLosts == 0},
+	}
+	if ref := run.withoutAuth(s.n); ref != nil && ref.err == nil {
+		with, without := mean(s.coordCPU), mean(ref.coordCPU)
+		r.Checks = append(r.Checks, report.Check{What: "authentication cost (signed and checked messages, against the same step without a site key)",
+			Found: fmt.Sprintf("%.1f against %.1f %% core (%+.0f %%)", with, without, 100*(with/without-1)), Want: "at most +5 %", Met: with <= 1.05*without})
 	}
 	r.Notes = append(r.Notes, fmt.Sprintf("%d members (the bench's simulated members: real bus clients with Last Will, presence and heartbeats), %v window; per-second samples of the coordinator's CPU (user + system, /proc/PID/stat).", s.n, s.window))
 	r.Notes = append(r.Notes, run.describe()...)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"understudy/runtime/config"
+	"understudy/sitekey"
 
 	"understudy/bench/proc"
 	"understudy/discovery/bus"
@@ -101,8 +103,14 @@ func newRealSite(e *env, name, failback string) (*realSite, error) {
 	s.routes, s.cancelRoutes = s.sw.Subscribe(1024)
 	s.coordSite = filepath.Join(dir, "site-backup.yaml")
 	s.memberSite = filepath.Join(dir, "site-main.yaml")
+	// The site has a key, as a commissioned site does: its messages are
+	// signed and its broker closed (the bench's own clients have an account).
+	if _, err := writeSiteKey(dir); err != nil {
+		s.close()
+		return nil, err
+	}
 	for path, busLine := range map[string]string{
-		s.coordSite:  fmt.Sprintf("listen: \"127.0.0.1:%d\"", port),
+		s.coordSite:  fmt.Sprintf("listen: \"127.0.0.1:%d\", users: [{username: %s, password: %s, publish: [\"#\"], subscribe: [\"#\"]}]", port, benchUser, benchPassword),
 		s.memberSite: fmt.Sprintf("url: %q", s.url),
 	} {
 		text := fmt.Sprintf(realSiteTemplate, name, busLine, failback, addr.String())
@@ -148,7 +156,7 @@ func (s *realSite) start() error {
 	if err := s.coord.WaitOutput(ctx, "embedded broker started"); err != nil {
 		return fmt.Errorf("coordinator: %w", err)
 	}
-	s.obs, err = bus.Observe(ctx, s.url, "understudy-bench", s.filters(s.name), s.onMessage)
+	s.obs, err = bus.Observe(ctx, strings.Replace(s.url, "tcp://", "tcp://"+benchUser+":"+benchPassword+"@", 1), "understudy-bench", s.filters(s.name), s.onMessage)
 	if err != nil {
 		return fmt.Errorf("subscribe to the site: %w", err)
 	}
@@ -263,3 +271,27 @@ func logTail(p *proc.Process) string {
 	lines := strings.Split(strings.TrimSpace(p.Output()), "\n")
 	return strings.Join(lines[max(0, len(lines)-15):], "\n")
 }
+
+// writeSiteKey makes a site key in dir (site.key, as `understudy keys new`
+// does), which turns authentication on for the sites written there.
+func writeSiteKey(dir string) (*sitekey.Ring, error) {
+	k, err := sitekey.NewKey("k1")
+	if err != nil {
+		return nil, err
+	}
+	ring, err := sitekey.NewRing(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := ring.Write(filepath.Join(dir, config.DefaultKeyFile), true); err != nil {
+		return nil, err
+	}
+	return ring, nil
+}
+
+// The account of the bench's own clients (its observer, the reference
+// clients with a plain Last Will) on the real sites' closed brokers.
+const (
+	benchUser     = "bench"
+	benchPassword = "bench-pw"
+)
