@@ -452,7 +452,13 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 	}
 	var users []broker.User
 	accounts := site.BrokerUsers()
-	if inst.ring != nil {
+	switch {
+	case inst.ring == nil:
+	case site.AuthMode() == config.AuthPermissive && len(accounts) == 0:
+		// An upgrade under way on an open site: instances not yet upgraded
+		// connect as they did, without an account; it stays open.
+		inst.log.Warn("auth: permissive: the embedded broker lets every client in until auth is required")
+	default:
 		// A site with a key: the broker is closed; each instance logs in
 		// with its own account, derived from the key.
 		accounts = append(site.InstanceAccounts(inst.ring), accounts...)
