@@ -11,7 +11,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-		"slices"
+	"slices"
 	"strings"
 	"sync"
 	"time"
