@@ -73,35 +73,36 @@ type Options struct {
 
 // Instance is a running instance.
 type Instance struct {
-	opts     Options
-	site     *config.Site
-	member   *config.Member
-	log      *slog.Logger
-	engine   *engine.Engine
-	coord    *coordinator.Coordinator   // nil unless this instance coordinates
-	bus      atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
-	drops    *bus.Drops
-	api      net.Listener
-	store    *store.Store
-	agent    *agent.Agent
-	config   *configsync.Sync       // nil when the member has no configuration bundle
-	health   atomic.Pointer[[]byte] // last disk health report, published again on reconnect
-	grants   *materialcopy.Grants   // nil when the member serves no material
-	material net.Listener           // the material server's listener, or nil
-	copying  chan struct{}          // holds a token while a material copy runs
+	opts        Options
+	site        *config.Site
+	member      *config.Member
+	log         *slog.Logger
+	engine      *engine.Engine
+	coord       *coordinator.Coordinator   // nil unless this instance coordinates
+	bus         atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
+	drops       *bus.Drops
+	api         net.Listener
+	store       *store.Store
+	agent       *agent.Agent
+	config      *configsync.Sync       // nil when the member has no configuration bundle
+	health      atomic.Pointer[[]byte] // last disk health report, published again on reconnect
+	grants      *materialcopy.Grants   // nil when the member serves no material
+	material    net.Listener           // the material server's listener, or nil
+	copying     chan struct{}          // holds a token while a material copy runs
+	journal     *journal.Writer        // the coordinator's event journal, else nil
+	metrics     *metrics
+	feed        *recordFeed    // recent records, for the dashboard
+	token       string         // the API token commands need
+	busCommands chan struct{}  // bounds the bus commands carried out at once
+	replies     pendingReplies // commands passed to the coordinator, waiting for its answer
+	busHealth   busHealth      // what keeps this instance off the bus, for /healthz and systemd
+	busTLS      *tls.Config    // from bus.tls, read at start
+	tokenPath   string
+	closers     closers // what start opened, closed when the instance stops
+
 	// materialRefused counts the material commands refused (copy,
 	// material_grant) for what they asked.
 	materialRefused refusals
-	journal         *journal.Writer // the coordinator's event journal, else nil
-	metrics         *metrics
-	feed            *recordFeed    // recent records, for the dashboard
-	token           string         // the API token commands need
-	busCommands     chan struct{}  // bounds the bus commands carried out at once
-	replies         pendingReplies // commands passed to the coordinator, waiting for its answer
-	busHealth       busHealth      // what keeps this instance off the bus, for /healthz and systemd
-	busTLS          *tls.Config    // from bus.tls, read at start
-	tokenPath       string
-	closers         closers // what start opened, closed when the instance stops
 
 	mu     sync.Mutex // guards what the status API reads
 	busURL string
