@@ -311,8 +311,8 @@ func startMaterialServer(src string) (url, token string, stop func(), err error)
 	b := make([]byte, 16)
 	rand.Read(b)
 	token = hex.EncodeToString(b)
-	grants := materialcopy.NewGrants(materialcopy.GrantsOptions{})
-	if err := grants.Add(materialcopy.Grant{Token: token, Roots: map[string]string{"rec": src}, For: "recorder"}); err != nil {
+	grants := materialcopy.NewGrants(materialcopy.GrantsOptions{Folders: map[string]string{"rec": src}})
+	if err := grants.Add(materialcopy.Grant{Token: token, For: "recorder"}); err != nil {
 		return "", "", nil, fmt.Errorf("material grant: %w", err)
 	}
 	mux := http.NewServeMux()

@@ -356,7 +356,7 @@ function us.reject(id) end
 ---@return number|nil
 function us.grace(member) end
 
----Copies back to member the material it lacks or has incomplete, recorded between since and until (Unix seconds): from another member's material folders over its material_server, or from paths (folders mounted on member's machine). While member is covered, from and since default to its standby and the takeover; until defaults to now. Verified, resumable, never overwrites a differing file. Returns the copy's action id; copy_started, copy_progress, then copy_done (with the report) or copy_failed follow.
+---Copies back to member the material it lacks or has incomplete, recorded between since and until (Unix seconds): from another member's material folders over its material_server, or from paths (folders mounted on member's machine, inside its material_mounts in site.yaml). While member is covered, from and since default to its standby and the takeover; until defaults to now. Verified, resumable, never overwrites a differing file. Returns the copy's action id; copy_started, copy_progress, then copy_done (with the report) or copy_failed follow.
 ---@param opts {member: Member|string, from?: Member|string, paths?: string[], since?: number, until?: number}
 ---@return string
 function us.copy_missing(opts) end

@@ -163,6 +163,11 @@ type Member struct {
 	// its material folders, read-only, to the peer the coordinator
 	// authorises for a copy. Empty: it serves none.
 	MaterialServer string `yaml:"material_server"`
+	// MaterialMounts are folders mounted on this member's machine that hold
+	// other members' material: the only places a copy to this member may
+	// read from as folders (us.copy_missing's paths) rather than over a
+	// peer's material server.
+	MaterialMounts []string `yaml:"material_mounts"`
 
 	// Settings are the failover options with the site's and the defaults applied.
 	Settings FailoverSettings `yaml:"-"`

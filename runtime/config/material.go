@@ -70,6 +70,11 @@ func (s *Site) validateMaterial(add func(path, format string, args ...any)) {
 				add(fmt.Sprintf("%s.duties.material[%d]", p, j), "duties.material: give the absolute path of a material folder, not %q", d)
 			}
 		}
+		for j, d := range m.MaterialMounts {
+			if !filepath.IsAbs(d) {
+				add(fmt.Sprintf("%s.material_mounts[%d]", p, j), "material_mounts: give the absolute path of a mounted folder, not %q", d)
+			}
+		}
 		if m.MaterialServer == "" {
 			continue
 		}

@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"understudy/runtime/engine"
@@ -26,9 +24,13 @@ import (
 // for it, with a token made for this copy), and the copy itself on the
 // restored member's instance, which fetches what it lacks from the other's
 // material server. With paths (folders mounted on the restored member's
-// machine) the copy is the only action. Either way the copy action's args
-// carry "roots": [{url or path, dest}], and the restored member's own copy
-// hook, if any, runs after the built-in copy.
+// machine, inside its material_mounts) the copy is the only action. The
+// commands name no folders: the grant names the member it is for and the
+// token, the copy the member it copies from (or the paths) and the token;
+// each instance finds the folders in its own site.yaml (duties.material,
+// material_server, copy.subfolder, material_mounts) and refuses a command
+// that names folders of its own. The restored member's own copy hook, if
+// any, runs after the built-in copy.
 
 // copyActions are the actions of a material copy (takeover.Site).
 func (c *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, error) {
@@ -43,25 +45,22 @@ func (c *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, 
 	args["limit_bps"] = c.site.CopyLimit()
 	copyAction := takeover.Action{Target: req.Member, Verb: config.HookCopy, Args: args, Cause: req.Cause}
 	_, hasHook := dest.Hooks[config.HookCopy]
-	destFolder := func(i int) string {
-		if i < len(dest.Duties.Material) {
-			return dest.Duties.Material[i]
-		}
-		return dest.Duties.Material[0]
-	}
 
 	if len(req.Paths) > 0 {
 		if len(dest.Duties.Material) == 0 {
 			return nil, fmt.Errorf("%s has no duties.material folders to copy to", req.Member)
 		}
-		roots := make([]any, len(req.Paths))
+		paths := make([]any, len(req.Paths))
 		for i, p := range req.Paths {
 			if !filepath.IsAbs(p) {
 				return nil, fmt.Errorf("copy from %q: give the absolute path of a folder on %s", p, req.Member)
 			}
-			roots[i] = map[string]any{"path": p, "dest": destFolder(i)}
+			if !insideAny(p, dest.MaterialMounts) {
+				return nil, fmt.Errorf("copy from %q: not inside %s's material_mounts %v (site.yaml says where %s may copy from)", p, req.Member, dest.MaterialMounts, req.Member)
+			}
+			paths[i] = p
 		}
-		args["from"], args["roots"] = strings.Join(req.Paths, ", "), roots
+		args["from"], args["paths"] = strings.Join(req.Paths, ", "), paths
 		return []takeover.Action{copyAction}, nil
 	}
 
@@ -82,20 +81,30 @@ func (c *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, 
 	if len(dest.Duties.Material) == 0 {
 		return nil, fmt.Errorf("%s has no duties.material folders to copy to", req.Member)
 	}
-	token := copyToken()
-	sub := c.site.CopySubfolder(req.Member)
-	granted := map[string]any{}
-	roots := make([]any, len(src.Duties.Material))
-	for i, folder := range src.Duties.Material {
-		name := strconv.Itoa(i + 1)
-		granted[name] = filepath.Join(folder, sub)
-		u := url.URL{Scheme: "http", Host: src.MaterialServer, Path: "/material", RawQuery: url.Values{"root": {name}}.Encode()}
-		roots[i] = map[string]any{"url": u.String(), "dest": destFolder(i)}
+	if req.From == req.Member {
+		return nil, fmt.Errorf("%s cannot copy from itself", req.Member)
 	}
-	args["token"], args["roots"] = token, roots
+	token := copyToken()
+	args["token"] = token
 	grant := takeover.Action{Target: req.From, Verb: config.VerbMaterialGrant, Cause: req.Cause,
-		Args: map[string]any{"member": req.Member, "token": token, "roots": granted}}
+		Args: map[string]any{"member": req.Member, "token": token}}
 	return []takeover.Action{grant, copyAction}, nil
+}
+
+// insideAny reports whether p (absolute, no ".." elements) is one of
+// folders or lies within one.
+func insideAny(p string, folders []string) bool {
+	if slices.Contains(strings.Split(filepath.ToSlash(p), "/"), "..") {
+		return false
+	}
+	p = filepath.Clean(p)
+	for _, f := range folders {
+		f = filepath.Clean(f)
+		if p == f || strings.HasPrefix(p, f+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
 }
 
 // copyMissing starts a copy asked for by the policy and returns the copy

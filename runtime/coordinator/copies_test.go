@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ members:
   - id: rec
     pool: p
     duties: {material: [/srv/rec/a, /srv/rec/b]}
+    material_mounts: [/mnt/sb]
   - id: sb
     standby: true
     pool: p
@@ -63,6 +63,7 @@ us.on("mounted", function(ev)
   us.copy_missing{member = "rec", paths = {"/mnt/sb/rec"}, since = ev.since}
 end)
 us.on("bad", function(ev) us.copy_missing{member = "rec", from = "old", since = ev.since} end)
+us.on("unmounted", function(ev) us.copy_missing{member = "rec", paths = {"/etc"}, since = ev.since} end)
 us.on("copy_started", function(ev) started = ev.from end)
 us.on("copy_progress", function(ev) us.log.info("progress", {done = ev.bytes_done, total = ev.bytes_total}) end)
 us.on("copy_done", function(ev) us.run("c", "note", {copied = ev.copied, action = ev.action}) end)
@@ -77,24 +78,21 @@ us.on("copy_done", function(ev) us.run("c", "note", {copied = ev.copied, action 
 	h.Coordinator.Emit("go", map[string]any{"since": float64(since.Unix())})
 	h.Advance(time.Second)
 
+	// The commands name no folders: each instance finds them in its
+	// site.yaml (and refuses a command that names any).
 	grant := lastRan(t, h, "sb", config.VerbMaterialGrant)
-	roots, _ := grant.Args["roots"].(map[string]any)
-	if grant.Args["member"] != "rec" || roots["1"] != "/srv/sb/rec" || len(roots) != 1 {
-		t.Fatalf("grant args = %v: want rec to read the standby's folder for it", grant.Args)
+	if grant.Args["member"] != "rec" || len(grant.Args) != 2 {
+		t.Fatalf("grant args = %v: want only the member it is for and the token", grant.Args)
 	}
 	cp := lastRan(t, h, "rec", config.HookCopy)
 	token, _ := grant.Args["token"].(string)
 	if len(token) < 32 || cp.Args["token"] != token {
 		t.Fatalf("copy token %v, grant token %q: want the same, long token", cp.Args["token"], token)
 	}
-	croots, _ := cp.Args["roots"].([]any)
-	if len(croots) != 1 {
-		t.Fatalf("copy roots = %v", cp.Args["roots"])
-	}
-	r0 := croots[0].(map[string]any)
-	u, _ := url.Parse(r0["url"].(string))
-	if u.Host != "198.18.0.3:7902" || u.Path != "/material" || u.Query().Get("root") != "1" || r0["dest"] != "/srv/rec/a" {
-		t.Fatalf("copy root = %v", r0)
+	for _, k := range []string{"roots", "paths", "dest", "url"} {
+		if _, ok := cp.Args[k]; ok {
+			t.Fatalf("the copy names folders (%s): %v", k, cp.Args)
+		}
 	}
 	if cp.Args["since"] != since.UTC().Format(time.RFC3339) || cp.Args["from"] != "sb" || cp.Args["limit_bps"] != float64(10_000_000) || cp.Args["settle_s"] != float64(10) {
 		t.Fatalf("copy args = %v", cp.Args)
@@ -133,13 +131,14 @@ us.on("copy_done", function(ev) us.run("c", "note", {copied = ev.copied, action 
 		t.Fatalf("status still lists copies: %+v", st.Copies)
 	}
 
-	// Folders mounted on the member's machine: no grant, paths as roots.
+	// Folders mounted on the member's machine (inside its material_mounts):
+	// no grant; the paths, and no destination.
 	grants := len(h.Ran("sb"))
 	h.Coordinator.Emit("mounted", map[string]any{"since": float64(since.Unix())})
 	h.Advance(time.Second)
 	cp = lastRan(t, h, "rec", config.HookCopy)
-	r0 = cp.Args["roots"].([]any)[0].(map[string]any)
-	if r0["path"] != "/mnt/sb/rec" || r0["dest"] != "/srv/rec/a" || cp.Args["token"] != nil || len(h.Ran("sb")) != grants {
+	paths, _ := cp.Args["paths"].([]any)
+	if len(paths) != 1 || paths[0] != "/mnt/sb/rec" || cp.Args["roots"] != nil || cp.Args["token"] != nil || len(h.Ran("sb")) != grants {
 		t.Fatalf("mounted copy args = %v", cp.Args)
 	}
 
@@ -149,6 +148,13 @@ us.on("copy_done", function(ev) us.run("c", "note", {copied = ev.copied, action 
 	h.Engine.RunPending()
 	errs := records(h, "policy_error")
 	if len(errs) != 1 || !strings.Contains(errs[0].Fields["error"].(string), "policy.lua:8: copy_missing for rec: old has no material_server to copy from, and rec has no copy hook") {
+		t.Fatalf("policy errors = %+v", errs)
+	}
+	// Paths outside the member's material_mounts: refused at the policy.
+	h.Coordinator.Emit("unmounted", map[string]any{"since": float64(since.Unix())})
+	h.Engine.RunPending()
+	errs = records(h, "policy_error")
+	if len(errs) != 2 || !strings.Contains(errs[1].Fields["error"].(string), `policy.lua:9: copy_missing for rec: copy from "/etc": not inside rec's material_mounts [/mnt/sb]`) {
 		t.Fatalf("policy errors = %+v", errs)
 	}
 }

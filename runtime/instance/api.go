@@ -25,10 +25,14 @@ type Status struct {
 	Material *MaterialStatus `json:"material,omitempty"`
 }
 
-// MaterialStatus is this instance's material server and who may read it.
+// MaterialStatus is this instance's material server and who may read it,
+// and the material commands it refused.
 type MaterialStatus struct {
-	Server string                   `json:"server"`
-	Grants []materialcopy.GrantInfo `json:"grants"`
+	Server string                   `json:"server,omitempty"`
+	Grants []materialcopy.GrantInfo `json:"grants,omitempty"`
+	// Refused counts, by verb (copy, material_grant), the commands refused
+	// for what they asked: folders of their own, a member not in the site.
+	Refused map[string]uint64 `json:"refused,omitempty"`
 }
 
 // BusStatus describes this instance's bus connection.
@@ -104,6 +108,12 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	inst.mu.Unlock()
 	if inst.grants != nil {
 		st.Material = &MaterialStatus{Server: "http://" + inst.material.Addr().String() + "/material", Grants: inst.grants.List()}
+	}
+	if refused := inst.materialRefused.counts(); refused != nil {
+		if st.Material == nil {
+			st.Material = &MaterialStatus{}
+		}
+		st.Material.Refused = refused
 	}
 	sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].Member < st.Peers[j].Member })
 	return st, nil

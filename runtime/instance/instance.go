@@ -104,6 +104,10 @@ type Instance struct {
 	tokenPath   string
 	closers     closers // what start opened, closed when the instance stops
 
+	// materialRefused counts the material commands refused (copy,
+	// material_grant) for what they asked.
+	materialRefused refusals
+
 	mu     sync.Mutex // guards what the status API reads
 	busURL string
 	broker *broker.Broker

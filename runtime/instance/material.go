@@ -8,8 +8,11 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"understudy/discovery/bus"
@@ -21,10 +24,22 @@ import (
 
 // The instance's side of material copies. A member with a material_server
 // serves its material folders there, each copy authorised by a grant the
-// coordinator sends (material_grant: a token and the folders it opens); the
-// grants are kept in the state store so a restart does not break a copy in
-// progress. A restored member runs the copy (verb copy) as an agent task,
-// reporting progress on its copy topic, and releases the grant when done.
+// coordinator sends (material_grant: a token and the member it is for); the
+// grant opens that member's subfolder (copy.subfolder) of this member's own
+// duties.material and nothing else. The grants are kept in the state store
+// so a restart does not break a copy in progress. A restored member runs the
+// copy (verb copy) as an agent task, reporting progress on its copy topic,
+// and releases the grant when done.
+//
+// What is copied where comes from site.yaml, never from the command: the
+// command names the peer (from) and the token, or folders inside this
+// member's material_mounts (paths); the sources are the peer's configured
+// material folders over its configured material_server, the destinations
+// this member's own duties.material. A command that names folders (roots)
+// is refused, and so is one about a member that is not in the site, about
+// this member itself, or one with paths outside material_mounts: each
+// refusal fails the command with the reason and is counted (status
+// material.refused, metric understudy_material_refused_total).
 
 const (
 	bucketGrants = "material_grants"
@@ -45,7 +60,7 @@ func (inst *Instance) startMaterialServer() (net.Listener, error) {
 	if inst.member.MaterialServer == "" {
 		return nil, nil
 	}
-	inst.grants = materialcopy.NewGrants(materialcopy.GrantsOptions{OnForget: func(token string) {
+	inst.grants = materialcopy.NewGrants(materialcopy.GrantsOptions{Folders: servedFolders(inst.member), OnForget: func(token string) {
 		if err := inst.store.Delete(bucketGrants, token); err != nil {
 			inst.log.Warn("forgotten material grant not deleted from the state file", "error", err)
 		}
@@ -55,8 +70,18 @@ func (inst *Instance) startMaterialServer() (net.Listener, error) {
 		return nil, fmt.Errorf("material grants: %w", err)
 	}
 	for _, g := range stored {
-		if err := inst.grants.Add(g); err != nil {
+		// What a grant opens follows site.yaml as it is now (a grant stored
+		// by an earlier version named folders of its own).
+		sub, err := grantSub(inst.site, inst.opts.Self, g.For)
+		if err == nil {
+			g.Sub = sub
+			err = inst.grants.Add(g)
+		}
+		if err != nil {
 			inst.log.Warn("stored material grant dropped", "for", g.For, "error", err)
+			if derr := inst.store.Delete(bucketGrants, g.Token); derr != nil {
+				inst.log.Warn("dropped material grant not deleted from the state file", "error", derr)
+			}
 		}
 	}
 	ln, err := net.Listen("tcp", inst.member.MaterialServer)
@@ -83,67 +108,215 @@ func (inst *Instance) serveMaterial(ctx context.Context, ln net.Listener) {
 	}
 }
 
-// grantTask carries out a material_grant: it lets the member named in the
-// command read the given folders, which must lie in this member's material
-// folders, with the given token.
-func (inst *Instance) grantTask(_ context.Context, c bus.Command) (map[string]any, error) {
-	if inst.grants == nil {
-		return nil, fmt.Errorf("%s has no material_server: it cannot serve material", inst.opts.Self)
+// servedFolders are the folders this member's material server serves, by
+// root name: "1", "2", … in the order of duties.material (peers name them
+// so from the same site.yaml).
+func servedFolders(m *config.Member) map[string]string {
+	out := make(map[string]string, len(m.Duties.Material))
+	for i, f := range m.Duties.Material {
+		out[strconv.Itoa(i+1)] = f
 	}
-	var args struct {
-		Member string            `json:"member"`
-		Token  string            `json:"token"`
-		Roots  map[string]string `json:"roots"`
+	return out
+}
+
+// grantSub is the subfolder of self's material folders that a grant for
+// member opens: copy.subfolder for member. member must be another member of
+// the site.
+func grantSub(site *config.Site, self, member string) (string, error) {
+	switch _, ok := site.Member(member); {
+	case member == "":
+		return "", errors.New("no member named to grant to")
+	case member == self:
+		return "", fmt.Errorf("a grant for %s itself: a member does not copy from itself", self)
+	case !ok:
+		return "", fmt.Errorf("%q is not a member of site %s", member, site.Name)
 	}
-	if err := remarshal(c.Args, &args); err != nil {
-		return nil, fmt.Errorf("material grant: %w", err)
-	}
-	for name, dir := range args.Roots {
-		if !inside(dir, inst.member.Duties.Material) {
-			return nil, fmt.Errorf("material grant: root %s (%s) is not inside this member's material folders %v", name, dir, inst.member.Duties.Material)
+	return site.CopySubfolder(member), nil
+}
+
+// errRefused marks a material command refused for what it asks (as
+// opposed to one that failed while it was carried out).
+var errRefused = errors.New("refused")
+
+// refusal is a refused material command's error: errRefused, with why.
+func refusal(verb, format string, args ...any) error {
+	return fmt.Errorf("%s %w: %s", verb, errRefused, fmt.Sprintf(format, args...))
+}
+
+// forbidArgs refuses a command whose args carry any of keys.
+func forbidArgs(verb string, args map[string]any, keys ...string) error {
+	for _, k := range keys {
+		if _, ok := args[k]; ok {
+			return refusal(verb, "the command names %q: what is copied and served comes from site.yaml (duties.material, material_server, copy.subfolder, material_mounts), never from a command", k)
 		}
 	}
-	g := materialcopy.Grant{Token: args.Token, Roots: args.Roots, For: args.Member, Granted: time.Now()}
+	return nil
+}
+
+// refused counts and logs a refused material command and returns err.
+func (inst *Instance) refused(c bus.Command, err error) error {
+	inst.materialRefused.add(c.Verb)
+	inst.log.Warn("material command refused", "id", c.ID, "verb", c.Verb, "from", c.From, "error", err)
+	return err
+}
+
+// grantTask carries out a material_grant: it lets the member named in the
+// command read, with the command's token, that member's subfolder of this
+// member's material folders, and nothing else.
+func (inst *Instance) grantTask(_ context.Context, c bus.Command) (map[string]any, error) {
+	if inst.grants == nil {
+		return nil, inst.refused(c, refusal(c.Verb, "%s has no material_server: it cannot serve material", inst.opts.Self))
+	}
+	var args struct {
+		Member string `json:"member"`
+		Token  string `json:"token"`
+	}
+	if err := forbidArgs(c.Verb, c.Args, "roots", "sub", "folders", "path", "paths"); err != nil {
+		return nil, inst.refused(c, err)
+	}
+	if err := remarshal(c.Args, &args); err != nil {
+		return nil, inst.refused(c, refusal(c.Verb, "%v", err))
+	}
+	sub, err := grantSub(inst.site, inst.opts.Self, args.Member)
+	if err != nil {
+		return nil, inst.refused(c, refusal(c.Verb, "%v", err))
+	}
+	g := materialcopy.Grant{Token: args.Token, Sub: sub, For: args.Member, Granted: time.Now()}
 	if err := inst.grants.Add(g); err != nil {
-		return nil, err
+		return nil, inst.refused(c, refusal(c.Verb, "%v", err))
 	}
 	if err := inst.store.Put(bucketGrants, g.Token, g); err != nil {
 		inst.grants.Revoke(g.Token)
 		return nil, fmt.Errorf("material grant not recorded: %w", err)
 	}
-	inst.log.Info("material grant", "for", g.For, "roots", g.Roots, "action", c.ID)
-	return map[string]any{"granted": args.Member, "roots": len(args.Roots)}, nil
+	inst.log.Info("material grant", "for", g.For, "subfolder", g.Sub, "folders", inst.member.Duties.Material, "action", c.ID)
+	return map[string]any{"granted": args.Member, "roots": len(inst.member.Duties.Material)}, nil
 }
 
-// copyRoot is one folder pair of a copy: a source (a material server's root
-// or a mounted folder) and a folder of this member.
+// copyRoot is one folder pair of a copy: a source (a material server's root,
+// or a folder inside a mount) and a folder of this member.
 type copyRoot struct {
-	URL  string `json:"url"`
-	Path string `json:"path"`
-	Dest string `json:"dest"`
+	URL   string // a peer's material server, with the root
+	Mount string // or a mounted folder,
+	Sub   string // and the folder inside it
+	Dest  string // one of this member's duties.material
+}
+
+func (r copyRoot) String() string {
+	if r.URL != "" {
+		return r.URL
+	}
+	return filepath.Join(r.Mount, filepath.FromSlash(r.Sub))
 }
 
 // copyArgs are what the coordinator sends with a copy.
 type copyArgs struct {
-	From     string     `json:"from"`
-	Since    string     `json:"since"`
-	Until    string     `json:"until"`
-	Token    string     `json:"token"`
-	Roots    []copyRoot `json:"roots"`
-	SettleS  float64    `json:"settle_s"`
-	LimitBPS int64      `json:"limit_bps"`
+	From     string   `json:"from"`
+	Paths    []string `json:"paths"`
+	Since    string   `json:"since"`
+	Until    string   `json:"until"`
+	Token    string   `json:"token"`
+	SettleS  float64  `json:"settle_s"`
+	LimitBPS int64    `json:"limit_bps"`
+}
+
+// errNoBuiltinCopy: the source has no material server; the member's copy
+// hook does the work.
+var errNoBuiltinCopy = errors.New("no built-in copy")
+
+// copyRoots picks a copy's folders from site.yaml for member self: the
+// i-th material folder of the peer from, over its material_server, into
+// self's i-th material folder (its first when it has fewer), or each of
+// paths, which must lie inside one of self's material_mounts, into self's
+// material folders likewise. A peer without a material server gives
+// errNoBuiltinCopy (wrapped); anything not in site.yaml, errRefused.
+func copyRoots(site *config.Site, self string, args copyArgs) ([]copyRoot, error) {
+	me, ok := site.Member(self)
+	if !ok {
+		return nil, refusal(config.HookCopy, "%q is not a member of site %s", self, site.Name)
+	}
+	if len(me.Duties.Material) == 0 {
+		return nil, refusal(config.HookCopy, "%s has no duties.material folders to copy to", self)
+	}
+	dest := func(i int) string {
+		if i < len(me.Duties.Material) {
+			return me.Duties.Material[i]
+		}
+		return me.Duties.Material[0]
+	}
+	if len(args.Paths) > 0 {
+		roots := make([]copyRoot, len(args.Paths))
+		for i, p := range args.Paths {
+			mount, sub, ok := mountOf(p, me.MaterialMounts)
+			if !ok {
+				return nil, refusal(config.HookCopy, "folder %q is not inside %s's material_mounts %v", p, self, me.MaterialMounts)
+			}
+			roots[i] = copyRoot{Mount: mount, Sub: sub, Dest: dest(i)}
+		}
+		return roots, nil
+	}
+	src, ok := site.Member(args.From)
+	switch {
+	case args.From == "":
+		return nil, refusal(config.HookCopy, "the command names no member to copy from (from)")
+	case args.From == self:
+		return nil, refusal(config.HookCopy, "%s does not copy from itself", self)
+	case !ok:
+		return nil, refusal(config.HookCopy, "%q is not a member of site %s to copy from", args.From, site.Name)
+	case src.MaterialServer == "" || len(src.Duties.Material) == 0:
+		return nil, fmt.Errorf("%s has no material_server with duties.material: %w", args.From, errNoBuiltinCopy)
+	}
+	roots := make([]copyRoot, len(src.Duties.Material))
+	for i := range src.Duties.Material {
+		u := url.URL{Scheme: "http", Host: src.MaterialServer, Path: "/material", RawQuery: url.Values{"root": {strconv.Itoa(i + 1)}}.Encode()}
+		roots[i] = copyRoot{URL: u.String(), Dest: dest(i)}
+	}
+	return roots, nil
+}
+
+// mountOf finds the mount of mounts that p lies in (or is), and p's path
+// inside it with slashes ("" for the mount itself). p must be absolute and
+// clean of ".." elements.
+func mountOf(p string, mounts []string) (mount, sub string, ok bool) {
+	if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
+		return "", "", false
+	}
+	for _, el := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == filepath.Separator }) {
+		if el == ".." {
+			return "", "", false
+		}
+	}
+	p = filepath.Clean(p)
+	for _, m := range mounts {
+		m = filepath.Clean(m)
+		if p == m {
+			return m, "", true
+		}
+		if rest, found := strings.CutPrefix(p, m+string(filepath.Separator)); found && filepath.IsAbs(m) {
+			return m, filepath.ToSlash(rest), true
+		}
+	}
+	return "", "", false
 }
 
 // copyTask carries out a copy: each root in turn, with verification and
 // resumption (materialcopy.Copy), reporting progress, and then releases the
-// grant. Without roots the member's copy hook does the work alone.
+// grant. From a peer without a material server the member's copy hook does
+// the work alone.
 func (inst *Instance) copyTask(ctx context.Context, c bus.Command) (map[string]any, error) {
+	if err := forbidArgs(c.Verb, c.Args, "roots", "dest", "url"); err != nil {
+		return nil, inst.refused(c, err)
+	}
 	var args copyArgs
 	if err := remarshal(c.Args, &args); err != nil {
-		return nil, fmt.Errorf("material copy: %w", err)
+		return nil, inst.refused(c, refusal(c.Verb, "%v", err))
 	}
-	if len(args.Roots) == 0 {
-		return map[string]any{"note": "no built-in copy asked for (the source has no material server): the copy hook does it"}, nil
+	roots, err := copyRoots(inst.site, inst.opts.Self, args)
+	switch {
+	case errors.Is(err, errNoBuiltinCopy):
+		return map[string]any{"note": "no built-in copy (the source has no material server): the copy hook does it"}, nil
+	case err != nil:
+		return nil, inst.refused(c, err)
 	}
 	var since, until time.Time
 	for _, f := range []struct {
@@ -155,7 +328,7 @@ func (inst *Instance) copyTask(ctx context.Context, c bus.Command) (map[string]a
 		}
 		t, err := time.Parse(time.RFC3339, f.in)
 		if err != nil {
-			return nil, fmt.Errorf("material copy: time %q: %w", f.in, err)
+			return nil, inst.refused(c, refusal(c.Verb, "time %q: %v", f.in, err))
 		}
 		*f.out = t
 	}
@@ -169,22 +342,20 @@ func (inst *Instance) copyTask(ctx context.Context, c bus.Command) (map[string]a
 	}
 	client := materialcopy.Client()
 	defer client.CloseIdleConnections()
-	progress := &copyProgress{inst: inst, p: bus.CopyProgress{Action: c.ID, Member: inst.opts.Self, From: args.From}}
+	from := args.From
+	if len(args.Paths) > 0 {
+		from = strings.Join(args.Paths, ", ")
+	}
+	progress := &copyProgress{inst: inst, p: bus.CopyProgress{Action: c.ID, Member: inst.opts.Self, From: from}}
 	var total materialcopy.Report
 	var missing []any // source folders that do not exist
 	start := time.Now()
-	for i, r := range args.Roots {
-		if !inside(r.Dest, inst.member.Duties.Material) {
-			return nil, fmt.Errorf("material copy: destination %s is not one of this member's material folders %v", r.Dest, inst.member.Duties.Material)
-		}
+	for _, r := range roots {
 		var src materialcopy.Source
-		switch {
-		case r.URL != "":
+		if r.URL != "" {
 			src = materialcopy.Remote(r.URL, args.Token, client)
-		case filepath.IsAbs(r.Path):
-			src = materialcopy.Local(r.Path)
-		default:
-			return nil, fmt.Errorf("material copy: root %d has neither a url nor an absolute path", i+1)
+		} else if src, err = materialcopy.Within(r.Mount, r.Sub); err != nil {
+			return nil, inst.refused(c, refusal(c.Verb, "%v", err))
 		}
 		job := materialcopy.Job{
 			Source: src, Dest: r.Dest, Since: since, Until: until,
@@ -210,10 +381,10 @@ func (inst *Instance) copyTask(ctx context.Context, c bus.Command) (map[string]a
 	}
 	progress.final()
 	total.Took = time.Since(start)
-	inst.log.Info(total.Summary(), "from", args.From, "action", c.ID)
-	if args.Token != "" {
+	inst.log.Info(total.Summary(), "from", from, "action", c.ID)
+	if args.Token != "" && roots[0].URL != "" {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := materialcopy.Release(rctx, args.Roots[0].URL, args.Token, client); err != nil {
+		if err := materialcopy.Release(rctx, roots[0].URL, args.Token, client); err != nil {
 			inst.log.Warn("material grant not released (it lapses when idle)", "error", err)
 		}
 		cancel()
@@ -221,7 +392,7 @@ func (inst *Instance) copyTask(ctx context.Context, c bus.Command) (map[string]a
 	result := reportFields(total, total.Took)
 	if len(missing) > 0 {
 		result["missing_folders"] = missing
-		result["found_nothing"] = len(missing) == len(args.Roots)
+		result["found_nothing"] = len(missing) == len(roots)
 	}
 	if n := len(total.Failed); n > 0 {
 		return result, fmt.Errorf("material copy: %d files failed, first %s: %s", n, total.Failed[0].Path, total.Failed[0].Reason)
@@ -323,21 +494,6 @@ func (cp *copyProgress) publish() {
 	}
 }
 
-// inside reports whether dir is one of folders or lies within one.
-func inside(dir string, folders []string) bool {
-	if !filepath.IsAbs(dir) {
-		return false
-	}
-	dir = filepath.Clean(dir)
-	for _, f := range folders {
-		f = filepath.Clean(f)
-		if dir == f || strings.HasPrefix(dir, f+string(filepath.Separator)) {
-			return true
-		}
-	}
-	return false
-}
-
 // remarshal decodes a command's args (JSON values) into v.
 func remarshal(args map[string]any, v any) error {
 	data, err := json.Marshal(args)
@@ -353,4 +509,33 @@ func (inst *Instance) materialTasks() map[string]agent.Task {
 		config.VerbMaterialGrant: inst.grantTask,
 		config.HookCopy:          inst.copyTask,
 	}
+}
+
+// refusals counts refused material commands by verb.
+type refusals struct {
+	mu sync.Mutex
+	n  map[string]uint64
+}
+
+func (r *refusals) add(verb string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[string]uint64{}
+	}
+	r.n[verb]++
+}
+
+// counts returns the counts so far (nil when none).
+func (r *refusals) counts() map[string]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.n) == 0 {
+		return nil
+	}
+	out := make(map[string]uint64, len(r.n))
+	for k, v := range r.n {
+		out[k] = v
+	}
+	return out
 }

@@ -39,6 +39,7 @@ type metrics struct {
 	alarms      *prometheus.Desc
 	inDropped   *prometheus.Desc
 	beatsMerged *prometheus.Desc
+	matRefused  *prometheus.Desc
 }
 
 func newMetrics(inst *Instance) *metrics {
@@ -71,6 +72,7 @@ func newMetrics(inst *Instance) *metrics {
 		drill:       prometheus.NewDesc("understudy_drill_active", "1 while the member is in a real fire drill (by fault).", []string{"member", "fault"}, nil),
 		inDropped:   prometheus.NewDesc("understudy_inputs_dropped_total", "Inputs from other instances the event loop dropped because it fell behind, by kind (the sender sends them again).", []string{"kind"}, nil),
 		beatsMerged: prometheus.NewDesc("understudy_heartbeats_merged_total", "Heartbeats replaced by a newer one of the same member before the event loop took them in.", nil, nil),
+		matRefused:  prometheus.NewDesc("understudy_material_refused_total", "Material commands (copy, material_grant) refused for what they asked: folders of their own, a member not in the site.", []string{"verb"}, nil),
 		alarms:      prometheus.NewDesc("understudy_alarms_active", "Alarms raised on the coordinator now, by kind and severity.", []string{"kind", "severity"}, nil),
 	}
 	m.reg.MustRegister(m.detection, m.actions, m.copyBytes, m,
@@ -116,7 +118,7 @@ func number(v any) (float64, bool) {
 
 // Describe implements prometheus.Collector for the scraped metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.inDropped, m.beatsMerged} {
+	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.inDropped, m.beatsMerged, m.matRefused} {
 		ch <- d
 	}
 }
@@ -162,6 +164,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.policyTOs, float64(p.Timeouts))
 	}
 	gauge(m.copies, float64(len(st.Copies)))
+	if st.Material != nil {
+		for verb, n := range st.Material.Refused {
+			counter(m.matRefused, float64(n), verb)
+		}
+	}
 	for _, d := range st.Drills {
 		gauge(m.drill, 1, d.Member, d.Fault)
 	}

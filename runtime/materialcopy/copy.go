@@ -7,7 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -232,6 +234,9 @@ type copier struct {
 	// fsynced its parent, or a file could be reported copied in a folder
 	// whose entry is not yet on disk.
 	dirMu sync.Mutex
+	// dirModes are the permission bits of the source's folders, by path
+	// relative to the root with slashes (nil: the source does not say).
+	dirModes map[string]fs.FileMode
 }
 
 // Copy copies from job.Source to job.Dest what the destination lacks or has
@@ -281,7 +286,17 @@ func Copy(ctx context.Context, job Job) (rep Report, err error) {
 	}
 	c.prog.fn = job.Progress
 
-	files, err := job.Source.List(ctx, job.Since, job.Until)
+	var files []FileInfo
+	if dl, ok := job.Source.(dirLister); ok {
+		var dirs []DirInfo
+		files, dirs, err = dl.listAll(ctx, job.Since, job.Until)
+		c.dirModes = make(map[string]fs.FileMode, len(dirs))
+		for _, d := range dirs {
+			c.dirModes[d.Path] = d.Mode
+		}
+	} else {
+		files, err = job.Source.List(ctx, job.Since, job.Until)
+	}
 	if err != nil {
 		return rep, fmt.Errorf("materialcopy: listing the source: %w", err)
 	}
@@ -662,11 +677,17 @@ func (c *copier) execute(ctx context.Context, p *plan) error {
 	if err := c.mkdir(dir); err != nil {
 		return writeFailure(p.rel, err)
 	}
-	f, err := os.OpenFile(p.tmp, os.O_RDWR|os.O_CREATE, 0o644)
+	// Only this process's user may read a file while it is written; it gets
+	// its permissions (never more than the source's) just before it is put
+	// in place.
+	f, err := os.OpenFile(p.tmp, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return writeFailure(p.rel, err)
 	}
 	defer f.Close() // after the explicit Close below, a no-op
+	if err := chmod(f.Chmod, 0o600); err != nil {
+		return writeFailure(p.rel, err)
+	}
 
 	pooled := hashBufs.Get().(*[bufSize]byte)
 	defer hashBufs.Put(pooled)
@@ -711,6 +732,9 @@ func (c *copier) execute(ctx context.Context, p *plan) error {
 		return err
 	}
 	if err := os.Chtimes(p.tmp, p.fi.ModTime, p.fi.ModTime); err != nil {
+		return writeFailure(p.rel, err)
+	}
+	if err := chmod(f.Chmod, FilePerm(p.fi.Mode)); err != nil {
 		return writeFailure(p.rel, err)
 	}
 	if err := f.Sync(); err != nil {
@@ -874,20 +898,28 @@ func (c *copier) writeAll(f *os.File, b []byte) error {
 func (c *copier) mkdir(dir string) error {
 	c.dirMu.Lock()
 	defer c.dirMu.Unlock()
-	return mkdirSynced(c.job.Dest, dir)
+	return mkdirSynced(c.job.Dest, dir, c.dirModes)
 }
 
 // mkdirSynced creates dir and the folders leading to it from root (which
-// exists) as needed, 0755, and fsyncs the folder each new one is made in.
-func mkdirSynced(root, dir string) error {
+// exists) as needed, each with DirPerm of the source's folder of the same
+// path in modes, and fsyncs the folder each new one is made in.
+func mkdirSynced(root, dir string, modes map[string]fs.FileMode) error {
 	rel, err := filepath.Rel(root, dir)
 	if err != nil || rel == "." {
 		return err
 	}
-	cur := root
+	cur, relCur := root, ""
 	for _, el := range strings.Split(rel, string(filepath.Separator)) {
 		next := filepath.Join(cur, el)
-		if err := os.Mkdir(next, 0o755); err == nil {
+		relCur = path.Join(relCur, el)
+		perm := DirPerm(modes[relCur])
+		if err := os.Mkdir(next, perm); err == nil {
+			// Mkdir's mode is narrowed by the umask only; set it exactly
+			// (never more than the source's).
+			if err := chmod(func(m fs.FileMode) error { return os.Chmod(next, m) }, perm); err != nil {
+				return err
+			}
 			if err := syncDir(cur); err != nil {
 				return err
 			}
@@ -897,6 +929,36 @@ func mkdirSynced(root, dir string) error {
 		cur = next
 	}
 	return nil
+}
+
+// FilePerm is the permission bits Copy gives a file whose source has the
+// permission bits src: never more than the source's, never writable by
+// group or others, no setuid, setgid or sticky bit; this process's user
+// can always read it (to compare it on the next copy). A source that does
+// not say (0) gives 0600.
+func FilePerm(src fs.FileMode) fs.FileMode {
+	if src.Perm() == 0 {
+		return 0o600
+	}
+	return src.Perm()&0o755 | 0o400
+}
+
+// DirPerm is the permission bits Copy gives a folder it creates for the
+// source's folder with permission bits src: never more than the source's
+// for group and others (never writable by them), no setuid, setgid or
+// sticky bit; this process's user can always use it. A source that does not
+// say (0) gives 0700.
+func DirPerm(src fs.FileMode) fs.FileMode {
+	return src.Perm()&0o755 | 0o700
+}
+
+// chmod sets perm with set, except on Windows, where a mode is only a
+// read-only flag (that would keep the next copy from completing the file).
+func chmod(set func(fs.FileMode) error, perm fs.FileMode) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	return set(perm)
 }
 
 // renameCheck renames unless newpath exists, checked right before.

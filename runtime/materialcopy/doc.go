@@ -18,6 +18,11 @@
 //     (only the missing tail is transferred);
 //   - anything else that differs is a conflict and is left alone.
 //
+// Copies never gain permissions: a file or folder Copy creates gets its
+// source's permission bits without group or others' write and without
+// setuid, setgid or sticky bits (FilePerm, DirPerm); a file is owner-only
+// while it is written.
+//
 // Files are written to a temporary name in the target's directory
 // (.NAME.understudy-partial), hashed as they are written, fsynced, verified
 // against the source's hash of the whole file and only then renamed into
@@ -33,8 +38,9 @@
 // token, paths confined to the named roots, HTTP Range for resuming.
 //
 // Grants serves them per copy instead: on one listener, each copy authorised
-// separately by the coordinator with a Grant of its own token and its own
-// roots (for example only the restored member's folder). A grant is forgotten
+// separately by the coordinator with a Grant of its own token that opens one
+// subfolder (the restored member's) of the served folders, reached without
+// symlinks, and nothing above or beside it. A grant is forgotten
 // when its holder releases it (Release, once its copy is done) or after it
 // has been idle too long; a token with no live grant gets a 403 that
 // IsNotGranted recognises, which a copier retries for a while because the

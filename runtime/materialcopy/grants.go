@@ -11,7 +11,6 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -28,24 +27,32 @@ const NotGrantedMessage = "no grant for this token"
 // minGrantToken is the shortest token Grants.Add accepts.
 const minGrantToken = 16
 
-// Grant lets the holder of Token read Roots, for one copy.
+// Grant lets the holder of Token read one subfolder, Sub, of each of the
+// folders the Grants serves (GrantsOptions.Folders), for one copy: what a
+// standby recorded for one member, nothing above or beside it.
 type Grant struct {
-	Token   string            `json:"token"`
-	Roots   map[string]string `json:"roots"` // root name → folder on this machine
-	For     string            `json:"for"`   // the member that copies (for logs and status)
-	Granted time.Time         `json:"granted"`
+	Token string `json:"token"`
+	// Sub is the subfolder, relative, without ".." elements ("" for the
+	// folders themselves). It must be reached without symlinks.
+	Sub     string    `json:"sub"`
+	For     string    `json:"for"` // the member that copies (for logs and status)
+	Granted time.Time `json:"granted"`
 }
 
 // GrantInfo is a grant as status shows it: no token.
 type GrantInfo struct {
 	For      string            `json:"for"`
-	Roots    map[string]string `json:"roots"`
+	Sub      string            `json:"sub"`
+	Roots    map[string]string `json:"roots"` // root name → the folder it opens
 	Granted  time.Time         `json:"granted"`
 	LastUsed time.Time         `json:"last_used"`
 }
 
 // GrantsOptions configures NewGrants.
 type GrantsOptions struct {
+	// Folders are what grants open a subfolder of, by root name (absolute
+	// paths): an instance's material folders.
+	Folders map[string]string
 	// Idle: a grant not used for this long is forgotten (zero means
 	// DefaultGrantIdle).
 	Idle time.Duration
@@ -59,19 +66,24 @@ type GrantsOptions struct {
 
 // Grants serves an instance's material folders to peers on one listener,
 // each copy authorised separately: a grant's holder reads only the grant's
-// roots, with the grant's token. It is safe for concurrent use.
+// subfolder of each folder, with the grant's token. It is safe for
+// concurrent use.
 //
 // As an http.Handler it answers, for a token with a live grant, the
-// endpoints of NewServer for the grant's roots, and
+// endpoints of NewServer for the grant's roots (named as in
+// GrantsOptions.Folders), and
 //
 //	DELETE /grant    revoke the grant (the holder's copy is done): 204
 //
 // Every request refreshes the grant's last use. Answers: 401 without a
 // bearer token, 403 with NotGrantedMessage for a token with no live grant
-// (not granted yet, revoked, or idle for longer than Idle). The handler
+// (not granted yet, revoked, or idle for longer than Idle), 403 for a path
+// that leads out of the grant's subfolder (a ".." element, an absolute path,
+// a symlink, the subfolder itself swapped for a symlink). The handler
 // expects the endpoints at the root of its path; mount it under a prefix
 // with http.StripPrefix.
 type Grants struct {
+	folders  map[string]string
 	idle     time.Duration
 	now      func() time.Time
 	onForget func(token string)
@@ -82,13 +94,14 @@ type Grants struct {
 
 type grantEntry struct {
 	grant    Grant
-	server   http.Handler // NewServer(grant.Roots, grant.Token)
+	roots    map[string]string // root name → folder opened
+	server   http.Handler      // NewServer for the roots, each confined
 	lastUsed time.Time
 }
 
-// NewGrants returns an empty set of grants.
+// NewGrants returns an empty set of grants over opts.Folders.
 func NewGrants(opts GrantsOptions) *Grants {
-	g := &Grants{idle: opts.Idle, now: opts.Now, onForget: opts.OnForget, grants: map[[sha256.Size]byte]*grantEntry{}}
+	g := &Grants{folders: maps.Clone(opts.Folders), idle: opts.Idle, now: opts.Now, onForget: opts.OnForget, grants: map[[sha256.Size]byte]*grantEntry{}}
 	if g.idle <= 0 {
 		g.idle = DefaultGrantIdle
 	}
@@ -98,31 +111,36 @@ func NewGrants(opts GrantsOptions) *Grants {
 	return g
 }
 
-// Add lets gr.Token read gr.Roots, replacing a grant with the same token.
-// The token must have at least 16 characters, and there must be at least
-// one root, each with a name and an absolute folder. A zero Granted is set
-// to now; the grant counts as used now.
+// Add lets gr.Token read the subfolder gr.Sub of each folder, replacing a
+// grant with the same token. The token must have at least 16 characters;
+// Sub must be relative, without ".." elements; the Grants must serve at
+// least one folder, each absolute. A zero Granted is set to now; the grant
+// counts as used now.
 func (g *Grants) Add(gr Grant) error {
 	if len(gr.Token) < minGrantToken {
 		return fmt.Errorf("materialcopy: grant for %q: token too short (%d characters, want at least %d)", gr.For, len(gr.Token), minGrantToken)
 	}
-	if len(gr.Roots) == 0 {
-		return fmt.Errorf("materialcopy: grant for %q: no roots", gr.For)
+	if len(g.folders) == 0 {
+		return fmt.Errorf("materialcopy: grant for %q: this server has no folders to open", gr.For)
 	}
-	for name, dir := range gr.Roots {
+	srv := &server{roots: make(map[string]*local, len(g.folders))}
+	roots := make(map[string]string, len(g.folders))
+	for name, dir := range g.folders {
 		if name == "" {
-			return fmt.Errorf("materialcopy: grant for %q: root with an empty name", gr.For)
+			return fmt.Errorf("materialcopy: grant for %q: a folder with an empty root name", gr.For)
 		}
-		if !filepath.IsAbs(dir) {
-			return fmt.Errorf("materialcopy: grant for %q: root %q: folder %q is not an absolute path", gr.For, name, dir)
+		l, err := within(dir, gr.Sub)
+		if err != nil {
+			return fmt.Errorf("materialcopy: grant for %q: %w", gr.For, err)
 		}
+		srv.roots[name], roots[name] = l, l.root
 	}
-	gr.Roots = maps.Clone(gr.Roots)
+	srv.token, srv.hasToken = sha256.Sum256([]byte(gr.Token)), true
 	now := g.now()
 	if gr.Granted.IsZero() {
 		gr.Granted = now
 	}
-	e := &grantEntry{grant: gr, server: NewServer(gr.Roots, gr.Token), lastUsed: now}
+	e := &grantEntry{grant: gr, roots: roots, server: srv, lastUsed: now}
 	g.mu.Lock()
 	g.grants[sha256.Sum256([]byte(gr.Token))] = e
 	g.mu.Unlock()
@@ -155,7 +173,7 @@ func (g *Grants) List() []GrantInfo {
 			forgotten = append(forgotten, e.grant.Token)
 			continue
 		}
-		out = append(out, GrantInfo{For: e.grant.For, Roots: maps.Clone(e.grant.Roots), Granted: e.grant.Granted, LastUsed: e.lastUsed})
+		out = append(out, GrantInfo{For: e.grant.For, Sub: e.grant.Sub, Roots: maps.Clone(e.roots), Granted: e.grant.Granted, LastUsed: e.lastUsed})
 	}
 	g.mu.Unlock()
 	g.forget(forgotten...)

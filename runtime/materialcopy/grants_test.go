@@ -91,9 +91,9 @@ func TestGrantsSeparateRoots(t *testing.T) {
 	folder := t.TempDir()
 	writeFile(t, filepath.Join(folder, "rec1/a.ts"), []byte("a"), old)
 	writeFile(t, filepath.Join(folder, "rec2/b.ts"), []byte("b"), old)
-	g := NewGrants(GrantsOptions{})
-	mustAdd(t, g, Grant{Token: grantTokenA, Roots: map[string]string{"rec": filepath.Join(folder, "rec1")}, For: "rec1"})
-	mustAdd(t, g, Grant{Token: grantTokenB, Roots: map[string]string{"rec": filepath.Join(folder, "rec2")}, For: "rec2"})
+	g := NewGrants(GrantsOptions{Folders: map[string]string{"rec": folder}})
+	mustAdd(t, g, Grant{Token: grantTokenA, Sub: "rec1", For: "rec1"})
+	mustAdd(t, g, Grant{Token: grantTokenB, Sub: "rec2", For: "rec2"})
 	ts, base := serveGrants(t, g)
 
 	a := Remote(base, grantTokenA, ts.Client())
@@ -117,8 +117,8 @@ func TestGrantsSeparateRoots(t *testing.T) {
 }
 
 func TestGrantsRefusals(t *testing.T) {
-	g := NewGrants(GrantsOptions{})
-	mustAdd(t, g, Grant{Token: grantTokenA, Roots: map[string]string{"rec": t.TempDir()}})
+	g := NewGrants(GrantsOptions{Folders: map[string]string{"rec": t.TempDir()}})
+	mustAdd(t, g, Grant{Token: grantTokenA})
 	ts, base := serveGrants(t, g)
 
 	_, err := Remote(base, "unknown-token-xxxxxxxx", ts.Client()).List(t.Context(), old, old)
@@ -158,14 +158,26 @@ func TestGrantsRefusals(t *testing.T) {
 
 func TestGrantsAddValidation(t *testing.T) {
 	abs := t.TempDir()
-	g := NewGrants(GrantsOptions{})
-	for name, gr := range map[string]Grant{
-		"short token":     {Token: "short", Roots: map[string]string{"rec": abs}},
-		"no roots":        {Token: grantTokenA},
-		"relative folder": {Token: grantTokenA, Roots: map[string]string{"rec": "material/rec1"}},
-		"empty root name": {Token: grantTokenA, Roots: map[string]string{"": abs}},
+	g := NewGrants(GrantsOptions{Folders: map[string]string{"rec": abs}})
+	for name, c := range map[string]struct {
+		folders map[string]string
+		grant   Grant
+	}{
+		"short token":           {grant: Grant{Token: "short", Sub: "rec1"}},
+		"no folders":            {folders: map[string]string{}, grant: Grant{Token: grantTokenA}},
+		"relative folder":       {folders: map[string]string{"rec": "material"}, grant: Grant{Token: grantTokenA, Sub: "rec1"}},
+		"empty root name":       {folders: map[string]string{"": abs}, grant: Grant{Token: grantTokenA, Sub: "rec1"}},
+		"sub with ..":           {grant: Grant{Token: grantTokenA, Sub: "../etc"}},
+		"sub with .. inside":    {grant: Grant{Token: grantTokenA, Sub: "rec1/../../etc"}},
+		"sub absolute":          {grant: Grant{Token: grantTokenA, Sub: "/etc"}},
+		"sub with a NUL":        {grant: Grant{Token: grantTokenA, Sub: "rec1\x00"}},
+		"sub is the folder (.)": {grant: Grant{Token: grantTokenA, Sub: "."}},
 	} {
-		if err := g.Add(gr); err == nil {
+		gs := g
+		if c.folders != nil {
+			gs = NewGrants(GrantsOptions{Folders: c.folders})
+		}
+		if err := gs.Add(c.grant); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -174,8 +186,8 @@ func TestGrantsAddValidation(t *testing.T) {
 	}
 
 	// The same token again replaces the grant.
-	mustAdd(t, g, Grant{Token: grantTokenA, Roots: map[string]string{"rec": abs}, For: "first"})
-	mustAdd(t, g, Grant{Token: grantTokenA, Roots: map[string]string{"rec": abs}, For: "second"})
+	mustAdd(t, g, Grant{Token: grantTokenA, Sub: "rec1", For: "first"})
+	mustAdd(t, g, Grant{Token: grantTokenA, Sub: "rec1", For: "second"})
 	if l := g.List(); len(l) != 1 || l[0].For != "second" {
 		t.Errorf("after replacing: %+v", l)
 	}
@@ -183,13 +195,13 @@ func TestGrantsAddValidation(t *testing.T) {
 
 func TestGrantsList(t *testing.T) {
 	clock := newFakeClock()
-	g := NewGrants(GrantsOptions{Now: clock.Now})
-	t0 := clock.Now()
 	dir := t.TempDir()
-	mustAdd(t, g, Grant{Token: grantTokenA + "1", Roots: map[string]string{"rec": dir}, For: "rec2", Granted: t0.Add(time.Minute)})
-	mustAdd(t, g, Grant{Token: grantTokenA + "2", Roots: map[string]string{"rec": dir}, For: "rec1", Granted: t0.Add(time.Minute)})
-	mustAdd(t, g, Grant{Token: grantTokenA + "3", Roots: map[string]string{"rec": dir}, For: "rec3", Granted: t0})
-	mustAdd(t, g, Grant{Token: grantTokenA + "4", Roots: map[string]string{"rec": dir}, For: "rec4"}) // Granted: now
+	g := NewGrants(GrantsOptions{Now: clock.Now, Folders: map[string]string{"rec": dir}})
+	t0 := clock.Now()
+	mustAdd(t, g, Grant{Token: grantTokenA + "1", For: "rec2", Granted: t0.Add(time.Minute)})
+	mustAdd(t, g, Grant{Token: grantTokenA + "2", For: "rec1", Granted: t0.Add(time.Minute)})
+	mustAdd(t, g, Grant{Token: grantTokenA + "3", For: "rec3", Granted: t0})
+	mustAdd(t, g, Grant{Token: grantTokenA + "4", For: "rec4"}) // Granted: now
 	l := g.List()
 	var order []string
 	for _, i := range l {
@@ -206,10 +218,10 @@ func TestGrantsList(t *testing.T) {
 
 func TestGrantRelease(t *testing.T) {
 	var forgot forgotten
-	g := NewGrants(GrantsOptions{OnForget: forgot.add})
 	dir := t.TempDir()
-	mustAdd(t, g, Grant{Token: grantTokenA, Roots: map[string]string{"rec": dir}})
-	mustAdd(t, g, Grant{Token: grantTokenB, Roots: map[string]string{"rec": dir}})
+	g := NewGrants(GrantsOptions{OnForget: forgot.add, Folders: map[string]string{"rec": dir}})
+	mustAdd(t, g, Grant{Token: grantTokenA})
+	mustAdd(t, g, Grant{Token: grantTokenB})
 	ts, base := serveGrants(t, g)
 	src := Remote(base, grantTokenA, ts.Client())
 	if _, err := src.List(t.Context(), old, old); err != nil {
@@ -241,7 +253,7 @@ func TestGrantRelease(t *testing.T) {
 	}
 
 	// Only DELETE on /grant.
-	mustAdd(t, g, Grant{Token: grantTokenA, Roots: map[string]string{"rec": dir}})
+	mustAdd(t, g, Grant{Token: grantTokenA})
 	a := request(t, ts, "GET", "/material/grant", url.Values{}, grantTokenA, nil)
 	if a.code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /grant: %d %q", a.code, a.body)
@@ -255,10 +267,10 @@ func TestGrantRelease(t *testing.T) {
 func TestGrantsIdle(t *testing.T) {
 	clock := newFakeClock()
 	var forgot forgotten
-	g := NewGrants(GrantsOptions{Idle: 10 * time.Minute, Now: clock.Now, OnForget: forgot.add})
 	dir := t.TempDir()
-	mustAdd(t, g, Grant{Token: grantTokenA, Roots: map[string]string{"rec": dir}, For: "a"})
-	mustAdd(t, g, Grant{Token: grantTokenB, Roots: map[string]string{"rec": dir}, For: "b"})
+	g := NewGrants(GrantsOptions{Idle: 10 * time.Minute, Now: clock.Now, OnForget: forgot.add, Folders: map[string]string{"rec": dir}})
+	mustAdd(t, g, Grant{Token: grantTokenA, For: "a"})
+	mustAdd(t, g, Grant{Token: grantTokenB, For: "b"})
 	ts, base := serveGrants(t, g)
 	src := Remote(base, grantTokenA, ts.Client())
 
@@ -290,8 +302,8 @@ func TestGrantsIdle(t *testing.T) {
 	}
 
 	// The default is an hour.
-	g = NewGrants(GrantsOptions{Now: clock.Now})
-	mustAdd(t, g, Grant{Token: grantTokenA, Roots: map[string]string{"rec": dir}})
+	g = NewGrants(GrantsOptions{Now: clock.Now, Folders: map[string]string{"rec": dir}})
+	mustAdd(t, g, Grant{Token: grantTokenA})
 	clock.Advance(59 * time.Minute)
 	if len(g.List()) != 1 {
 		t.Error("default idle: forgotten within the hour")
@@ -310,8 +322,8 @@ func TestCopyThroughGrant(t *testing.T) {
 		writeFile(t, filepath.Join(member, filepath.FromSlash(rel)), []byte(data), old)
 	}
 	writeFile(t, filepath.Join(folder, "rec2/cam1/0001.ts"), []byte("another member"), old)
-	g := NewGrants(GrantsOptions{})
-	mustAdd(t, g, Grant{Token: grantTokenA, Roots: map[string]string{"rec": member}, For: "rec1"})
+	g := NewGrants(GrantsOptions{Folders: map[string]string{"rec": folder}})
+	mustAdd(t, g, Grant{Token: grantTokenA, Sub: "rec1", For: "rec1"})
 	ts, base := serveGrants(t, g)
 
 	dest := t.TempDir()

@@ -141,6 +141,11 @@ func (r *remote) getJSON(ctx context.Context, endpoint string, q url.Values, v a
 }
 
 func (r *remote) List(ctx context.Context, since, until time.Time) ([]FileInfo, error) {
+	files, _, err := r.listAll(ctx, since, until)
+	return files, err
+}
+
+func (r *remote) listAll(ctx context.Context, since, until time.Time) ([]FileInfo, []DirInfo, error) {
 	q := url.Values{}
 	if !since.IsZero() {
 		q.Set("since", since.Format(time.RFC3339Nano))
@@ -150,9 +155,9 @@ func (r *remote) List(ctx context.Context, since, until time.Time) ([]FileInfo, 
 	}
 	var l listAnswer
 	if err := r.getJSON(ctx, "list", q, &l); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return l.Files, nil
+	return l.Files, l.Dirs, nil
 }
 
 func (r *remote) Stat(ctx context.Context, path string) (FileInfo, error) {
@@ -200,6 +205,7 @@ func (r *remote) Hash(ctx context.Context, path string, length int64) (string, e
 type listAnswer struct {
 	Root  string     `json:"root"`
 	Files []FileInfo `json:"files"`
+	Dirs  []DirInfo  `json:"dirs,omitempty"` // the folders under the root, for their permissions
 }
 
 type hashAnswer struct {

@@ -17,14 +17,15 @@ import (
 // that presents token as a bearer token ("Authorization: Bearer TOKEN").
 // With an empty token every request is refused.
 //
-//	GET /list?root=NAME[&since=RFC3339][&until=RFC3339]  {"root":…, "files":[{"path","size","mtime"}…]}
-//	GET /stat?root=NAME&path=REL                         {"path","size","mtime"}
+//	GET /list?root=NAME[&since=RFC3339][&until=RFC3339]  {"root":…, "files":[{"path","size","mtime","mode"}…], "dirs":[{"path","mode"}…]}
+//	GET /stat?root=NAME&path=REL                         {"path","size","mtime","mode"}
 //	GET /file?root=NAME&path=REL                         the content; Range requests are answered
 //	GET /hash?root=NAME&path=REL[&length=N]              {"path","length","xxh3"}: xxh3-64 hex of the first N bytes or the whole file
 //
 // HEAD is accepted too. root may be left out when there is a single root.
 // Paths are relative with forward slashes; absolute paths, ".." elements and
-// symlinks resolving outside the root are refused with 403. Answers: 401
+// symlinks resolving outside the root are refused with 403; "mode" is the
+// permission bits. Answers: 401
 // without a token, 403 with a wrong one, 404 for an unknown root or file,
 // 409 for a hash length beyond the file's end.
 //
@@ -146,7 +147,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request, name string, root 
 		}
 		window[i] = t
 	}
-	files, err := root.List(r.Context(), window[0], window[1])
+	files, dirs, err := root.listAll(r.Context(), window[0], window[1])
 	if err != nil {
 		fileError(w, err)
 		return
@@ -154,7 +155,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request, name string, root 
 	if files == nil {
 		files = []FileInfo{}
 	}
-	writeJSON(w, listAnswer{Root: name, Files: files})
+	writeJSON(w, listAnswer{Root: name, Files: files, Dirs: dirs})
 }
 
 func (s *server) stat(w http.ResponseWriter, r *http.Request, root *local) {

@@ -23,6 +23,22 @@ type FileInfo struct {
 	Path    string    `json:"path"`
 	Size    int64     `json:"size"`
 	ModTime time.Time `json:"mtime"`
+	// Mode is the file's permission bits (0 when the source does not say:
+	// a server of an earlier version). Copy never gives a copy more.
+	Mode fs.FileMode `json:"mode,omitempty"`
+}
+
+// DirInfo is a folder under a source's root, for its permission bits: the
+// folders Copy creates get no more than the source's.
+type DirInfo struct {
+	Path string      `json:"path"` // relative to the root, with forward slashes
+	Mode fs.FileMode `json:"mode"`
+}
+
+// dirLister is a Source that lists its folders with its files (Local and
+// Remote do).
+type dirLister interface {
+	listAll(ctx context.Context, since, until time.Time) ([]FileInfo, []DirInfo, error)
 }
 
 // Source is a folder of material that Copy reads from: Local for a folder on
@@ -68,15 +84,59 @@ func isTempName(name string) bool {
 // Local is a Source reading the folder root on this machine.
 func Local(root string) Source { return &local{root: root} }
 
-type local struct{ root string }
+// Within is Local(filepath.Join(base, sub)) confined to base: sub must be a
+// relative path without ".." elements, and the folder must be reached from
+// base without symlinks (base itself may be one), so that it cannot lead
+// above or beside sub — say, to another member's folder. Within checks sub
+// at once and the symlinks at every use: a folder swapped for a symlink
+// later is refused then.
+func Within(base, sub string) (Source, error) {
+	l, err := within(base, sub)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func within(base, sub string) (*local, error) {
+	if !filepath.IsAbs(base) {
+		return nil, fmt.Errorf("materialcopy: folder %q is not an absolute path", base)
+	}
+	if sub == "" {
+		return &local{root: filepath.Clean(base), base: filepath.Clean(base)}, nil
+	}
+	c, err := cleanRel(sub)
+	if err != nil {
+		return nil, fmt.Errorf("materialcopy: subfolder of %s: %w", base, err)
+	}
+	return &local{root: filepath.Join(base, filepath.FromSlash(c)), base: filepath.Clean(base), sub: c}, nil
+}
+
+type local struct {
+	root string
+	// base, when set, is the folder root must stay in: root is base/sub,
+	// reached without symlinks.
+	base, sub string
+}
 
 func (l *local) String() string { return l.root }
 
-// realRoot is the root with its symlinks resolved.
+// realRoot is the root with its symlinks resolved. A confined root must
+// resolve to its base's real path joined with sub.
 func (l *local) realRoot() (string, error) {
 	r, err := filepath.EvalSymlinks(l.root)
 	if err != nil {
 		return "", fmt.Errorf("source root: %w", err)
+	}
+	if l.base == "" {
+		return r, nil
+	}
+	b, err := filepath.EvalSymlinks(l.base)
+	if err != nil {
+		return "", fmt.Errorf("source root: %w", err)
+	}
+	if want := filepath.Join(b, filepath.FromSlash(l.sub)); r != want {
+		return "", fmt.Errorf("source root %s: %w: it leads to %s through a symlink, not to %s", l.root, ErrOutsideRoot, r, want)
 	}
 	return r, nil
 }
@@ -182,11 +242,17 @@ func inWindow(mt, since, until time.Time) bool {
 }
 
 func (l *local) List(ctx context.Context, since, until time.Time) ([]FileInfo, error) {
+	files, _, err := l.listAll(ctx, since, until)
+	return files, err
+}
+
+func (l *local) listAll(ctx context.Context, since, until time.Time) ([]FileInfo, []DirInfo, error) {
 	root, err := l.realRoot()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []FileInfo
+	var dirs []DirInfo
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -194,7 +260,7 @@ func (l *local) List(ctx context.Context, since, until time.Time) ([]FileInfo, e
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if !d.Type().IsRegular() || isTempName(d.Name()) {
+		if (!d.Type().IsRegular() && !d.IsDir()) || isTempName(d.Name()) || p == root {
 			return nil
 		}
 		info, err := d.Info()
@@ -203,21 +269,25 @@ func (l *local) List(ctx context.Context, since, until time.Time) ([]FileInfo, e
 		} else if err != nil {
 			return err
 		}
-		if !inWindow(info.ModTime(), since, until) {
-			return nil
-		}
 		rel, err := filepath.Rel(root, p)
 		if err != nil {
 			return err
 		}
-		out = append(out, FileInfo{Path: filepath.ToSlash(rel), Size: info.Size(), ModTime: info.ModTime()})
+		if d.IsDir() {
+			dirs = append(dirs, DirInfo{Path: filepath.ToSlash(rel), Mode: info.Mode().Perm()})
+			return nil
+		}
+		if !inWindow(info.ModTime(), since, until) {
+			return nil
+		}
+		out = append(out, FileInfo{Path: filepath.ToSlash(rel), Size: info.Size(), ModTime: info.ModTime(), Mode: info.Mode().Perm()})
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", l.root, err)
+		return nil, nil, fmt.Errorf("listing %s: %w", l.root, err)
 	}
 	slices.SortFunc(out, func(a, b FileInfo) int { return strings.Compare(a.Path, b.Path) })
-	return out, nil
+	return out, dirs, nil
 }
 
 func (l *local) Stat(_ context.Context, rel string) (FileInfo, error) {
@@ -226,7 +296,7 @@ func (l *local) Stat(_ context.Context, rel string) (FileInfo, error) {
 		return FileInfo{}, err
 	}
 	f.Close()
-	return FileInfo{Path: path.Clean(filepath.ToSlash(rel)), Size: st.Size(), ModTime: st.ModTime()}, nil
+	return FileInfo{Path: path.Clean(filepath.ToSlash(rel)), Size: st.Size(), ModTime: st.ModTime(), Mode: st.Mode().Perm()}, nil
 }
 
 func (l *local) Open(_ context.Context, rel string, offset int64) (io.ReadCloser, error) {
