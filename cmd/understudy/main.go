@@ -30,6 +30,7 @@ Usage:
   understudy run   -c site.yaml [--member ID]   run this machine's instance
   understudy check -c site.yaml                 check site.yaml and the policy (exit 1 on errors)
   understudy keys new|list|add|use|remove [ID]  the site key: made once, copied with site.yaml
+  understudy broker-config --mosquitto          accounts, ACLs and listener for Debian's mosquitto
   understudy status                             the site as this machine's instance sees it
   understudy dashboard                          the address of this machine's dashboard, with its token
   understudy takeover MEMBER | --all STANDBY    operator commands, carried out by the coordinator
@@ -74,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "keys":
 		return cmdKeys(args[1:], stdout, stderr)
+	case "broker-config":
+		return cmdBrokerConfig(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
 	case "dashboard":
