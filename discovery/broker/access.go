@@ -119,7 +119,7 @@ func (h *accessHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if cl.Net.Inline || h.allowed(cl, pk.TopicName, true) {
 		return pk, nil
 	}
-	h.Log.Warn("client refused a topic: its publish is dropped", "client", cl.ID, "username", string(cl.Properties.Username), "topic", pk.TopicName, "publish", true)
+	h.Log.Warn("client refused a topic", "client", cl.ID, "username", string(cl.Properties.Username), "topic", pk.TopicName, "publish", true, "dropped", true)
 	return pk, packets.CodeSuccessIgnore
 }
 
