@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +34,10 @@ func TestMalformedOversizedPublishesDisconnectOnlyTheirSenders(t *testing.T) {
 	site := writeSite(t, siteParams{Name: "bigpkt", MDNS: true, Bus: "discover: 2s", Router: l.Addr().String(), MainAPI: "0.0.0.0:0", BackupAPI: "0.0.0.0:0"})
 	backup := runIn(t, b, site, "backup")
 	main := runIn(t, a, site, "main")
+	api := apiAddress(t, backup)
+	if u, err := url.Parse(api); err == nil {
+		api = "http://" + net.JoinHostPort(b.Addr.String(), u.Port())
+	}
 	backup.wait(30*time.Second, "msg", "embedded broker started")
 	backup.wait(30*time.Second, "msg", "member alive", "member", "main", "event", "member_seen")
 	backup.wait(30*time.Second, "msg", "driver connected")
@@ -61,6 +68,21 @@ func TestMalformedOversizedPublishesDisconnectOnlyTheirSenders(t *testing.T) {
 	}
 	for i := range lost {
 		backup.wait(10*time.Second, "msg", "client disconnected: packet over the size limit", "client", fmt.Sprintf("flooder-%d", i))
+	}
+	client := &http.Client{Transport: &http.Transport{DialContext: b.Dial}, Timeout: 10 * time.Second}
+	resp, err := client.Get(api + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Bus struct {
+			Oversized int `json:"embedded_broker_oversized"`
+		}
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || st.Bus.Oversized != 6 {
+		t.Errorf("/status bus.embedded_broker_oversized = %d (%v), want 6", st.Bus.Oversized, err)
 	}
 	if backup.has("msg", "member lost") || backup.has("msg", "bus connection lost") || main.has("msg", "bus connection lost") {
 		t.Fatal("the oversized publishes cost someone else its connection or a member")
