@@ -243,7 +243,7 @@ func List() []Event {
 		{Name: ActionFailed, Group: GroupActions, Policy: true, Record: true, Fields: append(action, f("result", "attempts", "took_ms", "error")...),
 			When: "it failed"},
 		{Name: EpochAdopted, Group: GroupActions, Record: true, Fields: f("epoch"),
-			When: "an instance had seen a newer coordinator epoch (this coordinator's state was lost): it goes on with a newer one"},
+			When: "an instance had seen a newer coordinator epoch (this coordinator's state was lost): it goes on with a newer one; not when that epoch is more than 2^20 past its own (the action fails with the reason instead: epochs never wrap)"},
 		// takeover and failback
 		{Name: TakeoverStarted, Group: GroupTakeover, Policy: true, Record: true, Fields: []Field{fd("member", ""), fd("standby", ""), fd("reason", ""), fd("action", ""), fd("grace_until", ""), fd("again", "lost again after its standby let go")},
 			When: "a standby was told to take over"},

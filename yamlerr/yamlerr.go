@@ -53,8 +53,11 @@ func (es Errors) Error() string {
 // Positioned turns an error of go-yaml (a syntax error, a strict decoding's
 // unknown field, a type mismatch, an error At returned) into an *Error of
 // file with the line and column go-yaml gives. Any other error keeps its
-// text and has no position.
+// text and has no position; an *Error (from Parse) is returned as it is.
 func Positioned(file string, err error) *Error {
+	if e := (*Error)(nil); errors.As(err, &e) {
+		return e // already positioned (Parse)
+	}
 	var ye yaml.Error
 	if errors.As(err, &ye) && ye.GetToken() != nil {
 		tok := ye.GetToken()

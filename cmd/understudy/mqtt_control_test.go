@@ -278,8 +278,8 @@ func TestShowControlGetsATruthfulReplyToEveryCommand(t *testing.T) {
 	}
 	sw.expectNoRoutes(t)
 
-	// The malformed ones were counted.
-	want := map[string]uint64{"malformed_JSON": 1, "invalid_field": 6, "payload_too_large": 1}
+	// The malformed ones were counted, and the made-up verb ("dance").
+	want := map[string]uint64{"malformed_JSON": 1, "invalid_field": 6, "payload_too_large": 1, "unknown_command": 1}
 	var st struct {
 		Bus struct {
 			Dropped map[string]uint64 `json:"dropped_payloads"`

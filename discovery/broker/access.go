@@ -70,6 +70,13 @@ func covers(allowed, requested string) bool {
 
 // accessHook authenticates clients against the users and checks each publish
 // and subscription against their lists.
+//
+// A publish outside the user's list is acknowledged and dropped (OnPublish),
+// as mosquitto does for MQTT 3.1.1, rather than refused in OnACLCheck: mochi
+// ends the connection of a 3.1.1 client whose QoS 1 publish is refused
+// there, and a client such as paho sends its unacknowledged publishes again
+// on every reconnect, so one refused publish would keep it off the bus for
+// good. Nothing of a dropped publish is delivered or retained.
 type accessHook struct {
 	mqtt.HookBase
 	users map[string]User
@@ -86,7 +93,7 @@ func newAccessHook(users []User) *accessHook {
 func (*accessHook) ID() string { return "users-and-acls" }
 
 func (*accessHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPublish
 }
 
 func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
@@ -104,7 +111,27 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 	return ok
 }
 
+// OnACLCheck checks subscriptions; publishes pass here and are checked in
+// OnPublish (see accessHook).
 func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write || h.allowed(cl, topic, false) {
+		return true
+	}
+	h.Log.Warn("client refused a topic", "client", cl.ID, "username", string(cl.Properties.Username), "topic", topic, "publish", false)
+	return false
+}
+
+// OnPublish drops (acknowledged, neither delivered nor retained) a publish
+// outside the user's list.
+func (h *accessHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || h.allowed(cl, pk.TopicName, true) {
+		return pk, nil
+	}
+	h.Log.Warn("client refused a topic", "client", cl.ID, "username", string(cl.Properties.Username), "topic", pk.TopicName, "publish", true, "dropped", true)
+	return pk, packets.CodeSuccessIgnore
+}
+
+func (h *accessHook) allowed(cl *mqtt.Client, topic string, write bool) bool {
 	u := h.users[string(cl.Properties.Username)]
 	list := u.Subscribe
 	if write {
@@ -115,6 +142,5 @@ func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 			return true
 		}
 	}
-	h.Log.Warn("client refused a topic", "client", cl.ID, "username", u.Username, "topic", topic, "publish", write)
 	return false
 }

@@ -24,6 +24,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -69,7 +70,19 @@ type Options struct {
 	// Users are the accounts clients log in with; none: anyone may connect
 	// and use every topic.
 	Users []User
+	// MaxPacket is the largest MQTT packet a client may send, in bytes;
+	// 0: DefaultMaxPacket. A client that announces a larger one is
+	// disconnected before the broker reads (or allocates) its body.
+	MaxPacket int
 }
+
+// DefaultMaxPacket is the largest MQTT packet the broker takes by default:
+// 1 MiB (the largest payload understudy sends, a command or configuration
+// report carrying a bundle) and 64 KiB for the topic and the headers. A
+// client that announces a larger packet is disconnected at its fixed header,
+// so a burst of huge publishes costs the broker no more than this per
+// connection.
+const DefaultMaxPacket = 1<<20 + 64<<10
 
 // Broker is a running embedded MQTT broker.
 type Broker struct {
@@ -77,6 +90,7 @@ type Broker struct {
 	ln     net.Listener   // the plain listener, or nil
 	tlsLn  *listeners.TCP // the TLS listener, or nil
 	tls    *tls.Config    // its configuration
+	limits limitsHook
 
 	closeOnce sync.Once
 	closeErr  error
@@ -108,22 +122,27 @@ func Start(opts Options) (*Broker, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxPacket < 0 || opts.MaxPacket > maxMQTTPacket {
+		return nil, fmt.Errorf("broker: maximum packet size %d: want 0 (the default, %d) up to %d bytes", opts.MaxPacket, DefaultMaxPacket, maxMQTTPacket)
+	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = writesPending
+	caps.MaximumPacketSize = uint32(cmp.Or(opts.MaxPacket, DefaultMaxPacket))
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		InlineClient: true, // SubscribeInline
 		// mochi logs connection details at Info; keep only problems.
 		Logger: slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn}).With("component", "mqtt-broker"),
 	})
-	if err := installHooks(server, opts.Users); err != nil {
+	b := &Broker{server: server, tls: tlsConf}
+	b.limits.max = int(caps.MaximumPacketSize)
+	if err := installHooks(server, opts.Users, &b.limits); err != nil {
 		if ln != nil {
 			ln.Close()
 		}
 		return nil, err
 	}
 	// From here on, server.Close closes the listeners added to it.
-	b := &Broker{server: server, tls: tlsConf}
 	fail := func(err error) (*Broker, error) {
 		server.Close()
 		return nil, err
@@ -158,9 +177,12 @@ func Start(opts Options) (*Broker, error) {
 
 // installHooks installs the broker's authentication and ACL hooks. This is the
 // one place that decides who may connect and publish or subscribe where.
-func installHooks(server *mqtt.Server, users []User) error {
+func installHooks(server *mqtt.Server, users []User, limits *limitsHook) error {
 	if err := server.AddHook(new(reservedIDs), nil); err != nil {
 		return fmt.Errorf("broker: add hook reserved-ids: %w", err)
+	}
+	if err := server.AddHook(limits, nil); err != nil {
+		return fmt.Errorf("broker: add hook %s: %w", limits.ID(), err)
 	}
 	var hook mqtt.Hook = new(allowAll)
 	if len(users) > 0 {
@@ -195,6 +217,26 @@ func (h *reservedIDs) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	}
 	h.Log.Warn("client refused: its client ID is the broker's own", "client", cl.ID, "remote", cl.Net.Remote)
 	return fmt.Errorf("client ID %q is reserved: %w", cl.ID, packets.ErrClientIdentifierNotValid)
+}
+
+// limitsHook says why a client over the packet size limit was disconnected
+// (mochi ends its connection at the fixed header) and counts them.
+type limitsHook struct {
+	mqtt.HookBase
+	max       int
+	oversized atomic.Int64
+}
+
+func (*limitsHook) ID() string { return "limits" }
+
+func (*limitsHook) Provides(b byte) bool { return b == mqtt.OnDisconnect }
+
+func (h *limitsHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	if !errors.Is(err, packets.ErrPacketTooLarge) {
+		return
+	}
+	h.oversized.Add(1)
+	h.Log.Warn("client disconnected: packet over the size limit", "client", cl.ID, "username", string(cl.Properties.Username), "remote", cl.Net.Remote, "limit_bytes", h.max)
 }
 
 // allowAll lets every client connect, publish and subscribe. (mochi's
@@ -265,6 +307,13 @@ func (b *Broker) SubscribeInline(filter string, h func(topic string, payload []b
 // for it; see writesPending).
 func (b *Broker) Dropped() int64 { return atomic.LoadInt64(&b.server.Info.MessagesDropped) }
 
+// Oversized is how many clients the broker disconnected since it started
+// because they sent a packet over its limit (Options.MaxPacket).
+func (b *Broker) Oversized() int64 { return b.limits.oversized.Load() }
+
+// MaxPacket is the largest packet the broker takes, in bytes.
+func (b *Broker) MaxPacket() int { return b.limits.max }
+
 // Close disconnects all clients, stops listening and waits until the client
 // connections have ended. Further calls do nothing and return the same result.
 //
@@ -310,6 +359,10 @@ func (b *Broker) Close() error {
 // client is sent more than that at once.
 const writesPending = 8192
 
+// maxMQTTPacket is the largest packet MQTT can frame (a remaining length
+// of 268,435,455 bytes and the fixed header).
+const maxMQTTPacket = 268_435_455 + 5
+
 // closeWait bounds how long Close waits for the clients' goroutines.
 const closeWait = 3 * time.Second
 
@@ -334,7 +387,8 @@ func (h minLevel) Handle(ctx context.Context, r slog.Record) error {
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "error" {
 				msg := a.Value.String()
-				quiet = msg == "EOF" || strings.Contains(msg, "connection reset") || strings.Contains(msg, "use of closed network connection")
+				quiet = msg == "EOF" || strings.Contains(msg, "connection reset") || strings.Contains(msg, "use of closed network connection") ||
+					msg == packets.ErrPacketTooLarge.Error() // said by limitsHook, with the client's name
 				handshake = strings.Contains(msg, "tls: ")
 			}
 			return true

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -323,15 +324,127 @@ func TestUsersAndACLs(t *testing.T) {
 	if st, ok := tok.(interface{ Result() map[string]byte }); ok && st.Result()["understudy/hall/#"] < 0x80 {
 		t.Errorf("the viewer was granted understudy/hall/# (code %#x)", st.Result()["understudy/hall/#"])
 	}
-	// A command from it is refused: the broker drops it and the connection.
-	viewer.Publish("understudy/hall/command/mode", 1, false, `{"mode":"manual"}`)
-	select {
-	case <-viewer.Lost:
-	case <-time.After(deadline):
-		t.Fatal("the viewer's command did not end its connection")
+	// A command from it is refused: the broker acknowledges and drops it,
+	// and the connection stays (a client that sends it again on reconnect
+	// would otherwise never stay on the bus).
+	tok = viewer.Publish("understudy/hall/command/mode", 1, false, `{"mode":"manual"}`)
+	if !tok.WaitTimeout(deadline) || tok.Error() != nil {
+		t.Fatalf("the refused command was not acknowledged: %v", tok.Error())
 	}
+	mqtttest.Publish(t, viewer, "understudy/hall/ping", "after the refused command", false)
+	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "understudy/hall/ping", Payload: "after the refused command"})
+	select {
+	case err := <-viewer.Lost:
+		t.Fatalf("the viewer lost its connection: %v", err)
+	default:
+	}
+	// Nor is it retained.
+	tok = viewer.Publish("understudy/hall/member/main/state", 1, true, "retained by an intruder")
+	if !tok.WaitTimeout(deadline) || tok.Error() != nil {
+		t.Fatalf("the refused retained message was not acknowledged: %v", tok.Error())
+	}
+	late := connect(t, b, "late", mqtttest.Options{Username: "understudy", Password: "inst-secret"})
+	lateMsgs := mqtttest.Subscribe(t, late, "understudy/hall/member/+/state")
 	mqtttest.Publish(t, inst, "understudy/hall/marker", "after", false)
 	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "understudy/hall/marker", Payload: "after"})
+	mqtttest.Publish(t, inst, "understudy/hall/member/backup/state", "live", false)
+	mqtttest.Receive(t, lateMsgs, mqtttest.Message{Topic: "understudy/hall/member/backup/state", Payload: "live"})
+}
+
+// A client that sends a packet over the limit is disconnected at its fixed
+// header (the body is neither read nor allocated); several at once harm
+// nobody else: the broker stays up and the others' messages keep flowing.
+func TestOversizedPacketsDisconnectOnlyTheirSender(t *testing.T) {
+	const limit = 64 << 10
+	var logs syncBuffer
+	b := start(t, Options{MaxPacket: limit, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	sub := connect(t, b, "sub", mqtttest.Options{})
+	msgs := mqtttest.Subscribe(t, sub, "site/+/hb")
+	other := connect(t, b, "other", mqtttest.Options{})
+
+	// Six paho clients publish just over the limit at once (QoS 0 and 1).
+	big := strings.Repeat("x", limit)
+	var wg sync.WaitGroup
+	lost := make([]error, 6)
+	for i := range lost {
+		c := connect(t, b, fmt.Sprintf("big%d", i), mqtttest.Options{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Publish(fmt.Sprintf("site/big%d/hb", i), byte(i%2), false, big)
+			select {
+			case lost[i] = <-c.Lost:
+			case <-time.After(deadline):
+			}
+		}()
+	}
+	// And a raw client announces a 200 MB packet and sends nothing more: it
+	// is disconnected without the broker waiting for (or allocating) it.
+	raw := rawConnect(t, b, "announcer")
+	if _, err := raw.Write([]byte{0x30, 0x80, 0x80, 0x80, 0x60}); err != nil { // PUBLISH, remaining length 201,326,592
+		t.Fatal(err)
+	}
+	raw.SetReadDeadline(time.Now().Add(deadline))
+	if n, err := raw.Read(make([]byte, 16)); !errors.Is(err, io.EOF) {
+		t.Errorf("the client that announced 200 MB was not disconnected (read %d bytes, %v)", n, err)
+	}
+	wg.Wait()
+	for i, err := range lost {
+		if err == nil {
+			t.Errorf("big%d was not disconnected after publishing %d bytes", i, len(big))
+		}
+	}
+	// Everyone else goes on.
+	mqtttest.Publish(t, other, "site/other/hb", "still here", false)
+	for still := false; !still; {
+		select {
+		case got := <-msgs:
+			if still = got.Payload == "still here"; !still {
+				t.Errorf("an oversized message was delivered: %s, %d bytes", got.Topic, len(got.Payload))
+			}
+		case <-time.After(deadline):
+			t.Fatal("the other publisher's message did not arrive")
+		}
+	}
+	select {
+	case err := <-sub.Lost:
+		t.Fatalf("the subscriber was disconnected: %v", err)
+	case err := <-other.Lost:
+		t.Fatalf("the other publisher was disconnected: %v", err)
+	default:
+	}
+	// Just under the limit is taken.
+	fits := strings.Repeat("y", limit-len("site/fits/hb")-2-2-1-4) // fixed header (1+3), topic length, packet id
+	mqtttest.Publish(t, other, "site/fits/hb", fits, false)
+	mqtttest.Receive(t, msgs, mqtttest.Message{Topic: "site/fits/hb", Payload: fits})
+	eventually.True(t, deadline, "the log says why the clients were disconnected", func() (bool, string) {
+		n := strings.Count(logs.String(), "client disconnected: packet over the size limit")
+		return n == 7, fmt.Sprintf("%d log lines:\n%s", n, logs.String())
+	})
+	if got := b.Oversized(); got != 7 {
+		t.Errorf("Oversized() = %d, want 7", got)
+	}
+}
+
+// rawConnect connects a hand-written MQTT 3.1.1 client (clean session,
+// keep-alive 60 s) with client id id and reads its CONNACK.
+func rawConnect(t *testing.T, b *Broker, id string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	pkt := append([]byte{0x10, byte(12 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, byte(len(id))}, id...)
+	conn.SetDeadline(time.Now().Add(deadline))
+	if _, err := conn.Write(pkt); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK % x: %v", ack, err)
+	}
+	return conn
 }
 
 // A client that stops reading gets at most writesPending messages queued
@@ -445,4 +558,22 @@ func TestAClientNamedLikeTheInlineClientIsRefused(t *testing.T) {
 			t.Fatal("the inline subscription stopped after a client took its name")
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

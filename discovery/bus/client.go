@@ -258,8 +258,15 @@ func (c *Client) subscribe(s subscription) {
 	}()
 }
 
-// Publish sends a message without waiting for it to be delivered.
+// Publish sends a message without waiting for it to be delivered. A topic
+// that is not a plain topic name (CheckTopic) or a payload over MaxPublish
+// is refused here, before it is sent: the broker would end the connection
+// for it, and paho sends an unacknowledged QoS 1 message again on every
+// reconnect, so one such publish would keep the client off the bus for good.
 func (c *Client) Publish(topic string, qos byte, retained bool, payload []byte) error {
+	if err := CheckPublish(topic, payload); err != nil {
+		return err
+	}
 	if !c.mqtt.IsConnectionOpen() {
 		return errors.New("bus not connected")
 	}

@@ -201,8 +201,12 @@ func (t Topics) ReplyTopic(c Control) (string, error) {
 		return def, fmt.Errorf("%w: reply_to %q: a topic to publish on has no wild cards (+, #)", ErrInvalid, r)
 	case r == def:
 		return r, nil
-	case !strings.HasPrefix(r, t.ReplyPrefix()) || len(r) == len(t.ReplyPrefix()):
+	case strings.HasPrefix(r, t.ReplyPrefix()) && len(r) > len(t.ReplyPrefix()):
+	default:
 		return def, fmt.Errorf("%w: reply_to %q: replies go under %s… (or to %s)", ErrInvalid, r, t.ReplyPrefix(), def)
+	}
+	if err := CheckTopic(r); err != nil {
+		return def, fmt.Errorf("reply_to: %w", err)
 	}
 	return r, nil
 }

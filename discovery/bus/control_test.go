@@ -87,3 +87,85 @@ func TestReplyTopic(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeControl: no payload makes DecodeControl panic or accept what
+// it must refuse; an accepted command has a good verb, no request_id or
+// reply_to among its fields, and its reply goes to a topic one may publish on.
+func FuzzDecodeControl(f *testing.F) {
+	for _, seed := range []struct{ verb, payload string }{
+		{"mode", `{"mode":"auto","reply_to":"showctl/#"}`},
+		{"mode", `{"mode":"auto","reply_to":"understudy/hall/command/takeover"}`},
+		{"takeover", `{"member":"main","standby":"backup","request_id":12345678901234567890.25,"reply_to":"understudy/hall/reply/x"}`},
+		{"dance", `{"request_id":"r"}`},
+		{"drill", `{"member":"m","dry_run":true,"revert_after":"5m"}`},
+		{"Take-Over", `{}`},
+		{"mode", ``},
+		{"mode", `{"mode":"auto"}{}`},
+		{"mode", `{"reply_to":"$SYS/x"}`},
+		{"mode", `{"reply_to":"understudy/hall/reply/\u0000"}`},
+		{"mode", `{"a":{"b":{"c":[1,2,{"d":null}]}}}`},
+	} {
+		f.Add(seed.verb, []byte(seed.payload))
+	}
+	topics := Topics{Site: "hall"}
+	f.Fuzz(func(t *testing.T, verb string, payload []byte) {
+		c, err := DecodeControl(verb, payload)
+		to, rerr := topics.ReplyTopic(c)
+		if cerr := CheckTopic(to); cerr != nil && verbRe.MatchString(verb) {
+			t.Fatalf("reply topic %q: %v", to, cerr)
+		}
+		if rerr == nil && to != topics.Reply(c.Verb) && !strings.HasPrefix(to, topics.ReplyPrefix()) {
+			t.Fatalf("reply topic %q outside %s", to, topics.ReplyPrefix())
+		}
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("error of no known kind: %v", err)
+			}
+			return
+		}
+		if !verbRe.MatchString(verb) {
+			t.Fatalf("verb %q accepted", verb)
+		}
+		if _, ok := c.Fields["request_id"]; ok {
+			t.Fatal("request_id among the fields")
+		}
+		if _, ok := c.Fields["reply_to"]; ok {
+			t.Fatal("reply_to among the fields")
+		}
+	})
+}
+
+// FuzzReplyTopic: whatever reply_to says, the answer goes to the default
+// reply topic or under understudy/<site>/reply/, on a plain topic: never a
+// wild card, a $ topic, a command topic, NUL, or more than MaxReplyTo bytes.
+func FuzzReplyTopic(f *testing.F) {
+	for _, seed := range []string{
+		"showctl/#", "understudy/hall/reply/companion/42", "understudy/hall/reply/", "understudy/hall/reply/+",
+		"understudy/hall/command/takeover", "understudy/hall/member/main/command", "$SYS/broker", "understudy/hall/reply/a\x00b",
+		"understudy/hall/command/mode/reply", "understudy/hall/reply/" + strings.Repeat("x", MaxReplyTo), "understudy/hall/reply/\xff", "",
+	} {
+		f.Add("mode", seed)
+	}
+	topics := Topics{Site: "hall"}
+	f.Fuzz(func(t *testing.T, verb, replyTo string) {
+		if !verbRe.MatchString(verb) {
+			return // DecodeControl refuses the command before its reply_to matters
+		}
+		to, err := topics.ReplyTopic(Control{Verb: verb, ReplyTo: replyTo, HasReplyTo: true})
+		if cerr := CheckTopic(to); cerr != nil {
+			t.Fatalf("reply_to %q: reply topic %q: %v", replyTo, to, cerr)
+		}
+		if _, isControl := topics.VerbOf(to); isControl && !strings.HasSuffix(to, "/reply") {
+			t.Fatalf("reply_to %q: a command topic %q", replyTo, to)
+		}
+		if err != nil {
+			if to != topics.Reply(verb) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("reply_to %q refused (%v) but answered on %q", replyTo, err, to)
+			}
+			return
+		}
+		if to != replyTo || len(to) > MaxReplyTo || to != topics.Reply(verb) && !strings.HasPrefix(to, topics.ReplyPrefix()) {
+			t.Fatalf("reply_to %q accepted as %q", replyTo, to)
+		}
+	})
+}

@@ -47,6 +47,9 @@ var (
 	// ErrUnknownMember is for well-formed payloads from a member the site
 	// does not have; the receiver wraps it.
 	ErrUnknownMember = errors.New("unknown member")
+	// ErrUnknownCommand is for an operator command of a verb neither the
+	// runtime nor the running policy handles; the coordinator wraps it.
+	ErrUnknownCommand = errors.New("unknown command")
 )
 
 // DecodeHeartbeat parses and checks a heartbeat published on the heartbeat
@@ -303,7 +306,7 @@ func decodeLimited(payload []byte, v any, limit int) error {
 
 // Reason names the class of a decoding error for counting.
 func Reason(err error) string {
-	for _, e := range []error{ErrTooLarge, ErrMalformed, ErrWrongMember, ErrInvalid, ErrUnknownMember, ErrUnauthenticated, ErrBadMAC, ErrReplayed, ErrWrongSender} {
+	for _, e := range []error{ErrTooLarge, ErrMalformed, ErrWrongMember, ErrInvalid, ErrUnknownMember, ErrUnauthenticated, ErrBadMAC, ErrReplayed, ErrWrongSender, ErrUnknownCommand} {
 		if errors.Is(err, e) {
 			return strings.ReplaceAll(e.Error(), " ", "_")
 		}

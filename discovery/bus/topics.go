@@ -22,7 +22,11 @@
 //	understudy/<site>/reply/…                answers to commands that named their reply_to
 package bus
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
 
 // Topics builds the topic names of one site.
 type Topics struct{ Site string }
@@ -119,4 +123,47 @@ func (t Topics) MemberOf(topic string) (id, leaf string, ok bool) {
 		return "", "", false
 	}
 	return id, leaf, true
+}
+
+// Limits of what a client of the bus publishes. The embedded broker takes
+// packets of up to 1 MiB + 64 KiB (broker.DefaultMaxPacket): the largest
+// payload and topic with room for the headers.
+const (
+	// MaxPublish bounds a payload: the largest understudy sends is a
+	// command or a configuration report carrying a bundle (MaxCommandPayload).
+	MaxPublish = MaxCommandPayload
+	// MaxTopic bounds a topic name.
+	MaxTopic = 4096
+)
+
+// CheckTopic reports whether topic is a plain topic name one may publish
+// on: not empty, at most MaxTopic bytes of UTF-8 without NUL, no wild cards
+// (+, #), not a broker's own topic ($SYS/…, anything starting with $).
+// Errors wrap ErrInvalid.
+func CheckTopic(topic string) error {
+	switch {
+	case topic == "":
+		return fmt.Errorf("%w: empty topic", ErrInvalid)
+	case len(topic) > MaxTopic:
+		return fmt.Errorf("%w: topic of %d bytes (limit %d)", ErrInvalid, len(topic), MaxTopic)
+	case !utf8.ValidString(topic) || strings.ContainsRune(topic, 0):
+		return fmt.Errorf("%w: topic %q is not UTF-8 text without NUL", ErrInvalid, topic)
+	case strings.ContainsAny(topic, "+#"):
+		return fmt.Errorf("%w: topic %q: a topic to publish on has no wild cards (+, #)", ErrInvalid, topic)
+	case topic[0] == '$':
+		return fmt.Errorf("%w: topic %q: topics starting with $ are the broker's", ErrInvalid, topic)
+	}
+	return nil
+}
+
+// CheckPublish checks a message before it is published: a plain topic
+// (CheckTopic) and a payload of at most MaxPublish bytes.
+func CheckPublish(topic string, payload []byte) error {
+	if err := CheckTopic(topic); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	if len(payload) > MaxPublish {
+		return fmt.Errorf("publish on %s: %w: %d bytes (limit %d)", topic, ErrTooLarge, len(payload), MaxPublish)
+	}
+	return nil
 }

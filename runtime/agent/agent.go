@@ -11,7 +11,8 @@
 //     acknowledged or run, so a duplicate is answered from the record, also
 //     after the instance restarts;
 //   - refuses commands of an older coordinator epoch than the highest it has
-//     seen (bucket agent_meta), answering "stale";
+//     seen (bucket agent_meta), answering "stale", and of an epoch more than
+//     EpochWindow above it (forged or corrupt), answering "failed";
 //   - answers every command, duplicates included, on its ack topic: running,
 //     then done or failed with the hook's result;
 //   - never blocks the bus callback: [Agent.Handle] decodes and queues,
@@ -61,6 +62,14 @@ const (
 
 	// maxOutput is how much of a step's output goes into a result.
 	maxOutput = 1024
+
+	// EpochWindow is how far above the newest coordinator epoch it has seen
+	// a command's epoch may be. A coordinator's epoch grows by one per start
+	// (and once when it adopts a member's newer one), so a jump of more than
+	// a million is no coordinator's: a forged or corrupt command, refused
+	// (answered failed, counted as a dropped payload) and never stored, so
+	// that it cannot make every real command look stale.
+	EpochWindow = 1 << 20
 )
 
 // Options configure an Agent.
@@ -87,6 +96,9 @@ type Options struct {
 	// hours) holds up no other command. The member's own hooks for the verb
 	// run after a task that succeeded.
 	Tasks map[string]Task
+	// Drops counts commands refused for an epoch beyond EpochWindow (as
+	// dropped payloads, reason invalid_field); nil: only logged.
+	Drops *bus.Drops
 }
 
 // A Task carries out one command. Its result is the command's result; when
@@ -111,16 +123,18 @@ type Received struct {
 
 // Agent receives the coordinator's commands and runs this member's hooks.
 type Agent struct {
-	self    string
-	store   *store.Store
-	publish func(topic string, qos byte, retained bool, payload []byte) error
-	log     *slog.Logger
-	now     func() time.Time
-	topic   string                  // where acks go
-	steps   map[string][]hooks.Step // this member's hooks, checked by New
-	queue   int
-	builtin func(verb string, args map[string]any) ([]hooks.Step, func(error), error)
-	tasks   map[string]Task
+	self         string
+	store        *store.Store
+	publish      func(topic string, qos byte, retained bool, payload []byte) error
+	log          *slog.Logger
+	now          func() time.Time
+	topic        string                  // where acks go
+	commandTopic string                  // where commands come from
+	steps        map[string][]hooks.Step // this member's hooks, checked by New
+	queue        int
+	builtin      func(verb string, args map[string]any) ([]hooks.Step, func(error), error)
+	tasks        map[string]Task
+	drops        *bus.Drops
 
 	in      chan bus.Command // Handle → Run
 	running atomic.Bool      // Run is active
@@ -179,19 +193,21 @@ func New(opts Options) (*Agent, error) {
 		opts.Queue = DefaultQueue
 	}
 	a := &Agent{
-		self:      opts.Self,
-		store:     opts.Store,
-		publish:   opts.Publish,
-		log:       opts.Logger.With("component", "agent"),
-		now:       opts.Now,
-		topic:     bus.Topics{Site: opts.Site.Name}.Ack(opts.Self),
-		steps:     steps,
-		queue:     opts.Queue,
-		builtin:   opts.Builtin,
-		tasks:     opts.Tasks,
-		in:        make(chan bus.Command, opts.Queue),
-		mem:       map[string]Received{},
-		badLogged: map[string]bool{},
+		self:         opts.Self,
+		store:        opts.Store,
+		publish:      opts.Publish,
+		log:          opts.Logger.With("component", "agent"),
+		now:          opts.Now,
+		topic:        bus.Topics{Site: opts.Site.Name}.Ack(opts.Self),
+		commandTopic: bus.Topics{Site: opts.Site.Name}.Command(opts.Self),
+		steps:        steps,
+		queue:        opts.Queue,
+		builtin:      opts.Builtin,
+		tasks:        opts.Tasks,
+		drops:        opts.Drops,
+		in:           make(chan bus.Command, opts.Queue),
+		mem:          map[string]Received{},
+		badLogged:    map[string]bool{},
 	}
 	if _, err := a.store.Get(bucketMeta, keyEpoch, &a.epoch); err != nil {
 		return nil, fmt.Errorf("agent: highest epoch seen: %w", err)
@@ -359,6 +375,16 @@ func (a *Agent) Run(ctx context.Context) {
 // intake answers one command and returns it if it is to run (room says
 // whether there is room for it to wait or run).
 func (a *Agent) intake(c bus.Command, room bool) (job, bool) {
+	if c.Epoch > a.epoch && c.Epoch-a.epoch > EpochWindow {
+		err := fmt.Errorf("%w: epoch %d is more than %d above %d, the newest coordinator epoch %s has seen (a forged or corrupt command?)", bus.ErrInvalid, c.Epoch, EpochWindow, a.epoch, a.self)
+		if a.drops != nil {
+			a.drops.Drop(c.From, a.commandTopic, 0, err)
+		} else {
+			a.log.Warn("command refused", "id", c.ID, "verb", c.Verb, "from", c.From, "error", err)
+		}
+		a.ack(bus.Ack{ID: c.ID, Epoch: c.Epoch, Member: a.self, State: bus.AckFailed, Error: "refused: " + err.Error()})
+		return job{}, false
+	}
 	// What this process is running (or finished without a record) first: the
 	// worker writes the final record before it forgets the command here, so
 	// a command not found here is not between the two.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -374,6 +375,53 @@ func TestOlderEpochIsStale(t *testing.T) {
 	h.expect("x4", bus.AckDone)
 	if n := f.runs(t, "takeover"); n != 1 {
 		t.Fatalf("hook ran %d times, want 1", n)
+	}
+}
+
+// A command whose epoch is far above the newest seen (a forged 2^64-1,
+// say) is refused, counted and not remembered: the real coordinator's
+// commands are still obeyed, also after a restart, and also when the
+// forgery reuses the id of a finished command. Before, the member stored
+// 2^64-1 and refused every real takeover as stale, for good.
+func TestAnAbsurdEpochIsRefusedAndNotRemembered(t *testing.T) {
+	f := newFixture(t)
+	st := f.openStore(t)
+	drops := bus.NewDrops(slog.New(slog.DiscardHandler))
+	h := f.newHarness(t, st, func(o *Options) { o.Drops = drops }).start()
+
+	h.send("real1", 3, "noop", nil)
+	h.expect("real1", bus.AckRunning)
+	h.expect("real1", bus.AckDone)
+	for i, epoch := range []uint64{math.MaxUint64, 3 + EpochWindow + 1} {
+		id := fmt.Sprintf("forged%d", i)
+		h.send(id, epoch, "takeover", takeoverArgs)
+		p := h.expect(id, bus.AckFailed)
+		if want := fmt.Sprintf("epoch %d is more than %d above 3", epoch, EpochWindow); !strings.Contains(p.ack.Error, want) {
+			t.Errorf("refusal %q, want it to say %q", p.ack.Error, want)
+		}
+		if _, ok := h.a.Received(id); ok {
+			t.Errorf("the forged command %s was recorded", id)
+		}
+	}
+	h.send("real1", math.MaxUint64, "noop", nil) // a forged duplicate of a finished command
+	h.expect("real1", bus.AckFailed)
+	if got := drops.Counts()["invalid_field"]; got != 3 {
+		t.Errorf("counted %d refusals (invalid_field), want 3: %v", got, drops.Counts())
+	}
+	// At the edge of the window: taken.
+	h.send("real2", 3+EpochWindow, "noop", nil)
+	h.expect("real2", bus.AckRunning)
+	h.expect("real2", bus.AckDone)
+
+	h.stop()
+	st.Close()
+	st = f.openStore(t)
+	h = f.start(t, st)
+	h.send("real3", 3+EpochWindow, "takeover", takeoverArgs)
+	h.expect("real3", bus.AckRunning)
+	h.expect("real3", bus.AckDone)
+	if n := f.runs(t, "takeover"); n != 1 {
+		t.Fatalf("the real takeover ran %d times, want 1", n)
 	}
 }
 

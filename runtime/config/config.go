@@ -19,7 +19,6 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 
 	"understudy/drivers"
 	"understudy/yamlerr"
@@ -253,8 +252,11 @@ type (
 
 // Load reads, decodes and validates a site file.
 func Load(path string) (*Site, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlerr.ReadFile(path)
 	if err != nil {
+		if e := (*Error)(nil); errors.As(err, &e) {
+			return nil, Errors{e}
+		}
 		return nil, fmt.Errorf("read site file: %w", err)
 	}
 	return Parse(path, data)
@@ -263,7 +265,7 @@ func Load(path string) (*Site, error) {
 // Parse decodes and validates site.yaml content; path is used in messages and
 // to resolve relative paths.
 func Parse(path string, data []byte) (*Site, error) {
-	file, err := parser.ParseBytes(data, 0)
+	file, err := yamlerr.Parse(path, data)
 	if err != nil {
 		return nil, Errors{positioned(path, err)}
 	}

@@ -362,3 +362,40 @@ members:
 		}
 	}
 }
+
+// An alias bomb in policy.settings is refused before it is decoded, at its
+// file:line:col; so is a site file over yamlerr.MaxDocument, and a member
+// description of either kind. Before, nine levels of nine aliases (9^9
+// values once decoded) ran `understudy check` out of memory; six levels
+// (half a million values, tens of MB: bounded, should this test run against
+// a decoder without the bound) are enough to go over it.
+func TestYAMLBombsAreRefusedAtTheirLine(t *testing.T) {
+	var bomb strings.Builder
+	bomb.WriteString("    l0: &l0 \"lol\"\n")
+	for i := 1; i <= 6; i++ {
+		fmt.Fprintf(&bomb, "    l%d: &l%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*l%d, ", i-1), 9), ", "))
+	}
+	site := strings.Replace(validSite, "    failback_delay: 10s\n", "    failback_delay: 10s\n"+bomb.String(), 1)
+	_, err := Load(writeSite(t, site))
+	// Level 6 is line 17 (failback_delay is line 10, l0 line 11), and its
+	// first alias goes over the bound.
+	if err == nil || !strings.Contains(err.Error(), "site.yaml:17:14: aliases expand to more than 100000 nodes") {
+		t.Errorf("alias bomb in policy.settings: %v", err)
+	}
+
+	huge := validSite + "# " + strings.Repeat("x", 1<<20) + "\n"
+	if _, err := Load(writeSite(t, huge)); err == nil || !strings.Contains(err.Error(), "site.yaml: the file is over 1048576 bytes") {
+		t.Errorf("a site file over 1 MiB: %v", err)
+	}
+	if _, err := Parse("site.yaml", []byte(huge)); err == nil || !strings.Contains(err.Error(), "site.yaml: the file is") {
+		t.Errorf("a site file over 1 MiB: %v", err)
+	}
+
+	path := filepath.Join(t.TempDir(), "me.yaml")
+	if err := os.WriteFile(path, []byte("id: main\nsettings:\n"+bomb.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadMember(path); err == nil || !strings.Contains(err.Error(), "me.yaml:9:14: aliases expand") {
+		t.Errorf("alias bomb in a member description: %v", err)
+	}
+}

@@ -1,23 +1,27 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"slices"
 
 	"github.com/goccy/go-yaml"
-	"github.com/goccy/go-yaml/parser"
+
+	"understudy/yamlerr"
 )
 
 // LoadMember reads a member's description of itself: one member entry, in
 // the schema of site.yaml's members, kept on that member's machine
 // (understudy run --describe). Errors name file:line:col.
 func LoadMember(path string) (Member, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlerr.ReadFile(path)
 	if err != nil {
+		if e := (*Error)(nil); errors.As(err, &e) {
+			return Member{}, Errors{e}
+		}
 		return Member{}, fmt.Errorf("read member description: %w", err)
 	}
-	file, err := parser.ParseBytes(data, 0)
+	file, err := yamlerr.Parse(path, data)
 	if err != nil {
 		return Member{}, Errors{positioned(path, err)}
 	}

@@ -555,13 +555,26 @@ func (as *actions) ack(k bus.Ack) {
 	case bus.AckFailed:
 		as.finish(f.a, as.attempts[k.ID], took, k.Result, errors.New(k.Error))
 	case bus.AckStale:
-		if as.fresh && k.Newest >= as.epoch {
+		switch {
+		case as.fresh && k.Newest >= as.epoch && k.Newest-as.epoch >= maxAdoptedJump:
+			// No coordinator got that far: a member that stored a forged
+			// epoch (before members refused them). Moving past it would
+			// wrap around to 0 at 2^64-1; the action fails instead.
+			as.c.log.Error("an instance reports a coordinator epoch far beyond this one's: not adopted", "member", k.Member, "newest", k.Newest, "epoch", as.epoch)
+			as.finish(f.a, as.attempts[k.ID], took, nil, fmt.Errorf("%s refused it: it says it has seen coordinator epoch %d, more than %d past this coordinator's %d: no coordinator got that far (a forged command?); clear that instance's state folder to let it obey again", k.Member, k.Newest, uint64(maxAdoptedJump), as.epoch))
+			return
+		case as.fresh && k.Newest >= as.epoch:
 			as.adoptEpoch(k.Newest + 1)
 			return
 		}
 		as.finish(f.a, as.attempts[k.ID], took, nil, fmt.Errorf("%s refused it: it has seen a newer coordinator epoch than %d (is another coordinator running?)", k.Member, k.Epoch))
 	}
 }
+
+// maxAdoptedJump bounds how far a fresh coordinator moves its epoch to get
+// past one a member has seen: as far as a member accepts above the newest
+// it has seen (agent.EpochWindow). It keeps Newest+1 far from wrapping.
+const maxAdoptedJump = 1 << 20
 
 // adoptEpoch moves this coordinator past an epoch an instance has seen: its
 // own state was lost. It happens once; a second coordinator running at the

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"understudy/discovery/bus"
 	"understudy/events"
 	"understudy/runtime/takeover"
 )
@@ -12,7 +13,9 @@ import (
 // Operator commands the runtime knows. It carries out confirm, reject,
 // mode, drill, drill_end and reassert itself; takeover, failback and takeover_all are
 // the policy's to carry out (command:VERB), after the runtime has checked
-// their members. Any other verb needs a command:VERB handler in the policy.
+// their members. Any other verb needs a command:VERB handler in the policy:
+// without one it is refused before the policy or the inbox sees it, and one
+// that came over the bus is counted as a dropped payload (unknown_command).
 func runtimeVerbs() []string {
 	return []string{"confirm", "drill", "drill_end", "mode", "reassert", "reject"}
 }
@@ -32,7 +35,7 @@ func (c *Coordinator) checkCommand(verb string, fields map[string]any) error {
 		if slices.Contains(policyVerbs(), verb) {
 			return fmt.Errorf("%s: the policy has no command:%s handler, so nothing would carry it out", verb, verb)
 		}
-		return fmt.Errorf("unknown command %q: the known commands are %s", verb, strings.Join(c.knownVerbs(), ", "))
+		return fmt.Errorf("%w %q: the known commands are %s", bus.ErrUnknownCommand, verb, strings.Join(c.knownVerbs(), ", "))
 	}
 	switch verb {
 	case "takeover":

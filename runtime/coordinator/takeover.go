@@ -276,7 +276,14 @@ func (c *Coordinator) command(verb string, fields map[string]any, from string) {
 		}
 	}
 	rec := engine.Record{Type: events.Command, Fields: map[string]any{"verb": verb, "args": fields}}
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, bus.ErrUnknownCommand) && from == "mqtt" && c.opts.Drops != nil:
+		// Anyone on the bus may send any verb: counted, and logged once per
+		// verb (Drops), so a flood of made-up verbs does not fill the log.
+		rec.Fields["error"] = err.Error()
+		c.opts.Drops.Drop("command/"+verb, c.topics.Control(verb), 0, err)
+	default:
 		rec.Fields["error"] = err.Error()
 		c.log.Warn("command refused", "verb", verb, "error", err)
 	}

@@ -42,8 +42,11 @@ type BusStatus struct {
 	Embedded  string `json:"embedded_broker,omitempty"`
 	// EmbeddedDropped counts the messages the embedded broker dropped for
 	// clients that read too slowly.
-	EmbeddedDropped int64             `json:"embedded_broker_dropped,omitempty"`
-	Dropped         map[string]uint64 `json:"dropped_payloads"`
+	EmbeddedDropped int64 `json:"embedded_broker_dropped,omitempty"`
+	// EmbeddedOversized counts the clients the embedded broker disconnected
+	// for a packet over its size limit.
+	EmbeddedOversized int64             `json:"embedded_broker_oversized,omitempty"`
+	Dropped           map[string]uint64 `json:"dropped_payloads"`
 	// Heartbeats counts the heartbeats received from other members since
 	// the start (well-formed ones; the dropped are in Dropped).
 	Heartbeats uint64 `json:"heartbeats_received"`
@@ -101,6 +104,7 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	if inst.broker != nil {
 		st.Bus.Embedded = inst.broker.Addr()
 		st.Bus.EmbeddedDropped = inst.broker.Dropped()
+		st.Bus.EmbeddedOversized = inst.broker.Oversized()
 	}
 	for id, e := range inst.peers {
 		st.Peers = append(st.Peers, PeerInfo{Member: id, Address: e.HostPort(), Roles: e.TXT["roles"]})

@@ -192,7 +192,7 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	}
 	inst.agent, err = agent.New(agent.Options{
 		Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log,
-		Builtin: inst.builtinSteps, Tasks: inst.materialTasks(),
+		Builtin: inst.builtinSteps, Tasks: inst.materialTasks(), Drops: inst.drops,
 	})
 	if err != nil {
 		return nil, err

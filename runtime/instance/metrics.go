@@ -31,6 +31,7 @@ type metrics struct {
 	dropped     *prometheus.Desc
 	heartbeats  *prometheus.Desc
 	brokerDrops *prometheus.Desc
+	brokerBig   *prometheus.Desc
 	policyCalls *prometheus.Desc
 	policyErrs  *prometheus.Desc
 	policyTOs   *prometheus.Desc
@@ -68,6 +69,7 @@ func newMetrics(inst *Instance) *metrics {
 		policyTOs:   prometheus.NewDesc("understudy_policy_timeouts_total", "Calls into the Lua policy stopped at their deadline.", nil, nil),
 		heartbeats:  prometheus.NewDesc("understudy_heartbeats_received_total", "Heartbeats received from other members (well-formed; the dropped are counted in understudy_dropped_payloads_total).", nil, nil),
 		brokerDrops: prometheus.NewDesc("understudy_broker_dropped_total", "Messages the embedded broker dropped for clients that read too slowly.", nil, nil),
+		brokerBig:   prometheus.NewDesc("understudy_broker_oversized_total", "Clients the embedded broker disconnected for a packet over its size limit.", nil, nil),
 		copies:      prometheus.NewDesc("understudy_copies_in_progress", "Material copies running.", nil, nil),
 		drill:       prometheus.NewDesc("understudy_drill_active", "1 while the member is in a real fire drill (by fault).", []string{"member", "fault"}, nil),
 		inDropped:   prometheus.NewDesc("understudy_inputs_dropped_total", "Inputs from other instances the event loop dropped because it fell behind, by kind (the sender sends them again).", []string{"kind"}, nil),
@@ -118,7 +120,7 @@ func number(v any) (float64, bool) {
 
 // Describe implements prometheus.Collector for the scraped metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.inDropped, m.beatsMerged, m.matRefused} {
+	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.brokerBig, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.inDropped, m.beatsMerged, m.matRefused} {
 		ch <- d
 	}
 }
@@ -157,6 +159,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.beatsMerged, float64(st.Inputs.HeartbeatsMerged))
 	if st.Bus.Embedded != "" {
 		counter(m.brokerDrops, float64(st.Bus.EmbeddedDropped))
+		counter(m.brokerBig, float64(st.Bus.EmbeddedOversized))
 	}
 	if p := st.Policy; p != nil {
 		counter(m.policyCalls, float64(p.Calls))

@@ -40,10 +40,10 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 
 	"understudy/events"
 	"understudy/runtime/config"
+	"understudy/yamlerr"
 )
 
 // Scenario is a parsed scenario file.
@@ -157,8 +157,11 @@ func (x Expectation) end() time.Duration {
 
 // Load reads and checks a scenario file; errors name file:line:col.
 func Load(path string) (*Scenario, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlerr.ReadFile(path)
 	if err != nil {
+		if e := (*config.Error)(nil); errors.As(err, &e) {
+			return nil, config.Errors{e}
+		}
 		return nil, fmt.Errorf("scenario: %w", err)
 	}
 	return Parse(path, data)
@@ -166,7 +169,7 @@ func Load(path string) (*Scenario, error) {
 
 // Parse parses and checks a scenario.
 func Parse(path string, data []byte) (*Scenario, error) {
-	file, err := parser.ParseBytes(data, 0)
+	file, err := yamlerr.Parse(path, data)
 	if err != nil {
 		return nil, config.Errors{config.Positioned(path, err)}
 	}
