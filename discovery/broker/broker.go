@@ -291,7 +291,9 @@ func (b *Broker) PlainAddr() string {
 // round trip to itself was a fifth of its CPU). h runs on the publishing
 // client's goroutine, in order for that client, and must not block; payload
 // must not be kept after h returns. Retained messages on filter are
-// delivered at once, as to any subscriber, with retained set.
+// delivered at once, as to any subscriber, with retained set; retained is
+// the packet's flag, so it is also set for a live publish made with retain
+// (mochi does not tell the two apart).
 func (b *Broker) SubscribeInline(filter string, h func(topic string, payload []byte, retained bool)) error {
 	err := b.server.Subscribe(filter, 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		h(pk.TopicName, pk.Payload, pk.FixedHeader.Retain)

@@ -58,8 +58,9 @@ func NewAuth(ring *sitekey.Ring, required bool, coordinator func(string) bool, l
 func (a *Auth) Unsigned() uint64 { return a.unsigned.Load() }
 
 // check opens m for a route whose messages come from sender; topicMember is
-// the member the topic names. It returns the payload to decode.
-func (a *Auth) check(m bus.Message, sender Sender, topicMember string) ([]byte, error) {
+// the member the topic names; state says a retained message there is state
+// (Route.State). It returns the payload to decode.
+func (a *Auth) check(m bus.Message, sender Sender, topicMember string, state bool) ([]byte, error) {
 	plain, st, err := bus.Open(a.Ring, m.Topic, m.Payload)
 	if errors.Is(err, bus.ErrUnauthenticated) && !a.Required && len(m.Payload) > 0 {
 		a.unsigned.Add(1)
@@ -88,7 +89,7 @@ func (a *Auth) check(m bus.Message, sender Sender, topicMember string) ([]byte, 
 			return nil, fmt.Errorf("%w: %s may not coordinate", bus.ErrWrongSender, st.From)
 		}
 	}
-	if err := a.fresh.Take(m.Topic, st, m.Retained); err != nil {
+	if err := a.fresh.Take(m.Topic, st, m.Retained && state); err != nil {
 		return nil, err
 	}
 	return plain, nil

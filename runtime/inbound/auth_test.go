@@ -69,14 +69,16 @@ func TestForgedAndReplayedLivenessIsRefused(t *testing.T) {
 	if st := in.state("main"); st != "lost" {
 		t.Fatalf("main is %s after its real Last Will", st)
 	}
-	// Replaying its old heartbeat, or its Will, changes nothing.
+	// Replaying its old heartbeat (live, or kept retained by the broker),
+	// or its Will, changes nothing.
 	in.send(hbTopic, hb1, false)
+	in.send(hbTopic, hb1, true)
 	in.send(prTopic, will, false)
 	if st := in.state("main"); st != "lost" {
 		t.Fatalf("a replayed heartbeat made the dead main %s", st)
 	}
-	if got := in.drops.Counts()["stale_or_replayed"]; got != 2 {
-		t.Errorf("stale_or_replayed = %d, want 2 (%v)", got, in.drops.Counts())
+	if got := in.drops.Counts()["stale_or_replayed"]; got != 3 {
+		t.Errorf("stale_or_replayed = %d, want 3 (%v)", got, in.drops.Counts())
 	}
 }
 

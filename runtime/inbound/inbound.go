@@ -58,7 +58,12 @@ type Route struct {
 	QoS    byte
 	// From says who may send these messages: with authentication on, the
 	// messages of every route but Anyone's must carry a site key's code.
-	From   Sender
+	From Sender
+	// State: the topic's retained message is the sender's last state (its
+	// presence, description, health, config), taken whenever its code is
+	// good; on the other routes a retained message is news like any other,
+	// and a stale one a replay.
+	State  bool
 	Decode func(member string, m bus.Message) (hand func(), err error)
 }
 
@@ -69,7 +74,7 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 			hb, err := bus.DecodeHeartbeat(id, m.Payload)
 			return func() { in.Loop.Heartbeat(hb) }, err
 		}},
-		{Name: "presence", From: TopicMember, Filter: topics.AllPresence(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+		{Name: "presence", From: TopicMember, State: true, Filter: topics.AllPresence(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
 			if len(m.Payload) == 0 {
 				return nil, nil // a cleared retained message
 			}
@@ -79,7 +84,7 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 		{Name: "command", From: ACoordinator, Filter: topics.Command(self), QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
 			return func() { in.Command(m.Payload) }, nil // the agent decodes, answers and counts
 		}},
-		{Name: "about", From: TopicMember, Filter: topics.AllAbout(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+		{Name: "about", From: TopicMember, State: true, Filter: topics.AllAbout(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
 			if len(m.Payload) == 0 || id == self {
 				return nil, nil // cleared, or this instance's own
 			}
@@ -98,14 +103,14 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 				a, err := bus.DecodeAck(id, m.Payload)
 				return func() { c.Ack(a) }, err
 			}},
-			Route{Name: "config", From: TopicMember, Filter: topics.AllConfigs(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+			Route{Name: "config", From: TopicMember, State: true, Filter: topics.AllConfigs(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
 				if len(m.Payload) == 0 {
 					return nil, nil
 				}
 				r, err := bus.DecodeConfigReport(id, m.Payload)
 				return func() { c.ConfigReport(r) }, err
 			}},
-			Route{Name: "health", From: TopicMember, Filter: topics.AllHealth(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+			Route{Name: "health", From: TopicMember, State: true, Filter: topics.AllHealth(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
 				if len(m.Payload) == 0 {
 					return nil, nil
 				}
@@ -148,7 +153,7 @@ func Deliver(topics bus.Topics, r Route, m bus.Message, drops *bus.Drops, auth *
 	id, _, _ := topics.MemberOf(m.Topic)
 	var err error
 	if auth != nil && r.From != Anyone {
-		m.Payload, err = auth.check(m, r.From, id)
+		m.Payload, err = auth.check(m, r.From, id, r.State)
 	}
 	var hand func()
 	if err == nil {
