@@ -113,6 +113,7 @@ func New(opts Options) *Client {
 		AddBroker(opts.URL).
 		SetClientID("understudy-"+opts.Topics.Site+"-"+opts.Member).
 		SetCleanSession(true).
+		SetStore(noStore{}).
 		SetOrderMatters(true).
 		SetKeepAlive(opts.KeepAlive).
 		SetPingTimeout(max(opts.KeepAlive/2, time.Second)).
