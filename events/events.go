@@ -57,6 +57,8 @@ const (
 	// bus
 	BusSilent = "bus_silent"
 	BusHeard  = "bus_heard"
+	// LoopStalled: this instance's own loop did not run for a while.
+	LoopStalled = "loop_stalled"
 	// drivers and switchers
 	DriverConnected    = "driver_connected"
 	DriverDisconnected = "driver_disconnected"
@@ -213,6 +215,8 @@ func List() []Event {
 			When: "this instance stopped hearing itself through the broker: nobody is judged lost meanwhile"},
 		{Name: BusHeard, Group: GroupBus, Policy: true, Record: true, Fields: f("silence_ms"),
 			When: "it hears itself again"},
+		{Name: LoopStalled, Group: GroupBus, Policy: true, Record: true, Fields: []Field{fd("stalled_ms", "how late its timers came")},
+			When: "this instance's own loop did not run for longer than a member may be silent (the process stopped, the VM paused, a long garbage collection): nobody is judged until every member has had a fresh `lost_after`"},
 		// drivers and switchers
 		{Name: DriverConnected, Group: GroupDrivers, Policy: true, Record: true, Fields: f("driver", "address"),
 			When: "a device connection went up (a switcher's once its routing is read back)"},
