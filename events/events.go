@@ -98,6 +98,8 @@ const (
 	// alarms
 	Alarm        = "alarm"
 	AlarmCleared = "alarm_cleared"
+	// EventQuarantined: a poison event set aside.
+	EventQuarantined = "event_quarantined"
 	// commands and timers
 	Command = "command" // the record of an operator command; the policy receives command:VERB
 	// drills
@@ -297,6 +299,8 @@ func List() []Event {
 			When: "an alarm was raised (the runtime's kinds: **Alarms** in the README)"},
 		{Name: AlarmCleared, Group: GroupAlarms, Policy: true, Record: true, Fields: f("kind", "key", "why", "raised_s", "member"),
 			When: "it ended"},
+		{Name: EventQuarantined, Group: GroupAlarms, Record: true, Fields: []Field{fd("event", ""), fd("member", ""), fd("seq", ""), fd("deliveries", "deliveries begun that never finished"), fd("why", ""), fd("proposal", "`quarantine-SEQ`: confirm runs the event once more, reject drops it")},
+			When: "at start, an event whose handlers took the process down twice (hung and killed, out of memory, crashed) was set aside instead of handed to the policy again; an alarm `event_quarantined` goes with it"},
 		// commands and timers
 		{Name: Command, Group: GroupCommands, Record: true, Fields: []Field{fd("verb", ""), fd("args", "the command's fields and `by`"), fd("error", "why it was refused")},
 			When: "an operator command arrived (refused ones too); a command not refused reaches the policy as `command:VERB`"},
