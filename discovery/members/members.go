@@ -264,7 +264,7 @@ func (t *Table) Presence(p Presence) error {
 			// this very process) may have dropped the member's connection
 			// because nobody read it. Its heartbeats decide within a fresh
 			// lost_after.
-			return fmt.Errorf("Last Will of member %q right after this instance's loop stalled: its heartbeats decide", p.ID)
+			return fmt.Errorf("the Last Will of member %q came right after this instance's loop stalled: its heartbeats decide", p.ID)
 		}
 		if p.Retained {
 			// Kept by the broker from before this instance (re)subscribed, e.g.
