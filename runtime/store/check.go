@@ -23,7 +23,7 @@ type Recovery struct {
 
 // Message is the loud line an instance logs and shows for a recovery.
 func (r Recovery) Message(path string) string {
-	return fmt.Sprintf("state file %s was corrupt (%s), moved to %s; starting from what the members and the retained topics tell", path, r.Reason, r.MovedTo)
+	return fmt.Sprintf("state file %s was corrupt (%s), moved to %s; starting with an empty state: who covered whom, pending actions, timers and the inbox it held are forgotten, check the site", path, r.Reason, r.MovedTo)
 }
 
 // errCorrupt marks what makes a state file unusable (as opposed to one that
