@@ -57,6 +57,8 @@ const (
 	// bus
 	BusSilent = "bus_silent"
 	BusHeard  = "bus_heard"
+	// LoopStalled: this instance's own loop did not run for a while.
+	LoopStalled = "loop_stalled"
 	// drivers and switchers
 	DriverConnected    = "driver_connected"
 	DriverDisconnected = "driver_disconnected"
@@ -96,6 +98,8 @@ const (
 	// alarms
 	Alarm        = "alarm"
 	AlarmCleared = "alarm_cleared"
+	// EventQuarantined: a poison event set aside.
+	EventQuarantined = "event_quarantined"
 	// commands and timers
 	Command = "command" // the record of an operator command; the policy receives command:VERB
 	// drills
@@ -213,6 +217,8 @@ func List() []Event {
 			When: "this instance stopped hearing itself through the broker: nobody is judged lost meanwhile"},
 		{Name: BusHeard, Group: GroupBus, Policy: true, Record: true, Fields: f("silence_ms"),
 			When: "it hears itself again"},
+		{Name: LoopStalled, Group: GroupBus, Policy: true, Record: true, Fields: []Field{fd("stalled_ms", "how late its timers came")},
+			When: "this instance's own loop did not run for longer than a member may be silent (the process stopped, the VM paused, a long garbage collection): nobody is judged until every member has had a fresh `lost_after`"},
 		// drivers and switchers
 		{Name: DriverConnected, Group: GroupDrivers, Policy: true, Record: true, Fields: f("driver", "address"),
 			When: "a device connection went up (a switcher's once its routing is read back)"},
@@ -293,6 +299,8 @@ func List() []Event {
 			When: "an alarm was raised (the runtime's kinds: **Alarms** in the README)"},
 		{Name: AlarmCleared, Group: GroupAlarms, Policy: true, Record: true, Fields: f("kind", "key", "why", "raised_s", "member"),
 			When: "it ended"},
+		{Name: EventQuarantined, Group: GroupAlarms, Record: true, Fields: []Field{fd("event", ""), fd("member", ""), fd("seq", ""), fd("deliveries", "deliveries begun that never finished"), fd("why", ""), fd("proposal", "`quarantine-SEQ`: confirm runs the event once more, reject drops it")},
+			When: "at start, an event whose handlers took the process down twice (hung and killed, out of memory, crashed) was set aside instead of handed to the policy again; an alarm `event_quarantined` goes with it"},
 		// commands and timers
 		{Name: Command, Group: GroupCommands, Record: true, Fields: []Field{fd("verb", ""), fd("args", "the command's fields and `by`"), fd("error", "why it was refused")},
 			When: "an operator command arrived (refused ones too); a command not refused reaches the policy as `command:VERB`"},

@@ -46,6 +46,10 @@ const (
 	// broker: the bus (or the way to it) is silent, so nobody is judged.
 	EventBusSilent = events.BusSilent
 	EventBusHeard  = events.BusHeard
+	// This instance's own loop did not run for a while (the process was
+	// stopped, the VM paused, a long garbage collection): the silence it
+	// sees is its own, so every member gets a fresh lost_after.
+	EventLoopStalled = events.LoopStalled
 )
 
 // Member is a snapshot of one member's liveness.
@@ -136,7 +140,9 @@ type entry struct {
 	quietSince         time.Time // silence is counted from here: last heartbeat, or this instance's reconnect to the bus
 	waitingForSelf     bool      // silent while this instance could not hear itself either; rechecked when it can
 	timer              clock.Timer
-	gen                uint64 // invalidates timers armed before the last change
+	due                time.Time // when timer should fire
+	stallUntil         time.Time // after a stall of this instance's loop: until then its Last Will proves nothing
+	gen                uint64    // invalidates timers armed before the last change
 }
 
 // New returns an empty table. post must run f on the goroutine that owns the
@@ -252,6 +258,13 @@ func (t *Table) Presence(p Presence) error {
 		}
 		if !current {
 			return fmt.Errorf("stale Last Will of member %q (boot %s conn %d; current boot %s conn %d)", p.ID, p.Boot, p.Conn, e.Boot, e.Conn)
+		}
+		if now := t.clock.Now(); t.overdue(now) || now.Before(e.stallUntil) {
+			// This instance's loop has just stalled: the broker (maybe in
+			// this very process) may have dropped the member's connection
+			// because nobody read it. Its heartbeats decide within a fresh
+			// lost_after.
+			return fmt.Errorf("the Last Will of member %q came right after this instance's loop stalled: its heartbeats decide", p.ID)
 		}
 		if p.Retained {
 			// Kept by the broker from before this instance (re)subscribed, e.g.
@@ -427,6 +440,7 @@ func (t *Table) disarm(e *entry) {
 func (t *Table) arm(e *entry, d time.Duration) {
 	t.disarm(e)
 	gen := e.gen
+	e.due = t.clock.Now().Add(d)
 	e.timer = t.clock.AfterFunc(d, func() {
 		t.post(func() { t.check(e, gen) })
 	})
@@ -439,6 +453,12 @@ func (t *Table) check(e *entry, gen uint64) {
 	}
 	e.timer = nil
 	now := t.clock.Now()
+	if late := now.Sub(e.due); late >= e.suspectAfter() {
+		// The timer came this late because this instance's loop did not
+		// run: the silence since then is its own, not the members'.
+		t.stalled(now, late)
+		return
+	}
 	if e.ID == t.opts.Self {
 		t.checkSelf(e, now)
 		return
@@ -477,4 +497,52 @@ func (t *Table) check(e *entry, gen uint64) {
 	default:
 		t.arm(e, e.suspectAfter()-silence)
 	}
+}
+
+// stalled follows a gap in this instance's own loop, found by a timer that
+// came later than a member could be suspect: a stopped process (SIGSTOP), a
+// paused VM, a long garbage collection. The heartbeats that arrived
+// meanwhile have not been read yet, so nobody is judged until every member
+// has had a fresh lost_after from now: those heard again stay alive, one
+// that really died is lost one lost_after from now.
+func (t *Table) stalled(now time.Time, late time.Duration) {
+	t.emit(Event{Kind: EventLoopStalled, At: now, Silence: late})
+	for _, e := range t.members {
+		if e.Held || e.State == Lost || e.State == Closed {
+			continue
+		}
+		e.waitingForSelf = false
+		e.stallUntil = now.Add(e.LostAfter)
+		switch {
+		case e.LastHeard.IsZero():
+			// Not heard yet: the rest of its startup grace, and at least
+			// a lost_after.
+			t.arm(e, max(e.due.Sub(now), e.LostAfter))
+		case e.LastHeard.Before(t.started):
+			// Not heard since this instance rejoined the bus: at least a
+			// lost_after more to be heard.
+			t.arm(e, max(e.due.Sub(now), e.LostAfter))
+		default:
+			e.quietSince = now
+			t.arm(e, e.suspectAfter())
+		}
+	}
+}
+
+// overdue finds a stall before the late timers' checks have run (a Last
+// Will may come first): a member's timer is due longer ago than the member
+// may be silent. Then it handles the stall and reports true.
+func (t *Table) overdue(now time.Time) bool {
+	if t.paused {
+		return false
+	}
+	for _, e := range t.members {
+		if e.timer != nil {
+			if late := now.Sub(e.due); late >= e.suspectAfter() {
+				t.stalled(now, late)
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -461,3 +461,177 @@ func TestHoldKeepsAMemberLostUntilRelease(t *testing.T) {
 		t.Fatal("release of a member not held was accepted")
 	}
 }
+
+// stalledHarness is a table whose loop can be stopped: while it is, the
+// clock moves on and the timers' checks (and the heartbeats that arrive)
+// wait in the queue, as they do in a process stopped with SIGSTOP or a VM
+// paused; resume runs them in order.
+type stalledHarness struct {
+	*harness
+	stopped bool
+	queue   []func()
+}
+
+func newStalledHarness(t *testing.T) *stalledHarness {
+	sh := &stalledHarness{harness: &harness{t: t, vc: clock.NewVirtual(epoch)}}
+	post := func(f func()) {
+		if sh.stopped {
+			sh.queue = append(sh.queue, f)
+			return
+		}
+		f()
+	}
+	sh.table = New(sh.vc, post, func(ev Event) { sh.events = append(sh.events, ev) }, Options{StartupGrace: time.Second, Self: "coord"})
+	return sh
+}
+
+func (sh *stalledHarness) resume() {
+	sh.stopped = false
+	for len(sh.queue) > 0 {
+		f := sh.queue[0]
+		sh.queue = sh.queue[1:]
+		f()
+	}
+}
+
+// heartbeat queues a heartbeat for the loop (or takes it now if it runs).
+func (sh *stalledHarness) heartbeat(id string) {
+	hb := func() {
+		if err := sh.table.Heartbeat(Heartbeat{ID: id, Boot: "b1", Conn: 1}); err != nil {
+			sh.t.Fatal(err)
+		}
+	}
+	if sh.stopped {
+		sh.queue = append(sh.queue, hb)
+		return
+	}
+	hb()
+}
+
+// A coordinator whose loop stops for longer than lost_after (10s against
+// 300ms) judges nobody when it resumes, although every timer fires late at
+// once, before the heartbeats that waited: those heard again stay alive, and
+// one that really died meanwhile is lost one lost_after after the resume.
+func TestAStalledLoopJudgesNobodyUntilAFreshLostAfter(t *testing.T) {
+	sh := newStalledHarness(t)
+	for _, id := range []string{"coord", "main", "backup", "dead"} {
+		sh.table.Add(id, 100*time.Millisecond, 300*time.Millisecond)
+	}
+	sh.table.Start()
+	for range 5 {
+		for _, id := range []string{"coord", "main", "backup", "dead"} {
+			sh.heartbeat(id)
+		}
+		sh.vc.Advance(100 * time.Millisecond)
+	}
+	sh.events = nil
+
+	sh.stopped = true
+	sh.vc.Advance(10 * time.Second) // every timer fires; their checks wait
+	// The heartbeats sent meanwhile arrive after the timers' checks; "dead"
+	// died during the stall and sends none.
+	for _, id := range []string{"coord", "main", "backup"} {
+		sh.heartbeat(id)
+	}
+	resumed := sh.vc.Now()
+	sh.resume()
+
+	if got := sh.kinds(); got != ":loop_stalled" {
+		t.Fatalf("events on resume %q, want only loop_stalled", got)
+	}
+	if st := sh.events[0]; st.Silence < 9*time.Second {
+		t.Errorf("stall %v, want about 10s", st.Silence)
+	}
+	for _, id := range []string{"main", "backup", "dead"} {
+		if s := sh.state(id); s != Alive {
+			t.Errorf("%s is %s right after the resume, want alive", id, s)
+		}
+	}
+	// The living keep beating; the dead one is lost at resume + lost_after.
+	for sh.vc.Now().Before(resumed.Add(300 * time.Millisecond)) {
+		for _, id := range []string{"coord", "main", "backup"} {
+			sh.heartbeat(id)
+		}
+		sh.vc.Advance(50 * time.Millisecond)
+	}
+	if s := sh.state("dead"); s != Lost {
+		t.Fatalf("the member that died during the stall is %s one lost_after after the resume, want lost (events %q)", s, sh.kinds())
+	}
+	for _, ev := range sh.events {
+		if ev.Kind == EventLost && ev.Member.ID != "dead" {
+			t.Errorf("%s was declared lost: %q", ev.Member.ID, sh.kinds())
+		}
+		if ev.Kind == EventLost && ev.At.After(resumed.Add(300*time.Millisecond)) {
+			t.Errorf("dead lost at %v, later than one lost_after after the resume", ev.At.Sub(resumed))
+		}
+	}
+}
+
+// Timers that come on time, however long the silence, are no stall.
+func TestAMemberSilentWhileTheLoopRunsIsStillLost(t *testing.T) {
+	sh := newStalledHarness(t)
+	sh.table.Add("coord", 100*time.Millisecond, 300*time.Millisecond)
+	sh.table.Add("main", 100*time.Millisecond, 300*time.Millisecond)
+	sh.table.Start()
+	sh.heartbeat("coord")
+	sh.heartbeat("main")
+	for range 100 {
+		sh.heartbeat("coord")
+		sh.vc.Advance(100 * time.Millisecond)
+	}
+	if got := sh.kinds(); got != "coord:seen main:seen main:suspect main:lost" {
+		t.Fatalf("events %q", got)
+	}
+}
+
+// The broker may drop the connections nobody read during the stall (an
+// embedded broker stalls with its process) and publish their Last Wills,
+// maybe before any late timer has run: right after a stall a Will proves
+// nothing, the heartbeats decide within a fresh lost_after.
+func TestLastWillsRightAfterAStallAreLeftToTheHeartbeats(t *testing.T) {
+	sh := newStalledHarness(t)
+	for _, id := range []string{"coord", "main", "dead"} {
+		sh.table.Add(id, 100*time.Millisecond, 300*time.Millisecond)
+	}
+	sh.table.Start()
+	for range 5 {
+		for _, id := range []string{"coord", "main", "dead"} {
+			sh.heartbeat(id)
+		}
+		sh.vc.Advance(100 * time.Millisecond)
+	}
+	sh.events = nil
+	sh.stopped = true
+	will := func(id string) {
+		if err := sh.table.Presence(Presence{ID: id, State: PresenceGone, Boot: "b1", Conn: 1}); err == nil {
+			t.Errorf("the Will of %s right after the stall was taken", id)
+		}
+	}
+	// Both Wills are read before the timers' checks.
+	sh.vc.Advance(10 * time.Second)
+	sh.queue = append([]func(){func() { will("main") }, func() { will("dead") }}, sh.queue...)
+	resumed := sh.vc.Now()
+	sh.resume()
+	if got := sh.kinds(); got != ":loop_stalled" {
+		t.Fatalf("events on resume %q, want only loop_stalled", got)
+	}
+	// main reconnects and beats; dead does not.
+	if err := sh.table.Presence(Presence{ID: "main", State: PresenceOnline, Boot: "b1", Conn: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for sh.vc.Now().Before(resumed.Add(300 * time.Millisecond)) {
+		for _, id := range []string{"coord", "main"} {
+			if err := sh.table.Heartbeat(Heartbeat{ID: id, Boot: "b1", Conn: 2}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sh.vc.Advance(50 * time.Millisecond)
+	}
+	if sh.state("main") != Alive || sh.state("dead") != Lost {
+		t.Fatalf("main %s, dead %s one lost_after after the resume; events %q", sh.state("main"), sh.state("dead"), sh.kinds())
+	}
+	// Once the fresh lost_after is over, a Will counts again.
+	if err := sh.table.Presence(Presence{ID: "main", State: PresenceGone, Boot: "b1", Conn: 2}); err != nil || sh.state("main") != Lost {
+		t.Fatalf("a Will after the window: %v, main %s", err, sh.state("main"))
+	}
+}

@@ -38,16 +38,19 @@ const (
 	AlarmFailbackStalled = takeover.AlarmFailbackStalled // a failback keeps pausing while the member dips into suspect
 	AlarmCopyFoundNone   = "copy_found_nothing"          // a material copy found no folder for the member on the source
 	AlarmCopyIncomplete  = takeover.AlarmCopyIncomplete  // a failback's material copy cannot finish; the standby keeps recording
+	// AlarmEventQuarantined (inbox.go): an event whose handlers took the
+	// process down twice was set aside; confirm runs it once more.
 )
 
 // RuntimeAlarms are the kinds of alarm the runtime raises, with their
 // severity (metrics show each, at 0 while none is raised).
 func RuntimeAlarms() map[string]string {
 	return map[string]string{
-		AlarmRoutingFight:    SeverityAlarm,
-		AlarmFailbackStalled: SeverityWarning,
-		AlarmCopyFoundNone:   SeverityWarning,
-		AlarmCopyIncomplete:  SeverityAlarm,
+		AlarmRoutingFight:     SeverityAlarm,
+		AlarmFailbackStalled:  SeverityWarning,
+		AlarmCopyFoundNone:    SeverityWarning,
+		AlarmCopyIncomplete:   SeverityAlarm,
+		AlarmEventQuarantined: SeverityAlarm,
 	}
 }
 

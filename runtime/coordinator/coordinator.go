@@ -372,6 +372,9 @@ func (c *Coordinator) MemberEvent(ev members.Event) {
 	case members.EventBusSilent, members.EventBusHeard:
 		c.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
 		return
+	case members.EventLoopStalled:
+		c.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Fields: map[string]any{"stalled_ms": ev.Silence.Milliseconds()}})
+		return
 	}
 	fields := map[string]any{"state": string(ev.Member.State), "previous": string(ev.Previous), "reason": ev.Member.Reason}
 	if ev.Silence > 0 {

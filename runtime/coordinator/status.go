@@ -41,6 +41,7 @@ func (c *Coordinator) Status(st *engine.Status) {
 	st.Copies = c.copyStatus()
 	st.Drills = c.drillStatus()
 	st.Alarms = c.alarmList()
+	st.Quarantined = c.quarantinedList()
 }
 
 // Snapshot is the loop's status at once: call it on the loop, or between

@@ -261,9 +261,17 @@ func (c *Coordinator) command(verb string, fields map[string]any, from string) {
 		case "drill_end":
 			err = c.endDrill(fmt.Sprint(fields["member"]), "ended by "+from, from)
 		case "confirm":
-			err = c.takeover.Confirm(fmt.Sprint(fields["proposal"]), from)
+			if id := fmt.Sprint(fields["proposal"]); isQuarantineProposal(id) {
+				err = c.confirmQuarantined(id, from)
+			} else {
+				err = c.takeover.Confirm(id, from)
+			}
 		case "reject":
-			err = c.takeover.Reject(fmt.Sprint(fields["proposal"]), from)
+			if id := fmt.Sprint(fields["proposal"]); isQuarantineProposal(id) {
+				err = c.rejectQuarantined(id, from)
+			} else {
+				err = c.takeover.Reject(id, from)
+			}
 		case "mode":
 			mode, _ := fields["mode"].(string)
 			if mode == "" {

@@ -336,6 +336,9 @@ func (e *Engine) onMemberEvent(ev members.Event) {
 	case members.EventBusSilent:
 		e.log.Warn("this instance cannot hear its own heartbeats: the bus is silent, so nobody is judged lost meanwhile", "silence", ev.Silence)
 		e.Record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})
+	case members.EventLoopStalled:
+		e.log.Warn("this instance's loop did not run for a while (process stopped, VM paused, long garbage collection?): every member gets a fresh lost_after before it is judged", "stalled", ev.Silence)
+		e.Record(Record{At: ev.At, Type: ev.Kind, Fields: map[string]any{"stalled_ms": ev.Silence.Milliseconds()}})
 	case members.EventBusHeard:
 		e.log.Info("this instance hears itself on the bus again", "after", ev.Silence)
 		e.Record(Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: map[string]any{"silence_ms": ev.Silence.Milliseconds()}})

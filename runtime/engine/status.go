@@ -22,6 +22,21 @@ type Status struct {
 	Copies      []CopyStatus    `json:"copies,omitempty"` // material copies in progress
 	Drills      []DrillStatus   `json:"drills,omitempty"` // fire drills running
 	Alarms      []Alarm         `json:"alarms,omitempty"` // raised alarms (coordinator)
+	// Quarantined are the events set aside because their handlers took
+	// the process down (coordinator).
+	Quarantined []QuarantinedEvent `json:"quarantined,omitempty"`
+}
+
+// QuarantinedEvent is a poison event the coordinator set aside: confirm
+// Proposal to run it once more, reject it to drop it.
+type QuarantinedEvent struct {
+	Proposal   string    `json:"proposal"`
+	Event      string    `json:"event"`
+	Member     string    `json:"member,omitempty"`
+	Deliveries int       `json:"deliveries"`
+	At         time.Time `json:"at"`    // when the event happened
+	Since      time.Time `json:"since"` // when it was set aside
+	Why        string    `json:"why"`
 }
 
 // TakeoverStatus is the coordinator's takeover state, with grace countdowns.

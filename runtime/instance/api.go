@@ -23,6 +23,18 @@ type Status struct {
 	Bus      BusStatus       `json:"bus"`
 	Peers    []PeerInfo      `json:"peers"`
 	Material *MaterialStatus `json:"material,omitempty"`
+	// StateRecovered is set when the state file was corrupt, truncated or
+	// empty at start and was moved aside: this run began without it.
+	StateRecovered *StateRecovered `json:"state_recovered,omitempty"`
+}
+
+// StateRecovered says that the state file was unusable at start.
+type StateRecovered struct {
+	File    string    `json:"file"`
+	Reason  string    `json:"reason"`
+	MovedTo string    `json:"moved_to"`
+	At      time.Time `json:"at"`
+	Message string    `json:"message"`
 }
 
 // MaterialStatus is this instance's material server and who may read it,
@@ -99,6 +111,9 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	if c := inst.bus.Load(); c != nil {
 		st.Bus.Connected = c.Connected()
 	}
+	if rec := inst.store.Recovered(); rec != nil {
+		st.StateRecovered = &StateRecovered{File: inst.store.Path(), Reason: rec.Reason, MovedTo: rec.MovedTo, At: rec.At, Message: rec.Message(inst.store.Path())}
+	}
 	inst.mu.Lock()
 	st.Bus.URL = inst.busURL
 	if inst.broker != nil {
@@ -132,6 +147,9 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 //	503 waiting for the site's broker: …          looking for the broker by mDNS (what, and for how long)
 //	503 waiting for the broker: connecting to …   the broker is known; no connection yet (for how long, the last error)
 //	503 not connected to the broker since …       the connection was lost more than 5s ago (the error; it keeps reconnecting)
+//
+// A 200 that follows a state file found corrupt at start says so on a
+// second line ("state file … was corrupt (…), moved to …").
 func (inst *Instance) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -148,4 +166,7 @@ func (inst *Instance) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ok")
+	if rec := inst.store.Recovered(); rec != nil {
+		fmt.Fprintln(w, rec.Message(inst.store.Path()))
+	}
 }

@@ -169,6 +169,9 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	}
 	inst.store = st
 	inst.closers.add(func() { st.Close() })
+	if rec := st.Recovered(); rec != nil {
+		inst.log.Error(rec.Message(st.Path()), "reason", rec.Reason, "moved_to", rec.MovedTo)
+	}
 	if inst.busTLS, err = busTLS(site.Bus.TLS); err != nil {
 		return nil, err
 	}

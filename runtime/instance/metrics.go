@@ -38,6 +38,7 @@ type metrics struct {
 	copies      *prometheus.Desc
 	drill       *prometheus.Desc
 	alarms      *prometheus.Desc
+	quarantined *prometheus.Desc
 	inDropped   *prometheus.Desc
 	beatsMerged *prometheus.Desc
 	matRefused  *prometheus.Desc
@@ -76,6 +77,7 @@ func newMetrics(inst *Instance) *metrics {
 		beatsMerged: prometheus.NewDesc("understudy_heartbeats_merged_total", "Heartbeats replaced by a newer one of the same member before the event loop took them in.", nil, nil),
 		matRefused:  prometheus.NewDesc("understudy_material_refused_total", "Material commands (copy, material_grant) refused for what they asked: folders of their own, a member not in the site.", []string{"verb"}, nil),
 		alarms:      prometheus.NewDesc("understudy_alarms_active", "Alarms raised on the coordinator now, by kind and severity.", []string{"kind", "severity"}, nil),
+		quarantined: prometheus.NewDesc("understudy_events_quarantined", "Events set aside on the coordinator because their handlers took the process down twice (confirm or reject each).", nil, nil),
 	}
 	m.reg.MustRegister(m.detection, m.actions, m.copyBytes, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -120,7 +122,7 @@ func number(v any) (float64, bool) {
 
 // Describe implements prometheus.Collector for the scraped metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.brokerBig, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.inDropped, m.beatsMerged, m.matRefused} {
+	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.brokerBig, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.quarantined, m.inDropped, m.beatsMerged, m.matRefused} {
 		ch <- d
 	}
 }
@@ -186,6 +188,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		for k, n := range active {
 			gauge(m.alarms, n, k[0], k[1])
 		}
+		gauge(m.quarantined, float64(len(st.Quarantined)))
 	}
 }
 

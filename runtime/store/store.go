@@ -16,7 +16,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Options tune how the store writes.
@@ -28,25 +27,65 @@ type Options struct {
 
 // Store is an open state file. Its methods are safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
-	path string
+	db        *bolt.DB
+	path      string
+	recovered *Recovery
 }
 
 // Open opens (or creates) the state file at path, creating its directory.
-// A file held by another running instance is an error, not a wait.
+// A file held by another running instance is an error, not a wait. A file
+// that is corrupt (bbolt cannot read it, or its own check finds broken
+// pages), truncated or empty is moved aside to path.corrupt-TIME and the
+// store starts empty: Recovered says so, and the caller must say it loudly.
+// An instance never crash-loops on its state file.
 func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: opts.NoSync})
-	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("state file %s is in use by another process (is this member already running?)", path)
+	db, err := openChecked(path, opts)
+	var bad errCorrupt
+	if !errors.As(err, &bad) {
+		if err != nil {
+			return nil, err
 		}
+		return &Store{db: db, path: path}, nil
+	}
+	now := time.Now()
+	moved := path + ".corrupt-" + now.UTC().Format("20060102T150405.000Z")
+	if err := os.Rename(path, moved); err != nil {
+		return nil, fmt.Errorf("state file %s is corrupt (%s) and could not be moved aside: %w", path, bad.reason, err)
+	}
+	if db, err = openBolt(path, opts); err != nil {
+		return nil, fmt.Errorf("fresh state file after moving a corrupt one aside: %w", err)
+	}
+	return &Store{db: db, path: path, recovered: &Recovery{Reason: bad.reason, MovedTo: moved, At: now}}, nil
+}
+
+// openChecked opens an existing state file only once it has passed
+// checkFile and bbolt's own check (errCorrupt otherwise), a new one as
+// bbolt makes it.
+func openChecked(path string, opts Options) (*bolt.DB, error) {
+	if _, err := os.Stat(path); err == nil {
+		if err := checkFile(path); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("state file %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	db, err := openBolt(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := verify(db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
+
+// Recovered reports whether Open found the file unusable and moved it
+// aside (nil: it did not).
+func (s *Store) Recovered() *Recovery { return s.recovered }
 
 // Path returns the state file's path.
 func (s *Store) Path() string { return s.path }

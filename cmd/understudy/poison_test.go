@@ -1,0 +1,106 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A handler that hangs where its deadline cannot reach (or runs the process
+// out of memory) takes the coordinator down in the middle of it; the
+// watchdog restarts it and the event, still in the inbox, is delivered again
+// — on every start, without end, under Restart=always. Here the
+// takeover_started handler hangs and the test kills the process each time,
+// as the watchdog would. After the second death the event is quarantined at
+// start: the coordinator starts, says so (log, /status, /metrics, an alarm),
+// and once the policy is fixed an operator's confirm runs it once more and
+// the failover completes.
+func TestAPoisonEventIsQuarantinedAfterTwoDeaths(t *testing.T) {
+	ts := newTakeoverSite(t, "poison", false)
+	hanging := strings.Replace(takeoverPolicy,
+		`us.on("takeover_started", function(ev) route(ev.member, us.member(ev.standby)) end)`,
+		`us.on("takeover_started", function(ev)
+  us.log.info("takeover_started handler hangs")
+  local t0 = us.now()
+  while us.now() - t0 < 50 do end
+end)`, 1)
+	policyFile := filepath.Join(filepath.Dir(ts.coordSite), "policy.lua")
+	if err := os.WriteFile(policyFile, []byte(hanging), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A deadline longer than the hang: it stands for a hang no deadline
+	// stops (a Go built-in, an allocation storm).
+	b, err := os.ReadFile(ts.coordSite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ts.coordSite, []byte(strings.Replace(string(b), "policy: {file: policy.lua}", "policy: {file: policy.lua, handler_timeout: 60s}", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mgr, main, _ := ts.startAll()
+	if err := main.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	mgr.wait(10*time.Second, "msg", "takeover_started handler hangs")
+	if err := mgr.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// The first restart hands it over again: the process may have died for
+	// another reason.
+	mgr = ts.run("manager")
+	mgr.wait(20*time.Second, "msg", "handing the policy an event it had not finished with before the restart", "event", "takeover_started")
+	mgr.wait(20*time.Second, "msg", "takeover_started handler hangs")
+	if err := mgr.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// The second does not.
+	mgr = ts.run("manager")
+	q := mgr.wait(20*time.Second, "msg", "event quarantined: takeover_started", "level", "ERROR", "member", "main")
+	proposal := q.str("proposal")
+	mgr.wait(20*time.Second, "msg", "ALARM event_quarantined")
+	api := apiAddress(t, mgr)
+	waitHealthz(t, http.DefaultClient, api+"/healthz", http.StatusOK, "ok")
+	if mgr.has("msg", "takeover_started handler hangs") {
+		t.Fatal("the quarantined event was handed to the policy again")
+	}
+	var st struct {
+		Quarantined []struct {
+			Proposal, Event, Member string
+			Deliveries              int
+		} `json:"quarantined"`
+	}
+	getJSON(t, api+"/status", &st)
+	if len(st.Quarantined) != 1 || st.Quarantined[0].Proposal != proposal || st.Quarantined[0].Event != "takeover_started" || st.Quarantined[0].Deliveries != 2 {
+		t.Fatalf("/status quarantined %+v, want %s", st.Quarantined, proposal)
+	}
+	resp, err := http.Get(api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), "understudy_events_quarantined 1") {
+		t.Errorf("/metrics has no understudy_events_quarantined 1")
+	}
+
+	// The policy is fixed; the operator confirms: it runs once more and the
+	// outputs go to the backup.
+	mgr.mark()
+	if err := os.WriteFile(policyFile, []byte(takeoverPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mgr.wait(20*time.Second, "msg", "policy reloaded")
+	out := cliOf(t, ts.coordSite, "manager")(0, "confirm", proposal)
+	t.Logf("confirm: %s", out)
+	ts.waitRouting(20*time.Second, map[int]int{1: 3, 2: 4})
+	mgr.wait(10*time.Second, "msg", "alarm cleared: event_quarantined")
+	st.Quarantined = nil
+	getJSON(t, api+"/status", &st)
+	if len(st.Quarantined) != 0 {
+		t.Errorf("/status quarantined after confirm: %+v", st.Quarantined)
+	}
+}
