@@ -80,18 +80,21 @@ func TestMaterialCopyRefusesForgedRootsAndGrants(t *testing.T) {
 	command := "understudy/atk/member/sb/command"
 	forgedToken := "forged-token-of-the-attacker-0123456789"
 
+	// The forged epoch is one a member would take (one of 2^64-1 is refused
+	// before anything else: TestAnAbsurdEpochIsRefusedAndNotRemembered), so
+	// that what is refused here is the roots.
 	// 1. The copy with roots of the attacker's choosing.
-	publish(command, fmt.Sprintf(`{"id":"x","epoch":18446744073709551615,"from":"backup","verb":"copy","args":{"settle_s":-1,"roots":[{"path":%q,"dest":%q}]}}`, stateDir, sbDir))
+	publish(command, fmt.Sprintf(`{"id":"x","epoch":1000,"from":"backup","verb":"copy","args":{"settle_s":-1,"roots":[{"path":%q,"dest":%q}]}}`, stateDir, sbDir))
 	if e := refused(sb, "x"); !strings.Contains(e, "roots") {
 		t.Errorf("the forged copy failed, but not for its roots: %q", e)
 	}
 	// 2. A copy from itself, without roots: nothing to copy from.
-	publish(command, `{"id":"y","epoch":18446744073709551615,"from":"backup","verb":"copy","args":{"from":"sb","member":"sb"}}`)
+	publish(command, `{"id":"y","epoch":1000,"from":"backup","verb":"copy","args":{"from":"sb","member":"sb"}}`)
 	if e := refused(sb, "y"); !strings.Contains(e, "itself") {
 		t.Errorf("the copy from itself failed, but not for that: %q", e)
 	}
 	// 3. A grant with roots of its own: refused.
-	publish(command, fmt.Sprintf(`{"id":"z","epoch":18446744073709551615,"from":"backup","verb":"material_grant","args":{"member":"rec","token":%q,"roots":{"1":%q}}}`, forgedToken, sbDir))
+	publish(command, fmt.Sprintf(`{"id":"z","epoch":1000,"from":"backup","verb":"material_grant","args":{"member":"rec","token":%q,"roots":{"1":%q}}}`, forgedToken, sbDir))
 	if e := refused(sb, "z"); !strings.Contains(e, "roots") {
 		t.Errorf("the forged grant failed, but not for its roots: %q", e)
 	}
@@ -128,7 +131,7 @@ func TestMaterialCopyRefusesForgedRootsAndGrants(t *testing.T) {
 
 	// 4. A grant without roots is for rec's own subfolder only: the token
 	// file stays out of reach, by name, by "..", by absolute path.
-	publish(command, fmt.Sprintf(`{"id":"w","epoch":18446744073709551615,"from":"backup","verb":"material_grant","args":{"member":"rec","token":%q}}`, forgedToken))
+	publish(command, fmt.Sprintf(`{"id":"w","epoch":1000,"from":"backup","verb":"material_grant","args":{"member":"rec","token":%q}}`, forgedToken))
 	sb.wait(20*time.Second, "msg", "command done", "id", "w")
 	for _, rel := range []string{"atk-sb.token", "../atk-sb.token", "../../.understudy/atk-sb.token", tokenFile} {
 		if code, body := get(forgedToken, rel); code == http.StatusOK || strings.Contains(body, strings.TrimSpace(string(secret))) {

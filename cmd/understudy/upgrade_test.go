@@ -28,8 +28,8 @@ func buildPrevious(t *testing.T) string {
 	if untar.Stdin, err = archive.StdoutPipe(); err != nil {
 		t.Fatal(err)
 	}
-	var errs bytes.Buffer
-	archive.Stderr, untar.Stderr = &errs, &errs
+	var errs, untarErrs bytes.Buffer
+	archive.Stderr, untar.Stderr = &errs, &untarErrs
 	if err := untar.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func buildPrevious(t *testing.T) string {
 		t.Fatalf("git archive %s (the test needs the repository's history): %v\n%s", previousRelease, err, errs.String())
 	}
 	if err := untar.Wait(); err != nil {
-		t.Fatalf("untar: %v\n%s", err, errs.String())
+		t.Fatalf("untar: %v\n%s", err, untarErrs.String())
 	}
 	bin := filepath.Join(src, "understudy-previous")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/understudy")
