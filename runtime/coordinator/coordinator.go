@@ -281,12 +281,13 @@ func (c *Coordinator) Reload() {
 
 func (c *Coordinator) loadPolicy() (*policy.Policy, error) {
 	return policy.Load(policyEnv{c}, policy.Options{
-		File:     c.site.PolicyPath(),
-		Timeout:  c.site.Policy.HandlerTimeout.D(),
-		Settings: c.site.Policy.Settings,
-		Site:     c.site.Name,
-		Self:     c.opts.Self,
-		Logger:   c.log.With("component", "policy"),
+		File:        c.site.PolicyPath(),
+		Timeout:     c.site.Policy.HandlerTimeout.D(),
+		MemoryLimit: int64(c.site.Policy.MemoryLimitMB) << 20,
+		Settings:    c.site.Policy.Settings,
+		Site:        c.site.Name,
+		Self:        c.opts.Self,
+		Logger:      c.log.With("component", "policy"),
 	})
 }
 
@@ -349,18 +350,14 @@ func (c *Coordinator) dispatchWith(ev policy.Event, done func(*store.Tx) error) 
 	errs := c.policy.Dispatch(ev)
 	c.actions.commitBatch(done)
 	for _, err := range errs {
-		ok, suppressed := c.policy.ShouldLog(err)
-		if !ok {
-			continue
+		// Every failure is recorded (a command's reply carries it); the log
+		// line is rate-limited per handler.
+		c.record(engine.Record{Type: events.PolicyError, Fields: map[string]any{"event": ev.Name, "error": err.Error()}})
+		if ok, suppressed := c.policy.ShouldLog(err); ok && suppressed > 0 {
+			c.log.Error("policy handler failed", "event", ev.Name, "error", err, "suppressed", suppressed)
+		} else if ok {
+			c.log.Error("policy handler failed", "event", ev.Name, "error", err)
 		}
-		fields := map[string]any{"event": ev.Name, "error": err.Error()}
-		attrs := []any{"event", ev.Name, "error", err}
-		if suppressed > 0 {
-			fields["suppressed"] = suppressed
-			attrs = append(attrs, "suppressed", suppressed)
-		}
-		c.log.Error("policy handler failed", attrs...)
-		c.record(engine.Record{Type: events.PolicyError, Fields: fields})
 	}
 	c.checkPolicy()
 }

@@ -19,7 +19,7 @@ const siteYAML = `site: test
 coordinator: backup
 mdns: false
 heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 1s}
-policy: {file: policy.lua, handler_timeout: 100ms}
+policy: {file: policy.lua, handler_timeout: 100ms, memory_limit_mb: 8}
 members:
   - id: main
     roles: [manager]
