@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime/metrics"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -74,35 +73,74 @@ func heapSample() []metrics.Sample {
 	return []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 }
 
-// callWatch stops one call into Lua at its deadline, or when the heap grows
-// by more than the limit during it, by cancelling the call's context: the
-// VM looks at it before every instruction, the pattern matcher every few
-// steps. It wakes only for calls that run longer than watchTick.
-type callWatch struct {
-	cancel   context.CancelCauseFunc
-	deadline time.Time
-	limit    int64
-	done     atomic.Bool
-	mu       sync.Mutex // guards timer, sample and base across ticks
+// watchdog stops a call into Lua at its deadline, or when the heap grows by
+// more than the limit during it, by cancelling the call's context: the VM
+// looks at it before every instruction, the pattern matcher every few
+// steps. One per policy: its timer and context are reused from call to call
+// (a new context only after one was cancelled), so a call costs a Reset and
+// a Stop, and the watchdog wakes only for calls longer than watchTick.
+type watchdog struct {
+	limit int64
+
+	mu       sync.Mutex // guards what follows, shared with the timer's goroutine
 	timer    *time.Timer
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	running  bool
+	deadline time.Time
 	sample   []metrics.Sample
-	base     int64
-	grew     atomic.Int64 // the growth that stopped it
+	based    bool  // base was read during the current call
+	base     int64 // the heap at the call's first tick
+	grew     int64 // the growth that stopped the last call
 }
 
-func startWatch(timeout time.Duration, limit int64) (context.Context, *callWatch) {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	w := &callWatch{cancel: cancel, deadline: time.Now().Add(timeout), limit: limit}
+func newWatchdog(limit int64) *watchdog {
+	w := &watchdog{limit: limit, sample: heapSample()}
 	w.mu.Lock()
-	w.timer = time.AfterFunc(min(watchTick, timeout), w.tick)
+	w.timer = time.AfterFunc(time.Hour, w.tick)
+	w.timer.Stop()
 	w.mu.Unlock()
-	return ctx, w
+	return w
 }
 
-func (w *callWatch) tick() {
+// begin starts watching a call that may run until now+timeout and returns
+// its context.
+func (w *watchdog) begin(now time.Time, timeout time.Duration) context.Context {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.done.Load() {
+	if w.ctx == nil || w.ctx.Err() != nil {
+		w.ctx, w.cancel = context.WithCancelCause(context.Background())
+	}
+	w.running, w.based, w.grew = true, false, 0
+	w.deadline = now.Add(timeout)
+	w.timer.Reset(min(watchTick, timeout))
+	return w.ctx
+}
+
+// end stops watching the call; it returns the heap growth that stopped it,
+// if the memory bound did.
+func (w *watchdog) end() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.running = false
+	w.timer.Stop()
+	return w.grew
+}
+
+func (w *watchdog) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.running = false
+	w.timer.Stop()
+	if w.cancel != nil {
+		w.cancel(nil)
+	}
+}
+
+func (w *watchdog) tick() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.running {
 		return
 	}
 	left := time.Until(w.deadline)
@@ -110,23 +148,15 @@ func (w *callWatch) tick() {
 		w.cancel(errDeadline)
 		return
 	}
-	if w.sample == nil {
-		w.sample = heapSample()
-		w.base = heapBytes(w.sample)
-	} else if grew := heapBytes(w.sample) - w.base; grew > w.limit {
-		w.grew.Store(grew)
+	h := heapBytes(w.sample)
+	if !w.based {
+		w.based, w.base = true, h
+	} else if grew := h - w.base; grew > w.limit {
+		w.grew = grew
 		w.cancel(ErrMemoryLimit)
 		return
 	}
 	w.timer.Reset(min(watchTick, left))
-}
-
-func (w *callWatch) stop() {
-	w.done.Store(true)
-	w.mu.Lock()
-	w.timer.Stop()
-	w.mu.Unlock()
-	w.cancel(nil)
 }
 
 // checkHeld looks, at most every heldEvery, at whether the heap grew by more

@@ -187,6 +187,7 @@ type Policy struct {
 	heapFloor  int64     // the heap when the policy was last found in order
 	heapSample []metrics.Sample
 	errLog     map[string]*errorLog // per handler: when its error was last logged
+	watch      *watchdog
 }
 
 type handler struct {
@@ -234,6 +235,7 @@ func Load(env Env, opts Options) (*Policy, error) {
 		loading:  map[string]bool{},
 		main:     mainPath(opts.File),
 		errLog:   map[string]*errorLog{},
+		watch:    newWatchdog(opts.MemoryLimit),
 	}
 	p.L = newSandbox(p)
 	p.module = p.loader(p.L)
@@ -317,6 +319,7 @@ func (p *Policy) Close() {
 		return
 	}
 	p.closed = true
+	p.watch.close()
 	for id, t := range p.timers {
 		t.stop()
 		delete(p.timers, id)
@@ -330,10 +333,11 @@ func (p *Policy) call(fn *lua.LFunction, event, where string, args ...lua.LValue
 	if p.broken != nil {
 		return &HandlerError{Event: event, Where: where, Err: p.broken}
 	}
-	ctx, watch := startWatch(p.opts.Timeout, p.opts.MemoryLimit)
+	start := time.Now()
+	ctx := p.watch.begin(start, p.opts.Timeout)
 	p.L.SetContext(ctx)
 	defer func() {
-		watch.stop()
+		p.watch.end()
 		p.L.RemoveContext()
 		p.L.SetTop(0)
 		if r := recover(); r != nil {
@@ -344,7 +348,7 @@ func (p *Policy) call(fn *lua.LFunction, event, where string, args ...lua.LValue
 			p.stats.Errors++
 		}
 		if p.broken == nil {
-			p.checkHeld(time.Now())
+			p.checkHeld(start)
 		}
 	}()
 	if event != "load" {
@@ -357,7 +361,7 @@ func (p *Policy) call(fn *lua.LFunction, event, where string, args ...lua.LValue
 	if ctx.Err() != nil {
 		if errors.Is(context.Cause(ctx), ErrMemoryLimit) {
 			p.stats.MemoryStops++
-			p.broken = &MemoryError{Where: where, Limit: p.opts.MemoryLimit, Size: watch.grew.Load(), InCall: true}
+			p.broken = &MemoryError{Where: where, Limit: p.opts.MemoryLimit, Size: p.watch.end(), InCall: true}
 			return &HandlerError{Event: event, Where: where, Err: p.broken}
 		}
 		if event != "load" {
