@@ -19,7 +19,7 @@ const siteYAML = `site: test
 coordinator: backup
 mdns: false
 heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 1s}
-policy: {file: policy.lua, handler_timeout: 100ms, memory_limit_mb: 8}
+policy: {file: policy.lua, handler_timeout: 100ms}
 members:
   - id: main
     roles: [manager]
@@ -29,6 +29,12 @@ members:
 `
 
 func newHarness(t testing.TB, policy string) (*sim.Harness, string, *bytes.Buffer) {
+	t.Helper()
+	return newHarnessSite(t, siteYAML, policy)
+}
+
+// newHarnessSite is newHarness with another site.yaml.
+func newHarnessSite(t testing.TB, siteYAML, policy string) (*sim.Harness, string, *bytes.Buffer) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.lua")

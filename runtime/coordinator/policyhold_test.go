@@ -10,13 +10,15 @@ import (
 )
 
 // TestPolicyOverItsMemoryBoundIsLoadedAgain: a handler that grows a string
-// without end is stopped over the memory bound (policy.memory_limit_mb: 8 in
-// siteYAML), the
+// without end is stopped over the memory bound (policy.memory_limit_mb: 8), the
 // policy's Lua state is discarded and loaded again from its file, and the
 // named timer the old state set still fires into the new one; the loop goes
 // on, and the next member_lost still reaches the policy.
 func TestPolicyOverItsMemoryBoundIsLoadedAgain(t *testing.T) {
-	h, _, log := newHarness(t, `local us = require "understudy"
+	// A deadline far enough for the bound to be reached first, even with the
+	// race detector (which makes large copies slow).
+	site := strings.Replace(siteYAML, "handler_timeout: 100ms}", "handler_timeout: 20s, memory_limit_mb: 8}", 1)
+	h, _, log := newHarnessSite(t, site, `local us = require "understudy"
 us.on("go", function() us.after("1h", "later", { n = 1 }) end)
 us.on("bomb", function() local s = "x" while true do s = s .. s end end)
 us.on("timer:later", function(t) us.log.info("later fired n=" .. t.n) end)
@@ -37,7 +39,6 @@ us.on("member_lost", function(ev) us.log.info("saw lost " .. ev.member.id) end)
 		}
 	}
 	if !stopped || !reloaded {
-		// The 100ms deadline may win on a slow machine; the bound is the point here.
 		t.Fatalf("over its memory bound: stopped %v, reloaded %v; records %v\n%s", stopped, reloaded, published(h, mark), log)
 	}
 	st := h.Coordinator.Snapshot().Policy
@@ -52,7 +53,9 @@ us.on("member_lost", function(ev) us.log.info("saw lost " .. ev.member.id) end)
 	if !strings.Contains(out, "saw lost main") || !strings.Contains(out, "later fired n=1") {
 		t.Fatalf("after the reload:\n%s", out)
 	}
-	if slices.ContainsFunc(h.Records(), func(r engine.Record) bool { return r.Type == "policy_error" && !strings.Contains(r.Fields["error"].(string), "policy stopped") }) {
+	if slices.ContainsFunc(h.Records(), func(r engine.Record) bool {
+		return r.Type == "policy_error" && !strings.Contains(r.Fields["error"].(string), "policy stopped")
+	}) {
 		t.Errorf("other policy errors: %v", published(h, 0))
 	}
 }

@@ -90,7 +90,7 @@ type watchdog struct {
 	deadline time.Time
 	sample   []metrics.Sample
 	based    bool  // base was read during the current call
-	base     int64 // the heap at the call's first tick
+	base     int64 // the lowest heap seen during the call (a collection lowers it)
 	grew     int64 // the growth that stopped the last call
 }
 
@@ -149,7 +149,7 @@ func (w *watchdog) tick() {
 		return
 	}
 	h := heapBytes(w.sample)
-	if !w.based {
+	if !w.based || h < w.base {
 		w.based, w.base = true, h
 	} else if grew := h - w.base; grew > w.limit {
 		w.grew = grew
