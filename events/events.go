@@ -322,8 +322,8 @@ func List() []Event {
 			When: "the policy starts deciding (after each load or reload)"},
 		{Name: PolicyLoaded, Group: GroupPolicy, Record: true, Fields: f("file", "reload"),
 			When: "the policy was loaded or reloaded"},
-		{Name: PolicyError, Group: GroupPolicy, Record: true, Fields: []Field{fd("event", "the handler's"), fd("error", ""), fd("kept", "a reload that failed: `previous policy`")},
-			When: "a handler failed or ran out of time, or a reload failed"},
+		{Name: PolicyError, Group: GroupPolicy, Record: true, Fields: []Field{fd("event", "the handler's"), fd("error", ""), fd("kept", "a reload that failed: `previous policy`"), fd("reloaded", "the policy went over its memory bound (or Go code it called panicked) and was loaded again from its file")},
+			When: "a handler failed or ran out of time, or a reload failed, or the policy was stopped and loaded again"},
 		// configuration
 		{Name: ConfigAccepted, Group: GroupConfiguration, Record: true, Fields: f("member", "bundle", "version", "previous"),
 			When: "a member reported a newer version of a configuration bundle"},

@@ -128,6 +128,7 @@ type Policy struct {
 	File           string         `yaml:"file"`            // relative to site.yaml; its folder is where require looks
 	HandlerTimeout Duration       `yaml:"handler_timeout"` // deadline of every call into Lua
 	Watch          *bool          `yaml:"watch"`           // reload when the files change (default true)
+	MemoryLimitMB  int            `yaml:"memory_limit_mb"` // memory bound of the Lua state, MiB (0: the policy host's default, 64)
 	Settings       map[string]any `yaml:"settings"`        // given to Lua as us.settings
 }
 
@@ -440,6 +441,9 @@ func (s *Site) validate() Errors {
 	}
 	if d := s.Policy.HandlerTimeout.D(); d < time.Millisecond || d > time.Minute {
 		add("$.policy.handler_timeout", "policy.handler_timeout %v: between 1ms and 1m", d)
+	}
+	if n := s.Policy.MemoryLimitMB; n < 0 || n > 16384 {
+		add("$.policy.memory_limit_mb", "policy.memory_limit_mb %d: between 1 and 16384 (MiB), or 0 for the default", n)
 	}
 	for _, name := range s.DriverNames() {
 		d := s.Drivers[name]

@@ -281,12 +281,13 @@ func (c *Coordinator) Reload() {
 
 func (c *Coordinator) loadPolicy() (*policy.Policy, error) {
 	return policy.Load(policyEnv{c}, policy.Options{
-		File:     c.site.PolicyPath(),
-		Timeout:  c.site.Policy.HandlerTimeout.D(),
-		Settings: c.site.Policy.Settings,
-		Site:     c.site.Name,
-		Self:     c.opts.Self,
-		Logger:   c.log.With("component", "policy"),
+		File:        c.site.PolicyPath(),
+		Timeout:     c.site.Policy.HandlerTimeout.D(),
+		MemoryLimit: int64(c.site.Policy.MemoryLimitMB) << 20,
+		Settings:    c.site.Policy.Settings,
+		Site:        c.site.Name,
+		Self:        c.opts.Self,
+		Logger:      c.log.With("component", "policy"),
 	})
 }
 
@@ -349,19 +350,43 @@ func (c *Coordinator) dispatchWith(ev policy.Event, done func(*store.Tx) error) 
 	errs := c.policy.Dispatch(ev)
 	c.actions.commitBatch(done)
 	for _, err := range errs {
-		c.log.Error("policy handler failed", "event", ev.Name, "error", err)
+		// Every failure is recorded (a command's reply carries it); the log
+		// line is rate-limited per handler.
 		c.record(engine.Record{Type: events.PolicyError, Fields: map[string]any{"event": ev.Name, "error": err.Error()}})
-	}
-	if err := c.policy.Broken(); err != nil {
-		c.log.Error("policy state is no longer trusted; loading it afresh", "error", err)
-		c.policy.Close()
-		c.policy = nil
-		if p, lerr := c.loadPolicy(); lerr == nil {
-			c.installPolicy(p, true)
-		} else {
-			c.log.Error("policy reload after a fault failed: no policy is running", "error", lerr)
+		if ok, suppressed := c.policy.ShouldLog(err); ok && suppressed > 0 {
+			c.log.Error("policy handler failed", "event", ev.Name, "error", err, "suppressed", suppressed)
+		} else if ok {
+			c.log.Error("policy handler failed", "event", ev.Name, "error", err)
 		}
 	}
+	c.checkPolicy()
+}
+
+// checkPolicy loads the policy afresh from its file when its state is no
+// longer trusted: Go code it called panicked, or it went over its memory
+// limit. Named timers, coverage and actions live in the coordinator and
+// are kept. Call it on the loop.
+func (c *Coordinator) checkPolicy() {
+	if c.policy == nil {
+		return
+	}
+	err := c.policy.Broken()
+	if err == nil {
+		return
+	}
+	c.log.Error("policy state is no longer trusted; loading it afresh", "error", err)
+	c.record(engine.Record{Type: events.PolicyError, Fields: map[string]any{"error": err.Error(), "reloaded": true}})
+	c.policy.Close()
+	c.policy = nil
+	p, lerr := c.loadPolicy()
+	if lerr != nil {
+		c.policyError = lerr.Error()
+		c.log.Error("policy reload after a fault failed: no policy is running", "error", lerr)
+		return
+	}
+	c.reloads++
+	c.installPolicy(p, true)
+	c.policyError = err.Error()
 }
 
 // MemberEvent follows a change in the member table (on the loop): the

@@ -30,6 +30,12 @@ members:
 
 func newHarness(t testing.TB, policy string) (*sim.Harness, string, *bytes.Buffer) {
 	t.Helper()
+	return newHarnessSite(t, siteYAML, policy)
+}
+
+// newHarnessSite is newHarness with another site.yaml.
+func newHarnessSite(t testing.TB, siteYAML, policy string) (*sim.Harness, string, *bytes.Buffer) {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.lua")
 	if err := os.WriteFile(path, []byte(policy), 0o644); err != nil {

@@ -20,7 +20,7 @@ type policyEnv struct{ c *Coordinator }
 var _ policy.Env = policyEnv{}
 
 func (v policyEnv) Clock() clock.Clock       { return v.c.clock }
-func (v policyEnv) Post(f func())            { v.c.Post(f) }
+func (v policyEnv) Post(f func())            { v.c.Post(func() { f(); v.c.checkPolicy() }) }
 func (v policyEnv) Location() *time.Location { return v.c.site.Location }
 
 func (v policyEnv) Member(id string) (policy.Member, bool) {

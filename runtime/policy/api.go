@@ -240,6 +240,9 @@ func (p *Policy) luaPublish(L *lua.LState) int {
 	var payload []byte
 	switch v := L.Get(2).(type) {
 	case lua.LString:
+		if len(v) > MaxConverted {
+			L.ArgError(2, fmt.Sprintf("payload of %d bytes, more than %d", len(v), MaxConverted))
+		}
 		payload = []byte(v)
 	case *lua.LTable, lua.LNumber, lua.LBool:
 		goValue, err := fromLua(v)
@@ -263,9 +266,16 @@ func (p *Policy) luaPublish(L *lua.LState) int {
 	return 0
 }
 
+// MaxLogMessage is the longest message us.log writes; a longer one is cut
+// and says how much was left out. Its fields are bounded by MaxConverted.
+const MaxLogMessage = 4096
+
 func logAt(level slog.Level) func(p *Policy, L *lua.LState) int {
 	return func(p *Policy, L *lua.LState) int {
 		msg := L.CheckString(1)
+		if len(msg) > MaxLogMessage {
+			msg = fmt.Sprintf("%s… (%d more bytes)", msg[:MaxLogMessage], len(msg)-MaxLogMessage)
+		}
 		attrs := []any{"policy", callerWhere(L)}
 		if fields, ok := L.Get(2).(*lua.LTable); ok {
 			v, err := fromLua(fields)

@@ -77,14 +77,41 @@ func unixSeconds(t time.Time) lua.LNumber {
 	return lua.LNumber(float64(t.UnixMilli()) / 1000)
 }
 
+// MaxConverted bounds the size of a Lua value converted for Go (published,
+// logged, stored with a timer): strings count their bytes, every other value
+// and every table entry 8, and a table reached through several fields counts
+// each time, as it would be sent.
+const MaxConverted = MaxString
+
 // fromLua converts a Lua value to a plain Go value (for JSON and for timer
 // arguments that must outlive the Lua state). Arrays (keys 1..n) become []any,
-// other tables map[string]any; functions and userdata are refused.
-func fromLua(v lua.LValue) (any, error) { return fromLuaDepth(v, 0) }
+// other tables map[string]any; functions and userdata are refused, and so is
+// a value deeper than maxDepth or larger than MaxConverted.
+func fromLua(v lua.LValue) (any, error) {
+	c := converter{left: MaxConverted}
+	return c.value(v, 0)
+}
 
-func fromLuaDepth(v lua.LValue, depth int) (any, error) {
+type converter struct{ left int }
+
+func (c *converter) spend(n int) error {
+	c.left -= n
+	if c.left < 0 {
+		return fmt.Errorf("value larger than %d bytes once converted (a table reached through several fields counts each time)", MaxConverted)
+	}
+	return nil
+}
+
+func (c *converter) value(v lua.LValue, depth int) (any, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("table nested deeper than %d", maxDepth)
+	}
+	cost := 8
+	if s, ok := v.(lua.LString); ok {
+		cost += len(s)
+	}
+	if err := c.spend(cost); err != nil {
+		return nil, err
 	}
 	switch x := v.(type) {
 	case *lua.LNilType:
@@ -106,10 +133,13 @@ func fromLuaDepth(v lua.LValue, depth int) (any, error) {
 		n := x.Len()
 		count := 0
 		x.ForEach(func(lua.LValue, lua.LValue) { count++ })
+		if err := c.spend(8 * count); err != nil {
+			return nil, err
+		}
 		if n > 0 && n == count {
 			arr := make([]any, 0, n)
 			for i := 1; i <= n; i++ {
-				e, err := fromLuaDepth(x.RawGetInt(i), depth+1)
+				e, err := c.value(x.RawGetInt(i), depth+1)
 				if err != nil {
 					return nil, err
 				}
@@ -133,7 +163,10 @@ func fromLuaDepth(v lua.LValue, depth int) (any, error) {
 				err = fmt.Errorf("table key of type %s cannot be sent", k.Type())
 				return
 			}
-			m[key], err = fromLuaDepth(e, depth+1)
+			if err = c.spend(len(key)); err != nil {
+				return
+			}
+			m[key], err = c.value(e, depth+1)
 		})
 		return m, err
 	default:

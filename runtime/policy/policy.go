@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/metrics"
 	"strings"
 	"time"
 
@@ -136,12 +137,15 @@ type Takeovers interface {
 
 // Options configure a policy.
 type Options struct {
-	File     string        // the policy's main file; require looks in its folder
-	Timeout  time.Duration // deadline of every call into Lua (default 1s)
-	Settings map[string]any
-	Site     string
-	Self     string
-	Logger   *slog.Logger
+	File    string        // the policy's main file; require looks in its folder
+	Timeout time.Duration // deadline of every call into Lua (default 1s)
+	// MemoryLimit bounds what the Lua state may hold between calls and how
+	// much one call may grow the heap (default DefaultMemoryLimit).
+	MemoryLimit int64
+	Settings    map[string]any
+	Site        string
+	Self        string
+	Logger      *slog.Logger
 }
 
 // Stats counts what happened in the policy.
@@ -149,6 +153,12 @@ type Stats struct {
 	Calls    uint64 // handler and timer calls
 	Errors   uint64 // calls that raised an error
 	Timeouts uint64 // calls stopped at the deadline
+	// MemoryStops counts calls stopped over the memory limit (the runtime
+	// then loads the policy afresh, with new counters).
+	MemoryStops uint64
+	// Suppressed counts error lines not logged because the same handler
+	// failed less than ErrorLogEvery before.
+	Suppressed uint64
 }
 
 // Policy is a loaded policy.
@@ -170,7 +180,14 @@ type Policy struct {
 	current    string // the event being handled, for action causes
 	stats      Stats
 	closed     bool
-	broken     error // set when Go code called from Lua panicked; the state is not trusted after that
+	broken     error  // set when Go code called from Lua panicked or the policy went over its memory limit; the state is not trusted after that
+	main       string // the main file, cleaned: require refuses it
+
+	heldAt     time.Time // when checkHeld last looked
+	heapFloor  int64     // the heap when the policy was last found in order
+	heapSample []metrics.Sample
+	errLog     map[string]*errorLog // per handler: when its error was last logged
+	watch      *watchdog
 }
 
 type handler struct {
@@ -201,6 +218,9 @@ func Load(env Env, opts Options) (*Policy, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Second
 	}
+	if opts.MemoryLimit <= 0 {
+		opts.MemoryLimit = DefaultMemoryLimit
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -213,6 +233,9 @@ func Load(env Env, opts Options) (*Policy, error) {
 		timers:   map[int]*timer{},
 		loaded:   map[string]lua.LValue{},
 		loading:  map[string]bool{},
+		main:     mainPath(opts.File),
+		errLog:   map[string]*errorLog{},
+		watch:    newWatchdog(opts.MemoryLimit),
 	}
 	p.L = newSandbox(p)
 	p.module = p.loader(p.L)
@@ -259,8 +282,9 @@ type HandlerCount struct {
 // Stats returns the counters.
 func (p *Policy) Stats() Stats { return p.stats }
 
-// Broken reports whether Go code called from the policy panicked, after which
-// the runtime should load the policy afresh.
+// Broken reports whether Go code called from the policy panicked, or the
+// policy went over its memory limit (a *MemoryError), after which the
+// runtime should load the policy afresh.
 func (p *Policy) Broken() error { return p.broken }
 
 // Dispatch runs the handlers registered for ev.Name, then those for "*", each
@@ -279,7 +303,7 @@ func (p *Policy) Dispatch(ev Event) []error {
 	p.current = ev.Name
 	defer func() { p.current = prev }()
 	for _, h := range hs {
-		if p.closed {
+		if p.closed || p.broken != nil {
 			break
 		}
 		if err := p.call(h.fn, ev.Name, h.where, arg); err != nil {
@@ -295,6 +319,7 @@ func (p *Policy) Close() {
 		return
 	}
 	p.closed = true
+	p.watch.close()
 	for id, t := range p.timers {
 		t.stop()
 		delete(p.timers, id)
@@ -302,12 +327,17 @@ func (p *Policy) Close() {
 	p.L.Close()
 }
 
-// call runs fn with the deadline, recovering from panics in Go code it calls.
+// call runs fn with the deadline and the memory watchdog, recovering from
+// panics in Go code it calls.
 func (p *Policy) call(fn *lua.LFunction, event, where string, args ...lua.LValue) (err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
-	defer cancel()
+	if p.broken != nil {
+		return &HandlerError{Event: event, Where: where, Err: p.broken}
+	}
+	start := time.Now()
+	ctx := p.watch.begin(start, p.opts.Timeout)
 	p.L.SetContext(ctx)
 	defer func() {
+		p.watch.end()
 		p.L.RemoveContext()
 		p.L.SetTop(0)
 		if r := recover(); r != nil {
@@ -316,6 +346,9 @@ func (p *Policy) call(fn *lua.LFunction, event, where string, args ...lua.LValue
 		}
 		if err != nil && event != "load" {
 			p.stats.Errors++
+		}
+		if p.broken == nil {
+			p.checkHeld(start)
 		}
 	}()
 	if event != "load" {
@@ -326,6 +359,11 @@ func (p *Policy) call(fn *lua.LFunction, event, where string, args ...lua.LValue
 		return nil
 	}
 	if ctx.Err() != nil {
+		if errors.Is(context.Cause(ctx), ErrMemoryLimit) {
+			p.stats.MemoryStops++
+			p.broken = &MemoryError{Where: where, Limit: p.opts.MemoryLimit, Size: p.watch.end(), InCall: true}
+			return &HandlerError{Event: event, Where: where, Err: p.broken}
+		}
 		if event != "load" {
 			p.stats.Timeouts++
 		}
@@ -367,6 +405,14 @@ func tableString(t *lua.LTable) string {
 		}
 	})
 	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// mainPath is the policy's main file as require compares it.
+func mainPath(file string) string {
+	if abs, err := filepath.Abs(file); err == nil {
+		return abs
+	}
+	return filepath.Clean(file)
 }
 
 // where returns "file:line" of a Lua function's definition.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -9,7 +10,8 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// MaxString is the largest string string.rep may build.
+// MaxString is the largest string a library function (string.rep, gsub,
+// format, table.concat) may build.
 const MaxString = 1 << 20
 
 // removedGlobals are base functions a policy must not have: they read files,
@@ -45,35 +47,10 @@ func newSandbox(p *Policy) *lua.LState {
 	for _, name := range removedGlobals {
 		L.SetGlobal(name, lua.LNil)
 	}
-	str := L.GetGlobal("string").(*lua.LTable)
-	str.RawSetString("rep", L.NewFunction(boundedRep))
-	str.RawSetString("dump", lua.LNil)
+	installBoundedLibs(L)
 	L.SetGlobal("require", L.NewFunction(p.require))
 	L.SetGlobal("print", L.NewFunction(p.print))
 	return L
-}
-
-// boundedRep is string.rep that refuses to build more than MaxString bytes.
-func boundedRep(L *lua.LState) int {
-	s := L.CheckString(1)
-	n := L.CheckInt(2)
-	sep := L.OptString(3, "")
-	if n <= 0 {
-		L.Push(lua.LString(""))
-		return 1
-	}
-	if size := int64(len(s))*int64(n) + int64(len(sep))*int64(n-1); size > MaxString {
-		L.RaiseError("string.rep: the result would be %d bytes, more than the %d byte limit", size, MaxString)
-	}
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteString(sep)
-		}
-		b.WriteString(s)
-	}
-	L.Push(lua.LString(b.String()))
-	return 1
 }
 
 // require loads the understudy API, or a Lua file from the policy's folder
@@ -95,6 +72,9 @@ func (p *Policy) require(L *lua.LState) int {
 		L.RaiseError("require %q: it requires itself (circular require)", name)
 	}
 	path := filepath.Join(p.dir, strings.ReplaceAll(name, ".", string(filepath.Separator))+".lua")
+	if p.isMain(path) {
+		L.RaiseError("require %q: that is the policy's main file (%s), which is already running; put what it shares in another file of its folder and require that", name, p.opts.File)
+	}
 	fn, err := L.LoadFile(path)
 	if err != nil {
 		L.RaiseError("require %q: %s", name, luaErrorText(err))
@@ -125,4 +105,14 @@ func (p *Policy) print(L *lua.LState) int {
 // callerWhere returns "file:line" of the Lua code calling the current Go function.
 func callerWhere(L *lua.LState) string {
 	return strings.TrimSuffix(L.Where(1), ":")
+}
+
+// isMain reports whether path is the policy's main file.
+func (p *Policy) isMain(path string) bool {
+	if mainPath(path) == p.main {
+		return true
+	}
+	a, err1 := os.Stat(path)
+	b, err2 := os.Stat(p.main)
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
 }

@@ -92,7 +92,7 @@ func (p *Policy) fire(id int) {
 			fields[k] = v
 		}
 		for _, err := range p.Dispatch(Event{Name: prefix + t.name, At: p.env.Clock().Now(), Fields: fields}) {
-			p.log.Error("policy handler failed", "error", err)
+			p.logError("policy handler failed", err)
 		}
 		return
 	}
@@ -101,7 +101,7 @@ func (p *Policy) fire(id int) {
 	err := p.call(t.fn, t.kind+" timer", t.where)
 	p.current = prev
 	if err != nil {
-		p.log.Error("policy timer failed", "error", err)
+		p.logError("policy timer failed", err)
 	}
 }
 
