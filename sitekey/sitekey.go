@@ -25,11 +25,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"io/fs"
 	"os"
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 )
 
 // MACSize is the length of a message authentication code, in bytes.
@@ -54,6 +57,17 @@ var (
 type Key struct {
 	ID     string
 	secret []byte
+	// macs keeps HMAC states keyed with secret for reuse (a ring checks
+	// every heartbeat of a site: thousands a second).
+	macs *sync.Pool
+}
+
+func (k *Key) pool() *sync.Pool {
+	if k.macs == nil {
+		secret := k.secret
+		k.macs = &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}
+	}
+	return k.macs
 }
 
 // Ring is a site's keys: the first signs, all verify. The zero Ring has no
@@ -84,6 +98,11 @@ func NewRing(keys ...Key) (*Ring, error) {
 			return nil, fmt.Errorf("key id %q twice", k.ID)
 		}
 		seen[k.ID] = true
+	}
+	keys = append([]Key(nil), keys...)
+	for i := range keys {
+		keys[i].macs = nil
+		keys[i].pool()
 	}
 	return &Ring{keys: keys}, nil
 }
@@ -216,18 +235,19 @@ func (r *Ring) Sign(topic string, payload []byte) (string, []byte) {
 	if r.Empty() {
 		return "", nil
 	}
-	k := r.keys[0]
-	return k.ID, mac(k.secret, topic, payload)
+	k := &r.keys[0]
+	return k.ID, k.mac(topic, payload)
 }
 
 // Verify checks code against topic and payload with the key named id.
 func (r *Ring) Verify(id, topic string, payload, code []byte) error {
 	if r != nil {
-		for _, k := range r.keys {
+		for i := range r.keys {
+			k := &r.keys[i]
 			if k.ID != id {
 				continue
 			}
-			if subtle.ConstantTimeCompare(mac(k.secret, topic, payload), code) != 1 {
+			if subtle.ConstantTimeCompare(k.mac(topic, payload), code) != 1 {
 				return ErrBadMAC
 			}
 			return nil
@@ -239,14 +259,17 @@ func (r *Ring) Verify(id, topic string, payload, code []byte) error {
 // mac is HMAC-SHA256 over the topic's length, the topic and the payload,
 // truncated to MACSize bytes. The length keeps a topic/payload boundary from
 // being moved.
-func mac(secret []byte, topic string, payload []byte) []byte {
-	h := hmac.New(sha256.New, secret)
-	var n [4]byte
-	n[0], n[1], n[2], n[3] = byte(len(topic)>>24), byte(len(topic)>>16), byte(len(topic)>>8), byte(len(topic))
+func (k *Key) mac(topic string, payload []byte) []byte {
+	p := k.pool()
+	h := p.Get().(hash.Hash)
+	defer p.Put(h)
+	h.Reset()
+	n := [4]byte{byte(len(topic) >> 24), byte(len(topic) >> 16), byte(len(topic) >> 8), byte(len(topic))}
 	h.Write(n[:])
-	h.Write([]byte(topic))
+	io.WriteString(h, topic)
 	h.Write(payload)
-	return h.Sum(nil)[:MACSize]
+	var sum [sha256.Size]byte
+	return h.Sum(sum[:0])[:MACSize]
 }
 
 // Derive returns a secret for purpose from every key of the ring, the

@@ -49,23 +49,27 @@ func Covers(allowed, requested string) bool { return covers(allowed, requested) 
 // covers reports whether the allowed filter covers every topic that
 // requested (a topic name, or a filter being subscribed to) matches.
 func covers(allowed, requested string) bool {
-	a, r := strings.Split(allowed, "/"), strings.Split(requested, "/")
-	for i, al := range a {
+	// Level by level, without splitting (this runs for every publish).
+	for {
+		al, aRest, aMore := strings.Cut(allowed, "/")
 		if al == "#" {
 			return true
 		}
-		if i >= len(r) {
-			return false
-		}
+		rl, rRest, rMore := strings.Cut(requested, "/")
 		switch {
-		case r[i] == "#":
+		case rl == "#":
 			return false // the request reaches further than one level here
-		case al == "+":
-		case al != r[i]:
+		case al != "+" && al != rl:
 			return false
 		}
+		if !aMore || !rMore {
+			// One has no more levels: covered if the other has none either,
+			// or if all that is left of the filter is "#" (it matches its
+			// parent level too).
+			return aMore == rMore || (aMore && aRest == "#")
+		}
+		allowed, requested = aRest, rRest
 	}
-	return len(a) == len(r)
 }
 
 // accessHook authenticates clients against the users and checks each publish

@@ -583,3 +583,39 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// coversBySplit is the plain form of covers (the levels split first), kept
+// to check the allocation-free one against.
+func coversBySplit(allowed, requested string) bool {
+	a, r := strings.Split(allowed, "/"), strings.Split(requested, "/")
+	for i, al := range a {
+		if al == "#" {
+			return true
+		}
+		if i >= len(r) {
+			return false
+		}
+		switch {
+		case r[i] == "#":
+			return false
+		case al == "+":
+		case al != r[i]:
+			return false
+		}
+	}
+	return len(a) == len(r)
+}
+
+func FuzzCovers(f *testing.F) {
+	for _, s := range [][2]string{{"a/#", "a"}, {"a/+", "a"}, {"a/+/c", "a/b/c"}, {"#", ""}, {"a/b", "a/b/"}, {"+/+", "/"}, {"a/#", "a/#"}, {"a/+", "a/#"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, allowed, requested string) {
+		if CheckFilter(allowed) != nil {
+			return // a user's filters are checked when the broker starts
+		}
+		if got, want := covers(allowed, requested), coversBySplit(allowed, requested); got != want {
+			t.Fatalf("covers(%q, %q) = %v, the plain form says %v", allowed, requested, got, want)
+		}
+	})
+}

@@ -3,7 +3,6 @@ package bus
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -108,14 +107,6 @@ func Seal(ring *sitekey.Ring, topic string, payload []byte, s Stamp) ([]byte, er
 	return append(out, macClose...), nil
 }
 
-// authBlock is the auth member as it is decoded.
-type authBlock struct {
-	Key  string    `json:"key"`
-	From string    `json:"from"`
-	N    [3]uint64 `json:"n"`
-	MAC  string    `json:"mac"`
-}
-
 // split finds the auth member at the end of payload: the payload without it
 // and the member's object.
 func split(payload []byte) (plain, block []byte, ok bool) {
@@ -154,25 +145,77 @@ func Open(ring *sitekey.Ring, topic string, payload []byte) ([]byte, Stamp, erro
 	if !ok {
 		return nil, Stamp{}, ErrUnauthenticated
 	}
-	var a authBlock
-	if err := json.Unmarshal(block, &a); err != nil {
-		return nil, Stamp{}, fmt.Errorf("%w: auth member: %v", ErrBadMAC, err)
+	key, from, n, mac, ok := parseBlock(block)
+	if !ok {
+		return nil, Stamp{}, fmt.Errorf("%w: the auth member is not as Seal writes it", ErrBadMAC)
 	}
-	code, err := base64.RawURLEncoding.DecodeString(a.MAC)
-	if err != nil || len(code) != sitekey.MACSize || len(a.MAC) != macLength {
+	var code [sitekey.MACSize]byte
+	if len(mac) != macLength {
+		return nil, Stamp{}, fmt.Errorf("%w: mac is not %d bytes of base64", ErrBadMAC, sitekey.MACSize)
+	}
+	if k, err := base64.RawURLEncoding.Decode(code[:], mac); err != nil || k != sitekey.MACSize {
 		return nil, Stamp{}, fmt.Errorf("%w: mac is not %d bytes of base64", ErrBadMAC, sitekey.MACSize)
 	}
 	signed := payload[:len(payload)-len(macClose)-macLength]
-	if !bytes.HasSuffix(signed, []byte(macOpen)) {
-		return nil, Stamp{}, fmt.Errorf("%w: mac is not the auth member's last field", ErrBadMAC)
-	}
-	if err := ring.Verify(a.Key, topic, signed, code); err != nil {
+	if err := ring.Verify(string(key), topic, signed, code[:]); err != nil {
 		return nil, Stamp{}, fmt.Errorf("%w: %v", ErrBadMAC, err)
 	}
-	if !tokenRe.MatchString(a.From) {
-		return nil, Stamp{}, fmt.Errorf("%w: from %q", ErrBadMAC, a.From)
+	if !tokenRe.Match(from) {
+		return nil, Stamp{}, fmt.Errorf("%w: from %q", ErrBadMAC, from)
 	}
-	return plain, Stamp{From: a.From, Boot: a.N[0], Conn: a.N[1], Seq: a.N[2]}, nil
+	return plain, Stamp{From: string(from), Boot: n[0], Conn: n[1], Seq: n[2]}, nil
+}
+
+// parseBlock reads the auth member's object exactly as Seal writes it:
+// {"key":"K","from":"F","n":[B,C,S],"mac":"M"}. Anything else is not ok: no
+// JSON decoding, nothing to be lenient about.
+func parseBlock(b []byte) (key, from []byte, n [3]uint64, mac []byte, ok bool) {
+	str := func(prefix string) ([]byte, bool) {
+		if !bytes.HasPrefix(b, []byte(prefix)) {
+			return nil, false
+		}
+		b = b[len(prefix):]
+		i := bytes.IndexByte(b, '"')
+		if i < 0 {
+			return nil, false
+		}
+		v := b[:i]
+		b = b[i+1:]
+		return v, true
+	}
+	if key, ok = str(`{"key":"`); !ok {
+		return
+	}
+	if from, ok = str(`,"from":"`); !ok {
+		return
+	}
+	if !bytes.HasPrefix(b, []byte(`,"n":[`)) {
+		return key, from, n, nil, false
+	}
+	b = b[len(`,"n":[`):]
+	for i := range n {
+		j := 0
+		for j < len(b) && j < 20 && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		v, err := strconv.ParseUint(string(b[:j]), 10, 64)
+		if j == 0 || err != nil {
+			return key, from, n, nil, false
+		}
+		n[i] = v
+		sep := byte(',')
+		if i == 2 {
+			sep = ']'
+		}
+		if j >= len(b) || b[j] != sep {
+			return key, from, n, nil, false
+		}
+		b = b[j+1:]
+	}
+	if mac, ok = str(`,"mac":"`); !ok {
+		return
+	}
+	return key, from, n, mac, string(b) == "}"
 }
 
 // Freshness remembers, per sender and topic, the newest stamp taken, so
