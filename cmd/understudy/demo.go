@@ -23,6 +23,7 @@ import (
 	"understudy/events"
 	"understudy/runtime/engine"
 	"understudy/scripts"
+	"understudy/sitekey"
 )
 
 // The demo site: a main media server feeding two projectors through a
@@ -160,6 +161,19 @@ func (d *demo) run(ctx context.Context, dir string, stdin io.Reader) error {
 	if err := os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(site), 0o644); err != nil {
 		return err
 	}
+	// A site key, as a commissioned site has: the instances sign what they
+	// send each other (see the README's Security).
+	key, err := sitekey.NewKey("k1")
+	if err != nil {
+		return err
+	}
+	ring, err := sitekey.NewRing(key)
+	if err != nil {
+		return err
+	}
+	if err := ring.Write(filepath.Join(dir, "site.key"), true); err != nil {
+		return err
+	}
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	topics := bus.Topics{Site: "demo"}
 	obs, err := bus.Observe(octx, url, "understudy-demo", []string{topics.Events(), topics.AllStates()}, func(m bus.Message) {
@@ -231,7 +245,7 @@ understudy demo — a simulated site on this machine
   videohub  %-24s simulator, 8×8 (outputs 1-2: projectors)
   main      pid %-20d feeds outputs 1-2 from inputs 1-2
   backup    pid %-20d coordinator: runs the manager-backup policy; standby on inputs 3-4
-  files     %s  (site.yaml, policy.lua, main.log, backup.log)
+  files     %s  (site.yaml, site.key, policy.lua, main.log, backup.log)
 
 Fail the main and watch the backup take over:
   k  Enter   kill -9 the main: a crash — its connection drops, the broker sends its Last Will
