@@ -260,12 +260,18 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
-	base, _, err := a.client()
+	base, token, err := a.client()
 	if err != nil {
 		fmt.Fprintln(stderr, "understudy status:", err)
 		return 1
 	}
-	resp, err := apiClient.Get(base + "/status")
+	req, err := http.NewRequest(http.MethodGet, base+"/status", nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "understudy status:", err)
+		return 1
+	}
+	req.Header.Set("Authorization", "Bearer "+token) // needed where the API is not on loopback
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, "understudy status:", err)
 		return 1

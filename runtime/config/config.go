@@ -142,7 +142,10 @@ type Member struct {
 	Heartbeat Duration `yaml:"heartbeat"`  // overrides heartbeat.interval
 	LostAfter Duration `yaml:"lost_after"` // overrides heartbeat.lost_after
 	API       string   `yaml:"api"`        // where this instance serves its status API
-	Duties    Duties   `yaml:"duties"`
+	// OpenMetrics lets /metrics answer without a token where the API is
+	// not on loopback (for a scraper).
+	OpenMetrics bool   `yaml:"api_open_metrics"`
+	Duties      Duties `yaml:"duties"`
 
 	// Pool is, for a standby, the pool it belongs to; for any other member,
 	// the pool that protects it.

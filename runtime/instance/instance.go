@@ -74,35 +74,37 @@ type Options struct {
 
 // Instance is a running instance.
 type Instance struct {
-	opts        Options
-	site        *config.Site
-	member      *config.Member
-	log         *slog.Logger
-	engine      *engine.Engine
-	coord       *coordinator.Coordinator   // nil unless this instance coordinates
-	bus         atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
-	drops       *bus.Drops
-	ring        *sitekey.Ring // the site key (nil: auth off)
-	bootCount   uint64        // this start's boot counter, for the stamps of its messages
-	auth        *inbound.Auth // checks the codes of messages between instances (nil: auth off)
-	api         net.Listener
-	store       *store.Store
-	agent       *agent.Agent
-	config      *configsync.Sync       // nil when the member has no configuration bundle
-	health      atomic.Pointer[[]byte] // last disk health report, published again on reconnect
-	grants      *materialcopy.Grants   // nil when the member serves no material
-	material    net.Listener           // the material server's listener, or nil
-	copying     chan struct{}          // holds a token while a material copy runs
-	journal     *journal.Writer        // the coordinator's event journal, else nil
-	metrics     *metrics
-	feed        *recordFeed    // recent records, for the dashboard
-	token       string         // the API token commands need
-	busCommands chan struct{}  // bounds the bus commands carried out at once
-	replies     pendingReplies // commands passed to the coordinator, waiting for its answer
-	busHealth   busHealth      // what keeps this instance off the bus, for /healthz and systemd
-	busTLS      *tls.Config    // from bus.tls, read at start
-	tokenPath   string
-	closers     closers // what start opened, closed when the instance stops
+	opts          Options
+	site          *config.Site
+	member        *config.Member
+	log           *slog.Logger
+	engine        *engine.Engine
+	coord         *coordinator.Coordinator   // nil unless this instance coordinates
+	bus           atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
+	drops         *bus.Drops
+	ring          *sitekey.Ring // the site key (nil: auth off)
+	bootCount     uint64        // this start's boot counter, for the stamps of its messages
+	auth          *inbound.Auth // checks the codes of messages between instances (nil: auth off)
+	api           net.Listener
+	store         *store.Store
+	agent         *agent.Agent
+	config        *configsync.Sync       // nil when the member has no configuration bundle
+	health        atomic.Pointer[[]byte] // last disk health report, published again on reconnect
+	grants        *materialcopy.Grants   // nil when the member serves no material
+	material      net.Listener           // the material server's listener, or nil
+	copying       chan struct{}          // holds a token while a material copy runs
+	journal       *journal.Writer        // the coordinator's event journal, else nil
+	metrics       *metrics
+	feed          *recordFeed // recent records, for the dashboard
+	token         string      // the API token commands need
+	readToken     string      // the API token that may only read (off loopback)
+	readTokenPath string
+	busCommands   chan struct{}  // bounds the bus commands carried out at once
+	replies       pendingReplies // commands passed to the coordinator, waiting for its answer
+	busHealth     busHealth      // what keeps this instance off the bus, for /healthz and systemd
+	busTLS        *tls.Config    // from bus.tls, read at start
+	tokenPath     string
+	closers       closers // what start opened, closed when the instance stops
 
 	// materialRefused counts the material commands refused (copy,
 	// material_grant) for what they asked.
@@ -180,6 +182,10 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	}
 	inst.tokenPath = TokenPath(dir, site.Name, opts.Self)
 	if inst.token, err = loadToken(inst.tokenPath); err != nil {
+		return nil, err
+	}
+	inst.readTokenPath = ReadTokenPath(dir, site.Name, opts.Self)
+	if inst.readToken, err = loadToken(inst.readTokenPath); err != nil {
 		return nil, err
 	}
 	if b := member.ConfigBundleName(); b != "" {
@@ -666,7 +672,7 @@ func (inst *Instance) mdnsLoop(ctx context.Context) {
 }
 
 func (inst *Instance) serveAPI(ctx context.Context) {
-	srv := &http.Server{Handler: inst.handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: inst.guard(inst.handler()), ReadHeaderTimeout: 5 * time.Second}
 	srv.RegisterOnShutdown(inst.feed.close) // dashboard streams end; requests finish
 	go func() {
 		<-ctx.Done()

@@ -20,6 +20,7 @@
     statusAt: 0,         // when it came (browser clock)
     records: [],         // oldest first
     token: '',
+    events: null,        // the EventSource of the status and records
     skewMs: 0,           // the instance's clock minus the browser's
   };
 
@@ -602,6 +603,7 @@
 
   function listen() {
     const events = new EventSource('/dashboard/events');
+    page.events = events;
     events.addEventListener('open', () => setConnection('live', 'live'));
     events.addEventListener('error', () => setConnection('lost', 'reconnecting…'));
     events.addEventListener('status', (e) => {
@@ -637,6 +639,11 @@
     page.token = token;
     if (token) sessionStorage.setItem(TOKEN_KEY, token);
     else sessionStorage.removeItem(TOKEN_KEY);
+    // An instance whose API is not on loopback answers its event stream only
+    // with a token, and EventSource cannot send a header: a cookie for this
+    // origin carries it (read by the instance only, never sent elsewhere).
+    document.cookie = 'understudy_token=' + (token ? encodeURIComponent(token) + '; path=/; SameSite=Strict' : '; path=/; max-age=0; SameSite=Strict');
+    if (page.events && page.events.readyState === EventSource.CLOSED) listen();
     document.body.classList.toggle('locked', !token);
     document.body.classList.toggle('unlocked', !!token);
     show($('#unlock'), !token);
