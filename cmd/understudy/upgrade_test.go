@@ -22,6 +22,12 @@ const previousRelease = "efa17fc95f418a723496971fbb31b4bed74bcbaa"
 func buildPrevious(t *testing.T) string {
 	t.Helper()
 	src := t.TempDir()
+	if exec.Command("git", "-C", "../..", "cat-file", "-e", previousRelease+"^{commit}").Run() != nil {
+		// A shallow clone: fetch that one commit from where it came from.
+		if out, err := exec.Command("git", "-C", "../..", "fetch", "--quiet", "--depth=1", "origin", previousRelease).CombinedOutput(); err != nil {
+			t.Fatalf("the previous release %s is not in this clone and could not be fetched: %v\n%s", previousRelease, err, out)
+		}
+	}
 	archive := exec.Command("git", "-C", "../..", "archive", "--format=tar", previousRelease)
 	untar := exec.Command("tar", "-x", "-C", src)
 	var err error
