@@ -79,7 +79,7 @@ func Seal(ring *sitekey.Ring, topic string, payload []byte, s Stamp) ([]byte, er
 	if len(p) < 2 || p[0] != '{' || p[len(p)-1] != '}' {
 		return nil, fmt.Errorf("seal %s: the payload is not a JSON object", topic)
 	}
-	if !tokenRe.MatchString(s.From) {
+	if !isToken(s.From) {
 		return nil, fmt.Errorf("seal %s: sender %q", topic, s.From)
 	}
 	if ring.Empty() {
@@ -160,7 +160,7 @@ func Open(ring *sitekey.Ring, topic string, payload []byte) ([]byte, Stamp, erro
 	if err := ring.Verify(string(key), topic, signed, code[:]); err != nil {
 		return nil, Stamp{}, fmt.Errorf("%w: %v", ErrBadMAC, err)
 	}
-	if !tokenRe.Match(from) {
+	if !isToken(from) {
 		return nil, Stamp{}, fmt.Errorf("%w: from %q", ErrBadMAC, from)
 	}
 	return plain, Stamp{From: string(from), Boot: n[0], Conn: n[1], Seq: n[2]}, nil

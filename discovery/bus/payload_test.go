@@ -3,6 +3,7 @@ package bus
 import (
 	"bytes"
 	"errors"
+	"regexp"
 
 	"log/slog"
 	"strings"
@@ -165,7 +166,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 			}
 			return
 		}
-		if h.Member != member || !tokenRe.MatchString(h.Boot) || h.Conn == 0 || h.IntervalMS < 1 || len(payload) > MaxPayload {
+		if h.Member != member || !isToken(h.Boot) || h.Conn == 0 || h.IntervalMS < 1 || len(payload) > MaxPayload {
 			t.Fatalf("accepted invalid heartbeat %+v from %q", h, payload)
 		}
 	})
@@ -183,6 +184,22 @@ func FuzzDecodePresence(f *testing.F) {
 		}
 		if p.Member != member || (p.State != "online" && p.State != "closed" && p.State != "gone") {
 			t.Fatalf("accepted invalid presence %+v", p)
+		}
+	})
+}
+
+// isToken is the pattern it replaced, checked by hand.
+func FuzzIsToken(f *testing.F) {
+	re := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	for _, s := range []string{"main", "a", "-a", "a-", "a.b_c", strings.Repeat("a", 64), strings.Repeat("a", 65), "", "é", "a b", "a\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isToken(s), re.MatchString(s); got != want {
+			t.Fatalf("isToken(%q) = %v, the pattern says %v", s, got, want)
+		}
+		if isToken([]byte(s)) != isToken(s) {
+			t.Fatalf("isToken differs for %q as bytes", s)
 		}
 	})
 }
