@@ -124,6 +124,13 @@ func (h *busHealth) problem(now time.Time) (msg, key string, expected bool) {
 	return "", "", false
 }
 
+// waited is how long the present phase has lasted at now.
+func (h *busHealth) waited(now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return now.Sub(h.since)
+}
+
 func roundDuration(d time.Duration) string { return d.Round(time.Second).String() }
 
 // healthProblem is what keeps the instance from doing its job ("" when
@@ -158,6 +165,9 @@ func (inst *Instance) watchBus(ctx context.Context) {
 			inst.mu.Unlock()
 			inst.notify("STATUS=running; bus connected to " + url)
 		case msg == "":
+		case inst.busHealth.waited(now) < time.Second:
+			// Not a second yet: nothing to say (the first tick may come a
+			// moment before the wait is a second old).
 		case key != lastKey || now.Sub(lastLog) >= waitLogEvery:
 			level := slog.LevelWarn
 			if expected {
