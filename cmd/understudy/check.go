@@ -46,11 +46,18 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, e)
 		failed = failed || !e.Warning
 	}
+	authLine := ""
 	if mode := site.AuthMode(); mode == config.AuthOff {
-		fmt.Fprintf(stderr, "%s: warning: auth is off: anyone on the bus can speak for a member (make a site key with `understudy keys new -c %s`)\n", site.File, site.File)
-	} else if _, err := sitekey.Load(site.KeyPath()); err != nil {
+		hint := fmt.Sprintf("make a site key with `understudy keys new -c %s`", site.File)
+		if site.Auth.Mode == config.AuthOff {
+			hint = "auth.mode is off"
+		}
+		fmt.Fprintf(stderr, "%s: warning: auth is off: anyone on the bus can speak for a member (%s)\n", site.File, hint)
+	} else if ring, err := sitekey.Load(site.KeyPath()); err != nil {
 		fmt.Fprintf(stderr, "%s: auth: %s: %v\n", site.File, mode, err)
 		failed = true
+	} else {
+		authLine = fmt.Sprintf(", auth %s (key %s of %v)", mode, ring.Signer(), ring.IDs())
 	}
 	handlers, err := coordinator.CheckPolicy(site, drvs)
 	if err != nil {
@@ -75,7 +82,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, name := range site.DriverNames() {
 		kinds = append(kinds, name+" ("+site.Drivers[name].Kind+")")
 	}
-	fmt.Fprintf(stdout, "%s: ok — site %s, %d members (coordinator %s), drivers: %s\n", site.File, site.Name, len(site.Members), site.Coordinator, orNone(kinds))
+	fmt.Fprintf(stdout, "%s: ok — site %s, %d members (coordinator %s), drivers: %s%s\n", site.File, site.Name, len(site.Members), site.Coordinator, orNone(kinds), authLine)
 	if site.PolicyPath() != "" {
 		var hs []string
 		for _, h := range handlers {

@@ -31,7 +31,11 @@ type Options struct {
 	// used for ssl://, tls:// and mqtts:// URLs.
 	Username string
 	Password string
-	TLS      *tls.Config
+	// Alternates are other passwords of the same account, tried in turn
+	// when the broker refuses one (during a site key change an external
+	// broker may still know the old key's).
+	Alternates []string
+	TLS        *tls.Config
 	// OnConnected and OnDisconnected report the bus connection going up and
 	// down; OnConnectError why an attempt to make the first connection
 	// failed. They are called from paho's goroutines (or the client's) and
@@ -74,7 +78,10 @@ type Client struct {
 	attempt atomic.Uint64 // connection number of the latest connect attempt
 	conn    atomic.Uint64 // connection number of the current connection
 	seq     atomic.Uint64 // heartbeats
-	sealSeq atomic.Uint64 // every sealed message of the boot
+	// passwordTry counts the connection attempts since the last success;
+	// passwordOK is the index (into Password, Alternates…) that worked.
+	passwordTry, passwordOK atomic.Uint64
+	sealSeq                 atomic.Uint64 // every sealed message of the boot
 
 	mu   sync.Mutex
 	subs []subscription
@@ -137,6 +144,15 @@ func New(opts Options) *Client {
 		})
 	if opts.Username != "" {
 		mo.SetUsername(opts.Username).SetPassword(opts.Password)
+		if len(opts.Alternates) > 0 {
+			// Each attempt after a failed one tries the next password; one
+			// that worked is tried first next time.
+			passwords := append([]string{opts.Password}, opts.Alternates...)
+			mo.SetCredentialsProvider(func() (string, string) {
+				i := c.passwordTry.Add(1) - 1
+				return opts.Username, passwords[(c.passwordOK.Load()+i)%uint64(len(passwords))]
+			})
+		}
 	}
 	if opts.TLS != nil {
 		mo.SetTLSConfig(opts.TLS)
@@ -211,6 +227,12 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 func (c *Client) Connected() bool { return c.mqtt.IsConnectionOpen() }
 
 func (c *Client) onConnect() {
+	if n := len(c.opts.Alternates) + 1; n > 1 {
+		tried := c.passwordTry.Swap(0)
+		if tried > 0 {
+			c.passwordOK.Store((c.passwordOK.Load() + tried - 1) % uint64(n))
+		}
+	}
 	n := c.attempt.Load()
 	c.conn.Store(n)
 	c.log.Info("bus connected", "broker", c.opts.URL, "conn", n)

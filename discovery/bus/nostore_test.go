@@ -1,9 +1,11 @@
 package bus
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
+	"understudy/discovery/broker"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
 )
@@ -104,5 +106,29 @@ func TestAnUnacknowledgedPublishIsNotResentAfterAReconnect(t *testing.T) {
 		case <-deadline:
 			return
 		}
+	}
+}
+
+// An account with several passwords (a site key change under way) logs in
+// with whichever the broker knows, and tries that one first next time.
+func TestTheNextPasswordIsTriedWhenTheBrokerRefusesOne(t *testing.T) {
+	b, err := broker.Start(broker.Options{Listen: "127.0.0.1:0", Users: []broker.User{
+		{Username: "understudy-m", Password: "old-key-password", Publish: []string{"#"}, Subscribe: []string{"#"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	c := New(Options{URL: "tcp://" + b.Addr(), Topics: Topics{Site: "t"}, Member: "m", Interval: time.Hour,
+		Username: "understudy-m", Password: "new-key-password", Alternates: []string{"old-key-password"}})
+	c.Connect()
+	defer c.Close(false)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatalf("did not log in with the alternate password: %v", err)
+	}
+	if got := c.passwordOK.Load(); got != 1 {
+		t.Errorf("the password that worked is number %d, want 1", got)
 	}
 }

@@ -65,7 +65,13 @@ func Mosquitto(site *config.Site, ring *sitekey.Ring, dir, listen string) (map[s
 	}
 	// Lines before the first "user" are the anonymous clients'.
 	acl.WriteString("# written by understudy broker-config from " + filepath.Base(site.File) + "; regenerate it when site.yaml or the key changes\n")
-	if anonymousRead {
+	permissive := site.AuthMode() == config.AuthPermissive
+	if permissive {
+		// An upgrade under way: instances not yet upgraded connect as they
+		// did, without an account (as the embedded broker does then).
+		acl.WriteString("# auth: permissive: clients without an account may use the site's tree until auth is required\n")
+		fmt.Fprintf(&acl, "topic readwrite understudy/%s/#\n", site.Name)
+	} else if anonymousRead {
 		for _, f := range accounts[slices.IndexFunc(accounts, func(u config.BusUser) bool { return u.Username == "" })].Subscribe {
 			fmt.Fprintf(&acl, "topic read %s\n", f)
 		}
@@ -90,7 +96,7 @@ allow_anonymous %v
 password_file %s
 acl_file %s
 max_packet_size %d
-`, site.Name, PasswordFile, ACLFile, listen, anonymousRead, filepath.Join(dir, PasswordFile), filepath.Join(dir, ACLFile), MaxPacketSize)
+`, site.Name, PasswordFile, ACLFile, listen, anonymousRead || permissive, filepath.Join(dir, PasswordFile), filepath.Join(dir, ACLFile), MaxPacketSize)
 	return map[string][]byte{ConfFile: []byte(conf), PasswordFile: []byte(passwd.String()), ACLFile: []byte(acl.String())}, nil
 }
 

@@ -32,6 +32,9 @@ func (s *Site) commissionReach(add func(warning bool, path, format string, args 
 	if s.Bus.URL != "" {
 		// The embedded broker starts only without bus.url.
 		for _, key := range []string{"broker_on", "listen", "listen_tls", "server_tls", "users", "discover"} {
+			if key == "users" && s.AuthMode() != AuthOff {
+				continue // understudy broker-config writes them into the external broker's files
+			}
 			if s.node("$.bus."+key) != nil {
 				add(true, "$.bus."+key, "bus.%s is ignored: with bus.url every member connects to %s and no member embeds a broker", key, s.Bus.URL)
 			}

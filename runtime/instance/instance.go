@@ -526,15 +526,16 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 	site := inst.site
 	topics := bus.Topics{Site: site.Name}
 	username, password := site.Bus.Username, site.Bus.Password
+	var alternates []string
 	if inst.ring != nil && username == "" {
 		username = config.InstanceUsername(inst.opts.Self)
-		password, _ = site.InstancePassword(inst.ring, inst.opts.Self)
+		password, alternates = site.InstancePassword(inst.ring, inst.opts.Self)
 	}
 	c := bus.New(bus.Options{
 		URL: url, Topics: topics, Member: inst.opts.Self,
 		Interval: inst.member.Heartbeat.D(), KeepAlive: site.Bus.KeepAlive.D(),
 		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
-		Username: username, Password: password, TLS: inst.busTLS,
+		Username: username, Password: password, Alternates: alternates, TLS: inst.busTLS,
 		Ring: inst.ring, BootCount: inst.bootCount,
 		OnConnectError: func(err error) { inst.busHealth.connectFailed(err) },
 		OnConnected: func() {

@@ -16,7 +16,11 @@ import (
 func (inst *Instance) loadSiteKey() error {
 	mode := inst.site.AuthMode()
 	if mode == config.AuthOff {
-		inst.log.Warn("messages between instances are not authenticated (auth: off): anyone on the bus can speak for a member; make a site key with `understudy keys new`")
+		hint := "make a site key with `understudy keys new`"
+		if inst.site.Auth.Mode == config.AuthOff {
+			hint = "auth.mode is off in site.yaml"
+		}
+		inst.log.Warn("messages between instances are not authenticated (auth: off): anyone on the bus can speak for a member; " + hint)
 		return nil
 	}
 	ring, err := sitekey.Load(inst.site.KeyPath())
