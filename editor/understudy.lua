@@ -35,6 +35,7 @@
 ---| "failback_done" # the standby let go and the material is copied back
 ---| "failback_failed" # the failback stopped: the standby keeps the duties (or, lost after it let go, takes them again: `takeover_started` with `again`)
 ---| "grace_expired" # the grace period of the member's license-bound duties on its standby ran out
+---| "coverage_rebuilt" # the coordinator had no coverage of a member its standby reports covering (its `covering` topic; the state file was lost): it covers it again, in phase `covering`, and fails it back as usual
 ---| "mode_changed" # the takeover mode was switched
 ---| "copy_started" # a material copy was sent to the restored member (`us.copy_missing` or the failback's copy step)
 ---| "copy_progress" # about once a second while it copies

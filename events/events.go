@@ -89,6 +89,7 @@ const (
 	FailbackDone      = "failback_done"
 	FailbackFailed    = "failback_failed"
 	GraceExpired      = "grace_expired"
+	CoverageRebuilt   = "coverage_rebuilt"
 	ModeChanged       = "mode_changed"
 	// copies
 	CopyStarted  = "copy_started"
@@ -281,6 +282,8 @@ func List() []Event {
 			When: "the failback stopped: the standby keeps the duties (or, lost after it let go, takes them again: `takeover_started` with `again`)"},
 		{Name: GraceExpired, Group: GroupTakeover, Policy: true, Record: true, Fields: f("member", "standby", "since"),
 			When: "the grace period of the member's license-bound duties on its standby ran out"},
+		{Name: CoverageRebuilt, Group: GroupTakeover, Policy: true, Record: true, Fields: []Field{fd("member", ""), fd("standby", ""), fd("since", "when the standby took it over, as it says"), fd("reason", ""), fd("grace_until", ""), fd("state_recovered", "the coordinator's state file was found damaged at start")},
+			When: "the coordinator had no coverage of a member its standby reports covering (its `covering` topic; the state file was lost): it covers it again, in phase `covering`, and fails it back as usual"},
 		{Name: ModeChanged, Group: GroupTakeover, Policy: true, Record: true, Fields: []Field{fd("mode", "`auto` or `manual`"), fd("previous", ""), fd("by", "")},
 			When: "the takeover mode was switched"},
 		// copies

@@ -306,6 +306,55 @@ func DecodeHealth(topicMember string, payload []byte) (Health, error) {
 	return h, nil
 }
 
+// MaxCovering bounds an instance's report of the members it covers.
+const MaxCovering = 16 << 10
+
+// Covering is an instance's retained report of the members whose duties it
+// has taken over and not given back (a takeover command done, no release
+// done since), from its own record of the commands it carried out. The
+// coordinator rebuilds its coverage from these when its state was lost.
+type Covering struct {
+	Member   string    `json:"member"` // the instance reporting (a standby)
+	Covering []Covered `json:"covering"`
+}
+
+// Covered is one member a standby covers: since when (the standby's clock:
+// when the takeover command arrived), by which command of which epoch.
+type Covered struct {
+	Member string    `json:"member"`
+	Since  time.Time `json:"since"`
+	Action string    `json:"action,omitempty"`
+	Epoch  uint64    `json:"epoch,omitempty"`
+}
+
+// DecodeCovering parses and checks a covering report of member topicMember
+// (at most MaxCovering bytes): members are ids, none twice, none the
+// reporter itself.
+func DecodeCovering(topicMember string, payload []byte) (Covering, error) {
+	var c Covering
+	if err := decodeLimited(payload, &c, MaxCovering); err != nil {
+		return Covering{}, err
+	}
+	if c.Member != topicMember {
+		return Covering{}, fmt.Errorf("%w: payload says %q, topic %q", ErrWrongMember, c.Member, topicMember)
+	}
+	seen := make(map[string]bool, len(c.Covering))
+	for _, cv := range c.Covering {
+		switch {
+		case !tokenRe.MatchString(cv.Member):
+			return Covering{}, fmt.Errorf("%w: covered member %q", ErrInvalid, cv.Member)
+		case cv.Member == c.Member:
+			return Covering{}, fmt.Errorf("%w: %s reports covering itself", ErrInvalid, c.Member)
+		case seen[cv.Member]:
+			return Covering{}, fmt.Errorf("%w: %s reported twice", ErrInvalid, cv.Member)
+		case cv.Action != "" && !tokenRe.MatchString(cv.Action):
+			return Covering{}, fmt.Errorf("%w: action %q", ErrInvalid, cv.Action)
+		}
+		seen[cv.Member] = true
+	}
+	return c, nil
+}
+
 func decodeStrictly(payload []byte, v any) error { return decodeLimited(payload, v, MaxPayload) }
 
 func decodeLimited(payload []byte, v any, limit int) error {

@@ -110,6 +110,31 @@ func TestDecodeCopyProgress(t *testing.T) {
 	}
 }
 
+func TestDecodeCovering(t *testing.T) {
+	c, err := DecodeCovering("sb", []byte(`{"member":"sb","covering":[{"member":"main","since":"2026-01-01T00:00:00Z","action":"main-ab.1.7","epoch":3},{"member":"rec-2","since":"2026-01-02T00:00:00Z"}]}`))
+	if err != nil || len(c.Covering) != 2 || c.Covering[0].Member != "main" || c.Covering[0].Epoch != 3 || c.Covering[1].Since.Day() != 2 {
+		t.Fatalf("decoded %+v, %v", c, err)
+	}
+	if c, err := DecodeCovering("sb", []byte(`{"member":"sb","covering":[]}`)); err != nil || len(c.Covering) != 0 {
+		t.Fatalf("an empty report: %+v, %v", c, err)
+	}
+	for _, bad := range []string{
+		`{"member":"other","covering":[]}`,                                                 // another member's topic
+		`{"member":"sb","covering":[{"member":""}]}`,                                       // no member
+		`{"member":"sb","covering":[{"member":"a/b"}]}`,                                    // not an id
+		`{"member":"sb","covering":[{"member":"sb"}]}`,                                     // itself
+		`{"member":"sb","covering":[{"member":"a"},{"member":"a"}]}`,                       // twice
+		`{"member":"sb","covering":[{"member":"a","action":"x y"}]}`,                       // bad action
+		`{"member":"sb","covering":[{"member":"a","since":"yesterday"}]}`,                  // bad time
+		`{"member":"sb","covering":[]} {}`,                                                 // trailing data
+		`{"member":"sb","covering":[],"extra":"` + strings.Repeat("x", MaxCovering) + `"}`, // too large
+	} {
+		if _, err := DecodeCovering("sb", []byte(bad)); err == nil {
+			t.Errorf("accepted %.80s", bad)
+		}
+	}
+}
+
 func TestDropsCountEveryDropButLogOncePerSource(t *testing.T) {
 	var log bytes.Buffer
 	d := NewDrops(slog.New(slog.NewTextHandler(&log, nil)))
@@ -131,6 +156,12 @@ func TestTopics(t *testing.T) {
 	tp := Topics{Site: "demo"}
 	if got := tp.Heartbeat("main"); got != "understudy/demo/member/main/heartbeat" {
 		t.Errorf("heartbeat topic %q", got)
+	}
+	if got := tp.Covering("sb"); got != "understudy/demo/member/sb/covering" {
+		t.Errorf("covering topic %q", got)
+	}
+	if got := tp.AllCovering(); got != "understudy/demo/member/+/covering" {
+		t.Errorf("covering subscription %q", got)
 	}
 	for topic, want := range map[string][3]string{
 		"understudy/demo/member/main/heartbeat": {"main", "heartbeat", "true"},

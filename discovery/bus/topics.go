@@ -13,6 +13,7 @@
 //	understudy/<site>/member/<id>/health     retained, from the instance: its material disks
 //	understudy/<site>/member/<id>/config     retained, from the instance: its configuration bundle and version
 //	understudy/<site>/member/<id>/about      retained, from an instance that describes itself (run --describe)
+//	understudy/<site>/member/<id>/covering   retained, from the instance: the members whose duties it has taken over
 //	understudy/<site>/events                 from the coordinator: every member event and policy action
 //	understudy/<site>/takeover               retained, from the coordinator: mode, coverage, queue, proposals
 //	understudy/<site>/copies                 retained, from the coordinator: material copies in progress
@@ -67,6 +68,12 @@ func (t Topics) About(id string) string { return t.member(id, "about") }
 
 // AllAbout subscribes to every member's description.
 func (t Topics) AllAbout() string { return t.member("+", "about") }
+
+// Covering is an instance's retained report of the members it covers.
+func (t Topics) Covering(id string) string { return t.member(id, "covering") }
+
+// AllCovering subscribes to every instance's report of what it covers.
+func (t Topics) AllCovering() string { return t.member("+", "covering") }
 
 // AllAcks subscribes to every instance's answers.
 func (t Topics) AllAcks() string { return t.member("+", "ack") }

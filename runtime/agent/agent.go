@@ -18,6 +18,11 @@
 //   - never blocks the bus callback: [Agent.Handle] decodes and queues,
 //     [Agent.Run] does the work, running hooks one at a time while it keeps
 //     answering duplicates;
+//   - keeps what this member covers (bucket agent_covering): a takeover
+//     command for a member that finished done adds it, a release for it that
+//     finished done removes it, in the same write as the command's final
+//     record. The instance reports the list (retained) so that a coordinator
+//     whose state was lost learns who covers whom (Options.CoveringChanged);
 //   - carries out a few verbs itself (Options.Tasks: the material copy),
 //     each command in a goroutine of its own, so a copy of hours holds up no
 //     takeover or configuration command.
@@ -49,6 +54,8 @@ import (
 const (
 	// bucketReceived holds a Received per command id.
 	bucketReceived = "agent_received"
+	// bucketCovering holds a bus.Covered per member this one covers.
+	bucketCovering = "agent_covering"
 	// bucketMeta holds keyEpoch: the highest coordinator epoch seen.
 	bucketMeta = "agent_meta"
 	keyEpoch   = "epoch"
@@ -99,6 +106,10 @@ type Options struct {
 	// Drops counts commands refused for an epoch beyond EpochWindow (as
 	// dropped payloads, reason invalid_field); nil: only logged.
 	Drops *bus.Drops
+	// CoveringChanged, when set, is told the members this one covers each
+	// time the list changes (a takeover or a release finished done). It is
+	// called from the goroutine that carried out the command.
+	CoveringChanged func([]bus.Covered)
 }
 
 // A Task carries out one command. Its result is the command's result; when
@@ -135,6 +146,7 @@ type Agent struct {
 	builtin      func(verb string, args map[string]any) ([]hooks.Step, func(error), error)
 	tasks        map[string]Task
 	drops        *bus.Drops
+	covering     func([]bus.Covered)
 
 	in      chan bus.Command // Handle → Run
 	running atomic.Bool      // Run is active
@@ -205,6 +217,7 @@ func New(opts Options) (*Agent, error) {
 		builtin:      opts.Builtin,
 		tasks:        opts.Tasks,
 		drops:        opts.Drops,
+		covering:     opts.CoveringChanged,
 		in:           make(chan bus.Command, opts.Queue),
 		mem:          map[string]Received{},
 		badLogged:    map[string]bool{},
@@ -552,7 +565,25 @@ func (a *Agent) carryOut(ctx context.Context, j job) {
 	} else {
 		a.log.Info("command done", "id", c.ID, "verb", c.Verb, "took", rec.Finished.Sub(rec.At))
 	}
-	werr := a.store.Put(bucketReceived, c.ID, rec)
+	cover, covered := coverChange(c, rec)
+	werr := a.store.Update(func(tx *store.Tx) error {
+		if err := tx.Put(bucketReceived, c.ID, rec); err != nil {
+			return err
+		}
+		switch {
+		case cover == "":
+		case covered:
+			cv := bus.Covered{Member: cover, Since: rec.At, Action: c.ID, Epoch: c.Epoch}
+			var before bus.Covered
+			if found, err := tx.Get(bucketCovering, cover, &before); err == nil && found && !before.Since.IsZero() {
+				cv.Since = before.Since // taken over again: it has covered it since the first time
+			}
+			return tx.Put(bucketCovering, cover, cv)
+		default:
+			return tx.Delete(bucketCovering, cover)
+		}
+		return nil
+	})
 	a.mu.Lock()
 	if werr == nil {
 		delete(a.mem, c.ID)
@@ -564,6 +595,41 @@ func (a *Agent) carryOut(ctx context.Context, j job) {
 		a.log.Error("result of command not written; a restarted instance would run it again", "id", c.ID, "error", werr)
 	}
 	a.ack(ackOf(a.self, rec))
+	if cover != "" && werr == nil {
+		if covered {
+			a.log.Info("covering "+cover, "member", cover, "action", c.ID)
+		} else {
+			a.log.Info("no longer covering "+cover, "member", cover, "action", c.ID)
+		}
+		if a.covering != nil {
+			a.covering(a.Covering())
+		}
+	}
+}
+
+// coverChange says how a finished command changes what this member covers:
+// a takeover of a member done covers it, a release of it done ends that
+// (member "" for any other command, or one that failed).
+func coverChange(c bus.Command, rec Received) (member string, covered bool) {
+	if rec.State != bus.AckDone || (c.Verb != config.HookTakeover && c.Verb != config.HookRelease) {
+		return "", false
+	}
+	m, _ := c.Args["member"].(string)
+	return m, c.Verb == config.HookTakeover
+}
+
+// Covering lists the members this one covers (a takeover done, no release
+// since), by member id.
+func (a *Agent) Covering() []bus.Covered {
+	all, err := store.Load[bus.Covered](a.store, bucketCovering)
+	if err != nil {
+		a.log.Error("what this member covers is unreadable", "error", err)
+	}
+	out := make([]bus.Covered, 0, len(all))
+	for _, id := range slices.Sorted(maps.Keys(all)) {
+		out = append(out, all[id])
+	}
+	return out
 }
 
 // stepReport is one step of a result as the coordinator sees it.

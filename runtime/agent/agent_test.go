@@ -810,3 +810,87 @@ func TestTaskStoppedByShutdownRunsAgainWhenRedelivered(t *testing.T) {
 		t.Fatalf("result %#v, want the second run's", done.ack.Result)
 	}
 }
+
+// The agent keeps what its member covers: a takeover done adds the member,
+// a release done removes it, a failed one changes nothing; the record
+// outlives a restart, and every change is told.
+func TestTheAgentKeepsWhatItsMemberCovers(t *testing.T) {
+	f := newFixture(t)
+	st := f.openStore(t)
+	told := make(chan []bus.Covered, 16)
+	withTold := func(o *Options) { o.CoveringChanged = func(c []bus.Covered) { told <- c } }
+	members := func(c []bus.Covered) []string {
+		out := []string{}
+		for _, cv := range c {
+			out = append(out, cv.Member)
+		}
+		return out
+	}
+	nextTold := func() []string {
+		t.Helper()
+		select {
+		case c := <-told:
+			return members(c)
+		case <-time.After(wait):
+			t.Fatal("the change of what the member covers was not told")
+			return nil
+		}
+	}
+	h := f.newHarness(t, st, withTold).start()
+	if c := h.a.Covering(); len(c) != 0 {
+		t.Fatalf("a new agent covers %v", c)
+	}
+	h.send("a1", 3, "takeover", takeoverArgs)
+	h.expect("a1", bus.AckRunning)
+	h.expect("a1", bus.AckDone)
+	if got := nextTold(); !reflect.DeepEqual(got, []string{"rec-2"}) {
+		t.Fatalf("told %v after the takeover of rec-2", got)
+	}
+	c := h.a.Covering()
+	if len(c) != 1 || c[0].Member != "rec-2" || c[0].Action != "a1" || c[0].Epoch != 3 || c[0].Since.IsZero() {
+		t.Fatalf("Covering() = %+v", c)
+	}
+	since := c[0].Since
+	// A command that is no takeover, and a release that fails: no change.
+	h.send("a2", 3, "hold", map[string]any{"member": "rec-2"})
+	h.expect("a2", bus.AckRunning)
+	f.release(t)
+	h.expect("a2", bus.AckDone)
+	h.send("a3", 3, "release", map[string]any{"member": "rec-2"})
+	h.expect("a3", bus.AckRunning)
+	h.expect("a3", bus.AckFailed)
+	// Taken over again: covered since the first time.
+	h.send("a4", 3, "takeover", takeoverArgs)
+	h.expect("a4", bus.AckRunning)
+	h.expect("a4", bus.AckDone)
+	if got := nextTold(); !reflect.DeepEqual(got, []string{"rec-2"}) {
+		t.Fatalf("told %v after rec-2 was taken over again", got)
+	}
+	if c := h.a.Covering(); len(c) != 1 || !c[0].Since.Equal(since) || c[0].Action != "a4" {
+		t.Fatalf("Covering() = %+v after a takeover again; want since %v", c, since)
+	}
+
+	// After a restart, with a release hook that works.
+	h.stop()
+	st.Close()
+	f.site = parseSite(t, f.dir, strings.ReplaceAll(strings.ReplaceAll(siteYAML, "DIR/fail.sh", "DIR/hold.sh"), "DIR", f.dir))
+	st = f.openStore(t)
+	h = f.newHarness(t, st, withTold).start()
+	if got := members(h.a.Covering()); !reflect.DeepEqual(got, []string{"rec-2"}) {
+		t.Fatalf("after a restart the agent covers %v, want rec-2", got)
+	}
+	h.send("a5", 4, "release", map[string]any{"member": "rec-2"})
+	h.expect("a5", bus.AckRunning)
+	h.expect("a5", bus.AckDone)
+	if got := nextTold(); len(got) != 0 {
+		t.Fatalf("told %v after the release of rec-2, want nothing", got)
+	}
+	if c := h.a.Covering(); len(c) != 0 {
+		t.Fatalf("Covering() = %+v after the release", c)
+	}
+	select {
+	case c := <-told:
+		t.Fatalf("told %v without a change", members(c))
+	default:
+	}
+}

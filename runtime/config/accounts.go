@@ -30,8 +30,9 @@ func (s *Site) InstancePassword(ring *sitekey.Ring, id string) (password string,
 // instances when it has a key, with what each may do: the coordinator
 // publishes anywhere in the site's tree (and Home Assistant's discovery
 // configurations when that is on); any other member only on its own topics
-// (heartbeat, presence, ack, health, config, about, copy progress) and the
-// operator command topics it passes on. Everyone reads the site's tree.
+// (heartbeat, presence, ack, health, config, about, copy progress,
+// covering) and the operator command topics it passes on. Everyone reads
+// the site's tree.
 func (s *Site) InstanceAccounts(ring *sitekey.Ring) []BusUser {
 	tree := "understudy/" + s.Name + "/#"
 	var out []BusUser
@@ -48,7 +49,7 @@ func (s *Site) InstanceAccounts(ring *sitekey.Ring) []BusUser {
 			}
 		} else {
 			own := "understudy/" + s.Name + "/member/" + m.ID + "/"
-			for _, leaf := range []string{"heartbeat", "presence", "ack", "health", "config", "about", "copy"} {
+			for _, leaf := range []string{"heartbeat", "presence", "ack", "health", "config", "about", "copy", "covering"} {
 				u.Publish = append(u.Publish, own+leaf)
 			}
 			u.Publish = append(u.Publish, "understudy/"+s.Name+"/command/+")

@@ -38,6 +38,7 @@ const (
 	AlarmFailbackStalled = takeover.AlarmFailbackStalled // a failback keeps pausing while the member dips into suspect
 	AlarmCopyFoundNone   = "copy_found_nothing"          // a material copy found no folder for the member on the source
 	AlarmCopyIncomplete  = takeover.AlarmCopyIncomplete  // a failback's material copy cannot finish; the standby keeps recording
+	// AlarmCoverageConflict (rebuild.go): two standbys report covering one member.
 	// AlarmEventQuarantined (inbox.go): an event whose handlers took the
 	// process down twice was set aside; confirm runs it once more.
 )
@@ -51,6 +52,7 @@ func RuntimeAlarms() map[string]string {
 		AlarmCopyFoundNone:    SeverityWarning,
 		AlarmCopyIncomplete:   SeverityAlarm,
 		AlarmEventQuarantined: SeverityAlarm,
+		AlarmCoverageConflict: SeverityAlarm,
 	}
 }
 

@@ -82,6 +82,7 @@ type Coordinator struct {
 	broken   map[string]bool              // members whose material disks have all failed
 	copies   map[string]engine.CopyStatus // material copies in progress, by action id
 	drills   map[string]*drill            // running fire drills, by member
+	claims   map[string][]string          // what each standby reports covering, by standby (rebuild.go)
 	alarms   alarms                       // raised alarms
 	routing  routing                      // the desired switcher routing
 	captures []*capture                   // CommandWait's collectors of records
@@ -113,6 +114,7 @@ func New(opts Options) (*Coordinator, error) {
 	e.broken = map[string]bool{}
 	e.copies = map[string]engine.CopyStatus{}
 	e.drills = map[string]*drill{}
+	e.claims = map[string][]string{}
 	e.store = opts.Store
 	if e.store == nil {
 		dir, err := os.MkdirTemp("", "understudy-state-")

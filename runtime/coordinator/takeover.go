@@ -70,6 +70,9 @@ func (c *Coordinator) onTakeoverEvent(ev takeover.Event) {
 	if c.takeoverAlarm(ev) {
 		return
 	}
+	if ev.Name == events.CoverageRebuilt {
+		ev.Fields["state_recovered"] = c.store.Recovered() != nil
+	}
 	c.log.Info(ev.Name, "member", ev.Member, "fields", ev.Fields)
 	c.record(engine.Record{Type: ev.Name, Member: ev.Member, Fields: ev.Fields})
 	pe := c.memberEvent(ev.Name, c.clock.Now(), ev.Member, ev.Fields)

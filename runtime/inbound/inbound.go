@@ -27,6 +27,7 @@ type Coordinator interface {
 	ConfigReport(bus.ConfigReport)
 	Health(bus.Health)
 	CopyProgress(bus.CopyProgress)
+	Covering(bus.Covering)
 }
 
 // Inputs are where decoded messages go.
@@ -116,6 +117,13 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 				}
 				h, err := bus.DecodeHealth(id, m.Payload)
 				return func() { c.Health(h) }, err
+			}},
+			Route{Name: "covering", From: TopicMember, State: true, Filter: topics.AllCovering(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+				if len(m.Payload) == 0 {
+					return nil, nil
+				}
+				r, err := bus.DecodeCovering(id, m.Payload)
+				return func() { c.Covering(r) }, err
 			}},
 			Route{Name: "copy", From: TopicMember, Filter: topics.AllCopies(), QoS: 0, Decode: func(id string, m bus.Message) (func(), error) {
 				p, err := bus.DecodeCopyProgress(id, m.Payload)

@@ -155,7 +155,7 @@ func TestEveryMessageEntersThroughTheTable(t *testing.T) {
 // messages, and the replies to the commands it passed on.
 func TestAMembersInstanceTakesOnlyItsOwn(t *testing.T) {
 	in := newInstance(t, "main")
-	for _, topic := range []string{in.topics.Ack("backup"), in.topics.Health("backup"), in.topics.Config("backup"), in.topics.Copy("backup"), in.topics.Control("mode")} {
+	for _, topic := range []string{in.topics.Ack("backup"), in.topics.Health("backup"), in.topics.Config("backup"), in.topics.Copy("backup"), in.topics.Covering("backup"), in.topics.Control("mode")} {
 		if n := in.send(topic, `{}`, false); n != 0 {
 			t.Errorf("%s reached %d routes of a member's instance", topic, n)
 		}

@@ -99,6 +99,7 @@ type Instance struct {
 	token         string      // the API token commands need
 	readToken     string      // the API token that may only read (off loopback)
 	readTokenPath string
+	coveringMu    sync.Mutex     // one covering report at a time, the newest last
 	busCommands   chan struct{}  // bounds the bus commands carried out at once
 	replies       pendingReplies // commands passed to the coordinator, waiting for its answer
 	busHealth     busHealth      // what keeps this instance off the bus, for /healthz and systemd
@@ -202,6 +203,7 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	inst.agent, err = agent.New(agent.Options{
 		Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log,
 		Builtin: inst.builtinSteps, Tasks: inst.materialTasks(), Drops: inst.drops,
+		CoveringChanged: func([]bus.Covered) { inst.publishCovering(true) },
 	})
 	if err != nil {
 		return nil, err
@@ -543,6 +545,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 			inst.notify("STATUS=running; bus connected to " + url)
 			inst.engine.BusConnected(true)
 			inst.publishHealth()
+			inst.publishCovering(false)
 			inst.publishAbout()
 			inst.publishHomeAssistant(inst.site.MemberIDs()...)
 			if inst.config != nil {
@@ -637,6 +640,32 @@ func (inst *Instance) publishHealth() {
 	}
 	if err := c.Publish((bus.Topics{Site: inst.site.Name}).Health(inst.opts.Self), 1, true, *p); err != nil {
 		inst.log.Debug("health not published yet", "error", err)
+	}
+}
+
+// publishCovering publishes (retained) the members this instance covers, as
+// its agent recorded them: on every connect, and each time that changes
+// (changed). A member that is no standby and covers nothing says nothing
+// on connect. The coordinator rebuilds who covers whom from these reports
+// when its state was lost.
+func (inst *Instance) publishCovering(changed bool) {
+	inst.coveringMu.Lock()
+	defer inst.coveringMu.Unlock()
+	c := inst.bus.Load()
+	if c == nil {
+		return
+	}
+	covering := inst.agent.Covering()
+	if !changed && len(covering) == 0 && !inst.member.Standby {
+		return
+	}
+	payload, err := json.Marshal(bus.Covering{Member: inst.opts.Self, Covering: covering})
+	if err != nil {
+		inst.log.Error("covering report not encoded", "error", err)
+		return
+	}
+	if err := c.Publish((bus.Topics{Site: inst.site.Name}).Covering(inst.opts.Self), 1, true, payload); err != nil {
+		inst.log.Debug("covering report not published yet", "error", err)
 	}
 }
 

@@ -759,13 +759,22 @@ func (m *Manager) start(member, standby, reason string) (Outcome, error) {
 // commit writes c, drops member from the queue, and records a (the action c
 // now waits for) in one transaction. It returns the action's id.
 func (m *Manager) commit(c *Coverage, a Action) (string, error) {
+	return m.write(c, &a)
+}
+
+// write writes c and drops its member from the queue, with a (when not nil:
+// the action c now waits for) in the same transaction, and keeps c. It
+// returns the action's id.
+func (m *Manager) write(c *Coverage, a *Action) (string, error) {
 	var id string
 	err := m.opts.Store.Update(func(tx *store.Tx) error {
-		var err error
-		if id, err = m.opts.Actions.Record(tx, a); err != nil {
-			return err
+		if a != nil {
+			var err error
+			if id, err = m.opts.Actions.Record(tx, *a); err != nil {
+				return err
+			}
+			c.Pending = id
 		}
-		c.Pending = id
 		if err := tx.Delete(bucketQueue, c.Member); err != nil {
 			return err
 		}
@@ -777,6 +786,61 @@ func (m *Manager) commit(c *Coverage, a Action) (string, error) {
 	m.coverage[c.Member] = c
 	delete(m.queue, c.Member)
 	return id, nil
+}
+
+// Rebuild records that standby covers member, as the standby itself reports
+// it (its agent's record: a takeover of member done, no release since), when
+// this bookkeeping has no coverage of member: the coordinator's state was
+// lost (a corrupt or empty state file moved aside) or never had it. The
+// coverage is taken up the way a restart restores one from the store: in
+// phase covering, since when the standby says (now, if that is later than
+// now or unknown), its grace period counted from then; member leaves the
+// queue and its proposals are withdrawn. The event coverage_rebuilt goes
+// out; the policy fails it back as usual when it returns. A member covered
+// already is left as it is (Outcome Covered, with its standby).
+func (m *Manager) Rebuild(member, standby string, since time.Time, why string) (Outcome, error) {
+	target, ok := m.opts.Site.Member(member)
+	if !ok {
+		return Outcome{}, fmt.Errorf("no member %q", member)
+	}
+	if c, ok := m.coverage[member]; ok {
+		return Outcome{Status: Covered, Member: member, Standby: c.Standby}, nil
+	}
+	if target.Standby {
+		return Outcome{}, standbyNeverCovered(member)
+	}
+	s, ok := m.opts.Site.Member(standby)
+	switch {
+	case !ok:
+		return Outcome{}, fmt.Errorf("no member %q", standby)
+	case !s.Standby:
+		return Outcome{}, fmt.Errorf("%s is not a standby", standby)
+	case standby == member:
+		return Outcome{}, fmt.Errorf("%s cannot cover itself", member)
+	}
+	if _, covered := m.coverage[standby]; covered {
+		return Outcome{}, fmt.Errorf("%s is itself covered", standby)
+	}
+	now := m.opts.Clock.Now()
+	if since.IsZero() || since.After(now) {
+		since = now
+	}
+	m.Withdraw(member, "covered by "+standby+" (rebuilt from its report)")
+	c := &Coverage{Member: member, Standby: standby, Since: since, Phase: PhaseCovering, Reason: why}
+	if target.Settings.Grace > 0 {
+		c.GraceUntil = since.Add(target.Settings.Grace)
+	}
+	if _, err := m.write(c, nil); err != nil {
+		return Outcome{}, err
+	}
+	m.armGrace(c)
+	m.log.Warn("coverage rebuilt from the standby's report", "member", member, "standby", standby, "since", since, "reason", why)
+	fields := map[string]any{"standby": standby, "since": since, "reason": why}
+	if !c.GraceUntil.IsZero() {
+		fields["grace_until"] = c.GraceUntil
+	}
+	m.opts.Emit(Event{Name: events.CoverageRebuilt, Member: member, Fields: fields})
+	return Outcome{Status: Covered, Member: member, Standby: standby}, nil
 }
 
 func (m *Manager) save(c *Coverage) {
