@@ -341,13 +341,13 @@ func DecodeCovering(topicMember string, payload []byte) (Covering, error) {
 	seen := make(map[string]bool, len(c.Covering))
 	for _, cv := range c.Covering {
 		switch {
-		case !tokenRe.MatchString(cv.Member):
+		case !isToken(cv.Member):
 			return Covering{}, fmt.Errorf("%w: covered member %q", ErrInvalid, cv.Member)
 		case cv.Member == c.Member:
 			return Covering{}, fmt.Errorf("%w: %s reports covering itself", ErrInvalid, c.Member)
 		case seen[cv.Member]:
 			return Covering{}, fmt.Errorf("%w: %s reported twice", ErrInvalid, cv.Member)
-		case cv.Action != "" && !tokenRe.MatchString(cv.Action):
+		case cv.Action != "" && !isToken(cv.Action):
 			return Covering{}, fmt.Errorf("%w: action %q", ErrInvalid, cv.Action)
 		}
 		seen[cv.Member] = true
