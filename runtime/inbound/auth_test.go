@@ -129,3 +129,23 @@ func TestPermissiveTakesUnsignedMessagesAndCountsThem(t *testing.T) {
 		t.Errorf("a wrong code was taken in permissive mode: main %s, drops %v", st, in.drops.Counts())
 	}
 }
+
+// A standby's report of whom it covers rebuilds the coordinator's coverage
+// after a lost state file: it is taken only signed, by that standby.
+func TestACoverageReportIsTakenOnlyFromItsStandby(t *testing.T) {
+	ring := newRing(t)
+	in := newInstance(t, "backup", inbound.NewAuth(ring, true, isBackup, nil))
+	topic := in.topics.Covering("backup")
+	report := `{"member":"backup","covering":[{"member":"main","since":"2026-01-01T00:00:00Z"}]}`
+	in.send(topic, report, true)                                       // unsigned
+	in.send(topic, sealed(t, ring, topic, report, "main", 1, 1), true) // main speaking for backup
+	c := in.drops.Counts()
+	if c["unauthenticated"] != 1 || c["wrong_sender"] != 1 {
+		t.Errorf("drops %v: want one unauthenticated and one wrong_sender", c)
+	}
+	before := in.drops.Total()
+	in.send(topic, sealed(t, ring, topic, report, "backup", 1, 2), true)
+	if in.drops.Total() != before {
+		t.Errorf("backup's own signed report was dropped: %v", in.drops.Counts())
+	}
+}
