@@ -38,7 +38,7 @@ func (f figure) result() report.Result {
 	return r
 }
 
-// figures is the table, in the order of issue 7.
+// figures is the table, in the order the README shows it.
 func figures() []figure {
 	return []figure{
 		{

@@ -16,7 +16,7 @@ import (
 // With a site key beside site.yaml, the embedded broker is closed (each
 // instance logs in with an account derived from the key) and the instances
 // sign what they send each other: a client with an operator account can
-// neither declare a live main lost (finding 7 of issue 16) nor command a
+// neither declare a live main lost nor command a
 // member, and a real kill still fails over.
 func TestWithASiteKeyForgedMessagesAreRefusedAndFailoverStillWorks(t *testing.T) {
 	ts := newTakeoverSite(t, "auth", false)

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Issue 16: a coordinator whose state file was corrupt starts empty and
+// A coordinator whose state file was corrupt starts empty and
 // forgot who covers whom: the standby kept running the lost member's duties,
 // but nobody failed them back. Now the standby's instance reports what it
 // covers and the coordinator rebuilds the coverage from that report: kill

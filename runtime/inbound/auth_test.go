@@ -34,7 +34,7 @@ func sealed(t *testing.T, ring *sitekey.Ring, topic, payload string, from string
 
 func isBackup(id string) bool { return id == "backup" }
 
-// Finding 7 of issue 16: a Last Will forged from a member's public
+// A Last Will forged from a member's public
 // heartbeat declared a live main lost, and forged (or replayed) heartbeats
 // kept a dead main alive. With the site key required, neither works.
 func TestForgedAndReplayedLivenessIsRefused(t *testing.T) {

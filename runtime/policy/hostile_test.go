@@ -34,7 +34,7 @@ func TestHostileLuaCorpus(t *testing.T) {
 		pokes         int    // how many pokes (1 unless set)
 		timeout       time.Duration
 	}{
-		// Finding 4: Go built-ins that never looked at the deadline.
+		// Go built-ins that never looked at the deadline.
 		{name: "find backtracks", handler: `string.find(("a"):rep(3000), ".-.-.-.-b")`, want: deadline},
 		{name: "match backtracks", handler: `string.match(("a"):rep(3000), ".-.-.-.-b")`, want: deadline},
 		{name: "gmatch backtracks", handler: `for w in string.gmatch(("a"):rep(3000), ".-.-.-.-b") do end`, want: deadline},
@@ -42,7 +42,7 @@ func TestHostileLuaCorpus(t *testing.T) {
 		{name: "method call backtracks", handler: `(("a"):rep(3000)):find("(.-)(.-)(.-)(.-)b")`, want: deadline},
 		{name: "balance over a long subject", handler: `local s = ("("):rep(2^20) s:find("%b()")`, want: deadline},
 		{name: "endless loop", handler: `while true do end`, want: deadline},
-		// Finding 5: memory bombs.
+		// Memory bombs.
 		{name: "rep overflows int64", handler: `local s = ("xx"):rep(2^62)`, want: "string.rep: the result would be"},
 		{name: "rep with a separator", handler: `local s = ("x"):rep(2^40, ",")`, want: "string.rep: the result would be"},
 		{name: "rep of a huge count", handler: `local s = ("x"):rep(1e300)`, want: "string.rep: the result would be"},
