@@ -13,7 +13,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"understudy/runtime/config"
@@ -46,11 +45,25 @@ func Mosquitto(site *config.Site, ring *sitekey.Ring, dir, listen string) (map[s
 		return nil, fmt.Errorf("broker-config: the site has no key (make one with `understudy keys new`)")
 	}
 	accounts := append(site.InstanceAccounts(ring), site.BrokerUsers()...)
-	var passwd, acl strings.Builder
-	anonymousRead := false
+	permissive := site.AuthMode() == config.AuthPermissive
+	// The ACL lines before the first "user" are the anonymous clients'.
+	var passwd, acl, users strings.Builder
+	acl.WriteString("# written by understudy broker-config from " + filepath.Base(site.File) + "; regenerate it when site.yaml or the key changes\n")
+	anonymous := permissive
+	if permissive {
+		// An upgrade under way: instances not yet upgraded connect as they
+		// did, without an account (as the embedded broker does then).
+		acl.WriteString("# auth: permissive: clients without an account may use the site's tree until auth is required\n")
+		fmt.Fprintf(&acl, "topic readwrite understudy/%s/#\n", site.Name)
+	}
 	for _, u := range accounts {
-		if u.Username == "" {
-			anonymousRead = true
+		if u.Username == "" { // bus.anonymous: read
+			anonymous = true
+			if !permissive {
+				for _, f := range u.Subscribe {
+					fmt.Fprintf(&acl, "topic read %s\n", f)
+				}
+			}
 			continue
 		}
 		if strings.ContainsAny(u.Username, ":\n\r") {
@@ -62,32 +75,15 @@ func Mosquitto(site *config.Site, ring *sitekey.Ring, dir, listen string) (map[s
 			return nil, err
 		}
 		fmt.Fprintf(&passwd, "%s:%s\n", u.Username, hash)
-	}
-	// Lines before the first "user" are the anonymous clients'.
-	acl.WriteString("# written by understudy broker-config from " + filepath.Base(site.File) + "; regenerate it when site.yaml or the key changes\n")
-	permissive := site.AuthMode() == config.AuthPermissive
-	if permissive {
-		// An upgrade under way: instances not yet upgraded connect as they
-		// did, without an account (as the embedded broker does then).
-		acl.WriteString("# auth: permissive: clients without an account may use the site's tree until auth is required\n")
-		fmt.Fprintf(&acl, "topic readwrite understudy/%s/#\n", site.Name)
-	} else if anonymousRead {
-		for _, f := range accounts[slices.IndexFunc(accounts, func(u config.BusUser) bool { return u.Username == "" })].Subscribe {
-			fmt.Fprintf(&acl, "topic read %s\n", f)
-		}
-	}
-	for _, u := range accounts {
-		if u.Username == "" {
-			continue
-		}
-		fmt.Fprintf(&acl, "\nuser %s\n", u.Username)
+		fmt.Fprintf(&users, "\nuser %s\n", u.Username)
 		for _, f := range u.Publish {
-			fmt.Fprintf(&acl, "topic write %s\n", f)
+			fmt.Fprintf(&users, "topic write %s\n", f)
 		}
 		for _, f := range u.Subscribe {
-			fmt.Fprintf(&acl, "topic read %s\n", f)
+			fmt.Fprintf(&users, "topic read %s\n", f)
 		}
 	}
+	acl.WriteString(users.String())
 	conf := fmt.Sprintf(`# written by understudy broker-config for site %s: include it from mosquitto.conf
 # (include_dir, or copy these lines), with %s and %s beside it.
 per_listener_settings false
@@ -96,7 +92,7 @@ allow_anonymous %v
 password_file %s
 acl_file %s
 max_packet_size %d
-`, site.Name, PasswordFile, ACLFile, listen, anonymousRead || permissive, filepath.Join(dir, PasswordFile), filepath.Join(dir, ACLFile), MaxPacketSize)
+`, site.Name, PasswordFile, ACLFile, listen, anonymous, filepath.Join(dir, PasswordFile), filepath.Join(dir, ACLFile), MaxPacketSize)
 	return map[string][]byte{ConfFile: []byte(conf), PasswordFile: []byte(passwd.String()), ACLFile: []byte(acl.String())}, nil
 }
 

@@ -41,8 +41,16 @@ func (s *Site) KeyPath() string {
 }
 
 // AuthMode is the mode in force: as configured, or by default required when
-// the key file exists and off when it does not.
+// the key file exists and off when it does not (looked at once, when the
+// site is loaded).
 func (s *Site) AuthMode() string {
+	if s.authMode == "" { // a Site not made by Load
+		return s.resolveAuthMode()
+	}
+	return s.authMode
+}
+
+func (s *Site) resolveAuthMode() string {
 	if s.Auth.Mode != "" {
 		return s.Auth.Mode
 	}

@@ -65,6 +65,7 @@ type Site struct {
 	File     string         `yaml:"-"` // path of the file as given to Load
 	Dir      string         `yaml:"-"` // its directory; relative paths in the file start here
 	Location *time.Location `yaml:"-"` // Timezone, loaded
+	authMode string         // AuthMode, resolved at Load
 	ast      *ast.File
 }
 
@@ -281,6 +282,7 @@ func Parse(path string, data []byte) (*Site, error) {
 		return nil, Errors{positioned(path, err)}
 	}
 	s.applyDefaults()
+	s.authMode = s.resolveAuthMode()
 	if errs := s.validate(); len(errs) > 0 {
 		return nil, errs
 	}

@@ -40,10 +40,14 @@ type Auth struct {
 	Coordinator func(id string) bool
 	Log         *slog.Logger
 
-	fresh    *bus.Freshness
-	unsigned atomic.Uint64
-	warned   sync.Map // source → struct{}
+	fresh       *bus.Freshness
+	unsigned    atomic.Uint64
+	warned      sync.Map // source → struct{}
+	warnedCount atomic.Int64
 }
+
+// maxWarned bounds the sources permissive mode warns about by name.
+const maxWarned = 1024
 
 // NewAuth returns an Auth with ring; required as above.
 func NewAuth(ring *sitekey.Ring, required bool, coordinator func(string) bool, log *slog.Logger) *Auth {
@@ -68,7 +72,13 @@ func (a *Auth) check(m bus.Message, sender Sender, topicMember string, state boo
 		if source == "" {
 			source = m.Topic
 		}
+		// The source is whatever the topic says: remembered for at most
+		// maxWarned sources, then only counted.
+		if a.warnedCount.Load() >= maxWarned {
+			return m.Payload, nil
+		}
 		if _, seen := a.warned.LoadOrStore(source, struct{}{}); !seen {
+			a.warnedCount.Add(1)
 			a.Log.Warn("took a message without a site key's code (auth: permissive; further ones from this source are only counted)", "source", source, "topic", m.Topic)
 		}
 		return m.Payload, nil
