@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"io/fs"
 	"os"
 	"regexp"
@@ -62,10 +61,18 @@ type Key struct {
 	macs *sync.Pool
 }
 
+// macState is an HMAC keyed with a Key's secret and the room to compute a
+// code without allocating.
+type macState struct {
+	h       hash.Hash
+	scratch []byte // the topic's length and the topic
+	sum     [sha256.Size]byte
+}
+
 func (k *Key) pool() *sync.Pool {
 	if k.macs == nil {
 		secret := k.secret
-		k.macs = &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}
+		k.macs = &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, secret)} }}
 	}
 	return k.macs
 }
@@ -236,7 +243,9 @@ func (r *Ring) Sign(topic string, payload []byte) (string, []byte) {
 		return "", nil
 	}
 	k := &r.keys[0]
-	return k.ID, k.mac(topic, payload)
+	var code [MACSize]byte
+	k.mac(topic, payload, &code)
+	return k.ID, code[:]
 }
 
 // Verify checks code against topic and payload with the key named id.
@@ -247,7 +256,9 @@ func (r *Ring) Verify(id, topic string, payload, code []byte) error {
 			if k.ID != id {
 				continue
 			}
-			if subtle.ConstantTimeCompare(k.mac(topic, payload), code) != 1 {
+			var want [MACSize]byte
+			k.mac(topic, payload, &want)
+			if subtle.ConstantTimeCompare(want[:], code) != 1 {
 				return ErrBadMAC
 			}
 			return nil
@@ -259,17 +270,16 @@ func (r *Ring) Verify(id, topic string, payload, code []byte) error {
 // mac is HMAC-SHA256 over the topic's length, the topic and the payload,
 // truncated to MACSize bytes. The length keeps a topic/payload boundary from
 // being moved.
-func (k *Key) mac(topic string, payload []byte) []byte {
+func (k *Key) mac(topic string, payload []byte, code *[MACSize]byte) {
 	p := k.pool()
-	h := p.Get().(hash.Hash)
-	defer p.Put(h)
-	h.Reset()
-	n := [4]byte{byte(len(topic) >> 24), byte(len(topic) >> 16), byte(len(topic) >> 8), byte(len(topic))}
-	h.Write(n[:])
-	io.WriteString(h, topic)
-	h.Write(payload)
-	var sum [sha256.Size]byte
-	return h.Sum(sum[:0])[:MACSize]
+	st := p.Get().(*macState)
+	defer p.Put(st)
+	st.h.Reset()
+	n := len(topic)
+	st.scratch = append(append(st.scratch[:0], byte(n>>24), byte(n>>16), byte(n>>8), byte(n)), topic...)
+	st.h.Write(st.scratch)
+	st.h.Write(payload)
+	copy(code[:], st.h.Sum(st.sum[:0]))
 }
 
 // Derive returns a secret for purpose from every key of the ring, the

@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -361,12 +360,9 @@ func decodeLimited(payload []byte, v any, limit int) error {
 	if len(payload) > limit {
 		return fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, len(payload), limit)
 	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(v); err != nil {
+	// One JSON value and nothing after it but white space.
+	if err := json.Unmarshal(payload, v); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: trailing data", ErrMalformed)
 	}
 	return nil
 }

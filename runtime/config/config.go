@@ -66,6 +66,9 @@ type Site struct {
 	Dir      string         `yaml:"-"` // its directory; relative paths in the file start here
 	Location *time.Location `yaml:"-"` // Timezone, loaded
 	authMode string         // AuthMode, resolved at Load
+	// memberAt is each member's index in Members, made at Load (Member is
+	// asked per message and per status answer: a site has thousands).
+	memberAt map[string]int
 	ast      *ast.File
 }
 
@@ -283,6 +286,12 @@ func Parse(path string, data []byte) (*Site, error) {
 	}
 	s.applyDefaults()
 	s.authMode = s.resolveAuthMode()
+	s.memberAt = make(map[string]int, len(s.Members))
+	for i, m := range s.Members {
+		if _, dup := s.memberAt[m.ID]; !dup { // a duplicate is a validation error; the first stands
+			s.memberAt[m.ID] = i
+		}
+	}
 	if errs := s.validate(); len(errs) > 0 {
 		return nil, errs
 	}
@@ -482,6 +491,10 @@ func (s *Site) checkTiming(add func(path, format string, args ...any), intervalP
 
 // Member returns the member with the given id.
 func (s *Site) Member(id string) (*Member, bool) {
+	if i, ok := s.memberAt[id]; ok && i < len(s.Members) && s.Members[i].ID == id {
+		return &s.Members[i], true
+	}
+	// A Site not made by Load, or whose Members changed since.
 	for i := range s.Members {
 		if s.Members[i].ID == id {
 			return &s.Members[i], true
