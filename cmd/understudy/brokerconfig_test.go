@@ -16,8 +16,9 @@ import (
 
 // Debian's mosquitto with the files broker-config writes enforces what the
 // embedded broker enforces on a site with a key: no anonymous client, a
-// member may publish only its own topics, and the site's instances (with
-// their key-derived accounts) fail over through it.
+// member may publish only its own topics, the site's instances (with
+// their key-derived accounts) fail over through it, and show control with a
+// reply_prefix of its own gets the coordinator's replies there.
 func TestMosquittoWithTheGeneratedConfigurationIsClosedAndFailsOver(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -28,6 +29,16 @@ func TestMosquittoWithTheGeneratedConfigurationIsClosedAndFailsOver(t *testing.T
 	var out, errs bytes.Buffer
 	if code := run([]string{"keys", "new", "-c", site}, &out, &errs); code != 0 {
 		t.Fatalf("keys new: %s", errs.String())
+	}
+	// keys new loads the site, which without a key needs an account for
+	// the instances among the users: show control's comes after the key.
+	const showctl = `users: [{username: showctl, password: show-pass, reply_prefix: showctl/replies/, publish: ["understudy/mosq/command/+"], subscribe: ["showctl/replies/#", "understudy/mosq/#"]}]`
+	b, err := os.ReadFile(site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(site, bytes.Replace(b, []byte("url: tcp://127.0.0.1:1"), []byte("url: tcp://127.0.0.1:1, "+showctl), 1), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	files := t.TempDir()
 	broker := mosquitto.StartConfigured(t, func(host string, port int) string {
@@ -47,11 +58,7 @@ func TestMosquittoWithTheGeneratedConfigurationIsClosedAndFailsOver(t *testing.T
 	if fi, err := os.Stat(filepath.Join(files, "understudy.passwd")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("the password file: %v %v", fi.Mode(), err)
 	}
-	b, err := os.ReadFile(site)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(site, bytes.Replace(b, []byte("tcp://127.0.0.1:1"), []byte(broker.URL), 1), 0o644); err != nil {
+	if err := os.WriteFile(site, bytes.Replace(b, []byte("url: tcp://127.0.0.1:1"), []byte("url: "+broker.URL+", "+showctl), 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -68,6 +75,13 @@ func TestMosquittoWithTheGeneratedConfigurationIsClosedAndFailsOver(t *testing.T
 	sw.expectRoutes(t, 10*time.Second, [2]int{1, 3}, [2]int{2, 4})
 	runIn(t, nil, site, "main")
 	sw.expectRoutes(t, 20*time.Second, [2]int{1, 1}, [2]int{2, 2})
+	// Show control asks for its reply under its reply_prefix, and gets it.
+	host, port, _ := net.SplitHostPort(broker.Addr)
+	show := mqttPeer{host: host, port: port, user: "showctl", password: "show-pass"}
+	raw := mqttExchange(t, show, "understudy/mosq/command/mode", []byte(`{"mode": "auto", "request_id": "m-1", "reply_to": "showctl/replies/cue/1"}`), "showctl/replies/cue/1")
+	if r := decodeReply(t, []byte(raw)); r["ok"] != true || r["request_id"] != "m-1" {
+		t.Errorf("reply under showctl/replies/: %s", raw)
+	}
 	// mosquitto denied the instances nothing they needed.
 	if log := broker.Process.Output(); strings.Contains(log, "Denied PUBLISH") && strings.Contains(log, "understudy-") {
 		t.Errorf("mosquitto denied an instance a publish:\n%s", log)

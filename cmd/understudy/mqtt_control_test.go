@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -332,5 +334,93 @@ func TestEmbeddedBrokerUsersDecideWhoMayCommand(t *testing.T) {
 	state, err := exec.Command("mosquitto_sub", show.args("-t", "understudy/"+name+"/takeover", "-C", "1", "-W", "10")...).Output()
 	if err != nil || !strings.Contains(string(state), `"mode":"manual"`) {
 		t.Fatalf("takeover state after the viewer's attempt: %v %s", err, state)
+	}
+}
+
+// Show control with a topic tree of its own gets its replies there: a bus
+// user's reply_prefix (showctl/replies/) lets a command name a reply_to
+// under it, and the embedded broker lets the coordinator publish there,
+// with a site key (the coordinator's key-derived account) and without (the
+// instances' account of bus.users). A reply_to beside or above the prefix,
+// with a wild card, a $ topic or one of the site's own topics is refused
+// on the default reply topic, with the reason naming where replies may go.
+func TestRepliesGoUnderAShowControlReplyPrefix(t *testing.T) {
+	for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing (Debian package mosquitto-clients; .ci/deps installs it): %v", tool, err)
+		}
+	}
+	for _, keyed := range []bool{true, false} {
+		name := map[bool]string{true: "site key", false: "accounts"}[keyed]
+		t.Run(name, func(t *testing.T) {
+			port := freePort(t)
+			host, portNum, _ := net.SplitHostPort(port)
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			startSwitcher(t, l)
+			siteName := map[bool]string{true: "prefix-key", false: "prefix-acc"}[keyed]
+			show := fmt.Sprintf(`{username: showctl, password: show-pass, reply_prefix: showctl/replies/, publish: ["understudy/%[1]s/command/+"], `+
+				`subscribe: ["showctl/replies/#", "understudy/%[1]s/command/+/reply"]}`, siteName)
+			bus := fmt.Sprintf(`listen: %q, users: [%s]`, port, show)
+			if !keyed {
+				bus = fmt.Sprintf(`listen: %q, username: understudy, password: inst-pass, users: [{username: understudy, password: inst-pass}, %s]`, port, show)
+			}
+			site := writeSite(t, siteParams{Name: siteName, Bus: bus, Router: l.Addr().String()})
+			if keyed {
+				// keys new loads the site, which without a key needs an
+				// account for the instances among the users: the users come after.
+				writeBus := func(bus string) {
+					b, err := os.ReadFile(site)
+					if err != nil {
+						t.Fatal(err)
+					}
+					b = regexp.MustCompile(`(?m)^bus: \{.*\}$`).ReplaceAll(b, []byte("bus: {"+bus+"}"))
+					if err := os.WriteFile(site, b, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				writeBus(fmt.Sprintf(`listen: %q`, port))
+				var out, errs bytes.Buffer
+				if code := run([]string{"keys", "new", "-c", site}, &out, &errs); code != 0 {
+					t.Fatalf("keys new: %s", errs.String())
+				}
+				writeBus(bus)
+			}
+			backup := runIn(t, nil, site, "backup")
+			backup.wait(20*time.Second, "msg", "bus connected")
+			if keyed {
+				backup.wait(5*time.Second, "msg", "messages between instances are authenticated")
+			}
+
+			peer := mqttPeer{host: host, port: portNum, user: "showctl", password: "show-pass"}
+			command := "understudy/" + siteName + "/command/mode"
+			raw := mqttExchange(t, peer, command, []byte(`{"mode": "manual", "request_id": "p-1", "reply_to": "showctl/replies/x"}`), "showctl/replies/x")
+			if r := decodeReply(t, []byte(raw)); r["ok"] != true || r["verb"] != "mode" || r["request_id"] != "p-1" || recordOf(r, "mode_changed") == nil {
+				t.Fatalf("reply under the prefix: %s", raw)
+			}
+			for i, replyTo := range []string{"showctl/repliesX", "showctl/replies/#", "showctl/replies/", "$SYS/x", "understudy/" + siteName + "/command/takeover", "lights/stage"} {
+				id := fmt.Sprintf("bad-%d", i)
+				payload, _ := json.Marshal(map[string]string{"mode": "manual", "request_id": id, "reply_to": replyTo})
+				raw := mqttExchange(t, peer, command, payload, command+"/reply")
+				r := decodeReply(t, []byte(raw))
+				if r["ok"] != false || r["request_id"] != id || !strings.Contains(fmt.Sprint(r["error"]), "bad command: invalid field: reply_to") {
+					t.Fatalf("reply_to %q: answered on the default topic with %s", replyTo, raw)
+				}
+				if wild := strings.ContainsAny(replyTo, "#"); !wild && !strings.Contains(fmt.Sprint(r["error"]), "replies go under understudy/"+siteName+"/reply/… or showctl/replies/…") {
+					t.Errorf("reply_to %q: the reason does not name the prefixes: %s", replyTo, raw)
+				}
+			}
+			// Still on the bus, and still answering under the prefix.
+			raw = mqttExchange(t, peer, command, []byte(`{"mode": "auto", "request_id": 2, "reply_to": "showctl/replies/companion/2"}`), "showctl/replies/companion/2")
+			if r := decodeReply(t, []byte(raw)); r["ok"] != true || fmt.Sprint(r["request_id"]) != "2" {
+				t.Fatalf("second reply under the prefix: %s", raw)
+			}
+			// The broker refused nobody anything: the coordinator may publish there.
+			if backup.has("msg", "client refused a topic") || backup.has("msg", "command reply not published") {
+				t.Errorf("a publish or subscription was refused:\n%s", backup.p.Output())
+			}
+		})
 	}
 }

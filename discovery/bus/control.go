@@ -3,6 +3,7 @@ package bus
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -177,14 +178,48 @@ func (t Topics) ReplyPrefix() string { return "understudy/" + t.Site + "/reply/"
 // Reply is the default reply topic of a command: understudy/<site>/command/<verb>/reply.
 func (t Topics) Reply(verb string) string { return t.Control(verb) + "/reply" }
 
+// MaxReplyPrefix bounds a reply prefix an operator account may name
+// (CheckReplyPrefix): one byte less than MaxReplyTo, so that a reply_to
+// under it can still be a topic of its own.
+const MaxReplyPrefix = MaxReplyTo - 1
+
+// CheckReplyPrefix checks a topic prefix under which commands may ask for
+// their replies besides understudy/<site>/reply/ (site.yaml's
+// bus.users[].reply_prefix, like "showctl/replies/"): not empty, ending in
+// "/", UTF-8 without NUL, no wild cards (+, #), not a $ topic, at most
+// MaxReplyPrefix bytes, and outside understudy's own topics ("understudy/"
+// of every site: commands, states, heartbeats), so a reply can never land
+// on them.
+func CheckReplyPrefix(p string) error {
+	switch {
+	case p == "":
+		return errors.New("reply_prefix is empty: give a topic prefix ending in /, like showctl/replies/")
+	case len(p) > MaxReplyPrefix:
+		return fmt.Errorf("reply_prefix of %d bytes: at most %d, so that a reply_to under it stays within %d", len(p), MaxReplyPrefix, MaxReplyTo)
+	case !utf8.ValidString(p) || strings.ContainsRune(p, 0):
+		return fmt.Errorf("reply_prefix %q is not UTF-8 text without NUL", p)
+	case strings.ContainsAny(p, "+#"):
+		return fmt.Errorf("reply_prefix %q: a prefix of topics to publish on has no wild cards (+, #)", p)
+	case p[0] == '$':
+		return fmt.Errorf("reply_prefix %q: topics starting with $ are the broker's", p)
+	case !strings.HasSuffix(p, "/"):
+		return fmt.Errorf("reply_prefix %q: end it in / (%q), so that it is a topic level of its own and not the start of one", p, p+"/")
+	case strings.HasPrefix(p, "understudy/"):
+		return fmt.Errorf("reply_prefix %q is inside understudy's own topics: a reply must never land on a site's commands, states or heartbeats (understudy/<site>/reply/ is allowed without a prefix)", p)
+	}
+	return nil
+}
+
 // ReplyTopic is where the answer to a command goes: its reply_to when it
 // has one, else the default reply topic. A reply_to must be a topic under
-// understudy/<site>/reply/ (or the default reply topic itself): without wild
-// cards, at most MaxReplyTo bytes of UTF-8 without NUL. Anything else would
-// let whoever may send a command make the coordinator publish on any topic
-// (a member's command topic, say). A bad reply_to is an error wrapping
-// ErrInvalid; the reply then goes to the default topic.
-func (t Topics) ReplyTopic(c Control) (string, error) {
+// understudy/<site>/reply/, under one of prefixes (the operator accounts'
+// reply prefixes; one that CheckReplyPrefix refuses is ignored), or the
+// default reply topic itself: without wild cards, at most MaxReplyTo bytes
+// of UTF-8 without NUL, not a $ topic. Anything else would let whoever may
+// send a command make the coordinator publish on any topic (a member's
+// command topic, say). A bad reply_to is an error wrapping ErrInvalid that
+// names where replies may go; the reply then goes to the default topic.
+func (t Topics) ReplyTopic(c Control, prefixes []string) (string, error) {
 	def := t.Reply(c.Verb)
 	if !c.HasReplyTo {
 		return def, nil
@@ -201,14 +236,24 @@ func (t Topics) ReplyTopic(c Control) (string, error) {
 		return def, fmt.Errorf("%w: reply_to %q: a topic to publish on has no wild cards (+, #)", ErrInvalid, r)
 	case r == def:
 		return r, nil
-	case strings.HasPrefix(r, t.ReplyPrefix()) && len(r) > len(t.ReplyPrefix()):
-	default:
-		return def, fmt.Errorf("%w: reply_to %q: replies go under %s… (or to %s)", ErrInvalid, r, t.ReplyPrefix(), def)
+	case !under(r, t.ReplyPrefix()) && !slices.ContainsFunc(prefixes, func(p string) bool { return CheckReplyPrefix(p) == nil && under(r, p) }):
+		allowed := []string{t.ReplyPrefix() + "…"}
+		for _, p := range prefixes {
+			if CheckReplyPrefix(p) == nil && !slices.Contains(allowed, p+"…") {
+				allowed = append(allowed, p+"…")
+			}
+		}
+		return def, fmt.Errorf("%w: reply_to %q: replies go under %s (or to %s)", ErrInvalid, r, strings.Join(allowed, " or "), def)
 	}
 	if err := CheckTopic(r); err != nil {
 		return def, fmt.Errorf("reply_to: %w", err)
 	}
 	return r, nil
+}
+
+// under reports whether topic is a topic below prefix (which ends in "/").
+func under(topic, prefix string) bool {
+	return len(topic) > len(prefix) && strings.HasPrefix(topic, prefix)
 }
 
 // jsonKind names the JSON value that starts with b, for errors.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestDecodeControl(t *testing.T) {
@@ -61,29 +62,106 @@ func TestDecodeControl(t *testing.T) {
 
 func TestReplyTopic(t *testing.T) {
 	topics := Topics{Site: "hall"}
+	const def = "understudy/hall/command/mode/reply"
 	for _, tc := range []struct {
 		replyTo string
 		set     bool
 		want    string
 		err     bool
 	}{
-		{"", false, "understudy/hall/command/mode/reply", false},
+		{"", false, def, false},
 		{"understudy/hall/reply/companion/42", true, "understudy/hall/reply/companion/42", false},
-		{"understudy/hall/command/mode/reply", true, "understudy/hall/command/mode/reply", false},
-		{"", true, "understudy/hall/command/mode/reply", true},
-		{"understudy/hall/reply/", true, "understudy/hall/command/mode/reply", true},
-		{"understudy/hall/reply/+", true, "understudy/hall/command/mode/reply", true},
-		{"understudy/hall/reply/#", true, "understudy/hall/command/mode/reply", true},
-		{"understudy/hall/member/main/command", true, "understudy/hall/command/mode/reply", true},
-		{"understudy/other/reply/x", true, "understudy/hall/command/mode/reply", true},
-		{"understudy/hall/command/takeover/reply", true, "understudy/hall/command/mode/reply", true},
-		{"lights/stage/on", true, "understudy/hall/command/mode/reply", true},
-		{"understudy/hall/reply/" + strings.Repeat("x", MaxReplyTo), true, "understudy/hall/command/mode/reply", true},
-		{"understudy/hall/reply/a\x00b", true, "understudy/hall/command/mode/reply", true},
+		{def, true, def, false},
+		{"", true, def, true},
+		{"understudy/hall/reply/", true, def, true},
+		{"understudy/hall/reply/+", true, def, true},
+		{"understudy/hall/reply/#", true, def, true},
+		{"understudy/hall/member/main/command", true, def, true},
+		{"understudy/other/reply/x", true, def, true},
+		{"understudy/hall/command/takeover/reply", true, def, true},
+		{"lights/stage/on", true, def, true},
+		{"showctl/replies/x", true, def, true}, // no reply prefix configured
+		{"understudy/hall/reply/" + strings.Repeat("x", MaxReplyTo), true, def, true},
+		{"understudy/hall/reply/a\x00b", true, def, true},
 	} {
-		got, err := topics.ReplyTopic(Control{Verb: "mode", ReplyTo: tc.replyTo, HasReplyTo: tc.set})
+		got, err := topics.ReplyTopic(Control{Verb: "mode", ReplyTo: tc.replyTo, HasReplyTo: tc.set}, nil)
 		if got != tc.want || (err != nil) != tc.err || err != nil && !errors.Is(err, ErrInvalid) {
 			t.Errorf("reply_to %q (set %v): %q, %v; want %q, error %v", tc.replyTo, tc.set, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+// With reply prefixes (bus.users[].reply_prefix), a reply_to under one of
+// them gets the reply there; anything else is refused as before, answered
+// on the default reply topic, with an error naming where replies may go. A
+// prefix CheckReplyPrefix refuses opens nothing.
+func TestReplyTopicUnderAReplyPrefix(t *testing.T) {
+	topics := Topics{Site: "hall"}
+	const def = "understudy/hall/command/takeover/reply"
+	prefixes := []string{"showctl/replies/", "qlab/", "understudy/hall/", "", "$SYS/", "open"}
+	for _, tc := range []struct {
+		replyTo, want string
+	}{
+		{"showctl/replies/x", "showctl/replies/x"},
+		{"showctl/replies/companion/42", "showctl/replies/companion/42"},
+		{"qlab/cue-7", "qlab/cue-7"},
+		{"understudy/hall/reply/x", "understudy/hall/reply/x"},
+		{def, def},
+		{"showctl/replies/", def},  // the prefix itself is no topic under it
+		{"showctl/replies/#", def}, // a wild card
+		{"showctl/replies/+/x", def},
+		{"showctl/repliesX", def}, // not under the prefix: it ends in /
+		{"showctl/replies", def},
+		{"showctl/other", def},
+		{"$SYS/broker/x", def},                       // a $ prefix opens nothing
+		{"understudy/hall/command/takeover", def},    // nor one inside understudy/
+		{"understudy/hall/member/main/command", def}, // (the site's own topics)
+		{"openx", def},                               // nor one without the closing /
+		{"showctl/replies/" + strings.Repeat("x", MaxReplyTo), def},
+		{"showctl/replies/\xff", def},
+		{"showctl/replies/a\x00b", def},
+	} {
+		got, err := topics.ReplyTopic(Control{Verb: "takeover", ReplyTo: tc.replyTo, HasReplyTo: true}, prefixes)
+		if got != tc.want {
+			t.Errorf("reply_to %q: answered on %q, want %q (%v)", tc.replyTo, got, tc.want, err)
+		}
+		if refused := tc.want != tc.replyTo; refused != (err != nil) || err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("reply_to %q: error %v, want refused %v", tc.replyTo, err, refused)
+		}
+	}
+	_, err := topics.ReplyTopic(Control{Verb: "takeover", ReplyTo: "showctl/repliesX", HasReplyTo: true}, []string{"showctl/replies/", "qlab/", "showctl/replies/"})
+	if want := `reply_to "showctl/repliesX": replies go under understudy/hall/reply/… or showctl/replies/… or qlab/… (or to ` + def + ")"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v\nwant it to name the prefixes: %s", err, want)
+	}
+	_, err = topics.ReplyTopic(Control{Verb: "takeover", ReplyTo: "x/y", HasReplyTo: true}, []string{"understudy/hall/", "$SYS/"})
+	if err == nil || strings.Contains(err.Error(), "$SYS") || strings.Contains(err.Error(), "understudy/hall/…") {
+		t.Errorf("bad prefixes named as allowed: %v", err)
+	}
+}
+
+func TestCheckReplyPrefix(t *testing.T) {
+	for _, p := range []string{"showctl/replies/", "a/", "/", "qlab/show 1/replies/", "ünïcode/", strings.Repeat("x", MaxReplyPrefix-1) + "/"} {
+		if err := CheckReplyPrefix(p); err != nil {
+			t.Errorf("%q refused: %v", p, err)
+		}
+	}
+	for _, tc := range []struct{ prefix, want string }{
+		{"", "reply_prefix is empty"},
+		{"showctl/replies", `end it in / ("showctl/replies/")`},
+		{"showctl/+/", "no wild cards"},
+		{"showctl/#", "no wild cards"},
+		{"#/", "no wild cards"},
+		{"$SYS/", "topics starting with $ are the broker's"},
+		{"$share/g/", "topics starting with $ are the broker's"},
+		{"understudy/", "inside understudy's own topics"},
+		{"understudy/hall/reply/", "inside understudy's own topics"},
+		{"understudy/other/", "inside understudy's own topics"},
+		{"a\x00/", "not UTF-8 text without NUL"},
+		{"\xff/", "not UTF-8 text without NUL"},
+		{strings.Repeat("x", MaxReplyPrefix) + "/", "reply_prefix of 256 bytes: at most 255"},
+	} {
+		if err := CheckReplyPrefix(tc.prefix); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error with %q", tc.prefix, err, tc.want)
 		}
 	}
 }
@@ -102,20 +180,23 @@ func FuzzDecodeControl(f *testing.F) {
 		{"mode", ``},
 		{"mode", `{"mode":"auto"}{}`},
 		{"mode", `{"reply_to":"$SYS/x"}`},
+		{"mode", `{"reply_to":"showctl/replies/x"}`},
+		{"mode", `{"reply_to":"showctl/repliesX"}`},
 		{"mode", `{"reply_to":"understudy/hall/reply/\u0000"}`},
 		{"mode", `{"a":{"b":{"c":[1,2,{"d":null}]}}}`},
 	} {
 		f.Add(seed.verb, []byte(seed.payload))
 	}
 	topics := Topics{Site: "hall"}
+	prefixes := []string{"showctl/replies/"}
 	f.Fuzz(func(t *testing.T, verb string, payload []byte) {
 		c, err := DecodeControl(verb, payload)
-		to, rerr := topics.ReplyTopic(c)
+		to, rerr := topics.ReplyTopic(c, prefixes)
 		if cerr := CheckTopic(to); cerr != nil && verbRe.MatchString(verb) {
 			t.Fatalf("reply topic %q: %v", to, cerr)
 		}
-		if rerr == nil && to != topics.Reply(c.Verb) && !strings.HasPrefix(to, topics.ReplyPrefix()) {
-			t.Fatalf("reply topic %q outside %s", to, topics.ReplyPrefix())
+		if rerr == nil && to != topics.Reply(c.Verb) && !strings.HasPrefix(to, topics.ReplyPrefix()) && !strings.HasPrefix(to, prefixes[0]) {
+			t.Fatalf("reply topic %q outside %s and %s", to, topics.ReplyPrefix(), prefixes[0])
 		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
@@ -135,28 +216,47 @@ func FuzzDecodeControl(f *testing.F) {
 	})
 }
 
-// FuzzReplyTopic: whatever reply_to says, the answer goes to the default
-// reply topic or under understudy/<site>/reply/, on a plain topic: never a
-// wild card, a $ topic, a command topic, NUL, or more than MaxReplyTo bytes.
+// FuzzReplyTopic: whatever reply_to and the configured reply prefix say,
+// the answer goes to the default reply topic, under
+// understudy/<site>/reply/, or under the prefix when CheckReplyPrefix takes
+// it, on a plain topic: never a wild card, a $ topic, a command topic or
+// another of understudy's own topics, NUL, or more than MaxReplyTo bytes.
+// A prefix CheckReplyPrefix takes is itself never one that could reach them.
 func FuzzReplyTopic(f *testing.F) {
 	for _, seed := range []string{
 		"showctl/#", "understudy/hall/reply/companion/42", "understudy/hall/reply/", "understudy/hall/reply/+",
 		"understudy/hall/command/takeover", "understudy/hall/member/main/command", "$SYS/broker", "understudy/hall/reply/a\x00b",
 		"understudy/hall/command/mode/reply", "understudy/hall/reply/" + strings.Repeat("x", MaxReplyTo), "understudy/hall/reply/\xff", "",
 	} {
-		f.Add("mode", seed)
+		f.Add("mode", seed, "")
+	}
+	for _, seed := range [][2]string{
+		{"showctl/replies/x", "showctl/replies/"}, {"showctl/replies/#", "showctl/replies/"}, {"showctl/repliesX", "showctl/replies"},
+		{"$SYS/broker/x", "$SYS/"}, {"understudy/hall/command/takeover", "understudy/hall/command/"}, {"understudy/other/x", "understudy/"},
+		{"showctl/replies/" + strings.Repeat("x", MaxReplyTo), "showctl/replies/"}, {"a/b", "a/"}, {"a/\x00", "a/"},
+	} {
+		f.Add("takeover", seed[0], seed[1])
 	}
 	topics := Topics{Site: "hall"}
-	f.Fuzz(func(t *testing.T, verb, replyTo string) {
+	f.Fuzz(func(t *testing.T, verb, replyTo, prefix string) {
+		if perr := CheckReplyPrefix(prefix); perr == nil {
+			if prefix == "" || len(prefix) > MaxReplyPrefix || strings.ContainsAny(prefix, "+#\x00") || prefix[0] == '$' ||
+				!strings.HasSuffix(prefix, "/") || strings.HasPrefix(prefix, "understudy/") || !utf8.ValidString(prefix) {
+				t.Fatalf("reply prefix %q accepted", prefix)
+			}
+		}
 		if !verbRe.MatchString(verb) {
 			return // DecodeControl refuses the command before its reply_to matters
 		}
-		to, err := topics.ReplyTopic(Control{Verb: verb, ReplyTo: replyTo, HasReplyTo: true})
+		to, err := topics.ReplyTopic(Control{Verb: verb, ReplyTo: replyTo, HasReplyTo: true}, []string{prefix})
 		if cerr := CheckTopic(to); cerr != nil {
-			t.Fatalf("reply_to %q: reply topic %q: %v", replyTo, to, cerr)
+			t.Fatalf("reply_to %q, prefix %q: reply topic %q: %v", replyTo, prefix, to, cerr)
 		}
 		if _, isControl := topics.VerbOf(to); isControl && !strings.HasSuffix(to, "/reply") {
-			t.Fatalf("reply_to %q: a command topic %q", replyTo, to)
+			t.Fatalf("reply_to %q, prefix %q: a command topic %q", replyTo, prefix, to)
+		}
+		if strings.HasPrefix(to, "understudy/") && to != topics.Reply(verb) && !strings.HasPrefix(to, topics.ReplyPrefix()) {
+			t.Fatalf("reply_to %q, prefix %q: one of understudy's own topics %q", replyTo, prefix, to)
 		}
 		if err != nil {
 			if to != topics.Reply(verb) || !errors.Is(err, ErrInvalid) {
@@ -164,8 +264,9 @@ func FuzzReplyTopic(f *testing.F) {
 			}
 			return
 		}
-		if to != replyTo || len(to) > MaxReplyTo || to != topics.Reply(verb) && !strings.HasPrefix(to, topics.ReplyPrefix()) {
-			t.Fatalf("reply_to %q accepted as %q", replyTo, to)
+		underPrefix := CheckReplyPrefix(prefix) == nil && strings.HasPrefix(to, prefix) && len(to) > len(prefix)
+		if to != replyTo || len(to) > MaxReplyTo || to != topics.Reply(verb) && !strings.HasPrefix(to, topics.ReplyPrefix()) && !underPrefix {
+			t.Fatalf("reply_to %q, prefix %q accepted as %q", replyTo, prefix, to)
 		}
 	})
 }

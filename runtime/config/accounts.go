@@ -28,11 +28,12 @@ func (s *Site) InstancePassword(ring *sitekey.Ring, id string) (password string,
 
 // InstanceAccounts are the embedded broker's accounts of the site's own
 // instances when it has a key, with what each may do: the coordinator
-// publishes anywhere in the site's tree (and Home Assistant's discovery
-// configurations when that is on); any other member only on its own topics
-// (heartbeat, presence, ack, health, config, about, copy progress,
-// covering) and the operator command topics it passes on. Everyone reads
-// the site's tree.
+// publishes anywhere in the site's tree, under every reply prefix of
+// bus.users (it alone answers operator commands, and a command may ask for
+// its reply there) and Home Assistant's discovery configurations when that
+// is on; any other member only on its own topics (heartbeat, presence, ack,
+// health, config, about, copy progress, covering) and the operator command
+// topics it passes on. Everyone reads the site's tree.
 func (s *Site) InstanceAccounts(ring *sitekey.Ring) []BusUser {
 	tree := "understudy/" + s.Name + "/#"
 	var out []BusUser
@@ -43,7 +44,7 @@ func (s *Site) InstanceAccounts(ring *sitekey.Ring) []BusUser {
 		u := BusUser{Username: InstanceUsername(m.ID), Subscribe: []string{tree}}
 		u.Password, u.Alternates = s.InstancePassword(ring, m.ID)
 		if m.ID == s.Coordinator {
-			u.Publish = []string{tree}
+			u.Publish = append([]string{tree}, s.ReplyFilters()...)
 			if s.HomeAssistant.Discovery {
 				u.Publish = append(u.Publish, s.HomeAssistant.ConfigFilter())
 			}

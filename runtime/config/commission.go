@@ -96,6 +96,7 @@ func (s *Site) Commission() Errors {
 		}
 	}
 	s.commissionReach(add)
+	s.commissionReplies(add)
 	return errs
 }
 

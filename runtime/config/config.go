@@ -115,6 +115,12 @@ type BusUser struct {
 	Password  string   `yaml:"password"`
 	Publish   []string `yaml:"publish"`
 	Subscribe []string `yaml:"subscribe"`
+	// ReplyPrefix is a topic prefix outside understudy/ (like
+	// "showctl/replies/") under which commands may ask for their replies
+	// (reply_to), besides understudy/<site>/reply/. MQTT does not say who
+	// published a command, so every prefix holds for every command of the
+	// site (see Site.ReplyPrefixes).
+	ReplyPrefix string `yaml:"reply_prefix"`
 	// Alternates are passwords also accepted (an instance's, derived from
 	// the other keys of the ring during a key change).
 	Alternates []string `yaml:"-"`

@@ -35,7 +35,11 @@ func (s *Site) commissionReach(add func(warning bool, path, format string, args 
 			if key == "users" && s.AuthMode() != AuthOff {
 				continue // understudy broker-config writes them into the external broker's files
 			}
-			if s.node("$.bus."+key) != nil {
+			switch {
+			case s.node("$.bus."+key) == nil:
+			case key == "users" && len(s.ReplyPrefixes()) > 0:
+				add(true, "$.bus."+key, "bus.users are ignored but for their reply_prefix: with bus.url every member connects to %s and no member embeds a broker (that broker must let the coordinator publish to %s)", s.Bus.URL, strings.Join(s.ReplyFilters(), ", "))
+			default:
 				add(true, "$.bus."+key, "bus.%s is ignored: with bus.url every member connects to %s and no member embeds a broker", key, s.Bus.URL)
 			}
 		}

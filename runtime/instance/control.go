@@ -109,7 +109,7 @@ func (inst *Instance) handleCommand(w http.ResponseWriter, r *http.Request) {
 	case len(body) > bus.MaxControlPayload:
 		err = fmt.Errorf("%w: over %d bytes (limit %d)", bus.ErrTooLarge, bus.MaxControlPayload, bus.MaxControlPayload)
 	case err == nil:
-		_, err = (bus.Topics{Site: inst.site.Name}).ReplyTopic(cmd)
+		_, err = (bus.Topics{Site: inst.site.Name}).ReplyTopic(cmd, inst.site.ReplyPrefixes())
 	}
 	if err != nil {
 		status := http.StatusBadRequest
@@ -170,9 +170,9 @@ func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[st
 // controlFromBus takes an operator command that came over MQTT: a command
 // that does not decode, or names a reply_to it may not, is counted as a
 // dropped payload and refused (on the default reply topic, or on its
-// reply_to when that is a good one); any other is carried out on a
-// goroutine of its own (bus callbacks must not block), at most
-// cap(busCommands) at once.
+// reply_to when that is a good one: under understudy/<site>/reply/ or a
+// bus user's reply_prefix); any other is carried out on a goroutine of its
+// own (bus callbacks must not block), at most cap(busCommands) at once.
 func (inst *Instance) controlFromBus(m bus.Message) {
 	topics := bus.Topics{Site: inst.site.Name}
 	verb, _ := topics.VerbOf(m.Topic)
@@ -180,7 +180,7 @@ func (inst *Instance) controlFromBus(m bus.Message) {
 		return // a command is for now, not for whoever connects later
 	}
 	cmd, err := bus.DecodeControl(verb, m.Payload)
-	replyTo, rerr := topics.ReplyTopic(cmd)
+	replyTo, rerr := topics.ReplyTopic(cmd, inst.site.ReplyPrefixes())
 	if err == nil {
 		err = rerr
 	}
