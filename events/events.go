@@ -101,6 +101,9 @@ const (
 	AlarmCleared = "alarm_cleared"
 	// EventQuarantined: a poison event set aside.
 	EventQuarantined = "event_quarantined"
+	// EventHeld: a member event not handed to the policy because its name
+	// is quarantined for that member.
+	EventHeld = "event_held"
 	// commands and timers
 	Command = "command" // the record of an operator command; the policy receives command:VERB
 	// drills
@@ -302,8 +305,10 @@ func List() []Event {
 			When: "an alarm was raised (the runtime's kinds: **Alarms** in the README)"},
 		{Name: AlarmCleared, Group: GroupAlarms, Policy: true, Record: true, Fields: f("kind", "key", "why", "raised_s", "member"),
 			When: "it ended"},
-		{Name: EventQuarantined, Group: GroupAlarms, Record: true, Fields: []Field{fd("event", ""), fd("member", ""), fd("seq", ""), fd("deliveries", "deliveries begun that never finished"), fd("why", ""), fd("proposal", "`quarantine-SEQ`: confirm runs the event once more, reject drops it")},
-			When: "at start, an event whose handlers took the process down twice (hung and killed, out of memory, crashed) was set aside instead of handed to the policy again; an alarm `event_quarantined` goes with it"},
+		{Name: EventQuarantined, Group: GroupAlarms, Record: true, Fields: []Field{fd("event", ""), fd("member", ""), fd("seq", ""), fd("deliveries", "deliveries begun that never finished"), fd("why", ""), fd("proposal", "`quarantine-SEQ`: confirm runs the event once more, reject drops it (a member event's: lifts its quarantine)")},
+			When: "at start, an event whose handlers took the process down twice (hung and killed, out of memory, crashed) was set aside instead of handed to the policy again; an alarm `event_quarantined` goes with it. For a member event (`member_lost`, `member_broken`, …) later events of that name for that member are held (`event_held`) until the proposal is confirmed or rejected"},
+		{Name: EventHeld, Group: GroupAlarms, Record: true, Fields: []Field{fd("event", ""), fd("member", ""), fd("proposal", "the quarantine that holds it"), fd("held", "how many were held since it was quarantined")},
+			When: "a member event was not handed to the policy: its name is quarantined for that member (`event_quarantined`); confirm the proposal to run it once more, reject it to lift the quarantine"},
 		// commands and timers
 		{Name: Command, Group: GroupCommands, Record: true, Fields: []Field{fd("verb", ""), fd("args", "the command's fields and `by`"), fd("error", "why it was refused")},
 			When: "an operator command arrived (refused ones too); a command not refused reaches the policy as `command:VERB`"},

@@ -104,3 +104,103 @@ end)`, 1)
 		t.Errorf("/status quarantined after confirm: %+v", st.Quarantined)
 	}
 }
+
+// A member_lost handler that takes the coordinator down would do so at every
+// start: member events are not kept in the inbox (the member table raises
+// them afresh after a restart), so the restarted coordinator judges the
+// member lost again, runs the same handler and dies again. Here main's
+// member_lost handler hangs and the test kills the coordinator each time, as
+// the watchdog would. After the second death member_lost of main is
+// quarantined at start: the coordinator starts, says so (log, /status,
+// /metrics, an alarm), main's next member_lost is held instead of run, and
+// once the policy is fixed an operator's confirm runs it once more and main
+// is taken over.
+func TestAPoisonMemberLostIsQuarantinedAfterTwoDeaths(t *testing.T) {
+	ts := newTakeoverSite(t, "poisonlost", false)
+	hanging := strings.Replace(takeoverPolicy,
+		`us.on("member_lost", function(ev) if ev.member.id == "main" then us.takeover(ev.member, "backup") end end)`,
+		`us.on("member_lost", function(ev)
+  us.log.info("member_lost handler hangs")
+  local t0 = us.now()
+  while us.now() - t0 < 50 do end
+end)`, 1)
+	if hanging == takeoverPolicy {
+		t.Fatal("the member_lost handler to replace is not in takeoverPolicy")
+	}
+	policyFile := filepath.Join(filepath.Dir(ts.coordSite), "policy.lua")
+	if err := os.WriteFile(policyFile, []byte(hanging), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A deadline longer than the hang: it stands for a hang no deadline
+	// stops (a Go built-in, an allocation storm).
+	b, err := os.ReadFile(ts.coordSite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ts.coordSite, []byte(strings.Replace(string(b), "policy: {file: policy.lua}", "policy: {file: policy.lua, handler_timeout: 60s}", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mgr, main, _ := ts.startAll()
+	if err := main.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	mgr.wait(10*time.Second, "msg", "member_lost handler hangs")
+	if err := mgr.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// The first restart judges main lost again and runs the handler again:
+	// the process may have died for another reason.
+	mgr = ts.run("manager")
+	mgr.wait(20*time.Second, "msg", "the handlers of a member event did not finish before the restart; it is not handed to the policy again by itself, and if it is raised again and its handlers do not finish once more it is quarantined", "event", "member_lost", "member", "main")
+	mgr.wait(30*time.Second, "msg", "member_lost handler hangs")
+	if err := mgr.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// The second does not.
+	mgr = ts.run("manager")
+	q := mgr.wait(20*time.Second, "msg", "event quarantined: member_lost of main is not handed to the policy again", "level", "ERROR", "member", "main")
+	proposal := q.str("proposal")
+	mgr.wait(20*time.Second, "msg", "ALARM event_quarantined")
+	api := apiAddress(t, mgr)
+	waitHealthz(t, http.DefaultClient, api+"/healthz", http.StatusOK, "ok")
+	mgr.wait(30*time.Second, "msg", "event held: member_lost of main is quarantined and not handed to the policy (logged once; each is recorded as event_held)")
+	if mgr.has("msg", "member_lost handler hangs") {
+		t.Fatal("the quarantined member_lost was handed to the policy again")
+	}
+	var st struct {
+		Quarantined []struct {
+			Proposal, Event, Member string
+			Deliveries, Held        int
+		} `json:"quarantined"`
+	}
+	getJSON(t, api+"/status", &st)
+	if len(st.Quarantined) != 1 || st.Quarantined[0].Proposal != proposal || st.Quarantined[0].Event != "member_lost" || st.Quarantined[0].Member != "main" || st.Quarantined[0].Deliveries != 2 || st.Quarantined[0].Held < 1 {
+		t.Fatalf("/status quarantined %+v, want %s of member_lost of main, held", st.Quarantined, proposal)
+	}
+	resp, err := http.Get(api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), "understudy_events_quarantined 1") {
+		t.Errorf("/metrics has no understudy_events_quarantined 1")
+	}
+
+	// The policy is fixed; the operator confirms: member_lost runs once
+	// more, main is taken over and its outputs go to the backup.
+	mgr.mark()
+	if err := os.WriteFile(policyFile, []byte(takeoverPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mgr.wait(20*time.Second, "msg", "policy reloaded")
+	out := cliOf(t, ts.coordSite, "manager")(0, "confirm", proposal)
+	t.Logf("confirm: %s", out)
+	ts.waitRouting(20*time.Second, map[int]int{1: 3, 2: 4})
+	mgr.wait(10*time.Second, "msg", "alarm cleared: event_quarantined")
+	st.Quarantined = nil
+	getJSON(t, api+"/status", &st)
+	if len(st.Quarantined) != 0 {
+		t.Errorf("/status quarantined after confirm: %+v", st.Quarantined)
+	}
+}

@@ -39,8 +39,10 @@ const (
 	AlarmCopyFoundNone   = "copy_found_nothing"          // a material copy found no folder for the member on the source
 	AlarmCopyIncomplete  = takeover.AlarmCopyIncomplete  // a failback's material copy cannot finish; the standby keeps recording
 	// AlarmCoverageConflict (rebuild.go): two standbys report covering one member.
-	// AlarmEventQuarantined (inbox.go): an event whose handlers took the
-	// process down twice was set aside; confirm runs it once more.
+	// AlarmEventQuarantined (inbox.go, memberdeliveries.go): an event whose
+	// handlers took the process down twice was set aside (a member event:
+	// with the later ones of its name for its member); confirm runs it once
+	// more.
 )
 
 // RuntimeAlarms are the kinds of alarm the runtime raises, with their

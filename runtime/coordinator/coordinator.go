@@ -2,11 +2,12 @@
 // the Lua policy host, the drivers and the actions carried out on them and
 // by members' instances, the takeover bookkeeping (coverage, queue,
 // failback), named timers and the inbox of events the policy must see
-// exactly once, fire drills, material copies, configuration versions, the
-// desired switcher routing, probes and alarms. The instance that coordinates
-// builds one and hands it to its loop (engine.Options.Coordinator); the loop
-// calls it on its own goroutine only, and it reaches the member table, the
-// site and the record stream through the loop.
+// exactly once, the quarantine of poison events, fire drills, material
+// copies, configuration versions, the desired switcher routing, probes and
+// alarms. The instance that coordinates builds one and hands it to its loop
+// (engine.Options.Coordinator); the loop calls it on its own goroutine only,
+// and it reaches the member table, the site and the record stream through
+// the loop.
 package coordinator
 
 import (
@@ -83,6 +84,7 @@ type Coordinator struct {
 	copies   map[string]engine.CopyStatus // material copies in progress, by action id
 	drills   map[string]*drill            // running fire drills, by member
 	claims   map[string][]string          // what each standby reports covering, by standby (rebuild.go)
+	held     map[string]*heldPair         // quarantined member events, by name and member (memberdeliveries.go)
 	alarms   alarms                       // raised alarms
 	routing  routing                      // the desired switcher routing
 	captures []*capture                   // CommandWait's collectors of records
@@ -115,6 +117,7 @@ func New(opts Options) (*Coordinator, error) {
 	e.copies = map[string]engine.CopyStatus{}
 	e.drills = map[string]*drill{}
 	e.claims = map[string][]string{}
+	e.held = map[string]*heldPair{}
 	e.store = opts.Store
 	if e.store == nil {
 		dir, err := os.MkdirTemp("", "understudy-state-")
@@ -189,7 +192,15 @@ func (c *Coordinator) Start(ctx context.Context) error {
 	if err := c.timers.restore(); err != nil {
 		return err
 	}
-	defer c.redeliverInbox()
+	poison, err := c.restoreMemberDeliveries()
+	if err != nil {
+		return err
+	}
+	// The inbox is read before the quarantine's alarms put their events in it.
+	defer func() {
+		c.redeliverInbox()
+		c.quarantineMembers(poison)
+	}()
 	if c.site.PolicyPath() == "" {
 		c.log.Warn("site has no policy: events are recorded, nothing decides")
 		return nil
@@ -392,7 +403,8 @@ func (c *Coordinator) checkPolicy() {
 }
 
 // MemberEvent follows a change in the member table (on the loop): the
-// record, the retained state, the takeover bookkeeping, the policy, and
+// record, the retained state, the takeover bookkeeping, the policy (each
+// delivery counted, a poison one quarantined: memberdeliveries.go), and
 // the site's routing for a member seen alive.
 func (c *Coordinator) MemberEvent(ev members.Event) {
 	switch ev.Kind {
@@ -416,7 +428,7 @@ func (c *Coordinator) MemberEvent(ev members.Event) {
 		c.publishTakeover()
 	}
 	m := c.policyMember(ev.Member.ID)
-	c.dispatch(policy.Event{Name: ev.Kind, At: ev.At, Member: &m, Fields: c.drillFields(m.ID, map[string]any{"reason": ev.Member.Reason, "previous": string(ev.Previous)})})
+	c.dispatchMember(policy.Event{Name: ev.Kind, At: ev.At, Member: &m, Fields: c.drillFields(m.ID, map[string]any{"reason": ev.Member.Reason, "previous": string(ev.Previous)})}, m.ID)
 	if (ev.Kind == members.EventSeen || ev.Kind == members.EventRestored) && ev.Member.State == members.Alive {
 		c.assertMember(ev.Member.ID) // outputs with no desired route yet: its own inputs, or its standby's
 	}

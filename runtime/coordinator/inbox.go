@@ -53,11 +53,18 @@ type inboxEvent struct {
 	Deliveries int            `json:"deliveries,omitempty"`
 }
 
-// quarantined is an inbox event set aside, with when and why.
+// quarantined is an event set aside, with when and why: an inbox event, or
+// a member event (Hold; memberdeliveries.go), whose later occurrences for the
+// same member are held too while it is quarantined.
 type quarantined struct {
 	Event inboxEvent `json:"event"`
 	Since time.Time  `json:"since"`
 	Why   string     `json:"why"`
+	// Hold: a member event; Held counts the later events of its name for
+	// its member that were not handed to the policy, Last is the latest.
+	Hold bool        `json:"hold,omitempty"`
+	Held int         `json:"held,omitempty"`
+	Last *inboxEvent `json:"last,omitempty"`
 }
 
 func inboxKey(seq uint64) string { return fmt.Sprintf("%016x", seq) }
@@ -172,14 +179,23 @@ func quarantineSeq(id string) (uint64, error) {
 }
 
 // confirmQuarantined runs a quarantined event once more (an operator's
-// confirm): it goes back to the inbox with its deliveries, so that if it
-// takes the process down again it is quarantined again at the start.
+// confirm): it goes back to the inbox with its deliveries (a member event
+// is counted from its deliveries when it is handed over: confirmHeld), so
+// that if it takes the process down again it is quarantined again at the
+// start.
 func (c *Coordinator) confirmQuarantined(id, by string) error {
 	q, err := c.takeQuarantined(id, func(tx *store.Tx, q quarantined) error {
+		if q.Hold {
+			return nil
+		}
 		return tx.Put(bucketInbox, inboxKey(q.Event.Seq), q.Event)
 	})
 	if err != nil {
 		return err
+	}
+	if q.Hold {
+		c.confirmHeld(q, by)
+		return nil
 	}
 	c.log.Warn("quarantined event handed to the policy once more", "event", q.Event.Name, "member", q.Event.Member, "by", by)
 	c.clearAlarm(quarantineAlarmKey(q.Event.Seq), "confirmed by "+by+": run once more")
@@ -197,6 +213,10 @@ func (c *Coordinator) rejectQuarantined(id, by string) error {
 	q, err := c.takeQuarantined(id, nil)
 	if err != nil {
 		return err
+	}
+	if q.Hold {
+		c.rejectHeld(q, by)
+		return nil
 	}
 	c.log.Warn("quarantined event dropped", "event", q.Event.Name, "member", q.Event.Member, "by", by)
 	c.clearAlarm(quarantineAlarmKey(q.Event.Seq), "rejected by "+by+": dropped")
@@ -256,7 +276,7 @@ func (c *Coordinator) quarantinedList() []engine.QuarantinedEvent {
 	var out []engine.QuarantinedEvent
 	for _, key := range slices.Sorted(maps.Keys(all)) {
 		q := all[key]
-		out = append(out, engine.QuarantinedEvent{Proposal: quarantineProposal(q.Event.Seq), Event: q.Event.Name, Member: q.Event.Member, Deliveries: q.Event.Deliveries, Since: q.Since, Why: q.Why, At: q.Event.At})
+		out = append(out, engine.QuarantinedEvent{Proposal: quarantineProposal(q.Event.Seq), Event: q.Event.Name, Member: q.Event.Member, Deliveries: q.Event.Deliveries, Since: q.Since, Why: q.Why, At: q.Event.At, Held: q.Held})
 	}
 	return out
 }

@@ -197,7 +197,7 @@ func (c *Coordinator) setBroken(member string, broken bool, failed []string, rea
 	}
 	m := c.policyMember(member)
 	m.Reason = reason
-	c.dispatch(policy.Event{Name: kind, At: c.clock.Now(), Member: &m, Fields: c.drillFields(member, map[string]any{"reason": reason, "disks_failed": failed})})
+	c.dispatchMember(policy.Event{Name: kind, At: c.clock.Now(), Member: &m, Fields: c.drillFields(member, map[string]any{"reason": reason, "disks_failed": failed})}, member)
 }
 
 // Command takes an operator command (from the bus, the CLI or the web). The

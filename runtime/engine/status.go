@@ -28,7 +28,8 @@ type Status struct {
 }
 
 // QuarantinedEvent is a poison event the coordinator set aside: confirm
-// Proposal to run it once more, reject it to drop it.
+// Proposal to run it once more, reject it to drop it (a member event: to
+// lift its quarantine).
 type QuarantinedEvent struct {
 	Proposal   string    `json:"proposal"`
 	Event      string    `json:"event"`
@@ -37,6 +38,9 @@ type QuarantinedEvent struct {
 	At         time.Time `json:"at"`    // when the event happened
 	Since      time.Time `json:"since"` // when it was set aside
 	Why        string    `json:"why"`
+	// Held counts the later events of a quarantined member event (its name,
+	// its member) that were not handed to the policy either.
+	Held int `json:"held,omitempty"`
 }
 
 // TakeoverStatus is the coordinator's takeover state, with grace countdowns.

@@ -273,6 +273,12 @@ func (p *Policy) Handlers() []HandlerCount {
 	return out
 }
 
+// Handles reports whether Dispatch would run any handler for an event of
+// this name (its own or a catch-all "*").
+func (p *Policy) Handles(name string) bool {
+	return !p.closed && len(p.handlers[name])+len(p.handlers[events.CatchAll]) > 0
+}
+
 // HandlerCount is how many handlers an event has.
 type HandlerCount struct {
 	Event string

@@ -534,6 +534,8 @@
     driver_disconnected: (m, f) => f.driver + ' DISCONNECTED',
     alarm: (m, f) => (f.severity === 'warning' ? 'WARNING ' : 'ALARM ') + words(f.kind || '') + (m ? ' of ' + m : '') + ': ' + (f.message || ''),
     alarm_cleared: (m, f) => 'alarm ' + words(f.kind || '') + (m ? ' of ' + m : '') + ' cleared',
+    event_quarantined: (m, f) => (f.event || 'an event') + (m ? ' of ' + m : '') + ' SET ASIDE' + (f.proposal ? ' as ' + f.proposal + ': an operator confirms or rejects it' : ''),
+    event_held: (m, f) => (f.event || 'an event') + (m ? ' of ' + m : '') + ' held, not handed to the policy: it is quarantined' + (f.proposal ? ' (' + f.proposal + ')' : ''),
     bus_silent: () => 'the bus went silent',
     bus_heard: () => 'the bus is heard again',
   };
@@ -559,7 +561,7 @@
     const li = el('li', { data: { type: r.type, subject: r.member || f.member || '' } },
       el('time', { datetime: r.at }, clockTime(r.at, true)), ' ',
       el('span', { class: 'what' }, recordWords(r)));
-    if (/lost|broken|failed|error|disconnected/.test(r.type) || r.type === 'drill_started' || f.error || f.severity) li.classList.add('alarm');
+    if (/lost|broken|failed|error|disconnected|quarantined|held/.test(r.type) || r.type === 'drill_started' || f.error || f.severity) li.classList.add('alarm');
     li.append(...decisions(r));
     return li;
   }
