@@ -310,7 +310,7 @@ func List() []Event {
 		{Name: EventHeld, Group: GroupAlarms, Record: true, Fields: []Field{fd("event", ""), fd("member", ""), fd("proposal", "the quarantine that holds it"), fd("held", "how many were held since it was quarantined")},
 			When: "a member event was not handed to the policy: its name is quarantined for that member (`event_quarantined`); confirm the proposal to run it once more, reject it to lift the quarantine"},
 		// commands and timers
-		{Name: Command, Group: GroupCommands, Record: true, Fields: []Field{fd("verb", ""), fd("args", "the command's fields and `by`"), fd("error", "why it was refused")},
+		{Name: Command, Group: GroupCommands, Record: true, Fields: []Field{fd("verb", ""), fd("args", "the command's fields and `by`: `api` through the coordinator's local API, `api@<member>` through that member's instance's API, which passed it on signed, `mqtt` from the bus, `operator` in a scenario"), fd("error", "why it was refused")},
 			When: "an operator command arrived (refused ones too); a command not refused reaches the policy as `command:VERB`"},
 		{Name: CommandPrefix + "VERB", Group: GroupCommands, Policy: true, Fields: []Field{fd("…", "the command's fields"), fd("by", "")},
 			When: "an operator command (`understudy/<site>/command/VERB`) that the runtime did not refuse"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -292,6 +293,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "site %s, seen from %s (coordinator: %v), bus %s connected %v\n", st.Site, st.Self, st.Coordinator, st.Bus.URL, st.Bus.Connected)
+	fmt.Fprintln(stdout, busAuthLine(st.Bus))
 	if st.Health != "" && st.Health != "ok" {
 		fmt.Fprintf(stdout, "NOT WORKING: %s\n", st.Health)
 	}
@@ -337,4 +339,29 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return 1 // it cannot do its job now (what /healthz says)
 	}
 	return 0
+}
+
+// busAuthLine says how the instance authenticates the bus and what it
+// dropped: `auth required (key k2 of [k2 k1]), dropped payloads: bad_MAC 2,
+// unauthenticated 1`, and in permissive mode the unsigned messages taken.
+func busAuthLine(b instance.BusStatus) string {
+	var line strings.Builder
+	line.WriteString("auth " + cmp.Or(b.Auth, "unknown"))
+	if b.AuthKey != "" {
+		fmt.Fprintf(&line, " (key %s of %v)", b.AuthKey, b.AuthKeys)
+	}
+	if b.Auth == "permissive" {
+		fmt.Fprintf(&line, ", unsigned taken %d", b.Unsigned)
+	}
+	line.WriteString(", dropped payloads: ")
+	if len(b.Dropped) == 0 {
+		line.WriteString("none")
+	}
+	for i, reason := range slices.Sorted(maps.Keys(b.Dropped)) {
+		if i > 0 {
+			line.WriteString(", ")
+		}
+		fmt.Fprintf(&line, "%s %d", reason, b.Dropped[reason])
+	}
+	return line.String()
 }

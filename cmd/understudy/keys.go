@@ -18,7 +18,8 @@ import (
 //	keys new            make the site's key (refuses to replace one)
 //	keys add ID         add a new key, second: every instance accepts it
 //	keys use ID         make ID the key that signs (first)
-//	keys remove ID      remove a key no instance signs with any more
+//	keys remove ID      remove a key no instance signs with any more (never
+//	                    the signing key: use another one first)
 //	keys list           the ids, the signing key first
 //
 // A change is made on one machine and copied to every machine with
@@ -99,11 +100,22 @@ func cmdKeys(args []string, stdout, stderr io.Writer) int {
 		all := ring.Keys()
 		k := all[i]
 		rest := slices.Delete(all, i, i+1)
-		if verb == "use" {
+		switch {
+		case verb == "use":
 			keys = append([]sitekey.Key{k}, rest...)
-		} else if keys = rest; len(keys) == 0 {
+		case len(rest) == 0:
 			fmt.Fprintf(stderr, "understudy keys: %s is the only key; a site needs one\n", arg)
 			return 1
+		case i == 0:
+			// The instances sign with it. Without it the ring's next key
+			// would sign at once, and the machines that already have the
+			// new file would refuse the messages of those that still sign
+			// with this one: another key signs everywhere first.
+			fmt.Fprintf(stderr, "understudy keys: %s signs, so it cannot be removed yet: run `understudy keys use %s -c %s` first, copy %s to every machine and restart every instance, then remove %s\n",
+				arg, rest[0].ID, *sitePath, path, arg)
+			return 1
+		default:
+			keys = rest
 		}
 	}
 	next, err := sitekey.NewRing(keys...)

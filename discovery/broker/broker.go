@@ -216,7 +216,7 @@ func (h *reservedIDs) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 		return nil
 	}
 	h.Log.Warn("client refused: its client ID is the broker's own", "client", cl.ID, "remote", cl.Net.Remote)
-	return fmt.Errorf("client ID %q is reserved: %w", cl.ID, packets.ErrClientIdentifierNotValid)
+	return loggedRefusal{fmt.Errorf("client ID %q is reserved: %w", cl.ID, packets.ErrClientIdentifierNotValid)}
 }
 
 // limitsHook says why a client over the packet size limit was disconnected
@@ -379,7 +379,11 @@ type minLevel struct {
 // Handle drops the two warnings mochi gives for what understudy does on
 // purpose: keep-alives below 5s (fast detection of a dead broker) and
 // connections that end without DISCONNECT (a crashed member: its Last Will is
-// the point). Both would otherwise fill the log of every site.
+// the point). Both would otherwise fill the log of every site. Its listeners
+// log a connection that ended in an error with no message at all: a refusal
+// one of our hooks has logged already, with the client's name (a wrong
+// password, a reserved client id, a packet over the limit), is dropped; any
+// other is given a message.
 func (h minLevel) Handle(ctx context.Context, r slog.Record) error {
 	if strings.HasPrefix(r.Message, "client keepalive is below minimum") {
 		return nil
@@ -389,23 +393,44 @@ func (h minLevel) Handle(ctx context.Context, r slog.Record) error {
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "error" {
 				msg := a.Value.String()
+				err, _ := a.Value.Any().(error)
 				quiet = msg == "EOF" || strings.Contains(msg, "connection reset") || strings.Contains(msg, "use of closed network connection") ||
-					msg == packets.ErrPacketTooLarge.Error() // said by limitsHook, with the client's name
+					saidByAHook(err, msg)
 				handshake = strings.Contains(msg, "tls: ")
 			}
 			return true
 		})
-		if quiet {
+		switch {
+		case quiet:
 			return nil
-		}
-		if handshake {
+		case handshake:
 			// A client of the TLS listener that does not trust the broker's
 			// certificate, has no client certificate, or does not speak TLS.
 			r.Message = "client refused: TLS handshake failed"
+		default:
+			r.Message = "client connection ended in an error"
 		}
 	}
 	return h.Handler.Handle(ctx, r)
 }
+
+// saidByAHook reports whether the error a connection ended in is one of our
+// hooks' refusals, which they log themselves with the client's name and
+// address: a wrong user or password (accessHook: mochi refuses with this code
+// only when an authentication hook says no), a packet over the size limit
+// (limitsHook), or any refusal a hook marked as logged (reservedIDs).
+func saidByAHook(err error, msg string) bool {
+	var l loggedRefusal
+	return errors.As(err, &l) ||
+		errors.Is(err, packets.ErrBadUsernameOrPassword) || msg == packets.ErrBadUsernameOrPassword.Error() ||
+		errors.Is(err, packets.ErrPacketTooLarge) || msg == packets.ErrPacketTooLarge.Error()
+}
+
+// loggedRefusal is the error a hook refuses a client with after it has
+// logged the refusal itself.
+type loggedRefusal struct{ error }
+
+func (l loggedRefusal) Unwrap() error { return l.error }
 
 func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)

@@ -14,6 +14,8 @@ import (
 	"time"
 	"understudy/fixtures/eventually"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"understudy/fixtures/mqtttest"
 	"understudy/fixtures/testhost"
 )
@@ -255,8 +257,14 @@ func TestDeliberateBehaviourIsNotLoggedAsAWarning(t *testing.T) {
 	filter.Warn("", "listener", "tcp", "error", errors.New("read tcp 127.0.0.1:1883->127.0.0.1:5555: read: connection reset by peer"))
 	filter.Warn("", "listener", "tcp", "error", errors.New("malformed packet: first byte"))
 	filter.Warn("session taken over", "client", "x")
+	// Refusals our hooks log themselves, with the client's name.
+	filter.Warn("", "listener", "tcp", "error", packets.ErrBadUsernameOrPassword)
+	filter.Warn("", "listener", "tcp", "error", loggedRefusal{fmt.Errorf("client ID %q is reserved: %w", "inline", packets.ErrClientIdentifierNotValid)})
 	if got := h.levels(); len(got) != 2 {
 		t.Fatalf("%d records passed, want 2 (the malformed packet and the takeover)", len(got))
+	}
+	if m := h.records[0].Message; m == "" {
+		t.Error("the malformed packet was logged without a message")
 	}
 
 	// End to end: a client with understudy's 2s keep-alive connects without a warning.
@@ -266,6 +274,52 @@ func TestDeliberateBehaviourIsNotLoggedAsAWarning(t *testing.T) {
 	c.Disconnect(250)
 	if n := len(h2.levels()); n != 0 {
 		t.Fatalf("%d warnings for a client with a 2s keep-alive", n)
+	}
+}
+
+// A refused login is one clear line, the access hook's (with the client's
+// name, user and address): not also mochi's record of the same refusal, with
+// no message and error="bad username or password".
+func TestARefusedLoginIsLoggedOnce(t *testing.T) {
+	h := &recordHandler{}
+	b := start(t, Options{Logger: slog.New(h), Users: []User{
+		{Username: "viewer", Password: "view-secret", Subscribe: []string{"understudy/hall/#"}},
+	}})
+	for _, o := range []mqtttest.Options{{Username: "viewer", Password: "wrong"}, {Username: "nobody", Password: "x"}} {
+		if _, err := mqtttest.TryConnect(t, "tcp://"+b.Addr(), "intruder", o); err == nil {
+			t.Fatalf("connected as %q with password %q", o.Username, o.Password)
+		}
+	}
+	refused := "client refused: unknown user or wrong password"
+	waitLog(t, h, refused)
+	// mochi's listener logs when the refused connection's goroutine ends,
+	// a moment after the client has its answer: give it that moment.
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	eventually.Poll(ctx, func() (bool, string) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, r := range h.records {
+			if r.Message != refused {
+				return true, ""
+			}
+		}
+		return false, ""
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.records {
+		if r.Message == refused {
+			n++
+			continue
+		}
+		var attrs []string
+		r.Attrs(func(a slog.Attr) bool { attrs = append(attrs, a.String()); return true })
+		t.Errorf("another record beside the refusals: msg=%q %v", r.Message, attrs)
+	}
+	if n < 2 { // paho tries MQTT 3.1.1, then 3.1: a refusal for each
+		t.Errorf("%d refusals logged, want one for each connection (2 or more)", n)
 	}
 }
 

@@ -58,6 +58,11 @@ type Message struct {
 	// Retained is set when the broker delivers a message it kept, because of
 	// a new subscription: it tells of the past, not of now.
 	Retained bool
+	// SignedBy is the instance whose site key's code an operator command
+	// carried (one a member's instance passed on from its local API), set
+	// by the inbound table once the code is checked and the auth member
+	// taken off; empty for a command without one (show control's).
+	SignedBy string
 }
 
 // Handler receives a message. It is called from paho's goroutine, in order,

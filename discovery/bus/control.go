@@ -118,6 +118,13 @@ func DecodeControl(verb string, payload []byte) (Control, error) {
 			c.HasReplyTo = true
 		}
 	}
+	if _, ok := raw["auth"]; ok {
+		// The inbound table opens and takes off the auth member of a
+		// command an instance signed: one still here is not as an instance
+		// seals it, and an operator cannot sign. It never reaches the
+		// policy or the records.
+		return c, fmt.Errorf("%w: the command carries an auth member that is no instance's seal (only instances sign, with the site key)", ErrBadMAC)
+	}
 	kinds := controlFields(verb)
 	for _, name := range slices.Sorted(maps.Keys(raw)) {
 		var v any

@@ -5,38 +5,54 @@ import (
 	"sync"
 )
 
-// maxLoggedSources bounds the memory spent remembering who was logged.
-const maxLoggedSources = 1024
+// maxLogged bounds the memory spent remembering what was logged: at most
+// this many (source, reason) pairs, then drops are only counted.
+const maxLogged = 1024
 
 // Drops counts payloads that were dropped, by reason, and logs the first drop
-// from each source (a member id or topic) so a misbehaving sender cannot flood
-// the log. It is safe for concurrent use.
+// of each reason from each source, so that a misbehaving sender cannot flood
+// the log and one kind of drop does not hide another (a malformed heartbeat
+// logged first, then every forgery on the same member's topics silent). The
+// source is where the payload came, not who sent it: MQTT does not tell a
+// subscriber who published, so the inbound table names the member whose
+// topic it came on (a forgery names its victim), or the topic. It is safe
+// for concurrent use.
 type Drops struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	counts map[string]uint64
-	logged map[string]bool
+	logged map[dropKey]bool
 }
+
+type dropKey struct{ source, reason string }
 
 // NewDrops returns an empty counter that logs to log.
 func NewDrops(log *slog.Logger) *Drops {
-	return &Drops{log: log, counts: map[string]uint64{}, logged: map[string]bool{}}
+	return &Drops{log: log, counts: map[string]uint64{}, logged: map[dropKey]bool{}}
 }
 
-// Drop counts one dropped payload from source and logs it if it is the first
-// from that source.
+// Drop counts one dropped payload of size bytes (size < 0: not known here,
+// such as a payload decoded before it was refused) that came from source
+// (the member whose topic it came on, or the topic) and logs it if it is the
+// first of its reason from that source.
 func (d *Drops) Drop(source, topic string, size int, err error) {
 	reason := Reason(err)
+	k := dropKey{source, reason}
 	d.mu.Lock()
 	d.counts[reason]++
-	first := !d.logged[source] && len(d.logged) < maxLoggedSources
+	first := !d.logged[k] && len(d.logged) < maxLogged
 	if first {
-		d.logged[source] = true
+		d.logged[k] = true
 	}
 	d.mu.Unlock()
-	if first {
-		d.log.Warn("dropped bad bus payload (further drops from this source are only counted)", "source", source, "topic", topic, "bytes", size, "reason", reason, "error", err)
+	if !first {
+		return
 	}
+	attrs := []any{"source", source, "topic", topic, "reason", reason, "error", err}
+	if size >= 0 {
+		attrs = append(attrs, "bytes", size)
+	}
+	d.log.Warn("dropped bad bus payload (source is the member whose topic it came on, or the topic: not necessarily the sender, as MQTT does not say who published; further drops of this reason from this source are only counted)", attrs...)
 }
 
 // Counts returns a copy of the counts by reason.

@@ -135,7 +135,7 @@ func TestDecodeCovering(t *testing.T) {
 	}
 }
 
-func TestDropsCountEveryDropButLogOncePerSource(t *testing.T) {
+func TestDropsCountEveryDropButLogOncePerSourceAndReason(t *testing.T) {
 	var log bytes.Buffer
 	d := NewDrops(slog.New(slog.NewTextHandler(&log, nil)))
 	for range 100 {
@@ -149,6 +149,29 @@ func TestDropsCountEveryDropButLogOncePerSource(t *testing.T) {
 	}
 	if n := strings.Count(log.String(), "dropped bad bus payload"); n != 2 {
 		t.Errorf("logged %d lines, want 2 (one per source):\n%s", n, log.String())
+	}
+	// After a malformed heartbeat on main's topic, a forgery there (a bad
+	// code, a replay) is still logged, once per reason; the line says the
+	// source is where it came, and how large it was.
+	log.Reset()
+	for range 3 {
+		d.Drop("main", "understudy/s/member/main/presence", 118, ErrBadMAC)
+		d.Drop("main", "understudy/s/member/main/heartbeat", 96, ErrReplayed)
+	}
+	out := log.String()
+	if n := strings.Count(out, "dropped bad bus payload"); n != 2 {
+		t.Errorf("logged %d lines for a bad code and a replay after a malformed payload, want 2:\n%s", n, out)
+	}
+	for _, want := range []string{"reason=bad_MAC", "reason=stale_or_replayed", "bytes=118", "bytes=96", "MQTT does not say who published", "member whose topic it came on"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log does not say %q:\n%s", want, out)
+		}
+	}
+	// A size not known where the payload was refused is not written as 0.
+	log.Reset()
+	d.Drop("ghost", "understudy/s/member/ghost/heartbeat", -1, ErrUnknownMember)
+	if out := log.String(); strings.Contains(out, "bytes=") {
+		t.Errorf("an unknown size was logged: %s", out)
 	}
 }
 

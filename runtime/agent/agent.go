@@ -391,7 +391,7 @@ func (a *Agent) intake(c bus.Command, room bool) (job, bool) {
 	if c.Epoch > a.epoch && c.Epoch-a.epoch > EpochWindow {
 		err := fmt.Errorf("%w: epoch %d is more than %d above %d, the newest coordinator epoch %s has seen (a forged or corrupt command?)", bus.ErrInvalid, c.Epoch, EpochWindow, a.epoch, a.self)
 		if a.drops != nil {
-			a.drops.Drop(c.From, a.commandTopic, 0, err)
+			a.drops.Drop(a.self, a.commandTopic, -1, err)
 		} else {
 			a.log.Warn("command refused", "id", c.ID, "verb", c.Verb, "from", c.From, "error", err)
 		}

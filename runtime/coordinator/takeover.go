@@ -293,7 +293,7 @@ func (c *Coordinator) command(verb string, fields map[string]any, from string) {
 		// Anyone on the bus may send any verb: counted, and logged once per
 		// verb (Drops), so a flood of made-up verbs does not fill the log.
 		rec.Fields["error"] = err.Error()
-		c.opts.Drops.Drop("command/"+verb, c.topics.Control(verb), 0, err)
+		c.opts.Drops.Drop("command/"+verb, c.topics.Control(verb), -1, err)
 	default:
 		rec.Fields["error"] = err.Error()
 		c.log.Warn("command refused", "verb", verb, "error", err)

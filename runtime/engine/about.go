@@ -22,7 +22,7 @@ func (e *Engine) About(m config.Member) {
 		added, err := e.site.Describe(m)
 		if err != nil {
 			if e.opts.Drops != nil {
-				e.opts.Drops.Drop(m.ID, e.topics.About(m.ID), 0, fmt.Errorf("%w: %v", bus.ErrInvalid, err))
+				e.opts.Drops.Drop(m.ID, e.topics.About(m.ID), -1, fmt.Errorf("%w: %v", bus.ErrInvalid, err))
 			}
 			return
 		}

@@ -275,7 +275,7 @@ func (e *Engine) Heartbeat(hb bus.Heartbeat) {
 			e.heartbeats.Add(1)
 		}
 		if err != nil && e.opts.Drops != nil {
-			e.opts.Drops.Drop(hb.Member, e.topics.Heartbeat(hb.Member), 0, fmt.Errorf("%w: %v", bus.ErrUnknownMember, err))
+			e.opts.Drops.Drop(hb.Member, e.topics.Heartbeat(hb.Member), -1, fmt.Errorf("%w: %v", bus.ErrUnknownMember, err))
 		}
 	})
 }
@@ -294,7 +294,7 @@ func (e *Engine) Presence(p bus.Presence, retained bool) {
 		case err == nil:
 		case !e.table.Known(p.Member):
 			if e.opts.Drops != nil {
-				e.opts.Drops.Drop(p.Member, e.topics.Presence(p.Member), 0, fmt.Errorf("%w: %v", bus.ErrUnknownMember, err))
+				e.opts.Drops.Drop(p.Member, e.topics.Presence(p.Member), -1, fmt.Errorf("%w: %v", bus.ErrUnknownMember, err))
 			}
 		default:
 			e.log.Debug("presence ignored", "reason", err)

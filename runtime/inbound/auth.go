@@ -17,7 +17,9 @@ type Sender int
 const (
 	// Anyone: operator commands and show control, whose trust rests on
 	// the broker's accounts and ACLs (they cannot compute a site key's
-	// code). Not checked here.
+	// code). A command without an auth member is not checked; one with an
+	// auth member is a command an instance passed on (from its local
+	// API): its code is checked and the member taken off.
 	Anyone Sender = iota
 	// TopicMember: the member the topic names (its heartbeat, presence,
 	// description, acks, health, config, copy progress).
@@ -33,33 +35,73 @@ type Auth struct {
 	Ring *sitekey.Ring
 	// Required refuses messages without an auth member; without it
 	// (permissive, for an upgrade) they are taken, counted and warned
-	// about once per sender. A wrong code is refused either way.
+	// about once per sender, but only for a member not yet heard with a
+	// good code: once a member's instance has signed, an unsigned message
+	// on its topics is not its own. A wrong code is refused either way.
 	Required bool
 	// Coordinator reports whether a member may coordinate (and so send
 	// commands and replies).
 	Coordinator func(id string) bool
-	Log         *slog.Logger
+	// Member reports whether id is a member of the site: only members are
+	// remembered as heard signed (so at most the site's members are).
+	Member func(id string) bool
+	Log    *slog.Logger
 
 	fresh       *bus.Freshness
 	unsigned    atomic.Uint64
 	warned      sync.Map // source → struct{}
 	warnedCount atomic.Int64
+	// signed are the members heard with a good code (member → struct{}),
+	// signedCoordinator whether one of them may coordinate.
+	signed            sync.Map
+	signedCoordinator atomic.Bool
 }
 
 // maxWarned bounds the sources permissive mode warns about by name.
 const maxWarned = 1024
 
-// NewAuth returns an Auth with ring; required as above.
-func NewAuth(ring *sitekey.Ring, required bool, coordinator func(string) bool, log *slog.Logger) *Auth {
+// NewAuth returns an Auth with ring; required, coordinator and member as
+// above.
+func NewAuth(ring *sitekey.Ring, required bool, coordinator, member func(string) bool, log *slog.Logger) *Auth {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Auth{Ring: ring, Required: required, Coordinator: coordinator, Log: log, fresh: bus.NewFreshness()}
+	return &Auth{Ring: ring, Required: required, Coordinator: coordinator, Member: member, Log: log, fresh: bus.NewFreshness()}
 }
 
 // Unsigned is how many messages without an auth member were taken (in
 // permissive mode).
 func (a *Auth) Unsigned() uint64 { return a.unsigned.Load() }
+
+// heard remembers that member's instance signs: a message with its name
+// and a good code came.
+func (a *Auth) heard(member string) {
+	if a.Required {
+		return // every message needs a code: nothing to remember
+	}
+	if _, ok := a.signed.Load(member); ok {
+		return // the common case: a member heard before
+	}
+	if a.Member == nil || !a.Member(member) {
+		return // not a member of the site: nothing to remember (bounded)
+	}
+	if _, seen := a.signed.LoadOrStore(member, struct{}{}); !seen && a.Coordinator != nil && a.Coordinator(member) {
+		a.signedCoordinator.Store(true)
+	}
+}
+
+// signs reports whether the sender of a route's messages has been heard
+// signing: the topic's member, or for commands and replies a coordinator.
+func (a *Auth) signs(sender Sender, topicMember string) bool {
+	switch sender {
+	case TopicMember:
+		_, ok := a.signed.Load(topicMember)
+		return ok
+	case ACoordinator:
+		return a.signedCoordinator.Load()
+	}
+	return false
+}
 
 // check opens m for a route whose messages come from sender; topicMember is
 // the member the topic names; state says a retained message there is state
@@ -67,6 +109,13 @@ func (a *Auth) Unsigned() uint64 { return a.unsigned.Load() }
 func (a *Auth) check(m bus.Message, sender Sender, topicMember string, state bool) ([]byte, error) {
 	plain, st, err := bus.Open(a.Ring, m.Topic, m.Payload)
 	if errors.Is(err, bus.ErrUnauthenticated) && !a.Required && len(m.Payload) > 0 {
+		if a.signs(sender, topicMember) {
+			who := topicMember
+			if sender == ACoordinator {
+				who = "the coordinator"
+			}
+			return nil, fmt.Errorf("%w: %s signs its messages (heard with a good code since this instance started), so an unsigned one on %s is not its own", bus.ErrUnauthenticated, who, m.Topic)
+		}
 		a.unsigned.Add(1)
 		source := topicMember
 		if source == "" {
@@ -89,6 +138,7 @@ func (a *Auth) check(m bus.Message, sender Sender, topicMember string, state boo
 	if err != nil {
 		return nil, err
 	}
+	a.heard(st.From)
 	switch sender {
 	case TopicMember:
 		if st.From != topicMember {
@@ -103,4 +153,27 @@ func (a *Auth) check(m bus.Message, sender Sender, topicMember string, state boo
 		return nil, err
 	}
 	return plain, nil
+}
+
+// operator opens an operator command m (a route anyone may send on). One
+// without an auth member is show control's or an operator's, taken as it
+// is. One with an auth member was passed on by an instance from its local
+// API: with a good code (and new) the member is taken off and the command
+// said to come from that instance; with a bad one it is a forgery (an
+// operator cannot sign) and refused.
+func (a *Auth) operator(m bus.Message) ([]byte, string, error) {
+	plain, st, err := bus.Open(a.Ring, m.Topic, m.Payload)
+	if errors.Is(err, bus.ErrUnauthenticated) {
+		// Not sealed as an instance seals. An auth member elsewhere in it
+		// is refused where the command is decoded (bus.DecodeControl).
+		return m.Payload, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%w (an operator command carries an auth member only when an instance passed it on)", err)
+	}
+	a.heard(st.From)
+	if err := a.fresh.Take(m.Topic, st, false); err != nil {
+		return nil, "", err
+	}
+	return plain, st.From, nil
 }

@@ -2,7 +2,8 @@
 // routes, each a topic filter, a decoder and the input the message becomes
 // (the loop's, the coordinator's, the agent's, the operator commands').
 // A message that does not decode is dropped and counted there, once, the
-// same way for every kind; authentication of messages will sit there too.
+// same way for every kind, after the code of a message between instances is
+// checked (Auth).
 // The daemon installs the table on its MQTT client; tests install it on
 // Memory and hand it the same messages.
 package inbound
@@ -58,7 +59,8 @@ type Route struct {
 	Filter string
 	QoS    byte
 	// From says who may send these messages: with authentication on, the
-	// messages of every route but Anyone's must carry a site key's code.
+	// messages of every route but Anyone's must carry a site key's code
+	// (and on Anyone's, a code a message carries is checked).
 	From Sender
 	// State: the topic's retained message is the sender's last state (its
 	// presence, description, health, config), taken whenever its code is
@@ -155,12 +157,17 @@ func Install(sub Subscriber, topics bus.Topics, routes []Route, drops *bus.Drops
 }
 
 // Deliver is the one place a message enters: it checks m's code (with auth
-// set, unless anyone may send it), decodes it by r and hands the input
-// over, or drops and counts it.
+// set; on a route anyone may send on, only a code it carries), decodes it by
+// r and hands the input over, or drops and counts it.
 func Deliver(topics bus.Topics, r Route, m bus.Message, drops *bus.Drops, auth *Auth) {
 	id, _, _ := topics.MemberOf(m.Topic)
+	size := len(m.Payload) // as it came: what fails below has no payload left
 	var err error
-	if auth != nil && r.From != Anyone {
+	switch {
+	case auth == nil:
+	case r.From == Anyone:
+		m.Payload, m.SignedBy, err = auth.operator(m)
+	default:
 		m.Payload, err = auth.check(m, r.From, id, r.State)
 	}
 	var hand func()
@@ -173,7 +180,7 @@ func Deliver(topics bus.Topics, r Route, m bus.Message, drops *bus.Drops, auth *
 			if source == "" {
 				source = m.Topic
 			}
-			drops.Drop(source, m.Topic, len(m.Payload), err)
+			drops.Drop(source, m.Topic, size, err)
 		}
 		return
 	}

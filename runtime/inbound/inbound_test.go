@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,7 +41,28 @@ type instance struct {
 	topics  bus.Topics
 	records []engine.Record
 	got     []string // what reached the agent, the operator commands, the replies
-	auth    *inbound.Auth
+	// controls are the operator commands as they reached the coordinator.
+	controls []bus.Message
+	auth     *inbound.Auth
+	log      logBuffer // what drops logged
+}
+
+// logBuffer is a log written from the test's and the loop's goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // newInstance makes an instance of member self; with auth, the table checks
@@ -54,13 +77,17 @@ func newInstance(t *testing.T, self string, auth ...*inbound.Auth) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &instance{t: t, mem: &inbound.Memory{}, drops: bus.NewDrops(slog.New(slog.DiscardHandler)), topics: bus.Topics{Site: "hall"}}
+	in := &instance{t: t, mem: &inbound.Memory{}, topics: bus.Topics{Site: "hall"}}
+	in.drops = bus.NewDrops(slog.New(slog.NewTextHandler(&in.log, nil)))
 	opts := engine.Options{Site: s, Self: self, Clock: clock.NewVirtual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), Online: true, Drops: in.drops,
 		Observe: func(r engine.Record) { in.records = append(in.records, r) }}
 	inputs := inbound.Inputs{
 		Command: func(p []byte) { in.got = append(in.got, "command "+string(p)) },
-		Control: func(m bus.Message) { in.got = append(in.got, "control "+m.Topic) },
-		Reply:   func(m bus.Message) { in.got = append(in.got, "reply "+m.Topic) }, ReplyFilter: "understudy/hall/reply/" + self + "/+",
+		Control: func(m bus.Message) {
+			in.got = append(in.got, "control "+m.Topic)
+			in.controls = append(in.controls, m)
+		},
+		Reply: func(m bus.Message) { in.got = append(in.got, "reply "+m.Topic) }, ReplyFilter: "understudy/hall/reply/" + self + "/+",
 	}
 	var coord *coordinator.Coordinator
 	if self == s.Coordinator {

@@ -63,9 +63,14 @@ type BusStatus struct {
 	// the start (well-formed ones; the dropped are in Dropped).
 	Heartbeats uint64 `json:"heartbeats_received"`
 	// Auth is off, permissive or required (auth.mode, or its default);
+	// AuthKey is the id of the site key this instance signs with and
+	// AuthKeys the ids of its ring (the keys it accepts), signing key
+	// first, as it read them at start (both absent with auth off);
 	// Unsigned counts the messages without a code taken in permissive mode.
-	Auth     string `json:"auth"`
-	Unsigned uint64 `json:"unsigned_taken,omitempty"`
+	Auth     string   `json:"auth"`
+	AuthKey  string   `json:"auth_key,omitempty"`
+	AuthKeys []string `json:"auth_keys,omitempty"`
+	Unsigned uint64   `json:"unsigned_taken,omitempty"`
 }
 
 // PeerInfo is a peer found by mDNS.
@@ -107,6 +112,9 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	st := Status{Status: es, Health: cmp.Or(inst.healthProblem(), "ok"), Bus: BusStatus{Dropped: inst.drops.Counts(), Heartbeats: inst.engine.HeartbeatsReceived(), Auth: inst.site.AuthMode()}, Peers: []PeerInfo{}}
 	if inst.auth != nil {
 		st.Bus.Unsigned = inst.auth.Unsigned()
+	}
+	if !inst.ring.Empty() {
+		st.Bus.AuthKey, st.Bus.AuthKeys = inst.ring.Signer(), inst.ring.IDs()
 	}
 	if c := inst.bus.Load(); c != nil {
 		st.Bus.Connected = c.Connected()

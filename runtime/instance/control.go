@@ -189,11 +189,18 @@ func (inst *Instance) controlFromBus(m bus.Message) {
 		inst.publishReply(replyTo, CommandReply{Verb: verb, RequestID: cmd.RequestID, Error: "bad command: " + err.Error()})
 		return
 	}
+	// A command signed by an instance is one it passed on from its local
+	// API (forwardCommand); any other came from show control or an operator
+	// on the bus.
+	by := "mqtt"
+	if m.SignedBy != "" {
+		by = "api@" + m.SignedBy
+	}
 	select {
 	case inst.busCommands <- struct{}{}:
 		go func() {
 			defer func() { <-inst.busCommands }()
-			inst.commandFromBus(cmd, replyTo)
+			inst.commandFromBus(cmd, replyTo, by)
 		}()
 	default:
 		inst.log.Warn("too many operator commands at once over the bus: refused", "verb", verb)
@@ -203,11 +210,12 @@ func (inst *Instance) controlFromBus(m bus.Message) {
 }
 
 // commandFromBus carries out a command that came over MQTT and publishes the
-// reply on replyTo, with the command's request_id.
-func (inst *Instance) commandFromBus(cmd bus.Control, replyTo string) {
+// reply on replyTo, with the command's request_id; by says who gave it
+// ("mqtt", or "api@<member>" for one a member's instance passed on).
+func (inst *Instance) commandFromBus(cmd bus.Control, replyTo, by string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	reply, err := inst.runCommand(ctx, cmd.Verb, cmd.Fields, "mqtt")
+	reply, err := inst.runCommand(ctx, cmd.Verb, cmd.Fields, by)
 	if err != nil {
 		reply.OK, reply.Error = false, "the event loop did not answer: "+err.Error()
 	}
