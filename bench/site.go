@@ -5,12 +5,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+	"understudy/fixtures/testhost"
 	"understudy/runtime/config"
 	"understudy/sitekey"
 
@@ -123,14 +123,7 @@ func newRealSite(e *env, name, failback string) (*realSite, error) {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testhost.FreeLoopbackPort() }
 
 // command is `understudy run` of member id, with its state in the site's
 // folder.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 	"understudy/fixtures/eventually"
+	"understudy/fixtures/testhost"
 )
 
 // The coordinator is killed (kill -9) in the middle of a takeover and in the
@@ -170,12 +171,11 @@ func newTakeoverSite(t *testing.T, name string, viaProxy bool) *takeoverSite {
 // freeLoopbackPort returns a TCP port that was free a moment ago.
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testhost.FreeLoopbackPort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // run starts member id's instance.

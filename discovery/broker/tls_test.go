@@ -9,10 +9,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"understudy/fixtures/eventually"
+	"understudy/fixtures/testhost"
 
 	"understudy/fixtures/mqtttest"
 	"understudy/fixtures/testpki"
@@ -240,12 +242,11 @@ func TestStartRejectsBadTLSOptions(t *testing.T) {
 // freeAddr is a loopback address that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testhost.FreeLoopbackPort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 func TestLoopback(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"understudy/drivers/mqttpub"
 	"understudy/fixtures/mosquitto"
 	"understudy/fixtures/mqtttest"
+	"understudy/fixtures/testhost"
 	"understudy/runtime/config"
 )
 
@@ -243,12 +245,11 @@ func TestCheck(t *testing.T) {
 // freeAddr returns a loopback address nothing listens on (just now).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testhost.FreeLoopbackPort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 func TestBrokerComesAndGoes(t *testing.T) {
