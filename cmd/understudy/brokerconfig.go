@@ -66,6 +66,13 @@ func cmdBrokerConfig(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, path)
 	}
-	fmt.Fprintf(stdout, "Include %s from mosquitto.conf, make the password file readable by mosquitto only, and reload mosquitto; run this again when site.yaml or the key changes.\n", filepath.Join(dir, brokerconf.ConfFile))
+	// mosquitto started as root (Debian's service) reads its files as its
+	// own user: a password file of root's, mode 0600, stops it with
+	// `Error: Unable to open pwfile`. Written again, the file keeps its owner.
+	fmt.Fprintf(stdout, `mosquitto started as root (as Debian's service is) reads these files as the user mosquitto: give it the password file, then reload:
+  chown mosquitto: %s
+  systemctl reload mosquitto
+Include %s from mosquitto.conf (Debian's reads every *.conf in /etc/mosquitto/conf.d). Run this again, and reload, when site.yaml or the key changes.
+`, filepath.Join(dir, brokerconf.PasswordFile), filepath.Join(dir, brokerconf.ConfFile))
 	return 0
 }

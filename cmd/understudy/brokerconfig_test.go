@@ -87,3 +87,35 @@ func TestMosquittoWithTheGeneratedConfigurationIsClosedAndFailsOver(t *testing.T
 		t.Errorf("mosquitto denied an instance a publish:\n%s", log)
 	}
 }
+
+// broker-config prints the command that lets mosquitto read the password
+// file: started as root, it reads its files as its own user, and a
+// password file of root's (mode 0600) stops it with `Error: Unable to open
+// pwfile`.
+func TestBrokerConfigPrintsTheChownOfThePasswordFile(t *testing.T) {
+	site := writeSite(t, siteParams{Name: "chown", Bus: "url: tcp://127.0.0.1:1", Router: "127.0.0.1:9"})
+	var out, errs bytes.Buffer
+	if code := run([]string{"keys", "new", "-c", site}, &out, &errs); code != 0 {
+		t.Fatalf("keys new: %s", errs.String())
+	}
+	files := t.TempDir()
+	out.Reset()
+	if code := run([]string{"broker-config", "--mosquitto", "-c", site, "--out", files, "--listen", "21883 127.0.0.1"}, &out, &errs); code != 0 {
+		t.Fatalf("broker-config: exit %d\n%s", code, errs.String())
+	}
+	passwd := filepath.Join(files, "understudy.passwd")
+	for _, want := range []string{
+		passwd + "\n",
+		"reads these files as the user mosquitto",
+		"\n  chown mosquitto: " + passwd + "\n",
+		"\n  systemctl reload mosquitto\n",
+		"Include " + filepath.Join(files, "understudy.conf") + " from mosquitto.conf",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("broker-config does not say %q:\n%s", want, out.String())
+		}
+	}
+	if fi, err := os.Stat(passwd); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the password file: %v %v", fi.Mode(), err)
+	}
+}

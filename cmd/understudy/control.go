@@ -37,8 +37,14 @@ func (a *apiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.api, "api", "", "its API address, http://host:port (default: as it wrote it in its state folder)")
 }
 
-// client finds the instance's API address and token.
+// client finds the instance's API address and command token.
 func (a *apiFlags) client() (base, token string, err error) {
+	return a.clientWith(instance.TokenPath)
+}
+
+// clientWith finds the instance's API address and the token kept in the
+// file tokenPath names (instance.TokenPath, instance.ReadTokenPath).
+func (a *apiFlags) clientWith(tokenPath func(stateDir, site, member string) string) (base, token string, err error) {
 	site, err := config.Load(a.site)
 	if err != nil {
 		return "", "", err
@@ -62,7 +68,7 @@ func (a *apiFlags) client() (base, token string, err error) {
 		}
 		base = strings.TrimSpace(string(data))
 	}
-	token, err = instance.ReadToken(instance.TokenPath(dir, site.Name, self))
+	token, err = instance.ReadToken(tokenPath(dir, site.Name, self))
 	return strings.TrimSuffix(base, "/"), token, err
 }
 

@@ -5,19 +5,24 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+
+	"understudy/runtime/instance"
 )
 
 // cmdDashboard prints the address of the dashboard of the instance on this
 // machine, with its API token in the fragment (#token=…): the browser keeps
 // the fragment to itself, and the page reads the token from it to unlock its
-// actions.
+// actions. With --read-only the token is the read token: the page shows
+// everything (also where the API is not on loopback) and its buttons are
+// refused.
 func cmdDashboard(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dashboard", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var a apiFlags
 	a.register(fs)
+	readOnly := fs.Bool("read-only", false, "a link with the read token: it shows everything, its buttons are refused")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: understudy dashboard [flags]\n\nPrints the address of the operator's dashboard of this machine's instance,\nwith the token that unlocks its actions. Open it in a browser.")
+		fmt.Fprintln(stderr, "usage: understudy dashboard [--read-only] [flags]\n\nPrints the address of the operator's dashboard of this machine's instance,\nwith the token that unlocks its actions (--read-only: the read token, for\na link that may only watch). Open it in a browser.")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -27,7 +32,11 @@ func cmdDashboard(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	base, token, err := a.client()
+	tokenPath, warning := instance.TokenPath, "The link carries the instance's API token: whoever has it may command the site."
+	if *readOnly {
+		tokenPath, warning = instance.ReadTokenPath, "The link carries the instance's read token: whoever has it may watch the site (its commands are refused)."
+	}
+	base, token, err := a.clientWith(tokenPath)
 	if err != nil {
 		fmt.Fprintln(stderr, "understudy dashboard:", err)
 		return 1
@@ -38,7 +47,7 @@ func cmdDashboard(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stdout, link)
-	fmt.Fprintln(stderr, "The link carries the instance's API token: whoever has it may command the site.")
+	fmt.Fprintln(stderr, warning)
 	return 0
 }
 

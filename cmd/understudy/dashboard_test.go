@@ -422,3 +422,43 @@ func TestDashboardCommandWithoutAnInstance(t *testing.T) {
 		t.Error("dashboardURL took an address without a scheme")
 	}
 }
+
+// understudy dashboard --read-only prints the link with the read token (a
+// link that may watch, whose buttons are refused), the default the one with
+// the command token; each says what its token lets whoever has it do.
+func TestDashboardReadOnlyLinkCarriesTheReadToken(t *testing.T) {
+	site := writeSite(t, siteParams{Name: "rodash", Bus: "url: tcp://127.0.0.1:1", Router: "127.0.0.1:9990"})
+	state := t.TempDir()
+	for file, content := range map[string]string{"rodash-backup.api": "http://127.0.0.1:21907\n", "rodash-backup.token": "command-token-0123456789abcdef0123456789\n", "rodash-backup.read-token": "read-token-0123456789abcdef0123456789\n"} {
+		if err := os.WriteFile(filepath.Join(state, file), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		flags      []string
+		link, says string
+	}{
+		{nil, "http://127.0.0.1:21907/dashboard/#token=command-token-0123456789abcdef0123456789", "whoever has it may command the site"},
+		{[]string{"--read-only"}, "http://127.0.0.1:21907/dashboard/#token=read-token-0123456789abcdef0123456789", "whoever has it may watch the site (its commands are refused)"},
+	} {
+		var out, errs bytes.Buffer
+		if code := run(append([]string{"dashboard", "-c", site, "--member", "backup", "--state", state}, tc.flags...), &out, &errs); code != 0 {
+			t.Fatalf("dashboard %v: exit %d\n%s", tc.flags, code, errs.String())
+		}
+		if got := strings.TrimSpace(out.String()); got != tc.link {
+			t.Errorf("dashboard %v printed %q, want %q", tc.flags, got, tc.link)
+		}
+		if !strings.Contains(errs.String(), tc.says) {
+			t.Errorf("dashboard %v says %q, want %q", tc.flags, errs.String(), tc.says)
+		}
+	}
+	// No read token yet (an instance of a release without one has not
+	// started since): it says where it looked.
+	if err := os.Remove(filepath.Join(state, "rodash-backup.read-token")); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs bytes.Buffer
+	if code := run([]string{"dashboard", "--read-only", "-c", site, "--member", "backup", "--state", state}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "rodash-backup.read-token") || out.Len() != 0 {
+		t.Errorf("dashboard --read-only without a read token: exit %d\n%s%s", code, out.String(), errs.String())
+	}
+}

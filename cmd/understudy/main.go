@@ -32,7 +32,7 @@ Usage:
   understudy keys new|list|add|use|remove [ID]  the site key: made once, copied with site.yaml
   understudy broker-config --mosquitto          accounts, ACLs and listener for Debian's mosquitto
   understudy status                             the site as this machine's instance sees it
-  understudy dashboard                          the address of this machine's dashboard, with its token
+  understudy dashboard [--read-only]            the address of this machine's dashboard, with its token (or the read token)
   understudy takeover MEMBER | --all STANDBY    operator commands, carried out by the coordinator
   understudy failback MEMBER                      (through this machine's instance; its token in
   understudy mode auto|manual                      the state folder authorises them)

@@ -148,3 +148,41 @@ func (s *Site) commissionReplies(add func(warning bool, path, format string, arg
 		}
 	}
 }
+
+// commissionBusAccount is the part of Commission that looks at bus.username
+// and bus.password on a site with a key. While bus.username is set the
+// instances log in with it, one account for all, rather than each with its
+// own understudy-<member> account derived from the key (which the broker
+// holds to that member's topics): as a site of the previous release did,
+// and as its instances not yet upgraded still do. With a key the embedded
+// broker and the files of broker-config have only the instances' own
+// accounts and bus.users: an account that is not one of bus.users is
+// refused there. On the embedded broker, once it is closed (auth required,
+// or any bus.users), that leaves no instance on the bus: an error. The rest
+// are warnings that say what to do.
+func (s *Site) commissionBusAccount(add func(warning bool, path, format string, args ...any)) {
+	if s.AuthMode() == AuthOff || s.Bus.Username == "" && s.Bus.Password == "" {
+		return
+	}
+	const own = "each instance logs in with its own account (understudy-<member>, its password derived from the key, held by the broker to that member's topics)"
+	if s.Bus.Username == "" {
+		add(true, "$.bus.password", "bus.password is not used: with a site key and no bus.username %s; remove it", own)
+		return
+	}
+	user := s.Bus.Username
+	if slices.ContainsFunc(s.Bus.Users, func(u BusUser) bool { return u.Username == user }) {
+		add(true, "$.bus.username", "bus.username %s: with a site key the instances still log in with this one shared account while it is set; remove bus.username and bus.password, and %s; keep %s in bus.users only while instances of the previous release log in with it (during an upgrade)", user, own, user)
+		return
+	}
+	const fix = "remove bus.username and bus.password, and %s; while instances of the previous release log in as %s (during an upgrade), add that account to bus.users"
+	if s.Bus.URL != "" {
+		add(true, "$.bus.username", "bus.username %s is not one of bus.users: with a site key the instances log in to %s with this one shared account while it is set, and the files of broker-config have only the instances' own accounts and bus.users, so a mosquitto configured with them refuses it, even in permissive mode; "+fix, user, s.Bus.URL, own, user)
+		return
+	}
+	closed := s.AuthMode() == AuthRequired || len(s.Bus.Users) > 0
+	refuses := "refuses them"
+	if !closed {
+		refuses = "will refuse them once it is closed (auth required, or any bus.users)"
+	}
+	add(!closed, "$.bus.username", "bus.username %s is not one of bus.users: with a site key the instances log in with this one shared account while it is set, and the embedded broker (its accounts are then the instances' own and bus.users) %s, its own member's instance included; "+fix, user, refuses, own, user)
+}

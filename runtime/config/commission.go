@@ -97,6 +97,7 @@ func (s *Site) Commission() Errors {
 	}
 	s.commissionReach(add)
 	s.commissionReplies(add)
+	s.commissionBusAccount(add)
 	return errs
 }
 

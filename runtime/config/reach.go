@@ -64,7 +64,7 @@ func (s *Site) commissionReach(add func(warning bool, path, format string, args 
 				addr = s.Bus.ListenTLS
 			}
 			if len(reachable) == 0 {
-				add(false, "$.bus."+key, "bus.%s %s is on loopback and the embedded broker listens nowhere else: it is not announced by mDNS, and the other members (%s) can never reach it: listen on all addresses (\":%s\") or on one the others reach, or give every member a bus.url",
+				add(false, "$.bus."+key, "bus.%s %s is on loopback and the embedded broker listens nowhere else: it is not announced by mDNS, and the other members (%s) can never reach it: listen on all addresses (\":%s\") or on one the others reach, or set bus.url to a broker of your own that every member reaches (then no member embeds one)",
 					key, addr, strings.Join(others, ", "), portOf(addr))
 				continue
 			}
@@ -94,7 +94,7 @@ func (s *Site) commissionAPIs(add func(warning bool, path, format string, args .
 			continue
 		}
 		if written && s.UseMDNS() && len(instances) > 1 && isLoopback(host) {
-			add(true, p+".api", "%s's api %s is on loopback: it is not announced by mDNS, and its peers cannot see its status and dashboard; give an address they reach (like \":%s\") if they should",
+			add(true, p+".api", "%s's api %s is on loopback: it is not announced by mDNS, and peers on other machines cannot see its status and dashboard; give an address they reach (like \":%s\") if they should (with every instance on this one machine, as in a trial, this warning is expected)",
 				m.ID, m.API, port)
 		}
 		if port == "0" || !written && !oneMachine {
@@ -121,7 +121,10 @@ func (s *Site) commissionAPIs(add func(warning bool, path, format string, args .
 	}
 }
 
-// isLoopback reports whether host (an IP address or a name) is this machine's loopback.
+// isLoopback reports whether host (an IP address or a name) is this
+// machine's loopback: localhost, any address of 127.0.0.0/8 or ::1, as the
+// status API decides whether it answers without a token
+// (instance.onLoopback: net.IP.IsLoopback of its listener).
 func isLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
