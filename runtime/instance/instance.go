@@ -428,6 +428,10 @@ func (inst *Instance) run(ctx context.Context) error {
 	return nil
 }
 
+// mdnsRetry is how long a member waiting for the site's broker waits
+// before trying mDNS again when it could not run.
+const mdnsRetry = 5 * time.Second
+
 // findBroker returns the bus URL: the configured one; one found by mDNS; or,
 // on the member that hosts it, a newly embedded broker. Other members keep
 // looking until the broker appears.
@@ -452,6 +456,22 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 			fctx, cancel = context.WithTimeout(ctx, lookFor)
 		}
 		entry, err := mdns.Find(fctx, ServiceBroker, time.Second, match, inst.log)
+		// mDNS that cannot run at all (no multicast-capable interface with
+		// an address yet: a machine still booting, a cable out) is tried
+		// again by a member that waits for the broker, and it says why.
+		logged := ""
+		for err != nil && !hosts && ctx.Err() == nil {
+			if err.Error() != logged {
+				logged = err.Error()
+				inst.log.Warn("mDNS cannot look for the site's broker; trying again", "error", err, "retry_every", mdnsRetry)
+			}
+			inst.busHealth.finding(fmt.Sprintf("%s: mDNS cannot run (%v); trying again every %v", what, err, mdnsRetry), hosts, time.Now())
+			select {
+			case <-ctx.Done():
+			case <-time.After(mdnsRetry):
+				entry, err = mdns.Find(fctx, ServiceBroker, time.Second, match, inst.log)
+			}
+		}
 		cancel()
 		if err == nil {
 			url := brokerURL(entry, inst.busTLS != nil)
@@ -460,6 +480,9 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 		}
 		if ctx.Err() != nil {
 			return "", ctx.Err()
+		}
+		if hosts {
+			inst.log.Warn("mDNS could not look for another broker of the site; embedding one", "error", err)
 		}
 	}
 	if !hosts {
