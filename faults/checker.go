@@ -104,6 +104,8 @@ type Result struct {
 	Queued int `json:"queued"`
 	// Actions counts the action executions read at the members.
 	Actions int `json:"actions"`
+	// Losses counts the member_lost records judged for false loss.
+	Losses int `json:"losses"`
 }
 
 // checker holds a history with the fault intervals worked out.
@@ -224,6 +226,7 @@ func (c *checker) falseLoss(r *Result) {
 		if !ok || !m.Instance {
 			continue
 		}
+		r.Losses++
 		w := span{rec.At.Add(-m.LostAfter - c.b.Detect), rec.At}
 		trouble := append(c.away(rec.Member), c.coordTrouble()...).extend(c.b.Reconnect)
 		if len(trouble.overlapping(w)) > 0 {
@@ -331,8 +334,11 @@ func (c *checker) startedBy(member string, from time.Time) OpKind {
 		if o.Start.IsZero() || o.Start.After(from.Add(time.Millisecond)) {
 			continue
 		}
-		hits := o.Member == member || o.Host == member ||
-			(o.Kind == OpPartition && (slices.Contains(o.Groups[0], member) || slices.Contains(o.Groups[1], member)))
+		apart := func(g [2][]string) bool {
+			return slices.Contains(g[0], member) && slices.Contains(g[1], c.coord) ||
+				slices.Contains(g[1], member) && slices.Contains(g[0], c.coord)
+		}
+		hits := o.Member == member || o.Host == member || o.Kind == OpPartition && apart(o.Groups)
 		if d := from.Sub(o.Start); hits && d < best {
 			best, kind = d, o.Kind
 		}
@@ -340,10 +346,12 @@ func (c *checker) startedBy(member string, from time.Time) OpKind {
 	return kind
 }
 
-// coverage: every protected member that stayed away longer than its bound
-// was covered within the bound (takeover_done in the journal), and where it
-// has switcher outputs, the switcher shows the standby's inputs on them.
-// The bound starts when the coordinator (and a standby) could act again.
+// coverage: every protected member that stayed away long enough to be
+// judged lost (lost_after + Detect) was covered within the bound
+// (takeover_done in the journal by then, or covered since an earlier
+// outage), and where it is still away then and has switcher outputs, the
+// switcher shows the standby's inputs on them. The bound starts when the
+// coordinator (and a standby) could act again.
 func (c *checker) coverage(r *Result) {
 	if c.h.Site.Mode == "manual" {
 		return // a loss is a proposal an operator confirms
@@ -361,8 +369,8 @@ func (c *checker) coverage(r *Result) {
 			ready := push(out.From, m.LostAfter, deadline, coordTrouble, func(s span) time.Duration { return c.graceAfter(s, m.LostAfter) })
 			ready = push(ready, 0, deadline, standbyTrouble, func(span) time.Duration { return 0 })
 			dl := deadline(ready)
-			if dl.After(c.end) || out.To.Before(dl) {
-				continue // back (or the history ended) before the bound: nothing required
+			if dl.After(c.end) || out.To.Sub(ready) < m.LostAfter+c.b.Detect {
+				continue // back before it could be judged lost (or the history ended first): nothing required
 			}
 			capacity := 0
 			for _, s := range c.standbys(m) {
@@ -376,17 +384,21 @@ func (c *checker) coverage(r *Result) {
 			cv := Cover{Member: id, Kind: c.startedBy(id, out.From), Lost: out.From, Deadline: dl}
 			already, _ := c.covered(id, out.From)
 			on, by := c.covered(id, dl)
-			cv.OK = on
 			if already {
 				cv.Already = true
 			} else {
 				for _, rec := range c.h.Journal {
-					if rec.Type == "takeover_done" && rec.Member == id && !rec.At.Before(out.From) {
+					if rec.Type == "takeover_done" && rec.Member == id && !rec.At.Before(out.From) && !rec.At.After(dl) {
 						cv.Took = rec.At.Sub(out.From)
+						on = true // covered in time, maybe failed back already (a member back early)
+						if by == "" {
+							by = rec.Str("standby")
+						}
 						break
 					}
 				}
 			}
+			cv.OK = on
 			r.Covers = append(r.Covers, cv)
 			if !on {
 				r.Violations = append(r.Violations, Violation{

@@ -166,10 +166,10 @@ func TestFalseLoss(t *testing.T) {
 	h.Ops = []Op{op(OpStop, "backup", 20, 27)}
 	want(t, h)
 	// Long after a fault ended: false.
-	h.Ops = []Op{op(OpStop, "main", 5, 8)}
+	h.Ops = []Op{op(OpStop, "main", 5, 6.5)}
 	want(t, h, PropFalseLoss)
 	// Cut off from the broker only: a real loss.
-	h.Ops = []Op{op(OpBrokerCut, "main", 28, 31)}
+	h.Ops = []Op{op(OpBrokerCut, "main", 28, 29.5)}
 	want(t, h)
 	// A partition that leaves main with the broker: false.
 	h.Ops = []Op{{Kind: OpPartition, Groups: [2][]string{{"backup", "main"}, {"devices"}}, Start: at(25), End: at(35)}}
@@ -252,4 +252,20 @@ func TestPhase(t *testing.T) {
 	if got := Phase(h, at(5.05)); got != PhaseTakeover {
 		t.Errorf("phase at +5.05s = %s, want takeover", got)
 	}
+}
+
+// An outage long enough to be judged lost must be covered even when the
+// member is back before the bound ends.
+func TestCoverageShortOutage(t *testing.T) {
+	h := managerBackup()
+	h.End = at(50) // before a failback is due
+	h.Ops = []Op{op(OpKill, "main", 10, 13)}
+	want(t, h, PropCoverage)
+	h.Journal = []Record{rec(10.01, "member_lost", "main"), rec(10.1, "takeover_done", "main", "standby", "backup")}
+	if res := want(t, h); len(res.Covers) != 1 || res.Covers[0].Took != 100*time.Millisecond {
+		t.Errorf("covers %+v, want one in 100ms", res.Covers)
+	}
+	// Taken over too late.
+	h.Journal[1].At = at(17.5)
+	want(t, h, PropCoverage)
 }

@@ -30,6 +30,7 @@ type Report struct {
 	Failbacks  int                     `json:"failbacks"`    // returns that had to be failed back
 	Queued     int                     `json:"queued"`
 	Actions    int                     `json:"actions"` // action executions read at the members
+	Losses     int                     `json:"losses"`  // member_lost records judged
 	Violations []ScheduleViolation     `json:"violations"`
 	CoverTimes map[OpKind]Distribution `json:"time_to_cover"` // by the kind of fault that began the outage
 	Notes      []string                `json:"notes,omitempty"`
@@ -77,6 +78,7 @@ func (r *Report) Add(h *History, res Result) {
 	r.Failbacks += res.Failbacks
 	r.Queued += res.Queued
 	r.Actions += res.Actions
+	r.Losses += res.Losses
 	for _, v := range res.Violations {
 		r.Violations = append(r.Violations, ScheduleViolation{Seed: h.Seed, Violation: v})
 	}
@@ -144,7 +146,7 @@ func (r *Report) WriteText(w io.Writer) {
 		landed = append(landed, fmt.Sprintf("%s %d", p, r.Landed[p]))
 	}
 	fmt.Fprintf(w, "faults landed: %s\n", strings.Join(landed, ", "))
-	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d failback(s), %d action run(s) at members; %d outage(s) queued (no free standby)\n", r.Covers, r.Failbacks, r.Actions, r.Queued)
+	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d failback(s), %d member_lost record(s), %d action run(s) at members; %d outage(s) queued (no free standby)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued)
 	if len(r.CoverTimes) > 0 {
 		fmt.Fprintln(w, "time to cover (fault → takeover_done), seconds:")
 		for _, k := range OpKinds {

@@ -232,6 +232,9 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	h.End = h.Start.Add(sched.Duration)
 	ops := r.nemesis(ctx, h.Start, h.End, sched.Ops)
 	h.Ops = ops
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("schedule interrupted: %w", err)
+	}
 	r.logf("schedule done; collecting the history")
 
 	stopPoll()
