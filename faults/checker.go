@@ -572,6 +572,7 @@ func (c *checker) atMostOnce(r *Result) {
 			})
 		}
 	}
+	c.stillAcknowledged(r)
 	done := map[string]time.Time{}
 	for _, rec := range c.h.Journal {
 		if rec.Type != "action_done" {
@@ -600,3 +601,38 @@ func clockOrEnd(t, end time.Time) string {
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// stillAcknowledged: every command the coordinator's journal records as
+// done by a member (action_done with a target) is still recorded as done in
+// that member's store at the end, whatever restarts came between.
+func (c *checker) stillAcknowledged(r *Result) {
+	if len(c.h.Stored) == 0 {
+		return // no stores read (a hand-made history)
+	}
+	stored := map[[2]string]Stored{}
+	for _, s := range c.h.Stored {
+		stored[[2]string{s.Member, s.ID}] = s
+	}
+	for _, rec := range c.h.Journal {
+		target := rec.Str("target")
+		if rec.Type != "action_done" || target == "" || rec.At.After(c.end) {
+			continue
+		}
+		if m, ok := c.h.Site.Members[target]; !ok || !m.Instance {
+			continue
+		}
+		s, ok := stored[[2]string{target, rec.Str("id")}]
+		if ok && s.State == "done" {
+			continue
+		}
+		what := "has no record of it"
+		if ok {
+			what = "records it as " + s.State
+		}
+		r.Violations = append(r.Violations, Violation{
+			Property: PropAtMostOnce, Member: target, At: rec.At,
+			Message: fmt.Sprintf("action %s (%s) acknowledged as done, but at the end %s's store %s", rec.Str("id"), rec.Str("verb"), target, what),
+			From:    rec.At.Add(-2 * time.Second), To: rec.At.Add(2 * time.Second),
+		})
+	}
+}

@@ -269,3 +269,16 @@ func TestCoverageShortOutage(t *testing.T) {
 	h.Journal[1].At = at(17.5)
 	want(t, h, PropCoverage)
 }
+
+// A command acknowledged as done must still be done in the member's store
+// at the end.
+func TestStillAcknowledged(t *testing.T) {
+	h := managerBackup()
+	h.Journal = []Record{rec(10, "action_done", "", "id", "a.1", "verb", "takeover", "target", "backup")}
+	h.Stored = []Stored{{Member: "backup", ID: "a.1", Verb: "takeover", State: "done"}}
+	want(t, h)
+	h.Stored[0].State = "running"
+	want(t, h, PropAtMostOnce)
+	h.Stored[0].ID = "a.2"
+	want(t, h, PropAtMostOnce)
+}

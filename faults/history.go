@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"time"
 
+	"understudy/runtime/agent"
 	"understudy/runtime/journal"
+	"understudy/runtime/store"
 )
 
 // History is what really happened during one schedule, on one time base:
@@ -28,6 +31,18 @@ type History struct {
 	Journal []Record    `json:"journal"` // the coordinator's journal
 	Logs    []LogLine   `json:"logs"`    // every instance's JSON log lines
 	Routing []RouteSeen `json:"routing"` // each switcher simulator's routing as it changed
+	// Stored are the command records in each member's state store at the
+	// end (read once every instance has stopped).
+	Stored []Stored `json:"stored"`
+}
+
+// Stored is a command record a member's store held at the end of the run.
+type Stored struct {
+	Member string    `json:"member"`
+	ID     string    `json:"id"`
+	Verb   string    `json:"verb"`
+	State  string    `json:"state"` // running, done, failed
+	At     time.Time `json:"at"`
 }
 
 // Record is one line of the coordinator's journal (runtime/engine.Record).
@@ -89,6 +104,26 @@ type MemberFact struct {
 	Switcher      string        `json:"switcher,omitempty"`
 	Outputs       []int         `json:"outputs,omitempty"`
 	Inputs        []int         `json:"inputs,omitempty"`
+}
+
+// ReadStored reads the command records of a member's state store (the
+// instance must have stopped).
+func ReadStored(member, path string) ([]Stored, error) {
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("state of %s: %w", member, err)
+	}
+	defer st.Close()
+	recs, err := agent.ReadReceived(st)
+	if err != nil {
+		return nil, fmt.Errorf("state of %s: %w", member, err)
+	}
+	var out []Stored
+	for _, id := range slices.Sorted(maps.Keys(recs)) {
+		r := recs[id]
+		out = append(out, Stored{Member: member, ID: id, Verb: r.Verb, State: r.State, At: r.At})
+	}
+	return out, nil
 }
 
 // ReadJournal reads the coordinator's journal (with its rotated files).

@@ -254,6 +254,9 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 		lines, err := ReadLogFile(hp.Member, hp.Log)
 		errs = append(errs, err)
 		h.Logs = append(h.Logs, lines...)
+		stored, err := ReadStored(hp.Member, filepath.Join(hp.StateDir, r.plan.Site.Name+"-"+hp.Member+".db"))
+		errs = append(errs, err)
+		h.Stored = append(h.Stored, stored...)
 	}
 	h.Sort()
 	if err := errors.Join(errs...); err != nil {
