@@ -46,6 +46,9 @@ Usage:
   understudy replay [-c site.yaml] JOURNAL [P]  run a recorded journal through the policy (or P) and show changed decisions
   understudy defs                               print the Lua editor definitions (LuaLS) of the policy API
   understudy demo                               a whole simulated site on this machine
+  understudy faults -c site.yaml [--schedules N] [--seed S] [--duration D]
+                                                seeded fault schedules against the site's real instances on
+                                                test hosts, with a checker (Linux, root; exit 1 on a violation)
   understudy switcher-sim KIND [--listen ADDR]  a switcher simulator (%s) to try a site against
   understudy version                            print the version
 
@@ -94,6 +97,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "defs":
 		fmt.Fprint(stdout, policy.Definitions())
 		return 0
+	case "faults":
+		return cmdFaults(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":

@@ -132,6 +132,17 @@ type Received struct {
 	Finished time.Time `json:"finished,omitzero"`
 }
 
+// ReadReceived returns every command record of a member's state store, by
+// command id: what the member received, ran and answered (the fault suite
+// reads it after a run, with the instance stopped).
+func ReadReceived(st *store.Store) (map[string]Received, error) {
+	recs, err := store.Load[Received](st, bucketReceived)
+	if err != nil {
+		return nil, fmt.Errorf("command records: %w", err)
+	}
+	return recs, nil
+}
+
 // Agent receives the coordinator's commands and runs this member's hooks.
 type Agent struct {
 	self         string

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"understudy/drivers/builtin"
+	"understudy/faults"
+)
+
+// cmdFaults runs seeded fault schedules against a site (package faults):
+// understudy faults -c site.yaml [--schedules N] [--seed S] [--duration D]
+// [--out DIR]. It needs root (network namespaces) and Linux. Exit 1 on any
+// violation or when a schedule could not run, 2 on a usage error.
+func cmdFaults(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("faults", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sitePath := fs.String("c", "site.yaml", "the site file")
+	schedules := fs.Int("schedules", 10, "how many schedules to run (seeds S, S+1, …)")
+	seed := fs.Uint64("seed", 0, "the first schedule's seed (default: one drawn from the clock, printed)")
+	duration := fs.Duration("duration", time.Minute, "length of each schedule, once every instance is up")
+	maxFaults := fs.Int("max-faults", 8, "at most this many faults per schedule")
+	out := fs.String("out", "", "keep every run here (site copies, logs, journals, history.json, report.json); default: a temporary folder kept only when a schedule fails")
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 {
+		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--out DIR]")
+		return 2
+	}
+	if runtime.GOOS != "linux" {
+		fmt.Fprintln(stderr, "understudy faults: needs Linux (the hosts are network namespaces)")
+		return 1
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "understudy faults: needs root: it makes network namespaces and runs the site's instances in them (run it with sudo)")
+		return 1
+	}
+	seedSet := false
+	fs.Visit(func(f *flag.Flag) { seedSet = seedSet || f.Name == "seed" })
+	if !seedSet {
+		*seed = uint64(time.Now().UnixNano()) % 1_000_000
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stderr, "understudy faults: cannot find this binary to run the instances:", err)
+		return 1
+	}
+	dir, keep := *out, *out != ""
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "understudy-faults-"); err != nil {
+			fmt.Fprintln(stderr, "understudy faults:", err)
+			return 1
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	opts := faults.Options{
+		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
+		Registry: builtin.Registry(), Progress: stderr,
+	}
+	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)
+	report := faults.NewReport(*sitePath)
+	failed := 0
+	for i := range *schedules {
+		s := *seed + uint64(i)
+		o, err := faults.RunSchedule(ctx, opts, s)
+		if err != nil {
+			fmt.Fprintf(stderr, "seed %d: %v\n", s, err)
+			failed++
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if i == 0 {
+			report.Notes = o.Notes
+		}
+		report.Add(o.History, o.Result)
+		fmt.Fprintf(stdout, "seed %d: %d fault(s), %d violation(s)\n", s, len(o.History.Ops), len(o.Result.Violations))
+		for _, v := range o.Result.Violations {
+			faults.Explain(stdout, o.History, v)
+		}
+		if len(o.Result.Violations) > 0 {
+			keep = true
+		} else if *out == "" {
+			os.RemoveAll(o.Dir)
+		}
+	}
+	fmt.Fprintln(stdout)
+	for _, n := range report.Notes {
+		fmt.Fprintln(stdout, "note:", n)
+	}
+	report.WriteText(stdout)
+	var text strings.Builder
+	report.WriteText(&text)
+	if f, err := os.Create(filepath.Join(dir, "report.json")); err == nil {
+		report.WriteJSON(f)
+		f.Close()
+		os.WriteFile(filepath.Join(dir, "report.txt"), []byte(text.String()), 0o644)
+	}
+	if failed > 0 {
+		fmt.Fprintf(stdout, "%d schedule(s) could not run\n", failed)
+		keep = true
+	}
+	if keep {
+		fmt.Fprintf(stdout, "runs kept in %s\n", dir)
+	} else {
+		os.RemoveAll(dir)
+	}
+	if failed > 0 || len(report.Violations) > 0 {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,638 @@
+package faults
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Bounds are the slack the checker allows beyond the site's own timing.
+// Each is documented in docs/faults.md.
+type Bounds struct {
+	// Detect is allowed beyond lost_after for a loss to be noticed: missed
+	// heartbeats are judged on the coordinator's ticks (default 2
+	// heartbeat intervals + 500 ms, at least 1 s).
+	Detect time.Duration
+	// Cover is allowed for the takeover's own steps once the loss is
+	// known: the bookkeeping, the standby's agent running the takeover and
+	// its answer coming back (default 5 s).
+	Cover time.Duration
+	// Reconnect is allowed after a fault ends until the instance is on the
+	// bus again: a restarted process starting, a client noticing a dead
+	// connection (1.5 × keep-alive) and its reconnect backoff (default
+	// 1.5 × keep-alive + 3 s).
+	Reconnect time.Duration
+	// Device is allowed after a switcher is reachable again (or restarted)
+	// until the coordinator's driver reconnected and re-asserted the
+	// routes (default 6 s).
+	Device time.Duration
+	// Failback is allowed beyond the failback delay for the failback's own
+	// steps (default 10 s).
+	Failback time.Duration
+}
+
+// withDefaults fills the zero bounds from the site's timing.
+func (b Bounds) withDefaults(f SiteFacts) Bounds {
+	var interval time.Duration
+	for _, m := range f.Members {
+		interval = max(interval, m.Interval)
+	}
+	if b.Detect == 0 {
+		b.Detect = max(2*interval+500*time.Millisecond, time.Second)
+	}
+	if b.Cover == 0 {
+		b.Cover = 5 * time.Second
+	}
+	if b.Reconnect == 0 {
+		b.Reconnect = f.KeepAlive*3/2 + 3*time.Second
+	}
+	if b.Device == 0 {
+		b.Device = 6 * time.Second
+	}
+	if b.Failback == 0 {
+		b.Failback = 10 * time.Second
+	}
+	return b
+}
+
+// The properties.
+const (
+	PropCoverage    = "coverage"
+	PropFalseLoss   = "no-false-loss"
+	PropAtMostOnce  = "at-most-once"
+	PropFailback    = "failback"
+	PropCoverRoutes = "coverage-routing"
+	PropBackRoutes  = "failback-routing"
+)
+
+// Violation is a property that does not hold, with the window of the
+// history that shows it.
+type Violation struct {
+	Property string    `json:"property"`
+	Member   string    `json:"member,omitempty"`
+	At       time.Time `json:"at"`
+	Message  string    `json:"message"`
+	From     time.Time `json:"from"` // the timeline to show
+	To       time.Time `json:"to"`
+}
+
+func (v Violation) String() string {
+	return fmt.Sprintf("%s: %s: %s", v.Property, v.Member, v.Message)
+}
+
+// Cover is one outage that had to be covered, and how it went.
+type Cover struct {
+	Member   string        `json:"member"`
+	Kind     OpKind        `json:"kind"` // the fault that began the outage
+	Lost     time.Time     `json:"lost"` // when the outage began
+	Deadline time.Time     `json:"deadline"`
+	Took     time.Duration `json:"took"` // to takeover_done; 0 when already covered
+	Already  bool          `json:"already,omitempty"`
+	OK       bool          `json:"ok"`
+}
+
+// Result is what Check found.
+type Result struct {
+	Violations []Violation `json:"violations"`
+	Covers     []Cover     `json:"covers"`
+	// Failbacks counts the returns that had to be failed back (checked).
+	Failbacks int `json:"failbacks"`
+	// Queued counts outages not checked because the pool had no free
+	// standby (capacity or the failover limit).
+	Queued int `json:"queued"`
+	// Actions counts the action executions read at the members.
+	Actions int `json:"actions"`
+	// Losses counts the member_lost records judged for false loss.
+	Losses int `json:"losses"`
+}
+
+// checker holds a history with the fault intervals worked out.
+type checker struct {
+	h     *History
+	b     Bounds
+	end   time.Time
+	coord string
+}
+
+// Check verifies the properties on h. Zero bounds take the defaults.
+func Check(h *History, b Bounds) Result {
+	c := &checker{h: h, b: b.withDefaults(h.Site), end: h.End, coord: h.Site.Coordinator}
+	var r Result
+	c.falseLoss(&r)
+	c.coverage(&r)
+	c.failback(&r)
+	c.atMostOnce(&r)
+	slices.SortStableFunc(r.Violations, func(a, b Violation) int { return a.At.Compare(b.At) })
+	return r
+}
+
+// opEnd is when an op stopped acting (the end of the history if it did not).
+func (c *checker) opEnd(o Op) time.Time {
+	if o.End.IsZero() || o.End.After(c.end) {
+		return c.end
+	}
+	return o.End
+}
+
+// opSpans returns the intervals of the ops for which keep is true.
+func (c *checker) opSpans(keep func(Op) bool) spans {
+	var out spans
+	for _, o := range c.h.Ops {
+		if o.Err != "" || o.Start.IsZero() || !keep(o) {
+			continue
+		}
+		if o.Kind == OpSwitcherRestart {
+			out = append(out, span{o.Start, o.Start.Add(time.Millisecond)})
+			continue
+		}
+		out = append(out, span{o.Start, c.opEnd(o)})
+	}
+	return out.merge(0)
+}
+
+// procDown is when member's process was killed or stopped.
+func (c *checker) procDown(member string, kinds ...OpKind) spans {
+	return c.opSpans(func(o Op) bool { return o.Member == member && slices.Contains(kinds, o.Kind) })
+}
+
+// linkDown is when host's link was down.
+func (c *checker) linkDown(host string) spans {
+	return c.opSpans(func(o Op) bool { return o.Kind == OpLinkDown && o.Host == host })
+}
+
+// cut is when hosts a and b could not reach each other (a partition that
+// puts them apart, or a broker cut between them).
+func (c *checker) cut(a, b string) spans {
+	return c.opSpans(func(o Op) bool {
+		switch o.Kind {
+		case OpPartition:
+			return slices.Contains(o.Groups[0], a) && slices.Contains(o.Groups[1], b) ||
+				slices.Contains(o.Groups[0], b) && slices.Contains(o.Groups[1], a)
+		case OpBrokerCut:
+			return o.Member == a && b == c.coord || o.Member == b && a == c.coord
+		}
+		return false
+	})
+}
+
+// away is when member could not take part in the site through its own
+// faults: process killed or stopped, link down, cut off from the broker's
+// host.
+func (c *checker) away(member string) spans {
+	s := c.procDown(member, OpKill, OpStop)
+	s = append(s, c.linkDown(member)...)
+	if member != c.coord {
+		s = append(s, c.cut(member, c.coord)...)
+	}
+	return s.merge(0)
+}
+
+// coordTrouble is when the coordinator (and the broker it embeds) could
+// not decide or hear anyone.
+func (c *checker) coordTrouble() spans { return c.away(c.coord) }
+
+// deviceTrouble is when the coordinator could not reach the switchers.
+func (c *checker) deviceTrouble() spans {
+	return append(c.linkDown(DevicesHost), c.cut(c.coord, DevicesHost)...).merge(0)
+}
+
+// graceAfter is how long after a coordinator trouble span ends it may take
+// before it judges again: a restarted coordinator waits startup_grace for
+// members it has not heard; any other trouble needs the members' next
+// heartbeats (the stall rule: nobody is judged until they had a fresh
+// lost_after).
+func (c *checker) graceAfter(s span, lostAfter time.Duration) time.Duration {
+	g := c.b.Reconnect + lostAfter + c.b.Detect
+	for _, k := range c.procDown(c.coord, OpKill) {
+		if k.To.Equal(s.To) || k.overlaps(s) {
+			g = max(g, c.h.Site.StartupGrace+c.b.Reconnect)
+		}
+	}
+	return g
+}
+
+// falseLoss: no member_lost for a member whose process ran, was not
+// stopped, and could reach the broker during the whole lost_after window
+// before the record (with Detect and Reconnect as slack), while the
+// coordinator itself was not in trouble.
+func (c *checker) falseLoss(r *Result) {
+	for _, rec := range c.h.Journal {
+		if rec.Type != "member_lost" || rec.At.Before(c.h.Start) || rec.At.After(c.end) {
+			continue
+		}
+		m, ok := c.h.Site.Members[rec.Member]
+		if !ok || !m.Instance {
+			continue
+		}
+		r.Losses++
+		w := span{rec.At.Add(-m.LostAfter - c.b.Detect), rec.At}
+		trouble := append(c.away(rec.Member), c.coordTrouble()...).extend(c.b.Reconnect)
+		if len(trouble.overlapping(w)) > 0 {
+			continue
+		}
+		r.Violations = append(r.Violations, Violation{
+			Property: PropFalseLoss, Member: rec.Member, At: rec.At,
+			Message: fmt.Sprintf("declared lost (%s) although its process ran, was not stopped and reached the broker during the whole %s before (lost_after %s + %s)",
+				rec.Str("reason"), w.To.Sub(w.From), m.LostAfter, c.b.Detect),
+			From: w.From.Add(-2 * time.Second), To: rec.At.Add(2 * time.Second),
+		})
+	}
+}
+
+// standbys returns the standbys that may cover m (its pool's).
+func (c *checker) standbys(m MemberFact) []MemberFact {
+	var out []MemberFact
+	for _, id := range sortedKeys(c.h.Site.Members) {
+		s := c.h.Site.Members[id]
+		if s.Standby && s.ID != m.ID && s.Pool == m.Pool {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// standbyTrouble is when no standby that may cover m was usable.
+func (c *checker) standbyTrouble(m MemberFact) spans {
+	var all spans
+	for i, s := range c.standbys(m) {
+		a := c.away(s.ID).extend(c.b.Reconnect)
+		if i == 0 {
+			all = a.merge(0)
+		} else {
+			all = all.intersect(a.merge(0))
+		}
+	}
+	return all
+}
+
+// covered replays the journal's coverage records: whether member was
+// covered at t (takeover_done without a later failback_done or
+// takeover_failed), and by whom.
+func (c *checker) covered(member string, t time.Time) (bool, string) {
+	on, by := false, ""
+	for _, rec := range c.h.Journal {
+		if rec.At.After(t) {
+			break
+		}
+		if rec.Member != member {
+			continue
+		}
+		switch rec.Type {
+		case "takeover_done":
+			on, by = true, rec.Str("standby")
+		case "failback_done", "takeover_failed":
+			on, by = false, ""
+		}
+	}
+	return on, by
+}
+
+// coveredCount is how many members other than member were covered (or
+// being taken over) at t.
+func (c *checker) coveredCount(member string, t time.Time) int {
+	state := map[string]bool{}
+	for _, rec := range c.h.Journal {
+		if rec.At.After(t) {
+			break
+		}
+		switch rec.Type {
+		case "takeover_started", "takeover_done":
+			state[rec.Member] = true
+		case "failback_done", "takeover_failed":
+			delete(state, rec.Member)
+		}
+	}
+	delete(state, member)
+	return len(state)
+}
+
+// push moves ready past every trouble span that overlaps [ready-lead,
+// deadline(ready)], each followed by its grace, until none does (bounded).
+func push(ready time.Time, lead time.Duration, deadline func(time.Time) time.Time, trouble spans, grace func(span) time.Duration) time.Time {
+	for range 50 {
+		moved := false
+		for _, t := range trouble {
+			if t.overlaps(span{ready.Add(-lead), deadline(ready)}) {
+				if next := t.To.Add(grace(t)); next.After(ready) {
+					ready, moved = next, true
+				}
+			}
+		}
+		if !moved {
+			break
+		}
+	}
+	return ready
+}
+
+// startedBy returns the kind of the first op that began at from for member.
+func (c *checker) startedBy(member string, from time.Time) OpKind {
+	best, kind := time.Duration(1<<62), OpKind("")
+	for _, o := range c.h.Ops {
+		if o.Start.IsZero() || o.Start.After(from.Add(time.Millisecond)) {
+			continue
+		}
+		apart := func(g [2][]string) bool {
+			return slices.Contains(g[0], member) && slices.Contains(g[1], c.coord) ||
+				slices.Contains(g[1], member) && slices.Contains(g[0], c.coord)
+		}
+		hits := o.Member == member || o.Host == member || o.Kind == OpPartition && apart(o.Groups)
+		if d := from.Sub(o.Start); hits && d < best {
+			best, kind = d, o.Kind
+		}
+	}
+	return kind
+}
+
+// coverage: every protected member that stayed away long enough to be
+// judged lost (lost_after + Detect) was covered within the bound
+// (takeover_done in the journal by then, or covered since an earlier
+// outage), and where it is still away then and has switcher outputs, the
+// switcher shows the standby's inputs on them. The bound starts when the
+// coordinator (and a standby) could act again.
+func (c *checker) coverage(r *Result) {
+	if c.h.Site.Mode == "manual" {
+		return // a loss is a proposal an operator confirms
+	}
+	for _, id := range sortedKeys(c.h.Site.Members) {
+		m := c.h.Site.Members[id]
+		if !m.Protected || !m.Instance || id == c.coord || len(c.standbys(m)) == 0 {
+			continue
+		}
+		deadline := func(t time.Time) time.Time {
+			return t.Add(m.LostAfter + c.b.Detect + m.Delay + c.b.Cover)
+		}
+		coordTrouble, standbyTrouble := c.coordTrouble(), c.standbyTrouble(m)
+		for _, out := range c.away(id).merge(c.b.Reconnect) {
+			ready := push(out.From, m.LostAfter, deadline, coordTrouble, func(s span) time.Duration { return c.graceAfter(s, m.LostAfter) })
+			ready = push(ready, 0, deadline, standbyTrouble, func(span) time.Duration { return 0 })
+			dl := deadline(ready)
+			if dl.After(c.end) || out.To.Sub(ready) < m.LostAfter+c.b.Detect {
+				continue // back before it could be judged lost (or the history ended first): nothing required
+			}
+			capacity := 0
+			for _, s := range c.standbys(m) {
+				capacity += max(s.Capacity, 1)
+			}
+			busy := c.coveredCount(id, ready)
+			if busy >= capacity || c.h.Site.Limit > 0 && busy >= c.h.Site.Limit {
+				r.Queued++
+				continue
+			}
+			cv := Cover{Member: id, Kind: c.startedBy(id, out.From), Lost: out.From, Deadline: dl}
+			already, _ := c.covered(id, out.From)
+			on, by := c.covered(id, dl)
+			if already {
+				cv.Already = true
+			} else {
+				for _, rec := range c.h.Journal {
+					if rec.Type == "takeover_done" && rec.Member == id && !rec.At.Before(out.From) && !rec.At.After(dl) {
+						cv.Took = rec.At.Sub(out.From)
+						on = true // covered in time, maybe failed back already (a member back early)
+						if by == "" {
+							by = rec.Str("standby")
+						}
+						break
+					}
+				}
+			}
+			cv.OK = on
+			r.Covers = append(r.Covers, cv)
+			if !on {
+				r.Violations = append(r.Violations, Violation{
+					Property: PropCoverage, Member: id, At: dl,
+					Message: fmt.Sprintf("away from %s (%s) until %s but not covered by %s (bound: lost_after %s + detect %s + delay %s + cover %s from %s)",
+						clock(out.From), cv.Kind, clockOrEnd(out.To, c.end), clock(dl), m.LostAfter, c.b.Detect, m.Delay, c.b.Cover, clock(ready)),
+					From: out.From.Add(-2 * time.Second), To: dl.Add(2 * time.Second),
+				})
+				continue
+			}
+			c.checkRoutes(r, PropCoverRoutes, m, by, span{ready, out.To}, dl)
+		}
+	}
+}
+
+// checkRoutes checks that, at the route deadline after dl (pushed past the
+// coordinator's trouble with the switcher and switcher restarts), m's
+// outputs show source's inputs, if m is still in the same state (within
+// hold) then.
+func (c *checker) checkRoutes(r *Result, prop string, m MemberFact, source string, hold span, dl time.Time) {
+	src, ok := c.h.Site.Members[source]
+	if m.Switcher == "" || len(m.Outputs) == 0 || !ok || len(src.Inputs) == 0 {
+		return
+	}
+	restarts := c.opSpans(func(o Op) bool { return o.Kind == OpSwitcherRestart && o.Driver == m.Switcher })
+	trouble := append(append(c.deviceTrouble(), restarts...), c.coordTrouble()...).merge(0)
+	rd := push(dl, 0, func(t time.Time) time.Time { return t }, trouble, func(span) time.Duration { return c.b.Device })
+	if !hold.contains(rd) || rd.After(c.end) {
+		return
+	}
+	want := map[int]int{}
+	for i, out := range m.Outputs {
+		if i < len(src.Inputs) {
+			want[out] = src.Inputs[i]
+		}
+	}
+	got := c.routingAt(m.Switcher, rd)
+	var wrong []string
+	for _, out := range slices.Sorted(maps.Keys(want)) {
+		if out-1 >= len(got) || got[out-1] != want[out] {
+			shown := 0
+			if out-1 < len(got) {
+				shown = got[out-1]
+			}
+			wrong = append(wrong, fmt.Sprintf("output %d shows input %d, want %d (%s)", out, shown, want[out], source))
+		}
+	}
+	if len(wrong) > 0 {
+		r.Violations = append(r.Violations, Violation{
+			Property: prop, Member: m.ID, At: rd,
+			Message: fmt.Sprintf("switcher %s at %s: %s", m.Switcher, clock(rd), strings.Join(wrong, "; ")),
+			From:    dl.Add(-4 * time.Second), To: rd.Add(2 * time.Second),
+		})
+	}
+}
+
+// routingAt is the switcher's routing as last seen at or before t.
+func (c *checker) routingAt(driver string, t time.Time) []int {
+	var got []int
+	for _, s := range c.h.Routing {
+		if s.At.After(t) {
+			break
+		}
+		if s.Driver == driver {
+			got = s.Routing
+		}
+	}
+	return got
+}
+
+// failback: a covered member that came back and stayed (with the
+// coordinator and its standby usable) past the failback delay was failed
+// back within Failback more, and its outputs show its own inputs again —
+// only where the member fails back automatically.
+func (c *checker) failback(r *Result) {
+	if c.h.Site.Mode == "manual" {
+		return
+	}
+	for _, id := range sortedKeys(c.h.Site.Members) {
+		m := c.h.Site.Members[id]
+		if !m.Protected || !m.AutoFailback || !m.Instance || id == c.coord {
+			continue
+		}
+		away := c.away(id).merge(c.b.Reconnect)
+		for i, out := range away {
+			if on, _ := c.covered(id, out.To); !on {
+				continue
+			}
+			deadline := func(t time.Time) time.Time { return t.Add(c.b.Reconnect + m.FailbackDelay + c.b.Failback) }
+			ready := push(out.To, 0, deadline, c.coordTrouble(), func(s span) time.Duration { return c.graceAfter(s, m.LostAfter) })
+			ready = push(ready, 0, deadline, c.standbyTrouble(m), func(span) time.Duration { return 0 })
+			dl := deadline(ready)
+			next := c.end
+			if i+1 < len(away) {
+				next = away[i+1].From
+			}
+			if dl.After(next) || dl.After(c.end) {
+				continue // away again, or the history ended, before the bound
+			}
+			r.Failbacks++
+			done := false
+			for _, rec := range c.h.Journal {
+				if rec.Type == "failback_done" && rec.Member == id && rec.At.After(out.To) && !rec.At.After(dl) {
+					done = true
+				}
+			}
+			if on, _ := c.covered(id, dl); on || !done {
+				r.Violations = append(r.Violations, Violation{
+					Property: PropFailback, Member: id, At: dl,
+					Message: fmt.Sprintf("back from %s and up since, but not failed back by %s (reconnect %s + failback_delay %s + failback %s from %s)",
+						clock(out.To), clock(dl), c.b.Reconnect, m.FailbackDelay, c.b.Failback, clock(ready)),
+					From: out.To.Add(-2 * time.Second), To: dl.Add(2 * time.Second),
+				})
+				continue
+			}
+			c.checkRoutes(r, PropBackRoutes, m, id, span{out.To, next}, dl)
+		}
+	}
+}
+
+// atMostOnce: no action ran twice. At the members, the agent logs
+// "command received" when it records a command before running it, "command
+// was interrupted …; running it again" when a restart found it unfinished
+// (allowed: it never finished), and "command done"/"command failed" when
+// it finished; any start after a finish, or a second first receipt, is a
+// repeat. In the coordinator's journal no action is done twice.
+func (c *checker) atMostOnce(r *Result) {
+	type key struct{ member, id string }
+	type state struct {
+		received, finished bool
+		at                 time.Time
+	}
+	st := map[key]*state{}
+	for _, l := range c.h.Logs {
+		id := l.Str("id")
+		if id == "" {
+			continue
+		}
+		k := key{l.Member, id}
+		s := st[k]
+		if s == nil {
+			s = &state{}
+			st[k] = s
+		}
+		bad := ""
+		switch {
+		case l.Msg == "command received":
+			r.Actions++
+			if s.finished {
+				bad = "received and run again after it finished at " + clock(s.at)
+			} else if s.received {
+				bad = "received as new a second time (first at " + clock(s.at) + "): its record was lost"
+			}
+			s.received, s.at = true, l.At
+		case strings.HasPrefix(l.Msg, "command was interrupted"):
+			if s.finished {
+				bad = "run again after it finished at " + clock(s.at)
+			}
+			s.received = true
+		case l.Msg == "command done" || l.Msg == "command failed":
+			if s.finished {
+				bad = "finished twice (first at " + clock(s.at) + ")"
+			}
+			s.finished, s.at = true, l.At
+		}
+		if bad != "" {
+			r.Violations = append(r.Violations, Violation{
+				Property: PropAtMostOnce, Member: l.Member, At: l.At,
+				Message: fmt.Sprintf("action %s (%s) %s", id, l.Str("verb"), bad),
+				From:    s.at.Add(-2 * time.Second), To: l.At.Add(2 * time.Second),
+			})
+		}
+	}
+	c.stillAcknowledged(r)
+	done := map[string]time.Time{}
+	for _, rec := range c.h.Journal {
+		if rec.Type != "action_done" {
+			continue
+		}
+		id := rec.Str("id")
+		if first, twice := done[id]; twice && id != "" {
+			r.Violations = append(r.Violations, Violation{
+				Property: PropAtMostOnce, Member: c.coord, At: rec.At,
+				Message: fmt.Sprintf("action %s (%s) done twice in the journal (first at %s)", id, rec.Str("verb"), clock(first)),
+				From:    first.Add(-2 * time.Second), To: rec.At.Add(2 * time.Second),
+			})
+			continue
+		}
+		done[id] = rec.At
+	}
+}
+
+func clock(t time.Time) string { return t.Format("15:04:05.000") }
+
+func clockOrEnd(t, end time.Time) string {
+	if !t.Before(end) {
+		return "the end"
+	}
+	return clock(t)
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// stillAcknowledged: every command the coordinator's journal records as
+// done by a member (action_done with a target) is still recorded as done in
+// that member's store at the end, whatever restarts came between.
+func (c *checker) stillAcknowledged(r *Result) {
+	if len(c.h.Stored) == 0 {
+		return // no stores read (a hand-made history)
+	}
+	stored := map[[2]string]Stored{}
+	for _, s := range c.h.Stored {
+		stored[[2]string{s.Member, s.ID}] = s
+	}
+	for _, rec := range c.h.Journal {
+		target := rec.Str("target")
+		if rec.Type != "action_done" || target == "" || rec.At.After(c.end) {
+			continue
+		}
+		if m, ok := c.h.Site.Members[target]; !ok || !m.Instance {
+			continue
+		}
+		s, ok := stored[[2]string{target, rec.Str("id")}]
+		if ok && s.State == "done" {
+			continue
+		}
+		what := "has no record of it"
+		if ok {
+			what = "records it as " + s.State
+		}
+		r.Violations = append(r.Violations, Violation{
+			Property: PropAtMostOnce, Member: target, At: rec.At,
+			Message: fmt.Sprintf("action %s (%s) acknowledged as done, but at the end %s's store %s", rec.Str("id"), rec.Str("verb"), target, what),
+			From:    rec.At.Add(-2 * time.Second), To: rec.At.Add(2 * time.Second),
+		})
+	}
+}

@@ -1,0 +1,164 @@
+//go:build linux
+
+package faults
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"understudy/drivers/builtin"
+	"understudy/fixtures/testhost"
+)
+
+// ciSeeds are the manager-backup schedules CI runs: seed 3 kills main for
+// good while the coordinator is stopped and unplugged (the stall rule),
+// seed 4 cuts main off from the broker and then kills the coordinator, seed
+// 6 whatever it draws.
+var ciSeeds = []uint64{3, 4, 6}
+
+// ciDuration is each CI schedule's length.
+const ciDuration = 45 * time.Second
+
+// The shipped manager-backup site under fixed schedules: no violation, and
+// the faults really hit (main was lost and covered at least once). Then the
+// checker is checked on the real histories: with their coverage records
+// removed, a duplicated action, a loss nobody caused, it must object.
+func TestManagerBackupSchedules(t *testing.T) {
+	testhost.RequireRoot(t)
+	testhost.RequireTools(t, "ip", "unshare")
+	var (
+		mu        sync.Mutex
+		histories = map[uint64]*History{}
+		covered   int
+	)
+	t.Run("schedules", func(t *testing.T) {
+		for _, seed := range ciSeeds {
+			t.Run("seed="+itoa(seed), func(t *testing.T) {
+				t.Parallel()
+				out, err := RunSchedule(context.Background(), Options{
+					Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
+					Duration: ciDuration, Registry: builtin.Registry(), Progress: testLog{t},
+				}, seed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, o := range out.History.Ops {
+					if o.Err != "" {
+						t.Errorf("fault %s not injected", o)
+					}
+				}
+				for _, v := range out.Result.Violations {
+					var b strings.Builder
+					Explain(&b, out.History, v)
+					t.Error(b.String())
+				}
+				rep := NewReport("manager-backup")
+				rep.Add(out.History, out.Result)
+				var b strings.Builder
+				rep.WriteText(&b)
+				t.Log(b.String())
+				mu.Lock()
+				defer mu.Unlock()
+				histories[seed] = out.History
+				for _, c := range out.Result.Covers {
+					if c.OK && !c.Already {
+						covered++
+					}
+				}
+			})
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	if covered == 0 {
+		t.Fatalf("no schedule of seeds %v made a loss that had to be covered: the faults did not hit", ciSeeds)
+	}
+	t.Run("checker catches", func(t *testing.T) {
+		for _, seed := range ciSeeds {
+			checkTheChecker(t, seed, histories[seed])
+		}
+	})
+}
+
+// checkTheChecker breaks a real history the ways a broken build would and
+// asserts the checker reports each.
+func checkTheChecker(t *testing.T, seed uint64, h *History) {
+	res := Check(h, Bounds{})
+	if len(res.Covers) > 0 {
+		// A build whose takeover never finishes: no coverage records.
+		broken := *h
+		broken.Journal = without(h.Journal, func(r Record) bool { return r.Type == "takeover_done" })
+		expect(t, seed, "takeover never done", &broken, PropCoverage)
+		// A build whose routes never reach the switcher.
+		broken = *h
+		broken.Routing = nil
+		for _, s := range h.Routing {
+			if !s.At.After(h.Start) {
+				broken.Routing = append(broken.Routing, s)
+			}
+		}
+		expect(t, seed, "switcher never re-routed", &broken, PropCoverRoutes)
+	}
+	if res.Actions > 0 {
+		// A build that forgets the agent's record: the command runs again.
+		broken := *h
+		broken.Logs = nil
+		for _, l := range h.Logs {
+			broken.Logs = append(broken.Logs, l)
+			if l.Msg == "command received" {
+				again := l
+				again.At = l.At.Add(time.Second)
+				broken.Logs = append(broken.Logs, again)
+			}
+		}
+		broken.Sort()
+		expect(t, seed, "action run twice", &broken, PropAtMostOnce)
+	}
+	// A build that judges a healthy member lost: a member_lost for main
+	// just before the first fault, when nothing had happened yet.
+	first := h.End
+	for _, o := range h.Ops {
+		if !o.Start.IsZero() && o.Start.Before(first) {
+			first = o.Start
+		}
+	}
+	broken := *h
+	broken.Journal = append(append([]Record(nil), h.Journal...), Record{At: first.Add(-time.Millisecond), Type: "member_lost", Member: "main", Fields: map[string]any{"reason": "injected"}})
+	broken.Sort()
+	expect(t, seed, "false loss", &broken, PropFalseLoss)
+}
+
+func expect(t *testing.T, seed uint64, what string, h *History, prop string) {
+	t.Helper()
+	for _, v := range Check(h, Bounds{}).Violations {
+		if v.Property == prop {
+			return
+		}
+	}
+	t.Errorf("seed %d, %s: the checker did not report %s", seed, what, prop)
+}
+
+func without(rs []Record, drop func(Record) bool) []Record {
+	var out []Record
+	for _, r := range rs {
+		if !drop(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// testLog writes progress lines to the test's log.
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}

@@ -1,0 +1,221 @@
+package faults
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"time"
+
+	"understudy/runtime/agent"
+	"understudy/runtime/journal"
+	"understudy/runtime/store"
+)
+
+// History is what really happened during one schedule, on one time base:
+// the wall clock of this machine, which every test host shares.
+type History struct {
+	Seed     uint64    `json:"seed"`
+	Site     SiteFacts `json:"site"`
+	Schedule Schedule  `json:"schedule"`
+	// Start is when the schedule began (every instance up and seen by the
+	// coordinator); End is when it ended, before anything was healed or
+	// stopped. Checks look at [Start, End] only.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// Ops are the schedule's ops as carried out (Start, End filled in).
+	Ops     []Op        `json:"ops"`
+	Journal []Record    `json:"journal"` // the coordinator's journal
+	Logs    []LogLine   `json:"logs"`    // every instance's JSON log lines
+	Routing []RouteSeen `json:"routing"` // each switcher simulator's routing as it changed
+	// Stored are the command records in each member's state store at the
+	// end (read once every instance has stopped).
+	Stored []Stored `json:"stored"`
+}
+
+// Stored is a command record a member's store held at the end of the run.
+type Stored struct {
+	Member string    `json:"member"`
+	ID     string    `json:"id"`
+	Verb   string    `json:"verb"`
+	State  string    `json:"state"` // running, done, failed
+	At     time.Time `json:"at"`
+}
+
+// Record is one line of the coordinator's journal (runtime/engine.Record).
+type Record struct {
+	At     time.Time      `json:"at"`
+	Type   string         `json:"type"`
+	Member string         `json:"member,omitempty"`
+	Fields map[string]any `json:"fields,omitempty"`
+}
+
+// Str returns a string field ("" when absent or not a string).
+func (r Record) Str(k string) string { s, _ := r.Fields[k].(string); return s }
+
+// LogLine is one JSON log line of an instance.
+type LogLine struct {
+	At     time.Time      `json:"at"`
+	Member string         `json:"member"`
+	Level  string         `json:"level"`
+	Msg    string         `json:"msg"`
+	Fields map[string]any `json:"fields,omitempty"`
+}
+
+// Str returns a string field ("" when absent or not a string).
+func (l LogLine) Str(k string) string { s, _ := l.Fields[k].(string); return s }
+
+// RouteSeen is a switcher simulator's routing from At on: element i is the
+// input shown on output i+1.
+type RouteSeen struct {
+	At      time.Time `json:"at"`
+	Driver  string    `json:"driver"`
+	Routing []int     `json:"routing"`
+}
+
+// SiteFacts are what the checker needs to know of the site (from
+// site.yaml as loaded by runtime/config).
+type SiteFacts struct {
+	Name         string                `json:"name"`
+	Coordinator  string                `json:"coordinator"`
+	Mode         string                `json:"mode"`  // auto or manual
+	Limit        int                   `json:"limit"` // failovers at once (0: no limit)
+	StartupGrace time.Duration         `json:"startup_grace"`
+	KeepAlive    time.Duration         `json:"keepalive"` // MQTT keep-alive of the instances
+	Members      map[string]MemberFact `json:"members"`
+}
+
+// MemberFact is one member as the checker sees it.
+type MemberFact struct {
+	ID            string        `json:"id"`
+	Standby       bool          `json:"standby,omitempty"`
+	Pool          string        `json:"pool,omitempty"`
+	Capacity      int           `json:"capacity,omitempty"`
+	Instance      bool          `json:"instance"` // runs an understudy instance (has a host)
+	Protected     bool          `json:"protected"`
+	Interval      time.Duration `json:"interval"`
+	LostAfter     time.Duration `json:"lost_after"`
+	Delay         time.Duration `json:"delay,omitempty"`
+	AutoFailback  bool          `json:"auto_failback"`
+	FailbackDelay time.Duration `json:"failback_delay"`
+	Switcher      string        `json:"switcher,omitempty"`
+	Outputs       []int         `json:"outputs,omitempty"`
+	Inputs        []int         `json:"inputs,omitempty"`
+}
+
+// ReadStored reads the command records of a member's state store (the
+// instance must have stopped).
+func ReadStored(member, path string) ([]Stored, error) {
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("state of %s: %w", member, err)
+	}
+	defer st.Close()
+	recs, err := agent.ReadReceived(st)
+	if err != nil {
+		return nil, fmt.Errorf("state of %s: %w", member, err)
+	}
+	var out []Stored
+	for _, id := range slices.Sorted(maps.Keys(recs)) {
+		r := recs[id]
+		out = append(out, Stored{Member: member, ID: id, Verb: r.Verb, State: r.State, At: r.At})
+	}
+	return out, nil
+}
+
+// ReadJournal reads the coordinator's journal (with its rotated files).
+func ReadJournal(path string) ([]Record, error) {
+	var out []Record
+	if _, err := journal.Read(path, func(r Record) error { out = append(out, r); return nil }); err != nil {
+		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	return out, nil
+}
+
+// ParseLog reads an instance's JSON log (slog's JSON handler: time, level,
+// msg and the attributes). Lines that are not JSON (a Go panic, a goroutine
+// dump) are kept with level "raw" and the time of the line before.
+func ParseLog(member string, r io.Reader) ([]LogLine, error) {
+	var out []LogLine
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	var last time.Time
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			if len(sc.Bytes()) > 0 {
+				out = append(out, LogLine{At: last, Member: member, Level: "raw", Msg: sc.Text()})
+			}
+			continue
+		}
+		l := LogLine{Member: member, Fields: map[string]any{}}
+		for k, v := range m {
+			switch k {
+			case "time":
+				s, _ := v.(string)
+				l.At, _ = time.Parse(time.RFC3339Nano, s)
+			case "level":
+				l.Level, _ = v.(string)
+			case "msg":
+				l.Msg, _ = v.(string)
+			case "instance":
+			default:
+				l.Fields[k] = v
+			}
+		}
+		if l.At.IsZero() {
+			l.At = last
+		}
+		last = l.At
+		out = append(out, l)
+	}
+	if err := sc.Err(); err != nil {
+		return out, fmt.Errorf("read log of %s: %w", member, err)
+	}
+	return out, nil
+}
+
+// ReadLogFile is ParseLog on a file.
+func ReadLogFile(member, path string) ([]LogLine, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: %w", member, err)
+	}
+	defer f.Close()
+	return ParseLog(member, f)
+}
+
+// Sort orders every source by time (stable).
+func (h *History) Sort() {
+	slices.SortStableFunc(h.Journal, func(a, b Record) int { return a.At.Compare(b.At) })
+	slices.SortStableFunc(h.Logs, func(a, b LogLine) int { return a.At.Compare(b.At) })
+	slices.SortStableFunc(h.Routing, func(a, b RouteSeen) int { return a.At.Compare(b.At) })
+}
+
+// Write saves the history as JSON.
+func (h *History) Write(path string) error {
+	data, err := json.MarshalIndent(h, "", " ")
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return nil
+}
+
+// LoadHistory reads a history Write saved.
+func LoadHistory(path string) (*History, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	var h History
+	if err := json.Unmarshal(data, &h); err != nil {
+		return nil, fmt.Errorf("history %s: %w", path, err)
+	}
+	return &h, nil
+}

@@ -1,0 +1,231 @@
+package faults
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+)
+
+// OpKind is a kind of fault the nemesis injects.
+type OpKind string
+
+// The fault kinds.
+const (
+	// OpKill: SIGKILL of a member's instance; it is started again after
+	// For (For 0: not before the end of the schedule).
+	OpKill OpKind = "kill"
+	// OpStop: SIGSTOP of a member's instance, SIGCONT after For.
+	OpStop OpKind = "stop"
+	// OpLinkDown: a host's cable pulled (its link loses carrier; nothing is
+	// sent to anyone), plugged back after For.
+	OpLinkDown OpKind = "link_down"
+	// OpPartition: hosts split into two groups that cannot reach each other
+	// (blackhole routes inside each namespace), healed after For.
+	OpPartition OpKind = "partition"
+	// OpBrokerCut: one member's host cut off from the broker's host only.
+	OpBrokerCut OpKind = "broker_cut"
+	// OpSwitcherRestart: a switcher simulator power-cycled: connections
+	// drop, routing back to output n ← input n (instantaneous).
+	OpSwitcherRestart OpKind = "switcher_restart"
+)
+
+// OpKinds lists every kind, in report order.
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpSwitcherRestart}
+
+// DevicesHost is the host label of the switcher simulators.
+const DevicesHost = "devices"
+
+// Op is one fault of a schedule. At and For are planned offsets from the
+// start of the schedule; Start and End are when the runner really began and
+// ended it (wall clock), filled in as it runs.
+type Op struct {
+	ID     int           `json:"id"`
+	Kind   OpKind        `json:"kind"`
+	Member string        `json:"member,omitempty"` // kill, stop, broker_cut
+	Host   string        `json:"host,omitempty"`   // link_down: a member id or "devices"
+	Groups [2][]string   `json:"groups,omitzero"`  // partition: host labels
+	Driver string        `json:"driver,omitempty"` // switcher_restart
+	At     time.Duration `json:"at"`
+	For    time.Duration `json:"for"` // 0 for a kill: not restarted before the end
+
+	Start time.Time `json:"start,omitzero"`
+	End   time.Time `json:"end,omitzero"` // zero: lasted to the end of the history
+	Err   string    `json:"error,omitempty"`
+}
+
+// String describes the op in one line.
+func (o Op) String() string {
+	var what string
+	switch o.Kind {
+	case OpKill:
+		what = "kill -9 " + o.Member
+		if o.For == 0 {
+			what += " (not restarted)"
+		}
+	case OpStop:
+		what = "SIGSTOP " + o.Member
+	case OpLinkDown:
+		what = "link down " + o.Host
+	case OpPartition:
+		what = fmt.Sprintf("partition %s | %s", strings.Join(o.Groups[0], ","), strings.Join(o.Groups[1], ","))
+	case OpBrokerCut:
+		what = o.Member + " cut off from the broker"
+	case OpSwitcherRestart:
+		what = "switcher " + o.Driver + " restarted"
+	}
+	s := fmt.Sprintf("#%d at +%s for %s: %s", o.ID, o.At.Round(time.Millisecond), o.For.Round(time.Millisecond), what)
+	if o.Err != "" {
+		s += " (failed: " + o.Err + ")"
+	}
+	return s
+}
+
+// resource is what an op holds for its whole span: two ops on one resource
+// never overlap (a stopped process is not killed; one partition at a time).
+func (o Op) resource() string {
+	switch o.Kind {
+	case OpKill, OpStop:
+		return "proc:" + o.Member
+	case OpLinkDown:
+		return "link:" + o.Host
+	case OpPartition, OpBrokerCut:
+		return "net"
+	default:
+		return "switcher:" + o.Driver
+	}
+}
+
+// Schedule is a seeded set of faults over Duration.
+type Schedule struct {
+	Seed     uint64        `json:"seed"`
+	Duration time.Duration `json:"duration"`
+	Ops      []Op          `json:"ops"`
+}
+
+// String lists the ops, one a line.
+func (s Schedule) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d, %s, %d faults:\n", s.Seed, s.Duration, len(s.Ops))
+	for _, o := range s.Ops {
+		b.WriteString("  " + o.String() + "\n")
+	}
+	return b.String()
+}
+
+// Target is what a schedule may hit.
+type Target struct {
+	Members     []string      // members that run an instance
+	Coordinator string        // the member that coordinates (and embeds the broker)
+	Switchers   []string      // switcher driver names (simulated)
+	LostAfter   time.Duration // the longest lost_after of the members
+	MaxOps      int           // at most this many faults (default 8)
+}
+
+// NewSchedule draws a schedule from seed: between 2 and MaxOps faults with a
+// random phase in the first three quarters of d (after a sixth of it), each
+// lasting either less than lost_after (a blip that must not cause a loss) or
+// well beyond it. Faults on different processes, links and switchers
+// overlap freely; one partition or broker cut at a time. The same seed and
+// target give the same schedule.
+func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
+	r := rand.New(rand.NewPCG(seed, 0x756e646572737475)) // "understu"
+	maxOps := t.MaxOps
+	if maxOps <= 0 {
+		maxOps = 8
+	}
+	lost := max(t.LostAfter, 300*time.Millisecond)
+	s := Schedule{Seed: seed, Duration: d}
+	hosts := append(slices.Clone(t.Members), DevicesHost)
+	others := slices.DeleteFunc(slices.Clone(t.Members), func(m string) bool { return m == t.Coordinator })
+	kinds := []OpKind{OpKill, OpKill, OpStop, OpLinkDown, OpPartition}
+	if len(others) > 0 {
+		kinds = append(kinds, OpBrokerCut)
+	}
+	if len(t.Switchers) > 0 {
+		kinds = append(kinds, OpSwitcherRestart)
+	}
+	n := 2 + r.IntN(maxOps-1)
+	from, until := d/6, d*3/4
+	if until <= from {
+		return s
+	}
+	for attempt := 0; len(s.Ops) < n && attempt < 20*maxOps; attempt++ {
+		o := Op{Kind: kinds[r.IntN(len(kinds))]}
+		switch o.Kind {
+		case OpKill, OpStop:
+			o.Member = t.Members[r.IntN(len(t.Members))]
+		case OpLinkDown:
+			o.Host = hosts[r.IntN(len(hosts))]
+		case OpBrokerCut:
+			o.Member = others[r.IntN(len(others))]
+		case OpPartition:
+			o.Groups = split(r, hosts)
+		case OpSwitcherRestart:
+			o.Driver = t.Switchers[r.IntN(len(t.Switchers))]
+		}
+		o.At = from + time.Duration(r.Int64N(int64(until-from)))
+		switch {
+		case o.Kind == OpSwitcherRestart:
+			o.For = 0
+		case r.IntN(3) == 0: // a blip: shorter than lost_after
+			o.For = lost/5 + time.Duration(r.Int64N(int64(lost/2)))
+		default: // an outage
+			o.For = lost + time.Second + time.Duration(r.Int64N(int64(d/4)))
+		}
+		if o.Kind == OpKill && r.IntN(4) == 0 {
+			o.For = 0 // not restarted
+		}
+		o.For = min(o.For, d-o.At) // healed within the schedule
+		if overlaps(s.Ops, o, d) {
+			continue
+		}
+		s.Ops = append(s.Ops, o)
+	}
+	slices.SortStableFunc(s.Ops, func(a, b Op) int { return int(a.At - b.At) })
+	for i := range s.Ops {
+		s.Ops[i].ID = i + 1
+	}
+	return s
+}
+
+// split parts hosts into two non-empty groups at random.
+func split(r *rand.Rand, hosts []string) [2][]string {
+	var g [2][]string
+	perm := r.Perm(len(hosts))
+	cut := 1 + r.IntN(len(hosts)-1)
+	for i, p := range perm {
+		side := 0
+		if i >= cut {
+			side = 1
+		}
+		g[side] = append(g[side], hosts[p])
+	}
+	slices.Sort(g[0])
+	slices.Sort(g[1])
+	return g
+}
+
+// overlaps reports whether o holds a resource another op holds at the
+// same time (a margin of a second between them).
+func overlaps(ops []Op, o Op, d time.Duration) bool {
+	span := func(x Op) (time.Duration, time.Duration) {
+		end := x.At + x.For
+		if x.For == 0 && x.Kind != OpSwitcherRestart {
+			end = d
+		}
+		return x.At - time.Second, end + time.Second
+	}
+	a0, a1 := span(o)
+	for _, x := range ops {
+		if x.resource() != o.resource() {
+			continue
+		}
+		b0, b1 := span(x)
+		if a0 < b1 && b0 < a1 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,457 @@
+package faults
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"understudy/drivers"
+	"understudy/runtime/config"
+	"understudy/sitekey"
+)
+
+// Ports the plan gives the parts of the run on their hosts.
+const (
+	BrokerPort   = 1883
+	APIPort      = 7901
+	MaterialPort = 7902
+	// firstSimPort is the first switcher simulator's port on the devices host.
+	firstSimPort = 9990
+)
+
+// Plan is a site rewritten for a run on test hosts: one host per member
+// that runs an instance (198.18.0.1, .2, … in Hosts order), and a last
+// host, "devices", for the switcher simulators. Nothing in it points
+// anywhere but the test hosts.
+type Plan struct {
+	Dir    string       // the run's folder
+	Source string       // the site.yaml it was made from
+	Site   *config.Site // the site as loaded from Source
+	Hosts  []HostPlan   // one per member that runs an instance
+	// Switchers are the switcher drivers, each served by its simulator.
+	Switchers []SwitcherPlan
+	// Notes say what was replaced or disabled, for the report.
+	Notes []string
+
+	doc map[string]any // site.yaml as a tree, rewritten but for the bus
+}
+
+// HostPlan is one member's host.
+type HostPlan struct {
+	Member   string
+	Addr     string // its address, 198.18.0.N
+	SiteFile string // its own copy of the site folder's site.yaml
+	StateDir string
+	Log      string // its JSON log
+}
+
+// SwitcherPlan is a switcher driver served by a simulator on the devices host.
+type SwitcherPlan struct {
+	Driver string
+	Kind   string
+	Listen string // address it listens on (devices host)
+	Size   drivers.Size
+}
+
+// hostAddr is the address testhost gives the n-th host (from 1).
+func hostAddr(n int) string { return net.IPv4(198, 18, 0, byte(n)).String() }
+
+// DevicesAddr is the devices host's address.
+func (p *Plan) DevicesAddr() string { return hostAddr(len(p.Hosts) + 1) }
+
+// Host returns the plan of member's host.
+func (p *Plan) Host(member string) (HostPlan, bool) {
+	for _, h := range p.Hosts {
+		if h.Member == member {
+			return h, true
+		}
+	}
+	return HostPlan{}, false
+}
+
+// CoordinatorAddr is the address of the coordinator's host (the broker's).
+func (p *Plan) CoordinatorAddr() string {
+	h, _ := p.Host(p.Site.Coordinator)
+	return h.Addr
+}
+
+// NewPlan loads sitePath (runtime/config Load: the site must be valid) and
+// plans its run in dir (which it creates): a host per member, the
+// embedded broker on the coordinator's host, simulators for the switchers,
+// per-host state and material folders, and a site key of the run's own.
+// reg names the driver kinds (which are switchers). Write puts the files in
+// place once the simulators listen.
+func NewPlan(sitePath, dir string, reg *drivers.Registry) (*Plan, error) {
+	site, err := config.Load(sitePath)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", sitePath, err)
+	}
+	data, err := os.ReadFile(sitePath)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", sitePath, err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("read %s: %w", sitePath, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("run folder: %w", err)
+	}
+	p := &Plan{Dir: dir, Source: sitePath, Site: site, doc: doc}
+	if !strings.HasPrefix(filepath.Clean(site.PolicyPath()), filepath.Clean(site.Dir)+string(filepath.Separator)) {
+		return nil, fmt.Errorf("%s: the policy %s is outside the site's folder; the fault suite copies the site's folder to every host", sitePath, site.PolicyPath())
+	}
+	n := 0
+	for _, m := range site.Members {
+		if m.Probe != nil {
+			p.note("member %s is probed, not an instance: left out of the run (its probe would reach outside the test hosts)", m.ID)
+			continue
+		}
+		n++
+		hd := filepath.Join(dir, "hosts", m.ID)
+		p.Hosts = append(p.Hosts, HostPlan{
+			Member: m.ID, Addr: hostAddr(n),
+			SiteFile: filepath.Join(hd, "site", filepath.Base(sitePath)),
+			StateDir: filepath.Join(hd, "state"),
+			Log:      filepath.Join(dir, "logs", m.ID+".log"),
+		})
+	}
+	if _, ok := p.Host(site.Coordinator); !ok {
+		return nil, fmt.Errorf("%s: the coordinator %s runs no instance", sitePath, site.Coordinator)
+	}
+	if err := p.rewriteMembers(); err != nil {
+		return nil, err
+	}
+	if err := p.rewriteDrivers(reg); err != nil {
+		return nil, err
+	}
+	p.rewriteSite()
+	return p, nil
+}
+
+func (p *Plan) note(format string, args ...any) {
+	p.Notes = append(p.Notes, fmt.Sprintf(format, args...))
+}
+
+// rewriteSite sets what is the same for every host.
+func (p *Plan) rewriteSite() {
+	if v, ok := p.doc["mdns"]; !ok || v != false {
+		p.note("mdns: false (the broker is named by address)")
+	}
+	p.doc["mdns"] = false
+	delete(p.doc, "state_dir") // each instance gets --state
+	if auth, ok := p.doc["auth"].(map[string]any); ok {
+		delete(auth, "key")
+		if auth["mode"] == config.AuthOff {
+			p.note("auth.mode off: kept (the run's site key is made but not used)")
+		}
+	}
+	p.note("a site key of the run's own (site.key beside each host's site.yaml): the bus is authenticated as on a commissioned site")
+}
+
+// rewriteMembers points every member at its host and folders.
+func (p *Plan) rewriteMembers() error {
+	list, _ := p.doc["members"].([]any)
+	for i, raw := range list {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			continue
+		}
+		id, _ := m["id"].(string)
+		h, ok := p.Host(id)
+		if !ok {
+			continue
+		}
+		if i >= len(p.Site.Members) || p.Site.Members[i].ID != id {
+			return fmt.Errorf("%s: members are not in the order they were loaded", p.Source)
+		}
+		hd := filepath.Dir(filepath.Dir(h.SiteFile))
+		folders := map[string]string{}
+		local := func(orig string) string {
+			if f, ok := folders[orig]; ok {
+				return f
+			}
+			f := filepath.Join(hd, "fs", strings.Trim(strings.ReplaceAll(filepath.Clean(orig), string(filepath.Separator), "_"), "_"))
+			folders[orig] = f
+			return f
+		}
+		m["api"] = net.JoinHostPort(h.Addr, strconv.Itoa(APIPort))
+		if _, ok := m["material_server"]; ok {
+			m["material_server"] = net.JoinHostPort(h.Addr, strconv.Itoa(MaterialPort))
+		}
+		for _, key := range []string{"disks", "material_mounts"} {
+			if l, ok := m[key].([]any); ok {
+				for j, v := range l {
+					if s, ok := v.(string); ok {
+						l[j] = local(s)
+					}
+				}
+			}
+		}
+		if duties, ok := m["duties"].(map[string]any); ok {
+			if l, ok := duties["material"].([]any); ok {
+				for j, v := range l {
+					if s, ok := v.(string); ok {
+						l[j] = local(s)
+					}
+				}
+			}
+		}
+		if hooks, ok := m["hooks"].(map[string]any); ok {
+			for name := range hooks {
+				hooks[name] = []any{map[string]any{"write": map[string]any{
+					"path":    filepath.Join(hd, "hooks", name+".txt"),
+					"content": "hook " + name + " (replaced by the fault suite) ran\n",
+				}}}
+			}
+			p.note("member %s: hooks %s replaced by a write of a file in its host folder (exec and http steps would reach outside the test hosts)", id, strings.Join(slices.Sorted(maps.Keys(hooks)), ", "))
+		}
+		for _, f := range folders {
+			if err := os.MkdirAll(f, 0o755); err != nil {
+				return fmt.Errorf("folders of %s: %w", id, err)
+			}
+		}
+		if len(folders) > 0 {
+			p.note("member %s: %d material/disk folder(s) moved under its host folder", id, len(folders))
+		}
+	}
+	return nil
+}
+
+// rewriteDrivers gives every switcher a simulator on the devices host and
+// points the other drivers where they can do no harm.
+func (p *Plan) rewriteDrivers(reg *drivers.Registry) error {
+	ds, _ := p.doc["drivers"].(map[string]any)
+	dev := hostAddr(len(p.Hosts) + 1)
+	sink := net.JoinHostPort(dev, "9") // discard: nothing listens there
+	for i, name := range slices.Sorted(maps.Keys(ds)) {
+		d, _ := ds[name].(map[string]any)
+		kind, _ := d["kind"].(string)
+		k, known := reg.Kind(kind)
+		switch {
+		case known && k.Simulate != nil:
+			listen := net.JoinHostPort(dev, strconv.Itoa(firstSimPort+i))
+			p.Switchers = append(p.Switchers, SwitcherPlan{Driver: name, Kind: kind, Listen: listen, Size: p.switcherSize(name)})
+		case kind == "execprog":
+			if progs, ok := d["programs"].(map[string]any); ok {
+				for pn, raw := range progs {
+					if prog, ok := raw.(map[string]any); ok {
+						prog["path"] = "/bin/true"
+						progs[pn] = prog
+					}
+				}
+			}
+			p.note("driver %s (execprog): every program replaced by /bin/true", name)
+		case kind == "httpreq":
+			d["base_url"] = "http://" + sink + "/"
+			p.note("driver %s (httpreq): base_url pointed at %s on the devices host, where nothing answers: its actions fail", name, sink)
+		case kind == "wol":
+			d["broadcast"] = dev
+			p.note("driver %s (wol): packets sent to the devices host only", name)
+		case kind == "osc" || kind == "line":
+			d["address"] = sink
+			p.note("driver %s (%s): address pointed at %s on the devices host, where nothing answers", name, kind, sink)
+		case kind == "mqttpub":
+			d["url"] = "tcp://" + sink
+			p.note("driver %s (mqttpub): url pointed at %s on the devices host, where nothing answers", name, sink)
+		default:
+			return fmt.Errorf("%s: driver %s of kind %q has no replacement in the fault suite yet", p.Source, name, kind)
+		}
+	}
+	if len(p.Switchers) > 0 {
+		p.note("switchers %s: simulators speaking their real protocol on the devices host %s", strings.Join(switcherNames(p.Switchers), ", "), dev)
+	}
+	return nil
+}
+
+func switcherNames(s []SwitcherPlan) []string {
+	var out []string
+	for _, x := range s {
+		out = append(out, x.Driver+" ("+x.Kind+")")
+	}
+	return out
+}
+
+// switcherSize is big enough for every port the site names on it (at
+// least 16×16).
+func (p *Plan) switcherSize(driver string) drivers.Size {
+	n := 16
+	for _, m := range p.Site.Members {
+		if m.Duties.Switcher != driver {
+			continue
+		}
+		for _, v := range slices.Concat(m.Duties.Outputs, m.Duties.Inputs) {
+			n = max(n, v)
+		}
+		for _, u := range m.Duties.Usage {
+			for _, v := range slices.Concat(u.Outputs, u.Inputs) {
+				n = max(n, v)
+			}
+		}
+	}
+	return drivers.Size{Inputs: n, Outputs: n}
+}
+
+// Write puts every host's copy of the site folder in place, with its
+// site.yaml (switchers at addrs, by driver name: where their simulators
+// really listen) and the run's site key.
+func (p *Plan) Write(addrs map[string]string) error {
+	ds, _ := p.doc["drivers"].(map[string]any)
+	for _, s := range p.Switchers {
+		d, _ := ds[s.Driver].(map[string]any)
+		addr, ok := addrs[s.Driver]
+		if !ok {
+			return fmt.Errorf("plan: no address for switcher %s", s.Driver)
+		}
+		d["address"] = addr
+	}
+	k, err := sitekey.NewKey("k1")
+	if err != nil {
+		return fmt.Errorf("site key: %w", err)
+	}
+	ring, err := sitekey.NewRing(k)
+	if err != nil {
+		return fmt.Errorf("site key: %w", err)
+	}
+	orig, _ := p.doc["bus"].(map[string]any)
+	broker := net.JoinHostPort(p.CoordinatorAddr(), strconv.Itoa(BrokerPort))
+	for _, h := range p.Hosts {
+		dir := filepath.Dir(h.SiteFile)
+		if err := copySiteFolder(p.Site.Dir, dir); err != nil {
+			return err
+		}
+		bus := map[string]any{}
+		for _, k := range []string{"username", "password", "users", "anonymous", "keepalive"} {
+			if v, ok := orig[k]; ok {
+				bus[k] = v
+			}
+		}
+		if h.Member == p.Site.Coordinator {
+			bus["listen"] = broker
+		} else {
+			bus = keep(bus, "username", "password", "keepalive")
+			bus["url"] = "tcp://" + broker
+		}
+		p.doc["bus"] = bus
+		data, err := yaml.Marshal(p.doc)
+		if err != nil {
+			return fmt.Errorf("site for %s: %w", h.Member, err)
+		}
+		if err := os.WriteFile(h.SiteFile, data, 0o644); err != nil {
+			return fmt.Errorf("site for %s: %w", h.Member, err)
+		}
+		if err := ring.Write(filepath.Join(dir, config.DefaultKeyFile), true); err != nil {
+			return fmt.Errorf("site key for %s: %w", h.Member, err)
+		}
+		for _, d := range []string{h.StateDir, filepath.Dir(h.Log)} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("folders for %s: %w", h.Member, err)
+			}
+		}
+		// The rewritten site must load as the original did.
+		if _, err := config.Load(h.SiteFile); err != nil {
+			return fmt.Errorf("rewritten site of %s does not load: %w", h.Member, err)
+		}
+	}
+	p.doc["bus"] = orig
+	p.note("bus: the embedded broker on the coordinator's host %s; the others connect to tcp://%s", p.CoordinatorAddr(), broker)
+	return nil
+}
+
+func keep(m map[string]any, keys ...string) map[string]any {
+	out := map[string]any{}
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// maxCopy bounds the site folder copied to each host.
+const maxCopy = 64 << 20
+
+// copySiteFolder copies the site's folder (policies, scenarios, bundles)
+// to dst, leaving out state folders and the site key.
+func copySiteFolder(src, dst string) error {
+	var total int64
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if rel != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "node_modules") {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !d.Type().IsRegular() || d.Name() == config.DefaultKeyFile || strings.HasSuffix(d.Name(), ".key") {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if total += info.Size(); total > maxCopy {
+			return errors.New("the site's folder holds more than 64 MiB")
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("copy site folder %s: %w", src, err)
+	}
+	return nil
+}
+
+// Facts are what the checker needs to know of the site.
+func (p *Plan) Facts() SiteFacts {
+	s := p.Site
+	f := SiteFacts{
+		Name: s.Name, Coordinator: s.Coordinator, Mode: s.Failover.Mode, Limit: s.Failover.Limit,
+		StartupGrace: s.Heartbeat.StartupGrace.D(), KeepAlive: s.Bus.KeepAlive.D(),
+		Members: map[string]MemberFact{},
+	}
+	settings := s.Policy.Settings
+	for _, m := range s.Members {
+		_, instance := p.Host(m.ID)
+		mf := MemberFact{
+			ID: m.ID, Standby: m.Standby, Pool: m.Pool, Capacity: m.Capacity, Instance: instance,
+			Protected: !m.Standby && m.Settings.Enabled,
+			Interval:  m.Heartbeat.D(), LostAfter: m.LostAfter.D(), Delay: m.Settings.Delay,
+			AutoFailback: m.Settings.AutoFailback, FailbackDelay: m.Settings.FailbackDelay,
+			Switcher: m.Duties.Switcher, Outputs: m.Duties.Outputs, Inputs: m.Duties.Inputs,
+		}
+		if !m.Settings.TakeOutputs {
+			mf.Outputs = nil
+		}
+		// Older policies read these from policy.settings (manager-backup does).
+		if v, ok := settings["failback_delay"].(string); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				mf.FailbackDelay = d
+			}
+		}
+		if v, ok := settings["auto_failback"].(bool); ok && !v {
+			mf.AutoFailback = false
+		}
+		f.Members[m.ID] = mf
+	}
+	return f
+}

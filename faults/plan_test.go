@@ -1,0 +1,97 @@
+package faults
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"understudy/drivers/builtin"
+	"understudy/runtime/config"
+)
+
+// Every shipped site plans: each member gets a host, the rewritten site
+// loads, names only test-host addresses and folders inside the run.
+func TestPlanShippedSites(t *testing.T) {
+	for _, name := range []string{"manager-backup", "recorder-standby", "vms-pool"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			p, err := NewPlan(filepath.Join("..", "scripts", name, "site.yaml"), dir, builtin.Registry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			addrs := map[string]string{}
+			for _, s := range p.Switchers {
+				addrs[s.Driver] = s.Listen
+			}
+			if err := p.Write(addrs); err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range p.Hosts {
+				data, err := os.ReadFile(h.SiteFile)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, bad := range []string{"192.168.", "10.0.0.", "/srv/", "/mnt/"} {
+					if strings.Contains(string(data), bad) {
+						t.Errorf("%s: rewritten site still names %q:\n%s", h.Member, bad, data)
+					}
+				}
+				s, err := config.Load(h.SiteFile)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.AuthMode() != config.AuthRequired {
+					t.Errorf("%s: auth mode %s, want required (the run's site key)", h.Member, s.AuthMode())
+				}
+				if (h.Member == s.Coordinator) != (s.Bus.URL == "") {
+					t.Errorf("%s: bus %+v: the coordinator embeds the broker, the others connect to it", h.Member, s.Bus)
+				}
+				for _, m := range s.Members {
+					for _, f := range append(m.Duties.Material, m.Disks...) {
+						if !strings.HasPrefix(f, dir) {
+							t.Errorf("%s: folder %s outside the run folder", m.ID, f)
+						}
+					}
+				}
+			}
+			if len(p.Notes) == 0 {
+				t.Error("no notes")
+			}
+		})
+	}
+}
+
+// The same seed gives the same schedule; another seed another one; ops on
+// one resource never overlap.
+func TestScheduleIsSeeded(t *testing.T) {
+	tg := Target{Members: []string{"main", "backup"}, Coordinator: "backup", Switchers: []string{"router"}, LostAfter: 1e9}
+	a, b := NewSchedule(7, tg, 50e9), NewSchedule(7, tg, 50e9)
+	if a.String() != b.String() {
+		t.Fatalf("seed 7 gave two schedules:\n%s\n%s", a, b)
+	}
+	if c := NewSchedule(8, tg, 50e9); c.String() == a.String() {
+		t.Errorf("seeds 7 and 8 gave the same schedule:\n%s", a)
+	}
+	kinds := map[OpKind]int{}
+	for seed := range uint64(200) {
+		s := NewSchedule(seed, tg, 50e9)
+		if len(s.Ops) < 2 || len(s.Ops) > 8 {
+			t.Errorf("seed %d: %d ops", seed, len(s.Ops))
+		}
+		for i, o := range s.Ops {
+			kinds[o.Kind]++
+			if overlaps(append(append([]Op{}, s.Ops[:i]...), s.Ops[i+1:]...), o, s.Duration) {
+				t.Errorf("seed %d: op %s overlaps another on %s", seed, o, o.resource())
+			}
+			if o.At < s.Duration/6 || o.At+o.For > s.Duration {
+				t.Errorf("seed %d: op %s outside the schedule", seed, o)
+			}
+		}
+	}
+	for _, k := range OpKinds {
+		if kinds[k] == 0 {
+			t.Errorf("200 schedules have no %s", k)
+		}
+	}
+}

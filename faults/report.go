@@ -1,0 +1,250 @@
+package faults
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Phases where a fault can land.
+const (
+	PhaseIdle     = "idle"
+	PhaseTakeover = "takeover"
+	PhaseFailback = "failback"
+	PhaseCopy     = "copy"
+)
+
+// Report sums up one or more schedules.
+type Report struct {
+	Site       string                  `json:"site"`
+	Schedules  int                     `json:"schedules"`
+	Seeds      []uint64                `json:"seeds"`
+	Faults     map[OpKind]int          `json:"faults"`       // faults carried out, by kind
+	FaultErrs  int                     `json:"fault_errors"` // faults the runner could not inject
+	Landed     map[string]int          `json:"landed"`       // faults by the phase they landed in
+	Covers     int                     `json:"covers"`       // outages that had to be covered
+	Failbacks  int                     `json:"failbacks"`    // returns that had to be failed back
+	Queued     int                     `json:"queued"`
+	Actions    int                     `json:"actions"` // action executions read at the members
+	Losses     int                     `json:"losses"`  // member_lost records judged
+	Violations []ScheduleViolation     `json:"violations"`
+	CoverTimes map[OpKind]Distribution `json:"time_to_cover"` // by the kind of fault that began the outage
+	Notes      []string                `json:"notes,omitempty"`
+	times      map[OpKind][]time.Duration
+}
+
+// ScheduleViolation is a violation with its seed.
+type ScheduleViolation struct {
+	Seed uint64 `json:"seed"`
+	Violation
+}
+
+// Distribution is a set of durations summed up, in seconds.
+type Distribution struct {
+	N   int     `json:"n"`
+	Min float64 `json:"min_s"`
+	P50 float64 `json:"p50_s"`
+	P90 float64 `json:"p90_s"`
+	Max float64 `json:"max_s"`
+}
+
+// NewReport starts an empty report of site.
+func NewReport(site string) *Report {
+	return &Report{Site: site, Faults: map[OpKind]int{}, Landed: map[string]int{}, CoverTimes: map[OpKind]Distribution{}, times: map[OpKind][]time.Duration{}}
+}
+
+// Add counts one schedule's outcome.
+func (r *Report) Add(h *History, res Result) {
+	r.Schedules++
+	r.Seeds = append(r.Seeds, h.Seed)
+	for _, o := range h.Ops {
+		if o.Err != "" || o.Start.IsZero() {
+			r.FaultErrs++
+			continue
+		}
+		r.Faults[o.Kind]++
+		r.Landed[Phase(h, o.Start)]++
+	}
+	for _, c := range res.Covers {
+		r.Covers++
+		if c.OK && !c.Already {
+			r.times[c.Kind] = append(r.times[c.Kind], c.Took)
+		}
+	}
+	r.Failbacks += res.Failbacks
+	r.Queued += res.Queued
+	r.Actions += res.Actions
+	r.Losses += res.Losses
+	for _, v := range res.Violations {
+		r.Violations = append(r.Violations, ScheduleViolation{Seed: h.Seed, Violation: v})
+	}
+	for k, ts := range r.times {
+		r.CoverTimes[k] = distribution(ts)
+	}
+}
+
+func distribution(ts []time.Duration) Distribution {
+	s := slices.Clone(ts)
+	slices.Sort(s)
+	q := func(p float64) float64 { return s[min(len(s)-1, int(p*float64(len(s))))].Seconds() }
+	return Distribution{N: len(s), Min: s[0].Seconds(), P50: q(0.5), P90: q(0.9), Max: s[len(s)-1].Seconds()}
+}
+
+// Phase says what the site was doing at t, from the journal: a copy, a
+// failback or a takeover under way, else idle.
+func Phase(h *History, t time.Time) string {
+	open := map[string]map[string]bool{PhaseTakeover: {}, PhaseFailback: {}, PhaseCopy: {}}
+	for _, rec := range h.Journal {
+		if rec.At.After(t) {
+			break
+		}
+		switch rec.Type {
+		case "takeover_started":
+			open[PhaseTakeover][rec.Member] = true
+		case "takeover_done", "takeover_failed":
+			delete(open[PhaseTakeover], rec.Member)
+		case "failback_started":
+			open[PhaseFailback][rec.Member] = true
+		case "failback_done", "failback_failed":
+			delete(open[PhaseFailback], rec.Member)
+		case "copy_started":
+			open[PhaseCopy][rec.Member] = true
+		case "copy_done", "copy_failed":
+			delete(open[PhaseCopy], rec.Member)
+		}
+	}
+	for _, p := range []string{PhaseCopy, PhaseFailback, PhaseTakeover} {
+		if len(open[p]) > 0 {
+			return p
+		}
+	}
+	return PhaseIdle
+}
+
+// WriteText prints the report for people.
+func (r *Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "site %s: %d schedule(s), seeds %s\n", r.Site, r.Schedules, seedList(r.Seeds))
+	var kinds []string
+	total := 0
+	for _, k := range OpKinds {
+		if n := r.Faults[k]; n > 0 {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+			total += n
+		}
+	}
+	fmt.Fprintf(w, "faults: %d (%s)", total, strings.Join(kinds, ", "))
+	if r.FaultErrs > 0 {
+		fmt.Fprintf(w, "; %d could not be injected", r.FaultErrs)
+	}
+	fmt.Fprintln(w)
+	var landed []string
+	for _, p := range []string{PhaseIdle, PhaseTakeover, PhaseFailback, PhaseCopy} {
+		landed = append(landed, fmt.Sprintf("%s %d", p, r.Landed[p]))
+	}
+	fmt.Fprintf(w, "faults landed: %s\n", strings.Join(landed, ", "))
+	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d failback(s), %d member_lost record(s), %d action run(s) at members; %d outage(s) queued (no free standby)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued)
+	if len(r.CoverTimes) > 0 {
+		fmt.Fprintln(w, "time to cover (fault → takeover_done), seconds:")
+		for _, k := range OpKinds {
+			if d, ok := r.CoverTimes[k]; ok {
+				fmt.Fprintf(w, "  %-18s n=%-3d min %.2f  p50 %.2f  p90 %.2f  max %.2f\n", k, d.N, d.Min, d.P50, d.P90, d.Max)
+			}
+		}
+	}
+	fmt.Fprintf(w, "violations: %d\n", len(r.Violations))
+	for _, v := range r.Violations {
+		fmt.Fprintf(w, "  seed %d: %s\n", v.Seed, v.Violation)
+	}
+}
+
+// WriteJSON writes the report as JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+func seedList(s []uint64) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	c := slices.Clone(s)
+	slices.Sort(c)
+	if len(c) > 2 && c[len(c)-1]-c[0] == uint64(len(c)-1) {
+		return fmt.Sprintf("%d…%d", c[0], c[len(c)-1])
+	}
+	parts := make([]string, len(c))
+	for i, x := range c {
+		parts[i] = fmt.Sprint(x)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Explain prints a violation for people: the seed, the schedule and the
+// timeline around it from every source.
+func Explain(w io.Writer, h *History, v Violation) {
+	fmt.Fprintf(w, "VIOLATION %s (seed %d): %s: %s\n", v.Property, h.Seed, v.Member, v.Message)
+	fmt.Fprintf(w, "reproduce: understudy faults -c site.yaml --seed %d --duration %s\n", h.Seed, h.Schedule.Duration)
+	fmt.Fprint(w, h.Schedule.String())
+	fmt.Fprintf(w, "timeline %s … %s (schedule started %s):\n", clock(v.From), clock(v.To), clock(h.Start))
+	Timeline(w, h, v.From, v.To)
+}
+
+// Timeline prints every source's entries between from and to, in time
+// order: nemesis ops, journal records, log lines (info and above) and
+// switcher routing changes.
+func Timeline(w io.Writer, h *History, from, to time.Time) {
+	type line struct {
+		at   time.Time
+		text string
+	}
+	var lines []line
+	in := func(t time.Time) bool { return !t.Before(from) && !t.After(to) }
+	for _, o := range h.Ops {
+		if in(o.Start) {
+			lines = append(lines, line{o.Start, "nemesis   begin " + o.String()})
+		}
+		if !o.End.IsZero() && in(o.End) && o.Kind != OpSwitcherRestart {
+			lines = append(lines, line{o.End, fmt.Sprintf("nemesis   end   #%d %s", o.ID, o.Kind)})
+		}
+	}
+	for _, r := range h.Journal {
+		if in(r.At) {
+			lines = append(lines, line{r.At, fmt.Sprintf("journal   %s %s %s", r.Type, r.Member, compact(r.Fields))})
+		}
+	}
+	for _, l := range h.Logs {
+		if in(l.At) && l.Level != "DEBUG" {
+			lines = append(lines, line{l.At, fmt.Sprintf("log %-6s %s: %s %s", l.Member, l.Level, l.Msg, compact(l.Fields))})
+		}
+	}
+	for _, s := range h.Routing {
+		if in(s.At) {
+			lines = append(lines, line{s.At, fmt.Sprintf("switcher  %s routing %v", s.Driver, s.Routing[:min(len(s.Routing), 8)])})
+		}
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].at.Before(lines[j].at) })
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %s %+8.3fs  %s\n", clock(l.at), l.at.Sub(h.Start).Seconds(), l.text)
+	}
+}
+
+// compact renders fields as key=value, short.
+func compact(f map[string]any) string {
+	var parts []string
+	for _, k := range sortedKeys(f) {
+		v := fmt.Sprint(f[k])
+		if len(v) > 80 {
+			v = v[:77] + "…"
+		}
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,41 @@
+package faults
+
+import (
+	"io"
+	"time"
+
+	"understudy/drivers"
+)
+
+// Options configure a run of schedules.
+type Options struct {
+	// Binary is the understudy binary the instances run.
+	Binary string
+	// Site is the site.yaml to run.
+	Site string
+	// Dir is the folder each schedule's run goes into (seed-S under it).
+	Dir string
+	// Seed is the first schedule's seed; schedule i has Seed+i.
+	Seed uint64
+	// Schedules is how many schedules to run (default 1).
+	Schedules int
+	// Duration is each schedule's length, from the moment every instance is
+	// up (default 60 s).
+	Duration time.Duration
+	// MaxOps bounds the faults of a schedule (default 8).
+	MaxOps int
+	// Bounds are the checker's slack (zero: the defaults).
+	Bounds Bounds
+	// Registry names the driver kinds.
+	Registry *drivers.Registry
+	// Progress, when set, receives a line per step.
+	Progress io.Writer
+}
+
+// Outcome is one schedule's run.
+type Outcome struct {
+	Dir     string
+	Notes   []string
+	History *History
+	Result  Result
+}

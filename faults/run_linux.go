@@ -1,0 +1,401 @@
+//go:build linux
+
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"understudy/drivers"
+	"understudy/fixtures/testhost"
+)
+
+// readyTimeout bounds the wait, beyond startup_grace, for every instance to
+// be seen by the coordinator and every switcher connected.
+const readyTimeout = 30 * time.Second
+
+// routingPoll is how often the switchers' routing is read.
+const routingPoll = 20 * time.Millisecond
+
+// RunSchedule runs one schedule (seed) of the site on fresh test hosts and
+// checks its history. It needs root and the ip program. Every namespace and
+// process it starts is gone when it returns, also on error.
+func RunSchedule(ctx context.Context, opts Options, seed uint64) (_ *Outcome, err error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the fault suite needs root: it makes network namespaces (run it with sudo)")
+	}
+	if opts.Duration <= 0 {
+		opts.Duration = time.Minute
+	}
+	dir := filepath.Join(opts.Dir, "seed-"+strconv.FormatUint(seed, 10))
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("run folder: %w", err)
+	}
+	plan, err := NewPlan(opts.Site, dir, opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	nf, err := newNetFaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{opts: opts, plan: plan, nf: nf, seed: seed, hosts: map[string]*testhost.Host{}, procs: map[string]*instance{}, sims: map[string]drivers.SwitcherSim{}}
+	defer func() { err = errors.Join(err, r.close()) }()
+	if err := r.setUp(); err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+// runner is one schedule's run.
+type runner struct {
+	opts  Options
+	plan  *Plan
+	nf    *netFaults
+	seed  uint64
+	net   *testhost.Network
+	hosts map[string]*testhost.Host // by label: member id or DevicesHost
+	procs map[string]*instance
+	sims  map[string]drivers.SwitcherSim
+
+	mu      sync.Mutex
+	routing []RouteSeen
+}
+
+func (r *runner) logf(format string, args ...any) {
+	if r.opts.Progress != nil {
+		fmt.Fprintf(r.opts.Progress, "seed %d: "+format+"\n", append([]any{r.seed}, args...)...)
+	}
+}
+
+// setUp makes the hosts, starts the simulators, writes the sites and
+// starts the instances.
+func (r *runner) setUp() error {
+	nw, err := testhost.New(len(r.plan.Hosts) + 1)
+	if err != nil {
+		return fmt.Errorf("test hosts: %w", err)
+	}
+	r.net = nw
+	for i, h := range r.plan.Hosts {
+		r.hosts[h.Member] = nw.Hosts[i]
+	}
+	dev := nw.Hosts[len(nw.Hosts)-1]
+	r.hosts[DevicesHost] = dev
+	addrs := map[string]string{}
+	for _, s := range r.plan.Switchers {
+		kind, _ := r.opts.Registry.Kind(s.Kind)
+		var sim drivers.SwitcherSim
+		var addr string
+		err := dev.Do(func() error {
+			var err error
+			sim, addr, err = kind.Simulate(s.Listen, s.Size)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("simulator of %s (%s): %w", s.Driver, s.Kind, err)
+		}
+		r.sims[s.Driver] = sim
+		addrs[s.Driver] = addr
+	}
+	if err := r.plan.Write(addrs); err != nil {
+		return err
+	}
+	for _, h := range r.plan.Hosts {
+		args := []string{"run", "-c", h.SiteFile, "--member", h.Member, "--state", h.StateDir, "--log-format", "json", "--log-level", "info"}
+		in, err := newInstance(h.Member, r.hosts[h.Member], r.opts.Binary, args, h.Log)
+		if err != nil {
+			return err
+		}
+		r.procs[h.Member] = in
+	}
+	// The coordinator (and its broker) first.
+	order := slices.Clone(r.plan.Hosts)
+	slices.SortStableFunc(order, func(a, b HostPlan) int {
+		return boolInt(b.Member == r.plan.Site.Coordinator) - boolInt(a.Member == r.plan.Site.Coordinator)
+	})
+	for _, h := range order {
+		if err := r.procs[h.Member].start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// journalPath is the coordinator's journal.
+func (r *runner) journalPath() string {
+	h, _ := r.plan.Host(r.plan.Site.Coordinator)
+	return filepath.Join(h.StateDir, r.plan.Site.Name+"-"+h.Member+".journal")
+}
+
+// waitReady waits until the coordinator has seen every instance and every
+// switcher is connected.
+func (r *runner) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(r.plan.Site.Heartbeat.StartupGrace.D() + readyTimeout)
+	var missing []string
+	for time.Now().Before(deadline) {
+		recs, _ := ReadJournal(r.journalPath())
+		seen := map[string]bool{}
+		for _, rec := range recs {
+			switch rec.Type {
+			case "member_seen":
+				seen[rec.Member] = true
+			case "driver_connected":
+				seen["driver:"+rec.Str("driver")] = true
+			}
+		}
+		missing = missing[:0]
+		for _, h := range r.plan.Hosts {
+			if !seen[h.Member] {
+				missing = append(missing, h.Member)
+			}
+		}
+		for _, s := range r.plan.Switchers {
+			if !seen["driver:"+s.Driver] {
+				missing = append(missing, "switcher "+s.Driver)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("site not up within %s: the coordinator has not seen %v (logs in %s)", r.plan.Site.Heartbeat.StartupGrace.D()+readyTimeout, missing, filepath.Join(r.plan.Dir, "logs"))
+}
+
+// pollRouting records each switcher's routing whenever it changes, until
+// ctx ends.
+func (r *runner) pollRouting(ctx context.Context) {
+	last := map[string][]int{}
+	t := time.NewTicker(routingPoll)
+	defer t.Stop()
+	for {
+		for _, s := range r.plan.Switchers {
+			now := r.sims[s.Driver].Routing()
+			if !slices.Equal(now, last[s.Driver]) {
+				last[s.Driver] = now
+				r.mu.Lock()
+				r.routing = append(r.routing, RouteSeen{At: time.Now(), Driver: s.Driver, Routing: now})
+				r.mu.Unlock()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *runner) run(ctx context.Context) (*Outcome, error) {
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	polled := make(chan struct{})
+	go func() { defer close(polled); r.pollRouting(pollCtx) }()
+	defer func() { stopPoll(); <-polled }()
+
+	r.logf("%d hosts up; waiting for the site", len(r.plan.Hosts)+1)
+	if err := r.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	target := Target{Coordinator: r.plan.Site.Coordinator, MaxOps: r.opts.MaxOps}
+	for _, h := range r.plan.Hosts {
+		target.Members = append(target.Members, h.Member)
+		m, _ := r.plan.Site.Member(h.Member)
+		target.LostAfter = max(target.LostAfter, m.LostAfter.D())
+	}
+	for _, s := range r.plan.Switchers {
+		target.Switchers = append(target.Switchers, s.Driver)
+	}
+	sched := NewSchedule(r.seed, target, r.opts.Duration)
+	r.logf("site up; %d faults over %s", len(sched.Ops), sched.Duration)
+
+	h := &History{Seed: r.seed, Site: r.plan.Facts(), Schedule: sched}
+	h.Start = time.Now()
+	h.End = h.Start.Add(sched.Duration)
+	ops := r.nemesis(ctx, h.Start, h.End, sched.Ops)
+	h.Ops = ops
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("schedule interrupted: %w", err)
+	}
+	r.logf("schedule done; collecting the history")
+
+	stopPoll()
+	<-polled
+	var errs []error
+	for _, in := range r.procs {
+		errs = append(errs, in.kill())
+	}
+	r.mu.Lock()
+	h.Routing = slices.Clone(r.routing)
+	r.mu.Unlock()
+	var err error
+	if h.Journal, err = ReadJournal(r.journalPath()); err != nil {
+		errs = append(errs, err)
+	}
+	for _, hp := range r.plan.Hosts {
+		lines, err := ReadLogFile(hp.Member, hp.Log)
+		errs = append(errs, err)
+		h.Logs = append(h.Logs, lines...)
+		stored, err := ReadStored(hp.Member, filepath.Join(hp.StateDir, r.plan.Site.Name+"-"+hp.Member+".db"))
+		errs = append(errs, err)
+		h.Stored = append(h.Stored, stored...)
+	}
+	h.Sort()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := &Outcome{Dir: r.plan.Dir, Notes: r.plan.Notes, History: h, Result: Check(h, r.opts.Bounds)}
+	if err := h.Write(filepath.Join(r.plan.Dir, "history.json")); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// nemesis carries the ops out at their times from start, each on its own
+// goroutine, and returns them with their real Start and End. At end every
+// fault still in force is healed (killed instances restarted), without an
+// End: it lasted to the end of the history.
+func (r *runner) nemesis(ctx context.Context, start, end time.Time, ops []Op) []Op {
+	ctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	out := slices.Clone(ops)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func(o *Op) {
+			defer wg.Done()
+			if !sleepUntil(ctx, start.Add(o.At)) {
+				return
+			}
+			o.Start = time.Now()
+			if err := r.apply(*o); err != nil {
+				o.Err = err.Error()
+				r.logf("%s: %v", o, err)
+				return
+			}
+			r.logf("%s", o)
+			if o.Kind == OpSwitcherRestart {
+				o.End = o.Start
+				return
+			}
+			healed := false
+			if o.For > 0 {
+				healed = sleepUntil(ctx, o.Start.Add(o.For))
+			} else {
+				<-ctx.Done()
+			}
+			if !healed && o.Kind == OpKill {
+				return // the end: every instance is stopped anyway
+			}
+			if err := r.revert(*o); err != nil {
+				o.Err = "heal: " + err.Error()
+				r.logf("%s: heal: %v", o, err)
+			}
+			if healed {
+				o.End = time.Now()
+			}
+		}(&out[i])
+	}
+	<-ctx.Done()
+	wg.Wait()
+	return out
+}
+
+// sleepUntil waits until t; false when ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+func (r *runner) groups(o Op) (a, b []*testhost.Host) {
+	switch o.Kind {
+	case OpBrokerCut:
+		return []*testhost.Host{r.hosts[o.Member]}, []*testhost.Host{r.hosts[r.plan.Site.Coordinator]}
+	default:
+		for _, l := range o.Groups[0] {
+			a = append(a, r.hosts[l])
+		}
+		for _, l := range o.Groups[1] {
+			b = append(b, r.hosts[l])
+		}
+		return a, b
+	}
+}
+
+// apply starts a fault.
+func (r *runner) apply(o Op) error {
+	switch o.Kind {
+	case OpKill:
+		return r.procs[o.Member].kill()
+	case OpStop:
+		return r.procs[o.Member].signal(syscall.SIGSTOP)
+	case OpLinkDown:
+		return r.hosts[o.Host].Unplug()
+	case OpPartition, OpBrokerCut:
+		a, b := r.groups(o)
+		return r.nf.cut(a, b)
+	case OpSwitcherRestart:
+		r.sims[o.Driver].Restart()
+		return nil
+	}
+	return fmt.Errorf("unknown fault %q", o.Kind)
+}
+
+// revert ends a fault.
+func (r *runner) revert(o Op) error {
+	switch o.Kind {
+	case OpKill:
+		return r.procs[o.Member].start()
+	case OpStop:
+		return r.procs[o.Member].signal(syscall.SIGCONT)
+	case OpLinkDown:
+		return r.hosts[o.Host].Plug()
+	case OpPartition, OpBrokerCut:
+		a, b := r.groups(o)
+		return r.nf.heal(a, b)
+	}
+	return nil
+}
+
+// close stops every instance and simulator and removes the hosts.
+func (r *runner) close() error {
+	var errs []error
+	for _, in := range r.procs {
+		errs = append(errs, in.close())
+	}
+	for _, s := range r.sims {
+		s.Close()
+	}
+	if r.net != nil {
+		errs = append(errs, r.net.Close())
+	}
+	return errors.Join(errs...)
+}
