@@ -461,6 +461,10 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
+		if !hosts {
+			// Not a wait that ended: browsing itself failed (no socket).
+			return "", fmt.Errorf("looking for the site's broker by mDNS: %w", err)
+		}
 	}
 	if !hosts {
 		return "", fmt.Errorf("no bus: site.yaml names no broker (bus.url), mDNS is off, and the broker is embedded on %s", site.Bus.BrokerOn)
