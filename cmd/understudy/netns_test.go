@@ -109,6 +109,37 @@ func TestAMemberWaitingForItsBrokerSaysSo(t *testing.T) {
 	systemdStatus("running; bus connected to tcp://" + b.Addr.String())
 }
 
+// Two instances on one machine, the broker embedded in the backup, found by
+// mDNS: the main starts after the backup's announcements are over, and is
+// killed and restarted, so only answers to its own queries can tell it where
+// the broker is. The machine's route for 224.0.0.0/4 points at lo: queries
+// that followed it left by lo, where no responder answers, and a restarted
+// main waited for the broker for ever.
+func TestTwoInstancesOnOneMachineFindTheBroker(t *testing.T) {
+	testhost.RequireRoot(t)
+	h := testhost.NewNetwork(t, 1).Hosts[0]
+	if out, err := h.Command(t.Context(), "ip", "route", "replace", "224.0.0.0/4", "dev", "lo").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	site := writeSite(t, siteParams{Name: "hall", MDNS: true, Bus: `listen: ":21883"`, Router: "198.18.0.99:9990", MainAPI: "127.0.0.1:7901", BackupAPI: "127.0.0.1:7902"})
+	backup := runIn(t, h, site, "backup")
+	backup.wait(30*time.Second, "msg", "embedded broker started")
+	time.Sleep(3 * time.Second) // its two announcements, a second apart, are over
+	broker := "tcp://" + h.Addr.String() + ":21883"
+	main := runIn(t, h, site, "main")
+	main.wait(30*time.Second, "msg", "found the site's broker by mDNS", "broker", broker)
+	backup.wait(30*time.Second, "msg", "member alive", "member", "main")
+
+	backup.mark()
+	if err := main.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	backup.wait(10*time.Second, "msg", "member lost", "member", "main")
+	main = runIn(t, h, site, "main")
+	main.wait(30*time.Second, "msg", "found the site's broker by mDNS", "broker", broker)
+	backup.wait(30*time.Second, "event", "member_restored", "member", "main")
+}
+
 // The same failover with Debian's mosquitto on a third host as the broker.
 // When the broker's host goes away, both instances notice within seconds and
 // nobody is declared lost; when it returns, nothing fails over.

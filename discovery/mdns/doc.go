@@ -53,12 +53,21 @@
 //     duplicate-answer suppression and merging known answers spread over
 //     several packets of one query.
 //
-// Browsing (Browse, Find) uses github.com/hashicorp/mdns: it sends one-shot
-// queries from a random port and collects the answers for whole rounds, then
-// returns; it keeps no cache, so a closed advertisement is not found any more.
+// Browsing (Browse, Find) is this package's own one-shot querier (RFC 6762
+// §6.7): each round it asks from a socket on a random port, without the
+// unicast-response bit, out of every up, multicast-capable, non-loopback
+// interface that has an IPv4 address, chosen by index as the responder
+// sends: not where the routing table sends 224.0.0.0/4, and with no route
+// needed. Responders answer such a query by unicast to that port, so the
+// answer reaches the asking socket alone, also from a responder on the same
+// host (port 5353, shared by the host's mDNS stacks, is not involved). It
+// asks again for SRV, TXT or A records an answer lacked, collects the
+// answers for whole rounds, then returns; it keeps no cache and hears no
+// announcements, so a closed advertisement is not found any more.
 // Advertisements of this package answer such queries at once; Avahi answers
 // after 20-120 ms. A timeout of a second is plenty on a LAN; Find returns at
 // the end of the first round that saw a match. A browser takes one address per
-// instance, the last A record of the answer: answers to a querier put the
-// addresses of its subnet last.
+// instance: the last A record of the answers that is on the link of one of
+// its interfaces, else the last (answers to a querier put the addresses of
+// its subnet last).
 package mdns

@@ -21,8 +21,8 @@ import (
 // deadline is the generous bound for waits in these tests.
 const deadline = 20 * time.Second
 
-// testLogger logs to t until the test ends (hashicorp/mdns goroutines may
-// outlive it by a moment).
+// testLogger logs to t until the test ends (an advertisement closed in a
+// cleanup may still log a moment later).
 func testLogger(t *testing.T) *slog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(func() {

@@ -2,12 +2,10 @@ package mdns
 
 import (
 	"maps"
-	"net"
 	"slices"
 	"strings"
 	"testing"
 
-	hmdns "github.com/hashicorp/mdns"
 	"github.com/miekg/dns"
 )
 
@@ -172,37 +170,5 @@ func TestValidateInstance(t *testing.T) {
 	}
 	if err := validateInstance("member one.a"); err != nil {
 		t.Errorf("validateInstance: %v", err)
-	}
-}
-
-func TestToEntry(t *testing.T) {
-	ip := net.IPv4(198, 18, 0, 1)
-	se := &hmdns.ServiceEntry{
-		Name:       `member\ one\.a._understudy._tcp.local.`,
-		Host:       "vm.",
-		AddrV4:     ip,
-		Port:       7000,
-		InfoFields: []string{"site=north"},
-	}
-	e, ok := toEntry("_understudy._tcp", se)
-	if !ok || e.Instance != "member one.a" || e.Host != "vm." || !e.Addr.Equal(ip) || e.Port != 7000 || e.TXT["site"] != "north" {
-		t.Fatalf("toEntry = %+v, %v", e, ok)
-	}
-	if len(e.Addr) != net.IPv4len {
-		t.Errorf("Addr has %d bytes, want the 4-byte form", len(e.Addr))
-	}
-	for _, bad := range []hmdns.ServiceEntry{
-		{Name: "x._mqtt._tcp.local.", AddrV4: ip, Port: 1883},                     // another service
-		{Name: "a.b._understudy._tcp.local.", AddrV4: ip, Port: 7000},             // not one label
-		{Name: "x._understudy._tcp.local.", AddrV6: net.IPv6loopback, Port: 7000}, // no IPv4
-		{Name: "_understudy._tcp.local.", AddrV4: ip, Port: 7000},                 // no instance
-	} {
-		if e, ok := toEntry("_understudy._tcp", &bad); ok {
-			t.Errorf("toEntry(%+v) = %+v, want it skipped", bad, e)
-		}
-	}
-	// Names compare without regard to case.
-	if _, ok := toEntry("_understudy._tcp", &hmdns.ServiceEntry{Name: "x._Understudy._TCP.local.", AddrV4: ip, Port: 1}); !ok {
-		t.Error("toEntry rejected a name differing only in case")
 	}
 }

@@ -122,8 +122,8 @@ func (z *zone) answer(pkt []byte, in packetInfo) plan {
 
 	var p plan
 	if uni != 0 {
-		// hashicorp/mdns browsers keep the last A record: the querier's
-		// subnet last.
+		// Browsers keep the last A record (hashicorp/mdns; Browse, of
+		// those on its link): the querier's subnet last.
 		addrs := lastOnLink(addrs, in.ifc, in.src.IP)
 		var m *dns.Msg
 		if legacy {
