@@ -83,6 +83,10 @@ type Client struct {
 	attempt atomic.Uint64 // connection number of the latest connect attempt
 	conn    atomic.Uint64 // connection number of the current connection
 	seq     atomic.Uint64 // heartbeats
+	// beatMu keeps the heartbeats in the order of their stamps from the
+	// timer's goroutine and Probe's (receivers drop one older than the
+	// newest taken on the topic as a replay).
+	beatMu sync.Mutex
 	// passwordTry counts the connection attempts since the last success;
 	// passwordOK is the index (into Password, Alternates…) that worked.
 	passwordTry, passwordOK atomic.Uint64
@@ -328,15 +332,26 @@ func (c *Client) sealAs(topic string, payload []byte, conn, seq uint64) []byte {
 func (c *Client) Beats() uint64 { return c.seq.Load() }
 
 // Beat publishes one heartbeat (skipped while disconnected).
-func (c *Client) Beat() {
+func (c *Client) Beat() { c.Probe() }
+
+// Probe publishes one heartbeat now, out of turn, and returns it; false
+// when the connection is down (nothing is sent). It is a round trip through
+// the broker: the instance's own heartbeats come back to it, so when this
+// one (or a later one of the same boot and connection: Seq counts up) is
+// received, the broker carried it after the moment of the call.
+func (c *Client) Probe() (Heartbeat, bool) {
 	if !c.mqtt.IsConnectionOpen() {
-		return
+		return Heartbeat{}, false
 	}
-	b, _ := json.Marshal(Heartbeat{
+	c.beatMu.Lock()
+	defer c.beatMu.Unlock()
+	hb := Heartbeat{
 		Member: c.opts.Member, Boot: c.boot, Conn: c.conn.Load(), Seq: c.seq.Add(1),
 		IntervalMS: c.opts.Interval.Milliseconds(), Version: c.opts.Version,
-	})
+	}
+	b, _ := json.Marshal(hb)
 	c.publish(c.opts.Topics.Heartbeat(c.opts.Member), 0, false, b)
+	return hb, true
 }
 
 // RunHeartbeats publishes a heartbeat every interval until ctx ends.

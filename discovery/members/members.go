@@ -242,7 +242,7 @@ func (t *Table) Presence(p Presence) error {
 	if !ok {
 		return fmt.Errorf("presence from unknown member %q", p.ID)
 	}
-	current := e.Boot == "" || (p.Boot == e.Boot && p.Conn == e.Conn)
+	current := e.current(p)
 	switch p.State {
 	case PresenceOnline:
 		// The member's newest connection: a Will of any earlier one that the
@@ -295,6 +295,25 @@ func (t *Table) Presence(p Presence) error {
 		return fmt.Errorf("unknown presence state %q from %q", p.State, p.ID)
 	}
 	return nil
+}
+
+// current reports whether p belongs to the member's current connection (or
+// the member has not said which that is yet).
+func (e *entry) current(p Presence) bool {
+	return e.Boot == "" || (p.Boot == e.Boot && p.Conn == e.Conn)
+}
+
+// WillCounts reports whether p is a Last Will that Presence would take as a
+// loss now: live (not retained), of another member's current connection,
+// while that member is alive or suspect. It changes nothing. (Presence
+// still sets aside a Will that comes right after a stall of this
+// instance's loop.)
+func (t *Table) WillCounts(p Presence) bool {
+	e, ok := t.members[p.ID]
+	if !ok || p.State != PresenceGone || p.ID == t.opts.Self || p.Retained || e.Held || !e.current(p) {
+		return false
+	}
+	return e.State == Alive || e.State == Suspect
 }
 
 // Hold declares a member lost for a fire drill: it stays lost, whatever it

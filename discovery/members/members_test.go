@@ -635,3 +635,42 @@ func TestLastWillsRightAfterAStallAreLeftToTheHeartbeats(t *testing.T) {
 		t.Fatalf("a Will after the window: %v, main %s", err, sh.state("main"))
 	}
 }
+
+// WillCounts tells, without changing anything, whether Presence would take
+// a Will as a loss: a live one of another member's current connection
+// while it is alive or suspect.
+func TestWillCountsIsWhatPresenceWouldTake(t *testing.T) {
+	h := &harness{t: t, vc: clock.NewVirtual(epoch)}
+	h.table = New(h.vc, func(f func()) { f() }, func(ev Event) { h.events = append(h.events, ev) }, Options{StartupGrace: time.Second, Self: "self"})
+	for _, id := range []string{"main", "quiet", "self"} {
+		h.table.Add(id, 100*time.Millisecond, 300*time.Millisecond)
+	}
+	h.table.Start()
+	h.beat("main", 100*time.Millisecond, 1)
+	will := Presence{ID: "main", State: PresenceGone, Boot: "b1", Conn: 1}
+	for _, tc := range []struct {
+		p    Presence
+		want bool
+	}{
+		{will, true},
+		{Presence{ID: "main", State: PresenceGone, Boot: "b1", Conn: 1, Retained: true}, false},
+		{Presence{ID: "main", State: PresenceGone, Boot: "b1", Conn: 0}, false}, // a replaced connection's
+		{Presence{ID: "main", State: PresenceClosed, Boot: "b1", Conn: 1}, false},
+		{Presence{ID: "self", State: PresenceGone}, false},
+		{Presence{ID: "quiet", State: PresenceGone}, false}, // unknown: never heard
+		{Presence{ID: "ghost", State: PresenceGone}, false},
+	} {
+		if got := h.table.WillCounts(tc.p); got != tc.want {
+			t.Errorf("WillCounts(%+v) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if got := h.kinds(); got != "self:seen main:seen" {
+		t.Fatalf("WillCounts changed something: events %q", got)
+	}
+	if err := h.table.Presence(will); err != nil || h.state("main") != Lost {
+		t.Fatalf("Presence took the Will: %v, main %s", err, h.state("main"))
+	}
+	if h.table.WillCounts(will) {
+		t.Error("a Will counts again for a member already lost")
+	}
+}

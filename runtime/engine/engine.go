@@ -98,6 +98,7 @@ type Engine struct {
 	coord      Coordinator // never nil: a member's instance has noCoordinator
 	ctx        context.Context
 	started    bool
+	wills      wills // Last Wills waiting for the way through the broker (wills.go)
 }
 
 // New builds an engine; Start (or Run) brings it up.
@@ -122,6 +123,7 @@ func New(opts Options) (*Engine, error) {
 		topics: bus.Topics{Site: opts.Site.Name},
 		queue:  newQueue(),
 		coord:  opts.Coordinator,
+		wills:  wills{held: map[string]*heldWill{}},
 	}
 	if e.coord == nil {
 		e.coord = noCoordinator{}
@@ -277,6 +279,9 @@ func (e *Engine) Heartbeat(hb bus.Heartbeat) {
 		if err != nil && e.opts.Drops != nil {
 			e.opts.Drops.Drop(hb.Member, e.topics.Heartbeat(hb.Member), -1, fmt.Errorf("%w: %v", bus.ErrUnknownMember, err))
 		}
+		if hb.Member == e.opts.Self && len(e.wills.held) > 0 {
+			e.ownHeartbeat(hb)
+		}
 	})
 }
 
@@ -284,21 +289,13 @@ func (e *Engine) Heartbeat(hb bus.Heartbeat) {
 // taken in since the start (not those dropped). Any goroutine.
 func (e *Engine) HeartbeatsReceived() uint64 { return e.heartbeats.Load() }
 
-// Presence feeds a decoded presence message to the member table; retained
-// says the broker delivered it from storage. Any goroutine.
+// Presence feeds a decoded presence message to the member table (a Last
+// Will over a broker in another process once the broker has carried this
+// instance's own heartbeat back after it: see CheckWills); retained says the
+// broker delivered it from storage. Any goroutine.
 func (e *Engine) Presence(p bus.Presence, retained bool) {
 	e.Post(func() {
-		err := e.table.Presence(members.Presence{ID: p.Member, State: p.State, Boot: p.Boot, Conn: p.Conn, Retained: retained})
-		e.log.Debug("presence", "member", p.Member, "state", p.State, "boot", p.Boot, "conn", p.Conn, "retained", retained, "result", err)
-		switch {
-		case err == nil:
-		case !e.table.Known(p.Member):
-			if e.opts.Drops != nil {
-				e.opts.Drops.Drop(p.Member, e.topics.Presence(p.Member), -1, fmt.Errorf("%w: %v", bus.ErrUnknownMember, err))
-			}
-		default:
-			e.log.Debug("presence ignored", "reason", err)
-		}
+		e.presence(members.Presence{ID: p.Member, State: p.State, Boot: p.Boot, Conn: p.Conn, Retained: retained})
 	})
 }
 
@@ -326,6 +323,9 @@ func (e *Engine) SiteCopy(ctx context.Context) (*config.Site, error) {
 // that the retained topics are right whatever happened while it was away.
 func (e *Engine) BusConnected(up bool) {
 	e.Post(func() {
+		if !up {
+			e.setWillsAside("this instance's own connection to the broker dropped before the broker carried its heartbeat back")
+		}
 		e.table.SetConnected(up)
 		e.coord.BusConnected(up)
 	})

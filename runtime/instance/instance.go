@@ -369,6 +369,18 @@ func (inst *Instance) run(ctx context.Context) error {
 	inst.mu.Unlock()
 	if embedded != nil {
 		defer embedded.Close()
+	} else {
+		// The broker is another process (mosquitto, or the broker embedded
+		// in another member): one that shuts down publishes its clients'
+		// Last Wills on its way out, so a Will is taken as a loss once the
+		// broker has carried this instance's own heartbeat back after it
+		// (engine.CheckWills). One embedded here cannot go without us.
+		inst.engine.CheckWills(func() (bus.Heartbeat, bool) {
+			if c := inst.bus.Load(); c != nil {
+				return c.Probe()
+			}
+			return bus.Heartbeat{}, false
+		})
 	}
 	if inst.brokerAdv != nil {
 		defer inst.brokerAdv.Close() // its goodbye goes out before the broker closes
