@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"understudy/events"
 )
 
 // Bounds are the slack the checker allows beyond the site's own timing.
@@ -219,7 +220,7 @@ func (c *checker) graceAfter(s span, lostAfter time.Duration) time.Duration {
 // coordinator itself was not in trouble.
 func (c *checker) falseLoss(r *Result) {
 	for _, rec := range c.h.Journal {
-		if rec.Type != "member_lost" || rec.At.Before(c.h.Start) || rec.At.After(c.end) {
+		if rec.Type != events.MemberLost || rec.At.Before(c.h.Start) || rec.At.After(c.end) {
 			continue
 		}
 		m, ok := c.h.Site.Members[rec.Member]
@@ -280,9 +281,9 @@ func (c *checker) covered(member string, t time.Time) (bool, string) {
 			continue
 		}
 		switch rec.Type {
-		case "takeover_done":
+		case events.TakeoverDone:
 			on, by = true, rec.Str("standby")
-		case "failback_done", "takeover_failed":
+		case events.FailbackDone, events.TakeoverFailed:
 			on, by = false, ""
 		}
 	}
@@ -298,9 +299,9 @@ func (c *checker) coveredCount(member string, t time.Time) int {
 			break
 		}
 		switch rec.Type {
-		case "takeover_started", "takeover_done":
+		case events.TakeoverStarted, events.TakeoverDone:
 			state[rec.Member] = true
-		case "failback_done", "takeover_failed":
+		case events.FailbackDone, events.TakeoverFailed:
 			delete(state, rec.Member)
 		}
 	}
@@ -388,7 +389,7 @@ func (c *checker) coverage(r *Result) {
 				cv.Already = true
 			} else {
 				for _, rec := range c.h.Journal {
-					if rec.Type == "takeover_done" && rec.Member == id && !rec.At.Before(out.From) && !rec.At.After(dl) {
+					if rec.Type == events.TakeoverDone && rec.Member == id && !rec.At.Before(out.From) && !rec.At.After(dl) {
 						cv.Took = rec.At.Sub(out.From)
 						on = true // covered in time, maybe failed back already (a member back early)
 						if by == "" {
@@ -501,7 +502,7 @@ func (c *checker) failback(r *Result) {
 			r.Failbacks++
 			done := false
 			for _, rec := range c.h.Journal {
-				if rec.Type == "failback_done" && rec.Member == id && rec.At.After(out.To) && !rec.At.After(dl) {
+				if rec.Type == events.FailbackDone && rec.Member == id && rec.At.After(out.To) && !rec.At.After(dl) {
 					done = true
 				}
 			}
@@ -575,7 +576,7 @@ func (c *checker) atMostOnce(r *Result) {
 	c.stillAcknowledged(r)
 	done := map[string]time.Time{}
 	for _, rec := range c.h.Journal {
-		if rec.Type != "action_done" {
+		if rec.Type != events.ActionDone {
 			continue
 		}
 		id := rec.Str("id")
@@ -615,7 +616,7 @@ func (c *checker) stillAcknowledged(r *Result) {
 	}
 	for _, rec := range c.h.Journal {
 		target := rec.Str("target")
-		if rec.Type != "action_done" || target == "" || rec.At.After(c.end) {
+		if rec.Type != events.ActionDone || target == "" || rec.At.After(c.end) {
 			continue
 		}
 		if m, ok := c.h.Site.Members[target]; !ok || !m.Instance {

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"understudy/events"
 )
 
 // Phases where a fault can land.
@@ -103,17 +104,17 @@ func Phase(h *History, t time.Time) string {
 			break
 		}
 		switch rec.Type {
-		case "takeover_started":
+		case events.TakeoverStarted:
 			open[PhaseTakeover][rec.Member] = true
-		case "takeover_done", "takeover_failed":
+		case events.TakeoverDone, events.TakeoverFailed:
 			delete(open[PhaseTakeover], rec.Member)
-		case "failback_started":
+		case events.FailbackStarted:
 			open[PhaseFailback][rec.Member] = true
-		case "failback_done", "failback_failed":
+		case events.FailbackDone, events.FailbackFailed:
 			delete(open[PhaseFailback], rec.Member)
-		case "copy_started":
+		case events.CopyStarted:
 			open[PhaseCopy][rec.Member] = true
-		case "copy_done", "copy_failed":
+		case events.CopyDone, events.CopyFailed:
 			delete(open[PhaseCopy], rec.Member)
 		}
 	}

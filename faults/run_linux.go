@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"understudy/drivers"
+	"understudy/events"
 	"understudy/fixtures/testhost"
 )
 
@@ -152,9 +153,9 @@ func (r *runner) waitReady(ctx context.Context) error {
 		seen := map[string]bool{}
 		for _, rec := range recs {
 			switch rec.Type {
-			case "member_seen":
+			case events.MemberSeen:
 				seen[rec.Member] = true
-			case "driver_connected":
+			case events.DriverConnected:
 				seen["driver:"+rec.Str("driver")] = true
 			}
 		}
