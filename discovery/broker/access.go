@@ -83,13 +83,16 @@ func covers(allowed, requested string) bool {
 // good. Nothing of a dropped publish is delivered or retained.
 type accessHook struct {
 	mqtt.HookBase
-	users map[string]User
+	// users by name; pointers keep the map small, since it is read for
+	// every publish of thousands of clients and is seldom in the cache.
+	users map[string]*User
 }
 
 func newAccessHook(users []User) *accessHook {
-	h := &accessHook{users: map[string]User{}}
-	for _, u := range users {
-		h.users[u.Username] = u
+	h := &accessHook{users: make(map[string]*User, len(users))}
+	for i := range users {
+		u := users[i]
+		h.users[u.Username] = &u
 	}
 	return h
 }
@@ -102,6 +105,9 @@ func (*accessHook) Provides(b byte) bool {
 
 func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	u, ok := h.users[string(pk.Connect.Username)]
+	if !ok {
+		u = &User{}
+	}
 	got := sha256.Sum256(pk.Connect.Password)
 	match := 0
 	for _, p := range append([]string{u.Password}, u.Alternates...) {
@@ -136,7 +142,10 @@ func (h *accessHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 }
 
 func (h *accessHook) allowed(cl *mqtt.Client, topic string, write bool) bool {
-	u := h.users[string(cl.Properties.Username)]
+	u, ok := h.users[string(cl.Properties.Username)]
+	if !ok {
+		return false
+	}
 	list := u.Subscribe
 	if write {
 		list = u.Publish
