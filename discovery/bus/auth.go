@@ -107,9 +107,10 @@ func Seal(ring *sitekey.Ring, topic string, payload []byte, s Stamp) ([]byte, er
 	return append(out, macClose...), nil
 }
 
-// split finds the auth member at the end of payload: the payload without it
+// split finds the auth member at the end of payload: what precedes it (up
+// to its comma, or the opening brace of an object that has no other member)
 // and the member's object.
-func split(payload []byte) (plain, block []byte, ok bool) {
+func split(payload []byte) (head, block []byte, ok bool) {
 	if len(payload) > MaxAuthenticated || !bytes.HasSuffix(payload, []byte(macClose)) {
 		return nil, nil, false
 	}
@@ -118,18 +119,19 @@ func split(payload []byte) (plain, block []byte, ok bool) {
 		return nil, nil, false
 	}
 	block = payload[i+len(authOpen)-1 : len(payload)-1]
-	head := bytes.TrimRight(payload[:i], " \t\r\n")
-	switch {
-	case len(head) == 0:
-		return nil, nil, false
-	case head[len(head)-1] == ',':
-		plain = append(append(make([]byte, 0, len(head)), head[:len(head)-1]...), '}')
-	case head[len(head)-1] == '{':
-		plain = []byte("{}")
-	default:
+	head = bytes.TrimRight(payload[:i], " \t\r\n")
+	if len(head) == 0 || (head[len(head)-1] != ',' && head[len(head)-1] != '{') {
 		return nil, nil, false
 	}
-	return plain, block, true
+	return head, block, true
+}
+
+// withoutAuth is the payload as it was before Seal: head (from split) closed.
+func withoutAuth(head []byte) []byte {
+	if head[len(head)-1] == '{' {
+		return []byte("{}")
+	}
+	return append(append(make([]byte, 0, len(head)), head[:len(head)-1]...), '}')
 }
 
 // MaxAuthenticated is the largest sealed payload Open looks at: the largest
@@ -141,7 +143,24 @@ const MaxAuthenticated = 256 << 10
 // and its stamp. A payload without one is ErrUnauthenticated; a wrong code,
 // an unknown key or a malformed member is ErrBadMAC.
 func Open(ring *sitekey.Ring, topic string, payload []byte) ([]byte, Stamp, error) {
-	plain, block, ok := split(payload)
+	head, st, err := verify(ring, topic, payload)
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	return withoutAuth(head), st, nil
+}
+
+// Verify checks the auth member of payload as Open does, without making the
+// payload without it: for a receiver whose decoder ignores members it does
+// not know (a heartbeat's, the busiest), which then decodes payload as it
+// came and saves a copy per message.
+func Verify(ring *sitekey.Ring, topic string, payload []byte) (Stamp, error) {
+	_, st, err := verify(ring, topic, payload)
+	return st, err
+}
+
+func verify(ring *sitekey.Ring, topic string, payload []byte) ([]byte, Stamp, error) {
+	head, block, ok := split(payload)
 	if !ok {
 		return nil, Stamp{}, ErrUnauthenticated
 	}
@@ -163,7 +182,7 @@ func Open(ring *sitekey.Ring, topic string, payload []byte) ([]byte, Stamp, erro
 	if !isToken(from) {
 		return nil, Stamp{}, fmt.Errorf("%w: from %q", ErrBadMAC, from)
 	}
-	return plain, Stamp{From: string(from), Boot: n[0], Conn: n[1], Seq: n[2]}, nil
+	return head, Stamp{From: string(from), Boot: n[0], Conn: n[1], Seq: n[2]}, nil
 }
 
 // parseBlock reads the auth member's object exactly as Seal writes it:
