@@ -4,6 +4,7 @@ package faults
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,19 +106,58 @@ func checkTheChecker(t *testing.T, seed uint64, h *History) {
 		expect(t, seed, "switcher never re-routed", &broken, PropCoverRoutes)
 	}
 	if res.Actions > 0 {
-		// A build that forgets the agent's record: the command runs again.
+		// A build that forgets the agent's record: a finished command
+		// received and run again (a read after the end shows it so).
 		broken := *h
-		broken.Logs = nil
-		for _, l := range h.Logs {
-			broken.Logs = append(broken.Logs, l)
-			if l.Msg == "command received" {
-				again := l
-				again.At = l.At.Add(time.Second)
-				broken.Logs = append(broken.Logs, again)
+		broken.Stores = slices.Clone(h.Stores)
+		var again StoreRead
+		for _, sr := range h.Stores {
+			for _, s := range sr.Records {
+				if sr.After == ReadEnd && s.State == "done" && again.Member == "" {
+					s.At, s.State, s.Finished = s.Finished.Add(time.Second), "running", time.Time{}
+					again = StoreRead{Member: sr.Member, At: sr.At.Add(time.Second), After: "a repeat made up", Records: []Stored{s}}
+				}
 			}
 		}
-		broken.Sort()
-		expect(t, seed, "action run twice", &broken, PropAtMostOnce)
+		if again.Member != "" {
+			broken.Stores = append(broken.Stores, again)
+			expect(t, seed, "action run twice", &broken, PropAtMostOnce)
+		}
+		// A build whose agent keeps its records elsewhere (or the reader
+		// reads the wrong place): nothing to read must fail, not pass.
+		for member := range (&checker{h: h, end: h.End}).answered() {
+			broken = *h
+			broken.Stores = slices.DeleteFunc(slices.Clone(h.Stores), func(sr StoreRead) bool { return sr.Member == member })
+			expect(t, seed, "no records read at "+member, &broken, PropAtMostOnce)
+		}
+		// A build that accepts an older coordinator's command after a newer
+		// one's: the member's first command made the newest, and a command
+		// of the older epoch received after the last one.
+		broken = *h
+		broken.Stores = slices.Clone(h.Stores)
+		for i, sr := range broken.Stores {
+			if len(sr.Records) == 0 {
+				continue
+			}
+			sr.Records = slices.Clone(sr.Records)
+			first, last, top := 0, 0, uint64(0)
+			for j, s := range sr.Records {
+				top = max(top, s.Epoch)
+				if s.At.Before(sr.Records[first].At) {
+					first = j
+				}
+				if s.At.After(sr.Records[last].At) {
+					last = j
+				}
+			}
+			late := sr.Records[last]
+			late.ID, late.At, late.Epoch = late.ID+"-made-up", late.At.Add(time.Second), top
+			sr.Records[first].Epoch = top + 1
+			sr.Records = append(sr.Records, late)
+			broken.Stores[i] = sr
+			expect(t, seed, "epoch going backwards", &broken, PropEpochs)
+			break
+		}
 	}
 	// A build that judges a healthy member lost: a member_lost for main
 	// just before the first fault, when nothing had happened yet.
