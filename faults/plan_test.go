@@ -144,7 +144,7 @@ func TestCanLand(t *testing.T) {
 		{ID: 2, Kind: OpKill, Member: "backup", At: 10e9, For: 3e9, Aim: PhaseTakeover},
 	}}
 	aimed := s.Ops[1]
-	for at, ok := range map[time.Duration]bool{5e9: true, 15e9: true, 17e9: false, 22e9: false, 27.5e9: true, 58e9: false} {
+	for at, ok := range map[time.Duration]bool{5e9: true, 15e9: true, 17e9: false, 22e9: false, 25.01e9: true, 58e9: false} {
 		if got := s.CanLand(aimed, at); got != ok {
 			t.Errorf("land at +%s: %v, want %v", at, got, ok)
 		}

@@ -72,6 +72,23 @@ type runner struct {
 	mu      sync.Mutex
 	routing []RouteSeen
 	stores  []StoreRead
+	held    map[string]int // what the ops in force hold (Op.resource)
+}
+
+// hold counts what o holds while it is in force (n: +1 or -1).
+func (r *runner) hold(o Op, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held == nil {
+		r.held = map[string]int{}
+	}
+	r.held[o.resource()] += n
+}
+
+func (r *runner) isHeld(o Op) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.held[o.resource()] > 0
 }
 
 // statePath is member's state store.
@@ -331,6 +348,10 @@ func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedu
 				return
 			}
 			r.logf("%s", o)
+			if o.Kind != OpSwitcherRestart {
+				r.hold(*o, 1)
+				defer r.hold(*o, -1)
+			}
 			if o.Kind == OpKill {
 				r.readStore(o.Member, fmt.Sprintf("kill #%d", o.ID))
 			}
@@ -454,7 +475,7 @@ func (r *runner) awaitPhase(ctx context.Context, start time.Time, sched Schedule
 			if rec.Type != o.Aim+"_started" || rec.At.Before(from) {
 				continue
 			}
-			if sched.CanLand(o, time.Since(start)) {
+			if !r.isHeld(o) && sched.CanLand(o, time.Since(start)) {
 				return rec.At, true
 			}
 		}
