@@ -66,6 +66,7 @@ const (
 	PropFailback    = "failback"
 	PropCoverRoutes = "coverage-routing"
 	PropBackRoutes  = "failback-routing"
+	PropEpochs      = "epochs-monotonic"
 )
 
 // Violation is a property that does not hold, with the window of the
@@ -103,7 +104,8 @@ type Result struct {
 	// Queued counts outages not checked because the pool had no free
 	// standby (capacity or the failover limit).
 	Queued int `json:"queued"`
-	// Actions counts the action executions read at the members.
+	// Actions counts the commands read in the members' stores (by member
+	// and id).
 	Actions int `json:"actions"`
 	// Losses counts the member_lost records judged for false loss.
 	Losses int `json:"losses"`
@@ -125,6 +127,7 @@ func Check(h *History, b Bounds) Result {
 	c.coverage(&r)
 	c.failback(&r)
 	c.atMostOnce(&r)
+	c.epochs(&r)
 	slices.SortStableFunc(r.Violations, func(a, b Violation) int { return a.At.Compare(b.At) })
 	return r
 }
@@ -424,7 +427,11 @@ func (c *checker) checkRoutes(r *Result, prop string, m MemberFact, source strin
 	if m.Switcher == "" || len(m.Outputs) == 0 || !ok || len(src.Inputs) == 0 {
 		return
 	}
-	restarts := c.opSpans(func(o Op) bool { return o.Kind == OpSwitcherRestart && o.Driver == m.Switcher })
+	// A restart, and a switcher refusing or dropping commands while armed:
+	// the coordinator re-asserts once it reads the device again.
+	restarts := c.opSpans(func(o Op) bool {
+		return o.Driver == m.Switcher && (o.Kind == OpSwitcherRestart || o.Kind == OpSwitcherRefuse || o.Kind == OpSwitcherDrop)
+	})
 	trouble := append(append(c.deviceTrouble(), restarts...), c.coordTrouble()...).merge(0)
 	rd := push(dl, 0, func(t time.Time) time.Time { return t }, trouble, func(span) time.Duration { return c.b.Device })
 	if !hold.contains(rd) || rd.After(c.end) {
@@ -520,59 +527,87 @@ func (c *checker) failback(r *Result) {
 	}
 }
 
-// atMostOnce: no action ran twice. At the members, the agent logs
-// "command received" when it records a command before running it, "command
-// was interrupted …; running it again" when a restart found it unfinished
-// (allowed: it never finished), and "command done"/"command failed" when
-// it finished; any start after a finish, or a second first receipt, is a
-// repeat. In the coordinator's journal no action is done twice.
+// atMostOnce: no action ran twice. It reads the members' command records
+// (what the agent persists per command: id, epoch, state, received and
+// finished), read after every kill and at the end: a command seen finished
+// in one read whose record is gone in a later one (it could run again), or
+// that a later read shows received again after it finished, is a repeat. A
+// member the journal says answered commands (action_running, action_done
+// with it as target) must have records to read: none is a violation, not a
+// pass. In the coordinator's journal no action is done twice.
 func (c *checker) atMostOnce(r *Result) {
-	type key struct{ member, id string }
-	type state struct {
-		received, finished bool
-		at                 time.Time
+	answered := c.answered()
+	reads := map[string][]StoreRead{}
+	for _, sr := range c.h.Stores {
+		reads[sr.Member] = append(reads[sr.Member], sr)
 	}
-	st := map[key]*state{}
-	for _, l := range c.h.Logs {
-		id := l.Str("id")
-		if id == "" {
+	for _, member := range sortedKeys(answered) {
+		n := 0
+		for _, sr := range reads[member] {
+			n += len(sr.Records)
+		}
+		if n > 0 {
 			continue
 		}
-		k := key{l.Member, id}
-		s := st[k]
-		if s == nil {
-			s = &state{}
-			st[k] = s
+		first := answered[member]
+		why := "no read of its store"
+		if len(reads[member]) > 0 {
+			why = fmt.Sprintf("%d read(s) of its store, all empty or unreadable", len(reads[member]))
 		}
-		bad := ""
-		switch {
-		case l.Msg == "command received":
-			r.Actions++
-			if s.finished {
-				bad = "received and run again after it finished at " + clock(s.at)
-			} else if s.received {
-				bad = "received as new a second time (first at " + clock(s.at) + "): its record was lost"
+		r.Violations = append(r.Violations, Violation{
+			Property: PropAtMostOnce, Member: member, At: first,
+			Message: fmt.Sprintf("no action records could be read at member %s, although the journal shows it answered commands (first at %s): %s", member, clock(first), why),
+			From:    first.Add(-2 * time.Second), To: first.Add(2 * time.Second),
+		})
+	}
+	seen := map[[2]string]bool{}
+	for _, member := range sortedKeys(reads) {
+		finished := map[string]Stored{} // by id: the record as first seen finished
+		readAt := map[string]time.Time{}
+		for _, sr := range reads[member] {
+			if sr.Err != "" {
+				r.Violations = append(r.Violations, Violation{
+					Property: PropAtMostOnce, Member: member, At: sr.At,
+					Message: fmt.Sprintf("store unreadable after %s: %s", sr.After, sr.Err),
+					From:    sr.At.Add(-2 * time.Second), To: sr.At.Add(2 * time.Second),
+				})
+				continue
 			}
-			s.received, s.at = true, l.At
-		case strings.HasPrefix(l.Msg, "command was interrupted"):
-			if s.finished {
-				bad = "run again after it finished at " + clock(s.at)
+			now := map[string]Stored{}
+			for _, s := range sr.Records {
+				now[s.ID] = s
+				seen[[2]string{member, s.ID}] = true
 			}
-			s.received = true
-		case l.Msg == "command done" || l.Msg == "command failed":
-			if s.finished {
-				bad = "finished twice (first at " + clock(s.at) + ")"
+			for _, id := range sortedKeys(finished) {
+				was := finished[id]
+				s, ok := now[id]
+				bad := ""
+				switch {
+				case !ok:
+					bad = fmt.Sprintf("finished (%s) at %s (read at %s), but its record is gone in the read after %s: it would run again if redelivered",
+						was.State, clock(was.Finished), clock(readAt[id]), sr.After)
+				case s.At.After(was.Finished) || s.State == "running":
+					bad = fmt.Sprintf("finished (%s) at %s, then received and run again at %s (state %s in the read after %s)",
+						was.State, clock(was.Finished), clock(s.At), s.State, sr.After)
+				}
+				if bad == "" {
+					continue
+				}
+				r.Violations = append(r.Violations, Violation{
+					Property: PropAtMostOnce, Member: member, At: sr.At,
+					Message: fmt.Sprintf("action %s (%s) %s", id, was.Verb, bad),
+					From:    was.Finished.Add(-2 * time.Second), To: sr.At.Add(2 * time.Second),
+				})
+				delete(finished, id) // reported once
 			}
-			s.finished, s.at = true, l.At
-		}
-		if bad != "" {
-			r.Violations = append(r.Violations, Violation{
-				Property: PropAtMostOnce, Member: l.Member, At: l.At,
-				Message: fmt.Sprintf("action %s (%s) %s", id, l.Str("verb"), bad),
-				From:    s.at.Add(-2 * time.Second), To: l.At.Add(2 * time.Second),
-			})
+			for id, s := range now {
+				if _, ok := finished[id]; !ok && (s.State == "done" || s.State == "failed") {
+					finished[id], readAt[id] = s, sr.At
+				}
+			}
 		}
 	}
+	r.Actions = len(seen)
 	c.stillAcknowledged(r)
 	done := map[string]time.Time{}
 	for _, rec := range c.h.Journal {
@@ -592,6 +627,66 @@ func (c *checker) atMostOnce(r *Result) {
 	}
 }
 
+// answered returns the members (running an instance) that the journal says
+// answered a command (action_running or action_done with them as target),
+// with the first such record's time.
+func (c *checker) answered() map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, rec := range c.h.Journal {
+		target := rec.Str("target")
+		if rec.Type != events.ActionRunning && rec.Type != events.ActionDone || target == "" || rec.At.After(c.end) {
+			continue
+		}
+		if m, ok := c.h.Site.Members[target]; !ok || !m.Instance {
+			continue
+		}
+		if _, ok := out[target]; !ok {
+			out[target] = rec.At
+		}
+	}
+	return out
+}
+
+// epochs: at every member, the coordinator epochs of the commands it
+// accepted never go backwards in the order it received them (a command of
+// an older coordinator's term accepted after a newer one's would be two
+// coordinators acting at once). It reads every version of the command
+// records the reads saw (a command received again after an interruption is
+// recorded again with its new receipt).
+func (c *checker) epochs(r *Result) {
+	byMember := map[string][]Stored{}
+	seen := map[Stored]bool{}
+	for _, sr := range c.h.Stores {
+		for _, s := range sr.Records {
+			k := Stored{Member: s.Member, ID: s.ID, At: s.At, Epoch: s.Epoch}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			byMember[sr.Member] = append(byMember[sr.Member], s)
+		}
+	}
+	for _, member := range sortedKeys(byMember) {
+		recs := byMember[member]
+		slices.SortStableFunc(recs, func(a, b Stored) int { return a.At.Compare(b.At) })
+		var top Stored
+		for i, s := range recs {
+			if i > 0 && s.Epoch < top.Epoch {
+				r.Violations = append(r.Violations, Violation{
+					Property: PropEpochs, Member: member, At: s.At,
+					Message: fmt.Sprintf("command %s (%s) of coordinator epoch %d accepted at %s, after command %s (%s) of epoch %d at %s: the epoch went backwards",
+						s.ID, s.Verb, s.Epoch, clock(s.At), top.ID, top.Verb, top.Epoch, clock(top.At)),
+					From: top.At.Add(-2 * time.Second), To: s.At.Add(2 * time.Second),
+				})
+				continue
+			}
+			if i == 0 || s.Epoch > top.Epoch {
+				top = s
+			}
+		}
+	}
+}
+
 func clock(t time.Time) string { return t.Format("15:04:05.000") }
 
 func clockOrEnd(t, end time.Time) string {
@@ -605,21 +700,23 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 
 // stillAcknowledged: every command the coordinator's journal records as
 // done by a member (action_done with a target) is still recorded as done in
-// that member's store at the end, whatever restarts came between.
+// that member's store at the end, whatever restarts came between. Members
+// without a read at the end are left to atMostOnce (no records to read).
 func (c *checker) stillAcknowledged(r *Result) {
-	if len(c.h.Stored) == 0 {
-		return // no stores read (a hand-made history)
-	}
 	stored := map[[2]string]Stored{}
-	for _, s := range c.h.Stored {
-		stored[[2]string{s.Member, s.ID}] = s
+	final := map[string]bool{}
+	for _, sr := range c.h.Stores {
+		if sr.After != ReadEnd || sr.Err != "" {
+			continue
+		}
+		final[sr.Member] = true
+		for _, s := range sr.Records {
+			stored[[2]string{sr.Member, s.ID}] = s
+		}
 	}
 	for _, rec := range c.h.Journal {
 		target := rec.Str("target")
-		if rec.Type != events.ActionDone || target == "" || rec.At.After(c.end) {
-			continue
-		}
-		if m, ok := c.h.Site.Members[target]; !ok || !m.Instance {
+		if rec.Type != events.ActionDone || target == "" || rec.At.After(c.end) || !final[target] {
 			continue
 		}
 		s, ok := stored[[2]string{target, rec.Str("id")}]

@@ -55,14 +55,6 @@ func rec(s float64, typ, member string, kv ...string) Record {
 	return r
 }
 
-func logLine(s float64, member, msg string, kv ...string) LogLine {
-	l := LogLine{At: at(s), Member: member, Level: "INFO", Msg: msg, Fields: map[string]any{}}
-	for i := 0; i+1 < len(kv); i += 2 {
-		l.Fields[kv[i]] = kv[i+1]
-	}
-	return l
-}
-
 func routes(s float64, r ...int) RouteSeen { return RouteSeen{At: at(s), Driver: "router", Routing: r} }
 
 // want checks that Check finds exactly the properties given (in any order).
@@ -176,29 +168,99 @@ func TestFalseLoss(t *testing.T) {
 	want(t, h, PropFalseLoss)
 }
 
+// stored is a command record of member: id, epoch, state, received at
+// +recv s and finished at +fin s (0: not finished).
+func stored(member, id string, epoch uint64, state string, recv, fin float64) Stored {
+	s := Stored{Member: member, ID: id, Verb: "takeover", Epoch: epoch, State: state, At: at(recv)}
+	if fin > 0 {
+		s.Finished = at(fin)
+	}
+	return s
+}
+
+func read(member string, s float64, after string, recs ...Stored) StoreRead {
+	return StoreRead{Member: member, At: at(s), After: after, Records: recs}
+}
+
 func TestAtMostOnce(t *testing.T) {
 	h := managerBackup()
-	h.Logs = []LogLine{
-		logLine(10, "backup", "command received", "id", "a.1", "verb", "takeover"),
-		logLine(11, "backup", "command was interrupted before it finished (the instance stopped mid-hook); running it again", "id", "a.1"),
-		logLine(12, "backup", "command done", "id", "a.1"),
-		logLine(13, "backup", "duplicate of a finished command; answering again", "id", "a.1"),
+	h.Journal = []Record{rec(10.5, "action_running", "", "id", "a.1", "verb", "takeover", "target", "backup")}
+	// Received, interrupted by a kill (still running), received again and
+	// done: allowed, it never finished before.
+	h.Stores = []StoreRead{
+		read("backup", 11, "kill #1", stored("backup", "a.1", 1, "running", 10, 0)),
+		read("backup", 60, ReadEnd, stored("backup", "a.1", 1, "done", 12, 12.5)),
 	}
 	if res := want(t, h); res.Actions != 1 {
 		t.Errorf("actions %d, want 1", res.Actions)
 	}
-	h.Logs = append(h.Logs, logLine(14, "backup", "command received", "id", "a.1", "verb", "takeover"))
+	// Finished, then received again after a restart: a repeat.
+	h.Stores = []StoreRead{
+		read("backup", 11, "kill #1", stored("backup", "a.1", 1, "done", 10, 10.5)),
+		read("backup", 60, ReadEnd, stored("backup", "a.1", 1, "done", 14, 14.5)),
+	}
 	want(t, h, PropAtMostOnce)
-	h.Logs = h.Logs[:1]
-	h.Logs = append(h.Logs, logLine(14, "backup", "command received", "id", "a.1", "verb", "takeover"))
+	// Finished, then its record gone: it would run again.
+	h.Stores = []StoreRead{
+		read("backup", 11, "kill #1", stored("backup", "a.1", 1, "done", 10, 10.5)),
+		read("backup", 60, ReadEnd),
+	}
 	want(t, h, PropAtMostOnce)
-	// The same id at another member is another execution.
-	h.Logs = []LogLine{logLine(10, "backup", "command received", "id", "a.1"), logLine(11, "main", "command received", "id", "a.1")}
+	// The same id at another member is another command.
+	h.Stores = []StoreRead{
+		read("backup", 60, ReadEnd, stored("backup", "a.1", 1, "done", 10, 10.5)),
+		read("main", 60, ReadEnd, stored("main", "a.1", 1, "done", 11, 11.5)),
+	}
 	want(t, h)
+	// A store that could not be read after a kill.
+	h.Stores = append(h.Stores, StoreRead{Member: "main", At: at(30), After: "kill #2", Err: "unreadable"})
+	h.Stores[1], h.Stores[2] = h.Stores[2], h.Stores[1]
+	want(t, h, PropAtMostOnce)
 	// In the journal, an action done twice.
-	h.Logs = nil
+	h.Stores = nil
 	h.Journal = []Record{rec(10, "action_done", "", "id", "a.2", "verb", "route"), rec(12, "action_done", "", "id", "a.2", "verb", "route")}
 	want(t, h, PropAtMostOnce)
+}
+
+// A member the journal says answered commands must have command records to
+// read: none (the source renamed, moved or empty) fails, it does not pass.
+func TestAtMostOnceNothingToRead(t *testing.T) {
+	h := managerBackup()
+	h.Journal = []Record{rec(10, "action_running", "", "id", "a.1", "verb", "takeover", "target", "backup")}
+	res := want(t, h, PropAtMostOnce)
+	if !strings.Contains(res.Violations[0].Message, "no action records could be read at member backup") {
+		t.Errorf("message %q", res.Violations[0].Message)
+	}
+	h.Stores = []StoreRead{read("backup", 60, ReadEnd)}
+	want(t, h, PropAtMostOnce)
+	h.Stores = []StoreRead{read("backup", 60, ReadEnd, stored("backup", "a.1", 1, "running", 10, 0))}
+	want(t, h)
+	// Commands to the switcher (no target) ask nothing of the members.
+	h.Stores = nil
+	h.Journal = []Record{rec(10, "action_done", "", "id", "a.2", "verb", "route", "driver", "router")}
+	want(t, h)
+}
+
+// Epochs never go backwards at a member, in the order it received commands.
+func TestEpochsNeverGoBackwards(t *testing.T) {
+	h := managerBackup()
+	h.Stores = []StoreRead{
+		read("backup", 20, "kill #1", stored("backup", "a.1", 1, "done", 10, 10.5), stored("backup", "a.2", 2, "running", 19, 0)),
+		read("backup", 60, ReadEnd, stored("backup", "a.1", 1, "done", 10, 10.5), stored("backup", "a.2", 2, "done", 25, 26),
+			stored("backup", "b.1", 2, "done", 30, 31)),
+		read("main", 60, ReadEnd, stored("main", "a.9", 1, "done", 40, 41)), // another member: its own order
+	}
+	want(t, h)
+	// A command of epoch 1 accepted after one of epoch 2.
+	h.Stores[1].Records = append(h.Stores[1].Records, stored("backup", "a.3", 1, "done", 35, 36))
+	res := want(t, h, PropEpochs)
+	if !strings.Contains(res.Violations[0].Message, "epoch 1") || res.Violations[0].Member != "backup" {
+		t.Errorf("violation %s", res.Violations[0])
+	}
+	// Seen only in a read after a kill (its record replaced later): still caught.
+	h.Stores[1].Records = h.Stores[1].Records[:3]
+	h.Stores[0].Records = append(h.Stores[0].Records, stored("backup", "a.3", 1, "running", 19.5, 0))
+	want(t, h, PropEpochs)
 }
 
 // main killed at +5, back at +10, covered meanwhile: with a 30 s failback
@@ -275,10 +337,53 @@ func TestCoverageShortOutage(t *testing.T) {
 func TestStillAcknowledged(t *testing.T) {
 	h := managerBackup()
 	h.Journal = []Record{rec(10, "action_done", "", "id", "a.1", "verb", "takeover", "target", "backup")}
-	h.Stored = []Stored{{Member: "backup", ID: "a.1", Verb: "takeover", State: "done"}}
+	h.Stores = []StoreRead{read("backup", 60, ReadEnd, stored("backup", "a.1", 1, "done", 9, 9.5))}
 	want(t, h)
-	h.Stored[0].State = "running"
+	h.Stores[0].Records[0].State = "running"
 	want(t, h, PropAtMostOnce)
-	h.Stored[0].ID = "a.2"
+	h.Stores[0].Records[0].ID = "a.2"
 	want(t, h, PropAtMostOnce)
+}
+
+// A switcher refusing (or dropping) commands while main is taken over: the
+// routes must be right once it is disarmed and Device has passed (the
+// coordinator re-asserts when it reads the device again), else the routing
+// never converged.
+func TestCoverageSwitcherRefusing(t *testing.T) {
+	h := killedMain()
+	h.Routing = h.Routing[:1]
+	h.Ops = append(h.Ops, Op{Kind: OpSwitcherRefuse, Driver: "router", Count: 2, Start: at(9.9), End: at(11)})
+	want(t, h, PropCoverRoutes) // never converged
+	h.Routing = append(h.Routing, routes(16, 3, 4, 3, 4))
+	want(t, h)
+	// Armed past the deadline: the bound moves to its end + Device.
+	h.Ops[1].End = at(20)
+	h.Routing[1].At = at(25)
+	want(t, h)
+	h.Routing[1].At = at(27)
+	want(t, h, PropCoverRoutes)
+	h.Ops[1].Kind = OpSwitcherDrop
+	want(t, h, PropCoverRoutes)
+}
+
+// The report says where faults landed and whether aimed ones hit their
+// phase; a missed aimed fault is neither injected nor an error.
+func TestReportAimed(t *testing.T) {
+	h := failbackHistory()
+	h.Journal = append(h.Journal, rec(5.02, "takeover_started", "main", "standby", "backup"))
+	h.Sort()
+	h.Ops = append(h.Ops,
+		Op{Kind: OpStop, Member: "backup", Aim: PhaseTakeover, AimedAt: at(5.02), Start: at(5.023), End: at(6)},
+		Op{Kind: OpKill, Member: "backup", Aim: PhaseFailback, Missed: true},
+	)
+	rep := NewReport("manager-backup")
+	rep.Add(h, Check(h, Bounds{}))
+	if rep.Landed[PhaseTakeover] != 1 || rep.Aimed[PhaseTakeover] != 1 || rep.AimedHit[PhaseTakeover] != 1 || rep.Missed != 1 || rep.FaultErrs != 0 {
+		t.Errorf("landed %v aimed %v hit %v missed %d errors %d", rep.Landed, rep.Aimed, rep.AimedHit, rep.Missed, rep.FaultErrs)
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	if !strings.Contains(b.String(), "aimed faults: 1 at a takeover (1 landed in it), 1 missed") {
+		t.Errorf("report:\n%s", b.String())
+	}
 }

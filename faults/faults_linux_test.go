@@ -4,6 +4,7 @@ package faults
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,11 +15,27 @@ import (
 	"understudy/fixtures/testhost"
 )
 
-// ciSeeds are the manager-backup schedules CI runs: seed 3 kills main for
+// ciRuns are the manager-backup schedules CI runs: seed 3 kills main for
 // good while the coordinator is stopped and unplugged (the stall rule),
 // seed 4 cuts main off from the broker and then kills the coordinator, seed
-// 6 whatever it draws.
-var ciSeeds = []uint64{3, 4, 6}
+// 6 whatever it draws; seed 3 again with a fault aimed at the takeover:
+// the same faults, and the coordinator (backup, also the standby) killed
+// within milliseconds of the takeover of main beginning, once its stop
+// is over. Two run at a time: four take as long as three.
+var ciRuns = []ciRun{{seed: 3}, {seed: 4}, {seed: 6}, {seed: 3, aim: []string{PhaseTakeover}}}
+
+type ciRun struct {
+	seed uint64
+	aim  []string
+}
+
+func (r ciRun) name() string {
+	n := "seed=" + itoa(r.seed)
+	if len(r.aim) > 0 {
+		n += ",aim=" + strings.Join(r.aim, ",")
+	}
+	return n
+}
 
 // ciDuration is each CI schedule's length.
 const ciDuration = 45 * time.Second
@@ -32,23 +49,34 @@ func TestManagerBackupSchedules(t *testing.T) {
 	testhost.RequireTools(t, "ip", "unshare")
 	var (
 		mu        sync.Mutex
-		histories = map[uint64]*History{}
+		histories = map[string]*History{}
 		covered   int
 	)
 	t.Run("schedules", func(t *testing.T) {
-		for _, seed := range ciSeeds {
-			t.Run("seed="+itoa(seed), func(t *testing.T) {
+		for _, run := range ciRuns {
+			t.Run(run.name(), func(t *testing.T) {
 				t.Parallel()
 				out, err := RunSchedule(context.Background(), Options{
 					Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
 					Duration: ciDuration, Registry: builtin.Registry(), Progress: testLog{t},
-				}, seed)
+					Aim: run.aim,
+				}, run.seed)
 				if err != nil {
 					t.Fatal(err)
 				}
 				for _, o := range out.History.Ops {
 					if o.Err != "" {
 						t.Errorf("fault %s not injected", o)
+					}
+					if o.Aim == "" {
+						continue
+					}
+					// The aimed fault must land, in its phase, within
+					// milliseconds of the journal showing it begin.
+					if p := Phase(out.History, o.Start); o.Missed || p != o.Aim {
+						t.Errorf("aimed fault %s landed in phase %q (missed %v)", o, p, o.Missed)
+					} else if late := o.Start.Sub(o.AimedAt); late > 50*time.Millisecond {
+						t.Errorf("aimed fault %s landed %s after the phase began", o, late)
 					}
 				}
 				for _, v := range out.Result.Violations {
@@ -63,7 +91,7 @@ func TestManagerBackupSchedules(t *testing.T) {
 				t.Log(b.String())
 				mu.Lock()
 				defer mu.Unlock()
-				histories[seed] = out.History
+				histories[run.name()] = out.History
 				for _, c := range out.Result.Covers {
 					if c.OK && !c.Already {
 						covered++
@@ -76,18 +104,18 @@ func TestManagerBackupSchedules(t *testing.T) {
 		return
 	}
 	if covered == 0 {
-		t.Fatalf("no schedule of seeds %v made a loss that had to be covered: the faults did not hit", ciSeeds)
+		t.Fatalf("no schedule of %v made a loss that had to be covered: the faults did not hit", ciRuns)
 	}
 	t.Run("checker catches", func(t *testing.T) {
-		for _, seed := range ciSeeds {
-			checkTheChecker(t, seed, histories[seed])
+		for _, run := range ciRuns {
+			checkTheChecker(t, run.name(), histories[run.name()])
 		}
 	})
 }
 
 // checkTheChecker breaks a real history the ways a broken build would and
 // asserts the checker reports each.
-func checkTheChecker(t *testing.T, seed uint64, h *History) {
+func checkTheChecker(t *testing.T, seed string, h *History) {
 	res := Check(h, Bounds{})
 	if len(res.Covers) > 0 {
 		// A build whose takeover never finishes: no coverage records.
@@ -105,19 +133,58 @@ func checkTheChecker(t *testing.T, seed uint64, h *History) {
 		expect(t, seed, "switcher never re-routed", &broken, PropCoverRoutes)
 	}
 	if res.Actions > 0 {
-		// A build that forgets the agent's record: the command runs again.
+		// A build that forgets the agent's record: a finished command
+		// received and run again (a read after the end shows it so).
 		broken := *h
-		broken.Logs = nil
-		for _, l := range h.Logs {
-			broken.Logs = append(broken.Logs, l)
-			if l.Msg == "command received" {
-				again := l
-				again.At = l.At.Add(time.Second)
-				broken.Logs = append(broken.Logs, again)
+		broken.Stores = slices.Clone(h.Stores)
+		var again StoreRead
+		for _, sr := range h.Stores {
+			for _, s := range sr.Records {
+				if sr.After == ReadEnd && s.State == "done" && again.Member == "" {
+					s.At, s.State, s.Finished = s.Finished.Add(time.Second), "running", time.Time{}
+					again = StoreRead{Member: sr.Member, At: sr.At.Add(time.Second), After: "a repeat made up", Records: []Stored{s}}
+				}
 			}
 		}
-		broken.Sort()
-		expect(t, seed, "action run twice", &broken, PropAtMostOnce)
+		if again.Member != "" {
+			broken.Stores = append(broken.Stores, again)
+			expect(t, seed, "action run twice", &broken, PropAtMostOnce)
+		}
+		// A build whose agent keeps its records elsewhere (or the reader
+		// reads the wrong place): nothing to read must fail, not pass.
+		for member := range (&checker{h: h, end: h.End}).answered() {
+			broken = *h
+			broken.Stores = slices.DeleteFunc(slices.Clone(h.Stores), func(sr StoreRead) bool { return sr.Member == member })
+			expect(t, seed, "no records read at "+member, &broken, PropAtMostOnce)
+		}
+		// A build that accepts an older coordinator's command after a newer
+		// one's: the member's first command made the newest, and a command
+		// of the older epoch received after the last one.
+		broken = *h
+		broken.Stores = slices.Clone(h.Stores)
+		for i, sr := range broken.Stores {
+			if len(sr.Records) == 0 {
+				continue
+			}
+			sr.Records = slices.Clone(sr.Records)
+			first, last, top := 0, 0, uint64(0)
+			for j, s := range sr.Records {
+				top = max(top, s.Epoch)
+				if s.At.Before(sr.Records[first].At) {
+					first = j
+				}
+				if s.At.After(sr.Records[last].At) {
+					last = j
+				}
+			}
+			late := sr.Records[last]
+			late.ID, late.At, late.Epoch = late.ID+"-made-up", late.At.Add(time.Second), top
+			sr.Records[first].Epoch = top + 1
+			sr.Records = append(sr.Records, late)
+			broken.Stores[i] = sr
+			expect(t, seed, "epoch going backwards", &broken, PropEpochs)
+			break
+		}
 	}
 	// A build that judges a healthy member lost: a member_lost for main
 	// just before the first fault, when nothing had happened yet.
@@ -133,14 +200,14 @@ func checkTheChecker(t *testing.T, seed uint64, h *History) {
 	expect(t, seed, "false loss", &broken, PropFalseLoss)
 }
 
-func expect(t *testing.T, seed uint64, what string, h *History, prop string) {
+func expect(t *testing.T, seed string, what string, h *History, prop string) {
 	t.Helper()
 	for _, v := range Check(h, Bounds{}).Violations {
 		if v.Property == prop {
 			return
 		}
 	}
-	t.Errorf("seed %d, %s: the checker did not report %s", seed, what, prop)
+	t.Errorf("%s, %s: the checker did not report %s", seed, what, prop)
 }
 
 func without(rs []Record, drop func(Record) bool) []Record {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -31,18 +32,36 @@ type History struct {
 	Journal []Record    `json:"journal"` // the coordinator's journal
 	Logs    []LogLine   `json:"logs"`    // every instance's JSON log lines
 	Routing []RouteSeen `json:"routing"` // each switcher simulator's routing as it changed
-	// Stored are the command records in each member's state store at the
-	// end (read once every instance has stopped).
-	Stored []Stored `json:"stored"`
+	// Stores are the reads of each member's command records (its state
+	// store, as the agent persists them): after every kill, once the process
+	// was reaped and before it started again, and at the end once every
+	// instance has stopped. In the order they were read.
+	Stores []StoreRead `json:"stores"`
 }
 
-// Stored is a command record a member's store held at the end of the run.
+// StoreRead is one read of a member's command records.
+type StoreRead struct {
+	Member  string    `json:"member"`
+	At      time.Time `json:"at"`
+	After   string    `json:"after"` // what the read followed: "kill #N" or "end"
+	Err     string    `json:"error,omitempty"`
+	Records []Stored  `json:"records"`
+}
+
+// ReadEnd is StoreRead.After of the read at the end of the run.
+const ReadEnd = "end"
+
+// Stored is a command record a member's store held: what the agent wrote
+// when it received the command (and again when it ran it after an
+// interruption), and when it finished.
 type Stored struct {
-	Member string    `json:"member"`
-	ID     string    `json:"id"`
-	Verb   string    `json:"verb"`
-	State  string    `json:"state"` // running, done, failed
-	At     time.Time `json:"at"`
+	Member   string    `json:"member"`
+	ID       string    `json:"id"`
+	Verb     string    `json:"verb"`
+	Epoch    uint64    `json:"epoch"`
+	State    string    `json:"state"` // running, done, failed
+	At       time.Time `json:"at"`    // received (or received again after an interruption)
+	Finished time.Time `json:"finished,omitzero"`
 }
 
 // Record is one line of the coordinator's journal (runtime/engine.Record).
@@ -107,13 +126,31 @@ type MemberFact struct {
 }
 
 // ReadStored reads the command records of a member's state store (the
-// instance must have stopped).
+// instance must have stopped). It reads a copy, so that the member's own
+// file is left exactly as its instance wrote it (a corrupt file is not
+// moved aside by the reader).
 func ReadStored(member, path string) ([]Stored, error) {
-	st, err := store.Open(path, store.Options{})
+	tmp, err := os.MkdirTemp("", "understudy-faults-store-")
+	if err != nil {
+		return nil, fmt.Errorf("state of %s: %w", member, err)
+	}
+	defer os.RemoveAll(tmp)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("state of %s: %w", member, err)
+	}
+	cp := filepath.Join(tmp, filepath.Base(path))
+	if err := os.WriteFile(cp, data, 0o600); err != nil {
+		return nil, fmt.Errorf("state of %s: %w", member, err)
+	}
+	st, err := store.Open(cp, store.Options{NoSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("state of %s: %w", member, err)
 	}
 	defer st.Close()
+	if rc := st.Recovered(); rc != nil {
+		return nil, fmt.Errorf("state of %s is unreadable (%s): its instance would start with an empty store", member, rc.Reason)
+	}
 	recs, err := agent.ReadReceived(st)
 	if err != nil {
 		return nil, fmt.Errorf("state of %s: %w", member, err)
@@ -121,7 +158,7 @@ func ReadStored(member, path string) ([]Stored, error) {
 	var out []Stored
 	for _, id := range slices.Sorted(maps.Keys(recs)) {
 		r := recs[id]
-		out = append(out, Stored{Member: member, ID: id, Verb: r.Verb, State: r.State, At: r.At})
+		out = append(out, Stored{Member: member, ID: id, Verb: r.Verb, Epoch: r.Epoch, State: r.State, At: r.At, Finished: r.Finished})
 	}
 	return out, nil
 }

@@ -29,10 +29,23 @@ const (
 	// OpSwitcherRestart: a switcher simulator power-cycled: connections
 	// drop, routing back to output n ← input n (instantaneous).
 	OpSwitcherRestart OpKind = "switcher_restart"
+	// OpSwitcherRefuse: a switcher simulator refuses each of the next Count
+	// commands as the device refuses one (its error reply), acting on none;
+	// disarmed after For if not used up.
+	OpSwitcherRefuse OpKind = "switcher_refuse"
+	// OpSwitcherDrop: a switcher simulator closes the connection of each of
+	// the next Count commands on receipt, without answering or acting on it;
+	// disarmed after For if not used up.
+	OpSwitcherDrop OpKind = "switcher_drop"
 )
 
 // OpKinds lists every kind, in report order.
-var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpSwitcherRestart}
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop}
+
+// Phases a fault can be aimed at (Target.Aim): it waits, from its time, for
+// the coordinator's journal to show the phase beginning (takeover_started,
+// failback_started) and lands within a few milliseconds of it.
+var AimPhases = []string{PhaseTakeover, PhaseFailback}
 
 // DevicesHost is the host label of the switcher simulators.
 const DevicesHost = "devices"
@@ -46,9 +59,19 @@ type Op struct {
 	Member string        `json:"member,omitempty"` // kill, stop, broker_cut
 	Host   string        `json:"host,omitempty"`   // link_down: a member id or "devices"
 	Groups [2][]string   `json:"groups,omitzero"`  // partition: host labels
-	Driver string        `json:"driver,omitempty"` // switcher_restart
+	Driver string        `json:"driver,omitempty"` // switcher_restart, switcher_refuse, switcher_drop
+	Count  int           `json:"count,omitempty"`  // switcher_refuse, switcher_drop: commands hit
 	At     time.Duration `json:"at"`
 	For    time.Duration `json:"for"` // 0 for a kill: not restarted before the end
+	// Aim, when set, is the phase the fault is aimed at: from At on it waits
+	// for the journal to show the phase beginning and lands then (a few
+	// milliseconds later), where no other fault holds what it holds.
+	Aim string `json:"aim,omitempty"`
+	// AimedAt is the journal record of the phase's beginning it landed on;
+	// Missed says the phase never came (or never where it could land) before
+	// the end: the fault was not injected.
+	AimedAt time.Time `json:"aimed_at,omitzero"`
+	Missed  bool      `json:"missed,omitempty"`
 
 	Start time.Time `json:"start,omitzero"`
 	End   time.Time `json:"end,omitzero"` // zero: lasted to the end of the history
@@ -74,8 +97,22 @@ func (o Op) String() string {
 		what = o.Member + " cut off from the broker"
 	case OpSwitcherRestart:
 		what = "switcher " + o.Driver + " restarted"
+	case OpSwitcherRefuse:
+		what = fmt.Sprintf("switcher %s refuses the next %d command(s)", o.Driver, o.Count)
+	case OpSwitcherDrop:
+		what = fmt.Sprintf("switcher %s drops the connection of the next %d command(s)", o.Driver, o.Count)
 	}
-	s := fmt.Sprintf("#%d at +%s for %s: %s", o.ID, o.At.Round(time.Millisecond), o.For.Round(time.Millisecond), what)
+	when := "at +" + o.At.Round(time.Millisecond).String()
+	if o.Aim != "" {
+		when = "when a " + o.Aim + " begins after +" + o.At.Round(time.Millisecond).String()
+		if !o.AimedAt.IsZero() && !o.Start.IsZero() {
+			when += fmt.Sprintf(" (landed %s after it)", o.Start.Sub(o.AimedAt).Round(100*time.Microsecond))
+		}
+	}
+	s := fmt.Sprintf("#%d %s for %s: %s", o.ID, when, o.For.Round(time.Millisecond), what)
+	if o.Missed {
+		s += " (missed: the phase never came where it could land)"
+	}
 	if o.Err != "" {
 		s += " (failed: " + o.Err + ")"
 	}
@@ -101,7 +138,17 @@ func (o Op) resource() string {
 type Schedule struct {
 	Seed     uint64        `json:"seed"`
 	Duration time.Duration `json:"duration"`
-	Ops      []Op          `json:"ops"`
+	// Aim and DeviceFaults are the target's (they change what a seed draws).
+	Aim          []string `json:"aim,omitempty"`
+	DeviceFaults bool     `json:"device_faults,omitempty"`
+	MaxOps       int      `json:"max_ops,omitempty"`
+	Ops          []Op     `json:"ops"`
+}
+
+// Flags are the options of understudy faults that draw this schedule again
+// from its seed.
+func (s Schedule) Flags() string {
+	return fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults)
 }
 
 // String lists the ops, one a line.
@@ -121,6 +168,16 @@ type Target struct {
 	Switchers   []string      // switcher driver names (simulated)
 	LostAfter   time.Duration // the longest lost_after of the members
 	MaxOps      int           // at most this many faults (default 8)
+	// Standbys are the members that may cover others (aimed faults hit
+	// them or the coordinator).
+	Standbys []string
+	// Aim, when not empty, adds one fault aimed at one of these phases
+	// (AimPhases): a kill or stop of the coordinator or a standby, or a
+	// switcher refusing or dropping commands.
+	Aim []string
+	// DeviceFaults adds switchers refusing or dropping commands
+	// (switcher_refuse, switcher_drop) at random times.
+	DeviceFaults bool
 }
 
 // NewSchedule draws a schedule from seed: between 2 and MaxOps faults with a
@@ -136,7 +193,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		maxOps = 8
 	}
 	lost := max(t.LostAfter, 300*time.Millisecond)
-	s := Schedule{Seed: seed, Duration: d}
+	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, MaxOps: maxOps}
 	hosts := append(slices.Clone(t.Members), DevicesHost)
 	others := slices.DeleteFunc(slices.Clone(t.Members), func(m string) bool { return m == t.Coordinator })
 	kinds := []OpKind{OpKill, OpKill, OpStop, OpLinkDown, OpPartition}
@@ -183,6 +240,40 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		}
 		s.Ops = append(s.Ops, o)
 	}
+	// The extra faults come from a stream of their own: without them a seed
+	// draws the same schedule as before they existed.
+	x := rand.New(rand.NewPCG(seed, 0x6661756c74733278)) // "faults2x"
+	if t.DeviceFaults && len(t.Switchers) > 0 {
+		for range 1 + x.IntN(2) {
+			o := Op{Kind: []OpKind{OpSwitcherRefuse, OpSwitcherDrop}[x.IntN(2)], Driver: t.Switchers[x.IntN(len(t.Switchers))], Count: 1 + x.IntN(3)}
+			o.At = from + time.Duration(x.Int64N(int64(until-from)))
+			o.For = min(lost+time.Duration(x.Int64N(int64(d/4))), d-o.At)
+			if !overlaps(s.Ops, o, d) {
+				s.Ops = append(s.Ops, o)
+			}
+		}
+	}
+	if len(t.Aim) > 0 {
+		o := Op{Aim: t.Aim[x.IntN(len(t.Aim))], At: from}
+		who := slices.Compact(slices.Sorted(slices.Values(append([]string{t.Coordinator}, t.Standbys...))))
+		kinds := []OpKind{OpKill, OpKill, OpStop}
+		if len(t.Switchers) > 0 {
+			kinds = append(kinds, OpSwitcherRefuse, OpSwitcherDrop)
+		}
+		o.Kind = kinds[x.IntN(len(kinds))]
+		switch o.Kind {
+		case OpKill, OpStop:
+			o.Member = who[x.IntN(len(who))]
+		default:
+			o.Driver, o.Count = t.Switchers[x.IntN(len(t.Switchers))], 1+x.IntN(3)
+		}
+		if x.IntN(3) == 0 {
+			o.For = lost/5 + time.Duration(x.Int64N(int64(lost/2)))
+		} else {
+			o.For = lost + time.Second + time.Duration(x.Int64N(int64(d/6)))
+		}
+		s.Ops = append(s.Ops, o)
+	}
 	slices.SortStableFunc(s.Ops, func(a, b Op) int { return int(a.At - b.At) })
 	for i := range s.Ops {
 		s.Ops[i].ID = i + 1
@@ -207,8 +298,33 @@ func split(r *rand.Rand, hosts []string) [2][]string {
 	return g
 }
 
+// CanLand reports whether the aimed op o may land at offset at of the
+// schedule as planned: lasting For from there, it ends before d and no
+// other op holding what it holds is planned to be in force then (or to
+// begin within a second after it). Whether an earlier op really ended is
+// for the runner to know (it lands only on what nothing holds).
+func (s Schedule) CanLand(o Op, at time.Duration) bool {
+	if at+o.For > s.Duration {
+		return false
+	}
+	for _, x := range s.Ops {
+		if x.ID == o.ID || x.Aim != "" || x.resource() != o.resource() {
+			continue
+		}
+		end := x.At + x.For
+		if x.For == 0 && x.Kind != OpSwitcherRestart {
+			end = s.Duration
+		}
+		if x.At-time.Second < at+o.For && at < end {
+			return false
+		}
+	}
+	return true
+}
+
 // overlaps reports whether o holds a resource another op holds at the
-// same time (a margin of a second between them).
+// same time (a margin of a second between them). Aimed ops (their time is
+// not known in advance) are left out: they check CanLand when they land.
 func overlaps(ops []Op, o Op, d time.Duration) bool {
 	span := func(x Op) (time.Duration, time.Duration) {
 		end := x.At + x.For
@@ -219,7 +335,7 @@ func overlaps(ops []Op, o Op, d time.Duration) bool {
 	}
 	a0, a1 := span(o)
 	for _, x := range ops {
-		if x.resource() != o.resource() {
+		if x.Aim != "" || x.resource() != o.resource() {
 			continue
 		}
 		b0, b1 := span(x)

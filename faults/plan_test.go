@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"understudy/drivers/builtin"
 	"understudy/runtime/config"
@@ -74,17 +75,19 @@ func TestScheduleIsSeeded(t *testing.T) {
 		t.Errorf("seeds 7 and 8 gave the same schedule:\n%s", a)
 	}
 	kinds := map[OpKind]int{}
+	extra := tg
+	extra.DeviceFaults, extra.Aim, extra.Standbys = true, AimPhases, []string{"backup"}
 	for seed := range uint64(200) {
-		s := NewSchedule(seed, tg, 50e9)
-		if len(s.Ops) < 2 || len(s.Ops) > 8 {
+		s := NewSchedule(seed, extra, 50e9)
+		if len(s.Ops) < 3 || len(s.Ops) > 8+2+1 {
 			t.Errorf("seed %d: %d ops", seed, len(s.Ops))
 		}
 		for i, o := range s.Ops {
 			kinds[o.Kind]++
-			if overlaps(append(append([]Op{}, s.Ops[:i]...), s.Ops[i+1:]...), o, s.Duration) {
+			if o.Aim == "" && overlaps(append(append([]Op{}, s.Ops[:i]...), s.Ops[i+1:]...), o, s.Duration) {
 				t.Errorf("seed %d: op %s overlaps another on %s", seed, o, o.resource())
 			}
-			if o.At < s.Duration/6 || o.At+o.For > s.Duration {
+			if o.Aim == "" && o.At+o.For > s.Duration || o.At < s.Duration/6 {
 				t.Errorf("seed %d: op %s outside the schedule", seed, o)
 			}
 		}
@@ -93,5 +96,62 @@ func TestScheduleIsSeeded(t *testing.T) {
 		if kinds[k] == 0 {
 			t.Errorf("200 schedules have no %s", k)
 		}
+	}
+}
+
+// The extra faults (aimed, switchers refusing or dropping) are drawn from a
+// stream of their own: a seed's other faults stay what they were without
+// them, so a seed chosen for what it does keeps doing it.
+func TestScheduleExtrasLeaveTheRestAlone(t *testing.T) {
+	tg := Target{Members: []string{"main", "backup"}, Coordinator: "backup", Switchers: []string{"router"}, LostAfter: 1e9}
+	extra := tg
+	extra.DeviceFaults, extra.Aim, extra.Standbys = true, []string{PhaseTakeover}, []string{"backup"}
+	for seed := range uint64(50) {
+		plain, more := NewSchedule(seed, tg, 45e9), NewSchedule(seed, extra, 45e9)
+		var kept []string
+		aimed := 0
+		for _, o := range more.Ops {
+			switch {
+			case o.Aim != "":
+				aimed++
+				if o.Aim != PhaseTakeover || o.For <= 0 {
+					t.Errorf("seed %d: aimed op %s", seed, o)
+				}
+			case o.Kind != OpSwitcherRefuse && o.Kind != OpSwitcherDrop:
+				o.ID = 0
+				kept = append(kept, o.String())
+			}
+		}
+		var want []string
+		for _, o := range plain.Ops {
+			o.ID = 0
+			want = append(want, o.String())
+		}
+		if strings.Join(kept, "\n") != strings.Join(want, "\n") {
+			t.Errorf("seed %d: the extras changed the other faults:\n%s\nwant\n%s", seed, kept, want)
+		}
+		if aimed != 1 {
+			t.Errorf("seed %d: %d aimed ops, want 1", seed, aimed)
+		}
+	}
+}
+
+// An aimed op lands only where it holds nothing another op holds, and
+// ends within the schedule.
+func TestCanLand(t *testing.T) {
+	s := Schedule{Duration: 60e9, Ops: []Op{
+		{ID: 1, Kind: OpStop, Member: "backup", At: 20e9, For: 5e9},
+		{ID: 2, Kind: OpKill, Member: "backup", At: 10e9, For: 3e9, Aim: PhaseTakeover},
+	}}
+	aimed := s.Ops[1]
+	for at, ok := range map[time.Duration]bool{5e9: true, 15e9: true, 17e9: false, 22e9: false, 25.01e9: true, 58e9: false} {
+		if got := s.CanLand(aimed, at); got != ok {
+			t.Errorf("land at +%s: %v, want %v", at, got, ok)
+		}
+	}
+	other := aimed
+	other.Member = "main"
+	if !s.CanLand(other, 22e9) {
+		t.Errorf("a kill of main cannot land while backup is stopped")
 	}
 }

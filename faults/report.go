@@ -27,6 +27,9 @@ type Report struct {
 	Faults     map[OpKind]int          `json:"faults"`       // faults carried out, by kind
 	FaultErrs  int                     `json:"fault_errors"` // faults the runner could not inject
 	Landed     map[string]int          `json:"landed"`       // faults by the phase they landed in
+	Aimed      map[string]int          `json:"aimed"`        // aimed faults injected, by the phase aimed at
+	AimedHit   map[string]int          `json:"aimed_hit"`    // … of which landed in that phase
+	Missed     int                     `json:"aimed_missed"` // aimed faults whose phase never came where they could land
 	Covers     int                     `json:"covers"`       // outages that had to be covered
 	Failbacks  int                     `json:"failbacks"`    // returns that had to be failed back
 	Queued     int                     `json:"queued"`
@@ -55,7 +58,7 @@ type Distribution struct {
 
 // NewReport starts an empty report of site.
 func NewReport(site string) *Report {
-	return &Report{Site: site, Faults: map[OpKind]int{}, Landed: map[string]int{}, CoverTimes: map[OpKind]Distribution{}, times: map[OpKind][]time.Duration{}}
+	return &Report{Site: site, Faults: map[OpKind]int{}, Landed: map[string]int{}, Aimed: map[string]int{}, AimedHit: map[string]int{}, CoverTimes: map[OpKind]Distribution{}, times: map[OpKind][]time.Duration{}}
 }
 
 // Add counts one schedule's outcome.
@@ -63,12 +66,23 @@ func (r *Report) Add(h *History, res Result) {
 	r.Schedules++
 	r.Seeds = append(r.Seeds, h.Seed)
 	for _, o := range h.Ops {
+		if o.Missed {
+			r.Missed++
+			continue
+		}
 		if o.Err != "" || o.Start.IsZero() {
 			r.FaultErrs++
 			continue
 		}
 		r.Faults[o.Kind]++
-		r.Landed[Phase(h, o.Start)]++
+		p := Phase(h, o.Start)
+		r.Landed[p]++
+		if o.Aim != "" {
+			r.Aimed[o.Aim]++
+			if p == o.Aim {
+				r.AimedHit[o.Aim]++
+			}
+		}
 	}
 	for _, c := range res.Covers {
 		r.Covers++
@@ -147,7 +161,19 @@ func (r *Report) WriteText(w io.Writer) {
 		landed = append(landed, fmt.Sprintf("%s %d", p, r.Landed[p]))
 	}
 	fmt.Fprintf(w, "faults landed: %s\n", strings.Join(landed, ", "))
-	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d failback(s), %d member_lost record(s), %d action run(s) at members; %d outage(s) queued (no free standby)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued)
+	if len(r.Aimed) > 0 || r.Missed > 0 {
+		var aimed []string
+		for _, p := range AimPhases {
+			if n := r.Aimed[p]; n > 0 {
+				aimed = append(aimed, fmt.Sprintf("%d at a %s (%d landed in it)", n, p, r.AimedHit[p]))
+			}
+		}
+		if r.Missed > 0 {
+			aimed = append(aimed, fmt.Sprintf("%d missed (the phase never came where it could land)", r.Missed))
+		}
+		fmt.Fprintf(w, "aimed faults: %s\n", strings.Join(aimed, ", "))
+	}
+	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d failback(s), %d member_lost record(s), %d command record(s) read at members; %d outage(s) queued (no free standby)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued)
 	if len(r.CoverTimes) > 0 {
 		fmt.Fprintln(w, "time to cover (fault → takeover_done), seconds:")
 		for _, k := range OpKinds {
@@ -192,7 +218,7 @@ func seedList(s []uint64) string {
 // timeline around it from every source.
 func Explain(w io.Writer, h *History, v Violation) {
 	fmt.Fprintf(w, "VIOLATION %s (seed %d): %s: %s\n", v.Property, h.Seed, v.Member, v.Message)
-	fmt.Fprintf(w, "reproduce: understudy faults -c site.yaml --seed %d --duration %s\n", h.Seed, h.Schedule.Duration)
+	fmt.Fprintf(w, "reproduce: understudy faults -c site.yaml --schedules 1 %s\n", h.Schedule.Flags())
 	fmt.Fprint(w, h.Schedule.String())
 	fmt.Fprintf(w, "timeline %s … %s (schedule started %s):\n", clock(v.From), clock(v.To), clock(h.Start))
 	Timeline(w, h, v.From, v.To)

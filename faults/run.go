@@ -24,6 +24,12 @@ type Options struct {
 	Duration time.Duration
 	// MaxOps bounds the faults of a schedule (default 8).
 	MaxOps int
+	// Aim, when not empty, adds to each schedule a fault aimed at one of
+	// these phases (AimPhases): it lands within milliseconds of the
+	// coordinator's journal showing the phase begin.
+	Aim []string
+	// DeviceFaults adds switchers refusing or dropping commands.
+	DeviceFaults bool
 	// Bounds are the checker's slack (zero: the defaults).
 	Bounds Bounds
 	// Registry names the driver kinds.

@@ -3,9 +3,12 @@
 package faults
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -69,6 +72,44 @@ type runner struct {
 
 	mu      sync.Mutex
 	routing []RouteSeen
+	stores  []StoreRead
+	held    map[string]int // what the ops in force hold (Op.resource)
+}
+
+// hold counts what o holds while it is in force (n: +1 or -1).
+func (r *runner) hold(o Op, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held == nil {
+		r.held = map[string]int{}
+	}
+	r.held[o.resource()] += n
+}
+
+func (r *runner) isHeld(o Op) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.held[o.resource()] > 0
+}
+
+// statePath is member's state store.
+func (r *runner) statePath(member string) string {
+	h, _ := r.plan.Host(member)
+	return filepath.Join(h.StateDir, r.plan.Site.Name+"-"+member+".db")
+}
+
+// readStore reads member's command records (its instance must be stopped)
+// and adds the read to the history.
+func (r *runner) readStore(member, after string) {
+	sr := StoreRead{Member: member, At: time.Now(), After: after}
+	recs, err := ReadStored(member, r.statePath(member))
+	if err != nil {
+		sr.Err = err.Error()
+	}
+	sr.Records = recs
+	r.mu.Lock()
+	r.stores = append(r.stores, sr)
+	r.mu.Unlock()
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -216,11 +257,14 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	if err := r.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	target := Target{Coordinator: r.plan.Site.Coordinator, MaxOps: r.opts.MaxOps}
+	target := Target{Coordinator: r.plan.Site.Coordinator, MaxOps: r.opts.MaxOps, Aim: r.opts.Aim, DeviceFaults: r.opts.DeviceFaults}
 	for _, h := range r.plan.Hosts {
 		target.Members = append(target.Members, h.Member)
 		m, _ := r.plan.Site.Member(h.Member)
 		target.LostAfter = max(target.LostAfter, m.LostAfter.D())
+		if m.Standby {
+			target.Standbys = append(target.Standbys, m.ID)
+		}
 	}
 	for _, s := range r.plan.Switchers {
 		target.Switchers = append(target.Switchers, s.Driver)
@@ -231,7 +275,7 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	h := &History{Seed: r.seed, Site: r.plan.Facts(), Schedule: sched}
 	h.Start = time.Now()
 	h.End = h.Start.Add(sched.Duration)
-	ops := r.nemesis(ctx, h.Start, h.End, sched.Ops)
+	ops := r.nemesis(ctx, h.Start, h.End, sched)
 	h.Ops = ops
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("schedule interrupted: %w", err)
@@ -255,10 +299,11 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 		lines, err := ReadLogFile(hp.Member, hp.Log)
 		errs = append(errs, err)
 		h.Logs = append(h.Logs, lines...)
-		stored, err := ReadStored(hp.Member, filepath.Join(hp.StateDir, r.plan.Site.Name+"-"+hp.Member+".db"))
-		errs = append(errs, err)
-		h.Stored = append(h.Stored, stored...)
+		r.readStore(hp.Member, ReadEnd)
 	}
+	r.mu.Lock()
+	h.Stores = slices.Clone(r.stores)
+	r.mu.Unlock()
 	h.Sort()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -274,17 +319,28 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 // goroutine, and returns them with their real Start and End. At end every
 // fault still in force is healed (killed instances restarted), without an
 // End: it lasted to the end of the history.
-func (r *runner) nemesis(ctx context.Context, start, end time.Time, ops []Op) []Op {
+func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedule) []Op {
 	ctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
-	out := slices.Clone(ops)
+	out := slices.Clone(sched.Ops)
 	var wg sync.WaitGroup
 	for i := range out {
 		wg.Add(1)
 		go func(o *Op) {
 			defer wg.Done()
 			if !sleepUntil(ctx, start.Add(o.At)) {
+				if o.Aim != "" {
+					o.Missed = true
+				}
 				return
+			}
+			if o.Aim != "" {
+				at, ok := r.awaitPhase(ctx, start, sched, *o)
+				if !ok {
+					o.Missed = true
+					return
+				}
+				o.AimedAt = at
 			}
 			o.Start = time.Now()
 			if err := r.apply(*o); err != nil {
@@ -293,6 +349,13 @@ func (r *runner) nemesis(ctx context.Context, start, end time.Time, ops []Op) []
 				return
 			}
 			r.logf("%s", o)
+			if o.Kind != OpSwitcherRestart {
+				r.hold(*o, 1)
+				defer r.hold(*o, -1)
+			}
+			if o.Kind == OpKill {
+				r.readStore(o.Member, fmt.Sprintf("kill #%d", o.ID))
+			}
 			if o.Kind == OpSwitcherRestart {
 				o.End = o.Start
 				return
@@ -366,6 +429,12 @@ func (r *runner) apply(o Op) error {
 	case OpSwitcherRestart:
 		r.sims[o.Driver].Restart()
 		return nil
+	case OpSwitcherRefuse:
+		r.sims[o.Driver].RefuseNext(o.Count)
+		return nil
+	case OpSwitcherDrop:
+		r.sims[o.Driver].DropNext(o.Count)
+		return nil
 	}
 	return fmt.Errorf("unknown fault %q", o.Kind)
 }
@@ -382,8 +451,80 @@ func (r *runner) revert(o Op) error {
 	case OpPartition, OpBrokerCut:
 		a, b := r.groups(o)
 		return r.nf.heal(a, b)
+	case OpSwitcherRefuse:
+		r.sims[o.Driver].RefuseNext(0) // what is left of it disarmed
+	case OpSwitcherDrop:
+		r.sims[o.Driver].DropNext(0)
 	}
 	return nil
+}
+
+// aimPoll is how often an aimed fault reads the coordinator's journal.
+const aimPoll = 2 * time.Millisecond
+
+// awaitPhase waits for the coordinator's journal to show o's phase
+// beginning (a <phase>_started record) at or after start + o.At, at a
+// moment o can land (Schedule.CanLand); it returns that record's time, or
+// false when ctx ended first.
+func (r *runner) awaitPhase(ctx context.Context, start time.Time, sched Schedule, o Op) (time.Time, bool) {
+	tail := &journalTail{path: r.journalPath()}
+	from := start.Add(o.At)
+	t := time.NewTicker(aimPoll)
+	defer t.Stop()
+	for {
+		for _, rec := range tail.next() {
+			if rec.Type != o.Aim+"_started" || rec.At.Before(from) {
+				continue
+			}
+			if !r.isHeld(o) && sched.CanLand(o, time.Since(start)) {
+				return rec.At, true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, false
+		case <-t.C:
+		}
+	}
+}
+
+// journalTail reads the records appended to a journal file since the last
+// call (from its start after a rotation).
+type journalTail struct {
+	path    string
+	off     int64
+	partial []byte
+}
+
+func (j *journalTail) next() []Record {
+	f, err := os.Open(j.path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || st.Size() < j.off {
+		j.off, j.partial = 0, nil // rotated
+	}
+	data, err := io.ReadAll(io.NewSectionReader(f, j.off, 1<<40))
+	if err != nil || len(data) == 0 {
+		return nil
+	}
+	j.off += int64(len(data))
+	data = append(j.partial, data...)
+	var out []Record
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		var rec Record
+		if json.Unmarshal(data[:i], &rec) == nil {
+			out = append(out, rec)
+		}
+		data = data[i+1:]
+	}
+	j.partial = slices.Clone(data)
+	return out
 }
 
 // close stops every instance and simulator and removes the hosts.

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,12 +30,25 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	seed := fs.Uint64("seed", 0, "the first schedule's seed (default: one drawn from the clock, printed)")
 	duration := fs.Duration("duration", time.Minute, "length of each schedule, once every instance is up")
 	maxFaults := fs.Int("max-faults", 8, "at most this many faults per schedule")
+	aim := fs.String("aim", "takeover,failback", "add to each schedule a fault aimed at one of these phases (takeover, failback), landing within milliseconds of the coordinator's journal showing it begin; \"\" for none")
+	deviceFaults := fs.Bool("device-faults", true, "switchers also refuse or drop commands (switcher_refuse, switcher_drop)")
 	out := fs.String("out", "", "keep every run here (site copies, logs, journals, history.json, report.json); default: a temporary folder kept only when a schedule fails")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 {
-		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--out DIR]")
+	var phases []string
+	badAim := false
+	for _, p := range strings.Split(*aim, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !slices.Contains(faults.AimPhases, p) {
+			badAim = true
+		}
+		phases = append(phases, p)
+	}
+	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim {
+		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--out DIR]")
 		return 2
 	}
 	if runtime.GOOS != "linux" {
@@ -66,6 +80,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	opts := faults.Options{
 		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
+		Aim: phases, DeviceFaults: *deviceFaults,
 		Registry: builtin.Registry(), Progress: stderr,
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)

@@ -13,6 +13,8 @@ func TestFaultsUsage(t *testing.T) {
 		{"--schedules", "0"},
 		{"--duration", "1s"},
 		{"--max-faults", "1"},
+		{"--aim", "copy"},
+		{"--aim", "takeover,idle"},
 		{"extra"},
 	} {
 		var out, errb bytes.Buffer
