@@ -628,8 +628,12 @@ func (as *actions) finish(a *action, attempts int, took time.Duration, result an
 		as.c.takeover.Result(a.ID, a.Error, a.Result)
 	}
 	as.c.deliverOnce(policy.Event{Name: name, At: as.c.clock.Now(), Fields: fields}, nil)
-	if err == nil && a.Driver != "" && a.Verb == "route" {
-		as.c.routeDone(a)
+	if a.Driver != "" && a.Verb == "route" {
+		if err == nil {
+			as.c.routeDone(a)
+		} else {
+			as.c.routeFailed(a, err)
+		}
 	}
 }
 

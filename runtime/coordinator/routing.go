@@ -72,6 +72,10 @@ const (
 const (
 	// ReassertInterval: an output is re-asserted at most once per interval.
 	ReassertInterval = time.Second
+	// MaxRetryInterval bounds the wait before a route the switcher did not
+	// take is sent again: ReassertInterval after the first failure, twice as
+	// long after each further one, at most this.
+	MaxRetryInterval = 30 * time.Second
 	// FightChanges within FightWindow: an output the device changes away from
 	// its desired route this often (panel changes) is given up.
 	FightChanges = 3
@@ -118,6 +122,7 @@ type outState struct {
 	changes []time.Time // panel changes away from the desired route within FightWindow
 
 	lastAssert  time.Time
+	failures    int         // routes on it that failed in a row (refused, unanswered)
 	retry       clock.Timer // a re-assert waiting for ReassertInterval
 	retryCause  string
 	reported    int // the actual input last reported as a panel difference, at reportedGen
@@ -318,7 +323,49 @@ func (c *Coordinator) routeDone(a *action) {
 	if !ok || a.Verb != "route" {
 		return
 	}
+	c.routing.out(a.Driver, a.Output).failures = 0
 	c.routingDiffers(a.Driver, a.Output, routeOn(r, a.Output), CausePanel)
+}
+
+// routeFailed follows a route the switcher did not take (it refused it, or
+// did not answer within the action's attempts) while that route is still
+// the desired one: nothing else would look at the output again until the
+// switcher announced a change or reconnected, so it would go on showing
+// what the coordinator decided against. The route is sent again after
+// ReassertInterval, then twice as long after each further failure, up to
+// MaxRetryInterval, until the switcher takes it or the desired route
+// changes. Manual mode and a given-up output (routing_fight) are left alone.
+func (c *Coordinator) routeFailed(a *action, err error) {
+	st := c.routing.out(a.Driver, a.Output)
+	if !st.has || st.desired.Input != a.Input || c.manualMode() || c.alarmRaised(fightKey(a.Driver, a.Output)) {
+		return
+	}
+	st.failures++
+	wait := MaxRetryInterval
+	if st.failures <= 16 {
+		wait = min(ReassertInterval<<(st.failures-1), MaxRetryInterval)
+	}
+	cause := fmt.Sprintf("%s after a failed route (%v)", causeReassert, err)
+	c.log.Warn("the switcher did not take a route; sending it again", "driver", a.Driver, "output", a.Output,
+		"input", a.Input, "error", err, "failures", st.failures, "retry_in", wait)
+	if st.retry != nil {
+		st.retry.Stop()
+	}
+	st.retryCause = cause
+	st.retry = c.clock.AfterFunc(wait, func() {
+		c.Post(func() {
+			st.retry = nil
+			if !st.has || st.desired.Input != a.Input || c.routeInFlight(a.Driver, a.Output) {
+				return // routed since, or on its way
+			}
+			if r, ok := c.router(a.Driver); ok && routeOn(r, a.Output) == a.Input {
+				st.failures = 0 // it shows the route now (a reconnect put it back)
+				return
+			}
+			st.lastAssert = time.Time{} // the wait was the backoff's
+			c.reassert(a.Driver, a.Output, st.retryCause)
+		})
+	})
 }
 
 func compareOutKeys(a, b outKey) int {

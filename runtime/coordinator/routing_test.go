@@ -70,6 +70,8 @@ type switchSite struct {
 	hub   *videohubsim.Sim
 	addr  string
 	h     *sim.Harness
+	// failuresExpected: the test makes actions fail (the switcher refuses).
+	failuresExpected bool
 }
 
 // newSwitchSite runs policy on switchSiteYAML (in mode) against a Videohub
@@ -123,7 +125,7 @@ func (s *switchSite) start() {
 	recordsAreRegistered(s.t, h)
 	s.t.Cleanup(func() {
 		for _, r := range h.Records() {
-			if r.Type == "policy_error" || r.Type == "action_failed" {
+			if r.Type == "policy_error" || (r.Type == "action_failed" && !s.failuresExpected) {
 				s.t.Errorf("%s: %v", r.Type, r.Fields)
 			}
 		}
@@ -592,5 +594,61 @@ end)
 	}
 	if got := s.hub.Routing()[4]; got != 7 {
 		t.Fatalf("output 5 shows %d, want 7", got)
+	}
+}
+
+// A takeover's routes the switcher refuses (a NAK) are sent again, after
+// ReassertInterval and then twice as long each time, until it takes them:
+// nothing else would look at those outputs again, and the picture would stay
+// on the lost main's inputs.
+func TestARefusedRouteIsSentAgainWithABackoffUntilTheSwitcherTakesIt(t *testing.T) {
+	s := newSwitchSite(t, "auto", switchPolicy)
+	s.up("control", "backup", "main")
+	s.failuresExpected = true
+	s.hub.RefuseNext(4) // both takeover routes, then both first retries
+	mark := s.mark()
+	s.h.Crash("main")
+	failed := 0
+	s.wait(mark, "both takeover routes refused", func(r engine.Record) bool {
+		if r.Type == events.ActionFailed && r.Fields["verb"] == "route" {
+			failed++
+		}
+		return failed == 2
+	})
+	s.expectOutputs(1, 2)
+
+	// The first retry, a ReassertInterval later: refused again.
+	retry := s.mark()
+	s.h.Advance(coordinator.ReassertInterval - time.Millisecond)
+	if got := s.routes(retry); len(got) != 0 {
+		t.Fatalf("sent again before the interval: %q", got)
+	}
+	s.h.Advance(time.Millisecond)
+	failed = 0
+	s.wait(retry, "both first retries refused", func(r engine.Record) bool {
+		if r.Type == events.ActionFailed && r.Fields["verb"] == "route" {
+			failed++
+		}
+		return failed == 2
+	})
+	if got := s.routes(retry); len(got) != 2 || !strings.HasPrefix(got[0], "1<-3 (re-assert after a failed route (") {
+		t.Fatalf("retries %q", got)
+	}
+
+	// The second, twice as long after: taken.
+	retry = s.mark()
+	s.h.Advance(2*coordinator.ReassertInterval - time.Millisecond)
+	if got := s.routes(retry); len(got) != 0 {
+		t.Fatalf("sent again before twice the interval: %q", got)
+	}
+	s.h.Advance(time.Millisecond)
+	s.waitRoutes(retry, 2)
+	s.expectOutputs(3, 4)
+
+	// Nothing more is sent once the switcher shows them.
+	done := s.mark()
+	s.h.Advance(time.Minute)
+	if got := s.routes(done); len(got) != 0 {
+		t.Fatalf("routes after the switcher took them: %q\n%s", got, s.describe(retry))
 	}
 }
