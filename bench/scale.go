@@ -321,6 +321,7 @@ func runScaleStep(e *env, bin, mosquittoBin string, s *scaleStep) error {
 	}
 	state := filepath.Join(dir, "state")
 	args := []string{"run", "-c", site, "--member", "coord", "--state", state, "--log-format", "json"}
+	var logFile string
 	if e.profiles != "" {
 		name := filepath.Join(e.profiles, fmt.Sprintf("scale-%s-%dhz-%d", s.broker, s.hz, s.n))
 		if s.authPair > 0 {
@@ -330,6 +331,7 @@ func runScaleStep(e *env, bin, mosquittoBin string, s *scaleStep) error {
 			name += "-nokey"
 		}
 		args = append(args, "--cpuprofile", name+".cpu.pprof", "--memprofile", name+".heap.pprof")
+		logFile = name + ".log"
 	}
 	coord, err := proc.Start(exec.Command(bin, args...))
 	if err != nil {
@@ -337,13 +339,14 @@ func runScaleStep(e *env, bin, mosquittoBin string, s *scaleStep) error {
 	}
 	defer coord.Kill()
 	if e.profiles != "" {
-		// A graceful stop writes the profile.
+		// A graceful stop writes the profile; the log is kept beside it.
 		defer func() {
 			syscall.Kill(coord.Pid(), syscall.SIGTERM)
 			select {
 			case <-coord.Exited():
 			case <-time.After(10 * time.Second):
 			}
+			_ = os.WriteFile(logFile, []byte(coord.Output()), 0o644)
 		}()
 	}
 	if err := coord.WaitOutput(ctx, `"msg":"bus connected"`); err != nil {

@@ -137,8 +137,18 @@ func (h *accessHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if cl.Net.Inline || h.allowed(cl, pk.TopicName, true) {
 		return pk, nil
 	}
-	h.Log.Warn("client refused a topic", "client", cl.ID, "username", string(cl.Properties.Username), "topic", pk.TopicName, "publish", true, "dropped", true)
+	h.refusedPublish(cl, pk.TopicName)
 	return pk, packets.CodeSuccessIgnore
+}
+
+// refusedPublish logs a dropped publish. It is a function of its own, kept
+// out of line, so that OnPublish's frame stays small: it runs on the stack
+// of every client's reader for every publish, and a large frame made those
+// stacks grow (and the collector shrink them again) over and over.
+//
+//go:noinline
+func (h *accessHook) refusedPublish(cl *mqtt.Client, topic string) {
+	h.Log.Warn("client refused a topic", "client", cl.ID, "username", string(cl.Properties.Username), "topic", topic, "publish", true, "dropped", true)
 }
 
 func (h *accessHook) allowed(cl *mqtt.Client, topic string, write bool) bool {
