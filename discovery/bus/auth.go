@@ -150,15 +150,6 @@ func Open(ring *sitekey.Ring, topic string, payload []byte) ([]byte, Stamp, erro
 	return withoutAuth(head), st, nil
 }
 
-// Verify checks the auth member of payload as Open does, without making the
-// payload without it: for a receiver whose decoder ignores members it does
-// not know (a heartbeat's, the busiest), which then decodes payload as it
-// came and saves a copy per message.
-func Verify(ring *sitekey.Ring, topic string, payload []byte) (Stamp, error) {
-	_, st, err := verify(ring, topic, payload)
-	return st, err
-}
-
 func verify(ring *sitekey.Ring, topic string, payload []byte) ([]byte, Stamp, error) {
 	head, block, ok := split(payload)
 	if !ok {

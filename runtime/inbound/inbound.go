@@ -66,18 +66,14 @@ type Route struct {
 	// presence, description, health, config), taken whenever its code is
 	// good; on the other routes a retained message is news like any other,
 	// and a stale one a replay.
-	State bool
-	// Sealed: Decode ignores members it does not know, so it is handed a
-	// checked payload with its auth member, as it came, rather than a copy
-	// without it (heartbeats: thousands a second at a large site).
-	Sealed bool
+	State  bool
 	Decode func(member string, m bus.Message) (hand func(), err error)
 }
 
 // Routes is the table of an instance of site member self.
 func Routes(topics bus.Topics, self string, in Inputs) []Route {
 	rs := []Route{
-		{Name: "heartbeat", From: TopicMember, Sealed: true, Filter: topics.AllHeartbeats(), QoS: 0, Decode: func(id string, m bus.Message) (func(), error) {
+		{Name: "heartbeat", From: TopicMember, Filter: topics.AllHeartbeats(), QoS: 0, Decode: func(id string, m bus.Message) (func(), error) {
 			hb, err := bus.DecodeHeartbeat(id, m.Payload)
 			return func() { in.Loop.Heartbeat(hb) }, err
 		}},
@@ -172,7 +168,7 @@ func Deliver(topics bus.Topics, r Route, m bus.Message, drops *bus.Drops, auth *
 	case r.From == Anyone:
 		m.Payload, m.SignedBy, err = auth.operator(m)
 	default:
-		m.Payload, err = auth.check(m, r.From, id, r.State, r.Sealed)
+		m.Payload, err = auth.check(m, r.From, id, r.State)
 	}
 	var hand func()
 	if err == nil {
