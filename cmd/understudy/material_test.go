@@ -57,6 +57,12 @@ us.on("member_restored", function(ev)
   local c = us.covered(ev.member)
   if c and c.phase == "covering" then us.failback(ev.member) end
 end)
+-- Back before the takeover finished (rec restarted at once while sb was
+-- taking it over again): fail back when it has.
+us.on("takeover_done", function(ev)
+  local m = us.member(ev.member.id)
+  if m and m.state == "alive" then us.failback(m) end
+end)
 us.on("copy_done", function(ev)
   us.log.info("copy report", {action = ev.action, copied = ev.copied, bytes = ev.bytes,
     resumed = ev.resumed_bytes, conflicts = #ev.conflicts, summary = ev.summary})
