@@ -132,6 +132,9 @@ type Table struct {
 	paused  bool
 	started time.Time // when timing began: Start, or the last (re)connection to the bus
 	deaf    bool      // this instance cannot hear its own heartbeats (bus_silent sent)
+	// leftBus: this instance's connection to the bus has dropped at least
+	// once; rejoined: the last (re)connection followed such a drop.
+	leftBus, rejoined bool
 }
 
 type entry struct {
@@ -271,6 +274,9 @@ func (t *Table) Presence(p Presence) error {
 			// from a broker outage: the heartbeats will tell whether it is back.
 			return fmt.Errorf("retained Last Will of member %q is history; its heartbeats decide", p.ID)
 		}
+		if t.willOfOutage(e, t.clock.Now()) {
+			return fmt.Errorf("the Last Will of member %q, not heard since this instance rejoined the bus, may tell of the outage: its heartbeats decide", p.ID)
+		}
 		if e.State == Alive || e.State == Suspect {
 			// How long it had been silent: the detection latency's upper bound.
 			var silence time.Duration
@@ -310,7 +316,7 @@ func (e *entry) current(p Presence) bool {
 // instance's loop.)
 func (t *Table) WillCounts(p Presence) bool {
 	e, ok := t.members[p.ID]
-	if !ok || p.State != PresenceGone || p.ID == t.opts.Self || p.Retained || e.Held || !e.current(p) {
+	if !ok || p.State != PresenceGone || p.ID == t.opts.Self || p.Retained || e.Held || !e.current(p) || t.willOfOutage(e, t.clock.Now()) {
 		return false
 	}
 	return e.State == Alive || e.State == Suspect
@@ -357,6 +363,18 @@ func (t *Table) Release(id, reason string) error {
 	return nil
 }
 
+// willOfOutage reports whether a Last Will of e now may tell of a bus
+// outage this instance has just come back from rather than of e: e was
+// heard before the outage, not since this instance rejoined, and the grace
+// every member gets after a rejoin is not over. A broker that was away (its
+// host unplugged, restarted) ends the connections it held for the members
+// as they come back or as their keep-alives run out, and publishes their
+// Wills then. The member's heartbeats decide within that grace: one that
+// really died is lost when it ends.
+func (t *Table) willOfOutage(e *entry, now time.Time) bool {
+	return t.rejoined && !e.LastHeard.IsZero() && e.LastHeard.Before(t.started) && now.Before(t.started.Add(t.grace(e)))
+}
+
 // SetConnected tells the table whether this instance is connected to the bus.
 // While it is not, nobody can be heard, so nobody is declared suspect or lost;
 // on reconnect every member gets a fresh lost_after to be heard again.
@@ -367,7 +385,10 @@ func (t *Table) SetConnected(connected bool) {
 	t.paused = !connected
 	now := t.clock.Now()
 	if connected {
+		t.rejoined = t.leftBus
 		t.started = now
+	} else {
+		t.leftBus = true
 	}
 	for _, e := range t.members {
 		e.waitingForSelf = false

@@ -674,3 +674,48 @@ func TestWillCountsIsWhatPresenceWouldTake(t *testing.T) {
 		t.Error("a Will counts again for a member already lost")
 	}
 }
+
+// A broker that was away ends the connections it held as the members come
+// back or as their keep-alives run out, and publishes their Last Wills then,
+// after this instance has rejoined: a Will of a member not heard since the
+// rejoin tells of the outage. The member's heartbeats decide within the
+// grace; one that died meanwhile is lost when the grace ends. A member heard
+// after the rejoin is judged by its Will at once again.
+func TestALastWillJustAfterABusOutageIsLeftToTheHeartbeats(t *testing.T) {
+	h := newHarness(t, 5*time.Second)
+	h.table.Add("main", 100*time.Millisecond, 300*time.Millisecond)
+	h.table.Add("rec", 100*time.Millisecond, 300*time.Millisecond)
+	h.table.Start()
+	h.table.Heartbeat(Heartbeat{ID: "main", Boot: "b1", Conn: 1})
+	h.table.Heartbeat(Heartbeat{ID: "rec", Boot: "r", Conn: 1})
+	h.table.SetConnected(false)
+	h.vc.Advance(10 * time.Second)
+	h.table.SetConnected(true)
+	h.vc.Advance(50 * time.Millisecond)
+	for _, id := range []string{"main", "rec"} {
+		boot := map[string]string{"main": "b1", "rec": "r"}[id]
+		p := Presence{ID: id, State: PresenceGone, Boot: boot, Conn: 1}
+		if h.table.WillCounts(p) {
+			t.Fatalf("%s's Will just after the rejoin counts as a loss", id)
+		}
+		if err := h.table.Presence(p); err == nil {
+			t.Fatalf("%s's Will just after the rejoin was taken", id)
+		}
+	}
+	// main is back (its heartbeats); rec never is.
+	h.vc.Advance(time.Second)
+	h.beat("main", 100*time.Millisecond, 50) // to rejoin + 6.05s
+	if h.state("main") != Alive {
+		t.Fatalf("main %v, want alive", h.state("main"))
+	}
+	if h.state("rec") != Lost {
+		t.Fatalf("rec %v once the grace after the rejoin is over, want lost", h.state("rec"))
+	}
+	// Heard since the rejoin: its Will is a loss at once again.
+	if err := h.table.Presence(Presence{ID: "main", State: PresenceGone, Boot: "b1", Conn: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if h.state("main") != Lost {
+		t.Fatalf("main %v after its Will on the connection it was heard on, want lost", h.state("main"))
+	}
+}
