@@ -124,7 +124,7 @@ func TestTwoInstancesOnOneMachineFindTheBroker(t *testing.T) {
 	site := writeSite(t, siteParams{Name: "hall", MDNS: true, Bus: `listen: ":21883"`, Router: "198.18.0.99:9990", MainAPI: "127.0.0.1:7901", BackupAPI: "127.0.0.1:7902"})
 	backup := runIn(t, h, site, "backup")
 	backup.wait(30*time.Second, "msg", "embedded broker started")
-	time.Sleep(3 * time.Second) // its two announcements, a second apart, are over
+	backup.wait(30*time.Second, "msg", "mdns: announced") // its announcements are over: main must ask
 	broker := "tcp://" + h.Addr.String() + ":21883"
 	main := runIn(t, h, site, "main")
 	main.wait(30*time.Second, "msg", "found the site's broker by mDNS", "broker", broker)

@@ -121,6 +121,9 @@ func sendDue(z *zone, states map[int]*ifaceState, now time.Time, send sender, lo
 			answers = recAll
 			s.announces--
 			s.nextAnnounce = now.Add(announceInterval)
+			if s.announces == 0 {
+				log.Debug("mdns: announced", "interface", s.ifc.name, "announcements", announceCount)
+			}
 		}
 		if s.pending != 0 && !now.Before(s.due) {
 			answers |= s.pending
