@@ -62,19 +62,8 @@ func TestWithASiteKeyForgedMessagesAreRefusedAndFailoverStillWorks(t *testing.T)
 	// but cannot make a site key's code. It reads main's heartbeat (boot and
 	// conn are public) ...
 	forger := mqtttest.Connect(t, url, "forger", mqtttest.Options{Username: "showctl", Password: "show-pw"})
-	beats := mqtttest.Subscribe(t, forger, topics.Heartbeat("main"))
-	var hb bus.Heartbeat
-	select {
-	case m := <-beats:
-		if hb, err = bus.DecodeHeartbeat("main", []byte(m.Payload)); err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no heartbeat of main")
-	}
 	// ... and forges its Last Will and a takeover command to the backup.
-	gone := fmt.Sprintf(`{"member":"main","state":"gone","boot":%q,"conn":%d}`, hb.Boot, hb.Conn)
-	mqtttest.Publish(t, forger, topics.Presence("main"), gone, false)
+	forgeWillOfMain(t, forger, topics)
 	forged := `{"id":"forged-1","epoch":99,"from":"manager","verb":"takeover","args":{"member":"main"}}`
 	mqtttest.Publish(t, forger, topics.Command("backup"), forged, false)
 	for _, where := range []string{api, backupAPI} {
@@ -215,18 +204,7 @@ func TestPermissiveModeProtectsMembersAlreadyUpgraded(t *testing.T) {
 	url := "tcp://" + regexp.MustCompile(`127\.0\.0\.1:\d+`).FindString(string(peers))
 	topics := bus.Topics{Site: "permissive"}
 	forger := mqtttest.Connect(t, url, "forger", mqtttest.Options{})
-	beats := mqtttest.Subscribe(t, forger, topics.Heartbeat("main"))
-	var hb bus.Heartbeat
-	select {
-	case m := <-beats:
-		if hb, err = bus.DecodeHeartbeat("main", []byte(m.Payload)); err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no heartbeat of main")
-	}
-	gone := fmt.Sprintf(`{"member":"main","state":"gone","boot":%q,"conn":%d}`, hb.Boot, hb.Conn)
-	mqtttest.Publish(t, forger, topics.Presence("main"), gone, false)
+	forgeWillOfMain(t, forger, topics)
 	var st struct {
 		Bus struct {
 			Auth     string
@@ -245,4 +223,23 @@ func TestPermissiveModeProtectsMembersAlreadyUpgraded(t *testing.T) {
 		t.Fatal("an unsigned presence made main, which signs, lost")
 	}
 	mgr.wait(5*time.Second, "msg", "dropped bad bus payload (source is the member whose topic it came on, or the topic: not necessarily the sender, as MQTT does not say who published; further drops of this reason from this source are only counted)", "source", "main", "reason", "unauthenticated")
+}
+
+// forgeWillOfMain reads main's heartbeat (its boot and connection are
+// public) and publishes, unsigned, the Last Will that connection would leave.
+func forgeWillOfMain(t *testing.T, forger *mqtttest.Client, topics bus.Topics) {
+	t.Helper()
+	beats := mqtttest.Subscribe(t, forger, topics.Heartbeat("main"))
+	var hb bus.Heartbeat
+	select {
+	case m := <-beats:
+		var err error
+		if hb, err = bus.DecodeHeartbeat("main", []byte(m.Payload)); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no heartbeat of main")
+	}
+	gone := fmt.Sprintf(`{"member":"main","state":"gone","boot":%q,"conn":%d}`, hb.Boot, hb.Conn)
+	mqtttest.Publish(t, forger, topics.Presence("main"), gone, false)
 }
