@@ -27,7 +27,10 @@ type trial struct {
 
 // trialResults are the crash trials and the Last Will reference.
 type trialResults struct {
-	trials   []trial
+	trials []trial
+	// unkeyed are trials of the same site without a site key, run between
+	// the others (the authentication cost's reference).
+	unkeyed  []trial
 	wills    []time.Duration
 	failures []string // trials that went wrong (a wait timed out)
 	stopped  string   // why fewer trials ran than planned, if so
@@ -58,6 +61,16 @@ func runCrashTrials(e *env) (*trialResults, error) {
 	if err := s.start(); err != nil {
 		return nil, fmt.Errorf("the site did not come up: %w\ncoordinator's log ends:\n%s", err, logTail(s.coord))
 	}
+	// The same site without a key, running beside it: every other trial
+	// is followed by one of its own.
+	plain, err := newRealSiteKeyed(e, "bench", "100ms", false)
+	if err != nil {
+		return nil, err
+	}
+	defer plain.close()
+	if err := plain.start(); err != nil {
+		return nil, fmt.Errorf("the site without a key did not come up: %w\ncoordinator's log ends:\n%s", err, logTail(plain.coord))
+	}
 	res := &trialResults{planned: e.pick(10, 200)}
 	budget := e.pickD(40*time.Second, 4*time.Minute)
 	start := time.Now()
@@ -83,6 +96,19 @@ func runCrashTrials(e *env) (*trialResults, error) {
 			continue
 		}
 		res.trials = append(res.trials, t)
+		if i%2 == 1 {
+			if t, err := crashTrial(e.ctx, plain); err == nil {
+				res.unkeyed = append(res.unkeyed, t)
+			} else {
+				res.failures = append(res.failures, fmt.Sprintf("trial %d without a key: %v", i+1, err))
+				if len(res.failures) >= maxFailures {
+					return res, fmt.Errorf("%d trials went wrong, the last: %w\ncoordinator's log ends:\n%s", len(res.failures), err, logTail(plain.coord))
+				}
+				if err := recoverSite(e.ctx, plain); err != nil {
+					return res, fmt.Errorf("after a failed trial (%v) the site without a key did not recover: %w", res.failures[len(res.failures)-1], err)
+				}
+			}
+		}
 	}
 	if err := willTrials(e, s, res); err != nil {
 		res.noRef = err.Error()
@@ -222,6 +248,19 @@ func measureCrash(e *env, r *report.Result) {
 	}
 	if res.noRef != "" {
 		r.Notes = append(r.Notes, "No Last Will reference: "+res.noRef)
+	}
+	if len(res.unkeyed) > 0 {
+		var plain []float64
+		for _, t := range res.unkeyed {
+			plain = append(plain, ms(t.lost))
+		}
+		ps := report.Summarize(plain)
+		// The medians: a p99 of 100 trials is their second largest.
+		r.Checks = append(r.Checks, report.Check{
+			What: fmt.Sprintf("authentication cost (the same site without a site key, %d trials between these)", len(plain)),
+			Found: fmt.Sprintf("p50 %s against %s (%+.1f %%); p99 %s against %s", report.Format(r.Stats.P50, "ms"), report.Format(ps.P50, "ms"), 100*(r.Stats.P50/ps.P50-1),
+				report.Format(r.Stats.P99, "ms"), report.Format(ps.P99, "ms")),
+			Want: "p50 at most +5 %", Met: r.Stats.P50 <= 1.05*ps.P50})
 	}
 	at := report.Summarize(lostAt)
 	r.Notes = append(r.Notes, fmt.Sprintf("Time of receipt by a subscriber (one broker hop after the coordinator); the coordinator's own time stamp of the loss (the record's `at`) is p50 %s, p99 %s after the kill.",

@@ -153,8 +153,9 @@ const scaleHow = "The coordinator (`understudy run`, no policy) and N simulated 
 	"and the published ones counted against those the coordinator took in (`heartbeats_received` in its status: lost " +
 	"messages). Two arrangements in the same run: the embedded broker (the figure) and Debian mosquitto as the broker " +
 	"(the reference: the coordinator's CPU plus mosquitto's). The site has a key, as a commissioned site does: every message " +
-	"signed and checked, each member logged in with its own account. The authentication cost: three more pairs of the " +
-	"first 1 Hz step, one without a key and one with it, alternated, compared by their mean CPU."
+	"signed and checked, each member logged in with its own account. The authentication cost: four more pairs of the " +
+	"first 1 Hz step, one site without a key and one with it running at the same time (two coordinators, each with its " +
+	"own members and broker, measured over the same window), compared by their mean CPU."
 
 // env is what the figures of one run share: the bounds, a temporary folder,
 // the understudy binary (built once) and the crash trials (run once for

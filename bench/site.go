@@ -73,6 +73,13 @@ type realSite struct {
 // newRealSite writes the site's files and starts the switcher; nothing else
 // runs yet.
 func newRealSite(e *env, name, failback string) (*realSite, error) {
+	return newRealSiteKeyed(e, name, failback, true)
+}
+
+// newRealSiteKeyed is newRealSite with or without a site key (the
+// authentication cost's reference runs without: messages unsigned, the
+// broker open).
+func newRealSiteKeyed(e *env, name, failback string, keyed bool) (*realSite, error) {
 	bin, err := e.understudy()
 	if err != nil {
 		return nil, err
@@ -105,12 +112,16 @@ func newRealSite(e *env, name, failback string) (*realSite, error) {
 	s.memberSite = filepath.Join(dir, "site-main.yaml")
 	// The site has a key, as a commissioned site does: its messages are
 	// signed and its broker closed (the bench's own clients have an account).
-	if _, err := writeSiteKey(dir); err != nil {
-		s.close()
-		return nil, err
+	coordBus := fmt.Sprintf("listen: \"127.0.0.1:%d\"", port)
+	if keyed {
+		if _, err := writeSiteKey(dir); err != nil {
+			s.close()
+			return nil, err
+		}
+		coordBus += fmt.Sprintf(", users: [{username: %s, password: %s, publish: [\"#\"], subscribe: [\"#\"]}]", benchUser, benchPassword)
 	}
 	for path, busLine := range map[string]string{
-		s.coordSite:  fmt.Sprintf("listen: \"127.0.0.1:%d\", users: [{username: %s, password: %s, publish: [\"#\"], subscribe: [\"#\"]}]", port, benchUser, benchPassword),
+		s.coordSite:  coordBus,
 		s.memberSite: fmt.Sprintf("url: %q", s.url),
 	} {
 		text := fmt.Sprintf(realSiteTemplate, name, busLine, failback, addr.String())

@@ -29,6 +29,9 @@ func CheckFilter(f string) error {
 	if f == "" {
 		return fmt.Errorf("empty topic filter")
 	}
+	if strings.ContainsRune(f, 0) {
+		return fmt.Errorf("topic filter %q: the null character is not allowed (MQTT forbids it)", f)
+	}
 	levels := strings.Split(f, "/")
 	for i, l := range levels {
 		switch {
@@ -83,18 +86,62 @@ func covers(allowed, requested string) bool {
 // good. Nothing of a dropped publish is delivered or retained.
 type accessHook struct {
 	mqtt.HookBase
-	// users by name; pointers keep the map small, since it is read for
-	// every publish of thousands of clients and is seldom in the cache.
+	// users by name, for logins and subscriptions.
 	users map[string]*User
+	// publish decides publishes. It is read for every publish of thousands
+	// of clients, mostly from memory that is not in the cache.
+	publish publishACL
 }
 
 func newAccessHook(users []User) *accessHook {
-	h := &accessHook{users: make(map[string]*User, len(users))}
+	h := &accessHook{users: make(map[string]*User, len(users)), publish: newPublishACL(users)}
 	for i := range users {
 		u := users[i]
 		h.users[u.Username] = &u
 	}
 	return h
+}
+
+// publishACL is the users' publish lists arranged for one lookup per
+// publish: every filter without a wildcard (a member's own topics: all of
+// a member's heartbeats and presence) is a key of one map, user and topic
+// together, so the common case touches one map entry instead of the user's
+// record, its list and each filter's text; the filters with wildcards are
+// kept per user and checked after.
+type publishACL struct {
+	exact    map[string]struct{} // username + "\x00" + topic
+	wildcard map[string][]string // username → filters with + or #
+}
+
+func newPublishACL(users []User) publishACL {
+	a := publishACL{exact: map[string]struct{}{}, wildcard: map[string][]string{}}
+	for _, u := range users {
+		for _, f := range u.Publish {
+			if strings.ContainsAny(f, "+#") {
+				a.wildcard[u.Username] = append(a.wildcard[u.Username], f)
+			} else {
+				a.exact[u.Username+"\x00"+f] = struct{}{}
+			}
+		}
+	}
+	return a
+}
+
+// allows reports whether username may publish to topic.
+func (a *publishACL) allows(username []byte, topic string) bool {
+	// The key is built on the stack: a map index by string(bytes) does not
+	// allocate.
+	var buf [192]byte
+	key := append(append(append(buf[:0], username...), 0), topic...)
+	if _, ok := a.exact[string(key)]; ok {
+		return true
+	}
+	for _, f := range a.wildcard[string(username)] {
+		if covers(f, topic) {
+			return true
+		}
+	}
+	return false
 }
 
 func (*accessHook) ID() string { return "users-and-acls" }
@@ -124,7 +171,7 @@ func (h *accessHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 // OnACLCheck checks subscriptions; publishes pass here and are checked in
 // OnPublish (see accessHook).
 func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if write || h.allowed(cl, topic, false) {
+	if write || h.subscribes(cl, topic) {
 		return true
 	}
 	h.Log.Warn("client refused a topic", "client", cl.ID, "username", string(cl.Properties.Username), "topic", topic, "publish", false)
@@ -134,7 +181,7 @@ func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 // OnPublish drops (acknowledged, neither delivered nor retained) a publish
 // outside the user's list.
 func (h *accessHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline || h.allowed(cl, pk.TopicName, true) {
+	if cl.Net.Inline || h.publish.allows(cl.Properties.Username, pk.TopicName) {
 		return pk, nil
 	}
 	h.refusedPublish(cl, pk.TopicName)
@@ -151,16 +198,13 @@ func (h *accessHook) refusedPublish(cl *mqtt.Client, topic string) {
 	h.Log.Warn("client refused a topic", "client", cl.ID, "username", string(cl.Properties.Username), "topic", topic, "publish", true, "dropped", true)
 }
 
-func (h *accessHook) allowed(cl *mqtt.Client, topic string, write bool) bool {
+// subscribes reports whether cl's user may subscribe to the filter topic.
+func (h *accessHook) subscribes(cl *mqtt.Client, topic string) bool {
 	u, ok := h.users[string(cl.Properties.Username)]
 	if !ok {
 		return false
 	}
-	list := u.Subscribe
-	if write {
-		list = u.Publish
-	}
-	for _, f := range list {
+	for _, f := range u.Subscribe {
 		if covers(f, topic) {
 			return true
 		}

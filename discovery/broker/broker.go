@@ -187,6 +187,9 @@ func installHooks(server *mqtt.Server, users []User, limits *limitsHook) error {
 	var hook mqtt.Hook = new(allowAll)
 	if len(users) > 0 {
 		for _, u := range users {
+			if strings.ContainsRune(u.Username, 0) {
+				return fmt.Errorf("broker: user %q: a user name may not hold the null character (MQTT forbids it)", u.Username)
+			}
 			for _, f := range append(append([]string(nil), u.Publish...), u.Subscribe...) {
 				if err := CheckFilter(f); err != nil {
 					return fmt.Errorf("broker: user %s: %w", u.Username, err)

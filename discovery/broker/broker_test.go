@@ -673,3 +673,37 @@ func FuzzCovers(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPublishACL checks the publish lists arranged for one lookup against
+// the plain walk of the user's list.
+func FuzzPublishACL(f *testing.F) {
+	for _, s := range [][4]string{
+		{"m1", "understudy/s/member/m1/heartbeat", "m1", "understudy/s/member/m1/heartbeat"},
+		{"m1", "understudy/s/member/m1/heartbeat", "m2", "understudy/s/member/m1/heartbeat"},
+		{"m1", "understudy/s/command/+", "m1", "understudy/s/command/stop"},
+		{"m1", "a/#", "m1", "a"},
+		{"m", "1/a", "m1", "a"},
+		{"", "a", "", "a"},
+	} {
+		f.Add(s[0], s[1], s[2], s[3])
+	}
+	f.Fuzz(func(t *testing.T, user, filter, who, topic string) {
+		if CheckFilter(filter) != nil || strings.ContainsRune(user, 0) {
+			return // refused when the broker starts
+		}
+		users := []User{{Username: user, Publish: []string{filter, "fixed/topic"}}, {Username: user + "x", Publish: []string{filter + "/x"}}}
+		acl := newPublishACL(users)
+		want := false
+		for _, u := range users {
+			if u.Username != who {
+				continue
+			}
+			for _, f := range u.Publish {
+				want = want || covers(f, topic)
+			}
+		}
+		if got := acl.allows([]byte(who), topic); got != want {
+			t.Fatalf("user %q may publish %q to %q: %v, the plain walk of the lists says %v", who, topic, filter, got, want)
+		}
+	})
+}
