@@ -163,7 +163,7 @@ func (c *checker) procDown(member string, kinds ...OpKind) spans {
 
 // linkDown is when host's link was down.
 func (c *checker) linkDown(host string) spans {
-	return c.opSpans(func(o Op) bool { return o.Kind == OpLinkDown && o.Host == host })
+	return c.opSpans(func(o Op) bool { return o.Kind == OpLinkDown && o.Host == host || o.Kind == OpLANDown })
 }
 
 // cut is when hosts a and b could not reach each other (a partition that
@@ -231,6 +231,15 @@ func (c *checker) falseLoss(r *Result) {
 			continue
 		}
 		r.Losses++
+		if s, ok := c.judgedAfterStall(rec.At, m.LostAfter); ok {
+			r.Violations = append(r.Violations, Violation{
+				Property: PropFalseLoss, Member: rec.Member, At: rec.At,
+				Message: fmt.Sprintf("declared lost (%s) %s after the coordinator woke from a stop of %s: after a stall of its own loop nobody is judged before a fresh lost_after (%s)",
+					rec.Str("reason"), rec.At.Sub(s.To).Round(time.Millisecond), s.To.Sub(s.From).Round(time.Millisecond), m.LostAfter),
+				From: s.From.Add(-2 * time.Second), To: rec.At.Add(2 * time.Second),
+			})
+			continue
+		}
 		w := span{rec.At.Add(-m.LostAfter - c.b.Detect), rec.At}
 		trouble := append(c.away(rec.Member), c.coordTrouble()...).extend(c.b.Reconnect)
 		if len(trouble.overlapping(w)) > 0 {
@@ -243,6 +252,25 @@ func (c *checker) falseLoss(r *Result) {
 			From: w.From.Add(-2 * time.Second), To: rec.At.Add(2 * time.Second),
 		})
 	}
+}
+
+// judgedAfterStall finds a stop of the coordinator, at least lostAfter
+// long (its loop surely saw the stall), that ended less than half a
+// lostAfter before a loss at t, with no kill of the coordinator since it
+// began. The stall rule gives every member, away or not, a fresh lostAfter
+// from the moment the loop runs again, so a loss this early is the
+// silence the stall made being judged.
+func (c *checker) judgedAfterStall(t time.Time, lostAfter time.Duration) (span, bool) {
+	kills := c.procDown(c.coord, OpKill)
+	for _, s := range c.procDown(c.coord, OpStop) {
+		if s.To.Sub(s.From) < lostAfter || !s.To.Before(c.end) || t.Before(s.To) || t.Sub(s.To) >= lostAfter/2 {
+			continue
+		}
+		if len(kills.overlapping(span{s.From, t})) == 0 {
+			return s, true
+		}
+	}
+	return span{}, false
 }
 
 // standbys returns the standbys that may cover m (its pool's).
@@ -342,7 +370,7 @@ func (c *checker) startedBy(member string, from time.Time) OpKind {
 			return slices.Contains(g[0], member) && slices.Contains(g[1], c.coord) ||
 				slices.Contains(g[1], member) && slices.Contains(g[0], c.coord)
 		}
-		hits := o.Member == member || o.Host == member || o.Kind == OpPartition && apart(o.Groups)
+		hits := o.Member == member || o.Host == member || o.Kind == OpPartition && apart(o.Groups) || o.Kind == OpLANDown
 		if d := from.Sub(o.Start); hits && d < best {
 			best, kind = d, o.Kind
 		}

@@ -387,3 +387,43 @@ func TestReportAimed(t *testing.T) {
 		t.Errorf("report:\n%s", b.String())
 	}
 }
+
+// The stall rule: after the coordinator woke from a stop longer than
+// lost_after, nobody is judged before a fresh lost_after — not even a
+// member that was really killed meanwhile.
+func TestFalseLossRightAfterTheCoordinatorsStall(t *testing.T) {
+	h := managerBackup()
+	h.Ops = []Op{op(OpStop, "backup", 10, 15)}
+	h.Journal = []Record{rec(15.05, "member_lost", "main", "reason", "no heartbeat for 5.05s")}
+	want(t, h, PropFalseLoss)
+
+	// main killed during the stall, lost a fresh lost_after after the wake:
+	// as the rule says.
+	h = managerBackup()
+	h.Ops = []Op{op(OpStop, "backup", 10, 15), op(OpKill, "main", 12, 0)}
+	h.Journal = []Record{rec(16.01, "member_lost", "main", "reason", "no heartbeat for 1s")}
+	res := Check(h, Bounds{})
+	for _, v := range res.Violations {
+		if v.Property == PropFalseLoss {
+			t.Errorf("a loss a fresh lost_after after the wake reported: %s", v)
+		}
+	}
+	// The same loss right at the wake is the stall judged.
+	h.Journal = []Record{rec(15.02, "member_lost", "main", "reason", "no heartbeat for 3s")}
+	res = Check(h, Bounds{})
+	found := false
+	for _, v := range res.Violations {
+		found = found || v.Property == PropFalseLoss
+	}
+	if !found {
+		t.Error("a loss of a killed member 20 ms after the coordinator woke from a 5 s stop was not reported")
+	}
+	// A coordinator killed after its stop restarts: its startup grace rules.
+	h.Ops = append(h.Ops, op(OpKill, "backup", 15, 15.01))
+	res = Check(h, Bounds{})
+	for _, v := range res.Violations {
+		if v.Property == PropFalseLoss && strings.Contains(v.Message, "woke from a stop") {
+			t.Errorf("the stall rule applied to a coordinator killed after its stop: %s", v)
+		}
+	}
+}

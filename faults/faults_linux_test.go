@@ -13,6 +13,7 @@ import (
 
 	"understudy/drivers/builtin"
 	"understudy/fixtures/testhost"
+	"understudy/guards"
 )
 
 // ciRuns are the manager-backup schedules CI runs: seed 3 kills main for
@@ -232,4 +233,80 @@ type testLog struct{ t *testing.T }
 func (w testLog) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// A build with one safety guard switched off (package guards) runs a
+// schedule that needs the guard, and the checker must report what the
+// guard prevents: a checker that never fails proves nothing. The stall
+// rule's schedule runs on the real build too, which must pass it.
+func TestTheCheckerCatchesBrokenBuilds(t *testing.T) {
+	testhost.RequireRoot(t)
+	testhost.RequireTools(t, "ip", "unshare")
+	const coord, protected = "backup", "main"
+	cases := []struct {
+		name  string
+		guard guards.Name // "" : the real build
+		sched *Schedule
+		seed  uint64
+		aim   []string
+		ops   int
+		want  string // the property reported; "" none
+	}{{
+		// The coordinator stopped for 6 s (lost_after 1 s): woken, it must
+		// not judge main on the silence it made itself.
+		name: "stall rule", guard: guards.StallRule, want: PropFalseLoss,
+		sched: &Schedule{Duration: 25 * time.Second, Ops: []Op{{ID: 1, Kind: OpStop, Member: coord, At: 8 * time.Second, For: 6 * time.Second}}},
+	}, {
+		name: "stall rule kept", want: "",
+		sched: &Schedule{Duration: 25 * time.Second, Ops: []Op{{ID: 1, Kind: OpStop, Member: coord, At: 8 * time.Second, For: 6 * time.Second}}},
+	}, {
+		// main killed and taken over, then the coordinator killed and
+		// restarted: it must not carry out the takeover's routes again.
+		name: "intent log", guard: guards.IntentLog, want: PropAtMostOnce,
+		sched: &Schedule{Duration: 25 * time.Second, Ops: []Op{
+			{ID: 1, Kind: OpKill, Member: protected, At: 6 * time.Second},
+			{ID: 2, Kind: OpKill, Member: coord, At: 10 * time.Second, For: time.Second},
+		}},
+	}, {
+		// Seed 195 of the CI schedules: the switcher refuses both takeover
+		// routes; they must be sent again.
+		name: "route retry", guard: guards.RouteRetry, want: PropCoverRoutes,
+		seed: 195, aim: []string{PhaseTakeover}, ops: 2,
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			opts := Options{
+				Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
+				Duration: ciDuration, Registry: builtin.Registry(), Progress: testLog{t},
+				Schedule: tc.sched, Aim: tc.aim, MaxOps: tc.ops,
+			}
+			if tc.guard != "" {
+				opts.Binary, opts.Env = brokenBinary, []string{guards.EnvVar + "=" + string(tc.guard)}
+			}
+			out, err := RunSchedule(context.Background(), opts, tc.seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range out.History.Ops {
+				if o.Err != "" || o.Missed {
+					t.Fatalf("fault %s not injected: the schedule does not test the guard", o)
+				}
+			}
+			var got []string
+			var b strings.Builder
+			for _, v := range out.Result.Violations {
+				got = append(got, v.Property)
+				Explain(&b, out.History, v)
+			}
+			switch {
+			case tc.want == "" && len(got) > 0:
+				t.Errorf("violations on the real build: %v\n%s", got, b.String())
+			case tc.want != "" && !slices.Contains(got, tc.want):
+				t.Errorf("guard %s switched off: the checker reported %v, not %s", tc.guard, got, tc.want)
+			default:
+				t.Logf("reported %v\n%s", got, b.String())
+			}
+		})
+	}
 }

@@ -13,6 +13,10 @@ import (
 // check for races; a race build triples their CPU on a small machine).
 var binary string
 
+// brokenBinary is the same built with the tag brokenguards: its safety
+// guards can be switched off (package guards), for the checker's tests.
+var brokenBinary string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "understudy-faults-")
 	if err != nil {
@@ -20,11 +24,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "understudy")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/understudy")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building understudy for the fault schedules:", err)
-		os.Exit(1)
+	brokenBinary = filepath.Join(dir, "understudy-brokenguards")
+	for _, args := range [][]string{{"-o", binary}, {"-tags", "brokenguards", "-o", brokenBinary}} {
+		build := exec.Command("go", append(append([]string{"build"}, args...), "../cmd/understudy")...)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building understudy for the fault schedules:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

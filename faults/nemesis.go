@@ -37,10 +37,13 @@ const (
 	// the next Count commands on receipt, without answering or acting on it;
 	// disarmed after For if not used up.
 	OpSwitcherDrop OpKind = "switcher_drop"
+	// OpLANDown: the whole LAN down: every host's cable pulled at once (the
+	// devices host's too), plugged back after For.
+	OpLANDown OpKind = "lan_down"
 )
 
 // OpKinds lists every kind, in report order.
-var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop}
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop}
 
 // Phases a fault can be aimed at (Target.Aim): it waits, from its time, for
 // the coordinator's journal to show the phase beginning (takeover_started,
@@ -101,6 +104,8 @@ func (o Op) String() string {
 		what = fmt.Sprintf("switcher %s refuses the next %d command(s)", o.Driver, o.Count)
 	case OpSwitcherDrop:
 		what = fmt.Sprintf("switcher %s drops the connection of the next %d command(s)", o.Driver, o.Count)
+	case OpLANDown:
+		what = "the whole LAN down"
 	}
 	when := "at +" + o.At.Round(time.Millisecond).String()
 	if o.Aim != "" {
@@ -127,11 +132,18 @@ func (o Op) resource() string {
 		return "proc:" + o.Member
 	case OpLinkDown:
 		return "link:" + o.Host
-	case OpPartition, OpBrokerCut:
+	case OpPartition, OpBrokerCut, OpLANDown:
 		return "net"
 	default:
 		return "switcher:" + o.Driver
 	}
+}
+
+// conflicts reports whether o and x hold something in common: the same
+// resource, or the whole LAN and one host's link.
+func (o Op) conflicts(x Op) bool {
+	lanAndLink := func(a, b Op) bool { return a.Kind == OpLANDown && b.Kind == OpLinkDown }
+	return o.resource() == x.resource() || lanAndLink(o, x) || lanAndLink(x, o)
 }
 
 // Schedule is a seeded set of faults over Duration.
@@ -141,6 +153,7 @@ type Schedule struct {
 	// Aim and DeviceFaults are the target's (they change what a seed draws).
 	Aim          []string `json:"aim,omitempty"`
 	DeviceFaults bool     `json:"device_faults,omitempty"`
+	LANDown      bool     `json:"lan_down,omitempty"`
 	MaxOps       int      `json:"max_ops,omitempty"`
 	Ops          []Op     `json:"ops"`
 }
@@ -148,7 +161,7 @@ type Schedule struct {
 // Flags are the options of understudy faults that draw this schedule again
 // from its seed.
 func (s Schedule) Flags() string {
-	return fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults)
+	return fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown)
 }
 
 // String lists the ops, one a line.
@@ -178,6 +191,9 @@ type Target struct {
 	// DeviceFaults adds switchers refusing or dropping commands
 	// (switcher_refuse, switcher_drop) at random times.
 	DeviceFaults bool
+	// LANDown adds, to one schedule in two, the whole LAN down at a random
+	// time.
+	LANDown bool
 }
 
 // NewSchedule draws a schedule from seed: between 2 and MaxOps faults with a
@@ -193,7 +209,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		maxOps = 8
 	}
 	lost := max(t.LostAfter, 300*time.Millisecond)
-	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, MaxOps: maxOps}
+	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, MaxOps: maxOps}
 	hosts := append(slices.Clone(t.Members), DevicesHost)
 	others := slices.DeleteFunc(slices.Clone(t.Members), func(m string) bool { return m == t.Coordinator })
 	kinds := []OpKind{OpKill, OpKill, OpStop, OpLinkDown, OpPartition}
@@ -274,6 +290,20 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		}
 		s.Ops = append(s.Ops, o)
 	}
+	// Drawn last, so that a seed's other faults are the same with or
+	// without it.
+	if t.LANDown && x.IntN(2) == 0 {
+		o := Op{Kind: OpLANDown, At: from + time.Duration(x.Int64N(int64(until-from)))}
+		if x.IntN(3) == 0 {
+			o.For = lost/5 + time.Duration(x.Int64N(int64(lost/2)))
+		} else {
+			o.For = lost + time.Second + time.Duration(x.Int64N(int64(d/6)))
+		}
+		o.For = min(o.For, d-o.At)
+		if !overlaps(s.Ops, o, d) {
+			s.Ops = append(s.Ops, o)
+		}
+	}
 	slices.SortStableFunc(s.Ops, func(a, b Op) int { return int(a.At - b.At) })
 	for i := range s.Ops {
 		s.Ops[i].ID = i + 1
@@ -308,7 +338,7 @@ func (s Schedule) CanLand(o Op, at time.Duration) bool {
 		return false
 	}
 	for _, x := range s.Ops {
-		if x.ID == o.ID || x.Aim != "" || x.resource() != o.resource() {
+		if x.ID == o.ID || x.Aim != "" || !x.conflicts(o) {
 			continue
 		}
 		end := x.At + x.For
@@ -335,7 +365,7 @@ func overlaps(ops []Op, o Op, d time.Duration) bool {
 	}
 	a0, a1 := span(o)
 	for _, x := range ops {
-		if x.Aim != "" || x.resource() != o.resource() {
+		if x.Aim != "" || !x.conflicts(o) {
 			continue
 		}
 		b0, b1 := span(x)

@@ -76,16 +76,16 @@ func TestScheduleIsSeeded(t *testing.T) {
 	}
 	kinds := map[OpKind]int{}
 	extra := tg
-	extra.DeviceFaults, extra.Aim, extra.Standbys = true, AimPhases, []string{"backup"}
+	extra.DeviceFaults, extra.LANDown, extra.Aim, extra.Standbys = true, true, AimPhases, []string{"backup"}
 	for seed := range uint64(200) {
 		s := NewSchedule(seed, extra, 50e9)
-		if len(s.Ops) < 3 || len(s.Ops) > 8+2+1 {
+		if len(s.Ops) < 3 || len(s.Ops) > 8+2+1+1 {
 			t.Errorf("seed %d: %d ops", seed, len(s.Ops))
 		}
 		for i, o := range s.Ops {
 			kinds[o.Kind]++
 			if o.Aim == "" && overlaps(append(append([]Op{}, s.Ops[:i]...), s.Ops[i+1:]...), o, s.Duration) {
-				t.Errorf("seed %d: op %s overlaps another on %s", seed, o, o.resource())
+				t.Errorf("seed %d: op %s overlaps another holding %s", seed, o, o.resource())
 			}
 			if o.Aim == "" && o.At+o.For > s.Duration || o.At < s.Duration/6 {
 				t.Errorf("seed %d: op %s outside the schedule", seed, o)
@@ -105,7 +105,7 @@ func TestScheduleIsSeeded(t *testing.T) {
 func TestScheduleExtrasLeaveTheRestAlone(t *testing.T) {
 	tg := Target{Members: []string{"main", "backup"}, Coordinator: "backup", Switchers: []string{"router"}, LostAfter: 1e9}
 	extra := tg
-	extra.DeviceFaults, extra.Aim, extra.Standbys = true, []string{PhaseTakeover}, []string{"backup"}
+	extra.DeviceFaults, extra.LANDown, extra.Aim, extra.Standbys = true, true, []string{PhaseTakeover}, []string{"backup"}
 	for seed := range uint64(50) {
 		plain, more := NewSchedule(seed, tg, 45e9), NewSchedule(seed, extra, 45e9)
 		var kept []string
@@ -117,7 +117,7 @@ func TestScheduleExtrasLeaveTheRestAlone(t *testing.T) {
 				if o.Aim != PhaseTakeover || o.For <= 0 {
 					t.Errorf("seed %d: aimed op %s", seed, o)
 				}
-			case o.Kind != OpSwitcherRefuse && o.Kind != OpSwitcherDrop:
+			case o.Kind != OpSwitcherRefuse && o.Kind != OpSwitcherDrop && o.Kind != OpLANDown:
 				o.ID = 0
 				kept = append(kept, o.String())
 			}
@@ -153,5 +153,29 @@ func TestCanLand(t *testing.T) {
 	other.Member = "main"
 	if !s.CanLand(other, 22e9) {
 		t.Errorf("a kill of main cannot land while backup is stopped")
+	}
+}
+
+// The whole LAN down holds every host's link and the network: it never
+// overlaps a link down, a partition or a broker cut.
+func TestLANDownConflicts(t *testing.T) {
+	lan := Op{Kind: OpLANDown, At: 10e9, For: 5e9}
+	for _, x := range []Op{
+		{Kind: OpLinkDown, Host: "main", At: 12e9, For: 1e9},
+		{Kind: OpLinkDown, Host: DevicesHost, At: 5e9, For: 6e9},
+		{Kind: OpPartition, Groups: [2][]string{{"main"}, {"backup"}}, At: 14e9, For: 3e9},
+		{Kind: OpBrokerCut, Member: "main", At: 9e9, For: 2e9},
+	} {
+		if !overlaps([]Op{x}, lan, 60e9) || !overlaps([]Op{lan}, x, 60e9) {
+			t.Errorf("the whole LAN down and %s may overlap", x)
+		}
+	}
+	for _, x := range []Op{
+		{Kind: OpKill, Member: "main", At: 12e9, For: 1e9},
+		{Kind: OpLinkDown, Host: "main", At: 20e9, For: 1e9},
+	} {
+		if overlaps([]Op{x}, lan, 60e9) {
+			t.Errorf("the whole LAN down and %s may not overlap", x)
+		}
 	}
 }

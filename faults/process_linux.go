@@ -21,6 +21,7 @@ type instance struct {
 	member string
 	host   *testhost.Host
 	args   []string
+	env    []string // added to this process's environment
 	log    *os.File
 
 	mu   sync.Mutex
@@ -28,7 +29,7 @@ type instance struct {
 	done chan struct{}
 }
 
-func newInstance(member string, h *testhost.Host, binary string, args []string, logPath string) (*instance, error) {
+func newInstance(member string, h *testhost.Host, binary string, args []string, logPath string, env []string) (*instance, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("log of %s: %w", member, err)
@@ -36,7 +37,7 @@ func newInstance(member string, h *testhost.Host, binary string, args []string, 
 	// The instance gets a host name of its own (the namespace's), as a
 	// machine has; unshare and sh exec, so the daemon keeps the PID.
 	uts := append([]string{"--uts", "sh", "-c", `echo "$0" > /proc/sys/kernel/hostname && exec "$@"`, h.Name, binary}, args...)
-	return &instance{member: member, host: h, args: uts, log: f}, nil
+	return &instance{member: member, host: h, args: uts, env: env, log: f}, nil
 }
 
 // start starts the process (it must not be running).
@@ -45,6 +46,9 @@ func (in *instance) start() error {
 	defer in.mu.Unlock()
 	cmd := in.host.Command(context.Background(), "unshare", in.args...)
 	cmd.Stdout, cmd.Stderr = in.log, in.log
+	if len(in.env) > 0 {
+		cmd.Env = append(os.Environ(), in.env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", in.member, err)

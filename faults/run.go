@@ -30,6 +30,13 @@ type Options struct {
 	Aim []string
 	// DeviceFaults adds switchers refusing or dropping commands.
 	DeviceFaults bool
+	// LANDown adds the whole LAN down to one schedule in two.
+	LANDown bool
+	// Schedule, when set, is run instead of one drawn from the seed (a
+	// schedule written by hand; its Duration replaces Duration).
+	Schedule *Schedule
+	// Env is added to the instances' environment.
+	Env []string
 	// Bounds are the checker's slack (zero: the defaults).
 	Bounds Bounds
 	// Registry names the driver kinds.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -152,7 +153,7 @@ func (r *runner) setUp() error {
 	}
 	for _, h := range r.plan.Hosts {
 		args := []string{"run", "-c", h.SiteFile, "--member", h.Member, "--state", h.StateDir, "--log-format", "json", "--log-level", "info"}
-		in, err := newInstance(h.Member, r.hosts[h.Member], r.opts.Binary, args, h.Log)
+		in, err := newInstance(h.Member, r.hosts[h.Member], r.opts.Binary, args, h.Log, r.opts.Env)
 		if err != nil {
 			return err
 		}
@@ -257,7 +258,7 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	if err := r.waitReady(ctx); err != nil {
 		return nil, err
 	}
-	target := Target{Coordinator: r.plan.Site.Coordinator, MaxOps: r.opts.MaxOps, Aim: r.opts.Aim, DeviceFaults: r.opts.DeviceFaults}
+	target := Target{Coordinator: r.plan.Site.Coordinator, MaxOps: r.opts.MaxOps, Aim: r.opts.Aim, DeviceFaults: r.opts.DeviceFaults, LANDown: r.opts.LANDown}
 	for _, h := range r.plan.Hosts {
 		target.Members = append(target.Members, h.Member)
 		m, _ := r.plan.Site.Member(h.Member)
@@ -270,6 +271,10 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 		target.Switchers = append(target.Switchers, s.Driver)
 	}
 	sched := NewSchedule(r.seed, target, r.opts.Duration)
+	if r.opts.Schedule != nil {
+		sched = *r.opts.Schedule
+		sched.Ops = slices.Clone(sched.Ops)
+	}
 	r.logf("site up; %d faults over %s", len(sched.Ops), sched.Duration)
 
 	h := &History{Seed: r.seed, Site: r.plan.Facts(), Schedule: sched}
@@ -414,6 +419,9 @@ func (r *runner) groups(o Op) (a, b []*testhost.Host) {
 	}
 }
 
+// hostLabels are the labels of every host, in order.
+func (r *runner) hostLabels() []string { return slices.Sorted(maps.Keys(r.hosts)) }
+
 // apply starts a fault.
 func (r *runner) apply(o Op) error {
 	switch o.Kind {
@@ -423,6 +431,12 @@ func (r *runner) apply(o Op) error {
 		return r.procs[o.Member].signal(syscall.SIGSTOP)
 	case OpLinkDown:
 		return r.hosts[o.Host].Unplug()
+	case OpLANDown:
+		var errs []error
+		for _, label := range r.hostLabels() {
+			errs = append(errs, r.hosts[label].Unplug())
+		}
+		return errors.Join(errs...)
 	case OpPartition, OpBrokerCut:
 		a, b := r.groups(o)
 		return r.nf.cut(a, b)
@@ -448,6 +462,12 @@ func (r *runner) revert(o Op) error {
 		return r.procs[o.Member].signal(syscall.SIGCONT)
 	case OpLinkDown:
 		return r.hosts[o.Host].Plug()
+	case OpLANDown:
+		var errs []error
+		for _, label := range r.hostLabels() {
+			errs = append(errs, r.hosts[label].Plug())
+		}
+		return errors.Join(errs...)
 	case OpPartition, OpBrokerCut:
 		a, b := r.groups(o)
 		return r.nf.heal(a, b)

@@ -32,6 +32,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	maxFaults := fs.Int("max-faults", 8, "at most this many faults per schedule")
 	aim := fs.String("aim", "takeover,failback", "add to each schedule a fault aimed at one of these phases (takeover, failback), landing within milliseconds of the coordinator's journal showing it begin; \"\" for none")
 	deviceFaults := fs.Bool("device-faults", true, "switchers also refuse or drop commands (switcher_refuse, switcher_drop)")
+	lanDown := fs.Bool("lan-down", true, "one schedule in two also has the whole LAN down at a random time (lan_down)")
 	out := fs.String("out", "", "keep every run here (site copies, logs, journals, history.json, report.json); default: a temporary folder kept only when a schedule fails")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
@@ -48,7 +49,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		phases = append(phases, p)
 	}
 	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim {
-		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--out DIR]")
+		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--lan-down=false] [--out DIR]")
 		return 2
 	}
 	if runtime.GOOS != "linux" {
@@ -80,7 +81,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	opts := faults.Options{
 		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
-		Aim: phases, DeviceFaults: *deviceFaults,
+		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown,
 		Registry: builtin.Registry(), Progress: stderr,
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"understudy/guards"
 	"understudy/runtime/engine"
 
 	"understudy/discovery/bus"
@@ -174,6 +175,13 @@ func (as *actions) resume() ([]*action, error) {
 	var finished []*action
 	for _, id := range slices.Sorted(maps.Keys(all)) {
 		a := all[id]
+		if guards.Off(guards.IntentLog) && a.State != statePending && a.State != stateRunning {
+			// A build without the guard: the log forgets what was answered.
+			a.State = statePending
+			if err := as.c.store.Put(bucketActions, a.ID, a); err != nil {
+				return nil, err
+			}
+		}
 		switch a.State {
 		case statePending, stateRunning:
 			as.c.log.Info("resuming an unanswered action", "id", a.ID, "do", a.String(), "cause", a.Cause)

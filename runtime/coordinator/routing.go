@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"understudy/guards"
 	"understudy/runtime/engine"
 
 	"understudy/drivers"
@@ -336,6 +337,9 @@ func (c *Coordinator) routeDone(a *action) {
 // MaxRetryInterval, until the switcher takes it or the desired route
 // changes. Manual mode and a given-up output (routing_fight) are left alone.
 func (c *Coordinator) routeFailed(a *action, err error) {
+	if guards.Off(guards.RouteRetry) {
+		return
+	}
 	st := c.routing.out(a.Driver, a.Output)
 	if !st.has || st.desired.Input != a.Input || c.manualMode() || c.alarmRaised(fightKey(a.Driver, a.Output)) {
 		return
