@@ -155,7 +155,7 @@ const scaleHow = "The coordinator (`understudy run`, no policy) and N simulated 
 	"(the reference: the coordinator's CPU plus mosquitto's). The site has a key, as a commissioned site does: every message " +
 	"signed and checked, each member logged in with its own account. The authentication cost: four more pairs of the " +
 	"first 1 Hz step, one site without a key and one with it running at the same time (two coordinators, each with its " +
-	"own members and broker, measured over the same window), compared by their mean CPU."
+	"own members and broker, measured over the same 30 s window; which starts first alternates), compared by their mean CPU."
 
 // env is what the figures of one run share: the bounds, a temporary folder,
 // the understudy binary (built once) and the crash trials (run once for

@@ -35,7 +35,7 @@ import (
 
 // Hard bounds of a whole run; the figures bound themselves well within them.
 const (
-	fullBound  = 9 * time.Minute
+	fullBound  = 12 * time.Minute
 	quickBound = 2 * time.Minute
 )
 

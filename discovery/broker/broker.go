@@ -70,6 +70,9 @@ type Options struct {
 	// Users are the accounts clients log in with; none: anyone may connect
 	// and use every topic.
 	Users []User
+	// OwnTopics, when set, lets each user named UserPrefix+ID publish the
+	// topics of ID's own (see OwnTopics), whatever its Publish list says.
+	OwnTopics *OwnTopics
 	// MaxPacket is the largest MQTT packet a client may send, in bytes;
 	// 0: DefaultMaxPacket. A client that announces a larger one is
 	// disconnected before the broker reads (or allocates) its body.
@@ -136,7 +139,7 @@ func Start(opts Options) (*Broker, error) {
 	})
 	b := &Broker{server: server, tls: tlsConf}
 	b.limits.max = int(caps.MaximumPacketSize)
-	if err := installHooks(server, opts.Users, &b.limits); err != nil {
+	if err := installHooks(server, opts.Users, opts.OwnTopics, &b.limits); err != nil {
 		if ln != nil {
 			ln.Close()
 		}
@@ -177,7 +180,7 @@ func Start(opts Options) (*Broker, error) {
 
 // installHooks installs the broker's authentication and ACL hooks. This is the
 // one place that decides who may connect and publish or subscribe where.
-func installHooks(server *mqtt.Server, users []User, limits *limitsHook) error {
+func installHooks(server *mqtt.Server, users []User, own *OwnTopics, limits *limitsHook) error {
 	if err := server.AddHook(new(reservedIDs), nil); err != nil {
 		return fmt.Errorf("broker: add hook reserved-ids: %w", err)
 	}
@@ -196,7 +199,7 @@ func installHooks(server *mqtt.Server, users []User, limits *limitsHook) error {
 				}
 			}
 		}
-		hook = newAccessHook(users)
+		hook = newAccessHook(users, own)
 	}
 	if err := server.AddHook(hook, nil); err != nil {
 		return fmt.Errorf("broker: add hook %s: %w", hook.ID(), err)

@@ -684,16 +684,28 @@ func FuzzPublishACL(f *testing.F) {
 		{"m1", "a/#", "m1", "a"},
 		{"m", "1/a", "m1", "a"},
 		{"", "a", "", "a"},
+		{"understudy-m1", "x", "understudy-m1", "understudy/s/member/m1/heartbeat"},
+		{"understudy-m1", "x", "understudy-m2", "understudy/s/member/m1/heartbeat"},
+		{"understudy-m1", "x", "understudy-m1", "understudy/s/member/m1/heartbeat/x"},
+		{"understudy-m1", "x", "understudy-", "understudy/s/member//heartbeat"},
+		{"understudy-a/b", "x", "understudy-a/b", "understudy/s/member/a/b/presence"},
 	} {
 		f.Add(s[0], s[1], s[2], s[3])
 	}
+	own := &OwnTopics{UserPrefix: "understudy-", TopicPrefix: "understudy/s/member/", Leaves: []string{"heartbeat", "presence"}}
 	f.Fuzz(func(t *testing.T, user, filter, who, topic string) {
 		if CheckFilter(filter) != nil || strings.ContainsRune(user, 0) {
 			return // refused when the broker starts
 		}
 		users := []User{{Username: user, Publish: []string{filter, "fixed/topic"}}, {Username: user + "x", Publish: []string{filter + "/x"}}}
-		acl := newPublishACL(users)
+		acl := newPublishACL(users, own)
+		// The rule, as its documentation says it.
 		want := false
+		if id, ok := strings.CutPrefix(who, own.UserPrefix); ok && id != "" {
+			for _, leaf := range own.Leaves {
+				want = want || topic == own.TopicPrefix+id+"/"+leaf
+			}
+		}
 		for _, u := range users {
 			if u.Username != who {
 				continue

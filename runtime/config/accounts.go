@@ -1,6 +1,7 @@
 package config
 
 import (
+	"understudy/discovery/broker"
 	"understudy/sitekey"
 )
 
@@ -10,9 +11,27 @@ const (
 	AnonymousRead = "read" // may subscribe to the site's tree, publish nothing
 )
 
+// instanceUserPrefix begins the name of every instance's broker account;
+// bus.users may not use it.
+const instanceUserPrefix = "understudy-"
+
 // InstanceUsername is the broker account of member id's instance when the
 // site has a key.
-func InstanceUsername(id string) string { return "understudy-" + id }
+func InstanceUsername(id string) string { return instanceUserPrefix + id }
+
+// ownLeaves are the topics a member's instance publishes under its own
+// member topic.
+func ownLeaves() []string {
+	return []string{"heartbeat", "presence", "ack", "health", "config", "about", "copy", "covering"}
+}
+
+// OwnTopics is the embedded broker's rule for the instances' own topics:
+// InstanceUsername(id) publishes understudy/<site>/member/<id>/<leaf> for
+// each leaf InstanceAccounts lists, checked from the name and the topic
+// alone (see broker.OwnTopics).
+func (s *Site) OwnTopics() *broker.OwnTopics {
+	return &broker.OwnTopics{UserPrefix: instanceUserPrefix, TopicPrefix: "understudy/" + s.Name + "/member/", Leaves: ownLeaves()}
+}
 
 // InstancePassword is the broker password of member id's instance, derived
 // from the site key: the signing key's first, then what the other keys of
@@ -50,7 +69,7 @@ func (s *Site) InstanceAccounts(ring *sitekey.Ring) []BusUser {
 			}
 		} else {
 			own := "understudy/" + s.Name + "/member/" + m.ID + "/"
-			for _, leaf := range []string{"heartbeat", "presence", "ack", "health", "config", "about", "copy", "covering"} {
+			for _, leaf := range ownLeaves() {
 				u.Publish = append(u.Publish, own+leaf)
 			}
 			u.Publish = append(u.Publish, "understudy/"+s.Name+"/command/+")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"understudy/discovery/broker"
 	"understudy/discovery/bus"
@@ -71,6 +72,8 @@ func (s *Site) validateBusUsers(add func(path, format string, args ...any)) {
 			add(p, "bus.users: a user needs a username")
 		case seen[u.Username]:
 			add(p+".username", "bus.users: %q is there twice", u.Username)
+		case strings.HasPrefix(u.Username, instanceUserPrefix):
+			add(p+".username", "bus.users: %q: names beginning with %q are the instances' own accounts, derived from the site key; choose another name", u.Username, instanceUserPrefix)
 		case u.Password == "":
 			add(p, "bus.users: %s needs a password", u.Username)
 		}

@@ -352,6 +352,7 @@ members:
 		{`username: inst, password: p, users: [{username: show, password: q}]`, `bus.username "inst" is not one of bus.users`},
 		{`username: a, password: p, users: [{username: a, password: p}, {username: a, password: p}]`, `bus.users: "a" is there twice`},
 		{`username: a, password: p, users: [{username: a}]`, "bus.users: a needs a password"},
+		{`username: a, password: p, users: [{username: a, password: p}, {username: understudy-main, password: p}]`, `bus.users: "understudy-main": names beginning with "understudy-" are the instances' own accounts`},
 		{`username: a, password: p, users: [{username: a, password: p, publish: ["x/#/y"]}]`, "# must be the last level"},
 		{`tls: {ca: certs/ca.pem}`, `bus.tls.ca: give the absolute path`},
 		{`tls: {cert: /etc/c.pem}`, "bus.tls: give both cert and key"},

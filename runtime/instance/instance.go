@@ -501,6 +501,7 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("no bus: site.yaml names no broker (bus.url), mDNS is off, and the broker is embedded on %s", site.Bus.BrokerOn)
 	}
 	var users []broker.User
+	var own *broker.OwnTopics
 	accounts := site.BrokerUsers()
 	switch {
 	case inst.ring == nil:
@@ -512,11 +513,12 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 		// A site with a key: the broker is closed; each instance logs in
 		// with its own account, derived from the key.
 		accounts = append(site.InstanceAccounts(inst.ring), accounts...)
+		own = site.OwnTopics()
 	}
 	for _, u := range accounts {
 		users = append(users, broker.User{Username: u.Username, Password: u.Password, Alternates: u.Alternates, Publish: u.Publish, Subscribe: u.Subscribe})
 	}
-	opts := broker.Options{Listen: site.Bus.PlainListen(), ListenTLS: site.Bus.ListenTLS, Logger: inst.log.With("component", "broker"), Users: users}
+	opts := broker.Options{Listen: site.Bus.PlainListen(), ListenTLS: site.Bus.ListenTLS, Logger: inst.log.With("component", "broker"), Users: users, OwnTopics: own}
 	if t := site.Bus.ServerTLS; t != nil && opts.ListenTLS != "" {
 		var err error
 		if opts.TLS, err = broker.ServerTLS(t.Cert, t.Key, t.ClientCA); err != nil {
