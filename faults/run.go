@@ -1,7 +1,9 @@
 package faults
 
 import (
+	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"understudy/drivers"
@@ -30,6 +32,10 @@ type Options struct {
 	Aim []string
 	// DeviceFaults adds switchers refusing or dropping commands.
 	DeviceFaults bool
+	// FailbackDelay and CopySettle, when not zero, replace the site's
+	// failback delay and copy.settle for the run (Plan.Shorten): a schedule
+	// of a minute can then see a failback with its material copy.
+	FailbackDelay, CopySettle time.Duration
 	// Bounds are the checker's slack (zero: the defaults).
 	Bounds Bounds
 	// Registry names the driver kinds.
@@ -44,4 +50,17 @@ type Outcome struct {
 	Notes   []string
 	History *History
 	Result  Result
+}
+
+// timingFlags are the flags of understudy faults that set o's timing
+// overrides ("" without any).
+func (o Options) timingFlags() string {
+	var f []string
+	if o.FailbackDelay > 0 {
+		f = append(f, fmt.Sprintf("--failback-delay %s", o.FailbackDelay))
+	}
+	if o.CopySettle > 0 {
+		f = append(f, fmt.Sprintf("--copy-settle %s", o.CopySettle))
+	}
+	return strings.Join(f, " ")
 }
