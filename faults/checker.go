@@ -67,6 +67,9 @@ const (
 	PropCoverRoutes = "coverage-routing"
 	PropBackRoutes  = "failback-routing"
 	PropEpochs      = "epochs-monotonic"
+	// PropFailbackCopy is property 5's "after its material was copied".
+	PropFailbackCopy = "failback-after-copy"
+	PropMaterial     = "material-intact"
 )
 
 // Violation is a property that does not hold, with the window of the
@@ -109,6 +112,10 @@ type Result struct {
 	Actions int `json:"actions"`
 	// Losses counts the member_lost records judged for false loss.
 	Losses int `json:"losses"`
+	// Copies counts the failbacks ended after a material copy whose files
+	// were compared; MaterialFiles the recordings compared for them.
+	Copies        int `json:"copies"`
+	MaterialFiles int `json:"material_files"`
 }
 
 // checker holds a history with the fault intervals worked out.
@@ -128,6 +135,8 @@ func Check(h *History, b Bounds) Result {
 	c.failback(&r)
 	c.atMostOnce(&r)
 	c.epochs(&r)
+	c.failbackAfterCopy(&r)
+	c.materialIntact(&r)
 	slices.SortStableFunc(r.Violations, func(a, b Violation) int { return a.At.Compare(b.At) })
 	return r
 }
@@ -523,7 +532,13 @@ func (c *checker) failback(r *Result) {
 			if on, _ := c.covered(id, out.To); !on {
 				continue
 			}
-			deadline := func(t time.Time) time.Time { return t.Add(c.b.Reconnect + m.FailbackDelay + c.b.Failback) }
+			// A copy back waits copy.settle for the file the standby was
+			// writing when it let go (a second pass).
+			var settle time.Duration
+			if m.CopyMaterial {
+				settle = c.h.Site.CopySettle
+			}
+			deadline := func(t time.Time) time.Time { return t.Add(c.b.Reconnect + m.FailbackDelay + settle + c.b.Failback) }
 			ready := push(out.To, 0, deadline, c.coordTrouble(), func(s span) time.Duration { return c.graceAfter(s, m.LostAfter) })
 			ready = push(ready, 0, deadline, c.standbyTrouble(m), func(span) time.Duration { return 0 })
 			dl := deadline(ready)
@@ -544,8 +559,8 @@ func (c *checker) failback(r *Result) {
 			if on, _ := c.covered(id, dl); on || !done {
 				r.Violations = append(r.Violations, Violation{
 					Property: PropFailback, Member: id, At: dl,
-					Message: fmt.Sprintf("back from %s and up since, but not failed back by %s (reconnect %s + failback_delay %s + failback %s from %s)",
-						clock(out.To), clock(dl), c.b.Reconnect, m.FailbackDelay, c.b.Failback, clock(ready)),
+					Message: fmt.Sprintf("back from %s and up since, but not failed back by %s (reconnect %s + failback_delay %s + copy.settle %s + failback %s from %s)",
+						clock(out.To), clock(dl), c.b.Reconnect, m.FailbackDelay, settle, c.b.Failback, clock(ready)),
 					From: out.To.Add(-2 * time.Second), To: dl.Add(2 * time.Second),
 				})
 				continue

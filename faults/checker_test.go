@@ -1,9 +1,12 @@
 package faults
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"understudy/runtime/materialcopy"
 )
 
 // t0 is the start of every hand-made history.
@@ -426,4 +429,195 @@ func TestFalseLossRightAfterTheCoordinatorsStall(t *testing.T) {
 			t.Errorf("the stall rule applied to a coordinator killed after its stop: %s", v)
 		}
 	}
+}
+
+// recorders is a history of the shipped recorder-standby site reduced to
+// rec-1 (copy_material, material in /srv/rec) and standby-1 (material in
+// /srv/standby), coordinated by manager, 60 s long: rec-1 covered by
+// standby-1 from +10 s, failed back from +30 s with two copy passes (the
+// first finds the file standby-1 was writing when it let go still being
+// written), failback_done at +34.2 s. The recorder emulation's files:
+// rec-1's own seg-0000 and seg-0002, standby-1's seg-0002 (the name
+// conflict, other content), seg-0003 and seg-0004 (closed when it let go,
+// at +30.5 s), all where they belong at the end.
+func recorders() *History {
+	h := &History{
+		Seed: 1, Start: t0, End: at(60),
+		Site: SiteFacts{
+			Name: "recorders", Coordinator: "manager", Mode: "auto", StartupGrace: 10 * time.Second, KeepAlive: 2 * time.Second, CopySettle: 3 * time.Second,
+			Members: map[string]MemberFact{
+				"manager": {ID: "manager", Instance: true, Interval: time.Second, LostAfter: 3 * time.Second},
+				"rec-1": {ID: "rec-1", Instance: true, Protected: true, Pool: "recorders", Interval: time.Second, LostAfter: 3 * time.Second,
+					AutoFailback: true, FailbackDelay: 5 * time.Second, CopyMaterial: true, Material: []string{"/srv/rec"}},
+				"standby-1": {ID: "standby-1", Instance: true, Standby: true, Pool: "recorders", Interval: time.Second, LostAfter: 3 * time.Second,
+					AutoFailback: true, FailbackDelay: 5 * time.Second, CopyMaterial: true, Material: []string{"/srv/standby"}},
+			},
+		},
+		Journal: []Record{
+			rec(10, "takeover_done", "rec-1", "standby", "standby-1"),
+			rec(30, "failback_started", "rec-1", "standby", "standby-1"),
+			rec(30.5, "copy_started", "rec-1", "from", "standby-1"),
+			copyDone(30.6, 1),
+			rec(34, "copy_started", "rec-1", "from", "standby-1"),
+			copyDone(34.1, 0),
+			rec(34.2, "failback_done", "rec-1", "standby", "standby-1"),
+		},
+	}
+	file := func(host, forM, root, path, rel, content string, opened, closed float64) Recorded {
+		return Recorded{Host: host, For: forM, Root: root, Path: path, Rel: rel, Size: int64(len(content)), Hash: hashOf([]byte(content)), Opened: at(opened), Closed: at(closed)}
+	}
+	h.Recorded = []Recorded{
+		file("rec-1", "rec-1", "/srv/rec", "cam-1/seg-0000.rec", "cam-1/seg-0000.rec", "M own zero", -1, -1),
+		file("rec-1", "rec-1", "/srv/rec", "cam-1/seg-0002.rec", "cam-1/seg-0002.rec", "M own two", -1, -1),
+		file("standby-1", "rec-1", "/srv/standby", "rec-1/cam-1/seg-0002.rec", "cam-1/seg-0002.rec", "S the conflict", 10.1, 12),
+		file("standby-1", "rec-1", "/srv/standby", "rec-1/cam-1/seg-0003.rec", "cam-1/seg-0003.rec", "S three", 12.1, 20),
+		file("standby-1", "rec-1", "/srv/standby", "rec-1/cam-1/seg-0004.rec", "cam-1/seg-0004.rec", "S four, written when it let go", 20.1, 30.5),
+	}
+	for _, w := range h.Recorded {
+		h.Material = append(h.Material, FileSeen{Host: w.Host, Root: w.Root, Path: w.Path, Size: w.Size, Hash: w.Hash})
+		if w.Host != w.For && w.Rel != "cam-1/seg-0002.rec" {
+			h.Material = append(h.Material, FileSeen{Host: w.For, Root: "/srv/rec", Path: w.Rel, Size: w.Size, Hash: w.Hash})
+		}
+	}
+	return h
+}
+
+func copyDone(s float64, stillWriting int) Record {
+	r := copyDoneOf("rec-1", s, stillWriting)
+	r.Fields["from"] = "standby-1"
+	return r
+}
+
+// seen returns the index in h.Material of host's file path (-1: none).
+func seen(h *History, host, path string) int {
+	for i, f := range h.Material {
+		if f.Host == host && f.Path == path {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestMaterialIntact(t *testing.T) {
+	res := want(t, recorders())
+	if res.Copies != 1 || res.MaterialFiles != 3 {
+		t.Errorf("copies %d, files compared %d; want 1 failback with a copy and 3 files (the conflict among them)", res.Copies, res.MaterialFiles)
+	}
+	// A file the standby finished before the last copy began is missing at
+	// the member.
+	h := recorders()
+	h.Material = slices.Delete(h.Material, seen(h, "rec-1", "cam-1/seg-0003.rec"), seen(h, "rec-1", "cam-1/seg-0003.rec")+1)
+	want(t, h, PropMaterial)
+	// … or truncated there.
+	h = recorders()
+	h.Material[seen(h, "rec-1", "cam-1/seg-0004.rec")].Size -= 3
+	want(t, h, PropMaterial)
+	// … or there with other content.
+	h = recorders()
+	h.Material[seen(h, "rec-1", "cam-1/seg-0004.rec")].Hash = hashOf([]byte("something else"))
+	want(t, h, PropMaterial)
+	// The conflict overwritten: rec-1's own seg-0002 has the standby's
+	// content.
+	h = recorders()
+	i := seen(h, "rec-1", "cam-1/seg-0002.rec")
+	h.Material[i].Size, h.Material[i].Hash = h.Recorded[2].Size, h.Recorded[2].Hash
+	want(t, h, PropMaterial)
+	// A member's own recording gone (no copy needed for that).
+	h = recorders()
+	h.Journal = nil
+	h.Material = slices.Delete(h.Material, seen(h, "rec-1", "cam-1/seg-0000.rec"), seen(h, "rec-1", "cam-1/seg-0000.rec")+1)
+	want(t, h, PropMaterial)
+	// The standby's recording lost at the standby.
+	h = recorders()
+	h.Material = slices.Delete(h.Material, seen(h, "standby-1", "rec-1/cam-1/seg-0003.rec"), seen(h, "standby-1", "rec-1/cam-1/seg-0003.rec")+1)
+	want(t, h, PropMaterial)
+	// A file the standby closed after the last copy began is not owed.
+	h = recorders()
+	h.Recorded[4].Closed = at(34.05)
+	h.Material = slices.Delete(h.Material, seen(h, "rec-1", "cam-1/seg-0004.rec"), seen(h, "rec-1", "cam-1/seg-0004.rec")+1)
+	if res := want(t, h); res.MaterialFiles != 2 {
+		t.Errorf("files compared %d, want 2 (seg-0004 closed after the copy began)", res.MaterialFiles)
+	}
+}
+
+// A copy that never finished (the schedule ended first, or it failed) is
+// not checked: its files may be missing, its temporary file left.
+func TestMaterialCopyUnfinished(t *testing.T) {
+	h := recorders()
+	h.Journal = h.Journal[:5] // the second pass never reported
+	h.Material = slices.Delete(h.Material, seen(h, "rec-1", "cam-1/seg-0004.rec"), seen(h, "rec-1", "cam-1/seg-0004.rec")+1)
+	h.Material = append(h.Material, FileSeen{Host: "rec-1", Root: "/srv/rec", Path: "cam-1/.seg-0004.rec" + materialcopy.TempSuffix, Size: 5})
+	if res := want(t, h); res.Copies != 0 || res.MaterialFiles != 0 {
+		t.Errorf("copies %d, files %d: a copy that never finished was checked", res.Copies, res.MaterialFiles)
+	}
+	h.Journal = append(h.Journal, rec(35, "copy_failed", "rec-1", "from", "standby-1", "error", "connection reset"))
+	want(t, h)
+}
+
+func TestMaterialTemporaryFileLeft(t *testing.T) {
+	h := recorders()
+	h.Material = append(h.Material, FileSeen{Host: "rec-1", Root: "/srv/rec", Path: "cam-1/.seg-0004.rec" + materialcopy.TempSuffix, Size: 5})
+	want(t, h, PropMaterial)
+	// In a folder no copy ever went to.
+	h = recorders()
+	h.Material = append(h.Material, FileSeen{Host: "standby-1", Root: "/srv/standby", Path: "rec-1/cam-1/.x" + materialcopy.TempSuffix, Size: 5})
+	want(t, h, PropMaterial)
+	// Not a copy's temporary file: a name that merely ends like one.
+	h = recorders()
+	h.Material = append(h.Material, FileSeen{Host: "rec-1", Root: "/srv/rec", Path: "cam-1/x" + materialcopy.TempSuffix, Size: 5})
+	want(t, h)
+}
+
+func TestFailbackAfterCopy(t *testing.T) {
+	// failback_done before the copy was done.
+	h := recorders()
+	h.Journal[6].At = at(33)
+	want(t, h, PropFailbackCopy)
+	// After a copy that still found a file being written.
+	h = recorders()
+	h.Journal = append(h.Journal[:4], h.Journal[6])
+	want(t, h, PropFailbackCopy)
+	// With no copy at all.
+	h = recorders()
+	h.Journal = append(h.Journal[:2], h.Journal[6])
+	want(t, h, PropFailbackCopy)
+	// After a failed copy.
+	h = recorders()
+	h.Journal[5] = rec(34.1, "copy_failed", "rec-1", "from", "standby-1", "error", "disk full")
+	want(t, h, PropFailbackCopy)
+	// Without copy_material nothing is owed.
+	h = recorders()
+	h.Journal = append(h.Journal[:2], h.Journal[6])
+	m := h.Site.Members["rec-1"]
+	m.CopyMaterial = false
+	h.Site.Members["rec-1"] = m
+	want(t, h)
+}
+
+// A failback with a copy is allowed copy.settle more (a second pass for
+// the file the standby was writing when it let go).
+func TestFailbackWaitsForTheCopy(t *testing.T) {
+	h := failbackHistory()
+	h.End = at(100)
+	m := h.Site.Members["main"]
+	m.CopyMaterial = true
+	h.Site.Members["main"] = m
+	h.Site.CopySettle = 30 * time.Second
+	h.Journal = append(h.Journal[:3],
+		rec(40.6, "failback_started", "main", "standby", "backup"),
+		rec(41, "copy_started", "main", "from", "backup"), copyDoneOf("main", 41.1, 1),
+		rec(71.1, "copy_started", "main", "from", "backup"), copyDoneOf("main", 71.2, 0),
+		rec(71.3, "failback_done", "main", "standby", "backup"))
+	h.Routing[len(h.Routing)-1].At = at(71.25)
+	if res := want(t, h); res.Failbacks != 1 {
+		t.Errorf("failbacks %d, want 1", res.Failbacks)
+	}
+	h.Site.CopySettle = 0
+	want(t, h, PropFailback)
+}
+
+func copyDoneOf(member string, s float64, stillWriting int) Record {
+	r := rec(s, "copy_done", member, "from", "backup")
+	r.Fields["still_writing"] = float64(stillWriting)
+	return r
 }

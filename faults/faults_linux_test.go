@@ -4,6 +4,7 @@ package faults
 
 import (
 	"context"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,8 +13,10 @@ import (
 	"time"
 
 	"understudy/drivers/builtin"
+	"understudy/events"
 	"understudy/fixtures/testhost"
 	"understudy/guards"
+	"understudy/runtime/materialcopy"
 )
 
 // ciRuns are the manager-backup schedules CI runs: seed 3 kills main for
@@ -203,6 +206,91 @@ func checkTheChecker(t *testing.T, seed string, h *History) {
 	broken.Journal = append(append([]Record(nil), h.Journal...), Record{At: first.Add(-time.Millisecond), Type: "member_lost", Member: "main", Fields: map[string]any{"reason": "injected"}})
 	broken.Sort()
 	expect(t, seed, "false loss", &broken, PropFalseLoss)
+}
+
+// The shipped recorder-standby site under seed 1 (60 s, no aimed fault),
+// its failback delay shortened to 5 s and copy.settle to 3 s (the site's 1
+// minute and 30 s would not fit in a CI schedule): rec-2 is killed (and the
+// coordinator with it), covered by standby-1, back and failed back with two
+// copy passes (the first finds the file standby-1 was writing when it let
+// go still being written), then rec-1 is stopped, covered and failed back
+// likewise. No violation, and the material check really ran: recordings
+// compared, the name conflict reported by the copy. Then the real history
+// is broken — a copied file removed from the member's folder, one
+// truncated, a copy's temporary file left, failback_done before the copy
+// was done — and the checker must report each.
+func TestRecorderStandbySchedule(t *testing.T) {
+	testhost.RequireRoot(t)
+	testhost.RequireTools(t, "ip", "unshare")
+	out, err := RunSchedule(context.Background(), Options{
+		Binary: binary, Site: "../scripts/recorder-standby/site.yaml", Dir: t.TempDir(),
+		Duration: 60 * time.Second, Registry: builtin.Registry(), Progress: testLog{t},
+		FailbackDelay: 5 * time.Second, CopySettle: 3 * time.Second,
+	}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, res := out.History, out.Result
+	for _, v := range res.Violations {
+		var b strings.Builder
+		Explain(&b, h, v)
+		t.Error(b.String())
+	}
+	rep := NewReport("recorder-standby")
+	rep.Add(h, res)
+	var b strings.Builder
+	rep.WriteText(&b)
+	t.Log(b.String())
+	if res.Copies == 0 || res.MaterialFiles == 0 {
+		t.Fatalf("no failback with a copy was checked (%d failbacks, %d files compared): the schedule did not reach one", res.Copies, res.MaterialFiles)
+	}
+	conflicts := 0
+	for _, r := range h.Journal {
+		if r.Type == events.CopyDone {
+			conflicts += intOf(r.Fields["conflicts"])
+		}
+	}
+	if conflicts == 0 {
+		t.Error("no copy reported the name conflict the emulation makes")
+	}
+	if t.Failed() {
+		return
+	}
+	fb := (&checker{h: h, end: h.End}).copiedFailbacks()[0]
+	var copied Recorded // a recording copied back, not the conflict
+	for _, w := range h.Recorded {
+		if w.Host == fb.standby && w.For == fb.member && !w.Closed.IsZero() && w.Closed.Before(fb.copyStarted) &&
+			!slices.ContainsFunc(h.Recorded, func(o Recorded) bool { return o.Host == fb.member && o.Rel == w.Rel }) {
+			copied = w
+		}
+	}
+	if copied.Path == "" {
+		t.Fatalf("no recording of %s for %s was copied back", fb.standby, fb.member)
+	}
+	root := h.Site.Members[fb.member].Material[0]
+	at := slices.IndexFunc(h.Material, func(f FileSeen) bool { return f.Host == fb.member && f.Root == root && f.Path == copied.Rel })
+	if at < 0 {
+		t.Fatalf("%s not in %s's folder", copied.Rel, fb.member)
+	}
+	broken := *h
+	broken.Material = slices.Delete(slices.Clone(h.Material), at, at+1)
+	expect(t, "seed 1", "a copied file lost", &broken, PropMaterial)
+	broken = *h
+	broken.Material = slices.Clone(h.Material)
+	broken.Material[at].Size--
+	expect(t, "seed 1", "a copied file truncated", &broken, PropMaterial)
+	broken = *h
+	broken.Material = append(slices.Clone(h.Material), FileSeen{Host: fb.member, Root: root, Path: path.Join(path.Dir(copied.Rel), "."+path.Base(copied.Rel)+materialcopy.TempSuffix), Size: 10})
+	expect(t, "seed 1", "a temporary file left", &broken, PropMaterial)
+	broken = *h
+	broken.Journal = slices.Clone(h.Journal)
+	for i, r := range broken.Journal {
+		if r.Type == events.FailbackDone && r.Member == fb.member && r.At.Equal(fb.done) {
+			broken.Journal[i].At = fb.copyStarted.Add(-time.Millisecond)
+		}
+	}
+	broken.Sort()
+	expect(t, "seed 1", "failback_done before the copy was done", &broken, PropFailbackCopy)
 }
 
 func expect(t *testing.T, seed string, what string, h *History, prop string) {

@@ -37,6 +37,15 @@ type History struct {
 	// was reaped and before it started again, and at the end once every
 	// instance has stopped. In the order they were read.
 	Stores []StoreRead `json:"stores"`
+	// Recorded are the files the recorder emulation wrote into the material
+	// folders, as they were when it stopped at the end of the schedule.
+	Recorded []Recorded `json:"recorded,omitempty"`
+	// Material is every file in the members' material folders at the end,
+	// once every instance had stopped.
+	Material []FileSeen `json:"material,omitempty"`
+	// Timing are the flags that changed the site's timing for the run
+	// (--failback-delay, --copy-settle), for the command that reproduces it.
+	Timing string `json:"timing,omitempty"`
 }
 
 // StoreRead is one read of a member's command records.
@@ -103,7 +112,8 @@ type SiteFacts struct {
 	Mode         string                `json:"mode"`  // auto or manual
 	Limit        int                   `json:"limit"` // failovers at once (0: no limit)
 	StartupGrace time.Duration         `json:"startup_grace"`
-	KeepAlive    time.Duration         `json:"keepalive"` // MQTT keep-alive of the instances
+	KeepAlive    time.Duration         `json:"keepalive"`             // MQTT keep-alive of the instances
+	CopySettle   time.Duration         `json:"copy_settle,omitempty"` // copy.settle: a file younger is still being written
 	Members      map[string]MemberFact `json:"members"`
 }
 
@@ -123,6 +133,8 @@ type MemberFact struct {
 	Switcher      string        `json:"switcher,omitempty"`
 	Outputs       []int         `json:"outputs,omitempty"`
 	Inputs        []int         `json:"inputs,omitempty"`
+	CopyMaterial  bool          `json:"copy_material,omitempty"`
+	Material      []string      `json:"material,omitempty"` // duties.material, as site.yaml names them
 }
 
 // ReadStored reads the command records of a member's state store (the

@@ -53,6 +53,9 @@ type HostPlan struct {
 	SiteFile string // its own copy of the site folder's site.yaml
 	StateDir string
 	Log      string // its JSON log
+	// Material are its duties.material folders on this machine, in
+	// site.yaml's order (moved under the host's folder).
+	Material []string
 }
 
 // SwitcherPlan is a switcher driver served by a simulator on the devices host.
@@ -77,6 +80,10 @@ func (p *Plan) Host(member string) (HostPlan, bool) {
 		}
 	}
 	return HostPlan{}, false
+}
+
+func (p *Plan) hostIndex(member string) int {
+	return slices.IndexFunc(p.Hosts, func(h HostPlan) bool { return h.Member == member })
 }
 
 // CoordinatorAddr is the address of the coordinator's host (the broker's).
@@ -203,6 +210,7 @@ func (p *Plan) rewriteMembers() error {
 				for j, v := range l {
 					if s, ok := v.(string); ok {
 						l[j] = local(s)
+						p.Hosts[p.hostIndex(id)].Material = append(p.Hosts[p.hostIndex(id)].Material, l[j].(string))
 					}
 				}
 			}
@@ -368,6 +376,57 @@ func (p *Plan) Write(addrs map[string]string) error {
 	return nil
 }
 
+// Shorten sets the site's failback delay (failover.failback_delay, the
+// members' own and policy.settings.failback_delay where the site has them)
+// and copy.settle for the run, so that a schedule of a minute or two can see
+// a member failed back with its material copied; zero keeps the site's.
+// Call it before Write.
+func (p *Plan) Shorten(failbackDelay, settle time.Duration) {
+	if failbackDelay > 0 {
+		set := func(m map[string]any) {
+			if m != nil {
+				if _, ok := m["failback_delay"]; ok {
+					m["failback_delay"] = failbackDelay.String()
+				}
+			}
+		}
+		fo, _ := p.doc["failover"].(map[string]any)
+		if fo == nil {
+			fo = map[string]any{}
+			p.doc["failover"] = fo
+		}
+		fo["failback_delay"] = failbackDelay.String()
+		if pol, ok := p.doc["policy"].(map[string]any); ok {
+			set(mapOf(pol["settings"]))
+		}
+		list, _ := p.doc["members"].([]any)
+		for _, raw := range list {
+			if m, ok := raw.(map[string]any); ok {
+				set(mapOf(m["failover"]))
+			}
+		}
+		for i := range p.Site.Members {
+			p.Site.Members[i].Settings.FailbackDelay = failbackDelay
+		}
+		if _, ok := p.Site.Policy.Settings["failback_delay"].(string); ok {
+			p.Site.Policy.Settings["failback_delay"] = failbackDelay.String()
+		}
+		p.note("failback delay shortened to %s for the run (--failback-delay)", failbackDelay)
+	}
+	if settle > 0 {
+		c, _ := p.doc["copy"].(map[string]any)
+		if c == nil {
+			c = map[string]any{}
+			p.doc["copy"] = c
+		}
+		c["settle"] = settle.String()
+		p.Site.Copy.Settle = config.Duration(settle)
+		p.note("copy.settle shortened to %s for the run (--copy-settle)", settle)
+	}
+}
+
+func mapOf(v any) map[string]any { m, _ := v.(map[string]any); return m }
+
 func keep(m map[string]any, keys ...string) map[string]any {
 	out := map[string]any{}
 	for _, k := range keys {
@@ -427,7 +486,7 @@ func (p *Plan) Facts() SiteFacts {
 	f := SiteFacts{
 		Name: s.Name, Coordinator: s.Coordinator, Mode: s.Failover.Mode, Limit: s.Failover.Limit,
 		StartupGrace: s.Heartbeat.StartupGrace.D(), KeepAlive: s.Bus.KeepAlive.D(),
-		Members: map[string]MemberFact{},
+		CopySettle: s.CopySettle(), Members: map[string]MemberFact{},
 	}
 	settings := s.Policy.Settings
 	for _, m := range s.Members {
@@ -438,6 +497,7 @@ func (p *Plan) Facts() SiteFacts {
 			Interval:  m.Heartbeat.D(), LostAfter: m.LostAfter.D(), Delay: m.Settings.Delay,
 			AutoFailback: m.Settings.AutoFailback, FailbackDelay: m.Settings.FailbackDelay,
 			Switcher: m.Duties.Switcher, Outputs: m.Duties.Outputs, Inputs: m.Duties.Inputs,
+			CopyMaterial: m.Settings.CopyMaterial, Material: m.Duties.Material,
 		}
 		if !m.Settings.TakeOutputs {
 			mf.Outputs = nil

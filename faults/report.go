@@ -33,8 +33,10 @@ type Report struct {
 	Covers     int                     `json:"covers"`       // outages that had to be covered
 	Failbacks  int                     `json:"failbacks"`    // returns that had to be failed back
 	Queued     int                     `json:"queued"`
-	Actions    int                     `json:"actions"` // action executions read at the members
-	Losses     int                     `json:"losses"`  // member_lost records judged
+	Actions    int                     `json:"actions"`        // action executions read at the members
+	Losses     int                     `json:"losses"`         // member_lost records judged
+	Copies     int                     `json:"copies"`         // failbacks with a copy whose material was compared
+	Material   int                     `json:"material_files"` // recordings compared for them
 	Violations []ScheduleViolation     `json:"violations"`
 	CoverTimes map[OpKind]Distribution `json:"time_to_cover"` // by the kind of fault that began the outage
 	Notes      []string                `json:"notes,omitempty"`
@@ -94,6 +96,8 @@ func (r *Report) Add(h *History, res Result) {
 	r.Queued += res.Queued
 	r.Actions += res.Actions
 	r.Losses += res.Losses
+	r.Copies += res.Copies
+	r.Material += res.MaterialFiles
 	for _, v := range res.Violations {
 		r.Violations = append(r.Violations, ScheduleViolation{Seed: h.Seed, Violation: v})
 	}
@@ -174,6 +178,9 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "aimed faults: %s\n", strings.Join(aimed, ", "))
 	}
 	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d failback(s), %d member_lost record(s), %d command record(s) read at members; %d outage(s) queued (no free standby)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued)
+	if r.Copies > 0 {
+		fmt.Fprintf(w, "material: %d recording(s) compared after %d failback(s) with a copy\n", r.Material, r.Copies)
+	}
 	if len(r.CoverTimes) > 0 {
 		fmt.Fprintln(w, "time to cover (fault → takeover_done), seconds:")
 		for _, k := range OpKinds {
@@ -218,7 +225,7 @@ func seedList(s []uint64) string {
 // timeline around it from every source.
 func Explain(w io.Writer, h *History, v Violation) {
 	fmt.Fprintf(w, "VIOLATION %s (seed %d): %s: %s\n", v.Property, h.Seed, v.Member, v.Message)
-	fmt.Fprintf(w, "reproduce: understudy faults -c site.yaml --schedules 1 %s\n", h.Schedule.Flags())
+	fmt.Fprintf(w, "reproduce: understudy faults -c site.yaml --schedules 1 %s\n", strings.TrimSpace(h.Schedule.Flags()+" "+h.Timing))
 	fmt.Fprint(w, h.Schedule.String())
 	fmt.Fprintf(w, "timeline %s … %s (schedule started %s):\n", clock(v.From), clock(v.To), clock(h.Start))
 	Timeline(w, h, v.From, v.To)

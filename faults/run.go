@@ -1,7 +1,9 @@
 package faults
 
 import (
+	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"understudy/drivers"
@@ -37,6 +39,10 @@ type Options struct {
 	Schedule *Schedule
 	// Env is added to the instances' environment.
 	Env []string
+	// FailbackDelay and CopySettle, when not zero, replace the site's
+	// failback delay and copy.settle for the run (Plan.Shorten): a schedule
+	// of a minute can then see a failback with its material copy.
+	FailbackDelay, CopySettle time.Duration
 	// Bounds are the checker's slack (zero: the defaults).
 	Bounds Bounds
 	// Registry names the driver kinds.
@@ -51,4 +57,17 @@ type Outcome struct {
 	Notes   []string
 	History *History
 	Result  Result
+}
+
+// timingFlags are the flags of understudy faults that set o's timing
+// overrides ("" without any).
+func (o Options) timingFlags() string {
+	var f []string
+	if o.FailbackDelay > 0 {
+		f = append(f, fmt.Sprintf("--failback-delay %s", o.FailbackDelay))
+	}
+	if o.CopySettle > 0 {
+		f = append(f, fmt.Sprintf("--copy-settle %s", o.CopySettle))
+	}
+	return strings.Join(f, " ")
 }

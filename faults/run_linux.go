@@ -48,6 +48,7 @@ func RunSchedule(ctx context.Context, opts Options, seed uint64) (_ *Outcome, er
 	if err != nil {
 		return nil, err
 	}
+	plan.Shorten(opts.FailbackDelay, opts.CopySettle)
 	nf, err := newNetFaults()
 	if err != nil {
 		return nil, err
@@ -70,6 +71,7 @@ type runner struct {
 	hosts map[string]*testhost.Host // by label: member id or DevicesHost
 	procs map[string]*instance
 	sims  map[string]drivers.SwitcherSim
+	rec   *recorder // the recorder emulation (nil: no material folders)
 
 	mu      sync.Mutex
 	routing []RouteSeen
@@ -150,6 +152,11 @@ func (r *runner) setUp() error {
 	}
 	if err := r.plan.Write(addrs); err != nil {
 		return err
+	}
+	if r.rec = newRecorder(r.plan, r.seed); r.rec != nil {
+		if err := r.rec.seedOwn(r.plan, time.Now()); err != nil {
+			return err
+		}
 	}
 	for _, h := range r.plan.Hosts {
 		args := []string{"run", "-c", h.SiteFile, "--member", h.Member, "--state", h.StateDir, "--log-format", "json", "--log-level", "info"}
@@ -277,11 +284,18 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	}
 	r.logf("site up; %d faults over %s", len(sched.Ops), sched.Duration)
 
-	h := &History{Seed: r.seed, Site: r.plan.Facts(), Schedule: sched}
+	h := &History{Seed: r.seed, Site: r.plan.Facts(), Schedule: sched, Timing: r.opts.timingFlags()}
 	h.Start = time.Now()
 	h.End = h.Start.Add(sched.Duration)
+	recorded := make(chan struct{})
+	if r.rec != nil {
+		go func() { defer close(recorded); r.record(ctx, h.End) }()
+	} else {
+		close(recorded)
+	}
 	ops := r.nemesis(ctx, h.Start, h.End, sched)
 	h.Ops = ops
+	<-recorded
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("schedule interrupted: %w", err)
 	}
@@ -309,6 +323,12 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	r.mu.Lock()
 	h.Stores = slices.Clone(r.stores)
 	r.mu.Unlock()
+	if r.rec != nil {
+		h.Recorded, err = r.rec.finish()
+		errs = append(errs, err)
+		h.Material, err = ListMaterial(r.plan)
+		errs = append(errs, err)
+	}
 	h.Sort()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -477,6 +497,28 @@ func (r *runner) revert(o Op) error {
 		r.sims[o.Driver].DropNext(0)
 	}
 	return nil
+}
+
+// record runs the recorder emulation until end (or ctx ends): it follows
+// the coordinator's journal and appends to the recordings every recTick.
+func (r *runner) record(ctx context.Context, end time.Time) {
+	ctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	tail := &journalTail{path: r.journalPath()}
+	t := time.NewTicker(recTick)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		for _, rec := range tail.next() {
+			r.rec.observe(rec, now)
+		}
+		r.rec.tick(now)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // aimPoll is how often an aimed fault reads the coordinator's journal.

@@ -33,6 +33,8 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	aim := fs.String("aim", "takeover,failback", "add to each schedule a fault aimed at one of these phases (takeover, failback), landing within milliseconds of the coordinator's journal showing it begin; \"\" for none")
 	deviceFaults := fs.Bool("device-faults", true, "switchers also refuse or drop commands (switcher_refuse, switcher_drop)")
 	lanDown := fs.Bool("lan-down", true, "one schedule in two also has the whole LAN down at a random time (lan_down)")
+	failbackDelay := fs.Duration("failback-delay", 0, "replace the site's failback delay for the run (0: the site's), so that a short schedule sees failbacks")
+	copySettle := fs.Duration("copy-settle", 0, "replace the site's copy.settle for the run (0: the site's)")
 	out := fs.String("out", "", "keep every run here (site copies, logs, journals, history.json, report.json); default: a temporary folder kept only when a schedule fails")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
@@ -48,8 +50,8 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		}
 		phases = append(phases, p)
 	}
-	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim {
-		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--lan-down=false] [--out DIR]")
+	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || *failbackDelay < 0 || *copySettle < 0 {
+		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--lan-down=false] [--failback-delay D] [--copy-settle D] [--out DIR]")
 		return 2
 	}
 	if runtime.GOOS != "linux" {
@@ -81,7 +83,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	opts := faults.Options{
 		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
-		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown,
+		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
 		Registry: builtin.Registry(), Progress: stderr,
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)
