@@ -36,16 +36,26 @@ bench:
 # SCHEDULES per site (default 200) from seed SEED (default 1), each DURATION
 # long (default 60s). Hours on a 2-core machine; not part of make test.
 # Reproduce one schedule: make faults SEED=S SCHEDULES=1 (FAULTS_SITES=… for
-# one site). Runs with a violation are kept (their folder is printed).
+# one site). Runs with a violation are kept (their folder is printed). The
+# recorder site runs with its failback delay and copy settle shortened, so
+# that a minute sees failbacks with copies. A whole run (the default
+# SCHEDULES and FAULTS_SITES) writes each site's report to faults/results/
+# and the table to faults/results.md and the README (tools/faultstable).
 SCHEDULES ?= 200
 SEED ?= 1
 DURATION ?= 60s
-FAULTS_SITES ?= scripts/manager-backup scripts/recorder-standby scripts/vms-pool
+ALL_FAULT_SITES := scripts/manager-backup scripts/recorder-standby scripts/vms-pool
+FAULTS_SITES ?= $(ALL_FAULT_SITES)
+WHOLE_FAULTS_RUN := $(and $(filter 200,$(SCHEDULES)),$(if $(filter-out $(FAULTS_SITES),$(ALL_FAULT_SITES)),,yes))
 
 faults: build
 	@rc=0; for s in $(FAULTS_SITES); do \
-		./$(BIN) faults -c $$s/site.yaml --schedules $(SCHEDULES) --seed $(SEED) --duration $(DURATION) || rc=1; \
-	done; exit $$rc
+		case $$s in *recorder-standby) timing="--failback-delay 5s --copy-settle 3s";; *) timing="";; esac; \
+		results=""; if [ -n "$(WHOLE_FAULTS_RUN)" ]; then mkdir -p faults/results; results="--results faults/results/$${s##*/}.json"; fi; \
+		./$(BIN) faults -c $$s/site.yaml --schedules $(SCHEDULES) --seed $(SEED) --duration $(DURATION) $$timing $$results || rc=1; \
+	done; \
+	if [ -n "$(WHOLE_FAULTS_RUN)" ]; then $(GO) run ./tools/faultstable -out faults/results.md -readme README.md faults/results/*.json || rc=1; fi; \
+	exit $$rc
 
 # The platforms understudy builds for besides this one (README "Platforms"):
 # lint builds the binary and vets every package, tests included, for each.

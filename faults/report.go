@@ -40,7 +40,12 @@ type Report struct {
 	Violations []ScheduleViolation     `json:"violations"`
 	CoverTimes map[OpKind]Distribution `json:"time_to_cover"` // by the kind of fault that began the outage
 	Notes      []string                `json:"notes,omitempty"`
-	times      map[OpKind][]time.Duration
+	// Failed is how many schedules could not run; Duration each
+	// schedule's length; Started when the run began.
+	Failed   int           `json:"failed,omitempty"`
+	Duration time.Duration `json:"duration,omitempty"`
+	Started  time.Time     `json:"started,omitzero"`
+	times    map[OpKind][]time.Duration
 }
 
 // ScheduleViolation is a violation with its seed.

@@ -315,21 +315,30 @@ var ErrNoMarkers = errors.New("no " + BeginMarker + " … " + EndMarker + " mark
 // ReplaceBetween returns doc with what lies between the begin and end
 // markers replaced by block (the markers stay, each on its own line).
 func ReplaceBetween(doc, block string) (string, error) {
-	i := strings.Index(doc, BeginMarker)
-	j := strings.Index(doc, EndMarker)
+	return ReplaceBetweenMarkers(doc, BeginMarker, EndMarker, block)
+}
+
+// ReplaceBetweenMarkers is ReplaceBetween with other markers (another
+// generated table of the same document).
+func ReplaceBetweenMarkers(doc, begin, end, block string) (string, error) {
+	i := strings.Index(doc, begin)
+	j := strings.Index(doc, end)
 	if i < 0 || j < 0 {
-		return "", ErrNoMarkers
+		if begin == BeginMarker {
+			return "", ErrNoMarkers
+		}
+		return "", fmt.Errorf("no %s … %s markers", begin, end)
 	}
 	if j < i {
-		return "", fmt.Errorf("%s comes before %s", EndMarker, BeginMarker)
+		return "", fmt.Errorf("%s comes before %s", end, begin)
 	}
-	if strings.Count(doc, BeginMarker) > 1 || strings.Count(doc, EndMarker) > 1 {
-		return "", fmt.Errorf("more than one %s or %s", BeginMarker, EndMarker)
+	if strings.Count(doc, begin) > 1 || strings.Count(doc, end) > 1 {
+		return "", fmt.Errorf("more than one %s or %s", begin, end)
 	}
 	if !strings.HasSuffix(block, "\n") {
 		block += "\n"
 	}
-	return doc[:i] + BeginMarker + "\n" + block + doc[j:], nil
+	return doc[:i] + begin + "\n" + block + doc[j:], nil
 }
 
 // UpdateReadme rewrites the table between the markers of the README at path.

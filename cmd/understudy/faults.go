@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -35,6 +36,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	lanDown := fs.Bool("lan-down", true, "one schedule in two also has the whole LAN down at a random time (lan_down)")
 	failbackDelay := fs.Duration("failback-delay", 0, "replace the site's failback delay for the run (0: the site's), so that a short schedule sees failbacks")
 	copySettle := fs.Duration("copy-settle", 0, "replace the site's copy.settle for the run (0: the site's)")
+	results := fs.String("results", "", "also write the run's report (JSON) to this file, for tools/faultstable (make faults)")
 	out := fs.String("out", "", "keep every run here (site copies, logs, journals, history.json, report.json); default: a temporary folder kept only when a schedule fails")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
@@ -88,6 +90,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)
 	report := faults.NewReport(*sitePath)
+	report.Duration, report.Started = *duration, time.Now().UTC().Truncate(time.Second)
 	failed := 0
 	for i := range *schedules {
 		s := *seed + uint64(i)
@@ -130,6 +133,13 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%d schedule(s) could not run\n", failed)
 		keep = true
 	}
+	report.Failed = failed
+	if *results != "" {
+		if err := writeReport(*results, report); err != nil {
+			fmt.Fprintln(stderr, "understudy faults:", err)
+			return 1
+		}
+	}
 	if keep {
 		fmt.Fprintf(stdout, "runs kept in %s\n", dir)
 	} else {
@@ -139,4 +149,20 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// writeReport writes the run's report as JSON to path, atomically.
+func writeReport(path string, r *faults.Report) error {
+	var b bytes.Buffer
+	if err := r.WriteJSON(&b); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	return nil
 }
