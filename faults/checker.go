@@ -268,11 +268,15 @@ func (c *checker) falseLoss(r *Result) {
 // lostAfter before a loss at t, with no kill of the coordinator since it
 // began. The stall rule gives every member, away or not, a fresh lostAfter
 // from the moment the loop runs again, so a loss this early is the
-// silence the stall made being judged.
+// silence the stall made being judged. A stopped process records nothing,
+// so a loss recorded once the stop had taken hold but before its end was
+// stamped (the nemesis stamps it after sending SIGCONT, and the process
+// may run first) came after the wake too.
 func (c *checker) judgedAfterStall(t time.Time, lostAfter time.Duration) (span, bool) {
+	const takesHold = 100 * time.Millisecond
 	kills := c.procDown(c.coord, OpKill)
 	for _, s := range c.procDown(c.coord, OpStop) {
-		if s.To.Sub(s.From) < lostAfter || !s.To.Before(c.end) || t.Before(s.To) || t.Sub(s.To) >= lostAfter/2 {
+		if s.To.Sub(s.From) < lostAfter || !s.To.Before(c.end) || t.Before(s.From.Add(takesHold)) || t.Sub(s.To) >= lostAfter/2 {
 			continue
 		}
 		if len(kills.overlapping(span{s.From, t})) == 0 {

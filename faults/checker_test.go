@@ -411,7 +411,13 @@ func TestFalseLossRightAfterTheCoordinatorsStall(t *testing.T) {
 			t.Errorf("a loss a fresh lost_after after the wake reported: %s", v)
 		}
 	}
-	// The same loss right at the wake is the stall judged.
+	// The same loss right at the wake is the stall judged; also one
+	// recorded a moment before the stop's end was stamped (the process
+	// may run before the nemesis notes the time).
+	h.Journal = []Record{rec(14.999, "member_lost", "main", "reason", "connection dropped (Last Will)")}
+	if res := Check(h, Bounds{}); !slices.ContainsFunc(res.Violations, func(v Violation) bool { return v.Property == PropFalseLoss }) {
+		t.Error("a loss recorded 1 ms before the stop's end was stamped was not reported")
+	}
 	h.Journal = []Record{rec(15.02, "member_lost", "main", "reason", "no heartbeat for 3s")}
 	res = Check(h, Bounds{})
 	found := false
