@@ -124,11 +124,17 @@ type checker struct {
 	b     Bounds
 	end   time.Time
 	coord string
+	// broker is the label of the broker's host: the coordinator's, or
+	// BrokerHost with an external broker.
+	broker string
 }
 
 // Check verifies the properties on h. Zero bounds take the defaults.
 func Check(h *History, b Bounds) Result {
-	c := &checker{h: h, b: b.withDefaults(h.Site), end: h.End, coord: h.Site.Coordinator}
+	c := &checker{h: h, b: b.withDefaults(h.Site), end: h.End, coord: h.Site.Coordinator, broker: h.Site.Coordinator}
+	if h.Site.Broker != "" {
+		c.broker = BrokerHost
+	}
 	var r Result
 	c.falseLoss(&r)
 	c.coverage(&r)
@@ -176,7 +182,8 @@ func (c *checker) linkDown(host string) spans {
 }
 
 // cut is when hosts a and b could not reach each other (a partition that
-// puts them apart, or a broker cut between them).
+// puts them apart, or a broker cut between them: a member and the broker's
+// host).
 func (c *checker) cut(a, b string) spans {
 	return c.opSpans(func(o Op) bool {
 		switch o.Kind {
@@ -184,7 +191,7 @@ func (c *checker) cut(a, b string) spans {
 			return slices.Contains(o.Groups[0], a) && slices.Contains(o.Groups[1], b) ||
 				slices.Contains(o.Groups[0], b) && slices.Contains(o.Groups[1], a)
 		case OpBrokerCut:
-			return o.Member == a && b == c.coord || o.Member == b && a == c.coord
+			return o.Member == a && b == c.broker || o.Member == b && a == c.broker
 		}
 		return false
 	})
@@ -192,19 +199,28 @@ func (c *checker) cut(a, b string) spans {
 
 // away is when member could not take part in the site through its own
 // faults: process killed or stopped, link down, cut off from the broker's
-// host.
+// host (the coordinator's, or the broker host with an external broker).
 func (c *checker) away(member string) spans {
 	s := c.procDown(member, OpKill, OpStop)
 	s = append(s, c.linkDown(member)...)
-	if member != c.coord {
-		s = append(s, c.cut(member, c.coord)...)
+	if member != c.broker {
+		s = append(s, c.cut(member, c.broker)...)
 	}
 	return s.merge(0)
 }
 
-// coordTrouble is when the coordinator (and the broker it embeds) could
-// not decide or hear anyone.
-func (c *checker) coordTrouble() spans { return c.away(c.coord) }
+// brokerDown is when an external broker was gone for everyone: killed, or
+// its host's link down. Nobody could hear anybody.
+func (c *checker) brokerDown() spans {
+	if c.broker == c.coord {
+		return nil // embedded: it goes with the coordinator (away)
+	}
+	return c.opSpans(func(o Op) bool { return o.Kind == OpBrokerKill || o.Kind == OpLinkDown && o.Host == c.broker })
+}
+
+// coordTrouble is when the coordinator could not decide or hear anyone:
+// away itself (with the broker it embeds), or an external broker down.
+func (c *checker) coordTrouble() spans { return append(c.away(c.coord), c.brokerDown()...).merge(0) }
 
 // deviceTrouble is when the coordinator could not reach the switchers.
 func (c *checker) deviceTrouble() spans {
@@ -215,13 +231,20 @@ func (c *checker) deviceTrouble() spans {
 // before it judges again: a restarted coordinator waits startup_grace for
 // members it has not heard; any other trouble needs the members' next
 // heartbeats (the stall rule: nobody is judged until they had a fresh
-// lost_after).
+// lost_after). With an external broker any trouble may have ended the
+// coordinator's own connection to it (the broker killed, the coordinator
+// cut off, unplugged or stopped past 1.5 keep-alives), and back on the bus
+// it gives every member it has not heard since the startup grace
+// (members.Table.SetConnected).
 func (c *checker) graceAfter(s span, lostAfter time.Duration) time.Duration {
 	g := c.b.Reconnect + lostAfter + c.b.Detect
 	for _, k := range c.procDown(c.coord, OpKill) {
 		if k.To.Equal(s.To) || k.overlaps(s) {
 			g = max(g, c.h.Site.StartupGrace+c.b.Reconnect)
 		}
+	}
+	if c.broker != c.coord {
+		g = max(g, c.b.Reconnect+max(c.h.Site.StartupGrace, lostAfter)+c.b.Detect)
 	}
 	return g
 }
@@ -380,8 +403,8 @@ func (c *checker) startedBy(member string, from time.Time) OpKind {
 			continue
 		}
 		apart := func(g [2][]string) bool {
-			return slices.Contains(g[0], member) && slices.Contains(g[1], c.coord) ||
-				slices.Contains(g[1], member) && slices.Contains(g[0], c.coord)
+			return slices.Contains(g[0], member) && slices.Contains(g[1], c.broker) ||
+				slices.Contains(g[1], member) && slices.Contains(g[0], c.broker)
 		}
 		hits := o.Member == member || o.Host == member || o.Kind == OpPartition && apart(o.Groups) || o.Kind == OpLANDown
 		if d := from.Sub(o.Start); hits && d < best {

@@ -627,3 +627,105 @@ func copyDoneOf(member string, s float64, stillWriting int) Record {
 	r.Fields["still_writing"] = float64(stillWriting)
 	return r
 }
+
+// onMosquitto is managerBackup on an external broker (Debian's mosquitto
+// on the broker host).
+func onMosquitto(h *History) *History {
+	h.Site.Broker = BrokerMosquitto
+	return h
+}
+
+// mainKilledDuringBrokerKill is main killed at +12 s (never restarted)
+// while the external broker is down from +10 s to +14 s, and taken over at
+// +takeover s.
+func mainKilledDuringBrokerKill(takeover float64) *History {
+	h := onMosquitto(managerBackup())
+	h.Ops = []Op{op(OpBrokerKill, "", 10, 14), op(OpKill, "main", 12, 0)}
+	h.Journal = []Record{
+		rec(takeover-0.1, "member_lost", "main", "reason", "no heartbeat"),
+		rec(takeover-0.05, "takeover_started", "main", "standby", "backup"),
+		rec(takeover, "takeover_done", "main", "standby", "backup"),
+	}
+	h.Routing = append(h.Routing, routes(takeover-0.02, 3, 4, 3, 4))
+	return h
+}
+
+// While the external broker is down nobody hears anybody: an outage that
+// overlaps it is judged from when the coordinator is back on the bus and
+// gave every member the startup grace (reconnect 6 s + startup_grace 5 s +
+// detect 1 s after +14 s, then lost_after + detect + cover: +33 s). Taken
+// over at +20.5 s is in time; never taken over is a violation; the same
+// takeover without the broker kill is late (bound +19 s).
+func TestCoverageWaitsForTheBroker(t *testing.T) {
+	res := want(t, mainKilledDuringBrokerKill(20.5))
+	if len(res.Covers) != 1 || !res.Covers[0].OK || res.Covers[0].Kind != OpKill || !res.Covers[0].Deadline.Equal(at(33)) {
+		t.Errorf("covers %+v, want main's kill covered, bound +33 s", res.Covers)
+	}
+	want(t, mainKilledDuringBrokerKill(32.5))
+	want(t, mainKilledDuringBrokerKill(33.5), PropCoverage)
+	h := mainKilledDuringBrokerKill(20.5)
+	h.Journal = h.Journal[:2] // no takeover_done
+	want(t, h, PropCoverage)
+	h = mainKilledDuringBrokerKill(20.5)
+	h.Ops = h.Ops[1:] // no broker kill: the bound is +19 s
+	want(t, h, PropCoverage)
+}
+
+// A loss during the broker's outage, or within the slack after it, is no
+// false loss; a healthy member judged lost long after the broker came
+// back is.
+func TestFalseLossAroundABrokerKill(t *testing.T) {
+	h := onMosquitto(managerBackup())
+	h.Ops = []Op{op(OpBrokerKill, "", 10, 14)}
+	for _, s := range []float64{12, 14.5, 21} {
+		h.Journal = []Record{rec(s, "member_lost", "main", "reason", "no heartbeat")}
+		want(t, h)
+	}
+	h.Journal = []Record{rec(25, "member_lost", "main", "reason", "no heartbeat")}
+	want(t, h, PropFalseLoss)
+	// A broker kill is nothing with the embedded broker (it cannot happen).
+	h.Site.Broker = ""
+	h.Journal = []Record{rec(12, "member_lost", "main", "reason", "no heartbeat")}
+	want(t, h, PropFalseLoss)
+}
+
+// With an external broker, being cut off from the broker means from the
+// broker's host: a partition that keeps main and the coordinator together
+// but away from the broker takes both off the bus (with the embedded
+// broker the two together are on it: main's loss is false), and a broker
+// cut leaves main away even though it still reaches the coordinator's
+// host.
+func TestExternalBrokerCuts(t *testing.T) {
+	h := onMosquitto(managerBackup())
+	h.Ops = []Op{{Kind: OpPartition, Groups: [2][]string{{"backup", "main"}, {BrokerHost, "devices"}}, Start: at(10), End: at(20)}}
+	h.Journal = []Record{rec(15, "member_lost", "main", "reason", "no heartbeat")}
+	want(t, h)
+	h.Site.Broker = ""
+	h.Ops[0].Groups = [2][]string{{"backup", "main"}, {"devices"}}
+	want(t, h, PropFalseLoss)
+
+	// main cut off from the broker host for 20 s: lost and covered in time.
+	h = onMosquitto(managerBackup())
+	h.Ops = []Op{op(OpBrokerCut, "main", 10, 30)}
+	h.Journal = []Record{rec(11.2, "member_lost", "main"), rec(11.3, "takeover_started", "main", "standby", "backup"), rec(11.5, "takeover_done", "main", "standby", "backup")}
+	h.Routing = append(h.Routing, routes(11.4, 3, 4, 3, 4))
+	want(t, h)
+	h.Journal = h.Journal[:1]
+	want(t, h, PropCoverage)
+	// The main side of a partition with the broker on the other: away.
+	h.Ops = []Op{{Kind: OpPartition, Groups: [2][]string{{"main"}, {"backup", BrokerHost, "devices"}}, Start: at(10), End: at(30)}}
+	want(t, h, PropCoverage)
+}
+
+// With an external broker, the coordinator's link down cuts it off from
+// the broker (and the switchers): back on the bus, it gives every member
+// the startup grace, so main killed meanwhile is judged from then (bound
+// +14 + 12 + 7 = +33 s); with the embedded broker the members' next
+// heartbeats decide (+14 + 8 + 7 = +29 s).
+func TestCoordinatorUnpluggedFromAnExternalBroker(t *testing.T) {
+	h := mainKilledDuringBrokerKill(31)
+	h.Ops[0] = op(OpLinkDown, "backup", 10, 14)
+	want(t, h)
+	h.Site.Broker = ""
+	want(t, h, PropCoverage)
+}

@@ -411,3 +411,56 @@ func stallSchedule(coord, protected string) *Schedule {
 		{ID: 2, Kind: OpKill, Member: protected, At: 10 * time.Second, For: 8 * time.Second},
 	}}
 }
+
+// The manager-backup site on Debian's mosquitto (a host of its own, the
+// files of broker-config): the broker killed for 4 s, main killed while it
+// is down and never restarted. Nobody hears anybody meanwhile; once the
+// broker is back every instance reconnects, the coordinator gives main the
+// startup grace, declares it lost and covers it. No violation, and main's
+// outage was covered.
+func TestMosquittoBrokerKilled(t *testing.T) {
+	testhost.RequireRoot(t)
+	testhost.RequireTools(t, "ip", "unshare", "mosquitto")
+	sched := &Schedule{Duration: 32 * time.Second, Broker: BrokerMosquitto, Ops: []Op{
+		{ID: 1, Kind: OpBrokerKill, At: 6 * time.Second, For: 4 * time.Second},
+		{ID: 2, Kind: OpKill, Member: "main", At: 8 * time.Second},
+	}}
+	out, err := RunSchedule(context.Background(), Options{
+		Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
+		Registry: builtin.Registry(), Progress: testLog{t}, Broker: BrokerMosquitto, Schedule: sched,
+	}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, res := out.History, out.Result
+	for _, o := range h.Ops {
+		if o.Err != "" || o.Start.IsZero() {
+			t.Fatalf("fault %s not injected", o)
+		}
+	}
+	for _, v := range res.Violations {
+		var b strings.Builder
+		Explain(&b, h, v)
+		t.Error(b.String())
+	}
+	rep := NewReport("manager-backup on mosquitto")
+	rep.Add(h, res)
+	var b strings.Builder
+	rep.WriteText(&b)
+	t.Log(b.String())
+	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
+		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
+	}
+	// The kill hit: the coordinator lost its connection to mosquitto and
+	// connected again once it was back.
+	kill := h.Ops[0]
+	lost := slices.IndexFunc(h.Logs, func(l LogLine) bool {
+		return l.Member == "backup" && l.Msg == "bus connection lost; reconnecting" && !l.At.Before(kill.Start) && l.At.Before(kill.End)
+	})
+	back := slices.IndexFunc(h.Logs, func(l LogLine) bool {
+		return l.Member == "backup" && l.Msg == "bus connected" && !l.At.Before(kill.End)
+	})
+	if lost < 0 || back < 0 {
+		t.Errorf("the coordinator's log does not show its bus connection lost while mosquitto was down (%v) and connected again after (%v)", lost >= 0, back >= 0)
+	}
+}

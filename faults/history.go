@@ -107,14 +107,17 @@ type RouteSeen struct {
 // SiteFacts are what the checker needs to know of the site (from
 // site.yaml as loaded by runtime/config).
 type SiteFacts struct {
-	Name         string                `json:"name"`
-	Coordinator  string                `json:"coordinator"`
-	Mode         string                `json:"mode"`  // auto or manual
-	Limit        int                   `json:"limit"` // failovers at once (0: no limit)
-	StartupGrace time.Duration         `json:"startup_grace"`
-	KeepAlive    time.Duration         `json:"keepalive"`             // MQTT keep-alive of the instances
-	CopySettle   time.Duration         `json:"copy_settle,omitempty"` // copy.settle: a file younger is still being written
-	Members      map[string]MemberFact `json:"members"`
+	Name         string        `json:"name"`
+	Coordinator  string        `json:"coordinator"`
+	Mode         string        `json:"mode"`  // auto or manual
+	Limit        int           `json:"limit"` // failovers at once (0: no limit)
+	StartupGrace time.Duration `json:"startup_grace"`
+	KeepAlive    time.Duration `json:"keepalive"`             // MQTT keep-alive of the instances
+	CopySettle   time.Duration `json:"copy_settle,omitempty"` // copy.settle: a file younger is still being written
+	// Broker is the external broker on its own host (BrokerHost), "" when
+	// the broker is embedded in the coordinator's process.
+	Broker  string                `json:"broker,omitempty"`
+	Members map[string]MemberFact `json:"members"`
 }
 
 // MemberFact is one member as the checker sees it.

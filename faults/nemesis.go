@@ -40,10 +40,15 @@ const (
 	// OpLANDown: the whole LAN down: every host's cable pulled at once (the
 	// devices host's too), plugged back after For.
 	OpLANDown OpKind = "lan_down"
+	// OpBrokerKill: SIGKILL of the external broker (mosquitto on its own
+	// host): every connection ends at once, no Last Will is published and
+	// it forgets every retained message; started again after For. Only with
+	// an external broker (Target.Broker).
+	OpBrokerKill OpKind = "broker_kill"
 )
 
 // OpKinds lists every kind, in report order.
-var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop}
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop}
 
 // Phases a fault can be aimed at (Target.Aim): it waits, from its time, for
 // the coordinator's journal to show the phase beginning (takeover_started,
@@ -52,6 +57,11 @@ var AimPhases = []string{PhaseTakeover, PhaseFailback}
 
 // DevicesHost is the host label of the switcher simulators.
 const DevicesHost = "devices"
+
+// BrokerHost is the host label of an external broker (Options.Broker
+// mosquitto); with the embedded broker, the coordinator's host is the
+// broker's.
+const BrokerHost = "broker"
 
 // Op is one fault of a schedule. At and For are planned offsets from the
 // start of the schedule; Start and End are when the runner really began and
@@ -106,6 +116,8 @@ func (o Op) String() string {
 		what = fmt.Sprintf("switcher %s drops the connection of the next %d command(s)", o.Driver, o.Count)
 	case OpLANDown:
 		what = "the whole LAN down"
+	case OpBrokerKill:
+		what = "kill -9 the broker (mosquitto)"
 	}
 	when := "at +" + o.At.Round(time.Millisecond).String()
 	if o.Aim != "" {
@@ -134,6 +146,8 @@ func (o Op) resource() string {
 		return "link:" + o.Host
 	case OpPartition, OpBrokerCut, OpLANDown:
 		return "net"
+	case OpBrokerKill:
+		return "broker"
 	default:
 		return "switcher:" + o.Driver
 	}
@@ -154,14 +168,22 @@ type Schedule struct {
 	Aim          []string `json:"aim,omitempty"`
 	DeviceFaults bool     `json:"device_faults,omitempty"`
 	LANDown      bool     `json:"lan_down,omitempty"`
-	MaxOps       int      `json:"max_ops,omitempty"`
-	Ops          []Op     `json:"ops"`
+	// Broker is the external broker the schedule was drawn for ("": the
+	// embedded one): it adds a broker kill and puts the broker's host in
+	// the partitions.
+	Broker string `json:"broker,omitempty"`
+	MaxOps int    `json:"max_ops,omitempty"`
+	Ops    []Op   `json:"ops"`
 }
 
 // Flags are the options of understudy faults that draw this schedule again
 // from its seed.
 func (s Schedule) Flags() string {
-	return fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown)
+	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown)
+	if s.Broker != "" {
+		f += " --broker " + s.Broker
+	}
+	return f
 }
 
 // String lists the ops, one a line.
@@ -177,7 +199,7 @@ func (s Schedule) String() string {
 // Target is what a schedule may hit.
 type Target struct {
 	Members     []string      // members that run an instance
-	Coordinator string        // the member that coordinates (and embeds the broker)
+	Coordinator string        // the member that coordinates (and embeds the broker unless Broker is set)
 	Switchers   []string      // switcher driver names (simulated)
 	LostAfter   time.Duration // the longest lost_after of the members
 	MaxOps      int           // at most this many faults (default 8)
@@ -194,6 +216,11 @@ type Target struct {
 	// LANDown adds, to one schedule in two, the whole LAN down at a random
 	// time.
 	LANDown bool
+	// Broker, when set, is the external broker that runs on a host of its
+	// own (BrokerHost; BrokerMosquitto): each schedule gets a broker kill,
+	// and each partition puts the broker's host on one side. "": the
+	// broker is embedded in the coordinator.
+	Broker string
 }
 
 // NewSchedule draws a schedule from seed: between 2 and MaxOps faults with a
@@ -210,6 +237,9 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 	}
 	lost := max(t.LostAfter, 300*time.Millisecond)
 	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, MaxOps: maxOps}
+	if externalBroker(t.Broker) {
+		s.Broker = t.Broker
+	}
 	hosts := append(slices.Clone(t.Members), DevicesHost)
 	others := slices.DeleteFunc(slices.Clone(t.Members), func(m string) bool { return m == t.Coordinator })
 	kinds := []OpKind{OpKill, OpKill, OpStop, OpLinkDown, OpPartition}
@@ -302,6 +332,31 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		o.For = min(o.For, d-o.At)
 		if !overlaps(s.Ops, o, d) {
 			s.Ops = append(s.Ops, o)
+		}
+	}
+	// The external broker's faults last of all: with the embedded broker
+	// nothing more is drawn, and with an external one the faults above are
+	// the same (but for the broker's side of a partition).
+	if s.Broker != "" {
+		o := Op{Kind: OpBrokerKill, At: from + time.Duration(x.Int64N(int64(until-from)))}
+		if x.IntN(3) == 0 {
+			o.For = lost/5 + time.Duration(x.Int64N(int64(lost/2)))
+		} else {
+			o.For = lost + time.Second + time.Duration(x.Int64N(int64(d/6)))
+		}
+		o.For = min(o.For, d-o.At)
+		if !overlaps(s.Ops, o, d) {
+			s.Ops = append(s.Ops, o)
+		}
+		// A partition drawn among the members and the devices puts the
+		// broker's host on one side: left out, it would reach both, and
+		// the members on either side would still hear each other through it.
+		for i := range s.Ops {
+			if s.Ops[i].Kind == OpPartition {
+				side := x.IntN(2)
+				s.Ops[i].Groups[side] = append(slices.Clone(s.Ops[i].Groups[side]), BrokerHost)
+				slices.Sort(s.Ops[i].Groups[side])
+			}
 		}
 	}
 	slices.SortStableFunc(s.Ops, func(a, b Op) int { return int(a.At - b.At) })

@@ -16,6 +16,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"understudy/drivers"
+	"understudy/runtime/brokerconf"
 	"understudy/runtime/config"
 	"understudy/sitekey"
 )
@@ -30,14 +31,19 @@ const (
 )
 
 // Plan is a site rewritten for a run on test hosts: one host per member
-// that runs an instance (198.18.0.1, .2, … in Hosts order), and a last
-// host, "devices", for the switcher simulators. Nothing in it points
-// anywhere but the test hosts.
+// that runs an instance (198.18.0.1, .2, … in Hosts order), a host,
+// "devices", for the switcher simulators, and with an external broker a
+// last host, "broker", for it. Nothing in it points anywhere but the test
+// hosts.
 type Plan struct {
 	Dir    string       // the run's folder
 	Source string       // the site.yaml it was made from
 	Site   *config.Site // the site as loaded from Source
 	Hosts  []HostPlan   // one per member that runs an instance
+	// Broker is the bus's broker (Options.Broker): "" or BrokerEmbedded in
+	// the coordinator's process, BrokerMosquitto on the broker host. Set it
+	// before Write.
+	Broker string
 	// Switchers are the switcher drivers, each served by its simulator.
 	Switchers []SwitcherPlan
 	// Notes say what was replaced or disabled, for the report.
@@ -86,11 +92,41 @@ func (p *Plan) hostIndex(member string) int {
 	return slices.IndexFunc(p.Hosts, func(h HostPlan) bool { return h.Member == member })
 }
 
-// CoordinatorAddr is the address of the coordinator's host (the broker's).
+// CoordinatorAddr is the address of the coordinator's host.
 func (p *Plan) CoordinatorAddr() string {
 	h, _ := p.Host(p.Site.Coordinator)
 	return h.Addr
 }
+
+// External reports whether the broker runs on a host of its own.
+func (p *Plan) External() bool { return externalBroker(p.Broker) }
+
+// TestHosts is how many test hosts the run needs: the members', the
+// devices host and, with an external broker, the broker's.
+func (p *Plan) TestHosts() int {
+	if p.External() {
+		return len(p.Hosts) + 2
+	}
+	return len(p.Hosts) + 1
+}
+
+// BrokerAddr is the address of the broker's host: the broker host with an
+// external broker, else the coordinator's.
+func (p *Plan) BrokerAddr() string {
+	if p.External() {
+		return hostAddr(len(p.Hosts) + 2)
+	}
+	return p.CoordinatorAddr()
+}
+
+// BrokerDir is the folder of an external broker's configuration.
+func (p *Plan) BrokerDir() string { return filepath.Join(p.Dir, "broker") }
+
+// BrokerConf is an external broker's configuration file (Write makes it).
+func (p *Plan) BrokerConf() string { return filepath.Join(p.BrokerDir(), "mosquitto.conf") }
+
+// BrokerLog is an external broker's log.
+func (p *Plan) BrokerLog() string { return filepath.Join(p.Dir, "logs", BrokerHost+".log") }
 
 // NewPlan loads sitePath (runtime/config Load: the site must be valid) and
 // plans its run in dir (which it creates): a host per member, the
@@ -332,7 +368,7 @@ func (p *Plan) Write(addrs map[string]string) error {
 		return fmt.Errorf("site key: %w", err)
 	}
 	orig, _ := p.doc["bus"].(map[string]any)
-	broker := net.JoinHostPort(p.CoordinatorAddr(), strconv.Itoa(BrokerPort))
+	broker := net.JoinHostPort(p.BrokerAddr(), strconv.Itoa(BrokerPort))
 	for _, h := range p.Hosts {
 		dir := filepath.Dir(h.SiteFile)
 		if err := copySiteFolder(p.Site.Dir, dir); err != nil {
@@ -344,9 +380,14 @@ func (p *Plan) Write(addrs map[string]string) error {
 				bus[k] = v
 			}
 		}
-		if h.Member == p.Site.Coordinator {
+		switch {
+		case p.External():
+			// The users stay: broker-config writes their accounts.
+			bus = keep(bus, "username", "password", "users", "anonymous", "keepalive")
+			bus["url"] = "tcp://" + broker
+		case h.Member == p.Site.Coordinator:
 			bus["listen"] = broker
-		} else {
+		default:
 			bus = keep(bus, "username", "password", "keepalive")
 			bus["url"] = "tcp://" + broker
 		}
@@ -372,7 +413,69 @@ func (p *Plan) Write(addrs map[string]string) error {
 		}
 	}
 	p.doc["bus"] = orig
+	if p.External() {
+		if err := p.writeMosquitto(); err != nil {
+			return err
+		}
+		p.note("bus: Debian's mosquitto on a host of its own, %s, with the accounts, ACLs and listener of understudy broker-config --mosquitto for the run's site; every instance connects to tcp://%s", p.BrokerAddr(), broker)
+		return nil
+	}
 	p.note("bus: the embedded broker on the coordinator's host %s; the others connect to tcp://%s", p.CoordinatorAddr(), broker)
+	return nil
+}
+
+// mosquittoRun are the lines a run adds to broker-config's: it runs as root
+// (mosquitto would drop to its own user, who cannot read the run's
+// folders), keeps nothing on disk (a kill forgets every retained message,
+// as a broker without persistence does) and logs connections with their
+// times.
+const mosquittoRun = `# added by the fault suite for the run
+user root
+persistence false
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+log_type information
+connection_messages true
+log_timestamp true
+log_timestamp_format %Y-%m-%dT%H:%M:%S
+`
+
+// writeMosquitto writes the external broker's configuration into BrokerDir
+// as understudy broker-config --mosquitto does, from the first host's copy
+// of the site and the run's key (every copy has the same), with a
+// listener on the broker host's address.
+func (p *Plan) writeMosquitto() error {
+	site, err := config.Load(p.Hosts[0].SiteFile)
+	if err != nil {
+		return fmt.Errorf("broker configuration: %w", err)
+	}
+	ring, err := sitekey.Load(site.KeyPath())
+	if err != nil {
+		return fmt.Errorf("broker configuration: %w", err)
+	}
+	dir := p.BrokerDir()
+	files, err := brokerconf.Mosquitto(site, ring, dir, fmt.Sprintf("%d %s", BrokerPort, p.BrokerAddr()))
+	if err != nil {
+		return fmt.Errorf("broker configuration: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("broker configuration: %w", err)
+	}
+	for name, data := range files {
+		mode := os.FileMode(0o644)
+		if name == brokerconf.PasswordFile {
+			mode = 0o600
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, mode); err != nil {
+			return fmt.Errorf("broker configuration: %w", err)
+		}
+	}
+	conf := append(slices.Clone(files[brokerconf.ConfFile]), mosquittoRun...)
+	if err := os.WriteFile(p.BrokerConf(), conf, 0o644); err != nil {
+		return fmt.Errorf("broker configuration: %w", err)
+	}
 	return nil
 }
 
@@ -487,6 +590,9 @@ func (p *Plan) Facts() SiteFacts {
 		Name: s.Name, Coordinator: s.Coordinator, Mode: s.Failover.Mode, Limit: s.Failover.Limit,
 		StartupGrace: s.Heartbeat.StartupGrace.D(), KeepAlive: s.Bus.KeepAlive.D(),
 		CopySettle: s.CopySettle(), Members: map[string]MemberFact{},
+	}
+	if p.External() {
+		f.Broker = p.Broker
 	}
 	settings := s.Policy.Settings
 	for _, m := range s.Members {

@@ -3,6 +3,7 @@ package faults
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,64 @@ func TestPlanShippedSites(t *testing.T) {
 	}
 }
 
+// With Debian's mosquitto as the broker, the broker gets a host of its own
+// after the devices host, every instance (the coordinator too) connects to
+// it and none listens, and its configuration is broker-config's for the
+// run's site: a listener on the broker host's address, no anonymous
+// client, an account for each instance.
+func TestPlanMosquitto(t *testing.T) {
+	dir := t.TempDir()
+	p, err := NewPlan(filepath.Join("..", "scripts", "manager-backup", "site.yaml"), dir, builtin.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Broker = BrokerMosquitto
+	if p.TestHosts() != len(p.Hosts)+2 || p.BrokerAddr() != "198.18.0.4" || p.DevicesAddr() != "198.18.0.3" {
+		t.Fatalf("%d test hosts, broker at %s, devices at %s", p.TestHosts(), p.BrokerAddr(), p.DevicesAddr())
+	}
+	addrs := map[string]string{}
+	for _, s := range p.Switchers {
+		addrs[s.Driver] = s.Listen
+	}
+	if err := p.Write(addrs); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range p.Hosts {
+		s, err := config.Load(h.SiteFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(h.SiteFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Bus.URL != "tcp://198.18.0.4:1883" || strings.Contains(string(data), "listen:") {
+			t.Errorf("%s: bus url %q, want the broker host's and no listener:\n%s", h.Member, s.Bus.URL, data)
+		}
+	}
+	conf, err := os.ReadFile(p.BrokerConf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"listener 1883 198.18.0.4\n", "allow_anonymous false\n", "password_file " + filepath.Join(p.BrokerDir(), "understudy.passwd") + "\n", "acl_file ", "persistence false\n"} {
+		if !strings.Contains(string(conf), line) {
+			t.Errorf("mosquitto.conf has no %q:\n%s", line, conf)
+		}
+	}
+	passwd, err := os.ReadFile(filepath.Join(p.BrokerDir(), "understudy.passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"main", "backup"} {
+		if !strings.Contains(string(passwd), "understudy-"+m+":$7$") {
+			t.Errorf("no account for %s in the password file:\n%s", m, passwd)
+		}
+	}
+	if f := p.Facts(); f.Broker != BrokerMosquitto {
+		t.Errorf("facts: broker %q", f.Broker)
+	}
+}
+
 // The same seed gives the same schedule; another seed another one; ops on
 // one resource never overlap.
 func TestScheduleIsSeeded(t *testing.T) {
@@ -76,10 +135,10 @@ func TestScheduleIsSeeded(t *testing.T) {
 	}
 	kinds := map[OpKind]int{}
 	extra := tg
-	extra.DeviceFaults, extra.LANDown, extra.Aim, extra.Standbys = true, true, AimPhases, []string{"backup"}
+	extra.DeviceFaults, extra.LANDown, extra.Aim, extra.Standbys, extra.Broker = true, true, AimPhases, []string{"backup"}, BrokerMosquitto
 	for seed := range uint64(200) {
 		s := NewSchedule(seed, extra, 50e9)
-		if len(s.Ops) < 3 || len(s.Ops) > 8+2+1+1 {
+		if len(s.Ops) < 4 || len(s.Ops) > 8+2+1+1+1 {
 			t.Errorf("seed %d: %d ops", seed, len(s.Ops))
 		}
 		for i, o := range s.Ops {
@@ -99,9 +158,10 @@ func TestScheduleIsSeeded(t *testing.T) {
 	}
 }
 
-// The extra faults (aimed, switchers refusing or dropping) are drawn from a
-// stream of their own: a seed's other faults stay what they were without
-// them, so a seed chosen for what it does keeps doing it.
+// The extra faults (aimed, switchers refusing or dropping, the whole LAN
+// down, the external broker killed) are drawn from a stream of their own:
+// a seed's other faults stay what they were without them, so a seed chosen
+// for what it does keeps doing it.
 func TestScheduleExtrasLeaveTheRestAlone(t *testing.T) {
 	tg := Target{Members: []string{"main", "backup"}, Coordinator: "backup", Switchers: []string{"router"}, LostAfter: 1e9}
 	extra := tg
@@ -132,6 +192,64 @@ func TestScheduleExtrasLeaveTheRestAlone(t *testing.T) {
 		}
 		if aimed != 1 {
 			t.Errorf("seed %d: %d aimed ops, want 1", seed, aimed)
+		}
+		// With an external broker: one broker kill more, and every
+		// partition has the broker's host on one side; the rest, the
+		// extras included, is the same.
+		mosq := extra
+		mosq.Broker = BrokerMosquitto
+		var withBroker, kills []string
+		for _, o := range NewSchedule(seed, mosq, 45e9).Ops {
+			o.ID = 0
+			if o.Kind == OpBrokerKill {
+				if o.For <= 0 || o.At+o.For > 45e9 {
+					t.Errorf("seed %d: %s", seed, o)
+				}
+				kills = append(kills, o.String())
+				continue
+			}
+			if o.Kind == OpPartition {
+				in := slices.Contains(o.Groups[0], BrokerHost) != slices.Contains(o.Groups[1], BrokerHost)
+				if !in {
+					t.Errorf("seed %d: %s: the broker's host is not on one side", seed, o)
+				}
+				for i := range o.Groups {
+					o.Groups[i] = slices.DeleteFunc(slices.Clone(o.Groups[i]), func(h string) bool { return h == BrokerHost })
+				}
+			}
+			withBroker = append(withBroker, o.String())
+		}
+		var all []string
+		for _, o := range more.Ops {
+			if o.Kind == OpBrokerKill || slices.Contains(o.Groups[0], BrokerHost) || slices.Contains(o.Groups[1], BrokerHost) {
+				t.Errorf("seed %d: %s with the embedded broker", seed, o)
+			}
+			o.ID = 0
+			all = append(all, o.String())
+		}
+		if strings.Join(withBroker, "\n") != strings.Join(all, "\n") {
+			t.Errorf("seed %d: the external broker changed the other faults:\n%s\nwant\n%s", seed, withBroker, all)
+		}
+		if len(kills) != 1 {
+			t.Errorf("seed %d: broker kills %v, want 1", seed, kills)
+		}
+	}
+}
+
+// A broker kill holds the broker: two never overlap; it may overlap
+// anything else.
+func TestBrokerKillConflicts(t *testing.T) {
+	kill := Op{Kind: OpBrokerKill, At: 10e9, For: 5e9}
+	if !overlaps([]Op{{Kind: OpBrokerKill, At: 14e9, For: 3e9}}, kill, 60e9) {
+		t.Error("two broker kills may overlap")
+	}
+	for _, x := range []Op{
+		{Kind: OpLANDown, At: 12e9, For: 1e9},
+		{Kind: OpPartition, Groups: [2][]string{{"main", BrokerHost}, {"backup"}}, At: 12e9, For: 1e9},
+		{Kind: OpKill, Member: "main", At: 12e9},
+	} {
+		if overlaps([]Op{x}, kill, 60e9) {
+			t.Errorf("a broker kill and %s may not overlap", x)
 		}
 	}
 }

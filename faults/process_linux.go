@@ -15,8 +15,9 @@ import (
 	"understudy/fixtures/testhost"
 )
 
-// instance is one member's `understudy run` on its host, started again
-// after a kill. Its output (the JSON log) is appended to one file.
+// instance is one member's `understudy run` on its host (or the external
+// broker on its own), started again after a kill. Its output (the JSON
+// log) is appended to one file.
 type instance struct {
 	member string
 	host   *testhost.Host
@@ -73,6 +74,14 @@ func (in *instance) signal(sig syscall.Signal) error {
 		return fmt.Errorf("%v to %s: %w", sig, in.member, err)
 	}
 	return nil
+}
+
+// exited is closed when the process started last has ended (nil when
+// none runs: a nil channel never closes).
+func (in *instance) exited() <-chan struct{} {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.done
 }
 
 // kill sends SIGKILL and waits until the process is reaped (bounded).

@@ -34,6 +34,11 @@ type Options struct {
 	DeviceFaults bool
 	// LANDown adds the whole LAN down to one schedule in two.
 	LANDown bool
+	// Broker is the bus's broker: BrokerEmbedded ("" too), in the
+	// coordinator's process, or BrokerMosquitto, Debian's mosquitto on a
+	// test host of its own configured with the files of understudy
+	// broker-config (and killed by the nemesis: broker_kill).
+	Broker string
 	// Schedule, when set, is run instead of one drawn from the seed (a
 	// schedule written by hand; its Duration replaces Duration).
 	Schedule *Schedule
@@ -50,6 +55,16 @@ type Options struct {
 	// Progress, when set, receives a line per step.
 	Progress io.Writer
 }
+
+// The brokers a run can use (Options.Broker).
+const (
+	BrokerEmbedded  = "embedded"  // in the coordinator's process (the default)
+	BrokerMosquitto = "mosquitto" // Debian's mosquitto on a host of its own
+)
+
+// externalBroker reports whether broker (an Options.Broker) runs on a host
+// of its own.
+func externalBroker(broker string) bool { return broker != "" && broker != BrokerEmbedded }
 
 // Outcome is one schedule's run.
 type Outcome struct {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,16 +45,27 @@ func RunSchedule(ctx context.Context, opts Options, seed uint64) (_ *Outcome, er
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("run folder: %w", err)
 	}
+	var mosquitto string
+	switch opts.Broker {
+	case "", BrokerEmbedded:
+	case BrokerMosquitto:
+		if mosquitto, err = testhost.LookPath("mosquitto"); err != nil {
+			return nil, fmt.Errorf("the broker %s: %w (Debian: apt-get install mosquitto)", opts.Broker, err)
+		}
+	default:
+		return nil, fmt.Errorf("unknown broker %q (%s or %s)", opts.Broker, BrokerEmbedded, BrokerMosquitto)
+	}
 	plan, err := NewPlan(opts.Site, dir, opts.Registry)
 	if err != nil {
 		return nil, err
 	}
+	plan.Broker = opts.Broker
 	plan.Shorten(opts.FailbackDelay, opts.CopySettle)
 	nf, err := newNetFaults()
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{opts: opts, plan: plan, nf: nf, seed: seed, hosts: map[string]*testhost.Host{}, procs: map[string]*instance{}, sims: map[string]drivers.SwitcherSim{}}
+	r := &runner{opts: opts, plan: plan, nf: nf, seed: seed, mosquitto: mosquitto, hosts: map[string]*testhost.Host{}, procs: map[string]*instance{}, sims: map[string]drivers.SwitcherSim{}}
 	defer func() { err = errors.Join(err, r.close()) }()
 	if err := r.setUp(); err != nil {
 		return nil, err
@@ -71,7 +83,11 @@ type runner struct {
 	hosts map[string]*testhost.Host // by label: member id or DevicesHost
 	procs map[string]*instance
 	sims  map[string]drivers.SwitcherSim
-	rec   *recorder // the recorder emulation (nil: no material folders)
+	// mosquitto is the external broker's program and broker its process on
+	// the broker host (nil: the broker is embedded in the coordinator).
+	mosquitto string
+	broker    *instance
+	rec       *recorder // the recorder emulation (nil: no material folders)
 
 	mu      sync.Mutex
 	routing []RouteSeen
@@ -124,7 +140,7 @@ func (r *runner) logf(format string, args ...any) {
 // setUp makes the hosts, starts the simulators, writes the sites and
 // starts the instances.
 func (r *runner) setUp() error {
-	nw, err := testhost.New(len(r.plan.Hosts) + 1)
+	nw, err := testhost.New(r.plan.TestHosts())
 	if err != nil {
 		return fmt.Errorf("test hosts: %w", err)
 	}
@@ -132,8 +148,11 @@ func (r *runner) setUp() error {
 	for i, h := range r.plan.Hosts {
 		r.hosts[h.Member] = nw.Hosts[i]
 	}
-	dev := nw.Hosts[len(nw.Hosts)-1]
+	dev := nw.Hosts[len(r.plan.Hosts)]
 	r.hosts[DevicesHost] = dev
+	if r.plan.External() {
+		r.hosts[BrokerHost] = nw.Hosts[len(r.plan.Hosts)+1]
+	}
 	addrs := map[string]string{}
 	for _, s := range r.plan.Switchers {
 		kind, _ := r.opts.Registry.Kind(s.Kind)
@@ -153,6 +172,16 @@ func (r *runner) setUp() error {
 	if err := r.plan.Write(addrs); err != nil {
 		return err
 	}
+	if r.plan.External() {
+		in, err := newInstance(BrokerHost, r.hosts[BrokerHost], r.mosquitto, []string{"-c", r.plan.BrokerConf()}, r.plan.BrokerLog(), nil)
+		if err != nil {
+			return err
+		}
+		r.broker = in
+		if err := r.startBroker(); err != nil {
+			return err
+		}
+	}
 	if r.rec = newRecorder(r.plan, r.seed); r.rec != nil {
 		if err := r.rec.seedOwn(r.plan, time.Now()); err != nil {
 			return err
@@ -166,7 +195,7 @@ func (r *runner) setUp() error {
 		}
 		r.procs[h.Member] = in
 	}
-	// The coordinator (and its broker) first.
+	// The coordinator (and the broker it embeds) first.
 	order := slices.Clone(r.plan.Hosts)
 	slices.SortStableFunc(order, func(a, b HostPlan) int {
 		return boolInt(b.Member == r.plan.Site.Coordinator) - boolInt(a.Member == r.plan.Site.Coordinator)
@@ -177,6 +206,35 @@ func (r *runner) setUp() error {
 		}
 	}
 	return nil
+}
+
+// brokerStart bounds the wait for an external broker to accept connections.
+const brokerStart = 10 * time.Second
+
+// startBroker starts the external broker and waits until it accepts
+// connections on its address.
+func (r *runner) startBroker() error {
+	if err := r.broker.start(); err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(r.plan.BrokerAddr(), strconv.Itoa(BrokerPort))
+	ctx, cancel := context.WithTimeout(context.Background(), brokerStart)
+	defer cancel()
+	for {
+		dctx, dcancel := context.WithTimeout(ctx, time.Second)
+		c, err := r.hosts[BrokerHost].Dial(dctx, "tcp", addr)
+		dcancel()
+		if err == nil {
+			return c.Close()
+		}
+		select {
+		case <-r.broker.exited():
+			return fmt.Errorf("mosquitto exited before accepting on %s (its log: %s)", addr, r.plan.BrokerLog())
+		case <-ctx.Done():
+			return fmt.Errorf("mosquitto does not accept on %s within %s: %w (its log: %s)", addr, brokerStart, err, r.plan.BrokerLog())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func boolInt(b bool) int {
@@ -261,11 +319,14 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	go func() { defer close(polled); r.pollRouting(pollCtx) }()
 	defer func() { stopPoll(); <-polled }()
 
-	r.logf("%d hosts up; waiting for the site", len(r.plan.Hosts)+1)
+	r.logf("%d hosts up; waiting for the site", r.plan.TestHosts())
 	if err := r.waitReady(ctx); err != nil {
 		return nil, err
 	}
 	target := Target{Coordinator: r.plan.Site.Coordinator, MaxOps: r.opts.MaxOps, Aim: r.opts.Aim, DeviceFaults: r.opts.DeviceFaults, LANDown: r.opts.LANDown}
+	if r.plan.External() {
+		target.Broker = r.plan.Broker
+	}
 	for _, h := range r.plan.Hosts {
 		target.Members = append(target.Members, h.Member)
 		m, _ := r.plan.Site.Member(h.Member)
@@ -391,8 +452,8 @@ func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedu
 			} else {
 				<-ctx.Done()
 			}
-			if !healed && o.Kind == OpKill {
-				return // the end: every instance is stopped anyway
+			if !healed && (o.Kind == OpKill || o.Kind == OpBrokerKill) {
+				return // the end: every process is stopped anyway
 			}
 			if err := r.revert(*o); err != nil {
 				o.Err = "heal: " + err.Error()
@@ -427,7 +488,7 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 func (r *runner) groups(o Op) (a, b []*testhost.Host) {
 	switch o.Kind {
 	case OpBrokerCut:
-		return []*testhost.Host{r.hosts[o.Member]}, []*testhost.Host{r.hosts[r.plan.Site.Coordinator]}
+		return []*testhost.Host{r.hosts[o.Member]}, []*testhost.Host{r.hosts[r.brokerHost()]}
 	default:
 		for _, l := range o.Groups[0] {
 			a = append(a, r.hosts[l])
@@ -437,6 +498,15 @@ func (r *runner) groups(o Op) (a, b []*testhost.Host) {
 		}
 		return a, b
 	}
+}
+
+// brokerHost is the label of the broker's host: BrokerHost, or the
+// coordinator's with the embedded broker.
+func (r *runner) brokerHost() string {
+	if r.plan.External() {
+		return BrokerHost
+	}
+	return r.plan.Site.Coordinator
 }
 
 // hostLabels are the labels of every host, in order.
@@ -460,6 +530,11 @@ func (r *runner) apply(o Op) error {
 	case OpPartition, OpBrokerCut:
 		a, b := r.groups(o)
 		return r.nf.cut(a, b)
+	case OpBrokerKill:
+		if r.broker == nil {
+			return errors.New("no external broker to kill (--broker mosquitto)")
+		}
+		return r.broker.kill()
 	case OpSwitcherRestart:
 		r.sims[o.Driver].Restart()
 		return nil
@@ -491,6 +566,11 @@ func (r *runner) revert(o Op) error {
 	case OpPartition, OpBrokerCut:
 		a, b := r.groups(o)
 		return r.nf.heal(a, b)
+	case OpBrokerKill:
+		if r.broker == nil {
+			return errors.New("no external broker to start")
+		}
+		return r.startBroker()
 	case OpSwitcherRefuse:
 		r.sims[o.Driver].RefuseNext(0) // what is left of it disarmed
 	case OpSwitcherDrop:
@@ -594,6 +674,9 @@ func (r *runner) close() error {
 	var errs []error
 	for _, in := range r.procs {
 		errs = append(errs, in.close())
+	}
+	if r.broker != nil {
+		errs = append(errs, r.broker.close())
 	}
 	for _, s := range r.sims {
 		s.Close()

@@ -37,6 +37,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	failbackDelay := fs.Duration("failback-delay", 0, "replace the site's failback delay for the run (0: the site's), so that a short schedule sees failbacks")
 	copySettle := fs.Duration("copy-settle", 0, "replace the site's copy.settle for the run (0: the site's)")
 	results := fs.String("results", "", "also write the run's report (JSON) to this file, for tools/faultstable (make faults)")
+	broker := fs.String("broker", faults.BrokerEmbedded, "the bus's broker: embedded (in the coordinator's process) or mosquitto (Debian's, on a test host of its own, configured by broker-config; schedules then also kill it: broker_kill)")
 	out := fs.String("out", "", "keep every run here (site copies, logs, journals, history.json, report.json); default: a temporary folder kept only when a schedule fails")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
@@ -52,8 +53,9 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		}
 		phases = append(phases, p)
 	}
-	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || *failbackDelay < 0 || *copySettle < 0 {
-		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--lan-down=false] [--failback-delay D] [--copy-settle D] [--out DIR]")
+	badBroker := *broker != faults.BrokerEmbedded && *broker != faults.BrokerMosquitto
+	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || badBroker || *failbackDelay < 0 || *copySettle < 0 {
+		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--lan-down=false] [--broker embedded|mosquitto] [--failback-delay D] [--copy-settle D] [--results FILE] [--out DIR]")
 		return 2
 	}
 	if runtime.GOOS != "linux" {
@@ -85,7 +87,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	opts := faults.Options{
 		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
-		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
+		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Broker: *broker, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
 		Registry: builtin.Registry(), Progress: stderr,
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)

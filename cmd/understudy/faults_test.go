@@ -15,6 +15,7 @@ func TestFaultsUsage(t *testing.T) {
 		{"--max-faults", "1"},
 		{"--aim", "copy"},
 		{"--aim", "takeover,idle"},
+		{"--broker", "emqx"},
 		{"extra"},
 	} {
 		var out, errb bytes.Buffer
