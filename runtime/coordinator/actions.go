@@ -134,6 +134,9 @@ type actions struct {
 
 	// local holds the actions on driver workers not finished yet, by id.
 	local map[string]*action
+	// busDown: this coordinator's bus connection is down; commands cannot
+	// leave, so their time to be answered does not run.
+	busDown bool
 }
 
 var _ takeover.Actions = (*actions)(nil)
@@ -467,13 +470,30 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // sendDue publishes every remote action whose time has come and sets the
 // next tick (on the loop).
+// busConnected follows this coordinator's bus connection (on the loop).
+// While it is down no command leaves, so none runs out of time to be
+// answered; when it is back every command still unanswered is sent again
+// at once, not after what is left of its backoff (up to 8 s).
+func (as *actions) busConnected(up bool) {
+	as.busDown = !up
+	if !up || len(as.remote) == 0 {
+		return
+	}
+	now := as.c.clock.Now()
+	for _, f := range as.remote {
+		f.next, f.backoff = now, time.Second
+		f.deadline = maxTime(f.deadline, now.Add(as.c.opts.ActionTimeout))
+	}
+	as.sendDue()
+}
+
 func (as *actions) sendDue() {
 	now := as.c.clock.Now()
 	var next time.Time
 	for _, id := range slices.Sorted(maps.Keys(as.remote)) {
 		f := as.remote[id]
 		target, _ := as.c.table.Get(f.a.Target)
-		if target.State == members.Suspect {
+		if target.State == members.Suspect || as.busDown {
 			f.deadline = maxTime(f.deadline, now.Add(as.c.opts.ActionTimeout))
 		}
 		switch {

@@ -253,6 +253,7 @@ func (c *Coordinator) Emit(name string, fields map[string]any) {
 // publishes every member's state and its retained topics again, so that
 // they are right whatever happened while it was away.
 func (c *Coordinator) BusConnected(up bool) {
+	c.actions.busConnected(up)
 	if !up || c.opts.Publisher == nil {
 		return
 	}

@@ -210,3 +210,32 @@ us.on("command:flash", function() us.run("a", "flash") end)
 		t.Fatalf("action_failed = %+v", f)
 	}
 }
+
+// A command the coordinator could not send while its bus connection was
+// down is sent the moment the connection is back, not after what is left
+// of its backoff; and the outage does not count against the time the
+// standby has to answer.
+func TestACommandHeldByABusOutageIsSentAsTheBusComesBack(t *testing.T) {
+	h, _ := newPoolSite(t, `local us = require "understudy"
+us.on("member_lost", function(ev) us.takeover(ev.member) end)
+`)
+	h.Broker(false)
+	h.Crash("a") // a's Last Will: lost at once, the takeover's command cannot leave
+	// 45 s without a bus, past the 30 s an action has to be answered: the
+	// command's backoff has grown to its 8 s.
+	h.Advance(45 * time.Second)
+	if len(h.Ran("s")) != 0 {
+		t.Fatalf("s ran %v while the broker was down", h.Ran("s"))
+	}
+	if fails := records(h, "action_failed"); len(fails) > 0 {
+		t.Fatalf("the takeover's command failed while the coordinator had no bus: %v", fails[0].Fields)
+	}
+	h.Broker(true)
+	if ran := h.Ran("s"); len(ran) != 1 || ran[0].Verb != "takeover" {
+		t.Fatalf("s ran %v right after the bus came back, want the takeover", ran)
+	}
+	h.Advance(time.Second)
+	if done := records(h, "takeover_done"); len(done) != 1 {
+		t.Errorf("takeover_done records: %d", len(done))
+	}
+}
