@@ -220,6 +220,7 @@ func checkTheChecker(t *testing.T, seed string, h *History) {
 // truncated, a copy's temporary file left, failback_done before the copy
 // was done — and the checker must report each.
 func TestRecorderStandbySchedule(t *testing.T) {
+	t.Parallel() // with the mosquitto schedule, once the others are done: two schedules at a time
 	testhost.RequireRoot(t)
 	testhost.RequireTools(t, "ip", "unshare")
 	out, err := RunSchedule(context.Background(), Options{
@@ -419,6 +420,7 @@ func stallSchedule(coord, protected string) *Schedule {
 // startup grace, declares it lost and covers it. No violation, and main's
 // outage was covered.
 func TestMosquittoBrokerKilled(t *testing.T) {
+	t.Parallel()
 	testhost.RequireRoot(t)
 	testhost.RequireTools(t, "ip", "unshare", "mosquitto")
 	sched := &Schedule{Duration: 32 * time.Second, Broker: BrokerMosquitto, Ops: []Op{
