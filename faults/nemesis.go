@@ -323,14 +323,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 	// Drawn last, so that a seed's other faults are the same with or
 	// without it.
 	if t.LANDown && x.IntN(2) == 0 {
-		o := Op{Kind: OpLANDown, At: from + time.Duration(x.Int64N(int64(until-from)))}
-		if x.IntN(3) == 0 {
-			o.For = lost/5 + time.Duration(x.Int64N(int64(lost/2)))
-		} else {
-			o.For = lost + time.Second + time.Duration(x.Int64N(int64(d/6)))
-		}
-		o.For = min(o.For, d-o.At)
-		if !overlaps(s.Ops, o, d) {
+		if o := extraOp(x, OpLANDown, from, until, lost, d); !overlaps(s.Ops, o, d) {
 			s.Ops = append(s.Ops, o)
 		}
 	}
@@ -338,14 +331,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 	// nothing more is drawn, and with an external one the faults above are
 	// the same (but for the broker's side of a partition).
 	if s.Broker != "" {
-		o := Op{Kind: OpBrokerKill, At: from + time.Duration(x.Int64N(int64(until-from)))}
-		if x.IntN(3) == 0 {
-			o.For = lost/5 + time.Duration(x.Int64N(int64(lost/2)))
-		} else {
-			o.For = lost + time.Second + time.Duration(x.Int64N(int64(d/6)))
-		}
-		o.For = min(o.For, d-o.At)
-		if !overlaps(s.Ops, o, d) {
+		if o := extraOp(x, OpBrokerKill, from, until, lost, d); !overlaps(s.Ops, o, d) {
 			s.Ops = append(s.Ops, o)
 		}
 		// A partition drawn among the members and the devices puts the
@@ -364,6 +350,20 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		s.Ops[i].ID = i + 1
 	}
 	return s
+}
+
+// extraOp draws an op of kind from the extra stream x: at a random time
+// between from and until, a blip (shorter than lost_after) one time in
+// three, else an outage, healed within the schedule of length d.
+func extraOp(x *rand.Rand, kind OpKind, from, until, lost, d time.Duration) Op {
+	o := Op{Kind: kind, At: from + time.Duration(x.Int64N(int64(until-from)))}
+	if x.IntN(3) == 0 {
+		o.For = lost/5 + time.Duration(x.Int64N(int64(lost/2)))
+	} else {
+		o.For = lost + time.Second + time.Duration(x.Int64N(int64(d/6)))
+	}
+	o.For = min(o.For, d-o.At)
+	return o
 }
 
 // split parts hosts into two non-empty groups at random.
