@@ -85,6 +85,9 @@ type Op struct {
 	// the end: the fault was not injected.
 	AimedAt time.Time `json:"aimed_at,omitzero"`
 	Missed  bool      `json:"missed,omitempty"`
+	// Planted marks the outage of a protected member that every schedule
+	// gets with Target.Outage (a takeover to aim at).
+	Planted bool `json:"planted,omitempty"`
 
 	Start time.Time `json:"start,omitzero"`
 	End   time.Time `json:"end,omitzero"` // zero: lasted to the end of the history
@@ -125,6 +128,9 @@ func (o Op) String() string {
 		if !o.AimedAt.IsZero() && !o.Start.IsZero() {
 			when += fmt.Sprintf(" (landed %s after it)", o.Start.Sub(o.AimedAt).Round(100*time.Microsecond))
 		}
+	}
+	if o.Planted {
+		what += " (the planted outage)"
 	}
 	s := fmt.Sprintf("#%d %s for %s: %s", o.ID, when, o.For.Round(time.Millisecond), what)
 	if o.Missed {
@@ -168,6 +174,7 @@ type Schedule struct {
 	Aim          []string `json:"aim,omitempty"`
 	DeviceFaults bool     `json:"device_faults,omitempty"`
 	LANDown      bool     `json:"lan_down,omitempty"`
+	Outage       bool     `json:"outage,omitempty"`
 	// Broker is the external broker the schedule was drawn for ("": the
 	// embedded one): it adds a broker kill and puts the broker's host in
 	// the partitions.
@@ -179,7 +186,7 @@ type Schedule struct {
 // Flags are the options of understudy faults that draw this schedule again
 // from its seed.
 func (s Schedule) Flags() string {
-	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown)
+	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t --outage=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown, s.Outage)
 	if s.Broker != "" {
 		f += " --broker " + s.Broker
 	}
@@ -216,6 +223,14 @@ type Target struct {
 	// LANDown adds, to one schedule in two, the whole LAN down at a random
 	// time.
 	LANDown bool
+	// Protected are the members that are covered when lost (not a
+	// standby, failover on, not the coordinator). With Outage each
+	// schedule gets one outage of one of them longer than lost_after (a
+	// kill, a stop or its cable pulled) in the first half of the
+	// schedule: random faults alone seldom make a takeover, and a fault
+	// aimed at one waits for one in vain.
+	Protected []string
+	Outage    bool
 	// Broker, when set, is the external broker that runs on a host of its
 	// own (BrokerHost; BrokerMosquitto): each schedule gets a broker kill,
 	// and each partition puts the broker's host on one side. "": the
@@ -236,7 +251,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		maxOps = 8
 	}
 	lost := max(t.LostAfter, 300*time.Millisecond)
-	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, MaxOps: maxOps}
+	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, MaxOps: maxOps}
 	if externalBroker(t.Broker) {
 		s.Broker = t.Broker
 	}
@@ -325,6 +340,31 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 	if t.LANDown && x.IntN(2) == 0 {
 		if o := extraOp(x, OpLANDown, from, until, lost, d); !overlaps(s.Ops, o, d) {
 			s.Ops = append(s.Ops, o)
+		}
+	}
+	// The planted outage after the other extras (a seed's other faults stay
+	// what they were), before the broker's: a few tries for a time when
+	// its member and the coordinator are free of other faults (about four
+	// schedules in five have one).
+	if t.Outage && len(t.Protected) > 0 {
+		for range 20 {
+			o := Op{Kind: []OpKind{OpKill, OpStop, OpLinkDown}[x.IntN(3)], Planted: true}
+			who := t.Protected[x.IntN(len(t.Protected))]
+			if o.Kind == OpLinkDown {
+				o.Host = who
+			} else {
+				o.Member = who
+			}
+			o.At = from + time.Duration(x.Int64N(int64(d/2-from)))
+			o.For = min(lost+time.Second+time.Duration(x.Int64N(int64(d/4))), d-o.At)
+			// While the coordinator itself is down or cut off the outage
+			// would be judged late or not at all: not then either.
+			coordProc := Op{Kind: OpKill, Member: t.Coordinator, At: o.At, For: o.For}
+			coordLink := Op{Kind: OpLinkDown, Host: t.Coordinator, At: o.At, For: o.For}
+			if !overlaps(s.Ops, o, d) && !overlaps(s.Ops, coordProc, d) && !overlaps(s.Ops, coordLink, d) {
+				s.Ops = append(s.Ops, o)
+				break
+			}
 		}
 	}
 	// The external broker's faults last of all: with the embedded broker

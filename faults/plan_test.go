@@ -136,13 +136,21 @@ func TestScheduleIsSeeded(t *testing.T) {
 	kinds := map[OpKind]int{}
 	extra := tg
 	extra.DeviceFaults, extra.LANDown, extra.Aim, extra.Standbys, extra.Broker = true, true, AimPhases, []string{"backup"}, BrokerMosquitto
+	extra.Outage, extra.Protected = true, []string{"main"}
+	planted := 0
 	for seed := range uint64(200) {
 		s := NewSchedule(seed, extra, 50e9)
-		if len(s.Ops) < 4 || len(s.Ops) > 8+2+1+1+1 {
+		if len(s.Ops) < 4 || len(s.Ops) > 8+2+1+1+1+1 {
 			t.Errorf("seed %d: %d ops", seed, len(s.Ops))
 		}
 		for i, o := range s.Ops {
 			kinds[o.Kind]++
+			if o.Planted {
+				planted++
+				if o.Member+o.Host != "main" || o.For <= tg.LostAfter || o.At >= s.Duration/2 {
+					t.Errorf("seed %d: planted outage %s: not of main, beyond lost_after, in the first half", seed, o)
+				}
+			}
 			if o.Aim == "" && overlaps(append(append([]Op{}, s.Ops[:i]...), s.Ops[i+1:]...), o, s.Duration) {
 				t.Errorf("seed %d: op %s overlaps another holding %s", seed, o, o.resource())
 			}
@@ -156,6 +164,11 @@ func TestScheduleIsSeeded(t *testing.T) {
 			t.Errorf("200 schedules have no %s", k)
 		}
 	}
+	// The planted outage keeps clear of its member's other faults and of
+	// the coordinator's: in some schedules they leave no room.
+	if planted < 150 {
+		t.Errorf("%d of 200 schedules have their planted outage", planted)
+	}
 }
 
 // The extra faults (aimed, switchers refusing or dropping, the whole LAN
@@ -166,6 +179,7 @@ func TestScheduleExtrasLeaveTheRestAlone(t *testing.T) {
 	tg := Target{Members: []string{"main", "backup"}, Coordinator: "backup", Switchers: []string{"router"}, LostAfter: 1e9}
 	extra := tg
 	extra.DeviceFaults, extra.LANDown, extra.Aim, extra.Standbys = true, true, []string{PhaseTakeover}, []string{"backup"}
+	extra.Outage, extra.Protected = true, []string{"main"}
 	for seed := range uint64(50) {
 		plain, more := NewSchedule(seed, tg, 45e9), NewSchedule(seed, extra, 45e9)
 		var kept []string
@@ -177,7 +191,7 @@ func TestScheduleExtrasLeaveTheRestAlone(t *testing.T) {
 				if o.Aim != PhaseTakeover || o.For <= 0 {
 					t.Errorf("seed %d: aimed op %s", seed, o)
 				}
-			case o.Kind != OpSwitcherRefuse && o.Kind != OpSwitcherDrop && o.Kind != OpLANDown:
+			case o.Kind != OpSwitcherRefuse && o.Kind != OpSwitcherDrop && o.Kind != OpLANDown && !o.Planted:
 				o.ID = 0
 				kept = append(kept, o.String())
 			}

@@ -34,6 +34,9 @@ type Options struct {
 	DeviceFaults bool
 	// LANDown adds the whole LAN down to one schedule in two.
 	LANDown bool
+	// Outage gives each schedule one outage of a protected member longer
+	// than lost_after (Target.Outage).
+	Outage bool
 	// Broker is the bus's broker: BrokerEmbedded ("" too), in the
 	// coordinator's process, or BrokerMosquitto, Debian's mosquitto on a
 	// test host of its own configured with the files of understudy

@@ -338,6 +338,13 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	for _, s := range r.plan.Switchers {
 		target.Switchers = append(target.Switchers, s.Driver)
 	}
+	target.Outage = r.opts.Outage
+	facts := r.plan.Facts()
+	for _, h := range r.plan.Hosts {
+		if m := facts.Members[h.Member]; m.Protected && h.Member != target.Coordinator {
+			target.Protected = append(target.Protected, h.Member)
+		}
+	}
 	sched := NewSchedule(r.seed, target, r.opts.Duration)
 	if r.opts.Schedule != nil {
 		sched = *r.opts.Schedule
