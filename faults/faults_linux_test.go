@@ -87,16 +87,7 @@ func TestManagerBackupSchedules(t *testing.T) {
 						t.Errorf("aimed fault %s landed %s after the phase began", o, late)
 					}
 				}
-				for _, v := range out.Result.Violations {
-					var b strings.Builder
-					Explain(&b, out.History, v)
-					t.Error(b.String())
-				}
-				rep := NewReport("manager-backup")
-				rep.Add(out.History, out.Result)
-				var b strings.Builder
-				rep.WriteText(&b)
-				t.Log(b.String())
+				failOnViolations(t, "manager-backup", out)
 				mu.Lock()
 				defer mu.Unlock()
 				histories[run.name()] = out.History
@@ -232,16 +223,7 @@ func TestRecorderStandbySchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, res := out.History, out.Result
-	for _, v := range res.Violations {
-		var b strings.Builder
-		Explain(&b, h, v)
-		t.Error(b.String())
-	}
-	rep := NewReport("recorder-standby")
-	rep.Add(h, res)
-	var b strings.Builder
-	rep.WriteText(&b)
-	t.Log(b.String())
+	failOnViolations(t, "recorder-standby", out)
 	if res.Copies == 0 || res.MaterialFiles == 0 {
 		t.Fatalf("no failback with a copy was checked (%d failbacks, %d files compared): the schedule did not reach one", res.Copies, res.MaterialFiles)
 	}
@@ -292,6 +274,22 @@ func TestRecorderStandbySchedule(t *testing.T) {
 	}
 	broken.Sort()
 	expect(t, "seed 1", "failback_done before the copy was done", &broken, PropFailbackCopy)
+}
+
+// failOnViolations fails t with each violation of the run, explained, and
+// logs the run's report.
+func failOnViolations(t *testing.T, site string, out *Outcome) {
+	t.Helper()
+	for _, v := range out.Result.Violations {
+		var b strings.Builder
+		Explain(&b, out.History, v)
+		t.Error(b.String())
+	}
+	rep := NewReport(site)
+	rep.Add(out.History, out.Result)
+	var b strings.Builder
+	rep.WriteText(&b)
+	t.Log(b.String())
 }
 
 func expect(t *testing.T, seed string, what string, h *History, prop string) {
@@ -440,16 +438,7 @@ func TestMosquittoBrokerKilled(t *testing.T) {
 			t.Fatalf("fault %s not injected", o)
 		}
 	}
-	for _, v := range res.Violations {
-		var b strings.Builder
-		Explain(&b, h, v)
-		t.Error(b.String())
-	}
-	rep := NewReport("manager-backup on mosquitto")
-	rep.Add(h, res)
-	var b strings.Builder
-	rep.WriteText(&b)
-	t.Log(b.String())
+	failOnViolations(t, "manager-backup on mosquitto", out)
 	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
 		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
 	}
