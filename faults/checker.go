@@ -116,6 +116,10 @@ type Result struct {
 	// were compared; MaterialFiles the recordings compared for them.
 	Copies        int `json:"copies"`
 	MaterialFiles int `json:"material_files"`
+	// ConfigsJudged counts the bundles whose final contents were judged
+	// (the site settled before the end); ConfigsUnjudged those it was not.
+	ConfigsJudged   int `json:"configs_judged,omitempty"`
+	ConfigsUnjudged int `json:"configs_unjudged,omitempty"`
 }
 
 // checker holds a history with the fault intervals worked out.
@@ -143,6 +147,7 @@ func Check(h *History, b Bounds) Result {
 	c.epochs(&r)
 	c.failbackAfterCopy(&r)
 	c.materialIntact(&r)
+	c.configs(&r)
 	slices.SortStableFunc(r.Violations, func(a, b Violation) int { return a.At.Compare(b.At) })
 	return r
 }
@@ -162,7 +167,7 @@ func (c *checker) opSpans(keep func(Op) bool) spans {
 		if o.Err != "" || o.Start.IsZero() || !keep(o) {
 			continue
 		}
-		if o.Kind == OpSwitcherRestart {
+		if o.instant() {
 			out = append(out, span{o.Start, o.Start.Add(time.Millisecond)})
 			continue
 		}
@@ -357,23 +362,37 @@ func (c *checker) covered(member string, t time.Time) (bool, string) {
 	return on, by
 }
 
-// coveredCount is how many members other than member were covered (or
-// being taken over) at t.
-func (c *checker) coveredCount(member string, t time.Time) int {
+// poolFull is when at least n members other than member were covered (or
+// being taken over): a loss of member then waits in the queue.
+func (c *checker) poolFull(member string, n int) spans {
+	var out spans
 	state := map[string]bool{}
+	var from time.Time
 	for _, rec := range c.h.Journal {
-		if rec.At.After(t) {
-			break
-		}
 		switch rec.Type {
 		case events.TakeoverStarted, events.TakeoverDone:
 			state[rec.Member] = true
 		case events.FailbackDone, events.TakeoverFailed:
 			delete(state, rec.Member)
+		default:
+			continue
+		}
+		busy := len(state)
+		if state[member] {
+			busy--
+		}
+		switch {
+		case busy >= n && from.IsZero():
+			from = rec.At
+		case busy < n && !from.IsZero():
+			out = append(out, span{from, rec.At})
+			from = time.Time{}
 		}
 	}
-	delete(state, member)
-	return len(state)
+	if !from.IsZero() {
+		out = append(out, span{from, c.end})
+	}
+	return out
 }
 
 // push moves ready past every trouble span that overlaps [ready-lead,
@@ -432,22 +451,32 @@ func (c *checker) coverage(r *Result) {
 		deadline := func(t time.Time) time.Time {
 			return t.Add(m.LostAfter + c.b.Detect + m.Delay + c.b.Cover)
 		}
-		coordTrouble, standbyTrouble := c.coordTrouble(), c.standbyTrouble(m)
+		coordTrouble, standbyTrouble, manual := c.coordTrouble(), c.standbyTrouble(m), c.manual()
+		capacity := 0
+		for _, s := range c.standbys(m) {
+			capacity += max(s.Capacity, 1)
+		}
+		if c.h.Site.Limit > 0 {
+			capacity = min(capacity, c.h.Site.Limit)
+		}
+		full := c.poolFull(id, capacity)
 		for _, out := range c.away(id).merge(c.b.Reconnect) {
 			ready := push(out.From, m.LostAfter, deadline, coordTrouble, func(s span) time.Duration { return c.graceAfter(s, m.LostAfter) })
 			ready = push(ready, 0, deadline, standbyTrouble, func(span) time.Duration { return 0 })
+			// In manual mode a loss is a proposal; switched back to auto,
+			// the coordinator carries out the waiting ones.
+			ready = push(ready, 0, deadline, manual, func(span) time.Duration { return 0 })
+			// While the pool's standbys are all busy (or the failover
+			// limit is reached) by others, the loss waits in the queue;
+			// once one frees, the coordinator takes the next from it.
+			queued := push(ready, 0, deadline, full, func(span) time.Duration { return 0 })
+			if queued != ready {
+				r.Queued++
+				ready = queued
+			}
 			dl := deadline(ready)
 			if dl.After(c.end) || out.To.Sub(ready) < m.LostAfter+c.b.Detect {
 				continue // back before it could be judged lost (or the history ended first): nothing required
-			}
-			capacity := 0
-			for _, s := range c.standbys(m) {
-				capacity += max(s.Capacity, 1)
-			}
-			busy := c.coveredCount(id, ready)
-			if busy >= capacity || c.h.Site.Limit > 0 && busy >= c.h.Site.Limit {
-				r.Queued++
-				continue
 			}
 			cv := Cover{Member: id, Kind: c.startedBy(id, out.From), Lost: out.From, Deadline: dl}
 			already, _ := c.covered(id, out.From)
@@ -480,6 +509,32 @@ func (c *checker) coverage(r *Result) {
 			c.checkRoutes(r, PropCoverRoutes, m, by, span{ready, out.To}, dl)
 		}
 	}
+}
+
+// manual is when the site was in manual mode (an operator's mode command,
+// as the coordinator's journal shows it taken).
+func (c *checker) manual() spans {
+	var out spans
+	var from time.Time
+	if c.h.Site.Mode == "manual" {
+		from = c.h.Start
+	}
+	for _, rec := range c.h.Journal {
+		if rec.Type != events.ModeChanged {
+			continue
+		}
+		switch mode := rec.Str("mode"); {
+		case mode == "manual" && from.IsZero():
+			from = rec.At
+		case mode == "auto" && !from.IsZero():
+			out = append(out, span{from, rec.At})
+			from = time.Time{}
+		}
+	}
+	if !from.IsZero() {
+		out = append(out, span{from, c.end})
+	}
+	return out
 }
 
 // checkRoutes checks that, at the route deadline after dl (pushed past the

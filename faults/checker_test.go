@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"understudy/events"
 	"understudy/runtime/materialcopy"
 )
 
@@ -316,6 +317,17 @@ func TestPhase(t *testing.T) {
 	h.Sort()
 	if got := Phase(h, at(5.05)); got != PhaseTakeover {
 		t.Errorf("phase at +5.05s = %s, want takeover", got)
+	}
+	// A configuration push: from its action's start to its end, by id.
+	h.Journal = append(h.Journal,
+		rec(45, events.ActionStarted, "", "id", "a1", "verb", "config", "target", "main"),
+		rec(45.5, events.ActionStarted, "", "id", "a2", "verb", "route"),
+		rec(46, events.ActionDone, "", "id", "a1", "verb", "config", "target", "main"))
+	h.Sort()
+	for s, p := range map[float64]string{45.2: PhaseConfig, 45.7: PhaseConfig, 46.5: PhaseIdle} {
+		if got := Phase(h, at(s)); got != p {
+			t.Errorf("phase at +%vs = %s, want %s", s, got, p)
+		}
 	}
 }
 
@@ -728,4 +740,62 @@ func TestCoordinatorUnpluggedFromAnExternalBroker(t *testing.T) {
 	want(t, h)
 	h.Site.Broker = ""
 	want(t, h, PropCoverage)
+}
+
+// In manual mode a loss is a proposal: the bound starts when the mode is
+// switched back to auto (the journal's mode_changed, not the operator's
+// command), and runs as usual from there.
+func TestCoverageWaitsForAutoMode(t *testing.T) {
+	manualMain := func(auto float64) *History {
+		h := killedMain()
+		h.Ops = append(h.Ops, Op{Kind: OpOperator, Verb: VerbMode, Member: "main", Start: at(8), End: at(auto)})
+		h.Journal = []Record{
+			rec(8, events.ModeChanged, "", "mode", "manual", "previous", "auto"),
+			rec(10.01, events.MemberLost, "main", "reason", "connection dropped (Last Will)"),
+			rec(10.02, events.TakeoverProposed, "main", "standby", "backup"),
+			rec(auto, events.ModeChanged, "", "mode", "auto", "previous", "manual"),
+			rec(auto+0.02, events.TakeoverStarted, "main", "standby", "backup"),
+			rec(auto+0.1, events.TakeoverDone, "main", "standby", "backup"),
+		}
+		h.Routing = []RouteSeen{routes(-1, 1, 2, 3, 4), routes(auto+0.05, 3, 4, 3, 4)}
+		return h
+	}
+	want(t, manualMain(30))
+	// Still manual at the end: nothing owed.
+	h := manualMain(30)
+	h.Journal = h.Journal[:3]
+	h.Routing = h.Routing[:1]
+	want(t, h)
+	// Back in auto at +30 but never covered: a violation.
+	h = manualMain(30)
+	h.Journal = h.Journal[:4]
+	want(t, h, PropCoverage)
+}
+
+// With the failover limit reached by another member's coverage, a loss
+// waits in the queue: nothing is owed while the pool is full, and once the
+// standby is free again (the other failed back) the coordinator must take
+// the next from the queue within the bound.
+func TestCoverageQueuedUntilTheStandbyIsFree(t *testing.T) {
+	queued := func(back float64, journal ...Record) *History {
+		h := recorders()
+		h.Site.Limit = 1
+		h.Site.Members["rec-3"] = MemberFact{ID: "rec-3", Instance: true, Protected: true, Pool: "recorders", Interval: time.Second, LostAfter: 3 * time.Second}
+		h.Ops = []Op{op(OpStop, "rec-1", 6, 25), op(OpStop, "rec-3", 6.2, back)}
+		h.Journal = append([]Record{
+			rec(9.5, events.TakeoverStarted, "rec-1", "standby", "standby-1"),
+			rec(9.6, events.TakeoverQueued, "rec-3"),
+		}, h.Journal...)
+		h.Journal = append(h.Journal, journal...)
+		return h
+	}
+	// rec-3 back at +30, before rec-1's failback freed the standby.
+	if res := want(t, queued(30)); res.Queued != 1 {
+		t.Errorf("queued %d, want rec-3's outage counted as queued", res.Queued)
+	}
+	// rec-3 still away when rec-1 failed back at +34.2: taken from the
+	// queue at +35.
+	want(t, queued(0, rec(35, events.TakeoverDone, "rec-3", "standby", "standby-1")))
+	// ... or never: a violation.
+	want(t, queued(0), PropCoverage)
 }

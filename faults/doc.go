@@ -5,16 +5,19 @@
 // on Debian's mosquitto on a "broker" host of its own), lets a seeded random
 // nemesis inject several faults at once (kill -9, SIGSTOP/SIGCONT, a host's
 // link down, partitions, a member cut off from the broker, a switcher
-// restarted to its power-on routing, mosquitto killed), collects a history
+// restarted to its power-on routing, mosquitto killed, a configuration
+// bundle edited, an operator's command), collects a history
 // of what really happened (the coordinator's journal, every
 // instance's JSON log, the switchers' routing over time, the nemesis'
 // operations, on one wall-clock time base) and checks properties on that
 // history: coverage within a bound, no false loss, actions at most once,
-// failback.
+// epochs, failback after the copy, material intact, the newest
+// configuration on every host.
 //
 // One concern per file: plan (the site rewritten for the run), nemesis (the
-// seeded schedule), run and netfault (carrying it out on test hosts; Linux
-// only), history (what happened), checker (the properties) and report
-// (figures as text and JSON). The same seed gives the same schedule, so a
-// violation is reproduced with `understudy faults -c site.yaml --seed S`.
+// seeded schedule), run, netfault and operator (carrying it out on test
+// hosts; Linux only), history (what happened), checker, material and
+// configs (the properties) and report (figures as text and JSON). The same
+// seed gives the same schedule, so a violation is reproduced with
+// `understudy faults -c site.yaml --seed S`.
 package faults

@@ -362,6 +362,11 @@ func TestTheCheckerCatchesBrokenBuilds(t *testing.T) {
 		// routes; they must be sent again.
 		name: "route retry", guard: guards.RouteRetry, want: PropCoverRoutes,
 		seed: 195, aim: []string{PhaseTakeover}, ops: 2,
+	}, {
+		// TestEditsAndOperatorCommands' schedule: main comes back with
+		// its older bundle after backup's edit; the coordinator must send
+		// it the newest, not take main's as the newest.
+		name: "config base", guard: guards.ConfigBase, want: PropConfig, sched: editsSchedule(),
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -411,6 +416,16 @@ func stallSchedule(coord, protected string) *Schedule {
 	}}
 }
 
+// editsSchedule is TestEditsAndOperatorCommands' schedule on manager-backup.
+func editsSchedule() *Schedule {
+	return &Schedule{Duration: 45 * time.Second, ConfigEdits: true, Operator: true, Ops: []Op{
+		{ID: 1, Kind: OpConfigEdit, Member: "main", At: 3 * time.Second},
+		{ID: 2, Kind: OpOperator, Verb: VerbMode, Member: "main", At: 18 * time.Second, For: 7 * time.Second},
+		{ID: 3, Kind: OpKill, Member: "main", At: 20 * time.Second, For: 8 * time.Second},
+		{ID: 4, Kind: OpConfigEdit, Member: "backup", At: 22 * time.Second},
+	}}
+}
+
 // The manager-backup site on Debian's mosquitto (a host of its own, the
 // files of broker-config): the broker killed for 4 s, main killed while it
 // is down and never restarted. Nobody hears anybody meanwhile; once the
@@ -454,4 +469,70 @@ func TestMosquittoBrokerKilled(t *testing.T) {
 	if lost < 0 || back < 0 {
 		t.Errorf("the coordinator's log does not show its bus connection lost while mosquitto was down (%v) and connected again after (%v)", lost >= 0, back >= 0)
 	}
+}
+
+// An installer's edits and an operator's commands in the middle of
+// faults, on the manager-backup site (main and backup share the bundle
+// "show"): main's bundle edited at +3 s on a quiet site; the operator
+// switches to manual mode through main's API at +18 s and back to auto at
+// +25 s; main is killed at +20 s for 8 s, so its loss is a proposal until
+// auto; backup's bundle edited at +22 s while main is down. Main must be
+// covered once the mode is auto again, and come back to the newest
+// bundle, not push its older one over it.
+func TestEditsAndOperatorCommands(t *testing.T) {
+	t.Parallel()
+	testhost.RequireRoot(t)
+	testhost.RequireTools(t, "ip", "unshare")
+	out, err := RunSchedule(context.Background(), Options{
+		Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
+		Registry: builtin.Registry(), Progress: testLog{t}, Schedule: editsSchedule(),
+	}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, res := out.History, out.Result
+	for _, o := range h.Ops {
+		if o.Err != "" || o.Start.IsZero() {
+			t.Fatalf("fault %s not injected", o)
+		}
+	}
+	failOnViolations(t, "manager-backup with edits and operator commands", out)
+	if res.ConfigsJudged != 1 {
+		t.Errorf("the bundle was not compared at the end (judged %d, not %d)", res.ConfigsJudged, res.ConfigsUnjudged)
+	}
+	newest := EditContent("show", h.Ops[3])
+	for _, cs := range h.Configs {
+		if cs.Content != newest {
+			t.Errorf("%s holds %q at the end, want backup's edit %q", cs.Member, cs.Content, newest)
+		}
+	}
+	// The mode really changed, and main's loss waited for auto.
+	modes := map[string]time.Time{}
+	var proposed, done time.Time
+	for _, r := range h.Journal {
+		switch {
+		case r.Type == events.ModeChanged:
+			modes[r.Str("mode")] = r.At
+		case r.Type == events.TakeoverProposed && r.Member == "main":
+			proposed = r.At
+		case r.Type == events.TakeoverDone && r.Member == "main" && done.IsZero():
+			done = r.At
+		}
+	}
+	switch {
+	case modes["manual"].IsZero() || modes["auto"].IsZero():
+		t.Errorf("the journal does not show the mode switched to manual and back (%v): replies %q", modes, h.Ops[1].Reply)
+	case proposed.IsZero() || proposed.Before(modes["manual"]):
+		t.Errorf("main's loss was not proposed in manual mode (proposed %v, manual from %v)", proposed, modes["manual"])
+	case done.Before(modes["auto"]):
+		t.Errorf("main was covered at %v, before the mode was auto again at %v", done, modes["auto"])
+	}
+	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
+		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
+	}
+	// The checker catches a host left with an older bundle.
+	broken := *h
+	broken.Configs = slices.Clone(h.Configs)
+	broken.Configs[0].Content = EditContent("show", h.Ops[0])
+	expect(t, "edits", "a host left with an older bundle", &broken, PropConfig)
 }

@@ -43,6 +43,9 @@ type History struct {
 	// Material is every file in the members' material folders at the end,
 	// once every instance had stopped.
 	Material []FileSeen `json:"material,omitempty"`
+	// Configs are the members' configuration bundle files as they were at
+	// the end, once every instance had stopped.
+	Configs []ConfigSeen `json:"configs,omitempty"`
 	// Timing are the flags that changed the site's timing for the run
 	// (--failback-delay, --copy-settle), for the command that reproduces it.
 	Timing string `json:"timing,omitempty"`
@@ -138,6 +141,7 @@ type MemberFact struct {
 	Inputs        []int         `json:"inputs,omitempty"`
 	CopyMaterial  bool          `json:"copy_material,omitempty"`
 	Material      []string      `json:"material,omitempty"` // duties.material, as site.yaml names them
+	Bundle        string        `json:"bundle,omitempty"`   // its configuration bundle's name, "" without one
 }
 
 // ReadStored reads the command records of a member's state store (the

@@ -45,15 +45,39 @@ const (
 	// it forgets every retained message; started again after For. Only with
 	// an external broker (Target.Broker).
 	OpBrokerKill OpKind = "broker_kill"
+	// OpConfigEdit: an installer's edit of a member's configuration bundle
+	// file on its host (instantaneous): new content written in place, as an
+	// editor saves it. Only on sites whose members have duties.config.
+	OpConfigEdit OpKind = "config_edit"
+	// OpOperator: an operator's command through a member's local API (as
+	// `understudy VERB` sends it; the member passes it to the coordinator):
+	// Verb "mode" switches the site to manual mode and back to auto after
+	// For (sent again every second until taken, as an operator would);
+	// "reassert" has the coordinator route every duty output again
+	// (instantaneous). What the coordinator answered is in Reply.
+	OpOperator OpKind = "operator"
 )
 
+// The operator commands the nemesis sends (Op.Verb).
+const (
+	VerbMode     = "mode"
+	VerbReassert = "reassert"
+)
+
+// instant reports whether o happens at one moment and is not healed (For
+// is 0 and does not mean "to the end").
+func (o Op) instant() bool {
+	return o.Kind == OpSwitcherRestart || o.Kind == OpConfigEdit || o.Kind == OpOperator && o.Verb != VerbMode
+}
+
 // OpKinds lists every kind, in report order.
-var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop}
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop, OpConfigEdit, OpOperator}
 
 // Phases a fault can be aimed at (Target.Aim): it waits, from its time, for
 // the coordinator's journal to show the phase beginning (takeover_started,
-// failback_started) and lands within a few milliseconds of it.
-var AimPhases = []string{PhaseTakeover, PhaseFailback}
+// failback_started, copy_started, a config action's action_started) and
+// lands within a few milliseconds of it.
+var AimPhases = []string{PhaseTakeover, PhaseFailback, PhaseCopy, PhaseConfig}
 
 // DevicesHost is the host label of the switcher simulators.
 const DevicesHost = "devices"
@@ -67,15 +91,19 @@ const BrokerHost = "broker"
 // start of the schedule; Start and End are when the runner really began and
 // ended it (wall clock), filled in as it runs.
 type Op struct {
-	ID     int           `json:"id"`
-	Kind   OpKind        `json:"kind"`
-	Member string        `json:"member,omitempty"` // kill, stop, broker_cut
-	Host   string        `json:"host,omitempty"`   // link_down: a member id or "devices"
-	Groups [2][]string   `json:"groups,omitzero"`  // partition: host labels
-	Driver string        `json:"driver,omitempty"` // switcher_restart, switcher_refuse, switcher_drop
-	Count  int           `json:"count,omitempty"`  // switcher_refuse, switcher_drop: commands hit
-	At     time.Duration `json:"at"`
-	For    time.Duration `json:"for"` // 0 for a kill: not restarted before the end
+	ID     int         `json:"id"`
+	Kind   OpKind      `json:"kind"`
+	Member string      `json:"member,omitempty"` // kill, stop, broker_cut, config_edit, operator (the API it is sent to)
+	Host   string      `json:"host,omitempty"`   // link_down: a member id or "devices"
+	Groups [2][]string `json:"groups,omitzero"`  // partition: host labels
+	Driver string      `json:"driver,omitempty"` // switcher_restart, switcher_refuse, switcher_drop
+	Count  int         `json:"count,omitempty"`  // switcher_refuse, switcher_drop: commands hit
+	Verb   string      `json:"verb,omitempty"`   // operator: VerbMode or VerbReassert
+	// Reply is what the member's API answered an operator command ("ok",
+	// or the refusal), each answer when it was sent more than once.
+	Reply string        `json:"reply,omitempty"`
+	At    time.Duration `json:"at"`
+	For   time.Duration `json:"for"` // 0 for a kill: not restarted before the end
 	// Aim, when set, is the phase the fault is aimed at: from At on it waits
 	// for the journal to show the phase beginning and lands then (a few
 	// milliseconds later), where no other fault holds what it holds.
@@ -121,6 +149,16 @@ func (o Op) String() string {
 		what = "the whole LAN down"
 	case OpBrokerKill:
 		what = "kill -9 the broker (mosquitto)"
+	case OpConfigEdit:
+		what = "configuration bundle of " + o.Member + " edited on its host"
+	case OpOperator:
+		what = "operator: understudy reassert, through " + o.Member
+		if o.Verb == VerbMode {
+			what = "operator: understudy mode manual, then auto, through " + o.Member
+		}
+		if o.Reply != "" {
+			what += " [" + o.Reply + "]"
+		}
 	}
 	when := "at +" + o.At.Round(time.Millisecond).String()
 	if o.Aim != "" {
@@ -154,6 +192,10 @@ func (o Op) resource() string {
 		return "net"
 	case OpBrokerKill:
 		return "broker"
+	case OpConfigEdit:
+		return "config:" + o.Member
+	case OpOperator:
+		return "operator"
 	default:
 		return "switcher:" + o.Driver
 	}
@@ -175,6 +217,8 @@ type Schedule struct {
 	DeviceFaults bool     `json:"device_faults,omitempty"`
 	LANDown      bool     `json:"lan_down,omitempty"`
 	Outage       bool     `json:"outage,omitempty"`
+	ConfigEdits  bool     `json:"config_edits,omitempty"`
+	Operator     bool     `json:"operator,omitempty"`
 	// Broker is the external broker the schedule was drawn for ("": the
 	// embedded one): it adds a broker kill and puts the broker's host in
 	// the partitions.
@@ -187,6 +231,7 @@ type Schedule struct {
 // from its seed.
 func (s Schedule) Flags() string {
 	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t --outage=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown, s.Outage)
+	f += fmt.Sprintf(" --config-edits=%t --operator=%t", s.ConfigEdits, s.Operator)
 	if s.Broker != "" {
 		f += " --broker " + s.Broker
 	}
@@ -236,6 +281,15 @@ type Target struct {
 	// and each partition puts the broker's host on one side. "": the
 	// broker is embedded in the coordinator.
 	Broker string
+	// Bundled are the members with a configuration bundle (duties.config)
+	// that run an instance; with ConfigEdits each schedule gets one to
+	// three edits of their bundle files at random times.
+	Bundled     []string
+	ConfigEdits bool
+	// Operator adds, to two schedules in three, an operator's command
+	// through a random member's API: manual mode for a while, or a
+	// reassert (OpOperator).
+	Operator bool
 }
 
 // NewSchedule draws a schedule from seed: between 2 and MaxOps faults with a
@@ -251,7 +305,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		maxOps = 8
 	}
 	lost := max(t.LostAfter, 300*time.Millisecond)
-	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, MaxOps: maxOps}
+	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, ConfigEdits: t.ConfigEdits && len(t.Bundled) > 0, Operator: t.Operator, MaxOps: maxOps}
 	if externalBroker(t.Broker) {
 		s.Broker = t.Broker
 	}
@@ -385,6 +439,30 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 			}
 		}
 	}
+	// Each later kind of fault from a stream of its own, so that adding one
+	// changes no seed's other faults.
+	if s.ConfigEdits {
+		e := rand.New(rand.NewPCG(seed, 0x636f6e6669676564)) // "configed"
+		for range 1 + e.IntN(3) {
+			o := Op{Kind: OpConfigEdit, Member: t.Bundled[e.IntN(len(t.Bundled))], At: from + time.Duration(e.Int64N(int64(until-from)))}
+			if !overlaps(s.Ops, o, d) {
+				s.Ops = append(s.Ops, o)
+			}
+		}
+	}
+	if s.Operator {
+		e := rand.New(rand.NewPCG(seed, 0x6f70657261746f72)) // "operator"
+		if e.IntN(3) > 0 {
+			o := Op{Kind: OpOperator, Member: t.Members[e.IntN(len(t.Members))], At: from + time.Duration(e.Int64N(int64(until-from)))}
+			if e.IntN(2) == 0 {
+				o.Verb = VerbMode
+				o.For = min(lost+time.Second+time.Duration(e.Int64N(int64(d/4))), d-o.At)
+			} else {
+				o.Verb = VerbReassert
+			}
+			s.Ops = append(s.Ops, o)
+		}
+	}
 	slices.SortStableFunc(s.Ops, func(a, b Op) int { return int(a.At - b.At) })
 	for i := range s.Ops {
 		s.Ops[i].ID = i + 1
@@ -437,7 +515,7 @@ func (s Schedule) CanLand(o Op, at time.Duration) bool {
 			continue
 		}
 		end := x.At + x.For
-		if x.For == 0 && x.Kind != OpSwitcherRestart {
+		if x.For == 0 && !x.instant() {
 			end = s.Duration
 		}
 		if x.At-time.Second < at+o.For && at < end {
@@ -453,7 +531,7 @@ func (s Schedule) CanLand(o Op, at time.Duration) bool {
 func overlaps(ops []Op, o Op, d time.Duration) bool {
 	span := func(x Op) (time.Duration, time.Duration) {
 		end := x.At + x.For
-		if x.For == 0 && x.Kind != OpSwitcherRestart {
+		if x.For == 0 && !x.instant() {
 			end = d
 		}
 		return x.At - time.Second, end + time.Second

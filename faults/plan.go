@@ -62,6 +62,9 @@ type HostPlan struct {
 	// Material are its duties.material folders on this machine, in
 	// site.yaml's order (moved under the host's folder).
 	Material []string
+	// Config is its configuration bundle's file on this machine
+	// (duties.config.file moved under the host's folder), "" without one.
+	Config string
 }
 
 // SwitcherPlan is a switcher driver served by a simulator on the devices host.
@@ -251,6 +254,16 @@ func (p *Plan) rewriteMembers() error {
 				}
 			}
 		}
+		if duties, ok := m["duties"].(map[string]any); ok {
+			if cfg, ok := duties["config"].(map[string]any); ok {
+				if orig, ok := cfg["file"].(string); ok {
+					f := filepath.Join(local(filepath.Dir(orig)), filepath.Base(orig))
+					cfg["file"] = f
+					p.Hosts[p.hostIndex(id)].Config = f
+					p.note("member %s: its configuration bundle's file moved under its host folder and started as the fault suite's own content", id)
+				}
+			}
+		}
 		if hooks, ok := m["hooks"].(map[string]any); ok {
 			for name := range hooks {
 				hooks[name] = []any{map[string]any{"write": map[string]any{
@@ -265,8 +278,13 @@ func (p *Plan) rewriteMembers() error {
 				return fmt.Errorf("folders of %s: %w", id, err)
 			}
 		}
+		if f := p.Hosts[p.hostIndex(id)].Config; f != "" {
+			if err := os.WriteFile(f, []byte(InitialConfig(p.Site.Members[i].ConfigBundleName())), 0o644); err != nil {
+				return fmt.Errorf("configuration bundle of %s: %w", id, err)
+			}
+		}
 		if len(folders) > 0 {
-			p.note("member %s: %d material/disk folder(s) moved under its host folder", id, len(folders))
+			p.note("member %s: %d material, disk or configuration folder(s) moved under its host folder", id, len(folders))
 		}
 	}
 	return nil
@@ -604,6 +622,7 @@ func (p *Plan) Facts() SiteFacts {
 			AutoFailback: m.Settings.AutoFailback, FailbackDelay: m.Settings.FailbackDelay,
 			Switcher: m.Duties.Switcher, Outputs: m.Duties.Outputs, Inputs: m.Duties.Inputs,
 			CopyMaterial: m.Settings.CopyMaterial, Material: m.Duties.Material,
+			Bundle: m.ConfigBundleName(),
 		}
 		if !m.Settings.TakeOutputs {
 			mf.Outputs = nil

@@ -34,7 +34,7 @@ func TestPlanShippedSites(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, bad := range []string{"192.168.", "10.0.0.", "/srv/", "/mnt/"} {
+				for _, bad := range []string{"192.168.", "10.0.0.", "/srv/", "/mnt/", "/var/"} {
 					if strings.Contains(string(data), bad) {
 						t.Errorf("%s: rewritten site still names %q:\n%s", h.Member, bad, data)
 					}
@@ -48,6 +48,13 @@ func TestPlanShippedSites(t *testing.T) {
 				}
 				if (h.Member == s.Coordinator) != (s.Bus.URL == "") {
 					t.Errorf("%s: bus %+v: the coordinator embeds the broker, the others connect to it", h.Member, s.Bus)
+				}
+				if m, _ := s.Member(h.Member); (m.Duties.Config != nil) != (h.Config != "") || h.Config != "" && m.Duties.Config.File != h.Config {
+					t.Errorf("%s: configuration bundle file %q in the plan, %+v in its site", h.Member, h.Config, m.Duties.Config)
+				} else if h.Config != "" {
+					if data, err := os.ReadFile(h.Config); err != nil || string(data) != InitialConfig(m.ConfigBundleName()) {
+						t.Errorf("%s: configuration bundle file %s holds %q (%v), want the initial content", h.Member, h.Config, data, err)
+					}
 				}
 				for _, m := range s.Members {
 					for _, f := range append(m.Duties.Material, m.Disks...) {
@@ -137,10 +144,11 @@ func TestScheduleIsSeeded(t *testing.T) {
 	extra := tg
 	extra.DeviceFaults, extra.LANDown, extra.Aim, extra.Standbys, extra.Broker = true, true, AimPhases, []string{"backup"}, BrokerMosquitto
 	extra.Outage, extra.Protected = true, []string{"main"}
+	extra.ConfigEdits, extra.Bundled, extra.Operator = true, []string{"main", "backup"}, true
 	planted := 0
 	for seed := range uint64(200) {
 		s := NewSchedule(seed, extra, 50e9)
-		if len(s.Ops) < 4 || len(s.Ops) > 8+2+1+1+1+1 {
+		if len(s.Ops) < 4 || len(s.Ops) > 8+2+1+1+1+1+3+1 {
 			t.Errorf("seed %d: %d ops", seed, len(s.Ops))
 		}
 		for i, o := range s.Ops {
@@ -180,16 +188,23 @@ func TestScheduleExtrasLeaveTheRestAlone(t *testing.T) {
 	extra := tg
 	extra.DeviceFaults, extra.LANDown, extra.Aim, extra.Standbys = true, true, []string{PhaseTakeover}, []string{"backup"}
 	extra.Outage, extra.Protected = true, []string{"main"}
+	extra.ConfigEdits, extra.Bundled, extra.Operator = true, []string{"main", "backup"}, true
 	for seed := range uint64(50) {
 		plain, more := NewSchedule(seed, tg, 45e9), NewSchedule(seed, extra, 45e9)
 		var kept []string
-		aimed := 0
+		aimed, edits := 0, 0
 		for _, o := range more.Ops {
 			switch {
 			case o.Aim != "":
 				aimed++
 				if o.Aim != PhaseTakeover || o.For <= 0 {
 					t.Errorf("seed %d: aimed op %s", seed, o)
+				}
+			case o.Kind == OpConfigEdit:
+				edits++
+			case o.Kind == OpOperator:
+				if o.Verb == VerbMode && o.For <= 0 || o.Verb != VerbMode && o.Verb != VerbReassert {
+					t.Errorf("seed %d: %s", seed, o)
 				}
 			case o.Kind != OpSwitcherRefuse && o.Kind != OpSwitcherDrop && o.Kind != OpLANDown && !o.Planted:
 				o.ID = 0
@@ -206,6 +221,9 @@ func TestScheduleExtrasLeaveTheRestAlone(t *testing.T) {
 		}
 		if aimed != 1 {
 			t.Errorf("seed %d: %d aimed ops, want 1", seed, aimed)
+		}
+		if edits < 1 || edits > 3 {
+			t.Errorf("seed %d: %d configuration edits, want 1 to 3", seed, edits)
 		}
 		// With an external broker: one broker kill more, and every
 		// partition has the broker's host on one side; the rest, the

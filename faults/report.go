@@ -8,7 +8,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
 	"understudy/events"
+	"understudy/runtime/config"
 )
 
 // Phases where a fault can land.
@@ -17,29 +19,52 @@ const (
 	PhaseTakeover = "takeover"
 	PhaseFailback = "failback"
 	PhaseCopy     = "copy"
+	// PhaseConfig is a configuration push: the coordinator sending a
+	// member a bundle's newest version (an action with the verb config).
+	PhaseConfig = "config"
 )
+
+// phaseBegins names the phase rec begins, "" for none.
+func phaseBegins(rec Record) string {
+	switch {
+	case rec.Type == events.TakeoverStarted:
+		return PhaseTakeover
+	case rec.Type == events.FailbackStarted:
+		return PhaseFailback
+	case rec.Type == events.CopyStarted:
+		return PhaseCopy
+	case rec.Type == events.ActionStarted && rec.Str("verb") == config.HookConfig:
+		return PhaseConfig
+	}
+	return ""
+}
 
 // Report sums up one or more schedules.
 type Report struct {
-	Site       string                  `json:"site"`
-	Schedules  int                     `json:"schedules"`
-	Seeds      []uint64                `json:"seeds"`
-	Faults     map[OpKind]int          `json:"faults"`       // faults carried out, by kind
-	FaultErrs  int                     `json:"fault_errors"` // faults the runner could not inject
-	Landed     map[string]int          `json:"landed"`       // faults by the phase they landed in
-	Aimed      map[string]int          `json:"aimed"`        // aimed faults injected, by the phase aimed at
-	AimedHit   map[string]int          `json:"aimed_hit"`    // … of which landed in that phase
-	Missed     int                     `json:"aimed_missed"` // aimed faults whose phase never came where they could land
-	Covers     int                     `json:"covers"`       // outages that had to be covered
-	Failbacks  int                     `json:"failbacks"`    // returns that had to be failed back
-	Queued     int                     `json:"queued"`
-	Actions    int                     `json:"actions"`        // action executions read at the members
-	Losses     int                     `json:"losses"`         // member_lost records judged
-	Copies     int                     `json:"copies"`         // failbacks with a copy whose material was compared
-	Material   int                     `json:"material_files"` // recordings compared for them
-	Violations []ScheduleViolation     `json:"violations"`
-	CoverTimes map[OpKind]Distribution `json:"time_to_cover"` // by the kind of fault that began the outage
-	Notes      []string                `json:"notes,omitempty"`
+	Site      string         `json:"site"`
+	Schedules int            `json:"schedules"`
+	Seeds     []uint64       `json:"seeds"`
+	Faults    map[OpKind]int `json:"faults"`       // faults carried out, by kind
+	FaultErrs int            `json:"fault_errors"` // faults the runner could not inject
+	Landed    map[string]int `json:"landed"`       // faults by the phase they landed in
+	Aimed     map[string]int `json:"aimed"`        // aimed faults injected, by the phase aimed at
+	AimedHit  map[string]int `json:"aimed_hit"`    // … of which landed in that phase
+	Missed    int            `json:"aimed_missed"` // aimed faults whose phase never came where they could land
+	Covers    int            `json:"covers"`       // outages that had to be covered
+	Failbacks int            `json:"failbacks"`    // returns that had to be failed back
+	Queued    int            `json:"queued"`
+	Actions   int            `json:"actions"`        // action executions read at the members
+	Losses    int            `json:"losses"`         // member_lost records judged
+	Copies    int            `json:"copies"`         // failbacks with a copy whose material was compared
+	Material  int            `json:"material_files"` // recordings compared for them
+	// ConfigsJudged counts the configuration bundles whose files were
+	// compared at the end; ConfigsUnjudged those not (the site had not
+	// settled long enough before the end).
+	ConfigsJudged   int                     `json:"configs_judged,omitempty"`
+	ConfigsUnjudged int                     `json:"configs_unjudged,omitempty"`
+	Violations      []ScheduleViolation     `json:"violations"`
+	CoverTimes      map[OpKind]Distribution `json:"time_to_cover"` // by the kind of fault that began the outage
+	Notes           []string                `json:"notes,omitempty"`
 	// Failed is how many schedules could not run; Duration each
 	// schedule's length; Started when the run began.
 	Failed   int           `json:"failed,omitempty"`
@@ -103,6 +128,8 @@ func (r *Report) Add(h *History, res Result) {
 	r.Losses += res.Losses
 	r.Copies += res.Copies
 	r.Material += res.MaterialFiles
+	r.ConfigsJudged += res.ConfigsJudged
+	r.ConfigsUnjudged += res.ConfigsUnjudged
 	for _, v := range res.Violations {
 		r.Violations = append(r.Violations, ScheduleViolation{Seed: h.Seed, Violation: v})
 	}
@@ -119,29 +146,30 @@ func distribution(ts []time.Duration) Distribution {
 }
 
 // Phase says what the site was doing at t, from the journal: a copy, a
-// failback or a takeover under way, else idle.
+// failback, a takeover or a configuration push under way, else idle.
 func Phase(h *History, t time.Time) string {
-	open := map[string]map[string]bool{PhaseTakeover: {}, PhaseFailback: {}, PhaseCopy: {}}
+	open := map[string]map[string]bool{PhaseTakeover: {}, PhaseFailback: {}, PhaseCopy: {}, PhaseConfig: {}}
 	for _, rec := range h.Journal {
 		if rec.At.After(t) {
 			break
 		}
+		if p := phaseBegins(rec); p == PhaseConfig {
+			open[p][rec.Str("id")] = true // an action, by its id
+		} else if p != "" {
+			open[p][rec.Member] = true
+		}
 		switch rec.Type {
-		case events.TakeoverStarted:
-			open[PhaseTakeover][rec.Member] = true
 		case events.TakeoverDone, events.TakeoverFailed:
 			delete(open[PhaseTakeover], rec.Member)
-		case events.FailbackStarted:
-			open[PhaseFailback][rec.Member] = true
 		case events.FailbackDone, events.FailbackFailed:
 			delete(open[PhaseFailback], rec.Member)
-		case events.CopyStarted:
-			open[PhaseCopy][rec.Member] = true
 		case events.CopyDone, events.CopyFailed:
 			delete(open[PhaseCopy], rec.Member)
+		case events.ActionDone, events.ActionFailed:
+			delete(open[PhaseConfig], rec.Str("id"))
 		}
 	}
-	for _, p := range []string{PhaseCopy, PhaseFailback, PhaseTakeover} {
+	for _, p := range []string{PhaseCopy, PhaseFailback, PhaseTakeover, PhaseConfig} {
 		if len(open[p]) > 0 {
 			return p
 		}
@@ -166,7 +194,7 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	var landed []string
-	for _, p := range []string{PhaseIdle, PhaseTakeover, PhaseFailback, PhaseCopy} {
+	for _, p := range []string{PhaseIdle, PhaseTakeover, PhaseFailback, PhaseCopy, PhaseConfig} {
 		landed = append(landed, fmt.Sprintf("%s %d", p, r.Landed[p]))
 	}
 	fmt.Fprintf(w, "faults landed: %s\n", strings.Join(landed, ", "))
@@ -185,6 +213,9 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d failback(s), %d member_lost record(s), %d command record(s) read at members; %d outage(s) queued (no free standby)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued)
 	if r.Copies > 0 {
 		fmt.Fprintf(w, "material: %d recording(s) compared after %d failback(s) with a copy\n", r.Material, r.Copies)
+	}
+	if r.ConfigsJudged+r.ConfigsUnjudged > 0 {
+		fmt.Fprintf(w, "configuration bundles: %d compared on every host at the end, %d not (the site had not settled before the end)\n", r.ConfigsJudged, r.ConfigsUnjudged)
 	}
 	if len(r.CoverTimes) > 0 {
 		fmt.Fprintln(w, "time to cover (fault → takeover_done), seconds:")
@@ -250,7 +281,7 @@ func Timeline(w io.Writer, h *History, from, to time.Time) {
 		if in(o.Start) {
 			lines = append(lines, line{o.Start, "nemesis   begin " + o.String()})
 		}
-		if !o.End.IsZero() && in(o.End) && o.Kind != OpSwitcherRestart {
+		if !o.End.IsZero() && in(o.End) && !o.instant() {
 			lines = append(lines, line{o.End, fmt.Sprintf("nemesis   end   #%d %s", o.ID, o.Kind)})
 		}
 	}

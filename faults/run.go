@@ -37,6 +37,13 @@ type Options struct {
 	// Outage gives each schedule one outage of a protected member longer
 	// than lost_after (Target.Outage).
 	Outage bool
+	// ConfigEdits gives each schedule one to three edits of the members'
+	// configuration bundle files (Target.ConfigEdits), on sites that have
+	// them.
+	ConfigEdits bool
+	// Operator adds an operator's command to two schedules in three
+	// (Target.Operator).
+	Operator bool
 	// Broker is the bus's broker: BrokerEmbedded ("" too), in the
 	// coordinator's process, or BrokerMosquitto, Debian's mosquitto on a
 	// test host of its own configured with the files of understudy

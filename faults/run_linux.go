@@ -339,6 +339,13 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 		target.Switchers = append(target.Switchers, s.Driver)
 	}
 	target.Outage = r.opts.Outage
+	target.ConfigEdits = r.opts.ConfigEdits
+	target.Operator = r.opts.Operator
+	for _, h := range r.plan.Hosts {
+		if h.Config != "" {
+			target.Bundled = append(target.Bundled, h.Member)
+		}
+	}
 	facts := r.plan.Facts()
 	for _, h := range r.plan.Hosts {
 		if m := facts.Members[h.Member]; m.Protected && h.Member != target.Coordinator {
@@ -397,6 +404,7 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 		h.Material, err = ListMaterial(r.plan)
 		errs = append(errs, err)
 	}
+	h.Configs = ReadConfigs(r.plan)
 	h.Sort()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -427,6 +435,10 @@ func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedu
 				}
 				return
 			}
+			if o.Kind == OpOperator {
+				r.operate(ctx, o)
+				return
+			}
 			if o.Aim != "" {
 				at, ok := r.awaitPhase(ctx, start, sched, *o)
 				if !ok {
@@ -442,14 +454,14 @@ func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedu
 				return
 			}
 			r.logf("%s", o)
-			if o.Kind != OpSwitcherRestart {
+			if !o.instant() {
 				r.hold(*o, 1)
 				defer r.hold(*o, -1)
 			}
 			if o.Kind == OpKill {
 				r.readStore(o.Member, fmt.Sprintf("kill #%d", o.ID))
 			}
-			if o.Kind == OpSwitcherRestart {
+			if o.instant() {
 				o.End = o.Start
 				return
 			}
@@ -551,6 +563,11 @@ func (r *runner) apply(o Op) error {
 	case OpSwitcherDrop:
 		r.sims[o.Driver].DropNext(o.Count)
 		return nil
+	case OpConfigEdit:
+		h, _ := r.plan.Host(o.Member)
+		return editConfig(h.Config, EditContent(r.plan.Facts().Members[o.Member].Bundle, o))
+	case OpOperator:
+		return errors.New("operator commands are sent by operate")
 	}
 	return fmt.Errorf("unknown fault %q", o.Kind)
 }
@@ -622,7 +639,7 @@ func (r *runner) awaitPhase(ctx context.Context, start time.Time, sched Schedule
 	defer t.Stop()
 	for {
 		for _, rec := range tail.next() {
-			if rec.Type != o.Aim+"_started" || rec.At.Before(from) {
+			if phaseBegins(rec) != o.Aim || rec.At.Before(from) {
 				continue
 			}
 			if !r.isHeld(o) && sched.CanLand(o, time.Since(start)) {

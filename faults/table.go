@@ -19,8 +19,8 @@ const (
 // fault that began the outage.
 func Table(reports []*Report) string {
 	var b strings.Builder
-	b.WriteString("| site | schedules | faults | landed in a takeover / failback / copy | losses covered | failbacks | recordings compared | violations (goal 0) |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| site | schedules | faults | landed in a takeover / failback / copy / config push | losses covered | failbacks | recordings compared | bundles compared | violations (goal 0) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range reports {
 		total := 0
 		var kinds []string
@@ -37,10 +37,10 @@ func Table(reports []*Report) string {
 		if r.Duration > 0 {
 			runs += fmt.Sprintf(" × %s", r.Duration)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d: %s | %d / %d / %d | %d | %d | %d | %d |\n",
+		fmt.Fprintf(&b, "| %s | %s | %d: %s | %d / %d / %d / %d | %d | %d | %d | %d | %d |\n",
 			r.Site, runs, total, strings.Join(kinds, ", "),
-			r.Landed[PhaseTakeover], r.Landed[PhaseFailback], r.Landed[PhaseCopy],
-			r.Covers, r.Failbacks, r.Material, len(r.Violations))
+			r.Landed[PhaseTakeover], r.Landed[PhaseFailback], r.Landed[PhaseCopy], r.Landed[PhaseConfig],
+			r.Covers, r.Failbacks, r.Material, r.ConfigsJudged, len(r.Violations))
 	}
 	b.WriteString("\n| site | outage begun by | n | time to cover: min | p50 | p90 | max |\n")
 	b.WriteString("|---|---|---|---|---|---|---|\n")

@@ -20,7 +20,7 @@ func TestTableSumsUpEachSite(t *testing.T) {
 	r.Failed = 1
 	got := Table([]*Report{r})
 	for _, want := range []string{
-		"| scripts/manager-backup/site.yaml | 2 (+1 that could not run) × 1m0s | 3: kill 2, stop 1 | 1 / 0 / 0 | 2 | 0 | 0 | 1 |",
+		"| scripts/manager-backup/site.yaml | 2 (+1 that could not run) × 1m0s | 3: kill 2, stop 1 | 1 / 0 / 0 / 0 | 2 | 0 | 0 | 0 | 1 |",
 		"| scripts/manager-backup/site.yaml | kill | 1 | 100ms | 100ms | 100ms | 100ms |",
 		"- scripts/manager-backup/site.yaml, seed 2: ",
 	} {

@@ -24,6 +24,11 @@ const (
 	// RouteRetry: a route the switcher refused is sent again with a
 	// backoff. Off, a refusal is final.
 	RouteRetry Name = "route-retry"
+	// ConfigBase: the coordinator takes a configuration report as the
+	// newest only when it is derived from the newest it knows. Off, the
+	// last report heard wins (the flaw of an instance with an older
+	// database, started first, overwriting newer settings).
+	ConfigBase Name = "config-base"
 )
 
 // EnvVar is the variable a brokenguards build reads: the names of the

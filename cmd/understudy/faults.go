@@ -31,10 +31,12 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	seed := fs.Uint64("seed", 0, "the first schedule's seed (default: one drawn from the clock, printed)")
 	duration := fs.Duration("duration", time.Minute, "length of each schedule, once every instance is up")
 	maxFaults := fs.Int("max-faults", 8, "at most this many faults per schedule")
-	aim := fs.String("aim", "takeover,failback", "add to each schedule a fault aimed at one of these phases (takeover, failback), landing within milliseconds of the coordinator's journal showing it begin; \"\" for none")
+	aim := fs.String("aim", "takeover,failback", "add to each schedule a fault aimed at one of these phases (takeover, failback, copy, config: a configuration push), landing within milliseconds of the coordinator's journal showing it begin; \"\" for none")
 	deviceFaults := fs.Bool("device-faults", true, "switchers also refuse or drop commands (switcher_refuse, switcher_drop)")
 	lanDown := fs.Bool("lan-down", true, "one schedule in two also has the whole LAN down at a random time (lan_down)")
 	outage := fs.Bool("outage", true, "each schedule also has one outage of a protected member longer than lost_after (a kill, a stop or its cable pulled) in its first half: a takeover to aim at")
+	configEdits := fs.Bool("config-edits", true, "on a site whose members have a configuration bundle (duties.config), each schedule also edits their bundle files one to three times (config_edit)")
+	operator := fs.Bool("operator", true, "two schedules in three also have an operator's command through a random member's API: manual mode for a while (then auto), or a reassert (operator)")
 	failbackDelay := fs.Duration("failback-delay", 0, "replace the site's failback delay for the run (0: the site's), so that a short schedule sees failbacks")
 	copySettle := fs.Duration("copy-settle", 0, "replace the site's copy.settle for the run (0: the site's)")
 	results := fs.String("results", "", "also write the run's report (JSON) to this file, for tools/faultstable (make faults)")
@@ -88,7 +90,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	opts := faults.Options{
 		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
-		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, Broker: *broker, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
+		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, ConfigEdits: *configEdits, Operator: *operator, Broker: *broker, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
 		Registry: builtin.Registry(), Progress: stderr,
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)

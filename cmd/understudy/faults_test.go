@@ -13,7 +13,7 @@ func TestFaultsUsage(t *testing.T) {
 		{"--schedules", "0"},
 		{"--duration", "1s"},
 		{"--max-faults", "1"},
-		{"--aim", "copy"},
+		{"--aim", "copying"},
 		{"--aim", "takeover,idle"},
 		{"--broker", "emqx"},
 		{"extra"},

@@ -6,6 +6,7 @@ import (
 
 	"understudy/discovery/bus"
 	"understudy/events"
+	"understudy/guards"
 	"understudy/runtime/config"
 )
 
@@ -44,7 +45,8 @@ func (c *Coordinator) ConfigReport(r bus.ConfigReport) {
 			return
 		}
 		switch {
-		case !found || (r.Version > cur.Version && r.Base >= cur.Version) || (r.Hash == cur.Hash && r.Version > cur.Version):
+		case !found || (r.Version > cur.Version && r.Base >= cur.Version) || (r.Hash == cur.Hash && r.Version > cur.Version) ||
+			guards.Off(guards.ConfigBase) && r.Hash != cur.Hash:
 			next := siteConfig{Bundle: r.Bundle, Version: r.Version, Hash: r.Hash, Content: r.Content, From: r.Member}
 			if err := c.store.Put(bucketConfigs, r.Bundle, next); err != nil {
 				c.log.Error("configuration not recorded", "bundle", r.Bundle, "error", err)
