@@ -37,8 +37,10 @@ bench:
 # long (default 60s). Hours on a 2-core machine; not part of make test.
 # Reproduce one schedule: make faults SEED=S SCHEDULES=1 (FAULTS_SITES=… for
 # one site). Runs with a violation are kept (their folder is printed). The
-# recorder site runs with its failback delay and copy settle shortened, so
-# that a minute sees failbacks with copies. A whole run (the default
+# recorder and VMS sites run with their failover delay (VMS: 10 minutes),
+# failback delay and copy settle shortened, so that a minute sees delayed
+# failovers and failbacks with copies, and aim at copies too; the manager
+# site aims at configuration pushes too. A whole run (the default
 # SCHEDULES and FAULTS_SITES) writes each site's report to faults/results/
 # and the table to faults/results.md and the README (tools/faultstable).
 SCHEDULES ?= 200
@@ -50,7 +52,10 @@ WHOLE_FAULTS_RUN := $(and $(filter 200,$(SCHEDULES)),$(if $(filter-out $(FAULTS_
 
 faults: build
 	@rc=0; for s in $(FAULTS_SITES); do \
-		case $$s in *recorder-standby) timing="--failback-delay 5s --copy-settle 3s";; *) timing="";; esac; \
+		case $$s in \
+			*recorder-standby) timing="--failback-delay 5s --copy-settle 3s --aim takeover,failback,copy";; \
+			*vms-pool) timing="--failover-delay 4s --failback-delay 8s --copy-settle 3s --aim takeover,failback,copy";; \
+			*) timing="--aim takeover,failback,config";; esac; \
 		results=""; if [ -n "$(WHOLE_FAULTS_RUN)" ]; then mkdir -p faults/results; results="--results faults/results/$${s##*/}.json"; fi; \
 		./$(BIN) faults -c $$s/site.yaml --schedules $(SCHEDULES) --seed $(SEED) --duration $(DURATION) $$timing $$results || rc=1; \
 	done; \

@@ -502,7 +502,30 @@ func (p *Plan) writeMosquitto() error {
 // and copy.settle for the run, so that a schedule of a minute or two can see
 // a member failed back with its material copied; zero keeps the site's.
 // Call it before Write.
-func (p *Plan) Shorten(failbackDelay, settle time.Duration) {
+func (p *Plan) Shorten(failoverDelay, failbackDelay, settle time.Duration) {
+	if failoverDelay > 0 {
+		// Only where a delay is set: a member failed over at once stays so.
+		set := func(m map[string]any) {
+			if m != nil {
+				if _, ok := m["delay"]; ok {
+					m["delay"] = failoverDelay.String()
+				}
+			}
+		}
+		set(mapOf(p.doc["failover"]))
+		list, _ := p.doc["members"].([]any)
+		for _, raw := range list {
+			if m, ok := raw.(map[string]any); ok {
+				set(mapOf(m["failover"]))
+			}
+		}
+		for i := range p.Site.Members {
+			if p.Site.Members[i].Settings.Delay > 0 {
+				p.Site.Members[i].Settings.Delay = failoverDelay
+			}
+		}
+		p.note("failover delay shortened to %s for the run (--failover-delay)", failoverDelay)
+	}
 	if failbackDelay > 0 {
 		set := func(m map[string]any) {
 			if m != nil {

@@ -329,3 +329,31 @@ func TestLANDownConflicts(t *testing.T) {
 		}
 	}
 }
+
+// --failover-delay replaces the failover delay where the site sets one
+// (vms-pool waits 10 minutes), in each host's site.yaml as in the facts.
+func TestShortenFailoverDelay(t *testing.T) {
+	dir := t.TempDir()
+	p, err := NewPlan(filepath.Join("..", "scripts", "vms-pool", "site.yaml"), dir, builtin.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Shorten(4*time.Second, 0, 0)
+	if err := p.Write(map[string]string{}); err != nil {
+		t.Fatal(err)
+	}
+	for id, m := range p.Facts().Members {
+		if m.Protected && m.Delay != 4*time.Second {
+			t.Errorf("facts: %s delay %s, want 4s", id, m.Delay)
+		}
+	}
+	s, err := config.Load(p.Hosts[0].SiteFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range s.Members {
+		if !m.Standby && m.Settings.Enabled && m.Settings.Delay != 4*time.Second {
+			t.Errorf("%s: %s: delay %s, want 4s", p.Hosts[0].SiteFile, m.ID, m.Settings.Delay)
+		}
+	}
+}

@@ -21,7 +21,7 @@ func TestRecorderEmulation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Shorten(5*time.Second, 3*time.Second)
+	p.Shorten(0, 5*time.Second, 3*time.Second)
 	if err := p.Write(nil); err != nil {
 		t.Fatal(err)
 	}

@@ -54,10 +54,11 @@ type Options struct {
 	Schedule *Schedule
 	// Env is added to the instances' environment.
 	Env []string
-	// FailbackDelay and CopySettle, when not zero, replace the site's
-	// failback delay and copy.settle for the run (Plan.Shorten): a schedule
-	// of a minute can then see a failback with its material copy.
-	FailbackDelay, CopySettle time.Duration
+	// FailoverDelay, FailbackDelay and CopySettle, when not zero, replace
+	// the site's failover delay (where one is set), failback delay and
+	// copy.settle for the run (Plan.Shorten): a schedule of a minute can
+	// then see a delayed failover, a failback with its material copy.
+	FailoverDelay, FailbackDelay, CopySettle time.Duration
 	// Bounds are the checker's slack (zero: the defaults).
 	Bounds Bounds
 	// Registry names the driver kinds.
@@ -88,6 +89,9 @@ type Outcome struct {
 // overrides ("" without any).
 func (o Options) timingFlags() string {
 	var f []string
+	if o.FailoverDelay > 0 {
+		f = append(f, fmt.Sprintf("--failover-delay %s", o.FailoverDelay))
+	}
 	if o.FailbackDelay > 0 {
 		f = append(f, fmt.Sprintf("--failback-delay %s", o.FailbackDelay))
 	}

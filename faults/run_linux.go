@@ -60,7 +60,7 @@ func RunSchedule(ctx context.Context, opts Options, seed uint64) (_ *Outcome, er
 		return nil, err
 	}
 	plan.Broker = opts.Broker
-	plan.Shorten(opts.FailbackDelay, opts.CopySettle)
+	plan.Shorten(opts.FailoverDelay, opts.FailbackDelay, opts.CopySettle)
 	nf, err := newNetFaults()
 	if err != nil {
 		return nil, err

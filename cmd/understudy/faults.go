@@ -37,6 +37,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	outage := fs.Bool("outage", true, "each schedule also has one outage of a protected member longer than lost_after (a kill, a stop or its cable pulled) in its first half: a takeover to aim at")
 	configEdits := fs.Bool("config-edits", true, "on a site whose members have a configuration bundle (duties.config), each schedule also edits their bundle files one to three times (config_edit)")
 	operator := fs.Bool("operator", true, "two schedules in three also have an operator's command through a random member's API: manual mode for a while (then auto), or a reassert (operator)")
+	failoverDelay := fs.Duration("failover-delay", 0, "replace the site's failover delay (failover.delay, where set) for the run (0: the site's), so that a short schedule sees delayed failovers")
 	failbackDelay := fs.Duration("failback-delay", 0, "replace the site's failback delay for the run (0: the site's), so that a short schedule sees failbacks")
 	copySettle := fs.Duration("copy-settle", 0, "replace the site's copy.settle for the run (0: the site's)")
 	results := fs.String("results", "", "also write the run's report (JSON) to this file, for tools/faultstable (make faults)")
@@ -57,7 +58,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		phases = append(phases, p)
 	}
 	badBroker := *broker != faults.BrokerEmbedded && *broker != faults.BrokerMosquitto
-	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || badBroker || *failbackDelay < 0 || *copySettle < 0 {
+	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || badBroker || *failoverDelay < 0 || *failbackDelay < 0 || *copySettle < 0 {
 		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--lan-down=false] [--outage=false] [--broker embedded|mosquitto] [--failback-delay D] [--copy-settle D] [--results FILE] [--out DIR]")
 		return 2
 	}
@@ -90,7 +91,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	opts := faults.Options{
 		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
-		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, ConfigEdits: *configEdits, Operator: *operator, Broker: *broker, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
+		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, ConfigEdits: *configEdits, Operator: *operator, Broker: *broker, FailoverDelay: *failoverDelay, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
 		Registry: builtin.Registry(), Progress: stderr,
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)
