@@ -33,8 +33,10 @@ bench:
 	$(GO) run ./bench $(BENCHFLAGS)
 
 # Seeded fault schedules (docs/faults.md) against the shipped sites, as root:
-# SCHEDULES per site (default 200) from seed SEED (default 1), each DURATION
-# long (default 60s). Hours on a 2-core machine; not part of make test.
+# SCHEDULES in all (default 200, shared evenly among the sites) from seed
+# SEED (default 1) on each site, each DURATION long (default 60s),
+# FAULTS_PARALLEL at once (default 2). Hours on a 2-core machine; not part
+# of make test.
 # Reproduce one schedule: make faults SEED=S SCHEDULES=1 (FAULTS_SITES=… for
 # one site). Runs with a violation are kept (their folder is printed). The
 # recorder and VMS sites run with their failover delay (VMS: 10 minutes),
@@ -46,18 +48,19 @@ bench:
 SCHEDULES ?= 200
 SEED ?= 1
 DURATION ?= 60s
+FAULTS_PARALLEL ?= 2
 ALL_FAULT_SITES := scripts/manager-backup scripts/recorder-standby scripts/vms-pool
 FAULTS_SITES ?= $(ALL_FAULT_SITES)
 WHOLE_FAULTS_RUN := $(and $(filter 200,$(SCHEDULES)),$(if $(filter-out $(FAULTS_SITES),$(ALL_FAULT_SITES)),,yes))
 
 faults: build
-	@rc=0; for s in $(FAULTS_SITES); do \
+	@rc=0; n=$(words $(FAULTS_SITES)); per=$$(( ($(SCHEDULES) + n - 1) / n )); for s in $(FAULTS_SITES); do \
 		case $$s in \
 			*recorder-standby) timing="--failback-delay 5s --copy-settle 3s --aim takeover,failback,copy";; \
 			*vms-pool) timing="--failover-delay 4s --failback-delay 8s --copy-settle 3s --aim takeover,failback,copy";; \
 			*) timing="--aim takeover,failback,config";; esac; \
 		results=""; if [ -n "$(WHOLE_FAULTS_RUN)" ]; then mkdir -p faults/results; results="--results faults/results/$${s##*/}.json"; fi; \
-		./$(BIN) faults -c $$s/site.yaml --schedules $(SCHEDULES) --seed $(SEED) --duration $(DURATION) $$timing $$results || rc=1; \
+		./$(BIN) faults -c $$s/site.yaml --schedules $$per --seed $(SEED) --duration $(DURATION) --parallel $(FAULTS_PARALLEL) $$timing $$results || rc=1; \
 	done; \
 	if [ -n "$(WHOLE_FAULTS_RUN)" ]; then $(GO) run ./tools/faultstable -out faults/results.md -readme README.md faults/results/*.json || rc=1; fi; \
 	exit $$rc

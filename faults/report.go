@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -175,6 +176,13 @@ func Phase(h *History, t time.Time) string {
 		}
 	}
 	return PhaseIdle
+}
+
+// SortBySeed puts the seeds and the violations in the order of their
+// seeds (schedules run at once are added as they end).
+func (r *Report) SortBySeed() {
+	slices.Sort(r.Seeds)
+	slices.SortStableFunc(r.Violations, func(a, b ScheduleViolation) int { return cmp.Compare(a.Seed, b.Seed) })
 }
 
 // WriteText prints the report for people.

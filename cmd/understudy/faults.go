@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,6 +43,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	copySettle := fs.Duration("copy-settle", 0, "replace the site's copy.settle for the run (0: the site's)")
 	results := fs.String("results", "", "also write the run's report (JSON) to this file, for tools/faultstable (make faults)")
 	broker := fs.String("broker", faults.BrokerEmbedded, "the bus's broker: embedded (in the coordinator's process) or mosquitto (Debian's, on a test host of its own, configured by broker-config; schedules then also kill it: broker_kill)")
+	parallel := fs.Int("parallel", 1, "run this many schedules at once (each on test hosts of its own; two on a 2-core machine)")
 	out := fs.String("out", "", "keep every run here (site copies, logs, journals, history.json, report.json); default: a temporary folder kept only when a schedule fails")
 	if err := parseFlags(fs, args); err != nil {
 		return 2
@@ -58,7 +60,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		phases = append(phases, p)
 	}
 	badBroker := *broker != faults.BrokerEmbedded && *broker != faults.BrokerMosquitto
-	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || badBroker || *failoverDelay < 0 || *failbackDelay < 0 || *copySettle < 0 {
+	if fs.NArg() != 0 || *schedules < 1 || *parallel < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || badBroker || *failoverDelay < 0 || *failbackDelay < 0 || *copySettle < 0 {
 		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--lan-down=false] [--outage=false] [--broker embedded|mosquitto] [--failback-delay D] [--copy-settle D] [--results FILE] [--out DIR]")
 		return 2
 	}
@@ -97,32 +99,50 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)
 	report := faults.NewReport(*sitePath)
 	report.Duration, report.Started = *duration, time.Now().UTC().Truncate(time.Second)
-	failed := 0
-	for i := range *schedules {
-		s := *seed + uint64(i)
-		o, err := faults.RunSchedule(ctx, opts, s)
-		if err != nil {
-			fmt.Fprintf(stderr, "seed %d: %v\n", s, err)
-			failed++
-			if ctx.Err() != nil {
-				break
+	var (
+		mu     sync.Mutex
+		failed int
+		next   = make(chan uint64)
+		wg     sync.WaitGroup
+	)
+	for range *parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range next {
+				o, err := faults.RunSchedule(ctx, opts, s)
+				mu.Lock()
+				if err != nil {
+					fmt.Fprintf(stderr, "seed %d: %v\n", s, err)
+					failed++
+				} else {
+					if report.Notes == nil {
+						report.Notes = o.Notes
+					}
+					report.Add(o.History, o.Result)
+					fmt.Fprintf(stdout, "seed %d: %d fault(s), %d violation(s)\n", s, len(o.History.Ops), len(o.Result.Violations))
+					for _, v := range o.Result.Violations {
+						faults.Explain(stdout, o.History, v)
+					}
+					if len(o.Result.Violations) > 0 {
+						keep = true
+					} else if *out == "" {
+						os.RemoveAll(o.Dir)
+					}
+				}
+				mu.Unlock()
 			}
-			continue
-		}
-		if i == 0 {
-			report.Notes = o.Notes
-		}
-		report.Add(o.History, o.Result)
-		fmt.Fprintf(stdout, "seed %d: %d fault(s), %d violation(s)\n", s, len(o.History.Ops), len(o.Result.Violations))
-		for _, v := range o.Result.Violations {
-			faults.Explain(stdout, o.History, v)
-		}
-		if len(o.Result.Violations) > 0 {
-			keep = true
-		} else if *out == "" {
-			os.RemoveAll(o.Dir)
-		}
+		}()
 	}
+	for i := range *schedules {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- *seed + uint64(i)
+	}
+	close(next)
+	wg.Wait()
+	report.SortBySeed()
 	fmt.Fprintln(stdout)
 	for _, n := range report.Notes {
 		fmt.Fprintln(stdout, "note:", n)

@@ -13,6 +13,8 @@ func TestFaultsUsage(t *testing.T) {
 		{"--schedules", "0"},
 		{"--duration", "1s"},
 		{"--max-faults", "1"},
+		{"--parallel", "0"},
+		{"--failover-delay", "-1s"},
 		{"--aim", "copying"},
 		{"--aim", "takeover,idle"},
 		{"--broker", "emqx"},
