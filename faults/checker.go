@@ -220,7 +220,9 @@ func (c *checker) brokerDown() spans {
 	if c.broker == c.coord {
 		return nil // embedded: it goes with the coordinator (away)
 	}
-	return c.opSpans(func(o Op) bool { return o.Kind == OpBrokerKill || o.Kind == OpLinkDown && o.Host == c.broker })
+	return c.opSpans(func(o Op) bool {
+		return o.Kind == OpBrokerKill || o.Kind == OpBrokerStop || o.Kind == OpLinkDown && o.Host == c.broker
+	})
 }
 
 // coordTrouble is when the coordinator could not decide or hear anyone:

@@ -681,6 +681,10 @@ func TestCoverageWaitsForTheBroker(t *testing.T) {
 	h = mainKilledDuringBrokerKill(20.5)
 	h.Ops = h.Ops[1:] // no broker kill: the bound is +19 s
 	want(t, h, PropCoverage)
+	// A stopped broker is as deaf as a killed one.
+	h = mainKilledDuringBrokerKill(32.5)
+	h.Ops[0].Kind = OpBrokerStop
+	want(t, h)
 }
 
 // A loss during the broker's outage, or within the slack after it, is no

@@ -45,6 +45,11 @@ const (
 	// it forgets every retained message; started again after For. Only with
 	// an external broker (Target.Broker).
 	OpBrokerKill OpKind = "broker_kill"
+	// OpBrokerStop: SIGSTOP of the external broker: its connections stay
+	// open but nothing moves (the clients' keep-alives run out), then
+	// SIGCONT after For: it wakes with what waited in its sockets. Only
+	// with an external broker.
+	OpBrokerStop OpKind = "broker_stop"
 	// OpConfigEdit: an installer's edit of a member's configuration bundle
 	// file on its host (instantaneous): new content written in place, as an
 	// editor saves it. Only on sites whose members have duties.config.
@@ -71,7 +76,7 @@ func (o Op) instant() bool {
 }
 
 // OpKinds lists every kind, in report order.
-var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop, OpConfigEdit, OpOperator}
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpBrokerStop, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop, OpConfigEdit, OpOperator}
 
 // Phases a fault can be aimed at (Target.Aim): it waits, from its time, for
 // the coordinator's journal to show the phase beginning (takeover_started,
@@ -149,6 +154,8 @@ func (o Op) String() string {
 		what = "the whole LAN down"
 	case OpBrokerKill:
 		what = "kill -9 the broker (mosquitto)"
+	case OpBrokerStop:
+		what = "SIGSTOP the broker (mosquitto)"
 	case OpConfigEdit:
 		what = "configuration bundle of " + o.Member + " edited on its host"
 	case OpOperator:
@@ -190,7 +197,7 @@ func (o Op) resource() string {
 		return "link:" + o.Host
 	case OpPartition, OpBrokerCut, OpLANDown:
 		return "net"
-	case OpBrokerKill:
+	case OpBrokerKill, OpBrokerStop:
 		return "broker"
 	case OpConfigEdit:
 		return "config:" + o.Member
@@ -447,6 +454,17 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 			o := Op{Kind: OpConfigEdit, Member: t.Bundled[e.IntN(len(t.Bundled))], At: from + time.Duration(e.Int64N(int64(until-from)))}
 			if !overlaps(s.Ops, o, d) {
 				s.Ops = append(s.Ops, o)
+			}
+		}
+	}
+	if s.Broker != "" {
+		e := rand.New(rand.NewPCG(seed, 0x62726f6b73746f70)) // "brokstop"
+		if e.IntN(2) == 0 {
+			for range 5 { // a few tries for a time clear of the broker kill
+				if o := extraOp(e, OpBrokerStop, from, until, lost, d); !overlaps(s.Ops, o, d) {
+					s.Ops = append(s.Ops, o)
+					break
+				}
 			}
 		}
 	}

@@ -554,6 +554,11 @@ func (r *runner) apply(o Op) error {
 			return errors.New("no external broker to kill (--broker mosquitto)")
 		}
 		return r.broker.kill()
+	case OpBrokerStop:
+		if r.broker == nil {
+			return errors.New("no external broker to stop (--broker mosquitto)")
+		}
+		return r.broker.signal(syscall.SIGSTOP)
 	case OpSwitcherRestart:
 		r.sims[o.Driver].Restart()
 		return nil
@@ -595,6 +600,11 @@ func (r *runner) revert(o Op) error {
 			return errors.New("no external broker to start")
 		}
 		return r.startBroker()
+	case OpBrokerStop:
+		if r.broker == nil {
+			return errors.New("no external broker to wake")
+		}
+		return r.broker.signal(syscall.SIGCONT)
 	case OpSwitcherRefuse:
 		r.sims[o.Driver].RefuseNext(0) // what is left of it disarmed
 	case OpSwitcherDrop:
