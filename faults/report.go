@@ -66,6 +66,9 @@ type Report struct {
 	Violations      []ScheduleViolation     `json:"violations"`
 	CoverTimes      map[OpKind]Distribution `json:"time_to_cover"` // by the kind of fault that began the outage
 	Notes           []string                `json:"notes,omitempty"`
+	// Build is the commit the binary was built from (its VCS stamp, with
+	// "+modified" when the tree had changes), "" when it has none.
+	Build string `json:"build,omitempty"`
 	// Failed is how many schedules could not run; Duration each
 	// schedule's length; Started when the run began.
 	Failed   int           `json:"failed,omitempty"`

@@ -19,8 +19,8 @@ const (
 // fault that began the outage.
 func Table(reports []*Report) string {
 	var b strings.Builder
-	b.WriteString("| site | schedules | faults | landed in a takeover / failback / copy / config push | losses covered | failbacks | recordings compared | bundles compared | violations (goal 0) |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| site | run | schedules | faults | landed in a takeover / failback / copy / config push | losses covered | failbacks | recordings compared | bundles compared | violations (goal 0) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range reports {
 		total := 0
 		var kinds []string
@@ -37,8 +37,15 @@ func Table(reports []*Report) string {
 		if r.Duration > 0 {
 			runs += fmt.Sprintf(" × %s", r.Duration)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d: %s | %d / %d / %d / %d | %d | %d | %d | %d | %d |\n",
-			r.Site, runs, total, strings.Join(kinds, ", "),
+		run := "—"
+		if !r.Started.IsZero() {
+			run = r.Started.Format("2006-01-02")
+		}
+		if r.Build != "" {
+			run += " at " + r.Build
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d: %s | %d / %d / %d / %d | %d | %d | %d | %d | %d |\n",
+			r.Site, run, runs, total, strings.Join(kinds, ", "),
 			r.Landed[PhaseTakeover], r.Landed[PhaseFailback], r.Landed[PhaseCopy], r.Landed[PhaseConfig],
 			r.Covers, r.Failbacks, r.Material, r.ConfigsJudged, len(r.Violations))
 	}

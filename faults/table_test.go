@@ -18,9 +18,10 @@ func TestTableSumsUpEachSite(t *testing.T) {
 	broken.Journal = broken.Journal[:2] // never covered
 	r.Add(broken, Check(broken, Bounds{}))
 	r.Failed = 1
+	r.Started, r.Build = t0, "c11a42d"
 	got := Table([]*Report{r})
 	for _, want := range []string{
-		"| scripts/manager-backup/site.yaml | 2 (+1 that could not run) × 1m0s | 3: kill 2, stop 1 | 1 / 0 / 0 / 0 | 2 | 0 | 0 | 0 | 1 |",
+		"| scripts/manager-backup/site.yaml | 2026-01-02 at c11a42d | 2 (+1 that could not run) × 1m0s | 3: kill 2, stop 1 | 1 / 0 / 0 / 0 | 2 | 0 | 0 | 0 | 1 |",
 		"| scripts/manager-backup/site.yaml | kill | 1 | 100ms | 100ms | 100ms | 100ms |",
 		"- scripts/manager-backup/site.yaml, seed 2: ",
 	} {

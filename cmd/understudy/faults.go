@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -98,7 +99,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)
 	report := faults.NewReport(*sitePath)
-	report.Duration, report.Started = *duration, time.Now().UTC().Truncate(time.Second)
+	report.Duration, report.Started, report.Build = *duration, time.Now().UTC().Truncate(time.Second), vcsBuild()
 	var (
 		mu     sync.Mutex
 		failed int
@@ -175,6 +176,30 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// vcsBuild is the commit this binary was built from, as go build stamps
+// it ("+modified" when the tree had changes), "" without a stamp.
+func vcsBuild() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value[:min(12, len(s.Value))]
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+modified"
+			}
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + modified
 }
 
 // writeReport writes the run's report as JSON to path, atomically.

@@ -34,7 +34,7 @@ func run(args []string, stdout io.Writer) error {
 		return fmt.Errorf("usage: faultstable [-out FILE.md] [-readme README.md] REPORT.json…")
 	}
 	var reports []*faults.Report
-	var started time.Time
+	var started, last time.Time
 	for _, path := range fs.Args() {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -47,11 +47,18 @@ func run(args []string, stdout io.Writer) error {
 		if started.IsZero() || r.Started.Before(started) {
 			started = r.Started
 		}
+		if r.Started.After(last) {
+			last = r.Started
+		}
 		reports = append(reports, &r)
 	}
 	table := faults.Table(reports)
 	fmt.Fprint(stdout, table)
-	block := fmt.Sprintf("Run of %s (`make faults`; each site's report in `faults/results/`):\n\n%s", started.Format("2006-01-02"), table)
+	when := started.Format("2006-01-02")
+	if l := last.Format("2006-01-02"); l != when {
+		when += " to " + l // sites run one at a time (make faults FAULTS_SITES=…)
+	}
+	block := fmt.Sprintf("Run of %s (`make faults`; each site's report in `faults/results/`, the commit it ran on in the table):\n\n%s", when, table)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte("# Fault schedules: the last full run\n\n"+block), 0o644); err != nil {
 			return fmt.Errorf("results: %w", err)

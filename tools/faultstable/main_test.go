@@ -37,7 +37,7 @@ func TestTheTableGoesBetweenTheMarkers(t *testing.T) {
 	}
 	b, _ := os.ReadFile(readme)
 	doc := string(b)
-	row := "| scripts/manager-backup/site.yaml | 200 × 1m0s | 3: kill 3 |"
+	row := "| scripts/manager-backup/site.yaml | 2026-12-07 | 200 × 1m0s | 3: kill 3 |"
 	if !strings.HasPrefix(doc, before+faults.TableBegin+"\nRun of 2026-12-07") || !strings.HasSuffix(doc, faults.TableEnd+after) ||
 		strings.Contains(doc, "old") || !strings.Contains(doc, row) {
 		t.Errorf("README:\n%s", doc)
