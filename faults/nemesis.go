@@ -45,10 +45,15 @@ const (
 	// it forgets every retained message; started again after For. Only with
 	// an external broker (Target.Broker).
 	OpBrokerKill OpKind = "broker_kill"
+	// OpStateFull: a member's state folder (its state store, and on the
+	// coordinator its journal: a tmpfs of its own on the test host) filled
+	// to the last byte by a file of the nemesis'; the file removed after
+	// For.
+	OpStateFull OpKind = "state_full"
 )
 
 // OpKinds lists every kind, in report order.
-var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop}
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpStateFull, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop}
 
 // Phases a fault can be aimed at (Target.Aim): it waits, from its time, for
 // the coordinator's journal to show the phase beginning (takeover_started,
@@ -69,7 +74,7 @@ const BrokerHost = "broker"
 type Op struct {
 	ID     int           `json:"id"`
 	Kind   OpKind        `json:"kind"`
-	Member string        `json:"member,omitempty"` // kill, stop, broker_cut
+	Member string        `json:"member,omitempty"` // kill, stop, broker_cut, state_full
 	Host   string        `json:"host,omitempty"`   // link_down: a member id or "devices"
 	Groups [2][]string   `json:"groups,omitzero"`  // partition: host labels
 	Driver string        `json:"driver,omitempty"` // switcher_restart, switcher_refuse, switcher_drop
@@ -121,6 +126,8 @@ func (o Op) String() string {
 		what = "the whole LAN down"
 	case OpBrokerKill:
 		what = "kill -9 the broker (mosquitto)"
+	case OpStateFull:
+		what = "the state folder of " + o.Member + " full"
 	}
 	when := "at +" + o.At.Round(time.Millisecond).String()
 	if o.Aim != "" {
@@ -154,6 +161,8 @@ func (o Op) resource() string {
 		return "net"
 	case OpBrokerKill:
 		return "broker"
+	case OpStateFull:
+		return "state:" + o.Member
 	default:
 		return "switcher:" + o.Driver
 	}
@@ -175,6 +184,7 @@ type Schedule struct {
 	DeviceFaults bool     `json:"device_faults,omitempty"`
 	LANDown      bool     `json:"lan_down,omitempty"`
 	Outage       bool     `json:"outage,omitempty"`
+	StateFaults  bool     `json:"state_full,omitempty"`
 	// Broker is the external broker the schedule was drawn for ("": the
 	// embedded one): it adds a broker kill and puts the broker's host in
 	// the partitions.
@@ -186,7 +196,7 @@ type Schedule struct {
 // Flags are the options of understudy faults that draw this schedule again
 // from its seed.
 func (s Schedule) Flags() string {
-	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t --outage=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown, s.Outage)
+	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t --outage=%t --state-full=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown, s.Outage, s.StateFaults)
 	if s.Broker != "" {
 		f += " --broker " + s.Broker
 	}
@@ -236,6 +246,10 @@ type Target struct {
 	// and each partition puts the broker's host on one side. "": the
 	// broker is embedded in the coordinator.
 	Broker string
+	// StateFaults gives each schedule one state folder full (state_full)
+	// on a member's host, the coordinator's included, at a random time, a
+	// blip or an outage.
+	StateFaults bool
 }
 
 // NewSchedule draws a schedule from seed: between 2 and MaxOps faults with a
@@ -251,7 +265,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		maxOps = 8
 	}
 	lost := max(t.LostAfter, 300*time.Millisecond)
-	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, MaxOps: maxOps}
+	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, StateFaults: t.StateFaults, MaxOps: maxOps}
 	if externalBroker(t.Broker) {
 		s.Broker = t.Broker
 	}
@@ -383,6 +397,16 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 				s.Ops[i].Groups[side] = append(slices.Clone(s.Ops[i].Groups[side]), BrokerHost)
 				slices.Sort(s.Ops[i].Groups[side])
 			}
+		}
+	}
+	// The state folder full from a stream of its own, after everything
+	// else: every other fault of a seed is the same with or without it.
+	if t.StateFaults && len(t.Members) > 0 {
+		sf := rand.New(rand.NewPCG(seed, 0x737461746566756c)) // "stateful"
+		o := extraOp(sf, OpStateFull, from, until, lost, d)
+		o.Member = t.Members[sf.IntN(len(t.Members))]
+		if !overlaps(s.Ops, o, d) {
+			s.Ops = append(s.Ops, o)
 		}
 	}
 	slices.SortStableFunc(s.Ops, func(a, b Op) int { return int(a.At - b.At) })

@@ -37,6 +37,10 @@ type Options struct {
 	// Outage gives each schedule one outage of a protected member longer
 	// than lost_after (Target.Outage).
 	Outage bool
+	// StateFaults gives each schedule one member's state folder full
+	// (state_full): each host's state folder is a small tmpfs of its own,
+	// filled by the nemesis.
+	StateFaults bool
 	// Broker is the bus's broker: BrokerEmbedded ("" too), in the
 	// coordinator's process, or BrokerMosquitto, Debian's mosquitto on a
 	// test host of its own configured with the files of understudy
