@@ -396,10 +396,39 @@ func (as *actions) add(a *action) (string, error) {
 	return a.ID, nil
 }
 
-// Deliver sends a recorded action (takeover.Actions).
+// RecordLater keeps a remote action that could not be written with the
+// takeover's state, and writes it with later as soon as the state file
+// takes writes (takeover.Actions).
+func (as *actions) RecordLater(t *takeover.Action, later func(*store.Tx) error) string {
+	var batch []*action
+	if t != nil {
+		batch = append(batch, &action{ID: as.nextID(), Epoch: as.epoch, Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause, Created: as.c.clock.Now(), State: statePending})
+	}
+	as.write(later, true, batch...)
+	if len(batch) == 0 {
+		return ""
+	}
+	return batch[0].ID
+}
+
+// waiting returns the action id as it waits to be written (nil: it does not).
+func (as *actions) waiting(id string) *action {
+	for i := len(as.unwritten) - 1; i >= 0; i-- {
+		if as.unwritten[i].a.ID == id {
+			return as.unwritten[i].a
+		}
+	}
+	return nil
+}
+
+// Deliver sends a recorded action (takeover.Actions): from the store, or
+// as it waits to be written.
 func (as *actions) Deliver(id string) {
 	var a action
 	found, err := as.c.store.Get(bucketActions, id, &a)
+	if w := as.waiting(id); w != nil {
+		a, found, err = *w, true, nil
+	}
 	if err != nil || !found {
 		as.c.log.Error("action to deliver is not in the store", "id", id, "error", err)
 		return

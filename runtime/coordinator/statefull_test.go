@@ -87,3 +87,74 @@ members:
 		t.Fatalf("after the restart a ran %d command(s) and %d action_done were recorded, want 1 and 1", len(ran), len(done))
 	}
 }
+
+// A member lost while the coordinator's state file takes no writes is
+// taken over all the same: the takeover's command goes out, the coverage
+// is kept, and both are written once the file takes writes, so that a
+// restart after that still covers the member and sends nothing again.
+func TestATakeoverDoesNotWaitForAFullStateFolder(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(`local us = require "understudy"
+us.on("member_lost", function(ev) us.takeover(ev.member) end)
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(poolSite), 0o644)
+	site, err := config.Load(filepath.Join(dir, "site.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full atomic.Bool
+	st, err := store.Open(filepath.Join(dir, "state.db"), store.Options{NoSync: true, BeforeCommit: func() error {
+		if full.Load() {
+			return errors.New("no space left on device")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h, err := sim.New(site, sim.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Stop)
+	recordsAreRegistered(t, h)
+	for _, m := range []string{"a", "s"} {
+		h.Up(m)
+	}
+	h.Advance(time.Second)
+
+	full.Store(true)
+	h.Crash("a")
+	h.Advance(2 * time.Second)
+	if ran := h.Ran("s"); len(ran) != 1 || ran[0].Verb != "takeover" {
+		t.Fatalf("s ran %v with the state folder full, want the takeover", ran)
+	}
+	if done := records(h, "takeover_done"); len(done) != 1 {
+		t.Fatalf("takeover_done records: %d", len(done))
+	}
+	full.Store(false)
+	h.Advance(2 * time.Second)
+	if err := h.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.Advance(10 * time.Second)
+	if r := records(h, "action_resumed"); len(r) != 0 {
+		t.Fatalf("the restart resumed an action that was answered: %+v", r[0].Fields)
+	}
+	if ran, started := h.Ran("s"), records(h, "takeover_started"); len(ran) != 1 || len(started) != 1 {
+		t.Fatalf("after the restart s ran %d command(s) and %d takeovers began, want 1 and 1", len(ran), len(started))
+	}
+	covered := false
+	if ts := h.Coordinator.Snapshot().Takeover; ts != nil {
+		for _, cv := range ts.Coverage {
+			covered = covered || cv.Member == "a" && cv.Standby == "s"
+		}
+	}
+	if !covered {
+		t.Fatalf("after the restart a is not covered by s: %+v", h.Coordinator.Snapshot().Takeover)
+	}
+}
