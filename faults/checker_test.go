@@ -256,6 +256,13 @@ func TestAtMostOnceStateFolderFull(t *testing.T) {
 	h.Ops = []Op{full, op(OpKill, "backup", 9, 10)}
 	want(t, h, PropAtMostOnce)
 
+	// Nothing written at all before the kill: no records to read either.
+	h.Stores = []StoreRead{read("backup", 11.1, "kill #2"), read("backup", 60, ReadEnd)}
+	h.Ops = []Op{full, kill}
+	want(t, h)
+	h.Ops = []Op{full, op(OpKill, "backup", 16.5, 17)}
+	want(t, h, PropAtMostOnce, PropAtMostOnce) // nothing to read, and not done at the end
+
 	// The coordinator (backup) answered while its folder was full and was
 	// killed before it could write it: the restart resumes the action.
 	h.Stores = nil

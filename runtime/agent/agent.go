@@ -246,7 +246,12 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: highest epoch seen: %w", err)
 	}
 	if err := a.prune(); err != nil {
-		return nil, fmt.Errorf("agent: pruning old commands: %w", err)
+		if a.store.Failing() == nil {
+			return nil, fmt.Errorf("agent: pruning old commands: %w", err)
+		}
+		// The state file takes no writes (the state folder full): the old
+		// records stay until the next start; the instance starts.
+		a.log.Error("old command records not pruned: the state file takes no writes", "error", err)
 	}
 	return a, nil
 }
@@ -480,8 +485,15 @@ func (a *Agent) intake(c bus.Command, room bool) (job, bool) {
 		return tx.Put(bucketReceived, c.ID, rec)
 	})
 	if err != nil {
-		a.log.Error("cannot record command; not run (the coordinator asks again)", "id", c.ID, "verb", c.Verb, "error", err)
-		return job{}, false
+		if a.store.Failing() == nil {
+			a.log.Error("cannot record command; not run (the coordinator asks again)", "id", c.ID, "verb", c.Verb, "error", err)
+			return job{}, false
+		}
+		// The state file takes no writes (the state folder full): a
+		// takeover does not wait for the disk. The command runs; its
+		// record (and the epoch) is written with its result once the file
+		// takes writes.
+		a.log.Error("cannot record command: the state file takes no writes; running it all the same (its record is written with its result once it does)", "id", c.ID, "verb", c.Verb, "error", err)
 	}
 	a.epoch = max(a.epoch, c.Epoch)
 	if interrupted {
@@ -642,6 +654,16 @@ func (a *Agent) flushResults() ([]job, error) {
 		err := a.store.Update(func(tx *store.Tx) error {
 			if err := tx.Put(bucketReceived, c.ID, rec); err != nil {
 				return err
+			}
+			// The epoch, had the command's receipt not been written.
+			var seen uint64
+			if _, err := tx.Get(bucketMeta, keyEpoch, &seen); err != nil {
+				return err
+			}
+			if c.Epoch > seen {
+				if err := tx.Put(bucketMeta, keyEpoch, c.Epoch); err != nil {
+					return err
+				}
 			}
 			switch {
 			case cover == "":
