@@ -427,7 +427,7 @@ func (c *checker) startedBy(member string, from time.Time) OpKind {
 			return slices.Contains(g[0], member) && slices.Contains(g[1], c.broker) ||
 				slices.Contains(g[1], member) && slices.Contains(g[0], c.broker)
 		}
-		hits := o.Member == member || o.Host == member || o.Kind == OpPartition && apart(o.Groups) || o.Kind == OpLANDown
+		hits := o.Kind != OpStateFull && (o.Member == member || o.Host == member || o.Kind == OpPartition && apart(o.Groups) || o.Kind == OpLANDown)
 		if d := from.Sub(o.Start); hits && d < best {
 			best, kind = d, o.Kind
 		}
@@ -673,7 +673,7 @@ func (c *checker) atMostOnce(r *Result) {
 		for _, sr := range reads[member] {
 			n += len(sr.Records)
 		}
-		if n > 0 {
+		if n > 0 || c.allUnwritable(member) {
 			continue
 		}
 		first := answered[member]
@@ -742,7 +742,7 @@ func (c *checker) atMostOnce(r *Result) {
 			continue
 		}
 		id := rec.Str("id")
-		if first, twice := done[id]; twice && id != "" {
+		if first, twice := done[id]; twice && id != "" && !c.unwritable(c.coord, first) {
 			r.Violations = append(r.Violations, Violation{
 				Property: PropAtMostOnce, Member: c.coord, At: rec.At,
 				Message: fmt.Sprintf("action %s (%s) done twice in the journal (first at %s)", id, rec.Str("verb"), clock(first)),
@@ -752,6 +752,48 @@ func (c *checker) atMostOnce(r *Result) {
 		}
 		done[id] = rec.At
 	}
+}
+
+// stateRetry is how long an instance takes, once its state folder has
+// room again, to write what waited for it (it tries every second).
+const stateRetry = 2 * time.Second
+
+// unwritable reports whether what member finished at t may never have
+// reached its state file, the one exception to at-most-once: its state
+// folder was full then (or had been until a second before: the journal's
+// record comes a moment after the write that failed), and its process
+// was killed, or the history ended, before the folder had room again and
+// stateRetry passed. A process that dies with its state unwritten cannot
+// remember what it did.
+func (c *checker) unwritable(member string, t time.Time) bool {
+	for _, full := range c.opSpans(func(o Op) bool { return o.Kind == OpStateFull && o.Member == member }) {
+		if t.Before(full.From) || !t.Before(full.To.Add(time.Second)) {
+			continue
+		}
+		until := full.To.Add(stateRetry)
+		if !until.Before(c.end) {
+			return true
+		}
+		for _, o := range c.h.Ops {
+			if o.Kind == OpKill && o.Member == member && o.Err == "" && !o.Start.IsZero() && !o.Start.Before(t) && o.Start.Before(until) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// allUnwritable reports whether every command the journal says member
+// answered may never have reached its state file (unwritable): then no
+// record to read is no violation either.
+func (c *checker) allUnwritable(member string) bool {
+	for _, rec := range c.h.Journal {
+		if (rec.Type == events.ActionRunning || rec.Type == events.ActionDone) && rec.Str("target") == member &&
+			!rec.At.After(c.end) && !c.unwritable(member, rec.At) {
+			return false
+		}
+	}
+	return true
 }
 
 // answered returns the members (running an instance) that the journal says
@@ -847,7 +889,7 @@ func (c *checker) stillAcknowledged(r *Result) {
 			continue
 		}
 		s, ok := stored[[2]string{target, rec.Str("id")}]
-		if ok && s.State == "done" {
+		if ok && s.State == "done" || c.unwritable(target, rec.At) {
 			continue
 		}
 		what := "has no record of it"

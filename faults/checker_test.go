@@ -226,6 +226,56 @@ func TestAtMostOnce(t *testing.T) {
 	want(t, h, PropAtMostOnce)
 }
 
+// The one exception to at-most-once: what an instance finished while its
+// state folder was full and never wrote, because it was killed (or the
+// schedule ended) before the folder had room again and it had a second or
+// two to write it. A command done in the journal may then be recorded as
+// running at the member, and an action answered while the coordinator's
+// folder was full may be done twice in its journal. Not otherwise: not
+// with the folder full but the process alive for long enough after, not
+// with another member's folder full, not when the kill came before.
+func TestAtMostOnceStateFolderFull(t *testing.T) {
+	h := managerBackup()
+	h.Journal = []Record{rec(10.5, "action_done", "", "id", "a.1", "verb", "takeover", "target", "backup")}
+	h.Stores = []StoreRead{
+		read("backup", 11.1, "kill #2", stored("backup", "a.1", 1, "running", 10, 0)),
+		read("backup", 60, ReadEnd, stored("backup", "a.1", 1, "running", 10, 0)),
+	}
+	full, kill := op(OpStateFull, "backup", 8, 14), op(OpKill, "backup", 11, 12)
+	h.Ops = []Op{full, kill}
+	want(t, h)
+	// Killed two seconds after the folder had room: it had written it.
+	h.Ops = []Op{full, op(OpKill, "backup", 16.5, 17)}
+	want(t, h, PropAtMostOnce)
+	// The folder full until the end of the history.
+	h.Ops = []Op{op(OpStateFull, "backup", 8, 0)}
+	want(t, h)
+	// Another member's folder full.
+	h.Ops = []Op{op(OpStateFull, "main", 8, 14), kill}
+	want(t, h, PropAtMostOnce)
+	// The kill before the command finished: it had nothing to lose.
+	h.Ops = []Op{full, op(OpKill, "backup", 9, 10)}
+	want(t, h, PropAtMostOnce)
+
+	// Nothing written at all before the kill: no records to read either.
+	h.Stores = []StoreRead{read("backup", 11.1, "kill #2"), read("backup", 60, ReadEnd)}
+	h.Ops = []Op{full, kill}
+	want(t, h)
+	h.Ops = []Op{full, op(OpKill, "backup", 16.5, 17)}
+	want(t, h, PropAtMostOnce, PropAtMostOnce) // nothing to read, and not done at the end
+
+	// The coordinator (backup) answered while its folder was full and was
+	// killed before it could write it: the restart resumes the action.
+	h.Stores = nil
+	h.Journal = []Record{rec(10, "action_done", "", "id", "a.2", "verb", "route"), rec(12.5, "action_done", "", "id", "a.2", "verb", "route")}
+	h.Ops = []Op{full, kill}
+	want(t, h)
+	h.Ops = []Op{full, op(OpKill, "backup", 16.5, 17)}
+	want(t, h, PropAtMostOnce)
+	h.Ops = []Op{op(OpStateFull, "main", 8, 14), kill}
+	want(t, h, PropAtMostOnce)
+}
+
 // A member the journal says answered commands must have command records to
 // read: none (the source renamed, moved or empty) fails, it does not pass.
 func TestAtMostOnceNothingToRead(t *testing.T) {

@@ -5,8 +5,9 @@
 // on Debian's mosquitto on a "broker" host of its own), lets a seeded random
 // nemesis inject several faults at once (kill -9, SIGSTOP/SIGCONT, a host's
 // link down, partitions, a member cut off from the broker, a switcher
-// restarted to its power-on routing, mosquitto killed, a configuration
-// bundle edited, an operator's command), collects a history
+// restarted to its power-on routing, mosquitto killed or stopped, a
+// member's state folder — a tmpfs of its own — filled to the last byte, a
+// configuration bundle edited, an operator's command), collects a history
 // of what really happened (the coordinator's journal, every
 // instance's JSON log, the switchers' routing over time, the nemesis'
 // operations, on one wall-clock time base) and checks properties on that

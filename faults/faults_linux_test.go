@@ -211,7 +211,7 @@ func checkTheChecker(t *testing.T, seed string, h *History) {
 // truncated, a copy's temporary file left, failback_done before the copy
 // was done — and the checker must report each.
 func TestRecorderStandbySchedule(t *testing.T) {
-	t.Parallel() // with the mosquitto schedule, once the others are done: two schedules at a time
+	t.Parallel() // with the mosquitto and state-folder schedules, once the others are done: two schedules at a time
 	testhost.RequireRoot(t)
 	testhost.RequireTools(t, "ip", "unshare")
 	out, err := RunSchedule(context.Background(), Options{
@@ -535,4 +535,53 @@ func TestEditsAndOperatorCommands(t *testing.T) {
 	broken.Configs = slices.Clone(h.Configs)
 	broken.Configs[0].Content = EditContent("show", h.Ops[0])
 	expect(t, "edits", "a host left with an older bundle", &broken, PropConfig)
+}
+
+// The manager-backup site with the coordinator's (backup's) state folder
+// full (a tmpfs of its own, filled to the last byte) from +6 s to +16 s,
+// main killed at +8 s and never restarted, then the coordinator killed at
+// +19 s, once its folder has room again, and restarted a second later. The
+// coordinator must cover main all the same (a failover does not wait for
+// the disk), say at ERROR why its state is not written, and, restarted,
+// neither repeat an action that was answered while the folder was full
+// nor forget one: no violation (at-most-once reads the journal and the
+// members' stores), main covered.
+func TestCoordinatorStateFolderFull(t *testing.T) {
+	t.Parallel()
+	testhost.RequireRoot(t)
+	testhost.RequireTools(t, "ip", "unshare")
+	sched := &Schedule{Duration: 32 * time.Second, Ops: []Op{
+		{ID: 1, Kind: OpStateFull, Member: "backup", At: 6 * time.Second, For: 10 * time.Second},
+		{ID: 2, Kind: OpKill, Member: "main", At: 8 * time.Second},
+		{ID: 3, Kind: OpKill, Member: "backup", At: 19 * time.Second, For: time.Second},
+	}}
+	out, err := RunSchedule(context.Background(), Options{
+		Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
+		Registry: builtin.Registry(), Progress: testLog{t}, Schedule: sched,
+	}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, res := out.History, out.Result
+	for _, o := range h.Ops {
+		if o.Err != "" || o.Start.IsZero() {
+			t.Fatalf("fault %s not injected", o)
+		}
+	}
+	failOnViolations(t, "manager-backup, the coordinator's state folder full", out)
+	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
+		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
+	}
+	// The fault hit, and the coordinator said so (the line /healthz
+	// answers with).
+	full := h.Ops[0]
+	said := slices.ContainsFunc(h.Logs, func(l LogLine) bool {
+		return l.Member == "backup" && l.Level == "ERROR" && strings.HasPrefix(l.Msg, "state not written: ") &&
+			strings.Contains(l.Msg, "no space left on device") && !l.At.Before(full.Start) && l.At.Before(full.End.Add(2*time.Second))
+	})
+	if !said {
+		var b strings.Builder
+		Timeline(&b, h, full.Start, full.End)
+		t.Errorf("the coordinator's log does not say its state is not written while its folder was full:\n%s", b.String())
+	}
 }

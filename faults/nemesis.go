@@ -61,6 +61,11 @@ const (
 	// "reassert" has the coordinator route every duty output again
 	// (instantaneous). What the coordinator answered is in Reply.
 	OpOperator OpKind = "operator"
+	// OpStateFull: a member's state folder (its state store, and on the
+	// coordinator its journal: a tmpfs of its own on the test host) filled
+	// to the last byte by a file of the nemesis'; the file removed after
+	// For.
+	OpStateFull OpKind = "state_full"
 )
 
 // The operator commands the nemesis sends (Op.Verb).
@@ -76,7 +81,7 @@ func (o Op) instant() bool {
 }
 
 // OpKinds lists every kind, in report order.
-var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpBrokerStop, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop, OpConfigEdit, OpOperator}
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpBrokerStop, OpStateFull, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop, OpConfigEdit, OpOperator}
 
 // Phases a fault can be aimed at (Target.Aim): it waits, from its time, for
 // the coordinator's journal to show the phase beginning (takeover_started,
@@ -98,7 +103,7 @@ const BrokerHost = "broker"
 type Op struct {
 	ID     int         `json:"id"`
 	Kind   OpKind      `json:"kind"`
-	Member string      `json:"member,omitempty"` // kill, stop, broker_cut, config_edit, operator (the API it is sent to)
+	Member string      `json:"member,omitempty"` // kill, stop, broker_cut, state_full, config_edit, operator (the API it is sent to)
 	Host   string      `json:"host,omitempty"`   // link_down: a member id or "devices"
 	Groups [2][]string `json:"groups,omitzero"`  // partition: host labels
 	Driver string      `json:"driver,omitempty"` // switcher_restart, switcher_refuse, switcher_drop
@@ -166,6 +171,8 @@ func (o Op) String() string {
 		if o.Reply != "" {
 			what += " [" + o.Reply + "]"
 		}
+	case OpStateFull:
+		what = "the state folder of " + o.Member + " full"
 	}
 	when := "at +" + o.At.Round(time.Millisecond).String()
 	if o.Aim != "" {
@@ -203,6 +210,8 @@ func (o Op) resource() string {
 		return "config:" + o.Member
 	case OpOperator:
 		return "operator"
+	case OpStateFull:
+		return "state:" + o.Member
 	default:
 		return "switcher:" + o.Driver
 	}
@@ -225,7 +234,9 @@ type Schedule struct {
 	LANDown      bool     `json:"lan_down,omitempty"`
 	Outage       bool     `json:"outage,omitempty"`
 	ConfigEdits  bool     `json:"config_edits,omitempty"`
+	BrokerStop   bool     `json:"broker_stop,omitempty"`
 	Operator     bool     `json:"operator,omitempty"`
+	StateFaults  bool     `json:"state_full,omitempty"`
 	// Broker is the external broker the schedule was drawn for ("": the
 	// embedded one): it adds a broker kill and puts the broker's host in
 	// the partitions.
@@ -237,10 +248,10 @@ type Schedule struct {
 // Flags are the options of understudy faults that draw this schedule again
 // from its seed.
 func (s Schedule) Flags() string {
-	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t --outage=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown, s.Outage)
+	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t --outage=%t --state-full=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown, s.Outage, s.StateFaults)
 	f += fmt.Sprintf(" --config-edits=%t --operator=%t", s.ConfigEdits, s.Operator)
 	if s.Broker != "" {
-		f += " --broker " + s.Broker
+		f += fmt.Sprintf(" --broker %s --broker-stop=%t", s.Broker, s.BrokerStop)
 	}
 	return f
 }
@@ -297,6 +308,13 @@ type Target struct {
 	// through a random member's API: manual mode for a while, or a
 	// reassert (OpOperator).
 	Operator bool
+	// BrokerStop adds, with an external broker, a broker_stop to one
+	// schedule in two.
+	BrokerStop bool
+	// StateFaults gives each schedule one state folder full (state_full)
+	// on a member's host, the coordinator's included, at a random time, a
+	// blip or an outage.
+	StateFaults bool
 }
 
 // NewSchedule draws a schedule from seed: between 2 and MaxOps faults with a
@@ -312,9 +330,9 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		maxOps = 8
 	}
 	lost := max(t.LostAfter, 300*time.Millisecond)
-	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, ConfigEdits: t.ConfigEdits && len(t.Bundled) > 0, Operator: t.Operator, MaxOps: maxOps}
+	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, StateFaults: t.StateFaults, ConfigEdits: t.ConfigEdits && len(t.Bundled) > 0, Operator: t.Operator, MaxOps: maxOps}
 	if externalBroker(t.Broker) {
-		s.Broker = t.Broker
+		s.Broker, s.BrokerStop = t.Broker, t.BrokerStop
 	}
 	hosts := append(slices.Clone(t.Members), DevicesHost)
 	others := slices.DeleteFunc(slices.Clone(t.Members), func(m string) bool { return m == t.Coordinator })
@@ -457,7 +475,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 			}
 		}
 	}
-	if s.Broker != "" {
+	if s.BrokerStop {
 		e := rand.New(rand.NewPCG(seed, 0x62726f6b73746f70)) // "brokstop"
 		if e.IntN(2) == 0 {
 			for range 5 { // a few tries for a time clear of the broker kill
@@ -478,6 +496,16 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 			} else {
 				o.Verb = VerbReassert
 			}
+			s.Ops = append(s.Ops, o)
+		}
+	}
+	// The state folder full from a stream of its own, after everything
+	// else: every other fault of a seed is the same with or without it.
+	if t.StateFaults && len(t.Members) > 0 {
+		sf := rand.New(rand.NewPCG(seed, 0x737461746566756c)) // "stateful"
+		o := extraOp(sf, OpStateFull, from, until, lost, d)
+		o.Member = t.Members[sf.IntN(len(t.Members))]
+		if !overlaps(s.Ops, o, d) {
 			s.Ops = append(s.Ops, o)
 		}
 	}

@@ -143,12 +143,13 @@ func TestScheduleIsSeeded(t *testing.T) {
 	kinds := map[OpKind]int{}
 	extra := tg
 	extra.DeviceFaults, extra.LANDown, extra.Aim, extra.Standbys, extra.Broker = true, true, AimPhases, []string{"backup"}, BrokerMosquitto
-	extra.Outage, extra.Protected = true, []string{"main"}
+	extra.BrokerStop = true
+	extra.Outage, extra.Protected, extra.StateFaults = true, []string{"main"}, true
 	extra.ConfigEdits, extra.Bundled, extra.Operator = true, []string{"main", "backup"}, true
 	planted := 0
 	for seed := range uint64(200) {
 		s := NewSchedule(seed, extra, 50e9)
-		if len(s.Ops) < 4 || len(s.Ops) > 8+2+1+1+1+1+3+1 {
+		if len(s.Ops) < 5 || len(s.Ops) > 8+2+1+1+1+1+1+3+1+1 {
 			t.Errorf("seed %d: %d ops", seed, len(s.Ops))
 		}
 		for i, o := range s.Ops {
@@ -176,6 +177,56 @@ func TestScheduleIsSeeded(t *testing.T) {
 	// the coordinator's: in some schedules they leave no room.
 	if planted < 150 {
 		t.Errorf("%d of 200 schedules have their planted outage", planted)
+	}
+}
+
+// The state folder full is drawn from a stream of its own, after every
+// other fault: over 300 seeds, with every other option on and either
+// broker, a schedule without its state_full is the schedule drawn with
+// StateFaults off. Each has one, on a member's host, within the schedule,
+// and the coordinator's is drawn too.
+func TestScheduleStateFullLeavesTheRestAlone(t *testing.T) {
+	tg := Target{Members: []string{"main", "backup"}, Coordinator: "backup", Switchers: []string{"router"}, LostAfter: 1e9,
+		DeviceFaults: true, LANDown: true, Aim: AimPhases, Standbys: []string{"backup"}, Outage: true, Protected: []string{"main"}}
+	on := map[string]int{}
+	for _, broker := range []string{"", BrokerMosquitto} {
+		for seed := range uint64(300) {
+			tg.Broker = broker
+			without := NewSchedule(seed, tg, 45e9)
+			with := tg
+			with.StateFaults = true
+			s := NewSchedule(seed, with, 45e9)
+			var rest, want []string
+			full := 0
+			for _, o := range s.Ops {
+				if o.Kind == OpStateFull {
+					full++
+					on[o.Member]++
+					if !slices.Contains(tg.Members, o.Member) || o.For <= 0 || o.At < s.Duration/6 || o.At+o.For > s.Duration {
+						t.Errorf("seed %d: %s", seed, o)
+					}
+					continue
+				}
+				o.ID = 0
+				rest = append(rest, o.String())
+			}
+			for _, o := range without.Ops {
+				o.ID = 0
+				want = append(want, o.String())
+			}
+			if full != 1 {
+				t.Errorf("seed %d: %d state_full ops, want 1", seed, full)
+			}
+			if strings.Join(rest, "\n") != strings.Join(want, "\n") {
+				t.Errorf("seed %d, broker %q: the state folder full changed the other faults:\n%s\nwant\n%s", seed, broker, strings.Join(rest, "\n"), strings.Join(want, "\n"))
+			}
+			if !s.StateFaults || without.StateFaults || !strings.Contains(s.Flags(), "--state-full=true") || !strings.Contains(without.Flags(), "--state-full=false") {
+				t.Errorf("seed %d: flags %q and %q", seed, s.Flags(), without.Flags())
+			}
+		}
+	}
+	if on["backup"] == 0 || on["main"] == 0 {
+		t.Errorf("state folders filled: %v; want the coordinator's and main's", on)
 	}
 }
 
@@ -229,7 +280,7 @@ func TestScheduleExtrasLeaveTheRestAlone(t *testing.T) {
 		// partition has the broker's host on one side; the rest, the
 		// extras included, is the same.
 		mosq := extra
-		mosq.Broker = BrokerMosquitto
+		mosq.Broker, mosq.BrokerStop = BrokerMosquitto, true
 		var withBroker, kills []string
 		stops := 0
 		for _, o := range NewSchedule(seed, mosq, 45e9).Ops {

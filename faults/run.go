@@ -44,6 +44,13 @@ type Options struct {
 	// Operator adds an operator's command to two schedules in three
 	// (Target.Operator).
 	Operator bool
+	// BrokerStop adds, with an external broker, a SIGSTOP of it to one
+	// schedule in two (Target.BrokerStop).
+	BrokerStop bool
+	// StateFaults gives each schedule one member's state folder full
+	// (state_full): each host's state folder is a small tmpfs of its own,
+	// filled by the nemesis.
+	StateFaults bool
 	// Broker is the bus's broker: BrokerEmbedded ("" too), in the
 	// coordinator's process, or BrokerMosquitto, Debian's mosquitto on a
 	// test host of its own configured with the files of understudy

@@ -88,6 +88,9 @@ type runner struct {
 	mosquitto string
 	broker    *instance
 	rec       *recorder // the recorder emulation (nil: no material folders)
+	// mounts are the state folders mounted as a tmpfs of their own (for
+	// state_full), unmounted by close.
+	mounts []string
 
 	mu      sync.Mutex
 	routing []RouteSeen
@@ -171,6 +174,11 @@ func (r *runner) setUp() error {
 	}
 	if err := r.plan.Write(addrs); err != nil {
 		return err
+	}
+	if r.opts.needsStateFS() {
+		if err := r.mountStateDirs(); err != nil {
+			return err
+		}
 	}
 	if r.plan.External() {
 		in, err := newInstance(BrokerHost, r.hosts[BrokerHost], r.mosquitto, []string{"-c", r.plan.BrokerConf()}, r.plan.BrokerLog(), nil)
@@ -338,8 +346,8 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	for _, s := range r.plan.Switchers {
 		target.Switchers = append(target.Switchers, s.Driver)
 	}
-	target.Outage = r.opts.Outage
-	target.ConfigEdits = r.opts.ConfigEdits
+	target.Outage, target.StateFaults = r.opts.Outage, r.opts.StateFaults
+	target.ConfigEdits, target.BrokerStop = r.opts.ConfigEdits, r.opts.BrokerStop
 	target.Operator = r.opts.Operator
 	for _, h := range r.plan.Hosts {
 		if h.Config != "" {
@@ -562,6 +570,12 @@ func (r *runner) apply(o Op) error {
 	case OpSwitcherRestart:
 		r.sims[o.Driver].Restart()
 		return nil
+	case OpStateFull:
+		h, ok := r.plan.Host(o.Member)
+		if !ok || !slices.Contains(r.mounts, h.StateDir) {
+			return fmt.Errorf("the state folder of %s is not a tmpfs of its own (Options.StateFaults)", o.Member)
+		}
+		return fillStateDir(h.StateDir)
 	case OpSwitcherRefuse:
 		r.sims[o.Driver].RefuseNext(o.Count)
 		return nil
@@ -605,6 +619,9 @@ func (r *runner) revert(o Op) error {
 			return errors.New("no external broker to wake")
 		}
 		return r.broker.signal(syscall.SIGCONT)
+	case OpStateFull:
+		h, _ := r.plan.Host(o.Member)
+		return emptyStateDir(h.StateDir)
 	case OpSwitcherRefuse:
 		r.sims[o.Driver].RefuseNext(0) // what is left of it disarmed
 	case OpSwitcherDrop:
@@ -703,7 +720,8 @@ func (j *journalTail) next() []Record {
 	return out
 }
 
-// close stops every instance and simulator and removes the hosts.
+// close stops every instance and simulator, unmounts the state folders
+// (keeping what they hold) and removes the hosts.
 func (r *runner) close() error {
 	var errs []error
 	for _, in := range r.procs {
@@ -715,6 +733,7 @@ func (r *runner) close() error {
 	for _, s := range r.sims {
 		s.Close()
 	}
+	errs = append(errs, r.unmountStateDirs())
 	if r.net != nil {
 		errs = append(errs, r.net.Close())
 	}

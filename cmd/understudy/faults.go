@@ -37,8 +37,10 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	deviceFaults := fs.Bool("device-faults", true, "switchers also refuse or drop commands (switcher_refuse, switcher_drop)")
 	lanDown := fs.Bool("lan-down", true, "one schedule in two also has the whole LAN down at a random time (lan_down)")
 	outage := fs.Bool("outage", true, "each schedule also has one outage of a protected member longer than lost_after (a kill, a stop or its cable pulled) in its first half: a takeover to aim at")
+	stateFull := fs.Bool("state-full", true, "each schedule also has one member's state folder full (state_full) for a while: each host's state folder is a small tmpfs of its own, which a file fills to the last byte")
 	configEdits := fs.Bool("config-edits", true, "on a site whose members have a configuration bundle (duties.config), each schedule also edits their bundle files one to three times (config_edit)")
 	operator := fs.Bool("operator", true, "two schedules in three also have an operator's command through a random member's API: manual mode for a while (then auto), or a reassert (operator)")
+	brokerStop := fs.Bool("broker-stop", true, "with --broker mosquitto, one schedule in two also has mosquitto stopped (SIGSTOP) for a while (broker_stop)")
 	failoverDelay := fs.Duration("failover-delay", 0, "replace the site's failover delay (failover.delay, where set) for the run (0: the site's), so that a short schedule sees delayed failovers")
 	failbackDelay := fs.Duration("failback-delay", 0, "replace the site's failback delay for the run (0: the site's), so that a short schedule sees failbacks")
 	copySettle := fs.Duration("copy-settle", 0, "replace the site's copy.settle for the run (0: the site's)")
@@ -62,7 +64,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	}
 	badBroker := *broker != faults.BrokerEmbedded && *broker != faults.BrokerMosquitto
 	if fs.NArg() != 0 || *schedules < 1 || *parallel < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || badBroker || *failoverDelay < 0 || *failbackDelay < 0 || *copySettle < 0 {
-		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--lan-down=false] [--outage=false] [--broker embedded|mosquitto] [--failback-delay D] [--copy-settle D] [--results FILE] [--out DIR]")
+		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback,copy,config] [--device-faults=false] [--lan-down=false] [--outage=false] [--state-full=false] [--config-edits=false] [--operator=false] [--broker embedded|mosquitto] [--broker-stop=false] [--failover-delay D] [--failback-delay D] [--copy-settle D] [--parallel N] [--results FILE] [--out DIR]")
 		return 2
 	}
 	if runtime.GOOS != "linux" {
@@ -94,7 +96,8 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	opts := faults.Options{
 		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
-		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, ConfigEdits: *configEdits, Operator: *operator, Broker: *broker, FailoverDelay: *failoverDelay, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
+		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, StateFaults: *stateFull, ConfigEdits: *configEdits, Operator: *operator, Broker: *broker, BrokerStop: *brokerStop,
+		FailoverDelay: *failoverDelay, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
 		Registry: builtin.Registry(), Progress: stderr,
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)

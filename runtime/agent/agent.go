@@ -171,6 +171,15 @@ type Agent struct {
 	mem       map[string]Received
 	badLogged map[string]bool // malformed-payload reasons already logged
 
+	// wmu orders the writes of results. unwritten are the finished
+	// commands whose result (with what it changes of what this member
+	// covers) did not reach the state file — the state folder full, a
+	// failing disk —, oldest first: they are written, in order, before any
+	// later result, and tried again every second (Run) until they land, so
+	// that a restart does not run again a command that finished.
+	wmu       sync.Mutex
+	unwritten []job
+
 	// epoch is the highest coordinator epoch seen. Only Run's intake (and New)
 	// touch it.
 	epoch uint64
@@ -237,7 +246,12 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: highest epoch seen: %w", err)
 	}
 	if err := a.prune(); err != nil {
-		return nil, fmt.Errorf("agent: pruning old commands: %w", err)
+		if a.store.Failing() == nil {
+			return nil, fmt.Errorf("agent: pruning old commands: %w", err)
+		}
+		// The state file takes no writes (the state folder full): the old
+		// records stay until the next start; the instance starts.
+		a.log.Error("old command records not pruned: the state file takes no writes", "error", err)
 	}
 	return a, nil
 }
@@ -368,10 +382,14 @@ func (a *Agent) Run(ctx context.Context) {
 	wg.Go(func() { a.work(ctx, work) })
 	tasks := 0 // tasks running; only this goroutine counts
 	taskDone := make(chan struct{}, a.queue)
+	retry := time.NewTicker(retryResults)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-retry.C:
+			a.retryResults()
 		case <-taskDone:
 			tasks--
 		case c := <-a.in:
@@ -467,8 +485,15 @@ func (a *Agent) intake(c bus.Command, room bool) (job, bool) {
 		return tx.Put(bucketReceived, c.ID, rec)
 	})
 	if err != nil {
-		a.log.Error("cannot record command; not run (the coordinator asks again)", "id", c.ID, "verb", c.Verb, "error", err)
-		return job{}, false
+		if a.store.Failing() == nil {
+			a.log.Error("cannot record command; not run (the coordinator asks again)", "id", c.ID, "verb", c.Verb, "error", err)
+			return job{}, false
+		}
+		// The state file takes no writes (the state folder full): a
+		// takeover does not wait for the disk. The command runs; its
+		// record (and the epoch) is written with its result once the file
+		// takes writes.
+		a.log.Error("cannot record command: the state file takes no writes; running it all the same (its record is written with its result once it does)", "id", c.ID, "verb", c.Verb, "error", err)
 	}
 	a.epoch = max(a.epoch, c.Epoch)
 	if interrupted {
@@ -576,45 +601,116 @@ func (a *Agent) carryOut(ctx context.Context, j job) {
 	} else {
 		a.log.Info("command done", "id", c.ID, "verb", c.Verb, "took", rec.Finished.Sub(rec.At))
 	}
-	cover, covered := coverChange(c, rec)
-	werr := a.store.Update(func(tx *store.Tx) error {
-		if err := tx.Put(bucketReceived, c.ID, rec); err != nil {
-			return err
-		}
-		switch {
-		case cover == "":
-		case covered:
-			cv := bus.Covered{Member: cover, Since: rec.At, Action: c.ID, Epoch: c.Epoch}
-			var before bus.Covered
-			if found, err := tx.Get(bucketCovering, cover, &before); err == nil && found && !before.Since.IsZero() {
-				cv.Since = before.Since // taken over again: it has covered it since the first time
-			}
-			return tx.Put(bucketCovering, cover, cv)
-		default:
-			return tx.Delete(bucketCovering, cover)
-		}
-		return nil
-	})
-	a.mu.Lock()
-	if werr == nil {
-		delete(a.mem, c.ID)
-	} else {
-		a.mem[c.ID] = rec // duplicates in this process still get the answer
-	}
-	a.mu.Unlock()
+	done, werr := a.writeResult(job{cmd: c, rec: rec})
 	if werr != nil {
-		a.log.Error("result of command not written; a restarted instance would run it again", "id", c.ID, "error", werr)
+		a.log.Error("result of command not written yet; it is written as soon as the state file takes writes (a restart before then would run the command again)", "id", c.ID, "error", werr)
 	}
 	a.ack(ackOf(a.self, rec))
-	if cover != "" && werr == nil {
+	a.written(done)
+}
+
+// retryResults is how often results that did not reach the state file are
+// tried again.
+const retryResults = time.Second
+
+// writeResult writes a finished command's record, behind those still
+// waiting for the state file; when it does not land either, it waits with
+// them (and is kept in mem, so that duplicates still get the answer). It
+// returns the results written.
+func (a *Agent) writeResult(j job) ([]job, error) {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	a.mu.Lock()
+	a.mem[j.cmd.ID] = j.rec
+	a.mu.Unlock()
+	a.unwritten = append(a.unwritten, j)
+	return a.flushResults()
+}
+
+// retryResults writes the results waiting for the state file, if it takes
+// them now (Run, every retryResults).
+func (a *Agent) retryResults() {
+	a.wmu.Lock()
+	if len(a.unwritten) == 0 {
+		a.wmu.Unlock()
+		return
+	}
+	done, _ := a.flushResults()
+	a.wmu.Unlock()
+	if len(done) > 0 {
+		a.log.Warn("the state file takes writes again: command results that waited for it are written", "commands", len(done))
+	}
+	a.written(done)
+}
+
+// flushResults writes the waiting results in order, each in a transaction
+// of its own, until one fails; it returns those written (a.wmu held).
+func (a *Agent) flushResults() ([]job, error) {
+	var done []job
+	for len(a.unwritten) > 0 {
+		j := a.unwritten[0]
+		c, rec := j.cmd, j.rec
+		cover, covered := coverChange(c, rec)
+		err := a.store.Update(func(tx *store.Tx) error {
+			if err := tx.Put(bucketReceived, c.ID, rec); err != nil {
+				return err
+			}
+			// The epoch, had the command's receipt not been written.
+			var seen uint64
+			if _, err := tx.Get(bucketMeta, keyEpoch, &seen); err != nil {
+				return err
+			}
+			if c.Epoch > seen {
+				if err := tx.Put(bucketMeta, keyEpoch, c.Epoch); err != nil {
+					return err
+				}
+			}
+			switch {
+			case cover == "":
+			case covered:
+				cv := bus.Covered{Member: cover, Since: rec.At, Action: c.ID, Epoch: c.Epoch}
+				var before bus.Covered
+				if found, err := tx.Get(bucketCovering, cover, &before); err == nil && found && !before.Since.IsZero() {
+					cv.Since = before.Since // taken over again: it has covered it since the first time
+				}
+				return tx.Put(bucketCovering, cover, cv)
+			default:
+				return tx.Delete(bucketCovering, cover)
+			}
+			return nil
+		})
+		if err != nil {
+			return done, fmt.Errorf("result of command %s: %w", c.ID, err)
+		}
+		a.unwritten = a.unwritten[1:]
+		a.mu.Lock()
+		if r, ok := a.mem[c.ID]; ok && r.State == rec.State {
+			delete(a.mem, c.ID)
+		}
+		a.mu.Unlock()
+		done = append(done, j)
+	}
+	return done, nil
+}
+
+// written says what the results written change of what this member
+// covers, and publishes it.
+func (a *Agent) written(jobs []job) {
+	changed := false
+	for _, j := range jobs {
+		cover, covered := coverChange(j.cmd, j.rec)
+		if cover == "" {
+			continue
+		}
+		changed = true
 		if covered {
-			a.log.Info("covering "+cover, "member", cover, "action", c.ID)
+			a.log.Info("covering "+cover, "member", cover, "action", j.cmd.ID)
 		} else {
-			a.log.Info("no longer covering "+cover, "member", cover, "action", c.ID)
+			a.log.Info("no longer covering "+cover, "member", cover, "action", j.cmd.ID)
 		}
-		if a.covering != nil {
-			a.covering(a.Covering())
-		}
+	}
+	if changed && a.covering != nil {
+		a.covering(a.Covering())
 	}
 }
 

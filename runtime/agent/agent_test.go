@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"understudy/fixtures/eventually"
@@ -892,5 +893,88 @@ func TestTheAgentKeepsWhatItsMemberCovers(t *testing.T) {
 	case c := <-told:
 		t.Fatalf("told %v without a change", members(c))
 	default:
+	}
+}
+
+// A command that finishes while the state file takes no writes (the state
+// folder full) is answered, and its result is written once the file takes
+// writes again: a restart after that answers a redelivery from the record
+// and does not run the hook again.
+func TestAResultNotWrittenIsWrittenWhenThereIsRoom(t *testing.T) {
+	f := newFixture(t)
+	var full atomic.Bool
+	st, err := store.Open(f.statePath, store.Options{BeforeCommit: func() error {
+		if full.Load() {
+			return errors.New("no space left on device")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := f.start(t, st)
+	h.send("r1", 1, "hold", nil)
+	h.expect("r1", bus.AckRunning)
+	full.Store(true)
+	f.release(t)
+	h.expect("r1", bus.AckDone)
+	if recs, _ := ReadReceived(st); recs["r1"].State != bus.AckRunning {
+		t.Fatalf("with the state folder full the record is %+v, want still running", recs["r1"])
+	}
+	full.Store(false)
+	eventually.True(t, wait, "the result is written once there is room", func() (bool, string) {
+		recs, err := ReadReceived(st)
+		return err == nil && recs["r1"].State == bus.AckDone, fmt.Sprintf("record %+v, %v", recs["r1"], err)
+	})
+	h.stop()
+	h = f.start(t, st)
+	h.send("r1", 1, "hold", nil)
+	h.expect("r1", bus.AckDone)
+	if n := f.runs(t, "hold"); n != 1 {
+		t.Fatalf("hook ran %d times, want once", n)
+	}
+}
+
+// A command received while the state file takes no writes runs all the
+// same (a takeover does not wait for the disk); its record and its epoch
+// are written with its result once the file takes writes, and a restart
+// after that answers a redelivery from the record.
+func TestACommandRunsWhileTheStateFileTakesNoWrites(t *testing.T) {
+	f := newFixture(t)
+	var full atomic.Bool
+	st, err := store.Open(f.statePath, store.Options{BeforeCommit: func() error {
+		if full.Load() {
+			return errors.New("no space left on device")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	full.Store(true)
+	h := f.start(t, st)
+	h.send("w1", 3, "takeover", takeoverArgs)
+	h.expect("w1", bus.AckRunning)
+	h.expect("w1", bus.AckDone)
+	if n := f.runs(t, "takeover"); n != 1 {
+		t.Fatalf("hook ran %d times with the state file full, want once", n)
+	}
+	full.Store(false)
+	eventually.True(t, wait, "the record is written once there is room", func() (bool, string) {
+		recs, err := ReadReceived(st)
+		return err == nil && recs["w1"].State == bus.AckDone, fmt.Sprintf("record %+v, %v", recs["w1"], err)
+	})
+	var epoch uint64
+	if _, err := st.Get(bucketMeta, keyEpoch, &epoch); err != nil || epoch != 3 {
+		t.Fatalf("epoch %d (%v), want 3", epoch, err)
+	}
+	h.stop()
+	h = f.start(t, st)
+	h.send("w1", 3, "takeover", takeoverArgs)
+	h.expect("w1", bus.AckDone)
+	if n := f.runs(t, "takeover"); n != 1 {
+		t.Fatalf("hook ran %d times, want once", n)
 	}
 }

@@ -137,7 +137,30 @@ type actions struct {
 	// busDown: this coordinator's bus connection is down; commands cannot
 	// leave, so their time to be answered does not run.
 	busDown bool
+
+	// unwritten are the action writes that did not reach the state file
+	// (the state folder full, a failing disk), oldest first, and the writes
+	// that go with them (an event leaving the inbox). They are tried again
+	// every second (retry) until they land, each action as it is then, so
+	// that a restart neither sends again an action that was answered nor
+	// forgets one that was not. Meanwhile every new write of an action
+	// queues behind them: nothing older lands over something newer.
+	unwritten      []unwrittenAction
+	unwrittenExtra []func(*store.Tx) error
+	retry          interface{ Stop() bool }
 }
+
+// unwrittenAction is an action write waiting in actions.unwritten.
+type unwrittenAction struct {
+	a *action
+	// first: its first write, with the id counter and, for a route, the
+	// desired routing of its output.
+	first bool
+}
+
+// retryUnwritten is how often writes that did not reach the state file
+// are tried again.
+const retryUnwritten = time.Second
 
 var _ takeover.Actions = (*actions)(nil)
 
@@ -165,7 +188,81 @@ func (as *actions) stop() {
 	if as.tick != nil {
 		as.tick.Stop()
 	}
+	if as.retry != nil {
+		as.retry.Stop()
+	}
 	as.wg.Wait()
+}
+
+// write writes the actions as they are now (first: their first write) and
+// extra in one transaction, behind any writes still waiting for the state
+// file (on the loop). When the file does not take it, it waits with them
+// and is tried again every second: the error says it did not land yet.
+func (as *actions) write(extra func(*store.Tx) error, first bool, batch ...*action) error {
+	for _, a := range batch {
+		as.unwritten = append(as.unwritten, unwrittenAction{a: a, first: first})
+	}
+	if extra != nil {
+		as.unwrittenExtra = append(as.unwrittenExtra, extra)
+	}
+	return as.flush()
+}
+
+// flush writes what waits in unwritten, in one transaction (on the loop).
+func (as *actions) flush() error {
+	if len(as.unwritten) == 0 && len(as.unwrittenExtra) == 0 {
+		return nil
+	}
+	err := as.c.store.Update(func(tx *store.Tx) error {
+		for _, w := range as.unwritten {
+			if w.first {
+				if err := as.put(tx, w.a); err != nil {
+					return err
+				}
+			} else if err := tx.Put(bucketActions, w.a.ID, w.a); err != nil {
+				return err
+			}
+		}
+		for _, f := range as.unwrittenExtra {
+			if err := f(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && as.c.store.Failing() != nil {
+		if as.retry == nil {
+			as.retry = as.c.clock.AfterFunc(retryUnwritten, func() { as.c.Post(as.retryWrites) })
+		}
+		return err
+	}
+	n := len(as.unwritten)
+	as.unwritten, as.unwrittenExtra = nil, nil
+	waited := as.retry != nil
+	if waited {
+		as.retry.Stop()
+		as.retry = nil
+	}
+	if err != nil {
+		// Not the file: the transaction itself failed. Trying it again
+		// would fail again and hold every later write back.
+		as.c.log.Error("action states not written: the transaction failed", "actions", n, "error", err)
+		return err
+	}
+	if waited {
+		as.c.log.Warn("the state file takes writes again: the action states that waited for it are written", "actions", n)
+	}
+	return nil
+}
+
+// retryWrites tries again the writes that did not reach the state file
+// (on the loop, every retryUnwritten while they wait).
+func (as *actions) retryWrites() {
+	if as.flush() != nil && as.retry != nil {
+		// Still waiting: the next try a second from now.
+		as.retry.Stop()
+		as.retry = as.c.clock.AfterFunc(retryUnwritten, func() { as.c.Post(as.retryWrites) })
+	}
 }
 
 // resume sends again every action the store holds unanswered (on the loop,
@@ -247,23 +344,19 @@ func (as *actions) commitBatch(extra func(*store.Tx) error) {
 	if len(batch) == 0 && extra == nil {
 		return
 	}
-	err := as.c.store.Update(func(tx *store.Tx) error {
-		for _, a := range batch {
-			if err := as.put(tx, a); err != nil {
-				return err
+	if err := as.write(extra, true, batch...); err != nil {
+		if len(as.unwritten) == 0 {
+			as.c.log.Error("the actions of a handler were not recorded; nothing sent", "actions", len(batch), "error", err)
+			for _, a := range batch {
+				as.finish(a, 0, 0, nil, fmt.Errorf("not recorded, nothing sent: %w", err))
 			}
+			return
 		}
-		if extra != nil {
-			return extra(tx)
+		// The state file does not take writes: a failover must not wait
+		// for it. The actions go out and are written once it does.
+		if len(batch) > 0 {
+			as.c.log.Error("the actions of a handler could not be written to the state file; sending them all the same, and writing them as soon as it takes writes (until then a restart would forget them)", "actions", len(batch), "error", err)
 		}
-		return nil
-	})
-	if err != nil {
-		as.c.log.Error("the actions of a handler were not recorded; nothing sent", "actions", len(batch), "error", err)
-		for _, a := range batch {
-			as.finish(a, 0, 0, nil, fmt.Errorf("not recorded, nothing sent: %w", err))
-		}
-		return
 	}
 	for _, a := range batch {
 		as.send(a)
@@ -293,17 +386,49 @@ func (as *actions) add(a *action) (string, error) {
 		as.batch = append(as.batch, a)
 		return a.ID, nil
 	}
-	if err := as.c.store.Update(func(tx *store.Tx) error { return as.put(tx, a) }); err != nil {
-		return "", fmt.Errorf("action not recorded, nothing sent: %w", err)
+	if err := as.write(nil, true, a); err != nil {
+		if len(as.unwritten) == 0 {
+			return "", fmt.Errorf("action not recorded, nothing sent: %w", err)
+		}
+		as.c.log.Error("an action could not be written to the state file; sending it all the same, and writing it as soon as it takes writes (until then a restart would forget it)", "id", a.ID, "do", a.String(), "error", err)
 	}
 	as.send(a)
 	return a.ID, nil
 }
 
-// Deliver sends a recorded action (takeover.Actions).
+// RecordLater keeps a remote action that could not be written with the
+// takeover's state, and writes it with later as soon as the state file
+// takes writes (takeover.Actions).
+func (as *actions) RecordLater(t *takeover.Action, later func(*store.Tx) error) string {
+	var batch []*action
+	if t != nil {
+		batch = append(batch, &action{ID: as.nextID(), Epoch: as.epoch, Target: t.Target, Verb: t.Verb, Args: t.Args, Cause: t.Cause, Created: as.c.clock.Now(), State: statePending})
+	}
+	as.write(later, true, batch...)
+	if len(batch) == 0 {
+		return ""
+	}
+	return batch[0].ID
+}
+
+// waiting returns the action id as it waits to be written (nil: it does not).
+func (as *actions) waiting(id string) *action {
+	for i := len(as.unwritten) - 1; i >= 0; i-- {
+		if as.unwritten[i].a.ID == id {
+			return as.unwritten[i].a
+		}
+	}
+	return nil
+}
+
+// Deliver sends a recorded action (takeover.Actions): from the store, or
+// as it waits to be written.
 func (as *actions) Deliver(id string) {
 	var a action
 	found, err := as.c.store.Get(bucketActions, id, &a)
+	if w := as.waiting(id); w != nil {
+		a, found, err = *w, true, nil
+	}
 	if err != nil || !found {
 		as.c.log.Error("action to deliver is not in the store", "id", id, "error", err)
 		return
@@ -573,8 +698,8 @@ func (as *actions) ack(k bus.Ack) {
 			f.running = true
 			f.next = as.c.clock.Now().Add(5 * time.Second)
 			f.a.State = stateRunning
-			if err := as.c.store.Put(bucketActions, f.a.ID, f.a); err != nil {
-				as.c.log.Error("action state not written", "id", f.a.ID, "error", err)
+			if err := as.write(nil, false, f.a); err != nil {
+				as.c.log.Error("action state not written yet; it is written as soon as the state file takes writes", "id", f.a.ID, "error", err)
 			}
 			as.c.record(engine.Record{Type: events.ActionRunning, Fields: f.a.fields()})
 		}
@@ -633,8 +758,8 @@ func (as *actions) finish(a *action, attempts int, took time.Duration, result an
 	if err != nil {
 		a.State, a.Error = stateFailed, err.Error()
 	}
-	if werr := as.c.store.Put(bucketActions, a.ID, a); werr != nil {
-		as.c.log.Error("action result not written", "id", a.ID, "error", werr)
+	if werr := as.write(nil, false, a); werr != nil {
+		as.c.log.Error("action result not written yet; it is written as soon as the state file takes writes (until then a restart would send the action again)", "id", a.ID, "error", werr)
 	}
 	fields := a.fields()
 	fields["attempts"] = attempts

@@ -155,6 +155,7 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 //	503 waiting for the site's broker: …          looking for the broker by mDNS (what, and for how long)
 //	503 waiting for the broker: connecting to …   the broker is known; no connection yet (for how long, the last error)
 //	503 not connected to the broker since …       the connection was lost more than 5s ago (the error; it keeps reconnecting)
+//	503 state not written: …                      writes to the state file fail (the state folder full, a failing disk): since when, the error
 //
 // A 200 that follows a state file found corrupt at start says so on a
 // second line ("state file … was corrupt (…), moved to …").

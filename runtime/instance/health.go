@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"understudy/runtime/store"
 )
 
 // An instance does its job only while it is on the bus. What keeps it off
@@ -133,18 +135,34 @@ func (h *busHealth) waited(now time.Time) time.Duration {
 
 func roundDuration(d time.Duration) string { return d.Round(time.Second).String() }
 
-// healthProblem is what keeps the instance from doing its job ("" when
-// nothing does), for /healthz and /status.
+// healthProblem is what keeps the instance from doing its job, or from
+// keeping what it must across a restart ("" when nothing does), for
+// /healthz and /status.
 func (inst *Instance) healthProblem() string {
-	msg, _, _ := inst.busHealth.problem(time.Now())
+	now := time.Now()
+	if msg := stateProblem(inst.store.Failing(), now); msg != "" {
+		return msg
+	}
+	msg, _, _ := inst.busHealth.problem(now)
 	return msg
 }
 
-// watchBus says what the instance waits for: in the log when it has waited
-// a second, again every 30 seconds and when the reason changes; in
+// stateProblem says, in words, that the state file does not take writes
+// ("" when it does).
+func stateProblem(f *store.WriteFailure, now time.Time) string {
+	if f == nil {
+		return ""
+	}
+	return fmt.Sprintf("state not written: writes to the state file fail since %s (%s): %v; free space in the state folder — the instance goes on and writes what waits as soon as it can, but a restart before then loses it",
+		f.Since.UTC().Format(time.RFC3339), roundDuration(now.Sub(f.Since)), f.Err)
+}
+
+// watchHealth says what keeps the instance from its job: in the log when
+// it has waited a second (a state file that does not take writes: at
+// once, at ERROR), again every 30 seconds and when the reason changes; in
 // systemd's status line (STATUS=) as well. When the wait ends, the status
 // line says the bus is connected. It returns when ctx ends.
-func (inst *Instance) watchBus(ctx context.Context) {
+func (inst *Instance) watchHealth(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var lastKey string
@@ -156,20 +174,27 @@ func (inst *Instance) watchBus(ctx context.Context) {
 		case <-tick.C:
 		}
 		now := time.Now()
+		level := slog.LevelWarn
 		msg, key, expected := inst.busHealth.problem(now)
+		waited := inst.busHealth.waited(now)
+		if state := stateProblem(inst.store.Failing(), now); state != "" {
+			msg, key, expected, waited, level = state, "state", false, time.Second, slog.LevelError
+		}
 		switch {
 		case msg == "" && lastKey != "":
+			if lastKey == "state" {
+				inst.log.Warn("the state file takes writes again")
+			}
 			lastKey = ""
 			inst.mu.Lock()
 			url := inst.busURL
 			inst.mu.Unlock()
 			inst.notify("STATUS=running; bus connected to " + url)
 		case msg == "":
-		case inst.busHealth.waited(now) < time.Second:
+		case waited < time.Second:
 			// Not a second yet: nothing to say (the first tick may come a
 			// moment before the wait is a second old).
 		case key != lastKey || now.Sub(lastLog) >= waitLogEvery:
-			level := slog.LevelWarn
 			if expected {
 				level = slog.LevelInfo
 			}

@@ -338,11 +338,11 @@ func (inst *Instance) run(ctx context.Context) error {
 		}()
 	}
 	// Ready as far as systemd is concerned: the policy is loaded and the
-	// status API listens; finding the broker may take a while (watchBus
+	// status API listens; finding the broker may take a while (watchHealth
 	// says so).
 	inst.notify(daemon.SdNotifyReady, "STATUS=running; connecting to the bus")
 	wg.Go(func() { inst.watchdog(ctx) })
-	wg.Go(func() { inst.watchBus(ctx) })
+	wg.Go(func() { inst.watchHealth(ctx) })
 	if len(inst.member.Disks) > 0 {
 		wg.Add(1)
 		go func() {

@@ -38,7 +38,13 @@ func (inst *Instance) loadSiteKey() error {
 		inst.bootCount = max(n+1, uint64(time.Now().Unix()))
 		return tx.Put("meta", "boot_count", inst.bootCount)
 	})
-	if err != nil {
+	switch {
+	case err != nil && inst.store.Failing() != nil && inst.bootCount > 0:
+		// The state file takes no writes (the state folder full): the
+		// count is at least the clock's seconds, above every count before
+		// (unless the clock went back), and the instance starts.
+		inst.log.Error("this start is not counted in the state file: it takes no writes; counting from the clock", "boot", inst.bootCount, "error", err)
+	case err != nil:
 		return fmt.Errorf("auth: count this start: %w", err)
 	}
 	inst.ring = ring

@@ -38,10 +38,17 @@ type Writer struct {
 	opts Options
 
 	mu   sync.Mutex
-	f    *os.File
+	f    file
 	w    *bufio.Writer
-	size int64
+	size int64 // the file's size: whole lines only
 	err  error // the last write error, reported once
+}
+
+// file is what a Writer needs of its file (*os.File).
+type file interface {
+	Write([]byte) (int, error)
+	Truncate(size int64) error
+	Close() error
 }
 
 // Open opens (or creates) the journal at path for appending.
@@ -103,7 +110,23 @@ func (j *Writer) Write(v any) error {
 	return nil
 }
 
+// fail drops the line that could not be written: the part of it that
+// reached the file is cut off (the journal keeps whole lines, and the next
+// line starts on a line of its own), and the buffer, whose error would
+// otherwise stick, starts afresh. The next line is tried as if nothing
+// happened: a disk that was full and has room again takes it.
 func (j *Writer) fail(err error) error {
+	switch {
+	case j.f == nil: // a rotation that failed half-way: NAME again
+		if oerr := j.open(); oerr != nil {
+			err = errors.Join(err, oerr)
+		}
+	default:
+		j.w.Reset(j.f)
+		if terr := j.f.Truncate(j.size); terr != nil {
+			err = errors.Join(err, fmt.Errorf("cutting off the partial line: %w", terr))
+		}
+	}
 	first := j.err == nil
 	j.err = err
 	if first {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,6 +24,10 @@ type Options struct {
 	// NoSync skips fsync on commit: for simulations and benchmarks only, where
 	// nothing must survive a crash.
 	NoSync bool
+	// BeforeCommit, when set, is called as each read-write transaction is
+	// about to be written; an error fails the write as a full disk does
+	// (the transaction is rolled back). For tests.
+	BeforeCommit func() error
 }
 
 // Store is an open state file. Its methods are safe for concurrent use.
@@ -30,6 +35,56 @@ type Store struct {
 	db        *bolt.DB
 	path      string
 	recovered *Recovery
+	before    func() error
+
+	mu       sync.Mutex
+	writeErr error     // the last failure of a write to reach the file
+	failing  time.Time // when the run of failures began
+	lastFail time.Time // when the last write failed
+	lastOK   bool      // the last write reached the file
+}
+
+// failingHold is how long writes count as failing after the last failure,
+// though some succeeded since: on a full disk small writes often land in
+// the file's free pages while bigger ones fail.
+const failingHold = 30 * time.Second
+
+// WriteFailure is a run of writes to the state file that failed: the file
+// system full, a failing disk.
+type WriteFailure struct {
+	Err   error     // the last failure
+	Since time.Time // when the first of the run failed
+	Last  time.Time // when the last failed
+}
+
+// Failing reports whether writes to the file fail: the last one failed, or
+// one did less than 30 s ago (nil when neither). A transaction that failed
+// on its own (its function returned an error) is not counted.
+func (s *Store) Failing() *WriteFailure {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeErr == nil || s.lastOK && time.Since(s.lastFail) >= failingHold {
+		return nil
+	}
+	return &WriteFailure{Err: s.writeErr, Since: s.failing, Last: s.lastFail}
+}
+
+// wrote notes the outcome of a write that reached the commit.
+func (s *Store) wrote(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.lastOK = err == nil
+	switch {
+	case err == nil:
+		if s.writeErr != nil && now.Sub(s.lastFail) >= failingHold {
+			s.writeErr = nil // the run is over
+		}
+		return
+	case s.writeErr == nil:
+		s.failing = now
+	}
+	s.writeErr, s.lastFail = err, now
 }
 
 // Open opens (or creates) the state file at path, creating its directory.
@@ -48,7 +103,7 @@ func Open(path string, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Store{db: db, path: path}, nil
+		return &Store{db: db, path: path, before: opts.BeforeCommit}, nil
 	}
 	now := time.Now()
 	moved := path + ".corrupt-" + now.UTC().Format("20060102T150405.000Z")
@@ -58,7 +113,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if db, err = openBolt(path, opts); err != nil {
 		return nil, fmt.Errorf("fresh state file after moving a corrupt one aside: %w", err)
 	}
-	return &Store{db: db, path: path, recovered: &Recovery{Reason: bad.reason, MovedTo: moved, At: now}}, nil
+	return &Store{db: db, path: path, before: opts.BeforeCommit, recovered: &Recovery{Reason: bad.reason, MovedTo: moved, At: now}}, nil
 }
 
 // openChecked opens an existing state file only once it has passed
@@ -94,9 +149,25 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error { return s.db.Close() }
 
 // Update runs fn in a read-write transaction: all its writes land together, or
-// none do if fn returns an error.
+// none do if fn returns an error or the file cannot be written (then
+// Failing says so until a write succeeds again).
 func (s *Store) Update(fn func(*Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	var fnErr error
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if fnErr = fn(&Tx{tx: tx}); fnErr != nil {
+			return fnErr
+		}
+		if s.before != nil {
+			if err := s.before(); err != nil {
+				return fmt.Errorf("state file %s: %w", s.path, err)
+			}
+		}
+		return nil
+	})
+	if fnErr == nil {
+		s.wrote(err)
+	}
+	return err
 }
 
 // View runs fn in a read-only transaction.

@@ -216,7 +216,16 @@ func (m *Manager) send(c *Coverage, phase string, a Action, wait bool) error {
 		return tx.Put(bucketCoverage, next.Member, &next)
 	})
 	if err != nil {
-		return fmt.Errorf("failback state not written, nothing sent: %w", err)
+		if m.opts.Store.Failing() == nil {
+			return fmt.Errorf("failback state not written, nothing sent: %w", err)
+		}
+		// The state file takes no writes: the failback goes on, and what
+		// it would have written is written once it can be.
+		id = m.opts.Actions.RecordLater(&a, m.coverageLater(c.Member))
+		if wait {
+			next.Pending = id
+		}
+		m.log.Error("failback state not written; going on, and writing it as soon as the state file takes writes (until then a restart would forget it)", "member", c.Member, "error", err)
 	}
 	*c = next
 	m.opts.Actions.Deliver(id)

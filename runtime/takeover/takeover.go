@@ -97,6 +97,11 @@ type Action struct {
 type Actions interface {
 	Record(tx *store.Tx, a Action) (string, error)
 	Deliver(id string)
+	// RecordLater is Record when the state file takes no writes (the state
+	// folder full): the action (none when a is nil) is kept, delivered as
+	// usual, and written with later as soon as the file takes writes. It
+	// returns the action's id.
+	RecordLater(a *Action, later func(*store.Tx) error) string
 }
 
 // Event is something the manager reports (to the record stream and the
@@ -781,11 +786,35 @@ func (m *Manager) write(c *Coverage, a *Action) (string, error) {
 		return tx.Put(bucketCoverage, c.Member, c)
 	})
 	if err != nil {
-		return "", fmt.Errorf("takeover state not written, nothing sent: %w", err)
+		if m.opts.Store.Failing() == nil {
+			return "", fmt.Errorf("takeover state not written, nothing sent: %w", err)
+		}
+		// The state file takes no writes: a takeover does not wait for the
+		// disk. What it would have written is written once it can be.
+		id = m.opts.Actions.RecordLater(a, m.coverageLater(c.Member))
+		if a != nil {
+			c.Pending = id
+		}
+		m.log.Error("takeover state not written; going on, and writing it as soon as the state file takes writes (until then a restart would forget it)", "member", c.Member, "error", err)
 	}
 	m.coverage[c.Member] = c
 	delete(m.queue, c.Member)
 	return id, nil
+}
+
+// coverageLater writes member's coverage as it is when the write is made
+// at last (none: it ended meanwhile), for RecordLater (on the loop).
+func (m *Manager) coverageLater(member string) func(*store.Tx) error {
+	return func(tx *store.Tx) error {
+		c, ok := m.coverage[member]
+		if !ok {
+			return tx.Delete(bucketCoverage, member)
+		}
+		if err := tx.Delete(bucketQueue, member); err != nil {
+			return err
+		}
+		return tx.Put(bucketCoverage, member, c)
+	}
 }
 
 // Rebuild records that standby covers member, as the standby itself reports

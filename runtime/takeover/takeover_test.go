@@ -119,6 +119,11 @@ func (a *testActions) Record(tx *store.Tx, act Action) (string, error) {
 	return id, nil
 }
 
+func (a *testActions) RecordLater(act *Action, later func(*store.Tx) error) string {
+	a.t.Errorf("RecordLater(%+v): the state file took no writes", act)
+	return ""
+}
+
 func (a *testActions) Deliver(id string) {
 	var rec actionRecord
 	if found, err := a.st.Get(actionsBucket, id, &rec); err != nil || !found {
