@@ -133,14 +133,44 @@ func (h *busHealth) waited(now time.Time) time.Duration {
 
 func roundDuration(d time.Duration) string { return d.Round(time.Second).String() }
 
+// storeStuckAfter is how long a write to the state store may take before
+// the instance says it is stuck on it: a commit syncs to the disk, which
+// takes milliseconds, a second on a busy disk.
+const storeStuckAfter = 2 * time.Second
+
 // healthProblem is what keeps the instance from doing its job ("" when
-// nothing does), for /healthz and /status.
+// nothing does), for /healthz and /status: a write to the state store that
+// does not finish, then the bus.
 func (inst *Instance) healthProblem() string {
-	msg, _, _ := inst.busHealth.problem(time.Now())
+	now := time.Now()
+	if msg := storeProblem(inst.store, now); msg != "" {
+		return msg
+	}
+	msg, _, _ := inst.busHealth.problem(now)
 	return msg
 }
 
-// watchBus says what the instance waits for: in the log when it has waited
+// writing is what storeProblem asks of the state store.
+type writing interface {
+	Path() string
+	Writing() (time.Time, bool)
+}
+
+// storeProblem says, in words, that a write to the state store has not
+// finished for storeStuckAfter or more ("" otherwise): the instance
+// persists what it decides before it acts, so whoever waits for that write
+// (the coordinator's loop, the agent's next command) waits with it.
+func storeProblem(st writing, now time.Time) string {
+	since, ok := st.Writing()
+	if !ok || now.Sub(since) < storeStuckAfter {
+		return ""
+	}
+	return fmt.Sprintf("a write to the state store %s has not finished for %s: its disk does not complete writes (fsync stalled? the state folder's disk failing or overloaded); what waits for it — the event loop on the coordinator, commands on a member — waits too",
+		st.Path(), roundDuration(now.Sub(since)))
+}
+
+// watchBus says what the instance waits for (the bus, or a write to the
+// state store that does not finish): in the log when it has waited
 // a second, again every 30 seconds and when the reason changes; in
 // systemd's status line (STATUS=) as well. When the wait ends, the status
 // line says the bus is connected. It returns when ctx ends.
@@ -157,6 +187,10 @@ func (inst *Instance) watchBus(ctx context.Context) {
 		}
 		now := time.Now()
 		msg, key, expected := inst.busHealth.problem(now)
+		young := inst.busHealth.waited(now) < time.Second
+		if sp := storeProblem(inst.store, now); sp != "" {
+			msg, key, expected, young = sp, "state store", false, false
+		}
 		switch {
 		case msg == "" && lastKey != "":
 			lastKey = ""
@@ -165,7 +199,7 @@ func (inst *Instance) watchBus(ctx context.Context) {
 			inst.mu.Unlock()
 			inst.notify("STATUS=running; bus connected to " + url)
 		case msg == "":
-		case inst.busHealth.waited(now) < time.Second:
+		case young:
 			// Not a second yet: nothing to say (the first tick may come a
 			// moment before the wait is a second old).
 		case key != lastKey || now.Sub(lastLog) >= waitLogEvery:

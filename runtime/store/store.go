@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,13 +24,23 @@ type Options struct {
 	// NoSync skips fsync on commit: for simulations and benchmarks only, where
 	// nothing must survive a crash.
 	NoSync bool
+	// BeforeCommit, when set, is called in every read-write transaction
+	// whose function succeeded, just before bbolt commits it (and syncs):
+	// the fault suite's test hook (runtime/faulthook) waits there while it
+	// stalls commits, as a disk whose fsync stalls holds the commit.
+	BeforeCommit func()
 }
 
 // Store is an open state file. Its methods are safe for concurrent use.
 type Store struct {
-	db        *bolt.DB
-	path      string
-	recovered *Recovery
+	db           *bolt.DB
+	path         string
+	recovered    *Recovery
+	beforeCommit func()
+
+	mu      sync.Mutex
+	writing map[uint64]time.Time // the writes under way (Update) and when each began
+	nextW   uint64
 }
 
 // Open opens (or creates) the state file at path, creating its directory.
@@ -48,7 +59,7 @@ func Open(path string, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Store{db: db, path: path}, nil
+		return &Store{db: db, path: path, beforeCommit: opts.BeforeCommit}, nil
 	}
 	now := time.Now()
 	moved := path + ".corrupt-" + now.UTC().Format("20060102T150405.000Z")
@@ -58,7 +69,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if db, err = openBolt(path, opts); err != nil {
 		return nil, fmt.Errorf("fresh state file after moving a corrupt one aside: %w", err)
 	}
-	return &Store{db: db, path: path, recovered: &Recovery{Reason: bad.reason, MovedTo: moved, At: now}}, nil
+	return &Store{db: db, path: path, beforeCommit: opts.BeforeCommit, recovered: &Recovery{Reason: bad.reason, MovedTo: moved, At: now}}, nil
 }
 
 // openChecked opens an existing state file only once it has passed
@@ -96,7 +107,49 @@ func (s *Store) Close() error { return s.db.Close() }
 // Update runs fn in a read-write transaction: all its writes land together, or
 // none do if fn returns an error.
 func (s *Store) Update(fn func(*Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	done := s.begin()
+	defer done()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(&Tx{tx: tx}); err != nil {
+			return err
+		}
+		if s.beforeCommit != nil {
+			s.beforeCommit()
+		}
+		return nil
+	})
+}
+
+// begin notes a write under way until the returned function is called.
+func (s *Store) begin() func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writing == nil {
+		s.writing = map[uint64]time.Time{}
+	}
+	s.nextW++
+	id := s.nextW
+	s.writing[id] = time.Now()
+	return func() {
+		s.mu.Lock()
+		delete(s.writing, id)
+		s.mu.Unlock()
+	}
+}
+
+// Writing reports the oldest write under way (Update, from waiting for
+// the file to its commit and sync) and when it began: a write that lasts
+// seconds is a disk that does not finish writing, and whoever waits for it
+// (the instance's loop) waits with it. ok is false when none is under way.
+func (s *Store) Writing() (since time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.writing {
+		if !ok || t.Before(since) {
+			since, ok = t, true
+		}
+	}
+	return since, ok
 }
 
 // View runs fn in a read-only transaction.
