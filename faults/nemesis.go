@@ -45,10 +45,19 @@ const (
 	// it forgets every retained message; started again after For. Only with
 	// an external broker (Target.Broker).
 	OpBrokerKill OpKind = "broker_kill"
+	// OpClockStep: a member's host clock stepped by Offset (either way),
+	// through the instance's fault hook (runtime/faulthook): its wall
+	// reading jumps, its monotonic one does not. Instantaneous, and the
+	// host stays stepped (a later step may move it again).
+	OpClockStep OpKind = "clock_step"
+	// OpStoreStall: every commit of a member's state store waits (its
+	// fsync stalled, through the instance's fault hook) until For has
+	// passed.
+	OpStoreStall OpKind = "store_stall"
 )
 
 // OpKinds lists every kind, in report order.
-var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop}
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop, OpClockStep, OpStoreStall}
 
 // Phases a fault can be aimed at (Target.Aim): it waits, from its time, for
 // the coordinator's journal to show the phase beginning (takeover_started,
@@ -69,11 +78,12 @@ const BrokerHost = "broker"
 type Op struct {
 	ID     int           `json:"id"`
 	Kind   OpKind        `json:"kind"`
-	Member string        `json:"member,omitempty"` // kill, stop, broker_cut
+	Member string        `json:"member,omitempty"` // kill, stop, broker_cut, clock_step, store_stall
 	Host   string        `json:"host,omitempty"`   // link_down: a member id or "devices"
 	Groups [2][]string   `json:"groups,omitzero"`  // partition: host labels
 	Driver string        `json:"driver,omitempty"` // switcher_restart, switcher_refuse, switcher_drop
 	Count  int           `json:"count,omitempty"`  // switcher_refuse, switcher_drop: commands hit
+	Offset time.Duration `json:"offset,omitempty"` // clock_step: the step, either way
 	At     time.Duration `json:"at"`
 	For    time.Duration `json:"for"` // 0 for a kill: not restarted before the end
 	// Aim, when set, is the phase the fault is aimed at: from At on it waits
@@ -88,6 +98,10 @@ type Op struct {
 	// Planted marks the outage of a protected member that every schedule
 	// gets with Target.Outage (a takeover to aim at).
 	Planted bool `json:"planted,omitempty"`
+	// JournalMarks, for a clock step of the coordinator, are how many
+	// records its journal had before the step was sent and once the hook
+	// answered (History.Unstep).
+	JournalMarks [2]int `json:"journal_marks,omitzero"`
 
 	Start time.Time `json:"start,omitzero"`
 	End   time.Time `json:"end,omitzero"` // zero: lasted to the end of the history
@@ -121,6 +135,10 @@ func (o Op) String() string {
 		what = "the whole LAN down"
 	case OpBrokerKill:
 		what = "kill -9 the broker (mosquitto)"
+	case OpClockStep:
+		what = o.Member + "'s clock stepped by " + signed(o.Offset)
+	case OpStoreStall:
+		what = o.Member + "'s state store stalled (every commit waits)"
 	}
 	when := "at +" + o.At.Round(time.Millisecond).String()
 	if o.Aim != "" {
@@ -154,9 +172,22 @@ func (o Op) resource() string {
 		return "net"
 	case OpBrokerKill:
 		return "broker"
+	case OpClockStep, OpStoreStall:
+		return "proc:" + o.Member // through the process's hook: never while it is killed or stopped
 	default:
 		return "switcher:" + o.Driver
 	}
+}
+
+// instant reports whether o is instantaneous (For 0 is not "to the end").
+func (o Op) instant() bool { return o.Kind == OpSwitcherRestart || o.Kind == OpClockStep }
+
+// signed is d with its sign, + included.
+func signed(d time.Duration) string {
+	if d > 0 {
+		return "+" + d.String()
+	}
+	return d.String()
 }
 
 // conflicts reports whether o and x hold something in common: the same
@@ -175,6 +206,7 @@ type Schedule struct {
 	DeviceFaults bool     `json:"device_faults,omitempty"`
 	LANDown      bool     `json:"lan_down,omitempty"`
 	Outage       bool     `json:"outage,omitempty"`
+	HostFaults   bool     `json:"host_faults,omitempty"`
 	// Broker is the external broker the schedule was drawn for ("": the
 	// embedded one): it adds a broker kill and puts the broker's host in
 	// the partitions.
@@ -186,7 +218,7 @@ type Schedule struct {
 // Flags are the options of understudy faults that draw this schedule again
 // from its seed.
 func (s Schedule) Flags() string {
-	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t --outage=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown, s.Outage)
+	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t --outage=%t --host-faults=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown, s.Outage, s.HostFaults)
 	if s.Broker != "" {
 		f += " --broker " + s.Broker
 	}
@@ -236,6 +268,10 @@ type Target struct {
 	// and each partition puts the broker's host on one side. "": the
 	// broker is embedded in the coordinator.
 	Broker string
+	// HostFaults adds one or two faults of a member's host through the
+	// instance's fault hook: its clock stepped (clock_step), its state
+	// store's commits stalled (store_stall).
+	HostFaults bool
 }
 
 // NewSchedule draws a schedule from seed: between 2 and MaxOps faults with a
@@ -251,7 +287,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		maxOps = 8
 	}
 	lost := max(t.LostAfter, 300*time.Millisecond)
-	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, MaxOps: maxOps}
+	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, HostFaults: t.HostFaults, MaxOps: maxOps}
 	if externalBroker(t.Broker) {
 		s.Broker = t.Broker
 	}
@@ -385,6 +421,31 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 			}
 		}
 	}
+	// The host faults from a stream of their own, after everything else: a
+	// seed draws the same other faults with or without them.
+	if t.HostFaults && len(t.Members) > 0 {
+		hx := rand.New(rand.NewPCG(seed, 0x686f7374666c7473)) // "hostflts"
+		for range 1 + hx.IntN(2) {
+			kind := []OpKind{OpClockStep, OpStoreStall}[hx.IntN(2)]
+			member := t.Members[hx.IntN(len(t.Members))]
+			o := extraOp(hx, kind, from, until, lost, d)
+			o.Member = member
+			if kind == OpClockStep {
+				// From half a lost_after to 2 minutes (or twice lost_after),
+				// either way: against lost_after, the startup grace, a
+				// failback delay, the named timers.
+				top := max(2*time.Minute, 2*lost)
+				o.Offset = lost/2 + time.Duration(hx.Int64N(int64(top-lost/2)))
+				if hx.IntN(2) == 0 {
+					o.Offset = -o.Offset
+				}
+				o.For = 0
+			}
+			if !overlaps(s.Ops, o, d) {
+				s.Ops = append(s.Ops, o)
+			}
+		}
+	}
 	slices.SortStableFunc(s.Ops, func(a, b Op) int { return int(a.At - b.At) })
 	for i := range s.Ops {
 		s.Ops[i].ID = i + 1
@@ -437,7 +498,7 @@ func (s Schedule) CanLand(o Op, at time.Duration) bool {
 			continue
 		}
 		end := x.At + x.For
-		if x.For == 0 && x.Kind != OpSwitcherRestart {
+		if x.For == 0 && !x.instant() {
 			end = s.Duration
 		}
 		if x.At-time.Second < at+o.For && at < end {
@@ -453,7 +514,7 @@ func (s Schedule) CanLand(o Op, at time.Duration) bool {
 func overlaps(ops []Op, o Op, d time.Duration) bool {
 	span := func(x Op) (time.Duration, time.Duration) {
 		end := x.At + x.For
-		if x.For == 0 && x.Kind != OpSwitcherRestart {
+		if x.For == 0 && !x.instant() {
 			end = d
 		}
 		return x.At - time.Second, end + time.Second

@@ -35,6 +35,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	deviceFaults := fs.Bool("device-faults", true, "switchers also refuse or drop commands (switcher_refuse, switcher_drop)")
 	lanDown := fs.Bool("lan-down", true, "one schedule in two also has the whole LAN down at a random time (lan_down)")
 	outage := fs.Bool("outage", true, "each schedule also has one outage of a protected member longer than lost_after (a kill, a stop or its cable pulled) in its first half: a takeover to aim at")
+	hostFaults := fs.Bool("host-faults", true, "schedules also have one or two faults of a member's host through the instance's fault hook (UNDERSTUDY_FAULT_HOOKS): its clock stepped (clock_step), its state store's commits stalled (store_stall)")
 	failbackDelay := fs.Duration("failback-delay", 0, "replace the site's failback delay for the run (0: the site's), so that a short schedule sees failbacks")
 	copySettle := fs.Duration("copy-settle", 0, "replace the site's copy.settle for the run (0: the site's)")
 	results := fs.String("results", "", "also write the run's report (JSON) to this file, for tools/faultstable (make faults)")
@@ -56,7 +57,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	}
 	badBroker := *broker != faults.BrokerEmbedded && *broker != faults.BrokerMosquitto
 	if fs.NArg() != 0 || *schedules < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || badBroker || *failbackDelay < 0 || *copySettle < 0 {
-		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--lan-down=false] [--outage=false] [--broker embedded|mosquitto] [--failback-delay D] [--copy-settle D] [--results FILE] [--out DIR]")
+		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback] [--device-faults=false] [--lan-down=false] [--outage=false] [--host-faults=false] [--broker embedded|mosquitto] [--failback-delay D] [--copy-settle D] [--results FILE] [--out DIR]")
 		return 2
 	}
 	if runtime.GOOS != "linux" {
@@ -88,7 +89,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	opts := faults.Options{
 		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
-		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, Broker: *broker, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
+		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, HostFaults: *hostFaults, Broker: *broker, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
 		Registry: builtin.Registry(), Progress: stderr,
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)
