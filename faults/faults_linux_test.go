@@ -505,6 +505,14 @@ func TestHostFaults(t *testing.T) {
 	if !slices.ContainsFunc(h.Journal, func(r Record) bool { return r.Stepped == -90*time.Second && r.At.After(h.Ops[0].Start) }) {
 		t.Error("no journal record of the coordinator's stepped clock was put back")
 	}
+	// The hook's own line of each step lands within the step's moment.
+	for _, o := range h.Ops {
+		if o.Kind == OpClockStep && !slices.ContainsFunc(h.Logs, func(l LogLine) bool {
+			return l.Member == o.Member && l.Msg == logClockStepped && !l.At.Before(o.Start) && !l.At.After(o.End)
+		}) {
+			t.Errorf("%s: its member's log line of the step is not placed between its sending and the hook's answer", o)
+		}
+	}
 	restarted := h.Ops[3].End
 	if !slices.ContainsFunc(h.Logs, func(l LogLine) bool { return l.Member == "main" && l.Stepped == 75*time.Second && l.At.After(restarted) }) {
 		t.Error("main's log after its restart on its stepped host was not put back")

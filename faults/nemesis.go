@@ -435,7 +435,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 				// either way: against lost_after, the startup grace, a
 				// failback delay, the named timers.
 				top := max(2*time.Minute, 2*lost)
-				o.Offset = lost/2 + time.Duration(hx.Int64N(int64(top-lost/2)))
+				o.Offset = (lost/2 + time.Duration(hx.Int64N(int64(top-lost/2)))).Round(time.Millisecond)
 				if hx.IntN(2) == 0 {
 					o.Offset = -o.Offset
 				}

@@ -102,10 +102,13 @@ func Listen(path string, log *slog.Logger) (*Hooks, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Hooks{path: path, log: log, changed: make(chan struct{})}
+	h := &Hooks{path: path, changed: make(chan struct{})}
 	if err := h.loadStep(); err != nil {
 		return nil, err
 	}
+	// Its own lines show the stepped clock too (the fault suite finds the
+	// steps in the log by them).
+	h.log = slog.New(h.LogHandler(log.Handler()))
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("fault hooks (%s): stale socket: %w", EnvVar, err)
 	}
@@ -118,7 +121,7 @@ func Listen(path string, log *slog.Logger) (*Hooks, error) {
 		return nil, fmt.Errorf("fault hooks (%s): %w", EnvVar, err)
 	}
 	h.ln = ln
-	log.Warn("fault hooks enabled: this instance takes clock steps and state store stalls from the fault suite (a test hook; never on a site)",
+	h.log.Warn("fault hooks enabled: this instance takes clock steps and state store stalls from the fault suite (a test hook; never on a site)",
 		"socket", path, "clock_step", time.Duration(h.offset.Load()))
 	h.wg.Go(h.serve)
 	return h, nil

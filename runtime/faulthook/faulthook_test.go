@@ -173,6 +173,18 @@ func TestSocketCommands(t *testing.T) {
 	if strings.Count(logs.String(), `"level":"WARN"`) < 8 || !strings.Contains(logs.String(), "fault hook: clock stepped") {
 		t.Errorf("commands not logged at warn:\n%s", logs.String())
 	}
+	// The hook's own line of the step shows the stepped clock.
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var l struct {
+			Time time.Time
+			Msg  string
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "fault hook: clock stepped" {
+			if d := l.Time.Sub(time.Now()); d < 40*time.Second || d > 46*time.Second {
+				t.Errorf("the step's line reads %s from the machine's clock, want 45s", d)
+			}
+		}
+	}
 	c.Close()
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
