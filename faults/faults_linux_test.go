@@ -514,7 +514,9 @@ func TestHostFaults(t *testing.T) {
 		}
 	}
 	restarted := h.Ops[3].End
-	if !slices.ContainsFunc(h.Logs, func(l LogLine) bool { return l.Member == "main" && l.Stepped == 75*time.Second && l.At.After(restarted) }) {
+	if !slices.ContainsFunc(h.Logs, func(l LogLine) bool {
+		return l.Member == "main" && l.Stepped == 75*time.Second && l.At.After(restarted)
+	}) {
 		t.Error("main's log after its restart on its stepped host was not put back")
 	}
 }
