@@ -93,7 +93,25 @@ type runner struct {
 	mu      sync.Mutex
 	routing []RouteSeen
 	stores  []StoreRead
-	held    map[string]int // what the ops in force hold (Op.resource)
+	held    map[string]int           // what the ops in force hold (Op.resource)
+	steps   map[string]time.Duration // each member's clock step in force (clock_step)
+}
+
+// stepClock notes a step of member's clock (clock_step applied).
+func (r *runner) stepClock(member string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.steps == nil {
+		r.steps = map[string]time.Duration{}
+	}
+	r.steps[member] += d
+}
+
+// clockStep is the step of member's clock in force.
+func (r *runner) clockStep(member string) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.steps[member]
 }
 
 // hold counts what o holds while it is in force (n: +1 or -1).
@@ -464,6 +482,9 @@ func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedu
 				return
 			}
 			answered := time.Now()
+			if o.Kind == OpClockStep {
+				r.stepClock(o.Member, o.Offset)
+			}
 			if coordStep {
 				recs, _ := ReadJournal(r.journalPath())
 				o.JournalMarks[1] = len(recs)
@@ -681,21 +702,25 @@ func (r *runner) record(ctx context.Context, end time.Time) {
 const aimPoll = 2 * time.Millisecond
 
 // awaitPhase waits for the coordinator's journal to show o's phase
-// beginning (a <phase>_started record) at or after start + o.At, at a
-// moment o can land (Schedule.CanLand); it returns that record's time, or
-// false when ctx ended first.
+// beginning (a <phase>_started record) from now on (start + o.At), at a
+// moment o can land (Schedule.CanLand); it returns that record's time on
+// this machine's clock, or false when ctx ended first. The records already
+// in the journal are passed over by their place, not by their time: the
+// coordinator's clock may have been stepped.
 func (r *runner) awaitPhase(ctx context.Context, start time.Time, sched Schedule, o Op) (time.Time, bool) {
 	tail := &journalTail{path: r.journalPath()}
-	from := start.Add(o.At)
+	tail.next() // written before o's time
 	t := time.NewTicker(aimPoll)
 	defer t.Stop()
 	for {
 		for _, rec := range tail.next() {
-			if rec.Type != o.Aim+"_started" || rec.At.Before(from) {
+			if rec.Type != o.Aim+"_started" {
 				continue
 			}
 			if !r.isHeld(o) && sched.CanLand(o, time.Since(start)) {
-				return rec.At, true
+				// Read within milliseconds of being written: the step
+				// in force now is the one it was stamped with.
+				return rec.At.Add(-r.clockStep(r.plan.Site.Coordinator)), true
 			}
 		}
 		select {
