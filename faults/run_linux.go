@@ -93,8 +93,9 @@ type runner struct {
 	mu      sync.Mutex
 	routing []RouteSeen
 	stores  []StoreRead
-	held    map[string]int           // what the ops in force hold (Op.resource)
-	steps   map[string]time.Duration // each member's clock step in force (clock_step)
+	held    map[string]int // what the ops in force hold (Op.resource)
+	// steps is each member's clock step in force (clock_step).
+	steps map[string]time.Duration
 }
 
 // stepClock notes a step of member's clock (clock_step applied).
