@@ -83,6 +83,7 @@ type Hooks struct {
 	stallUntil time.Time     // commits wait until then (monotonic)
 	changed    chan struct{} // closed and replaced when stallUntil changes
 	closed     bool
+	conns      map[net.Conn]bool // the connections being answered (closed by Close)
 	wg         sync.WaitGroup
 }
 
@@ -102,7 +103,7 @@ func Listen(path string, log *slog.Logger) (*Hooks, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Hooks{path: path, changed: make(chan struct{})}
+	h := &Hooks{path: path, changed: make(chan struct{}), conns: map[net.Conn]bool{}}
 	if err := h.loadStep(); err != nil {
 		return nil, err
 	}
@@ -127,7 +128,8 @@ func Listen(path string, log *slog.Logger) (*Hooks, error) {
 	return h, nil
 }
 
-// Close stops listening and ends a stall in force. Nil-safe.
+// Close stops listening, ends the connections and a stall in force.
+// Nil-safe.
 func (h *Hooks) Close() error {
 	if h == nil {
 		return nil
@@ -137,6 +139,9 @@ func (h *Hooks) Close() error {
 	h.stallUntil = time.Time{}
 	close(h.changed)
 	h.changed = make(chan struct{})
+	for c := range h.conns {
+		c.Close()
+	}
 	h.mu.Unlock()
 	err := h.ln.Close()
 	h.wg.Wait()
@@ -289,13 +294,26 @@ func (h *Hooks) serve() {
 		if err != nil {
 			return
 		}
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			c.Close()
+			return
+		}
+		h.conns[c] = true
+		h.mu.Unlock()
 		h.wg.Go(func() { h.conn(c) })
 	}
 }
 
 // conn answers each command line of one connection.
 func (h *Hooks) conn(c net.Conn) {
-	defer c.Close()
+	defer func() {
+		h.mu.Lock()
+		delete(h.conns, c)
+		h.mu.Unlock()
+		c.Close()
+	}()
 	sc := bufio.NewScanner(c)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())

@@ -185,9 +185,12 @@ func TestSocketCommands(t *testing.T) {
 			}
 		}
 	}
-	c.Close()
+	// A client that keeps its connection does not hold Close up.
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := rd.ReadString('\n'); err == nil {
+		t.Error("the connection is still open after Close")
 	}
 	again, err := Listen(path, nil)
 	if err != nil {
