@@ -229,6 +229,21 @@ func (c *checker) brokerDown() spans {
 // away itself (with the broker it embeds), or an external broker down.
 func (c *checker) coordTrouble() spans { return append(c.away(c.coord), c.brokerDown()...).merge(0) }
 
+// storeStalled is when member's state store commits stalled (store_stall).
+func (c *checker) storeStalled(member string) spans {
+	return c.opSpans(func(o Op) bool { return o.Kind == OpStoreStall && o.Member == member })
+}
+
+// coordBlocked is when the coordinator could not act: in trouble, or its
+// state store stalled — it persists what it decides before it acts, so
+// its loop waits on the first commit (a stall longer than lost_after is a
+// stop of its loop: the stall rule then gives everyone a fresh
+// lost_after). Only for the bounds of what it must do; a store stall
+// excuses no false loss (its broker and the heartbeats go on).
+func (c *checker) coordBlocked() spans {
+	return append(c.coordTrouble(), c.storeStalled(c.coord)...).merge(0)
+}
+
 // deviceTrouble is when the coordinator could not reach the switchers.
 func (c *checker) deviceTrouble() spans {
 	return append(c.linkDown(DevicesHost), c.cut(c.coord, DevicesHost)...).merge(0)
@@ -332,7 +347,9 @@ func (c *checker) standbys(m MemberFact) []MemberFact {
 func (c *checker) standbyTrouble(m MemberFact) spans {
 	var all spans
 	for i, s := range c.standbys(m) {
-		a := c.away(s.ID).extend(c.b.Reconnect)
+		// A standby whose store stalls cannot record a command: it runs
+		// none until the stall is over.
+		a := append(c.away(s.ID), c.storeStalled(s.ID)...).extend(c.b.Reconnect)
 		if i == 0 {
 			all = a.merge(0)
 		} else {
@@ -453,7 +470,7 @@ func (c *checker) coverage(r *Result) {
 		deadline := func(t time.Time) time.Time {
 			return t.Add(m.LostAfter + c.b.Detect + m.Delay + c.b.Cover)
 		}
-		coordTrouble, standbyTrouble, manual := c.coordTrouble(), c.standbyTrouble(m), c.manual()
+		coordTrouble, standbyTrouble, manual := c.coordBlocked(), c.standbyTrouble(m), c.manual()
 		capacity := 0
 		for _, s := range c.standbys(m) {
 			capacity += max(s.Capacity, 1)
@@ -553,7 +570,7 @@ func (c *checker) checkRoutes(r *Result, prop string, m MemberFact, source strin
 	restarts := c.opSpans(func(o Op) bool {
 		return o.Driver == m.Switcher && (o.Kind == OpSwitcherRestart || o.Kind == OpSwitcherRefuse || o.Kind == OpSwitcherDrop)
 	})
-	trouble := append(append(c.deviceTrouble(), restarts...), c.coordTrouble()...).merge(0)
+	trouble := append(append(c.deviceTrouble(), restarts...), c.coordBlocked()...).merge(0)
 	rd := push(dl, 0, func(t time.Time) time.Time { return t }, trouble, func(span) time.Duration { return c.b.Device })
 	if !hold.contains(rd) || rd.After(c.end) {
 		return
@@ -623,8 +640,10 @@ func (c *checker) failback(r *Result) {
 				settle = c.h.Site.CopySettle
 			}
 			deadline := func(t time.Time) time.Time { return t.Add(c.b.Reconnect + m.FailbackDelay + settle + c.b.Failback) }
-			ready := push(out.To, 0, deadline, c.coordTrouble(), func(s span) time.Duration { return c.graceAfter(s, m.LostAfter) })
+			ready := push(out.To, 0, deadline, c.coordBlocked(), func(s span) time.Duration { return c.graceAfter(s, m.LostAfter) })
 			ready = push(ready, 0, deadline, c.standbyTrouble(m), func(span) time.Duration { return 0 })
+			// The member's own agent records the failback's commands.
+			ready = push(ready, 0, deadline, c.storeStalled(id).extend(c.b.Reconnect), func(span) time.Duration { return 0 })
 			dl := deadline(ready)
 			next := c.end
 			if i+1 < len(away) {

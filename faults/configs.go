@@ -86,7 +86,8 @@ func (c *checker) configSettle() time.Duration { return c.b.Reconnect + 5*time.S
 // configs checks property 7 on every bundle: the coordinator's accepted
 // versions never go backwards; every file holds the bundle's initial
 // content or one of the edits (nothing torn or foreign); once the site has
-// been settled for configSettle at the end, every holder whose instance
+// been settled for configSettle at the end (no fault on a holder, its
+// state store or the coordinator), every holder whose instance
 // runs holds the same content, and it is no older than the last edit made
 // on a settled site (its member and the coordinator undisturbed for
 // configSettle before and after it, no other edit of the bundle in that
@@ -127,7 +128,7 @@ func (c *checker) configs(r *Result) {
 		for _, e := range edits {
 			quiet = later(quiet, e.Start)
 		}
-		coordTrouble := c.coordTrouble()
+		coordTrouble := append(c.coordBlocked(), c.hostTrouble(c.coord)...).merge(0)
 		trouble := slices.Clone(coordTrouble)
 		for _, m := range members {
 			if slices.ContainsFunc(c.procDown(m, OpKill), func(s span) bool { return !s.To.Before(c.end) }) {
@@ -135,6 +136,7 @@ func (c *checker) configs(r *Result) {
 			}
 			running = append(running, m)
 			trouble = append(trouble, c.away(m)...)
+			trouble = append(trouble, c.hostTrouble(m)...)
 		}
 		for _, s := range trouble.merge(0) {
 			quiet = later(quiet, s.To)
@@ -166,7 +168,7 @@ func (c *checker) configs(r *Result) {
 			if i > 0 && edits[i-1].Start.After(from) || i+1 < len(edits) && edits[i+1].Start.Before(to) {
 				continue
 			}
-			busy := slices.ContainsFunc(append(c.away(e.Member), coordTrouble...), func(s span) bool { return s.From.Before(to) && s.To.After(from) })
+			busy := slices.ContainsFunc(append(append(c.away(e.Member), c.hostTrouble(e.Member)...), coordTrouble...), func(s span) bool { return s.From.Before(to) && s.To.After(from) })
 			if !busy {
 				newest = i
 			}
@@ -185,6 +187,13 @@ func (c *checker) configs(r *Result) {
 			}
 		}
 	}
+}
+
+// hostTrouble is when member's state store could not keep what its
+// configuration sync must (the version it agreed with the site): its
+// commits stalled or its state folder full.
+func (c *checker) hostTrouble(member string) spans {
+	return c.opSpans(func(o Op) bool { return (o.Kind == OpStoreStall || o.Kind == OpStateFull) && o.Member == member })
 }
 
 // acceptedInOrder checks that the versions the coordinator accepted of each

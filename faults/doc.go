@@ -7,7 +7,9 @@
 // link down, partitions, a member cut off from the broker, a switcher
 // restarted to its power-on routing, mosquitto killed or stopped, a
 // member's state folder — a tmpfs of its own — filled to the last byte, a
-// configuration bundle edited, an operator's command), collects a history
+// configuration bundle edited, an operator's command, and through the
+// instances' test hook, runtime/faulthook: a member's clock stepped, its
+// state store's commits stalled), collects a history
 // of what really happened (the coordinator's journal, every
 // instance's JSON log, the switchers' routing over time, the nemesis'
 // operations, on one wall-clock time base) and checks properties on that
@@ -16,8 +18,9 @@
 // configuration on every host.
 //
 // One concern per file: plan (the site rewritten for the run), nemesis (the
-// seeded schedule), run, netfault and operator (carrying it out on test
-// hosts; Linux only), history (what happened), checker, material and
+// seeded schedule), run, netfault, statefs, operator and hooks (carrying
+// it out on test hosts; Linux only), history (what happened; unstep puts a
+// stepped host's records back on one time base), checker, material and
 // configs (the properties) and report (figures as text and JSON). The same
 // seed gives the same schedule, so a violation is reproduced with
 // `understudy faults -c site.yaml --seed S`.

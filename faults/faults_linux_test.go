@@ -585,3 +585,68 @@ func TestCoordinatorStateFolderFull(t *testing.T) {
 		t.Errorf("the coordinator's log does not say its state is not written while its folder was full:\n%s", b.String())
 	}
 }
+
+// The manager-backup site with its hosts' faults through the instances'
+// fault hook (runtime/faulthook): the coordinator's clock (backup, also
+// the standby) stepped back 90 s and main's forward 75 s; the
+// coordinator's state store stalled for 6 s and main killed 2 s into the
+// stall (its loss is judged at once, its takeover's first commit waits for
+// the stall); main started again at +31 s on its stepped host; the
+// coordinator's clock stepped forward 60 s (most of the way back). No
+// violation on the history put back on one time base, main covered, and
+// the coordinator's log said which write did not finish.
+func TestHostFaults(t *testing.T) {
+	t.Parallel()
+	testhost.RequireRoot(t)
+	testhost.RequireTools(t, "ip", "unshare")
+	sched := &Schedule{Duration: 35 * time.Second, HostFaults: true, Ops: []Op{
+		{ID: 1, Kind: OpClockStep, Member: "backup", At: 5 * time.Second, Offset: -90 * time.Second},
+		{ID: 2, Kind: OpClockStep, Member: "main", At: 6 * time.Second, Offset: 75 * time.Second},
+		{ID: 3, Kind: OpStoreStall, Member: "backup", At: 9 * time.Second, For: 6 * time.Second},
+		{ID: 4, Kind: OpKill, Member: "main", At: 11 * time.Second, For: 20 * time.Second},
+		{ID: 5, Kind: OpClockStep, Member: "backup", At: 27 * time.Second, Offset: 60 * time.Second},
+	}}
+	out, err := RunSchedule(context.Background(), Options{
+		Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
+		Registry: builtin.Registry(), Progress: testLog{t}, Schedule: sched,
+	}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, res := out.History, out.Result
+	for _, o := range h.Ops {
+		if o.Err != "" || o.Start.IsZero() {
+			t.Fatalf("fault %s not injected", o)
+		}
+	}
+	failOnViolations(t, "manager-backup with host faults", out)
+	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
+		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
+	}
+	stall := h.Ops[2]
+	if !slices.ContainsFunc(h.Logs, func(l LogLine) bool {
+		return l.Member == "backup" && strings.HasPrefix(l.Msg, "a write to the state store") && l.At.After(stall.Start) && !l.At.After(stall.End.Add(time.Second))
+	}) {
+		t.Error("the coordinator's log does not say, during the stall, that a write to its store does not finish")
+	}
+	// The stepped records were put back: the journal after the first
+	// step read 90 s early, main's log after its step (and after its
+	// restart, which found the step kept on its host) 75 s late.
+	if !slices.ContainsFunc(h.Journal, func(r Record) bool { return r.Stepped == -90*time.Second && r.At.After(h.Ops[0].Start) }) {
+		t.Error("no journal record of the coordinator's stepped clock was put back")
+	}
+	// The hook's own line of each step lands within the step's moment.
+	for _, o := range h.Ops {
+		if o.Kind == OpClockStep && !slices.ContainsFunc(h.Logs, func(l LogLine) bool {
+			return l.Member == o.Member && l.Msg == logClockStepped && !l.At.Before(o.Start) && !l.At.After(o.End)
+		}) {
+			t.Errorf("%s: its member's log line of the step is not placed between its sending and the hook's answer", o)
+		}
+	}
+	restarted := h.Ops[3].End
+	if !slices.ContainsFunc(h.Logs, func(l LogLine) bool {
+		return l.Member == "main" && l.Stepped == 75*time.Second && l.At.After(restarted)
+	}) {
+		t.Error("main's log after its restart on its stepped host was not put back")
+	}
+}

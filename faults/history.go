@@ -74,6 +74,9 @@ type Stored struct {
 	State    string    `json:"state"` // running, done, failed
 	At       time.Time `json:"at"`    // received (or received again after an interruption)
 	Finished time.Time `json:"finished,omitzero"`
+	// Stepped is the member's clock step Unstep took off At (and
+	// Finished): its reading was At + Stepped.
+	Stepped time.Duration `json:"stepped,omitempty"`
 }
 
 // Record is one line of the coordinator's journal (runtime/engine.Record).
@@ -82,6 +85,9 @@ type Record struct {
 	Type   string         `json:"type"`
 	Member string         `json:"member,omitempty"`
 	Fields map[string]any `json:"fields,omitempty"`
+	// Stepped is the coordinator's clock step Unstep took off At: its
+	// reading was At + Stepped.
+	Stepped time.Duration `json:"stepped,omitempty"`
 }
 
 // Str returns a string field ("" when absent or not a string).
@@ -94,6 +100,8 @@ type LogLine struct {
 	Level  string         `json:"level"`
 	Msg    string         `json:"msg"`
 	Fields map[string]any `json:"fields,omitempty"`
+	// Stepped is the member's clock step Unstep took off At.
+	Stepped time.Duration `json:"stepped,omitempty"`
 }
 
 // Str returns a string field ("" when absent or not a string).

@@ -66,6 +66,15 @@ const (
 	// to the last byte by a file of the nemesis'; the file removed after
 	// For.
 	OpStateFull OpKind = "state_full"
+	// OpClockStep: a member's host clock stepped by Offset (either way),
+	// through the instance's fault hook (runtime/faulthook): its wall
+	// reading jumps, its monotonic one does not. Instantaneous, and the
+	// host stays stepped (a later step may move it again).
+	OpClockStep OpKind = "clock_step"
+	// OpStoreStall: every commit of a member's state store waits (its
+	// fsync stalled, through the instance's fault hook) until For has
+	// passed.
+	OpStoreStall OpKind = "store_stall"
 )
 
 // The operator commands the nemesis sends (Op.Verb).
@@ -77,11 +86,11 @@ const (
 // instant reports whether o happens at one moment and is not healed (For
 // is 0 and does not mean "to the end").
 func (o Op) instant() bool {
-	return o.Kind == OpSwitcherRestart || o.Kind == OpConfigEdit || o.Kind == OpOperator && o.Verb != VerbMode
+	return o.Kind == OpSwitcherRestart || o.Kind == OpConfigEdit || o.Kind == OpClockStep || o.Kind == OpOperator && o.Verb != VerbMode
 }
 
 // OpKinds lists every kind, in report order.
-var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpBrokerStop, OpStateFull, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop, OpConfigEdit, OpOperator}
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpBrokerStop, OpStateFull, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop, OpConfigEdit, OpOperator, OpClockStep, OpStoreStall}
 
 // Phases a fault can be aimed at (Target.Aim): it waits, from its time, for
 // the coordinator's journal to show the phase beginning (takeover_started,
@@ -101,14 +110,15 @@ const BrokerHost = "broker"
 // start of the schedule; Start and End are when the runner really began and
 // ended it (wall clock), filled in as it runs.
 type Op struct {
-	ID     int         `json:"id"`
-	Kind   OpKind      `json:"kind"`
-	Member string      `json:"member,omitempty"` // kill, stop, broker_cut, state_full, config_edit, operator (the API it is sent to)
-	Host   string      `json:"host,omitempty"`   // link_down: a member id or "devices"
-	Groups [2][]string `json:"groups,omitzero"`  // partition: host labels
-	Driver string      `json:"driver,omitempty"` // switcher_restart, switcher_refuse, switcher_drop
-	Count  int         `json:"count,omitempty"`  // switcher_refuse, switcher_drop: commands hit
-	Verb   string      `json:"verb,omitempty"`   // operator: VerbMode or VerbReassert
+	ID     int           `json:"id"`
+	Kind   OpKind        `json:"kind"`
+	Member string        `json:"member,omitempty"` // kill, stop, broker_cut, state_full, config_edit, operator (the API it is sent to), clock_step, store_stall
+	Host   string        `json:"host,omitempty"`   // link_down: a member id or "devices"
+	Groups [2][]string   `json:"groups,omitzero"`  // partition: host labels
+	Driver string        `json:"driver,omitempty"` // switcher_restart, switcher_refuse, switcher_drop
+	Count  int           `json:"count,omitempty"`  // switcher_refuse, switcher_drop: commands hit
+	Verb   string        `json:"verb,omitempty"`   // operator: VerbMode or VerbReassert
+	Offset time.Duration `json:"offset,omitempty"` // clock_step: the step, either way
 	// Reply is what the member's API answered an operator command ("ok",
 	// or the refusal), each answer when it was sent more than once.
 	Reply string        `json:"reply,omitempty"`
@@ -126,6 +136,10 @@ type Op struct {
 	// Planted marks the outage of a protected member that every schedule
 	// gets with Target.Outage (a takeover to aim at).
 	Planted bool `json:"planted,omitempty"`
+	// JournalMarks, for a clock step of the coordinator, are how many
+	// records its journal had before the step was sent and once the hook
+	// answered (History.Unstep).
+	JournalMarks [2]int `json:"journal_marks,omitzero"`
 
 	Start time.Time `json:"start,omitzero"`
 	End   time.Time `json:"end,omitzero"` // zero: lasted to the end of the history
@@ -173,6 +187,10 @@ func (o Op) String() string {
 		}
 	case OpStateFull:
 		what = "the state folder of " + o.Member + " full"
+	case OpClockStep:
+		what = o.Member + "'s clock stepped by " + signed(o.Offset)
+	case OpStoreStall:
+		what = o.Member + "'s state store stalled (every commit waits)"
 	}
 	when := "at +" + o.At.Round(time.Millisecond).String()
 	if o.Aim != "" {
@@ -212,9 +230,19 @@ func (o Op) resource() string {
 		return "operator"
 	case OpStateFull:
 		return "state:" + o.Member
+	case OpClockStep, OpStoreStall:
+		return "proc:" + o.Member // through the process's hook: never while it is killed or stopped
 	default:
 		return "switcher:" + o.Driver
 	}
+}
+
+// signed is d with its sign, + included.
+func signed(d time.Duration) string {
+	if d > 0 {
+		return "+" + d.String()
+	}
+	return d.String()
 }
 
 // conflicts reports whether o and x hold something in common: the same
@@ -237,6 +265,7 @@ type Schedule struct {
 	BrokerStop   bool     `json:"broker_stop,omitempty"`
 	Operator     bool     `json:"operator,omitempty"`
 	StateFaults  bool     `json:"state_full,omitempty"`
+	HostFaults   bool     `json:"host_faults,omitempty"`
 	// Broker is the external broker the schedule was drawn for ("": the
 	// embedded one): it adds a broker kill and puts the broker's host in
 	// the partitions.
@@ -249,7 +278,7 @@ type Schedule struct {
 // from its seed.
 func (s Schedule) Flags() string {
 	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t --outage=%t --state-full=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown, s.Outage, s.StateFaults)
-	f += fmt.Sprintf(" --config-edits=%t --operator=%t", s.ConfigEdits, s.Operator)
+	f += fmt.Sprintf(" --config-edits=%t --operator=%t --host-faults=%t", s.ConfigEdits, s.Operator, s.HostFaults)
 	if s.Broker != "" {
 		f += fmt.Sprintf(" --broker %s --broker-stop=%t", s.Broker, s.BrokerStop)
 	}
@@ -315,6 +344,10 @@ type Target struct {
 	// on a member's host, the coordinator's included, at a random time, a
 	// blip or an outage.
 	StateFaults bool
+	// HostFaults adds one or two faults of a member's host through the
+	// instance's fault hook: its clock stepped (clock_step), its state
+	// store's commits stalled (store_stall).
+	HostFaults bool
 }
 
 // NewSchedule draws a schedule from seed: between 2 and MaxOps faults with a
@@ -330,7 +363,8 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		maxOps = 8
 	}
 	lost := max(t.LostAfter, 300*time.Millisecond)
-	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, StateFaults: t.StateFaults, ConfigEdits: t.ConfigEdits && len(t.Bundled) > 0, Operator: t.Operator, MaxOps: maxOps}
+	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, StateFaults: t.StateFaults,
+		ConfigEdits: t.ConfigEdits && len(t.Bundled) > 0, Operator: t.Operator, HostFaults: t.HostFaults, MaxOps: maxOps}
 	if externalBroker(t.Broker) {
 		s.Broker, s.BrokerStop = t.Broker, t.BrokerStop
 	}
@@ -507,6 +541,31 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		o.Member = t.Members[sf.IntN(len(t.Members))]
 		if !overlaps(s.Ops, o, d) {
 			s.Ops = append(s.Ops, o)
+		}
+	}
+	// The host faults from a stream of their own, after everything else: a
+	// seed draws the same other faults with or without them.
+	if t.HostFaults && len(t.Members) > 0 {
+		hx := rand.New(rand.NewPCG(seed, 0x686f7374666c7473)) // "hostflts"
+		for range 1 + hx.IntN(2) {
+			kind := []OpKind{OpClockStep, OpStoreStall}[hx.IntN(2)]
+			member := t.Members[hx.IntN(len(t.Members))]
+			o := extraOp(hx, kind, from, until, lost, d)
+			o.Member = member
+			if kind == OpClockStep {
+				// From half a lost_after to 2 minutes (or twice lost_after),
+				// either way: against lost_after, the startup grace, a
+				// failback delay, the named timers.
+				top := max(2*time.Minute, 2*lost)
+				o.Offset = (lost/2 + time.Duration(hx.Int64N(int64(top-lost/2)))).Round(time.Millisecond)
+				if hx.IntN(2) == 0 {
+					o.Offset = -o.Offset
+				}
+				o.For = 0
+			}
+			if !overlaps(s.Ops, o, d) {
+				s.Ops = append(s.Ops, o)
+			}
 		}
 	}
 	slices.SortStableFunc(s.Ops, func(a, b Op) int { return int(a.At - b.At) })

@@ -59,6 +59,9 @@ type HostPlan struct {
 	SiteFile string // its own copy of the site folder's site.yaml
 	StateDir string
 	Log      string // its JSON log
+	// Hooks is the Unix socket of its instance's fault hook
+	// (runtime/faulthook), when the run enables it.
+	Hooks string
 	// Material are its duties.material folders on this machine, in
 	// site.yaml's order (moved under the host's folder).
 	Material []string
@@ -170,6 +173,7 @@ func NewPlan(sitePath, dir string, reg *drivers.Registry) (*Plan, error) {
 			SiteFile: filepath.Join(hd, "site", filepath.Base(sitePath)),
 			StateDir: filepath.Join(hd, "state"),
 			Log:      filepath.Join(dir, "logs", m.ID+".log"),
+			Hooks:    filepath.Join(hd, "hooks.sock"),
 		})
 	}
 	if _, ok := p.Host(site.Coordinator); !ok {

@@ -144,12 +144,12 @@ func TestScheduleIsSeeded(t *testing.T) {
 	extra := tg
 	extra.DeviceFaults, extra.LANDown, extra.Aim, extra.Standbys, extra.Broker = true, true, AimPhases, []string{"backup"}, BrokerMosquitto
 	extra.BrokerStop = true
-	extra.Outage, extra.Protected, extra.StateFaults = true, []string{"main"}, true
+	extra.Outage, extra.Protected, extra.StateFaults, extra.HostFaults = true, []string{"main"}, true, true
 	extra.ConfigEdits, extra.Bundled, extra.Operator = true, []string{"main", "backup"}, true
 	planted := 0
 	for seed := range uint64(200) {
 		s := NewSchedule(seed, extra, 50e9)
-		if len(s.Ops) < 5 || len(s.Ops) > 8+2+1+1+1+1+1+3+1+1 {
+		if len(s.Ops) < 5 || len(s.Ops) > 8+2+1+1+1+1+1+3+1+1+2 {
 			t.Errorf("seed %d: %d ops", seed, len(s.Ops))
 		}
 		for i, o := range s.Ops {
@@ -411,5 +411,84 @@ func TestShortenFailoverDelay(t *testing.T) {
 		if !m.Standby && m.Settings.Enabled && m.Settings.Delay != 4*time.Second {
 			t.Errorf("%s: %s: delay %s, want 4s", p.Hosts[0].SiteFile, m.ID, m.Settings.Delay)
 		}
+	}
+}
+
+// The host faults (a clock stepped, a state store stalled) come from a
+// stream of their own, drawn after everything else: with them a seed draws
+// exactly the same other faults, whatever else is on.
+func TestHostFaultsLeaveTheRestAlone(t *testing.T) {
+	tg := Target{Members: []string{"main", "backup"}, Coordinator: "backup", Switchers: []string{"router"}, LostAfter: 1e9,
+		DeviceFaults: true, LANDown: true, Aim: AimPhases, Standbys: []string{"backup"}, Outage: true, Protected: []string{"main"}}
+	kinds := map[OpKind]int{}
+	for _, broker := range []string{"", BrokerMosquitto} {
+		tg.Broker = broker
+		for seed := range uint64(300) {
+			with := tg
+			with.HostFaults = true
+			plain, more := NewSchedule(seed, tg, 45e9), NewSchedule(seed, with, 45e9)
+			var kept []string
+			for _, o := range more.Ops {
+				if o.Kind == OpClockStep || o.Kind == OpStoreStall {
+					kinds[o.Kind]++
+					if o.Member != "main" && o.Member != "backup" {
+						t.Errorf("seed %d: %s hits no member", seed, o)
+					}
+					if o.Kind == OpClockStep && (o.For != 0 || o.Offset.Abs() < tg.LostAfter/2 || o.Offset.Abs() > 2*time.Minute) {
+						t.Errorf("seed %d: %s: a step of half a lost_after to 2 minutes, instantaneous", seed, o)
+					}
+					if o.Kind == OpStoreStall && (o.For <= 0 || o.At+o.For > more.Duration) {
+						t.Errorf("seed %d: %s: a stall within the schedule", seed, o)
+					}
+					continue
+				}
+				o.ID = 0
+				kept = append(kept, o.String())
+			}
+			var want []string
+			for _, o := range plain.Ops {
+				o.ID = 0
+				want = append(want, o.String())
+			}
+			if strings.Join(kept, "\n") != strings.Join(want, "\n") {
+				t.Errorf("seed %d, broker %q: the host faults changed the other faults:\n%s\nwant\n%s", seed, broker, kept, want)
+			}
+			if !more.HostFaults || !strings.Contains(more.Flags(), "--host-faults=true") || !strings.Contains(plain.Flags(), "--host-faults=false") {
+				t.Errorf("seed %d: flags %q, %q", seed, more.Flags(), plain.Flags())
+			}
+		}
+	}
+	if kinds[OpClockStep] < 100 || kinds[OpStoreStall] < 100 {
+		t.Errorf("600 schedules with host faults have %d clock steps and %d store stalls", kinds[OpClockStep], kinds[OpStoreStall])
+	}
+}
+
+// A clock step is instantaneous: it holds its member's process only at
+// its moment (with the usual second of margin), and a store stall holds it
+// for its length.
+func TestHostFaultConflicts(t *testing.T) {
+	step := Op{Kind: OpClockStep, Member: "main", At: 10e9, Offset: time.Minute}
+	for _, c := range []struct {
+		x    Op
+		want bool
+	}{
+		{Op{Kind: OpKill, Member: "main", At: 5e9, For: 3e9}, false},
+		{Op{Kind: OpKill, Member: "main", At: 5e9, For: 5.5e9}, true},
+		{Op{Kind: OpStop, Member: "main", At: 10.5e9, For: 5e9}, true},
+		{Op{Kind: OpKill, Member: "backup", At: 9e9, For: 5e9}, false},
+		{Op{Kind: OpStoreStall, Member: "main", At: 12e9, For: 5e9}, false},
+		{Op{Kind: OpClockStep, Member: "main", At: 10.5e9}, true},
+	} {
+		if got := overlaps([]Op{c.x}, step, 60e9); got != c.want {
+			t.Errorf("%s and %s overlap: %v, want %v", step, c.x, got, c.want)
+		}
+	}
+	stall := Op{Kind: OpStoreStall, Member: "backup", At: 10e9, For: 5e9}
+	if !overlaps([]Op{{Kind: OpKill, Member: "backup", At: 14e9, For: 5e9}}, stall, 60e9) {
+		t.Error("a kill of backup may land while its store stalls")
+	}
+	s := Schedule{Duration: 60e9, Ops: []Op{step, {ID: 2, Kind: OpKill, Member: "main", Aim: PhaseTakeover, For: 3e9}}}
+	if s.CanLand(s.Ops[1], 20e9) != true || s.CanLand(s.Ops[1], 8e9) != false {
+		t.Error("an aimed kill of main lands only clear of the clock step's moment")
 	}
 }

@@ -298,12 +298,12 @@ func Timeline(w io.Writer, h *History, from, to time.Time) {
 	}
 	for _, r := range h.Journal {
 		if in(r.At) {
-			lines = append(lines, line{r.At, fmt.Sprintf("journal   %s %s %s", r.Type, r.Member, compact(r.Fields))})
+			lines = append(lines, line{r.At, fmt.Sprintf("journal   %s %s %s%s", r.Type, r.Member, compact(r.Fields), steppedNote(r.Stepped))})
 		}
 	}
 	for _, l := range h.Logs {
 		if in(l.At) && l.Level != "DEBUG" {
-			lines = append(lines, line{l.At, fmt.Sprintf("log %-6s %s: %s %s", l.Member, l.Level, l.Msg, compact(l.Fields))})
+			lines = append(lines, line{l.At, fmt.Sprintf("log %-6s %s: %s %s%s", l.Member, l.Level, l.Msg, compact(l.Fields), steppedNote(l.Stepped))})
 		}
 	}
 	for _, s := range h.Routing {
@@ -315,6 +315,15 @@ func Timeline(w io.Writer, h *History, from, to time.Time) {
 	for _, l := range lines {
 		fmt.Fprintf(w, "  %s %+8.3fs  %s\n", clock(l.at), l.at.Sub(h.Start).Seconds(), l.text)
 	}
+}
+
+// steppedNote says that a record's time was put back from its host's
+// stepped clock ("" when it was not).
+func steppedNote(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return " [its clock read " + signed(d) + "]"
 }
 
 // compact renders fields as key=value, short.

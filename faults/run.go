@@ -51,6 +51,11 @@ type Options struct {
 	// (state_full): each host's state folder is a small tmpfs of its own,
 	// filled by the nemesis.
 	StateFaults bool
+	// HostFaults adds faults of a member's host through the instances'
+	// fault hook (runtime/faulthook): its clock stepped, its state store
+	// stalled (Target.HostFaults). With it, or with a Schedule that has
+	// such faults, every instance runs with the hook enabled.
+	HostFaults bool
 	// Broker is the bus's broker: BrokerEmbedded ("" too), in the
 	// coordinator's process, or BrokerMosquitto, Debian's mosquitto on a
 	// test host of its own configured with the files of understudy

@@ -22,6 +22,7 @@ import (
 	"understudy/drivers"
 	"understudy/events"
 	"understudy/fixtures/testhost"
+	"understudy/runtime/faulthook"
 )
 
 // readyTimeout bounds the wait, beyond startup_grace, for every instance to
@@ -96,6 +97,25 @@ type runner struct {
 	routing []RouteSeen
 	stores  []StoreRead
 	held    map[string]int // what the ops in force hold (Op.resource)
+	// steps is each member's clock step in force (clock_step).
+	steps map[string]time.Duration
+}
+
+// stepClock notes a step of member's clock (clock_step applied).
+func (r *runner) stepClock(member string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.steps == nil {
+		r.steps = map[string]time.Duration{}
+	}
+	r.steps[member] += d
+}
+
+// clockStep is the step of member's clock in force.
+func (r *runner) clockStep(member string) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.steps[member]
 }
 
 // hold counts what o holds while it is in force (n: +1 or -1).
@@ -195,9 +215,17 @@ func (r *runner) setUp() error {
 			return err
 		}
 	}
+	hooks := r.opts.HostFaults || r.opts.Schedule != nil && slices.ContainsFunc(r.opts.Schedule.Ops, Op.hostFault)
 	for _, h := range r.plan.Hosts {
 		args := []string{"run", "-c", h.SiteFile, "--member", h.Member, "--state", h.StateDir, "--log-format", "json", "--log-level", "info"}
-		in, err := newInstance(h.Member, r.hosts[h.Member], r.opts.Binary, args, h.Log, r.opts.Env)
+		env := r.opts.Env
+		if hooks {
+			if len(h.Hooks) > maxSocketPath {
+				return fmt.Errorf("the fault hook's socket %s is longer than a Unix socket's path may be (%d bytes): use a shorter --out", h.Hooks, maxSocketPath)
+			}
+			env = append(slices.Clone(env), faulthook.EnvVar+"="+h.Hooks)
+		}
+		in, err := newInstance(h.Member, r.hosts[h.Member], r.opts.Binary, args, h.Log, env)
 		if err != nil {
 			return err
 		}
@@ -346,7 +374,7 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	for _, s := range r.plan.Switchers {
 		target.Switchers = append(target.Switchers, s.Driver)
 	}
-	target.Outage, target.StateFaults = r.opts.Outage, r.opts.StateFaults
+	target.Outage, target.StateFaults, target.HostFaults = r.opts.Outage, r.opts.StateFaults, r.opts.HostFaults
 	target.ConfigEdits, target.BrokerStop = r.opts.ConfigEdits, r.opts.BrokerStop
 	target.Operator = r.opts.Operator
 	for _, h := range r.plan.Hosts {
@@ -413,6 +441,7 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 		errs = append(errs, err)
 	}
 	h.Configs = ReadConfigs(r.plan)
+	h.Unstep() // the journal and the logs still in the order they were written
 	h.Sort()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -455,11 +484,31 @@ func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedu
 				}
 				o.AimedAt = at
 			}
+			// A host fault goes through its process's hook: it waits
+			// while an aimed fault holds the process (killed, stopped).
+			if o.hostFault() && !r.awaitFree(ctx, *o) {
+				return
+			}
+			// A step of the coordinator's clock: where its journal was
+			// (History.Unstep).
+			coordStep := o.Kind == OpClockStep && o.Member == r.plan.Site.Coordinator
+			if coordStep {
+				recs, _ := ReadJournal(r.journalPath())
+				o.JournalMarks[0] = len(recs)
+			}
 			o.Start = time.Now()
-			if err := r.apply(*o); err != nil {
+			if err := r.apply(ctx, *o); err != nil {
 				o.Err = err.Error()
 				r.logf("%s: %v", o, err)
 				return
+			}
+			answered := time.Now()
+			if o.Kind == OpClockStep {
+				r.stepClock(o.Member, o.Offset)
+			}
+			if coordStep {
+				recs, _ := ReadJournal(r.journalPath())
+				o.JournalMarks[1] = len(recs)
 			}
 			r.logf("%s", o)
 			if !o.instant() {
@@ -470,7 +519,12 @@ func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedu
 				r.readStore(o.Member, fmt.Sprintf("kill #%d", o.ID))
 			}
 			if o.instant() {
+				// A clock step took hold between Start and the hook's
+				// answer (End); a switcher restart is a moment.
 				o.End = o.Start
+				if o.Kind == OpClockStep {
+					o.End = answered
+				}
 				return
 			}
 			healed := false
@@ -482,7 +536,7 @@ func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedu
 			if !healed && (o.Kind == OpKill || o.Kind == OpBrokerKill) {
 				return // the end: every process is stopped anyway
 			}
-			if err := r.revert(*o); err != nil {
+			if err := r.revert(ctx, *o); err != nil {
 				o.Err = "heal: " + err.Error()
 				r.logf("%s: heal: %v", o, err)
 			}
@@ -539,9 +593,38 @@ func (r *runner) brokerHost() string {
 // hostLabels are the labels of every host, in order.
 func (r *runner) hostLabels() []string { return slices.Sorted(maps.Keys(r.hosts)) }
 
+// maxSocketPath is the longest path of a Unix socket (108 bytes with the
+// final NUL on Linux, less elsewhere).
+const maxSocketPath = 100
+
+// hook sends a command to member's fault hook and waits for its answer.
+func (r *runner) hook(ctx context.Context, member, line string) error {
+	h, _ := r.plan.Host(member)
+	ctx, cancel := context.WithTimeout(ctx, hookWait)
+	defer cancel()
+	return sendHook(ctx, h.Hooks, line)
+}
+
+// awaitFree waits until nothing holds what o holds (an aimed kill or stop
+// of its process); false when ctx ended first.
+func (r *runner) awaitFree(ctx context.Context, o Op) bool {
+	for r.isHeld(o) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return true
+}
+
 // apply starts a fault.
-func (r *runner) apply(o Op) error {
+func (r *runner) apply(ctx context.Context, o Op) error {
 	switch o.Kind {
+	case OpClockStep:
+		return r.hook(ctx, o.Member, fmt.Sprintf("%s %s", faulthook.CmdClockStep, o.Offset))
+	case OpStoreStall:
+		return r.hook(ctx, o.Member, fmt.Sprintf("%s %s", faulthook.CmdStoreStall, o.For))
 	case OpKill:
 		return r.procs[o.Member].kill()
 	case OpStop:
@@ -592,8 +675,16 @@ func (r *runner) apply(o Op) error {
 }
 
 // revert ends a fault.
-func (r *runner) revert(o Op) error {
+func (r *runner) revert(ctx context.Context, o Op) error {
 	switch o.Kind {
+	case OpStoreStall:
+		// It ends by itself as For runs out; said now, it ends exactly
+		// when the history says (at the end, ctx has ended: the
+		// instances are killed anyway).
+		if ctx.Err() != nil {
+			return nil
+		}
+		return r.hook(ctx, o.Member, faulthook.CmdStoreStall+" 0")
 	case OpKill:
 		return r.procs[o.Member].start()
 	case OpStop:
@@ -656,21 +747,25 @@ func (r *runner) record(ctx context.Context, end time.Time) {
 const aimPoll = 2 * time.Millisecond
 
 // awaitPhase waits for the coordinator's journal to show o's phase
-// beginning (a <phase>_started record) at or after start + o.At, at a
-// moment o can land (Schedule.CanLand); it returns that record's time, or
-// false when ctx ended first.
+// beginning (a <phase>_started record) from now on (start + o.At), at a
+// moment o can land (Schedule.CanLand); it returns that record's time on
+// this machine's clock, or false when ctx ended first. The records already
+// in the journal are passed over by their place, not by their time: the
+// coordinator's clock may have been stepped.
 func (r *runner) awaitPhase(ctx context.Context, start time.Time, sched Schedule, o Op) (time.Time, bool) {
 	tail := &journalTail{path: r.journalPath()}
-	from := start.Add(o.At)
+	tail.next() // written before o's time
 	t := time.NewTicker(aimPoll)
 	defer t.Stop()
 	for {
 		for _, rec := range tail.next() {
-			if phaseBegins(rec) != o.Aim || rec.At.Before(from) {
+			if phaseBegins(rec) != o.Aim {
 				continue
 			}
 			if !r.isHeld(o) && sched.CanLand(o, time.Since(start)) {
-				return rec.At, true
+				// Read within milliseconds of being written: the step
+				// in force now is the one it was stamped with.
+				return rec.At.Add(-r.clockStep(r.plan.Site.Coordinator)), true
 			}
 		}
 		select {

@@ -42,6 +42,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	operator := fs.Bool("operator", true, "two schedules in three also have an operator's command through a random member's API: manual mode for a while (then auto), or a reassert (operator)")
 	brokerStop := fs.Bool("broker-stop", true, "with --broker mosquitto, one schedule in two also has mosquitto stopped (SIGSTOP) for a while (broker_stop)")
 	failoverDelay := fs.Duration("failover-delay", 0, "replace the site's failover delay (failover.delay, where set) for the run (0: the site's), so that a short schedule sees delayed failovers")
+	hostFaults := fs.Bool("host-faults", true, "schedules also have one or two faults of a member's host through the instance's fault hook (UNDERSTUDY_FAULT_HOOKS): its clock stepped (clock_step), its state store's commits stalled (store_stall)")
 	failbackDelay := fs.Duration("failback-delay", 0, "replace the site's failback delay for the run (0: the site's), so that a short schedule sees failbacks")
 	copySettle := fs.Duration("copy-settle", 0, "replace the site's copy.settle for the run (0: the site's)")
 	results := fs.String("results", "", "also write the run's report (JSON) to this file, for tools/faultstable (make faults)")
@@ -64,7 +65,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	}
 	badBroker := *broker != faults.BrokerEmbedded && *broker != faults.BrokerMosquitto
 	if fs.NArg() != 0 || *schedules < 1 || *parallel < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || badBroker || *failoverDelay < 0 || *failbackDelay < 0 || *copySettle < 0 {
-		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback,copy,config] [--device-faults=false] [--lan-down=false] [--outage=false] [--state-full=false] [--config-edits=false] [--operator=false] [--broker embedded|mosquitto] [--broker-stop=false] [--failover-delay D] [--failback-delay D] [--copy-settle D] [--parallel N] [--results FILE] [--out DIR]")
+		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback,copy,config] [--device-faults=false] [--lan-down=false] [--outage=false] [--state-full=false] [--config-edits=false] [--operator=false] [--host-faults=false] [--broker embedded|mosquitto] [--broker-stop=false] [--failover-delay D] [--failback-delay D] [--copy-settle D] [--parallel N] [--results FILE] [--out DIR]")
 		return 2
 	}
 	if runtime.GOOS != "linux" {
@@ -96,8 +97,8 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	opts := faults.Options{
 		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
-		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, StateFaults: *stateFull, ConfigEdits: *configEdits, Operator: *operator, Broker: *broker, BrokerStop: *brokerStop,
-		FailoverDelay: *failoverDelay, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
+		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, StateFaults: *stateFull, ConfigEdits: *configEdits, Operator: *operator, HostFaults: *hostFaults,
+		Broker: *broker, BrokerStop: *brokerStop, FailoverDelay: *failoverDelay, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
 		Registry: builtin.Registry(), Progress: stderr,
 	}
 	fmt.Fprintf(stdout, "understudy faults: %s, %d schedule(s) of %s from seed %d, in %s\n", *sitePath, *schedules, *duration, *seed, dir)

@@ -20,11 +20,15 @@ const bucketTimers = "timers"
 // the store, so failback delays, failover delays and "act after T" survive a
 // restart of the coordinator and a reload of the policy.
 type namedTimer struct {
-	ID    string         `json:"id"`
-	Name  string         `json:"name"`
-	Args  map[string]any `json:"args,omitempty"`
-	Due   time.Time      `json:"due"`
-	Where string         `json:"where,omitempty"` // policy file:line that set it
+	ID   string         `json:"id"`
+	Name string         `json:"name"`
+	Args map[string]any `json:"args,omitempty"`
+	Due  time.Time      `json:"due"`
+	// Set is when it was set: a coordinator started again on a host whose
+	// clock went back since (stepped back) waits at most Due - Set, the
+	// delay it was set for, not the step on top of it.
+	Set   time.Time `json:"set,omitzero"`
+	Where string    `json:"where,omitempty"` // policy file:line that set it
 	ct    clock.Timer
 }
 
@@ -48,7 +52,11 @@ func (ts *namedTimers) restore() error {
 		t := all[id]
 		ts.all[id] = t
 		ts.arm(t)
-		ts.c.log.Info("named timer restored", "timer", t.Name, "args", t.Args, "due", t.Due, "in", t.Due.Sub(ts.c.clock.Now()).Round(time.Millisecond))
+		ts.c.log.Info("named timer restored", "timer", t.Name, "args", t.Args, "due", t.Due, "in", ts.wait(t).Round(time.Millisecond))
+		if now := ts.c.clock.Now(); !t.Set.IsZero() && now.Before(t.Set) {
+			ts.c.log.Warn("the clock is earlier than when a named timer was set (stepped back?): it waits at most the delay it was set for",
+				"timer", t.Name, "set", t.Set, "now", now, "delay", t.Due.Sub(t.Set))
+		}
 	}
 	return nil
 }
@@ -63,7 +71,20 @@ func (ts *namedTimers) stop() {
 
 func (ts *namedTimers) arm(t *namedTimer) {
 	id := t.ID
-	t.ct = ts.c.clock.AfterFunc(t.Due.Sub(ts.c.clock.Now()), func() { ts.c.Post(func() { ts.fire(id) }) })
+	t.ct = ts.c.clock.AfterFunc(ts.wait(t), func() { ts.c.Post(func() { ts.fire(id) }) })
+}
+
+// wait is how long t has to run from now: to its deadline, but never more
+// than the delay it was set for (a clock stepped back since it was set
+// would add the step; one stepped forward fires it early, as downtime
+// would).
+func (ts *namedTimers) wait(t *namedTimer) time.Duration {
+	now := ts.c.clock.Now()
+	d := t.Due.Sub(now)
+	if !t.Set.IsZero() && now.Before(t.Set) {
+		d = min(d, t.Due.Sub(t.Set))
+	}
+	return d
 }
 
 // set records and arms a named timer and returns its id.
@@ -77,7 +98,7 @@ func (ts *namedTimers) set(name string, args map[string]any, due time.Time, wher
 		if err != nil {
 			return err
 		}
-		t = &namedTimer{ID: "t" + strconv.FormatUint(n, 10), Name: name, Args: args, Due: due, Where: where}
+		t = &namedTimer{ID: "t" + strconv.FormatUint(n, 10), Name: name, Args: args, Due: due, Set: ts.c.clock.Now(), Where: where}
 		return tx.Put(bucketTimers, t.ID, t)
 	})
 	if err != nil {

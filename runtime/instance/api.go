@@ -166,7 +166,11 @@ func (inst *Instance) healthz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := inst.engine.Do(ctx, func() {}); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "event loop stuck: it did not answer within 1s")
+		msg := "event loop stuck: it did not answer within 1s"
+		if why := storeProblem(inst.store, time.Now()); why != "" {
+			msg += "; " + why
+		}
+		fmt.Fprintln(w, msg)
 		return
 	}
 	if msg := inst.healthProblem(); msg != "" {

@@ -135,11 +135,20 @@ func (h *busHealth) waited(now time.Time) time.Duration {
 
 func roundDuration(d time.Duration) string { return d.Round(time.Second).String() }
 
+// storeStuckAfter is how long a write to the state store may take before
+// the instance says it is stuck on it: a commit syncs to the disk, which
+// takes milliseconds, a second on a busy disk.
+const storeStuckAfter = 2 * time.Second
+
 // healthProblem is what keeps the instance from doing its job, or from
 // keeping what it must across a restart ("" when nothing does), for
-// /healthz and /status.
+// /healthz and /status: a write to the state store that does not finish,
+// writes that fail, then the bus.
 func (inst *Instance) healthProblem() string {
 	now := time.Now()
+	if msg := storeProblem(inst.store, now); msg != "" {
+		return msg
+	}
 	if msg := stateProblem(inst.store.Failing(), now); msg != "" {
 		return msg
 	}
@@ -157,9 +166,29 @@ func stateProblem(f *store.WriteFailure, now time.Time) string {
 		f.Since.UTC().Format(time.RFC3339), roundDuration(now.Sub(f.Since)), f.Err)
 }
 
+// writing is what storeProblem asks of the state store.
+type writing interface {
+	Path() string
+	Writing() (time.Time, bool)
+}
+
+// storeProblem says, in words, that a write to the state store has not
+// finished for storeStuckAfter or more ("" otherwise): the instance
+// persists what it decides before it acts, so whoever waits for that write
+// (the coordinator's loop, the agent's next command) waits with it.
+func storeProblem(st writing, now time.Time) string {
+	since, ok := st.Writing()
+	if !ok || now.Sub(since) < storeStuckAfter {
+		return ""
+	}
+	return fmt.Sprintf("a write to the state store %s has not finished for %s: its disk does not complete writes (fsync stalled? the state folder's disk failing or overloaded); what waits for it — the event loop on the coordinator, commands on a member — waits too",
+		st.Path(), roundDuration(now.Sub(since)))
+}
+
 // watchHealth says what keeps the instance from its job: in the log when
-// it has waited a second (a state file that does not take writes: at
-// once, at ERROR), again every 30 seconds and when the reason changes; in
+// it has waited a second (a write to the state store that does not finish,
+// the bus; a state file that does not take writes: at once, at ERROR),
+// again every 30 seconds and when the reason changes; in
 // systemd's status line (STATUS=) as well. When the wait ends, the status
 // line says the bus is connected. It returns when ctx ends.
 func (inst *Instance) watchHealth(ctx context.Context) {
@@ -177,6 +206,9 @@ func (inst *Instance) watchHealth(ctx context.Context) {
 		level := slog.LevelWarn
 		msg, key, expected := inst.busHealth.problem(now)
 		waited := inst.busHealth.waited(now)
+		if sp := storeProblem(inst.store, now); sp != "" {
+			msg, key, expected, waited = sp, "state store", false, time.Second
+		}
 		if state := stateProblem(inst.store.Failing(), now); state != "" {
 			msg, key, expected, waited, level = state, "state", false, time.Second, slog.LevelError
 		}

@@ -34,3 +34,27 @@ func TestBusHealthSaysWhatKeepsTheInstanceOffTheBus(t *testing.T) {
 	h.connected(t0.Add(210 * time.Second))
 	expect(210*time.Second, "")
 }
+
+type fakeWrites struct {
+	since time.Time
+	ok    bool
+}
+
+func (f fakeWrites) Path() string               { return "/var/lib/understudy/hall-backup.db" }
+func (f fakeWrites) Writing() (time.Time, bool) { return f.since, f.ok }
+
+// A write to the state store that does not finish (a stalled fsync) is
+// said, with how long, once it has lasted storeStuckAfter.
+func TestStoreProblemSaysAWriteDoesNotFinish(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if msg := storeProblem(fakeWrites{}, t0); msg != "" {
+		t.Errorf("no write under way: %q", msg)
+	}
+	if msg := storeProblem(fakeWrites{t0, true}, t0.Add(storeStuckAfter-time.Millisecond)); msg != "" {
+		t.Errorf("a write of less than %s: %q", storeStuckAfter, msg)
+	}
+	msg := storeProblem(fakeWrites{t0, true}, t0.Add(7*time.Second))
+	if !strings.Contains(msg, "a write to the state store /var/lib/understudy/hall-backup.db has not finished for 7s") || !strings.Contains(msg, "fsync stalled") {
+		t.Errorf("a write of 7s: %q", msg)
+	}
+}

@@ -32,11 +32,13 @@ import (
 	"understudy/drivers"
 	"understudy/drivers/hooks"
 	"understudy/runtime/agent"
+	"understudy/runtime/clock"
 	"understudy/runtime/config"
 	"understudy/runtime/configsync"
 	"understudy/runtime/coordinator"
 	"understudy/runtime/diskhealth"
 	"understudy/runtime/engine"
+	"understudy/runtime/faulthook"
 	"understudy/runtime/inbound"
 	"understudy/runtime/journal"
 	"understudy/runtime/materialcopy"
@@ -78,6 +80,7 @@ type Instance struct {
 	site          *config.Site
 	member        *config.Member
 	log           *slog.Logger
+	clock         clock.Clock // the wall clock (stepped by the fault hooks in a fault schedule)
 	engine        *engine.Engine
 	coord         *coordinator.Coordinator   // nil unless this instance coordinates
 	bus           atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
@@ -153,6 +156,18 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 			inst.closers.closeAll()
 		}
 	}()
+	// The fault suite's test hooks: only with UNDERSTUDY_FAULT_HOOKS set;
+	// otherwise hooks is nil and every use of it below is the plain thing
+	// (the real clock, no commit hook, the logger as it is).
+	hooks, err := faulthook.FromEnv(inst.log)
+	if err != nil {
+		return nil, err
+	}
+	if hooks != nil {
+		inst.closers.add(func() { hooks.Close() })
+		inst.log = slog.New(hooks.LogHandler(inst.log.Handler()))
+	}
+	inst.clock = hooks.Clock(clock.Real{})
 	inst.drops = bus.NewDrops(inst.log)
 	coordinating := site.Coordinator == opts.Self
 
@@ -166,7 +181,7 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	if opts.StateDir != "" {
 		dir = opts.StateDir
 	}
-	st, err := store.Open(filepath.Join(dir, site.Name+"-"+opts.Self+".db"), store.Options{})
+	st, err := store.Open(filepath.Join(dir, site.Name+"-"+opts.Self+".db"), store.Options{BeforeCommit: hooks.StoreCommit()})
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +216,7 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 		})
 	}
 	inst.agent, err = agent.New(agent.Options{
-		Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log,
+		Site: site, Self: opts.Self, Store: st, Publish: publisher{inst}.Publish, Logger: inst.log, Now: inst.clock.Now,
 		Builtin: inst.builtinSteps, Tasks: inst.materialTasks(), Drops: inst.drops,
 		CoveringChanged: func([]bus.Covered) { inst.publishCovering(true) },
 	})
@@ -255,7 +270,7 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	}
 	inst.engine, err = engine.New(engine.Options{
 		// The engine's copy of the site changes when members describe themselves.
-		Site: site.Clone(), Self: opts.Self, Logger: inst.log, Drops: inst.drops,
+		Site: site.Clone(), Self: opts.Self, Clock: inst.clock, Logger: inst.log, Drops: inst.drops,
 		Coordinator: coord, Observe: observe,
 	})
 	if err != nil {

@@ -181,7 +181,7 @@ func (inst *Instance) grantTask(_ context.Context, c bus.Command) (map[string]an
 	if err != nil {
 		return nil, inst.refused(c, refusal(c.Verb, "%v", err))
 	}
-	g := materialcopy.Grant{Token: args.Token, Sub: sub, For: args.Member, Granted: time.Now()}
+	g := materialcopy.Grant{Token: args.Token, Sub: sub, For: args.Member, Granted: inst.clock.Now()}
 	if err := inst.grants.Add(g); err != nil {
 		return nil, inst.refused(c, refusal(c.Verb, "%v", err))
 	}

@@ -2,7 +2,6 @@ package instance
 
 import (
 	"fmt"
-	"time"
 
 	"understudy/runtime/config"
 	"understudy/runtime/inbound"
@@ -35,7 +34,7 @@ func (inst *Instance) loadSiteKey() error {
 		if _, err := tx.Get("meta", "boot_count", &n); err != nil {
 			return err
 		}
-		inst.bootCount = max(n+1, uint64(time.Now().Unix()))
+		inst.bootCount = max(n+1, uint64(inst.clock.Now().Unix()))
 		return tx.Put("meta", "boot_count", inst.bootCount)
 	})
 	switch {

@@ -39,7 +39,7 @@ func (inst *Instance) watchdog(ctx context.Context) {
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				inst.log.Error("event loop did not answer: not pinging the systemd watchdog", "error", err)
+				inst.log.Error("event loop did not answer: not pinging the systemd watchdog", "error", err, "state_store", storeProblem(inst.store, time.Now()))
 			}
 			continue
 		}

@@ -24,9 +24,12 @@ type Options struct {
 	// NoSync skips fsync on commit: for simulations and benchmarks only, where
 	// nothing must survive a crash.
 	NoSync bool
-	// BeforeCommit, when set, is called as each read-write transaction is
-	// about to be written; an error fails the write as a full disk does
-	// (the transaction is rolled back). For tests.
+	// BeforeCommit, when set, is called in every read-write transaction
+	// whose function succeeded, just before bbolt commits it (and syncs);
+	// an error fails the write as a full disk does (the transaction is
+	// rolled back). The fault suite's test hook (runtime/faulthook) waits
+	// there while it stalls commits, as a disk whose fsync stalls holds the
+	// commit; tests fail writes there.
 	BeforeCommit func() error
 }
 
@@ -38,10 +41,12 @@ type Store struct {
 	before    func() error
 
 	mu       sync.Mutex
-	writeErr error     // the last failure of a write to reach the file
-	failing  time.Time // when the run of failures began
-	lastFail time.Time // when the last write failed
-	lastOK   bool      // the last write reached the file
+	writeErr error                // the last failure of a write to reach the file
+	failing  time.Time            // when the run of failures began
+	lastFail time.Time            // when the last write failed
+	lastOK   bool                 // the last write reached the file
+	writing  map[uint64]time.Time // the writes under way (Update) and when each began
+	nextW    uint64
 }
 
 // failingHold is how long writes count as failing after the last failure,
@@ -152,6 +157,8 @@ func (s *Store) Close() error { return s.db.Close() }
 // none do if fn returns an error or the file cannot be written (then
 // Failing says so until a write succeeds again).
 func (s *Store) Update(fn func(*Tx) error) error {
+	done := s.begin()
+	defer done()
 	var fnErr error
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if fnErr = fn(&Tx{tx: tx}); fnErr != nil {
@@ -168,6 +175,38 @@ func (s *Store) Update(fn func(*Tx) error) error {
 		s.wrote(err)
 	}
 	return err
+}
+
+// begin notes a write under way until the returned function is called.
+func (s *Store) begin() func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writing == nil {
+		s.writing = map[uint64]time.Time{}
+	}
+	s.nextW++
+	id := s.nextW
+	s.writing[id] = time.Now()
+	return func() {
+		s.mu.Lock()
+		delete(s.writing, id)
+		s.mu.Unlock()
+	}
+}
+
+// Writing reports the oldest write under way (Update, from waiting for
+// the file to its commit and sync) and when it began: a write that lasts
+// seconds is a disk that does not finish writing, and whoever waits for it
+// (the instance's loop) waits with it. ok is false when none is under way.
+func (s *Store) Writing() (since time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.writing {
+		if !ok || t.Before(since) {
+			since, ok = t, true
+		}
+	}
+	return since, ok
 }
 
 // View runs fn in a read-only transaction.

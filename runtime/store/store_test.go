@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 type item struct {
@@ -122,5 +123,50 @@ func TestAnUnreadableValueIsAnError(t *testing.T) {
 	var it item
 	if _, err := s.Get("items", "a", &it); err == nil || !strings.Contains(err.Error(), "items/a") {
 		t.Fatalf("error = %v", err)
+	}
+}
+
+// A commit that does not finish (BeforeCommit holds it, as a stalled fsync
+// does) is reported by Writing with when it began; reads go on meanwhile,
+// and the write lands once the commit goes through.
+func TestWritingReportsACommitThatDoesNotFinish(t *testing.T) {
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{BeforeCommit: func() error {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		<-release
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, ok := s.Writing(); ok {
+		t.Fatal("a write under way before any")
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- s.Put("items", "a", item{"alpha", 1}) }()
+	<-held
+	since, ok := s.Writing()
+	if !ok || since.Before(start) {
+		t.Fatalf("Writing while a commit is held: %v, %v", since, ok)
+	}
+	var got item
+	if found, err := s.Get("items", "a", &got); err != nil || found {
+		t.Fatalf("the held write is visible (found %v, %v)", found, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Writing(); ok {
+		t.Error("a write under way after it finished")
+	}
+	if found, err := s.Get("items", "a", &got); err != nil || !found {
+		t.Fatalf("the write did not land (found %v, %v)", found, err)
 	}
 }

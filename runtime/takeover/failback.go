@@ -349,7 +349,7 @@ func (m *Manager) copyLater(c *Coverage, after time.Duration) {
 func (m *Manager) armFailback(c *Coverage) {
 	member := c.Member
 	if c.Phase == PhaseCopying && !c.NextCopy.IsZero() {
-		m.arm("copy:"+member, c.NextCopy, func() {
+		m.arm("copy:"+member, time.Time{}, c.NextCopy, func() {
 			c, ok := m.coverage[member]
 			if !ok || c.Phase != PhaseCopying || c.Pending != "" || c.NextCopy.IsZero() {
 				return
@@ -359,7 +359,7 @@ func (m *Manager) armFailback(c *Coverage) {
 	}
 	if c.failingBack() && !c.SuspectSince.IsZero() && !c.Stalled {
 		left := StallTime - time.Duration(c.SuspectS*float64(time.Second))
-		m.arm("stall:"+member, c.SuspectSince.Add(left), func() {
+		m.arm("stall:"+member, c.SuspectSince, c.SuspectSince.Add(left), func() {
 			if c, ok := m.coverage[member]; ok && c.failingBack() && !c.SuspectSince.IsZero() {
 				m.checkStall(c)
 			}

@@ -653,7 +653,7 @@ func (m *Manager) armProposal(p *Proposal) {
 		return
 	}
 	id := p.ID
-	m.arm("proposal:"+id, p.ActAt, func() {
+	m.arm("proposal:"+id, p.Created, p.ActAt, func() {
 		if _, ok := m.proposals[id]; ok {
 			if err := m.Confirm(id, "no answer within confirm_after"); err != nil {
 				m.log.Warn("proposal not carried out", "proposal", id, "error", err)
@@ -663,12 +663,21 @@ func (m *Manager) armProposal(p *Proposal) {
 }
 
 // arm runs f on the owning goroutine at due (at once if due has passed).
-func (m *Manager) arm(key string, due time.Time, f func()) {
+// due was counted from from (zero: unknown): deadlines are kept in the
+// store as wall-clock times, and when the clock reads earlier than from (a
+// coordinator started again on a host whose clock was stepped back since)
+// f waits at most due - from, not the step on top of it.
+func (m *Manager) arm(key string, from, due time.Time, f func()) {
 	if t, ok := m.timers[key]; ok {
 		t.Stop()
 	}
+	now := m.opts.Clock.Now()
+	wait := due.Sub(now)
+	if !from.IsZero() && now.Before(from) {
+		wait = min(wait, due.Sub(from))
+	}
 	var t clock.Timer
-	t = m.opts.Clock.AfterFunc(due.Sub(m.opts.Clock.Now()), func() {
+	t = m.opts.Clock.AfterFunc(wait, func() {
 		m.opts.Post(func() {
 			if m.timers[key] != t {
 				return // disarmed or armed again before this ran: not ours any more
@@ -883,7 +892,7 @@ func (m *Manager) armGrace(c *Coverage) {
 		return
 	}
 	member := c.Member
-	m.arm("grace:"+member, c.GraceUntil, func() {
+	m.arm("grace:"+member, c.Since, c.GraceUntil, func() {
 		c, ok := m.coverage[member]
 		if !ok || c.GraceExpired {
 			return

@@ -1317,3 +1317,22 @@ func TestAProposalShowsTheStandbyItWouldPick(t *testing.T) {
 	}
 	h.expectSent("takeover>sb2")
 }
+
+// A coordinator started again on a host whose clock was stepped back an
+// hour since the takeover: the grace period's end, kept as a wall-clock
+// time, is now an hour further away. It ends at most the grace period
+// after the restart, not the step on top of it.
+func TestGraceAfterTheClockWentBack(t *testing.T) {
+	h := newHarness(t, recSite(config.FailoverSettings{Grace: 10 * time.Minute}), nil)
+	h.takeover(Request{Member: "rec1"})
+	h.takeEvents()
+	h.advance(3 * time.Minute)
+	h.restart(0, func(o *Options) {
+		h.clk = clock.NewVirtual(h.clk.Now().Add(-time.Hour))
+		o.Clock = h.clk
+	})
+	h.advance(10*time.Minute - time.Nanosecond)
+	h.expectEvents()
+	h.advance(time.Nanosecond)
+	h.expectEvents("grace_expired:rec1")
+}
