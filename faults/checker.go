@@ -107,6 +107,10 @@ type Result struct {
 	// Queued counts outages not checked because the pool had no free
 	// standby (capacity or the failover limit).
 	Queued int `json:"queued"`
+	// Unproven counts outages not shown covered where the coordinator's
+	// journal, which would show it, may have lost the records (its state
+	// folder full until it was killed or the history ended).
+	Unproven int `json:"unproven,omitempty"`
 	// Actions counts the commands read in the members' stores (by member
 	// and id).
 	Actions int `json:"actions"`
@@ -514,6 +518,10 @@ func (c *checker) coverage(r *Result) {
 					}
 				}
 			}
+			if !on && c.journalLost(out.From, dl) {
+				r.Unproven++ // the journal that would show it may never have been written
+				continue
+			}
 			cv.OK = on
 			r.Covers = append(r.Covers, cv)
 			if !on {
@@ -797,6 +805,20 @@ func (c *checker) unwritable(member string, t time.Time) bool {
 			if o.Kind == OpKill && o.Member == member && o.Err == "" && !o.Start.IsZero() && !o.Start.Before(t) && o.Start.Before(until) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// journalLost reports whether records the coordinator journaled between
+// from and to may never have reached its journal: its state folder (the
+// journal's) was full then and it was killed, or the history ended,
+// before the folder had room again and the records that waited were
+// written (unwritable).
+func (c *checker) journalLost(from, to time.Time) bool {
+	for _, full := range c.opSpans(func(o Op) bool { return o.Kind == OpStateFull && o.Member == c.coord }) {
+		if full.From.Before(to) && full.To.Add(time.Second).After(from) && c.unwritable(c.coord, later(full.From, from)) {
+			return true
 		}
 	}
 	return false

@@ -853,3 +853,21 @@ func TestCoverageQueuedUntilTheStandbyIsFree(t *testing.T) {
 	// ... or never: a violation.
 	want(t, queued(0), PropCoverage)
 }
+
+// With the coordinator's state folder full, its journal records wait in
+// memory: killed before the folder had room again, the takeover it made
+// may be missing from the journal. Such an outage is not provable, not a
+// violation; the same with the coordinator alive past the folder's return
+// is a violation.
+func TestCoverageUnprovableWhenTheJournalWasLost(t *testing.T) {
+	lost := func(killAt float64) *History {
+		h := killedMain()
+		h.Journal = h.Journal[:1] // member_lost only: the takeover's records never reached the journal
+		h.Ops = append(h.Ops, Op{Kind: OpStateFull, Member: "backup", Start: at(9), End: at(20)}, op(OpKill, "backup", killAt, killAt+1))
+		return h
+	}
+	if res := want(t, lost(15)); res.Unproven != 1 {
+		t.Errorf("unproven %d, want main's outage counted as not provable", res.Unproven)
+	}
+	want(t, lost(40), PropCoverage)
+}

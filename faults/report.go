@@ -54,10 +54,11 @@ type Report struct {
 	Covers    int            `json:"covers"`       // outages that had to be covered
 	Failbacks int            `json:"failbacks"`    // returns that had to be failed back
 	Queued    int            `json:"queued"`
-	Actions   int            `json:"actions"`        // action executions read at the members
-	Losses    int            `json:"losses"`         // member_lost records judged
-	Copies    int            `json:"copies"`         // failbacks with a copy whose material was compared
-	Material  int            `json:"material_files"` // recordings compared for them
+	Unproven  int            `json:"unproven,omitempty"` // outages the coordinator's journal could not show (its folder full until it died)
+	Actions   int            `json:"actions"`            // action executions read at the members
+	Losses    int            `json:"losses"`             // member_lost records judged
+	Copies    int            `json:"copies"`             // failbacks with a copy whose material was compared
+	Material  int            `json:"material_files"`     // recordings compared for them
 	// ConfigsJudged counts the configuration bundles whose files were
 	// compared at the end; ConfigsUnjudged those not (the site had not
 	// settled long enough before the end).
@@ -128,6 +129,7 @@ func (r *Report) Add(h *History, res Result) {
 	}
 	r.Failbacks += res.Failbacks
 	r.Queued += res.Queued
+	r.Unproven += res.Unproven
 	r.Actions += res.Actions
 	r.Losses += res.Losses
 	r.Copies += res.Copies
@@ -221,7 +223,7 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "aimed faults: %s\n", strings.Join(aimed, ", "))
 	}
-	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d failback(s), %d member_lost record(s), %d command record(s) read at members; %d outage(s) queued (no free standby)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued)
+	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d failback(s), %d member_lost record(s), %d command record(s) read at members; %d outage(s) queued (no free standby), %d not provable (the coordinator's journal lost with its state folder full)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued, r.Unproven)
 	if r.Copies > 0 {
 		fmt.Fprintf(w, "material: %d recording(s) compared after %d failback(s) with a copy\n", r.Material, r.Copies)
 	}

@@ -135,6 +135,25 @@ func (h *busHealth) waited(now time.Time) time.Duration {
 
 func roundDuration(d time.Duration) string { return d.Round(time.Second).String() }
 
+// retryJournal writes the journal's records that wait for a full disk,
+// and says when they are written (and how many were dropped since the
+// start because too many waited).
+func (inst *Instance) retryJournal() {
+	if inst.journal == nil {
+		return
+	}
+	before, lost := inst.journal.Waiting()
+	if before == 0 {
+		return
+	}
+	if err := inst.journal.Retry(); err != nil {
+		return // still full: said when it began
+	}
+	if n, _ := inst.journal.Waiting(); n == 0 {
+		inst.log.Warn("event journal written again: the records that waited are in it", "records", before, "dropped_while_waiting", lost)
+	}
+}
+
 // storeStuckAfter is how long a write to the state store may take before
 // the instance says it is stuck on it: a commit syncs to the disk, which
 // takes milliseconds, a second on a busy disk.
@@ -203,6 +222,7 @@ func (inst *Instance) watchHealth(ctx context.Context) {
 		case <-tick.C:
 		}
 		now := time.Now()
+		inst.retryJournal()
 		level := slog.LevelWarn
 		msg, key, expected := inst.busHealth.problem(now)
 		waited := inst.busHealth.waited(now)

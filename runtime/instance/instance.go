@@ -257,7 +257,7 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 			inst.metrics.observe(r)
 			inst.feed.add(r)
 			if err := j.Write(r); err != nil {
-				inst.log.Error("event journal not written (further failures are not logged until it works again)", "error", err)
+				inst.log.Error("event journal not written: its records wait in memory and are written in order as soon as the file takes writes (further failures are not logged until it works again)", "error", err)
 			}
 		}
 	}

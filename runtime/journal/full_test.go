@@ -23,10 +23,10 @@ func (f *fullFile) Write(b []byte) (int, error) {
 	return n, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
 }
 
-// A full disk costs the lines written while it is full, reported once, and
-// no more: no partial line is left, and once the disk has room the next
-// line is written (the buffer's error does not stick).
-func TestFullDiskLosesOnlyItsLines(t *testing.T) {
+// A full disk costs no line: what could not be written waits, in order,
+// and is written once the disk has room (at the next line, or at Retry);
+// the failure is reported once, and no partial line is left.
+func TestFullDiskKeepsItsLinesUntilThereIsRoom(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "site.journal")
 	j, err := Open(path, Options{})
 	if err != nil {
@@ -39,19 +39,65 @@ func TestFullDiskLosesOnlyItsLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	ff.full = true
-	if err := j.Write(entry{N: 2, Text: "lost"}); err == nil {
+	if err := j.Write(entry{N: 2, Text: "waits"}); err == nil {
 		t.Fatal("a write on a full disk did not fail")
 	}
-	if err := j.Write(entry{N: 3, Text: "lost"}); err != nil {
+	if err := j.Write(entry{N: 3, Text: "waits"}); err != nil {
 		t.Fatalf("a second failure reported again: %v", err)
 	}
+	if n, lost := j.Waiting(); n != 2 || lost != 0 {
+		t.Fatalf("waiting %d, lost %d; want 2 and 0", n, lost)
+	}
+	read := func() []int {
+		var got []int
+		skipped, err := Read(path, func(e entry) error { got = append(got, e.N); return nil })
+		if err != nil || skipped != 0 {
+			t.Fatalf("read %v (skipped %d, %v): a partial line", got, skipped, err)
+		}
+		return got
+	}
+	if got := read(); len(got) != 1 {
+		t.Fatalf("read %v while the disk is full, want [1]", got)
+	}
 	ff.full = false
-	if err := j.Write(entry{N: 4}); err != nil {
+	if err := j.Retry(); err != nil {
 		t.Fatalf("the disk has room again: %v", err)
 	}
+	if err := j.Write(entry{N: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); len(got) != 4 || got[0] != 1 || got[1] != 2 || got[2] != 3 || got[3] != 4 {
+		t.Fatalf("read %v, want [1 2 3 4]", got)
+	}
+}
+
+// At most MaxBytes of lines wait: beyond that the oldest are dropped and
+// counted, and the newest are written once there is room.
+func TestWaitingLinesAreBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "site.journal")
+	j, err := Open(path, Options{MaxBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	ff := &fullFile{File: j.f.(*os.File), full: true}
+	j.f, j.w = ff, bufio.NewWriter(ff)
+	for n := 1; n <= 10; n++ {
+		j.Write(entry{N: n, Text: "0123456789"}) // about 30 bytes a line
+	}
+	n, lost := j.Waiting()
+	if lost == 0 || n+lost != 10 || n > 4 {
+		t.Fatalf("waiting %d, lost %d; want at most 100 bytes waiting, the rest counted lost", n, lost)
+	}
+	ff.full = false
+	if err := j.Retry(); err != nil {
+		t.Fatal(err)
+	}
 	var got []int
-	skipped, err := Read(path, func(e entry) error { got = append(got, e.N); return nil })
-	if err != nil || skipped != 0 || len(got) != 2 || got[0] != 1 || got[1] != 4 {
-		t.Fatalf("read %v (skipped %d, %v), want [1 4] and nothing skipped", got, skipped, err)
+	if _, err := Read(path, func(e entry) error { got = append(got, e.N); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n || got[len(got)-1] != 10 {
+		t.Fatalf("read %v, want the newest %d lines", got, n)
 	}
 }

@@ -42,6 +42,12 @@ type Writer struct {
 	w    *bufio.Writer
 	size int64 // the file's size: whole lines only
 	err  error // the last write error, reported once
+	// waiting are the lines that could not be written yet (a full disk),
+	// in order, at most MaxBytes of them; lost counts those dropped beyond
+	// that, oldest first.
+	waiting      [][]byte
+	waitingBytes int64
+	lost         int
 }
 
 // file is what a Writer needs of its file (*os.File).
@@ -80,9 +86,13 @@ func (j *Writer) open() error {
 	return nil
 }
 
-// Write appends v as one JSON line and flushes it to the file. It returns
-// the first error of a run of failures (later ones return nil, so a full
-// disk is reported once, not for every event).
+// Write appends v as one JSON line and flushes it to the file. A line that
+// cannot be written (a full disk) waits in memory, with those after it, and
+// is written in its place as soon as the file takes writes again (at the
+// next Write or Retry): the journal of the worst hour is kept whole. At
+// most MaxBytes wait; beyond that the oldest are dropped and counted
+// (Lost). It returns the first error of a run of failures (later ones
+// return nil, so a full disk is reported once, not for every event).
 func (j *Writer) Write(v any) error {
 	line, err := json.Marshal(v)
 	if err != nil {
@@ -94,27 +104,65 @@ func (j *Writer) Write(v any) error {
 	if j.f == nil {
 		return errors.New("journal: closed")
 	}
-	if j.size > 0 && j.size+int64(len(line)) > j.opts.MaxBytes {
-		if err := j.rotate(); err != nil {
+	j.waiting = append(j.waiting, line)
+	j.waitingBytes += int64(len(line))
+	for j.waitingBytes > j.opts.MaxBytes && len(j.waiting) > 1 {
+		j.waitingBytes -= int64(len(j.waiting[0]))
+		j.waiting = j.waiting[1:]
+		j.lost++
+	}
+	return j.flushWaiting()
+}
+
+// Retry writes the lines that wait for the file, if it takes writes now.
+func (j *Writer) Retry() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil || len(j.waiting) == 0 {
+		return nil
+	}
+	return j.flushWaiting()
+}
+
+// Waiting reports how many lines wait for the file to take writes, and
+// how many were dropped because too many waited.
+func (j *Writer) Waiting() (waiting, lost int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.waiting), j.lost
+}
+
+// flushWaiting writes the waiting lines in order, each flushed on its own,
+// until one fails (it and those after it keep waiting).
+func (j *Writer) flushWaiting() error {
+	for len(j.waiting) > 0 {
+		line := j.waiting[0]
+		if j.size > 0 && j.size+int64(len(line)) > j.opts.MaxBytes {
+			if err := j.rotate(); err != nil {
+				return j.fail(err)
+			}
+		}
+		if _, err := j.w.Write(line); err != nil {
 			return j.fail(err)
 		}
+		if err := j.w.Flush(); err != nil {
+			return j.fail(err)
+		}
+		j.size += int64(len(line))
+		j.waiting[0] = nil
+		j.waiting = j.waiting[1:]
+		j.waitingBytes -= int64(len(line))
 	}
-	if _, err := j.w.Write(line); err != nil {
-		return j.fail(err)
-	}
-	if err := j.w.Flush(); err != nil {
-		return j.fail(err)
-	}
-	j.size += int64(len(line))
+	j.waiting = nil
 	j.err = nil
 	return nil
 }
 
-// fail drops the line that could not be written: the part of it that
-// reached the file is cut off (the journal keeps whole lines, and the next
-// line starts on a line of its own), and the buffer, whose error would
-// otherwise stick, starts afresh. The next line is tried as if nothing
-// happened: a disk that was full and has room again takes it.
+// fail undoes a line that could not be written (it keeps waiting): the
+// part of it that reached the file is cut off (the journal keeps whole
+// lines, and the next line starts on a line of its own), and the buffer,
+// whose error would otherwise stick, starts afresh. The next try goes as
+// if nothing happened: a disk that was full and has room again takes it.
 func (j *Writer) fail(err error) error {
 	switch {
 	case j.f == nil: // a rotation that failed half-way: NAME again
@@ -159,6 +207,7 @@ func (j *Writer) Close() error {
 	if j.f == nil {
 		return nil
 	}
+	j.flushWaiting() // what waits, if the file takes it now
 	j.w.Flush()
 	err := j.f.Close()
 	j.f = nil
