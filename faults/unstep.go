@@ -26,8 +26,9 @@ import (
 //   - command records (the agent's receipt and finish times, read from a
 //     store): a time that only one step period can explain is placed so;
 //     one that two can (after a step back, the same reading comes twice)
-//     is placed next to the coordinator's journal records of the same
-//     command, else at the latest reading before the store was read.
+//     is placed before the first read that saw it, then next to the
+//     coordinator's journal records of the same command, else at the
+//     latest reading before the store was read.
 //
 // Each record placed keeps the correction it got (Stepped: the reading
 // was At + Stepped).
@@ -177,6 +178,19 @@ func (h *History) Unstep() {
 			journal[rec.Str("target")+"/"+id] = append(journal[rec.Str("target")+"/"+id], rec.At)
 		}
 	}
+	// A reading is written before the first read that saw it: the same
+	// record (the same reading) in an earlier read bounds it.
+	firstSeen := map[string]time.Time{}
+	seenKey := func(member, id string, t time.Time) string { return member + "/" + id + "/" + t.UTC().Format(time.RFC3339Nano) }
+	for _, sr := range h.Stores {
+		for _, s := range sr.Records {
+			for _, t := range []time.Time{s.At, s.Finished} {
+				if k := seenKey(sr.Member, s.ID, t); !t.IsZero() && (firstSeen[k].IsZero() || sr.At.Before(firstSeen[k])) {
+					firstSeen[k] = sr.At
+				}
+			}
+		}
+	}
 	for i := range h.Stores {
 		sr := &h.Stores[i]
 		c, ok := clocks[sr.Member]
@@ -191,6 +205,13 @@ func (h *History) Unstep() {
 					return t, 0
 				}
 				cands := c.real(t)
+				if bound := firstSeen[seenKey(sr.Member, s.ID, t)]; !bound.IsZero() {
+					for k, cand := range cands {
+						if cand.After(bound) && len(cands) > 1 {
+							delete(cands, k) // written after a read that had already seen it: not this period
+						}
+					}
+				}
 				var r time.Time
 				found := false
 				for _, at := range near {
