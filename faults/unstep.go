@@ -181,7 +181,9 @@ func (h *History) Unstep() {
 	// A reading is written before the first read that saw it: the same
 	// record (the same reading) in an earlier read bounds it.
 	firstSeen := map[string]time.Time{}
-	seenKey := func(member, id string, t time.Time) string { return member + "/" + id + "/" + t.UTC().Format(time.RFC3339Nano) }
+	seenKey := func(member, id string, t time.Time) string {
+		return member + "/" + id + "/" + t.UTC().Format(time.RFC3339Nano)
+	}
 	for _, sr := range h.Stores {
 		for _, s := range sr.Records {
 			for _, t := range []time.Time{s.At, s.Finished} {
