@@ -565,7 +565,8 @@ func (c *checker) manual() spans {
 }
 
 // checkRoutes checks that, at the route deadline after dl (pushed past the
-// coordinator's trouble with the switcher and switcher restarts), m's
+// coordinator's trouble with the switcher and switcher restarts that
+// overlapped the time the routes were due, by device), m's
 // outputs show source's inputs, if m is still in the same state (within
 // hold) then.
 func (c *checker) checkRoutes(r *Result, prop string, m MemberFact, source string, hold span, dl time.Time) {
@@ -579,7 +580,9 @@ func (c *checker) checkRoutes(r *Result, prop string, m MemberFact, source strin
 		return o.Driver == m.Switcher && (o.Kind == OpSwitcherRestart || o.Kind == OpSwitcherRefuse || o.Kind == OpSwitcherDrop)
 	})
 	trouble := append(append(c.deviceTrouble(), restarts...), c.coordBlocked()...).merge(0)
-	rd := push(dl, 0, func(t time.Time) time.Time { return t }, trouble, func(span) time.Duration { return c.b.Device })
+	// Any trouble while the routes were due (from hold's start to dl) —
+	// not only one still in force at dl — delays them by device.
+	rd := push(dl, dl.Sub(hold.From), func(t time.Time) time.Time { return t }, trouble, func(span) time.Duration { return c.b.Device })
 	if !hold.contains(rd) || rd.After(c.end) {
 		return
 	}

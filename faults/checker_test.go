@@ -871,3 +871,16 @@ func TestCoverageUnprovableWhenTheJournalWasLost(t *testing.T) {
 	}
 	want(t, lost(40), PropCoverage)
 }
+
+// A partition between the coordinator and the switcher that ended before
+// the coverage bound still delays the routes by device: the driver must
+// reconnect and send them (make faults, manager-backup seed 23: the routes
+// landed 3.4 s after the partition healed, 160 ms past the bound itself).
+func TestCoverageRoutesAfterADeviceTroubleThatEndedBeforeTheBound(t *testing.T) {
+	h := killedMain()
+	h.Ops = append(h.Ops, Op{Kind: OpPartition, Groups: [2][]string{{DevicesHost}, {"backup", "main"}}, Start: at(8), End: at(14)})
+	h.Routing = []RouteSeen{routes(-1, 1, 2, 3, 4), routes(17.5, 3, 4, 3, 4)}
+	want(t, h) // bound +17; the partition ended at +14: routes due by +20
+	h.Routing = []RouteSeen{routes(-1, 1, 2, 3, 4), routes(20.5, 3, 4, 3, 4)}
+	want(t, h, PropCoverRoutes)
+}
