@@ -43,7 +43,8 @@ bench:
 # recorder and VMS sites run with their failover delay (VMS: 10 minutes),
 # failback delay and copy settle shortened, so that a minute sees delayed
 # failovers and failbacks with copies, and aim at copies too; the manager
-# site aims at configuration pushes too. A whole run (the default
+# site aims at configuration pushes too (its failback delay shortened to
+# 8s). A whole run (the default
 # SCHEDULES, of every site or some: one site alone is a whole run of that
 # site) writes each site's report to faults/results/ and the table of every
 # site's last report to faults/results.md and the README
@@ -61,7 +62,7 @@ faults: build
 		case $$s in \
 			*recorder-standby) timing="--failback-delay 5s --copy-settle 3s --aim takeover,failback,copy";; \
 			*vms-pool) timing="--failover-delay 4s --failback-delay 8s --copy-settle 3s --aim takeover,failback,copy";; \
-			*) timing="--aim takeover,failback,config";; esac; \
+			*) timing="--failback-delay 8s --aim takeover,failback,config";; esac; \
 		results=""; if [ -n "$(WHOLE_FAULTS_RUN)" ]; then mkdir -p faults/results; results="--results faults/results/$${s##*/}.json"; fi; \
 		./$(BIN) faults -c $$s/site.yaml --schedules $$per --seed $(SEED) --duration $(DURATION) --parallel $(FAULTS_PARALLEL) $$timing $$results || rc=1; \
 	done; \
