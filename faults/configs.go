@@ -157,8 +157,8 @@ func (c *checker) configs(r *Result) {
 				}
 			}
 		}
-		if c.end.Sub(quiet) < settle {
-			r.ConfigsUnjudged++
+		if c.end.Sub(quiet) < settle || len(running) == 0 {
+			r.ConfigsUnjudged++ // not settled, or no member of it runs at the end
 			continue
 		}
 		r.ConfigsJudged++

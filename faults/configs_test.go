@@ -123,3 +123,19 @@ func TestConfigEditWhileAnotherMemberWasAwayMustWin(t *testing.T) {
 	holding(h, map[string]string{"main": older, "backup": older})
 	want(t, h, PropConfig, PropConfig)
 }
+
+// A bundle whose only member was killed and not started again is not
+// judged at the end (nothing can reach its file), and the checker does not
+// trip on it (make faults, recorder-standby seed 4: a recorder's own bundle).
+func TestConfigOnlyMemberKilledForGood(t *testing.T) {
+	h, e1, _ := showBundle()
+	unprotected(h)
+	m := h.Site.Members["backup"]
+	m.Bundle = ""
+	h.Site.Members["backup"] = m
+	h.Ops = []Op{e1, op(OpKill, "main", 30, 0)}
+	h.Configs = []ConfigSeen{{Member: "main", Bundle: "show", Content: EditContent("show", e1)}}
+	if res := want(t, h); res.ConfigsJudged != 0 || res.ConfigsUnjudged != 1 {
+		t.Errorf("judged %d, not %d; want it not judged", res.ConfigsJudged, res.ConfigsUnjudged)
+	}
+}

@@ -524,7 +524,9 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		e := rand.New(rand.NewPCG(seed, 0x6f70657261746f72)) // "operator"
 		if e.IntN(3) > 0 {
 			o := Op{Kind: OpOperator, Member: t.Members[e.IntN(len(t.Members))], At: from + time.Duration(e.Int64N(int64(until-from)))}
-			if e.IntN(2) == 0 {
+			// A reassert needs a switcher: on a site without one, manual
+			// mode.
+			if e.IntN(2) == 0 || len(t.Switchers) == 0 {
 				o.Verb = VerbMode
 				o.For = min(lost+time.Second+time.Duration(e.Int64N(int64(d/4))), d-o.At)
 			} else {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -68,6 +69,14 @@ func RunSchedule(ctx context.Context, opts Options, seed uint64) (_ *Outcome, er
 	}
 	r := &runner{opts: opts, plan: plan, nf: nf, seed: seed, mosquitto: mosquitto, hosts: map[string]*testhost.Host{}, procs: map[string]*instance{}, sims: map[string]drivers.SwitcherSim{}}
 	defer func() { err = errors.Join(err, r.close()) }()
+	// A panic (a bug of the suite's own) ends this schedule as an error,
+	// after which the deferred close still cleans every host, process and
+	// mount up: a long run goes on with the next schedule.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("the fault suite failed on this schedule (a bug of its own): %v\n%s", p, debug.Stack())
+		}
+	}()
 	if err := r.setUp(); err != nil {
 		return nil, err
 	}
