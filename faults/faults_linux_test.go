@@ -454,9 +454,7 @@ func TestMosquittoBrokerKilled(t *testing.T) {
 		}
 	}
 	failOnViolations(t, "manager-backup on mosquitto", out)
-	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
-		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
-	}
+	mainCovered(t, res)
 	// The kill hit: the coordinator lost its connection to mosquitto and
 	// connected again once it was back.
 	kill := h.Ops[0]
@@ -483,20 +481,7 @@ func TestEditsAndOperatorCommands(t *testing.T) {
 	t.Parallel()
 	testhost.RequireRoot(t)
 	testhost.RequireTools(t, "ip", "unshare")
-	out, err := RunSchedule(context.Background(), Options{
-		Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
-		Registry: builtin.Registry(), Progress: testLog{t}, Schedule: editsSchedule(),
-	}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, res := out.History, out.Result
-	for _, o := range h.Ops {
-		if o.Err != "" || o.Start.IsZero() {
-			t.Fatalf("fault %s not injected", o)
-		}
-	}
-	failOnViolations(t, "manager-backup with edits and operator commands", out)
+	h, res := runHandMade(t, editsSchedule(), "manager-backup with edits and operator commands")
 	if res.ConfigsJudged != 1 {
 		t.Errorf("the bundle was not compared at the end (judged %d, not %d)", res.ConfigsJudged, res.ConfigsUnjudged)
 	}
@@ -527,9 +512,7 @@ func TestEditsAndOperatorCommands(t *testing.T) {
 	case done.Before(modes["auto"]):
 		t.Errorf("main was covered at %v, before the mode was auto again at %v", done, modes["auto"])
 	}
-	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
-		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
-	}
+	mainCovered(t, res)
 	// The checker catches a host left with an older bundle.
 	broken := *h
 	broken.Configs = slices.Clone(h.Configs)
@@ -555,23 +538,8 @@ func TestCoordinatorStateFolderFull(t *testing.T) {
 		{ID: 2, Kind: OpKill, Member: "main", At: 8 * time.Second},
 		{ID: 3, Kind: OpKill, Member: "backup", At: 19 * time.Second, For: time.Second},
 	}}
-	out, err := RunSchedule(context.Background(), Options{
-		Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
-		Registry: builtin.Registry(), Progress: testLog{t}, Schedule: sched,
-	}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, res := out.History, out.Result
-	for _, o := range h.Ops {
-		if o.Err != "" || o.Start.IsZero() {
-			t.Fatalf("fault %s not injected", o)
-		}
-	}
-	failOnViolations(t, "manager-backup, the coordinator's state folder full", out)
-	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
-		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
-	}
+	h, res := runHandMade(t, sched, "manager-backup, the coordinator's state folder full")
+	mainCovered(t, res)
 	// The fault hit, and the coordinator said so (the line /healthz
 	// answers with).
 	full := h.Ops[0]
@@ -606,23 +574,8 @@ func TestHostFaults(t *testing.T) {
 		{ID: 4, Kind: OpKill, Member: "main", At: 11 * time.Second, For: 20 * time.Second},
 		{ID: 5, Kind: OpClockStep, Member: "backup", At: 27 * time.Second, Offset: 60 * time.Second},
 	}}
-	out, err := RunSchedule(context.Background(), Options{
-		Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
-		Registry: builtin.Registry(), Progress: testLog{t}, Schedule: sched,
-	}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, res := out.History, out.Result
-	for _, o := range h.Ops {
-		if o.Err != "" || o.Start.IsZero() {
-			t.Fatalf("fault %s not injected", o)
-		}
-	}
-	failOnViolations(t, "manager-backup with host faults", out)
-	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
-		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
-	}
+	h, res := runHandMade(t, sched, "manager-backup with host faults")
+	mainCovered(t, res)
 	stall := h.Ops[2]
 	if !slices.ContainsFunc(h.Logs, func(l LogLine) bool {
 		return l.Member == "backup" && strings.HasPrefix(l.Msg, "a write to the state store") && l.At.After(stall.Start) && !l.At.After(stall.End.Add(time.Second))
@@ -648,5 +601,34 @@ func TestHostFaults(t *testing.T) {
 		return l.Member == "main" && l.Stepped == 75*time.Second && l.At.After(restarted)
 	}) {
 		t.Error("main's log after its restart on its stepped host was not put back")
+	}
+}
+
+// runHandMade runs a hand-made schedule on the manager-backup site and
+// fails the test unless every fault was injected and the checker found no
+// violation (what says which run it was).
+func runHandMade(t *testing.T, sched *Schedule, what string) (*History, Result) {
+	t.Helper()
+	out, err := RunSchedule(context.Background(), Options{
+		Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
+		Registry: builtin.Registry(), Progress: testLog{t}, Schedule: sched,
+	}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range out.History.Ops {
+		if o.Err != "" || o.Start.IsZero() {
+			t.Fatalf("fault %s not injected", o)
+		}
+	}
+	failOnViolations(t, what, out)
+	return out.History, out.Result
+}
+
+// mainCovered fails the test unless main's outage was covered.
+func mainCovered(t *testing.T, res Result) {
+	t.Helper()
+	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
+		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
 	}
 }
