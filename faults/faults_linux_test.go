@@ -48,6 +48,11 @@ func (r ciRun) name() string {
 // ciDuration is each CI schedule's length.
 const ciDuration = 45 * time.Second
 
+// noQuiet runs a schedule without the quiet time after it: the CI
+// schedules end where what they test has happened (but the one of
+// TestRecorderStandbySchedule, which checks the quiet time's failbacks).
+const noQuiet = -1
+
 // The shipped manager-backup site under fixed schedules: no violation, and
 // the faults really hit (main was lost and covered at least once). Then the
 // checker is checked on the real histories: with their coverage records
@@ -66,7 +71,7 @@ func TestManagerBackupSchedules(t *testing.T) {
 				t.Parallel()
 				out, err := RunSchedule(context.Background(), Options{
 					Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
-					Duration: ciDuration, Registry: builtin.Registry(), Progress: testLog{t},
+					Duration: ciDuration, Quiet: noQuiet, Registry: builtin.Registry(), Progress: testLog{t},
 					Aim: run.aim, MaxOps: run.maxOps,
 				}, run.seed)
 				if err != nil {
@@ -227,6 +232,11 @@ func TestRecorderStandbySchedule(t *testing.T) {
 	if res.Copies == 0 || res.MaterialFiles == 0 {
 		t.Fatalf("no failback with a copy was checked (%d failbacks, %d files compared): the schedule did not reach one", res.Copies, res.MaterialFiles)
 	}
+	// rec-1 is back before the schedule ends: the quiet time after it
+	// lets its failback be judged (property 5), not just seen.
+	if h.Quiet == 0 || res.Failbacks == 0 {
+		t.Errorf("no failback judged (%d) in a history with %s quiet after the schedule", res.Failbacks, h.Quiet)
+	}
 	conflicts := 0
 	for _, r := range h.Journal {
 		if r.Type == events.CopyDone {
@@ -373,7 +383,7 @@ func TestTheCheckerCatchesBrokenBuilds(t *testing.T) {
 			t.Parallel()
 			opts := Options{
 				Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
-				Duration: ciDuration, Registry: builtin.Registry(), Progress: testLog{t},
+				Duration: ciDuration, Quiet: noQuiet, Registry: builtin.Registry(), Progress: testLog{t},
 				Schedule: tc.sched, Aim: tc.aim, MaxOps: tc.ops,
 			}
 			if tc.guard != "" {
@@ -442,7 +452,7 @@ func TestMosquittoBrokerKilled(t *testing.T) {
 	}}
 	out, err := RunSchedule(context.Background(), Options{
 		Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
-		Registry: builtin.Registry(), Progress: testLog{t}, Broker: BrokerMosquitto, Schedule: sched,
+		Registry: builtin.Registry(), Progress: testLog{t}, Broker: BrokerMosquitto, Schedule: sched, Quiet: noQuiet,
 	}, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -611,7 +621,7 @@ func runHandMade(t *testing.T, sched *Schedule, what string) (*History, Result) 
 	t.Helper()
 	out, err := RunSchedule(context.Background(), Options{
 		Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
-		Registry: builtin.Registry(), Progress: testLog{t}, Schedule: sched,
+		Registry: builtin.Registry(), Progress: testLog{t}, Schedule: sched, Quiet: noQuiet,
 	}, 1)
 	if err != nil {
 		t.Fatal(err)

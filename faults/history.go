@@ -23,10 +23,15 @@ type History struct {
 	Site     SiteFacts `json:"site"`
 	Schedule Schedule  `json:"schedule"`
 	// Start is when the schedule began (every instance up and seen by the
-	// coordinator); End is when it ended, before anything was healed or
-	// stopped. Checks look at [Start, End] only.
+	// coordinator); End is when the history ended, before the instances
+	// were stopped: the schedule's faults, every one healed at its end
+	// (killed instances started again), then Quiet without any fault, so
+	// that the site can settle and fail back. Checks look at [Start, End]
+	// only.
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
+	// Quiet is the time at the end without any fault.
+	Quiet time.Duration `json:"quiet,omitempty"`
 	// Ops are the schedule's ops as carried out (Start, End filled in).
 	Ops     []Op        `json:"ops"`
 	Journal []Record    `json:"journal"` // the coordinator's journal

@@ -141,6 +141,12 @@ func (p *Plan) BrokerLog() string { return filepath.Join(p.Dir, "logs", BrokerHo
 // reg names the driver kinds (which are switchers). Write puts the files in
 // place once the simulators listen.
 func NewPlan(sitePath, dir string, reg *drivers.Registry) (*Plan, error) {
+	// Absolute, so that the site's folder holds its policy also when the
+	// path is relative ("site.yaml", inside the folder).
+	sitePath, err := filepath.Abs(sitePath)
+	if err != nil {
+		return nil, fmt.Errorf("site %s: %w", sitePath, err)
+	}
 	site, err := config.Load(sitePath)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", sitePath, err)

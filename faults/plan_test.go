@@ -492,3 +492,41 @@ func TestHostFaultConflicts(t *testing.T) {
 		t.Error("an aimed kill of main lands only clear of the clock step's moment")
 	}
 }
+
+// The quiet time after a schedule is what the slowest failback needs: the
+// manager site copies no material, so copy.settle (its default 30 s) does
+// not count; the recorder site's does.
+func TestQuietFor(t *testing.T) {
+	for _, tc := range []struct {
+		site string
+		want time.Duration
+	}{
+		// startup grace 5s + reconnect 6s + failback delay 8s + failback 10s + 2s
+		{"../scripts/manager-backup/site.yaml", 31 * time.Second},
+		// startup grace 10s + reconnect 6s + failback delay 8s + settle 3s + 10s + 2s
+		{"../scripts/recorder-standby/site.yaml", 39 * time.Second},
+	} {
+		p, err := NewPlan(tc.site, t.TempDir(), builtin.Registry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Shorten(0, 8*time.Second, 3*time.Second)
+		if got := QuietFor(p.Facts(), Bounds{}); got != tc.want {
+			t.Errorf("%s: quiet %s, want %s", tc.site, got, tc.want)
+		}
+	}
+}
+
+// An installer runs the suite inside the site's folder (-c site.yaml): the
+// policy beside it is inside the folder, not refused as outside.
+func TestPlanFromInsideTheSiteFolder(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir("../scripts/manager-backup")
+	p, err := NewPlan("site.yaml", dir, builtin.Registry())
+	if err != nil {
+		t.Fatalf("-c site.yaml from the site's folder: %v", err)
+	}
+	if len(p.Hosts) != 2 {
+		t.Errorf("%d hosts, want main and backup", len(p.Hosts))
+	}
+}

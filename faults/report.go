@@ -71,9 +71,11 @@ type Report struct {
 	// "+modified" when the tree had changes), "" when it has none.
 	Build string `json:"build,omitempty"`
 	// Failed is how many schedules could not run; Duration each
-	// schedule's length; Started when the run began.
+	// schedule's length and Quiet the time without faults after it (the
+	// longest of the run); Started when the run began.
 	Failed   int           `json:"failed,omitempty"`
 	Duration time.Duration `json:"duration,omitempty"`
+	Quiet    time.Duration `json:"quiet,omitempty"`
 	Started  time.Time     `json:"started,omitzero"`
 	times    map[OpKind][]time.Duration
 }
@@ -98,16 +100,51 @@ func NewReport(site string) *Report {
 	return &Report{Site: site, Faults: map[OpKind]int{}, Landed: map[string]int{}, Aimed: map[string]int{}, AimedHit: map[string]int{}, CoverTimes: map[OpKind]Distribution{}, times: map[OpKind][]time.Duration{}}
 }
 
+// The outcomes of an op (Op.outcome).
+const (
+	opInjected = iota
+	opMissed   // an aimed fault whose phase did not come
+	opFailed   // not injected: an error, or its time never came
+)
+
+// outcome says whether o was injected.
+func (o Op) outcome() int {
+	switch {
+	case o.Missed:
+		return opMissed
+	case o.Err != "" || o.Start.IsZero():
+		return opFailed
+	}
+	return opInjected
+}
+
+// Injected counts the faults of h injected, the aimed ones missed (their
+// phase did not come) and the others not injected.
+func (h *History) Injected() (injected, missed, failed int) {
+	for _, o := range h.Ops {
+		switch o.outcome() {
+		case opMissed:
+			missed++
+		case opFailed:
+			failed++
+		default:
+			injected++
+		}
+	}
+	return injected, missed, failed
+}
+
 // Add counts one schedule's outcome.
 func (r *Report) Add(h *History, res Result) {
 	r.Schedules++
 	r.Seeds = append(r.Seeds, h.Seed)
+	r.Quiet = max(r.Quiet, h.Quiet)
 	for _, o := range h.Ops {
-		if o.Missed {
+		switch o.outcome() {
+		case opMissed:
 			r.Missed++
 			continue
-		}
-		if o.Err != "" || o.Start.IsZero() {
+		case opFailed:
 			r.FaultErrs++
 			continue
 		}
@@ -223,7 +260,7 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "aimed faults: %s\n", strings.Join(aimed, ", "))
 	}
-	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d failback(s), %d member_lost record(s), %d command record(s) read at members; %d outage(s) queued (no free standby), %d not provable (the coordinator's journal lost with its state folder full)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued, r.Unproven)
+	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d return(s) that had to be failed back, %d member_lost record(s), %d command record(s) read at members; %d outage(s) queued (no free standby), %d not provable (the coordinator's journal lost with its state folder full)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued, r.Unproven)
 	if r.Copies > 0 {
 		fmt.Fprintf(w, "material: %d recording(s) compared after %d failback(s) with a copy\n", r.Material, r.Copies)
 	}

@@ -24,6 +24,12 @@ type Options struct {
 	// Duration is each schedule's length, from the moment every instance is
 	// up (default 60 s).
 	Duration time.Duration
+	// Quiet is how long the site runs after the schedule, every fault
+	// healed and every killed instance started again, before its history
+	// is read: the time the site needs to settle, fail back what came back
+	// and push configurations (0: long enough for the slowest failback,
+	// QuietFor; negative: none).
+	Quiet time.Duration
 	// MaxOps bounds the faults of a schedule (default 8).
 	MaxOps int
 	// Aim, when not empty, adds to each schedule a fault aimed at one of
@@ -89,6 +95,27 @@ const (
 // of its own.
 func externalBroker(broker string) bool { return broker != "" && broker != BrokerEmbedded }
 
+// QuietFor is the default quiet time after a schedule (Options.Quiet): a
+// coordinator started again at the end waits out its startup grace, an
+// instance reconnects, the slowest automatic failback waits its delay (and
+// copy.settle where it copies material back), and the failback's own steps
+// run, as the checker bounds them.
+func QuietFor(f SiteFacts, b Bounds) time.Duration {
+	b = b.withDefaults(f)
+	var wait time.Duration // the slowest failback's own wait
+	for _, m := range f.Members {
+		if !m.Protected || !m.AutoFailback {
+			continue
+		}
+		w := m.FailbackDelay
+		if m.CopyMaterial {
+			w += f.CopySettle
+		}
+		wait = max(wait, w)
+	}
+	return f.StartupGrace + b.Reconnect + wait + b.Failback + 2*time.Second
+}
+
 // Outcome is one schedule's run.
 type Outcome struct {
 	Dir     string
@@ -109,6 +136,9 @@ func (o Options) timingFlags() string {
 	}
 	if o.CopySettle > 0 {
 		f = append(f, fmt.Sprintf("--copy-settle %s", o.CopySettle))
+	}
+	if o.Quiet > 0 {
+		f = append(f, fmt.Sprintf("--quiet %s", o.Quiet))
 	}
 	return strings.Join(f, " ")
 }

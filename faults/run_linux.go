@@ -405,16 +405,25 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	r.logf("site up; %d faults over %s", len(sched.Ops), sched.Duration)
 
 	h := &History{Seed: r.seed, Site: r.plan.Facts(), Schedule: sched, Timing: r.opts.timingFlags()}
+	switch {
+	case r.opts.Quiet > 0:
+		h.Quiet = r.opts.Quiet
+	case r.opts.Quiet == 0:
+		h.Quiet = QuietFor(h.Site, r.opts.Bounds)
+	}
 	h.Start = time.Now()
-	h.End = h.Start.Add(sched.Duration)
+	h.End = h.Start.Add(sched.Duration + h.Quiet)
 	recorded := make(chan struct{})
 	if r.rec != nil {
 		go func() { defer close(recorded); r.record(ctx, h.End) }()
 	} else {
 		close(recorded)
 	}
-	ops := r.nemesis(ctx, h.Start, h.End, sched)
-	h.Ops = ops
+	h.Ops = r.nemesis(ctx, h.Start, h.Start.Add(sched.Duration), sched, h.Quiet > 0)
+	if h.Quiet > 0 && ctx.Err() == nil {
+		r.logf("every fault healed; %s without faults", h.Quiet)
+		sleepUntil(ctx, h.End)
+	}
 	<-recorded
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("schedule interrupted: %w", err)
@@ -464,10 +473,13 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 
 // nemesis carries the ops out at their times from start, each on its own
 // goroutine, and returns them with their real Start and End. At end every
-// fault still in force is healed (killed instances restarted), without an
-// End: it lasted to the end of the history.
-func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedule) []Op {
-	ctx, cancel := context.WithDeadline(ctx, end)
+// fault still in force is healed, killed instances and broker started
+// again (End is when), unless the run was interrupted (ctx ended). Without
+// a quiet time after (restart false) a killed instance or broker is not
+// started again: every process is stopped at once, and the fault lasted to
+// the end of the history.
+func (r *runner) nemesis(runCtx context.Context, start, end time.Time, sched Schedule, restart bool) []Op {
+	ctx, cancel := context.WithDeadline(runCtx, end)
 	defer cancel()
 	out := slices.Clone(sched.Ops)
 	var wg sync.WaitGroup
@@ -542,16 +554,15 @@ func (r *runner) nemesis(ctx context.Context, start, end time.Time, sched Schedu
 			} else {
 				<-ctx.Done()
 			}
-			if !healed && (o.Kind == OpKill || o.Kind == OpBrokerKill) {
-				return // the end: every process is stopped anyway
+			if runCtx.Err() != nil || !healed && !restart && (o.Kind == OpKill || o.Kind == OpBrokerKill) {
+				return // every process is stopped anyway
 			}
-			if err := r.revert(ctx, *o); err != nil {
+			if err := r.revert(runCtx, *o); err != nil {
 				o.Err = "heal: " + err.Error()
 				r.logf("%s: heal: %v", o, err)
+				return
 			}
-			if healed {
-				o.End = time.Now()
-			}
+			o.End = time.Now()
 		}(&out[i])
 	}
 	<-ctx.Done()
@@ -688,11 +699,7 @@ func (r *runner) revert(ctx context.Context, o Op) error {
 	switch o.Kind {
 	case OpStoreStall:
 		// It ends by itself as For runs out; said now, it ends exactly
-		// when the history says (at the end, ctx has ended: the
-		// instances are killed anyway).
-		if ctx.Err() != nil {
-			return nil
-		}
+		// when the history says.
 		return r.hook(ctx, o.Member, faulthook.CmdStoreStall+" 0")
 	case OpKill:
 		return r.procs[o.Member].start()

@@ -36,6 +36,9 @@ func Table(reports []*Report) string {
 		}
 		if r.Duration > 0 {
 			runs += fmt.Sprintf(" × %s", r.Duration)
+			if r.Quiet > 0 {
+				runs += fmt.Sprintf(" + %s quiet", r.Quiet)
+			}
 		}
 		run := "—"
 		if !r.Started.IsZero() {

@@ -19,6 +19,7 @@ import (
 
 	"understudy/drivers/builtin"
 	"understudy/faults"
+	"understudy/runtime/config"
 )
 
 // cmdFaults runs seeded fault schedules against a site (package faults):
@@ -32,6 +33,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	schedules := fs.Int("schedules", 10, "how many schedules to run (seeds S, S+1, …)")
 	seed := fs.Uint64("seed", 0, "the first schedule's seed (default: one drawn from the clock, printed)")
 	duration := fs.Duration("duration", time.Minute, "length of each schedule, once every instance is up")
+	quiet := fs.Duration("quiet", 0, "after each schedule every fault is healed and killed instances start again; the site then runs this long without faults before its history is read, so that what came back is failed back (0: long enough for the slowest failback: startup grace + reconnect + failback delay + copy.settle + 12s)")
 	maxFaults := fs.Int("max-faults", 8, "at most this many faults per schedule")
 	aim := fs.String("aim", "takeover,failback", "add to each schedule a fault aimed at one of these phases (takeover, failback, copy, config: a configuration push), landing within milliseconds of the coordinator's journal showing it begin; \"\" for none")
 	deviceFaults := fs.Bool("device-faults", true, "switchers also refuse or drop commands (switcher_refuse, switcher_drop)")
@@ -53,20 +55,51 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var phases []string
-	badAim := false
+	var bad []string
 	for _, p := range strings.Split(*aim, ",") {
 		if p = strings.TrimSpace(p); p == "" {
 			continue
 		}
 		if !slices.Contains(faults.AimPhases, p) {
-			badAim = true
+			bad = append(bad, fmt.Sprintf("--aim: unknown phase %q (%s)", p, strings.Join(faults.AimPhases, ", ")))
 		}
 		phases = append(phases, p)
 	}
-	badBroker := *broker != faults.BrokerEmbedded && *broker != faults.BrokerMosquitto
-	if fs.NArg() != 0 || *schedules < 1 || *parallel < 1 || *duration < 10*time.Second || *maxFaults < 2 || badAim || badBroker || *failoverDelay < 0 || *failbackDelay < 0 || *copySettle < 0 {
-		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--max-faults N>=2] [--aim takeover,failback,copy,config] [--device-faults=false] [--lan-down=false] [--outage=false] [--state-full=false] [--config-edits=false] [--operator=false] [--host-faults=false] [--broker embedded|mosquitto] [--broker-stop=false] [--failover-delay D] [--failback-delay D] [--copy-settle D] [--parallel N] [--results FILE] [--out DIR]")
+	if fs.NArg() != 0 {
+		bad = append(bad, fmt.Sprintf("unexpected argument %q (flags only)", fs.Arg(0)))
+	}
+	if *broker != faults.BrokerEmbedded && *broker != faults.BrokerMosquitto {
+		bad = append(bad, fmt.Sprintf("--broker: %q is neither %s nor %s", *broker, faults.BrokerEmbedded, faults.BrokerMosquitto))
+	}
+	for _, c := range []struct {
+		ok   bool
+		what string
+	}{
+		{*schedules >= 1, fmt.Sprintf("--schedules %d: at least 1", *schedules)},
+		{*parallel >= 1, fmt.Sprintf("--parallel %d: at least 1", *parallel)},
+		{*duration >= 10*time.Second, fmt.Sprintf("--duration %s: at least 10s (startup grace and the faults' phases need it)", *duration)},
+		{*maxFaults >= 2, fmt.Sprintf("--max-faults %d: at least 2", *maxFaults)},
+		{*quiet >= 0, fmt.Sprintf("--quiet %s: not negative", *quiet)},
+		{*failoverDelay >= 0, fmt.Sprintf("--failover-delay %s: not negative", *failoverDelay)},
+		{*failbackDelay >= 0, fmt.Sprintf("--failback-delay %s: not negative", *failbackDelay)},
+		{*copySettle >= 0, fmt.Sprintf("--copy-settle %s: not negative", *copySettle)},
+	} {
+		if !c.ok {
+			bad = append(bad, c.what)
+		}
+	}
+	if len(bad) > 0 {
+		for _, b := range bad {
+			fmt.Fprintln(stderr, "understudy faults:", b)
+		}
+		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--quiet D] [--max-faults N>=2] [--aim takeover,failback,copy,config] [--device-faults=false] [--lan-down=false] [--outage=false] [--state-full=false] [--config-edits=false] [--operator=false] [--host-faults=false] [--broker embedded|mosquitto] [--broker-stop=false] [--failover-delay D] [--failback-delay D] [--copy-settle D] [--parallel N>=1] [--results FILE] [--out DIR]")
 		return 2
+	}
+	// The site must load before anything runs: its errors once, not once
+	// per schedule.
+	if _, err := config.Load(*sitePath); err != nil {
+		fmt.Fprintln(stderr, "understudy faults:", err)
+		return 1
 	}
 	if runtime.GOOS != "linux" {
 		fmt.Fprintln(stderr, "understudy faults: needs Linux (the hosts are network namespaces)")
@@ -93,10 +126,14 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	// Ctrl-C, a kill or a closed terminal end the run: the schedules under
+	// way stop, their hosts and processes are cleaned up. A closed pipe
+	// on the output does not kill the runner before it cleans up.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt, syscall.SIGHUP)
 	defer stop()
+	signal.Ignore(syscall.SIGPIPE)
 	opts := faults.Options{
-		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, MaxOps: *maxFaults,
+		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, Quiet: *quiet, MaxOps: *maxFaults,
 		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, StateFaults: *stateFull, ConfigEdits: *configEdits, Operator: *operator, HostFaults: *hostFaults,
 		Broker: *broker, BrokerStop: *brokerStop, FailoverDelay: *failoverDelay, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
 		Registry: builtin.Registry(), Progress: stderr,
@@ -125,7 +162,15 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 						report.Notes = o.Notes
 					}
 					report.Add(o.History, o.Result)
-					fmt.Fprintf(stdout, "seed %d: %d fault(s), %d violation(s)\n", s, len(o.History.Ops), len(o.Result.Violations))
+					injected, missed, notInjected := o.History.Injected()
+					var also string
+					if missed > 0 {
+						also += fmt.Sprintf(", %d aimed fault(s) missed (the phase did not come)", missed)
+					}
+					if notInjected > 0 {
+						also += fmt.Sprintf(", %d not injected", notInjected)
+					}
+					fmt.Fprintf(stdout, "seed %d: %d fault(s) injected%s, %d violation(s)\n", s, injected, also, len(o.Result.Violations))
 					for _, v := range o.Result.Violations {
 						faults.Explain(stdout, o.History, v)
 					}
@@ -159,6 +204,9 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		report.WriteJSON(f)
 		f.Close()
 		os.WriteFile(filepath.Join(dir, "report.txt"), []byte(text.String()), 0o644)
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stdout, "interrupted: the schedules under way were stopped and their hosts removed")
 	}
 	if failed > 0 {
 		fmt.Fprintf(stdout, "%d schedule(s) could not run\n", failed)
