@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"understudy/events"
+	"understudy/runtime/takeover"
 )
 
 // Bounds are the slack the checker allows beyond the site's own timing.
@@ -335,12 +337,15 @@ func (c *checker) judgedAfterStall(t time.Time, lostAfter time.Duration) (span, 
 	return span{}, false
 }
 
-// standbys returns the standbys that may cover m (its pool's).
+// standbys returns the standbys that may cover m (its pool's that fit it).
 func (c *checker) standbys(m MemberFact) []MemberFact {
 	var out []MemberFact
 	for _, id := range sortedKeys(c.h.Site.Members) {
 		s := c.h.Site.Members[id]
-		if s.Standby && s.ID != m.ID && s.Pool == m.Pool {
+		if !s.Standby || s.ID == m.ID || s.Pool != m.Pool {
+			continue
+		}
+		if m.Standbys == nil || slices.Contains(m.Standbys, s.ID) {
 			out = append(out, s)
 		}
 	}
@@ -385,29 +390,43 @@ func (c *checker) covered(member string, t time.Time) (bool, string) {
 	return on, by
 }
 
-// poolFull is when at least n members other than member were covered (or
-// being taken over): a loss of member then waits in the queue.
-func (c *checker) poolFull(member string, n int) spans {
+// poolFull is when a loss of m waits in the queue: the standbys that may
+// cover it cover (or are taking over) as many members other than m as
+// they can, or the site's failover limit is reached by others.
+func (c *checker) poolFull(member string, m MemberFact) spans {
+	fit := map[string]bool{}
+	capacity := 0
+	for _, s := range c.standbys(m) {
+		fit[s.ID] = true
+		capacity += max(s.Capacity, 1)
+	}
 	var out spans
-	state := map[string]bool{}
+	by := map[string]string{} // covered (or being taken over) member → standby
 	var from time.Time
 	for _, rec := range c.h.Journal {
 		switch rec.Type {
 		case events.TakeoverStarted, events.TakeoverDone:
-			state[rec.Member] = true
+			by[rec.Member] = rec.Str("standby")
 		case events.FailbackDone, events.TakeoverFailed:
-			delete(state, rec.Member)
+			delete(by, rec.Member)
 		default:
 			continue
 		}
-		busy := len(state)
-		if state[member] {
-			busy--
+		busy, all := 0, 0
+		for covered, standby := range by {
+			if covered == member {
+				continue
+			}
+			all++
+			if fit[standby] || standby == "" {
+				busy++
+			}
 		}
+		full := busy >= capacity || c.h.Site.Limit > 0 && all >= c.h.Site.Limit
 		switch {
-		case busy >= n && from.IsZero():
+		case full && from.IsZero():
 			from = rec.At
-		case busy < n && !from.IsZero():
+		case !full && !from.IsZero():
 			out = append(out, span{from, rec.At})
 			from = time.Time{}
 		}
@@ -475,15 +494,16 @@ func (c *checker) coverage(r *Result) {
 			return t.Add(m.LostAfter + c.b.Detect + m.Delay + c.b.Cover)
 		}
 		coordTrouble, standbyTrouble, manual := c.coordBlocked(), c.standbyTrouble(m), c.manual()
-		capacity := 0
-		for _, s := range c.standbys(m) {
-			capacity += max(s.Capacity, 1)
+		full := c.poolFull(id, m)
+		// Faults closer than reconnect are one outage: the member may not
+		// have been back between them. With a failover delay each loss
+		// starts the delay again, and a member back between two faults
+		// (it may have been) restarts it: each fault is its own outage.
+		gap := c.b.Reconnect
+		if m.Delay > 0 {
+			gap = 0
 		}
-		if c.h.Site.Limit > 0 {
-			capacity = min(capacity, c.h.Site.Limit)
-		}
-		full := c.poolFull(id, capacity)
-		for _, out := range c.away(id).merge(c.b.Reconnect) {
+		for _, out := range c.away(id).merge(gap) {
 			ready := push(out.From, m.LostAfter, deadline, coordTrouble, func(s span) time.Duration { return c.graceAfter(s, m.LostAfter) })
 			ready = push(ready, 0, deadline, standbyTrouble, func(span) time.Duration { return 0 })
 			// In manual mode a loss is a proposal; switched back to auto,
@@ -498,8 +518,8 @@ func (c *checker) coverage(r *Result) {
 				ready = queued
 			}
 			dl := deadline(ready)
-			if dl.After(c.end) || out.To.Sub(ready) < m.LostAfter+c.b.Detect {
-				continue // back before it could be judged lost (or the history ended first): nothing required
+			if dl.After(c.end) || out.To.Sub(ready) < m.LostAfter+c.b.Detect+m.Delay {
+				continue // back before it could be judged lost and its failover delay ran out (or the history ended first): nothing required
 			}
 			cv := Cover{Member: id, Kind: c.startedBy(id, out.From), Lost: out.From, Deadline: dl}
 			already, _ := c.covered(id, out.From)
@@ -655,7 +675,7 @@ func (c *checker) failback(r *Result) {
 			ready = push(ready, 0, deadline, c.standbyTrouble(m), func(span) time.Duration { return 0 })
 			// The member's own agent records the failback's commands.
 			ready = push(ready, 0, deadline, c.storeStalled(id).extend(c.b.Reconnect), func(span) time.Duration { return 0 })
-			dl := deadline(ready)
+			dl := c.copyRetries(id, out.To, deadline(ready), settle)
 			next := c.end
 			if i+1 < len(away) {
 				next = away[i+1].From
@@ -682,6 +702,29 @@ func (c *checker) failback(r *Result) {
 			c.checkRoutes(r, PropBackRoutes, m, id, span{out.To, next}, dl)
 		}
 	}
+}
+
+// copyRetries pushes a failback's deadline dl past the copies that failed
+// on the way (the copy_incomplete alarm, after from): the coordinator
+// tries such a copy again after the wait the alarm says (retry_in_s: a
+// minute, doubling), then the failback has its own steps and settle again.
+func (c *checker) copyRetries(member string, from, dl time.Time, settle time.Duration) time.Time {
+	for _, rec := range c.h.Journal {
+		if rec.At.After(dl) {
+			break
+		}
+		if rec.Type != events.Alarm || rec.Member != member || rec.Str("kind") != takeover.AlarmCopyIncomplete || !rec.At.After(from) {
+			continue
+		}
+		retry, err := strconv.ParseFloat(fmt.Sprint(rec.Fields["retry_in_s"]), 64)
+		if err != nil {
+			continue
+		}
+		if again := rec.At.Add(time.Duration(retry*float64(time.Second)) + settle + c.b.Failback); again.After(dl) {
+			dl = again
+		}
+	}
+	return dl
 }
 
 // atMostOnce: no action ran twice. It reads the members' command records

@@ -854,6 +854,90 @@ func TestCoverageQueuedUntilTheStandbyIsFree(t *testing.T) {
 	want(t, queued(0), PropCoverage)
 }
 
+// With a failover delay, a member is owed coverage only when it stayed
+// away past lost_after + detect + the delay; and each loss starts the
+// delay again, so two faults with the member back between them (make
+// faults, vms-pool seed 6: killed 1.4 s, back, then its link down 4.1 s
+// 6 s later, delay 4 s) are two outages, neither long enough.
+func TestCoverageWithAFailoverDelay(t *testing.T) {
+	delayed := func(ops ...Op) *History {
+		h := recorders()
+		m := h.Site.Members["rec-1"]
+		m.Delay = 4 * time.Second
+		m.AutoFailback = false // coverage alone
+		h.Site.Members["rec-1"] = m
+		h.Ops = ops
+		h.Journal = nil
+		return h
+	}
+	// 7 s away: lost, but back before its delay ran out.
+	want(t, delayed(op(OpStop, "rec-1", 10, 17)))
+	// Two faults 6 s apart, each shorter than lost_after + detect + delay.
+	want(t, delayed(op(OpKill, "rec-1", 12.7, 14.2), op(OpLinkDown, "rec-1", 20.1, 24.8)))
+	// 12 s away in one fault: owed by +10 + 3 + 2.5 + 4 + 5.
+	want(t, delayed(op(OpStop, "rec-1", 10, 22)), PropCoverage)
+	h := delayed(op(OpStop, "rec-1", 10, 22))
+	h.Journal = []Record{rec(17.1, events.TakeoverDone, "rec-1", "standby", "standby-1")}
+	want(t, h)
+}
+
+// A failback whose copy failed (the standby killed during it: make faults,
+// recorder-standby seed 19) is owed once the coordinator has tried the
+// copy again after the wait its copy_incomplete alarm says, not before.
+func TestFailbackAfterACopyRetry(t *testing.T) {
+	retried := func(done bool) *History {
+		h := recorders()
+		h.End = at(120)
+		h.Ops = []Op{op(OpStop, "rec-1", 5, 20)}
+		h.Journal = []Record{
+			rec(9, events.TakeoverDone, "rec-1", "standby", "standby-1"),
+			rec(30, events.FailbackStarted, "rec-1", "standby", "standby-1"),
+			rec(30.5, events.CopyStarted, "rec-1", "from", "standby-1"),
+			rec(31, events.CopyFailed, "rec-1", "from", "standby-1", "error", "connection refused"),
+			rec(31, events.Alarm, "rec-1", "kind", "copy_incomplete", "retry_in_s", "60"),
+		}
+		if done {
+			h.Journal = append(h.Journal,
+				rec(91, events.CopyStarted, "rec-1", "from", "standby-1"),
+				copyDone(91.1, 0),
+				rec(91.2, events.FailbackDone, "rec-1", "standby", "standby-1"))
+		}
+		return h
+	}
+	if res := want(t, retried(true)); res.Failbacks != 1 {
+		t.Errorf("failbacks judged %d, want 1", res.Failbacks)
+	}
+	want(t, retried(false), PropFailback)
+}
+
+// A standby of the pool that does not fit a member (another disk layout,
+// a capability it lacks: MemberFact.Standbys) cannot cover it: with the
+// only one that fits busy, the loss waits in the queue although the other
+// is free (make faults, vms-pool seed 3: srv-1 queued behind srv-2 on fo-1,
+// fo-big free but with another disk layout).
+func TestCoverageQueuedBehindTheOnlyStandbyThatFits(t *testing.T) {
+	queued := func(fits []string, journal ...Record) *History {
+		h := recorders()
+		h.Site.Members["standby-big"] = MemberFact{ID: "standby-big", Instance: true, Standby: true, Pool: "recorders", Interval: time.Second, LostAfter: 3 * time.Second}
+		h.Site.Members["rec-3"] = MemberFact{ID: "rec-3", Instance: true, Protected: true, Pool: "recorders", Standbys: fits, Interval: time.Second, LostAfter: 3 * time.Second}
+		h.Ops = []Op{op(OpStop, "rec-1", 6, 25), op(OpStop, "rec-3", 6.2, 0)}
+		h.Journal = append([]Record{
+			rec(9.5, events.TakeoverStarted, "rec-1", "standby", "standby-1"),
+			rec(9.6, events.TakeoverQueued, "rec-3"),
+		}, h.Journal...)
+		h.Journal = append(h.Journal, journal...)
+		return h
+	}
+	// Only standby-1 fits rec-3: queued until rec-1 failed back (+34.2),
+	// then taken from the queue.
+	if res := want(t, queued([]string{"standby-1"}, rec(35, events.TakeoverDone, "rec-3", "standby", "standby-1"))); res.Queued != 1 {
+		t.Errorf("queued %d, want rec-3's outage counted as queued", res.Queued)
+	}
+	want(t, queued([]string{"standby-1"}), PropCoverage)
+	// standby-big fits too and was free all along: owed at once.
+	want(t, queued([]string{"standby-1", "standby-big"}, rec(35, events.TakeoverDone, "rec-3", "standby", "standby-1")), PropCoverage)
+}
+
 // With the coordinator's state folder full, its journal records wait in
 // memory: killed before the folder had room again, the takeover it made
 // may be missing from the journal. Such an outage is not provable, not a

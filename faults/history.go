@@ -138,9 +138,13 @@ type SiteFacts struct {
 
 // MemberFact is one member as the checker sees it.
 type MemberFact struct {
-	ID            string        `json:"id"`
-	Standby       bool          `json:"standby,omitempty"`
-	Pool          string        `json:"pool,omitempty"`
+	ID      string `json:"id"`
+	Standby bool   `json:"standby,omitempty"`
+	Pool    string `json:"pool,omitempty"`
+	// Standbys are the standbys that may cover it: its pool's that fit it
+	// (config.Misfit). Histories written before it have none: every
+	// standby of the pool then.
+	Standbys      []string      `json:"standbys,omitempty"`
 	Capacity      int           `json:"capacity,omitempty"`
 	Instance      bool          `json:"instance"` // runs an understudy instance (has a host)
 	Protected     bool          `json:"protected"`

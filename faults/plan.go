@@ -660,6 +660,13 @@ func (p *Plan) Facts() SiteFacts {
 		if !m.Settings.TakeOutputs {
 			mf.Outputs = nil
 		}
+		if !m.Standby {
+			for _, sb := range s.Members {
+				if sb.Standby && sb.Pool == m.Pool && config.Misfit(sb.Traits(), m.Traits(), s.Pools[m.Pool].Match) == "" {
+					mf.Standbys = append(mf.Standbys, sb.ID)
+				}
+			}
+		}
 		// Older policies read these from policy.settings (manager-backup does).
 		if v, ok := settings["failback_delay"].(string); ok {
 			if d, err := time.ParseDuration(v); err == nil {

@@ -530,3 +530,18 @@ func TestPlanFromInsideTheSiteFolder(t *testing.T) {
 		t.Errorf("%d hosts, want main and backup", len(p.Hosts))
 	}
 }
+
+// The standbys that may cover a member are those of its pool that fit it:
+// the VMS pool matches disk layouts, and fo-big's is not the servers'.
+func TestFactsStandbysThatFit(t *testing.T) {
+	p, err := NewPlan("../scripts/vms-pool/site.yaml", t.TempDir(), builtin.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := p.Facts()
+	for _, id := range []string{"srv-1", "srv-2"} {
+		if got := f.Members[id].Standbys; !slices.Equal(got, []string{"fo-1"}) {
+			t.Errorf("%s may be covered by %v, want [fo-1] (fo-big has another disk layout)", id, got)
+		}
+	}
+}

@@ -57,10 +57,9 @@ func (s *Site) Commission() Errors {
 			continue
 		}
 		match := s.Pools[m.Pool].Match
-		fits := slices.DeleteFunc(slices.Clone(pool), func(sb *Member) bool {
-			return slices.Contains(match, MatchDiskLayout) && sb.DiskLayout != m.DiskLayout ||
-				slices.Contains(match, MatchUsage) && len(m.Usage) > 0 && !slices.ContainsFunc(m.Usage, func(u string) bool { return slices.Contains(sb.Usage, u) })
-		})
+		matched := m.Traits()
+		matched.Requires = nil // said below, each with its own message
+		fits := slices.DeleteFunc(slices.Clone(pool), func(sb *Member) bool { return Misfit(sb.Traits(), matched, match) != "" })
 		if len(fits) == 0 {
 			var offers []string
 			for _, sb := range pool {

@@ -133,6 +133,46 @@ const (
 	MatchUsage      = "usage"
 )
 
+// Traits are what decides whether a standby may ever cover a member.
+type Traits struct {
+	ID           string
+	DiskLayout   string
+	Usage        []string
+	Capabilities []string
+	Requires     []string
+}
+
+// Traits are m's.
+func (m *Member) Traits() Traits {
+	return Traits{ID: m.ID, DiskLayout: m.DiskLayout, Usage: m.Usage, Capabilities: m.Capabilities, Requires: m.Requires}
+}
+
+// Misfit says why standby can never cover member in a pool that matches
+// on match (Pool.Match), "" when it may: a capability member requires that
+// standby lacks, another disk layout, no usage name in common. Whether it
+// can now (its state, the capacity it has left) is for the takeover
+// manager to say.
+func Misfit(standby, member Traits, match []string) string {
+	for _, need := range member.Requires {
+		if !slices.Contains(standby.Capabilities, need) {
+			return fmt.Sprintf("%s lacks capability %s", standby.ID, need)
+		}
+	}
+	for _, key := range match {
+		switch key {
+		case MatchDiskLayout:
+			if standby.DiskLayout != member.DiskLayout {
+				return fmt.Sprintf("%s has disk layout %q, %s has %q", standby.ID, standby.DiskLayout, member.ID, member.DiskLayout)
+			}
+		case MatchUsage:
+			if !slices.ContainsFunc(member.Usage, func(u string) bool { return slices.Contains(standby.Usage, u) }) {
+				return fmt.Sprintf("%s shares no usage name with %s", standby.ID, member.ID)
+			}
+		}
+	}
+	return ""
+}
+
 // Ports are switcher outputs and inputs, 1-based, in matching order.
 type Ports struct {
 	Outputs []int `yaml:"outputs" json:"outputs"`

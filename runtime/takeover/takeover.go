@@ -481,24 +481,12 @@ func (m *Manager) misfit(s, target Member, pool string) string {
 	if _, covered := m.coverage[s.ID]; covered {
 		return s.ID + " is itself covered"
 	}
-	for _, need := range target.Requires {
-		if !slices.Contains(s.Capabilities, need) {
-			return fmt.Sprintf("%s lacks capability %s", s.ID, need)
-		}
-	}
-	for _, key := range m.opts.Site.Match(s.Pool) {
-		switch key {
-		case config.MatchDiskLayout:
-			if s.DiskLayout != target.DiskLayout {
-				return fmt.Sprintf("%s has disk layout %q, %s has %q", s.ID, s.DiskLayout, target.ID, target.DiskLayout)
-			}
-		case config.MatchUsage:
-			if !slices.ContainsFunc(target.Usage, func(u string) bool { return slices.Contains(s.Usage, u) }) {
-				return fmt.Sprintf("%s shares no usage name with %s", s.ID, target.ID)
-			}
-		}
-	}
-	return ""
+	return config.Misfit(s.traits(), target.traits(), m.opts.Site.Match(s.Pool))
+}
+
+// traits are what decides whether a standby may ever cover m.
+func (m Member) traits() config.Traits {
+	return config.Traits{ID: m.ID, DiskLayout: m.DiskLayout, Usage: m.Usage, Capabilities: m.Capabilities, Requires: m.Requires}
 }
 
 // Takeover asks for req.Standby (or one picked from the pool) to take over
