@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,17 @@ type Options struct {
 	// stamps.
 	Ring      *sitekey.Ring
 	BootCount uint64
+	// DeafAfter, when set, is how long the client may be connected and
+	// receive nothing at all — the instance subscribes to its own
+	// heartbeats, so a working connection receives one every Interval —
+	// before it drops the connection and makes a new one (RunHeartbeats
+	// checks it). A broker can lose a client's subscriptions or its place
+	// in the broker's table while still taking what the client sends: the
+	// embedded broker does when a client's new connection races the
+	// clean-up of its old one, as after the broker's process was paused.
+	// Such a member would hear nothing, and answer no command, until it
+	// restarted.
+	DeafAfter time.Duration
 }
 
 // Message is a message received from the bus.
@@ -94,6 +107,14 @@ type Client struct {
 
 	mu   sync.Mutex
 	subs []subscription
+
+	// netConn is the current network connection (dial); heard and
+	// connectedAt (UnixNano) are when a message last arrived and when the
+	// connection was made: the deafness watchdog (checkDeaf).
+	netMu       sync.Mutex
+	netConn     net.Conn
+	heard       atomic.Int64
+	connectedAt atomic.Int64
 
 	// closed ends with Close: stop trying to connect and to subscribe.
 	closed context.Context
@@ -166,6 +187,7 @@ func New(opts Options) *Client {
 	if opts.TLS != nil {
 		mo.SetTLSConfig(opts.TLS)
 	}
+	mo.SetCustomOpenConnectionFn(c.dial)
 	c.mqtt = mqtt.NewClient(mo)
 	return c
 }
@@ -244,6 +266,7 @@ func (c *Client) onConnect() {
 	}
 	n := c.attempt.Load()
 	c.conn.Store(n)
+	c.connectedAt.Store(time.Now().UnixNano())
 	c.log.Info("bus connected", "broker", c.opts.URL, "conn", n)
 	c.publish(c.opts.Topics.Presence(c.opts.Member), 1, true, c.presence("online", n))
 	c.mu.Lock()
@@ -282,6 +305,7 @@ func (c *Client) Subscribe(filter string, qos byte, h Handler) {
 func (c *Client) subscribe(s subscription) {
 	go func() {
 		err := subscribeChecked(c.closed, c.mqtt, s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) {
+			c.heard.Store(time.Now().UnixNano())
 			s.handler(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()})
 		})
 		if err != nil {
@@ -354,7 +378,8 @@ func (c *Client) Probe() (Heartbeat, bool) {
 	return hb, true
 }
 
-// RunHeartbeats publishes a heartbeat every interval until ctx ends.
+// RunHeartbeats publishes a heartbeat every interval until ctx ends, and
+// makes a new connection when this one has been deaf for DeafAfter.
 func (c *Client) RunHeartbeats(ctx context.Context) {
 	tick := time.NewTicker(c.opts.Interval)
 	defer tick.Stop()
@@ -365,8 +390,67 @@ func (c *Client) RunHeartbeats(ctx context.Context) {
 			return
 		case <-tick.C:
 			c.Beat()
+			c.checkDeaf(time.Now())
 		}
 	}
+}
+
+// checkDeaf drops a connection that has received nothing for DeafAfter
+// (its own heartbeats included) since it was made: paho then connects
+// again as after any lost connection, with a new number and Will.
+func (c *Client) checkDeaf(now time.Time) {
+	if c.opts.DeafAfter <= 0 || !c.mqtt.IsConnectionOpen() {
+		return
+	}
+	last := max(c.heard.Load(), c.connectedAt.Load())
+	if last == 0 {
+		return
+	}
+	silent := now.Sub(time.Unix(0, last))
+	if silent < c.opts.DeafAfter {
+		return
+	}
+	c.netMu.Lock()
+	conn := c.netConn
+	c.netMu.Unlock()
+	if conn == nil {
+		return
+	}
+	c.log.Warn("connected to the broker but nothing arrives, not even this instance's own heartbeats: making a new connection", "broker", c.opts.URL, "conn", c.conn.Load(), "silent", silent.Round(time.Millisecond))
+	c.connectedAt.Store(now.UnixNano()) // one try per DeafAfter
+	conn.Close()
+}
+
+// dial opens the network connection as paho would (tcp and mqtt; ssl, tls
+// and mqtts with the TLS configuration; ws and wss) and keeps it, for
+// checkDeaf to close.
+func (c *Client) dial(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+	d := &net.Dialer{Timeout: o.ConnectTimeout}
+	var conn net.Conn
+	var err error
+	switch uri.Scheme {
+	case "tcp", "mqtt":
+		conn, err = d.Dial("tcp", uri.Host)
+	case "ssl", "tls", "mqtts":
+		conn, err = tls.DialWithDialer(d, "tcp", uri.Host, o.TLSConfig)
+	case "ws", "wss":
+		u := *uri
+		u.User = nil
+		var tlsc *tls.Config
+		if uri.Scheme == "wss" {
+			tlsc = o.TLSConfig
+		}
+		conn, err = mqtt.NewWebsocket(u.String(), tlsc, o.ConnectTimeout, o.HTTPHeaders, o.WebsocketOptions)
+	default:
+		return nil, fmt.Errorf("bus URL %s: unknown scheme %q", uri.Redacted(), uri.Scheme)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.netMu.Lock()
+	c.netConn = conn
+	c.netMu.Unlock()
+	return conn, nil
 }
 
 // Close ends the connection. With graceful set it first publishes "closed" on

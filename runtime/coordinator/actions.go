@@ -612,6 +612,27 @@ func (as *actions) busConnected(up bool) {
 	as.sendDue()
 }
 
+// targetHeard sends the unanswered commands to member again now that it is
+// heard again (back from lost or suspect, or seen after a restart), instead
+// of on their backoff, and gives them a full time to answer from now: the
+// time it was away does not count against them, as the coordinator's own
+// time without a bus does not (busConnected).
+func (as *actions) targetHeard(member string) {
+	now := as.c.clock.Now()
+	n := 0
+	for _, f := range as.remote {
+		if f.a.Target != member || f.running {
+			continue
+		}
+		f.next, f.backoff = now, time.Second
+		f.deadline = maxTime(f.deadline, now.Add(as.c.opts.ActionTimeout))
+		n++
+	}
+	if n > 0 {
+		as.sendDue()
+	}
+}
+
 func (as *actions) sendDue() {
 	now := as.c.clock.Now()
 	var next time.Time

@@ -84,10 +84,14 @@ type Coordinator struct {
 	copies   map[string]engine.CopyStatus // material copies in progress, by action id
 	drills   map[string]*drill            // running fire drills, by member
 	claims   map[string][]string          // what each standby reports covering, by standby (rebuild.go)
-	held     map[string]*heldPair         // quarantined member events, by name and member (memberdeliveries.go)
-	alarms   alarms                       // raised alarms
-	routing  routing                      // the desired switcher routing
-	captures []*capture                   // CommandWait's collectors of records
+	// claimedSince is since when each standby says it covers each member,
+	// on its own clock (the clock of the files it records): by standby,
+	// then member (rebuild.go, copies.go).
+	claimedSince map[string]map[string]time.Time
+	held         map[string]*heldPair // quarantined member events, by name and member (memberdeliveries.go)
+	alarms       alarms               // raised alarms
+	routing      routing              // the desired switcher routing
+	captures     []*capture           // CommandWait's collectors of records
 	// cause is the operator command whose consequences the loop works on
 	// now (0: none): set while a command is carried out, and carried to the
 	// work it queues for itself (deliverOnce, dispatchLater), so that each
@@ -117,6 +121,7 @@ func New(opts Options) (*Coordinator, error) {
 	e.copies = map[string]engine.CopyStatus{}
 	e.drills = map[string]*drill{}
 	e.claims = map[string][]string{}
+	e.claimedSince = map[string]map[string]time.Time{}
 	e.held = map[string]*heldPair{}
 	e.store = opts.Store
 	if e.store == nil {
@@ -423,6 +428,9 @@ func (c *Coordinator) MemberEvent(ev members.Event) {
 	c.record(engine.Record{At: ev.At, Type: ev.Kind, Member: ev.Member.ID, Fields: c.drillFields(ev.Member.ID, fields)})
 	if c.opts.Publisher != nil {
 		c.publishState(ev.Member)
+	}
+	if ev.Member.State == members.Alive && ev.Previous != members.Alive {
+		c.actions.targetHeard(ev.Member.ID)
 	}
 	if c.takeover != nil {
 		c.takeover.MemberChanged(ev.Member.ID)

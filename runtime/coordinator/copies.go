@@ -38,6 +38,7 @@ func (c *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, 
 	if !ok {
 		return nil, fmt.Errorf("no member %q", req.Member)
 	}
+	req.Since = c.copySince(req.Member, req.From, req.Since)
 	args := siteView{c}.Bundle(req.Member)
 	args["member"] = req.Member
 	args["since"], args["until"] = rfc3339(req.Since), rfc3339(req.Until)
@@ -107,6 +108,27 @@ func insideAny(p string, folders []string) bool {
 	return false
 }
 
+// copySince is the lower bound of a copy of member's material from
+// standby, since by this coordinator's clock. The files' times are the
+// standby's clock: when the standby reports covering member since earlier
+// (its own clock, behind this one), that is the bound. A since after this
+// coordinator's now means its clock went back since (a time kept across a
+// restart, a step): nothing it says about that period can be compared, and
+// the bound is the standby's own or none (zero: every file the member
+// lacks; a copy never overwrites a differing file) — never one that leaves
+// recordings behind.
+func (c *Coordinator) copySince(member, standby string, since time.Time) time.Time {
+	if since.After(c.clock.Now()) {
+		c.log.Warn("the coverage began after this coordinator's clock now reads: the clock went back; the copy takes the standby's own time, or none",
+			"member", member, "standby", standby, "since", since, "now", c.clock.Now())
+		since = time.Time{}
+	}
+	if own, ok := c.claimedSince[standby][member]; ok && !own.IsZero() && (since.IsZero() || own.Before(since)) {
+		return own
+	}
+	return since
+}
+
 // copyMissing starts a copy asked for by the policy and returns the copy
 // action's id. While the member is covered (or failing back), the standby
 // and the start of the coverage are the defaults of From and Since.
@@ -124,10 +146,11 @@ func (c *Coordinator) copyMissing(req takeover.CopyRequest) (string, error) {
 	if req.Since.IsZero() {
 		return "", fmt.Errorf("%s is not covered: say since when its material is missing (since)", req.Member)
 	}
+	req.Since = c.copySince(req.Member, req.From, req.Since)
 	if req.Until.IsZero() {
 		req.Until = c.clock.Now()
 	}
-	if !req.Until.After(req.Since) {
+	if !req.Since.IsZero() && !req.Until.After(req.Since) {
 		return "", fmt.Errorf("until (%s) is not after since (%s)", rfc3339(req.Until), rfc3339(req.Since))
 	}
 	acts, err := c.copyActions(req)

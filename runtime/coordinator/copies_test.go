@@ -1,16 +1,20 @@
 package coordinator_test
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-	"understudy/runtime/coordinator"
 
 	"understudy/discovery/bus"
 	"understudy/events"
 	"understudy/runtime/config"
+	"understudy/runtime/coordinator"
 	"understudy/runtime/sim"
+	"understudy/runtime/store"
 )
 
 const copySite = `site: t
@@ -253,5 +257,98 @@ us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(
 	h.Advance(10 * time.Second)
 	if alarms := h.Engine.Snapshot().Alarms; len(alarms) != 0 {
 		t.Fatalf("alarms = %+v", alarms)
+	}
+}
+
+// A failback's copy is bounded by the standby's own time when it reports
+// covering since earlier (its clock, the clock of the files it recorded,
+// behind the coordinator's); and a coverage kept across a restart on a
+// clock that went back — its start now after the coordinator's now — does
+// not bound the copy at all without the standby's time: a copy since a
+// future time copied nothing and the failback left every recording behind
+// (make faults, recorder-standby seed 7: the coordinator's clock 46 s
+// ahead when it took rec-2 over, killed, started again on the right time).
+func TestAFailbackCopySinceTheStandbysOwnTime(t *testing.T) {
+	policy := `local us = require "understudy"
+us.on("member_lost", function(ev) if ev.member.id == "rec" then us.takeover(ev.member, "sb") end end)
+us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(ev.member) end end)
+us.on("member_seen", function(ev) if us.covered(ev.member) then us.failback(ev.member) end end)
+`
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(policy), 0o644)
+	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(copySite), 0o644)
+	site, err := config.Load(filepath.Join(dir, "site.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "state.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	start := func(at time.Time) *sim.Harness {
+		h, err := sim.New(site, sim.Options{Store: st, Start: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range site.MemberIDs() {
+			if id != "rec" {
+				h.Up(id)
+			}
+		}
+		return h
+	}
+	copySince := func(h *sim.Harness) string {
+		t.Helper()
+		return lastRan(t, h, "rec", config.HookCopy).Args["since"].(string)
+	}
+
+	// The standby's clock is 20 s behind: its own time bounds the copy.
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := start(t0)
+	h.Up("rec")
+	h.Advance(time.Second)
+	h.Crash("rec")
+	h.Advance(5 * time.Second)
+	cv, ok := h.Coordinator.Takeover().Covered("rec")
+	if !ok {
+		t.Fatal("rec is not covered")
+	}
+	own := cv.Since.Add(-20 * time.Second)
+	h.Coordinator.Covering(bus.Covering{Member: "sb", Covering: []bus.Covered{{Member: "rec", Since: own}}})
+	h.Advance(time.Second)
+	h.Up("rec")
+	h.Advance(10 * time.Second)
+	if got := copySince(h); got != own.Format(time.RFC3339) {
+		t.Errorf("copy since %s, want the standby's own %s (the coordinator's %s)", got, own.Format(time.RFC3339), cv.Since.Format(time.RFC3339))
+	}
+	h.Stop()
+
+	// Covered again, then the coordinator started again on a clock 90 s
+	// earlier: the coverage's start is in its future. Without a report
+	// from the standby the copy has no lower bound.
+	at := h.Clock.Now()
+	h = start(at)
+	h.Up("rec")
+	h.Advance(time.Second)
+	h.Crash("rec")
+	h.Advance(5 * time.Second)
+	if _, ok := h.Coordinator.Takeover().Covered("rec"); !ok {
+		t.Fatal("rec is not covered the second time")
+	}
+	now := h.Clock.Now()
+	h.Stop()
+	h = start(now.Add(-90 * time.Second))
+	defer h.Stop()
+	h.Up("rec")
+	h.Advance(10 * time.Second)
+	if got := copySince(h); got != "" {
+		t.Errorf("copy since %q on a clock that went back past the coverage's start, want none", got)
+	}
+	if n := len(records(h, events.FailbackDone)); n != 1 {
+		t.Errorf("%d failback_done after the copy", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"understudy/discovery/bus"
 	"understudy/runtime/engine"
@@ -50,6 +51,12 @@ func (c *Coordinator) covering(r bus.Covering) {
 	for _, cv := range r.Covering {
 		claimed = append(claimed, cv.Member)
 		affected[cv.Member] = true
+		// Kept after the standby lets go: a failback's copy comes after
+		// the release.
+		if c.claimedSince[r.Member] == nil {
+			c.claimedSince[r.Member] = map[string]time.Time{}
+		}
+		c.claimedSince[r.Member][cv.Member] = cv.Since
 	}
 	if len(claimed) == 0 {
 		delete(c.claims, r.Member)

@@ -211,6 +211,43 @@ us.on("command:flash", function() us.run("a", "flash") end)
 	}
 }
 
+// A command to a member that is lost waits for it, and is sent the moment
+// the member is heard again, not on what is left of its backoff: a
+// failback's release to a standby that restarted 28 s into its 30 s to
+// answer timed out 2 s after it was back (make faults, recorder-standby
+// seed 25), and the failback failed.
+func TestACommandGoesOutWhenItsTargetIsBack(t *testing.T) {
+	h, _ := startSite(t, `site: t
+coordinator: c
+heartbeat: {interval: 1s, lost_after: 3s, startup_grace: 5s}
+policy: {file: policy.lua}
+members:
+  - id: c
+  - id: a
+    hooks:
+      flash: [{exec: [/bin/true]}]
+`, `local us = require "understudy"
+us.on("command:flash", function() us.run("a", "flash") end)
+`)
+	h.Crash("a")
+	h.Advance(5 * time.Second)
+	h.Command("flash", nil)
+	h.Advance(28 * time.Second) // sent at +0, 1, 3, 7, 15, 23; next at 31
+	if d := records(h, "action_done"); len(d) != 0 {
+		t.Fatalf("done by a crashed member: %+v", d)
+	}
+	back := h.Clock.Now()
+	h.Up("a")
+	h.Advance(100 * time.Millisecond)
+	d := records(h, "action_done")
+	if len(d) != 1 {
+		t.Fatalf("the command did not go out when a was heard again (action_done %+v, failed %+v)", d, records(h, "action_failed"))
+	}
+	if d[0].At.Sub(back) > 100*time.Millisecond {
+		t.Errorf("done %v after a was back", d[0].At.Sub(back))
+	}
+}
+
 // A command the coordinator could not send while its bus connection was
 // down is sent the moment the connection is back, not after what is left
 // of its backoff; and the outage does not count against the time the

@@ -591,6 +591,9 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
 		Username: username, Password: password, Alternates: alternates, TLS: inst.busTLS,
 		Ring: inst.ring, BootCount: inst.bootCount,
+		// Its own heartbeats come back every interval: four missed, and
+		// two keep-alives, is a deaf connection, not a slow one.
+		DeafAfter:      max(4*inst.member.Heartbeat.D(), 2*site.Bus.KeepAlive.D()),
 		OnConnectError: func(err error) { inst.busHealth.connectFailed(err) },
 		OnConnected: func() {
 			inst.busHealth.connected(time.Now())

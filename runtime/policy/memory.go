@@ -88,6 +88,7 @@ type watchdog struct {
 	cancel   context.CancelCauseFunc
 	running  bool
 	deadline time.Time
+	due      time.Time // when the next tick should come
 	sample   []metrics.Sample
 	based    bool  // base was read during the current call
 	base     int64 // the lowest heap seen during the call (a collection lowers it)
@@ -113,6 +114,7 @@ func (w *watchdog) begin(now time.Time, timeout time.Duration) context.Context {
 	}
 	w.running, w.based, w.grew = true, false, 0
 	w.deadline = now.Add(timeout)
+	w.due = now.Add(min(watchTick, timeout))
 	w.timer.Reset(min(watchTick, timeout))
 	return w.ctx
 }
@@ -137,13 +139,24 @@ func (w *watchdog) close() {
 	}
 }
 
-func (w *watchdog) tick() {
+// stallGap is how much later than due a tick may come before the time in
+// between is taken for the process not running (stopped, a VM paused, the
+// machine starved): it does not count against the call, which did not run
+// either.
+const stallGap = 100 * time.Millisecond
+
+func (w *watchdog) tick() { w.tickAt(time.Now()) }
+
+func (w *watchdog) tickAt(now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.running {
 		return
 	}
-	left := time.Until(w.deadline)
+	if late := now.Sub(w.due); late > stallGap {
+		w.deadline = w.deadline.Add(late)
+	}
+	left := w.deadline.Sub(now)
 	if left <= 0 {
 		w.cancel(errDeadline)
 		return
@@ -156,6 +169,7 @@ func (w *watchdog) tick() {
 		w.cancel(ErrMemoryLimit)
 		return
 	}
+	w.due = now.Add(min(watchTick, left))
 	w.timer.Reset(min(watchTick, left))
 }
 

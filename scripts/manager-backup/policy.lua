@@ -18,7 +18,8 @@
 --     (failover.wait_ready, the default: the main has resumed and said so),
 --     or when the failback starts (wait_ready false). If the failback does not
 --     finish (failback_failed), the outputs go back to the standby, which
---     still has the duties.
+--     still has the duties, and the failback is tried again after the
+--     failback delay.
 --
 -- site.yaml:
 --   failover:                  # defaults; a member may override them under its own failover:
@@ -300,6 +301,8 @@ us.on("failback_failed", function(ev)
   local s = c and us.member(c.standby)
   us.log.error("failback did not finish; the standby keeps the outputs", { member = ev.member.id, step = ev.step, error = ev.error })
   if s then route_outputs(ev.member, s) end
+  -- Unattended: try again after the failback delay.
+  schedule_failback(ev.member)
 end)
 
 -- Lost again while the standby was letting go: take it over again.

@@ -113,6 +113,8 @@ end)
 
 us.on("failback_failed", function(ev)
   us.log.error("failback did not finish; the standby keeps the duties", { member = ev.member.id, step = ev.step, error = ev.error })
+  -- Unattended: try again after the failback delay.
+  schedule_failback(ev.member)
 end)
 
 us.on("grace_expired", function(ev)

@@ -1,0 +1,142 @@
+package bus_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"understudy/discovery/bus"
+)
+
+// syncBuffer is a log sink the client's goroutines write while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// allowAll lets every client in and every topic through.
+type allowAll struct{ mochi.HookBase }
+
+func (h *allowAll) ID() string { return "allow-all" }
+
+func (h *allowAll) Provides(b byte) bool {
+	return bytes.Contains([]byte{mochi.OnConnectAuthenticate, mochi.OnACLCheck}, []byte{b})
+}
+
+func (h *allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+
+func (h *allowAll) OnACLCheck(*mochi.Client, string, bool) bool { return true }
+
+// A broker that loses a connected client from its table (what the
+// embedded broker does when the client's new connection races the clean-up
+// of its old one: make faults, manager-backup seeds 20 and 22, the
+// coordinator's process paused) still takes what the client publishes but
+// delivers it nothing. The client notices that even its own heartbeats
+// stopped coming back and makes a new connection, with a new number: it
+// hears itself again.
+func TestADeafConnectionIsMadeAgain(t *testing.T) {
+	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddListener(listeners.NewNet("t", ln)); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+
+	var logs syncBuffer
+	c := bus.New(bus.Options{
+		URL: "tcp://" + ln.Addr().String(), Topics: bus.Topics{Site: "t"}, Member: "m",
+		Interval: 50 * time.Millisecond, KeepAlive: time.Second, DeafAfter: 400 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	heard := make(chan bus.Heartbeat, 64)
+	c.Subscribe(bus.Topics{Site: "t"}.Heartbeat("m"), 0, func(m bus.Message) {
+		if hb, err := bus.DecodeHeartbeat("m", m.Payload); err == nil {
+			select {
+			case heard <- hb:
+			default:
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c.Connect()
+	defer c.Close(false)
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go c.RunHeartbeats(ctx)
+	first := waitHeartbeat(ctx, t, heard, 0)
+
+	// The broker forgets the client; its connection stays open.
+	id := ""
+	for _, cl := range srv.Clients.GetAll() {
+		id = cl.ID
+	}
+	srv.Clients.Delete(id)
+	drain(heard)
+
+	again := waitHeartbeat(ctx, t, heard, first.Conn)
+	if again.Conn <= first.Conn {
+		t.Errorf("heard again on connection %d, want a new one after %d", again.Conn, first.Conn)
+	}
+	if !strings.Contains(logs.String(), "nothing arrives") {
+		t.Errorf("the log does not say why the connection was made again:\n%s", logs.String())
+	}
+}
+
+// waitHeartbeat waits for the client's own heartbeat from a connection
+// after conn.
+func waitHeartbeat(ctx context.Context, t *testing.T, heard <-chan bus.Heartbeat, after uint64) bus.Heartbeat {
+	t.Helper()
+	for {
+		select {
+		case hb := <-heard:
+			if hb.Conn > after {
+				return hb
+			}
+		case <-ctx.Done():
+			t.Fatalf("no heartbeat of a connection after %d heard back", after)
+		}
+	}
+}
+
+func drain(ch <-chan bus.Heartbeat) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
