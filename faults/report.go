@@ -238,7 +238,10 @@ func (r *Report) WriteText(w io.Writer) {
 			total += n
 		}
 	}
-	fmt.Fprintf(w, "faults: %d (%s)", total, strings.Join(kinds, ", "))
+	fmt.Fprintf(w, "faults: %d", total)
+	if len(kinds) > 0 {
+		fmt.Fprintf(w, " (%s)", strings.Join(kinds, ", "))
+	}
 	if r.FaultErrs > 0 {
 		fmt.Fprintf(w, "; %d could not be injected", r.FaultErrs)
 	}

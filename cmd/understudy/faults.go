@@ -142,10 +142,11 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	report := faults.NewReport(*sitePath)
 	report.Duration, report.Started, report.Build = *duration, time.Now().UTC().Truncate(time.Second), vcsBuild()
 	var (
-		mu     sync.Mutex
-		failed int
-		next   = make(chan uint64)
-		wg     sync.WaitGroup
+		mu          sync.Mutex
+		failed      int
+		interrupted int
+		next        = make(chan uint64)
+		wg          sync.WaitGroup
 	)
 	for range *parallel {
 		wg.Add(1)
@@ -154,10 +155,17 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 			for s := range next {
 				o, err := faults.RunSchedule(ctx, opts, s)
 				mu.Lock()
-				if err != nil {
+				switch {
+				case err != nil && ctx.Err() != nil:
+					fmt.Fprintf(stderr, "seed %d: interrupted; not checked\n", s)
+					interrupted++
+					if *out == "" {
+						os.RemoveAll(filepath.Join(dir, fmt.Sprintf("seed-%d", s)))
+					}
+				case err != nil:
 					fmt.Fprintf(stderr, "seed %d: %v\n", s, err)
 					failed++
-				} else {
+				default:
 					if report.Notes == nil {
 						report.Notes = o.Notes
 					}
@@ -206,7 +214,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		os.WriteFile(filepath.Join(dir, "report.txt"), []byte(text.String()), 0o644)
 	}
 	if ctx.Err() != nil {
-		fmt.Fprintln(stdout, "interrupted: the schedules under way were stopped and their hosts removed")
+		fmt.Fprintf(stdout, "interrupted: %d schedule(s) under way were stopped, not checked, and their hosts removed\n", interrupted)
 	}
 	if failed > 0 {
 		fmt.Fprintf(stdout, "%d schedule(s) could not run\n", failed)
@@ -224,7 +232,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	} else {
 		os.RemoveAll(dir)
 	}
-	if failed > 0 || len(report.Violations) > 0 {
+	if failed > 0 || len(report.Violations) > 0 || ctx.Err() != nil {
 		return 1
 	}
 	return 0
