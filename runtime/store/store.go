@@ -40,6 +40,11 @@ type Store struct {
 	recovered *Recovery
 	before    func() error
 
+	// replicator, when set, commits every Update's writes on every copy
+	// of the state (Replicate); replicating serialises those Updates.
+	replicator  Replicator
+	replicating sync.Mutex
+
 	mu       sync.Mutex
 	writeErr error                // the last failure of a write to reach the file
 	failing  time.Time            // when the run of failures began
@@ -157,6 +162,9 @@ func (s *Store) Close() error { return s.db.Close() }
 // none do if fn returns an error or the file cannot be written (then
 // Failing says so until a write succeeds again).
 func (s *Store) Update(fn func(*Tx) error) error {
+	if r := s.replicatorOf(); r != nil {
+		return s.updateReplicated(r, fn)
+	}
 	done := s.begin()
 	defer done()
 	var fnErr error
@@ -243,7 +251,19 @@ func (s *Store) Increment(bucket, key string) (n uint64, err error) {
 }
 
 // Tx is a transaction.
-type Tx struct{ tx *bolt.Tx }
+type Tx struct {
+	tx *bolt.Tx
+	// writes, when not nil, records every change (a replicated store's
+	// Update: Write).
+	writes *[]Write
+}
+
+// record notes a change of the transaction.
+func (t *Tx) record(w Write) {
+	if t.writes != nil {
+		*t.writes = append(*t.writes, w)
+	}
+}
 
 func (t *Tx) bucket(name string, create bool) (*bolt.Bucket, error) {
 	if b := t.tx.Bucket([]byte(name)); b != nil || !create {
@@ -269,6 +289,7 @@ func (t *Tx) Put(bucket, key string, v any) error {
 	if err := b.Put([]byte(key), data); err != nil {
 		return fmt.Errorf("state %s/%s: %w", bucket, key, err)
 	}
+	t.record(Write{Op: OpPut, Bucket: bucket, Key: key, Value: data})
 	return nil
 }
 
@@ -297,6 +318,7 @@ func (t *Tx) Delete(bucket, key string) error {
 	if err := b.Delete([]byte(key)); err != nil {
 		return fmt.Errorf("state %s/%s: %w", bucket, key, err)
 	}
+	t.record(Write{Op: OpDelete, Bucket: bucket, Key: key})
 	return nil
 }
 
@@ -318,6 +340,7 @@ func (t *Tx) Clear(bucket string) error {
 	if err := t.tx.DeleteBucket([]byte(bucket)); err != nil {
 		return fmt.Errorf("bucket %s: %w", bucket, err)
 	}
+	t.record(Write{Op: OpClear, Bucket: bucket})
 	return nil
 }
 
@@ -332,9 +355,11 @@ func (t *Tx) Increment(bucket, key string) (uint64, error) {
 		n = binary.BigEndian.Uint64(v)
 	}
 	n++
-	if err := b.Put([]byte(key), binary.BigEndian.AppendUint64(nil, n)); err != nil {
+	value := binary.BigEndian.AppendUint64(nil, n)
+	if err := b.Put([]byte(key), value); err != nil {
 		return 0, fmt.Errorf("counter %s/%s: %w", bucket, key, err)
 	}
+	t.record(Write{Op: OpPut, Bucket: bucket, Key: key, Value: value})
 	return n, nil
 }
 
@@ -360,9 +385,11 @@ func (t *Tx) SetCounter(bucket, key string, n uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := b.Put([]byte(key), binary.BigEndian.AppendUint64(nil, n)); err != nil {
+	value := binary.BigEndian.AppendUint64(nil, n)
+	if err := b.Put([]byte(key), value); err != nil {
 		return fmt.Errorf("counter %s/%s: %w", bucket, key, err)
 	}
+	t.record(Write{Op: OpPut, Bucket: bucket, Key: key, Value: value})
 	return nil
 }
 

@@ -1,0 +1,320 @@
+// Package consensus keeps the coordinator's state on every coordinator
+// candidate: a raft group (github.com/hashicorp/raft) whose log carries the
+// state store's transactions (store.Write, through store.Replicator) and
+// whose leader is the one candidate that may act. The store is raft's state
+// machine: a transaction is durable on a quorum and applied on this
+// candidate before Update returns, and a new leader finds every
+// transaction the old one committed.
+//
+// It is the seam the elected coordinator is built on; the instance does
+// not use it yet.
+package consensus
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"understudy/runtime/store"
+)
+
+// Peer is one candidate of the group.
+type Peer struct {
+	ID   string // its member id
+	Addr string // its raft transport address
+}
+
+// Timing are raft's timeouts (zero: Defaults).
+type Timing struct {
+	Heartbeat   time.Duration // a follower without contact this long starts an election
+	Election    time.Duration // a candidate without a result this long starts again
+	LeaderLease time.Duration // a leader without contact with a quorum this long steps down
+	Commit      time.Duration // at most this long before a commit reaches the followers
+}
+
+// Defaults are the timeouts for candidates on one LAN.
+var Defaults = Timing{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond, LeaderLease: 250 * time.Millisecond, Commit: 20 * time.Millisecond}
+
+// Config is one candidate's part of the group.
+type Config struct {
+	ID string
+	// Dir holds raft's log and stable store (raft.db) and its snapshots.
+	Dir string
+	// Peers are every candidate, this one included: the group's first
+	// configuration, used once, when Dir is empty.
+	Peers     []Peer
+	Transport raft.Transport
+	// Store is the state machine. Start makes its Updates replicated.
+	Store  *store.Store
+	Timing Timing
+	// ApplyTimeout bounds a replicated Update (default 5 s).
+	ApplyTimeout time.Duration
+	// SnapshotThreshold is how many log entries make a snapshot (default
+	// 8192), checked every SnapshotInterval (default 2 minutes);
+	// TrailingLogs how many stay after it (default 1024).
+	SnapshotThreshold, TrailingLogs uint64
+	SnapshotInterval                time.Duration
+	// LogOutput receives raft's own log lines, warnings and up (default:
+	// none).
+	LogOutput io.Writer
+}
+
+// Node is this candidate in the group.
+type Node struct {
+	cfg  Config
+	raft *raft.Raft
+	logs *raftboltdb.BoltStore
+	fsm  *fsm
+}
+
+// Interface guard: a Node replicates a store's transactions.
+var _ store.Replicator = (*Node)(nil)
+
+// appliedBucket keeps, in the store itself, the index of the last log
+// entry applied to it, in the same transaction as the entry's writes: an
+// entry raft replays after a restart is applied once (the store is durable
+// on its own and may be ahead of raft's last snapshot).
+const (
+	appliedBucket = "consensus"
+	appliedKey    = "applied"
+)
+
+// Start opens (or makes) this candidate's raft state in cfg.Dir, joins the
+// group and makes cfg.Store's Updates go through it. On an error nothing
+// is left open.
+func Start(cfg Config) (_ *Node, err error) {
+	if cfg.ID == "" || cfg.Store == nil || cfg.Transport == nil {
+		return nil, errors.New("consensus: ID, Store and Transport are needed")
+	}
+	if cfg.Timing == (Timing{}) {
+		cfg.Timing = Defaults
+	}
+	if cfg.ApplyTimeout <= 0 {
+		cfg.ApplyTimeout = 5 * time.Second
+	}
+	if cfg.LogOutput == nil {
+		cfg.LogOutput = io.Discard
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("consensus folder: %w", err)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: cfg.LogOutput, Level: hclog.Warn})
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("consensus log %s: %w", cfg.Dir, err)
+	}
+	defer func() {
+		if err != nil {
+			logs.Close()
+		}
+	}()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, logger)
+	if err != nil {
+		return nil, fmt.Errorf("consensus snapshots %s: %w", cfg.Dir, err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.Timing.Heartbeat, cfg.Timing.Election
+	rc.LeaderLeaseTimeout, rc.CommitTimeout = cfg.Timing.LeaderLease, cfg.Timing.Commit
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	rc.Logger = logger
+	// The store keeps itself: a snapshot is restored at start only when the
+	// store is behind it (a state file lost or moved aside).
+	if list, err := snaps.List(); err == nil && len(list) > 0 {
+		rc.NoSnapshotRestoreOnStart = applied(cfg.Store) >= list[0].Index
+	} else {
+		rc.NoSnapshotRestoreOnStart = true
+	}
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("consensus: %w", err)
+	}
+
+	has, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("consensus state %s: %w", cfg.Dir, err)
+	}
+	if !has {
+		var servers []raft.Server
+		for _, p := range cfg.Peers {
+			servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr), Suffrage: raft.Voter})
+		}
+		if err := raft.BootstrapCluster(rc, logs, logs, snaps, cfg.Transport, raft.Configuration{Servers: servers}); err != nil {
+			return nil, fmt.Errorf("consensus: first configuration: %w", err)
+		}
+	}
+	f := &fsm{st: cfg.Store, done: make(chan struct{})}
+	r, err := raft.NewRaft(rc, f, logs, logs, snaps, cfg.Transport)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: %w", err)
+	}
+	n := &Node{cfg: cfg, raft: r, logs: logs, fsm: f}
+	cfg.Store.Replicate(n)
+	return n, nil
+}
+
+// entry is one log entry: a store transaction.
+type entry struct {
+	Writes []store.Write `json:"writes"`
+}
+
+// Replicate commits writes through the group: it returns once a quorum has
+// them and this candidate's store has applied them, or an error (not the
+// leader: raft.ErrNotLeader; leadership lost, no quorum in time), and then
+// they may or may not be committed later — never applied here without
+// going through the log.
+func (n *Node) Replicate(writes []store.Write) error {
+	data, err := json.Marshal(entry{Writes: writes})
+	if err != nil {
+		return fmt.Errorf("consensus: %w", err)
+	}
+	fut := n.raft.Apply(data, n.cfg.ApplyTimeout)
+	if err := fut.Error(); err != nil {
+		return fmt.Errorf("consensus: %w", err)
+	}
+	if err, ok := fut.Response().(error); ok && err != nil {
+		return fmt.Errorf("consensus: applied with an error: %w", err)
+	}
+	return nil
+}
+
+// IsLeader reports whether this candidate leads the group now (as far as
+// it knows: VerifyLeader asks a quorum).
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's id, "" while there is none known.
+func (n *Node) Leader() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// Term is the current raft term.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
+// LeaderChanges reports this candidate becoming (true) and ceasing to be
+// (false) the leader.
+func (n *Node) LeaderChanges() <-chan bool { return n.raft.LeaderCh() }
+
+// VerifyLeader confirms with a quorum that this candidate still leads.
+func (n *Node) VerifyLeader() error { return n.raft.VerifyLeader().Error() }
+
+// Barrier waits until every entry committed before it is applied here: a
+// new leader calls it before its first action.
+func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
+
+// TransferLeadership hands the leadership to the candidate id ("": the
+// most up to date one).
+func (n *Node) TransferLeadership(id string) error {
+	if id == "" {
+		return n.raft.LeadershipTransfer().Error()
+	}
+	for _, p := range n.cfg.Peers {
+		if p.ID == id {
+			return n.raft.LeadershipTransferToServer(raft.ServerID(p.ID), raft.ServerAddress(p.Addr)).Error()
+		}
+	}
+	return fmt.Errorf("consensus: %s is not a candidate", id)
+}
+
+// Close leaves the group (this candidate stops; the others go on) and
+// makes the store's Updates local again.
+func (n *Node) Close() error {
+	n.cfg.Store.Replicate(nil)
+	close(n.fsm.done)
+	err := n.raft.Shutdown().Error()
+	return errors.Join(err, n.logs.Close())
+}
+
+// fsm applies the log to the store.
+type fsm struct {
+	st   *store.Store
+	done chan struct{}
+	mu   sync.Mutex // Apply and Restore
+}
+
+// retryApply is how often an entry the store could not take (its disk
+// full) is tried again: entries are applied in order or not at all.
+const retryApply = time.Second
+
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l.Index <= applied(f.st) {
+		return nil // applied before a restart
+	}
+	var e entry
+	if err := json.Unmarshal(l.Data, &e); err != nil {
+		return fmt.Errorf("log entry %d: %w", l.Index, err)
+	}
+	writes := append(e.Writes, store.Write{Op: store.OpPut, Bucket: appliedBucket, Key: appliedKey, Value: binary.BigEndian.AppendUint64(nil, l.Index)})
+	for {
+		err := f.st.ApplyWrites(writes)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-f.done:
+			return err
+		case <-time.After(retryApply):
+		}
+	}
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	fr, err := f.st.Freeze()
+	if err != nil {
+		return nil, err
+	}
+	return snapshot{fr}, nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st.Restore(rc)
+}
+
+// snapshot is the store frozen at Snapshot, written at Persist.
+type snapshot struct{ fr *store.Frozen }
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.fr.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("consensus snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s snapshot) Release() { s.fr.Close() }
+
+// applied is the index of the last log entry the store has applied.
+func applied(st *store.Store) uint64 {
+	var n uint64
+	st.View(func(tx *store.Tx) error {
+		n = tx.Counter(appliedBucket, appliedKey)
+		return nil
+	})
+	return n
+}
