@@ -85,8 +85,8 @@ type Coordinator struct {
 	drills   map[string]*drill            // running fire drills, by member
 	claims   map[string][]string          // what each standby reports covering, by standby (rebuild.go)
 	// claimedSince is since when each standby says it covers each member,
-	// on its own clock (the clock of the files it records): by standby,
-	// then member (rebuild.go, copies.go).
+	// on its own clock (the clock of the files it records), the earliest
+	// of the coverage: by standby, then member (rebuild.go, copies.go).
 	claimedSince map[string]map[string]time.Time
 	held         map[string]*heldPair // quarantined member events, by name and member (memberdeliveries.go)
 	alarms       alarms               // raised alarms

@@ -51,12 +51,16 @@ func (c *Coordinator) covering(r bus.Covering) {
 	for _, cv := range r.Covering {
 		claimed = append(claimed, cv.Member)
 		affected[cv.Member] = true
-		// Kept after the standby lets go: a failback's copy comes after
-		// the release.
+		// The earliest of the coverage, kept after the standby lets go
+		// until the coverage ends: a failback's copy comes after the
+		// release, and a member lost during its failback is taken over
+		// again by a standby that reports its new since.
 		if c.claimedSince[r.Member] == nil {
 			c.claimedSince[r.Member] = map[string]time.Time{}
 		}
-		c.claimedSince[r.Member][cv.Member] = cv.Since
+		if old, ok := c.claimedSince[r.Member][cv.Member]; !ok || cv.Since.Before(old) {
+			c.claimedSince[r.Member][cv.Member] = cv.Since
+		}
 	}
 	if len(claimed) == 0 {
 		delete(c.claims, r.Member)

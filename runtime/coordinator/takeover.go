@@ -73,6 +73,11 @@ func (c *Coordinator) onTakeoverEvent(ev takeover.Event) {
 	if ev.Name == events.CoverageRebuilt {
 		ev.Fields["state_recovered"] = c.store.Recovered() != nil
 	}
+	if ev.Name == events.FailbackDone || ev.Name == events.TakeoverFailed {
+		for _, since := range c.claimedSince {
+			delete(since, ev.Member) // the coverage ended: a next one has its own since
+		}
+	}
 	c.log.Info(ev.Name, "member", ev.Member, "fields", ev.Fields)
 	c.record(engine.Record{Type: ev.Name, Member: ev.Member, Fields: ev.Fields})
 	pe := c.memberEvent(ev.Name, c.clock.Now(), ev.Member, ev.Fields)
