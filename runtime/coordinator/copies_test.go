@@ -3,8 +3,6 @@ package coordinator_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"understudy/runtime/config"
 	"understudy/runtime/coordinator"
 	"understudy/runtime/sim"
-	"understudy/runtime/store"
 )
 
 const copySite = `site: t
@@ -274,18 +271,7 @@ us.on("member_lost", function(ev) if ev.member.id == "rec" then us.takeover(ev.m
 us.on("member_restored", function(ev) if us.covered(ev.member) then us.failback(ev.member) end end)
 us.on("member_seen", function(ev) if us.covered(ev.member) then us.failback(ev.member) end end)
 `
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(policy), 0o644)
-	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(copySite), 0o644)
-	site, err := config.Load(filepath.Join(dir, "site.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	site, st, _ := siteFiles(t, copySite, policy)
 	start := func(at time.Time) *sim.Harness {
 		h, err := sim.New(site, sim.Options{Store: st, Start: at})
 		if err != nil {

@@ -41,7 +41,9 @@ func newPoolSite(t *testing.T, policy string) (*sim.Harness, string) {
 // startSite writes siteYAML and policy.lua to a folder, starts the site on
 // the virtual clock with a state store and every member up, and returns it
 // with the policy's path.
-func startSite(t *testing.T, siteYAML, policy string) (*sim.Harness, string) {
+// siteFiles writes siteYAML and policy into a folder of the test, loads
+// the site and opens a state store beside it (closed with the test).
+func siteFiles(t testing.TB, siteYAML, policy string) (*config.Site, *store.Store, string) {
 	t.Helper()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(policy), 0o644)
@@ -55,6 +57,12 @@ func startSite(t *testing.T, siteYAML, policy string) (*sim.Harness, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return site, st, dir
+}
+
+func startSite(t *testing.T, siteYAML, policy string) (*sim.Harness, string) {
+	t.Helper()
+	site, st, dir := siteFiles(t, siteYAML, policy)
 	h, err := sim.New(site, sim.Options{Store: st})
 	if err != nil {
 		t.Fatal(err)

@@ -2,14 +2,10 @@ package coordinator_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"understudy/runtime/config"
 	"understudy/runtime/sim"
-	"understudy/runtime/store"
 )
 
 // A named timer (a failback delay) set for 30 s, then the coordinator
@@ -17,21 +13,10 @@ import (
 // deadline, kept as a wall-clock time, is now 2 minutes away. It waits at
 // most the 30 s it was set for, not the step on top of it.
 func TestANamedTimerWaitsAtMostItsDelayAfterTheClockWentBack(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(`local us = require "understudy"
+	site, st, _ := siteFiles(t, poolSite, `local us = require "understudy"
 us.on("go", function() us.after("30s", "later") end)
 us.on("timer:later", function() us.run("s", "flash") end)
-`), 0o644)
-	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(poolSite), 0o644)
-	site, err := config.Load(filepath.Join(dir, "site.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+`)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	start := func(at time.Time) *sim.Harness {
 		h, err := sim.New(site, sim.Options{Store: st, Start: at})

@@ -2,13 +2,10 @@ package coordinator_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"understudy/runtime/config"
 	"understudy/runtime/sim"
 	"understudy/runtime/store"
 )
@@ -18,20 +15,9 @@ import (
 // policy handles goes through the inbox. Before, every verb of
 // [a-z][a-z0-9_]* was written to the inbox and handed to the policy.
 func TestAVerbThePolicyDoesNotHandleNeverReachesTheInbox(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "policy.lua"), []byte(`local us = require "understudy"
+	site, st, _ := siteFiles(t, poolSite, `local us = require "understudy"
 us.on("command:flash", function() us.log.info("flash handled") end)
-`), 0o644)
-	os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(poolSite), 0o644)
-	site, err := config.Load(filepath.Join(dir, "site.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+`)
 	h, err := sim.New(site, sim.Options{Store: st})
 	if err != nil {
 		t.Fatal(err)
