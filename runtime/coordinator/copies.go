@@ -38,7 +38,6 @@ func (c *Coordinator) copyActions(req takeover.CopyRequest) ([]takeover.Action, 
 	if !ok {
 		return nil, fmt.Errorf("no member %q", req.Member)
 	}
-	req.Since = c.copySince(req.Member, req.From, req.Since)
 	args := siteView{c}.Bundle(req.Member)
 	args["member"] = req.Member
 	args["since"], args["until"] = rfc3339(req.Since), rfc3339(req.Until)

@@ -55,6 +55,9 @@ func (c *Coordinator) covering(r bus.Covering) {
 		// until the coverage ends: a failback's copy comes after the
 		// release, and a member lost during its failback is taken over
 		// again by a standby that reports its new since.
+		if !c.table.Known(cv.Member) {
+			continue // a name the site does not have: kept nowhere
+		}
 		if c.claimedSince[r.Member] == nil {
 			c.claimedSince[r.Member] = map[string]time.Time{}
 		}

@@ -348,6 +348,7 @@ func (v siteView) Members() []takeover.Member {
 func (v siteView) Match(pool string) []string { return v.c.site.Pools[pool].Match }
 
 func (v siteView) CopyActions(r takeover.CopyRequest) ([]takeover.Action, error) {
+	r.Since = v.c.copySince(r.Member, r.From, r.Since)
 	return v.c.copyActions(r)
 }
 
