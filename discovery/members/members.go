@@ -376,6 +376,10 @@ func (t *Table) willOfOutage(e *entry, now time.Time) bool {
 	return t.rejoined && !e.LastHeard.IsZero() && e.LastHeard.Before(t.started) && now.Before(t.started.Add(t.grace(e)))
 }
 
+// Connected reports whether this instance is connected to the bus, as
+// SetConnected last said.
+func (t *Table) Connected() bool { return !t.paused }
+
 // SetConnected tells the table whether this instance is connected to the bus.
 // While it is not, nobody can be heard, so nobody is declared suspect or lost;
 // on reconnect every member gets a fresh lost_after to be heard again.

@@ -436,6 +436,10 @@ func (as *actions) Deliver(id string) {
 	// Sent before: by an earlier coordinator (an older epoch) or by this one.
 	a.recovered = a.Epoch < as.epoch || as.attempts[id] > 0
 	a.Epoch = as.epoch
+	if a.Driver != "" && a.Verb == "send" && a.recovered {
+		as.outcomeUnknown(&a)
+		return
+	}
 	if a.Driver != "" {
 		as.queueLocal(&a)
 		return
@@ -497,6 +501,34 @@ func (as *actions) work(ctx context.Context, d drivers.Driver, ch chan *action) 
 	}
 }
 
+// outcomeUnknown ends a control send found running, unanswered, by a new
+// coordinator (elected, or this one restarted): it may have reached the
+// device. A cue GO or a relay pulse sent twice is worse than one missed, so
+// it is not sent again: it fails, and an alarm asks a person to look.
+func (as *actions) outcomeUnknown(a *action) {
+	err := fmt.Errorf("outcome unknown: this control send to %s was begun by a coordinator that stopped before its answer was recorded; it is not sent again by itself (not known to be idempotent): check the device, then send it again if it is needed", a.Driver)
+	as.c.raiseAlarm(engine.Alarm{Key: AlarmOutcomeUnknown + ":" + a.ID, Kind: AlarmOutcomeUnknown, Severity: SeverityAlarm,
+		Message: fmt.Sprintf("%s: %v — %v", a.ID, a.String(), err), Fields: map[string]any{"action": a.ID, "driver": a.Driver, "args": a.Args}})
+	as.finish(a, 0, 0, nil, err)
+}
+
+// mayAct waits until the coordinator may write (Options.MayAct) or ctx
+// ends; it reports whether it may.
+func (as *actions) mayAct(ctx context.Context) bool {
+	if as.c.opts.MayAct == nil {
+		return true
+	}
+	for as.c.opts.MayAct() != nil {
+		if !sleep(ctx, leaseRecheck) {
+			return false
+		}
+	}
+	return ctx.Err() == nil
+}
+
+// leaseRecheck is how often a driver worker held by MayAct asks again.
+const leaseRecheck = 10 * time.Millisecond
+
 func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (int, any, error) {
 	if a.Verb == "send" {
 		c, ok := d.(drivers.Controller)
@@ -535,6 +567,9 @@ func (as *actions) execute(ctx context.Context, d drivers.Driver, a *action) (in
 			}
 			return attempt, nil, fmt.Errorf("gave up after %v: %w", as.c.opts.ActionTimeout, err)
 		}
+		if !as.mayAct(ctx) {
+			return attempt, nil, ctx.Err()
+		}
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		err := router.Route(actx, a.Output, a.Input)
 		cancel()
@@ -560,6 +595,9 @@ func (as *actions) control(ctx context.Context, c drivers.Controller, a *action)
 	deadline := time.Now().Add(as.c.opts.ActionTimeout)
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
+		if !as.mayAct(ctx) {
+			return attempt, nil, ctx.Err()
+		}
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		result, err := c.Do(actx, a.Args)
 		cancel()
@@ -693,6 +731,12 @@ func (as *actions) nearestDeadline(now time.Time) time.Duration {
 func (as *actions) publish(a *action) {
 	if as.c.opts.Publisher == nil {
 		return
+	}
+	if as.c.opts.MayAct != nil {
+		if err := as.c.opts.MayAct(); err != nil {
+			as.c.log.Debug("command held", "id", a.ID, "reason", err)
+			return // sent at the next tick
+		}
 	}
 	payload, err := json.Marshal(bus.Command{ID: a.ID, Epoch: a.Epoch, From: as.c.opts.Self, Verb: a.Verb, Args: a.Args})
 	if err != nil {

@@ -38,6 +38,11 @@ const (
 	AlarmFailbackStalled = takeover.AlarmFailbackStalled // a failback keeps pausing while the member dips into suspect
 	AlarmCopyFoundNone   = "copy_found_nothing"          // a material copy found no folder for the member on the source
 	AlarmCopyIncomplete  = takeover.AlarmCopyIncomplete  // a failback's material copy cannot finish; the standby keeps recording
+	// AlarmOutcomeUnknown: a control send (a cue GO, a relay pulse: not
+	// known to be idempotent) was recorded, its answer was not, and the
+	// coordinator changed or restarted in between: it may or may not have
+	// reached the device, and it is not sent again by itself.
+	AlarmOutcomeUnknown = "control_outcome_unknown"
 	// AlarmCoverageConflict (rebuild.go): two standbys report covering one member.
 	// AlarmEventQuarantined (inbox.go, memberdeliveries.go): an event whose
 	// handlers took the process down twice was set aside (a member event:
@@ -55,6 +60,7 @@ func RuntimeAlarms() map[string]string {
 		AlarmCopyIncomplete:   SeverityAlarm,
 		AlarmEventQuarantined: SeverityAlarm,
 		AlarmCoverageConflict: SeverityAlarm,
+		AlarmOutcomeUnknown:   SeverityAlarm,
 	}
 }
 

@@ -56,6 +56,11 @@ type Options struct {
 	// inbox, drills, alarms and the desired routing across restarts. Nil: a
 	// throw-away store in a temporary folder (tests, checks).
 	Store *store.Store
+	// MayAct, when set, is asked before every write to a device — every
+	// attempt and every retry — and before every command to a member: an
+	// error holds the write (the elected coordinator's lease: a leader that
+	// cannot be sure it still leads writes nothing). Nil: always.
+	MayAct func() error
 
 	// Filled in by Start from the loop.
 	Self  string
@@ -150,7 +155,7 @@ func (c *Coordinator) Attach(loop *engine.Engine) {
 	c.opts.Self = loop.Self()
 	c.opts.Drops = loop.Drops()
 	for _, m := range c.site.Members {
-		if m.Probe != nil {
+		if m.Probe != nil && !c.table.Known(m.ID) { // known: probed by a coordinator before this one
 			c.table.Add(m.ID, m.Heartbeat.D(), m.LostAfter.D())
 		}
 	}

@@ -96,7 +96,10 @@ type Engine struct {
 	queue      *queue
 	table      *members.Table
 	coord      Coordinator // never nil: a member's instance has noCoordinator
-	ctx        context.Context
+	// coordinating mirrors coord for other goroutines (SetCoordinator
+	// changes it on the loop).
+	coordinating atomic.Bool
+	ctx          context.Context
 	started    bool
 	wills      wills // Last Wills waiting for the way through the broker (wills.go)
 }
@@ -128,6 +131,7 @@ func New(opts Options) (*Engine, error) {
 	if e.coord == nil {
 		e.coord = noCoordinator{}
 	}
+	e.coordinating.Store(opts.Coordinator != nil)
 	e.table = members.New(e.clock, e.Post, e.onMemberEvent, members.Options{
 		StartupGrace: opts.Site.Heartbeat.StartupGrace.D(),
 		Offline:      !opts.Online,
@@ -165,11 +169,48 @@ func (e *Engine) Table() *members.Table { return e.table }
 // Drops counts bad payloads; it may be nil. Any goroutine.
 func (e *Engine) Drops() *bus.Drops { return e.opts.Drops }
 
-// Coordinating reports whether this instance decides for the site. Any
+// Coordinating reports whether this instance decides for the site now. Any
 // goroutine after New.
-func (e *Engine) Coordinating() bool {
-	_, none := e.coord.(noCoordinator)
-	return !none
+func (e *Engine) Coordinating() bool { return e.coordinating.Load() }
+
+// SetCoordinator makes c this instance's coordinator from now on (nil:
+// none), as an election decides: call it on the loop goroutine. The one
+// before stops first. Once the engine has started, c is attached, started,
+// and told what the member table already knows — each member alive is seen,
+// each member lost is lost — as the table of a restarted coordinator would
+// tell it, without the startup grace: the members were judged by this
+// instance's table all along. A start that fails stops c again, leaves no
+// coordinator and returns the error.
+func (e *Engine) SetCoordinator(c Coordinator) error {
+	e.coord.Stop()
+	e.coord = noCoordinator{}
+	e.coordinating.Store(false)
+	if c == nil {
+		return nil
+	}
+	c.Attach(e)
+	e.coord = c
+	e.coordinating.Store(true)
+	if !e.started {
+		return nil
+	}
+	if err := c.Start(e.ctx); err != nil {
+		c.Stop()
+		e.coord = noCoordinator{}
+		e.coordinating.Store(false)
+		return err
+	}
+	now := e.clock.Now()
+	for _, m := range e.table.All() {
+		switch m.State {
+		case members.Alive, members.Suspect:
+			c.MemberEvent(members.Event{Kind: members.EventSeen, Member: m, Previous: members.Unknown, At: now})
+		case members.Lost:
+			c.MemberEvent(members.Event{Kind: members.EventLost, Member: m, Previous: members.Unknown, At: now})
+		}
+	}
+	c.BusConnected(e.table.Connected())
+	return nil
 }
 
 // Post queues f to run on the loop: work that is never dropped (the loop's

@@ -71,6 +71,8 @@ type Options struct {
 	// sent at t is done at t however long the device takes.
 	Settle      bool
 	SettleLimit time.Duration // default 10s
+	// MayAct is the coordinator's lease check (coordinator.Options.MayAct).
+	MayAct func() error
 }
 
 // New builds a harness for site; the coordinator runs the policy.
@@ -90,7 +92,7 @@ func New(site *config.Site, opts Options) (*Harness, error) {
 
 // newEngine builds the coordinator's loop and its coordinator.
 func (h *Harness) newEngine() error {
-	c, err := coordinator.New(coordinator.Options{Drivers: h.opts.Drivers, Registry: h.opts.Registry, Store: h.opts.Store, Publisher: agents{h}})
+	c, err := coordinator.New(coordinator.Options{Drivers: h.opts.Drivers, Registry: h.opts.Registry, Store: h.opts.Store, Publisher: agents{h}, MayAct: h.opts.MayAct})
 	if err != nil {
 		return err
 	}
