@@ -28,9 +28,9 @@ type cueDriver struct {
 }
 
 func (d *cueDriver) Start(context.Context, drivers.Emitter) {}
-func (d *cueDriver) Close() error                          { return nil }
-func (d *cueDriver) Status() drivers.Status                { return drivers.Status{Connected: true} }
-func (d *cueDriver) Check(map[string]any) error            { return nil }
+func (d *cueDriver) Close() error                           { return nil }
+func (d *cueDriver) Status() drivers.Status                 { return drivers.Status{Connected: true} }
+func (d *cueDriver) Check(map[string]any) error             { return nil }
 func (d *cueDriver) Do(ctx context.Context, args map[string]any) (any, error) {
 	d.mu.Lock()
 	d.sent = append(d.sent, args)

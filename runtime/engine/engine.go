@@ -100,8 +100,8 @@ type Engine struct {
 	// changes it on the loop).
 	coordinating atomic.Bool
 	ctx          context.Context
-	started    bool
-	wills      wills // Last Wills waiting for the way through the broker (wills.go)
+	started      bool
+	wills        wills // Last Wills waiting for the way through the broker (wills.go)
 }
 
 // New builds an engine; Start (or Run) brings it up.
