@@ -293,6 +293,27 @@ func (t *Tx) Put(bucket, key string, v any) error {
 	return nil
 }
 
+// PutRaw stores value as it is under bucket/key (a copy of another store's
+// value, as Each gives it).
+func (t *Tx) PutRaw(bucket, key string, value []byte) error {
+	w := Write{Op: OpPut, Bucket: bucket, Key: key, Value: value}
+	if err := t.apply(w); err != nil {
+		return err
+	}
+	t.record(w)
+	return nil
+}
+
+// Buckets lists the store's buckets in name order.
+func (t *Tx) Buckets() []string {
+	var out []string
+	t.tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		out = append(out, string(name))
+		return nil
+	})
+	return out
+}
+
 // Get reads bucket/key into v.
 func (t *Tx) Get(bucket, key string, v any) (bool, error) {
 	b, _ := t.bucket(bucket, false)

@@ -223,6 +223,10 @@ const (
 	bucketMeta      = "takeover"
 )
 
+// Buckets are the state store buckets the bookkeeping keeps.
+func Buckets() []string { return []string{bucketCoverage, bucketQueue, bucketProposals, bucketMeta} }
+
+
 // Manager is the bookkeeping.
 type Manager struct {
 	opts      Options
