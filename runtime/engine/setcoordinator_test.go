@@ -22,16 +22,19 @@ type fakeCoordinator struct {
 	startErr error
 }
 
-func (f *fakeCoordinator) Attach(*engine.Engine)        { f.calls = append(f.calls, "attach") }
-func (f *fakeCoordinator) Start(context.Context) error { f.calls = append(f.calls, "start"); return f.startErr }
-func (f *fakeCoordinator) Stop()                       { f.calls = append(f.calls, "stop") }
+func (f *fakeCoordinator) Attach(*engine.Engine) { f.calls = append(f.calls, "attach") }
+func (f *fakeCoordinator) Start(context.Context) error {
+	f.calls = append(f.calls, "start")
+	return f.startErr
+}
+func (f *fakeCoordinator) Stop() { f.calls = append(f.calls, "stop") }
 func (f *fakeCoordinator) MemberEvent(ev members.Event) {
 	f.calls = append(f.calls, ev.Kind+" "+ev.Member.ID)
 }
 func (f *fakeCoordinator) BusConnected(up bool) {
 	f.calls = append(f.calls, map[bool]string{true: "bus up", false: "bus down"}[up])
 }
-func (f *fakeCoordinator) Described(string)     {}
+func (f *fakeCoordinator) Described(string)      {}
 func (f *fakeCoordinator) Record(*engine.Record) {}
 func (f *fakeCoordinator) MemberState(_ string, s members.State) string {
 	return string(s)

@@ -226,7 +226,6 @@ const (
 // Buckets are the state store buckets the bookkeeping keeps.
 func Buckets() []string { return []string{bucketCoverage, bucketQueue, bucketProposals, bucketMeta} }
 
-
 // Manager is the bookkeeping.
 type Manager struct {
 	opts      Options
