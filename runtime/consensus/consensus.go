@@ -6,6 +6,11 @@
 // candidate before Update returns, and a new leader finds every
 // transaction the old one committed.
 //
+// NewTransport is the group's network transport: raft's NetworkTransport
+// over mutual TLS whose certificates derive from the site key
+// (sitekey.Ring), so that nothing without the site key joins or talks to
+// the group; the connections it refuses are logged and counted.
+//
 // It is the seam the elected coordinator is built on; the instance does
 // not use it yet.
 package consensus

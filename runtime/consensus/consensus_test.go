@@ -24,34 +24,51 @@ type candidate struct {
 	statePath string
 	st        *store.Store
 	node      *Node
-	trans     *raft.InmemTransport
+	trans     raft.Transport
 }
 
-// group is a test group of candidates on raft's in-memory transport.
+// group is a test group of candidates.
 type group struct {
-	t     *testing.T
-	peers []Peer
-	cs    map[string]*candidate
+	t      *testing.T
+	peers  []Peer
+	cs     map[string]*candidate
+	timing Timing
+	// transport makes a candidate's transport at each start (its node
+	// closes it).
+	transport func(c *candidate) raft.Transport
 }
 
+// newGroup starts a group on raft's in-memory transport.
 func newGroup(t *testing.T, ids ...string) *group {
 	t.Helper()
-	g := &group{t: t, cs: map[string]*candidate{}}
+	var peers []Peer
 	for _, id := range ids {
-		g.peers = append(g.peers, Peer{ID: id, Addr: id})
+		peers = append(peers, Peer{ID: id, Addr: id})
 	}
-	root := t.TempDir()
-	for _, id := range ids {
-		c := &candidate{id: id, dir: filepath.Join(root, id, "raft"), statePath: filepath.Join(root, id, "state.db")}
-		g.cs[id] = c
-		g.start(c)
-	}
+	g := startGroup(t, peers, fast, func(c *candidate) raft.Transport {
+		_, trans := raft.NewInmemTransport(raft.ServerAddress(c.id))
+		return trans
+	})
 	g.connectAll()
+	return g
+}
+
+// startGroup starts a candidate for each peer, on the transports that
+// transport makes, and stops them at the end of the test.
+func startGroup(t *testing.T, peers []Peer, timing Timing, transport func(c *candidate) raft.Transport) *group {
+	t.Helper()
+	g := &group{t: t, peers: peers, cs: map[string]*candidate{}, timing: timing, transport: transport}
+	root := t.TempDir() // removed after the candidates stop (cleanups run last first)
 	t.Cleanup(func() {
 		for _, c := range g.cs {
 			g.stop(c)
 		}
 	})
+	for _, p := range peers {
+		c := &candidate{id: p.ID, dir: filepath.Join(root, p.ID, "raft"), statePath: filepath.Join(root, p.ID, "state.db")}
+		g.cs[p.ID] = c
+		g.start(c)
+	}
 	return g
 }
 
@@ -62,10 +79,13 @@ func (g *group) start(c *candidate) {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	_, trans := raft.NewInmemTransport(raft.ServerAddress(c.id))
-	n, err := Start(Config{ID: c.id, Dir: c.dir, Peers: g.peers, Transport: trans, Store: st, Timing: fast, ApplyTimeout: 2 * time.Second, SnapshotThreshold: 16, TrailingLogs: 4, SnapshotInterval: 20 * time.Millisecond})
+	trans := g.transport(c)
+	n, err := Start(Config{ID: c.id, Dir: c.dir, Peers: g.peers, Transport: trans, Store: st, Timing: g.timing, ApplyTimeout: 2 * time.Second, SnapshotThreshold: 16, TrailingLogs: 4, SnapshotInterval: 20 * time.Millisecond})
 	if err != nil {
 		st.Close()
+		if tc, ok := trans.(raft.WithClose); ok {
+			tc.Close()
+		}
 		g.t.Fatal(err)
 	}
 	c.st, c.node, c.trans = st, n, trans
@@ -81,34 +101,49 @@ func (g *group) stop(c *candidate) {
 	c.node, c.st = nil, nil
 }
 
+// connectAll connects the candidates on the in-memory transport.
 func (g *group) connectAll() {
 	for _, a := range g.cs {
 		for _, b := range g.cs {
-			if a != b && a.trans != nil && b.trans != nil {
-				a.trans.Connect(raft.ServerAddress(b.id), b.trans)
+			if a != b && inmem(a) != nil && inmem(b) != nil {
+				inmem(a).Connect(raft.ServerAddress(b.id), inmem(b))
 			}
 		}
 	}
 }
 
-// partition cuts c off from every other candidate, both ways.
+// partition cuts c off from every other candidate, both ways (on the
+// in-memory transport).
 func (g *group) partition(c *candidate) {
-	c.trans.DisconnectAll()
+	inmem(c).DisconnectAll()
 	for _, o := range g.cs {
-		if o != c && o.trans != nil {
-			o.trans.Disconnect(raft.ServerAddress(c.id))
+		if o != c && inmem(o) != nil {
+			inmem(o).Disconnect(raft.ServerAddress(c.id))
 		}
 	}
 }
 
+// inmem is c's in-memory transport, nil if it has another.
+func inmem(c *candidate) *raft.InmemTransport {
+	t, _ := c.trans.(*raft.InmemTransport)
+	return t
+}
+
 // waitFor waits until cond holds (deadline 10 s: elections on the
-// in-memory transport take tens of milliseconds).
+// in-memory transport take tens of milliseconds, on loopback TLS less
+// than a second).
 func (g *group) waitFor(what string, cond func() bool) {
 	g.t.Helper()
+	waitFor(g.t, what, cond)
+}
+
+// waitFor waits until cond holds, 10 s at most.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			g.t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
