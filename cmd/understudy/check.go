@@ -52,7 +52,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		if site.Auth.Mode == config.AuthOff {
 			hint = "auth.mode is off"
 		}
-		fmt.Fprintf(stderr, "%s: warning: auth is off: anyone on the bus can speak for a member (%s)\n", site.File, hint)
+		anyone := "anyone on the bus can speak for a member"
+		if site.Elected() {
+			anyone += " and vote in the coordinator's election"
+		}
+		fmt.Fprintf(stderr, "%s: warning: auth is off: %s (%s)\n", site.File, anyone, hint)
 	} else if ring, err := sitekey.Load(site.KeyPath()); err != nil {
 		fmt.Fprintf(stderr, "%s: auth: %s: %v\n", site.File, mode, err)
 		failed = true
@@ -82,7 +86,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, name := range site.DriverNames() {
 		kinds = append(kinds, name+" ("+site.Drivers[name].Kind+")")
 	}
-	fmt.Fprintf(stdout, "%s: ok — site %s, %d members (coordinator %s), drivers: %s%s\n", site.File, site.Name, len(site.Members), site.Coordinator, orNone(kinds), authLine)
+	fmt.Fprintf(stdout, "%s: ok — site %s, %d members (%s), drivers: %s%s\n", site.File, site.Name, len(site.Members), coordinatorLine(site), orNone(kinds), authLine)
 	if site.PolicyPath() != "" {
 		var hs []string
 		for _, h := range handlers {
@@ -91,6 +95,22 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: ok — handles %s\n", site.PolicyPath(), orNone(hs))
 	}
 	return 0
+}
+
+// coordinatorLine says who coordinates: the one member, or the candidates
+// that elect it, witnesses marked.
+func coordinatorLine(site *config.Site) string {
+	if !site.Elected() {
+		return "coordinator " + site.Coordinator
+	}
+	var names []string
+	for _, id := range site.Candidates {
+		if m, ok := site.Member(id); ok && m.Witness {
+			id += " (witness)"
+		}
+		names = append(names, id)
+	}
+	return "coordinator elected among " + strings.Join(names, ", ")
 }
 
 func orNone(list []string) string {

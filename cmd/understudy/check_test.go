@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +12,8 @@ import (
 
 // Each folder of testdata/check is a site made to contain one mistake;
 // its want file lists what check must say about it, with file:line:col
-// (relative to the folder). Adding a case needs no Go code.
+// (relative to the folder), and an optional want-stdout file what it
+// prints on standard output (its ok lines). Adding a case needs no Go code.
 func TestCheckFindsEachMistake(t *testing.T) {
 	dirs, err := filepath.Glob("testdata/check/*")
 	if err != nil || len(dirs) == 0 {
@@ -34,6 +37,18 @@ func TestCheckFindsEachMistake(t *testing.T) {
 			}
 			if wantCode := map[bool]int{true: 0, false: 1}[onlyWarnings]; code != wantCode {
 				t.Errorf("exit %d, want %d\n%s%s", code, wantCode, out.String(), got)
+			}
+			wantOut, err := os.ReadFile(filepath.Join(dir, "want-stdout"))
+			if errors.Is(err, fs.ErrNotExist) {
+				return
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			gotOut := strings.ReplaceAll(out.String(), dir+string(filepath.Separator), "")
+			for _, line := range strings.Split(strings.TrimSpace(string(wantOut)), "\n") {
+				if !strings.Contains(gotOut, line+"\n") {
+					t.Errorf("check does not print\n  %s\nit prints:\n%s", line, gotOut)
+				}
 			}
 		})
 	}

@@ -50,11 +50,14 @@ func (s *Site) InstancePassword(ring *sitekey.Ring, id string) (password string,
 // publishes anywhere in the site's tree, under every reply prefix of
 // bus.users (it alone answers operator commands, and a command may ask for
 // its reply there) and Home Assistant's discovery configurations when that
-// is on; any other member only on its own topics (heartbeat, presence, ack,
-// health, config, about, copy progress, covering) and the operator command
-// topics it passes on. Everyone reads the site's tree.
+// is on; where the coordinator is elected, so does every candidate (a
+// witness too: any of them may be the leader); any other member only on its
+// own topics (heartbeat, presence, ack, health, config, about, copy
+// progress, covering) and the operator command topics it passes on.
+// Everyone reads the site's tree.
 func (s *Site) InstanceAccounts(ring *sitekey.Ring) []BusUser {
 	tree := "understudy/" + s.Name + "/#"
+	elected := s.Elected()
 	var out []BusUser
 	for _, m := range s.Members {
 		if m.Probe != nil {
@@ -62,7 +65,7 @@ func (s *Site) InstanceAccounts(ring *sitekey.Ring) []BusUser {
 		}
 		u := BusUser{Username: InstanceUsername(m.ID), Subscribe: []string{tree}}
 		u.Password, u.Alternates = s.InstancePassword(ring, m.ID)
-		if m.ID == s.Coordinator {
+		if m.ID == s.Coordinator || (elected && s.IsCandidate(m.ID)) {
 			u.Publish = append([]string{tree}, s.ReplyFilters()...)
 			if s.HomeAssistant.Discovery {
 				u.Publish = append(u.Publish, s.HomeAssistant.ConfigFilter())

@@ -16,8 +16,10 @@ import (
 // that no standby can cover (no standby in their pool, none with their disk
 // layout, usage names or required capabilities), pools whose standbys
 // cannot absorb the worst case they are built for (pools.NAME.absorb) are
-// errors; timings that work against each other are warnings. How the
-// members reach the bus and each other is reviewed too (commissionReach).
+// errors; timings that work against each other, and two coordinator
+// candidates without a third (no election: the first coordinates alone),
+// are warnings. How the members reach the bus and each other is reviewed
+// too (commissionReach).
 func (s *Site) Commission() Errors {
 	var errs Errors
 	add := func(warning bool, path, format string, args ...any) {
@@ -42,7 +44,7 @@ func (s *Site) Commission() Errors {
 	}
 	for i, m := range s.Members {
 		p := fmt.Sprintf("$.members[%d]", i)
-		if m.Standby || m.Probe != nil || !m.Settings.Enabled || !anyStandby {
+		if m.Standby || m.Witness || m.Probe != nil || !m.Settings.Enabled || !anyStandby {
 			continue
 		}
 		pool := standbys[m.Pool]
@@ -93,6 +95,9 @@ func (s *Site) Commission() Errors {
 		if capacity < pool.Absorb {
 			add(false, "$.pools."+name+".absorb", "pool %s is built to absorb %d failures at once, but its standbys cover %d (%s)", name, pool.Absorb, capacity, orNone(ids(standbys[name])))
 		}
+	}
+	if list := s.candidates(); len(list) == 2 {
+		add(true, "$.coordinator", "coordinator: two candidates without a third would lose every decision when either machine dies (a raft group of two needs both); %s coordinates alone as before. Add a witness (a member with witness: true on any small box) as a third candidate to elect the coordinator", list[0])
 	}
 	s.commissionReach(add)
 	s.commissionReplies(add)

@@ -42,19 +42,28 @@ const (
 
 // Site is a parsed site.yaml.
 type Site struct {
-	Name        string            `yaml:"site"`
-	Timezone    string            `yaml:"timezone"`
-	Coordinator string            `yaml:"coordinator"`
-	MDNS        *bool             `yaml:"mdns"` // find peers and the broker by mDNS (default true)
-	Bus         Bus               `yaml:"bus"`
-	Auth        Auth              `yaml:"auth"` // how instances authenticate their messages (the site key)
-	Heartbeat   Heartbeat         `yaml:"heartbeat"`
-	Policy      Policy            `yaml:"policy"`
-	Members     []Member          `yaml:"members"`
-	Drivers     map[string]Driver `yaml:"drivers"`
-	Failover    Failover          `yaml:"failover"`
-	Pools       map[string]Pool   `yaml:"pools"`
-	Copy        Copy              `yaml:"copy"` // how material is copied back to a restored member
+	Name     string `yaml:"site"`
+	Timezone string `yaml:"timezone"`
+	// Coordinator is the member whose instance runs the policy: on a site
+	// whose coordinator: lists candidates, the first of them.
+	Coordinator string `yaml:"-"`
+	// Candidates are the members coordinator: names, in order of preference
+	// (one for a single name). With three or more the candidates elect the
+	// coordinator among them (Elected).
+	Candidates []string `yaml:"-"`
+	// CoordinatorYAML is coordinator: as decoded (a name or a list); read
+	// Coordinator and Candidates instead.
+	CoordinatorYAML CandidateList     `yaml:"coordinator"`
+	MDNS            *bool             `yaml:"mdns"` // find peers and the broker by mDNS (default true)
+	Bus             Bus               `yaml:"bus"`
+	Auth            Auth              `yaml:"auth"` // how instances authenticate their messages (the site key)
+	Heartbeat       Heartbeat         `yaml:"heartbeat"`
+	Policy          Policy            `yaml:"policy"`
+	Members         []Member          `yaml:"members"`
+	Drivers         map[string]Driver `yaml:"drivers"`
+	Failover        Failover          `yaml:"failover"`
+	Pools           map[string]Pool   `yaml:"pools"`
+	Copy            Copy              `yaml:"copy"` // how material is copied back to a restored member
 	// HomeAssistant: the coordinator publishes Home Assistant MQTT
 	// discovery configurations of the members.
 	HomeAssistant HomeAssistant `yaml:"home_assistant"`
@@ -172,6 +181,13 @@ type Member struct {
 	// Probe, for a member that runs no understudy, checks it from the
 	// coordinator instead of heartbeats.
 	Probe *Probe `yaml:"probe"`
+	// Witness: a coordinator candidate that only votes in the election of
+	// the coordinator. It has no duties and covers no one; its failover is
+	// off (Settings.Enabled), so no policy protects it.
+	Witness bool `yaml:"witness"`
+	// Raft is, for a candidate of an elected coordinator, the host:port
+	// where its raft transport listens and the other candidates reach it.
+	Raft string `yaml:"raft"`
 	// MaterialServer is the address (host:port) where this instance serves
 	// its material folders, read-only, to the peer the coordinator
 	// authorises for a copy. Empty: it serves none.
@@ -305,6 +321,10 @@ func Parse(path string, data []byte) (*Site, error) {
 }
 
 func (s *Site) applyDefaults() {
+	s.Candidates = slices.Clone([]string(s.CoordinatorYAML))
+	if len(s.Candidates) > 0 {
+		s.Coordinator = s.Candidates[0]
+	}
 	if s.Timezone == "" {
 		s.Timezone = "Local"
 	}
@@ -365,6 +385,9 @@ func (s *Site) memberDefaults(m *Member) {
 		m.Capacity = 1
 	}
 	m.Settings = resolve(s.Failover.FailoverOptions, m.Failover)
+	if m.Witness {
+		m.Settings.Enabled = false // no duties: nothing to fail over
+	}
 	if m.Probe != nil {
 		if m.Probe.Interval == 0 {
 			m.Probe.Interval = Duration(DefaultProbeInterval)
@@ -432,12 +455,7 @@ func (s *Site) validate() Errors {
 			}
 		}
 	}
-	switch {
-	case s.Coordinator == "":
-		add("$", "coordinator: name the member whose instance runs the policy")
-	case !ids[s.Coordinator]:
-		add("$.coordinator", "coordinator %q is not a member (members: %s)", s.Coordinator, strings.Join(s.MemberIDs(), ", "))
-	}
+	s.validateCandidates(add, ids)
 	if s.node("$.bus.broker_on") != nil && !ids[s.Bus.BrokerOn] {
 		add("$.bus.broker_on", "bus.broker_on %q is not a member", s.Bus.BrokerOn)
 	}

@@ -84,7 +84,7 @@ func (s *Site) validateMaterial(add func(path, format string, args ...any)) {
 			add(p+".material_server", "material_server %q: give the host:port peers reach this instance at, like 198.18.0.2:7902", m.MaterialServer)
 		case err == nil && (ap.Addr().IsUnspecified() || ap.Port() == 0):
 			add(p+".material_server", "material_server %s: give the address peers reach this instance at, not %s, and a port", m.MaterialServer, ap.Addr())
-		case len(m.Duties.Material) == 0:
+		case len(m.Duties.Material) == 0 && !m.Witness: // a witness: validateWitness says
 			add(p+".material_server", "material_server: member %s has no duties.material folders to serve", m.ID)
 		}
 	}
