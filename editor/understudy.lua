@@ -14,6 +14,7 @@
 ---| "bus_silent" # this instance stopped hearing itself through the broker: nobody is judged lost meanwhile
 ---| "bus_heard" # it hears itself again
 ---| "loop_stalled" # this instance's own loop did not run for longer than a member may be silent (the process stopped, the VM paused, a long garbage collection): nobody is judged until every member has had a fresh `lost_after`
+---| "coordinator_elected" # a candidate of a site that elects its coordinator won the election, waited out the old leader's lease, applied everything committed before, and coordinates: its policy's first event
 ---| "driver_connected" # a device connection went up (a switcher's once its routing is read back)
 ---| "driver_disconnected" # a device connection went down
 ---| "route_changed" # a switcher output changed (panel, another client, or us)

@@ -59,6 +59,9 @@ const (
 	BusHeard  = "bus_heard"
 	// LoopStalled: this instance's own loop did not run for a while.
 	LoopStalled = "loop_stalled"
+	// coordinator election
+	CoordinatorElected = "coordinator_elected"
+	CoordinatorLost    = "coordinator_lost"
 	// drivers and switchers
 	DriverConnected    = "driver_connected"
 	DriverDisconnected = "driver_disconnected"
@@ -223,6 +226,11 @@ func List() []Event {
 			When: "it hears itself again"},
 		{Name: LoopStalled, Group: GroupBus, Policy: true, Record: true, Fields: []Field{fd("stalled_ms", "how late its timers came")},
 			When: "this instance's own loop did not run for longer than a member may be silent (the process stopped, the VM paused, a long garbage collection): nobody is judged until every member has had a fresh `lost_after`"},
+		// coordinator election
+		{Name: CoordinatorElected, Group: GroupBus, Policy: true, Record: true, Fields: []Field{fd("member", "the candidate that coordinates from now on"), fd("term", "its raft term"), fd("candidates", "")},
+			When: "a candidate of a site that elects its coordinator won the election, waited out the old leader's lease, applied everything committed before, and coordinates: its policy's first event"},
+		{Name: CoordinatorLost, Group: GroupBus, Record: true, Fields: []Field{fd("member", "the candidate that stopped coordinating"), fd("term", ""), fd("reason", "")},
+			When: "the candidate that coordinated stopped: another leads, it lost a quorum, or it stops (its own record; the policy is gone with it)"},
 		// drivers and switchers
 		{Name: DriverConnected, Group: GroupDrivers, Policy: true, Record: true, Fields: f("driver", "address"),
 			When: "a device connection went up (a switcher's once its routing is read back)"},

@@ -29,6 +29,11 @@ const (
 	// last report heard wins (the flaw of an instance with an older
 	// database, started first, overwriting newer settings).
 	ConfigBase Name = "config-base"
+	// Lease: an elected coordinator writes to a device or sends a command
+	// only while its lease holds (a quorum confirmed its lead less than a
+	// heartbeat timeout ago). Off, it acts for as long as it believes it
+	// leads — a leader paused past a new election wakes and acts.
+	Lease Name = "lease"
 )
 
 // EnvVar is the variable a brokenguards build reads: the names of the

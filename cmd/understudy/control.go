@@ -96,6 +96,7 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		"drill":    "understudy drill [flags] [--real] [--fault lost|broken] [--revert 5m] MEMBER | --end MEMBER",
 		"reassert": "understudy reassert [flags] [DRIVER [OUTPUT]]",
 		"command":  "understudy command [flags] VERB [KEY=VALUE ...]",
+		"leader":   "understudy leader transfer [flags] [MEMBER]  (hand the elected coordinator's lead to MEMBER, default the most up-to-date candidate)",
 	}
 	fs.Usage = func() { fmt.Fprintln(stderr, "usage:", usage[verb]); fs.PrintDefaults() }
 	if err := parseFlags(fs, args); err != nil {
@@ -118,6 +119,15 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 				return 2
 			}
 			fields["output"] = n
+		}
+	case verb == "leader":
+		if fs.NArg() < 1 || fs.Arg(0) != "transfer" || fs.NArg() > 2 {
+			fs.Usage()
+			return 2
+		}
+		verb = "leader_transfer"
+		if fs.NArg() == 2 {
+			fields["to"] = fs.Arg(1)
 		}
 	case verb == "command":
 		if fs.NArg() < 1 {
@@ -300,6 +310,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "site %s, seen from %s (coordinator: %v), bus %s connected %v\n", st.Site, st.Self, st.Coordinator, st.Bus.URL, st.Bus.Connected)
 	fmt.Fprintln(stdout, busAuthLine(st.Bus))
+	if el := st.Election; el != nil {
+		fmt.Fprintln(stdout, electionLine(el))
+	}
 	if st.Health != "" && st.Health != "ok" {
 		fmt.Fprintf(stdout, "NOT WORKING: %s\n", st.Health)
 	}
@@ -370,4 +383,28 @@ func busAuthLine(b instance.BusStatus) string {
 		fmt.Fprintf(&line, "%s %d", reason, b.Dropped[reason])
 	}
 	return line.String()
+}
+
+// electionLine says who leads the elected coordinator's group, in which
+// term, and this candidate's part.
+func electionLine(el *instance.ElectionStatus) string {
+	leader := el.Leader
+	if leader == "" {
+		leader = "NONE (" + el.Problem + ")"
+	}
+	var cands []string
+	for _, c := range el.Candidates {
+		if slices.Contains(el.Witnesses, c) {
+			c += " (witness)"
+		}
+		cands = append(cands, c)
+	}
+	line := fmt.Sprintf("coordinator elected: leader %s, term %d; candidates %s; this instance: %s", leader, el.Term, strings.Join(cands, ", "), el.Role)
+	if el.Coordinates {
+		line += fmt.Sprintf(", coordinating since %s", el.Since.Format(time.DateTime))
+	}
+	if el.Refused > 0 {
+		line += fmt.Sprintf("; %d raft connection(s) refused (no site key)", el.Refused)
+	}
+	return line
 }

@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
+	if os.Getenv("E2E_TAGS") != "" {
+		args = append(args, "-tags", os.Getenv("E2E_TAGS"))
+	}
 	build := exec.Command("go", append(args, ".")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

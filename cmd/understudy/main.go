@@ -38,6 +38,7 @@ Usage:
   understudy mode auto|manual                      the state folder authorises them)
   understudy confirm|reject PROPOSAL
   understudy reassert [DRIVER [OUTPUT]]          route a switcher's duty outputs again as the site says
+  understudy leader transfer [MEMBER]            hand the elected coordinator's lead on (maintenance)
   understudy command VERB [KEY=VALUE ...]        any command, the policy's own too (VALUE: JSON, else text)
   understudy drill [--real] MEMBER | --end MEMBER  fire drill: a dry run (what the policy would do, nothing
                                                  sent), or --real with automatic revert (--revert 5m)
@@ -86,7 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDashboard(args[1:], stdout, stderr)
 	case "switcher-sim":
 		return cmdSwitcherSim(args[1:], stdout, stderr)
-	case "takeover", "failback", "mode", "confirm", "reject", "drill", "reassert", "command":
+	case "takeover", "failback", "mode", "confirm", "reject", "drill", "reassert", "command", "leader":
 		return cmdControl(args[0], args[1:], stdout, stderr)
 	case "simulate":
 		return cmdSimulate(args[1:], stdout, stderr)

@@ -517,7 +517,7 @@ func (s *stream) refuse(remote string, reason error) {
 		host = h
 	}
 	if unsaid, ok := s.logNow(host); ok {
-		s.log.Warn("raft transport refused a connection without the site key", "addr", s.addr.String(), "remote", remote, "reason", reason, "refused_total", n, "not_logged_since", unsaid)
+		s.log.Warn("raft transport refused a connection: it made no TLS handshake with the site key (a peer without the key, a scanner, or a candidate that gave up halfway)", "addr", s.addr.String(), "remote", remote, "reason", reason, "refused_total", n, "not_logged_since", unsaid)
 	}
 }
 

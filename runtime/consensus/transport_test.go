@@ -73,7 +73,7 @@ func (l *logBuffer) String() string {
 }
 
 // refusedLine is what a transport logs for a refused connection.
-const refusedLine = "refused a connection without the site key"
+const refusedLine = "raft transport refused a connection: it made no TLS handshake with the site key"
 
 // newTransport starts a transport on loopback (any port unless opts.Bind
 // says), closed at the end of the test, and the buffer it logs to.

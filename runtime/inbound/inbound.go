@@ -42,7 +42,7 @@ type Inputs struct {
 	// Control takes an operator command (on the coordinator).
 	Control func(bus.Message)
 	// Reply takes the coordinator's reply to a command this instance passed
-	// on (on an instance that does not coordinate); ReplyFilter is the
+	// on (one that does not coordinate, now or ever); ReplyFilter is the
 	// topic filter of those replies.
 	Reply       func(bus.Message)
 	ReplyFilter string
@@ -135,7 +135,8 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 				return func() { in.Control(m) }, nil // decoded, answered and counted where it is carried out
 			}},
 		)
-	} else if in.Reply != nil {
+	}
+	if in.Reply != nil {
 		rs = append(rs, Route{Name: "reply", From: ACoordinator, Filter: in.ReplyFilter, QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
 			return func() { in.Reply(m) }, nil
 		}})

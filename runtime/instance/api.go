@@ -26,6 +26,9 @@ type Status struct {
 	// StateRecovered is set when the state file was corrupt, truncated or
 	// empty at start and was moved aside: this run began without it.
 	StateRecovered *StateRecovered `json:"state_recovered,omitempty"`
+	// Election is this candidate's view of the coordinator election (a
+	// site that elects its coordinator), else nil.
+	Election *ElectionStatus `json:"election,omitempty"`
 }
 
 // StateRecovered says that the state file was unusable at start.
@@ -118,6 +121,9 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	}
 	if c := inst.bus.Load(); c != nil {
 		st.Bus.Connected = c.Connected()
+	}
+	if inst.election != nil {
+		st.Election = inst.election.status()
 	}
 	if rec := inst.store.Recovered(); rec != nil {
 		st.StateRecovered = &StateRecovered{File: inst.store.Path(), Reason: rec.Reason, MovedTo: rec.MovedTo, At: rec.At, Message: rec.Message(inst.store.Path())}

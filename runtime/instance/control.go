@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -119,7 +120,7 @@ func (inst *Instance) handleCommand(w http.ResponseWriter, r *http.Request) {
 		writeReplyStatus(w, status, CommandReply{Verb: verb, RequestID: cmd.RequestID, Error: "bad command: " + err.Error()})
 		return
 	}
-	if inst.coord == nil {
+	if inst.coord.Load() == nil {
 		// The coordinator decides: pass it on over the bus.
 		inst.forwardCommand(r.Context(), w, cmd)
 		return
@@ -140,7 +141,14 @@ func (inst *Instance) handleCommand(w http.ResponseWriter, r *http.Request) {
 // it) or done, with the records it led to.
 func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[string]any, by string) (CommandReply, error) {
 	reply := CommandReply{Verb: verb}
-	records, err := inst.coord.CommandWait(ctx, verb, fields, by)
+	c := inst.coord.Load()
+	if c == nil {
+		return reply, errNotCoordinating
+	}
+	if verb == verbLeaderTransfer {
+		return inst.leaderTransfer(fields), nil
+	}
+	records, err := c.CommandWait(ctx, verb, fields, by)
 	if err != nil {
 		return reply, err
 	}
@@ -174,6 +182,9 @@ func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[st
 // bus user's reply_prefix); any other is carried out on a goroutine of its
 // own (bus callbacks must not block), at most cap(busCommands) at once.
 func (inst *Instance) controlFromBus(m bus.Message) {
+	if inst.election != nil && inst.coord.Load() == nil {
+		return // a candidate that does not lead now: the leader answers
+	}
 	topics := bus.Topics{Site: inst.site.Name}
 	verb, _ := topics.VerbOf(m.Topic)
 	if m.Retained {
@@ -216,6 +227,9 @@ func (inst *Instance) commandFromBus(cmd bus.Control, replyTo, by string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	reply, err := inst.runCommand(ctx, cmd.Verb, cmd.Fields, by)
+	if errors.Is(err, errNotCoordinating) {
+		return // stepped down meanwhile: the new leader answers
+	}
 	if err != nil {
 		reply.OK, reply.Error = false, "the event loop did not answer: "+err.Error()
 	}
@@ -291,4 +305,32 @@ func writeReplyStatus(w http.ResponseWriter, status int, reply CommandReply) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(reply)
+}
+
+// errNotCoordinating: this instance does not coordinate (any more).
+var errNotCoordinating = errors.New("this instance does not coordinate now")
+
+// verbLeaderTransfer hands the elected coordinator's lead to another
+// candidate ({"to": MEMBER}, or the most up-to-date one): the leader
+// carries it out, any instance passes it on.
+const verbLeaderTransfer = "leader_transfer"
+
+func (inst *Instance) leaderTransfer(fields map[string]any) CommandReply {
+	reply := CommandReply{Verb: verbLeaderTransfer}
+	if inst.election == nil {
+		reply.Error = "this site's coordinator is not elected (coordinator: names one member): there is no lead to hand on"
+		return reply
+	}
+	to, _ := fields["to"].(string)
+	if v, ok := fields["to"]; ok && to == "" && v != nil {
+		reply.Error = "to: want a candidate's member id"
+		return reply
+	}
+	inst.log.Info("handing the coordinator's lead on, as asked", "to", cmp.Or(to, "the most up-to-date candidate"))
+	if err := inst.election.transfer(to); err != nil {
+		reply.Error = "leader transfer: " + err.Error()
+		return reply
+	}
+	reply.OK = true
+	return reply
 }

@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -82,6 +83,9 @@ func (inst *Instance) replyFromBus(m bus.Message) {
 // the HTTP response.
 func (inst *Instance) forwardCommand(ctx context.Context, w http.ResponseWriter, cmd bus.Control) {
 	coordinator := inst.site.Coordinator
+	if inst.election != nil {
+		coordinator = cmp.Or(inst.election.leader(), "(none elected now)")
+	}
 	b := make([]byte, 8)
 	rand.Read(b)
 	id := hex.EncodeToString(b)

@@ -143,7 +143,7 @@ func haSlug(s string) string {
 // ids, on the coordinator of a site with home_assistant.discovery.
 func (inst *Instance) publishHomeAssistant(ids ...string) {
 	h := inst.site.HomeAssistant
-	if !h.Discovery || inst.coord == nil || len(ids) == 0 {
+	if !h.Discovery || inst.coord.Load() == nil || len(ids) == 0 {
 		return
 	}
 	for _, id := range ids {
@@ -166,7 +166,7 @@ func (inst *Instance) publishHomeAssistant(ids ...string) {
 // handler, which must not block: the publish runs on the engine's loop,
 // after the engine has taken the description.
 func (inst *Instance) homeAssistantDescribed(m config.Member) {
-	if !inst.site.HomeAssistant.Discovery || inst.coord == nil {
+	if !inst.site.HomeAssistant.Discovery || inst.coord.Load() == nil {
 		return
 	}
 	inst.engine.Post(func() {

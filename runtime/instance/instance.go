@@ -76,13 +76,16 @@ type Options struct {
 
 // Instance is a running instance.
 type Instance struct {
-	opts          Options
-	site          *config.Site
-	member        *config.Member
-	log           *slog.Logger
-	clock         clock.Clock // the wall clock (stepped by the fault hooks in a fault schedule)
-	engine        *engine.Engine
-	coord         *coordinator.Coordinator   // nil unless this instance coordinates
+	opts   Options
+	site   *config.Site
+	member *config.Member
+	log    *slog.Logger
+	clock  clock.Clock // the wall clock (stepped by the fault hooks in a fault schedule)
+	engine *engine.Engine
+	// coord is the coordinator this instance runs now: nil unless it
+	// coordinates (named in site.yaml, or elected: then it changes).
+	coord         atomic.Pointer[coordinator.Coordinator]
+	election      *election                  // this candidate's part in electing the coordinator, else nil
 	bus           atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
 	drops         *bus.Drops
 	ring          *sitekey.Ring // the site key (nil: auth off)
@@ -169,7 +172,10 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	}
 	inst.clock = hooks.Clock(clock.Real{})
 	inst.drops = bus.NewDrops(inst.log)
-	coordinating := site.Coordinator == opts.Self
+	// A named coordinator coordinates from the start; on a site that
+	// elects its coordinator, every candidate may (elect.go).
+	coordinating := site.Coordinator == opts.Self && !site.Elected()
+	candidate := site.Elected() && site.IsCandidate(opts.Self)
 
 	var drvs map[string]drivers.Driver
 	if coordinating {
@@ -195,6 +201,11 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	}
 	if err := inst.loadSiteKey(); err != nil {
 		return nil, err
+	}
+	if candidate {
+		if inst.election, err = inst.startElection(dir, hooks.StoreCommit()); err != nil {
+			return nil, err
+		}
 	}
 	inst.tokenPath = TokenPath(dir, site.Name, opts.Self)
 	if inst.token, err = loadToken(inst.tokenPath); err != nil {
@@ -244,9 +255,9 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 		inst.metrics.observe(r)
 		inst.feed.add(r)
 	}
-	if coordinating {
+	if coordinating || candidate {
 		// The event journal: what happened and what the policy decided, for
-		// people and for understudy replay.
+		// people and for understudy replay (a candidate's: while it leads).
 		j, err := journal.Open(filepath.Join(dir, site.Name+"-"+opts.Self+".journal"), journal.Options{})
 		if err != nil {
 			return nil, err
@@ -263,10 +274,12 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	}
 	var coord engine.Coordinator
 	if coordinating {
-		if inst.coord, err = coordinator.New(coordinator.Options{Drivers: drvs, Registry: opts.Registry, Publisher: publisher{inst}, Store: st}); err != nil {
+		c, err := coordinator.New(coordinator.Options{Drivers: drvs, Registry: opts.Registry, Publisher: publisher{inst}, Store: st})
+		if err != nil {
 			return nil, err
 		}
-		coord = inst.coord
+		inst.coord.Store(c)
+		coord = c
 	}
 	inst.engine, err = engine.New(engine.Options{
 		// The engine's copy of the site changes when members describe themselves.
@@ -306,7 +319,7 @@ func (p publisher) Publish(topic string, qos byte, retained bool, payload []byte
 func (inst *Instance) run(ctx context.Context) error {
 	defer inst.closers.closeAll()
 	site := inst.site
-	inst.log.Info("starting", "site", site.Name, "member", inst.opts.Self, "coordinator", inst.coord != nil, "version", inst.opts.Version)
+	inst.log.Info("starting", "site", site.Name, "member", inst.opts.Self, "coordinator", inst.coord.Load() != nil, "candidate", inst.election != nil, "version", inst.opts.Version)
 
 	// The engine starts first (a policy that does not load stops us here,
 	// before we join the bus), and its loop runs on the same goroutine, so
@@ -414,13 +427,18 @@ func (inst *Instance) run(ctx context.Context) error {
 		defer wg.Done()
 		client.RunHeartbeats(ctx)
 	}()
-	if inst.coord != nil && site.PolicyPath() != "" && site.WatchPolicy() && inst.opts.PolicyPoll > 0 {
+	if inst.election != nil {
+		wg.Go(func() { inst.election.run(ctx) })
+	}
+	if (inst.coord.Load() != nil || inst.election != nil) && site.PolicyPath() != "" && site.WatchPolicy() && inst.opts.PolicyPoll > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			policy.Watch(ctx, filepath.Dir(site.PolicyPath()), inst.opts.PolicyPoll, func() {
-				inst.log.Info("policy files changed; reloading")
-				inst.coord.Reload()
+				if c := inst.coord.Load(); c != nil {
+					inst.log.Info("policy files changed; reloading")
+					c.Reload()
+				}
 			})
 		}()
 	}
@@ -435,8 +453,8 @@ func (inst *Instance) run(ctx context.Context) error {
 				case <-inst.opts.Reload:
 					inst.log.Info("reload requested")
 					inst.notify(daemon.SdNotifyReloading, strings.TrimSpace(daemon.SdNotifyMonotonicUsec()))
-					if inst.coord != nil {
-						inst.coord.Reload() // only the coordinator runs the policy
+					if c := inst.coord.Load(); c != nil {
+						c.Reload() // only the coordinator runs the policy
 					}
 					inst.notify(daemon.SdNotifyReady)
 				}
@@ -616,8 +634,11 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		Loop: inst.engine, Command: inst.agent.Handle, Control: inst.controlFromBus,
 		Reply: inst.replyFromBus, ReplyFilter: inst.replyTopics(), Described: inst.homeAssistantDescribed,
 	}
-	if inst.coord != nil {
-		in.Coordinator = inst.coord
+	switch {
+	case inst.election != nil:
+		in.Coordinator = inst.election.in // whichever coordinator this candidate runs, if any
+	case inst.coord.Load() != nil:
+		in.Coordinator = inst.coord.Load()
 	}
 	var sub inbound.Subscriber = c
 	inst.mu.Lock()

@@ -47,12 +47,12 @@ func (inst *Instance) loadSiteKey() error {
 		return fmt.Errorf("auth: count this start: %w", err)
 	}
 	inst.ring = ring
-	coordinator := inst.site.Coordinator
+	site := inst.site
 	members := make(map[string]bool, len(inst.site.Members))
 	for _, id := range inst.site.MemberIDs() {
 		members[id] = true
 	}
-	inst.auth = inbound.NewAuth(ring, mode == config.AuthRequired, func(id string) bool { return id == coordinator }, func(id string) bool { return members[id] }, inst.log.With("component", "auth"))
+	inst.auth = inbound.NewAuth(ring, mode == config.AuthRequired, site.IsCandidate, func(id string) bool { return members[id] }, inst.log.With("component", "auth"))
 	inst.log.Info("messages between instances are authenticated", "mode", mode, "key", ring.Signer(), "keys", ring.IDs(), "boot", inst.bootCount)
 	return nil
 }

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"understudy/fixtures/eventually"
+	"understudy/fixtures/mosquitto"
+	"understudy/runtime/instance"
+)
+
+// electedSiteTemplate: the coordinator is elected among c1, c2 and the
+// witness w; main's outputs go to backup when main is lost. %s: site name,
+// bus URL, the three raft ports, the switcher's address.
+const electedSiteTemplate = `site: %s
+coordinator: [c1, c2, w]
+mdns: false
+bus: {url: "%s"}
+heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 10s}
+policy:
+  file: policy.lua
+  settings: {failback_delay: 1s}
+members:
+  - id: c1
+    api: 127.0.0.1:0
+    roles: [control]
+    raft: 127.0.0.1:%d
+  - id: c2
+    api: 127.0.0.1:0
+    roles: [control]
+    raft: 127.0.0.1:%d
+  - id: w
+    api: 127.0.0.1:0
+    witness: true
+    raft: 127.0.0.1:%d
+  - id: main
+    api: 127.0.0.1:0
+    roles: [manager]
+    duties: {switcher: router, outputs: [1, 2], inputs: [1, 2]}
+  - id: backup
+    api: 127.0.0.1:0
+    roles: [manager]
+    standby: true
+    duties: {switcher: router, inputs: [3, 4]}
+drivers:
+  router: {kind: videohub, address: "%s", timeout: 2s}
+`
+
+// electedSite is a site whose coordinator is elected, on loopback, with
+// Debian's mosquitto as its broker and a Videohub simulator.
+type electedSite struct {
+	t    *testing.T
+	path string
+	sw   *switcher
+	d    map[string]*daemon
+}
+
+func newElectedSite(t *testing.T, name string) *electedSite {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := writeElectedSite(t, name, l.Addr().String())
+	es.sw = startSwitcher(t, l)
+	return es
+}
+
+// writeElectedSite writes the site, its policy and its key, with the
+// switcher at router (not started).
+func writeElectedSite(t *testing.T, name, router string) *electedSite {
+	t.Helper()
+	mq := mosquitto.Start(t)
+	es := &electedSite{t: t, d: map[string]*daemon{}}
+	dir := t.TempDir()
+	policy, err := os.ReadFile("../../scripts/manager-backup/policy.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.lua"), policy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	es.path = filepath.Join(dir, "site.yaml")
+	site := fmt.Sprintf(electedSiteTemplate, name, mq.URL, freeLoopbackPort(t), freeLoopbackPort(t), freeLoopbackPort(t), router)
+	if err := os.WriteFile(es.path, []byte(site), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs bytes.Buffer
+	if code := run([]string{"keys", "new", "-c", es.path}, &out, &errs); code != 0 {
+		t.Fatalf("keys new: %s", errs.String())
+	}
+	return es
+}
+
+func (es *electedSite) start(ids ...string) {
+	for _, id := range ids {
+		es.d[id] = runIn(es.t, nil, es.path, id)
+	}
+}
+
+// leader waits until one of the candidates coordinates and returns it.
+func (es *electedSite) leader(timeout time.Duration, among ...string) *daemon {
+	es.t.Helper()
+	var found *daemon
+	eventually.True(es.t, timeout, "a candidate coordinates", func() (bool, string) {
+		for _, id := range among {
+			if d := es.d[id]; d != nil && d.has("msg", "elected: coordinating") {
+				found = d
+				return true, ""
+			}
+		}
+		return false, "none of the candidates logged that it coordinates"
+	})
+	return found
+}
+
+// status is a daemon's /status.
+func (es *electedSite) status(d *daemon) instance.Status {
+	es.t.Helper()
+	resp, err := http.Get(apiAddress(es.t, d) + "/status")
+	if err != nil {
+		es.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st instance.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		es.t.Fatal(err)
+	}
+	return st
+}
+
+// kill -9 of the elected coordinator's host: another candidate is elected,
+// waits out the old lease and coordinates, and a main lost after that is
+// taken over by its standby with one route per output — where a site with
+// one named coordinator would have waited for that machine to come back.
+func TestAnElectedCoordinatorKilledIsReplaced(t *testing.T) {
+	es := newElectedSite(t, "elect-kill")
+	es.start("c1", "c2", "w", "main", "backup")
+	first := es.leader(40*time.Second, "c1", "c2")
+	if first.id != "c1" {
+		t.Logf("the first leader is %s (the lead goes to the first candidate when it can)", first.id)
+	}
+	first.wait(20*time.Second, "msg", "member alive", "member", "main")
+	first.wait(20*time.Second, "msg", "driver connected")
+	st := es.status(first)
+	if st.Election == nil || st.Election.Leader != first.id || !st.Election.Coordinates {
+		t.Fatalf("the leader's status says %+v", st.Election)
+	}
+
+	other := map[string]string{"c1": "c2", "c2": "c1"}[first.id]
+	es.d[other].mark()
+	es.d["w"].mark()
+	killed := time.Now()
+	if err := first.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	next := es.d[other]
+	elected := next.wait(30*time.Second, "msg", "elected: coordinating")
+	t.Logf("coordinator killed → %s coordinates after %v (term %v)", other, timeOf(t, elected).Sub(killed).Round(time.Millisecond), elected["term"])
+	if es.d["w"].has("msg", "elected: coordinating") {
+		t.Fatal("the witness coordinated")
+	}
+	next.wait(20*time.Second, "msg", "driver connected")
+
+	// main lost under the new coordinator: taken over, routed once.
+	lost := time.Now()
+	if err := es.d["main"].p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	es.sw.expectRoutes(t, 20*time.Second, [2]int{1, 3}, [2]int{2, 4})
+	t.Logf("main killed → routed by the new coordinator after %v", time.Since(lost).Round(time.Millisecond))
+	es.d["backup"].wait(20*time.Second, "msg", "command received", "verb", "takeover")
+	es.sw.expectNoRoutes(t)
+}
+
+// A leader stopped (SIGSTOP) for longer than its lease, after it took
+// main's outputs to the backup; another candidate is elected and, when
+// main returns, routes its outputs back; then the old leader is continued.
+// Its driver wakes to the switcher's announcements of routes it did not
+// make, and it would put its own back (the re-assert of a duty output) —
+// but it asks the lease first, which has lapsed, and the leader stands
+// down. The switcher's own record shows no route of the old leader's after
+// the new leader's first.
+func TestAStoppedLeaderWakesWithoutRouting(t *testing.T) {
+	es := newElectedSite(t, "elect-stop")
+	es.start("c1", "c2", "w", "main", "backup")
+	first := es.leader(40*time.Second, "c1", "c2")
+	first.wait(20*time.Second, "msg", "member alive", "member", "main")
+	first.wait(20*time.Second, "msg", "driver connected")
+	other := es.d[map[string]string{"c1": "c2", "c2": "c1"}[first.id]]
+
+	if err := es.d["main"].p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	oldLeader := es.expectRoutesFrom(t, "", [2]int{1, 3}, [2]int{2, 4})
+	if err := first.p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			first.p.Signal(syscall.SIGCONT)
+		}
+	})
+	other.wait(30*time.Second, "msg", "elected: coordinating")
+	// main returns: the new leader routes its outputs back to it.
+	es.start("main")
+	newLeader := es.expectRoutesFrom(t, "", [2]int{1, 1}, [2]int{2, 2})
+	if newLeader == oldLeader {
+		t.Fatalf("the new leader's routes came over the old leader's connection %s", oldLeader)
+	}
+
+	// The old leader wakes, its desired routing still output 1 ← input 3.
+	first.mark()
+	if err := first.p.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	first.wait(20*time.Second, "msg", "the coordinator stopped here: its drivers are closed")
+	select {
+	case r := <-es.sw.routes:
+		t.Fatalf("route output %d ← input %d from %s after the new leader (%s) routed: two leaders routed", r.Output, r.Input, r.Remote, newLeader)
+	default:
+	}
+	if got := es.sw.Routing()[:2]; got[0] != 1 || got[1] != 2 {
+		t.Fatalf("outputs 1 and 2 show inputs %v after the old leader woke, want 1 and 2 (main's)", got)
+	}
+}
+
+// expectRoutesFrom waits for the routes given (output, input), in any
+// order, all over one connection: from, or any one when from is "". It
+// returns that connection's address.
+func (es *electedSite) expectRoutesFrom(t *testing.T, from string, pairs ...[2]int) string {
+	t.Helper()
+	want := map[[2]int]bool{}
+	for _, p := range pairs {
+		want[p] = true
+	}
+	for len(want) > 0 {
+		select {
+		case r := <-es.sw.routes:
+			if from == "" {
+				from = r.Remote
+			}
+			if p := [2]int{r.Output, r.Input}; !want[p] || r.Remote != from {
+				t.Fatalf("route output %d ← input %d from %s, waiting for %v from %s", r.Output, r.Input, r.Remote, want, from)
+			}
+			delete(want, [2]int{r.Output, r.Input})
+		case <-time.After(30 * time.Second):
+			t.Fatalf("routes %v not applied within 30s; switcher routing %v", want, es.sw.Routing()[:4])
+		}
+	}
+	return from
+}

@@ -1,0 +1,634 @@
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"understudy/discovery/bus"
+	"understudy/events"
+	"understudy/guards"
+	"understudy/runtime/consensus"
+	"understudy/runtime/coordinator"
+	"understudy/runtime/engine"
+	"understudy/runtime/inbound"
+	"understudy/runtime/store"
+)
+
+// On a site whose coordinator is elected (coordinator: [a, b, w]) every
+// candidate runs an election: a raft group (runtime/consensus) whose
+// replicated state is the coordinator's state store, and whose leader
+// coordinates. The leader builds a coordinator (new drivers, a new Lua
+// state) on the replicated store each time it is elected and stops it the
+// moment it is not the leader any more.
+//
+// Raft alone does not keep two leaders from acting at once: followers elect
+// a new leader a heartbeat timeout after they last heard the old one, the
+// old one steps down only when its own check fires, and a leader paused by
+// the kernel or a VM wakes with its device writes still queued. So:
+//
+//   - The leader holds an application lease: it may write to a device or
+//     send a command only while less than leaseFor-margin has passed since
+//     the start of its last successful VerifyLeader (a quorum confirmed it
+//     leads: none of them votes for another candidate for a heartbeat
+//     timeout after that). Every device write, every retry and every command
+//     asks first (coordinator.Options.MayAct); losing the lead revokes it
+//     at once.
+//   - A new leader waits leaseFor+margin before its first action, then
+//     Barrier: every entry the old leader committed is applied here.
+//   - Every command carries the coordinator's epoch, a replicated counter
+//     the new leader's first write increments: members refuse an older one.
+//
+// A witness votes and may win (it can hold entries a lagging candidate
+// lacks); it then hands the leadership on at once and never acts.
+
+// leaseFor is how long a confirmation of the lead lasts: raft's heartbeat
+// timeout, below which no follower that confirmed it votes for another
+// candidate.
+func leaseFor(t consensus.Timing) time.Duration { return t.Heartbeat }
+
+// leaseMargin is what the lease gives up for clocks that run at different
+// rates on different machines (10 %) and for scheduling (20 ms).
+func leaseMargin(t consensus.Timing) time.Duration { return t.Heartbeat/10 + 20*time.Millisecond }
+
+// lease is the leader's right to act. Safe for concurrent use.
+type lease struct {
+	mu    sync.Mutex
+	until time.Time // monotonic; zero: none
+	why   string    // why there is none
+}
+
+func (l *lease) grant(until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.until, l.why = until, ""
+}
+
+func (l *lease) revoke(why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.until, l.why = time.Time{}, why
+}
+
+// check is nil while this instance may act as the coordinator.
+func (l *lease) check() error {
+	if guards.Off(guards.Lease) {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.until.IsZero():
+		return fmt.Errorf("not the elected coordinator: %s", l.why)
+	case !time.Now().Before(l.until):
+		return errors.New("the coordinator's lease lapsed: a quorum of candidates has not confirmed its lead in time")
+	}
+	return nil
+}
+
+// ErrLeaseLapsed: a publish held because the lease has lapsed.
+var ErrLeaseLapsed = errors.New("held: this instance may not act as the coordinator now")
+
+// leasedPublisher publishes for the coordinator only while it may act.
+type leasedPublisher struct {
+	inner coordinator.Publisher
+	lease *lease
+}
+
+func (p leasedPublisher) Publish(topic string, qos byte, retained bool, payload []byte) error {
+	if err := p.lease.check(); err != nil {
+		return fmt.Errorf("%w: %v", ErrLeaseLapsed, err)
+	}
+	return p.inner.Publish(topic, qos, retained, payload)
+}
+
+// election is this candidate's part in electing the coordinator.
+type election struct {
+	inst    *Instance
+	self    string
+	witness bool
+	timing  consensus.Timing
+	store   *store.Store // the replicated coordinator state
+	trans   *consensus.Transport
+	node    *consensus.Node
+	log     *slog.Logger
+	lease   lease
+	// in carries what members report to the coordinator to the one that
+	// runs now, and keeps their latest states for the next one.
+	in *coordinatorInputs
+
+	// owned by run's goroutine
+	leaderTerm  uint64    // the term this candidate last became leader in
+	leaderSince time.Time // when (monotonic)
+	handedOn    uint64    // the term in which this witness handed the lead on
+	failedTerm  uint64    // a term in which the coordinator did not start
+	deferred    bool      // handed a new group's first lead to the first candidate
+
+	mu           sync.Mutex // guards what status reads
+	coord        *coordinator.Coordinator
+	coordTerm    uint64
+	coordSince   time.Time
+	elections    uint64 // terms this candidate coordinated
+	lastStepDown string
+}
+
+// ElectionStatus is what /status says of the election.
+type ElectionStatus struct {
+	Candidates  []string  `json:"candidates"`
+	Witnesses   []string  `json:"witnesses,omitempty"`
+	Self        string    `json:"self"`
+	Role        string    `json:"role"` // leader, follower, candidate, witness leading, ...
+	Leader      string    `json:"leader,omitempty"`
+	Term        uint64    `json:"term"`
+	Coordinates bool      `json:"coordinates"` // this instance runs the policy now
+	Since       time.Time `json:"since,omitzero"`
+	Elections   uint64    `json:"elections"` // terms this instance coordinated since it started
+	LastStop    string    `json:"last_stop,omitempty"`
+	Raft        string    `json:"raft"`    // this candidate's raft address
+	Refused     uint64    `json:"refused"` // raft connections refused (no site key)
+	Problem     string    `json:"problem,omitempty"`
+}
+
+// raftDir is where this candidate keeps its raft log and snapshots.
+func raftDir(stateDir, site, self string) string {
+	return filepath.Join(stateDir, site+"-"+self+".raft")
+}
+
+// startElection opens the replicated coordinator state and joins the raft
+// group. What it opens is added to inst.closers.
+func (inst *Instance) startElection(stateDir string, commitHook func() error) (*election, error) {
+	site := inst.site
+	self := inst.opts.Self
+	if inst.ring.Empty() {
+		return nil, fmt.Errorf("coordinator election: the candidates authenticate each other with the site key, and %s has none (auth off?): make one with `understudy keys new` and copy it to every candidate", self)
+	}
+	e := &election{inst: inst, self: self, witness: inst.member.Witness, timing: consensus.Defaults,
+		log: inst.log.With("component", "election"), in: newCoordinatorInputs()}
+	e.lease.revoke("not elected yet")
+	dir := raftDir(stateDir, site.Name, self)
+	if err := checkCandidates(dir, site.CandidatesHash(), strings.Join(site.Candidates, ", ")); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(filepath.Join(stateDir, site.Name+"-"+self+"-coordinator.db"), store.Options{BeforeCommit: commitHook})
+	if err != nil {
+		return nil, err
+	}
+	inst.closers.add(func() { st.Close() })
+	e.store = st
+	tr, err := consensus.NewTransport(consensus.TransportOptions{Bind: inst.member.Raft, Ring: inst.ring, Logger: e.log})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator election: raft transport on %s: %w", inst.member.Raft, err)
+	}
+	inst.closers.add(func() { tr.Close() })
+	e.trans = tr
+	var peers []consensus.Peer
+	for _, id := range site.Candidates {
+		m, _ := site.Member(id)
+		peers = append(peers, consensus.Peer{ID: id, Addr: m.Raft})
+	}
+	node, err := consensus.Start(consensus.Config{ID: self, Dir: dir, Peers: peers, Transport: tr, Store: st, Timing: e.timing,
+		LogOutput: newSlogWriter(e.log)})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator election: %w", err)
+	}
+	inst.closers.add(func() { node.Close() })
+	e.node = node
+	if err := writeCandidates(dir, site.CandidatesHash()); err != nil {
+		return nil, err
+	}
+	e.log.Info("candidate in the coordinator election", "candidates", site.Candidates, "witness", e.witness, "raft", tr.Addr())
+	return e, nil
+}
+
+// candidatesFile keeps, beside the raft state, the hash of the candidate
+// list the group was made with.
+const candidatesFile = "candidates"
+
+// checkCandidates refuses a raft state made for another candidate list: a
+// site.yaml that names other candidates than the group has (a stale copy,
+// or a list changed by hand) would vote in a group it does not know.
+func checkCandidates(dir, hash, list string) error {
+	data, err := os.ReadFile(filepath.Join(dir, candidatesFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("coordinator election: %w", err)
+	}
+	if have := strings.TrimSpace(string(data)); have != hash {
+		return fmt.Errorf("coordinator election: site.yaml names the candidates %s (%s), but this candidate's raft state in %s was made for another list (%s): this instance does not coordinate with a site.yaml other candidates may not share. Give every candidate the same site.yaml; to change the candidates of a running group use `understudy leader add|remove`", list, hash, dir, have)
+	}
+	return nil
+}
+
+func writeCandidates(dir, hash string) error {
+	if err := os.WriteFile(filepath.Join(dir, candidatesFile), []byte(hash+"\n"), 0o600); err != nil {
+		return fmt.Errorf("coordinator election: %w", err)
+	}
+	return nil
+}
+
+// run follows the election until ctx ends: it confirms the lead, keeps the
+// lease, starts the coordinator when this candidate may act and stops it
+// when it may not.
+func (e *election) run(ctx context.Context) {
+	tick := time.NewTicker(leaseFor(e.timing) / 5)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.stepDown("this instance stops")
+			return
+		case <-e.node.LeaderChanges():
+		case <-tick.C:
+		}
+		e.step(ctx)
+	}
+}
+
+func (e *election) step(ctx context.Context) {
+	term := e.node.Term()
+	if !e.node.IsLeader() {
+		e.leaderTerm = 0
+		if e.coordinating() {
+			why := "another candidate leads"
+			if e.node.Leader() == "" {
+				why = "this candidate lost contact with a quorum of candidates"
+			}
+			e.stepDown(why)
+		}
+		e.lease.revoke("another candidate leads or none does")
+		return
+	}
+	if e.leaderTerm != term {
+		if e.coordinating() {
+			e.stepDown("a new term began") // never two terms' coordinators in a row without the wait
+		}
+		e.leaderTerm, e.leaderSince = term, time.Now()
+		e.log.Info("this candidate leads the election", "term", term)
+	}
+	t0 := time.Now()
+	if err := e.node.VerifyLeader(); err != nil {
+		e.lease.revoke("a quorum did not confirm the lead")
+		if e.coordinating() {
+			e.stepDown("a quorum of candidates did not confirm its lead")
+		}
+		return
+	}
+	e.lease.grant(t0.Add(leaseFor(e.timing) - leaseMargin(e.timing)))
+	switch {
+	case e.witness:
+		if e.handedOn != term {
+			e.handedOn = term
+			start := time.Now()
+			err := e.node.TransferLeadership("")
+			e.log.Info("the witness leads: handing the lead to a candidate that can act", "term", term, "took", time.Since(start), "error", err)
+		}
+		return
+	case e.coordinating() || e.failedTerm == term:
+		return
+	case time.Since(e.leaderSince) < leaseFor(e.timing)+leaseMargin(e.timing):
+		return // the old leader's lease may not have run out yet
+	}
+	if err := e.node.Barrier(5 * time.Second); err != nil {
+		e.log.Warn("the new leader could not apply what the old one committed yet", "error", err)
+		return
+	}
+	migrated, err := e.migrated()
+	if err != nil {
+		e.log.Error("the coordinator's state cannot be read", "error", err)
+		return
+	}
+	if !migrated && !e.deferred && e.self != e.inst.site.Candidates[0] && !hasCoordinatorState(e.inst.store) {
+		// The first leader of a new group: the first candidate is most
+		// likely the coordinator of before, with its state. Once.
+		e.deferred = true
+		first := e.inst.site.Candidates[0]
+		if err := e.node.TransferLeadership(first); err == nil {
+			e.log.Info("first election of the group: the lead goes to the first candidate, which may hold the state of the coordinator before", "to", first)
+			return
+		}
+	}
+	if !migrated {
+		if err := e.migrate(); err != nil {
+			e.log.Error("the state of the coordinator before was not taken over", "error", err)
+			return
+		}
+	}
+	e.startCoordinator(ctx, term)
+}
+
+// bucketElection keeps, in the replicated state, the election's own
+// records.
+const bucketElection = "election"
+
+// migration records how the group's state began.
+type migration struct {
+	From  string    `json:"from"`  // the first leader
+	Found bool      `json:"found"` // it held the state of a coordinator named in site.yaml before
+	At    time.Time `json:"at"`
+}
+
+func (e *election) migrated() (bool, error) {
+	var m migration
+	return e.store.Get(bucketElection, "migrated", &m)
+}
+
+// migrate makes the state this candidate kept as the site's one named
+// coordinator (its own state file, before the site elected its
+// coordinator) the group's first state, in one replicated transaction:
+// epoch, actions with their answers, coverage, timers, inbox, alarms go on
+// where they were. A first leader without it begins empty: members' reports
+// rebuild who covers whom, and the epoch moves past the newest members have
+// seen, as after a lost state file.
+func (e *election) migrate() error {
+	return e.store.Update(func(tx *store.Tx) error {
+		found, err := coordinator.CopyState(e.inst.store, tx)
+		if err != nil {
+			return err
+		}
+		if found {
+			e.log.Info("the state of the site's coordinator before the election is the group's first state", "from", e.inst.store.Path())
+		}
+		return tx.Put(bucketElection, "migrated", migration{From: e.self, Found: found, At: time.Now().UTC()})
+	})
+}
+
+// hasCoordinatorState reports whether an instance's state file holds a
+// coordinator's state (it coordinated before the site elected).
+func hasCoordinatorState(st *store.Store) bool {
+	var epoch uint64
+	st.View(func(tx *store.Tx) error {
+		epoch = tx.Counter("meta", "epoch")
+		return nil
+	})
+	return epoch > 0
+}
+
+func (e *election) coordinating() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.coord != nil
+}
+
+// startCoordinator builds this term's coordinator and hands it to the loop.
+func (e *election) startCoordinator(ctx context.Context, term uint64) {
+	inst := e.inst
+	fail := func(err error) {
+		e.failedTerm = term
+		e.log.Error("elected, but the coordinator does not start here: handing the lead on", "term", term, "error", err)
+		if terr := e.node.TransferLeadership(""); terr != nil {
+			e.log.Error("the lead was not handed on", "error", terr)
+		}
+	}
+	drvs, err := inst.site.BuildDrivers(inst.opts.Registry)
+	if err != nil {
+		fail(err)
+		return
+	}
+	c, err := coordinator.New(coordinator.Options{Drivers: drvs, Registry: inst.opts.Registry,
+		Publisher: leasedPublisher{inner: publisher{inst}, lease: &e.lease}, Store: e.store, MayAct: e.lease.check})
+	if err != nil {
+		fail(err)
+		return
+	}
+	var startErr error
+	if err := inst.engine.Do(ctx, func() {
+		if startErr = inst.engine.SetCoordinator(c); startErr != nil {
+			return
+		}
+		inst.engine.Record(engine.Record{Type: events.CoordinatorElected, Member: e.self, Fields: map[string]any{"term": term, "candidates": inst.site.Candidates}})
+	}); err != nil {
+		return // stopping
+	}
+	if startErr != nil {
+		fail(startErr)
+		return
+	}
+	e.mu.Lock()
+	e.coord, e.coordTerm, e.coordSince = c, term, time.Now()
+	e.elections++
+	e.mu.Unlock()
+	inst.coord.Store(c)
+	e.in.attach(c)
+	e.log.Info("elected: coordinating", "term", term)
+}
+
+// stepDown stops this candidate's coordinator at once: the lease first (so
+// no device write or command leaves from here on), then the loop's
+// coordinator (its driver workers are cancelled).
+func (e *election) stepDown(why string) {
+	e.lease.revoke(why)
+	e.mu.Lock()
+	c, term := e.coord, e.coordTerm
+	e.coord = nil
+	if c != nil {
+		e.lastStepDown = why
+	}
+	e.mu.Unlock()
+	if c == nil {
+		return
+	}
+	e.in.attach(nil)
+	e.inst.coord.Store(nil)
+	e.log.Warn("no longer the coordinator", "term", term, "reason", why)
+	e.inst.engine.Post(func() {
+		e.inst.engine.SetCoordinator(nil)
+		e.log.Info("the coordinator stopped here: its drivers are closed", "term", term)
+		e.inst.engine.Record(engine.Record{Type: events.CoordinatorLost, Member: e.self, Fields: map[string]any{"term": term, "reason": why}})
+	})
+}
+
+// leader is the id of the candidate that leads now ("" while none does).
+func (e *election) leader() string { return e.node.Leader() }
+
+// transfer hands the lead to id ("": the most up-to-date candidate).
+func (e *election) transfer(id string) error {
+	if !e.node.IsLeader() {
+		return fmt.Errorf("%s does not lead (the leader is %q): ask the leader", e.self, e.node.Leader())
+	}
+	if id != "" && !slices.Contains(e.inst.site.Candidates, id) {
+		return fmt.Errorf("%s is not a candidate (candidates: %s)", id, strings.Join(e.inst.site.Candidates, ", "))
+	}
+	return e.node.TransferLeadership(id)
+}
+
+func (e *election) status() *ElectionStatus {
+	site := e.inst.site
+	st := &ElectionStatus{Candidates: site.Candidates, Self: e.self, Leader: e.node.Leader(), Term: e.node.Term(), Raft: e.trans.Addr(), Refused: e.trans.Refused()}
+	for _, id := range site.Candidates {
+		if m, _ := site.Member(id); m.Witness {
+			st.Witnesses = append(st.Witnesses, id)
+		}
+	}
+	e.mu.Lock()
+	st.Coordinates, st.Elections, st.LastStop = e.coord != nil, e.elections, e.lastStepDown
+	if e.coord != nil {
+		st.Since = e.coordSince
+	}
+	e.mu.Unlock()
+	switch {
+	case e.node.IsLeader() && e.witness:
+		st.Role = "witness, leading until it hands the lead on"
+	case e.node.IsLeader() && st.Coordinates:
+		st.Role = "leader"
+	case e.node.IsLeader():
+		st.Role = "leader, waiting out the old leader's lease"
+	case e.witness:
+		st.Role = "witness"
+	default:
+		st.Role = "follower"
+	}
+	if st.Leader == "" {
+		st.Problem = "no candidate leads: fewer than a quorum of candidates reach each other"
+	}
+	return st
+}
+
+// slogWriter takes raft's own log lines into the instance's log, at their
+// level, without raft's time stamp; a line of the same kind (a peer that
+// cannot be reached is retried every few milliseconds) at most once per
+// raftLogEvery, with the count of those left out.
+type slogWriter struct {
+	log *slog.Logger
+	mu  *sync.Mutex
+	// last: when each kind of line was logged last, and how many were
+	// left out since.
+	last map[string]*raftLine
+}
+
+type raftLine struct {
+	at      time.Time
+	skipped int
+}
+
+const raftLogEvery = 30 * time.Second
+
+func newSlogWriter(log *slog.Logger) slogWriter {
+	return slogWriter{log: log, mu: &sync.Mutex{}, last: map[string]*raftLine{}}
+}
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if i := strings.Index(line, "[ERROR]"); i >= 0 {
+		level, line = slog.LevelError, strings.TrimSpace(line[i+len("[ERROR]"):])
+	} else if i := strings.Index(line, "[WARN]"); i >= 0 {
+		line = strings.TrimSpace(line[i+len("[WARN]"):])
+	}
+	line = strings.TrimPrefix(line, "raft: ")
+	kind, _, _ := strings.Cut(line, ":")
+	now := time.Now()
+	w.mu.Lock()
+	l := w.last[kind]
+	if l != nil && now.Sub(l.at) < raftLogEvery {
+		l.skipped++
+		w.mu.Unlock()
+		return len(p), nil
+	}
+	skipped := 0
+	if l != nil {
+		skipped = l.skipped
+	}
+	if len(w.last) < 256 {
+		w.last[kind] = &raftLine{at: now}
+	}
+	w.mu.Unlock()
+	args := []any{"from", "raft"}
+	if skipped > 0 {
+		args = append(args, "like_it_since_last", skipped)
+	}
+	w.log.Log(context.Background(), level, line, args...)
+	return len(p), nil
+}
+
+// coordinatorInputs is the inbound.Coordinator of a candidate: what members
+// report to the coordinator goes to this candidate's coordinator while it
+// has one, and is dropped while it has none (the leader takes it). The
+// latest state each member reported (health, configuration, coverage: the
+// retained ones, which the broker hands over only when one subscribes) is
+// kept, and handed to the next coordinator as it starts.
+type coordinatorInputs struct {
+	mu       sync.Mutex
+	c        *coordinator.Coordinator
+	health   map[string]bus.Health
+	configs  map[string]bus.ConfigReport
+	covering map[string]bus.Covering
+}
+
+var _ inbound.Coordinator = (*coordinatorInputs)(nil)
+
+func newCoordinatorInputs() *coordinatorInputs {
+	return &coordinatorInputs{health: map[string]bus.Health{}, configs: map[string]bus.ConfigReport{}, covering: map[string]bus.Covering{}}
+}
+
+// attach hands the inputs to c from now on (nil: to none), c first hearing
+// every member's latest state.
+func (in *coordinatorInputs) attach(c *coordinator.Coordinator) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.c = c
+	if c == nil {
+		return
+	}
+	for _, id := range slices.Sorted(maps.Keys(in.health)) {
+		c.Health(in.health[id])
+	}
+	for _, id := range slices.Sorted(maps.Keys(in.configs)) {
+		c.ConfigReport(in.configs[id])
+	}
+	for _, id := range slices.Sorted(maps.Keys(in.covering)) {
+		c.Covering(in.covering[id])
+	}
+}
+
+func (in *coordinatorInputs) Ack(a bus.Ack) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.c != nil {
+		in.c.Ack(a)
+	}
+}
+
+func (in *coordinatorInputs) CopyProgress(p bus.CopyProgress) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.c != nil {
+		in.c.CopyProgress(p)
+	}
+}
+
+func (in *coordinatorInputs) Health(h bus.Health) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.health[h.Member] = h
+	if in.c != nil {
+		in.c.Health(h)
+	}
+}
+
+func (in *coordinatorInputs) ConfigReport(r bus.ConfigReport) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.configs[r.Member] = r
+	if in.c != nil {
+		in.c.ConfigReport(r)
+	}
+}
+
+func (in *coordinatorInputs) Covering(r bus.Covering) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.covering[r.Member] = r
+	if in.c != nil {
+		in.c.Covering(r)
+	}
+}
