@@ -169,6 +169,11 @@ func TestAnElectedCoordinatorKilledIsReplaced(t *testing.T) {
 		t.Fatal("the witness coordinated")
 	}
 	next.wait(20*time.Second, "msg", "driver connected")
+	// Every instance hears who coordinates now, in which term.
+	eventually.True(t, 20*time.Second, "backup knows the new coordinator", func() (bool, string) {
+		ci := es.status(es.d["backup"]).CoordinatorInfo
+		return ci != nil && ci.Member == other && ci.Term > 0, fmt.Sprintf("%+v", ci)
+	})
 
 	// main lost under the new coordinator: taken over, routed once.
 	lost := time.Now()

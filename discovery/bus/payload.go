@@ -305,6 +305,30 @@ func DecodeHealth(topicMember string, payload []byte) (Health, error) {
 	return h, nil
 }
 
+// CoordinatorInfo is the coordinator's retained word of itself
+// (understudy/<site>/coordinator): which member decides for the site now,
+// in which election term (0: the one site.yaml names) and coordinator
+// epoch, since when. A site that elects its coordinator has a newer one
+// with each election; the highest term is the one that holds.
+type CoordinatorInfo struct {
+	Member string    `json:"member"`
+	Term   uint64    `json:"term,omitempty"`
+	Epoch  uint64    `json:"epoch"`
+	Since  time.Time `json:"since"`
+}
+
+// DecodeCoordinatorInfo decodes the coordinator's retained word of itself.
+func DecodeCoordinatorInfo(payload []byte) (CoordinatorInfo, error) {
+	var c CoordinatorInfo
+	if err := decodeLimited(payload, &c, 4<<10); err != nil {
+		return CoordinatorInfo{}, err
+	}
+	if c.Member == "" {
+		return CoordinatorInfo{}, fmt.Errorf("%w: no member", ErrMalformed)
+	}
+	return c, nil
+}
+
 // MaxCovering bounds an instance's report of the members it covers.
 const MaxCovering = 16 << 10
 

@@ -96,6 +96,10 @@ func (t Topics) Copies() string { return "understudy/" + t.Site + "/copies" }
 // Drill is the coordinator's retained list of fire drills running.
 func (t Topics) Drill() string { return "understudy/" + t.Site + "/drill" }
 
+// CoordinatorInfo is the coordinator's retained word of itself
+// (CoordinatorInfo).
+func (t Topics) CoordinatorInfo() string { return "understudy/" + t.Site + "/coordinator" }
+
 // Alarms is the coordinator's retained list of raised alarms.
 func (t Topics) Alarms() string { return "understudy/" + t.Site + "/alarms" }
 

@@ -61,6 +61,9 @@ type Options struct {
 	// error holds the write (the elected coordinator's lease: a leader that
 	// cannot be sure it still leads writes nothing). Nil: always.
 	MayAct func() error
+	// Term is the election term this coordinator was elected in (0: the
+	// coordinator site.yaml names), published with its word of itself.
+	Term uint64
 
 	// Filled in by Start from the loop.
 	Self  string
@@ -80,6 +83,7 @@ type Coordinator struct {
 	ctx    context.Context
 
 	policy   *policy.Policy
+	since    time.Time // when it started
 	actions  *actions
 	store    *store.Store
 	ownStore string // temporary folder of a throw-away store
@@ -178,6 +182,7 @@ func (c *Coordinator) record(r engine.Record) { c.loop.Record(r) }
 // error.
 func (c *Coordinator) Start(ctx context.Context) error {
 	c.ctx = ctx
+	c.since = c.clock.Now()
 	for _, name := range slices.Sorted(maps.Keys(c.opts.Drivers)) {
 		d := c.opts.Drivers[name]
 		d.Start(ctx, func(ev drivers.Event) { c.Post(func() { c.onDriverEvent(name, ev) }) })
@@ -273,6 +278,16 @@ func (c *Coordinator) BusConnected(up bool) {
 	c.publishDrills()
 	c.publishCopies()
 	c.publishAlarms()
+	c.publishSelf()
+}
+
+// publishSelf publishes the coordinator's retained word of itself: which
+// member, which term and epoch, since when (on the loop).
+func (c *Coordinator) publishSelf() {
+	payload, _ := json.Marshal(bus.CoordinatorInfo{Member: c.opts.Self, Term: c.opts.Term, Epoch: c.actions.epoch, Since: c.since})
+	if err := c.opts.Publisher.Publish(c.topics.CoordinatorInfo(), 1, true, payload); err != nil {
+		c.log.Debug("the coordinator's word of itself not published", "error", err)
+	}
 }
 
 // Described follows a member that described itself (on the loop).

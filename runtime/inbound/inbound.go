@@ -48,6 +48,8 @@ type Inputs struct {
 	ReplyFilter string
 	// Described, when set, also sees each member's description.
 	Described func(config.Member)
+	// CoordinatorInfo, when set, takes the coordinator's word of itself.
+	CoordinatorInfo func(bus.CoordinatorInfo)
 }
 
 // Route is one row of the table: the messages on Filter (received at QoS)
@@ -99,6 +101,15 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 				}
 			}, err
 		}},
+	}
+	if in.CoordinatorInfo != nil {
+		rs = append(rs, Route{Name: "coordinator", From: ACoordinator, State: true, Filter: topics.CoordinatorInfo(), QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {
+			if len(m.Payload) == 0 {
+				return nil, nil
+			}
+			ci, err := bus.DecodeCoordinatorInfo(m.Payload)
+			return func() { in.CoordinatorInfo(ci) }, err
+		}})
 	}
 	if c := in.Coordinator; c != nil {
 		rs = append(rs,

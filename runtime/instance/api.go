@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"time"
+	"understudy/discovery/bus"
 
 	"understudy/runtime/dashboard"
 	"understudy/runtime/engine"
@@ -29,6 +30,9 @@ type Status struct {
 	// Election is this candidate's view of the coordinator election (a
 	// site that elects its coordinator), else nil.
 	Election *ElectionStatus `json:"election,omitempty"`
+	// CoordinatorInfo is the coordinator's word of itself as this instance
+	// last heard it (which member, term, epoch), nil before any.
+	CoordinatorInfo *bus.CoordinatorInfo `json:"coordinator_info,omitempty"`
 }
 
 // StateRecovered says that the state file was unusable at start.
@@ -125,6 +129,7 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	if inst.election != nil {
 		st.Election = inst.election.status()
 	}
+	st.CoordinatorInfo = inst.coordinatorInfo.Load()
 	if rec := inst.store.Recovered(); rec != nil {
 		st.StateRecovered = &StateRecovered{File: inst.store.Path(), Reason: rec.Reason, MovedTo: rec.MovedTo, At: rec.At, Message: rec.Message(inst.store.Path())}
 	}

@@ -395,7 +395,7 @@ func (e *election) startCoordinator(ctx context.Context, term uint64) {
 		return
 	}
 	c, err := coordinator.New(coordinator.Options{Drivers: drvs, Registry: inst.opts.Registry,
-		Publisher: leasedPublisher{inner: publisher{inst}, lease: &e.lease}, Store: e.store, MayAct: e.lease.check})
+		Publisher: leasedPublisher{inner: publisher{inst}, lease: &e.lease}, Store: e.store, MayAct: e.lease.check, Term: term})
 	if err != nil {
 		fail(err)
 		return

@@ -82,10 +82,7 @@ func (inst *Instance) replyFromBus(m bus.Message) {
 // coordinator's reply. The caller's reply_to does not apply: the answer is
 // the HTTP response.
 func (inst *Instance) forwardCommand(ctx context.Context, w http.ResponseWriter, cmd bus.Control) {
-	coordinator := inst.site.Coordinator
-	if inst.election != nil {
-		coordinator = cmp.Or(inst.election.leader(), "(none elected now)")
-	}
+	coordinator := cmp.Or(inst.coordinatorName(), "(none elected now)")
 	b := make([]byte, 8)
 	rand.Read(b)
 	id := hex.EncodeToString(b)

@@ -84,34 +84,37 @@ type Instance struct {
 	engine *engine.Engine
 	// coord is the coordinator this instance runs now: nil unless it
 	// coordinates (named in site.yaml, or elected: then it changes).
-	coord         atomic.Pointer[coordinator.Coordinator]
-	election      *election                  // this candidate's part in electing the coordinator, else nil
-	bus           atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
-	drops         *bus.Drops
-	ring          *sitekey.Ring // the site key (nil: auth off)
-	bootCount     uint64        // this start's boot counter, for the stamps of its messages
-	auth          *inbound.Auth // checks the codes of messages between instances (nil: auth off)
-	api           net.Listener
-	store         *store.Store
-	agent         *agent.Agent
-	config        *configsync.Sync       // nil when the member has no configuration bundle
-	health        atomic.Pointer[[]byte] // last disk health report, published again on reconnect
-	grants        *materialcopy.Grants   // nil when the member serves no material
-	material      net.Listener           // the material server's listener, or nil
-	copying       chan struct{}          // holds a token while a material copy runs
-	journal       *journal.Writer        // the coordinator's event journal, else nil
-	metrics       *metrics
-	feed          *recordFeed // recent records, for the dashboard
-	token         string      // the API token commands need
-	readToken     string      // the API token that may only read (off loopback)
-	readTokenPath string
-	coveringMu    sync.Mutex     // one covering report at a time, the newest last
-	busCommands   chan struct{}  // bounds the bus commands carried out at once
-	replies       pendingReplies // commands passed to the coordinator, waiting for its answer
-	busHealth     busHealth      // what keeps this instance off the bus, for /healthz and systemd
-	busTLS        *tls.Config    // from bus.tls, read at start
-	tokenPath     string
-	closers       closers // what start opened, closed when the instance stops
+	coord    atomic.Pointer[coordinator.Coordinator]
+	election *election // this candidate's part in electing the coordinator, else nil
+	// coordinatorInfo is the newest word of itself a coordinator published
+	// (the highest term), nil before any.
+	coordinatorInfo atomic.Pointer[bus.CoordinatorInfo]
+	bus             atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
+	drops           *bus.Drops
+	ring            *sitekey.Ring // the site key (nil: auth off)
+	bootCount       uint64        // this start's boot counter, for the stamps of its messages
+	auth            *inbound.Auth // checks the codes of messages between instances (nil: auth off)
+	api             net.Listener
+	store           *store.Store
+	agent           *agent.Agent
+	config          *configsync.Sync       // nil when the member has no configuration bundle
+	health          atomic.Pointer[[]byte] // last disk health report, published again on reconnect
+	grants          *materialcopy.Grants   // nil when the member serves no material
+	material        net.Listener           // the material server's listener, or nil
+	copying         chan struct{}          // holds a token while a material copy runs
+	journal         *journal.Writer        // the coordinator's event journal, else nil
+	metrics         *metrics
+	feed            *recordFeed // recent records, for the dashboard
+	token           string      // the API token commands need
+	readToken       string      // the API token that may only read (off loopback)
+	readTokenPath   string
+	coveringMu      sync.Mutex     // one covering report at a time, the newest last
+	busCommands     chan struct{}  // bounds the bus commands carried out at once
+	replies         pendingReplies // commands passed to the coordinator, waiting for its answer
+	busHealth       busHealth      // what keeps this instance off the bus, for /healthz and systemd
+	busTLS          *tls.Config    // from bus.tls, read at start
+	tokenPath       string
+	closers         closers // what start opened, closed when the instance stops
 
 	// materialRefused counts the material commands refused (copy,
 	// material_grant) for what they asked.
@@ -633,6 +636,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 	in := inbound.Inputs{
 		Loop: inst.engine, Command: inst.agent.Handle, Control: inst.controlFromBus,
 		Reply: inst.replyFromBus, ReplyFilter: inst.replyTopics(), Described: inst.homeAssistantDescribed,
+		CoordinatorInfo: inst.takeCoordinatorInfo,
 	}
 	switch {
 	case inst.election != nil:
@@ -652,6 +656,35 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 	inst.bus.Store(c)
 	c.Connect()
 	return c
+}
+
+// takeCoordinatorInfo keeps the coordinator's word of itself, unless an
+// older term's (a retained message of a coordinator before).
+func (inst *Instance) takeCoordinatorInfo(ci bus.CoordinatorInfo) {
+	for {
+		old := inst.coordinatorInfo.Load()
+		if old != nil && (ci.Term < old.Term || ci.Term == old.Term && ci.Since.Before(old.Since)) {
+			return
+		}
+		if inst.coordinatorInfo.CompareAndSwap(old, &ci) {
+			return
+		}
+	}
+}
+
+// coordinatorName is the member that coordinates, as far as this instance
+// knows: the one site.yaml names, or the elected one ("" while unknown).
+func (inst *Instance) coordinatorName() string {
+	switch {
+	case inst.election != nil:
+		return inst.election.leader()
+	case !inst.site.Elected():
+		return inst.site.Coordinator
+	}
+	if ci := inst.coordinatorInfo.Load(); ci != nil {
+		return ci.Member
+	}
+	return ""
 }
 
 // builtinSteps are what the instance itself does for a command before the
