@@ -61,6 +61,7 @@ type electedSite struct {
 	path string
 	sw   *switcher
 	d    map[string]*daemon
+	api  map[string]string // each daemon's API address
 }
 
 func newElectedSite(t *testing.T, name string) *electedSite {
@@ -79,30 +80,17 @@ func newElectedSite(t *testing.T, name string) *electedSite {
 func writeElectedSite(t *testing.T, name, router string) *electedSite {
 	t.Helper()
 	mq := mosquitto.Start(t)
-	es := &electedSite{t: t, d: map[string]*daemon{}}
-	dir := t.TempDir()
-	policy, err := os.ReadFile("../../scripts/manager-backup/policy.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "policy.lua"), policy, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	es.path = filepath.Join(dir, "site.yaml")
-	site := fmt.Sprintf(electedSiteTemplate, name, mq.URL, freeLoopbackPort(t), freeLoopbackPort(t), freeLoopbackPort(t), router)
-	if err := os.WriteFile(es.path, []byte(site), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out, errs bytes.Buffer
-	if code := run([]string{"keys", "new", "-c", es.path}, &out, &errs); code != 0 {
-		t.Fatalf("keys new: %s", errs.String())
-	}
+	es := &electedSite{t: t, d: map[string]*daemon{}, api: map[string]string{}}
+	es.path = writeSiteFiles(t, fmt.Sprintf(electedSiteTemplate, name, mq.URL, freeLoopbackPort(t), freeLoopbackPort(t), freeLoopbackPort(t), router))
 	return es
 }
 
 func (es *electedSite) start(ids ...string) {
 	for _, id := range ids {
 		es.d[id] = runIn(es.t, nil, es.path, id)
+	}
+	for _, id := range ids {
+		es.api[id] = apiAddress(es.t, es.d[id])
 	}
 }
 
@@ -125,7 +113,7 @@ func (es *electedSite) leader(timeout time.Duration, among ...string) *daemon {
 // status is a daemon's /status.
 func (es *electedSite) status(d *daemon) instance.Status {
 	es.t.Helper()
-	resp, err := http.Get(apiAddress(es.t, d) + "/status")
+	resp, err := http.Get(es.api[d.id] + "/status")
 	if err != nil {
 		es.t.Fatal(err)
 	}
@@ -264,4 +252,109 @@ func (es *electedSite) expectRoutesFrom(t *testing.T, from string, pairs ...[2]i
 		}
 	}
 	return from
+}
+
+// twoMachineSiteTemplate: main and backup are both candidates, with the
+// witness w as the third: whichever machine dies, the other is elected
+// (with the witness's vote) and covers. %s: site name, bus URL, three raft
+// ports, the switcher.
+const twoMachineSiteTemplate = `site: %s
+coordinator: [main, backup, w]
+mdns: false
+bus: {url: "%s"}
+heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 10s}
+policy:
+  file: policy.lua
+  settings: {failback_delay: 1s}
+members:
+  - id: main
+    api: 127.0.0.1:0
+    roles: [manager]
+    raft: 127.0.0.1:%d
+    duties: {switcher: router, outputs: [1, 2], inputs: [1, 2]}
+  - id: backup
+    api: 127.0.0.1:0
+    roles: [manager]
+    standby: true
+    raft: 127.0.0.1:%d
+    duties: {switcher: router, inputs: [3, 4]}
+  - id: w
+    api: 127.0.0.1:0
+    witness: true
+    raft: 127.0.0.1:%d
+drivers:
+  router: {kind: videohub, address: "%s", timeout: 2s}
+`
+
+// A two-machine site with a witness: main leads (the first candidate).
+// The witness is lost: nothing changes. The witness is back; main's host
+// is killed: backup is elected with the witness's vote and takes main over
+// — the loss of the coordinator's own machine is covered, which a site with
+// one named coordinator cannot do.
+func TestATwoMachineSiteWithAWitnessCoversTheLeadersHost(t *testing.T) {
+	mq := mosquitto.Start(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := &electedSite{t: t, d: map[string]*daemon{}, api: map[string]string{}, sw: startSwitcher(t, l)}
+	es.path = writeSiteFiles(t, fmt.Sprintf(twoMachineSiteTemplate, "two-machines", mq.URL, freeLoopbackPort(t), freeLoopbackPort(t), freeLoopbackPort(t), l.Addr().String()))
+	es.start("main", "backup", "w")
+	leader := es.leader(40*time.Second, "main", "backup")
+	if leader.id != "main" {
+		t.Fatalf("%s leads the new group; the lead goes to the first candidate when it is up", leader.id)
+	}
+	leader.wait(20*time.Second, "msg", "member alive", "member", "backup")
+	leader.wait(20*time.Second, "msg", "driver connected")
+
+	// The witness lost: main still leads (two of three), nothing routed.
+	leader.mark()
+	if err := es.d["w"].p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	leader.wait(20*time.Second, "msg", "member lost", "member", "w")
+	if st := es.status(leader); st.Election == nil || !st.Election.Coordinates || st.Election.Leader != "main" {
+		t.Fatalf("main's election status after the witness was lost: %+v", st.Election)
+	}
+	if leader.has("msg", "no longer the coordinator") {
+		t.Fatal("main stopped coordinating when the witness was lost")
+	}
+	es.sw.expectNoRoutes(t)
+	es.start("w")
+	leader.wait(20*time.Second, "msg", "member alive", "member", "w")
+
+	backup := es.d["backup"]
+	backup.mark()
+	killed := time.Now()
+	if err := leader.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	es.expectRoutesFrom(t, "", [2]int{1, 3}, [2]int{2, 4})
+	t.Logf("the leader's host killed → its outputs routed to the backup after %v", time.Since(killed).Round(time.Millisecond))
+	backup.wait(20*time.Second, "msg", "elected: coordinating")
+	backup.wait(20*time.Second, "msg", "takeover_done", "member", "main")
+	es.sw.expectNoRoutes(t)
+}
+
+// writeSiteFiles writes site.yaml (text), the shipped manager-backup policy
+// and a site key to a temporary folder; it returns site.yaml's path.
+func writeSiteFiles(t *testing.T, text string) string {
+	t.Helper()
+	dir := t.TempDir()
+	policy, err := os.ReadFile("../../scripts/manager-backup/policy.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.lua"), policy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "site.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs bytes.Buffer
+	if code := run([]string{"keys", "new", "-c", path}, &out, &errs); code != 0 {
+		t.Fatalf("keys new: %s", errs.String())
+	}
+	return path
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"understudy/discovery/bus"
+	"understudy/discovery/members"
 	"understudy/events"
 	"understudy/guards"
 	"understudy/runtime/consensus"
@@ -58,6 +59,15 @@ func leaseFor(t consensus.Timing) time.Duration { return t.Heartbeat }
 // leaseMargin is what the lease gives up for clocks that run at different
 // rates on different machines (10 %) and for scheduling (20 ms).
 func leaseMargin(t consensus.Timing) time.Duration { return t.Heartbeat/10 + 20*time.Millisecond }
+
+// electionTiming is raft's timing for a site's heartbeat interval: a
+// follower that has not heard the leader for three intervals (at least
+// 200 ms, at most 2 s) starts an election, as a member is judged by its
+// heartbeats; the leader steps down after half that without a quorum.
+func electionTiming(interval time.Duration) consensus.Timing {
+	hb := min(max(3*interval, 200*time.Millisecond), 2*time.Second)
+	return consensus.Timing{Heartbeat: hb, Election: hb, LeaderLease: hb / 2, Commit: 20 * time.Millisecond}
+}
 
 // lease is the leader's right to act. Safe for concurrent use.
 type lease struct {
@@ -128,7 +138,7 @@ type election struct {
 	// owned by run's goroutine
 	leaderTerm  uint64    // the term this candidate last became leader in
 	leaderSince time.Time // when (monotonic)
-	handedOn    uint64    // the term in which this witness handed the lead on
+	handOns     int       // this witness's attempts to hand the lead on
 	failedTerm  uint64    // a term in which the coordinator did not start
 	deferred    bool      // handed a new group's first lead to the first candidate
 
@@ -170,7 +180,7 @@ func (inst *Instance) startElection(stateDir string, commitHook func() error) (*
 	if inst.ring.Empty() {
 		return nil, fmt.Errorf("coordinator election: the candidates authenticate each other with the site key, and %s has none (auth off?): make one with `understudy keys new` and copy it to every candidate", self)
 	}
-	e := &election{inst: inst, self: self, witness: inst.member.Witness, timing: consensus.Defaults,
+	e := &election{inst: inst, self: self, witness: inst.member.Witness, timing: electionTiming(site.Heartbeat.Interval.D()),
 		log: inst.log.With("component", "election"), in: newCoordinatorInputs()}
 	e.lease.revoke("not elected yet")
 	dir := raftDir(stateDir, site.Name, self)
@@ -286,12 +296,7 @@ func (e *election) step(ctx context.Context) {
 	e.lease.grant(t0.Add(leaseFor(e.timing) - leaseMargin(e.timing)))
 	switch {
 	case e.witness:
-		if e.handedOn != term {
-			e.handedOn = term
-			start := time.Now()
-			err := e.node.TransferLeadership("")
-			e.log.Info("the witness leads: handing the lead to a candidate that can act", "term", term, "took", time.Since(start), "error", err)
-		}
+		e.handOn(ctx, term)
 		return
 	case e.coordinating() || e.failedTerm == term:
 		return
@@ -371,6 +376,33 @@ func hasCoordinatorState(st *store.Store) bool {
 		return nil
 	})
 	return epoch > 0
+}
+
+// handOn hands a witness's lead to a candidate that can act: the first,
+// in the order of preference, that this instance's table has alive — the
+// next one at the next attempt if that does not take it (one that was lost
+// may still be the most up to date in raft's eyes).
+func (e *election) handOn(ctx context.Context, term uint64) {
+	var alive []string
+	e.inst.engine.Do(ctx, func() {
+		for _, id := range e.inst.site.Candidates {
+			if m, _ := e.inst.site.Member(id); m.Witness || id == e.self {
+				continue
+			}
+			if e.inst.engine.StateOf(id) == string(members.Alive) {
+				alive = append(alive, id)
+			}
+		}
+	})
+	if len(alive) == 0 {
+		e.log.Warn("the witness leads and no candidate that can act is alive: nobody coordinates until one is", "term", term)
+		return
+	}
+	to := alive[e.handOns%len(alive)]
+	e.handOns++
+	start := time.Now()
+	err := e.node.TransferLeadership(to)
+	e.log.Info("the witness leads: handing the lead to a candidate that can act", "term", term, "to", to, "took", time.Since(start), "error", err)
 }
 
 func (e *election) coordinating() bool {
