@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -357,4 +359,59 @@ func writeSiteFiles(t *testing.T, text string) string {
 		t.Fatalf("keys new: %s", errs.String())
 	}
 	return path
+}
+
+// The upgrade of a running site from one named coordinator to candidates:
+// c1 coordinates alone and has main covered by backup; every instance is
+// stopped, site.yaml lists c1, c2 and w, and every instance starts again.
+// The group's first leader takes over c1's state: main stays covered
+// (nobody takes it over again), and when main returns the elected
+// coordinator routes it back — the coverage came through. Members accept
+// the new coordinator's commands (its epoch continues the old one's).
+func TestAnUpgradeToAnElectedCoordinatorKeepsTheState(t *testing.T) {
+	mq := mosquitto.Start(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := &electedSite{t: t, d: map[string]*daemon{}, api: map[string]string{}, sw: startSwitcher(t, l)}
+	elected := fmt.Sprintf(electedSiteTemplate, "upgrade", mq.URL, freeLoopbackPort(t), freeLoopbackPort(t), freeLoopbackPort(t), l.Addr().String())
+	single := strings.Replace(elected, "coordinator: [c1, c2, w]", "coordinator: c1", 1)
+	single = regexp.MustCompile(`(?m)^    (raft|witness): .*\n`).ReplaceAllString(single, "")
+	es.path = writeSiteFiles(t, single)
+	es.start("c1", "main", "backup")
+	c1 := es.d["c1"]
+	c1.wait(20*time.Second, "msg", "coordinating")
+	c1.wait(20*time.Second, "msg", "member alive", "member", "main")
+	c1.wait(20*time.Second, "msg", "driver connected")
+	if err := es.d["main"].p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	es.expectRoutesFrom(t, "", [2]int{1, 3}, [2]int{2, 4})
+	c1.wait(20*time.Second, "msg", "takeover_done", "member", "main")
+	oldEpoch := c1.wait(5*time.Second, "msg", "coordinating")["epoch"]
+	for _, id := range []string{"c1", "backup"} {
+		stopDaemon(t, es.d[id])
+	}
+
+	if err := os.WriteFile(es.path, []byte(elected), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	es.start("c1", "c2", "w", "backup")
+	leader := es.leader(40*time.Second, "c1", "c2")
+	if leader.id != "c1" {
+		t.Fatalf("%s leads; the lead goes to the first candidate, which holds the state", leader.id)
+	}
+	leader.wait(20*time.Second, "msg", "the state of the site's coordinator before the election is the group's first state")
+	epoch := leader.wait(20*time.Second, "msg", "coordinating")["epoch"]
+	if e, o := epoch.(float64), oldEpoch.(float64); e <= o {
+		t.Fatalf("the elected coordinator's epoch %v does not continue the old one's %v", e, o)
+	}
+	leader.wait(20*time.Second, "msg", "member lost", "member", "main")
+	if leader.has("msg", "takeover_started") {
+		t.Fatal("the elected coordinator took main over again: the coverage did not come through")
+	}
+	es.start("main")
+	es.expectRoutesFrom(t, "", [2]int{1, 1}, [2]int{2, 2})
+	leader.wait(30*time.Second, "msg", "failback_done", "member", "main")
 }

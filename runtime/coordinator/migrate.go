@@ -44,3 +44,24 @@ func CopyState(from *store.Store, tx *store.Tx) (bool, error) {
 	})
 	return found, err
 }
+
+// ClearState removes the coordinator's state from a store (the instance's
+// own, once an elected coordinator took it over).
+func ClearState(st *store.Store) error {
+	return st.Update(func(tx *store.Tx) error {
+		for _, b := range StateBuckets() {
+			if b == "meta" {
+				for _, k := range stateMetaKeys {
+					if err := tx.Delete(b, k); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if err := tx.Clear(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -234,7 +234,7 @@ func checkCandidates(dir, hash, list string) error {
 		return fmt.Errorf("coordinator election: %w", err)
 	}
 	if have := strings.TrimSpace(string(data)); have != hash {
-		return fmt.Errorf("coordinator election: site.yaml names the candidates %s (%s), but this candidate's raft state in %s was made for another list (%s): this instance does not coordinate with a site.yaml other candidates may not share. Give every candidate the same site.yaml; to change the candidates of a running group use `understudy leader add|remove`", list, hash, dir, have)
+		return fmt.Errorf("coordinator election: site.yaml names the candidates %s (%s), but this candidate's raft state in %s was made for another list (%s): this instance does not coordinate with a site.yaml other candidates may not share. Give every candidate the same site.yaml. To change the candidate list, stop every candidate and move aside its raft folder and its -coordinator.db file, then start them all with the new list: the new group starts from the members' reports and moves past the newest epoch they have seen, as after a lost state file (changes to a running group are not built yet)", list, hash, dir, have)
 	}
 	return nil
 }
@@ -355,16 +355,24 @@ func (e *election) migrated() (bool, error) {
 // rebuild who covers whom, and the epoch moves past the newest members have
 // seen, as after a lost state file.
 func (e *election) migrate() error {
-	return e.store.Update(func(tx *store.Tx) error {
-		found, err := coordinator.CopyState(e.inst.store, tx)
-		if err != nil {
+	found := false
+	err := e.store.Update(func(tx *store.Tx) error {
+		var err error
+		if found, err = coordinator.CopyState(e.inst.store, tx); err != nil {
 			return err
-		}
-		if found {
-			e.log.Info("the state of the site's coordinator before the election is the group's first state", "from", e.inst.store.Path())
 		}
 		return tx.Put(bucketElection, "migrated", migration{From: e.self, Found: found, At: time.Now().UTC()})
 	})
+	if err != nil || !found {
+		return err
+	}
+	e.log.Info("the state of the site's coordinator before the election is the group's first state", "from", e.inst.store.Path())
+	// Taken over: gone from this instance's own file, so that no later
+	// group can take it over again long after it is stale.
+	if err := coordinator.ClearState(e.inst.store); err != nil {
+		e.log.Warn("the coordinator's state before the election stays in this instance's state file (taken over all the same)", "error", err)
+	}
+	return nil
 }
 
 // hasCoordinatorState reports whether an instance's state file holds a
