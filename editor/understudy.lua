@@ -388,4 +388,20 @@ function us.clear_alarm(kind, member) end
 ---@return Alarm[]
 function us.alarms() end
 
+us.state = {}
+
+---What the policy stored under key with us.state.set, or nil. Survives reloads, restarts and a change of the elected coordinator, unlike Lua globals.
+---@param key string
+---@return any
+function us.state.get(key) end
+
+---Stores value under key (nil removes it), durably before it returns (on a majority of the candidates when the coordinator is elected). At most 1000 keys of 200 bytes, each value at most 65536 bytes as JSON.
+---@param key string
+---@param value string|number|boolean|table|nil
+function us.state.set(key, value) end
+
+---The keys stored with us.state.set, sorted.
+---@return string[]
+function us.state.keys() end
+
 return us

@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -112,6 +114,19 @@ func (es *electedSite) leader(timeout time.Duration, among ...string) *daemon {
 	return found
 }
 
+// get is the body of a GET of path on a daemon's API.
+func (es *electedSite) get(d *daemon, path string) string {
+	es.t.Helper()
+	resp, err := http.Get(es.api[d.id] + path)
+	if err != nil {
+		es.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return b.String()
+}
+
 // status is a daemon's /status.
 func (es *electedSite) status(d *daemon) instance.Status {
 	es.t.Helper()
@@ -143,6 +158,15 @@ func TestAnElectedCoordinatorKilledIsReplaced(t *testing.T) {
 	st := es.status(first)
 	if st.Election == nil || st.Election.Leader != first.id || !st.Election.Coordinates {
 		t.Fatalf("the leader's status says %+v", st.Election)
+	}
+	metrics := es.get(first, "/metrics")
+	for _, want := range []string{"understudy_election_coordinating 1", "understudy_election_term " + fmt.Sprint(st.Election.Term)} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("the leader's /metrics has no %q", want)
+		}
+	}
+	if m := regexp.MustCompile(`understudy_election_commit_seconds_count (\d+)`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
+		t.Errorf("the leader's /metrics counts no commit: %v", m)
 	}
 
 	other := map[string]string{"c1": "c2", "c2": "c1"}[first.id]

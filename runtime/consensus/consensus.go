@@ -72,6 +72,9 @@ type Config struct {
 	// LogOutput receives raft's own log lines, warnings and up (default:
 	// none).
 	LogOutput io.Writer
+	// Committed, when set, sees how long each replicated transaction took
+	// to commit and apply here (Replicate's time).
+	Committed func(time.Duration)
 }
 
 // Node is this candidate in the group.
@@ -191,9 +194,13 @@ func (n *Node) Replicate(writes []store.Write) error {
 	if err != nil {
 		return fmt.Errorf("consensus: %w", err)
 	}
+	start := time.Now()
 	fut := n.raft.Apply(data, n.cfg.ApplyTimeout)
 	if err := fut.Error(); err != nil {
 		return fmt.Errorf("consensus: %w", err)
+	}
+	if n.cfg.Committed != nil {
+		n.cfg.Committed(time.Since(start))
 	}
 	if err, ok := fut.Response().(error); ok && err != nil {
 		return fmt.Errorf("consensus: applied with an error: %w", err)
@@ -217,6 +224,19 @@ func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
 // LeaderChanges reports this candidate becoming (true) and ceasing to be
 // (false) the leader.
 func (n *Node) LeaderChanges() <-chan bool { return n.raft.LeaderCh() }
+
+// LastContact is how long ago this candidate last heard the leader (0 on
+// the leader itself, and before any contact).
+func (n *Node) LastContact() time.Duration {
+	if n.IsLeader() {
+		return 0
+	}
+	last := n.raft.LastContact()
+	if last.IsZero() {
+		return 0
+	}
+	return time.Since(last)
+}
 
 // VerifyLeader confirms with a quorum that this candidate still leads.
 func (n *Node) VerifyLeader() error { return n.raft.VerifyLeader().Error() }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 	"understudy/runtime/engine"
+	"understudy/runtime/store"
 
 	"understudy/drivers"
 	"understudy/runtime/clock"
@@ -117,4 +118,41 @@ func (v policyEnv) Alarms() []policy.AlarmInfo {
 			Since: float64(a.Since.UnixMilli()) / 1000, Count: a.Count})
 	}
 	return out
+}
+
+// bucketPolicyState holds us.state.
+const bucketPolicyState = "policy_state"
+
+func (v policyEnv) StateGet(key string) ([]byte, bool, error) {
+	var raw []byte
+	err := v.c.store.View(func(tx *store.Tx) error {
+		raw = tx.GetRaw(bucketPolicyState, key)
+		return nil
+	})
+	return raw, raw != nil, err
+}
+
+func (v policyEnv) StateSet(key string, value []byte) error {
+	return v.c.store.Update(func(tx *store.Tx) error {
+		if value == nil {
+			return tx.Delete(bucketPolicyState, key)
+		}
+		n := 0
+		tx.Each(bucketPolicyState, func(string, []byte) error { n++; return nil })
+		if tx.GetRaw(bucketPolicyState, key) == nil && n >= policy.MaxStateKeys {
+			return fmt.Errorf("%d keys stored already, the most us.state keeps: remove some with us.state.set(key, nil)", n)
+		}
+		return tx.PutRaw(bucketPolicyState, key, value)
+	})
+}
+
+func (v policyEnv) StateKeys() []string {
+	var keys []string
+	v.c.store.View(func(tx *store.Tx) error {
+		return tx.Each(bucketPolicyState, func(k string, _ []byte) error {
+			keys = append(keys, k)
+			return nil
+		})
+	})
+	return keys
 }

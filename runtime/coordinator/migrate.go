@@ -17,7 +17,7 @@ var stateMetaKeys = []string{"epoch", "action_seq", "state_id", "inbox_seq", "ti
 // stateMetaKeys of it).
 func StateBuckets() []string {
 	return append([]string{bucketActions, bucketAlarms, bucketConfigs, bucketDrills, bucketInbox, bucketMemberDeliveries,
-		bucketQuarantine, bucketRouting, bucketTimers, "meta"}, takeover.Buckets()...)
+		bucketQuarantine, bucketRouting, bucketTimers, bucketPolicyState, "meta"}, takeover.Buckets()...)
 }
 
 // CopyState copies the coordinator's state from one store (an instance's

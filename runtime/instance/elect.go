@@ -152,19 +152,20 @@ type election struct {
 
 // ElectionStatus is what /status says of the election.
 type ElectionStatus struct {
-	Candidates  []string  `json:"candidates"`
-	Witnesses   []string  `json:"witnesses,omitempty"`
-	Self        string    `json:"self"`
-	Role        string    `json:"role"` // leader, follower, candidate, witness leading, ...
-	Leader      string    `json:"leader,omitempty"`
-	Term        uint64    `json:"term"`
-	Coordinates bool      `json:"coordinates"` // this instance runs the policy now
-	Since       time.Time `json:"since,omitzero"`
-	Elections   uint64    `json:"elections"` // terms this instance coordinated since it started
-	LastStop    string    `json:"last_stop,omitempty"`
-	Raft        string    `json:"raft"`    // this candidate's raft address
-	Refused     uint64    `json:"refused"` // raft connections refused (no site key)
-	Problem     string    `json:"problem,omitempty"`
+	Candidates  []string      `json:"candidates"`
+	Witnesses   []string      `json:"witnesses,omitempty"`
+	Self        string        `json:"self"`
+	Role        string        `json:"role"` // leader, follower, candidate, witness leading, ...
+	Leader      string        `json:"leader,omitempty"`
+	Term        uint64        `json:"term"`
+	Coordinates bool          `json:"coordinates"` // this instance runs the policy now
+	Since       time.Time     `json:"since,omitzero"`
+	Elections   uint64        `json:"elections"` // terms this instance coordinated since it started
+	LastStop    string        `json:"last_stop,omitempty"`
+	LastContact time.Duration `json:"last_contact_ns"` // since this candidate last heard the leader (0: it leads)
+	Raft        string        `json:"raft"`            // this candidate's raft address
+	Refused     uint64        `json:"refused"`         // raft connections refused (no site key)
+	Problem     string        `json:"problem,omitempty"`
 }
 
 // raftDir is where this candidate keeps its raft log and snapshots.
@@ -205,7 +206,7 @@ func (inst *Instance) startElection(stateDir string, commitHook func() error) (*
 		peers = append(peers, consensus.Peer{ID: id, Addr: m.Raft})
 	}
 	node, err := consensus.Start(consensus.Config{ID: self, Dir: dir, Peers: peers, Transport: tr, Store: st, Timing: e.timing,
-		LogOutput: newSlogWriter(e.log)})
+		LogOutput: newSlogWriter(e.log), Committed: func(d time.Duration) { inst.metrics.commit.Observe(d.Seconds()) }})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator election: %w", err)
 	}
@@ -503,7 +504,7 @@ func (e *election) transfer(id string) error {
 
 func (e *election) status() *ElectionStatus {
 	site := e.inst.site
-	st := &ElectionStatus{Candidates: site.Candidates, Self: e.self, Leader: e.node.Leader(), Term: e.node.Term(), Raft: e.trans.Addr(), Refused: e.trans.Refused()}
+	st := &ElectionStatus{Candidates: site.Candidates, Self: e.self, Leader: e.node.Leader(), Term: e.node.Term(), Raft: e.trans.Addr(), Refused: e.trans.Refused(), LastContact: e.node.LastContact()}
 	for _, id := range site.Candidates {
 		if m, _ := site.Member(id); m.Witness {
 			st.Witnesses = append(st.Witnesses, id)

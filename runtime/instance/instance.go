@@ -205,6 +205,7 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	if err := inst.loadSiteKey(); err != nil {
 		return nil, err
 	}
+	inst.metrics = newMetrics(inst)
 	if candidate {
 		if inst.election, err = inst.startElection(dir, hooks.StoreCommit()); err != nil {
 			return nil, err
@@ -252,7 +253,6 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	if err := os.WriteFile(AddressPath(dir, site.Name, opts.Self), []byte("http://"+api.Addr().String()+"\n"), 0o644); err != nil {
 		inst.log.Warn("API address not written for the CLI", "error", err)
 	}
-	inst.metrics = newMetrics(inst)
 	inst.feed = newRecordFeed()
 	observe := func(r engine.Record) {
 		inst.metrics.observe(r)

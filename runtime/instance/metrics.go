@@ -24,6 +24,7 @@ type metrics struct {
 	detection prometheus.Histogram
 	actions   *prometheus.CounterVec
 	copyBytes prometheus.Counter
+	commit    prometheus.Histogram // replicated transactions (elected coordinator)
 
 	memberState *prometheus.Desc
 	driverUp    *prometheus.Desc
@@ -42,6 +43,11 @@ type metrics struct {
 	inDropped   *prometheus.Desc
 	beatsMerged *prometheus.Desc
 	matRefused  *prometheus.Desc
+	leads       *prometheus.Desc
+	term        *prometheus.Desc
+	elections   *prometheus.Desc
+	raftRefused *prometheus.Desc
+	contact     *prometheus.Desc
 }
 
 func newMetrics(inst *Instance) *metrics {
@@ -61,6 +67,11 @@ func newMetrics(inst *Instance) *metrics {
 			Name: "understudy_copy_bytes_total",
 			Help: "Bytes of material copied back by finished copies.",
 		}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "understudy_election_commit_seconds",
+			Help:    "Time for the elected coordinator's state writes to commit on a majority of candidates (fsync included) and apply here.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}),
 		memberState: prometheus.NewDesc("understudy_member_state", "1 for the member's current state, 0 for the others.", []string{"member", "state"}, nil),
 		driverUp:    prometheus.NewDesc("understudy_driver_connected", "1 while the driver is connected to its device.", []string{"driver", "kind"}, nil),
 		busUp:       prometheus.NewDesc("understudy_bus_connected", "1 while the instance is connected to the broker.", nil, nil),
@@ -78,8 +89,13 @@ func newMetrics(inst *Instance) *metrics {
 		matRefused:  prometheus.NewDesc("understudy_material_refused_total", "Material commands (copy, material_grant) refused for what they asked: folders of their own, a member not in the site.", []string{"verb"}, nil),
 		alarms:      prometheus.NewDesc("understudy_alarms_active", "Alarms raised on the coordinator now, by kind and severity.", []string{"kind", "severity"}, nil),
 		quarantined: prometheus.NewDesc("understudy_events_quarantined", "Events set aside on the coordinator because their handlers took the process down twice (confirm or reject each).", nil, nil),
+		leads:       prometheus.NewDesc("understudy_election_coordinating", "1 while this candidate is the elected coordinator.", nil, nil),
+		term:        prometheus.NewDesc("understudy_election_term", "The election's current term as this candidate knows it.", nil, nil),
+		elections:   prometheus.NewDesc("understudy_election_won_total", "Terms this candidate coordinated since it started.", nil, nil),
+		raftRefused: prometheus.NewDesc("understudy_election_refused_total", "Connections to this candidate's raft transport refused: no TLS handshake with the site key.", nil, nil),
+		contact:     prometheus.NewDesc("understudy_election_last_contact_seconds", "How long ago this candidate last heard the leader (0 on the leader).", nil, nil),
 	}
-	m.reg.MustRegister(m.detection, m.actions, m.copyBytes, m,
+	m.reg.MustRegister(m.detection, m.actions, m.copyBytes, m.commit, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -122,7 +138,7 @@ func number(v any) (float64, bool) {
 
 // Describe implements prometheus.Collector for the scraped metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.brokerBig, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.quarantined, m.inDropped, m.beatsMerged, m.matRefused} {
+	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.brokerBig, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.quarantined, m.inDropped, m.beatsMerged, m.matRefused, m.leads, m.term, m.elections, m.raftRefused, m.contact} {
 		ch <- d
 	}
 }
@@ -176,6 +192,13 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, d := range st.Drills {
 		gauge(m.drill, 1, d.Member, d.Fault)
+	}
+	if el := st.Election; el != nil {
+		gauge(m.leads, b2f(el.Coordinates))
+		gauge(m.term, float64(el.Term))
+		counter(m.elections, float64(el.Elections))
+		counter(m.raftRefused, float64(el.Refused))
+		gauge(m.contact, el.LastContact.Seconds())
 	}
 	if st.Coordinator {
 		active := map[[2]string]float64{}

@@ -28,7 +28,7 @@ type Function struct {
 
 // API returns the functions of the `understudy` module.
 func API() []Function {
-	return slices.Concat(coreAPI(), takeoverAPI(), alarmAPI())
+	return slices.Concat(coreAPI(), takeoverAPI(), alarmAPI(), stateAPI())
 }
 
 func coreAPI() []Function {

@@ -106,6 +106,11 @@ type Env interface {
 	RaiseAlarm(kind, member, message, severity string, fields map[string]any) (string, error)
 	ClearAlarm(kind, member string) bool
 	Alarms() []AlarmInfo
+	// StateGet, StateSet and StateKeys are us.state: JSON values by key in
+	// the coordinator's state; StateSet with a nil value removes the key.
+	StateGet(key string) ([]byte, bool, error)
+	StateSet(key string, value []byte) error
+	StateKeys() []string
 }
 
 // TimerInfo is a pending named timer.

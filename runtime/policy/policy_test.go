@@ -134,6 +134,11 @@ func (e *testEnv) RaiseAlarm(kind, member, message, severity string, fields map[
 }
 func (e *testEnv) ClearAlarm(kind, member string) bool { return false }
 func (e *testEnv) Alarms() []AlarmInfo                 { return nil }
+func (e *testEnv) StateGet(string) ([]byte, bool, error) {
+	return nil, false, errors.New("no state in this test")
+}
+func (e *testEnv) StateSet(string, []byte) error { return errors.New("no state in this test") }
+func (e *testEnv) StateKeys() []string           { return nil }
 
 // advance moves the virtual clock, running queued work after each timer, as
 // the simulator does.

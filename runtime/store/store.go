@@ -304,6 +304,19 @@ func (t *Tx) PutRaw(bucket, key string, value []byte) error {
 	return nil
 }
 
+// GetRaw returns a copy of bucket/key's value as it is stored, nil when
+// there is none.
+func (t *Tx) GetRaw(bucket, key string) []byte {
+	b, _ := t.bucket(bucket, false)
+	if b == nil {
+		return nil
+	}
+	if v := b.Get([]byte(key)); v != nil {
+		return append([]byte(nil), v...)
+	}
+	return nil
+}
+
 // Buckets lists the store's buckets in name order.
 func (t *Tx) Buckets() []string {
 	var out []string
