@@ -78,6 +78,17 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, p)
 			failed = true
 		}
+		if site.Elected() {
+			// Another candidate's policy starts with a fresh Lua state.
+			globals, err := policy.Globals(filepath.Dir(site.PolicyPath()))
+			if err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+			for _, p := range globals {
+				fmt.Fprintf(stderr, "%s:%d: warning: %s\n", p.File, p.Line, p.Msg)
+			}
+		}
 	}
 	if failed {
 		return 1

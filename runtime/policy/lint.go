@@ -184,3 +184,77 @@ func walk(v reflect.Value, visit func(any)) {
 		}
 	}
 }
+
+// Globals reads the .lua files of a policy's folder, as Lint does, and
+// reports each global variable a function assigns (a handler, a timer's
+// function): its value lives in the Lua state, which a reload, a restart or
+// a newly elected coordinator starts afresh, so what it remembers is lost
+// then. A global assigned only at the top of a file is set again at every
+// load and is not reported. Names declared local anywhere in the file are
+// taken as locals (the check does not follow scopes).
+func Globals(dir string) ([]Problem, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.lua"))
+	if err != nil {
+		return nil, err
+	}
+	sub, _ := filepath.Glob(filepath.Join(dir, "*", "*.lua"))
+	var out []Problem
+	for _, file := range append(files, sub...) {
+		src, err := os.Open(file)
+		if err != nil {
+			return nil, err
+		}
+		chunk, err := parse.Parse(src, file)
+		src.Close()
+		if err != nil {
+			continue // the loader reports syntax errors
+		}
+		locals := map[string]bool{}
+		walk(reflect.ValueOf(chunk), func(n any) {
+			switch s := n.(type) {
+			case *ast.LocalAssignStmt:
+				for _, name := range s.Names {
+					locals[name] = true
+				}
+			case *ast.ParList:
+				for _, name := range s.Names {
+					locals[name] = true
+				}
+			case *ast.NumberForStmt:
+				locals[s.Name] = true
+			case *ast.GenericForStmt:
+				for _, name := range s.Names {
+					locals[name] = true
+				}
+			}
+		})
+		reported := map[string]bool{}
+		walk(reflect.ValueOf(chunk), func(n any) {
+			fn, ok := n.(*ast.FunctionExpr)
+			if !ok {
+				return
+			}
+			walk(reflect.ValueOf(fn.Stmts), func(n any) {
+				as, ok := n.(*ast.AssignStmt)
+				if !ok {
+					return
+				}
+				for _, lhs := range as.Lhs {
+					id, ok := lhs.(*ast.IdentExpr)
+					if !ok || locals[id.Value] || reported[id.Value] {
+						continue
+					}
+					reported[id.Value] = true
+					out = append(out, Problem{File: file, Line: id.Line(), Msg: fmt.Sprintf("the global %s is assigned in a function: it lives in the Lua state, which a reload, a restart or a newly elected coordinator starts afresh; keep what must be remembered with us.state.set(%q, value), or declare it local", id.Value, id.Value)})
+				}
+			})
+		})
+	}
+	slices.SortFunc(out, func(a, b Problem) int {
+		if a.File != b.File {
+			return strings.Compare(a.File, b.File)
+		}
+		return a.Line - b.Line
+	})
+	return out, nil
+}

@@ -1,0 +1,4 @@
+local us = require "understudy"
+us.on("member_lost", function(ev)
+  last_lost = ev.member.id
+end)
