@@ -74,6 +74,16 @@ func figures() []figure {
 			measure: measureFailover,
 		},
 		{
+			name: "elect-failover", group: "elect", title: "elected coordinator's own host killed → its duties covered", unit: "ms",
+			how: "Two machines and a witness on loopback elect the coordinator (`coordinator: [main, backup, w]`, Debian mosquitto as the " +
+				"broker, heartbeat 100 ms, raft heartbeat timeout 300 ms): main leads and has the duties. `kill -9` of main → both of " +
+				"main's outputs routed to the backup's inputs at the Videohub simulator (its route records): the election, the new " +
+				"leader's wait for the old lease, its first action. Between kills main is restarted, fails back, and is handed the lead " +
+				"again (`leader_transfer`).",
+			goal:    report.Goal{Stat: "p99", Op: "<=", Limit: 1500},
+			measure: measureElectFailover,
+		},
+		{
 			name: "dispatch-rate", group: "dispatch", title: "Lua dispatch rate", unit: "events/s", higher: true,
 			how: "Events emitted into the engine and run through its queue into a Lua handler (`n = n + ev.value`) on the simulation " +
 				"harness, in batches of 10,000 on one goroutine (as BenchmarkLuaDispatch). Reference: the same events through a buffered Go " +

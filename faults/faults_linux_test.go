@@ -4,7 +4,9 @@ package faults
 
 import (
 	"context"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -347,7 +349,8 @@ func TestTheCheckerCatchesBrokenBuilds(t *testing.T) {
 		seed  uint64
 		aim   []string
 		ops   int
-		want  string // the property reported; "" none
+		want  string                    // the property reported; "" none
+		site  func(t *testing.T) string // site.yaml (default the shipped manager-backup)
 	}{{
 		// The coordinator stopped for 6 s (lost_after 1 s), main killed
 		// meanwhile: woken, the coordinator must give main a fresh
@@ -356,9 +359,17 @@ func TestTheCheckerCatchesBrokenBuilds(t *testing.T) {
 		// not alive: an alive main's heartbeats, waiting in the broker's
 		// socket, may be read before the late timers run, and then even a
 		// build without the rule loses no one.
-		name: "stall rule", guard: guards.StallRule, want: PropFalseLoss, sched: stallSchedule(coord, protected),
+		//
+		// The site's MQTT keep-alive is 10 s here: with the default 2 s
+		// the broker, embedded in the stopped coordinator, times out the
+		// coordinator's own connection as it wakes (3 s of a client's
+		// silence), and the reconnect's grace then spares main in a build
+		// without the rule too — when it comes before main's late timer.
+		// The stop (6 s) outlasts the startup grace (5 s), past which this
+		// instance's own silence suppresses no judgement.
+		name: "stall rule", guard: guards.StallRule, want: PropFalseLoss, sched: stallSchedule(coord, protected), site: stallSite,
 	}, {
-		name: "stall rule kept", want: "", sched: stallSchedule(coord, protected),
+		name: "stall rule kept", want: "", sched: stallSchedule(coord, protected), site: stallSite,
 	}, {
 		// main killed and taken over, then the coordinator killed and
 		// restarted: it must not carry out the takeover's routes again.
@@ -381,8 +392,12 @@ func TestTheCheckerCatchesBrokenBuilds(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			site := "../scripts/manager-backup/site.yaml"
+			if tc.site != nil {
+				site = tc.site(t)
+			}
 			opts := Options{
-				Binary: binary, Site: "../scripts/manager-backup/site.yaml", Dir: t.TempDir(),
+				Binary: binary, Site: site, Dir: t.TempDir(),
 				Duration: ciDuration, Quiet: noQuiet, Registry: builtin.Registry(), Progress: testLog{t},
 				Schedule: tc.sched, Aim: tc.aim, MaxOps: tc.ops,
 			}
@@ -415,6 +430,28 @@ func TestTheCheckerCatchesBrokenBuilds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stallSite is the shipped manager-backup site with an MQTT keep-alive of
+// 10 s (see the stall rule's cases), in a folder of its own.
+func stallSite(t *testing.T) string {
+	dir := t.TempDir()
+	for _, f := range []string{"site.yaml", "policy.lua"} {
+		data, err := os.ReadFile(filepath.Join("../scripts/manager-backup", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "site.yaml" {
+			data = []byte(strings.Replace(string(data), `bus: {url: "tcp://192.168.10.2:1883"}`, `bus: {url: "tcp://192.168.10.2:1883", keepalive: 10s}`, 1))
+			if !strings.Contains(string(data), "keepalive: 10s") {
+				t.Fatal("the shipped manager-backup site's bus line changed: stallSite needs updating")
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "site.yaml")
 }
 
 // stallSchedule stops the coordinator for 6 s and kills the protected

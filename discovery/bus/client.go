@@ -384,16 +384,35 @@ func (c *Client) RunHeartbeats(ctx context.Context) {
 	tick := time.NewTicker(c.opts.Interval)
 	defer tick.Stop()
 	c.Beat()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			c.Beat()
-			c.checkDeaf(time.Now())
+			now := time.Now()
+			c.onTick(now, last)
+			last = now
 		}
 	}
 }
+
+// onTick is a heartbeat tick at now, the one before it at last.
+func (c *Client) onTick(now, last time.Time) {
+	if now.Sub(last) > 2*c.opts.Interval+stallGap {
+		// This process did not run for a while (stopped, a paused VM):
+		// what it did not hear meanwhile is its own stall, not a deaf
+		// connection, and what arrived waits to be read. The watchdog
+		// counts from now.
+		c.connectedAt.Store(now.UnixNano())
+	}
+	c.Beat()
+	c.checkDeaf(now)
+}
+
+// stallGap is how late a heartbeat tick may come before the process is
+// taken to have stalled.
+const stallGap = 100 * time.Millisecond
 
 // checkDeaf drops a connection that has received nothing for DeafAfter
 // (its own heartbeats included) since it was made: paho then connects

@@ -140,3 +140,52 @@ func drain(ch <-chan bus.Heartbeat) {
 		}
 	}
 }
+
+// A process that was stopped (SIGSTOP, a paused VM) wakes with a silence
+// of its own making: its heartbeat ticks came late. The watchdog counts
+// from the wake, so that what waits in the socket is read first; a
+// connection deaf for DeafAfter after that is made again.
+func TestAStallIsNotADeafConnection(t *testing.T) {
+	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddListener(listeners.NewNet("t", ln)); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var logs syncBuffer
+	const interval, deafAfter = 50 * time.Millisecond, 400 * time.Millisecond
+	c := bus.New(bus.Options{
+		URL: "tcp://" + ln.Addr().String(), Topics: bus.Topics{Site: "t"}, Member: "m",
+		Interval: interval, KeepAlive: time.Second, DeafAfter: deafAfter,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c.Connect()
+	defer c.Close(false)
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	woke := time.Now().Add(10 * deafAfter) // after a stop of ten times DeafAfter
+	c.OnTick(woke, time.Now())
+	if strings.Contains(logs.String(), "nothing arrives") {
+		t.Fatalf("the stall was taken for a deaf connection:\n%s", logs.String())
+	}
+	c.OnTick(woke.Add(deafAfter-interval), woke.Add(deafAfter-2*interval))
+	if strings.Contains(logs.String(), "nothing arrives") {
+		t.Fatalf("made again before DeafAfter after the wake:\n%s", logs.String())
+	}
+	c.OnTick(woke.Add(deafAfter+interval), woke.Add(deafAfter))
+	if !strings.Contains(logs.String(), "nothing arrives") {
+		t.Fatalf("deaf for DeafAfter after the wake, and not made again:\n%s", logs.String())
+	}
+}

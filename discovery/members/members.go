@@ -210,6 +210,7 @@ func (t *Table) Heartbeat(hb Heartbeat) error {
 		return fmt.Errorf("heartbeat from unknown member %q", hb.ID)
 	}
 	now := t.clock.Now()
+	t.noticeStall(now, e)
 	e.LastHeard, e.quietSince = now, now
 	e.Boot, e.Conn = hb.Boot, hb.Conn
 	if hb.Interval > 0 {
@@ -570,6 +571,27 @@ func (t *Table) stalled(now time.Time, late time.Duration) {
 		default:
 			e.quietSince = now
 			t.arm(e, e.suspectAfter())
+		}
+	}
+}
+
+// noticeStall finds a stall at the first heartbeat read after it, from e
+// or from this instance itself: its timer is due longer ago than it may be
+// silent. The heartbeats that waited in the sockets meanwhile may be read
+// before the late timers run; they would re-arm those timers unseen, and a
+// Last Will read right after them would be taken as news. O(1): a
+// heartbeat looks at two timers.
+func (t *Table) noticeStall(now time.Time, e *entry) {
+	if t.paused || guards.Off(guards.StallRule) {
+		return
+	}
+	for _, x := range []*entry{e, t.members[t.opts.Self]} {
+		if x == nil || x.timer == nil {
+			continue
+		}
+		if late := now.Sub(x.due); late >= x.suspectAfter() {
+			t.stalled(now, late)
+			return
 		}
 	}
 }

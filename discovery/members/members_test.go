@@ -719,3 +719,42 @@ func TestALastWillJustAfterABusOutageIsLeftToTheHeartbeats(t *testing.T) {
 		t.Fatalf("main %v after its Will on the connection it was heard on, want lost", h.state("main"))
 	}
 }
+
+// After a stall, the heartbeats that waited in the sockets may be read
+// before any late timer runs: the first of them notices the stall (its
+// member's timer, or this instance's, is long overdue) before it re-arms
+// anything, so a Last Will read right after them is still left to the
+// heartbeats — whatever order the wake brings.
+func TestHeartbeatsReadFirstAfterAStallStillSetTheWillsAside(t *testing.T) {
+	sh := newStalledHarness(t)
+	for _, id := range []string{"coord", "main"} {
+		sh.table.Add(id, 100*time.Millisecond, 300*time.Millisecond)
+	}
+	sh.table.Start()
+	for range 5 {
+		for _, id := range []string{"coord", "main"} {
+			sh.heartbeat(id)
+		}
+		sh.vc.Advance(100 * time.Millisecond)
+	}
+	sh.events = nil
+	sh.stopped = true
+	sh.vc.Advance(10 * time.Second)
+	// Every member's heartbeats that waited (main's last ones, sent before
+	// it died), then main's Will: all read before the timers' checks.
+	willTaken := false
+	sh.queue = append([]func(){
+		func() { sh.table.Heartbeat(Heartbeat{ID: "main", Boot: "b1", Conn: 1}) },
+		func() { sh.table.Heartbeat(Heartbeat{ID: "coord", Boot: "b1", Conn: 1}) },
+		func() {
+			willTaken = sh.table.Presence(Presence{ID: "main", State: PresenceGone, Boot: "b1", Conn: 1}) == nil
+		},
+	}, sh.queue...)
+	sh.resume()
+	if willTaken || sh.state("main") == Lost {
+		t.Fatalf("the Will right after the stall was taken (main %s); events %q", sh.state("main"), sh.kinds())
+	}
+	if got := sh.kinds(); !strings.HasPrefix(got, ":loop_stalled") {
+		t.Fatalf("events on resume %q, want loop_stalled first", got)
+	}
+}

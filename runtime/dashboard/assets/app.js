@@ -203,7 +203,13 @@
     setText($('#site'), st.site || '');
     document.title = 'understudy ' + (st.site || '');
     let seen = 'seen from ' + st.self + (st.coordinator ? ', the coordinator' : '');
-    if (!st.coordinator) seen += ' (coverage, queue and proposals show on the coordinator\'s page; commands are passed to it)';
+    const ci = st.coordinator_info;
+    if (!st.coordinator) {
+      const who = ci && ci.member ? 'the coordinator is ' + ci.member + (ci.term ? ', elected in term ' + ci.term : '') + ': ' : '';
+      seen += ' (' + who + 'coverage, queue and proposals show on the coordinator\'s page; commands are passed to it)';
+    }
+    const el = st.election;
+    if (el) seen += '; election: ' + (el.leader ? el.leader + ' leads, term ' + el.term : 'NO LEADER — ' + el.problem) + ', this instance ' + el.role;
     setText($('#seen-from'), seen);
     const mode = takeover() ? takeover().mode : '';
     setText($('#mode'), mode || '—');

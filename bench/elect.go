@@ -1,0 +1,289 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"understudy/bench/proc"
+	"understudy/bench/report"
+	"understudy/drivers/videohub/videohubsim"
+	"understudy/fixtures/testhost"
+	"understudy/runtime/instance"
+	"understudy/scripts"
+)
+
+// electSiteTemplate: two machines and a witness elect the coordinator;
+// main has the duties, backup stands by. %s: the bus URL, three raft
+// ports, the switcher.
+const electSiteTemplate = `site: elect
+coordinator: [main, backup, w]
+mdns: false
+bus: {url: "%s"}
+heartbeat: {interval: 100ms, lost_after: 300ms, startup_grace: 10s}
+policy:
+  file: policy.lua
+  settings: {failback_delay: 100ms}
+members:
+  - id: main
+    api: 127.0.0.1:0
+    roles: [manager]
+    raft: 127.0.0.1:%d
+    duties: {switcher: router, outputs: [1, 2], inputs: [1, 2]}
+  - id: backup
+    api: 127.0.0.1:0
+    roles: [manager]
+    standby: true
+    raft: 127.0.0.1:%d
+    duties: {switcher: router, inputs: [3, 4]}
+  - id: w
+    api: 127.0.0.1:0
+    witness: true
+    raft: 127.0.0.1:%d
+drivers:
+  router: {kind: videohub, address: "%s", timeout: 2s}
+`
+
+// electSite is the two machines and the witness, on loopback, with Debian
+// mosquitto as the broker.
+type electSite struct {
+	e      *env
+	dir    string
+	site   string
+	binary string
+	mq     *mosquitto
+	sw     *videohubsim.Sim
+	routes <-chan videohubsim.RouteRecord
+	cancel func()
+	procs  map[string]*proc.Process
+}
+
+func newElectSite(e *env) (*electSite, error) {
+	mqBin, err := testhost.LookPath("mosquitto")
+	if err != nil {
+		return nil, fmt.Errorf("mosquitto is not installed (make bench installs it): %w", err)
+	}
+	bin, err := e.understudy()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := e.dir("site-elect")
+	if err != nil {
+		return nil, err
+	}
+	s := &electSite{e: e, dir: dir, binary: bin, procs: map[string]*proc.Process{}}
+	if s.mq, err = startMosquitto(e, mqBin); err != nil {
+		return nil, err
+	}
+	s.sw = videohubsim.New(videohubsim.Options{Inputs: 8, Outputs: 8})
+	addr, err := s.sw.Listen("127.0.0.1:0")
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("videohub simulator: %w", err)
+	}
+	s.routes, s.cancel = s.sw.Subscribe(1024)
+	policy, err := scripts.FS.ReadFile("manager-backup/policy.lua")
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.lua"), policy, 0o644); err != nil {
+		s.close()
+		return nil, err
+	}
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	s.site = filepath.Join(dir, "site.yaml")
+	text := fmt.Sprintf(electSiteTemplate, "tcp://"+s.mq.addr, ports[0], ports[1], ports[2], addr.String())
+	if err := os.WriteFile(s.site, []byte(text), 0o644); err != nil {
+		s.close()
+		return nil, err
+	}
+	if _, err := writeSiteKey(dir); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *electSite) start(id string) error {
+	p, err := proc.Start(exec.Command(s.binary, "run", "-c", s.site, "--member", id, "--state", filepath.Join(s.dir, "state"),
+		"--log-format", "json", "--log-level", "info"))
+	if err != nil {
+		return err
+	}
+	s.procs[id] = p
+	return nil
+}
+
+func (s *electSite) close() {
+	for _, p := range s.procs {
+		p.Kill()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.sw != nil {
+		s.sw.Close()
+	}
+	if s.mq != nil {
+		s.mq.p.Kill()
+	}
+}
+
+// waitCount waits until p has printed substr at least n times.
+func waitCount(ctx context.Context, p *proc.Process, substr string, n int) error {
+	for strings.Count(p.Output(), substr) < n {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %q (%d times): %w; output ends:\n%s", substr, n, ctx.Err(), proc.Tail(p.Output(), 20))
+		case <-p.Exited():
+			return fmt.Errorf("exited waiting for %q; output ends:\n%s", substr, proc.Tail(p.Output(), 20))
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// waitRoutes waits until the switcher applied every route of want and
+// returns when the last of them was applied.
+func (s *electSite) waitRoutes(ctx context.Context, want map[int]int) (time.Time, error) {
+	var last time.Time
+	for len(want) > 0 {
+		select {
+		case r := <-s.routes:
+			if in, ok := want[r.Output]; ok && in == r.Input {
+				delete(want, r.Output)
+				last = r.Time
+			}
+		case <-ctx.Done():
+			return last, fmt.Errorf("routes %v not applied: %w", want, ctx.Err())
+		}
+	}
+	return last, nil
+}
+
+// transferTo asks the leader (through any instance's API: it passes the
+// command on) to hand the lead to id.
+func (s *electSite) transferTo(via, id string) error {
+	dir := filepath.Join(s.dir, "state")
+	api, err := os.ReadFile(instance.AddressPath(dir, "elect", via))
+	if err != nil {
+		return err
+	}
+	token, err := os.ReadFile(instance.TokenPath(dir, "elect", via))
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimSpace(string(api))+"/command/leader_transfer", bytes.NewReader([]byte(`{"to":"`+id+`"}`)))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(b.String(), `"ok":true`) {
+		return fmt.Errorf("leader transfer to %s: %s %s", id, resp.Status, strings.TrimSpace(b.String()))
+	}
+	return nil
+}
+
+// measureElectFailover kills the elected coordinator's own host (main, with
+// duties) and times its duties covered: its outputs routed to the backup.
+func measureElectFailover(e *env, r *report.Result) {
+	s, err := newElectSite(e)
+	if err != nil {
+		fail(r, err)
+		return
+	}
+	defer s.close()
+	ctx, cancel := context.WithTimeout(e.ctx, e.pickD(2*time.Minute, 6*time.Minute))
+	defer cancel()
+	for _, id := range []string{"main", "backup", "w"} {
+		if err := s.start(id); err != nil {
+			fail(r, err)
+			return
+		}
+	}
+	if err := waitCount(ctx, s.procs["main"], "elected: coordinating", 1); err != nil {
+		fail(r, fmt.Errorf("main never led: %w", err))
+		return
+	}
+	n := e.pick(5, 30)
+	var covered, elected []float64
+	backupElected := 0
+	e.logf("elected coordinator: %d kills of the leader's host", n)
+	for i := range n {
+		// Steady: main leads, is on air, backup and w alive.
+		for _, id := range []string{"main", "backup", "w"} {
+			if err := waitCount(ctx, s.procs[id], `"member alive"`, 1); err != nil {
+				fail(r, err)
+				return
+			}
+		}
+		time.Sleep(500 * time.Millisecond) // a few heartbeats of steady state
+		for len(s.routes) > 0 {
+			<-s.routes
+		}
+		t0 := time.Now()
+		if err := s.procs["main"].KillNow(); err != nil {
+			fail(r, err)
+			return
+		}
+		last, err := s.waitRoutes(ctx, map[int]int{1: 3, 2: 4})
+		if err != nil {
+			fail(r, fmt.Errorf("trial %d: %w\nbackup's output ends:\n%s", i+1, err, proc.Tail(s.procs["backup"].Output(), 30)))
+			return
+		}
+		covered = append(covered, ms(last.Sub(t0)))
+		backupElected++
+		if err := waitCount(ctx, s.procs["backup"], "elected: coordinating", backupElected); err != nil {
+			fail(r, err)
+			return
+		}
+		elected = append(elected, ms(time.Since(t0))) // an upper bound: when the line was read
+		s.procs["main"].Wait()
+		// Back to normal: main restarted, failed back, and the lead handed
+		// back to it.
+		if err := s.start("main"); err != nil {
+			fail(r, err)
+			return
+		}
+		if _, err := s.waitRoutes(ctx, map[int]int{1: 1, 2: 2}); err != nil {
+			fail(r, fmt.Errorf("trial %d failback: %w", i+1, err))
+			return
+		}
+		if err := waitCount(ctx, s.procs["main"], `"member alive","instance":"main","member":"backup"`, 1); err != nil {
+			fail(r, err)
+			return
+		}
+		if err := s.transferTo("backup", "main"); err != nil {
+			fail(r, err)
+			return
+		}
+		if err := waitCount(ctx, s.procs["main"], "elected: coordinating", 1); err != nil {
+			fail(r, fmt.Errorf("trial %d: main did not lead again: %w", i+1, err))
+			return
+		}
+	}
+	r.Stats = report.Summarize(covered)
+	es := report.Summarize(elected)
+	r.Notes = append(r.Notes, fmt.Sprintf("%d kills. Election alone (kill → the backup's `elected: coordinating` line read by the bench, an upper bound): p50 %s, p99 %s. "+
+		"No reference yet: keepalived moving a virtual IP between network-namespace hosts is not measured here.",
+		len(covered), report.Format(es.P50, "ms"), report.Format(es.P99, "ms")))
+}
