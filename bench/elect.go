@@ -179,6 +179,12 @@ func (s *electSite) waitRoutes(ctx context.Context, want map[int]int) (time.Time
 // transferTo asks the leader (through any instance's API: it passes the
 // command on) to hand the lead to id.
 func (s *electSite) transferTo(via, id string) error {
+	return s.command(via, "leader_transfer", `{"to":"`+id+`"}`)
+}
+
+// command gives an operator command through member via's API and checks
+// that it was carried out.
+func (s *electSite) command(via, verb, body string) error {
 	dir := filepath.Join(s.dir, "state")
 	api, err := os.ReadFile(instance.AddressPath(dir, "elect", via))
 	if err != nil {
@@ -188,7 +194,7 @@ func (s *electSite) transferTo(via, id string) error {
 	if err != nil {
 		return err
 	}
-	req, _ := http.NewRequest(http.MethodPost, strings.TrimSpace(string(api))+"/command/leader_transfer", bytes.NewReader([]byte(`{"to":"`+id+`"}`)))
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimSpace(string(api))+"/command/"+verb, bytes.NewReader([]byte(body)))
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -198,7 +204,7 @@ func (s *electSite) transferTo(via, id string) error {
 	var b bytes.Buffer
 	b.ReadFrom(resp.Body)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(b.String(), `"ok":true`) {
-		return fmt.Errorf("leader transfer to %s: %s %s", id, resp.Status, strings.TrimSpace(b.String()))
+		return fmt.Errorf("%s %s: %s %s", verb, body, resp.Status, strings.TrimSpace(b.String()))
 	}
 	return nil
 }
@@ -286,4 +292,91 @@ func measureElectFailover(e *env, r *report.Result) {
 	r.Notes = append(r.Notes, fmt.Sprintf("%d kills. Election alone (kill → the backup's `elected: coordinating` line read by the bench, an upper bound): p50 %s, p99 %s. "+
 		"No reference yet: keepalived moving a virtual IP between network-namespace hosts is not measured here.",
 		len(covered), report.Format(es.P50, "ms"), report.Format(es.P99, "ms")))
+}
+
+// writeBytes is what a process has caused to be written to storage so far
+// (/proc/PID/io write_bytes).
+func writeBytes(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			var n int64
+			_, err := fmt.Sscan(v, &n)
+			return n, err
+		}
+	}
+	return 0, fmt.Errorf("no write_bytes in /proc/%d/io", pid)
+}
+
+// measureWitnessFootprint runs the two machines and the witness and reads
+// the witness's resident memory, CPU and storage writes while the
+// coordinator works: a leader change every 10 s (handed over between main
+// and backup), and a command to the coordinator every second (each one a
+// replicated write).
+func measureWitnessFootprint(e *env, r *report.Result) {
+	s, err := newElectSite(e)
+	if err != nil {
+		fail(r, err)
+		return
+	}
+	defer s.close()
+	ctx, cancel := context.WithTimeout(e.ctx, e.pickD(time.Minute, 3*time.Minute))
+	defer cancel()
+	for _, id := range []string{"main", "backup", "w"} {
+		if err := s.start(id); err != nil {
+			fail(r, err)
+			return
+		}
+	}
+	if err := waitCount(ctx, s.procs["main"], "elected: coordinating", 1); err != nil {
+		fail(r, fmt.Errorf("main never led: %w", err))
+		return
+	}
+	window := e.pickD(20*time.Second, time.Minute)
+	w := s.procs["w"].Pid()
+	cpu0, err := proc.CPUTime(w)
+	if err != nil {
+		fail(r, err)
+		return
+	}
+	wb0, err := writeBytes(w)
+	if err != nil {
+		fail(r, err)
+		return
+	}
+	start := time.Now()
+	var rss []float64
+	leader, other := "main", "backup"
+	transfers, commandErrs := 0, 0
+	for i := 0; time.Since(start) < window; i++ {
+		if ctx.Err() != nil {
+			fail(r, ctx.Err())
+			return
+		}
+		// A mode change is a replicated write of the coordinator's state.
+		mode := []string{"manual", "auto"}[i%2]
+		if err := s.command("w", "mode", `{"mode":"`+mode+`"}`); err != nil {
+			commandErrs++
+		}
+		if i > 0 && i%10 == 0 {
+			if err := s.transferTo(leader, other); err == nil {
+				leader, other = other, leader
+				transfers++
+			}
+		}
+		kb, _, err := proc.RSS(w)
+		if err == nil {
+			rss = append(rss, float64(kb)/1024)
+		}
+		time.Sleep(time.Second)
+	}
+	wall := time.Since(start)
+	cpu1, _ := proc.CPUTime(w)
+	wb1, _ := writeBytes(w)
+	r.Stats = report.Summarize(rss)
+	r.Notes = append(r.Notes, fmt.Sprintf("The witness over %v, with a mode change (a replicated write) every second (%d not carried out) and %d leader changes: CPU %.2f %% of a core; storage writes %.1f KiB/min (/proc/PID/io write_bytes: raft's log and the replicated state, fsynced).",
+		wall.Round(time.Second), commandErrs, transfers, 100*float64(cpu1-cpu0)/float64(wall), float64(wb1-wb0)/1024/wall.Minutes()))
 }

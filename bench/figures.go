@@ -84,6 +84,15 @@ func figures() []figure {
 			measure: measureElectFailover,
 		},
 		{
+			name: "witness-footprint", group: "elect", title: "the witness's resident memory", unit: "MiB",
+			how: "The elect-failover site: the witness's VmRSS (/proc/PID/status) read every second for a minute while the coordinator " +
+				"changes the failover mode every second (each a replicated write) and the lead moves between main and backup every 10 s; " +
+				"its CPU and storage writes (/proc/PID/io write_bytes) over the same minute in the notes. A witness may sit on a " +
+				"small board with an SD card.",
+			goal:    report.Goal{Stat: "max", Op: "<=", Limit: 30},
+			measure: measureWitnessFootprint,
+		},
+		{
 			name: "dispatch-rate", group: "dispatch", title: "Lua dispatch rate", unit: "events/s", higher: true,
 			how: "Events emitted into the engine and run through its queue into a Lua handler (`n = n + ev.value`) on the simulation " +
 				"harness, in batches of 10,000 on one goroutine (as BenchmarkLuaDispatch). Reference: the same events through a buffered Go " +

@@ -52,11 +52,14 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		if site.Auth.Mode == config.AuthOff {
 			hint = "auth.mode is off"
 		}
-		anyone := "anyone on the bus can speak for a member"
 		if site.Elected() {
-			anyone += " and vote in the coordinator's election"
+			// The candidates authenticate each other with the key: run
+			// refuses to start without it.
+			fmt.Fprintf(stderr, "%s: error: the candidates elect the coordinator and authenticate each other with the site key, and there is none (%s)\n", site.File, hint)
+			failed = true
+		} else {
+			fmt.Fprintf(stderr, "%s: warning: auth is off: anyone on the bus can speak for a member (%s)\n", site.File, hint)
 		}
-		fmt.Fprintf(stderr, "%s: warning: auth is off: %s (%s)\n", site.File, anyone, hint)
 	} else if ring, err := sitekey.Load(site.KeyPath()); err != nil {
 		fmt.Fprintf(stderr, "%s: auth: %s: %v\n", site.File, mode, err)
 		failed = true

@@ -10,10 +10,33 @@ import (
 	"testing"
 )
 
+// keyedCopy copies a fixture's files to a temporary folder and makes the
+// site key there (a key file's mode does not survive git).
+func keyedCopy(t *testing.T, dir string) string {
+	t.Helper()
+	to := t.TempDir()
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, filepath.Base(f)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out, errs bytes.Buffer
+	if code := run([]string{"keys", "new", "-c", filepath.Join(to, "site.yaml")}, &out, &errs); code != 0 {
+		t.Fatalf("keys new: %s", errs.String())
+	}
+	return to
+}
+
 // Each folder of testdata/check is a site made to contain one mistake;
 // its want file lists what check must say about it, with file:line:col
 // (relative to the folder), and an optional want-stdout file what it
-// prints on standard output (its ok lines). Adding a case needs no Go code.
+// prints on standard output (its ok lines); a file named keyed gives the
+// site its key first. Adding a case needs no Go code.
 func TestCheckFindsEachMistake(t *testing.T) {
 	dirs, err := filepath.Glob("testdata/check/*")
 	if err != nil || len(dirs) == 0 {
@@ -24,6 +47,9 @@ func TestCheckFindsEachMistake(t *testing.T) {
 			want, err := os.ReadFile(filepath.Join(dir, "want"))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "keyed")); err == nil {
+				dir = keyedCopy(t, dir) // a file keyed: the site has its key
 			}
 			var out, errs bytes.Buffer
 			code := run([]string{"check", "-c", filepath.Join(dir, "site.yaml")}, &out, &errs)

@@ -210,6 +210,12 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 	case !reply.OK:
 		fmt.Fprintf(stderr, "understudy %s: refused%s: %s\n", verb, by, reply.Error)
 		return 1
+	case verb == "leader_transfer":
+		to := "the most up-to-date candidate that can act"
+		if t, ok := fields["to"].(string); ok {
+			to = t
+		}
+		fmt.Fprintf(stdout, "leader transfer: the lead is handed to %s%s; `understudy status` shows the new leader once it coordinates\n", to, by)
 	case len(reply.Records) <= 1:
 		fmt.Fprintf(stdout, "%s: accepted%s; the policy did nothing with it\n", verb, by)
 	default:

@@ -360,6 +360,22 @@ func TestATwoMachineSiteWithAWitnessCoversTheLeadersHost(t *testing.T) {
 	backup.wait(20*time.Second, "msg", "elected: coordinating")
 	backup.wait(20*time.Second, "msg", "takeover_done", "member", "main")
 	es.sw.expectNoRoutes(t)
+
+	// main back: the operator hands the lead to it (the default: the first
+	// candidate alive that can coordinate, never the witness).
+	es.start("main")
+	backup.wait(20*time.Second, "msg", "member alive", "member", "main")
+	var out, errs bytes.Buffer
+	if code := run([]string{"leader", "transfer", "w", "-c", es.path, "--member", "backup"}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "is the witness") {
+		t.Fatalf("leader transfer w: exit %d\n%s%s", code, out.String(), errs.String())
+	}
+	out.Reset()
+	errs.Reset()
+	if code := run([]string{"leader", "transfer", "-c", es.path, "--member", "backup"}, &out, &errs); code != 0 {
+		t.Fatalf("leader transfer: exit %d\n%s%s", code, out.String(), errs.String())
+	}
+	backup.wait(20*time.Second, "msg", "no longer the coordinator", "reason", "the lead was handed on, as asked")
+	es.d["main"].wait(20*time.Second, "msg", "elected: coordinating")
 }
 
 // writeSiteFiles writes site.yaml (text), the shipped manager-backup policy

@@ -146,7 +146,7 @@ func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[st
 		return reply, errNotCoordinating
 	}
 	if verb == verbLeaderTransfer {
-		return inst.leaderTransfer(fields), nil
+		return inst.leaderTransfer(ctx, fields), nil
 	}
 	records, err := c.CommandWait(ctx, verb, fields, by)
 	if err != nil {
@@ -315,7 +315,7 @@ var errNotCoordinating = errors.New("this instance does not coordinate now")
 // carries it out, any instance passes it on.
 const verbLeaderTransfer = "leader_transfer"
 
-func (inst *Instance) leaderTransfer(fields map[string]any) CommandReply {
+func (inst *Instance) leaderTransfer(ctx context.Context, fields map[string]any) CommandReply {
 	reply := CommandReply{Verb: verbLeaderTransfer}
 	if inst.election == nil {
 		reply.Error = "this site's coordinator is not elected (coordinator: names one member): there is no lead to hand on"
@@ -327,7 +327,7 @@ func (inst *Instance) leaderTransfer(fields map[string]any) CommandReply {
 		return reply
 	}
 	inst.log.Info("handing the coordinator's lead on, as asked", "to", cmp.Or(to, "the most up-to-date candidate"))
-	if err := inst.election.transfer(to); err != nil {
+	if err := inst.election.transfer(ctx, to); err != nil {
 		reply.Error = "leader transfer: " + err.Error()
 		return reply
 	}

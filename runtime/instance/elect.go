@@ -11,12 +11,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"understudy/discovery/bus"
 	"understudy/discovery/members"
 	"understudy/events"
 	"understudy/guards"
+	"understudy/runtime/config"
 	"understudy/runtime/consensus"
 	"understudy/runtime/coordinator"
 	"understudy/runtime/engine"
@@ -141,6 +143,8 @@ type election struct {
 	handOns     int       // this witness's attempts to hand the lead on
 	failedTerm  uint64    // a term in which the coordinator did not start
 	deferred    bool      // handed a new group's first lead to the first candidate
+	// handingOn is set while a transfer asked by an operator is under way.
+	handingOn atomic.Bool
 
 	mu           sync.Mutex // guards what status reads
 	coord        *coordinator.Coordinator
@@ -271,7 +275,10 @@ func (e *election) step(ctx context.Context) {
 		e.leaderTerm = 0
 		if e.coordinating() {
 			why := "another candidate leads"
-			if e.node.Leader() == "" {
+			switch {
+			case e.handingOn.Swap(false):
+				why = "the lead was handed on, as asked"
+			case e.node.Leader() == "":
 				why = "this candidate lost contact with a quorum of candidates"
 			}
 			e.stepDown(why)
@@ -392,17 +399,7 @@ func hasCoordinatorState(st *store.Store) bool {
 // next one at the next attempt if that does not take it (one that was lost
 // may still be the most up to date in raft's eyes).
 func (e *election) handOn(ctx context.Context, term uint64) {
-	var alive []string
-	e.inst.engine.Do(ctx, func() {
-		for _, id := range e.inst.site.Candidates {
-			if m, _ := e.inst.site.Member(id); m.Witness || id == e.self {
-				continue
-			}
-			if e.inst.engine.StateOf(id) == string(members.Alive) {
-				alive = append(alive, id)
-			}
-		}
-	})
+	alive := e.capableAlive(ctx)
 	if len(alive) == 0 {
 		e.log.Warn("the witness leads and no candidate that can act is alive: nobody coordinates until one is", "term", term)
 		return
@@ -492,14 +489,75 @@ func (e *election) stepDown(why string) {
 func (e *election) leader() string { return e.node.Leader() }
 
 // transfer hands the lead to id ("": the most up-to-date candidate).
-func (e *election) transfer(id string) error {
+func (e *election) transfer(ctx context.Context, id string) error {
+	site := e.inst.site
 	if !e.node.IsLeader() {
 		return fmt.Errorf("%s does not lead (the leader is %q): ask the leader", e.self, e.node.Leader())
 	}
-	if id != "" && !slices.Contains(e.inst.site.Candidates, id) {
-		return fmt.Errorf("%s is not a candidate (candidates: %s)", id, strings.Join(e.inst.site.Candidates, ", "))
+	switch m, _ := site.Member(id); {
+	case id == "":
+		alive := e.capableAlive(ctx)
+		if len(alive) == 0 {
+			return fmt.Errorf("no other candidate that can coordinate is alive (candidates: %s)", strings.Join(site.Candidates, ", "))
+		}
+		id = alive[0]
+	case !slices.Contains(site.Candidates, id):
+		return fmt.Errorf("%s is not a candidate (candidates: %s)", id, strings.Join(site.Candidates, ", "))
+	case m.Witness:
+		return fmt.Errorf("%s is the witness: it does not coordinate (it would hand the lead on at once)", id)
+	case id == e.self:
+		return fmt.Errorf("%s leads already", id)
 	}
-	return e.node.TransferLeadership(id)
+	e.handingOn.Store(true)
+	// A candidate back from a restart may still be catching up with the
+	// log: raft gives a transfer one election timeout; a few are allowed.
+	var err error
+	for try := range transferTries {
+		if try > 0 {
+			time.Sleep(e.timing.Heartbeat) // raft clears the last try once its replication gives up
+		}
+		err = e.node.TransferLeadership(id)
+		retry := err != nil && (strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), "in progress"))
+		if !retry || !e.node.IsLeader() {
+			break
+		}
+	}
+	if err != nil {
+		e.handingOn.Store(false)
+		if strings.Contains(err.Error(), "timeout") {
+			return fmt.Errorf("%s did not take the lead within the election timeout: is it running, and does its raft address (%s) reach it?", id, raftAddr(site, id))
+		}
+	}
+	return err
+}
+
+// transferTries is how many election timeouts a leader transfer may take.
+const transferTries = 6
+
+// raftAddr is a candidate's raft address.
+func raftAddr(site *config.Site, id string) string {
+	if m, ok := site.Member(id); ok {
+		return m.Raft
+	}
+	return ""
+}
+
+// capableAlive are the candidates other than this one that can coordinate
+// (not the witness) and that this instance's table has alive, in the order
+// of preference.
+func (e *election) capableAlive(ctx context.Context) []string {
+	var alive []string
+	e.inst.engine.Do(ctx, func() {
+		for _, id := range e.inst.site.Candidates {
+			if m, _ := e.inst.site.Member(id); m.Witness || id == e.self {
+				continue
+			}
+			if e.inst.engine.StateOf(id) == string(members.Alive) {
+				alive = append(alive, id)
+			}
+		}
+	})
+	return alive
 }
 
 func (e *election) status() *ElectionStatus {
