@@ -291,13 +291,18 @@ func (e *election) step(ctx context.Context) {
 			e.stepDown("a new term began") // never two terms' coordinators in a row without the wait
 		}
 		e.leaderTerm, e.leaderSince = term, time.Now()
+		e.handingOn.Store(false) // a hand-on asked in an earlier term is over
 		e.log.Info("this candidate leads the election", "term", term)
 	}
 	t0 := time.Now()
 	if err := e.node.VerifyLeader(); err != nil {
 		e.lease.revoke("a quorum did not confirm the lead")
 		if e.coordinating() {
-			e.stepDown("a quorum of candidates did not confirm its lead")
+			why := "a quorum of candidates did not confirm its lead"
+			if e.handingOn.Swap(false) {
+				why = "the lead was handed on, as asked"
+			}
+			e.stepDown(why)
 		}
 		return
 	}
