@@ -209,27 +209,37 @@ func (s *electSite) command(via, verb, body string) error {
 	return nil
 }
 
+// startElectSite starts the two machines and the witness and waits until
+// main (the first candidate) coordinates.
+func startElectSite(e *env, ctx context.Context) (*electSite, error) {
+	s, err := newElectSite(e)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range []string{"main", "backup", "w"} {
+		if err := s.start(id); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	if err := waitCount(ctx, s.procs["main"], "elected: coordinating", 1); err != nil {
+		s.close()
+		return nil, fmt.Errorf("main never led: %w", err)
+	}
+	return s, nil
+}
+
 // measureElectFailover kills the elected coordinator's own host (main, with
 // duties) and times its duties covered: its outputs routed to the backup.
 func measureElectFailover(e *env, r *report.Result) {
-	s, err := newElectSite(e)
+	ctx, cancel := context.WithTimeout(e.ctx, e.pickD(2*time.Minute, 6*time.Minute))
+	defer cancel()
+	s, err := startElectSite(e, ctx)
 	if err != nil {
 		fail(r, err)
 		return
 	}
 	defer s.close()
-	ctx, cancel := context.WithTimeout(e.ctx, e.pickD(2*time.Minute, 6*time.Minute))
-	defer cancel()
-	for _, id := range []string{"main", "backup", "w"} {
-		if err := s.start(id); err != nil {
-			fail(r, err)
-			return
-		}
-	}
-	if err := waitCount(ctx, s.procs["main"], "elected: coordinating", 1); err != nil {
-		fail(r, fmt.Errorf("main never led: %w", err))
-		return
-	}
 	n := e.pick(5, 30)
 	var covered, elected []float64
 	backupElected := 0
@@ -317,24 +327,14 @@ func writeBytes(pid int) (int64, error) {
 // and backup), and a command to the coordinator every second (each one a
 // replicated write).
 func measureWitnessFootprint(e *env, r *report.Result) {
-	s, err := newElectSite(e)
+	ctx, cancel := context.WithTimeout(e.ctx, e.pickD(time.Minute, 3*time.Minute))
+	defer cancel()
+	s, err := startElectSite(e, ctx)
 	if err != nil {
 		fail(r, err)
 		return
 	}
 	defer s.close()
-	ctx, cancel := context.WithTimeout(e.ctx, e.pickD(time.Minute, 3*time.Minute))
-	defer cancel()
-	for _, id := range []string{"main", "backup", "w"} {
-		if err := s.start(id); err != nil {
-			fail(r, err)
-			return
-		}
-	}
-	if err := waitCount(ctx, s.procs["main"], "elected: coordinating", 1); err != nil {
-		fail(r, fmt.Errorf("main never led: %w", err))
-		return
-	}
 	window := e.pickD(20*time.Second, time.Minute)
 	w := s.procs["w"].Pid()
 	cpu0, err := proc.CPUTime(w)

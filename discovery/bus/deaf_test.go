@@ -56,7 +56,10 @@ func (h *allowAll) OnACLCheck(*mochi.Client, string, bool) bool { return true }
 // delivers it nothing. The client notices that even its own heartbeats
 // stopped coming back and makes a new connection, with a new number: it
 // hears itself again.
-func TestADeafConnectionIsMadeAgain(t *testing.T) {
+// startMochi serves a mochi-mqtt broker that lets every client in, on
+// loopback, until the test ends.
+func startMochi(t *testing.T) (*mochi.Server, net.Listener) {
+	t.Helper()
 	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err := srv.AddHook(new(allowAll), nil); err != nil {
 		t.Fatal(err)
@@ -71,7 +74,12 @@ func TestADeafConnectionIsMadeAgain(t *testing.T) {
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
+	return srv, ln
+}
+
+func TestADeafConnectionIsMadeAgain(t *testing.T) {
+	srv, ln := startMochi(t)
 
 	var logs syncBuffer
 	c := bus.New(bus.Options{
@@ -146,21 +154,7 @@ func drain(ch <-chan bus.Heartbeat) {
 // from the wake, so that what waits in the socket is read first; a
 // connection deaf for DeafAfter after that is made again.
 func TestAStallIsNotADeafConnection(t *testing.T) {
-	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.AddListener(listeners.NewNet("t", ln)); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	_, ln := startMochi(t)
 	var logs syncBuffer
 	const interval, deafAfter = 50 * time.Millisecond, 400 * time.Millisecond
 	c := bus.New(bus.Options{

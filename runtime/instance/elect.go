@@ -145,6 +145,9 @@ type election struct {
 	deferred    bool      // handed a new group's first lead to the first candidate
 	// handingOn is set while a transfer asked by an operator is under way.
 	handingOn atomic.Bool
+	// noLeaderSince (UnixNano) is when this candidate last found no
+	// leader it knows of, 0 while there is one.
+	noLeaderSince atomic.Int64
 
 	mu           sync.Mutex // guards what status reads
 	coord        *coordinator.Coordinator
@@ -270,6 +273,11 @@ func (e *election) run(ctx context.Context) {
 }
 
 func (e *election) step(ctx context.Context) {
+	if e.node.Leader() == "" {
+		e.noLeaderSince.CompareAndSwap(0, time.Now().UnixNano())
+	} else {
+		e.noLeaderSince.Store(0)
+	}
 	term := e.node.Term()
 	if !e.node.IsLeader() {
 		e.leaderTerm = 0
@@ -488,6 +496,19 @@ func (e *election) stepDown(why string) {
 		e.log.Info("the coordinator stopped here: its drivers are closed", "term", term)
 		e.inst.engine.Record(engine.Record{Type: events.CoordinatorLost, Member: e.self, Fields: map[string]any{"term": term, "reason": why}})
 	})
+}
+
+// problem says, in words, that the site has had no coordinator for a
+// while as this candidate sees it ("" otherwise): an election takes a few
+// heartbeat timeouts; longer means no quorum of candidates reach each
+// other, and nothing fails over meanwhile.
+func (e *election) problem(now time.Time) string {
+	since := e.noLeaderSince.Load()
+	if since == 0 || now.Sub(time.Unix(0, since)) < 10*e.timing.Heartbeat {
+		return ""
+	}
+	return fmt.Sprintf("no coordinator elected for %s: fewer than a majority of the candidates (%s) reach this one over raft; nothing fails over until they do (check that they run, their raft: addresses and the site key)",
+		roundDuration(now.Sub(time.Unix(0, since))), strings.Join(e.inst.site.Candidates, ", "))
 }
 
 // leader is the id of the candidate that leads now ("" while none does).

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"understudy/discovery/bus"
+	"understudy/runtime/config"
 )
 
 func TestTheLeaseHoldsUntilItsTimeAndNotAfterARevoke(t *testing.T) {
@@ -92,5 +93,23 @@ func TestTheNewestTermsCoordinatorIsKept(t *testing.T) {
 	inst.takeCoordinatorInfo(bus.CoordinatorInfo{Member: "c1", Term: 6, Since: at.Add(time.Minute)})
 	if ci := inst.coordinatorInfo.Load(); ci.Member != "c1" || ci.Term != 6 {
 		t.Fatalf("a newer term was not taken: %+v", ci)
+	}
+}
+
+// A candidate that has known no leader for longer than an election takes
+// says so (on /healthz and in the status line): nothing fails over.
+func TestNoLeaderForLongIsAProblem(t *testing.T) {
+	e := &election{inst: &Instance{site: &config.Site{Candidates: []string{"a", "b", "w"}}}, timing: electionTiming(100 * time.Millisecond)}
+	now := time.Now()
+	if p := e.problem(now); p != "" {
+		t.Fatalf("with a leader: %q", p)
+	}
+	e.noLeaderSince.Store(now.Add(-time.Second).UnixNano()) // an election's time
+	if p := e.problem(now); p != "" {
+		t.Fatalf("a second without a leader: %q", p)
+	}
+	e.noLeaderSince.Store(now.Add(-time.Minute).UnixNano())
+	if p := e.problem(now); !strings.Contains(p, "no coordinator elected for 1m0s") || !strings.Contains(p, "a, b, w") {
+		t.Fatalf("a minute without a leader: %q", p)
 	}
 }

@@ -172,6 +172,9 @@ func (inst *Instance) healthProblem() string {
 		return msg
 	}
 	msg, _, _ := inst.busHealth.problem(now)
+	if msg == "" && inst.election != nil {
+		msg = inst.election.problem(now)
+	}
 	return msg
 }
 
@@ -231,6 +234,11 @@ func (inst *Instance) watchHealth(ctx context.Context) {
 		}
 		if state := stateProblem(inst.store.Failing(), now); state != "" {
 			msg, key, expected, waited, level = state, "state", false, time.Second, slog.LevelError
+		}
+		if msg == "" && inst.election != nil {
+			if ep := inst.election.problem(now); ep != "" {
+				msg, key, expected, waited = ep, "election", false, time.Second
+			}
 		}
 		switch {
 		case msg == "" && lastKey != "":
