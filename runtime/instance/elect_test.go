@@ -83,7 +83,11 @@ func TestRaftLinesOfOneKindAreLoggedOnceAWhile(t *testing.T) {
 }
 
 func TestTheNewestTermsCoordinatorIsKept(t *testing.T) {
-	inst := &Instance{}
+	inst := &Instance{site: &config.Site{Candidates: []string{"c1", "c2"}}}
+	inst.takeCoordinatorInfo(bus.CoordinatorInfo{Member: "intruder", Term: 99})
+	if ci := inst.coordinatorInfo.Load(); ci != nil {
+		t.Fatalf("a member that is no candidate was taken as the coordinator: %+v", ci)
+	}
 	at := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 	inst.takeCoordinatorInfo(bus.CoordinatorInfo{Member: "c2", Term: 5, Since: at})
 	inst.takeCoordinatorInfo(bus.CoordinatorInfo{Member: "c1", Term: 3, Since: at.Add(time.Hour)}) // a retained one of before

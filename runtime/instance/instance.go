@@ -661,6 +661,13 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 // takeCoordinatorInfo keeps the coordinator's word of itself, unless an
 // older term's (a retained message of a coordinator before).
 func (inst *Instance) takeCoordinatorInfo(ci bus.CoordinatorInfo) {
+	if !inst.site.IsCandidate(ci.Member) {
+		if inst.drops != nil {
+			topic := (bus.Topics{Site: inst.site.Name}).CoordinatorInfo()
+			inst.drops.Drop(ci.Member, topic, -1, fmt.Errorf("%w: %q says it coordinates, and is no coordinator candidate", bus.ErrUnknownMember, ci.Member))
+		}
+		return
+	}
 	for {
 		old := inst.coordinatorInfo.Load()
 		if old != nil && (ci.Term < old.Term || ci.Term == old.Term && ci.Since.Before(old.Since)) {
