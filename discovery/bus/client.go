@@ -148,7 +148,7 @@ func New(opts Options) *Client {
 
 	mo := mqtt.NewClientOptions().
 		AddBroker(opts.URL).
-		SetClientID("understudy-"+opts.Topics.Site+"-"+opts.Member).
+		SetClientID(c.clientID(1)).
 		SetCleanSession(true).
 		SetStore(noStore{}).
 		SetOrderMatters(true).
@@ -161,8 +161,10 @@ func New(opts Options) *Client {
 		SetMaxReconnectInterval(2*time.Second).
 		SetBinaryWill(opts.Topics.Presence(opts.Member), c.presence("gone", 1), 1, true).
 		SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
-			// A new connection gets a new number, and a Will that names it.
+			// A new connection gets a new number, a client ID of its own
+			// and a Will that names it.
 			n := c.attempt.Add(1)
+			o.SetClientID(c.clientID(n))
 			o.SetBinaryWill(opts.Topics.Presence(opts.Member), c.presence("gone", n), 1, true)
 		}).
 		SetOnConnectHandler(func(mqtt.Client) { c.onConnect() }).
@@ -190,6 +192,17 @@ func New(opts Options) *Client {
 	mo.SetCustomOpenConnectionFn(c.dial)
 	c.mqtt = mqtt.NewClient(mo)
 	return c
+}
+
+// clientID is the MQTT client ID of connection n: one per connection, never
+// reused, so a broker never takes a new connection's session over from the
+// one it replaces. A takeover races the old connection's clean-up in the
+// embedded broker (mochi-mqtt 2.7.9 may remove the new connection from its
+// client table when the old one ends at the same moment, and the new one then
+// receives nothing); with its own ID the old connection ends alone, and its
+// Will, which names its number, is history to everyone.
+func (c *Client) clientID(n uint64) string {
+	return fmt.Sprintf("understudy-%s-%s-%s-%d", c.opts.Topics.Site, c.opts.Member, c.boot, n)
 }
 
 // Boot returns this process's boot id.

@@ -49,13 +49,6 @@ func (h *allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { r
 
 func (h *allowAll) OnACLCheck(*mochi.Client, string, bool) bool { return true }
 
-// A broker that loses a connected client from its table (what the
-// embedded broker does when the client's new connection races the clean-up
-// of its old one: make faults, manager-backup seeds 20 and 22, the
-// coordinator's process paused) still takes what the client publishes but
-// delivers it nothing. The client notices that even its own heartbeats
-// stopped coming back and makes a new connection, with a new number: it
-// hears itself again.
 // startMochi serves a mochi-mqtt broker that lets every client in, on
 // loopback, until the test ends.
 func startMochi(t *testing.T) (*mochi.Server, net.Listener) {
@@ -78,6 +71,12 @@ func startMochi(t *testing.T) (*mochi.Server, net.Listener) {
 	return srv, ln
 }
 
+// A broker that loses a connected client from its table (as the
+// embedded broker did when a new connection under the same client ID raced
+// the clean-up of the old one; see TestANewConnectionIsNotTakenForTheOldOne) still takes what the client publishes but
+// delivers it nothing. The client notices that even its own heartbeats
+// stopped coming back and makes a new connection, with a new number: it
+// hears itself again.
 func TestADeafConnectionIsMadeAgain(t *testing.T) {
 	srv, ln := startMochi(t)
 
