@@ -450,7 +450,13 @@ func (c *Client) checkDeaf(now time.Time) {
 	}
 	c.log.Warn("connected to the broker but nothing arrives, not even this instance's own heartbeats: making a new connection", "broker", c.opts.URL, "conn", c.conn.Load(), "silent", silent.Round(time.Millisecond))
 	c.connectedAt.Store(now.UnixNano()) // one try per DeafAfter
-	conn.Close()
+	// Its reader fails at once: paho takes that for a lost connection and
+	// connects again. (Closing the connection would not do: paho ignores a
+	// read on a closed connection, which it takes for its own closing, and
+	// went on until its keep-alive ping went unanswered.)
+	if err := conn.SetReadDeadline(time.Now()); err != nil {
+		conn.Close()
+	}
 }
 
 // dial opens the network connection as paho would (tcp and mqtt; ssl, tls

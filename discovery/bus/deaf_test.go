@@ -83,7 +83,8 @@ func TestADeafConnectionIsMadeAgain(t *testing.T) {
 	var logs syncBuffer
 	c := bus.New(bus.Options{
 		URL: "tcp://" + ln.Addr().String(), Topics: bus.Topics{Site: "t"}, Member: "m",
-		Interval: 50 * time.Millisecond, KeepAlive: time.Second, DeafAfter: 400 * time.Millisecond,
+		// Its pings are answered: the keep-alive is not what finds it.
+		Interval: 50 * time.Millisecond, KeepAlive: 30 * time.Second, DeafAfter: 400 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	heard := make(chan bus.Heartbeat, 64)
@@ -113,6 +114,11 @@ func TestADeafConnectionIsMadeAgain(t *testing.T) {
 	srv.Clients.Delete(id)
 	drain(heard)
 
+	defer func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	}()
 	again := waitHeartbeat(ctx, t, heard, first.Conn)
 	if again.Conn <= first.Conn {
 		t.Errorf("heard again on connection %d, want a new one after %d", again.Conn, first.Conn)
