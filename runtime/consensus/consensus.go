@@ -11,8 +11,8 @@
 // (sitekey.Ring), so that nothing without the site key joins or talks to
 // the group; the connections it refuses are logged and counted.
 //
-// It is the seam the elected coordinator is built on; the instance does
-// not use it yet.
+// It is the seam the elected coordinator is built on (runtime/instance's
+// election).
 package consensus
 
 import (
@@ -34,10 +34,11 @@ import (
 	"understudy/runtime/store"
 )
 
-// Peer is one candidate of the group.
+// Peer is one server of the group: a candidate in one incarnation of its
+// raft state.
 type Peer struct {
-	ID   string // its member id
-	Addr string // its raft transport address
+	ID   string // its raft server id
+	Addr string // its raft transport address, host:port
 }
 
 // Timing are raft's timeouts (zero: Defaults).
@@ -56,8 +57,10 @@ type Config struct {
 	ID string
 	// Dir holds raft's log and stable store (raft.db) and its snapshots.
 	Dir string
-	// Peers are every candidate, this one included: the group's first
-	// configuration, used once, when Dir is empty.
+	// Peers, when set, are every server, this one included: the group's
+	// first configuration, made when Dir has no raft state. Without them a
+	// candidate with no state waits to be bootstrapped (Bootstrap) or added
+	// by the leader (AddVoter).
 	Peers     []Peer
 	Transport raft.Transport
 	// Store is the state machine. Start makes its Updates replicated.
@@ -164,12 +167,8 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("consensus state %s: %w", cfg.Dir, err)
 	}
-	if !has {
-		var servers []raft.Server
-		for _, p := range cfg.Peers {
-			servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr), Suffrage: raft.Voter})
-		}
-		if err := raft.BootstrapCluster(rc, logs, logs, snaps, cfg.Transport, raft.Configuration{Servers: servers}); err != nil {
+	if !has && len(cfg.Peers) > 0 {
+		if err := raft.BootstrapCluster(rc, logs, logs, snaps, cfg.Transport, configuration(cfg.Transport, cfg.Peers)); err != nil {
 			return nil, fmt.Errorf("consensus: first configuration: %w", err)
 		}
 	}
@@ -181,6 +180,83 @@ func Start(cfg Config) (_ *Node, err error) {
 	n := &Node{cfg: cfg, raft: r, logs: logs, fsm: f}
 	cfg.Store.Replicate(n)
 	return n, nil
+}
+
+// serverAddresser is a transport whose raft addresses name the server they
+// are for (Transport; raft's in-memory transport is not one).
+type serverAddresser interface {
+	serverAddress(addr, id string) raft.ServerAddress
+}
+
+// serverAddress is the raft address of server id at addr on tr.
+func serverAddress(tr raft.Transport, addr, id string) raft.ServerAddress {
+	if a, ok := tr.(serverAddresser); ok {
+		return a.serverAddress(addr, id)
+	}
+	return raft.ServerAddress(addr)
+}
+
+// configuration is the raft configuration of peers, all voters, on tr.
+func configuration(tr raft.Transport, peers []Peer) raft.Configuration {
+	var c raft.Configuration
+	for _, p := range peers {
+		c.Servers = append(c.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: serverAddress(tr, p.Addr, p.ID), Suffrage: raft.Voter})
+	}
+	return c
+}
+
+// HasState reports whether Dir held raft state when Start opened it.
+func HasState(dir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dir, "raft.db"))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("consensus state %s: %w", dir, err)
+}
+
+// Bootstrap makes the group's first configuration, peers, on a candidate
+// that has no raft state. Every server of a new group may bootstrap, with
+// the same peers; one that has state refuses (raft.ErrCantBootstrap).
+func (n *Node) Bootstrap(peers []Peer) error {
+	if err := n.raft.BootstrapCluster(configuration(n.cfg.Transport, peers)).Error(); err != nil {
+		return fmt.Errorf("consensus: first configuration: %w", err)
+	}
+	return nil
+}
+
+// Servers is the group's latest configuration as this candidate knows it
+// (none: not bootstrapped nor added yet).
+func (n *Node) Servers() ([]Peer, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("consensus: configuration: %w", err)
+	}
+	var ps []Peer
+	for _, s := range f.Configuration().Servers {
+		addr, _ := splitAddress(string(s.Address))
+		ps = append(ps, Peer{ID: string(s.ID), Addr: addr})
+	}
+	return ps, nil
+}
+
+// AddVoter adds p to the group (on the leader): raft commits the new
+// configuration once a quorum of it, p included, has it.
+func (n *Node) AddVoter(p Peer, timeout time.Duration) error {
+	if err := n.raft.AddVoter(raft.ServerID(p.ID), serverAddress(n.cfg.Transport, p.Addr, p.ID), 0, timeout).Error(); err != nil {
+		return fmt.Errorf("consensus: add %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// RemoveServer takes server id out of the group (on the leader).
+func (n *Node) RemoveServer(id string, timeout time.Duration) error {
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, timeout).Error(); err != nil {
+		return fmt.Errorf("consensus: remove %s: %w", id, err)
+	}
+	return nil
 }
 
 // entry is one log entry: a store transaction.
@@ -255,12 +331,16 @@ func (n *Node) TransferLeadership(id string) error {
 	if id == "" {
 		return n.raft.LeadershipTransfer().Error()
 	}
-	for _, p := range n.cfg.Peers {
-		if p.ID == id {
-			return n.raft.LeadershipTransferToServer(raft.ServerID(p.ID), raft.ServerAddress(p.Addr)).Error()
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("consensus: configuration: %w", err)
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			return n.raft.LeadershipTransferToServer(s.ID, s.Address).Error()
 		}
 	}
-	return fmt.Errorf("consensus: %s is not a candidate", id)
+	return fmt.Errorf("consensus: %s is not in the group", id)
 }
 
 // Close leaves the group (this candidate stops; the others go on) and

@@ -25,6 +25,8 @@ type candidate struct {
 	st        *store.Store
 	node      *Node
 	trans     raft.Transport
+	// joins: started with no first configuration, it waits to be added.
+	joins bool
 }
 
 // group is a test group of candidates.
@@ -80,7 +82,11 @@ func (g *group) start(c *candidate) {
 		g.t.Fatal(err)
 	}
 	trans := g.transport(c)
-	n, err := Start(Config{ID: c.id, Dir: c.dir, Peers: g.peers, Transport: trans, Store: st, Timing: g.timing, ApplyTimeout: 2 * time.Second, SnapshotThreshold: 16, TrailingLogs: 4, SnapshotInterval: 20 * time.Millisecond})
+	peers := g.peers
+	if c.joins {
+		peers = nil
+	}
+	n, err := Start(Config{ID: c.id, Dir: c.dir, Peers: peers, Transport: trans, Store: st, Timing: g.timing, ApplyTimeout: 2 * time.Second, SnapshotThreshold: 16, TrailingLogs: 4, SnapshotInterval: 20 * time.Millisecond})
 	if err != nil {
 		st.Close()
 		if tc, ok := trans.(raft.WithClose); ok {

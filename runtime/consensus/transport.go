@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,7 +44,32 @@ type TransportOptions struct {
 	// MaxPool is how many connections to each peer are kept open for
 	// reuse (default 3).
 	MaxPool int
+	// ID is this candidate's raft server id: a connection meant for
+	// another server (an older incarnation of this candidate, whose raft
+	// state was lost) is refused. Empty: every connection is taken.
+	ID string
 }
+
+// Address is the raft address of server id at addr (host:port), as the
+// group's configuration keeps it: a connection made to it names the server
+// it is for, and a candidate that is not that server (its raft state was
+// lost and it starts as a new one) refuses it, so that nothing it answers,
+// a vote above all, counts as the old server's.
+func Address(addr, id string) string {
+	if id == "" {
+		return addr
+	}
+	return addr + "#" + id
+}
+
+// splitAddress is Address's inverse.
+func splitAddress(a string) (addr, id string) {
+	addr, id, _ = strings.Cut(a, "#")
+	return addr, id
+}
+
+// prefaceMax bounds the line that names the server a connection is for.
+const prefaceMax = 256
 
 // raftPurpose is what the ring derives the raft CA keys for.
 const raftPurpose = "raft-ca"
@@ -124,6 +150,7 @@ func NewTransport(opts TransportOptions) (*Transport, error) {
 		return nil, fmt.Errorf("consensus transport on %s: %w", ln.Addr(), err)
 	}
 	s := &stream{
+		id:       opts.ID,
 		ln:       ln,
 		addr:     adv,
 		cfg:      cfg,
@@ -148,6 +175,11 @@ func NewTransport(opts TransportOptions) (*Transport, error) {
 		Logger:  hlog,
 	})
 	return &Transport{networkTransport: nt, stream: s}, nil
+}
+
+// serverAddress names the server id in its address (see Address).
+func (t *Transport) serverAddress(addr, id string) raft.ServerAddress {
+	return raft.ServerAddress(Address(addr, id))
 }
 
 // Addr is the address the other candidates dial.
@@ -325,6 +357,7 @@ func leafCertificate(ca *x509.Certificate, caKey ed25519.PrivateKey) (tls.Certif
 // deadline set and cleared around it inside Read, and the refusals would
 // reach raft as read errors.
 type stream struct {
+	id       string // this server's id (see TransportOptions.ID)
 	ln       net.Listener
 	addr     tcpAddr
 	cfg      *tls.Config
@@ -399,6 +432,19 @@ func (s *stream) handshake(raw net.Conn) {
 		}
 		return
 	}
+	meant, err := readPreface(c)
+	if err != nil {
+		c.Close()
+		if !s.isClosed() {
+			s.refuse(raw.RemoteAddr().String(), handshakeError(err, s.timeout))
+		}
+		return
+	}
+	if meant != "" && s.id != "" && meant != s.id {
+		c.Close()
+		s.refuseServer(raw.RemoteAddr().String(), meant)
+		return
+	}
 	raw.SetDeadline(time.Time{})
 	select {
 	case s.accepted <- c:
@@ -437,8 +483,9 @@ func (s *stream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Co
 	if s.isClosed() {
 		return nil, fmt.Errorf("raft transport %s closed: %w", s.addr, net.ErrClosed)
 	}
+	addr, id := splitAddress(string(address))
 	d := net.Dialer{Timeout: timeout}
-	raw, err := d.Dial("tcp", string(address))
+	raw, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport: %w", err)
 	}
@@ -454,6 +501,10 @@ func (s *stream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Co
 			s.refuse(string(address), err)
 		}
 		return nil, fmt.Errorf("raft transport: TLS with %s: %w", address, err)
+	}
+	if _, err := io.WriteString(c, prefacePrefix+id+"\n"); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("raft transport: to %s: %w", address, err)
 	}
 	raw.SetDeadline(time.Time{})
 	return c, nil
@@ -519,6 +570,44 @@ func (s *stream) refuse(remote string, reason error) {
 	if unsaid, ok := s.logNow(host); ok {
 		s.log.Warn("raft transport refused a connection: it made no TLS handshake with the site key (a peer without the key, a scanner, or a candidate that gave up halfway)", "addr", s.addr.String(), "remote", remote, "reason", reason, "refused_total", n, "not_logged_since", unsaid)
 	}
+}
+
+// refuseServer counts and logs (as refuse does) a connection meant for
+// another raft server than this one.
+func (s *stream) refuseServer(remote, meant string) {
+	n := s.refused.Add(1)
+	host := remote
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		host = h
+	}
+	if unsaid, ok := s.logNow(host); ok {
+		s.log.Warn("raft transport refused a connection meant for another raft server: this candidate's raft state was made anew (lost, or moved aside), and it answers nothing for the server it was before; the leader admits it as the new one (understudy candidates admit)",
+			"addr", s.addr.String(), "remote", remote, "meant_for", meant, "this_server", s.id, "refused_total", n, "not_logged_since", unsaid)
+	}
+}
+
+// prefacePrefix begins the line a dialled connection sends first, after
+// the TLS handshake: the id of the server it is meant for.
+const prefacePrefix = "understudy-raft "
+
+// readPreface reads the line that names the server a connection is for.
+func readPreface(r io.Reader) (string, error) {
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) < prefaceMax {
+		if _, err := io.ReadFull(r, b); err != nil {
+			return "", fmt.Errorf("no preface: %w", err)
+		}
+		if b[0] == '\n' {
+			id, ok := strings.CutPrefix(string(line), prefacePrefix)
+			if !ok {
+				return "", errors.New("the first line is not a raft preface")
+			}
+			return id, nil
+		}
+		line = append(line, b[0])
+	}
+	return "", fmt.Errorf("a first line over %d bytes", prefaceMax)
 }
 
 // logNow reports whether a line about key (a remote host) may be logged

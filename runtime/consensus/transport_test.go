@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -103,6 +105,7 @@ type netGroup struct {
 	rings map[string]*sitekey.Ring // the ring each candidate starts with next
 	trans map[string]*Transport    // each candidate's last transport
 	logs  map[string]*logBuffer    // and what it logged
+	addrs map[string]string        // each candidate's address
 }
 
 // member is a candidate of a netGroup and its ring.
@@ -116,22 +119,21 @@ type member struct {
 // rings has for it then.
 func newNetGroup(t *testing.T, members ...member) *netGroup {
 	t.Helper()
-	ng := &netGroup{rings: map[string]*sitekey.Ring{}, trans: map[string]*Transport{}, logs: map[string]*logBuffer{}}
+	ng := &netGroup{rings: map[string]*sitekey.Ring{}, trans: map[string]*Transport{}, logs: map[string]*logBuffer{}, addrs: map[string]string{}}
 	var peers []Peer
 	for _, m := range members {
-		tr, log := newTransport(t, TransportOptions{Ring: m.ring})
+		tr, log := newTransport(t, TransportOptions{Ring: m.ring, ID: m.id})
 		ng.rings[m.id], ng.trans[m.id], ng.logs[m.id] = m.ring, tr, log
 		peers = append(peers, Peer{ID: m.id, Addr: tr.Addr()})
 	}
-	addrs := map[string]string{}
 	for _, p := range peers {
-		addrs[p.ID] = p.Addr
+		ng.addrs[p.ID] = p.Addr
 	}
 	ng.group = startGroup(t, peers, onLoopback, func(c *candidate) raft.Transport {
-		if tr := ng.trans[c.id]; !tr.IsShutdown() {
+		if tr := ng.trans[c.id]; tr != nil && !tr.IsShutdown() {
 			return tr
 		}
-		tr, log := newTransport(t, TransportOptions{Bind: addrs[c.id], Ring: ng.rings[c.id]})
+		tr, log := newTransport(t, TransportOptions{Bind: ng.addrs[c.id], Ring: ng.rings[c.id], ID: c.id})
 		ng.trans[c.id], ng.logs[c.id] = tr, log
 		return tr
 	})
@@ -486,4 +488,77 @@ func TestNewTransportNeedsTheSiteKeyAndAnAddress(t *testing.T) {
 	if tr.Addr() != "192.0.2.7:7400" || tr.LocalAddr() != "192.0.2.7:7400" {
 		t.Errorf("advertised %s (raft: %s)", tr.Addr(), tr.LocalAddr())
 	}
+}
+
+// A candidate whose raft state is lost (its disk replaced) starts again as
+// a new server, at the same address. It answers nothing meant for the
+// server it was: a vote it gave in a term before would otherwise count
+// twice. The leader replaces the old server with the new one, which gets
+// the group's state and votes from then on.
+func TestACandidateWithItsRaftStateLostRejoinsAsANewServer(t *testing.T) {
+	ring := newRing(t, newKey(t, "k1"))
+	g := newNetGroup(t, member{"a", ring}, member{"b", ring}, member{"c", ring})
+	g.commitEverywhere("before", "1")
+	l := g.leader()
+	var lost *candidate
+	for _, id := range []string{"a", "b", "c"} {
+		if id != l.id {
+			lost = g.cs[id]
+		}
+	}
+	g.stop(lost)
+	for _, p := range []string{lost.dir, lost.statePath} {
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := &candidate{id: lost.id + "-2", dir: lost.dir, statePath: lost.statePath, joins: true}
+	g.rings[again.id], g.addrs[again.id] = ring, g.addrs[lost.id]
+	g.cs[again.id] = again
+	g.start(again)
+
+	// What is meant for the old server is refused; the new one is reached.
+	if err := probe(g.trans[l.id], Address(g.addrs[lost.id], lost.id)); err == nil {
+		t.Error("the new server answered an RPC meant for the server it was before")
+	}
+	g.waitFor("the refusal logged", func() bool { return g.logs[again.id].count("meant for another raft server") > 0 })
+	if err := probe(g.trans[l.id], Address(g.addrs[again.id], again.id)); err != nil {
+		t.Errorf("an RPC meant for the new server: %v", err)
+	}
+	if ss, err := again.node.Servers(); err != nil || len(ss) != 0 {
+		t.Errorf("the new server knows a configuration before it is added: %v, %v", ss, err)
+	}
+
+	l = g.leader()
+	if err := l.node.RemoveServer(lost.id, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.node.AddVoter(Peer{ID: again.id, Addr: g.addrs[again.id]}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	delete(g.cs, lost.id)
+	g.waitFor(again.id+" applying what was committed before", func() bool { return get(again.st, "before") == "1" })
+	ss, err := l.node.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range ss {
+		ids = append(ids, s.ID)
+	}
+	slices.Sort(ids)
+	want := slices.DeleteFunc([]string{"a", "b", "c", again.id}, func(id string) bool { return id == lost.id })
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Errorf("the group after the replacement: %v", ids)
+	}
+
+	// The new server's vote counts: with the leader stopped, the other
+	// old server needs it to win.
+	g.stop(l)
+	next := g.leader()
+	if next.id == l.id {
+		t.Fatal("the stopped leader leads")
+	}
+	g.commitEverywhere("after", "2")
 }
