@@ -88,15 +88,16 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 	revert := fs.String("revert", "5m", "drill: how long until a real drill reverts (the dry run shows the revert too)")
 	end := fs.Bool("end", false, "drill --end MEMBER: end the member's drill now")
 	usage := map[string]string{
-		"takeover": "understudy takeover [flags] MEMBER | --all STANDBY",
-		"failback": "understudy failback [flags] MEMBER",
-		"mode":     "understudy mode [flags] auto|manual",
-		"confirm":  "understudy confirm [flags] PROPOSAL",
-		"reject":   "understudy reject [flags] PROPOSAL",
-		"drill":    "understudy drill [flags] [--real] [--fault lost|broken] [--revert 5m] MEMBER | --end MEMBER",
-		"reassert": "understudy reassert [flags] [DRIVER [OUTPUT]]",
-		"command":  "understudy command [flags] VERB [KEY=VALUE ...]",
-		"leader":   "understudy leader transfer [flags] [MEMBER]  (hand the elected coordinator's lead to MEMBER, default the most up-to-date candidate)",
+		"takeover":   "understudy takeover [flags] MEMBER | --all STANDBY",
+		"failback":   "understudy failback [flags] MEMBER",
+		"mode":       "understudy mode [flags] auto|manual",
+		"confirm":    "understudy confirm [flags] PROPOSAL",
+		"reject":     "understudy reject [flags] PROPOSAL",
+		"drill":      "understudy drill [flags] [--real] [--fault lost|broken] [--revert 5m] MEMBER | --end MEMBER",
+		"reassert":   "understudy reassert [flags] [DRIVER [OUTPUT]]",
+		"command":    "understudy command [flags] VERB [KEY=VALUE ...]",
+		"leader":     "understudy leader transfer [flags] [MEMBER]  (hand the elected coordinator's lead to MEMBER, default the most up-to-date candidate)",
+		"candidates": "understudy candidates admit|remove [flags] MEMBER  (admit MEMBER's candidate to the coordinator group as the raft server it is now, in place of the one it was; or take it out)",
 	}
 	fs.Usage = func() { fmt.Fprintln(stderr, "usage:", usage[verb]); fs.PrintDefaults() }
 	if err := parseFlags(fs, args); err != nil {
@@ -129,6 +130,13 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		if fs.NArg() == 2 {
 			fields["to"] = fs.Arg(1)
 		}
+	case verb == "candidates":
+		if fs.NArg() != 2 || (fs.Arg(0) != "admit" && fs.Arg(0) != "remove") {
+			fs.Usage()
+			return 2
+		}
+		verb = "candidate_" + fs.Arg(0)
+		fields["member"] = fs.Arg(1)
 	case verb == "command":
 		if fs.NArg() < 1 {
 			fs.Usage()
@@ -216,6 +224,8 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 			to = t
 		}
 		fmt.Fprintf(stdout, "leader transfer: the lead is handed to %s%s; `understudy status` shows the new leader once it coordinates\n", to, by)
+	case reply.Said != "":
+		fmt.Fprintf(stdout, "%s%s\n", reply.Said, by)
 	case len(reply.Records) <= 1:
 		fmt.Fprintf(stdout, "%s: accepted%s; the policy did nothing with it\n", verb, by)
 	default:
@@ -410,7 +420,13 @@ func electionLine(el *instance.ElectionStatus) string {
 		line += fmt.Sprintf(", coordinating since %s", el.Since.Format(time.DateTime))
 	}
 	if el.Refused > 0 {
-		line += fmt.Sprintf("; %d raft connection(s) refused (no site key)", el.Refused)
+		line += fmt.Sprintf("; %d raft connection(s) refused (no site key, or meant for a server this candidate was before)", el.Refused)
+	}
+	if len(el.Servers) > 0 {
+		line += "; group " + strings.Join(el.Servers, ", ")
+	}
+	if el.Leader != "" && el.Problem != "" {
+		line += "; " + el.Problem
 	}
 	return line
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -454,4 +455,70 @@ func TestAnUpgradeToAnElectedCoordinatorKeepsTheState(t *testing.T) {
 	es.start("main")
 	es.expectRoutesFrom(t, "", [2]int{1, 1}, [2]int{2, 2})
 	leader.wait(30*time.Second, "msg", "failback_done", "member", "main")
+}
+
+// A candidate whose raft state is lost (its disk replaced) starts again as
+// a new raft server: it takes no part in the group, refuses what is meant
+// for the server it was, and says on its status what to run; once an
+// operator admits it (from any instance) it replaces the server it was,
+// votes, and can lead: with the leader killed, it is elected.
+func TestACandidateThatLostItsRaftStateIsAdmittedAsANewServer(t *testing.T) {
+	es := newElectedSite(t, "elect-rejoin")
+	es.start("c1", "c2", "w", "main", "backup")
+	first := es.leader(40*time.Second, "c1", "c2")
+	lostID := map[string]string{"c1": "c2", "c2": "c1"}[first.id]
+	eventually.True(t, 20*time.Second, lostID+" in the group and following", func() (bool, string) {
+		el := es.status(es.d[lostID]).Election
+		return el != nil && el.Leader == first.id && len(el.Servers) == 3, fmt.Sprintf("%+v", el)
+	})
+	before := es.status(es.d[lostID]).Election.Server
+
+	if err := es.d[lostID].p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-es.d[lostID].p.Exited()
+	stateDir := filepath.Join(filepath.Dir(es.path), ".understudy")
+	for _, p := range []string{"elect-rejoin-" + lostID + ".raft", "elect-rejoin-" + lostID + "-coordinator.db"} {
+		if err := os.RemoveAll(filepath.Join(stateDir, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es.start(lostID)
+	lost := es.d[lostID]
+	var waiting string
+	eventually.True(t, 30*time.Second, lostID+" waiting to be admitted", func() (bool, string) {
+		el := es.status(lost).Election
+		if el == nil {
+			return false, "no election status"
+		}
+		waiting = el.Waiting
+		return strings.Contains(waiting, "understudy candidates admit "+lostID), fmt.Sprintf("%+v", el)
+	})
+	after := es.status(lost).Election.Server
+	if after == before {
+		t.Fatalf("%s came back with its old raft server id %s", lostID, before)
+	}
+	t.Logf("%s, its state lost: %s", lostID, waiting)
+	lost.wait(20*time.Second, "msg", "meant for another raft server", "meant_for", before)
+	if first.has("msg", "coordinator lost") {
+		t.Fatal("the leader lost the lead meanwhile")
+	}
+
+	var out, errs bytes.Buffer
+	if code := run([]string{"candidates", "admit", lostID, "-c", es.path, "--member", "backup"}, &out, &errs); code != 0 {
+		t.Fatalf("candidates admit: %d %s%s", code, out.String(), errs.String())
+	}
+	if !strings.Contains(out.String(), "admitted as "+after) || !strings.Contains(out.String(), "in place of "+before) {
+		t.Errorf("candidates admit said: %s", out.String())
+	}
+	eventually.True(t, 20*time.Second, lostID+" following the leader", func() (bool, string) {
+		el := es.status(lost).Election
+		return el.Waiting == "" && el.Leader == first.id && slices.Contains(el.Servers, after) && !slices.Contains(el.Servers, before), fmt.Sprintf("%+v", el)
+	})
+
+	lost.mark()
+	if err := first.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	lost.wait(30*time.Second, "msg", "elected: coordinating")
 }

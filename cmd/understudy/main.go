@@ -87,7 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDashboard(args[1:], stdout, stderr)
 	case "switcher-sim":
 		return cmdSwitcherSim(args[1:], stdout, stderr)
-	case "takeover", "failback", "mode", "confirm", "reject", "drill", "reassert", "command", "leader":
+	case "takeover", "failback", "mode", "confirm", "reject", "drill", "reassert", "command", "leader", "candidates":
 		return cmdControl(args[0], args[1:], stdout, stderr)
 	case "simulate":
 		return cmdSimulate(args[1:], stdout, stderr)

@@ -305,6 +305,37 @@ func DecodeHealth(topicMember string, payload []byte) (Health, error) {
 	return h, nil
 }
 
+// RaftMember is a coordinator candidate's retained word of itself in the
+// election (understudy/<site>/member/<id>/raft): its raft server id (a new
+// one each time its raft state is made anew) and address, the hash of the
+// candidate list its site.yaml names, and whether it has raft state; one
+// with state also says the group's servers as it knows them. New
+// candidates form a group once all of them say they have none; a group
+// that exists admits a new server only when an operator asks.
+type RaftMember struct {
+	Member     string   `json:"member"`
+	Server     string   `json:"server"`
+	Addr       string   `json:"addr"`
+	Candidates string   `json:"candidates"`
+	State      bool     `json:"state"`
+	Servers    []string `json:"servers,omitempty"`
+}
+
+// DecodeRaftMember parses and checks a RaftMember of member topicMember.
+func DecodeRaftMember(topicMember string, payload []byte) (RaftMember, error) {
+	var r RaftMember
+	if err := decodeLimited(payload, &r, 16<<10); err != nil {
+		return RaftMember{}, err
+	}
+	if r.Member != topicMember {
+		return RaftMember{}, fmt.Errorf("%w: payload says %q, topic %q", ErrWrongMember, r.Member, topicMember)
+	}
+	if r.Server == "" || r.Addr == "" || strings.ContainsAny(r.Server, "\n\r") {
+		return RaftMember{}, fmt.Errorf("%w: no raft server id or address", ErrMalformed)
+	}
+	return r, nil
+}
+
 // CoordinatorInfo is the coordinator's retained word of itself
 // (understudy/<site>/coordinator): which member decides for the site now,
 // in which election term (0: the one site.yaml names) and coordinator

@@ -66,6 +66,13 @@ func (t Topics) AllConfigs() string { return t.member("+", "config") }
 // About is the retained topic of a member's description of itself.
 func (t Topics) About(id string) string { return t.member(id, "about") }
 
+// Raft is the topic a coordinator candidate says who it is in the
+// coordinator election on (RaftMember, retained).
+func (t Topics) Raft(id string) string { return t.member(id, "raft") }
+
+// AllRaft matches every candidate's RaftMember.
+func (t Topics) AllRaft() string { return t.member("+", "raft") }
+
 // AllAbout subscribes to every member's description.
 func (t Topics) AllAbout() string { return t.member("+", "about") }
 

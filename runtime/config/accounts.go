@@ -22,7 +22,7 @@ func InstanceUsername(id string) string { return instanceUserPrefix + id }
 // ownLeaves are the topics a member's instance publishes under its own
 // member topic.
 func ownLeaves() []string {
-	return []string{"heartbeat", "presence", "ack", "health", "config", "about", "copy", "covering"}
+	return []string{"heartbeat", "presence", "ack", "health", "config", "about", "copy", "covering", "raft"}
 }
 
 // OwnTopics is the embedded broker's rule for the instances' own topics:

@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,23 @@ import (
 type Peer struct {
 	ID   string // its raft server id
 	Addr string // its raft transport address, host:port
+}
+
+// ServerID is the raft server id of member's candidate in incarnation inc:
+// a candidate whose raft state is made anew (first, or after it was lost)
+// is a new server. An empty inc is the member id itself, the id of groups
+// made before incarnations.
+func ServerID(member, inc string) string {
+	if inc == "" {
+		return member
+	}
+	return member + "@" + inc
+}
+
+// MemberOf is the member whose candidate server id is.
+func MemberOf(server string) string {
+	m, _, _ := strings.Cut(server, "@")
+	return m
 }
 
 // Timing are raft's timeouts (zero: Defaults).
@@ -292,10 +310,10 @@ func (n *Node) Replicate(writes []store.Write) error {
 // it knows: VerifyLeader asks a quorum).
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-// Leader returns the leader's id, "" while there is none known.
+// Leader returns the leader's member id, "" while there is none known.
 func (n *Node) Leader() string {
 	_, id := n.raft.LeaderWithID()
-	return string(id)
+	return MemberOf(string(id))
 }
 
 // Term is the current raft term.
@@ -325,7 +343,7 @@ func (n *Node) VerifyLeader() error { return n.raft.VerifyLeader().Error() }
 // new leader calls it before its first action.
 func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
 
-// TransferLeadership hands the leadership to the candidate id ("": the
+// TransferLeadership hands the leadership to member id's server ("": the
 // most up to date one).
 func (n *Node) TransferLeadership(id string) error {
 	if id == "" {
@@ -336,7 +354,7 @@ func (n *Node) TransferLeadership(id string) error {
 		return fmt.Errorf("consensus: configuration: %w", err)
 	}
 	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == id {
+		if MemberOf(string(s.ID)) == id {
 			return n.raft.LeadershipTransferToServer(s.ID, s.Address).Error()
 		}
 	}

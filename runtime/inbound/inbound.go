@@ -50,6 +50,9 @@ type Inputs struct {
 	Described func(config.Member)
 	// CoordinatorInfo, when set, takes the coordinator's word of itself.
 	CoordinatorInfo func(bus.CoordinatorInfo)
+	// RaftMember, when set (on a coordinator candidate), takes each
+	// candidate's word of itself in the election.
+	RaftMember func(bus.RaftMember)
 }
 
 // Route is one row of the table: the messages on Filter (received at QoS)
@@ -109,6 +112,15 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 			}
 			ci, err := bus.DecodeCoordinatorInfo(m.Payload)
 			return func() { in.CoordinatorInfo(ci) }, err
+		}})
+	}
+	if in.RaftMember != nil {
+		rs = append(rs, Route{Name: "raft", From: TopicMember, State: true, Filter: topics.AllRaft(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+			if len(m.Payload) == 0 {
+				return nil, nil
+			}
+			r, err := bus.DecodeRaftMember(id, m.Payload)
+			return func() { in.RaftMember(r) }, err
 		}})
 	}
 	if c := in.Coordinator; c != nil {

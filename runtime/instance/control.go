@@ -85,6 +85,7 @@ type CommandReply struct {
 	Error     string          `json:"error,omitempty"`
 	Forwarded string          `json:"forwarded_to,omitempty"` // the coordinator it was passed to
 	Records   []engine.Record `json:"records,omitempty"`      // what followed
+	Said      string          `json:"said,omitempty"`         // what was done, in words (membership changes)
 }
 
 func (inst *Instance) authorised(r *http.Request) bool {
@@ -145,8 +146,11 @@ func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[st
 	if c == nil {
 		return reply, errNotCoordinating
 	}
-	if verb == verbLeaderTransfer {
+	switch verb {
+	case verbLeaderTransfer:
 		return inst.leaderTransfer(ctx, fields), nil
+	case verbCandidateAdmit, verbCandidateRemove:
+		return inst.membershipChange(verb, fields), nil
 	}
 	records, err := c.CommandWait(ctx, verb, fields, by)
 	if err != nil {
@@ -309,6 +313,37 @@ func writeReplyStatus(w http.ResponseWriter, status int, reply CommandReply) {
 
 // errNotCoordinating: this instance does not coordinate (any more).
 var errNotCoordinating = errors.New("this instance does not coordinate now")
+
+// membershipChange admits a candidate to the coordinator group, or
+// removes it ({"member": MEMBER}): the leader carries it out, any instance
+// passes it on.
+func (inst *Instance) membershipChange(verb string, fields map[string]any) CommandReply {
+	reply := CommandReply{Verb: verb}
+	if inst.election == nil {
+		reply.Error = "this site's coordinator is not elected (coordinator: names one member): there is no coordinator group"
+		return reply
+	}
+	member, _ := fields["member"].(string)
+	if member == "" {
+		reply.Error = "member: want a candidate's member id"
+		return reply
+	}
+	var (
+		said string
+		err  error
+	)
+	if verb == verbCandidateAdmit {
+		said, err = inst.election.admit(member)
+	} else {
+		said, err = inst.election.remove(member)
+	}
+	if err != nil {
+		reply.Error = err.Error()
+		return reply
+	}
+	reply.OK, reply.Said = true, said
+	return reply
+}
 
 // verbLeaderTransfer hands the elected coordinator's lead to another
 // candidate ({"to": MEMBER}, or the most up-to-date one): the leader

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -126,6 +125,7 @@ func (p leasedPublisher) Publish(topic string, qos byte, retained bool, payload 
 type election struct {
 	inst    *Instance
 	self    string
+	server  string // this candidate's raft server id (see membership.go)
 	witness bool
 	timing  consensus.Timing
 	store   *store.Store // the replicated coordinator state
@@ -136,13 +136,19 @@ type election struct {
 	// in carries what members report to the coordinator to the one that
 	// runs now, and keeps their latest states for the next one.
 	in *coordinatorInputs
+	// words are the other candidates' words of themselves (bus.RaftMember).
+	words raftMembers
+	// formed is set once this candidate is in a group (a configuration).
+	formed atomic.Bool
+	woken  chan struct{}
 
 	// owned by run's goroutine
-	leaderTerm  uint64    // the term this candidate last became leader in
-	leaderSince time.Time // when (monotonic)
-	handOns     int       // this witness's attempts to hand the lead on
-	failedTerm  uint64    // a term in which the coordinator did not start
-	deferred    bool      // handed a new group's first lead to the first candidate
+	lastWordCheck time.Time
+	leaderTerm    uint64    // the term this candidate last became leader in
+	leaderSince   time.Time // when (monotonic)
+	handOns       int       // this witness's attempts to hand the lead on
+	failedTerm    uint64    // a term in which the coordinator did not start
+	deferred      bool      // handed a new group's first lead to the first candidate
 	// handingOn is set while a transfer asked by an operator is under way.
 	handingOn atomic.Bool
 	// noLeaderSince (UnixNano) is when this candidate last found no
@@ -155,6 +161,8 @@ type election struct {
 	coordSince   time.Time
 	elections    uint64 // terms this candidate coordinated
 	lastStepDown string
+	waiting      string // why this candidate is in no group yet
+	announced    string // the servers its last word named
 }
 
 // ElectionStatus is what /status says of the election.
@@ -162,7 +170,10 @@ type ElectionStatus struct {
 	Candidates  []string      `json:"candidates"`
 	Witnesses   []string      `json:"witnesses,omitempty"`
 	Self        string        `json:"self"`
-	Role        string        `json:"role"` // leader, follower, candidate, witness leading, ...
+	Server      string        `json:"server"`            // this candidate's raft server id
+	Servers     []string      `json:"servers,omitempty"` // the group's, as this candidate knows them
+	Waiting     string        `json:"waiting,omitempty"` // why this candidate is in no group yet
+	Role        string        `json:"role"`              // leader, follower, candidate, witness leading, ...
 	Leader      string        `json:"leader,omitempty"`
 	Term        uint64        `json:"term"`
 	Coordinates bool          `json:"coordinates"` // this instance runs the policy now
@@ -189,69 +200,39 @@ func (inst *Instance) startElection(stateDir string, commitHook func() error) (*
 		return nil, fmt.Errorf("coordinator election: the candidates authenticate each other with the site key, and %s has none (auth off?): make one with `understudy keys new` and copy it to every candidate", self)
 	}
 	e := &election{inst: inst, self: self, witness: inst.member.Witness, timing: electionTiming(site.Heartbeat.Interval.D()),
-		log: inst.log.With("component", "election"), in: newCoordinatorInputs()}
+		log: inst.log.With("component", "election"), in: newCoordinatorInputs(), woken: make(chan struct{}, 1)}
 	e.lease.revoke("not elected yet")
 	dir := raftDir(stateDir, site.Name, self)
-	if err := checkCandidates(dir, site.CandidatesHash(), strings.Join(site.Candidates, ", ")); err != nil {
+	statePath := filepath.Join(stateDir, site.Name+"-"+self+"-coordinator.db")
+	server, fresh, err := serverIdentity(dir, statePath, self)
+	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(stateDir, site.Name+"-"+self+"-coordinator.db"), store.Options{BeforeCommit: commitHook})
+	e.server = server
+	st, err := store.Open(statePath, store.Options{BeforeCommit: commitHook})
 	if err != nil {
 		return nil, err
 	}
 	inst.closers.add(func() { st.Close() })
 	e.store = st
-	tr, err := consensus.NewTransport(consensus.TransportOptions{Bind: inst.member.Raft, Ring: inst.ring, Logger: e.log})
+	tr, err := consensus.NewTransport(consensus.TransportOptions{Bind: inst.member.Raft, Ring: inst.ring, Logger: e.log, ID: server})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator election: raft transport on %s: %w", inst.member.Raft, err)
 	}
 	inst.closers.add(func() { tr.Close() })
 	e.trans = tr
-	var peers []consensus.Peer
-	for _, id := range site.Candidates {
-		m, _ := site.Member(id)
-		peers = append(peers, consensus.Peer{ID: id, Addr: m.Raft})
-	}
-	node, err := consensus.Start(consensus.Config{ID: self, Dir: dir, Peers: peers, Transport: tr, Store: st, Timing: e.timing,
+	node, err := consensus.Start(consensus.Config{ID: server, Dir: dir, Transport: tr, Store: st, Timing: e.timing,
 		LogOutput: newSlogWriter(e.log), Committed: func(d time.Duration) { inst.metrics.commit.Observe(d.Seconds()) }})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator election: %w", err)
 	}
 	inst.closers.add(func() { node.Close() })
 	e.node = node
-	if err := writeCandidates(dir, site.CandidatesHash()); err != nil {
-		return nil, err
+	if fresh {
+		e.log.Info("this candidate's raft state is new: it is a new server in the coordinator election", "server", server)
 	}
-	e.log.Info("candidate in the coordinator election", "candidates", site.Candidates, "witness", e.witness, "raft", tr.Addr())
+	e.log.Info("candidate in the coordinator election", "candidates", site.Candidates, "witness", e.witness, "raft", tr.Addr(), "server", server)
 	return e, nil
-}
-
-// candidatesFile keeps, beside the raft state, the hash of the candidate
-// list the group was made with.
-const candidatesFile = "candidates"
-
-// checkCandidates refuses a raft state made for another candidate list: a
-// site.yaml that names other candidates than the group has (a stale copy,
-// or a list changed by hand) would vote in a group it does not know.
-func checkCandidates(dir, hash, list string) error {
-	data, err := os.ReadFile(filepath.Join(dir, candidatesFile))
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil
-	case err != nil:
-		return fmt.Errorf("coordinator election: %w", err)
-	}
-	if have := strings.TrimSpace(string(data)); have != hash {
-		return fmt.Errorf("coordinator election: site.yaml names the candidates %s (%s), but this candidate's raft state in %s was made for another list (%s): this instance does not coordinate with a site.yaml other candidates may not share. Give every candidate the same site.yaml. To change the candidate list, stop every candidate and move aside its raft folder and its -coordinator.db file, then start them all with the new list: the new group starts from the members' reports and moves past the newest epoch they have seen, as after a lost state file (changes to a running group are not built yet)", list, hash, dir, have)
-	}
-	return nil
-}
-
-func writeCandidates(dir, hash string) error {
-	if err := os.WriteFile(filepath.Join(dir, candidatesFile), []byte(hash+"\n"), 0o600); err != nil {
-		return fmt.Errorf("coordinator election: %w", err)
-	}
-	return nil
 }
 
 // run follows the election until ctx ends: it confirms the lead, keeps the
@@ -266,6 +247,7 @@ func (e *election) run(ctx context.Context) {
 			e.stepDown("this instance stops")
 			return
 		case <-e.node.LeaderChanges():
+		case <-e.woken:
 		case <-tick.C:
 		}
 		e.step(ctx)
@@ -273,6 +255,11 @@ func (e *election) run(ctx context.Context) {
 }
 
 func (e *election) step(ctx context.Context) {
+	if !e.joinOrForm() {
+		e.noLeaderSince.CompareAndSwap(0, time.Now().UnixNano())
+		return
+	}
+	e.reannounce(time.Now())
 	if e.node.Leader() == "" {
 		e.noLeaderSince.CompareAndSwap(0, time.Now().UnixNano())
 	} else {
@@ -505,7 +492,18 @@ func (e *election) stepDown(why string) {
 func (e *election) problem(now time.Time) string {
 	since := e.noLeaderSince.Load()
 	if since == 0 || now.Sub(time.Unix(0, since)) < 10*e.timing.Heartbeat {
+		if e.formed.Load() && since == 0 {
+			if ss, err := e.node.Servers(); err == nil {
+				return membershipProblem(e.inst.site, ss)
+			}
+		}
 		return ""
+	}
+	e.mu.Lock()
+	waiting := e.waiting
+	e.mu.Unlock()
+	if waiting != "" {
+		return "no coordinator elected for " + roundDuration(now.Sub(time.Unix(0, since))) + ": " + waiting
 	}
 	return fmt.Sprintf("no coordinator elected for %s: fewer than a majority of the candidates (%s) reach this one over raft; nothing fails over until they do (check that they run, their raft: addresses and the site key)",
 		roundDuration(now.Sub(time.Unix(0, since))), strings.Join(e.inst.site.Candidates, ", "))
@@ -588,14 +586,18 @@ func (e *election) capableAlive(ctx context.Context) []string {
 
 func (e *election) status() *ElectionStatus {
 	site := e.inst.site
-	st := &ElectionStatus{Candidates: site.Candidates, Self: e.self, Leader: e.node.Leader(), Term: e.node.Term(), Raft: e.trans.Addr(), Refused: e.trans.Refused(), LastContact: e.node.LastContact()}
+	st := &ElectionStatus{Candidates: site.Candidates, Self: e.self, Server: e.server, Leader: e.node.Leader(), Term: e.node.Term(), Raft: e.trans.Addr(), Refused: e.trans.Refused(), LastContact: e.node.LastContact()}
+	ss, _ := e.node.Servers()
+	for _, s := range ss {
+		st.Servers = append(st.Servers, s.ID)
+	}
 	for _, id := range site.Candidates {
 		if m, _ := site.Member(id); m.Witness {
 			st.Witnesses = append(st.Witnesses, id)
 		}
 	}
 	e.mu.Lock()
-	st.Coordinates, st.Elections, st.LastStop = e.coord != nil, e.elections, e.lastStepDown
+	st.Coordinates, st.Elections, st.LastStop, st.Waiting = e.coord != nil, e.elections, e.lastStepDown, e.waiting
 	if e.coord != nil {
 		st.Since = e.coordSince
 	}
@@ -612,8 +614,13 @@ func (e *election) status() *ElectionStatus {
 	default:
 		st.Role = "follower"
 	}
-	if st.Leader == "" {
+	switch {
+	case st.Waiting != "":
+		st.Role, st.Problem = "not in a group yet", st.Waiting
+	case st.Leader == "":
 		st.Problem = "no candidate leads: fewer than a quorum of candidates reach each other"
+	default:
+		st.Problem = membershipProblem(site, ss)
 	}
 	return st
 }

@@ -2,13 +2,18 @@ package instance
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"understudy/discovery/bus"
 	"understudy/runtime/config"
+	"understudy/runtime/consensus"
 )
 
 func TestTheLeaseHoldsUntilItsTimeAndNotAfterARevoke(t *testing.T) {
@@ -46,20 +51,96 @@ func TestTheLeaseEndsBeforeAnotherLeaderActs(t *testing.T) {
 	}
 }
 
-func TestARaftStateOfAnotherCandidateListIsRefused(t *testing.T) {
-	dir := t.TempDir()
-	if err := checkCandidates(dir, "aaaa", "a, b, w"); err != nil {
-		t.Fatalf("a new raft state: %v", err)
+// New candidates form a group once every one of them has said it has no
+// raft state, with the same candidate list; each makes the same first
+// configuration. A candidate that finds a group there waits: for its
+// leader, or to be admitted.
+func TestNewCandidatesFormTheGroupOnlyAllTogether(t *testing.T) {
+	cands := []string{"a", "b", "w"}
+	word := func(m, server string, state bool, servers ...string) bus.RaftMember {
+		return bus.RaftMember{Member: m, Server: server, Addr: m + ":7000", Candidates: "h1", State: state, Servers: servers}
 	}
-	if err := writeCandidates(dir, "aaaa"); err != nil {
+	self := word("a", "a@1", false)
+	all := map[string]bus.RaftMember{"b": word("b", "b@1", false), "w": word("w", "w@1", false)}
+
+	peers, wait := formGroup(cands, self, all)
+	want := []consensus.Peer{{ID: "a@1", Addr: "a:7000"}, {ID: "b@1", Addr: "b:7000"}, {ID: "w@1", Addr: "w:7000"}}
+	if wait != "" || !slices.Equal(peers, want) {
+		t.Errorf("every candidate new: %v, %q; want %v", peers, wait, want)
+	}
+	// Each one makes the same configuration, whichever it is.
+	if peers2, _ := formGroup(cands, all["b"], map[string]bus.RaftMember{"a": self, "w": all["w"]}); !slices.Equal(peers2, want) {
+		t.Errorf("b makes %v, a makes %v", peers2, peers)
+	}
+
+	for _, c := range []struct {
+		name string
+		seen map[string]bus.RaftMember
+		says string
+	}{
+		{"w not heard", map[string]bus.RaftMember{"b": all["b"]}, "no word yet on the bus from w"},
+		{"b with another list", map[string]bus.RaftMember{"b": {Member: "b", Server: "b@1", Addr: "b:7000", Candidates: "h2"}, "w": all["w"]}, "the site.yaml of b names other coordinator candidates"},
+		{"a group without a", map[string]bus.RaftMember{"b": word("b", "b@1", true, "a@0", "b@1", "w@1"), "w": all["w"]}, "understudy candidates admit a"},
+		{"a group with a", map[string]bus.RaftMember{"b": word("b", "b@1", true, "a@1", "b@1", "w@1"), "w": all["w"]}, "waits for its leader to reach it"},
+	} {
+		peers, wait := formGroup(cands, self, c.seen)
+		if peers != nil || !strings.Contains(wait, c.says) {
+			t.Errorf("%s: %v, %q; want to wait saying %q", c.name, peers, wait, c.says)
+		}
+	}
+}
+
+// A raft folder without a log is made anew under a new server id, with
+// what was left of it (and the replicated state file) moved aside; one
+// with a log keeps its id, and one made before server ids is the member.
+func TestACandidateWhoseRaftLogIsGoneIsANewServer(t *testing.T) {
+	root := t.TempDir()
+	dir, state := filepath.Join(root, "s-a.raft"), filepath.Join(root, "s-a-coordinator.db")
+	id1, fresh, err := serverIdentity(dir, state, "a")
+	if err != nil || !fresh || !strings.HasPrefix(id1, "a@") {
+		t.Fatalf("first start: %q, fresh %v, %v", id1, fresh, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "raft.db"), []byte("log"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkCandidates(dir, "aaaa", "a, b, w"); err != nil {
-		t.Fatalf("the same list: %v", err)
+	if err := os.WriteFile(state, []byte("state"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	err := checkCandidates(dir, "bbbb", "a, c, w")
-	if err == nil || !strings.Contains(err.Error(), "a, c, w") || !strings.Contains(err.Error(), "aaaa") {
-		t.Fatalf("another list: %v", err)
+	if id, fresh, err := serverIdentity(dir, state, "a"); err != nil || fresh || id != id1 {
+		t.Fatalf("a restart: %q, fresh %v, %v; want %q", id, fresh, err, id1)
+	}
+	if err := os.Remove(filepath.Join(dir, "raft.db")); err != nil {
+		t.Fatal(err)
+	}
+	id2, fresh, err := serverIdentity(dir, state, "a")
+	if err != nil || !fresh || id2 == id1 || consensus.MemberOf(id2) != "a" {
+		t.Fatalf("the log lost: %q, fresh %v, %v; want a new id for a, not %q", id2, fresh, err, id1)
+	}
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the replicated state file was not moved aside: %v", err)
+	}
+	if aside, _ := filepath.Glob(filepath.Join(root, "*.lost-*")); len(aside) != 2 {
+		t.Errorf("moved aside: %v, want the raft folder and the state file", aside)
+	}
+	if err := os.Remove(filepath.Join(dir, serverIDFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "raft.db"), []byte("log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if id, _, err := serverIdentity(dir, state, "a"); err != nil || id != "a" {
+		t.Errorf("a log from before server ids: %q, %v; want the member id", id, err)
+	}
+}
+
+func TestTheGroupAndSiteYAMLDisagreeingIsSaid(t *testing.T) {
+	site := &config.Site{Candidates: []string{"a", "b", "w"}}
+	if p := membershipProblem(site, []consensus.Peer{{ID: "a@1"}, {ID: "b"}, {ID: "w@3"}}); p != "" {
+		t.Errorf("agreeing: %q", p)
+	}
+	p := membershipProblem(site, []consensus.Peer{{ID: "a@1"}, {ID: "c@1"}, {ID: "w@3"}})
+	if !strings.Contains(p, "understudy candidates admit b") || !strings.Contains(p, "understudy candidates remove c") {
+		t.Errorf("b missing and c extra: %q", p)
 	}
 }
 

@@ -627,6 +627,9 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 			if inst.config != nil {
 				inst.config.Republish()
 			}
+			if inst.election != nil {
+				inst.election.announce()
+			}
 		},
 		OnDisconnected: func(err error) {
 			inst.busHealth.disconnected(err, time.Now())
@@ -641,6 +644,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 	switch {
 	case inst.election != nil:
 		in.Coordinator = inst.election.in // whichever coordinator this candidate runs, if any
+		in.RaftMember = inst.election.takeWord
 	case inst.coord.Load() != nil:
 		in.Coordinator = inst.coord.Load()
 	}
