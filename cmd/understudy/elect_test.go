@@ -522,3 +522,77 @@ func TestACandidateThatLostItsRaftStateIsAdmittedAsANewServer(t *testing.T) {
 	}
 	lost.wait(30*time.Second, "msg", "elected: coordinating")
 }
+
+// Every candidate killed at once (a power cut) and started again: the
+// group comes back with the same servers and the state intact — main,
+// covered by backup before, is not taken over again, and fails back when
+// it returns.
+func TestAllCandidatesRestartedKeepTheGroupAndTheState(t *testing.T) {
+	es := newElectedSite(t, "elect-restart")
+	es.start("c1", "c2", "w", "main", "backup")
+	first := es.leader(40*time.Second, "c1", "c2")
+	first.wait(20*time.Second, "msg", "member alive", "member", "main")
+	first.wait(20*time.Second, "msg", "driver connected")
+	servers := es.status(first).Election.Servers
+	if err := es.d["main"].p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	es.expectRoutesFrom(t, "", [2]int{1, 3}, [2]int{2, 4})
+	first.wait(20*time.Second, "msg", "takeover_done", "member", "main")
+
+	for _, id := range []string{"c1", "c2", "w"} {
+		if err := es.d[id].p.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		<-es.d[id].p.Exited()
+	}
+	es.start("c1", "c2", "w")
+	leader := es.leader(40*time.Second, "c1", "c2")
+	eventually.True(t, 20*time.Second, "the group's servers as before", func() (bool, string) {
+		got := es.status(leader).Election.Servers
+		return slices.Equal(got, servers), fmt.Sprintf("%v, before %v", got, servers)
+	})
+	for _, id := range []string{"c1", "c2", "w"} {
+		if es.d[id].has("msg", "is a new server") || es.d[id].has("msg", "the coordinator group is formed") {
+			t.Errorf("%s made its raft state anew after a restart", id)
+		}
+	}
+	leader.wait(20*time.Second, "msg", "member lost", "member", "main")
+	if leader.has("msg", "takeover_started") {
+		t.Fatal("main was taken over again after the restart: the coverage was lost")
+	}
+	es.start("main")
+	es.expectRoutesFrom(t, "", [2]int{1, 1}, [2]int{2, 2})
+	leader.wait(30*time.Second, "msg", "failback_done", "member", "main")
+}
+
+// A candidate whose site.yaml names other candidates (a stale copy) does
+// not form a group with the others: every new candidate says why it waits,
+// and the group forms once the copy is right.
+func TestCandidatesWithDifferentListsFormNoGroup(t *testing.T) {
+	es := newElectedSite(t, "elect-stale")
+	good, err := os.ReadFile(es.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(filepath.Dir(es.path), "stale.yaml")
+	if err := os.WriteFile(stale, []byte(strings.Replace(string(good), "coordinator: [c1, c2, w]", "coordinator: [c2, c1, w]", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	es.start("c1", "w")
+	es.d["c2"] = runIn(t, nil, stale, "c2")
+	es.api["c2"] = apiAddress(t, es.d["c2"])
+	for _, id := range []string{"c1", "w"} {
+		eventually.True(t, 30*time.Second, id+" saying why it waits", func() (bool, string) {
+			el := es.status(es.d[id]).Election
+			return el != nil && strings.Contains(el.Waiting, "the site.yaml of c2 names other coordinator candidates"), fmt.Sprintf("%+v", el)
+		})
+	}
+	es.d["c1"].wait(20*time.Second, "msg", "does not take part in the coordinator election yet")
+	if es.d["c1"].has("msg", "elected: coordinating") || es.d["c2"].has("msg", "elected: coordinating") {
+		t.Fatal("a candidate coordinates without a group")
+	}
+	stopDaemon(t, es.d["c2"])
+	es.start("c2")
+	es.leader(40*time.Second, "c1", "c2")
+}
