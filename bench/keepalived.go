@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"understudy/bench/proc"
@@ -46,10 +48,29 @@ func keepalivedTrials(ctx context.Context, e *env, advert string, n int) ([]floa
 	defer os.RemoveAll(dir)
 
 	procs := make([]*proc.Process, 2)
+	pidFile := func(i int, s string) string { return filepath.Join(dir, fmt.Sprintf("h%d-%s.pid", i, s)) }
+	// kill ends host i's keepalived as a host dying would: its VRRP child
+	// runs in a process group of its own, so it is killed by its pid file.
+	// Its pid files go too: the killed child may stay a zombie here (no
+	// init reaps it), which a new keepalived takes for one still running.
+	kill := func(i int) error {
+		for _, f := range []string{"vrrp", "checkers"} {
+			if b, err := os.ReadFile(pidFile(i, f)); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		err := procs[i].Kill()
+		for _, f := range []string{"main", "vrrp", "checkers"} {
+			os.Remove(pidFile(i, f))
+		}
+		return err
+	}
 	defer func() {
-		for _, p := range procs {
+		for i, p := range procs {
 			if p != nil {
-				p.Kill()
+				kill(i)
 			}
 		}
 	}()
@@ -75,9 +96,8 @@ vrrp_instance bench {
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			return err
 		}
-		pid := func(s string) string { return filepath.Join(dir, fmt.Sprintf("h%d-%s.pid", i, s)) }
 		p, err := proc.Start(h.Command(e.ctx, bin, "--dont-fork", "--log-console", "--vrrp", "-f", conf,
-			"-p", pid("main"), "-r", pid("vrrp"), "-c", pid("checkers")))
+			"-p", pidFile(i, "main"), "-r", pidFile(i, "vrrp"), "-c", pidFile(i, "checkers")))
 		if err != nil {
 			return err
 		}
@@ -110,7 +130,7 @@ vrrp_instance bench {
 		other := 1 - holder
 		time.Sleep(time.Second) // a few advertisements of steady state
 		t0 := time.Now()
-		if err := procs[holder].Kill(); err != nil {
+		if err := kill(holder); err != nil {
 			return nil, err
 		}
 		at, err := waitAddr(ctx, nw.Hosts[other], keepalivedVIP)
