@@ -503,7 +503,7 @@ func (e *election) problem(now time.Time) string {
 	waiting := e.waiting
 	e.mu.Unlock()
 	if waiting != "" {
-		return "no coordinator elected for " + roundDuration(now.Sub(time.Unix(0, since))) + ": " + waiting
+		return "this candidate has taken no part in the coordinator election for " + roundDuration(now.Sub(time.Unix(0, since))) + ": " + waiting
 	}
 	return fmt.Sprintf("no coordinator elected for %s: fewer than a majority of the candidates (%s) reach this one over raft; nothing fails over until they do (check that they run, their raft: addresses and the site key)",
 		roundDuration(now.Sub(time.Unix(0, since))), strings.Join(e.inst.site.Candidates, ", "))
