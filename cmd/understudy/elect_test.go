@@ -515,6 +515,23 @@ func TestACandidateThatLostItsRaftStateIsAdmittedAsANewServer(t *testing.T) {
 		el := es.status(lost).Election
 		return el.Waiting == "" && el.Leader == first.id && slices.Contains(el.Servers, after) && !slices.Contains(el.Servers, before), fmt.Sprintf("%+v", el)
 	})
+	// What the leader refuses, and why.
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"candidates", "admit", lostID}, "is in the group already"},
+		{[]string{"candidates", "admit", "main"}, "main is not a candidate"},
+		{[]string{"candidates", "remove", first.id}, "hand the lead on first"},
+		{[]string{"candidates", "admit"}, "usage"},
+	} {
+		out.Reset()
+		errs.Reset()
+		code := run(append(c.args, "-c", es.path, "--member", "backup"), &out, &errs)
+		if code == 0 || !strings.Contains(errs.String(), c.says) {
+			t.Errorf("%v: exit %d, %s%s; want a refusal saying %q", c.args, code, out.String(), errs.String(), c.says)
+		}
+	}
 
 	lost.mark()
 	if err := first.p.Kill(); err != nil {
