@@ -166,8 +166,10 @@ func TestAnElectedCoordinatorKilledIsReplaced(t *testing.T) {
 			t.Errorf("the leader's /metrics has no %q", want)
 		}
 	}
-	if m := regexp.MustCompile(`understudy_election_commit_seconds_count (\d+)`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
-		t.Errorf("the leader's /metrics counts no commit: %v", m)
+	for _, h := range []string{"understudy_election_commit_seconds", "understudy_election_log_write_seconds"} {
+		if m := regexp.MustCompile(h + `_count (\d+)`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
+			t.Errorf("the leader's /metrics counts nothing in %s: %v", h, m)
+		}
 	}
 
 	other := map[string]string{"c1": "c2", "c2": "c1"}[first.id]

@@ -97,6 +97,9 @@ type Config struct {
 	// Committed, when set, sees how long each replicated transaction took
 	// to commit and apply here (Replicate's time).
 	Committed func(time.Duration)
+	// LogWritten, when set, sees how long each append to this candidate's
+	// raft log took, its fsync included: the storage's part of a commit.
+	LogWritten func(time.Duration)
 }
 
 // Node is this candidate in the group.
@@ -191,7 +194,11 @@ func Start(cfg Config) (_ *Node, err error) {
 		}
 	}
 	f := &fsm{st: cfg.Store, done: make(chan struct{})}
-	r, err := raft.NewRaft(rc, f, logs, logs, snaps, cfg.Transport)
+	var logStore raft.LogStore = logs
+	if cfg.LogWritten != nil {
+		logStore = timedLogs{LogStore: logs, written: cfg.LogWritten}
+	}
+	r, err := raft.NewRaft(rc, f, logStore, logs, snaps, cfg.Transport)
 	if err != nil {
 		return nil, fmt.Errorf("consensus: %w", err)
 	}
@@ -275,6 +282,22 @@ func (n *Node) RemoveServer(id string, timeout time.Duration) error {
 		return fmt.Errorf("consensus: remove %s: %w", id, err)
 	}
 	return nil
+}
+
+// timedLogs times each append to the raft log (raft writes entries with
+// StoreLogs, one bbolt transaction and fsync per batch).
+type timedLogs struct {
+	raft.LogStore
+	written func(time.Duration)
+}
+
+func (l timedLogs) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{log}) }
+
+func (l timedLogs) StoreLogs(logs []*raft.Log) error {
+	start := time.Now()
+	err := l.LogStore.StoreLogs(logs)
+	l.written(time.Since(start))
+	return err
 }
 
 // entry is one log entry: a store transaction.

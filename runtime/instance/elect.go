@@ -222,7 +222,8 @@ func (inst *Instance) startElection(stateDir string, commitHook func() error) (*
 	inst.closers.add(func() { tr.Close() })
 	e.trans = tr
 	node, err := consensus.Start(consensus.Config{ID: server, Dir: dir, Transport: tr, Store: st, Timing: e.timing,
-		LogOutput: newSlogWriter(e.log), Committed: func(d time.Duration) { inst.metrics.commit.Observe(d.Seconds()) }})
+		LogOutput: newSlogWriter(e.log), Committed: func(d time.Duration) { inst.metrics.commit.Observe(d.Seconds()) },
+		LogWritten: func(d time.Duration) { inst.metrics.logWrite.Observe(d.Seconds()) }})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator election: %w", err)
 	}

@@ -25,6 +25,7 @@ type metrics struct {
 	actions   *prometheus.CounterVec
 	copyBytes prometheus.Counter
 	commit    prometheus.Histogram // replicated transactions (elected coordinator)
+	logWrite  prometheus.Histogram // appends to this candidate's raft log
 
 	memberState *prometheus.Desc
 	driverUp    *prometheus.Desc
@@ -72,6 +73,11 @@ func newMetrics(inst *Instance) *metrics {
 			Help:    "Time for the elected coordinator's state writes to commit on a majority of candidates (fsync included) and apply here.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
 		}),
+		logWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "understudy_election_log_write_seconds",
+			Help:    "Time for each append to this candidate's raft log, fsync included: what its storage adds to every commit.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
 		memberState: prometheus.NewDesc("understudy_member_state", "1 for the member's current state, 0 for the others.", []string{"member", "state"}, nil),
 		driverUp:    prometheus.NewDesc("understudy_driver_connected", "1 while the driver is connected to its device.", []string{"driver", "kind"}, nil),
 		busUp:       prometheus.NewDesc("understudy_bus_connected", "1 while the instance is connected to the broker.", nil, nil),
@@ -95,7 +101,7 @@ func newMetrics(inst *Instance) *metrics {
 		raftRefused: prometheus.NewDesc("understudy_election_refused_total", "Connections to this candidate's raft transport refused: no TLS handshake with the site key.", nil, nil),
 		contact:     prometheus.NewDesc("understudy_election_last_contact_seconds", "How long ago this candidate last heard the leader (0 on the leader).", nil, nil),
 	}
-	m.reg.MustRegister(m.detection, m.actions, m.copyBytes, m.commit, m,
+	m.reg.MustRegister(m.detection, m.actions, m.copyBytes, m.commit, m.logWrite, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
