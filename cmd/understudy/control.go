@@ -96,7 +96,7 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 		"drill":      "understudy drill [flags] [--real] [--fault lost|broken] [--revert 5m] MEMBER | --end MEMBER",
 		"reassert":   "understudy reassert [flags] [DRIVER [OUTPUT]]",
 		"command":    "understudy command [flags] VERB [KEY=VALUE ...]",
-		"leader":     "understudy leader transfer [flags] [MEMBER]  (hand the elected coordinator's lead to MEMBER, default the most up-to-date candidate)",
+		"leader":     "understudy leader transfer [flags] [MEMBER]  (hand the elected coordinator's lead to MEMBER, default the first candidate in the order of preference that is alive and can coordinate)",
 		"candidates": "understudy candidates admit|remove [flags] MEMBER  (admit MEMBER's candidate to the coordinator group as the raft server it is now, in place of the one it was; or take it out)",
 	}
 	fs.Usage = func() { fmt.Fprintln(stderr, "usage:", usage[verb]); fs.PrintDefaults() }
@@ -178,9 +178,14 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 	default: // confirm, reject
 		fields["proposal"] = fs.Arg(0)
 	}
+	// said is the command as the operator typed it, for the messages.
+	said := map[string]string{"leader_transfer": "leader transfer", "candidate_admit": "candidates admit", "candidate_remove": "candidates remove"}[verb]
+	if said == "" {
+		said = verb
+	}
 	base, token, err := a.client()
 	if err != nil {
-		fmt.Fprintln(stderr, "understudy "+verb+":", err)
+		fmt.Fprintln(stderr, "understudy "+said+":", err)
 		return 1
 	}
 	body, _ := json.Marshal(fields)
@@ -189,14 +194,14 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := apiClient.Do(req)
 	if err != nil {
-		fmt.Fprintln(stderr, "understudy "+verb+":", err)
+		fmt.Fprintln(stderr, "understudy "+said+":", err)
 		return 1
 	}
 	defer resp.Body.Close()
 	var reply instance.CommandReply
 	if resp.Header.Get("Content-Type") != "application/json" || json.NewDecoder(resp.Body).Decode(&reply) != nil {
 		msg, _ := io.ReadAll(resp.Body)
-		fmt.Fprintf(stderr, "understudy %s: %s %s\n", verb, resp.Status, strings.TrimSpace(string(msg)))
+		fmt.Fprintf(stderr, "understudy %s: %s %s\n", said, resp.Status, strings.TrimSpace(string(msg)))
 		return 1
 	}
 	for _, r := range reply.Records {
@@ -216,10 +221,10 @@ func cmdControl(verb string, args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case !reply.OK:
-		fmt.Fprintf(stderr, "understudy %s: refused%s: %s\n", verb, by, reply.Error)
+		fmt.Fprintf(stderr, "understudy %s: refused%s: %s\n", said, by, reply.Error)
 		return 1
 	case verb == "leader_transfer":
-		to := "the most up-to-date candidate that can act"
+		to := "the first candidate in the order of preference that is alive and can coordinate"
 		if t, ok := fields["to"].(string); ok {
 			to = t
 		}
@@ -427,6 +432,9 @@ func electionLine(el *instance.ElectionStatus) string {
 	}
 	if el.Leader != "" && el.Problem != "" {
 		line += "; " + el.Problem
+	}
+	if el.Warning != "" {
+		line += "; WARNING: " + el.Warning
 	}
 	return line
 }

@@ -502,6 +502,14 @@ func TestACandidateThatLostItsRaftStateIsAdmittedAsANewServer(t *testing.T) {
 	}
 	t.Logf("%s, its state lost: %s", lostID, waiting)
 	lost.wait(20*time.Second, "msg", "meant for another raft server", "meant_for", before)
+	// The leader says so too, as a warning: it coordinates all the same.
+	eventually.True(t, 20*time.Second, "the leader's status warning of the candidate waiting", func() (bool, string) {
+		el := es.status(first).Election
+		return strings.Contains(el.Warning, "understudy candidates admit "+lostID) && el.Problem == "", fmt.Sprintf("%+v", el)
+	})
+	if code := httpStatus(t, es.api[first.id]+"/healthz"); code != 200 {
+		t.Errorf("the leader's /healthz is %d while a candidate waits to be admitted; want 200", code)
+	}
 	if first.has("msg", "coordinator lost") {
 		t.Fatal("the leader lost the lead meanwhile")
 	}
@@ -614,4 +622,15 @@ func TestCandidatesWithDifferentListsFormNoGroup(t *testing.T) {
 	stopDaemon(t, es.d["c2"])
 	es.start("c2")
 	es.leader(40*time.Second, "c1", "c2")
+}
+
+// httpStatus is the status code of a GET of url.
+func httpStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -39,6 +39,8 @@ Usage:
   understudy confirm|reject PROPOSAL
   understudy reassert [DRIVER [OUTPUT]]          route a switcher's duty outputs again as the site says
   understudy leader transfer [MEMBER]            hand the elected coordinator's lead on (maintenance)
+  understudy candidates admit|remove MEMBER      admit a candidate to the coordinator group as the raft server
+                                                 it is now (its raft state was lost, or it is new), or take it out
   understudy command VERB [KEY=VALUE ...]        any command, the policy's own too (VALUE: JSON, else text)
   understudy drill [--real] MEMBER | --end MEMBER  fire drill: a dry run (what the policy would do, nothing
                                                  sent), or --real with automatic revert (--revert 5m)

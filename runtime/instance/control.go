@@ -346,7 +346,8 @@ func (inst *Instance) membershipChange(verb string, fields map[string]any) Comma
 }
 
 // verbLeaderTransfer hands the elected coordinator's lead to another
-// candidate ({"to": MEMBER}, or the most up-to-date one): the leader
+// candidate ({"to": MEMBER}, or the first alive in the order of
+// preference): the leader
 // carries it out, any instance passes it on.
 const verbLeaderTransfer = "leader_transfer"
 
@@ -361,11 +362,11 @@ func (inst *Instance) leaderTransfer(ctx context.Context, fields map[string]any)
 		reply.Error = "to: want a candidate's member id"
 		return reply
 	}
-	inst.log.Info("handing the coordinator's lead on, as asked", "to", cmp.Or(to, "the most up-to-date candidate"))
 	if err := inst.election.transfer(ctx, to); err != nil {
 		reply.Error = "leader transfer: " + err.Error()
 		return reply
 	}
+	inst.log.Info("handed the coordinator's lead on, as asked", "to", cmp.Or(to, "the first alive candidate in the order of preference"))
 	reply.OK = true
 	return reply
 }

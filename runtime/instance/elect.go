@@ -144,6 +144,7 @@ type election struct {
 
 	// owned by run's goroutine
 	lastWordCheck time.Time
+	lastWarning   string
 	leaderTerm    uint64    // the term this candidate last became leader in
 	leaderSince   time.Time // when (monotonic)
 	handOns       int       // this witness's attempts to hand the lead on
@@ -173,6 +174,7 @@ type ElectionStatus struct {
 	Server      string        `json:"server"`            // this candidate's raft server id
 	Servers     []string      `json:"servers,omitempty"` // the group's, as this candidate knows them
 	Waiting     string        `json:"waiting,omitempty"` // why this candidate is in no group yet
+	Warning     string        `json:"warning,omitempty"` // how the group and site.yaml disagree, candidates waiting to be admitted
 	Role        string        `json:"role"`              // leader, follower, candidate, witness leading, ...
 	Leader      string        `json:"leader,omitempty"`
 	Term        uint64        `json:"term"`
@@ -204,7 +206,10 @@ func (inst *Instance) startElection(stateDir string, commitHook func() error) (*
 	e.lease.revoke("not elected yet")
 	dir := raftDir(stateDir, site.Name, self)
 	statePath := filepath.Join(stateDir, site.Name+"-"+self+"-coordinator.db")
-	server, fresh, err := serverIdentity(dir, statePath, self)
+	server, fresh, moved, err := serverIdentity(dir, statePath, self)
+	if len(moved) > 0 {
+		e.log.Warn("this candidate's raft log is gone: what was left of its raft state is moved aside, and it starts as a new raft server", "moved_to", moved)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -493,11 +498,6 @@ func (e *election) stepDown(why string) {
 func (e *election) problem(now time.Time) string {
 	since := e.noLeaderSince.Load()
 	if since == 0 || now.Sub(time.Unix(0, since)) < 10*e.timing.Heartbeat {
-		if e.formed.Load() && since == 0 {
-			if ss, err := e.node.Servers(); err == nil {
-				return membershipProblem(e.inst.site, ss)
-			}
-		}
 		return ""
 	}
 	e.mu.Lock()
@@ -513,7 +513,8 @@ func (e *election) problem(now time.Time) string {
 // leader is the id of the candidate that leads now ("" while none does).
 func (e *election) leader() string { return e.node.Leader() }
 
-// transfer hands the lead to id ("": the most up-to-date candidate).
+// transfer hands the lead to id ("": the first candidate in the order of
+// preference that is alive and can coordinate).
 func (e *election) transfer(ctx context.Context, id string) error {
 	site := e.inst.site
 	if !e.node.IsLeader() {
@@ -532,6 +533,8 @@ func (e *election) transfer(ctx context.Context, id string) error {
 		return fmt.Errorf("%s is the witness: it does not coordinate (it would hand the lead on at once)", id)
 	case id == e.self:
 		return fmt.Errorf("%s leads already", id)
+	case !slices.Contains(e.capableAlive(ctx), id):
+		return fmt.Errorf("%s is not alive as this instance sees it: it could not take the lead (is it running, and does its raft address %s reach it?)", id, raftAddr(site, id))
 	}
 	e.handingOn.Store(true)
 	// A candidate back from a restart may still be catching up with the
@@ -549,8 +552,8 @@ func (e *election) transfer(ctx context.Context, id string) error {
 	}
 	if err != nil {
 		e.handingOn.Store(false)
-		if strings.Contains(err.Error(), "timeout") {
-			return fmt.Errorf("%s did not take the lead within the election timeout: is it running, and does its raft address (%s) reach it?", id, raftAddr(site, id))
+		if strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), "in progress") {
+			return fmt.Errorf("%s did not take the lead within %d election timeouts: is it running, and does its raft address (%s) reach it?", id, transferTries, raftAddr(site, id))
 		}
 	}
 	return err
@@ -621,7 +624,7 @@ func (e *election) status() *ElectionStatus {
 	case st.Leader == "":
 		st.Problem = "no candidate leads: fewer than a quorum of candidates reach each other"
 	default:
-		st.Problem = membershipProblem(site, ss)
+		st.Warning = e.membershipWarning(ss)
 	}
 	return st
 }

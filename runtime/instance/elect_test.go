@@ -96,7 +96,7 @@ func TestNewCandidatesFormTheGroupOnlyAllTogether(t *testing.T) {
 func TestACandidateWhoseRaftLogIsGoneIsANewServer(t *testing.T) {
 	root := t.TempDir()
 	dir, state := filepath.Join(root, "s-a.raft"), filepath.Join(root, "s-a-coordinator.db")
-	id1, fresh, err := serverIdentity(dir, state, "a")
+	id1, fresh, err := serverIdentityOf(dir, state, "a")
 	if err != nil || !fresh || !strings.HasPrefix(id1, "a@") {
 		t.Fatalf("first start: %q, fresh %v, %v", id1, fresh, err)
 	}
@@ -106,13 +106,13 @@ func TestACandidateWhoseRaftLogIsGoneIsANewServer(t *testing.T) {
 	if err := os.WriteFile(state, []byte("state"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if id, fresh, err := serverIdentity(dir, state, "a"); err != nil || fresh || id != id1 {
+	if id, fresh, err := serverIdentityOf(dir, state, "a"); err != nil || fresh || id != id1 {
 		t.Fatalf("a restart: %q, fresh %v, %v; want %q", id, fresh, err, id1)
 	}
 	if err := os.Remove(filepath.Join(dir, "raft.db")); err != nil {
 		t.Fatal(err)
 	}
-	id2, fresh, err := serverIdentity(dir, state, "a")
+	id2, fresh, err := serverIdentityOf(dir, state, "a")
 	if err != nil || !fresh || id2 == id1 || consensus.MemberOf(id2) != "a" {
 		t.Fatalf("the log lost: %q, fresh %v, %v; want a new id for a, not %q", id2, fresh, err, id1)
 	}
@@ -128,7 +128,7 @@ func TestACandidateWhoseRaftLogIsGoneIsANewServer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "raft.db"), []byte("log"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if id, _, err := serverIdentity(dir, state, "a"); err != nil || id != "a" {
+	if id, _, err := serverIdentityOf(dir, state, "a"); err != nil || id != "a" {
 		t.Errorf("a log from before server ids: %q, %v; want the member id", id, err)
 	}
 }
@@ -197,4 +197,9 @@ func TestNoLeaderForLongIsAProblem(t *testing.T) {
 	if p := e.problem(now); !strings.Contains(p, "no coordinator elected for 1m0s") || !strings.Contains(p, "a, b, w") {
 		t.Fatalf("a minute without a leader: %q", p)
 	}
+}
+
+func serverIdentityOf(dir, state, self string) (string, bool, error) {
+	id, fresh, _, err := serverIdentity(dir, state, self)
+	return id, fresh, err
 }

@@ -687,7 +687,7 @@ func (inst *Instance) takeCoordinatorInfo(ci bus.CoordinatorInfo) {
 // knows: the one site.yaml names, or the elected one ("" while unknown).
 func (inst *Instance) coordinatorName() string {
 	switch {
-	case inst.election != nil:
+	case inst.election != nil && inst.election.leader() != "":
 		return inst.election.leader()
 	case !inst.site.Elected():
 		return inst.site.Coordinator

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,39 +43,40 @@ const serverIDFile = "server-id"
 // id: what was there (snapshots of a log that is gone), and the replicated
 // coordinator state file beside it, are moved aside, for the group to
 // send them again. A log made before server ids has the member id.
-func serverIdentity(dir, statePath, self string) (id string, fresh bool, err error) {
+func serverIdentity(dir, statePath, self string) (id string, fresh bool, moved []string, err error) {
 	has, err := consensus.HasState(dir)
 	if err != nil {
-		return "", false, err
+		return "", false, nil, err
 	}
 	if has {
 		b, err := os.ReadFile(filepath.Join(dir, serverIDFile))
 		switch {
 		case errors.Is(err, os.ErrNotExist):
-			return self, false, nil
+			return self, false, nil, nil
 		case err != nil:
-			return "", false, fmt.Errorf("coordinator election: %w", err)
+			return "", false, nil, fmt.Errorf("coordinator election: %w", err)
 		}
-		return strings.TrimSpace(string(b)), false, nil
+		return strings.TrimSpace(string(b)), false, nil, nil
 	}
 	stamp := time.Now().UTC().Format("20060102T150405")
 	for _, p := range []string{dir, statePath} {
 		if _, err := os.Stat(p); err == nil {
 			if err := os.Rename(p, p+".lost-"+stamp); err != nil {
-				return "", false, fmt.Errorf("coordinator election: moving aside what is left of a raft state: %w", err)
+				return "", false, moved, fmt.Errorf("coordinator election: moving aside what is left of a raft state: %w", err)
 			}
+			moved = append(moved, p+".lost-"+stamp)
 		}
 	}
 	b := make([]byte, 4)
 	rand.Read(b)
 	id = consensus.ServerID(self, hex.EncodeToString(b))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", false, fmt.Errorf("coordinator election: %w", err)
+		return "", false, moved, fmt.Errorf("coordinator election: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, serverIDFile), []byte(id+"\n"), 0o600); err != nil {
-		return "", false, fmt.Errorf("coordinator election: %w", err)
+		return "", false, moved, fmt.Errorf("coordinator election: %w", err)
 	}
-	return id, true, nil
+	return id, true, moved, nil
 }
 
 // raftMembers are the candidates' words of themselves, by member. Safe
@@ -266,6 +268,38 @@ func (e *election) reannounce(now time.Time) {
 	if !same {
 		e.announce()
 	}
+	if w := e.membershipWarning(ss); w != e.lastWarning {
+		e.lastWarning = w
+		if w != "" {
+			e.log.Warn("the coordinator group is not what site.yaml says", "warning", w)
+		}
+	}
+}
+
+// membershipWarning says how the group's servers (ss) differ from the
+// candidates site.yaml names, and which candidates run as servers the
+// group does not have ("" when all agree). The site still coordinates: it
+// is a warning (status, the log), not a fault of this instance.
+func (e *election) membershipWarning(ss []consensus.Peer) string {
+	var parts []string
+	if p := membershipProblem(e.inst.site, ss); p != "" {
+		parts = append(parts, p)
+	}
+	in := map[string]bool{}
+	for _, s := range ss {
+		in[s.ID] = true
+	}
+	words := e.words.all()
+	for _, id := range slices.Sorted(maps.Keys(words)) {
+		w := words[id]
+		if !w.State && !in[w.Server] && w.Candidates == e.inst.site.CandidatesHash() {
+			parts = append(parts, fmt.Sprintf("%s runs as the new raft server %s and waits to be admitted: `understudy candidates admit %s`", id, w.Server, id))
+		}
+	}
+	if len(parts) > 0 && len(ss) == 2 {
+		parts = append(parts, "a group of two needs both servers for every decision: admit a third")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // announceEvery is how often a candidate checks whether the group's
@@ -315,17 +349,31 @@ func (e *election) admit(member string) (string, error) {
 		}
 	}
 	for _, id := range old {
-		if err := e.node.RemoveServer(id, membershipTimeout); err != nil {
+		if err := e.change(func() error { return e.node.RemoveServer(id, membershipTimeout) }); err != nil {
 			return "", err
 		}
 		e.log.Warn("a server of the coordinator group was removed: its candidate runs again as a new server", "removed", id, "member", member)
 	}
-	if err := e.node.AddVoter(consensus.Peer{ID: w.Server, Addr: w.Addr}, membershipTimeout); err != nil {
+	if err := e.change(func() error { return e.node.AddVoter(consensus.Peer{ID: w.Server, Addr: w.Addr}, membershipTimeout) }); err != nil {
 		return "", err
 	}
 	e.log.Info("a candidate was admitted to the coordinator group", "member", member, "server", w.Server, "replaces", old)
 	e.announce()
 	return fmt.Sprintf("%s admitted as %s", member, w.Server) + replacing(old), nil
+}
+
+// change makes a change of the group's servers, waiting out a leader
+// transfer raft still has under way (one that failed is given up after an
+// election timeout).
+func (e *election) change(f func() error) error {
+	deadline := time.Now().Add(membershipTimeout)
+	for {
+		err := f()
+		if err == nil || !strings.Contains(err.Error(), "in progress") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(e.timing.Heartbeat / 2)
+	}
 }
 
 func replacing(old []string) string {
@@ -350,7 +398,7 @@ func (e *election) remove(member string) (string, error) {
 	var gone []string
 	for _, s := range ss {
 		if consensus.MemberOf(s.ID) == member {
-			if err := e.node.RemoveServer(s.ID, membershipTimeout); err != nil {
+			if err := e.change(func() error { return e.node.RemoveServer(s.ID, membershipTimeout) }); err != nil {
 				return "", err
 			}
 			gone = append(gone, s.ID)
