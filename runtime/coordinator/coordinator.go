@@ -272,6 +272,17 @@ func (c *Coordinator) BusConnected(up bool) {
 	if !up || c.opts.Publisher == nil {
 		return
 	}
+	c.RepublishRetained()
+}
+
+// RepublishRetained publishes every retained state of the coordinator
+// again: each member's state, the drills, the copies, the alarms, its word
+// of itself, and the takeover state if its last publish did not go out
+// (on the loop).
+func (c *Coordinator) RepublishRetained() {
+	if c.opts.Publisher == nil {
+		return
+	}
 	for _, m := range c.table.All() {
 		c.publishState(m)
 	}
@@ -279,6 +290,7 @@ func (c *Coordinator) BusConnected(up bool) {
 	c.publishCopies()
 	c.publishAlarms()
 	c.publishSelf()
+	c.publishTakeover()
 }
 
 // publishSelf publishes the coordinator's retained word of itself: which

@@ -108,14 +108,21 @@ func (l *lease) check() error {
 // ErrLeaseLapsed: a publish held because the lease has lapsed.
 var ErrLeaseLapsed = errors.New("held: this instance may not act as the coordinator now")
 
-// leasedPublisher publishes for the coordinator only while it may act.
+// leasedPublisher publishes for the coordinator only while it may act. A
+// retained state held meanwhile sets held: the election has the
+// coordinator publish its retained states again once the lease is back
+// (what is not retained, a record on the events topic, is not sent late).
 type leasedPublisher struct {
 	inner coordinator.Publisher
 	lease *lease
+	held  *atomic.Bool
 }
 
 func (p leasedPublisher) Publish(topic string, qos byte, retained bool, payload []byte) error {
 	if err := p.lease.check(); err != nil {
+		if retained && p.held != nil {
+			p.held.Store(true)
+		}
 		return fmt.Errorf("%w: %v", ErrLeaseLapsed, err)
 	}
 	return p.inner.Publish(topic, qos, retained, payload)
@@ -140,6 +147,9 @@ type election struct {
 	words raftMembers
 	// formed is set once this candidate is in a group (a configuration).
 	formed atomic.Bool
+	// held is set when a retained state of the coordinator was not
+	// published because the lease had lapsed.
+	held atomic.Bool
 	woken  chan struct{}
 
 	// owned by run's goroutine
@@ -308,6 +318,9 @@ func (e *election) step(ctx context.Context) {
 		return
 	}
 	e.lease.grant(t0.Add(leaseFor(e.timing) - leaseMargin(e.timing)))
+	if e.held.Swap(false) {
+		e.republish()
+	}
 	switch {
 	case e.witness:
 		e.handOn(ctx, term)
@@ -439,7 +452,7 @@ func (e *election) startCoordinator(ctx context.Context, term uint64) {
 		return
 	}
 	c, err := coordinator.New(coordinator.Options{Drivers: drvs, Registry: inst.opts.Registry,
-		Publisher: leasedPublisher{inner: publisher{inst}, lease: &e.lease}, Store: e.store, MayAct: e.lease.check, Term: term})
+		Publisher: leasedPublisher{inner: publisher{inst}, lease: &e.lease, held: &e.held}, Store: e.store, MayAct: e.lease.check, Term: term})
 	if err != nil {
 		fail(err)
 		return
@@ -464,6 +477,27 @@ func (e *election) startCoordinator(ctx context.Context, term uint64) {
 	inst.coord.Store(c)
 	e.in.attach(c)
 	e.log.Info("elected: coordinating", "term", term)
+}
+
+// republish has the coordinator that runs here publish its retained
+// states again (member states, drills, copies, alarms, its word of
+// itself): some were held while the lease had lapsed (a busy machine can
+// miss a confirmation), and nobody would publish them again.
+func (e *election) republish() {
+	e.mu.Lock()
+	c := e.coord
+	e.mu.Unlock()
+	if c == nil {
+		return
+	}
+	e.inst.engine.Post(func() {
+		e.mu.Lock()
+		current := e.coord == c
+		e.mu.Unlock()
+		if current {
+			c.RepublishRetained()
+		}
+	})
 }
 
 // stepDown stops this candidate's coordinator at once: the lease first (so

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,4 +203,34 @@ func TestNoLeaderForLongIsAProblem(t *testing.T) {
 func serverIdentityOf(dir, state, self string) (string, bool, error) {
 	id, fresh, _, err := serverIdentity(dir, state, self)
 	return id, fresh, err
+}
+
+// recordingPublisher keeps the topics it was given.
+type recordingPublisher struct{ topics []string }
+
+func (p *recordingPublisher) Publish(topic string, _ byte, _ bool, _ []byte) error {
+	p.topics = append(p.topics, topic)
+	return nil
+}
+
+// A retained state the coordinator could not publish while its lease had
+// lapsed (a busy machine can miss a confirmation) is remembered, for the
+// election to have it published again once the lease is back; an event
+// (not retained) is not.
+func TestARetainedStateHeldByTheLeaseIsRemembered(t *testing.T) {
+	var l lease
+	var held atomic.Bool
+	inner := &recordingPublisher{}
+	p := leasedPublisher{inner: inner, lease: &l, held: &held}
+	l.revoke("not elected yet")
+	if err := p.Publish("understudy/s/events", 1, false, nil); !errors.Is(err, ErrLeaseLapsed) || held.Load() {
+		t.Fatalf("an event while the lease lapsed: %v, held %v", err, held.Load())
+	}
+	if err := p.Publish("understudy/s/coordinator", 1, true, nil); !errors.Is(err, ErrLeaseLapsed) || !held.Load() {
+		t.Fatalf("a retained state while the lease lapsed: %v, held %v", err, held.Load())
+	}
+	l.grant(time.Now().Add(time.Minute))
+	if err := p.Publish("understudy/s/coordinator", 1, true, nil); err != nil || len(inner.topics) != 1 {
+		t.Fatalf("with the lease: %v, published %v", err, inner.topics)
+	}
 }
