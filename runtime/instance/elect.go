@@ -149,8 +149,8 @@ type election struct {
 	formed atomic.Bool
 	// held is set when a retained state of the coordinator was not
 	// published because the lease had lapsed.
-	held atomic.Bool
-	woken  chan struct{}
+	held  atomic.Bool
+	woken chan struct{}
 
 	// owned by run's goroutine
 	lastWordCheck time.Time
