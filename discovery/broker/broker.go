@@ -94,6 +94,7 @@ type Broker struct {
 	tlsLn  *listeners.TCP // the TLS listener, or nil
 	tls    *tls.Config    // its configuration
 	limits limitsHook
+	repair *takeoverRepair
 
 	closeOnce sync.Once
 	closeErr  error
@@ -139,7 +140,8 @@ func Start(opts Options) (*Broker, error) {
 	})
 	b := &Broker{server: server, tls: tlsConf}
 	b.limits.max = int(caps.MaximumPacketSize)
-	if err := installHooks(server, opts.Users, opts.OwnTopics, &b.limits); err != nil {
+	b.repair = newTakeoverRepair(server)
+	if err := installHooks(server, opts.Users, opts.OwnTopics, &b.limits, b.repair); err != nil {
 		if ln != nil {
 			ln.Close()
 		}
@@ -180,12 +182,15 @@ func Start(opts Options) (*Broker, error) {
 
 // installHooks installs the broker's authentication and ACL hooks. This is the
 // one place that decides who may connect and publish or subscribe where.
-func installHooks(server *mqtt.Server, users []User, own *OwnTopics, limits *limitsHook) error {
+func installHooks(server *mqtt.Server, users []User, own *OwnTopics, limits *limitsHook, repair *takeoverRepair) error {
 	if err := server.AddHook(new(reservedIDs), nil); err != nil {
 		return fmt.Errorf("broker: add hook reserved-ids: %w", err)
 	}
 	if err := server.AddHook(limits, nil); err != nil {
 		return fmt.Errorf("broker: add hook %s: %w", limits.ID(), err)
+	}
+	if err := server.AddHook(repair, nil); err != nil {
+		return fmt.Errorf("broker: add hook takeover-repair: %w", err)
 	}
 	var hook mqtt.Hook = new(allowAll)
 	if len(users) > 0 {
@@ -318,6 +323,10 @@ func (b *Broker) Dropped() int64 { return atomic.LoadInt64(&b.server.Info.Messag
 // Oversized is how many clients the broker disconnected since it started
 // because they sent a packet over its limit (Options.MaxPacket).
 func (b *Broker) Oversized() int64 { return b.limits.oversized.Load() }
+
+// repairs is how many times a client that reconnected under its client ID
+// was put back into the broker's tables (see takeoverRepair).
+func (b *Broker) repairs() int64 { return b.repair.repaired.Load() }
 
 // MaxPacket is the largest packet the broker takes, in bytes.
 func (b *Broker) MaxPacket() int { return b.limits.max }
