@@ -3,6 +3,7 @@ package diskhealth
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,7 +177,10 @@ func TestCheckDiskTimeoutMessageFromContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
 	defer cancel()
 	d := c.check(ctx, "/mnt/nfs", 0, epoch, 0)
-	if d.OK || d.Error != "/mnt/nfs did not answer within 30ms" {
+	// The time the context still allowed when the check began: 30ms, less
+	// what a busy machine took to get there.
+	var ms int
+	if _, err := fmt.Sscanf(d.Error, "/mnt/nfs did not answer within %dms", &ms); d.OK || err != nil || ms > 30 || ms < 1 {
 		t.Fatalf("hung disk: %+v", d)
 	}
 
