@@ -87,23 +87,9 @@ func TestADeafConnectionIsMadeAgain(t *testing.T) {
 		Interval: 50 * time.Millisecond, KeepAlive: 30 * time.Second, DeafAfter: 400 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
-	heard := make(chan bus.Heartbeat, 64)
-	c.Subscribe(bus.Topics{Site: "t"}.Heartbeat("m"), 0, func(m bus.Message) {
-		if hb, err := bus.DecodeHeartbeat("m", m.Payload); err == nil {
-			select {
-			case heard <- hb:
-			default:
-			}
-		}
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c.Connect()
-	defer c.Close(false)
-	if err := c.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
-	go c.RunHeartbeats(ctx)
+	heard := hearItself(ctx, t, c)
 	first := waitHeartbeat(ctx, t, heard, 0)
 
 	// The broker forgets the client; its connection stays open.
@@ -126,6 +112,29 @@ func TestADeafConnectionIsMadeAgain(t *testing.T) {
 	if !strings.Contains(logs.String(), "nothing arrives") {
 		t.Errorf("the log does not say why the connection was made again:\n%s", logs.String())
 	}
+}
+
+// hearItself subscribes client c (member m of site t) to its own
+// heartbeats, connects it, starts its heartbeats until ctx ends and
+// returns what it hears; c is closed at the end of the test.
+func hearItself(ctx context.Context, t *testing.T, c *bus.Client) <-chan bus.Heartbeat {
+	t.Helper()
+	heard := make(chan bus.Heartbeat, 64)
+	c.Subscribe(bus.Topics{Site: "t"}.Heartbeat("m"), 0, func(m bus.Message) {
+		if hb, err := bus.DecodeHeartbeat("m", m.Payload); err == nil {
+			select {
+			case heard <- hb:
+			default:
+			}
+		}
+	})
+	c.Connect()
+	t.Cleanup(func() { c.Close(false) })
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go c.RunHeartbeats(ctx)
+	return heard
 }
 
 // waitHeartbeat waits for the client's own heartbeat from a connection
