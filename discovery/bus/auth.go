@@ -61,6 +61,10 @@ var (
 	ErrUnauthenticated = errors.New("unauthenticated")
 	ErrBadMAC          = errors.New("bad MAC")
 	ErrReplayed        = errors.New("stale or replayed")
+	// ErrDuplicate: on a site with several brokers, a copy of a message
+	// already taken over another path (or older than one taken). Not a
+	// fault: it is counted apart (Drops.Duplicates), not as a drop.
+	ErrDuplicate = errors.New("duplicate over another path")
 	// ErrWrongSender: signed by an instance that may not send it there.
 	ErrWrongSender = errors.New("wrong sender")
 )
@@ -234,26 +238,56 @@ func parseBlock(b []byte) (key, from []byte, n [3]uint64, mac []byte, ok bool) {
 // topic in order). Retained messages are the broker's record of the last
 // state, not news: they are taken whenever their code is good, and move the
 // mark only forward. Safe for concurrent use.
+//
+// A Last Will is marked apart, per path: on a site with several brokers
+// (Paths) each of an instance's connections has its own Will, and each
+// broker publishes its own when the instance goes; every one of them is news
+// to the paths merger (a member is lost when silent on every path). Within a
+// path a Will is taken once and only one of a newer connection than the last.
 type Freshness struct {
 	mu     sync.Mutex
 	newest map[freshKey]Stamp
+	// several: messages come over several paths (brokers), each message
+	// between instances on every one of them, so a copy already taken or
+	// one older than the newest is a duplicate (ErrDuplicate), not a replay.
+	several bool
 }
 
-type freshKey struct{ from, topic string }
+type freshKey struct {
+	from, topic string
+	will        bool
+	path        int
+}
 
 // NewFreshness returns an empty Freshness.
 func NewFreshness() *Freshness { return &Freshness{newest: map[freshKey]Stamp{}} }
 
-// Take reports whether a message with stamp s on topic is new, and marks it
-// taken; a message that is not is ErrReplayed.
-func (f *Freshness) Take(topic string, s Stamp, retained bool) error {
-	k := freshKey{s.From, topic}
+// SeveralPaths tells f that messages come over several brokers at once:
+// a message older than the newest taken is then a copy that came the
+// longer way (ErrDuplicate).
+func (f *Freshness) SeveralPaths() {
+	f.mu.Lock()
+	f.several = true
+	f.mu.Unlock()
+}
+
+// Take reports whether a message with stamp s on topic, received over path,
+// is new, and marks it taken; a message that is not is ErrReplayed (or
+// ErrDuplicate over several paths).
+func (f *Freshness) Take(topic string, s Stamp, retained bool, path int) error {
+	k := freshKey{from: s.From, topic: topic}
+	if s.Seq == WillSeq {
+		k.will, k.path = true, path
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	last, seen := f.newest[k]
 	if seen && !s.after(last) {
 		if retained {
 			return nil
+		}
+		if f.several && !k.will {
+			return fmt.Errorf("%w: %s, newest taken %s", ErrDuplicate, s, last)
 		}
 		return fmt.Errorf("%w: %s, newest taken %s", ErrReplayed, s, last)
 	}

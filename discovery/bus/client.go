@@ -22,7 +22,10 @@ import (
 
 // Options configure a Client.
 type Options struct {
-	URL       string // tcp://host:port
+	URL string // tcp://host:port
+	// URLs are the site's brokers, one connection to each (Paths); empty:
+	// URL alone.
+	URLs      []string
 	Topics    Topics
 	Member    string        // this instance's member id
 	Interval  time.Duration // heartbeat interval
@@ -45,6 +48,9 @@ type Options struct {
 	OnConnected    func()
 	OnDisconnected func(error)
 	OnConnectError func(error)
+	// OnPath reports one of several paths (Paths) going up or down, before
+	// OnConnected or OnDisconnected.
+	OnPath func(path int, up bool)
 	// Ring, when it has a key, seals every message this client publishes
 	// (Seal), the Last Will included; BootCount is this instance's boot
 	// counter (persisted, one more at every start), the first number of its
@@ -62,6 +68,9 @@ type Options struct {
 	// Such a member would hear nothing, and answer no command, until it
 	// restarted.
 	DeafAfter time.Duration
+	// Path is this connection's broker among the site's (Paths): the
+	// messages it receives carry it (Message.Path).
+	Path int
 }
 
 // Message is a message received from the bus.
@@ -76,6 +85,9 @@ type Message struct {
 	// by the inbound table once the code is checked and the auth member
 	// taken off; empty for a command without one (show control's).
 	SignedBy string
+	// Path is the broker it came through: its index in Paths (0 on a
+	// site with one broker).
+	Path int
 }
 
 // Handler receives a message. It is called from paho's goroutine, in order,
@@ -90,20 +102,19 @@ type Handler func(Message)
 type Client struct {
 	opts Options
 	log  *slog.Logger
-	boot string
 	mqtt mqtt.Client
+	*shared
+	// several: one of an instance's connections to several brokers
+	// (Paths), whose messages are sealed once for all of them: their
+	// stamps carry connection 0, so that the sequence alone orders them
+	// whichever connection carried them.
+	several bool
 
 	attempt atomic.Uint64 // connection number of the latest connect attempt
 	conn    atomic.Uint64 // connection number of the current connection
-	seq     atomic.Uint64 // heartbeats
-	// beatMu keeps the heartbeats in the order of their stamps from the
-	// timer's goroutine and Probe's (receivers drop one older than the
-	// newest taken on the topic as a replay).
-	beatMu sync.Mutex
 	// passwordTry counts the connection attempts since the last success;
 	// passwordOK is the index (into Password, Alternates…) that worked.
 	passwordTry, passwordOK atomic.Uint64
-	sealSeq                 atomic.Uint64 // every sealed message of the boot
 
 	mu   sync.Mutex
 	subs []subscription
@@ -121,6 +132,23 @@ type Client struct {
 	close  context.CancelFunc
 }
 
+// shared is what an instance's connections to the site's brokers share:
+// its boot id, the numbers of its connections (one sequence over all of
+// them, so that no two have the same client id or Will) and of its
+// heartbeats and sealed messages.
+type shared struct {
+	boot    string
+	next    atomic.Uint64 // the last connection number given out
+	seq     atomic.Uint64 // heartbeats
+	sealSeq atomic.Uint64 // every sealed message of the boot
+	// beatMu keeps the heartbeats in the order of their stamps from the
+	// timer's goroutine and Probe's (receivers drop one older than the
+	// newest taken on the topic as a replay).
+	beatMu sync.Mutex
+}
+
+func newShared() *shared { return &shared{boot: NewBoot()} }
+
 type subscription struct {
 	filter  string
 	qos     byte
@@ -135,20 +163,23 @@ func NewBoot() string {
 }
 
 // New prepares a client; Connect starts it.
-func New(opts Options) *Client {
+func New(opts Options) *Client { return newClient(opts, newShared(), false) }
+
+func newClient(opts Options, sh *shared, several bool) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.KeepAlive < time.Second {
 		opts.KeepAlive = 2 * time.Second
 	}
-	c := &Client{opts: opts, log: opts.Logger, boot: NewBoot()}
+	c := &Client{opts: opts, log: opts.Logger, shared: sh, several: several}
 	c.closed, c.close = context.WithCancel(context.Background())
-	c.attempt.Store(1)
+	first := sh.next.Add(1)
+	c.attempt.Store(first)
 
 	mo := mqtt.NewClientOptions().
 		AddBroker(opts.URL).
-		SetClientID(c.clientID(1)).
+		SetClientID(c.clientID(first)).
 		SetCleanSession(true).
 		SetStore(noStore{}).
 		SetOrderMatters(true).
@@ -159,11 +190,12 @@ func New(opts Options) *Client {
 		SetAutoReconnect(true).
 		SetConnectRetry(false). // Connect retries itself, to say why it cannot connect
 		SetMaxReconnectInterval(2*time.Second).
-		SetBinaryWill(opts.Topics.Presence(opts.Member), c.presence("gone", 1), 1, true).
+		SetBinaryWill(opts.Topics.Presence(opts.Member), c.presence("gone", first), 1, true).
 		SetReconnectingHandler(func(_ mqtt.Client, o *mqtt.ClientOptions) {
 			// A new connection gets a new number, a client ID of its own
 			// and a Will that names it.
-			n := c.attempt.Add(1)
+			n := sh.next.Add(1)
+			c.attempt.Store(n)
 			o.SetClientID(c.clientID(n))
 			o.SetBinaryWill(opts.Topics.Presence(opts.Member), c.presence("gone", n), 1, true)
 		}).
@@ -319,7 +351,7 @@ func (c *Client) subscribe(s subscription) {
 	go func() {
 		err := subscribeChecked(c.closed, c.mqtt, s.filter, s.qos, func(_ mqtt.Client, m mqtt.Message) {
 			c.heard.Store(time.Now().UnixNano())
-			s.handler(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()})
+			s.handler(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained(), Path: c.opts.Path})
 		})
 		if err != nil {
 			c.log.Error("subscribe failed", "filter", s.filter, "error", err)
@@ -345,9 +377,18 @@ func (c *Client) Publish(topic string, qos byte, retained bool, payload []byte) 
 
 func (c *Client) publish(topic string, qos byte, retained bool, payload []byte) mqtt.Token {
 	if len(payload) > 0 {
-		payload = c.sealAs(topic, payload, c.conn.Load(), c.sealSeq.Add(1))
+		payload = c.sealAs(topic, payload, c.stampConn(), c.sealSeq.Add(1))
 	}
 	return c.mqtt.Publish(topic, qos, retained, payload)
+}
+
+// stampConn is the connection number the stamps of this client's messages
+// carry: its connection's, or 0 for one of several paths (see several).
+func (c *Client) stampConn() uint64 {
+	if c.several {
+		return 0
+	}
+	return c.conn.Load()
 }
 
 // sealAs seals payload for topic with this client's stamp (conn, seq), when
@@ -412,6 +453,14 @@ func (c *Client) RunHeartbeats(ctx context.Context) {
 
 // onTick is a heartbeat tick at now, the one before it at last.
 func (c *Client) onTick(now, last time.Time) {
+	c.noteStall(now, last)
+	c.Beat()
+	c.checkDeaf(now)
+}
+
+// noteStall restarts the deafness watchdog when the tick at now comes
+// long after the one at last.
+func (c *Client) noteStall(now, last time.Time) {
 	if now.Sub(last) > 2*c.opts.Interval+stallGap {
 		// This process did not run for a while (stopped, a paused VM):
 		// what it did not hear meanwhile is its own stall, not a deaf
@@ -419,8 +468,6 @@ func (c *Client) onTick(now, last time.Time) {
 		// counts from now.
 		c.connectedAt.Store(now.UnixNano())
 	}
-	c.Beat()
-	c.checkDeaf(now)
 }
 
 // stallGap is how late a heartbeat tick may come before the process is

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"errors"
 	"log/slog"
 	"sync"
 )
@@ -22,6 +23,9 @@ type Drops struct {
 	mu     sync.Mutex
 	counts map[string]uint64
 	logged map[dropKey]bool
+	// duplicates are copies of messages already taken over another
+	// broker (ErrDuplicate): expected on a site with several, not drops.
+	duplicates uint64
 }
 
 type dropKey struct{ source, reason string }
@@ -36,6 +40,12 @@ func NewDrops(log *slog.Logger) *Drops {
 // (the member whose topic it came on, or the topic) and logs it if it is the
 // first of its reason from that source.
 func (d *Drops) Drop(source, topic string, size int, err error) {
+	if errors.Is(err, ErrDuplicate) {
+		d.mu.Lock()
+		d.duplicates++
+		d.mu.Unlock()
+		return
+	}
 	reason := Reason(err)
 	k := dropKey{source, reason}
 	d.mu.Lock()
@@ -53,6 +63,14 @@ func (d *Drops) Drop(source, topic string, size int, err error) {
 		attrs = append(attrs, "bytes", size)
 	}
 	d.log.Warn("dropped bad bus payload (source is the member whose topic it came on, or the topic: not necessarily the sender, as MQTT does not say who published; further drops of this reason from this source are only counted)", attrs...)
+}
+
+// Duplicates is how many copies of messages already taken over another
+// broker were set aside (not counted as drops).
+func (d *Drops) Duplicates() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.duplicates
 }
 
 // Counts returns a copy of the counts by reason.

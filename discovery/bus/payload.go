@@ -17,7 +17,7 @@ const MaxPayload = 4096
 type Heartbeat struct {
 	Member     string `json:"member"`
 	Boot       string `json:"boot"` // random per process start
-	Conn       uint64 `json:"conn"` // bus connection number within the boot
+	Conn       uint64 `json:"conn"` // bus connection number within the boot; 0: sent over several brokers at once (Paths)
 	Seq        uint64 `json:"seq"`
 	IntervalMS int64  `json:"interval_ms"`
 	Version    string `json:"version,omitempty"`
@@ -33,6 +33,10 @@ type Presence struct {
 	State  string `json:"state"`
 	Boot   string `json:"boot"`
 	Conn   uint64 `json:"conn"`
+	// Path is the broker it came through (Message.Path), set by the
+	// receiver: on a site with several brokers each of an instance's
+	// connections has its own presence and Will.
+	Path int `json:"-"`
 }
 
 // isToken reports whether s is a name this bus takes for a member, a boot, a
@@ -83,8 +87,6 @@ func DecodeHeartbeat(topicMember string, payload []byte) (Heartbeat, error) {
 		return Heartbeat{}, fmt.Errorf("%w: payload says %q, topic %q", ErrWrongMember, h.Member, topicMember)
 	case !isToken(h.Boot):
 		return Heartbeat{}, fmt.Errorf("%w: boot %q", ErrInvalid, h.Boot)
-	case h.Conn == 0:
-		return Heartbeat{}, fmt.Errorf("%w: conn missing", ErrInvalid)
 	case h.IntervalMS < 1 || h.IntervalMS > 24*3600*1000:
 		return Heartbeat{}, fmt.Errorf("%w: interval_ms %d", ErrInvalid, h.IntervalMS)
 	case len(h.Version) > 64:

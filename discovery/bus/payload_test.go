@@ -34,7 +34,7 @@ func TestDecodeHeartbeat(t *testing.T) {
 		{"other member's topic", "backup", good, ErrWrongMember},
 		{"wildcard member", "+", `{"member":"+","boot":"a","conn":1,"seq":1,"interval_ms":100}`, ErrInvalid},
 		{"no boot", "main", `{"member":"main","conn":1,"seq":1,"interval_ms":100}`, ErrInvalid},
-		{"no conn", "main", `{"member":"main","boot":"a","seq":1,"interval_ms":100}`, ErrInvalid},
+		{"conn 0: sent over several brokers", "main", `{"member":"main","boot":"a","conn":0,"seq":1,"interval_ms":100}`, nil},
 		{"zero interval", "main", `{"member":"main","boot":"a","conn":1,"seq":1,"interval_ms":0}`, ErrInvalid},
 		{"interval of a year", "main", `{"member":"main","boot":"a","conn":1,"seq":1,"interval_ms":31536000000}`, ErrInvalid},
 		{"1 MB payload", "main", `{"member":"main","boot":"a","conn":1,"seq":1,"interval_ms":100,"pad":"` + strings.Repeat("x", 1<<20) + `"}`, ErrTooLarge},

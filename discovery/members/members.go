@@ -103,6 +103,8 @@ type Presence struct {
 	// Retained is set for a message the broker kept and delivered because this
 	// instance (re)subscribed: history, not news.
 	Retained bool
+	// Path is the broker it came through, on a site with several (Paths).
+	Path int
 }
 
 // Options tune a Table.

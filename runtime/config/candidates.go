@@ -167,6 +167,85 @@ func (s *Site) validateCandidates(add func(path, format string, args ...any), id
 			rafts[addr] = m.ID
 		}
 	}
+	s.validateBrokers(add, known)
+}
+
+// CandidateBrokers are the candidates' embedded brokers (members.X.broker)
+// in the order of preference, when every candidate of an elected
+// coordinator has one and the site names no broker of its own (bus.url);
+// otherwise nil: the site has one broker.
+func (s *Site) CandidateBrokers() []CandidateBroker {
+	if !s.Elected() || s.Bus.URL != "" {
+		return nil
+	}
+	var out []CandidateBroker
+	for _, id := range s.candidates() {
+		m, ok := s.Member(id)
+		if !ok || m.Broker == "" {
+			return nil
+		}
+		out = append(out, CandidateBroker{Member: id, Address: m.Broker})
+	}
+	return out
+}
+
+// CandidateBroker is a candidate's embedded broker: the member and the
+// host:port where it listens.
+type CandidateBroker struct{ Member, Address string }
+
+// validateBrokers checks members.X.broker: only on candidates of an
+// elected coordinator without bus.url, on all of them or none, each its own.
+func (s *Site) validateBrokers(add func(path, format string, args ...any), known bool) {
+	elected := s.Elected()
+	var with, without []string
+	seen := map[string]string{} // normalised address: candidate
+	for i, m := range s.Members {
+		p := fmt.Sprintf("$.members[%d]", i)
+		candidate := s.IsCandidate(m.ID)
+		if candidate && elected && m.Probe == nil {
+			if m.Broker == "" {
+				without = append(without, m.ID)
+			} else {
+				with = append(with, m.ID)
+			}
+		}
+		switch {
+		case m.Broker == "":
+		case !candidate && !known:
+		case !candidate || !elected:
+			add(p+".broker", "broker: only the candidates of an elected coordinator embed a broker each; %s does not (the site's broker is bus.url, or the one bus.broker_on embeds): remove broker:", m.ID)
+		case s.Bus.URL != "":
+			add(p+".broker", "broker: bus.url names the site's broker, so no member embeds one: remove broker: from the candidates, or bus.url")
+		default:
+			addr, why := raftAddress(m.Broker)
+			if why != "" {
+				add(p+".broker", "broker %q: %s", m.Broker, strings.Replace(why, "the other candidates reach it at, like 10.0.0.2:7950", "every instance reaches it at, like 10.0.0.2:1883", 1))
+				continue
+			}
+			if other, dup := seen[addr]; dup {
+				add(p+".broker", "broker %s is also %s's: each candidate's broker needs its own address", m.Broker, other)
+				continue
+			}
+			if other, dup := s.raftOwner(addr); dup {
+				add(p+".broker", "broker %s is %s's raft address: a broker needs its own port", m.Broker, other)
+				continue
+			}
+			seen[addr] = m.ID
+		}
+	}
+	if len(with) > 0 && len(without) > 0 && s.Bus.URL == "" {
+		add("$.coordinator", "broker: %s embed a broker each and %s not: every candidate needs one (broker: host:port) for every instance to reach the bus through each, or none", strings.Join(with, ", "), strings.Join(without, ", "))
+	}
+}
+
+// raftOwner returns the candidate whose raft address is addr (normalised).
+func (s *Site) raftOwner(addr string) (string, bool) {
+	for _, m := range s.Members {
+		if a, why := raftAddress(m.Raft); why == "" && a == addr && m.Raft != "" {
+			return m.ID, true
+		}
+	}
+	return "", false
 }
 
 // validateWitness checks that witness m has nothing but its vote.

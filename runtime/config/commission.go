@@ -99,8 +99,8 @@ func (s *Site) Commission() Errors {
 	if list := s.candidates(); len(list) == 2 {
 		add(true, "$.coordinator", "coordinator: two candidates without a third would lose every decision when either machine dies (a raft group of two needs both); %s coordinates alone as before. Add a witness (a member with witness: true on any small box) as a third candidate to elect the coordinator", list[0])
 	}
-	if s.Elected() && s.Bus.URL == "" {
-		add(true, "$.coordinator", "coordinator: the candidates elect the coordinator, but the broker is embedded in %s (bus.broker_on) alone: while that machine is down no instance hears another, and no coordinator, elected or not, can act. Give the site a broker that outlives any one machine: bus.url to mosquitto on a machine of its own (the witness's box will do), or a clustered MQTT broker", s.Bus.BrokerOn)
+	if s.Elected() && s.Bus.URL == "" && s.CandidateBrokers() == nil {
+		add(true, "$.coordinator", "coordinator: the candidates elect the coordinator, but the broker is embedded in %s (bus.broker_on) alone: while that machine is down no instance hears another, and no coordinator, elected or not, can act. Give the site a bus that outlives any one machine: a broker on every candidate (broker: host:port on each; every instance connects to all), bus.url to mosquitto on a machine of its own (the witness's box will do), or a clustered MQTT broker", s.Bus.BrokerOn)
 	}
 	s.commissionReach(add)
 	s.commissionReplies(add)

@@ -188,6 +188,11 @@ type Member struct {
 	// Raft is, for a candidate of an elected coordinator, the host:port
 	// where its raft transport listens and the other candidates reach it.
 	Raft string `yaml:"raft"`
+	// Broker is, for a candidate of an elected coordinator on a site
+	// without bus.url, the host:port where its instance embeds a broker;
+	// every instance connects to every candidate's (Site.CandidateBrokers),
+	// so the bus outlives any one machine.
+	Broker string `yaml:"broker"`
 	// MaterialServer is the address (host:port) where this instance serves
 	// its material folders, read-only, to the peer the coordinator
 	// authorises for a copy. Empty: it serves none.

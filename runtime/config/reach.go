@@ -25,7 +25,7 @@ func (s *Site) commissionReach(add func(warning bool, path, format string, args 
 			others = append(others, m.ID)
 		}
 	}
-	if s.Bus.URL == "" && !s.UseMDNS() && len(others) > 0 {
+	if s.Bus.URL == "" && !s.UseMDNS() && len(others) > 0 && s.CandidateBrokers() == nil {
 		add(false, "$.mdns", "mdns is false and there is no bus.url: only %s (bus.broker_on) embeds a broker, and %s can never find it (without mDNS only bus.url tells an instance where the broker is): set bus.url to a broker every member reaches (then no member embeds one), or turn mdns on",
 			s.Bus.BrokerOn, strings.Join(others, ", "))
 	}

@@ -40,6 +40,10 @@ type Options struct {
 	// Observe, when set, sees every record on the loop goroutine (tests, the
 	// simulator, a journal, the metrics).
 	Observe func(Record)
+	// Paths is the number of brokers this instance is connected to at once
+	// (bus.Paths); a member's Last Will on one of them is taken only when
+	// no other path to it is up (members.Paths). 0 or 1: one broker.
+	Paths int
 }
 
 // Coordinator decides for the site: the policy host, the drivers and their
@@ -101,7 +105,8 @@ type Engine struct {
 	coordinating atomic.Bool
 	ctx          context.Context
 	started      bool
-	wills        wills // Last Wills waiting for the way through the broker (wills.go)
+	wills        wills          // Last Wills waiting for the way through the broker (wills.go)
+	paths        *members.Paths // what several brokers say of members' connections (Options.Paths)
 }
 
 // New builds an engine; Start (or Run) brings it up.
@@ -127,6 +132,7 @@ func New(opts Options) (*Engine, error) {
 		queue:  newQueue(),
 		coord:  opts.Coordinator,
 		wills:  wills{held: map[string]*heldWill{}},
+		paths:  members.NewPaths(opts.Paths),
 	}
 	if e.coord == nil {
 		e.coord = noCoordinator{}
@@ -320,6 +326,9 @@ func (e *Engine) Heartbeat(hb bus.Heartbeat) {
 		if err != nil && e.opts.Drops != nil {
 			e.opts.Drops.Drop(hb.Member, e.topics.Heartbeat(hb.Member), -1, fmt.Errorf("%w: %v", bus.ErrUnknownMember, err))
 		}
+		if err == nil {
+			e.paths.Heard(hb.Member)
+		}
 		if hb.Member == e.opts.Self && len(e.wills.held) > 0 {
 			e.ownHeartbeat(hb)
 		}
@@ -336,7 +345,22 @@ func (e *Engine) HeartbeatsReceived() uint64 { return e.heartbeats.Load() }
 // broker delivered it from storage. Any goroutine.
 func (e *Engine) Presence(p bus.Presence, retained bool) {
 	e.Post(func() {
-		e.presence(members.Presence{ID: p.Member, State: p.State, Boot: p.Boot, Conn: p.Conn, Retained: retained})
+		e.presence(members.Presence{ID: p.Member, State: p.State, Boot: p.Boot, Conn: p.Conn, Retained: retained, Path: p.Path})
+	})
+}
+
+// BusPath reports one of several paths to the bus (bus.Paths) going up or
+// down: a member's Last Will set aside because it was still connected on
+// that path is taken when the path drops. Any goroutine.
+func (e *Engine) BusPath(path int, up bool) {
+	if up {
+		return
+	}
+	e.Post(func() {
+		for _, w := range e.paths.PathDown(path) {
+			e.log.Info("a member's path through another broker ended with this instance's own: its Last Will on the path that remained is taken", "member", w.ID, "path", path)
+			e.willOnLastPath(w)
+		}
 	})
 }
 

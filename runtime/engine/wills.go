@@ -65,6 +65,19 @@ func (e *Engine) CheckWills(probe func() (bus.Heartbeat, bool)) {
 // lost waits for the round trip when Wills are checked; the rest goes to the
 // member table at once.
 func (e *Engine) presence(p members.Presence) {
+	if e.table.Known(p.ID) {
+		merged, ok, why := e.paths.Presence(p)
+		if !ok {
+			e.log.Debug("presence set aside", "member", p.ID, "state", p.State, "path", p.Path, "reason", why)
+			return
+		}
+		p = merged
+	}
+	e.willOnLastPath(p)
+}
+
+// willOnLastPath takes a presence that the paths merger handed on.
+func (e *Engine) willOnLastPath(p members.Presence) {
 	if e.wills.probe != nil && e.table.WillCounts(p) {
 		e.holdWill(p)
 		return

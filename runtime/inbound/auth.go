@@ -69,6 +69,10 @@ func NewAuth(ring *sitekey.Ring, required bool, coordinator, member func(string)
 	return &Auth{Ring: ring, Required: required, Coordinator: coordinator, Member: member, Log: log, fresh: bus.NewFreshness()}
 }
 
+// SeveralPaths says that messages between instances come over several
+// brokers at once (bus.Paths): a copy of one taken is a duplicate.
+func (a *Auth) SeveralPaths() { a.fresh.SeveralPaths() }
+
 // Unsigned is how many messages without an auth member were taken (in
 // permissive mode).
 func (a *Auth) Unsigned() uint64 { return a.unsigned.Load() }
@@ -153,7 +157,7 @@ func (a *Auth) check(m bus.Message, sender Sender, topicMember string, state boo
 			return nil, fmt.Errorf("%w: %s may not coordinate", bus.ErrWrongSender, st.From)
 		}
 	}
-	if err := a.fresh.Take(m.Topic, st, m.Retained && state); err != nil {
+	if err := a.fresh.Take(m.Topic, st, m.Retained && state, m.Path); err != nil {
 		return nil, err
 	}
 	return plain, nil
@@ -176,7 +180,7 @@ func (a *Auth) operator(m bus.Message) ([]byte, string, error) {
 		return nil, "", fmt.Errorf("%w (an operator command carries an auth member only when an instance passed it on)", err)
 	}
 	a.heard(st.From)
-	if err := a.fresh.Take(m.Topic, st, false); err != nil {
+	if err := a.fresh.Take(m.Topic, st, false, m.Path); err != nil {
 		return nil, "", err
 	}
 	return plain, st.From, nil

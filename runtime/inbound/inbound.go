@@ -87,6 +87,7 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 				return nil, nil // a cleared retained message
 			}
 			p, err := bus.DecodePresence(id, m.Payload)
+			p.Path = m.Path
 			return func() { in.Loop.Presence(p, m.Retained) }, err
 		}},
 		{Name: "command", From: ACoordinator, Filter: topics.Command(self), QoS: 1, Decode: func(_ string, m bus.Message) (func(), error) {

@@ -58,6 +58,9 @@ type MaterialStatus struct {
 type BusStatus struct {
 	URL       string `json:"url"`
 	Connected bool   `json:"connected"`
+	// Paths are the brokers this instance is connected to at once, on a
+	// site whose coordinator candidates each embed one (else empty).
+	Paths []bus.PathState `json:"paths,omitempty"`
 	Embedded  string `json:"embedded_broker,omitempty"`
 	// EmbeddedDropped counts the messages the embedded broker dropped for
 	// clients that read too slowly.
@@ -125,6 +128,9 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	}
 	if c := inst.bus.Load(); c != nil {
 		st.Bus.Connected = c.Connected()
+		if c.Len() > 1 {
+			st.Bus.Paths = c.States()
+		}
 	}
 	if inst.election != nil {
 		st.Election = inst.election.status()

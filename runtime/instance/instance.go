@@ -89,7 +89,7 @@ type Instance struct {
 	// coordinatorInfo is the newest word of itself a coordinator published
 	// (the highest term), nil before any.
 	coordinatorInfo atomic.Pointer[bus.CoordinatorInfo]
-	bus             atomic.Pointer[bus.Client] // set once the broker is found; read by the engine and the API
+	bus             atomic.Pointer[bus.Paths] // set once the broker is found; read by the engine and the API
 	drops           *bus.Drops
 	ring            *sitekey.Ring // the site key (nil: auth off)
 	bootCount       uint64        // this start's boot counter, for the stamps of its messages
@@ -144,7 +144,7 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	if !ok {
 		return nil, fmt.Errorf("%q is not a member of site %s (members: %s)", opts.Self, site.Name, strings.Join(site.MemberIDs(), ", "))
 	}
-	if site.Bus.URL == "" && !site.UseMDNS() && site.Bus.BrokerOn != opts.Self {
+	if site.Bus.URL == "" && !site.UseMDNS() && site.Bus.BrokerOn != opts.Self && site.CandidateBrokers() == nil {
 		// Nothing would ever tell this instance where the broker is.
 		return nil, fmt.Errorf("no way to the bus: site.yaml has no bus.url and mdns is false, so only %s (bus.broker_on), which embeds the broker, is on the bus; %s would wait for ever. Set bus.url to a broker every member reaches (then no member embeds one), or turn mdns on", site.Bus.BrokerOn, opts.Self)
 	}
@@ -287,7 +287,7 @@ func start(ctx context.Context, opts Options) (_ *Instance, err error) {
 	inst.engine, err = engine.New(engine.Options{
 		// The engine's copy of the site changes when members describe themselves.
 		Site: site.Clone(), Self: opts.Self, Clock: inst.clock, Logger: inst.log, Drops: inst.drops,
-		Coordinator: coord, Observe: observe,
+		Coordinator: coord, Observe: observe, Paths: len(site.CandidateBrokers()),
 	})
 	if err != nil {
 		return nil, err
@@ -382,7 +382,7 @@ func (inst *Instance) run(ctx context.Context) error {
 		}()
 	}
 
-	url, err := inst.findBroker(ctx)
+	urls, err := inst.findBrokers(ctx)
 	if err != nil {
 		stopping := ctx.Err() != nil
 		cancel() // the goroutines above end, so that the error is returned now
@@ -393,6 +393,7 @@ func (inst *Instance) run(ctx context.Context) error {
 		}
 		return err
 	}
+	url := strings.Join(urls, " ")
 	inst.busHealth.connecting(url, time.Now())
 	inst.mu.Lock()
 	inst.busURL = url
@@ -416,7 +417,7 @@ func (inst *Instance) run(ctx context.Context) error {
 	if inst.brokerAdv != nil {
 		defer inst.brokerAdv.Close() // its goodbye goes out before the broker closes
 	}
-	client := inst.connectBus(url)
+	client := inst.connectBus(urls)
 
 	if site.UseMDNS() {
 		wg.Add(1)
@@ -536,6 +537,43 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 	if !hosts {
 		return "", fmt.Errorf("no bus: site.yaml names no broker (bus.url), mDNS is off, and the broker is embedded on %s", site.Bus.BrokerOn)
 	}
+	return inst.embedBroker(site.Bus.PlainListen(), site.UseMDNS())
+}
+
+// findBrokers returns the URLs of the brokers this instance connects to:
+// every candidate's on a site whose candidates each embed one (this
+// instance's own over loopback, started here), else the site's one broker
+// (findBroker).
+func (inst *Instance) findBrokers(ctx context.Context) ([]string, error) {
+	brokers := inst.site.CandidateBrokers()
+	if brokers == nil {
+		url, err := inst.findBroker(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return []string{url}, nil
+	}
+	var urls []string
+	for _, b := range brokers {
+		if b.Member != inst.opts.Self {
+			urls = append(urls, "tcp://"+b.Address)
+			continue
+		}
+		url, err := inst.embedBroker(b.Address, false)
+		if err != nil {
+			return nil, fmt.Errorf("%w (members.%s.broker)", err, b.Member)
+		}
+		urls = append(urls, url)
+	}
+	inst.log.Info("connecting to every candidate's broker", "brokers", strings.Join(urls, " "))
+	return urls, nil
+}
+
+// embedBroker starts the broker this instance embeds, listening on listen
+// (plain MQTT; bus.listen_tls adds TLS), announced by mDNS when advertise
+// is set, and returns the URL this instance reaches it at.
+func (inst *Instance) embedBroker(listen string, advertise bool) (string, error) {
+	site := inst.site
 	var users []broker.User
 	var own *broker.OwnTopics
 	accounts := site.BrokerUsers()
@@ -554,7 +592,7 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 	for _, u := range accounts {
 		users = append(users, broker.User{Username: u.Username, Password: u.Password, Alternates: u.Alternates, Publish: u.Publish, Subscribe: u.Subscribe})
 	}
-	opts := broker.Options{Listen: site.Bus.PlainListen(), ListenTLS: site.Bus.ListenTLS, Logger: inst.log.With("component", "broker"), Users: users, OwnTopics: own}
+	opts := broker.Options{Listen: listen, ListenTLS: site.Bus.ListenTLS, Logger: inst.log.With("component", "broker"), Users: users, OwnTopics: own}
 	if t := site.Bus.ServerTLS; t != nil && opts.ListenTLS != "" {
 		var err error
 		if opts.TLS, err = broker.ServerTLS(t.Cert, t.Key, t.ClientCA); err != nil {
@@ -569,7 +607,7 @@ func (inst *Instance) findBroker(ctx context.Context) (string, error) {
 	inst.broker = b
 	inst.mu.Unlock()
 	inst.log.Info("embedded broker started", "listen", cmp.Or(b.PlainAddr(), config.ListenNone), "listen_tls", b.TLSAddr())
-	if site.UseMDNS() {
+	if advertise {
 		inst.brokerAdv = inst.advertiseBroker(b)
 	}
 	url := b.LocalURL()
@@ -597,7 +635,7 @@ func brokerURL(e mdns.Entry, haveTLS bool) string {
 }
 
 // connectBus starts the bus client: subscriptions first, then the connection.
-func (inst *Instance) connectBus(url string) *bus.Client {
+func (inst *Instance) connectBus(urls []string) *bus.Paths {
 	site := inst.site
 	topics := bus.Topics{Site: site.Name}
 	username, password := site.Bus.Username, site.Bus.Password
@@ -606,8 +644,9 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 		username = config.InstanceUsername(inst.opts.Self)
 		password, alternates = site.InstancePassword(inst.ring, inst.opts.Self)
 	}
-	c := bus.New(bus.Options{
-		URL: url, Topics: topics, Member: inst.opts.Self,
+	url := strings.Join(urls, " ")
+	c := bus.NewPaths(bus.Options{
+		URLs: urls, Topics: topics, Member: inst.opts.Self,
 		Interval: inst.member.Heartbeat.D(), KeepAlive: site.Bus.KeepAlive.D(),
 		Version: inst.opts.Version, Logger: inst.log.With("component", "bus"),
 		Username: username, Password: password, Alternates: alternates, TLS: inst.busTLS,
@@ -635,6 +674,11 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 			inst.busHealth.disconnected(err, time.Now())
 			inst.engine.BusConnected(false)
 		},
+		OnPath: func(path int, up bool) {
+			if len(urls) > 1 {
+				inst.engine.BusPath(path, up)
+			}
+		},
 	})
 	in := inbound.Inputs{
 		Loop: inst.engine, Command: inst.agent.Handle, Control: inst.controlFromBus,
@@ -650,7 +694,7 @@ func (inst *Instance) connectBus(url string) *bus.Client {
 	}
 	var sub inbound.Subscriber = c
 	inst.mu.Lock()
-	if inst.broker != nil {
+	if inst.broker != nil && len(urls) == 1 {
 		// The broker is in this process: the site's heartbeats are taken as
 		// they pass through it (see inbound.Split).
 		sub = inbound.Split{Conn: c, Inline: inst.broker.SubscribeInline, Heartbeats: topics.AllHeartbeats(), Own: topics.Heartbeat(inst.opts.Self), Log: inst.log}

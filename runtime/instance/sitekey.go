@@ -53,6 +53,9 @@ func (inst *Instance) loadSiteKey() error {
 		members[id] = true
 	}
 	inst.auth = inbound.NewAuth(ring, mode == config.AuthRequired, site.IsCandidate, func(id string) bool { return members[id] }, inst.log.With("component", "auth"))
+	if len(site.CandidateBrokers()) > 1 {
+		inst.auth.SeveralPaths()
+	}
 	inst.log.Info("messages between instances are authenticated", "mode", mode, "key", ring.Signer(), "keys", ring.IDs(), "boot", inst.bootCount)
 	return nil
 }
