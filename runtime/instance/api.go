@@ -60,8 +60,8 @@ type BusStatus struct {
 	Connected bool   `json:"connected"`
 	// Paths are the brokers this instance is connected to at once, on a
 	// site whose coordinator candidates each embed one (else empty).
-	Paths []bus.PathState `json:"paths,omitempty"`
-	Embedded  string `json:"embedded_broker,omitempty"`
+	Paths    []bus.PathState `json:"paths,omitempty"`
+	Embedded string          `json:"embedded_broker,omitempty"`
 	// EmbeddedDropped counts the messages the embedded broker dropped for
 	// clients that read too slowly.
 	EmbeddedDropped int64 `json:"embedded_broker_dropped,omitempty"`
