@@ -186,7 +186,8 @@ func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[st
 // bus user's reply_prefix); any other is carried out on a goroutine of its
 // own (bus callbacks must not block), at most cap(busCommands) at once.
 func (inst *Instance) controlFromBus(m bus.Message) {
-	if inst.election != nil && inst.coord.Load() == nil {
+	leading := inst.election == nil || inst.coord.Load() != nil
+	if !leading && inst.election.leader() != "" {
 		return // a candidate that does not lead now: the leader answers
 	}
 	topics := bus.Topics{Site: inst.site.Name}
@@ -200,10 +201,21 @@ func (inst *Instance) controlFromBus(m bus.Message) {
 		err = rerr
 	}
 	if err != nil {
-		inst.drops.Drop(m.Topic, m.Topic, len(m.Payload), err)
-		inst.publishReply(replyTo, CommandReply{Verb: verb, RequestID: cmd.RequestID, Error: "bad command: " + err.Error()})
+		if leading {
+			inst.drops.Drop(m.Topic, m.Topic, len(m.Payload), err)
+			inst.publishReply(replyTo, CommandReply{Verb: verb, RequestID: cmd.RequestID, Error: "bad command: " + err.Error()})
+		}
 		return
 	}
+	if !leading {
+		// No candidate leads as far as this one knows (an election under
+		// way): said at once rather than left unanswered. The new leader
+		// may answer the same command too.
+		inst.publishReply(replyTo, CommandReply{Verb: verb, RequestID: cmd.RequestID,
+			Error: fmt.Sprintf("no coordinator elected now (%s is a candidate and does not lead): the candidates are electing one; send it again in a few seconds", inst.opts.Self)})
+		return
+	}
+
 	// A command signed by an instance is one it passed on from its local
 	// API (forwardCommand); any other came from show control or an operator
 	// on the bus.
@@ -213,6 +225,17 @@ func (inst *Instance) controlFromBus(m bus.Message) {
 	}
 	select {
 	case inst.busCommands <- struct{}{}:
+		if reply, done, fresh := inst.recent.take(verb, cmd.RequestID, time.Now()); !fresh {
+			// The same command again (its request_id): over another
+			// broker, or a retry. Carried out once; a retry gets the reply
+			// it had.
+			<-inst.busCommands
+			inst.drops.Drop(m.Topic, m.Topic, len(m.Payload), fmt.Errorf("%w: command %s with request_id %s", bus.ErrDuplicate, verb, cmd.RequestID))
+			if done {
+				inst.publishReply(replyTo, reply)
+			}
+			return
+		}
 		go func() {
 			defer func() { <-inst.busCommands }()
 			inst.commandFromBus(cmd, replyTo, by)
@@ -238,6 +261,7 @@ func (inst *Instance) commandFromBus(cmd bus.Control, replyTo, by string) {
 		reply.OK, reply.Error = false, "the event loop did not answer: "+err.Error()
 	}
 	reply.RequestID = cmd.RequestID
+	inst.recent.answered(cmd.Verb, cmd.RequestID, reply)
 	inst.publishReply(replyTo, reply)
 }
 

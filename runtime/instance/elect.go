@@ -2,12 +2,14 @@ package instance
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,10 +114,15 @@ var ErrLeaseLapsed = errors.New("held: this instance may not act as the coordina
 // retained state held meanwhile sets held: the election has the
 // coordinator publish its retained states again once the lease is back
 // (what is not retained, a record on the events topic, is not sent late).
+//
+// Every retained state it publishes carries the term it was elected in
+// ("term", unless the state names one itself): the brokers keep what each
+// leader published last, and a reader tells the newest leader's word by it.
 type leasedPublisher struct {
 	inner coordinator.Publisher
 	lease *lease
 	held  *atomic.Bool
+	term  uint64
 }
 
 func (p leasedPublisher) Publish(topic string, qos byte, retained bool, payload []byte) error {
@@ -125,7 +132,28 @@ func (p leasedPublisher) Publish(topic string, qos byte, retained bool, payload 
 		}
 		return fmt.Errorf("%w: %v", ErrLeaseLapsed, err)
 	}
+	if retained && p.term > 0 {
+		payload = withTerm(payload, p.term)
+	}
 	return p.inner.Publish(topic, qos, retained, payload)
+}
+
+// withTerm adds "term" to a JSON object that has none; anything else goes
+// as it is.
+func withTerm(payload []byte, term uint64) []byte {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(payload, &fields) != nil || fields == nil {
+		return payload
+	}
+	if _, ok := fields["term"]; ok {
+		return payload
+	}
+	fields["term"] = json.RawMessage(strconv.FormatUint(term, 10))
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return payload
+	}
+	return out
 }
 
 // election is this candidate's part in electing the coordinator.
@@ -452,7 +480,7 @@ func (e *election) startCoordinator(ctx context.Context, term uint64) {
 		return
 	}
 	c, err := coordinator.New(coordinator.Options{Drivers: drvs, Registry: inst.opts.Registry,
-		Publisher: leasedPublisher{inner: publisher{inst}, lease: &e.lease, held: &e.held}, Store: e.store, MayAct: e.lease.check, Term: term})
+		Publisher: leasedPublisher{inner: publisher{inst}, lease: &e.lease, held: &e.held, term: term}, Store: e.store, MayAct: e.lease.check, Term: term})
 	if err != nil {
 		fail(err)
 		return

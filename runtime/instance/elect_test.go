@@ -206,10 +206,11 @@ func serverIdentityOf(dir, state, self string) (string, bool, error) {
 }
 
 // recordingPublisher keeps the topics it was given.
-type recordingPublisher struct{ topics []string }
+type recordingPublisher struct{ topics, payloads []string }
 
-func (p *recordingPublisher) Publish(topic string, _ byte, _ bool, _ []byte) error {
+func (p *recordingPublisher) Publish(topic string, _ byte, _ bool, payload []byte) error {
 	p.topics = append(p.topics, topic)
+	p.payloads = append(p.payloads, string(payload))
 	return nil
 }
 
@@ -232,5 +233,31 @@ func TestARetainedStateHeldByTheLeaseIsRemembered(t *testing.T) {
 	l.grant(time.Now().Add(time.Minute))
 	if err := p.Publish("understudy/s/coordinator", 1, true, nil); err != nil || len(inner.topics) != 1 {
 		t.Fatalf("with the lease: %v, published %v", err, inner.topics)
+	}
+}
+
+// Every retained state an elected coordinator publishes carries its term;
+// one that names a term keeps its own, and what is no JSON object goes as
+// it is.
+func TestRetainedStatesCarryTheTerm(t *testing.T) {
+	var l lease
+	l.grant(time.Now().Add(time.Minute))
+	inner := &recordingPublisher{}
+	p := leasedPublisher{inner: inner, lease: &l, term: 7}
+	for _, c := range []struct{ payload, want string }{
+		{`{"member":"main","state":"lost"}`, `{"member":"main","state":"lost","term":7}`},
+		{`{"member":"c1","term":9}`, `{"member":"c1","term":9}`},
+		{`[1,2]`, `[1,2]`},
+	} {
+		if err := p.Publish("understudy/s/member/main/state", 1, true, []byte(c.payload)); err != nil {
+			t.Fatal(err)
+		}
+		got := inner.payloads[len(inner.payloads)-1]
+		if got != c.want {
+			t.Errorf("%s: published %s, want %s", c.payload, got, c.want)
+		}
+	}
+	if err := p.Publish("understudy/s/events", 1, false, []byte(`{"type":"x"}`)); err != nil || inner.payloads[len(inner.payloads)-1] != `{"type":"x"}` {
+		t.Errorf("a record (not retained) was stamped: %v %s", err, inner.payloads[len(inner.payloads)-1])
 	}
 }

@@ -110,6 +110,7 @@ type Instance struct {
 	readTokenPath   string
 	coveringMu      sync.Mutex     // one covering report at a time, the newest last
 	busCommands     chan struct{}  // bounds the bus commands carried out at once
+	recent          recentCommands // the bus commands of the last minute, by request_id
 	replies         pendingReplies // commands passed to the coordinator, waiting for its answer
 	busHealth       busHealth      // what keeps this instance off the bus, for /healthz and systemd
 	busTLS          *tls.Config    // from bus.tls, read at start
