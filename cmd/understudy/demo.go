@@ -2,11 +2,16 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,7 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"understudy/discovery/broker"
 	"understudy/discovery/bus"
 	"understudy/drivers/videohub/videohubsim"
 	"understudy/events"
@@ -36,10 +40,11 @@ var (
 const demoSite = `# Written by "understudy demo". Run an instance of this site with:
 #   understudy run -c site.yaml --member main
 site: demo
-coordinator: backup
-mdns: false            # everything is on this machine: the bus address is given
+coordinator: [backup, main, w]   # elected among these, in order of preference
+mdns: false            # everything is on this machine: the brokers' addresses are given
 bus:
-  url: %s
+  users:               # the demo's own account, to watch the site
+    - {username: demo, password: %q, subscribe: ["understudy/demo/#"]}
 heartbeat:
   interval: 100ms
   lost_after: 300ms
@@ -52,17 +57,29 @@ members:
   - id: main
     roles: [manager]
     api: 127.0.0.1:0
+    raft: 127.0.0.1:%d
+    broker: 127.0.0.1:%d
     duties: {switcher: router, outputs: [1, 2], inputs: [1, 2]}
   - id: backup
     roles: [manager]
     standby: true
     api: 127.0.0.1:0
+    raft: 127.0.0.1:%d
+    broker: 127.0.0.1:%d
     duties: {switcher: router, inputs: [3, 4]}
+  - id: w
+    witness: true      # votes in the coordinator's election, nothing else
+    api: 127.0.0.1:0
+    raft: 127.0.0.1:%d
+    broker: 127.0.0.1:%d
 drivers:
   router:
     kind: videohub
     address: %s
 `
+
+// demoMembers are the demo's processes, in the order they start.
+var demoMembers = []string{"backup", "main", "w"}
 
 type demo struct {
 	stdout   io.Writer
@@ -78,6 +95,35 @@ type demo struct {
 	ready    chan struct{}
 	readyOne sync.Once
 	pending  []narrationLine
+	// leader is the coordinator's word of itself (newest term); records
+	// are the events already narrated (each comes through every broker).
+	leader  bus.CoordinatorInfo
+	records recentPayloads
+}
+
+// recentPayloads remembers the last few hundred payloads taken, to take
+// each once when it comes through several brokers.
+type recentPayloads struct {
+	seen  map[[32]byte]bool
+	order [][32]byte
+}
+
+// first reports whether payload was not taken before, and remembers it.
+func (r *recentPayloads) first(payload []byte) bool {
+	k := sha256.Sum256(payload)
+	if r.seen == nil {
+		r.seen = map[[32]byte]bool{}
+	}
+	if r.seen[k] {
+		return false
+	}
+	r.seen[k] = true
+	r.order = append(r.order, k)
+	if len(r.order) > 512 {
+		delete(r.seen, r.order[0])
+		r.order = r.order[1:]
+	}
+	return true
 }
 
 type demoProc struct {
@@ -130,11 +176,6 @@ func (d *demo) run(ctx context.Context, dir string, stdin io.Reader) error {
 	go d.printLines(printCtx, printed)
 	defer func() { stopPrinting(); <-printed }()
 
-	b, err := broker.Start(broker.Options{Listen: "127.0.0.1:0"})
-	if err != nil {
-		return fmt.Errorf("broker: %w", err)
-	}
-	defer b.Close()
 	d.sim = videohubsim.New(videohubsim.Options{Inputs: 8, Outputs: 8, InputLabels: demoInputs, OutputLabels: demoOutputs})
 	simAddr, err := d.sim.Listen("127.0.0.1:0")
 	if err != nil {
@@ -149,12 +190,20 @@ func (d *demo) run(ctx context.Context, dir string, stdin io.Reader) error {
 		}
 	}()
 
-	url := "tcp://" + b.Addr()
 	policySrc, err := scripts.FS.ReadFile("manager-backup/policy.lua")
 	if err != nil {
 		return err
 	}
-	site := fmt.Sprintf(demoSite, url, d.failback, simAddr)
+	ports := make([]any, 6) // raft and broker of main, backup, w
+	for i := range ports {
+		if ports[i], err = demoPort(); err != nil {
+			return err
+		}
+	}
+	password := make([]byte, 12)
+	rand.Read(password)
+	args := append(append([]any{hex.EncodeToString(password), d.failback}, ports...), simAddr)
+	site := fmt.Sprintf(demoSite, args...)
 	if err := os.WriteFile(filepath.Join(dir, "policy.lua"), policySrc, 0o644); err != nil {
 		return err
 	}
@@ -162,7 +211,8 @@ func (d *demo) run(ctx context.Context, dir string, stdin io.Reader) error {
 		return err
 	}
 	// A site key, as a commissioned site has: the instances sign what they
-	// send each other (see the README's Security).
+	// send each other (see the README's Security), and the candidates
+	// authenticate each other in the election.
 	key, err := sitekey.NewKey("k1")
 	if err != nil {
 		return err
@@ -174,31 +224,34 @@ func (d *demo) run(ctx context.Context, dir string, stdin io.Reader) error {
 	if err := ring.Write(filepath.Join(dir, "site.key"), true); err != nil {
 		return err
 	}
-	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	topics := bus.Topics{Site: "demo"}
-	obs, err := bus.Observe(octx, url, "understudy-demo", []string{topics.Events(), topics.AllStates()}, func(m bus.Message) {
-		if id, leaf, ok := topics.MemberOf(m.Topic); ok && leaf == "state" {
-			d.memberState(id, m.Payload) // retained, republished on every connect: the source of truth
-			return
-		}
-		var r engine.Record
-		if json.Unmarshal(m.Payload, &r) == nil {
-			d.narrate(r)
-		}
-	})
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer obs.Close()
-
-	for _, id := range []string{"backup", "main"} {
+	for _, id := range demoMembers {
 		if err := d.start(id); err != nil {
 			return err
 		}
 	}
 	defer d.stopAll()
-	d.banner(url, simAddr.String())
+
+	// The demo watches the site through every candidate's broker, as
+	// every instance does: any one of them may go.
+	var brokers []string
+	for i := 1; i < len(ports); i += 2 {
+		brokers = append(brokers, fmt.Sprintf("tcp://127.0.0.1:%d", ports[i]))
+	}
+	topics := bus.Topics{Site: "demo"}
+	for i, url := range brokers {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		obs, err := bus.ObserveWith(octx, bus.ObserveOptions{URL: url, ClientID: fmt.Sprintf("understudy-demo-%d", i), Username: "demo", Password: hex.EncodeToString(password)},
+			[]string{topics.Events(), topics.AllStates(), topics.CoordinatorInfo()}, d.observe)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("watch the site through %s: %w", url, err)
+		}
+		defer obs.Close()
+	}
+	d.banner(strings.Join(brokers, " "), simAddr.String())
 
 	if err := d.waitReady(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -206,7 +259,7 @@ func (d *demo) run(ctx context.Context, dir string, stdin io.Reader) error {
 		}
 		return err
 	}
-	d.say("demo", "ready: main is on air (outputs 1-2 show inputs 1-2); press k, p, r, s or q, then Enter")
+	d.say("demo", "ready: main is on air (outputs 1-2 show inputs 1-2); press k, p, c, r, s or q, then Enter")
 
 	lines := make(chan string)
 	go func() {
@@ -234,28 +287,87 @@ func (d *demo) run(ctx context.Context, dir string, stdin io.Reader) error {
 	}
 }
 
-func (d *demo) banner(url, simAddr string) {
-	main, backup := d.proc("main"), d.proc("backup")
+func (d *demo) banner(brokers, simAddr string) {
+	main, backup, w := d.proc("main"), d.proc("backup"), d.proc("w")
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	fmt.Fprintf(d.stdout, `
 understudy demo — a simulated site on this machine
 
-  broker    %-24s embedded, in this process
+  brokers   %s
+            one embedded in each of main, backup and w; every instance is connected to all three
   videohub  %-24s simulator, 8×8 (outputs 1-2: projectors)
   main      pid %-20d feeds outputs 1-2 from inputs 1-2
-  backup    pid %-20d coordinator: runs the manager-backup policy; standby on inputs 3-4
-  files     %s  (site.yaml, site.key, policy.lua, main.log, backup.log)
+  backup    pid %-20d standby on inputs 3-4
+  w         pid %-20d witness: only votes
+            the coordinator (running the manager-backup policy) is elected among backup, main and w
+  files     %s  (site.yaml, site.key, policy.lua, main.log, backup.log, w.log)
 
 Fail the main and watch the backup take over:
-  k  Enter   kill -9 the main: a crash — its connection drops, the broker sends its Last Will
+  k  Enter   kill -9 the main: a crash — its connections drop, the brokers send its Last Will
   p  Enter   pause the main (SIGSTOP): like a pulled cable — heartbeats stop, nothing closes
-  r  Enter   bring the main back (restart it, or continue it); failback follows after %v
-  s  Enter   show the switcher's routing
+  c  Enter   kill -9 the coordinator: another candidate is elected and carries on
+  r  Enter   bring back what is down (restart it, or continue it); failback follows after %v
+  s  Enter   show the switcher's routing and who coordinates
   q  Enter   quit (or Ctrl-C)
 or, from another terminal:  `+demoKillHint+`
 
-`, url, simAddr, main.cmd.Process.Pid, backup.cmd.Process.Pid, d.dir, d.failback, main.cmd.Process.Pid)
+`, brokers, simAddr, main.cmd.Process.Pid, backup.cmd.Process.Pid, w.cmd.Process.Pid, d.dir, d.failback, main.cmd.Process.Pid)
+}
+
+// observe takes a message from one of the brokers: each event once, the
+// members' states, and the coordinator's word of itself.
+func (d *demo) observe(m bus.Message) {
+	topics := bus.Topics{Site: "demo"}
+	if m.Topic == topics.CoordinatorInfo() {
+		var ci bus.CoordinatorInfo
+		if json.Unmarshal(m.Payload, &ci) == nil && ci.Member != "" {
+			d.mu.Lock()
+			if ci.Term > d.leader.Term || d.leader.Member == "" {
+				d.leader = ci
+			}
+			d.mu.Unlock()
+		}
+		return
+	}
+	if id, leaf, ok := topics.MemberOf(m.Topic); ok && leaf == "state" {
+		d.memberState(id, m.Payload) // retained, republished on every connect: the source of truth
+		return
+	}
+	d.mu.Lock()
+	first := d.records.first(m.Payload)
+	d.mu.Unlock()
+	var r engine.Record
+	if first && json.Unmarshal(m.Payload, &r) == nil {
+		d.narrate(r)
+	}
+}
+
+// leaderName is the member that coordinates, as far as the demo knows.
+func (d *demo) leaderName() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return cmp.Or(d.leader.Member, "coordinator")
+}
+
+// running reports whether p's process runs (paused or not).
+func (p *demoProc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// demoPort is a TCP port free on 127.0.0.1 now.
+func demoPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (d *demo) proc(id string) *demoProc {
@@ -299,18 +411,10 @@ func exitText(err error) string {
 
 func (d *demo) command(line string) (quit bool) {
 	main := d.proc("main")
-	running := func() bool {
-		select {
-		case <-main.done:
-			return false
-		default:
-			return true
-		}
-	}()
 	switch line {
 	case "":
 	case "k":
-		if !running {
+		if !main.running() {
 			d.say("demo", "the main is not running; r starts it")
 			return
 		}
@@ -318,7 +422,7 @@ func (d *demo) command(line string) (quit bool) {
 		d.say("demo", "kill -9 %d (main)", main.cmd.Process.Pid)
 		_ = main.cmd.Process.Kill()
 	case "p":
-		if !running || main.paused {
+		if !main.running() || main.paused {
 			d.say("demo", "the main is not running, or already paused")
 			return
 		}
@@ -329,20 +433,37 @@ func (d *demo) command(line string) (quit bool) {
 		d.fault()
 		main.paused = true
 		d.say("demo", "kill -STOP %d (main): it stays connected but says nothing", main.cmd.Process.Pid)
+	case "c":
+		leader := d.leaderName()
+		p := d.proc(leader)
+		if p == nil || !p.running() || p.paused {
+			d.say("demo", "no coordinator is running now; r brings back what is down")
+			return
+		}
+		d.fault()
+		d.say("demo", "kill -9 %d (%s, the coordinator)", p.cmd.Process.Pid, leader)
+		_ = p.cmd.Process.Kill()
 	case "r":
-		switch {
-		case running && main.paused:
-			main.paused = false
-			d.say("demo", "kill -CONT %d (main)", main.cmd.Process.Pid)
-			_ = resumeProcess(main.cmd.Process)
-		case running:
-			d.say("demo", "the main is running")
-		default:
-			if err := d.start("main"); err != nil {
-				d.say("demo", "restart failed: %v", err)
-				return
+		restored := false
+		for _, id := range demoMembers {
+			p := d.proc(id)
+			switch {
+			case p.running() && p.paused:
+				p.paused = false
+				d.say("demo", "kill -CONT %d (%s)", p.cmd.Process.Pid, id)
+				_ = resumeProcess(p.cmd.Process)
+				restored = true
+			case !p.running():
+				if err := d.start(id); err != nil {
+					d.say("demo", "restart failed: %v", err)
+					return
+				}
+				d.say("demo", "%s restarted as pid %d", id, d.proc(id).cmd.Process.Pid)
+				restored = true
 			}
-			d.say("demo", "main restarted as pid %d", d.proc("main").cmd.Process.Pid)
+		}
+		if !restored {
+			d.say("demo", "everything is running")
 		}
 	case "s":
 		routing := d.sim.Routing()
@@ -350,10 +471,14 @@ func (d *demo) command(line string) (quit bool) {
 			in := routing[out-1]
 			d.say("videohub", "output %d %-13s ← input %d %s", out, demoOutputs[out-1], in, demoInputs[in-1])
 		}
+		d.mu.Lock()
+		l := d.leader
+		d.mu.Unlock()
+		d.say("demo", "%s coordinates (term %d)", cmp.Or(l.Member, "nobody"), l.Term)
 	case "q", "quit", "exit":
 		return true
 	default:
-		d.say("demo", "unknown key %q: k kill, p pause, r restore, s show routing, q quit", line)
+		d.say("demo", "unknown key %q: k kill, p pause, c kill the coordinator, r restore, s show routing, q quit", line)
 	}
 	return false
 }
@@ -386,11 +511,19 @@ func (d *demo) narrate(r engine.Record) {
 	case events.MemberClosed:
 		say(r.Member, "closed: %s", str("reason"))
 	case events.MemberRestored:
-		say(r.Member, "restored — the policy fails back in %v", d.failback)
+		if r.Member == "main" {
+			say(r.Member, "restored — the policy fails back in %v", d.failback)
+		} else {
+			say(r.Member, "restored")
+		}
 	case events.DriverConnected:
-		say("backup", "connected to the videohub at %s", str("address"))
+		say(d.leaderName(), "connected to the videohub at %s", str("address"))
 	case events.DriverDisconnected:
-		say("backup", "lost the videohub: %s", str("error"))
+		say(d.leaderName(), "lost the videohub: %s", str("error"))
+	case events.CoordinatorElected:
+		say(r.Member, "elected: coordinates from now on (term %v)", f["term"])
+	case events.CoordinatorLost:
+		say(r.Member, "no longer coordinates: %s", str("reason"))
 	case events.ActionStarted:
 		// A switcher route or a hook an instance runs: the record says which.
 		cause, _, _ := strings.Cut(str("cause"), " at ")
@@ -425,14 +558,14 @@ func (d *demo) memberState(id string, payload []byte) {
 
 func (d *demo) checkReady() {
 	d.mu.Lock()
-	ok := d.seen["main"] && d.seen["backup"]
+	ok := d.seen["main"] && d.seen["backup"] && d.seen["w"]
 	d.mu.Unlock()
 	if ok {
 		d.readyOne.Do(func() { close(d.ready) })
 	}
 }
 
-// waitReady waits until both members joined and the backup is connected to
+// waitReady waits until every member joined and the backup is connected to
 // the switcher (the simulator counts its clients).
 func (d *demo) waitReady(ctx context.Context) error {
 	deadline := time.After(30 * time.Second)

@@ -74,6 +74,12 @@ func TestEveryCandidatesBrokerKeepsTheBusWhenOneHostDies(t *testing.T) {
 	if st := es.status(backup); len(st.Bus.Paths) != 3 || !st.Bus.Paths[0].Connected || !st.Bus.Paths[1].Connected || !st.Bus.Paths[2].Connected {
 		t.Fatalf("backup's paths to the bus: %+v, want three connected", st.Bus.Paths)
 	}
+	// Every message comes three times: the copies are set aside as
+	// duplicates, not counted as bad payloads.
+	es.heartbeatsPass(backup, 10)
+	if st := es.status(backup); st.Bus.Duplicates == 0 || len(st.Bus.Dropped) > 0 {
+		t.Fatalf("backup set aside %d duplicates and dropped %v; want duplicates and no drops", st.Bus.Duplicates, st.Bus.Dropped)
+	}
 
 	// The witness's host goes, with its broker.
 	leader.mark()

@@ -171,10 +171,12 @@ func (p mqttPeer) args(extra ...string) []string {
 // mqttCommand publishes a command (fields: JSON members followed by a
 // comma, or "") once its reply topic is subscribed, and returns the reply.
 // It is published once: a command sent again would find its work done (a
-// mode already set) and answer differently.
+// mode already set) and answer differently. Each has a request_id of its
+// own, as show control gives them: the same command with the same id
+// within seconds is taken for a copy of the first.
 func mqttCommand(t *testing.T, p mqttPeer, siteName, verb, fields string) map[string]any {
 	t.Helper()
-	id := verb + "-0"
+	id := fmt.Sprintf("%s-%d", verb, time.Now().UnixNano())
 	payload := fmt.Sprintf(`{%s"request_id": %q}`, fields, id)
 	replyTopic := fmt.Sprintf("understudy/%s/command/%s/reply", siteName, verb)
 	raw := mqttExchange(t, p, "understudy/"+siteName+"/command/"+verb, []byte(payload), replyTopic)

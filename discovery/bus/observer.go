@@ -21,7 +21,19 @@ type Observer struct {
 // (from paho's goroutine, in order; h must not block). It waits for the first
 // connection until ctx ends, and renews the subscriptions on reconnect.
 func Observe(ctx context.Context, url, clientID string, filters []string, h Handler) (*Observer, error) {
-	return ObserveVia(ctx, nil, url, clientID, filters, h)
+	return ObserveWith(ctx, ObserveOptions{URL: url, ClientID: clientID}, filters, h)
+}
+
+// ObserveOptions say where and how an Observer connects.
+type ObserveOptions struct {
+	URL, ClientID string
+	// Username and Password log in (a bus.users account); none: anonymous.
+	Username, Password string
+	// Dial opens the broker's connections (tcp:// URLs); nil: as paho does.
+	Dial Dialer
+	// Path is set on every message received (Message.Path), for one of
+	// several observers of a site with several brokers.
+	Path int
 }
 
 // Dialer opens a TCP connection to addr (host:port), for example from inside
@@ -31,6 +43,12 @@ type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 // ObserveVia is Observe with the broker's connections (tcp:// URLs) opened
 // by dial; nil dials as Observe does.
 func ObserveVia(ctx context.Context, dial Dialer, url, clientID string, filters []string, h Handler) (*Observer, error) {
+	return ObserveWith(ctx, ObserveOptions{URL: url, ClientID: clientID, Dial: dial}, filters, h)
+}
+
+// ObserveWith is Observe with the options o.
+func ObserveWith(ctx context.Context, o ObserveOptions, filters []string, h Handler) (*Observer, error) {
+	url, clientID, dial := o.URL, o.ClientID, o.Dial
 	subscribed := make(chan struct{})
 	failed := make(chan error, 1)
 	var once sync.Once
@@ -39,7 +57,7 @@ func ObserveVia(ctx context.Context, dial Dialer, url, clientID string, filters 
 	subscribe := func(c mqtt.Client) {
 		for _, f := range filters {
 			err := subscribeChecked(context.Background(), c, f, 1, func(_ mqtt.Client, m mqtt.Message) {
-				h(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()})
+				h(Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained(), Path: o.Path})
 			})
 			if err != nil {
 				select {
@@ -57,6 +75,9 @@ func ObserveVia(ctx context.Context, dial Dialer, url, clientID string, filters 
 		SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(2 * time.Second).
 		SetOnConnectHandler(subscribe)
+	if o.Username != "" {
+		opts.SetUsername(o.Username).SetPassword(o.Password)
+	}
 	if dial != nil {
 		opts.SetCustomOpenConnectionFn(func(uri *neturl.URL, o mqtt.ClientOptions) (net.Conn, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)

@@ -60,8 +60,11 @@ type BusStatus struct {
 	Connected bool   `json:"connected"`
 	// Paths are the brokers this instance is connected to at once, on a
 	// site whose coordinator candidates each embed one (else empty).
-	Paths    []bus.PathState `json:"paths,omitempty"`
-	Embedded string          `json:"embedded_broker,omitempty"`
+	Paths []bus.PathState `json:"paths,omitempty"`
+	// Duplicates counts the copies of messages already taken over
+	// another broker (with several brokers), set aside.
+	Duplicates uint64 `json:"duplicates,omitempty"`
+	Embedded   string `json:"embedded_broker,omitempty"`
 	// EmbeddedDropped counts the messages the embedded broker dropped for
 	// clients that read too slowly.
 	EmbeddedDropped int64 `json:"embedded_broker_dropped,omitempty"`
@@ -119,7 +122,7 @@ func (inst *Instance) status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	st := Status{Status: es, Health: cmp.Or(inst.healthProblem(), "ok"), Bus: BusStatus{Dropped: inst.drops.Counts(), Heartbeats: inst.engine.HeartbeatsReceived(), Auth: inst.site.AuthMode()}, Peers: []PeerInfo{}}
+	st := Status{Status: es, Health: cmp.Or(inst.healthProblem(), "ok"), Bus: BusStatus{Dropped: inst.drops.Counts(), Duplicates: inst.drops.Duplicates(), Heartbeats: inst.engine.HeartbeatsReceived(), Auth: inst.site.AuthMode()}, Peers: []PeerInfo{}}
 	if inst.auth != nil {
 		st.Bus.Unsigned = inst.auth.Unsigned()
 	}

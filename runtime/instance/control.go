@@ -208,6 +208,12 @@ func (inst *Instance) controlFromBus(m bus.Message) {
 		return
 	}
 	if !leading {
+		if m.SignedBy != "" || !inst.election.formed.Load() {
+			// Passed on by an instance, which waits for the leader's
+			// answer; or this candidate is in no group yet, and cannot
+			// tell whether one leads.
+			return
+		}
 		// No candidate leads as far as this one knows (an election under
 		// way): said at once rather than left unanswered. The new leader
 		// may answer the same command too.
@@ -225,7 +231,7 @@ func (inst *Instance) controlFromBus(m bus.Message) {
 	}
 	select {
 	case inst.busCommands <- struct{}{}:
-		if reply, done, fresh := inst.recent.take(verb, cmd.RequestID, time.Now()); !fresh {
+		if reply, done, fresh := inst.recent.take(verb, cmd.RequestID, m.Payload, time.Now()); !fresh {
 			// The same command again (its request_id): over another
 			// broker, or a retry. Carried out once; a retry gets the reply
 			// it had.
@@ -238,7 +244,7 @@ func (inst *Instance) controlFromBus(m bus.Message) {
 		}
 		go func() {
 			defer func() { <-inst.busCommands }()
-			inst.commandFromBus(cmd, replyTo, by)
+			inst.commandFromBus(cmd, m.Payload, replyTo, by)
 		}()
 	default:
 		inst.log.Warn("too many operator commands at once over the bus: refused", "verb", verb)
@@ -250,7 +256,7 @@ func (inst *Instance) controlFromBus(m bus.Message) {
 // commandFromBus carries out a command that came over MQTT and publishes the
 // reply on replyTo, with the command's request_id; by says who gave it
 // ("mqtt", or "api@<member>" for one a member's instance passed on).
-func (inst *Instance) commandFromBus(cmd bus.Control, replyTo, by string) {
+func (inst *Instance) commandFromBus(cmd bus.Control, payload []byte, replyTo, by string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	reply, err := inst.runCommand(ctx, cmd.Verb, cmd.Fields, by)
@@ -261,7 +267,7 @@ func (inst *Instance) commandFromBus(cmd bus.Control, replyTo, by string) {
 		reply.OK, reply.Error = false, "the event loop did not answer: "+err.Error()
 	}
 	reply.RequestID = cmd.RequestID
-	inst.recent.answered(cmd.Verb, cmd.RequestID, reply)
+	inst.recent.answered(cmd.Verb, cmd.RequestID, payload, reply)
 	inst.publishReply(replyTo, reply)
 }
 

@@ -30,6 +30,8 @@ type metrics struct {
 	memberState *prometheus.Desc
 	driverUp    *prometheus.Desc
 	busUp       *prometheus.Desc
+	busPath     *prometheus.Desc
+	duplicates  *prometheus.Desc
 	dropped     *prometheus.Desc
 	heartbeats  *prometheus.Desc
 	brokerDrops *prometheus.Desc
@@ -81,6 +83,8 @@ func newMetrics(inst *Instance) *metrics {
 		memberState: prometheus.NewDesc("understudy_member_state", "1 for the member's current state, 0 for the others.", []string{"member", "state"}, nil),
 		driverUp:    prometheus.NewDesc("understudy_driver_connected", "1 while the driver is connected to its device.", []string{"driver", "kind"}, nil),
 		busUp:       prometheus.NewDesc("understudy_bus_connected", "1 while the instance is connected to the broker.", nil, nil),
+		busPath:     prometheus.NewDesc("understudy_bus_path_connected", "On a site whose coordinator candidates each embed a broker: 1 while the instance is connected to that broker.", []string{"broker"}, nil),
+		duplicates:  prometheus.NewDesc("understudy_bus_duplicates_total", "Copies of messages already taken over another broker, set aside (not drops).", nil, nil),
 		dropped:     prometheus.NewDesc("understudy_dropped_payloads_total", "Malformed bus payloads dropped, by reason.", []string{"reason"}, nil),
 		policyCalls: prometheus.NewDesc("understudy_policy_calls_total", "Calls into the Lua policy (handlers and timers).", nil, nil),
 		policyErrs:  prometheus.NewDesc("understudy_policy_errors_total", "Calls into the Lua policy that raised an error.", nil, nil),
@@ -144,7 +148,7 @@ func number(v any) (float64, bool) {
 
 // Describe implements prometheus.Collector for the scraped metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.dropped, m.heartbeats, m.brokerDrops, m.brokerBig, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.quarantined, m.inDropped, m.beatsMerged, m.matRefused, m.leads, m.term, m.elections, m.raftRefused, m.contact} {
+	for _, d := range []*prometheus.Desc{m.memberState, m.driverUp, m.busUp, m.busPath, m.duplicates, m.dropped, m.heartbeats, m.brokerDrops, m.brokerBig, m.policyCalls, m.policyErrs, m.policyTOs, m.copies, m.drill, m.alarms, m.quarantined, m.inDropped, m.beatsMerged, m.matRefused, m.leads, m.term, m.elections, m.raftRefused, m.contact} {
 		ch <- d
 	}
 }
@@ -173,6 +177,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(m.driverUp, b2f(d.Connected), d.Name, d.Kind)
 	}
 	gauge(m.busUp, b2f(st.Bus.Connected))
+	for _, p := range st.Bus.Paths {
+		gauge(m.busPath, b2f(p.Connected), p.URL)
+	}
+	counter(m.duplicates, float64(st.Bus.Duplicates))
 	for reason, n := range st.Bus.Dropped {
 		counter(m.dropped, float64(n), reason)
 	}

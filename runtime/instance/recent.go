@@ -1,16 +1,19 @@
 package instance
 
 import (
+	"crypto/sha256"
 	"sync"
 	"time"
 )
 
 // recentCommands remembers the operator commands that came over MQTT with a
-// request_id, for a minute: the same command again (its verb and
-// request_id) is not carried out twice. Show-control gear connected to two
-// candidates' brokers may send it on both, and a retry of a command whose
-// reply was lost gets that reply again. Bounded: at most maxRecent commands
-// are remembered; the oldest goes first. Safe for concurrent use.
+// request_id, for a few seconds: the same command again (the same payload,
+// request_id included) is not carried out twice. Show-control gear connected
+// to two candidates' brokers may send it on both, a broker may deliver a
+// QoS 1 message twice, and a retry of a command whose reply was lost gets
+// that reply again. A command given again later is a new one. Bounded: at
+// most maxRecent commands are remembered; the oldest goes first. Safe for
+// concurrent use.
 type recentCommands struct {
 	mu    sync.Mutex
 	byKey map[string]*recentCommand
@@ -29,13 +32,20 @@ const (
 	recentKeySep = "\x00"
 )
 
-// take reports whether the command (verb, requestID) is new, and remembers
-// it; when it is not, the reply it had (done false: not answered yet).
-func (r *recentCommands) take(verb string, requestID []byte, now time.Time) (reply CommandReply, done, fresh bool) {
+// recentKey identifies a command: its verb and payload.
+func recentKey(verb string, payload []byte) string {
+	sum := sha256.Sum256(payload)
+	return verb + "\x00" + string(sum[:])
+}
+
+// take reports whether the command (verb, payload, with requestID) is new,
+// and remembers it; when it is not, the reply it had (done false: not
+// answered yet).
+func (r *recentCommands) take(verb string, requestID, payload []byte, now time.Time) (reply CommandReply, done, fresh bool) {
 	if len(requestID) == 0 {
 		return CommandReply{}, false, true // nothing to know it again by
 	}
-	k := verb + recentKeySep + string(requestID)
+	k := recentKey(verb, payload)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.byKey == nil {
@@ -58,13 +68,13 @@ func (r *recentCommands) take(verb string, requestID []byte, now time.Time) (rep
 }
 
 // answered keeps the reply of a command taken.
-func (r *recentCommands) answered(verb string, requestID []byte, reply CommandReply) {
+func (r *recentCommands) answered(verb string, requestID, payload []byte, reply CommandReply) {
 	if len(requestID) == 0 {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c, ok := r.byKey[verb+recentKeySep+string(requestID)]; ok {
+	if c, ok := r.byKey[recentKey(verb, payload)]; ok {
 		c.done, c.reply = true, reply
 	}
 }
