@@ -66,22 +66,34 @@ type electSite struct {
 	procs  map[string]*proc.Process
 }
 
-func newElectSite(e *env) (*electSite, error) {
-	mqBin, err := testhost.LookPath("mosquitto")
-	if err != nil {
-		return nil, fmt.Errorf("mosquitto is not installed (make bench installs it): %w", err)
-	}
+// The bus of an elect site: Debian's mosquitto beside the candidates, or a
+// broker embedded in every candidate (members.X.broker) with every instance
+// connected to all of them.
+const (
+	busMosquitto = "mosquitto"
+	busBrokers   = "brokers"
+)
+
+func newElectSite(e *env, busKind string) (*electSite, error) {
 	bin, err := e.understudy()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := e.dir("site-elect")
+	dir, err := e.dir("site-elect-" + busKind)
 	if err != nil {
 		return nil, err
 	}
 	s := &electSite{e: e, dir: dir, binary: bin, procs: map[string]*proc.Process{}}
-	if s.mq, err = startMosquitto(e, mqBin); err != nil {
-		return nil, err
+	busURL := ""
+	if busKind == busMosquitto {
+		mqBin, err := testhost.LookPath("mosquitto")
+		if err != nil {
+			return nil, fmt.Errorf("mosquitto is not installed (make bench installs it): %w", err)
+		}
+		if s.mq, err = startMosquitto(e, mqBin); err != nil {
+			return nil, err
+		}
+		busURL = "tcp://" + s.mq.addr
 	}
 	s.sw = videohubsim.New(videohubsim.Options{Inputs: 8, Outputs: 8})
 	addr, err := s.sw.Listen("127.0.0.1:0")
@@ -107,7 +119,19 @@ func newElectSite(e *env) (*electSite, error) {
 		}
 	}
 	s.site = filepath.Join(dir, "site.yaml")
-	text := fmt.Sprintf(electSiteTemplate, "tcp://"+s.mq.addr, ports[0], ports[1], ports[2], addr.String())
+	text := fmt.Sprintf(electSiteTemplate, busURL, ports[0], ports[1], ports[2], addr.String())
+	if busKind == busBrokers {
+		text = strings.Replace(text, "bus: {url: \"\"}\n", "", 1)
+		for _, raft := range ports {
+			broker, err := freePort()
+			if err != nil {
+				s.close()
+				return nil, err
+			}
+			line := fmt.Sprintf("    raft: 127.0.0.1:%d\n", raft)
+			text = strings.Replace(text, line, line+fmt.Sprintf("    broker: 127.0.0.1:%d\n", broker), 1)
+		}
+	}
 	if err := os.WriteFile(s.site, []byte(text), 0o644); err != nil {
 		s.close()
 		return nil, err
@@ -211,8 +235,8 @@ func (s *electSite) command(via, verb, body string) error {
 
 // startElectSite starts the two machines and the witness and waits until
 // main (the first candidate) coordinates.
-func startElectSite(e *env, ctx context.Context) (*electSite, error) {
-	s, err := newElectSite(e)
+func startElectSite(e *env, ctx context.Context, busKind string) (*electSite, error) {
+	s, err := newElectSite(e, busKind)
 	if err != nil {
 		return nil, err
 	}
@@ -232,24 +256,45 @@ func startElectSite(e *env, ctx context.Context) (*electSite, error) {
 // measureElectFailover kills the elected coordinator's own host (main, with
 // duties) and times its duties covered: its outputs routed to the backup.
 func measureElectFailover(e *env, r *report.Result) {
-	ctx, cancel := context.WithTimeout(e.ctx, e.pickD(2*time.Minute, 6*time.Minute))
-	defer cancel()
-	s, err := startElectSite(e, ctx)
+	covered, elected, err := electKills(e, busBrokers)
 	if err != nil {
 		fail(r, err)
 		return
 	}
+	r.Stats = report.Summarize(covered)
+	es := report.Summarize(elected)
+	r.Notes = append(r.Notes, fmt.Sprintf("%d kills. Election alone (kill → the backup's `elected: coordinating` line read by the bench, an upper bound): p50 %s, p99 %s.",
+		len(covered), report.Format(es.P50, "ms"), report.Format(es.P99, "ms")))
+	if mq, _, err := electKills(e, busMosquitto); err != nil {
+		r.Notes = append(r.Notes, "With Debian's mosquitto as the site's one broker instead: not measured: "+err.Error())
+	} else {
+		ms := report.Summarize(mq)
+		r.Notes = append(r.Notes, fmt.Sprintf("With Debian's mosquitto as the site's one broker instead of a broker in every candidate (the main's host killed, the broker alive): p50 %s, p99 %s over %d kills.",
+			report.Format(ms.P50, "ms"), report.Format(ms.P99, "ms"), len(mq)))
+	}
+	keepalivedReference(e, r)
+}
+
+// electKills kills the elected coordinator's own host (main, with duties,
+// and its broker when every candidate embeds one) again and again, and
+// returns each kill's time to main's outputs routed to the backup and to
+// the backup's election.
+func electKills(e *env, busKind string) (covered, elected []float64, err error) {
+	ctx, cancel := context.WithTimeout(e.ctx, e.pickD(2*time.Minute, 6*time.Minute))
+	defer cancel()
+	s, err := startElectSite(e, ctx, busKind)
+	if err != nil {
+		return nil, nil, err
+	}
 	defer s.close()
 	n := e.pick(5, 30)
-	var covered, elected []float64
 	backupElected := 0
-	e.logf("elected coordinator: %d kills of the leader's host", n)
+	e.logf("elected coordinator (%s): %d kills of the leader's host", busKind, n)
 	for i := range n {
 		// Steady: main leads, is on air, backup and w alive.
 		for _, id := range []string{"main", "backup", "w"} {
 			if err := waitCount(ctx, s.procs[id], `"member alive"`, 1); err != nil {
-				fail(r, err)
-				return
+				return nil, nil, err
 			}
 		}
 		time.Sleep(500 * time.Millisecond) // a few heartbeats of steady state
@@ -258,51 +303,42 @@ func measureElectFailover(e *env, r *report.Result) {
 		}
 		t0 := time.Now()
 		if err := s.procs["main"].KillNow(); err != nil {
-			fail(r, err)
-			return
+			return nil, nil, err
 		}
 		last, err := s.waitRoutes(ctx, map[int]int{1: 3, 2: 4})
 		if err != nil {
-			fail(r, fmt.Errorf("trial %d: %w\nbackup's output ends:\n%s", i+1, err, proc.Tail(s.procs["backup"].Output(), 30)))
-			return
+			return nil, nil, fmt.Errorf("trial %d: %w\nbackup's output ends:\n%s", i+1, err, proc.Tail(s.procs["backup"].Output(), 30))
 		}
 		covered = append(covered, ms(last.Sub(t0)))
 		backupElected++
 		if err := waitCount(ctx, s.procs["backup"], "elected: coordinating", backupElected); err != nil {
-			fail(r, err)
-			return
+			return nil, nil, err
 		}
 		elected = append(elected, ms(time.Since(t0))) // an upper bound: when the line was read
 		s.procs["main"].Wait()
 		// Back to normal: main restarted, failed back, and the lead handed
 		// back to it.
 		if err := s.start("main"); err != nil {
-			fail(r, err)
-			return
+			return nil, nil, err
 		}
 		if _, err := s.waitRoutes(ctx, map[int]int{1: 1, 2: 2}); err != nil {
-			fail(r, fmt.Errorf("trial %d failback: %w", i+1, err))
-			return
+			return nil, nil, fmt.Errorf("trial %d failback: %w", i+1, err)
 		}
 		if err := waitCount(ctx, s.procs["main"], `"member alive","instance":"main","member":"backup"`, 1); err != nil {
-			fail(r, err)
-			return
+			return nil, nil, err
 		}
 		if err := s.transferTo("backup", "main"); err != nil {
-			fail(r, err)
-			return
+			return nil, nil, err
 		}
 		if err := waitCount(ctx, s.procs["main"], "elected: coordinating", 1); err != nil {
-			fail(r, fmt.Errorf("trial %d: main did not lead again: %w", i+1, err))
-			return
+			return nil, nil, fmt.Errorf("trial %d: main did not lead again: %w", i+1, err)
 		}
 	}
-	r.Stats = report.Summarize(covered)
-	es := report.Summarize(elected)
-	r.Notes = append(r.Notes, fmt.Sprintf("%d kills. Election alone (kill → the backup's `elected: coordinating` line read by the bench, an upper bound): p50 %s, p99 %s.",
-		len(covered), report.Format(es.P50, "ms"), report.Format(es.P99, "ms")))
-	s.close()
+	return covered, elected, nil
+}
 
+// keepalivedReference measures the reference of elect-failover.
+func keepalivedReference(e *env, r *report.Result) {
 	// The reference: keepalived moving a virtual IP, at its fastest (VRRPv3
 	// advertisements every 10 ms) and at its default (every second).
 	kctx, kcancel := context.WithTimeout(e.ctx, e.pickD(time.Minute, 3*time.Minute))
@@ -351,7 +387,7 @@ func writeBytes(pid int) (int64, error) {
 func measureWitnessFootprint(e *env, r *report.Result) {
 	ctx, cancel := context.WithTimeout(e.ctx, e.pickD(time.Minute, 3*time.Minute))
 	defer cancel()
-	s, err := startElectSite(e, ctx)
+	s, err := startElectSite(e, ctx, busBrokers)
 	if err != nil {
 		fail(r, err)
 		return

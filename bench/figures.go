@@ -75,11 +75,12 @@ func figures() []figure {
 		},
 		{
 			name: "elect-failover", group: "elect", title: "elected coordinator's own host killed → its duties covered", unit: "ms",
-			how: "Two machines and a witness on loopback elect the coordinator (`coordinator: [main, backup, w]`, Debian mosquitto as the " +
-				"broker, heartbeat 100 ms, raft heartbeat timeout 300 ms): main leads and has the duties. `kill -9` of main → both of " +
-				"main's outputs routed to the backup's inputs at the Videohub simulator (its route records): the election, the new " +
-				"leader's wait for the old lease, its first action. Between kills main is restarted, fails back, and is handed the lead " +
-				"again (`leader_transfer`). Reference: Debian's keepalived moving a virtual IP by VRRP between two network-namespace hosts, its " +
+			how: "Two machines and a witness on loopback elect the coordinator (`coordinator: [main, backup, w]`, each embedding a " +
+				"broker (`broker:`) with every instance connected to all three, heartbeat 100 ms, raft heartbeat timeout 300 ms): main " +
+				"leads and has the duties. `kill -9` of main (its broker with it) → both of main's outputs routed to the backup's inputs " +
+				"at the Videohub simulator (its route records): the election, the new leader's wait for the old lease, its first action. " +
+				"Between kills main is restarted, fails back, and is handed the lead again (`leader_transfer`). The same with Debian " +
+				"mosquitto as the site's one broker, in the notes. Reference: Debian's keepalived moving a virtual IP by VRRP between two network-namespace hosts, its " +
 				"processes killed → the address on the other host (polled every millisecond in its namespace), at its fastest " +
 				"(VRRPv3, advert_int 0.01) and, in the notes, at its default (advert_int 1).",
 			goal:    report.Goal{Stat: "p99", Op: "<=", Limit: 1500},
