@@ -3,8 +3,12 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,4 +140,60 @@ func (es *electedSite) heartbeatsPass(d *daemon, n uint64) {
 		got := es.status(d).Bus.Heartbeats
 		return got >= base+n, fmt.Sprintf("%d since", got-base)
 	})
+}
+
+// The leader killed while the backup's takeover hook is still running
+// (main lost, its outputs routed, the backup busy taking main's duties
+// over): the next leader resumes the pending takeover under its own epoch.
+// The backup answers from its record: the hook ran once, and the new
+// leader records the takeover done.
+func TestALeaderKilledMidTakeoverResumesItOnce(t *testing.T) {
+	es := newElectedSite(t, "elect-mid-takeover")
+	ran := filepath.Join(t.TempDir(), "takeover-ran")
+	release := filepath.Join(t.TempDir(), "release")
+	data, err := os.ReadFile(es.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The backup's takeover hook notes that it ran, then waits for the
+	// test to let it finish (a file), as a real one takes its time.
+	const from = "    duties: {switcher: router, inputs: [3, 4]}\n"
+	hook := fmt.Sprintf(`    hooks: {takeover: [{exec: [/bin/sh, -c, "echo ran >> %s; while [ ! -e %s ]; do sleep 0.05; done"], timeout: 60s}]}`, ran, release) + "\n"
+	if !bytes.Contains(data, []byte(from)) {
+		t.Fatalf("site.yaml has no %q", from)
+	}
+	if err := os.WriteFile(es.path, bytes.Replace(data, []byte(from), []byte(from+hook), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	es.start("c1", "c2", "w", "main", "backup")
+	first := es.leader(40*time.Second, "c1", "c2")
+	first.wait(20*time.Second, "msg", "member alive", "member", "main")
+	first.wait(20*time.Second, "msg", "member alive", "member", "backup")
+	first.wait(20*time.Second, "msg", "driver connected")
+
+	if err := es.d["main"].p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	es.expectRoutesFrom(t, "", [2]int{1, 3}, [2]int{2, 4})
+	eventually.True(t, 20*time.Second, "the backup's takeover hook runs", func() (bool, string) {
+		b, _ := os.ReadFile(ran)
+		return len(b) > 0, "not yet"
+	})
+	other := map[string]string{"c1": "c2", "c2": "c1"}[first.id]
+	next := es.d[other]
+	next.mark()
+	if err := first.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	next.wait(30*time.Second, "msg", "elected: coordinating")
+	// The new leader sends the pending takeover again; the backup, still
+	// running it, does not start it twice. Then it finishes.
+	next.wait(20*time.Second, "msg", "resuming an unanswered action", "do", "takeover")
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	next.wait(30*time.Second, "msg", "takeover_done", "member", "main")
+	if b, _ := os.ReadFile(ran); strings.Count(string(b), "ran") != 1 {
+		t.Fatalf("the takeover hook ran %d times; once is right", strings.Count(string(b), "ran"))
+	}
 }

@@ -67,6 +67,33 @@ type Timing struct {
 	Commit      time.Duration // at most this long before a commit reaches the followers
 }
 
+// TimingFor is raft's timing for a site's heartbeat interval: a follower
+// that has not heard the leader for three intervals (at least 200 ms, at
+// most 2 s) starts an election, as a member is judged by its heartbeats;
+// the leader steps down after half that without a quorum.
+func TimingFor(interval time.Duration) Timing {
+	hb := min(max(3*interval, 200*time.Millisecond), 2*time.Second)
+	return Timing{Heartbeat: hb, Election: hb, LeaderLease: hb / 2, Commit: 20 * time.Millisecond}
+}
+
+// Lease is how long a confirmation of the lead lasts: raft's heartbeat
+// timeout, below which no follower that confirmed it votes for another
+// candidate.
+func (t Timing) Lease() time.Duration { return t.Heartbeat }
+
+// LeaseMargin is what the lease gives up for clocks that run at different
+// rates on different machines (10 %) and for scheduling (20 ms).
+func (t Timing) LeaseMargin() time.Duration { return t.Heartbeat/10 + 20*time.Millisecond }
+
+// NewLeaderActs is how long after the leader is lost a new one acts, as the
+// simulator models it: a heartbeat timeout for the followers to notice, one
+// election timeout, and the new leader's wait for the old lease (Lease plus
+// LeaseMargin). Measured between processes it is that, give or take the
+// election's randomness (about 1 s at a 100 ms heartbeat).
+func (t Timing) NewLeaderActs() time.Duration {
+	return t.Heartbeat + t.Election + t.Lease() + t.LeaseMargin()
+}
+
 // Defaults are the timeouts for candidates on one LAN.
 var Defaults = Timing{Heartbeat: 500 * time.Millisecond, Election: 500 * time.Millisecond, LeaderLease: 250 * time.Millisecond, Commit: 20 * time.Millisecond}
 

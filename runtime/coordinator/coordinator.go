@@ -361,6 +361,10 @@ func (c *Coordinator) installPolicy(p *policy.Policy, reload bool) {
 	c.log.Info(verb, "file", c.site.PolicyPath(), "handlers", handlers)
 	c.record(engine.Record{Type: events.PolicyLoaded, Fields: map[string]any{"file": c.site.PolicyPath(), "reload": reload}})
 	c.dispatch(policy.Event{Name: events.Coordinator, At: c.clock.Now(), Fields: map[string]any{"reload": reload}})
+	if c.opts.Term > 0 && !reload {
+		// Elected: a new Lua state, told first whose term it is.
+		c.dispatch(policy.Event{Name: events.CoordinatorElected, At: c.clock.Now(), Fields: map[string]any{"member": c.opts.Self, "term": c.opts.Term, "candidates": c.site.Candidates}})
+	}
 }
 
 // dispatchLater hands an event to the policy once the current work is done,

@@ -40,37 +40,19 @@ import (
 // the kernel or a VM wakes with its device writes still queued. So:
 //
 //   - The leader holds an application lease: it may write to a device or
-//     send a command only while less than leaseFor-margin has passed since
+//     send a command only while less than the lease (consensus.Timing.Lease) minus its margin has passed since
 //     the start of its last successful VerifyLeader (a quorum confirmed it
 //     leads: none of them votes for another candidate for a heartbeat
 //     timeout after that). Every device write, every retry and every command
 //     asks first (coordinator.Options.MayAct); losing the lead revokes it
 //     at once.
-//   - A new leader waits leaseFor+margin before its first action, then
+//   - A new leader waits the lease plus the margin before its first action, then
 //     Barrier: every entry the old leader committed is applied here.
 //   - Every command carries the coordinator's epoch, a replicated counter
 //     the new leader's first write increments: members refuse an older one.
 //
 // A witness votes and may win (it can hold entries a lagging candidate
 // lacks); it then hands the leadership on at once and never acts.
-
-// leaseFor is how long a confirmation of the lead lasts: raft's heartbeat
-// timeout, below which no follower that confirmed it votes for another
-// candidate.
-func leaseFor(t consensus.Timing) time.Duration { return t.Heartbeat }
-
-// leaseMargin is what the lease gives up for clocks that run at different
-// rates on different machines (10 %) and for scheduling (20 ms).
-func leaseMargin(t consensus.Timing) time.Duration { return t.Heartbeat/10 + 20*time.Millisecond }
-
-// electionTiming is raft's timing for a site's heartbeat interval: a
-// follower that has not heard the leader for three intervals (at least
-// 200 ms, at most 2 s) starts an election, as a member is judged by its
-// heartbeats; the leader steps down after half that without a quorum.
-func electionTiming(interval time.Duration) consensus.Timing {
-	hb := min(max(3*interval, 200*time.Millisecond), 2*time.Second)
-	return consensus.Timing{Heartbeat: hb, Election: hb, LeaderLease: hb / 2, Commit: 20 * time.Millisecond}
-}
 
 // lease is the leader's right to act. Safe for concurrent use.
 type lease struct {
@@ -239,7 +221,7 @@ func (inst *Instance) startElection(stateDir string, commitHook func() error) (*
 	if inst.ring.Empty() {
 		return nil, fmt.Errorf("coordinator election: the candidates authenticate each other with the site key, and %s has none (auth off?): make one with `understudy keys new` and copy it to every candidate", self)
 	}
-	e := &election{inst: inst, self: self, witness: inst.member.Witness, timing: electionTiming(site.Heartbeat.Interval.D()),
+	e := &election{inst: inst, self: self, witness: inst.member.Witness, timing: consensus.TimingFor(site.Heartbeat.Interval.D()),
 		log: inst.log.With("component", "election"), in: newCoordinatorInputs(), woken: make(chan struct{}, 1)}
 	e.lease.revoke("not elected yet")
 	dir := raftDir(stateDir, site.Name, self)
@@ -283,7 +265,7 @@ func (inst *Instance) startElection(stateDir string, commitHook func() error) (*
 // lease, starts the coordinator when this candidate may act and stops it
 // when it may not.
 func (e *election) run(ctx context.Context) {
-	tick := time.NewTicker(leaseFor(e.timing) / 5)
+	tick := time.NewTicker(e.timing.Lease() / 5)
 	defer tick.Stop()
 	for {
 		select {
@@ -345,7 +327,7 @@ func (e *election) step(ctx context.Context) {
 		}
 		return
 	}
-	e.lease.grant(t0.Add(leaseFor(e.timing) - leaseMargin(e.timing)))
+	e.lease.grant(t0.Add(e.timing.Lease() - e.timing.LeaseMargin()))
 	if e.held.Swap(false) {
 		e.republish()
 	}
@@ -355,7 +337,7 @@ func (e *election) step(ctx context.Context) {
 		return
 	case e.coordinating() || e.failedTerm == term:
 		return
-	case time.Since(e.leaderSince) < leaseFor(e.timing)+leaseMargin(e.timing):
+	case time.Since(e.leaderSince) < e.timing.Lease()+e.timing.LeaseMargin():
 		return // the old leader's lease may not have run out yet
 	}
 	if err := e.node.Barrier(5 * time.Second); err != nil {

@@ -41,10 +41,10 @@ func TestTheLeaseHoldsUntilItsTimeAndNotAfterARevoke(t *testing.T) {
 // it before it acts.
 func TestTheLeaseEndsBeforeAnotherLeaderActs(t *testing.T) {
 	for _, interval := range []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, time.Second, 5 * time.Second} {
-		tm := electionTiming(interval)
-		held := leaseFor(tm) - leaseMargin(tm)
-		if held <= 0 || held >= tm.Heartbeat || leaseFor(tm)+leaseMargin(tm) <= held {
-			t.Errorf("interval %v: lease held %v, heartbeat timeout %v, new leader waits %v", interval, held, tm.Heartbeat, leaseFor(tm)+leaseMargin(tm))
+		tm := consensus.TimingFor(interval)
+		held := tm.Lease() - tm.LeaseMargin()
+		if held <= 0 || held >= tm.Heartbeat || tm.Lease()+tm.LeaseMargin() <= held {
+			t.Errorf("interval %v: lease held %v, heartbeat timeout %v, new leader waits %v", interval, held, tm.Heartbeat, tm.Lease()+tm.LeaseMargin())
 		}
 		if tm.LeaderLease >= tm.Heartbeat {
 			t.Errorf("interval %v: raft's leader lease %v is not below its heartbeat timeout %v", interval, tm.LeaderLease, tm.Heartbeat)
@@ -185,7 +185,7 @@ func TestTheNewestTermsCoordinatorIsKept(t *testing.T) {
 // A candidate that has known no leader for longer than an election takes
 // says so (on /healthz and in the status line): nothing fails over.
 func TestNoLeaderForLongIsAProblem(t *testing.T) {
-	e := &election{inst: &Instance{site: &config.Site{Candidates: []string{"a", "b", "w"}}}, timing: electionTiming(100 * time.Millisecond)}
+	e := &election{inst: &Instance{site: &config.Site{Candidates: []string{"a", "b", "w"}}}, timing: consensus.TimingFor(100 * time.Millisecond)}
 	now := time.Now()
 	if p := e.problem(now); p != "" {
 		t.Fatalf("with a leader: %q", p)

@@ -49,23 +49,26 @@ func startDevice(reg *drivers.Registry, kind string, size Device) (*device, stri
 // the in-process simulators their kinds register, control drivers only
 // record. The members' probes are checked against the registry as the
 // coordinator checks them.
-func buildDrivers(site *config.Site, reg *drivers.Registry, sizes map[string]Device) (map[string]drivers.Driver, map[string]*device, func(), error) {
+func buildDrivers(site *config.Site, reg *drivers.Registry, sizes map[string]Device) (map[string]drivers.Driver, func() (map[string]drivers.Driver, error), map[string]*device, func(), error) {
 	if errs := site.CheckProbes(reg); len(errs) > 0 {
-		return nil, nil, nil, errs
+		return nil, nil, nil, nil, errs
 	}
-	drvs := map[string]drivers.Driver{}
 	devs := map[string]*device{}
 	cleanup := func() {
 		for _, d := range devs {
 			d.close()
 		}
 	}
+	// makers build each driver afresh (a coordinator closes its drivers
+	// when it stops; the next one, after a restart or an election, has
+	// new ones); a control driver's recorder is kept, with what it sent.
+	makers := map[string]func() (drivers.Driver, error){}
 	for _, name := range site.DriverNames() {
 		cd := site.Drivers[name]
 		dev, addr, switcher, err := startDevice(reg, cd.Kind, sizes[name])
 		if err != nil {
 			cleanup()
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		decode := cd.Decode
 		if switcher {
@@ -77,17 +80,39 @@ func buildDrivers(site *config.Site, reg *drivers.Registry, sizes map[string]Dev
 				return setField(v, "address", addr)
 			}
 		}
-		drv, err := reg.New(cd.Kind, drivers.Config{Name: name, Decode: decode})
-		if err != nil {
-			cleanup()
-			return nil, nil, nil, fmt.Errorf("%s: driver %s: %w", site.File, name, err)
+		var rec *recorder
+		makers[name] = func() (drivers.Driver, error) {
+			if rec != nil {
+				return rec, nil
+			}
+			drv, err := reg.New(cd.Kind, drivers.Config{Name: name, Decode: decode})
+			if err != nil {
+				return nil, fmt.Errorf("%s: driver %s: %w", site.File, name, err)
+			}
+			if c, ok := drv.(drivers.Controller); ok && !switcher {
+				rec = &recorder{name: name, real: c}
+				return rec, nil
+			}
+			return drv, nil
 		}
-		if c, ok := drv.(drivers.Controller); ok && !switcher {
-			drv = &recorder{name: name, real: c}
-		}
-		drvs[name] = drv
 	}
-	return drvs, devs, cleanup, nil
+	build := func() (map[string]drivers.Driver, error) {
+		drvs := map[string]drivers.Driver{}
+		for _, name := range site.DriverNames() {
+			drv, err := makers[name]()
+			if err != nil {
+				return nil, err
+			}
+			drvs[name] = drv
+		}
+		return drvs, nil
+	}
+	drvs, err := build()
+	if err != nil {
+		cleanup()
+		return nil, nil, nil, nil, err
+	}
+	return drvs, build, devs, cleanup, nil
 }
 
 // setField sets the string field tagged yaml:"name" of the struct v points

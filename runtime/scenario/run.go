@@ -93,7 +93,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 	if sc.Start != "" {
 		start, _ = time.Parse(time.RFC3339, sc.Start)
 	}
-	drvs, devs, cleanup, err := buildDrivers(site, opts.Registry, sc.Devices)
+	drvs, rebuild, devs, cleanup, err := buildDrivers(site, opts.Registry, sc.Devices)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer st.Close()
-	h, err := sim.New(site, sim.Options{Start: start, Drivers: drvs, Registry: opts.Registry, Store: st, Logger: opts.Logger, Settle: true})
+	h, err := sim.New(site, sim.Options{Start: start, Drivers: drvs, NewDrivers: rebuild, Registry: opts.Registry, Store: st, Logger: opts.Logger, Settle: true})
 	if err != nil {
 		return nil, err
 	}
@@ -235,8 +235,11 @@ func (sc *Scenario) checkNames(site *config.Site) error {
 		}
 	}
 	for _, s := range sc.Steps {
-		for _, id := range []string{s.Up, s.Crash, s.Silence, s.Blip, s.Shutdown, s.Broken, s.Repaired} {
+		for _, id := range []string{s.Up, s.Crash, s.Silence, s.Blip, s.Partition, s.Shutdown, s.Broken, s.Repaired} {
 			member(s.Line, id)
+		}
+		if s.Partition != "" && !(site.Elected() && slices.Contains(site.Candidates, s.Partition)) {
+			errs = append(errs, &config.Error{File: sc.File, Line: s.Line, Col: 1, Msg: fmt.Sprintf("partition %s: only a candidate of an elected coordinator can be cut off from the other candidates (candidates: %s)", s.Partition, strings.Join(site.Candidates, ", "))})
 		}
 		driver(s.Line, s.Device)
 	}
@@ -291,6 +294,10 @@ func apply(ctx context.Context, h *sim.Harness, devs map[string]*device, s Step)
 			d = 2 * time.Second
 		}
 		h.Blip(s.Blip, d)
+	case s.Partition != "":
+		if err := h.Partition(ctx, s.Partition, s.For.D()); err != nil {
+			return err
+		}
 	case s.Shutdown != "":
 		h.Shutdown(s.Shutdown)
 	case s.Broken != "":

@@ -84,12 +84,17 @@ type Step struct {
 	Silence string          `yaml:"silence"` // its cable is pulled: heartbeats stop
 	// Blip cuts its network for For (default 2s): it keeps running, but
 	// nothing goes in or out meanwhile; then it is heard again.
-	Blip     string          `yaml:"blip"`
-	For      config.Duration `yaml:"for"`
-	Shutdown string          `yaml:"shutdown"` // it closes gracefully
-	Broken   string          `yaml:"broken"`   // every material disk of it fails
-	Repaired string          `yaml:"repaired"` // its disks work again
-	// Restart kills and restarts the coordinator (state kept).
+	Blip string `yaml:"blip"`
+	// Partition cuts a candidate of an elected coordinator off from the
+	// other candidates for For (default: to the end): it still reaches the
+	// bus, the members and the devices.
+	Partition string          `yaml:"partition"`
+	For       config.Duration `yaml:"for"`
+	Shutdown  string          `yaml:"shutdown"` // it closes gracefully
+	Broken    string          `yaml:"broken"`   // every material disk of it fails
+	Repaired  string          `yaml:"repaired"` // its disks work again
+	// Restart kills and restarts the coordinator (state kept); on a site
+	// that elects it, the leader's process (the candidates elect again).
 	Restart bool `yaml:"restart_coordinator"`
 	// Broker: down (nothing goes over the bus) or up again.
 	Broker string `yaml:"broker"`
@@ -227,16 +232,16 @@ func (sc *Scenario) validate() config.Errors {
 	}
 	for _, s := range sc.Steps {
 		n := 0
-		for _, set := range []bool{s.Up != "", s.Crash != "", s.Silence != "", s.Blip != "", s.Shutdown != "", s.Broken != "", s.Repaired != "", s.Restart, s.Broker != "", s.Command != "", s.Device != ""} {
+		for _, set := range []bool{s.Up != "", s.Crash != "", s.Silence != "", s.Blip != "", s.Partition != "", s.Shutdown != "", s.Broken != "", s.Repaired != "", s.Restart, s.Broker != "", s.Command != "", s.Device != ""} {
 			if set {
 				n++
 			}
 		}
 		switch {
 		case n != 1:
-			add(s.Line, "a step does one thing: up, crash, silence, blip, shutdown, broken, repaired, restart_coordinator, broker, command or device")
-		case s.For != 0 && s.Blip == "":
-			add(s.Line, "for belongs to a blip")
+			add(s.Line, "a step does one thing: up, crash, silence, blip, partition, shutdown, broken, repaired, restart_coordinator, broker, command or device")
+		case s.For != 0 && s.Blip == "" && s.Partition == "":
+			add(s.Line, "for belongs to a blip or a partition")
 		case s.For < 0:
 			add(s.Line, "for %v: a duration, more than 0", s.For)
 		case s.Broker != "" && s.Broker != "down" && s.Broker != "up":

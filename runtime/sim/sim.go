@@ -9,12 +9,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"understudy/discovery/bus"
 	"understudy/drivers"
+	"understudy/events"
 	"understudy/runtime/clock"
 	"understudy/runtime/config"
+	"understudy/runtime/consensus"
 	"understudy/runtime/coordinator"
 	"understudy/runtime/engine"
 	"understudy/runtime/store"
@@ -33,6 +37,13 @@ type Harness struct {
 	members    map[string]*member
 	boots      int
 	brokerDown bool // nothing goes over the bus
+	// elect models the candidates of a site that elects its coordinator
+	// (elect.go); nil on a site with one named coordinator.
+	elect  *election
+	ctx    context.Context // Start's, for the loops started later
+	broken map[string]bool // members whose disks all failed, told to every new coordinator
+	// coordinators counts the coordinators built (drivers).
+	coordinators int
 }
 
 type member struct {
@@ -60,6 +71,10 @@ type Reply struct {
 type Options struct {
 	Start   time.Time // virtual start time (default 2026-01-01 00:00 UTC)
 	Drivers map[string]drivers.Driver
+	// NewDrivers, when set, builds the drivers of each coordinator after
+	// the first (a restart, an election): a coordinator closes its drivers
+	// when it stops. Without it every coordinator has Drivers.
+	NewDrivers func() (map[string]drivers.Driver, error)
 	// Registry lets probes by driver kind check their device (nil: they do not run).
 	Registry *drivers.Registry
 	Logger   *slog.Logger
@@ -80,8 +95,13 @@ func New(site *config.Site, opts Options) (*Harness, error) {
 	if opts.Start.IsZero() {
 		opts.Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
-	h := &Harness{Clock: clock.NewVirtual(opts.Start), Site: site, members: map[string]*member{}, opts: opts}
-	if err := h.newEngine(); err != nil {
+	h := &Harness{Clock: clock.NewVirtual(opts.Start), Site: site, members: map[string]*member{}, opts: opts, broken: map[string]bool{}}
+	if site.Elected() {
+		if opts.Store == nil {
+			return nil, fmt.Errorf("sim: a site that elects its coordinator needs Options.Store (the replicated state every leader resumes from)")
+		}
+		h.elect = &election{timing: consensus.TimingFor(site.Heartbeat.Interval.D()), engines: map[string]*engine.Engine{}, stalled: map[string]bool{}, partitioned: map[string]bool{}}
+	} else if err := h.newEngine(); err != nil {
 		return nil, err
 	}
 	for _, m := range site.Members {
@@ -92,7 +112,11 @@ func New(site *config.Site, opts Options) (*Harness, error) {
 
 // newEngine builds the coordinator's loop and its coordinator.
 func (h *Harness) newEngine() error {
-	c, err := coordinator.New(coordinator.Options{Drivers: h.opts.Drivers, Registry: h.opts.Registry, Store: h.opts.Store, Publisher: agents{h}, MayAct: h.opts.MayAct})
+	drvs, err := h.drivers()
+	if err != nil {
+		return err
+	}
+	c, err := coordinator.New(coordinator.Options{Drivers: drvs, Registry: h.opts.Registry, Store: h.opts.Store, Publisher: agents{h}, MayAct: h.opts.MayAct})
 	if err != nil {
 		return err
 	}
@@ -108,11 +132,32 @@ func (h *Harness) newEngine() error {
 	return nil
 }
 
+// drivers are the drivers for a new coordinator: Options.Drivers for the
+// first, new ones (Options.NewDrivers) for each one after it.
+func (h *Harness) drivers() (map[string]drivers.Driver, error) {
+	h.coordinators++
+	if h.coordinators == 1 || h.opts.NewDrivers == nil {
+		return h.opts.Drivers, nil
+	}
+	return h.opts.NewDrivers()
+}
+
 // Restart stops the coordinator and starts a new one on the same store at
 // the same virtual time, as a kill and restart of its process would; the
 // other members' instances (and what their agents have answered) go on. It
 // needs Options.Store, and drivers that can be started again (or none).
 func (h *Harness) Restart(ctx context.Context) error {
+	if h.elected() {
+		// The leader's process killed and started again: the candidates
+		// elect a coordinator (it, or another).
+		id := h.elect.leader
+		if id == "" {
+			return fmt.Errorf("sim: no candidate leads now: nothing to restart")
+		}
+		h.Crash(id)
+		h.Up(id)
+		return nil
+	}
 	if h.opts.Store == nil {
 		return fmt.Errorf("sim: Restart needs Options.Store")
 	}
@@ -125,6 +170,25 @@ func (h *Harness) Restart(ctx context.Context) error {
 
 // Start starts the engine (drivers connect, the policy loads).
 func (h *Harness) Start(ctx context.Context) error {
+	h.ctx = ctx
+	if h.elected() {
+		for _, id := range h.Site.Candidates {
+			if err := h.newCandidate(ctx, id); err != nil {
+				return err
+			}
+		}
+		// The first leader: at once (the site comes up elected).
+		for _, id := range h.Site.Candidates {
+			if m, _ := h.Site.Member(id); !m.Witness {
+				if err := h.lead(ctx, id); err != nil {
+					return err
+				}
+				break
+			}
+		}
+		h.runAll()
+		return nil
+	}
 	if err := h.Engine.Start(ctx); err != nil {
 		return err
 	}
@@ -132,8 +196,44 @@ func (h *Harness) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops the engine and its drivers.
-func (h *Harness) Stop() { h.Engine.Stop() }
+// Stop stops the engines and their drivers.
+func (h *Harness) Stop() {
+	if h.elected() {
+		for _, id := range slices.Sorted(maps.Keys(h.elect.engines)) {
+			h.elect.engines[id].Stop()
+		}
+		return
+	}
+	h.Engine.Stop()
+}
+
+// loops are the member tables that hear the bus now: the coordinator's, or
+// on an elected site every running candidate's that is not frozen or cut
+// off, in a fixed order.
+func (h *Harness) loops() []*engine.Engine {
+	if !h.elected() {
+		return []*engine.Engine{h.Engine}
+	}
+	var out []*engine.Engine
+	for _, id := range slices.Sorted(maps.Keys(h.elect.engines)) {
+		if !h.elect.stalled[id] {
+			out = append(out, h.elect.engines[id])
+		}
+	}
+	return out
+}
+
+// runAll does every loop's pending work.
+func (h *Harness) runAll() {
+	for _, e := range h.loops() {
+		e.RunPending()
+	}
+}
+
+// candidate reports whether id is a candidate of an elected coordinator.
+func (h *Harness) candidate(id string) bool {
+	return h.elected() && slices.Contains(h.Site.Candidates, id)
+}
 
 func (h *Harness) member(id string) *member {
 	m, ok := h.members[id]
@@ -152,15 +252,45 @@ func (h *Harness) Up(id string) {
 	m.boot = fmt.Sprintf("boot%d", h.boots)
 	m.up = true
 	m.cut = false
+	if h.candidate(id) {
+		delete(h.elect.stalled, id)
+		if _, running := h.elect.engines[id]; !running {
+			if err := h.newCandidate(h.ctx, id); err != nil {
+				h.records = append(h.records, engine.Record{At: h.Clock.Now(), Type: events.PolicyError, Member: id, Fields: map[string]any{"error": err.Error()}})
+			}
+		}
+	}
 	var beat func()
 	beat = func() {
 		if !h.brokerDown && !m.cut {
-			h.Engine.Heartbeat(bus.Heartbeat{Member: id, Boot: m.boot, Conn: 1, Seq: 1, IntervalMS: m.interval.Milliseconds()})
+			for _, e := range h.loops() {
+				e.Heartbeat(bus.Heartbeat{Member: id, Boot: m.boot, Conn: 1, Seq: 1, IntervalMS: m.interval.Milliseconds()})
+			}
 		}
 		m.timer = h.Clock.AfterFunc(m.interval, beat)
 	}
 	beat()
-	h.Engine.RunPending()
+	if h.candidate(id) {
+		h.reconcile(h.ctx, "")
+	}
+	h.runAll()
+}
+
+// stopCandidate ends candidate id's loop (its process died or stopped).
+func (h *Harness) stopCandidate(id, why string) {
+	if !h.candidate(id) {
+		return
+	}
+	e, running := h.elect.engines[id]
+	if !running {
+		return
+	}
+	if h.elect.leader == id {
+		h.stepDown(why)
+	}
+	e.Stop()
+	delete(h.elect.engines, id)
+	h.reconcile(h.ctx, why)
 }
 
 // Crash kills the member's process: heartbeats stop and the broker publishes
@@ -169,8 +299,11 @@ func (h *Harness) Crash(id string) {
 	m := h.member(id)
 	h.stopBeating(m)
 	m.up = false
-	h.Engine.Presence(bus.Presence{Member: id, State: "gone", Boot: m.boot, Conn: 1}, false)
-	h.Engine.RunPending()
+	h.stopCandidate(id, "its process died")
+	for _, e := range h.loops() {
+		e.Presence(bus.Presence{Member: id, State: "gone", Boot: m.boot, Conn: 1}, false)
+	}
+	h.runAll()
 }
 
 // Broker takes the broker down (up false) or brings it back: meanwhile no
@@ -178,8 +311,10 @@ func (h *Harness) Crash(id string) {
 // connection is down (as its MQTT client would tell it).
 func (h *Harness) Broker(up bool) {
 	h.brokerDown = !up
-	h.Engine.BusConnected(up)
-	h.Engine.RunPending()
+	for _, e := range h.loops() {
+		e.BusConnected(up)
+	}
+	h.runAll()
 }
 
 // Silence cuts the member off without closing anything (cable pulled, power
@@ -188,6 +323,8 @@ func (h *Harness) Silence(id string) {
 	m := h.member(id)
 	h.stopBeating(m)
 	m.up = false
+	h.stopCandidate(id, "silent: its lease lapsed")
+	h.runAll()
 }
 
 // Blip cuts the member's network for d (a switch port that flaps, a
@@ -197,7 +334,18 @@ func (h *Harness) Silence(id string) {
 func (h *Harness) Blip(id string, d time.Duration) {
 	m := h.member(id)
 	m.cut = true
-	h.Clock.AfterFunc(d, func() { m.cut = false })
+	if h.candidate(id) {
+		h.elect.stalled[id] = true
+		h.reconcile(h.ctx, "cut off: its lease lapsed")
+	}
+	h.Clock.AfterFunc(d, func() {
+		m.cut = false
+		if h.candidate(id) {
+			delete(h.elect.stalled, id)
+			h.reconcile(h.ctx, "")
+		}
+	})
+	h.runAll()
 }
 
 // Shutdown stops the member gracefully: it says "closed".
@@ -205,8 +353,11 @@ func (h *Harness) Shutdown(id string) {
 	m := h.member(id)
 	h.stopBeating(m)
 	m.up = false
-	h.Engine.Presence(bus.Presence{Member: id, State: "closed", Boot: m.boot, Conn: 1}, false)
-	h.Engine.RunPending()
+	h.stopCandidate(id, "it shut down")
+	for _, e := range h.loops() {
+		e.Presence(bus.Presence{Member: id, State: "closed", Boot: m.boot, Conn: 1}, false)
+	}
+	h.runAll()
 }
 
 func (h *Harness) stopBeating(m *member) {
@@ -219,8 +370,11 @@ func (h *Harness) stopBeating(m *member) {
 // Broken reports the member's material disks as all failed (true) or working
 // again (false), as its instance would.
 func (h *Harness) Broken(id string, broken bool) {
-	h.Coordinator.Health(bus.Health{Member: id, Broken: broken})
-	h.Engine.RunPending()
+	h.broken[id] = broken
+	if h.Coordinator != nil {
+		h.Coordinator.Health(bus.Health{Member: id, Broken: broken})
+	}
+	h.runAll()
 }
 
 // Agent sets how the member's instance answers commands (default: done at
@@ -236,8 +390,11 @@ func (h *Harness) Command(verb string, fields map[string]any) {
 	if fields == nil {
 		fields = map[string]any{}
 	}
+	if h.Coordinator == nil {
+		return // no coordinator elected now: nobody takes it
+	}
 	h.Coordinator.Command(verb, fields, "operator")
-	h.Engine.RunPending()
+	h.runAll()
 }
 
 // agents plays the members' instances on the bus: commands the coordinator
@@ -262,7 +419,7 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 		return err
 	}
 	if ack, done := m.received[cmd.ID]; done {
-		h.Coordinator.Ack(ack)
+		h.ack(ack)
 		return nil
 	}
 	reply := Reply{}
@@ -273,7 +430,7 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 		return nil
 	}
 	m.received[cmd.ID] = bus.Ack{ID: cmd.ID, Epoch: cmd.Epoch, Member: id, State: bus.AckRunning}
-	h.Coordinator.Ack(m.received[cmd.ID])
+	h.ack(m.received[cmd.ID])
 	m.ran = append(m.ran, cmd)
 	h.Clock.AfterFunc(reply.Delay, func() {
 		ack := bus.Ack{ID: cmd.ID, Epoch: cmd.Epoch, Member: id, State: bus.AckDone, Result: reply.Result}
@@ -285,10 +442,18 @@ func (a agents) Publish(topic string, qos byte, retained bool, payload []byte) e
 		}
 		m.received[cmd.ID] = ack
 		if !m.cut {
-			h.Coordinator.Ack(ack) // else the answer is lost; it answers again when asked again
+			h.ack(ack) // else the answer is lost; it answers again when asked again
 		}
 	})
 	return nil
+}
+
+// ack hands an agent's answer to the coordinator, if one runs now (else it
+// is lost, as on the bus: the next one asks again).
+func (h *Harness) ack(a bus.Ack) {
+	if h.Coordinator != nil {
+		h.Coordinator.Ack(a)
+	}
 }
 
 // Advance moves virtual time forward by d, running the engine's work after
@@ -306,8 +471,8 @@ func (h *Harness) Advance(d time.Duration) {
 // run does the engine's pending work and, with Options.Settle, waits for
 // the drivers' actions to finish.
 func (h *Harness) run() {
-	h.Engine.RunPending()
-	if !h.opts.Settle || h.Coordinator.DriverActions() == 0 {
+	h.runAll()
+	if !h.opts.Settle || h.Coordinator == nil || h.Coordinator.DriverActions() == 0 {
 		return
 	}
 	limit := h.opts.SettleLimit
@@ -337,7 +502,7 @@ func (h *Harness) Since(i int) []engine.Record { return h.records[i:] }
 // ctx ends. Virtual time does not move meanwhile.
 func (h *Harness) WaitRecord(ctx context.Context, from int, match func(engine.Record) bool) (engine.Record, error) {
 	for {
-		h.Engine.RunPending()
+		h.runAll()
 		for _, r := range h.records[from:] {
 			if match(r) {
 				return r, nil
