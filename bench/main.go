@@ -146,6 +146,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err := results.WriteText(stdout); err != nil {
 		return err
 	}
+	if !writeOut {
+		// A partial run writes no results file: its notes are said here.
+		for _, r := range results.Results {
+			for _, n := range r.Notes {
+				fmt.Fprintf(stdout, "\n%s: %s", r.Name, n)
+			}
+		}
+		fmt.Fprintln(stdout)
+	}
 	var errs []error
 	if writeOut {
 		path := filepath.Join(root, *out)
