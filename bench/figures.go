@@ -96,6 +96,16 @@ func figures() []figure {
 			measure: measureWitnessFootprint,
 		},
 		{
+			name: "elect-commit-slow-witness", group: "elect", title: "a replicated write committed, one machine down, the witness on slow storage", unit: "ms",
+			how: "Three candidates (main, backup, the witness) in the bench's process: raft with its TLS transport on loopback, bbolt " +
+				"with fsync, election timing of a 100 ms heartbeat. The witness's folders are on an ext4 loop device whose writes are " +
+				"throttled to 50 a second (cgroup v1 blkio: a slow SD card); backup is stopped, so every commit needs the witness's " +
+				"fsync. One transaction on the leader (a put), from Update to its return: the log appended and fsynced on a majority, " +
+				"then applied to the leader's state file. The same with all three up, and on ordinary storage, in the notes.",
+			goal:    report.Goal{Stat: "p99", Op: "<=", Limit: 100},
+			measure: measureSlowWitness,
+		},
+		{
 			name: "dispatch-rate", group: "dispatch", title: "Lua dispatch rate", unit: "events/s", higher: true,
 			how: "Events emitted into the engine and run through its queue into a Lua handler (`n = n + ev.value`) on the simulation " +
 				"harness, in batches of 10,000 on one goroutine (as BenchmarkLuaDispatch). Reference: the same events through a buffered Go " +

@@ -109,8 +109,15 @@ type Config struct {
 	Peers     []Peer
 	Transport raft.Transport
 	// Store is the state machine. Start makes its Updates replicated.
-	Store  *store.Store
-	Timing Timing
+	Store *store.Store
+	// Volatile: Store is written without fsync (store.Options.NoSync), so
+	// after a power loss it may hold less than it applied, or be torn.
+	// Start empties it, and raft restores it from its last snapshot and
+	// applies the log after it: raft's log and snapshots are what is
+	// durable. A commit then costs one fsynced append to the log on a
+	// majority, not another fsync of the state on every candidate.
+	Volatile bool
+	Timing   Timing
 	// ApplyTimeout bounds a replicated Update (default 5 s).
 	ApplyTimeout time.Duration
 	// SnapshotThreshold is how many log entries make a snapshot (default
@@ -200,11 +207,18 @@ func Start(cfg Config) (_ *Node, err error) {
 		rc.SnapshotInterval = cfg.SnapshotInterval
 	}
 	rc.Logger = logger
-	// The store keeps itself: a snapshot is restored at start only when the
-	// store is behind it (a state file lost or moved aside).
-	if list, err := snaps.List(); err == nil && len(list) > 0 {
+	switch list, err := snaps.List(); {
+	case cfg.Volatile:
+		// Rebuilt from raft's snapshot and log at every start.
+		if err := cfg.Store.Empty(); err != nil {
+			return nil, fmt.Errorf("consensus: %w", err)
+		}
+		rc.NoSnapshotRestoreOnStart = false
+	case err == nil && len(list) > 0:
+		// The store keeps itself: a snapshot is restored at start only
+		// when the store is behind it (a state file lost or moved aside).
 		rc.NoSnapshotRestoreOnStart = applied(cfg.Store) >= list[0].Index
-	} else {
+	default:
 		rc.NoSnapshotRestoreOnStart = true
 	}
 	if err := raft.ValidateConfig(rc); err != nil {

@@ -234,7 +234,10 @@ func (inst *Instance) startElection(stateDir string, commitHook func() error) (*
 		return nil, err
 	}
 	e.server = server
-	st, err := store.Open(statePath, store.Options{BeforeCommit: commitHook})
+	// Kept without fsync and rebuilt from raft's snapshot and log at each
+	// start (consensus.Config.Volatile): a commit costs one fsync of the
+	// raft log on a majority, which a witness on an SD card feels most.
+	st, err := store.Open(statePath, store.Options{NoSync: true, BeforeCommit: commitHook})
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +249,7 @@ func (inst *Instance) startElection(stateDir string, commitHook func() error) (*
 	}
 	inst.closers.add(func() { tr.Close() })
 	e.trans = tr
-	node, err := consensus.Start(consensus.Config{ID: server, Dir: dir, Transport: tr, Store: st, Timing: e.timing,
+	node, err := consensus.Start(consensus.Config{ID: server, Dir: dir, Transport: tr, Store: st, Volatile: true, Timing: e.timing,
 		LogOutput: newSlogWriter(e.log), Committed: func(d time.Duration) { inst.metrics.commit.Observe(d.Seconds()) },
 		LogWritten: func(d time.Duration) { inst.metrics.logWrite.Observe(d.Seconds()) }})
 	if err != nil {

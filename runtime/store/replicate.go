@@ -194,6 +194,34 @@ func (s *Store) Restore(r io.Reader) error {
 	return nil
 }
 
+// Empty removes every bucket: the state as a new file has it. The
+// replicated state of an elected coordinator's candidate, kept without
+// fsync, is emptied at each start and rebuilt from raft's snapshot and log.
+func (s *Store) Empty() error {
+	done := s.begin()
+	defer done()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var names [][]byte
+		if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			names = append(names, append([]byte(nil), name...))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, name := range names {
+			if err := tx.DeleteBucket(name); err != nil {
+				return fmt.Errorf("bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	s.wrote(err)
+	if err != nil {
+		return fmt.Errorf("empty %s: %w", s.path, err)
+	}
+	return nil
+}
+
 // Frozen is a consistent read of the whole state, held until Close: what a
 // snapshot writes while later transactions go on (Store.Freeze).
 type Frozen struct{ tx *bolt.Tx }

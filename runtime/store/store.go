@@ -21,8 +21,10 @@ import (
 
 // Options tune how the store writes.
 type Options struct {
-	// NoSync skips fsync on commit: for simulations and benchmarks only, where
-	// nothing must survive a crash.
+	// NoSync skips fsync on commit: for simulations and benchmarks, where
+	// nothing must survive a crash, and for a copy that is rebuilt from
+	// elsewhere at each start (an elected coordinator's replicated state:
+	// consensus.Config.Volatile).
 	NoSync bool
 	// BeforeCommit, when set, is called in every read-write transaction
 	// whose function succeeded, just before bbolt commits it (and syncs);
