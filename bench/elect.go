@@ -435,6 +435,6 @@ func measureWitnessFootprint(e *env, r *report.Result) {
 	cpu1, _ := proc.CPUTime(w)
 	wb1, _ := writeBytes(w)
 	r.Stats = report.Summarize(rss)
-	r.Notes = append(r.Notes, fmt.Sprintf("The witness over %v, with a mode change (a replicated write) every second (%d not carried out) and %d leader changes: CPU %.2f %% of a core; storage writes %.1f KiB/min (/proc/PID/io write_bytes: raft's log and the replicated state, fsynced).",
+	r.Notes = append(r.Notes, fmt.Sprintf("The witness over %v, with a mode change (a replicated write) every second (%d not carried out) and %d leader changes: CPU %.2f %% of a core; storage writes %.1f KiB/min (/proc/PID/io write_bytes: raft's log, fsynced, and the replicated state, written back by the kernel). The witness embeds a broker too (the site's bus has one in every candidate).",
 		wall.Round(time.Second), commandErrs, transfers, 100*float64(cpu1-cpu0)/float64(wall), float64(wb1-wb0)/1024/wall.Minutes()))
 }
