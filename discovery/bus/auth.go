@@ -239,11 +239,13 @@ func parseBlock(b []byte) (key, from []byte, n [3]uint64, mac []byte, ok bool) {
 // state, not news: they are taken whenever their code is good, and move the
 // mark only forward. Safe for concurrent use.
 //
-// A Last Will is marked apart, per path: on a site with several brokers
-// (Paths) each of an instance's connections has its own Will, and each
-// broker publishes its own when the instance goes; every one of them is news
-// to the paths merger (a member is lost when silent on every path). Within a
-// path a Will is taken once and only one of a newer connection than the last.
+// On a site with several brokers (Paths) a message sent on every path is
+// marked once for all of them (path < 0), and a copy is a duplicate; what
+// each path carries of its own — a member's presence there, its Last Will
+// — is marked per path: each broker's word on the member's connection to it
+// is news to the paths merger (a member is lost when silent on every path).
+// A Last Will is marked apart from the rest of its topic: within a path it
+// is taken once, and only one of a newer connection than the last.
 type Freshness struct {
 	mu     sync.Mutex
 	newest map[freshKey]Stamp
@@ -271,13 +273,14 @@ func (f *Freshness) SeveralPaths() {
 	f.mu.Unlock()
 }
 
-// Take reports whether a message with stamp s on topic, received over path,
-// is new, and marks it taken; a message that is not is ErrReplayed (or
-// ErrDuplicate over several paths).
+// Take reports whether a message with stamp s on topic is new, and marks it
+// taken; a message that is not is ErrReplayed (or ErrDuplicate over several
+// paths). path is the path it came over for a message each path carries of
+// its own (a presence, a Will), or -1 for one marked for all paths.
 func (f *Freshness) Take(topic string, s Stamp, retained bool, path int) error {
-	k := freshKey{from: s.From, topic: topic}
+	k := freshKey{from: s.From, topic: topic, path: max(path, -1)}
 	if s.Seq == WillSeq {
-		k.will, k.path = true, path
+		k.will = true
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -286,7 +289,7 @@ func (f *Freshness) Take(topic string, s Stamp, retained bool, path int) error {
 		if retained {
 			return nil
 		}
-		if f.several && !k.will {
+		if f.several && k.path < 0 {
 			return fmt.Errorf("%w: %s, newest taken %s", ErrDuplicate, s, last)
 		}
 		return fmt.Errorf("%w: %s, newest taken %s", ErrReplayed, s, last)

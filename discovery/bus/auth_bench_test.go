@@ -49,7 +49,7 @@ func BenchmarkFreshnessTake(b *testing.B) {
 	seq := uint64(0)
 	for b.Loop() {
 		seq++
-		if err := f.Take(topic, Stamp{From: "m01234", Boot: 7, Conn: 1, Seq: seq}, false, 0); err != nil {
+		if err := f.Take(topic, Stamp{From: "m01234", Boot: 7, Conn: 1, Seq: seq}, false, -1); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -108,30 +108,33 @@ func TestFreshnessTakesEachMessageOnceAndInOrder(t *testing.T) {
 		path     int
 		want     error
 	}{
-		{hb, Stamp{"main", 3, 1, 10}, false, 0, nil},
-		{hb, Stamp{"main", 3, 1, 10}, false, 0, ErrReplayed},      // the same again
-		{hb, Stamp{"main", 3, 1, 9}, false, 0, ErrReplayed},       // older
-		{hb, Stamp{"main", 3, 1, 11}, false, 0, nil},              // next
-		{hb, Stamp{"main", 3, 2, 1}, false, 0, nil},               // a new connection
-		{hb, Stamp{"main", 3, 1, 12}, false, 0, ErrReplayed},      // the old connection's
-		{hb, Stamp{"main", 2, 9, 99}, false, 0, ErrReplayed},      // an earlier boot's
-		{hb, Stamp{"main", 4, 1, 1}, false, 0, nil},               // restarted
-		{hb, Stamp{"backup", 1, 1, 1}, false, 0, nil},             // another sender
-		{hb + "x", Stamp{"main", 1, 1, 1}, false, 0, nil},         // another topic
-		{hb, Stamp{"main", 4, 1, 2}, true, 0, nil},                // retained: state, taken
-		{hb, Stamp{"main", 4, 1, 1}, true, 0, nil},                // an older retained one too
+		{hb, Stamp{"main", 3, 1, 10}, false, -1, nil},
+		{hb, Stamp{"main", 3, 1, 10}, false, -1, ErrReplayed},     // the same again
+		{hb, Stamp{"main", 3, 1, 9}, false, -1, ErrReplayed},      // older
+		{hb, Stamp{"main", 3, 1, 11}, false, -1, nil},             // next
+		{hb, Stamp{"main", 3, 2, 1}, false, -1, nil},              // a new connection
+		{hb, Stamp{"main", 3, 1, 12}, false, -1, ErrReplayed},     // the old connection's
+		{hb, Stamp{"main", 2, 9, 99}, false, -1, ErrReplayed},     // an earlier boot's
+		{hb, Stamp{"main", 4, 1, 1}, false, -1, nil},              // restarted
+		{hb, Stamp{"backup", 1, 1, 1}, false, -1, nil},            // another sender
+		{hb + "x", Stamp{"main", 1, 1, 1}, false, -1, nil},        // another topic
+		{hb, Stamp{"main", 4, 1, 2}, true, -1, nil},               // retained: state, taken
+		{hb, Stamp{"main", 4, 1, 1}, true, -1, nil},               // an older retained one too
 		{hb, Stamp{"main", 4, 1, WillSeq}, false, 0, nil},         // its Last Will
 		{hb, Stamp{"main", 4, 1, WillSeq}, false, 0, ErrReplayed}, // the Will once only
 		{hb, Stamp{"main", 4, 1, WillSeq}, false, 1, nil},         // but once per path
 		{hb, Stamp{"main", 4, 2, WillSeq}, false, 0, nil},         // a later connection's
 		{hb, Stamp{"main", 4, 1, WillSeq}, false, 0, ErrReplayed}, // not an earlier one's after it
+		{hb, Stamp{"main", 4, 1, 3}, false, 0, nil},               // a path's own message: marked apart
+		{hb, Stamp{"main", 4, 1, 3}, false, 1, nil},               // each path's
+		{hb, Stamp{"main", 4, 1, 3}, false, 1, ErrReplayed},       // once
 	}
 	for i, st := range steps {
 		if err := f.Take(st.topic, st.s, st.retained, st.path); !errors.Is(err, st.want) {
 			t.Errorf("step %d %v: got %v, want %v", i, st.s, err, st.want)
 		}
 	}
-	if err := f.Take(hb, Stamp{"main", 4, 1, 2}, false, 0); err == nil || !strings.Contains(err.Error(), "newest taken main boot 4 conn 1 seq 2") {
+	if err := f.Take(hb, Stamp{"main", 4, 1, 2}, false, -1); err == nil || !strings.Contains(err.Error(), "newest taken main boot 4 conn 1 seq 2") {
 		t.Errorf("a retained older message moved the mark back: %v", err)
 	}
 }
@@ -140,13 +143,25 @@ func TestFreshnessOverSeveralPathsCallsACopyADuplicate(t *testing.T) {
 	f := NewFreshness()
 	f.SeveralPaths()
 	hb := "understudy/hall/member/main/heartbeat"
-	if err := f.Take(hb, Stamp{"main", 3, 0, 10}, false, 0); err != nil {
+	if err := f.Take(hb, Stamp{"main", 3, 0, 10}, false, -1); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []Stamp{{"main", 3, 0, 10}, {"main", 3, 0, 9}} {
-		if err := f.Take(hb, s, false, 1); !errors.Is(err, ErrDuplicate) || errors.Is(err, ErrReplayed) {
+		if err := f.Take(hb, s, false, -1); !errors.Is(err, ErrDuplicate) || errors.Is(err, ErrReplayed) {
 			t.Errorf("%v over the other path: got %v, want a duplicate", s, err)
 		}
+	}
+	// What a path carries of its own (a presence) is marked per path: an
+	// older one on another path is news there, not a duplicate.
+	presence := "understudy/hall/member/main/presence"
+	if err := f.Take(presence, Stamp{"main", 3, 0, 21}, false, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Take(presence, Stamp{"main", 3, 0, 20}, false, 0); err != nil {
+		t.Errorf("the online of path 0, sealed before path 1's and come after it: %v", err)
+	}
+	if err := f.Take(presence, Stamp{"main", 3, 0, 20}, false, 0); !errors.Is(err, ErrReplayed) {
+		t.Errorf("it again on its path: got %v, want a replay", err)
 	}
 	// A Will is a path's own: a second copy on the same path is a replay.
 	if err := f.Take(hb, Stamp{"main", 3, 4, WillSeq}, false, 1); err != nil {

@@ -110,7 +110,7 @@ func (a *Auth) signs(sender Sender, topicMember string) bool {
 // check opens m for a route whose messages come from sender; topicMember is
 // the member the topic names; state says a retained message there is state
 // (Route.State). It returns the payload to decode.
-func (a *Auth) check(m bus.Message, sender Sender, topicMember string, state bool) ([]byte, error) {
+func (a *Auth) check(m bus.Message, sender Sender, topicMember string, state, perPath bool) ([]byte, error) {
 	// The payload without its auth member is a copy, but decoding the sealed
 	// payload as it came (skipping the auth member) cost encoding/json
 	// more than twice the decoding of a heartbeat (go run ./bench -only
@@ -157,7 +157,11 @@ func (a *Auth) check(m bus.Message, sender Sender, topicMember string, state boo
 			return nil, fmt.Errorf("%w: %s may not coordinate", bus.ErrWrongSender, st.From)
 		}
 	}
-	if err := a.fresh.Take(m.Topic, st, m.Retained && state, m.Path); err != nil {
+	path := -1
+	if perPath {
+		path = m.Path
+	}
+	if err := a.fresh.Take(m.Topic, st, m.Retained && state, path); err != nil {
 		return nil, err
 	}
 	return plain, nil
@@ -180,7 +184,7 @@ func (a *Auth) operator(m bus.Message) ([]byte, string, error) {
 		return nil, "", fmt.Errorf("%w (an operator command carries an auth member only when an instance passed it on)", err)
 	}
 	a.heard(st.From)
-	if err := a.fresh.Take(m.Topic, st, false, m.Path); err != nil {
+	if err := a.fresh.Take(m.Topic, st, false, -1); err != nil {
 		return nil, "", err
 	}
 	return plain, st.From, nil

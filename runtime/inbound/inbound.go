@@ -71,8 +71,12 @@ type Route struct {
 	// presence, description, health, config), taken whenever its code is
 	// good; on the other routes a retained message is news like any other,
 	// and a stale one a replay.
-	State  bool
-	Decode func(member string, m bus.Message) (hand func(), err error)
+	State bool
+	// PerPath: on a site with several brokers, each broker carries its own
+	// of these (a member's presence on it, its Will), not a copy of one
+	// sent on every path; they are told apart by path (bus.Freshness).
+	PerPath bool
+	Decode  func(member string, m bus.Message) (hand func(), err error)
 }
 
 // Routes is the table of an instance of site member self.
@@ -82,7 +86,7 @@ func Routes(topics bus.Topics, self string, in Inputs) []Route {
 			hb, err := bus.DecodeHeartbeat(id, m.Payload)
 			return func() { in.Loop.Heartbeat(hb) }, err
 		}},
-		{Name: "presence", From: TopicMember, State: true, Filter: topics.AllPresence(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
+		{Name: "presence", From: TopicMember, State: true, PerPath: true, Filter: topics.AllPresence(), QoS: 1, Decode: func(id string, m bus.Message) (func(), error) {
 			if len(m.Payload) == 0 {
 				return nil, nil // a cleared retained message
 			}
@@ -193,7 +197,7 @@ func Deliver(topics bus.Topics, r Route, m bus.Message, drops *bus.Drops, auth *
 	case r.From == Anyone:
 		m.Payload, m.SignedBy, err = auth.operator(m)
 	default:
-		m.Payload, err = auth.check(m, r.From, id, r.State)
+		m.Payload, err = auth.check(m, r.From, id, r.State, r.PerPath)
 	}
 	var hand func()
 	if err == nil {
