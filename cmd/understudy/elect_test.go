@@ -636,3 +636,46 @@ func (es *electedSite) coverageKept(t *testing.T, leader *daemon, why string) {
 	es.expectRoutesFrom(t, "", [2]int{1, 1}, [2]int{2, 2})
 	leader.wait(30*time.Second, "msg", "failback_done", "member", "main")
 }
+
+// A candidate removed from the group (`candidates remove`) says so, on
+// /healthz and in its status, rather than that no coordinator is elected —
+// also once restarted with its old raft state — until it is admitted again.
+func TestARemovedCandidateSaysItWasRemoved(t *testing.T) {
+	es := newElectedSite(t, "elect-removed")
+	es.start("c1", "c2", "w", "main", "backup")
+	first := es.leader(40*time.Second, "c1", "c2")
+	otherID := map[string]string{"c1": "c2", "c2": "c1"}[first.id]
+	other := es.d[otherID]
+	eventually.True(t, 20*time.Second, otherID+" in the group and following", func() (bool, string) {
+		el := es.status(other).Election
+		return el != nil && el.Leader == first.id && len(el.Servers) == 3, fmt.Sprintf("%+v", el)
+	})
+	var out, errs bytes.Buffer
+	if code := run([]string{"candidates", "remove", otherID, "-c", es.path, "--member", "backup"}, &out, &errs); code != 0 {
+		t.Fatalf("candidates remove: %d %s%s", code, out.String(), errs.String())
+	}
+	removed := func(why string) {
+		t.Helper()
+		eventually.True(t, 30*time.Second, otherID+" saying it was removed "+why, func() (bool, string) {
+			resp, err := http.Get(es.api[otherID] + "/healthz")
+			if err != nil {
+				return false, err.Error()
+			}
+			defer resp.Body.Close()
+			var b bytes.Buffer
+			b.ReadFrom(resp.Body)
+			return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(b.String(), "was removed") && strings.Contains(b.String(), "understudy candidates admit "+otherID), fmt.Sprintf("%d %s", resp.StatusCode, b.String())
+		})
+	}
+	removed("after the remove")
+	if err := other.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-other.p.Exited()
+	es.start(otherID)
+	other = es.d[otherID]
+	removed("restarted with its raft state")
+	if other.has("msg", "elected: coordinating") {
+		t.Fatal("the removed candidate coordinated")
+	}
+}

@@ -553,6 +553,9 @@ func (e *election) problem(now time.Time) string {
 	if waiting != "" {
 		return "this candidate has taken no part in the coordinator election for " + roundDuration(now.Sub(time.Unix(0, since))) + ": " + waiting
 	}
+	if removed := e.removed(); removed != "" {
+		return fmt.Sprintf("no coordinator elected here for %s: %s", roundDuration(now.Sub(time.Unix(0, since))), removed)
+	}
 	return fmt.Sprintf("no coordinator elected for %s: fewer than a majority of the candidates (%s) reach this one over raft; nothing fails over until they do (check that they run, their raft: addresses and the site key)",
 		roundDuration(now.Sub(time.Unix(0, since))), strings.Join(e.inst.site.Candidates, ", "))
 }

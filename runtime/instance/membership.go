@@ -302,6 +302,26 @@ func (e *election) membershipWarning(ss []consensus.Peer) string {
 	return strings.Join(parts, "; ")
 }
 
+// removed says why this candidate is no server of the group ("" when it
+// is one, or nothing says otherwise): its own configuration lacks it, or
+// another candidate in the group says the group's servers and it is not
+// among them (the removal may not have reached it: a removed server hears
+// nothing more from the leader).
+func (e *election) removed() string {
+	admit := fmt.Sprintf("it takes no part in the election until an operator admits it again (`understudy candidates admit %s`)", e.self)
+	if ss, err := e.node.Servers(); err == nil && len(ss) > 0 && !slices.ContainsFunc(ss, func(p consensus.Peer) bool { return p.ID == e.server }) {
+		return fmt.Sprintf("this candidate (raft server %s) was removed from the coordinator group: %s", e.server, admit)
+	}
+	words := e.words.all()
+	for _, id := range slices.Sorted(maps.Keys(words)) {
+		w := words[id]
+		if w.State && len(w.Servers) > 0 && slices.Contains(w.Servers, w.Server) && !slices.Contains(w.Servers, e.server) {
+			return fmt.Sprintf("%s says the coordinator group's servers are %s, without this candidate (raft server %s): it was removed; %s", id, strings.Join(w.Servers, ", "), e.server, admit)
+		}
+	}
+	return ""
+}
+
 // announceEvery is how often a candidate checks whether the group's
 // servers changed.
 const announceEvery = 2 * time.Second
