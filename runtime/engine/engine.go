@@ -359,7 +359,7 @@ func (e *Engine) BusPath(path int, up bool) {
 	e.Post(func() {
 		for _, w := range e.paths.PathDown(path) {
 			e.log.Info("a member's path through another broker ended with this instance's own: its Last Will on the path that remained is taken", "member", w.ID, "path", path)
-			e.willOnLastPath(w)
+			e.judgePresence(w)
 		}
 	})
 }

@@ -61,9 +61,9 @@ func (e *Engine) CheckWills(probe func() (bus.Heartbeat, bool)) {
 	e.Post(func() { e.wills.probe = probe })
 }
 
-// presence takes a presence message: a Last Will that would mark its member
-// lost waits for the round trip when Wills are checked; the rest goes to the
-// member table at once.
+// presence takes a presence message: on a site with several brokers the
+// paths merger (members.Paths) decides first what the member table is to
+// see of it.
 func (e *Engine) presence(p members.Presence) {
 	if e.table.Known(p.ID) {
 		merged, ok, why := e.paths.Presence(p)
@@ -73,11 +73,13 @@ func (e *Engine) presence(p members.Presence) {
 		}
 		p = merged
 	}
-	e.willOnLastPath(p)
+	e.judgePresence(p)
 }
 
-// willOnLastPath takes a presence that the paths merger handed on.
-func (e *Engine) willOnLastPath(p members.Presence) {
+// judgePresence takes a presence as the member table sees it (after the
+// paths merger): a Last Will that would mark its member lost waits for the
+// round trip when Wills are checked; the rest goes to the table at once.
+func (e *Engine) judgePresence(p members.Presence) {
 	if e.wills.probe != nil && e.table.WillCounts(p) {
 		e.holdWill(p)
 		return
