@@ -10,7 +10,8 @@ SHELL := /bin/bash
 build:
 	$(GO) build -o $(BIN) ./cmd/understudy
 
-# The demo site: a broker, a main and a backup instance, a Videohub simulator.
+# The demo site: a main, a backup and a witness electing the coordinator, each
+# embedding a broker, and a Videohub simulator.
 run: build
 	./$(BIN) demo
 

@@ -20,7 +20,7 @@ import (
 func cmdSimulate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	sitePath := fs.String("c", "", "the site file (default: the scenario's site, or site.yaml beside it)")
+	sitePath := fs.String("c", "", "the site file (default: the scenario's site, or site.yaml beside it or in the folder above)")
 	quiet := fs.Bool("q", false, "print only the expectations, not the decision log")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: understudy simulate [-c site.yaml] [-q] scenario.yaml")

@@ -212,8 +212,10 @@ func (s *Site) validateBrokers(add func(path, format string, args ...any), known
 		switch {
 		case m.Broker == "":
 		case !candidate && !known:
-		case !candidate || !elected:
-			add(p+".broker", "broker: only the candidates of an elected coordinator embed a broker each; %s does not (the site's broker is bus.url, or the one bus.broker_on embeds): remove broker:", m.ID)
+		case !candidate:
+			add(p+".broker", "broker: only the candidates of an elected coordinator embed a broker each; %s is no candidate (the site's broker is bus.url, or the one bus.broker_on embeds): remove broker:", m.ID)
+		case !elected:
+			add(p+".broker", "broker: %s is a candidate, but fewer than three candidates elect no coordinator (the first coordinates alone, with the site's one broker): remove broker:, or add a witness as the third candidate to elect the coordinator", m.ID)
 		case s.Bus.URL != "":
 			add(p+".broker", "broker: bus.url names the site's broker, so no member embeds one: remove broker: from the candidates, or bus.url")
 		default:
@@ -234,8 +236,24 @@ func (s *Site) validateBrokers(add func(path, format string, args ...any), known
 		}
 	}
 	if len(with) > 0 && len(without) > 0 && s.Bus.URL == "" {
-		add("$.coordinator", "broker: %s embed a broker each and %s not: every candidate needs one (broker: host:port) for every instance to reach the bus through each, or none", strings.Join(with, ", "), strings.Join(without, ", "))
+		add("$.coordinator", "broker: every candidate embeds a broker (broker: host:port), for every instance to reach the bus through each, or none does: %s %s broker:, %s %s not", andList(with), hasHave(len(with), "has", "have"), andList(without), hasHave(len(without), "does", "do"))
 	}
+}
+
+// andList is "a", "a and b", "a, b and c".
+func andList(ids []string) string {
+	if len(ids) < 2 {
+		return strings.Join(ids, "")
+	}
+	return strings.Join(ids[:len(ids)-1], ", ") + " and " + ids[len(ids)-1]
+}
+
+// hasHave is one for a single subject, many for several.
+func hasHave(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // raftOwner returns the candidate whose raft address is addr (normalised).

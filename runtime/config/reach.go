@@ -44,7 +44,15 @@ func (s *Site) commissionReach(add func(warning bool, path, format string, args 
 			}
 		}
 	}
-	if s.Bus.URL == "" && s.UseMDNS() && len(others) > 0 {
+	if s.CandidateBrokers() != nil {
+		// Every candidate embeds a broker at its broker: address.
+		for _, key := range []string{"broker_on", "listen", "discover"} {
+			if s.node("$.bus."+key) != nil {
+				add(true, "$.bus."+key, "bus.%s is ignored: every coordinator candidate embeds a broker at its broker: address, and every instance connects to each", key)
+			}
+		}
+	}
+	if s.Bus.URL == "" && s.UseMDNS() && len(others) > 0 && s.CandidateBrokers() == nil {
 		// A listener on loopback is not announced by mDNS: the others reach
 		// the broker only through a listener that is not.
 		var loopback, reachable []string
@@ -73,6 +81,38 @@ func (s *Site) commissionReach(add func(warning bool, path, format string, args 
 		}
 	}
 	s.commissionAPIs(add, instances)
+	s.commissionListeners(add)
+}
+
+// commissionListeners finds two listeners of the site at one address: a
+// member's raft:, broker: or material_server: that is another's (or the
+// same member's) api:, raft:, broker: or material_server: — the second
+// could not listen (address in use). api: against api: is commissionAPIs'.
+func (s *Site) commissionListeners(add func(warning bool, path, format string, args ...any)) {
+	type listener struct{ member, key string }
+	seen := map[string]listener{}
+	for i, m := range s.Members {
+		if m.Probe != nil {
+			continue
+		}
+		p := fmt.Sprintf("$.members[%d]", i)
+		for _, l := range []struct{ key, addr string }{{"api", m.API}, {"raft", m.Raft}, {"broker", m.Broker}, {"material_server", m.MaterialServer}} {
+			host, port, err := net.SplitHostPort(l.addr)
+			if err != nil || port == "0" || isUnspecified(host) || (l.key == "api" && s.node(p+".api") == nil) {
+				continue
+			}
+			k := normalHost(host) + ":" + port
+			first, dup := seen[k]
+			if !dup {
+				seen[k] = listener{m.ID, l.key}
+				continue
+			}
+			if l.key == "api" && first.key == "api" {
+				continue // commissionAPIs says it, with the nuances of loopback
+			}
+			add(false, p+"."+l.key, "%s's %s %s is also %s's %s: one machine cannot listen on it twice (address in use); give each its own port", m.ID, l.key, l.addr, first.member, first.key)
+		}
+	}
 }
 
 // commissionAPIs looks at the members' api: addresses.

@@ -22,6 +22,12 @@ func runtimeVerbs() []string {
 
 func policyVerbs() []string { return []string{"failback", "takeover", "takeover_all"} }
 
+// electionVerbs are the commands of a site that elects its coordinator,
+// which the instance carries out (runtime/instance).
+func electionVerbs() []string {
+	return []string{"candidate_admit", "candidate_remove", "leader_transfer"}
+}
+
 // checkCommand refuses, before anything is carried out or reaches the
 // policy, a command that cannot be carried out as asked: a verb nobody
 // handles, a member the site does not have, a standby asked to be covered
@@ -100,6 +106,11 @@ func (c *Coordinator) policyHandles(event string) bool {
 // running policy handles.
 func (c *Coordinator) knownVerbs() []string {
 	verbs := runtimeVerbs()
+	if c.opts.Term > 0 {
+		// An elected coordinator's instance takes these before the
+		// coordinator sees a command.
+		verbs = append(verbs, electionVerbs()...)
+	}
 	if c.policy != nil {
 		for _, h := range c.policy.Handlers() {
 			if v, ok := strings.CutPrefix(h.Event, events.CommandPrefix); ok && h.Count > 0 && !slices.Contains(verbs, v) {

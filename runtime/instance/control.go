@@ -208,11 +208,8 @@ func (inst *Instance) controlFromBus(m bus.Message) {
 		return
 	}
 	if !leading {
-		if m.SignedBy != "" || !inst.election.formed.Load() {
-			// Passed on by an instance, which waits for the leader's
-			// answer; or this candidate is in no group yet, and cannot
-			// tell whether one leads.
-			return
+		if !inst.election.formed.Load() {
+			return // in no group yet: it cannot tell whether one leads
 		}
 		// No candidate leads as far as this one knows (an election under
 		// way): said at once rather than left unanswered. The new leader
