@@ -309,6 +309,9 @@ func (e *election) membershipWarning(ss []consensus.Peer) string {
 // nothing more from the leader).
 func (e *election) removed() string {
 	admit := fmt.Sprintf("it takes no part in the election until an operator admits it again (`understudy candidates admit %s`)", e.self)
+	if e.node == nil {
+		return "" // not started
+	}
 	if ss, err := e.node.Servers(); err == nil && len(ss) > 0 && !slices.ContainsFunc(ss, func(p consensus.Peer) bool { return p.ID == e.server }) {
 		return fmt.Sprintf("this candidate (raft server %s) was removed from the coordinator group: %s", e.server, admit)
 	}
