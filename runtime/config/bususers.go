@@ -114,7 +114,7 @@ func (s *Site) validateBusUsers(add func(path, format string, args ...any)) {
 	if len(s.Bus.Users) > 0 && s.AuthMode() == AuthOff {
 		switch {
 		case s.Bus.Username == "":
-			add("$.bus", "bus.users are set: the instances need an account too (bus.username and bus.password, one of the users)")
+			add("$.bus", "bus.users are set and the site has no key: the instances need an account too (bus.username and bus.password, one of the users); or give the site a key first (understudy keys new, with bus.users left out until it is made), and every instance logs in with an account of its own")
 		case !seen[s.Bus.Username]:
 			add("$.bus.username", "bus.username %q is not one of bus.users: the instances could not log in", s.Bus.Username)
 		}
