@@ -245,7 +245,7 @@ func Globals(dir string) ([]Problem, error) {
 						continue
 					}
 					reported[id.Value] = true
-					out = append(out, Problem{File: file, Line: id.Line(), Msg: fmt.Sprintf("the global %s is assigned in a function: it lives in the Lua state, which a reload, a restart or a newly elected coordinator starts afresh; keep what must be remembered with us.state.set(%q, value), or declare it local", id.Value, id.Value)})
+					out = append(out, Problem{File: file, Line: id.Line(), Msg: fmt.Sprintf("the global %s is assigned in a function: it lives in the Lua state, which a reload, a restart or a newly elected coordinator starts afresh; keep what must be remembered with us.state.set(%q, value) (a local of the file, or a table changed in place, starts afresh just the same); declare it local only if it need not outlive one call", id.Value, id.Value)})
 				}
 			})
 		})
