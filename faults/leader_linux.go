@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	us "understudy/runtime/instance"
 )
 
 // leaderPoll is how often awaitLeader asks the candidates who leads.
@@ -84,14 +87,23 @@ func (r *runner) getJSON(ctx context.Context, member, path string, v any) error 
 		},
 	}}
 	defer client.CloseIdleConnections()
+	token, err := os.ReadFile(us.ReadTokenPath(h.StateDir, r.plan.Site.Name, member))
+	if err != nil {
+		return fmt.Errorf("no read token: %w", err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(h.Addr, strconv.Itoa(APIPort))+path, nil)
 	if err != nil {
 		return err
 	}
+	// Not on loopback: the API answers only with a token.
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -696,15 +696,6 @@ func (r *runner) groups(o Op) (a, b []*testhost.Host) {
 	}
 }
 
-// brokerHost is the label of the broker's host: BrokerHost, or the
-// coordinator's with the embedded broker.
-func (r *runner) brokerHost() string {
-	if r.plan.External() {
-		return BrokerHost
-	}
-	return r.plan.Site.Coordinator
-}
-
 // hostLabels are the labels of every host, in order.
 func (r *runner) hostLabels() []string { return slices.Sorted(maps.Keys(r.hosts)) }
 
