@@ -63,8 +63,27 @@ func (c *checker) terms() []term {
 	var out []term
 	open := map[string]int{}        // candidate → its term in force (index in out)
 	begun := map[string]time.Time{} // candidate → its first record since its last term
+	// provisional is a term begun and never said elected (killed, or
+	// stopped to the end, on its way): of the number its log said it led
+	// the election in, last before it began.
+	provisional := func(src string, from time.Time) term {
+		var n uint64
+		for _, l := range c.h.Logs {
+			if l.Member == src && l.Msg == logLeads && !l.At.After(from) {
+				f, _ := l.Fields["term"].(float64)
+				n = uint64(f)
+			}
+		}
+		return term{Member: src, Term: n, From: from, To: c.end}
+	}
 	for _, rec := range c.h.Journal {
 		src := rec.By(c.h.Site)
+		// Begun, then killed before it recorded coordinator_elected: that
+		// term ended there; what its next start records is another's.
+		if b, ok := begun[src]; ok && c.killedBetween(src, b, rec.At) {
+			out = append(out, provisional(src, b))
+			delete(begun, src)
+		}
 		switch rec.Type {
 		case events.BusSilent, events.BusHeard, events.LoopStalled:
 			// A candidate's loop records these whether it leads or not.
@@ -94,17 +113,8 @@ func (c *checker) terms() []term {
 			}
 		}
 	}
-	// Begun and never said elected: a term of the number its log said it
-	// leads the election in, last before it began.
 	for src, from := range begun {
-		var n uint64
-		for _, l := range c.h.Logs {
-			if l.Member == src && l.Msg == logLeads && !l.At.After(from) {
-				f, _ := l.Fields["term"].(float64)
-				n = uint64(f)
-			}
-		}
-		out = append(out, term{Member: src, Term: n, From: from, To: c.end})
+		out = append(out, provisional(src, from))
 	}
 	slices.SortStableFunc(out, func(a, b term) int { return a.From.Compare(b.From) })
 	// A killed candidate records no coordinator_lost: its kill ends its
@@ -119,6 +129,12 @@ func (c *checker) terms() []term {
 	}
 	c.termList = out
 	return out
+}
+
+// killedBetween reports whether member's process was killed after from
+// and before to.
+func (c *checker) killedBetween(member string, from, to time.Time) bool {
+	return slices.ContainsFunc(c.procDown(member, OpKill), func(k span) bool { return k.From.After(from) && k.From.Before(to) })
 }
 
 // logLeads is the log line of a candidate that becomes raft's leader (with

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -299,4 +300,36 @@ func TestLeaderFaultsLeaveTheRestAlone(t *testing.T) {
 			t.Errorf("no %s among 300 seeds (%v)", k, kinds)
 		}
 	}
+}
+
+// A candidate killed as its coordinator began, before it recorded
+// coordinator_elected, had a term all the same (the number its log said it
+// leads in); started again and elected, its routes are its new term's.
+func TestATermKilledBeforeItWasElected(t *testing.T) {
+	h := electWitness()
+	h.Ops = []Op{op(OpKill, "main", 10, 0), op(OpKill, "backup", 11.495, 12.5)}
+	h.Logs = []LogLine{{At: at(11), Member: "backup", Msg: logLeads, Fields: map[string]any{"term": 3.0}}}
+	h.Journal = append(h.Journal,
+		recBy("backup", 11.49, events.PolicyLoaded, ""),
+		recBy("backup", 11.491, events.MemberLost, "main", "reason", "connection dropped (Last Will)"),
+		recBy("backup", 13.0, events.PolicyLoaded, ""),
+		recBy("backup", 13.01, events.CoordinatorElected, "backup", "term", 4.0),
+		recBy("backup", 13.1, events.TakeoverDone, "main", "standby", "backup"),
+	)
+	h.Applied = append(h.Applied, applied("backup", 13.02, 1, 3), applied("backup", 13.03, 2, 4))
+	h.Routing = append(h.Routing, routes(13.04, 3, 4, 3, 4))
+	h.Sort()
+	c := &checker{h: h, b: Bounds{}.withDefaults(h.Site), end: h.End, elected: true}
+	var got []string
+	for _, x := range c.terms() {
+		got = append(got, fmt.Sprintf("%s %d %s–%s", x.Member, x.Term, x.From.Sub(t0), x.To.Sub(t0)))
+	}
+	if want := []string{"main 2 -2s–10s", "backup 3 11.49s–11.495s", "backup 4 13s–1m0s"}; !slices.Equal(got, want) {
+		t.Fatalf("terms %q, want %q", got, want)
+	}
+	want(t, h)
+	// A route from backup while it was down between its terms is none of
+	// them.
+	h.Applied = append(h.Applied, applied("backup", 12, 1, 3))
+	want(t, h, PropTerms)
 }
