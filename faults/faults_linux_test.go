@@ -388,15 +388,6 @@ func TestTheCheckerCatchesBrokenBuilds(t *testing.T) {
 		// its older bundle after backup's edit; the coordinator must send
 		// it the newest, not take main's as the newest.
 		name: "config base", guard: guards.ConfigBase, want: PropConfig, sched: editsSchedule(),
-	}, {
-		// The elected three-candidate site: main killed and taken over by
-		// the leader, which is then stopped for 14 s; another candidate is
-		// elected and fails main back when it returns. The old leader
-		// wakes to the switcher's announcements of routes it did not make
-		// and would put its own back: only its lease stops it.
-		name: "lease", guard: guards.Lease, want: PropTerms, sched: leaseSchedule(), site: electThree,
-	}, {
-		name: "lease kept", want: "", sched: leaseSchedule(), site: electThree,
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -469,19 +460,6 @@ func stallSchedule(coord, protected string) *Schedule {
 	return &Schedule{Duration: 25 * time.Second, Ops: []Op{
 		{ID: 1, Kind: OpStop, Member: coord, At: 8 * time.Second, For: 6 * time.Second},
 		{ID: 2, Kind: OpKill, Member: protected, At: 10 * time.Second, For: 8 * time.Second},
-	}}
-}
-
-// electThree is the elected three-candidate example site.
-func electThree(*testing.T) string { return filepath.Join("testdata", "elect-three", "site.yaml") }
-
-// leaseSchedule kills main at +6 s for 5 s and stops the leader (found
-// then) at +8 s for 14 s: past the failback of main (its delay is 8 s)
-// by the next leader.
-func leaseSchedule() *Schedule {
-	return &Schedule{Duration: 30 * time.Second, Elected: true, Ops: []Op{
-		{ID: 1, Kind: OpKill, Member: "main", At: 6 * time.Second, For: 5 * time.Second},
-		{ID: 2, Kind: OpStop, Member: TheLeader, Leader: true, At: 8 * time.Second, For: 14 * time.Second},
 	}}
 }
 
