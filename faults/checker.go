@@ -142,6 +142,10 @@ type Result struct {
 	// connection was judged (overlapping-terms).
 	Terms  int `json:"terms,omitempty"`
 	Routes int `json:"routes,omitempty"`
+	// RoutingChecked counts the switchers' routings compared at the
+	// bound of a coverage (coverage-routing): a bound pushed past the
+	// member's outage by the devices' trouble compares none.
+	RoutingChecked int `json:"routing_checked,omitempty"`
 }
 
 // checker holds a history with the fault intervals worked out.
@@ -667,6 +671,9 @@ func (c *checker) checkRoutes(r *Result, prop string, m MemberFact, source strin
 	rd := push(dl, dl.Sub(hold.From), func(t time.Time) time.Time { return t }, trouble, func(span) time.Duration { return c.b.Device })
 	if !hold.contains(rd) || rd.After(c.end) {
 		return
+	}
+	if prop == PropCoverRoutes {
+		r.RoutingChecked++
 	}
 	want := map[int]int{}
 	for i, out := range m.Outputs {
