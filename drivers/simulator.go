@@ -1,5 +1,7 @@
 package drivers
 
+import "time"
+
 // Faults is the fault-injection vocabulary every device simulator shares,
 // so that a scenario, a test or an operator trying a site makes any device
 // misbehave with the same words. Each simulator asserts at compile time
@@ -42,4 +44,22 @@ type SwitcherSim interface {
 // requests (HTTP) cannot.
 type ConnDropper interface {
 	DropConnections()
+}
+
+// AppliedRoute is a route a switcher simulator applied: when, the output
+// and the input it shows from then on, and the connection the command came
+// over.
+type AppliedRoute struct {
+	Time          time.Time
+	Output, Input int    // from 1
+	Remote        string // the client's address (host:port), or "panel"
+}
+
+// RouteLog is a switcher simulator that keeps every route it applied with
+// the connection it came over (the fault suite reads from it which
+// coordinator routed what, and when).
+type RouteLog interface {
+	// AppliedRoutes returns the routes applied so far on the video plane
+	// (the one Routing shows), oldest first.
+	AppliedRoutes() []AppliedRoute
 }

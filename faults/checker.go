@@ -34,6 +34,14 @@ type Bounds struct {
 	// Failback is allowed beyond the failback delay for the failback's own
 	// steps (default 10 s).
 	Failback time.Duration
+	// Elect is allowed, on a site whose coordinator is elected, from the
+	// moment the leader is lost (killed, stopped, unplugged, cut off from
+	// the other candidates) until another candidate coordinates: raft's
+	// heartbeat timeout passing without the leader, the election, the new
+	// leader's wait for the old lease, its Barrier and start (default 6
+	// raft heartbeat timeouts + 1 s; the timeout is 3 heartbeat intervals,
+	// 200 ms to 2 s).
+	Elect time.Duration
 }
 
 // withDefaults fills the zero bounds from the site's timing.
@@ -56,6 +64,9 @@ func (b Bounds) withDefaults(f SiteFacts) Bounds {
 	}
 	if b.Failback == 0 {
 		b.Failback = 10 * time.Second
+	}
+	if b.Elect == 0 {
+		b.Elect = 6*min(max(3*interval, 200*time.Millisecond), 2*time.Second) + time.Second
 	}
 	return b
 }
@@ -126,6 +137,15 @@ type Result struct {
 	// (the site settled before the end); ConfigsUnjudged those it was not.
 	ConfigsJudged   int `json:"configs_judged,omitempty"`
 	ConfigsUnjudged int `json:"configs_unjudged,omitempty"`
+	// Terms counts, on an elected site, the leaders' terms read from the
+	// candidates' journals; Routes the routes the switchers applied whose
+	// connection was judged (overlapping-terms).
+	Terms  int `json:"terms,omitempty"`
+	Routes int `json:"routes,omitempty"`
+	// RoutingChecked counts the switchers' routings compared at the
+	// bound of a coverage (coverage-routing): a bound pushed past the
+	// member's outage by the devices' trouble compares none.
+	RoutingChecked int `json:"routing_checked,omitempty"`
 }
 
 // checker holds a history with the fault intervals worked out.
@@ -135,15 +155,24 @@ type checker struct {
 	end   time.Time
 	coord string
 	// broker is the label of the broker's host: the coordinator's, or
-	// BrokerHost with an external broker.
+	// BrokerHost with an external broker ("" on an elected site whose
+	// candidates embed a broker each: SiteFacts.BrokerHosts).
 	broker string
+	// elected: the coordinator is elected among the candidates (elect.go).
+	elected bool
+	// the candidates' terms, read once (terms)
+	termsDone bool
+	termList  []term
 }
 
 // Check verifies the properties on h. Zero bounds take the defaults.
 func Check(h *History, b Bounds) Result {
-	c := &checker{h: h, b: b.withDefaults(h.Site), end: h.End, coord: h.Site.Coordinator, broker: h.Site.Coordinator}
-	if h.Site.Broker != "" {
+	c := &checker{h: h, b: b.withDefaults(h.Site), end: h.End, coord: h.Site.Coordinator, broker: h.Site.Coordinator, elected: h.Site.Elected()}
+	switch {
+	case h.Site.Broker != "":
 		c.broker = BrokerHost
+	case c.elected:
+		c.broker = ""
 	}
 	var r Result
 	c.falseLoss(&r)
@@ -154,6 +183,7 @@ func Check(h *History, b Bounds) Result {
 	c.failbackAfterCopy(&r)
 	c.materialIntact(&r)
 	c.configs(&r)
+	c.overlappingTerms(&r)
 	slices.SortStableFunc(r.Violations, func(a, b Violation) int { return a.At.Compare(b.At) })
 	return r
 }
@@ -212,6 +242,9 @@ func (c *checker) cut(a, b string) spans {
 // faults: process killed or stopped, link down, cut off from the broker's
 // host (the coordinator's, or the broker host with an external broker).
 func (c *checker) away(member string) spans {
+	if c.elected {
+		return c.electedAway(member)
+	}
 	s := c.procDown(member, OpKill, OpStop)
 	s = append(s, c.linkDown(member)...)
 	if member != c.broker {
@@ -223,7 +256,7 @@ func (c *checker) away(member string) spans {
 // brokerDown is when an external broker was gone for everyone: killed, or
 // its host's link down. Nobody could hear anybody.
 func (c *checker) brokerDown() spans {
-	if c.broker == c.coord {
+	if c.broker == c.coord || c.broker == "" {
 		return nil // embedded: it goes with the coordinator (away)
 	}
 	return c.opSpans(func(o Op) bool {
@@ -233,7 +266,16 @@ func (c *checker) brokerDown() spans {
 
 // coordTrouble is when the coordinator could not decide or hear anyone:
 // away itself (with the broker it embeds), or an external broker down.
-func (c *checker) coordTrouble() spans { return append(c.away(c.coord), c.brokerDown()...).merge(0) }
+//
+// On an elected site: while no candidate could be elected, and from a
+// fault that took the leader out until another could lead (leaderFaults);
+// an external broker down as on any site.
+func (c *checker) coordTrouble() spans {
+	if c.elected {
+		return slices.Concat(c.leaderless(), c.leaderFaults(), c.brokerDown()).merge(0)
+	}
+	return append(c.away(c.coord), c.brokerDown()...).merge(0)
+}
 
 // storeStalled is when member's state store commits stalled (store_stall).
 func (c *checker) storeStalled(member string) spans {
@@ -247,11 +289,17 @@ func (c *checker) storeStalled(member string) spans {
 // lost_after). Only for the bounds of what it must do; a store stall
 // excuses no false loss (its broker and the heartbeats go on).
 func (c *checker) coordBlocked() spans {
+	if c.elected {
+		return append(c.coordTrouble(), c.leaderStalled()...).merge(0)
+	}
 	return append(c.coordTrouble(), c.storeStalled(c.coord)...).merge(0)
 }
 
 // deviceTrouble is when the coordinator could not reach the switchers.
 func (c *checker) deviceTrouble() spans {
+	if c.elected {
+		return c.leaderDeviceTrouble()
+	}
 	return append(c.linkDown(DevicesHost), c.cut(c.coord, DevicesHost)...).merge(0)
 }
 
@@ -265,6 +313,13 @@ func (c *checker) deviceTrouble() spans {
 // it gives every member it has not heard since the startup grace
 // (members.Table.SetConnected).
 func (c *checker) graceAfter(s span, lostAfter time.Duration) time.Duration {
+	if c.elected {
+		g := c.electedGrace(s, lostAfter)
+		if len(c.brokerDown().overlapping(s)) > 0 {
+			g = max(g, c.b.Reconnect+max(c.h.Site.StartupGrace, lostAfter)+c.b.Detect)
+		}
+		return g
+	}
 	g := c.b.Reconnect + lostAfter + c.b.Detect
 	for _, k := range c.procDown(c.coord, OpKill) {
 		if k.To.Equal(s.To) || k.overlaps(s) {
@@ -291,7 +346,8 @@ func (c *checker) falseLoss(r *Result) {
 			continue
 		}
 		r.Losses++
-		if s, ok := c.judgedAfterStall(rec.At, m.LostAfter); ok {
+		judge := rec.By(c.h.Site) // the coordinator that judged
+		if s, ok := c.judgedAfterStall(judge, rec.At, m.LostAfter); ok {
 			r.Violations = append(r.Violations, Violation{
 				Property: PropFalseLoss, Member: rec.Member, At: rec.At,
 				Message: fmt.Sprintf("declared lost (%s) %s after the coordinator woke from a stop of %s: after a stall of its own loop nobody is judged before a fresh lost_after (%s)",
@@ -302,6 +358,11 @@ func (c *checker) falseLoss(r *Result) {
 		}
 		w := span{rec.At.Add(-m.LostAfter - c.b.Detect), rec.At}
 		trouble := append(c.away(rec.Member), c.coordTrouble()...).extend(c.b.Reconnect)
+		if c.elected {
+			// Not heard by the candidate that judged (or it could not
+			// judge), whoever else heard it.
+			trouble = append(c.notHeardBy(rec.Member, judge), c.brokerDown()...).extend(c.b.Reconnect)
+		}
 		if len(trouble.overlapping(w)) > 0 {
 			continue
 		}
@@ -323,10 +384,10 @@ func (c *checker) falseLoss(r *Result) {
 // so a loss recorded once the stop had taken hold but before its end was
 // stamped (the nemesis stamps it after sending SIGCONT, and the process
 // may run first) came after the wake too.
-func (c *checker) judgedAfterStall(t time.Time, lostAfter time.Duration) (span, bool) {
+func (c *checker) judgedAfterStall(coord string, t time.Time, lostAfter time.Duration) (span, bool) {
 	const takesHold = 100 * time.Millisecond
-	kills := c.procDown(c.coord, OpKill)
-	for _, s := range c.procDown(c.coord, OpStop) {
+	kills := c.procDown(coord, OpKill)
+	for _, s := range c.procDown(coord, OpStop) {
 		if s.To.Sub(s.From) < lostAfter || !s.To.Before(c.end) || t.Before(s.From.Add(takesHold)) || t.Sub(s.To) >= lostAfter/2 {
 			continue
 		}
@@ -467,6 +528,9 @@ func (c *checker) startedBy(member string, from time.Time) OpKind {
 			return slices.Contains(g[0], member) && slices.Contains(g[1], c.broker) ||
 				slices.Contains(g[1], member) && slices.Contains(g[0], c.broker)
 		}
+		if c.elected {
+			apart = func(g [2][]string) bool { return slices.Contains(g[0], member) || slices.Contains(g[1], member) }
+		}
 		hits := o.Kind != OpStateFull && (o.Member == member || o.Host == member || o.Kind == OpPartition && apart(o.Groups) || o.Kind == OpLANDown)
 		if d := from.Sub(o.Start); hits && d < best {
 			best, kind = d, o.Kind
@@ -487,7 +551,9 @@ func (c *checker) coverage(r *Result) {
 	}
 	for _, id := range sortedKeys(c.h.Site.Members) {
 		m := c.h.Site.Members[id]
-		if !m.Protected || !m.Instance || id == c.coord || len(c.standbys(m)) == 0 {
+		// On an elected site a protected member that leads is covered by
+		// the next leader when it is lost.
+		if !m.Protected || !m.Instance || id == c.coord && !c.elected || len(c.standbys(m)) == 0 {
 			continue
 		}
 		deadline := func(t time.Time) time.Time {
@@ -606,6 +672,9 @@ func (c *checker) checkRoutes(r *Result, prop string, m MemberFact, source strin
 	if !hold.contains(rd) || rd.After(c.end) {
 		return
 	}
+	if prop == PropCoverRoutes {
+		r.RoutingChecked++
+	}
 	want := map[int]int{}
 	for i, out := range m.Outputs {
 		if i < len(src.Inputs) {
@@ -656,7 +725,7 @@ func (c *checker) failback(r *Result) {
 	}
 	for _, id := range sortedKeys(c.h.Site.Members) {
 		m := c.h.Site.Members[id]
-		if !m.Protected || !m.AutoFailback || !m.Instance || id == c.coord {
+		if !m.Protected || !m.AutoFailback || !m.Instance || id == c.coord && !c.elected {
 			continue
 		}
 		away := c.away(id).merge(c.b.Reconnect)
@@ -809,21 +878,31 @@ func (c *checker) atMostOnce(r *Result) {
 	}
 	r.Actions = len(seen)
 	c.stillAcknowledged(r)
-	done := map[string]time.Time{}
+	// Across every candidate's journal on an elected site: no action done
+	// by two leaders, nor twice by one.
+	type doneBy struct {
+		at time.Time
+		by string
+	}
+	done := map[string]doneBy{}
 	for _, rec := range c.h.Journal {
 		if rec.Type != events.ActionDone {
 			continue
 		}
-		id := rec.Str("id")
-		if first, twice := done[id]; twice && id != "" && !c.unwritable(c.coord, first) {
+		id, by := rec.Str("id"), rec.By(c.h.Site)
+		if first, twice := done[id]; twice && id != "" && !c.unwritable(first.by, first.at) {
+			where := "in the journal"
+			if c.elected {
+				where = fmt.Sprintf("in the journals (by %s, then by %s)", first.by, by)
+			}
 			r.Violations = append(r.Violations, Violation{
-				Property: PropAtMostOnce, Member: c.coord, At: rec.At,
-				Message: fmt.Sprintf("action %s (%s) done twice in the journal (first at %s)", id, rec.Str("verb"), clock(first)),
-				From:    first.Add(-2 * time.Second), To: rec.At.Add(2 * time.Second),
+				Property: PropAtMostOnce, Member: by, At: rec.At,
+				Message: fmt.Sprintf("action %s (%s) done twice %s (first at %s)", id, rec.Str("verb"), where, clock(first.at)),
+				From:    first.at.Add(-2 * time.Second), To: rec.At.Add(2 * time.Second),
 			})
 			continue
 		}
-		done[id] = rec.At
+		done[id] = doneBy{rec.At, by}
 	}
 }
 
@@ -862,9 +941,11 @@ func (c *checker) unwritable(member string, t time.Time) bool {
 // before the folder had room again and the records that waited were
 // written (unwritable).
 func (c *checker) journalLost(from, to time.Time) bool {
-	for _, full := range c.opSpans(func(o Op) bool { return o.Kind == OpStateFull && o.Member == c.coord }) {
-		if full.From.Before(to) && full.To.Add(time.Second).After(from) && c.unwritable(c.coord, later(full.From, from)) {
-			return true
+	for _, coord := range c.h.Site.CoordinatorsOf() {
+		for _, full := range c.opSpans(func(o Op) bool { return o.Kind == OpStateFull && o.Member == coord }) {
+			if full.From.Before(to) && full.To.Add(time.Second).After(from) && c.unwritable(coord, later(full.From, from)) {
+				return true
+			}
 		}
 	}
 	return false

@@ -128,7 +128,11 @@ func (c *checker) configs(r *Result) {
 		for _, e := range edits {
 			quiet = later(quiet, e.Start)
 		}
-		coordTrouble := append(c.coordBlocked(), c.hostTrouble(c.coord)...).merge(0)
+		coordTrouble := c.coordBlocked()
+		for _, coord := range c.h.Site.CoordinatorsOf() {
+			coordTrouble = append(coordTrouble, c.hostTrouble(coord)...)
+		}
+		coordTrouble = coordTrouble.merge(0)
 		trouble := slices.Clone(coordTrouble)
 		for _, m := range members {
 			if slices.ContainsFunc(c.procDown(m, OpKill), func(s span) bool { return !s.To.Before(c.end) }) {

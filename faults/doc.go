@@ -15,7 +15,10 @@
 // operations, on one wall-clock time base) and checks properties on that
 // history: coverage within a bound, no false loss, actions at most once,
 // epochs, failback after the copy, material intact, the newest
-// configuration on every host.
+// configuration on every host. On a site whose coordinator is elected
+// (elect.go) it reads every candidate's journal and the switchers' own
+// records of the routes they applied, aims faults at the leader found at
+// run time, and checks that no two leaders acted at once.
 //
 // One concern per file: plan (the site rewritten for the run), nemesis (the
 // seeded schedule), run, netfault, statefs, operator and hooks (carrying

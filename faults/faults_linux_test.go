@@ -128,8 +128,10 @@ func checkTheChecker(t *testing.T, seed string, h *History) {
 		broken := *h
 		broken.Journal = without(h.Journal, func(r Record) bool { return r.Type == "takeover_done" })
 		expect(t, seed, "takeover never done", &broken, PropCoverage)
+	}
+	if res.RoutingChecked > 0 && slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.OK }) {
 		// A build whose routes never reach the switcher.
-		broken = *h
+		broken := *h
 		broken.Routing = nil
 		for _, s := range h.Routing {
 			if !s.At.After(h.Start) {
@@ -678,4 +680,90 @@ func mainCovered(t *testing.T, res Result) {
 	if !slices.ContainsFunc(res.Covers, func(c Cover) bool { return c.Member == "main" && c.OK && !c.Already }) {
 		t.Errorf("main's outage was not covered: covers %+v", res.Covers)
 	}
+}
+
+// electedRuns are the elected example sites' CI schedules (45 s, the
+// leader faults on, a fault aimed at the takeover, the planted outage):
+// each with at least one fault that lands on the leader.
+var electedRuns = []struct {
+	site string
+	seed uint64
+}{{"elect-witness", 1}, {"elect-witness", 2}, {"elect-three", 1}, {"elect-three", 2}}
+
+// The elected example sites (two machines and a witness; three candidates)
+// under fixed schedules with the faults aimed at the leader: no violation,
+// the leader really changed (two terms or more in some schedule), a fault
+// landed on the leader, and the switchers' own records of the routes were
+// judged. Then each real history is broken as a build that lets two
+// leaders act would break it — a route from an earlier leader's connection
+// after a newer leader began acting — and the checker must report it.
+func TestElectedSchedules(t *testing.T) {
+	testhost.RequireRoot(t)
+	testhost.RequireTools(t, "ip", "unshare")
+	var (
+		mu        sync.Mutex
+		histories = map[string]*History{}
+		changed   int
+		onLeader  int
+	)
+	t.Run("schedules", func(t *testing.T) {
+		for _, run := range electedRuns {
+			name := run.site + "/seed=" + itoa(run.seed)
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				out, err := RunSchedule(context.Background(), Options{
+					Binary: binary, Site: filepath.Join("testdata", run.site, "site.yaml"), Dir: t.TempDir(),
+					Duration: ciDuration, Quiet: noQuiet, Registry: builtin.Registry(), Progress: testLog{t},
+					Aim: []string{PhaseTakeover}, Outage: true, LeaderFaults: true,
+				}, run.seed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, o := range out.History.Ops {
+					if o.Err != "" {
+						t.Errorf("fault %s not injected", o)
+					}
+				}
+				failOnViolations(t, run.site, out)
+				if out.Result.Routes == 0 {
+					t.Errorf("no route applied at the switcher was judged")
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				histories[name] = out.History
+				if out.Result.Terms >= 2 {
+					changed++
+				}
+				for _, o := range out.History.Ops {
+					if o.Leader && !o.Missed && !o.Start.IsZero() {
+						onLeader++
+					}
+				}
+			})
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	if changed == 0 || onLeader == 0 {
+		t.Fatalf("%d schedule(s) saw the leader change, %d fault(s) landed on the leader: the faults did not reach the election", changed, onLeader)
+	}
+	t.Run("checker catches", func(t *testing.T) {
+		for name, h := range histories {
+			checkTheChecker(t, name, h)
+			c := &checker{h: h, b: Bounds{}.withDefaults(h.Site), end: h.End, elected: true}
+			terms := c.terms()
+			for i := 1; i < len(terms); i++ {
+				old, nw := terms[i-1], terms[i]
+				if old.Member == nw.Member || old.Term >= nw.Term {
+					continue
+				}
+				broken := *h
+				broken.Applied = append(slices.Clone(h.Applied), RouteApplied{At: nw.From.Add(10 * time.Millisecond), Driver: "router", Output: 1, Input: 1,
+					Remote: "made-up", Host: old.Member})
+				expect(t, name, "the old leader routing after the new one began", &broken, PropTerms)
+				break
+			}
+		}
+	})
 }

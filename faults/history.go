@@ -37,6 +37,10 @@ type History struct {
 	Journal []Record    `json:"journal"` // the coordinator's journal
 	Logs    []LogLine   `json:"logs"`    // every instance's JSON log lines
 	Routing []RouteSeen `json:"routing"` // each switcher simulator's routing as it changed
+	// Applied are the routes each switcher simulator applied, from its own
+	// record, each with the host its connection came from: which
+	// coordinator routed (the overlapping-terms property).
+	Applied []RouteApplied `json:"applied,omitempty"`
 	// Stores are the reads of each member's command records (its state
 	// store, as the agent persists them): after every kill, once the process
 	// was reaped and before it started again, and at the end once every
@@ -93,6 +97,20 @@ type Record struct {
 	// Stepped is the coordinator's clock step Unstep took off At: its
 	// reading was At + Stepped.
 	Stepped time.Duration `json:"stepped,omitempty"`
+	// Source is the candidate whose journal holds the record: on an
+	// elected site every candidate's journal is read (what it recorded
+	// while it coordinated); "" in a history of a site with one
+	// coordinator written before (the coordinator's).
+	Source string `json:"source,omitempty"`
+}
+
+// By is the member whose journal holds the record: Source, or the one
+// coordinator of f.
+func (r Record) By(f SiteFacts) string {
+	if r.Source != "" {
+		return r.Source
+	}
+	return f.Coordinator
 }
 
 // Str returns a string field ("" when absent or not a string).
@@ -120,6 +138,17 @@ type RouteSeen struct {
 	Routing []int     `json:"routing"`
 }
 
+// RouteApplied is a route a switcher simulator applied (its own record:
+// the time it took the command).
+type RouteApplied struct {
+	At     time.Time `json:"at"`
+	Driver string    `json:"driver"`
+	Output int       `json:"output"`
+	Input  int       `json:"input"`
+	Remote string    `json:"remote"`         // the connection's address (host:port), or "panel"
+	Host   string    `json:"host,omitempty"` // the test host of that address: a member id ("" none)
+}
+
 // SiteFacts are what the checker needs to know of the site (from
 // site.yaml as loaded by runtime/config).
 type SiteFacts struct {
@@ -134,6 +163,37 @@ type SiteFacts struct {
 	// the broker is embedded in the coordinator's process.
 	Broker  string                `json:"broker,omitempty"`
 	Members map[string]MemberFact `json:"members"`
+	// Candidates are, on a site whose coordinator is elected, the
+	// candidates in order of preference (Witnesses among them: they only
+	// vote); empty on a site with one coordinator (Coordinator).
+	Candidates []string `json:"candidates,omitempty"`
+	Witnesses  []string `json:"witnesses,omitempty"`
+	// BrokerHosts are, on an elected site, the host labels of the brokers
+	// every instance is connected to: every candidate's with the embedded
+	// broker, BrokerHost with an external one.
+	BrokerHosts []string `json:"broker_hosts,omitempty"`
+}
+
+// Elected reports whether the site's coordinator is elected among
+// Candidates.
+func (f SiteFacts) Elected() bool { return len(f.Candidates) > 0 }
+
+// IsCandidate reports whether member may coordinate: one of the elected
+// site's candidates, or the one coordinator.
+func (f SiteFacts) IsCandidate(member string) bool {
+	if f.Elected() {
+		return slices.Contains(f.Candidates, member)
+	}
+	return member == f.Coordinator
+}
+
+// CoordinatorsOf are the members that may coordinate (Candidates, or the
+// one Coordinator).
+func (f SiteFacts) CoordinatorsOf() []string {
+	if f.Elected() {
+		return f.Candidates
+	}
+	return []string{f.Coordinator}
 }
 
 // MemberFact is one member as the checker sees it.

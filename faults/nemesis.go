@@ -75,7 +75,18 @@ const (
 	// fsync stalled, through the instance's fault hook) until For has
 	// passed.
 	OpStoreStall OpKind = "store_stall"
+	// OpCandidateCut: on an elected site, a coordinator candidate's host
+	// (the leader's, found when the fault begins: Op.Leader) cut off from
+	// the other candidates' hosts only — it still reaches the members, the
+	// switchers and (with an external broker) the broker; healed after For.
+	OpCandidateCut OpKind = "candidate_cut"
 )
+
+// TheLeader is the member of an op aimed at the elected coordinator
+// (Op.Leader) until it lands: the runner finds the leader then, from the
+// instances' /status (election.leader), or for a fault aimed at a phase,
+// from whose journal shows the phase begin.
+const TheLeader = "(leader)"
 
 // The operator commands the nemesis sends (Op.Verb).
 const (
@@ -90,7 +101,7 @@ func (o Op) instant() bool {
 }
 
 // OpKinds lists every kind, in report order.
-var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpLANDown, OpBrokerKill, OpBrokerStop, OpStateFull, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop, OpConfigEdit, OpOperator, OpClockStep, OpStoreStall}
+var OpKinds = []OpKind{OpKill, OpStop, OpLinkDown, OpPartition, OpBrokerCut, OpCandidateCut, OpLANDown, OpBrokerKill, OpBrokerStop, OpStateFull, OpSwitcherRestart, OpSwitcherRefuse, OpSwitcherDrop, OpConfigEdit, OpOperator, OpClockStep, OpStoreStall}
 
 // Phases a fault can be aimed at (Target.Aim): it waits, from its time, for
 // the coordinator's journal to show the phase beginning (takeover_started,
@@ -136,6 +147,10 @@ type Op struct {
 	// Planted marks the outage of a protected member that every schedule
 	// gets with Target.Outage (a takeover to aim at).
 	Planted bool `json:"planted,omitempty"`
+	// Leader marks a fault aimed at the elected coordinator (kill, stop,
+	// candidate_cut): drawn with Member TheLeader, it hits the candidate
+	// that leads when it lands (Member then names it).
+	Leader bool `json:"leader,omitempty"`
 	// JournalMarks, for a clock step of the coordinator, are how many
 	// records its journal had before the step was sent and once the hook
 	// answered (History.Unstep).
@@ -163,6 +178,8 @@ func (o Op) String() string {
 		what = fmt.Sprintf("partition %s | %s", strings.Join(o.Groups[0], ","), strings.Join(o.Groups[1], ","))
 	case OpBrokerCut:
 		what = o.Member + " cut off from the broker"
+	case OpCandidateCut:
+		what = o.Member + " cut off from the other candidates"
 	case OpSwitcherRestart:
 		what = "switcher " + o.Driver + " restarted"
 	case OpSwitcherRefuse:
@@ -202,6 +219,9 @@ func (o Op) String() string {
 	if o.Planted {
 		what += " (the planted outage)"
 	}
+	if o.Leader {
+		what += " (the leader)"
+	}
 	s := fmt.Sprintf("#%d %s for %s: %s", o.ID, when, o.For.Round(time.Millisecond), what)
 	if o.Missed {
 		s += " (missed: the phase never came where it could land)"
@@ -220,7 +240,7 @@ func (o Op) resource() string {
 		return "proc:" + o.Member
 	case OpLinkDown:
 		return "link:" + o.Host
-	case OpPartition, OpBrokerCut, OpLANDown:
+	case OpPartition, OpBrokerCut, OpLANDown, OpCandidateCut:
 		return "net"
 	case OpBrokerKill, OpBrokerStop:
 		return "broker"
@@ -266,12 +286,16 @@ type Schedule struct {
 	Operator     bool     `json:"operator,omitempty"`
 	StateFaults  bool     `json:"state_full,omitempty"`
 	HostFaults   bool     `json:"host_faults,omitempty"`
+	LeaderFaults bool     `json:"leader_faults,omitempty"`
 	// Broker is the external broker the schedule was drawn for ("": the
 	// embedded one): it adds a broker kill and puts the broker's host in
 	// the partitions.
 	Broker string `json:"broker,omitempty"`
 	MaxOps int    `json:"max_ops,omitempty"`
-	Ops    []Op   `json:"ops"`
+	// Elected is set when the schedule was drawn for a site whose
+	// coordinator is elected (Target.Candidates).
+	Elected bool `json:"elected,omitempty"`
+	Ops     []Op `json:"ops"`
 }
 
 // Flags are the options of understudy faults that draw this schedule again
@@ -279,6 +303,9 @@ type Schedule struct {
 func (s Schedule) Flags() string {
 	f := fmt.Sprintf("--seed %d --duration %s --max-faults %d --aim '%s' --device-faults=%t --lan-down=%t --outage=%t --state-full=%t", s.Seed, s.Duration, s.MaxOps, strings.Join(s.Aim, ","), s.DeviceFaults, s.LANDown, s.Outage, s.StateFaults)
 	f += fmt.Sprintf(" --config-edits=%t --operator=%t --host-faults=%t", s.ConfigEdits, s.Operator, s.HostFaults)
+	if s.Elected {
+		f += fmt.Sprintf(" --leader-faults=%t", s.LeaderFaults)
+	}
 	if s.Broker != "" {
 		f += fmt.Sprintf(" --broker %s --broker-stop=%t", s.Broker, s.BrokerStop)
 	}
@@ -348,7 +375,20 @@ type Target struct {
 	// instance's fault hook: its clock stepped (clock_step), its state
 	// store's commits stalled (store_stall).
 	HostFaults bool
+	// Candidates are, on a site whose coordinator is elected, the
+	// candidates (Witnesses among them); Coordinator is then "": the
+	// leader is found when a fault aimed at it lands (TheLeader).
+	Candidates, Witnesses []string
+	// LeaderFaults adds, on an elected site, one or two faults aimed at
+	// the leader or the election: the leader's process killed, stopped
+	// for longer than its lease, its host cut off from the other
+	// candidates (candidate_cut); the witness killed or stopped; a
+	// candidate's clock stepped.
+	LeaderFaults bool
 }
+
+// elected reports whether the target's coordinator is elected.
+func (t Target) elected() bool { return len(t.Candidates) > 0 }
 
 // NewSchedule draws a schedule from seed: between 2 and MaxOps faults with a
 // random phase in the first three quarters of d (after a sixth of it), each
@@ -364,12 +404,16 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 	}
 	lost := max(t.LostAfter, 300*time.Millisecond)
 	s := Schedule{Seed: seed, Duration: d, Aim: t.Aim, DeviceFaults: t.DeviceFaults, LANDown: t.LANDown, Outage: t.Outage, StateFaults: t.StateFaults,
-		ConfigEdits: t.ConfigEdits && len(t.Bundled) > 0, Operator: t.Operator, HostFaults: t.HostFaults, MaxOps: maxOps}
+		ConfigEdits: t.ConfigEdits && len(t.Bundled) > 0, Operator: t.Operator, HostFaults: t.HostFaults, MaxOps: maxOps,
+		Elected: t.elected(), LeaderFaults: t.elected() && t.LeaderFaults}
 	if externalBroker(t.Broker) {
 		s.Broker, s.BrokerStop = t.Broker, t.BrokerStop
 	}
 	hosts := append(slices.Clone(t.Members), DevicesHost)
-	others := slices.DeleteFunc(slices.Clone(t.Members), func(m string) bool { return m == t.Coordinator })
+	// Cut off from the broker: the members but the coordinator (which
+	// embeds it), on an elected site those that are no candidate (a
+	// candidate cut off from the others is candidate_cut).
+	others := slices.DeleteFunc(slices.Clone(t.Members), func(m string) bool { return m == t.Coordinator || slices.Contains(t.Candidates, m) })
 	kinds := []OpKind{OpKill, OpKill, OpStop, OpLinkDown, OpPartition}
 	if len(others) > 0 {
 		kinds = append(kinds, OpBrokerCut)
@@ -429,7 +473,11 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 	}
 	if len(t.Aim) > 0 {
 		o := Op{Aim: t.Aim[x.IntN(len(t.Aim))], At: from}
-		who := slices.Compact(slices.Sorted(slices.Values(append([]string{t.Coordinator}, t.Standbys...))))
+		coord := t.Coordinator
+		if t.elected() {
+			coord = TheLeader // the candidate whose journal shows the phase
+		}
+		who := slices.Compact(slices.Sorted(slices.Values(append([]string{coord}, t.Standbys...))))
 		kinds := []OpKind{OpKill, OpKill, OpStop}
 		if len(t.Switchers) > 0 {
 			kinds = append(kinds, OpSwitcherRefuse, OpSwitcherDrop)
@@ -438,6 +486,7 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 		switch o.Kind {
 		case OpKill, OpStop:
 			o.Member = who[x.IntN(len(who))]
+			o.Leader = o.Member == TheLeader
 		default:
 			o.Driver, o.Count = t.Switchers[x.IntN(len(t.Switchers))], 1+x.IntN(3)
 		}
@@ -471,10 +520,12 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 			o.At = from + time.Duration(x.Int64N(int64(d/2-from)))
 			o.For = min(lost+time.Second+time.Duration(x.Int64N(int64(d/4))), d-o.At)
 			// While the coordinator itself is down or cut off the outage
-			// would be judged late or not at all: not then either.
+			// would be judged late or not at all: not then either (on an
+			// elected site, whichever candidate leads then is not known
+			// in advance).
 			coordProc := Op{Kind: OpKill, Member: t.Coordinator, At: o.At, For: o.For}
 			coordLink := Op{Kind: OpLinkDown, Host: t.Coordinator, At: o.At, For: o.For}
-			if !overlaps(s.Ops, o, d) && !overlaps(s.Ops, coordProc, d) && !overlaps(s.Ops, coordLink, d) {
+			if !overlaps(s.Ops, o, d) && (t.elected() || !overlaps(s.Ops, coordProc, d) && !overlaps(s.Ops, coordLink, d)) {
 				s.Ops = append(s.Ops, o)
 				break
 			}
@@ -570,11 +621,59 @@ func NewSchedule(seed uint64, t Target, d time.Duration) Schedule {
 			}
 		}
 	}
+	// The faults aimed at the leader and the election from a stream of
+	// their own, after everything else: a seed draws the same other
+	// faults with or without them.
+	if s.LeaderFaults {
+		s.Ops = append(s.Ops, leaderOps(seed, t, s.Ops, from, until, lost, d)...)
+	}
 	slices.SortStableFunc(s.Ops, func(a, b Op) int { return int(a.At - b.At) })
 	for i := range s.Ops {
 		s.Ops[i].ID = i + 1
 	}
 	return s
+}
+
+// leaderOps draws one or two faults aimed at an elected coordinator: its
+// process killed (restarted after a while, or not before the end) or
+// stopped for longer than its lease, its host cut off from the other
+// candidates; the witness killed or stopped; a candidate's clock stepped
+// (by half a lost_after to 2 minutes, either way). None overlaps what
+// ops already hold.
+func leaderOps(seed uint64, t Target, ops []Op, from, until, lost, d time.Duration) []Op {
+	lx := rand.New(rand.NewPCG(seed, 0x6c65616465726f70)) // "leaderop"
+	var out []Op
+	for range 1 + lx.IntN(2) {
+		o := extraOp(lx, OpKill, from, until, lost, d)
+		switch k := lx.IntN(5); {
+		case k == 0:
+			o.Member, o.Leader = TheLeader, true
+			if lx.IntN(4) == 0 {
+				o.For = 0 // not restarted
+			}
+		case k == 1:
+			// Longer than its lease (raft's heartbeat timeout, under a
+			// lost_after): a new leader acts meanwhile.
+			o.Kind, o.Member, o.Leader = OpStop, TheLeader, true
+			o.For = min(lost+time.Second+time.Duration(lx.Int64N(int64(d/6))), d-o.At)
+		case k == 2:
+			o.Kind, o.Member, o.Leader = OpCandidateCut, TheLeader, true
+		case k == 3 && len(t.Witnesses) > 0:
+			o.Kind = []OpKind{OpKill, OpStop}[lx.IntN(2)]
+			o.Member = t.Witnesses[lx.IntN(len(t.Witnesses))]
+		default:
+			o.Kind, o.Member, o.For = OpClockStep, t.Candidates[lx.IntN(len(t.Candidates))], 0
+			top := max(2*time.Minute, 2*lost)
+			o.Offset = (lost/2 + time.Duration(lx.Int64N(int64(top-lost/2)))).Round(time.Millisecond)
+			if lx.IntN(2) == 0 {
+				o.Offset = -o.Offset
+			}
+		}
+		if !overlaps(append(slices.Clone(ops), out...), o, d) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // extraOp draws an op of kind from the extra stream x: at a random time

@@ -23,8 +23,11 @@ import (
 
 // Ports the plan gives the parts of the run on their hosts.
 const (
-	BrokerPort   = 1883
-	APIPort      = 7901
+	BrokerPort = 1883
+	APIPort    = 7901
+	// RaftPort is each coordinator candidate's raft transport on an
+	// elected site.
+	RaftPort     = 7950
 	MaterialPort = 7902
 	// firstSimPort is the first switcher simulator's port on the devices host.
 	firstSimPort = 9990
@@ -98,10 +101,43 @@ func (p *Plan) hostIndex(member string) int {
 	return slices.IndexFunc(p.Hosts, func(h HostPlan) bool { return h.Member == member })
 }
 
-// CoordinatorAddr is the address of the coordinator's host.
+// CoordinatorAddr is the address of the coordinator's host (on an
+// elected site, the first candidate's).
 func (p *Plan) CoordinatorAddr() string {
 	h, _ := p.Host(p.Site.Coordinator)
 	return h.Addr
+}
+
+// Elected reports whether the site elects its coordinator among its
+// candidates (config.Site.Elected): every candidate may coordinate.
+func (p *Plan) Elected() bool { return p.Site.Elected() }
+
+// Candidates are the members that may coordinate: an elected site's
+// candidates (its witnesses included: one may lead for a moment), else the
+// one coordinator.
+func (p *Plan) Candidates() []string {
+	if p.Elected() {
+		return slices.Clone(p.Site.Candidates)
+	}
+	return []string{p.Site.Coordinator}
+}
+
+// CandidateBrokers reports whether every candidate of an elected site
+// embeds a broker (members.X.broker) in the run: with the embedded broker
+// (the default), not with an external one.
+func (p *Plan) CandidateBrokers() bool { return p.Elected() && !p.External() }
+
+// BrokerHosts are the labels of the hosts whose broker the instances use:
+// the broker host with an external broker, every candidate's on an elected
+// site whose candidates embed one each, else the coordinator's.
+func (p *Plan) BrokerHosts() []string {
+	switch {
+	case p.External():
+		return []string{BrokerHost}
+	case p.CandidateBrokers():
+		return p.Candidates()
+	}
+	return []string{p.Site.Coordinator}
 }
 
 // External reports whether the broker runs on a host of its own.
@@ -182,11 +218,16 @@ func NewPlan(sitePath, dir string, reg *drivers.Registry) (*Plan, error) {
 			Hooks:    filepath.Join(hd, "hooks.sock"),
 		})
 	}
-	if _, ok := p.Host(site.Coordinator); !ok {
-		return nil, fmt.Errorf("%s: the coordinator %s runs no instance", sitePath, site.Coordinator)
+	for _, c := range p.Candidates() {
+		if _, ok := p.Host(c); !ok {
+			return nil, fmt.Errorf("%s: the coordinator candidate %s runs no instance", sitePath, c)
+		}
 	}
 	if err := p.rewriteMembers(); err != nil {
 		return nil, err
+	}
+	if p.Elected() {
+		p.note("coordinator elected among %s: each candidate's raft: on its own host, port %d", strings.Join(p.Site.Candidates, ", "), RaftPort)
 	}
 	if err := p.rewriteDrivers(reg); err != nil {
 		return nil, err
@@ -242,6 +283,11 @@ func (p *Plan) rewriteMembers() error {
 			return f
 		}
 		m["api"] = net.JoinHostPort(h.Addr, strconv.Itoa(APIPort))
+		if p.Elected() && p.Site.IsCandidate(id) {
+			// Each candidate's raft transport on its own host; its broker
+			// (broker:) is set by Write, which knows the run's broker.
+			m["raft"] = net.JoinHostPort(h.Addr, strconv.Itoa(RaftPort))
+		}
 		if _, ok := m["material_server"]; ok {
 			m["material_server"] = net.JoinHostPort(h.Addr, strconv.Itoa(MaterialPort))
 		}
@@ -397,6 +443,26 @@ func (p *Plan) Write(addrs map[string]string) error {
 	}
 	orig, _ := p.doc["bus"].(map[string]any)
 	broker := net.JoinHostPort(p.BrokerAddr(), strconv.Itoa(BrokerPort))
+	if p.Elected() {
+		// Every candidate embeds a broker on its own host (every instance
+		// is connected to all of them), or none does and the external
+		// broker is the site's one.
+		list, _ := p.doc["members"].([]any)
+		for _, raw := range list {
+			m, ok := raw.(map[string]any)
+			if !ok {
+				continue
+			}
+			id, _ := m["id"].(string)
+			h, ok := p.Host(id)
+			switch {
+			case !ok || !p.Site.IsCandidate(id) || p.External():
+				delete(m, "broker")
+			default:
+				m["broker"] = net.JoinHostPort(h.Addr, strconv.Itoa(BrokerPort))
+			}
+		}
+	}
 	for _, h := range p.Hosts {
 		dir := filepath.Dir(h.SiteFile)
 		if err := copySiteFolder(p.Site.Dir, dir); err != nil {
@@ -413,6 +479,11 @@ func (p *Plan) Write(addrs map[string]string) error {
 			// The users stay: broker-config writes their accounts.
 			bus = keep(bus, "username", "password", "users", "anonymous", "keepalive")
 			bus["url"] = "tcp://" + broker
+		case p.CandidateBrokers():
+			// No bus.url, no listen: each candidate's broker: is where it
+			// embeds one, and every instance connects to every one. The
+			// accounts stay (every candidate's broker has them).
+			bus = keep(bus, "username", "password", "users", "anonymous", "keepalive")
 		case h.Member == p.Site.Coordinator:
 			bus["listen"] = broker
 		default:
@@ -446,6 +517,15 @@ func (p *Plan) Write(addrs map[string]string) error {
 			return err
 		}
 		p.note("bus: Debian's mosquitto on a host of its own, %s, with the accounts, ACLs and listener of understudy broker-config --mosquitto for the run's site; every instance connects to tcp://%s", p.BrokerAddr(), broker)
+		return nil
+	}
+	if p.CandidateBrokers() {
+		var addrs []string
+		for _, c := range p.Candidates() {
+			h, _ := p.Host(c)
+			addrs = append(addrs, c+" "+net.JoinHostPort(h.Addr, strconv.Itoa(BrokerPort)))
+		}
+		p.note("bus: every coordinator candidate embeds a broker on its own host (%s), and every instance is connected to all of them", strings.Join(addrs, ", "))
 		return nil
 	}
 	p.note("bus: the embedded broker on the coordinator's host %s; the others connect to tcp://%s", p.CoordinatorAddr(), broker)
@@ -644,6 +724,15 @@ func (p *Plan) Facts() SiteFacts {
 	}
 	if p.External() {
 		f.Broker = p.Broker
+	}
+	if p.Elected() {
+		f.Candidates = slices.Clone(s.Candidates)
+		f.BrokerHosts = p.BrokerHosts()
+		for _, id := range s.Candidates {
+			if m, ok := s.Member(id); ok && m.Witness {
+				f.Witnesses = append(f.Witnesses, id)
+			}
+		}
 	}
 	settings := s.Policy.Settings
 	for _, m := range s.Members {

@@ -62,11 +62,16 @@ type Report struct {
 	// ConfigsJudged counts the configuration bundles whose files were
 	// compared at the end; ConfigsUnjudged those not (the site had not
 	// settled long enough before the end).
-	ConfigsJudged   int                     `json:"configs_judged,omitempty"`
-	ConfigsUnjudged int                     `json:"configs_unjudged,omitempty"`
-	Violations      []ScheduleViolation     `json:"violations"`
-	CoverTimes      map[OpKind]Distribution `json:"time_to_cover"` // by the kind of fault that began the outage
-	Notes           []string                `json:"notes,omitempty"`
+	ConfigsJudged   int `json:"configs_judged,omitempty"`
+	ConfigsUnjudged int `json:"configs_unjudged,omitempty"`
+	// Terms counts, on an elected site, the leaders' terms read from the
+	// candidates' journals; Routes the routes applied at the switchers
+	// judged by the connection they came over (overlapping-terms).
+	Terms      int                     `json:"terms,omitempty"`
+	Routes     int                     `json:"routes,omitempty"`
+	Violations []ScheduleViolation     `json:"violations"`
+	CoverTimes map[OpKind]Distribution `json:"time_to_cover"` // by the kind of fault that began the outage
+	Notes      []string                `json:"notes,omitempty"`
 	// Build is the commit the binary was built from (its VCS stamp, with
 	// "+modified" when the tree had changes), "" when it has none.
 	Build string `json:"build,omitempty"`
@@ -169,6 +174,8 @@ func (r *Report) Add(h *History, res Result) {
 	r.Unproven += res.Unproven
 	r.Actions += res.Actions
 	r.Losses += res.Losses
+	r.Terms += res.Terms
+	r.Routes += res.Routes
 	r.Copies += res.Copies
 	r.Material += res.MaterialFiles
 	r.ConfigsJudged += res.ConfigsJudged
@@ -266,6 +273,9 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "checked: %d loss(es) that had to be covered, %d return(s) that had to be failed back, %d member_lost record(s), %d command record(s) read at members; %d outage(s) queued (no free standby), %d not provable (the coordinator's journal lost with its state folder full)\n", r.Covers, r.Failbacks, r.Losses, r.Actions, r.Queued, r.Unproven)
 	if r.Copies > 0 {
 		fmt.Fprintf(w, "material: %d recording(s) compared after %d failback(s) with a copy\n", r.Material, r.Copies)
+	}
+	if r.Terms > 0 {
+		fmt.Fprintf(w, "leaders: %d term(s) read from the candidates' journals, %d route(s) applied at the switchers judged by the connection they came over\n", r.Terms, r.Routes)
 	}
 	if r.ConfigsJudged+r.ConfigsUnjudged > 0 {
 		fmt.Fprintf(w, "configuration bundles: %d compared on every host at the end, %d not (the site had not settled before the end)\n", r.ConfigsJudged, r.ConfigsUnjudged)

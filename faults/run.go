@@ -62,6 +62,13 @@ type Options struct {
 	// stalled (Target.HostFaults). With it, or with a Schedule that has
 	// such faults, every instance runs with the hook enabled.
 	HostFaults bool
+	// LeaderFaults adds, on a site whose coordinator is elected, faults
+	// aimed at the leader (found when they land) and the election: the
+	// leader killed, stopped past its lease, cut off from the other
+	// candidates; the witness killed or stopped; a candidate's clock
+	// stepped (Target.LeaderFaults). Every instance then runs with the
+	// fault hook enabled.
+	LeaderFaults bool
 	// Broker is the bus's broker: BrokerEmbedded ("" too), in the
 	// coordinator's process, or BrokerMosquitto, Debian's mosquitto on a
 	// test host of its own configured with the files of understudy

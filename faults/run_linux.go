@@ -224,7 +224,8 @@ func (r *runner) setUp() error {
 			return err
 		}
 	}
-	hooks := r.opts.HostFaults || r.opts.Schedule != nil && slices.ContainsFunc(r.opts.Schedule.Ops, Op.hostFault)
+	// Leader faults step candidates' clocks through the hook too.
+	hooks := r.opts.HostFaults || r.opts.LeaderFaults && r.plan.Elected() || r.opts.Schedule != nil && slices.ContainsFunc(r.opts.Schedule.Ops, Op.hostFault)
 	for _, h := range r.plan.Hosts {
 		args := []string{"run", "-c", h.SiteFile, "--member", h.Member, "--state", h.StateDir, "--log-format", "json", "--log-level", "info"}
 		env := r.opts.Env
@@ -240,10 +241,11 @@ func (r *runner) setUp() error {
 		}
 		r.procs[h.Member] = in
 	}
-	// The coordinator (and the broker it embeds) first.
+	// The coordinator (and the broker it embeds) first; on an elected site
+	// every candidate (each with its broker) first.
 	order := slices.Clone(r.plan.Hosts)
 	slices.SortStableFunc(order, func(a, b HostPlan) int {
-		return boolInt(b.Member == r.plan.Site.Coordinator) - boolInt(a.Member == r.plan.Site.Coordinator)
+		return boolInt(r.plan.Site.IsCandidate(b.Member)) - boolInt(r.plan.Site.IsCandidate(a.Member))
 	})
 	for _, h := range order {
 		if err := r.procs[h.Member].start(); err != nil {
@@ -289,40 +291,44 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// journalPath is the coordinator's journal.
-func (r *runner) journalPath() string {
-	h, _ := r.plan.Host(r.plan.Site.Coordinator)
+// journalPath is member's journal (a coordinator candidate's: it holds
+// what the candidate recorded while it coordinated).
+func (r *runner) journalPath(member string) string {
+	h, _ := r.plan.Host(member)
 	return filepath.Join(h.StateDir, r.plan.Site.Name+"-"+h.Member+".journal")
 }
 
-// waitReady waits until the coordinator has seen every instance and every
-// switcher is connected.
+// readJournals reads every candidate's journal (the coordinator's alone
+// on a site with one), each record with its Source, in file order one
+// journal after the other.
+func (r *runner) readJournals() ([]Record, error) {
+	var out []Record
+	var errs []error
+	for _, c := range r.plan.Candidates() {
+		recs, err := ReadJournal(r.journalPath(c))
+		if err != nil && (!r.plan.Elected() || !errors.Is(err, os.ErrNotExist)) {
+			errs = append(errs, fmt.Errorf("%s: %w", c, err))
+		}
+		for i := range recs {
+			recs[i].Source = c
+		}
+		out = append(out, recs...)
+	}
+	return out, errors.Join(errs...)
+}
+
+// waitReady waits until the coordinator (on an elected site: a candidate
+// elected and coordinating) has seen every instance and every switcher is
+// connected.
 func (r *runner) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(r.plan.Site.Heartbeat.StartupGrace.D() + readyTimeout)
+	wait := r.plan.Site.Heartbeat.StartupGrace.D() + readyTimeout
+	if r.plan.Elected() {
+		wait += readyTimeout // the group forms and elects first
+	}
+	deadline := time.Now().Add(wait)
 	var missing []string
 	for time.Now().Before(deadline) {
-		recs, _ := ReadJournal(r.journalPath())
-		seen := map[string]bool{}
-		for _, rec := range recs {
-			switch rec.Type {
-			case events.MemberSeen:
-				seen[rec.Member] = true
-			case events.DriverConnected:
-				seen["driver:"+rec.Str("driver")] = true
-			}
-		}
-		missing = missing[:0]
-		for _, h := range r.plan.Hosts {
-			if !seen[h.Member] {
-				missing = append(missing, h.Member)
-			}
-		}
-		for _, s := range r.plan.Switchers {
-			if !seen["driver:"+s.Driver] {
-				missing = append(missing, "switcher "+s.Driver)
-			}
-		}
-		if len(missing) == 0 {
+		if missing = r.notReady(); len(missing) == 0 {
 			return nil
 		}
 		select {
@@ -331,7 +337,60 @@ func (r *runner) waitReady(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("site not up within %s: the coordinator has not seen %v (logs in %s)", r.plan.Site.Heartbeat.StartupGrace.D()+readyTimeout, missing, filepath.Join(r.plan.Dir, "logs"))
+	return fmt.Errorf("site not up within %s: the coordinator has not seen %v (logs in %s)", wait, missing, filepath.Join(r.plan.Dir, "logs"))
+}
+
+// notReady is what the coordinator has not seen yet: members, switchers
+// ("switcher NAME"), and on an elected site a coordinator elected.
+func (r *runner) notReady() []string {
+	var recs []Record
+	if r.plan.Elected() {
+		// The leader's own records of its last term: since the end of its
+		// term before (what it tells its coordinator of the member table
+		// comes just before its coordinator_elected).
+		all, _ := r.readJournals()
+		leader := ""
+		for _, rec := range all {
+			if rec.Type == events.CoordinatorElected {
+				leader = rec.Source
+			}
+		}
+		if leader == "" {
+			return []string{"a coordinator elected"}
+		}
+		for _, rec := range all {
+			switch {
+			case rec.Source != leader:
+			case rec.Type == events.CoordinatorLost:
+				recs = recs[:0]
+			default:
+				recs = append(recs, rec)
+			}
+		}
+	} else {
+		recs, _ = ReadJournal(r.journalPath(r.plan.Site.Coordinator))
+	}
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		switch rec.Type {
+		case events.MemberSeen:
+			seen[rec.Member] = true
+		case events.DriverConnected:
+			seen["driver:"+rec.Str("driver")] = true
+		}
+	}
+	var missing []string
+	for _, h := range r.plan.Hosts {
+		if !seen[h.Member] {
+			missing = append(missing, h.Member)
+		}
+	}
+	for _, s := range r.plan.Switchers {
+		if !seen["driver:"+s.Driver] {
+			missing = append(missing, "switcher "+s.Driver)
+		}
+	}
+	return missing
 }
 
 // pollRouting records each switcher's routing whenever it changes, until
@@ -369,6 +428,12 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 		return nil, err
 	}
 	target := Target{Coordinator: r.plan.Site.Coordinator, MaxOps: r.opts.MaxOps, Aim: r.opts.Aim, DeviceFaults: r.opts.DeviceFaults, LANDown: r.opts.LANDown}
+	if r.plan.Elected() {
+		// Whoever leads when a fault lands (TheLeader).
+		target.Coordinator = ""
+		target.Candidates, target.Witnesses = r.plan.Candidates(), r.plan.Facts().Witnesses
+		target.LeaderFaults = r.opts.LeaderFaults
+	}
 	if r.plan.External() {
 		target.Broker = r.plan.Broker
 	}
@@ -440,9 +505,10 @@ func (r *runner) run(ctx context.Context) (*Outcome, error) {
 	h.Routing = slices.Clone(r.routing)
 	r.mu.Unlock()
 	var err error
-	if h.Journal, err = ReadJournal(r.journalPath()); err != nil {
+	if h.Journal, err = r.readJournals(); err != nil {
 		errs = append(errs, err)
 	}
+	h.Applied = r.appliedRoutes()
 	for _, hp := range r.plan.Hosts {
 		lines, err := ReadLogFile(hp.Member, hp.Log)
 		errs = append(errs, err)
@@ -498,23 +564,38 @@ func (r *runner) nemesis(runCtx context.Context, start, end time.Time, sched Sch
 				return
 			}
 			if o.Aim != "" {
-				at, ok := r.awaitPhase(ctx, start, sched, *o)
+				at, member, ok := r.awaitPhase(ctx, start, sched, *o)
 				if !ok {
 					o.Missed = true
 					return
 				}
-				o.AimedAt = at
+				o.AimedAt, o.Member = at, member
+			} else if o.Leader {
+				// The candidate that leads now, once nothing holds it.
+				member, ok := r.awaitLeader(ctx, *o)
+				if !ok {
+					o.Missed = true
+					return
+				}
+				o.Member = member
 			}
 			// A host fault goes through its process's hook: it waits
 			// while an aimed fault holds the process (killed, stopped).
 			if o.hostFault() && !r.awaitFree(ctx, *o) {
 				return
 			}
-			// A step of the coordinator's clock: where its journal was
+			// Any other waits while a fault aimed at the leader holds what
+			// it holds (the leader was not known when it was drawn).
+			if !r.awaitFree(ctx, *o) {
+				o.Missed = true
+				return
+			}
+			// A step of the clock of a member that may coordinate (the
+			// coordinator, a candidate): where its journal was
 			// (History.Unstep).
-			coordStep := o.Kind == OpClockStep && o.Member == r.plan.Site.Coordinator
+			coordStep := o.Kind == OpClockStep && slices.Contains(r.plan.Candidates(), o.Member)
 			if coordStep {
-				recs, _ := ReadJournal(r.journalPath())
+				recs, _ := ReadJournal(r.journalPath(o.Member))
 				o.JournalMarks[0] = len(recs)
 			}
 			o.Start = time.Now()
@@ -528,7 +609,7 @@ func (r *runner) nemesis(runCtx context.Context, start, end time.Time, sched Sch
 				r.stepClock(o.Member, o.Offset)
 			}
 			if coordStep {
-				recs, _ := ReadJournal(r.journalPath())
+				recs, _ := ReadJournal(r.journalPath(o.Member))
 				o.JournalMarks[1] = len(recs)
 			}
 			r.logf("%s", o)
@@ -589,7 +670,21 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 func (r *runner) groups(o Op) (a, b []*testhost.Host) {
 	switch o.Kind {
 	case OpBrokerCut:
-		return []*testhost.Host{r.hosts[o.Member]}, []*testhost.Host{r.hosts[r.brokerHost()]}
+		// From every broker's host: on an elected site whose candidates
+		// embed one each, from every candidate's.
+		for _, l := range r.plan.BrokerHosts() {
+			if l != o.Member {
+				b = append(b, r.hosts[l])
+			}
+		}
+		return []*testhost.Host{r.hosts[o.Member]}, b
+	case OpCandidateCut:
+		for _, c := range r.plan.Candidates() {
+			if c != o.Member {
+				b = append(b, r.hosts[c])
+			}
+		}
+		return []*testhost.Host{r.hosts[o.Member]}, b
 	default:
 		for _, l := range o.Groups[0] {
 			a = append(a, r.hosts[l])
@@ -599,15 +694,6 @@ func (r *runner) groups(o Op) (a, b []*testhost.Host) {
 		}
 		return a, b
 	}
-}
-
-// brokerHost is the label of the broker's host: BrokerHost, or the
-// coordinator's with the embedded broker.
-func (r *runner) brokerHost() string {
-	if r.plan.External() {
-		return BrokerHost
-	}
-	return r.plan.Site.Coordinator
 }
 
 // hostLabels are the labels of every host, in order.
@@ -657,7 +743,7 @@ func (r *runner) apply(ctx context.Context, o Op) error {
 			errs = append(errs, r.hosts[label].Unplug())
 		}
 		return errors.Join(errs...)
-	case OpPartition, OpBrokerCut:
+	case OpPartition, OpBrokerCut, OpCandidateCut:
 		a, b := r.groups(o)
 		return r.nf.cut(a, b)
 	case OpBrokerKill:
@@ -713,7 +799,7 @@ func (r *runner) revert(ctx context.Context, o Op) error {
 			errs = append(errs, r.hosts[label].Plug())
 		}
 		return errors.Join(errs...)
-	case OpPartition, OpBrokerCut:
+	case OpPartition, OpBrokerCut, OpCandidateCut:
 		a, b := r.groups(o)
 		return r.nf.heal(a, b)
 	case OpBrokerKill:
@@ -738,11 +824,12 @@ func (r *runner) revert(ctx context.Context, o Op) error {
 }
 
 // record runs the recorder emulation until end (or ctx ends): it follows
-// the coordinator's journal and appends to the recordings every recTick.
+// the coordinator's journal (every candidate's on an elected site) and
+// appends to the recordings every recTick.
 func (r *runner) record(ctx context.Context, end time.Time) {
 	ctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
-	tail := &journalTail{path: r.journalPath()}
+	tail := r.tailJournals()
 	t := time.NewTicker(recTick)
 	defer t.Stop()
 	for {
@@ -768,8 +855,11 @@ const aimPoll = 2 * time.Millisecond
 // this machine's clock, or false when ctx ended first. The records already
 // in the journal are passed over by their place, not by their time: the
 // coordinator's clock may have been stepped.
-func (r *runner) awaitPhase(ctx context.Context, start time.Time, sched Schedule, o Op) (time.Time, bool) {
-	tail := &journalTail{path: r.journalPath()}
+//
+// A fault aimed at the leader (Op.Leader) hits the candidate whose journal
+// shows the phase: the one coordinating; the member it hit is returned.
+func (r *runner) awaitPhase(ctx context.Context, start time.Time, sched Schedule, o Op) (time.Time, string, bool) {
+	tail := r.tailJournals()
 	tail.next() // written before o's time
 	t := time.NewTicker(aimPoll)
 	defer t.Stop()
@@ -778,24 +868,74 @@ func (r *runner) awaitPhase(ctx context.Context, start time.Time, sched Schedule
 			if phaseBegins(rec) != o.Aim {
 				continue
 			}
+			if o.Leader {
+				o.Member = rec.Source
+			}
 			if !r.isHeld(o) && sched.CanLand(o, time.Since(start)) {
 				// Read within milliseconds of being written: the step
 				// in force now is the one it was stamped with.
-				return rec.At.Add(-r.clockStep(r.plan.Site.Coordinator)), true
+				return rec.At.Add(-r.clockStep(rec.Source)), o.Member, true
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return time.Time{}, false
+			return time.Time{}, "", false
 		case <-t.C:
 		}
 	}
+}
+
+// journalTails follow several journals: every candidate's.
+type journalTails []*journalTail
+
+// tailJournals follows the journal of every member that may coordinate.
+func (r *runner) tailJournals() journalTails {
+	var out journalTails
+	for _, c := range r.plan.Candidates() {
+		out = append(out, &journalTail{path: r.journalPath(c), source: c})
+	}
+	return out
+}
+
+// next returns the records appended to any of the journals since the last
+// call (each with its Source), each journal's in order.
+func (js journalTails) next() []Record {
+	var out []Record
+	for _, j := range js {
+		out = append(out, j.next()...)
+	}
+	return out
+}
+
+// appliedRoutes are the routes every switcher simulator applied, each
+// with the host its connection came from.
+func (r *runner) appliedRoutes() []RouteApplied {
+	byAddr := map[string]string{}
+	for label, h := range r.hosts {
+		byAddr[h.Addr.String()] = label
+	}
+	var out []RouteApplied
+	for _, s := range r.plan.Switchers {
+		rl, ok := r.sims[s.Driver].(drivers.RouteLog)
+		if !ok {
+			continue
+		}
+		for _, a := range rl.AppliedRoutes() {
+			host, _, err := net.SplitHostPort(a.Remote)
+			if err != nil {
+				host = a.Remote
+			}
+			out = append(out, RouteApplied{At: a.Time, Driver: s.Driver, Output: a.Output, Input: a.Input, Remote: a.Remote, Host: byAddr[host]})
+		}
+	}
+	return out
 }
 
 // journalTail reads the records appended to a journal file since the last
 // call (from its start after a rotation).
 type journalTail struct {
 	path    string
+	source  string // the member whose journal it is (Record.Source)
 	off     int64
 	partial []byte
 }
@@ -823,6 +963,7 @@ func (j *journalTail) next() []Record {
 		}
 		var rec Record
 		if json.Unmarshal(data[:i], &rec) == nil {
+			rec.Source = j.source
 			out = append(out, rec)
 		}
 		data = data[i+1:]

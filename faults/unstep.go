@@ -18,8 +18,9 @@ import (
 //     it) and, when the instance starts, the step it found kept on the
 //     host ("fault hooks enabled"); every line from there on has that
 //     step.
-//   - the coordinator's journal: the nemesis counts its records before it
-//     sends a step to the coordinator and once the hook answered
+//   - the coordinator's journal (every candidate's on an elected site,
+//     each its own): the nemesis counts its records before it sends a
+//     step to its member and once the hook answered
 //     (Op.JournalMarks); records before the first count were stamped
 //     before the step, from the second on after it, and the few between
 //     are placed by which reading falls within the step's moment.
@@ -129,31 +130,38 @@ func (h *History) Unstep() {
 	if len(clocks) == 0 {
 		return
 	}
-	// The coordinator's journal, by the nemesis' counts.
-	if c := clocks[h.Site.Coordinator]; len(c) > 0 {
-		for i := range h.Journal {
-			rec := &h.Journal[i]
-			k, between := 0, -1
-			for j, s := range c {
-				switch {
-				case i >= s.marks[1]:
-					k = j + 1
-				case i >= s.marks[0]:
-					between = j
-				}
-			}
-			r := rec.At.Add(-c.off(k))
-			if between >= 0 {
-				// Sent but not yet answered: the reading that falls
-				// within the step's moment.
-				if cands := c.real(rec.At); len(cands) > 0 {
-					s := c[between]
-					r, _ = nearest(cands, s.From.Add(s.To.Sub(s.From)/2))
-				}
-			}
-			rec.Stepped = rec.At.Sub(r)
-			rec.At = r
+	// Each journal (the coordinator's, every candidate's on an elected
+	// site), by the nemesis' counts of its own records.
+	index := map[string]int{} // each journal's records so far, in file order
+	for i := range h.Journal {
+		rec := &h.Journal[i]
+		src := rec.By(h.Site)
+		n := index[src]
+		index[src]++
+		c := clocks[src]
+		if len(c) == 0 {
+			continue
 		}
+		k, between := 0, -1
+		for j, s := range c {
+			switch {
+			case n >= s.marks[1]:
+				k = j + 1
+			case n >= s.marks[0]:
+				between = j
+			}
+		}
+		r := rec.At.Add(-c.off(k))
+		if between >= 0 {
+			// Sent but not yet answered: the reading that falls
+			// within the step's moment.
+			if cands := c.real(rec.At); len(cands) > 0 {
+				s := c[between]
+				r, _ = nearest(cands, s.From.Add(s.To.Sub(s.From)/2))
+			}
+		}
+		rec.Stepped = rec.At.Sub(r)
+		rec.At = r
 	}
 	// Each log, by the hook's own lines.
 	off := map[string]time.Duration{}

@@ -45,6 +45,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	brokerStop := fs.Bool("broker-stop", true, "with --broker mosquitto, one schedule in two also has mosquitto stopped (SIGSTOP) for a while (broker_stop)")
 	failoverDelay := fs.Duration("failover-delay", 0, "replace the site's failover delay (failover.delay, where set) for the run (0: the site's), so that a short schedule sees delayed failovers")
 	hostFaults := fs.Bool("host-faults", true, "schedules also have one or two faults of a member's host through the instance's fault hook (UNDERSTUDY_FAULT_HOOKS): its clock stepped (clock_step), its state store's commits stalled (store_stall)")
+	leaderFaults := fs.Bool("leader-faults", true, "on a site whose coordinator is elected, schedules also have one or two faults aimed at the leader (found when they land) or the election: the leader killed, stopped for longer than its lease, cut off from the other candidates (candidate_cut); the witness killed or stopped; a candidate's clock stepped")
 	failbackDelay := fs.Duration("failback-delay", 0, "replace the site's failback delay for the run (0: the site's), so that a short schedule sees failbacks")
 	copySettle := fs.Duration("copy-settle", 0, "replace the site's copy.settle for the run (0: the site's)")
 	results := fs.String("results", "", "also write the run's report (JSON) to this file, for tools/faultstable (make faults)")
@@ -92,7 +93,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 		for _, b := range bad {
 			fmt.Fprintln(stderr, "understudy faults:", b)
 		}
-		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--quiet D] [--max-faults N>=2] [--aim takeover,failback,copy,config] [--device-faults=false] [--lan-down=false] [--outage=false] [--state-full=false] [--config-edits=false] [--operator=false] [--host-faults=false] [--broker embedded|mosquitto] [--broker-stop=false] [--failover-delay D] [--failback-delay D] [--copy-settle D] [--parallel N>=1] [--results FILE] [--out DIR]")
+		fmt.Fprintln(stderr, "usage: understudy faults -c site.yaml [--schedules N>=1] [--seed S] [--duration D>=10s] [--quiet D] [--max-faults N>=2] [--aim takeover,failback,copy,config] [--device-faults=false] [--lan-down=false] [--outage=false] [--state-full=false] [--config-edits=false] [--operator=false] [--host-faults=false] [--leader-faults=false] [--broker embedded|mosquitto] [--broker-stop=false] [--failover-delay D] [--failback-delay D] [--copy-settle D] [--parallel N>=1] [--results FILE] [--out DIR]")
 		return 2
 	}
 	// The site must load before anything runs: its errors once, not once
@@ -134,7 +135,7 @@ func cmdFaults(args []string, stdout, stderr io.Writer) int {
 	signal.Ignore(syscall.SIGPIPE)
 	opts := faults.Options{
 		Binary: self, Site: *sitePath, Dir: dir, Duration: *duration, Quiet: *quiet, MaxOps: *maxFaults,
-		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, StateFaults: *stateFull, ConfigEdits: *configEdits, Operator: *operator, HostFaults: *hostFaults,
+		Aim: phases, DeviceFaults: *deviceFaults, LANDown: *lanDown, Outage: *outage, StateFaults: *stateFull, ConfigEdits: *configEdits, Operator: *operator, HostFaults: *hostFaults, LeaderFaults: *leaderFaults,
 		Broker: *broker, BrokerStop: *brokerStop, FailoverDelay: *failoverDelay, FailbackDelay: *failbackDelay, CopySettle: *copySettle,
 		Registry: builtin.Registry(), Progress: stderr,
 	}

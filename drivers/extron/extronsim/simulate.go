@@ -1,6 +1,9 @@
 package extronsim
 
-import "understudy/drivers"
+import (
+	"understudy/drivers"
+	"understudy/drivers/extron/wire"
+)
 
 // The simulator speaks the shared fault vocabulary, and can drop every
 // connection at once.
@@ -17,4 +20,19 @@ func Simulate(addr string, size drivers.Size) (drivers.SwitcherSim, string, erro
 		return nil, "", err
 	}
 	return s, a.String(), nil
+}
+
+var _ drivers.RouteLog = (*Sim)(nil)
+
+// AppliedRoutes returns the ties applied so far on the video plane (all or
+// video: what Routing shows) with the connection each came over, oldest
+// first (drivers.RouteLog).
+func (s *Sim) AppliedRoutes() []drivers.AppliedRoute {
+	var out []drivers.AppliedRoute
+	for _, r := range s.Routes() {
+		if r.Plane == wire.PlaneAll || r.Plane == wire.PlaneVideo {
+			out = append(out, drivers.AppliedRoute{Time: r.Time, Output: r.Output, Input: r.Input, Remote: r.Remote})
+		}
+	}
+	return out
 }

@@ -16,3 +16,15 @@ func Simulate(addr string, size drivers.Size) (drivers.SwitcherSim, string, erro
 	}
 	return s, a.String(), nil
 }
+
+var _ drivers.RouteLog = (*Sim)(nil)
+
+// AppliedRoutes returns the routes applied so far with the connection each
+// came over, oldest first (drivers.RouteLog).
+func (s *Sim) AppliedRoutes() []drivers.AppliedRoute {
+	var out []drivers.AppliedRoute
+	for _, r := range s.Routes() {
+		out = append(out, drivers.AppliedRoute{Time: r.Time, Output: r.Output, Input: r.Input, Remote: r.Remote})
+	}
+	return out
+}
