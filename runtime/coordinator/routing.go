@@ -535,7 +535,9 @@ func (c *Coordinator) siteRoutes(m *config.Member) []siteRoute {
 	source, why := m, causeStartup+m.ID+"'s own inputs"
 	covered := false
 	if c.takeover != nil {
-		if cv, ok := c.takeover.Covered(m.ID); ok && m.Settings.TakeOutputs {
+		// A member whose failback gave it its duties back (member_ready)
+		// has its own outputs, though the standby may still be letting go.
+		if cv, ok := c.takeover.Covered(m.ID); ok && m.Settings.TakeOutputs && !cv.DutiesBack() {
 			s, ok := c.site.Member(cv.Standby)
 			if !ok || s.Duties.Switcher != m.Duties.Switcher {
 				return nil

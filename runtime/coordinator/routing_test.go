@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"understudy/discovery/bus"
 	"understudy/runtime/coordinator"
 
 	"understudy/drivers/builtin"
@@ -651,4 +652,45 @@ func TestARefusedRouteIsSentAgainWithABackoffUntilTheSwitcherTakesIt(t *testing.
 	if got := s.routes(done); len(got) != 0 {
 		t.Fatalf("routes after the switcher took them: %q\n%s", got, s.describe(retry))
 	}
+}
+
+// A failback that has given main its duties back (member_ready: the policy
+// routed its outputs back) while the backup is still letting go: the
+// operator's reassert routes main's outputs as the site says now — main's
+// own inputs — not back to the standby it no longer needs (which nothing
+// would have undone once the failback was done).
+func TestAReassertDuringAFailbackRoutesTheMembersOwnInputs(t *testing.T) {
+	const policy = switchPolicy + `
+us.on("member_restored", function(ev) if ev.member.id == "main" then us.failback(ev.member) end end)
+us.on("member_ready", function(ev) router:route(1, 1) router:route(2, 2) end)
+`
+	s := newSwitchSite(t, "auto", policy)
+	s.h.Agent("backup", func(c bus.Command) sim.Reply {
+		if c.Verb == "release" {
+			return sim.Reply{Delay: time.Minute} // it takes its time letting go
+		}
+		return sim.Reply{}
+	})
+	s.up("control", "backup", "main")
+	mark := s.mark()
+	s.h.Crash("main")
+	s.waitRoutes(mark, 2)
+	s.h.Advance(100 * time.Millisecond)
+	s.wait(mark, "takeover done", sim.Type(events.TakeoverDone, "main"))
+	s.expectOutputs(3, 4)
+
+	mark = s.mark()
+	s.h.Up("main")
+	s.h.Advance(time.Second)
+	s.wait(mark, "member ready", sim.Type(events.MemberReady, "main"))
+	s.waitRoutes(mark, 2)
+	s.expectOutputs(1, 2)
+
+	mark = s.mark()
+	s.h.Command("reassert", map[string]any{})
+	s.waitRoutes(mark, 2)
+	s.expectOutputs(1, 2)
+	s.h.Advance(2 * time.Minute)
+	s.wait(mark, "failback done", sim.Type(events.FailbackDone, "main"))
+	s.expectOutputs(1, 2)
 }

@@ -84,6 +84,13 @@ type failbackState struct {
 	NextCopy     time.Time `json:"next_copy,omitzero"`
 }
 
+// DutiesBack reports whether the covered member has taken its duties back
+// in a failback (it answered resume: member_ready), while the standby lets
+// go or its material is copied back: its outputs are its own again.
+func (c *Coverage) DutiesBack() bool {
+	return c.Phase == PhaseReleasing || c.Phase == PhaseCopying
+}
+
 // failingBack reports whether c is in a failback.
 func (c *Coverage) failingBack() bool {
 	return c.Phase == PhaseResuming || c.Phase == PhaseReleasing || c.Phase == PhaseCopying
