@@ -183,6 +183,10 @@ func (c *Coordinator) record(r engine.Record) { c.loop.Record(r) }
 func (c *Coordinator) Start(ctx context.Context) error {
 	c.ctx = ctx
 	c.since = c.clock.Now()
+	if c.opts.Term > 0 {
+		// Elected: the term's first record, before anything it does.
+		c.record(engine.Record{Type: events.CoordinatorElected, Member: c.opts.Self, Fields: map[string]any{"term": c.opts.Term, "candidates": c.site.Candidates}})
+	}
 	for _, name := range slices.Sorted(maps.Keys(c.opts.Drivers)) {
 		d := c.opts.Drivers[name]
 		d.Start(ctx, func(ev drivers.Event) { c.Post(func() { c.onDriverEvent(name, ev) }) })

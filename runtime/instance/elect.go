@@ -472,10 +472,8 @@ func (e *election) startCoordinator(ctx context.Context, term uint64) {
 	}
 	var startErr error
 	if err := inst.engine.Do(ctx, func() {
-		if startErr = inst.engine.SetCoordinator(c); startErr != nil {
-			return
-		}
-		inst.engine.Record(engine.Record{Type: events.CoordinatorElected, Member: e.self, Fields: map[string]any{"term": term, "candidates": inst.site.Candidates}})
+		// It records coordinator_elected itself, first (coordinator.Start).
+		startErr = inst.engine.SetCoordinator(c)
 	}); err != nil {
 		return // stopping
 	}

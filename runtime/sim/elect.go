@@ -126,7 +126,6 @@ func (h *Harness) lead(ctx context.Context, id string) error {
 		el.leader, h.Coordinator = "", nil
 		return fmt.Errorf("the coordinator does not start on %s: %w", id, err)
 	}
-	e.Record(engine.Record{Type: events.CoordinatorElected, Member: id, Fields: map[string]any{"term": el.term, "candidates": h.Site.Candidates}})
 	for _, m := range slices.Sorted(maps.Keys(h.broken)) {
 		if h.broken[m] {
 			c.Health(bus.Health{Member: m, Broken: true}) // the members' last reports, kept for the next coordinator
