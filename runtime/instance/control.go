@@ -187,7 +187,7 @@ func (inst *Instance) runCommand(ctx context.Context, verb string, fields map[st
 // own (bus callbacks must not block), at most cap(busCommands) at once.
 func (inst *Instance) controlFromBus(m bus.Message) {
 	leading := inst.election == nil || inst.coord.Load() != nil
-	if !leading && inst.election.leader() != "" {
+	if !leading && inst.election.actingLeader() != "" {
 		return // a candidate that does not lead now: the leader answers
 	}
 	topics := bus.Topics{Site: inst.site.Name}

@@ -561,6 +561,16 @@ func (e *election) problem(now time.Time) string {
 // leader is the id of the candidate that leads now ("" while none does).
 func (e *election) leader() string { return e.node.Leader() }
 
+// actingLeader is the leader that coordinates: "" while none leads, or the
+// witness does (for a moment: it hands the lead on and never acts).
+func (e *election) actingLeader() string {
+	l := e.leader()
+	if m, ok := e.inst.site.Member(l); ok && m.Witness {
+		return ""
+	}
+	return l
+}
+
 // transfer hands the lead to id ("": the first candidate in the order of
 // preference that is alive and can coordinate).
 func (e *election) transfer(ctx context.Context, id string) error {

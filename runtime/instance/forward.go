@@ -82,11 +82,12 @@ func (inst *Instance) replyFromBus(m bus.Message) {
 // coordinator's reply. The caller's reply_to does not apply: the answer is
 // the HTTP response.
 func (inst *Instance) forwardCommand(ctx context.Context, w http.ResponseWriter, cmd bus.Control) {
-	if e := inst.election; e != nil && e.formed.Load() && e.leader() == "" {
-		// A candidate in the group that knows of no leader: an election
-		// is under way, or no majority reaches this one.
+	if e := inst.election; e != nil && e.formed.Load() && e.actingLeader() == "" {
+		// A candidate in the group that knows of no leader that acts: an
+		// election is under way (or the witness holds the lead for a
+		// moment), or no majority reaches this one.
 		writeReplyStatus(w, http.StatusServiceUnavailable, CommandReply{Verb: cmd.Verb, RequestID: cmd.RequestID,
-			Error: fmt.Sprintf("no coordinator elected now (%s is a candidate and knows of no leader): the candidates are electing one, or fewer than a majority reach each other; send it again in a few seconds", inst.opts.Self)})
+			Error: fmt.Sprintf("no coordinator elected now (%s is a candidate and knows of no leader that acts): the candidates are electing one, or the witness holds the lead while it hands it on, or fewer than a majority reach each other; send it again in a few seconds", inst.opts.Self)})
 		return
 	}
 	coordinator := cmp.Or(inst.coordinatorName(), "(none elected now)")
