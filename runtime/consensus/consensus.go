@@ -136,6 +136,10 @@ type Config struct {
 	LogWritten func(time.Duration)
 }
 
+// ErrTransferInProgress: a hand-over of the lead is under way already
+// (TransferLeadership); it ends (taken, or timed out) before another.
+var ErrTransferInProgress = raft.ErrLeadershipTransferInProgress
+
 // Node is this candidate in the group.
 type Node struct {
 	cfg  Config

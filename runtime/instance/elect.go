@@ -437,9 +437,16 @@ func (e *election) handOn(ctx context.Context, term uint64) {
 		return
 	}
 	to := alive[e.handOns%len(alive)]
-	e.handOns++
 	start := time.Now()
 	err := e.node.TransferLeadership(to)
+	if errors.Is(err, consensus.ErrTransferInProgress) {
+		// The hand-over before this one is not over in raft yet, though
+		// its wait ended: the same candidate is asked next time, not
+		// skipped (skipping it, the witness kept asking a candidate that
+		// could not take the lead, and never the one that could).
+		return
+	}
+	e.handOns++
 	e.log.Info("the witness leads: handing the lead to a candidate that can act", "term", term, "to", to, "took", time.Since(start), "error", err)
 }
 
