@@ -390,6 +390,12 @@ func (t *Table) SetConnected(connected bool) {
 	if connected == !t.paused {
 		return
 	}
+	if !connected {
+		// A stall whose late timers have not run yet (their checks wait
+		// behind this): said now, before the timers stop — a process
+		// stopped past its keep-alive wakes to a dropped connection too.
+		t.overdue(t.clock.Now())
+	}
 	t.paused = !connected
 	now := t.clock.Now()
 	if connected {

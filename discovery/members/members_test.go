@@ -758,3 +758,31 @@ func TestHeartbeatsReadFirstAfterAStallStillSetTheWillsAside(t *testing.T) {
 		t.Fatalf("events on resume %q, want loop_stalled first", got)
 	}
 }
+
+// A stalled loop whose connection to the bus dropped meanwhile (the stall
+// was longer than the keep-alive) learns of the disconnection before its
+// late timers' checks run: the stall is said all the same, before the
+// timers stop for the outage.
+func TestAStallIsSaidWhenTheBusDroppedDuringIt(t *testing.T) {
+	sh := newStalledHarness(t)
+	for _, id := range []string{"coord", "main"} {
+		sh.table.Add(id, 100*time.Millisecond, 300*time.Millisecond)
+	}
+	sh.table.SetConnected(true)
+	sh.table.Start()
+	for range 5 {
+		for _, id := range []string{"coord", "main"} {
+			sh.heartbeat(id)
+		}
+		sh.vc.Advance(100 * time.Millisecond)
+	}
+	sh.events = nil
+	sh.stopped = true
+	sh.vc.Advance(4 * time.Second) // every timer fires; their checks wait
+	// The connection's loss comes first in line.
+	sh.queue = append([]func(){func() { sh.table.SetConnected(false) }}, sh.queue...)
+	sh.resume()
+	if got := sh.kinds(); !strings.HasPrefix(got, ":loop_stalled") {
+		t.Fatalf("events on resume %q, want the stall first", got)
+	}
+}
