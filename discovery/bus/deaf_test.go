@@ -171,17 +171,26 @@ func TestAStallIsNotADeafConnection(t *testing.T) {
 	_, ln := startMochi(t)
 	var logs syncBuffer
 	const interval, deafAfter = 50 * time.Millisecond, 400 * time.Millisecond
+	// The connection's own start (paho's onConnect, on a goroutine of its
+	// own, which sets the watchdog's start) must be over before the
+	// simulated wake: a busy machine ran it after the first tick, and the
+	// watchdog counted from then.
+	connected := make(chan struct{})
+	var once sync.Once
 	c := bus.New(bus.Options{
 		URL: "tcp://" + ln.Addr().String(), Topics: bus.Topics{Site: "t"}, Member: "m",
 		Interval: interval, KeepAlive: time.Second, DeafAfter: deafAfter,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
+		OnConnected: func() { once.Do(func() { close(connected) }) },
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c.Connect()
 	defer c.Close(false)
-	if err := c.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		t.Fatal("never connected")
 	}
 	woke := time.Now().Add(10 * deafAfter) // after a stop of ten times DeafAfter
 	c.OnTick(woke, time.Now())
