@@ -162,19 +162,23 @@ func TestTheElectedSitesRunTheShippedPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, site := range electedSites {
-		got, err := os.ReadFile("testdata/" + site + "/policy.lua")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, shipped) {
-			t.Errorf("testdata/%s/policy.lua is not scripts/manager-backup/policy.lua: copy it again", site)
-		}
+	got, err := os.ReadFile("testdata/elect/policy.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, shipped) {
+		t.Errorf("testdata/elect/policy.lua is not scripts/manager-backup/policy.lua: copy it again")
 	}
 }
 
-// electedSites are the example sites whose coordinator is elected.
+// electedSites are the example sites whose coordinator is elected, in
+// testdata/elect (they share the policy).
 var electedSites = []string{"elect-witness", "elect-three"}
+
+// electedSiteFile is the site.yaml of example site name.
+func electedSiteFile(name string) string {
+	return filepath.Join("testdata", "elect", strings.TrimPrefix(name, "elect-")+".yaml")
+}
 
 // An elected site plans with each candidate's raft transport on its own
 // host and, with the embedded broker, a broker on every candidate's host
@@ -185,7 +189,7 @@ func TestPlanElectedSites(t *testing.T) {
 	for _, name := range electedSites {
 		for _, broker := range []string{BrokerEmbedded, BrokerMosquitto} {
 			t.Run(name+"/"+broker, func(t *testing.T) {
-				p, err := NewPlan(filepath.Join("testdata", name, "site.yaml"), t.TempDir(), builtin.Registry())
+				p, err := NewPlan(electedSiteFile(name), t.TempDir(), builtin.Registry())
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -712,7 +712,7 @@ func TestElectedSchedules(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				out, err := RunSchedule(context.Background(), Options{
-					Binary: binary, Site: filepath.Join("testdata", run.site, "site.yaml"), Dir: t.TempDir(),
+					Binary: binary, Site: electedSiteFile(run.site), Dir: t.TempDir(),
 					Duration: ciDuration, Quiet: noQuiet, Registry: builtin.Registry(), Progress: testLog{t},
 					Aim: []string{PhaseTakeover}, Outage: true, LeaderFaults: true,
 				}, run.seed)
