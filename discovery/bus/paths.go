@@ -92,9 +92,6 @@ func (p *Paths) Boot() string { return p.boot }
 // Len is the number of paths.
 func (p *Paths) Len() int { return len(p.clients) }
 
-// Path returns path i's client.
-func (p *Paths) Path(i int) *Client { return p.clients[i] }
-
 // States says each path's broker and whether it is connected.
 func (p *Paths) States() []PathState {
 	out := make([]PathState, len(p.clients))
